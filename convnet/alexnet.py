@@ -1,0 +1,258 @@
+"""AlexNet as data: named layers, their inputs, their tower and their hyper-parameters.
+
+Like cuda-convnet2's layers-imagenet-2gpu-model.cfg (`gpu=0/1`, `inputs=pool2a,pool2b`), without a
+parser. A model is one Geometry (image size, channel counts, filter sizes) crossed with one
+Preset (the differences between the paper's text and the released 2012 code, SPEC.md):
+
+  model            geometry   preset   what it is
+  2012  (default)  full       2012     the released code that produced the paper's numbers
+  paper            full       paper    the paper's prose
+  2012-small28     small28    2012     every feature, scaled for 28-pixel crops (Fashion-MNIST)
+  paper-small28    small28    paper
+  2012-small64     small64    2012     every feature, scaled for 64-pixel crops
+  paper-small64    small64    paper
+
+Tower "a" holds fc8 and the loss; the data layer feeds the same batch to both towers.
+"""
+from dataclasses import dataclass, replace
+
+from convnet.norm_params import NormParams
+
+TOWERS = ("a", "b")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Layer:
+    name: str
+    inputs: tuple[str, ...]
+    tower: str
+    activation: str | None = None  # applied to the layer's output, like cuda-convnet's neuron=
+
+    def __post_init__(self):
+        if self.tower not in TOWERS:
+            raise ValueError(f"layer {self.name}: tower must be one of {TOWERS}, got {self.tower!r}")
+        if self.activation not in (None, "relu"):
+            raise ValueError(f"layer {self.name}: unknown activation {self.activation!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Conv(Layer):
+    channels: int          # output channels on this tower
+    filter_size: int
+    stride: int
+    pad: int
+    init_std: float
+    bias_init: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrossMapNorm(Layer):
+    params: NormParams
+
+
+@dataclass(frozen=True, kw_only=True)
+class SameMapNorm(Layer):
+    params: NormParams
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaxPool(Layer):
+    size: int
+    stride: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dropout(Layer):
+    keep: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class FullyConnected(Layer):
+    units: int             # output features on this tower
+    init_std: float
+    bias_init: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SoftmaxLoss(Layer):
+    """Softmax with multinomial log-loss over its single input; no parameters."""
+
+
+@dataclass(frozen=True)
+class ConvShape:
+    channels: int          # per tower
+    filter_size: int
+    stride: int
+    pad: int
+
+
+@dataclass(frozen=True)
+class Geometry:
+    image_size: int        # the crop the network sees
+    image_channels: int
+    classes: int
+    convs: tuple[ConvShape, ConvShape, ConvShape, ConvShape, ConvShape]
+    fc_units: int          # fc6 and fc7, per tower
+    pool_size: int = 3
+    pool_stride: int = 2
+
+
+GEOMETRIES = {
+    "full": Geometry(224, 3, 1000, (ConvShape(48, 11, 4, 0), ConvShape(128, 5, 1, 2),
+                                    ConvShape(192, 3, 1, 1), ConvShape(192, 3, 1, 1),
+                                    ConvShape(128, 3, 1, 1)), fc_units=2048),
+    # 28 → conv 24 → pool 12 → 12 → pool 6 → 6 → 6 → 6 → pool 3 (both small pools overhang).
+    "small28": Geometry(28, 3, 10, (ConvShape(16, 5, 1, 0), ConvShape(32, 5, 1, 2),
+                                    ConvShape(48, 3, 1, 1), ConvShape(48, 3, 1, 1),
+                                    ConvShape(32, 3, 1, 1)), fc_units=256),
+    # 64 → conv 30 (a 1-pixel overhang, like conv1's) → pool 15 → 15 → pool 7 → 7 → pool 3.
+    "small64": Geometry(64, 3, 200, (ConvShape(32, 7, 2, 0), ConvShape(64, 5, 1, 2),
+                                     ConvShape(96, 3, 1, 1), ConvShape(96, 3, 1, 1),
+                                     ConvShape(64, 3, 1, 1)), fc_units=512),
+}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """What differs between the released 2012 code and the paper's text (SPEC.md)."""
+    name: str
+    lrn_alpha_convention: str      # "per-term": c = α/n (code); "paper": c = α
+    layer1_relu_after_pool: bool   # code: conv → LRN → pool → ReLU; paper: conv → ReLU → LRN → pool
+    samemap_norm: bool             # code has a same-map LRN after conv2's cross-map LRN
+    conv345_init_std: float
+    bias_lr_multiplier: float      # bias learning rate / weight learning rate
+    colour_noise: str              # "sqrt-eigenvalue-div-1.1" (code) or "eigenvalue" (paper)
+    crop_draw: str                 # "per-chunk-32" (code) or "per-image" (paper)
+
+
+PRESETS = {
+    "2012": Preset("2012", "per-term", True, True, 0.03, 2.0, "sqrt-eigenvalue-div-1.1",
+                   "per-chunk-32"),
+    "paper": Preset("paper", "paper", False, False, 0.01, 1.0, "eigenvalue", "per-image"),
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """SGD settings shared by both presets (SPEC.md, Training recipe)."""
+    batch_size: int = 128
+    weight_lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 0.0005
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    geometry: Geometry
+    preset: Preset
+    recipe: Recipe
+    layers: tuple[Layer, ...]      # in an order where every input precedes its consumer
+
+    @property
+    def image_shape(self):
+        """(channels, rows, columns) of one input image."""
+        size = self.geometry.image_size
+        return (self.geometry.image_channels, size, size)
+
+    @property
+    def output_layer(self) -> Layer:
+        return self.layers[-1]
+
+    def layer(self, name: str) -> Layer:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(f"model {self.name} has no layer {name!r}")
+
+
+DATA = "data"   # the name layers use for the input batch
+
+
+def _towers(geometry: Geometry, preset: Preset):
+    crossmap = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75,
+                          alpha_convention=preset.lrn_alpha_convention)
+    samemap = NormParams(size=5, k=1.0, alpha=1e-3, beta=0.75, alpha_convention="per-term")
+    c1, c2, c3, c4, c5 = geometry.convs
+    pool = dict(size=geometry.pool_size, stride=geometry.pool_stride)
+    conv345_std = preset.conv345_init_std
+    relu_after_pool = "relu" if preset.layer1_relu_after_pool else None
+    relu_before_norm = None if preset.layer1_relu_after_pool else "relu"
+    for t in TOWERS:
+        other = "b" if t == "a" else "a"
+        yield Conv(name=f"conv1{t}", inputs=(DATA,), tower=t, activation=relu_before_norm,
+                   channels=c1.channels, filter_size=c1.filter_size, stride=c1.stride, pad=c1.pad,
+                   init_std=0.01, bias_init=0.0)
+        yield CrossMapNorm(name=f"rnorm1{t}", inputs=(f"conv1{t}",), tower=t, params=crossmap)
+        yield MaxPool(name=f"pool1{t}", inputs=(f"rnorm1{t}",), tower=t,
+                      activation=relu_after_pool, **pool)
+        yield Conv(name=f"conv2{t}", inputs=(f"pool1{t}",), tower=t, activation="relu",
+                   channels=c2.channels, filter_size=c2.filter_size, stride=c2.stride, pad=c2.pad,
+                   init_std=0.01, bias_init=1.0)
+        yield CrossMapNorm(name=f"rnorm2{t}", inputs=(f"conv2{t}",), tower=t, params=crossmap)
+        pool2_input = f"rnorm2{t}"
+        if preset.samemap_norm:
+            yield SameMapNorm(name=f"cnorm2{t}", inputs=(f"rnorm2{t}",), tower=t, params=samemap)
+            pool2_input = f"cnorm2{t}"
+        yield MaxPool(name=f"pool2{t}", inputs=(pool2_input,), tower=t, **pool)
+    # Layer 3 onwards reads both towers at conv3 and at every FC layer, nowhere else.
+    for t in TOWERS:
+        yield Conv(name=f"conv3{t}", inputs=("pool2a", "pool2b"), tower=t, activation="relu",
+                   channels=c3.channels, filter_size=c3.filter_size, stride=c3.stride, pad=c3.pad,
+                   init_std=conv345_std, bias_init=0.0)
+        yield Conv(name=f"conv4{t}", inputs=(f"conv3{t}",), tower=t, activation="relu",
+                   channels=c4.channels, filter_size=c4.filter_size, stride=c4.stride, pad=c4.pad,
+                   init_std=conv345_std, bias_init=1.0)
+        yield Conv(name=f"conv5{t}", inputs=(f"conv4{t}",), tower=t, activation=relu_before_norm,
+                   channels=c5.channels, filter_size=c5.filter_size, stride=c5.stride, pad=c5.pad,
+                   init_std=conv345_std, bias_init=1.0)
+        yield MaxPool(name=f"pool3{t}", inputs=(f"conv5{t}",), tower=t,
+                      activation=relu_after_pool, **pool)
+    for t in TOWERS:
+        yield FullyConnected(name=f"fc6{t}", inputs=("pool3a", "pool3b"), tower=t,
+                             activation="relu", units=geometry.fc_units, init_std=0.01,
+                             bias_init=1.0)
+        yield Dropout(name=f"drop6{t}", inputs=(f"fc6{t}",), tower=t, keep=0.5)
+    for t in TOWERS:
+        yield FullyConnected(name=f"fc7{t}", inputs=("drop6a", "drop6b"), tower=t,
+                             activation="relu", units=geometry.fc_units, init_std=0.01,
+                             bias_init=1.0)
+        yield Dropout(name=f"drop7{t}", inputs=(f"fc7{t}",), tower=t, keep=0.5)
+    yield FullyConnected(name="fc8", inputs=("drop7a", "drop7b"), tower="a",
+                         units=geometry.classes, init_std=0.01, bias_init=0.0)
+    yield SoftmaxLoss(name="loss", inputs=("fc8",), tower="a")
+
+
+def _ordered(layers):
+    """Layers sorted so that each follows its inputs (tower a's and b's blocks interleave)."""
+    pending, done, ordered = list(layers), {DATA}, []
+    while pending:
+        ready = [layer for layer in pending if all(i in done for i in layer.inputs)]
+        if not ready:
+            raise ValueError(f"layers {[l.name for l in pending]} have inputs that never appear")
+        for layer in ready:
+            pending.remove(layer)
+            done.add(layer.name)
+            ordered.append(layer)
+    return tuple(ordered)
+
+
+MODELS = {"2012": ("full", "2012"), "paper": ("full", "paper")}
+for _size in ("small28", "small64"):
+    for _preset in PRESETS:
+        MODELS[f"{_preset}-{_size}"] = (_size, _preset)
+DEFAULT_MODEL = "2012"
+
+
+def build_model(name: str = DEFAULT_MODEL, *, classes: int | None = None) -> Model:
+    """The model `name` (see MODELS); `classes` overrides the geometry's class count."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    geometry_name, preset_name = MODELS[name]
+    geometry = GEOMETRIES[geometry_name]
+    if classes is not None:
+        if classes < 2:
+            raise ValueError(f"a classifier needs at least 2 classes; got {classes}")
+        geometry = replace(geometry, classes=classes)
+    preset = PRESETS[preset_name]
+    return Model(name, geometry, preset, Recipe(), _ordered(_towers(geometry, preset)))

@@ -1,0 +1,37 @@
+"""Backends: each provides every op in `OPS` with the same signature.
+
+Tensor layout, the same in every backend and through the whole network (cuda-convnet's):
+  activations   (channels, rows, columns, images)   images innermost, so one pixel of a batch
+                (features, images) for FC layers     is contiguous and the batch is the GEMM's
+                                                     innermost dimension
+  conv filters  (input channels, rows, columns, filters)   an "inputs × outputs" matrix
+  FC weights    (input features, output features)           likewise
+  biases        (output channels,)
+"""
+import importlib
+
+# The op interface. A backend is a module exporting all of these (and `xp`, its array module).
+OPS = (
+    "conv_forward", "conv_backward_input", "conv_backward_filters",
+    "add_bias", "bias_backward",
+    "relu_forward", "relu_backward",
+    "crossmap_norm_forward", "crossmap_norm_backward",
+    "samemap_norm_forward", "samemap_norm_backward",
+    "maxpool_forward", "maxpool_backward",
+    "dropout_mask", "apply_mask", "scale",
+    "fc_forward", "fc_backward_input", "fc_backward_weights",
+    "softmax_logloss", "softmax_logloss_backward", "topk_errors",
+    "sgd_update",
+)
+
+BACKENDS = {"reference": "convnet.backend.reference"}
+
+
+def get_backend(name: str):
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
+    module = importlib.import_module(BACKENDS[name])
+    missing = [op for op in OPS if not hasattr(module, op)]
+    if missing:
+        raise ImportError(f"backend {name!r} lacks ops {missing}")
+    return module

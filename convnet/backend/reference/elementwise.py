@@ -1,0 +1,56 @@
+"""ReLU, dropout and scaling, the reference.
+
+Dropout is cuda-convnet's non-inverted kind: training multiplies by a 0/1 mask with P(1) = keep,
+testing multiplies by keep. The mask is a pure function of (key, element index) through a
+counter-based hash, so every backend draws the same mask for the same key, and a step can be
+replayed exactly from its key alone:
+  h = mix(index ⊕ mix(key)),  u = (h >> 8) · 2⁻²⁴,  mask = u < keep
+where mix is a 32-bit avalanche hash (xor-shift-multiply, constants 0x7feb352d, 0x846ca68b).
+Elements are indexed in the array's row-major order.
+"""
+import numpy as np
+
+
+def relu_forward(x):
+    return np.maximum(x, 0)
+
+
+def relu_backward(dy, y):
+    """dL/dx from dL/dy and the ReLU's output y: the gradient passes where y > 0."""
+    return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+def _mix32(h):
+    """32-bit avalanche hash of uint32 values; the multiplications wrap modulo 2³² on purpose."""
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint32(16))
+        h = h * np.uint32(0x7FEB352D)
+        h = h ^ (h >> np.uint32(15))
+        h = h * np.uint32(0x846CA68B)
+        return h ^ (h >> np.uint32(16))
+
+
+def dropout_mask(shape, keep, key):
+    """A uint8 mask of `shape`, 1 with probability `keep`, determined by the 32-bit `key`."""
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"dropout keep probability must be in (0, 1]; got {keep}")
+    if not 0 <= key < 2 ** 32:
+        raise ValueError(f"dropout key must be a 32-bit unsigned integer; got {key}")
+    count = int(np.prod(shape))
+    if count >= 2 ** 32:
+        raise ValueError(f"dropout mask of {count} elements exceeds the 32-bit counter")
+    index = np.arange(count, dtype=np.uint32)
+    hashed = _mix32(index ^ _mix32(np.uint32(key)))
+    threshold = np.uint32(min(round(keep * 2 ** 24), 2 ** 24))
+    return ((hashed >> np.uint32(8)) < threshold).astype(np.uint8).reshape(shape)
+
+
+def apply_mask(x, mask):
+    """x · mask: dropout's forward pass, and (on the output gradient) its backward pass."""
+    if mask.shape != x.shape:
+        raise ValueError(f"dropout mask of shape {mask.shape} does not match {x.shape}")
+    return x * mask
+
+
+def scale(x, factor):
+    return x * x.dtype.type(factor)

@@ -1,0 +1,44 @@
+"""Output-size rules of cuda-convnet, the one place the network and every backend take them from.
+
+Convolution: out = 1 + ceil((2·pad + size − filter) / stride). The first window starts `pad`
+pixels before the image; the last may run past the bottom/right edge (conv1 on 224 with an 11×11
+filter at stride 4 overhangs by 3 pixels) and reads zeros there.
+
+Pooling: out = ceil((size − window) / stride) + 1. The last window may overhang the bottom/right
+edge; it takes the maximum over the pixels that exist.
+"""
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+def conv_output_size(size: int, filter_size: int, stride: int, pad: int) -> int:
+    if size < 1 or filter_size < 1 or stride < 1 or pad < 0:
+        raise ValueError(f"convolution needs size, filter and stride >= 1 and pad >= 0; "
+                         f"got size={size}, filter={filter_size}, stride={stride}, pad={pad}")
+    if filter_size > size + 2 * pad:
+        raise ValueError(f"a {filter_size}-pixel filter does not fit a {size}-pixel input "
+                         f"padded by {pad}")
+    return 1 + _ceil_div(2 * pad + size - filter_size, stride)
+
+
+def conv_overhang(size: int, filter_size: int, stride: int, pad: int) -> int:
+    """Zero pixels the last window reads past the bottom/right edge (at least 0)."""
+    out = conv_output_size(size, filter_size, stride, pad)
+    return max(0, (out - 1) * stride + filter_size - size - pad)
+
+
+def pool_output_size(size: int, window: int, stride: int) -> int:
+    if size < 1 or window < 1 or stride < 1:
+        raise ValueError(f"pooling needs size, window and stride >= 1; "
+                         f"got size={size}, window={window}, stride={stride}")
+    if window > size:
+        raise ValueError(f"a {window}-pixel pooling window does not fit a {size}-pixel input")
+    return _ceil_div(size - window, stride) + 1
+
+
+def pool_overhang(size: int, window: int, stride: int) -> int:
+    """Pixels the last pooling window reaches past the bottom/right edge (at least 0)."""
+    out = pool_output_size(size, window, stride)
+    return max(0, (out - 1) * stride + window - size)
