@@ -20,7 +20,7 @@ OPS = (
     "maxpool_forward", "maxpool_backward",
     "dropout_mask", "apply_mask", "scale",
     "fc_forward", "fc_backward_input", "fc_backward_weights",
-    "softmax_logloss", "softmax_logloss_backward", "topk_errors",
+    "softmax", "softmax_logloss", "softmax_logloss_backward", "topk_errors",
     "sgd_update",
 )
 

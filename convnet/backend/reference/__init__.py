@@ -12,6 +12,6 @@ from .norm import (crossmap_norm_backward, crossmap_norm_forward, samemap_norm_b
                    samemap_norm_forward)
 from .pool import maxpool_backward, maxpool_forward
 from .sgd import sgd_update
-from .softmax import softmax_logloss, softmax_logloss_backward, topk_errors
+from .softmax import softmax, softmax_logloss, softmax_logloss_backward, topk_errors
 
 name = "reference"

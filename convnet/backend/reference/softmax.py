@@ -18,11 +18,22 @@ def _check(logits, labels):
                          f"got {labels.min()}..{labels.max()}")
 
 
-def softmax_logloss(logits, labels):
-    """(probabilities (K, N), mean log-loss as a Python float)."""
-    _check(logits, labels)
+def _log_softmax(logits):
     shifted = logits - logits.max(axis=0, keepdims=True)
-    log_probs = shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+    return shifted - np.log(np.exp(shifted).sum(axis=0, keepdims=True))
+
+
+def softmax(logits):
+    if logits.ndim != 2:
+        raise ValueError(f"softmax expects logits (K,N); got shape {logits.shape}")
+    return np.exp(_log_softmax(logits))
+
+
+def softmax_logloss(logits, labels):
+    """(probabilities (K, N), mean log-loss as a Python float), the loss from log-probabilities
+    so that a confident mistake gives a large finite loss, not −log(0)."""
+    _check(logits, labels)
+    log_probs = _log_softmax(logits)
     loss = -log_probs[labels, np.arange(labels.size)].mean()
     return np.exp(log_probs), float(loss)
 

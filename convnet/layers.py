@@ -1,0 +1,135 @@
+"""How each layer type of convnet.alexnet runs on a backend: forward and backward, through the
+backend's ops. A layer's activation (ReLU) is applied by the network around these.
+
+forward(ops, layer, inputs, weights, bias, context) → (output, saved)
+backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads)
+    → (input gradients, one per input or None where not needed; weight gradients; bias gradient)
+`weights` is the list of weight arrays, one per input, in the order of layer.inputs.
+"""
+from dataclasses import dataclass
+
+from convnet import alexnet
+
+
+@dataclass(frozen=True)
+class Context:
+    train: bool
+    labels: object = None          # (N,) integer labels, for the loss
+    dropout_key: int | None = None  # this layer's 32-bit mask key for this step
+
+
+class Conv:
+    @staticmethod
+    def forward(ops, layer, inputs, weights, bias, context):
+        output = None
+        for x, w in zip(inputs, weights):
+            part = ops.conv_forward(x, w, stride=layer.stride, pad=layer.pad)
+            output = part if output is None else output + part
+        return ops.add_bias(output, bias), None
+
+    @staticmethod
+    def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
+        input_grads = [
+            ops.conv_backward_input(dy, w, input_size=x.shape[1], stride=layer.stride,
+                                    pad=layer.pad) if needed else None
+            for x, w, needed in zip(inputs, weights, need_input_grads)]
+        weight_grads = [ops.conv_backward_filters(dy, x, filter_size=layer.filter_size,
+                                                  stride=layer.stride, pad=layer.pad)
+                        for x in inputs]
+        return input_grads, weight_grads, ops.bias_backward(dy)
+
+
+class FullyConnected:
+    @staticmethod
+    def _flat(x):
+        return x.reshape(-1, x.shape[-1])   # (C, H, W, N) → (C·H·W, N); images stay innermost
+
+    @staticmethod
+    def forward(ops, layer, inputs, weights, bias, context):
+        output = None
+        for x, w in zip(inputs, weights):
+            part = ops.fc_forward(FullyConnected._flat(x), w)
+            output = part if output is None else output + part
+        return ops.add_bias(output, bias), None
+
+    @staticmethod
+    def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
+        input_grads = [ops.fc_backward_input(dy, w).reshape(x.shape) if needed else None
+                       for x, w, needed in zip(inputs, weights, need_input_grads)]
+        weight_grads = [ops.fc_backward_weights(dy, FullyConnected._flat(x)) for x in inputs]
+        return input_grads, weight_grads, ops.bias_backward(dy)
+
+
+class CrossMapNorm:
+    @staticmethod
+    def forward(ops, layer, inputs, weights, bias, context):
+        return ops.crossmap_norm_forward(inputs[0], layer.params)
+
+    @staticmethod
+    def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
+        return [ops.crossmap_norm_backward(dy, inputs[0], output, saved, layer.params)], [], None
+
+
+class SameMapNorm:
+    @staticmethod
+    def forward(ops, layer, inputs, weights, bias, context):
+        return ops.samemap_norm_forward(inputs[0], layer.params)
+
+    @staticmethod
+    def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
+        return [ops.samemap_norm_backward(dy, inputs[0], output, saved, layer.params)], [], None
+
+
+class MaxPool:
+    @staticmethod
+    def forward(ops, layer, inputs, weights, bias, context):
+        return ops.maxpool_forward(inputs[0], size=layer.size, stride=layer.stride), None
+
+    @staticmethod
+    def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
+        dx = ops.maxpool_backward(dy, inputs[0], output, size=layer.size, stride=layer.stride)
+        return [dx], [], None
+
+
+class Dropout:
+    """Non-inverted: training multiplies by the mask, testing by the keep probability."""
+
+    @staticmethod
+    def forward(ops, layer, inputs, weights, bias, context):
+        x = inputs[0]
+        if not context.train:
+            return ops.scale(x, layer.keep), None
+        mask = ops.dropout_mask(x.shape, layer.keep, context.dropout_key)
+        return ops.apply_mask(x, mask), mask
+
+    @staticmethod
+    def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
+        return [ops.apply_mask(dy, saved)], [], None
+
+
+class SoftmaxLoss:
+    """Output: class probabilities (K, N). Saved: (mean log-loss, labels), None without labels."""
+
+    @staticmethod
+    def forward(ops, layer, inputs, weights, bias, context):
+        logits = inputs[0]
+        if context.labels is None:
+            return ops.softmax(logits), None
+        probs, loss = ops.softmax_logloss(logits, context.labels)
+        return probs, (loss, context.labels)
+
+    @staticmethod
+    def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
+        _, labels = saved
+        return [ops.softmax_logloss_backward(output, labels)], [], None
+
+
+IMPLEMENTATIONS = {
+    alexnet.Conv: Conv,
+    alexnet.FullyConnected: FullyConnected,
+    alexnet.CrossMapNorm: CrossMapNorm,
+    alexnet.SameMapNorm: SameMapNorm,
+    alexnet.MaxPool: MaxPool,
+    alexnet.Dropout: Dropout,
+    alexnet.SoftmaxLoss: SoftmaxLoss,
+}

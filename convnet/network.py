@@ -1,0 +1,164 @@
+"""The network: a Model (convnet.alexnet) with its parameters, run on a backend across two towers.
+
+Parameters are a flat dict keyed "<layer>/<input>" for the weight array a layer keeps per input
+and "<layer>/bias" for its one bias, so checkpoints and solvers need no knowledge of layer types.
+Every tensor a layer reads from the other tower, forward, and every gradient it sends back,
+backward, passes through the Placement, which records the bytes.
+"""
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from convnet import graph
+from convnet.alexnet import DATA, Model
+from convnet.layers import IMPLEMENTATIONS, Context
+from convnet.placement import Placement
+
+
+def weight_key(layer: str, source: str) -> str:
+    return f"{layer}/{source}"
+
+
+def bias_key(layer: str) -> str:
+    return f"{layer}/bias"
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    key: str
+    layer: str
+    tower: str
+    is_bias: bool
+    shape: tuple[int, ...]
+    init_std: float      # weights: N(0, init_std²); biases: the constant init_value
+    init_value: float
+
+
+def parameter_specs(model: Model) -> list[ParameterSpec]:
+    specs = []
+    for name, info in graph.analyze(model).items():
+        layer = info.layer
+        for source, shape in zip(layer.inputs, info.weight_shapes):
+            specs.append(ParameterSpec(weight_key(name, source), name, layer.tower, False, shape,
+                                       layer.init_std, 0.0))
+        if info.bias_shape:
+            specs.append(ParameterSpec(bias_key(name), name, layer.tower, True, info.bias_shape,
+                                       0.0, layer.bias_init))
+    return specs
+
+
+def initial_parameters(model: Model, seed: int, dtype) -> dict[str, np.ndarray]:
+    """SPEC.md's initialization. Each array draws from its own stream, seeded by (seed, key), so
+    one array's values do not depend on the others; drawn in float64, so float32 and float64
+    networks start from the same values."""
+    params = {}
+    for spec in parameter_specs(model):
+        if spec.is_bias:
+            params[spec.key] = np.full(spec.shape, spec.init_value, dtype=dtype)
+        else:
+            rng = np.random.default_rng([seed, zlib.crc32(spec.key.encode())])
+            params[spec.key] = rng.normal(0.0, spec.init_std, spec.shape).astype(dtype)
+    return params
+
+
+def dropout_key(seed: int, step: int, layer_index: int) -> int:
+    """The 32-bit dropout-mask key of one layer at one step: replayable from (seed, step)."""
+    return int(np.random.SeedSequence([seed, step, layer_index]).generate_state(1)[0])
+
+
+@dataclass
+class ForwardResult:
+    probs: object                  # (classes, N) softmax output
+    loss: float | None             # mean log-loss, when labels were given
+    errors: tuple[int, int] | None  # top-1 and top-5 error counts, when labels were given
+
+
+class Network:
+    def __init__(self, model: Model, backend, *, placement: Placement | None = None,
+                 dtype=np.float32, seed: int = 0, params: dict | None = None):
+        self.model = model
+        self.ops = backend
+        self.placement = placement or Placement()
+        self.dtype = np.dtype(dtype)
+        self.seed = seed
+        self.specs = parameter_specs(model)
+        self.params = initial_parameters(model, seed, self.dtype) if params is None else params
+        self._implementations = [IMPLEMENTATIONS[type(layer)] for layer in model.layers]
+        self._towers = {layer.name: layer.tower for layer in model.layers}
+        self._trace = None
+
+    def _tower_of(self, tensor):
+        return None if tensor == DATA else self._towers[tensor]
+
+    def _weights(self, layer):
+        """The layer's weight arrays, one per input; empty for a parameter-free layer."""
+        keys = [weight_key(layer.name, source) for source in layer.inputs]
+        return [self.params[key] for key in keys if key in self.params]
+
+    def forward(self, images, labels=None, *, train: bool, step: int = 0) -> ForwardResult:
+        """images (C, H, W, N) in the network's dtype; labels (N,) integers or None."""
+        expected = self.model.image_shape
+        if images.ndim != 4 or images.shape[:3] != expected:
+            raise ValueError(f"images must have shape {expected + ('N',)} (channels, rows, "
+                             f"columns, images); got {images.shape}")
+        if images.dtype != self.dtype:
+            raise ValueError(f"images are {images.dtype} but the network is {self.dtype}")
+        outputs = {DATA: images}
+        trace = []
+        for index, (layer, implementation) in enumerate(zip(self.model.layers,
+                                                            self._implementations)):
+            inputs = [self._read(tensor, layer, outputs[tensor]) for tensor in layer.inputs]
+            context = Context(train=train, labels=labels,
+                              dropout_key=dropout_key(self.seed, step, index))
+            bias = self.params.get(bias_key(layer.name))
+            output, saved = implementation.forward(self.ops, layer, inputs, self._weights(layer),
+                                                   bias, context)
+            activated = self.ops.relu_forward(output) if layer.activation == "relu" else output
+            outputs[layer.name] = activated
+            trace.append((layer, implementation, inputs, output, activated, saved))
+        self._trace = trace
+        _, _, _, probs, _, saved = trace[-1]
+        if labels is None:
+            return ForwardResult(probs, None, None)
+        return ForwardResult(probs, saved[0], self.ops.topk_errors(probs, labels, (1, 5)))
+
+    def _read(self, tensor, layer, array):
+        source = self._tower_of(tensor)
+        if source is None or source == layer.tower:
+            return array
+        return self.placement.transfer(array, layer=layer.name, tensor=tensor, source=source,
+                                       dest=layer.tower, direction="forward")
+
+    def backward(self, *, input_grad: bool = False) -> dict:
+        """Gradients of the last forward pass's mean loss: a dict keyed like `params`, plus
+        "data" (C, H, W, N) when input_grad is set. Needs a forward pass with labels."""
+        if self._trace is None or self._trace[-1][5] is None:
+            raise RuntimeError("backward needs a preceding forward pass with labels")
+        tensor_grads = {}
+        grads = {}
+        for layer, implementation, inputs, output, activated, saved in reversed(self._trace):
+            dy = tensor_grads.pop(layer.name, None)
+            if layer.activation == "relu":
+                dy = self.ops.relu_backward(dy, activated)
+            needed = [tensor != DATA or input_grad for tensor in layer.inputs]
+            input_grads, weight_grads, bias_grad = implementation.backward(
+                self.ops, layer, dy, inputs, output, saved, self._weights(layer), needed)
+            for source, grad in zip(layer.inputs, weight_grads):
+                grads[weight_key(layer.name, source)] = grad
+            if bias_grad is not None:
+                grads[bias_key(layer.name)] = bias_grad
+            for tensor, grad in zip(layer.inputs, input_grads):
+                if grad is None:
+                    continue
+                source = self._tower_of(tensor)
+                if source is not None and source != layer.tower:
+                    grad = self.placement.transfer(grad, layer=layer.name, tensor=tensor,
+                                                   source=layer.tower, dest=source,
+                                                   direction="backward")
+                tensor_grads[tensor] = grad + tensor_grads[tensor] if tensor in tensor_grads \
+                    else grad
+        self._trace = None
+        if input_grad:
+            grads[DATA] = tensor_grads[DATA]
+        return grads

@@ -1,0 +1,33 @@
+"""SGD with momentum as in the paper (SPEC.md, Training recipe), over a Network's parameters.
+
+Per parameter array, in place on the backend (ops.sgd_update):
+  v ← momentum·v − wd·lr·w − lr·grad ;  w ← w + v
+Weights use the weight learning rate and weight decay; biases use the bias learning rate
+(bias_lr_multiplier × weight rate: 2 in the released code, 1 in the paper) and no weight decay.
+`layer_lr_scale` multiplies both rates of a named layer (the 2012 schedule slows conv1, then
+freezes it with 0).
+"""
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SGD:
+    weight_lr: float
+    bias_lr_multiplier: float
+    momentum: float
+    weight_decay: float
+    layer_lr_scale: dict[str, float] = field(default_factory=dict)
+
+    def learning_rate(self, spec) -> float:
+        rate = self.weight_lr * (self.bias_lr_multiplier if spec.is_bias else 1.0)
+        return rate * self.layer_lr_scale.get(spec.layer, 1.0)
+
+    def momentum_buffers(self, network) -> dict:
+        xp = network.ops.xp
+        return {key: xp.zeros_like(value) for key, value in network.params.items()}
+
+    def step(self, network, grads: dict, velocity: dict):
+        for spec in network.specs:
+            network.ops.sgd_update(network.params[spec.key], velocity[spec.key], grads[spec.key],
+                                   lr=self.learning_rate(spec), momentum=self.momentum,
+                                   weight_decay=0.0 if spec.is_bias else self.weight_decay)
