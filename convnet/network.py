@@ -87,6 +87,7 @@ class Network:
         self._implementations = [IMPLEMENTATIONS[type(layer)] for layer in model.layers]
         self._towers = {layer.name: layer.tower for layer in model.layers}
         self._trace = None
+        self.outputs = {}   # layer name → its (activated) output from the last forward pass
 
     def _tower_of(self, tensor):
         return None if tensor == DATA else self._towers[tensor]
@@ -118,6 +119,7 @@ class Network:
             outputs[layer.name] = activated
             trace.append((layer, implementation, inputs, output, activated, saved))
         self._trace = trace
+        self.outputs = outputs
         _, _, _, probs, _, saved = trace[-1]
         if labels is None:
             return ForwardResult(probs, None, None)

@@ -1,0 +1,15 @@
+"""Shared fixtures. Every test that draws random numbers takes `rng`: a fresh seed per run,
+printed so that a failure shows it (pytest prints captured output of failed tests); set
+CONVNET_TEST_SEED to replay one."""
+import os
+import secrets
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng():
+    seed = int(os.environ.get("CONVNET_TEST_SEED", secrets.randbits(32)))
+    print(f"random seed: {seed} (replay with CONVNET_TEST_SEED={seed})")
+    return np.random.default_rng(seed)

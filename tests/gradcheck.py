@@ -1,0 +1,73 @@
+"""Central finite differences in float64, the way the gradient-check suite uses them.
+
+For each named array, sample coordinates (all of them when the array is small), perturb each by
+±h in place, and compare (f(x+h) − f(x−h)) / 2h with the analytic gradient through the relative
+error |a − n| / max(|a|, |n|, floor), with floor a small fraction of the array's largest
+analytic gradient, so that near-zero entries are judged against the array's scale.
+
+Kinks (ReLU at 0, a pooling tie) make the difference quotient meaningless where x ± h straddles
+one. Such a coordinate shows itself by disagreeing with the quotient at step h/10; it is stepped
+around (skipped), and the caller bounds how many may be.
+"""
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class GradcheckReport:
+    checked: int = 0
+    kinks: int = 0
+    failures: list = field(default_factory=list)
+
+    def assert_ok(self, max_kink_fraction=0.0):
+        assert self.checked > 0, "no coordinate was checked"
+        assert not self.failures, "gradient mismatch at " + "; ".join(self.failures[:8])
+        assert self.kinks <= max_kink_fraction * (self.checked + self.kinks), \
+            f"{self.kinks} of {self.checked + self.kinks} coordinates straddled a kink"
+
+
+def sample_coordinates(shape, rng, samples):
+    size = int(np.prod(shape))
+    flat = np.arange(size) if size <= samples else rng.choice(size, samples, replace=False)
+    return [np.unravel_index(i, shape) for i in flat]
+
+
+def _quotient(f, array, index, h):
+    original = array[index]
+    array[index] = original + h
+    plus = f()
+    array[index] = original - h
+    minus = f()
+    array[index] = original
+    return (plus - minus) / (2 * h)
+
+
+def check_gradients(f, arrays, analytic, rng, *, samples=24, h=1e-6, tolerance=1e-6,
+                    step_around_kinks=False, report=None):
+    """f() → float reads `arrays` (name → float64 array, perturbed in place); analytic: name →
+    gradient of f. Returns a GradcheckReport (pass one in to accumulate)."""
+    report = report or GradcheckReport()
+    for name, array in arrays.items():
+        assert array.dtype == np.float64, f"{name}: finite differences need float64"
+        grad = analytic[name]
+        assert grad.shape == array.shape, f"{name}: gradient shape {grad.shape} != {array.shape}"
+        floor = 1e-3 * max(float(np.abs(grad).max()), 1e-12)
+        for index in sample_coordinates(array.shape, rng, samples):
+            numeric = _quotient(f, array, index, h)
+            if step_around_kinks and abs(numeric - _quotient(f, array, index, h / 10)) > \
+                    tolerance * max(abs(numeric), floor):
+                report.kinks += 1
+                continue
+            error = abs(grad[index] - numeric) / max(abs(grad[index]), abs(numeric), floor)
+            report.checked += 1
+            if error > tolerance:
+                report.failures.append(f"{name}{list(map(int, index))}: analytic "
+                                       f"{grad[index]:.6e}, numeric {numeric:.6e}, "
+                                       f"relative error {error:.1e}")
+    return report
+
+
+def projection_loss(forward, projection):
+    """f = Σ forward() · projection: a scalar whose gradient w.r.t. the output is `projection`."""
+    return lambda: float(np.sum(forward() * projection))

@@ -1,0 +1,88 @@
+"""Convolution: forward against a direct loop over the definition, gradients by finite
+differences, for AlexNet's kinds of geometry (overhang, padding, strides that do not divide)."""
+import numpy as np
+import pytest
+
+from convnet.backend.reference import (add_bias, bias_backward, conv_backward_filters,
+                                       conv_backward_input, conv_forward)
+from convnet.shapes import conv_output_size
+from gradcheck import check_gradients, projection_loss
+
+# (channels, size, images, filters, filter_size, stride, pad)
+GEOMETRIES = {
+    "conv1-overhang": (3, 15, 2, 4, 5, 4, 0),      # 15 → 4 outputs, the last reads 2 zeros
+    "padded": (5, 7, 3, 6, 5, 1, 2),               # conv2's kind
+    "stride-not-dividing": (2, 10, 2, 3, 3, 3, 1),
+    "batch-1": (4, 6, 1, 5, 3, 1, 1),
+    "1x1": (3, 5, 2, 2, 1, 1, 0),
+}
+
+
+def direct_conv(x, w, stride, pad):
+    channels, size, _, images = x.shape
+    filter_size, filters = w.shape[1], w.shape[3]
+    out = conv_output_size(size, filter_size, stride, pad)
+    y = np.zeros((filters, out, out, images))
+    for oy in range(out):
+        for ox in range(out):
+            for i in range(filter_size):
+                for j in range(filter_size):
+                    row, col = oy * stride - pad + i, ox * stride - pad + j
+                    if 0 <= row < size and 0 <= col < size:
+                        y[:, oy, ox, :] += w[:, i, j, :].T @ x[:, row, col, :]
+    return y
+
+
+def make(geometry, rng, dtype=np.float64):
+    channels, size, images, filters, filter_size, stride, pad = geometry
+    x = rng.standard_normal((channels, size, size, images)).astype(dtype)
+    w = rng.standard_normal((channels, filter_size, filter_size, filters)).astype(dtype)
+    return x, w, stride, pad
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_forward_matches_definition(name, rng):
+    x, w, stride, pad = make(GEOMETRIES[name], rng)
+    np.testing.assert_allclose(conv_forward(x, w, stride=stride, pad=pad),
+                               direct_conv(x, w, stride, pad), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", GEOMETRIES)
+def test_gradients(name, rng):
+    x, w, stride, pad = make(GEOMETRIES[name], rng)
+    b = rng.standard_normal(w.shape[3])
+    dy = rng.standard_normal(conv_forward(x, w, stride=stride, pad=pad).shape)
+    loss = projection_loss(lambda: add_bias(conv_forward(x, w, stride=stride, pad=pad), b), dy)
+    analytic = {
+        "x": conv_backward_input(dy, w, input_size=x.shape[1], stride=stride, pad=pad),
+        "w": conv_backward_filters(dy, x, filter_size=w.shape[1], stride=stride, pad=pad),
+        "b": bias_backward(dy),
+    }
+    check_gradients(loss, {"x": x, "w": w, "b": b}, analytic, rng).assert_ok()
+
+
+def test_float32_agrees_with_float64(rng):
+    x, w, stride, pad = make(GEOMETRIES["padded"], rng)
+    exact = conv_forward(x, w, stride=stride, pad=pad)
+    single = conv_forward(x.astype(np.float32), w.astype(np.float32), stride=stride, pad=pad)
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, exact, rtol=1e-4, atol=1e-4 * np.abs(exact).max())
+
+
+def test_multi_input_layer_equals_one_conv_over_concatenated_channels(rng):
+    """conv3 over [pool2a; pool2b] with one weight array per input."""
+    xa, wa, stride, pad = make((3, 6, 2, 4, 3, 1, 1), rng)
+    xb, wb, _, _ = make((2, 6, 2, 4, 3, 1, 1), rng)
+    summed = conv_forward(xa, wa, stride=1, pad=1) + conv_forward(xb, wb, stride=1, pad=1)
+    joined = conv_forward(np.concatenate([xa, xb]), np.concatenate([wa, wb]), stride=1, pad=1)
+    np.testing.assert_allclose(summed, joined, rtol=1e-12, atol=1e-12)
+
+
+def test_bad_shapes_are_refused(rng):
+    x, w, _, _ = make(GEOMETRIES["padded"], rng)
+    with pytest.raises(ValueError, match="channels"):
+        conv_forward(x[:2], w, stride=1, pad=2)
+    with pytest.raises(ValueError, match="float32"):
+        conv_forward(x.astype(np.float32), w, stride=1, pad=2)
+    with pytest.raises(ValueError, match="bias"):
+        add_bias(np.zeros((3, 2, 2, 1)), np.zeros(4))

@@ -1,0 +1,62 @@
+"""ReLU, dropout and scaling."""
+import numpy as np
+import pytest
+
+from convnet.backend.reference import (apply_mask, dropout_mask, relu_backward, relu_forward,
+                                       scale)
+from gradcheck import check_gradients, projection_loss
+
+
+def test_relu_gradient_away_from_the_kink(rng):
+    x = rng.standard_normal((4, 3, 3, 2))
+    x[np.abs(x) < 1e-3] = 0.5                  # step around the kink at 0
+    dy = rng.standard_normal(x.shape)
+    analytic = {"x": relu_backward(dy, relu_forward(x))}
+    check_gradients(projection_loss(lambda: relu_forward(x), dy), {"x": x}, analytic, rng,
+                    samples=72).assert_ok()
+
+
+def test_relu_at_zero_passes_no_gradient():
+    np.testing.assert_array_equal(relu_backward(np.ones(3), relu_forward(np.array([-1., 0, 2]))),
+                                  [0, 0, 1])
+
+
+def test_dropout_mask_is_a_function_of_its_key(rng):
+    key = int(rng.integers(2 ** 32))
+    mask = dropout_mask((64, 32), 0.5, key)
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 1}
+    np.testing.assert_array_equal(mask, dropout_mask((64, 32), 0.5, key))
+    assert (mask != dropout_mask((64, 32), 0.5, (key + 1) % 2 ** 32)).any()
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.1])
+def test_dropout_keeps_the_requested_fraction(keep, rng):
+    mask = dropout_mask((1000, 200), keep, int(rng.integers(2 ** 32)))
+    # 200,000 Bernoulli draws: 6 standard deviations is under 0.7 percentage points.
+    assert abs(mask.mean() - keep) < 6 * np.sqrt(keep * (1 - keep) / mask.size)
+    rows, columns = mask.mean(axis=1), mask.mean(axis=0)
+    assert rows.std() < 3 * np.sqrt(keep * (1 - keep) / 200)       # no structure per unit
+    assert columns.std() < 3 * np.sqrt(keep * (1 - keep) / 1000)   # nor per image
+
+
+def test_dropout_keep_one_keeps_everything():
+    assert dropout_mask((10, 10), 1.0, 7).all()
+
+
+def test_dropout_forward_backward_and_test_scale(rng):
+    x = rng.standard_normal((16, 8))
+    mask = dropout_mask(x.shape, 0.5, 3)
+    y = apply_mask(x, mask)
+    np.testing.assert_array_equal(y, np.where(mask == 1, x, 0))
+    dy = rng.standard_normal(x.shape)
+    analytic = {"x": apply_mask(dy, mask)}
+    check_gradients(projection_loss(lambda: apply_mask(x, mask), dy), {"x": x}, analytic, rng
+                    ).assert_ok()
+    np.testing.assert_array_equal(scale(x, 0.5), x * 0.5)   # non-inverted: test time × keep
+    assert scale(x.astype(np.float32), 0.5).dtype == np.float32
+
+
+@pytest.mark.parametrize("keep,key", [(0.0, 1), (1.5, 1), (0.5, -1), (0.5, 2 ** 32)])
+def test_dropout_bad_arguments(keep, key):
+    with pytest.raises(ValueError):
+        dropout_mask((2, 2), keep, key)

@@ -1,0 +1,86 @@
+"""The whole scaled-down network end to end: finite differences of the loss w.r.t. every
+parameter array and the input, float32 against float64, and test-mode behaviour."""
+import numpy as np
+import pytest
+
+from convnet import alexnet
+from convnet.alexnet import DATA
+from convnet.backend import get_backend
+from convnet.network import Network
+from gradcheck import check_gradients
+
+
+def active_network(name, rng, dtype=np.float64):
+    """A network whose every layer is in its working range: weights N(0, 1/fan-in), biases
+    small and random, so that no layer's gradient is negligible, and pixel-scale inputs so
+    that the response normalizations are far from the identity."""
+    model = alexnet.build_model(name)
+    network = Network(model, get_backend("reference"), dtype=dtype, seed=3)
+    for spec in network.specs:
+        if spec.is_bias:
+            network.params[spec.key][:] = rng.normal(0, 0.1, spec.shape)
+        else:
+            fan_in = np.prod(spec.shape[:-1]) * len(model.layer(spec.layer).inputs)
+            network.params[spec.key][:] = rng.normal(0, 1 / np.sqrt(fan_in), spec.shape)
+    images = rng.normal(0, 50, model.image_shape + (2,)).astype(dtype)
+    labels = rng.integers(0, model.geometry.classes, 2)
+    return network, images, labels
+
+
+@pytest.mark.parametrize("name", ["2012-small28", "paper-small28"])
+def test_loss_gradient_wrt_every_parameter_and_the_input(name, rng):
+    network, images, labels = active_network(name, rng)
+    step = int(rng.integers(1000))               # a fixed dropout mask for every evaluation
+    network.forward(images, labels, train=True, step=step)
+    analytic = network.backward(input_grad=True)
+    arrays = dict(network.params, **{DATA: images})
+    assert set(analytic) == set(arrays)
+
+    def loss():
+        return network.forward(images, labels, train=True, step=step).loss
+
+    report = check_gradients(loss, arrays, analytic, rng, samples=6, h=1e-5, tolerance=1e-5,
+                             step_around_kinks=True)
+    report.assert_ok(max_kink_fraction=0.05)
+
+
+def test_float32_network_agrees_with_float64(rng):
+    network64, images, labels = active_network("2012-small28", rng)
+    params32 = {k: v.astype(np.float32) for k, v in network64.params.items()}
+    network32 = Network(network64.model, get_backend("reference"), dtype=np.float32, seed=3,
+                        params=params32)
+    exact = network64.forward(images, labels, train=True, step=1)
+    single = network32.forward(images.astype(np.float32), labels, train=True, step=1)
+    assert single.loss == pytest.approx(exact.loss, rel=1e-4)
+    grads64, grads32 = network64.backward(), network32.backward()
+    for key, grad in grads64.items():
+        scale = np.abs(grad).max()
+        np.testing.assert_allclose(grads32[key], grad, atol=2e-3 * scale, err_msg=key)
+
+
+def test_dropout_masks_depend_on_step_and_not_on_the_test_pass(rng):
+    network, images, labels = active_network("2012-small28", rng)
+    first = network.forward(images, labels, train=True, step=1).loss
+    assert network.forward(images, labels, train=True, step=1).loss == first
+    assert network.forward(images, labels, train=True, step=2).loss != first
+    evaluation = network.forward(images, labels, train=False)
+    assert evaluation.loss == network.forward(images, labels, train=False, step=9).loss
+    drop, fc = network.outputs["drop6a"], network.outputs["fc6a"]
+    np.testing.assert_allclose(drop, fc * 0.5)              # non-inverted: × keep at test time
+
+
+def test_prediction_without_labels(rng):
+    network, images, _ = active_network("paper-small28", rng)
+    result = network.forward(images, None, train=False)
+    assert result.loss is None and result.errors is None
+    np.testing.assert_allclose(result.probs.sum(axis=0), 1.0)
+    with pytest.raises(RuntimeError, match="labels"):
+        network.backward()
+
+
+def test_wrong_images_are_refused(rng):
+    network, images, labels = active_network("2012-small28", rng)
+    with pytest.raises(ValueError, match="shape"):
+        network.forward(images[:, :20], labels, train=True)
+    with pytest.raises(ValueError, match="float32"):
+        network.forward(images.astype(np.float32), labels, train=True)

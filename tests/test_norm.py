@@ -1,0 +1,86 @@
+"""Response normalization: cross-map and same-map, forward against the formula written as
+loops, gradients by finite differences, both coefficient conventions."""
+import numpy as np
+import pytest
+
+from convnet.backend.reference import (crossmap_norm_backward, crossmap_norm_forward,
+                                       samemap_norm_backward, samemap_norm_forward)
+from convnet.norm_params import NormParams
+from gradcheck import check_gradients, projection_loss
+
+CODE = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="per-term")
+PAPER = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="paper")
+SAMEMAP = NormParams(size=5, k=1.0, alpha=1e-3, beta=0.75, alpha_convention="per-term")
+# Large inputs and a large coefficient, so that the normalization matters for the check.
+STRONG = NormParams(size=3, k=1.0, alpha=0.3, beta=0.75, alpha_convention="paper")
+
+
+def test_coefficient_conventions():
+    assert CODE.coefficient(5) == pytest.approx(2e-5)          # released code: α/n
+    assert PAPER.coefficient(5) == pytest.approx(1e-4)         # paper text: α
+    assert SAMEMAP.coefficient(25) == pytest.approx(4e-5)      # cnorm2: s/size²
+    with pytest.raises(ValueError):
+        NormParams(size=4, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="paper")
+    with pytest.raises(ValueError):
+        NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="alpha/n")
+
+
+def direct_crossmap(x, p):
+    c = p.coefficient(p.size)
+    y = np.empty_like(x)
+    half = p.size // 2
+    for i in range(x.shape[0]):
+        window = x[max(0, i - half):i + half + 1]
+        y[i] = x[i] * (p.k + c * (window ** 2).sum(axis=0)) ** -p.beta
+    return y
+
+
+def direct_samemap(x, p):
+    c = p.coefficient(p.size ** 2)
+    y = np.empty_like(x)
+    half = p.size // 2
+    for r in range(x.shape[1]):
+        for q in range(x.shape[2]):
+            window = x[:, max(0, r - half):r + half + 1, max(0, q - half):q + half + 1]
+            y[:, r, q] = x[:, r, q] * (p.k + c * (window ** 2).sum(axis=(1, 2))) ** -p.beta
+    return y
+
+
+@pytest.mark.parametrize("params", [CODE, PAPER, STRONG], ids=["code", "paper", "strong"])
+@pytest.mark.parametrize("channels", [1, 3, 7])   # fewer channels than the window, and more
+def test_crossmap_forward_matches_formula(params, channels, rng):
+    x = rng.normal(0, 30, (channels, 4, 3, 2))
+    y, denoms = crossmap_norm_forward(x, params)
+    np.testing.assert_allclose(y, direct_crossmap(x, params), rtol=1e-12)
+    np.testing.assert_allclose(y, x * denoms ** -params.beta, rtol=1e-12)
+
+
+@pytest.mark.parametrize("params", [SAMEMAP, STRONG], ids=["cnorm2", "strong"])
+@pytest.mark.parametrize("size", [2, 6])          # maps smaller and larger than the window
+def test_samemap_forward_matches_formula(params, size, rng):
+    x = rng.normal(0, 30, (3, size, size, 2))
+    y, _ = samemap_norm_forward(x, params)
+    np.testing.assert_allclose(y, direct_samemap(x, params), rtol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["crossmap", "samemap"])
+@pytest.mark.parametrize("params", [CODE, STRONG], ids=["code", "strong"])
+@pytest.mark.parametrize("shape", [(3, 5, 5, 2), (8, 4, 4, 1)])
+def test_gradients(kind, params, shape, rng):
+    forward, backward = {"crossmap": (crossmap_norm_forward, crossmap_norm_backward),
+                         "samemap": (samemap_norm_forward, samemap_norm_backward)}[kind]
+    x = rng.normal(0, 30 if params is CODE else 1, shape)
+    y, denoms = forward(x, params)
+    dy = rng.standard_normal(shape)
+    analytic = {"x": backward(dy, x, y, denoms, params)}
+    loss = projection_loss(lambda: forward(x, params)[0], dy)
+    check_gradients(loss, {"x": x}, analytic, rng, samples=40, h=1e-5 if params is CODE else 1e-6
+                    ).assert_ok()
+
+
+def test_float32_agrees_with_float64(rng):
+    x = rng.normal(0, 30, (16, 6, 6, 4))
+    exact, _ = crossmap_norm_forward(x, CODE)
+    single, _ = crossmap_norm_forward(x.astype(np.float32), CODE)
+    assert single.dtype == np.float32
+    np.testing.assert_allclose(single, exact, rtol=1e-5, atol=1e-5)

@@ -1,0 +1,71 @@
+"""Overlapping max pooling: forward against the definition (overhanging last windows included),
+gradients by finite differences on tie-free inputs, and cuda-convnet's tie-inclusive backward."""
+import numpy as np
+import pytest
+
+from convnet.backend.reference import maxpool_backward, maxpool_forward
+from convnet.shapes import pool_output_size
+from gradcheck import check_gradients, projection_loss
+
+
+def direct_pool(x, size, stride):
+    out_h = pool_output_size(x.shape[1], size, stride)
+    out_w = pool_output_size(x.shape[2], size, stride)
+    y = np.empty((x.shape[0], out_h, out_w, x.shape[3]))
+    for oy in range(out_h):
+        for ox in range(out_w):
+            window = x[:, oy * stride:oy * stride + size, ox * stride:ox * stride + size]
+            y[:, oy, ox] = window.max(axis=(1, 2))
+    return y
+
+
+def tie_free(shape, rng):
+    """Distinct values at least 1/size apart, so a ±h step never changes a window's maximum."""
+    return rng.permutation(np.arange(np.prod(shape), dtype=np.float64)).reshape(shape) \
+        / np.prod(shape) - 0.5
+
+
+@pytest.mark.parametrize("size,stride,pixels", [(3, 2, 13), (3, 2, 8), (3, 2, 3), (2, 2, 7),
+                                                (3, 1, 5), (3, 3, 10)])
+def test_forward_matches_definition(size, stride, pixels, rng):
+    x = rng.standard_normal((3, pixels, pixels, 2))
+    np.testing.assert_array_equal(maxpool_forward(x, size=size, stride=stride),
+                                  direct_pool(x, size, stride))
+
+
+@pytest.mark.parametrize("size,stride,pixels", [(3, 2, 13), (3, 2, 8), (2, 2, 7), (3, 3, 10)])
+def test_gradients(size, stride, pixels, rng):
+    x = tie_free((2, pixels, pixels, 3), rng)
+    y = maxpool_forward(x, size=size, stride=stride)
+    dy = rng.standard_normal(y.shape)
+    analytic = {"x": maxpool_backward(dy, x, y, size=size, stride=stride)}
+    loss = projection_loss(lambda: maxpool_forward(x, size=size, stride=stride), dy)
+    check_gradients(loss, {"x": x}, analytic, rng, samples=60).assert_ok()
+
+
+def test_ties_each_receive_the_whole_gradient():
+    """cuda-convnet sends a window's gradient to every input equal to its maximum."""
+    x = np.zeros((1, 3, 5, 1))
+    x[0, 1, 2, 0] = x[0, 0, 0, 0] = 1.0        # two maxima shared by windows 0 and 1
+    x[0, 2, 4, 0] = 1.0                        # the only maximum of window 1's right part
+    y = maxpool_forward(x, size=3, stride=2)   # 3x5 → 1x2 windows: columns 0-2 and 2-4
+    assert y.shape == (1, 1, 2, 1) and (y == 1).all()
+    dx = maxpool_backward(np.array([10.0, 100.0]).reshape(1, 1, 2, 1), x, y, size=3, stride=2)
+    expected = np.zeros_like(x)
+    expected[0, 0, 0, 0] = 10                  # window 0 only
+    expected[0, 1, 2, 0] = 110                 # in both windows, a maximum of each
+    expected[0, 2, 4, 0] = 100                 # window 1 only
+    np.testing.assert_array_equal(dx, expected)
+
+
+def test_all_equal_window_sends_gradient_to_every_input():
+    x = np.full((1, 3, 3, 1), -2.0)
+    y = maxpool_forward(x, size=3, stride=2)
+    dx = maxpool_backward(np.ones_like(y), x, y, size=3, stride=2)
+    np.testing.assert_array_equal(dx, np.ones_like(x))
+
+
+def test_overhanging_window_ignores_missing_pixels():
+    x = -np.ones((1, 4, 4, 1))                 # 4 with window 3, stride 2 → 2 outputs, last
+    y = maxpool_forward(x, size=3, stride=2)   # window covers rows 2-4 of which row 4 is absent
+    np.testing.assert_array_equal(y, -np.ones((1, 2, 2, 1)))

@@ -1,0 +1,26 @@
+import pytest
+
+from convnet.shapes import conv_output_size, conv_overhang, pool_output_size, pool_overhang
+
+
+def test_alexnet_sizes_follow_cuda_convnet():
+    assert conv_output_size(224, 11, 4, 0) == 55
+    assert conv_overhang(224, 11, 4, 0) == 3          # conv1 reads 3 zero pixels right/bottom
+    assert [pool_output_size(s, 3, 2) for s in (55, 27, 13)] == [27, 13, 6]
+    assert [pool_overhang(s, 3, 2) for s in (55, 27, 13)] == [0, 0, 0]
+    assert conv_output_size(27, 5, 1, 2) == 27 and conv_output_size(13, 3, 1, 1) == 13
+
+
+def test_ceil_rule_keeps_a_partial_last_window():
+    assert conv_output_size(10, 3, 4, 0) == 3           # floor rule would give 2
+    assert conv_overhang(10, 3, 4, 0) == 1
+    assert pool_output_size(24, 3, 2) == 12 and pool_overhang(24, 3, 2) == 1
+
+
+@pytest.mark.parametrize("call", [lambda: conv_output_size(4, 7, 1, 1),
+                                  lambda: conv_output_size(8, 3, 0, 0),
+                                  lambda: pool_output_size(2, 3, 2),
+                                  lambda: conv_output_size(8, 3, 1, -1)])
+def test_impossible_geometry_is_refused(call):
+    with pytest.raises(ValueError):
+        call()

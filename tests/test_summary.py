@@ -1,0 +1,43 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from convnet import summary
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "convnet.summary", *args], capture_output=True,
+                          text=True)
+
+
+def test_default_table():
+    result = run()
+    assert result.returncode == 0, result.stderr
+    assert "total parameters 60,965,224; forward multiply-adds 724.4 M per image" in result.stdout
+    for line in ("conv3a   pool2b   b     a         86,528     86,528",
+                 "fc8      drop7b   b     a          8,192      8,192"):
+        assert line in result.stdout
+
+
+def test_json_matches_the_table():
+    result = run("--json", "--model", "paper")
+    data = json.loads(result.stdout)
+    assert data["model"] == "paper" and data["total_parameters"] == 60_965_224
+    assert data["total_multiply_adds"] == 724_406_816
+    assert [t["layer"] for t in data["transfers"]] == \
+        ["conv3a", "conv3b", "fc6a", "fc6b", "fc7a", "fc7b", "fc8"]
+    assert data["transfer_bytes_per_image"] == 2 * 234_496
+
+
+@pytest.mark.parametrize("name", ["2012-small28", "paper-small64"])
+def test_every_model_renders(name, capsys):
+    assert summary.main(["--model", name]) == 0
+    assert f"model {name}" in capsys.readouterr().out
+
+
+def test_unknown_model_is_a_one_line_error():
+    result = run("--model", "vgg16")
+    assert result.returncode == 2
+    assert "unknown model 'vgg16'" in result.stderr.strip().splitlines()[-1]
