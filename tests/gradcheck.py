@@ -43,7 +43,7 @@ def _quotient(f, array, index, h):
     return (plus - minus) / (2 * h)
 
 
-def check_gradients(f, arrays, analytic, rng, *, samples=24, h=1e-6, tolerance=1e-6,
+def check_gradients(f, arrays, analytic, rng, *, samples=24, h=1e-5, tolerance=1e-5,
                     step_around_kinks=False, report=None):
     """f() → float reads `arrays` (name → float64 array, perturbed in place); analytic: name →
     gradient of f. Returns a GradcheckReport (pass one in to accumulate)."""
