@@ -22,6 +22,7 @@ OPS = (
     "fc_forward", "fc_backward_input", "fc_backward_weights",
     "softmax", "softmax_logloss", "softmax_logloss_backward", "topk_errors",
     "sgd_update",
+    "to_host",
 )
 
 BACKENDS = {"reference": "convnet.backend.reference"}

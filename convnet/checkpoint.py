@@ -1,0 +1,93 @@
+"""Checkpoints in HDF5: a network's parameters per tower, the momentum buffers and the training
+state, written atomically.
+
+File layout:
+  /towers/<tower>/params/<layer>/<input or "bias">     float arrays, as in Network.params
+  /towers/<tower>/momentum/<layer>/<input or "bias">   the SGD velocity of each of them
+  attrs: format (FORMAT), model, dtype, state (JSON: epoch, step, schedule, random states, ...),
+         complete = True, written last
+The file is written under a temporary name in the same folder, flushed, and renamed over the
+target, so an interrupted save leaves the previous checkpoint untouched and never a file that
+looks complete but is not.
+"""
+import json
+import os
+import tempfile
+
+import h5py
+import numpy as np
+
+FORMAT = "convnet-checkpoint-1"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used; the message names the file and what is wrong."""
+
+
+def save(path, network, velocity: dict, state: dict):
+    """Write network.params, velocity (same keys) and the JSON-serializable `state`."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", suffix=".h5.tmp", dir=folder)
+    os.close(handle)
+    try:
+        with h5py.File(temporary, "w") as file:
+            for spec in network.specs:
+                group = f"towers/{spec.tower}"
+                file[f"{group}/params/{spec.key}"] = network.ops.to_host(network.params[spec.key])
+                file[f"{group}/momentum/{spec.key}"] = network.ops.to_host(velocity[spec.key])
+            file.attrs["format"] = FORMAT
+            file.attrs["model"] = network.model.name
+            file.attrs["dtype"] = network.dtype.name
+            file.attrs["state"] = json.dumps(state)
+            file.attrs["complete"] = True
+            file.flush()
+            os.fsync(file.id.get_vfd_handle())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+
+
+def _open(path):
+    try:
+        file = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path}: no such file") from None
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {path}: not a readable HDF5 file ({error})") from None
+    if file.attrs.get("format") != FORMAT or not file.attrs.get("complete", False):
+        file.close()
+        raise CheckpointError(f"checkpoint {path}: incomplete or not a convnet checkpoint")
+    return file
+
+
+def model_name(path) -> str:
+    """The model a checkpoint was written for, so that a resumed run can rebuild it."""
+    with _open(path) as file:
+        return str(file.attrs["model"])
+
+
+def load(path, network):
+    """(params, velocity, state) from `path`, checked against `network`'s model and parameter
+    shapes. Raises CheckpointError with a one-line reason."""
+    with _open(path) as file:
+        if file.attrs["model"] != network.model.name:
+            raise CheckpointError(f"checkpoint {path}: written for model {file.attrs['model']}, "
+                                  f"not {network.model.name}")
+        params, velocity = {}, {}
+        try:
+            for spec in network.specs:
+                for kind, target in (("params", params), ("momentum", velocity)):
+                    name = f"towers/{spec.tower}/{kind}/{spec.key}"
+                    if name not in file:
+                        raise CheckpointError(f"checkpoint {path}: missing {name}")
+                    array = file[name][()]
+                    if array.shape != spec.shape:
+                        raise CheckpointError(f"checkpoint {path}: {name} has shape "
+                                              f"{array.shape}, the model needs {spec.shape}")
+                    target[spec.key] = array.astype(network.dtype, copy=False)
+            state = json.loads(file.attrs["state"])
+        except (OSError, KeyError, ValueError) as error:
+            raise CheckpointError(f"checkpoint {path}: corrupt ({error})") from None
+    return params, velocity, state

@@ -1,0 +1,81 @@
+"""Checkpoints: a round trip restores everything; an interrupted save leaves the previous file
+intact; truncated, corrupt and foreign files are refused with a one-line reason."""
+import os
+
+import numpy as np
+import pytest
+
+from convnet import alexnet, checkpoint
+from convnet.backend import get_backend
+from convnet.network import Network
+from convnet.solver import SGD
+
+
+def trained_network(rng, name="2012-small28"):
+    model = alexnet.build_model(name)
+    network = Network(model, get_backend("reference"), seed=int(rng.integers(1000)))
+    solver = SGD(0.01, 2.0, 0.9, 5e-4)
+    velocity = solver.momentum_buffers(network)
+    images = rng.normal(0, 50, model.image_shape + (4,)).astype(np.float32)
+    network.forward(images, rng.integers(0, 10, 4), train=True, step=0)
+    solver.step(network, network.backward(), velocity)
+    return network, velocity
+
+
+def test_round_trip(tmp_path, rng):
+    network, velocity = trained_network(rng)
+    state = {"epoch": 3, "step": 1234, "rng": {"seed": 7}}
+    path = tmp_path / "last.h5"
+    checkpoint.save(path, network, velocity, state)
+    params, loaded_velocity, loaded_state = checkpoint.load(path, network)
+    assert loaded_state == state and checkpoint.model_name(path) == "2012-small28"
+    for key in network.params:
+        np.testing.assert_array_equal(params[key], network.params[key])
+        np.testing.assert_array_equal(loaded_velocity[key], velocity[key])
+    assert os.listdir(tmp_path) == ["last.h5"]
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, rng, monkeypatch):
+    network, velocity = trained_network(rng)
+    path = tmp_path / "last.h5"
+    checkpoint.save(path, network, velocity, {"step": 1})
+    before = path.read_bytes()
+
+    def killed(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, network, velocity, {"step": 2})
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["last.h5"]
+
+
+def test_truncated_file_is_refused(tmp_path, rng):
+    network, velocity = trained_network(rng)
+    path = tmp_path / "last.h5"
+    checkpoint.save(path, network, velocity, {})
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(checkpoint.CheckpointError, match="last.h5"):
+        checkpoint.load(path, network)
+
+
+def test_non_hdf5_and_missing_files_are_refused(tmp_path, rng):
+    network, _ = trained_network(rng)
+    junk = tmp_path / "junk.h5"
+    junk.write_text("not a checkpoint")
+    with pytest.raises(checkpoint.CheckpointError, match="not a readable HDF5"):
+        checkpoint.load(junk, network)
+    with pytest.raises(checkpoint.CheckpointError, match="no such file"):
+        checkpoint.load(tmp_path / "absent.h5", network)
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path, rng):
+    network, velocity = trained_network(rng, "2012-small28")
+    path = tmp_path / "small.h5"
+    checkpoint.save(path, network, velocity, {})
+    other = Network(alexnet.build_model("paper-small28"), get_backend("reference"))
+    with pytest.raises(checkpoint.CheckpointError, match="written for model 2012-small28"):
+        checkpoint.load(path, other)
+    bigger = Network(alexnet.build_model("2012-small28", classes=20), get_backend("reference"))
+    with pytest.raises(checkpoint.CheckpointError, match="shape"):
+        checkpoint.load(path, bigger)
