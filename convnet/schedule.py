@@ -1,0 +1,97 @@
+"""Learning-rate schedules (SPEC.md, Training recipe).
+
+A schedule is asked once per finished epoch, with that epoch's validation top-1 error, and
+returns the rates for the next one. Its whole state is a JSON-serializable dict, saved in every
+checkpoint, so a resumed run continues the schedule exactly.
+
+  plateau  the paper: divide every rate by 10 when the validation error has not improved for
+           `patience` epochs, at most `max_drops` times.
+  steps    fixed epochs: divide every rate by 10 at each listed epoch.
+  2012     the released run's hand schedule: epoch 25 → weights 0.001, 51 → 0.0001,
+           67 → conv1 1e-5 and colour noise off, 72 → conv1 frozen, 79 → all weights 1e-5;
+           the bias rate stays at 2 × the initial weight rate ("mostly left at 0.02").
+           `scale` stretches the epochs for runs shorter or longer than the original 91.
+"""
+from dataclasses import asdict, dataclass, field
+
+# (epoch, weight rate for all layers or None, conv1 rate or None, colour noise on)
+_RELEASED_2012 = ((25, 0.001, None, True), (51, 0.0001, None, True), (67, None, 1e-5, False),
+                  (72, None, 0.0, False), (79, 1e-5, None, False))
+RELEASED_2012_EPOCHS = 91
+CONV1_LAYERS = ("conv1a", "conv1b")
+
+
+@dataclass
+class Rates:
+    weight_lr: float
+    bias_lr: float
+    layer_lr_scale: dict = field(default_factory=dict)   # layer → factor on both rates
+    colour_noise: bool = True
+
+
+@dataclass
+class Schedule:
+    kind: str                       # "plateau", "steps" or "2012"
+    rates: Rates
+    patience: int = 3
+    max_drops: int = 3
+    step_epochs: tuple = ()
+    scale: float = 1.0
+    best_error: float | None = None
+    epochs_without_improvement: int = 0
+    drops: int = 0
+
+    def __post_init__(self):
+        if self.kind not in ("plateau", "steps", "2012"):
+            raise ValueError(f"unknown schedule {self.kind!r}; choose plateau, steps or 2012")
+        self.step_epochs = tuple(self.step_epochs)
+        if isinstance(self.rates, dict):
+            self.rates = Rates(**self.rates)
+
+    def epoch_finished(self, epoch: int, validation_error: float) -> Rates:
+        """Update after `epoch` (0-based) and return the rates for epoch + 1."""
+        improved = self.best_error is None or validation_error < self.best_error
+        if improved:
+            self.best_error = validation_error
+            self.epochs_without_improvement = 0
+        else:
+            self.epochs_without_improvement += 1
+        next_epoch = epoch + 1
+        if self.kind == "plateau":
+            if self.epochs_without_improvement >= self.patience and self.drops < self.max_drops:
+                self._divide_all()
+                self.drops += 1
+                self.epochs_without_improvement = 0
+        elif self.kind == "steps":
+            if next_epoch in self.step_epochs:
+                self._divide_all()
+        else:
+            for at, weight_lr, conv1_lr, colour_noise in _RELEASED_2012:
+                if next_epoch == round(at * self.scale):
+                    self._apply_2012_event(weight_lr, conv1_lr, colour_noise)
+        return self.rates
+
+    def _divide_all(self):
+        self.rates.weight_lr /= 10
+        self.rates.bias_lr /= 10
+
+    def _apply_2012_event(self, weight_lr, conv1_lr, colour_noise):
+        conv1_rate = None
+        if conv1_lr is not None:
+            conv1_rate = conv1_lr
+        elif CONV1_LAYERS[0] in self.rates.layer_lr_scale:
+            conv1_rate = self.rates.layer_lr_scale[CONV1_LAYERS[0]] * self.rates.weight_lr
+        if weight_lr is not None:
+            self.rates.weight_lr = weight_lr
+        if conv1_rate is not None:
+            # conv1 keeps its own absolute rate (frozen at 0) whatever the others do.
+            factor = conv1_rate / self.rates.weight_lr
+            self.rates.layer_lr_scale = {layer: factor for layer in CONV1_LAYERS}
+        self.rates.colour_noise = colour_noise
+
+    def state(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_state(cls, state: dict) -> "Schedule":
+        return cls(**state)

@@ -1,0 +1,59 @@
+"""Learning-rate schedules: the paper's plateau rule, fixed steps, the released 2012 run, and a
+state round trip for resuming."""
+import pytest
+
+from convnet.schedule import Rates, Schedule
+
+
+def run(schedule, errors, start=0):
+    history = []
+    for epoch, error in enumerate(errors, start):
+        rates = schedule.epoch_finished(epoch, error)
+        history.append((rates.weight_lr, rates.bias_lr))
+    return history
+
+
+def test_plateau_divides_by_ten_after_patience_at_most_max_drops():
+    schedule = Schedule("plateau", Rates(0.01, 0.02), patience=2, max_drops=1)
+    history = run(schedule, [0.5, 0.4, 0.4, 0.41, 0.3, 0.3, 0.3, 0.3])
+    assert [h[0] for h in history] == pytest.approx(
+        [0.01, 0.01, 0.01, 0.001, 0.001, 0.001, 0.001, 0.001])
+    assert history[3][1] == pytest.approx(0.002)
+
+
+def test_fixed_steps():
+    schedule = Schedule("steps", Rates(0.1, 0.1), step_epochs=(2, 4))
+    assert [h[0] for h in run(schedule, [1.0] * 5)] == pytest.approx(
+        [0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_released_2012_run():
+    schedule = Schedule("2012", Rates(0.01, 0.02))
+    rates_at = {}
+    for epoch in range(90):
+        rates = schedule.epoch_finished(epoch, 0.5)
+        rates_at[epoch + 1] = (rates.weight_lr, rates.bias_lr,
+                               rates.layer_lr_scale.get("conv1a", 1.0) * rates.weight_lr,
+                               rates.colour_noise)
+    assert rates_at[24] == pytest.approx((0.01, 0.02, 0.01, True))
+    assert rates_at[25][:3] == pytest.approx((0.001, 0.02, 0.001))
+    assert rates_at[51][:3] == pytest.approx((0.0001, 0.02, 0.0001))
+    assert rates_at[67][2:] == (pytest.approx(1e-5), False)
+    assert rates_at[72][2] == 0.0
+    assert rates_at[79][0] == pytest.approx(1e-5) and rates_at[79][2] == 0.0   # conv1 stays frozen
+
+
+def test_scaled_2012_run_and_state_round_trip():
+    schedule = Schedule("2012", Rates(0.01, 0.02), scale=0.1)   # a 9-epoch rehearsal
+    run(schedule, [0.5, 0.4])
+    resumed = Schedule.from_state(schedule.state())
+    assert resumed == schedule
+    # events at round(91-epoch marks × 0.1): 25 → 2, 51 → 5, 67 and 72 → 7, 79 → 8
+    assert [h[0] for h in run(resumed, [0.4] * 6, start=2)] == pytest.approx(
+        [0.001, 0.001, 0.0001, 0.0001, 0.0001, 1e-5])
+    assert resumed.rates.layer_lr_scale["conv1b"] == 0.0 and not resumed.rates.colour_noise
+
+
+def test_unknown_schedule_is_refused():
+    with pytest.raises(ValueError, match="unknown schedule"):
+        Schedule("cosine", Rates(0.1, 0.1))
