@@ -8,20 +8,14 @@ from convnet.alexnet import DATA
 from convnet.backend import get_backend
 from convnet.network import Network
 from gradcheck import check_gradients
+from networks import make_active
 
 
 def active_network(name, rng, dtype=np.float64):
-    """A network whose every layer is in its working range: weights N(0, 1/fan-in), biases
-    small and random, so that no layer's gradient is negligible, and pixel-scale inputs so
-    that the response normalizations are far from the identity."""
+    """An active network (see networks.make_active) and pixel-scale inputs, so that the
+    response normalizations are far from the identity."""
     model = alexnet.build_model(name)
-    network = Network(model, get_backend("reference"), dtype=dtype, seed=3)
-    for spec in network.specs:
-        if spec.is_bias:
-            network.params[spec.key][:] = rng.normal(0, 0.1, spec.shape)
-        else:
-            fan_in = np.prod(spec.shape[:-1]) * len(model.layer(spec.layer).inputs)
-            network.params[spec.key][:] = rng.normal(0, 1 / np.sqrt(fan_in), spec.shape)
+    network = make_active(Network(model, get_backend("reference"), dtype=dtype, seed=3), rng)
     images = rng.normal(0, 50, model.image_shape + (2,)).astype(dtype)
     labels = rng.integers(0, model.geometry.classes, 2)
     return network, images, labels

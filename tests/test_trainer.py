@@ -1,0 +1,117 @@
+"""The training loop on a synthetic dataset: an epoch is its SGD steps; a run killed mid-epoch
+and resumed repeats the uninterrupted run's loss sequence bit for bit; a non-finite loss stops
+the run with the step named and the last checkpoint untouched."""
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from convnet import alexnet
+from convnet.backend import get_backend
+from convnet.network import Network
+from convnet.schedule import Rates, Schedule
+from convnet.trainer import NonFiniteLoss, Trainer
+
+
+class PatternData:
+    """Each class is a fixed random image; samples are that image plus fixed noise. Batches are
+    a pure function of (seed, epoch, batch index), like the real loader's."""
+
+    def __init__(self, model, seed, train=32, val=32, kill_at=None):
+        rng = np.random.default_rng(seed)
+        classes = model.geometry.classes
+        templates = rng.normal(0, 50, (classes,) + model.image_shape).astype(np.float32)
+        self.train_labels = rng.integers(0, classes, train)
+        self.val_labels = rng.integers(0, classes, val)
+        self.train_images = self._samples(templates, self.train_labels, rng)
+        self.val_images = self._samples(templates, self.val_labels, rng)
+        self.seed, self.kill_at = seed, kill_at
+
+    @staticmethod
+    def _samples(templates, labels, rng):
+        noise = rng.normal(0, 25, (len(labels),) + templates.shape[1:]).astype(np.float32)
+        return np.ascontiguousarray((templates[labels] + noise).transpose(1, 2, 3, 0))
+
+    def train_batches(self, epoch, batch_size, colour_noise):
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_labels))
+        for index, start in enumerate(range(0, len(order), batch_size)):
+            if self.kill_at == (epoch, index):
+                raise KeyboardInterrupt
+            chosen = order[start:start + batch_size]
+            yield np.ascontiguousarray(self.train_images[..., chosen]), self.train_labels[chosen]
+
+    def eval_batches(self, batch_size, ten_crop):
+        for start in range(0, len(self.val_labels), batch_size):
+            images = self.val_images[..., start:start + batch_size]
+            labels = self.val_labels[start:start + batch_size]
+            yield ([images, images[:, :, ::-1].copy()] if ten_crop else [images]), labels
+
+
+def make_trainer(tmp_path, *, seed=4, lr=0.01, kill_at=None, ten_crop=False):
+    model = alexnet.build_model("2012-small28")
+    network = Network(model, get_backend("reference"), seed=seed)
+    schedule = Schedule("steps", Rates(lr, 2 * lr), step_epochs=(2,))
+    return Trainer(network, PatternData(model, seed, kill_at=kill_at), schedule, batch_size=16,
+                   momentum=0.9, weight_decay=5e-4, output_dir=str(tmp_path), print_freq=1,
+                   ten_crop=ten_crop)
+
+
+def losses(folder):
+    with open(folder / "log.jsonl") as handle:
+        return [(entry["step"], entry["loss"]) for entry in map(json.loads, handle)]
+
+
+def test_an_epoch_is_the_sgd_steps_over_its_batches(tmp_path):
+    trainer = make_trainer(tmp_path / "run")
+    manual = make_trainer(tmp_path / "manual")
+    trainer.fit(1)
+    for step, (images, labels) in enumerate(manual.data.train_batches(0, 16, True)):
+        manual.network.forward(images, labels, train=True, step=step)
+        manual.solver.step(manual.network, manual.network.backward(), manual.velocity)
+    for key, value in manual.network.params.items():
+        np.testing.assert_array_equal(trainer.network.params[key], value, err_msg=key)
+
+
+def test_logs_schedule_and_checkpoints(tmp_path):
+    trainer = make_trainer(tmp_path, ten_crop=True)
+    trainer.fit(3)
+    assert [step for step, _ in losses(tmp_path)] == list(range(1, 7))
+    with open(tmp_path / "epochs.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [float(r["weight_lr"]) for r in rows] == pytest.approx([0.01, 0.01, 0.001])
+    assert all(float(r["val_top5"]) <= float(r["val_top1"]) for r in rows)
+    assert (tmp_path / "last.h5").exists() and (tmp_path / "best.h5").exists()
+
+
+def test_kill_and_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    make_trainer(whole).fit(3)
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(broken, kill_at=(2, 1)).fit(3)              # dies inside epoch 3
+    resumed = make_trainer(broken)
+    resumed.resume(str(broken / "last.h5"))
+    assert (resumed.epoch, resumed.step) == (2, 4)
+    resumed.fit(3)
+    assert losses(broken) == losses(whole)                        # bitwise: floats compared ==
+    with open(broken / "epochs.csv") as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2", "3"]
+
+
+def test_resume_with_another_seed_is_refused(tmp_path):
+    make_trainer(tmp_path).fit(1)
+    other = make_trainer(tmp_path, seed=5)
+    with pytest.raises(Exception, match="--seed 4"):
+        other.resume(str(tmp_path / "last.h5"))
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
+    """A learning rate of 1e12 sends the weights, and so the loss, to infinity within steps."""
+    trainer = make_trainer(tmp_path)
+    trainer.fit(1)
+    before = (tmp_path / "last.h5").read_bytes()
+    trainer.solver.weight_lr = 1e12
+    with pytest.raises(NonFiniteLoss, match=r"at step \d+ \(epoch 2\)"):
+        trainer.fit(2)
+    assert (tmp_path / "last.h5").read_bytes() == before
