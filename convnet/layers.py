@@ -60,24 +60,25 @@ class FullyConnected:
         return input_grads, weight_grads, ops.bias_backward(dy)
 
 
-class CrossMapNorm:
-    @staticmethod
-    def forward(ops, layer, inputs, weights, bias, context):
-        return ops.crossmap_norm_forward(inputs[0], layer.params)
+class ResponseNorm:
+    """Cross-map or same-map, by the pair of ops a subclass names."""
+    forward_op = backward_op = None
 
-    @staticmethod
-    def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
-        return [ops.crossmap_norm_backward(dy, inputs[0], output, saved, layer.params)], [], None
+    @classmethod
+    def forward(cls, ops, layer, inputs, weights, bias, context):
+        return getattr(ops, cls.forward_op)(inputs[0], layer.params)
+
+    @classmethod
+    def backward(cls, ops, layer, dy, inputs, output, saved, weights, need_input_grads):
+        return [getattr(ops, cls.backward_op)(dy, inputs[0], output, saved, layer.params)], [], None
 
 
-class SameMapNorm:
-    @staticmethod
-    def forward(ops, layer, inputs, weights, bias, context):
-        return ops.samemap_norm_forward(inputs[0], layer.params)
+class CrossMapNorm(ResponseNorm):
+    forward_op, backward_op = "crossmap_norm_forward", "crossmap_norm_backward"
 
-    @staticmethod
-    def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
-        return [ops.samemap_norm_backward(dy, inputs[0], output, saved, layer.params)], [], None
+
+class SameMapNorm(ResponseNorm):
+    forward_op, backward_op = "samemap_norm_forward", "samemap_norm_backward"
 
 
 class MaxPool:
