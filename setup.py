@@ -10,7 +10,7 @@ setup(
     description="A faithful, fast reproduction of AlexNet with hand-written CUDA kernels",
     python_requires=">=3.10",
     packages=find_packages(include=["convnet", "convnet.*"]),
-    install_requires=["numpy>=1.24", "h5py>=3.8", "pillow>=10.0"],
+    install_requires=["numpy>=1.24", "h5py>=3.8", "pillow>=10.0", "tqdm>=4.60"],
     extras_require={
         "cuda": ["cupy-cuda12x>=13.0"],
         "test": ["pytest>=7.4"],

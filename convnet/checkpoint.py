@@ -6,16 +6,14 @@ File layout:
   /towers/<tower>/momentum/<layer>/<input or "bias">   the SGD velocity of each of them
   attrs: format (FORMAT), model, dtype, state (JSON: epoch, step, schedule, random states, ...),
          complete = True, written last
-The file is written under a temporary name in the same folder, flushed, and renamed over the
-target, so an interrupted save leaves the previous checkpoint untouched and never a file that
-looks complete but is not.
+Written atomically (convnet.atomic): an interrupted save leaves the previous checkpoint
+untouched and never a file that looks complete but is not.
 """
 import json
-import os
-import tempfile
 
 import h5py
-import numpy as np
+
+from convnet.atomic import atomic_h5
 
 FORMAT = "convnet-checkpoint-1"
 
@@ -26,27 +24,15 @@ class CheckpointError(Exception):
 
 def save(path, network, velocity: dict, state: dict):
     """Write network.params, velocity (same keys) and the JSON-serializable `state`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".checkpoint-", suffix=".h5.tmp", dir=folder)
-    os.close(handle)
-    try:
-        with h5py.File(temporary, "w") as file:
-            for spec in network.specs:
-                group = f"towers/{spec.tower}"
-                file[f"{group}/params/{spec.key}"] = network.ops.to_host(network.params[spec.key])
-                file[f"{group}/momentum/{spec.key}"] = network.ops.to_host(velocity[spec.key])
-            file.attrs["format"] = FORMAT
-            file.attrs["model"] = network.model.name
-            file.attrs["dtype"] = network.dtype.name
-            file.attrs["state"] = json.dumps(state)
-            file.attrs["complete"] = True
-            file.flush()
-            os.fsync(file.id.get_vfd_handle())
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_h5(path) as file:
+        for spec in network.specs:
+            group = f"towers/{spec.tower}"
+            file[f"{group}/params/{spec.key}"] = network.ops.to_host(network.params[spec.key])
+            file[f"{group}/momentum/{spec.key}"] = network.ops.to_host(velocity[spec.key])
+        file.attrs["format"] = FORMAT
+        file.attrs["model"] = network.model.name
+        file.attrs["dtype"] = network.dtype.name
+        file.attrs["state"] = json.dumps(state)
 
 
 def _open(path):

@@ -1,0 +1,101 @@
+"""The training command's options: torchvision-style flags, a JSON config file read first and
+overridden by flags, validation with one-line errors, and the resolved settings as a dict.
+
+Kept apart from the loop so that every command of the project (training, evaluation, figures)
+parses the same flags the same way.
+"""
+import argparse
+import json
+
+from convnet import alexnet
+
+SCHEDULES = ("preset", "plateau", "steps", "2012")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m convnet.train",
+        description="Train AlexNet with the paper's recipe; towers on one or two GPUs or the CPU.")
+    p.add_argument("-c", "--config", metavar="FILE",
+                   help="JSON file of settings (keys as the long flags, with underscores), "
+                        "read first; flags given on the command line override it")
+    p.add_argument("--data-path", default="data/fashion-mnist.h5",
+                   help="prepared HDF5 dataset (default: %(default)s)")
+    p.add_argument("--model", default="auto",
+                   help="one of " + ", ".join(alexnet.MODELS) + "; auto (default) picks the "
+                        "2012 preset whose input fits the dataset's images")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs to train (default: 91 for full-size models, as the 2012 run; "
+                        "6 for scaled-down ones)")
+    p.add_argument("-b", "--batch-size", type=int, default=128, help="global batch (default 128)")
+    p.add_argument("--lr", type=float, default=0.01, help="weight learning rate (default 0.01)")
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--wd", "--weight-decay", dest="wd", type=float, default=0.0005,
+                   help="weight decay on weights, not biases (default 0.0005)")
+    p.add_argument("--lr-schedule", choices=SCHEDULES, default="preset",
+                   help="preset (default): the 2012 run's epochs for the 2012 preset, the "
+                        "plateau rule for paper; or one of them explicitly, or steps")
+    p.add_argument("--lr-steps", type=int, nargs="*", default=[],
+                   help="with --lr-schedule steps: epochs at which every rate is divided by 10")
+    p.add_argument("-j", "--workers", type=int, default=None,
+                   help="data-loading threads for the C++ loader (default: all cores); the "
+                        "NumPy loader that feeds the CPU backend is single-threaded")
+    p.add_argument("--output-dir", default=None,
+                   help="where logs and checkpoints go (default: runs/<model>)")
+    p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="auto|PATH",
+                   help="continue from a checkpoint: PATH, or auto (the output folder's last.h5)")
+    p.add_argument("--test-only", action="store_true",
+                   help="evaluate the --resume checkpoint (or the initial weights) and stop")
+    p.add_argument("--ten-crop", action="store_true",
+                   help="evaluate on the paper's 10 views instead of the centre crop")
+    p.add_argument("--seed", type=int, default=0, help="decides weights, data order, "
+                                                       "augmentation and dropout (default 0)")
+    p.add_argument("--print-freq", type=int, default=50,
+                   help="steps between log lines (default 50)")
+    p.add_argument("--gpus", default=None,
+                   help="cpu, or GPU indices for towers a,b: 0,1 (two GPUs), 0 (one), 0,0 (one "
+                        "GPU through the two-device path); default: GPU 0 if any, else cpu")
+    return p
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = parser()
+    args = p.parse_args(argv)
+    if args.config:
+        try:
+            with open(args.config) as handle:
+                config = json.load(handle)
+        except (OSError, ValueError) as error:
+            p.error(f"--config {args.config}: cannot read it as JSON ({error})")
+        if not isinstance(config, dict):
+            p.error(f"--config {args.config}: must hold a JSON object of settings")
+        known = {action.dest for action in p._actions} - {"help", "config"}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            p.error(f"--config {args.config}: unknown settings {', '.join(unknown)}")
+        p.set_defaults(**config)
+        args = p.parse_args(argv)      # flags given on the command line still win
+    _validate(p, args)
+    return args
+
+
+def _validate(p, args):
+    if args.model != "auto" and args.model not in alexnet.MODELS:
+        p.error(f"--model: unknown model {args.model!r}; choose auto or one of "
+                f"{', '.join(alexnet.MODELS)}")
+    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
+                        ("--print-freq", args.print_freq), ("--workers", args.workers)):
+        if value is not None and value < 1:
+            p.error(f"{flag} must be at least 1; got {value}")
+    if args.lr <= 0:
+        p.error(f"--lr must be positive; got {args.lr}")
+    if not 0 <= args.momentum < 1:
+        p.error(f"--momentum must be in [0, 1); got {args.momentum}")
+    if args.wd < 0:
+        p.error(f"--wd must not be negative; got {args.wd}")
+    if args.lr_schedule == "steps" and not args.lr_steps:
+        p.error("--lr-schedule steps needs --lr-steps EPOCH [EPOCH ...]")
+    if args.gpus is not None and args.gpus != "cpu":
+        parts = args.gpus.split(",")
+        if len(parts) > 2 or not all(part.isdigit() for part in parts):
+            p.error(f"--gpus must be cpu or one or two GPU indices like 0,1; got {args.gpus!r}")
