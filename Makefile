@@ -4,7 +4,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 MODEL  ?= 2012
 
-.PHONY: help setup test summary bench-cpu
+FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+
+.PHONY: help setup test train summary bench-cpu
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -17,7 +19,20 @@ $(VENV)/.installed: setup.py pyproject.toml
 
 setup: $(VENV)/.installed  ## create .venv and install convnet (editable) with its test tools
 
-test: setup  ## run the test suite (CPU; GPU tests skip with their reason)
+$(FASHION_MNIST):
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y dataset-fashion-mnist || { apt-get update && apt-get install -y dataset-fashion-mnist; }; \
+	else \
+	  echo "Fashion-MNIST is missing: install the Debian package dataset-fashion-mnist (as root: apt-get install dataset-fashion-mnist), or pass --source DIR of its IDX files to python -m convnet.data.fashion_mnist"; exit 1; \
+	fi
+
+data/fashion-mnist.h5: $(FASHION_MNIST) | $(VENV)/.installed
+	$(PY) -m convnet.data.fashion_mnist --output $@
+
+train: setup data/fashion-mnist.h5  ## train the default run: scaled-down 2012 model on Fashion-MNIST, CPU
+	$(PY) -m convnet.train $(ARGS)
+
+test: setup $(FASHION_MNIST)  ## run the test suite (CPU; GPU tests skip with their reason)
 	$(PY) -m pytest -q
 
 summary: setup  ## print the layer table of MODEL (default 2012)

@@ -49,6 +49,14 @@ def write(path, *, name, train_images, train_labels, val_images, val_labels, cla
           class_names):
     """Write a whole dataset from in-memory arrays (small datasets such as Fashion-MNIST)."""
     size = train_images.shape[1]
+    for split, images, labels in (("train", train_images, train_labels),
+                                  ("val", val_images, val_labels)):
+        if images.dtype != np.uint8 or images.shape[1:] != (size, size, 3):
+            raise ValueError(f"{split} images must be uint8 of shape (N, {size}, {size}, 3); "
+                             f"got {images.dtype} {images.shape}")
+        if labels.shape != (len(images),):
+            raise ValueError(f"{split} has {len(images)} images but labels of shape "
+                             f"{labels.shape}")
     mean, eigenvalues, eigenvectors = image_statistics(train_images)
     with atomic_h5(path) as file:
         for split, images, labels in (("train", train_images, train_labels),

@@ -1,0 +1,64 @@
+"""The prepared-dataset format: round trip, statistics against a direct computation, and
+refusal of incomplete or foreign files."""
+import h5py
+import numpy as np
+import pytest
+
+from convnet.data import dataset
+from convnet.data.dataset import Dataset, DatasetError
+
+
+def make(tmp_path, rng, size=8, train=40, val=12):
+    images = rng.integers(0, 256, (train, size, size, 3), dtype=np.uint8)
+    path = tmp_path / "set.h5"
+    dataset.write(path, name="test", train_images=images,
+                  train_labels=rng.integers(0, 3, train),
+                  val_images=rng.integers(0, 256, (val, size, size, 3), dtype=np.uint8),
+                  val_labels=rng.integers(0, 3, val), class_ids=["a", "b", "c"],
+                  class_names=["ant", "bee", "cat"])
+    return path, images
+
+
+def test_round_trip_and_statistics(tmp_path, rng):
+    path, images = make(tmp_path, rng)
+    data = Dataset(path)
+    assert (data.image_size, data.classes, data.size("train"), data.size("val")) == (8, 3, 40, 12)
+    assert data.class_names == ["ant", "bee", "cat"]
+    np.testing.assert_allclose(data.mean, images.mean(axis=0), rtol=1e-6)
+    covariance = np.cov(images.reshape(-1, 3).astype(np.float64), rowvar=False, bias=True)
+    values, vectors = np.linalg.eigh(covariance)
+    np.testing.assert_allclose(data.eigenvalues, values, rtol=1e-9)
+    np.testing.assert_allclose(np.abs(data.eigenvectors.T @ vectors), np.eye(3), atol=1e-9)
+    chosen = np.array([7, 2, 30, 0])
+    np.testing.assert_array_equal(data.images("train", chosen), images[chosen])
+
+
+def test_statistics_in_batches_equal_one_pass(rng):
+    images = rng.integers(0, 256, (50, 4, 4, 3), dtype=np.uint8)
+    whole = dataset.image_statistics(images, batch=50)
+    pieces = dataset.image_statistics(images, batch=7)
+    for a, b in zip(whole, pieces):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
+def test_incomplete_and_foreign_files_are_refused(tmp_path, rng):
+    path, _ = make(tmp_path, rng)
+    with h5py.File(path, "a") as file:
+        del file.attrs["complete"]
+    with pytest.raises(DatasetError, match="incomplete"):
+        Dataset(path)
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"JPEG? no")
+    with pytest.raises(DatasetError, match="not a readable HDF5"):
+        Dataset(junk)
+    with pytest.raises(DatasetError, match="no such file"):
+        Dataset(tmp_path / "absent.h5")
+
+
+def test_failed_write_leaves_no_file(tmp_path, rng):
+    with pytest.raises(ValueError):
+        dataset.write(tmp_path / "bad.h5", name="bad",
+                      train_images=rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
+                      train_labels=np.zeros(4), val_images=np.zeros((2, 9, 8, 3), np.uint8),
+                      val_labels=np.zeros(2), class_ids=["a"], class_names=["a"])
+    assert list(tmp_path.iterdir()) == []

@@ -1,0 +1,57 @@
+"""Fashion-MNIST conversion: IDX parsing (and its errors) on files written here, then the real
+files of Debian's dataset-fashion-mnist package."""
+import gzip
+import os
+
+import numpy as np
+import pytest
+
+from convnet.data import fashion_mnist
+from convnet.data.dataset import Dataset
+
+
+def write_idx(path, magic, array):
+    header = np.array([magic, *array.shape], dtype=">u4").tobytes()
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_read_idx_round_trip_and_errors(tmp_path, rng):
+    images = rng.integers(0, 256, (5, 28, 28))
+    write_idx(tmp_path / "i.gz", 0x803, images)
+    np.testing.assert_array_equal(fashion_mnist.read_idx(tmp_path / "i.gz", 0x803, 3), images)
+    with pytest.raises(ValueError, match="not an IDX file"):
+        fashion_mnist.read_idx(tmp_path / "i.gz", 0x801, 1)
+    with gzip.open(tmp_path / "i.gz", "rb") as handle:
+        data = handle.read()
+    with gzip.open(tmp_path / "short.gz", "wb") as handle:
+        handle.write(data[:-10])
+    with pytest.raises(ValueError, match="truncated"):
+        fashion_mnist.read_idx(tmp_path / "short.gz", 0x803, 3)
+
+
+def test_missing_source_names_the_package(tmp_path):
+    assert fashion_mnist.main(["--source", str(tmp_path), "--output",
+                               str(tmp_path / "out.h5")]) == 2
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        fashion_mnist.prepare(str(tmp_path), str(tmp_path / "out.h5"))
+    assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.skipif(not os.path.isdir(fashion_mnist.DEBIAN_SOURCE),
+                    reason="Debian package dataset-fashion-mnist not installed (make test "
+                           "installs it)")
+def test_real_fashion_mnist(tmp_path):
+    path = fashion_mnist.prepare(output=str(tmp_path / "fm.h5"))
+    data = Dataset(path)
+    assert (data.image_size, data.size("train"), data.size("val"), data.classes) == \
+        (32, 60000, 10000, 10)
+    assert data.class_names[9] == "Ankle boot"
+    labels = data.labels("train")
+    assert np.bincount(labels).tolist() == [6000] * 10
+    images = data.images("train", np.arange(100))
+    assert (images[:, :2] == 0).all() and (images[:, :, -2:] == 0).all()     # the padding
+    assert (images[..., 0] == images[..., 2]).all()                          # grey as RGB
+    raw = fashion_mnist.read_idx(os.path.join(fashion_mnist.DEBIAN_SOURCE,
+                                              fashion_mnist.FILES["train"][0]), 0x803, 3)
+    np.testing.assert_array_equal(images[:, 2:30, 2:30, 1], raw[:100])

@@ -1,0 +1,118 @@
+"""The training command as a user runs it: a short real run with its files, resume, test-only,
+and one-line errors with exit code 2 for bad flags, data and checkpoints."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from convnet.data import dataset, fashion_mnist
+
+needs_fashion_mnist = pytest.mark.skipif(
+    not os.path.isdir(fashion_mnist.DEBIAN_SOURCE),
+    reason="Debian package dataset-fashion-mnist not installed (make test installs it)")
+
+
+def train(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "convnet.train", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def small_real_set(tmp_path_factory):
+    """512 training and 128 test images of the real Fashion-MNIST, in the prepared format."""
+    if not os.path.isdir(fashion_mnist.DEBIAN_SOURCE):
+        pytest.skip("Debian package dataset-fashion-mnist not installed")
+    train_images, train_labels = fashion_mnist.load_split(fashion_mnist.DEBIAN_SOURCE, "train")
+    val_images, val_labels = fashion_mnist.load_split(fashion_mnist.DEBIAN_SOURCE, "val")
+    path = tmp_path_factory.mktemp("data") / "fm-small.h5"
+    dataset.write(path, name="fm-small", train_images=train_images[:512],
+                  train_labels=train_labels[:512], val_images=val_images[:128],
+                  val_labels=val_labels[:128], class_ids=[str(i) for i in range(10)],
+                  class_names=fashion_mnist.CLASS_NAMES)
+    return path
+
+
+@needs_fashion_mnist
+def test_short_run_resume_and_test_only(small_real_set, tmp_path):
+    out = tmp_path / "run"
+    common = ["--data-path", str(small_real_set), "--output-dir", str(out), "-b", "64",
+              "--print-freq", "2", "--seed", "3"]
+    first = train(*common, "--epochs", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "validation (centre crop)" in first.stdout
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["model"] == "2012-small28" and settings["batch_size"] == 64
+    assert {"last.h5", "best.h5", "log.jsonl", "epochs.csv"} <= set(os.listdir(out))
+
+    second = train(*common, "--epochs", "2", "--resume", "auto", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert "resumed from" in second.stdout and "epoch 1, step 8" in second.stdout
+    assert len((out / "epochs.csv").read_text().splitlines()) == 3     # header + 2 epochs
+
+    check = train(*common, "--resume", str(out / "last.h5"), "--test-only", "--ten-crop",
+                  cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    assert "validation (10 views)" in check.stdout
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--model", "vgg"], "unknown model 'vgg'"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--lr", "-1"], "--lr must be positive"),
+    (["--gpus", "0;1"], "--gpus must be cpu or"),
+    (["--lr-schedule", "steps"], "needs --lr-steps"),
+])
+def test_bad_flags(flags, message, tmp_path):
+    result = train(*flags, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr.strip().splitlines()[-1]
+
+
+def test_missing_dataset(tmp_path):
+    result = train("--data-path", str(tmp_path / "none.h5"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: dataset {tmp_path / 'none.h5'}: no such file"
+
+
+def test_bad_config(tmp_path):
+    (tmp_path / "c.json").write_text('{"epochs": 3, "colour": true}')
+    result = train("-c", str(tmp_path / "c.json"), cwd=tmp_path)
+    assert result.returncode == 2 and "unknown settings colour" in result.stderr
+    (tmp_path / "d.json").write_text("{not json")
+    result = train("-c", str(tmp_path / "d.json"), cwd=tmp_path)
+    assert result.returncode == 2 and "cannot read it as JSON" in result.stderr
+
+
+def test_config_is_overridden_by_flags(tmp_path):
+    from convnet import options
+    (tmp_path / "c.json").write_text('{"epochs": 3, "lr": 0.05}')
+    args = options.parse(["-c", str(tmp_path / "c.json"), "--lr", "0.02"])
+    assert (args.epochs, args.lr) == (3, 0.02)
+
+
+@pytest.fixture
+def tiny_set(tmp_path, rng):
+    path = tmp_path / "set.h5"
+    dataset.write(path, name="t", train_images=rng.integers(0, 256, (8, 32, 32, 3), np.uint8),
+                  train_labels=np.zeros(8), val_images=np.zeros((4, 32, 32, 3), np.uint8),
+                  val_labels=np.zeros(4), class_ids=list("ab"), class_names=list("ab"))
+    return path
+
+
+def test_gpu_request_without_cuda_backend(tmp_path, tiny_set):
+    path = tiny_set
+    result = train("--data-path", str(path), "--gpus", "0,1", cwd=tmp_path)
+    assert result.returncode == 2 and "no CUDA backend" in result.stderr
+
+
+def test_corrupt_checkpoint_is_refused(tmp_path, tiny_set):
+    path = tiny_set
+    broken = tmp_path / "broken.h5"
+    broken.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    result = train("--data-path", str(path), "--resume", str(broken), "--output-dir",
+                   str(tmp_path / "out"), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"error: checkpoint {broken}: not a readable HDF5")
