@@ -29,8 +29,8 @@ $(FASHION_MNIST):
 data/fashion-mnist.h5: $(FASHION_MNIST) | $(VENV)/.installed
 	$(PY) -m convnet.data.fashion_mnist --output $@
 
-train: setup data/fashion-mnist.h5  ## train the default run: scaled-down 2012 model on Fashion-MNIST, CPU
-	$(PY) -m convnet.train $(ARGS)
+train: setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model on Fashion-MNIST (configs/fashion-mnist.json)
+	$(PY) -m convnet.train -c configs/fashion-mnist.json $(ARGS)
 
 test: setup $(FASHION_MNIST)  ## run the test suite (CPU; GPU tests skip with their reason)
 	$(PY) -m pytest -q
