@@ -2,7 +2,14 @@
 
 Package metadata and the list of compiled extensions live here; `pip install -e .` builds them.
 """
+from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import find_packages, setup
+
+# The data loader's augmenter: -O3, std::thread, and no fused multiply-add so that its float32
+# results equal NumPy's bit for bit (see kernels/augment.cpp).
+augment = Pybind11Extension("convnet._augment", ["kernels/augment.cpp"], cxx_std=17,
+                            extra_compile_args=["-O3", "-pthread", "-ffp-contract=off"],
+                            extra_link_args=["-pthread"])
 
 setup(
     name="convnet",
@@ -13,6 +20,9 @@ setup(
     install_requires=["numpy>=1.24", "h5py>=3.8", "pillow>=10.0", "tqdm>=4.60"],
     extras_require={
         "cuda": ["cupy-cuda12x>=13.0"],
-        "test": ["pytest>=7.4"],
+        # scikit-learn for the two photographs it ships (tests/imagetree.py)
+        "test": ["pytest>=7.4", "scikit-learn>=1.3"],
     },
+    ext_modules=[augment],
+    cmdclass={"build_ext": build_ext},
 )

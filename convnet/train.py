@@ -13,7 +13,7 @@ import numpy as np
 
 from convnet import alexnet, checkpoint, options
 from convnet.backend import get_backend
-from convnet.data.augment import Batches
+from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
 from convnet.network import Network
 from convnet.schedule import RELEASED_2012_EPOCHS, Rates, Schedule
@@ -87,9 +87,9 @@ def run(args):
     epochs = args.epochs or (RELEASED_2012_EPOCHS if model.geometry.image_size == 224
                              else SMALL_MODEL_EPOCHS)
     output_dir = args.output_dir or os.path.join("runs", model.name)
-    data = Batches(args.data_path, crop=model.geometry.image_size, seed=args.seed,
-                   colour_noise_convention=model.preset.colour_noise,
-                   crop_draw=model.preset.crop_draw)
+    data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
+                  colour_noise_convention=model.preset.colour_noise,
+                  crop_draw=model.preset.crop_draw)
     network = Network(model, backend, seed=args.seed)
     trainer = Trainer(network, data, make_schedule(args, model, epochs),
                       batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,

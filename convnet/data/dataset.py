@@ -8,6 +8,16 @@
   /eigenvectors   (3, 3) float64, the matching unit eigenvectors as columns
   /class_ids      (K,) str (wnids for ImageNet), /class_names (K,) str
   attrs: format = FORMAT, image_size = S, name; complete = True, written last
+Images are chunked by about CHUNK_BYTES (one 256×256 image per chunk, 85 Fashion-MNIST images),
+so the loader's random reads touch little more than the images they want. A file made by
+convnet.data.prepare also holds /report/converted and /report/skipped: "path<TAB>reason" lines.
+
+Statistics (class Statistics), over the N training images, P pixels each, RGB values 0–255:
+  mean[y, x, c] = Σ_n image_n[y, x, c] / N
+  covariance = Σ v v^T / M − m m^T over the M = N·P pixels' RGB vectors v, m = Σ v / M
+The sums are kept as exact integers (int64), so they do not depend on batching or on the order
+in which worker processes deliver their blocks; covariance = (M·Σ v v^T − Σv Σv^T) / M² is
+formed from Python integers and rounded once.
 
 Writers build the file atomically (convnet.atomic), so an interrupted preparation never leaves a
 file that looks complete; readers refuse a file that is not complete.
@@ -18,31 +28,83 @@ import numpy as np
 from convnet.atomic import atomic_h5
 
 FORMAT = "convnet-dataset-1"
-CHUNK_IMAGES = 64   # images per HDF5 chunk: one chunk read serves a run of shuffled indices
+CHUNK_BYTES = 256 * 1024   # per HDF5 chunk: one ImageNet image, or a run of small images
+EXACT_FLOAT_PIXELS = 1 << 20   # float64 products of ≤ this many pixels sum to < 2^53: exact
 
 
 class DatasetError(Exception):
     """A dataset file that cannot be used; the message names it and says what is wrong."""
 
 
+def chunk_images(size):
+    """Images per HDF5 chunk for S×S×3 uint8 images."""
+    return max(1, CHUNK_BYTES // (size * size * 3))
+
+
+class Statistics:
+    """Exact running sums over uint8 RGB images (n, S, S, 3); blocks may be added in any order,
+    and sums made in several processes merged."""
+
+    def __init__(self, size):
+        self.count = 0
+        self.pixel_sum = np.zeros((size, size, 3), np.int64)
+        self.rgb_sum = np.zeros(3, np.int64)
+        self.rgb_outer = np.zeros((3, 3), np.int64)
+
+    def add(self, images):
+        self.count += len(images)
+        self.pixel_sum += images.sum(axis=0, dtype=np.int64)
+        pixels = images.reshape(-1, 3)
+        self.rgb_sum += pixels.sum(axis=0, dtype=np.int64)
+        # BLAS in float64: every partial sum is an integer below 2^53, so the result is exact.
+        for start in range(0, len(pixels), EXACT_FLOAT_PIXELS):
+            block = pixels[start:start + EXACT_FLOAT_PIXELS].astype(np.float64)
+            self.rgb_outer += (block.T @ block).astype(np.int64)
+        return self
+
+    def merge(self, other):
+        self.count += other.count
+        self.pixel_sum += other.pixel_sum
+        self.rgb_sum += other.rgb_sum
+        self.rgb_outer += other.rgb_outer
+        return self
+
+    def result(self):
+        """(mean image float32, eigenvalues ascending float64, unit eigenvectors as columns)."""
+        if self.count == 0:
+            raise ValueError("no training images to compute the mean and colour statistics from")
+        mean = (self.pixel_sum / self.count).astype(np.float32)
+        pixels = self.count * self.pixel_sum.shape[0] * self.pixel_sum.shape[1]
+        sums = [int(v) for v in self.rgb_sum]
+        covariance = np.array([[(int(self.rgb_outer[i, j]) * pixels - sums[i] * sums[j])
+                                / pixels ** 2 for j in range(3)] for i in range(3)])
+        eigenvalues, eigenvectors = np.linalg.eigh(covariance)
+        return mean, np.maximum(eigenvalues, 0.0), eigenvectors
+
+
 def image_statistics(images, batch=4096):
-    """(mean image float32, eigenvalues, eigenvectors) of uint8 images (N, S, S, 3), in float64
-    sums over batches so that 1.3 million images fit in memory."""
-    count = len(images)
-    total = np.zeros(images.shape[1:], np.float64)
-    rgb_sum = np.zeros(3, np.float64)
-    rgb_outer = np.zeros((3, 3), np.float64)
-    for start in range(0, count, batch):
-        block = np.asarray(images[start:start + batch], dtype=np.float64)
-        total += block.sum(axis=0)
-        pixels = block.reshape(-1, 3)
-        rgb_sum += pixels.sum(axis=0)
-        rgb_outer += pixels.T @ pixels
-    pixel_count = count * images.shape[1] * images.shape[2]
-    rgb_mean = rgb_sum / pixel_count
-    covariance = rgb_outer / pixel_count - np.outer(rgb_mean, rgb_mean)
-    eigenvalues, eigenvectors = np.linalg.eigh(covariance)
-    return (total / count).astype(np.float32), np.maximum(eigenvalues, 0.0), eigenvectors
+    """(mean image float32, eigenvalues, eigenvectors) of uint8 images (N, S, S, 3), read in
+    batches so that an HDF5 dataset of 1.3 million images need not fit in memory."""
+    statistics = Statistics(images.shape[1])
+    for start in range(0, len(images), batch):
+        statistics.add(np.asarray(images[start:start + batch]))
+    return statistics.result()
+
+
+def write_statistics(file, statistics):
+    """Store (mean, eigenvalues, eigenvectors), as from Statistics.result()."""
+    mean, eigenvalues, eigenvectors = statistics
+    file["mean"] = mean
+    file["eigenvalues"] = eigenvalues
+    file["eigenvectors"] = eigenvectors
+
+
+def write_classes(file, *, name, size, class_ids, class_names):
+    file["class_ids"] = np.array(class_ids, dtype=h5py.string_dtype())
+    file["class_names"] = np.array(class_names, dtype=h5py.string_dtype())
+    file.attrs["format"] = FORMAT
+    file.attrs["image_size"] = size
+    file.attrs["name"] = name
 
 
 def write(path, *, name, train_images, train_labels, val_images, val_labels, class_ids,
@@ -57,21 +119,14 @@ def write(path, *, name, train_images, train_labels, val_images, val_labels, cla
         if labels.shape != (len(images),):
             raise ValueError(f"{split} has {len(images)} images but labels of shape "
                              f"{labels.shape}")
-    mean, eigenvalues, eigenvectors = image_statistics(train_images)
     with atomic_h5(path) as file:
         for split, images, labels in (("train", train_images, train_labels),
                                       ("val", val_images, val_labels)):
             file.create_dataset(f"{split}/images", data=images,
-                                chunks=(min(CHUNK_IMAGES, len(images)), size, size, 3))
+                                chunks=(min(chunk_images(size), len(images)), size, size, 3))
             file.create_dataset(f"{split}/labels", data=labels.astype(np.int32))
-        file["mean"] = mean
-        file["eigenvalues"] = eigenvalues
-        file["eigenvectors"] = eigenvectors
-        file["class_ids"] = np.array(class_ids, dtype=h5py.string_dtype())
-        file["class_names"] = np.array(class_names, dtype=h5py.string_dtype())
-        file.attrs["format"] = FORMAT
-        file.attrs["image_size"] = size
-        file.attrs["name"] = name
+        write_statistics(file, image_statistics(train_images))
+        write_classes(file, name=name, size=size, class_ids=class_ids, class_names=class_names)
 
 
 class Dataset:

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from convnet.data import dataset
-from convnet.data.augment import ALPHA_STD, Batches
+from convnet.data.loader import ALPHA_STD, Loader
 
 SIZE, CROP = 12, 9
 
@@ -28,8 +28,8 @@ def expected_batch(images, data, rng_seed, chunk, convention, noise_on):
     flips = rng.random(draws) < 0.5
     alphas = rng.normal(0, ALPHA_STD, (n, 3)) if noise_on else None
     margin = (SIZE - CROP) // 2
-    mean_crop = data.dataset.mean[margin:margin + CROP, margin:margin + CROP].astype(np.float64)
-    values, vectors = data.dataset.eigenvalues, data.dataset.eigenvectors
+    mean_crop = data.mean[margin:margin + CROP, margin:margin + CROP].astype(np.float64)
+    values, vectors = data.eigenvalues, data.eigenvectors
     out = np.empty((3, CROP, CROP, n), np.float64)
     for i in range(n):
         y, x = offsets[i // chunk]
@@ -51,7 +51,7 @@ def expected_batch(images, data, rng_seed, chunk, convention, noise_on):
 @pytest.mark.parametrize("noise_on", [True, False])
 def test_training_batch_matches_formulas(stored, convention, crop_draw, chunk, noise_on):
     path, train, _ = stored
-    data = Batches(path, crop=CROP, seed=11, colour_noise_convention=convention,
+    data = Loader(path, crop=CROP, seed=11, colour_noise_convention=convention,
                    crop_draw=crop_draw)
     batches = list(data.train_batches(epoch=2, batch_size=40, colour_noise_on=noise_on))
     assert [len(labels) for _, labels in batches] == [40, 30]
@@ -67,7 +67,7 @@ def test_training_batch_matches_formulas(stored, convention, crop_draw, chunk, n
 
 def test_batches_are_a_function_of_seed_and_epoch(stored):
     path, _, _ = stored
-    make = lambda seed: Batches(path, crop=CROP, seed=seed, colour_noise_convention="eigenvalue",
+    make = lambda seed: Loader(path, crop=CROP, seed=seed, colour_noise_convention="eigenvalue",
                                 crop_draw="per-image")
     first = [b for b, _ in make(1).train_batches(0, 32, True)]
     again = [b for b, _ in make(1).train_batches(0, 32, True)]
@@ -78,7 +78,7 @@ def test_batches_are_a_function_of_seed_and_epoch(stored):
 
 def test_ten_views_are_corners_centre_and_mirrors(stored):
     path, _, val = stored
-    data = Batches(path, crop=CROP, seed=0, colour_noise_convention="eigenvalue",
+    data = Loader(path, crop=CROP, seed=0, colour_noise_convention="eigenvalue",
                    crop_draw="per-image")
     (views, labels), = list(data.eval_batches(batch_size=8, ten_crop=True))
     (centre_only, _), = list(data.eval_batches(batch_size=8, ten_crop=False))
@@ -99,8 +99,8 @@ def test_ten_views_are_corners_centre_and_mirrors(stored):
 def test_bad_settings_are_refused(stored):
     path, _, _ = stored
     with pytest.raises(ValueError, match="does not fit"):
-        Batches(path, crop=SIZE + 1, seed=0, colour_noise_convention="eigenvalue",
+        Loader(path, crop=SIZE + 1, seed=0, colour_noise_convention="eigenvalue",
                 crop_draw="per-image")
     with pytest.raises(ValueError, match="crop draw"):
-        Batches(path, crop=CROP, seed=0, colour_noise_convention="eigenvalue",
+        Loader(path, crop=CROP, seed=0, colour_noise_convention="eigenvalue",
                 crop_draw="per-batch")

@@ -1,0 +1,274 @@
+"""The data loader: training and evaluation batches of a prepared dataset (convnet.data.dataset),
+with the paper's augmentation done in C++ (kernels/augment.cpp), one batch ahead of the trainer.
+
+Training, per image (S the stored size, C the crop):
+  1. a C×C crop at offset (y, x), y, x uniform in [0, S − C], mirrored left-right with
+     probability ½; offset and mirror drawn per image ("per-image", the paper) or once per chunk
+     of 32 consecutive images of the batch ("per-chunk-32", the released code);
+  2. minus the central C×C crop of the mean image (the released code's choice, whatever the
+     crop's offset);
+  3. PCA colour noise, when on: every pixel gets + Σ_k p_k α_k σ_k, α_k ~ N(0, 0.1²) drawn once
+     per image, p_k and λ_k the training set's RGB eigenvectors and eigenvalues, with σ_k = λ_k
+     ("eigenvalue", the paper's prose) or σ_k = √λ_k and the whole image then ÷ 1.1
+     ("sqrt-eigenvalue-div-1.1", the released code, which divides only while noise is on).
+Evaluation: the centre crop, or the paper's 10 views: the four corner crops and the centre, and
+their mirror images; minus the mean's central crop, no noise.
+Output: (3, C, C, n) float32, images innermost (convnet.backend), and labels (n,) int64.
+
+Every random draw of a batch comes from a NumPy generator seeded by (seed, epoch, batch index),
+made here in Python (6 numbers an image); the C++ threads only move pixels, each output value
+computed by one thread from those draws, so a batch is a pure function of (seed, epoch, index),
+whatever the number of threads.
+
+Double buffering: a background thread makes batch k + 1 while the caller uses batch k (the C++
+code releases the GIL). A yielded batch stays valid for as long as the caller holds it; its
+memory is reused for a later batch once the caller has dropped every reference to it. That
+memory is page-locked (CuPy's pinned allocator) when CuPy and a GPU are present, so the copy to
+the GPU can be asynchronous; elsewhere it is an ordinary NumPy buffer.
+
+The HDF5 file is opened in the process and at the moment of the first batch, never before a
+fork: a Loader made before a fork opens its own handle in each process that uses it.
+"""
+import os
+import queue
+import sys
+import threading
+
+import numpy as np
+
+from convnet import _augment
+from convnet.data.dataset import Dataset
+
+COLOUR_NOISE = ("eigenvalue", "sqrt-eigenvalue-div-1.1")
+CROP_DRAWS = {"per-image": 1, "per-chunk-32": 32}
+ALPHA_STD = 0.1
+CODE_DIVISOR = 1.1
+IN_MEMORY_BYTES = 4 << 30   # datasets up to this size are read into memory once (Fashion-MNIST)
+
+
+def default_threads():
+    return len(os.sched_getaffinity(0))
+
+
+def colour_offsets(alphas, eigenvalues, eigenvectors, convention):
+    """(n, 3) float32 RGB offsets Σ_k p_k α_k σ_k, one per image."""
+    if convention not in COLOUR_NOISE:
+        raise ValueError(f"unknown colour-noise convention {convention!r}; choose one of "
+                         f"{COLOUR_NOISE}")
+    sigma = eigenvalues if convention == "eigenvalue" else np.sqrt(eigenvalues)
+    return ((alphas * sigma) @ eigenvectors.T).astype(np.float32)
+
+
+def draw(rng, n, limit, every, noise_on):
+    """The random draws of one training batch, in this order: crop offsets (y, x) in
+    [0, limit] and mirror flags, one per `every` consecutive images, then α (n, 3) if noise is
+    on. Returns offsets (n, 2) int32, flips (n,) bool, alphas (n, 3) or None."""
+    draws = -(-n // every)
+    offsets = np.repeat(rng.integers(0, limit + 1, (draws, 2)), every, axis=0)[:n]
+    flips = np.repeat(rng.random(draws) < 0.5, every)[:n]
+    alphas = rng.normal(0.0, ALPHA_STD, (n, 3)) if noise_on else None
+    return offsets.astype(np.int32), flips, alphas
+
+
+def view_positions(size, crop, ten_crop):
+    """[(y, x, flip)] of the evaluation views: the centre, or the 10 of the paper."""
+    centre, far = (size - crop) // 2, size - crop
+    corners = [(centre, centre)] + ([(0, 0), (0, far), (far, 0), (far, far)] if ten_crop else [])
+    return [(y, x, flip) for flip in ((False, True) if ten_crop else (False,))
+            for y, x in corners]
+
+
+def augment(images, index, offsets, flips, colour, mean_crop, divisor, out, threads):
+    """out (3, C, C, n) float32 ← crops of images (N, S, S, 3) uint8; see kernels/augment.cpp.
+    index (n,) selects the source image of each output column."""
+    _augment.augment(np.ascontiguousarray(images, np.uint8),
+                     np.ascontiguousarray(index, np.int64),
+                     np.ascontiguousarray(offsets, np.int32),
+                     np.ascontiguousarray(flips, np.bool_).view(np.uint8),
+                     np.ascontiguousarray(colour, np.float32),
+                     np.ascontiguousarray(mean_crop, np.float32), float(divisor), out, threads)
+    return out
+
+
+class Buffers:
+    """Float32 blocks for batches, reused once nothing outside this pool refers to them.
+    Page-locked where CuPy and a GPU are present (fast, asynchronous copies to the GPU), plain
+    NumPy memory otherwise."""
+
+    def __init__(self):
+        self.blocks = []
+        self.empty = self._allocator()
+        self.lock = threading.Lock()
+        # The count of a block that nothing else refers to, measured the way take() measures
+        # (interpreters differ in the references they hold themselves).
+        self.free_references = references([np.empty(1, np.float32)], 0)
+
+    @staticmethod
+    def _allocator():
+        try:
+            import cupy
+            import cupyx
+            if cupy.cuda.runtime.getDeviceCount() > 0:
+                return lambda count: cupyx.empty_pinned((count,), np.float32)
+        except Exception:   # no CuPy, no driver, no device: all mean ordinary memory
+            pass
+        return lambda count: np.empty(count, np.float32)
+
+    def take(self, shape):
+        """A (shape) float32 array in a block that no batch in use occupies."""
+        count = int(np.prod(shape))
+        with self.lock:
+            for i in range(len(self.blocks)):   # no loop variable: it would be a reference
+                # A batch still in use is a view of its block, which holds a reference to it.
+                if (self.blocks[i].size >= count
+                        and references(self.blocks, i) == self.free_references):
+                    return self.blocks[i][:count].reshape(shape)
+            self.blocks.append(self.empty(count))
+            return self.blocks[-1][:count].reshape(shape)
+
+
+def references(blocks, i):
+    return sys.getrefcount(blocks[i])
+
+
+class Loader:
+    """The trainer's data source over one prepared dataset (see convnet.trainer)."""
+
+    def __init__(self, path, *, crop, seed, colour_noise_convention, crop_draw, threads=None,
+                 in_memory_bytes=IN_MEMORY_BYTES):
+        if crop_draw not in CROP_DRAWS:
+            raise ValueError(f"unknown crop draw {crop_draw!r}; choose one of {list(CROP_DRAWS)}")
+        if colour_noise_convention not in COLOUR_NOISE:
+            raise ValueError(f"unknown colour-noise convention {colour_noise_convention!r}; "
+                             f"choose one of {COLOUR_NOISE}")
+        dataset = Dataset(path)   # metadata only; closed again before any fork can happen
+        try:
+            self.image_size = dataset.image_size
+            self.mean, self.eigenvalues = dataset.mean, dataset.eigenvalues
+            self.eigenvectors = dataset.eigenvectors
+            self.class_ids, self.class_names = dataset.class_ids, dataset.class_names
+            self.train_labels = dataset.labels("train").astype(np.int64)
+            self.val_labels = dataset.labels("val").astype(np.int64)
+            stored = sum(dataset.file[f"{s}/images"].nbytes for s in ("train", "val"))
+        finally:
+            dataset.close()
+        if not 0 < crop <= self.image_size:
+            raise ValueError(f"a {crop}-pixel crop does not fit the {self.image_size}-pixel "
+                             f"images of {path}")
+        self.path, self.crop, self.seed = path, crop, seed
+        self.convention, self.draw_every = colour_noise_convention, CROP_DRAWS[crop_draw]
+        self.threads = threads or default_threads()
+        self.in_memory = stored <= in_memory_bytes
+        margin = (self.image_size - crop) // 2
+        self.mean_crop = np.ascontiguousarray(
+            self.mean[margin:margin + crop, margin:margin + crop], np.float32)
+        self.buffers = Buffers()
+        self._opened = None   # (pid, Dataset, {split: images in memory})
+
+    @property
+    def classes(self):
+        return len(self.class_ids)
+
+    # -- reading ------------------------------------------------------------------------------
+    def _source(self):
+        """This process's open dataset (opened on first use, again after a fork)."""
+        if self._opened is None or self._opened[0] != os.getpid():
+            dataset = Dataset(self.path)
+            memory = {}
+            if self.in_memory:
+                memory = {split: dataset.file[f"{split}/images"][()] for split in ("train", "val")}
+            self._opened = (os.getpid(), dataset, memory)
+        return self._opened
+
+    def read(self, split, indices):
+        """(images, index): images holding the requested ones and index (n,) into them."""
+        _, dataset, memory = self._source()
+        if split in memory:
+            return memory[split], np.asarray(indices, np.int64)
+        order = np.argsort(indices)
+        images = dataset.file[f"{split}/images"][np.asarray(indices)[order]]  # h5py: increasing
+        index = np.empty(len(indices), np.int64)
+        index[order] = np.arange(len(indices))
+        return images, index
+
+    # -- batches ------------------------------------------------------------------------------
+    def train_batch(self, epoch, index, chosen, colour_noise_on):
+        """Batch `index` of `epoch` over the training images `chosen`: (images, labels)."""
+        n, limit = len(chosen), self.image_size - self.crop
+        rng = np.random.default_rng([self.seed, epoch, index])
+        offsets, flips, alphas = draw(rng, n, limit, self.draw_every, colour_noise_on)
+        if colour_noise_on:
+            colour = colour_offsets(alphas, self.eigenvalues, self.eigenvectors, self.convention)
+        else:
+            colour = np.zeros((n, 3), np.float32)
+        divisor = CODE_DIVISOR if colour_noise_on and self.convention == COLOUR_NOISE[1] else 1.0
+        images, source_index = self.read("train", chosen)
+        out = self.buffers.take((3, self.crop, self.crop, n))
+        augment(images, source_index, offsets, flips, colour, self.mean_crop, divisor, out,
+                self.threads)
+        return out, self.train_labels[chosen]
+
+    def eval_batch(self, indices, ten_crop):
+        """The views of validation images `indices`: ([view (3, C, C, n)], labels)."""
+        images, source_index = self.read("val", indices)
+        n = len(indices)
+        zeros = np.zeros((n, 3), np.float32)
+        views = []
+        for y, x, flip in view_positions(self.image_size, self.crop, ten_crop):
+            out = self.buffers.take((3, self.crop, self.crop, n))
+            augment(images, source_index, np.tile(np.int32([y, x]), (n, 1)), np.full(n, flip),
+                    zeros, self.mean_crop, 1.0, out, self.threads)
+            views.append(out)
+        return views, self.val_labels[indices]
+
+    def train_batches(self, epoch, batch_size, colour_noise_on):
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_labels))
+        starts = range(0, len(order), batch_size)
+        return prefetch(lambda k: self.train_batch(epoch, k, order[starts[k]:starts[k] +
+                                                                   batch_size], colour_noise_on),
+                        len(starts))
+
+    def eval_batches(self, batch_size, ten_crop):
+        count = len(self.val_labels)
+        starts = range(0, count, batch_size)
+        return prefetch(lambda k: self.eval_batch(
+            np.arange(starts[k], min(starts[k] + batch_size, count)), ten_crop), len(starts))
+
+    def close(self):
+        if self._opened is not None and self._opened[0] == os.getpid():
+            self._opened[1].close()
+        self._opened = None
+
+
+def prefetch(make, count):
+    """Yield make(0) … make(count − 1), each made on a background thread while the caller
+    uses the one before (one batch ahead: double buffering)."""
+    ready = queue.Queue()
+    slots = threading.Semaphore(1)   # batches the thread may make ahead of the caller
+    stop = threading.Event()
+
+    def produce():
+        for k in range(count):
+            slots.acquire()
+            if stop.is_set():
+                return
+            try:
+                ready.put((make(k), None))
+            except BaseException as error:   # handed to the caller, who raises it
+                ready.put((None, error))
+                return
+
+    thread = threading.Thread(target=produce, name="convnet-loader", daemon=True)
+    thread.start()
+    try:
+        for _ in range(count):
+            batch, error = ready.get()
+            if error is not None:
+                raise error
+            slots.release()   # the caller now holds this batch: start the next one
+            yield batch
+            batch = None
+    finally:
+        stop.set()
+        slots.release()
+        thread.join()

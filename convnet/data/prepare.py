@@ -1,0 +1,421 @@
+"""ILSVRC-2012 JPEG tree → the prepared-dataset format (convnet.data.dataset), on several processes.
+
+    python -m convnet.data.prepare ROOT [--output data/imagenet.h5] [--size 256] [--workers N]
+                                        [--val-labels FILE] [--classes FILE] [--restart]
+
+ROOT holds train/<wnid>/<files> and val/, either in class folders (val/<wnid>/<files>) or flat
+(val/<files>, labelled by --val-labels, default data/ilsvrc2012_val_labels.tsv: the devkit's
+ground truth as "file<TAB>index" lines, index into data/ilsvrc2012_classes.tsv). Class index =
+position in the sorted list of train/'s wnids; names come from --classes (the shipped table of
+all 1000: index, wnid, names). Every file in those folders is read, whatever its name.
+
+Each image: decoded with Pillow (JPEG draft mode: the decoder's DCT scaling to the smallest
+1/1, 1/2, 1/4 or 1/8 size whose sides are all ≥ S, which speeds decoding large photographs),
+converted to RGB where it is not, its central min(w, h) square resized (bilinear, antialiased) to
+S×S: the shorter side rescaled to S and the central S×S taken, in one resampling.
+The file holds, besides images and labels (see convnet.data.dataset for the whole format):
+  /mean, /eigenvalues, /eigenvectors   from the training images (exact integer sums, dataset.py)
+  /report/converted, /report/skipped   "path<TAB>reason" for every file that was not a plain RGB
+                                       JPEG: CMYK or greyscale (converted), PNG or another format
+                                       under a .JPEG name (decoded as what it is), empty,
+                                       truncated or undecodable (skipped)
+  attrs: name = "imagenet" (or --name), image_size = S, complete = True written last.
+
+Crash safety: the work goes into OUTPUT.partial, in blocks of BLOCK files, written in file order
+whatever the number of processes; after each block the counters and the running statistics are
+stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops after the current block; the
+same command resumes from the last stored block if the file list and settings are unchanged,
+and otherwise starts again (as it does with --restart). Only a finished file is renamed to
+OUTPUT, so OUTPUT is never a file that looks complete but is not.
+"""
+import argparse
+import hashlib
+import multiprocessing
+import os
+import signal
+import sys
+
+import h5py
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from convnet.data.dataset import (Statistics, chunk_images, write_classes, write_statistics)
+
+DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "data"))
+CLASSES = os.path.join(DATA_DIR, "ilsvrc2012_classes.tsv")
+VAL_LABELS = os.path.join(DATA_DIR, "ilsvrc2012_val_labels.tsv")
+DEFAULT_OUTPUT = os.path.join("data", "imagenet.h5")
+BLOCK = 64            # files per worker task and per stored step
+SHOWN_NOTES = 20      # converted/skipped files printed at the end; all are in /report
+SPLITS = ("train", "val")
+MODES = {"L": "greyscale (L)", "LA": "greyscale with alpha (LA)", "P": "palette (P)",
+         "RGBA": "RGB with alpha (RGBA)", "CMYK": "CMYK", "I;16": "16-bit greyscale (I;16)"}
+
+
+class PrepareError(Exception):
+    """Bad input (a path, a layout, a table); reported in one line with exit code 2."""
+
+
+# -- the tree ---------------------------------------------------------------------------------
+def read_classes(path):
+    """{wnid: names} from the shipped table (index, wnid, names; a header line)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            rows = [line.rstrip("\n").split("\t") for line in handle][1:]
+    except OSError as error:
+        raise PrepareError(f"class table {path}: {error.strerror}") from None
+    if not rows or any(len(row) != 3 for row in rows):
+        raise PrepareError(f"class table {path}: expected lines 'index<TAB>wnid<TAB>names'")
+    return {wnid: names for _, wnid, names in rows}, [wnid for _, wnid, _ in rows]
+
+
+def read_val_labels(path, table_wnids):
+    """{file name: wnid} from 'file<TAB>index' (index into the class table) or 'file<TAB>wnid'."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            rows = [line.rstrip("\n").split("\t") for line in handle][1:]
+    except OSError as error:
+        raise PrepareError(f"validation labels {path}: {error.strerror}") from None
+    labels = {}
+    for number, row in enumerate(rows, start=2):
+        if len(row) != 2:
+            raise PrepareError(f"validation labels {path}, line {number}: expected "
+                               f"'file<TAB>class index or wnid'")
+        name, value = row
+        if value.isdigit() and int(value) < len(table_wnids):
+            labels[name] = table_wnids[int(value)]
+        elif value in table_wnids:
+            labels[name] = value
+        else:
+            raise PrepareError(f"validation labels {path}, line {number}: {value!r} is neither "
+                               f"a class index nor a wnid of the class table")
+    return labels
+
+
+def files_in(folder):
+    """Sorted names of the regular files in a folder (every one is an input: none is ignored)."""
+    return sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
+
+
+def scan(root, classes_path, val_labels_path):
+    """(wnids, names, jobs): jobs[split] = [(path relative to root, label or None, note)]."""
+    if not os.path.isdir(root):
+        raise PrepareError(f"{root}: no such folder")
+    names_of, table_wnids = read_classes(classes_path)
+    train = os.path.join(root, "train")
+    if not os.path.isdir(train):
+        raise PrepareError(f"{root}: no train/ folder (expected {root}/train/<wnid>/*.JPEG)")
+    entries = sorted(os.scandir(train), key=lambda entry: entry.name)
+    stray = [entry.name for entry in entries if not entry.is_dir()]
+    if stray:
+        raise PrepareError(f"{train}: expected only class folders (train/<wnid>/), found file "
+                           f"{stray[0]}")
+    wnids = [entry.name for entry in entries]
+    if not wnids:
+        raise PrepareError(f"{train}: no class folders (expected train/<wnid>/*.JPEG)")
+    unknown = [wnid for wnid in wnids if wnid not in names_of]
+    if unknown:
+        raise PrepareError(f"{train}/{unknown[0]}: not an ILSVRC-2012 wnid (see {classes_path})")
+    label_of = {wnid: index for index, wnid in enumerate(wnids)}
+    jobs = {"train": [(f"train/{wnid}/{name}", label_of[wnid], None) for wnid in wnids
+                      for name in files_in(os.path.join(train, wnid))]}
+
+    val = os.path.join(root, "val")
+    if not os.path.isdir(val):
+        raise PrepareError(f"{root}: no val/ folder (expected val/<wnid>/*.JPEG or flat val/*.JPEG "
+                           f"with {val_labels_path})")
+    folders = sorted(entry.name for entry in os.scandir(val) if entry.is_dir())
+    flat = files_in(val)
+    if folders and flat:
+        raise PrepareError(f"{val}: mixes class folders ({folders[0]}/) and files ({flat[0]}); "
+                           f"use one layout")
+    if folders:
+        foreign = [wnid for wnid in folders if wnid not in label_of]
+        if foreign:
+            raise PrepareError(f"{val}/{foreign[0]}: not one of the classes in train/")
+        jobs["val"] = [(f"val/{wnid}/{name}", label_of[wnid], None) for wnid in folders
+                       for name in files_in(os.path.join(val, wnid))]
+    else:
+        wnid_of = read_val_labels(val_labels_path, table_wnids)
+        jobs["val"] = []
+        for name in flat:
+            wnid = wnid_of.get(name)
+            note = (f"not listed in {os.path.basename(val_labels_path)}" if wnid is None else
+                    f"class {wnid} is not in train/" if wnid not in label_of else None)
+            jobs["val"].append((f"val/{name}", None if note else label_of[wnid], note))
+    return wnids, [names_of[wnid] for wnid in wnids], jobs
+
+
+# -- one image, one block (in the worker processes) -------------------------------------------
+def load_image(path, size):
+    """(uint8 (S, S, 3) or None, note): note None for a plain RGB JPEG, else what was done."""
+    if os.path.getsize(path) == 0:
+        return None, "skipped: empty file"
+    notes = []
+    try:
+        with Image.open(path) as image:
+            if image.format != "JPEG":
+                notes.append(f"{image.format} file under a JPEG name, decoded as {image.format}"
+                             if path.lower().endswith((".jpeg", ".jpg")) else
+                             f"{image.format} file")
+            else:
+                image.draft("RGB", (size, size))
+            image.load()
+            if image.mode != "RGB":
+                notes.append(f"{MODES.get(image.mode, image.mode)} converted to RGB")
+                image = image.convert("RGB")
+            width, height = image.size
+            side = min(width, height)
+            left, top = (width - side) / 2, (height - side) / 2
+            square = image.resize((size, size), Image.BILINEAR,
+                                  box=(left, top, left + side, top + side))
+            pixels = np.asarray(square, dtype=np.uint8)
+    except UnidentifiedImageError:
+        return None, "skipped: not an image Pillow can identify"
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        reason = "truncated" if "truncated" in str(error) else f"undecodable ({error})"
+        return None, f"skipped: {reason}"
+    return pixels, ("converted: " + "; ".join(notes)) if notes else None
+
+
+def process_block(task):
+    """One block of one split: (images, labels, notes [(path, note)], Statistics or None)."""
+    root, size, split, jobs = task
+    images, labels, notes = [], [], []
+    for relative, label, note in jobs:
+        if note is None:
+            pixels, note = load_image(os.path.join(root, relative), size)
+            if pixels is not None:
+                images.append(pixels)
+                labels.append(label)
+        else:
+            note = f"skipped: {note}"
+        if note is not None:
+            notes.append((relative, note))
+    images = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+    statistics = Statistics(size).add(images) if split == "train" else None
+    return images, np.array(labels, np.int32), notes, statistics
+
+
+def ignore_interrupts():
+    """Workers leave Ctrl-C to the parent, which stops after the current block."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+# -- the partial file -------------------------------------------------------------------------
+def fingerprint(jobs, size):
+    digest = hashlib.sha256(f"{size} {BLOCK}".encode())
+    for split in SPLITS:
+        for relative, label, note in jobs[split]:
+            digest.update(f"{split}\t{relative}\t{label}\t{note}\n".encode())
+    return digest.hexdigest()
+
+
+def create_partial(path, size, stamp):
+    file = h5py.File(path, "w")
+    chunk = chunk_images(size)
+    for split in SPLITS:
+        file.create_dataset(f"{split}/images", (0, size, size, 3), np.uint8,
+                            maxshape=(None, size, size, 3), chunks=(chunk, size, size, 3))
+        file.create_dataset(f"{split}/labels", (0,), np.int32, maxshape=(None,))
+        file.attrs[f"{split}_count"] = 0
+    for kind in ("converted", "skipped"):
+        file.create_dataset(f"report/{kind}", (0,), h5py.string_dtype(), maxshape=(None,))
+        file.attrs[f"{kind}_count"] = 0
+    store_statistics(file, Statistics(size))
+    file.attrs["blocks_done"] = 0
+    file.attrs["fingerprint"] = stamp
+    file.flush()
+    return file, Statistics(size)
+
+
+def store_statistics(file, statistics):
+    for key in ("pixel_sum", "rgb_sum", "rgb_outer"):
+        if f"progress/{key}" in file:
+            file[f"progress/{key}"][...] = getattr(statistics, key)
+        else:
+            file[f"progress/{key}"] = getattr(statistics, key)
+    file.attrs["statistics_count"] = statistics.count
+
+
+def reopen_partial(path, size, stamp):
+    """The partial file cut back to its last stored block, and its statistics; or a reason why
+    it cannot be resumed."""
+    try:
+        file = h5py.File(path, "r+")
+    except OSError as error:
+        return None, None, f"unreadable ({error})"
+    attrs = file.attrs
+    if attrs.get("fingerprint") != stamp:
+        file.close()
+        return None, None, "made from other files or settings"
+    statistics = Statistics(size)
+    statistics.count = int(attrs["statistics_count"])
+    for key in ("pixel_sum", "rgb_sum", "rgb_outer"):
+        setattr(statistics, key, file[f"progress/{key}"][()])
+    if statistics.count != attrs["train_count"]:
+        file.close()   # killed between storing the statistics and the counters
+        return None, None, "its statistics and images disagree"
+    for split in SPLITS:   # drop anything written after the last stored block
+        count = int(attrs[f"{split}_count"])
+        file[f"{split}/images"].resize(count, axis=0)
+        file[f"{split}/labels"].resize(count, axis=0)
+    for kind in ("converted", "skipped"):
+        file[f"report/{kind}"].resize(int(attrs[f"{kind}_count"]), axis=0)
+    return file, statistics, None
+
+
+def append(dataset, values):
+    start = len(dataset)
+    dataset.resize(start + len(values), axis=0)
+    dataset[start:] = values
+
+
+def store_block(file, split, result, statistics):
+    images, labels, notes, block_statistics = result
+    append(file[f"{split}/images"], images)
+    append(file[f"{split}/labels"], labels)
+    for kind in ("converted", "skipped"):
+        lines = [f"{path}\t{note[len(kind) + 2:]}" for path, note in notes
+                 if note.startswith(kind)]
+        append(file[f"report/{kind}"], np.array(lines, dtype=h5py.string_dtype()))
+    if block_statistics is not None:
+        statistics.merge(block_statistics)
+        store_statistics(file, statistics)
+    # The counters last: until they are stored, the block does not count.
+    for split_name in SPLITS:
+        file.attrs[f"{split_name}_count"] = len(file[f"{split_name}/labels"])
+    for kind in ("converted", "skipped"):
+        file.attrs[f"{kind}_count"] = len(file[f"report/{kind}"])
+    file.attrs["blocks_done"] = int(file.attrs["blocks_done"]) + 1
+    file.flush()
+
+
+# -- the run ----------------------------------------------------------------------------------
+class StopRequest:
+    """SIGINT/SIGTERM set a flag that the main loop reads between blocks."""
+
+    def __init__(self):
+        self.signal = None
+
+    def __call__(self, number, frame):
+        self.signal = number
+
+
+def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLASSES,
+            val_labels=VAL_LABELS, restart=False, name="imagenet", progress=True):
+    """Prepare ROOT into OUTPUT; returns a summary dict. Raises PrepareError on bad input and
+    KeyboardInterrupt when stopped by a signal (the partial file is kept for resuming)."""
+    if size < 1:
+        raise PrepareError(f"--size {size}: must be a positive number of pixels")
+    wnids, names, jobs = scan(root, classes, val_labels)
+    blocks = [(split, jobs[split][start:start + BLOCK]) for split in SPLITS
+              for start in range(0, len(jobs[split]), BLOCK)]
+    stamp = fingerprint(jobs, size)
+    partial = output + ".partial"
+    os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    workers = workers or len(os.sched_getaffinity(0))
+    total = sum(len(jobs[split]) for split in SPLITS)
+
+    # The pool is made before any HDF5 file is open: forked workers must not inherit one.
+    with multiprocessing.Pool(workers, initializer=ignore_interrupts) as pool:
+        file = None
+        if os.path.exists(partial) and not restart:
+            file, statistics, reason = reopen_partial(partial, size, stamp)
+            if file is None:
+                print(f"{partial}: cannot resume ({reason}); starting again", file=sys.stderr)
+            else:
+                print(f"{partial}: resuming after {int(file.attrs['blocks_done'])} of "
+                      f"{len(blocks)} blocks", file=sys.stderr)
+        if file is None:
+            file, statistics = create_partial(partial, size, stamp)
+        done = int(file.attrs["blocks_done"])
+        stop = StopRequest()
+        previous = {number: signal.signal(number, stop)
+                    for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            from tqdm import tqdm
+            bar = tqdm(total=total, initial=sum(len(b) for _, b in blocks[:done]), unit="file",
+                       desc=f"prepare {os.path.basename(output)}", disable=not progress or None,
+                       dynamic_ncols=True)
+            tasks = ((root, size, split, block) for split, block in blocks[done:])
+            for (split, block), result in zip(blocks[done:], pool.imap(process_block, tasks)):
+                store_block(file, split, result, statistics)
+                bar.update(len(block))
+                bar.set_postfix(converted=int(file.attrs["converted_count"]),
+                                skipped=int(file.attrs["skipped_count"]), refresh=False)
+                if stop.signal is not None:
+                    raise KeyboardInterrupt
+            bar.close()
+            if statistics.count == 0:
+                raise PrepareError(f"{root}/train: not one image could be read (see the "
+                                   f"skipped files in {partial})")
+            summary = {"output": output, "classes": len(wnids),
+                       **{split: int(file.attrs[f"{split}_count"]) for split in SPLITS},
+                       **{kind: [line.decode() for line in file[f"report/{kind}"][()]]
+                          for kind in ("converted", "skipped")}}
+            write_statistics(file, statistics.result())
+            write_classes(file, name=name, size=size, class_ids=wnids, class_names=names)
+            for key in ("fingerprint", "blocks_done", "statistics_count"):
+                del file.attrs[key]
+            del file["progress"]
+            file.attrs["complete"] = True
+            file.close()
+            os.replace(partial, output)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            if file is not None and file.id.valid:
+                file.close()
+    return summary
+
+
+def report(summary, out=sys.stdout):
+    print(f"wrote {summary['output']}: {summary['classes']} classes, {summary['train']} "
+          f"training and {summary['val']} validation images; {len(summary['converted'])} "
+          f"converted, {len(summary['skipped'])} skipped", file=out)
+    for kind in ("converted", "skipped"):
+        lines = summary[kind]
+        for line in lines[:SHOWN_NOTES]:
+            path, reason = line.split("\t", 1)
+            print(f"  {kind}: {path}: {reason}", file=out)
+        if len(lines) > SHOWN_NOTES:
+            print(f"  … and {len(lines) - SHOWN_NOTES} more {kind} files, all listed in "
+                  f"/report/{kind} of {summary['output']}", file=out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m convnet.data.prepare",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("root", help="folder with train/<wnid>/ and val/")
+    parser.add_argument("--output", default=DEFAULT_OUTPUT, help="the HDF5 file to write "
+                        f"(default {DEFAULT_OUTPUT})")
+    parser.add_argument("--size", type=int, default=256, help="stored image size (default 256)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="decoding processes (default: one per available core)")
+    parser.add_argument("--val-labels", default=VAL_LABELS,
+                        help="labels of a flat val/ folder: file<TAB>class index or wnid")
+    parser.add_argument("--classes", default=CLASSES, help="the synset table (index, wnid, names)")
+    parser.add_argument("--name", default="imagenet", help="the dataset's name attribute")
+    parser.add_argument("--restart", action="store_true",
+                        help="ignore an interrupted run's OUTPUT.partial and start again")
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers {args.workers}: must be at least 1")
+    try:
+        summary = prepare(args.root, args.output, size=args.size, workers=args.workers,
+                          classes=args.classes, val_labels=args.val_labels,
+                          restart=args.restart, name=args.name)
+    except PrepareError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: the work so far is in {args.output}.partial; run the same command "
+              f"again to resume", file=sys.stderr)
+        return 130
+    report(summary)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
