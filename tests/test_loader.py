@@ -1,9 +1,15 @@
 """Training and evaluation batches against the formulas written out image by image."""
+import multiprocessing
+import threading
+
 import numpy as np
 import pytest
 
-from convnet.data import dataset
-from convnet.data.loader import ALPHA_STD, Loader
+import imagetree
+from convnet.data import dataset, prepare
+from convnet.data.dataset import Dataset
+from convnet.data.loader import (ALPHA_STD, CODE_DIVISOR, Loader, augment, colour_offsets, draw,
+                                 prefetch)
 
 SIZE, CROP = 12, 9
 
@@ -104,3 +110,150 @@ def test_bad_settings_are_refused(stored):
     with pytest.raises(ValueError, match="crop draw"):
         Loader(path, crop=CROP, seed=0, colour_noise_convention="eigenvalue",
                 crop_draw="per-batch")
+
+
+# -- the C++ augmenter against NumPy float32, bit for bit -------------------------------------
+def numpy_float32(images, index, offsets, flips, colour, mean_crop, divisor):
+    """The formulas image by image in NumPy float32, in the order kernels/augment.cpp uses."""
+    crop = mean_crop.shape[0]
+    out = np.empty((3, crop, crop, len(index)), np.float32)
+    for i, source in enumerate(index):
+        y, x = offsets[i]
+        image = images[source, y:y + crop, x:x + crop].astype(np.float32)
+        if flips[i]:
+            image = image[:, ::-1]
+        image = (image - mean_crop) + colour[i]
+        if divisor != 1:
+            image = image / np.float32(divisor)
+        out[..., i] = image.transpose(2, 0, 1)
+    return out
+
+
+def random_job(rng, size, crop, total, n):
+    images = rng.integers(0, 256, (total, size, size, 3), dtype=np.uint8)
+    return (images, rng.integers(0, total, n), rng.integers(0, size - crop + 1, (n, 2)),
+            rng.random(n) < 0.5, rng.normal(0, 30, (n, 3)).astype(np.float32),
+            rng.uniform(0, 255, (crop, crop, 3)).astype(np.float32))
+
+
+@pytest.mark.parametrize("divisor", [1.0, CODE_DIVISOR])
+def test_augmenter_equals_numpy_float32_exactly(rng, divisor):
+    size = int(rng.integers(20, 40))
+    crop = int(rng.integers(1, size + 1))
+    n = int(rng.integers(1, 50))     # not a multiple of the 16-image blocks
+    job = random_job(rng, size, crop, 30, n)
+    out = np.empty((3, crop, crop, n), np.float32)
+    augment(*job, divisor, out, threads=3)
+    np.testing.assert_array_equal(out, numpy_float32(*job, divisor))
+
+
+def test_augmenter_result_does_not_depend_on_threads(rng):
+    job = random_job(rng, 40, 33, 20, 37)
+    results = []
+    for threads in (1, 2, 3, 8, 64):
+        out = np.empty((3, 33, 33, 37), np.float32)
+        results.append(augment(*job, CODE_DIVISOR, out, threads).tobytes())
+    assert len(set(results)) == 1
+
+
+def test_augmenter_refuses_bad_arguments(rng):
+    images, index, offsets, flips, colour, mean = random_job(rng, 12, 9, 5, 4)
+    out = np.zeros((3, 9, 9, 4), np.float32)
+    bad_offsets = offsets.copy()
+    bad_offsets[2] = (4, 0)                                   # 4 + 9 > 12
+    with pytest.raises(IndexError, match="image 2: index or crop offset outside"):
+        augment(images, index, bad_offsets, flips, colour, mean, 1.0, out, 2)
+    with pytest.raises(IndexError):
+        augment(images, index + 5, offsets, flips, colour, mean, 1.0, out, 2)
+    with pytest.raises(ValueError, match="out: wrong dtype or not C-contiguous"):
+        augment(images, index, offsets, flips, colour, mean, 1.0, out.astype(np.float64), 2)
+    with pytest.raises(ValueError, match="mean: wrong shape"):
+        augment(images, index, offsets, flips, colour, mean[:8], 1.0, out, 2)
+
+
+# -- the loader -------------------------------------------------------------------------------
+def loader(path, **options):
+    settings = dict(crop=CROP, seed=5, colour_noise_convention="sqrt-eigenvalue-div-1.1",
+                    crop_draw="per-chunk-32")
+    return Loader(path, **{**settings, **options})
+
+
+def test_reads_from_file_equal_reads_from_memory(stored):
+    path, _, _ = stored
+    memory, disk = loader(path), loader(path, in_memory_bytes=0, threads=2)
+    assert memory.in_memory and not disk.in_memory
+    for (a, la), (b, lb) in zip(memory.train_batches(3, 16, True), disk.train_batches(3, 16, True)):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+    (views_a, _), = list(memory.eval_batches(8, True))[:1]
+    (views_b, _), = list(disk.eval_batches(8, True))[:1]
+    for a, b in zip(views_a, views_b):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_batch_memory_is_reused_only_once_released(stored):
+    path, _, _ = stored
+    data = loader(path)
+    address = lambda array: array.__array_interface__["data"][0]
+    held = [images for images, _ in data.train_batches(0, 10, True)]      # all kept
+    assert len({address(images) for images in held}) == len(held)
+    expected = [images.copy() for images in held]
+    del held
+    seen = set()
+    for index, (images, _) in enumerate(data.train_batches(0, 10, True)):   # each dropped
+        np.testing.assert_array_equal(images, expected[index])
+        seen.add(address(images))
+    assert len(seen) <= 3   # the batch in use, the one being made, the one just released
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_loader_made_before_a_fork_works_in_the_child(stored, method):
+    """The file is open in the parent (a batch was made) when the child is started."""
+    path, _, _ = stored
+    data = loader(path, in_memory_bytes=0)
+    first = next(iter(data.train_batches(0, 16, True)))[0].copy()
+    with multiprocessing.get_context(method).Pool(1) as pool:
+        child = pool.apply(first_batch, (data,))
+    np.testing.assert_array_equal(child, first)
+
+
+def first_batch(data):
+    return next(iter(data.train_batches(0, 16, True)))[0].copy()
+
+
+def test_errors_reach_the_caller_and_an_abandoned_iteration_stops(stored):
+    path, _, _ = stored
+    data = loader(path)
+
+    def failing(k):
+        if k == 2:
+            raise RuntimeError("batch 2 failed")
+        return k
+    with pytest.raises(RuntimeError, match="batch 2 failed"):
+        list(prefetch(failing, 5))
+    before = threading.active_count()
+    batches = data.train_batches(0, 8, True)
+    next(batches)
+    batches.close()
+    assert threading.active_count() == before
+
+
+def test_real_jpeg_tree_through_prepare_and_loader(tmp_path, rng):
+    """Real photographs and the bad files → prepare → a training batch equal to the formulas."""
+    root = tmp_path / "imagenet"
+    imagetree.build(str(root), rng)
+    output = tmp_path / "imagenet.h5"
+    assert prepare.main([str(root), "--output", str(output), "--size", "32", "--workers",
+                         "2"]) == 0
+    data = Loader(output, crop=28, seed=3, colour_noise_convention="eigenvalue",
+                  crop_draw="per-image", threads=2)
+    (images, labels), = list(data.train_batches(0, 64, True))
+    order = np.random.default_rng([3, 0]).permutation(len(data.train_labels))
+    rng_batch = np.random.default_rng([3, 0, 0])
+    offsets, flips, alphas = draw(rng_batch, len(order), 4, 1, True)
+    stored = Dataset(output).images("train", np.arange(len(order)))
+    colour = colour_offsets(alphas, data.eigenvalues, data.eigenvectors, "eigenvalue")
+    np.testing.assert_array_equal(
+        images, numpy_float32(stored, order, offsets, flips, colour, data.mean_crop, 1.0))
+    np.testing.assert_array_equal(labels, data.train_labels[order])
+    assert images.shape == (3, 28, 28, len(order)) and images.flags.c_contiguous

@@ -169,6 +169,14 @@ class Loader:
     def classes(self):
         return len(self.class_ids)
 
+    def __getstate__(self):
+        """Sent to another process without its file handle and its buffers."""
+        return {key: value for key, value in self.__dict__.items()
+                if key not in ("_opened", "buffers")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _opened=None, buffers=Buffers())
+
     # -- reading ------------------------------------------------------------------------------
     def _source(self):
         """This process's open dataset (opened on first use, again after a fork)."""
