@@ -106,6 +106,7 @@ def test_resume_with_another_seed_is_refused(tmp_path):
         other.resume(str(tmp_path / "last.h5"))
 
 
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid:RuntimeWarning")
 def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
     """A learning rate of 1e12 sends the weights, and so the loss, to infinity within steps."""
     trainer = make_trainer(tmp_path)

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import time
 
@@ -164,7 +165,9 @@ def main(argv=None):
     rng = np.random.default_rng()
     report = {"model": args.model, "batch": args.batch, "repeats": args.repeats,
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-              "numpy": np.__version__}
+              "numpy": np.__version__, "commit": subprocess.run(
+                  ["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                  cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None}
 
     reference, step = reference_step(model, params, args.batch, rng)
     try:
