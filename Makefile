@@ -3,15 +3,16 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 MODEL  ?= 2012
+IMAGENET ?=
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: help setup test train summary bench-cpu
+.PHONY: help setup test train summary bench-cpu imagenet bench-data
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: setup.py pyproject.toml
+$(VENV)/.installed: setup.py pyproject.toml $(wildcard kernels/*.cpp)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
@@ -29,6 +30,10 @@ $(FASHION_MNIST):
 data/fashion-mnist.h5: $(FASHION_MNIST) | $(VENV)/.installed
 	$(PY) -m convnet.data.fashion_mnist --output $@
 
+imagenet: setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (train/<wnid>/, val/)
+	@test -n "$(IMAGENET)" || { echo "make imagenet IMAGENET=/path/to/ILSVRC2012: the folder holding train/ and val/"; exit 2; }
+	$(PY) -m convnet.data.prepare $(IMAGENET) --output data/imagenet.h5 $(ARGS)
+
 train: setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model on Fashion-MNIST (configs/fashion-mnist.json)
 	$(PY) -m convnet.train -c configs/fashion-mnist.json $(ARGS)
 
@@ -41,3 +46,6 @@ summary: setup  ## print the layer table of MODEL (default 2012)
 bench-cpu: setup  ## time one CPU training step, ours vs PyTorch (installs the CPU PyTorch)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) tools/bench_cpu_step.py --model $(MODEL)
+
+bench-data: setup  ## loader and prepare throughput, images/s per core, beside the GPU rate to sustain
+	$(PY) tools/bench_data.py

@@ -193,8 +193,12 @@ class Loader:
         _, dataset, memory = self._source()
         if split in memory:
             return memory[split], np.asarray(indices, np.int64)
+        # One read per image, in file order: h5py's list indexing is ~100× slower on 4-d data.
+        stored = dataset.file[f"{split}/images"]
         order = np.argsort(indices)
-        images = dataset.file[f"{split}/images"][np.asarray(indices)[order]]  # h5py: increasing
+        images = np.empty((len(indices),) + stored.shape[1:], np.uint8)
+        for k, i in enumerate(np.asarray(indices)[order]):
+            images[k] = stored[i]
         index = np.empty(len(indices), np.int64)
         index[order] = np.arange(len(indices))
         return images, index
