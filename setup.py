@@ -11,6 +11,11 @@ augment = Pybind11Extension("convnet._augment", ["kernels/augment.cpp"], cxx_std
                             extra_compile_args=["-O3", "-pthread", "-ffp-contract=off"],
                             extra_link_args=["-pthread"])
 
+# Data-parallel replicas on the CPU (convnet/replicas): mpi4py with MPICH's PyPI build, which
+# brings its own mpiexec, so one machine and CI need nothing else. On a cluster, build mpi4py
+# against the site's MPI instead (README, "Several machines").
+MPI = ["mpi4py>=4.0", "mpich>=4.1"]
+
 setup(
     name="convnet",
     version="0.1.0",
@@ -20,8 +25,10 @@ setup(
     install_requires=["numpy>=1.24", "h5py>=3.8", "pillow>=10.0", "tqdm>=4.60"],
     extras_require={
         "cuda": ["cupy-cuda12x>=13.0"],
-        # scikit-learn for the two photographs it ships (tests/imagetree.py)
-        "test": ["pytest>=7.4", "scikit-learn>=1.3"],
+        "mpi": MPI,
+        # scikit-learn for the two photographs it ships (tests/imagetree.py); MPI for the
+        # replicas' tests, which run real mpiexec jobs
+        "test": ["pytest>=7.4", "scikit-learn>=1.3"] + MPI,
     },
     ext_modules=[augment],
     cmdclass={"build_ext": build_ext},
