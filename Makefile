@@ -4,10 +4,11 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 MODEL  ?= 2012
 IMAGENET ?=
+RANKS  ?= 2
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: help setup test train summary bench-cpu imagenet bench-data
+.PHONY: help setup test train train-mpi summary bench-cpu imagenet bench-data scaling
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -37,6 +38,12 @@ imagenet: setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (
 train: setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model on Fashion-MNIST (configs/fashion-mnist.json)
 	$(PY) -m convnet.train -c configs/fashion-mnist.json $(ARGS)
 
+# One BLAS thread per core share, so that the ranks do not crowd each other's cores.
+train-mpi: setup data/fashion-mnist.h5  ## the default run as RANKS data-parallel MPI ranks on this machine (default 2)
+	threads=$$(( $$(nproc) / $(RANKS) )); [ $$threads -ge 1 ] || threads=1; \
+	OMP_NUM_THREADS=$$threads OPENBLAS_NUM_THREADS=$$threads \
+	$(VENV)/bin/mpirun -n $(RANKS) $(PY) -m convnet.train -c configs/fashion-mnist.json --gpus cpu $(ARGS)
+
 test: setup $(FASHION_MNIST)  ## run the test suite (CPU; GPU tests skip with their reason)
 	$(PY) -m pytest -q
 
@@ -49,3 +56,6 @@ bench-cpu: setup  ## time one CPU training step, ours vs PyTorch (installs the C
 
 bench-data: setup  ## loader and prepare throughput, images/s per core, beside the GPU rate to sustain
 	$(PY) tools/bench_data.py
+
+scaling: setup  ## data-parallel scaling on paper: bytes per replica, efficiency on 2-64 machines
+	$(PY) tools/scaling.py $(ARGS)
