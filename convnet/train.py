@@ -11,7 +11,6 @@ them; an error on some ranks only is reported by the lowest such rank before tra
 during training ends the whole job (MPI's abort), so no rank is left waiting.
 """
 import contextlib
-import io
 import json
 import os
 import subprocess
@@ -152,12 +151,15 @@ def rank_prefix(replicas):
     return f"rank {replicas.rank}: " if replicas.world > 1 else ""
 
 
+@contextlib.contextmanager
 def quiet(silent, stream):
     """Send `stream` ("stdout" or "stderr") to nowhere while silent: ranks other than 0."""
     if not silent:
-        return contextlib.nullcontext()
+        yield
+        return
     redirect = contextlib.redirect_stdout if stream == "stdout" else contextlib.redirect_stderr
-    return redirect(io.StringIO())
+    with open(os.devnull, "w") as sink, redirect(sink):
+        yield
 
 
 def main(argv=None):
