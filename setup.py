@@ -2,14 +2,31 @@
 
 Package metadata and the list of compiled extensions live here; `pip install -e .` builds them.
 """
+import glob
+import importlib.util
+import os
+
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import find_packages, setup
+
+# The kernels' build settings (kernels/build.py, standard library only): one place for them.
+_spec = importlib.util.spec_from_file_location(
+    "kernel_build", os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "build.py"))
+kernel_build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kernel_build)
 
 # The data loader's augmenter: -O3, std::thread, and no fused multiply-add so that its float32
 # results equal NumPy's bit for bit (see kernels/augment.cpp).
 augment = Pybind11Extension("convnet._augment", ["kernels/augment.cpp"], cxx_std=17,
                             extra_compile_args=["-O3", "-pthread", "-ffp-contract=off"],
                             extra_link_args=["-pthread"])
+
+# The CUDA kernels compiled for the host against kernels/emulate.h: CI runs every kernel this way.
+emulator = Pybind11Extension("convnet._emulator", ["kernels/emulator.cpp"], cxx_std=17,
+                             include_dirs=["kernels"],
+                             depends=sorted(glob.glob("kernels/*.cu") + glob.glob("kernels/*.cuh")
+                                            + glob.glob("kernels/*.h")),
+                             extra_compile_args=kernel_build.EMULATOR_FLAGS)
 
 setup(
     name="convnet",
@@ -23,6 +40,6 @@ setup(
         # scikit-learn for the two photographs it ships (tests/imagetree.py)
         "test": ["pytest>=7.4", "scikit-learn>=1.3"],
     },
-    ext_modules=[augment],
+    ext_modules=[augment, emulator],
     cmdclass={"build_ext": build_ext},
 )
