@@ -36,7 +36,8 @@ setup(
     packages=find_packages(include=["convnet", "convnet.*"]),
     install_requires=["numpy>=1.24", "h5py>=3.8", "pillow>=10.0", "tqdm>=4.60"],
     extras_require={
-        "cuda": ["cupy-cuda12x>=13.0"],
+        "cuda": ["cupy-cuda13x>=14.0"],      # CUDA 13 drivers, as kernels/build.py's nvcc
+        "cuda12": ["cupy-cuda12x>=13.0"],    # CUDA 12 drivers (the kernels compile via NVRTC)
         # scikit-learn for the two photographs it ships (tests/imagetree.py)
         "test": ["pytest>=7.4", "scikit-learn>=1.3"],
     },
