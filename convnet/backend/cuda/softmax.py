@@ -12,6 +12,13 @@ def _per_image_grid(images):
     return max(1, ceil_div(images, TILES["kThreads"]))
 
 
+def _matrix(op, scores):
+    """Check (K, N) class scores; their dtype and the sizes as kernel arguments."""
+    require(scores.ndim == 2, f"{op} expects (classes, images) scores; got shape {scores.shape}")
+    dtype = check_arrays(op, scores)
+    return dtype, scores.shape[1], (i32(scores.shape[0]), i32(scores.shape[1]))
+
+
 def _labels(launcher, logits, labels):
     """labels as the kernels' int32 on the launcher's device, checked against the classes."""
     classes, images = logits.shape
@@ -25,47 +32,38 @@ def _labels(launcher, logits, labels):
 
 
 def softmax(launcher, logits):
-    require(logits.ndim == 2, f"softmax expects logits (K,N); got shape {logits.shape}")
-    dtype = check_arrays("softmax", logits)
-    classes, images = logits.shape
+    dtype, images, sizes = _matrix("softmax", logits)
     probs = launcher.empty(logits.shape, dtype)
     launcher.launch("softmax", dtype, _per_image_grid(images), TILES["kThreads"],
-                    (logits, probs, i32(classes), i32(images)))
+                    (logits, probs, *sizes))
     return probs
 
 
 def softmax_logloss(launcher, logits, labels):
     """(probabilities (K, N), mean log-loss as a Python float)."""
-    require(logits.ndim == 2, f"softmax expects logits (K,N); got shape {logits.shape}")
-    dtype = check_arrays("softmax_logloss", logits)
-    classes, images = logits.shape
+    dtype, images, sizes = _matrix("softmax_logloss", logits)
     labels = _labels(launcher, logits, labels)
-    probs = launcher.empty(logits.shape, dtype)
-    losses = launcher.empty((1, images), dtype)
+    probs, losses = launcher.empty(logits.shape, dtype), launcher.empty((1, images), dtype)
     launcher.launch("softmax_logloss", dtype, _per_image_grid(images), TILES["kThreads"],
-                    (logits, labels, probs, losses, i32(classes), i32(images)))
+                    (logits, labels, probs, losses, *sizes))
     total = bias_backward(launcher, losses)
     return probs, float(total[0]) / images
 
 
 def softmax_logloss_backward(launcher, probs, labels):
-    require(probs.ndim == 2, f"softmax expects probabilities (K,N); got shape {probs.shape}")
-    dtype = check_arrays("softmax_logloss_backward", probs)
-    classes, images = probs.shape
+    dtype, images, sizes = _matrix("softmax_logloss_backward", probs)
     labels = _labels(launcher, probs, labels)
     grad = launcher.empty(probs.shape, dtype)
     launcher.launch("softmax_backward", dtype, elementwise_grid(probs.size), TILES["kThreads"],
-                    (probs, labels, grad, i32(classes), i32(images)))
+                    (probs, labels, grad, *sizes))
     return grad
 
 
 def topk_errors(launcher, probs, labels, ks=(1, 5)):
     """Number of top-k errors in the batch, one count per k."""
-    require(probs.ndim == 2, f"softmax expects probabilities (K,N); got shape {probs.shape}")
-    dtype = check_arrays("topk_errors", probs)
-    classes, images = probs.shape
+    dtype, images, sizes = _matrix("topk_errors", probs)
     labels = _labels(launcher, probs, labels)
     better = launcher.empty((images,), np.int32)
     launcher.launch("softmax_better", dtype, _per_image_grid(images), TILES["kThreads"],
-                    (probs, labels, better, i32(classes), i32(images)))
+                    (probs, labels, better, *sizes))
     return tuple(int((better >= k).sum()) for k in ks)
