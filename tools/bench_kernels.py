@@ -1,7 +1,10 @@
 """Time every CUDA kernel pass at the default network's per-tower shapes (batch 128) on a GPU,
 against cuDNN through PyTorch (TF32 off) and the device's measured copy bandwidth, in one run.
 
-    python tools/bench_kernels.py [--batch 128] [--repeats 25] [--json bench/results/FILE.json]
+    python tools/bench_kernels.py [conv|norm|pool|elementwise ...] [--batch 128] [--repeats 25]
+                                  [--json bench/results/FILE.json]
+
+With op families named, only their cases run (all of them by default).
 
 Per case: the median of `repeats` runs, each timed with CUDA events around the op alone, after
 3 warm-up runs, on inputs drawn afresh for every run (3 sets, cycled). Convolutions report
@@ -32,6 +35,7 @@ from convnet.backend import get_backend
 from convnet.backend.cuda.launch import build
 from convnet.shapes import conv_overhang
 
+FAMILIES = ("conv", "norm", "pool", "elementwise")
 WARMUP = 3
 INPUT_SETS = 3
 FP32_UNITS_PER_SM = {7: 64, 8: 64, 9: 128}        # by major capability; 8.6 and 8.9 below
@@ -91,12 +95,17 @@ class Cases:
             if layer.tower != "a":
                 continue
             if isinstance(layer, alexnet.Conv):
-                yield from self.conv(layer)
+                yield from self.family("conv", self.conv(layer))
             elif isinstance(layer, (alexnet.CrossMapNorm, alexnet.SameMapNorm)):
-                yield from self.norm(layer)
+                yield from self.family("norm", self.norm(layer))
             elif isinstance(layer, alexnet.MaxPool):
-                yield from self.pool(layer)
-        yield from self.elementwise()
+                yield from self.family("pool", self.pool(layer))
+        yield from self.family("elementwise", self.elementwise())
+
+    @staticmethod
+    def family(name, cases):
+        for case in cases:
+            yield dict(case, family=name)
 
     def conv(self, layer):
         (c, h, w), n, f = self.shapes[layer.name][0], self.batch, layer.channels
@@ -250,10 +259,16 @@ def check_output(case, poisoned):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("families", nargs="*", metavar="FAMILY",
+                        help=f"op families to time: {', '.join(FAMILIES)} (default: all)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args(argv)
+    unknown = set(args.families) - set(FAMILIES)
+    if unknown:
+        parser.error(f"unknown op families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
+    chosen = set(args.families or FAMILIES)
     try:
         import cupy
         cupy.cuda.runtime.getDeviceCount()
@@ -281,7 +296,8 @@ def main(argv=None):
         "cudnn": torch.backends.cudnn.version() if torch else None,
         "python": platform.python_version(), "commit": commit,
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
-        "batch": args.batch, "repeats": args.repeats, "fp32_peak_tflops": peak / 1e12,
+        "batch": args.batch, "repeats": args.repeats, "families": sorted(chosen),
+        "fp32_peak_tflops": peak / 1e12,
         "copy_bandwidth_gb_s": bandwidth / 1e9, "cases": []}
     print(f"{report['device']}: kernels from {report['kernels_from']}; FP32 peak "
           f"{peak / 1e12:.1f} TFLOP/s; copy {bandwidth / 1e9:.0f} GB/s (read + write); "
@@ -289,8 +305,11 @@ def main(argv=None):
     print(f"{'layer':34} {'pass':22} {'ours ms':>9} {'rate':>18} {'cuDNN ms':>9} {'ratio':>6}")
     poisoned = get_backend("cuda", poison=True)
     for check in Cases(cupy, torch, poisoned, args.batch).all():
-        check_output(check, poisoned)
+        if check["family"] in chosen:
+            check_output(check, poisoned)
     for case in Cases(cupy, torch, backend, args.batch).all():
+        if case["family"] not in chosen:
+            continue
         ours = time_op(cupy, case["ours"], case["inputs"], args.repeats)
         record = {"layer": case["layer"], "pass": case["pass"], "ms": ours}
         if case["kind"] == "conv":
