@@ -1,19 +1,23 @@
 # A thin index of the project's commands; each target's recipe is the real command.
+SHELL  := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 MODEL  ?= 2012
 IMAGENET ?=
 RANKS  ?= 2
+GPU_PYTHON ?= python3      # on a GPU machine: the Python that has CuPy (and PyTorch for the peer)
+OUT ?= bench/out           # where make gpu-check writes its reports
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: help setup test train train-mpi summary bench-cpu imagenet bench-data scaling
+.PHONY: help setup test train train-mpi summary bench-cpu imagenet bench-data kernels gpu-check scaling
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(VENV)/.installed: setup.py pyproject.toml $(wildcard kernels/*.cpp)
+$(VENV)/.installed: setup.py pyproject.toml $(wildcard kernels/*.cpp kernels/*.cu kernels/*.cuh kernels/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
@@ -56,6 +60,19 @@ bench-cpu: setup  ## time one CPU training step, ours vs PyTorch (installs the C
 
 bench-data: setup  ## loader and prepare throughput, images/s per core, beside the GPU rate to sustain
 	$(PY) tools/bench_data.py
+
+kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_70..sm_90 + PTX) and its ptxas report; the emulator
+	$(PY) kernels/build.py
+
+gpu-check:  ## on a GPU machine: build, GPU tests, compute-sanitizer, kernel benchmark; reports in $(OUT)
+	mkdir -p $(OUT)
+	$(GPU_PYTHON) -m pip install -q --no-build-isolation --no-deps -e .
+	$(GPU_PYTHON) kernels/build.py 2>&1 | tee $(OUT)/build.log
+	cp kernels/build/ptxas-report.txt kernels/build/manifest.json $(OUT)/
+	$(GPU_PYTHON) -m pytest -q -rs -m gpu tests 2>&1 | tee $(OUT)/gpu-tests.log
+	compute-sanitizer --tool memcheck --error-exitcode 1 $(GPU_PYTHON) -m pytest -q -m "gpu and not large" tests/test_kernels.py > $(OUT)/memcheck.log 2>&1
+	compute-sanitizer --tool racecheck --error-exitcode 1 $(GPU_PYTHON) -m pytest -q -m "gpu and not large" tests/test_kernels.py > $(OUT)/racecheck.log 2>&1
+	$(GPU_PYTHON) tools/bench_kernels.py --json $(OUT)/bench-kernels.json 2>&1 | tee $(OUT)/bench-kernels.txt
 
 scaling: setup  ## data-parallel scaling on paper: bytes per replica, efficiency on 2-64 machines
 	$(PY) tools/scaling.py $(ARGS)

@@ -2,14 +2,31 @@
 
 Package metadata and the list of compiled extensions live here; `pip install -e .` builds them.
 """
+import glob
+import importlib.util
+import os
+
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import find_packages, setup
+
+# The kernels' build settings (kernels/build.py, standard library only): one place for them.
+_spec = importlib.util.spec_from_file_location(
+    "kernel_build", os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "build.py"))
+kernel_build = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(kernel_build)
 
 # The data loader's augmenter: -O3, std::thread, and no fused multiply-add so that its float32
 # results equal NumPy's bit for bit (see kernels/augment.cpp).
 augment = Pybind11Extension("convnet._augment", ["kernels/augment.cpp"], cxx_std=17,
                             extra_compile_args=["-O3", "-pthread", "-ffp-contract=off"],
                             extra_link_args=["-pthread"])
+
+# The CUDA kernels compiled for the host against kernels/emulate.h: CI runs every kernel this way.
+emulator = Pybind11Extension("convnet._emulator", ["kernels/emulator.cpp"], cxx_std=17,
+                             include_dirs=["kernels"],
+                             depends=sorted(glob.glob("kernels/*.cu") + glob.glob("kernels/*.cuh")
+                                            + glob.glob("kernels/*.h")),
+                             extra_compile_args=kernel_build.EMULATOR_FLAGS)
 
 # Data-parallel replicas on the CPU (convnet/replicas): mpi4py with MPICH's PyPI build, which
 # brings its own mpiexec, so one machine and CI need nothing else. On a cluster, build mpi4py
@@ -24,12 +41,13 @@ setup(
     packages=find_packages(include=["convnet", "convnet.*"]),
     install_requires=["numpy>=1.24", "h5py>=3.8", "pillow>=10.0", "tqdm>=4.60"],
     extras_require={
-        "cuda": ["cupy-cuda12x>=13.0"],
+        "cuda": ["cupy-cuda13x>=14.0"],      # CUDA 13 drivers, as kernels/build.py's nvcc
+        "cuda12": ["cupy-cuda12x>=13.0"],    # CUDA 12 drivers (the kernels compile via NVRTC)
         "mpi": MPI,
         # scikit-learn for the two photographs it ships (tests/imagetree.py); MPI for the
         # replicas' tests, which run real mpiexec jobs
         "test": ["pytest>=7.4", "scikit-learn>=1.3"] + MPI,
     },
-    ext_modules=[augment],
+    ext_modules=[augment, emulator],
     cmdclass={"build_ext": build_ext},
 )

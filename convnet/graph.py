@@ -93,6 +93,13 @@ def analyze(model: Model) -> dict[str, LayerInfo]:
     return infos
 
 
+def input_shapes(model: Model) -> dict[str, list[tuple[int, ...]]]:
+    """Per layer, the per-image shape of each of its inputs, in the order of layer.inputs."""
+    shapes = {DATA: model.image_shape}
+    shapes.update((name, info.output_shape) for name, info in analyze(model).items())
+    return {layer.name: [shapes[tensor] for tensor in layer.inputs] for layer in model.layers}
+
+
 def tower_of(model: Model, tensor: str) -> str | None:
     """The tower a tensor lives on; None for the input batch, which every tower gets from host."""
     return None if tensor == DATA else model.layer(tensor).tower

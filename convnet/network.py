@@ -84,7 +84,8 @@ class Network:
         self.dtype = np.dtype(dtype)
         self.seed = seed
         self.specs = parameter_specs(model)
-        self.params = initial_parameters(model, seed, self.dtype) if params is None else params
+        params = initial_parameters(model, seed, self.dtype) if params is None else params
+        self.params = {key: backend.from_host(value) for key, value in params.items()}
         self._implementations = [IMPLEMENTATIONS[type(layer)] for layer in model.layers]
         self._towers = {layer.name: layer.tower for layer in model.layers}
         self._trace = None

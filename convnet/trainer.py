@@ -117,7 +117,7 @@ class Trainer:
         """ReplicasDiverged on every rank unless every rank holds the same weights and momentum."""
         self.replicas.check_same([self.network.params[spec.key] for spec in self.network.specs]
                                  + [self.velocity[spec.key] for spec in self.network.specs],
-                                 f"weights and momentum {when}")
+                                 f"weights and momentum {when}", self.network.ops.to_host)
 
     def _truncate_logs(self):
         """Drop log lines written after the checkpoint: the resumed run writes them again."""

@@ -30,7 +30,7 @@ namespace py = pybind11;
 
 namespace {
 
-constexpr int kImageBlock = 16;  // images per pass: 16 source rows read side by side, 64-byte writes
+constexpr int kImageBlock = 16;  // images per pass: their values are written 64 bytes at a time
 
 struct Job {
   const uint8_t* images;
@@ -38,36 +38,45 @@ struct Job {
   const int32_t* offsets;
   const uint8_t* flips;
   const float* colour;
-  const float* mean;
+  const float* mean;  // planar: (3, C, C)
   float* out;
   int64_t n, size, crop;
   float divisor;
 };
 
+// Output rows [y_begin, y_end): for each block of images and channel, each image's row is
+// computed along x (contiguous, so the compiler vectorizes it) into `planar`, then transposed
+// into the images-innermost output.
 template <bool kDivide>
 void rows(const Job& job, int64_t y_begin, int64_t y_end) {
   const int64_t n = job.n, crop = job.crop, size = job.size;
-  const uint8_t* source[kImageBlock];
+  std::vector<float> planar(kImageBlock * crop);
   for (int64_t y = y_begin; y < y_end; ++y) {
     for (int64_t i0 = 0; i0 < n; i0 += kImageBlock) {
       const int64_t count = std::min<int64_t>(kImageBlock, n - i0);
-      for (int64_t k = 0; k < count; ++k) {
-        const int64_t i = i0 + k;
-        const int64_t row = job.offsets[2 * i] + y, column = job.offsets[2 * i + 1];
-        source[k] = job.images + ((job.index[i] * size + row) * size + column) * 3;
-      }
-      for (int64_t x = 0; x < crop; ++x) {
-        for (int64_t c = 0; c < 3; ++c) {
-          const float mean = job.mean[(y * crop + x) * 3 + c];
-          float* out = job.out + ((c * crop + y) * crop + x) * n + i0;
-          for (int64_t k = 0; k < count; ++k) {
-            const int64_t i = i0 + k;
-            const int64_t xs = job.flips[i] ? crop - 1 - x : x;
-            float value = static_cast<float>(source[k][xs * 3 + c]) - mean;
-            value = value + job.colour[3 * i + c];
-            if (kDivide) value = value / job.divisor;
-            out[k] = value;
+      for (int64_t c = 0; c < 3; ++c) {
+        const float* mean = job.mean + (c * crop + y) * crop;
+        for (int64_t k = 0; k < count; ++k) {
+          const int64_t i = i0 + k;
+          const int64_t row = job.offsets[2 * i] + y, column = job.offsets[2 * i + 1];
+          const uint8_t* source = job.images + ((job.index[i] * size + row) * size + column) * 3 + c;
+          float* values = planar.data() + k * crop;
+          if (job.flips[i]) {
+            for (int64_t x = 0; x < crop; ++x) values[x] = static_cast<float>(source[(crop - 1 - x) * 3]);
+          } else {
+            for (int64_t x = 0; x < crop; ++x) values[x] = static_cast<float>(source[x * 3]);
           }
+          const float colour = job.colour[3 * i + c], divisor = job.divisor;
+          for (int64_t x = 0; x < crop; ++x) {
+            float value = values[x] - mean[x];
+            value = value + colour;
+            if (kDivide) value = value / divisor;
+            values[x] = value;
+          }
+        }
+        float* out = job.out + (c * crop + y) * crop * n + i0;
+        for (int64_t x = 0; x < crop; ++x) {
+          for (int64_t k = 0; k < count; ++k) out[x * n + k] = planar[k * crop + x];
         }
       }
     }
@@ -104,7 +113,12 @@ void augment(const py::array& images, const py::array& index, const py::array& o
   job.offsets = data_of<int32_t>(offsets, "offsets", {n, 2});
   job.flips = data_of<uint8_t>(flips, "flips", {n});
   job.colour = data_of<float>(colour, "colour", {n, 3});
-  job.mean = data_of<float>(mean, "mean", {crop, crop, 3});
+  const float* mean_interleaved = data_of<float>(mean, "mean", {crop, crop, 3});
+  std::vector<float> mean_planar(3 * crop * crop);
+  for (int64_t p = 0; p < crop * crop; ++p) {
+    for (int64_t c = 0; c < 3; ++c) mean_planar[c * crop * crop + p] = mean_interleaved[3 * p + c];
+  }
+  job.mean = mean_planar.data();
   data_of<float>(out, "out", {3, crop, crop, n});
   if (!out.writeable()) throw std::invalid_argument("out: not writeable");
   job.out = static_cast<float*>(out.mutable_data());

@@ -13,3 +13,9 @@ def rng():
     seed = int(os.environ.get("CONVNET_TEST_SEED", secrets.randbits(32)))
     print(f"random seed: {seed} (replay with CONVNET_TEST_SEED={seed})")
     return np.random.default_rng(seed)
+
+
+def pytest_report_header(config):
+    from targets import gpu_unavailable_reason
+    reason = gpu_unavailable_reason()
+    return f"CUDA kernels: emulator always; GPU {'available' if reason is None else 'skipped: ' + reason}"

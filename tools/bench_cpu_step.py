@@ -1,10 +1,8 @@
 """Time one CPU training step (forward, backward, SGD update) of a model on the reference backend
 and, when PyTorch is importable, of the same network in PyTorch, in the same run.
 
-The PyTorch network is built from the same description (convnet.alexnet) and the same initial
-weights: two towers as separate tensors, cuda-convnet's overhang as explicit right/bottom padding,
-ceil-mode pooling, LocalResponseNorm for the cross-map LRN (with α converted to PyTorch's α/n
-convention) and a 5×5 sum pool for the same-map LRN. Before timing, both networks' test-mode
+The PyTorch network (tools/torch_alexnet.py) is built from the same description and the same
+initial weights, its two towers as separate tensors. Before timing, both networks' test-mode
 probabilities for one batch are compared; the timing is refused if they disagree.
 
     python tools/bench_cpu_step.py [--model 2012] [--batch 32] [--repeats 5] [--json FILE]
@@ -20,11 +18,11 @@ import time
 
 import numpy as np
 
-from convnet import alexnet, graph
+from convnet import alexnet
 from convnet.backend import get_backend
-from convnet.network import Network, bias_key, initial_parameters, weight_key
-from convnet.shapes import conv_overhang
+from convnet.network import Network, initial_parameters
 from convnet.solver import SGD
+from torch_alexnet import TorchAlexNet
 
 
 def make_batch(model, batch, rng):
@@ -59,67 +57,8 @@ def reference_step(model, params, batch, rng):
     return network, step
 
 
-class TorchNetwork:
-    """The model's layers executed with PyTorch ops on NCHW tensors."""
-
-    def __init__(self, model, params, torch):
-        self.torch, self.model = torch, model
-        self.infos = graph.analyze(model)
-        self.params = {}
-        for key, value in params.items():
-            layer, source = key.split("/")
-            info = self.infos[layer]
-            if source == "bias":
-                array = value
-            elif isinstance(info.layer, alexnet.Conv):
-                array = value.transpose(3, 0, 1, 2)          # (C,kh,kw,F) → (F,C,kh,kw)
-            else:
-                array = value.T                               # (D,F) → (F,D)
-            self.params[key] = torch.tensor(np.ascontiguousarray(array), requires_grad=True)
-
-    def forward(self, images_nchw, train):
-        torch, F = self.torch, self.torch.nn.functional
-        outputs = {alexnet.DATA: images_nchw}
-        for layer in self.model.layers:
-            inputs = [outputs[name] for name in layer.inputs]
-            if isinstance(layer, alexnet.Conv):
-                size = inputs[0].shape[-1]
-                extra = conv_overhang(size, layer.filter_size, layer.stride, layer.pad)
-                x = torch.cat(inputs, dim=1)
-                x = F.pad(x, (layer.pad, extra, layer.pad, extra))
-                weight = torch.cat([self.params[weight_key(layer.name, s)] for s in layer.inputs],
-                                   dim=1)
-                y = F.conv2d(x, weight, self.params[bias_key(layer.name)], stride=layer.stride)
-            elif isinstance(layer, alexnet.FullyConnected):
-                x = torch.cat([t.flatten(1) for t in inputs], dim=1)
-                weight = torch.cat([self.params[weight_key(layer.name, s)] for s in layer.inputs],
-                                   dim=1)
-                y = F.linear(x, weight, self.params[bias_key(layer.name)])
-            elif isinstance(layer, alexnet.CrossMapNorm):
-                p = layer.params
-                y = F.local_response_norm(inputs[0], p.size, alpha=p.coefficient(p.size) * p.size,
-                                          beta=p.beta, k=p.k)
-            elif isinstance(layer, alexnet.SameMapNorm):
-                p, x = layer.params, inputs[0]
-                window_sum = F.avg_pool2d(x * x, p.size, stride=1, padding=p.size // 2,
-                                          count_include_pad=True) * p.size ** 2
-                y = x * (p.k + p.coefficient(p.size ** 2) * window_sum) ** -p.beta
-            elif isinstance(layer, alexnet.MaxPool):
-                y = F.max_pool2d(inputs[0], layer.size, layer.stride, ceil_mode=True)
-            elif isinstance(layer, alexnet.Dropout):
-                # Non-inverted, as ours: a 0/1 mask in training, × keep in testing.
-                x = inputs[0]
-                y = x * (torch.rand_like(x) < layer.keep) if train else x * layer.keep
-            elif isinstance(layer, alexnet.SoftmaxLoss):
-                y = inputs[0]   # logits; the loss is taken by the caller
-            else:
-                raise TypeError(f"no PyTorch rule for layer {layer.name}")
-            outputs[layer.name] = torch.relu(y) if layer.activation == "relu" else y
-        return outputs[self.model.output_layer.name]
-
-
 def torch_step(model, params, batch, rng, torch):
-    network = TorchNetwork(model, params, torch)
+    network = TorchAlexNet(model, params, torch)
     recipe = model.recipe
     weights = [p for k, p in network.params.items() if not k.endswith("/bias")]
     biases = [p for k, p in network.params.items() if k.endswith("/bias")]

@@ -22,17 +22,24 @@ OPS = (
     "fc_forward", "fc_backward_input", "fc_backward_weights",
     "softmax", "softmax_logloss", "softmax_logloss_backward", "topk_errors",
     "sgd_update",
-    "to_host",
+    "to_host", "from_host",
 )
 
-BACKENDS = {"reference": "convnet.backend.reference"}
+# name → (module, factory in it or None when the module itself is the backend)
+BACKENDS = {
+    "reference": ("convnet.backend.reference", None),
+    "cuda": ("convnet.backend.cuda", "gpu_backend"),          # options: device_id, poison
+    "emulator": ("convnet.backend.cuda", "emulator_backend"),  # options: poison
+}
 
 
-def get_backend(name: str):
+def get_backend(name: str, **options):
     if name not in BACKENDS:
         raise ValueError(f"unknown backend {name!r}; choose one of {sorted(BACKENDS)}")
-    module = importlib.import_module(BACKENDS[name])
-    missing = [op for op in OPS if not hasattr(module, op)]
+    module_name, factory = BACKENDS[name]
+    module = importlib.import_module(module_name)
+    backend = getattr(module, factory)(**options) if factory else module
+    missing = [op for op in OPS if not hasattr(backend, op)]
     if missing:
         raise ImportError(f"backend {name!r} lacks ops {missing}")
-    return module
+    return backend

@@ -67,24 +67,20 @@ class Replicas:
         failures = np.flatnonzero(self.gather(float(failed)))
         return int(failures[0]) if failures.size else None
 
-    def check_same(self, arrays, what):
-        """Raise ReplicasDiverged on every rank unless `arrays` (host or device) hold the same
-        bytes on every rank: a CRC-32, exact in float64, compared across the ranks."""
+    def check_same(self, arrays, what, to_host=np.asarray):
+        """Raise ReplicasDiverged on every rank unless `arrays` (copied to NumPy by `to_host`)
+        hold the same bytes on every rank: a CRC-32, exact in float64, compared across ranks."""
         if self.world == 1:
             return
         checksum = 0
         for array in arrays:
-            checksum = zlib.crc32(np.ascontiguousarray(_host(array)).view(np.uint8), checksum)
+            checksum = zlib.crc32(np.ascontiguousarray(to_host(array)).view(np.uint8), checksum)
         checksums = self.gather(checksum)
         differ = np.flatnonzero(checksums != checksums[0])
         if differ.size:
             ranks = ", ".join(map(str, differ))
             who = f"ranks {ranks} disagree" if differ.size > 1 else f"rank {ranks} disagrees"
             raise ReplicasDiverged(f"the replicas' {what} differ: {who} with rank 0")
-
-
-def _host(array):
-    return array.get() if hasattr(array, "get") else array   # a CuPy array, or already NumPy
 
 
 class MpiReplicas(Replicas):

@@ -1,0 +1,49 @@
+"""The CUDA backend: every op of convnet.backend.OPS on the hand-written kernels of kernels/,
+launched on a GPU through CuPy (`cuda`) or on the host through the emulator (`emulator`), by the
+same launch code (launch.py). Arrays are CuPy arrays on the GPU, NumPy arrays in the emulator.
+
+    backend = CudaBackend(Gpu(device_id))      # or CudaBackend(Emulated())
+    y = backend.conv_forward(x, w, stride=1, pad=2)
+"""
+import functools
+
+from convnet.backend import OPS
+
+from . import conv, elementwise, fc, norm, pool, sgd, softmax
+from .launch import Emulated, Gpu
+
+OP_MODULES = (conv, elementwise, fc, norm, pool, sgd, softmax)
+
+
+class CudaBackend:
+    def __init__(self, launcher):
+        self.launcher = launcher
+        self.xp = launcher.xp
+        self.name = f"cuda ({launcher.path})"
+        for module in OP_MODULES:
+            for op in OPS:
+                if hasattr(module, op):
+                    setattr(self, op, self._in_context(getattr(module, op)))
+
+    def _in_context(self, function):
+        @functools.wraps(function)
+        def op(*args, **kwargs):
+            with self.launcher.context():
+                return function(self.launcher, *args, **kwargs)
+        return op
+
+    def to_host(self, array):
+        """A NumPy copy of a backend array (a no-op view in the emulator)."""
+        return array.get() if hasattr(array, "get") else array
+
+    def from_host(self, array):
+        with self.launcher.context():
+            return self.xp.asarray(array)
+
+
+def gpu_backend(device_id=0, *, poison=False):
+    return CudaBackend(Gpu(device_id, poison=poison))
+
+
+def emulator_backend(*, poison=False):
+    return CudaBackend(Emulated(poison=poison))

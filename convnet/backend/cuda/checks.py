@@ -1,0 +1,44 @@
+"""Argument checks and launch sizes shared by the CUDA ops' launchers."""
+import numpy as np
+
+from .launch import TILES, c_type
+
+MAX_ELEMENTS = 2 ** 31 - 1        # the kernels index with 32-bit integers
+MAX_ELEMENTWISE_BLOCKS = 1024     # the grid-stride loops cover any count; this fills an H100
+
+
+def require(condition, message):
+    if not condition:
+        raise ValueError(message)
+
+
+def check_arrays(op, *arrays, dtype=None):
+    """Every array C-contiguous, of one float type (or `dtype`), small enough for 32-bit indices;
+    returns the element type."""
+    dtype = np.dtype(dtype or arrays[0].dtype)
+    c_type(dtype)
+    for array in arrays:
+        require(array.dtype == dtype, f"{op}: arrays must all be {dtype}; got {array.dtype}")
+        require(array.flags.c_contiguous, f"{op}: arrays must be C-contiguous")
+        require(array.size <= MAX_ELEMENTS, f"{op}: {array.size} elements exceed 2³¹ − 1")
+    return dtype
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+def elementwise_grid(count):
+    return max(1, min(ceil_div(count, TILES["kThreads"]), MAX_ELEMENTWISE_BLOCKS))
+
+
+def launch_elementwise(launcher, kernel, dtype, count, args):
+    launcher.launch(kernel, dtype, elementwise_grid(count), TILES["kThreads"], args)
+
+
+def i32(value):
+    return np.int32(value)
+
+
+def u32(value):
+    return np.uint32(value)

@@ -1,0 +1,100 @@
+"""Convolution on the CUDA kernels of kernels/conv.cu (implicit GEMMs); the formulas and layout
+of convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes.py).
+
+The filter gradient reduces over every output position; it is split into slices of positions
+(one grid layer each) so that small layers still fill the GPU, and the slices' partial sums are
+added in slice order by a second kernel. The split depends only on the shapes, so the result has
+the same bits on every run.
+"""
+from convnet.shapes import conv_output_size
+
+from .checks import ceil_div, check_arrays, elementwise_grid, i32, require, u32
+from .launch import TILES
+
+TARGET_BLOCKS = 512        # filter-gradient slices are added until the grid has about this many
+MIN_SLICE_STEPS = 16       # ... but each slice keeps at least this many kConvTileK steps
+
+
+def _check(op, x_shape, w):
+    require(len(x_shape) == 4 and w.ndim == 4,
+            f"conv expects x (C,H,W,N) and filters (C,kh,kw,F); got shapes {x_shape} and {w.shape}")
+    require(x_shape[0] == w.shape[0],
+            f"conv input has {x_shape[0]} channels but filters expect {w.shape[0]}")
+    require(w.shape[1] == w.shape[2], f"conv filters must be square; got {w.shape[1]}x{w.shape[2]}")
+
+
+def _geometry(x_shape, filters, size, stride, pad):
+    channels, height, width, images = x_shape
+    out_h = conv_output_size(height, size, stride, pad)
+    out_w = conv_output_size(width, size, stride, pad)
+    args = tuple(map(i32, (channels, height, width, images, filters, size, stride, pad, out_h,
+                           out_w)))
+    return out_h, out_w, args
+
+
+def _grid(rows, columns, splits=1):
+    return (ceil_div(columns, TILES["kConvTileN"]), ceil_div(rows, TILES["kConvTileM"]), splits)
+
+
+def conv_forward(launcher, x, w, *, stride, pad):
+    _check("conv_forward", x.shape, w)
+    dtype = check_arrays("conv_forward", x, w)
+    channels, _, _, images = x.shape
+    filters = w.shape[3]
+    out_h, out_w, args = _geometry(x.shape, filters, w.shape[1], stride, pad)
+    y = launcher.empty((filters, out_h, out_w, images), dtype)
+    check_arrays("conv_forward", y)
+    launcher.launch("conv_forward", dtype, _grid(filters, out_h * out_w * images),
+                    TILES["kConvThreads"], (x, w, y, *args))
+    return y
+
+
+def conv_backward_input(launcher, dy, w, *, input_size, stride, pad):
+    """dL/dx (C, H, W, N) with H = W = input_size."""
+    channels, size, _, filters = w.shape
+    images = dy.shape[3]
+    x_shape = (channels, input_size, input_size, images)
+    _check("conv_backward_input", x_shape, w)
+    out_h, out_w, args = _geometry(x_shape, filters, size, stride, pad)
+    require(dy.shape == (filters, out_h, out_w, images),
+            f"conv gradient has shape {dy.shape}; an input of {input_size} with filter {size}, "
+            f"stride {stride}, pad {pad} gives ({filters}, {out_h}, {out_w}, {images})")
+    dtype = check_arrays("conv_backward_input", dy, w)
+    dx = launcher.empty(x_shape, dtype)
+    check_arrays("conv_backward_input", dx)
+    launcher.launch("conv_backward_input", dtype, _grid(channels, input_size ** 2 * images),
+                    TILES["kConvThreads"], (dy, w, dx, *args))
+    return dx
+
+
+def filter_gradient_slices(taps, filters, positions):
+    """(splits, slice): the reduction over `positions` cut into `splits` slices of `slice`."""
+    tiles_n, tiles_m, _ = _grid(taps, filters)
+    step = TILES["kConvTileK"]
+    most = ceil_div(positions, step * MIN_SLICE_STEPS)
+    splits = max(1, min(ceil_div(TARGET_BLOCKS, tiles_m * tiles_n), most))
+    slice_ = ceil_div(ceil_div(positions, splits), step) * step
+    return ceil_div(positions, slice_), slice_
+
+
+def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad):
+    """dL/dw (C, kh, kw, F) from dL/dy (F, OH, OW, N) and the layer's input x."""
+    filters = dy.shape[0]
+    channels, _, _, images = x.shape
+    out_h, out_w, args = _geometry(x.shape, filters, filter_size, stride, pad)
+    require(dy.ndim == 4 and dy.shape[1:] == (out_h, out_w, images),
+            f"conv gradient has shape {dy.shape}; the input {x.shape} gives "
+            f"({filters}, {out_h}, {out_w}, {images})")
+    dtype = check_arrays("conv_backward_filters", dy, x)
+    taps = channels * filter_size ** 2
+    splits, slice_ = filter_gradient_slices(taps, filters, out_h * out_w * images)
+    shape = (channels, filter_size, filter_size, filters)
+    dw = launcher.empty(shape, dtype)
+    partial = dw if splits == 1 else launcher.empty((splits,) + shape, dtype)
+    check_arrays("conv_backward_filters", partial)
+    launcher.launch("conv_backward_filters", dtype, _grid(taps, filters, splits),
+                    TILES["kConvThreads"], (dy, x, partial, *args, i32(slice_)))
+    if splits > 1:
+        launcher.launch("conv_sum_splits", dtype, elementwise_grid(dw.size), TILES["kThreads"],
+                        (partial, dw, u32(dw.size), i32(splits)))
+    return dw

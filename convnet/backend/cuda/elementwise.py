@@ -1,0 +1,78 @@
+"""ReLU, dropout, scaling and biases on the CUDA kernels of kernels/elementwise.cu; formulas as
+in convnet/backend/reference/elementwise.py and conv.py (add_bias, bias_backward)."""
+import numpy as np
+
+from .checks import check_arrays, launch_elementwise, require, u32
+from .launch import TILES
+
+
+def add_bias(launcher, y, b):
+    dtype = check_arrays("add_bias", y, b)
+    require(b.shape == (y.shape[0],),
+            f"bias of shape {b.shape} does not match {y.shape[0]} output channels")
+    out = launcher.empty(y.shape, dtype)
+    launch_elementwise(launcher, "add_bias", dtype, y.size,
+                       (y, b, out, u32(y.size), u32(y.size // y.shape[0])))
+    return out
+
+
+def bias_backward(launcher, dy):
+    dtype = check_arrays("bias_backward", dy)
+    out = launcher.empty((dy.shape[0],), dtype)
+    launcher.launch("bias_backward", dtype, dy.shape[0], TILES["kThreads"],
+                    (dy, out, u32(dy.size // dy.shape[0])))
+    return out
+
+
+def relu_forward(launcher, x):
+    dtype = check_arrays("relu_forward", x)
+    out = launcher.empty(x.shape, dtype)
+    launch_elementwise(launcher, "relu_forward", dtype, x.size, (x, out, u32(x.size)))
+    return out
+
+
+def relu_backward(launcher, dy, y):
+    dtype = check_arrays("relu_backward", dy, y)
+    require(dy.shape == y.shape, f"relu_backward: gradient {dy.shape} and output {y.shape} differ")
+    out = launcher.empty(dy.shape, dtype)
+    launch_elementwise(launcher, "relu_backward", dtype, dy.size, (dy, y, out, u32(dy.size)))
+    return out
+
+
+def dropout_mask(launcher, shape, keep, key, start=0, total=None):
+    """Images [start, start + shape[-1]) of a `total`-image batch's mask (default: the whole)."""
+    require(0.0 < keep <= 1.0, f"dropout keep probability must be in (0, 1]; got {keep}")
+    require(0 <= key < 2 ** 32, f"dropout key must be a 32-bit unsigned integer; got {key}")
+    images = shape[-1]
+    total = images if total is None else total
+    require(0 <= start and start + images <= total,
+            f"dropout mask of images [{start}, {start + images}) does not lie in a batch of "
+            f"{total}")
+    count = int(np.prod(shape))
+    whole = count // images * total if images else 0
+    require(max(count, whole) < 2 ** 31,
+            f"dropout mask of {max(count, whole)} elements exceeds 2³¹ − 1")
+    mask = launcher.empty(shape, np.uint8)
+    threshold = min(round(keep * 2 ** 24), 2 ** 24)
+    # The kernel's element type does not enter the mask; its float instantiation is used.
+    launch_elementwise(launcher, "dropout_mask", np.float32, count,
+                       (mask, u32(count), u32(max(images, 1)), u32(start), u32(total), u32(key),
+                        u32(threshold)))
+    return mask
+
+
+def apply_mask(launcher, x, mask):
+    dtype = check_arrays("apply_mask", x)
+    require(mask.dtype == np.uint8 and mask.flags.c_contiguous,
+            "apply_mask: the mask must be a C-contiguous uint8 array")
+    require(mask.shape == x.shape, f"dropout mask of shape {mask.shape} does not match {x.shape}")
+    out = launcher.empty(x.shape, dtype)
+    launch_elementwise(launcher, "apply_mask", dtype, x.size, (x, mask, out, u32(x.size)))
+    return out
+
+
+def scale(launcher, x, factor):
+    dtype = check_arrays("scale", x)
+    out = launcher.empty(x.shape, dtype)
+    launch_elementwise(launcher, "scale", dtype, x.size, (x, dtype.type(factor), out, u32(x.size)))
+    return out

@@ -1,0 +1,51 @@
+"""Response normalization on the CUDA kernels of kernels/norm.cu; the formulas of
+convnet/backend/reference/norm.py, which also define the coefficient's convention."""
+from convnet.norm_params import NormParams
+
+from .checks import check_arrays, i32, launch_elementwise, require
+
+
+def _check(op, x, params: NormParams, *arrays):
+    require(x.ndim == 4, f"response normalization expects x (C,H,W,N); got shape {x.shape}")
+    require(params.size % 2 == 1, f"response normalization needs an odd window; "
+                                  f"got size {params.size}")
+    for array in arrays:
+        require(array.shape == x.shape, f"{op}: shapes {array.shape} and {x.shape} differ")
+    return check_arrays(op, x, *arrays)
+
+
+def _forward(launcher, kernel, x, params, terms):
+    dtype = _check(kernel, x, params)
+    y, denoms = launcher.empty(x.shape, dtype), launcher.empty(x.shape, dtype)
+    t = dtype.type
+    launch_elementwise(launcher, kernel, dtype, x.size,
+                       (x, y, denoms, *map(i32, x.shape), i32(params.size), t(params.k),
+                        t(params.coefficient(terms)), t(params.beta)))
+    return y, denoms
+
+
+def _backward(launcher, kernel, dy, x, y, denoms, params, terms):
+    dtype = _check(kernel, x, params, dy, y, denoms)
+    dx = launcher.empty(x.shape, dtype)
+    t = dtype.type
+    launch_elementwise(launcher, kernel, dtype, x.size,
+                       (dy, x, y, denoms, dx, *map(i32, x.shape), i32(params.size),
+                        t(params.coefficient(terms)), t(params.beta)))
+    return dx
+
+
+def crossmap_norm_forward(launcher, x, params: NormParams):
+    return _forward(launcher, "crossmap_norm_forward", x, params, params.size)
+
+
+def crossmap_norm_backward(launcher, dy, x, y, denoms, params: NormParams):
+    return _backward(launcher, "crossmap_norm_backward", dy, x, y, denoms, params, params.size)
+
+
+def samemap_norm_forward(launcher, x, params: NormParams):
+    return _forward(launcher, "samemap_norm_forward", x, params, params.size ** 2)
+
+
+def samemap_norm_backward(launcher, dy, x, y, denoms, params: NormParams):
+    return _backward(launcher, "samemap_norm_backward", dy, x, y, denoms, params,
+                     params.size ** 2)

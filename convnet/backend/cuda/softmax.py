@@ -1,0 +1,69 @@
+"""Softmax, log-loss and top-k counts on the CUDA kernels of kernels/softmax.cu; the formulas of
+convnet/backend/reference/softmax.py. The batch's mean loss is the fixed-order sum of the
+per-image losses (bias_backward's reduction), so it has the same bits every run."""
+import numpy as np
+
+from .checks import ceil_div, check_arrays, elementwise_grid, i32, require
+from .elementwise import bias_backward
+from .launch import TILES
+
+
+def _per_image_grid(images):
+    return max(1, ceil_div(images, TILES["kThreads"]))
+
+
+def _matrix(op, scores):
+    """Check (K, N) class scores; their dtype and the sizes as kernel arguments."""
+    require(scores.ndim == 2, f"{op} expects (classes, images) scores; got shape {scores.shape}")
+    dtype = check_arrays(op, scores)
+    return dtype, scores.shape[1], (i32(scores.shape[0]), i32(scores.shape[1]))
+
+
+def _labels(launcher, logits, labels):
+    """labels as the kernels' int32 on the launcher's device, checked against the classes."""
+    classes, images = logits.shape
+    require(labels.shape == (images,), f"softmax expects logits (K,N) and labels (N,); "
+                                       f"got shapes {logits.shape} and {labels.shape}")
+    labels = launcher.xp.asarray(labels, dtype=np.int32)
+    if images:
+        low, high = int(labels.min()), int(labels.max())
+        require(0 <= low and high < classes, f"labels must lie in [0, {classes}); got {low}..{high}")
+    return labels
+
+
+def softmax(launcher, logits):
+    dtype, images, sizes = _matrix("softmax", logits)
+    probs = launcher.empty(logits.shape, dtype)
+    launcher.launch("softmax", dtype, _per_image_grid(images), TILES["kThreads"],
+                    (logits, probs, *sizes))
+    return probs
+
+
+def softmax_logloss(launcher, logits, labels):
+    """(probabilities (K, N), mean log-loss as a Python float)."""
+    dtype, images, sizes = _matrix("softmax_logloss", logits)
+    labels = _labels(launcher, logits, labels)
+    probs, losses = launcher.empty(logits.shape, dtype), launcher.empty((1, images), dtype)
+    launcher.launch("softmax_logloss", dtype, _per_image_grid(images), TILES["kThreads"],
+                    (logits, labels, probs, losses, *sizes))
+    total = bias_backward(launcher, losses)
+    return probs, float(total[0]) / images
+
+
+def softmax_logloss_backward(launcher, probs, labels):
+    dtype, images, sizes = _matrix("softmax_logloss_backward", probs)
+    labels = _labels(launcher, probs, labels)
+    grad = launcher.empty(probs.shape, dtype)
+    launcher.launch("softmax_backward", dtype, elementwise_grid(probs.size), TILES["kThreads"],
+                    (probs, labels, grad, *sizes))
+    return grad
+
+
+def topk_errors(launcher, probs, labels, ks=(1, 5)):
+    """Number of top-k errors in the batch, one count per k."""
+    dtype, images, sizes = _matrix("topk_errors", probs)
+    labels = _labels(launcher, probs, labels)
+    better = launcher.empty((images,), np.int32)
+    launcher.launch("softmax_better", dtype, _per_image_grid(images), TILES["kThreads"],
+                    (probs, labels, better, *sizes))
+    return tuple(int((better >= k).sum()) for k in ks)

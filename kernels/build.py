@@ -1,0 +1,209 @@
+"""How the CUDA kernels are compiled: the one place for sources, targets and options, and the
+`make kernels` command.
+
+    python kernels/build.py [--output-dir kernels/build]
+
+compiles kernels/all.cu with nvcc into a fatbin with SASS for each target architecture this
+nvcc supports, plus PTX for the lowest of them (which the driver compiles for newer GPUs), and
+writes into the output folder:
+  convnet.fatbin     loaded by the CUDA backend (convnet/backend/cuda/launch.py)
+  manifest.json      nvcc's version, the architectures built and skipped (with the reason), the
+                     hash of the kernel sources the fatbin was built from, and each kernel's
+                     mangled name ("conv_forward<float>" → "_Z12conv_forwardIfEv…")
+  ptxas-report.txt   registers, shared memory, stack and spills of every kernel on every
+                     architecture, with the callees (such as pow) whose frames ptxas reports
+It fails when a float kernel spills registers; double kernels (used by gradient checks) may.
+Written atomically: a failed build leaves the previous fatbin in place.
+
+Everything else that compiles the kernels reads its options from here: the CUDA backend's NVRTC
+path (NVRTC_OPTIONS) and setup.py's emulator extension (EMULATOR_FLAGS). This file imports only
+the standard library, so setup.py can load it before anything is installed.
+"""
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+KERNELS = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.path.join(KERNELS, "all.cu")
+DEFAULT_OUTPUT = os.path.join(KERNELS, "build")
+FATBIN, MANIFEST, REPORT = "convnet.fatbin", "manifest.json", "ptxas-report.txt"
+
+TARGET_ARCHS = (70, 80, 86, 89, 90)   # Volta, Ampere (A100, consumer), Ada, Hopper
+LANGUAGE = ["-std=c++17"]
+NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v"]
+NVRTC_OPTIONS = LANGUAGE + [f"-I{KERNELS}"]
+EMULATOR_FLAGS = ["-O2", "-DNDEBUG"]   # the host compile of the same sources (kernels/emulator.cpp)
+
+
+def source_files():
+    """Every file the kernels are built from, sorted: the .cu, .cuh and .h files of kernels/."""
+    return sorted(os.path.join(KERNELS, name) for name in os.listdir(KERNELS)
+                  if name.endswith((".cu", ".cuh", ".h")))
+
+
+def source_hash():
+    """sha256 over the kernel sources' names and contents: which source a binary came from."""
+    digest = hashlib.sha256()
+    for path in source_files():
+        digest.update(os.path.basename(path).encode() + b"\0")
+        with open(path, "rb") as file:
+            digest.update(file.read() + b"\0")
+    return digest.hexdigest()
+
+
+def kernel_names():
+    """The kernel templates of the sources, from their CONVNET_INSTANTIATE(name) lines."""
+    names = []
+    for path in source_files():
+        with open(path) as file:
+            names += re.findall(r"^CONVNET_INSTANTIATE\((\w+)\)", file.read(), re.MULTILINE)
+    return sorted(names)
+
+
+def demangle(mangled):
+    """'_Z12conv_forwardIfEv…' → 'conv_forward<float>': the kernels are global templates on one
+    type, float or double, so the Itanium name is _Z <length><name> I <f|d> E …"""
+    match = re.match(r"_Z(\d+)", mangled)
+    if not match:
+        return None
+    start = match.end()
+    name = mangled[start:start + int(match.group(1))]
+    rest = mangled[start + len(name):]
+    types = {"If": "float", "Id": "double"}
+    return f"{name}<{types[rest[:2]]}>" if rest[:2] in types and rest[2:3] == "E" else None
+
+
+def parse_ptxas(text):
+    """ptxas -v output → one record per (entry, arch): registers, shared bytes, stack, spills,
+    and the callees ptxas reported after it."""
+    records, current = [], None
+    lines = iter(text.splitlines())
+    for line in lines:
+        entry = re.search(r"Compiling entry function '(\w+)' for '(sm_\d+)'", line)
+        if entry:
+            current = {"mangled": entry.group(1), "kernel": demangle(entry.group(1)),
+                       "arch": entry.group(2), "registers": 0, "shared_bytes": 0,
+                       "stack_bytes": 0, "spill_stores": 0, "spill_loads": 0, "callees": []}
+            records.append(current)
+            continue
+        properties = re.search(r"Function properties for (\S+)", line)
+        if properties and current is not None:
+            frame = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, "
+                              r"(\d+) bytes spill loads", next(lines, ""))
+            stack, stores, loads = (int(value) for value in frame.groups()) if frame else (0, 0, 0)
+            if properties.group(1) == current["mangled"]:
+                current.update(stack_bytes=stack, spill_stores=stores, spill_loads=loads)
+            else:
+                current["callees"].append({"name": properties.group(1), "stack_bytes": stack,
+                                           "spill_stores": stores, "spill_loads": loads})
+            continue
+        used = re.search(r"Used (\d+) registers(.*)", line)
+        if used and current is not None:
+            current["registers"] = int(used.group(1))
+            shared = re.search(r"(\d+) bytes smem", used.group(2))
+            current["shared_bytes"] = int(shared.group(1)) if shared else 0
+    return records
+
+
+def spills(record):
+    return record["spill_stores"] + record["spill_loads"] + sum(
+        callee["spill_stores"] + callee["spill_loads"] for callee in record["callees"])
+
+
+def format_report(records):
+    lines = [f"{'kernel':34} {'arch':6} {'regs':>5} {'smem B':>7} {'stack B':>8} "
+             f"{'spill st':>9} {'spill ld':>9}"]
+    for record in sorted(records, key=lambda r: (r["kernel"] or r["mangled"], r["arch"])):
+        lines.append(f"{record['kernel'] or record['mangled']:34} {record['arch']:6} "
+                     f"{record['registers']:5d} {record['shared_bytes']:7d} "
+                     f"{record['stack_bytes']:8d} {record['spill_stores']:9d} "
+                     f"{record['spill_loads']:9d}")
+        for callee in record["callees"]:
+            lines.append(f"  calls {callee['name']:26} {'':6} {'':5} {'':7} "
+                         f"{callee['stack_bytes']:8d} {callee['spill_stores']:9d} "
+                         f"{callee['spill_loads']:9d}")
+    return "\n".join(lines) + "\n"
+
+
+def run(command):
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def supported_archs(nvcc):
+    listed = run([nvcc, "--list-gpu-code"])
+    if listed.returncode != 0:
+        raise SystemExit(f"kernels/build.py: {nvcc} --list-gpu-code failed: {listed.stderr.strip()}")
+    return {int(code[3:]) for code in listed.stdout.split() if re.fullmatch(r"sm_\d+", code)}
+
+
+def write_atomically(path, data):
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
+    with os.fdopen(handle, "wb") as file:
+        file.write(data if isinstance(data, bytes) else data.encode())
+    os.replace(temporary, path)
+
+
+def build(output_dir, nvcc="nvcc"):
+    try:
+        reported = run([nvcc, "--version"]).stdout
+        version = "nvcc " + re.search(r"release ([\d.]+, V[\d.]+)", reported).group(1)
+    except FileNotFoundError:
+        raise SystemExit("kernels/build.py: nvcc not found on PATH; install the CUDA toolkit (the "
+                         "CUDA backend can still compile the kernels through NVRTC at run time)")
+    available = supported_archs(nvcc)
+    archs = [arch for arch in TARGET_ARCHS if arch in available]
+    skipped = {f"sm_{arch}": f"{version} cannot compile for it" for arch in TARGET_ARCHS
+               if arch not in available}
+    if not archs:
+        raise SystemExit(f"kernels/build.py: {version} supports none of sm_{TARGET_ARCHS}")
+    os.makedirs(output_dir, exist_ok=True)
+    fatbin = os.path.join(output_dir, FATBIN)
+    partial = fatbin + ".partial"
+    gencode = [f"-gencode=arch=compute_{arch},code=sm_{arch}" for arch in archs]
+    gencode.append(f"-gencode=arch=compute_{archs[0]},code=compute_{archs[0]}")
+    command = [nvcc, "-fatbin", *NVCC_OPTIONS, *gencode, SOURCE, "-o", partial]
+    print(" ".join(command))
+    compiled = run(command)
+    if compiled.returncode != 0:
+        sys.stderr.write(compiled.stdout + compiled.stderr)
+        raise SystemExit("kernels/build.py: nvcc failed; the previous fatbin, if any, is kept")
+    records = parse_ptxas(compiled.stdout + compiled.stderr)
+    write_atomically(os.path.join(output_dir, REPORT), format_report(records))
+    spilling = sorted({f"{r['kernel']} on {r['arch']}" for r in records
+                       if r["kernel"] and r["kernel"].endswith("<float>") and spills(r)})
+    if spilling:
+        os.remove(partial)
+        raise SystemExit(f"kernels/build.py: float kernels spill registers: {', '.join(spilling)} "
+                         f"(see {os.path.join(output_dir, REPORT)})")
+    names = {r["kernel"]: r["mangled"] for r in records if r["kernel"]}
+    expected = {f"{name}<{t}>" for name in kernel_names() for t in ("float", "double")}
+    if set(names) != expected:
+        raise SystemExit(f"kernels/build.py: the fatbin's kernels {sorted(names)} differ from the "
+                         f"sources' {sorted(expected)}")
+    manifest = {"nvcc": version, "archs": [f"sm_{arch}" for arch in archs],
+                "ptx": f"compute_{archs[0]}", "skipped": skipped, "source_hash": source_hash(),
+                "options": NVCC_OPTIONS, "mangled_names": dict(sorted(names.items()))}
+    os.replace(partial, fatbin)
+    write_atomically(os.path.join(output_dir, MANIFEST), json.dumps(manifest, indent=1) + "\n")
+    print(f"wrote {fatbin}: {len(names)} kernels for {', '.join(manifest['archs'])} + PTX "
+          f"{manifest['ptx']}; report in {os.path.join(output_dir, REPORT)}")
+    for arch, reason in skipped.items():
+        print(f"skipped {arch}: {reason}")
+    return manifest
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output-dir", default=DEFAULT_OUTPUT)
+    parser.add_argument("--nvcc", default=os.environ.get("NVCC", "nvcc"))
+    args = parser.parse_args(argv)
+    build(args.output_dir, args.nvcc)
+
+
+if __name__ == "__main__":
+    main()

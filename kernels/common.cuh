@@ -1,0 +1,50 @@
+// Shared by every kernel source: how kernels are instantiated for float and double, and the
+// math they use, the same for nvcc, NVRTC and the host compiler of the emulator (emulate.h).
+//
+// Every kernel is a template on its element type T (float, or double for gradient checks) and is
+// instantiated for both by CONVNET_INSTANTIATE(kernel) after its definition:
+//   nvcc (make kernels)   explicit instantiations, found in the fatbin by their mangled names
+//   NVRTC                 the same; CuPy looks the names up from "kernel<float>" expressions
+//   emulator              also registers "kernel<float>" and "kernel<double>" with the Python
+//                         module, whose launcher converts arguments by the kernel's signature
+// Kernels use only static shared memory, so a launch needs no shared-memory size.
+#pragma once
+
+#define CONVNET_INSTANTIATE_TYPES(kernel)                    \
+  template __global__ decltype(kernel<float>) kernel<float>; \
+  template __global__ decltype(kernel<double>) kernel<double>;
+
+#ifdef CONVNET_EMULATOR
+#include <cmath>
+#include "emulate.h"
+#define CONVNET_INSTANTIATE(kernel)                                   \
+  CONVNET_INSTANTIATE_TYPES(kernel)                                   \
+  static const ::convnet_emulator::Registration kernel##_registration( \
+      #kernel, &kernel<float>, &kernel<double>);
+#else
+#define CONVNET_INSTANTIATE(kernel) CONVNET_INSTANTIATE_TYPES(kernel)
+#endif
+
+// Integer types with the same width on the host and the device (NVRTC has no <cstdint>).
+typedef unsigned int u32;
+typedef unsigned char u8;
+
+// Math on T: the float overloads stay in single precision (powf, expf, logf).
+__device__ __forceinline__ float power(float x, float y) { return powf(x, y); }
+__device__ __forceinline__ double power(double x, double y) { return pow(x, y); }
+__device__ __forceinline__ float exponential(float x) { return expf(x); }
+__device__ __forceinline__ double exponential(double x) { return exp(x); }
+__device__ __forceinline__ float logarithm(float x) { return logf(x); }
+__device__ __forceinline__ double logarithm(double x) { return log(x); }
+
+template <typename T>
+__device__ __forceinline__ T maximum(T a, T b) { return a > b ? a : b; }
+template <typename T>
+__device__ __forceinline__ T minimum(T a, T b) { return a < b ? a : b; }
+
+// Integer ceiling division, for tile counts.
+__device__ __forceinline__ int ceil_div(int a, int b) { return (a + b - 1) / b; }
+
+// Every element i < count, whatever the grid: the elementwise kernels' loop.
+#define GRID_STRIDE_LOOP(i, count) \
+  for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < (count); i += blockDim.x * gridDim.x)

@@ -1,0 +1,97 @@
+// Elementwise ops and the bias gradient (Python launchers: convnet/backend/cuda/elementwise.py).
+//
+// Layout: any array, flat in row-major order; a bias runs along axis 0, so element i of an array
+// of `count` elements with `inner` elements per channel belongs to channel i / inner.
+// Formulas (those of convnet/backend/reference/elementwise.py and conv.py):
+//   add_bias        out[i] = y[i] + bias[i / inner]
+//   relu_forward    out[i] = max(x[i], 0)
+//   relu_backward   out[i] = y[i] > 0 ? dy[i] : 0           (y the ReLU's output)
+//   dropout_mask    mask[i] = (mix(g ^ mix(key)) >> 8) < threshold,  threshold = round(keep·2²⁴),
+//                   g = (i / images)·total + start + i % images: element i's index in the mask of
+//                   the whole `total`-image batch, of which this array holds images [start,
+//                   start + images) (images innermost; g = i for a whole batch)
+//   apply_mask      out[i] = x[i] · mask[i]
+//   scale           out[i] = x[i] · factor
+//   bias_backward   out[c] = Σ_{i < inner} dy[c·inner + i]   one block per channel, a fixed-order
+//                   tree over the block's threads: the same bits every run
+// Restrictions (asserted by the launchers): count < 2³¹ (for dropout_mask, the whole batch's too); one block per channel for
+// bias_backward (channels ≤ 2³¹ − 1); the grid-stride loops take any grid.
+#include "common.cuh"
+#include "tiles.cuh"
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+add_bias(const T* __restrict__ y, const T* __restrict__ bias, T* __restrict__ out, u32 count,
+         u32 inner) {
+  GRID_STRIDE_LOOP(i, count) out[i] = y[i] + bias[i / inner];
+}
+CONVNET_INSTANTIATE(add_bias)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+relu_forward(const T* __restrict__ x, T* __restrict__ out, u32 count) {
+  GRID_STRIDE_LOOP(i, count) out[i] = x[i] > T(0) ? x[i] : T(0);
+}
+CONVNET_INSTANTIATE(relu_forward)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+relu_backward(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ out, u32 count) {
+  GRID_STRIDE_LOOP(i, count) out[i] = y[i] > T(0) ? dy[i] : T(0);
+}
+CONVNET_INSTANTIATE(relu_backward)
+
+// The 32-bit avalanche hash of convnet/backend/reference/elementwise.py (wrapping products).
+__device__ __forceinline__ u32 mix32(u32 h) {
+  h ^= h >> 16;
+  h *= 0x7FEB352Du;
+  h ^= h >> 15;
+  h *= 0x846CA68Bu;
+  return h ^ (h >> 16);
+}
+
+// T is unused by the formula; the mask is uint8 for both instantiations.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+dropout_mask(u8* __restrict__ mask, u32 count, u32 images, u32 start, u32 total, u32 key,
+             u32 threshold) {
+  const u32 mixed_key = mix32(key);
+  GRID_STRIDE_LOOP(i, count) {
+    const u32 whole = (i / images) * total + start + i % images;
+    mask[i] = (mix32(whole ^ mixed_key) >> 8) < threshold;
+  }
+}
+CONVNET_INSTANTIATE(dropout_mask)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+apply_mask(const T* __restrict__ x, const u8* __restrict__ mask, T* __restrict__ out, u32 count) {
+  GRID_STRIDE_LOOP(i, count) out[i] = x[i] * T(mask[i]);
+}
+CONVNET_INSTANTIATE(apply_mask)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+scale(const T* __restrict__ x, T factor, T* __restrict__ out, u32 count) {
+  GRID_STRIDE_LOOP(i, count) out[i] = x[i] * factor;
+}
+CONVNET_INSTANTIATE(scale)
+
+// Σ of `inner` consecutive values per block (blockIdx.x = the channel), in a fixed order: each
+// thread sums a strided slice, then a shared-memory tree halves the partial sums.
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+bias_backward(const T* __restrict__ dy, T* __restrict__ out, u32 inner) {
+  __shared__ T partial[kThreads];
+  const T* row = dy + static_cast<size_t>(blockIdx.x) * inner;
+  T sum = 0;
+  for (u32 i = threadIdx.x; i < inner; i += kThreads) sum += row[i];
+  partial[threadIdx.x] = sum;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half /= 2) {
+    if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
+}
+CONVNET_INSTANTIATE(bias_backward)

@@ -1,0 +1,147 @@
+// The CUDA emulator: what the kernels of this folder need from CUDA, for the host compiler, so
+// that the same .cu sources run on a machine with no GPU (the Python module convnet._emulator,
+// built from kernels/emulator.cpp; driven by convnet/backend/cuda/launch.py).
+//
+// Execution model: a launch runs its blocks one after another; each block's threads are fibers
+// (ucontext) that run in thread order, each until it returns or reaches __syncthreads(). When every
+// thread of the block waits at the barrier, all resume, in thread order again. A thread that
+// returns while others wait at a barrier is an error here (undefined behaviour on a GPU), so the
+// emulator catches the divergent barriers a GPU might forgive.
+//
+// What is emulated: threadIdx, blockIdx, blockDim, gridDim; __syncthreads(); __shared__ (a
+// function-local static: one copy per kernel instantiation, which is one block's shared memory
+// because blocks do not overlap); the qualifiers; __trap(). No warps: a GPU-only warp-level path
+// must sit behind CONVNET_EMULATOR with a block-level fallback (common.cuh).
+#pragma once
+
+#include <ucontext.h>
+
+#include <cstdint>
+#include <exception>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+namespace emu {
+
+inline dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+// One block's fibers and the scheduler that runs them.
+class Block {
+ public:
+  static Block& instance() {
+    static Block block;
+    return block;
+  }
+
+  template <typename Body>
+  void run_grid(dim3 grid, dim3 block, Body body) {
+    const unsigned threads = block.x * block.y * block.z;
+    if (threads == 0 || threads > 1024 || grid.x * grid.y * grid.z == 0) {
+      throw std::invalid_argument("launch: bad grid or block size");
+    }
+    gridDim = grid;
+    blockDim = block;
+    body_ = &body;
+    call_ = [](void* f) { (*static_cast<Body*>(f))(); };
+    fibers_.resize(threads);
+    for (unsigned bz = 0; bz < grid.z; ++bz)
+      for (unsigned by = 0; by < grid.y; ++by)
+        for (unsigned bx = 0; bx < grid.x; ++bx) {
+          blockIdx = dim3(bx, by, bz);
+          run_block(threads);
+        }
+  }
+
+  void barrier() {
+    fibers_[current_].state = kAtBarrier;
+    swapcontext(&fibers_[current_].context, &scheduler_);
+  }
+
+ private:
+  enum State { kRunnable, kAtBarrier, kDone };
+  static constexpr size_t kStackBytes = 64 * 1024;
+
+  struct Fiber {
+    ucontext_t context;
+    std::vector<char> stack = std::vector<char>(kStackBytes);
+    State state = kRunnable;
+  };
+
+  // An exception may not cross the fiber's first frame: it is kept and rethrown by the scheduler.
+  static void entry() {
+    Block& self = instance();
+    try {
+      self.call_(self.body_);
+    } catch (...) {
+      self.error_ = std::current_exception();
+    }
+    self.fibers_[self.current_].state = kDone;
+  }  // returns to uc_link: the scheduler
+
+  void resume(unsigned t) {
+    current_ = t;
+    threadIdx = dim3(t % blockDim.x, t / blockDim.x % blockDim.y, t / (blockDim.x * blockDim.y));
+    swapcontext(&scheduler_, &fibers_[t].context);
+    if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+  void run_block(unsigned threads) {
+    for (unsigned t = 0; t < threads; ++t) {
+      Fiber& fiber = fibers_[t];
+      getcontext(&fiber.context);
+      fiber.context.uc_stack.ss_sp = fiber.stack.data();
+      fiber.context.uc_stack.ss_size = fiber.stack.size();
+      fiber.context.uc_link = &scheduler_;
+      makecontext(&fiber.context, &Block::entry, 0);
+      fiber.state = kRunnable;
+    }
+    for (;;) {
+      for (unsigned t = 0; t < threads; ++t) resume(t);
+      unsigned done = 0;
+      for (unsigned t = 0; t < threads; ++t) done += fibers_[t].state == kDone;
+      if (done == threads) return;
+      if (done != 0) {
+        throw std::runtime_error(
+            "block (" + std::to_string(blockIdx.x) + "," + std::to_string(blockIdx.y) + "," +
+            std::to_string(blockIdx.z) + "): " + std::to_string(done) + " of " +
+            std::to_string(threads) + " threads returned while the others wait at __syncthreads()");
+      }
+      for (unsigned t = 0; t < threads; ++t) fibers_[t].state = kRunnable;
+    }
+  }
+
+  std::vector<Fiber> fibers_;
+  ucontext_t scheduler_;
+  unsigned current_ = 0;
+  void* body_ = nullptr;
+  void (*call_)(void*) = nullptr;
+  std::exception_ptr error_;
+};
+
+// A kernel's trap: the launch fails with this message (a GPU reports a launch failure).
+struct Trap : std::runtime_error {
+  Trap() : std::runtime_error("kernel executed __trap(): a restriction the launcher should check") {}
+};
+
+}  // namespace emu
+
+using emu::blockDim;
+using emu::blockIdx;
+using emu::gridDim;
+using emu::threadIdx;
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __shared__ static
+#define __syncthreads() ::emu::Block::instance().barrier()
+[[noreturn]] inline void __trap() { throw emu::Trap(); }

@@ -1,0 +1,136 @@
+// The CUDA emulator's Python module, convnet._emulator: every kernel of kernels/all.cu compiled
+// for the host against emulate.h, launched by name with NumPy arrays for pointers.
+//
+//   launch(name, grid, block, args)   name "kernel<float>" or "kernel<double>"; grid and block
+//                                     3-tuples; args a tuple in the kernel's parameter order
+//   kernels()                         the registered names
+//
+// Arguments are converted by the kernel's own signature, as strictly as a GPU needs them: a
+// pointer T* takes a C-contiguous NumPy array of exactly T's dtype (writeable unless const T*),
+// a scalar takes a NumPy scalar of exactly its type (np.int32 for int, np.float32 for float...),
+// since a GPU kernel reads a Python int or float of the wrong width as garbage. So the Python
+// launch code that works here passes the right types on a GPU too.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <functional>
+#include <map>
+#include <mutex>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "emulate.h"
+
+namespace py = pybind11;
+
+namespace convnet_emulator {
+
+using Launch = std::function<void(dim3, dim3, const py::tuple&)>;
+
+std::map<std::string, Launch>& registry() {
+  static std::map<std::string, Launch> kernels;
+  return kernels;
+}
+
+std::string describe(const py::handle& value) {
+  return py::str(py::type::of(value).attr("__name__")).cast<std::string>();
+}
+
+// Argument `index` of the kernel, converted to the parameter type P.
+template <typename P>
+P convert(const py::handle& value, size_t index) {
+  const std::string where = "argument " + std::to_string(index) + ": ";
+  if constexpr (std::is_pointer_v<P>) {
+    using Element = std::remove_const_t<std::remove_pointer_t<P>>;
+    if (!py::isinstance<py::array>(value)) {
+      throw py::type_error(where + "expected a NumPy array, got " + describe(value));
+    }
+    auto array = py::reinterpret_borrow<py::array>(value);
+    if (!array.dtype().is(py::dtype::of<Element>())) {
+      throw py::type_error(where + "expected an array of " +
+                           py::str(py::dtype::of<Element>()).cast<std::string>() + ", got " +
+                           py::str(array.dtype()).cast<std::string>());
+    }
+    if (!(array.flags() & py::array::c_style)) {
+      throw py::value_error(where + "the array is not C-contiguous");
+    }
+    if constexpr (std::is_const_v<std::remove_pointer_t<P>>) {
+      return static_cast<P>(array.data());
+    } else {
+      if (!array.writeable()) throw py::value_error(where + "the array is read-only");
+      return static_cast<P>(array.mutable_data());
+    }
+  } else {
+    const auto dtype = py::dtype::of<P>();
+    auto numpy_generic = py::module_::import("numpy").attr("generic");
+    if (!py::isinstance(value, numpy_generic) || !value.attr("dtype").cast<py::dtype>().is(dtype)) {
+      throw py::type_error(where + "expected a NumPy " + py::str(dtype).cast<std::string>() +
+                           " scalar, got " + describe(value));
+    }
+    return value.cast<P>();
+  }
+}
+
+template <typename... Params, size_t... I>
+void call(void (*kernel)(Params...), dim3 grid, dim3 block, const py::tuple& args,
+          std::index_sequence<I...>) {
+  std::tuple<Params...> converted{convert<Params>(args[I], I)...};
+  emu::Block::instance().run_grid(grid, block, [&] { std::apply(kernel, converted); });
+}
+
+template <typename... Params>
+void add(const std::string& name, void (*kernel)(Params...)) {
+  registry()[name] = [name, kernel](dim3 grid, dim3 block, const py::tuple& args) {
+    if (args.size() != sizeof...(Params)) {
+      throw py::type_error(name + " takes " + std::to_string(sizeof...(Params)) +
+                           " arguments, got " + std::to_string(args.size()));
+    }
+    call(kernel, grid, block, args, std::index_sequence_for<Params...>{});
+  };
+}
+
+struct Registration {
+  template <typename FloatKernel, typename DoubleKernel>
+  Registration(const char* name, FloatKernel float_kernel, DoubleKernel double_kernel) {
+    add(std::string(name) + "<float>", float_kernel);
+    add(std::string(name) + "<double>", double_kernel);
+  }
+};
+
+}  // namespace convnet_emulator
+
+#define CONVNET_EMULATOR
+#include "all.cu"
+
+namespace {
+
+dim3 to_dim3(const std::tuple<unsigned, unsigned, unsigned>& value) {
+  return dim3(std::get<0>(value), std::get<1>(value), std::get<2>(value));
+}
+
+void launch(const std::string& name, const std::tuple<unsigned, unsigned, unsigned>& grid,
+            const std::tuple<unsigned, unsigned, unsigned>& block, const py::tuple& args) {
+  static std::mutex one_launch_at_a_time;  // shared memory is static: launches must not overlap
+  const auto found = convnet_emulator::registry().find(name);
+  if (found == convnet_emulator::registry().end()) {
+    throw py::key_error("the emulator has no kernel " + name);
+  }
+  std::lock_guard<std::mutex> lock(one_launch_at_a_time);
+  found->second(to_dim3(grid), to_dim3(block), args);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_emulator, module) {
+  module.doc() = "The CUDA kernels of kernels/all.cu run on the host (see kernels/emulate.h).";
+  module.def("launch", &launch, py::arg("name"), py::arg("grid"), py::arg("block"),
+             py::arg("args"), "Run kernel `name` over grid × block threads; see the source.");
+  module.def("kernels", [] {
+    std::vector<std::string> names;
+    for (const auto& entry : convnet_emulator::registry()) names.push_back(entry.first);
+    return names;
+  });
+}

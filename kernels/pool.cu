@@ -1,0 +1,61 @@
+// Overlapping max pooling, forward and backward (Python launchers: convnet/backend/cuda/pool.py).
+//
+// Layout: x, dx (C, H, W, N); y, dy (C, OH, OW, N); images innermost, one thread per element.
+// OH = ceil((H − size)/stride) + 1 (cuda-convnet's rule, convnet/shapes.py): the last window may
+// overhang the bottom/right edge and then covers only the pixels that exist.
+//   forward    y[c,oy,ox,n] = max over rows oy·stride … oy·stride+size−1 (< H) and the same for
+//              columns of x[c,·,·,n]
+//   backward   the reference's tie-inclusive rule, as a gather with no atomics: each input
+//              collects, from every window that contains it, that window's gradient when it
+//              equals the window's maximum:
+//              dx[c,h,w,n] = Σ_{oy,ox: (h,w) ∈ window} dy[c,oy,ox,n] · [x[c,h,w,n] = y[c,oy,ox,n]]
+// Restrictions (asserted by the launchers): C·H·W·N < 2³¹; size ≥ stride ≥ 1 (windows cover
+// the input).
+#include "common.cuh"
+#include "tiles.cuh"
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+maxpool_forward(const T* __restrict__ x, T* __restrict__ y, int channels, int height, int width,
+                int images, int out_height, int out_width, int size, int stride) {
+  const u32 count = channels * out_height * out_width * images;
+  GRID_STRIDE_LOOP(i, count) {
+    const int n = i % images, ox = i / images % out_width, oy = i / (images * out_width) % out_height;
+    const int c = i / (images * out_width * out_height);
+    const int top = oy * stride, left = ox * stride;
+    const int bottom = minimum(top + size, height), right = minimum(left + size, width);
+    const T* map = x + static_cast<size_t>(c) * height * width * images + n;
+    T best = map[(top * width + left) * images];
+    for (int h = top; h < bottom; ++h)
+      for (int w = left; w < right; ++w) best = maximum(best, map[(h * width + w) * images]);
+    y[i] = best;
+  }
+}
+CONVNET_INSTANTIATE(maxpool_forward)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+maxpool_backward(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y,
+                 T* __restrict__ dx, int channels, int height, int width, int images,
+                 int out_height, int out_width, int size, int stride) {
+  const u32 count = channels * height * width * images;
+  GRID_STRIDE_LOOP(i, count) {
+    const int n = i % images, w = i / images % width, h = i / (images * width) % height;
+    const int c = i / (images * width * height);
+    // Windows containing row h: oy·stride ≤ h < oy·stride + size.
+    const int oy_first = h < size ? 0 : (h - size) / stride + 1;
+    const int oy_last = minimum(h / stride, out_height - 1);
+    const int ox_first = w < size ? 0 : (w - size) / stride + 1;
+    const int ox_last = minimum(w / stride, out_width - 1);
+    const size_t map = static_cast<size_t>(c) * out_height * out_width * images + n;
+    const T value = x[i];
+    T sum = 0;
+    for (int oy = oy_first; oy <= oy_last; ++oy)
+      for (int ox = ox_first; ox <= ox_last; ++ox) {
+        const size_t o = map + (static_cast<size_t>(oy) * out_width + ox) * images;
+        if (value == y[o]) sum += dy[o];
+      }
+    dx[i] = sum;
+  }
+}
+CONVNET_INSTANTIATE(maxpool_backward)

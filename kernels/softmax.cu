@@ -1,0 +1,80 @@
+// Softmax, multinomial log-loss and top-k counts (Python launchers: convnet/backend/cuda/softmax.py).
+//
+// Layout: logits and probabilities (K, N), classes × images, images innermost; labels (N,) int32.
+// One thread per image walks its K classes (consecutive threads read consecutive images).
+// Formulas (convnet/backend/reference/softmax.py):
+//   softmax            m = max_k z_k,  s = Σ_k exp(z_k − m),  p_k = exp(z_k − m − log s)
+//   softmax_logloss    the same, and losses[n] = −(z_label − m − log s): the loss from the
+//                      log-probability, finite for a confident mistake; the batch mean is
+//                      bias_backward's fixed-order sum of `losses` divided by N
+//   softmax_backward   grad_k = (p_k − [k = label]) / N
+//   softmax_better     better[n] = #{k : p_k > p_label}: a top-k error when better ≥ k
+// Restrictions (asserted by the launchers): K·N < 2³¹; labels in [0, K).
+#include "common.cuh"
+#include "tiles.cuh"
+
+// The log-probabilities' shift for image n: m + log s.
+template <typename T>
+__device__ T log_normalizer(const T* __restrict__ logits, int classes, int images, int n) {
+  T top = logits[n];
+  for (int k = 1; k < classes; ++k) top = maximum(top, logits[k * images + n]);
+  T sum = 0;
+  for (int k = 0; k < classes; ++k) sum += exponential(logits[k * images + n] - top);
+  return top + logarithm(sum);
+}
+
+template <typename T>
+__device__ void write_probabilities(const T* __restrict__ logits, T* __restrict__ probs,
+                                    int classes, int images, int n, T shift) {
+  for (int k = 0; k < classes; ++k) {
+    probs[k * images + n] = exponential(logits[k * images + n] - shift);
+  }
+}
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+softmax(const T* __restrict__ logits, T* __restrict__ probs, int classes, int images) {
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= images) return;
+  write_probabilities(logits, probs, classes, images, n,
+                      log_normalizer(logits, classes, images, n));
+}
+CONVNET_INSTANTIATE(softmax)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+softmax_logloss(const T* __restrict__ logits, const int* __restrict__ labels,
+                T* __restrict__ probs, T* __restrict__ losses, int classes, int images) {
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= images) return;
+  const T shift = log_normalizer(logits, classes, images, n);
+  write_probabilities(logits, probs, classes, images, n, shift);
+  losses[n] = -(logits[labels[n] * images + n] - shift);
+}
+CONVNET_INSTANTIATE(softmax_logloss)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+softmax_backward(const T* __restrict__ probs, const int* __restrict__ labels,
+                 T* __restrict__ grad, int classes, int images) {
+  GRID_STRIDE_LOOP(i, static_cast<u32>(classes * images)) {
+    const int k = i / images, n = i % images;
+    T value = probs[i];
+    if (labels[n] == k) value = value - T(1);
+    grad[i] = value / T(images);
+  }
+}
+CONVNET_INSTANTIATE(softmax_backward)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+softmax_better(const T* __restrict__ probs, const int* __restrict__ labels,
+               int* __restrict__ better, int classes, int images) {
+  const int n = blockIdx.x * blockDim.x + threadIdx.x;
+  if (n >= images) return;
+  const T label_prob = probs[labels[n] * images + n];
+  int count = 0;
+  for (int k = 0; k < classes; ++k) count += probs[k * images + n] > label_prob;
+  better[n] = count;
+}
+CONVNET_INSTANTIATE(softmax_better)

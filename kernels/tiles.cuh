@@ -1,0 +1,15 @@
+// Launch geometry shared by the kernels and their Python launchers (convnet/backend/cuda/launch.py
+// reads the `constexpr int` lines of this file), so each figure has one source.
+#pragma once
+
+// Threads per block of the elementwise, normalization, pooling and softmax kernels.
+constexpr int kThreads = 256;
+
+// Convolution as an implicit GEMM (conv.cu): a block computes a kConvTileM × kConvTileN tile of
+// the product, kConvTileK deep per step, each thread kConvThreadM × kConvThreadN of it.
+constexpr int kConvTileM = 64;
+constexpr int kConvTileN = 64;
+constexpr int kConvTileK = 8;
+constexpr int kConvThreadM = 4;
+constexpr int kConvThreadN = 4;
+constexpr int kConvThreads = (kConvTileM / kConvThreadM) * (kConvTileN / kConvThreadN);

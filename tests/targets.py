@@ -1,0 +1,42 @@
+"""Where the CUDA kernels can run in this test session: the emulator always, a GPU when CuPy
+finds one. Tests parametrized over KERNEL_TARGETS run on both; the GPU case carries the `gpu`
+marker and is skipped with the reason where there is no GPU."""
+import functools
+
+import pytest
+
+from convnet.backend import get_backend
+
+
+@functools.cache
+def gpu_unavailable_reason():
+    """None when a CUDA GPU is usable through CuPy, else why not."""
+    try:
+        import cupy
+    except ImportError:
+        return "CuPy is not installed (pip install -e '.[cuda]')"
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:  # CuPy raises its own runtime errors when there is no driver
+        return f"no CUDA device ({type(error).__name__}: {error})"
+    return None if count else "no CUDA device"
+
+
+def require_gpu():
+    reason = gpu_unavailable_reason()
+    if reason:
+        pytest.skip(f"GPU test skipped: {reason}")
+
+
+KERNEL_TARGETS = ["emulator", pytest.param("gpu", marks=pytest.mark.gpu)]
+
+
+def kernel_backend(target):
+    """The CUDA backend on `target`, outputs poisoned with NaN before every kernel writes them."""
+    if target == "gpu":
+        require_gpu()
+        backend = get_backend("cuda", poison=True)
+    else:
+        backend = get_backend("emulator", poison=True)
+    print(f"kernels run on: {backend.name}")
+    return backend

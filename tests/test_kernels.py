@@ -1,0 +1,342 @@
+"""The CUDA kernels against the reference backend, op by op: through the emulator in every run
+(small and odd shapes), and on a GPU when there is one (also AlexNet's per-tower shapes at batch
+128). Every kernel output is poisoned with NaN before the kernel runs, inputs are fresh random
+numbers. A float32 kernel must be as close to the float64 reference as the reference's own float32
+computation is (within a factor, see assert_as_accurate); a float64 kernel must agree to
+round-off and pass the finite-difference checks itself.
+"""
+import functools
+
+import numpy as np
+import pytest
+
+from convnet import alexnet, graph
+from convnet.backend import reference
+from convnet.backend.cuda.conv import filter_gradient_slices
+from convnet.norm_params import NormParams
+from gradcheck import check_gradients, projection_loss
+from targets import KERNEL_TARGETS, kernel_backend
+
+CODE = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="per-term")
+PAPER = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="paper")
+STRONG = NormParams(size=3, k=1.0, alpha=0.3, beta=0.75, alpha_convention="paper")
+SAMEMAP = NormParams(size=5, k=1.0, alpha=1e-3, beta=0.75, alpha_convention="per-term")
+
+FLOAT32_ERROR_FACTOR = 10    # kernel's error ≤ this × the reference's own float32 error ...
+FLOAT32_FLOOR = 2e-6         # ... or this fraction of the output's scale, whichever is larger
+FLOAT64_TOLERANCE = 1e-12    # float64 kernels against the float64 reference, relative to scale
+
+
+@pytest.fixture(params=KERNEL_TARGETS)
+def backend(request):
+    return _backend(request.param)
+
+
+@functools.cache
+def _backend(target):
+    return kernel_backend(target)
+
+
+def on_gpu(request):
+    return request.node.callspec.params["backend"] == "gpu"
+
+
+def call(backend, op, *args, **kwargs):
+    """Run one op on the kernels with host arrays in and out; outputs as a tuple of NumPy arrays."""
+    device_args = [backend.from_host(a) if isinstance(a, np.ndarray) else a for a in args]
+    result = getattr(backend, op)(*device_args, **kwargs)
+    result = result if isinstance(result, tuple) else (result,)
+    return tuple(np.asarray(backend.to_host(r)) if not isinstance(r, (int, float)) else
+                 np.asarray(r) for r in result)
+
+
+def reference_call(op, *args, **kwargs):
+    result = getattr(reference, op)(*args, **kwargs)
+    return tuple(np.asarray(r) for r in (result if isinstance(result, tuple) else (result,)))
+
+
+def as_dtype(args, dtype):
+    return [a.astype(dtype) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a
+            for a in args]
+
+
+def assert_as_accurate(op, args, **kwargs):
+    """The op on float64 and float32 inputs against the float64 reference (see the docstring)."""
+    backend = kwargs.pop("backend")
+    exact = reference_call(op, *args, **kwargs)
+    single_reference = reference_call(op, *as_dtype(args, np.float32), **kwargs)
+    double_kernel = call(backend, op, *args, **kwargs)
+    single_kernel = call(backend, op, *as_dtype(args, np.float32), **kwargs)
+    for index, (want, ref32, got64, got32) in enumerate(zip(exact, single_reference,
+                                                            double_kernel, single_kernel)):
+        what = f"{op} output {index}"
+        assert got64.shape == want.shape and got32.shape == want.shape, what
+        assert not np.isnan(got64).any() and not np.isnan(got32).any(), \
+            f"{what}: NaN (an element the kernel did not write keeps the poison)"
+        scale = max(float(np.abs(want).max()), 1e-30)
+        error64 = float(np.abs(got64 - want).max())
+        assert error64 <= FLOAT64_TOLERANCE * scale, f"{what}, float64: error {error64:.3e}, " \
+                                                     f"scale {scale:.3e}"
+        allowed = max(FLOAT32_ERROR_FACTOR * float(np.abs(ref32.astype(np.float64) - want).max()),
+                      FLOAT32_FLOOR * scale)
+        error32 = float(np.abs(got32.astype(np.float64) - want).max())
+        assert error32 <= allowed, f"{what}, float32: error {error32:.3e} > allowed {allowed:.3e}"
+    return double_kernel
+
+
+# ---- convolution --------------------------------------------------------------------------
+
+# (channels, size of the square input, images, filters, filter size, stride, pad)
+CONV_CASES = [
+    (3, 14, 3, 5, 5, 4, 0),     # conv1's kind: stride 4, the last window overhangs by 3
+    (5, 9, 1, 7, 3, 1, 1),      # batch 1, padding, channels and filters off the tile
+    (7, 8, 3, 9, 5, 2, 2),      # a stride that does not divide the input, padding 2
+    (4, 6, 2, 70, 3, 1, 1),     # more filters than one tile holds
+    (2, 12, 8, 3, 3, 1, 1),     # enough positions for a filter gradient in several slices
+]
+
+
+def alexnet_cases(kind):
+    """The default network's tower-a layers of one type, with their per-image input shapes."""
+    model = alexnet.build_model("2012")
+    shapes = graph.input_shapes(model)
+    return [(layer, shapes[layer.name][0]) for layer in model.layers
+            if isinstance(layer, kind) and layer.tower == "a"]
+
+
+LARGE = [pytest.mark.gpu, pytest.mark.large]   # AlexNet's real shapes: too slow for the emulator
+ALEXNET_CONVS = [pytest.param((shape[0], shape[1], 128, layer.channels, layer.filter_size,
+                               layer.stride, layer.pad), marks=LARGE, id=layer.name)
+                 for layer, shape in alexnet_cases(alexnet.Conv)]
+
+
+def conv_inputs(rng, case):
+    channels, size, images, filters, filter_size, stride, pad = case
+    x = rng.normal(size=(channels, size, size, images))
+    w = rng.normal(size=(channels, filter_size, filter_size, filters))
+    out = reference.conv_forward(x, w, stride=stride, pad=pad)
+    return x, w, rng.normal(size=out.shape)
+
+
+def gpu_only_on_gpu(request, case):
+    if any(mark.name == "large" for mark in request.node.iter_markers()) and not on_gpu(request):
+        pytest.skip("AlexNet's real shapes run on the GPU only (too slow for the emulator)")
+
+
+@pytest.mark.parametrize("case", CONV_CASES + ALEXNET_CONVS)
+def test_conv(backend, case, rng, request):
+    gpu_only_on_gpu(request, case)
+    channels, size, images, filters, filter_size, stride, pad = case
+    x, w, dy = conv_inputs(rng, case)
+    assert_as_accurate("conv_forward", (x, w), stride=stride, pad=pad, backend=backend)
+    assert_as_accurate("conv_backward_input", (dy, w), input_size=size, stride=stride, pad=pad,
+                       backend=backend)
+    first = assert_as_accurate("conv_backward_filters", (dy, x), filter_size=filter_size,
+                               stride=stride, pad=pad, backend=backend)
+    again = call(backend, "conv_backward_filters", dy, x, filter_size=filter_size, stride=stride,
+                 pad=pad)
+    assert np.array_equal(first[0], again[0]), "the filter gradient differs between two runs"
+    assert_as_accurate("bias_backward", (dy,), backend=backend)
+
+
+def test_filter_gradient_cases_cover_one_and_several_slices():
+    slices = {filter_gradient_slices(c * s * s, f, ((n + 2 * p - s) // t + 1) ** 2 * i)[0]
+              for c, n, i, f, s, t, p in CONV_CASES}
+    assert 1 in slices and max(slices) > 1
+
+
+@pytest.mark.parametrize("case", CONV_CASES[:3])
+def test_conv_float64_kernels_pass_finite_differences(backend, case, rng):
+    channels, size, images, filters, filter_size, stride, pad = case
+    x, w, projection = conv_inputs(rng, case)
+    forward = lambda: call(backend, "conv_forward", x, w, stride=stride, pad=pad)[0]  # noqa: E731
+    analytic = {
+        "x": call(backend, "conv_backward_input", projection, w, input_size=size, stride=stride,
+                  pad=pad)[0],
+        "w": call(backend, "conv_backward_filters", projection, x, filter_size=filter_size,
+                  stride=stride, pad=pad)[0]}
+    check_gradients(projection_loss(forward, projection), {"x": x, "w": w}, analytic, rng,
+                    samples=12).assert_ok()
+
+
+# ---- response normalization ---------------------------------------------------------------
+
+NORM_CASES = [(3, 5, 5, 2), (7, 4, 4, 1), (16, 3, 3, 3), (2, 2, 2, 5)]
+
+
+@pytest.mark.parametrize("kind", ["crossmap", "samemap"])
+@pytest.mark.parametrize("params", [CODE, PAPER, STRONG, SAMEMAP],
+                         ids=["code", "paper", "strong", "cnorm2"])
+@pytest.mark.parametrize("shape", NORM_CASES)
+def test_norm(backend, kind, params, shape, rng):
+    x = rng.normal(0, 30 if params in (CODE, PAPER) else 1, shape)
+    y, denoms = assert_as_accurate(f"{kind}_norm_forward", (x, params), backend=backend)
+    dy = rng.normal(size=shape)
+    assert_as_accurate(f"{kind}_norm_backward", (dy, x, y, denoms, params), backend=backend)
+
+
+ALEXNET_NORMS = [pytest.param(layer, (*shape, 128), marks=LARGE, id=layer.name)
+                 for kind in (alexnet.CrossMapNorm, alexnet.SameMapNorm)
+                 for layer, shape in alexnet_cases(kind)]
+
+
+@pytest.mark.parametrize("layer, shape", ALEXNET_NORMS)
+def test_norm_alexnet_shapes(backend, layer, shape, rng, request):
+    gpu_only_on_gpu(request, shape)
+    kind = "crossmap" if isinstance(layer, alexnet.CrossMapNorm) else "samemap"
+    x = np.maximum(rng.normal(0, 30, shape), 0)   # what follows a ReLU
+    y, denoms = assert_as_accurate(f"{kind}_norm_forward", (x, layer.params), backend=backend)
+    assert_as_accurate(f"{kind}_norm_backward", (rng.normal(size=shape), x, y, denoms,
+                                                 layer.params), backend=backend)
+
+
+@pytest.mark.parametrize("kind", ["crossmap", "samemap"])
+def test_norm_float64_kernels_pass_finite_differences(backend, kind, rng):
+    x = rng.normal(0, 1, (6, 4, 4, 2))
+    projection = rng.normal(size=x.shape)
+    y, denoms = call(backend, f"{kind}_norm_forward", x, STRONG)
+    analytic = {"x": call(backend, f"{kind}_norm_backward", projection, x, y, denoms, STRONG)[0]}
+    forward = lambda: call(backend, f"{kind}_norm_forward", x, STRONG)[0]  # noqa: E731
+    check_gradients(projection_loss(forward, projection), {"x": x}, analytic, rng,
+                    samples=24).assert_ok()
+
+
+# ---- max pooling --------------------------------------------------------------------------
+
+POOL_CASES = [((3, 7, 7, 2), 3, 2), ((3, 8, 8, 3), 3, 2), ((2, 6, 5, 1), 2, 2), ((4, 9, 9, 2), 3, 1)]
+ALEXNET_POOLS = [pytest.param((*shape, 128), layer.size, layer.stride, marks=LARGE,
+                              id=layer.name) for layer, shape in alexnet_cases(alexnet.MaxPool)]
+
+
+@pytest.mark.parametrize("shape, size, stride", POOL_CASES + ALEXNET_POOLS)
+def test_pool(backend, shape, size, stride, rng, request):
+    gpu_only_on_gpu(request, shape)
+    x = rng.normal(size=shape)
+    (y,) = assert_as_accurate("maxpool_forward", (x,), size=size, stride=stride, backend=backend)
+    assert_as_accurate("maxpool_backward", (rng.normal(size=y.shape), x, y), size=size,
+                       stride=stride, backend=backend)
+
+
+def test_pool_ties_follow_the_reference(backend, rng):
+    """Small integers make many ties: each tied maximum gets its window's whole gradient."""
+    x = rng.integers(0, 3, (3, 8, 8, 2)).astype(np.float64)
+    y = reference.maxpool_forward(x, size=3, stride=2)
+    dy = rng.normal(size=y.shape)
+    want = reference.maxpool_backward(dy, x, y, size=3, stride=2)
+    got = call(backend, "maxpool_backward", dy, x, y, size=3, stride=2)[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
+def test_pool_float64_kernels_pass_finite_differences(backend, rng):
+    x = rng.normal(size=(2, 7, 7, 2))    # continuous values: no ties
+    projection = rng.normal(size=reference.maxpool_forward(x, size=3, stride=2).shape)
+    y = call(backend, "maxpool_forward", x, size=3, stride=2)[0]
+    analytic = {"x": call(backend, "maxpool_backward", projection, x, y, size=3, stride=2)[0]}
+    forward = lambda: call(backend, "maxpool_forward", x, size=3, stride=2)[0]  # noqa: E731
+    check_gradients(projection_loss(forward, projection), {"x": x}, analytic, rng, samples=30,
+                    step_around_kinks=True).assert_ok(max_kink_fraction=0.1)
+
+
+# ---- elementwise, softmax, SGD --------------------------------------------------------------
+
+@pytest.mark.parametrize("shape", [(5, 3, 3, 7), (10, 300), (1, 1)])
+def test_elementwise(backend, shape, rng):
+    x = rng.normal(size=shape)
+    bias = rng.normal(size=shape[0])
+    assert_as_accurate("add_bias", (x, bias), backend=backend)
+    assert_as_accurate("bias_backward", (x,), backend=backend)
+    (y,) = assert_as_accurate("relu_forward", (x,), backend=backend)
+    assert_as_accurate("relu_backward", (rng.normal(size=shape), y), backend=backend)
+    assert_as_accurate("scale", (x, 0.5), backend=backend)
+    key = int(rng.integers(2 ** 32))
+    mask = call(backend, "dropout_mask", shape, 0.5, key)[0]
+    np.testing.assert_array_equal(mask, reference.dropout_mask(shape, 0.5, key))
+    assert_as_accurate("apply_mask", (x, mask), backend=backend)
+
+
+def test_dropout_mask_of_a_part_of_the_batch(backend, rng):
+    """Images [start, start + n) of a bigger batch: the reference's whole-batch mask there."""
+    total, key = int(rng.integers(2, 40)), int(rng.integers(2 ** 32))
+    start = int(rng.integers(0, total))
+    n = int(rng.integers(0, total - start + 1))
+    mask = call(backend, "dropout_mask", (3, 5, n), 0.5, key, start=start, total=total)[0]
+    np.testing.assert_array_equal(mask, reference.dropout_mask((3, 5, total), 0.5,
+                                                               key)[..., start:start + n])
+
+
+def test_dropout_mask_at_fc_size(backend, rng):
+    key = int(rng.integers(2 ** 32))
+    mask = call(backend, "dropout_mask", (2048, 128), 0.5, key)[0]
+    np.testing.assert_array_equal(mask, reference.dropout_mask((2048, 128), 0.5, key))
+    assert 0.45 < mask.mean() < 0.55
+
+
+@pytest.mark.parametrize("classes, images", [(10, 7), (1000, 3), (1000, 128)])
+def test_softmax(backend, classes, images, rng):
+    logits = rng.normal(0, 5, (classes, images))
+    labels = rng.integers(0, classes, images)
+    probs, loss = assert_as_accurate("softmax_logloss", (logits, labels), backend=backend)
+    assert_as_accurate("softmax", (logits,), backend=backend)
+    assert_as_accurate("softmax_logloss_backward", (probs, labels), backend=backend)
+    for dtype in (np.float64, np.float32):
+        got = getattr(backend, "topk_errors")(backend.from_host(probs.astype(dtype)),
+                                              labels, (1, 5))
+        assert got == reference.topk_errors(probs.astype(dtype), labels, (1, 5))
+
+
+def test_softmax_float64_kernel_passes_finite_differences(backend, rng):
+    logits = rng.normal(0, 3, (10, 4))
+    labels = rng.integers(0, 10, 4)
+    probs, _ = call(backend, "softmax_logloss", logits, labels)
+    analytic = {"logits": call(backend, "softmax_logloss_backward", probs, labels)[0]}
+    loss = lambda: float(call(backend, "softmax_logloss", logits, labels)[1])  # noqa: E731
+    check_gradients(loss, {"logits": logits}, analytic, rng, samples=40).assert_ok()
+
+
+def test_sgd_update(backend, rng):
+    for dtype in (np.float64, np.float32):
+        w, v, grad = (rng.normal(size=(50, 7)).astype(dtype) for _ in range(3))
+        want_w, want_v = w.copy(), v.copy()
+        reference.sgd_update(want_w, want_v, grad, lr=0.01, momentum=0.9, weight_decay=5e-4)
+        got_w, got_v = backend.from_host(w.copy()), backend.from_host(v.copy())
+        backend.sgd_update(got_w, got_v, backend.from_host(grad), lr=0.01, momentum=0.9,
+                           weight_decay=5e-4)
+        tolerance = 1e-15 if dtype == np.float64 else 1e-6
+        np.testing.assert_allclose(backend.to_host(got_w), want_w, rtol=0, atol=tolerance)
+        np.testing.assert_allclose(backend.to_host(got_v), want_v, rtol=0, atol=tolerance)
+
+
+# ---- the launchers' checks ----------------------------------------------------------------
+
+def test_launchers_refuse_bad_arguments(backend):
+    x = backend.from_host(np.zeros((3, 8, 8, 2), np.float32))
+    with pytest.raises(ValueError, match="channels"):
+        backend.conv_forward(x, backend.from_host(np.zeros((4, 3, 3, 5), np.float32)),
+                             stride=1, pad=0)
+    with pytest.raises(ValueError, match="float32"):
+        backend.conv_forward(x, backend.from_host(np.zeros((3, 3, 3, 5))), stride=1, pad=0)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        backend.relu_forward(backend.from_host(np.zeros((4, 6), np.float32)).T)
+    with pytest.raises(TypeError, match="float32 or float64"):
+        backend.relu_forward(backend.from_host(np.zeros(4, np.int32)))
+    with pytest.raises(ValueError, match="stride"):
+        backend.maxpool_forward(x, size=2, stride=3)
+
+
+def test_emulator_checks_argument_types_as_strictly_as_a_gpu_needs():
+    from convnet import _emulator
+    out = np.empty(4, np.float32)
+    _emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
+                     (np.ones(4, np.float32), out, np.uint32(4)))
+    np.testing.assert_array_equal(out, 1)
+    with pytest.raises(TypeError, match="argument 2: expected a NumPy uint32 scalar, got int"):
+        _emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
+                         (np.ones(4, np.float32), out, 4))
+    with pytest.raises(TypeError, match="argument 0: expected an array of float32"):
+        _emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
+                         (np.ones(4), out, np.uint32(4)))
+    with pytest.raises(TypeError, match="takes 3 arguments"):
+        _emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1), (out,))
+    with pytest.raises(KeyError, match="no kernel"):
+        _emulator.launch("relu_forward<half>", (1, 1, 1), (4, 1, 1), ())
+    assert "conv_forward<double>" in _emulator.kernels()

@@ -1,0 +1,65 @@
+"""The whole network on the CUDA kernels against the reference network, tensor by tensor: every
+layer's output of a training forward pass and every gradient of the backward pass. Through the
+emulator: both scaled-down presets in float64 (agreement to round-off). On a GPU: the full
+default network in float32 at batch 16, within the reference's own float32 error."""
+import numpy as np
+import pytest
+
+from convnet import alexnet
+from convnet.alexnet import DATA
+from convnet.backend import get_backend
+from convnet.network import Network
+from networks import make_active
+from targets import kernel_backend
+
+
+def run_step(backend, model, params, images, labels, dtype):
+    network = Network(model, backend, dtype=dtype, seed=5,
+                      params={k: v.astype(dtype) for k, v in params.items()})
+    result = network.forward(backend.from_host(images.astype(dtype)), labels, train=True, step=7)
+    outputs = {name: np.asarray(backend.to_host(value)) for name, value in network.outputs.items()
+               if name != DATA}
+    grads = {name: np.asarray(backend.to_host(value))
+             for name, value in network.backward(input_grad=True).items()}
+    return result.loss, outputs, grads
+
+
+def compare(kind, got, want, tolerance_of):
+    for name, exact in want.items():
+        scale = max(float(np.abs(exact).max()), 1e-30)
+        error = float(np.abs(got[name].astype(np.float64) - exact).max())
+        assert error <= tolerance_of(name, scale), \
+            f"{kind} {name}: error {error:.3e}, scale {scale:.3e}"
+
+
+@pytest.mark.parametrize("name", ["2012-small28", "paper-small28"])
+def test_scaled_down_network_on_the_emulator_matches_the_reference(name, rng):
+    model = alexnet.build_model(name)
+    network = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng)
+    images = rng.normal(0, 50, model.image_shape + (3,))
+    labels = rng.integers(0, model.geometry.classes, 3)
+    want = run_step(get_backend("reference"), model, network.params, images, labels, np.float64)
+    got = run_step(kernel_backend("emulator"), model, network.params, images, labels, np.float64)
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    compare("output", got[1], want[1], lambda name, scale: 1e-11 * scale)
+    compare("gradient", got[2], want[2], lambda name, scale: 1e-11 * scale)
+
+
+@pytest.mark.gpu
+@pytest.mark.large
+def test_default_network_on_the_gpu_matches_the_reference(rng):
+    backend = kernel_backend("gpu")
+    model = alexnet.build_model("2012")
+    params = Network(model, get_backend("reference"), dtype=np.float64, seed=11).params
+    images = rng.normal(0, 50, model.image_shape + (16,))
+    labels = rng.integers(0, model.geometry.classes, 16)
+    reference = get_backend("reference")
+    exact = run_step(reference, model, params, images, labels, np.float64)
+    single = run_step(reference, model, params, images, labels, np.float32)
+    got = run_step(backend, model, params, images, labels, np.float32)
+    assert got[0] == pytest.approx(exact[0], rel=1e-4)
+    for kind, index in (("output", 1), ("gradient", 2)):
+        reference_error = {name: float(np.abs(single[index][name].astype(np.float64) - value).max())
+                           for name, value in exact[index].items()}
+        compare(kind, got[index], exact[index],
+                lambda name, scale: max(10 * reference_error[name], 2e-6 * scale))

@@ -1,0 +1,361 @@
+"""Time every CUDA kernel pass at the default network's per-tower shapes (batch 128) on a GPU,
+against cuDNN through PyTorch (TF32 off) and the device's measured copy bandwidth, in one run.
+
+    python tools/bench_kernels.py [conv|norm|pool|elementwise ...] [--batch 128] [--repeats 25]
+                                  [--json bench/results/FILE.json]
+
+With op families named, only their cases run (all of them by default).
+
+Per case: the median of `repeats` runs, each timed with CUDA events around the op alone, after
+3 warm-up runs, on inputs drawn afresh for every run (3 sets, cycled). Convolutions report
+GFLOP/s (2 × multiply-adds) and the percent of the FP32 peak (FP32 units per SM × SMs × 2 ×
+the boost clock CuPy reports); the memory-bound ops report GB/s counting each input read once and
+each output written once, against a device-to-device copy measured in the same run (bytes read
+plus written). With PyTorch importable, the same op through cuDNN on NCHW tensors of the same
+sizes (conv1's overhang as 3 more zero columns and rows, already in the input) is timed the same
+way, and the ratio is PyTorch's time / ours (above 1: ours is faster). A case whose output is
+not finite on a backend whose outputs start as NaN is not timed: the run stops (agreement with
+the reference is checked by the GPU tests, which make gpu-check runs first).
+
+The JSON report records the device, driver, CUDA, CuPy and PyTorch versions, the commit, the
+hash of kernels/ (kernels/build.py source_hash), where the kernels came from (fatbin or NVRTC),
+the copy bandwidth and every case.
+"""
+import argparse
+import json
+import platform
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+
+from convnet import alexnet, graph
+from convnet.backend import get_backend
+from convnet.backend.cuda.launch import build
+from convnet.shapes import conv_overhang
+
+FAMILIES = ("conv", "norm", "pool", "elementwise")
+WARMUP = 3
+INPUT_SETS = 3
+FP32_UNITS_PER_SM = {7: 64, 8: 64, 9: 128}        # by major capability; 8.6 and 8.9 below
+FP32_UNITS_BY_CAPABILITY = {86: 128, 87: 128, 89: 128}
+
+
+def fp32_peak_flops(cupy, device):
+    attributes = device.attributes
+    capability = int(device.compute_capability)
+    units = FP32_UNITS_BY_CAPABILITY.get(capability, FP32_UNITS_PER_SM.get(capability // 10, 64))
+    clock_hz = attributes["ClockRate"] * 1e3
+    return attributes["MultiProcessorCount"] * units * 2 * clock_hz
+
+
+def time_op(cupy, run, make_inputs, repeats):
+    """Median milliseconds of run(*inputs) over `repeats` timed runs, fresh inputs each."""
+    input_sets = [make_inputs() for _ in range(INPUT_SETS)]
+    for index in range(WARMUP):
+        run(*input_sets[index % INPUT_SETS])
+    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+    times = []
+    for index in range(repeats):
+        inputs = input_sets[index % INPUT_SETS]
+        start.record()
+        run(*inputs)
+        stop.record()
+        stop.synchronize()
+        times.append(cupy.cuda.get_elapsed_time(start, stop))
+        if index % INPUT_SETS == INPUT_SETS - 1:   # redraw so caches never hold a warm copy
+            input_sets = [make_inputs() for _ in range(INPUT_SETS)]
+    return statistics.median(times)
+
+
+def copy_bandwidth(cupy, repeats):
+    """Bytes read plus written per second by a device-to-device copy of 1 GiB."""
+    source = cupy.random.random(2 ** 28, dtype=np.float32)
+    target = cupy.empty_like(source)
+    milliseconds = time_op(cupy, lambda s: target.__setitem__(Ellipsis, s), lambda: (source,),
+                           repeats)
+    return 2 * source.nbytes / (milliseconds * 1e-3)
+
+
+class Cases:
+    """Every (layer, pass) of tower a of the default network: our op, its inputs, its cost, and
+    the PyTorch equivalent."""
+
+    def __init__(self, cupy, torch, backend, batch):
+        self.cupy, self.torch, self.backend, self.batch = cupy, torch, backend, batch
+        self.model = alexnet.build_model("2012")
+        self.shapes = graph.input_shapes(self.model)
+
+    def normal(self, shape, scale=1.0):
+        return self.cupy.random.standard_normal(shape, dtype=np.float32) * np.float32(scale)
+
+    def all(self):
+        for layer in self.model.layers:
+            if layer.tower != "a":
+                continue
+            if isinstance(layer, alexnet.Conv):
+                yield from self.family("conv", self.conv(layer))
+            elif isinstance(layer, (alexnet.CrossMapNorm, alexnet.SameMapNorm)):
+                yield from self.family("norm", self.norm(layer))
+            elif isinstance(layer, alexnet.MaxPool):
+                yield from self.family("pool", self.pool(layer))
+        yield from self.family("elementwise", self.elementwise())
+
+    @staticmethod
+    def family(name, cases):
+        for case in cases:
+            yield dict(case, family=name)
+
+    def conv(self, layer):
+        (c, h, w), n, f = self.shapes[layer.name][0], self.batch, layer.channels
+        s, stride, pad = layer.filter_size, layer.stride, layer.pad
+        ops = self.backend
+        y_shape = (f,) + tuple(ops.conv_forward(self.normal((c, h, w, 1)), self.normal((c, s, s, f)),
+                                                stride=stride, pad=pad).shape[1:3]) + (n,)
+        flops = 2 * c * s * s * f * y_shape[1] * y_shape[2] * n
+        name = f"{layer.name} ({c}→{f}, {s}×{s}/{stride})"
+        overhang = conv_overhang(h, s, stride, pad)
+        x = lambda: self.normal((c, h, w, n))               # noqa: E731
+        wt = lambda: self.normal((c, s, s, f), 0.01)        # noqa: E731
+        dy = lambda: self.normal(y_shape)                   # noqa: E731
+        passes = [
+            ("forward", lambda a, b: ops.conv_forward(a, b, stride=stride, pad=pad),
+             lambda: (x(), wt())),
+            ("backward input", lambda a, b: ops.conv_backward_input(a, b, input_size=h,
+                                                                    stride=stride, pad=pad),
+             lambda: (dy(), wt())),
+            ("backward filters", lambda a, b: ops.conv_backward_filters(
+                a, b, filter_size=s, stride=stride, pad=pad), lambda: (dy(), x())),
+        ]
+        for pass_name, ours, inputs in passes:
+            yield {"layer": name, "pass": pass_name, "kind": "conv", "flops": flops,
+                   "ours": ours, "inputs": inputs,
+                   "torch": self.torch_conv(pass_name, c, h, n, f, s, stride, pad, overhang)}
+
+    def torch_conv(self, pass_name, c, h, n, f, s, stride, pad, overhang):
+        torch = self.torch
+        if torch is None:
+            return None
+        size = h + overhang                 # the overhang's zeros, already part of the input
+        out = (size + 2 * pad - s) // stride + 1
+        x = lambda: torch.randn(n, c, size, size, device="cuda")      # noqa: E731
+        wt = lambda: torch.randn(f, c, s, s, device="cuda") * 0.01    # noqa: E731
+        dy = lambda: torch.randn(n, f, out, out, device="cuda")       # noqa: E731
+        conv = torch.nn.functional.conv2d
+        backward = torch.ops.aten.convolution_backward
+        if pass_name == "forward":
+            return lambda a, b: conv(a, b, stride=stride, padding=pad), lambda: (x(), wt())
+        mask = [pass_name == "backward input", pass_name == "backward filters", False]
+        return (lambda g, a, b: backward(g, a, b, None, [stride] * 2, [pad] * 2, [1, 1], False,
+                                         [0, 0], 1, mask), lambda: (dy(), x(), wt()))
+
+    def norm(self, layer):
+        c, h, w = self.shapes[layer.name][0]
+        shape = (c, h, w, self.batch)
+        cross = isinstance(layer, alexnet.CrossMapNorm)
+        kind = "crossmap" if cross else "samemap"
+        ops, params = self.backend, layer.params
+        relu = lambda: self.cupy.maximum(self.normal(shape, 30), 0)   # noqa: E731
+        nbytes = 4 * int(np.prod(shape))
+
+        def backward_inputs():
+            x = relu()
+            y, denoms = getattr(ops, f"{kind}_norm_forward")(x, params)
+            return self.normal(shape), x, y, denoms
+
+        torch_forward = None
+        if self.torch is not None and cross:
+            torch, size = self.torch, params.size
+            alpha = params.coefficient(size) * size     # PyTorch divides α by the window
+            torch_forward = (lambda a: torch.nn.functional.local_response_norm(
+                a, size, alpha=alpha, beta=params.beta, k=params.k),
+                lambda: (torch.relu(torch.randn(self.batch, c, h, w, device="cuda") * 30),))
+        yield {"layer": f"{layer.name} ({kind} {params.size})", "pass": "forward",
+               "kind": "memory", "bytes": 3 * nbytes,             # x in; y, denoms out
+               "ours": lambda a: getattr(ops, f"{kind}_norm_forward")(a, params),
+               "inputs": lambda: (relu(),), "torch": torch_forward}
+        yield {"layer": f"{layer.name} ({kind} {params.size})", "pass": "backward",
+               "kind": "memory", "bytes": 5 * nbytes,             # dy, x, y, denoms in; dx out
+               "ours": lambda g, a, y, d: getattr(ops, f"{kind}_norm_backward")(g, a, y, d, params),
+               "inputs": backward_inputs, "torch": None}
+
+    def pool(self, layer):
+        c, h, w = self.shapes[layer.name][0]
+        shape = (c, h, w, self.batch)
+        ops, size, stride = self.backend, layer.size, layer.stride
+        y_shape = ops.maxpool_forward(self.normal((c, h, w, 1)), size=size, stride=stride).shape
+        out_bytes = 4 * c * y_shape[1] * y_shape[2] * self.batch
+        in_bytes = 4 * int(np.prod(shape))
+        torch_forward = None
+        if self.torch is not None:
+            torch = self.torch
+            torch_forward = (lambda a: torch.nn.functional.max_pool2d(a, size, stride,
+                                                                       ceil_mode=True),
+                             lambda: (torch.randn(self.batch, c, h, w, device="cuda"),))
+
+        def backward_inputs():
+            x = self.normal(shape)
+            y = ops.maxpool_forward(x, size=size, stride=stride)
+            return self.normal(y.shape), x, y
+
+        yield {"layer": f"{layer.name} ({size}/{stride})", "pass": "forward", "kind": "memory",
+               "bytes": in_bytes + out_bytes,
+               "ours": lambda a: ops.maxpool_forward(a, size=size, stride=stride),
+               "inputs": lambda: (self.normal(shape),), "torch": torch_forward}
+        yield {"layer": f"{layer.name} ({size}/{stride})", "pass": "backward", "kind": "memory",
+               "bytes": 2 * in_bytes + 2 * out_bytes,
+               "ours": lambda g, a, y: ops.maxpool_backward(g, a, y, size=size, stride=stride),
+               "inputs": backward_inputs, "torch": None}
+
+    def elementwise(self):
+        ops, n = self.backend, self.batch
+        conv1 = (48, 55, 55, n)
+        fc = (2048, n)
+        count = int(np.prod(conv1))
+        yield {"layer": "conv1a output", "pass": "bias", "kind": "memory", "bytes": 8 * count,
+               "ours": ops.add_bias, "inputs": lambda: (self.normal(conv1), self.normal((48,))),
+               "torch": None}
+        yield {"layer": "conv1a output", "pass": "relu forward", "kind": "memory",
+               "bytes": 8 * count, "ours": ops.relu_forward,
+               "inputs": lambda: (self.normal(conv1),), "torch": None}
+        yield {"layer": "conv1a output", "pass": "relu backward", "kind": "memory",
+               "bytes": 12 * count, "ours": ops.relu_backward,
+               "inputs": lambda: (self.normal(conv1), self.normal(conv1)), "torch": None}
+        yield {"layer": "conv1a output", "pass": "bias gradient", "kind": "memory",
+               "bytes": 4 * count, "ours": ops.bias_backward,
+               "inputs": lambda: (self.normal(conv1),), "torch": None}
+        yield {"layer": "fc6a output", "pass": "dropout mask + apply", "kind": "memory",
+               "bytes": 4 * 2048 * n * 2 + 2 * 2048 * n,
+               "ours": lambda a: ops.apply_mask(a, ops.dropout_mask(a.shape, 0.5, 12345)),
+               "inputs": lambda: (self.normal(fc),), "torch": None}
+        logits = (1000, n)
+        yield {"layer": "fc8 output", "pass": "softmax + loss", "kind": "memory",
+               "bytes": 4 * 1000 * n * 2, "ours": ops.softmax_logloss,
+               "inputs": lambda: (self.normal(logits, 5), np.random.randint(0, 1000, n)),
+               "torch": None}
+        weights = (9216, 2048)      # fc6a's weights from one tower's pool3
+        wbytes = 4 * 9216 * 2048
+
+        def sgd_inputs():
+            return self.normal(weights), self.normal(weights), self.normal(weights)
+        yield {"layer": "fc6a weights", "pass": "SGD update", "kind": "memory",
+               "bytes": 5 * wbytes,            # w, v, grad in; w, v out
+               "ours": lambda w, v, g: ops.sgd_update(w, v, g, lr=0.01, momentum=0.9,
+                                                      weight_decay=5e-4),
+               "inputs": sgd_inputs, "torch": None}
+
+
+def check_output(case, poisoned):
+    """Run the case once on the poisoned backend (outputs NaN until written): every output
+    element must come out finite. Agreement with the reference is the GPU tests' job, which
+    make gpu-check runs before this benchmark."""
+    result = case["ours"](*case["inputs"]())
+    for output in (result if isinstance(result, tuple) else (result,)):
+        if output is not None and not isinstance(output, float) and \
+                not bool(poisoned.xp.isfinite(output).all()):
+            raise SystemExit(f"{case['layer']} {case['pass']}: an output is not finite; not timed")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("families", nargs="*", metavar="FAMILY",
+                        help=f"op families to time: {', '.join(FAMILIES)} (default: all)")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=25)
+    parser.add_argument("--json", help="write the report here")
+    args = parser.parse_args(argv)
+    unknown = set(args.families) - set(FAMILIES)
+    if unknown:
+        parser.error(f"unknown op families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
+    chosen = set(args.families or FAMILIES)
+    try:
+        import cupy
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:
+        raise SystemExit(f"bench_kernels: needs a CUDA GPU and CuPy ({error})")
+    try:
+        import torch
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+    except ImportError:
+        torch = None
+    backend = get_backend("cuda")
+    device = cupy.cuda.Device(0)
+    properties = cupy.cuda.runtime.getDeviceProperties(0)
+    peak = fp32_peak_flops(cupy, device)
+    bandwidth = copy_bandwidth(cupy, args.repeats)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    report = {
+        "device": properties["name"].decode(), "compute_capability": device.compute_capability,
+        "driver": cupy.cuda.runtime.driverGetVersion(),
+        "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cupy": cupy.__version__,
+        "torch": torch.__version__ if torch else None,
+        "cudnn": torch.backends.cudnn.version() if torch else None,
+        "python": platform.python_version(), "commit": commit,
+        "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
+        "batch": args.batch, "repeats": args.repeats, "families": sorted(chosen),
+        "fp32_peak_tflops": peak / 1e12,
+        "copy_bandwidth_gb_s": bandwidth / 1e9, "cases": []}
+    print(f"{report['device']}: kernels from {report['kernels_from']}; FP32 peak "
+          f"{peak / 1e12:.1f} TFLOP/s; copy {bandwidth / 1e9:.0f} GB/s (read + write); "
+          f"cuDNN {report['cudnn']}")
+    print(f"{'layer':34} {'pass':22} {'ours ms':>9} {'rate':>18} {'cuDNN ms':>9} {'ratio':>6}")
+    poisoned = get_backend("cuda", poison=True)
+    for check in Cases(cupy, torch, poisoned, args.batch).all():
+        if check["family"] in chosen:
+            check_output(check, poisoned)
+    for case in Cases(cupy, torch, backend, args.batch).all():
+        if case["family"] not in chosen:
+            continue
+        ours = time_op(cupy, case["ours"], case["inputs"], args.repeats)
+        record = {"layer": case["layer"], "pass": case["pass"], "ms": ours}
+        if case["kind"] == "conv":
+            record["gflop_s"] = case["flops"] / (ours * 1e-3) / 1e9
+            record["percent_of_fp32_peak"] = 100 * case["flops"] / (ours * 1e-3) / peak
+            rate = f"{record['gflop_s']:7.0f} GF/s {record['percent_of_fp32_peak']:4.1f}%"
+        else:
+            record["gb_s"] = case["bytes"] / (ours * 1e-3) / 1e9
+            record["percent_of_copy"] = 100 * record["gb_s"] * 1e9 / bandwidth
+            rate = f"{record['gb_s']:6.0f} GB/s {record['percent_of_copy']:4.0f}%"
+        theirs = ""
+        if case["torch"] is not None:
+            run, inputs = case["torch"]
+            record["cudnn_ms"] = time_torch(torch, run, inputs, args.repeats)
+            record["ratio_cudnn_over_ours"] = record["cudnn_ms"] / ours
+            theirs = f"{record['cudnn_ms']:9.3f} {record['ratio_cudnn_over_ours']:5.2f}x"
+        print(f"{case['layer']:34} {case['pass']:22} {ours:9.3f} {rate:>18} {theirs}")
+        report["cases"].append(record)
+    convs = [c for c in report["cases"] if "gflop_s" in c and "cudnn_ms" in c]
+    if convs:
+        report["conv_total_ratio"] = sum(c["cudnn_ms"] for c in convs) / sum(c["ms"] for c in convs)
+        print(f"all convolution passes: cuDNN / ours = {report['conv_total_ratio']:.2f}x "
+              f"(target ≥ 1.0; each pass ≥ 0.8)")
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(report, file, indent=1)
+        print(f"wrote {args.json}")
+
+
+def time_torch(torch, run, make_inputs, repeats):
+    """time_op's method with PyTorch's events and synchronization."""
+    input_sets = [make_inputs() for _ in range(INPUT_SETS)]
+    for index in range(WARMUP):
+        run(*input_sets[index % INPUT_SETS])
+    times = []
+    for index in range(repeats):
+        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        run(*input_sets[index % INPUT_SETS])
+        stop.record()
+        stop.synchronize()
+        times.append(start.elapsed_time(stop))
+        if index % INPUT_SETS == INPUT_SETS - 1:
+            input_sets = [make_inputs() for _ in range(INPUT_SETS)]
+    return statistics.median(times)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""A model of convnet.alexnet built with PyTorch ops, for the benchmarks' peer measurements.
+
+Built from the same description and initial weights as ours, on NCHW tensors:
+cuda-convnet's overhang as explicit right/bottom zero padding, ceil-mode max pooling,
+LocalResponseNorm for the cross-map LRN (α converted to PyTorch's α/n convention, applied to each
+tower's channels alone), a 5×5 sum pool for the same-map LRN, non-inverted dropout.
+
+Two ways to hold the towers:
+  grouped=False   every tower layer on its own (the CPU benchmark)
+  grouped=True    each pair of tower layers (conv1a/conv1b, …) as one layer over both towers'
+                  channels [a | b]: a convolution whose towers do not talk (conv2, conv4, conv5)
+                  has groups=2, one whose towers read both (conv1 from the image, conv3) and the
+                  FC layers have groups=1 with the weights assembled in that order: the way a
+                  cuDNN-backed framework runs AlexNet on one GPU (the GPU benchmarks)
+"""
+import numpy as np
+
+from convnet import alexnet, graph
+from convnet.network import bias_key, weight_key
+from convnet.shapes import conv_overhang
+
+
+def _torch_layout(layer, value):
+    """Our weight layout → PyTorch's: conv (C,kh,kw,F) → (F,C,kh,kw); FC (D,F) → (F,D)."""
+    if isinstance(layer, alexnet.Conv):
+        return value.transpose(3, 0, 1, 2)
+    return value.T
+
+
+class TorchAlexNet:
+    def __init__(self, model, params, torch, *, device="cpu", grouped=False):
+        self.torch, self.model, self.grouped = torch, model, grouped
+        self.infos = graph.analyze(model)
+        self.params = {}     # name → leaf tensor (what the optimizer updates)
+        self.steps = []      # (output name, function of the outputs dict)
+        tensor = lambda a: torch.tensor(np.ascontiguousarray(a), device=device,  # noqa: E731
+                                        requires_grad=True)
+        layers = {layer.name: layer for layer in model.layers}
+        done = set()
+        for layer in model.layers:
+            if layer.name in done:
+                continue
+            partner = self._partner(layer, layers) if grouped else None
+            members = [layer] if partner is None else [layer, partner]
+            done.update(member.name for member in members)
+            self._add(members, params, tensor)
+
+    @staticmethod
+    def _partner(layer, layers):
+        """Tower b's twin of a tower-a layer (conv1a → conv1b), if there is one."""
+        if layer.tower != "a" or not layer.name.endswith("a"):
+            return None
+        twin = layers.get(layer.name[:-1] + "b")
+        return twin if twin is not None and type(twin) is type(layer) else None
+
+    def _merged_name(self, name):
+        """The tensor that holds `name` in this network: a grouped pair's stem, or the name."""
+        if not self.grouped or name == alexnet.DATA or name[-1] not in "ab":
+            return name
+        stem = name[:-1]
+        return stem if any(s == stem for s, _ in self.steps) else name
+
+    def _add(self, members, params, tensor):
+        torch, F = self.torch, self.torch.nn.functional
+        layer = members[0]
+        name = layer.name[:-1] if len(members) == 2 else layer.name
+        # Every member reads the same tensors (merged), in the first member's order.
+        sources = [self._merged_name(source) for source in layer.inputs]
+        sources = list(dict.fromkeys(sources))
+        groups = 1
+        if len(members) == 2 and isinstance(layer, alexnet.Conv) and \
+                members[1].inputs != layer.inputs and len(layer.inputs) == 1:
+            groups = 2                     # each tower reads its own half
+        weight = bias = None
+        if isinstance(layer, (alexnet.Conv, alexnet.FullyConnected)):
+            def position(source):   # where the source's channels sit in the merged input
+                merged = self._merged_name(source)
+                return sources.index(merged), source[-1] if merged != source else ""
+            rows = [np.concatenate([_torch_layout(member, params[weight_key(member.name, source)])
+                                    for source in sorted(member.inputs, key=position)], axis=1)
+                    for member in members]
+            weight = tensor(np.concatenate(rows, axis=0))
+            bias = tensor(np.concatenate([params[bias_key(m.name)] for m in members]))
+            self.params[f"{name}/weight"], self.params[f"{name}/bias"] = weight, bias
+        halves = len(members)
+        relu = layer.activation == "relu"
+
+        def run(outputs):
+            inputs = [outputs[source] for source in sources]
+            if isinstance(layer, alexnet.Conv):
+                x = torch.cat(inputs, dim=1) if len(inputs) > 1 else inputs[0]
+                extra = conv_overhang(x.shape[-1], layer.filter_size, layer.stride, layer.pad)
+                x = F.pad(x, (layer.pad, extra, layer.pad, extra))
+                y = F.conv2d(x, weight, bias, stride=layer.stride, groups=groups)
+            elif isinstance(layer, alexnet.FullyConnected):
+                y = F.linear(torch.cat([t.flatten(1) for t in inputs], dim=1), weight, bias)
+            elif isinstance(layer, alexnet.CrossMapNorm):
+                p = layer.params
+                y = torch.cat([F.local_response_norm(part, p.size, alpha=p.coefficient(p.size) *
+                                                     p.size, beta=p.beta, k=p.k)
+                               for part in inputs[0].chunk(halves, dim=1)], dim=1)
+            elif isinstance(layer, alexnet.SameMapNorm):
+                p, x = layer.params, inputs[0]
+                window_sum = F.avg_pool2d(x * x, p.size, stride=1, padding=p.size // 2,
+                                          count_include_pad=True) * p.size ** 2
+                y = x * (p.k + p.coefficient(p.size ** 2) * window_sum) ** -p.beta
+            elif isinstance(layer, alexnet.MaxPool):
+                y = F.max_pool2d(inputs[0], layer.size, layer.stride, ceil_mode=True)
+            elif isinstance(layer, alexnet.Dropout):
+                x = inputs[0]   # non-inverted, as ours: a 0/1 mask in training, × keep in testing
+                y = x * (torch.rand_like(x) < layer.keep) if outputs["train"] else x * layer.keep
+            elif isinstance(layer, alexnet.SoftmaxLoss):
+                y = inputs[0]   # logits; the loss is taken by the caller
+            else:
+                raise TypeError(f"no PyTorch rule for layer {layer.name}")
+            return torch.relu(y) if relu else y
+        self.steps.append((name, run))
+
+    def forward(self, images_nchw, train):
+        """Logits (N, classes) for NCHW images."""
+        outputs = {alexnet.DATA: images_nchw, "train": train}
+        for name, run in self.steps:
+            outputs[name] = run(outputs)
+        return outputs[self.steps[-1][0]]
