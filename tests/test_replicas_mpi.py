@@ -1,7 +1,8 @@
 """The training command as real MPI jobs on the CPU (mpiexec -n 2, MPICH from PyPI, installed
 by make setup): 2 ranks with global batch B end with the weights of 1 process with batch B; a
-2-rank checkpoint resumes on 1 rank; a rank killed or hung mid-step, replicas that start apart
-and a batch that does not split end every rank with a message, in bounded time.
+2-rank checkpoint resumes on 1 rank; a rank killed or hung mid-step, replicas that start
+apart, a rank that cannot read the dataset and a batch that does not split end every rank with
+a message, in bounded time.
 
 The dataset is tiny and made here: 33 training images in batches of 8, so each epoch ends with
 a 1-image batch, of which rank 0's part is empty. Every job runs under a timeout."""
@@ -153,6 +154,18 @@ def test_replicas_that_start_apart_are_refused(tiny):
     assert result.returncode == 2
     assert result.stderr.strip() == ("error: the replicas' weights and momentum at the start "
                                      "differ: rank 1 disagrees with rank 0")
+
+
+def test_a_rank_that_cannot_read_the_dataset_stops_every_rank(tiny):
+    """Rank 1 alone is given a missing file (MPMD: one command per rank, joined by ':')."""
+    flags = ["--gpus", "cpu", "-b", "8", "--output-dir", str(tiny / "unread")]
+    command = mpiexec() + ["-n", "1", sys.executable, "-m", "convnet.train", "--data-path",
+                           str(tiny / "tiny.h5"), *flags, ":", "-n", "1", sys.executable, "-m",
+                           "convnet.train", "--data-path", str(tiny / "nowhere.h5"), *flags]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tiny, timeout=TIMEOUT,
+                            env=environment())
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: rank 1: dataset {tiny / 'nowhere.h5'}: no such file"
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tiny):
