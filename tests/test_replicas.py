@@ -221,11 +221,18 @@ def test_launch_from_environment(environ, launcher, rank, world):
         assert launch.master == ("node0", 29500) and launch.local_rank == 1
 
 
+def test_under_torchrun_the_rendezvous_takes_the_port_after_its_agent_store():
+    launch = from_environment({**TORCHRUN, "TORCHELASTIC_USE_AGENT_STORE": "True"})
+    assert launch.master == ("node0", 29501)
+
+
 @pytest.mark.parametrize("environ,message", [
     ({"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR, MASTER_PORT are not set"),
     ({**TORCHRUN, "MASTER_ADDR": ""}, "MASTER_ADDR is not set"),
     ({**TORCHRUN, "RANK": "4"}, "RANK=4 does not lie in WORLD_SIZE=4"),
-    ({**TORCHRUN, "MASTER_PORT": "70000"}, "MASTER_PORT=70000 is not a TCP port"),
+    ({**TORCHRUN, "MASTER_PORT": "70000"}, "MASTER_PORT=70000 leaves no TCP port"),
+    ({**TORCHRUN, "MASTER_PORT": "65535", "TORCHELASTIC_USE_AGENT_STORE": "True"},
+     "MASTER_PORT=65535 leaves no TCP port"),
     ({**TORCHRUN, "WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
     ({"SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "2"}, "srun started 4 tasks without an MPI"),
 ])

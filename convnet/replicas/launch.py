@@ -5,7 +5,10 @@
                                       srun --mpi=pmix and Open MPI 5 set PMIX_RANK. MPI itself
                                       then says the rank and world size (engines.mpi_world).
   torchrun-style                      RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT
-                                      (any launcher that sets them: torchrun, a job script)
+                                      (any launcher that sets them: torchrun, a job script);
+                                      the NCCL ids' rendezvous listens on MASTER_PORT, or on
+                                      MASTER_PORT + 1 under torchrun, whose agent holds
+                                      MASTER_PORT (TORCHELASTIC_USE_AGENT_STORE=True)
   none of these                       one process, which needs no MPI and no network.
 
 An srun step of several tasks that set none of the MPI variables was started without an MPI
@@ -73,8 +76,11 @@ def _torchrun(environ) -> Launch:
     if world < 1 or not 0 <= rank < world:
         raise LaunchError(f"RANK={rank} does not lie in WORLD_SIZE={world}")
     port = _integer(environ, "MASTER_PORT")
+    # Under torchrun itself its agent's store already listens on MASTER_PORT: use the next.
+    port += environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     if not 0 < port < 65536:
-        raise LaunchError(f"MASTER_PORT={port} is not a TCP port")
+        raise LaunchError(f"MASTER_PORT={environ['MASTER_PORT']} leaves no TCP port for the "
+                          f"rendezvous")
     local_rank = _integer(environ, "LOCAL_RANK") if "LOCAL_RANK" in environ else None
     return Launch("torchrun", rank, world, local_rank, (environ["MASTER_ADDR"], port))
 
