@@ -20,10 +20,9 @@ DPI = 100
 FIGURES = "figures"   # the folder, beside the checkpoint, that the figures go to by default
 
 
-def add_output_flag(p, name):
+def add_output_flag(p, name, beside="the checkpoint"):
     p.add_argument("-o", "--output", metavar="FILE",
-                   help=f"the PNG to write (default: {FIGURES}/{name}.png beside the "
-                        f"checkpoint, or the first run's folder)")
+                   help=f"the PNG to write (default: {FIGURES}/{name}.png beside {beside})")
 
 
 def output_path(args, folder, name):

@@ -13,6 +13,7 @@ import json
 import os
 
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from convnet.figures import add_output_flag, new_figure, output_path, save
 from convnet.inference import DEFAULT_RUN
@@ -31,7 +32,7 @@ def add_arguments(p):
                         f"{EPOCHS_CSV} and {STEPS_JSONL} (default: {DEFAULT_RUN})")
     p.add_argument("--labels", nargs="+", metavar="LABEL",
                    help="a legend label per run (default: the folders' names)")
-    add_output_flag(p, "curves")
+    add_output_flag(p, "curves", beside="the first run's files")
 
 
 def check(p, args):
@@ -98,6 +99,7 @@ def draw(runs, labels):
                             color=colour)
             ax.set_title(title)
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if len(steps):
             axes[3].plot(steps, losses, color=colour, lw=1, label=label)
     for ax in axes[1:3]:
