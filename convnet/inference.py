@@ -29,7 +29,7 @@ from convnet.data.prepare import load_image
 from convnet.train import UsageError, select_backend
 from convnet.trainer import forward_views
 
-DEFAULT_RUN = os.path.join("runs", "fashion-mnist")   # make train's output (configs/fashion-mnist.json)
+DEFAULT_RUN = os.path.join("runs", "fashion-mnist")   # make train's (configs/fashion-mnist.json)
 BEST = "best.h5"
 # How an image file becomes a stored image, per dataset name; others as prepare stores ImageNet.
 PICTURE_LOADERS = {fashion_mnist.NAME: fashion_mnist.load_picture}

@@ -210,8 +210,9 @@ def test_predict_errors_are_one_line_with_exit_2(trained, capsys, rng):
                          "--data-path", str(trained.data)]) == 2
     assert capsys.readouterr().err == f"error: checkpoint {trained.tmp / 'none.h5'}: no such file\n"
     other = trained.tmp / "four.h5"
-    dataset.write(other, name="four", train_images=trained.train, train_labels=trained.train_labels % 4,
-                  val_images=trained.val, val_labels=trained.val_labels % 4,
+    dataset.write(other, name="four", train_images=trained.train,
+                  train_labels=trained.train_labels % 4, val_images=trained.val,
+                  val_labels=trained.val_labels % 4,
                   class_ids=list("abcd"), class_names=list("abcd"))
     assert predict.main([image, "--checkpoint", str(trained.run), "--data-path", str(other)]) == 2
     assert "classifies 10 classes but dataset" in capsys.readouterr().err

@@ -12,6 +12,7 @@ This module holds what the figures share: flags, image selection, and PNG output
 import os
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from convnet.atomic import atomic_path
 from convnet.inference import checkpoint_file
@@ -67,7 +68,6 @@ def split_candidates(inference, args):
 
 def new_figure(width, height):
     """A matplotlib Figure of width × height inches at DPI (no pyplot: no global state)."""
-    from matplotlib.figure import Figure
     return Figure(figsize=(width, height), dpi=DPI)
 
 

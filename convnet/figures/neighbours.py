@@ -4,7 +4,7 @@ in Euclidean distance, nearest first.
 
 Queries: files, or images of --split (drawn at random, or --indices). The training set's
 vectors are computed in batches on the backend --gpus selects (convnet.inference) and cached in
-HDF5, beside the checkpoint by default (RUN/features/<checkpoint>-train.h5):
+HDF5, by default beside the checkpoint (RUN/features/<checkpoint>-train.h5):
   /features   (N, units) float32, row i for training image i
   attrs: fingerprint (SHA-256 of the parameters, the model, the dataset file's path, size and
          modification time, the split, the layers and the views), checkpoint, data_path,
@@ -162,8 +162,8 @@ def run(args):
     report_unreadable(failed)
     if not len(images):
         raise UsageError("none of the image files could be read")
-    cache, computed = cached_features(inference, REFERENCE,
-                                      args.cache or cache_path(inference, REFERENCE))
+    cache_file = args.cache or cache_path(inference, REFERENCE)
+    cache, computed = cached_features(inference, REFERENCE, cache_file)
     with cache:
         index, distance = nearest(vectors, cache["features"], args.neighbours)
     labels, names = inference.loader.labels(REFERENCE), inference.class_names
@@ -178,5 +178,5 @@ def run(args):
     path = checkpoint_output(args, "neighbours")
     size = save(figure, path)
     source = "computed and cached in" if computed else "read from"
-    return (path, size, f"{len(images)} queries; {REFERENCE} vectors {source} "
-                        f"{args.cache or cache_path(inference, REFERENCE)}", 1 if failed else 0)
+    return (path, size, f"{len(images)} queries; {REFERENCE} vectors {source} {cache_file}",
+            1 if failed else 0)
