@@ -11,7 +11,7 @@ OUT ?= bench/out           # where make gpu-check writes its reports
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: help setup test train summary bench-cpu imagenet bench-data kernels gpu-check
+.PHONY: help setup test train figures summary bench-cpu imagenet bench-data kernels gpu-check
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +40,12 @@ imagenet: setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (
 
 train: setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model on Fashion-MNIST (configs/fashion-mnist.json)
 	$(PY) -m convnet.train -c configs/fashion-mnist.json $(ARGS)
+
+figures: setup  ## the paper's figures and the curves of the default run, into runs/fashion-mnist/figures/
+	$(PY) -m convnet.figures filters
+	$(PY) -m convnet.figures predictions
+	$(PY) -m convnet.figures neighbours
+	$(PY) -m convnet.figures curves
 
 test: setup $(FASHION_MNIST)  ## run the test suite (CPU; GPU tests skip with their reason)
 	$(PY) -m pytest -q

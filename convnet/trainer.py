@@ -42,16 +42,26 @@ class Evaluation:
     images: int
 
 
+def forward_views(network, views, feature_layers=()):
+    """(probs, features): the softmax (classes, n) averaged over the views of a batch (the
+    centre crop, or the paper's 10), and the outputs (units, n) of each of `feature_layers`
+    averaged likewise; backend arrays."""
+    ops = network.ops
+    probs, features = None, [None] * len(feature_layers)
+    for view in views:
+        result = network.forward(view, None, train=False)
+        probs = result.probs if probs is None else probs + result.probs
+        features = [network.outputs[name] if total is None else total + network.outputs[name]
+                    for name, total in zip(feature_layers, features)]
+    return ops.scale(probs, 1.0 / len(views)), [ops.scale(f, 1.0 / len(views)) for f in features]
+
+
 def evaluate(network, data, batch_size, ten_crop) -> Evaluation:
     """Top-1/top-5 error of the softmax averaged over the views (1, or the 10 of the paper)."""
     ops = network.ops
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
     for views, labels in data.eval_batches(batch_size, ten_crop):
-        probs = None
-        for view in views:
-            result = network.forward(view, None, train=False)
-            probs = result.probs if probs is None else probs + result.probs
-        probs = ops.scale(probs, 1.0 / len(views))
+        probs, _ = forward_views(network, views)
         top1_batch, top5_batch = ops.topk_errors(probs, labels, (1, 5))
         label_probs = ops.to_host(probs)[labels, np.arange(len(labels))]
         loss_sum -= float(np.log(np.maximum(label_probs, 1e-30)).sum())
