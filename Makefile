@@ -12,7 +12,7 @@ OUT ?= bench/out           # where make gpu-check writes its reports
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: help setup test train train-mpi summary bench-cpu imagenet bench-data kernels gpu-check scaling
+.PHONY: help setup test train train-mpi figures summary bench-cpu imagenet bench-data kernels gpu-check scaling
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,12 @@ train-mpi: setup data/fashion-mnist.h5  ## the default run as RANKS data-paralle
 	threads=$$(( $$(nproc) / $(RANKS) )); [ $$threads -ge 1 ] || threads=1; \
 	OMP_NUM_THREADS=$$threads OPENBLAS_NUM_THREADS=$$threads \
 	$(VENV)/bin/mpirun -n $(RANKS) $(PY) -m convnet.train -c configs/fashion-mnist.json --gpus cpu $(ARGS)
+
+figures: setup  ## the paper's figures and the curves of the default run, into runs/fashion-mnist/figures/
+	$(PY) -m convnet.figures filters
+	$(PY) -m convnet.figures predictions
+	$(PY) -m convnet.figures neighbours
+	$(PY) -m convnet.figures curves
 
 test: setup $(FASHION_MNIST)  ## run the test suite (CPU; GPU tests skip with their reason)
 	$(PY) -m pytest -q

@@ -39,7 +39,8 @@ setup(
     description="A faithful, fast reproduction of AlexNet with hand-written CUDA kernels",
     python_requires=">=3.10",
     packages=find_packages(include=["convnet", "convnet.*"]),
-    install_requires=["numpy>=1.24", "h5py>=3.8", "pillow>=10.0", "tqdm>=4.60"],
+    install_requires=["numpy>=1.24", "h5py>=3.8", "pillow>=10.0", "tqdm>=4.60",
+                      "matplotlib>=3.7"],   # the figures (python -m convnet.figures)
     extras_require={
         "cuda": ["cupy-cuda13x>=14.0"],      # CUDA 13 drivers, as kernels/build.py's nvcc
         "cuda12": ["cupy-cuda12x>=13.0"],    # CUDA 12 drivers (the kernels compile via NVRTC)

@@ -1,7 +1,7 @@
-"""Atomic HDF5 writes: build under a temporary name beside the target, rename over it at the end.
+"""Atomic writes: build under a temporary name beside the target, rename over it at the end.
 
-An interrupted or failed write leaves the previous file (if any) untouched and no file that looks
-complete but is not: readers also require the `complete` attribute, set last.
+An interrupted or failed write leaves the previous file (if any) untouched and no partial file
+under the target's name. HDF5 readers also require the `complete` attribute, set last.
 """
 import os
 import tempfile
@@ -11,20 +11,29 @@ import h5py
 
 
 @contextmanager
-def atomic_h5(path):
+def atomic_path(path, suffix=""):
+    """Yields a temporary path beside `path` for the caller to write; renamed to `path` when the
+    block ends normally, removed when it raises."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".partial-", suffix=".h5", dir=folder)
+    handle, temporary = tempfile.mkstemp(prefix=".partial-", suffix=suffix, dir=folder)
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(temporary, 0o666 & ~umask)   # mkstemp's 0600 would outlive the rename
     try:
+        yield temporary
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+@contextmanager
+def atomic_h5(path):
+    with atomic_path(path, ".h5") as temporary:
         with h5py.File(temporary, "w") as file:
             yield file
             file.attrs["complete"] = True
             file.flush()
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise

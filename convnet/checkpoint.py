@@ -12,8 +12,11 @@ untouched and never a file that looks complete but is not.
 import json
 
 import h5py
+import numpy as np
 
+from convnet import alexnet
 from convnet.atomic import atomic_h5
+from convnet.network import Network, bias_key
 
 FORMAT = "convnet-checkpoint-1"
 
@@ -77,3 +80,23 @@ def load(path, network):
         except (OSError, KeyError, ValueError) as error:
             raise CheckpointError(f"checkpoint {path}: corrupt ({error})") from None
     return params, velocity, state
+
+
+def load_network(path, backend, dtype=np.float32) -> Network:
+    """A Network on `backend` with the parameters of checkpoint `path`, its model rebuilt from
+    the file: the model's name, and the class count from the output layer's bias."""
+    name = model_name(path)
+    if name not in alexnet.MODELS:
+        raise CheckpointError(f"checkpoint {path}: written for unknown model {name!r}")
+    model = alexnet.build_model(name)
+    output = model.layer(model.output_layer.inputs[0])    # fc8: the layer the softmax reads
+    with _open(path) as file:
+        bias = f"towers/{output.tower}/params/{bias_key(output.name)}"
+        if bias not in file:
+            raise CheckpointError(f"checkpoint {path}: missing {bias}")
+        classes = file[bias].shape[0]
+    network = Network(alexnet.build_model(name, classes=classes), backend, dtype=dtype,
+                      params={})
+    params, _, _ = load(path, network)
+    network.params = {key: backend.from_host(value) for key, value in params.items()}
+    return network

@@ -12,22 +12,44 @@ from convnet import alexnet
 SCHEDULES = ("preset", "plateau", "steps", "2012")
 
 
+def shared_flags() -> argparse.ArgumentParser:
+    """The flags every command that runs the network takes (training, prediction, figures), as
+    a parent parser; check them with check_shared."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--data-path", default="data/fashion-mnist.h5",
+                   help="prepared HDF5 dataset (default: %(default)s)")
+    p.add_argument("-b", "--batch-size", type=int, default=128, help="global batch (default 128)")
+    p.add_argument("--ten-crop", action="store_true",
+                   help="evaluate on the paper's 10 views instead of the centre crop")
+    p.add_argument("--gpus", default=None,
+                   help="cpu, or GPU indices for towers a,b: 0,1 (two GPUs), 0 (one), 0,0 (one "
+                        "GPU through the two-device path); default: GPU 0 if any, else cpu. "
+                        "Under mpirun, srun or torchrun these are each rank's own")
+    return p
+
+
+def check_shared(p, args):
+    if args.batch_size < 1:
+        p.error(f"--batch-size must be at least 1; got {args.batch_size}")
+    if args.gpus is not None and args.gpus != "cpu":
+        parts = args.gpus.split(",")
+        if len(parts) > 2 or not all(part.isdigit() for part in parts):
+            p.error(f"--gpus must be cpu or one or two GPU indices like 0,1; got {args.gpus!r}")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m convnet.train",
+        prog="python -m convnet.train", parents=[shared_flags()],
         description="Train AlexNet with the paper's recipe; towers on one or two GPUs or the CPU.")
     p.add_argument("-c", "--config", metavar="FILE",
                    help="JSON file of settings (keys as the long flags, with underscores), "
                         "read first; flags given on the command line override it")
-    p.add_argument("--data-path", default="data/fashion-mnist.h5",
-                   help="prepared HDF5 dataset (default: %(default)s)")
     p.add_argument("--model", default="auto",
                    help="one of " + ", ".join(alexnet.MODELS) + "; auto (default) picks the "
                         "2012 preset whose input fits the dataset's images")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default: 91 for full-size models, as the 2012 run; "
                         "6 for scaled-down ones)")
-    p.add_argument("-b", "--batch-size", type=int, default=128, help="global batch (default 128)")
     p.add_argument("--lr", type=float, default=0.01, help="weight learning rate (default 0.01)")
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--wd", "--weight-decay", dest="wd", type=float, default=0.0005,
@@ -46,16 +68,10 @@ def parser() -> argparse.ArgumentParser:
                    help="continue from a checkpoint: PATH, or auto (the output folder's last.h5)")
     p.add_argument("--test-only", action="store_true",
                    help="evaluate the --resume checkpoint (or the initial weights) and stop")
-    p.add_argument("--ten-crop", action="store_true",
-                   help="evaluate on the paper's 10 views instead of the centre crop")
     p.add_argument("--seed", type=int, default=0, help="decides weights, data order, "
                                                        "augmentation and dropout (default 0)")
     p.add_argument("--print-freq", type=int, default=50,
                    help="steps between log lines (default 50)")
-    p.add_argument("--gpus", default=None,
-                   help="cpu, or GPU indices for towers a,b: 0,1 (two GPUs), 0 (one), 0,0 (one "
-                        "GPU through the two-device path); default: GPU 0 if any, else cpu. "
-                        "Under mpirun, srun or torchrun these are each rank's own")
     p.add_argument("--dist-timeout", type=float, default=600, metavar="SECONDS",
                    help="with several ranks: how long one rank waits for the others before it "
                         "stops the job as hung (default %(default)g)")
@@ -87,8 +103,9 @@ def _validate(p, args):
     if args.model != "auto" and args.model not in alexnet.MODELS:
         p.error(f"--model: unknown model {args.model!r}; choose auto or one of "
                 f"{', '.join(alexnet.MODELS)}")
-    for flag, value in (("--epochs", args.epochs), ("--batch-size", args.batch_size),
-                        ("--print-freq", args.print_freq), ("--workers", args.workers)):
+    check_shared(p, args)
+    for flag, value in (("--epochs", args.epochs), ("--print-freq", args.print_freq),
+                        ("--workers", args.workers)):
         if value is not None and value < 1:
             p.error(f"{flag} must be at least 1; got {value}")
     if args.dist_timeout <= 0:
@@ -101,7 +118,3 @@ def _validate(p, args):
         p.error(f"--wd must not be negative; got {args.wd}")
     if args.lr_schedule == "steps" and not args.lr_steps:
         p.error("--lr-schedule steps needs --lr-steps EPOCH [EPOCH ...]")
-    if args.gpus is not None and args.gpus != "cpu":
-        parts = args.gpus.split(",")
-        if len(parts) > 2 or not all(part.isdigit() for part in parts):
-            p.error(f"--gpus must be cpu or one or two GPU indices like 0,1; got {args.gpus!r}")

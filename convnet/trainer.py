@@ -3,7 +3,7 @@
 It drives a Network through any data source that provides
   train_batches(epoch, batch_size, colour_noise, shard) → iterable of (images (C,H,W,n),
       labels (n,), part): the shard's part (convnet.replicas.BatchPart) of each global batch
-  eval_batches(batch_size, ten_crop, shard) → iterable of (views, labels), views a list of image
+  eval_batches(batch_size, ten_crop, shard=...) → iterable of (views, labels), views a list of image
       batches, the shard's part of each
 and whose batches are a pure function of (its seed, epoch, batch index). Dropout masks are a pure
 function of (seed, step). So everything a run does follows from its seed and its step counter,
@@ -54,19 +54,29 @@ class Evaluation:
     images: int
 
 
+def forward_views(network, views, feature_layers=()):
+    """(probs, features): the softmax (classes, n) averaged over the views of a batch (the
+    centre crop, or the paper's 10), and the outputs (units, n) of each of `feature_layers`
+    averaged likewise; backend arrays."""
+    ops = network.ops
+    probs, features = None, [None] * len(feature_layers)
+    for view in views:
+        result = network.forward(view, None, train=False)
+        probs = result.probs if probs is None else probs + result.probs
+        features = [network.outputs[name] if total is None else total + network.outputs[name]
+                    for name, total in zip(feature_layers, features)]
+    return ops.scale(probs, 1.0 / len(views)), [ops.scale(f, 1.0 / len(views)) for f in features]
+
+
 def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
     """Top-1/top-5 error of the softmax averaged over the views (1, or the 10 of the paper),
     each rank evaluating its part of each batch."""
     ops = network.ops
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
-    for views, labels in data.eval_batches(batch_size, ten_crop, replicas.shard):
+    for views, labels in data.eval_batches(batch_size, ten_crop, shard=replicas.shard):
         if len(labels) == 0:
             continue
-        probs = None
-        for view in views:
-            result = network.forward(view, None, train=False)
-            probs = result.probs if probs is None else probs + result.probs
-        probs = ops.scale(probs, 1.0 / len(views))
+        probs, _ = forward_views(network, views)
         top1_batch, top5_batch = ops.topk_errors(probs, labels, (1, 5))
         label_probs = ops.to_host(probs)[labels, np.arange(len(labels))]
         loss_sum -= float(np.log(np.maximum(label_probs, 1e-30)).sum())

@@ -102,6 +102,19 @@ def test_ten_views_are_corners_centre_and_mirrors(stored):
     np.testing.assert_array_equal(centre_only[0], views[0])
 
 
+def test_evaluation_views_of_chosen_training_images(stored):
+    path, train, _ = stored
+    data = Loader(path, crop=CROP, seed=0, colour_noise_convention="eigenvalue",
+                  crop_draw="per-image")
+    chosen = np.array([5, 0, 69, 5])
+    (views, labels), = list(data.eval_batches(8, False, "train", chosen))
+    middle = (SIZE - CROP) // 2
+    crops = train[chosen, middle:middle + CROP, middle:middle + CROP].astype(np.float32)
+    np.testing.assert_allclose(views[0], (crops - data.mean_crop).transpose(3, 1, 2, 0),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(labels, Dataset(path).labels("train")[chosen])
+
+
 def test_bad_settings_are_refused(stored):
     path, _, _ = stored
     with pytest.raises(ValueError, match="does not fit"):

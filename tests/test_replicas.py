@@ -87,7 +87,7 @@ def test_loader_parts_side_by_side_are_the_whole_batches(stored, crop_draw, worl
         np.testing.assert_array_equal(np.concatenate([l for _, l, _ in mine]), labels)
     for ten_crop in (False, True):
         whole = list(data.eval_batches(8, ten_crop))
-        shards = [list(data.eval_batches(8, ten_crop, Shard(rank, world)))
+        shards = [list(data.eval_batches(8, ten_crop, shard=Shard(rank, world)))
                   for rank in range(world)]
         for index, (views, labels) in enumerate(whole):
             np.testing.assert_array_equal(

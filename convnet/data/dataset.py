@@ -145,6 +145,7 @@ class Dataset:
             raise DatasetError(f"dataset {path}: incomplete or not a convnet dataset "
                                f"(prepare it again)")
         self.path = path
+        self.name = str(attrs["name"])
         self.image_size = int(attrs["image_size"])
         self.mean = self.file["mean"][()]
         self.eigenvalues = self.file["eigenvalues"][()]

@@ -15,9 +15,12 @@ import os
 import sys
 
 import numpy as np
+from PIL import Image
 
 from convnet.data.dataset import write
+from convnet.data.prepare import load_image
 
+NAME = "fashion-mnist"   # the dataset's name in the prepared file
 DEBIAN_SOURCE = "/usr/share/datasets/fashion-mnist"
 DEFAULT_OUTPUT = "data/fashion-mnist.h5"
 FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
@@ -51,6 +54,18 @@ def load_split(source, split):
     return np.repeat(padded[..., None], 3, axis=3), labels
 
 
+def load_picture(path, size):
+    """An image file in this dataset's stored form, S = size: its central square resized to
+    S − 2·PAD (convnet.data.prepare.load_image), made grey as Pillow's "L" mode does (ITU-R 601
+    luma), zero-padded by PAD and replicated into R, G and B. A 28×28 Fashion-MNIST picture
+    comes out exactly as the dataset stores it. Returns (uint8 (S, S, 3) or None, note)."""
+    pixels, note = load_image(path, size - 2 * PAD)
+    if pixels is None:
+        return None, note
+    grey = np.pad(np.asarray(Image.fromarray(pixels).convert("L")), PAD)
+    return np.repeat(grey[..., None], 3, axis=2), note
+
+
 def prepare(source=DEBIAN_SOURCE, output=DEFAULT_OUTPUT):
     missing = [name for pair in FILES.values() for name in pair
                if not os.path.isfile(os.path.join(source, name))]
@@ -60,7 +75,7 @@ def prepare(source=DEBIAN_SOURCE, output=DEFAULT_OUTPUT):
             f"with: apt-get install dataset-fashion-mnist")
     train_images, train_labels = load_split(source, "train")
     val_images, val_labels = load_split(source, "val")
-    write(output, name="fashion-mnist", train_images=train_images, train_labels=train_labels,
+    write(output, name=NAME, train_images=train_images, train_labels=train_labels,
           val_images=val_images, val_labels=val_labels,
           class_ids=[str(i) for i in range(len(CLASS_NAMES))], class_names=CLASS_NAMES)
     return output

@@ -148,7 +148,7 @@ class Loader:
                              f"choose one of {COLOUR_NOISE}")
         dataset = Dataset(path)   # metadata only; closed again before any fork can happen
         try:
-            self.image_size = dataset.image_size
+            self.name, self.image_size = dataset.name, dataset.image_size
             self.mean, self.eigenvalues = dataset.mean, dataset.eigenvalues
             self.eigenvectors = dataset.eigenvectors
             self.class_ids, self.class_names = dataset.class_ids, dataset.class_names
@@ -229,10 +229,13 @@ class Loader:
                 divisor, out, self.threads)
         return out, self.train_labels[chosen[mine]], part
 
-    def eval_batch(self, indices, ten_crop):
-        """The views of validation images `indices`: ([view (3, C, C, n)], labels)."""
-        images, source_index = self.read("val", indices)
-        n = len(indices)
+    def labels(self, split):
+        return {"train": self.train_labels, "val": self.val_labels}[split]
+
+    def views(self, images, source_index, ten_crop):
+        """The evaluation views of stored images (N, S, S, 3) uint8, source_index (n,) choosing
+        them: [view (3, C, C, n)], the centre crop or the paper's 10, minus the mean."""
+        n = len(source_index)
         zeros = np.zeros((n, 3), np.float32)
         views = []
         for y, x, flip in view_positions(self.image_size, self.crop, ten_crop):
@@ -240,7 +243,12 @@ class Loader:
             augment(images, source_index, np.tile(np.int32([y, x]), (n, 1)), np.full(n, flip),
                     zeros, self.mean_crop, 1.0, out, self.threads)
             views.append(out)
-        return views, self.val_labels[indices]
+        return views
+
+    def eval_batch(self, indices, ten_crop, split="val"):
+        """The views of images `indices` of `split`: ([view (3, C, C, n)], labels)."""
+        images, source_index = self.read(split, indices)
+        return self.views(images, source_index, ten_crop), self.labels(split)[indices]
 
     def train_batches(self, epoch, batch_size, colour_noise_on, shard=WHOLE):
         """The epoch's batches in its shuffled order: (images, labels, part), the shard's part
@@ -251,15 +259,17 @@ class Loader:
             epoch, k, order[starts[k]:starts[k] + batch_size], colour_noise_on, shard),
             len(starts))
 
-    def eval_batches(self, batch_size, ten_crop, shard=WHOLE):
-        """The validation set in order, the shard's part of each batch: (views, labels)."""
-        count = len(self.val_labels)
-        starts = range(0, count, batch_size)
+    def eval_batches(self, batch_size, ten_crop, split="val", indices=None, shard=WHOLE):
+        """Evaluation batches of `split`: all its images in order, or `indices` in their order;
+        the shard's part of each batch."""
+        if indices is None:
+            indices = np.arange(len(self.labels(split)))
+        starts = range(0, len(indices), batch_size)
 
         def make(k):
-            indices = np.arange(starts[k], min(starts[k] + batch_size, count))
-            part = shard.part(len(indices))
-            return self.eval_batch(indices[part.start:part.stop], ten_crop)
+            batch = indices[starts[k]:starts[k] + batch_size]
+            part = shard.part(len(batch))
+            return self.eval_batch(batch[part.start:part.stop], ten_crop, split)
         return prefetch(make, len(starts))
 
     def close(self):

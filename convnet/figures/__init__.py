@@ -1,0 +1,95 @@
+"""The paper's figures, drawn from any checkpoint the training command writes, and its curves:
+
+    python -m convnet.figures filters       Figure 3: the learned conv1 kernels, tower a above b
+    python -m convnet.figures predictions   Figure 4, left: images with their top-5 labels
+    python -m convnet.figures neighbours    Figure 4, right: the training images nearest in fc7
+    python -m convnet.figures curves        loss and top-1/top-5 error against epochs, per run
+
+Each writes one PNG, atomically, by default into the run's folder (RUN/figures/NAME.png), and
+takes the training command's flags where they apply (--data-path, -b, --ten-crop, --gpus).
+This module holds what the figures share: flags, image selection, and PNG output.
+"""
+import os
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from convnet.atomic import atomic_path
+from convnet.inference import checkpoint_file
+
+DPI = 100
+FIGURES = "figures"   # the folder, beside the checkpoint, that the figures go to by default
+
+
+def add_output_flag(p, name, beside="the checkpoint"):
+    p.add_argument("-o", "--output", metavar="FILE",
+                   help=f"the PNG to write (default: {FIGURES}/{name}.png beside {beside})")
+
+
+def output_path(args, folder, name):
+    return args.output or os.path.join(folder, FIGURES, f"{name}.png")
+
+
+def checkpoint_output(args, name):
+    """--output, or FIGURES/<name>.png in the folder of the checkpoint."""
+    return output_path(args, os.path.dirname(os.path.abspath(checkpoint_file(args.checkpoint))),
+                       name)
+
+
+def add_selection_flags(p, count):
+    p.add_argument("images", nargs="*", metavar="IMAGE",
+                   help="JPEG/PNG files; without them, images of the dataset's --split")
+    p.add_argument("--split", choices=("val", "train"), default="val",
+                   help="the split to take images from when no files are given (default val)")
+    p.add_argument("--indices", type=int, nargs="+", metavar="I",
+                   help="those images of --split (default: --count of them drawn at random)")
+    p.add_argument("--count", type=int, default=count,
+                   help=f"images drawn from --split (default {count})")
+    p.add_argument("--seed", type=int, default=0,
+                   help="decides which images are drawn (default 0)")
+
+
+def check_selection(p, args):
+    if args.count < 1:
+        p.error(f"--count must be at least 1; got {args.count}")
+    if args.images and args.indices:
+        p.error("give image files or --indices, not both")
+
+
+def split_candidates(inference, args):
+    """The --split images to consider, in order: --indices, or the whole split in an order
+    drawn from --seed (callers take what they need from the front)."""
+    if args.indices:
+        inference.check_indices(args.split, args.indices)
+        return np.asarray(args.indices)
+    count = len(inference.loader.labels(args.split))
+    return np.random.default_rng(args.seed).permutation(count)
+
+
+def new_figure(width, height):
+    """A matplotlib Figure of width × height inches at DPI (no pyplot: no global state)."""
+    return Figure(figsize=(width, height), dpi=DPI)
+
+
+def save(figure, path):
+    """Write `figure` as PNG, atomically; returns its (width, height) in pixels."""
+    with atomic_path(path, ".png") as temporary:
+        figure.savefig(temporary, format="png", dpi=DPI)
+    width, height = figure.get_size_inches() * DPI
+    return round(width), round(height)
+
+
+def show_image(ax, image, title=None, colour="black"):
+    """An image (S, S, 3) uint8 on `ax`, without axes; small images keep their pixels."""
+    ax.imshow(image, interpolation="nearest" if image.shape[0] < 128 else "antialiased")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if title:
+        ax.set_title(title, fontsize=8, color=colour)
+
+
+def short_name(name, limit=22):
+    """A class name for a label: ImageNet's first synonym, cut to `limit` characters."""
+    first = name.split(",")[0]
+    return first if len(first) <= limit else first[:limit - 1] + "…"
+

@@ -1,0 +1,55 @@
+"""`python -m convnet.figures FIGURE [flags]`: one PNG per command (see convnet.figures).
+
+Exit status: 0; 1 when some image files could not be read (each named on stderr; the figure
+shows the others); 2 for bad flags and for inputs that cannot be used (checkpoint, dataset,
+logs), with a one-line error.
+"""
+import argparse
+import sys
+
+from convnet import options
+from convnet.checkpoint import CheckpointError
+from convnet.data.dataset import DatasetError
+from convnet.figures import curves, filters, neighbours, predictions
+from convnet.train import UsageError
+
+FIGURES = {"filters": filters, "predictions": predictions, "neighbours": neighbours,
+           "curves": curves}
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m convnet.figures",
+                                description="The paper's figures from a trained checkpoint, "
+                                            "and training curves; each writes one PNG.")
+    figures = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
+    commands = {}
+    for name, module in FIGURES.items():
+        parents = [options.shared_flags()] if module.INFERENCE else []
+        command = figures.add_parser(name, parents=parents, help=module.HELP,
+                                     description=module.__doc__.split("\n\n")[0])
+        module.add_arguments(command)
+        commands[name] = command
+    return p, commands
+
+
+def main(argv=None):
+    p, commands = parser()
+    args = p.parse_args(argv)
+    module, command = FIGURES[args.figure], commands[args.figure]
+    if module.INFERENCE:
+        options.check_shared(command, args)
+    module.check(command, args)
+    try:
+        path, (width, height), what, status = module.run(args)
+    except (UsageError, DatasetError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        return 2
+    print(f"wrote {path} ({width}×{height} pixels): {what}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

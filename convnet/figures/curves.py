@@ -1,0 +1,120 @@
+"""Training curves of one or more runs, from the logs the trainer writes (convnet.trainer):
+
+  loss, top-1 error, top-5 error   per epoch from epochs.csv: train (dashed, the average over
+                                   the epoch's steps, dropout on) and validation (solid, the
+                                   evaluation views), plotted at the epoch's end
+  training loss per logged step    from log.jsonl (one point per --print-freq steps)
+Each run has one colour; a change of the weight learning rate (epochs.csv's weight_lr, the rate
+an epoch trained with) is a dotted vertical line at the epoch boundary where it took effect,
+labelled with the new rate.
+"""
+import csv
+import json
+import os
+
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from convnet.figures import add_output_flag, new_figure, output_path, save
+from convnet.inference import DEFAULT_RUN
+from convnet.train import UsageError
+from convnet.trainer import EPOCH_FIELDS
+
+HELP = "training curves: loss, top-1 and top-5 error against epochs, for one or more runs"
+INFERENCE = False           # reads the logs only
+EPOCHS_CSV, STEPS_JSONL = "epochs.csv", "log.jsonl"
+PANELS = (("loss", "loss"), ("top1", "top-1 error"), ("top5", "top-5 error"))
+
+
+def add_arguments(p):
+    p.add_argument("runs", nargs="*", default=[DEFAULT_RUN], metavar="RUN",
+                   help=f"run folders (the training command's --output-dir) holding "
+                        f"{EPOCHS_CSV} and {STEPS_JSONL} (default: {DEFAULT_RUN})")
+    p.add_argument("--labels", nargs="+", metavar="LABEL",
+                   help="a legend label per run (default: the folders' names)")
+    add_output_flag(p, "curves", beside="the first run's files")
+
+
+def check(p, args):
+    if args.labels and len(args.labels) != len(args.runs):
+        p.error(f"--labels: {len(args.labels)} labels for {len(args.runs)} runs")
+
+
+def read_epochs(folder):
+    """{field: array over epochs} of a run's epochs.csv (EPOCH_FIELDS)."""
+    path = os.path.join(folder, EPOCHS_CSV)
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except OSError as error:
+        raise UsageError(f"run {folder}: cannot read {EPOCHS_CSV} ({error.strerror})") from None
+    if not rows:
+        raise UsageError(f"run {folder}: {EPOCHS_CSV} has no finished epoch yet")
+    try:
+        return {field: np.array([float(row[field]) for row in rows]) for field in EPOCH_FIELDS}
+    except (KeyError, TypeError, ValueError):
+        raise UsageError(f"run {path}: not the trainer's epochs.csv (columns "
+                         f"{', '.join(EPOCH_FIELDS)})") from None
+
+
+def read_steps(folder):
+    """(steps, losses) of a run's log.jsonl; empty where there is none."""
+    path = os.path.join(folder, STEPS_JSONL)
+    if not os.path.exists(path):
+        return np.zeros(0), np.zeros(0)
+    steps, losses = [], []
+    with open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            try:
+                entry = json.loads(line)
+                steps.append(int(entry["step"]))
+                losses.append(float(entry["loss"]))
+            except (ValueError, KeyError, TypeError):
+                raise UsageError(f"run {path}: line {number} is not a log entry") from None
+    return np.array(steps), np.array(losses)
+
+
+def rate_changes(epochs):
+    """[(epoch boundary, new weight rate)] where the rate differs from the epoch before."""
+    rates, numbers = epochs["weight_lr"], epochs["epoch"]
+    return [(numbers[i - 1], rates[i]) for i in range(1, len(rates)) if rates[i] != rates[i - 1]]
+
+
+def draw(runs, labels):
+    """runs: [(epochs, (steps, losses))]; one colour per run."""
+    figure = new_figure(12, 8)
+    axes = figure.subplots(2, 2).ravel()
+    figure.subplots_adjust(left=0.07, right=0.98, top=0.95, bottom=0.07, hspace=0.3, wspace=0.2)
+    colours = [f"C{i % 10}" for i in range(len(runs))]
+    for (epochs, (steps, losses)), label, colour in zip(runs, labels, colours):
+        for ax, (field, title) in zip(axes, PANELS):
+            ax.plot(epochs["epoch"], epochs[f"train_{field}"], "--o", color=colour, ms=3,
+                    label=f"{label} train")
+            ax.plot(epochs["epoch"], epochs[f"val_{field}"], "-o", color=colour, ms=3,
+                    label=f"{label} val")
+            for boundary, rate in rate_changes(epochs):
+                ax.axvline(boundary, color=colour, ls=":", lw=1)
+                ax.annotate(f"lr {rate:g}", (boundary, 1), xycoords=("data", "axes fraction"),
+                            xytext=(3, -12), textcoords="offset points", fontsize=8,
+                            color=colour)
+            ax.set_title(title)
+            ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if len(steps):
+            axes[3].plot(steps, losses, color=colour, lw=1, label=label)
+    for ax in axes[1:3]:
+        ax.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+    axes[0].legend(fontsize=8)
+    axes[3].set_title(f"training loss per logged step ({STEPS_JSONL})")
+    axes[3].set_xlabel("step")
+    if axes[3].lines:
+        axes[3].legend(fontsize=8)
+    return figure
+
+
+def run(args):
+    runs = [(read_epochs(folder), read_steps(folder)) for folder in args.runs]
+    labels = args.labels or [os.path.basename(os.path.abspath(folder)) for folder in args.runs]
+    path = output_path(args, args.runs[0], "curves")
+    size = save(draw(runs, labels), path)
+    return path, size, f"{len(runs)} run(s), {sum(len(e['epoch']) for e, _ in runs)} epochs", 0

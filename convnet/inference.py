@@ -1,0 +1,149 @@
+"""A trained network at work on images: shared by `python -m convnet.predict` and the figures
+(`python -m convnet.figures`).
+
+  Inference(checkpoint, data_path, gpus=, batch_size=, ten_crop=)
+    the network rebuilt from a checkpoint the training command wrote (convnet.checkpoint), on
+    the backend --gpus selects (convnet.train.select_backend), with its dataset's
+    preprocessing: the evaluation views of convnet.data.loader (the centre crop, or the paper's
+    10 views) minus the dataset's mean, and its class names.
+  .pictures(paths)        image files (JPEG, PNG, ...) → the dataset's stored form
+  .run(images)            stored images (n, S, S, 3) uint8 → batches of outputs
+  .run_split(split, ix)   images `ix` of a split of the dataset → batches of outputs
+Outputs, per batch: (positions in the input, probs (n, classes), features (n, units) or None),
+host NumPy arrays. probs is the softmax averaged over the views; features, when asked for, are
+the last hidden layer's outputs after its ReLU, towers side by side (fc7a then fc7b: 4096 units
+in the default network), averaged likewise; both come from convnet.trainer.forward_views, the
+evaluation's own code.
+"""
+import os
+import sys
+from contextlib import closing
+
+import numpy as np
+
+from convnet import alexnet
+from convnet.checkpoint import load_network
+from convnet.data import fashion_mnist
+from convnet.data.loader import Loader
+from convnet.data.prepare import load_image
+from convnet.train import UsageError, select_backend
+from convnet.trainer import forward_views
+
+DEFAULT_RUN = os.path.join("runs", "fashion-mnist")   # make train's (configs/fashion-mnist.json)
+BEST = "best.h5"
+# How an image file becomes a stored image, per dataset name; others as prepare stores ImageNet.
+PICTURE_LOADERS = {fashion_mnist.NAME: fashion_mnist.load_picture}
+
+
+def add_checkpoint_flag(p):
+    p.add_argument("--checkpoint", default=DEFAULT_RUN, metavar="PATH",
+                   help="a checkpoint the training command wrote, or a run folder (its best.h5); "
+                        "default: %(default)s, the default run's")
+
+
+def checkpoint_file(path):
+    return os.path.join(path, BEST) if os.path.isdir(path) else path
+
+
+def last_hidden_layers(model) -> tuple[str, ...]:
+    """The layers the classifier reads, looking through its dropout layers: fc7a and fc7b."""
+    classifier = model.layer(model.output_layer.inputs[0])
+    names = []
+    for name in classifier.inputs:
+        layer = model.layer(name)
+        names.append(layer.inputs[0] if isinstance(layer, alexnet.Dropout) else name)
+    return tuple(names)
+
+
+def report_unreadable(failed):
+    """One line on stderr for each file that could not be read: [(path, reason)]."""
+    for path, reason in failed:
+        print(f"error: {path}: {reason}", file=sys.stderr)
+
+
+def top_k(probs, k):
+    """(n, k) class indices, most probable first; equal probabilities in class order."""
+    return np.argsort(-probs, axis=1, kind="stable")[:, :k]
+
+
+class Inference:
+    def __init__(self, checkpoint, data_path, *, gpus=None, batch_size=128, ten_crop=False):
+        backend, self.device = select_backend(gpus)
+        self.checkpoint = checkpoint_file(checkpoint)
+        self.network = load_network(self.checkpoint, backend)
+        model = self.network.model
+        self.loader = Loader(data_path, crop=model.geometry.image_size, seed=0,
+                             colour_noise_convention=model.preset.colour_noise,
+                             crop_draw=model.preset.crop_draw)
+        if self.loader.classes != model.geometry.classes:
+            raise UsageError(f"checkpoint {self.checkpoint} classifies {model.geometry.classes} "
+                             f"classes but dataset {data_path} has {self.loader.classes}")
+        if model.geometry.image_size > self.loader.image_size:
+            raise UsageError(f"checkpoint {self.checkpoint} needs {model.geometry.image_size}-"
+                             f"pixel crops but {data_path} holds {self.loader.image_size}-pixel "
+                             f"images")
+        self.batch_size, self.ten_crop = batch_size, ten_crop
+        self.feature_layers = last_hidden_layers(model)
+        self.class_names = self.loader.class_names
+
+    # -- inputs -------------------------------------------------------------------------------
+    def pictures(self, paths):
+        """(images (n, S, S, 3) uint8, the paths they came from, [(path, reason)] for the files
+        that could not be read), each image as the dataset stores its own."""
+        load = PICTURE_LOADERS.get(self.loader.name, load_image)
+        size = self.loader.image_size
+        images, read, failed = [], [], []
+        for path in paths:
+            if not os.path.exists(path):
+                failed.append((path, "no such file"))
+                continue
+            if not os.path.isfile(path):
+                failed.append((path, "not a file"))
+                continue
+            pixels, note = load(path, size)
+            if pixels is None:
+                failed.append((path, note.removeprefix("skipped: ")))
+            else:
+                images.append(pixels)
+                read.append(path)
+        stacked = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+        return stacked, read, failed
+
+    def stored(self, split, indices):
+        """The stored images (n, S, S, 3) uint8 of `split` at `indices`, in their order."""
+        images, index = self.loader.read(split, np.asarray(indices))
+        return images[index]
+
+    def check_indices(self, split, indices):
+        count = len(self.loader.labels(split))
+        bad = [i for i in indices if not 0 <= i < count]
+        if bad:
+            raise UsageError(f"--indices {bad[0]}: the {split} split has images 0 to {count - 1}")
+
+    # -- outputs ------------------------------------------------------------------------------
+    def _outputs(self, views, features):
+        probs, hidden = forward_views(self.network, views,
+                                      self.feature_layers if features else ())
+        host = self.network.ops.to_host
+        units = np.concatenate([host(h) for h in hidden]).T if features else None
+        return host(probs).T, units
+
+    def run(self, images, features=False):
+        """Yields (positions, probs, features) per batch of stored images (n, S, S, 3)."""
+        for start in range(0, len(images), self.batch_size):
+            positions = np.arange(start, min(start + self.batch_size, len(images)))
+            yield (positions,
+                   *self._outputs(self.loader.views(images, positions, self.ten_crop), features))
+
+    def run_split(self, split, indices=None, features=False):
+        """Yields (positions in `indices`, probs, features) per batch of images `indices` of
+        `split` (default: all of them, in order); read one batch ahead by the loader."""
+        indices = np.arange(len(self.loader.labels(split))) if indices is None else indices
+        batches = self.loader.eval_batches(self.batch_size, self.ten_crop, split,
+                                           np.asarray(indices))
+        with closing(batches):
+            start = 0
+            for views, _ in batches:
+                positions = np.arange(start, start + views[0].shape[-1])
+                start = positions[-1] + 1
+                yield (positions, *self._outputs(views, features))

@@ -1,0 +1,65 @@
+"""`python -m convnet.predict IMAGE...`: the most probable labels of image files, with their
+probabilities, from a checkpoint the training command wrote.
+
+Each file (JPEG, PNG, or anything Pillow reads) is brought to the dataset's stored form (as
+convnet.data.prepare stores ImageNet: the central square resized to S×S; Fashion-MNIST's: grey,
+resized to 28×28, zero-padded to 32×32), then through the evaluation's own preprocessing and
+forward pass (convnet.inference): minus the dataset's mean, the centre crop or with --ten-crop
+the softmax averaged over the paper's 10 views. Class names come from the dataset.
+
+Output, per readable file: its path, then one line per label, most probable first:
+    <probability as a percentage>  <class index>  <class name>
+A file that cannot be read gets one line on stderr, "error: PATH: reason", and the others are
+still processed. Exit status: 0; 1 when some file could not be read; 2 for bad flags, an
+unusable checkpoint or dataset, or when no file could be read.
+"""
+import argparse
+import sys
+
+from convnet import options
+from convnet.checkpoint import CheckpointError
+from convnet.data.dataset import DatasetError
+from convnet.inference import Inference, add_checkpoint_flag, report_unreadable, top_k
+from convnet.train import UsageError
+
+
+def parser():
+    p = argparse.ArgumentParser(prog="python -m convnet.predict", parents=[options.shared_flags()],
+                                description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    add_checkpoint_flag(p)
+    p.add_argument("-k", "--top", type=int, default=5, help="labels per image (default 5)")
+    return p
+
+
+def run(args):
+    inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
+                          batch_size=args.batch_size, ten_crop=args.ten_crop)
+    images, paths, failed = inference.pictures(args.images)
+    report_unreadable(failed)
+    if not paths:
+        raise UsageError("none of the image files could be read")
+    names = inference.class_names
+    for positions, probs, _ in inference.run(images):
+        for position, row, best in zip(positions, probs, top_k(probs, args.top)):
+            print(paths[position])
+            for c in best:
+                print(f"  {row[c]:7.2%}  {c:4d}  {names[c]}")
+    return 1 if failed else 0
+
+
+def main(argv=None):
+    p = parser()
+    args = p.parse_args(argv)
+    options.check_shared(p, args)
+    if args.top < 1:
+        p.error(f"--top must be at least 1; got {args.top}")
+    try:
+        return run(args)
+    except (UsageError, DatasetError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,418 @@
+"""The figures and `python -m convnet.predict` on a small dataset and checkpoint made here: each
+writes a PNG of the expected size, and its numbers (kernel pixels, top-5 labels and
+probabilities, fc7 vectors, distances, neighbours, curves) equal a direct NumPy computation."""
+import csv
+import json
+import os
+import re
+import subprocess
+import sys
+from argparse import Namespace
+from types import SimpleNamespace
+
+import h5py
+import numpy as np
+import pytest
+from PIL import Image
+
+from convnet import alexnet, checkpoint, predict
+from convnet.backend import get_backend
+from convnet.data import dataset, fashion_mnist
+from convnet.figures import DPI
+from convnet.figures import __main__ as figures_main
+from convnet.figures import curves, filters, neighbours, predictions
+from convnet.inference import Inference, last_hidden_layers
+from convnet.network import Network
+from convnet.trainer import EPOCH_FIELDS
+from networks import make_active
+
+MODEL, CLASSES, SIZE, CROP = "2012-small28", 10, 32, 28
+TRAIN, VAL = 40, 12
+
+
+def save_checkpoint(network, path):
+    zeros = {key: np.zeros_like(value) for key, value in network.params.items()}
+    checkpoint.save(path, network, zeros, {"epoch": 1, "step": 1})
+
+
+@pytest.fixture
+def trained(tmp_path, rng):
+    """A dataset of random images and a checkpoint of a network with random, active weights."""
+    train = rng.integers(0, 256, (TRAIN, SIZE, SIZE, 3), dtype=np.uint8)
+    val = rng.integers(0, 256, (VAL, SIZE, SIZE, 3), dtype=np.uint8)
+    train_labels, val_labels = rng.integers(0, CLASSES, TRAIN), rng.integers(0, CLASSES, VAL)
+    data = tmp_path / "tiny.h5"
+    dataset.write(data, name="tiny", train_images=train, train_labels=train_labels,
+                  val_images=val, val_labels=val_labels,
+                  class_ids=[f"c{i}" for i in range(CLASSES)],
+                  class_names=[f"class {i}, synonym" for i in range(CLASSES)])
+    network = make_active(Network(alexnet.build_model(MODEL, classes=CLASSES),
+                                  get_backend("reference")), rng)
+    run = tmp_path / "run"
+    save_checkpoint(network, run / "best.h5")
+    with h5py.File(data, "r") as file:
+        mean = file["mean"][()]
+    return SimpleNamespace(data=data, run=run, network=network, train=train, val=val,
+                           train_labels=train_labels, val_labels=val_labels, mean=mean,
+                           tmp=tmp_path)
+
+
+def direct_views(images, mean, ten_crop):
+    """The evaluation views written out: crops at the centre (and the corners), mirrored for
+    the 10 views, minus the mean's central crop; (3, C, C, n) float32."""
+    middle, far = (SIZE - CROP) // 2, SIZE - CROP
+    corners = [(middle, middle)] + ([(0, 0), (0, far), (far, 0), (far, far)] if ten_crop else [])
+    mean_crop = mean[middle:middle + CROP, middle:middle + CROP]
+    views = []
+    for flip in ((False, True) if ten_crop else (False,)):
+        for y, x in corners:
+            crops = images[:, y:y + CROP, x:x + CROP].astype(np.float32)
+            crops = crops[:, :, ::-1] if flip else crops
+            views.append(np.ascontiguousarray((crops - mean_crop).transpose(3, 1, 2, 0)))
+    return views
+
+
+def direct_outputs(network, images, mean, ten_crop=False):
+    """(probs (n, classes), fc7a and fc7b side by side (n, units)), averaged over the views."""
+    probs, features = 0.0, 0.0
+    views = direct_views(images, mean, ten_crop)
+    for view in views:
+        probs = probs + network.forward(view, None, train=False).probs
+        features = features + np.concatenate([network.outputs["fc7a"], network.outputs["fc7b"]])
+    return (probs / len(views)).T.astype(np.float64), (features / len(views)).T
+
+
+def direct_top5(probs):
+    return [list(np.argsort(-row)[:5]) for row in probs]
+
+
+def png_size(path):
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        image.load()                # a truncated or corrupt file fails here
+        return image.size
+
+
+def save_png(pixels, path):
+    Image.fromarray(pixels).save(path)
+    return str(path)
+
+
+# -- shared pieces ------------------------------------------------------------------------------
+def test_last_hidden_layer_of_the_default_network_is_fc7_4096_units():
+    model = alexnet.build_model("2012")
+    assert last_hidden_layers(model) == ("fc7a", "fc7b")
+    assert 2 * model.geometry.fc_units == 4096
+
+
+def test_load_network_rebuilds_the_model_and_class_count(tmp_path, rng):
+    network = make_active(Network(alexnet.build_model(MODEL, classes=7),
+                                  get_backend("reference")), rng)
+    save_checkpoint(network, tmp_path / "c.h5")
+    loaded = checkpoint.load_network(tmp_path / "c.h5", get_backend("reference"))
+    assert loaded.model.name == MODEL and loaded.model.geometry.classes == 7
+    for key, value in network.params.items():
+        np.testing.assert_array_equal(loaded.params[key], value)
+
+
+def test_pictures_come_out_as_the_dataset_stores_them(trained):
+    paths = [save_png(trained.val[i], trained.tmp / f"val{i}.png") for i in range(3)]
+    inference = Inference(trained.run, trained.data)
+    images, read, failed = inference.pictures(paths + [str(trained.tmp / "none.png")])
+    np.testing.assert_array_equal(images, trained.val[:3])
+    assert read == paths and failed == [(str(trained.tmp / "none.png"), "no such file")]
+
+
+def test_fashion_mnist_pictures_are_grey_padded_like_the_dataset(tmp_path, rng):
+    grey = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+    pixels, _ = fashion_mnist.load_picture(save_png(grey, tmp_path / "g.png"), 32)
+    np.testing.assert_array_equal(pixels, np.repeat(np.pad(grey, 2)[..., None], 3, axis=2))
+    colour = rng.integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    pixels, _ = fashion_mnist.load_picture(save_png(colour, tmp_path / "c.png"), 32)
+    # Pillow's "L": (299 R + 587 G + 114 B) / 1000, rounded
+    luma = (colour.astype(np.int64) @ [299, 587, 114] + 500) // 1000
+    np.testing.assert_allclose(pixels[2:30, 2:30, 0], luma, atol=1)
+    assert (pixels[:2] == 0).all() and (pixels[..., 0] == pixels[..., 2]).all()
+
+
+# -- Figure 3 -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("scale", ["per-kernel", "shared"])
+def test_filters_png_holds_each_kernel_contrast_normalized(trained, scale):
+    out = trained.tmp / "filters.png"
+    assert figures_main.main(["filters", "--checkpoint", str(trained.run), "--columns", "6",
+                              "--zoom", "2", "--scale", scale, "-o", str(out)]) == 0
+    # 16 kernels of 5×5 per tower in rows of 6: 3 rows each; a cell is 5·2 + 2 pixels
+    assert png_size(out) == (2 + 6 * 12, 2 + 3 * 12 + 3 * 2 + 3 * 12)
+    pixels = np.asarray(Image.open(out).convert("RGB"))
+    with h5py.File(trained.run / "best.h5", "r") as file:
+        towers = [file["towers/a/params/conv1a/data"][()], file["towers/b/params/conv1b/data"][()]]
+    low, high = min(k.min() for k in towers), max(k.max() for k in towers)
+    for t, kernels in enumerate(towers):
+        for i in range(16):
+            kernel = kernels[..., i]                   # float32, as stored
+            if scale == "per-kernel":
+                low, high = kernel.min(), kernel.max()
+            expected = np.rint((kernel - low) / (high - low) * np.float32(255)).astype(np.uint8)
+            y = 2 + t * (3 * 12 + 3 * 2) + (i // 6) * 12
+            x = 2 + (i % 6) * 12
+            np.testing.assert_array_equal(pixels[y:y + 10, x:x + 10],
+                                          expected.transpose(1, 2, 0).repeat(2, 0).repeat(2, 1))
+    assert (pixels[:2] == 255).all() and (pixels[38:44] == 255).all()   # margin, tower gap
+
+
+# -- predict ------------------------------------------------------------------------------------
+def parse_predictions(text):
+    """{path: [(probability, class)]} from predict's output."""
+    result, current = {}, None
+    for line in text.splitlines():
+        match = re.match(r"\s+([\d.]+)%\s+(\d+)\s+\S", line)
+        if match:
+            result[current].append((float(match[1]) / 100, int(match[2])))
+        else:
+            current = line
+            result[current] = []
+    return result
+
+
+@pytest.mark.parametrize("ten_crop", [False, True])
+def test_predict_top5_equals_numpy(trained, capsys, ten_crop):
+    paths = [save_png(trained.val[i], trained.tmp / f"v{i}.png") for i in range(5)]
+    flags = ["--ten-crop", "-b", "3"] if ten_crop else ["-b", "2"]   # batches of 3 + 2 images
+    assert predict.main(paths + ["--checkpoint", str(trained.run), "--data-path",
+                                 str(trained.data)] + flags) == 0
+    printed = parse_predictions(capsys.readouterr().out)
+    probs, _ = direct_outputs(trained.network, trained.val[:5], trained.mean, ten_crop)
+    assert list(printed) == paths
+    for path, row, best in zip(paths, probs, direct_top5(probs)):
+        assert [c for _, c in printed[path]] == best
+        np.testing.assert_allclose([p for p, _ in printed[path]], row[best], atol=5.1e-5)
+
+
+def test_predict_reports_each_unreadable_file_and_goes_on(trained, capsys):
+    good = save_png(trained.val[0], trained.tmp / "good.png")
+    (trained.tmp / "text.jpg").write_text("not an image")
+    (trained.tmp / "empty.png").write_bytes(b"")
+    bad = [str(trained.tmp / "text.jpg"), str(trained.tmp / "empty.png"),
+           str(trained.tmp / "missing.png")]
+    status = predict.main([bad[0], good, bad[1], bad[2], "--checkpoint", str(trained.run),
+                           "--data-path", str(trained.data)])
+    out, err = capsys.readouterr()
+    assert status == 1
+    assert list(parse_predictions(out)) == [good]
+    assert err.splitlines() == [f"error: {bad[0]}: not an image Pillow can identify",
+                                f"error: {bad[1]}: empty file",
+                                f"error: {bad[2]}: no such file"]
+
+
+def test_predict_errors_are_one_line_with_exit_2(trained, capsys, rng):
+    image = save_png(trained.val[0], trained.tmp / "v.png")
+    assert predict.main([image, "--checkpoint", str(trained.tmp / "none.h5"),
+                         "--data-path", str(trained.data)]) == 2
+    assert capsys.readouterr().err == f"error: checkpoint {trained.tmp / 'none.h5'}: no such file\n"
+    other = trained.tmp / "four.h5"
+    dataset.write(other, name="four", train_images=trained.train,
+                  train_labels=trained.train_labels % 4, val_images=trained.val,
+                  val_labels=trained.val_labels % 4,
+                  class_ids=list("abcd"), class_names=list("abcd"))
+    assert predict.main([image, "--checkpoint", str(trained.run), "--data-path", str(other)]) == 2
+    assert "classifies 10 classes but dataset" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        predict.main([image, "--top", "0"])
+    assert exit_.value.code == 2
+
+
+def test_predict_runs_as_a_module(trained):
+    image = save_png(trained.val[0], trained.tmp / "v.png")
+    result = subprocess.run([sys.executable, "-m", "convnet.predict", image, "--checkpoint",
+                             str(trained.run / "best.h5"), "--data-path", str(trained.data)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert len(parse_predictions(result.stdout)[image]) == 5
+
+
+# -- Figure 4, left -----------------------------------------------------------------------------
+def selection(trained, **flags):
+    args = dict(images=[], split="val", indices=None, count=8, seed=0, mistakes=False)
+    return Namespace(**(args | flags))
+
+
+def test_predictions_figure_and_its_numbers(trained, capsys):
+    out = trained.tmp / "p.png"
+    assert figures_main.main(["predictions", "--checkpoint", str(trained.run), "--data-path",
+                              str(trained.data), "--indices", "3", "0", "7", "--columns", "2",
+                              "-o", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    assert png_size(out) == (round(2 * predictions.CELL_WIDTH * DPI),
+                             round(2 * predictions.CELL_HEIGHT * DPI))
+    chosen = predictions.choose(Inference(trained.run, trained.data, batch_size=2),
+                                selection(trained, indices=[3, 0, 7]))
+    probs, _ = direct_outputs(trained.network, trained.val[[3, 0, 7]], trained.mean)
+    np.testing.assert_allclose(chosen.probs, probs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(chosen.labels, trained.val_labels[[3, 0, 7]])
+    np.testing.assert_array_equal(chosen.images, trained.val[[3, 0, 7]])
+
+
+def test_mistakes_are_the_first_wrong_images_in_the_drawn_order(trained):
+    inference = Inference(trained.run, trained.data, batch_size=3)
+    chosen = predictions.choose(inference, selection(trained, count=4, seed=5, mistakes=True))
+    probs, _ = direct_outputs(trained.network, trained.val, trained.mean)
+    wrong = [i for i in np.random.default_rng(5).permutation(VAL)
+             if probs[i].argmax() != trained.val_labels[i]]
+    np.testing.assert_array_equal(chosen.indices, wrong[:4])
+    np.testing.assert_allclose(chosen.probs, probs[wrong[:4]], rtol=1e-5, atol=1e-7)
+
+
+def test_predictions_figure_of_files_skips_unreadable_ones(trained, capsys):
+    good = [save_png(trained.val[i], trained.tmp / f"v{i}.png") for i in range(3)]
+    out = trained.tmp / "files.png"
+    status = figures_main.main(["predictions", *good, str(trained.tmp / "gone.png"),
+                                "--checkpoint", str(trained.run), "--data-path",
+                                str(trained.data), "-o", str(out)])
+    assert status == 1
+    assert capsys.readouterr().err == f"error: {trained.tmp / 'gone.png'}: no such file\n"
+    assert png_size(out) == (round(3 * predictions.CELL_WIDTH * DPI),
+                             round(predictions.CELL_HEIGHT * DPI))
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--count", "0"], "--count must be at least 1"),
+    (["--mistakes", "x.png"], "--mistakes needs true labels"),
+    (["-b", "0"], "--batch-size must be at least 1"),
+])
+def test_predictions_bad_flags(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        figures_main.main(["predictions", *flags])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_indices_out_of_range_are_one_line(trained, capsys):
+    status = figures_main.main(["predictions", "--checkpoint", str(trained.run), "--data-path",
+                                str(trained.data), "--indices", "2", str(VAL)])
+    assert status == 2
+    assert capsys.readouterr().err == (f"error: --indices {VAL}: the val split has images 0 to "
+                                       f"{VAL - 1}\n")
+
+
+# -- Figure 4, right ----------------------------------------------------------------------------
+def test_nearest_equals_brute_force_across_blocks(rng, monkeypatch, tmp_path):
+    reference = rng.normal(size=(53, 7)).astype(np.float32)
+    queries = rng.normal(size=(4, 7)).astype(np.float32)
+    queries[0] = reference[17]                   # a query that is in the set: distance 0
+    monkeypatch.setattr(neighbours, "BLOCK_VALUES", 7 * 10)   # blocks of 10 rows
+    with h5py.File(tmp_path / "r.h5", "w") as file:
+        file["r"] = reference
+        index, distance = neighbours.nearest(queries, file["r"], 6)
+    direct = np.sqrt(((queries[:, None].astype(np.float64) - reference[None]) ** 2).sum(-1))
+    np.testing.assert_array_equal(index, np.argsort(direct, axis=1, kind="stable")[:, :6])
+    np.testing.assert_allclose(distance, np.sort(direct, axis=1)[:, :6], rtol=1e-9, atol=1e-6)
+    assert index[0, 0] == 17
+
+
+def parse_neighbours(text):
+    """[[(train index, distance)]] per query line of the neighbours command's output."""
+    return [[(int(i), float(d)) for i, d in re.findall(r"train\[(\d+)\] d=([\d.e+-]+) ", line)]
+            for line in text.splitlines() if line.startswith("val[")]
+
+
+def test_neighbours_figure_cache_and_numbers(trained, capsys):
+    out = trained.tmp / "n.png"
+    flags = ["neighbours", "--checkpoint", str(trained.run), "--data-path", str(trained.data),
+             "--indices", "4", "1", "-k", "5", "-b", "16", "-o", str(out)]
+    assert figures_main.main(flags) == 0
+    first = capsys.readouterr().out
+    assert "train vectors computed and cached in" in first
+    assert png_size(out) == (round(6 * neighbours.CELL * DPI), round(2 * neighbours.CELL * DPI))
+
+    _, train_features = direct_outputs(trained.network, trained.train, trained.mean)
+    _, query_features = direct_outputs(trained.network, trained.val[[4, 1]], trained.mean)
+    cache = trained.run / "features" / "best-train.h5"
+    with h5py.File(cache, "r") as file:
+        np.testing.assert_allclose(file["features"][()], train_features, rtol=1e-5, atol=1e-6)
+    distances = np.linalg.norm(query_features[:, None].astype(np.float64)
+                               - train_features[None], axis=2)
+    expected = np.argsort(distances, axis=1)[:, :5]
+    printed = parse_neighbours(first)
+    assert [[i for i, _ in row] for row in printed] == expected.tolist()
+    np.testing.assert_allclose([[d for _, d in row] for row in printed],
+                               np.take_along_axis(distances, expected, axis=1), rtol=1e-3)
+
+    stamp = os.stat(cache).st_mtime_ns
+    assert figures_main.main(flags) == 0
+    second = capsys.readouterr().out
+    assert "train vectors read from" in second and parse_neighbours(second) == printed
+    assert os.stat(cache).st_mtime_ns == stamp
+
+    trained.network.params["fc7a/bias"] += 1.0           # new weights: the cache is stale
+    save_checkpoint(trained.network, trained.run / "best.h5")
+    assert figures_main.main(flags) == 0
+    assert "train vectors computed and cached in" in capsys.readouterr().out
+
+
+def test_neighbours_of_a_file_equal_those_of_its_stored_image(trained, capsys):
+    image = save_png(trained.val[2], trained.tmp / "q.png")
+    common = ["neighbours", "--checkpoint", str(trained.run), "--data-path", str(trained.data),
+              "-k", "3", "-o", str(trained.tmp / "q.png.png")]
+    assert figures_main.main(common + ["--indices", "2"]) == 0
+    from_split = parse_neighbours(capsys.readouterr().out)
+    assert figures_main.main(common + [image]) == 0
+    line = capsys.readouterr().out.splitlines()[0]
+    assert line.startswith("q.png: ")
+    assert parse_neighbours(line.replace("q.png", "val[2]", 1)) == from_split
+
+
+# -- curves -------------------------------------------------------------------------------------
+def write_run(folder, rng, rates):
+    folder.mkdir()
+    rows = []
+    with open(folder / "epochs.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, EPOCH_FIELDS)
+        writer.writeheader()
+        for epoch, rate in enumerate(rates, 1):
+            row = {field: rng.uniform(0, 1) for field in EPOCH_FIELDS}
+            row.update(epoch=epoch, weight_lr=rate, bias_lr=2 * rate)
+            writer.writerow(row)
+            rows.append(row)
+    with open(folder / "log.jsonl", "w") as handle:
+        for step in range(10, 60, 10):
+            handle.write(json.dumps({"epoch": 1, "step": step, "loss": 2.0 / step}) + "\n")
+    return rows
+
+
+def test_curves_of_two_runs(tmp_path, rng, capsys):
+    first = write_run(tmp_path / "a", rng, [0.01, 0.01, 0.001, 0.001, 0.0001])
+    write_run(tmp_path / "b", rng, [0.01, 0.01, 0.01])
+    out = tmp_path / "curves.png"
+    assert figures_main.main(["curves", str(tmp_path / "a"), str(tmp_path / "b"),
+                              "--labels", "A", "B", "-o", str(out)]) == 0
+    assert png_size(out) == (1200, 800)
+    epochs = curves.read_epochs(tmp_path / "a")
+    assert curves.rate_changes(epochs) == [(2.0, 0.001), (4.0, 0.0001)]
+    figure = curves.draw([(epochs, curves.read_steps(tmp_path / "a"))], ["A"])
+    loss, top1, top5, steps = figure.axes
+    for ax, field in ((loss, "loss"), (top1, "top1"), (top5, "top5")):
+        train, val = ax.lines[0], ax.lines[1]
+        np.testing.assert_array_equal(train.get_xdata(), [1, 2, 3, 4, 5])
+        np.testing.assert_allclose(train.get_ydata(), [r[f"train_{field}"] for r in first])
+        np.testing.assert_allclose(val.get_ydata(), [r[f"val_{field}"] for r in first])
+    np.testing.assert_allclose(steps.lines[0].get_ydata(), [2.0 / s for s in range(10, 60, 10)])
+
+
+def test_curves_errors_are_one_line(tmp_path, capsys):
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "epochs.csv").write_text("epoch,loss\n1,2\n")
+    assert figures_main.main(["curves", str(tmp_path / "bad")]) == 2
+    assert "not the trainer's epochs.csv" in capsys.readouterr().err
+    assert figures_main.main(["curves", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: run {tmp_path / 'none'}: cannot read")
+    with pytest.raises(SystemExit) as exit_:
+        figures_main.main(["curves", "x", "y", "--labels", "one"])
+    assert exit_.value.code == 2
+
+
+def test_figures_run_as_a_module(trained):
+    result = subprocess.run([sys.executable, "-m", "convnet.figures", "filters",
+                             "--checkpoint", str(trained.run)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert png_size(trained.run / "figures" / "filters.png") == (
+        9 + 16 * 54, 9 + 54 + 3 * 9 + 54)   # zoom 9 (about 44 pixels a kernel): cells of 54
