@@ -6,12 +6,13 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 MODEL  ?= 2012
 IMAGENET ?=
+RANKS  ?= 2
 GPU_PYTHON ?= python3      # on a GPU machine: the Python that has CuPy (and PyTorch for the peer)
 OUT ?= bench/out           # where make gpu-check writes its reports
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: help setup test train figures summary bench-cpu imagenet bench-data kernels gpu-check
+.PHONY: help setup test train train-mpi figures summary bench-cpu imagenet bench-data kernels gpu-check scaling
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,6 +41,12 @@ imagenet: setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (
 
 train: setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model on Fashion-MNIST (configs/fashion-mnist.json)
 	$(PY) -m convnet.train -c configs/fashion-mnist.json $(ARGS)
+
+# One BLAS thread per core share, so that the ranks do not crowd each other's cores.
+train-mpi: setup data/fashion-mnist.h5  ## the default run as RANKS data-parallel MPI ranks on this machine (default 2)
+	threads=$$(( $$(nproc) / $(RANKS) )); [ $$threads -ge 1 ] || threads=1; \
+	OMP_NUM_THREADS=$$threads OPENBLAS_NUM_THREADS=$$threads \
+	$(VENV)/bin/mpirun -n $(RANKS) $(PY) -m convnet.train -c configs/fashion-mnist.json --gpus cpu $(ARGS)
 
 figures: setup  ## the paper's figures and the curves of the default run, into runs/fashion-mnist/figures/
 	$(PY) -m convnet.figures filters
@@ -72,3 +79,6 @@ gpu-check:  ## on a GPU machine: build, GPU tests, compute-sanitizer, kernel ben
 	compute-sanitizer --tool memcheck --error-exitcode 1 $(GPU_PYTHON) -m pytest -q -m "gpu and not large" tests/test_kernels.py > $(OUT)/memcheck.log 2>&1
 	compute-sanitizer --tool racecheck --error-exitcode 1 $(GPU_PYTHON) -m pytest -q -m "gpu and not large" tests/test_kernels.py > $(OUT)/racecheck.log 2>&1
 	$(GPU_PYTHON) tools/bench_kernels.py --json $(OUT)/bench-kernels.json 2>&1 | tee $(OUT)/bench-kernels.txt
+
+scaling: setup  ## data-parallel scaling on paper: bytes per replica, efficiency on 2-64 machines
+	$(PY) tools/scaling.py $(ARGS)

@@ -28,6 +28,11 @@ emulator = Pybind11Extension("convnet._emulator", ["kernels/emulator.cpp"], cxx_
                                             + glob.glob("kernels/*.h")),
                              extra_compile_args=kernel_build.EMULATOR_FLAGS)
 
+# Data-parallel replicas on the CPU (convnet/replicas): mpi4py with MPICH's PyPI build, which
+# brings its own mpiexec, so one machine and CI need nothing else. On a cluster, build mpi4py
+# against the site's MPI instead (README, "Several machines").
+MPI = ["mpi4py>=4.0", "mpich>=4.1"]
+
 setup(
     name="convnet",
     version="0.1.0",
@@ -39,8 +44,10 @@ setup(
     extras_require={
         "cuda": ["cupy-cuda13x>=14.0"],      # CUDA 13 drivers, as kernels/build.py's nvcc
         "cuda12": ["cupy-cuda12x>=13.0"],    # CUDA 12 drivers (the kernels compile via NVRTC)
-        # scikit-learn for the two photographs it ships (tests/imagetree.py)
-        "test": ["pytest>=7.4", "scikit-learn>=1.3"],
+        "mpi": MPI,
+        # scikit-learn for the two photographs it ships (tests/imagetree.py); MPI for the
+        # replicas' tests, which run real mpiexec jobs
+        "test": ["pytest>=7.4", "scikit-learn>=1.3"] + MPI,
     },
     ext_modules=[augment, emulator],
     cmdclass={"build_ext": build_ext},

@@ -9,6 +9,7 @@ backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads)
 from dataclasses import dataclass
 
 from convnet import alexnet
+from convnet.replicas.shard import BatchPart
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class Context:
     train: bool
     labels: object = None          # (N,) integer labels, for the loss
     dropout_key: int | None = None  # this layer's 32-bit mask key for this step
+    part: BatchPart | None = None  # where this batch's N images sit in the global batch
 
 
 class Conv:
@@ -93,14 +95,17 @@ class MaxPool:
 
 
 class Dropout:
-    """Non-inverted: training multiplies by the mask, testing by the keep probability."""
+    """Non-inverted: training multiplies by the mask, testing by the keep probability. The mask
+    is the global batch's, at this part's images, so the parts of a batch split over replicas
+    draw what one process drawing the whole batch would."""
 
     @staticmethod
     def forward(ops, layer, inputs, weights, bias, context):
         x = inputs[0]
         if not context.train:
             return ops.scale(x, layer.keep), None
-        mask = ops.dropout_mask(x.shape, layer.keep, context.dropout_key)
+        mask = ops.dropout_mask(x.shape, layer.keep, context.dropout_key,
+                                start=context.part.start, total=context.part.total)
         return ops.apply_mask(x, mask), mask
 
     @staticmethod
@@ -109,7 +114,10 @@ class Dropout:
 
 
 class SoftmaxLoss:
-    """Output: class probabilities (K, N). Saved: (mean log-loss, labels), None without labels."""
+    """Output: class probabilities (K, N). Saved: (mean log-loss over the N images, labels,
+    share), None without labels. The gradient is that of the global batch's mean loss: this
+    part's mean-loss gradient times its share N / total of the batch (1 for a whole batch), so
+    that the parts' gradients sum to the whole batch's."""
 
     @staticmethod
     def forward(ops, layer, inputs, weights, bias, context):
@@ -117,12 +125,13 @@ class SoftmaxLoss:
         if context.labels is None:
             return ops.softmax(logits), None
         probs, loss = ops.softmax_logloss(logits, context.labels)
-        return probs, (loss, context.labels)
+        return probs, (loss, context.labels, context.part.count / context.part.total)
 
     @staticmethod
     def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
-        _, labels = saved
-        return [ops.softmax_logloss_backward(output, labels)], [], None
+        _, labels, share = saved
+        grad = ops.softmax_logloss_backward(output, labels)
+        return [grad if share == 1 else ops.scale(grad, share)], [], None
 
 
 IMPLEMENTATIONS = {

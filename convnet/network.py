@@ -14,6 +14,7 @@ from convnet import graph
 from convnet.alexnet import DATA, Model
 from convnet.layers import IMPLEMENTATIONS, Context
 from convnet.placement import Placement
+from convnet.replicas.shard import BatchPart
 
 
 def weight_key(layer: str, source: str) -> str:
@@ -98,21 +99,28 @@ class Network:
         keys = [weight_key(layer.name, source) for source in layer.inputs]
         return [self.params[key] for key in keys if key in self.params]
 
-    def forward(self, images, labels=None, *, train: bool, step: int = 0) -> ForwardResult:
-        """images (C, H, W, N) in the network's dtype; labels (N,) integers or None."""
+    def forward(self, images, labels=None, *, train: bool, step: int = 0,
+                part: BatchPart | None = None) -> ForwardResult:
+        """images (C, H, W, N) in the network's dtype; labels (N,) integers or None. `part`
+        places the N images in a global batch split over replicas (convnet.replicas): dropout
+        draws the global batch's masks at them, and the loss's gradient is scaled by their
+        share of it. None: the images are the whole batch."""
         expected = self.model.image_shape
         if images.ndim != 4 or images.shape[:3] != expected:
             raise ValueError(f"images must have shape {expected + ('N',)} (channels, rows, "
                              f"columns, images); got {images.shape}")
         if images.dtype != self.dtype:
             raise ValueError(f"images are {images.dtype} but the network is {self.dtype}")
+        part = BatchPart.of_whole(images.shape[-1]) if part is None else part
+        if part.count != images.shape[-1]:
+            raise ValueError(f"a batch part of {part.count} images, but {images.shape[-1]} given")
         outputs = {DATA: images}
         trace = []
         for index, (layer, implementation) in enumerate(zip(self.model.layers,
                                                             self._implementations)):
             inputs = [self._read(tensor, layer, outputs[tensor]) for tensor in layer.inputs]
             context = Context(train=train, labels=labels,
-                              dropout_key=dropout_key(self.seed, step, index))
+                              dropout_key=dropout_key(self.seed, step, index), part=part)
             bias = self.params.get(bias_key(layer.name))
             output, saved = implementation.forward(self.ops, layer, inputs, self._weights(layer),
                                                    bias, context)
@@ -133,9 +141,12 @@ class Network:
         return self.placement.transfer(array, layer=layer.name, tensor=tensor, source=source,
                                        dest=layer.tower, direction="forward")
 
-    def backward(self, *, input_grad: bool = False) -> dict:
+    def backward(self, *, input_grad: bool = False, gradients_ready=None) -> dict:
         """Gradients of the last forward pass's mean loss: a dict keyed like `params`, plus
-        "data" (C, H, W, N) when input_grad is set. Needs a forward pass with labels."""
+        "data" (C, H, W, N) when input_grad is set. Needs a forward pass with labels.
+        gradients_ready(tower, {key: gradient}), when given, receives each layer's parameter
+        gradients as soon as they are complete, layers in reverse order (a replicas engine
+        starts summing them there), and returns the arrays to keep for them."""
         if self._trace is None or self._trace[-1][5] is None:
             raise RuntimeError("backward needs a preceding forward pass with labels")
         tensor_grads = {}
@@ -147,10 +158,11 @@ class Network:
             needed = [tensor != DATA or input_grad for tensor in layer.inputs]
             input_grads, weight_grads, bias_grad = implementation.backward(
                 self.ops, layer, dy, inputs, output, saved, self._weights(layer), needed)
-            for source, grad in zip(layer.inputs, weight_grads):
-                grads[weight_key(layer.name, source)] = grad
+            layer_grads = {weight_key(layer.name, source): grad
+                           for source, grad in zip(layer.inputs, weight_grads)}
             if bias_grad is not None:
-                grads[bias_key(layer.name)] = bias_grad
+                layer_grads[bias_key(layer.name)] = bias_grad
+            grads.update(self._hand_over(layer, layer_grads, gradients_ready))
             for tensor, grad in zip(layer.inputs, input_grads):
                 if grad is None:
                     continue
@@ -165,3 +177,19 @@ class Network:
         if input_grad:
             grads[DATA] = tensor_grads[DATA]
         return grads
+
+    def zero_gradients(self, *, gradients_ready=None) -> dict:
+        """The parameter gradients of a part with no images (a replica's empty share of an
+        epoch's short last batch): zeros, handed to gradients_ready in backward()'s order."""
+        grads = {}
+        for layer in reversed(self.model.layers):
+            layer_grads = {spec.key: self.ops.xp.zeros_like(self.params[spec.key])
+                           for spec in self.specs if spec.layer == layer.name}
+            grads.update(self._hand_over(layer, layer_grads, gradients_ready))
+        return grads
+
+    @staticmethod
+    def _hand_over(layer, layer_grads, gradients_ready):
+        if not layer_grads or gradients_ready is None:
+            return layer_grads
+        return gradients_ready(layer.tower, layer_grads)

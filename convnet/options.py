@@ -23,7 +23,8 @@ def shared_flags() -> argparse.ArgumentParser:
                    help="evaluate on the paper's 10 views instead of the centre crop")
     p.add_argument("--gpus", default=None,
                    help="cpu, or GPU indices for towers a,b: 0,1 (two GPUs), 0 (one), 0,0 (one "
-                        "GPU through the two-device path); default: GPU 0 if any, else cpu")
+                        "GPU through the two-device path); default: GPU 0 if any, else cpu. "
+                        "Under mpirun, srun or torchrun these are each rank's own")
     return p
 
 
@@ -71,6 +72,9 @@ def parser() -> argparse.ArgumentParser:
                                                        "augmentation and dropout (default 0)")
     p.add_argument("--print-freq", type=int, default=50,
                    help="steps between log lines (default 50)")
+    p.add_argument("--dist-timeout", type=float, default=600, metavar="SECONDS",
+                   help="with several ranks: how long one rank waits for the others before it "
+                        "stops the job as hung (default %(default)g)")
     return p
 
 
@@ -104,6 +108,8 @@ def _validate(p, args):
                         ("--workers", args.workers)):
         if value is not None and value < 1:
             p.error(f"{flag} must be at least 1; got {value}")
+    if args.dist_timeout <= 0:
+        p.error(f"--dist-timeout must be positive; got {args.dist_timeout}")
     if args.lr <= 0:
         p.error(f"--lr must be positive; got {args.lr}")
     if not 0 <= args.momentum < 1:

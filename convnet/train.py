@@ -3,11 +3,19 @@
 With no arguments it trains the scaled-down 2012 model on the prepared Fashion-MNIST
 (data/fashion-mnist.h5) on the CPU. Settings resolved from flags and --config are written to
 <output-dir>/settings.json; logs and checkpoints go beside them (see convnet.trainer).
+
+The same command runs as N data-parallel replicas under mpirun -n N or srun (convnet.replicas):
+-b stays the global batch, each rank trains on its share, only rank 0 prints and writes files.
+Errors decided by the flags and the environment are the same on every rank and rank 0 reports
+them; an error on some ranks only is reported by the lowest such rank before training, and
+during training ends the whole job (MPI's abort), so no rank is left waiting.
 """
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import traceback
 
 import numpy as np
 
@@ -16,6 +24,9 @@ from convnet.backend import get_backend
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
 from convnet.network import Network
+from convnet.replicas.engines import ReplicasDiverged, connect
+from convnet.replicas.launch import LaunchError
+from convnet.replicas.launch import from_environment as launch_from_environment
 from convnet.schedule import RELEASED_2012_EPOCHS, Rates, Schedule
 from convnet.trainer import NonFiniteLoss, Trainer, evaluate
 
@@ -79,8 +90,8 @@ def progress_bar():
     return wrap
 
 
-def run(args):
-    backend, device = select_backend(args.gpus)
+def prepare(args, backend, replicas):
+    """The trainer of this run, resumed if asked: (trainer, model, epochs, output folder)."""
     dataset = Dataset(args.data_path)
     model = choose_model(args.model, dataset)
     dataset.close()
@@ -94,22 +105,41 @@ def run(args):
     trainer = Trainer(network, data, make_schedule(args, model, epochs),
                       batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,
                       output_dir=output_dir, print_freq=args.print_freq,
-                      progress=progress_bar(), ten_crop=args.ten_crop)
+                      progress=progress_bar(), ten_crop=args.ten_crop, replicas=replicas)
     if args.resume:
         path = os.path.join(output_dir, "last.h5") if args.resume == "auto" else args.resume
         if args.resume != "auto" or os.path.exists(path):
             trainer.resume(path)
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}")
-    settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
-                    device=device, commit=commit(), schedule=trainer.schedule.kind)
-    with open(os.path.join(output_dir, "settings.json"), "w") as handle:
-        json.dump(settings, handle, indent=2)
+    return trainer, model, epochs, output_dir
+
+
+def run(args, backend, device, replicas):
+    try:
+        trainer, model, epochs, output_dir = prepare(args, backend, replicas)
+        error = None
+    except (UsageError, DatasetError, checkpoint.CheckpointError) as caught:
+        error = caught      # on some ranks only, perhaps (a file one node cannot read)
+    failed = replicas.first_failure(error is not None)
+    if failed is not None:
+        if replicas.rank == failed:
+            print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
+        return 2
+    trainer.check_replicas_agree("at the start")
+    if replicas.rank == 0:
+        settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
+                        device=device, ranks=replicas.world, launcher=replicas.launcher,
+                        commit=commit(), schedule=trainer.schedule.kind)
+        with open(os.path.join(output_dir, "settings.json"), "w") as handle:
+            json.dump(settings, handle, indent=2)
 
     if args.test_only:
-        result = evaluate(network, data, args.batch_size, args.ten_crop)
+        result = evaluate(trainer.network, trainer.data, args.batch_size, args.ten_crop,
+                          replicas)
     else:
-        print(f"training {model.name} on {args.data_path} ({device}) for {epochs} epochs; "
-              f"output in {output_dir}")
+        ranks = f", {replicas.world} ranks" if replicas.world > 1 else ""
+        print(f"training {model.name} on {args.data_path} ({device}{ranks}) for {epochs} "
+              f"epochs; output in {output_dir}")
         result = trainer.fit(epochs)
     views = "10 views" if args.ten_crop else "centre crop"
     print(f"validation ({views}): loss {result.loss:.4f}, top-1 error {result.top1:.2%}, "
@@ -117,13 +147,60 @@ def run(args):
     return 0
 
 
+def rank_prefix(replicas):
+    return f"rank {replicas.rank}: " if replicas.world > 1 else ""
+
+
+@contextlib.contextmanager
+def quiet(silent, stream):
+    """Send `stream` ("stdout" or "stderr") to nowhere while silent: ranks other than 0."""
+    if not silent:
+        yield
+        return
+    redirect = contextlib.redirect_stdout if stream == "stdout" else contextlib.redirect_stderr
+    with open(os.devnull, "w") as sink, redirect(sink):
+        yield
+
+
 def main(argv=None):
-    args = options.parse(argv)
     try:
-        return run(args)
-    except (UsageError, DatasetError, checkpoint.CheckpointError, NonFiniteLoss) as error:
+        launch = launch_from_environment()
+    except LaunchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    leader = launch.rank == 0
+    with quiet(not leader, "stderr"):        # every rank parses the same flags: rank 0 reports
+        args = options.parse(argv)
+    with quiet(not leader, "stdout"):        # only rank 0 prints
+        try:
+            backend, device = select_backend(args.gpus)
+            replicas = connect(launch, device, timeout=args.dist_timeout)
+            if args.batch_size % replicas.world:
+                raise UsageError(f"--batch-size {args.batch_size} is the global batch and must "
+                                 f"split evenly over the {replicas.world} ranks; use a "
+                                 f"multiple of {replicas.world}")
+        except (UsageError, LaunchError) as error:   # the same on every rank: flags, environment
+            if leader:
+                print(f"error: {error}", file=sys.stderr)
+            return 2
+        try:
+            return run(args, backend, device, replicas)
+        except (NonFiniteLoss, ReplicasDiverged) as error:   # global figures: the same everywhere
+            if replicas.rank == 0:
+                print(f"error: {error}", file=sys.stderr)
+            return 2
+        except (DatasetError, checkpoint.CheckpointError) as error:
+            print(f"error: {rank_prefix(replicas)}{error}", file=sys.stderr, flush=True)
+            if replicas.world == 1:
+                return 2
+            replicas.abort(2)    # this rank alone: the others are waiting for it
+        except BaseException:
+            if replicas.world == 1:
+                raise
+            print(f"error: rank {replicas.rank} failed:", file=sys.stderr)
+            traceback.print_exc()
+            sys.stderr.flush()
+            replicas.abort(1)
 
 
 if __name__ == "__main__":

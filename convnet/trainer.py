@@ -1,11 +1,19 @@
 """The training loop: epochs of SGD steps, evaluation, the schedule, logs and checkpoints.
 
 It drives a Network through any data source that provides
-  train_batches(epoch, batch_size, colour_noise) → iterable of (images (C,H,W,N), labels (N,))
-  eval_batches(batch_size, ten_crop) → iterable of (views, labels), views a list of image batches
+  train_batches(epoch, batch_size, colour_noise, shard) → iterable of (images (C,H,W,n),
+      labels (n,), part): the shard's part (convnet.replicas.BatchPart) of each global batch
+  eval_batches(batch_size, ten_crop, shard=...) → iterable of (views, labels), views a list of image
+      batches, the shard's part of each
 and whose batches are a pure function of (its seed, epoch, batch index). Dropout masks are a pure
 function of (seed, step). So everything a run does follows from its seed and its step counter,
 both saved in each checkpoint, and a resumed run repeats an uninterrupted one exactly.
+
+With replicas (convnet.replicas), every rank runs this loop on its shard of each batch: the
+step's loss and error counts and the evaluation totals are summed over the ranks, so every
+rank sees the global figures and takes the same decisions (non-finite loss, schedule, best
+checkpoint); the gradients are summed during the backward pass; only rank 0 writes files. The
+weights are compared across the ranks (checksums) after every epoch.
 
 Files in the output folder:
   log.jsonl     one JSON object per print step (epoch, step, loss, top-1/top-5 error, rates, images/s)
@@ -23,11 +31,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from convnet import checkpoint
+from convnet.replicas.engines import Replicas
 from convnet.schedule import Schedule
 from convnet.solver import SGD
 
 EPOCH_FIELDS = ("epoch", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1",
                 "val_top5", "weight_lr", "bias_lr", "seconds")
+
+
+ALONE = Replicas()   # one process: no communication
 
 
 class NonFiniteLoss(RuntimeError):
@@ -56,33 +68,40 @@ def forward_views(network, views, feature_layers=()):
     return ops.scale(probs, 1.0 / len(views)), [ops.scale(f, 1.0 / len(views)) for f in features]
 
 
-def evaluate(network, data, batch_size, ten_crop) -> Evaluation:
-    """Top-1/top-5 error of the softmax averaged over the views (1, or the 10 of the paper)."""
+def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
+    """Top-1/top-5 error of the softmax averaged over the views (1, or the 10 of the paper),
+    each rank evaluating its part of each batch."""
     ops = network.ops
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
-    for views, labels in data.eval_batches(batch_size, ten_crop):
+    for views, labels in data.eval_batches(batch_size, ten_crop, shard=replicas.shard):
+        if len(labels) == 0:
+            continue
         probs, _ = forward_views(network, views)
         top1_batch, top5_batch = ops.topk_errors(probs, labels, (1, 5))
         label_probs = ops.to_host(probs)[labels, np.arange(len(labels))]
         loss_sum -= float(np.log(np.maximum(label_probs, 1e-30)).sum())
         top1, top5, count = top1 + top1_batch, top5 + top5_batch, count + len(labels)
+    loss_sum, top1, top5, count = replicas.sum([loss_sum, top1, top5, count])
     if count == 0:
         raise ValueError("the validation set is empty")
-    return Evaluation(loss_sum / count, top1 / count, top5 / count, count)
+    return Evaluation(loss_sum / count, top1 / count, top5 / count, int(count))
 
 
 class Trainer:
     def __init__(self, network, data, schedule: Schedule, *, batch_size, momentum, weight_decay,
-                 output_dir, print_freq=50, progress=None, ten_crop=False):
+                 output_dir, print_freq=50, progress=None, ten_crop=False, replicas=ALONE):
         self.network, self.data, self.schedule = network, data, schedule
         self.batch_size, self.output_dir = batch_size, output_dir
         self.print_freq, self.progress, self.ten_crop = print_freq, progress, ten_crop
+        self.replicas = replicas
+        self.writes = replicas.rank == 0   # only rank 0 writes logs and checkpoints
         rates = schedule.rates
         self.solver = SGD(rates.weight_lr, rates.bias_lr / rates.weight_lr, momentum,
                           weight_decay, dict(rates.layer_lr_scale))
         self.velocity = self.solver.momentum_buffers(network)
         self.epoch, self.step, self.best_error = 0, 0, None
-        os.makedirs(output_dir, exist_ok=True)
+        if self.writes:
+            os.makedirs(output_dir, exist_ok=True)
 
     # -- state -------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -101,7 +120,14 @@ class Trainer:
         self.epoch, self.step, self.best_error = state["epoch"], state["step"], state["best_error"]
         self.schedule = Schedule.from_state(state["schedule"])
         self._apply_rates()
-        self._truncate_logs()
+        if self.writes:
+            self._truncate_logs()
+
+    def check_replicas_agree(self, when):
+        """ReplicasDiverged on every rank unless every rank holds the same weights and momentum."""
+        self.replicas.check_same([self.network.params[spec.key] for spec in self.network.specs]
+                                 + [self.velocity[spec.key] for spec in self.network.specs],
+                                 f"weights and momentum {when}", self.network.ops.to_host)
 
     def _truncate_logs(self):
         """Drop log lines written after the checkpoint: the resumed run writes them again."""
@@ -124,39 +150,58 @@ class Trainer:
         self.solver.layer_lr_scale = dict(rates.layer_lr_scale)
 
     # -- one step, one epoch, the run ---------------------------------------------------------
-    def train_step(self, images, labels):
-        result = self.network.forward(images, labels, train=True, step=self.step)
-        if not math.isfinite(result.loss):
-            raise NonFiniteLoss(f"loss became {result.loss} at step {self.step} (epoch "
+    def train_step(self, images, labels, part):
+        """One SGD step on the global batch, of which this rank holds `part` (images, labels).
+        Returns the global batch's (mean loss, top-1 errors, top-5 errors)."""
+        replicas = self.replicas
+        if part.count:
+            result = self.network.forward(images, labels, train=True, step=self.step, part=part)
+            share = part.count / part.total
+            totals = [result.loss * share, *result.errors]
+        else:
+            totals = [0.0, 0, 0]
+        loss, top1, top5 = replicas.sum(totals)
+        if not math.isfinite(loss):
+            raise NonFiniteLoss(f"loss became {loss} at step {self.step} (epoch "
                                 f"{self.epoch + 1}); the last good checkpoint is untouched")
-        self.solver.step(self.network, self.network.backward(), self.velocity)
+        if part.count:
+            grads = self.network.backward(gradients_ready=replicas.gradients_ready)
+        else:
+            grads = self.network.zero_gradients(gradients_ready=replicas.gradients_ready)
+        replicas.wait_gradients()
+        self.solver.step(self.network, grads, self.velocity)
         self.step += 1
-        return result
+        return float(loss), int(top1), int(top5)
 
     def train_epoch(self):
         loss_sum, top1, top5, count = 0.0, 0, 0, 0
         window_start, window_images = time.perf_counter(), 0
         batches = self.data.train_batches(self.epoch, self.batch_size,
-                                          self.schedule.rates.colour_noise)
-        if self.progress is not None:
+                                          self.schedule.rates.colour_noise, self.replicas.shard)
+        if self.progress is not None and self.writes:
             batches = self.progress(batches, f"epoch {self.epoch + 1}")
-        with open(os.path.join(self.output_dir, "log.jsonl"), "a") as log:
-            for images, labels in batches:
-                result = self.train_step(images, labels)
-                n = len(labels)
-                loss_sum += result.loss * n
-                top1, top5, count = top1 + result.errors[0], top5 + result.errors[1], count + n
+        with self._log("log.jsonl") as log:
+            for images, labels, part in batches:
+                loss, errors1, errors5 = self.train_step(images, labels, part)
+                n = part.total
+                loss_sum += loss * n
+                top1, top5, count = top1 + errors1, top5 + errors5, count + n
                 window_images += n
                 if self.step % self.print_freq == 0:
                     elapsed = time.perf_counter() - window_start
                     log.write(json.dumps({
-                        "epoch": self.epoch + 1, "step": self.step, "loss": result.loss,
-                        "top1": result.errors[0] / n, "top5": result.errors[1] / n,
+                        "epoch": self.epoch + 1, "step": self.step, "loss": loss,
+                        "top1": errors1 / n, "top5": errors5 / n,
                         "weight_lr": self.solver.weight_lr,
                         "images_per_second": window_images / elapsed}) + "\n")
                     log.flush()
                     window_start, window_images = time.perf_counter(), 0
         return Evaluation(loss_sum / count, top1 / count, top5 / count, count)
+
+    def _log(self, name):
+        """The output folder's file `name` for appending, on rank 0; elsewhere a sink."""
+        return open(os.path.join(self.output_dir, name) if self.writes else os.devnull, "a",
+                    newline="")
 
     def fit(self, epochs):
         """Train until `epochs` epochs are done; returns the last epoch's validation result."""
@@ -165,7 +210,8 @@ class Trainer:
         while self.epoch < epochs:
             start = time.perf_counter()
             training = self.train_epoch()
-            validation = evaluate(self.network, self.data, self.batch_size, self.ten_crop)
+            validation = evaluate(self.network, self.data, self.batch_size, self.ten_crop,
+                                  self.replicas)
             row = {"epoch": self.epoch + 1, "train_loss": training.loss,
                    "train_top1": training.top1, "train_top5": training.top5,
                    "val_loss": validation.loss, "val_top1": validation.top1,
@@ -173,7 +219,7 @@ class Trainer:
                    "bias_lr": self.solver.weight_lr * self.solver.bias_lr_multiplier,
                    "seconds": round(time.perf_counter() - start, 3)}
             new_file = not os.path.exists(csv_path)
-            with open(csv_path, "a", newline="") as handle:
+            with self._log("epochs.csv") as handle:
                 writer = csv.DictWriter(handle, EPOCH_FIELDS)
                 if new_file:
                     writer.writeheader()
@@ -181,12 +227,14 @@ class Trainer:
             self.schedule.epoch_finished(self.epoch, validation.top1)
             self._apply_rates()
             self.epoch += 1
+            self.check_replicas_agree(f"after epoch {self.epoch}")
             improved = self.best_error is None or validation.top1 < self.best_error
             if improved:
                 self.best_error = validation.top1
-            checkpoint.save(os.path.join(self.output_dir, "last.h5"), self.network,
-                            self.velocity, self.state())
-            if improved:
-                checkpoint.save(os.path.join(self.output_dir, "best.h5"), self.network,
+            if self.writes:
+                checkpoint.save(os.path.join(self.output_dir, "last.h5"), self.network,
                                 self.velocity, self.state())
+                if improved:
+                    checkpoint.save(os.path.join(self.output_dir, "best.h5"), self.network,
+                                    self.velocity, self.state())
         return validation

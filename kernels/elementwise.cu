@@ -6,12 +6,15 @@
 //   add_bias        out[i] = y[i] + bias[i / inner]
 //   relu_forward    out[i] = max(x[i], 0)
 //   relu_backward   out[i] = y[i] > 0 ? dy[i] : 0           (y the ReLU's output)
-//   dropout_mask    mask[i] = (mix(i ^ mix(key)) >> 8) < threshold,  threshold = round(keep·2²⁴)
+//   dropout_mask    mask[i] = (mix(g ^ mix(key)) >> 8) < threshold,  threshold = round(keep·2²⁴),
+//                   g = (i / images)·total + start + i % images: element i's index in the mask of
+//                   the whole `total`-image batch, of which this array holds images [start,
+//                   start + images) (images innermost; g = i for a whole batch)
 //   apply_mask      out[i] = x[i] · mask[i]
 //   scale           out[i] = x[i] · factor
 //   bias_backward   out[c] = Σ_{i < inner} dy[c·inner + i]   one block per channel, a fixed-order
 //                   tree over the block's threads: the same bits every run
-// Restrictions (asserted by the launchers): count < 2³¹; one block per channel for
+// Restrictions (asserted by the launchers): count < 2³¹ (for dropout_mask, the whole batch's too); one block per channel for
 // bias_backward (channels ≤ 2³¹ − 1); the grid-stride loops take any grid.
 #include "common.cuh"
 #include "tiles.cuh"
@@ -50,9 +53,13 @@ __device__ __forceinline__ u32 mix32(u32 h) {
 // T is unused by the formula; the mask is uint8 for both instantiations.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-dropout_mask(u8* __restrict__ mask, u32 count, u32 key, u32 threshold) {
+dropout_mask(u8* __restrict__ mask, u32 count, u32 images, u32 start, u32 total, u32 key,
+             u32 threshold) {
   const u32 mixed_key = mix32(key);
-  GRID_STRIDE_LOOP(i, count) mask[i] = (mix32(i ^ mixed_key) >> 8) < threshold;
+  GRID_STRIDE_LOOP(i, count) {
+    const u32 whole = (i / images) * total + start + i % images;
+    mask[i] = (mix32(whole ^ mixed_key) >> 8) < threshold;
+  }
 }
 CONVNET_INSTANTIATE(dropout_mask)
 

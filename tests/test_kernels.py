@@ -254,6 +254,16 @@ def test_elementwise(backend, shape, rng):
     assert_as_accurate("apply_mask", (x, mask), backend=backend)
 
 
+def test_dropout_mask_of_a_part_of_the_batch(backend, rng):
+    """Images [start, start + n) of a bigger batch: the reference's whole-batch mask there."""
+    total, key = int(rng.integers(2, 40)), int(rng.integers(2 ** 32))
+    start = int(rng.integers(0, total))
+    n = int(rng.integers(0, total - start + 1))
+    mask = call(backend, "dropout_mask", (3, 5, n), 0.5, key, start=start, total=total)[0]
+    np.testing.assert_array_equal(mask, reference.dropout_mask((3, 5, total), 0.5,
+                                                               key)[..., start:start + n])
+
+
 def test_dropout_mask_at_fc_size(backend, rng):
     key = int(rng.integers(2 ** 32))
     mask = call(backend, "dropout_mask", (2048, 128), 0.5, key)[0]

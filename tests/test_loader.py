@@ -60,9 +60,9 @@ def test_training_batch_matches_formulas(stored, convention, crop_draw, chunk, n
     data = Loader(path, crop=CROP, seed=11, colour_noise_convention=convention,
                    crop_draw=crop_draw)
     batches = list(data.train_batches(epoch=2, batch_size=40, colour_noise_on=noise_on))
-    assert [len(labels) for _, labels in batches] == [40, 30]
+    assert [len(labels) for _, labels, _ in batches] == [40, 30]
     order = np.random.default_rng([11, 2]).permutation(70)
-    for index, (images, labels) in enumerate(batches):
+    for index, (images, labels, _) in enumerate(batches):
         chosen = order[index * 40:(index + 1) * 40]
         assert images.shape == (3, CROP, CROP, len(chosen)) and images.dtype == np.float32
         np.testing.assert_array_equal(labels, data.train_labels[chosen])
@@ -75,9 +75,9 @@ def test_batches_are_a_function_of_seed_and_epoch(stored):
     path, _, _ = stored
     make = lambda seed: Loader(path, crop=CROP, seed=seed, colour_noise_convention="eigenvalue",
                                 crop_draw="per-image")
-    first = [b for b, _ in make(1).train_batches(0, 32, True)]
-    again = [b for b, _ in make(1).train_batches(0, 32, True)]
-    other = [b for b, _ in make(1).train_batches(1, 32, True)]
+    first = [b for b, _, _ in make(1).train_batches(0, 32, True)]
+    again = [b for b, _, _ in make(1).train_batches(0, 32, True)]
+    other = [b for b, _, _ in make(1).train_batches(1, 32, True)]
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
     assert not np.array_equal(first[0], other[0])
 
@@ -195,7 +195,8 @@ def test_reads_from_file_equal_reads_from_memory(stored):
     path, _, _ = stored
     memory, disk = loader(path), loader(path, in_memory_bytes=0, threads=2)
     assert memory.in_memory and not disk.in_memory
-    for (a, la), (b, lb) in zip(memory.train_batches(3, 16, True), disk.train_batches(3, 16, True)):
+    for (a, la, _), (b, lb, _) in zip(memory.train_batches(3, 16, True),
+                                      disk.train_batches(3, 16, True)):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(la, lb)
     (views_a, _), = list(memory.eval_batches(8, True))[:1]
@@ -208,12 +209,12 @@ def test_batch_memory_is_reused_only_once_released(stored):
     path, _, _ = stored
     data = loader(path)
     address = lambda array: array.__array_interface__["data"][0]
-    held = [images for images, _ in data.train_batches(0, 10, True)]      # all kept
+    held = [images for images, _, _ in data.train_batches(0, 10, True)]   # all kept
     assert len({address(images) for images in held}) == len(held)
     expected = [images.copy() for images in held]
     del held
     seen = set()
-    for index, (images, _) in enumerate(data.train_batches(0, 10, True)):   # each dropped
+    for index, (images, _, _) in enumerate(data.train_batches(0, 10, True)):   # each dropped
         np.testing.assert_array_equal(images, expected[index])
         seen.add(address(images))
     assert len(seen) <= 3   # the batch in use, the one being made, the one just released
@@ -260,7 +261,7 @@ def test_real_jpeg_tree_through_prepare_and_loader(tmp_path, rng):
                          "2"]) == 0
     data = Loader(output, crop=28, seed=3, colour_noise_convention="eigenvalue",
                   crop_draw="per-image", threads=2)
-    (images, labels), = list(data.train_batches(0, 64, True))
+    (images, labels, _), = list(data.train_batches(0, 64, True))
     order = np.random.default_rng([3, 0]).permutation(len(data.train_labels))
     rng_batch = np.random.default_rng([3, 0, 0])
     offsets, flips, alphas = draw(rng_batch, len(order), 4, 1, True)

@@ -10,6 +10,7 @@ import pytest
 from convnet import alexnet
 from convnet.backend import get_backend
 from convnet.network import Network
+from convnet.replicas.shard import WHOLE
 from convnet.schedule import Rates, Schedule
 from convnet.trainer import NonFiniteLoss, Trainer
 
@@ -33,18 +34,22 @@ class PatternData:
         noise = rng.normal(0, 25, (len(labels),) + templates.shape[1:]).astype(np.float32)
         return np.ascontiguousarray((templates[labels] + noise).transpose(1, 2, 3, 0))
 
-    def train_batches(self, epoch, batch_size, colour_noise):
+    def train_batches(self, epoch, batch_size, colour_noise, shard=WHOLE):
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_labels))
         for index, start in enumerate(range(0, len(order), batch_size)):
             if self.kill_at == (epoch, index):
                 raise KeyboardInterrupt
             chosen = order[start:start + batch_size]
-            yield np.ascontiguousarray(self.train_images[..., chosen]), self.train_labels[chosen]
+            part = shard.part(len(chosen))
+            chosen = chosen[part.start:part.stop]
+            yield (np.ascontiguousarray(self.train_images[..., chosen]),
+                   self.train_labels[chosen], part)
 
-    def eval_batches(self, batch_size, ten_crop):
+    def eval_batches(self, batch_size, ten_crop, shard=WHOLE):
         for start in range(0, len(self.val_labels), batch_size):
-            images = self.val_images[..., start:start + batch_size]
-            labels = self.val_labels[start:start + batch_size]
+            part = shard.part(min(batch_size, len(self.val_labels) - start))
+            mine = slice(start + part.start, start + part.stop)
+            images, labels = self.val_images[..., mine], self.val_labels[mine]
             yield ([images, images[:, :, ::-1].copy()] if ten_crop else [images]), labels
 
 
@@ -66,7 +71,7 @@ def test_an_epoch_is_the_sgd_steps_over_its_batches(tmp_path):
     trainer = make_trainer(tmp_path / "run")
     manual = make_trainer(tmp_path / "manual")
     trainer.fit(1)
-    for step, (images, labels) in enumerate(manual.data.train_batches(0, 16, True)):
+    for step, (images, labels, _) in enumerate(manual.data.train_batches(0, 16, True)):
         manual.network.forward(images, labels, train=True, step=step)
         manual.solver.step(manual.network, manual.network.backward(), manual.velocity)
     for key, value in manual.network.params.items():

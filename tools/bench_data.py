@@ -69,11 +69,11 @@ def time_loader(path, images, args, threads, in_memory):
                   in_memory_bytes=dataset_bytes(images) if in_memory else 0)
     order = np.random.default_rng([1, 0]).permutation(len(images))[:args.batch]
     batches = data.train_batches(0, args.batch, True)
-    first, _ = next(batches)                       # warm-up: opens the file, fills memory
+    first, _, _ = next(batches)                    # warm-up: opens the file, fills memory
     check_batch(data, images, order, first)
     del first
     count, start = 0, time.perf_counter()
-    for batch, labels in batches:
+    for batch, labels, _ in batches:
         count += len(labels)
     return count / (time.perf_counter() - start)
 

@@ -20,6 +20,10 @@ made here in Python (6 numbers an image); the C++ threads only move pixels, each
 computed by one thread from those draws, so a batch is a pure function of (seed, epoch, index),
 whatever the number of threads.
 
+Replicas (convnet.replicas): a Loader given a Shard makes only that rank's part of each global
+batch (training and evaluation). It draws the whole batch's numbers and keeps its images'
+share, so the parts of a batch, put side by side, are the batch one process would make.
+
 Double buffering: a background thread makes batch k + 1 while the caller uses batch k (the C++
 code releases the GIL). A yielded batch stays valid for as long as the caller holds it; its
 memory is reused for a later batch once the caller has dropped every reference to it. That
@@ -38,6 +42,7 @@ import numpy as np
 
 from convnet import _augment
 from convnet.data.dataset import Dataset
+from convnet.replicas.shard import WHOLE
 
 COLOUR_NOISE = ("eigenvalue", "sqrt-eigenvalue-div-1.1")
 CROP_DRAWS = {"per-image": 1, "per-chunk-32": 32}
@@ -204,21 +209,25 @@ class Loader:
         return images, index
 
     # -- batches ------------------------------------------------------------------------------
-    def train_batch(self, epoch, index, chosen, colour_noise_on):
-        """Batch `index` of `epoch` over the training images `chosen`: (images, labels)."""
+    def train_batch(self, epoch, index, chosen, colour_noise_on, shard=WHOLE):
+        """The shard's part of batch `index` of `epoch` over the training images `chosen`:
+        (images, labels, part)."""
         n, limit = len(chosen), self.image_size - self.crop
+        part = shard.part(n)
         rng = np.random.default_rng([self.seed, epoch, index])
         offsets, flips, alphas = draw(rng, n, limit, self.draw_every, colour_noise_on)
+        mine = slice(part.start, part.stop)
         if colour_noise_on:
-            colour = colour_offsets(alphas, self.eigenvalues, self.eigenvectors, self.convention)
+            colour = colour_offsets(alphas[mine], self.eigenvalues, self.eigenvectors,
+                                    self.convention)
         else:
-            colour = np.zeros((n, 3), np.float32)
+            colour = np.zeros((part.count, 3), np.float32)
         divisor = CODE_DIVISOR if colour_noise_on and self.convention == COLOUR_NOISE[1] else 1.0
-        images, source_index = self.read("train", chosen)
-        out = self.buffers.take((3, self.crop, self.crop, n))
-        augment(images, source_index, offsets, flips, colour, self.mean_crop, divisor, out,
-                self.threads)
-        return out, self.train_labels[chosen]
+        images, source_index = self.read("train", chosen[mine])
+        out = self.buffers.take((3, self.crop, self.crop, part.count))
+        augment(images, source_index, offsets[mine], flips[mine], colour, self.mean_crop,
+                divisor, out, self.threads)
+        return out, self.train_labels[chosen[mine]], part
 
     def labels(self, split):
         return {"train": self.train_labels, "val": self.val_labels}[split]
@@ -241,20 +250,27 @@ class Loader:
         images, source_index = self.read(split, indices)
         return self.views(images, source_index, ten_crop), self.labels(split)[indices]
 
-    def train_batches(self, epoch, batch_size, colour_noise_on):
+    def train_batches(self, epoch, batch_size, colour_noise_on, shard=WHOLE):
+        """The epoch's batches in its shuffled order: (images, labels, part), the shard's part
+        of each (convnet.replicas.BatchPart); the last batch may be shorter."""
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_labels))
         starts = range(0, len(order), batch_size)
-        return prefetch(lambda k: self.train_batch(epoch, k, order[starts[k]:starts[k] +
-                                                                   batch_size], colour_noise_on),
-                        len(starts))
+        return prefetch(lambda k: self.train_batch(
+            epoch, k, order[starts[k]:starts[k] + batch_size], colour_noise_on, shard),
+            len(starts))
 
-    def eval_batches(self, batch_size, ten_crop, split="val", indices=None):
-        """Evaluation batches of `split`: all its images in order, or `indices` in their order."""
+    def eval_batches(self, batch_size, ten_crop, split="val", indices=None, shard=WHOLE):
+        """Evaluation batches of `split`: all its images in order, or `indices` in their order;
+        the shard's part of each batch."""
         if indices is None:
             indices = np.arange(len(self.labels(split)))
         starts = range(0, len(indices), batch_size)
-        return prefetch(lambda k: self.eval_batch(indices[starts[k]:starts[k] + batch_size],
-                                                  ten_crop, split), len(starts))
+
+        def make(k):
+            batch = indices[starts[k]:starts[k] + batch_size]
+            part = shard.part(len(batch))
+            return self.eval_batch(batch[part.start:part.stop], ten_crop, split)
+        return prefetch(make, len(starts))
 
     def close(self):
         if self._opened is not None and self._opened[0] == os.getpid():

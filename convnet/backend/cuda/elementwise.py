@@ -39,16 +39,25 @@ def relu_backward(launcher, dy, y):
     return out
 
 
-def dropout_mask(launcher, shape, keep, key):
+def dropout_mask(launcher, shape, keep, key, start=0, total=None):
+    """Images [start, start + shape[-1]) of a `total`-image batch's mask (default: the whole)."""
     require(0.0 < keep <= 1.0, f"dropout keep probability must be in (0, 1]; got {keep}")
     require(0 <= key < 2 ** 32, f"dropout key must be a 32-bit unsigned integer; got {key}")
+    images = shape[-1]
+    total = images if total is None else total
+    require(0 <= start and start + images <= total,
+            f"dropout mask of images [{start}, {start + images}) does not lie in a batch of "
+            f"{total}")
     count = int(np.prod(shape))
-    require(count < 2 ** 31, f"dropout mask of {count} elements exceeds 2³¹ − 1")
+    whole = count // images * total if images else 0
+    require(max(count, whole) < 2 ** 31,
+            f"dropout mask of {max(count, whole)} elements exceeds 2³¹ − 1")
     mask = launcher.empty(shape, np.uint8)
     threshold = min(round(keep * 2 ** 24), 2 ** 24)
     # The kernel's element type does not enter the mask; its float instantiation is used.
     launch_elementwise(launcher, "dropout_mask", np.float32, count,
-                       (mask, u32(count), u32(key), u32(threshold)))
+                       (mask, u32(count), u32(max(images, 1)), u32(start), u32(total), u32(key),
+                        u32(threshold)))
     return mask
 
 

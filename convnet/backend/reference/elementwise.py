@@ -6,7 +6,10 @@ counter-based hash, so every backend draws the same mask for the same key, and a
 replayed exactly from its key alone:
   h = mix(index ⊕ mix(key)),  u = (h >> 8) · 2⁻²⁴,  mask = u < keep
 where mix is a 32-bit avalanche hash (xor-shift-multiply, constants 0x7feb352d, 0x846ca68b).
-Elements are indexed in the array's row-major order.
+Elements are indexed in the array's row-major order. The mask of images [start, start + n) of
+a batch of `total` images (the last axis, images innermost) is the whole batch's mask at those
+images: element (f, i) has index f·total + start + i, so parts of a batch split over replicas
+get exactly the mask the whole batch gets.
 """
 import numpy as np
 
@@ -30,16 +33,23 @@ def _mix32(h):
         return h ^ (h >> np.uint32(16))
 
 
-def dropout_mask(shape, keep, key):
-    """A uint8 mask of `shape`, 1 with probability `keep`, determined by the 32-bit `key`."""
+def dropout_mask(shape, keep, key, start=0, total=None):
+    """A uint8 mask of `shape`, 1 with probability `keep`, determined by the 32-bit `key`: images
+    [start, start + shape[-1]) of a `total`-image batch's mask (default: the whole batch)."""
     if not 0.0 < keep <= 1.0:
         raise ValueError(f"dropout keep probability must be in (0, 1]; got {keep}")
     if not 0 <= key < 2 ** 32:
         raise ValueError(f"dropout key must be a 32-bit unsigned integer; got {key}")
-    count = int(np.prod(shape))
-    if count >= 2 ** 32:
-        raise ValueError(f"dropout mask of {count} elements exceeds the 32-bit counter")
-    index = np.arange(count, dtype=np.uint32)
+    images = shape[-1]
+    total = images if total is None else total
+    if not (0 <= start and start + images <= total):
+        raise ValueError(f"dropout mask of images [{start}, {start + images}) does not lie in a "
+                         f"batch of {total}")
+    features = int(np.prod(shape[:-1]))
+    if features * total >= 2 ** 32:
+        raise ValueError(f"dropout mask of {features * total} elements exceeds the 32-bit counter")
+    index = (np.arange(features, dtype=np.uint32)[:, None] * np.uint32(total)
+             + np.arange(start, start + images, dtype=np.uint32)).ravel()
     hashed = _mix32(index ^ _mix32(np.uint32(key)))
     threshold = np.uint32(min(round(keep * 2 ** 24), 2 ** 24))
     return ((hashed >> np.uint32(8)) < threshold).astype(np.uint8).reshape(shape)

@@ -1,0 +1,121 @@
+"""The NCCL engine: the CUDA backend's replicas, through cupy.cuda.nccl over GPU arrays.
+
+NOT YET RUN. This project's development machine and CI have no GPU, and the CUDA backend that
+will call this is being written; this module is written against CuPy's documented NCCL API
+(NcclCommunicator(ndev, commId, rank), allReduce(sendbuf, recvbuf, count, datatype, op,
+stream), get_unique_id) and kept small so that it can be read as correct. What CI does run is
+the part that needs no GPU: the unique ids' exchange (convnet/replicas/rendezvous.py, or MPI's
+broadcast) and tower_gpus (convnet/replicas/launch.py rank_gpus).
+
+One communicator per tower, made on the GPU that holds this rank's copy of the tower, so tower
+a's gradients travel only between the GPUs that hold tower a. Each tower's all-reduces run on a
+stream of their own, which waits (an event) for the compute stream to finish the layer's
+backward pass: they overlap the backward pass of the layers below. wait_gradients() waits on
+the host, under the watchdog, for both towers' streams. sum() sums a few float64 values on
+tower a's communicator and stream.
+"""
+import json
+import os
+
+import numpy as np
+
+from convnet.alexnet import TOWERS
+from convnet.replicas import rendezvous
+from convnet.replicas.engines import Replicas, mpi_world
+from convnet.replicas.launch import LaunchError, rank_gpus
+from convnet.replicas.watchdog import Watchdog
+
+
+class NcclReplicas(Replicas):
+    def __init__(self, launcher, rank, world, tower_devices, unique_ids, watchdog):
+        import cupy
+        from cupy.cuda import nccl
+        self.cupy, self.nccl, self.watchdog = cupy, nccl, watchdog
+        self.launcher, self.rank, self.world = launcher, rank, world
+        self.devices = dict(tower_devices)
+        self.types = {np.dtype(np.float32): nccl.NCCL_FLOAT32,
+                      np.dtype(np.float64): nccl.NCCL_FLOAT64}
+        self.comms, self.streams = {}, {}
+        with watchdog.waiting("creating the NCCL communicators"):
+            for tower in TOWERS:   # in the same order on every rank: creation is collective
+                with cupy.cuda.Device(self.devices[tower]):
+                    self.comms[tower] = nccl.NcclCommunicator(world, unique_ids[tower], rank)
+                    self.streams[tower] = cupy.cuda.Stream(non_blocking=True)
+
+    def _all_reduce(self, tower, array):
+        self.comms[tower].allReduce(array.data.ptr, array.data.ptr, array.size,
+                                    self.types[array.dtype], self.nccl.NCCL_SUM,
+                                    self.streams[tower].ptr)
+
+    def _after_compute(self, tower):
+        """Make the tower's stream wait for the work queued so far on the compute stream."""
+        written = self.cupy.cuda.Event()
+        written.record()   # on the current (compute) stream
+        self.streams[tower].wait_event(written)
+
+    def gradients_ready(self, tower, grads):
+        with self.cupy.cuda.Device(self.devices[tower]):
+            grads = {key: self.cupy.ascontiguousarray(grad) for key, grad in grads.items()}
+            self._after_compute(tower)   # after the copies above, if any
+            for grad in grads.values():
+                self._all_reduce(tower, grad)
+        return grads
+
+    def wait_gradients(self):
+        with self.watchdog.waiting("summing the gradients"):
+            for tower in TOWERS:
+                self.streams[tower].synchronize()
+
+    def sum(self, values):
+        with self.cupy.cuda.Device(self.devices["a"]):
+            buffer = self.cupy.asarray(np.array(values, np.float64))
+            self._after_compute("a")
+            self._all_reduce("a", buffer)
+            with self.watchdog.waiting("a sum over the ranks"):
+                self.streams["a"].synchronize()
+            return buffer.get()
+
+    def abort(self, code):
+        for comm in self.comms.values():
+            comm.abort()
+        os._exit(code)
+
+
+def tower_gpus(launch, gpus) -> dict:
+    """{tower: physical GPU} of this rank, from --gpus's indices (one: both towers; two: a, b)."""
+    import cupy
+    if launch.launcher == "mpi":
+        from mpi4py import MPI
+        local_rank = mpi_world().Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
+    else:
+        local_rank = launch.local_rank
+    devices = rank_gpus(gpus, local_rank, cupy.cuda.runtime.getDeviceCount())
+    return dict(zip(TOWERS, devices * 2 if len(devices) == 1 else devices))
+
+
+def connect(launch, tower_devices, *, timeout) -> Replicas:
+    """The NCCL engine for this launch; NCCL's unique ids (one per tower) go from rank 0 to the
+    others by MPI's broadcast where MPI launched the job, else through the rendezvous at
+    MASTER_ADDR:MASTER_PORT."""
+    from cupy.cuda import nccl
+    if launch.launcher == "single":
+        return Replicas()
+    if launch.launcher == "mpi":
+        comm = mpi_world()
+        rank, world = comm.Get_rank(), comm.Get_size()
+        watchdog = Watchdog(timeout, rank)
+        with watchdog.waiting("receiving NCCL's unique ids"):
+            ids = comm.bcast({tower: nccl.get_unique_id() for tower in TOWERS}
+                             if rank == 0 else None, root=0)
+    elif launch.launcher == "torchrun":
+        rank, world = launch.rank, launch.world
+        watchdog = Watchdog(timeout, rank)
+        payload = json.dumps({tower: list(nccl.get_unique_id()) for tower in TOWERS}).encode() \
+            if rank == 0 else None
+        address, port = launch.master
+        received = rendezvous.broadcast(payload, rank=rank, world=world, address=address,
+                                        port=port, timeout=timeout)
+        ids = {tower: tuple(values) for tower, values in json.loads(received).items()}
+    else:
+        raise LaunchError(f"unknown launcher {launch.launcher!r}")
+    return NcclReplicas(launch.launcher, rank, world, tower_devices, ids, watchdog)

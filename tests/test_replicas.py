@@ -1,0 +1,349 @@
+"""Data-parallel replicas without MPI: the parts of a batch (shards, dropout masks, loader
+draws, gradients) put together equal the whole batch; the launch environment; the NCCL ids'
+rendezvous over TCP on 127.0.0.1; the watchdog; the checks built on a sum over the ranks (run
+here by threads standing in for ranks). The real MPI jobs are in test_replicas_mpi.py."""
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from convnet import alexnet, train
+from convnet.backend import get_backend
+from convnet.backend.reference import dropout_mask
+from convnet.data import dataset
+from convnet.data.loader import Loader
+from convnet.network import Network
+from convnet.replicas import rendezvous
+from convnet.replicas.engines import Replicas, ReplicasDiverged
+from convnet.replicas.launch import LaunchError, from_environment, rank_gpus
+from convnet.replicas.shard import BatchPart, Shard
+from convnet.replicas.watchdog import Watchdog
+
+
+def parts(total, world):
+    return [Shard(rank, world).part(total) for rank in range(world)]
+
+
+# -- shards ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("world", [1, 2, 3, 5])
+def test_shards_cover_a_batch_once_in_rank_order(world):
+    for total in range(13):
+        split = parts(total, world)
+        assert split[0].start == 0 and split[-1].stop == total
+        assert all(a.stop == b.start for a, b in zip(split, split[1:]))
+        counts = [part.count for part in split]
+        assert max(counts) - min(counts) <= 1
+        if total % world == 0:
+            assert counts == [total // world] * world
+
+
+def test_bad_parts_are_refused():
+    with pytest.raises(ValueError, match=r"do not lie in a batch of 4"):
+        BatchPart(3, 2, 4)
+    with pytest.raises(ValueError, match="rank 2 does not lie in a world of 2"):
+        Shard(2, 2)
+
+
+# -- dropout masks ----------------------------------------------------------------------------
+def test_dropout_masks_of_the_parts_are_the_whole_batch_mask(rng):
+    total, world = int(rng.integers(1, 40)), int(rng.integers(2, 6))
+    shape, key = (int(rng.integers(1, 5)), int(rng.integers(1, 30))), int(rng.integers(2 ** 32))
+    whole = dropout_mask(shape + (total,), 0.5, key)
+    masks = [dropout_mask(shape + (part.count,), 0.5, key, start=part.start, total=total)
+             for part in parts(total, world)]
+    np.testing.assert_array_equal(np.concatenate(masks, axis=-1), whole)
+    with pytest.raises(ValueError, match=r"images \[3, 5\) does not lie in a batch of 4"):
+        dropout_mask((2, 2), 0.5, key, start=3, total=4)
+
+
+# -- the loader ---------------------------------------------------------------------------------
+@pytest.fixture
+def stored(tmp_path, rng):
+    path = tmp_path / "set.h5"
+    dataset.write(path, name="t", train_images=rng.integers(0, 256, (45, 12, 12, 3), np.uint8),
+                  train_labels=rng.integers(0, 3, 45),
+                  val_images=rng.integers(0, 256, (11, 12, 12, 3), np.uint8),
+                  val_labels=rng.integers(0, 3, 11), class_ids=list("abc"),
+                  class_names=list("abc"))
+    return path
+
+
+@pytest.mark.parametrize("crop_draw", ["per-image", "per-chunk-32"])
+@pytest.mark.parametrize("world", [2, 3])
+def test_loader_parts_side_by_side_are_the_whole_batches(stored, crop_draw, world):
+    data = Loader(stored, crop=9, seed=5, colour_noise_convention="sqrt-eigenvalue-div-1.1",
+                  crop_draw=crop_draw)
+    whole = [(images.copy(), labels, part) for images, labels, part
+             in data.train_batches(1, 40, True)]            # batches of 40 and 5
+    shards = [[(images.copy(), labels, part) for images, labels, part
+               in data.train_batches(1, 40, True, Shard(rank, world))] for rank in range(world)]
+    for index, (images, labels, part) in enumerate(whole):
+        assert part == BatchPart.of_whole(len(labels))
+        mine = [shard[index] for shard in shards]
+        assert [p for _, _, p in mine] == parts(len(labels), world)
+        np.testing.assert_array_equal(np.concatenate([i for i, _, _ in mine], axis=-1), images)
+        np.testing.assert_array_equal(np.concatenate([l for _, l, _ in mine]), labels)
+    for ten_crop in (False, True):
+        whole = list(data.eval_batches(8, ten_crop))
+        shards = [list(data.eval_batches(8, ten_crop, shard=Shard(rank, world)))
+                  for rank in range(world)]
+        for index, (views, labels) in enumerate(whole):
+            np.testing.assert_array_equal(
+                np.concatenate([shard[index][1] for shard in shards]), labels)
+            for view, view_parts in zip(views, zip(*[shard[index][0] for shard in shards])):
+                np.testing.assert_array_equal(np.concatenate(view_parts, axis=-1), view)
+
+
+# -- the network ------------------------------------------------------------------------------
+@pytest.mark.parametrize("world", [2, 4, 7])
+def test_gradients_of_the_parts_sum_to_the_whole_batch_gradient(rng, world):
+    """In float64: share-weighted part gradients (a part of 7 with no images among them) add
+    up to the whole batch's, dropout included, and the shares' losses to its loss."""
+    model = alexnet.build_model("2012-small28")
+    network = Network(model, get_backend("reference"), dtype=np.float64,
+                      seed=int(rng.integers(1000)))
+    images = rng.normal(0, 50, model.image_shape + (6,))
+    labels = rng.integers(0, model.geometry.classes, 6)
+    whole_loss = network.forward(images, labels, train=True, step=3).loss
+    whole = network.backward()
+    loss, summed = 0.0, {key: 0.0 for key in whole}
+    for part in parts(6, world):
+        if part.count:
+            mine = slice(part.start, part.stop)
+            result = network.forward(images[..., mine], labels[mine], train=True, step=3,
+                                     part=part)
+            loss += result.loss * part.count / part.total
+            grads = network.backward()
+        else:
+            grads = network.zero_gradients()
+        summed = {key: summed[key] + grads[key] for key in whole}
+    assert loss == pytest.approx(whole_loss, rel=1e-12)
+    for key in whole:
+        np.testing.assert_allclose(summed[key], whole[key], rtol=1e-9, atol=1e-13, err_msg=key)
+
+
+def test_gradients_are_handed_over_per_layer_per_tower_in_one_order(rng):
+    model = alexnet.build_model("2012-small28")
+    network = Network(model, get_backend("reference"), seed=1)
+    towers = {spec.key: spec.tower for spec in network.specs}
+    handed = {"backward": [], "zero": []}
+
+    def record(name):
+        def gradients_ready(tower, grads):
+            assert all(towers[key] == tower for key in grads)
+            handed[name].extend(grads)
+            return {key: grad.copy() for key, grad in grads.items()}
+        return gradients_ready
+    images = rng.normal(0, 50, model.image_shape + (2,)).astype(np.float32)
+    network.forward(images, np.array([0, 1]), train=True)
+    network.backward(gradients_ready=record("backward"))
+    network.zero_gradients(gradients_ready=record("zero"))
+    assert handed["backward"] == handed["zero"]
+    assert sorted(handed["backward"]) == sorted(towers)
+    assert handed["backward"][:3] == ["fc8/drop7a", "fc8/drop7b", "fc8/bias"]   # the last layer
+    assert handed["backward"][-2:] == ["conv1a/data", "conv1a/bias"]            # the first
+
+
+# -- checks built on the sum over the ranks -------------------------------------------------
+class ThreadReplicas(Replicas):
+    """A rank played by a thread: sum() meets the other threads at a barrier."""
+
+    def __init__(self, rank, world, slots, barrier):
+        self.rank, self.world, self.slots, self.barrier = rank, world, slots, barrier
+
+    def sum(self, values):
+        self.slots[self.rank] = np.array(values, np.float64)
+        self.barrier.wait(timeout=10)
+        total = np.sum(self.slots, axis=0)
+        self.barrier.wait(timeout=10)
+        return total
+
+
+def on_ranks(world, work):
+    """work(replicas) on `world` threads; each rank's result or raised exception."""
+    slots, barrier = [None] * world, threading.Barrier(world)
+    results = [None] * world
+
+    def run(rank):
+        try:
+            results[rank] = work(ThreadReplicas(rank, world, slots, barrier))
+        except Exception as error:
+            results[rank] = error
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in range(world)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=20)
+    return results
+
+
+def test_gather_and_first_failure_agree_on_every_rank():
+    assert on_ranks(3, lambda r: list(r.gather(10 * r.rank + 1))) == [[1, 11, 21]] * 3
+    assert on_ranks(4, lambda r: r.first_failure(r.rank in (2, 3))) == [2] * 4
+    assert on_ranks(2, lambda r: r.first_failure(False)) == [None] * 2
+
+
+def test_check_same_fails_on_every_rank_naming_the_odd_one(rng):
+    weights = rng.normal(size=(5, 4)).astype(np.float32)
+
+    def check(replicas):
+        mine = weights.copy()
+        if replicas.rank == 2:
+            mine[4, 3] = np.nextafter(mine[4, 3], np.float32(np.inf))   # one ulp
+        replicas.check_same([weights, mine], "weights")
+    results = on_ranks(3, check)
+    assert all(isinstance(result, ReplicasDiverged) for result in results)
+    assert str(results[0]) == "the replicas' weights differ: rank 2 disagrees with rank 0"
+    assert on_ranks(3, lambda r: r.check_same([weights], "weights")) == [None] * 3
+
+
+# -- the launch environment -------------------------------------------------------------------
+TORCHRUN = {"RANK": "1", "WORLD_SIZE": "4", "LOCAL_RANK": "1", "MASTER_ADDR": "node0",
+            "MASTER_PORT": "29500"}
+
+
+@pytest.mark.parametrize("environ,launcher,rank,world", [
+    ({}, "single", 0, 1),
+    ({"WORLD_SIZE": "1", "RANK": "0"}, "single", 0, 1),
+    ({"OMPI_COMM_WORLD_RANK": "3", "OMPI_COMM_WORLD_SIZE": "8"}, "mpi", 3, 8),
+    ({"PMI_RANK": "1", "PMI_SIZE": "2"}, "mpi", 1, 2),
+    ({"PMIX_RANK": "5"}, "mpi", 5, None),
+    ({"PMI_RANK": "0", "PMI_SIZE": "2", **TORCHRUN}, "mpi", 0, 2),   # MPI's word first
+    (TORCHRUN, "torchrun", 1, 4),
+    ({"SLURM_STEP_NUM_TASKS": "1", "SLURM_PROCID": "0"}, "single", 0, 1),
+])
+def test_launch_from_environment(environ, launcher, rank, world):
+    launch = from_environment(environ)
+    assert (launch.launcher, launch.rank, launch.world) == (launcher, rank, world)
+    if launcher == "torchrun":
+        assert launch.master == ("node0", 29500) and launch.local_rank == 1
+
+
+def test_under_torchrun_the_rendezvous_takes_the_port_after_its_agent_store():
+    launch = from_environment({**TORCHRUN, "TORCHELASTIC_USE_AGENT_STORE": "True"})
+    assert launch.master == ("node0", 29501)
+
+
+@pytest.mark.parametrize("environ,message", [
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR, MASTER_PORT are not set"),
+    ({**TORCHRUN, "MASTER_ADDR": ""}, "MASTER_ADDR is not set"),
+    ({**TORCHRUN, "RANK": "4"}, "RANK=4 does not lie in WORLD_SIZE=4"),
+    ({**TORCHRUN, "MASTER_PORT": "70000"}, "MASTER_PORT=70000 leaves no TCP port"),
+    ({**TORCHRUN, "MASTER_PORT": "65535", "TORCHELASTIC_USE_AGENT_STORE": "True"},
+     "MASTER_PORT=65535 leaves no TCP port"),
+    ({**TORCHRUN, "WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
+    ({"SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "2"}, "srun started 4 tasks without an MPI"),
+])
+def test_bad_launch_environments(environ, message):
+    with pytest.raises(LaunchError, match=message):
+        from_environment(environ)
+
+
+@pytest.mark.parametrize("gpus,local_rank,visible,expected", [
+    ([0, 1], 0, 8, [0, 1]), ([0, 1], 3, 8, [6, 7]), ([0], 5, 8, [5]), ([0, 0], 2, 4, [2, 2]),
+    ([1, 0], 1, 4, [3, 2]), ([0, 1], 3, 2, [0, 1]),     # each rank sees its own two GPUs
+])
+def test_each_local_rank_takes_its_own_gpus(gpus, local_rank, visible, expected):
+    assert rank_gpus(gpus, local_rank, visible) == expected
+
+
+def test_too_few_gpus_for_the_local_ranks():
+    with pytest.raises(LaunchError, match=r"local rank 2 with --gpus 0,1 needs GPUs 4..5, but 4"):
+        rank_gpus([0, 1], 2, 4)
+    with pytest.raises(LaunchError, match="LOCAL_RANK is not set"):
+        rank_gpus([0], None, 8)
+
+
+ADDRESS = {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+
+
+@pytest.mark.parametrize("environ,message", [
+    ({"WORLD_SIZE": "2", "RANK": "0"}, "error: WORLD_SIZE=2 but MASTER_ADDR, MASTER_PORT are "
+                                       "not set: a torchrun-style launch needs"),
+    ({"WORLD_SIZE": "2", "RANK": "0", **ADDRESS},
+     "error: the CPU backend's replicas sum their gradients through MPI: launch with mpirun"),
+    ({"WORLD_SIZE": "2", "RANK": "1", **ADDRESS}, None),     # rank 0 reports it, not rank 1
+])
+def test_training_command_refuses_a_bad_launch(monkeypatch, capsys, tmp_path, environ, message):
+    """Refused before any data is read, with exit code 2 and one line on rank 0."""
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    assert train.main(["--data-path", str(tmp_path / "none.h5"), "--gpus", "cpu"]) == 2
+    output = capsys.readouterr()
+    assert output.out == ""
+    if message is None:
+        assert output.err == ""
+    else:
+        assert len(output.err.strip().splitlines()) == 1 and output.err.startswith(message)
+
+
+# -- the rendezvous -----------------------------------------------------------------------------
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def rendezvous_on_threads(world, ranks, payload, timeout):
+    port, results = free_port(), {}
+
+    def run(rank):
+        try:
+            results[rank] = rendezvous.broadcast(payload if rank == 0 else None, rank=rank,
+                                                 world=world, address="127.0.0.1", port=port,
+                                                 timeout=timeout)
+        except Exception as error:
+            results[rank] = error
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in ranks]
+    for thread in reversed(threads):   # the other ranks first: they must wait for rank 0
+        thread.start()
+        time.sleep(0.05)
+    for thread in threads:
+        thread.join(timeout=timeout + 10)
+    return results, port
+
+
+def test_rendezvous_hands_rank_0s_bytes_to_every_rank(rng):
+    payload = rng.bytes(300)
+    results, _ = rendezvous_on_threads(4, range(4), payload, timeout=10)
+    assert results == {rank: payload for rank in range(4)}
+
+
+def test_rendezvous_with_a_missing_rank_fails_in_time_on_every_rank():
+    start = time.monotonic()
+    results, port = rendezvous_on_threads(3, [0, 1], b"ids", timeout=1.0)
+    assert time.monotonic() - start < 5
+    assert isinstance(results[0], rendezvous.RendezvousError)
+    assert str(results[0]) == f"rendezvous at 127.0.0.1:{port}: ranks 2 did not arrive within 1 s"
+    assert isinstance(results[1], rendezvous.RendezvousError)
+    assert "rank 1 waiting for the other ranks" in str(results[1])
+
+
+def test_rendezvous_without_rank_0_fails_in_time():
+    start = time.monotonic()
+    results, port = rendezvous_on_threads(2, [1], None, timeout=0.5)
+    assert time.monotonic() - start < 5
+    assert str(results[1]).startswith(f"rendezvous at 127.0.0.1:{port}: rank 0 did not listen "
+                                      f"within 0.5 s (rank 1")
+
+
+def test_rendezvous_refuses_a_duplicate_rank():
+    results, _ = rendezvous_on_threads(3, [0, 1, 1], b"ids", timeout=2)
+    assert "a duplicate or a rank outside WORLD_SIZE=3 arrived (rank 1)" in str(results[0])
+
+
+# -- the watchdog ---------------------------------------------------------------------------
+def test_watchdog_stops_a_long_wait_and_only_that():
+    expired = []
+    watchdog = Watchdog(0.3, rank=4, expire=expired.append)
+    for _ in range(3):
+        with watchdog.waiting("a short wait"):
+            time.sleep(0.05)
+    time.sleep(0.5)                       # no wait in progress: nothing to stop
+    assert expired == []
+    with watchdog.waiting("summing the gradients"):
+        time.sleep(1.0)
+    assert expired == ["error: rank 4 waited 0.3 s for the other ranks (summing the gradients): "
+                       "a rank has died or hangs; stopping"]

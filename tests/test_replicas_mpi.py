@@ -1,0 +1,175 @@
+"""The training command as real MPI jobs on the CPU (mpiexec -n 2, MPICH from PyPI, installed
+by make setup): 2 ranks with global batch B end with the weights of 1 process with batch B; a
+2-rank checkpoint resumes on 1 rank; a rank killed or hung mid-step, replicas that start
+apart, a rank that cannot read the dataset and a batch that does not split end every rank with
+a message, in bounded time.
+
+The dataset is tiny and made here: 33 training images in batches of 8, so each epoch ends with
+a 1-image batch, of which rank 0's part is empty. Every job runs under a timeout."""
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from convnet.data import dataset
+
+TIMEOUT = 120           # seconds for any one job: a hang fails the test instead of CI
+FAULTS = Path(__file__).with_name("replica_faults.py")
+
+
+def mpiexec():
+    """The mpiexec beside this Python (MPICH's PyPI build, from make setup), else on PATH;
+    with Open MPI as root, the flags it needs to run at all."""
+    beside = Path(sys.executable).parent / "mpiexec"
+    path = str(beside) if beside.exists() else shutil.which("mpiexec")
+    if path is None:
+        message = "no mpiexec: make setup installs MPICH from PyPI (pip install mpich)"
+        if os.environ.get("CI"):
+            pytest.fail(message)    # CI must run these, never skip them
+        pytest.skip(message)
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=30)
+    if "Open MPI" in version.stdout + version.stderr:
+        return [path, "--oversubscribe"] + (["--allow-run-as-root"] if os.geteuid() == 0 else [])
+    return [path]
+
+
+def environment():
+    """One BLAS thread per rank (two ranks share this machine's cores), and no launcher's
+    variables from outside."""
+    names = ("OMPI_", "PMI_", "PMIX_", "SLURM_", "RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(names)}
+    return dict(env, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+
+
+def run(ranks, *flags, faults=None, cwd):
+    """The training command on `ranks` MPI ranks (0: a plain process): (result, seconds)."""
+    program = [str(FAULTS), *faults] if faults else ["-m", "convnet.train"]
+    command = [sys.executable, *program, "--gpus", "cpu", *flags]
+    if ranks:
+        command = mpiexec() + ["-n", str(ranks)] + command
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT,
+                            env=environment())
+    return result, time.monotonic() - start
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    rng = np.random.default_rng(7)
+    folder = tmp_path_factory.mktemp("replicas")
+    dataset.write(folder / "tiny.h5", name="tiny",
+                  train_images=rng.integers(0, 256, (33, 32, 32, 3), np.uint8),
+                  train_labels=rng.integers(0, 4, 33),
+                  val_images=rng.integers(0, 256, (12, 32, 32, 3), np.uint8),
+                  val_labels=rng.integers(0, 4, 12), class_ids=list("abcd"),
+                  class_names=list("abcd"))
+    return folder
+
+
+def common(folder, output):
+    """The runs' flags. A schedule that does not depend on --epochs (÷10 after epoch 1), so
+    that a run stopped after epoch 1 and resumed repeats one run of 2 epochs."""
+    return ["--data-path", str(folder / "tiny.h5"), "-b", "8", "--seed", "3", "--print-freq",
+            "1", "--lr-schedule", "steps", "--lr-steps", "1", "--output-dir", str(folder / output)]
+
+
+@pytest.fixture(scope="module")
+def one_process(tiny):
+    result, _ = run(0, *common(tiny, "one"), "--epochs", "2", cwd=tiny)
+    assert result.returncode == 0, result.stderr
+    return tiny / "one"
+
+
+def weights(path):
+    with h5py.File(path, "r") as file:
+        found = {}
+        file.visititems(lambda name, item: found.update(
+            {name: item[()]} if isinstance(item, h5py.Dataset) else {}))
+        return found, json.loads(file.attrs["state"])
+
+
+def assert_same_run(folder, reference):
+    """The weights and momentum within float32 reduction-order tolerance; the step's losses
+    and the epochs' figures likewise; the same step counter."""
+    ours, our_state = weights(folder / "last.h5")
+    theirs, their_state = weights(reference / "last.h5")
+    assert ours.keys() == theirs.keys() and len(ours) > 0
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-4, atol=1e-6, err_msg=key)
+    assert (our_state["epoch"], our_state["step"]) == (their_state["epoch"], their_state["step"])
+    logs = [[json.loads(line) for line in open(f / "log.jsonl")] for f in (folder, reference)]
+    assert [e["step"] for e in logs[0]] == [e["step"] for e in logs[1]] == list(range(1, 11))
+    np.testing.assert_allclose([e["loss"] for e in logs[0]], [e["loss"] for e in logs[1]],
+                               rtol=1e-5)
+    rows = [list(csv.DictReader(open(f / "epochs.csv"))) for f in (folder, reference)]
+    for field in ("train_loss", "train_top1", "val_loss", "val_top1", "val_top5"):
+        np.testing.assert_allclose([float(r[field]) for r in rows[0]],
+                                   [float(r[field]) for r in rows[1]], rtol=1e-5, err_msg=field)
+
+
+def test_two_ranks_train_like_one_process(tiny, one_process):
+    result, _ = run(2, *common(tiny, "two"), "--epochs", "2", cwd=tiny)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("training 2012-small28") == 1          # rank 0 alone prints
+    assert "(cpu, 2 ranks)" in result.stdout
+    assert json.loads((tiny / "two" / "settings.json").read_text())["ranks"] == 2
+    assert_same_run(tiny / "two", one_process)
+
+
+def test_a_two_rank_checkpoint_resumes_on_one_rank(tiny, one_process):
+    first, _ = run(2, *common(tiny, "moved"), "--epochs", "1", cwd=tiny)
+    assert first.returncode == 0, first.stderr
+    second, _ = run(0, *common(tiny, "moved"), "--epochs", "2", "--resume", "auto", cwd=tiny)
+    assert second.returncode == 0, second.stderr
+    assert "at epoch 1, step 5" in second.stdout
+    assert_same_run(tiny / "moved", one_process)
+
+
+@pytest.mark.parametrize("fault,expected", [
+    ("die", None),      # the launcher's own report (MPICH: "BAD TERMINATION ... Killed")
+    ("hang", "error: rank 0 waited 3 s for the other ranks (summing the gradients): a rank has "
+             "died or hangs; stopping"),
+])
+def test_a_rank_failing_mid_step_ends_every_rank_in_time(tiny, fault, expected):
+    result, seconds = run(2, *common(tiny, f"fault-{fault}"), "--epochs", "2",
+                          "--dist-timeout", "3", faults=[fault, "1", "2"], cwd=tiny)
+    assert result.returncode != 0
+    assert seconds < 60
+    assert "validation" not in result.stdout                        # rank 0 did not go on
+    assert "training 2012-small28" in result.stdout                 # it had started
+    if expected:
+        assert expected in result.stderr
+
+
+def test_replicas_that_start_apart_are_refused(tiny):
+    result, _ = run(2, *common(tiny, "apart"), faults=["diverge", "1", "0"], cwd=tiny)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: the replicas' weights and momentum at the start "
+                                     "differ: rank 1 disagrees with rank 0")
+
+
+def test_a_rank_that_cannot_read_the_dataset_stops_every_rank(tiny):
+    """Rank 1 alone is given a missing file (MPMD: one command per rank, joined by ':')."""
+    flags = ["--gpus", "cpu", "-b", "8", "--output-dir", str(tiny / "unread")]
+    command = mpiexec() + ["-n", "1", sys.executable, "-m", "convnet.train", "--data-path",
+                           str(tiny / "tiny.h5"), *flags, ":", "-n", "1", sys.executable, "-m",
+                           "convnet.train", "--data-path", str(tiny / "nowhere.h5"), *flags]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tiny, timeout=TIMEOUT,
+                            env=environment())
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: rank 1: dataset {tiny / 'nowhere.h5'}: no such file"
+
+
+def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tiny):
+    result, _ = run(2, "--data-path", str(tiny / "tiny.h5"), "-b", "7", cwd=tiny)
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: --batch-size 7 is the global batch and must split "
+                                     "evenly over the 2 ranks; use a multiple of 2")

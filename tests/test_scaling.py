@@ -1,0 +1,68 @@
+"""tools/scaling.py: the bytes a ring all-reduce sends, against a ring all-reduce run here
+chunk by chunk; the gradients' bytes against the model's parameter count; the table."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import scaling  # noqa: E402
+
+from convnet import alexnet  # noqa: E402
+
+
+def ring_all_reduce(arrays):
+    """Sum `arrays` (one per rank) the ring way: W − 1 reduce-scatter steps, then W − 1
+    all-gather steps, each rank sending one chunk to the next per step. Returns (the arrays
+    after it, bytes each rank sent)."""
+    world = len(arrays)
+    chunks = [np.array_split(array.copy(), world) for array in arrays]
+    sent = [0] * world
+    for step in range(world - 1):                        # reduce-scatter
+        outgoing = [chunks[r][(r - step) % world].copy() for r in range(world)]
+        for r in range(world):
+            index = (r - step) % world
+            chunks[(r + 1) % world][index] += outgoing[r]
+            sent[r] += outgoing[r].nbytes
+    for step in range(world - 1):                        # all-gather of the finished chunks
+        outgoing = [chunks[r][(r + 1 - step) % world].copy() for r in range(world)]
+        for r in range(world):
+            chunks[(r + 1) % world][(r + 1 - step) % world] = outgoing[r]
+            sent[r] += outgoing[r].nbytes
+    return [np.concatenate(c) for c in chunks], sent
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 8])
+def test_ring_bytes_are_those_of_a_ring_all_reduce(rng, world):
+    arrays = [rng.integers(-100, 100, 48 * world).astype(np.float32) for _ in range(world)]
+    summed, sent = ring_all_reduce(arrays)
+    for result in summed:
+        np.testing.assert_array_equal(result, np.sum(arrays, axis=0))
+    assert sent == [scaling.ring_bytes_sent(arrays[0].nbytes, world)] * world
+
+
+def test_gradient_bytes_are_the_parameters_in_float32():
+    towers = scaling.tower_gradient_bytes(alexnet.build_model("2012"))
+    assert sum(towers.values()) == 4 * 60_965_224     # SPEC's parameter count
+    assert towers["a"] > towers["b"]                   # fc8 lives on tower a
+
+
+def test_efficiency_bounds():
+    assert scaling.efficiency(3.0, 1.0, overlapped=False) == 0.75
+    assert scaling.efficiency(3.0, 1.0, overlapped=True) == 1.0
+    assert scaling.efficiency(1.0, 4.0, overlapped=True) == 0.25
+
+
+def test_table_from_a_step_time():
+    script = Path(scaling.__file__)
+    result = subprocess.run([sys.executable, str(script), "--step-seconds", "0.05", "--batch",
+                             "128", "--machines", "2", "64"], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| 2 |")
+            or line.startswith("| 64 |")]
+    assert len(rows) == 2
+    # 64 machines: 2·63/64 · 243.9 MB = 480.1 MB; 38.41 ms on 100 Gb/s; 50/(50 + 38.41) = 56.6%
+    assert rows[1].startswith("| 64 | 480.1 MB | 38.4 ms | 56.6% | 100.0% |")

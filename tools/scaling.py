@@ -1,0 +1,115 @@
+"""Data-parallel scaling on paper: what each replica sends per step, and the efficiency to
+expect on 2–64 machines, from the model's parameter counts and a measured step time.
+
+    python tools/scaling.py [--model 2012] [--report bench/results/cpu-step-2012-b32.json]
+        [--step-seconds S --batch B] [--gbps 100 400] [--machines 2 4 8 16 32 64]
+
+The step time is the per-replica time of one training step (forward, backward, update) at the
+per-replica batch, from a benchmark report (tools/bench_cpu_step.py's JSON, or a GPU training
+benchmark's once one exists) or given with --step-seconds and --batch. Prints a Markdown table.
+
+The model (stated here, not measured):
+  - each tower's float32 gradients are summed by a ring all-reduce, in which every replica sends
+    (and receives) 2(W − 1)/W of the gradients' bytes: a reduce-scatter and an all-gather;
+  - one network link per machine carries both towers' traffic;
+  - the all-reduce takes at least bytes / link rate: latency and protocol overheads are left
+    out, so the times are lower bounds and the efficiencies upper bounds;
+  - weak scaling: every machine keeps the measured per-replica batch (the global batch grows
+    with W), so its compute time per step stays the measured one. Efficiency is
+    T / (T + C) when the all-reduce waits for the step (no overlap), and T / max(T, C) when it
+    hides entirely under the backward pass (full overlap); the truth lies between.
+"""
+import argparse
+import json
+
+import numpy as np
+
+from convnet import alexnet
+from convnet.alexnet import TOWERS
+from convnet.network import parameter_specs
+
+FLOAT32_BYTES = 4
+
+
+def tower_gradient_bytes(model) -> dict:
+    """{tower: bytes of its float32 parameter gradients}."""
+    return {tower: FLOAT32_BYTES * sum(int(np.prod(spec.shape)) for spec
+                                       in parameter_specs(model) if spec.tower == tower)
+            for tower in TOWERS}
+
+
+def ring_bytes_sent(gradient_bytes, world) -> float:
+    """Bytes one replica sends in a ring all-reduce of `gradient_bytes` among `world`."""
+    return 2 * (world - 1) / world * gradient_bytes
+
+
+def efficiency(step_seconds, comm_seconds, overlapped) -> float:
+    busy = max(step_seconds, comm_seconds) if overlapped else step_seconds + comm_seconds
+    return step_seconds / busy
+
+
+def step_time(args):
+    """(seconds per step, per-replica batch, where the figure comes from)."""
+    if args.step_seconds is not None:
+        return args.step_seconds, args.batch, "--step-seconds"
+    with open(args.report) as handle:
+        report = json.load(handle)
+    if report["model"] != args.model:
+        raise SystemExit(f"--report {args.report} times model {report['model']}, not "
+                         f"{args.model}")
+    rate = report["reference_images_per_second"]
+    return report["batch"] / rate, report["batch"], (
+        f"{args.report} ({rate:.1f} images/s at batch {report['batch']}, commit "
+        f"{str(report.get('commit'))[:7]})")
+
+
+def table(model, step_seconds, batch, source, rates_gbps, machines):
+    towers = tower_gradient_bytes(model)
+    total = sum(towers.values())
+    lines = [f"Model `{model.name}`: gradients of tower a {towers['a'] / 1e6:.1f} MB, tower b "
+             f"{towers['b'] / 1e6:.1f} MB (float32). Step: {step_seconds * 1e3:.0f} ms at "
+             f"batch {batch} per replica, from {source}.", ""]
+    header = "| machines | sent per replica per step |"
+    rule = "|---|---|"
+    for rate in rates_gbps:
+        header += f" {rate:g} Gb/s: all-reduce | no overlap | full overlap |"
+        rule += "---|---|---|"
+    lines += [header, rule]
+    for world in machines:
+        sent = sum(ring_bytes_sent(size, world) for size in towers.values())
+        row = f"| {world} | {sent / 1e6:.1f} MB |"
+        for rate in rates_gbps:
+            comm = sent / (rate * 1e9 / 8)
+            row += (f" {comm * 1e3:.1f} ms | {efficiency(step_seconds, comm, False):.1%} |"
+                    f" {efficiency(step_seconds, comm, True):.1%} |")
+        lines.append(row)
+    lines += ["", f"The all-reduce hides entirely under a step of at least "
+              + ", ".join(f"{ring_bytes_sent(total, max(machines)) / (rate * 1e9 / 8) * 1e3:.1f}"
+                          f" ms on {rate:g} Gb/s" for rate in rates_gbps)
+              + f" at {max(machines)} machines."]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="2012", choices=list(alexnet.MODELS))
+    p.add_argument("--report", default="bench/results/cpu-step-2012-b32.json",
+                   help="benchmark report with the step's images/s (default: %(default)s)")
+    p.add_argument("--step-seconds", type=float, help="a step time instead of a report")
+    p.add_argument("--batch", type=int, help="with --step-seconds: its per-replica batch")
+    p.add_argument("--gbps", type=float, nargs="+", default=[100, 400],
+                   help="link rates in Gb/s (default: 100 400)")
+    p.add_argument("--machines", type=int, nargs="+", default=[2, 4, 8, 16, 32, 64])
+    args = p.parse_args(argv)
+    if (args.step_seconds is None) != (args.batch is None):
+        p.error("--step-seconds and --batch go together")
+    if args.step_seconds is not None and args.step_seconds <= 0:
+        p.error(f"--step-seconds must be positive; got {args.step_seconds}")
+    if min(args.machines) < 1 or min(args.gbps) <= 0:
+        p.error("--machines must be at least 1 and --gbps positive")
+    print(table(alexnet.build_model(args.model), *step_time(args), args.gbps, args.machines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
