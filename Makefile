@@ -70,15 +70,16 @@ bench-data: setup  ## loader and prepare throughput, images/s per core, beside t
 kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_70..sm_90 + PTX) and its ptxas report; the emulator
 	$(PY) kernels/build.py
 
-gpu-check:  ## on a GPU machine: build, GPU tests, compute-sanitizer, kernel benchmark; reports in $(OUT)
+gpu-check:  ## on a GPU machine: build, GPU tests, compute-sanitizer, kernel and training benchmarks; reports in $(OUT)
 	mkdir -p $(OUT)
 	$(GPU_PYTHON) -m pip install -q --no-build-isolation --no-deps -e .
-	$(GPU_PYTHON) kernels/build.py 2>&1 | tee $(OUT)/build.log
+	$(GPU_PYTHON) kernels/build.py
 	cp kernels/build/ptxas-report.txt kernels/build/manifest.json $(OUT)/
 	$(GPU_PYTHON) -m pytest -q -rs -m gpu tests 2>&1 | tee $(OUT)/gpu-tests.log
 	compute-sanitizer --tool memcheck --error-exitcode 1 $(GPU_PYTHON) -m pytest -q -m "gpu and not large" tests/test_kernels.py > $(OUT)/memcheck.log 2>&1
 	compute-sanitizer --tool racecheck --error-exitcode 1 $(GPU_PYTHON) -m pytest -q -m "gpu and not large" tests/test_kernels.py > $(OUT)/racecheck.log 2>&1
 	$(GPU_PYTHON) tools/bench_kernels.py --json $(OUT)/bench-kernels.json 2>&1 | tee $(OUT)/bench-kernels.txt
+	$(GPU_PYTHON) tools/bench_train.py --json $(OUT)/bench-train.json
 
 scaling: setup  ## data-parallel scaling on paper: bytes per replica, efficiency on 2-64 machines
 	$(PY) tools/scaling.py $(ARGS)

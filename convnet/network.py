@@ -111,6 +111,7 @@ class Network:
                              f"columns, images); got {images.shape}")
         if images.dtype != self.dtype:
             raise ValueError(f"images are {images.dtype} but the network is {self.dtype}")
+        images = self.ops.from_host(images)   # the loader's host batch onto the backend's device
         part = BatchPart.of_whole(images.shape[-1]) if part is None else part
         if part.count != images.shape[-1]:
             raise ValueError(f"a batch part of {part.count} images, but {images.shape[-1]} given")

@@ -63,12 +63,38 @@ def make_schedule(args, model, epochs) -> Schedule:
                     scale=epochs / RELEASED_2012_EPOCHS)
 
 
+def gpu_count():
+    """CUDA devices CuPy sees; 0 without CuPy or a driver."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount()
+    except Exception:   # no CuPy, no driver, no device: all mean no GPU
+        return 0
+
+
 def select_backend(gpus):
-    """The reference backend for --gpus cpu (and by default on a machine without a GPU)."""
-    if gpus in (None, "cpu"):
+    """(backend, device) for --gpus: cpu → the reference backend; one index → both towers on
+    that GPU through the CUDA backend; default (None) → GPU 0 if there is one, else the CPU."""
+    if gpus is None:
+        gpus = "0" if gpu_count() else "cpu"
+    if gpus == "cpu":
         return get_backend("reference"), "cpu"
-    raise UsageError(f"--gpus {gpus}: this build of convnet has no CUDA backend yet; "
-                     f"use --gpus cpu")
+    indices = [int(index) for index in gpus.split(",")]
+    if len(indices) == 2:
+        raise UsageError(f"--gpus {gpus}: the two-device path (each tower on its own GPU or "
+                         f"stream) is not built yet; use --gpus {indices[0]} for both towers "
+                         f"on one GPU")
+    try:
+        import cupy
+    except ImportError:
+        raise UsageError(f"--gpus {gpus}: CuPy is not installed; pip install -e '.[cuda]' "
+                         f"(or use --gpus cpu)") from None
+    count = gpu_count()
+    if indices[0] >= count:
+        raise UsageError(f"--gpus {gpus}: there is no GPU {indices[0]} (this machine has "
+                         f"{count})")
+    cupy.cuda.Device(indices[0]).use()   # the network's own array arithmetic runs there too
+    return get_backend("cuda", device_id=indices[0]), f"gpu {indices[0]}"
 
 
 def commit():

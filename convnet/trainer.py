@@ -110,9 +110,10 @@ class Trainer:
 
     def resume(self, path):
         params, velocity, state = checkpoint.load(path, self.network)
+        from_host = self.network.ops.from_host
         for key, value in params.items():
-            self.network.params[key][...] = value
-            self.velocity[key][...] = velocity[key]
+            self.network.params[key][...] = from_host(value)
+            self.velocity[key][...] = from_host(velocity[key])
         if state["seed"] != self.network.seed:
             raise checkpoint.CheckpointError(
                 f"checkpoint {path}: written with seed {state['seed']}, this run has seed "

@@ -1,0 +1,199 @@
+"""Training speed of the default network on one GPU (both towers on it, `--gpus 0`), against the
+same network in PyTorch (cuDNN, FP32 with TF32 off, each pair of tower convolutions as one with
+groups=2 where the towers do not talk: tools/torch_alexnet.py) in the same run.
+
+    python tools/bench_train.py [--batch 128] [--repeats 20] [--json bench/results/FILE.json]
+
+A step is what the trainer does per batch: the batch copied from host memory, forward, backward
+and the SGD update. Each step is timed with CUDA events, after 3 warm-up steps, on a fresh random
+batch; the median is reported, as images/s and as the projected wall time of 90 epochs of
+ILSVRC-2012's 1,281,167 training images. The breakdown times each layer's forward and backward
+on its own (fresh random inputs of its shapes, the layer's own parameters) and lists them with
+their share of the sum. The JSON report records the device, versions, commit and kernels hash.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+import numpy as np
+
+from convnet import alexnet, graph
+from convnet.backend import get_backend
+from convnet.backend.cuda.launch import build
+from convnet.layers import IMPLEMENTATIONS, Context
+from convnet.network import Network, bias_key, dropout_key, initial_parameters, weight_key
+from convnet.replicas.shard import BatchPart
+from convnet.solver import SGD
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_alexnet import TorchAlexNet  # noqa: E402
+
+WARMUP = 3
+IMAGENET_TRAIN_IMAGES = 1_281_167
+EPOCHS = 90
+
+
+def median_ms(record, repeats, start, stop, elapsed):
+    """Median of `repeats` timed calls of record(), after WARMUP untimed ones; record is timed
+    between the start and stop events (it draws its own fresh inputs before start)."""
+    for _ in range(WARMUP):
+        record(lambda: None, lambda: None)
+    times = []
+    for _ in range(repeats):
+        record(start.record, stop.record)
+        stop.synchronize()
+        times.append(elapsed(start, stop))
+    return statistics.median(times)
+
+
+def our_step(cupy, model, params, batch):
+    backend = get_backend("cuda")
+    network = Network(model, backend, seed=0, params={k: v.copy() for k, v in params.items()})
+    recipe = model.recipe
+    solver = SGD(recipe.weight_lr, model.preset.bias_lr_multiplier, recipe.momentum,
+                 recipe.weight_decay)
+    velocity = solver.momentum_buffers(network)
+    rng = np.random.default_rng()
+    steps = iter(range(10 ** 9))
+
+    def record(begin, end):
+        images = rng.normal(0, 50, model.image_shape + (batch,)).astype(np.float32)
+        labels = rng.integers(0, model.geometry.classes, batch)
+        begin()
+        network.forward(images, labels, train=True, step=next(steps))
+        solver.step(network, network.backward(), velocity)
+        end()
+    return backend, network, record
+
+
+def torch_step(torch, model, params, batch):
+    network = TorchAlexNet(model, params, torch, device="cuda", grouped=True)
+    recipe = model.recipe
+    weights = [p for k, p in network.params.items() if not k.endswith("/bias")]
+    biases = [p for k, p in network.params.items() if k.endswith("/bias")]
+    optimizer = torch.optim.SGD([
+        {"params": weights, "lr": recipe.weight_lr, "weight_decay": recipe.weight_decay},
+        {"params": biases, "lr": recipe.weight_lr * model.preset.bias_lr_multiplier,
+         "weight_decay": 0.0}], momentum=recipe.momentum)
+    rng = np.random.default_rng()
+
+    def record(begin, end):
+        images = rng.normal(0, 50, (batch,) + model.image_shape).astype(np.float32)
+        labels = torch.from_numpy(rng.integers(0, model.geometry.classes, batch))
+        begin()
+        logits = network.forward(torch.from_numpy(images).cuda(non_blocking=True), train=True)
+        loss = torch.nn.functional.cross_entropy(logits, labels.cuda(non_blocking=True))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        end()
+    return record
+
+
+def layer_breakdown(cupy, backend, network, model, batch, repeats):
+    """[(layer, pass, ms)]: each layer's forward, and backward, alone on fresh random inputs."""
+    shapes = graph.input_shapes(model)
+    labels = np.random.default_rng().integers(0, model.geometry.classes, batch)
+    part = BatchPart.of_whole(batch)
+    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+    rows = []
+    for index, layer in enumerate(model.layers):
+        implementation = IMPLEMENTATIONS[type(layer)]
+        weights = [network.params[weight_key(layer.name, source)] for source in layer.inputs
+                   if weight_key(layer.name, source) in network.params]
+        bias = network.params.get(bias_key(layer.name))
+        context = Context(train=True, labels=labels, dropout_key=dropout_key(0, 0, index),
+                          part=part)
+
+        def inputs():
+            return [cupy.random.standard_normal(shape + (batch,), dtype=np.float32)
+                    for shape in shapes[layer.name]]
+        state = {}
+
+        def forward(begin, end):
+            x = inputs()
+            begin()
+            output, saved = implementation.forward(backend, layer, x, weights, bias, context)
+            end()
+            state.update(x=x, output=output, saved=saved)
+
+        def backward(begin, end):
+            forward(lambda: None, lambda: None)
+            dy = cupy.random.standard_normal(state["output"].shape, dtype=np.float32)
+            begin()
+            implementation.backward(backend, layer, dy, state["x"], state["output"],
+                                    state["saved"], weights, [True] * len(layer.inputs))
+            end()
+        for name, record in (("forward", forward), ("backward", backward)):
+            rows.append((layer.name, name, median_ms(record, repeats, start, stop,
+                                                     cupy.cuda.get_elapsed_time)))
+    return rows
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--json", help="write the report here")
+    args = parser.parse_args(argv)
+    try:
+        import cupy
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:
+        raise SystemExit(f"bench_train: needs a CUDA GPU and CuPy ({error})")
+    try:
+        import torch
+        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.benchmark = True
+    except ImportError:
+        torch = None
+    model = alexnet.build_model("2012")
+    params = initial_parameters(model, seed=0, dtype=np.float32)
+    backend, network, ours = our_step(cupy, model, params, args.batch)
+    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+    ours_ms = median_ms(ours, args.repeats, start, stop, cupy.cuda.get_elapsed_time)
+    report = {
+        "device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
+        "driver": cupy.cuda.runtime.driverGetVersion(), "cupy": cupy.__version__,
+        "torch": torch.__version__ if torch else None,
+        "cudnn": torch.backends.cudnn.version() if torch else None,
+        "python": platform.python_version(),
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
+                                 text=True).stdout.strip(),
+        "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
+        "model": model.name, "batch": args.batch, "repeats": args.repeats,
+        "step_ms": ours_ms, "images_per_second": args.batch / (ours_ms * 1e-3)}
+    hours = EPOCHS * IMAGENET_TRAIN_IMAGES / report["images_per_second"] / 3600
+    report["projected_90_epoch_hours"] = hours
+    print(f"{report['device']}, kernels from {report['kernels_from']}: {ours_ms:.2f} ms per step "
+          f"of {args.batch}, {report['images_per_second']:.0f} images/s; 90 ImageNet epochs in "
+          f"{hours:.1f} h")
+    if torch is not None:
+        peer = torch_step(torch, model, params, args.batch)
+        torch_start = torch.cuda.Event(enable_timing=True)
+        torch_stop = torch.cuda.Event(enable_timing=True)
+        peer_ms = median_ms(peer, args.repeats, torch_start, torch_stop,
+                            lambda a, b: a.elapsed_time(b))
+        report.update(torch_step_ms=peer_ms, torch_images_per_second=args.batch / (peer_ms * 1e-3),
+                      ratio_torch_over_ours=peer_ms / ours_ms)
+        print(f"PyTorch {torch.__version__} (cuDNN {report['cudnn']}, TF32 off, groups=2): "
+              f"{peer_ms:.2f} ms per step; ratio {peer_ms / ours_ms:.2f}x (target ≥ 1.0, goal 1.3)")
+    rows = layer_breakdown(cupy, backend, network, model, args.batch, args.repeats)
+    total = sum(ms for _, _, ms in rows)
+    print(f"{'layer':10} {'pass':9} {'ms':>8} {'share':>6}")
+    for layer, name, ms in rows:
+        print(f"{layer:10} {name:9} {ms:8.3f} {100 * ms / total:5.1f}%")
+    report["layers"] = [{"layer": layer, "pass": name, "ms": ms} for layer, name, ms in rows]
+    if args.json:
+        with open(args.json, "w") as file:
+            json.dump(report, file, indent=1)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
