@@ -2,7 +2,8 @@
 
 With no arguments it trains the scaled-down 2012 model on the prepared Fashion-MNIST
 (data/fashion-mnist.h5) on the CPU. Settings resolved from flags and --config are written to
-<output-dir>/settings.json; logs and checkpoints go beside them (see convnet.trainer).
+<output-dir>/settings.json (not by --test-only, which leaves a run's settings as they were);
+logs and checkpoints go beside them (see convnet.trainer).
 
 The same command runs as N data-parallel replicas under mpirun -n N or srun (convnet.replicas):
 -b stays the global batch, each rank trains on its share, only rank 0 prints and writes files.
@@ -152,7 +153,7 @@ def run(args, backend, device, replicas):
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
     trainer.check_replicas_agree("at the start")
-    if replicas.rank == 0:
+    if replicas.rank == 0 and not args.test_only:   # evaluating a run leaves its settings alone
         settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
                         device=device, ranks=replicas.world, launcher=replicas.launcher,
                         commit=commit(), schedule=trainer.schedule.kind)

@@ -52,10 +52,12 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     assert "resumed from" in second.stdout and "epoch 1, step 8" in second.stdout
     assert len((out / "epochs.csv").read_text().splitlines()) == 3     # header + 2 epochs
 
+    settings_before = (out / "settings.json").read_text()
     check = train(*common, "--resume", str(out / "last.h5"), "--test-only", "--ten-crop",
                   cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     assert "validation (10 views)" in check.stdout
+    assert (out / "settings.json").read_text() == settings_before   # the run's own settings
 
 
 @pytest.mark.parametrize("flags,message", [
