@@ -22,7 +22,7 @@ from convnet import alexnet
 from convnet.backend import get_backend
 from convnet.network import Network, initial_parameters
 from convnet.solver import SGD
-from torch_alexnet import TorchAlexNet
+from torch_alexnet import TorchAlexNet, recipe_sgd
 
 
 def make_batch(model, batch, rng):
@@ -59,13 +59,7 @@ def reference_step(model, params, batch, rng):
 
 def torch_step(model, params, batch, rng, torch):
     network = TorchAlexNet(model, params, torch)
-    recipe = model.recipe
-    weights = [p for k, p in network.params.items() if not k.endswith("/bias")]
-    biases = [p for k, p in network.params.items() if k.endswith("/bias")]
-    optimizer = torch.optim.SGD([
-        {"params": weights, "lr": recipe.weight_lr, "weight_decay": recipe.weight_decay},
-        {"params": biases, "lr": recipe.weight_lr * model.preset.bias_lr_multiplier,
-         "weight_decay": 0.0}], momentum=recipe.momentum)
+    optimizer = recipe_sgd(torch, network, model)
 
     def step():
         images, labels = make_batch(model, batch, rng)

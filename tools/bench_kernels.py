@@ -34,6 +34,7 @@ from convnet import alexnet, graph
 from convnet.backend import get_backend
 from convnet.backend.cuda.launch import build
 from convnet.shapes import conv_overhang
+from torch_alexnet import gpu_modules
 
 FAMILIES = ("conv", "norm", "pool", "elementwise")
 WARMUP = 3
@@ -269,18 +270,7 @@ def main(argv=None):
     if unknown:
         parser.error(f"unknown op families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
     chosen = set(args.families or FAMILIES)
-    try:
-        import cupy
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:
-        raise SystemExit(f"bench_kernels: needs a CUDA GPU and CuPy ({error})")
-    try:
-        import torch
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True
-    except ImportError:
-        torch = None
+    cupy, torch = gpu_modules("bench_kernels")
     backend = get_backend("cuda")
     device = cupy.cuda.Device(0)
     properties = cupy.cuda.runtime.getDeviceProperties(0)

@@ -30,7 +30,7 @@ from convnet.replicas.shard import BatchPart
 from convnet.solver import SGD
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_alexnet import TorchAlexNet  # noqa: E402
+from torch_alexnet import TorchAlexNet, gpu_modules, recipe_sgd  # noqa: E402
 
 WARMUP = 3
 IMAGENET_TRAIN_IMAGES = 1_281_167
@@ -72,13 +72,7 @@ def our_step(cupy, model, params, batch):
 
 def torch_step(torch, model, params, batch):
     network = TorchAlexNet(model, params, torch, device="cuda", grouped=True)
-    recipe = model.recipe
-    weights = [p for k, p in network.params.items() if not k.endswith("/bias")]
-    biases = [p for k, p in network.params.items() if k.endswith("/bias")]
-    optimizer = torch.optim.SGD([
-        {"params": weights, "lr": recipe.weight_lr, "weight_decay": recipe.weight_decay},
-        {"params": biases, "lr": recipe.weight_lr * model.preset.bias_lr_multiplier,
-         "weight_decay": 0.0}], momentum=recipe.momentum)
+    optimizer = recipe_sgd(torch, network, model)
     rng = np.random.default_rng()
 
     def record(begin, end):
@@ -140,18 +134,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args(argv)
-    try:
-        import cupy
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:
-        raise SystemExit(f"bench_train: needs a CUDA GPU and CuPy ({error})")
-    try:
-        import torch
-        torch.backends.cudnn.allow_tf32 = False
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.benchmark = True
-    except ImportError:
-        torch = None
+    cupy, torch = gpu_modules("bench_train")
     model = alexnet.build_model("2012")
     params = initial_parameters(model, seed=0, dtype=np.float32)
     backend, network, ours = our_step(cupy, model, params, args.batch)

@@ -122,3 +122,34 @@ class TorchAlexNet:
         for name, run in self.steps:
             outputs[name] = run(outputs)
         return outputs[self.steps[-1][0]]
+
+
+def recipe_sgd(torch, network, model):
+    """torch.optim.SGD with the model's recipe: weight decay on weights only, the preset's bias
+    learning-rate multiplier, momentum."""
+    recipe = model.recipe
+    weights = [p for k, p in network.params.items() if not k.endswith("/bias")]
+    biases = [p for k, p in network.params.items() if k.endswith("/bias")]
+    return torch.optim.SGD([
+        {"params": weights, "lr": recipe.weight_lr, "weight_decay": recipe.weight_decay},
+        {"params": biases, "lr": recipe.weight_lr * model.preset.bias_lr_multiplier,
+         "weight_decay": 0.0}], momentum=recipe.momentum)
+
+
+def gpu_modules(tool):
+    """(cupy, torch) for a GPU benchmark: exits with one line when CuPy or a GPU is missing;
+    torch is None when PyTorch is not importable, else set to FP32 without TF32, cuDNN choosing
+    its fastest algorithms."""
+    try:
+        import cupy
+        cupy.cuda.runtime.getDeviceCount()
+    except Exception as error:   # no CuPy, no driver, no device
+        raise SystemExit(f"{tool}: needs a CUDA GPU and CuPy ({error})")
+    try:
+        import torch
+    except ImportError:
+        return cupy, None
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+    return cupy, torch
