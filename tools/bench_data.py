@@ -12,6 +12,7 @@ Prepare: real photographs (crops of scikit-learn's samples, 60 to 640 pixels a s
 Fashion-MNIST images, tests/imagetree.py) decoded, resized and stored by one worker process.
 """
 import argparse
+import json
 import os
 import platform
 import subprocess
@@ -101,7 +102,7 @@ def bench_loader(args, folder):
             source = "in memory" if in_memory else "from HDF5"
             print(f"  {source:9s}  {threads:2d} thread(s): {rate:8.0f} images/s, "
                   f"{rate / threads:6.0f} per core")
-    return rates[False, 1]
+    return rates
 
 
 def bench_prepare(args, folder):
@@ -128,12 +129,23 @@ def main(argv=None):
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--images", type=int, default=1024, help="images in the loader's file")
     parser.add_argument("--jpegs", type=int, default=150, help="JPEGs for prepare")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
-        per_core = bench_loader(args, folder)
-        bench_prepare(args, folder)
+        rates = bench_loader(args, folder)
+        prepare_rate = bench_prepare(args, folder)
+    per_core = rates[False, 1]
     cores = len(os.sched_getaffinity(0))
+    if args.json:
+        report = {"machine": machine(), "batch": args.batch, "crop": args.crop, "size": args.size,
+                  "loader_images_per_second": {
+                      f"{'memory' if in_memory else 'hdf5'}-{threads}-threads": rate
+                      for (in_memory, threads), rate in rates.items()},
+                  "loader_hdf5_per_core": per_core, "target_per_core": LOADER_TARGET_PER_CORE,
+                  "prepare_images_per_second_per_core": prepare_rate}
+        with open(args.json, "w") as file:
+            json.dump(report, file, indent=1)
     print(f"GPU training rate to sustain (a target, not measured here: no GPU is used): "
           f"{GPU_RATE_TARGET} images/s for the full model on a current GPU; the 2012 run did "
           f"{GPU_RATE_2012} images/s on two GTX 580")
