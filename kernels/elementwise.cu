@@ -14,8 +14,9 @@
 //   scale           out[i] = x[i] · factor
 //   bias_backward   out[c] = Σ_{i < inner} dy[c·inner + i]   one block per channel, a fixed-order
 //                   tree over the block's threads: the same bits every run
-// Restrictions (asserted by the launchers): count < 2³¹ (for dropout_mask, the whole batch's too); one block per channel for
-// bias_backward (channels ≤ 2³¹ − 1); the grid-stride loops take any grid.
+// Restrictions (asserted by the launchers): count < 2³¹ (for dropout_mask, the whole batch's
+// count too); one block per channel for bias_backward (channels ≤ 2³¹ − 1); the grid-stride
+// loops take any grid.
 #include "common.cuh"
 #include "tiles.cuh"
 
