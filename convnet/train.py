@@ -112,7 +112,7 @@ def progress_bar():
         return None
     from tqdm import tqdm
 
-    def wrap(batches, description):
+    def wrap(batches, description):   # the total (for the ETA) from len(batches)
         return tqdm(batches, desc=description, unit="batch", dynamic_ncols=True, leave=False)
     return wrap
 

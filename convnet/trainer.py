@@ -179,24 +179,40 @@ class Trainer:
         window_start, window_images = time.perf_counter(), 0
         batches = self.data.train_batches(self.epoch, self.batch_size,
                                           self.schedule.rates.colour_noise, self.replicas.shard)
+        bar = None
         if self.progress is not None and self.writes:
-            batches = self.progress(batches, f"epoch {self.epoch + 1}")
+            batches = bar = self.progress(batches, f"epoch {self.epoch + 1}")
+        batches = iter(batches)
+        epoch_start, epoch_wait, window_wait = time.perf_counter(), 0.0, 0.0
         with self._log("log.jsonl") as log:
-            for images, labels, part in batches:
+            while True:
+                wait_start = time.perf_counter()   # the trainer idles until the loader delivers
+                batch = next(batches, None)
+                waited = time.perf_counter() - wait_start
+                if batch is None:
+                    break
+                epoch_wait, window_wait = epoch_wait + waited, window_wait + waited
+                images, labels, part = batch
                 loss, errors1, errors5 = self.train_step(images, labels, part)
                 n = part.total
                 loss_sum += loss * n
                 top1, top5, count = top1 + errors1, top5 + errors5, count + n
                 window_images += n
+                if bar is not None:
+                    elapsed = time.perf_counter() - epoch_start
+                    bar.set_postfix_str(f"{count / elapsed:.0f} images/s, waiting for data "
+                                        f"{epoch_wait / elapsed:.0%}, loss {loss:.3f}",
+                                        refresh=False)
                 if self.step % self.print_freq == 0:
                     elapsed = time.perf_counter() - window_start
                     log.write(json.dumps({
                         "epoch": self.epoch + 1, "step": self.step, "loss": loss,
                         "top1": errors1 / n, "top5": errors5 / n,
                         "weight_lr": self.solver.weight_lr,
-                        "images_per_second": window_images / elapsed}) + "\n")
+                        "images_per_second": window_images / elapsed,
+                        "data_wait_fraction": window_wait / elapsed}) + "\n")
                     log.flush()
-                    window_start, window_images = time.perf_counter(), 0
+                    window_start, window_images, window_wait = time.perf_counter(), 0, 0.0
         return Evaluation(loss_sum / count, top1 / count, top5 / count, count)
 
     def _log(self, name):

@@ -121,3 +121,33 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
     with pytest.raises(NonFiniteLoss, match=r"at step \d+ \(epoch 2\)"):
         trainer.fit(2)
     assert (tmp_path / "last.h5").read_bytes() == before
+
+
+def test_progress_bar_shows_rate_and_data_wait_and_logs_the_wait(tmp_path):
+    """The bar gets the epoch's batches (with their count, for the ETA) and, per step, the
+    images/s and the share of time spent waiting for data; log.jsonl records that share."""
+    shown = []
+
+    class Bar:
+        def __init__(self, batches, description):
+            self.batches = batches
+
+        def __iter__(self):
+            return iter(self.batches)
+
+        def set_postfix_str(self, text, refresh):
+            shown.append(text)
+
+    trainer = make_trainer(tmp_path)
+    trainer.progress = Bar
+    trainer.fit(1)
+    assert len(shown) == 2 and all("images/s, waiting for data" in text for text in shown)
+    with open(tmp_path / "log.jsonl") as handle:
+        waits = [json.loads(line)["data_wait_fraction"] for line in handle]
+    assert len(waits) == 2 and all(0 <= wait <= 1 for wait in waits)
+
+
+def test_loader_batches_know_their_count():
+    from convnet.data.loader import prefetch
+    batches = prefetch(lambda k: k * k, 5)
+    assert len(batches) == 5 and list(batches) == [0, 1, 4, 9, 16]

@@ -278,9 +278,33 @@ class Loader:
         self._opened = None
 
 
+class Batches:
+    """An iterator over a known number of batches: len() gives a progress bar its total."""
+
+    def __init__(self, iterator, count):
+        self.iterator, self.count = iterator, count
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return next(self.iterator)
+
+    def __len__(self):
+        return self.count
+
+    def close(self):
+        """Stop early: the background thread ends (the generator's own close)."""
+        self.iterator.close()
+
+
 def prefetch(make, count):
-    """Yield make(0) … make(count − 1), each made on a background thread while the caller
+    """make(0) … make(count − 1) as Batches, each made on a background thread while the caller
     uses the one before (one batch ahead: double buffering)."""
+    return Batches(_prefetched(make, count), count)
+
+
+def _prefetched(make, count):
     ready = queue.Queue()
     slots = threading.Semaphore(1)   # batches the thread may make ahead of the caller
     stop = threading.Event()
