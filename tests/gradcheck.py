@@ -3,7 +3,9 @@
 For each named array, sample coordinates (all of them when the array is small), perturb each by
 ±h in place, and compare (f(x+h) − f(x−h)) / 2h with the analytic gradient through the relative
 error |a − n| / max(|a|, |n|, floor), with floor a small fraction of the array's largest
-analytic gradient, so that near-zero entries are judged against the array's scale.
+analytic gradient, so that near-zero entries are judged against the array's scale. A difference
+within the quotient's own rounding error (ROUNDING_ULPS of f, divided by h) passes whatever its
+relative size: an entry whose gradient is tiny next to f cannot be resolved more finely.
 
 Kinks (ReLU at 0, a pooling tie) make the difference quotient meaningless where x ± h straddles
 one. Such a coordinate shows itself by disagreeing with the quotient at step h/10; it is stepped
@@ -33,14 +35,19 @@ def sample_coordinates(shape, rng, samples):
     return [np.unravel_index(i, shape) for i in flat]
 
 
+ROUNDING_ULPS = 16   # how far, in units of f's last place, each evaluation of f may be off
+
+
 def _quotient(f, array, index, h):
+    """(the central difference quotient, its rounding error bound)."""
     original = array[index]
     array[index] = original + h
     plus = f()
     array[index] = original - h
     minus = f()
     array[index] = original
-    return (plus - minus) / (2 * h)
+    rounding = ROUNDING_ULPS * np.finfo(np.float64).eps * max(abs(plus), abs(minus)) / h
+    return (plus - minus) / (2 * h), rounding
 
 
 def check_gradients(f, arrays, analytic, rng, *, samples=24, h=1e-5, tolerance=1e-5,
@@ -54,14 +61,17 @@ def check_gradients(f, arrays, analytic, rng, *, samples=24, h=1e-5, tolerance=1
         assert grad.shape == array.shape, f"{name}: gradient shape {grad.shape} != {array.shape}"
         floor = 1e-3 * max(float(np.abs(grad).max()), 1e-12)
         for index in sample_coordinates(array.shape, rng, samples):
-            numeric = _quotient(f, array, index, h)
-            if step_around_kinks and abs(numeric - _quotient(f, array, index, h / 10)) > \
-                    tolerance * max(abs(numeric), floor):
-                report.kinks += 1
-                continue
-            error = abs(grad[index] - numeric) / max(abs(grad[index]), abs(numeric), floor)
+            numeric, rounding = _quotient(f, array, index, h)
+            if step_around_kinks:
+                finer, finer_rounding = _quotient(f, array, index, h / 10)
+                if abs(numeric - finer) > max(tolerance * max(abs(numeric), floor),
+                                              finer_rounding):
+                    report.kinks += 1
+                    continue
+            difference = abs(grad[index] - numeric)
+            error = difference / max(abs(grad[index]), abs(numeric), floor)
             report.checked += 1
-            if error > tolerance:
+            if error > tolerance and difference > rounding:
                 report.failures.append(f"{name}{list(map(int, index))}: analytic "
                                        f"{grad[index]:.6e}, numeric {numeric:.6e}, "
                                        f"relative error {error:.1e}")
