@@ -11,6 +11,8 @@ GPU_PYTHON ?= python3      # on a GPU machine: the Python that has CuPy (and PyT
 OUT ?= bench/out           # where make gpu-check writes its reports
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+# Where nvidia-smi lists a GPU, the set-up adds CuPy, so that training runs on it.
+CUDA_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo ,cuda)
 
 .PHONY: help setup test train train-mpi figures summary bench-cpu imagenet bench-data kernels gpu-check scaling
 
@@ -20,7 +22,7 @@ help:  ## list the targets
 $(VENV)/.installed: setup.py pyproject.toml $(wildcard kernels/*.cpp kernels/*.cu kernels/*.cuh kernels/*.h)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install -e '.[test$(CUDA_EXTRA)]'
 	touch $@
 
 setup: $(VENV)/.installed  ## create .venv and install convnet (editable) with its test tools
