@@ -42,9 +42,6 @@ __device__ __forceinline__ T maximum(T a, T b) { return a > b ? a : b; }
 template <typename T>
 __device__ __forceinline__ T minimum(T a, T b) { return a < b ? a : b; }
 
-// Integer ceiling division, for tile counts.
-__device__ __forceinline__ int ceil_div(int a, int b) { return (a + b - 1) / b; }
-
 // Every element i < count, whatever the grid: the elementwise kernels' loop.
 #define GRID_STRIDE_LOOP(i, count) \
   for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < (count); i += blockDim.x * gridDim.x)

@@ -10,7 +10,7 @@
 //
 // What is emulated: threadIdx, blockIdx, blockDim, gridDim; __syncthreads(); __shared__ (a
 // function-local static: one copy per kernel instantiation, which is one block's shared memory
-// because blocks do not overlap); the qualifiers; __trap(). No warps: a GPU-only warp-level path
+// because blocks do not overlap); the qualifiers. No warps: a GPU-only warp-level path
 // must sit behind CONVNET_EMULATOR with a block-level fallback (common.cuh).
 #pragma once
 
@@ -125,11 +125,6 @@ class Block {
   std::exception_ptr error_;
 };
 
-// A kernel's trap: the launch fails with this message (a GPU reports a launch failure).
-struct Trap : std::runtime_error {
-  Trap() : std::runtime_error("kernel executed __trap(): a restriction the launcher should check") {}
-};
-
 }  // namespace emu
 
 using emu::blockDim;
@@ -144,4 +139,3 @@ using emu::threadIdx;
 #define __launch_bounds__(...)
 #define __shared__ static
 #define __syncthreads() ::emu::Block::instance().barrier()
-[[noreturn]] inline void __trap() { throw emu::Trap(); }

@@ -65,7 +65,9 @@ P convert(const py::handle& value, size_t index) {
     }
   } else {
     const auto dtype = py::dtype::of<P>();
-    auto numpy_generic = py::module_::import("numpy").attr("generic");
+    // Looked up once and never released: a static py::object would outlive the interpreter.
+    static const py::handle numpy_generic =
+        py::object(py::module_::import("numpy").attr("generic")).release();
     if (!py::isinstance(value, numpy_generic) || !value.attr("dtype").cast<py::dtype>().is(dtype)) {
       throw py::type_error(where + "expected a NumPy " + py::str(dtype).cast<std::string>() +
                            " scalar, got " + describe(value));

@@ -87,6 +87,7 @@ class Cases:
         self.cupy, self.torch, self.backend, self.batch = cupy, torch, backend, batch
         self.model = alexnet.build_model("2012")
         self.shapes = graph.input_shapes(self.model)
+        self.infos = graph.analyze(self.model)
 
     def normal(self, shape, scale=1.0):
         return self.cupy.random.standard_normal(shape, dtype=np.float32) * np.float32(scale)
@@ -112,8 +113,7 @@ class Cases:
         (c, h, w), n, f = self.shapes[layer.name][0], self.batch, layer.channels
         s, stride, pad = layer.filter_size, layer.stride, layer.pad
         ops = self.backend
-        y_shape = (f,) + tuple(ops.conv_forward(self.normal((c, h, w, 1)), self.normal((c, s, s, f)),
-                                                stride=stride, pad=pad).shape[1:3]) + (n,)
+        y_shape = self.infos[layer.name].output_shape + (n,)
         flops = 2 * c * s * s * f * y_shape[1] * y_shape[2] * n
         name = f"{layer.name} ({c}→{f}, {s}×{s}/{stride})"
         overhang = conv_overhang(h, s, stride, pad)
@@ -185,7 +185,7 @@ class Cases:
         c, h, w = self.shapes[layer.name][0]
         shape = (c, h, w, self.batch)
         ops, size, stride = self.backend, layer.size, layer.stride
-        y_shape = ops.maxpool_forward(self.normal((c, h, w, 1)), size=size, stride=stride).shape
+        y_shape = self.infos[layer.name].output_shape
         out_bytes = 4 * c * y_shape[1] * y_shape[2] * self.batch
         in_bytes = 4 * int(np.prod(shape))
         torch_forward = None

@@ -24,11 +24,10 @@ def _labels(launcher, logits, labels):
     classes, images = logits.shape
     require(labels.shape == (images,), f"softmax expects logits (K,N) and labels (N,); "
                                        f"got shapes {logits.shape} and {labels.shape}")
-    labels = launcher.xp.asarray(labels, dtype=np.int32)
-    if images:
+    if images:   # checked where the labels are: the loader's are on the host, costing no sync
         low, high = int(labels.min()), int(labels.max())
         require(0 <= low and high < classes, f"labels must lie in [0, {classes}); got {low}..{high}")
-    return labels
+    return launcher.xp.asarray(labels, dtype=np.int32)
 
 
 def softmax(launcher, logits):
