@@ -179,7 +179,6 @@ def _towers(geometry: Geometry, preset: Preset):
     relu_after_pool = "relu" if preset.layer1_relu_after_pool else None
     relu_before_norm = None if preset.layer1_relu_after_pool else "relu"
     for t in TOWERS:
-        other = "b" if t == "a" else "a"
         yield Conv(name=f"conv1{t}", inputs=(DATA,), tower=t, activation=relu_before_norm,
                    channels=c1.channels, filter_size=c1.filter_size, stride=c1.stride, pad=c1.pad,
                    init_std=0.01, bias_init=0.0)

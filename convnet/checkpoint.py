@@ -27,11 +27,12 @@ class CheckpointError(Exception):
 
 def save(path, network, velocity: dict, state: dict):
     """Write network.params, velocity (same keys) and the JSON-serializable `state`."""
+    params, velocity = network.to_host(network.params), network.to_host(velocity)
     with atomic_h5(path) as file:
         for spec in network.specs:
             group = f"towers/{spec.tower}"
-            file[f"{group}/params/{spec.key}"] = network.ops.to_host(network.params[spec.key])
-            file[f"{group}/momentum/{spec.key}"] = network.ops.to_host(velocity[spec.key])
+            file[f"{group}/params/{spec.key}"] = params[spec.key]
+            file[f"{group}/momentum/{spec.key}"] = velocity[spec.key]
         file.attrs["format"] = FORMAT
         file.attrs["model"] = network.model.name
         file.attrs["dtype"] = network.dtype.name
@@ -83,8 +84,9 @@ def load(path, network):
 
 
 def load_network(path, backend, dtype=np.float32) -> Network:
-    """A Network on `backend` with the parameters of checkpoint `path`, its model rebuilt from
-    the file: the model's name, and the class count from the output layer's bias."""
+    """A Network on `backend` (or a Placement) with the parameters of checkpoint `path`, its
+    model rebuilt from the file: the model's name, and the class count from the output layer's
+    bias."""
     name = model_name(path)
     if name not in alexnet.MODELS:
         raise CheckpointError(f"checkpoint {path}: written for unknown model {name!r}")
@@ -98,5 +100,5 @@ def load_network(path, backend, dtype=np.float32) -> Network:
     network = Network(alexnet.build_model(name, classes=classes), backend, dtype=dtype,
                       params={})
     params, _, _ = load(path, network)
-    network.params = {key: backend.from_host(value) for key, value in params.items()}
+    network.params = network.place(params)
     return network

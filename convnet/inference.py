@@ -3,7 +3,7 @@
 
   Inference(checkpoint, data_path, gpus=, batch_size=, ten_crop=)
     the network rebuilt from a checkpoint the training command wrote (convnet.checkpoint), on
-    the backend --gpus selects (convnet.train.select_backend), with its dataset's
+    the placement --gpus selects (convnet.train.select_placement), with its dataset's
     preprocessing: the evaluation views of convnet.data.loader (the centre crop, or the paper's
     10 views) minus the dataset's mean, and its class names.
   .pictures(paths)        image files (JPEG, PNG, ...) → the dataset's stored form
@@ -26,7 +26,7 @@ from convnet.checkpoint import load_network
 from convnet.data import fashion_mnist
 from convnet.data.loader import Loader
 from convnet.data.prepare import load_image
-from convnet.train import UsageError, select_backend
+from convnet.train import UsageError, select_placement
 from convnet.trainer import forward_views
 
 DEFAULT_RUN = os.path.join("runs", "fashion-mnist")   # make train's (configs/fashion-mnist.json)
@@ -68,9 +68,9 @@ def top_k(probs, k):
 
 class Inference:
     def __init__(self, checkpoint, data_path, *, gpus=None, batch_size=128, ten_crop=False):
-        backend, self.device = select_backend(gpus)
+        placement, self.device = select_placement(gpus)
         self.checkpoint = checkpoint_file(checkpoint)
-        self.network = load_network(self.checkpoint, backend)
+        self.network = load_network(self.checkpoint, placement)
         model = self.network.model
         self.loader = Loader(data_path, crop=model.geometry.image_size, seed=0,
                              colour_noise_convention=model.preset.colour_noise,
@@ -124,9 +124,10 @@ class Inference:
     def _outputs(self, views, features):
         probs, hidden = forward_views(self.network, views,
                                       self.feature_layers if features else ())
-        host = self.network.ops.to_host
-        units = np.concatenate([host(h) for h in hidden]).T if features else None
-        return host(probs).T, units
+        network = self.network
+        units = np.concatenate([network.layer_backend(name).to_host(h) for name, h
+                                in zip(self.feature_layers, hidden)]).T if features else None
+        return network.output_backend.to_host(probs).T, units
 
     def run(self, images, features=False):
         """Yields (positions, probs, features) per batch of stored images (n, S, S, 3)."""

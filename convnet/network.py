@@ -1,9 +1,10 @@
-"""The network: a Model (convnet.alexnet) with its parameters, run on a backend across two towers.
+"""The network: a Model (convnet.alexnet) with its parameters, its two towers placed on backends.
 
 Parameters are a flat dict keyed "<layer>/<input>" for the weight array a layer keeps per input
 and "<layer>/bias" for its one bias, so checkpoints and solvers need no knowledge of layer types.
+Each layer, its parameters and its gradients live on its tower's backend (convnet.placement).
 Every tensor a layer reads from the other tower, forward, and every gradient it sends back,
-backward, passes through the Placement, which records the bytes.
+backward, passes through the Placement, which moves it and records the bytes.
 """
 import zlib
 from dataclasses import dataclass
@@ -76,23 +77,45 @@ class ForwardResult:
 
 
 class Network:
-    def __init__(self, model: Model, backend, *, placement: Placement | None = None,
-                 dtype=np.float32, seed: int = 0, params: dict | None = None):
+    def __init__(self, model: Model, backend, *, dtype=np.float32, seed: int = 0,
+                 params: dict | None = None):
+        """backend: one backend for both towers, or a Placement giving each tower its own.
+        params: host arrays keyed like `params` (default: SPEC.md's initialization)."""
         self.model = model
-        self.ops = backend
-        self.placement = placement or Placement()
+        self.placement = Placement.of(backend)
         self.dtype = np.dtype(dtype)
         self.seed = seed
         self.specs = parameter_specs(model)
-        params = initial_parameters(model, seed, self.dtype) if params is None else params
-        self.params = {key: backend.from_host(value) for key, value in params.items()}
+        self._spec_towers = {spec.key: spec.tower for spec in self.specs}
         self._implementations = [IMPLEMENTATIONS[type(layer)] for layer in model.layers]
         self._towers = {layer.name: layer.tower for layer in model.layers}
+        params = initial_parameters(model, seed, self.dtype) if params is None else params
+        self.params = self.place(params)
         self._trace = None
         self.outputs = {}   # layer name → its (activated) output from the last forward pass
 
-    def _tower_of(self, tensor):
-        return None if tensor == DATA else self._towers[tensor]
+    # -- where things live ---------------------------------------------------------------------
+    def backend(self, tower):
+        return self.placement.backends[tower]
+
+    def layer_backend(self, name):
+        """The backend holding layer `name`'s output."""
+        return self.backend(self._towers[name])
+
+    @property
+    def output_backend(self):
+        """The backend holding the softmax output (forward's probs)."""
+        return self.layer_backend(self.model.layers[-1].name)
+
+    def place(self, host_arrays: dict) -> dict:
+        """Host arrays keyed like `params` (parameters, momentum) onto their towers' backends."""
+        return {key: self.backend(self._spec_towers[key]).from_host(value)
+                for key, value in host_arrays.items()}
+
+    def to_host(self, arrays: dict) -> dict:
+        """NumPy copies of backend arrays keyed like `params`."""
+        return {key: np.asarray(self.backend(self._spec_towers[key]).to_host(value))
+                for key, value in arrays.items()}
 
     def _weights(self, layer):
         """The layer's weight arrays, one per input; empty for a parameter-free layer."""
@@ -111,21 +134,24 @@ class Network:
                              f"columns, images); got {images.shape}")
         if images.dtype != self.dtype:
             raise ValueError(f"images are {images.dtype} but the network is {self.dtype}")
-        images = self.ops.from_host(images)   # the loader's host batch onto the backend's device
         part = BatchPart.of_whole(images.shape[-1]) if part is None else part
         if part.count != images.shape[-1]:
             raise ValueError(f"a batch part of {part.count} images, but {images.shape[-1]} given")
-        outputs = {DATA: images}
+        # The loader's host batch onto each tower's device: the towers' own copies of the input.
+        placed = {id(ops): ops.from_host(images) for ops in self.placement.distinct_backends()}
+        outputs = {}
         trace = []
         for index, (layer, implementation) in enumerate(zip(self.model.layers,
                                                             self._implementations)):
-            inputs = [self._read(tensor, layer, outputs[tensor]) for tensor in layer.inputs]
+            ops = self.backend(layer.tower)
+            inputs = [placed[id(ops)] if tensor == DATA else
+                      self._read(tensor, layer, outputs[tensor]) for tensor in layer.inputs]
             context = Context(train=train, labels=labels,
                               dropout_key=dropout_key(self.seed, step, index), part=part)
             bias = self.params.get(bias_key(layer.name))
-            output, saved = implementation.forward(self.ops, layer, inputs, self._weights(layer),
-                                                   bias, context)
-            activated = self.ops.relu_forward(output) if layer.activation == "relu" else output
+            output, saved = implementation.forward(ops, layer, inputs, self._weights(layer), bias,
+                                                   context)
+            activated = ops.relu_forward(output) if layer.activation == "relu" else output
             outputs[layer.name] = activated
             trace.append((layer, implementation, inputs, output, activated, saved))
         self._trace = trace
@@ -133,11 +159,12 @@ class Network:
         _, _, _, probs, _, saved = trace[-1]
         if labels is None:
             return ForwardResult(probs, None, None)
-        return ForwardResult(probs, saved[0], self.ops.topk_errors(probs, labels, (1, 5)))
+        return ForwardResult(probs, saved[0],
+                             self.output_backend.topk_errors(probs, labels, (1, 5)))
 
     def _read(self, tensor, layer, array):
-        source = self._tower_of(tensor)
-        if source is None or source == layer.tower:
+        source = self._towers[tensor]
+        if source == layer.tower:
             return array
         return self.placement.transfer(array, layer=layer.name, tensor=tensor, source=source,
                                        dest=layer.tower, direction="forward")
@@ -151,14 +178,16 @@ class Network:
         if self._trace is None or self._trace[-1][5] is None:
             raise RuntimeError("backward needs a preceding forward pass with labels")
         tensor_grads = {}
+        data_grads = []   # (tower, gradient) of the input, from each tower's first layer
         grads = {}
         for layer, implementation, inputs, output, activated, saved in reversed(self._trace):
+            ops = self.backend(layer.tower)
             dy = tensor_grads.pop(layer.name, None)
             if layer.activation == "relu":
-                dy = self.ops.relu_backward(dy, activated)
+                dy = ops.relu_backward(dy, activated)
             needed = [tensor != DATA or input_grad for tensor in layer.inputs]
             input_grads, weight_grads, bias_grad = implementation.backward(
-                self.ops, layer, dy, inputs, output, saved, self._weights(layer), needed)
+                ops, layer, dy, inputs, output, saved, self._weights(layer), needed)
             layer_grads = {weight_key(layer.name, source): grad
                            for source, grad in zip(layer.inputs, weight_grads)}
             if bias_grad is not None:
@@ -167,30 +196,46 @@ class Network:
             for tensor, grad in zip(layer.inputs, input_grads):
                 if grad is None:
                     continue
-                source = self._tower_of(tensor)
-                if source is not None and source != layer.tower:
+                if tensor == DATA:
+                    data_grads.append((layer.tower, grad))
+                    continue
+                source = self._towers[tensor]
+                if source != layer.tower:
                     grad = self.placement.transfer(grad, layer=layer.name, tensor=tensor,
                                                    source=layer.tower, dest=source,
                                                    direction="backward")
-                tensor_grads[tensor] = grad + tensor_grads[tensor] if tensor in tensor_grads \
-                    else grad
+                tensor_grads[tensor] = self.backend(source).add(grad, tensor_grads[tensor]) \
+                    if tensor in tensor_grads else grad
         self._trace = None
         if input_grad:
-            grads[DATA] = tensor_grads[DATA]
+            grads[DATA] = self._sum_data_grads(data_grads)
         return grads
+
+    def _sum_data_grads(self, data_grads):
+        """The input's gradient, on the first tower's backend: the sum over the towers' first
+        layers (each tower reads its own copy of the images)."""
+        home, total = data_grads[0]
+        ops = self.backend(home)
+        for tower, grad in data_grads[1:]:
+            if not self.placement.shared:
+                grad = ops.receive(grad, self.backend(tower))
+            total = ops.add(total, grad)
+        return total
 
     def zero_gradients(self, *, gradients_ready=None) -> dict:
         """The parameter gradients of a part with no images (a replica's empty share of an
         epoch's short last batch): zeros, handed to gradients_ready in backward()'s order."""
         grads = {}
         for layer in reversed(self.model.layers):
-            layer_grads = {spec.key: self.ops.xp.zeros_like(self.params[spec.key])
-                           for spec in self.specs if spec.layer == layer.name}
+            layer_grads = self.place({spec.key: np.zeros(spec.shape, self.dtype)
+                                      for spec in self.specs if spec.layer == layer.name})
             grads.update(self._hand_over(layer, layer_grads, gradients_ready))
         return grads
 
-    @staticmethod
-    def _hand_over(layer, layer_grads, gradients_ready):
+    def _hand_over(self, layer, layer_grads, gradients_ready):
+        """gradients_ready runs in the tower's device context: the engine orders its sums after
+        the work queued there."""
         if not layer_grads or gradients_ready is None:
             return layer_grads
-        return gradients_ready(layer.tower, layer_grads)
+        with self.backend(layer.tower).context():
+            return gradients_ready(layer.tower, layer_grads)

@@ -9,6 +9,8 @@ freezes it with 0).
 """
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 @dataclass
 class SGD:
@@ -23,11 +25,13 @@ class SGD:
         return rate * self.layer_lr_scale.get(spec.layer, 1.0)
 
     def momentum_buffers(self, network) -> dict:
-        xp = network.ops.xp
-        return {key: xp.zeros_like(value) for key, value in network.params.items()}
+        """Zero velocities, each on its parameter's tower."""
+        return network.place({spec.key: np.zeros(spec.shape, network.dtype)
+                              for spec in network.specs})
 
     def step(self, network, grads: dict, velocity: dict):
         for spec in network.specs:
-            network.ops.sgd_update(network.params[spec.key], velocity[spec.key], grads[spec.key],
-                                   lr=self.learning_rate(spec), momentum=self.momentum,
-                                   weight_decay=0.0 if spec.is_bias else self.weight_decay)
+            network.backend(spec.tower).sgd_update(
+                network.params[spec.key], velocity[spec.key], grads[spec.key],
+                lr=self.learning_rate(spec), momentum=self.momentum,
+                weight_decay=0.0 if spec.is_bias else self.weight_decay)

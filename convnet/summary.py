@@ -3,7 +3,6 @@ transfers of a model, from its description alone (nothing is allocated)."""
 import argparse
 import json
 import sys
-from math import prod
 
 from convnet import alexnet, graph
 

@@ -18,15 +18,17 @@ import subprocess
 import sys
 import traceback
 
-import numpy as np
 
 from convnet import alexnet, checkpoint, options
+from convnet.alexnet import TOWERS
 from convnet.backend import get_backend
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
 from convnet.network import Network
-from convnet.replicas.engines import ReplicasDiverged, connect
-from convnet.replicas.launch import LaunchError
+from convnet.placement import Placement
+from convnet.replicas import engines, nccl
+from convnet.replicas.engines import ReplicasDiverged
+from convnet.replicas.launch import SINGLE, LaunchError
 from convnet.replicas.launch import from_environment as launch_from_environment
 from convnet.schedule import RELEASED_2012_EPOCHS, Rates, Schedule
 from convnet.trainer import NonFiniteLoss, Trainer, evaluate
@@ -73,29 +75,46 @@ def gpu_count():
         return 0
 
 
-def select_backend(gpus):
-    """(backend, device) for --gpus: cpu → the reference backend; one index → both towers on
-    that GPU through the CUDA backend; default (None) → GPU 0 if there is one, else the CPU."""
+def select_placement(gpus, launch=SINGLE):
+    """(placement, device) for --gpus:
+      cpu          the reference backend runs both towers
+      one index    the CUDA backend runs both towers on that GPU
+      two indices  a CUDA backend per tower, each on a stream of its own: towers a and b on two
+                   GPUs, or (0,0) on one GPU through the same two-device path
+      None         GPU 0 if there is one, else the CPU
+    `device` describes it ("cpu", "gpu 0", "gpus 0,1 (peer-to-peer)"). Under a multi-rank launch
+    the indices name GPUs within the rank's own block (convnet.replicas.launch.rank_gpus)."""
     if gpus is None:
         gpus = "0" if gpu_count() else "cpu"
     if gpus == "cpu":
-        return get_backend("reference"), "cpu"
+        return Placement(get_backend("reference")), "cpu"
     indices = [int(index) for index in gpus.split(",")]
-    if len(indices) == 2:
-        raise UsageError(f"--gpus {gpus}: the two-device path (each tower on its own GPU or "
-                         f"stream) is not built yet; use --gpus {indices[0]} for both towers "
-                         f"on one GPU")
     try:
         import cupy
     except ImportError:
         raise UsageError(f"--gpus {gpus}: CuPy is not installed; pip install -e '.[cuda]' "
                          f"(or use --gpus cpu)") from None
     count = gpu_count()
-    if indices[0] >= count:
-        raise UsageError(f"--gpus {gpus}: there is no GPU {indices[0]} (this machine has "
+    devices = indices if launch.launcher == "single" else \
+        nccl.rank_devices(launch, indices, count)
+    missing = [device for device in devices if device >= count]
+    if missing:
+        raise UsageError(f"--gpus {gpus}: there is no GPU {missing[0]} (this machine has "
                          f"{count})")
-    cupy.cuda.Device(indices[0]).use()   # the network's own array arithmetic runs there too
-    return get_backend("cuda", device_id=indices[0]), f"gpu {indices[0]}"
+    cupy.cuda.Device(devices[0]).use()
+    if len(devices) == 1:
+        return Placement(get_backend("cuda", device_id=devices[0])), f"gpu {devices[0]}"
+    placement = Placement({tower: get_backend("cuda", device_id=device, own_stream=True)
+                           for tower, device in zip(TOWERS, devices)})
+    return placement, f"gpus {devices[0]},{devices[1]} ({placement.routes[('b', 'a')]})"
+
+
+def connect_replicas(launch, placement, device, timeout):
+    """The replicas engine: MPI over host arrays on the CPU, NCCL on GPUs."""
+    if device == "cpu":
+        return engines.connect(launch, timeout=timeout)
+    return nccl.connect(launch, {tower: placement.backends[tower].launcher.device.id
+                                 for tower in TOWERS}, timeout=timeout)
 
 
 def commit():
@@ -117,7 +136,7 @@ def progress_bar():
     return wrap
 
 
-def prepare(args, backend, replicas):
+def prepare(args, placement, replicas):
     """The trainer of this run, resumed if asked: (trainer, model, epochs, output folder)."""
     dataset = Dataset(args.data_path)
     model = choose_model(args.model, dataset)
@@ -128,7 +147,7 @@ def prepare(args, backend, replicas):
     data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
                   colour_noise_convention=model.preset.colour_noise,
                   crop_draw=model.preset.crop_draw)
-    network = Network(model, backend, seed=args.seed)
+    network = Network(model, placement, seed=args.seed)
     trainer = Trainer(network, data, make_schedule(args, model, epochs),
                       batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,
                       output_dir=output_dir, print_freq=args.print_freq,
@@ -141,9 +160,9 @@ def prepare(args, backend, replicas):
     return trainer, model, epochs, output_dir
 
 
-def run(args, backend, device, replicas):
+def run(args, placement, device, replicas):
     try:
-        trainer, model, epochs, output_dir = prepare(args, backend, replicas)
+        trainer, model, epochs, output_dir = prepare(args, placement, replicas)
         error = None
     except (UsageError, DatasetError, checkpoint.CheckpointError) as caught:
         error = caught      # on some ranks only, perhaps (a file one node cannot read)
@@ -200,8 +219,8 @@ def main(argv=None):
         args = options.parse(argv)
     with quiet(not leader, "stdout"):        # only rank 0 prints
         try:
-            backend, device = select_backend(args.gpus)
-            replicas = connect(launch, device, timeout=args.dist_timeout)
+            placement, device = select_placement(args.gpus, launch)
+            replicas = connect_replicas(launch, placement, device, args.dist_timeout)
             if args.batch_size % replicas.world:
                 raise UsageError(f"--batch-size {args.batch_size} is the global batch and must "
                                  f"split evenly over the {replicas.world} ranks; use a "
@@ -211,7 +230,7 @@ def main(argv=None):
                 print(f"error: {error}", file=sys.stderr)
             return 2
         try:
-            return run(args, backend, device, replicas)
+            return run(args, placement, device, replicas)
         except (NonFiniteLoss, ReplicasDiverged) as error:   # global figures: the same everywhere
             if replicas.rank == 0:
                 print(f"error: {error}", file=sys.stderr)

@@ -58,20 +58,25 @@ def forward_views(network, views, feature_layers=()):
     """(probs, features): the softmax (classes, n) averaged over the views of a batch (the
     centre crop, or the paper's 10), and the outputs (units, n) of each of `feature_layers`
     averaged likewise; backend arrays."""
-    ops = network.ops
+    def accumulate(total, value, ops):
+        return value if total is None else ops.add(total, value)
+
+    ops = network.output_backend
+    feature_ops = [network.layer_backend(name) for name in feature_layers]
     probs, features = None, [None] * len(feature_layers)
     for view in views:
         result = network.forward(view, None, train=False)
-        probs = result.probs if probs is None else probs + result.probs
-        features = [network.outputs[name] if total is None else total + network.outputs[name]
-                    for name, total in zip(feature_layers, features)]
-    return ops.scale(probs, 1.0 / len(views)), [ops.scale(f, 1.0 / len(views)) for f in features]
+        probs = accumulate(probs, result.probs, ops)
+        features = [accumulate(total, network.outputs[name], layer_ops) for name, total, layer_ops
+                    in zip(feature_layers, features, feature_ops)]
+    return (ops.scale(probs, 1.0 / len(views)),
+            [layer_ops.scale(f, 1.0 / len(views)) for f, layer_ops in zip(features, feature_ops)])
 
 
 def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
     """Top-1/top-5 error of the softmax averaged over the views (1, or the 10 of the paper),
     each rank evaluating its part of each batch."""
-    ops = network.ops
+    ops = network.output_backend
     loss_sum, top1, top5, count = 0.0, 0, 0, 0
     for views, labels in data.eval_batches(batch_size, ten_crop, shard=replicas.shard):
         if len(labels) == 0:
@@ -110,10 +115,8 @@ class Trainer:
 
     def resume(self, path):
         params, velocity, state = checkpoint.load(path, self.network)
-        from_host = self.network.ops.from_host
-        for key, value in params.items():
-            self.network.params[key][...] = from_host(value)
-            self.velocity[key][...] = from_host(velocity[key])
+        self.network.params = self.network.place(params)
+        self.velocity = self.network.place(velocity)
         if state["seed"] != self.network.seed:
             raise checkpoint.CheckpointError(
                 f"checkpoint {path}: written with seed {state['seed']}, this run has seed "
@@ -126,9 +129,13 @@ class Trainer:
 
     def check_replicas_agree(self, when):
         """ReplicasDiverged on every rank unless every rank holds the same weights and momentum."""
-        self.replicas.check_same([self.network.params[spec.key] for spec in self.network.specs]
-                                 + [self.velocity[spec.key] for spec in self.network.specs],
-                                 f"weights and momentum {when}", self.network.ops.to_host)
+        if self.replicas.world == 1:
+            return
+        params, velocity = self.network.to_host(self.network.params), \
+            self.network.to_host(self.velocity)
+        self.replicas.check_same([params[spec.key] for spec in self.network.specs]
+                                 + [velocity[spec.key] for spec in self.network.specs],
+                                 f"weights and momentum {when}")
 
     def _truncate_logs(self):
         """Drop log lines written after the checkpoint: the resumed run writes them again."""

@@ -12,6 +12,7 @@
 //                   start + images) (images innermost; g = i for a whole batch)
 //   apply_mask      out[i] = x[i] · mask[i]
 //   scale           out[i] = x[i] · factor
+//   add             out[i] = x[i] + y[i]
 //   bias_backward   out[c] = Σ_{i < inner} dy[c·inner + i]   one block per channel, a fixed-order
 //                   tree over the block's threads: the same bits every run
 // Restrictions (asserted by the launchers): count < 2³¹ (for dropout_mask, the whole batch's
@@ -77,6 +78,13 @@ scale(const T* __restrict__ x, T factor, T* __restrict__ out, u32 count) {
   GRID_STRIDE_LOOP(i, count) out[i] = x[i] * factor;
 }
 CONVNET_INSTANTIATE(scale)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+add(const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ out, u32 count) {
+  GRID_STRIDE_LOOP(i, count) out[i] = x[i] + y[i];
+}
+CONVNET_INSTANTIATE(add)
 
 // Σ of `inner` consecutive values per block (blockIdx.x = the channel), in a fixed order: each
 // thread sums a strided slice, then a shared-memory tree halves the partial sums.

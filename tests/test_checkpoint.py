@@ -8,6 +8,7 @@ import pytest
 from convnet import alexnet, checkpoint
 from convnet.backend import get_backend
 from convnet.network import Network
+from convnet.placement import Placement
 from convnet.solver import SGD
 
 
@@ -33,6 +34,26 @@ def test_round_trip(tmp_path, rng):
         np.testing.assert_array_equal(params[key], network.params[key])
         np.testing.assert_array_equal(loaded_velocity[key], velocity[key])
     assert os.listdir(tmp_path) == ["last.h5"]
+
+
+def test_towers_of_their_own_save_and_load_like_one_backend(tmp_path, rng):
+    """A checkpoint written from towers on two devices (two emulators) holds each tower's arrays
+    as one backend would, and loads back onto towers of their own, each on its tower's backend."""
+    network, velocity = trained_network(rng)
+    towers = {"a": get_backend("emulator"), "b": get_backend("emulator")}
+    placement = Placement(towers)
+    placed = Network(network.model, placement, seed=network.seed,
+                     params=network.to_host(network.params))
+    path = tmp_path / "last.h5"
+    checkpoint.save(path, placed, placed.place(network.to_host(velocity)), {"epoch": 1})
+    params, loaded_velocity, _ = checkpoint.load(path, network)
+    for key in network.params:
+        np.testing.assert_array_equal(params[key], network.params[key])
+        np.testing.assert_array_equal(loaded_velocity[key], velocity[key])
+    loaded = checkpoint.load_network(path, placement)
+    for spec in loaded.specs:
+        np.testing.assert_array_equal(loaded.params[spec.key], network.params[spec.key])
+    assert loaded.backend("a") is towers["a"] and loaded.backend("b") is towers["b"]
 
 
 def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, rng, monkeypatch):

@@ -20,7 +20,7 @@ from convnet.backend import get_backend
 from convnet.data import dataset, fashion_mnist
 from convnet.figures import DPI
 from convnet.figures import __main__ as figures_main
-from convnet.figures import curves, filters, neighbours, predictions
+from convnet.figures import curves, neighbours, predictions
 from convnet.inference import Inference, last_hidden_layers
 from convnet.network import Network
 from convnet.trainer import EPOCH_FIELDS

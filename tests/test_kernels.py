@@ -248,6 +248,7 @@ def test_elementwise(backend, shape, rng):
     (y,) = assert_as_accurate("relu_forward", (x,), backend=backend)
     assert_as_accurate("relu_backward", (rng.normal(size=shape), y), backend=backend)
     assert_as_accurate("scale", (x, 0.5), backend=backend)
+    assert_as_accurate("add", (x, rng.normal(size=shape)), backend=backend)
     key = int(rng.integers(2 ** 32))
     mask = call(backend, "dropout_mask", shape, 0.5, key)[0]
     np.testing.assert_array_equal(mask, reference.dropout_mask(shape, 0.5, key))

@@ -1,13 +1,17 @@
 """The communication pattern: over one training step, the towers exchange exactly the analytic
-number of bytes, and only at conv3, fc6, fc7 and fc8, forward and backward."""
+number of bytes, and only at conv3, fc6, fc7 and fc8, forward and backward. The two-device path
+(a backend per tower, copies at the crossings) gives the same step as one backend for both,
+bit for bit; on the CPU two emulators stand in for the two devices."""
 import numpy as np
 import pytest
 
 from convnet import alexnet
+from convnet.alexnet import DATA
 from convnet.backend import get_backend
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.solver import SGD
+from networks import make_active
 
 
 def analytic_exchange(geometry, images, itemsize):
@@ -32,8 +36,8 @@ def analytic_exchange(geometry, images, itemsize):
 @pytest.mark.parametrize("name", ["2012-small28", "paper-small64"])
 def test_one_training_step_moves_the_analytic_bytes_at_four_points(name, rng):
     model = alexnet.build_model(name)
-    placement = Placement()
-    network = Network(model, get_backend("reference"), placement=placement, seed=2)
+    network = Network(model, get_backend("reference"), seed=2)
+    placement = network.placement
     images = rng.normal(0, 50, model.image_shape + (3,)).astype(np.float32)
     labels = rng.integers(0, model.geometry.classes, 3)
     solver = SGD(0.01, 2.0, 0.9, 5e-4)
@@ -64,5 +68,59 @@ def test_default_model_exchange_per_image():
 
 def test_placement_rejects_a_same_tower_transfer():
     with pytest.raises(ValueError, match="not a cross-tower"):
-        Placement().transfer(np.zeros(2), layer="conv2a", tensor="pool1a", source="a", dest="a",
-                             direction="forward")
+        Placement(get_backend("reference")).transfer(np.zeros(2), layer="conv2a",
+                                                     tensor="pool1a", source="a", dest="a",
+                                                     direction="forward")
+
+
+def test_a_tower_of_its_own_needs_a_backend_that_can_receive():
+    with pytest.raises(ValueError, match="tower a: backend reference cannot hold a tower"):
+        Placement({"a": get_backend("reference"), "b": get_backend("emulator")})
+
+
+def one_step(placement, model, params, images, labels):
+    """Loss, every layer's output, every gradient (the input's too) and the parameters after
+    one SGD step, all on the host."""
+    network = Network(model, placement, dtype=np.float64, seed=3,
+                      params={key: value.copy() for key, value in params.items()})
+    result = network.forward(images, labels, train=True, step=5)
+    outputs = {name: np.array(network.layer_backend(name).to_host(value))
+               for name, value in network.outputs.items()}
+    grads = network.backward(input_grad=True)
+    data_grad = np.array(network.backend("a").to_host(grads.pop(DATA)))
+    host_grads = network.to_host(grads)
+    solver = SGD(0.01, 2.0, 0.9, 5e-4)
+    solver.step(network, grads, solver.momentum_buffers(network))
+    return result.loss, outputs, dict(host_grads, data=data_grad), network.to_host(network.params)
+
+
+def test_towers_on_two_devices_take_the_same_step_as_on_one(rng):
+    """Two emulators (each tower on its own) against one emulator running both towers: the same
+    kernels in the same order, so every tensor agrees bit for bit, and the crossings carry the
+    same bytes."""
+    model = alexnet.build_model("2012-small28")
+    params = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng).params
+    images = rng.normal(0, 50, model.image_shape + (3,))
+    labels = rng.integers(0, model.geometry.classes, 3)
+    shared = Placement(get_backend("emulator", poison=True))
+    per_tower = Placement({"a": get_backend("emulator", poison=True),
+                           "b": get_backend("emulator", poison=True)})
+    assert not per_tower.shared and per_tower.routes[("b", "a")] == "host copy"
+    want = one_step(shared, model, params, images, labels)
+    got = one_step(per_tower, model, params, images, labels)
+    assert got[0] == want[0]
+    for got_part, want_part in zip(got[1:], want[1:]):
+        assert got_part.keys() == want_part.keys()
+        for key in want_part:
+            np.testing.assert_array_equal(got_part[key], want_part[key], err_msg=key)
+    assert per_tower.log == shared.log
+
+
+def test_a_crossing_between_towers_of_their_own_hands_over_a_copy(rng):
+    per_tower = Placement({"a": get_backend("emulator"), "b": get_backend("emulator")})
+    sent = rng.normal(size=(4, 3, 3, 2)).astype(np.float32)
+    received = per_tower.transfer(sent, layer="conv3a", tensor="pool2b", source="b", dest="a",
+                                  direction="forward")
+    np.testing.assert_array_equal(received, sent)
+    assert not np.shares_memory(received, sent)
+    assert per_tower.bytes_moved("forward") == sent.nbytes

@@ -1,41 +1,47 @@
-"""Training on the GPU (`--gpus 0`: both towers on one GPU): one SGD step of the full default
-network on the CUDA backend against the same step on the reference backend, and the bytes
-crossing towers against the analytic figure. Skipped, with the reason, without a GPU."""
+"""Training on the GPU: one SGD step of the full default network on the CUDA backend against the
+same step on the reference backend, with both towers on one GPU (`--gpus 0`), through the
+two-device path on one GPU (`--gpus 0,0`: two streams, explicit copies) and on two GPUs
+(`--gpus 0,1`, where there are two); and the bytes crossing towers against the analytic figure.
+Skipped, with the reason, without a GPU (or, for 0,1, without a second one)."""
 import numpy as np
 import pytest
 
 from convnet import alexnet
 from convnet.backend import get_backend
 from convnet.network import Network
-from convnet.placement import Placement
 from convnet.solver import SGD
+from convnet.train import gpu_count, select_placement
 from targets import require_gpu
 from test_placement import analytic_exchange
 
 pytestmark = [pytest.mark.gpu, pytest.mark.large]
 
 
-def one_step(backend, model, params, images, labels):
-    placement = Placement()
-    network = Network(model, backend, placement=placement, seed=4,
+def one_step(placement, model, params, images, labels):
+    network = Network(model, placement, seed=4,
                       params={key: value.copy() for key, value in params.items()})
     solver = SGD(0.01, 2.0, 0.9, 5e-4)
     velocity = solver.momentum_buffers(network)
     loss = network.forward(images, labels, train=True, step=3).loss
     solver.step(network, network.backward(), velocity)
-    return loss, {key: np.asarray(backend.to_host(value)) for key, value in network.params.items()}, \
-        placement
+    return loss, network.to_host(network.params), network.placement
 
 
-def test_one_training_step_on_the_gpu_matches_the_reference(rng):
+@pytest.mark.parametrize("gpus", ["0", "0,0", "0,1"])
+def test_one_training_step_on_the_gpu_matches_the_reference(gpus, rng):
     require_gpu()
+    if gpus == "0,1" and gpu_count() < 2:
+        pytest.skip("GPU test skipped: --gpus 0,1 needs two GPUs; this machine has one")
     model = alexnet.build_model("2012")
-    params = Network(model, get_backend("reference"), seed=4).params
+    reference = get_backend("reference")
+    params = Network(model, reference, seed=4).params
     images = rng.normal(0, 50, model.image_shape + (32,)).astype(np.float32)
     labels = rng.integers(0, model.geometry.classes, 32)
-    want_loss, want, _ = one_step(get_backend("reference"), model, params, images, labels)
-    got_loss, got, placement = one_step(get_backend("cuda", device_id=0), model, params, images,
-                                        labels)
+    want_loss, want, _ = one_step(reference, model, params, images, labels)
+    placement, device = select_placement(gpus)
+    print(f"towers on: {device}")
+    assert placement.shared == (gpus == "0")
+    got_loss, got, placement = one_step(placement, model, params, images, labels)
     assert got_loss == pytest.approx(want_loss, rel=1e-4)
     for key, value in want.items():
         change = np.abs(value - params[key]).max()     # the step's own size sets the tolerance

@@ -1,15 +1,20 @@
-"""Training speed of the default network on one GPU (both towers on it, `--gpus 0`), against the
-same network in PyTorch (cuDNN, FP32 with TF32 off, each pair of tower convolutions as one with
-groups=2 where the towers do not talk: tools/torch_alexnet.py) in the same run.
+"""Training speed of the default network on one GPU, against the same network in PyTorch (cuDNN,
+FP32 with TF32 off, each pair of tower convolutions as one with groups=2 where the towers do not
+talk: tools/torch_alexnet.py) in the same run.
 
-    python tools/bench_train.py [--batch 128] [--repeats 20] [--json bench/results/FILE.json]
+    python tools/bench_train.py [--gpus 0 0,0] [--batch 128] [--repeats 20]
+                                [--json bench/results/FILE.json]
 
-A step is what the trainer does per batch: the batch copied from host memory, forward, backward
-and the SGD update. Each step is timed with CUDA events, after 3 warm-up steps, on a fresh random
-batch; the median is reported, as images/s and as the projected wall time of 90 epochs of
-ILSVRC-2012's 1,281,167 training images. The breakdown times each layer's forward and backward
-on its own (fresh random inputs of its shapes, the layer's own parameters) and lists them with
-their share of the sum. The JSON report records the device, versions, commit and kernels hash.
+Each --gpus placement is measured (as `python -m convnet.train --gpus` reads it): 0, both towers
+on GPU 0 on one stream; 0,0, the two-device path on one GPU (a stream per tower, copies at the
+crossings); 0,1 where there are two GPUs. A step is what the trainer does per batch: the batch
+copied from host memory, forward, backward and the SGD update. Each step is timed with CUDA
+events on tower a's stream (tower b's stream joins it before the stop event), after 3 warm-up
+steps, on a fresh random batch; the median is reported, as images/s and as the projected wall
+time of 90 epochs of ILSVRC-2012's 1,281,167 training images. The breakdown times each layer's
+forward and backward on its own (fresh random inputs of its shapes, the layer's own parameters)
+on the first placement's backend and lists them with their share of the sum. The JSON report
+records the device, versions, commit and kernels hash.
 """
 import argparse
 import json
@@ -22,12 +27,12 @@ import sys
 import numpy as np
 
 from convnet import alexnet, graph
-from convnet.backend import get_backend
 from convnet.backend.cuda.launch import build
 from convnet.layers import IMPLEMENTATIONS, Context
 from convnet.network import Network, bias_key, dropout_key, initial_parameters, weight_key
 from convnet.replicas.shard import BatchPart
 from convnet.solver import SGD
+from convnet.train import select_placement
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from torch_alexnet import TorchAlexNet, gpu_modules, recipe_sgd  # noqa: E402
@@ -50,9 +55,9 @@ def median_ms(record, repeats, start, stop, elapsed):
     return statistics.median(times)
 
 
-def our_step(cupy, model, params, batch):
-    backend = get_backend("cuda")
-    network = Network(model, backend, seed=0, params={k: v.copy() for k, v in params.items()})
+def our_step(cupy, placement, model, params, batch):
+    network = Network(model, placement, seed=0, params={k: v.copy() for k, v in params.items()})
+    tower_a, *others = placement.distinct_backends()
     recipe = model.recipe
     solver = SGD(recipe.weight_lr, model.preset.bias_lr_multiplier, recipe.momentum,
                  recipe.weight_decay)
@@ -63,11 +68,18 @@ def our_step(cupy, model, params, batch):
     def record(begin, end):
         images = rng.normal(0, 50, model.image_shape + (batch,)).astype(np.float32)
         labels = rng.integers(0, model.geometry.classes, batch)
-        begin()
+        with tower_a.context():    # events record on the current stream: tower a's
+            begin()
         network.forward(images, labels, train=True, step=next(steps))
         solver.step(network, network.backward(), velocity)
-        end()
-    return backend, network, record
+        for other in others:       # the step ends when both towers' streams are done
+            with other.context():
+                finished = cupy.cuda.Event(disable_timing=True)
+                finished.record()
+            tower_a.launcher.stream.wait_event(finished)
+        with tower_a.context():
+            end()
+    return network, record
 
 
 def torch_step(torch, model, params, batch):
@@ -89,7 +101,13 @@ def torch_step(torch, model, params, batch):
 
 
 def layer_breakdown(cupy, backend, network, model, batch, repeats):
-    """[(layer, pass, ms)]: each layer's forward, and backward, alone on fresh random inputs."""
+    """[(layer, pass, ms)]: each layer's forward, and backward, alone on fresh random inputs,
+    in the backend's context (its device and stream: the events record there)."""
+    with backend.context():
+        return _layer_breakdown(cupy, backend, network, model, batch, repeats)
+
+
+def _layer_breakdown(cupy, backend, network, model, batch, repeats):
     shapes = graph.input_shapes(model)
     labels = np.random.default_rng().integers(0, model.geometry.classes, batch)
     part = BatchPart.of_whole(batch)
@@ -130,6 +148,8 @@ def layer_breakdown(cupy, backend, network, model, batch, repeats):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gpus", nargs="+", default=["0", "0,0"],
+                        help="placements to measure, as train's --gpus (default: 0 0,0)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", help="write the report here")
@@ -137,9 +157,20 @@ def main(argv=None):
     cupy, torch = gpu_modules("bench_train")
     model = alexnet.build_model("2012")
     params = initial_parameters(model, seed=0, dtype=np.float32)
-    backend, network, ours = our_step(cupy, model, params, args.batch)
-    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-    ours_ms = median_ms(ours, args.repeats, start, stop, cupy.cuda.get_elapsed_time)
+    placements = []
+    for gpus in args.gpus:
+        placement, device = select_placement(gpus)
+        network, ours = our_step(cupy, placement, model, params, args.batch)
+        with placement.backends["a"].context():
+            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+        step_ms = median_ms(ours, args.repeats, start, stop, cupy.cuda.get_elapsed_time)
+        placements.append({"gpus": gpus, "placement": device, "step_ms": step_ms,
+                           "images_per_second": args.batch / (step_ms * 1e-3)})
+        print(f"--gpus {gpus} ({device}): {step_ms:.2f} ms per step of {args.batch}, "
+              f"{placements[-1]['images_per_second']:.0f} images/s")
+        if len(placements) == 1:
+            backend, breakdown_network = placement.backends["a"], network
+    ours_ms = placements[0]["step_ms"]
     report = {
         "device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
         "driver": cupy.cuda.runtime.driverGetVersion(), "cupy": cupy.__version__,
@@ -150,12 +181,12 @@ def main(argv=None):
                                  text=True).stdout.strip(),
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
         "model": model.name, "batch": args.batch, "repeats": args.repeats,
-        "step_ms": ours_ms, "images_per_second": args.batch / (ours_ms * 1e-3)}
+        "placements": placements, "step_ms": ours_ms,
+        "images_per_second": placements[0]["images_per_second"]}
     hours = EPOCHS * IMAGENET_TRAIN_IMAGES / report["images_per_second"] / 3600
     report["projected_90_epoch_hours"] = hours
-    print(f"{report['device']}, kernels from {report['kernels_from']}: {ours_ms:.2f} ms per step "
-          f"of {args.batch}, {report['images_per_second']:.0f} images/s; 90 ImageNet epochs in "
-          f"{hours:.1f} h")
+    print(f"{report['device']}, kernels from {report['kernels_from']}: --gpus "
+          f"{placements[0]['gpus']}, 90 ImageNet epochs in {hours:.1f} h")
     if torch is not None:
         peer = torch_step(torch, model, params, args.batch)
         torch_start = torch.cuda.Event(enable_timing=True)
@@ -164,9 +195,12 @@ def main(argv=None):
                             lambda a, b: a.elapsed_time(b))
         report.update(torch_step_ms=peer_ms, torch_images_per_second=args.batch / (peer_ms * 1e-3),
                       ratio_torch_over_ours=peer_ms / ours_ms)
+        for entry in placements:
+            entry["ratio_torch_over_ours"] = peer_ms / entry["step_ms"]
         print(f"PyTorch {torch.__version__} (cuDNN {report['cudnn']}, TF32 off, groups=2): "
-              f"{peer_ms:.2f} ms per step; ratio {peer_ms / ours_ms:.2f}x (target ≥ 1.0, goal 1.3)")
-    rows = layer_breakdown(cupy, backend, network, model, args.batch, args.repeats)
+              f"{peer_ms:.2f} ms per step; ratio {peer_ms / ours_ms:.2f}x for --gpus "
+              f"{placements[0]['gpus']} (target ≥ 1.0, goal 1.3)")
+    rows = layer_breakdown(cupy, backend, breakdown_network, model, args.batch, args.repeats)
     total = sum(ms for _, _, ms in rows)
     print(f"{'layer':10} {'pass':9} {'ms':>8} {'share':>6}")
     for layer, name, ms in rows:

@@ -83,7 +83,7 @@ def table(model, step_seconds, batch, source, rates_gbps, machines):
             row += (f" {comm * 1e3:.1f} ms | {efficiency(step_seconds, comm, False):.1%} |"
                     f" {efficiency(step_seconds, comm, True):.1%} |")
         lines.append(row)
-    lines += ["", f"The all-reduce hides entirely under a step of at least "
+    lines += ["", "The all-reduce hides entirely under a step of at least "
               + ", ".join(f"{ring_bytes_sent(total, max(machines)) / (rate * 1e9 / 8) * 1e3:.1f}"
                           f" ms on {rate:g} Gb/s" for rate in rates_gbps)
               + f" at {max(machines)} machines."]

@@ -10,7 +10,9 @@ Tensor layout, the same in every backend and through the whole network (cuda-con
 """
 import importlib
 
-# The op interface. A backend is a module exporting all of these (and `xp`, its array module).
+# The backend interface. A backend is a module or object providing all of these (and `xp`, its
+# array module). context() is the device context (and stream) its arrays live in: the ops enter
+# it themselves, code that hands arrays to another library (a replicas engine) enters it.
 OPS = (
     "conv_forward", "conv_backward_input", "conv_backward_filters",
     "add_bias", "bias_backward",
@@ -18,11 +20,11 @@ OPS = (
     "crossmap_norm_forward", "crossmap_norm_backward",
     "samemap_norm_forward", "samemap_norm_backward",
     "maxpool_forward", "maxpool_backward",
-    "dropout_mask", "apply_mask", "scale",
+    "dropout_mask", "apply_mask", "scale", "add",
     "fc_forward", "fc_backward_input", "fc_backward_weights",
     "softmax", "softmax_logloss", "softmax_logloss_backward", "topk_errors",
     "sgd_update",
-    "to_host", "from_host",
+    "to_host", "from_host", "context",
 )
 
 # name → (module, factory in it or None when the module itself is the backend)

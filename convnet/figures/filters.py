@@ -51,8 +51,9 @@ def first_layer_kernels(network):
     layers = sorted((layer for layer in network.model.layers
                      if isinstance(layer, alexnet.Conv) and layer.inputs == (alexnet.DATA,)),
                     key=lambda layer: alexnet.TOWERS.index(layer.tower))
-    return [network.ops.to_host(network.params[weight_key(layer.name, alexnet.DATA)])
-            for layer in layers]
+    keys = [weight_key(layer.name, alexnet.DATA) for layer in layers]
+    host = network.to_host({key: network.params[key] for key in keys})
+    return [host[key] for key in keys]
 
 
 def normalize(kernels, scale):

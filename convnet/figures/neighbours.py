@@ -58,9 +58,10 @@ def fingerprint(inference, split):
     and the views."""
     network = inference.network
     digest = hashlib.sha256()
-    for key in sorted(network.params):
+    params = network.to_host(network.params)
+    for key in sorted(params):
         digest.update(key.encode())
-        digest.update(np.ascontiguousarray(network.ops.to_host(network.params[key])).tobytes())
+        digest.update(np.ascontiguousarray(params[key]).tobytes())
     stat = os.stat(inference.loader.path)
     digest.update(json.dumps([network.model.name, os.path.realpath(inference.loader.path),
                               stat.st_size, stat.st_mtime_ns, split,

@@ -6,7 +6,8 @@ its share of every global batch, averaging gradients each step through an existi
   shard.py       which images of a global batch are this rank's (Shard, BatchPart)
   engines.py     the communication interface (Replicas) and its engines: one process alone,
                  MPI over NumPy arrays (the CPU backend), and connect(), which picks one
-  nccl.py        the NCCL engine over CuPy arrays (the CUDA backend)
+                 of them for a launch on the CPU
+  nccl.py        the NCCL engine over CuPy arrays (the CUDA backend), and its connect()
   rendezvous.py  the NCCL unique id handed from rank 0 to the others over TCP, where no MPI
                  launched the job
   watchdog.py    stops a rank that waits on the others for too long (a peer died or hangs)

@@ -67,14 +67,14 @@ class Replicas:
         failures = np.flatnonzero(self.gather(float(failed)))
         return int(failures[0]) if failures.size else None
 
-    def check_same(self, arrays, what, to_host=np.asarray):
-        """Raise ReplicasDiverged on every rank unless `arrays` (copied to NumPy by `to_host`)
-        hold the same bytes on every rank: a CRC-32, exact in float64, compared across ranks."""
+    def check_same(self, arrays, what):
+        """Raise ReplicasDiverged on every rank unless `arrays` (NumPy) hold the same bytes on
+        every rank: a CRC-32, exact in float64, compared across ranks."""
         if self.world == 1:
             return
         checksum = 0
         for array in arrays:
-            checksum = zlib.crc32(np.ascontiguousarray(to_host(array)).view(np.uint8), checksum)
+            checksum = zlib.crc32(np.ascontiguousarray(array).view(np.uint8), checksum)
         checksums = self.gather(checksum)
         differ = np.flatnonzero(checksums != checksums[0])
         if differ.size:
@@ -128,14 +128,11 @@ def mpi_world():
     return MPI.COMM_WORLD
 
 
-def connect(launch, device, *, timeout) -> Replicas:
-    """The engine for this launch on this device kind ("cpu"); one process alone needs none.
-    The CUDA backend connects through convnet.replicas.nccl.connect with its towers' GPUs."""
+def connect(launch, *, timeout) -> Replicas:
+    """The engine of the CPU backend for this launch; one process alone needs none. The CUDA
+    backend connects through convnet.replicas.nccl.connect with its towers' GPUs."""
     if launch.launcher == "single":
         return Replicas()
-    if device != "cpu":
-        raise LaunchError(f"no replicas engine for device {device!r} here: GPUs connect "
-                          f"through convnet.replicas.nccl")
     if launch.launcher != "mpi":
         raise LaunchError("the CPU backend's replicas sum their gradients through MPI: launch "
                           "with mpirun or srun (torchrun-style variables are for GPUs, "

@@ -9,8 +9,9 @@ broadcast) and tower_gpus (convnet/replicas/launch.py rank_gpus).
 
 One communicator per tower, made on the GPU that holds this rank's copy of the tower, so tower
 a's gradients travel only between the GPUs that hold tower a. Each tower's all-reduces run on a
-stream of their own, which waits (an event) for the compute stream to finish the layer's
-backward pass: they overlap the backward pass of the layers below. wait_gradients() waits on
+stream of their own, which waits (an event) for the tower's compute stream (the current one when
+Network hands the gradients over, in the tower's context) to finish the layer's backward pass:
+they overlap the backward pass of the layers below. wait_gradients() waits on
 the host, under the watchdog, for both towers' streams. sum() sums a few float64 values on
 tower a's communicator and stream.
 """
@@ -81,25 +82,28 @@ class NcclReplicas(Replicas):
         os._exit(code)
 
 
-def tower_gpus(launch, gpus) -> dict:
-    """{tower: physical GPU} of this rank, from --gpus's indices (one: both towers; two: a, b)."""
-    import cupy
+def rank_devices(launch, gpus, visible) -> list:
+    """This rank's physical GPUs for --gpus's indices under a multi-rank launch (rank_gpus,
+    with the node-local rank from MPI where MPI launched the job)."""
     if launch.launcher == "mpi":
         from mpi4py import MPI
         local_rank = mpi_world().Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
     else:
         local_rank = launch.local_rank
-    devices = rank_gpus(gpus, local_rank, cupy.cuda.runtime.getDeviceCount())
-    return dict(zip(TOWERS, devices * 2 if len(devices) == 1 else devices))
+    return rank_gpus(gpus, local_rank, visible)
 
 
 def connect(launch, tower_devices, *, timeout) -> Replicas:
-    """The NCCL engine for this launch; NCCL's unique ids (one per tower) go from rank 0 to the
-    others by MPI's broadcast where MPI launched the job, else through the rendezvous at
-    MASTER_ADDR:MASTER_PORT."""
-    from cupy.cuda import nccl
+    """The NCCL engine for this launch, {tower: GPU} this rank's towers' devices; NCCL's unique
+    ids (one per tower) go from rank 0 to the others by MPI's broadcast where MPI launched the
+    job, else through the rendezvous at MASTER_ADDR:MASTER_PORT."""
     if launch.launcher == "single":
         return Replicas()
+    try:
+        from cupy.cuda import nccl
+    except ImportError as error:
+        raise LaunchError(f"GPU replicas sum their gradients through NCCL, which CuPy cannot "
+                          f"load here ({error}): pip install nvidia-nccl-cu13") from None
     if launch.launcher == "mpi":
         comm = mpi_world()
         rank, world = comm.Get_rank(), comm.Get_size()

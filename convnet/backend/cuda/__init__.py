@@ -4,6 +4,9 @@ same launch code (launch.py). Arrays are CuPy arrays on the GPU, NumPy arrays in
 
     backend = CudaBackend(Gpu(device_id))      # or CudaBackend(Emulated())
     y = backend.conv_forward(x, w, stride=1, pad=2)
+
+Two backends hold the two towers of a network placed on two devices, or on one GPU through two
+streams (convnet.placement); `receive` moves a tensor between them.
 """
 import functools
 
@@ -33,16 +36,31 @@ class CudaBackend:
         return op
 
     def to_host(self, array):
-        """A NumPy copy of a backend array (a no-op view in the emulator)."""
-        return array.get() if hasattr(array, "get") else array
+        """A NumPy copy of a backend array (a no-op view in the emulator), once the work queued
+        for it on this backend's stream is done."""
+        if not hasattr(array, "get"):
+            return array
+        with self.launcher.context():
+            return array.get()
 
     def from_host(self, array):
         with self.launcher.context():
             return self.xp.asarray(array)
 
+    def context(self):
+        return self.launcher.context()
 
-def gpu_backend(device_id=0, *, poison=False):
-    return CudaBackend(Gpu(device_id, poison=poison))
+    def receive(self, array, sender: "CudaBackend"):
+        """A copy, on this backend's device, of `array` held by backend `sender`; see
+        Launcher.receive for the ordering it guarantees."""
+        return self.launcher.receive(array, sender.launcher)
+
+    def route_from(self, sender: "CudaBackend") -> str:
+        return self.launcher.route_from(sender.launcher)
+
+
+def gpu_backend(device_id=0, *, poison=False, own_stream=False):
+    return CudaBackend(Gpu(device_id, poison=poison, own_stream=own_stream))
 
 
 def emulator_backend(*, poison=False):

@@ -1,4 +1,4 @@
-"""ReLU, dropout, scaling and biases on the CUDA kernels of kernels/elementwise.cu; formulas as
+"""ReLU, dropout, scaling, sums and biases on the CUDA kernels of kernels/elementwise.cu; formulas as
 in convnet/backend/reference/elementwise.py and conv.py (add_bias, bias_backward)."""
 import numpy as np
 
@@ -75,4 +75,12 @@ def scale(launcher, x, factor):
     dtype = check_arrays("scale", x)
     out = launcher.empty(x.shape, dtype)
     launch_elementwise(launcher, "scale", dtype, x.size, (x, dtype.type(factor), out, u32(x.size)))
+    return out
+
+
+def add(launcher, x, y):
+    dtype = check_arrays("add", x, y)
+    require(x.shape == y.shape, f"add: arrays of shapes {x.shape} and {y.shape} differ")
+    out = launcher.empty(x.shape, dtype)
+    launch_elementwise(launcher, "add", dtype, x.size, (x, y, out, u32(x.size)))
     return out

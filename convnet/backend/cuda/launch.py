@@ -11,7 +11,10 @@ A launcher has
                           type for T): the emulator refuses anything else, as a GPU would misread it
   empty(shape, dtype)     an output array; with poison=True filled with NaN (0xFF bytes for
                           integer arrays), so an element a kernel fails to write shows up
-  context()               the device context ops run in (the GPU's; nothing for the emulator)
+  context()               the device context ops run in: the GPU's, and its own stream where it
+                          has one; nothing for the emulator
+  receive(array, sender)  a copy of another launcher's array on this one's device (a tensor
+                          crossing towers, convnet.placement); route_from(sender) names the way
 
 Kernel sources are kernels/*.cu of the source tree (convnet is installed editable); their build
 settings come from kernels/build.py, their launch geometry from kernels/tiles.cuh.
@@ -82,6 +85,12 @@ class Launcher:
     def context(self):
         return contextlib.nullcontext()
 
+    def route_from(self, sender):
+        raise NotImplementedError
+
+    def receive(self, array, sender):
+        raise NotImplementedError
+
 
 class Emulated(Launcher):
     """The kernels compiled for the host (convnet._emulator, kernels/emulator.cpp)."""
@@ -95,19 +104,41 @@ class Emulated(Launcher):
     def launch(self, kernel, dtype, grid, block, args):
         self._emulator.launch(f"{kernel}<{c_type(dtype)}>", _dim3(grid), _dim3(block), tuple(args))
 
+    def route_from(self, sender):
+        if not isinstance(sender, Emulated):
+            raise TypeError(f"the emulator cannot receive arrays from {sender.path}")
+        return "host copy"
+
+    def receive(self, array, sender):
+        """A copy in host memory: two emulators stand in for two devices, so a crossing copies
+        as it would between GPUs and each tower owns its arrays."""
+        self.route_from(sender)
+        return np.array(array, copy=True)
+
+
+SAME_DEVICE, PEER, STAGED = ("between streams of one GPU", "peer-to-peer",
+                              "staged through pinned host memory")
+PEER_ACCESS_ALREADY_ENABLED = 704   # cudaErrorPeerAccessAlreadyEnabled
+
 
 class Gpu(Launcher):
     """The kernels on a CUDA GPU through CuPy: from the fatbin `make kernels` built when it was
-    built from the current sources and holds code this GPU runs, otherwise compiled by NVRTC."""
+    built from the current sources and holds code this GPU runs, otherwise compiled by NVRTC.
+    With own_stream, its work goes to a stream of its own (non-blocking), so that two launchers
+    on one GPU run concurrently and order their shared tensors by events, as two GPUs would."""
 
-    def __init__(self, device_id=0, *, poison=False):
+    def __init__(self, device_id=0, *, poison=False, own_stream=False):
         super().__init__(poison=poison)
         import cupy
-        self.xp = cupy
+        import cupyx
+        self.xp, self._cupyx = cupy, cupyx
         self.device = cupy.cuda.Device(device_id)
         with self.device:
             self._module, self._names, self.path = self._load_module(cupy)
+            self.stream = cupy.cuda.Stream(non_blocking=True) if own_stream else None
         self._functions = {}
+        self._routes = {}
+        self._staging = []   # (event, pinned buffer): each buffer is kept until its copy is done
 
     def _load_module(self, cupy):
         capability = int(self.device.compute_capability)
@@ -135,11 +166,88 @@ class Gpu(Launcher):
                                 name_expressions=expressions)
         return module, {name: name for name in expressions}, f"nvrtc ({reason})"
 
+    @contextlib.contextmanager
     def context(self):
-        return self.device
+        with self.device, (self.stream or contextlib.nullcontext()):
+            yield
 
     def launch(self, kernel, dtype, grid, block, args):
         name = f"{kernel}<{c_type(dtype)}>"
         if name not in self._functions:
             self._functions[name] = self._module.get_function(self._names[name])
         self._functions[name](_dim3(grid), _dim3(block), tuple(args))
+
+    def route_from(self, sender):
+        """How arrays come from `sender`: SAME_DEVICE, PEER where this GPU can reach the
+        sender's memory (access is enabled both ways on first use), else STAGED."""
+        if not isinstance(sender, Gpu) or self.stream is None or sender.stream is None:
+            raise TypeError("a crossing between GPU launchers needs both on streams of their "
+                            "own (gpu_backend(own_stream=True))")
+        key = sender.device.id
+        if key not in self._routes:
+            runtime = self.xp.cuda.runtime
+            if sender.device.id == self.device.id:
+                self._routes[key] = SAME_DEVICE
+            elif runtime.deviceCanAccessPeer(self.device.id, sender.device.id) and \
+                    runtime.deviceCanAccessPeer(sender.device.id, self.device.id):
+                self._enable_peer_access(self.device, sender.device.id)
+                self._enable_peer_access(sender.device, self.device.id)
+                self._routes[key] = PEER
+            else:
+                self._routes[key] = STAGED
+        return self._routes[key]
+
+    def _enable_peer_access(self, device, peer):
+        runtime = self.xp.cuda.runtime
+        with device:
+            try:
+                runtime.deviceEnablePeerAccess(peer)
+            except runtime.CUDARuntimeError as error:
+                if error.status != PEER_ACCESS_ALREADY_ENABLED:
+                    raise
+
+    def receive(self, array, sender):
+        """A copy of `array` (on `sender`'s device) on this GPU, asynchronous for the host. The
+        copy runs on this launcher's stream after everything queued so far on the sender's
+        stream (an event), so it reads the finished array. Each stream's memory pool reuses
+        freed memory only for that stream's later work, so the sender's stream, in turn, waits
+        for the copy before its later work can take the array's memory."""
+        route = self.route_from(sender)
+        cupy = self.xp
+        runtime, Event = cupy.cuda.runtime, cupy.cuda.Event
+        if not array.flags.c_contiguous:
+            raise ValueError("a crossing copies C-contiguous arrays only")
+        with self.context():
+            out = cupy.empty(array.shape, array.dtype)
+        if route == STAGED:
+            self._staging = [(done, buffer) for done, buffer in self._staging if not done.done]
+            buffer = self._cupyx.empty_pinned(array.shape, array.dtype)
+            with sender.device:
+                runtime.memcpyAsync(buffer.ctypes.data, array.data.ptr, array.nbytes,
+                                    runtime.memcpyDeviceToHost, sender.stream.ptr)
+                on_host = Event(disable_timing=True)
+                on_host.record(sender.stream)
+            with self.device:
+                self.stream.wait_event(on_host)
+                runtime.memcpyAsync(out.data.ptr, buffer.ctypes.data, array.nbytes,
+                                    runtime.memcpyHostToDevice, self.stream.ptr)
+                arrived = Event(disable_timing=True)
+                arrived.record(self.stream)
+            self._staging.append((arrived, buffer))
+            return out
+        with sender.device:
+            written = Event(disable_timing=True)
+            written.record(sender.stream)
+        with self.device:
+            self.stream.wait_event(written)
+            if route == PEER:
+                runtime.memcpyPeerAsync(out.data.ptr, self.device.id, array.data.ptr,
+                                        sender.device.id, array.nbytes, self.stream.ptr)
+            else:
+                runtime.memcpyAsync(out.data.ptr, array.data.ptr, array.nbytes,
+                                    runtime.memcpyDeviceToDevice, self.stream.ptr)
+            read = Event(disable_timing=True)
+            read.record(self.stream)
+        with sender.device:
+            sender.stream.wait_event(read)
+        return out

@@ -10,7 +10,6 @@ the same clipped window sum as the forward one. c comes from NormParams, which r
 coefficient convention (the paper's α, or the released code's α divided by the window's terms).
 Forward returns the denominators d for the backward pass.
 """
-import numpy as np
 
 from convnet.norm_params import NormParams
 
