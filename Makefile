@@ -7,8 +7,10 @@ PY     := $(VENV)/bin/python
 MODEL  ?= 2012
 IMAGENET ?=
 RANKS  ?= 2
-GPU_PYTHON ?= python3      # on a GPU machine: the Python that has CuPy (and PyTorch for the peer)
-OUT ?= bench/out           # where make gpu-check writes its reports
+# On a GPU machine: the Python that has CuPy (and PyTorch for the peer), and where make gpu-check
+# writes its reports.
+GPU_PYTHON ?= python3
+OUT ?= bench/out
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # Where nvidia-smi lists a GPU, the set-up adds CuPy, so that training runs on it.
@@ -69,19 +71,11 @@ bench-cpu: setup  ## time one CPU training step, ours vs PyTorch (installs the C
 bench-data: setup  ## loader and prepare throughput, images/s per core, beside the GPU rate to sustain
 	$(PY) tools/bench_data.py
 
-kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_70..sm_90 + PTX) and its ptxas report; the emulator
+kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_80..sm_90 + PTX) and its ptxas report; the emulator
 	$(PY) kernels/build.py
 
-gpu-check:  ## on a GPU machine: build, GPU tests, compute-sanitizer, kernel and training benchmarks; reports in $(OUT)
-	mkdir -p $(OUT)
-	$(GPU_PYTHON) -m pip install -q --no-build-isolation --no-deps -e .
-	$(GPU_PYTHON) kernels/build.py
-	cp kernels/build/ptxas-report.txt kernels/build/manifest.json $(OUT)/
-	$(GPU_PYTHON) -m pytest -q -rs -m gpu tests 2>&1 | tee $(OUT)/gpu-tests.log
-	compute-sanitizer --tool memcheck --error-exitcode 1 $(GPU_PYTHON) -m pytest -q -m "gpu and not large" tests/test_kernels.py > $(OUT)/memcheck.log 2>&1
-	compute-sanitizer --tool racecheck --error-exitcode 1 $(GPU_PYTHON) -m pytest -q -m "gpu and not large" tests/test_kernels.py > $(OUT)/racecheck.log 2>&1
-	$(GPU_PYTHON) tools/bench_kernels.py --json $(OUT)/bench-kernels.json 2>&1 | tee $(OUT)/bench-kernels.txt
-	$(GPU_PYTHON) tools/bench_train.py --json $(OUT)/bench-train.json
+gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer; 8 reports in $(OUT) (tools/gpu_check.sh)
+	GPU_PYTHON=$(GPU_PYTHON) OUT=$(OUT) tools/gpu_check.sh
 
 scaling: setup  ## data-parallel scaling on paper: bytes per replica, efficiency on 2-64 machines
 	$(PY) tools/scaling.py $(ARGS)
