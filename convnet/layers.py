@@ -26,7 +26,7 @@ class Conv:
         output = None
         for x, w in zip(inputs, weights):
             part = ops.conv_forward(x, w, stride=layer.stride, pad=layer.pad)
-            output = part if output is None else output + part
+            output = part if output is None else ops.add(output, part)
         return ops.add_bias(output, bias), None
 
     @staticmethod
@@ -51,7 +51,7 @@ class FullyConnected:
         output = None
         for x, w in zip(inputs, weights):
             part = ops.fc_forward(FullyConnected._flat(x), w)
-            output = part if output is None else output + part
+            output = part if output is None else ops.add(output, part)
         return ops.add_bias(output, bias), None
 
     @staticmethod

@@ -124,10 +124,10 @@ class Network:
 
     def forward(self, images, labels=None, *, train: bool, step: int = 0,
                 part: BatchPart | None = None) -> ForwardResult:
-        """images (C, H, W, N) in the network's dtype; labels (N,) integers or None. `part`
-        places the N images in a global batch split over replicas (convnet.replicas): dropout
-        draws the global batch's masks at them, and the loss's gradient is scaled by their
-        share of it. None: the images are the whole batch."""
+        """images (C, H, W, N) in host memory, in the network's dtype; labels (N,) integers or
+        None. `part` places the N images in a global batch split over replicas
+        (convnet.replicas): dropout draws the global batch's masks at them, and the loss's
+        gradient is scaled by their share of it. None: the images are the whole batch."""
         expected = self.model.image_shape
         if images.ndim != 4 or images.shape[:3] != expected:
             raise ValueError(f"images must have shape {expected + ('N',)} (channels, rows, "
@@ -137,7 +137,9 @@ class Network:
         part = BatchPart.of_whole(images.shape[-1]) if part is None else part
         if part.count != images.shape[-1]:
             raise ValueError(f"a batch part of {part.count} images, but {images.shape[-1]} given")
-        # The loader's host batch onto each tower's device: the towers' own copies of the input.
+        # The loader's host batch onto each tower's device: the towers' own copies of the input,
+        # C-contiguous as the kernels take them.
+        images = np.ascontiguousarray(images)
         placed = {id(ops): ops.from_host(images) for ops in self.placement.distinct_backends()}
         outputs = {}
         trace = []

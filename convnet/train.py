@@ -104,6 +104,12 @@ def select_placement(gpus, launch=SINGLE):
     cupy.cuda.Device(devices[0]).use()
     if len(devices) == 1:
         return Placement(get_backend("cuda", device_id=devices[0])), f"gpu {devices[0]}"
+    if devices[0] == devices[1]:
+        # Both towers' GEMMs then run on concurrent streams through CuPy's one cuBLAS handle of
+        # the GPU, whose shared workspace makes their bits vary from run to run (cuBLAS's notes
+        # on reproducibility); a fixed workspace configuration keeps them deterministic. It
+        # takes effect where the handle is created: at the first GEMM, after this.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     placement = Placement({tower: get_backend("cuda", device_id=device, own_stream=True)
                            for tower, device in zip(TOWERS, devices)})
     return placement, f"gpus {devices[0]},{devices[1]} ({placement.routes[('b', 'a')]})"

@@ -16,7 +16,7 @@ from targets import kernel_backend
 def run_step(backend, model, params, images, labels, dtype):
     network = Network(model, backend, dtype=dtype, seed=5,
                       params={k: v.astype(dtype) for k, v in params.items()})
-    result = network.forward(backend.from_host(images.astype(dtype)), labels, train=True, step=7)
+    result = network.forward(images.astype(dtype), labels, train=True, step=7)
     outputs = {name: np.asarray(backend.to_host(value)) for name, value in network.outputs.items()
                if name != DATA}
     grads = {name: np.asarray(backend.to_host(value))

@@ -11,6 +11,7 @@ from convnet.backend import get_backend
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.solver import SGD
+from convnet.trainer import forward_views
 from networks import make_active
 
 
@@ -78,9 +79,58 @@ def test_a_tower_of_its_own_needs_a_backend_that_can_receive():
         Placement({"a": get_backend("reference"), "b": get_backend("emulator")})
 
 
+class OutsideOps(np.ndarray):
+    """An array of a Guarded backend. NumPy arithmetic on it fails: on a GPU, arithmetic outside
+    the backend's ops would run outside the tower's device and stream, unordered against its
+    kernels."""
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        raise AssertionError(f"{ufunc.__name__} on a backend array outside the backend's ops")
+
+
+def _wrap(value):
+    if isinstance(value, tuple):
+        return tuple(map(_wrap, value))
+    return value.view(OutsideOps) if isinstance(value, np.ndarray) else value
+
+
+def _unwrap(value):
+    if isinstance(value, (tuple, list)):
+        return type(value)(map(_unwrap, value))
+    return value.view(np.ndarray) if isinstance(value, OutsideOps) else value
+
+
+class Guarded:
+    """A backend whose arrays refuse arithmetic outside its ops (OutsideOps)."""
+
+    def __init__(self, backend):
+        self.inner, self.xp, self.name = backend, backend.xp, f"guarded {backend.name}"
+
+    def __getattr__(self, op):
+        function = getattr(self.inner, op)
+
+        def guarded(*args, **kwargs):
+            return _wrap(function(*map(_unwrap, args),
+                                  **{key: _unwrap(value) for key, value in kwargs.items()}))
+        return guarded
+
+    def receive(self, array, sender):
+        return _wrap(self.inner.receive(_unwrap(array), sender.inner))
+
+    def route_from(self, sender):
+        return self.inner.route_from(sender.inner)
+
+    def to_host(self, array):
+        return _unwrap(self.inner.to_host(_unwrap(array)))
+
+    def context(self):
+        return self.inner.context()
+
+
 def one_step(placement, model, params, images, labels):
-    """Loss, every layer's output, every gradient (the input's too) and the parameters after
-    one SGD step, all on the host."""
+    """Loss, every layer's output, every gradient (the input's too), the parameters after one SGD
+    step, and then the evaluation's softmax and fc7 features averaged over two views, all on
+    the host."""
     network = Network(model, placement, dtype=np.float64, seed=3,
                       params={key: value.copy() for key, value in params.items()})
     result = network.forward(images, labels, train=True, step=5)
@@ -91,20 +141,27 @@ def one_step(placement, model, params, images, labels):
     host_grads = network.to_host(grads)
     solver = SGD(0.01, 2.0, 0.9, 5e-4)
     solver.step(network, grads, solver.momentum_buffers(network))
-    return result.loss, outputs, dict(host_grads, data=data_grad), network.to_host(network.params)
+    features = ("fc7a", "fc7b")
+    probs, hidden = forward_views(network, [images, images[:, ::-1]], features)
+    evaluation = {"probs": network.output_backend.to_host(probs),
+                  **{name: network.layer_backend(name).to_host(value)
+                     for name, value in zip(features, hidden)}}
+    return result.loss, outputs, dict(host_grads, data=data_grad), \
+        network.to_host(network.params), evaluation
 
 
 def test_towers_on_two_devices_take_the_same_step_as_on_one(rng):
     """Two emulators (each tower on its own) against one emulator running both towers: the same
     kernels in the same order, so every tensor agrees bit for bit, and the crossings carry the
-    same bytes."""
+    same bytes. The two are guarded: all arithmetic on their arrays goes through their ops, as
+    it must where each tower has its own device or stream."""
     model = alexnet.build_model("2012-small28")
     params = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng).params
     images = rng.normal(0, 50, model.image_shape + (3,))
     labels = rng.integers(0, model.geometry.classes, 3)
     shared = Placement(get_backend("emulator", poison=True))
-    per_tower = Placement({"a": get_backend("emulator", poison=True),
-                           "b": get_backend("emulator", poison=True)})
+    per_tower = Placement({"a": Guarded(get_backend("emulator", poison=True)),
+                           "b": Guarded(get_backend("emulator", poison=True))})
     assert not per_tower.shared and per_tower.routes[("b", "a")] == "host copy"
     want = one_step(shared, model, params, images, labels)
     got = one_step(per_tower, model, params, images, labels)

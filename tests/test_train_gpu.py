@@ -1,8 +1,9 @@
 """Training on the GPU: one SGD step of the full default network on the CUDA backend against the
 same step on the reference backend, with both towers on one GPU (`--gpus 0`), through the
 two-device path on one GPU (`--gpus 0,0`: two streams, explicit copies) and on two GPUs
-(`--gpus 0,1`, where there are two); and the bytes crossing towers against the analytic figure.
-Skipped, with the reason, without a GPU (or, for 0,1, without a second one)."""
+(`--gpus 0,1`, where there are two); the bytes crossing towers against the analytic figure;
+and the two-device path on one GPU repeating itself bit for bit. Skipped, with the reason,
+without a GPU (or, for 0,1, without a second one)."""
 import numpy as np
 import pytest
 
@@ -49,3 +50,18 @@ def test_one_training_step_on_the_gpu_matches_the_reference(gpus, rng):
                                    err_msg=key)
     expected = analytic_exchange(model.geometry, 32, 4)
     assert placement.bytes_moved() == 2 * sum(expected.values())
+
+
+def test_the_two_device_path_on_one_gpu_repeats_bit_for_bit(rng):
+    """--gpus 0,0 twice on the same batch: the kernels are deterministic and the crossings are
+    ordered by events, so a race between the towers' streams would show as differing bits."""
+    require_gpu()
+    model = alexnet.build_model("2012")
+    params = Network(model, get_backend("reference"), seed=4).params
+    images = rng.normal(0, 50, model.image_shape + (32,)).astype(np.float32)
+    labels = rng.integers(0, model.geometry.classes, 32)
+    runs = [one_step(select_placement("0,0")[0], model, params, images, labels)
+            for _ in range(2)]
+    assert runs[0][0] == runs[1][0]
+    for key, value in runs[0][1].items():
+        np.testing.assert_array_equal(runs[1][1][key], value, err_msg=key)

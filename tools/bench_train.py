@@ -13,8 +13,8 @@ events on tower a's stream (tower b's stream joins it before the stop event), af
 steps, on a fresh random batch; the median is reported, as images/s and as the projected wall
 time of 90 epochs of ILSVRC-2012's 1,281,167 training images. The breakdown times each layer's
 forward and backward on its own (fresh random inputs of its shapes, the layer's own parameters)
-on the first placement's backend and lists them with their share of the sum. The JSON report
-records the device, versions, commit and kernels hash.
+with both towers on the first placement's first GPU, and lists them with their share of the
+sum. The JSON report records the device, versions, commit and kernels hash.
 """
 import argparse
 import json
@@ -70,6 +70,11 @@ def our_step(cupy, placement, model, params, batch):
         labels = rng.integers(0, model.geometry.classes, batch)
         with tower_a.context():    # events record on the current stream: tower a's
             begin()
+            started = cupy.cuda.Event(disable_timing=True)
+            started.record()
+        for other in others:       # tower b starts after the start event, not before
+            with other.context():
+                other.launcher.stream.wait_event(started)
         network.forward(images, labels, train=True, step=next(steps))
         solver.step(network, network.backward(), velocity)
         for other in others:       # the step ends when both towers' streams are done
@@ -168,11 +173,14 @@ def main(argv=None):
                            "images_per_second": args.batch / (step_ms * 1e-3)})
         print(f"--gpus {gpus} ({device}): {step_ms:.2f} ms per step of {args.batch}, "
               f"{placements[-1]['images_per_second']:.0f} images/s")
-        if len(placements) == 1:
-            backend, breakdown_network = placement.backends["a"], network
     ours_ms = placements[0]["step_ms"]
+    # The breakdown runs every layer on one backend: towers on one GPU, one stream.
+    single, _ = select_placement(args.gpus[0].split(",")[0])
+    backend = single.backends["a"]
+    breakdown_network = Network(model, single, seed=0, params=params)
     report = {
-        "device": cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(),
+        "device": cupy.cuda.runtime.getDeviceProperties(
+            backend.launcher.device.id)["name"].decode(),
         "driver": cupy.cuda.runtime.driverGetVersion(), "cupy": cupy.__version__,
         "torch": torch.__version__ if torch else None,
         "cudnn": torch.backends.cudnn.version() if torch else None,

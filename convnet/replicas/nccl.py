@@ -1,18 +1,18 @@
 """The NCCL engine: the CUDA backend's replicas, through cupy.cuda.nccl over GPU arrays.
 
-NOT YET RUN. This project's development machine and CI have no GPU, and the CUDA backend that
-will call this is being written; this module is written against CuPy's documented NCCL API
-(NcclCommunicator(ndev, commId, rank), allReduce(sendbuf, recvbuf, count, datatype, op,
-stream), get_unique_id) and kept small so that it can be read as correct. What CI does run is
+NOT YET RUN. This project's development machine and CI have no GPU; this module is written
+against CuPy's documented NCCL API (NcclCommunicator(ndev, commId, rank), allReduce(sendbuf,
+recvbuf, count, datatype, op, stream), get_unique_id) and kept small so that it can be read as
+correct. What CI does run is
 the part that needs no GPU: the unique ids' exchange (convnet/replicas/rendezvous.py, or MPI's
-broadcast) and tower_gpus (convnet/replicas/launch.py rank_gpus).
+broadcast) and the GPU assignment (convnet/replicas/launch.py rank_gpus).
 
 One communicator per tower, made on the GPU that holds this rank's copy of the tower, so tower
-a's gradients travel only between the GPUs that hold tower a. Each tower's all-reduces run on a
-stream of their own, which waits (an event) for the tower's compute stream (the current one when
-Network hands the gradients over, in the tower's context) to finish the layer's backward pass:
-they overlap the backward pass of the layers below. wait_gradients() waits on
-the host, under the watchdog, for both towers' streams. sum() sums a few float64 values on
+a's gradients travel only between the GPUs that hold tower a. The all-reduces run on an NCCL
+stream of the tower's GPU (one per GPU), which waits (an event) for the tower's compute stream
+(the current one when Network hands the gradients over, in the tower's context) to finish the
+layer's backward pass: they overlap the backward pass of the layers below. wait_gradients()
+waits on the host, under the watchdog, for the NCCL streams. sum() sums a few float64 values on
 tower a's communicator and stream.
 """
 import json
@@ -37,11 +37,18 @@ class NcclReplicas(Replicas):
         self.types = {np.dtype(np.float32): nccl.NCCL_FLOAT32,
                       np.dtype(np.float64): nccl.NCCL_FLOAT64}
         self.comms, self.streams = {}, {}
+        # One NCCL stream per GPU: two communicators' collectives on concurrent streams of one
+        # GPU can deadlock (NCCL's guide); on one stream they run in issue order, the same on
+        # every rank.
+        device_streams = {}
         with watchdog.waiting("creating the NCCL communicators"):
             for tower in TOWERS:   # in the same order on every rank: creation is collective
-                with cupy.cuda.Device(self.devices[tower]):
+                device = self.devices[tower]
+                with cupy.cuda.Device(device):
                     self.comms[tower] = nccl.NcclCommunicator(world, unique_ids[tower], rank)
-                    self.streams[tower] = cupy.cuda.Stream(non_blocking=True)
+                    if device not in device_streams:
+                        device_streams[device] = cupy.cuda.Stream(non_blocking=True)
+                    self.streams[tower] = device_streams[device]
 
     def _all_reduce(self, tower, array):
         self.comms[tower].allReduce(array.data.ptr, array.data.ptr, array.size,
@@ -50,7 +57,7 @@ class NcclReplicas(Replicas):
 
     def _after_compute(self, tower):
         """Make the tower's stream wait for the work queued so far on the compute stream."""
-        written = self.cupy.cuda.Event()
+        written = self.cupy.cuda.Event(disable_timing=True)
         written.record()   # on the current (compute) stream
         self.streams[tower].wait_event(written)
 
