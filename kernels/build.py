@@ -35,9 +35,12 @@ FATBIN, MANIFEST, REPORT = "convnet.fatbin", "manifest.json", "ptxas-report.txt"
 
 TARGET_ARCHS = (70, 80, 86, 89, 90)   # Volta, Ampere (A100, consumer), Ada, Hopper
 LANGUAGE = ["-std=c++17"]
-NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v"]
+# CuPy compiles NVRTC code with -ftz=true whatever it is given; the fatbin flushes denormals
+# likewise, so that both GPU paths compute the same float32 bits.
+NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v", "--ftz=true"]
 NVRTC_OPTIONS = LANGUAGE + [f"-I{KERNELS}"]
-EMULATOR_FLAGS = ["-O2", "-DNDEBUG"]   # the host compile of the same sources (kernels/emulator.cpp)
+# The host compile of the same sources (kernels/emulator.cpp); it fuses no multiply-add.
+EMULATOR_FLAGS = ["-O2", "-DNDEBUG", "-ffp-contract=off"]
 
 
 def source_files():

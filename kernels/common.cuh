@@ -37,6 +37,22 @@ __device__ __forceinline__ double exponential(double x) { return exp(x); }
 __device__ __forceinline__ float logarithm(float x) { return logf(x); }
 __device__ __forceinline__ double logarithm(double x) { return log(x); }
 
+// Products, sums and differences rounded one at a time, never fused into a multiply-add (nvcc
+// fuses a·b + c by default; the emulator's host compile fuses nothing, -ffp-contract=off): where
+// a kernel must round as the reference does, operation by operation in T (the SGD update).
+#ifdef CONVNET_EMULATOR
+template <typename T> inline T mul_rn(T a, T b) { return a * b; }
+template <typename T> inline T add_rn(T a, T b) { return a + b; }
+template <typename T> inline T sub_rn(T a, T b) { return a - b; }
+#else
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+#endif
+
 template <typename T>
 __device__ __forceinline__ T maximum(T a, T b) { return a > b ? a : b; }
 template <typename T>

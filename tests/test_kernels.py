@@ -294,7 +294,8 @@ def test_softmax_float64_kernel_passes_finite_differences(backend, rng):
     check_gradients(loss, {"logits": logits}, analytic, rng, samples=40).assert_ok()
 
 
-def test_sgd_update(backend, rng):
+def test_sgd_update_gives_the_references_bits(backend, rng):
+    """Each operation rounded on its own, in the reference's order: equal, not just close."""
     for dtype in (np.float64, np.float32):
         w, v, grad = (rng.normal(size=(50, 7)).astype(dtype) for _ in range(3))
         want_w, want_v = w.copy(), v.copy()
@@ -302,9 +303,8 @@ def test_sgd_update(backend, rng):
         got_w, got_v = backend.from_host(w.copy()), backend.from_host(v.copy())
         backend.sgd_update(got_w, got_v, backend.from_host(grad), lr=0.01, momentum=0.9,
                            weight_decay=5e-4)
-        tolerance = 1e-15 if dtype == np.float64 else 1e-6
-        np.testing.assert_allclose(backend.to_host(got_w), want_w, rtol=0, atol=tolerance)
-        np.testing.assert_allclose(backend.to_host(got_v), want_v, rtol=0, atol=tolerance)
+        np.testing.assert_array_equal(backend.to_host(got_w), want_w)
+        np.testing.assert_array_equal(backend.to_host(got_v), want_v)
 
 
 # ---- the launchers' checks ----------------------------------------------------------------
@@ -322,6 +322,16 @@ def test_launchers_refuse_bad_arguments(backend):
         backend.relu_forward(backend.from_host(np.zeros(4, np.int32)))
     with pytest.raises(ValueError, match="stride"):
         backend.maxpool_forward(x, size=2, stride=3)
+
+
+@pytest.mark.parametrize("grid,block", [((1, 65536), 256), (2 ** 31, 256), (1, 1025),
+                                        (1, (16, 16, 65))])
+def test_launches_beyond_cudas_limits_are_refused_everywhere(grid, block):
+    from convnet.backend.cuda.launch import Emulated
+    out = np.empty(4, np.float32)
+    with pytest.raises(ValueError, match="exceeds CUDA's"):
+        Emulated().launch("relu_forward", np.float32, grid, block,
+                          (np.ones(4, np.float32), out, np.uint32(4)))
 
 
 def test_emulator_checks_argument_types_as_strictly_as_a_gpu_needs():

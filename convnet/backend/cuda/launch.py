@@ -70,6 +70,23 @@ def _dim3(value):
     return tuple(int(v) for v in value) + (1,) * (3 - len(value))
 
 
+MAX_GRID = (2 ** 31 - 1, 65535, 65535)   # CUDA's limits on every GPU this project builds for
+MAX_BLOCK, MAX_BLOCK_THREADS = (1024, 1024, 64), 1024
+
+
+def launch_geometry(kernel, grid, block):
+    """(grid, block) as dim3 tuples, refused where a GPU would refuse them: the emulator
+    enforces the same limits, so that a shape that outgrows them fails in CI too."""
+    grid, block = _dim3(grid), _dim3(block)
+    if any(g > limit for g, limit in zip(grid, MAX_GRID)):
+        raise ValueError(f"{kernel}: grid {grid} exceeds CUDA's {MAX_GRID}")
+    if any(b > limit for b, limit in zip(block, MAX_BLOCK)) or \
+            block[0] * block[1] * block[2] > MAX_BLOCK_THREADS:
+        raise ValueError(f"{kernel}: block {block} exceeds CUDA's {MAX_BLOCK} and "
+                         f"{MAX_BLOCK_THREADS} threads")
+    return grid, block
+
+
 class Launcher:
     xp = np
 
@@ -102,7 +119,8 @@ class Emulated(Launcher):
         self._emulator = _emulator
 
     def launch(self, kernel, dtype, grid, block, args):
-        self._emulator.launch(f"{kernel}<{c_type(dtype)}>", _dim3(grid), _dim3(block), tuple(args))
+        name = f"{kernel}<{c_type(dtype)}>"
+        self._emulator.launch(name, *launch_geometry(name, grid, block), tuple(args))
 
     def route_from(self, sender):
         if not isinstance(sender, Emulated):
@@ -149,14 +167,21 @@ class Gpu(Launcher):
             with open(manifest_path) as file:
                 manifest = json.load(file)
             ptx_arch = int(manifest["ptx"].split("_")[1])
+            built_by = int(re.match(r"nvcc (\d+)\.", manifest["nvcc"]).group(1))
+            driver = cupy.cuda.runtime.driverGetVersion() // 1000
             if manifest["source_hash"] != build.source_hash():
                 reason = "the fatbin is older than the kernel sources: run make kernels"
-            elif f"sm_{capability}" in manifest["archs"]:
-                return (cupy.RawModule(path=fatbin), manifest["mangled_names"],
-                        f"fatbin sm_{capability}")
-            elif capability >= ptx_arch:
-                return (cupy.RawModule(path=fatbin), manifest["mangled_names"],
-                        f"fatbin PTX {manifest['ptx']} for sm_{capability}")
+            elif built_by > driver:
+                reason = f"the fatbin needs a CUDA {built_by} driver; this one is CUDA {driver}"
+            elif f"sm_{capability}" in manifest["archs"] or capability >= ptx_arch:
+                code = f"sm_{capability}" if f"sm_{capability}" in manifest["archs"] else \
+                    f"PTX {manifest['ptx']} for sm_{capability}"
+                module = cupy.RawModule(path=fatbin)
+                try:   # the module loads at its first function: load it here, or fall back
+                    module.get_function(next(iter(manifest["mangled_names"].values())))
+                    return module, manifest["mangled_names"], f"fatbin {code}"
+                except cupy.cuda.driver.CUDADriverError as error:
+                    reason = f"the fatbin did not load ({error})"
             else:
                 reason = f"the fatbin has no code for sm_{capability}"
         expressions = [f"{name}<{t}>" for name in build.kernel_names() for t in ("float", "double")]
@@ -175,7 +200,7 @@ class Gpu(Launcher):
         name = f"{kernel}<{c_type(dtype)}>"
         if name not in self._functions:
             self._functions[name] = self._module.get_function(self._names[name])
-        self._functions[name](_dim3(grid), _dim3(block), tuple(args))
+        self._functions[name](*launch_geometry(name, grid, block), tuple(args))
 
     def route_from(self, sender):
         """How arrays come from `sender`: SAME_DEVICE, PEER where this GPU can reach the
