@@ -32,11 +32,15 @@
 
 constexpr int kConvRowsPerThread = kConvTileM / kConvThreadM;   // threads along m
 constexpr int kConvColumnsPerThread = kConvTileN / kConvThreadN;  // threads along n
+// Shared tile rows are this many elements longer than the tile: a warp that stores along k
+// (kContiguousInK: 8 values of k × 4 of m) then spreads over 32 banks instead of 4.
+constexpr int kConvRowPad = 4;
 
 // Loads a kConvTileK × kExtent tile of an operand into shared memory, zeros outside the problem.
 template <typename T, int kExtent, bool kContiguousInK, typename Operand>
-__device__ __forceinline__ void load_tile(T (&tile)[kConvTileK][kExtent], const Operand& operand,
-                                          int k0, int k_end, int base, int extent) {
+__device__ __forceinline__ void load_tile(T (&tile)[kConvTileK][kExtent + kConvRowPad],
+                                          const Operand& operand, int k0, int k_end, int base,
+                                          int extent) {
   constexpr int kElements = kConvTileK * kExtent;
   for (int e = threadIdx.x; e < kElements; e += kConvThreads) {
     const int kk = kContiguousInK ? e % kConvTileK : e / kExtent;
@@ -51,8 +55,8 @@ template <typename T, bool kAContiguousInK, bool kBContiguousInK, typename A, ty
           typename Store>
 __device__ __forceinline__ void gemm_tile(const A& a, const B& b, const Store& store, int rows,
                                           int columns, int k_begin, int k_end) {
-  __shared__ T a_tile[kConvTileK][kConvTileM];
-  __shared__ T b_tile[kConvTileK][kConvTileN];
+  __shared__ T a_tile[kConvTileK][kConvTileM + kConvRowPad];
+  __shared__ T b_tile[kConvTileK][kConvTileN + kConvRowPad];
   const int m0 = blockIdx.y * kConvTileM, n0 = blockIdx.x * kConvTileN;
   const int tx = threadIdx.x % kConvColumnsPerThread, ty = threadIdx.x / kConvColumnsPerThread;
   T sum[kConvThreadM][kConvThreadN] = {};
