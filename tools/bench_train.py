@@ -70,18 +70,12 @@ def our_step(cupy, placement, model, params, batch):
         labels = rng.integers(0, model.geometry.classes, batch)
         with tower_a.context():    # events record on the current stream: tower a's
             begin()
-            started = cupy.cuda.Event(disable_timing=True)
-            started.record()
         for other in others:       # tower b starts after the start event, not before
-            with other.context():
-                other.launcher.stream.wait_event(started)
+            other.launcher.wait(tower_a.launcher.event())
         network.forward(images, labels, train=True, step=next(steps))
         solver.step(network, network.backward(), velocity)
         for other in others:       # the step ends when both towers' streams are done
-            with other.context():
-                finished = cupy.cuda.Event(disable_timing=True)
-                finished.record()
-            tower_a.launcher.stream.wait_event(finished)
+            tower_a.launcher.wait(other.launcher.event())
         with tower_a.context():
             end()
     return network, record

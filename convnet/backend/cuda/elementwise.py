@@ -31,12 +31,17 @@ def relu_forward(launcher, x):
     return out
 
 
-def relu_backward(launcher, dy, y):
-    dtype = check_arrays("relu_backward", dy, y)
-    require(dy.shape == y.shape, f"relu_backward: gradient {dy.shape} and output {y.shape} differ")
-    out = launcher.empty(dy.shape, dtype)
-    launch_elementwise(launcher, "relu_backward", dtype, dy.size, (dy, y, out, u32(dy.size)))
+def _of_two(launcher, kernel, x, y):
+    """out[i] from x[i] and y[i], two arrays of one shape and type, by `kernel`."""
+    dtype = check_arrays(kernel, x, y)
+    require(x.shape == y.shape, f"{kernel}: arrays of shapes {x.shape} and {y.shape} differ")
+    out = launcher.empty(x.shape, dtype)
+    launch_elementwise(launcher, kernel, dtype, x.size, (x, y, out, u32(x.size)))
     return out
+
+
+def relu_backward(launcher, dy, y):
+    return _of_two(launcher, "relu_backward", dy, y)
 
 
 def dropout_mask(launcher, shape, keep, key, start=0, total=None):
@@ -79,8 +84,4 @@ def scale(launcher, x, factor):
 
 
 def add(launcher, x, y):
-    dtype = check_arrays("add", x, y)
-    require(x.shape == y.shape, f"add: arrays of shapes {x.shape} and {y.shape} differ")
-    out = launcher.empty(x.shape, dtype)
-    launch_elementwise(launcher, "add", dtype, x.size, (x, y, out, u32(x.size)))
-    return out
+    return _of_two(launcher, "add", x, y)

@@ -169,12 +169,13 @@ class Gpu(Launcher):
             ptx_arch = int(manifest["ptx"].split("_")[1])
             built_by = int(re.match(r"nvcc (\d+)\.", manifest["nvcc"]).group(1))
             driver = cupy.cuda.runtime.driverGetVersion() // 1000
+            native = f"sm_{capability}" in manifest["archs"]
             if manifest["source_hash"] != build.source_hash():
                 reason = "the fatbin is older than the kernel sources: run make kernels"
             elif built_by > driver:
                 reason = f"the fatbin needs a CUDA {built_by} driver; this one is CUDA {driver}"
-            elif f"sm_{capability}" in manifest["archs"] or capability >= ptx_arch:
-                code = f"sm_{capability}" if f"sm_{capability}" in manifest["archs"] else \
+            elif native or capability >= ptx_arch:
+                code = f"sm_{capability}" if native else \
                     f"PTX {manifest['ptx']} for sm_{capability}"
                 module = cupy.RawModule(path=fatbin)
                 try:   # the module loads at its first function: load it here, or fall back
@@ -238,41 +239,42 @@ class Gpu(Launcher):
         freed memory only for that stream's later work, so the sender's stream, in turn, waits
         for the copy before its later work can take the array's memory."""
         route = self.route_from(sender)
-        cupy = self.xp
-        runtime, Event = cupy.cuda.runtime, cupy.cuda.Event
+        runtime = self.xp.cuda.runtime
         if not array.flags.c_contiguous:
             raise ValueError("a crossing copies C-contiguous arrays only")
         with self.context():
-            out = cupy.empty(array.shape, array.dtype)
+            out = self.xp.empty(array.shape, array.dtype)
         if route == STAGED:
             self._staging = [(done, buffer) for done, buffer in self._staging if not done.done]
             buffer = self._cupyx.empty_pinned(array.shape, array.dtype)
             with sender.device:
                 runtime.memcpyAsync(buffer.ctypes.data, array.data.ptr, array.nbytes,
                                     runtime.memcpyDeviceToHost, sender.stream.ptr)
-                on_host = Event(disable_timing=True)
-                on_host.record(sender.stream)
+            self.wait(sender.event())
             with self.device:
-                self.stream.wait_event(on_host)
                 runtime.memcpyAsync(out.data.ptr, buffer.ctypes.data, array.nbytes,
                                     runtime.memcpyHostToDevice, self.stream.ptr)
-                arrived = Event(disable_timing=True)
-                arrived.record(self.stream)
-            self._staging.append((arrived, buffer))
+            self._staging.append((self.event(), buffer))
             return out
-        with sender.device:
-            written = Event(disable_timing=True)
-            written.record(sender.stream)
+        self.wait(sender.event())
         with self.device:
-            self.stream.wait_event(written)
             if route == PEER:
                 runtime.memcpyPeerAsync(out.data.ptr, self.device.id, array.data.ptr,
                                         sender.device.id, array.nbytes, self.stream.ptr)
             else:
                 runtime.memcpyAsync(out.data.ptr, array.data.ptr, array.nbytes,
                                     runtime.memcpyDeviceToDevice, self.stream.ptr)
-            read = Event(disable_timing=True)
-            read.record(self.stream)
-        with sender.device:
-            sender.stream.wait_event(read)
+        sender.wait(self.event())
         return out
+
+    def event(self):
+        """An event marking the work queued so far on this launcher's stream."""
+        with self.device:
+            event = self.xp.cuda.Event(disable_timing=True)
+            event.record(self.stream)
+        return event
+
+    def wait(self, event):
+        """This launcher's stream waits for `event` (of any device) before its later work."""
+        with self.device:
+            self.stream.wait_event(event)
