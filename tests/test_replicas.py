@@ -3,6 +3,8 @@ draws, gradients) put together equal the whole batch; the launch environment; th
 rendezvous over TCP on 127.0.0.1; the watchdog; the checks built on a sum over the ranks (run
 here by threads standing in for ranks). The real MPI jobs are in test_replicas_mpi.py."""
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -347,3 +349,30 @@ def test_watchdog_stops_a_long_wait_and_only_that():
         time.sleep(1.0)
     assert expired == ["error: rank 4 waited 0.3 s for the other ranks (summing the gradients): "
                        "a rank has died or hangs; stopping"]
+
+
+# A process whose main thread is stuck in a wait; end_job is MPI's Abort in a real job.
+STUCK_RANK = """
+import os, sys, time
+from convnet.replicas import watchdog
+watchdog.ABORT_GRACE = 0.5
+def end_job(code):
+    print(f"ending the job ({code})", flush=True)
+    if sys.argv[1] == "ends":
+        os._exit(7)
+    time.sleep(3600)      # an abort that never returns
+with watchdog.Watchdog(0.2, rank=1, end_job=end_job).waiting("a sum over the ranks"):
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("abort,code", [("ends", 7), ("blocks", 1)])
+def test_watchdog_ends_the_job_and_the_process_even_if_the_abort_blocks(abort, code):
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", STUCK_RANK, abort], capture_output=True,
+                            text=True, timeout=60)
+    assert time.monotonic() - start < 30
+    assert result.returncode == code
+    assert result.stderr.strip() == ("error: rank 1 waited 0.2 s for the other ranks (a sum "
+                                     "over the ranks): a rank has died or hangs; stopping")
+    assert result.stdout == "ending the job (1)\n"

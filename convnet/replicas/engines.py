@@ -144,4 +144,4 @@ def connect(launch, *, timeout) -> Replicas:
                           f"launcher's (use the mpirun of the MPI that mpi4py was built for)")
     if comm.Get_size() == 1:
         return Replicas()
-    return MpiReplicas(comm, Watchdog(timeout, comm.Get_rank()))
+    return MpiReplicas(comm, Watchdog(timeout, comm.Get_rank(), end_job=comm.Abort))

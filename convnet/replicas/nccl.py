@@ -114,7 +114,7 @@ def connect(launch, tower_devices, *, timeout) -> Replicas:
     if launch.launcher == "mpi":
         comm = mpi_world()
         rank, world = comm.Get_rank(), comm.Get_size()
-        watchdog = Watchdog(timeout, rank)
+        watchdog = Watchdog(timeout, rank, end_job=comm.Abort)
         with watchdog.waiting("receiving NCCL's unique ids"):
             ids = comm.bcast({tower: nccl.get_unique_id() for tower in TOWERS}
                              if rank == 0 else None, root=0)

@@ -4,8 +4,10 @@ MPI launchers end the whole job when a rank dies (Open MPI's and MPICH's mpirun,
 a rank that hangs, a launcher that does not watch its ranks, or NCCL waiting on a peer that is
 gone would leave the others blocked for ever. Every wait on the other ranks runs inside
 `Watchdog.waiting(what)`; a thread of its own ends the process, with a one-line message, when
-one wait lasts longer than the timeout. The launcher then ends the remaining ranks, or their
-own watchdogs do.
+one wait lasts longer than the timeout. Under MPI it ends the job through MPI's abort, which
+asks the launcher to end every rank (a rank that hangs outside any wait among them) rather than
+relying on the launcher to notice one rank's exit; elsewhere the launcher ends the remaining
+ranks, or their own watchdogs do.
 
 The timeout must exceed the longest honest wait: the slowest rank's lead in one step, rank 0
 writing a checkpoint while the others wait at the next step.
@@ -17,18 +19,27 @@ import time
 from contextlib import contextmanager
 
 EXIT_CODE = 1
+ABORT_GRACE = 10    # seconds the job-wide abort may take before this process ends by itself
 
 
-def _stop(message):
+def _stop(message, end_job):
     print(message, file=sys.stderr, flush=True)
+    if end_job is not None:
+        # The abort runs beside the main thread, which is blocked inside the wait; should the
+        # MPI library make it wait too, the timer still ends this process.
+        threading.Timer(ABORT_GRACE, os._exit, (EXIT_CODE,)).start()
+        end_job(EXIT_CODE)
     os._exit(EXIT_CODE)   # not SystemExit: the main thread is blocked inside the wait
 
 
 class Watchdog:
-    def __init__(self, timeout, rank, expire=_stop):
+    """`end_job(code)` ends every rank of the job (MPI's Abort), None where the launcher does;
+    `expire(message)` replaces the stop, for tests."""
+    def __init__(self, timeout, rank, end_job=None, expire=None):
         if timeout <= 0:
             raise ValueError(f"the watchdog's timeout must be positive; got {timeout}")
-        self.timeout, self.rank, self.expire = timeout, rank, expire
+        self.timeout, self.rank = timeout, rank
+        self.expire = expire or (lambda message: _stop(message, end_job))
         self._condition = threading.Condition()
         self._wait = None   # (what, deadline) of the wait in progress
         threading.Thread(target=self._watch, name="convnet-watchdog", daemon=True).start()
