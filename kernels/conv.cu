@@ -7,7 +7,8 @@
 // padding on the top/left or the overhang on the bottom/right, are zeros made by the loaders,
 // never padded copies.
 //
-// Each pass is a product C[m][n] = Σ_k A[k][m] · B[k][n] whose operands are read in place:
+// Each pass is a product C[m][n] = Σ_k A[k][m] · B[k][n] whose operands are read in place and
+// whose result C is row-major (rows m, columns n):
 //   forward           m = f, n = (oy, ox, n), k = (c, i, j)
 //                     A = w[c,i,j,f]; B = x[c, oy·stride−pad+i, ox·stride−pad+j, n]; C → y
 //   backward input    m = c, n = (h, w, n), k = (i, j, f): a gather, no atomics
@@ -18,149 +19,392 @@
 //                     its own partial (splits, C·S·S, F) and conv_sum_splits adds them in slice
 //                     order, so the result has the same bits every run (no atomics)
 //   bias gradient     elementwise.cu's bias_backward over dy's rows
-// A block computes a kConvTileM × kConvTileN tile of C (tiles.cuh), stepping kConvTileK along k
-// through shared memory; thread (ty, tx) accumulates rows ty + 16·a and columns tx + 16·b, so
-// consecutive threads write consecutive images. The loaders read along the operand's contiguous
-// axis: along m or n, or along k where that is the contiguous one (kContiguousInK).
-// Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
-// kConvThreads, gridDim = (tiles of n, tiles of m, splits).
 //
-// Performance caveat: a plain shared-memory tiling with no double buffering or vector loads; the
-// tile shape in tiles.cuh is where tuning starts (bench with tools/bench_kernels.py).
+// A block computes a kConvTileM × kConvTileN tile of C (tiles.cuh), stepping kConvTileK along k
+// through two shared buffers: while the block multiplies one, each thread holds the next step's
+// operand values in registers and stores them into the other, so one barrier per step suffices.
+// Each thread accumulates an 8 × 8 sub-tile: rows 4·ty + r and columns 4·tx + s, each with a
+// second group 64 further on, read from shared memory as 4-element vectors.
+//
+// Each thread loads one group of 4 consecutive elements of each operand per step, along the
+// operand's contiguous axis: along m or n (the weights of the forward pass, every image axis
+// n), or along k (the weights of the input gradient, the positions of the filter gradient). A
+// thread's coordinate along m or n stays the same for the whole product, so that part of the
+// index arithmetic is done once; the part along k uses divisions by multiplication (FastDivmod).
+// Where the group is 4 contiguous aligned elements (images and filters multiples of 4, float) it
+// is one 16-byte load, else 4 scalar loads: both paths run on the emulator, the vector one at
+// batch sizes that are multiples of 4.
+//
+// Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
+// kConvThreads, gridDim = (tiles of n, tiles of m, splits); the filter gradient's slice is a
+// multiple of kConvTileK.
 #include "common.cuh"
 #include "tiles.cuh"
 
-constexpr int kConvRowsPerThread = kConvTileM / kConvThreadM;   // threads along m
-constexpr int kConvColumnsPerThread = kConvTileN / kConvThreadN;  // threads along n
+constexpr int kConvThreadsM = kConvTileM / kConvThreadM;   // threads along m
+constexpr int kConvThreadsN = kConvTileN / kConvThreadN;   // threads along n
+constexpr int kConvGroupsM = kConvThreadM / 4;   // a thread's groups of 4 rows, kConvTileM /
+constexpr int kConvGroupsN = kConvThreadN / 4;   // kConvGroupsM apart (columns likewise)
 // Shared tile rows are this many elements longer than the tile: a warp that stores along k
-// (kContiguousInK: 8 values of k × 4 of m) then spreads over 32 banks instead of 4.
+// (8 values of k × 16 of m) then spreads over 32 banks; 4 keeps rows 16-byte aligned.
 constexpr int kConvRowPad = 4;
+static_assert(kConvThreadM % 4 == 0 && kConvThreadN % 4 == 0, "sub-tiles are groups of 4");
+static_assert(kConvTileK * kConvTileM == 4 * kConvThreads &&
+              kConvTileK * kConvTileN == 4 * kConvThreads,
+              "each thread loads exactly one group of 4 of each operand per step");
 
-// Loads a kConvTileK × kExtent tile of an operand into shared memory, zeros outside the problem.
-template <typename T, int kExtent, bool kContiguousInK, typename Operand>
-__device__ __forceinline__ void load_tile(T (&tile)[kConvTileK][kExtent + kConvRowPad],
-                                          const Operand& operand, int k0, int k_end, int base,
-                                          int extent) {
-  constexpr int kElements = kConvTileK * kExtent;
-  for (int e = threadIdx.x; e < kElements; e += kConvThreads) {
-    const int kk = kContiguousInK ? e % kConvTileK : e / kExtent;
-    const int mm = kContiguousInK ? e / kConvTileK : e % kExtent;
-    const int k = k0 + kk, m = base + mm;
-    tile[kk][mm] = (k < k_end && m < extent) ? operand(k, m) : T(0);
-  }
-}
-
-// The tile of C at (m0, n0), summed over k in [k_begin, k_end); store(m, n, value) per element.
-template <typename T, bool kAContiguousInK, bool kBContiguousInK, typename A, typename B,
-          typename Store>
-__device__ __forceinline__ void gemm_tile(const A& a, const B& b, const Store& store, int rows,
-                                          int columns, int k_begin, int k_end) {
-  __shared__ T a_tile[kConvTileK][kConvTileM + kConvRowPad];
-  __shared__ T b_tile[kConvTileK][kConvTileN + kConvRowPad];
-  const int m0 = blockIdx.y * kConvTileM, n0 = blockIdx.x * kConvTileN;
-  const int tx = threadIdx.x % kConvColumnsPerThread, ty = threadIdx.x / kConvColumnsPerThread;
-  T sum[kConvThreadM][kConvThreadN] = {};
-  for (int k0 = k_begin; k0 < k_end; k0 += kConvTileK) {
-    load_tile<T, kConvTileM, kAContiguousInK>(a_tile, a, k0, k_end, m0, rows);
-    load_tile<T, kConvTileN, kBContiguousInK>(b_tile, b, k0, k_end, n0, columns);
-    __syncthreads();
-    for (int kk = 0; kk < kConvTileK; ++kk) {
-      T a_values[kConvThreadM], b_values[kConvThreadN];
-      for (int r = 0; r < kConvThreadM; ++r) a_values[r] = a_tile[kk][ty + r * kConvRowsPerThread];
-      for (int s = 0; s < kConvThreadN; ++s) b_values[s] = b_tile[kk][tx + s * kConvColumnsPerThread];
-      for (int r = 0; r < kConvThreadM; ++r)
-        for (int s = 0; s < kConvThreadN; ++s) sum[r][s] += a_values[r] * b_values[s];
-    }
-    __syncthreads();
-  }
-  for (int r = 0; r < kConvThreadM; ++r) {
-    const int m = m0 + ty + r * kConvRowsPerThread;
-    if (m >= rows) continue;
-    for (int s = 0; s < kConvThreadN; ++s) {
-      const int n = n0 + tx + s * kConvColumnsPerThread;
-      if (n < columns) store(m, n, sum[r][s]);
+// n / d and n % d for 0 ≤ n < 2³¹ by a multiply and a shift (Granlund and Montgomery): a
+// divisor fixed for the launch, set up once per thread.
+struct FastDivmod {
+  u32 divisor, multiplier, shift;
+  __device__ explicit FastDivmod(int d) : divisor(d), multiplier(0), shift(0) {
+    int log2_ceiling = 0;
+    while ((1u << log2_ceiling) < divisor) ++log2_ceiling;
+    if (divisor > 1) {
+      const unsigned long long power = 1ull << (31 + log2_ceiling);
+      multiplier = static_cast<u32>((power + divisor - 1) / divisor);
+      shift = log2_ceiling - 1;
     }
   }
+  __device__ __forceinline__ int div(int n) const {
+    return divisor == 1 ? n : static_cast<int>(__umulhi(static_cast<u32>(n), multiplier) >> shift);
+  }
+  __device__ __forceinline__ int mod(int n, int quotient) const {
+    return n - quotient * static_cast<int>(divisor);
+  }
+};
+
+// Four consecutive elements, one 16-byte access for float where `vector` says the address is
+// aligned (shared tiles always are).
+template <typename T>
+__device__ __forceinline__ void load4(const T* source, T* values) {
+  for (int i = 0; i < 4; ++i) values[i] = source[i];
 }
+__device__ __forceinline__ void load4(const float* source, float* values) {
+  const float4 v = *reinterpret_cast<const float4*>(source);
+  values[0] = v.x, values[1] = v.y, values[2] = v.z, values[3] = v.w;
+}
+template <typename T>
+__device__ __forceinline__ void store4(T* target, const T* values) {
+  for (int i = 0; i < 4; ++i) target[i] = values[i];
+}
+__device__ __forceinline__ void store4(float* target, const float* values) {
+  *reinterpret_cast<float4*>(target) = make_float4(values[0], values[1], values[2], values[3]);
+}
+template <typename T>
+__device__ __forceinline__ void zero4(T* values) {
+  for (int i = 0; i < 4; ++i) values[i] = T(0);
+}
+
+// The group of 4 this thread loads per step: its first k (relative to the step) and its
+// coordinate along m or n (relative to the tile), for an operand loaded along k or along m/n.
+template <bool kAlongK>
+__device__ __forceinline__ int group_k() {
+  return kAlongK ? threadIdx.x % (kConvTileK / 4) * 4 : threadIdx.x / (kConvTileM / 4);
+}
+template <bool kAlongK>
+__device__ __forceinline__ int group_extent() {
+  return kAlongK ? threadIdx.x / (kConvTileK / 4) : threadIdx.x % (kConvTileM / 4) * 4;
+}
+static_assert(kConvTileM == kConvTileN, "group_k and group_extent serve both operands");
 
 // The geometry every pass shares.
 struct ConvShape {
   int channels, height, width, images, filters, size, stride, pad, out_height, out_width;
 };
 
-// x[c, oy·stride − pad + i, ox·stride − pad + j, n] for k = (c, i, j) and p = (oy, ox, n),
-// zero outside the image.
+// The input windows: x[c, oy·stride − pad + i, ox·stride − pad + j, n] for the tap (c, i, j) and
+// the output position (oy, ox, n); both are read as A of the filter gradient and B of forward.
+struct Windows {
+  struct Tap { int channel, i, j; };
+  struct Position { int top, left, image; };   // top = oy·stride − pad, left likewise
+  ConvShape s;
+  FastDivmod per_channel, size, images, out_width;
+  __device__ explicit Windows(const ConvShape& shape)
+      : s(shape), per_channel(shape.size * shape.size), size(shape.size), images(shape.images),
+        out_width(shape.out_width) {}
+  __device__ __forceinline__ Tap tap(int k) const {
+    const int channel = per_channel.div(k), within = per_channel.mod(k, channel);
+    const int i = size.div(within);
+    return {channel, i, size.mod(within, i)};
+  }
+  __device__ __forceinline__ Position position(int p) const {
+    const int pixel = images.div(p), image = images.mod(p, pixel);
+    const int oy = out_width.div(pixel), ox = out_width.mod(pixel, oy);
+    return {oy * s.stride - s.pad, ox * s.stride - s.pad, image};
+  }
+  // The element's offset in x, or −1 where it lies in the padding or the overhang.
+  __device__ __forceinline__ int offset(const Tap& t, const Position& q) const {
+    const int h = q.top + t.i, w = q.left + t.j;
+    if (static_cast<u32>(h) >= static_cast<u32>(s.height) ||
+        static_cast<u32>(w) >= static_cast<u32>(s.width))
+      return -1;
+    return ((t.channel * s.height + h) * s.width + w) * s.images + q.image;
+  }
+};
+
+// Forward's A: w[k, f] (k = (c, i, j)), loaded along f.
 template <typename T>
-__device__ __forceinline__ T input_window(const T* __restrict__ x, const ConvShape& s, int k,
-                                          int p) {
-  const int j = k % s.size, i = k / s.size % s.size, c = k / (s.size * s.size);
-  const int n = p % s.images, ox = p / s.images % s.out_width, oy = p / (s.images * s.out_width);
-  const int h = oy * s.stride - s.pad + i, w = ox * s.stride - s.pad + j;
-  if (h < 0 || h >= s.height || w < 0 || w >= s.width) return T(0);
-  return x[((static_cast<size_t>(c) * s.height + h) * s.width + w) * s.images + n];
+struct ForwardWeights {
+  const T* w;
+  int filters, f;   // f: this thread's first filter
+  bool vector;
+  __device__ ForwardWeights(const T* w_, int filters_, int f_)
+      : w(w_), filters(filters_), f(f_), vector(sizeof(T) == 4 && filters_ % 4 == 0) {}
+  __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
+    const T* row = w + static_cast<size_t>(k) * filters;
+    if (k >= k_end || f >= filters) return zero4(v);
+    if (vector) return load4(row + f, v);
+    for (int i = 0; i < 4; ++i) v[i] = f + i < filters ? row[f + i] : T(0);
+  }
+};
+
+// Forward's B: the window values at positions p (loaded along p) for the tap k.
+template <typename T>
+struct ForwardWindows {
+  const T* x;
+  Windows geometry;
+  int p, positions;   // p: this thread's first position
+  Windows::Position first;
+  bool vector;   // the 4 positions are 4 images of one pixel, 16-byte aligned
+  __device__ ForwardWindows(const T* x_, const ConvShape& s, int p_)
+      : x(x_), geometry(s), p(p_), positions(s.out_height * s.out_width * s.images),
+        first(geometry.position(p_ < positions ? p_ : 0)),
+        vector(sizeof(T) == 4 && s.images % 4 == 0) {}
+  __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
+    if (k >= k_end || p >= positions) return zero4(v);
+    const Windows::Tap tap = geometry.tap(k);
+    if (vector) {
+      const int at = geometry.offset(tap, first);
+      return at < 0 ? zero4(v) : load4(x + at, v);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const int at = p + i < positions ? geometry.offset(tap, geometry.position(p + i)) : -1;
+      v[i] = at < 0 ? T(0) : x[at];
+    }
+  }
+};
+
+// The input gradient's A: w[c, k] with k = (i, j, f) contiguous, loaded along k.
+template <typename T>
+struct BackwardWeights {
+  const T* w;
+  int channels, per_channel, c;   // c: this thread's channel
+  bool vector;
+  __device__ BackwardWeights(const T* w_, const ConvShape& s, int c_)
+      : w(w_), channels(s.channels), per_channel(s.size * s.size * s.filters), c(c_),
+        vector(sizeof(T) == 4 && per_channel % 4 == 0) {}
+  __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
+    const T* row = w + static_cast<size_t>(c) * per_channel;
+    if (c >= channels || k >= k_end) return zero4(v);
+    if (vector) return load4(row + k, v);
+    for (int i = 0; i < 4; ++i) v[i] = k + i < k_end ? row[k + i] : T(0);
+  }
+};
+
+// The input gradient's B: dy[f, oy, ox, n] for the tap k = (i, j, f) and input pixels q =
+// (h, w, n) (loaded along q), where h + pad − i = oy·stride (columns likewise), else 0.
+template <typename T>
+struct GatheredGradients {
+  const T* dy;
+  ConvShape s;
+  FastDivmod filters, size, stride, images, width;
+  int q, pixels;   // q: this thread's first input pixel
+  bool vector;     // the 4 pixels are 4 images of one (h, w), 16-byte aligned
+  struct Pixel { int row, column, image; };   // h + pad, w + pad, n
+  Pixel first;
+  __device__ GatheredGradients(const T* dy_, const ConvShape& shape, int q_)
+      : dy(dy_), s(shape), filters(shape.filters), size(shape.size), stride(shape.stride),
+        images(shape.images), width(shape.width), q(q_),
+        pixels(shape.height * shape.width * shape.images),
+        vector(sizeof(T) == 4 && shape.images % 4 == 0), first(pixel(q_ < pixels ? q_ : 0)) {}
+  __device__ __forceinline__ Pixel pixel(int at) const {
+    const int spot = images.div(at), image = images.mod(at, spot);
+    const int row = width.div(spot);
+    return {row + s.pad, width.mod(spot, row) + s.pad, image};
+  }
+  // The element's offset in dy, or −1 where no output position reads this pixel through the tap.
+  __device__ __forceinline__ int offset(int f, int i, int j, const Pixel& at) const {
+    int oy = at.row - i, ox = at.column - j;
+    if (oy < 0 || ox < 0) return -1;
+    if (s.stride > 1) {
+      const int oy_whole = stride.div(oy), ox_whole = stride.div(ox);
+      if (stride.mod(oy, oy_whole) || stride.mod(ox, ox_whole)) return -1;
+      oy = oy_whole, ox = ox_whole;
+    }
+    if (oy >= s.out_height || ox >= s.out_width) return -1;
+    return ((f * s.out_height + oy) * s.out_width + ox) * s.images + at.image;
+  }
+  __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
+    if (k >= k_end || q >= pixels) return zero4(v);
+    const int tap = filters.div(k), f = filters.mod(k, tap);
+    const int i = size.div(tap), j = size.mod(tap, i);
+    if (vector) {
+      const int at = offset(f, i, j, first);
+      return at < 0 ? zero4(v) : load4(dy + at, v);
+    }
+    for (int e = 0; e < 4; ++e) {
+      const int at = q + e < pixels ? offset(f, i, j, pixel(q + e)) : -1;
+      v[e] = at < 0 ? T(0) : dy[at];
+    }
+  }
+};
+
+// The filter gradient's A: the window values of the tap m = (c, i, j) at positions k (loaded
+// along k).
+template <typename T>
+struct FilterWindows {
+  const T* x;
+  Windows geometry;
+  int m, taps;   // m: this thread's tap
+  Windows::Tap tap;
+  bool vector;   // 4 positions are 4 images of one pixel, 16-byte aligned
+  __device__ FilterWindows(const T* x_, const ConvShape& s, int m_)
+      : x(x_), geometry(s), m(m_), taps(s.channels * s.size * s.size),
+        tap(geometry.tap(m_ < taps ? m_ : 0)), vector(sizeof(T) == 4 && s.images % 4 == 0) {}
+  __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
+    if (m >= taps || k >= k_end) return zero4(v);
+    if (vector) {
+      const int at = geometry.offset(tap, geometry.position(k));
+      return at < 0 ? zero4(v) : load4(x + at, v);
+    }
+    for (int i = 0; i < 4; ++i) {
+      const int at = k + i < k_end ? geometry.offset(tap, geometry.position(k + i)) : -1;
+      v[i] = at < 0 ? T(0) : x[at];
+    }
+  }
+};
+
+// The filter gradient's B: dy[f, k] (k = (oy, ox, n)), loaded along k.
+template <typename T>
+struct FilterGradients {
+  const T* dy;
+  int filters, positions, f;   // f: this thread's filter
+  bool vector;
+  __device__ FilterGradients(const T* dy_, const ConvShape& s, int f_)
+      : dy(dy_), filters(s.filters), positions(s.out_height * s.out_width * s.images), f(f_),
+        vector(sizeof(T) == 4 && positions % 4 == 0) {}
+  __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
+    const T* row = dy + static_cast<size_t>(f) * positions;
+    if (f >= filters || k >= k_end) return zero4(v);
+    if (vector) return load4(row + k, v);
+    for (int i = 0; i < 4; ++i) v[i] = k + i < k_end ? row[k + i] : T(0);
+  }
+};
+
+// A thread's group of 4 into a shared tile: 4 values of m (or n) at one k, or 4 values of k.
+template <bool kAlongK, typename T, int kRow>
+__device__ __forceinline__ void stash(T (&tile)[kConvTileK][kRow], const T (&v)[4]) {
+  const int k = group_k<kAlongK>(), e = group_extent<kAlongK>();
+  if (kAlongK) {
+    for (int i = 0; i < 4; ++i) tile[k + i][e] = v[i];
+  } else {
+    store4(&tile[k][e], v);
+  }
+}
+
+// c[m][n] (row-major, `columns` wide) for the block's tile, summed over k in [k_begin, k_end);
+// a and b are the operands as seen by this thread (they know its group's m or n).
+template <typename T, bool kAAlongK, bool kBAlongK, typename A, typename B>
+__device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict__ c, int rows,
+                                          int columns, int k_begin, int k_end) {
+  __shared__ __align__(16) T a_tile[2][kConvTileK][kConvTileM + kConvRowPad];
+  __shared__ __align__(16) T b_tile[2][kConvTileK][kConvTileN + kConvRowPad];
+  const int tx = threadIdx.x % kConvThreadsN, ty = threadIdx.x / kConvThreadsN;
+  const int a_k = group_k<kAAlongK>(), b_k = group_k<kBAlongK>();
+  T a_next[4], b_next[4];
+  a.fetch(k_begin + a_k, k_end, a_next);
+  b.fetch(k_begin + b_k, k_end, b_next);
+  stash<kAAlongK>(a_tile[0], a_next);
+  stash<kBAlongK>(b_tile[0], b_next);
+  __syncthreads();
+
+  T sum[kConvThreadM][kConvThreadN] = {};
+  int buffer = 0;
+  for (int k0 = k_begin; k0 < k_end; k0 += kConvTileK) {
+    const bool more = k0 + kConvTileK < k_end;
+    if (more) {   // the next step's values travel while this step multiplies
+      a.fetch(k0 + kConvTileK + a_k, k_end, a_next);
+      b.fetch(k0 + kConvTileK + b_k, k_end, b_next);
+    }
+    for (int kk = 0; kk < kConvTileK; ++kk) {
+      T a_values[kConvThreadM], b_values[kConvThreadN];
+      for (int g = 0; g < kConvGroupsM; ++g)
+        load4(&a_tile[buffer][kk][g * 4 * kConvThreadsM + 4 * ty], a_values + 4 * g);
+      for (int g = 0; g < kConvGroupsN; ++g)
+        load4(&b_tile[buffer][kk][g * 4 * kConvThreadsN + 4 * tx], b_values + 4 * g);
+      for (int r = 0; r < kConvThreadM; ++r)
+        for (int s = 0; s < kConvThreadN; ++s) sum[r][s] += a_values[r] * b_values[s];
+    }
+    if (more) {   // the other buffer: every thread finished reading it before the last barrier
+      stash<kAAlongK>(a_tile[buffer ^ 1], a_next);
+      stash<kBAlongK>(b_tile[buffer ^ 1], b_next);
+    }
+    __syncthreads();
+    buffer ^= 1;
+  }
+
+  const int m0 = blockIdx.y * kConvTileM, n0 = blockIdx.x * kConvTileN;
+  const bool vector = sizeof(T) == 4 && columns % 4 == 0;
+  for (int r = 0; r < kConvThreadM; ++r) {
+    const int m = m0 + r / 4 * 4 * kConvThreadsM + 4 * ty + r % 4;
+    if (m >= rows) continue;
+    T* row = c + static_cast<size_t>(m) * columns;
+    for (int g = 0; g < kConvGroupsN; ++g) {
+      const int n = n0 + g * 4 * kConvThreadsN + 4 * tx;
+      const T* values = &sum[r][4 * g];
+      if (vector && n < columns) {
+        store4(row + n, values);
+      } else {
+        for (int s = 0; s < 4; ++s)
+          if (n + s < columns) row[n + s] = values[s];
+      }
+    }
+  }
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kConvThreads)
+__global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int channels,
              int height, int width, int images, int filters, int size, int stride, int pad,
              int out_height, int out_width) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
-  const int positions = out_height * out_width * images;
-  auto a = [w, filters](int k, int f) { return w[static_cast<size_t>(k) * filters + f]; };
-  auto b = [x, s](int k, int p) { return input_window(x, s, k, p); };
-  auto store = [y, positions](int f, int p, T value) {
-    y[static_cast<size_t>(f) * positions + p] = value;
-  };
-  gemm_tile<T, false, false>(a, b, store, filters, positions, 0, channels * size * size);
+  const ForwardWeights<T> a(w, filters, blockIdx.y * kConvTileM + group_extent<false>());
+  const ForwardWindows<T> b(x, s, blockIdx.x * kConvTileN + group_extent<false>());
+  gemm_tile<T, false, false>(a, b, y, filters, out_height * out_width * images, 0,
+                             channels * size * size);
 }
 CONVNET_INSTANTIATE(conv_forward)
 
 template <typename T>
-__global__ void __launch_bounds__(kConvThreads)
+__global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_backward_input(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx,
                     int channels, int height, int width, int images, int filters, int size,
                     int stride, int pad, int out_height, int out_width) {
-  const int pixels = height * width * images;
-  // k = (i, j, f), f innermost: A[k][c] = w[c, i, j, f] is contiguous along k.
-  auto a = [w, filters, size](int k, int c) {
-    return w[(static_cast<size_t>(c) * size * size + k / filters) * filters + k % filters];
-  };
-  auto b = [=](int k, int q) -> T {
-    const int f = k % filters, tap = k / filters, j = tap % size, i = tap / size;
-    const int n = q % images, col = q / images % width, row = q / (images * width);
-    const int oy_scaled = row + pad - i, ox_scaled = col + pad - j;
-    if (oy_scaled < 0 || ox_scaled < 0 || oy_scaled % stride || ox_scaled % stride) return T(0);
-    const int oy = oy_scaled / stride, ox = ox_scaled / stride;
-    if (oy >= out_height || ox >= out_width) return T(0);
-    return dy[((static_cast<size_t>(f) * out_height + oy) * out_width + ox) * images + n];
-  };
-  auto store = [dx, pixels](int c, int q, T value) {
-    dx[static_cast<size_t>(c) * pixels + q] = value;
-  };
-  gemm_tile<T, true, false>(a, b, store, channels, pixels, 0, size * size * filters);
+  const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
+                    out_width};
+  const BackwardWeights<T> a(w, s, blockIdx.y * kConvTileM + group_extent<true>());
+  const GatheredGradients<T> b(dy, s, blockIdx.x * kConvTileN + group_extent<false>());
+  gemm_tile<T, true, false>(a, b, dx, channels, height * width * images, 0,
+                            size * size * filters);
 }
 CONVNET_INSTANTIATE(conv_backward_input)
 
 // Slice blockIdx.z of the reduction over positions: k in [z·slice, min((z+1)·slice, positions)).
 template <typename T>
-__global__ void __launch_bounds__(kConvThreads)
+__global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_backward_filters(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ partial,
                       int channels, int height, int width, int images, int filters, int size,
                       int stride, int pad, int out_height, int out_width, int slice) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
   const int positions = out_height * out_width * images, taps = channels * size * size;
-  auto a = [x, s](int p, int k) { return input_window(x, s, k, p); };
-  auto b = [dy, positions](int p, int f) { return dy[static_cast<size_t>(f) * positions + p]; };
-  T* out = partial + static_cast<size_t>(blockIdx.z) * taps * filters;
-  auto store = [out, filters](int k, int f, T value) {
-    out[static_cast<size_t>(k) * filters + f] = value;
-  };
+  const FilterWindows<T> a(x, s, blockIdx.y * kConvTileM + group_extent<true>());
+  const FilterGradients<T> b(dy, s, blockIdx.x * kConvTileN + group_extent<true>());
   const int k_begin = blockIdx.z * slice;
-  gemm_tile<T, true, true>(a, b, store, taps, filters, k_begin,
-                           minimum(k_begin + slice, positions));
+  gemm_tile<T, true, true>(a, b, partial + static_cast<size_t>(blockIdx.z) * taps * filters,
+                           taps, filters, k_begin, minimum(k_begin + slice, positions));
 }
 CONVNET_INSTANTIATE(conv_backward_filters)
 

@@ -10,8 +10,9 @@
 //
 // What is emulated: threadIdx, blockIdx, blockDim, gridDim; __syncthreads(); __shared__ (a
 // function-local static: one copy per kernel instantiation, which is one block's shared memory
-// because blocks do not overlap); the qualifiers. No warps: a GPU-only warp-level path
-// must sit behind CONVNET_EMULATOR with a block-level fallback (common.cuh).
+// because blocks do not overlap); the qualifiers; __align__, float4 and __umulhi. No warps: a
+// GPU-only warp-level path must sit behind CONVNET_EMULATOR with a block-level fallback
+// (common.cuh).
 #pragma once
 
 #include <ucontext.h>
@@ -139,3 +140,12 @@ using emu::threadIdx;
 #define __launch_bounds__(...)
 #define __shared__ static
 #define __syncthreads() ::emu::Block::instance().barrier()
+#define __align__(bytes) __attribute__((aligned(bytes)))
+
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline unsigned __umulhi(unsigned a, unsigned b) {
+  return static_cast<unsigned>((static_cast<uint64_t>(a) * b) >> 32);
+}

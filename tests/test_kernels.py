@@ -93,6 +93,10 @@ CONV_CASES = [
     (7, 8, 3, 9, 5, 2, 2),      # a stride that does not divide the input, padding 2
     (4, 6, 2, 70, 3, 1, 1),     # more filters than one tile holds
     (2, 12, 8, 3, 3, 1, 1),     # enough positions for a filter gradient in several slices
+    # Batches of 4 and 8: the kernels' 16-byte loads along the images (conv.cu)
+    (3, 15, 4, 8, 5, 4, 0),     # conv1's kind: stride 4 and an overhang
+    (6, 7, 4, 130, 3, 2, 2),    # two tiles of filters; a strided gather with padding
+    (130, 4, 8, 6, 3, 1, 1),    # two tiles of channels (input gradient), ten of taps (filters')
 ]
 
 
