@@ -20,11 +20,14 @@
 //                     order, so the result has the same bits every run (no atomics)
 //   bias gradient     elementwise.cu's bias_backward over dy's rows
 //
-// A block computes a kConvTileM × kConvTileN tile of C (tiles.cuh), stepping kConvTileK along k
-// through two shared buffers: while the block multiplies one, each thread holds the next step's
-// operand values in registers and stores them into the other, so one barrier per step suffices.
-// Each thread accumulates an 8 × 8 sub-tile: rows 4·ty + r and columns 4·tx + s, each with a
-// second group 64 further on, read from shared memory as 4-element vectors.
+// A block computes a tile of C, kConvTile × kConvTile (tiles.cuh), or kConvNarrowTile on the side
+// of a product with that few rows (forward, input gradient) or columns (filter gradient): the
+// launcher chooses, passing the narrow side (conv1's 48 filters and conv2's 48 input channels
+// would leave most of a full tile idle). It steps kConvTileK along k through two shared buffers:
+// while the block multiplies one, each thread holds the next step's operand values in registers
+// and stores them into the other, so one barrier per step suffices. The 16 × 16 threads each
+// accumulate a (tile / 16)² sub-tile: groups of 4 rows, 4·ty + r, one group every 64 rows, and
+// the same for columns, read from shared memory as 4-element vectors.
 //
 // Each thread loads one group of 4 consecutive elements of each operand per step, along the
 // operand's contiguous axis: along m or n (the weights of the forward pass, every image axis
@@ -36,22 +39,21 @@
 // batch sizes that are multiples of 4.
 //
 // Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
-// kConvThreads, gridDim = (tiles of n, tiles of m, splits); the filter gradient's slice is a
-// multiple of kConvTileK.
+// kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed; the filter
+// gradient's slice is a multiple of kConvTileK.
 #include "common.cuh"
 #include "tiles.cuh"
 
-constexpr int kConvThreadsM = kConvTileM / kConvThreadM;   // threads along m
-constexpr int kConvThreadsN = kConvTileN / kConvThreadN;   // threads along n
-constexpr int kConvGroupsM = kConvThreadM / 4;   // a thread's groups of 4 rows, kConvTileM /
-constexpr int kConvGroupsN = kConvThreadN / 4;   // kConvGroupsM apart (columns likewise)
+constexpr int kConvThreadsAlong = 16;   // threads along m, and along n
+constexpr int kConvGroupStride = 4 * kConvThreadsAlong;   // a thread's groups of 4 are this far apart
 // Shared tile rows are this many elements longer than the tile: a warp that stores along k
 // (8 values of k × 16 of m) then spreads over 32 banks; 4 keeps rows 16-byte aligned.
 constexpr int kConvRowPad = 4;
-static_assert(kConvThreadM % 4 == 0 && kConvThreadN % 4 == 0, "sub-tiles are groups of 4");
-static_assert(kConvTileK * kConvTileM == 4 * kConvThreads &&
-              kConvTileK * kConvTileN == 4 * kConvThreads,
-              "each thread loads exactly one group of 4 of each operand per step");
+static_assert(kConvThreadsAlong * kConvThreadsAlong == kConvThreads, "16 × 16 threads");
+static_assert(kConvTile % kConvGroupStride == 0 && kConvNarrowTile % kConvGroupStride == 0,
+              "each thread's sub-tile is whole groups of 4");
+static_assert(kConvTileK * kConvTile == 4 * kConvThreads,
+              "each thread loads one group of 4 of a full tile's operand per step");
 
 // n / d and n % d for 0 ≤ n < 2³¹ by a multiply and a shift (Granlund and Montgomery): a
 // divisor fixed for the launch, set up once per thread.
@@ -96,17 +98,21 @@ __device__ __forceinline__ void zero4(T* values) {
   for (int i = 0; i < 4; ++i) values[i] = T(0);
 }
 
-// The group of 4 this thread loads per step: its first k (relative to the step) and its
-// coordinate along m or n (relative to the tile), for an operand loaded along k or along m/n.
-template <bool kAlongK>
+// The group of 4 this thread loads per step of an operand kExtent wide (along m or n) loaded
+// along k or along m/n: its first k (relative to the step) and its coordinate along m or n
+// (relative to the tile). A narrow tile's operand needs only the first threads.
+template <bool kAlongK, int kExtent>
 __device__ __forceinline__ int group_k() {
-  return kAlongK ? threadIdx.x % (kConvTileK / 4) * 4 : threadIdx.x / (kConvTileM / 4);
+  return kAlongK ? threadIdx.x % (kConvTileK / 4) * 4 : threadIdx.x / (kExtent / 4);
 }
-template <bool kAlongK>
+template <bool kAlongK, int kExtent>
 __device__ __forceinline__ int group_extent() {
-  return kAlongK ? threadIdx.x / (kConvTileK / 4) : threadIdx.x % (kConvTileM / 4) * 4;
+  return kAlongK ? threadIdx.x / (kConvTileK / 4) : threadIdx.x % (kExtent / 4) * 4;
 }
-static_assert(kConvTileM == kConvTileN, "group_k and group_extent serve both operands");
+template <int kExtent>
+__device__ __forceinline__ bool loads_a_group() {
+  return threadIdx.x < kConvTileK * kExtent / 4;
+}
 
 // The geometry every pass shares.
 struct ConvShape {
@@ -293,9 +299,9 @@ struct FilterGradients {
 };
 
 // A thread's group of 4 into a shared tile: 4 values of m (or n) at one k, or 4 values of k.
-template <bool kAlongK, typename T, int kRow>
-__device__ __forceinline__ void stash(T (&tile)[kConvTileK][kRow], const T (&v)[4]) {
-  const int k = group_k<kAlongK>(), e = group_extent<kAlongK>();
+template <bool kAlongK, int kExtent, typename T>
+__device__ __forceinline__ void stash(T (*tile)[kExtent + kConvRowPad], const T (&v)[4]) {
+  const int k = group_k<kAlongK, kExtent>(), e = group_extent<kAlongK, kExtent>();
   if (kAlongK) {
     for (int i = 0; i < 4; ++i) tile[k + i][e] = v[i];
   } else {
@@ -303,55 +309,72 @@ __device__ __forceinline__ void stash(T (&tile)[kConvTileK][kRow], const T (&v)[
   }
 }
 
-// c[m][n] (row-major, `columns` wide) for the block's tile, summed over k in [k_begin, k_end);
-// a and b are the operands as seen by this thread (they know its group's m or n).
-template <typename T, bool kAAlongK, bool kBAlongK, typename A, typename B>
+// Both operands' double-buffered shared tiles, sized for full tiles; one array for every tile
+// shape, so that a kernel holding both shapes allocates it once.
+template <typename T>
+__device__ __forceinline__ T* conv_shared_tiles() {
+  __shared__ __align__(16) T tiles[2 * 2 * kConvTileK * (kConvTile + kConvRowPad)];
+  return tiles;
+}
+
+// c[m][n] (row-major, `columns` wide) for the block's kRows × kColumns tile, summed over k in
+// [k_begin, k_end); a and b are the operands as seen by this thread (they know its group's m or
+// n).
+template <typename T, int kRows, int kColumns, bool kAAlongK, bool kBAlongK, typename A,
+          typename B>
 __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict__ c, int rows,
                                           int columns, int k_begin, int k_end) {
-  __shared__ __align__(16) T a_tile[2][kConvTileK][kConvTileM + kConvRowPad];
-  __shared__ __align__(16) T b_tile[2][kConvTileK][kConvTileN + kConvRowPad];
-  const int tx = threadIdx.x % kConvThreadsN, ty = threadIdx.x / kConvThreadsN;
-  const int a_k = group_k<kAAlongK>(), b_k = group_k<kBAlongK>();
+  using ATile = T[kConvTileK][kRows + kConvRowPad];
+  using BTile = T[kConvTileK][kColumns + kConvRowPad];
+  T* shared = conv_shared_tiles<T>();
+  ATile* a_tile = reinterpret_cast<ATile*>(shared);   // [buffer][k][m]
+  BTile* b_tile = reinterpret_cast<BTile*>(shared + 2 * kConvTileK * (kRows + kConvRowPad));
+  constexpr int kThreadM = kRows / kConvThreadsAlong, kThreadN = kColumns / kConvThreadsAlong;
+  const int tx = threadIdx.x % kConvThreadsAlong, ty = threadIdx.x / kConvThreadsAlong;
+  const int a_k = group_k<kAAlongK, kRows>(), b_k = group_k<kBAlongK, kColumns>();
+  const bool a_loads = loads_a_group<kRows>(), b_loads = loads_a_group<kColumns>();
   T a_next[4], b_next[4];
-  a.fetch(k_begin + a_k, k_end, a_next);
-  b.fetch(k_begin + b_k, k_end, b_next);
-  stash<kAAlongK>(a_tile[0], a_next);
-  stash<kBAlongK>(b_tile[0], b_next);
+  if (a_loads) {
+    a.fetch(k_begin + a_k, k_end, a_next);
+    stash<kAAlongK, kRows>(a_tile[0], a_next);
+  }
+  if (b_loads) {
+    b.fetch(k_begin + b_k, k_end, b_next);
+    stash<kBAlongK, kColumns>(b_tile[0], b_next);
+  }
   __syncthreads();
 
-  T sum[kConvThreadM][kConvThreadN] = {};
+  T sum[kThreadM][kThreadN] = {};
   int buffer = 0;
   for (int k0 = k_begin; k0 < k_end; k0 += kConvTileK) {
     const bool more = k0 + kConvTileK < k_end;
-    if (more) {   // the next step's values travel while this step multiplies
-      a.fetch(k0 + kConvTileK + a_k, k_end, a_next);
-      b.fetch(k0 + kConvTileK + b_k, k_end, b_next);
-    }
+    // The next step's values travel while this step multiplies.
+    if (more && a_loads) a.fetch(k0 + kConvTileK + a_k, k_end, a_next);
+    if (more && b_loads) b.fetch(k0 + kConvTileK + b_k, k_end, b_next);
     for (int kk = 0; kk < kConvTileK; ++kk) {
-      T a_values[kConvThreadM], b_values[kConvThreadN];
-      for (int g = 0; g < kConvGroupsM; ++g)
-        load4(&a_tile[buffer][kk][g * 4 * kConvThreadsM + 4 * ty], a_values + 4 * g);
-      for (int g = 0; g < kConvGroupsN; ++g)
-        load4(&b_tile[buffer][kk][g * 4 * kConvThreadsN + 4 * tx], b_values + 4 * g);
-      for (int r = 0; r < kConvThreadM; ++r)
-        for (int s = 0; s < kConvThreadN; ++s) sum[r][s] += a_values[r] * b_values[s];
+      T a_values[kThreadM], b_values[kThreadN];
+      for (int g = 0; g < kThreadM / 4; ++g)
+        load4(&a_tile[buffer][kk][g * kConvGroupStride + 4 * ty], a_values + 4 * g);
+      for (int g = 0; g < kThreadN / 4; ++g)
+        load4(&b_tile[buffer][kk][g * kConvGroupStride + 4 * tx], b_values + 4 * g);
+      for (int r = 0; r < kThreadM; ++r)
+        for (int s = 0; s < kThreadN; ++s) sum[r][s] += a_values[r] * b_values[s];
     }
-    if (more) {   // the other buffer: every thread finished reading it before the last barrier
-      stash<kAAlongK>(a_tile[buffer ^ 1], a_next);
-      stash<kBAlongK>(b_tile[buffer ^ 1], b_next);
-    }
+    // The other buffer: every thread finished reading it before the last barrier.
+    if (more && a_loads) stash<kAAlongK, kRows>(a_tile[buffer ^ 1], a_next);
+    if (more && b_loads) stash<kBAlongK, kColumns>(b_tile[buffer ^ 1], b_next);
     __syncthreads();
     buffer ^= 1;
   }
 
-  const int m0 = blockIdx.y * kConvTileM, n0 = blockIdx.x * kConvTileN;
+  const int m0 = blockIdx.y * kRows, n0 = blockIdx.x * kColumns;
   const bool vector = sizeof(T) == 4 && columns % 4 == 0;
-  for (int r = 0; r < kConvThreadM; ++r) {
-    const int m = m0 + r / 4 * 4 * kConvThreadsM + 4 * ty + r % 4;
+  for (int r = 0; r < kThreadM; ++r) {
+    const int m = m0 + r / 4 * kConvGroupStride + 4 * ty + r % 4;
     if (m >= rows) continue;
     T* row = c + static_cast<size_t>(m) * columns;
-    for (int g = 0; g < kConvGroupsN; ++g) {
-      const int n = n0 + g * 4 * kConvThreadsN + 4 * tx;
+    for (int g = 0; g < kThreadN / 4; ++g) {
+      const int n = n0 + g * kConvGroupStride + 4 * tx;
       const T* values = &sum[r][4 * g];
       if (vector && n < columns) {
         store4(row + n, values);
@@ -363,48 +386,78 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
   }
 }
 
+template <typename T, int kRows>
+__device__ __forceinline__ void forward(const T* x, const T* w, T* y, const ConvShape& s) {
+  const ForwardWeights<T> a(w, s.filters, blockIdx.y * kRows + group_extent<false, kRows>());
+  const ForwardWindows<T> b(x, s, blockIdx.x * kConvTile + group_extent<false, kConvTile>());
+  gemm_tile<T, kRows, kConvTile, false, false>(a, b, y, s.filters,
+                                                s.out_height * s.out_width * s.images, 0,
+                                                s.channels * s.size * s.size);
+}
+
+// tile_rows: kConvNarrowTile or kConvTile, as the launcher's grid.
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int channels,
              int height, int width, int images, int filters, int size, int stride, int pad,
-             int out_height, int out_width) {
+             int out_height, int out_width, int tile_rows) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
-  const ForwardWeights<T> a(w, filters, blockIdx.y * kConvTileM + group_extent<false>());
-  const ForwardWindows<T> b(x, s, blockIdx.x * kConvTileN + group_extent<false>());
-  gemm_tile<T, false, false>(a, b, y, filters, out_height * out_width * images, 0,
-                             channels * size * size);
+  if (tile_rows == kConvNarrowTile) return forward<T, kConvNarrowTile>(x, w, y, s);
+  forward<T, kConvTile>(x, w, y, s);
 }
 CONVNET_INSTANTIATE(conv_forward)
 
+template <typename T, int kRows>
+__device__ __forceinline__ void backward_input(const T* dy, const T* w, T* dx,
+                                               const ConvShape& s) {
+  const BackwardWeights<T> a(w, s, blockIdx.y * kRows + group_extent<true, kRows>());
+  const GatheredGradients<T> b(dy, s,
+                               blockIdx.x * kConvTile + group_extent<false, kConvTile>());
+  gemm_tile<T, kRows, kConvTile, true, false>(a, b, dx, s.channels,
+                                               s.height * s.width * s.images, 0,
+                                               s.size * s.size * s.filters);
+}
+
+// tile_rows: kConvNarrowTile or kConvTile, as the launcher's grid.
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_backward_input(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx,
                     int channels, int height, int width, int images, int filters, int size,
-                    int stride, int pad, int out_height, int out_width) {
+                    int stride, int pad, int out_height, int out_width, int tile_rows) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
-  const BackwardWeights<T> a(w, s, blockIdx.y * kConvTileM + group_extent<true>());
-  const GatheredGradients<T> b(dy, s, blockIdx.x * kConvTileN + group_extent<false>());
-  gemm_tile<T, true, false>(a, b, dx, channels, height * width * images, 0,
-                            size * size * filters);
+  if (tile_rows == kConvNarrowTile) return backward_input<T, kConvNarrowTile>(dy, w, dx, s);
+  backward_input<T, kConvTile>(dy, w, dx, s);
 }
 CONVNET_INSTANTIATE(conv_backward_input)
 
 // Slice blockIdx.z of the reduction over positions: k in [z·slice, min((z+1)·slice, positions)).
+template <typename T, int kColumns>
+__device__ __forceinline__ void backward_filters(const T* dy, const T* x, T* partial,
+                                                 const ConvShape& s, int slice) {
+  const int positions = s.out_height * s.out_width * s.images;
+  const int taps = s.channels * s.size * s.size;
+  const FilterWindows<T> a(x, s, blockIdx.y * kConvTile + group_extent<true, kConvTile>());
+  const FilterGradients<T> b(dy, s, blockIdx.x * kColumns + group_extent<true, kColumns>());
+  const int k_begin = blockIdx.z * slice;
+  gemm_tile<T, kConvTile, kColumns, true, true>(
+      a, b, partial + static_cast<size_t>(blockIdx.z) * taps * s.filters, taps, s.filters,
+      k_begin, minimum(k_begin + slice, positions));
+}
+
+// tile_columns: kConvNarrowTile or kConvTile, as the launcher's grid.
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_backward_filters(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ partial,
                       int channels, int height, int width, int images, int filters, int size,
-                      int stride, int pad, int out_height, int out_width, int slice) {
+                      int stride, int pad, int out_height, int out_width, int slice,
+                      int tile_columns) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
-  const int positions = out_height * out_width * images, taps = channels * size * size;
-  const FilterWindows<T> a(x, s, blockIdx.y * kConvTileM + group_extent<true>());
-  const FilterGradients<T> b(dy, s, blockIdx.x * kConvTileN + group_extent<true>());
-  const int k_begin = blockIdx.z * slice;
-  gemm_tile<T, true, true>(a, b, partial + static_cast<size_t>(blockIdx.z) * taps * filters,
-                           taps, filters, k_begin, minimum(k_begin + slice, positions));
+  if (tile_columns == kConvNarrowTile)
+    return backward_filters<T, kConvNarrowTile>(dy, x, partial, s, slice);
+  backward_filters<T, kConvTile>(dy, x, partial, s, slice);
 }
 CONVNET_INSTANTIATE(conv_backward_filters)
 

@@ -13,11 +13,13 @@
 //   apply_mask      out[i] = x[i] · mask[i]
 //   scale           out[i] = x[i] · factor
 //   add             out[i] = x[i] + y[i]
-//   bias_backward   out[c] = Σ_{i < inner} dy[c·inner + i]   one block per channel, a fixed-order
-//                   tree over the block's threads: the same bits every run
+//   bias_backward   out[c·S + s] = Σ dy[c·inner + i] over slice s of each row, i in
+//                   [s·slice, (s+1)·slice) ∩ [0, inner): block (c, s), S = gridDim.y slices; in a
+//                   fixed order (a tree over the block's threads), so the same bits every run.
+//                   The launcher sums long rows in slices, then the slices by a second launch.
 // Restrictions (asserted by the launchers): count < 2³¹ (for dropout_mask, the whole batch's
-// count too); one block per channel for bias_backward (channels ≤ 2³¹ − 1); the grid-stride
-// loops take any grid.
+// count too); for bias_backward gridDim = (channels, slices); the grid-stride loops take any
+// grid.
 #include "common.cuh"
 #include "tiles.cuh"
 
@@ -86,21 +88,23 @@ add(const T* __restrict__ x, const T* __restrict__ y, T* __restrict__ out, u32 c
 }
 CONVNET_INSTANTIATE(add)
 
-// Σ of `inner` consecutive values per block (blockIdx.x = the channel), in a fixed order: each
-// thread sums a strided slice, then a shared-memory tree halves the partial sums.
+// Σ of one slice of one row per block (blockIdx.x = the row, blockIdx.y = the slice), in a fixed
+// order: each thread sums a strided part, then a shared-memory tree halves the partial sums.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-bias_backward(const T* __restrict__ dy, T* __restrict__ out, u32 inner) {
+bias_backward(const T* __restrict__ dy, T* __restrict__ out, u32 inner, u32 slice) {
   __shared__ T partial[kThreads];
   const T* row = dy + static_cast<size_t>(blockIdx.x) * inner;
+  const u32 begin = blockIdx.y * slice;
+  const u32 end = inner - begin < slice ? inner : begin + slice;
   T sum = 0;
-  for (u32 i = threadIdx.x; i < inner; i += kThreads) sum += row[i];
+  for (u32 i = begin + threadIdx.x; i < end; i += kThreads) sum += row[i];
   partial[threadIdx.x] = sum;
   __syncthreads();
   for (int half = kThreads / 2; half > 0; half /= 2) {
     if (static_cast<int>(threadIdx.x) < half) partial[threadIdx.x] += partial[threadIdx.x + half];
     __syncthreads();
   }
-  if (threadIdx.x == 0) out[blockIdx.x] = partial[0];
+  if (threadIdx.x == 0) out[static_cast<size_t>(blockIdx.x) * gridDim.y + blockIdx.y] = partial[0];
 }
 CONVNET_INSTANTIATE(bias_backward)

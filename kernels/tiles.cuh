@@ -5,14 +5,13 @@
 // Threads per block of the elementwise, normalization, pooling and softmax kernels.
 constexpr int kThreads = 256;
 
-// Convolution as an implicit GEMM (conv.cu): a block computes a kConvTileM × kConvTileN tile of
-// the product, kConvTileK deep per step, each thread kConvThreadM × kConvThreadN of it.
-constexpr int kConvTileM = 128;
-constexpr int kConvTileN = 128;
+// Convolution as implicit GEMMs (conv.cu): a block computes a kConvTile × kConvTile tile of the
+// product, or kConvNarrowTile on the side of a product that has no more rows (forward, input
+// gradient) or columns (filter gradient), kConvTileK deep per step, with 16 × 16 threads.
+constexpr int kConvTile = 128;
+constexpr int kConvNarrowTile = 64;
 constexpr int kConvTileK = 8;
-constexpr int kConvThreadM = 8;
-constexpr int kConvThreadN = 8;
-constexpr int kConvThreads = (kConvTileM / kConvThreadM) * (kConvTileN / kConvThreadN);
+constexpr int kConvThreads = 256;
 // Blocks of the convolution kernels that share a multiprocessor: ptxas keeps them within 128
 // registers a thread, so that two fit (one block alone hides memory latency poorly).
 constexpr int kConvBlocksPerSM = 2;

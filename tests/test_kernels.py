@@ -13,6 +13,7 @@ import pytest
 from convnet import alexnet, graph
 from convnet.backend import reference
 from convnet.backend.cuda.conv import filter_gradient_slices
+from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.norm_params import NormParams
 from gradcheck import check_gradients, projection_loss
 from targets import KERNEL_TARGETS, kernel_backend
@@ -257,6 +258,15 @@ def test_elementwise(backend, shape, rng):
     mask = call(backend, "dropout_mask", shape, 0.5, key)[0]
     np.testing.assert_array_equal(mask, reference.dropout_mask(shape, 0.5, key))
     assert_as_accurate("apply_mask", (x, mask), backend=backend)
+
+
+@pytest.mark.parametrize("shape", [(3, 10007), (2, 5, 5, 700)])
+def test_bias_gradient_of_long_rows_in_slices(backend, shape, rng):
+    """Rows long enough to be summed in slices, then the slices (elementwise.py)."""
+    assert bias_gradient_slices(shape[0], int(np.prod(shape[1:]))) > 1
+    dy = rng.normal(size=shape)
+    first = assert_as_accurate("bias_backward", (dy,), backend=backend)
+    assert np.array_equal(first[0], call(backend, "bias_backward", dy)[0]), "differs between runs"
 
 
 def test_dropout_mask_of_a_part_of_the_batch(backend, rng):

@@ -1,6 +1,10 @@
 """Convolution on the CUDA kernels of kernels/conv.cu (implicit GEMMs); the formulas and layout
 of convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes.py).
 
+Each product runs in kConvTile-square tiles, narrowed to kConvNarrowTile on the side of the
+filters or input channels where those are that few (conv1's and conv2's 48); the kernel is told
+which tile its grid was made for.
+
 The filter gradient reduces over every output position; it is split into slices of positions
 (one grid layer each) so that small layers still fill the GPU, and the slices' partial sums are
 added in slice order by a second kernel. The split depends only on the shapes, so the result has
@@ -32,8 +36,14 @@ def _geometry(x_shape, filters, size, stride, pad):
     return out_h, out_w, args
 
 
-def _grid(rows, columns, splits=1):
-    return (ceil_div(columns, TILES["kConvTileN"]), ceil_div(rows, TILES["kConvTileM"]), splits)
+def _tile(extent):
+    """The side of the tile along a product's filters or channels: narrow where they are few."""
+    narrow = TILES["kConvNarrowTile"]
+    return narrow if extent <= narrow else TILES["kConvTile"]
+
+
+def _grid(rows, columns, tile_rows, tile_columns, splits=1):
+    return ceil_div(columns, tile_columns), ceil_div(rows, tile_rows), splits
 
 
 def conv_forward(launcher, x, w, *, stride, pad):
@@ -44,8 +54,10 @@ def conv_forward(launcher, x, w, *, stride, pad):
     out_h, out_w, args = _geometry(x.shape, filters, w.shape[1], stride, pad)
     y = launcher.empty((filters, out_h, out_w, images), dtype)
     check_arrays("conv_forward", y)
-    launcher.launch("conv_forward", dtype, _grid(filters, out_h * out_w * images),
-                    TILES["kConvThreads"], (x, w, y, *args))
+    tile_rows = _tile(filters)
+    launcher.launch("conv_forward", dtype,
+                    _grid(filters, out_h * out_w * images, tile_rows, TILES["kConvTile"]),
+                    TILES["kConvThreads"], (x, w, y, *args, i32(tile_rows)))
     return y
 
 
@@ -62,14 +74,16 @@ def conv_backward_input(launcher, dy, w, *, input_size, stride, pad):
     dtype = check_arrays("conv_backward_input", dy, w)
     dx = launcher.empty(x_shape, dtype)
     check_arrays("conv_backward_input", dx)
-    launcher.launch("conv_backward_input", dtype, _grid(channels, input_size ** 2 * images),
-                    TILES["kConvThreads"], (dy, w, dx, *args))
+    tile_rows = _tile(channels)
+    launcher.launch("conv_backward_input", dtype,
+                    _grid(channels, input_size ** 2 * images, tile_rows, TILES["kConvTile"]),
+                    TILES["kConvThreads"], (dy, w, dx, *args, i32(tile_rows)))
     return dx
 
 
 def filter_gradient_slices(taps, filters, positions):
     """(splits, slice): the reduction over `positions` cut into `splits` slices of `slice`."""
-    tiles_n, tiles_m, _ = _grid(taps, filters)
+    tiles_n, tiles_m, _ = _grid(taps, filters, TILES["kConvTile"], _tile(filters))
     step = TILES["kConvTileK"]
     most = ceil_div(positions, step * MIN_SLICE_STEPS)
     splits = max(1, min(ceil_div(TARGET_BLOCKS, tiles_m * tiles_n), most))
@@ -92,8 +106,10 @@ def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad):
     dw = launcher.empty(shape, dtype)
     partial = dw if splits == 1 else launcher.empty((splits,) + shape, dtype)
     check_arrays("conv_backward_filters", partial)
-    launcher.launch("conv_backward_filters", dtype, _grid(taps, filters, splits),
-                    TILES["kConvThreads"], (dy, x, partial, *args, i32(slice_)))
+    tile_columns = _tile(filters)
+    launcher.launch("conv_backward_filters", dtype,
+                    _grid(taps, filters, TILES["kConvTile"], tile_columns, splits),
+                    TILES["kConvThreads"], (dy, x, partial, *args, i32(slice_), i32(tile_columns)))
     if splits > 1:
         launcher.launch("conv_sum_splits", dtype, elementwise_grid(dw.size), TILES["kThreads"],
                         (partial, dw, u32(dw.size), i32(splits)))

@@ -2,8 +2,11 @@
 in convnet/backend/reference/elementwise.py and conv.py (add_bias, bias_backward)."""
 import numpy as np
 
-from .checks import check_arrays, launch_elementwise, require, u32
+from .checks import ceil_div, check_arrays, launch_elementwise, require, u32
 from .launch import TILES
+
+BIAS_TARGET_BLOCKS = 1024   # bias_backward slices long rows until about this many blocks ...
+BIAS_MIN_SLICE = 4096       # ... each summing at least this many values
 
 
 def add_bias(launcher, y, b):
@@ -16,11 +19,27 @@ def add_bias(launcher, y, b):
     return out
 
 
+def bias_gradient_slices(channels, inner):
+    """How many slices bias_backward sums each row of `inner` values in; each slice holds
+    ceil(inner / slices) values and none is empty."""
+    wanted = max(1, min(ceil_div(BIAS_TARGET_BLOCKS, channels), inner // BIAS_MIN_SLICE))
+    return ceil_div(inner, ceil_div(inner, wanted))
+
+
 def bias_backward(launcher, dy):
+    """Σ of each channel's row of dy: long rows in slices (enough blocks to fill the GPU, conv1
+    has 48 rows of 387,200), then each row's slices in order by a second launch."""
     dtype = check_arrays("bias_backward", dy)
-    out = launcher.empty((dy.shape[0],), dtype)
-    launcher.launch("bias_backward", dtype, dy.shape[0], TILES["kThreads"],
-                    (dy, out, u32(dy.size // dy.shape[0])))
+    channels, inner = dy.shape[0], dy.size // dy.shape[0]
+    slices = bias_gradient_slices(channels, inner)
+    slice_ = ceil_div(inner, slices)
+    out = launcher.empty((channels,), dtype)
+    partial = out if slices == 1 else launcher.empty((channels, slices), dtype)
+    launcher.launch("bias_backward", dtype, (channels, slices), TILES["kThreads"],
+                    (dy, partial, u32(inner), u32(slice_)))
+    if slices > 1:
+        launcher.launch("bias_backward", dtype, (channels, 1), TILES["kThreads"],
+                        (partial, out, u32(slices), u32(slices)))
     return out
 
 
