@@ -53,6 +53,14 @@ __device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, 
 __device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
 #endif
 
+// Unroll the next loop n times on the GPU; the emulator's host compiler decides for itself.
+#ifdef CONVNET_EMULATOR
+#define UNROLL(n)
+#else
+#define UNROLL(n) _Pragma(UNROLL_TEXT(unroll n))
+#define UNROLL_TEXT(text) #text
+#endif
+
 template <typename T>
 __device__ __forceinline__ T maximum(T a, T b) { return a > b ? a : b; }
 template <typename T>

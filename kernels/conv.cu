@@ -2,8 +2,8 @@
 // (Python launchers: convnet/backend/cuda/conv.py).
 //
 // Layout (convnet/backend): x, dx (C, H, W, N) and y, dy (F, OH, OW, N), images innermost;
-// filters w, dw (C, S, S, F), S the filter size. Output size: OH = (H + pad − S) / stride + 1
-// rounded up (cuda-convnet's rule, convnet/shapes.py); reads outside the image, through the zero
+// filters w, dw (C, S, S, F), S the filter size. Output size: OH = 1 + ⌈(H + 2·pad − S) / stride⌉
+// (cuda-convnet's rule, convnet/shapes.py); reads outside the image, through the zero
 // padding on the top/left or the overhang on the bottom/right, are zeros made by the loaders,
 // never padded copies.
 //
@@ -20,27 +20,31 @@
 //                     order, so the result has the same bits every run (no atomics)
 //   bias gradient     elementwise.cu's bias_backward over dy's rows
 //
-// A block computes a tile of C, kConvTile × kConvTile (tiles.cuh), or kConvNarrowTile on the side
-// of a product with that few rows (forward, input gradient) or columns (filter gradient): the
-// launcher chooses, passing the narrow side (conv1's 48 filters and conv2's 48 input channels
-// would leave most of a full tile idle). It steps kConvTileK along k through two shared buffers:
+// A block computes a tile of C, kConvTile × kConvTile (tiles.cuh), or kConvNarrowTile along the
+// filters or channels (the rows of forward and of the input gradient, the columns of the filter
+// gradient) where that wastes less of the last tile (48 and 192 filters or channels): the
+// launcher chooses and passes the narrow side's size, kConvNarrowTile or kConvTile. It steps kConvTileK along k through two shared buffers:
 // while the block multiplies one, each thread holds the next step's operand values in registers
 // and stores them into the other, so one barrier per step suffices. The 16 × 16 threads each
-// accumulate a (tile / 16)² sub-tile: groups of 4 rows, 4·ty + r, one group every 64 rows, and
-// the same for columns, read from shared memory as 4-element vectors.
+// accumulate a sub-tile of (tile rows / 16) × (tile columns / 16), 8 × 8 or 4 × 8: groups of 4
+// rows, 4·ty + r, one group every 64 rows, and the same for columns, read from shared memory as
+// 4-element vectors.
 //
-// Each thread loads one group of 4 consecutive elements of each operand per step, along the
+// Each thread loads one group of 4 consecutive elements of each operand per step (of a narrow
+// operand, the first half of the threads do), along the
 // operand's contiguous axis: along m or n (the weights of the forward pass, every image axis
 // n), or along k (the weights of the input gradient, the positions of the filter gradient). A
 // thread's coordinate along m or n stays the same for the whole product, so that part of the
 // index arithmetic is done once; the part along k uses divisions by multiplication (FastDivmod).
-// Where the group is 4 contiguous aligned elements (images and filters multiples of 4, float) it
-// is one 16-byte load, else 4 scalar loads: both paths run on the emulator, the vector one at
-// batch sizes that are multiples of 4.
+// Where the group is 4 contiguous elements at a 16-byte boundary (float, the operand's array
+// 16-byte aligned, and its contiguous extent a multiple of 4: the images for the image axes, the
+// filters for forward's weights, S·S·F for the input gradient's, OH·OW·N for dy along k) it is
+// one 16-byte load, else 4 scalar loads; results are stored the same way where the columns are
+// a multiple of 4. Both paths run on the emulator, the vector one at batches of 4 and 8.
 //
 // Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
-// kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed; the filter
-// gradient's slice is a multiple of kConvTileK.
+// kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed, whose narrow side
+// is kConvNarrowTile or kConvTile; the filter gradient's slice is a multiple of kConvTileK.
 #include "common.cuh"
 #include "tiles.cuh"
 
@@ -76,8 +80,8 @@ struct FastDivmod {
   }
 };
 
-// Four consecutive elements, one 16-byte access for float where `vector` says the address is
-// aligned (shared tiles always are).
+// Four consecutive elements, one 16-byte access for float: the caller has checked that the
+// address is 16-byte aligned (shared tiles always are).
 template <typename T>
 __device__ __forceinline__ void load4(const T* source, T* values) {
   for (int i = 0; i < 4; ++i) values[i] = source[i];
@@ -96,6 +100,12 @@ __device__ __forceinline__ void store4(float* target, const float* values) {
 template <typename T>
 __device__ __forceinline__ void zero4(T* values) {
   for (int i = 0; i < 4; ++i) values[i] = T(0);
+}
+// Whether groups of 4 along an axis `extent` long, starting at multiples of 4, are 16-byte
+// aligned vectors of `array`: float only (double groups are 32 bytes, loaded as scalars).
+template <typename T>
+__device__ __forceinline__ bool vectorizable(const T* array, int extent) {
+  return sizeof(T) == 4 && extent % 4 == 0 && reinterpret_cast<size_t>(array) % 16 == 0;
 }
 
 // The group of 4 this thread loads per step of an operand kExtent wide (along m or n) loaded
@@ -156,7 +166,7 @@ struct ForwardWeights {
   int filters, f;   // f: this thread's first filter
   bool vector;
   __device__ ForwardWeights(const T* w_, int filters_, int f_)
-      : w(w_), filters(filters_), f(f_), vector(sizeof(T) == 4 && filters_ % 4 == 0) {}
+      : w(w_), filters(filters_), f(f_), vector(vectorizable(w_, filters_)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     const T* row = w + static_cast<size_t>(k) * filters;
     if (k >= k_end || f >= filters) return zero4(v);
@@ -176,7 +186,7 @@ struct ForwardWindows {
   __device__ ForwardWindows(const T* x_, const ConvShape& s, int p_)
       : x(x_), geometry(s), p(p_), positions(s.out_height * s.out_width * s.images),
         first(geometry.position(p_ < positions ? p_ : 0)),
-        vector(sizeof(T) == 4 && s.images % 4 == 0) {}
+        vector(vectorizable(x_, s.images)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     if (k >= k_end || p >= positions) return zero4(v);
     const Windows::Tap tap = geometry.tap(k);
@@ -199,7 +209,7 @@ struct BackwardWeights {
   bool vector;
   __device__ BackwardWeights(const T* w_, const ConvShape& s, int c_)
       : w(w_), channels(s.channels), per_channel(s.size * s.size * s.filters), c(c_),
-        vector(sizeof(T) == 4 && per_channel % 4 == 0) {}
+        vector(vectorizable(w_, per_channel)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     const T* row = w + static_cast<size_t>(c) * per_channel;
     if (c >= channels || k >= k_end) return zero4(v);
@@ -223,7 +233,7 @@ struct GatheredGradients {
       : dy(dy_), s(shape), filters(shape.filters), size(shape.size), stride(shape.stride),
         images(shape.images), width(shape.width), q(q_),
         pixels(shape.height * shape.width * shape.images),
-        vector(sizeof(T) == 4 && shape.images % 4 == 0), first(pixel(q_ < pixels ? q_ : 0)) {}
+        vector(vectorizable(dy_, shape.images)), first(pixel(q_ < pixels ? q_ : 0)) {}
   __device__ __forceinline__ Pixel pixel(int at) const {
     const int spot = images.div(at), image = images.mod(at, spot);
     const int row = width.div(spot);
@@ -267,7 +277,7 @@ struct FilterWindows {
   bool vector;   // 4 positions are 4 images of one pixel, 16-byte aligned
   __device__ FilterWindows(const T* x_, const ConvShape& s, int m_)
       : x(x_), geometry(s), m(m_), taps(s.channels * s.size * s.size),
-        tap(geometry.tap(m_ < taps ? m_ : 0)), vector(sizeof(T) == 4 && s.images % 4 == 0) {}
+        tap(geometry.tap(m_ < taps ? m_ : 0)), vector(vectorizable(x_, s.images)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     if (m >= taps || k >= k_end) return zero4(v);
     if (vector) {
@@ -289,7 +299,7 @@ struct FilterGradients {
   bool vector;
   __device__ FilterGradients(const T* dy_, const ConvShape& s, int f_)
       : dy(dy_), filters(s.filters), positions(s.out_height * s.out_width * s.images), f(f_),
-        vector(sizeof(T) == 4 && positions % 4 == 0) {}
+        vector(vectorizable(dy_, positions)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     const T* row = dy + static_cast<size_t>(f) * positions;
     if (f >= filters || k >= k_end) return zero4(v);
@@ -351,6 +361,7 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
     // The next step's values travel while this step multiplies.
     if (more && a_loads) a.fetch(k0 + kConvTileK + a_k, k_end, a_next);
     if (more && b_loads) b.fetch(k0 + kConvTileK + b_k, k_end, b_next);
+    UNROLL(2)   // fully unrolled, the loop would need more than 128 registers
     for (int kk = 0; kk < kConvTileK; ++kk) {
       T a_values[kThreadM], b_values[kThreadN];
       for (int g = 0; g < kThreadM / 4; ++g)
@@ -368,7 +379,7 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
   }
 
   const int m0 = blockIdx.y * kRows, n0 = blockIdx.x * kColumns;
-  const bool vector = sizeof(T) == 4 && columns % 4 == 0;
+  const bool vector = vectorizable(c, columns);
   for (int r = 0; r < kThreadM; ++r) {
     const int m = m0 + r / 4 * kConvGroupStride + 4 * ty + r % 4;
     if (m >= rows) continue;

@@ -12,7 +12,8 @@ import pytest
 
 from convnet import alexnet, graph
 from convnet.backend import reference
-from convnet.backend.cuda.conv import filter_gradient_slices
+from convnet.backend.cuda.conv import filter_gradient_slices, tile_side
+from convnet.backend.cuda.launch import TILES
 from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.norm_params import NormParams
 from gradcheck import check_gradients, projection_loss
@@ -96,8 +97,10 @@ CONV_CASES = [
     (2, 12, 8, 3, 3, 1, 1),     # enough positions for a filter gradient in several slices
     # Batches of 4 and 8: the kernels' 16-byte loads along the images (conv.cu)
     (3, 15, 4, 8, 5, 4, 0),     # conv1's kind: stride 4 and an overhang
-    (6, 7, 4, 130, 3, 2, 2),    # two tiles of filters; a strided gather with padding
-    (130, 4, 8, 6, 3, 1, 1),    # two tiles of channels (input gradient), ten of taps (filters')
+    # Tiles (conv.cu): 130 filters or channels take three narrow tiles, 70 and 100 one full tile
+    (6, 7, 4, 130, 3, 2, 2),    # three narrow tiles of filters; a strided gather with padding
+    (130, 4, 8, 6, 3, 1, 1),    # three narrow tiles of channels, ten full tiles of taps
+    (100, 4, 4, 70, 3, 1, 1),   # full tiles in every pass
 ]
 
 
@@ -142,6 +145,15 @@ def test_conv(backend, case, rng, request):
                  pad=pad)
     assert np.array_equal(first[0], again[0]), "the filter gradient differs between two runs"
     assert_as_accurate("bias_backward", (dy,), backend=backend)
+
+
+def test_conv_cases_cover_narrow_and_full_tiles_in_every_pass():
+    """Forward's and the filter gradient's tile follows the filters, the input gradient's the
+    channels."""
+    for extents in ({f for c, n, i, f, s, t, p in CONV_CASES},
+                    {c for c, n, i, f, s, t, p in CONV_CASES}):
+        assert {tile_side(extent) for extent in extents} == {TILES["kConvNarrowTile"],
+                                                             TILES["kConvTile"]}
 
 
 def test_filter_gradient_cases_cover_one_and_several_slices():

@@ -1,9 +1,9 @@
 """Convolution on the CUDA kernels of kernels/conv.cu (implicit GEMMs); the formulas and layout
 of convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes.py).
 
-Each product runs in kConvTile-square tiles, narrowed to kConvNarrowTile on the side of the
-filters or input channels where those are that few (conv1's and conv2's 48); the kernel is told
-which tile its grid was made for.
+Each product runs in kConvTile-square tiles, narrowed to kConvNarrowTile along the filters or
+input channels where that leaves less of the last tile idle (48 and 192 of them: conv1, conv2's
+input, conv3 and conv4); the kernel is told which tile its grid was made for.
 
 The filter gradient reduces over every output position; it is split into slices of positions
 (one grid layer each) so that small layers still fill the GPU, and the slices' partial sums are
@@ -15,7 +15,10 @@ from convnet.shapes import conv_output_size
 from .checks import ceil_div, check_arrays, elementwise_grid, i32, require, u32
 from .launch import TILES
 
-TARGET_BLOCKS = 512        # filter-gradient slices are added until the grid has about this many
+# Filter-gradient slices are added while the grid stays within this many blocks: two waves of an
+# H100 (132 multiprocessors, 2 blocks each). A constant, not the device's count, so that the
+# result has the same bits on every GPU.
+TARGET_BLOCKS = 528
 MIN_SLICE_STEPS = 16       # ... but each slice keeps at least this many kConvTileK steps
 
 
@@ -36,10 +39,11 @@ def _geometry(x_shape, filters, size, stride, pad):
     return out_h, out_w, args
 
 
-def _tile(extent):
-    """The side of the tile along a product's filters or channels: narrow where they are few."""
-    narrow = TILES["kConvNarrowTile"]
-    return narrow if extent <= narrow else TILES["kConvTile"]
+def tile_side(extent):
+    """The side of the tile along a product's filters or channels: narrow where the last full
+    tile would be at most half used."""
+    full, narrow = TILES["kConvTile"], TILES["kConvNarrowTile"]
+    return narrow if 0 < extent % full <= narrow else full
 
 
 def _grid(rows, columns, tile_rows, tile_columns, splits=1):
@@ -54,7 +58,7 @@ def conv_forward(launcher, x, w, *, stride, pad):
     out_h, out_w, args = _geometry(x.shape, filters, w.shape[1], stride, pad)
     y = launcher.empty((filters, out_h, out_w, images), dtype)
     check_arrays("conv_forward", y)
-    tile_rows = _tile(filters)
+    tile_rows = tile_side(filters)
     launcher.launch("conv_forward", dtype,
                     _grid(filters, out_h * out_w * images, tile_rows, TILES["kConvTile"]),
                     TILES["kConvThreads"], (x, w, y, *args, i32(tile_rows)))
@@ -74,7 +78,7 @@ def conv_backward_input(launcher, dy, w, *, input_size, stride, pad):
     dtype = check_arrays("conv_backward_input", dy, w)
     dx = launcher.empty(x_shape, dtype)
     check_arrays("conv_backward_input", dx)
-    tile_rows = _tile(channels)
+    tile_rows = tile_side(channels)
     launcher.launch("conv_backward_input", dtype,
                     _grid(channels, input_size ** 2 * images, tile_rows, TILES["kConvTile"]),
                     TILES["kConvThreads"], (dy, w, dx, *args, i32(tile_rows)))
@@ -83,10 +87,10 @@ def conv_backward_input(launcher, dy, w, *, input_size, stride, pad):
 
 def filter_gradient_slices(taps, filters, positions):
     """(splits, slice): the reduction over `positions` cut into `splits` slices of `slice`."""
-    tiles_n, tiles_m, _ = _grid(taps, filters, TILES["kConvTile"], _tile(filters))
+    tiles_n, tiles_m, _ = _grid(taps, filters, TILES["kConvTile"], tile_side(filters))
     step = TILES["kConvTileK"]
     most = ceil_div(positions, step * MIN_SLICE_STEPS)
-    splits = max(1, min(ceil_div(TARGET_BLOCKS, tiles_m * tiles_n), most))
+    splits = max(1, min(TARGET_BLOCKS // (tiles_m * tiles_n), most))
     slice_ = ceil_div(ceil_div(positions, splits), step) * step
     return ceil_div(positions, slice_), slice_
 
@@ -102,11 +106,13 @@ def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad):
     dtype = check_arrays("conv_backward_filters", dy, x)
     taps = channels * filter_size ** 2
     splits, slice_ = filter_gradient_slices(taps, filters, out_h * out_w * images)
+    require(slice_ % TILES["kConvTileK"] == 0,   # the kernel's 4-element loads along k need it
+            f"conv_backward_filters: slice {slice_} is not a multiple of {TILES['kConvTileK']}")
     shape = (channels, filter_size, filter_size, filters)
     dw = launcher.empty(shape, dtype)
     partial = dw if splits == 1 else launcher.empty((splits,) + shape, dtype)
     check_arrays("conv_backward_filters", partial)
-    tile_columns = _tile(filters)
+    tile_columns = tile_side(filters)
     launcher.launch("conv_backward_filters", dtype,
                     _grid(taps, filters, TILES["kConvTile"], tile_columns, splits),
                     TILES["kConvThreads"], (dy, x, partial, *args, i32(slice_), i32(tile_columns)))

@@ -20,8 +20,8 @@ def add_bias(launcher, y, b):
 
 
 def bias_gradient_slices(channels, inner):
-    """How many slices bias_backward sums each row of `inner` values in; each slice holds
-    ceil(inner / slices) values and none is empty."""
+    """How many slices bias_backward sums each row of `inner` values in: ceil(inner / slices)
+    values each, the last perhaps fewer, none empty."""
     wanted = max(1, min(ceil_div(BIAS_TARGET_BLOCKS, channels), inner // BIAS_MIN_SLICE))
     return ceil_div(inner, ceil_div(inner, wanted))
 
