@@ -23,9 +23,10 @@
 // A block computes a tile of C, kConvTile × kConvTile (tiles.cuh), or kConvNarrowTile along the
 // filters or channels (the rows of forward and of the input gradient, the columns of the filter
 // gradient) where that wastes less of the last tile (48 and 192 filters or channels): the
-// launcher chooses and passes the narrow side's size, kConvNarrowTile or kConvTile. It steps kConvTileK along k through two shared buffers:
-// while the block multiplies one, each thread holds the next step's operand values in registers
-// and stores them into the other, so one barrier per step suffices. The 16 × 16 threads each
+// launcher chooses and passes the narrow side's size, kConvNarrowTile or kConvTile. It steps
+// kConvTileK along k through two shared buffers: while the block multiplies one, each thread
+// holds the next step's operand values in registers and stores them into the other, so one
+// barrier per step suffices. The 16 × 16 threads each
 // accumulate a sub-tile of (tile rows / 16) × (tile columns / 16), 8 × 8 or 4 × 8: groups of 4
 // rows, 4·ty + r, one group every 64 rows, and the same for columns, read from shared memory as
 // 4-element vectors.
@@ -49,7 +50,7 @@
 #include "tiles.cuh"
 
 constexpr int kConvThreadsAlong = 16;   // threads along m, and along n
-constexpr int kConvGroupStride = 4 * kConvThreadsAlong;   // a thread's groups of 4 are this far apart
+constexpr int kConvGroupStride = 4 * kConvThreadsAlong;   // between a thread's groups of 4
 // Shared tile rows are this many elements longer than the tile: a warp that stores along k
 // (8 values of k × 16 of m) then spreads over 32 banks; 4 keeps rows 16-byte aligned.
 constexpr int kConvRowPad = 4;
@@ -100,6 +101,16 @@ __device__ __forceinline__ void store4(float* target, const float* values) {
 template <typename T>
 __device__ __forceinline__ void zero4(T* values) {
   for (int i = 0; i < 4; ++i) values[i] = T(0);
+}
+// The value at offset `at` of `array`, or 4 values from there on; zeros where at < 0 (the
+// padding, the overhang, a pixel that no output reads through the tap).
+template <typename T>
+__device__ __forceinline__ T load_or_zero(const T* array, int at) {
+  return at < 0 ? T(0) : array[at];
+}
+template <typename T>
+__device__ __forceinline__ void load4_or_zero(const T* array, int at, T* values) {
+  return at < 0 ? zero4(values) : load4(array + at, values);
 }
 // Whether groups of 4 along an axis `extent` long, starting at multiples of 4, are 16-byte
 // aligned vectors of `array`: float only (double groups are 32 bytes, loaded as scalars).
@@ -190,31 +201,29 @@ struct ForwardWindows {
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     if (k >= k_end || p >= positions) return zero4(v);
     const Windows::Tap tap = geometry.tap(k);
-    if (vector) {
-      const int at = geometry.offset(tap, first);
-      return at < 0 ? zero4(v) : load4(x + at, v);
-    }
+    if (vector) return load4_or_zero(x, geometry.offset(tap, first), v);
     for (int i = 0; i < 4; ++i) {
-      const int at = p + i < positions ? geometry.offset(tap, geometry.position(p + i)) : -1;
-      v[i] = at < 0 ? T(0) : x[at];
+      const bool inside = p + i < positions;
+      v[i] = load_or_zero(x, inside ? geometry.offset(tap, geometry.position(p + i)) : -1);
     }
   }
 };
 
-// The input gradient's A: w[c, k] with k = (i, j, f) contiguous, loaded along k.
+// A row-major (rows, length) array read along its rows, one row per thread: the input gradient's
+// A, w[c, k] with k = (i, j, f), and the filter gradient's B, dy[f, k] with k = (oy, ox, n).
 template <typename T>
-struct BackwardWeights {
-  const T* w;
-  int channels, per_channel, c;   // c: this thread's channel
+struct RowsAlongK {
+  const T* array;
+  int rows, length, row;   // row: this thread's
   bool vector;
-  __device__ BackwardWeights(const T* w_, const ConvShape& s, int c_)
-      : w(w_), channels(s.channels), per_channel(s.size * s.size * s.filters), c(c_),
-        vector(vectorizable(w_, per_channel)) {}
+  __device__ RowsAlongK(const T* array_, int rows_, int length_, int row_)
+      : array(array_), rows(rows_), length(length_), row(row_),
+        vector(vectorizable(array_, length_)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
-    const T* row = w + static_cast<size_t>(c) * per_channel;
-    if (c >= channels || k >= k_end) return zero4(v);
-    if (vector) return load4(row + k, v);
-    for (int i = 0; i < 4; ++i) v[i] = k + i < k_end ? row[k + i] : T(0);
+    const T* values = array + static_cast<size_t>(row) * length;
+    if (row >= rows || k >= k_end) return zero4(v);
+    if (vector) return load4(values + k, v);
+    for (int i = 0; i < 4; ++i) v[i] = k + i < k_end ? values[k + i] : T(0);
   }
 };
 
@@ -255,14 +264,9 @@ struct GatheredGradients {
     if (k >= k_end || q >= pixels) return zero4(v);
     const int tap = filters.div(k), f = filters.mod(k, tap);
     const int i = size.div(tap), j = size.mod(tap, i);
-    if (vector) {
-      const int at = offset(f, i, j, first);
-      return at < 0 ? zero4(v) : load4(dy + at, v);
-    }
-    for (int e = 0; e < 4; ++e) {
-      const int at = q + e < pixels ? offset(f, i, j, pixel(q + e)) : -1;
-      v[e] = at < 0 ? T(0) : dy[at];
-    }
+    if (vector) return load4_or_zero(dy, offset(f, i, j, first), v);
+    for (int e = 0; e < 4; ++e)
+      v[e] = load_or_zero(dy, q + e < pixels ? offset(f, i, j, pixel(q + e)) : -1);
   }
 };
 
@@ -280,31 +284,9 @@ struct FilterWindows {
         tap(geometry.tap(m_ < taps ? m_ : 0)), vector(vectorizable(x_, s.images)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     if (m >= taps || k >= k_end) return zero4(v);
-    if (vector) {
-      const int at = geometry.offset(tap, geometry.position(k));
-      return at < 0 ? zero4(v) : load4(x + at, v);
-    }
-    for (int i = 0; i < 4; ++i) {
-      const int at = k + i < k_end ? geometry.offset(tap, geometry.position(k + i)) : -1;
-      v[i] = at < 0 ? T(0) : x[at];
-    }
-  }
-};
-
-// The filter gradient's B: dy[f, k] (k = (oy, ox, n)), loaded along k.
-template <typename T>
-struct FilterGradients {
-  const T* dy;
-  int filters, positions, f;   // f: this thread's filter
-  bool vector;
-  __device__ FilterGradients(const T* dy_, const ConvShape& s, int f_)
-      : dy(dy_), filters(s.filters), positions(s.out_height * s.out_width * s.images), f(f_),
-        vector(vectorizable(dy_, positions)) {}
-  __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
-    const T* row = dy + static_cast<size_t>(f) * positions;
-    if (f >= filters || k >= k_end) return zero4(v);
-    if (vector) return load4(row + k, v);
-    for (int i = 0; i < 4; ++i) v[i] = k + i < k_end ? row[k + i] : T(0);
+    if (vector) return load4_or_zero(x, geometry.offset(tap, geometry.position(k)), v);
+    for (int i = 0; i < 4; ++i)
+      v[i] = load_or_zero(x, k + i < k_end ? geometry.offset(tap, geometry.position(k + i)) : -1);
   }
 };
 
@@ -422,7 +404,8 @@ CONVNET_INSTANTIATE(conv_forward)
 template <typename T, int kRows>
 __device__ __forceinline__ void backward_input(const T* dy, const T* w, T* dx,
                                                const ConvShape& s) {
-  const BackwardWeights<T> a(w, s, blockIdx.y * kRows + group_extent<true, kRows>());
+  const RowsAlongK<T> a(w, s.channels, s.size * s.size * s.filters,
+                        blockIdx.y * kRows + group_extent<true, kRows>());
   const GatheredGradients<T> b(dy, s,
                                blockIdx.x * kConvTile + group_extent<false, kConvTile>());
   gemm_tile<T, kRows, kConvTile, true, false>(a, b, dx, s.channels,
@@ -450,7 +433,8 @@ __device__ __forceinline__ void backward_filters(const T* dy, const T* x, T* par
   const int positions = s.out_height * s.out_width * s.images;
   const int taps = s.channels * s.size * s.size;
   const FilterWindows<T> a(x, s, blockIdx.y * kConvTile + group_extent<true, kConvTile>());
-  const FilterGradients<T> b(dy, s, blockIdx.x * kColumns + group_extent<true, kColumns>());
+  const RowsAlongK<T> b(dy, s.filters, positions,
+                        blockIdx.x * kColumns + group_extent<true, kColumns>());
   const int k_begin = blockIdx.z * slice;
   gemm_tile<T, kConvTile, kColumns, true, true>(
       a, b, partial + static_cast<size_t>(blockIdx.z) * taps * s.filters, taps, s.filters,
