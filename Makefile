@@ -71,7 +71,7 @@ bench-cpu: setup  ## time one CPU training step, ours vs PyTorch (installs the C
 bench-data: setup  ## loader and prepare throughput, images/s per core, beside the GPU rate to sustain
 	$(PY) tools/bench_data.py
 
-kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_80..sm_90 + PTX) and its ptxas report; the emulator
+kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_70..sm_90 as this nvcc supports, + PTX) and its ptxas report; the emulator
 	$(PY) kernels/build.py
 
 gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer; 8 reports in $(OUT) (tools/gpu_check.sh)

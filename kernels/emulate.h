@@ -8,6 +8,11 @@
 // returns while others wait at a barrier is an error here (undefined behaviour on a GPU), so the
 // emulator catches the divergent barriers a GPU might forgive.
 //
+// Shuffled order (Block::shuffle(seed)): the blocks of each launch, and the threads of each
+// stretch between barriers, run in a fresh random order instead. A GPU promises no order, so a
+// kernel whose results change with it has a race: threads that share memory without a barrier
+// between the write and the read, or blocks that depend on each other.
+//
 // What is emulated: threadIdx, blockIdx, blockDim, gridDim; __syncthreads(); __shared__ (a
 // function-local static: one copy per kernel instantiation, which is one block's shared memory
 // because blocks do not overlap); the qualifiers; __align__, float4 and __umulhi. No warps: a
@@ -18,7 +23,10 @@
 #include <ucontext.h>
 
 #include <cstdint>
+#include <algorithm>
 #include <exception>
+#include <numeric>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -52,12 +60,17 @@ class Block {
     body_ = &body;
     call_ = [](void* f) { (*static_cast<Body*>(f))(); };
     fibers_.resize(threads);
-    for (unsigned bz = 0; bz < grid.z; ++bz)
-      for (unsigned by = 0; by < grid.y; ++by)
-        for (unsigned bx = 0; bx < grid.x; ++bx) {
-          blockIdx = dim3(bx, by, bz);
-          run_block(threads);
-        }
+    const unsigned blocks_per_layer = grid.x * grid.y;
+    for (unsigned b : order(blocks_per_layer * grid.z)) {
+      blockIdx = dim3(b % grid.x, b / grid.x % grid.y, b / blocks_per_layer);
+      run_block(threads);
+    }
+  }
+
+  // seed < 0: blocks and threads in order; else shuffled, from this seed on.
+  void shuffle(long long seed) {
+    shuffled_ = seed >= 0;
+    if (shuffled_) random_.seed(static_cast<std::mt19937_64::result_type>(seed));
   }
 
   void barrier() {
@@ -93,6 +106,14 @@ class Block {
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
+  // 0 .. count−1 in the order they run.
+  std::vector<unsigned> order(unsigned count) {
+    std::vector<unsigned> indices(count);
+    std::iota(indices.begin(), indices.end(), 0u);
+    if (shuffled_) std::shuffle(indices.begin(), indices.end(), random_);
+    return indices;
+  }
+
   void run_block(unsigned threads) {
     for (unsigned t = 0; t < threads; ++t) {
       Fiber& fiber = fibers_[t];
@@ -104,7 +125,7 @@ class Block {
       fiber.state = kRunnable;
     }
     for (;;) {
-      for (unsigned t = 0; t < threads; ++t) resume(t);
+      for (unsigned t : order(threads)) resume(t);
       unsigned done = 0;
       for (unsigned t = 0; t < threads; ++t) done += fibers_[t].state == kDone;
       if (done == threads) return;
@@ -124,6 +145,8 @@ class Block {
   void* body_ = nullptr;
   void (*call_)(void*) = nullptr;
   std::exception_ptr error_;
+  bool shuffled_ = false;
+  std::mt19937_64 random_;
 };
 
 }  // namespace emu

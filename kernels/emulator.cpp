@@ -4,6 +4,9 @@
 //   launch(name, grid, block, args)   name "kernel<float>" or "kernel<double>"; grid and block
 //                                     3-tuples; args a tuple in the kernel's parameter order
 //   kernels()                         the registered names
+//   shuffle(seed)                     later launches run their blocks, and their threads between
+//                                     barriers, in a random order from this seed; None: in order
+//                                     (emulate.h: a result that changes with it is a race)
 //
 // Arguments are converted by the kernel's own signature, as strictly as a GPU needs them: a
 // pointer T* takes a C-contiguous NumPy array of exactly T's dtype (writeable unless const T*),
@@ -17,6 +20,7 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -113,14 +117,20 @@ dim3 to_dim3(const std::tuple<unsigned, unsigned, unsigned>& value) {
   return dim3(std::get<0>(value), std::get<1>(value), std::get<2>(value));
 }
 
+// Shared memory is static and the scheduler one: launches must not overlap, nor a change of order
+// a launch.
+std::mutex& one_launch_at_a_time() {
+  static std::mutex mutex;
+  return mutex;
+}
+
 void launch(const std::string& name, const std::tuple<unsigned, unsigned, unsigned>& grid,
             const std::tuple<unsigned, unsigned, unsigned>& block, const py::tuple& args) {
-  static std::mutex one_launch_at_a_time;  // shared memory is static: launches must not overlap
   const auto found = convnet_emulator::registry().find(name);
   if (found == convnet_emulator::registry().end()) {
     throw py::key_error("the emulator has no kernel " + name);
   }
-  std::lock_guard<std::mutex> lock(one_launch_at_a_time);
+  std::lock_guard<std::mutex> lock(one_launch_at_a_time());
   found->second(to_dim3(grid), to_dim3(block), args);
 }
 
@@ -130,6 +140,14 @@ PYBIND11_MODULE(_emulator, module) {
   module.doc() = "The CUDA kernels of kernels/all.cu run on the host (see kernels/emulate.h).";
   module.def("launch", &launch, py::arg("name"), py::arg("grid"), py::arg("block"),
              py::arg("args"), "Run kernel `name` over grid × block threads; see the source.");
+  module.def(
+      "shuffle",
+      [](std::optional<long long> seed) {
+        if (seed && *seed < 0) throw py::value_error("shuffle: the seed must be ≥ 0 or None");
+        std::lock_guard<std::mutex> lock(one_launch_at_a_time());
+        emu::Block::instance().shuffle(seed.value_or(-1));
+      },
+      py::arg("seed"), "Run blocks and threads in a random order from `seed` (None: in order).");
   module.def("kernels", [] {
     std::vector<std::string> names;
     for (const auto& entry : convnet_emulator::registry()) names.push_back(entry.first);

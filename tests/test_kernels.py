@@ -12,8 +12,9 @@ import pytest
 
 from convnet import alexnet, graph
 from convnet.backend import reference
+from convnet.backend.cuda import CudaBackend
 from convnet.backend.cuda.conv import filter_gradient_slices, tile_side
-from convnet.backend.cuda.launch import TILES
+from convnet.backend.cuda.launch import TILES, Emulated, c_type
 from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.norm_params import NormParams
 from gradcheck import check_gradients, projection_loss
@@ -353,7 +354,6 @@ def test_launchers_refuse_bad_arguments(backend):
 @pytest.mark.parametrize("grid,block", [((1, 65536), 256), (2 ** 31, 256), (1, 1025),
                                         (1, (16, 16, 65))])
 def test_launches_beyond_cudas_limits_are_refused_everywhere(grid, block):
-    from convnet.backend.cuda.launch import Emulated
     out = np.empty(4, np.float32)
     with pytest.raises(ValueError, match="exceeds CUDA's"):
         Emulated().launch("relu_forward", np.float32, grid, block,
@@ -377,3 +377,105 @@ def test_emulator_checks_argument_types_as_strictly_as_a_gpu_needs():
     with pytest.raises(KeyError, match="no kernel"):
         _emulator.launch("relu_forward<half>", (1, 1, 1), (4, 1, 1), ())
     assert "conv_forward<double>" in _emulator.kernels()
+
+
+# ---- races: the emulator's shuffled order -------------------------------------------------
+
+class RecordingLauncher(Emulated):
+    """The emulator, noting which kernels ran."""
+
+    def __init__(self):
+        super().__init__(poison=True)
+        self.launched = set()
+
+    def launch(self, kernel, dtype, grid, block, args):
+        self.launched.add(f"{kernel}<{c_type(dtype)}>")
+        super().launch(kernel, dtype, grid, block, args)
+
+
+def every_kernel_once(backend, rng):
+    """Outputs of ops that together launch every kernel, at shapes of several blocks, tiles and
+    slices, for float64 and float32."""
+    outputs = []
+    for dtype in (np.float64, np.float32):
+        normal = lambda *shape: rng.normal(size=shape).astype(dtype)   # noqa: E731
+        run = lambda op, *args, **kwargs: outputs.extend(              # noqa: E731
+            call(backend, op, *args, **kwargs))
+        for case in (CONV_CASES[4], CONV_CASES[6], CONV_CASES[7]):
+            channels, size, images, filters, filter_size, stride, pad = case
+            x, w, dy = (array.astype(dtype) for array in conv_inputs(rng, case))
+            run("conv_forward", x, w, stride=stride, pad=pad)
+            run("conv_backward_input", dy, w, input_size=size, stride=stride, pad=pad)
+            run("conv_backward_filters", dy, x, filter_size=filter_size, stride=stride, pad=pad)
+        for shape in ((5, 3, 3, 7), (3, 10007)):
+            x = normal(*shape)
+            run("add_bias", x, normal(shape[0]))
+            run("bias_backward", x)
+            run("relu_forward", x)
+            run("relu_backward", normal(*shape), x)
+            run("scale", x, 0.5)
+            run("add", x, normal(*shape))
+            mask = call(backend, "dropout_mask", shape, 0.5, 7)[0]
+            run("apply_mask", x, mask)
+            outputs.append(mask)
+        x = np.maximum(normal(16, 5, 5, 3), 0)
+        for kind, params in (("crossmap", CODE), ("samemap", SAMEMAP)):
+            y, denoms = call(backend, f"{kind}_norm_forward", x, params)
+            run(f"{kind}_norm_backward", normal(*x.shape), x, y, denoms, params)
+            outputs += [y, denoms]
+        y = call(backend, "maxpool_forward", x, size=3, stride=2)[0]
+        run("maxpool_backward", normal(*y.shape), x, y, size=3, stride=2)
+        outputs.append(y)
+        logits, labels = normal(1000, 5), rng.integers(0, 1000, 5)
+        run("softmax", logits)
+        probs, loss = call(backend, "softmax_logloss", logits, labels)
+        run("softmax_logloss_backward", probs, labels)
+        outputs += [probs, loss, np.array(backend.topk_errors(backend.from_host(probs), labels))]
+        w, v = backend.from_host(normal(50, 7)), backend.from_host(normal(50, 7))
+        backend.sgd_update(w, v, backend.from_host(normal(50, 7)), lr=0.01, momentum=0.9,
+                           weight_decay=5e-4)
+        outputs += [backend.to_host(w), backend.to_host(v)]
+    return outputs
+
+
+def test_every_kernel_gives_the_same_bits_whatever_order_its_blocks_and_threads_run_in(rng):
+    """A GPU runs blocks, and threads between barriers, in no promised order: the emulator's
+    shuffled order (emulate.h) finds a kernel that depends on it, a race."""
+    from convnet import _emulator
+    launcher = RecordingLauncher()
+    backend = CudaBackend(launcher)
+    seed = int(rng.integers(2 ** 31))
+    in_order = every_kernel_once(backend, np.random.default_rng(seed))
+    unused = {"dropout_mask<double>"}   # the mask's kernel does not use T: launched as float
+    assert launcher.launched == set(_emulator.kernels()) - unused, "a kernel not run here"
+    try:
+        for shuffle_seed in (1, 2):
+            _emulator.shuffle(shuffle_seed)
+            shuffled = every_kernel_once(backend, np.random.default_rng(seed))
+            for index, (want, got) in enumerate(zip(in_order, shuffled)):
+                assert want.tobytes() == got.tobytes(), \
+                    f"output {index} differs when the emulator shuffles (seed {shuffle_seed})"
+    finally:
+        _emulator.shuffle(None)
+
+
+@pytest.mark.parametrize("grid, block", [(1, 64), (64, 1)], ids=["threads", "blocks"])
+def test_shuffled_order_exposes_a_race(grid, block):
+    """A kernel launched racy on purpose, its output one element past its input: in order, each
+    thread (or block) reads what the one before wrote; shuffled, some read before it is written."""
+    from convnet import _emulator
+    memory = np.arange(1, 66, dtype=np.float32)
+    launcher = Emulated()
+    launcher.launch("relu_forward", np.float32, grid, block, (memory[:-1], memory[1:],
+                                                              np.uint32(64)))
+    np.testing.assert_array_equal(memory, 1)
+    try:
+        _emulator.shuffle(5)
+        memory = np.arange(1, 66, dtype=np.float32)
+        launcher.launch("relu_forward", np.float32, grid, block, (memory[:-1], memory[1:],
+                                                                  np.uint32(64)))
+        assert (memory != 1).any()
+    finally:
+        _emulator.shuffle(None)
+    with pytest.raises(ValueError, match="seed"):
+        _emulator.shuffle(-1)
