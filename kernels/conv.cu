@@ -15,10 +15,12 @@
 //                     A = w[c,i,j,f]; B = dy[f, oy, ox, n] where h = oy·stride−pad+i (and the
 //                     same for columns) has an integer solution inside the output, else 0; C → dx
 //   backward filters  m = (c, i, j), n = f, k = (oy, ox, n): a reduction over every output
-//                     position, split into `splits` slices of k (blockIdx.z); each slice writes
-//                     its own partial (splits, C·S·S, F) and conv_sum_splits adds them in slice
-//                     order, so the result has the same bits every run (no atomics)
+//                     position
 //   bias gradient     elementwise.cu's bias_backward over dy's rows
+// Where a product has too few tiles to fill the GPU (every filter gradient; some smaller layers'
+// other passes) the launcher splits its k into slices of `slice` (blockIdx.z, `splits` of them);
+// each slice writes its own partial product (splits, rows, columns) and conv_sum_splits adds them
+// in slice order, so the result has the same bits every run (no atomics).
 //
 // A block computes a tile of C, kConvTile × kConvTile (tiles.cuh), or kConvNarrowTile along the
 // filters or channels (the rows of forward and of the input gradient, the columns of the filter
@@ -45,7 +47,8 @@
 //
 // Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
 // kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed, whose narrow side
-// is kConvNarrowTile or kConvTile; the filter gradient's slice is a multiple of kConvTileK.
+// is kConvNarrowTile or kConvTile; the slice is a multiple of kConvTileK, and the output holds
+// `splits` products where splits > 1.
 #include "common.cuh"
 #include "tiles.cuh"
 
@@ -309,13 +312,15 @@ __device__ __forceinline__ T* conv_shared_tiles() {
   return tiles;
 }
 
-// c[m][n] (row-major, `columns` wide) for the block's kRows × kColumns tile, summed over k in
-// [k_begin, k_end); a and b are the operands as seen by this thread (they know its group's m or
-// n).
+// c[m][n] (row-major, `columns` wide) for the block's kRows × kColumns tile, summed over the
+// block's slice of k: [z·slice, min((z + 1)·slice, depth)) for z = blockIdx.z, into layer z of c
+// (rows × columns each). a and b are the operands as seen by this thread (they know its group's
+// m or n).
 template <typename T, int kRows, int kColumns, bool kAAlongK, bool kBAlongK, typename A,
           typename B>
 __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict__ c, int rows,
-                                          int columns, int k_begin, int k_end) {
+                                          int columns, int depth, int slice) {
+  const int k_begin = blockIdx.z * slice, k_end = minimum(k_begin + slice, depth);
   using ATile = T[kConvTileK][kRows + kConvRowPad];
   using BTile = T[kConvTileK][kColumns + kConvRowPad];
   T* shared = conv_shared_tiles<T>();
@@ -361,6 +366,7 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
   }
 
   const int m0 = blockIdx.y * kRows, n0 = blockIdx.x * kColumns;
+  c += static_cast<size_t>(blockIdx.z) * rows * columns;
   const bool vector = vectorizable(c, columns);
   for (int r = 0; r < kThreadM; ++r) {
     const int m = m0 + r / 4 * kConvGroupStride + 4 * ty + r % 4;
@@ -380,90 +386,91 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
 }
 
 template <typename T, int kRows>
-__device__ __forceinline__ void forward(const T* x, const T* w, T* y, const ConvShape& s) {
+__device__ __forceinline__ void forward(const T* x, const T* w, T* y, const ConvShape& s,
+                                        int slice) {
   const ForwardWeights<T> a(w, s.filters, blockIdx.y * kRows + group_extent<false, kRows>());
   const ForwardWindows<T> b(x, s, blockIdx.x * kConvTile + group_extent<false, kConvTile>());
   gemm_tile<T, kRows, kConvTile, false, false>(a, b, y, s.filters,
-                                                s.out_height * s.out_width * s.images, 0,
-                                                s.channels * s.size * s.size);
+                                                s.out_height * s.out_width * s.images,
+                                                s.channels * s.size * s.size, slice);
 }
 
-// tile_rows: kConvNarrowTile or kConvTile, as the launcher's grid.
+// y: the output, or the slices' partial outputs; tile_rows: kConvNarrowTile or kConvTile, as the
+// launcher's grid.
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int channels,
              int height, int width, int images, int filters, int size, int stride, int pad,
-             int out_height, int out_width, int tile_rows) {
+             int out_height, int out_width, int slice, int tile_rows) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
-  if (tile_rows == kConvNarrowTile) return forward<T, kConvNarrowTile>(x, w, y, s);
-  forward<T, kConvTile>(x, w, y, s);
+  if (tile_rows == kConvNarrowTile) return forward<T, kConvNarrowTile>(x, w, y, s, slice);
+  forward<T, kConvTile>(x, w, y, s, slice);
 }
 CONVNET_INSTANTIATE(conv_forward)
 
 template <typename T, int kRows>
 __device__ __forceinline__ void backward_input(const T* dy, const T* w, T* dx,
-                                               const ConvShape& s) {
-  const RowsAlongK<T> a(w, s.channels, s.size * s.size * s.filters,
-                        blockIdx.y * kRows + group_extent<true, kRows>());
+                                               const ConvShape& s, int slice) {
+  const int depth = s.size * s.size * s.filters;
+  const RowsAlongK<T> a(w, s.channels, depth, blockIdx.y * kRows + group_extent<true, kRows>());
   const GatheredGradients<T> b(dy, s,
                                blockIdx.x * kConvTile + group_extent<false, kConvTile>());
   gemm_tile<T, kRows, kConvTile, true, false>(a, b, dx, s.channels,
-                                               s.height * s.width * s.images, 0,
-                                               s.size * s.size * s.filters);
+                                               s.height * s.width * s.images, depth, slice);
 }
 
-// tile_rows: kConvNarrowTile or kConvTile, as the launcher's grid.
+// dx: the input gradient, or the slices' partial gradients; tile_rows: kConvNarrowTile or
+// kConvTile, as the launcher's grid.
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_backward_input(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx,
                     int channels, int height, int width, int images, int filters, int size,
-                    int stride, int pad, int out_height, int out_width, int tile_rows) {
+                    int stride, int pad, int out_height, int out_width, int slice,
+                    int tile_rows) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
-  if (tile_rows == kConvNarrowTile) return backward_input<T, kConvNarrowTile>(dy, w, dx, s);
-  backward_input<T, kConvTile>(dy, w, dx, s);
+  if (tile_rows == kConvNarrowTile)
+    return backward_input<T, kConvNarrowTile>(dy, w, dx, s, slice);
+  backward_input<T, kConvTile>(dy, w, dx, s, slice);
 }
 CONVNET_INSTANTIATE(conv_backward_input)
 
-// Slice blockIdx.z of the reduction over positions: k in [z·slice, min((z+1)·slice, positions)).
 template <typename T, int kColumns>
-__device__ __forceinline__ void backward_filters(const T* dy, const T* x, T* partial,
+__device__ __forceinline__ void backward_filters(const T* dy, const T* x, T* dw,
                                                  const ConvShape& s, int slice) {
   const int positions = s.out_height * s.out_width * s.images;
-  const int taps = s.channels * s.size * s.size;
   const FilterWindows<T> a(x, s, blockIdx.y * kConvTile + group_extent<true, kConvTile>());
   const RowsAlongK<T> b(dy, s.filters, positions,
                         blockIdx.x * kColumns + group_extent<true, kColumns>());
-  const int k_begin = blockIdx.z * slice;
-  gemm_tile<T, kConvTile, kColumns, true, true>(
-      a, b, partial + static_cast<size_t>(blockIdx.z) * taps * s.filters, taps, s.filters,
-      k_begin, minimum(k_begin + slice, positions));
+  gemm_tile<T, kConvTile, kColumns, true, true>(a, b, dw, s.channels * s.size * s.size,
+                                                 s.filters, positions, slice);
 }
 
-// tile_columns: kConvNarrowTile or kConvTile, as the launcher's grid.
+// dw: the filter gradient, or the slices' partial gradients; tile_columns: kConvNarrowTile or
+// kConvTile, as the launcher's grid.
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
-conv_backward_filters(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ partial,
+conv_backward_filters(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dw,
                       int channels, int height, int width, int images, int filters, int size,
                       int stride, int pad, int out_height, int out_width, int slice,
                       int tile_columns) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
   if (tile_columns == kConvNarrowTile)
-    return backward_filters<T, kConvNarrowTile>(dy, x, partial, s, slice);
-  backward_filters<T, kConvTile>(dy, x, partial, s, slice);
+    return backward_filters<T, kConvNarrowTile>(dy, x, dw, s, slice);
+  backward_filters<T, kConvTile>(dy, x, dw, s, slice);
 }
 CONVNET_INSTANTIATE(conv_backward_filters)
 
-// dw[i] = Σ_{z < splits} partial[z][i], in slice order.
+// out[i] = Σ_{z < splits} partial[z][i], in slice order.
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-conv_sum_splits(const T* __restrict__ partial, T* __restrict__ dw, u32 count, int splits) {
+conv_sum_splits(const T* __restrict__ partial, T* __restrict__ out, u32 count, int splits) {
   GRID_STRIDE_LOOP(i, count) {
     T sum = partial[i];
     for (int z = 1; z < splits; ++z) sum += partial[static_cast<size_t>(z) * count + i];
-    dw[i] = sum;
+    out[i] = sum;
   }
 }
 CONVNET_INSTANTIATE(conv_sum_splits)

@@ -13,8 +13,7 @@ import pytest
 from convnet import alexnet, graph
 from convnet.backend import reference
 from convnet.backend.cuda import CudaBackend
-from convnet.backend.cuda.conv import filter_gradient_slices, tile_side
-from convnet.backend.cuda.launch import TILES, Emulated, c_type
+from convnet.backend.cuda.launch import TILES, Emulated, Launcher, c_type
 from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.norm_params import NormParams
 from gradcheck import check_gradients, projection_loss
@@ -64,12 +63,13 @@ def as_dtype(args, dtype):
 
 
 def assert_as_accurate(op, args, **kwargs):
-    """The op on float64 and float32 inputs against the float64 reference (see the docstring)."""
-    backend = kwargs.pop("backend")
+    """The op on float64 and float32 inputs against the float64 reference (see the docstring);
+    `plan`, a dict of keywords only the kernels' op takes."""
+    backend, plan = kwargs.pop("backend"), kwargs.pop("plan", {})
     exact = reference_call(op, *args, **kwargs)
     single_reference = reference_call(op, *as_dtype(args, np.float32), **kwargs)
-    double_kernel = call(backend, op, *args, **kwargs)
-    single_kernel = call(backend, op, *as_dtype(args, np.float32), **kwargs)
+    double_kernel = call(backend, op, *args, **kwargs, **plan)
+    single_kernel = call(backend, op, *as_dtype(args, np.float32), **kwargs, **plan)
     for index, (want, ref32, got64, got32) in enumerate(zip(exact, single_reference,
                                                             double_kernel, single_kernel)):
         what = f"{op} output {index}"
@@ -148,19 +148,59 @@ def test_conv(backend, case, rng, request):
     assert_as_accurate("bias_backward", (dy,), backend=backend)
 
 
-def test_conv_cases_cover_narrow_and_full_tiles_in_every_pass():
-    """Forward's and the filter gradient's tile follows the filters, the input gradient's the
-    channels."""
-    for extents in ({f for c, n, i, f, s, t, p in CONV_CASES},
-                    {c for c, n, i, f, s, t, p in CONV_CASES}):
-        assert {tile_side(extent) for extent in extents} == {TILES["kConvNarrowTile"],
-                                                             TILES["kConvTile"]}
+class PlanRecorder(Launcher):
+    """Notes each launch's kernel, grid and arguments, and runs nothing."""
+    path = "recorder"
+
+    def __init__(self):
+        super().__init__()
+        self.launches = []
+
+    def launch(self, kernel, dtype, grid, block, args):
+        self.launches.append((kernel, grid, args))
 
 
-def test_filter_gradient_cases_cover_one_and_several_slices():
-    slices = {filter_gradient_slices(c * s * s, f, ((n + 2 * p - s) // t + 1) ** 2 * i)[0]
-              for c, n, i, f, s, t, p in CONV_CASES}
-    assert 1 in slices and max(slices) > 1
+CONV_PASSES = ("conv_forward", "conv_backward_input", "conv_backward_filters")
+
+
+def conv_plans(case):
+    """{pass: (tile, splits)} the launchers choose for the case: the kernels' last argument is
+    the tile, the grid's third size the slices."""
+    channels, size, images, filters, filter_size, stride, pad = case
+    recorder = PlanRecorder()
+    backend = CudaBackend(recorder)
+    x, w = np.empty((channels, size, size, images)), np.empty((channels, filter_size,
+                                                               filter_size, filters))
+    y = backend.conv_forward(x, w, stride=stride, pad=pad)
+    backend.conv_backward_input(y, w, input_size=size, stride=stride, pad=pad)
+    backend.conv_backward_filters(y, x, filter_size=filter_size, stride=stride, pad=pad)
+    return {kernel: (int(args[-1]), grid[2]) for kernel, grid, args in recorder.launches
+            if kernel in CONV_PASSES}
+
+
+def test_conv_cases_cover_narrow_and_full_tiles_and_split_depths_in_every_pass():
+    plans = [conv_plans(case) for case in CONV_CASES]
+    for kernel in CONV_PASSES:
+        assert {plan[kernel][0] for plan in plans} == {TILES["kConvNarrowTile"],
+                                                       TILES["kConvTile"]}, kernel
+        splits = {plan[kernel][1] for plan in plans}
+        assert 1 in splits and max(splits) > 1, kernel
+
+
+@pytest.mark.parametrize("tile", [TILES["kConvNarrowTile"], TILES["kConvTile"]])
+@pytest.mark.parametrize("splits", [1, 3])
+def test_conv_plans_chosen_by_the_caller_agree_with_the_reference(backend, tile, splits, rng):
+    """tools/bench_kernels.py times plans other than the launchers' own."""
+    case = CONV_CASES[-1]
+    channels, size, images, filters, filter_size, stride, pad = case
+    x, w, dy = conv_inputs(rng, case)
+    plan = dict(tile=tile, splits=splits)
+    assert_as_accurate("conv_forward", (x, w), stride=stride, pad=pad, backend=backend,
+                       plan=plan)
+    assert_as_accurate("conv_backward_input", (dy, w), input_size=size, stride=stride, pad=pad,
+                       backend=backend, plan=plan)
+    assert_as_accurate("conv_backward_filters", (dy, x), filter_size=filter_size, stride=stride,
+                       pad=pad, backend=backend, plan=plan)
 
 
 @pytest.mark.parametrize("case", CONV_CASES[:3])

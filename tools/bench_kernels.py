@@ -2,9 +2,12 @@
 against cuDNN through PyTorch (TF32 off) and the device's measured copy bandwidth, in one run.
 
     python tools/bench_kernels.py [conv|norm|pool|elementwise ...] [--batch 128] [--repeats 25]
-                                  [--json bench/results/FILE.json]
+                                  [--plans] [--json bench/results/FILE.json]
 
-With op families named, only their cases run (all of them by default).
+With op families named, only their cases run (all of them by default). With --plans, each
+convolution pass is also timed under other plans than the launcher's (the other tile side, and
+fewer or more slices of its depth: convnet/backend/cuda/conv.py), and the fastest is reported:
+what tuning the launcher's choice would gain.
 
 Per case: the median of `repeats` runs, each timed with CUDA events around the op alone, after
 3 warm-up runs, on inputs drawn afresh for every run (3 sets, cycled). Convolutions report
@@ -22,6 +25,7 @@ hash of kernels/ (kernels/build.py source_hash), where the kernels came from (fa
 the copy bandwidth and every case.
 """
 import argparse
+import functools
 import json
 import platform
 import statistics
@@ -32,7 +36,8 @@ import numpy as np
 
 from convnet import alexnet, graph
 from convnet.backend import get_backend
-from convnet.backend.cuda.launch import build
+from convnet.backend.cuda import conv
+from convnet.backend.cuda.launch import TILES, build
 from convnet.shapes import conv_overhang
 from torch_alexnet import gpu_modules
 
@@ -120,18 +125,19 @@ class Cases:
         x = lambda: self.normal((c, h, w, n))               # noqa: E731
         wt = lambda: self.normal((c, s, s, f), 0.01)        # noqa: E731
         dy = lambda: self.normal(y_shape)                   # noqa: E731
-        passes = [
-            ("forward", lambda a, b: ops.conv_forward(a, b, stride=stride, pad=pad),
-             lambda: (x(), wt())),
-            ("backward input", lambda a, b: ops.conv_backward_input(a, b, input_size=h,
-                                                                    stride=stride, pad=pad),
-             lambda: (dy(), wt())),
-            ("backward filters", lambda a, b: ops.conv_backward_filters(
-                a, b, filter_size=s, stride=stride, pad=pad), lambda: (dy(), x())),
-        ]
-        for pass_name, ours, inputs in passes:
+        passes = {
+            "forward": (lambda a, b, **plan: ops.conv_forward(a, b, stride=stride, pad=pad,
+                                                              **plan), lambda: (x(), wt())),
+            "backward_input": (lambda a, b, **plan: ops.conv_backward_input(
+                a, b, input_size=h, stride=stride, pad=pad, **plan), lambda: (dy(), wt())),
+            "backward_filters": (lambda a, b, **plan: ops.conv_backward_filters(
+                a, b, filter_size=s, stride=stride, pad=pad, **plan), lambda: (dy(), x())),
+        }
+        for pass_key, (ours, inputs) in passes.items():
+            pass_name = pass_key.replace("_", " ")
+            plan = conv.pass_plan(pass_key, (c, h, w, n), f, s, stride, pad)
             yield {"layer": name, "pass": pass_name, "kind": "conv", "flops": flops,
-                   "ours": ours, "inputs": inputs,
+                   "ours": ours, "inputs": inputs, "plan": plan,
                    "torch": self.torch_conv(pass_name, c, h, n, f, s, stride, pad, overhang)}
 
     def torch_conv(self, pass_name, c, h, n, f, s, stride, pad, overhang):
@@ -247,6 +253,30 @@ class Cases:
                "inputs": sgd_inputs, "torch": None}
 
 
+def alternative_plans(plan):
+    """(tile, splits) pairs to time beside the launcher's plan: both tile sides, and half and
+    twice its slices (1 to 3 where it has few)."""
+    splits = {max(1, plan.splits // 2), plan.splits, 2 * plan.splits}
+    if plan.splits <= 3:
+        splits |= {1, 2, 3}
+    return [(tile, count) for tile in (TILES["kConvNarrowTile"], TILES["kConvTile"])
+            for count in sorted(splits) if (tile, count) != (plan.tile, plan.splits)]
+
+
+def time_plans(cupy, case, repeats, launcher_ms):
+    """Each alternative plan's time; prints the fastest where it beats the launcher's."""
+    timed = []
+    for tile, splits in alternative_plans(case["plan"]):
+        run = functools.partial(case["ours"], tile=tile, splits=splits)
+        timed.append({"tile": tile, "splits": splits,
+                      "ms": time_op(cupy, run, case["inputs"], repeats)})
+    best = min(timed, key=lambda plan: plan["ms"])
+    if best["ms"] < launcher_ms:
+        print(f"{'':34} {'  a faster plan:':22} {best['ms']:9.3f}  tile {best['tile']}, "
+              f"{best['splits']} slices ({launcher_ms / best['ms']:.2f}x the launcher's)")
+    return timed
+
+
 def check_output(case, poisoned):
     """Run the case once on the poisoned backend (outputs NaN until written): every output
     element must come out finite. Agreement with the reference is the GPU tests' job, which
@@ -264,6 +294,8 @@ def main(argv=None):
                         help=f"op families to time: {', '.join(FAMILIES)} (default: all)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=25)
+    parser.add_argument("--plans", action="store_true",
+                        help="also time other plans of every convolution pass")
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args(argv)
     unknown = set(args.families) - set(FAMILIES)
@@ -303,6 +335,7 @@ def main(argv=None):
         ours = time_op(cupy, case["ours"], case["inputs"], args.repeats)
         record = {"layer": case["layer"], "pass": case["pass"], "ms": ours}
         if case["kind"] == "conv":
+            record["plan"] = {"tile": case["plan"].tile, "splits": case["plan"].splits}
             record["gflop_s"] = case["flops"] / (ours * 1e-3) / 1e9
             record["percent_of_fp32_peak"] = 100 * case["flops"] / (ours * 1e-3) / peak
             rate = f"{record['gflop_s']:7.0f} GF/s {record['percent_of_fp32_peak']:4.1f}%"
@@ -317,6 +350,8 @@ def main(argv=None):
             record["ratio_cudnn_over_ours"] = record["cudnn_ms"] / ours
             theirs = f"{record['cudnn_ms']:9.3f} {record['ratio_cudnn_over_ours']:5.2f}x"
         print(f"{case['layer']:34} {case['pass']:22} {ours:9.3f} {rate:>18} {theirs}")
+        if case["kind"] == "conv" and args.plans:
+            record["other_plans"] = time_plans(cupy, case, args.repeats, ours)
         report["cases"].append(record)
     convs = [c for c in report["cases"] if "gflop_s" in c and "cudnn_ms" in c]
     if convs:

@@ -40,7 +40,8 @@ step install "$out/gpu.log" "$python" -m pip install -q --no-build-isolation --n
 step build "$out/gpu.log" "$python" kernels/build.py
 cp kernels/build/ptxas-report.txt kernels/build/manifest.json "$out/" 2>/dev/null
 step gpu-tests "$out/gpu.log" "$python" -m pytest -q -rs -m gpu tests
-step bench-kernels "$out/bench.txt" "$python" tools/bench_kernels.py --json "$out/bench-kernels.json"
+step bench-kernels "$out/bench.txt" "$python" tools/bench_kernels.py --plans \
+  --json "$out/bench-kernels.json"
 step bench-train "$out/bench.txt" "$python" tools/bench_train.py --json "$out/bench-train.json"
 for tool in memcheck racecheck; do
   step "$tool" "$out/sanitizer.log" compute-sanitizer --tool "$tool" --error-exitcode 1 \

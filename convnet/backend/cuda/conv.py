@@ -1,25 +1,95 @@
 """Convolution on the CUDA kernels of kernels/conv.cu (implicit GEMMs); the formulas and layout
 of convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes.py).
 
-Each product runs in kConvTile-square tiles, narrowed to kConvNarrowTile along the filters or
-input channels where that leaves less of the last tile idle (48 and 192 of them: conv1, conv2's
-input, conv3 and conv4); the kernel is told which tile its grid was made for.
-
-The filter gradient reduces over every output position; it is split into slices of positions
-(one grid layer each) so that small layers still fill the GPU, and the slices' partial sums are
-added in slice order by a second kernel. The split depends only on the shapes, so the result has
-the same bits on every run.
+Each pass is a product of rows × columns summed over a depth k (conv.cu lists them). Its plan
+(`product_plan`) fixes two things, from the shapes alone:
+  tile    the tile's side along the filters or input channels: kConvTile, or kConvNarrowTile
+          where that leaves less of the last tile idle (48 and 192 of them: conv1, conv2's
+          input, conv3 and conv4); the kernel is told which tile its grid was made for
+  splits  slices of the depth, one grid layer each, where the product has too few tiles to fill
+          the GPU (every filter gradient, which reduces over all output positions; at batch 128
+          also conv3's input gradient and conv5's forward pass); the slices' partial products
+          are added in slice order by a second kernel
+Since the plan depends only on the shapes, the result has the same bits on every run. The ops
+take `tile` and `splits` to override the plan: tools/bench_kernels.py times the alternatives.
 """
+from typing import NamedTuple
+
 from convnet.shapes import conv_output_size
 
 from .checks import ceil_div, check_arrays, elementwise_grid, i32, require, u32
 from .launch import TILES
 
-# Filter-gradient slices are added while the grid stays within this many blocks: two waves of an
-# H100 (132 multiprocessors, 2 blocks each). A constant, not the device's count, so that the
-# result has the same bits on every GPU.
+# Depths are split while the grid stays within this many blocks: two waves of an H100 (132
+# multiprocessors, 2 blocks each). A constant, not the device's count, so that the result has the
+# same bits on every GPU.
 TARGET_BLOCKS = 528
 MIN_SLICE_STEPS = 16       # ... but each slice keeps at least this many kConvTileK steps
+
+
+class Plan(NamedTuple):
+    tile: int     # the tile's side along the filters or channels
+    splits: int   # slices of the depth ...
+    slice: int    # ... of this many k each (a multiple of kConvTileK), the last perhaps fewer
+    grid: tuple   # (tiles of columns, tiles of rows, splits)
+
+
+def tile_side(extent):
+    """The side of the tile along a product's filters or channels: narrow where the last full
+    tile would be at most half used."""
+    full, narrow = TILES["kConvTile"], TILES["kConvNarrowTile"]
+    return narrow if 0 < extent % full <= narrow else full
+
+
+def product_plan(rows, columns, depth, *, filters_along_rows, tile=None, splits=None):
+    """The plan of a rows × columns product over `depth`, whose filters or channels run along
+    its rows (forward, input gradient) or its columns (filter gradient); `tile` and `splits`
+    override the choice."""
+    full, step = TILES["kConvTile"], TILES["kConvTileK"]
+    side = rows if filters_along_rows else columns
+    tile = tile_side(side) if tile is None else tile
+    require(tile in (full, TILES["kConvNarrowTile"]),
+            f"conv tile {tile}: the kernels have tiles of {TILES['kConvNarrowTile']} and {full}")
+    tile_rows, tile_columns = (tile, full) if filters_along_rows else (full, tile)
+    tiles = (ceil_div(columns, tile_columns), ceil_div(rows, tile_rows))
+    if splits is None:
+        most = ceil_div(depth, step * MIN_SLICE_STEPS)
+        splits = max(1, min(TARGET_BLOCKS // (tiles[0] * tiles[1]), most))
+    require(splits >= 1, f"conv splits {splits}: at least 1")
+    slice_ = ceil_div(ceil_div(depth, splits), step) * step   # whole steps: the kernels need it
+    splits = ceil_div(depth, slice_)                          # none empty
+    return Plan(tile, splits, slice_, tiles + (splits,))
+
+
+PASSES = ("forward", "backward_input", "backward_filters")
+
+
+def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, splits=None):
+    """The plan of one pass (PASSES) of a convolution of an input x_shape (C, H, W, N) by `filters`
+    filters of size × size: each pass's product as conv.cu lists it."""
+    channels, height, width, images = x_shape
+    positions = conv_output_size(height, size, stride, pad) * \
+        conv_output_size(width, size, stride, pad) * images
+    rows, columns, depth = {
+        "forward": (filters, positions, channels * size ** 2),
+        "backward_input": (channels, height * width * images, size ** 2 * filters),
+        "backward_filters": (channels * size ** 2, filters, positions)}[pass_name]
+    return product_plan(rows, columns, depth, filters_along_rows=pass_name != "backward_filters",
+                        tile=tile, splits=splits)
+
+
+def _product(launcher, kernel, dtype, operands, out_shape, geometry, plan):
+    """Run one pass's kernel by its plan: into the output, or into one partial output per slice
+    that conv_sum_splits then adds in order."""
+    out = launcher.empty(out_shape, dtype)
+    target = out if plan.splits == 1 else launcher.empty((plan.splits,) + out_shape, dtype)
+    check_arrays(kernel, target)
+    launcher.launch(kernel, dtype, plan.grid, TILES["kConvThreads"],
+                    (*operands, target, *geometry, i32(plan.slice), i32(plan.tile)))
+    if plan.splits > 1:
+        launcher.launch("conv_sum_splits", dtype, elementwise_grid(out.size), TILES["kThreads"],
+                        (target, out, u32(out.size), i32(plan.splits)))
+    return out
 
 
 def _check(op, x_shape, w):
@@ -39,84 +109,43 @@ def _geometry(x_shape, filters, size, stride, pad):
     return out_h, out_w, args
 
 
-def tile_side(extent):
-    """The side of the tile along a product's filters or channels: narrow where the last full
-    tile would be at most half used."""
-    full, narrow = TILES["kConvTile"], TILES["kConvNarrowTile"]
-    return narrow if 0 < extent % full <= narrow else full
-
-
-def _grid(rows, columns, tile_rows, tile_columns, splits=1):
-    return ceil_div(columns, tile_columns), ceil_div(rows, tile_rows), splits
-
-
-def conv_forward(launcher, x, w, *, stride, pad):
+def conv_forward(launcher, x, w, *, stride, pad, tile=None, splits=None):
     _check("conv_forward", x.shape, w)
     dtype = check_arrays("conv_forward", x, w)
-    channels, _, _, images = x.shape
-    filters = w.shape[3]
-    out_h, out_w, args = _geometry(x.shape, filters, w.shape[1], stride, pad)
-    y = launcher.empty((filters, out_h, out_w, images), dtype)
-    check_arrays("conv_forward", y)
-    tile_rows = tile_side(filters)
-    launcher.launch("conv_forward", dtype,
-                    _grid(filters, out_h * out_w * images, tile_rows, TILES["kConvTile"]),
-                    TILES["kConvThreads"], (x, w, y, *args, i32(tile_rows)))
-    return y
+    images = x.shape[3]
+    _, size, _, filters = w.shape
+    out_h, out_w, geometry = _geometry(x.shape, filters, size, stride, pad)
+    plan = pass_plan("forward", x.shape, filters, size, stride, pad, tile=tile, splits=splits)
+    return _product(launcher, "conv_forward", dtype, (x, w), (filters, out_h, out_w, images),
+                    geometry, plan)
 
 
-def conv_backward_input(launcher, dy, w, *, input_size, stride, pad):
+def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, splits=None):
     """dL/dx (C, H, W, N) with H = W = input_size."""
     channels, size, _, filters = w.shape
     images = dy.shape[3]
     x_shape = (channels, input_size, input_size, images)
     _check("conv_backward_input", x_shape, w)
-    out_h, out_w, args = _geometry(x_shape, filters, size, stride, pad)
+    out_h, out_w, geometry = _geometry(x_shape, filters, size, stride, pad)
     require(dy.shape == (filters, out_h, out_w, images),
             f"conv gradient has shape {dy.shape}; an input of {input_size} with filter {size}, "
             f"stride {stride}, pad {pad} gives ({filters}, {out_h}, {out_w}, {images})")
     dtype = check_arrays("conv_backward_input", dy, w)
-    dx = launcher.empty(x_shape, dtype)
-    check_arrays("conv_backward_input", dx)
-    tile_rows = tile_side(channels)
-    launcher.launch("conv_backward_input", dtype,
-                    _grid(channels, input_size ** 2 * images, tile_rows, TILES["kConvTile"]),
-                    TILES["kConvThreads"], (dy, w, dx, *args, i32(tile_rows)))
-    return dx
+    plan = pass_plan("backward_input", x_shape, filters, size, stride, pad, tile=tile,
+                     splits=splits)
+    return _product(launcher, "conv_backward_input", dtype, (dy, w), x_shape, geometry, plan)
 
 
-def filter_gradient_slices(taps, filters, positions):
-    """(splits, slice): the reduction over `positions` cut into `splits` slices of `slice`."""
-    tiles_n, tiles_m, _ = _grid(taps, filters, TILES["kConvTile"], tile_side(filters))
-    step = TILES["kConvTileK"]
-    most = ceil_div(positions, step * MIN_SLICE_STEPS)
-    splits = max(1, min(TARGET_BLOCKS // (tiles_m * tiles_n), most))
-    slice_ = ceil_div(ceil_div(positions, splits), step) * step
-    return ceil_div(positions, slice_), slice_
-
-
-def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad):
+def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad, tile=None, splits=None):
     """dL/dw (C, kh, kw, F) from dL/dy (F, OH, OW, N) and the layer's input x."""
     filters = dy.shape[0]
     channels, _, _, images = x.shape
-    out_h, out_w, args = _geometry(x.shape, filters, filter_size, stride, pad)
+    out_h, out_w, geometry = _geometry(x.shape, filters, filter_size, stride, pad)
     require(dy.ndim == 4 and dy.shape[1:] == (out_h, out_w, images),
             f"conv gradient has shape {dy.shape}; the input {x.shape} gives "
             f"({filters}, {out_h}, {out_w}, {images})")
     dtype = check_arrays("conv_backward_filters", dy, x)
-    taps = channels * filter_size ** 2
-    splits, slice_ = filter_gradient_slices(taps, filters, out_h * out_w * images)
-    require(slice_ % TILES["kConvTileK"] == 0,   # the kernel's 4-element loads along k need it
-            f"conv_backward_filters: slice {slice_} is not a multiple of {TILES['kConvTileK']}")
-    shape = (channels, filter_size, filter_size, filters)
-    dw = launcher.empty(shape, dtype)
-    partial = dw if splits == 1 else launcher.empty((splits,) + shape, dtype)
-    check_arrays("conv_backward_filters", partial)
-    tile_columns = tile_side(filters)
-    launcher.launch("conv_backward_filters", dtype,
-                    _grid(taps, filters, TILES["kConvTile"], tile_columns, splits),
-                    TILES["kConvThreads"], (dy, x, partial, *args, i32(slice_), i32(tile_columns)))
-    if splits > 1:
-        launcher.launch("conv_sum_splits", dtype, elementwise_grid(dw.size), TILES["kThreads"],
-                        (partial, dw, u32(dw.size), i32(splits)))
-    return dw
+    plan = pass_plan("backward_filters", x.shape, filters, filter_size, stride, pad, tile=tile,
+                     splits=splits)
+    return _product(launcher, "conv_backward_filters", dtype, (dy, x),
+                    (channels, filter_size, filter_size, filters), geometry, plan)
