@@ -47,8 +47,8 @@
 //
 // Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
 // kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed, whose narrow side
-// is kConvNarrowTile or kConvTile; the slice is a multiple of kConvTileK, and the output holds
-// `splits` products where splits > 1.
+// is kConvNarrowTile or kConvTile; the slice is a multiple of kConvTileK and splits·slice covers
+// the depth; the output holds `splits` products where splits > 1.
 #include "common.cuh"
 #include "tiles.cuh"
 

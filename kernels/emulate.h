@@ -51,8 +51,10 @@ class Block {
 
   template <typename Body>
   void run_grid(dim3 grid, dim3 block, Body body) {
-    const unsigned threads = block.x * block.y * block.z;
-    if (threads == 0 || threads > 1024 || grid.x * grid.y * grid.z == 0) {
+    const uint64_t threads = uint64_t{block.x} * block.y * block.z;
+    const uint64_t blocks_per_layer = uint64_t{grid.x} * grid.y;
+    const uint64_t blocks = blocks_per_layer * grid.z;
+    if (threads == 0 || threads > 1024 || blocks == 0) {
       throw std::invalid_argument("launch: bad grid or block size");
     }
     gridDim = grid;
@@ -60,10 +62,11 @@ class Block {
     body_ = &body;
     call_ = [](void* f) { (*static_cast<Body*>(f))(); };
     fibers_.resize(threads);
-    const unsigned blocks_per_layer = grid.x * grid.y;
-    for (unsigned b : order(blocks_per_layer * grid.z)) {
+    const std::vector<uint64_t> shuffled = shuffled_order(blocks);
+    for (uint64_t i = 0; i < blocks; ++i) {
+      const uint64_t b = shuffled.empty() ? i : shuffled[i];
       blockIdx = dim3(b % grid.x, b / grid.x % grid.y, b / blocks_per_layer);
-      run_block(threads);
+      run_block(static_cast<unsigned>(threads));
     }
   }
 
@@ -81,6 +84,7 @@ class Block {
  private:
   enum State { kRunnable, kAtBarrier, kDone };
   static constexpr size_t kStackBytes = 64 * 1024;
+  static constexpr uint64_t kMostShuffled = uint64_t{1} << 24;
 
   struct Fiber {
     ucontext_t context;
@@ -106,11 +110,16 @@ class Block {
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
   }
 
-  // 0 .. count−1 in the order they run.
-  std::vector<unsigned> order(unsigned count) {
-    std::vector<unsigned> indices(count);
-    std::iota(indices.begin(), indices.end(), 0u);
-    if (shuffled_) std::shuffle(indices.begin(), indices.end(), random_);
+  // 0 .. count−1 in a random order when shuffling, else nothing (in order).
+  std::vector<uint64_t> shuffled_order(uint64_t count) {
+    if (!shuffled_) return {};
+    if (count > kMostShuffled) {
+      throw std::invalid_argument("launch: " + std::to_string(count) +
+                                  " blocks are too many to shuffle");
+    }
+    std::vector<uint64_t> indices(count);
+    std::iota(indices.begin(), indices.end(), uint64_t{0});
+    std::shuffle(indices.begin(), indices.end(), random_);
     return indices;
   }
 
@@ -125,7 +134,9 @@ class Block {
       fiber.state = kRunnable;
     }
     for (;;) {
-      for (unsigned t : order(threads)) resume(t);
+      const std::vector<uint64_t> shuffled = shuffled_order(threads);
+      for (unsigned i = 0; i < threads; ++i)
+        resume(shuffled.empty() ? i : static_cast<unsigned>(shuffled[i]));
       unsigned done = 0;
       for (unsigned t = 0; t < threads; ++t) done += fibers_[t].state == kDone;
       if (done == threads) return;

@@ -163,17 +163,17 @@ class PlanRecorder(Launcher):
 CONV_PASSES = ("conv_forward", "conv_backward_input", "conv_backward_filters")
 
 
-def conv_plans(case):
-    """{pass: (tile, splits)} the launchers choose for the case: the kernels' last argument is
-    the tile, the grid's third size the slices."""
+def conv_plans(case, **plan):
+    """{pass: (tile, splits)} the launchers run for the case (with `plan`'s overrides): the
+    kernels' last argument is the tile, the grid's third size the slices."""
     channels, size, images, filters, filter_size, stride, pad = case
     recorder = PlanRecorder()
     backend = CudaBackend(recorder)
     x, w = np.empty((channels, size, size, images)), np.empty((channels, filter_size,
                                                                filter_size, filters))
-    y = backend.conv_forward(x, w, stride=stride, pad=pad)
-    backend.conv_backward_input(y, w, input_size=size, stride=stride, pad=pad)
-    backend.conv_backward_filters(y, x, filter_size=filter_size, stride=stride, pad=pad)
+    y = backend.conv_forward(x, w, stride=stride, pad=pad, **plan)
+    backend.conv_backward_input(y, w, input_size=size, stride=stride, pad=pad, **plan)
+    backend.conv_backward_filters(y, x, filter_size=filter_size, stride=stride, pad=pad, **plan)
     return {kernel: (int(args[-1]), grid[2]) for kernel, grid, args in recorder.launches
             if kernel in CONV_PASSES}
 
@@ -185,6 +185,18 @@ def test_conv_cases_cover_narrow_and_full_tiles_and_split_depths_in_every_pass()
                                                        TILES["kConvTile"]}, kernel
         splits = {plan[kernel][1] for plan in plans}
         assert 1 in splits and max(splits) > 1, kernel
+
+
+def test_conv_plans_chosen_by_the_caller_are_run_as_given_or_refused():
+    case = CONV_CASES[-1]
+    for tile in (TILES["kConvNarrowTile"], TILES["kConvTile"]):
+        assert set(conv_plans(case, tile=tile, splits=3).values()) == {(tile, 3)}
+    # 5 slices of whole steps of 8 would leave one empty: the nearest count that does not
+    assert conv_plans((64, 2, 4, 3, 1, 1, 0), splits=5)["conv_forward"][1] == 4
+    for plan, complaint in (({"tile": 32}, "tiles of"), ({"splits": 0}, "at least 1"),
+                            ({"splits": 2.5}, "an integer")):
+        with pytest.raises(ValueError, match=complaint):
+            conv_plans(case, **plan)
 
 
 @pytest.mark.parametrize("tile", [TILES["kConvNarrowTile"], TILES["kConvTile"]])

@@ -22,7 +22,8 @@ the reference is checked by the GPU tests, which make gpu-check runs first).
 
 The JSON report records the device, driver, CUDA, CuPy and PyTorch versions, the commit, the
 hash of kernels/ (kernels/build.py source_hash), where the kernels came from (fatbin or NVRTC),
-the copy bandwidth and every case.
+the copy bandwidth and every case. It is rewritten after every case, "complete" false until the
+last, so a run cut short keeps what it timed.
 """
 import argparse
 import functools
@@ -35,6 +36,7 @@ import sys
 import numpy as np
 
 from convnet import alexnet, graph
+from convnet.atomic import atomic_path
 from convnet.backend import get_backend
 from convnet.backend.cuda import conv
 from convnet.backend.cuda.launch import TILES, build
@@ -135,9 +137,10 @@ class Cases:
         }
         for pass_key, (ours, inputs) in passes.items():
             pass_name = pass_key.replace("_", " ")
-            plan = conv.pass_plan(pass_key, (c, h, w, n), f, s, stride, pad)
+            plan_for = functools.partial(conv.pass_plan, pass_key, (c, h, w, n), f, s, stride,
+                                         pad)
             yield {"layer": name, "pass": pass_name, "kind": "conv", "flops": flops,
-                   "ours": ours, "inputs": inputs, "plan": plan,
+                   "ours": ours, "inputs": inputs, "plan_for": plan_for,
                    "torch": self.torch_conv(pass_name, c, h, n, f, s, stride, pad, overhang)}
 
     def torch_conv(self, pass_name, c, h, n, f, s, stride, pad, overhang):
@@ -253,20 +256,23 @@ class Cases:
                "inputs": sgd_inputs, "torch": None}
 
 
-def alternative_plans(plan):
-    """(tile, splits) pairs to time beside the launcher's plan: both tile sides, and half and
-    twice its slices (1 to 3 where it has few)."""
-    splits = {max(1, plan.splits // 2), plan.splits, 2 * plan.splits}
+def alternative_plans(case):
+    """Plans to time beside the launcher's for a convolution case, as (tile, splits) that the
+    launcher runs as given: both tile sides, and half and twice its slices (1 to 3 where it
+    has few)."""
+    plan = case["plan_for"]()
+    counts = {max(1, plan.splits // 2), plan.splits, 2 * plan.splits}
     if plan.splits <= 3:
-        splits |= {1, 2, 3}
-    return [(tile, count) for tile in (TILES["kConvNarrowTile"], TILES["kConvTile"])
-            for count in sorted(splits) if (tile, count) != (plan.tile, plan.splits)]
+        counts |= {1, 2, 3}
+    plans = {case["plan_for"](tile=tile, splits=count)
+             for tile in (TILES["kConvNarrowTile"], TILES["kConvTile"]) for count in counts}
+    return sorted((other.tile, other.splits) for other in plans - {plan})
 
 
 def time_plans(cupy, case, repeats, launcher_ms):
     """Each alternative plan's time; prints the fastest where it beats the launcher's."""
     timed = []
-    for tile, splits in alternative_plans(case["plan"]):
+    for tile, splits in alternative_plans(case):
         run = functools.partial(case["ours"], tile=tile, splits=splits)
         timed.append({"tile": tile, "splits": splits,
                       "ms": time_op(cupy, run, case["inputs"], repeats)})
@@ -277,15 +283,22 @@ def time_plans(cupy, case, repeats, launcher_ms):
     return timed
 
 
-def check_output(case, poisoned):
-    """Run the case once on the poisoned backend (outputs NaN until written): every output
-    element must come out finite. Agreement with the reference is the GPU tests' job, which
-    make gpu-check runs before this benchmark."""
-    result = case["ours"](*case["inputs"]())
-    for output in (result if isinstance(result, tuple) else (result,)):
-        if output is not None and not isinstance(output, float) and \
-                not bool(poisoned.xp.isfinite(output).all()):
-            raise SystemExit(f"{case['layer']} {case['pass']}: an output is not finite; not timed")
+def check_output(case, poisoned, plans):
+    """Run the case once on the poisoned backend (outputs NaN until written), and each of its
+    other plans when they are to be timed: every output element must come out finite.
+    Agreement with the reference is the GPU tests' job, which make gpu-check runs before this
+    benchmark."""
+    runs = {"the launcher's plan": case["ours"]}
+    if plans and case["kind"] == "conv":
+        runs.update({f"tile {tile}, {splits} slices": functools.partial(
+            case["ours"], tile=tile, splits=splits) for tile, splits in alternative_plans(case)})
+    for what, run in runs.items():
+        result = run(*case["inputs"]())
+        for output in (result if isinstance(result, tuple) else (result,)):
+            if output is not None and not isinstance(output, float) and \
+                    not bool(poisoned.xp.isfinite(output).all()):
+                raise SystemExit(f"{case['layer']} {case['pass']} ({what}): an output is not "
+                                 f"finite; not timed")
 
 
 def main(argv=None):
@@ -320,7 +333,7 @@ def main(argv=None):
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
         "batch": args.batch, "repeats": args.repeats, "families": sorted(chosen),
         "fp32_peak_tflops": peak / 1e12,
-        "copy_bandwidth_gb_s": bandwidth / 1e9, "cases": []}
+        "copy_bandwidth_gb_s": bandwidth / 1e9, "complete": False, "cases": []}
     print(f"{report['device']}: kernels from {report['kernels_from']}; FP32 peak "
           f"{peak / 1e12:.1f} TFLOP/s; copy {bandwidth / 1e9:.0f} GB/s (read + write); "
           f"cuDNN {report['cudnn']}")
@@ -328,14 +341,15 @@ def main(argv=None):
     poisoned = get_backend("cuda", poison=True)
     for check in Cases(cupy, torch, poisoned, args.batch).all():
         if check["family"] in chosen:
-            check_output(check, poisoned)
+            check_output(check, poisoned, args.plans)
     for case in Cases(cupy, torch, backend, args.batch).all():
         if case["family"] not in chosen:
             continue
         ours = time_op(cupy, case["ours"], case["inputs"], args.repeats)
         record = {"layer": case["layer"], "pass": case["pass"], "ms": ours}
         if case["kind"] == "conv":
-            record["plan"] = {"tile": case["plan"].tile, "splits": case["plan"].splits}
+            plan = case["plan_for"]()
+            record["plan"] = {"tile": plan.tile, "splits": plan.splits}
             record["gflop_s"] = case["flops"] / (ours * 1e-3) / 1e9
             record["percent_of_fp32_peak"] = 100 * case["flops"] / (ours * 1e-3) / peak
             rate = f"{record['gflop_s']:7.0f} GF/s {record['percent_of_fp32_peak']:4.1f}%"
@@ -353,15 +367,22 @@ def main(argv=None):
         if case["kind"] == "conv" and args.plans:
             record["other_plans"] = time_plans(cupy, case, args.repeats, ours)
         report["cases"].append(record)
+        write_report(args.json, report)   # each case as it comes, should the run be cut short
     convs = [c for c in report["cases"] if "gflop_s" in c and "cudnn_ms" in c]
     if convs:
         report["conv_total_ratio"] = sum(c["cudnn_ms"] for c in convs) / sum(c["ms"] for c in convs)
         print(f"all convolution passes: cuDNN / ours = {report['conv_total_ratio']:.2f}x "
               f"(target ≥ 1.0; each pass ≥ 0.8)")
+    report["complete"] = True
+    write_report(args.json, report)
     if args.json:
-        with open(args.json, "w") as file:
-            json.dump(report, file, indent=1)
         print(f"wrote {args.json}")
+
+
+def write_report(path, report):
+    if path:
+        with atomic_path(path) as temporary, open(temporary, "w") as file:
+            json.dump(report, file, indent=1)
 
 
 def time_torch(torch, run, make_inputs, repeats):

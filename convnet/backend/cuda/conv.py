@@ -2,17 +2,22 @@
 of convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes.py).
 
 Each pass is a product of rows × columns summed over a depth k (conv.cu lists them). Its plan
-(`product_plan`) fixes two things, from the shapes alone:
-  tile    the tile's side along the filters or input channels: kConvTile, or kConvNarrowTile
-          where that leaves less of the last tile idle (48 and 192 of them: conv1, conv2's
-          input, conv3 and conv4); the kernel is told which tile its grid was made for
+(`pass_plan`) fixes two things, from the shapes alone:
+  tile    the tile's side along the filters (forward, filter gradient) or the input channels
+          (input gradient): kConvTile, or kConvNarrowTile where the last full tile would be at
+          most half used (in the default network: the 48 filters of conv1 and the 192 of conv3
+          and conv4; the 3, 48 and 192 input channels of conv1, conv2, conv4 and conv5); the
+          kernel is told which tile its grid was made for
   splits  slices of the depth, one grid layer each, where the product has too few tiles to fill
           the GPU (every filter gradient, which reduces over all output positions; at batch 128
           also conv3's input gradient and conv5's forward pass); the slices' partial products
           are added in slice order by a second kernel
 Since the plan depends only on the shapes, the result has the same bits on every run. The ops
-take `tile` and `splits` to override the plan: tools/bench_kernels.py times the alternatives.
+take `tile` and `splits` to override the plan (tools/bench_kernels.py times the alternatives);
+the plan they run is then pass_plan's with the same overrides.
 """
+import numbers
+
 from typing import NamedTuple
 
 from convnet.shapes import conv_output_size
@@ -44,8 +49,14 @@ def tile_side(extent):
 def product_plan(rows, columns, depth, *, filters_along_rows, tile=None, splits=None):
     """The plan of a rows × columns product over `depth`, whose filters or channels run along
     its rows (forward, input gradient) or its columns (filter gradient); `tile` and `splits`
-    override the choice."""
+    override the choice, splits rounded to the nearest count whose slices are whole steps and
+    none empty (5 slices of a depth of 64 are 4 of 16)."""
     full, step = TILES["kConvTile"], TILES["kConvTileK"]
+    require(min(rows, columns, depth) > 0,
+            f"conv product of {rows} × {columns} over {depth}: every size must be positive")
+    for name, value in (("tile", tile), ("splits", splits)):
+        require(value is None or isinstance(value, numbers.Integral),
+                f"conv {name} {value!r}: an integer")
     side = rows if filters_along_rows else columns
     tile = tile_side(side) if tile is None else tile
     require(tile in (full, TILES["kConvNarrowTile"]),
@@ -61,12 +72,10 @@ def product_plan(rows, columns, depth, *, filters_along_rows, tile=None, splits=
     return Plan(tile, splits, slice_, tiles + (splits,))
 
 
-PASSES = ("forward", "backward_input", "backward_filters")
-
-
 def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, splits=None):
-    """The plan of one pass (PASSES) of a convolution of an input x_shape (C, H, W, N) by `filters`
-    filters of size × size: each pass's product as conv.cu lists it."""
+    """The plan of one pass ("forward", "backward_input" or "backward_filters") of a convolution
+    of an input x_shape (C, H, W, N) by `filters` filters of size × size: each pass's product as
+    conv.cu lists it."""
     channels, height, width, images = x_shape
     positions = conv_output_size(height, size, stride, pad) * \
         conv_output_size(width, size, stride, pad) * images
