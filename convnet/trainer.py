@@ -228,7 +228,8 @@ class Trainer:
                     newline="")
 
     def fit(self, epochs):
-        """Train until `epochs` epochs are done; returns the last epoch's validation result."""
+        """Train until `epochs` epochs are done; returns the last epoch's validation result (the
+        current weights' where no epoch was left to train)."""
         validation = None
         csv_path = os.path.join(self.output_dir, "epochs.csv")
         while self.epoch < epochs:
@@ -261,4 +262,7 @@ class Trainer:
                 if improved:
                     checkpoint.save(os.path.join(self.output_dir, "best.h5"), self.network,
                                     self.velocity, self.state())
+        if validation is None:
+            validation = evaluate(self.network, self.data, self.batch_size, self.ten_crop,
+                                  self.replicas)
         return validation

@@ -52,6 +52,16 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     assert "resumed from" in second.stdout and "epoch 1, step 8" in second.stdout
     assert len((out / "epochs.csv").read_text().splitlines()) == 3     # header + 2 epochs
 
+    finished = train(*common, "--epochs", "2", "--resume", cwd=tmp_path)   # nothing left to do
+    assert finished.returncode == 0, finished.stderr
+    assert "has done its 2 epochs" in finished.stdout
+    assert "validation (centre crop)" in finished.stdout
+    assert len((out / "epochs.csv").read_text().splitlines()) == 3
+
+    untrained = train(*common, "--test-only", cwd=tmp_path)
+    assert untrained.returncode == 0, untrained.stderr
+    assert "evaluates the initial weights" in untrained.stderr
+
     settings_before = (out / "settings.json").read_text()
     check = train(*common, "--resume", str(out / "last.h5"), "--test-only", "--ten-crop",
                   cwd=tmp_path)
