@@ -13,7 +13,7 @@ import json
 import os
 
 import numpy as np
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from convnet.figures import add_output_flag, new_figure, output_path, save
 from convnet.inference import DEFAULT_RUN
@@ -103,7 +103,7 @@ def draw(runs, labels):
         if len(steps):
             axes[3].plot(steps, losses, color=colour, lw=1, label=label)
     for ax in axes[1:3]:
-        ax.yaxis.set_major_formatter(lambda value, _: f"{value:.0%}")
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0))   # decimals as the ticks need
     axes[0].legend(fontsize=8)
     axes[3].set_title(f"training loss per logged step ({STEPS_JSONL})")
     axes[3].set_xlabel("step")
