@@ -74,7 +74,7 @@ bench-data: setup  ## loader and prepare throughput, images/s per core, beside t
 kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_70..sm_90 as this nvcc supports, + PTX) and its ptxas report; the emulator
 	$(PY) kernels/build.py
 
-gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer; 8 reports in $(OUT) (tools/gpu_check.sh)
+gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer, ncu; 8 reports in $(OUT) (tools/gpu_check.sh)
 	GPU_PYTHON=$(GPU_PYTHON) OUT=$(OUT) tools/gpu_check.sh
 
 scaling: setup  ## data-parallel scaling on paper: bytes per replica, efficiency on 2-64 machines

@@ -2,7 +2,7 @@
 against cuDNN through PyTorch (TF32 off) and the device's measured copy bandwidth, in one run.
 
     python tools/bench_kernels.py [conv|norm|pool|elementwise ...] [--batch 128] [--repeats 25]
-                                  [--plans] [--json bench/results/FILE.json]
+                                  [--plans] [--check-only] [--json bench/results/FILE.json]
 
 With op families named, only their cases run (all of them by default). With --plans, each
 convolution pass is also timed under other plans than the launcher's (the other tile side, and
@@ -309,6 +309,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--plans", action="store_true",
                         help="also time other plans of every convolution pass")
+    parser.add_argument("--check-only", action="store_true",
+                        help="run each case once, checking its output, and time nothing (for a "
+                             "profiler: make gpu-check's ncu step)")
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args(argv)
     unknown = set(args.families) - set(FAMILIES)
@@ -342,6 +345,8 @@ def main(argv=None):
     for check in Cases(cupy, torch, poisoned, args.batch).all():
         if check["family"] in chosen:
             check_output(check, poisoned, args.plans)
+    if args.check_only:
+        return 0
     for case in Cases(cupy, torch, backend, args.batch).all():
         if case["family"] not in chosen:
             continue

@@ -7,9 +7,10 @@
 # Reports in $OUT, 8 files (the device tool brings back 8):
 #   steps.txt                          each step's exit status, seconds and limit
 #   gpu.log                            the install, the build's output, pytest -m gpu
-#   manifest.json, ptxas-report.txt    the fatbin's manifest, registers and spills per kernel
+#   ptxas-report.txt                   registers, shared memory and spills per kernel
 #   bench-kernels.json, bench-train.json, bench.txt (both benchmarks' printout)
 #   sanitizer.log                      compute-sanitizer memcheck, then racecheck
+#   ncu.txt                            Nsight Compute's counters of each convolution pass
 set -u
 python=${GPU_PYTHON:-python3}
 out=${OUT:?OUT names the folder for the reports}
@@ -38,7 +39,7 @@ step() {   # step NAME LOG COMMAND...: run COMMAND, its output appended to LOG
 
 step install "$out/gpu.log" "$python" -m pip install -q --no-build-isolation --no-deps -e .
 step build "$out/gpu.log" "$python" kernels/build.py
-cp kernels/build/ptxas-report.txt kernels/build/manifest.json "$out/" 2>/dev/null
+cp kernels/build/ptxas-report.txt "$out/" 2>/dev/null
 step gpu-tests "$out/gpu.log" "$python" -m pytest -q -rs -m gpu tests
 step bench-kernels "$out/bench.txt" "$python" tools/bench_kernels.py --plans \
   --json "$out/bench-kernels.json"
@@ -47,4 +48,11 @@ for tool in memcheck racecheck; do
   step "$tool" "$out/sanitizer.log" compute-sanitizer --tool "$tool" --error-exitcode 1 \
     "$python" -m pytest -q -m "gpu and not large" tests/test_kernels.py
 done
+# The counters of every convolution pass at batch 128 with the launcher's plans, each run once
+# by the benchmark's output check: occupancy, issue and stall reasons, memory traffic. The clocks
+# are left as they are (--clock-control none), as for the benchmark.
+step ncu "$out/ncu.txt" ncu --clock-control none --kernel-name 'regex:^conv_(forward|backward)' \
+  --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+  --section SchedulerStats --section MemoryWorkloadAnalysis \
+  "$python" tools/bench_kernels.py conv --check-only
 exit "$failed"
