@@ -22,19 +22,19 @@
 // each slice writes its own partial product (splits, rows, columns) and conv_sum_splits adds them
 // in slice order, so the result has the same bits every run (no atomics).
 //
-// A block computes a tile of C, kConvTile × kConvTile (tiles.cuh), or kConvNarrowTile along the
-// filters or channels (the rows of forward and of the input gradient, the columns of the filter
-// gradient) where that wastes less of the last tile (48 and 192 filters or channels): the
-// launcher chooses and passes the narrow side's size, kConvNarrowTile or kConvTile. It steps
+// A block computes a tile of C, kConvTile × kConvTile (tiles.cuh), or narrower along the filters
+// or channels (the rows of forward and of the input gradient, the columns of the filter
+// gradient): kConvNarrowTile or kConvNarrowestTile where that wastes less of the last tile (48 and
+// 192 filters or channels); the launcher chooses and passes that side's size. It steps
 // kConvTileK along k through two shared buffers: while the block multiplies one, each thread
 // holds the next step's operand values in registers and stores them into the other, so one
-// barrier per step suffices. The 16 × 16 threads each
-// accumulate a sub-tile of (tile rows / 16) × (tile columns / 16), 8 × 8 or 4 × 8: groups of 4
-// rows, 4·ty + r, one group every 64 rows, and the same for columns, read from shared memory as
-// 4-element vectors.
+// barrier per step suffices. The 16 × 16 threads each accumulate a sub-tile of (tile rows / 16)
+// × (tile columns / 16), 8 × 8, 4 × 8 or 3 × 8 (sub_tile_index): groups of 4 rows, 4·ty + r, one
+// group every 64 rows, read from shared memory as 4-element vectors (the narrowest tile: 3
+// consecutive rows, 3·ty + r, read one by one), and the same for columns.
 //
 // Each thread loads one group of 4 consecutive elements of each operand per step (of a narrow
-// operand, the first half of the threads do), along the
+// operand, only the first threads do), along the
 // operand's contiguous axis: along m or n (the weights of the forward pass, every image axis
 // n), or along k (the weights of the input gradient, the positions of the filter gradient). A
 // thread's coordinate along m or n stays the same for the whole product, so that part of the
@@ -46,8 +46,8 @@
 // a multiple of 4. Both paths run on the emulator, the vector one at batches of 4 and 8.
 //
 // Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
-// kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed, whose narrow side
-// is kConvNarrowTile or kConvTile; the slice is a multiple of kConvTileK and splits·slice covers
+// kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed, whose side along
+// the filters or channels is kConvTile, kConvNarrowTile or kConvNarrowestTile; the slice is a multiple of kConvTileK and splits·slice covers
 // the depth; the output holds `splits` products where splits > 1.
 #include "common.cuh"
 #include "tiles.cuh"
@@ -60,6 +60,8 @@ constexpr int kConvRowPad = 4;
 static_assert(kConvThreadsAlong * kConvThreadsAlong == kConvThreads, "16 × 16 threads");
 static_assert(kConvTile % kConvGroupStride == 0 && kConvNarrowTile % kConvGroupStride == 0,
               "each thread's sub-tile is whole groups of 4");
+static_assert(kConvNarrowestTile % kConvThreadsAlong == 0 && kConvNarrowestTile % 4 == 0,
+              "the narrowest tile: whole rows for every thread, whole groups of 4 to load");
 static_assert(kConvTileK * kConvTile == 4 * kConvThreads,
               "each thread loads one group of 4 of a full tile's operand per step");
 
@@ -304,6 +306,25 @@ __device__ __forceinline__ void stash(T (*tile)[kExtent + kConvRowPad], const T 
   }
 }
 
+// Element i of thread t's sub-tile along a tile side kExtent long: where kExtent is a multiple of
+// 64, groups of 4 consecutive elements, one group every 64; else kExtent / 16 consecutive ones.
+template <int kExtent>
+__device__ __forceinline__ int sub_tile_index(int t, int i) {
+  if constexpr (kExtent % kConvGroupStride == 0) return i / 4 * kConvGroupStride + 4 * t + i % 4;
+  else return kExtent / kConvThreadsAlong * t + i;
+}
+// Thread t's sub-tile values of one row of a shared tile: 16-byte reads of the groups of 4.
+template <int kExtent, typename T>
+__device__ __forceinline__ void load_sub_tile(const T* row, int t, T* values) {
+  if constexpr (kExtent % kConvGroupStride == 0) {
+    for (int g = 0; g < kExtent / kConvGroupStride; ++g)
+      load4(row + g * kConvGroupStride + 4 * t, values + 4 * g);
+  } else {
+    for (int i = 0; i < kExtent / kConvThreadsAlong; ++i)
+      values[i] = row[sub_tile_index<kExtent>(t, i)];
+  }
+}
+
 // Both operands' double-buffered shared tiles, sized for full tiles; one array for every tile
 // shape, so that a kernel holding both shapes allocates it once.
 template <typename T>
@@ -351,10 +372,8 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
     UNROLL(2)   // fully unrolled, the loop would need more than 128 registers
     for (int kk = 0; kk < kConvTileK; ++kk) {
       T a_values[kThreadM], b_values[kThreadN];
-      for (int g = 0; g < kThreadM / 4; ++g)
-        load4(&a_tile[buffer][kk][g * kConvGroupStride + 4 * ty], a_values + 4 * g);
-      for (int g = 0; g < kThreadN / 4; ++g)
-        load4(&b_tile[buffer][kk][g * kConvGroupStride + 4 * tx], b_values + 4 * g);
+      load_sub_tile<kRows>(a_tile[buffer][kk], ty, a_values);
+      load_sub_tile<kColumns>(b_tile[buffer][kk], tx, b_values);
       for (int r = 0; r < kThreadM; ++r)
         for (int s = 0; s < kThreadN; ++s) sum[r][s] += a_values[r] * b_values[s];
     }
@@ -369,17 +388,24 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
   c += static_cast<size_t>(blockIdx.z) * rows * columns;
   const bool vector = vectorizable(c, columns);
   for (int r = 0; r < kThreadM; ++r) {
-    const int m = m0 + r / 4 * kConvGroupStride + 4 * ty + r % 4;
+    const int m = m0 + sub_tile_index<kRows>(ty, r);
     if (m >= rows) continue;
     T* row = c + static_cast<size_t>(m) * columns;
-    for (int g = 0; g < kThreadN / 4; ++g) {
-      const int n = n0 + g * kConvGroupStride + 4 * tx;
-      const T* values = &sum[r][4 * g];
-      if (vector && n < columns) {
-        store4(row + n, values);
-      } else {
-        for (int s = 0; s < 4; ++s)
-          if (n + s < columns) row[n + s] = values[s];
+    if constexpr (kColumns % kConvGroupStride == 0) {
+      for (int g = 0; g < kThreadN / 4; ++g) {
+        const int n = n0 + g * kConvGroupStride + 4 * tx;
+        const T* values = &sum[r][4 * g];
+        if (vector && n < columns) {
+          store4(row + n, values);
+        } else {
+          for (int s = 0; s < 4; ++s)
+            if (n + s < columns) row[n + s] = values[s];
+        }
+      }
+    } else {
+      for (int s = 0; s < kThreadN; ++s) {
+        const int n = n0 + sub_tile_index<kColumns>(tx, s);
+        if (n < columns) row[n] = sum[r][s];
       }
     }
   }
@@ -395,8 +421,8 @@ __device__ __forceinline__ void forward(const T* x, const T* w, T* y, const Conv
                                                 s.channels * s.size * s.size, slice);
 }
 
-// y: the output, or the slices' partial outputs; tile_rows: kConvNarrowTile or kConvTile, as the
-// launcher's grid.
+// y: the output, or the slices' partial outputs; tile_rows: kConvNarrowestTile, kConvNarrowTile or
+// kConvTile, as the launcher's grid.
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y, int channels,
@@ -404,6 +430,8 @@ conv_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y
              int out_height, int out_width, int slice, int tile_rows) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
+  if (tile_rows == kConvNarrowestTile)
+    return forward<T, kConvNarrowestTile>(x, w, y, s, slice);
   if (tile_rows == kConvNarrowTile) return forward<T, kConvNarrowTile>(x, w, y, s, slice);
   forward<T, kConvTile>(x, w, y, s, slice);
 }
@@ -420,8 +448,8 @@ __device__ __forceinline__ void backward_input(const T* dy, const T* w, T* dx,
                                                s.height * s.width * s.images, depth, slice);
 }
 
-// dx: the input gradient, or the slices' partial gradients; tile_rows: kConvNarrowTile or
-// kConvTile, as the launcher's grid.
+// dx: the input gradient, or the slices' partial gradients; tile_rows: kConvNarrowestTile,
+// kConvNarrowTile or kConvTile, as the launcher's grid.
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_backward_input(const T* __restrict__ dy, const T* __restrict__ w, T* __restrict__ dx,
@@ -430,6 +458,8 @@ conv_backward_input(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
                     int tile_rows) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
+  if (tile_rows == kConvNarrowestTile)
+    return backward_input<T, kConvNarrowestTile>(dy, w, dx, s, slice);
   if (tile_rows == kConvNarrowTile)
     return backward_input<T, kConvNarrowTile>(dy, w, dx, s, slice);
   backward_input<T, kConvTile>(dy, w, dx, s, slice);
@@ -447,8 +477,8 @@ __device__ __forceinline__ void backward_filters(const T* dy, const T* x, T* dw,
                                                  s.filters, positions, slice);
 }
 
-// dw: the filter gradient, or the slices' partial gradients; tile_columns: kConvNarrowTile or
-// kConvTile, as the launcher's grid.
+// dw: the filter gradient, or the slices' partial gradients; tile_columns: kConvNarrowestTile,
+// kConvNarrowTile or kConvTile, as the launcher's grid.
 template <typename T>
 __global__ void __launch_bounds__(kConvThreads, kConvBlocksPerSM)
 conv_backward_filters(const T* __restrict__ dy, const T* __restrict__ x, T* __restrict__ dw,
@@ -457,6 +487,8 @@ conv_backward_filters(const T* __restrict__ dy, const T* __restrict__ x, T* __re
                       int tile_columns) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
+  if (tile_columns == kConvNarrowestTile)
+    return backward_filters<T, kConvNarrowestTile>(dy, x, dw, s, slice);
   if (tile_columns == kConvNarrowTile)
     return backward_filters<T, kConvNarrowTile>(dy, x, dw, s, slice);
   backward_filters<T, kConvTile>(dy, x, dw, s, slice);

@@ -6,10 +6,13 @@
 constexpr int kThreads = 256;
 
 // Convolution as implicit GEMMs (conv.cu): a block computes a kConvTile × kConvTile tile of the
-// product, or kConvNarrowTile on the side of a product that has no more rows (forward, input
-// gradient) or columns (filter gradient), kConvTileK deep per step, with 16 × 16 threads.
+// product, or a narrower one along the filters or channels (the rows of forward and of the input
+// gradient, the columns of the filter gradient) where the product has few of them past a
+// multiple of kConvTile (the 48 filters of conv1, the 48 channels of conv2, the 192 of conv3 and
+// conv4), kConvTileK deep per step, with 16 × 16 threads.
 constexpr int kConvTile = 128;
 constexpr int kConvNarrowTile = 64;
+constexpr int kConvNarrowestTile = 48;
 constexpr int kConvTileK = 8;
 constexpr int kConvThreads = 256;
 // Blocks of the convolution kernels that share a multiprocessor: ptxas keeps them within 128

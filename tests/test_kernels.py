@@ -13,7 +13,8 @@ import pytest
 from convnet import alexnet, graph
 from convnet.backend import reference
 from convnet.backend.cuda import CudaBackend
-from convnet.backend.cuda.launch import TILES, Emulated, Launcher, c_type
+from convnet.backend.cuda.conv import SIDES
+from convnet.backend.cuda.launch import Emulated, Launcher, c_type
 from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.norm_params import NormParams
 from gradcheck import check_gradients, projection_loss
@@ -98,9 +99,11 @@ CONV_CASES = [
     (2, 12, 8, 3, 3, 1, 1),     # enough positions for a filter gradient in several slices
     # Batches of 4 and 8: the kernels' 16-byte loads along the images (conv.cu)
     (3, 15, 4, 8, 5, 4, 0),     # conv1's kind: stride 4 and an overhang
-    # Tiles (conv.cu): 130 filters or channels take three narrow tiles, 70 and 100 one full tile
-    (6, 7, 4, 130, 3, 2, 2),    # three narrow tiles of filters; a strided gather with padding
-    (130, 4, 8, 6, 3, 1, 1),    # three narrow tiles of channels, ten full tiles of taps
+    # Tiles (conv.py tile_side): up to 48 filters or channels past a multiple of 128 take tiles
+    # of 48, up to 64 tiles of 64, more full tiles
+    (6, 7, 4, 130, 3, 2, 2),    # three tiles of 48 filters; a strided gather with padding
+    (130, 4, 8, 6, 3, 1, 1),    # three tiles of 48 channels, ten full tiles of taps
+    (60, 5, 4, 60, 3, 1, 1),    # tiles of 64 in every pass
     (100, 4, 4, 70, 3, 1, 1),   # full tiles in every pass
 ]
 
@@ -181,25 +184,24 @@ def conv_plans(case, **plan):
 def test_conv_cases_cover_narrow_and_full_tiles_and_split_depths_in_every_pass():
     plans = [conv_plans(case) for case in CONV_CASES]
     for kernel in CONV_PASSES:
-        assert {plan[kernel][0] for plan in plans} == {TILES["kConvNarrowTile"],
-                                                       TILES["kConvTile"]}, kernel
+        assert {plan[kernel][0] for plan in plans} == set(SIDES), kernel
         splits = {plan[kernel][1] for plan in plans}
         assert 1 in splits and max(splits) > 1, kernel
 
 
 def test_conv_plans_chosen_by_the_caller_are_run_as_given_or_refused():
     case = CONV_CASES[-1]
-    for tile in (TILES["kConvNarrowTile"], TILES["kConvTile"]):
+    for tile in SIDES:
         assert set(conv_plans(case, tile=tile, splits=3).values()) == {(tile, 3)}
     # 5 slices of whole steps of 8 would leave one empty: the nearest count that does not
     assert conv_plans((64, 2, 4, 3, 1, 1, 0), splits=5)["conv_forward"][1] == 4
-    for plan, complaint in (({"tile": 32}, "tiles of"), ({"splits": 0}, "at least 1"),
+    for plan, complaint in (({"tile": 32}, "tiles are"), ({"splits": 0}, "at least 1"),
                             ({"splits": 2.5}, "an integer")):
         with pytest.raises(ValueError, match=complaint):
             conv_plans(case, **plan)
 
 
-@pytest.mark.parametrize("tile", [TILES["kConvNarrowTile"], TILES["kConvTile"]])
+@pytest.mark.parametrize("tile", SIDES)
 @pytest.mark.parametrize("splits", [1, 3])
 def test_conv_plans_chosen_by_the_caller_agree_with_the_reference(backend, tile, splits, rng):
     """tools/bench_kernels.py times plans other than the launchers' own."""
@@ -453,7 +455,7 @@ def every_kernel_once(backend, rng):
         normal = lambda *shape: rng.normal(size=shape).astype(dtype)   # noqa: E731
         run = lambda op, *args, **kwargs: outputs.extend(              # noqa: E731
             call(backend, op, *args, **kwargs))
-        for case in (CONV_CASES[4], CONV_CASES[6], CONV_CASES[7]):
+        for case in CONV_CASES[4:]:   # several slices; vector loads; every tile side
             channels, size, images, filters, filter_size, stride, pad = case
             x, w, dy = (array.astype(dtype) for array in conv_inputs(rng, case))
             run("conv_forward", x, w, stride=stride, pad=pad)

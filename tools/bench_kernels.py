@@ -5,7 +5,7 @@ against cuDNN through PyTorch (TF32 off) and the device's measured copy bandwidt
                                   [--plans] [--check-only] [--json bench/results/FILE.json]
 
 With op families named, only their cases run (all of them by default). With --plans, each
-convolution pass is also timed under other plans than the launcher's (the other tile side, and
+convolution pass is also timed under other plans than the launcher's (the other tile sides, and
 fewer or more slices of its depth: convnet/backend/cuda/conv.py), and the fastest is reported:
 what tuning the launcher's choice would gain.
 
@@ -39,7 +39,7 @@ from convnet import alexnet, graph
 from convnet.atomic import atomic_path
 from convnet.backend import get_backend
 from convnet.backend.cuda import conv
-from convnet.backend.cuda.launch import TILES, build
+from convnet.backend.cuda.launch import build
 from convnet.shapes import conv_overhang
 from torch_alexnet import gpu_modules
 
@@ -258,14 +258,14 @@ class Cases:
 
 def alternative_plans(case):
     """Plans to time beside the launcher's for a convolution case, as (tile, splits) that the
-    launcher runs as given: both tile sides, and half and twice its slices (1 to 3 where it
+    launcher runs as given: every tile side, and half and twice its slices (1 to 3 where it
     has few)."""
     plan = case["plan_for"]()
     counts = {max(1, plan.splits // 2), plan.splits, 2 * plan.splits}
     if plan.splits <= 3:
         counts |= {1, 2, 3}
     plans = {case["plan_for"](tile=tile, splits=count)
-             for tile in (TILES["kConvNarrowTile"], TILES["kConvTile"]) for count in counts}
+             for tile in conv.SIDES for count in counts}
     return sorted((other.tile, other.splits) for other in plans - {plan})
 
 

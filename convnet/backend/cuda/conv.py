@@ -4,10 +4,11 @@ of convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes
 Each pass is a product of rows × columns summed over a depth k (conv.cu lists them). Its plan
 (`pass_plan`) fixes two things, from the shapes alone:
   tile    the tile's side along the filters (forward, filter gradient) or the input channels
-          (input gradient): kConvTile, or kConvNarrowTile where the last full tile would be at
-          most half used (in the default network: the 48 filters of conv1 and the 192 of conv3
-          and conv4; the 3, 48 and 192 input channels of conv1, conv2, conv4 and conv5); the
-          kernel is told which tile its grid was made for
+          (input gradient): kConvTile, or the narrowest of TILES that holds what is left past a
+          multiple of kConvTile (in the default network: 48 for the 48 filters of conv1 and the
+          3 and 48 input channels of conv1 and conv2; 64 for the 192 filters of conv3 and conv4
+          and the 192 input channels of conv4 and conv5); the kernel is told which tile its grid
+          was made for
   splits  slices of the depth, one grid layer each, where the product has too few tiles to fill
           the GPU (every filter gradient, which reduces over all output positions; at batch 128
           also conv3's input gradient and conv5's forward pass); the slices' partial products
@@ -39,11 +40,16 @@ class Plan(NamedTuple):
     grid: tuple   # (tiles of columns, tiles of rows, splits)
 
 
+# The kernels' tile sides along the filters or channels, narrowest first.
+SIDES = (TILES["kConvNarrowestTile"], TILES["kConvNarrowTile"], TILES["kConvTile"])
+
+
 def tile_side(extent):
-    """The side of the tile along a product's filters or channels: narrow where the last full
-    tile would be at most half used."""
-    full, narrow = TILES["kConvTile"], TILES["kConvNarrowTile"]
-    return narrow if 0 < extent % full <= narrow else full
+    """The side of the tile along a product's filters or channels: the narrowest that holds
+    what is left of the extent past a multiple of the full tile (the full tile where nothing
+    is)."""
+    left = extent % TILES["kConvTile"]
+    return next(side for side in SIDES if left <= side) if left else TILES["kConvTile"]
 
 
 def product_plan(rows, columns, depth, *, filters_along_rows, tile=None, splits=None):
@@ -59,8 +65,7 @@ def product_plan(rows, columns, depth, *, filters_along_rows, tile=None, splits=
                 f"conv {name} {value!r}: an integer")
     side = rows if filters_along_rows else columns
     tile = tile_side(side) if tile is None else tile
-    require(tile in (full, TILES["kConvNarrowTile"]),
-            f"conv tile {tile}: the kernels have tiles of {TILES['kConvNarrowTile']} and {full}")
+    require(tile in SIDES, f"conv tile {tile}: the kernels' tiles are {SIDES}")
     tile_rows, tile_columns = (tile, full) if filters_along_rows else (full, tile)
     tiles = (ceil_div(columns, tile_columns), ceil_div(rows, tile_rows))
     if splits is None:
