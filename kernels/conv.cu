@@ -24,31 +24,33 @@
 //
 // A block computes a tile of C, kConvTile × kConvTile (tiles.cuh), or narrower along the filters
 // or channels (the rows of forward and of the input gradient, the columns of the filter
-// gradient): kConvNarrowTile or kConvNarrowestTile where that wastes less of the last tile (48 and
-// 192 filters or channels); the launcher chooses and passes that side's size. It steps
+// gradient): kConvNarrowTile or kConvNarrowestTile where those pad the extent less (48 or fewer
+// filters or channels, 192); the launcher chooses and passes that side's size. It steps
 // kConvTileK along k through two shared buffers: while the block multiplies one, each thread
 // holds the next step's operand values in registers and stores them into the other, so one
 // barrier per step suffices. The 16 × 16 threads each accumulate a sub-tile of (tile rows / 16)
 // × (tile columns / 16), 8 × 8, 4 × 8 or 3 × 8 (sub_tile_index): groups of 4 rows, 4·ty + r, one
-// group every 64 rows, read from shared memory as 4-element vectors (the narrowest tile: 3
-// consecutive rows, 3·ty + r, read one by one), and the same for columns.
+// group every 64 rows (the narrowest tile: 3 consecutive rows, 3·ty + r), and the same for
+// columns, read from shared memory as 4-element vectors (shared_place).
 //
 // Each thread loads one group of 4 consecutive elements of each operand per step (of a narrow
-// operand, only the first threads do), along the
-// operand's contiguous axis: along m or n (the weights of the forward pass, every image axis
-// n), or along k (the weights of the input gradient, the positions of the filter gradient). A
+// operand, only the first threads do), along the operand's contiguous axis: along m or n (the
+// weights of the forward pass, every image axis n), or along k (the weights of the input
+// gradient, the positions of the filter gradient). A
 // thread's coordinate along m or n stays the same for the whole product, so that part of the
 // index arithmetic is done once; the part along k uses divisions by multiplication (FastDivmod).
 // Where the group is 4 contiguous elements at a 16-byte boundary (float, the operand's array
 // 16-byte aligned, and its contiguous extent a multiple of 4: the images for the image axes, the
 // filters for forward's weights, S·S·F for the input gradient's, OH·OW·N for dy along k) it is
 // one 16-byte load, else 4 scalar loads; results are stored the same way where the columns are
-// a multiple of 4. Both paths run on the emulator, the vector one at batches of 4 and 8.
+// a multiple of 4 and the tile's columns come in groups of 4. Both paths run on the emulator,
+// the vector one at batches of 4 and 8.
 //
 // Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
 // kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed, whose side along
-// the filters or channels is kConvTile, kConvNarrowTile or kConvNarrowestTile; the slice is a multiple of kConvTileK and splits·slice covers
-// the depth; the output holds `splits` products where splits > 1.
+// the filters or channels is kConvTile, kConvNarrowTile or kConvNarrowestTile; the slice is a
+// multiple of kConvTileK and splits·slice covers the depth; the output holds `splits` products
+// where splits > 1.
 #include "common.cuh"
 #include "tiles.cuh"
 
@@ -295,33 +297,53 @@ struct FilterWindows {
   }
 };
 
+// A thread's sub-tile along a tile side kExtent long: where kExtent is a multiple of 64, groups of
+// 4 consecutive elements, one group every 64; else (the narrowest tile) 3 consecutive ones.
+template <int kExtent>
+constexpr bool kGroupsOf4 = kExtent % kConvGroupStride == 0;
+static_assert(kConvNarrowestTile == 3 * kConvThreadsAlong, "the narrowest tile: 3 per thread");
+
+// Element i of thread t's sub-tile: its place along the tile side.
+template <int kExtent>
+__device__ __forceinline__ int sub_tile_index(int t, int i) {
+  if constexpr (kGroupsOf4<kExtent>) return i / 4 * kConvGroupStride + 4 * t + i % 4;
+  else return 3 * t + i;
+}
+
+// Where element e of a tile side sits in its shared row: in place, or for the narrowest tile in
+// the first 3 of every 4 places, so that a thread reads its 3 as one 16-byte vector (the 4th
+// place is never written nor used). kSharedRow: the row's length, padded.
+template <int kExtent>
+__device__ __forceinline__ int shared_place(int e) {
+  if constexpr (kGroupsOf4<kExtent>) return e;
+  else return e / 3 * 4 + e % 3;
+}
+template <int kExtent>
+constexpr int kSharedRow = (kGroupsOf4<kExtent> ? kExtent : kExtent / 3 * 4) + kConvRowPad;
+
 // A thread's group of 4 into a shared tile: 4 values of m (or n) at one k, or 4 values of k.
 template <bool kAlongK, int kExtent, typename T>
-__device__ __forceinline__ void stash(T (*tile)[kExtent + kConvRowPad], const T (&v)[4]) {
+__device__ __forceinline__ void stash(T (*tile)[kSharedRow<kExtent>], const T (&v)[4]) {
   const int k = group_k<kAlongK, kExtent>(), e = group_extent<kAlongK, kExtent>();
-  if (kAlongK) {
-    for (int i = 0; i < 4; ++i) tile[k + i][e] = v[i];
-  } else {
+  if constexpr (kAlongK) {
+    for (int i = 0; i < 4; ++i) tile[k + i][shared_place<kExtent>(e)] = v[i];
+  } else if constexpr (kGroupsOf4<kExtent>) {
     store4(&tile[k][e], v);
+  } else {
+    for (int i = 0; i < 4; ++i) tile[k][shared_place<kExtent>(e + i)] = v[i];
   }
 }
 
-// Element i of thread t's sub-tile along a tile side kExtent long: where kExtent is a multiple of
-// 64, groups of 4 consecutive elements, one group every 64; else kExtent / 16 consecutive ones.
-template <int kExtent>
-__device__ __forceinline__ int sub_tile_index(int t, int i) {
-  if constexpr (kExtent % kConvGroupStride == 0) return i / 4 * kConvGroupStride + 4 * t + i % 4;
-  else return kExtent / kConvThreadsAlong * t + i;
-}
-// Thread t's sub-tile values of one row of a shared tile: 16-byte reads of the groups of 4.
+// Thread t's sub-tile values of one row of a shared tile, in 16-byte reads.
 template <int kExtent, typename T>
 __device__ __forceinline__ void load_sub_tile(const T* row, int t, T* values) {
-  if constexpr (kExtent % kConvGroupStride == 0) {
+  if constexpr (kGroupsOf4<kExtent>) {
     for (int g = 0; g < kExtent / kConvGroupStride; ++g)
       load4(row + g * kConvGroupStride + 4 * t, values + 4 * g);
   } else {
-    for (int i = 0; i < kExtent / kConvThreadsAlong; ++i)
-      values[i] = row[sub_tile_index<kExtent>(t, i)];
+    T group[4];
+    load4(row + 4 * t, group);
+    for (int i = 0; i < 3; ++i) values[i] = group[i];
   }
 }
 
@@ -342,11 +364,11 @@ template <typename T, int kRows, int kColumns, bool kAAlongK, bool kBAlongK, typ
 __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict__ c, int rows,
                                           int columns, int depth, int slice) {
   const int k_begin = blockIdx.z * slice, k_end = minimum(k_begin + slice, depth);
-  using ATile = T[kConvTileK][kRows + kConvRowPad];
-  using BTile = T[kConvTileK][kColumns + kConvRowPad];
+  using ATile = T[kConvTileK][kSharedRow<kRows>];
+  using BTile = T[kConvTileK][kSharedRow<kColumns>];
   T* shared = conv_shared_tiles<T>();
   ATile* a_tile = reinterpret_cast<ATile*>(shared);   // [buffer][k][m]
-  BTile* b_tile = reinterpret_cast<BTile*>(shared + 2 * kConvTileK * (kRows + kConvRowPad));
+  BTile* b_tile = reinterpret_cast<BTile*>(shared + 2 * kConvTileK * kSharedRow<kRows>);
   constexpr int kThreadM = kRows / kConvThreadsAlong, kThreadN = kColumns / kConvThreadsAlong;
   const int tx = threadIdx.x % kConvThreadsAlong, ty = threadIdx.x / kConvThreadsAlong;
   const int a_k = group_k<kAAlongK, kRows>(), b_k = group_k<kBAlongK, kColumns>();

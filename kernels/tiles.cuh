@@ -7,9 +7,9 @@ constexpr int kThreads = 256;
 
 // Convolution as implicit GEMMs (conv.cu): a block computes a kConvTile × kConvTile tile of the
 // product, or a narrower one along the filters or channels (the rows of forward and of the input
-// gradient, the columns of the filter gradient) where the product has few of them past a
-// multiple of kConvTile (the 48 filters of conv1, the 48 channels of conv2, the 192 of conv3 and
-// conv4), kConvTileK deep per step, with 16 × 16 threads.
+// gradient, the columns of the filter gradient) where its tiles pad them less (conv1's 48 filters
+// and 3 channels, conv2's 48 channels, the 192 filters of conv3 and conv4 and channels of conv4
+// and conv5), kConvTileK deep per step, with 16 × 16 threads.
 constexpr int kConvTile = 128;
 constexpr int kConvNarrowTile = 64;
 constexpr int kConvNarrowestTile = 48;

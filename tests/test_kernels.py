@@ -95,16 +95,15 @@ CONV_CASES = [
     (3, 14, 3, 5, 5, 4, 0),     # conv1's kind: stride 4, the last window overhangs by 3
     (5, 9, 1, 7, 3, 1, 1),      # batch 1, padding, channels and filters off the tile
     (7, 8, 3, 9, 5, 2, 2),      # a stride that does not divide the input, padding 2
-    (4, 6, 2, 70, 3, 1, 1),     # more filters than one tile holds
+    (4, 6, 2, 70, 3, 1, 1),     # more filters than one tile holds (two of 48)
     (2, 12, 8, 3, 3, 1, 1),     # enough positions for a filter gradient in several slices
     # Batches of 4 and 8: the kernels' 16-byte loads along the images (conv.cu)
     (3, 15, 4, 8, 5, 4, 0),     # conv1's kind: stride 4 and an overhang
-    # Tiles (conv.py tile_side): up to 48 filters or channels past a multiple of 128 take tiles
-    # of 48, up to 64 tiles of 64, more full tiles
+    # Tiles along the filters or channels (conv.py tile_side): 48, 64 or 128, whichever pads least
     (6, 7, 4, 130, 3, 2, 2),    # three tiles of 48 filters; a strided gather with padding
     (130, 4, 8, 6, 3, 1, 1),    # three tiles of 48 channels, ten full tiles of taps
     (60, 5, 4, 60, 3, 1, 1),    # tiles of 64 in every pass
-    (100, 4, 4, 70, 3, 1, 1),   # full tiles in every pass
+    (128, 4, 4, 120, 3, 1, 1),  # full tiles in every pass
 ]
 
 

@@ -1,8 +1,9 @@
 """Time every CUDA kernel pass at the default network's per-tower shapes (batch 128) on a GPU,
 against cuDNN through PyTorch (TF32 off) and the device's measured copy bandwidth, in one run.
 
-    python tools/bench_kernels.py [conv|norm|pool|elementwise ...] [--batch 128] [--repeats 25]
-                                  [--plans] [--check-only] [--json bench/results/FILE.json]
+    python tools/bench_kernels.py [conv|norm|pool|elementwise ...] [--model 2012] [--batch 128]
+                                  [--repeats 25] [--plans] [--check-only]
+                                  [--json bench/results/FILE.json]
 
 With op families named, only their cases run (all of them by default). With --plans, each
 convolution pass is also timed under other plans than the launcher's (the other tile sides, and
@@ -16,8 +17,9 @@ the boost clock CuPy reports); the memory-bound ops report GB/s counting each in
 each output written once, against a device-to-device copy measured in the same run (bytes read
 plus written). With PyTorch importable, the same op through cuDNN on NCHW tensors of the same
 sizes (conv1's overhang as 3 more zero columns and rows, already in the input) is timed the same
-way, and the ratio is PyTorch's time / ours (above 1: ours is faster). A case whose output is
-not finite on a backend whose outputs start as NaN is not timed: the run stops (agreement with
+way, and the ratio is PyTorch's time / ours (above 1: ours is faster). Every case (and plan) is
+first run once on a backend whose outputs start as NaN: one that fails or leaves an output not
+finite is reported and not timed, the others are, and the exit status is 1 (agreement with
 the reference is checked by the GPU tests, which make gpu-check runs first).
 
 The JSON report records the device, driver, CUDA, CuPy and PyTorch versions, the commit, the
@@ -46,6 +48,7 @@ from torch_alexnet import gpu_modules
 FAMILIES = ("conv", "norm", "pool", "elementwise")
 WARMUP = 3
 INPUT_SETS = 3
+COPY_ELEMENTS = 2 ** 28   # 1 GiB: far past the L2 cache
 FP32_UNITS_PER_SM = {7: 64, 8: 64, 9: 128}        # by major capability; 8.6 and 8.9 below
 FP32_UNITS_BY_CAPABILITY = {86: 128, 87: 128, 89: 128}
 
@@ -78,8 +81,8 @@ def time_op(cupy, run, make_inputs, repeats):
 
 
 def copy_bandwidth(cupy, repeats):
-    """Bytes read plus written per second by a device-to-device copy of 1 GiB."""
-    source = cupy.random.random(2 ** 28, dtype=np.float32)
+    """Bytes read plus written per second by a device-to-device copy of COPY_ELEMENTS floats."""
+    source = cupy.random.random(COPY_ELEMENTS, dtype=np.float32)
     target = cupy.empty_like(source)
     milliseconds = time_op(cupy, lambda s: target.__setitem__(Ellipsis, s), lambda: (source,),
                            repeats)
@@ -87,12 +90,12 @@ def copy_bandwidth(cupy, repeats):
 
 
 class Cases:
-    """Every (layer, pass) of tower a of the default network: our op, its inputs, its cost, and
-    the PyTorch equivalent."""
+    """Every (layer, pass) of tower a of the model (the default network unless told): our op, its
+    inputs, its cost, and the PyTorch equivalent."""
 
-    def __init__(self, cupy, torch, backend, batch):
+    def __init__(self, cupy, torch, backend, batch, model="2012"):
         self.cupy, self.torch, self.backend, self.batch = cupy, torch, backend, batch
-        self.model = alexnet.build_model("2012")
+        self.model = alexnet.build_model(model)
         self.shapes = graph.input_shapes(self.model)
         self.infos = graph.analyze(self.model)
 
@@ -219,37 +222,47 @@ class Cases:
                "inputs": backward_inputs, "torch": None}
 
     def elementwise(self):
+        """The elementwise ops at the sizes they run at: bias and ReLU on conv1's output,
+        dropout on fc6's, the loss on the last layer's, the SGD update of fc6's weights."""
         ops, n = self.backend, self.batch
-        conv1 = (48, 55, 55, n)
-        fc = (2048, n)
-        count = int(np.prod(conv1))
-        yield {"layer": "conv1a output", "pass": "bias", "kind": "memory", "bytes": 8 * count,
-               "ours": ops.add_bias, "inputs": lambda: (self.normal(conv1), self.normal((48,))),
+        first_conv = next(layer for layer in self.model.layers if isinstance(layer, alexnet.Conv))
+        fcs = [layer for layer in self.model.layers
+               if isinstance(layer, alexnet.FullyConnected) and layer.tower == "a"]
+        conv_out = self.infos[first_conv.name].output_shape + (n,)
+        fc_out = (self.infos[fcs[0].name].output_shape[0], n)
+        classes = self.model.geometry.classes
+        count = int(np.prod(conv_out))
+        name = f"{first_conv.name} output"
+        yield {"layer": name, "pass": "bias", "kind": "memory", "bytes": 8 * count,
+               "ours": ops.add_bias,
+               "inputs": lambda: (self.normal(conv_out), self.normal(conv_out[:1])),
                "torch": None}
-        yield {"layer": "conv1a output", "pass": "relu forward", "kind": "memory",
+        yield {"layer": name, "pass": "relu forward", "kind": "memory",
                "bytes": 8 * count, "ours": ops.relu_forward,
-               "inputs": lambda: (self.normal(conv1),), "torch": None}
-        yield {"layer": "conv1a output", "pass": "relu backward", "kind": "memory",
+               "inputs": lambda: (self.normal(conv_out),), "torch": None}
+        yield {"layer": name, "pass": "relu backward", "kind": "memory",
                "bytes": 12 * count, "ours": ops.relu_backward,
-               "inputs": lambda: (self.normal(conv1), self.normal(conv1)), "torch": None}
-        yield {"layer": "conv1a output", "pass": "bias gradient", "kind": "memory",
+               "inputs": lambda: (self.normal(conv_out), self.normal(conv_out)), "torch": None}
+        yield {"layer": name, "pass": "bias gradient", "kind": "memory",
                "bytes": 4 * count, "ours": ops.bias_backward,
-               "inputs": lambda: (self.normal(conv1),), "torch": None}
-        yield {"layer": "fc6a output", "pass": "dropout mask + apply", "kind": "memory",
-               "bytes": 4 * 2048 * n * 2 + 2 * 2048 * n,
+               "inputs": lambda: (self.normal(conv_out),), "torch": None}
+        fc_count = int(np.prod(fc_out))
+        yield {"layer": f"{fcs[0].name} output", "pass": "dropout mask + apply",
+               "kind": "memory", "bytes": 4 * fc_count * 2 + 2 * fc_count,   # x in, out; mask
                "ours": lambda a: ops.apply_mask(a, ops.dropout_mask(a.shape, 0.5, 12345)),
-               "inputs": lambda: (self.normal(fc),), "torch": None}
-        logits = (1000, n)
-        yield {"layer": "fc8 output", "pass": "softmax + loss", "kind": "memory",
-               "bytes": 4 * 1000 * n * 2, "ours": ops.softmax_logloss,
-               "inputs": lambda: (self.normal(logits, 5), np.random.randint(0, 1000, n)),
+               "inputs": lambda: (self.normal(fc_out),), "torch": None}
+        yield {"layer": f"{fcs[-1].name} output", "pass": "softmax + loss", "kind": "memory",
+               "bytes": 4 * classes * n * 2, "ours": ops.softmax_logloss,
+               "inputs": lambda: (self.normal((classes, n), 5),
+                                  np.random.randint(0, classes, n)),
                "torch": None}
-        weights = (9216, 2048)      # fc6a's weights from one tower's pool3
-        wbytes = 4 * 9216 * 2048
+        # fc6's weights from all of its inputs, as one array
+        weights = (sum(int(np.prod(shape)) for shape in self.shapes[fcs[0].name]), fc_out[0])
+        wbytes = 4 * int(np.prod(weights))
 
         def sgd_inputs():
             return self.normal(weights), self.normal(weights), self.normal(weights)
-        yield {"layer": "fc6a weights", "pass": "SGD update", "kind": "memory",
+        yield {"layer": f"{fcs[0].name} weights", "pass": "SGD update", "kind": "memory",
                "bytes": 5 * wbytes,            # w, v, grad in; w, v out
                "ours": lambda w, v, g: ops.sgd_update(w, v, g, lr=0.01, momentum=0.9,
                                                       weight_decay=5e-4),
@@ -269,15 +282,20 @@ def alternative_plans(case):
     return sorted((other.tile, other.splits) for other in plans - {plan})
 
 
-def time_plans(cupy, case, repeats, launcher_ms):
-    """Each alternative plan's time; prints the fastest where it beats the launcher's."""
+def time_plans(cupy, case, repeats, launcher_ms, problems):
+    """Each alternative plan's time (or its problem, untimed); prints the fastest where it
+    beats the launcher's."""
     timed = []
     for tile, splits in alternative_plans(case):
+        if (tile, splits) in problems:
+            timed.append({"tile": tile, "splits": splits, "not_timed": problems[tile, splits]})
+            continue
         run = functools.partial(case["ours"], tile=tile, splits=splits)
         timed.append({"tile": tile, "splits": splits,
                       "ms": time_op(cupy, run, case["inputs"], repeats)})
-    best = min(timed, key=lambda plan: plan["ms"])
-    if best["ms"] < launcher_ms:
+    best = min((plan for plan in timed if "ms" in plan), key=lambda plan: plan["ms"],
+               default=None)
+    if best and best["ms"] < launcher_ms:
         print(f"{'':34} {'  a faster plan:':22} {best['ms']:9.3f}  tile {best['tile']}, "
               f"{best['splits']} slices ({launcher_ms / best['ms']:.2f}x the launcher's)")
     return timed
@@ -285,26 +303,37 @@ def time_plans(cupy, case, repeats, launcher_ms):
 
 def check_output(case, poisoned, plans):
     """Run the case once on the poisoned backend (outputs NaN until written), and each of its
-    other plans when they are to be timed: every output element must come out finite.
+    other plans when they are to be timed: {plan: problem} for those that fail or leave an
+    output element not finite, the plan None for the launcher's, else (tile, splits).
     Agreement with the reference is the GPU tests' job, which make gpu-check runs before this
     benchmark."""
-    runs = {"the launcher's plan": case["ours"]}
+    runs = {None: case["ours"]}
     if plans and case["kind"] == "conv":
-        runs.update({f"tile {tile}, {splits} slices": functools.partial(
-            case["ours"], tile=tile, splits=splits) for tile, splits in alternative_plans(case)})
-    for what, run in runs.items():
-        result = run(*case["inputs"]())
+        runs.update({(tile, splits): functools.partial(case["ours"], tile=tile, splits=splits)
+                     for tile, splits in alternative_plans(case)})
+    problems = {}
+    for plan, run in runs.items():
+        try:
+            result = run(*case["inputs"]())
+        except Exception as error:   # reported, and the other cases still timed
+            problems[plan] = f"{type(error).__name__}: {error}"
+            continue
         for output in (result if isinstance(result, tuple) else (result,)):
             if output is not None and not isinstance(output, float) and \
                     not bool(poisoned.xp.isfinite(output).all()):
-                raise SystemExit(f"{case['layer']} {case['pass']} ({what}): an output is not "
-                                 f"finite; not timed")
+                problems[plan] = "an output is not finite"
+        if plan in problems:
+            what = "the launcher's plan" if plan is None else f"tile {plan[0]}, {plan[1]} slices"
+            print(f"{case['layer']} {case['pass']} ({what}): {problems[plan]}; not timed")
+    return problems
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("families", nargs="*", metavar="FAMILY",
                         help=f"op families to time: {', '.join(FAMILIES)} (default: all)")
+    parser.add_argument("--model", default="2012",
+                        help="whose layer shapes to time (default 2012, the default network)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--plans", action="store_true",
@@ -334,7 +363,8 @@ def main(argv=None):
         "cudnn": torch.backends.cudnn.version() if torch else None,
         "python": platform.python_version(), "commit": commit,
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
-        "batch": args.batch, "repeats": args.repeats, "families": sorted(chosen),
+        "model": args.model, "batch": args.batch, "repeats": args.repeats,
+        "families": sorted(chosen),
         "fp32_peak_tflops": peak / 1e12,
         "copy_bandwidth_gb_s": bandwidth / 1e9, "complete": False, "cases": []}
     print(f"{report['device']}: kernels from {report['kernels_from']}; FP32 peak "
@@ -342,13 +372,20 @@ def main(argv=None):
           f"cuDNN {report['cudnn']}")
     print(f"{'layer':34} {'pass':22} {'ours ms':>9} {'rate':>18} {'cuDNN ms':>9} {'ratio':>6}")
     poisoned = get_backend("cuda", poison=True)
-    for check in Cases(cupy, torch, poisoned, args.batch).all():
-        if check["family"] in chosen:
-            check_output(check, poisoned, args.plans)
+    problems = {(check["layer"], check["pass"]): check_output(check, poisoned, args.plans)
+                for check in Cases(cupy, torch, poisoned, args.batch, args.model).all()
+                if check["family"] in chosen}
+    failed = int(any(problems.values()))
     if args.check_only:
-        return 0
-    for case in Cases(cupy, torch, backend, args.batch).all():
+        return failed
+    for case in Cases(cupy, torch, backend, args.batch, args.model).all():
         if case["family"] not in chosen:
+            continue
+        case_problems = problems[case["layer"], case["pass"]]
+        if None in case_problems:
+            report["cases"].append({"layer": case["layer"], "pass": case["pass"],
+                                    "not_timed": case_problems[None]})
+            print(f"{case['layer']:34} {case['pass']:22} not timed: {case_problems[None]}")
             continue
         ours = time_op(cupy, case["ours"], case["inputs"], args.repeats)
         record = {"layer": case["layer"], "pass": case["pass"], "ms": ours}
@@ -370,18 +407,20 @@ def main(argv=None):
             theirs = f"{record['cudnn_ms']:9.3f} {record['ratio_cudnn_over_ours']:5.2f}x"
         print(f"{case['layer']:34} {case['pass']:22} {ours:9.3f} {rate:>18} {theirs}")
         if case["kind"] == "conv" and args.plans:
-            record["other_plans"] = time_plans(cupy, case, args.repeats, ours)
+            record["other_plans"] = time_plans(cupy, case, args.repeats, ours, case_problems)
         report["cases"].append(record)
         write_report(args.json, report)   # each case as it comes, should the run be cut short
     convs = [c for c in report["cases"] if "gflop_s" in c and "cudnn_ms" in c]
     if convs:
         report["conv_total_ratio"] = sum(c["cudnn_ms"] for c in convs) / sum(c["ms"] for c in convs)
-        print(f"all convolution passes: cuDNN / ours = {report['conv_total_ratio']:.2f}x "
-              f"(target ≥ 1.0; each pass ≥ 0.8)")
+        report["conv_total_passes"] = len(convs)
+        print(f"the {len(convs)} convolution passes timed against cuDNN: cuDNN / ours = "
+              f"{report['conv_total_ratio']:.2f}x (target ≥ 1.0; each pass ≥ 0.8)")
     report["complete"] = True
     write_report(args.json, report)
     if args.json:
         print(f"wrote {args.json}")
+    return failed
 
 
 def write_report(path, report):

@@ -4,11 +4,11 @@ of convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes
 Each pass is a product of rows × columns summed over a depth k (conv.cu lists them). Its plan
 (`pass_plan`) fixes two things, from the shapes alone:
   tile    the tile's side along the filters (forward, filter gradient) or the input channels
-          (input gradient): kConvTile, or the narrowest of TILES that holds what is left past a
-          multiple of kConvTile (in the default network: 48 for the 48 filters of conv1 and the
+          (input gradient), one of SIDES: the one whose tiles pad the extent least, the wider
+          where two pad it alike (in the default network: 48 for the 48 filters of conv1 and the
           3 and 48 input channels of conv1 and conv2; 64 for the 192 filters of conv3 and conv4
-          and the 192 input channels of conv4 and conv5); the kernel is told which tile its grid
-          was made for
+          and the 192 input channels of conv4 and conv5; 128 for 128); the kernel is told which
+          tile its grid was made for
   splits  slices of the depth, one grid layer each, where the product has too few tiles to fill
           the GPU (every filter gradient, which reduces over all output positions; at batch 128
           also conv3's input gradient and conv5's forward pass); the slices' partial products
@@ -45,11 +45,10 @@ SIDES = (TILES["kConvNarrowestTile"], TILES["kConvNarrowTile"], TILES["kConvTile
 
 
 def tile_side(extent):
-    """The side of the tile along a product's filters or channels: the narrowest that holds
-    what is left of the extent past a multiple of the full tile (the full tile where nothing
-    is)."""
-    left = extent % TILES["kConvTile"]
-    return next(side for side in SIDES if left <= side) if left else TILES["kConvTile"]
+    """The side of the tile along a product's filters or channels: the one whose tiles pad the
+    extent least, the wider where two pad it alike (a wider tile reloads the other operand less
+    often)."""
+    return min(SIDES, key=lambda side: (ceil_div(extent, side) * side, -side))
 
 
 def product_plan(rows, columns, depth, *, filters_along_rows, tile=None, splits=None):
