@@ -1,12 +1,9 @@
 """tools/bench_kernels.py end to end without a GPU, so that its first GPU run does not fail on
-its own logic: the emulator stands in for the GPU, and a few lines below for the CuPy calls the
-benchmark makes itself (events, random arrays, the device's properties), on the small model's
-shapes. The timings mean nothing here; what is checked is that every case and plan runs and is
+its own logic: the emulator stands in for the GPU, and stand_in_cupy for the CuPy calls the
+benchmark makes itself, on the small model's shapes. The timings mean nothing here; what is checked is that every case and plan runs and is
 recorded, and that a plan whose output is wrong is reported and left out, not fatal."""
 import json
 import sys
-import time
-import types
 from pathlib import Path
 
 import numpy as np
@@ -16,34 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_kernels  # noqa: E402
 
 from convnet.backend.cuda import emulator_backend  # noqa: E402
+from stand_in_cupy import stand_in_cupy  # noqa: E402
 
 CONV_PASSES = 15   # the small model's 5 convolutions of tower a, 3 passes each
-
-
-class Event:
-    def record(self, stream=None):
-        self.time = time.perf_counter()
-
-    def synchronize(self):
-        pass
-
-
-def stand_in_cupy():
-    rng = np.random.default_rng()
-    device = types.SimpleNamespace(compute_capability="90",
-                                   attributes={"ClockRate": 1_980_000,
-                                               "MultiProcessorCount": 132})
-    runtime = types.SimpleNamespace(getDeviceProperties=lambda index: {"name": b"emulator"},
-                                    driverGetVersion=lambda: 13000,
-                                    runtimeGetVersion=lambda: 13000)
-    cuda = types.SimpleNamespace(Event=Event, Device=lambda index: device, runtime=runtime,
-                                 get_elapsed_time=lambda start, stop:
-                                 (stop.time - start.time) * 1e3)
-    random = types.SimpleNamespace(
-        standard_normal=lambda shape, dtype: rng.standard_normal(shape, dtype=dtype),
-        random=lambda size, dtype: rng.random(size, dtype=dtype))
-    return types.SimpleNamespace(cuda=cuda, random=random, maximum=np.maximum,
-                                 empty_like=np.empty_like, __version__="stand-in")
 
 
 @pytest.fixture

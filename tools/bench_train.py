@@ -2,7 +2,7 @@
 FP32 with TF32 off, each pair of tower convolutions as one with groups=2 where the towers do not
 talk: tools/torch_alexnet.py) in the same run.
 
-    python tools/bench_train.py [--gpus 0 0,0] [--batch 128] [--repeats 20]
+    python tools/bench_train.py [--gpus 0 0,0] [--model 2012] [--batch 128] [--repeats 20]
                                 [--json bench/results/FILE.json]
 
 Each --gpus placement is measured (as `python -m convnet.train --gpus` reads it): 0, both towers
@@ -149,12 +149,14 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpus", nargs="+", default=["0", "0,0"],
                         help="placements to measure, as train's --gpus (default: 0 0,0)")
+    parser.add_argument("--model", default="2012",
+                        help="the network to time (default 2012, the default network)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", help="write the report here")
     args = parser.parse_args(argv)
     cupy, torch = gpu_modules("bench_train")
-    model = alexnet.build_model("2012")
+    model = alexnet.build_model(args.model)
     params = initial_parameters(model, seed=0, dtype=np.float32)
     placements = []
     for gpus in args.gpus:
@@ -173,8 +175,7 @@ def main(argv=None):
     backend = single.backends["a"]
     breakdown_network = Network(model, single, seed=0, params=params)
     report = {
-        "device": cupy.cuda.runtime.getDeviceProperties(
-            backend.launcher.device.id)["name"].decode(),
+        "device": cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode(),
         "driver": cupy.cuda.runtime.driverGetVersion(), "cupy": cupy.__version__,
         "torch": torch.__version__ if torch else None,
         "cudnn": torch.backends.cudnn.version() if torch else None,

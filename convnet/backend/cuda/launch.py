@@ -13,6 +13,8 @@ A launcher has
                           integer arrays), so an element a kernel fails to write shows up
   context()               the device context ops run in: the GPU's, and its own stream where it
                           has one; nothing for the emulator
+  event(), wait(event)    a marker of the work queued so far, and later work waiting for one
+                          (of any launcher): the order of two streams; no-ops in the emulator
   receive(array, sender)  a copy of another launcher's array on this one's device (a tensor
                           crossing towers, convnet.placement); route_from(sender) names the way
 
@@ -101,6 +103,14 @@ class Launcher:
 
     def context(self):
         return contextlib.nullcontext()
+
+    def event(self):
+        """A marker of the work queued so far (Gpu); none is needed where launches run one
+        after another, in the order they are made."""
+        return None
+
+    def wait(self, event):
+        """Later work waits for `event` (Gpu); nothing to do where launches run in order."""
 
     def route_from(self, sender):
         raise NotImplementedError

@@ -1,0 +1,40 @@
+"""tools/bench_train.py end to end without a GPU, so that its first GPU run does not fail on its
+own logic: emulators stand in for the GPU (one backend for both towers as --gpus 0, one per
+tower as --gpus 0,0) and stand_in_cupy for the CuPy calls the benchmark makes itself, on the
+small model. The timings mean nothing here; what is checked is that every placement and every
+layer's passes are timed and recorded."""
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import bench_train  # noqa: E402
+
+from convnet import alexnet  # noqa: E402
+from convnet.backend import get_backend  # noqa: E402
+from convnet.placement import Placement  # noqa: E402
+from stand_in_cupy import stand_in_cupy  # noqa: E402
+
+
+def emulated_placement(gpus):
+    if "," in gpus:
+        return Placement({"a": get_backend("emulator"), "b": get_backend("emulator")}), \
+            "two emulators"
+    return Placement(get_backend("emulator")), "one emulator"
+
+
+def test_every_placement_and_layer_is_timed_and_recorded(monkeypatch, tmp_path):
+    monkeypatch.setattr(bench_train, "gpu_modules", lambda tool: (stand_in_cupy(), None))
+    monkeypatch.setattr(bench_train, "select_placement", emulated_placement)
+    report_path = tmp_path / "train.json"
+    bench_train.main(["--model", "2012-small28", "--batch", "1", "--repeats", "1",
+                      "--json", str(report_path)])
+    report = json.loads(report_path.read_text())
+    assert [entry["gpus"] for entry in report["placements"]] == ["0", "0,0"]
+    assert all(entry["step_ms"] > 0 for entry in report["placements"])
+    assert report["images_per_second"] > 0 and report["projected_90_epoch_hours"] > 0
+    layers = alexnet.build_model("2012-small28").layers
+    assert [(row["layer"], row["pass"]) for row in report["layers"]] == \
+        [(layer.name, name) for layer in layers for name in ("forward", "backward")]
+    assert all(row["ms"] > 0 for row in report["layers"])
+    assert "torch_step_ms" not in report     # no PyTorch peer here
