@@ -51,7 +51,7 @@ done
 # The counters of every convolution pass at batch 128 with the launcher's plans, each run once
 # by the benchmark's output check: occupancy, issue and stall reasons, memory traffic. The clocks
 # are left as they are (--clock-control none), as for the benchmark.
-step ncu "$out/ncu.txt" ncu --clock-control none --kernel-name 'regex:^conv_(forward|backward)' \
+step ncu "$out/ncu.txt" ncu --clock-control none --kernel-name 'regex:conv_(forward|backward)' \
   --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
   --section SchedulerStats --section MemoryWorkloadAnalysis \
   "$python" tools/bench_kernels.py conv --check-only
