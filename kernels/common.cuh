@@ -1,5 +1,6 @@
-// Shared by every kernel source: how kernels are instantiated for float and double, and the
-// math they use, the same for nvcc, NVRTC and the host compiler of the emulator (emulate.h).
+// Shared by every kernel source: how kernels are instantiated for float and double, the math
+// they use, and their loops' index arithmetic, the same for nvcc, NVRTC and the host compiler of
+// the emulator (emulate.h).
 //
 // Every kernel is a template on its element type T (float, or double for gradient checks) and is
 // instantiated for both by CONVNET_INSTANTIATE(kernel) after its definition:
@@ -69,3 +70,58 @@ __device__ __forceinline__ T minimum(T a, T b) { return a < b ? a : b; }
 // Every element i < count, whatever the grid: the elementwise kernels' loop.
 #define GRID_STRIDE_LOOP(i, count) \
   for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < (count); i += blockDim.x * gridDim.x)
+
+// n / d and n % d for 0 ≤ n < 2³¹ by a multiply and a shift (Granlund and Montgomery): a
+// divisor fixed for the launch, set up once per thread.
+struct FastDivmod {
+  u32 divisor, multiplier, shift;
+  __device__ explicit FastDivmod(int d) : divisor(d), multiplier(0), shift(0) {
+    int log2_ceiling = 0;
+    while ((1u << log2_ceiling) < divisor) ++log2_ceiling;
+    if (divisor > 1) {
+      const unsigned long long power = 1ull << (31 + log2_ceiling);
+      multiplier = static_cast<u32>((power + divisor - 1) / divisor);
+      shift = log2_ceiling - 1;
+    }
+  }
+  __device__ __forceinline__ int div(int n) const {
+    return divisor == 1 ? n : static_cast<int>(__umulhi(static_cast<u32>(n), multiplier) >> shift);
+  }
+  __device__ __forceinline__ int mod(int n, int quotient) const {
+    return n - quotient * static_cast<int>(divisor);
+  }
+};
+
+// The coordinates of element i of a (C, H, W, N) array, images innermost.
+struct Coordinates {
+  int c, h, w, n;
+  __device__ Coordinates(u32 i, int height, int width, int images)
+      : c(i / (height * width * images)),
+        h(i / (width * images) % height),
+        w(i / images % width),
+        n(i % images) {}
+  // The coordinates `step` elements further on, given as coordinates too: a sum with carries
+  // (each of step's n, w, h is less than its axis, so one carry per axis suffices).
+  __device__ __forceinline__ void advance(const Coordinates& step, int height, int width,
+                                          int images) {
+    n += step.n;
+    const int carry_w = n >= images;
+    n -= carry_w * images;
+    w += step.w + carry_w;
+    const int carry_h = w >= width;
+    w -= carry_h * width;
+    h += step.h + carry_h;
+    const int carry_c = h >= height;
+    h -= carry_c * height;
+    c += step.c + carry_c;
+  }
+};
+
+// GRID_STRIDE_LOOP over the elements i of a (C, H, W, N) array, with `at` their coordinates:
+// split once per thread, then kept up to date by additions, since a division by a number known
+// only at run time costs about as much as the rest of a memory-bound kernel's work per element.
+#define GRID_STRIDE_LOOP_AT(i, at, count, height, width, images)                           \
+  const Coordinates at##_step(blockDim.x * gridDim.x, height, width, images);             \
+  Coordinates at(blockIdx.x * blockDim.x + threadIdx.x, height, width, images);           \
+  for (u32 i = blockIdx.x * blockDim.x + threadIdx.x; i < (count);                        \
+       i += blockDim.x * gridDim.x, at.advance(at##_step, height, width, images))

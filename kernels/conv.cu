@@ -67,27 +67,6 @@ static_assert(kConvNarrowestTile % kConvThreadsAlong == 0 && kConvNarrowestTile 
 static_assert(kConvTileK * kConvTile == 4 * kConvThreads,
               "each thread loads one group of 4 of a full tile's operand per step");
 
-// n / d and n % d for 0 ≤ n < 2³¹ by a multiply and a shift (Granlund and Montgomery): a
-// divisor fixed for the launch, set up once per thread.
-struct FastDivmod {
-  u32 divisor, multiplier, shift;
-  __device__ explicit FastDivmod(int d) : divisor(d), multiplier(0), shift(0) {
-    int log2_ceiling = 0;
-    while ((1u << log2_ceiling) < divisor) ++log2_ceiling;
-    if (divisor > 1) {
-      const unsigned long long power = 1ull << (31 + log2_ceiling);
-      multiplier = static_cast<u32>((power + divisor - 1) / divisor);
-      shift = log2_ceiling - 1;
-    }
-  }
-  __device__ __forceinline__ int div(int n) const {
-    return divisor == 1 ? n : static_cast<int>(__umulhi(static_cast<u32>(n), multiplier) >> shift);
-  }
-  __device__ __forceinline__ int mod(int n, int quotient) const {
-    return n - quotient * static_cast<int>(divisor);
-  }
-};
-
 // Four consecutive elements, one 16-byte access for float: the caller has checked that the
 // address is 16-byte aligned (shared tiles always are).
 template <typename T>

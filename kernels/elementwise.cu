@@ -27,7 +27,8 @@ template <typename T>
 __global__ void __launch_bounds__(kThreads)
 add_bias(const T* __restrict__ y, const T* __restrict__ bias, T* __restrict__ out, u32 count,
          u32 inner) {
-  GRID_STRIDE_LOOP(i, count) out[i] = y[i] + bias[i / inner];
+  const FastDivmod per_channel(inner);
+  GRID_STRIDE_LOOP(i, count) out[i] = y[i] + bias[per_channel.div(i)];
 }
 CONVNET_INSTANTIATE(add_bias)
 
@@ -60,8 +61,10 @@ __global__ void __launch_bounds__(kThreads)
 dropout_mask(u8* __restrict__ mask, u32 count, u32 images, u32 start, u32 total, u32 key,
              u32 threshold) {
   const u32 mixed_key = mix32(key);
+  const FastDivmod by_images(images);
   GRID_STRIDE_LOOP(i, count) {
-    const u32 whole = (i / images) * total + start + i % images;
+    const int pixel = by_images.div(i);
+    const u32 whole = pixel * total + start + by_images.mod(i, pixel);
     mask[i] = (mix32(whole ^ mixed_key) >> 8) < threshold;
   }
 }

@@ -13,19 +13,9 @@
 #include "common.cuh"
 #include "tiles.cuh"
 
-// Where element i sits, and the strides of its four axes.
-struct Position {
-  int c, h, w, n;
-  __device__ Position(u32 i, int height, int width, int images)
-      : c(i / (height * width * images)),
-        h(i / (width * images) % height),
-        w(i / images % width),
-        n(i % images) {}
-};
-
 // Σ over the cross-map window of element i of f(j), j the neighbour's flat index.
 template <typename T, typename F>
-__device__ __forceinline__ T crossmap_sum(const Position& at, u32 i, int channels, int map_size,
+__device__ __forceinline__ T crossmap_sum(const Coordinates& at, u32 i, int channels, int map_size,
                                          int size, F f) {
   const int first = maximum(at.c - size / 2, 0), last = minimum(at.c + size / 2, channels - 1);
   T sum = 0;
@@ -35,7 +25,7 @@ __device__ __forceinline__ T crossmap_sum(const Position& at, u32 i, int channel
 
 // Σ over the same-map window of element i of f(j).
 template <typename T, typename F>
-__device__ __forceinline__ T samemap_sum(const Position& at, u32 i, int height, int width,
+__device__ __forceinline__ T samemap_sum(const Coordinates& at, u32 i, int height, int width,
                                          int images, int size, F f) {
   const int top = maximum(at.h - size / 2, 0), bottom = minimum(at.h + size / 2, height - 1);
   const int left = maximum(at.w - size / 2, 0), right = minimum(at.w + size / 2, width - 1);
@@ -52,8 +42,7 @@ __device__ __forceinline__ void norm_forward(const T* __restrict__ x, T* __restr
                                              T coefficient, T beta) {
   const u32 count = channels * height * width * images;
   auto square = [x](u32 j) { return x[j] * x[j]; };
-  GRID_STRIDE_LOOP(i, count) {
-    const Position at(i, height, width, images);
+  GRID_STRIDE_LOOP_AT(i, at, count, height, width, images) {
     const T sum = kCrossMap
         ? crossmap_sum<T>(at, i, channels, height * width * images, size, square)
         : samemap_sum<T>(at, i, height, width, images, size, square);
@@ -71,8 +60,7 @@ __device__ __forceinline__ void norm_backward(const T* __restrict__ dy, const T*
                                               int size, T coefficient, T beta) {
   const u32 count = channels * height * width * images;
   auto spread = [dy, y, denoms](u32 j) { return dy[j] * y[j] / denoms[j]; };
-  GRID_STRIDE_LOOP(i, count) {
-    const Position at(i, height, width, images);
+  GRID_STRIDE_LOOP_AT(i, at, count, height, width, images) {
     const T sum = kCrossMap
         ? crossmap_sum<T>(at, i, channels, height * width * images, size, spread)
         : samemap_sum<T>(at, i, height, width, images, size, spread);
@@ -81,7 +69,7 @@ __device__ __forceinline__ void norm_backward(const T* __restrict__ dy, const T*
 }
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kWalkingBlocksPerSM)
 crossmap_norm_forward(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ denoms,
                       int channels, int height, int width, int images, int size, T k,
                       T coefficient, T beta) {
@@ -90,7 +78,7 @@ crossmap_norm_forward(const T* __restrict__ x, T* __restrict__ y, T* __restrict_
 CONVNET_INSTANTIATE(crossmap_norm_forward)
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kWalkingBlocksPerSM)
 samemap_norm_forward(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ denoms,
                      int channels, int height, int width, int images, int size, T k,
                      T coefficient, T beta) {
@@ -100,7 +88,7 @@ samemap_norm_forward(const T* __restrict__ x, T* __restrict__ y, T* __restrict__
 CONVNET_INSTANTIATE(samemap_norm_forward)
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kWalkingBlocksPerSM)
 crossmap_norm_backward(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y,
                        const T* __restrict__ denoms, T* __restrict__ dx, int channels, int height,
                        int width, int images, int size, T coefficient, T beta) {
@@ -110,7 +98,7 @@ crossmap_norm_backward(const T* __restrict__ dy, const T* __restrict__ x, const 
 CONVNET_INSTANTIATE(crossmap_norm_backward)
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kWalkingBlocksPerSM)
 samemap_norm_backward(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y,
                       const T* __restrict__ denoms, T* __restrict__ dx, int channels, int height,
                       int width, int images, int size, T coefficient, T beta) {

@@ -15,16 +15,14 @@
 #include "tiles.cuh"
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kWalkingBlocksPerSM)
 maxpool_forward(const T* __restrict__ x, T* __restrict__ y, int channels, int height, int width,
                 int images, int out_height, int out_width, int size, int stride) {
   const u32 count = channels * out_height * out_width * images;
-  GRID_STRIDE_LOOP(i, count) {
-    const int n = i % images, ox = i / images % out_width, oy = i / (images * out_width) % out_height;
-    const int c = i / (images * out_width * out_height);
-    const int top = oy * stride, left = ox * stride;
+  GRID_STRIDE_LOOP_AT(i, at, count, out_height, out_width, images) {
+    const int top = at.h * stride, left = at.w * stride;
     const int bottom = minimum(top + size, height), right = minimum(left + size, width);
-    const T* map = x + static_cast<size_t>(c) * height * width * images + n;
+    const T* map = x + static_cast<size_t>(at.c) * height * width * images + at.n;
     T best = map[(top * width + left) * images];
     for (int h = top; h < bottom; ++h)
       for (int w = left; w < right; ++w) best = maximum(best, map[(h * width + w) * images]);
@@ -34,20 +32,20 @@ maxpool_forward(const T* __restrict__ x, T* __restrict__ y, int channels, int he
 CONVNET_INSTANTIATE(maxpool_forward)
 
 template <typename T>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kWalkingBlocksPerSM)
 maxpool_backward(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y,
                  T* __restrict__ dx, int channels, int height, int width, int images,
                  int out_height, int out_width, int size, int stride) {
   const u32 count = channels * height * width * images;
-  GRID_STRIDE_LOOP(i, count) {
-    const int n = i % images, w = i / images % width, h = i / (images * width) % height;
-    const int c = i / (images * width * height);
+  const FastDivmod by_stride(stride);
+  GRID_STRIDE_LOOP_AT(i, at, count, height, width, images) {
+    const int h = at.h, w = at.w;
     // Windows containing row h: oy·stride ≤ h < oy·stride + size.
-    const int oy_first = h < size ? 0 : (h - size) / stride + 1;
-    const int oy_last = minimum(h / stride, out_height - 1);
-    const int ox_first = w < size ? 0 : (w - size) / stride + 1;
-    const int ox_last = minimum(w / stride, out_width - 1);
-    const size_t map = static_cast<size_t>(c) * out_height * out_width * images + n;
+    const int oy_first = h < size ? 0 : by_stride.div(h - size) + 1;
+    const int oy_last = minimum(by_stride.div(h), out_height - 1);
+    const int ox_first = w < size ? 0 : by_stride.div(w - size) + 1;
+    const int ox_last = minimum(by_stride.div(w), out_width - 1);
+    const size_t map = static_cast<size_t>(at.c) * out_height * out_width * images + at.n;
     const T value = x[i];
     T sum = 0;
     for (int oy = oy_first; oy <= oy_last; ++oy)

@@ -4,6 +4,10 @@
 
 // Threads per block of the elementwise, normalization, pooling and softmax kernels.
 constexpr int kThreads = 256;
+// Blocks of kThreads that the normalization and pooling kernels, whose loops carry their
+// elements' coordinates (common.cuh), leave room for on a multiprocessor: with it ptxas allows
+// them up to 64 registers, where it would otherwise squeeze them into 32 and spill.
+constexpr int kWalkingBlocksPerSM = 4;
 
 // Convolution as implicit GEMMs (conv.cu): a block computes a kConvTile × kConvTile tile of the
 // product, or a narrower one along the filters or channels (the rows of forward and of the input

@@ -512,6 +512,21 @@ def test_every_kernel_gives_the_same_bits_whatever_order_its_blocks_and_threads_
         _emulator.shuffle(None)
 
 
+@pytest.mark.parametrize("most_blocks", [1, 3])
+def test_grid_stride_loops_give_the_same_bits_on_a_smaller_grid(most_blocks, rng, monkeypatch):
+    """With the elementwise grid capped at 1 or 3 blocks each thread walks many elements, so the
+    loops' coordinates (kept up to date by additions with carries, common.cuh) cross rows,
+    columns and channels: every kernel must still give the same bits."""
+    from convnet.backend.cuda import checks
+    backend = CudaBackend(Emulated(poison=True))
+    seed = int(rng.integers(2 ** 31))
+    full_grid = every_kernel_once(backend, np.random.default_rng(seed))
+    monkeypatch.setattr(checks, "MAX_ELEMENTWISE_BLOCKS", most_blocks)
+    small_grid = every_kernel_once(backend, np.random.default_rng(seed))
+    for index, (want, got) in enumerate(zip(full_grid, small_grid)):
+        assert want.tobytes() == got.tobytes(), f"output {index} differs on {most_blocks} blocks"
+
+
 @pytest.mark.parametrize("grid, block", [(1, 64), (64, 1)], ids=["threads", "blocks"])
 def test_shuffled_order_exposes_a_race(grid, block):
     """A kernel launched racy on purpose, its output one element past its input: in order, each
