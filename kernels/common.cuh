@@ -92,7 +92,7 @@ struct FastDivmod {
   }
 };
 
-// The coordinates of element i of a (C, H, W, N) array, images innermost.
+// The coordinates of element i of a (C, H, W, N) array, images innermost; H, W, N > 0.
 struct Coordinates {
   int c, h, w, n;
   __device__ Coordinates(u32 i, int height, int width, int images)
@@ -113,7 +113,8 @@ struct Coordinates {
     h += step.h + carry_h;
     const int carry_c = h >= height;
     h -= carry_c * height;
-    c += step.c + carry_c;
+    // in u32: past the array's end (where the loop stops) c may pass 2³¹
+    c = static_cast<int>(static_cast<u32>(c) + static_cast<u32>(step.c + carry_c));
   }
 };
 

@@ -6,7 +6,8 @@
 constexpr int kThreads = 256;
 // Blocks of kThreads that the normalization and pooling kernels, whose loops carry their
 // elements' coordinates (common.cuh), leave room for on a multiprocessor: with it ptxas allows
-// them up to 64 registers, where it would otherwise squeeze them into 32 and spill.
+// them up to 64 registers, where it would otherwise squeeze them into 32 (and
+// samemap_norm_backward then spills).
 constexpr int kWalkingBlocksPerSM = 4;
 
 // Convolution as implicit GEMMs (conv.cu): a block computes a kConvTile × kConvTile tile of the

@@ -471,7 +471,7 @@ def every_kernel_once(backend, rng):
             mask = call(backend, "dropout_mask", shape, 0.5, 7)[0]
             run("apply_mask", x, mask)
             outputs.append(mask)
-        x = np.maximum(normal(16, 5, 5, 3), 0)
+        x = np.maximum(normal(16, 7, 7, 5), 0)   # pooled: more elements than a block has threads
         for kind, params in (("crossmap", CODE), ("samemap", SAMEMAP)):
             y, denoms = call(backend, f"{kind}_norm_forward", x, params)
             run(f"{kind}_norm_backward", normal(*x.shape), x, y, denoms, params)
@@ -510,6 +510,17 @@ def test_every_kernel_gives_the_same_bits_whatever_order_its_blocks_and_threads_
                     f"output {index} differs when the emulator shuffles (seed {shuffle_seed})"
     finally:
         _emulator.shuffle(None)
+
+
+@pytest.mark.parametrize("shape", [(4, 5, 5, 0), (4, 0, 5, 3)])
+def test_empty_arrays_give_empty_results(backend, shape):
+    x = np.zeros(shape, np.float32)
+    for op, args in (("crossmap_norm_forward", (CODE,)), ("samemap_norm_forward", (SAMEMAP,))):
+        y, denoms = call(backend, op, x, *args)
+        assert y.shape == denoms.shape == shape
+    assert call(backend, "relu_forward", x)[0].shape == shape
+    if shape[1]:
+        assert call(backend, "maxpool_forward", x, size=3, stride=2)[0].shape == (4, 2, 2, 0)
 
 
 @pytest.mark.parametrize("most_blocks", [1, 3])

@@ -4,7 +4,10 @@ import numpy as np
 from .launch import TILES, c_type
 
 MAX_ELEMENTS = 2 ** 31 - 1        # the kernels index with 32-bit integers
-MAX_ELEMENTWISE_BLOCKS = 1024     # the grid-stride loops cover any count; this fills an H100
+# The grid-stride loops cover any count; this fills an H100 (about two waves of the elementwise
+# kernels, and a little more than one of normalization's and pooling's, at 5 or 6 blocks a
+# multiprocessor).
+MAX_ELEMENTWISE_BLOCKS = 1024
 
 
 def require(condition, message):
@@ -33,7 +36,10 @@ def elementwise_grid(count):
 
 
 def launch_elementwise(launcher, kernel, dtype, count, args):
-    launcher.launch(kernel, dtype, elementwise_grid(count), TILES["kThreads"], args)
+    """A grid-stride kernel over `count` elements; none at all for an empty array (whose sizes,
+    some 0, the kernels' coordinates could not be split by)."""
+    if count:
+        launcher.launch(kernel, dtype, elementwise_grid(count), TILES["kThreads"], args)
 
 
 def i32(value):
