@@ -98,6 +98,17 @@ template <typename T>
 __device__ __forceinline__ void load4_or_zero(const T* array, int at, T* values) {
   return at < 0 ? zero4(values) : load4(array + at, values);
 }
+// Four consecutive elements of row `row` of a row-major array `length` wide, from `column` on:
+// zeros from column `end` (≤ length) on, and for a row past `rows`; one 16-byte load where
+// `vector` (the caller has checked vectorizable).
+template <typename T>
+__device__ __forceinline__ void load_row4(const T* array, int length, int row, int rows,
+                                          int column, int end, bool vector, T (&v)[4]) {
+  const T* values = array + static_cast<size_t>(row) * length;
+  if (row >= rows || column >= end) return zero4(v);
+  if (vector) return load4(values + column, v);
+  for (int i = 0; i < 4; ++i) v[i] = column + i < end ? values[column + i] : T(0);
+}
 // Whether groups of 4 along an axis `extent` long, starting at multiples of 4, are 16-byte
 // aligned vectors of `array`: float only (double groups are 32 bytes, loaded as scalars).
 template <typename T>
@@ -165,10 +176,7 @@ struct ForwardWeights {
   __device__ ForwardWeights(const T* w_, int filters_, int f_)
       : w(w_), filters(filters_), f(f_), vector(vectorizable(w_, filters_)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
-    const T* row = w + static_cast<size_t>(k) * filters;
-    if (k >= k_end || f >= filters) return zero4(v);
-    if (vector) return load4(row + f, v);
-    for (int i = 0; i < 4; ++i) v[i] = f + i < filters ? row[f + i] : T(0);
+    load_row4(w, filters, k, k_end, f, filters, vector, v);
   }
 };
 
@@ -206,10 +214,7 @@ struct RowsAlongK {
       : array(array_), rows(rows_), length(length_), row(row_),
         vector(vectorizable(array_, length_)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
-    const T* values = array + static_cast<size_t>(row) * length;
-    if (row >= rows || k >= k_end) return zero4(v);
-    if (vector) return load4(values + k, v);
-    for (int i = 0; i < 4; ++i) v[i] = k + i < k_end ? values[k + i] : T(0);
+    load_row4(array, length, row, rows, k, k_end, vector, v);
   }
 };
 

@@ -18,12 +18,11 @@ take `tile` and `splits` to override the plan (tools/bench_kernels.py times the 
 the plan they run is then pass_plan's with the same overrides.
 """
 import numbers
-
 from typing import NamedTuple
 
 from convnet.shapes import conv_output_size
 
-from .checks import ceil_div, check_arrays, elementwise_grid, i32, require, u32
+from .checks import ceil_div, check_arrays, i32, launch_elementwise, require, u32
 from .launch import TILES
 
 # Depths are split while the grid stays within this many blocks: two waves of an H100 (132
@@ -100,8 +99,8 @@ def _product(launcher, kernel, dtype, operands, out_shape, geometry, plan):
     launcher.launch(kernel, dtype, plan.grid, TILES["kConvThreads"],
                     (*operands, target, *geometry, i32(plan.slice), i32(plan.tile)))
     if plan.splits > 1:
-        launcher.launch("conv_sum_splits", dtype, elementwise_grid(out.size), TILES["kThreads"],
-                        (target, out, u32(out.size), i32(plan.splits)))
+        launch_elementwise(launcher, "conv_sum_splits", dtype, out.size,
+                           (target, out, u32(out.size), i32(plan.splits)))
     return out
 
 
