@@ -1,7 +1,8 @@
 """The whole network on the CUDA kernels against the reference network, tensor by tensor: every
 layer's output of a training forward pass and every gradient of the backward pass. Through the
-emulator: both scaled-down presets in float64 (agreement to round-off). On a GPU: the full
-default network in float32 at batch 16, within the reference's own float32 error."""
+emulator: both scaled-down presets in float64 (agreement to round-off) and in float32. On a
+GPU: the full default network in float32 at batch 16. In float32, within the reference's own
+float32 error."""
 import numpy as np
 import pytest
 
@@ -9,19 +10,23 @@ from convnet import alexnet
 from convnet.alexnet import DATA
 from convnet.backend import get_backend
 from convnet.network import Network
-from networks import make_active
+from networks import make_active, replay_on_reference
 from targets import kernel_backend
 
 
-def run_step(backend, model, params, images, labels, dtype):
+def run_step(backend, model, params, images, labels, dtype, replays_in=()):
+    """Loss, layer outputs and gradients of one training pass, and for each dtype of
+    `replays_in` the reference's gradients in it on this pass's side of every kink (see
+    replay_on_reference)."""
     network = Network(model, backend, dtype=dtype, seed=5,
                       params={k: v.astype(dtype) for k, v in params.items()})
     result = network.forward(images.astype(dtype), labels, train=True, step=7)
     outputs = {name: np.asarray(backend.to_host(value)) for name, value in network.outputs.items()
                if name != DATA}
+    replays = [replay_on_reference(network, replay_dtype) for replay_dtype in replays_in]
     grads = {name: np.asarray(backend.to_host(value))
              for name, value in network.backward(input_grad=True).items()}
-    return result.loss, outputs, grads
+    return result.loss, outputs, grads, [replay.backward(input_grad=True) for replay in replays]
 
 
 def compare(kind, got, want, tolerance_of):
@@ -45,21 +50,43 @@ def test_scaled_down_network_on_the_emulator_matches_the_reference(name, rng):
     compare("gradient", got[2], want[2], lambda name, scale: 1e-11 * scale)
 
 
+def check_float32_network(backend, model, params, rng, batch):
+    """One float32 training pass on `backend` against the float64 reference, tensor by tensor,
+    within ten times the reference's own float32 error (or 2e-6 of the tensor's scale)."""
+    images = rng.normal(0, 50, model.image_shape + (batch,))
+    labels = rng.integers(0, model.geometry.classes, batch)
+    reference = get_backend("reference")
+    exact = run_step(reference, model, params, images, labels, np.float64)
+    single = run_step(reference, model, params, images, labels, np.float32)
+    got = run_step(backend, model, params, images, labels, np.float32,
+                   replays_in=(np.float64, np.float32))
+    assert got[0] == pytest.approx(exact[0], rel=1e-4)
+    # Outputs are continuous in the inputs: against the reference's.
+    reference_error = {name: float(np.abs(single[1][name].astype(np.float64) - value).max())
+                       for name, value in exact[1].items()}
+    compare("output", got[1], exact[1],
+            lambda name, scale: max(10 * reference_error[name], 2e-6 * scale))
+    # Gradients jump where a unit crosses a kink, and the backend's float32 crosses others than
+    # the reference's: against the reference on the backend's side of every kink.
+    on_its_sides, single_on_its_sides = got[3]
+    reference_error = {name: float(np.abs(single_on_its_sides[name].astype(np.float64)
+                                          - value).max())
+                       for name, value in on_its_sides.items()}
+    compare("gradient", got[2], on_its_sides,
+            lambda name, scale: max(10 * reference_error[name], 2e-6 * scale))
+
+
+@pytest.mark.parametrize("name", ["2012-small28", "paper-small28"])
+def test_scaled_down_network_in_float32_on_the_emulator(name, rng):
+    model = alexnet.build_model(name)
+    params = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng).params
+    check_float32_network(kernel_backend("emulator"), model, params, rng, batch=3)
+
+
 @pytest.mark.gpu
 @pytest.mark.large
 def test_default_network_on_the_gpu_matches_the_reference(rng):
     backend = kernel_backend("gpu")
     model = alexnet.build_model("2012")
     params = Network(model, get_backend("reference"), dtype=np.float64, seed=11).params
-    images = rng.normal(0, 50, model.image_shape + (16,))
-    labels = rng.integers(0, model.geometry.classes, 16)
-    reference = get_backend("reference")
-    exact = run_step(reference, model, params, images, labels, np.float64)
-    single = run_step(reference, model, params, images, labels, np.float32)
-    got = run_step(backend, model, params, images, labels, np.float32)
-    assert got[0] == pytest.approx(exact[0], rel=1e-4)
-    for kind, index in (("output", 1), ("gradient", 2)):
-        reference_error = {name: float(np.abs(single[index][name].astype(np.float64) - value).max())
-                           for name, value in exact[index].items()}
-        compare(kind, got[index], exact[index],
-                lambda name, scale: max(10 * reference_error[name], 2e-6 * scale))
+    check_float32_network(backend, model, params, rng, batch=16)

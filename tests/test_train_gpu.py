@@ -12,20 +12,26 @@ from convnet.backend import get_backend
 from convnet.network import Network
 from convnet.solver import SGD
 from convnet.train import gpu_count, select_placement
+from networks import replay_on_reference
 from targets import require_gpu
 from test_placement import analytic_exchange
 
 pytestmark = [pytest.mark.gpu, pytest.mark.large]
 
 
-def one_step(placement, model, params, images, labels):
+def one_step(placement, model, params, images, labels, *, replay=False):
+    """Loss and parameters after one SGD step on `placement`; with `replay`, also the parameters
+    after the reference's float32 step on this pass's side of every kink (see
+    replay_on_reference), else None."""
     network = Network(model, placement, seed=4,
                       params={key: value.copy() for key, value in params.items()})
-    solver = SGD(0.01, 2.0, 0.9, 5e-4)
-    velocity = solver.momentum_buffers(network)
     loss = network.forward(images, labels, train=True, step=3).loss
-    solver.step(network, network.backward(), velocity)
-    return loss, network.to_host(network.params), network.placement
+    reference = replay_on_reference(network, np.float32) if replay else None
+    for stepping in [network] + ([reference] if replay else []):
+        solver = SGD(0.01, 2.0, 0.9, 5e-4)
+        solver.step(stepping, stepping.backward(), solver.momentum_buffers(stepping))
+    return loss, network.to_host(network.params), network.placement, \
+        reference.params if replay else None
 
 
 @pytest.mark.parametrize("gpus", ["0", "0,0", "0,1"])
@@ -38,11 +44,15 @@ def test_one_training_step_on_the_gpu_matches_the_reference(gpus, rng):
     params = Network(model, reference, seed=4).params
     images = rng.normal(0, 50, model.image_shape + (32,)).astype(np.float32)
     labels = rng.integers(0, model.geometry.classes, 32)
-    want_loss, want, _ = one_step(reference, model, params, images, labels)
+    want_loss = Network(model, reference, seed=4, params=params).forward(
+        images, labels, train=True, step=3).loss
     placement, device = select_placement(gpus)
     print(f"towers on: {device}")
     assert placement.shared == (gpus == "0")
-    got_loss, got, placement = one_step(placement, model, params, images, labels)
+    # Against the reference's step on the GPU pass's side of every kink: the GPU's float32
+    # puts a few units of the full network across a kink from the reference's.
+    got_loss, got, placement, want = one_step(placement, model, params, images, labels,
+                                              replay=True)
     assert got_loss == pytest.approx(want_loss, rel=1e-4)
     for key, value in want.items():
         change = np.abs(value - params[key]).max()     # the step's own size sets the tolerance
