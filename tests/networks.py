@@ -27,8 +27,8 @@ def replay_on_reference(network, dtype=np.float64):
     Two float32 computations of a deep network put a few units on opposite sides of a kink (a
     ReLU input within rounding of zero, a near-tie in a pooling window), and there whole slices
     of the gradients differ by design: about one draw in a hundred for the scaled-down network,
-    several units per draw for the full one. Replayed, the reference takes the same sides, so
-    the gradients differ by rounding alone. (The pass is read from the network's private trace:
+    five units in one draw of the full one at batch 16. Replayed, the reference takes the same
+    sides, so the gradients differ by rounding alone. (The pass is read from the network's private trace:
     a test needs what no user does.)"""
     def on_host(ops, value):
         if isinstance(value, tuple):
