@@ -185,16 +185,15 @@ def run(args, placement, device, replicas):
         with open(os.path.join(output_dir, "settings.json"), "w") as handle:
             json.dump(settings, handle, indent=2)
 
-    if args.test_only:
-        if trainer.step == 0:
-            print("note: no checkpoint was loaded, so this evaluates the initial weights; add "
-                  "--resume [auto|PATH] to evaluate a trained network", file=sys.stderr)
-        result = evaluate(trainer.network, trainer.data, args.batch_size, args.ten_crop,
-                          replicas)
-    elif trainer.epoch >= epochs:
+    if args.test_only and trainer.step == 0:
+        print("note: no checkpoint was loaded, so this evaluates the initial weights; add "
+              "--resume [auto|PATH] to evaluate a trained network", file=sys.stderr)
+    elif not args.test_only and trainer.epoch >= epochs:
         print(f"the run has done its {epochs} epochs (--epochs to train more); evaluating its "
               f"weights")
-        result = trainer.fit(epochs)
+    if args.test_only or trainer.epoch >= epochs:
+        result = evaluate(trainer.network, trainer.data, args.batch_size, args.ten_crop,
+                          replicas)
     else:
         ranks = f", {replicas.world} ranks" if replicas.world > 1 else ""
         print(f"training {model.name} on {args.data_path} ({device}{ranks}) for {epochs} "

@@ -228,8 +228,7 @@ class Trainer:
                     newline="")
 
     def fit(self, epochs):
-        """Train until `epochs` epochs are done; returns the last epoch's validation result (the
-        current weights' where no epoch was left to train)."""
+        """Train until `epochs` epochs are done; returns the last epoch's validation result."""
         validation = None
         csv_path = os.path.join(self.output_dir, "epochs.csv")
         while self.epoch < epochs:
@@ -262,7 +261,4 @@ class Trainer:
                 if improved:
                     checkpoint.save(os.path.join(self.output_dir, "best.h5"), self.network,
                                     self.velocity, self.state())
-        if validation is None:
-            validation = evaluate(self.network, self.data, self.batch_size, self.ten_crop,
-                                  self.replicas)
         return validation

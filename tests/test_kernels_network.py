@@ -14,10 +14,10 @@ from networks import make_active, replay_on_reference
 from targets import SEQUENTIAL_SUM_FLOOR, kernel_backend
 
 
-def run_step(backend, model, params, images, labels, dtype, replays_in=()):
-    """Loss, layer outputs and gradients of one training pass, and for each dtype of
-    `replays_in` the reference's gradients in it on this pass's side of every kink (see
-    replay_on_reference)."""
+def run_step(backend, model, params, images, labels, dtype, *, gradients=True, replays_in=()):
+    """Loss, layer outputs and (unless told not to) gradients of one training pass, and for
+    each dtype of `replays_in` the reference's gradients in it on this pass's side of every kink
+    (see replay_on_reference)."""
     network = Network(model, backend, dtype=dtype, seed=5,
                       params={k: v.astype(dtype) for k, v in params.items()})
     result = network.forward(images.astype(dtype), labels, train=True, step=7)
@@ -25,7 +25,7 @@ def run_step(backend, model, params, images, labels, dtype, replays_in=()):
                if name != DATA}
     replays = [replay_on_reference(network, replay_dtype) for replay_dtype in replays_in]
     grads = {name: np.asarray(backend.to_host(value))
-             for name, value in network.backward(input_grad=True).items()}
+             for name, value in network.backward(input_grad=True).items()} if gradients else None
     return result.loss, outputs, grads, [replay.backward(input_grad=True) for replay in replays]
 
 
@@ -35,6 +35,16 @@ def compare(kind, got, want, tolerance_of):
         error = float(np.abs(got[name].astype(np.float64) - exact).max())
         assert error <= tolerance_of(name, scale), \
             f"{kind} {name}: error {error:.3e}, scale {scale:.3e}"
+
+
+def compare_float32(kind, got, exact, single):
+    """Float32 tensors `got` against the float64 `exact`, within ten times the reference's own
+    float32 error (`single`'s), or the error of the kernels' sequential sums
+    (targets.SEQUENTIAL_SUM_FLOOR of the tensor's scale)."""
+    reference_error = {name: float(np.abs(single[name].astype(np.float64) - value).max())
+                       for name, value in exact.items()}
+    compare(kind, got, exact,
+            lambda name, scale: max(10 * reference_error[name], SEQUENTIAL_SUM_FLOOR * scale))
 
 
 @pytest.mark.parametrize("name", ["2012-small28", "paper-small28"])
@@ -51,30 +61,22 @@ def test_scaled_down_network_on_the_emulator_matches_the_reference(name, rng):
 
 
 def check_float32_network(backend, model, params, rng, batch):
-    """One float32 training pass on `backend` against the float64 reference, tensor by tensor,
-    within ten times the reference's own float32 error, or the error of the kernels' sequential
-    sums (targets.SEQUENTIAL_SUM_FLOOR of the tensor's scale)."""
+    """One float32 training pass on `backend` against the float64 reference, tensor by tensor
+    (compare_float32)."""
     images = rng.normal(0, 50, model.image_shape + (batch,))
     labels = rng.integers(0, model.geometry.classes, batch)
     reference = get_backend("reference")
-    exact = run_step(reference, model, params, images, labels, np.float64)
-    single = run_step(reference, model, params, images, labels, np.float32)
+    exact = run_step(reference, model, params, images, labels, np.float64, gradients=False)
+    single = run_step(reference, model, params, images, labels, np.float32, gradients=False)
     got = run_step(backend, model, params, images, labels, np.float32,
                    replays_in=(np.float64, np.float32))
     assert got[0] == pytest.approx(exact[0], rel=1e-4)
     # Outputs are continuous in the inputs: against the reference's.
-    reference_error = {name: float(np.abs(single[1][name].astype(np.float64) - value).max())
-                       for name, value in exact[1].items()}
-    compare("output", got[1], exact[1],
-            lambda name, scale: max(10 * reference_error[name], SEQUENTIAL_SUM_FLOOR * scale))
+    compare_float32("output", got[1], exact[1], single[1])
     # Gradients jump where a unit crosses a kink, and the backend's float32 crosses others than
     # the reference's: against the reference on the backend's side of every kink.
     on_its_sides, single_on_its_sides = got[3]
-    reference_error = {name: float(np.abs(single_on_its_sides[name].astype(np.float64)
-                                          - value).max())
-                       for name, value in on_its_sides.items()}
-    compare("gradient", got[2], on_its_sides,
-            lambda name, scale: max(10 * reference_error[name], SEQUENTIAL_SUM_FLOOR * scale))
+    compare_float32("gradient", got[2], on_its_sides, single_on_its_sides)
 
 
 @pytest.mark.parametrize("name", ["2012-small28", "paper-small28"])
