@@ -46,8 +46,9 @@ setup(
         "cuda12": ["cupy-cuda12x>=13.0"],    # CUDA 12 drivers (the kernels compile via NVRTC)
         "mpi": MPI,
         # scikit-learn for the two photographs it ships (tests/imagetree.py); MPI for the
-        # replicas' tests, which run real mpiexec jobs
-        "test": ["pytest>=7.4", "scikit-learn>=1.3"] + MPI,
+        # replicas' tests, which run real mpiexec jobs; NVRTC for the backend's run-time
+        # compile of the kernels (tests/test_build.py), which needs no GPU
+        "test": ["pytest>=7.4", "scikit-learn>=1.3", "nvidia-cuda-nvrtc>=13.0,<14"] + MPI,
     },
     ext_modules=[augment, emulator],
     cmdclass={"build_ext": build_ext},

@@ -68,6 +68,12 @@ def kernel_names():
     return sorted(names)
 
 
+def kernel_instances():
+    """Every instantiation of the kernels, "name<float>" and "name<double>": the names the CUDA
+    backend launches, and NVRTC's name expressions."""
+    return [f"{name}<{t}>" for name in kernel_names() for t in ("float", "double")]
+
+
 def demangle(mangled):
     """'_Z12conv_forwardIfEv…' → 'conv_forward<float>': the kernels are global templates on one
     type, float or double, so the Itanium name is _Z <length><name> I <f|d> E …"""
@@ -184,7 +190,7 @@ def build(output_dir, nvcc="nvcc"):
         raise SystemExit(f"kernels/build.py: float kernels spill registers: {', '.join(spilling)} "
                          f"(see {os.path.join(output_dir, REPORT)})")
     names = {r["kernel"]: r["mangled"] for r in records if r["kernel"]}
-    expected = {f"{name}<{t}>" for name in kernel_names() for t in ("float", "double")}
+    expected = set(kernel_instances())
     if set(names) != expected:
         raise SystemExit(f"kernels/build.py: the fatbin's kernels {sorted(names)} differ from the "
                          f"sources' {sorted(expected)}")

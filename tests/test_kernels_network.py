@@ -1,17 +1,18 @@
 """The whole network on the CUDA kernels against the reference network, tensor by tensor: every
 layer's output of a training forward pass and every gradient of the backward pass. Through the
 emulator: both scaled-down presets in float64 (agreement to round-off) and in float32. On a
-GPU: the full default network in float32 at batch 16. In float32, within the reference's own
-float32 error."""
+GPU: the full default network in float32 at batch 16, and a scaled-down one on the kernels as
+NVRTC compiles them. In float32, within the reference's own float32 error."""
 import numpy as np
 import pytest
 
 from convnet import alexnet
 from convnet.alexnet import DATA
 from convnet.backend import get_backend
+from convnet.backend.cuda.launch import build
 from convnet.network import Network
 from networks import make_active, replay_on_reference
-from targets import SEQUENTIAL_SUM_FLOOR, kernel_backend
+from targets import SEQUENTIAL_SUM_FLOOR, kernel_backend, require_gpu
 
 
 def run_step(backend, model, params, images, labels, dtype, *, gradients=True, replays_in=()):
@@ -92,4 +93,17 @@ def test_default_network_on_the_gpu_matches_the_reference(rng):
     backend = kernel_backend("gpu")
     model = alexnet.build_model("2012")
     params = Network(model, get_backend("reference"), dtype=np.float64, seed=11).params
+    check_float32_network(backend, model, params, rng, batch=16)
+
+
+@pytest.mark.gpu
+def test_scaled_down_network_on_the_gpu_through_nvrtc(rng, monkeypatch, tmp_path):
+    """The backend's way where the fatbin cannot serve (here: the folder it looks in holds none):
+    NVRTC compiles the kernels at run time, and the network on them matches the reference."""
+    require_gpu()
+    monkeypatch.setattr(build, "DEFAULT_OUTPUT", str(tmp_path))
+    backend = get_backend("cuda", poison=True)
+    assert backend.name == "cuda (nvrtc (no fatbin: run make kernels))"
+    model = alexnet.build_model("2012-small28")
+    params = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng).params
     check_float32_network(backend, model, params, rng, batch=16)

@@ -195,7 +195,7 @@ class Gpu(Launcher):
                     reason = f"the fatbin did not load ({error})"
             else:
                 reason = f"the fatbin has no code for sm_{capability}"
-        expressions = [f"{name}<{t}>" for name in build.kernel_names() for t in ("float", "double")]
+        expressions = build.kernel_instances()
         with open(build.SOURCE) as file:
             source = file.read()
         module = cupy.RawModule(code=source, options=tuple(build.NVRTC_OPTIONS),
