@@ -4,8 +4,8 @@ state, written atomically.
 File layout:
   /towers/<tower>/params/<layer>/<input or "bias">     float arrays, as in Network.params
   /towers/<tower>/momentum/<layer>/<input or "bias">   the SGD velocity of each of them
-  attrs: format (FORMAT), model, dtype, state (JSON: epoch, step, schedule, random states, ...),
-         complete = True, written last
+  attrs: format (FORMAT), model, dtype, commit (convnet.provenance; "" where unknown), state
+         (JSON: epoch, step, schedule, random states, ...), complete = True, written last
 Written atomically (convnet.atomic): an interrupted save leaves the previous checkpoint
 untouched and never a file that looks complete but is not.
 """
@@ -14,7 +14,7 @@ import json
 import h5py
 import numpy as np
 
-from convnet import alexnet
+from convnet import alexnet, provenance
 from convnet.atomic import atomic_h5
 from convnet.network import Network, bias_key
 
@@ -36,6 +36,7 @@ def save(path, network, velocity: dict, state: dict):
         file.attrs["format"] = FORMAT
         file.attrs["model"] = network.model.name
         file.attrs["dtype"] = network.dtype.name
+        file.attrs["commit"] = provenance.commit() or ""
         file.attrs["state"] = json.dumps(state)
 
 

@@ -14,12 +14,11 @@ during training ends the whole job (MPI's abort), so no rank is left waiting.
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import traceback
 
 
-from convnet import alexnet, checkpoint, options
+from convnet import alexnet, checkpoint, options, provenance
 from convnet.alexnet import TOWERS
 from convnet.backend import get_backend
 from convnet.data.loader import Loader
@@ -123,14 +122,6 @@ def connect_replicas(launch, placement, device, timeout):
                                  for tower in TOWERS}, timeout=timeout)
 
 
-def commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=os.path.dirname(__file__), timeout=10).stdout.strip() or None
-    except OSError:
-        return None
-
-
 def progress_bar():
     """tqdm over the batches when stderr is a terminal; None (no bar) otherwise."""
     if not sys.stderr.isatty():
@@ -181,7 +172,7 @@ def run(args, placement, device, replicas):
     if replicas.rank == 0 and not args.test_only:   # evaluating a run leaves its settings alone
         settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
                         device=device, ranks=replicas.world, launcher=replicas.launcher,
-                        commit=commit(), schedule=trainer.schedule.kind)
+                        commit=provenance.commit(), schedule=trainer.schedule.kind)
         with open(os.path.join(output_dir, "settings.json"), "w") as handle:
             json.dump(settings, handle, indent=2)
 

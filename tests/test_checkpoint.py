@@ -1,11 +1,13 @@
-"""Checkpoints: a round trip restores everything; an interrupted save leaves the previous file
-intact; truncated, corrupt and foreign files are refused with a one-line reason."""
+"""Checkpoints: a round trip restores everything and records the commit; an interrupted save
+leaves the previous file intact; truncated, corrupt and foreign files are refused with a one-line
+reason."""
 import os
 
+import h5py
 import numpy as np
 import pytest
 
-from convnet import alexnet, checkpoint
+from convnet import alexnet, checkpoint, provenance
 from convnet.backend import get_backend
 from convnet.network import Network
 from convnet.placement import Placement
@@ -30,6 +32,8 @@ def test_round_trip(tmp_path, rng):
     checkpoint.save(path, network, velocity, state)
     params, loaded_velocity, loaded_state = checkpoint.load(path, network)
     assert loaded_state == state and checkpoint.model_name(path) == "2012-small28"
+    with h5py.File(path, "r") as file:
+        assert file.attrs["commit"] == provenance.commit()
     for key in network.params:
         np.testing.assert_array_equal(params[key], network.params[key])
         np.testing.assert_array_equal(loaded_velocity[key], velocity[key])

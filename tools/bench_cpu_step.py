@@ -12,13 +12,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-from convnet import alexnet
+from convnet import alexnet, provenance
 from convnet.backend import get_backend
 from convnet.network import Network, initial_parameters
 from convnet.solver import SGD
@@ -98,9 +97,7 @@ def main(argv=None):
     rng = np.random.default_rng()
     report = {"model": args.model, "batch": args.batch, "repeats": args.repeats,
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-              "numpy": np.__version__, "commit": subprocess.run(
-                  ["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                  cwd=os.path.dirname(os.path.abspath(__file__))).stdout.strip() or None}
+              "numpy": np.__version__, "commit": provenance.commit()}
 
     reference, step = reference_step(model, params, args.batch, rng)
     try:

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +26,7 @@ import PIL
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import imagetree  # noqa: E402  (the test suite's tree of real images)
 
+from convnet import provenance  # noqa: E402
 from convnet.data import dataset, prepare  # noqa: E402
 from convnet.data.loader import Loader, colour_offsets, draw  # noqa: E402
 
@@ -39,14 +39,9 @@ LOADER_TARGET_PER_CORE = 2_000
 def machine():
     model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                   if line.startswith("model name")), platform.processor())
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True, cwd=os.path.dirname(__file__)).stdout.strip()
-    except OSError:
-        commit = "?"
     return (f"{model}, {len(os.sched_getaffinity(0))} cores; Python {platform.python_version()}, "
             f"NumPy {np.__version__}, h5py {h5py.__version__}, Pillow {PIL.__version__}; "
-            f"commit {commit}")
+            f"commit {provenance.commit()}")
 
 
 def check_batch(data, images, order, batch):

@@ -32,12 +32,11 @@ import functools
 import json
 import platform
 import statistics
-import subprocess
 import sys
 
 import numpy as np
 
-from convnet import alexnet, graph
+from convnet import alexnet, graph, provenance
 from convnet.atomic import atomic_path
 from convnet.backend import get_backend
 from convnet.backend.cuda import conv
@@ -353,15 +352,13 @@ def main(argv=None):
     properties = cupy.cuda.runtime.getDeviceProperties(0)
     peak = fp32_peak_flops(cupy, device)
     bandwidth = copy_bandwidth(cupy, args.repeats)
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     report = {
         "device": properties["name"].decode(), "compute_capability": device.compute_capability,
         "driver": cupy.cuda.runtime.driverGetVersion(),
         "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cupy": cupy.__version__,
         "torch": torch.__version__ if torch else None,
         "cudnn": torch.backends.cudnn.version() if torch else None,
-        "python": platform.python_version(), "commit": commit,
+        "python": platform.python_version(), "commit": provenance.commit(),
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
         "model": args.model, "batch": args.batch, "repeats": args.repeats,
         "families": sorted(chosen),

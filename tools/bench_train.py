@@ -21,12 +21,11 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 
 import numpy as np
 
-from convnet import alexnet, graph
+from convnet import alexnet, graph, provenance
 from convnet.backend.cuda.launch import build
 from convnet.layers import IMPLEMENTATIONS, Context
 from convnet.network import Network, bias_key, dropout_key, initial_parameters, weight_key
@@ -180,8 +179,7 @@ def main(argv=None):
         "torch": torch.__version__ if torch else None,
         "cudnn": torch.backends.cudnn.version() if torch else None,
         "python": platform.python_version(),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": provenance.commit(),
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
         "model": model.name, "batch": args.batch, "repeats": args.repeats,
         "placements": placements, "step_ms": ours_ms,

@@ -1,0 +1,31 @@
+"""Which code produced a result: the commit that settings, checkpoints and benchmark reports
+record.
+
+The commit is git's HEAD of the checkout convnet runs from (the folder holding the package, when
+it is the top of a git work tree: an installed copy inside some other repository is not), with
+"-dirty" where tracked files differ from it. A copy of the tree without its .git folder (sent to
+another machine to run) names its commit through the environment variable CONVNET_COMMIT; with
+neither, it is unknown (None).
+"""
+import os
+import subprocess
+
+CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMIT_VARIABLE = "CONVNET_COMMIT"
+
+
+def _git(checkout, *arguments):
+    try:
+        return subprocess.run(["git", *arguments], capture_output=True, text=True, cwd=checkout,
+                              timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def commit(checkout=CHECKOUT):
+    found = _git(checkout, "rev-parse", "--show-toplevel", "HEAD")
+    lines = found.stdout.split() if found is not None and found.returncode == 0 else []
+    if len(lines) != 2 or os.path.realpath(lines[0]) != os.path.realpath(checkout):
+        return os.environ.get(COMMIT_VARIABLE) or None
+    changed = _git(checkout, "diff", "--quiet", "HEAD", "--")
+    return lines[1] + ("-dirty" if changed is None or changed.returncode else "")

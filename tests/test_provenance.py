@@ -1,0 +1,45 @@
+"""The commit that settings, checkpoints and benchmark reports record: git's HEAD, marked dirty
+where tracked files changed; CONVNET_COMMIT in a copy of the tree without git; else unknown."""
+import subprocess
+
+from convnet import provenance
+
+
+def git(directory, *arguments):
+    return subprocess.run(["git", "-c", "user.name=convnet", "-c", "user.email=convnet@localhost",
+                           *arguments], cwd=directory, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_the_commit_is_heads_and_dirty_only_where_tracked_files_changed(tmp_path, monkeypatch):
+    monkeypatch.setenv(provenance.COMMIT_VARIABLE, "not-read-in-a-checkout")
+    git(tmp_path, "init", "-q")
+    (tmp_path / "tracked.txt").write_text("one\n")
+    git(tmp_path, "add", "tracked.txt")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    head = git(tmp_path, "rev-parse", "HEAD")
+    (tmp_path / "untracked.txt").write_text("an output\n")
+    assert provenance.commit(tmp_path) == head
+    (tmp_path / "tracked.txt").write_text("two\n")
+    assert provenance.commit(tmp_path) == head + "-dirty"
+
+
+def test_a_copy_without_git_names_its_commit_through_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv(provenance.COMMIT_VARIABLE, raising=False)
+    assert provenance.commit(tmp_path) is None
+    monkeypatch.setenv(provenance.COMMIT_VARIABLE, "0123abc")
+    assert provenance.commit(tmp_path) == "0123abc"
+
+
+def test_a_copy_inside_another_repository_is_not_given_that_repositorys_commit(tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.delenv(provenance.COMMIT_VARIABLE, raising=False)
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "commit", "-q", "--allow-empty", "-m", "another project")
+    (tmp_path / "site-packages").mkdir()
+    assert provenance.commit(tmp_path / "site-packages") is None
+
+
+def test_this_package_reports_the_checkout_it_runs_from():
+    head = git(provenance.CHECKOUT, "rev-parse", "HEAD")
+    assert provenance.commit() in (head, head + "-dirty")
