@@ -8,7 +8,7 @@ MODEL  ?= 2012
 IMAGENET ?=
 RANKS  ?= 2
 # On a GPU machine: the Python that has CuPy (and PyTorch for the peer), and where make gpu-check
-# writes its reports.
+# and make gpu-train write their reports.
 GPU_PYTHON ?= python3
 OUT ?= bench/out
 
@@ -16,7 +16,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # Where nvidia-smi lists a GPU, the set-up adds CuPy, so that training runs on it.
 CUDA_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo ,cuda)
 
-.PHONY: help setup test train train-mpi figures summary bench-cpu imagenet bench-data kernels gpu-check scaling
+.PHONY: help setup test train train-mpi figures summary bench-cpu imagenet bench-data kernels gpu-check gpu-train scaling
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_70..sm_90 as this nvcc
 
 gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer, ncu; 8 reports in $(OUT) (tools/gpu_check.sh)
 	GPU_PYTHON=$(GPU_PYTHON) OUT=$(OUT) tools/gpu_check.sh
+
+gpu-train:  ## on a GPU machine with the packages, network or none: the default run (resumes), its reports in $(OUT) (tools/gpu_train.sh)
+	GPU_PYTHON=$(GPU_PYTHON) OUT=$(OUT) tools/gpu_train.sh $(ARGS)
 
 scaling: setup  ## data-parallel scaling on paper: bytes per replica, efficiency on 2-64 machines
 	$(PY) tools/scaling.py $(ARGS)
