@@ -16,7 +16,7 @@ It fails when a float kernel spills registers; double kernels (used by gradient 
 Written atomically: a failed build leaves the previous fatbin in place.
 
 Everything else that compiles the kernels reads its options from here: the CUDA backend's NVRTC
-path (NVRTC_OPTIONS) and setup.py's emulator extension (EMULATOR_FLAGS). This file imports only
+path (nvrtc_options()) and setup.py's emulator extension (EMULATOR_FLAGS). This file imports only
 the standard library, so setup.py can load it before anything is installed.
 """
 import argparse
@@ -38,7 +38,6 @@ LANGUAGE = ["-std=c++17"]
 # CuPy compiles NVRTC code with -ftz=true whatever it is given; the fatbin flushes denormals
 # likewise, so that both GPU paths compute the same float32 bits.
 NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v", "--ftz=true"]
-NVRTC_OPTIONS = LANGUAGE + [f"-I{KERNELS}"]
 # The host compile of the same sources (kernels/emulator.cpp); it fuses no multiply-add.
 EMULATOR_FLAGS = ["-O2", "-DNDEBUG", "-ffp-contract=off"]
 
@@ -57,6 +56,13 @@ def source_hash():
         with open(path, "rb") as file:
             digest.update(file.read() + b"\0")
     return digest.hexdigest()
+
+
+def nvrtc_options():
+    """The options of the backend's NVRTC compile, the sources' hash among them as a macro that no
+    kernel reads: all.cu only includes the other files, and CuPy's compile cache, keyed on the
+    source text and the options, would otherwise serve kernels built from older sources."""
+    return LANGUAGE + [f"-I{KERNELS}", f"-DCONVNET_SOURCES={source_hash()[:16]}"]
 
 
 def kernel_names():

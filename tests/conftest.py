@@ -15,6 +15,15 @@ def rng():
     return np.random.default_rng(seed)
 
 
+def pytest_configure(config):
+    # Under compute-sanitizer (make gpu-check sets CONVNET_SANITIZER): every array its own
+    # cudaMalloc, since an access past an array's end that lands inside CuPy's memory pool is
+    # valid memory to memcheck.
+    if os.environ.get("CONVNET_SANITIZER"):
+        import cupy
+        cupy.cuda.set_allocator(None)
+
+
 def pytest_report_header(config):
     from targets import gpu_unavailable_reason
     reason = gpu_unavailable_reason()

@@ -19,7 +19,8 @@ def stand_in_cupy():
     rng = np.random.default_rng()
     device = types.SimpleNamespace(id=0, compute_capability="90",
                                    attributes={"ClockRate": 1_980_000,
-                                               "MultiProcessorCount": 132})
+                                               "MultiProcessorCount": 132,
+                                               "L2CacheSize": 1 << 14})
     runtime = types.SimpleNamespace(getDeviceProperties=lambda index: {"name": b"emulator"},
                                     driverGetVersion=lambda: 13000,
                                     runtimeGetVersion=lambda: 13000)
@@ -29,5 +30,5 @@ def stand_in_cupy():
     random = types.SimpleNamespace(
         standard_normal=lambda shape, dtype: rng.standard_normal(shape, dtype=dtype),
         random=lambda size, dtype: rng.random(size, dtype=dtype))
-    return types.SimpleNamespace(cuda=cuda, random=random, maximum=np.maximum,
+    return types.SimpleNamespace(cuda=cuda, random=random, maximum=np.maximum, empty=np.empty,
                                  empty_like=np.empty_like, __version__="stand-in")

@@ -76,7 +76,7 @@ def test_nvrtc_compiles_every_kernel_as_the_backend_asks():
     expressions = build.kernel_instances()
     for expression in expressions:
         assert nvrtc.nvrtcAddNameExpression(program, expression.encode()) == 0
-    options = [*build.NVRTC_OPTIONS, "-ftz=true", f"-arch=sm_{build.TARGET_ARCHS[-1]}"]
+    options = [*build.nvrtc_options(), "-ftz=true", f"-arch=sm_{build.TARGET_ARCHS[-1]}"]
     compiled = nvrtc.nvrtcCompileProgram(
         program, len(options), (ctypes.c_char_p * len(options))(*map(str.encode, options)))
     size = ctypes.c_size_t()

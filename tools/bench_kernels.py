@@ -10,22 +10,29 @@ convolution pass is also timed under other plans than the launcher's (the other 
 fewer or more slices of its depth: convnet/backend/cuda/conv.py), and the fastest is reported:
 what tuning the launcher's choice would gain.
 
-Per case: the median of `repeats` runs, each timed with CUDA events around the op alone, after
-3 warm-up runs, on inputs drawn afresh for every run (3 sets, cycled). Convolutions report
-GFLOP/s (2 × multiply-adds) and the percent of the FP32 peak (FP32 units per SM × SMs × 2 ×
-the boost clock CuPy reports); the memory-bound ops report GB/s counting each input read once and
-each output written once, against a device-to-device copy measured in the same run (bytes read
-plus written). With PyTorch importable, the same op through cuDNN on NCHW tensors of the same
-sizes (conv1's overhang as 3 more zero columns and rows, already in the input) is timed the same
-way, and the ratio is PyTorch's time / ours (above 1: ours is faster). Every case (and plan) is
-first run once on a backend whose outputs start as NaN: one that fails or leaves an output not
-finite is reported and not timed, the others are, and the exit status is 1 (agreement with
-the reference is checked by the GPU tests, which make gpu-check runs first).
+Per case: the median of `repeats` runs, each timed with CUDA events around the op alone, after 3
+warm-up runs, on inputs drawn afresh for every run (3 sets, cycled). Before each run a write
+over 16 times the L2 cache evicts the inputs and keeps the GPU busy while Python queues the run,
+so the events time the GPU's work, not the launch overhead (a run whose queueing outlasted the
+flush is counted as host-bound in the report). A layer that reads both towers (conv3) is timed
+as the network runs it, one convolution per tower's input and their sum, against cuDNN's one
+convolution over all the input channels. Convolutions report GFLOP/s (2 × multiply-adds) and the
+percent of the FP32 peak (FP32 units per SM × SMs × 2 × the boost clock CuPy reports); the
+memory-bound ops report GB/s counting each input read once and each output written once, against
+a device-to-device copy measured in the same run (bytes read plus written). With PyTorch
+importable, the same op in PyTorch on NCHW tensors of the same sizes (conv1's overhang as 3 more
+zero columns and rows, already in the input) is timed the same way: the "peer", cuDNN for the
+convolutions (TF32 off), PyTorch's own kernels for pooling and normalization; the ratio is the
+peer's time / ours (above 1: ours is faster). Every case (and plan) is first run once on a
+backend whose outputs start as NaN: one that fails or leaves an output not finite is reported
+and not timed, the others are, and the exit status is 1 (agreement with the reference is checked
+by the GPU tests, which make gpu-check runs first).
 
-The JSON report records the device, driver, CUDA, CuPy and PyTorch versions, the commit, the
-hash of kernels/ (kernels/build.py source_hash), where the kernels came from (fatbin or NVRTC),
-the copy bandwidth and every case. It is rewritten after every case, "complete" false until the
-last, so a run cut short keeps what it timed.
+The JSON report (by default bench/results/kernels-DEVICE.json) records the device, driver, CUDA
+and CuPy versions, the peer's settings (PyTorch, cuDNN, TF32 off), the commit, the hash of
+kernels/ (kernels/build.py source_hash), where the kernels came from (fatbin or NVRTC), the copy
+bandwidth and every case. It is rewritten after every case, "complete" false until the last, so
+a run cut short keeps what it timed.
 """
 import argparse
 import functools
@@ -33,6 +40,7 @@ import json
 import platform
 import statistics
 import sys
+import time
 
 import numpy as np
 
@@ -42,12 +50,13 @@ from convnet.backend import get_backend
 from convnet.backend.cuda import conv
 from convnet.backend.cuda.launch import build
 from convnet.shapes import conv_overhang
-from torch_alexnet import gpu_modules
+from torch_alexnet import gpu_modules, peer_settings, report_path
 
 FAMILIES = ("conv", "norm", "pool", "elementwise")
 WARMUP = 3
 INPUT_SETS = 3
 COPY_ELEMENTS = 2 ** 28   # 1 GiB: far past the L2 cache
+FLUSH_L2_TIMES = 16       # H100: 800 MB, a quarter of a millisecond to write
 FP32_UNITS_PER_SM = {7: 64, 8: 64, 9: 128}        # by major capability; 8.6 and 8.9 below
 FP32_UNITS_BY_CAPABILITY = {86: 128, 87: 128, 89: 128}
 
@@ -60,31 +69,59 @@ def fp32_peak_flops(cupy, device):
     return attributes["MultiProcessorCount"] * units * 2 * clock_hz
 
 
-def time_op(cupy, run, make_inputs, repeats):
-    """Median milliseconds of run(*inputs) over `repeats` timed runs, fresh inputs each."""
-    input_sets = [make_inputs() for _ in range(INPUT_SETS)]
-    for index in range(WARMUP):
-        run(*input_sets[index % INPUT_SETS])
-    start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-    times = []
-    for index in range(repeats):
-        inputs = input_sets[index % INPUT_SETS]
-        start.record()
-        run(*inputs)
-        stop.record()
-        stop.synchronize()
-        times.append(cupy.cuda.get_elapsed_time(start, stop))
-        if index % INPUT_SETS == INPUT_SETS - 1:   # redraw so caches never hold a warm copy
-            input_sets = [make_inputs() for _ in range(INPUT_SETS)]
-    return statistics.median(times)
+class Timer:
+    """Device-event timing, the same for our ops and PyTorch's (both on the default stream).
+
+    Before each timed run, a write over FLUSH_L2_TIMES times the L2 cache evicts the inputs, so
+    that the run reads them from memory as it would in training, and keeps the GPU busy while the
+    host queues the run, so that the events time the GPU's work and not the Python that launches
+    it. A run whose queueing outlasted the flush left the GPU idle inside the timed span: such
+    runs are counted (host_bound)."""
+
+    def __init__(self, cupy):
+        self.cupy = cupy
+        l2_bytes = cupy.cuda.Device().attributes["L2CacheSize"]
+        self.buffer = cupy.empty(FLUSH_L2_TIMES * l2_bytes // 4, dtype=np.float32)
+        self.flush_ms = float("inf")   # while the flush itself is timed
+        self.flush_ms, _ = self.median_ms(self.flush, lambda: (), 5)
+
+    def flush(self):
+        self.buffer.fill(1.0)
+
+    def median_ms(self, run, make_inputs, repeats, torch=None):
+        """(median milliseconds of run(*inputs) over `repeats` timed runs after WARMUP, the
+        number of host-bound runs). Inputs come from INPUT_SETS sets, redrawn when used up;
+        with `torch`, PyTorch's events time the run."""
+        input_sets = [make_inputs() for _ in range(INPUT_SETS)]
+        for index in range(WARMUP):
+            run(*input_sets[index % INPUT_SETS])
+        times, host_bound = [], 0
+        for index in range(repeats):
+            if torch is None:
+                start, stop = self.cupy.cuda.Event(), self.cupy.cuda.Event()
+            else:
+                start, stop = (torch.cuda.Event(enable_timing=True) for _ in range(2))
+            self.flush()
+            queued = time.perf_counter()
+            start.record()
+            run(*input_sets[index % INPUT_SETS])
+            stop.record()
+            queued = (time.perf_counter() - queued) * 1e3
+            stop.synchronize()
+            times.append(self.cupy.cuda.get_elapsed_time(start, stop) if torch is None
+                         else start.elapsed_time(stop))
+            host_bound += queued > self.flush_ms
+            if index % INPUT_SETS == INPUT_SETS - 1:
+                input_sets = [make_inputs() for _ in range(INPUT_SETS)]
+        return statistics.median(times), host_bound
 
 
-def copy_bandwidth(cupy, repeats):
+def copy_bandwidth(cupy, timer, repeats):
     """Bytes read plus written per second by a device-to-device copy of COPY_ELEMENTS floats."""
     source = cupy.random.random(COPY_ELEMENTS, dtype=np.float32)
     target = cupy.empty_like(source)
-    milliseconds = time_op(cupy, lambda s: target.__setitem__(Ellipsis, s), lambda: (source,),
-                           repeats)
+    milliseconds, _ = timer.median_ms(lambda s: target.__setitem__(Ellipsis, s),
+                                      lambda: (source,), repeats)
     return 2 * source.nbytes / (milliseconds * 1e-3)
 
 
@@ -119,31 +156,48 @@ class Cases:
             yield dict(case, family=name)
 
     def conv(self, layer):
-        (c, h, w), n, f = self.shapes[layer.name][0], self.batch, layer.channels
+        """The layer's passes as the network runs them (convnet/layers.py): a layer that reads
+        both towers (conv3) convolves each tower's input with its own filters and adds the
+        results, against cuDNN's one convolution of all the input channels."""
+        inputs = self.shapes[layer.name]
+        (c, h, w), n, f = inputs[0], self.batch, layer.channels
+        assert all(shape == inputs[0] for shape in inputs), "equal inputs, one plan for all"
+        k, channels = len(inputs), sum(shape[0] for shape in inputs)
         s, stride, pad = layer.filter_size, layer.stride, layer.pad
         ops = self.backend
         y_shape = self.infos[layer.name].output_shape + (n,)
-        flops = 2 * c * s * s * f * y_shape[1] * y_shape[2] * n
-        name = f"{layer.name} ({c}→{f}, {s}×{s}/{stride})"
+        flops = 2 * channels * s * s * f * y_shape[1] * y_shape[2] * n
+        name = f"{layer.name} ({f'{k}×' if k > 1 else ''}{c}→{f}, {s}×{s}/{stride})"
         overhang = conv_overhang(h, s, stride, pad)
-        x = lambda: self.normal((c, h, w, n))               # noqa: E731
-        wt = lambda: self.normal((c, s, s, f), 0.01)        # noqa: E731
-        dy = lambda: self.normal(y_shape)                   # noqa: E731
-        passes = {
-            "forward": (lambda a, b, **plan: ops.conv_forward(a, b, stride=stride, pad=pad,
-                                                              **plan), lambda: (x(), wt())),
-            "backward_input": (lambda a, b, **plan: ops.conv_backward_input(
-                a, b, input_size=h, stride=stride, pad=pad, **plan), lambda: (dy(), wt())),
-            "backward_filters": (lambda a, b, **plan: ops.conv_backward_filters(
-                a, b, filter_size=s, stride=stride, pad=pad, **plan), lambda: (dy(), x())),
-        }
-        for pass_key, (ours, inputs) in passes.items():
+        xs = lambda: tuple(self.normal((c, h, w, n)) for _ in range(k))           # noqa: E731
+        ws = lambda: tuple(self.normal((c, s, s, f), 0.01) for _ in range(k))     # noqa: E731
+        dy = lambda: self.normal(y_shape)                                         # noqa: E731
+
+        def forward(*arrays, **plan):
+            output = None
+            for x, wt in zip(arrays[:k], arrays[k:]):
+                part = ops.conv_forward(x, wt, stride=stride, pad=pad, **plan)
+                output = part if output is None else ops.add(output, part)
+            return output
+
+        def backward_input(g, *weights, **plan):
+            return tuple(ops.conv_backward_input(g, wt, input_size=h, stride=stride, pad=pad,
+                                                 **plan) for wt in weights)
+
+        def backward_filters(g, *images, **plan):
+            return tuple(ops.conv_backward_filters(g, x, filter_size=s, stride=stride, pad=pad,
+                                                   **plan) for x in images)
+        passes = {"forward": (forward, lambda: xs() + ws()),
+                  "backward_input": (backward_input, lambda: (dy(),) + ws()),
+                  "backward_filters": (backward_filters, lambda: (dy(),) + xs())}
+        for pass_key, (ours, make_inputs) in passes.items():
             pass_name = pass_key.replace("_", " ")
             plan_for = functools.partial(conv.pass_plan, pass_key, (c, h, w, n), f, s, stride,
                                          pad)
             yield {"layer": name, "pass": pass_name, "kind": "conv", "flops": flops,
-                   "ours": ours, "inputs": inputs, "plan_for": plan_for,
-                   "torch": self.torch_conv(pass_name, c, h, n, f, s, stride, pad, overhang)}
+                   "ours": ours, "inputs": make_inputs, "plan_for": plan_for,
+                   "torch": self.torch_conv(pass_name, channels, h, n, f, s, stride, pad,
+                                            overhang)}
 
     def torch_conv(self, pass_name, c, h, n, f, s, stride, pad, overhang):
         torch = self.torch
@@ -222,7 +276,7 @@ class Cases:
 
     def elementwise(self):
         """The elementwise ops at the sizes they run at: bias and ReLU on conv1's output,
-        dropout on fc6's, the loss on the last layer's, the SGD update of fc6's weights."""
+        dropout on fc6's, the softmax on the last layer's, the SGD update of fc6's weights."""
         ops, n = self.backend, self.batch
         first_conv = next(layer for layer in self.model.layers if isinstance(layer, alexnet.Conv))
         fcs = [layer for layer in self.model.layers
@@ -250,11 +304,10 @@ class Cases:
                "kind": "memory", "bytes": 4 * fc_count * 2 + 2 * fc_count,   # x in, out; mask
                "ours": lambda a: ops.apply_mask(a, ops.dropout_mask(a.shape, 0.5, 12345)),
                "inputs": lambda: (self.normal(fc_out),), "torch": None}
-        yield {"layer": f"{fcs[-1].name} output", "pass": "softmax + loss", "kind": "memory",
-               "bytes": 4 * classes * n * 2, "ours": ops.softmax_logloss,
-               "inputs": lambda: (self.normal((classes, n), 5),
-                                  np.random.randint(0, classes, n)),
-               "torch": None}
+        # softmax alone: the loss's op returns the loss to the host, a wait no kernel makes
+        yield {"layer": f"{fcs[-1].name} output", "pass": "softmax", "kind": "memory",
+               "bytes": 4 * classes * n * 2, "ours": ops.softmax,
+               "inputs": lambda: (self.normal((classes, n), 5),), "torch": None}
         # fc6's weights from all of its inputs, as one array
         weights = (sum(int(np.prod(shape)) for shape in self.shapes[fcs[0].name]), fc_out[0])
         wbytes = 4 * int(np.prod(weights))
@@ -281,7 +334,7 @@ def alternative_plans(case):
     return sorted((other.tile, other.splits) for other in plans - {plan})
 
 
-def time_plans(cupy, case, repeats, launcher_ms, problems):
+def time_plans(timer, case, repeats, launcher_ms, problems):
     """Each alternative plan's time (or its problem, untimed); prints the fastest where it
     beats the launcher's."""
     timed = []
@@ -291,7 +344,7 @@ def time_plans(cupy, case, repeats, launcher_ms, problems):
             continue
         run = functools.partial(case["ours"], tile=tile, splits=splits)
         timed.append({"tile": tile, "splits": splits,
-                      "ms": time_op(cupy, run, case["inputs"], repeats)})
+                      "ms": timer.median_ms(run, case["inputs"], repeats)[0]})
     best = min((plan for plan in timed if "ms" in plan), key=lambda plan: plan["ms"],
                default=None)
     if best and best["ms"] < launcher_ms:
@@ -340,7 +393,8 @@ def main(argv=None):
     parser.add_argument("--check-only", action="store_true",
                         help="run each case once, checking its output, and time nothing (for a "
                              "profiler: make gpu-check's ncu step)")
-    parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--json", help="write the report here (default: "
+                                       "bench/results/kernels-DEVICE.json)")
     args = parser.parse_args(argv)
     unknown = set(args.families) - set(FAMILIES)
     if unknown:
@@ -351,23 +405,25 @@ def main(argv=None):
     device = cupy.cuda.Device(0)
     properties = cupy.cuda.runtime.getDeviceProperties(0)
     peak = fp32_peak_flops(cupy, device)
-    bandwidth = copy_bandwidth(cupy, args.repeats)
+    timer = Timer(cupy)
+    bandwidth = copy_bandwidth(cupy, timer, args.repeats)
+    args.json = args.json or report_path("kernels", properties["name"].decode())
     report = {
         "device": properties["name"].decode(), "compute_capability": device.compute_capability,
         "driver": cupy.cuda.runtime.driverGetVersion(),
         "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cupy": cupy.__version__,
-        "torch": torch.__version__ if torch else None,
-        "cudnn": torch.backends.cudnn.version() if torch else None,
+        "peer": peer_settings(torch),
         "python": platform.python_version(), "commit": provenance.commit(),
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
         "model": args.model, "batch": args.batch, "repeats": args.repeats,
         "families": sorted(chosen),
         "fp32_peak_tflops": peak / 1e12,
-        "copy_bandwidth_gb_s": bandwidth / 1e9, "complete": False, "cases": []}
+        "copy_bandwidth_gb_s": bandwidth / 1e9, "flush_ms": timer.flush_ms,
+        "complete": False, "cases": []}
     print(f"{report['device']}: kernels from {report['kernels_from']}; FP32 peak "
           f"{peak / 1e12:.1f} TFLOP/s; copy {bandwidth / 1e9:.0f} GB/s (read + write); "
-          f"cuDNN {report['cudnn']}")
-    print(f"{'layer':34} {'pass':22} {'ours ms':>9} {'rate':>18} {'cuDNN ms':>9} {'ratio':>6}")
+          f"peer: {report['peer']}")
+    print(f"{'layer':34} {'pass':22} {'ours ms':>9} {'rate':>18} {'peer ms':>9} {'ratio':>6}")
     poisoned = get_backend("cuda", poison=True)
     problems = {(check["layer"], check["pass"]): check_output(check, poisoned, args.plans)
                 for check in Cases(cupy, torch, poisoned, args.batch, args.model).all()
@@ -384,8 +440,10 @@ def main(argv=None):
                                     "not_timed": case_problems[None]})
             print(f"{case['layer']:34} {case['pass']:22} not timed: {case_problems[None]}")
             continue
-        ours = time_op(cupy, case["ours"], case["inputs"], args.repeats)
+        ours, host_bound = timer.median_ms(case["ours"], case["inputs"], args.repeats)
         record = {"layer": case["layer"], "pass": case["pass"], "ms": ours}
+        if host_bound:
+            record["host_bound_runs"] = host_bound
         if case["kind"] == "conv":
             plan = case["plan_for"]()
             record["plan"] = {"tile": plan.tile, "splits": plan.splits}
@@ -399,49 +457,31 @@ def main(argv=None):
         theirs = ""
         if case["torch"] is not None:
             run, inputs = case["torch"]
-            record["cudnn_ms"] = time_torch(torch, run, inputs, args.repeats)
-            record["ratio_cudnn_over_ours"] = record["cudnn_ms"] / ours
-            theirs = f"{record['cudnn_ms']:9.3f} {record['ratio_cudnn_over_ours']:5.2f}x"
-        print(f"{case['layer']:34} {case['pass']:22} {ours:9.3f} {rate:>18} {theirs}")
+            record["peer"] = "cuDNN" if case["kind"] == "conv" else "PyTorch"
+            record["peer_ms"], _ = timer.median_ms(run, inputs, args.repeats, torch=torch)
+            record["ratio_peer_over_ours"] = record["peer_ms"] / ours
+            theirs = f"{record['peer_ms']:9.3f} {record['ratio_peer_over_ours']:5.2f}x"
+        note = f"  ({host_bound} runs host-bound)" if host_bound else ""
+        print(f"{case['layer']:34} {case['pass']:22} {ours:9.3f} {rate:>18} {theirs}{note}")
         if case["kind"] == "conv" and args.plans:
-            record["other_plans"] = time_plans(cupy, case, args.repeats, ours, case_problems)
+            record["other_plans"] = time_plans(timer, case, args.repeats, ours, case_problems)
         report["cases"].append(record)
         write_report(args.json, report)   # each case as it comes, should the run be cut short
-    convs = [c for c in report["cases"] if "gflop_s" in c and "cudnn_ms" in c]
+    convs = [c for c in report["cases"] if "gflop_s" in c and "peer_ms" in c]
     if convs:
-        report["conv_total_ratio"] = sum(c["cudnn_ms"] for c in convs) / sum(c["ms"] for c in convs)
+        report["conv_total_ratio"] = sum(c["peer_ms"] for c in convs) / sum(c["ms"] for c in convs)
         report["conv_total_passes"] = len(convs)
         print(f"the {len(convs)} convolution passes timed against cuDNN: cuDNN / ours = "
               f"{report['conv_total_ratio']:.2f}x (target ≥ 1.0; each pass ≥ 0.8)")
     report["complete"] = True
     write_report(args.json, report)
-    if args.json:
-        print(f"wrote {args.json}")
+    print(f"wrote {args.json}")
     return failed
 
 
 def write_report(path, report):
-    if path:
-        with atomic_path(path) as temporary, open(temporary, "w") as file:
-            json.dump(report, file, indent=1)
-
-
-def time_torch(torch, run, make_inputs, repeats):
-    """time_op's method with PyTorch's events and synchronization."""
-    input_sets = [make_inputs() for _ in range(INPUT_SETS)]
-    for index in range(WARMUP):
-        run(*input_sets[index % INPUT_SETS])
-    times = []
-    for index in range(repeats):
-        start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        run(*input_sets[index % INPUT_SETS])
-        stop.record()
-        stop.synchronize()
-        times.append(start.elapsed_time(stop))
-        if index % INPUT_SETS == INPUT_SETS - 1:
-            input_sets = [make_inputs() for _ in range(INPUT_SETS)]
-    return statistics.median(times)
+    with atomic_path(path) as temporary, open(temporary, "w") as file:
+        json.dump(report, file, indent=1)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ steps, on a fresh random batch; the median is reported, as images/s and as the p
 time of 90 epochs of ILSVRC-2012's 1,281,167 training images. The breakdown times each layer's
 forward and backward on its own (fresh random inputs of its shapes, the layer's own parameters)
 with both towers on the first placement's first GPU, and lists them with their share of the
-sum. The JSON report records the device, versions, commit and kernels hash.
+sum. The JSON report (by default bench/results/train-DEVICE.json) records the device, versions,
+the peer's settings, the commit and the kernels hash.
 """
 import argparse
 import json
@@ -26,6 +27,7 @@ import sys
 import numpy as np
 
 from convnet import alexnet, graph, provenance
+from convnet.atomic import atomic_path
 from convnet.backend.cuda.launch import build
 from convnet.layers import IMPLEMENTATIONS, Context
 from convnet.network import Network, bias_key, dropout_key, initial_parameters, weight_key
@@ -34,7 +36,8 @@ from convnet.solver import SGD
 from convnet.train import select_placement
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_alexnet import TorchAlexNet, gpu_modules, recipe_sgd  # noqa: E402
+from torch_alexnet import (TorchAlexNet, gpu_modules, peer_settings, recipe_sgd,  # noqa: E402
+                           report_path)
 
 WARMUP = 3
 IMAGENET_TRAIN_IMAGES = 1_281_167
@@ -152,7 +155,8 @@ def main(argv=None):
                         help="the network to time (default 2012, the default network)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--json", help="write the report here")
+    parser.add_argument("--json", help="write the report here (default: "
+                                       "bench/results/train-DEVICE.json)")
     args = parser.parse_args(argv)
     cupy, torch = gpu_modules("bench_train")
     model = alexnet.build_model(args.model)
@@ -176,9 +180,7 @@ def main(argv=None):
     report = {
         "device": cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode(),
         "driver": cupy.cuda.runtime.driverGetVersion(), "cupy": cupy.__version__,
-        "torch": torch.__version__ if torch else None,
-        "cudnn": torch.backends.cudnn.version() if torch else None,
-        "python": platform.python_version(),
+        "peer": peer_settings(torch), "python": platform.python_version(),
         "commit": provenance.commit(),
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
         "model": model.name, "batch": args.batch, "repeats": args.repeats,
@@ -198,7 +200,8 @@ def main(argv=None):
                       ratio_torch_over_ours=peer_ms / ours_ms)
         for entry in placements:
             entry["ratio_torch_over_ours"] = peer_ms / entry["step_ms"]
-        print(f"PyTorch {torch.__version__} (cuDNN {report['cudnn']}, TF32 off, groups=2): "
+        print(f"PyTorch {torch.__version__} (cuDNN {torch.backends.cudnn.version()}, TF32 off, "
+              f"groups=2): "
               f"{peer_ms:.2f} ms per step; ratio {peer_ms / ours_ms:.2f}x for --gpus "
               f"{placements[0]['gpus']} (target ≥ 1.0, goal 1.3)")
     rows = layer_breakdown(cupy, backend, breakdown_network, model, args.batch, args.repeats)
@@ -207,10 +210,10 @@ def main(argv=None):
     for layer, name, ms in rows:
         print(f"{layer:10} {name:9} {ms:8.3f} {100 * ms / total:5.1f}%")
     report["layers"] = [{"layer": layer, "pass": name, "ms": ms} for layer, name, ms in rows]
-    if args.json:
-        with open(args.json, "w") as file:
-            json.dump(report, file, indent=1)
-        print(f"wrote {args.json}")
+    path = args.json or report_path("train", report["device"])
+    with atomic_path(path) as temporary, open(temporary, "w") as file:
+        json.dump(report, file, indent=1)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -20,8 +20,8 @@ step bench-kernels "$out/bench.txt" "$python" tools/bench_kernels.py --plans \
   --json "$out/bench-kernels.json"
 step bench-train "$out/bench.txt" "$python" tools/bench_train.py --json "$out/bench-train.json"
 for tool in memcheck racecheck; do
-  step "$tool" "$out/sanitizer.log" compute-sanitizer --tool "$tool" --error-exitcode 1 \
-    "$python" -m pytest -q -m "gpu and not large" tests/test_kernels.py
+  CONVNET_SANITIZER=1 step "$tool" "$out/sanitizer.log" compute-sanitizer --tool "$tool" \
+    --error-exitcode 1 "$python" -m pytest -q -m "gpu and not large" tests/test_kernels.py
 done
 # The counters of every convolution pass at batch 128 with the launcher's plans, each run once
 # by the benchmark's output check: occupancy, issue and stall reasons, memory traffic. The clocks

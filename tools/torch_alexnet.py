@@ -1,4 +1,5 @@
-"""A model of convnet.alexnet built with PyTorch ops, for the benchmarks' peer measurements.
+"""A model of convnet.alexnet built with PyTorch ops, for the benchmarks' peer measurements, and
+the GPU benchmarks' shared set-up (gpu_modules, peer_settings, report_path).
 
 Built from the same description and initial weights as ours, on NCHW tensors:
 cuda-convnet's overhang as explicit right/bottom zero padding, ceil-mode max pooling,
@@ -13,6 +14,9 @@ Two ways to hold the towers:
                   FC layers have groups=1 with the weights assembled in that order: the way a
                   cuDNN-backed framework runs AlexNet on one GPU (the GPU benchmarks)
 """
+import os
+import re
+
 import numpy as np
 
 from convnet import alexnet, graph
@@ -153,3 +157,23 @@ def gpu_modules(tool):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     return cupy, torch
+
+
+def peer_settings(torch):
+    """How the PyTorch peer ran, for the reports (None without PyTorch)."""
+    if torch is None:
+        return None
+    return {"torch": torch.__version__, "cudnn": torch.backends.cudnn.version(),
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+            "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark}
+
+
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
+                       "results")
+
+
+def report_path(tool, device_name):
+    """A GPU benchmark's report where no --json names one: bench/results/TOOL-DEVICE.json."""
+    device = re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-")
+    return os.path.join(RESULTS, f"{tool}-{device}.json")

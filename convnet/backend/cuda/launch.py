@@ -198,7 +198,7 @@ class Gpu(Launcher):
         expressions = build.kernel_instances()
         with open(build.SOURCE) as file:
             source = file.read()
-        module = cupy.RawModule(code=source, options=tuple(build.NVRTC_OPTIONS),
+        module = cupy.RawModule(code=source, options=tuple(build.nvrtc_options()),
                                 name_expressions=expressions)
         return module, {name: name for name in expressions}, f"nvrtc ({reason})"
 
