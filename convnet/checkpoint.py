@@ -6,8 +6,9 @@ File layout:
   /towers/<tower>/momentum/<layer>/<input or "bias">   the SGD velocity of each of them
   attrs: format (FORMAT), model, dtype, commit (convnet.provenance; "" where unknown), state
          (JSON: epoch, step, schedule, random states, ...), complete = True, written last
-Written atomically (convnet.atomic): an interrupted save leaves the previous checkpoint
-untouched and never a file that looks complete but is not.
+Every array is stored with Fletcher-32 checksums, which a load verifies. Written atomically
+(convnet.atomic): an interrupted save leaves the previous checkpoint untouched and never a file
+that looks complete but is not.
 """
 import json
 
@@ -31,8 +32,10 @@ def save(path, network, velocity: dict, state: dict):
     with atomic_h5(path) as file:
         for spec in network.specs:
             group = f"towers/{spec.tower}"
-            file[f"{group}/params/{spec.key}"] = params[spec.key]
-            file[f"{group}/momentum/{spec.key}"] = velocity[spec.key]
+            for kind, arrays in (("params", params), ("momentum", velocity)):
+                # a checksum per chunk: a bit flipped on disk fails the load, not the run
+                file.create_dataset(f"{group}/{kind}/{spec.key}", data=arrays[spec.key],
+                                    fletcher32=True)
         file.attrs["format"] = FORMAT
         file.attrs["model"] = network.model.name
         file.attrs["dtype"] = network.dtype.name

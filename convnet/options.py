@@ -6,10 +6,18 @@ parses the same flags the same way.
 """
 import argparse
 import json
+import sys
 
 from convnet import alexnet
 
 SCHEDULES = ("preset", "plateau", "steps", "2012")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with errors in one line and exit code 2: the usage is one --help away."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def shared_flags() -> argparse.ArgumentParser:
@@ -38,7 +46,7 @@ def check_shared(p, args):
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="python -m convnet.train", parents=[shared_flags()],
         description="Train AlexNet with the paper's recipe; towers on one or two GPUs or the CPU.")
     p.add_argument("-c", "--config", metavar="FILE",
@@ -60,8 +68,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-steps", type=int, nargs="*", default=[],
                    help="with --lr-schedule steps: epochs at which every rate is divided by 10")
     p.add_argument("-j", "--workers", type=int, default=None,
-                   help="data-loading threads for the C++ loader (default: all cores); the "
-                        "NumPy loader that feeds the CPU backend is single-threaded")
+                   help="the loader's threads, which crop, flip and colour the batches (default: "
+                        "every core this process may use)")
     p.add_argument("--output-dir", default=None,
                    help="where logs and checkpoints go (default: runs/<model>)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="auto|PATH",
@@ -78,7 +86,38 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def config_flags(p, config, path):
+    """A config's settings as the flags that say the same, so that argparse checks their types
+    and choices as it checks flags: true for a switch is the flag, a list for a flag of several
+    values, null the default."""
+    def scalar(value):
+        return isinstance(value, (int, float, str)) and not isinstance(value, bool)
+
+    actions = {action.dest: action for action in p._actions}
+    flags = []
+    for key, value in config.items():
+        action = actions[key]
+        flag = action.option_strings[-1]
+        if value is None:
+            continue
+        switch = isinstance(action, argparse._StoreTrueAction)
+        if switch:
+            kind, valid = "true or false", isinstance(value, bool)
+        elif action.nargs in ("*", "+"):
+            kind, valid = "a list of values", isinstance(value, list) and all(map(scalar, value))
+        else:
+            kind, valid = "a number or a string", scalar(value)
+        if not valid:
+            p.error(f"--config {path}: {key} must be {kind}; got {json.dumps(value)}")
+        if switch:
+            flags += [flag] if value else []
+        else:
+            flags += [flag, *map(str, value if isinstance(value, list) else [value])]
+    return flags
+
+
 def parse(argv=None) -> argparse.Namespace:
+    argv = sys.argv[1:] if argv is None else list(argv)
     p = parser()
     args = p.parse_args(argv)
     if args.config:
@@ -93,8 +132,11 @@ def parse(argv=None) -> argparse.Namespace:
         unknown = sorted(set(config) - known)
         if unknown:
             p.error(f"--config {args.config}: unknown settings {', '.join(unknown)}")
-        p.set_defaults(**config)
-        args = p.parse_args(argv)      # flags given on the command line still win
+        from_config = config_flags(p, config, args.config)
+        command, p.prog = p.prog, f"{p.prog} --config {args.config}"
+        p.parse_args(from_config)      # the file's own errors name the file
+        p.prog = command
+        args = p.parse_args(from_config + argv)   # flags given on the command line win
     _validate(p, args)
     return args
 

@@ -13,7 +13,6 @@ A file that cannot be read gets one line on stderr, "error: PATH: reason", and t
 still processed. Exit status: 0; 1 when some file could not be read; 2 for bad flags, an
 unusable checkpoint or dataset, or when no file could be read.
 """
-import argparse
 import sys
 
 from convnet import options
@@ -24,8 +23,8 @@ from convnet.train import UsageError
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m convnet.predict", parents=[options.shared_flags()],
-                                description=__doc__.split("\n\n")[0].split(": ", 1)[1])
+    p = options.Parser(prog="python -m convnet.predict", parents=[options.shared_flags()],
+                       description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
     add_checkpoint_flag(p)
     p.add_argument("-k", "--top", type=int, default=5, help="labels per image (default 5)")

@@ -1,10 +1,9 @@
 """`python -m convnet.summary [--model NAME] [--json]`: the layer table and the cross-tower
 transfers of a model, from its description alone (nothing is allocated)."""
-import argparse
 import json
 import sys
 
-from convnet import alexnet, graph
+from convnet import alexnet, graph, options
 
 BYTES_PER_ELEMENT = 4  # float32 activations
 KINDS = {alexnet.Conv: "conv", alexnet.FullyConnected: "fc", alexnet.CrossMapNorm: "cross-map LRN",
@@ -69,7 +68,7 @@ def render(summary: dict) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m convnet.summary", description=__doc__)
+    parser = options.Parser(prog="python -m convnet.summary", description=__doc__)
     parser.add_argument("--model", default=alexnet.DEFAULT_MODEL,
                         help=f"one of: {', '.join(alexnet.MODELS)} (default {alexnet.DEFAULT_MODEL})")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")

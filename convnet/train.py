@@ -1,7 +1,9 @@
 """`python -m convnet.train`: train AlexNet with the paper's recipe (see --help).
 
 With no arguments it trains the scaled-down 2012 model on the prepared Fashion-MNIST
-(data/fashion-mnist.h5) on the CPU. Settings resolved from flags and --config are written to
+(data/fashion-mnist.h5) with the 2012 preset's recipe, on GPU 0 if there is one, else on the CPU;
+`make train` runs the measured default run's settings (configs/fashion-mnist.json, -gpu.json on
+a GPU). Settings resolved from flags and --config are written to
 <output-dir>/settings.json (not by --test-only, which leaves a run's settings as they were);
 logs and checkpoints go beside them (see convnet.trainer).
 
@@ -143,7 +145,7 @@ def prepare(args, placement, replicas):
     output_dir = args.output_dir or os.path.join("runs", model.name)
     data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
                   colour_noise_convention=model.preset.colour_noise,
-                  crop_draw=model.preset.crop_draw)
+                  crop_draw=model.preset.crop_draw, threads=args.workers)
     network = Network(model, placement, seed=args.seed)
     trainer = Trainer(network, data, make_schedule(args, model, epochs),
                       batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,
@@ -152,7 +154,7 @@ def prepare(args, placement, replicas):
     if args.resume:
         path = os.path.join(output_dir, "last.h5") if args.resume == "auto" else args.resume
         if args.resume != "auto" or os.path.exists(path):
-            trainer.resume(path)
+            trainer.resume(path, continuing=not args.test_only)
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}")
     return trainer, model, epochs, output_dir
 

@@ -113,7 +113,9 @@ class Trainer:
         return {"epoch": self.epoch, "step": self.step, "best_error": self.best_error,
                 "seed": self.network.seed, "schedule": self.schedule.state()}
 
-    def resume(self, path):
+    def resume(self, path, *, continuing=True):
+        """The state of checkpoint `path`. continuing: the run goes on from it, so the log lines
+        written after it are dropped (they will be written again); evaluating it keeps them."""
         params, velocity, state = checkpoint.load(path, self.network)
         self.network.params = self.network.place(params)
         self.velocity = self.network.place(velocity)
@@ -124,7 +126,7 @@ class Trainer:
         self.epoch, self.step, self.best_error = state["epoch"], state["step"], state["best_error"]
         self.schedule = Schedule.from_state(state["schedule"])
         self._apply_rates()
-        if self.writes:
+        if self.writes and continuing:
             self._truncate_logs()
 
     def check_replicas_agree(self, when):
@@ -170,7 +172,7 @@ class Trainer:
             totals = [0.0, 0, 0]
         loss, top1, top5 = replicas.sum(totals)
         if not math.isfinite(loss):
-            raise NonFiniteLoss(f"loss became {loss} at step {self.step} (epoch "
+            raise NonFiniteLoss(f"loss became {loss} at step {self.step + 1} (epoch "
                                 f"{self.epoch + 1}); the last good checkpoint is untouched")
         if part.count:
             grads = self.network.backward(gradients_ready=replicas.gradients_ready)
@@ -236,6 +238,10 @@ class Trainer:
             training = self.train_epoch()
             validation = evaluate(self.network, self.data, self.batch_size, self.ten_crop,
                                   self.replicas)
+            if not math.isfinite(validation.loss):   # the last step's update broke the weights
+                raise NonFiniteLoss(f"validation loss became {validation.loss} after step "
+                                    f"{self.step} (epoch {self.epoch + 1}); the last good "
+                                    f"checkpoint is untouched")
             row = {"epoch": self.epoch + 1, "train_loss": training.loss,
                    "train_top1": training.top1, "train_top5": training.top5,
                    "val_loss": validation.loss, "val_top1": validation.top1,

@@ -1,6 +1,6 @@
 """Checkpoints: a round trip restores everything and records the commit; an interrupted save
-leaves the previous file intact; truncated, corrupt and foreign files are refused with a one-line
-reason."""
+leaves the previous file intact; truncated, corrupt (down to one flipped bit in the weights) and
+foreign files are refused with a one-line reason."""
 import os
 
 import h5py
@@ -73,6 +73,21 @@ def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, rng, monkeypat
         checkpoint.save(path, network, velocity, {"step": 2})
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["last.h5"]
+
+
+def test_a_flipped_bit_inside_the_weights_is_refused(tmp_path, rng):
+    """HDF5 reads a damaged chunk without complaint unless it carries a checksum."""
+    network, velocity = trained_network(rng)
+    path = tmp_path / "last.h5"
+    checkpoint.save(path, network, velocity, {"epoch": 1})
+    spec = network.specs[-1]
+    with h5py.File(path, "r") as file:
+        chunk = file[f"towers/{spec.tower}/params/{spec.key}"].id.get_chunk_info(0)
+    data = bytearray(path.read_bytes())
+    data[chunk.byte_offset + chunk.size // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {path}: corrupt"):
+        checkpoint.load(path, network)
 
 
 def test_truncated_file_is_refused(tmp_path, rng):

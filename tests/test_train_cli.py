@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from convnet.data import dataset, fashion_mnist
+from convnet.trainer import ALONE
 
 needs_fashion_mnist = pytest.mark.skipif(
     not os.path.isdir(fashion_mnist.DEBIAN_SOURCE),
@@ -80,7 +81,24 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
 def test_bad_flags(flags, message, tmp_path):
     result = train(*flags, cwd=tmp_path)
     assert result.returncode == 2
-    assert message in result.stderr.strip().splitlines()[-1]
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line
+
+
+@pytest.mark.parametrize("settings,message", [
+    ('{"lr_steps": 5}', "lr_steps must be a list of values; got 5"),
+    ('{"resume": true}', "resume must be a number or a string; got true"),
+    ('{"ten_crop": "yes"}', 'ten_crop must be true or false; got "yes"'),
+    ('{"lr_schedule": "bogus"}', "--config c.json: error: argument --lr-schedule: invalid choice"),
+    ('{"epochs": 2.5}', "--config c.json: error: argument --epochs: invalid int value: '2.5'"),
+    ('{"epochs": 0}', "--epochs must be at least 1"),
+])
+def test_bad_config_settings_are_checked_as_flags_are(settings, message, tmp_path):
+    (tmp_path / "c.json").write_text(settings)
+    result = train("-c", "c.json", cwd=tmp_path)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert message in line
 
 
 def test_missing_dataset(tmp_path):
@@ -100,9 +118,21 @@ def test_bad_config(tmp_path):
 
 def test_config_is_overridden_by_flags(tmp_path):
     from convnet import options
-    (tmp_path / "c.json").write_text('{"epochs": 3, "lr": 0.05}')
-    args = options.parse(["-c", str(tmp_path / "c.json"), "--lr", "0.02"])
-    assert (args.epochs, args.lr) == (3, 0.02)
+    (tmp_path / "c.json").write_text('{"epochs": 3, "lr": 0.05, "lr_steps": [1, 2], '
+                                     '"ten_crop": true, "gpus": 0, "resume": null}')
+    args = options.parse(["-c", str(tmp_path / "c.json"), "--lr", "0.02", "--lr-steps", "2"])
+    assert (args.epochs, args.lr, args.lr_steps, args.ten_crop, args.gpus, args.resume) == \
+        (3, 0.02, [2], True, "0", None)
+
+
+def test_workers_sets_the_loaders_threads(tiny_set, tmp_path):
+    from convnet import options
+    from convnet.train import prepare, select_placement
+    args = options.parse(["--data-path", str(tiny_set), "-j", "3", "--gpus", "cpu",
+                          "--output-dir", str(tmp_path / "out")])
+    placement, _ = select_placement("cpu")
+    trainer, *_ = prepare(args, placement, ALONE)
+    assert trainer.data.threads == 3
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ The source is Debian's `dataset-fashion-mnist` package (MIT licence; IDX files i
 replicated into R, G and B, so one format and one loader serve both datasets. The 60,000
 training images are the train split, the 10,000 test images the val split.
 """
-import argparse
 import gzip
 import os
 import sys
@@ -17,6 +16,7 @@ import sys
 import numpy as np
 from PIL import Image
 
+from convnet import options
 from convnet.data.dataset import write
 from convnet.data.prepare import load_image
 
@@ -82,8 +82,8 @@ def prepare(source=DEBIAN_SOURCE, output=DEFAULT_OUTPUT):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m convnet.data.fashion_mnist",
-                                     description=__doc__.split("\n\n")[0])
+    parser = options.Parser(prog="python -m convnet.data.fashion_mnist",
+                            description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", default=DEBIAN_SOURCE, help="folder of the IDX .gz files")
     parser.add_argument("--output", default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)

@@ -28,7 +28,6 @@ same command resumes from the last stored block if the file list and settings ar
 and otherwise starts again (as it does with --restart). Only a finished file is renamed to
 OUTPUT, so OUTPUT is never a file that looks complete but is not.
 """
-import argparse
 import hashlib
 import multiprocessing
 import os
@@ -39,6 +38,7 @@ import h5py
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from convnet import options
 from convnet.data.dataset import (Statistics, chunk_images, write_classes, write_statistics)
 
 DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "data"))
@@ -385,8 +385,8 @@ def report(summary, out=sys.stdout):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m convnet.data.prepare",
-                                     description=__doc__.split("\n\n")[0])
+    parser = options.Parser(prog="python -m convnet.data.prepare",
+                            description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="folder with train/<wnid>/ and val/")
     parser.add_argument("--output", default=DEFAULT_OUTPUT, help="the HDF5 file to write "
                         f"(default {DEFAULT_OUTPUT})")

@@ -4,7 +4,6 @@ Exit status: 0; 1 when some image files could not be read (each named on stderr;
 shows the others); 2 for bad flags and for inputs that cannot be used (checkpoint, dataset,
 logs), with a one-line error.
 """
-import argparse
 import sys
 
 from convnet import options
@@ -18,9 +17,9 @@ FIGURES = {"filters": filters, "predictions": predictions, "neighbours": neighbo
 
 
 def parser():
-    p = argparse.ArgumentParser(prog="python -m convnet.figures",
-                                description="The paper's figures from a trained checkpoint, "
-                                            "and training curves; each writes one PNG.")
+    p = options.Parser(prog="python -m convnet.figures",
+                       description="The paper's figures from a trained checkpoint, "
+                                   "and training curves; each writes one PNG.")
     figures = p.add_subparsers(dest="figure", required=True, metavar="FIGURE")
     commands = {}
     for name, module in FIGURES.items():
