@@ -117,6 +117,10 @@ class Trainer:
         """The state of checkpoint `path`. continuing: the run goes on from it, so the log lines
         written after it are dropped (they will be written again); evaluating it keeps them."""
         params, velocity, state = checkpoint.load(path, self.network)
+        missing = sorted({"epoch", "step", "best_error", "seed", "schedule"} - set(state))
+        if missing:
+            raise checkpoint.CheckpointError(f"checkpoint {path}: its training state lacks "
+                                             f"{', '.join(missing)}")
         self.network.params = self.network.place(params)
         self.velocity = self.network.place(velocity)
         if state["seed"] != self.network.seed:

@@ -312,8 +312,27 @@ def test_pool_float64_kernels_pass_finite_differences(backend, rng):
 
 # ---- elementwise, softmax, SGD --------------------------------------------------------------
 
-@pytest.mark.parametrize("shape", [(5, 3, 3, 7), (10, 300), (1, 1)])
-def test_elementwise(backend, shape, rng):
+def alexnet_elementwise_shapes():
+    """Tower a's outputs of conv1 (the largest activation) and fc6 at batch 128, and fc6's
+    weights from one tower's input (the largest parameter): where the elementwise kernels and
+    the SGD update run at their biggest."""
+    model = alexnet.build_model("2012")
+    infos, inputs = graph.analyze(model), graph.input_shapes(model)
+    conv1 = next(layer for layer in model.layers if isinstance(layer, alexnet.Conv))
+    fc6 = next(layer for layer in model.layers if isinstance(layer, alexnet.FullyConnected))
+    outputs = [pytest.param(infos[layer.name].output_shape + (128,), marks=LARGE,
+                            id=f"{layer.name} output") for layer in (conv1, fc6)]
+    weights = pytest.param((int(np.prod(inputs[fc6.name][0])), fc6.units), marks=LARGE,
+                           id=f"{fc6.name} weights")
+    return outputs, weights
+
+
+ALEXNET_ACTIVATIONS, ALEXNET_FC_WEIGHTS = alexnet_elementwise_shapes()
+
+
+@pytest.mark.parametrize("shape", [(5, 3, 3, 7), (10, 300), (1, 1)] + ALEXNET_ACTIVATIONS)
+def test_elementwise(backend, shape, rng, request):
+    gpu_only_on_gpu(request, shape)
     x = rng.normal(size=shape)
     bias = rng.normal(size=shape[0])
     assert_as_accurate("add_bias", (x, bias), backend=backend)
@@ -367,6 +386,27 @@ def test_softmax(backend, classes, images, rng):
         assert got == reference.topk_errors(probs.astype(dtype), labels, (1, 5))
 
 
+def test_elementwise_float64_kernels_pass_finite_differences(backend, rng):
+    """Bias, ReLU and dropout's mask chained as a layer runs them, x and the bias pushed away
+    from ReLU's kink: the gradients from relu_backward, apply_mask and bias_backward."""
+    shape = (3, 4, 4, 5)
+    bias = rng.normal(size=shape[0])
+    x = rng.normal(size=shape)
+    x += np.where(x + bias[:, None, None, None] >= 0, 0.2, -0.2)
+    mask = reference.dropout_mask(shape, 0.5, int(rng.integers(2 ** 32)))
+
+    def forward():
+        y = call(backend, "relu_forward", call(backend, "add_bias", x, bias)[0])[0]
+        return call(backend, "apply_mask", y, mask)[0]
+    projection = rng.normal(size=shape)
+    activation = call(backend, "relu_forward", call(backend, "add_bias", x, bias)[0])[0]
+    dy = call(backend, "relu_backward", call(backend, "apply_mask", projection, mask)[0],
+              activation)[0]
+    analytic = {"x": dy, "bias": call(backend, "bias_backward", dy)[0]}
+    check_gradients(projection_loss(forward, projection), {"x": x, "bias": bias}, analytic, rng,
+                    samples=30).assert_ok()
+
+
 def test_softmax_float64_kernel_passes_finite_differences(backend, rng):
     logits = rng.normal(0, 3, (10, 4))
     labels = rng.integers(0, 10, 4)
@@ -376,10 +416,12 @@ def test_softmax_float64_kernel_passes_finite_differences(backend, rng):
     check_gradients(loss, {"logits": logits}, analytic, rng, samples=40).assert_ok()
 
 
-def test_sgd_update_gives_the_references_bits(backend, rng):
+@pytest.mark.parametrize("shape", [(50, 7)] + [ALEXNET_FC_WEIGHTS])
+def test_sgd_update_gives_the_references_bits(backend, shape, rng, request):
     """Each operation rounded on its own, in the reference's order: equal, not just close."""
+    gpu_only_on_gpu(request, shape)
     for dtype in (np.float64, np.float32):
-        w, v, grad = (rng.normal(size=(50, 7)).astype(dtype) for _ in range(3))
+        w, v, grad = (rng.normal(size=shape).astype(dtype) for _ in range(3))
         want_w, want_v = w.copy(), v.copy()
         reference.sgd_update(want_w, want_v, grad, lr=0.01, momentum=0.9, weight_decay=5e-4)
         got_w, got_v = backend.from_host(w.copy()), backend.from_host(v.copy())

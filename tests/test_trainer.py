@@ -12,7 +12,7 @@ import shutil
 import numpy as np
 import pytest
 
-from convnet import alexnet, trainer as trainer_module
+from convnet import alexnet, checkpoint, trainer as trainer_module
 from convnet.backend import get_backend
 from convnet.data import dataset, fashion_mnist
 from convnet.data.loader import Loader
@@ -110,6 +110,15 @@ def test_kill_and_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
     assert losses(broken) == losses(whole)                        # bitwise: floats compared ==
     with open(broken / "epochs.csv") as handle:
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2", "3"]
+
+
+def test_a_checkpoint_without_the_training_state_is_refused(tmp_path):
+    trainer = make_trainer(tmp_path)
+    state = trainer.state()
+    del state["seed"]
+    checkpoint.save(str(tmp_path / "partial.h5"), trainer.network, trainer.velocity, state)
+    with pytest.raises(checkpoint.CheckpointError, match="training state lacks seed"):
+        make_trainer(tmp_path).resume(str(tmp_path / "partial.h5"))
 
 
 def test_resume_with_another_seed_is_refused(tmp_path):
