@@ -155,7 +155,9 @@ def prepare(args, placement, replicas):
         path = os.path.join(output_dir, "last.h5") if args.resume == "auto" else args.resume
         if args.resume != "auto" or os.path.exists(path):
             trainer.resume(path, continuing=not args.test_only)
-            print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}")
+            rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
+            print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
+                  f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
     return trainer, model, epochs, output_dir
 
 
