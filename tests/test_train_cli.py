@@ -11,6 +11,7 @@ import pytest
 from convnet.data import dataset, fashion_mnist
 from convnet.trainer import ALONE
 
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 needs_fashion_mnist = pytest.mark.skipif(
     not os.path.isdir(fashion_mnist.DEBIAN_SOURCE),
     reason="Debian package dataset-fashion-mnist not installed (make test installs it)")
@@ -123,6 +124,13 @@ def test_config_is_overridden_by_flags(tmp_path):
     args = options.parse(["-c", str(tmp_path / "c.json"), "--lr", "0.02", "--lr-steps", "2"])
     assert (args.epochs, args.lr, args.lr_steps, args.ten_crop, args.gpus, args.resume) == \
         (3, 0.02, [2], True, "0", None)
+
+
+@pytest.mark.parametrize("config", sorted(os.listdir(CONFIGS)))
+def test_the_shipped_configs_pass_the_checks(config):
+    from convnet import options
+    args = options.parse(["-c", os.path.join(CONFIGS, config)])
+    assert args.epochs and all(step < args.epochs for step in args.lr_steps)
 
 
 def test_workers_sets_the_loaders_threads(tiny_set, tmp_path):
