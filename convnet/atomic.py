@@ -3,6 +3,7 @@
 An interrupted or failed write leaves the previous file (if any) untouched and no partial file
 under the target's name. HDF5 readers also require the `complete` attribute, set last.
 """
+import json
 import os
 import tempfile
 from contextlib import contextmanager
@@ -28,6 +29,12 @@ def atomic_path(path, suffix=""):
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def atomic_json(path, data, indent=1):
+    """`data` as a JSON file at `path`, written atomically (settings, benchmark reports)."""
+    with atomic_path(path, ".json") as temporary, open(temporary, "w") as file:
+        json.dump(data, file, indent=indent)
 
 
 @contextmanager

@@ -14,7 +14,6 @@ them; an error on some ranks only is reported by the lowest such rank before tra
 during training ends the whole job (MPI's abort), so no rank is left waiting.
 """
 import contextlib
-import json
 import os
 import sys
 import traceback
@@ -22,6 +21,7 @@ import traceback
 
 from convnet import alexnet, checkpoint, options, provenance
 from convnet.alexnet import TOWERS
+from convnet.atomic import atomic_json
 from convnet.backend import get_backend
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
@@ -177,8 +177,7 @@ def run(args, placement, device, replicas):
         settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
                         device=device, ranks=replicas.world, launcher=replicas.launcher,
                         commit=provenance.commit(), schedule=trainer.schedule.kind)
-        with open(os.path.join(output_dir, "settings.json"), "w") as handle:
-            json.dump(settings, handle, indent=2)
+        atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)
 
     if args.test_only and trainer.step == 0:
         print("note: no checkpoint was loaded, so this evaluates the initial weights; add "

@@ -8,7 +8,6 @@ probabilities for one batch are compared; the timing is refused if they disagree
     python tools/bench_cpu_step.py [--model 2012] [--batch 32] [--repeats 5] [--json FILE]
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -18,6 +17,7 @@ import time
 import numpy as np
 
 from convnet import alexnet, provenance
+from convnet.atomic import atomic_json
 from convnet.backend import get_backend
 from convnet.network import Network, initial_parameters
 from convnet.solver import SGD
@@ -131,8 +131,7 @@ def main(argv=None):
               f"{args.batch / torch_seconds:8.1f} images/s")
         print(f"ratio reference / PyTorch: {ratio:.2f}x  (target >= 0.5x)")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(report, handle, indent=2)
+        atomic_json(args.json, report, indent=2)
     return 0
 
 

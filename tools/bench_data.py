@@ -12,7 +12,6 @@ Prepare: real photographs (crops of scikit-learn's samples, 60 to 640 pixels a s
 Fashion-MNIST images, tests/imagetree.py) decoded, resized and stored by one worker process.
 """
 import argparse
-import json
 import os
 import platform
 import sys
@@ -27,6 +26,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import imagetree  # noqa: E402  (the test suite's tree of real images)
 
 from convnet import provenance  # noqa: E402
+from convnet.atomic import atomic_json  # noqa: E402
 from convnet.data import dataset, prepare  # noqa: E402
 from convnet.data.loader import Loader, colour_offsets, draw  # noqa: E402
 
@@ -139,8 +139,7 @@ def main(argv=None):
                       for (in_memory, threads), rate in rates.items()},
                   "loader_hdf5_per_core": per_core, "target_per_core": LOADER_TARGET_PER_CORE,
                   "prepare_images_per_second_per_core": prepare_rate}
-        with open(args.json, "w") as file:
-            json.dump(report, file, indent=1)
+        atomic_json(args.json, report)
     print(f"GPU training rate to sustain (a target, not measured here: no GPU is used): "
           f"{GPU_RATE_TARGET} images/s for the full model on a current GPU; the 2012 run did "
           f"{GPU_RATE_2012} images/s on two GTX 580")

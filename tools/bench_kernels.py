@@ -36,7 +36,6 @@ a run cut short keeps what it timed.
 """
 import argparse
 import functools
-import json
 import platform
 import statistics
 import sys
@@ -45,7 +44,7 @@ import time
 import numpy as np
 
 from convnet import alexnet, graph, provenance
-from convnet.atomic import atomic_path
+from convnet.atomic import atomic_json
 from convnet.backend import get_backend
 from convnet.backend.cuda import conv
 from convnet.backend.cuda.launch import build
@@ -466,7 +465,7 @@ def main(argv=None):
         if case["kind"] == "conv" and args.plans:
             record["other_plans"] = time_plans(timer, case, args.repeats, ours, case_problems)
         report["cases"].append(record)
-        write_report(args.json, report)   # each case as it comes, should the run be cut short
+        atomic_json(args.json, report)   # each case as it comes, should the run be cut short
     convs = [c for c in report["cases"] if "gflop_s" in c and "peer_ms" in c]
     if convs:
         report["conv_total_ratio"] = sum(c["peer_ms"] for c in convs) / sum(c["ms"] for c in convs)
@@ -474,14 +473,9 @@ def main(argv=None):
         print(f"the {len(convs)} convolution passes timed against cuDNN: cuDNN / ours = "
               f"{report['conv_total_ratio']:.2f}x (target ≥ 1.0; each pass ≥ 0.8)")
     report["complete"] = True
-    write_report(args.json, report)
+    atomic_json(args.json, report)
     print(f"wrote {args.json}")
     return failed
-
-
-def write_report(path, report):
-    with atomic_path(path) as temporary, open(temporary, "w") as file:
-        json.dump(report, file, indent=1)
 
 
 if __name__ == "__main__":

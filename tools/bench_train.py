@@ -18,7 +18,6 @@ sum. The JSON report (by default bench/results/train-DEVICE.json) records the de
 the peer's settings, the commit and the kernels hash.
 """
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -27,7 +26,7 @@ import sys
 import numpy as np
 
 from convnet import alexnet, graph, provenance
-from convnet.atomic import atomic_path
+from convnet.atomic import atomic_json
 from convnet.backend.cuda.launch import build
 from convnet.layers import IMPLEMENTATIONS, Context
 from convnet.network import Network, bias_key, dropout_key, initial_parameters, weight_key
@@ -211,8 +210,7 @@ def main(argv=None):
         print(f"{layer:10} {name:9} {ms:8.3f} {100 * ms / total:5.1f}%")
     report["layers"] = [{"layer": layer, "pass": name, "ms": ms} for layer, name, ms in rows]
     path = args.json or report_path("train", report["device"])
-    with atomic_path(path) as temporary, open(temporary, "w") as file:
-        json.dump(report, file, indent=1)
+    atomic_json(path, report)
     print(f"wrote {path}")
 
 
