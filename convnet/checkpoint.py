@@ -39,7 +39,7 @@ def save(path, network, velocity: dict, state: dict):
         file.attrs["format"] = FORMAT
         file.attrs["model"] = network.model.name
         file.attrs["dtype"] = network.dtype.name
-        file.attrs["commit"] = provenance.commit() or ""
+        file.attrs["commit"] = provenance.running() or ""
         file.attrs["state"] = json.dumps(state)
 
 

@@ -5,8 +5,10 @@ The commit is git's HEAD of the checkout convnet runs from (the folder holding t
 it is the top of a git work tree: an installed copy inside some other repository is not), with
 "-dirty" where tracked files differ from it. A copy of the tree without its .git folder (sent to
 another machine to run) names its commit through the environment variable CONVNET_COMMIT; with
-neither, it is unknown (None).
+neither, it is unknown (None). What a process records is running(): the commit as it was when
+the process first asked.
 """
+import functools
 import os
 import subprocess
 
@@ -29,3 +31,10 @@ def commit(checkout=CHECKOUT):
         return os.environ.get(COMMIT_VARIABLE) or None
     changed = _git(checkout, "diff", "--quiet", "HEAD", "--")
     return lines[1] + ("-dirty" if changed is None or changed.returncode else "")
+
+
+@functools.cache
+def running():
+    """The commit of the code this process runs, read once: the modules it loaded stay what they
+    were whatever happens to the checkout later, and a run saves checkpoints every epoch."""
+    return commit()

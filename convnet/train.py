@@ -176,7 +176,7 @@ def run(args, placement, device, replicas):
     if replicas.rank == 0 and not args.test_only:   # evaluating a run leaves its settings alone
         settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
                         device=device, ranks=replicas.world, launcher=replicas.launcher,
-                        commit=provenance.commit(), schedule=trainer.schedule.kind)
+                        commit=provenance.running(), schedule=trainer.schedule.kind)
         atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)
 
     if args.test_only and trainer.step == 0:

@@ -97,7 +97,7 @@ def main(argv=None):
     rng = np.random.default_rng()
     report = {"model": args.model, "batch": args.batch, "repeats": args.repeats,
               "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-              "numpy": np.__version__, "commit": provenance.commit()}
+              "numpy": np.__version__, "commit": provenance.running()}
 
     reference, step = reference_step(model, params, args.batch, rng)
     try:

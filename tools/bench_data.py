@@ -41,7 +41,7 @@ def machine():
                   if line.startswith("model name")), platform.processor())
     return (f"{model}, {len(os.sched_getaffinity(0))} cores; Python {platform.python_version()}, "
             f"NumPy {np.__version__}, h5py {h5py.__version__}, Pillow {PIL.__version__}; "
-            f"commit {provenance.commit()}")
+            f"commit {provenance.running()}")
 
 
 def check_batch(data, images, order, batch):

@@ -412,7 +412,7 @@ def main(argv=None):
         "driver": cupy.cuda.runtime.driverGetVersion(),
         "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cupy": cupy.__version__,
         "peer": peer_settings(torch),
-        "python": platform.python_version(), "commit": provenance.commit(),
+        "python": platform.python_version(), "commit": provenance.running(),
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
         "model": args.model, "batch": args.batch, "repeats": args.repeats,
         "families": sorted(chosen),

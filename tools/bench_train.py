@@ -180,7 +180,7 @@ def main(argv=None):
         "device": cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode(),
         "driver": cupy.cuda.runtime.driverGetVersion(), "cupy": cupy.__version__,
         "peer": peer_settings(torch), "python": platform.python_version(),
-        "commit": provenance.commit(),
+        "commit": provenance.running(),
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
         "model": model.name, "batch": args.batch, "repeats": args.repeats,
         "placements": placements, "step_ms": ours_ms,
