@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from convnet.backend.reference import dropout_mask
 from convnet.data import dataset
 from convnet.data.loader import Loader
 from convnet.network import Network
+from convnet.replicas import nccl as nccl_engine
 from convnet.replicas import rendezvous
 from convnet.replicas.engines import Replicas, ReplicasDiverged
 from convnet.replicas.launch import LaunchError, from_environment, rank_gpus
@@ -334,6 +336,55 @@ def test_rendezvous_without_rank_0_fails_in_time():
 def test_rendezvous_refuses_a_duplicate_rank():
     results, _ = rendezvous_on_threads(3, [0, 1, 1], b"ids", timeout=2)
     assert "a duplicate or a rank outside WORLD_SIZE=3 arrived (rank 1)" in str(results[0])
+
+
+# -- NCCL's unique ids (the GPU engine's part that needs no GPU) ------------------------------
+class FakeNccl:
+    """cupy.cuda.nccl as far as the ids' exchange uses it: get_unique_id returns bytes from CuPy
+    14 on, a tuple of 128 signed ints before, and NcclCommunicator takes only that type."""
+    def __init__(self, rng, as_bytes, available=True):
+        self.rng, self.as_bytes, self.available = rng, as_bytes, available
+
+    def get_unique_id(self):
+        values = self.rng.integers(0, 256, 128)
+        return bytes(values.tolist()) if self.as_bytes else tuple((values - 128).tolist())
+
+
+@pytest.mark.parametrize("as_bytes", [True, False], ids=["cupy14-bytes", "cupy13-tuple"])
+def test_nccl_unique_ids_reach_every_rank_as_the_type_cupy_gave(rng, as_bytes):
+    nccl = FakeNccl(rng, as_bytes)
+    port, results = free_port(), {}
+
+    def run(rank):
+        launch = from_environment({"RANK": str(rank), "WORLD_SIZE": "3", "LOCAL_RANK": str(rank),
+                                   "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)})
+        results[rank] = nccl_engine.exchange_unique_ids(launch, nccl, timeout=10)
+    threads = [threading.Thread(target=run, args=(rank,)) for rank in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert [results[rank][:2] for rank in range(3)] == [(0, 3), (1, 3), (2, 3)]
+    ids = [results[rank][2] for rank in range(3)]
+    assert ids[0] == ids[1] == ids[2] and set(ids[0]) == set(alexnet.TOWERS)
+    assert ids[0]["a"] != ids[0]["b"]
+    assert all(type(unique_id) is (bytes if as_bytes else tuple) and len(unique_id) == 128
+               for unique_id in ids[1].values())
+
+
+def test_gpu_replicas_without_an_nccl_library_are_a_launch_error(rng, monkeypatch):
+    """CuPy imports cupy.cuda.nccl without the library (available = False, no functions), so
+    the check is on `available`, not on the import."""
+    nccl = FakeNccl(rng, as_bytes=True, available=False)
+    cuda = types.SimpleNamespace(nccl=nccl)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda))
+    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
+    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", nccl)
+    launch = from_environment({"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
+                               "MASTER_PORT": str(free_port())})
+    with pytest.raises(LaunchError, match=r"through NCCL, which CuPy cannot load here \(CuPy "
+                                          r"found no NCCL library\): pip install nvidia-nccl"):
+        nccl_engine.connect(launch, {"a": 0, "b": 0}, timeout=1)
 
 
 # -- the watchdog ---------------------------------------------------------------------------

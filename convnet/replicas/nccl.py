@@ -1,11 +1,12 @@
 """The NCCL engine: the CUDA backend's replicas, through cupy.cuda.nccl over GPU arrays.
 
 NOT YET RUN. This project's development machine and CI have no GPU; this module is written
-against CuPy's documented NCCL API (NcclCommunicator(ndev, commId, rank), allReduce(sendbuf,
-recvbuf, count, datatype, op, stream), get_unique_id) and kept small so that it can be read as
-correct. What CI does run is
-the part that needs no GPU: the unique ids' exchange (convnet/replicas/rendezvous.py, or MPI's
-broadcast) and the GPU assignment (convnet/replicas/launch.py rank_gpus).
+against CuPy's NCCL API (NcclCommunicator(ndev, commId, rank), allReduce(sendbuf, recvbuf, count,
+datatype, op, stream), get_unique_id: bytes from CuPy 14 on, a tuple of ints before), checked
+against CuPy 14.2's signatures, and kept small so that it can be read as correct. What CI does
+run is the part that needs no GPU: the unique ids' exchange (exchange_unique_ids, through
+convnet/replicas/rendezvous.py or MPI's broadcast) and the GPU assignment
+(convnet/replicas/launch.py rank_gpus).
 
 One communicator per tower, made on the GPU that holds this rank's copy of the tower, so tower
 a's gradients travel only between the GPUs that hold tower a. The all-reduces run on an NCCL
@@ -101,16 +102,25 @@ def rank_devices(launch, gpus, visible) -> list:
 
 
 def connect(launch, tower_devices, *, timeout) -> Replicas:
-    """The NCCL engine for this launch, {tower: GPU} this rank's towers' devices; NCCL's unique
-    ids (one per tower) go from rank 0 to the others by MPI's broadcast where MPI launched the
-    job, else through the rendezvous at MASTER_ADDR:MASTER_PORT."""
+    """The NCCL engine for this launch, {tower: GPU} this rank's towers' devices."""
     if launch.launcher == "single":
         return Replicas()
     try:
         from cupy.cuda import nccl
+        problem = None if nccl.available else "CuPy found no NCCL library"
     except ImportError as error:
+        problem = str(error)
+    if problem:
         raise LaunchError(f"GPU replicas sum their gradients through NCCL, which CuPy cannot "
-                          f"load here ({error}): pip install nvidia-nccl-cu13") from None
+                          f"load here ({problem}): pip install nvidia-nccl-cu13") from None
+    rank, world, ids, watchdog = exchange_unique_ids(launch, nccl, timeout=timeout)
+    return NcclReplicas(launch.launcher, rank, world, tower_devices, ids, watchdog)
+
+
+def exchange_unique_ids(launch, nccl, *, timeout):
+    """(rank, world, {tower: NCCL unique id}, watchdog): rank 0 draws the ids (one per tower)
+    and they reach the other ranks by MPI's broadcast where MPI launched the job, else through
+    the rendezvous at MASTER_ADDR:MASTER_PORT, as JSON."""
     if launch.launcher == "mpi":
         comm = mpi_world()
         rank, world = comm.Get_rank(), comm.Get_size()
@@ -121,12 +131,22 @@ def connect(launch, tower_devices, *, timeout) -> Replicas:
     elif launch.launcher == "torchrun":
         rank, world = launch.rank, launch.world
         watchdog = Watchdog(timeout, rank)
-        payload = json.dumps({tower: list(nccl.get_unique_id()) for tower in TOWERS}).encode() \
-            if rank == 0 else None
+        payload = json.dumps({tower: _id_as_json(nccl.get_unique_id()) for tower in TOWERS}
+                             ).encode() if rank == 0 else None
         address, port = launch.master
         received = rendezvous.broadcast(payload, rank=rank, world=world, address=address,
                                         port=port, timeout=timeout)
-        ids = {tower: tuple(values) for tower, values in json.loads(received).items()}
+        ids = {tower: _id_from_json(value) for tower, value in json.loads(received).items()}
     else:
         raise LaunchError(f"unknown launcher {launch.launcher!r}")
-    return NcclReplicas(launch.launcher, rank, world, tower_devices, ids, watchdog)
+    return rank, world, ids, watchdog
+
+
+# An id in JSON, and back in the type get_unique_id gave: CuPy 14's bytes as hex, an earlier
+# CuPy's tuple of (signed) ints as a list. NcclCommunicator takes only that type.
+def _id_as_json(unique_id):
+    return unique_id.hex() if isinstance(unique_id, bytes) else list(unique_id)
+
+
+def _id_from_json(value):
+    return bytes.fromhex(value) if isinstance(value, str) else tuple(value)
