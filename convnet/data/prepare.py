@@ -317,8 +317,11 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
     workers = workers or len(os.sched_getaffinity(0))
     total = sum(len(jobs[split]) for split in SPLITS)
 
-    # The pool is made before any HDF5 file is open: forked workers must not inherit one.
-    with multiprocessing.Pool(workers, initializer=ignore_interrupts) as pool:
+    # Workers start from a fork server (Python 3.14's default on Linux), not a fork of this
+    # process, which may hold threads and their locks (a library's, a caller's) and soon open
+    # HDF5 files.
+    with multiprocessing.get_context("forkserver").Pool(workers,
+                                                        initializer=ignore_interrupts) as pool:
         file = None
         if os.path.exists(partial) and not restart:
             file, statistics, reason = reopen_partial(partial, size, stamp)
