@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from convnet.data import dataset, fashion_mnist
+from convnet.train import gpu_count
 from convnet.trainer import ALONE
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
@@ -154,11 +155,12 @@ def tiny_set(tmp_path, rng):
 
 @pytest.mark.parametrize("gpus", ["63", "0,63", "63,63"])
 def test_gpu_that_cannot_run_is_one_line_with_exit_code_2(tmp_path, tiny_set, gpus):
-    """Without CuPy: says to install it; with CuPy: that there is no GPU 63, for one tower or
-    both."""
+    """Without CuPy: says to install it; with CuPy: names the first index past the machine's
+    GPUs (63, or 0 where CuPy finds no GPU), for one tower or both."""
     try:
         import cupy  # noqa: F401
-        expected = "there is no GPU 63"
+        missing = next(int(index) for index in gpus.split(",") if int(index) >= gpu_count())
+        expected = f"there is no GPU {missing} (this machine has {gpu_count()})"
     except ImportError:
         expected = "CuPy is not installed"
     result = train("--data-path", str(tiny_set), "--gpus", gpus, cwd=tmp_path)
