@@ -1,7 +1,9 @@
 """Where the CUDA kernels can run in this test session: the emulator always, a GPU when CuPy
 finds one. Tests parametrized over KERNEL_TARGETS run on both; the GPU case carries the `gpu`
-marker and is skipped with the reason where there is no GPU."""
+marker and is skipped with the reason where there is no GPU, or fails where CONVNET_REQUIRE_GPU
+is set (make gpu-check sets it: on the GPU machine, a GPU test that does not run is a fault)."""
 import functools
+import os
 
 import pytest
 
@@ -24,6 +26,8 @@ def gpu_unavailable_reason():
 
 def require_gpu():
     reason = gpu_unavailable_reason()
+    if reason and os.environ.get("CONVNET_REQUIRE_GPU"):
+        pytest.fail(f"GPU test cannot run: {reason} (CONVNET_REQUIRE_GPU is set)")
     if reason:
         pytest.skip(f"GPU test skipped: {reason}")
 
