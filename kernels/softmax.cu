@@ -3,8 +3,10 @@
 // Layout: logits and probabilities (K, N), classes × images, images innermost; labels (N,) int32.
 // One thread per image walks its K classes (consecutive threads read consecutive images).
 // Formulas (convnet/backend/reference/softmax.py):
-//   softmax            m = max_k z_k,  s = Σ_k exp(z_k − m),  p_k = exp(z_k − m − log s)
-//   softmax_logloss    the same, and losses[n] = −(z_label − m − log s): the loss from the
+//   softmax            m = max_k z_k,  s = Σ_k exp(z_k − m),  p_k = exp((z_k − m) − log s)
+//                      (m + log s as one number would round log s to the ulp of m: a relative
+//                      error of 1e-5 in p at logits of 100)
+//   softmax_logloss    the same, and losses[n] = −((z_label − m) − log s): the loss from the
 //                      log-probability, finite for a confident mistake; the batch mean is
 //                      bias_backward's fixed-order sum of `losses` divided by N
 //   softmax_backward   grad_k = (p_k − [k = label]) / N
@@ -13,22 +15,26 @@
 #include "common.cuh"
 #include "tiles.cuh"
 
-// The log-probabilities' shift for image n: m + log s.
+// Image n's log-probabilities, (z_k − top) − log_sum: top = m, log_sum = log s.
 template <typename T>
-__device__ T log_normalizer(const T* __restrict__ logits, int classes, int images, int n) {
-  T top = logits[n];
-  for (int k = 1; k < classes; ++k) top = maximum(top, logits[k * images + n]);
-  T sum = 0;
-  for (int k = 0; k < classes; ++k) sum += exponential(logits[k * images + n] - top);
-  return top + logarithm(sum);
-}
+struct LogSoftmax {
+  const T* logits;
+  int images, n;
+  T top, log_sum;
+  __device__ LogSoftmax(const T* logits_, int classes, int images_, int n_)
+      : logits(logits_), images(images_), n(n_), top(logits_[n_]) {
+    for (int k = 1; k < classes; ++k) top = maximum(top, logits[k * images + n]);
+    T sum = 0;
+    for (int k = 0; k < classes; ++k) sum += exponential(logits[k * images + n] - top);
+    log_sum = logarithm(sum);
+  }
+  __device__ T operator()(int k) const { return (logits[k * images + n] - top) - log_sum; }
+};
 
 template <typename T>
-__device__ void write_probabilities(const T* __restrict__ logits, T* __restrict__ probs,
-                                    int classes, int images, int n, T shift) {
-  for (int k = 0; k < classes; ++k) {
-    probs[k * images + n] = exponential(logits[k * images + n] - shift);
-  }
+__device__ void write_probabilities(const LogSoftmax<T>& log_probs, T* __restrict__ probs,
+                                    int classes, int images, int n) {
+  for (int k = 0; k < classes; ++k) probs[k * images + n] = exponential(log_probs(k));
 }
 
 template <typename T>
@@ -36,8 +42,7 @@ __global__ void __launch_bounds__(kThreads)
 softmax(const T* __restrict__ logits, T* __restrict__ probs, int classes, int images) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   if (n >= images) return;
-  write_probabilities(logits, probs, classes, images, n,
-                      log_normalizer(logits, classes, images, n));
+  write_probabilities(LogSoftmax<T>(logits, classes, images, n), probs, classes, images, n);
 }
 CONVNET_INSTANTIATE(softmax)
 
@@ -47,9 +52,9 @@ softmax_logloss(const T* __restrict__ logits, const int* __restrict__ labels,
                 T* __restrict__ probs, T* __restrict__ losses, int classes, int images) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   if (n >= images) return;
-  const T shift = log_normalizer(logits, classes, images, n);
-  write_probabilities(logits, probs, classes, images, n, shift);
-  losses[n] = -(logits[labels[n] * images + n] - shift);
+  const LogSoftmax<T> log_probs(logits, classes, images, n);
+  write_probabilities(log_probs, probs, classes, images, n);
+  losses[n] = -log_probs(labels[n]);
 }
 CONVNET_INSTANTIATE(softmax_logloss)
 

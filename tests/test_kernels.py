@@ -16,6 +16,7 @@ from convnet.backend.cuda import CudaBackend
 from convnet.backend.cuda.conv import SIDES
 from convnet.backend.cuda.launch import Emulated, Launcher, c_type
 from convnet.backend.cuda.elementwise import bias_gradient_slices
+from convnet.backend.reference.elementwise import _mix32
 from convnet.norm_params import NormParams
 from gradcheck import check_gradients, projection_loss
 from targets import KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, kernel_backend
@@ -152,6 +153,25 @@ def test_conv(backend, case, rng, request):
     assert_as_accurate("bias_backward", (dy,), backend=backend)
 
 
+# (x's shape (C, H, W, N), filters, filter size, stride, pad) with H ≠ W: the network's maps are
+# square, so only these tell the kernels' rows from their columns. The input gradient's op takes
+# a square input only.
+NON_SQUARE_CONVS = [((3, 9, 6, 2), 4, 3, 1, 1),
+                    ((3, 11, 15, 4), 8, 5, 4, 0)]   # stride 4, overhang, 16-byte loads
+
+
+@pytest.mark.parametrize("x_shape, filters, filter_size, stride, pad", NON_SQUARE_CONVS)
+def test_conv_of_a_non_square_input(backend, x_shape, filters, filter_size, stride, pad, rng):
+    x = rng.normal(size=x_shape)
+    w = rng.normal(size=(x_shape[0], filter_size, filter_size, filters))
+    dy = rng.normal(size=reference.conv_forward(x, w, stride=stride, pad=pad).shape)
+    assert dy.shape[1] != dy.shape[2]
+    sums = dict(backend=backend, floor=SEQUENTIAL_SUM_FLOOR)
+    assert_as_accurate("conv_forward", (x, w), stride=stride, pad=pad, **sums)
+    assert_as_accurate("conv_backward_filters", (dy, x), filter_size=filter_size, stride=stride,
+                       pad=pad, **sums)
+
+
 class PlanRecorder(Launcher):
     """Notes each launch's kernel, grid and arguments, and runs nothing."""
     path = "recorder"
@@ -234,7 +254,8 @@ def test_conv_float64_kernels_pass_finite_differences(backend, case, rng):
 
 # ---- response normalization ---------------------------------------------------------------
 
-NORM_CASES = [(3, 5, 5, 2), (7, 4, 4, 1), (16, 3, 3, 3), (2, 2, 2, 5)]
+NORM_CASES = [(3, 5, 5, 2), (7, 4, 4, 1), (16, 3, 3, 3), (2, 2, 2, 5),
+              (3, 7, 4, 2), (2, 3, 6, 1)]   # H ≠ W: rows and columns told apart
 
 
 @pytest.mark.parametrize("kind", ["crossmap", "samemap"])
@@ -276,7 +297,8 @@ def test_norm_float64_kernels_pass_finite_differences(backend, kind, rng):
 
 # ---- max pooling --------------------------------------------------------------------------
 
-POOL_CASES = [((3, 7, 7, 2), 3, 2), ((3, 8, 8, 3), 3, 2), ((2, 6, 5, 1), 2, 2), ((4, 9, 9, 2), 3, 1)]
+POOL_CASES = [((3, 7, 7, 2), 3, 2), ((3, 8, 8, 3), 3, 2), ((2, 6, 5, 1), 2, 2), ((4, 9, 9, 2), 3, 1),
+              ((2, 9, 6, 2), 3, 2)]
 ALEXNET_POOLS = [pytest.param((*shape, 128), layer.size, layer.stride, marks=LARGE,
                               id=layer.name) for layer, shape in alexnet_cases(alexnet.MaxPool)]
 
@@ -366,6 +388,20 @@ def test_dropout_mask_of_a_part_of_the_batch(backend, rng):
                                                                key)[..., start:start + n])
 
 
+def test_dropout_mask_at_its_threshold(backend, rng):
+    """An element whose hash's 24 high bits equal the threshold is dropped (below it keeps):
+    keep is set so that element 0 sits there, a case random keys hit once in 2²⁴."""
+    high_bits = 0
+    while not high_bits:   # a key whose element 0 has a threshold to sit on
+        key = int(rng.integers(2 ** 32))
+        high_bits = int(_mix32(np.uint32(0) ^ _mix32(np.uint32(key)))) >> 8
+    keep = high_bits / 2 ** 24
+    mask = call(backend, "dropout_mask", (2, 3), keep, key)[0]
+    assert mask[0, 0] == 0
+    np.testing.assert_array_equal(mask, reference.dropout_mask((2, 3), keep, key))
+    assert call(backend, "dropout_mask", (2, 3), 1.0, key)[0].all()
+
+
 def test_dropout_mask_at_fc_size(backend, rng):
     key = int(rng.integers(2 ** 32))
     mask = call(backend, "dropout_mask", (2048, 128), 0.5, key)[0]
@@ -384,6 +420,32 @@ def test_softmax(backend, classes, images, rng):
         got = getattr(backend, "topk_errors")(backend.from_host(probs.astype(dtype)),
                                               labels, (1, 5))
         assert got == reference.topk_errors(probs.astype(dtype), labels, (1, 5))
+
+
+def test_softmax_of_logits_far_apart(backend, rng):
+    """Logits spread over hundreds, around 200: exp overflows or underflows in float32 unless
+    the maximum is subtracted first, and p = exp(z − (m + log s)) would round log s to the ulp
+    of m (a float32 error of about 1e-5 at m = 200; exp((z − m) − log s) keeps it)."""
+    logits = (rng.normal(0, 60, (10, 64)) + 200).astype(np.float32)
+    logits[3, 0] += 1000
+    probs = call(backend, "softmax", logits)[0]
+    assert np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(axis=0), 1, rtol=1e-5)
+    assert_as_accurate("softmax", (logits.astype(np.float64),), backend=backend)
+    labels = rng.integers(0, 10, 64)
+    assert_as_accurate("softmax_logloss", (logits.astype(np.float64), labels), backend=backend)
+
+
+def test_topk_errors_with_ties_count_only_classes_strictly_more_probable(backend):
+    """A class as probable as the label does not push it out of the top k (the reference's
+    rule): uniform probabilities are no error at any k; a label tied with another class is a
+    top-1 error only where a third class beats both."""
+    cases = [(np.full((10, 4), 0.1), np.array([0, 3, 9, 5]), (0, 0)),
+             (np.array([[0.4, 0.5], [0.4, 0.25], [0.2, 0.25]]), np.array([1, 2]), (1, 0))]
+    for probs, labels, errors in cases:
+        for dtype in (np.float64, np.float32):
+            got = backend.topk_errors(backend.from_host(probs.astype(dtype)), labels, (1, 2))
+            assert got == reference.topk_errors(probs.astype(dtype), labels, (1, 2)) == errors
 
 
 def test_elementwise_float64_kernels_pass_finite_differences(backend, rng):
