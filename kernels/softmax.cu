@@ -19,30 +19,28 @@
 template <typename T>
 struct LogSoftmax {
   const T* logits;
-  int images, n;
+  int classes, images, n;
   T top, log_sum;
-  __device__ LogSoftmax(const T* logits_, int classes, int images_, int n_)
-      : logits(logits_), images(images_), n(n_), top(logits_[n_]) {
+  __device__ LogSoftmax(const T* logits_, int classes_, int images_, int n_)
+      : logits(logits_), classes(classes_), images(images_), n(n_), top(logits_[n_]) {
     for (int k = 1; k < classes; ++k) top = maximum(top, logits[k * images + n]);
     T sum = 0;
     for (int k = 0; k < classes; ++k) sum += exponential(logits[k * images + n] - top);
     log_sum = logarithm(sum);
   }
   __device__ T operator()(int k) const { return (logits[k * images + n] - top) - log_sum; }
+  // Image n's probabilities, into probs (K, N).
+  __device__ void write_probabilities(T* __restrict__ probs) const {
+    for (int k = 0; k < classes; ++k) probs[k * images + n] = exponential((*this)(k));
+  }
 };
-
-template <typename T>
-__device__ void write_probabilities(const LogSoftmax<T>& log_probs, T* __restrict__ probs,
-                                    int classes, int images, int n) {
-  for (int k = 0; k < classes; ++k) probs[k * images + n] = exponential(log_probs(k));
-}
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
 softmax(const T* __restrict__ logits, T* __restrict__ probs, int classes, int images) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   if (n >= images) return;
-  write_probabilities(LogSoftmax<T>(logits, classes, images, n), probs, classes, images, n);
+  LogSoftmax<T>(logits, classes, images, n).write_probabilities(probs);
 }
 CONVNET_INSTANTIATE(softmax)
 
@@ -53,7 +51,7 @@ softmax_logloss(const T* __restrict__ logits, const int* __restrict__ labels,
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   if (n >= images) return;
   const LogSoftmax<T> log_probs(logits, classes, images, n);
-  write_probabilities(log_probs, probs, classes, images, n);
+  log_probs.write_probabilities(probs);
   losses[n] = -log_probs(labels[n]);
 }
 CONVNET_INSTANTIATE(softmax_logloss)
