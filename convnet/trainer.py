@@ -117,7 +117,7 @@ class Trainer:
         """The state of checkpoint `path`. continuing: the run goes on from it, so the log lines
         written after it are dropped (they will be written again); evaluating it keeps them."""
         params, velocity, state = checkpoint.load(path, self.network)
-        missing = sorted({"epoch", "step", "best_error", "seed", "schedule"} - set(state))
+        missing = sorted(set(self.state()) - set(state))   # the fields save() writes
         if missing:
             raise checkpoint.CheckpointError(f"checkpoint {path}: its training state lacks "
                                              f"{', '.join(missing)}")

@@ -159,8 +159,9 @@ def test_gpu_that_cannot_run_is_one_line_with_exit_code_2(tmp_path, tiny_set, gp
     GPUs (63, or 0 where CuPy finds no GPU), for one tower or both."""
     try:
         import cupy  # noqa: F401
-        missing = next(int(index) for index in gpus.split(",") if int(index) >= gpu_count())
-        expected = f"there is no GPU {missing} (this machine has {gpu_count()})"
+        count = gpu_count()
+        missing = next(int(index) for index in gpus.split(",") if int(index) >= count)
+        expected = f"there is no GPU {missing} (this machine has {count})"
     except ImportError:
         expected = "CuPy is not installed"
     result = train("--data-path", str(tiny_set), "--gpus", gpus, cwd=tmp_path)
