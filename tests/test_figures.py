@@ -326,8 +326,11 @@ def test_neighbours_figure_cache_and_numbers(trained, capsys):
     _, train_features = direct_outputs(trained.network, trained.train, trained.mean)
     _, query_features = direct_outputs(trained.network, trained.val[[4, 1]], trained.mean)
     cache = trained.run / "features" / "best-train.h5"
+    # The cache is computed in batches of 16, the direct features in one: BLAS blocks each
+    # float32 sum differently, so they agree to a fraction of the features' scale, not per element.
     with h5py.File(cache, "r") as file:
-        np.testing.assert_allclose(file["features"][()], train_features, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(file["features"][()], train_features, rtol=0,
+                                   atol=1e-5 * np.abs(train_features).max())
     distances = np.linalg.norm(query_features[:, None].astype(np.float64)
                                - train_features[None], axis=2)
     expected = np.argsort(distances, axis=1)[:, :5]
