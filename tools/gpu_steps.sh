@@ -1,8 +1,9 @@
 # Sourced by tools/gpu_check.sh and tools/gpu_train.sh: the GPU machine's Python, the reports
 # folder, and `step`, which runs each step under the time still left of BUDGET seconds (one
-# 10-minute device call by default) and goes on where a step failed, so that one call brings back
-# all it can. `failed` is 1 once any step failed or ran out of time. In a copy of the tree without
-# .git, CONVNET_COMMIT names its commit for the reports (convnet/provenance.py).
+# 10-minute device call by default) and at most the step's own limit, so that a slow step cannot
+# take the time of the steps after it, and goes on where a step failed, so that one call brings
+# back all it can. `failed` is 1 once any step failed or ran out of time. In a copy of the tree
+# without .git, CONVNET_COMMIT names its commit for the reports (convnet/provenance.py).
 python=${GPU_PYTHON:-python3}
 out=${OUT:?OUT names the folder for the reports}
 budget=${BUDGET:-560}
@@ -12,28 +13,30 @@ mkdir -p "$out"
 : >"$out/steps.txt"
 failed=0
 
-step() {   # step NAME LOG COMMAND...: run COMMAND, its output appended to LOG
-  local name=$1 log=$2
-  shift 2
+step() {   # step NAME LOG MOST COMMAND...: run COMMAND for at most MOST seconds, output to LOG
+  local name=$1 log=$2 most=$3
+  shift 3
   local left=$((budget - SECONDS))
   if [ "$left" -lt 15 ]; then
     printf '%-14s skipped: no time left of %ss\n' "$name" "$budget" | tee -a "$out/steps.txt"
     failed=1
     return
   fi
+  local limit=$((most < left ? most : left))
   echo "== $name: $*" >>"$log"
   local start=$SECONDS
-  PYTHONUNBUFFERED=1 timeout --kill-after=10 "$left" "$@" >>"$log" 2>&1
+  PYTHONUNBUFFERED=1 timeout --kill-after=10 "$limit" "$@" >>"$log" 2>&1
   local status=$?
-  printf '%-14s exit %3d  %4ds  (%ss were left)\n' "$name" "$status" $((SECONDS - start)) \
-    "$left" | tee -a "$out/steps.txt"
+  printf '%-14s exit %3d  %4ds  (limit %ss, %ss were left)\n' "$name" "$status" \
+    $((SECONDS - start)) "$limit" "$left" | tee -a "$out/steps.txt"
   [ "$status" -eq 0 ] || failed=1
 }
 
 # The package (its C++ extensions) and the kernels, from the packages already there: a GPU
-# machine may have no network.
+# machine may have no network. The build's ptxas report (registers, shared memory, spills per
+# kernel) goes to the log.
 install_and_build() {
-  step install "$out/gpu.log" "$python" -m pip install -q --no-build-isolation --no-deps -e .
-  step build "$out/gpu.log" "$python" kernels/build.py
-  cp kernels/build/ptxas-report.txt "$out/" 2>/dev/null
+  step install "$out/gpu.log" 120 "$python" -m pip install -q --no-build-isolation --no-deps -e .
+  step build "$out/gpu.log" 120 "$python" kernels/build.py
+  cat kernels/build/ptxas-report.txt >>"$out/gpu.log" 2>/dev/null
 }

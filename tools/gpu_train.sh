@@ -7,19 +7,19 @@
 # Where data/fashion-mnist.h5 is missing, Fashion-MNIST is converted from the IDX files in
 # $FASHION_MNIST_DIR (default: the Debian package's folder). Arguments go on to convnet.train.
 #
-# Reports in $OUT, 8 files:
-#   steps.txt, gpu.log (install, build, conversion, the training's printout), ptxas-report.txt,
-#   and the run's settings.json, epochs.csv, log.jsonl, last.h5, best.h5
+# Reports in $OUT, 7 files:
+#   steps.txt, gpu.log (install, build and its ptxas report, conversion, the training's
+#   printout), and the run's settings.json, epochs.csv, log.jsonl, last.h5, best.h5
 set -u
 source "$(dirname "$0")/gpu_steps.sh"
 run_dir=${RUN_DIR:-runs/fashion-mnist}
 
 install_and_build
 if [ ! -e data/fashion-mnist.h5 ]; then
-  step data "$out/gpu.log" "$python" -m convnet.data.fashion_mnist \
+  step data "$out/gpu.log" 120 "$python" -m convnet.data.fashion_mnist \
     ${FASHION_MNIST_DIR:+--source "$FASHION_MNIST_DIR"} --output data/fashion-mnist.h5
 fi
-step train "$out/gpu.log" "$python" -m convnet.train -c configs/fashion-mnist-gpu.json \
+step train "$out/gpu.log" "$budget" "$python" -m convnet.train -c configs/fashion-mnist-gpu.json \
   --output-dir "$run_dir" --resume auto "$@"
 for report in settings.json epochs.csv log.jsonl last.h5 best.h5; do
   cp "$run_dir/$report" "$out/" 2>/dev/null

@@ -1,0 +1,50 @@
+"""tools/gpu_steps.sh, the step runner of make gpu-check and make gpu-train: each step stops at
+its own limit or at the budget's end, whichever comes first, later steps still run, and a step
+with under 15 s of the budget left is skipped; every outcome is a line of steps.txt."""
+import os
+import re
+import subprocess
+
+STEPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "gpu_steps.sh")
+
+
+def run_steps(tmp_path, budget, script):
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), BUDGET=str(budget))
+    completed = subprocess.run(["bash", "-c", f'source "{STEPS}"\n{script}\nexit "$failed"'],
+                               env=env, capture_output=True, text=True, timeout=60)
+    lines = (out / "steps.txt").read_text().splitlines()
+    return completed.returncode, {line.split()[0]: line for line in lines}, out
+
+
+def seconds(line):
+    return int(re.search(r"exit +\d+ +(\d+)s", line).group(1))
+
+
+def test_a_step_stops_at_its_own_limit_and_the_next_still_runs(tmp_path):
+    status, steps, out = run_steps(tmp_path, 100, """
+step slow "$out/log" 2 sleep 30
+step quick "$out/log" 60 echo done""")
+    assert status == 1
+    assert re.search(r"exit 124 .*\(limit 2s, \d+s were left\)", steps["slow"])
+    assert seconds(steps["slow"]) <= 4
+    assert re.search(r"exit +0 ", steps["quick"])
+    log = (out / "log").read_text()
+    assert "== slow: sleep 30" in log and log.endswith("done\n")
+
+
+def test_the_budget_bounds_every_step_and_skips_what_it_cannot_hold(tmp_path):
+    # Bash's SECONDS counts from the script's start; setting it stands for the time spent.
+    status, steps, _ = run_steps(tmp_path, 100, """
+SECONDS=80
+step bounded "$out/log" 600 true
+SECONDS=90
+step after "$out/log" 60 true""")
+    assert status == 1
+    assert re.search(r"exit +0 .*\(limit 20s, 20s were left\)", steps["bounded"])
+    assert "skipped: no time left of 100s" in steps["after"]
+
+
+def test_all_steps_passing_exit_zero(tmp_path):
+    status, steps, _ = run_steps(tmp_path, 100, 'step one "$out/log" 10 true')
+    assert status == 0 and re.search(r"exit +0 ", steps["one"])
