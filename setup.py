@@ -21,12 +21,19 @@ augment = Pybind11Extension("convnet._augment", ["kernels/augment.cpp"], cxx_std
                             extra_compile_args=["-O3", "-pthread", "-ffp-contract=off"],
                             extra_link_args=["-pthread"])
 
-# The CUDA kernels compiled for the host against kernels/emulate.h: CI runs every kernel this way.
+# The CUDA kernels compiled for the host against kernels/emulate.h: CI runs every kernel this way,
+# and again through the AddressSanitizer build, which is optional: a compiler without the
+# sanitizer's runtime skips it (tests/test_emulator_asan.py then says so).
+KERNEL_SOURCES = sorted(glob.glob("kernels/*.cu") + glob.glob("kernels/*.cuh")
+                        + glob.glob("kernels/*.h"))
 emulator = Pybind11Extension("convnet._emulator", ["kernels/emulator.cpp"], cxx_std=17,
-                             include_dirs=["kernels"],
-                             depends=sorted(glob.glob("kernels/*.cu") + glob.glob("kernels/*.cuh")
-                                            + glob.glob("kernels/*.h")),
+                             include_dirs=["kernels"], depends=KERNEL_SOURCES,
                              extra_compile_args=kernel_build.EMULATOR_FLAGS)
+emulator_asan = Pybind11Extension(f"convnet.{kernel_build.EMULATOR_ASAN_MODULE}",
+                                  ["kernels/emulator.cpp"], cxx_std=17, include_dirs=["kernels"],
+                                  depends=KERNEL_SOURCES,
+                                  extra_compile_args=kernel_build.EMULATOR_ASAN_FLAGS,
+                                  extra_link_args=["-fsanitize=address"], optional=True)
 
 # Data-parallel replicas on the CPU (convnet/replicas): mpi4py with MPICH's PyPI build, which
 # brings its own mpiexec, so one machine and CI need nothing else. On a cluster, build mpi4py
@@ -50,6 +57,6 @@ setup(
         # compile of the kernels (tests/test_build.py), which needs no GPU
         "test": ["pytest>=7.4", "scikit-learn>=1.3", "nvidia-cuda-nvrtc>=13.0,<14"] + MPI,
     },
-    ext_modules=[augment, emulator],
+    ext_modules=[augment, emulator, emulator_asan],
     cmdclass={"build_ext": build_ext},
 )

@@ -16,7 +16,7 @@ It fails when a float kernel spills registers; double kernels (used by gradient 
 Written atomically: a failed build leaves the previous fatbin in place.
 
 Everything else that compiles the kernels reads its options from here: the CUDA backend's NVRTC
-path (nvrtc_options()) and setup.py's emulator extension (EMULATOR_FLAGS). This file imports only
+path (nvrtc_options()) and setup.py's emulator extensions (EMULATOR_FLAGS, EMULATOR_ASAN_FLAGS). This file imports only
 the standard library, so setup.py can load it before anything is installed.
 """
 import argparse
@@ -40,6 +40,11 @@ LANGUAGE = ["-std=c++17"]
 NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v", "--ftz=true"]
 # The host compile of the same sources (kernels/emulator.cpp); it fuses no multiply-add.
 EMULATOR_FLAGS = ["-O2", "-DNDEBUG", "-ffp-contract=off"]
+# Its AddressSanitizer build, the module convnet._emulator_asan (tests/test_emulator_asan.py):
+# every access past an array's end, or a __shared__ array's, is reported with its source line.
+EMULATOR_ASAN_MODULE = "_emulator_asan"
+EMULATOR_ASAN_FLAGS = EMULATOR_FLAGS + ["-g", "-fsanitize=address", "-fno-omit-frame-pointer",
+                                        f"-DCONVNET_EMULATOR_MODULE={EMULATOR_ASAN_MODULE}"]
 
 
 def source_files():

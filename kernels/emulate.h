@@ -13,6 +13,9 @@
 // kernel whose results change with it has a race: threads that share memory without a barrier
 // between the write and the read, or blocks that depend on each other.
 //
+// Under AddressSanitizer (the module convnet._emulator_asan), the scheduler tells it of every
+// switch between its stack and a fiber's, so that it knows which stack is in use.
+//
 // What is emulated: threadIdx, blockIdx, blockDim, gridDim; __syncthreads(); __shared__ (a
 // function-local static: one copy per kernel instantiation, which is one block's shared memory
 // because blocks do not overlap); the qualifiers; __align__, float4 and __umulhi. No warps: a
@@ -21,6 +24,11 @@
 #pragma once
 
 #include <ucontext.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define CONVNET_ASAN 1
+#endif
 
 #include <cstdint>
 #include <algorithm>
@@ -78,7 +86,9 @@ class Block {
 
   void barrier() {
     fibers_[current_].state = kAtBarrier;
+    leave_fiber(false);
     swapcontext(&fibers_[current_].context, &scheduler_);
+    entered_fiber();
   }
 
  private:
@@ -90,24 +100,51 @@ class Block {
     ucontext_t context;
     std::vector<char> stack = std::vector<char>(kStackBytes);
     State state = kRunnable;
+    void* fake_stack = nullptr;   // AddressSanitizer's, kept while the fiber waits at a barrier
   };
 
   // An exception may not cross the fiber's first frame: it is kept and rethrown by the scheduler.
   static void entry() {
     Block& self = instance();
+    self.entered_fiber();
     try {
       self.call_(self.body_);
     } catch (...) {
       self.error_ = std::current_exception();
     }
     self.fibers_[self.current_].state = kDone;
+    self.leave_fiber(true);
   }  // returns to uc_link: the scheduler
 
   void resume(unsigned t) {
     current_ = t;
     threadIdx = dim3(t % blockDim.x, t / blockDim.x % blockDim.y, t / (blockDim.x * blockDim.y));
+#ifdef CONVNET_ASAN
+    void* scheduler_fake_stack = nullptr;
+    __sanitizer_start_switch_fiber(&scheduler_fake_stack, fibers_[t].stack.data(),
+                                   fibers_[t].stack.size());
+#endif
     swapcontext(&scheduler_, &fibers_[t].context);
+#ifdef CONVNET_ASAN
+    __sanitizer_finish_switch_fiber(scheduler_fake_stack, nullptr, nullptr);
+#endif
     if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
+  }
+
+  // AddressSanitizer's side of a fiber's switches (nothing without it): on arrival, learn the
+  // scheduler's stack; on leaving, name it, and end the fiber's own record when it is done.
+  void entered_fiber() {
+#ifdef CONVNET_ASAN
+    __sanitizer_finish_switch_fiber(fibers_[current_].fake_stack, &scheduler_stack_,
+                                    &scheduler_stack_bytes_);
+#endif
+  }
+
+  void leave_fiber([[maybe_unused]] bool done) {
+#ifdef CONVNET_ASAN
+    __sanitizer_start_switch_fiber(done ? nullptr : &fibers_[current_].fake_stack,
+                                   scheduler_stack_, scheduler_stack_bytes_);
+#endif
   }
 
   // 0 .. count−1 in a random order when shuffling, else nothing (in order).
@@ -132,6 +169,7 @@ class Block {
       fiber.context.uc_link = &scheduler_;
       makecontext(&fiber.context, &Block::entry, 0);
       fiber.state = kRunnable;
+      fiber.fake_stack = nullptr;
     }
     for (;;) {
       const std::vector<uint64_t> shuffled = shuffled_order(threads);
@@ -156,6 +194,10 @@ class Block {
   void* body_ = nullptr;
   void (*call_)(void*) = nullptr;
   std::exception_ptr error_;
+#ifdef CONVNET_ASAN
+  const void* scheduler_stack_ = nullptr;
+  size_t scheduler_stack_bytes_ = 0;
+#endif
   bool shuffled_ = false;
   std::mt19937_64 random_;
 };

@@ -8,6 +8,12 @@
 //                                     barriers, in a random order from this seed; None: in order
 //                                     (emulate.h: a result that changes with it is a race)
 //
+// Built with AddressSanitizer (kernels/build.py EMULATOR_ASAN_FLAGS), the module is
+// convnet._emulator_asan: every array a kernel gets is then a copy in an allocation of its own
+// (LaunchArrays), so that a read or write past any array's end, or past a __shared__ array's, is
+// reported with the kernel's source line. Python must load the sanitizer's runtime first
+// (LD_PRELOAD; convnet/backend/cuda/launch.py says how).
+//
 // Arguments are converted by the kernel's own signature, as strictly as a GPU needs them: a
 // pointer T* takes a C-contiguous NumPy array of exactly T's dtype (writeable unless const T*),
 // a scalar takes a NumPy scalar of exactly its type (np.int32 for int, np.float32 for float...),
@@ -17,8 +23,11 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstring>
 #include <functional>
 #include <map>
+#include <memory>
+#include <new>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -27,6 +36,13 @@
 #include <utility>
 
 #include "emulate.h"
+
+#ifdef CONVNET_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#ifndef CONVNET_EMULATOR_MODULE
+#define CONVNET_EMULATOR_MODULE _emulator
+#endif
 
 namespace py = pybind11;
 
@@ -43,9 +59,92 @@ std::string describe(const py::handle& value) {
   return py::str(py::type::of(value).attr("__name__")).cast<std::string>();
 }
 
+// The memory a launch's kernel reads and writes for each array argument. Without
+// AddressSanitizer, the array's own. With it, a copy in an allocation of its own that ends where
+// the array ends, written back after the launch, so that an access past the end is reported also
+// where the array is a view into a larger buffer. The copy keeps the address's place within 16
+// bytes, which decides the kernels' vector loads; the bytes before it are poisoned as far as the
+// sanitizer's 8-byte granules allow. Arguments that are the same memory share one copy; an array
+// that overlaps another argument otherwise keeps its own memory, since copies could not keep
+// their writes consistent.
+class LaunchArrays {
+ public:
+  explicit LaunchArrays([[maybe_unused]] const py::tuple& args) {
+#ifdef CONVNET_ASAN
+    for (const py::handle& value : args) {
+      if (py::isinstance<py::array>(value)) ranges_.push_back(range(value.cast<py::array>()));
+    }
+#endif
+  }
+
+  void* place(const py::array& array, bool writeable) {
+    void* own = writeable ? const_cast<py::array&>(array).mutable_data()
+                          : const_cast<void*>(array.data());
+#ifdef CONVNET_ASAN
+    const Range mine = range(array);
+    for (const Range& other : ranges_) {
+      if (other != mine && other.first < mine.second && mine.first < other.second) return own;
+    }
+    for (Copy& copy : copies_) {
+      if (copy.range == mine) {
+        copy.writeable = copy.writeable || writeable;
+        return copy.data;
+      }
+    }
+    const size_t offset = mine.first % kAlignment, bytes = mine.second - mine.first;
+    std::unique_ptr<char[], Free> storage(
+        static_cast<char*>(::operator new[](offset + bytes, std::align_val_t{kAlignment})));
+    char* data = storage.get() + offset;
+    std::memcpy(data, own, bytes);
+    ASAN_POISON_MEMORY_REGION(storage.get(), offset);
+    copies_.push_back({mine, writeable, data, std::move(storage)});
+    return data;
+#else
+    return own;
+#endif
+  }
+
+  // After the launch: the copies' contents into the arrays they stand for.
+  void write_back() {
+#ifdef CONVNET_ASAN
+    for (const Copy& copy : copies_) {
+      if (copy.writeable) {
+        std::memcpy(reinterpret_cast<void*>(copy.range.first), copy.data,
+                    copy.range.second - copy.range.first);
+      }
+    }
+#endif
+  }
+
+#ifdef CONVNET_ASAN
+ private:
+  using Range = std::pair<uintptr_t, uintptr_t>;   // [first byte, past the last)
+  static constexpr size_t kAlignment = 16;
+  struct Free {
+    void operator()(char* pointer) const {
+      ::operator delete[](pointer, std::align_val_t{kAlignment});
+    }
+  };
+  struct Copy {
+    Range range;
+    bool writeable;
+    char* data;
+    std::unique_ptr<char[], Free> storage;
+  };
+
+  static Range range(const py::array& array) {
+    const auto first = reinterpret_cast<uintptr_t>(array.data());
+    return {first, first + static_cast<size_t>(array.nbytes())};
+  }
+
+  std::vector<Range> ranges_;
+  std::vector<Copy> copies_;
+#endif
+};
+
 // Argument `index` of the kernel, converted to the parameter type P.
 template <typename P>
-P convert(const py::handle& value, size_t index) {
+P convert(const py::handle& value, size_t index, LaunchArrays& arrays) {
   const std::string where = "argument " + std::to_string(index) + ": ";
   if constexpr (std::is_pointer_v<P>) {
     using Element = std::remove_const_t<std::remove_pointer_t<P>>;
@@ -61,12 +160,9 @@ P convert(const py::handle& value, size_t index) {
     if (!(array.flags() & py::array::c_style)) {
       throw py::value_error(where + "the array is not C-contiguous");
     }
-    if constexpr (std::is_const_v<std::remove_pointer_t<P>>) {
-      return static_cast<P>(array.data());
-    } else {
-      if (!array.writeable()) throw py::value_error(where + "the array is read-only");
-      return static_cast<P>(array.mutable_data());
-    }
+    constexpr bool writeable = !std::is_const_v<std::remove_pointer_t<P>>;
+    if (writeable && !array.writeable()) throw py::value_error(where + "the array is read-only");
+    return static_cast<P>(arrays.place(array, writeable));
   } else {
     const auto dtype = py::dtype::of<P>();
     // Looked up once and never released: a static py::object would outlive the interpreter.
@@ -83,8 +179,10 @@ P convert(const py::handle& value, size_t index) {
 template <typename... Params, size_t... I>
 void call(void (*kernel)(Params...), dim3 grid, dim3 block, const py::tuple& args,
           std::index_sequence<I...>) {
-  std::tuple<Params...> converted{convert<Params>(args[I], I)...};
+  LaunchArrays arrays(args);
+  std::tuple<Params...> converted{convert<Params>(args[I], I, arrays)...};
   emu::Block::instance().run_grid(grid, block, [&] { std::apply(kernel, converted); });
+  arrays.write_back();
 }
 
 template <typename... Params>
@@ -108,8 +206,14 @@ struct Registration {
 
 }  // namespace convnet_emulator
 
+// The kernels get internal linkage: AddressSanitizer guards the storage of a function's static
+// variables only then, and each __shared__ array is one (emulate.h), of a template, which would
+// otherwise be a COMDAT symbol that it leaves unguarded. Their headers come first, outside.
 #define CONVNET_EMULATOR
+#include <cmath>
+namespace {
 #include "all.cu"
+}  // namespace
 
 namespace {
 
@@ -136,7 +240,7 @@ void launch(const std::string& name, const std::tuple<unsigned, unsigned, unsign
 
 }  // namespace
 
-PYBIND11_MODULE(_emulator, module) {
+PYBIND11_MODULE(CONVNET_EMULATOR_MODULE, module) {
   module.doc() = "The CUDA kernels of kernels/all.cu run on the host (see kernels/emulate.h).";
   module.def("launch", &launch, py::arg("name"), py::arg("grid"), py::arg("block"),
              py::arg("args"), "Run kernel `name` over grid × block threads; see the source.");

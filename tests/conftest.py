@@ -27,4 +27,6 @@ def pytest_configure(config):
 def pytest_report_header(config):
     from targets import gpu_unavailable_reason
     reason = gpu_unavailable_reason()
-    return f"CUDA kernels: emulator always; GPU {'available' if reason is None else 'skipped: ' + reason}"
+    emulator = "emulator (AddressSanitizer)" if os.environ.get("CONVNET_EMULATOR") else "emulator"
+    return (f"CUDA kernels: {emulator} always; "
+            f"GPU {'available' if reason is None else 'skipped: ' + reason}")

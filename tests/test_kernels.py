@@ -520,22 +520,22 @@ def test_launches_beyond_cudas_limits_are_refused_everywhere(grid, block):
 
 
 def test_emulator_checks_argument_types_as_strictly_as_a_gpu_needs():
-    from convnet import _emulator
+    emulator = Emulated().module
     out = np.empty(4, np.float32)
-    _emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
+    emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
                      (np.ones(4, np.float32), out, np.uint32(4)))
     np.testing.assert_array_equal(out, 1)
     with pytest.raises(TypeError, match="argument 2: expected a NumPy uint32 scalar, got int"):
-        _emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
+        emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
                          (np.ones(4, np.float32), out, 4))
     with pytest.raises(TypeError, match="argument 0: expected an array of float32"):
-        _emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
+        emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
                          (np.ones(4), out, np.uint32(4)))
     with pytest.raises(TypeError, match="takes 3 arguments"):
-        _emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1), (out,))
+        emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1), (out,))
     with pytest.raises(KeyError, match="no kernel"):
-        _emulator.launch("relu_forward<half>", (1, 1, 1), (4, 1, 1), ())
-    assert "conv_forward<double>" in _emulator.kernels()
+        emulator.launch("relu_forward<half>", (1, 1, 1), (4, 1, 1), ())
+    assert "conv_forward<double>" in emulator.kernels()
 
 
 # ---- races: the emulator's shuffled order -------------------------------------------------
@@ -600,22 +600,22 @@ def every_kernel_once(backend, rng):
 def test_every_kernel_gives_the_same_bits_whatever_order_its_blocks_and_threads_run_in(rng):
     """A GPU runs blocks, and threads between barriers, in no promised order: the emulator's
     shuffled order (emulate.h) finds a kernel that depends on it, a race."""
-    from convnet import _emulator
     launcher = RecordingLauncher()
+    emulator = launcher.module
     backend = CudaBackend(launcher)
     seed = int(rng.integers(2 ** 31))
     in_order = every_kernel_once(backend, np.random.default_rng(seed))
     unused = {"dropout_mask<double>"}   # the mask's kernel does not use T: launched as float
-    assert launcher.launched == set(_emulator.kernels()) - unused, "a kernel not run here"
+    assert launcher.launched == set(emulator.kernels()) - unused, "a kernel not run here"
     try:
         for shuffle_seed in (1, 2):
-            _emulator.shuffle(shuffle_seed)
+            emulator.shuffle(shuffle_seed)
             shuffled = every_kernel_once(backend, np.random.default_rng(seed))
             for index, (want, got) in enumerate(zip(in_order, shuffled)):
                 assert want.tobytes() == got.tobytes(), \
                     f"output {index} differs when the emulator shuffles (seed {shuffle_seed})"
     finally:
-        _emulator.shuffle(None)
+        emulator.shuffle(None)
 
 
 @pytest.mark.parametrize("shape", [(4, 5, 5, 0), (4, 0, 5, 3)])
@@ -648,19 +648,19 @@ def test_grid_stride_loops_give_the_same_bits_on_a_smaller_grid(most_blocks, rng
 def test_shuffled_order_exposes_a_race(grid, block):
     """A kernel launched racy on purpose, its output one element past its input: in order, each
     thread (or block) reads what the one before wrote; shuffled, some read before it is written."""
-    from convnet import _emulator
     memory = np.arange(1, 66, dtype=np.float32)
     launcher = Emulated()
+    emulator = launcher.module
     launcher.launch("relu_forward", np.float32, grid, block, (memory[:-1], memory[1:],
                                                               np.uint32(64)))
     np.testing.assert_array_equal(memory, 1)
     try:
-        _emulator.shuffle(5)
+        emulator.shuffle(5)
         memory = np.arange(1, 66, dtype=np.float32)
         launcher.launch("relu_forward", np.float32, grid, block, (memory[:-1], memory[1:],
                                                                   np.uint32(64)))
         assert (memory != 1).any()
     finally:
-        _emulator.shuffle(None)
+        emulator.shuffle(None)
     with pytest.raises(ValueError, match="seed"):
-        _emulator.shuffle(-1)
+        emulator.shuffle(-1)

@@ -22,10 +22,13 @@ Kernel sources are kernels/*.cu of the source tree (convnet is installed editabl
 settings come from kernels/build.py, their launch geometry from kernels/tiles.cuh.
 """
 import contextlib
+import ctypes
+import importlib
 import importlib.util
 import json
 import os
 import re
+import subprocess
 
 import numpy as np
 
@@ -119,18 +122,66 @@ class Launcher:
         raise NotImplementedError
 
 
+# The libraries a Python must load first to run the emulator's AddressSanitizer build: the
+# sanitizer's runtime, and the C++ runtime, whose exceptions it intercepts only where that was
+# loaded when it started.
+ASAN_RUNTIMES = ("libasan.so", "libstdc++.so")
+
+
+def asan_environment():
+    """The variables that run a Python on the AddressSanitizer build of the emulator (with
+    Python's own allocations, never freed at exit, not reported as leaks), or None where gcc
+    has no such runtime."""
+    preload = []
+    for name in ASAN_RUNTIMES:
+        try:
+            found = subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True,
+                                   text=True).stdout.strip()
+        except FileNotFoundError:
+            return None
+        if not os.path.isabs(found):      # gcc echoes a name it cannot find
+            return None
+        preload.append(found)
+    return {"CONVNET_EMULATOR": "asan", "LD_PRELOAD": " ".join(preload),
+            "ASAN_OPTIONS": "detect_leaks=0"}
+
+
+def load_emulator(build_name):
+    """(module, path) of the emulator build named by CONVNET_EMULATOR: "" the plain one,
+    "asan" the AddressSanitizer one (kernels/emulator.cpp), whose runtime must be loaded."""
+    if build_name == "":
+        from convnet import _emulator
+        return _emulator, "emulator"
+    if build_name != "asan":
+        raise ValueError(f"CONVNET_EMULATOR={build_name!r}: the emulator's builds are '' "
+                         f"(plain) and 'asan' (AddressSanitizer)")
+    # Importing the module without the runtime would end the process, not raise.
+    if not hasattr(ctypes.CDLL(None), "__asan_init"):
+        preload = " ".join(f"$(gcc -print-file-name={name})" for name in ASAN_RUNTIMES)
+        raise RuntimeError(f'CONVNET_EMULATOR=asan needs AddressSanitizer\'s runtime loaded '
+                           f'first: run Python with LD_PRELOAD="{preload}" '
+                           f'ASAN_OPTIONS=detect_leaks=0')
+    try:
+        module = importlib.import_module(f"convnet.{build.EMULATOR_ASAN_MODULE}")
+    except ImportError as error:
+        raise RuntimeError(f"CONVNET_EMULATOR=asan: convnet.{build.EMULATOR_ASAN_MODULE} is not "
+                           f"built ({error}); its build is optional and needs the compiler's "
+                           f"AddressSanitizer: reinstall (pip install -e .) and read its "
+                           f"output") from None
+    return module, "emulator (AddressSanitizer)"
+
+
 class Emulated(Launcher):
-    """The kernels compiled for the host (convnet._emulator, kernels/emulator.cpp)."""
-    path = "emulator"
+    """The kernels compiled for the host (convnet._emulator, kernels/emulator.cpp), or its
+    AddressSanitizer build where the environment says CONVNET_EMULATOR=asan."""
 
     def __init__(self, *, poison=False):
         super().__init__(poison=poison)
-        from convnet import _emulator
-        self._emulator = _emulator
+        self.module, self.path = load_emulator(os.environ.get("CONVNET_EMULATOR", ""))
 
     def launch(self, kernel, dtype, grid, block, args):
         name = f"{kernel}<{c_type(dtype)}>"
-        self._emulator.launch(name, *launch_geometry(name, grid, block), tuple(args))
+        self.module.launch(name, *launch_geometry(name, grid, block), tuple(args))
 
     def route_from(self, sender):
         if not isinstance(sender, Emulated):

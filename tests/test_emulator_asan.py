@@ -1,0 +1,121 @@
+"""The kernels under AddressSanitizer. The plain emulator runs a kernel on the arrays it is given
+and checks no bounds: a read one element past an array's end that changes no result (such as a
+vector load's spare lanes) goes unseen, and a write there may corrupt a neighbour silently. The
+emulator's AddressSanitizer build (convnet._emulator_asan, kernels/emulator.cpp) gives every
+kernel copies of its arrays that end where they end, and guards the __shared__ arrays, so such an
+access ends the process with a report naming the kernel's source line. Here the kernel tests run
+again on that build, and planted faults of each kind show that it is caught."""
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from convnet.backend.cuda import launch
+from convnet.backend.cuda.launch import asan_environment, build, load_emulator
+
+ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+KERNEL_TESTS = ["tests/test_kernels.py", "tests/test_kernels_network.py"]
+
+
+@pytest.fixture(scope="module")
+def asan_env():
+    """The environment of a Python on the AddressSanitizer emulator; the module must be built
+    wherever the compiler has the sanitizer (its build is optional only for compilers without)."""
+    variables = asan_environment()
+    if variables is None:
+        pytest.skip("gcc has no AddressSanitizer runtime (libasan), so the emulator's "
+                    "AddressSanitizer build is not made here")
+    module = f"convnet.{build.EMULATOR_ASAN_MODULE}"
+    found = subprocess.run([sys.executable, "-c", f"import importlib.util as u; "
+                            f"print(u.find_spec('{module}') is not None)"],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert found.stdout.strip() == "True", \
+        f"{module} was not built, though gcc has the sanitizer: see pip install's output"
+    return dict(os.environ, **variables)
+
+
+def run_python(env, code):
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
+                          text=True, env=env, cwd=ROOT, timeout=120)
+
+
+def source_line(name, statement):
+    """'kernels/NAME:N', N the line of `statement` in that file (the report names it so)."""
+    with open(os.path.join(ROOT, "kernels", name)) as file:
+        lines = [n for n, line in enumerate(file, 1) if statement in line]
+    assert len(lines) == 1, f"{statement!r} is not one line of {name}"
+    return f"kernels/{name}:{lines[0]}"
+
+
+def test_the_kernel_tests_pass_on_the_asan_emulator(asan_env, rng):
+    seed = int(rng.integers(2 ** 32))
+    completed = subprocess.run(
+        # --capture=sys: the sanitizer's report goes to file descriptor 2, which pytest's
+        # default capture would keep from the output of a process the report ends.
+        [sys.executable, "-m", "pytest", "-v", "--capture=sys", "-p", "no:cacheprovider",
+         "-m", "not gpu", *KERNEL_TESTS], capture_output=True, text=True, cwd=ROOT, timeout=900,
+        env=dict(asan_env, CONVNET_TEST_SEED=str(seed)))
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output[-6000:]
+    assert "CUDA kernels: emulator (AddressSanitizer) always" in output
+    assert "AddressSanitizer:" not in completed.stderr.replace(
+        "ASan doesn't fully support makecontext/swapcontext", "")
+    passed = int(re.search(r"(\d+) passed", output).group(1))
+    assert passed >= 100, output[-2000:]
+
+
+# Each plants one fault in a launch made directly (no launcher checks what it is given): an input
+# one element short of the count, the same as a view into a longer array, and twice the threads a
+# kernel's __shared__ array holds. `correct` is the same launch done right.
+PLANTED = {
+    "past an array's end": ("heap-buffer-overflow", "elementwise.cu",
+                            "out[i] = x[i] > T(0) ? x[i] : T(0);", """
+        x = np.ones(9 if fault else 10, np.float32)
+        out = np.empty(10, np.float32)
+        emulator.launch("relu_forward<float>", (1, 1, 1), (256, 1, 1), (x, out, np.uint32(10)))
+        """),
+    "past a view's end": ("heap-buffer-overflow", "elementwise.cu",
+                          "out[i] = x[i] > T(0) ? x[i] : T(0);", """
+        longer = np.ones(20, np.float32)
+        out = np.empty(10, np.float32)
+        emulator.launch("relu_forward<float>", (1, 1, 1), (256, 1, 1),
+                        (longer[:9] if fault else longer[:10], out, np.uint32(10)))
+        """),
+    "past a __shared__ array's end": ("global-buffer-overflow", "elementwise.cu",
+                                      "partial[threadIdx.x] = sum;", """
+        threads = 2 * 256 if fault else 256
+        dy = np.ones(512, np.float32)
+        out = np.empty(1, np.float32)
+        emulator.launch("bias_backward<float>", (1, 1, 1), (threads, 1, 1),
+                        (dy, out, np.uint32(512), np.uint32(512)))
+        """),
+}
+
+
+@pytest.mark.parametrize("case", PLANTED)
+def test_a_planted_out_of_bounds_access_is_reported_with_its_line(asan_env, case):
+    kind, source, statement, launch_code = PLANTED[case]
+    code = "import numpy as np\nfrom convnet.backend.cuda.launch import Emulated\n" \
+           "emulator = Emulated().module\nfault = {}\n" + textwrap.dedent(launch_code) + \
+           "print('launched')\n"
+    correct = run_python(asan_env, code.format(False))
+    assert correct.returncode == 0 and "launched" in correct.stdout, correct.stderr[-3000:]
+    faulty = run_python(asan_env, code.format(True))
+    assert faulty.returncode != 0 and "launched" not in faulty.stdout
+    assert f"ERROR: AddressSanitizer: {kind}" in faulty.stderr, faulty.stderr[-3000:]
+    assert f"SUMMARY: AddressSanitizer: {kind} {source_line(source, statement)}" in faulty.stderr
+
+
+def test_the_asan_emulator_without_its_runtime_is_one_clear_error(monkeypatch):
+    # This process did not start with the sanitizer's runtime: loading the module would end it.
+    with pytest.raises(RuntimeError, match=r"needs AddressSanitizer's runtime loaded first: run "
+                                           r"Python with LD_PRELOAD="):
+        load_emulator("asan")
+    with pytest.raises(ValueError, match="the emulator's builds are '' .plain. and 'asan'"):
+        load_emulator("msan")
+    monkeypatch.setenv("CONVNET_EMULATOR", "asan")
+    with pytest.raises(RuntimeError, match="runtime loaded first"):
+        launch.Emulated()
