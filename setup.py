@@ -35,6 +35,16 @@ emulator_asan = Pybind11Extension(f"convnet.{kernel_build.EMULATOR_ASAN_MODULE}"
                                   extra_compile_args=kernel_build.EMULATOR_ASAN_FLAGS,
                                   extra_link_args=["-fsanitize=address"], optional=True)
 
+class build_ext_side_by_side(build_ext):
+    """Compiles the extensions side by side, a job per core: they are independent, and the two
+    emulators (the same kernels, twice) take most of an install's time."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        if not self.parallel:
+            self.parallel = os.cpu_count() or 1
+
+
 # Data-parallel replicas on the CPU (convnet/replicas): mpi4py with MPICH's PyPI build, which
 # brings its own mpiexec, so one machine and CI need nothing else. On a cluster, build mpi4py
 # against the site's MPI instead (README, "Several machines").
@@ -58,5 +68,5 @@ setup(
         "test": ["pytest>=7.4", "scikit-learn>=1.3", "nvidia-cuda-nvrtc>=13.0,<14"] + MPI,
     },
     ext_modules=[augment, emulator, emulator_asan],
-    cmdclass={"build_ext": build_ext},
+    cmdclass={"build_ext": build_ext_side_by_side},
 )

@@ -41,9 +41,11 @@ NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v", "--ftz=true"]
 # The host compile of the same sources (kernels/emulator.cpp); it fuses no multiply-add.
 EMULATOR_FLAGS = ["-O2", "-DNDEBUG", "-ffp-contract=off"]
 # Its AddressSanitizer build, the module convnet._emulator_asan (tests/test_emulator_asan.py):
-# every access past an array's end, or a __shared__ array's, is reported with its source line.
+# every access past an array's end, or a __shared__ array's, is reported with its source line
+# (-g1: line tables only). At -O1 (the later -O counts) it compiles in half the time of -O2.
 EMULATOR_ASAN_MODULE = "_emulator_asan"
-EMULATOR_ASAN_FLAGS = EMULATOR_FLAGS + ["-g", "-fsanitize=address", "-fno-omit-frame-pointer",
+EMULATOR_ASAN_FLAGS = EMULATOR_FLAGS + ["-O1", "-g1", "-fsanitize=address",
+                                        "-fno-omit-frame-pointer",
                                         f"-DCONVNET_EMULATOR_MODULE={EMULATOR_ASAN_MODULE}"]
 
 
