@@ -14,7 +14,9 @@
 // between the write and the read, or blocks that depend on each other.
 //
 // Under AddressSanitizer (the module convnet._emulator_asan), the scheduler tells it of every
-// switch between its stack and a fiber's, so that it knows which stack is in use.
+// switch between its stack and a fiber's, so that it knows which stack is in use, and keeps it
+// from clearing a fiber's stack guards at each switch (its swapcontext hook clears the whole
+// stack that uc_stack names), so that a kernel's local arrays stay guarded after a barrier.
 //
 // What is emulated: threadIdx, blockIdx, blockDim, gridDim; __syncthreads(); __shared__ (a
 // function-local static: one copy per kernel instantiation, which is one block's shared memory
@@ -26,6 +28,7 @@
 #include <ucontext.h>
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define CONVNET_ASAN 1
 #endif
@@ -71,10 +74,15 @@ class Block {
     call_ = [](void* f) { (*static_cast<Body*>(f))(); };
     fibers_.resize(threads);
     const std::vector<uint64_t> shuffled = shuffled_order(blocks);
-    for (uint64_t i = 0; i < blocks; ++i) {
-      const uint64_t b = shuffled.empty() ? i : shuffled[i];
-      blockIdx = dim3(b % grid.x, b / grid.x % grid.y, b / blocks_per_layer);
-      run_block(static_cast<unsigned>(threads));
+    try {
+      for (uint64_t i = 0; i < blocks; ++i) {
+        const uint64_t b = shuffled.empty() ? i : shuffled[i];
+        blockIdx = dim3(b % grid.x, b / grid.x % grid.y, b / blocks_per_layer);
+        run_block(static_cast<unsigned>(threads));
+      }
+    } catch (...) {
+      abandon_fibers();
+      throw;
     }
   }
 
@@ -168,6 +176,9 @@ class Block {
       fiber.context.uc_stack.ss_size = fiber.stack.size();
       fiber.context.uc_link = &scheduler_;
       makecontext(&fiber.context, &Block::entry, 0);
+#ifdef CONVNET_ASAN
+      fiber.context.uc_stack.ss_size = 0;   // swapcontext does not read it; the sanitizer's hook
+#endif                                      // would clear the stack's guards at each switch
       fiber.state = kRunnable;
       fiber.fake_stack = nullptr;
     }
@@ -186,6 +197,15 @@ class Block {
       }
       for (unsigned t = 0; t < threads; ++t) fibers_[t].state = kRunnable;
     }
+  }
+
+  // After a failed launch, the fibers left at a barrier never return: their frames' guards stay on
+  // the stacks the next launch reuses, and are cleared here. (With the sanitizer's
+  // detect_stack_use_after_return, their fake stacks are not freed: a failed launch leaks them.)
+  void abandon_fibers() {
+#ifdef CONVNET_ASAN
+    for (Fiber& fiber : fibers_) ASAN_UNPOISON_MEMORY_REGION(fiber.stack.data(), fiber.stack.size());
+#endif
   }
 
   std::vector<Fiber> fibers_;

@@ -9,9 +9,9 @@
 //                                     (emulate.h: a result that changes with it is a race)
 //
 // Built with AddressSanitizer (kernels/build.py EMULATOR_ASAN_FLAGS), the module is
-// convnet._emulator_asan: every array a kernel gets is then a copy in an allocation of its own
-// (LaunchArrays), so that a read or write past any array's end, or past a __shared__ array's, is
-// reported with the kernel's source line. Python must load the sanitizer's runtime first
+// convnet._emulator_asan: the arrays a kernel gets are then copies in allocations of their own
+// (LaunchArrays; not those that overlap another argument), so that a read or write past an
+// array's end, or past a __shared__ or local array's, is reported with the kernel's source line. Python must load the sanitizer's runtime first
 // (LD_PRELOAD; convnet/backend/cuda/launch.py says how).
 //
 // Arguments are converted by the kernel's own signature, as strictly as a GPU needs them: a
@@ -104,8 +104,9 @@ class LaunchArrays {
 #endif
   }
 
-  // After the launch: the copies' contents into the arrays they stand for.
-  void write_back() {
+  // After the launch, also one that failed part way (as the plain build leaves its writes): the
+  // copies' contents into the arrays they stand for.
+  ~LaunchArrays() {
 #ifdef CONVNET_ASAN
     for (const Copy& copy : copies_) {
       if (copy.writeable) {
@@ -182,7 +183,6 @@ void call(void (*kernel)(Params...), dim3 grid, dim3 block, const py::tuple& arg
   LaunchArrays arrays(args);
   std::tuple<Params...> converted{convert<Params>(args[I], I, arrays)...};
   emu::Block::instance().run_grid(grid, block, [&] { std::apply(kernel, converted); });
-  arrays.write_back();
 }
 
 template <typename... Params>

@@ -27,6 +27,10 @@ def pytest_configure(config):
 def pytest_report_header(config):
     from targets import gpu_unavailable_reason
     reason = gpu_unavailable_reason()
-    emulator = "emulator (AddressSanitizer)" if os.environ.get("CONVNET_EMULATOR") else "emulator"
+    from convnet.backend.cuda.launch import load_emulator
+    try:    # the build that loads, not the variable that asks for it
+        emulator = load_emulator(os.environ.get("CONVNET_EMULATOR", ""))[1]
+    except Exception as error:
+        emulator = f"emulator unavailable ({error})"
     return (f"CUDA kernels: {emulator} always; "
             f"GPU {'available' if reason is None else 'skipped: ' + reason}")

@@ -2,9 +2,10 @@
 and checks no bounds: a read one element past an array's end that changes no result (such as a
 vector load's spare lanes) goes unseen, and a write there may corrupt a neighbour silently. The
 emulator's AddressSanitizer build (convnet._emulator_asan, kernels/emulator.cpp) gives every
-kernel copies of its arrays that end where they end, and guards the __shared__ arrays, so such an
-access ends the process with a report naming the kernel's source line. Here the kernel tests run
+kernel copies of its arrays that end where they end, and guards the __shared__ arrays and the
+local ones, so such an access ends the process with a report naming the kernel's source line. Here the kernel tests run
 again on that build, and planted faults of each kind show that it is caught."""
+import ctypes
 import os
 import re
 import subprocess
@@ -109,8 +110,62 @@ def test_a_planted_out_of_bounds_access_is_reported_with_its_line(asan_env, case
     assert f"SUMMARY: AddressSanitizer: {kind} {source_line(source, statement)}" in faulty.stderr
 
 
+# A kernel's local array read one past its end, before or after a barrier, on emulate.h's fibers:
+# the sanitizer's swapcontext hook would clear a fiber's stack guards at every switch (emulate.h
+# keeps it from that), so a fault after a barrier would go unseen.
+LOCAL_ARRAY_PROGRAM = r"""
+#include "emulate.h"
+#include <cstdio>
+#include <cstdlib>
+volatile int last = 3;
+int sink;
+__attribute__((noinline)) void use(int* values) { sink += values[0]; }
+void kernel(bool after_barrier) {
+  int values[4] = {1, 2, 3, 4};
+  use(values);
+  if (after_barrier) __syncthreads();
+  sink += values[last];
+}
+int main(int argc, char** argv) {
+  const bool after_barrier = argv[1][0] == '1';
+  if (argv[2][0] == '1') last = 4;   // the fault
+  for (int launch = 0; launch < 3; ++launch)
+    emu::Block::instance().run_grid(dim3(2), dim3(8), [=] { kernel(after_barrier); });
+  std::puts("finished");
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def local_array_program(asan_env, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fibers")
+    (folder / "program.cpp").write_text(LOCAL_ARRAY_PROGRAM)
+    compiled = subprocess.run(["g++", "-std=c++17", *build.EMULATOR_ASAN_FLAGS,
+                               f"-I{os.path.join(ROOT, 'kernels')}", "program.cpp", "-o",
+                               "program"], cwd=folder, capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    return folder / "program"
+
+
+@pytest.mark.parametrize("after_barrier", [False, True], ids=["before", "after"])
+def test_a_local_array_overflow_is_reported_before_and_after_a_barrier(local_array_program,
+                                                                       after_barrier):
+    def run(fault):
+        return subprocess.run([str(local_array_program), str(int(after_barrier)), str(int(fault))],
+                              capture_output=True, text=True, timeout=60,
+                              env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    correct, faulty = run(False), run(True)
+    assert correct.returncode == 0 and "finished" in correct.stdout, correct.stderr[-3000:]
+    assert faulty.returncode != 0 and "finished" not in faulty.stdout
+    assert "ERROR: AddressSanitizer: stack-buffer-overflow" in faulty.stderr, faulty.stderr[-3000:]
+    line = LOCAL_ARRAY_PROGRAM.splitlines().index("  sink += values[last];") + 1
+    assert re.search(rf"SUMMARY: AddressSanitizer: stack-buffer-overflow \S*program\.cpp:{line} ",
+                     faulty.stderr), faulty.stderr[-3000:]
+
+
+@pytest.mark.skipif(hasattr(ctypes.CDLL(None), "__asan_init"),
+                    reason="this Python started with AddressSanitizer's runtime loaded")
 def test_the_asan_emulator_without_its_runtime_is_one_clear_error(monkeypatch):
-    # This process did not start with the sanitizer's runtime: loading the module would end it.
     with pytest.raises(RuntimeError, match=r"needs AddressSanitizer's runtime loaded first: run "
                                            r"Python with LD_PRELOAD="):
         load_emulator("asan")

@@ -1,16 +1,22 @@
 """tools/gpu_steps.sh, the step runner of make gpu-check and make gpu-train: each step stops at
 its own limit or at the budget's end, whichever comes first, later steps still run, and a step
-with under 15 s of the budget left is skipped; every outcome is a line of steps.txt."""
+with under 15 s of the budget left is skipped; every outcome is a line of steps.txt. An extra
+step's outcome leaves the exit status alone; a BUDGET that is not whole seconds stops it first."""
 import os
 import re
 import subprocess
+
+import pytest
 
 STEPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "gpu_steps.sh")
 
 
 def run_steps(tmp_path, budget, script):
     out = tmp_path / "out"
-    env = dict(os.environ, OUT=str(out), BUDGET=str(budget))
+    env = dict(os.environ, OUT=str(out))
+    env.pop("BUDGET", None)
+    if budget is not None:
+        env["BUDGET"] = str(budget)
     completed = subprocess.run(["bash", "-c", f'source "{STEPS}"\n{script}\nexit "$failed"'],
                                env=env, capture_output=True, text=True, timeout=60)
     lines = (out / "steps.txt").read_text().splitlines()
@@ -48,3 +54,27 @@ step after "$out/log" 60 true""")
 def test_all_steps_passing_exit_zero(tmp_path):
     status, steps, _ = run_steps(tmp_path, 100, 'step one "$out/log" 10 true')
     assert status == 0 and re.search(r"exit +0 ", steps["one"])
+
+
+def test_the_default_budget_is_one_device_call(tmp_path):
+    status, steps, _ = run_steps(tmp_path, None, 'step one "$out/log" 600 true')
+    assert status == 0 and "(limit 560s, 560s were left)" in steps["one"]
+
+
+def test_an_extra_step_leaves_the_exit_status_alone(tmp_path):
+    status, steps, _ = run_steps(tmp_path, 100, """
+extra tuning "$out/log" 10 false
+SECONDS=90
+extra more "$out/log" 10 true""")
+    assert status == 0
+    assert re.search(r"exit +1 ", steps["tuning"]) and "skipped" in steps["more"]
+
+
+@pytest.mark.parametrize("budget", ["abc", "7m", "400.5", "-5"])
+def test_a_budget_not_in_whole_seconds_is_refused_before_any_step(tmp_path, budget):
+    completed = subprocess.run(["bash", "-c", f'source "{STEPS}"\nstep one "$out/log" 10 true'],
+                               env=dict(os.environ, OUT=str(tmp_path), BUDGET=budget),
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 2
+    assert completed.stderr == f"tools/gpu_steps.sh: BUDGET must be whole seconds; got '{budget}'\n"
+    assert not (tmp_path / "log").exists()

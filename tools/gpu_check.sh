@@ -2,8 +2,10 @@
 # `make gpu-check`: every check that needs a GPU, in one command, for a device call of at most
 # 10 minutes (tools/gpu_steps.sh: each step under its own limit and the time still left of
 # BUDGET, each run even where an earlier one failed), in order of what they tell: correctness,
-# then the figures the issues ask for, then the sanitizer, then what tuning needs. With a smaller
-# BUDGET the last steps are the ones left out.
+# then the figures the issues ask for, then the sanitizer, then what tuning needs (ncu and the
+# other plans' timings: extra steps, whose outcome leaves the exit status alone). With a smaller
+# BUDGET the last steps are the ones left out. The exit status is 1 if a check failed, ran out of
+# time or was left out.
 #
 # Reports in $OUT, 8 files (the device tool brings back 8):
 #   steps.txt           each step's exit status, seconds and limit
@@ -29,10 +31,10 @@ done
 # The counters of every convolution pass at batch 128 with the launcher's plans, each run once
 # by the benchmark's output check: occupancy, issue and stall reasons, memory traffic. The clocks
 # are left as they are (--clock-control none), as for the benchmark.
-step ncu "$out/ncu.txt" 90 ncu --clock-control none --kernel-name 'regex:conv_(forward|backward)' \
+extra ncu "$out/ncu.txt" 90 ncu --clock-control none --kernel-name 'regex:conv_(forward|backward)' \
   --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
   --section SchedulerStats --section MemoryWorkloadAnalysis \
   "$python" tools/bench_kernels.py conv --check-only
-step bench-plans "$out/bench.txt" 600 "$python" tools/bench_kernels.py conv --plans \
+extra bench-plans "$out/bench.txt" 600 "$python" tools/bench_kernels.py conv --plans \
   --json "$out/bench-plans.json"
 exit "$failed"

@@ -2,11 +2,16 @@
 # folder, and `step`, which runs each step under the time still left of BUDGET seconds (one
 # 10-minute device call by default) and at most the step's own limit, so that a slow step cannot
 # take the time of the steps after it, and goes on where a step failed, so that one call brings
-# back all it can. `failed` is 1 once any step failed or ran out of time. In a copy of the tree
+# back all it can. `failed` is 1 once any step failed, ran out of time or was skipped for want of
+# it; an `extra` step (data for tuning, not a check) leaves it alone. In a copy of the tree
 # without .git, CONVNET_COMMIT names its commit for the reports (convnet/provenance.py).
 python=${GPU_PYTHON:-python3}
 out=${OUT:?OUT names the folder for the reports}
 budget=${BUDGET:-560}
+if ! [[ $budget =~ ^[0-9]+$ ]]; then
+  echo "tools/gpu_steps.sh: BUDGET must be whole seconds; got '$budget'" >&2
+  exit 2
+fi
 # On this machine a GPU test that skips for want of a GPU is a fault (tests/targets.py).
 export CONVNET_REQUIRE_GPU=1
 mkdir -p "$out"
@@ -20,7 +25,7 @@ step() {   # step NAME LOG MOST COMMAND...: run COMMAND for at most MOST seconds
   if [ "$left" -lt 15 ]; then
     printf '%-14s skipped: no time left of %ss\n' "$name" "$budget" | tee -a "$out/steps.txt"
     failed=1
-    return
+    return 1
   fi
   local limit=$((most < left ? most : left))
   echo "== $name: $*" >>"$log"
@@ -30,6 +35,15 @@ step() {   # step NAME LOG MOST COMMAND...: run COMMAND for at most MOST seconds
   printf '%-14s exit %3d  %4ds  (limit %ss, %ss were left)\n' "$name" "$status" \
     $((SECONDS - start)) "$limit" "$left" | tee -a "$out/steps.txt"
   [ "$status" -eq 0 ] || failed=1
+  return "$status"
+}
+
+extra() {   # extra NAME LOG MOST COMMAND...: a step whose outcome does not change `failed`
+  local failed_before=$failed
+  step "$@"
+  local status=$?
+  failed=$failed_before
+  return "$status"
 }
 
 # The package (its C++ extensions) and the kernels, from the packages already there: a GPU
@@ -37,6 +51,6 @@ step() {   # step NAME LOG MOST COMMAND...: run COMMAND for at most MOST seconds
 # kernel) goes to the log.
 install_and_build() {
   step install "$out/gpu.log" 120 "$python" -m pip install -q --no-build-isolation --no-deps -e .
-  step build "$out/gpu.log" 120 "$python" kernels/build.py
-  cat kernels/build/ptxas-report.txt >>"$out/gpu.log" 2>/dev/null
+  step build "$out/gpu.log" 120 "$python" kernels/build.py &&
+    cat kernels/build/ptxas-report.txt >>"$out/gpu.log"
 }
