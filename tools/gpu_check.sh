@@ -20,13 +20,14 @@ set -u
 source "$(dirname "$0")/gpu_steps.sh"
 
 install_and_build
-step gpu-tests "$out/gpu.log" 180 "$python" -m pytest -q -rs --durations=15 -m gpu tests
+# -v: a step cut off at its limit still shows, test by test, how far it came.
+step gpu-tests "$out/gpu.log" 180 "$python" -m pytest -v -rs --durations=15 -m gpu tests
 step bench-kernels "$out/bench.txt" 90 "$python" tools/bench_kernels.py \
   --json "$out/bench-kernels.json"
 step bench-train "$out/bench.txt" 90 "$python" tools/bench_train.py --json "$out/bench-train.json"
 for tool in memcheck racecheck; do
   CONVNET_SANITIZER=1 step "$tool" "$out/sanitizer.log" 120 compute-sanitizer --tool "$tool" \
-    --error-exitcode 1 "$python" -m pytest -q -m "gpu and not large" tests/test_kernels.py
+    --error-exitcode 1 "$python" -m pytest -v -m "gpu and not large" tests/test_kernels.py
 done
 # The counters of every convolution pass at batch 128 with the launcher's plans, each run once
 # by the benchmark's output check: occupancy, issue and stall reasons, memory traffic. The clocks
