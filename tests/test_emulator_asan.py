@@ -18,7 +18,9 @@ from convnet.backend.cuda import launch
 from convnet.backend.cuda.launch import asan_environment, build, load_emulator
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-KERNEL_TESTS = ["tests/test_kernels.py", "tests/test_kernels_network.py"]
+# Every kernel op by op, the networks on the kernels, and the two-device path (the network's own
+# launches, views of its arrays among them).
+KERNEL_TESTS = ["tests/test_kernels.py", "tests/test_kernels_network.py", "tests/test_placement.py"]
 
 
 @pytest.fixture(scope="module")
