@@ -35,6 +35,7 @@ emulator_asan = Pybind11Extension(f"convnet.{kernel_build.EMULATOR_ASAN_MODULE}"
                                   extra_compile_args=kernel_build.EMULATOR_ASAN_FLAGS,
                                   extra_link_args=["-fsanitize=address"], optional=True)
 
+
 class build_ext_side_by_side(build_ext):
     """Compiles the extensions side by side, a job per core: they are independent, and the two
     emulators (the same kernels, twice) take most of an install's time."""

@@ -16,8 +16,9 @@ It fails when a float kernel spills registers; double kernels (used by gradient 
 Written atomically: a failed build leaves the previous fatbin in place.
 
 Everything else that compiles the kernels reads its options from here: the CUDA backend's NVRTC
-path (nvrtc_options()) and setup.py's emulator extensions (EMULATOR_FLAGS, EMULATOR_ASAN_FLAGS). This file imports only
-the standard library, so setup.py can load it before anything is installed.
+path (nvrtc_options()) and setup.py's emulator extensions (EMULATOR_FLAGS, EMULATOR_ASAN_FLAGS).
+This file imports only the standard library, so setup.py can load it before anything is
+installed.
 """
 import argparse
 import hashlib

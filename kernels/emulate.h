@@ -28,8 +28,7 @@
 #include <ucontext.h>
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
-#include <sanitizer/common_interface_defs.h>
+#include <sanitizer/asan_interface.h>   // with common_interface_defs.h's fiber calls
 #define CONVNET_ASAN 1
 #endif
 

@@ -11,8 +11,8 @@
 // Built with AddressSanitizer (kernels/build.py EMULATOR_ASAN_FLAGS), the module is
 // convnet._emulator_asan: the arrays a kernel gets are then copies in allocations of their own
 // (LaunchArrays; not those that overlap another argument), so that a read or write past an
-// array's end, or past a __shared__ or local array's, is reported with the kernel's source line. Python must load the sanitizer's runtime first
-// (LD_PRELOAD; convnet/backend/cuda/launch.py says how).
+// array's end, or past a __shared__ or local array's, is reported with the kernel's source line.
+// Python must load the sanitizer's runtime first (LD_PRELOAD; convnet/backend/cuda/launch.py).
 //
 // Arguments are converted by the kernel's own signature, as strictly as a GPU needs them: a
 // pointer T* takes a C-contiguous NumPy array of exactly T's dtype (writeable unless const T*),
@@ -37,9 +37,6 @@
 
 #include "emulate.h"
 
-#ifdef CONVNET_ASAN
-#include <sanitizer/asan_interface.h>
-#endif
 #ifndef CONVNET_EMULATOR_MODULE
 #define CONVNET_EMULATOR_MODULE _emulator
 #endif

@@ -3,9 +3,11 @@ and checks no bounds: a read one element past an array's end that changes no res
 vector load's spare lanes) goes unseen, and a write there may corrupt a neighbour silently. The
 emulator's AddressSanitizer build (convnet._emulator_asan, kernels/emulator.cpp) gives every
 kernel copies of its arrays that end where they end, and guards the __shared__ arrays and the
-local ones, so such an access ends the process with a report naming the kernel's source line. Here the kernel tests run
-again on that build, and planted faults of each kind show that it is caught."""
+local ones, so such an access ends the process with a report naming the kernel's source line.
+Here the kernel tests run again on that build, and planted faults of each kind show that it is
+caught."""
 import ctypes
+import importlib.util
 import os
 import re
 import subprocess
@@ -32,10 +34,8 @@ def asan_env():
         pytest.skip("gcc has no AddressSanitizer runtime (libasan), so the emulator's "
                     "AddressSanitizer build is not made here")
     module = f"convnet.{build.EMULATOR_ASAN_MODULE}"
-    found = subprocess.run([sys.executable, "-c", f"import importlib.util as u; "
-                            f"print(u.find_spec('{module}') is not None)"],
-                           capture_output=True, text=True, cwd=ROOT)
-    assert found.stdout.strip() == "True", \
+    # Found, not imported: importing it without the sanitizer's runtime would end this process.
+    assert importlib.util.find_spec(module) is not None, \
         f"{module} was not built, though gcc has the sanitizer: see pip install's output"
     return dict(os.environ, **variables)
 

@@ -126,12 +126,13 @@ class Launcher:
 # sanitizer's runtime, and the C++ runtime, whose exceptions it intercepts only where that was
 # loaded when it started.
 ASAN_RUNTIMES = ("libasan.so", "libstdc++.so")
+# Python's own allocations, never freed at exit, are not leaks to report.
+ASAN_OPTIONS = "detect_leaks=0"
 
 
 def asan_environment():
-    """The variables that run a Python on the AddressSanitizer build of the emulator (with
-    Python's own allocations, never freed at exit, not reported as leaks), or None where gcc
-    has no such runtime."""
+    """The variables that run a Python on the AddressSanitizer build of the emulator, or None
+    where gcc has no such runtime."""
     preload = []
     for name in ASAN_RUNTIMES:
         try:
@@ -143,7 +144,7 @@ def asan_environment():
             return None
         preload.append(found)
     return {"CONVNET_EMULATOR": "asan", "LD_PRELOAD": " ".join(preload),
-            "ASAN_OPTIONS": "detect_leaks=0"}
+            "ASAN_OPTIONS": ASAN_OPTIONS}
 
 
 def load_emulator(build_name):
@@ -160,7 +161,7 @@ def load_emulator(build_name):
         preload = " ".join(f"$(gcc -print-file-name={name})" for name in ASAN_RUNTIMES)
         raise RuntimeError(f'CONVNET_EMULATOR=asan needs AddressSanitizer\'s runtime loaded '
                            f'first: run Python with LD_PRELOAD="{preload}" '
-                           f'ASAN_OPTIONS=detect_leaks=0')
+                           f'ASAN_OPTIONS={ASAN_OPTIONS}')
     try:
         module = importlib.import_module(f"convnet.{build.EMULATOR_ASAN_MODULE}")
     except ImportError as error:
