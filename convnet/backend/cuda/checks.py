@@ -21,9 +21,13 @@ def check_arrays(op, *arrays, dtype=None):
     dtype = np.dtype(dtype or arrays[0].dtype)
     c_type(dtype)
     for array in arrays:
-        require(array.dtype == dtype, f"{op}: arrays must all be {dtype}; got {array.dtype}")
-        require(array.flags.c_contiguous, f"{op}: arrays must be C-contiguous")
-        require(array.size <= MAX_ELEMENTS, f"{op}: {array.size} elements exceed 2³¹ − 1")
+        # Messages are formatted only on failure: these checks run before every launch.
+        if array.dtype != dtype:
+            raise ValueError(f"{op}: arrays must all be {dtype}; got {array.dtype}")
+        if not array.flags.c_contiguous:
+            raise ValueError(f"{op}: arrays must be C-contiguous")
+        if array.size > MAX_ELEMENTS:
+            raise ValueError(f"{op}: {array.size} elements exceed 2³¹ − 1")
     return dtype
 
 
