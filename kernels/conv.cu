@@ -39,12 +39,14 @@
 // gradient, the positions of the filter gradient). A
 // thread's coordinate along m or n stays the same for the whole product, so that part of the
 // index arithmetic is done once; the part along k uses divisions by multiplication (FastDivmod).
-// Where the group is 4 contiguous elements at a 16-byte boundary (float, the operand's array
-// 16-byte aligned, and its contiguous extent a multiple of 4: the images for the image axes, the
-// filters for forward's weights, S·S·F for the input gradient's, OH·OW·N for dy along k) it is
-// one 16-byte load, else 4 scalar loads; results are stored the same way where the columns are
-// a multiple of 4 and the tile's columns come in groups of 4. Both paths run on the emulator,
-// the vector one at batches of 4 and 8.
+// Where every group of both operands is 4 contiguous elements at a 16-byte boundary (float, the
+// arrays 16-byte aligned, and their contiguous extents multiples of 4: the images for the image
+// axes, the filters for forward's weights, S·S·F for the input gradient's, OH·OW·N for dy along
+// k) the kernel runs a product loop whose every group is one 16-byte load, else one of 4 scalar
+// loads a group: each loop holds one path only (with_plan), so the fast one carries no branch
+// and no register of the other. Results are stored in 16-byte vectors where the columns are a
+// multiple of 4 and the tile's columns come in groups of 4. Both paths run on the emulator, the
+// vector one at batches of 4 and 8.
 //
 // Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
 // kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed, whose side along
@@ -100,14 +102,17 @@ __device__ __forceinline__ void load4_or_zero(const T* array, int at, T* values)
 }
 // Four consecutive elements of row `row` of a row-major array `length` wide, from `column` on:
 // zeros from column `end` (≤ length) on, and for a row past `rows`; one 16-byte load where
-// `vector` (the caller has checked vectorizable).
-template <typename T>
+// kVector (the kernel has checked vectorizable).
+template <bool kVector, typename T>
 __device__ __forceinline__ void load_row4(const T* array, int length, int row, int rows,
-                                          int column, int end, bool vector, T (&v)[4]) {
+                                          int column, int end, T (&v)[4]) {
   const T* values = array + static_cast<size_t>(row) * length;
   if (row >= rows || column >= end) return zero4(v);
-  if (vector) return load4(values + column, v);
-  for (int i = 0; i < 4; ++i) v[i] = column + i < end ? values[column + i] : T(0);
+  if constexpr (kVector) {
+    load4(values + column, v);
+  } else {
+    for (int i = 0; i < 4; ++i) v[i] = column + i < end ? values[column + i] : T(0);
+  }
 }
 // Whether groups of 4 along an axis `extent` long, starting at multiples of 4, are 16-byte
 // aligned vectors of `array`: float only (double groups are 32 bytes, loaded as scalars).
@@ -167,73 +172,72 @@ struct Windows {
   }
 };
 
+// The operands, each as this thread sees it: it knows the thread's coordinate along m or n, and
+// fetch(k, k_end, v) loads the thread's group at k. kVector: the kernel found every operand of
+// the pass vectorizable, so each group is one 16-byte load (or zeros).
+
 // Forward's A: w[k, f] (k = (c, i, j)), loaded along f.
-template <typename T>
+template <typename T, bool kVector>
 struct ForwardWeights {
   const T* w;
   int filters, f;   // f: this thread's first filter
-  bool vector;
-  __device__ ForwardWeights(const T* w_, int filters_, int f_)
-      : w(w_), filters(filters_), f(f_), vector(vectorizable(w_, filters_)) {}
+  __device__ ForwardWeights(const T* w_, int filters_, int f_) : w(w_), filters(filters_), f(f_) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
-    load_row4(w, filters, k, k_end, f, filters, vector, v);
+    load_row4<kVector>(w, filters, k, k_end, f, filters, v);
   }
 };
 
 // Forward's B: the window values at positions p (loaded along p) for the tap k.
-template <typename T>
+template <typename T, bool kVector>
 struct ForwardWindows {
   const T* x;
   Windows geometry;
   int p, positions;   // p: this thread's first position
   Windows::Position first;
-  bool vector;   // the 4 positions are 4 images of one pixel, 16-byte aligned
   __device__ ForwardWindows(const T* x_, const ConvShape& s, int p_)
       : x(x_), geometry(s), p(p_), positions(s.out_height * s.out_width * s.images),
-        first(geometry.position(p_ < positions ? p_ : 0)),
-        vector(vectorizable(x_, s.images)) {}
+        first(geometry.position(p_ < positions ? p_ : 0)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     if (k >= k_end || p >= positions) return zero4(v);
     const Windows::Tap tap = geometry.tap(k);
-    if (vector) return load4_or_zero(x, geometry.offset(tap, first), v);
-    for (int i = 0; i < 4; ++i) {
-      const bool inside = p + i < positions;
-      v[i] = load_or_zero(x, inside ? geometry.offset(tap, geometry.position(p + i)) : -1);
+    if constexpr (kVector) {   // the 4 positions are 4 images of one pixel
+      load4_or_zero(x, geometry.offset(tap, first), v);
+    } else {
+      for (int i = 0; i < 4; ++i) {
+        const bool inside = p + i < positions;
+        v[i] = load_or_zero(x, inside ? geometry.offset(tap, geometry.position(p + i)) : -1);
+      }
     }
   }
 };
 
 // A row-major (rows, length) array read along its rows, one row per thread: the input gradient's
 // A, w[c, k] with k = (i, j, f), and the filter gradient's B, dy[f, k] with k = (oy, ox, n).
-template <typename T>
+template <typename T, bool kVector>
 struct RowsAlongK {
   const T* array;
   int rows, length, row;   // row: this thread's
-  bool vector;
   __device__ RowsAlongK(const T* array_, int rows_, int length_, int row_)
-      : array(array_), rows(rows_), length(length_), row(row_),
-        vector(vectorizable(array_, length_)) {}
+      : array(array_), rows(rows_), length(length_), row(row_) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
-    load_row4(array, length, row, rows, k, k_end, vector, v);
+    load_row4<kVector>(array, length, row, rows, k, k_end, v);
   }
 };
 
-// The input gradient's B: dy[f, oy, ox, n] for the tap k = (i, j, f) and input pixels q =
-// (h, w, n) (loaded along q), where h + pad − i = oy·stride (columns likewise), else 0.
-template <typename T>
+// The input gradient's B: dy[f, oy, ox, n] for the tap k = (i, j, f) and input pixels q = (h, w,
+// n) (loaded along q), where h + pad − i = oy·stride (columns likewise), else 0.
+template <typename T, bool kVector>
 struct GatheredGradients {
   const T* dy;
   ConvShape s;
   FastDivmod filters, size, stride, images, width;
   int q, pixels;   // q: this thread's first input pixel
-  bool vector;     // the 4 pixels are 4 images of one (h, w), 16-byte aligned
   struct Pixel { int row, column, image; };   // h + pad, w + pad, n
   Pixel first;
   __device__ GatheredGradients(const T* dy_, const ConvShape& shape, int q_)
       : dy(dy_), s(shape), filters(shape.filters), size(shape.size), stride(shape.stride),
         images(shape.images), width(shape.width), q(q_),
-        pixels(shape.height * shape.width * shape.images),
-        vector(vectorizable(dy_, shape.images)), first(pixel(q_ < pixels ? q_ : 0)) {}
+        pixels(shape.height * shape.width * shape.images), first(pixel(q_ < pixels ? q_ : 0)) {}
   __device__ __forceinline__ Pixel pixel(int at) const {
     const int spot = images.div(at), image = images.mod(at, spot);
     const int row = width.div(spot);
@@ -255,29 +259,35 @@ struct GatheredGradients {
     if (k >= k_end || q >= pixels) return zero4(v);
     const int tap = filters.div(k), f = filters.mod(k, tap);
     const int i = size.div(tap), j = size.mod(tap, i);
-    if (vector) return load4_or_zero(dy, offset(f, i, j, first), v);
-    for (int e = 0; e < 4; ++e)
-      v[e] = load_or_zero(dy, q + e < pixels ? offset(f, i, j, pixel(q + e)) : -1);
+    if constexpr (kVector) {   // the 4 pixels are 4 images of one (h, w)
+      load4_or_zero(dy, offset(f, i, j, first), v);
+    } else {
+      for (int e = 0; e < 4; ++e)
+        v[e] = load_or_zero(dy, q + e < pixels ? offset(f, i, j, pixel(q + e)) : -1);
+    }
   }
 };
 
 // The filter gradient's A: the window values of the tap m = (c, i, j) at positions k (loaded
 // along k).
-template <typename T>
+template <typename T, bool kVector>
 struct FilterWindows {
   const T* x;
   Windows geometry;
   int m, taps;   // m: this thread's tap
   Windows::Tap tap;
-  bool vector;   // 4 positions are 4 images of one pixel, 16-byte aligned
   __device__ FilterWindows(const T* x_, const ConvShape& s, int m_)
       : x(x_), geometry(s), m(m_), taps(s.channels * s.size * s.size),
-        tap(geometry.tap(m_ < taps ? m_ : 0)), vector(vectorizable(x_, s.images)) {}
+        tap(geometry.tap(m_ < taps ? m_ : 0)) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     if (m >= taps || k >= k_end) return zero4(v);
-    if (vector) return load4_or_zero(x, geometry.offset(tap, geometry.position(k)), v);
-    for (int i = 0; i < 4; ++i)
-      v[i] = load_or_zero(x, k + i < k_end ? geometry.offset(tap, geometry.position(k + i)) : -1);
+    if constexpr (kVector) {   // 4 positions are 4 images of one pixel
+      load4_or_zero(x, geometry.offset(tap, geometry.position(k)), v);
+    } else {
+      for (int i = 0; i < 4; ++i)
+        v[i] = load_or_zero(x, k + i < k_end ? geometry.offset(tap, geometry.position(k + i))
+                                             : -1);
+    }
   }
 };
 
@@ -354,6 +364,9 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
   ATile* a_tile = reinterpret_cast<ATile*>(shared);   // [buffer][k][m]
   BTile* b_tile = reinterpret_cast<BTile*>(shared + 2 * kConvTileK * kSharedRow<kRows>);
   constexpr int kThreadM = kRows / kConvThreadsAlong, kThreadN = kColumns / kConvThreadsAlong;
+  // A full tile's 8 × 8 sums and the step fully unrolled would need more than 128 registers;
+  // a narrow tile's 4 × 8 or 3 × 8 leave room for it.
+  constexpr int kStepUnroll = kThreadM * kThreadN > 32 ? 2 : kConvTileK;
   const int tx = threadIdx.x % kConvThreadsAlong, ty = threadIdx.x / kConvThreadsAlong;
   const int a_k = group_k<kAAlongK, kRows>(), b_k = group_k<kBAlongK, kColumns>();
   const bool a_loads = loads_a_group<kRows>(), b_loads = loads_a_group<kColumns>();
@@ -375,7 +388,7 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
     // The next step's values travel while this step multiplies.
     if (more && a_loads) a.fetch(k0 + kConvTileK + a_k, k_end, a_next);
     if (more && b_loads) b.fetch(k0 + kConvTileK + b_k, k_end, b_next);
-    UNROLL(2)   // fully unrolled, the loop would need more than 128 registers
+    UNROLL(kStepUnroll)
     for (int kk = 0; kk < kConvTileK; ++kk) {
       T a_values[kThreadM], b_values[kThreadN];
       load_sub_tile<kRows>(a_tile[buffer][kk], ty, a_values);
@@ -417,14 +430,24 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
   }
 }
 
-template <typename T, int kRows>
-__device__ __forceinline__ void forward(const T* x, const T* w, T* y, const ConvShape& s,
-                                        int slice) {
-  const ForwardWeights<T> a(w, s.filters, blockIdx.y * kRows + group_extent<false, kRows>());
-  const ForwardWindows<T> b(x, s, blockIdx.x * kConvTile + group_extent<false, kConvTile>());
-  gemm_tile<T, kRows, kConvTile, false, false>(a, b, y, s.filters,
-                                                s.out_height * s.out_width * s.images,
-                                                s.channels * s.size * s.size, slice);
+template <int kValue>
+struct Constant { static constexpr int value = kValue; };
+
+template <typename Vector, typename Body>
+__device__ __forceinline__ void with_side(int side, Vector vector, Body& body) {
+  if (side == kConvNarrowestTile) return body(Constant<kConvNarrowestTile>(), vector);
+  if (side == kConvNarrowTile) return body(Constant<kConvNarrowTile>(), vector);
+  body(Constant<kConvTile>(), vector);
+}
+// body(Constant<side>(), Constant<vector>()) for the tile side the launcher's grid was made for
+// (kConvNarrowestTile, kConvNarrowTile or kConvTile) and whether every operand of the pass is
+// vectorizable (float only): a product loop of its own for each, holding only its own loads.
+template <typename T, typename Body>
+__device__ __forceinline__ void with_plan(int side, bool vector, Body body) {
+  if constexpr (sizeof(T) == 4) {
+    if (vector) return with_side(side, Constant<true>(), body);
+  }
+  with_side(side, Constant<false>(), body);
 }
 
 // y: the output, or the slices' partial outputs; tile_rows: kConvNarrowestTile, kConvNarrowTile or
@@ -436,23 +459,20 @@ conv_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y
              int out_height, int out_width, int slice, int tile_rows) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
-  if (tile_rows == kConvNarrowestTile)
-    return forward<T, kConvNarrowestTile>(x, w, y, s, slice);
-  if (tile_rows == kConvNarrowTile) return forward<T, kConvNarrowTile>(x, w, y, s, slice);
-  forward<T, kConvTile>(x, w, y, s, slice);
+  const bool vector = vectorizable(w, filters) && vectorizable(x, images);
+  with_plan<T>(tile_rows, vector, [&](auto rows, auto vector_loads) {
+    constexpr int kRows = decltype(rows)::value;
+    constexpr bool kVector = decltype(vector_loads)::value;
+    const ForwardWeights<T, kVector> a(w, filters,
+                                       blockIdx.y * kRows + group_extent<false, kRows>());
+    const ForwardWindows<T, kVector> b(x, s,
+                                       blockIdx.x * kConvTile + group_extent<false, kConvTile>());
+    gemm_tile<T, kRows, kConvTile, false, false>(a, b, y, filters,
+                                                  out_height * out_width * images,
+                                                  channels * size * size, slice);
+  });
 }
 CONVNET_INSTANTIATE(conv_forward)
-
-template <typename T, int kRows>
-__device__ __forceinline__ void backward_input(const T* dy, const T* w, T* dx,
-                                               const ConvShape& s, int slice) {
-  const int depth = s.size * s.size * s.filters;
-  const RowsAlongK<T> a(w, s.channels, depth, blockIdx.y * kRows + group_extent<true, kRows>());
-  const GatheredGradients<T> b(dy, s,
-                               blockIdx.x * kConvTile + group_extent<false, kConvTile>());
-  gemm_tile<T, kRows, kConvTile, true, false>(a, b, dx, s.channels,
-                                               s.height * s.width * s.images, depth, slice);
-}
 
 // dx: the input gradient, or the slices' partial gradients; tile_rows: kConvNarrowestTile,
 // kConvNarrowTile or kConvTile, as the launcher's grid.
@@ -464,24 +484,20 @@ conv_backward_input(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
                     int tile_rows) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
-  if (tile_rows == kConvNarrowestTile)
-    return backward_input<T, kConvNarrowestTile>(dy, w, dx, s, slice);
-  if (tile_rows == kConvNarrowTile)
-    return backward_input<T, kConvNarrowTile>(dy, w, dx, s, slice);
-  backward_input<T, kConvTile>(dy, w, dx, s, slice);
+  const int depth = size * size * filters;
+  const bool vector = vectorizable(w, depth) && vectorizable(dy, images);
+  with_plan<T>(tile_rows, vector, [&](auto rows, auto vector_loads) {
+    constexpr int kRows = decltype(rows)::value;
+    constexpr bool kVector = decltype(vector_loads)::value;
+    const RowsAlongK<T, kVector> a(w, channels, depth,
+                                   blockIdx.y * kRows + group_extent<true, kRows>());
+    const GatheredGradients<T, kVector> b(
+        dy, s, blockIdx.x * kConvTile + group_extent<false, kConvTile>());
+    gemm_tile<T, kRows, kConvTile, true, false>(a, b, dx, channels, height * width * images,
+                                                 depth, slice);
+  });
 }
 CONVNET_INSTANTIATE(conv_backward_input)
-
-template <typename T, int kColumns>
-__device__ __forceinline__ void backward_filters(const T* dy, const T* x, T* dw,
-                                                 const ConvShape& s, int slice) {
-  const int positions = s.out_height * s.out_width * s.images;
-  const FilterWindows<T> a(x, s, blockIdx.y * kConvTile + group_extent<true, kConvTile>());
-  const RowsAlongK<T> b(dy, s.filters, positions,
-                        blockIdx.x * kColumns + group_extent<true, kColumns>());
-  gemm_tile<T, kConvTile, kColumns, true, true>(a, b, dw, s.channels * s.size * s.size,
-                                                 s.filters, positions, slice);
-}
 
 // dw: the filter gradient, or the slices' partial gradients; tile_columns: kConvNarrowestTile,
 // kConvNarrowTile or kConvTile, as the launcher's grid.
@@ -493,11 +509,18 @@ conv_backward_filters(const T* __restrict__ dy, const T* __restrict__ x, T* __re
                       int tile_columns) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
-  if (tile_columns == kConvNarrowestTile)
-    return backward_filters<T, kConvNarrowestTile>(dy, x, dw, s, slice);
-  if (tile_columns == kConvNarrowTile)
-    return backward_filters<T, kConvNarrowTile>(dy, x, dw, s, slice);
-  backward_filters<T, kConvTile>(dy, x, dw, s, slice);
+  const int positions = out_height * out_width * images;
+  const bool vector = vectorizable(x, images) && vectorizable(dy, positions);
+  with_plan<T>(tile_columns, vector, [&](auto columns, auto vector_loads) {
+    constexpr int kColumns = decltype(columns)::value;
+    constexpr bool kVector = decltype(vector_loads)::value;
+    const FilterWindows<T, kVector> a(x, s,
+                                      blockIdx.y * kConvTile + group_extent<true, kConvTile>());
+    const RowsAlongK<T, kVector> b(dy, filters, positions,
+                                   blockIdx.x * kColumns + group_extent<true, kColumns>());
+    gemm_tile<T, kConvTile, kColumns, true, true>(a, b, dw, channels * size * size, filters,
+                                                   positions, slice);
+  });
 }
 CONVNET_INSTANTIATE(conv_backward_filters)
 

@@ -6,11 +6,17 @@ import glob
 import importlib.util
 import json
 import os
+import re
 import shutil
+import sys
 
 import pytest
 
+from convnet.backend.cuda.conv import SIDES
 from convnet.backend.cuda.launch import build
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
+import sass_loops  # noqa: E402
 
 
 def test_demangle_reads_the_kernels_names():
@@ -33,9 +39,17 @@ ptxas info    : Function properties for __internal_accurate_pow
     assert build.spills(record) == 12
 
 
-@pytest.mark.skipif(shutil.which("nvcc") is None, reason="nvcc is not on PATH")
-def test_nvcc_builds_every_kernel_without_float_spills(tmp_path):
-    manifest = build.build(str(tmp_path))
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """(folder, manifest) of one nvcc build of every kernel, shared by the tests that read it."""
+    if shutil.which("nvcc") is None:
+        pytest.skip("nvcc is not on PATH")
+    folder = tmp_path_factory.mktemp("kernels")
+    return folder, build.build(str(folder))
+
+
+def test_nvcc_builds_every_kernel_without_float_spills(built):
+    tmp_path, manifest = built
     expected = set(build.kernel_instances())
     assert set(manifest["mangled_names"]) == expected
     assert manifest["archs"] and manifest["source_hash"] == build.source_hash()
@@ -47,6 +61,22 @@ def test_nvcc_builds_every_kernel_without_float_spills(tmp_path):
     for name in expected:
         assert name in report
     assert os.path.getsize(tmp_path / build.FATBIN) > 0
+
+
+def test_each_conv_product_loop_holds_one_load_path(built):
+    """conv.cu's with_plan: the 16-byte loads and the scalar ones are in loops of their own, for
+    every tile, so the fast loop carries nothing of the other (tools/sass_loops.py, from the
+    SASS of the newest architecture built)."""
+    folder, manifest = built
+    sass = sass_loops.disassemble(str(folder / build.FATBIN), manifest["archs"][-1])
+    for kernel in ("conv_forward<float>", "conv_backward_input<float>",
+                   "conv_backward_filters<float>"):
+        lines = [line for line in sass_loops.report(sass, [kernel], min_ffma=1)[1:]
+                 if "LDG" in line]   # the product loops: those that load the next step
+        vector = [line for line in lines if "LDG.128" in line]
+        scalar = [line for line in lines if re.search(r"LDG \d", line)]
+        assert len(vector) == len(scalar) == len(SIDES), (kernel, lines)
+        assert not set(vector) & set(scalar), (kernel, lines)
 
 
 def nvrtc_library():

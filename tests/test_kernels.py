@@ -93,6 +93,7 @@ def assert_as_accurate(op, args, *, floor=FLOAT32_FLOOR, **kwargs):
 # ---- convolution --------------------------------------------------------------------------
 
 # (channels, size of the square input, images, filters, filter size, stride, pad)
+FULL_TILES = (128, 4, 4, 120, 3, 1, 1)   # full tiles in every pass
 CONV_CASES = [
     (3, 14, 3, 5, 5, 4, 0),     # conv1's kind: stride 4, the last window overhangs by 3
     (5, 9, 1, 7, 3, 1, 1),      # batch 1, padding, channels and filters off the tile
@@ -105,7 +106,11 @@ CONV_CASES = [
     (6, 7, 4, 130, 3, 2, 2),    # three tiles of 48 filters; a strided gather with padding
     (130, 4, 8, 6, 3, 1, 1),    # three tiles of 48 channels, ten full tiles of taps
     (60, 5, 4, 60, 3, 1, 1),    # tiles of 64 in every pass
-    (128, 4, 4, 120, 3, 1, 1),  # full tiles in every pass
+    FULL_TILES,
+    # Each tile's scalar loads too (a batch of 3), and filters of 1 and 11 (conv1's)
+    (60, 5, 3, 62, 3, 1, 1),    # tiles of 64 in every pass
+    (128, 4, 3, 120, 1, 1, 0),  # full tiles in every pass, 1 × 1 filters
+    (3, 19, 4, 8, 11, 4, 2),    # conv1's filter size and stride, padding 2
 ]
 
 
@@ -211,7 +216,7 @@ def test_conv_cases_cover_narrow_and_full_tiles_and_split_depths_in_every_pass()
 
 
 def test_conv_plans_chosen_by_the_caller_are_run_as_given_or_refused():
-    case = CONV_CASES[-1]
+    case = FULL_TILES
     for tile in SIDES:
         assert set(conv_plans(case, tile=tile, splits=3).values()) == {(tile, 3)}
     # 5 slices of whole steps of 8 would leave one empty: the nearest count that does not
@@ -226,7 +231,7 @@ def test_conv_plans_chosen_by_the_caller_are_run_as_given_or_refused():
 @pytest.mark.parametrize("splits", [1, 3])
 def test_conv_plans_chosen_by_the_caller_agree_with_the_reference(backend, tile, splits, rng):
     """tools/bench_kernels.py times plans other than the launchers' own."""
-    case = CONV_CASES[-1]
+    case = FULL_TILES
     channels, size, images, filters, filter_size, stride, pad = case
     x, w, dy = conv_inputs(rng, case)
     plan = dict(tile=tile, splits=splits)

@@ -1,0 +1,145 @@
+"""The instruction mix of the CUDA kernels' loops, read from the machine code (SASS) of the fatbin
+that `make kernels` built: no GPU needed.
+
+    python tools/sass_loops.py [--arch sm_90] [--kernel conv_forward<float>] [--min-ffma 1]
+
+A Hopper or Ampere multiprocessor's four schedulers each issue one instruction per clock, and a
+warp's FFMA is one of them, so in a loop bound by its multiply-adds the FFMA share of the
+instructions one trip issues caps the fraction of FP32 peak it can reach; everything else in the
+loop (address arithmetic, loads into registers and shared memory, the barrier) is what a faster
+loop has to cut. Counts are static: each loop's own instructions once (a nested loop's are
+listed under it, with its own trip count to be multiplied in), every branch of it included, so
+a loop whose branches skip work issues fewer per trip than listed.
+
+A loop is the span from a backward branch's target to the branch. The SASS comes from
+cuobjdump: the CUDA toolkit's, or the nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels'
+(in the test extras).
+"""
+import argparse
+import collections
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels"))
+import build  # noqa: E402  (kernels/build.py: the fatbin's path and the kernels' names)
+
+INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
+BRANCH_TARGET = re.compile(r"\bBRA\b.*?\b0x([0-9a-f]+)\b")
+
+
+def cuobjdump():
+    """The cuobjdump on PATH, or the one the nvidia-cuda-cuobjdump wheel installs (with
+    nvidia-cuda-nvdisasm's nvdisasm, which it runs)."""
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    for path in sys.path:
+        for candidate in sorted(glob.glob(os.path.join(path, "nvidia", "cu*", "bin",
+                                                       "cuobjdump"))):
+            return candidate
+    raise SystemExit("tools/sass_loops.py: cuobjdump not found: install the CUDA toolkit or "
+                     "pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm")
+
+
+def disassemble(fatbin, arch):
+    """cuobjdump -sass of the fatbin's code for `arch` ("sm_90")."""
+    if not os.path.exists(fatbin):
+        raise SystemExit(f"tools/sass_loops.py: {fatbin} does not exist: run make kernels")
+    tool = cuobjdump()
+    # cuobjdump runs nvdisasm, which the wheels install beside it
+    path = os.pathsep.join((os.path.dirname(tool), os.environ.get("PATH", "")))
+    dumped = subprocess.run([tool, "-sass", "-arch", arch, fatbin], capture_output=True,
+                            text=True, env=dict(os.environ, PATH=path))
+    if dumped.returncode != 0 or "Function :" not in dumped.stdout:
+        raise SystemExit(f"tools/sass_loops.py: no {arch} code in {fatbin} "
+                         f"({dumped.stderr.strip() or 'cuobjdump listed no function'})")
+    return dumped.stdout
+
+
+def functions(sass):
+    """{mangled name: [(address, instruction)]} of cuobjdump -sass output."""
+    found = {}
+    for block in re.split(r"\n\s*Function : ", sass)[1:]:
+        name = block.split("\n", 1)[0].strip()
+        found[name] = [(int(address, 16), text) for address, text in INSTRUCTION.findall(block)]
+    return found
+
+
+def opcode(instruction):
+    """'@!P0 LDG.E.128.CONSTANT R8, …' → 'LDG.128': the operation, its width where it has one,
+    without the predicate and the other modifiers."""
+    words = re.sub(r"^@!?U?P\w+\s+", "", instruction).split()
+    parts = words[0].split(".")
+    return parts[0] + (".128" if "128" in parts[1:] else ".64" if "64" in parts[1:] else "")
+
+
+def loops(instructions):
+    """[(start, end)] address spans of the loops, outermost first where they nest."""
+    addresses = {address for address, _ in instructions}
+    spans = set()
+    for address, text in instructions:
+        target = BRANCH_TARGET.search(text)
+        if target and int(target.group(1), 16) <= address and int(target.group(1), 16) in addresses:
+            spans.add((int(target.group(1), 16), address))
+    return sorted(spans, key=lambda span: (span[0], -span[1]))
+
+
+def loop_mix(instructions, span, inner):
+    """Counter of the opcodes in `span` outside the spans of `inner` (its nested loops)."""
+    start, end = span
+    return collections.Counter(
+        opcode(text) for address, text in instructions
+        if start <= address <= end and not any(s <= address <= e for s, e in inner))
+
+
+def report(sass, kernels=None, min_ffma=1):
+    """Lines describing each loop (with at least min_ffma FFMA, itself or nested) of each
+    kernel: own instructions, FFMA share, memory and barrier instructions."""
+    lines = []
+    for mangled, instructions in functions(sass).items():
+        name = build.demangle(mangled) or mangled
+        if kernels and name not in kernels:
+            continue
+        spans = loops(instructions)
+        header = False
+        for span in spans:
+            within = [s for s in spans if s != span and span[0] <= s[0] and s[1] <= span[1]]
+            nested = [s for s in within
+                      if not any(o != s and o[0] <= s[0] and s[1] <= o[1] for o in within)]
+            mix = loop_mix(instructions, span, nested)
+            total_ffma = mix["FFMA"] + sum(loop_mix(instructions, s, []).get("FFMA", 0)
+                                            for s in nested)
+            if total_ffma < min_ffma:
+                continue
+            if not header:
+                lines.append(name)
+                header = True
+            depth = sum(1 for s in spans if s != span and s[0] <= span[0] and span[1] <= s[1])
+            count = sum(mix.values())
+            memory = ", ".join(f"{op} {mix[op]}" for op in sorted(mix)
+                               if op.split(".")[0] in ("LDG", "LDS", "STS", "STG", "BAR", "LDC"))
+            lines.append(f"{'  ' * (depth + 1)}loop {span[0]:#x}-{span[1]:#x}: {count} "
+                         f"instructions, FFMA {mix['FFMA']} ({100 * mix['FFMA'] / count:.0f}%)"
+                         f"{'; ' + memory if memory else ''}")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arch", default="sm_90")
+    parser.add_argument("--kernel", action="append",
+                        help="a kernel as 'conv_forward<float>' (repeatable; default: every one)")
+    parser.add_argument("--min-ffma", type=int, default=1,
+                        help="list loops with at least this many FFMA, nested ones included "
+                             "(default 1; 0 lists every loop)")
+    parser.add_argument("--fatbin", default=os.path.join(build.DEFAULT_OUTPUT, build.FATBIN))
+    args = parser.parse_args(argv)
+    print("\n".join(report(disassemble(args.fatbin, args.arch), args.kernel, args.min_ffma)))
+
+
+if __name__ == "__main__":
+    main()
