@@ -36,17 +36,23 @@
 // Each thread loads one group of 4 consecutive elements of each operand per step (of a narrow
 // operand, only the first threads do), along the operand's contiguous axis: along m or n (the
 // weights of the forward pass, every image axis n), or along k (the weights of the input
-// gradient, the positions of the filter gradient). A
-// thread's coordinate along m or n stays the same for the whole product, so that part of the
-// index arithmetic is done once; the part along k uses divisions by multiplication (FastDivmod).
+// gradient, the positions of the filter gradient). A thread's coordinate along m or n stays the
+// same for the whole product, so that part of the index arithmetic is done once.
+//
 // Where every group of both operands is 4 contiguous elements at a 16-byte boundary (float, the
 // arrays 16-byte aligned, and their contiguous extents multiples of 4: the images for the image
 // axes, the filters for forward's weights, S·S·F for the input gradient's, OH·OW·N for dy along
-// k) the kernel runs a product loop whose every group is one 16-byte load, else one of 4 scalar
-// loads a group: each loop holds one path only (with_plan), so the fast one carries no branch
-// and no register of the other. Results are stored in 16-byte vectors where the columns are a
-// multiple of 4 and the tile's columns come in groups of 4. Both paths run on the emulator, the
-// vector one at batches of 4 and 8.
+// k), the input gradient's stride is 1 and the maps fit the table below, the kernel runs a
+// product loop whose every group is one 16-byte load; else one of 4 scalar loads a group, whose
+// part along k is divided by multiplication (FastDivmod) at every step. Each loop holds one path
+// only (with_plan), so the fast one carries no branch and no register of the other. In the
+// vector loop the window operand (the one that reads x, or gathers dy) finds the part of its
+// place that depends on k in a table in shared memory that the block fills once per k
+// (WindowEntry), the other operand's place is a multiply-add, an element outside the array
+// (padding, overhang, past the slice or the tile) is a load from the array's start replaced by
+// zeros, and the steps come in pairs so that both shared buffers' places are constants. Results
+// are stored in 16-byte vectors where the columns are a multiple of 4 and the tile's columns
+// come in groups of 4. Both paths run on the emulator, the vector one at batches of 4 and 8.
 //
 // Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
 // kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed, whose side along
@@ -96,9 +102,13 @@ template <typename T>
 __device__ __forceinline__ T load_or_zero(const T* array, int at) {
   return at < 0 ? T(0) : array[at];
 }
+// The 4 values are read from the array's start where at < 0, and replaced by zeros: a load
+// and a select, no branch around the load (the array's first 4 elements exist and are 16-byte
+// aligned wherever a kernel loads a group as one vector).
 template <typename T>
 __device__ __forceinline__ void load4_or_zero(const T* array, int at, T* values) {
-  return at < 0 ? zero4(values) : load4(array + at, values);
+  load4(array + (at < 0 ? 0 : at), values);
+  for (int i = 0; i < 4; ++i) values[i] = at < 0 ? T(0) : values[i];
 }
 // Four consecutive elements of row `row` of a row-major array `length` wide, from `column` on:
 // zeros from column `end` (≤ length) on, and for a row past `rows`; one 16-byte load where
@@ -106,12 +116,14 @@ __device__ __forceinline__ void load4_or_zero(const T* array, int at, T* values)
 template <bool kVector, typename T>
 __device__ __forceinline__ void load_row4(const T* array, int length, int row, int rows,
                                           int column, int end, T (&v)[4]) {
-  const T* values = array + static_cast<size_t>(row) * length;
-  if (row >= rows || column >= end) return zero4(v);
-  if constexpr (kVector) {
-    load4(values + column, v);
+  const bool inside = row < rows && column < end;
+  const int at = inside ? row * length + column : 0;   // < 2³¹ inside: the launchers check
+  if constexpr (kVector) {   // as load4_or_zero: the array's start read where outside
+    load4(array + at, v);
+    for (int i = 0; i < 4; ++i) v[i] = inside ? v[i] : T(0);
   } else {
-    for (int i = 0; i < 4; ++i) v[i] = column + i < end ? values[column + i] : T(0);
+    if (!inside) return zero4(v);
+    for (int i = 0; i < 4; ++i) v[i] = column + i < end ? array[at + i] : T(0);
   }
 }
 // Whether groups of 4 along an axis `extent` long, starting at multiples of 4, are 16-byte
@@ -172,13 +184,53 @@ struct Windows {
   }
 };
 
+// The vector loops' window operands (forward's B, the input gradient's B, the filter gradient's
+// A) find the part of an element's place that depends on k alone in a table in shared memory:
+// dividing k into its coordinates, the same for every thread that loads at that k (32 threads or
+// more), is done once per block for each k, and a step's load costs one shared read, two bounds
+// and an addition. An entry holds the offset that k adds, and k's two coordinates a, b, which
+// with the thread's own a0, b0 (WindowReader) give the element's row and column in the array
+// read: the element exists where 0 ≤ a0 + a < rows and 0 ≤ b0 + b < columns, else it is a zero
+// of the padding, the overhang or the gather. The table is a ring of two chunks of kConvTableK
+// entries (gemm_tile fills them: each thread one entry per chunk).
+struct WindowEntry {
+  int offset;
+  short a, b;
+};
+constexpr int kConvTableK = kConvThreads;
+// A coordinate that puts an element past every row: entries past the slice, threads past the
+// tile. The vector loops run only where every row, column, filter size and padding is small
+// enough for it (windows_fit_table), and where the coordinates fit a short.
+constexpr short kNowhere = 0x4000;
+__device__ __forceinline__ bool windows_fit_table(const ConvShape& s) {
+  return s.height <= 4096 && s.width <= 4096 && s.size <= 1024 && s.pad <= 1024;
+}
+__device__ __forceinline__ WindowEntry* conv_window_table() {
+  __shared__ __align__(8) WindowEntry table[2 * kConvTableK];
+  return table;
+}
+struct WindowReader {
+  int a0, b0, rows, columns, base;
+  // The element's offset, or −1 where there is none.
+  __device__ __forceinline__ int offset(const WindowEntry& e) const {
+    const int a = a0 + e.a, b = b0 + e.b;
+    return static_cast<u32>(a) < static_cast<u32>(rows) &&
+                   static_cast<u32>(b) < static_cast<u32>(columns)
+               ? base + e.offset
+               : -1;
+  }
+};
+
 // The operands, each as this thread sees it: it knows the thread's coordinate along m or n, and
 // fetch(k, k_end, v) loads the thread's group at k. kVector: the kernel found every operand of
-// the pass vectorizable, so each group is one 16-byte load (or zeros).
+// the pass vectorizable (and the windows fit the table), so each group is one 16-byte load (or
+// zeros). A window operand is kTabled in the vector loops: entry(k) gives its table's entry for
+// k, and fetch_tabled(entry, v) loads by it.
 
 // Forward's A: w[k, f] (k = (c, i, j)), loaded along f.
 template <typename T, bool kVector>
 struct ForwardWeights {
+  static constexpr bool kTabled = false;
   const T* w;
   int filters, f;   // f: this thread's first filter
   __device__ ForwardWeights(const T* w_, int filters_, int f_) : w(w_), filters(filters_), f(f_) {}
@@ -187,26 +239,36 @@ struct ForwardWeights {
   }
 };
 
-// Forward's B: the window values at positions p (loaded along p) for the tap k.
+// Forward's B: the window values at positions p (loaded along p) for the tap k. Tabled: the 4
+// positions are 4 images of one pixel, (top, left) + (i, j) its row and column in x.
 template <typename T, bool kVector>
 struct ForwardWindows {
+  static constexpr bool kTabled = kVector;
   const T* x;
   Windows geometry;
   int p, positions;   // p: this thread's first position
   Windows::Position first;
+  WindowReader reader;
   __device__ ForwardWindows(const T* x_, const ConvShape& s, int p_)
       : x(x_), geometry(s), p(p_), positions(s.out_height * s.out_width * s.images),
-        first(geometry.position(p_ < positions ? p_ : 0)) {}
+        first(geometry.position(p_ < positions ? p_ : 0)),
+        reader{p_ < positions ? first.top : kNowhere, first.left, s.height, s.width,
+               (first.top * s.width + first.left) * s.images + first.image} {}
+  __device__ __forceinline__ WindowEntry entry(int k) const {
+    const Windows::Tap t = geometry.tap(k);
+    const ConvShape& s = geometry.s;
+    return {((t.channel * s.height + t.i) * s.width + t.j) * s.images, static_cast<short>(t.i),
+            static_cast<short>(t.j)};
+  }
+  __device__ __forceinline__ void fetch_tabled(const WindowEntry& e, T (&v)[4]) const {
+    load4_or_zero(x, reader.offset(e), v);
+  }
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     if (k >= k_end || p >= positions) return zero4(v);
     const Windows::Tap tap = geometry.tap(k);
-    if constexpr (kVector) {   // the 4 positions are 4 images of one pixel
-      load4_or_zero(x, geometry.offset(tap, first), v);
-    } else {
-      for (int i = 0; i < 4; ++i) {
-        const bool inside = p + i < positions;
-        v[i] = load_or_zero(x, inside ? geometry.offset(tap, geometry.position(p + i)) : -1);
-      }
+    for (int i = 0; i < 4; ++i) {
+      const bool inside = p + i < positions;
+      v[i] = load_or_zero(x, inside ? geometry.offset(tap, geometry.position(p + i)) : -1);
     }
   }
 };
@@ -215,6 +277,7 @@ struct ForwardWindows {
 // A, w[c, k] with k = (i, j, f), and the filter gradient's B, dy[f, k] with k = (oy, ox, n).
 template <typename T, bool kVector>
 struct RowsAlongK {
+  static constexpr bool kTabled = false;
   const T* array;
   int rows, length, row;   // row: this thread's
   __device__ RowsAlongK(const T* array_, int rows_, int length_, int row_)
@@ -225,19 +288,25 @@ struct RowsAlongK {
 };
 
 // The input gradient's B: dy[f, oy, ox, n] for the tap k = (i, j, f) and input pixels q = (h, w,
-// n) (loaded along q), where h + pad − i = oy·stride (columns likewise), else 0.
+// n) (loaded along q), where h + pad − i = oy·stride (columns likewise), else 0. Tabled (stride
+// 1 only): the 4 pixels are 4 images of one (h, w), (h + pad, w + pad) − (i, j) = (oy, ox).
 template <typename T, bool kVector>
 struct GatheredGradients {
+  static constexpr bool kTabled = kVector;
   const T* dy;
   ConvShape s;
   FastDivmod filters, size, stride, images, width;
   int q, pixels;   // q: this thread's first input pixel
   struct Pixel { int row, column, image; };   // h + pad, w + pad, n
   Pixel first;
+  WindowReader reader;
   __device__ GatheredGradients(const T* dy_, const ConvShape& shape, int q_)
       : dy(dy_), s(shape), filters(shape.filters), size(shape.size), stride(shape.stride),
         images(shape.images), width(shape.width), q(q_),
-        pixels(shape.height * shape.width * shape.images), first(pixel(q_ < pixels ? q_ : 0)) {}
+        pixels(shape.height * shape.width * shape.images), first(pixel(q_ < pixels ? q_ : 0)),
+        reader{q_ < pixels ? first.row : kNowhere, first.column, shape.out_height,
+               shape.out_width,
+               (first.row * shape.out_width + first.column) * shape.images + first.image} {}
   __device__ __forceinline__ Pixel pixel(int at) const {
     const int spot = images.div(at), image = images.mod(at, spot);
     const int row = width.div(spot);
@@ -255,39 +324,53 @@ struct GatheredGradients {
     if (oy >= s.out_height || ox >= s.out_width) return -1;
     return ((f * s.out_height + oy) * s.out_width + ox) * s.images + at.image;
   }
+  __device__ __forceinline__ WindowEntry entry(int k) const {
+    const int tap = filters.div(k), f = filters.mod(k, tap);
+    const int i = size.div(tap), j = size.mod(tap, i);
+    return {((f * s.out_height - i) * s.out_width - j) * s.images, static_cast<short>(-i),
+            static_cast<short>(-j)};
+  }
+  __device__ __forceinline__ void fetch_tabled(const WindowEntry& e, T (&v)[4]) const {
+    load4_or_zero(dy, reader.offset(e), v);
+  }
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     if (k >= k_end || q >= pixels) return zero4(v);
     const int tap = filters.div(k), f = filters.mod(k, tap);
     const int i = size.div(tap), j = size.mod(tap, i);
-    if constexpr (kVector) {   // the 4 pixels are 4 images of one (h, w)
-      load4_or_zero(dy, offset(f, i, j, first), v);
-    } else {
-      for (int e = 0; e < 4; ++e)
-        v[e] = load_or_zero(dy, q + e < pixels ? offset(f, i, j, pixel(q + e)) : -1);
-    }
+    for (int e = 0; e < 4; ++e)
+      v[e] = load_or_zero(dy, q + e < pixels ? offset(f, i, j, pixel(q + e)) : -1);
   }
 };
 
 // The filter gradient's A: the window values of the tap m = (c, i, j) at positions k (loaded
-// along k).
+// along k). Tabled: 4 positions are 4 images of one pixel, (top, left) + (i, j) its row and
+// column in x.
 template <typename T, bool kVector>
 struct FilterWindows {
+  static constexpr bool kTabled = kVector;
   const T* x;
   Windows geometry;
   int m, taps;   // m: this thread's tap
   Windows::Tap tap;
+  WindowReader reader;
   __device__ FilterWindows(const T* x_, const ConvShape& s, int m_)
       : x(x_), geometry(s), m(m_), taps(s.channels * s.size * s.size),
-        tap(geometry.tap(m_ < taps ? m_ : 0)) {}
+        tap(geometry.tap(m_ < taps ? m_ : 0)),
+        reader{m_ < taps ? tap.i : kNowhere, tap.j, s.height, s.width,
+               ((tap.channel * s.height + tap.i) * s.width + tap.j) * s.images} {}
+  __device__ __forceinline__ WindowEntry entry(int k) const {
+    const Windows::Position q = geometry.position(k);
+    return {(q.top * geometry.s.width + q.left) * geometry.s.images + q.image,
+            static_cast<short>(q.top), static_cast<short>(q.left)};
+  }
+  __device__ __forceinline__ void fetch_tabled(const WindowEntry& e, T (&v)[4]) const {
+    load4_or_zero(x, reader.offset(e), v);
+  }
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
     if (m >= taps || k >= k_end) return zero4(v);
-    if constexpr (kVector) {   // 4 positions are 4 images of one pixel
-      load4_or_zero(x, geometry.offset(tap, geometry.position(k)), v);
-    } else {
-      for (int i = 0; i < 4; ++i)
-        v[i] = load_or_zero(x, k + i < k_end ? geometry.offset(tap, geometry.position(k + i))
-                                             : -1);
-    }
+    for (int i = 0; i < 4; ++i)
+      v[i] = load_or_zero(x, k + i < k_end ? geometry.offset(tap, geometry.position(k + i))
+                                           : -1);
   }
 };
 
@@ -341,6 +424,20 @@ __device__ __forceinline__ void load_sub_tile(const T* row, int t, T* values) {
   }
 }
 
+template <int kValue>
+struct Constant { static constexpr int value = kValue; };
+
+// The group at k of an operand: through the table where it is tabled (k's entry in the ring).
+template <typename Op, typename T>
+__device__ __forceinline__ void fetch_group(const Op& op, int k, int k_begin, int k_end,
+                                            const WindowEntry* table, T (&v)[4]) {
+  if constexpr (Op::kTabled) {
+    op.fetch_tabled(table[static_cast<u32>(k - k_begin) % (2 * kConvTableK)], v);
+  } else {
+    op.fetch(k, k_end, v);
+  }
+}
+
 // Both operands' double-buffered shared tiles, sized for full tiles; one array for every tile
 // shape, so that a kernel holding both shapes allocates it once.
 template <typename T>
@@ -370,37 +467,74 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
   const int tx = threadIdx.x % kConvThreadsAlong, ty = threadIdx.x / kConvThreadsAlong;
   const int a_k = group_k<kAAlongK, kRows>(), b_k = group_k<kBAlongK, kColumns>();
   const bool a_loads = loads_a_group<kRows>(), b_loads = loads_a_group<kColumns>();
+  // The window operand's table (vector loops): chunks 0 and 1 first, the next ones below.
+  WindowEntry* table = conv_window_table();
+  const auto fill = [&](int chunk) {
+    const int k = k_begin + chunk * kConvTableK + threadIdx.x;
+    WindowEntry e{0, kNowhere, kNowhere};
+    if (k < k_end) {
+      if constexpr (A::kTabled) e = a.entry(k);
+      if constexpr (B::kTabled) e = b.entry(k);
+    }
+    table[chunk % 2 * kConvTableK + threadIdx.x] = e;
+  };
+  constexpr bool kTables = A::kTabled || B::kTabled;
+  static_assert(!(A::kTabled && B::kTabled), "one table: one window operand per pass");
+  if constexpr (kTables) {
+    fill(0);
+    fill(1);
+    __syncthreads();
+  }
   T a_next[4], b_next[4];
   if (a_loads) {
-    a.fetch(k_begin + a_k, k_end, a_next);
+    fetch_group(a, k_begin + a_k, k_begin, k_end, table, a_next);
     stash<kAAlongK, kRows>(a_tile[0], a_next);
   }
   if (b_loads) {
-    b.fetch(k_begin + b_k, k_end, b_next);
+    fetch_group(b, k_begin + b_k, k_begin, k_end, table, b_next);
     stash<kBAlongK, kColumns>(b_tile[0], b_next);
   }
   __syncthreads();
 
   T sum[kThreadM][kThreadN] = {};
-  int buffer = 0;
-  for (int k0 = k_begin; k0 < k_end; k0 += kConvTileK) {
+  // One step from k0, multiplying shared buffer kBuffer while the other fills: steps come in
+  // pairs, so that each buffer's place is a constant of its code.
+  const auto step = [&](int k0, auto buffer) {
+    constexpr int kBuffer = decltype(buffer)::value;
     const bool more = k0 + kConvTileK < k_end;
     // The next step's values travel while this step multiplies.
-    if (more && a_loads) a.fetch(k0 + kConvTileK + a_k, k_end, a_next);
-    if (more && b_loads) b.fetch(k0 + kConvTileK + b_k, k_end, b_next);
+    if (more && a_loads) fetch_group(a, k0 + kConvTileK + a_k, k_begin, k_end, table, a_next);
+    if (more && b_loads) fetch_group(b, k0 + kConvTileK + b_k, k_begin, k_end, table, b_next);
     UNROLL(kStepUnroll)
     for (int kk = 0; kk < kConvTileK; ++kk) {
       T a_values[kThreadM], b_values[kThreadN];
-      load_sub_tile<kRows>(a_tile[buffer][kk], ty, a_values);
-      load_sub_tile<kColumns>(b_tile[buffer][kk], tx, b_values);
+      load_sub_tile<kRows>(a_tile[kBuffer][kk], ty, a_values);
+      load_sub_tile<kColumns>(b_tile[kBuffer][kk], tx, b_values);
       for (int r = 0; r < kThreadM; ++r)
         for (int s = 0; s < kThreadN; ++s) sum[r][s] += a_values[r] * b_values[s];
     }
     // The other buffer: every thread finished reading it before the last barrier.
-    if (more && a_loads) stash<kAAlongK, kRows>(a_tile[buffer ^ 1], a_next);
-    if (more && b_loads) stash<kBAlongK, kColumns>(b_tile[buffer ^ 1], b_next);
+    if (more && a_loads) stash<kAAlongK, kRows>(a_tile[kBuffer ^ 1], a_next);
+    if (more && b_loads) stash<kBAlongK, kColumns>(b_tile[kBuffer ^ 1], b_next);
     __syncthreads();
-    buffer ^= 1;
+  };
+  const auto steps = [&](int begin, int end) {   // begin − k_begin: an even number of steps
+    for (int k0 = begin; k0 < end; k0 += 2 * kConvTileK) {
+      step(k0, Constant<0>());
+      if (k0 + kConvTileK < end) step(k0 + kConvTileK, Constant<1>());
+    }
+  };
+  if constexpr (kTables) {
+    // Chunk m's first step fills chunk m + 1 into the slot of chunk m − 1, whose last reader (the
+    // fetch for the step before) finished before the last barrier; chunk m + 1's first reader
+    // comes a chunk later.
+    static_assert(kConvTableK % (2 * kConvTileK) == 0, "chunks of whole pairs of steps");
+    for (int chunk = k_begin; chunk < k_end; chunk += kConvTableK) {
+      if (chunk > k_begin) fill((chunk - k_begin) / kConvTableK + 1);
+      steps(chunk, minimum(chunk + kConvTableK, k_end));
+    }
+  } else {
+    steps(k_begin, k_end);
   }
 
   const int m0 = blockIdx.y * kRows, n0 = blockIdx.x * kColumns;
@@ -430,9 +564,6 @@ __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict_
   }
 }
 
-template <int kValue>
-struct Constant { static constexpr int value = kValue; };
-
 template <typename Vector, typename Body>
 __device__ __forceinline__ void with_side(int side, Vector vector, Body& body) {
   if (side == kConvNarrowestTile) return body(Constant<kConvNarrowestTile>(), vector);
@@ -459,7 +590,8 @@ conv_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y
              int out_height, int out_width, int slice, int tile_rows) {
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
-  const bool vector = vectorizable(w, filters) && vectorizable(x, images);
+  const bool vector =
+      vectorizable(w, filters) && vectorizable(x, images) && windows_fit_table(s);
   with_plan<T>(tile_rows, vector, [&](auto rows, auto vector_loads) {
     constexpr int kRows = decltype(rows)::value;
     constexpr bool kVector = decltype(vector_loads)::value;
@@ -485,7 +617,8 @@ conv_backward_input(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
   const int depth = size * size * filters;
-  const bool vector = vectorizable(w, depth) && vectorizable(dy, images);
+  const bool vector = vectorizable(w, depth) && vectorizable(dy, images) && stride == 1 &&
+                      windows_fit_table(s);
   with_plan<T>(tile_rows, vector, [&](auto rows, auto vector_loads) {
     constexpr int kRows = decltype(rows)::value;
     constexpr bool kVector = decltype(vector_loads)::value;
@@ -510,7 +643,8 @@ conv_backward_filters(const T* __restrict__ dy, const T* __restrict__ x, T* __re
   const ConvShape s{channels, height, width, images, filters, size, stride, pad, out_height,
                     out_width};
   const int positions = out_height * out_width * images;
-  const bool vector = vectorizable(x, images) && vectorizable(dy, positions);
+  const bool vector = vectorizable(x, images) && vectorizable(dy, positions) &&
+                      windows_fit_table(s);
   with_plan<T>(tile_columns, vector, [&](auto columns, auto vector_loads) {
     constexpr int kColumns = decltype(columns)::value;
     constexpr bool kVector = decltype(vector_loads)::value;

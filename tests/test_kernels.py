@@ -243,6 +243,24 @@ def test_conv_plans_chosen_by_the_caller_agree_with_the_reference(backend, tile,
                        pad=pad, **sums)
 
 
+# conv.cu's vector loops read each k's window entry from a ring of two chunks of kConvTableK
+# (256) entries, refilled chunk by chunk: in one slice (splits=1), this case's 576 k (forward,
+# input gradient) and 1024 (filter gradient) pass through three and four chunks.
+DEEP_SLICE = (64, 16, 4, 64, 3, 1, 1)
+
+
+def test_conv_slices_deeper_than_two_chunks_of_the_window_table(backend, rng):
+    case = DEEP_SLICE
+    x, w, dy = conv_inputs(rng, case)
+    channels, size, images, filters, filter_size, stride, pad = case
+    sums = dict(backend=backend, plan=dict(splits=1), floor=SEQUENTIAL_SUM_FLOOR)
+    assert_as_accurate("conv_forward", (x, w), stride=stride, pad=pad, **sums)
+    assert_as_accurate("conv_backward_input", (dy, w), input_size=size, stride=stride, pad=pad,
+                       **sums)
+    assert_as_accurate("conv_backward_filters", (dy, x), filter_size=filter_size, stride=stride,
+                       pad=pad, **sums)
+
+
 @pytest.mark.parametrize("case", CONV_CASES[:3])
 def test_conv_float64_kernels_pass_finite_differences(backend, case, rng):
     channels, size, images, filters, filter_size, stride, pad = case
@@ -565,12 +583,14 @@ def every_kernel_once(backend, rng):
         normal = lambda *shape: rng.normal(size=shape).astype(dtype)   # noqa: E731
         run = lambda op, *args, **kwargs: outputs.extend(              # noqa: E731
             call(backend, op, *args, **kwargs))
-        for case in CONV_CASES[4:]:   # several slices; vector loads; every tile side
+        # several slices; vector loads; every tile side; the window table's refills
+        for case, plan in [(case, {}) for case in CONV_CASES[4:]] + [(DEEP_SLICE, {"splits": 1})]:
             channels, size, images, filters, filter_size, stride, pad = case
             x, w, dy = (array.astype(dtype) for array in conv_inputs(rng, case))
-            run("conv_forward", x, w, stride=stride, pad=pad)
-            run("conv_backward_input", dy, w, input_size=size, stride=stride, pad=pad)
-            run("conv_backward_filters", dy, x, filter_size=filter_size, stride=stride, pad=pad)
+            run("conv_forward", x, w, stride=stride, pad=pad, **plan)
+            run("conv_backward_input", dy, w, input_size=size, stride=stride, pad=pad, **plan)
+            run("conv_backward_filters", dy, x, filter_size=filter_size, stride=stride, pad=pad,
+                **plan)
         for shape in ((5, 3, 3, 7), (3, 10007)):
             x = normal(*shape)
             run("add_bias", x, normal(shape[0]))
