@@ -3,22 +3,32 @@ convnet/backend/reference/norm.py, which also define the coefficient's conventio
 from convnet.norm_params import NormParams
 
 from .checks import check_arrays, i32, launch_elementwise, require
+from .launch import TILES
 
 
 def _check(op, x, params: NormParams, *arrays):
     require(x.ndim == 4, f"response normalization expects x (C,H,W,N); got shape {x.shape}")
     require(params.size % 2 == 1, f"response normalization needs an odd window; "
                                   f"got size {params.size}")
+    require(not op.startswith("crossmap") or params.size <= TILES["kMaxCrossMapSize"],
+            f"{op}: the kernels take cross-map windows of at most "
+            f"{TILES['kMaxCrossMapSize']} channels; got size {params.size}")
     for array in arrays:
         require(array.shape == x.shape, f"{op}: shapes {array.shape} and {x.shape} differ")
     return check_arrays(op, x, *arrays)
+
+
+def _threads(kernel, x):
+    """Cross-map kernels run a thread per pixel (walking its channels), same-map ones a thread
+    per element (kernels/norm.cu)."""
+    return x.size // x.shape[0] if kernel.startswith("crossmap") and x.shape[0] else x.size
 
 
 def _forward(launcher, kernel, x, params, terms):
     dtype = _check(kernel, x, params)
     y, denoms = launcher.empty(x.shape, dtype), launcher.empty(x.shape, dtype)
     t = dtype.type
-    launch_elementwise(launcher, kernel, dtype, x.size,
+    launch_elementwise(launcher, kernel, dtype, _threads(kernel, x),
                        (x, y, denoms, *map(i32, x.shape), i32(params.size), t(params.k),
                         t(params.coefficient(terms)), t(params.beta)))
     return y, denoms
@@ -28,7 +38,7 @@ def _backward(launcher, kernel, dy, x, y, denoms, params, terms):
     dtype = _check(kernel, x, params, dy, y, denoms)
     dx = launcher.empty(x.shape, dtype)
     t = dtype.type
-    launch_elementwise(launcher, kernel, dtype, x.size,
+    launch_elementwise(launcher, kernel, dtype, _threads(kernel, x),
                        (dy, x, y, denoms, dx, *map(i32, x.shape), i32(params.size),
                         t(params.coefficient(terms)), t(params.beta)))
     return dx
