@@ -45,14 +45,19 @@ maxpool_backward(const T* __restrict__ dy, const T* __restrict__ x, const T* __r
     const int oy_last = minimum(by_stride.div(h), out_height - 1);
     const int ox_first = w < size ? 0 : by_stride.div(w - size) + 1;
     const int ox_last = minimum(by_stride.div(w), out_width - 1);
-    const size_t map = static_cast<size_t>(at.c) * out_height * out_width * images + at.n;
+    // 32-bit offsets: every array is < 2³¹ elements (the launchers check)
+    const int map = at.c * out_height * out_width * images + at.n;
     const T value = x[i];
     T sum = 0;
-    for (int oy = oy_first; oy <= oy_last; ++oy)
+    UNROLL(1)   // one or two windows along each axis in AlexNet: no unrolled copies
+    for (int oy = oy_first; oy <= oy_last; ++oy) {
+      const int row = map + oy * out_width * images;
+      UNROLL(1)
       for (int ox = ox_first; ox <= ox_last; ++ox) {
-        const size_t o = map + (static_cast<size_t>(oy) * out_width + ox) * images;
+        const int o = row + ox * images;
         if (value == y[o]) sum += dy[o];
       }
+    }
     dx[i] = sum;
   }
 }
