@@ -2,68 +2,29 @@
 // convnet/backend/cuda/norm.py).
 //
 // Layout: x, y, denoms, dy, dx (C, H, W, N), images innermost; consecutive threads read
-// consecutive images. Same-map: one thread per element. Cross-map: one thread per pixel (h, w, n)
-// that walks its channels in order, keeping the last kSize values that entered the window in
-// registers, so each element's square (forward) or dy·y/d (backward, a division) is computed
-// once, not once for every window that holds it; the window's size is a template parameter
-// (with_window_size), since registers cannot be indexed at run time.
+// consecutive images.
 // Formulas (convnet/backend/reference/norm.py), W(p) the centred window of odd `size` around p,
 // clipped at the edges: over channels c ± size/2 (cross-map), or over rows and columns
 // h ± size/2, w ± size/2 of the same channel (same-map):
 //   forward    d_p = k + coefficient · Σ_{q∈W(p)} x_q²,   y_p = x_p · d_p^(−β)
 //   backward   dx_q = dy_q · d_q^(−β) − 2·coefficient·β · x_q · Σ_{p∈W(q)} dy_p · y_p / d_p
 // (the window is symmetric, so p ∈ W(q) exactly when q ∈ W(p)).
-// Restrictions (asserted by the launchers): size odd; cross-map size ≤ kMaxCrossMapSize;
+//
+// Each thread walks a line of elements (NormLine): a pixel's channels (cross-map), or a
+// column's rows (same-map), and keeps in registers the last `size` values that entered the
+// window along the line: an element's square (forward) or dy·y/d (backward, a division), summed
+// for same-map over the window's columns of the entering row. So each is computed once for the
+// walk, not once for every window that holds it. The window's size is a template parameter
+// (with_window_size), since registers cannot be indexed at run time.
+// Restrictions (asserted by the launchers): size odd and ≤ kMaxNormSize (tiles.cuh);
 // C·H·W·N < 2³¹.
 #include "common.cuh"
 #include "tiles.cuh"
 
-// Σ over the same-map window of element i of f(j).
-template <typename T, typename F>
-__device__ __forceinline__ T samemap_sum(const Coordinates& at, u32 i, int height, int width,
-                                         int images, int size, F f) {
-  const int top = maximum(at.h - size / 2, 0), bottom = minimum(at.h + size / 2, height - 1);
-  const int left = maximum(at.w - size / 2, 0), right = minimum(at.w + size / 2, width - 1);
-  T sum = 0;
-  for (int h = top; h <= bottom; ++h)
-    for (int w = left; w <= right; ++w) sum += f(i + ((h - at.h) * width + (w - at.w)) * images);
-  return sum;
-}
-
-template <typename T>
-__device__ __forceinline__ void samemap_forward(const T* __restrict__ x, T* __restrict__ y,
-                                                T* __restrict__ denoms, int channels, int height,
-                                                int width, int images, int size, T k,
-                                                T coefficient, T beta) {
-  const u32 count = channels * height * width * images;
-  auto square = [x](u32 j) { return x[j] * x[j]; };
-  GRID_STRIDE_LOOP_AT(i, at, count, height, width, images) {
-    const T d = k + coefficient * samemap_sum<T>(at, i, height, width, images, size, square);
-    denoms[i] = d;
-    y[i] = x[i] * power(d, -beta);
-  }
-}
-
-template <typename T>
-__device__ __forceinline__ void samemap_backward(const T* __restrict__ dy,
-                                                 const T* __restrict__ x,
-                                                 const T* __restrict__ y,
-                                                 const T* __restrict__ denoms,
-                                                 T* __restrict__ dx, int channels, int height,
-                                                 int width, int images, int size, T coefficient,
-                                                 T beta) {
-  const u32 count = channels * height * width * images;
-  auto spread = [dy, y, denoms](u32 j) { return dy[j] * y[j] / denoms[j]; };
-  GRID_STRIDE_LOOP_AT(i, at, count, height, width, images) {
-    const T sum = samemap_sum<T>(at, i, height, width, images, size, spread);
-    dx[i] = dy[i] * power(denoms[i], -beta) - T(2) * coefficient * beta * x[i] * sum;
-  }
-}
-
 template <int kValue>
 struct WindowSize { static constexpr int value = kValue; };
-// body(WindowSize<size>()) for an odd size ≤ kMaxCrossMapSize.
-template <int kSize = kMaxCrossMapSize, typename Body>
+// body(WindowSize<size>()) for an odd size ≤ kMaxNormSize.
+template <int kSize = kMaxNormSize, typename Body>
 __device__ __forceinline__ void with_window_size(int size, Body body) {
   if constexpr (kSize > 1) {
     if (size < kSize) return with_window_size<kSize - 2>(size, body);
@@ -71,80 +32,106 @@ __device__ __forceinline__ void with_window_size(int size, Body body) {
   body(WindowSize<kSize>());
 }
 
-// The last kSize values along a thread's channels: window[j] is channel c − kSize/2 + j's (zero
-// outside the channels) once channel c + kSize/2 has entered.
-template <typename T, int kSize>
-struct ChannelWindow {
-  T values[kSize] = {};
-  __device__ __forceinline__ void enter(T value) {
-    for (int j = 0; j + 1 < kSize; ++j) values[j] = values[j + 1];
-    values[kSize - 1] = value;
+// Thread `line`'s elements: element t is start + t·stride, t < length. Same-map adds, at each
+// element, the window's columns: offsets j·images for left ≤ j ≤ right (the window's half
+// clipped at the map's edges); cross-map has the one column j = 0.
+struct NormLine {
+  int start, stride, length, left, right, images;
+  __device__ NormLine(bool cross_map, u32 line, int channels, int height, int width, int images_,
+                      int half)
+      : images(images_) {
+    const int pixels = height * width * images_;
+    if (cross_map) {   // line: a pixel (h, w, n) of H·W·N; its channels
+      start = line, stride = pixels, length = channels, left = right = 0;
+    } else {           // line: a column (c, w, n) of C·W·N; its rows
+      const int row = width * images_, c = line / row, within = line % row, w = within / images_;
+      start = c * pixels + within, stride = row, length = height;
+      left = -minimum(half, w), right = minimum(half, width - 1 - w);
+    }
   }
-  __device__ __forceinline__ T sum() const {   // in channel order
-    T total = values[0];
-    for (int j = 1; j < kSize; ++j) total += values[j];
-    return total;
-  }
+  __device__ __forceinline__ int at(int t) const { return start + t * stride; }
 };
 
-// Pixel p's channels: element c is at c·map_size + p.
-template <typename T, int kSize>
-__device__ __forceinline__ void crossmap_forward(const T* __restrict__ x, T* __restrict__ y,
-                                                 T* __restrict__ denoms, int channels,
-                                                 u32 map_size, T k, T coefficient, T beta) {
+// Σ of value(i) over the window's columns of element t's row (kColumns: 1 for cross-map, the
+// window's size for same-map), left to right.
+template <typename T, int kColumns, typename Value>
+__device__ __forceinline__ T row_sum(const NormLine& line, int t, Value value) {
+  const int i = line.at(t);
+  T sum = value(i + line.left * line.images);
+  for (int j = 1; j < kColumns; ++j)
+    if (line.left + j <= line.right) sum += value(i + (line.left + j) * line.images);
+  return sum;
+}
+
+// Walks the line: for each element t, emit(i, window sum) once element t + kSize/2 has
+// entered, the sum in line order over the entered values within the window (zero outside).
+template <typename T, int kSize, int kColumns, typename Value, typename Emit>
+__device__ __forceinline__ void walk(const NormLine& line, Value value, Emit emit) {
   constexpr int kHalf = kSize / 2;
-  GRID_STRIDE_LOOP(p, map_size) {
-    ChannelWindow<T, kSize> squares, values;   // values: x, for the window's centre
-    for (int c = 0; c < kHalf; ++c) {
-      const T v = c < channels ? x[c * map_size + p] : T(0);
-      squares.enter(v * v);
-      values.enter(v);
-    }
-    for (int c = 0; c < channels; ++c) {
-      const T v = c + kHalf < channels ? x[(c + kHalf) * map_size + p] : T(0);
-      squares.enter(v * v);
-      values.enter(v);
-      const T d = k + coefficient * squares.sum();
-      const u32 i = c * map_size + p;
-      denoms[i] = d;
-      y[i] = values.values[kHalf] * power(d, -beta);
-    }
+  T window[kSize] = {};   // window[j]: element t − kHalf + j's entered value
+  const auto enter = [&](int t) {
+    for (int j = 0; j + 1 < kSize; ++j) window[j] = window[j + 1];
+    window[kSize - 1] = t < line.length ? row_sum<T, kColumns>(line, t, value) : T(0);
+  };
+  for (int t = 0; t < kHalf; ++t) enter(t);
+  for (int t = 0; t < line.length; ++t) {
+    enter(t + kHalf);
+    T sum = window[0];
+    for (int j = 1; j < kSize; ++j) sum += window[j];
+    emit(line.at(t), sum);
   }
 }
 
-template <typename T, int kSize>
-__device__ __forceinline__ void crossmap_backward(const T* __restrict__ dy,
-                                                  const T* __restrict__ x,
-                                                  const T* __restrict__ y,
-                                                  const T* __restrict__ denoms,
-                                                  T* __restrict__ dx, int channels, u32 map_size,
-                                                  T coefficient, T beta) {
-  constexpr int kHalf = kSize / 2;
-  GRID_STRIDE_LOOP(p, map_size) {
-    ChannelWindow<T, kSize> spreads;   // dy·y/d
-    const auto spread = [&](int c) {
-      const u32 i = c * map_size + p;
-      return c < channels ? dy[i] * y[i] / denoms[i] : T(0);
-    };
-    for (int c = 0; c < kHalf; ++c) spreads.enter(spread(c));
-    for (int c = 0; c < channels; ++c) {
-      spreads.enter(spread(c + kHalf));
-      const u32 i = c * map_size + p;
-      dx[i] = dy[i] * power(denoms[i], -beta) - T(2) * coefficient * beta * x[i] * spreads.sum();
-    }
-  }
+// The lines of a (C, H, W, N) array: H·W·N for cross-map, C·W·N for same-map.
+__device__ __forceinline__ u32 norm_lines(bool cross_map, int channels, int height, int width,
+                                          int images) {
+  return (cross_map ? height : channels) * width * images;
 }
 
-// One thread per pixel: the launcher's count is H·W·N.
+template <typename T, bool kCrossMap>
+__device__ __forceinline__ void norm_forward(const T* __restrict__ x, T* __restrict__ y,
+                                             T* __restrict__ denoms, int channels, int height,
+                                             int width, int images, int size, T k,
+                                             T coefficient, T beta) {
+  const auto square = [x](int i) { return x[i] * x[i]; };
+  with_window_size(size, [&](auto window) {
+    constexpr int kSize = decltype(window)::value;
+    GRID_STRIDE_LOOP(line, norm_lines(kCrossMap, channels, height, width, images)) {
+      const NormLine walked(kCrossMap, line, channels, height, width, images, kSize / 2);
+      walk<T, kSize, kCrossMap ? 1 : kSize>(walked, square, [&](int i, T sum) {
+        const T d = k + coefficient * sum;
+        denoms[i] = d;
+        y[i] = x[i] * power(d, -beta);
+      });
+    }
+  });
+}
+
+template <typename T, bool kCrossMap>
+__device__ __forceinline__ void norm_backward(const T* __restrict__ dy, const T* __restrict__ x,
+                                              const T* __restrict__ y,
+                                              const T* __restrict__ denoms, T* __restrict__ dx,
+                                              int channels, int height, int width, int images,
+                                              int size, T coefficient, T beta) {
+  const auto spread = [dy, y, denoms](int i) { return dy[i] * y[i] / denoms[i]; };
+  with_window_size(size, [&](auto window) {
+    constexpr int kSize = decltype(window)::value;
+    GRID_STRIDE_LOOP(line, norm_lines(kCrossMap, channels, height, width, images)) {
+      const NormLine walked(kCrossMap, line, channels, height, width, images, kSize / 2);
+      walk<T, kSize, kCrossMap ? 1 : kSize>(walked, spread, [&](int i, T sum) {
+        dx[i] = dy[i] * power(denoms[i], -beta) - T(2) * coefficient * beta * x[i] * sum;
+      });
+    }
+  });
+}
+
+// One thread per line: the launcher's count is norm_lines.
 template <typename T>
 __global__ void __launch_bounds__(kThreads, kWalkingBlocksPerSM)
 crossmap_norm_forward(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ denoms,
                       int channels, int height, int width, int images, int size, T k,
                       T coefficient, T beta) {
-  with_window_size(size, [&](auto window) {
-    crossmap_forward<T, decltype(window)::value>(x, y, denoms, channels, height * width * images,
-                                                 k, coefficient, beta);
-  });
+  norm_forward<T, true>(x, y, denoms, channels, height, width, images, size, k, coefficient, beta);
 }
 CONVNET_INSTANTIATE(crossmap_norm_forward)
 
@@ -153,20 +140,18 @@ __global__ void __launch_bounds__(kThreads, kWalkingBlocksPerSM)
 samemap_norm_forward(const T* __restrict__ x, T* __restrict__ y, T* __restrict__ denoms,
                      int channels, int height, int width, int images, int size, T k,
                      T coefficient, T beta) {
-  samemap_forward<T>(x, y, denoms, channels, height, width, images, size, k, coefficient, beta);
+  norm_forward<T, false>(x, y, denoms, channels, height, width, images, size, k, coefficient,
+                         beta);
 }
 CONVNET_INSTANTIATE(samemap_norm_forward)
 
-// One thread per pixel: the launcher's count is H·W·N.
 template <typename T>
 __global__ void __launch_bounds__(kThreads, kWalkingBlocksPerSM)
 crossmap_norm_backward(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y,
                        const T* __restrict__ denoms, T* __restrict__ dx, int channels, int height,
                        int width, int images, int size, T coefficient, T beta) {
-  with_window_size(size, [&](auto window) {
-    crossmap_backward<T, decltype(window)::value>(dy, x, y, denoms, dx, channels,
-                                                  height * width * images, coefficient, beta);
-  });
+  norm_backward<T, true>(dy, x, y, denoms, dx, channels, height, width, images, size, coefficient,
+                         beta);
 }
 CONVNET_INSTANTIATE(crossmap_norm_backward)
 
@@ -175,7 +160,7 @@ __global__ void __launch_bounds__(kThreads, kWalkingBlocksPerSM)
 samemap_norm_backward(const T* __restrict__ dy, const T* __restrict__ x, const T* __restrict__ y,
                       const T* __restrict__ denoms, T* __restrict__ dx, int channels, int height,
                       int width, int images, int size, T coefficient, T beta) {
-  samemap_backward<T>(dy, x, y, denoms, dx, channels, height, width, images, size, coefficient,
-                      beta);
+  norm_backward<T, false>(dy, x, y, denoms, dx, channels, height, width, images, size,
+                          coefficient, beta);
 }
 CONVNET_INSTANTIATE(samemap_norm_backward)

@@ -9,9 +9,9 @@ constexpr int kThreads = 256;
 // them up to 64 registers, where it would otherwise squeeze them into 32 (and
 // samemap_norm_backward then spills).
 constexpr int kWalkingBlocksPerSM = 4;
-// The cross-map normalization kernels are built for the odd window sizes up to this one (norm.cu:
-// a thread keeps its window in registers, so each size is compiled on its own).
-constexpr int kMaxCrossMapSize = 9;
+// The normalization kernels are built for the odd window sizes up to this one (norm.cu: a
+// thread keeps its window in registers, so each size is compiled on its own).
+constexpr int kMaxNormSize = 9;
 
 // Convolution as implicit GEMMs (conv.cu): a block computes a kConvTile × kConvTile tile of the
 // product, or a narrower one along the filters or channels (the rows of forward and of the input

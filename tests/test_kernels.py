@@ -292,23 +292,25 @@ def test_norm(backend, kind, params, shape, rng):
     assert_as_accurate(f"{kind}_norm_backward", (dy, x, y, denoms, params), backend=backend)
 
 
+@pytest.mark.parametrize("kind", ["crossmap", "samemap"])
 @pytest.mark.parametrize("size", [1, 7, 9])
-def test_crossmap_norm_takes_every_window_size_it_is_built_for(backend, size, rng):
-    """norm.cu compiles the cross-map kernels for each odd window up to kMaxCrossMapSize (9);
-    test_norm covers 3 and 5. Shapes with more and fewer channels than the window."""
+def test_norm_takes_every_window_size_it_is_built_for(backend, kind, size, rng):
+    """norm.cu compiles its kernels for each odd window up to kMaxNormSize (9); test_norm covers
+    3 and 5. Shapes with more and fewer channels, rows and columns than the window."""
     params = NormParams(size=size, k=2.0, alpha=1e-2, beta=0.75, alpha_convention="paper")
-    for shape in ((12, 3, 3, 4), (4, 2, 3, 2)):
+    for shape in ((12, 11, 10, 4), (4, 2, 3, 2)):
         x = rng.normal(0, 3, shape)
-        y, denoms = assert_as_accurate("crossmap_norm_forward", (x, params), backend=backend)
-        assert_as_accurate("crossmap_norm_backward", (rng.normal(size=shape), x, y, denoms,
+        y, denoms = assert_as_accurate(f"{kind}_norm_forward", (x, params), backend=backend)
+        assert_as_accurate(f"{kind}_norm_backward", (rng.normal(size=shape), x, y, denoms,
                                                       params), backend=backend)
 
 
-def test_crossmap_norm_refuses_a_window_it_is_not_built_for(backend):
+@pytest.mark.parametrize("kind", ["crossmap", "samemap"])
+def test_norm_refuses_a_window_it_is_not_built_for(backend, kind):
     params = NormParams(size=11, k=2.0, alpha=1e-2, beta=0.75, alpha_convention="paper")
     x = backend.from_host(np.ones((12, 2, 2, 2), np.float32))
-    with pytest.raises(ValueError, match="cross-map windows of at most 9 channels; got size 11"):
-        backend.crossmap_norm_forward(x, params)
+    with pytest.raises(ValueError, match="windows of at most 9; got size 11"):
+        getattr(backend, f"{kind}_norm_forward")(x, params)
 
 
 ALEXNET_NORMS = [pytest.param(layer, (*shape, 128), marks=LARGE, id=layer.name)

@@ -10,18 +10,19 @@ def _check(op, x, params: NormParams, *arrays):
     require(x.ndim == 4, f"response normalization expects x (C,H,W,N); got shape {x.shape}")
     require(params.size % 2 == 1, f"response normalization needs an odd window; "
                                   f"got size {params.size}")
-    require(not op.startswith("crossmap") or params.size <= TILES["kMaxCrossMapSize"],
-            f"{op}: the kernels take cross-map windows of at most "
-            f"{TILES['kMaxCrossMapSize']} channels; got size {params.size}")
+    require(params.size <= TILES["kMaxNormSize"],
+            f"{op}: the kernels take windows of at most {TILES['kMaxNormSize']}; "
+            f"got size {params.size}")
     for array in arrays:
         require(array.shape == x.shape, f"{op}: shapes {array.shape} and {x.shape} differ")
     return check_arrays(op, x, *arrays)
 
 
 def _threads(kernel, x):
-    """Cross-map kernels run a thread per pixel (walking its channels), same-map ones a thread
-    per element (kernels/norm.cu)."""
-    return x.size // x.shape[0] if kernel.startswith("crossmap") and x.shape[0] else x.size
+    """A thread per line the kernels walk (kernels/norm.cu): each pixel's channels (cross-map),
+    each column's rows (same-map)."""
+    walked = x.shape[0] if kernel.startswith("crossmap") else x.shape[1]
+    return x.size // walked if walked else 0
 
 
 def _forward(launcher, kernel, x, params, terms):
