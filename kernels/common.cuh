@@ -62,6 +62,11 @@ __device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(
 #define UNROLL_TEXT(text) #text
 #endif
 
+// A value as a type: how a run-time choice (a tile side, a window size) picks a compiled variant
+// of a generic lambda, which reads it back as decltype(argument)::value.
+template <int kValue>
+struct Constant { static constexpr int value = kValue; };
+
 template <typename T>
 __device__ __forceinline__ T maximum(T a, T b) { return a > b ? a : b; }
 template <typename T>

@@ -118,9 +118,8 @@ __device__ __forceinline__ void load_row4(const T* array, int length, int row, i
                                           int column, int end, T (&v)[4]) {
   const bool inside = row < rows && column < end;
   const int at = inside ? row * length + column : 0;   // < 2³¹ inside: the launchers check
-  if constexpr (kVector) {   // as load4_or_zero: the array's start read where outside
-    load4(array + at, v);
-    for (int i = 0; i < 4; ++i) v[i] = inside ? v[i] : T(0);
+  if constexpr (kVector) {
+    load4_or_zero(array, inside ? at : -1, v);
   } else {
     if (!inside) return zero4(v);
     for (int i = 0; i < 4; ++i) v[i] = column + i < end ? array[at + i] : T(0);
@@ -423,9 +422,6 @@ __device__ __forceinline__ void load_sub_tile(const T* row, int t, T* values) {
     for (int i = 0; i < 3; ++i) values[i] = group[i];
   }
 }
-
-template <int kValue>
-struct Constant { static constexpr int value = kValue; };
 
 // The group at k of an operand: through the table where it is tabled (k's entry in the ring).
 template <typename Op, typename T>

@@ -21,15 +21,13 @@
 #include "common.cuh"
 #include "tiles.cuh"
 
-template <int kValue>
-struct WindowSize { static constexpr int value = kValue; };
-// body(WindowSize<size>()) for an odd size ≤ kMaxNormSize.
+// body(Constant<size>()) for an odd size ≤ kMaxNormSize.
 template <int kSize = kMaxNormSize, typename Body>
 __device__ __forceinline__ void with_window_size(int size, Body body) {
   if constexpr (kSize > 1) {
     if (size < kSize) return with_window_size<kSize - 2>(size, body);
   }
-  body(WindowSize<kSize>());
+  body(Constant<kSize>());
 }
 
 // Thread `line`'s elements: element t is start + t·stride, t < length. Same-map adds, at each
@@ -57,6 +55,7 @@ struct NormLine {
 template <typename T, int kColumns, typename Value>
 __device__ __forceinline__ T row_sum(const NormLine& line, int t, Value value) {
   const int i = line.at(t);
+  if constexpr (kColumns == 1) return value(i);
   T sum = value(i + line.left * line.images);
   for (int j = 1; j < kColumns; ++j)
     if (line.left + j <= line.right) sum += value(i + (line.left + j) * line.images);

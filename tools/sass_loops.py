@@ -18,14 +18,13 @@ cuobjdump: the CUDA toolkit's, or the nvidia-cuda-cuobjdump and nvidia-cuda-nvdi
 import argparse
 import collections
 import glob
+import importlib.util
 import os
 import re
 import shutil
 import subprocess
-import sys
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "kernels"))
-import build  # noqa: E402  (kernels/build.py: the fatbin's path and the kernels' names)
+from convnet.backend.cuda.launch import build   # kernels/build.py: the fatbin, the kernels' names
 
 INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 BRANCH_TARGET = re.compile(r"\bBRA\b.*?\b0x([0-9a-f]+)\b")
@@ -37,9 +36,9 @@ def cuobjdump():
     found = shutil.which("cuobjdump")
     if found:
         return found
-    for path in sys.path:
-        for candidate in sorted(glob.glob(os.path.join(path, "nvidia", "cu*", "bin",
-                                                       "cuobjdump"))):
+    spec = importlib.util.find_spec("nvidia")
+    for folder in spec.submodule_search_locations if spec else ():
+        for candidate in sorted(glob.glob(os.path.join(folder, "cu*", "bin", "cuobjdump"))):
             return candidate
     raise SystemExit("tools/sass_loops.py: cuobjdump not found: install the CUDA toolkit or "
                      "pip install nvidia-cuda-cuobjdump nvidia-cuda-nvdisasm")

@@ -18,10 +18,13 @@ def _check(op, x, params: NormParams, *arrays):
     return check_arrays(op, x, *arrays)
 
 
-def _threads(kernel, x):
-    """A thread per line the kernels walk (kernels/norm.cu): each pixel's channels (cross-map),
-    each column's rows (same-map)."""
-    walked = x.shape[0] if kernel.startswith("crossmap") else x.shape[1]
+# The axis each kind's kernels walk, a thread per line along it (kernels/norm.cu): a pixel's
+# channels (cross-map), a column's rows (same-map).
+WALKED_AXIS = {"crossmap": 0, "samemap": 1}
+
+
+def _lines(kernel, x):
+    walked = x.shape[WALKED_AXIS[kernel.split("_")[0]]]
     return x.size // walked if walked else 0
 
 
@@ -29,7 +32,7 @@ def _forward(launcher, kernel, x, params, terms):
     dtype = _check(kernel, x, params)
     y, denoms = launcher.empty(x.shape, dtype), launcher.empty(x.shape, dtype)
     t = dtype.type
-    launch_elementwise(launcher, kernel, dtype, _threads(kernel, x),
+    launch_elementwise(launcher, kernel, dtype, _lines(kernel, x),
                        (x, y, denoms, *map(i32, x.shape), i32(params.size), t(params.k),
                         t(params.coefficient(terms)), t(params.beta)))
     return y, denoms
@@ -39,7 +42,7 @@ def _backward(launcher, kernel, dy, x, y, denoms, params, terms):
     dtype = _check(kernel, x, params, dy, y, denoms)
     dx = launcher.empty(x.shape, dtype)
     t = dtype.type
-    launch_elementwise(launcher, kernel, dtype, _threads(kernel, x),
+    launch_elementwise(launcher, kernel, dtype, _lines(kernel, x),
                        (dy, x, y, denoms, dx, *map(i32, x.shape), i32(params.size),
                         t(params.coefficient(terms)), t(params.beta)))
     return dx
