@@ -7,3 +7,4 @@
 #include "pool.cu"
 #include "sgd.cu"
 #include "softmax.cu"
+#include "winograd.cu"

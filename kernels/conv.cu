@@ -59,6 +59,7 @@
 // the filters or channels is kConvTile, kConvNarrowTile or kConvNarrowestTile; the slice is a
 // multiple of kConvTileK and splits·slice covers the depth; the output holds `splits` products
 // where splits > 1.
+#pragma once   // winograd.cu includes it too, for gemm_tile
 #include "common.cuh"
 #include "tiles.cuh"
 
@@ -226,15 +227,16 @@ struct WindowReader {
 // zeros). A window operand is kTabled in the vector loops: entry(k) gives its table's entry for
 // k, and fetch_tabled(entry, v) loads by it.
 
-// Forward's A: w[k, f] (k = (c, i, j)), loaded along f.
+// A row-major (depth, extent) array, one row per k, read along its extent: forward's A, w[k, f]
+// (k = (c, i, j)), and both operands of winograd.cu's forward and input-gradient products.
 template <typename T, bool kVector>
-struct ForwardWeights {
+struct KRows {
   static constexpr bool kTabled = false;
-  const T* w;
-  int filters, f;   // f: this thread's first filter
-  __device__ ForwardWeights(const T* w_, int filters_, int f_) : w(w_), filters(filters_), f(f_) {}
+  const T* array;
+  int extent, e;   // e: this thread's first element along the extent
+  __device__ KRows(const T* array_, int extent_, int e_) : array(array_), extent(extent_), e(e_) {}
   __device__ __forceinline__ void fetch(int k, int k_end, T (&v)[4]) const {
-    load_row4<kVector>(w, filters, k, k_end, f, filters, v);
+    load_row4<kVector>(array, extent, k, k_end, e, extent, v);
   }
 };
 
@@ -443,14 +445,15 @@ __device__ __forceinline__ T* conv_shared_tiles() {
 }
 
 // c[m][n] (row-major, `columns` wide) for the block's kRows × kColumns tile, summed over the
-// block's slice of k: [z·slice, min((z + 1)·slice, depth)) for z = blockIdx.z, into layer z of c
-// (rows × columns each). a and b are the operands as seen by this thread (they know its group's
+// block's slice of k: [z·slice, min((z + 1)·slice, depth)) for z = slice_index, into layer
+// blockIdx.z of c (rows × columns each; the convolutions' grids have a layer per slice,
+// winograd.cu's one per slice and point). a and b are the operands as seen by this thread (they know its group's
 // m or n).
 template <typename T, int kRows, int kColumns, bool kAAlongK, bool kBAlongK, typename A,
           typename B>
 __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict__ c, int rows,
-                                          int columns, int depth, int slice) {
-  const int k_begin = blockIdx.z * slice, k_end = minimum(k_begin + slice, depth);
+                                          int columns, int depth, int slice, int slice_index) {
+  const int k_begin = slice_index * slice, k_end = minimum(k_begin + slice, depth);
   using ATile = T[kConvTileK][kSharedRow<kRows>];
   using BTile = T[kConvTileK][kSharedRow<kColumns>];
   T* shared = conv_shared_tiles<T>();
@@ -591,13 +594,12 @@ conv_forward(const T* __restrict__ x, const T* __restrict__ w, T* __restrict__ y
   with_plan<T>(tile_rows, vector, [&](auto rows, auto vector_loads) {
     constexpr int kRows = decltype(rows)::value;
     constexpr bool kVector = decltype(vector_loads)::value;
-    const ForwardWeights<T, kVector> a(w, filters,
-                                       blockIdx.y * kRows + group_extent<false, kRows>());
+    const KRows<T, kVector> a(w, filters, blockIdx.y * kRows + group_extent<false, kRows>());
     const ForwardWindows<T, kVector> b(x, s,
                                        blockIdx.x * kConvTile + group_extent<false, kConvTile>());
     gemm_tile<T, kRows, kConvTile, false, false>(a, b, y, filters,
                                                   out_height * out_width * images,
-                                                  channels * size * size, slice);
+                                                  channels * size * size, slice, blockIdx.z);
   });
 }
 CONVNET_INSTANTIATE(conv_forward)
@@ -623,7 +625,7 @@ conv_backward_input(const T* __restrict__ dy, const T* __restrict__ w, T* __rest
     const GatheredGradients<T, kVector> b(
         dy, s, blockIdx.x * kConvTile + group_extent<false, kConvTile>());
     gemm_tile<T, kRows, kConvTile, true, false>(a, b, dx, channels, height * width * images,
-                                                 depth, slice);
+                                                 depth, slice, blockIdx.z);
   });
 }
 CONVNET_INSTANTIATE(conv_backward_input)
@@ -649,7 +651,7 @@ conv_backward_filters(const T* __restrict__ dy, const T* __restrict__ x, T* __re
     const RowsAlongK<T, kVector> b(dy, filters, positions,
                                    blockIdx.x * kColumns + group_extent<true, kColumns>());
     gemm_tile<T, kConvTile, kColumns, true, true>(a, b, dw, channels * size * size, filters,
-                                                   positions, slice);
+                                                   positions, slice, blockIdx.z);
   });
 }
 CONVNET_INSTANTIATE(conv_backward_filters)

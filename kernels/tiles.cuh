@@ -26,3 +26,8 @@ constexpr int kConvThreads = 256;
 // Blocks of the convolution kernels that share a multiprocessor: ptxas keeps them within 128
 // registers a thread, so that two fit (one block alone hides memory latency poorly).
 constexpr int kConvBlocksPerSM = 2;
+
+// Winograd's F(2×2, 3×3) (winograd.cu): a 4 × 4 input tile per 2 × 2 output tile, so 16 points
+// of the transformed domain, each its own product: the products' grids have 16 layers a slice.
+constexpr int kWinogradTile = 4;
+constexpr int kWinogradPoints = kWinogradTile * kWinogradTile;

@@ -1,8 +1,13 @@
-"""Convolution on the CUDA kernels of kernels/conv.cu (implicit GEMMs); the formulas and layout
-of convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes.py).
+"""Convolution on the CUDA kernels of kernels/conv.cu (implicit GEMMs) and kernels/winograd.cu
+(Winograd's F(2×2, 3×3) for 3 × 3 filters at stride 1); the formulas and layout of
+convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes.py).
 
-Each pass is a product of rows × columns summed over a depth k (conv.cu lists them). Its plan
-(`pass_plan`) fixes two things, from the shapes alone:
+Each pass is a product of rows × columns summed over a depth k (conv.cu lists them), or with
+Winograd's algorithm 16 such products between elementwise transforms (winograd.cu). Its plan
+(`pass_plan`) fixes, from the shapes alone:
+  algorithm  "implicit" (conv.cu), the default, or "winograd" where the caller asks for it and
+          the filters are 3 × 3 at stride 1 and padding at most 2 (conv3, conv4 and conv5):
+          tools/bench_kernels.py times both
   tile    the tile's side along the filters (forward, filter gradient) or the input channels
           (input gradient), one of SIDES: the one whose tiles pad the extent least, the wider
           where two pad it alike (in the default network: 48 for the 48 filters of conv1 and the
@@ -14,7 +19,7 @@ Each pass is a product of rows × columns summed over a depth k (conv.cu lists t
           also conv3's input gradient and conv5's forward pass); the slices' partial products
           are added in slice order by a second kernel
 Since the plan depends only on the shapes, the result has the same bits on every run. The ops
-take `tile` and `splits` to override the plan (tools/bench_kernels.py times the alternatives);
+take `algorithm`, `tile` and `splits` to override the plan (tools/bench_kernels.py times the alternatives);
 the plan they run is then pass_plan's with the same overrides.
 """
 import numbers
@@ -22,7 +27,7 @@ from typing import NamedTuple
 
 from convnet.shapes import conv_output_size
 
-from .checks import ceil_div, check_arrays, i32, launch_elementwise, require, u32
+from .checks import MAX_ELEMENTS, ceil_div, check_arrays, i32, launch_elementwise, require, u32
 from .launch import TILES
 
 # Depths are split while the grid stays within this many blocks: two waves of an H100 (132
@@ -32,11 +37,16 @@ TARGET_BLOCKS = 528
 MIN_SLICE_STEPS = 16       # ... but each slice keeps at least this many kConvTileK steps
 
 
+ALGORITHMS = ("implicit", "winograd")
+POINTS = TILES["kWinogradPoints"]   # Winograd's products per pass
+
+
 class Plan(NamedTuple):
     tile: int     # the tile's side along the filters or channels
     splits: int   # slices of the depth ...
     slice: int    # ... of this many k each (a multiple of kConvTileK), the last perhaps fewer
-    grid: tuple   # (tiles of columns, tiles of rows, splits)
+    grid: tuple   # (tiles of columns, tiles of rows, splits × products)
+    algorithm: str = "implicit"
 
 
 # The kernels' tile sides along the filters or channels, narrowest first.
@@ -50,11 +60,12 @@ def tile_side(extent):
     return min(SIDES, key=lambda side: (ceil_div(extent, side) * side, -side))
 
 
-def product_plan(rows, columns, depth, *, filters_along_rows, tile=None, splits=None):
-    """The plan of a rows × columns product over `depth`, whose filters or channels run along
-    its rows (forward, input gradient) or its columns (filter gradient); `tile` and `splits`
-    override the choice, splits rounded to the nearest count whose slices are whole steps and
-    none empty (5 slices of a depth of 64 are 4 of 16)."""
+def product_plan(rows, columns, depth, *, filters_along_rows, tile=None, splits=None,
+                 products=1):
+    """The plan of `products` rows × columns products over `depth` in one grid, whose filters or
+    channels run along their rows (forward, input gradient) or their columns (filter gradient);
+    `tile` and `splits` override the choice, splits rounded to the nearest count whose slices
+    are whole steps and none empty (5 slices of a depth of 64 are 4 of 16)."""
     full, step = TILES["kConvTile"], TILES["kConvTileK"]
     require(min(rows, columns, depth) > 0,
             f"conv product of {rows} × {columns} over {depth}: every size must be positive")
@@ -68,26 +79,55 @@ def product_plan(rows, columns, depth, *, filters_along_rows, tile=None, splits=
     tiles = (ceil_div(columns, tile_columns), ceil_div(rows, tile_rows))
     if splits is None:
         most = ceil_div(depth, step * MIN_SLICE_STEPS)
-        splits = max(1, min(TARGET_BLOCKS // (tiles[0] * tiles[1]), most))
+        splits = max(1, min(TARGET_BLOCKS // (tiles[0] * tiles[1] * products), most))
     require(splits >= 1, f"conv splits {splits}: at least 1")
     slice_ = ceil_div(ceil_div(depth, splits), step) * step   # whole steps: the kernels need it
     splits = ceil_div(depth, slice_)                          # none empty
-    return Plan(tile, splits, slice_, tiles + (splits,))
+    return Plan(tile, splits, slice_, tiles + (products * splits,))
 
 
-def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, splits=None):
+def winograd_applies(size, stride, pad):
+    return size == 3 and stride == 1 and 0 <= pad <= 2
+
+
+def winograd_tiles(height, width, images):
+    """Winograd's 2 × 2 tiles of a height × width output, per image, times the images."""
+    return ceil_div(height, 2) * ceil_div(width, 2) * images
+
+
+def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, splits=None,
+              algorithm=None):
     """The plan of one pass ("forward", "backward_input" or "backward_filters") of a convolution
     of an input x_shape (C, H, W, N) by `filters` filters of size × size: each pass's product as
-    conv.cu lists it."""
+    conv.cu lists it, or winograd.cu's 16."""
+    algorithm = ALGORITHMS[0] if algorithm is None else algorithm
+    require(algorithm in ALGORITHMS, f"conv algorithm {algorithm!r}: one of {ALGORITHMS}")
+    require(algorithm != "winograd" or winograd_applies(size, stride, pad),
+            f"conv algorithm winograd: 3 × 3 filters at stride 1 and padding 0 to 2; got "
+            f"{size} × {size} at stride {stride}, padding {pad}")
     channels, height, width, images = x_shape
-    positions = conv_output_size(height, size, stride, pad) * \
-        conv_output_size(width, size, stride, pad) * images
-    rows, columns, depth = {
-        "forward": (filters, positions, channels * size ** 2),
-        "backward_input": (channels, height * width * images, size ** 2 * filters),
-        "backward_filters": (channels * size ** 2, filters, positions)}[pass_name]
-    return product_plan(rows, columns, depth, filters_along_rows=pass_name != "backward_filters",
-                        tile=tile, splits=splits)
+    out_h = conv_output_size(height, size, stride, pad)
+    out_w = conv_output_size(width, size, stride, pad)
+    if algorithm == "winograd":
+        rows, columns, depth = {
+            "forward": (filters, winograd_tiles(out_h, out_w, images), channels),
+            "backward_input": (channels, winograd_tiles(height, width, images), filters),
+            "backward_filters": (channels, filters, winograd_tiles(out_h, out_w, images))
+        }[pass_name]
+        transformed = POINTS * max(rows, columns) * depth
+        require(transformed <= MAX_ELEMENTS,
+                f"conv algorithm winograd: the {pass_name} pass's transformed operands hold "
+                f"{transformed} elements, past the kernels' 2³¹ − 1")
+    else:
+        rows, columns, depth = {
+            "forward": (filters, out_h * out_w * images, channels * size ** 2),
+            "backward_input": (channels, height * width * images, size ** 2 * filters),
+            "backward_filters": (channels * size ** 2, filters, out_h * out_w * images)
+        }[pass_name]
+    plan = product_plan(rows, columns, depth, filters_along_rows=pass_name != "backward_filters",
+                        tile=tile, splits=splits,
+                        products=POINTS if algorithm == "winograd" else 1)
+    return plan._replace(algorithm=algorithm)
 
 
 def _product(launcher, kernel, dtype, operands, out_shape, geometry, plan):
@@ -121,18 +161,58 @@ def _geometry(x_shape, filters, size, stride, pad):
     return out_h, out_w, args
 
 
-def conv_forward(launcher, x, w, *, stride, pad, tile=None, splits=None):
+def _winograd_filters(launcher, w, dtype, *, turned):
+    """u[ξ][k][m] (winograd_filters): k = c, m = f; turned (the input gradient's): k = f, m = c."""
+    channels, _, _, filters = w.shape
+    u = launcher.empty((POINTS, filters, channels) if turned else (POINTS, channels, filters),
+                       dtype)
+    launch_elementwise(launcher, "winograd_filters", dtype, channels * filters,
+                       (w, u, i32(channels), i32(filters), i32(turned)))
+    return u
+
+
+def _winograd_inputs(launcher, x, dtype, pad, out_h, out_w):
+    """v[ξ][c][p] of x's tiles for an output out_h × out_w (winograd_inputs)."""
+    channels, height, width, images = x.shape
+    v = launcher.empty((POINTS, channels, winograd_tiles(out_h, out_w, images)), dtype)
+    launch_elementwise(launcher, "winograd_inputs", dtype, v.size // POINTS,
+                       (x, v, *map(i32, (channels, height, width, images, pad, ceil_div(out_h, 2),
+                                         ceil_div(out_w, 2)))))
+    return v
+
+
+def _winograd_convolution(launcher, x, u, dtype, pad, out_h, out_w, plan):
+    """y (F, out_h, out_w, N) of x (C, H, W, N) by transformed filters u (16, C, F): the forward
+    pass, and the input gradient's (of dy by the turned filters)."""
+    channels, filters, images = u.shape[1], u.shape[2], x.shape[3]
+    v = _winograd_inputs(launcher, x, dtype, pad, out_h, out_w)
+    positions = v.shape[2]
+    m = _product(launcher, "winograd_product", dtype, (u, v), (POINTS, filters, positions),
+                 (i32(filters), i32(positions), i32(channels)), plan)
+    y = launcher.empty((filters, out_h, out_w, images), dtype)
+    launch_elementwise(launcher, "winograd_outputs", dtype, filters * positions,
+                       (m, y, *map(i32, (filters, out_h, out_w, images, ceil_div(out_h, 2),
+                                         ceil_div(out_w, 2)))))
+    return y
+
+
+def conv_forward(launcher, x, w, *, stride, pad, tile=None, splits=None, algorithm=None):
     _check("conv_forward", x.shape, w)
     dtype = check_arrays("conv_forward", x, w)
     images = x.shape[3]
     _, size, _, filters = w.shape
     out_h, out_w, geometry = _geometry(x.shape, filters, size, stride, pad)
-    plan = pass_plan("forward", x.shape, filters, size, stride, pad, tile=tile, splits=splits)
+    plan = pass_plan("forward", x.shape, filters, size, stride, pad, tile=tile, splits=splits,
+                     algorithm=algorithm)
+    if plan.algorithm == "winograd":
+        u = _winograd_filters(launcher, w, dtype, turned=False)
+        return _winograd_convolution(launcher, x, u, dtype, pad, out_h, out_w, plan)
     return _product(launcher, "conv_forward", dtype, (x, w), (filters, out_h, out_w, images),
                     geometry, plan)
 
 
-def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, splits=None):
+def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, splits=None,
+                        algorithm=None):
     """dL/dx (C, H, W, N) with H = W = input_size."""
     channels, size, _, filters = w.shape
     images = dy.shape[3]
@@ -144,11 +224,16 @@ def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, 
             f"stride {stride}, pad {pad} gives ({filters}, {out_h}, {out_w}, {images})")
     dtype = check_arrays("conv_backward_input", dy, w)
     plan = pass_plan("backward_input", x_shape, filters, size, stride, pad, tile=tile,
-                     splits=splits)
+                     splits=splits, algorithm=algorithm)
+    if plan.algorithm == "winograd":   # dy by the turned filters, padded by 2 − pad (winograd.cu)
+        u = _winograd_filters(launcher, w, dtype, turned=True)
+        return _winograd_convolution(launcher, dy, u, dtype, size - 1 - pad, input_size,
+                                     input_size, plan)
     return _product(launcher, "conv_backward_input", dtype, (dy, w), x_shape, geometry, plan)
 
 
-def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad, tile=None, splits=None):
+def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad, tile=None, splits=None,
+                          algorithm=None):
     """dL/dw (C, kh, kw, F) from dL/dy (F, OH, OW, N) and the layer's input x."""
     filters = dy.shape[0]
     channels, _, _, images = x.shape
@@ -158,6 +243,20 @@ def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad, tile=Non
             f"({filters}, {out_h}, {out_w}, {images})")
     dtype = check_arrays("conv_backward_filters", dy, x)
     plan = pass_plan("backward_filters", x.shape, filters, filter_size, stride, pad, tile=tile,
-                     splits=splits)
+                     splits=splits, algorithm=algorithm)
+    if plan.algorithm == "winograd":
+        v = _winograd_inputs(launcher, x, dtype, pad, out_h, out_w)
+        positions = v.shape[2]
+        g = launcher.empty((POINTS, filters, positions), dtype)
+        launch_elementwise(launcher, "winograd_gradients", dtype, filters * positions,
+                           (dy, g, *map(i32, (filters, out_h, out_w, images,
+                                              ceil_div(out_h, 2), ceil_div(out_w, 2)))))
+        m = _product(launcher, "winograd_filter_product", dtype, (v, g),
+                     (POINTS, channels, filters), (i32(channels), i32(filters), i32(positions)),
+                     plan)
+        dw = launcher.empty((channels, filter_size, filter_size, filters), dtype)
+        launch_elementwise(launcher, "winograd_filter_gradients", dtype, channels * filters,
+                           (m, dw, i32(channels), i32(filters)))
+        return dw
     return _product(launcher, "conv_backward_filters", dtype, (dy, x),
                     (channels, filter_size, filter_size, filters), geometry, plan)
