@@ -21,10 +21,12 @@ This file imports only the standard library, so setup.py can load it before anyt
 installed.
 """
 import argparse
+import concurrent.futures
 import hashlib
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -164,6 +166,47 @@ def supported_archs(nvcc):
     return {int(code[3:]) for code in listed.stdout.split() if re.fullmatch(r"sm_\d+", code)}
 
 
+def gencode(arch, code):
+    return f"-gencode=arch=compute_{arch},code={code}_{arch}"
+
+
+def compile_images(nvcc, archs, directory):
+    """nvcc's run for each architecture's SASS (sm_A.cubin) and for the PTX of the lowest
+    (compute_A.ptx), at once, one process each: each run's ptxas report is its own output, in the
+    order of archs, so the report parses as that of one nvcc run."""
+    commands = [[nvcc, "-cubin", *NVCC_OPTIONS, gencode(arch, "sm"), SOURCE,
+                 "-o", os.path.join(directory, f"sm_{arch}.cubin")] for arch in archs]
+    commands.append([nvcc, "-ptx", *NVCC_OPTIONS, gencode(archs[0], "compute"), SOURCE,
+                     "-o", os.path.join(directory, f"compute_{archs[0]}.ptx")])
+    for command in commands:
+        print(" ".join(command))
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(run, commands))
+
+
+def fatbinary_command(nvcc, archs, directory, output):
+    """The fatbinary command nvcc itself would run to bundle the images of compile_images (its
+    --dryrun of the one-process build, whose options, such as the PTX's compile flags for the
+    driver, it knows best), given those images and `output`."""
+    one_run = [nvcc, "-fatbin", *NVCC_OPTIONS, *(gencode(arch, "sm") for arch in archs),
+               gencode(archs[0], "compute"), SOURCE, "-o", output, "--dryrun"]
+    listed = run(one_run)
+    lines = [line[3:] for line in (listed.stdout + listed.stderr).splitlines()
+             if line.startswith("#$ fatbinary ")]
+    if listed.returncode != 0 or len(lines) != 1:
+        raise SystemExit(f"kernels/build.py: nvcc --dryrun listed no fatbinary command "
+                         f"({listed.stderr.strip()[-300:]})")
+    options = [option for option in shlex.split(lines[0])
+               if not option.startswith(("--image3=", "--create="))]
+    images = [f"--image3=kind=elf,sm={arch},file={os.path.join(directory, f'sm_{arch}.cubin')}"
+              for arch in archs]
+    images.append(f"--image3=kind=ptx,sm={archs[0]},"
+                  f"file={os.path.join(directory, f'compute_{archs[0]}.ptx')}")
+    command = [options[0], f"--create={output}", *options[1:], *images]
+    print(" ".join(command))
+    return command
+
+
 def write_atomically(path, data):
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
     with os.fdopen(handle, "wb") as file:
@@ -187,14 +230,20 @@ def build(output_dir, nvcc="nvcc"):
     os.makedirs(output_dir, exist_ok=True)
     fatbin = os.path.join(output_dir, FATBIN)
     partial = fatbin + ".partial"
-    gencode = [f"-gencode=arch=compute_{arch},code=sm_{arch}" for arch in archs]
-    gencode.append(f"-gencode=arch=compute_{archs[0]},code=compute_{archs[0]}")
-    command = [nvcc, "-fatbin", *NVCC_OPTIONS, *gencode, SOURCE, "-o", partial]
-    print(" ".join(command))
-    compiled = run(command)
-    if compiled.returncode != 0:
-        sys.stderr.write(compiled.stdout + compiled.stderr)
-        raise SystemExit("kernels/build.py: nvcc failed; the previous fatbin, if any, is kept")
+    with tempfile.TemporaryDirectory(dir=output_dir, prefix=".images-") as images:
+        compiled = compile_images(nvcc, archs, images)
+        failed = [result for result in compiled if result.returncode != 0]
+        if failed:
+            sys.stderr.write(failed[0].stdout + failed[0].stderr)
+            raise SystemExit("kernels/build.py: nvcc failed; the previous fatbin, if any, is kept")
+        bundle = run(fatbinary_command(nvcc, archs, images, partial))
+        if bundle.returncode != 0:
+            sys.stderr.write(bundle.stdout + bundle.stderr)
+            raise SystemExit("kernels/build.py: fatbinary failed; the previous fatbin, if any, "
+                             "is kept")
+    compiled = subprocess.CompletedProcess(
+        [], 0, "".join(result.stdout for result in compiled),
+        "".join(result.stderr for result in compiled))
     records = parse_ptxas(compiled.stdout + compiled.stderr)
     write_atomically(os.path.join(output_dir, REPORT), format_report(records))
     spilling = sorted({f"{r['kernel']} on {r['arch']}" for r in records

@@ -12,10 +12,17 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_kernels  # noqa: E402
 
+from convnet import alexnet  # noqa: E402
 from convnet.backend.cuda import emulator_backend  # noqa: E402
 from stand_in_cupy import stand_in_cupy  # noqa: E402
 
 CONV_PASSES = 15   # the small model's 5 convolutions of tower a, 3 passes each
+WINOGRAD_PASSES = 9   # ... of which conv3, conv4 and conv5 have 3 × 3 filters at stride 1
+# conv5's filters in a tower: its only 3 × 3 layer with that many
+CONV5_FILTERS = next(layer.channels for layer in alexnet.build_model("2012-small28").layers
+                     if layer.name == "conv5a")
+assert CONV5_FILTERS not in (layer.channels for layer in alexnet.build_model("2012-small28").layers
+                             if layer.name in ("conv3a", "conv4a"))
 
 
 @pytest.fixture
@@ -47,12 +54,21 @@ def test_every_case_and_plan_is_timed_and_recorded(on_the_emulator, tmp_path, ca
     assert status == 0 and report["complete"]
     convs = [case for case in report["cases"] if "plan" in case]
     assert len(convs) == CONV_PASSES
+    key = lambda plan: (plan["algorithm"], plan["tile"], plan["splits"])   # noqa: E731
     for case in convs:
-        assert case["ms"] > 0 and case["gflop_s"] > 0
-        plans = {(plan["tile"], plan["splits"]) for plan in case["other_plans"]}
+        assert case["ms"] > 0 and case["gflop_s"] > 0 and case["plan"]["algorithm"] == "implicit"
+        plans = {key(plan) for plan in case["other_plans"]}
         assert len(plans) == len(case["other_plans"]) >= 2, "distinct plans beside the launcher's"
-        assert (case["plan"]["tile"], case["plan"]["splits"]) not in plans
+        assert key(case["plan"]) not in plans
         assert all(plan["ms"] > 0 for plan in case["other_plans"])
+        winograd = case.get("winograd")
+        assert (winograd is not None) == case["layer"].endswith("3×3/1)"), case["layer"]
+        if winograd:
+            assert winograd["ms"] > 0 and winograd["plan"]["algorithm"] == "winograd"
+            assert key(winograd["plan"]) not in plans
+            assert {plan["algorithm"] for plan in case["other_plans"]} == {"implicit",
+                                                                           "winograd"}
+    assert sum("winograd" in case for case in convs) == WINOGRAD_PASSES
     memory = [case for case in report["cases"] if "gb_s" in case]
     assert {case["pass"] for case in memory} >= {"forward", "backward", "bias", "SGD update"}
     assert "convolution passes timed" not in capsys.readouterr().out   # no cuDNN here
@@ -60,13 +76,15 @@ def test_every_case_and_plan_is_timed_and_recorded(on_the_emulator, tmp_path, ca
 
 def test_a_plan_with_a_wrong_output_is_reported_and_left_out(on_the_emulator, tmp_path):
     def broken(backend):
-        """conv1's forward pass under the launcher's plan, and every forward pass with tiles of
-        64, leave their output unwritten."""
+        """conv1's forward pass under the launcher's plan, every forward pass with tiles of 64,
+        and conv5's by Winograd under its launcher's plan leave their output unwritten."""
         real = backend.conv_forward
 
         def conv_forward(x, w, tile=None, **kwargs):
             y = real(x, w, tile=tile, **kwargs)
-            if tile == 64 or (tile is None and x.shape[0] == 3):
+            winograd_conv5 = (kwargs.get("algorithm") == "winograd" and tile is None and
+                              w.shape[3] == CONV5_FILTERS)
+            if tile == 64 or (tile is None and x.shape[0] == 3) or winograd_conv5:
                 y[...] = np.nan
             return y
         backend.conv_forward = conv_forward
@@ -80,3 +98,5 @@ def test_a_plan_with_a_wrong_output_is_reported_and_left_out(on_the_emulator, tm
         assert case["ms"] > 0
         for plan in case["other_plans"]:
             assert ("not_timed" in plan) == (plan["tile"] == 64), plan
+        if "winograd" in case:
+            assert ("not_timed" in case["winograd"]) == case["layer"].startswith("conv5"), case

@@ -13,7 +13,7 @@ import pytest
 from convnet import alexnet, graph
 from convnet.backend import reference
 from convnet.backend.cuda import CudaBackend
-from convnet.backend.cuda.conv import SIDES
+from convnet.backend.cuda.conv import POINTS, SIDES, winograd_applies
 from convnet.backend.cuda.launch import Emulated, Launcher, c_type
 from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.backend.reference.elementwise import _mix32
@@ -192,9 +192,9 @@ class PlanRecorder(Launcher):
 CONV_PASSES = ("conv_forward", "conv_backward_input", "conv_backward_filters")
 
 
-def conv_plans(case, **plan):
-    """{pass: (tile, splits)} the launchers run for the case (with `plan`'s overrides): the
-    kernels' last argument is the tile, the grid's third size the slices."""
+def record_conv_launches(case, **plan):
+    """(kernel, grid, args) of every launch of the case's three passes (with `plan`'s overrides),
+    launched on nothing."""
     channels, size, images, filters, filter_size, stride, pad = case
     recorder = PlanRecorder()
     backend = CudaBackend(recorder)
@@ -203,8 +203,14 @@ def conv_plans(case, **plan):
     y = backend.conv_forward(x, w, stride=stride, pad=pad, **plan)
     backend.conv_backward_input(y, w, input_size=size, stride=stride, pad=pad, **plan)
     backend.conv_backward_filters(y, x, filter_size=filter_size, stride=stride, pad=pad, **plan)
-    return {kernel: (int(args[-1]), grid[2]) for kernel, grid, args in recorder.launches
-            if kernel in CONV_PASSES}
+    return recorder.launches
+
+
+def conv_plans(case, **plan):
+    """{pass: (tile, splits)} the launchers run for the case (with `plan`'s overrides): the
+    kernels' last argument is the tile, the grid's third size the slices."""
+    return {kernel: (int(args[-1]), grid[2]) for kernel, grid, args in
+            record_conv_launches(case, **plan) if kernel in CONV_PASSES}
 
 
 def test_conv_cases_cover_narrow_and_full_tiles_and_split_depths_in_every_pass():
@@ -259,6 +265,65 @@ def test_conv_slices_deeper_than_two_chunks_of_the_window_table(backend, rng):
                        **sums)
     assert_as_accurate("conv_backward_filters", (dy, x), filter_size=filter_size, stride=stride,
                        pad=pad, **sums)
+
+
+# Winograd's plan (conv.py, winograd.cu): 3 × 3 filters at stride 1 and padding 0 to 2, output
+# sides odd (a last tile half outside) and even, batches of 1 and 3 (scalar loads) and 4 and 8
+# (vector loads), every tile side and split depths in both of its products.
+WINOGRAD = {"algorithm": "winograd"}
+WINOGRAD_CASES = [
+    (5, 9, 1, 7, 3, 1, 1),      # batch 1, an output of 9: a last row and column of tiles half out
+    (4, 6, 3, 70, 3, 1, 0),     # padding 0, two tiles of 48 filters; the input gradient's pad 2
+    (6, 7, 4, 9, 3, 1, 2),      # padding 2: an output of 9, the input gradient's padding 0
+    (130, 4, 8, 6, 3, 1, 1),    # three tiles of 48 channels (input and filter gradients)
+    (60, 5, 4, 60, 3, 1, 1),    # tiles of 64 in every product
+    FULL_TILES,                 # full tiles of 128
+    (2, 12, 8, 3, 3, 1, 1),     # a filter gradient over enough tiles for several slices
+]
+ALEXNET_WINOGRAD = [param for param, (layer, _) in zip(ALEXNET_CONVS, alexnet_cases(alexnet.Conv))
+                    if winograd_applies(layer.filter_size, layer.stride, layer.pad)]
+
+
+@pytest.mark.parametrize("case", WINOGRAD_CASES + ALEXNET_WINOGRAD)
+def test_conv_by_winograd(backend, case, rng, request):
+    gpu_only_on_gpu(request, case)
+    channels, size, images, filters, filter_size, stride, pad = case
+    x, w, dy = conv_inputs(rng, case)
+    sums = dict(backend=backend, plan=WINOGRAD, floor=SEQUENTIAL_SUM_FLOOR)
+    assert_as_accurate("conv_forward", (x, w), stride=stride, pad=pad, **sums)
+    assert_as_accurate("conv_backward_input", (dy, w), input_size=size, stride=stride, pad=pad,
+                       **sums)
+    first = assert_as_accurate("conv_backward_filters", (dy, x), filter_size=filter_size,
+                               stride=stride, pad=pad, **sums)
+    again = call(backend, "conv_backward_filters", dy, x, filter_size=filter_size, stride=stride,
+                 pad=pad, **WINOGRAD)
+    assert np.array_equal(first[0], again[0]), "the filter gradient differs between two runs"
+
+
+WINOGRAD_PRODUCTS = ("winograd_product", "winograd_filter_product")
+
+
+def test_winograd_cases_cover_every_tile_side_and_split_depths_in_both_products():
+    plans = {}
+    for case in WINOGRAD_CASES:
+        for kernel, grid, args in record_conv_launches(case, **WINOGRAD):
+            if kernel in WINOGRAD_PRODUCTS:
+                plans.setdefault(kernel, set()).add((int(args[-1]), grid[2] // POINTS))
+    assert set(plans) == set(WINOGRAD_PRODUCTS)
+    for kernel, seen in plans.items():
+        assert {tile for tile, _ in seen} == set(SIDES), kernel
+        assert {splits > 1 for _, splits in seen} == {False, True}, kernel
+
+
+@pytest.mark.parametrize("case, complaint", [
+    ((3, 14, 3, 5, 5, 4, 0), "3 × 3 filters at stride 1 and padding 0 to 2; got 5 × 5 at stride 4"),
+    ((3, 9, 2, 4, 3, 2, 1), "got 3 × 3 at stride 2"),
+    ((3, 9, 2, 4, 3, 1, 3), "padding 3")])
+def test_winograd_refuses_what_it_cannot_compute(case, complaint):
+    with pytest.raises(ValueError, match=complaint):
+        record_conv_launches(case, **WINOGRAD)
+    with pytest.raises(ValueError, match="one of"):
+        record_conv_launches(FULL_TILES, algorithm="fft")
 
 
 @pytest.mark.parametrize("case", CONV_CASES[:3])
@@ -605,7 +670,8 @@ def every_kernel_once(backend, rng):
         run = lambda op, *args, **kwargs: outputs.extend(              # noqa: E731
             call(backend, op, *args, **kwargs))
         # several slices; vector loads; every tile side; the window table's refills
-        for case, plan in [(case, {}) for case in CONV_CASES[4:]] + [(DEEP_SLICE, {"splits": 1})]:
+        for case, plan in ([(case, {}) for case in CONV_CASES[4:]] + [(DEEP_SLICE, {"splits": 1})]
+                           + [(case, WINOGRAD) for case in WINOGRAD_CASES[3:]]):
             channels, size, images, filters, filter_size, stride, pad = case
             x, w, dy = (array.astype(dtype) for array in conv_inputs(rng, case))
             run("conv_forward", x, w, stride=stride, pad=pad, **plan)

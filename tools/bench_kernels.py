@@ -5,10 +5,13 @@ against cuDNN through PyTorch (TF32 off) and the device's measured copy bandwidt
                                   [--repeats 25] [--plans] [--check-only]
                                   [--json bench/results/FILE.json]
 
-With op families named, only their cases run (all of them by default). With --plans, each
+With op families named, only their cases run (all of them by default). A convolution pass that
+Winograd's algorithm serves (3 × 3 filters at stride 1: conv3, conv4, conv5) is timed by it too,
+on a row of its own ("by Winograd"; the launcher's plan, convnet/backend/cuda/conv.py, is still
+the implicit GEMM's), with the convolutions' total against cuDNN both ways. With --plans, each
 convolution pass is also timed under other plans than the launcher's (the other tile sides, and
-fewer or more slices of its depth: convnet/backend/cuda/conv.py), and the fastest is reported:
-what tuning the launcher's choice would gain.
+fewer or more slices of its depth, for each algorithm that serves it), and the fastest is
+reported: what tuning the launcher's choice would gain.
 
 Per case: the median of `repeats` runs, each timed with CUDA events around the op alone, after 3
 warm-up runs, on inputs drawn afresh for every run (3 sets, cycled). Before each run a write
@@ -16,7 +19,8 @@ over 16 times the L2 cache evicts the inputs and keeps the GPU busy while Python
 so the events time the GPU's work, not the launch overhead (a run whose queueing outlasted the
 flush is counted as host-bound in the report). A layer that reads both towers (conv3) is timed
 as the network runs it, one convolution per tower's input and their sum, against cuDNN's one
-convolution over all the input channels. Convolutions report GFLOP/s (2 × multiply-adds) and the
+convolution over all the input channels. Convolutions report GFLOP/s (2 × the direct
+convolution's multiply-adds, whatever the algorithm: Winograd's is an effective rate) and the
 percent of the FP32 peak (FP32 units per SM × SMs × 2 × the boost clock CuPy reports); the
 memory-bound ops report GB/s counting each input read once and each output written once, against
 a device-to-device copy measured in the same run (bytes read plus written). With PyTorch
@@ -52,6 +56,7 @@ from convnet.shapes import conv_overhang
 from torch_alexnet import gpu_modules, peer_settings, report_path
 
 FAMILIES = ("conv", "norm", "pool", "elementwise")
+WINOGRAD = {"algorithm": "winograd"}
 WARMUP = 3
 INPUT_SETS = 3
 COPY_ELEMENTS = 2 ** 28   # 1 GiB: far past the L2 cache
@@ -195,6 +200,7 @@ class Cases:
                                          pad)
             yield {"layer": name, "pass": pass_name, "kind": "conv", "flops": flops,
                    "ours": ours, "inputs": make_inputs, "plan_for": plan_for,
+                   "winograd": conv.winograd_applies(s, stride, pad),
                    "torch": self.torch_conv(pass_name, channels, h, n, f, s, stride, pad,
                                             overhang)}
 
@@ -320,63 +326,112 @@ class Cases:
                "inputs": sgd_inputs, "torch": None}
 
 
+def plan_key(overrides):
+    """A plan as the ops' keyword overrides ({} for the launcher's own), made hashable."""
+    return tuple(sorted(overrides.items()))
+
+
+def describe(overrides):
+    if not overrides:
+        return "the launcher's plan"
+    parts = [overrides.get("algorithm", "implicit")]
+    if "tile" in overrides:
+        parts += [f"tile {overrides['tile']}", f"{overrides['splits']} slices"]
+    return ", ".join(parts)
+
+
+def table_plans(case):
+    """The plans with a row in the table: the launcher's, and Winograd's where it serves."""
+    return [{}] + ([WINOGRAD] if case["kind"] == "conv" and case["winograd"] else [])
+
+
 def alternative_plans(case):
-    """Plans to time beside the launcher's for a convolution case, as (tile, splits) that the
-    launcher runs as given: every tile side, and half and twice its slices (1 to 3 where it
-    has few)."""
-    plan = case["plan_for"]()
-    counts = {max(1, plan.splits // 2), plan.splits, 2 * plan.splits}
-    if plan.splits <= 3:
-        counts |= {1, 2, 3}
-    plans = {case["plan_for"](tile=tile, splits=count)
-             for tile in conv.SIDES for count in counts}
-    return sorted((other.tile, other.splits) for other in plans - {plan})
+    """Plans to time beside those of the table for a convolution case, as the keyword overrides
+    (algorithm, tile, splits) that the launcher runs as given: for each algorithm that serves
+    the case, every tile side, and half and twice its slices (1 to 3 where it has few)."""
+    plans = []
+    for algorithm in ("implicit", "winograd") if case["winograd"] else ("implicit",):
+        own = case["plan_for"](algorithm=algorithm)
+        counts = {max(1, own.splits // 2), own.splits, 2 * own.splits}
+        if own.splits <= 3:
+            counts |= {1, 2, 3}
+        others = {case["plan_for"](algorithm=algorithm, tile=tile, splits=count)
+                  for tile in conv.SIDES for count in counts} - {own}
+        plans += [{"algorithm": algorithm, "tile": other.tile, "splits": other.splits}
+                  for other in sorted(others)]
+    return plans
 
 
 def time_plans(timer, case, repeats, launcher_ms, problems):
     """Each alternative plan's time (or its problem, untimed); prints the fastest where it
     beats the launcher's."""
     timed = []
-    for tile, splits in alternative_plans(case):
-        if (tile, splits) in problems:
-            timed.append({"tile": tile, "splits": splits, "not_timed": problems[tile, splits]})
+    for plan in alternative_plans(case):
+        if plan_key(plan) in problems:
+            timed.append(dict(plan, not_timed=problems[plan_key(plan)]))
             continue
-        run = functools.partial(case["ours"], tile=tile, splits=splits)
-        timed.append({"tile": tile, "splits": splits,
-                      "ms": timer.median_ms(run, case["inputs"], repeats)[0]})
+        run = functools.partial(case["ours"], **plan)
+        timed.append(dict(plan, ms=timer.median_ms(run, case["inputs"], repeats)[0]))
     best = min((plan for plan in timed if "ms" in plan), key=lambda plan: plan["ms"],
                default=None)
     if best and best["ms"] < launcher_ms:
-        print(f"{'':34} {'  a faster plan:':22} {best['ms']:9.3f}  tile {best['tile']}, "
-              f"{best['splits']} slices ({launcher_ms / best['ms']:.2f}x the launcher's)")
+        print(f"{'':34} {'  a faster plan:':22} {best['ms']:9.3f}  {best['algorithm']}, tile "
+              f"{best['tile']}, {best['splits']} slices ({launcher_ms / best['ms']:.2f}x the "
+              f"launcher's)")
     return timed
 
 
 def check_output(case, poisoned, plans):
-    """Run the case once on the poisoned backend (outputs NaN until written), and each of its
-    other plans when they are to be timed: {plan: problem} for those that fail or leave an
-    output element not finite, the plan None for the launcher's, else (tile, splits).
-    Agreement with the reference is the GPU tests' job, which make gpu-check runs before this
-    benchmark."""
-    runs = {None: case["ours"]}
+    """Run the case once on the poisoned backend (outputs NaN until written) under each plan of
+    the table, and each of its other plans when they are to be timed: {plan_key: problem} for
+    those that fail or leave an output element not finite. Agreement with the reference is the
+    GPU tests' job, which make gpu-check runs before this benchmark."""
+    runs = table_plans(case)
     if plans and case["kind"] == "conv":
-        runs.update({(tile, splits): functools.partial(case["ours"], tile=tile, splits=splits)
-                     for tile, splits in alternative_plans(case)})
+        runs += alternative_plans(case)
     problems = {}
-    for plan, run in runs.items():
+    for plan in runs:
         try:
-            result = run(*case["inputs"]())
+            result = case["ours"](*case["inputs"](), **plan)
         except Exception as error:   # reported, and the other cases still timed
-            problems[plan] = f"{type(error).__name__}: {error}"
-            continue
-        for output in (result if isinstance(result, tuple) else (result,)):
-            if output is not None and not isinstance(output, float) and \
-                    not bool(poisoned.xp.isfinite(output).all()):
-                problems[plan] = "an output is not finite"
-        if plan in problems:
-            what = "the launcher's plan" if plan is None else f"tile {plan[0]}, {plan[1]} slices"
-            print(f"{case['layer']} {case['pass']} ({what}): {problems[plan]}; not timed")
+            problems[plan_key(plan)] = f"{type(error).__name__}: {error}"
+        else:
+            for output in (result if isinstance(result, tuple) else (result,)):
+                if output is not None and not isinstance(output, float) and \
+                        not bool(poisoned.xp.isfinite(output).all()):
+                    problems[plan_key(plan)] = "an output is not finite"
+        if plan_key(plan) in problems:
+            print(f"{case['layer']} {case['pass']} ({describe(plan)}): "
+                  f"{problems[plan_key(plan)]}; not timed")
     return problems
+
+
+def conv_rates(case, ms, peak):
+    """GFLOP/s and percent of the FP32 peak of a convolution pass timed at `ms`."""
+    gflop_s = case["flops"] / (ms * 1e-3) / 1e9
+    return {"gflop_s": gflop_s, "percent_of_fp32_peak": 100 * gflop_s * 1e9 / peak}
+
+
+def winograd_row(timer, case, problems, repeats, peak, peer_ms):
+    """The pass by Winograd's algorithm (its plan's record, or its problem), printed as a row."""
+    plan = case["plan_for"](algorithm="winograd")
+    record = {"plan": {"algorithm": plan.algorithm, "tile": plan.tile, "splits": plan.splits}}
+    if plan_key(WINOGRAD) in problems:
+        record["not_timed"] = problems[plan_key(WINOGRAD)]
+        print(f"{'':34} {'  by Winograd':22} not timed: {record['not_timed']}")
+        return record
+    run = functools.partial(case["ours"], **WINOGRAD)
+    record["ms"], host_bound = timer.median_ms(run, case["inputs"], repeats)
+    record.update(conv_rates(case, record["ms"], peak))
+    if host_bound:
+        record["host_bound_runs"] = host_bound
+    theirs = ""
+    if peer_ms is not None:
+        record["ratio_peer_over_ours"] = peer_ms / record["ms"]
+        theirs = f"{peer_ms:9.3f} {record['ratio_peer_over_ours']:5.2f}x"
+    rate = f"{record['gflop_s']:7.0f} GF/s {record['percent_of_fp32_peak']:4.1f}%"
+    print(f"{'':34} {'  by Winograd':22} {record['ms']:9.3f} {rate:>18} {theirs}")
+    return record
 
 
 def main(argv=None):
@@ -434,10 +489,10 @@ def main(argv=None):
         if case["family"] not in chosen:
             continue
         case_problems = problems[case["layer"], case["pass"]]
-        if None in case_problems:
+        if plan_key({}) in case_problems:
             report["cases"].append({"layer": case["layer"], "pass": case["pass"],
-                                    "not_timed": case_problems[None]})
-            print(f"{case['layer']:34} {case['pass']:22} not timed: {case_problems[None]}")
+                                    "not_timed": case_problems[plan_key({})]})
+            print(f"{case['layer']:34} {case['pass']:22} not timed: {case_problems[plan_key({})]}")
             continue
         ours, host_bound = timer.median_ms(case["ours"], case["inputs"], args.repeats)
         record = {"layer": case["layer"], "pass": case["pass"], "ms": ours}
@@ -445,9 +500,9 @@ def main(argv=None):
             record["host_bound_runs"] = host_bound
         if case["kind"] == "conv":
             plan = case["plan_for"]()
-            record["plan"] = {"tile": plan.tile, "splits": plan.splits}
-            record["gflop_s"] = case["flops"] / (ours * 1e-3) / 1e9
-            record["percent_of_fp32_peak"] = 100 * case["flops"] / (ours * 1e-3) / peak
+            record["plan"] = {"algorithm": plan.algorithm, "tile": plan.tile,
+                              "splits": plan.splits}
+            record.update(conv_rates(case, ours, peak))
             rate = f"{record['gflop_s']:7.0f} GF/s {record['percent_of_fp32_peak']:4.1f}%"
         else:
             record["gb_s"] = case["bytes"] / (ours * 1e-3) / 1e9
@@ -462,16 +517,24 @@ def main(argv=None):
             theirs = f"{record['peer_ms']:9.3f} {record['ratio_peer_over_ours']:5.2f}x"
         note = f"  ({host_bound} runs host-bound)" if host_bound else ""
         print(f"{case['layer']:34} {case['pass']:22} {ours:9.3f} {rate:>18} {theirs}{note}")
+        if WINOGRAD in table_plans(case):
+            record["winograd"] = winograd_row(timer, case, case_problems, args.repeats, peak,
+                                              record.get("peer_ms"))
         if case["kind"] == "conv" and args.plans:
             record["other_plans"] = time_plans(timer, case, args.repeats, ours, case_problems)
         report["cases"].append(record)
         atomic_json(args.json, report)   # each case as it comes, should the run be cut short
     convs = [c for c in report["cases"] if "gflop_s" in c and "peer_ms" in c]
     if convs:
-        report["conv_total_ratio"] = sum(c["peer_ms"] for c in convs) / sum(c["ms"] for c in convs)
+        fastest = [min([c["ms"]] + [c.get("winograd", {}).get("ms", c["ms"])]) for c in convs]
+        peer_total = sum(c["peer_ms"] for c in convs)
+        report["conv_total_ratio"] = peer_total / sum(c["ms"] for c in convs)
+        report["conv_total_ratio_fastest_algorithm"] = peer_total / sum(fastest)
         report["conv_total_passes"] = len(convs)
         print(f"the {len(convs)} convolution passes timed against cuDNN: cuDNN / ours = "
-              f"{report['conv_total_ratio']:.2f}x (target ≥ 1.0; each pass ≥ 0.8)")
+              f"{report['conv_total_ratio']:.2f}x with the launcher's plans, "
+              f"{report['conv_total_ratio_fastest_algorithm']:.2f}x with the faster algorithm "
+              f"of each pass (target ≥ 1.0; each pass ≥ 0.8)")
     report["complete"] = True
     atomic_json(args.json, report)
     print(f"wrote {args.json}")

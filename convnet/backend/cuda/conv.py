@@ -38,6 +38,9 @@ MIN_SLICE_STEPS = 16       # ... but each slice keeps at least this many kConvTi
 
 
 ALGORITHMS = ("implicit", "winograd")
+# What a pass runs where the caller names no algorithm: the implicit GEMMs, until a GPU run of
+# tools/bench_kernels.py has timed Winograd's against them on conv3, conv4 and conv5.
+DEFAULT_ALGORITHM = "implicit"
 POINTS = TILES["kWinogradPoints"]   # Winograd's products per pass
 
 
@@ -100,7 +103,7 @@ def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, spli
     """The plan of one pass ("forward", "backward_input" or "backward_filters") of a convolution
     of an input x_shape (C, H, W, N) by `filters` filters of size × size: each pass's product as
     conv.cu lists it, or winograd.cu's 16."""
-    algorithm = ALGORITHMS[0] if algorithm is None else algorithm
+    algorithm = DEFAULT_ALGORITHM if algorithm is None else algorithm
     require(algorithm in ALGORITHMS, f"conv algorithm {algorithm!r}: one of {ALGORITHMS}")
     require(algorithm != "winograd" or winograd_applies(size, stride, pad),
             f"conv algorithm winograd: 3 × 3 filters at stride 1 and padding 0 to 2; got "
