@@ -9,6 +9,7 @@ import json
 import sys
 
 from convnet import alexnet
+from convnet.backend.cuda.conv import ALGORITHMS
 
 SCHEDULES = ("preset", "plateau", "steps", "2012")
 
@@ -52,6 +53,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--config", metavar="FILE",
                    help="JSON file of settings (keys as the long flags, with underscores), "
                         "read first; flags given on the command line override it")
+    p.add_argument("--conv-algorithm", choices=ALGORITHMS, default=None,
+                   help="the CUDA kernels' convolution algorithm where it serves: implicit "
+                        "(GEMMs, every layer) or winograd (3 × 3 filters at stride 1: conv3-5); "
+                        "default: convnet/backend/cuda/conv.py's DEFAULT_ALGORITHM")
     p.add_argument("--model", default="auto",
                    help="one of " + ", ".join(alexnet.MODELS) + "; auto (default) picks the "
                         "2012 preset whose input fits the dataset's images")

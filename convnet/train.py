@@ -76,7 +76,7 @@ def gpu_count():
         return 0
 
 
-def select_placement(gpus, launch=SINGLE):
+def select_placement(gpus, launch=SINGLE, conv_algorithm=None):
     """(placement, device) for --gpus:
       cpu          the reference backend runs both towers
       one index    the CUDA backend runs both towers on that GPU
@@ -84,7 +84,8 @@ def select_placement(gpus, launch=SINGLE):
                    GPUs, or (0,0) on one GPU through the same two-device path
       None         GPU 0 if there is one, else the CPU
     `device` describes it ("cpu", "gpu 0", "gpus 0,1 (peer-to-peer)"). Under a multi-rank launch
-    the indices name GPUs within the rank's own block (convnet.replicas.launch.rank_gpus)."""
+    the indices name GPUs within the rank's own block (convnet.replicas.launch.rank_gpus).
+    `conv_algorithm`: the CUDA backends' preferred convolution algorithm (conv.py)."""
     if gpus is None:
         gpus = "0" if gpu_count() else "cpu"
     if gpus == "cpu":
@@ -104,14 +105,16 @@ def select_placement(gpus, launch=SINGLE):
                          f"{count})")
     cupy.cuda.Device(devices[0]).use()
     if len(devices) == 1:
-        return Placement(get_backend("cuda", device_id=devices[0])), f"gpu {devices[0]}"
+        return Placement(get_backend("cuda", device_id=devices[0],
+                                     conv_algorithm=conv_algorithm)), f"gpu {devices[0]}"
     if devices[0] == devices[1]:
         # Both towers' GEMMs then run on concurrent streams through CuPy's one cuBLAS handle of
         # the GPU, whose shared workspace makes their bits vary from run to run (cuBLAS's notes
         # on reproducibility); a fixed workspace configuration keeps them deterministic. It
         # takes effect where the handle is created: at the first GEMM, after this.
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    placement = Placement({tower: get_backend("cuda", device_id=device, own_stream=True)
+    placement = Placement({tower: get_backend("cuda", device_id=device, own_stream=True,
+                                              conv_algorithm=conv_algorithm)
                            for tower, device in zip(TOWERS, devices)})
     return placement, f"gpus {devices[0]},{devices[1]} ({placement.routes[('b', 'a')]})"
 
@@ -225,7 +228,7 @@ def main(argv=None):
         args = options.parse(argv)
     with quiet(not leader, "stdout"):        # only rank 0 prints
         try:
-            placement, device = select_placement(args.gpus, launch)
+            placement, device = select_placement(args.gpus, launch, args.conv_algorithm)
             replicas = connect_replicas(launch, placement, device, args.dist_timeout)
             if args.batch_size % replicas.world:
                 raise UsageError(f"--batch-size {args.batch_size} is the global batch and must "

@@ -42,12 +42,13 @@ KERNEL_TARGETS = ["emulator", pytest.param("gpu", marks=pytest.mark.gpu)]
 SEQUENTIAL_SUM_FLOOR = 1e-5
 
 
-def kernel_backend(target):
-    """The CUDA backend on `target`, outputs poisoned with NaN before every kernel writes them."""
+def kernel_backend(target, **options):
+    """The CUDA backend on `target`, outputs poisoned with NaN before every kernel writes them;
+    `options` the backend's others (conv_algorithm)."""
     if target == "gpu":
         require_gpu()
-        backend = get_backend("cuda", poison=True)
+        backend = get_backend("cuda", poison=True, **options)
     else:
-        backend = get_backend("emulator", poison=True)
+        backend = get_backend("emulator", poison=True, **options)
     print(f"kernels run on: {backend.name}")
     return backend

@@ -1,8 +1,8 @@
 """tools/bench_train.py end to end without a GPU, so that its first GPU run does not fail on its
 own logic: emulators stand in for the GPU (one backend for both towers as --gpus 0, one per
 tower as --gpus 0,0) and stand_in_cupy for the CuPy calls the benchmark makes itself, on the
-small model. The timings mean nothing here; what is checked is that every placement and every
-layer's passes are timed and recorded."""
+small model. The timings mean nothing here; what is checked is that every placement, with each
+convolution algorithm, and every layer's passes are timed and recorded."""
 import json
 import sys
 from pathlib import Path
@@ -16,11 +16,11 @@ from convnet.placement import Placement  # noqa: E402
 from stand_in_cupy import stand_in_cupy  # noqa: E402
 
 
-def emulated_placement(gpus):
+def emulated_placement(gpus, conv_algorithm=None):
+    emulator = lambda: get_backend("emulator", conv_algorithm=conv_algorithm)   # noqa: E731
     if "," in gpus:
-        return Placement({"a": get_backend("emulator"), "b": get_backend("emulator")}), \
-            "two emulators"
-    return Placement(get_backend("emulator")), "one emulator"
+        return Placement({"a": emulator(), "b": emulator()}), "two emulators"
+    return Placement(emulator()), "one emulator"
 
 
 def test_every_placement_and_layer_is_timed_and_recorded(monkeypatch, tmp_path):
@@ -30,7 +30,8 @@ def test_every_placement_and_layer_is_timed_and_recorded(monkeypatch, tmp_path):
     bench_train.main(["--model", "2012-small28", "--batch", "1", "--repeats", "1",
                       "--json", str(report_path)])
     report = json.loads(report_path.read_text())
-    assert [entry["gpus"] for entry in report["placements"]] == ["0", "0,0"]
+    assert [(entry["gpus"], entry["conv_algorithm"]) for entry in report["placements"]] == \
+        [("0", "implicit"), ("0", "winograd"), ("0,0", "implicit"), ("0,0", "winograd")]
     assert all(entry["step_ms"] > 0 for entry in report["placements"])
     assert report["images_per_second"] > 0 and report["projected_90_epoch_hours"] > 0
     layers = alexnet.build_model("2012-small28").layers

@@ -315,6 +315,25 @@ def test_winograd_cases_cover_every_tile_side_and_split_depths_in_both_products(
         assert {splits > 1 for _, splits in seen} == {False, True}, kernel
 
 
+def test_a_backend_preferring_winograd_runs_it_where_it_serves_and_the_gemms_elsewhere():
+    launched = {}
+    for case in (FULL_TILES, CONV_CASES[0], CONV_CASES[2]):   # 3 × 3/1; 5 × 5/4; 5 × 5/2
+        recorder = PlanRecorder()
+        backend = CudaBackend(recorder, conv_algorithm="winograd")
+        channels, size, images, filters, filter_size, stride, pad = case
+        x, w = np.empty((channels, size, size, images)), np.empty((channels, filter_size,
+                                                                   filter_size, filters))
+        y = backend.conv_forward(x, w, stride=stride, pad=pad)
+        backend.conv_backward_input(y, w, input_size=size, stride=stride, pad=pad)
+        backend.conv_backward_filters(y, x, filter_size=filter_size, stride=stride, pad=pad)
+        launched[filter_size, stride] = {kernel for kernel, _, _ in recorder.launches}
+    assert set(WINOGRAD_PRODUCTS) <= launched[3, 1] and not launched[3, 1] & set(CONV_PASSES)
+    for shape in ((5, 4), (5, 2)):
+        assert set(CONV_PASSES) <= launched[shape] and not launched[shape] & set(WINOGRAD_PRODUCTS)
+    with pytest.raises(ValueError, match="one of"):
+        CudaBackend(PlanRecorder(), conv_algorithm="fft")
+
+
 @pytest.mark.parametrize("case, complaint", [
     ((3, 14, 3, 5, 5, 4, 0), "3 × 3 filters at stride 1 and padding 0 to 2; got 5 × 5 at stride 4"),
     ((3, 9, 2, 4, 3, 2, 1), "got 3 × 3 at stride 2"),

@@ -87,10 +87,27 @@ def test_scaled_down_network_in_float32_on_the_emulator(name, rng):
     check_float32_network(kernel_backend("emulator"), model, params, rng, batch=3)
 
 
+def test_scaled_down_network_by_winograd_on_the_emulator(rng):
+    """conv3, conv4 and conv5 (3 × 3 filters at stride 1) by Winograd's algorithm, the others by
+    the implicit GEMMs: in float64 to round-off, in float32 as the reference's own error."""
+    model = alexnet.build_model("2012-small28")
+    backend = kernel_backend("emulator", conv_algorithm="winograd")
+    network = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng)
+    images = rng.normal(0, 50, model.image_shape + (4,))
+    labels = rng.integers(0, model.geometry.classes, 4)
+    want = run_step(get_backend("reference"), model, network.params, images, labels, np.float64)
+    got = run_step(backend, model, network.params, images, labels, np.float64)
+    assert got[0] == pytest.approx(want[0], rel=1e-12)
+    compare("output", got[1], want[1], lambda name, scale: 1e-11 * scale)
+    compare("gradient", got[2], want[2], lambda name, scale: 1e-11 * scale)
+    check_float32_network(backend, model, network.params, rng, batch=4)
+
+
 @pytest.mark.gpu
 @pytest.mark.large
-def test_default_network_on_the_gpu_matches_the_reference(rng):
-    backend = kernel_backend("gpu")
+@pytest.mark.parametrize("conv_algorithm", [None, "winograd"])
+def test_default_network_on_the_gpu_matches_the_reference(conv_algorithm, rng):
+    backend = kernel_backend("gpu", conv_algorithm=conv_algorithm)
     model = alexnet.build_model("2012")
     params = Network(model, get_backend("reference"), dtype=np.float64, seed=11).params
     check_float32_network(backend, model, params, rng, batch=16)

@@ -79,6 +79,7 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     (["--lr", "-1"], "--lr must be positive"),
     (["--gpus", "0;1"], "--gpus must be cpu or"),
     (["--lr-schedule", "steps"], "needs --lr-steps"),
+    (["--conv-algorithm", "fft"], "argument --conv-algorithm: invalid choice: 'fft'"),
 ])
 def test_bad_flags(flags, message, tmp_path):
     result = train(*flags, cwd=tmp_path)

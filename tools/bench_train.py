@@ -2,18 +2,21 @@
 FP32 with TF32 off, each pair of tower convolutions as one with groups=2 where the towers do not
 talk: tools/torch_alexnet.py) in the same run.
 
-    python tools/bench_train.py [--gpus 0 0,0] [--model 2012] [--batch 128] [--repeats 20]
+    python tools/bench_train.py [--gpus 0 0,0] [--conv-algorithms implicit winograd]
+                                [--model 2012] [--batch 128] [--repeats 20]
                                 [--json bench/results/FILE.json]
 
-Each --gpus placement is measured (as `python -m convnet.train --gpus` reads it): 0, both towers
-on GPU 0 on one stream; 0,0, the two-device path on one GPU (a stream per tower, copies at the
-crossings); 0,1 where there are two GPUs. A step is what the trainer does per batch: the batch
+Each --gpus placement is measured (as `python -m convnet.train --gpus` reads it), with each
+convolution algorithm as train's --conv-algorithm (Winograd's where it serves: conv3-5): 0, both
+towers on GPU 0 on one stream; 0,0, the two-device path on one GPU (a stream per tower, copies at
+the crossings); 0,1 where there are two GPUs. The first placement with the first algorithm is
+the headline figure. A step is what the trainer does per batch: the batch
 copied from host memory, forward, backward and the SGD update. Each step is timed with CUDA
 events on tower a's stream (tower b's stream joins it before the stop event), after 3 warm-up
 steps, on a fresh random batch; the median is reported, as images/s and as the projected wall
 time of 90 epochs of ILSVRC-2012's 1,281,167 training images. The breakdown times each layer's
 forward and backward on its own (fresh random inputs of its shapes, the layer's own parameters)
-with both towers on the first placement's first GPU, and lists them with their share of the
+with both towers on the first placement's first GPU and the first algorithm, and lists them with their share of the
 sum. The JSON report (by default bench/results/train-DEVICE.json) records the device, versions,
 the peer's settings, the commit and the kernels hash.
 """
@@ -27,6 +30,7 @@ import numpy as np
 
 from convnet import alexnet, graph, provenance
 from convnet.atomic import atomic_json
+from convnet.backend.cuda.conv import ALGORITHMS
 from convnet.backend.cuda.launch import build
 from convnet.layers import IMPLEMENTATIONS, Context
 from convnet.network import Network, bias_key, dropout_key, initial_parameters, weight_key
@@ -150,6 +154,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpus", nargs="+", default=["0", "0,0"],
                         help="placements to measure, as train's --gpus (default: 0 0,0)")
+    parser.add_argument("--conv-algorithms", nargs="+", choices=ALGORITHMS,
+                        default=list(ALGORITHMS),
+                        help="convolution algorithms to measure each placement with, as "
+                             "train's --conv-algorithm (default: all)")
     parser.add_argument("--model", default="2012",
                         help="the network to time (default 2012, the default network)")
     parser.add_argument("--batch", type=int, default=128)
@@ -162,18 +170,21 @@ def main(argv=None):
     params = initial_parameters(model, seed=0, dtype=np.float32)
     placements = []
     for gpus in args.gpus:
-        placement, device = select_placement(gpus)
-        network, ours = our_step(cupy, placement, model, params, args.batch)
-        with placement.backends["a"].context():
-            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-        step_ms = median_ms(ours, args.repeats, start, stop, cupy.cuda.get_elapsed_time)
-        placements.append({"gpus": gpus, "placement": device, "step_ms": step_ms,
-                           "images_per_second": args.batch / (step_ms * 1e-3)})
-        print(f"--gpus {gpus} ({device}): {step_ms:.2f} ms per step of {args.batch}, "
-              f"{placements[-1]['images_per_second']:.0f} images/s")
+        for algorithm in args.conv_algorithms:
+            placement, device = select_placement(gpus, conv_algorithm=algorithm)
+            network, ours = our_step(cupy, placement, model, params, args.batch)
+            with placement.backends["a"].context():
+                start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+            step_ms = median_ms(ours, args.repeats, start, stop, cupy.cuda.get_elapsed_time)
+            placements.append({"gpus": gpus, "conv_algorithm": algorithm, "placement": device,
+                               "step_ms": step_ms,
+                               "images_per_second": args.batch / (step_ms * 1e-3)})
+            print(f"--gpus {gpus} --conv-algorithm {algorithm} ({device}): {step_ms:.2f} ms per "
+                  f"step of {args.batch}, {placements[-1]['images_per_second']:.0f} images/s")
     ours_ms = placements[0]["step_ms"]
     # The breakdown runs every layer on one backend: towers on one GPU, one stream.
-    single, _ = select_placement(args.gpus[0].split(",")[0])
+    single, _ = select_placement(args.gpus[0].split(",")[0],
+                                 conv_algorithm=args.conv_algorithms[0])
     backend = single.backends["a"]
     breakdown_network = Network(model, single, seed=0, params=params)
     report = {
@@ -188,7 +199,8 @@ def main(argv=None):
     hours = EPOCHS * IMAGENET_TRAIN_IMAGES / report["images_per_second"] / 3600
     report["projected_90_epoch_hours"] = hours
     print(f"{report['device']}, kernels from {report['kernels_from']}: --gpus "
-          f"{placements[0]['gpus']}, 90 ImageNet epochs in {hours:.1f} h")
+          f"{placements[0]['gpus']} --conv-algorithm {placements[0]['conv_algorithm']}, 90 "
+          f"ImageNet epochs in {hours:.1f} h")
     if torch is not None:
         peer = torch_step(torch, model, params, args.batch)
         torch_start = torch.cuda.Event(enable_timing=True)
@@ -202,7 +214,9 @@ def main(argv=None):
         print(f"PyTorch {torch.__version__} (cuDNN {torch.backends.cudnn.version()}, TF32 off, "
               f"groups=2): "
               f"{peer_ms:.2f} ms per step; ratio {peer_ms / ours_ms:.2f}x for --gpus "
-              f"{placements[0]['gpus']} (target ≥ 1.0, goal 1.3)")
+              f"{placements[0]['gpus']} --conv-algorithm {placements[0]['conv_algorithm']}, "
+              f"{peer_ms / min(entry['step_ms'] for entry in placements):.2f}x for the fastest "
+              f"(target ≥ 1.0, goal 1.3)")
     rows = layer_breakdown(cupy, backend, breakdown_network, model, args.batch, args.repeats)
     total = sum(ms for _, _, ms in rows)
     print(f"{'layer':10} {'pass':9} {'ms':>8} {'share':>6}")

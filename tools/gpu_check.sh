@@ -29,10 +29,12 @@ for tool in memcheck racecheck; do
   CONVNET_SANITIZER=1 step "$tool" "$out/sanitizer.log" 120 compute-sanitizer --tool "$tool" \
     --error-exitcode 1 "$python" -m pytest -v -m "gpu and not large" tests/test_kernels.py
 done
-# The counters of every convolution pass at batch 128 with the launcher's plans, each run once
-# by the benchmark's output check: occupancy, issue and stall reasons, memory traffic. The clocks
-# are left as they are (--clock-control none), as for the benchmark.
-extra ncu "$out/ncu.txt" 90 ncu --clock-control none --kernel-name 'regex:conv_(forward|backward)' \
+# The counters of every convolution pass at batch 128 with the launcher's plans and, for conv3-5,
+# Winograd's products, each run once by the benchmark's output check: occupancy, issue and stall
+# reasons, memory traffic. The clocks are left as they are (--clock-control none), as for the
+# benchmark.
+extra ncu "$out/ncu.txt" 90 ncu --clock-control none \
+  --kernel-name 'regex:conv_(forward|backward)|winograd_(filter_)?product' \
   --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
   --section SchedulerStats --section MemoryWorkloadAnalysis \
   "$python" tools/bench_kernels.py conv --check-only

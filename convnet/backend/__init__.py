@@ -30,8 +30,9 @@ OPS = (
 # name → (module, factory in it or None when the module itself is the backend)
 BACKENDS = {
     "reference": ("convnet.backend.reference", None),
-    "cuda": ("convnet.backend.cuda", "gpu_backend"),          # options: device_id, poison
-    "emulator": ("convnet.backend.cuda", "emulator_backend"),  # options: poison
+    # options: device_id, poison, own_stream, conv_algorithm
+    "cuda": ("convnet.backend.cuda", "gpu_backend"),
+    "emulator": ("convnet.backend.cuda", "emulator_backend"),  # options: poison, conv_algorithm
 }
 
 

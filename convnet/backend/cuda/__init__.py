@@ -5,6 +5,9 @@ same launch code (launch.py). Arrays are CuPy arrays on the GPU, NumPy arrays in
     backend = CudaBackend(Gpu(device_id))      # or CudaBackend(Emulated())
     y = backend.conv_forward(x, w, stride=1, pad=2)
 
+`conv_algorithm` is the convolutions' preferred algorithm (conv.py: "implicit" or "winograd",
+taken where it serves; conv.DEFAULT_ALGORITHM where None).
+
 Two backends hold the two towers of a network placed on two devices, or on one GPU through two
 streams (convnet.placement); `receive` moves a tensor between them.
 """
@@ -19,17 +22,23 @@ OP_MODULES = (conv, elementwise, fc, norm, pool, sgd, softmax)
 
 
 class CudaBackend:
-    def __init__(self, launcher):
+    def __init__(self, launcher, *, conv_algorithm=None):
+        if conv_algorithm is not None:
+            conv.check_algorithm(conv_algorithm)
         self.launcher = launcher
         self.xp = launcher.xp
+        self.conv_algorithm = conv_algorithm
         self.name = f"cuda ({launcher.path})"
         for module in OP_MODULES:
             for op in OPS:
                 if hasattr(module, op):
-                    setattr(self, op, self._in_context(getattr(module, op)))
+                    function = getattr(module, op)
+                    if module is conv:
+                        function = functools.partial(function, preference=conv_algorithm)
+                    setattr(self, op, self._in_context(function))
 
     def _in_context(self, function):
-        @functools.wraps(function)
+        @functools.wraps(getattr(function, "func", function))
         def op(*args, **kwargs):
             with self.launcher.context():
                 return function(self.launcher, *args, **kwargs)
@@ -59,9 +68,10 @@ class CudaBackend:
         return self.launcher.route_from(sender.launcher)
 
 
-def gpu_backend(device_id=0, *, poison=False, own_stream=False):
-    return CudaBackend(Gpu(device_id, poison=poison, own_stream=own_stream))
+def gpu_backend(device_id=0, *, poison=False, own_stream=False, conv_algorithm=None):
+    return CudaBackend(Gpu(device_id, poison=poison, own_stream=own_stream),
+                       conv_algorithm=conv_algorithm)
 
 
-def emulator_backend(*, poison=False):
-    return CudaBackend(Emulated(poison=poison))
+def emulator_backend(*, poison=False, conv_algorithm=None):
+    return CudaBackend(Emulated(poison=poison), conv_algorithm=conv_algorithm)

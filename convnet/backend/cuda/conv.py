@@ -5,9 +5,10 @@ convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes.py
 Each pass is a product of rows × columns summed over a depth k (conv.cu lists them), or with
 Winograd's algorithm 16 such products between elementwise transforms (winograd.cu). Its plan
 (`pass_plan`) fixes, from the shapes alone:
-  algorithm  "implicit" (conv.cu), the default, or "winograd" where the caller asks for it and
-          the filters are 3 × 3 at stride 1 and padding at most 2 (conv3, conv4 and conv5):
-          tools/bench_kernels.py times both
+  algorithm  "implicit" (conv.cu), or "winograd" where the filters are 3 × 3 at stride 1 and
+          padding at most 2 (conv3, conv4 and conv5): the backend's preference
+          (CudaBackend(conv_algorithm=...), train's --conv-algorithm; DEFAULT_ALGORITHM where it
+          names none) where it serves, else the implicit GEMM; tools/bench_kernels.py times both
   tile    the tile's side along the filters (forward, filter gradient) or the input channels
           (input gradient), one of SIDES: the one whose tiles pad the extent least, the wider
           where two pad it alike (in the default network: 48 for the 48 filters of conv1 and the
@@ -98,13 +99,23 @@ def winograd_tiles(height, width, images):
     return ceil_div(height, 2) * ceil_div(width, 2) * images
 
 
+def check_algorithm(algorithm):
+    require(algorithm in ALGORITHMS, f"conv algorithm {algorithm!r}: one of {ALGORITHMS}")
+
+
 def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, splits=None,
-              algorithm=None):
+              algorithm=None, preference=None):
     """The plan of one pass ("forward", "backward_input" or "backward_filters") of a convolution
     of an input x_shape (C, H, W, N) by `filters` filters of size × size: each pass's product as
-    conv.cu lists it, or winograd.cu's 16."""
-    algorithm = DEFAULT_ALGORITHM if algorithm is None else algorithm
-    require(algorithm in ALGORITHMS, f"conv algorithm {algorithm!r}: one of {ALGORITHMS}")
+    conv.cu lists it, or winograd.cu's 16. `algorithm` is run as asked, and refused where it
+    cannot serve; else `preference` (DEFAULT_ALGORITHM where None) where it serves, else the
+    implicit GEMM."""
+    if algorithm is None:
+        preference = DEFAULT_ALGORITHM if preference is None else preference
+        check_algorithm(preference)
+        serves = preference != "winograd" or winograd_applies(size, stride, pad)
+        algorithm = preference if serves else "implicit"
+    check_algorithm(algorithm)
     require(algorithm != "winograd" or winograd_applies(size, stride, pad),
             f"conv algorithm winograd: 3 × 3 filters at stride 1 and padding 0 to 2; got "
             f"{size} × {size} at stride {stride}, padding {pad}")
@@ -199,14 +210,15 @@ def _winograd_convolution(launcher, x, u, dtype, pad, out_h, out_w, plan):
     return y
 
 
-def conv_forward(launcher, x, w, *, stride, pad, tile=None, splits=None, algorithm=None):
+def conv_forward(launcher, x, w, *, stride, pad, tile=None, splits=None, algorithm=None,
+                 preference=None):
     _check("conv_forward", x.shape, w)
     dtype = check_arrays("conv_forward", x, w)
     images = x.shape[3]
     _, size, _, filters = w.shape
     out_h, out_w, geometry = _geometry(x.shape, filters, size, stride, pad)
     plan = pass_plan("forward", x.shape, filters, size, stride, pad, tile=tile, splits=splits,
-                     algorithm=algorithm)
+                     algorithm=algorithm, preference=preference)
     if plan.algorithm == "winograd":
         u = _winograd_filters(launcher, w, dtype, turned=False)
         return _winograd_convolution(launcher, x, u, dtype, pad, out_h, out_w, plan)
@@ -215,7 +227,7 @@ def conv_forward(launcher, x, w, *, stride, pad, tile=None, splits=None, algorit
 
 
 def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, splits=None,
-                        algorithm=None):
+                        algorithm=None, preference=None):
     """dL/dx (C, H, W, N) with H = W = input_size."""
     channels, size, _, filters = w.shape
     images = dy.shape[3]
@@ -227,7 +239,7 @@ def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, 
             f"stride {stride}, pad {pad} gives ({filters}, {out_h}, {out_w}, {images})")
     dtype = check_arrays("conv_backward_input", dy, w)
     plan = pass_plan("backward_input", x_shape, filters, size, stride, pad, tile=tile,
-                     splits=splits, algorithm=algorithm)
+                     splits=splits, algorithm=algorithm, preference=preference)
     if plan.algorithm == "winograd":   # dy by the turned filters, padded by 2 − pad (winograd.cu)
         u = _winograd_filters(launcher, w, dtype, turned=True)
         return _winograd_convolution(launcher, dy, u, dtype, size - 1 - pad, input_size,
@@ -236,7 +248,7 @@ def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, 
 
 
 def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad, tile=None, splits=None,
-                          algorithm=None):
+                          algorithm=None, preference=None):
     """dL/dw (C, kh, kw, F) from dL/dy (F, OH, OW, N) and the layer's input x."""
     filters = dy.shape[0]
     channels, _, _, images = x.shape
@@ -246,7 +258,7 @@ def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad, tile=Non
             f"({filters}, {out_h}, {out_w}, {images})")
     dtype = check_arrays("conv_backward_filters", dy, x)
     plan = pass_plan("backward_filters", x.shape, filters, filter_size, stride, pad, tile=tile,
-                     splits=splits, algorithm=algorithm)
+                     splits=splits, algorithm=algorithm, preference=preference)
     if plan.algorithm == "winograd":
         v = _winograd_inputs(launcher, x, dtype, pad, out_h, out_w)
         positions = v.shape[2]
