@@ -95,6 +95,36 @@ __device__ __forceinline__ void transform_2d(const T (&in)[kIn][kIn], T (&out)[k
 constexpr int kTap = 3;   // the filter size Winograd's plan serves
 static_assert(kWinogradTile == 4, "F(2×2, 3×3): 4 × 4 input tiles");
 
+// A tile's 16 points to or from 16 arrays of `count` elements each, one after another (point ξ's
+// array first), at element i of each.
+template <typename T>
+__device__ __forceinline__ void store_points(const T (&points)[kWinogradTile][kWinogradTile],
+                                             T* out, u32 count, u32 i) {
+  for (int point = 0; point < kWinogradPoints; ++point)
+    out[point * count + i] = points[point / kWinogradTile][point % kWinogradTile];
+}
+template <typename T>
+__device__ __forceinline__ void load_points(const T* in, u32 count, u32 i,
+                                            T (&points)[kWinogradTile][kWinogradTile]) {
+  for (int point = 0; point < kWinogradPoints; ++point)
+    points[point / kWinogradTile][point % kWinogradTile] = in[point * count + i];
+}
+
+// The kSide × kSide window of channel c of a (C, H, W, N) array from row `top` and column `left`
+// of image n, zeros where it lies outside the array.
+template <int kSide, typename T>
+__device__ __forceinline__ void load_window(const T* array, const Coordinates& at, int top,
+                                            int left, int height, int width, int images,
+                                            T (&window)[kSide][kSide]) {
+  for (int a = 0; a < kSide; ++a)
+    for (int b = 0; b < kSide; ++b) {
+      const int h = top + a, w = left + b;
+      const bool inside = static_cast<u32>(h) < static_cast<u32>(height) &&
+                          static_cast<u32>(w) < static_cast<u32>(width);
+      window[a][b] = inside ? array[((at.c * height + h) * width + w) * images + at.n] : T(0);
+    }
+}
+
 // u[ξ][k][m] (16 × C·F): flip 0 (forward) k = c, m = f of w[c, ·, ·, f]; flip 1 (input gradient)
 // k = f, m = c of the turned filter w[c, 2 − i, 2 − j, f]. A thread per (c, f), f fastest.
 template <typename T>
@@ -111,9 +141,7 @@ winograd_filters(const T* __restrict__ w, T* __restrict__ u, int channels, int f
         g[a][b] = w[((c * kTap + row) * kTap + column) * filters + f];
       }
     transform_2d<FilterTransform>(g, t);
-    const u32 at = flip ? f * channels + c : i;
-    for (int point = 0; point < kWinogradPoints; ++point)
-      u[point * count + at] = t[point / kWinogradTile][point % kWinogradTile];
+    store_points(t, u, count, flip ? f * channels + c : i);
   }
 }
 CONVNET_INSTANTIATE(winograd_filters)
@@ -126,18 +154,10 @@ winograd_inputs(const T* __restrict__ x, T* __restrict__ v, int channels, int he
                 int images, int pad, int tiles_h, int tiles_w) {
   const u32 count = static_cast<u32>(channels) * tiles_h * tiles_w * images;
   GRID_STRIDE_LOOP_AT(i, at, count, tiles_h, tiles_w, images) {
-    const int top = 2 * at.h - pad, left = 2 * at.w - pad;
     T d[kWinogradTile][kWinogradTile], t[kWinogradTile][kWinogradTile];
-    for (int a = 0; a < kWinogradTile; ++a)
-      for (int b = 0; b < kWinogradTile; ++b) {
-        const int h = top + a, w = left + b;
-        const bool inside = static_cast<u32>(h) < static_cast<u32>(height) &&
-                            static_cast<u32>(w) < static_cast<u32>(width);
-        d[a][b] = inside ? x[((at.c * height + h) * width + w) * images + at.n] : T(0);
-      }
+    load_window(x, at, 2 * at.h - pad, 2 * at.w - pad, height, width, images, d);
     transform_2d<InputTransform>(d, t);
-    for (int point = 0; point < kWinogradPoints; ++point)
-      v[point * count + i] = t[point / kWinogradTile][point % kWinogradTile];
+    store_points(t, v, count, i);
   }
 }
 CONVNET_INSTANTIATE(winograd_inputs)
@@ -151,8 +171,7 @@ winograd_outputs(const T* __restrict__ m, T* __restrict__ y, int filters, int ou
   const u32 count = static_cast<u32>(filters) * tiles_h * tiles_w * images;
   GRID_STRIDE_LOOP_AT(i, at, count, tiles_h, tiles_w, images) {
     T points[kWinogradTile][kWinogradTile], out[2][2];
-    for (int point = 0; point < kWinogradPoints; ++point)
-      points[point / kWinogradTile][point % kWinogradTile] = m[point * count + i];
+    load_points(m, count, i, points);
     transform_2d<OutputTransform>(points, out);
     for (int a = 0; a < 2; ++a)
       for (int b = 0; b < 2; ++b) {
@@ -173,16 +192,9 @@ winograd_gradients(const T* __restrict__ dy, T* __restrict__ g, int filters, int
   const u32 count = static_cast<u32>(filters) * tiles_h * tiles_w * images;
   GRID_STRIDE_LOOP_AT(i, at, count, tiles_h, tiles_w, images) {
     T e[2][2], t[kWinogradTile][kWinogradTile];
-    for (int a = 0; a < 2; ++a)
-      for (int b = 0; b < 2; ++b) {
-        const int h = 2 * at.h + a, w = 2 * at.w + b;
-        e[a][b] = h < out_height && w < out_width
-                      ? dy[((at.c * out_height + h) * out_width + w) * images + at.n]
-                      : T(0);
-      }
+    load_window(dy, at, 2 * at.h, 2 * at.w, out_height, out_width, images, e);
     transform_2d<GradientTransform>(e, t);
-    for (int point = 0; point < kWinogradPoints; ++point)
-      g[point * count + i] = t[point / kWinogradTile][point % kWinogradTile];
+    store_points(t, g, count, i);
   }
 }
 CONVNET_INSTANTIATE(winograd_gradients)
@@ -196,8 +208,7 @@ winograd_filter_gradients(const T* __restrict__ m, T* __restrict__ dw, int chann
   GRID_STRIDE_LOOP(i, count) {
     const int c = i / filters, f = i % filters;
     T points[kWinogradTile][kWinogradTile], taps[kTap][kTap];
-    for (int point = 0; point < kWinogradPoints; ++point)
-      points[point / kWinogradTile][point % kWinogradTile] = m[point * count + i];
+    load_points(m, count, i, points);
     transform_2d<FilterGradientTransform>(points, taps);
     for (int a = 0; a < kTap; ++a)
       for (int b = 0; b < kTap; ++b) dw[((c * kTap + a) * kTap + b) * filters + f] = taps[a][b];
