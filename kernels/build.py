@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -198,6 +199,9 @@ def fatbinary_command(nvcc, archs, directory, output):
                          f"({listed.stderr.strip()[-300:]})")
     options = [option for option in shlex.split(lines[0])
                if not option.startswith(("--image3=", "--create="))]
+    # nvcc runs the fatbinary beside itself, whatever the PATH holds
+    beside = os.path.join(os.path.dirname(shutil.which(nvcc) or nvcc), "fatbinary")
+    options[0] = beside if os.access(beside, os.X_OK) else options[0]
     images = [f"--image3=kind=elf,sm={arch},file={os.path.join(directory, f'sm_{arch}.cubin')}"
               for arch in archs]
     images.append(f"--image3=kind=ptx,sm={archs[0]},"
