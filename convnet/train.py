@@ -23,6 +23,7 @@ from convnet import alexnet, checkpoint, options, provenance
 from convnet.alexnet import TOWERS
 from convnet.atomic import atomic_json
 from convnet.backend import get_backend
+from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
 from convnet.network import Network
@@ -109,10 +110,9 @@ def select_placement(gpus, launch=SINGLE, conv_algorithm=None):
                                      conv_algorithm=conv_algorithm)), f"gpu {devices[0]}"
     if devices[0] == devices[1]:
         # Both towers' GEMMs then run on concurrent streams through CuPy's one cuBLAS handle of
-        # the GPU, whose shared workspace makes their bits vary from run to run (cuBLAS's notes
-        # on reproducibility); a fixed workspace configuration keeps them deterministic. It
-        # takes effect where the handle is created: at the first GEMM, after this.
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        # the GPU, deterministic under a fixed workspace; the handle is made at the first GEMM,
+        # after this.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", DETERMINISTIC_CUBLAS_WORKSPACE)
     placement = Placement({tower: get_backend("cuda", device_id=device, own_stream=True,
                                               conv_algorithm=conv_algorithm)
                            for tower, device in zip(TOWERS, devices)})

@@ -1,7 +1,7 @@
 """How the CUDA kernels are compiled: the one place for sources, targets and options, and the
 `make kernels` command.
 
-    python kernels/build.py [--output-dir kernels/build]
+    python kernels/build.py [--output-dir kernels/build] [--force]
 
 compiles kernels/all.cu with nvcc into a fatbin with SASS for each target architecture this
 nvcc supports, plus PTX for the lowest of them (which the driver compiles for newer GPUs), and
@@ -13,7 +13,9 @@ writes into the output folder:
   ptxas-report.txt   registers, shared memory, stack and spills of every kernel on every
                      architecture, with the callees (such as pow) whose frames ptxas reports
 It fails when a float kernel spills registers; double kernels (used by gradient checks) may.
-Written atomically: a failed build leaves the previous fatbin in place.
+Written atomically: a failed build leaves the previous fatbin in place. Where the fatbin there
+was built from the current sources by the same nvcc with the same options and architectures
+(its manifest says), nothing is built (--force builds anyway).
 
 Everything else that compiles the kernels reads its options from here: the CUDA backend's NVRTC
 path (nvrtc_options()) and setup.py's emulator extensions (EMULATOR_FLAGS, EMULATOR_ASAN_FLAGS).
@@ -218,7 +220,23 @@ def write_atomically(path, data):
     os.replace(temporary, path)
 
 
-def build(output_dir, nvcc="nvcc"):
+def up_to_date(output_dir, version, archs):
+    """The manifest of the fatbin in output_dir where it was built from the current sources by
+    this nvcc version with these options and architectures, else None."""
+    try:
+        with open(os.path.join(output_dir, MANIFEST)) as file:
+            manifest = json.load(file)
+    except (OSError, ValueError):
+        return None
+    same = (manifest.get("source_hash") == source_hash() and manifest.get("nvcc") == version
+            and manifest.get("options") == NVCC_OPTIONS
+            and manifest.get("archs") == [f"sm_{arch}" for arch in archs]
+            and os.path.exists(os.path.join(output_dir, FATBIN))
+            and os.path.exists(os.path.join(output_dir, REPORT)))
+    return manifest if same else None
+
+
+def build(output_dir, nvcc="nvcc", force=False):
     try:
         reported = run([nvcc, "--version"]).stdout
         version = "nvcc " + re.search(r"release ([\d.]+, V[\d.]+)", reported).group(1)
@@ -233,6 +251,11 @@ def build(output_dir, nvcc="nvcc"):
         raise SystemExit(f"kernels/build.py: {version} supports none of sm_{TARGET_ARCHS}")
     os.makedirs(output_dir, exist_ok=True)
     fatbin = os.path.join(output_dir, FATBIN)
+    built = up_to_date(output_dir, version, archs)
+    if built and not force:
+        print(f"{fatbin} is up to date: built by {version} from these sources (hash "
+              f"{built['source_hash'][:12]}) with these options; --force builds it again")
+        return built
     partial = fatbin + ".partial"
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".images-") as images:
         compiled = compile_images(nvcc, archs, images)
@@ -277,8 +300,10 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT)
     parser.add_argument("--nvcc", default=os.environ.get("NVCC", "nvcc"))
+    parser.add_argument("--force", action="store_true",
+                        help="build even where the fatbin is up to date")
     args = parser.parse_args(argv)
-    build(args.output_dir, args.nvcc)
+    build(args.output_dir, args.nvcc, args.force)
 
 
 if __name__ == "__main__":

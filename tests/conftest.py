@@ -7,6 +7,12 @@ import secrets
 import numpy as np
 import pytest
 
+from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
+
+# One GPU's two towers (--gpus 0,0) run cuBLAS products on two streams through one handle: as
+# convnet/train.py does for training, before the first product of this process's tests.
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", DETERMINISTIC_CUBLAS_WORKSPACE)
+
 
 @pytest.fixture
 def rng():

@@ -100,3 +100,12 @@ def test_a_plan_with_a_wrong_output_is_reported_and_left_out(on_the_emulator, tm
             assert ("not_timed" in plan) == (plan["tile"] == 64), plan
         if "winograd" in case:
             assert ("not_timed" in case["winograd"]) == case["layer"].startswith("conv5"), case
+
+
+def test_check_only_runs_every_case_once_and_times_nothing(on_the_emulator, tmp_path, capsys):
+    """make gpu-check's ncu step: each case's output checked, no timer, copy or report."""
+    report = tmp_path / "bench.json"
+    status = bench_kernels.main(["--model", "2012-small28", "--batch", "1", "--check-only",
+                                 "--json", str(report)])
+    assert status == 0 and not report.exists()
+    assert "GB/s" not in capsys.readouterr().out

@@ -63,14 +63,34 @@ def test_nvcc_builds_every_kernel_without_float_spills(built):
     assert os.path.getsize(tmp_path / build.FATBIN) > 0
 
 
+def test_a_build_of_unchanged_sources_builds_nothing(built, capsys, tmp_path):
+    """make kernels, or make gpu-check's second call on a warm machine, after a build of the
+    same sources by the same nvcc and options: the fatbin stays; another source or option is
+    a new build."""
+    folder, manifest = built
+    before = os.path.getmtime(folder / build.FATBIN)
+    assert build.build(str(folder)) == manifest
+    assert "is up to date" in capsys.readouterr().out
+    assert os.path.getmtime(folder / build.FATBIN) == before
+    version, archs = manifest["nvcc"], [int(arch[3:]) for arch in manifest["archs"]]
+    assert build.up_to_date(str(folder), version, archs) == manifest
+    for key, other in (("source_hash", "0" * 64), ("options", ["-O0"])):
+        changed = tmp_path / key
+        shutil.copytree(folder, changed)
+        (changed / build.MANIFEST).write_text(json.dumps(dict(manifest, **{key: other})))
+        assert build.up_to_date(str(changed), version, archs) is None, key
+    assert build.up_to_date(str(folder), "nvcc 99.0", archs) is None
+
+
 def test_each_conv_product_loop_holds_one_load_path(built):
     """conv.cu's with_plan: the 16-byte loads and the scalar ones are in loops of their own, for
     every tile, so the fast loop carries nothing of the other (tools/sass_loops.py, from the
-    SASS of the newest architecture built)."""
+    SASS of the newest architecture built); Winograd's products alike."""
     folder, manifest = built
     sass = sass_loops.disassemble(str(folder / build.FATBIN), manifest["archs"][-1])
     for kernel in ("conv_forward<float>", "conv_backward_input<float>",
-                   "conv_backward_filters<float>"):
+                   "conv_backward_filters<float>", "winograd_product<float>",
+                   "winograd_filter_product<float>"):
         lines = [line for line in sass_loops.report(sass, [kernel], min_ffma=1)[1:]
                  if "LDG" in line]   # the product loops: those that load the next step
         vector = [line for line in lines if "LDG.128" in line]

@@ -1,7 +1,9 @@
 """tools/gpu_steps.sh, the step runner of make gpu-check and make gpu-train: each step stops at
 its own limit or at the budget's end, whichever comes first, later steps still run, and a step
 with under 15 s of the budget left is skipped; every outcome is a line of steps.txt. An extra
-step's outcome leaves the exit status alone; a BUDGET that is not whole seconds stops it first."""
+step's outcome leaves the exit status alone; a BUDGET that is not whole seconds stops it first.
+The set-up leaves out an install of sources already installed, and make gpu-check's GPU tests
+step names every test file that holds GPU tests."""
 import os
 import re
 import subprocess
@@ -78,3 +80,50 @@ def test_a_budget_not_in_whole_seconds_is_refused_before_any_step(tmp_path, budg
     assert completed.returncode == 2
     assert completed.stderr == f"tools/gpu_steps.sh: BUDGET must be whole seconds; got '{budget}'\n"
     assert not (tmp_path / "log").exists()
+
+
+def test_the_gpu_tests_step_names_every_file_that_holds_gpu_tests():
+    tests = os.path.dirname(os.path.abspath(__file__))
+    with open(os.path.join(tests, "..", "tools", "gpu_check.sh")) as file:
+        script = file.read()
+    command = re.search(r"^step gpu-tests (?:.*\\\n)*.*$", script, re.MULTILINE).group(0)
+    named = set(re.findall(r"tests/(test_\w+\.py)", command))
+    holding = set()
+    for name in os.listdir(tests):
+        if name.startswith("test_") and name.endswith(".py") and name != "test_gpu_steps.py":
+            with open(os.path.join(tests, name)) as file:
+                if re.search(r"pytest\.mark\.gpu|KERNEL_TARGETS", file.read()):
+                    holding.add(name)
+    assert named == holding
+
+
+def test_an_install_of_the_same_extension_sources_is_left_out(tmp_path):
+    """install_and_build on a warm machine: the install runs where the extension sources differ
+    from those the last install here built, and is left out where they are the same."""
+    tree, calls, python = tmp_path / "tree", tmp_path / "calls", tmp_path / "python"
+    for name in ("setup.py", "pyproject.toml", "kernels/a.cpp", "kernels/a.h", "kernels/a.cu",
+                 "kernels/a.cuh", "kernels/build/ptxas-report.txt"):
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(name)
+    python.write_text(f'#!/bin/bash\necho "$*" >>"{calls}"\n')   # every command succeeds
+    python.chmod(0o755)
+
+    def install_and_build():
+        out = tmp_path / "out"
+        completed = subprocess.run(["bash", "-c", f'source "{STEPS}"\ninstall_and_build\n'
+                                                  f'exit "$failed"'],
+                                   cwd=tree, env=dict(os.environ, OUT=str(out),
+                                                      GPU_PYTHON=str(python)),
+                                   capture_output=True, text=True, timeout=60)
+        installs = [line for line in calls.read_text().splitlines()
+                    if line.startswith("-m pip install")]
+        return completed.returncode, (out / "steps.txt").read_text(), len(installs)
+
+    status, steps, installs = install_and_build()
+    assert status == 0 and installs == 1 and re.search(r"^install +exit +0", steps, re.MULTILINE)
+    assert re.search(r"^preflight +exit +0", steps, re.MULTILINE)
+    status, steps, installs = install_and_build()
+    assert status == 0 and installs == 1 and "install        up to date" in steps
+    (tree / "kernels" / "a.cu").write_text("changed")
+    status, steps, installs = install_and_build()
+    assert status == 0 and installs == 2

@@ -46,11 +46,42 @@ extra() {   # extra NAME LOG MOST COMMAND...: a step whose outcome does not chan
   return "$status"
 }
 
-# The package (its C++ extensions) and the kernels, from the packages already there: a GPU
-# machine may have no network. The build's ptxas report (registers, shared memory, spills per
-# kernel) goes to the log.
+# What the machine's Python holds (versions, the GPU, a CuPy kernel compiled through NVRTC, the
+# packages the install and the tests import), then the package (its C++ extensions) and the
+# kernels, from the packages already there: a GPU machine may have no network (pip may install
+# into its system Python). The install is left out where the last one on this machine (build/ is
+# kept between calls on a warm machine) built the same extension sources and they import; the
+# build likewise (kernels/build.py). The build's ptxas report (registers, shared memory, spills
+# per kernel) goes to the log.
+preflight='import sys, numpy, cupy
+print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)
+print(cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "driver",
+      cupy.cuda.runtime.driverGetVersion(), "runtime", cupy.cuda.runtime.runtimeGetVersion())
+probe = cupy.zeros(4, dtype=cupy.float32)
+probe.fill(1)
+assert float(probe.sum()) == 4, "a CuPy kernel gave a wrong sum"
+import h5py, PIL, pybind11, pytest
+print("h5py", h5py.__version__, "pillow", PIL.__version__, "pybind11", pybind11.__version__,
+      "pytest", pytest.__version__)'
+install_stamp=build/gpu-install.sha256
+
+extension_sources_hash() {
+  cat setup.py pyproject.toml kernels/*.cpp kernels/*.h kernels/*.cu kernels/*.cuh | sha256sum
+}
+
 install_and_build() {
-  step install "$out/gpu.log" 120 "$python" -m pip install -q --no-build-isolation --no-deps -e .
+  step preflight "$out/gpu.log" 60 "$python" -c "$preflight"
+  local sources
+  sources=$(extension_sources_hash)
+  if [ "$(cat "$install_stamp" 2>/dev/null)" = "$sources" ] &&
+      "$python" -c "import convnet._augment, convnet._emulator" 2>/dev/null; then
+    printf '%-14s up to date: the last install here built these sources\n' install |
+      tee -a "$out/steps.txt"
+  else
+    PIP_BREAK_SYSTEM_PACKAGES=1 step install "$out/gpu.log" 120 "$python" -m pip install -q \
+      --no-build-isolation --no-deps -e . &&
+      mkdir -p "$(dirname "$install_stamp")" && echo "$sources" >"$install_stamp"
+  fi
   step build "$out/gpu.log" 120 "$python" kernels/build.py &&
     cat kernels/build/ptxas-report.txt >>"$out/gpu.log"
 }

@@ -75,6 +75,10 @@ def _dim3(value):
     return tuple(int(v) for v in value) + (1,) * (3 - len(value))
 
 
+# cuBLAS's workspace configuration under which products on concurrent streams of one GPU through
+# one handle (CuPy's, per GPU) have the same bits run to run (cuBLAS's notes on reproducibility):
+# set as CUBLAS_WORKSPACE_CONFIG before the handle is made, at a process's first product.
+DETERMINISTIC_CUBLAS_WORKSPACE = ":4096:8"
 MAX_GRID = (2 ** 31 - 1, 65535, 65535)   # CUDA's limits on every GPU this project builds for
 MAX_BLOCK, MAX_BLOCK_THREADS = (1024, 1024, 64), 1024
 
