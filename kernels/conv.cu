@@ -447,8 +447,8 @@ __device__ __forceinline__ T* conv_shared_tiles() {
 // c[m][n] (row-major, `columns` wide) for the block's kRows × kColumns tile, summed over the
 // block's slice of k: [z·slice, min((z + 1)·slice, depth)) for z = slice_index, into layer
 // blockIdx.z of c (rows × columns each; the convolutions' grids have a layer per slice,
-// winograd.cu's one per slice and point). a and b are the operands as seen by this thread (they know its group's
-// m or n).
+// winograd.cu's one per slice and point). a and b are the operands as seen by this thread (they
+// know its group's m or n).
 template <typename T, int kRows, int kColumns, bool kAAlongK, bool kBAlongK, typename A,
           typename B>
 __device__ __forceinline__ void gemm_tile(const A& a, const B& b, T* __restrict__ c, int rows,

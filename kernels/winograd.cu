@@ -20,7 +20,8 @@
 //                    y's tile p = Aᵀ m[·][f][p] A              winograd_outputs
 //   input gradient   the forward pass of dy with the filters turned by 180° and channels and
 //                    filters swapped (w'[f, i, j, c] = w[c, 2 − i, 2 − j, f], flip 1), padding
-//                    2 − pad: dx[c, h, w] = Σ_{f,i,j} w[c, i, j, f] · dy[f, h + pad − i, w + pad − j]
+//                    2 − pad: dx[c, h, w] = Σ_{f,i,j} w[c, i, j, f] ·
+//                                             dy[f, h + pad − i, w + pad − j]
 //   filter gradient  dw[c,·,·,f] = Gᵀ [Σ_p (Bᵀ d_p B) ⊙ (A e_p Aᵀ)] G, e_p dy's 2 × 2 tile (zeros
 //                    past dy's edge): from y_a = Σ_i g_i d_{a+i}, dg_i = Σ_a e_a d_{a+i} =
 //                    Σ_ξ G_ξi (Bᵀd)_ξ (A e)_ξ. The sum over p is winograd_filter_product's

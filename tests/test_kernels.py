@@ -335,7 +335,8 @@ def test_a_backend_preferring_winograd_runs_it_where_it_serves_and_the_gemms_els
 
 
 @pytest.mark.parametrize("case, complaint", [
-    ((3, 14, 3, 5, 5, 4, 0), "3 × 3 filters at stride 1 and padding 0 to 2; got 5 × 5 at stride 4"),
+    ((3, 14, 3, 5, 5, 4, 0),
+     "3 × 3 filters at stride 1 and padding 0 to 2; got 5 × 5 at stride 4"),
     ((3, 9, 2, 4, 3, 2, 1), "got 3 × 3 at stride 2"),
     ((3, 9, 2, 4, 3, 1, 3), "padding 3")])
 def test_winograd_refuses_what_it_cannot_compute(case, complaint):

@@ -16,8 +16,8 @@ events on tower a's stream (tower b's stream joins it before the stop event), af
 steps, on a fresh random batch; the median is reported, as images/s and as the projected wall
 time of 90 epochs of ILSVRC-2012's 1,281,167 training images. The breakdown times each layer's
 forward and backward on its own (fresh random inputs of its shapes, the layer's own parameters)
-with both towers on the first placement's first GPU and the first algorithm, and lists them with their share of the
-sum. The JSON report (by default bench/results/train-DEVICE.json) records the device, versions,
+with both towers on the first placement's first GPU and the first algorithm, and lists them with
+their share of the sum. The JSON report (by default bench/results/train-DEVICE.json) records the device, versions,
 the peer's settings, the commit and the kernels hash.
 """
 import argparse

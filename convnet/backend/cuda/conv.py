@@ -19,9 +19,10 @@ Winograd's algorithm 16 such products between elementwise transforms (winograd.c
           the GPU (every filter gradient, which reduces over all output positions; at batch 128
           also conv3's input gradient and conv5's forward pass); the slices' partial products
           are added in slice order by a second kernel
-Since the plan depends only on the shapes, the result has the same bits on every run. The ops
-take `algorithm`, `tile` and `splits` to override the plan (tools/bench_kernels.py times the alternatives);
-the plan they run is then pass_plan's with the same overrides.
+Since the plan depends only on the shapes and the preference, the result has the same bits on
+every run. The ops take `algorithm`, `tile` and `splits` to override the plan
+(tools/bench_kernels.py times the alternatives); the plan they run is then pass_plan's with the
+same overrides.
 """
 import numbers
 from typing import NamedTuple
@@ -36,7 +37,6 @@ from .launch import TILES
 # same bits on every GPU.
 TARGET_BLOCKS = 528
 MIN_SLICE_STEPS = 16       # ... but each slice keeps at least this many kConvTileK steps
-
 
 ALGORITHMS = ("implicit", "winograd")
 # What a pass runs where the caller names no algorithm: the implicit GEMMs, until a GPU run of
