@@ -23,6 +23,7 @@ from convnet import alexnet, checkpoint, options, provenance
 from convnet.alexnet import TOWERS
 from convnet.atomic import atomic_json
 from convnet.backend import get_backend
+from convnet.backend.cuda.conv import DEFAULT_ALGORITHM
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
@@ -177,7 +178,10 @@ def run(args, placement, device, replicas):
         return 2
     trainer.check_replicas_agree("at the start")
     if replicas.rank == 0 and not args.test_only:   # evaluating a run leaves its settings alone
+        # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
+        conv_algorithm = None if device == "cpu" else args.conv_algorithm or DEFAULT_ALGORITHM
         settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
+                        conv_algorithm=conv_algorithm,
                         device=device, ranks=replicas.world, launcher=replicas.launcher,
                         commit=provenance.running(), schedule=trainer.schedule.kind)
         atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)

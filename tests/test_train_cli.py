@@ -48,6 +48,7 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     assert "validation (centre crop)" in first.stdout
     settings = json.loads((out / "settings.json").read_text())
     assert settings["model"] == "2012-small28" and settings["batch_size"] == 64
+    assert settings["device"] == "cpu" and settings["conv_algorithm"] is None
     assert {"last.h5", "best.h5", "log.jsonl", "epochs.csv"} <= set(os.listdir(out))
 
     second = train(*common, "--epochs", "2", "--resume", "auto", cwd=tmp_path)
