@@ -213,6 +213,12 @@ def fatbinary_command(nvcc, archs, directory, output):
     return command
 
 
+def require_success(result, what):
+    if result.returncode != 0:
+        sys.stderr.write(result.stdout + result.stderr)
+        raise SystemExit(f"kernels/build.py: {what} failed; the previous fatbin, if any, is kept")
+
+
 def write_atomically(path, data):
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
     with os.fdopen(handle, "wb") as file:
@@ -259,19 +265,10 @@ def build(output_dir, nvcc="nvcc", force=False):
     partial = fatbin + ".partial"
     with tempfile.TemporaryDirectory(dir=output_dir, prefix=".images-") as images:
         compiled = compile_images(nvcc, archs, images)
-        failed = [result for result in compiled if result.returncode != 0]
-        if failed:
-            sys.stderr.write(failed[0].stdout + failed[0].stderr)
-            raise SystemExit("kernels/build.py: nvcc failed; the previous fatbin, if any, is kept")
-        bundle = run(fatbinary_command(nvcc, archs, images, partial))
-        if bundle.returncode != 0:
-            sys.stderr.write(bundle.stdout + bundle.stderr)
-            raise SystemExit("kernels/build.py: fatbinary failed; the previous fatbin, if any, "
-                             "is kept")
-    compiled = subprocess.CompletedProcess(
-        [], 0, "".join(result.stdout for result in compiled),
-        "".join(result.stderr for result in compiled))
-    records = parse_ptxas(compiled.stdout + compiled.stderr)
+        for result in compiled:
+            require_success(result, "nvcc")
+        require_success(run(fatbinary_command(nvcc, archs, images, partial)), "fatbinary")
+    records = parse_ptxas("".join(result.stdout + result.stderr for result in compiled))
     write_atomically(os.path.join(output_dir, REPORT), format_report(records))
     spilling = sorted({f"{r['kernel']} on {r['arch']}" for r in records
                        if r["kernel"] and r["kernel"].endswith("<float>") and spills(r)})

@@ -192,12 +192,12 @@ class PlanRecorder(Launcher):
 CONV_PASSES = ("conv_forward", "conv_backward_input", "conv_backward_filters")
 
 
-def record_conv_launches(case, **plan):
-    """(kernel, grid, args) of every launch of the case's three passes (with `plan`'s overrides),
-    launched on nothing."""
+def record_conv_launches(case, conv_algorithm=None, **plan):
+    """(kernel, grid, args) of every launch of the case's three passes (with `plan`'s overrides)
+    on a backend preferring `conv_algorithm`, launched on nothing."""
     channels, size, images, filters, filter_size, stride, pad = case
     recorder = PlanRecorder()
-    backend = CudaBackend(recorder)
+    backend = CudaBackend(recorder, conv_algorithm=conv_algorithm)
     x, w = np.empty((channels, size, size, images)), np.empty((channels, filter_size,
                                                                filter_size, filters))
     y = backend.conv_forward(x, w, stride=stride, pad=pad, **plan)
@@ -318,15 +318,8 @@ def test_winograd_cases_cover_every_tile_side_and_split_depths_in_both_products(
 def test_a_backend_preferring_winograd_runs_it_where_it_serves_and_the_gemms_elsewhere():
     launched = {}
     for case in (FULL_TILES, CONV_CASES[0], CONV_CASES[2]):   # 3 × 3/1; 5 × 5/4; 5 × 5/2
-        recorder = PlanRecorder()
-        backend = CudaBackend(recorder, conv_algorithm="winograd")
-        channels, size, images, filters, filter_size, stride, pad = case
-        x, w = np.empty((channels, size, size, images)), np.empty((channels, filter_size,
-                                                                   filter_size, filters))
-        y = backend.conv_forward(x, w, stride=stride, pad=pad)
-        backend.conv_backward_input(y, w, input_size=size, stride=stride, pad=pad)
-        backend.conv_backward_filters(y, x, filter_size=filter_size, stride=stride, pad=pad)
-        launched[filter_size, stride] = {kernel for kernel, _, _ in recorder.launches}
+        launches = record_conv_launches(case, conv_algorithm="winograd")
+        launched[case[4], case[5]] = {kernel for kernel, _, _ in launches}
     assert set(WINOGRAD_PRODUCTS) <= launched[3, 1] and not launched[3, 1] & set(CONV_PASSES)
     for shape in ((5, 4), (5, 2)):
         assert set(CONV_PASSES) <= launched[shape] and not launched[shape] & set(WINOGRAD_PRODUCTS)

@@ -407,29 +407,34 @@ def check_output(case, poisoned, plans):
 
 
 def conv_rates(case, ms, peak):
-    """GFLOP/s and percent of the FP32 peak of a convolution pass timed at `ms`."""
+    """GFLOP/s and percent of the FP32 peak of a convolution pass timed at `ms`, and the two as
+    the table prints them."""
     gflop_s = case["flops"] / (ms * 1e-3) / 1e9
-    return {"gflop_s": gflop_s, "percent_of_fp32_peak": 100 * gflop_s * 1e9 / peak}
+    rates = {"gflop_s": gflop_s, "percent_of_fp32_peak": 100 * gflop_s * 1e9 / peak}
+    return rates, f"{gflop_s:7.0f} GF/s {rates['percent_of_fp32_peak']:4.1f}%"
+
+
+def plan_record(plan):
+    return {"algorithm": plan.algorithm, "tile": plan.tile, "splits": plan.splits}
 
 
 def winograd_row(timer, case, problems, repeats, peak, peer_ms):
     """The pass by Winograd's algorithm (its plan's record, or its problem), printed as a row."""
-    plan = case["plan_for"](algorithm="winograd")
-    record = {"plan": {"algorithm": plan.algorithm, "tile": plan.tile, "splits": plan.splits}}
+    record = {"plan": plan_record(case["plan_for"](algorithm="winograd"))}
     if plan_key(WINOGRAD) in problems:
         record["not_timed"] = problems[plan_key(WINOGRAD)]
         print(f"{'':34} {'  by Winograd':22} not timed: {record['not_timed']}")
         return record
     run = functools.partial(case["ours"], **WINOGRAD)
     record["ms"], host_bound = timer.median_ms(run, case["inputs"], repeats)
-    record.update(conv_rates(case, record["ms"], peak))
+    rates, rate = conv_rates(case, record["ms"], peak)
+    record.update(rates)
     if host_bound:
         record["host_bound_runs"] = host_bound
     theirs = ""
     if peer_ms is not None:
         record["ratio_peer_over_ours"] = peer_ms / record["ms"]
         theirs = f"{peer_ms:9.3f} {record['ratio_peer_over_ours']:5.2f}x"
-    rate = f"{record['gflop_s']:7.0f} GF/s {record['percent_of_fp32_peak']:4.1f}%"
     print(f"{'':34} {'  by Winograd':22} {record['ms']:9.3f} {rate:>18} {theirs}")
     return record
 
@@ -500,11 +505,9 @@ def main(argv=None):
         if host_bound:
             record["host_bound_runs"] = host_bound
         if case["kind"] == "conv":
-            plan = case["plan_for"]()
-            record["plan"] = {"algorithm": plan.algorithm, "tile": plan.tile,
-                              "splits": plan.splits}
-            record.update(conv_rates(case, ours, peak))
-            rate = f"{record['gflop_s']:7.0f} GF/s {record['percent_of_fp32_peak']:4.1f}%"
+            record["plan"] = plan_record(case["plan_for"]())
+            rates, rate = conv_rates(case, ours, peak)
+            record.update(rates)
         else:
             record["gb_s"] = case["bytes"] / (ours * 1e-3) / 1e9
             record["percent_of_copy"] = 100 * record["gb_s"] * 1e9 / bandwidth
@@ -527,7 +530,7 @@ def main(argv=None):
         atomic_json(args.json, report)   # each case as it comes, should the run be cut short
     convs = [c for c in report["cases"] if "gflop_s" in c and "peer_ms" in c]
     if convs:
-        fastest = [min([c["ms"]] + [c.get("winograd", {}).get("ms", c["ms"])]) for c in convs]
+        fastest = [min(c["ms"], c.get("winograd", {}).get("ms", c["ms"])) for c in convs]
         peer_total = sum(c["peer_ms"] for c in convs)
         report["conv_total_ratio"] = peer_total / sum(c["ms"] for c in convs)
         report["conv_total_ratio_fastest_algorithm"] = peer_total / sum(fastest)

@@ -9,16 +9,16 @@ talk: tools/torch_alexnet.py) in the same run.
 Each --gpus placement is measured (as `python -m convnet.train --gpus` reads it), with each
 convolution algorithm as train's --conv-algorithm (Winograd's where it serves: conv3-5): 0, both
 towers on GPU 0 on one stream; 0,0, the two-device path on one GPU (a stream per tower, copies at
-the crossings); 0,1 where there are two GPUs. The first placement with the first algorithm is
-the headline figure. A step is what the trainer does per batch: the batch
-copied from host memory, forward, backward and the SGD update. Each step is timed with CUDA
-events on tower a's stream (tower b's stream joins it before the stop event), after 3 warm-up
-steps, on a fresh random batch; the median is reported, as images/s and as the projected wall
-time of 90 epochs of ILSVRC-2012's 1,281,167 training images. The breakdown times each layer's
-forward and backward on its own (fresh random inputs of its shapes, the layer's own parameters)
-with both towers on the first placement's first GPU and the first algorithm, and lists them with
-their share of the sum. The JSON report (by default bench/results/train-DEVICE.json) records the device, versions,
-the peer's settings, the commit and the kernels hash.
+the crossings); 0,1 where there are two GPUs. The first placement with the first algorithm is the
+headline figure. A step is what the trainer does per batch: the batch copied from host memory,
+forward, backward and the SGD update. Each step is timed with CUDA events on tower a's stream
+(tower b's stream joins it before the stop event), after 3 warm-up steps, on a fresh random batch;
+the median is reported, as images/s and as the projected wall time of 90 epochs of ILSVRC-2012's
+1,281,167 training images. The breakdown times each layer's forward and backward on its own (fresh
+random inputs of its shapes, the layer's own parameters) with both towers on the first placement's
+first GPU and the first algorithm, and lists them with their share of the sum. The JSON report (by
+default bench/results/train-DEVICE.json) records the device, versions, the peer's settings, the
+commit and the kernels hash.
 """
 import argparse
 import os

@@ -27,7 +27,6 @@ class CudaBackend:
             conv.check_algorithm(conv_algorithm)
         self.launcher = launcher
         self.xp = launcher.xp
-        self.conv_algorithm = conv_algorithm
         self.name = f"cuda ({launcher.path})"
         for module in OP_MODULES:
             for op in OPS:

@@ -94,9 +94,15 @@ def winograd_applies(size, stride, pad):
     return size == 3 and stride == 1 and 0 <= pad <= 2
 
 
+def winograd_tile_grid(height, width):
+    """Winograd's 2 × 2 tiles of a height × width output: (rows, columns) of them."""
+    return ceil_div(height, 2), ceil_div(width, 2)
+
+
 def winograd_tiles(height, width, images):
-    """Winograd's 2 × 2 tiles of a height × width output, per image, times the images."""
-    return ceil_div(height, 2) * ceil_div(width, 2) * images
+    """Winograd's tiles of a height × width output over all images: the products' positions."""
+    tiles_h, tiles_w = winograd_tile_grid(height, width)
+    return tiles_h * tiles_w * images
 
 
 def check_algorithm(algorithm):
@@ -190,8 +196,8 @@ def _winograd_inputs(launcher, x, dtype, pad, out_h, out_w):
     channels, height, width, images = x.shape
     v = launcher.empty((POINTS, channels, winograd_tiles(out_h, out_w, images)), dtype)
     launch_elementwise(launcher, "winograd_inputs", dtype, v.size // POINTS,
-                       (x, v, *map(i32, (channels, height, width, images, pad, ceil_div(out_h, 2),
-                                         ceil_div(out_w, 2)))))
+                       (x, v, *map(i32, (channels, height, width, images, pad,
+                                         *winograd_tile_grid(out_h, out_w)))))
     return v
 
 
@@ -205,8 +211,8 @@ def _winograd_convolution(launcher, x, u, dtype, pad, out_h, out_w, plan):
                  (i32(filters), i32(positions), i32(channels)), plan)
     y = launcher.empty((filters, out_h, out_w, images), dtype)
     launch_elementwise(launcher, "winograd_outputs", dtype, filters * positions,
-                       (m, y, *map(i32, (filters, out_h, out_w, images, ceil_div(out_h, 2),
-                                         ceil_div(out_w, 2)))))
+                       (m, y, *map(i32, (filters, out_h, out_w, images,
+                                         *winograd_tile_grid(out_h, out_w)))))
     return y
 
 
@@ -265,7 +271,7 @@ def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad, tile=Non
         g = launcher.empty((POINTS, filters, positions), dtype)
         launch_elementwise(launcher, "winograd_gradients", dtype, filters * positions,
                            (dy, g, *map(i32, (filters, out_h, out_w, images,
-                                              ceil_div(out_h, 2), ceil_div(out_w, 2)))))
+                                              *winograd_tile_grid(out_h, out_w)))))
         m = _product(launcher, "winograd_filter_product", dtype, (v, g),
                      (POINTS, channels, filters), (i32(channels), i32(filters), i32(positions)),
                      plan)
