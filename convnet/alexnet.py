@@ -13,6 +13,10 @@ Preset (the differences between the paper's text and the released 2012 code, SPE
   paper-small64    small64    paper
 
 Tower "a" holds fc8 and the loss; the data layer feeds the same batch to both towers.
+
+The paper's ablations (its sections 3.2-3.4, reproduced in the 2012 logs) are suffixes of a
+model's name, in any combination: `2012+no-norm`, `paper-small28+one-tower+no-overlap` (the name
+a model records puts them in ABLATIONS' order).
 """
 from dataclasses import dataclass, replace
 
@@ -147,6 +151,7 @@ class Model:
     geometry: Geometry
     preset: Preset
     recipe: Recipe
+    ablations: tuple[str, ...]     # keys of ABLATIONS, in its order
     layers: tuple[Layer, ...]      # in an order where every input precedes its consumer
 
     @property
@@ -168,35 +173,70 @@ class Model:
 
 DATA = "data"   # the name layers use for the input batch
 
+# What each ablation changes, and what the paper reports it costs (top-1, top-5 error on
+# ILSVRC-2012 validation).
+ABLATIONS = {
+    "no-norm": "no response normalization layers (§3.3: +1.4%, +1.2%)",
+    # cuda-convnet's output-size rule (convnet/shapes.py) gives the full model's 2 × 2 pools
+    # 28, 14 and 7 outputs where 3 × 3 ones give 27, 13 and 6 (the paper: "equivalent").
+    "no-overlap": "pooling 2 × 2 at stride 2 instead of 3 × 3 at stride 2 (§3.4: +0.4%, +0.3%)",
+    "one-tower": "one tower with half the kernels of conv1-4 and the whole conv5, fc6 and fc7, "
+                 "as the paper's one-GPU net (§3.2: +1.7%, +1.2%)",
+}
 
-def _towers(geometry: Geometry, preset: Preset):
+
+def _towers(geometry: Geometry, preset: Preset, ablations: tuple[str, ...]):
     crossmap = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75,
                           alpha_convention=preset.lrn_alpha_convention)
     samemap = NormParams(size=5, k=1.0, alpha=1e-3, beta=0.75, alpha_convention="per-term")
+    normalize = "no-norm" not in ablations
     c1, c2, c3, c4, c5 = geometry.convs
+    fc_units = geometry.fc_units
+    towers = TOWERS
+    if "one-tower" in ablations:
+        # The paper's one-GPU net halves conv1-4 (one tower's share) but keeps conv5 and the
+        # fully-connected layers whole, so that it has about as many parameters as the two-tower
+        # net (most of them in fc6, which reads conv5).
+        towers = TOWERS[:1]
+        c5 = replace(c5, channels=c5.channels * len(TOWERS))
+        fc_units *= len(TOWERS)
     pool = dict(size=geometry.pool_size, stride=geometry.pool_stride)
+    if "no-overlap" in ablations:
+        pool = dict(size=geometry.pool_stride, stride=geometry.pool_stride)
     conv345_std = preset.conv345_init_std
     relu_after_pool = "relu" if preset.layer1_relu_after_pool else None
     relu_before_norm = None if preset.layer1_relu_after_pool else "relu"
-    for t in TOWERS:
+
+    def every_tower(stem):
+        return tuple(f"{stem}{t}" for t in towers)
+
+    for t in towers:
         yield Conv(name=f"conv1{t}", inputs=(DATA,), tower=t, activation=relu_before_norm,
                    channels=c1.channels, filter_size=c1.filter_size, stride=c1.stride, pad=c1.pad,
                    init_std=0.01, bias_init=0.0)
-        yield CrossMapNorm(name=f"rnorm1{t}", inputs=(f"conv1{t}",), tower=t, params=crossmap)
-        yield MaxPool(name=f"pool1{t}", inputs=(f"rnorm1{t}",), tower=t,
+        pool1_input = f"conv1{t}"
+        if normalize:
+            yield CrossMapNorm(name=f"rnorm1{t}", inputs=(f"conv1{t}",), tower=t,
+                               params=crossmap)
+            pool1_input = f"rnorm1{t}"
+        yield MaxPool(name=f"pool1{t}", inputs=(pool1_input,), tower=t,
                       activation=relu_after_pool, **pool)
         yield Conv(name=f"conv2{t}", inputs=(f"pool1{t}",), tower=t, activation="relu",
                    channels=c2.channels, filter_size=c2.filter_size, stride=c2.stride, pad=c2.pad,
                    init_std=0.01, bias_init=1.0)
-        yield CrossMapNorm(name=f"rnorm2{t}", inputs=(f"conv2{t}",), tower=t, params=crossmap)
-        pool2_input = f"rnorm2{t}"
-        if preset.samemap_norm:
-            yield SameMapNorm(name=f"cnorm2{t}", inputs=(f"rnorm2{t}",), tower=t, params=samemap)
-            pool2_input = f"cnorm2{t}"
+        pool2_input = f"conv2{t}"
+        if normalize:
+            yield CrossMapNorm(name=f"rnorm2{t}", inputs=(f"conv2{t}",), tower=t,
+                               params=crossmap)
+            pool2_input = f"rnorm2{t}"
+            if preset.samemap_norm:
+                yield SameMapNorm(name=f"cnorm2{t}", inputs=(f"rnorm2{t}",), tower=t,
+                                  params=samemap)
+                pool2_input = f"cnorm2{t}"
         yield MaxPool(name=f"pool2{t}", inputs=(pool2_input,), tower=t, **pool)
     # Layer 3 onwards reads both towers at conv3 and at every FC layer, nowhere else.
-    for t in TOWERS:
-        yield Conv(name=f"conv3{t}", inputs=("pool2a", "pool2b"), tower=t, activation="relu",
+    for t in towers:
+        yield Conv(name=f"conv3{t}", inputs=every_tower("pool2"), tower=t, activation="relu",
                    channels=c3.channels, filter_size=c3.filter_size, stride=c3.stride, pad=c3.pad,
                    init_std=conv345_std, bias_init=0.0)
         yield Conv(name=f"conv4{t}", inputs=(f"conv3{t}",), tower=t, activation="relu",
@@ -207,17 +247,15 @@ def _towers(geometry: Geometry, preset: Preset):
                    init_std=conv345_std, bias_init=1.0)
         yield MaxPool(name=f"pool3{t}", inputs=(f"conv5{t}",), tower=t,
                       activation=relu_after_pool, **pool)
-    for t in TOWERS:
-        yield FullyConnected(name=f"fc6{t}", inputs=("pool3a", "pool3b"), tower=t,
-                             activation="relu", units=geometry.fc_units, init_std=0.01,
-                             bias_init=1.0)
+    for t in towers:
+        yield FullyConnected(name=f"fc6{t}", inputs=every_tower("pool3"), tower=t,
+                             activation="relu", units=fc_units, init_std=0.01, bias_init=1.0)
         yield Dropout(name=f"drop6{t}", inputs=(f"fc6{t}",), tower=t, keep=0.5)
-    for t in TOWERS:
-        yield FullyConnected(name=f"fc7{t}", inputs=("drop6a", "drop6b"), tower=t,
-                             activation="relu", units=geometry.fc_units, init_std=0.01,
-                             bias_init=1.0)
+    for t in towers:
+        yield FullyConnected(name=f"fc7{t}", inputs=every_tower("drop6"), tower=t,
+                             activation="relu", units=fc_units, init_std=0.01, bias_init=1.0)
         yield Dropout(name=f"drop7{t}", inputs=(f"fc7{t}",), tower=t, keep=0.5)
-    yield FullyConnected(name="fc8", inputs=("drop7a", "drop7b"), tower="a",
+    yield FullyConnected(name="fc8", inputs=every_tower("drop7"), tower="a",
                          units=geometry.classes, init_std=0.01, bias_init=0.0)
     yield SoftmaxLoss(name="loss", inputs=("fc8",), tower="a")
 
@@ -243,15 +281,37 @@ for _size in ("small28", "small64"):
 DEFAULT_MODEL = "2012"
 
 
+def split_model_name(name: str) -> tuple[str, tuple[str, ...]]:
+    """(base model, ablations in ABLATIONS' order) of a name like `2012-small28+no-norm`;
+    ValueError naming what is wrong."""
+    base, *ablations = name.split("+")
+    if base not in MODELS:
+        raise ValueError(f"unknown model {base!r}; choose one of {', '.join(MODELS)}, "
+                         f"optionally followed by +ablation ({', '.join(ABLATIONS)})")
+    for ablation in ablations:
+        if ablation not in ABLATIONS:
+            raise ValueError(f"model {name!r}: unknown ablation {ablation!r}; choose from "
+                             f"{', '.join(ABLATIONS)}")
+        if ablations.count(ablation) > 1:
+            raise ValueError(f"model {name!r}: ablation {ablation!r} named twice")
+    return base, tuple(a for a in ABLATIONS if a in ablations)
+
+
+def model_name(base: str, ablations=()) -> str:
+    """The name a model records: its base and its ablations, in ABLATIONS' order."""
+    return "+".join((base, *(a for a in ABLATIONS if a in set(ablations))))
+
+
 def build_model(name: str = DEFAULT_MODEL, *, classes: int | None = None) -> Model:
-    """The model `name` (see MODELS); `classes` overrides the geometry's class count."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    geometry_name, preset_name = MODELS[name]
+    """The model `name` (see MODELS and ABLATIONS); `classes` overrides the geometry's class
+    count."""
+    base, ablations = split_model_name(name)
+    geometry_name, preset_name = MODELS[base]
     geometry = GEOMETRIES[geometry_name]
     if classes is not None:
         if classes < 2:
             raise ValueError(f"a classifier needs at least 2 classes; got {classes}")
         geometry = replace(geometry, classes=classes)
     preset = PRESETS[preset_name]
-    return Model(name, geometry, preset, Recipe(), _ordered(_towers(geometry, preset)))
+    return Model(model_name(base, ablations), geometry, preset, Recipe(), ablations,
+                 _ordered(_towers(geometry, preset, ablations)))

@@ -92,9 +92,11 @@ def load_network(path, backend, dtype=np.float32) -> Network:
     model rebuilt from the file: the model's name, and the class count from the output layer's
     bias."""
     name = model_name(path)
-    if name not in alexnet.MODELS:
-        raise CheckpointError(f"checkpoint {path}: written for unknown model {name!r}")
-    model = alexnet.build_model(name)
+    try:
+        model = alexnet.build_model(name)
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {path}: written for a model this code does not "
+                              f"build ({error})") from None
     output = model.layer(model.output_layer.inputs[0])    # fc8: the layer the softmax reads
     with _open(path) as file:
         bias = f"towers/{output.tower}/params/{bias_key(output.name)}"

@@ -89,6 +89,10 @@ class Network:
         self._spec_towers = {spec.key: spec.tower for spec in self.specs}
         self._implementations = [IMPLEMENTATIONS[type(layer)] for layer in model.layers]
         self._towers = {layer.name: layer.tower for layer in model.layers}
+        # The backends that get a copy of each batch: those of the towers that read it.
+        readers = {layer.tower for layer in model.layers if DATA in layer.inputs}
+        self._data_backends = [backend for backend in self.placement.distinct_backends()
+                               if any(backend is self.backend(t) for t in readers)]
         params = initial_parameters(model, seed, self.dtype) if params is None else params
         self.params = self.place(params)
         self._trace = None
@@ -140,7 +144,7 @@ class Network:
         # The loader's host batch onto each tower's device: the towers' own copies of the input,
         # C-contiguous as the kernels take them.
         images = np.ascontiguousarray(images)
-        placed = {id(ops): ops.from_host(images) for ops in self.placement.distinct_backends()}
+        placed = {id(ops): ops.from_host(images) for ops in self._data_backends}
         outputs = {}
         trace = []
         for index, (layer, implementation) in enumerate(zip(self.model.layers,

@@ -21,6 +21,15 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def model_choice(name: str) -> str:
+    """argparse's type for a --model flag: a model's name (alexnet.MODELS, with +ablation
+    suffixes), its ablations put in their recorded order."""
+    try:
+        return alexnet.model_name(*alexnet.split_model_name(name))
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def shared_flags() -> argparse.ArgumentParser:
     """The flags every command that runs the network takes (training, prediction, figures), as
     a parent parser; check them with check_shared."""
@@ -57,9 +66,16 @@ def parser() -> argparse.ArgumentParser:
                    help="the CUDA kernels' convolution algorithm where it serves: implicit "
                         "(GEMMs, every layer) or winograd (3 × 3 filters at stride 1: conv3-5); "
                         "default: convnet/backend/cuda/conv.py's DEFAULT_ALGORITHM")
-    p.add_argument("--model", default="auto",
-                   help="one of " + ", ".join(alexnet.MODELS) + "; auto (default) picks the "
-                        "2012 preset whose input fits the dataset's images")
+    p.add_argument("--model", default="auto", type=lambda name: name if name == "auto"
+                   else model_choice(name),
+                   help="one of " + ", ".join(alexnet.MODELS) + ", optionally with +ablation "
+                        "suffixes; auto (default) picks the 2012 preset whose input fits the "
+                        "dataset's images")
+    p.add_argument("--ablation", nargs="+", choices=alexnet.ABLATIONS, default=[],
+                   metavar="NAME",
+                   help="the paper's ablations, applied to --model: " +
+                        "; ".join(f"{name}: {what}" for name, what in alexnet.ABLATIONS.items())
+                        .replace("%", "%%"))   # argparse formats help with %
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default: 91 for full-size models, as the 2012 run; "
                         "6 for scaled-down ones)")
@@ -147,9 +163,6 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def _validate(p, args):
-    if args.model != "auto" and args.model not in alexnet.MODELS:
-        p.error(f"--model: unknown model {args.model!r}; choose auto or one of "
-                f"{', '.join(alexnet.MODELS)}")
     check_shared(p, args)
     for flag, value in (("--epochs", args.epochs), ("--print-freq", args.print_freq),
                         ("--workers", args.workers)):

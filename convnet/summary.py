@@ -69,13 +69,12 @@ def render(summary: dict) -> str:
 
 def main(argv=None):
     parser = options.Parser(prog="python -m convnet.summary", description=__doc__)
-    parser.add_argument("--model", default=alexnet.DEFAULT_MODEL,
-                        help=f"one of: {', '.join(alexnet.MODELS)} (default {alexnet.DEFAULT_MODEL})")
+    parser.add_argument("--model", default=alexnet.DEFAULT_MODEL, type=options.model_choice,
+                        help=f"one of: {', '.join(alexnet.MODELS)}, optionally with +ablation "
+                             f"suffixes ({', '.join(alexnet.ABLATIONS)}); default "
+                             f"{alexnet.DEFAULT_MODEL}")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
-    if args.model not in alexnet.MODELS:
-        parser.error(f"--model: unknown model {args.model!r}; choose one of "
-                     f"{', '.join(alexnet.MODELS)}")
     summary = summarize(alexnet.build_model(args.model))
     print(json.dumps(summary, indent=2) if args.json else render(summary))
     return 0

@@ -43,9 +43,10 @@ class UsageError(Exception):
     """A setting that cannot work; reported in one line with exit code 2."""
 
 
-def choose_model(name, dataset: Dataset) -> alexnet.Model:
+def choose_model(name, ablations, dataset: Dataset) -> alexnet.Model:
     """The named model, or with "auto" the 2012-preset model whose crop is 7/8 of the dataset's
-    stored size (224 of 256, 28 of 32); its class count is the dataset's."""
+    stored size (224 of 256, 28 of 32), with `ablations` added; its class count is the
+    dataset's."""
     if name == "auto":
         fits = [m for m, (geometry, preset) in alexnet.MODELS.items() if preset == "2012"
                 and alexnet.GEOMETRIES[geometry].image_size * 8 == dataset.image_size * 7]
@@ -53,7 +54,9 @@ def choose_model(name, dataset: Dataset) -> alexnet.Model:
             raise UsageError(f"--model auto: no model takes crops of {dataset.image_size}-pixel "
                              f"images; name one with --model")
         name = fits[0]
-    model = alexnet.build_model(name, classes=dataset.classes)
+    base, named = alexnet.split_model_name(name)
+    model = alexnet.build_model(alexnet.model_name(base, named + tuple(ablations)),
+                                classes=dataset.classes)
     if model.geometry.image_size > dataset.image_size:
         raise UsageError(f"--model {name} needs {model.geometry.image_size}-pixel crops but "
                          f"{dataset.path} holds {dataset.image_size}-pixel images")
@@ -142,7 +145,7 @@ def progress_bar():
 def prepare(args, placement, replicas):
     """The trainer of this run, resumed if asked: (trainer, model, epochs, output folder)."""
     dataset = Dataset(args.data_path)
-    model = choose_model(args.model, dataset)
+    model = choose_model(args.model, args.ablation, dataset)
     dataset.close()
     epochs = args.epochs or (RELEASED_2012_EPOCHS if model.geometry.image_size == 224
                              else SMALL_MODEL_EPOCHS)

@@ -114,3 +114,77 @@ def test_full_default_network_forward_shapes():
 def test_unknown_model_is_refused():
     with pytest.raises(ValueError, match="unknown model"):
         alexnet.build_model("vgg")
+
+
+def test_ablations_are_name_suffixes_recorded_in_one_order():
+    model = alexnet.build_model("2012+one-tower+no-norm")
+    assert model.name == "2012+no-norm+one-tower"
+    assert model.ablations == ("no-norm", "one-tower")
+    assert alexnet.build_model(model.name).layers == model.layers
+    assert alexnet.model_name("paper-small28", ["one-tower", "no-overlap"]) == \
+        "paper-small28+no-overlap+one-tower"
+    with pytest.raises(ValueError, match="unknown ablation 'no-dropout'; choose from no-norm"):
+        alexnet.build_model("2012+no-dropout")
+    with pytest.raises(ValueError, match="ablation 'no-norm' named twice"):
+        alexnet.build_model("2012+no-norm+no-norm")
+    with pytest.raises(ValueError, match="unknown model 'vgg'"):
+        alexnet.build_model("vgg+no-norm")
+
+
+def layers_by_name(model):
+    return {layer.name: layer for layer in model.layers}
+
+
+@pytest.mark.parametrize("preset", ["2012", "paper"])
+def test_no_norm_takes_out_the_normalizations_and_nothing_else(preset):
+    base, ablated = alexnet.build_model(preset), alexnet.build_model(f"{preset}+no-norm")
+    norms = {name for name, layer in layers_by_name(base).items()
+             if isinstance(layer, (alexnet.CrossMapNorm, alexnet.SameMapNorm))}
+    assert norms and not norms & set(layers_by_name(ablated))
+    assert set(layers_by_name(ablated)) == set(layers_by_name(base)) - norms
+    # Each pooling layer reads the convolution the normalizations read, activations kept.
+    for tower in alexnet.TOWERS:
+        for pool, conv in ((f"pool1{tower}", f"conv1{tower}"), (f"pool2{tower}", f"conv2{tower}")):
+            assert ablated.layer(pool).inputs == (conv,)
+            assert ablated.layer(pool).activation == base.layer(pool).activation
+            assert ablated.layer(conv) == base.layer(conv)
+    infos = graph.analyze(ablated)
+    assert sum(info.parameters for info in infos.values()) == 60_965_224
+
+
+def test_no_overlap_pools_two_by_two_at_stride_two():
+    model = alexnet.build_model("2012+no-overlap")
+    pools = [layer for layer in model.layers if isinstance(layer, alexnet.MaxPool)]
+    assert len(pools) == 6 and all((p.size, p.stride) == (2, 2) for p in pools)
+    # cuda-convnet's output-size rule (convnet/shapes.py) gives 2 × 2 windows one more row and
+    # column than 3 × 3 ones at stride 2 on conv1's 55 and on 27 and 13: 28, 14 and 7 against 27,
+    # 13 and 6, so fc6 reads 7 · 7 · 128 values from each tower.
+    infos = graph.analyze(model)
+    assert [infos[f"pool{i}a"].output_shape[1] for i in (1, 2, 3)] == [28, 14, 7]
+    assert infos["fc6a"].weight_shapes == ((6272, 2048), (6272, 2048))
+    small = graph.analyze(alexnet.build_model("2012-small28+no-overlap"))
+    base = graph.analyze(alexnet.build_model("2012-small28"))
+    assert all(small[f"pool{i}a"].output_shape == base[f"pool{i}a"].output_shape
+               for i in (1, 2, 3))
+
+
+def test_one_tower_is_the_papers_one_gpu_net():
+    model = alexnet.build_model("2012+one-tower")
+    assert {layer.tower for layer in model.layers} == {"a"}
+    assert not graph.cross_tower_edges(model)
+    convs = [model.layer(f"conv{i}a").channels for i in range(1, 6)]
+    # Half of the two-tower net's kernels in conv1-4; conv5, fc6 and fc7 whole (§3.2).
+    assert convs == [48, 128, 192, 192, 256]
+    assert [model.layer(name).units for name in ("fc6a", "fc7a", "fc8")] == [4096, 4096, 1000]
+    assert model.layer("conv3a").inputs == ("pool2a",)
+    assert model.layer("fc8").inputs == ("drop7a",)
+    # "About the same number of parameters" as the two-tower net: within 2% of its 61.0 M.
+    parameters = sum(info.parameters for info in graph.analyze(model).values())
+    assert abs(parameters / 60_965_224 - 1) < 0.02
+
+
+def test_every_ablation_combines_with_every_model():
+    for base in alexnet.MODELS:
+        model = alexnet.build_model("+".join((base, *alexnet.ABLATIONS)))
+        infos = graph.analyze(model)
+        assert infos["loss"].output_shape == (model.geometry.classes,)

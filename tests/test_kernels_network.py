@@ -1,6 +1,7 @@
 """The whole network on the CUDA kernels against the reference network, tensor by tensor: every
 layer's output of a training forward pass and every gradient of the backward pass. Through the
-emulator: both scaled-down presets in float64 (agreement to round-off) and in float32. On a
+emulator: both scaled-down presets in float64 (agreement to round-off), with the paper's
+ablations too, and in float32. On a
 GPU: the full default network in float32 at batch 16, and a scaled-down one on the kernels as
 NVRTC compiles them. In float32, within the reference's own float32 error."""
 import numpy as np
@@ -48,7 +49,8 @@ def compare_float32(kind, got, exact, single):
             lambda name, scale: max(10 * reference_error[name], SEQUENTIAL_SUM_FLOOR * scale))
 
 
-@pytest.mark.parametrize("name", ["2012-small28", "paper-small28"])
+@pytest.mark.parametrize("name", ["2012-small28", "paper-small28",
+                                  "2012-small28+no-norm+no-overlap", "paper-small28+one-tower"])
 def test_scaled_down_network_on_the_emulator_matches_the_reference(name, rng):
     model = alexnet.build_model(name)
     network = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng)

@@ -21,7 +21,8 @@ def active_network(name, rng, dtype=np.float64):
     return network, images, labels
 
 
-@pytest.mark.parametrize("name", ["2012-small28", "paper-small28"])
+@pytest.mark.parametrize("name", ["2012-small28", "paper-small28",
+                                  "paper-small28+no-norm+no-overlap+one-tower"])
 def test_loss_gradient_wrt_every_parameter_and_the_input(name, rng):
     network, images, labels = active_network(name, rng)
     step = int(rng.integers(1000))               # a fixed dropout mask for every evaluation

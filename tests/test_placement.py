@@ -2,6 +2,8 @@
 number of bytes, and only at conv3, fc6, fc7 and fc8, forward and backward. The two-device path
 (a backend per tower, copies at the crossings) gives the same step as one backend for both,
 bit for bit; on the CPU two emulators stand in for the two devices."""
+import contextlib
+
 import numpy as np
 import pytest
 
@@ -181,3 +183,31 @@ def test_a_crossing_between_towers_of_their_own_hands_over_a_copy(rng):
     np.testing.assert_array_equal(received, sent)
     assert not np.shares_memory(received, sent)
     assert per_tower.bytes_moved("forward") == sent.nbytes
+
+
+def test_a_one_tower_model_leaves_the_second_device_alone(rng):
+    """The paper's one-GPU net (+one-tower) on a placement with a device per tower: the second
+    is never asked for anything (not even the batch), nothing crosses, and the step is the one
+    taken on a single device."""
+    model = alexnet.build_model("2012-small28+one-tower")
+    params = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng).params
+    images = rng.normal(0, 50, model.image_shape + (3,))
+    labels = rng.integers(0, model.geometry.classes, 3)
+    idle = get_backend("emulator")
+    asked = []
+    idle.launcher.context = lambda: asked.append("context") or contextlib.nullcontext()
+    per_tower = Placement({"a": get_backend("emulator", poison=True), "b": idle})
+    results = []
+    for placement in (per_tower, Placement(get_backend("emulator", poison=True))):
+        network = Network(model, placement, dtype=np.float64, seed=3,
+                          params={key: value.copy() for key, value in params.items()})
+        loss = network.forward(images, labels, train=True, step=5).loss
+        grads = network.backward(input_grad=True)
+        SGD(0.01, 2.0, 0.9, 5e-4).step(network, grads, SGD(0.01, 2.0, 0.9, 5e-4)
+                                       .momentum_buffers(network))
+        results.append((loss, network.to_host(network.params)))
+    assert asked == [] and per_tower.log == []
+    (loss, params_after), (want_loss, want_params) = results
+    assert loss == want_loss
+    for key, value in want_params.items():
+        np.testing.assert_array_equal(params_after[key], value, err_msg=key)

@@ -81,12 +81,36 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     (["--gpus", "0;1"], "--gpus must be cpu or"),
     (["--lr-schedule", "steps"], "needs --lr-steps"),
     (["--conv-algorithm", "fft"], "argument --conv-algorithm: invalid choice: 'fft'"),
+    (["--ablation", "no-dropout"], "argument --ablation: invalid choice: 'no-dropout'"),
+    (["--model", "2012+no-norm+no-norm"], "ablation 'no-norm' named twice"),
 ])
 def test_bad_flags(flags, message, tmp_path):
     result = train(*flags, cwd=tmp_path)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert message in line
+
+
+def test_an_ablation_is_trained_recorded_and_rebuilt(tmp_path, tiny_set):
+    """--ablation adds to the model's name, which the settings and checkpoints record, so
+    that evaluation rebuilds the ablated network and a run of another model refuses them."""
+    from convnet import checkpoint
+    from convnet.backend import get_backend
+    out = tmp_path / "run"
+    common = ["--data-path", str(tiny_set), "--output-dir", str(out), "-b", "4"]
+    run = train(*common, "--ablation", "one-tower", "no-norm", "--epochs", "1", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    name = "2012-small28+no-norm+one-tower"
+    assert f"training {name} on" in run.stdout
+    assert json.loads((out / "settings.json").read_text())["model"] == name
+    assert checkpoint.load_network(out / "last.h5", get_backend("reference")).model.name == name
+    check = train(*common, "--model", "2012-small28+one-tower", "--ablation", "no-norm",
+                  "--resume", "--test-only", cwd=tmp_path)
+    assert check.returncode == 0, check.stderr
+    other = train(*common, "--resume", cwd=tmp_path)
+    assert other.returncode == 2
+    assert other.stderr.strip() == (f"error: checkpoint {out / 'last.h5'}: written for model "
+                                    f"{name}, not 2012-small28")
 
 
 @pytest.mark.parametrize("settings,message", [

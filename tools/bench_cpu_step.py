@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from convnet import alexnet, provenance
+from convnet import alexnet, options, provenance
 from convnet.atomic import atomic_json
 from convnet.backend import get_backend
 from convnet.network import Network, initial_parameters
@@ -84,7 +84,7 @@ def check_agreement(model, reference, torch_network, rng, torch):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default=alexnet.DEFAULT_MODEL, choices=list(alexnet.MODELS))
+    parser.add_argument("--model", default=alexnet.DEFAULT_MODEL, type=options.model_choice)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")

@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from convnet import alexnet, graph, provenance
+from convnet import alexnet, graph, options, provenance
 from convnet.atomic import atomic_json
 from convnet.backend.cuda.conv import ALGORITHMS
 from convnet.backend.cuda.launch import build
@@ -158,7 +158,7 @@ def main(argv=None):
                         default=list(ALGORITHMS),
                         help="convolution algorithms to measure each placement with, as "
                              "train's --conv-algorithm (default: all)")
-    parser.add_argument("--model", default="2012",
+    parser.add_argument("--model", default="2012", type=options.model_choice,
                         help="the network to time (default 2012, the default network)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)

@@ -24,7 +24,7 @@ import json
 
 import numpy as np
 
-from convnet import alexnet
+from convnet import alexnet, options
 from convnet.alexnet import TOWERS
 from convnet.network import parameter_specs
 
@@ -92,7 +92,7 @@ def table(model, step_seconds, batch, source, rates_gbps, machines):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="2012", choices=list(alexnet.MODELS))
+    p.add_argument("--model", default="2012", type=options.model_choice)
     p.add_argument("--report", default="bench/results/cpu-step-2012-b32.json",
                    help="benchmark report with the step's images/s (default: %(default)s)")
     p.add_argument("--step-seconds", type=float, help="a step time instead of a report")

@@ -1,0 +1,47 @@
+"""Every command of the project answers --help: its usage, exit code 0 (argparse formats each
+flag's help only then, so a help text it cannot format fails nowhere else)."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMMANDS = [
+    ["-m", "convnet.train"], ["-m", "convnet.summary"], ["-m", "convnet.predict"],
+    ["-m", "convnet.figures"], ["-m", "convnet.figures", "filters"],
+    ["-m", "convnet.figures", "predictions"], ["-m", "convnet.figures", "neighbours"],
+    ["-m", "convnet.figures", "curves"], ["-m", "convnet.data.prepare"],
+    ["-m", "convnet.data.fashion_mnist"], ["kernels/build.py"], ["tools/bench_cpu_step.py"],
+    ["tools/bench_data.py"], ["tools/bench_kernels.py"], ["tools/bench_train.py"],
+    ["tools/sass_loops.py"], ["tools/scaling.py"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help(command):
+    result = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True,
+                            cwd=ROOT, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage:"), result.stdout[:200]
+
+
+def test_the_list_holds_every_command():
+    """Each file with a main guard (or a package's __main__.py) is in COMMANDS."""
+    listed = set()
+    for command in COMMANDS:
+        if command[0] == "-m":
+            path = command[1].replace(".", "/")
+            listed.add(f"{path}/__main__.py" if os.path.isdir(os.path.join(ROOT, path))
+                       else f"{path}.py")
+        else:
+            listed.add(command[0])
+    found = set()
+    for folder in ("convnet", "kernels", "tools"):
+        for directory, _, files in os.walk(os.path.join(ROOT, folder)):
+            for name in files:
+                path = os.path.join(directory, name)
+                if name.endswith(".py") and (name == "__main__.py" or
+                                             '__name__ == "__main__"' in open(path).read()):
+                    found.add(os.path.relpath(path, ROOT))
+    assert found == listed
