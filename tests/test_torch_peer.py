@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from torch_alexnet import TorchAlexNet  # noqa: E402
 
 
-@pytest.mark.parametrize("name", ["2012-small28", "paper-small28", "2012-small64"])
+@pytest.mark.parametrize("name", ["2012-small28", "paper-small28", "2012-small64",
+                                  "2012-small28+no-norm+no-overlap", "paper-small64+one-tower"])
 @pytest.mark.parametrize("grouped", [False, True], ids=["separate", "grouped"])
 def test_peer_matches_the_reference(name, grouped, rng):
     model = alexnet.build_model(name)
