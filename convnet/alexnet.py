@@ -12,7 +12,7 @@ Preset (the differences between the paper's text and the released 2012 code, SPE
   2012-small64     small64    2012     every feature, scaled for 64-pixel crops
   paper-small64    small64    paper
 
-Tower "a" holds fc8 and the loss; the data layer feeds the same batch to both towers.
+Tower "a" holds fc8 and the loss; the data layer feeds the same batch to each tower.
 
 The paper's ablations (its sections 3.2-3.4, reproduced in the 2012 logs) are suffixes of a
 model's name, in any combination: `2012+no-norm`, `paper-small28+one-tower+no-overlap` (the name
@@ -63,6 +63,7 @@ class SameMapNorm(Layer):
 class MaxPool(Layer):
     size: int
     stride: int
+    overhang: bool = True  # cuda-convnet's last window past the edge; False: whole windows only
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -177,8 +178,9 @@ DATA = "data"   # the name layers use for the input batch
 # ILSVRC-2012 validation).
 ABLATIONS = {
     "no-norm": "no response normalization layers (§3.3: +1.4%, +1.2%)",
-    # cuda-convnet's output-size rule (convnet/shapes.py) gives the full model's 2 × 2 pools
-    # 28, 14 and 7 outputs where 3 × 3 ones give 27, 13 and 6 (the paper: "equivalent").
+    # Whole 2 × 2 windows only, so that the maps keep the 3 × 3 pools' sizes ("output of
+    # equivalent dimensions", §3.4): cuda-convnet's overhanging last window would make them 28,
+    # 14 and 7 instead of 27, 13 and 6 in the full model, and fc6 a third larger.
     "no-overlap": "pooling 2 × 2 at stride 2 instead of 3 × 3 at stride 2 (§3.4: +0.4%, +0.3%)",
     "one-tower": "one tower with half the kernels of conv1-4 and the whole conv5, fc6 and fc7, "
                  "as the paper's one-GPU net (§3.2: +1.7%, +1.2%)",
@@ -202,7 +204,7 @@ def _towers(geometry: Geometry, preset: Preset, ablations: tuple[str, ...]):
         fc_units *= len(TOWERS)
     pool = dict(size=geometry.pool_size, stride=geometry.pool_stride)
     if "no-overlap" in ablations:
-        pool = dict(size=geometry.pool_stride, stride=geometry.pool_stride)
+        pool = dict(size=geometry.pool_stride, stride=geometry.pool_stride, overhang=False)
     conv345_std = preset.conv345_init_std
     relu_after_pool = "relu" if preset.layer1_relu_after_pool else None
     relu_before_norm = None if preset.layer1_relu_after_pool else "relu"

@@ -61,8 +61,9 @@ def _single_input(layer, input_shapes):
 
 def _pool(layer: alexnet.MaxPool, input_shapes):
     channels, height, width = _single_input(layer, input_shapes)
-    out = (channels, pool_output_size(height, layer.size, layer.stride),
-           pool_output_size(width, layer.size, layer.stride))
+    out = (channels,) + tuple(
+        pool_output_size(side, layer.size, layer.stride, overhang=layer.overhang)
+        for side in (height, width))
     return out, (), None, 0
 
 

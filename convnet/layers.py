@@ -86,11 +86,13 @@ class SameMapNorm(ResponseNorm):
 class MaxPool:
     @staticmethod
     def forward(ops, layer, inputs, weights, bias, context):
-        return ops.maxpool_forward(inputs[0], size=layer.size, stride=layer.stride), None
+        return ops.maxpool_forward(inputs[0], size=layer.size, stride=layer.stride,
+                                   overhang=layer.overhang), None
 
     @staticmethod
     def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
-        dx = ops.maxpool_backward(dy, inputs[0], output, size=layer.size, stride=layer.stride)
+        dx = ops.maxpool_backward(dy, inputs[0], output, size=layer.size, stride=layer.stride,
+                                  overhang=layer.overhang)
         return [dx], [], None
 
 

@@ -71,7 +71,7 @@ def parser() -> argparse.ArgumentParser:
                    help="one of " + ", ".join(alexnet.MODELS) + ", optionally with +ablation "
                         "suffixes; auto (default) picks the 2012 preset whose input fits the "
                         "dataset's images")
-    p.add_argument("--ablation", nargs="+", choices=alexnet.ABLATIONS, default=[],
+    p.add_argument("--ablation", nargs="*", choices=alexnet.ABLATIONS, default=[],
                    metavar="NAME",
                    help="the paper's ablations, applied to --model: " +
                         "; ".join(f"{name}: {what}" for name, what in alexnet.ABLATIONS.items())

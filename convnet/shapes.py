@@ -5,7 +5,9 @@ pixels before the image; the last may run past the bottom/right edge (conv1 on 2
 filter at stride 4 overhangs by 3 pixels) and reads zeros there.
 
 Pooling: out = ceil((size − window) / stride) + 1. The last window may overhang the bottom/right
-edge; it takes the maximum over the pixels that exist.
+edge; it takes the maximum over the pixels that exist. Without overhang (the paper's
+non-overlapping ablation, convnet.alexnet.ABLATIONS): out = floor((size − window) / stride) + 1,
+only whole windows, and the pixels past the last one are read by none.
 """
 
 
@@ -29,12 +31,14 @@ def conv_overhang(size: int, filter_size: int, stride: int, pad: int) -> int:
     return max(0, (out - 1) * stride + filter_size - size - pad)
 
 
-def pool_output_size(size: int, window: int, stride: int) -> int:
+def pool_output_size(size: int, window: int, stride: int, *, overhang: bool = True) -> int:
     if size < 1 or window < 1 or stride < 1:
         raise ValueError(f"pooling needs size, window and stride >= 1; "
                          f"got size={size}, window={window}, stride={stride}")
     if window > size:
         raise ValueError(f"a {window}-pixel pooling window does not fit a {size}-pixel input")
+    if not overhang:
+        return (size - window) // stride + 1
     return _ceil_div(size - window, stride) + 1
 
 

@@ -58,7 +58,7 @@ def choose_model(name, ablations, dataset: Dataset) -> alexnet.Model:
     model = alexnet.build_model(alexnet.model_name(base, named + tuple(ablations)),
                                 classes=dataset.classes)
     if model.geometry.image_size > dataset.image_size:
-        raise UsageError(f"--model {name} needs {model.geometry.image_size}-pixel crops but "
+        raise UsageError(f"--model {model.name} needs {model.geometry.image_size}-pixel crops but "
                          f"{dataset.path} holds {dataset.image_size}-pixel images")
     return model
 
@@ -180,6 +180,11 @@ def run(args, placement, device, replicas):
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
     trainer.check_replicas_agree("at the start")
+    idle = set(TOWERS) - {layer.tower for layer in model.layers}
+    if idle and not placement.shared and replicas.rank == 0:
+        print(f"note: {model.name} has no tower {', '.join(sorted(idle))}, so its device does "
+              f"nothing in this run; --gpus with one index runs the model on one GPU",
+              file=sys.stderr)
     if replicas.rank == 0 and not args.test_only:   # evaluating a run leaves its settings alone
         # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
         conv_algorithm = None if device == "cpu" else args.conv_algorithm or DEFAULT_ALGORITHM

@@ -2,7 +2,8 @@
 //
 // Layout: x, dx (C, H, W, N); y, dy (C, OH, OW, N); images innermost, one thread per element.
 // OH = ceil((H − size)/stride) + 1 (cuda-convnet's rule, convnet/shapes.py): the last window may
-// overhang the bottom/right edge and then covers only the pixels that exist.
+// overhang the bottom/right edge and then covers only the pixels that exist; or, without
+// overhang, floor((H − size)/stride) + 1, whole windows only (the launchers pass OH and OW).
 //   forward    y[c,oy,ox,n] = max over rows oy·stride … oy·stride+size−1 (< H) and the same for
 //              columns of x[c,·,·,n]
 //   backward   the reference's tie-inclusive rule, as a gather with no atomics: each input

@@ -152,20 +152,19 @@ def test_no_norm_takes_out_the_normalizations_and_nothing_else(preset):
     assert sum(info.parameters for info in infos.values()) == 60_965_224
 
 
-def test_no_overlap_pools_two_by_two_at_stride_two():
-    model = alexnet.build_model("2012+no-overlap")
+@pytest.mark.parametrize("name", alexnet.MODELS)
+def test_no_overlap_pools_two_by_two_at_stride_two_to_the_same_sizes(name):
+    """Whole 2 × 2 windows at stride 2: "output of equivalent dimensions" (§3.4), so every
+    later layer has the shapes and parameters of the model without the ablation."""
+    model = alexnet.build_model(f"{name}+no-overlap")
     pools = [layer for layer in model.layers if isinstance(layer, alexnet.MaxPool)]
-    assert len(pools) == 6 and all((p.size, p.stride) == (2, 2) for p in pools)
-    # cuda-convnet's output-size rule (convnet/shapes.py) gives 2 × 2 windows one more row and
-    # column than 3 × 3 ones at stride 2 on conv1's 55 and on 27 and 13: 28, 14 and 7 against 27,
-    # 13 and 6, so fc6 reads 7 · 7 · 128 values from each tower.
-    infos = graph.analyze(model)
-    assert [infos[f"pool{i}a"].output_shape[1] for i in (1, 2, 3)] == [28, 14, 7]
-    assert infos["fc6a"].weight_shapes == ((6272, 2048), (6272, 2048))
-    small = graph.analyze(alexnet.build_model("2012-small28+no-overlap"))
-    base = graph.analyze(alexnet.build_model("2012-small28"))
-    assert all(small[f"pool{i}a"].output_shape == base[f"pool{i}a"].output_shape
-               for i in (1, 2, 3))
+    assert len(pools) == 6 and all((p.size, p.stride, p.overhang) == (2, 2, False)
+                                   for p in pools)
+    ablated, base = graph.analyze(model), graph.analyze(alexnet.build_model(name))
+    assert ablated.keys() == base.keys()
+    for layer, info in base.items():
+        assert (ablated[layer].output_shape, ablated[layer].weight_shapes) == \
+            (info.output_shape, info.weight_shapes), layer
 
 
 def test_one_tower_is_the_papers_one_gpu_net():

@@ -419,19 +419,23 @@ def test_norm_float64_kernels_pass_finite_differences(backend, kind, rng):
 
 # ---- max pooling --------------------------------------------------------------------------
 
-POOL_CASES = [((3, 7, 7, 2), 3, 2), ((3, 8, 8, 3), 3, 2), ((2, 6, 5, 1), 2, 2), ((4, 9, 9, 2), 3, 1),
-              ((2, 9, 6, 2), 3, 2)]
-ALEXNET_POOLS = [pytest.param((*shape, 128), layer.size, layer.stride, marks=LARGE,
-                              id=layer.name) for layer, shape in alexnet_cases(alexnet.MaxPool)]
+# (shape, size, stride, overhang); without overhang, the pixels past the last whole window.
+POOL_CASES = [((3, 7, 7, 2), 3, 2, True), ((3, 8, 8, 3), 3, 2, True), ((2, 6, 5, 1), 2, 2, True),
+              ((4, 9, 9, 2), 3, 1, True), ((2, 9, 6, 2), 3, 2, True), ((2, 7, 9, 3), 2, 2, False),
+              ((3, 8, 8, 2), 3, 2, False)]
+ALEXNET_POOLS = [pytest.param((*shape, 128), layer.size, layer.stride, layer.overhang,
+                              marks=LARGE, id=layer.name)
+                 for layer, shape in alexnet_cases(alexnet.MaxPool)]
 
 
-@pytest.mark.parametrize("shape, size, stride", POOL_CASES + ALEXNET_POOLS)
-def test_pool(backend, shape, size, stride, rng, request):
+@pytest.mark.parametrize("shape, size, stride, overhang", POOL_CASES + ALEXNET_POOLS)
+def test_pool(backend, shape, size, stride, overhang, rng, request):
     gpu_only_on_gpu(request, shape)
     x = rng.normal(size=shape)
-    (y,) = assert_as_accurate("maxpool_forward", (x,), size=size, stride=stride, backend=backend)
+    (y,) = assert_as_accurate("maxpool_forward", (x,), size=size, stride=stride,
+                              overhang=overhang, backend=backend)
     assert_as_accurate("maxpool_backward", (rng.normal(size=y.shape), x, y), size=size,
-                       stride=stride, backend=backend)
+                       stride=stride, overhang=overhang, backend=backend)
 
 
 def test_pool_ties_follow_the_reference(backend, rng):

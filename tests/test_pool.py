@@ -1,5 +1,6 @@
-"""Overlapping max pooling: forward against the definition (overhanging last windows included),
-gradients by finite differences on tie-free inputs, and cuda-convnet's tie-inclusive backward."""
+"""Overlapping max pooling: forward against the definition (overhanging last windows included,
+or whole windows only), gradients by finite differences on tie-free inputs, and cuda-convnet's
+tie-inclusive backward."""
 import numpy as np
 import pytest
 
@@ -8,9 +9,9 @@ from convnet.shapes import pool_output_size
 from gradcheck import check_gradients, projection_loss
 
 
-def direct_pool(x, size, stride):
-    out_h = pool_output_size(x.shape[1], size, stride)
-    out_w = pool_output_size(x.shape[2], size, stride)
+def direct_pool(x, size, stride, overhang):
+    out_h = pool_output_size(x.shape[1], size, stride, overhang=overhang)
+    out_w = pool_output_size(x.shape[2], size, stride, overhang=overhang)
     y = np.empty((x.shape[0], out_h, out_w, x.shape[3]))
     for oy in range(out_h):
         for ox in range(out_w):
@@ -25,22 +26,35 @@ def tie_free(shape, rng):
         / np.prod(shape) - 0.5
 
 
-@pytest.mark.parametrize("size,stride,pixels", [(3, 2, 13), (3, 2, 8), (3, 2, 3), (2, 2, 7),
-                                                (3, 1, 5), (3, 3, 10)])
-def test_forward_matches_definition(size, stride, pixels, rng):
+@pytest.mark.parametrize("size,stride,pixels,overhang", [
+    (3, 2, 13, True), (3, 2, 8, True), (3, 2, 3, True), (2, 2, 7, True), (3, 1, 5, True),
+    (3, 3, 10, True), (2, 2, 7, False), (3, 2, 8, False), (2, 2, 8, False)])
+def test_forward_matches_definition(size, stride, pixels, overhang, rng):
     x = rng.standard_normal((3, pixels, pixels, 2))
-    np.testing.assert_array_equal(maxpool_forward(x, size=size, stride=stride),
-                                  direct_pool(x, size, stride))
+    np.testing.assert_array_equal(maxpool_forward(x, size=size, stride=stride, overhang=overhang),
+                                  direct_pool(x, size, stride, overhang))
 
 
-@pytest.mark.parametrize("size,stride,pixels", [(3, 2, 13), (3, 2, 8), (2, 2, 7), (3, 3, 10)])
-def test_gradients(size, stride, pixels, rng):
+@pytest.mark.parametrize("size,stride,pixels,overhang", [
+    (3, 2, 13, True), (3, 2, 8, True), (2, 2, 7, True), (3, 3, 10, True), (2, 2, 7, False),
+    (3, 2, 8, False)])
+def test_gradients(size, stride, pixels, overhang, rng):
     x = tie_free((2, pixels, pixels, 3), rng)
-    y = maxpool_forward(x, size=size, stride=stride)
+    y = maxpool_forward(x, size=size, stride=stride, overhang=overhang)
     dy = rng.standard_normal(y.shape)
-    analytic = {"x": maxpool_backward(dy, x, y, size=size, stride=stride)}
-    loss = projection_loss(lambda: maxpool_forward(x, size=size, stride=stride), dy)
+    analytic = {"x": maxpool_backward(dy, x, y, size=size, stride=stride, overhang=overhang)}
+    loss = projection_loss(lambda: maxpool_forward(x, size=size, stride=stride,
+                                                   overhang=overhang), dy)
     check_gradients(loss, {"x": x}, analytic, rng, samples=60).assert_ok()
+
+
+def test_pixels_past_the_last_whole_window_get_no_gradient(rng):
+    x = rng.standard_normal((2, 7, 7, 3))
+    y = maxpool_forward(x, size=2, stride=2, overhang=False)
+    assert y.shape == (2, 3, 3, 3)
+    dx = maxpool_backward(np.ones_like(y), x, y, size=2, stride=2, overhang=False)
+    assert (dx[:, 6] == 0).all() and (dx[:, :, 6] == 0).all()
+    assert dx[:, :6, :6].sum() == y.size       # one maximum per tie-free window
 
 
 def test_ties_each_receive_the_whole_gradient():

@@ -17,6 +17,15 @@ def test_ceil_rule_keeps_a_partial_last_window():
     assert pool_output_size(24, 3, 2) == 12 and pool_overhang(24, 3, 2) == 1
 
 
+def test_without_overhang_only_whole_windows():
+    """The non-overlapping ablation's 2 × 2 pools keep the 3 × 3 pools' sizes (55 → 27 → 13
+    → 6) where an overhanging last window would add a row and a column."""
+    assert [pool_output_size(s, 2, 2, overhang=False) for s in (55, 27, 13)] == [27, 13, 6]
+    assert [pool_output_size(s, 2, 2) for s in (55, 27, 13)] == [28, 14, 7]
+    assert pool_output_size(24, 3, 2, overhang=False) == 11
+    assert pool_output_size(8, 2, 2, overhang=False) == pool_output_size(8, 2, 2) == 4
+
+
 @pytest.mark.parametrize("call", [lambda: conv_output_size(4, 7, 1, 1),
                                   lambda: conv_output_size(8, 3, 0, 0),
                                   lambda: pool_output_size(2, 3, 2),

@@ -147,10 +147,11 @@ def test_bad_config(tmp_path):
 def test_config_is_overridden_by_flags(tmp_path):
     from convnet import options
     (tmp_path / "c.json").write_text('{"epochs": 3, "lr": 0.05, "lr_steps": [1, 2], '
-                                     '"ten_crop": true, "gpus": 0, "resume": null}')
+                                     '"ten_crop": true, "gpus": 0, "resume": null, '
+                                     '"ablation": []}')
     args = options.parse(["-c", str(tmp_path / "c.json"), "--lr", "0.02", "--lr-steps", "2"])
-    assert (args.epochs, args.lr, args.lr_steps, args.ten_crop, args.gpus, args.resume) == \
-        (3, 0.02, [2], True, "0", None)
+    assert (args.epochs, args.lr, args.lr_steps, args.ten_crop, args.gpus, args.resume,
+            args.ablation) == (3, 0.02, [2], True, "0", None, [])
 
 
 @pytest.mark.parametrize("config", sorted(os.listdir(CONFIGS)))

@@ -47,7 +47,7 @@ import time
 
 import numpy as np
 
-from convnet import alexnet, graph, provenance
+from convnet import alexnet, graph, options, provenance
 from convnet.atomic import atomic_json
 from convnet.backend import get_backend
 from convnet.backend.cuda import conv
@@ -254,7 +254,7 @@ class Cases:
     def pool(self, layer):
         c, h, w = self.shapes[layer.name][0]
         shape = (c, h, w, self.batch)
-        ops, size, stride = self.backend, layer.size, layer.stride
+        ops, size, stride, overhang = self.backend, layer.size, layer.stride, layer.overhang
         y_shape = self.infos[layer.name].output_shape
         out_bytes = 4 * c * y_shape[1] * y_shape[2] * self.batch
         in_bytes = 4 * int(np.prod(shape))
@@ -262,21 +262,23 @@ class Cases:
         if self.torch is not None:
             torch = self.torch
             torch_forward = (lambda a: torch.nn.functional.max_pool2d(a, size, stride,
-                                                                       ceil_mode=True),
+                                                                       ceil_mode=overhang),
                              lambda: (torch.randn(self.batch, c, h, w, device="cuda"),))
 
         def backward_inputs():
             x = self.normal(shape)
-            y = ops.maxpool_forward(x, size=size, stride=stride)
+            y = ops.maxpool_forward(x, size=size, stride=stride, overhang=overhang)
             return self.normal(y.shape), x, y
 
         yield {"layer": f"{layer.name} ({size}/{stride})", "pass": "forward", "kind": "memory",
                "bytes": in_bytes + out_bytes,
-               "ours": lambda a: ops.maxpool_forward(a, size=size, stride=stride),
+               "ours": lambda a: ops.maxpool_forward(a, size=size, stride=stride,
+                                                     overhang=overhang),
                "inputs": lambda: (self.normal(shape),), "torch": torch_forward}
         yield {"layer": f"{layer.name} ({size}/{stride})", "pass": "backward", "kind": "memory",
                "bytes": 2 * in_bytes + 2 * out_bytes,
-               "ours": lambda g, a, y: ops.maxpool_backward(g, a, y, size=size, stride=stride),
+               "ours": lambda g, a, y: ops.maxpool_backward(g, a, y, size=size, stride=stride,
+                                                            overhang=overhang),
                "inputs": backward_inputs, "torch": None}
 
     def elementwise(self):
@@ -443,7 +445,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("families", nargs="*", metavar="FAMILY",
                         help=f"op families to time: {', '.join(FAMILIES)} (default: all)")
-    parser.add_argument("--model", default="2012",
+    parser.add_argument("--model", default="2012", type=options.model_choice,
                         help="whose layer shapes to time (default 2012, the default network)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=25)

@@ -66,9 +66,10 @@ def step_time(args):
 def table(model, step_seconds, batch, source, rates_gbps, machines):
     towers = tower_gradient_bytes(model)
     total = sum(towers.values())
-    lines = [f"Model `{model.name}`: gradients of tower a {towers['a'] / 1e6:.1f} MB, tower b "
-             f"{towers['b'] / 1e6:.1f} MB (float32). Step: {step_seconds * 1e3:.0f} ms at "
-             f"batch {batch} per replica, from {source}.", ""]
+    per_tower = ", ".join(f"tower {tower} {size / 1e6:.1f} MB" for tower, size in towers.items()
+                          if size)
+    lines = [f"Model `{model.name}`: gradients of {per_tower} (float32). Step: "
+             f"{step_seconds * 1e3:.0f} ms at batch {batch} per replica, from {source}.", ""]
     header = "| machines | sent per replica per step |"
     rule = "|---|---|"
     for rate in rates_gbps:

@@ -109,7 +109,7 @@ class TorchAlexNet:
                                           count_include_pad=True) * p.size ** 2
                 y = x * (p.k + p.coefficient(p.size ** 2) * window_sum) ** -p.beta
             elif isinstance(layer, alexnet.MaxPool):
-                y = F.max_pool2d(inputs[0], layer.size, layer.stride, ceil_mode=True)
+                y = F.max_pool2d(inputs[0], layer.size, layer.stride, ceil_mode=layer.overhang)
             elif isinstance(layer, alexnet.Dropout):
                 x = inputs[0]   # non-inverted, as ours: a 0/1 mask in training, × keep in testing
                 y = x * (torch.rand_like(x) < layer.keep) if outputs["train"] else x * layer.keep

@@ -1,19 +1,21 @@
 """Overlapping max pooling on the CUDA kernels of kernels/pool.cu; the formulas of
-convnet/backend/reference/pool.py (cuda-convnet's output size and tie-inclusive gradient)."""
+convnet/backend/reference/pool.py (cuda-convnet's output size, or whole windows only without
+overhang, and the tie-inclusive gradient)."""
 from convnet.shapes import pool_output_size
 
 from .checks import check_arrays, i32, launch_elementwise, require
 
 
-def _geometry(x, size, stride):
+def _geometry(x, size, stride, overhang):
     require(x.ndim == 4, f"max pooling expects x (C,H,W,N); got shape {x.shape}")
     require(1 <= stride <= size, f"max pooling needs 1 ≤ stride ≤ size; got stride {stride}, "
                                  f"size {size}")
-    return pool_output_size(x.shape[1], size, stride), pool_output_size(x.shape[2], size, stride)
+    return tuple(pool_output_size(x.shape[axis], size, stride, overhang=overhang)
+                 for axis in (1, 2))
 
 
-def maxpool_forward(launcher, x, *, size, stride):
-    out_h, out_w = _geometry(x, size, stride)
+def maxpool_forward(launcher, x, *, size, stride, overhang=True):
+    out_h, out_w = _geometry(x, size, stride, overhang)
     dtype = check_arrays("maxpool_forward", x)
     channels, _, _, images = x.shape
     y = launcher.empty((channels, out_h, out_w, images), dtype)
@@ -22,8 +24,8 @@ def maxpool_forward(launcher, x, *, size, stride):
     return y
 
 
-def maxpool_backward(launcher, dy, x, y, *, size, stride):
-    out_h, out_w = _geometry(x, size, stride)
+def maxpool_backward(launcher, dy, x, y, *, size, stride, overhang=True):
+    out_h, out_w = _geometry(x, size, stride, overhang)
     require(dy.shape == y.shape == (x.shape[0], out_h, out_w, x.shape[3]),
             f"max pooling gradient {dy.shape} / output {y.shape} do not match input {x.shape} "
             f"with size {size}, stride {stride}")
