@@ -63,6 +63,15 @@ def choose_model(name, ablations, dataset: Dataset) -> alexnet.Model:
     return model
 
 
+def idle_device_note(model, placement) -> str | None:
+    """A note where a tower's own device gets no layer (a one-tower model on --gpus 0,1)."""
+    idle = sorted(set(TOWERS) - {layer.tower for layer in model.layers})
+    if not idle or placement.shared:
+        return None
+    return (f"note: {model.name} has no tower {', '.join(idle)}, so its device does nothing in "
+            f"this run; --gpus with one index runs the model on one GPU")
+
+
 def make_schedule(args, model, epochs) -> Schedule:
     rates = Rates(args.lr, args.lr * model.preset.bias_lr_multiplier)
     kind = args.lr_schedule
@@ -180,11 +189,9 @@ def run(args, placement, device, replicas):
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
     trainer.check_replicas_agree("at the start")
-    idle = set(TOWERS) - {layer.tower for layer in model.layers}
-    if idle and not placement.shared and replicas.rank == 0:
-        print(f"note: {model.name} has no tower {', '.join(sorted(idle))}, so its device does "
-              f"nothing in this run; --gpus with one index runs the model on one GPU",
-              file=sys.stderr)
+    note = idle_device_note(model, placement)
+    if note and replicas.rank == 0:
+        print(note, file=sys.stderr)
     if replicas.rank == 0 and not args.test_only:   # evaluating a run leaves its settings alone
         # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
         conv_algorithm = None if device == "cpu" else args.conv_algorithm or DEFAULT_ALGORITHM

@@ -113,6 +113,20 @@ def test_an_ablation_is_trained_recorded_and_rebuilt(tmp_path, tiny_set):
                                     f"{name}, not 2012-small28")
 
 
+def test_a_device_left_idle_by_a_one_tower_model_is_named():
+    from convnet import alexnet
+    from convnet.backend import get_backend
+    from convnet.placement import Placement
+    from convnet.train import idle_device_note
+    per_tower = Placement({"a": get_backend("emulator"), "b": get_backend("emulator")})
+    one_tower = alexnet.build_model("2012-small28+one-tower")
+    assert idle_device_note(one_tower, per_tower) == (
+        "note: 2012-small28+one-tower has no tower b, so its device does nothing in this run; "
+        "--gpus with one index runs the model on one GPU")
+    assert idle_device_note(alexnet.build_model("2012-small28"), per_tower) is None
+    assert idle_device_note(one_tower, Placement(get_backend("emulator"))) is None
+
+
 @pytest.mark.parametrize("settings,message", [
     ('{"lr_steps": 5}', "lr_steps must be a list of values; got 5"),
     ('{"resume": true}', "resume must be a number or a string; got true"),
