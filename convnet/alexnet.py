@@ -152,8 +152,12 @@ class Model:
     geometry: Geometry
     preset: Preset
     recipe: Recipe
-    ablations: tuple[str, ...]     # keys of ABLATIONS, in its order
     layers: tuple[Layer, ...]      # in an order where every input precedes its consumer
+
+    @property
+    def ablations(self) -> tuple[str, ...]:
+        """Keys of ABLATIONS, in its order: the suffixes of the model's name."""
+        return split_model_name(self.name)[1]
 
     @property
     def image_shape(self):
@@ -301,7 +305,8 @@ def split_model_name(name: str) -> tuple[str, tuple[str, ...]]:
 
 def model_name(base: str, ablations=()) -> str:
     """The name a model records: its base and its ablations, in ABLATIONS' order."""
-    return "+".join((base, *(a for a in ABLATIONS if a in set(ablations))))
+    chosen = set(ablations)
+    return "+".join((base, *(a for a in ABLATIONS if a in chosen)))
 
 
 def build_model(name: str = DEFAULT_MODEL, *, classes: int | None = None) -> Model:
@@ -315,5 +320,5 @@ def build_model(name: str = DEFAULT_MODEL, *, classes: int | None = None) -> Mod
             raise ValueError(f"a classifier needs at least 2 classes; got {classes}")
         geometry = replace(geometry, classes=classes)
     preset = PRESETS[preset_name]
-    return Model(model_name(base, ablations), geometry, preset, Recipe(), ablations,
+    return Model(model_name(base, ablations), geometry, preset, Recipe(),
                  _ordered(_towers(geometry, preset, ablations)))
