@@ -14,9 +14,10 @@ Preset (the differences between the paper's text and the released 2012 code, SPE
 
 Tower "a" holds fc8 and the loss; the data layer feeds the same batch to each tower.
 
-The paper's ablations (its sections 3.2-3.4, reproduced in the 2012 logs) are suffixes of a
-model's name, in any combination: `2012+no-norm`, `paper-small28+one-tower+no-overlap` (the name
-a model records puts them in ABLATIONS' order).
+The paper's ablations (its sections 3.2-3.4, reproduced in the 2012 logs, and section 4's ways
+of reducing overfitting: augmentation and dropout) are suffixes of a model's name, in any
+combination: `2012+no-norm`, `paper-small28+one-tower+no-overlap` (the name a model records puts
+them in ABLATIONS' order).
 """
 from dataclasses import dataclass, replace
 
@@ -169,6 +170,16 @@ class Model:
     def output_layer(self) -> Layer:
         return self.layers[-1]
 
+    @property
+    def crop_draw(self) -> str:
+        """How training draws its crops and reflections (convnet.data.loader.CROP_DRAWS)."""
+        return "centre" if "no-crop-flip" in self.ablations else self.preset.crop_draw
+
+    @property
+    def colour_noise(self) -> str | None:
+        """The training images' colour-noise convention; None: no colour noise."""
+        return None if "no-colour-noise" in self.ablations else self.preset.colour_noise
+
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
             if layer.name == name:
@@ -179,7 +190,8 @@ class Model:
 DATA = "data"   # the name layers use for the input batch
 
 # What each ablation changes, and what the paper reports it costs (top-1, top-5 error on
-# ILSVRC-2012 validation).
+# ILSVRC-2012 validation, where it gives figures). New ones go last: the order is that of the
+# names that settings and checkpoints record.
 ABLATIONS = {
     "no-norm": "no response normalization layers (§3.3: +1.4%, +1.2%)",
     # Whole 2 × 2 windows only, so that the maps keep the 3 × 3 pools' sizes ("output of
@@ -188,6 +200,13 @@ ABLATIONS = {
     "no-overlap": "pooling 2 × 2 at stride 2 instead of 3 × 3 at stride 2 (§3.4: +0.4%, +0.3%)",
     "one-tower": "one tower with half the kernels of conv1-4 and the whole conv5, fc6 and fc7, "
                  "as the paper's one-GPU net (§3.2: +1.7%, +1.2%)",
+    # §4's ways of reducing overfitting. The first two change what training reads, not the
+    # layers: Model.crop_draw and Model.colour_noise, which the data loader takes.
+    "no-crop-flip": "training reads every image's centre crop, unmirrored: no translations or "
+                    "reflections (§4.1: without them, \"substantial overfitting\")",
+    "no-colour-noise": "no PCA colour noise on the training images (§4.1: it reduces top-1 "
+                       "error by over 1%)",
+    "no-dropout": "no dropout after fc6 and fc7 (§4.2: without it, \"substantial overfitting\")",
 }
 
 
@@ -253,16 +272,20 @@ def _towers(geometry: Geometry, preset: Preset, ablations: tuple[str, ...]):
                    init_std=conv345_std, bias_init=1.0)
         yield MaxPool(name=f"pool3{t}", inputs=(f"conv5{t}",), tower=t,
                       activation=relu_after_pool, **pool)
+    dropout = "no-dropout" not in ablations
     for t in towers:
         yield FullyConnected(name=f"fc6{t}", inputs=every_tower("pool3"), tower=t,
                              activation="relu", units=fc_units, init_std=0.01, bias_init=1.0)
-        yield Dropout(name=f"drop6{t}", inputs=(f"fc6{t}",), tower=t, keep=0.5)
+        if dropout:
+            yield Dropout(name=f"drop6{t}", inputs=(f"fc6{t}",), tower=t, keep=0.5)
     for t in towers:
-        yield FullyConnected(name=f"fc7{t}", inputs=every_tower("drop6"), tower=t,
-                             activation="relu", units=fc_units, init_std=0.01, bias_init=1.0)
-        yield Dropout(name=f"drop7{t}", inputs=(f"fc7{t}",), tower=t, keep=0.5)
-    yield FullyConnected(name="fc8", inputs=every_tower("drop7"), tower="a",
-                         units=geometry.classes, init_std=0.01, bias_init=0.0)
+        yield FullyConnected(name=f"fc7{t}", inputs=every_tower("drop6" if dropout else "fc6"),
+                             tower=t, activation="relu", units=fc_units, init_std=0.01,
+                             bias_init=1.0)
+        if dropout:
+            yield Dropout(name=f"drop7{t}", inputs=(f"fc7{t}",), tower=t, keep=0.5)
+    yield FullyConnected(name="fc8", inputs=every_tower("drop7" if dropout else "fc7"),
+                         tower="a", units=geometry.classes, init_std=0.01, bias_init=0.0)
     yield SoftmaxLoss(name="loss", inputs=("fc8",), tower="a")
 
 

@@ -73,8 +73,8 @@ class Inference:
         self.network = load_network(self.checkpoint, placement)
         model = self.network.model
         self.loader = Loader(data_path, crop=model.geometry.image_size, seed=0,
-                             colour_noise_convention=model.preset.colour_noise,
-                             crop_draw=model.preset.crop_draw)
+                             colour_noise_convention=model.colour_noise,
+                             crop_draw=model.crop_draw)
         if self.loader.classes != model.geometry.classes:
             raise UsageError(f"checkpoint {self.checkpoint} classifies {model.geometry.classes} "
                              f"classes but dataset {data_path} has {self.loader.classes}")

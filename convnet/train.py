@@ -160,8 +160,8 @@ def prepare(args, placement, replicas):
                              else SMALL_MODEL_EPOCHS)
     output_dir = args.output_dir or os.path.join("runs", model.name)
     data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
-                  colour_noise_convention=model.preset.colour_noise,
-                  crop_draw=model.preset.crop_draw, threads=args.workers)
+                  colour_noise_convention=model.colour_noise,
+                  crop_draw=model.crop_draw, threads=args.workers)
     network = Network(model, placement, seed=args.seed)
     trainer = Trainer(network, data, make_schedule(args, model, epochs),
                       batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,

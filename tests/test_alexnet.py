@@ -3,7 +3,7 @@ scaled-down variants' features, and a real forward pass through the full default
 import numpy as np
 import pytest
 
-from convnet import alexnet, graph
+from convnet import alexnet, graph, inference
 from convnet.backend import get_backend
 from convnet.network import Network, initial_parameters, parameter_specs
 
@@ -123,8 +123,8 @@ def test_ablations_are_name_suffixes_recorded_in_one_order():
     assert alexnet.build_model(model.name).layers == model.layers
     assert alexnet.model_name("paper-small28", ["one-tower", "no-overlap"]) == \
         "paper-small28+no-overlap+one-tower"
-    with pytest.raises(ValueError, match="unknown ablation 'no-dropout'; choose from no-norm"):
-        alexnet.build_model("2012+no-dropout")
+    with pytest.raises(ValueError, match="unknown ablation 'no-relu'; choose from no-norm"):
+        alexnet.build_model("2012+no-relu")
     with pytest.raises(ValueError, match="ablation 'no-norm' named twice"):
         alexnet.build_model("2012+no-norm+no-norm")
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
@@ -180,6 +180,35 @@ def test_one_tower_is_the_papers_one_gpu_net():
     # "About the same number of parameters" as the two-tower net: within 2% of its 61.0 M.
     parameters = sum(info.parameters for info in graph.analyze(model).values())
     assert abs(parameters / 60_965_224 - 1) < 0.02
+
+
+@pytest.mark.parametrize("name", ["2012", "paper-small28+one-tower"])
+def test_no_dropout_takes_out_the_dropout_layers_and_nothing_else(name):
+    base, ablated = alexnet.build_model(name), alexnet.build_model(f"{name}+no-dropout")
+    dropouts = {name for name, layer in layers_by_name(base).items()
+                if isinstance(layer, alexnet.Dropout)}
+    assert dropouts and set(layers_by_name(ablated)) == set(layers_by_name(base)) - dropouts
+    towers = sorted({layer.tower for layer in base.layers})
+    for t in towers:
+        assert ablated.layer(f"fc7{t}").inputs == tuple(f"fc6{u}" for u in towers)
+        assert ablated.layer(f"fc6{t}") == base.layer(f"fc6{t}")
+    assert ablated.layer("fc8").inputs == tuple(f"fc7{t}" for t in towers)
+    assert inference.last_hidden_layers(ablated) == inference.last_hidden_layers(base)
+    ablated_infos, base_infos = graph.analyze(ablated), graph.analyze(base)
+    assert sum(i.parameters for i in ablated_infos.values()) == \
+        sum(i.parameters for i in base_infos.values())
+
+
+@pytest.mark.parametrize("preset", ["2012", "paper"])
+def test_augmentation_ablations_change_what_training_reads_not_the_layers(preset):
+    base = alexnet.build_model(preset)
+    assert (base.crop_draw, base.colour_noise) == (base.preset.crop_draw,
+                                                   base.preset.colour_noise)
+    no_crop_flip = alexnet.build_model(f"{preset}+no-crop-flip")
+    no_colour_noise = alexnet.build_model(f"{preset}+no-colour-noise")
+    assert no_crop_flip.layers == no_colour_noise.layers == base.layers
+    assert (no_crop_flip.crop_draw, no_crop_flip.colour_noise) == ("centre", base.colour_noise)
+    assert (no_colour_noise.crop_draw, no_colour_noise.colour_noise) == (base.crop_draw, None)
 
 
 def test_every_ablation_combines_with_every_model():

@@ -71,6 +71,24 @@ def test_training_batch_matches_formulas(stored, convention, crop_draw, chunk, n
         np.testing.assert_allclose(images, expected, rtol=1e-5, atol=1e-3)
 
 
+@pytest.mark.parametrize("convention", ["eigenvalue", None])
+def test_centre_draw_without_noise_trains_on_the_evaluation_view(stored, convention):
+    """The no-crop-flip and no-colour-noise ablations together: each training image is its
+    centre crop, unmirrored, minus the mean, whatever the schedule says of colour noise."""
+    path, _, _ = stored
+    data = Loader(path, crop=CROP, seed=3, colour_noise_convention=convention,
+                  crop_draw="centre")
+    order = np.random.default_rng([3, 1]).permutation(70)
+    for index, (images, labels, _) in enumerate(data.train_batches(1, 32, colour_noise_on=True)):
+        chosen = order[index * 32:(index + 1) * 32]
+        (centre,), _ = data.eval_batch(chosen, ten_crop=False, split="train")
+        if convention is None:
+            np.testing.assert_array_equal(images, centre)
+        else:   # the same crop with noise: every pixel of an image moved by the same offset
+            offsets = (images - centre).reshape(3, -1, len(chosen))
+            assert np.ptp(offsets, axis=1).max() < 1e-3 < np.abs(offsets).max()
+
+
 def test_batches_are_a_function_of_seed_and_epoch(stored):
     path, _, _ = stored
     make = lambda seed: Loader(path, crop=CROP, seed=seed, colour_noise_convention="eigenvalue",

@@ -81,7 +81,7 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     (["--gpus", "0;1"], "--gpus must be cpu or"),
     (["--lr-schedule", "steps"], "needs --lr-steps"),
     (["--conv-algorithm", "fft"], "argument --conv-algorithm: invalid choice: 'fft'"),
-    (["--ablation", "no-dropout"], "argument --ablation: invalid choice: 'no-dropout'"),
+    (["--ablation", "no-relu"], "argument --ablation: invalid choice: 'no-relu'"),
     (["--model", "2012+no-norm+no-norm"], "ablation 'no-norm' named twice"),
 ])
 def test_bad_flags(flags, message, tmp_path):
@@ -98,14 +98,15 @@ def test_an_ablation_is_trained_recorded_and_rebuilt(tmp_path, tiny_set):
     from convnet.backend import get_backend
     out = tmp_path / "run"
     common = ["--data-path", str(tiny_set), "--output-dir", str(out), "-b", "4"]
-    run = train(*common, "--ablation", "one-tower", "no-norm", "--epochs", "1", cwd=tmp_path)
+    run = train(*common, "--ablation", "no-crop-flip", "one-tower", "no-norm", "--epochs", "1",
+                cwd=tmp_path)
     assert run.returncode == 0, run.stderr
-    name = "2012-small28+no-norm+one-tower"
+    name = "2012-small28+no-norm+one-tower+no-crop-flip"
     assert f"training {name} on" in run.stdout
     assert json.loads((out / "settings.json").read_text())["model"] == name
     assert checkpoint.load_network(out / "last.h5", get_backend("reference")).model.name == name
     check = train(*common, "--model", "2012-small28+one-tower", "--ablation", "no-norm",
-                  "--resume", "--test-only", cwd=tmp_path)
+                  "no-crop-flip", "--resume", "--test-only", cwd=tmp_path)
     assert check.returncode == 0, check.stderr
     other = train(*common, "--resume", cwd=tmp_path)
     assert other.returncode == 2

@@ -4,13 +4,15 @@ with the paper's augmentation done in C++ (kernels/augment.cpp), one batch ahead
 Training, per image (S the stored size, C the crop):
   1. a C×C crop at offset (y, x), y, x uniform in [0, S − C], mirrored left-right with
      probability ½; offset and mirror drawn per image ("per-image", the paper) or once per chunk
-     of 32 consecutive images of the batch ("per-chunk-32", the released code);
+     of 32 consecutive images of the batch ("per-chunk-32", the released code); or the centre
+     crop, unmirrored ("centre": the no-crop-flip ablation, convnet.alexnet.ABLATIONS);
   2. minus the central C×C crop of the mean image (the released code's choice, whatever the
      crop's offset);
   3. PCA colour noise, when on: every pixel gets + Σ_k p_k α_k σ_k, α_k ~ N(0, 0.1²) drawn once
      per image, p_k and λ_k the training set's RGB eigenvectors and eigenvalues, with σ_k = λ_k
      ("eigenvalue", the paper's prose) or σ_k = √λ_k and the whole image then ÷ 1.1
-     ("sqrt-eigenvalue-div-1.1", the released code, which divides only while noise is on).
+     ("sqrt-eigenvalue-div-1.1", the released code, which divides only while noise is on), or
+     never (convention None: the no-colour-noise ablation).
 Evaluation: the centre crop, or the paper's 10 views: the four corner crops and the centre, and
 their mirror images; minus the mean's central crop, no noise.
 Output: (3, C, C, n) float32, images innermost (convnet.backend), and labels (n,) int64.
@@ -45,7 +47,8 @@ from convnet.data.dataset import Dataset
 from convnet.replicas.shard import WHOLE
 
 COLOUR_NOISE = ("eigenvalue", "sqrt-eigenvalue-div-1.1")
-CROP_DRAWS = {"per-image": 1, "per-chunk-32": 32}
+# Images that share one draw of crop offset and mirror flag; None: no draw, the centre crop.
+CROP_DRAWS = {"per-image": 1, "per-chunk-32": 32, "centre": None}
 ALPHA_STD = 0.1
 CODE_DIVISOR = 1.1
 IN_MEMORY_BYTES = 4 << 30   # datasets up to this size are read into memory once (Fashion-MNIST)
@@ -66,11 +69,15 @@ def colour_offsets(alphas, eigenvalues, eigenvectors, convention):
 
 def draw(rng, n, limit, every, noise_on):
     """The random draws of one training batch, in this order: crop offsets (y, x) in
-    [0, limit] and mirror flags, one per `every` consecutive images, then α (n, 3) if noise is
-    on. Returns offsets (n, 2) int32, flips (n,) bool, alphas (n, 3) or None."""
-    draws = -(-n // every)
-    offsets = np.repeat(rng.integers(0, limit + 1, (draws, 2)), every, axis=0)[:n]
-    flips = np.repeat(rng.random(draws) < 0.5, every)[:n]
+    [0, limit] and mirror flags, one per `every` consecutive images (every None: none, the
+    centre crop unmirrored), then α (n, 3) if noise is on. Returns offsets (n, 2) int32,
+    flips (n,) bool, alphas (n, 3) or None."""
+    if every is None:
+        offsets, flips = np.full((n, 2), limit // 2), np.zeros(n, bool)
+    else:
+        draws = -(-n // every)
+        offsets = np.repeat(rng.integers(0, limit + 1, (draws, 2)), every, axis=0)[:n]
+        flips = np.repeat(rng.random(draws) < 0.5, every)[:n]
     alphas = rng.normal(0.0, ALPHA_STD, (n, 3)) if noise_on else None
     return offsets.astype(np.int32), flips, alphas
 
@@ -143,9 +150,9 @@ class Loader:
                  in_memory_bytes=IN_MEMORY_BYTES):
         if crop_draw not in CROP_DRAWS:
             raise ValueError(f"unknown crop draw {crop_draw!r}; choose one of {list(CROP_DRAWS)}")
-        if colour_noise_convention not in COLOUR_NOISE:
+        if colour_noise_convention not in (*COLOUR_NOISE, None):
             raise ValueError(f"unknown colour-noise convention {colour_noise_convention!r}; "
-                             f"choose one of {COLOUR_NOISE}")
+                             f"choose one of {COLOUR_NOISE} or None (no noise)")
         dataset = Dataset(path)   # metadata only; closed again before any fork can happen
         try:
             self.name, self.image_size = dataset.name, dataset.image_size
@@ -211,18 +218,20 @@ class Loader:
     # -- batches ------------------------------------------------------------------------------
     def train_batch(self, epoch, index, chosen, colour_noise_on, shard=WHOLE):
         """The shard's part of batch `index` of `epoch` over the training images `chosen`:
-        (images, labels, part)."""
+        (images, labels, part). Colour noise where the schedule has it on and the convention
+        is not None."""
         n, limit = len(chosen), self.image_size - self.crop
         part = shard.part(n)
         rng = np.random.default_rng([self.seed, epoch, index])
-        offsets, flips, alphas = draw(rng, n, limit, self.draw_every, colour_noise_on)
+        noise_on = colour_noise_on and self.convention is not None
+        offsets, flips, alphas = draw(rng, n, limit, self.draw_every, noise_on)
         mine = slice(part.start, part.stop)
-        if colour_noise_on:
+        if noise_on:
             colour = colour_offsets(alphas[mine], self.eigenvalues, self.eigenvectors,
                                     self.convention)
         else:
             colour = np.zeros((part.count, 3), np.float32)
-        divisor = CODE_DIVISOR if colour_noise_on and self.convention == COLOUR_NOISE[1] else 1.0
+        divisor = CODE_DIVISOR if noise_on and self.convention == COLOUR_NOISE[1] else 1.0
         images, source_index = self.read("train", chosen[mine])
         out = self.buffers.take((3, self.crop, self.crop, part.count))
         augment(images, source_index, offsets[mine], flips[mine], colour, self.mean_crop,
