@@ -33,6 +33,8 @@ def summarize(model: alexnet.Model) -> dict:
         "preset": model.preset.name,
         "input_shape": list(model.image_shape),
         "classes": model.geometry.classes,
+        "crop_draw": model.crop_draw,
+        "colour_noise": model.colour_noise,
         "layers": layers,
         "total_parameters": sum(layer["parameters"] for layer in layers),
         "total_multiply_adds": sum(layer["multiply_adds"] for layer in layers),
@@ -45,7 +47,9 @@ def summarize(model: alexnet.Model) -> dict:
 def render(summary: dict) -> str:
     shape = "×".join(map(str, summary["input_shape"]))
     lines = [f"model {summary['model']} (preset {summary['preset']}), input {shape}, "
-             f"{summary['classes']} classes", ""]
+             f"{summary['classes']} classes",
+             f"training images: crop draw {summary['crop_draw']}, colour noise "
+             f"{summary['colour_noise'] or 'none'}", ""]
     header = f"{'layer':<8} {'type':<18} {'tower':<5} {'inputs':<16} {'output':<14} " \
              f"{'parameters':>12} {'mult-adds':>13}"
     lines += [header, "-" * len(header)]

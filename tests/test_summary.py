@@ -16,6 +16,8 @@ def test_default_table():
     result = run()
     assert result.returncode == 0, result.stderr
     assert "total parameters 60,965,224; forward multiply-adds 724.4 M per image" in result.stdout
+    assert "training images: crop draw per-chunk-32, colour noise sqrt-eigenvalue-div-1.1" in \
+        result.stdout
     for line in ("conv3a   pool2b   b     a         86,528     86,528",
                  "fc8      drop7b   b     a          8,192      8,192"):
         assert line in result.stdout
@@ -35,6 +37,11 @@ def test_json_matches_the_table():
 def test_every_model_renders(name, capsys):
     assert summary.main(["--model", name]) == 0
     assert f"model {name}" in capsys.readouterr().out
+
+
+def test_the_augmentation_ablations_show_in_what_training_reads(capsys):
+    assert summary.main(["--model", "paper-small28+no-crop-flip+no-colour-noise"]) == 0
+    assert "training images: crop draw centre, colour noise none" in capsys.readouterr().out
 
 
 def test_unknown_model_is_a_one_line_error():

@@ -41,8 +41,9 @@ def check(p, args):
 
 
 def read_epochs(folder):
-    """{field: array over epochs} of a run's epochs.csv (EPOCH_FIELDS)."""
-    path = os.path.join(folder, EPOCHS_CSV)
+    """{field: array over epochs} of a run's epochs.csv (EPOCH_FIELDS): the one in `folder`,
+    or the file `folder` names."""
+    path = os.path.join(folder, EPOCHS_CSV) if os.path.isdir(folder) else folder
     try:
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))

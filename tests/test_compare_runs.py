@@ -1,0 +1,114 @@
+"""tools/compare_runs.py: finished runs grouped by model, their errors across seeds, and the
+refusals of runs that cannot be compared."""
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from convnet.trainer import EPOCH_FIELDS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import compare_runs  # noqa: E402
+
+RECIPE = {"data_path": "data/fashion-mnist.h5", "batch_size": 128, "epochs": 2, "lr": 0.02,
+          "momentum": 0.9, "wd": 0.0005, "lr_schedule": "steps", "lr_steps": [1],
+          "ten_crop": False}
+
+
+def write_run(folder, model, seed, val_top1, *, train_loss=0.4, val_loss=0.3, epochs=2,
+              **recipe):
+    """A run folder as the trainer leaves it: settings.json and epochs.csv, its last epoch's
+    validation top-1 error `val_top1`."""
+    folder = str(folder)
+    os.makedirs(folder, exist_ok=True)
+    with open(os.path.join(folder, "settings.json"), "w") as handle:
+        json.dump({**RECIPE, **recipe, "model": model, "seed": seed, "output_dir": folder},
+                  handle)
+    with open(os.path.join(folder, "epochs.csv"), "w", newline="") as handle:
+        writer = csv.DictWriter(handle, EPOCH_FIELDS)
+        writer.writeheader()
+        for epoch in range(1, epochs + 1):
+            row = dict.fromkeys(EPOCH_FIELDS, 0.5)
+            row.update(epoch=epoch, val_top1=val_top1 if epoch == epochs else 0.9,
+                       train_loss=train_loss if epoch == epochs else 2.0,
+                       val_loss=val_loss if epoch == epochs else 2.0)
+            writer.writerow(row)
+    return folder
+
+
+def test_runs_grouped_by_model_with_the_base_first(tmp_path):
+    runs = [write_run(tmp_path / "a", "2012-small28+no-norm", 1, 0.12, train_loss=0.2),
+            write_run(tmp_path / "b", "2012-small28", 1, 0.10),
+            write_run(tmp_path / "c", "2012-small28+no-norm", 0, 0.11, train_loss=0.4),
+            write_run(tmp_path / "d", "2012-small28", 0, 0.11)]
+    rows = compare_runs.compare([compare_runs.read_run(path) for path in runs])
+    assert [row[0] for row in rows] == ["2012-small28", "2012-small28+no-norm"]
+    (_, base_errors, base_mean, base_versus, _, _), (_, errors, mean, versus, train, val) = rows
+    assert base_errors == {0: 0.11, 1: 0.10} and list(errors) == [0, 1]
+    assert (base_mean, base_versus) == (pytest.approx(0.105), None)
+    assert (mean, versus, train, val) == (pytest.approx(0.115), pytest.approx(0.01),
+                                          pytest.approx(0.3), pytest.approx(0.3))
+    lines = compare_runs.table(rows).splitlines()
+    assert lines[2] == "| `2012-small28` | 11.00% (0), 10.00% (1) | 10.50% |  | 0.400 | 0.300 |"
+    assert lines[3] == ("| `2012-small28+no-norm` | 11.00% (0), 12.00% (1) | 11.50% | +1.00 | "
+                        "0.300 | 0.300 |")
+
+
+def test_files_named_beside_each_other_are_a_run(tmp_path):
+    folder = write_run(tmp_path / "run", "2012-small28", 0, 0.2)
+    for name in ("settings.json", "epochs.csv"):
+        os.rename(os.path.join(folder, name), tmp_path / f"full-{name}")
+    run = compare_runs.read_run(str(tmp_path / "full-settings.json"))
+    assert (run["model"], run["seed"], run["epochs"]["val_top1"][-1]) == ("2012-small28", 0, 0.2)
+
+
+def test_without_the_base_model_no_differences_are_given(tmp_path):
+    rows = compare_runs.compare([compare_runs.read_run(
+        write_run(tmp_path / "a", "2012-small28+one-tower", 0, 0.12))])
+    assert rows[0][3] is None
+
+
+@pytest.mark.parametrize("second,message", [
+    (dict(model="2012-small28", seed=0, val_top1=0.2), "two runs of 2012-small28 with seed 0"),
+    (dict(model="2012-small28", seed=1, val_top1=0.2, lr=0.01),
+     "runs of 2012-small28 and 2012-small28 differ in lr; compare runs of one recipe"),
+    (dict(model="paper-small28", seed=1, val_top1=0.2),
+     "runs of different base models (2012-small28, paper-small28); compare one model and its "
+     "ablations"),
+])
+def test_runs_that_cannot_be_compared_are_refused(tmp_path, second, message):
+    runs = [write_run(tmp_path / "a", "2012-small28", 0, 0.1), write_run(tmp_path / "b", **second)]
+    result = subprocess.run([sys.executable, "tools/compare_runs.py", *runs], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {message}"]
+
+
+def test_unfinished_and_foreign_runs_are_refused(tmp_path):
+    unfinished = write_run(tmp_path / "a", "2012-small28", 0, 0.1, epochs=1)
+    with open(os.path.join(unfinished, "settings.json")) as handle:
+        settings = json.load(handle)
+    with open(os.path.join(unfinished, "settings.json"), "w") as handle:
+        json.dump({**settings, "epochs": 3}, handle)
+    with pytest.raises(compare_runs.UsageError, match="1 of its 3 epochs finished"):
+        compare_runs.read_run(unfinished)
+    (tmp_path / "notes.txt").write_text("")
+    with pytest.raises(compare_runs.UsageError, match="neither a run folder nor"):
+        compare_runs.read_run(str(tmp_path / "notes.txt"))
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "settings.json").write_text('{"model": "2012"}')
+    with pytest.raises(compare_runs.UsageError, match="not the training command's settings"):
+        compare_runs.read_run(str(tmp_path / "b"))
+
+
+def test_the_readme_table_of_ablations_is_the_tools_output():
+    """The figures README gives for the ablation runs come from the committed runs."""
+    runs = sorted(glob.glob(os.path.join(ROOT, "bench", "results", "ablation-*-settings.json")))
+    table = compare_runs.table(compare_runs.compare([compare_runs.read_run(p) for p in runs]))
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        assert table in handle.read()

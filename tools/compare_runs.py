@@ -1,0 +1,120 @@
+"""Finished training runs side by side, grouped by model (the paper's ablations are model-name
+suffixes, convnet.alexnet.ABLATIONS): each model's last-epoch validation top-1 error at every
+seed, their mean, and the mean's difference from the model without ablations; beside them the
+mean last-epoch training and validation losses, whose gap shows overfitting.
+
+    python tools/compare_runs.py runs/ablation-*            # run folders (--output-dir)
+    python tools/compare_runs.py bench/results/ablation-*-settings.json
+
+A run is a settings.json and the epochs.csv beside it (in a folder, or as NAME-settings.json and
+NAME-epochs.csv). Runs compared must share the recipe (RECIPE: data, batch, epochs, rates,
+schedule, evaluation views) and have finished their epochs; two runs of one model and seed are
+refused. Prints a Markdown table.
+"""
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from convnet.alexnet import split_model_name  # noqa: E402
+from convnet.figures.curves import read_epochs  # noqa: E402
+from convnet.train import UsageError  # noqa: E402
+
+SETTINGS = "settings.json"
+# The settings that make runs comparable: all but the model, the seed and where things went.
+RECIPE = ("data_path", "batch_size", "epochs", "lr", "momentum", "wd", "lr_schedule", "lr_steps",
+          "ten_crop")
+
+
+def run_files(path):
+    """(settings.json, epochs.csv) of a run folder or of a NAME-settings.json file."""
+    if os.path.isdir(path):
+        return os.path.join(path, SETTINGS), path
+    if not path.endswith(SETTINGS):
+        raise UsageError(f"{path}: neither a run folder nor a file named *{SETTINGS}")
+    return path, path[:-len(SETTINGS)] + "epochs.csv"
+
+
+def read_run(path):
+    """{"model", "seed", "recipe", "epochs"} of the run at `path`."""
+    settings_path, epochs_path = run_files(path)
+    try:
+        with open(settings_path) as handle:
+            settings = json.load(handle)
+    except OSError as error:
+        raise UsageError(f"{settings_path}: cannot read it ({error.strerror})") from None
+    except ValueError:
+        raise UsageError(f"{settings_path}: not JSON") from None
+    missing = [key for key in ("model", "seed", *RECIPE) if key not in settings]
+    if missing:
+        raise UsageError(f"{settings_path}: not the training command's settings (no "
+                         f"{', '.join(missing)})")
+    epochs = read_epochs(epochs_path)
+    if len(epochs["epoch"]) != settings["epochs"]:
+        raise UsageError(f"{path}: {len(epochs['epoch'])} of its {settings['epochs']} epochs "
+                         f"finished; compare finished runs")
+    return {"model": settings["model"], "seed": settings["seed"],
+            "recipe": {key: settings[key] for key in RECIPE}, "epochs": epochs}
+
+
+def compare(runs):
+    """[(model, {seed: top-1 error}, mean error, difference from the base model or None,
+    mean train loss, mean validation loss)], the base model first, then by ablation."""
+    recipe = runs[0]["recipe"]
+    by_model = {}
+    for run in runs:
+        differing = [key for key in RECIPE if run["recipe"][key] != recipe[key]]
+        if differing:
+            raise UsageError(f"runs of {runs[0]['model']} and {run['model']} differ in "
+                             f"{', '.join(differing)}; compare runs of one recipe")
+        seeds = by_model.setdefault(run["model"], {})
+        if run["seed"] in seeds:
+            raise UsageError(f"two runs of {run['model']} with seed {run['seed']}")
+        seeds[run["seed"]] = run["epochs"]
+    bases = {split_model_name(model)[0] for model in by_model}
+    if len(bases) > 1:
+        raise UsageError(f"runs of different base models ({', '.join(sorted(bases))}); "
+                         f"compare one model and its ablations")
+    base, = bases
+    rows = []
+    for model in sorted(by_model, key=lambda name: (name != base, name)):
+        seeds = dict(sorted(by_model[model].items()))
+        errors = {seed: epochs["val_top1"][-1] for seed, epochs in seeds.items()}
+        rows.append([model, errors, float(np.mean(list(errors.values()))), None,
+                     float(np.mean([epochs["train_loss"][-1] for epochs in seeds.values()])),
+                     float(np.mean([epochs["val_loss"][-1] for epochs in seeds.values()]))])
+    if rows[0][0] == base:
+        for row in rows[1:]:
+            row[3] = row[2] - rows[0][2]
+    return [tuple(row) for row in rows]
+
+
+def table(rows):
+    lines = ["| model | top-1 error by seed | mean | vs. base | train loss | val loss |",
+             "|---|---|---|---|---|---|"]
+    for model, errors, mean, difference, train_loss, val_loss in rows:
+        by_seed = ", ".join(f"{100 * error:.2f}% ({seed})" for seed, error in errors.items())
+        versus = "" if difference is None else f"{100 * difference:+.2f}"
+        lines.append(f"| `{model}` | {by_seed} | {100 * mean:.2f}% | {versus} | "
+                     f"{train_loss:.3f} | {val_loss:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("runs", nargs="+", metavar="RUN",
+                   help=f"a run folder, or a NAME-{SETTINGS} with its NAME-epochs.csv")
+    args = p.parse_args(argv)
+    try:
+        print(table(compare([read_run(path) for path in args.runs])))
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
