@@ -54,9 +54,20 @@ def test_runs_grouped_by_model_with_the_base_first(tmp_path):
     assert (mean, versus, train, val) == (pytest.approx(0.115), pytest.approx(0.01),
                                           pytest.approx(0.3), pytest.approx(0.3))
     lines = compare_runs.table(rows).splitlines()
+    assert lines[0].startswith("| model | top-1 error (seed) | mean | vs. base, same seeds |")
     assert lines[2] == "| `2012-small28` | 11.00% (0), 10.00% (1) | 10.50% |  | 0.400 | 0.300 |"
     assert lines[3] == ("| `2012-small28+no-norm` | 11.00% (0), 12.00% (1) | 11.50% | +1.00 | "
                         "0.300 | 0.300 |")
+
+
+def test_models_follow_the_order_of_ablations(tmp_path):
+    names = ["2012-small28+no-dropout", "2012-small28+no-norm+one-tower", "2012-small28+one-tower",
+             "2012-small28+no-norm", "2012-small28"]
+    runs = [write_run(tmp_path / str(i), name, 0, 0.1) for i, name in enumerate(names)]
+    rows = compare_runs.compare([compare_runs.read_run(path) for path in runs])
+    assert [row[0] for row in rows] == [
+        "2012-small28", "2012-small28+no-norm", "2012-small28+no-norm+one-tower",
+        "2012-small28+one-tower", "2012-small28+no-dropout"]
 
 
 def test_files_named_beside_each_other_are_a_run(tmp_path):
@@ -65,6 +76,19 @@ def test_files_named_beside_each_other_are_a_run(tmp_path):
         os.rename(os.path.join(folder, name), tmp_path / f"full-{name}")
     run = compare_runs.read_run(str(tmp_path / "full-settings.json"))
     assert (run["model"], run["seed"], run["epochs"]["val_top1"][-1]) == ("2012-small28", 0, 0.2)
+
+
+def test_differences_pair_the_runs_of_one_seed(tmp_path):
+    """An ablation run at seed 1 only is compared with the base run at seed 1, not with the
+    base's mean; an ablation with no seed in common gets no difference."""
+    runs = [write_run(tmp_path / "a", "2012-small28", 0, 0.10),
+            write_run(tmp_path / "b", "2012-small28", 1, 0.14),
+            write_run(tmp_path / "c", "2012-small28+no-dropout", 1, 0.13),
+            write_run(tmp_path / "d", "2012-small28+no-norm", 2, 0.13)]
+    rows = compare_runs.compare([compare_runs.read_run(path) for path in runs])
+    assert [(row[0], row[3]) for row in rows] == [
+        ("2012-small28", None), ("2012-small28+no-norm", None),
+        ("2012-small28+no-dropout", pytest.approx(-0.01))]
 
 
 def test_without_the_base_model_no_differences_are_given(tmp_path):

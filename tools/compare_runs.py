@@ -1,7 +1,8 @@
 """Finished training runs side by side, grouped by model (the paper's ablations are model-name
 suffixes, convnet.alexnet.ABLATIONS): each model's last-epoch validation top-1 error at every
-seed, their mean, and the mean's difference from the model without ablations; beside them the
-mean last-epoch training and validation losses, whose gap shows overfitting.
+seed, their mean, and its difference from the model without ablations run with the same seeds
+(the mean of the differences seed by seed: the same seed gives both runs the same data order);
+beside them the mean last-epoch training and validation losses, whose gap shows overfitting.
 
     python tools/compare_runs.py runs/ablation-*            # run folders (--output-dir)
     python tools/compare_runs.py bench/results/ablation-*-settings.json
@@ -19,7 +20,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from convnet.alexnet import split_model_name  # noqa: E402
+from convnet.alexnet import ABLATIONS, split_model_name  # noqa: E402
 from convnet.figures.curves import read_epochs  # noqa: E402
 from convnet.train import UsageError  # noqa: E402
 
@@ -61,8 +62,9 @@ def read_run(path):
 
 
 def compare(runs):
-    """[(model, {seed: top-1 error}, mean error, difference from the base model or None,
-    mean train loss, mean validation loss)], the base model first, then by ablation."""
+    """[(model, {seed: top-1 error}, mean error, mean difference from the base model at the
+    seeds both ran or None, mean train loss, mean validation loss)], the base model first, then
+    in the order of ABLATIONS."""
     recipe = runs[0]["recipe"]
     by_model = {}
     for run in runs:
@@ -80,20 +82,25 @@ def compare(runs):
                          f"compare one model and its ablations")
     base, = bases
     rows = []
-    for model in sorted(by_model, key=lambda name: (name != base, name)):
+    order = list(ABLATIONS)
+    for model in sorted(by_model, key=lambda name: [order.index(a)
+                                                    for a in split_model_name(name)[1]]):
         seeds = dict(sorted(by_model[model].items()))
         errors = {seed: epochs["val_top1"][-1] for seed, epochs in seeds.items()}
         rows.append([model, errors, float(np.mean(list(errors.values()))), None,
                      float(np.mean([epochs["train_loss"][-1] for epochs in seeds.values()])),
                      float(np.mean([epochs["val_loss"][-1] for epochs in seeds.values()]))])
     if rows[0][0] == base:
+        base_errors = rows[0][1]
         for row in rows[1:]:
-            row[3] = row[2] - rows[0][2]
+            shared = [seed for seed in row[1] if seed in base_errors]
+            if shared:
+                row[3] = float(np.mean([row[1][seed] - base_errors[seed] for seed in shared]))
     return [tuple(row) for row in rows]
 
 
 def table(rows):
-    lines = ["| model | top-1 error by seed | mean | vs. base | train loss | val loss |",
+    lines = ["| model | top-1 error (seed) | mean | vs. base, same seeds | train loss | val loss |",
              "|---|---|---|---|---|---|"]
     for model, errors, mean, difference, train_loss, val_loss in rows:
         by_seed = ", ".join(f"{100 * error:.2f}% ({seed})" for seed, error in errors.items())
