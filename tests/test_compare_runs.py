@@ -98,9 +98,10 @@ def test_without_the_base_model_no_differences_are_given(tmp_path):
 
 
 @pytest.mark.parametrize("second,message", [
-    (dict(model="2012-small28", seed=0, val_top1=0.2), "two runs of 2012-small28 with seed 0"),
+    (dict(model="2012-small28", seed=0, val_top1=0.2),
+     "two runs of 2012-small28 with seed 0 (the second: {b})"),
     (dict(model="2012-small28", seed=1, val_top1=0.2, lr=0.01),
-     "runs of 2012-small28 and 2012-small28 differ in lr; compare runs of one recipe"),
+     "runs {a} and {b} differ in lr; compare runs of one recipe"),
     (dict(model="paper-small28", seed=1, val_top1=0.2),
      "runs of different base models (2012-small28, paper-small28); compare one model and its "
      "ablations"),
@@ -110,7 +111,8 @@ def test_runs_that_cannot_be_compared_are_refused(tmp_path, second, message):
     result = subprocess.run([sys.executable, "tools/compare_runs.py", *runs], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [f"error: {message}"]
+    expected = "error: " + message.format(a=runs[0], b=runs[1])
+    assert result.stderr.strip().splitlines() == [expected]
 
 
 def test_unfinished_and_foreign_runs_are_refused(tmp_path):

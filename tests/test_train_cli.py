@@ -186,6 +186,16 @@ def test_workers_sets_the_loaders_threads(tiny_set, tmp_path):
     assert trainer.data.threads == 3
 
 
+def test_the_augmentation_ablations_reach_the_loader(tiny_set, tmp_path):
+    from convnet import options
+    from convnet.data.loader import CROP_DRAWS
+    from convnet.train import prepare, select_placement
+    args = options.parse(["--data-path", str(tiny_set), "--gpus", "cpu", "--ablation",
+                          "no-crop-flip", "no-colour-noise", "--output-dir", str(tmp_path / "o")])
+    trainer, *_ = prepare(args, select_placement("cpu")[0], ALONE)
+    assert trainer.data.draw_every == CROP_DRAWS["centre"] and trainer.data.convention is None
+
+
 @pytest.fixture
 def tiny_set(tmp_path, rng):
     path = tmp_path / "set.h5"

@@ -9,8 +9,9 @@ beside them the mean last-epoch training and validation losses, whose gap shows 
 
 A run is a settings.json and the epochs.csv beside it (in a folder, or as NAME-settings.json and
 NAME-epochs.csv). Runs compared must share the recipe (RECIPE: data, batch, epochs, rates,
-schedule, evaluation views) and have finished their epochs; two runs of one model and seed are
-refused. Prints a Markdown table.
+schedule, evaluation views; not the device or the number of replicas, which change only the
+rounding) and have finished their epochs; two runs of one model and seed are refused. Prints a
+Markdown table.
 """
 import argparse
 import json
@@ -40,7 +41,7 @@ def run_files(path):
 
 
 def read_run(path):
-    """{"model", "seed", "recipe", "epochs"} of the run at `path`."""
+    """{"path", "model", "seed", "recipe", "epochs"} of the run at `path`."""
     settings_path, epochs_path = run_files(path)
     try:
         with open(settings_path) as handle:
@@ -57,7 +58,7 @@ def read_run(path):
     if len(epochs["epoch"]) != settings["epochs"]:
         raise UsageError(f"{path}: {len(epochs['epoch'])} of its {settings['epochs']} epochs "
                          f"finished; compare finished runs")
-    return {"model": settings["model"], "seed": settings["seed"],
+    return {"path": path, "model": settings["model"], "seed": settings["seed"],
             "recipe": {key: settings[key] for key in RECIPE}, "epochs": epochs}
 
 
@@ -70,11 +71,12 @@ def compare(runs):
     for run in runs:
         differing = [key for key in RECIPE if run["recipe"][key] != recipe[key]]
         if differing:
-            raise UsageError(f"runs of {runs[0]['model']} and {run['model']} differ in "
+            raise UsageError(f"runs {runs[0]['path']} and {run['path']} differ in "
                              f"{', '.join(differing)}; compare runs of one recipe")
         seeds = by_model.setdefault(run["model"], {})
         if run["seed"] in seeds:
-            raise UsageError(f"two runs of {run['model']} with seed {run['seed']}")
+            raise UsageError(f"two runs of {run['model']} with seed {run['seed']} (the "
+                             f"second: {run['path']})")
         seeds[run["seed"]] = run["epochs"]
     bases = {split_model_name(model)[0] for model in by_model}
     if len(bases) > 1:

@@ -18,9 +18,9 @@ their mirror images; minus the mean's central crop, no noise.
 Output: (3, C, C, n) float32, images innermost (convnet.backend), and labels (n,) int64.
 
 Every random draw of a batch comes from a NumPy generator seeded by (seed, epoch, batch index),
-made here in Python (6 numbers an image); the C++ threads only move pixels, each output value
-computed by one thread from those draws, so a batch is a pure function of (seed, epoch, index),
-whatever the number of threads.
+made here in Python (at most 6 numbers an image); the C++ threads only move pixels, each output
+value computed by one thread from those draws, so a batch is a pure function of (seed, epoch,
+index), whatever the number of threads.
 
 Replicas (convnet.replicas): a Loader given a Shard makes only that rank's part of each global
 batch (training and evaluation). It draws the whole batch's numbers and keeps its images'
@@ -67,13 +67,20 @@ def colour_offsets(alphas, eigenvalues, eigenvectors, convention):
     return ((alphas * sigma) @ eigenvectors.T).astype(np.float32)
 
 
+def centre_offset(size, crop):
+    """The offset of the central crop along each side: evaluation's view, the mean image's part
+    that every crop subtracts, and the no-crop-flip ablation's training crop."""
+    return (size - crop) // 2
+
+
 def draw(rng, n, limit, every, noise_on):
     """The random draws of one training batch, in this order: crop offsets (y, x) in
     [0, limit] and mirror flags, one per `every` consecutive images (every None: none, the
-    centre crop unmirrored), then α (n, 3) if noise is on. Returns offsets (n, 2) int32,
-    flips (n,) bool, alphas (n, 3) or None."""
+    centre crop unmirrored, and α comes first), then α (n, 3) if noise is on. Returns offsets
+    (n, 2) int32, flips (n,) bool, alphas (n, 3) or None."""
     if every is None:
-        offsets, flips = np.full((n, 2), limit // 2), np.zeros(n, bool)
+        # limit = size − crop, so this is centre_offset(size, crop)
+        offsets, flips = np.full((n, 2), centre_offset(limit, 0)), np.zeros(n, bool)
     else:
         draws = -(-n // every)
         offsets = np.repeat(rng.integers(0, limit + 1, (draws, 2)), every, axis=0)[:n]
@@ -84,7 +91,7 @@ def draw(rng, n, limit, every, noise_on):
 
 def view_positions(size, crop, ten_crop):
     """[(y, x, flip)] of the evaluation views: the centre, or the 10 of the paper."""
-    centre, far = (size - crop) // 2, size - crop
+    centre, far = centre_offset(size, crop), size - crop
     corners = [(centre, centre)] + ([(0, 0), (0, far), (far, 0), (far, far)] if ten_crop else [])
     return [(y, x, flip) for flip in ((False, True) if ten_crop else (False,))
             for y, x in corners]
@@ -171,7 +178,7 @@ class Loader:
         self.convention, self.draw_every = colour_noise_convention, CROP_DRAWS[crop_draw]
         self.threads = threads or default_threads()
         self.in_memory = stored <= in_memory_bytes
-        margin = (self.image_size - crop) // 2
+        margin = centre_offset(self.image_size, crop)
         self.mean_crop = np.ascontiguousarray(
             self.mean[margin:margin + crop, margin:margin + crop], np.float32)
         self.buffers = Buffers()

@@ -48,9 +48,10 @@ def read_epochs(folder):
         with open(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
     except OSError as error:
-        raise UsageError(f"run {folder}: cannot read {EPOCHS_CSV} ({error.strerror})") from None
+        raise UsageError(f"run {folder}: cannot read {os.path.basename(path)} "
+                         f"({error.strerror})") from None
     if not rows:
-        raise UsageError(f"run {folder}: {EPOCHS_CSV} has no finished epoch yet")
+        raise UsageError(f"run {folder}: {os.path.basename(path)} has no finished epoch yet")
     try:
         return {field: np.array([float(row[field]) for row in rows]) for field in EPOCH_FIELDS}
     except (KeyError, TypeError, ValueError):
