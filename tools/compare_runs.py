@@ -83,22 +83,21 @@ def compare(runs):
         raise UsageError(f"runs of different base models ({', '.join(sorted(bases))}); "
                          f"compare one model and its ablations")
     base, = bases
-    rows = []
+    final_errors = lambda seeds: {seed: epochs["val_top1"][-1] for seed, epochs in seeds.items()}
+    base_errors = final_errors(by_model.get(base, {}))
     order = list(ABLATIONS)
+    rows = []
     for model in sorted(by_model, key=lambda name: [order.index(a)
                                                     for a in split_model_name(name)[1]]):
         seeds = dict(sorted(by_model[model].items()))
-        errors = {seed: epochs["val_top1"][-1] for seed, epochs in seeds.items()}
-        rows.append([model, errors, float(np.mean(list(errors.values()))), None,
+        errors = final_errors(seeds)
+        shared = [seed for seed in errors if seed in base_errors] if model != base else []
+        difference = float(np.mean([errors[s] - base_errors[s] for s in shared])) \
+            if shared else None
+        rows.append((model, errors, float(np.mean(list(errors.values()))), difference,
                      float(np.mean([epochs["train_loss"][-1] for epochs in seeds.values()])),
-                     float(np.mean([epochs["val_loss"][-1] for epochs in seeds.values()]))])
-    if rows[0][0] == base:
-        base_errors = rows[0][1]
-        for row in rows[1:]:
-            shared = [seed for seed in row[1] if seed in base_errors]
-            if shared:
-                row[3] = float(np.mean([row[1][seed] - base_errors[seed] for seed in shared]))
-    return [tuple(row) for row in rows]
+                     float(np.mean([epochs["val_loss"][-1] for epochs in seeds.values()]))))
+    return rows
 
 
 def table(rows):
