@@ -83,7 +83,6 @@ def compare(runs):
         raise UsageError(f"runs of different base models ({', '.join(sorted(bases))}); "
                          f"compare one model and its ablations")
     base, = bases
-    final_errors = lambda seeds: {seed: epochs["val_top1"][-1] for seed, epochs in seeds.items()}
     base_errors = final_errors(by_model.get(base, {}))
     order = list(ABLATIONS)
     rows = []
@@ -98,6 +97,11 @@ def compare(runs):
                      float(np.mean([epochs["train_loss"][-1] for epochs in seeds.values()])),
                      float(np.mean([epochs["val_loss"][-1] for epochs in seeds.values()]))))
     return rows
+
+
+def final_errors(seeds):
+    """{seed: last-epoch validation top-1 error} of one model's runs, given {seed: epochs}."""
+    return {seed: epochs["val_top1"][-1] for seed, epochs in seeds.items()}
 
 
 def table(rows):

@@ -67,10 +67,11 @@ def colour_offsets(alphas, eigenvalues, eigenvectors, convention):
     return ((alphas * sigma) @ eigenvectors.T).astype(np.float32)
 
 
-def centre_offset(size, crop):
-    """The offset of the central crop along each side: evaluation's view, the mean image's part
-    that every crop subtracts, and the no-crop-flip ablation's training crop."""
-    return (size - crop) // 2
+def centre_offset(spare):
+    """The offset of the central crop along each side, given the side's spare pixels (image
+    size − crop): evaluation's view, the mean image's part that every crop subtracts, and the
+    no-crop-flip ablation's training crop."""
+    return spare // 2
 
 
 def draw(rng, n, limit, every, noise_on):
@@ -79,8 +80,7 @@ def draw(rng, n, limit, every, noise_on):
     centre crop unmirrored, and α comes first), then α (n, 3) if noise is on. Returns offsets
     (n, 2) int32, flips (n,) bool, alphas (n, 3) or None."""
     if every is None:
-        # limit = size − crop, so this is centre_offset(size, crop)
-        offsets, flips = np.full((n, 2), centre_offset(limit, 0)), np.zeros(n, bool)
+        offsets, flips = np.full((n, 2), centre_offset(limit)), np.zeros(n, bool)
     else:
         draws = -(-n // every)
         offsets = np.repeat(rng.integers(0, limit + 1, (draws, 2)), every, axis=0)[:n]
@@ -91,7 +91,8 @@ def draw(rng, n, limit, every, noise_on):
 
 def view_positions(size, crop, ten_crop):
     """[(y, x, flip)] of the evaluation views: the centre, or the 10 of the paper."""
-    centre, far = centre_offset(size, crop), size - crop
+    far = size - crop
+    centre = centre_offset(far)
     corners = [(centre, centre)] + ([(0, 0), (0, far), (far, 0), (far, far)] if ten_crop else [])
     return [(y, x, flip) for flip in ((False, True) if ten_crop else (False,))
             for y, x in corners]
@@ -178,7 +179,7 @@ class Loader:
         self.convention, self.draw_every = colour_noise_convention, CROP_DRAWS[crop_draw]
         self.threads = threads or default_threads()
         self.in_memory = stored <= in_memory_bytes
-        margin = centre_offset(self.image_size, crop)
+        margin = centre_offset(self.image_size - crop)
         self.mean_crop = np.ascontiguousarray(
             self.mean[margin:margin + crop, margin:margin + crop], np.float32)
         self.buffers = Buffers()
