@@ -14,16 +14,18 @@ Preset (the differences between the paper's text and the released 2012 code, SPE
 
 Tower "a" holds fc8 and the loss; the data layer feeds the same batch to each tower.
 
-The paper's ablations (its sections 3.2-3.4, reproduced in the 2012 logs, and section 4's ways
-of reducing overfitting: augmentation and dropout) are suffixes of a model's name, in any
-combination: `2012+no-norm`, `paper-small28+one-tower+no-overlap` (the name a model records puts
-them in ABLATIONS' order).
+The paper's ablations (its sections 3.2-3.4, reproduced in the 2012 logs, section 4's ways of
+reducing overfitting: augmentation and dropout, and section 3.1's tanh units) are suffixes of a
+model's name, in any combination: `2012+no-norm`, `paper-small28+one-tower+no-overlap` (the name
+a model records puts them in ABLATIONS' order).
 """
 from dataclasses import dataclass, replace
 
 from convnet.norm_params import NormParams
 
 TOWERS = ("a", "b")
+# A layer's activation names the backend ops that apply it: relu_forward, relu_backward, ...
+ACTIVATIONS = ("relu", "tanh")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,13 +33,14 @@ class Layer:
     name: str
     inputs: tuple[str, ...]
     tower: str
-    activation: str | None = None  # applied to the layer's output, like cuda-convnet's neuron=
+    activation: str | None = None  # ACTIVATIONS: on the layer's output, as cuda-convnet's neuron=
 
     def __post_init__(self):
         if self.tower not in TOWERS:
             raise ValueError(f"layer {self.name}: tower must be one of {TOWERS}, got {self.tower!r}")
-        if self.activation not in (None, "relu"):
-            raise ValueError(f"layer {self.name}: unknown activation {self.activation!r}")
+        if self.activation not in (None, *ACTIVATIONS):
+            raise ValueError(f"layer {self.name}: unknown activation {self.activation!r}; "
+                             f"choose one of {', '.join(ACTIVATIONS)} or none")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -207,6 +210,11 @@ ABLATIONS = {
     "no-colour-noise": "no PCA colour noise on the training images (§4.1: it reduces top-1 "
                        "error by over 1%)",
     "no-dropout": "no dropout after fc6 and fc7 (§4.2: without it, \"substantial overfitting\")",
+    # §3.1's saturating units. The biases that start at 1 start at 0: the paper's reason for 1
+    # (§5: "providing the ReLUs with positive inputs") is the ReLU's, and tanh(1) is 0.76, its
+    # slope there 0.42, so the tanh net would start part saturated by a choice made for ReLUs.
+    "tanh": "tanh units in place of every ReLU, their biases starting at 0 (§3.1, Figure 1: "
+            "ReLUs reached 25% training error on CIFAR-10 six times faster than tanh units)",
 }
 
 
@@ -229,14 +237,16 @@ def _towers(geometry: Geometry, preset: Preset, ablations: tuple[str, ...]):
     if "no-overlap" in ablations:
         pool = dict(size=geometry.pool_stride, stride=geometry.pool_stride, overhang=False)
     conv345_std = preset.conv345_init_std
-    relu_after_pool = "relu" if preset.layer1_relu_after_pool else None
-    relu_before_norm = None if preset.layer1_relu_after_pool else "relu"
+    # The units' activation, and the initial bias of the layers whose biases §5 starts at 1.
+    unit, unit_bias = ("tanh", 0.0) if "tanh" in ablations else ("relu", 1.0)
+    unit_after_pool = unit if preset.layer1_relu_after_pool else None
+    unit_before_norm = None if preset.layer1_relu_after_pool else unit
 
     def every_tower(stem):
         return tuple(f"{stem}{t}" for t in towers)
 
     for t in towers:
-        yield Conv(name=f"conv1{t}", inputs=(DATA,), tower=t, activation=relu_before_norm,
+        yield Conv(name=f"conv1{t}", inputs=(DATA,), tower=t, activation=unit_before_norm,
                    channels=c1.channels, filter_size=c1.filter_size, stride=c1.stride, pad=c1.pad,
                    init_std=0.01, bias_init=0.0)
         pool1_input = f"conv1{t}"
@@ -245,10 +255,10 @@ def _towers(geometry: Geometry, preset: Preset, ablations: tuple[str, ...]):
                                params=crossmap)
             pool1_input = f"rnorm1{t}"
         yield MaxPool(name=f"pool1{t}", inputs=(pool1_input,), tower=t,
-                      activation=relu_after_pool, **pool)
-        yield Conv(name=f"conv2{t}", inputs=(f"pool1{t}",), tower=t, activation="relu",
+                      activation=unit_after_pool, **pool)
+        yield Conv(name=f"conv2{t}", inputs=(f"pool1{t}",), tower=t, activation=unit,
                    channels=c2.channels, filter_size=c2.filter_size, stride=c2.stride, pad=c2.pad,
-                   init_std=0.01, bias_init=1.0)
+                   init_std=0.01, bias_init=unit_bias)
         pool2_input = f"conv2{t}"
         if normalize:
             yield CrossMapNorm(name=f"rnorm2{t}", inputs=(f"conv2{t}",), tower=t,
@@ -261,27 +271,27 @@ def _towers(geometry: Geometry, preset: Preset, ablations: tuple[str, ...]):
         yield MaxPool(name=f"pool2{t}", inputs=(pool2_input,), tower=t, **pool)
     # Layer 3 onwards reads both towers at conv3 and at every FC layer, nowhere else.
     for t in towers:
-        yield Conv(name=f"conv3{t}", inputs=every_tower("pool2"), tower=t, activation="relu",
+        yield Conv(name=f"conv3{t}", inputs=every_tower("pool2"), tower=t, activation=unit,
                    channels=c3.channels, filter_size=c3.filter_size, stride=c3.stride, pad=c3.pad,
                    init_std=conv345_std, bias_init=0.0)
-        yield Conv(name=f"conv4{t}", inputs=(f"conv3{t}",), tower=t, activation="relu",
+        yield Conv(name=f"conv4{t}", inputs=(f"conv3{t}",), tower=t, activation=unit,
                    channels=c4.channels, filter_size=c4.filter_size, stride=c4.stride, pad=c4.pad,
-                   init_std=conv345_std, bias_init=1.0)
-        yield Conv(name=f"conv5{t}", inputs=(f"conv4{t}",), tower=t, activation=relu_before_norm,
+                   init_std=conv345_std, bias_init=unit_bias)
+        yield Conv(name=f"conv5{t}", inputs=(f"conv4{t}",), tower=t, activation=unit_before_norm,
                    channels=c5.channels, filter_size=c5.filter_size, stride=c5.stride, pad=c5.pad,
-                   init_std=conv345_std, bias_init=1.0)
+                   init_std=conv345_std, bias_init=unit_bias)
         yield MaxPool(name=f"pool3{t}", inputs=(f"conv5{t}",), tower=t,
-                      activation=relu_after_pool, **pool)
+                      activation=unit_after_pool, **pool)
     dropout = "no-dropout" not in ablations
     for t in towers:
         yield FullyConnected(name=f"fc6{t}", inputs=every_tower("pool3"), tower=t,
-                             activation="relu", units=fc_units, init_std=0.01, bias_init=1.0)
+                             activation=unit, units=fc_units, init_std=0.01, bias_init=unit_bias)
         if dropout:
             yield Dropout(name=f"drop6{t}", inputs=(f"fc6{t}",), tower=t, keep=0.5)
     for t in towers:
         yield FullyConnected(name=f"fc7{t}", inputs=every_tower("drop6" if dropout else "fc6"),
-                             tower=t, activation="relu", units=fc_units, init_std=0.01,
-                             bias_init=1.0)
+                             tower=t, activation=unit, units=fc_units, init_std=0.01,
+                             bias_init=unit_bias)
         if dropout:
             yield Dropout(name=f"drop7{t}", inputs=(f"fc7{t}",), tower=t, keep=0.5)
     yield FullyConnected(name="fc8", inputs=every_tower("drop7" if dropout else "fc7"),

@@ -1,5 +1,6 @@
 """How each layer type of convnet.alexnet runs on a backend: forward and backward, through the
-backend's ops. A layer's activation (ReLU) is applied by the network around these.
+backend's ops. A layer's activation (ReLU, or tanh) is applied by the network around these,
+through activation_op.
 
 forward(ops, layer, inputs, weights, bias, context) → (output, saved)
 backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads)
@@ -18,6 +19,12 @@ class Context:
     labels: object = None          # (N,) integer labels, for the loss
     dropout_key: int | None = None  # this layer's 32-bit mask key for this step
     part: BatchPart | None = None  # where this batch's N images sit in the global batch
+
+
+def activation_op(ops, layer, direction):
+    """The op of the layer's activation (alexnet.ACTIVATIONS) in `direction`: "forward" maps the
+    layer's output, "backward" maps (dy, the activated output) to the gradient before it."""
+    return getattr(ops, f"{layer.activation}_{direction}")
 
 
 class Conv:

@@ -13,7 +13,7 @@ import numpy as np
 
 from convnet import graph
 from convnet.alexnet import DATA, Model
-from convnet.layers import IMPLEMENTATIONS, Context
+from convnet.layers import IMPLEMENTATIONS, Context, activation_op
 from convnet.placement import Placement
 from convnet.replicas.shard import BatchPart
 
@@ -157,7 +157,8 @@ class Network:
             bias = self.params.get(bias_key(layer.name))
             output, saved = implementation.forward(ops, layer, inputs, self._weights(layer), bias,
                                                    context)
-            activated = ops.relu_forward(output) if layer.activation == "relu" else output
+            activated = activation_op(ops, layer, "forward")(output) if layer.activation \
+                else output
             outputs[layer.name] = activated
             trace.append((layer, implementation, inputs, output, activated, saved))
         self._trace = trace
@@ -189,8 +190,8 @@ class Network:
         for layer, implementation, inputs, output, activated, saved in reversed(self._trace):
             ops = self.backend(layer.tower)
             dy = tensor_grads.pop(layer.name, None)
-            if layer.activation == "relu":
-                dy = ops.relu_backward(dy, activated)
+            if layer.activation:
+                dy = activation_op(ops, layer, "backward")(dy, activated)
             needed = [tensor != DATA or input_grad for tensor in layer.inputs]
             input_grads, weight_grads, bias_grad = implementation.backward(
                 ops, layer, dy, inputs, output, saved, self._weights(layer), needed)

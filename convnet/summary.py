@@ -54,7 +54,7 @@ def render(summary: dict) -> str:
              f"{'parameters':>12} {'mult-adds':>13}"
     lines += [header, "-" * len(header)]
     for layer in summary["layers"]:
-        kind = layer["type"] + (" + relu" if layer["activation"] == "relu" else "")
+        kind = layer["type"] + (f" + {layer['activation']}" if layer["activation"] else "")
         lines.append(f"{layer['name']:<8} {kind:<18} {layer['tower']:<5} "
                      f"{','.join(layer['inputs']):<16} "
                      f"{'×'.join(map(str, layer['output_shape'])):<14} "

@@ -30,13 +30,15 @@
 typedef unsigned int u32;
 typedef unsigned char u8;
 
-// Math on T: the float overloads stay in single precision (powf, expf, logf).
+// Math on T: the float overloads stay in single precision (powf, expf, logf, tanhf).
 __device__ __forceinline__ float power(float x, float y) { return powf(x, y); }
 __device__ __forceinline__ double power(double x, double y) { return pow(x, y); }
 __device__ __forceinline__ float exponential(float x) { return expf(x); }
 __device__ __forceinline__ double exponential(double x) { return exp(x); }
 __device__ __forceinline__ float logarithm(float x) { return logf(x); }
 __device__ __forceinline__ double logarithm(double x) { return log(x); }
+__device__ __forceinline__ float hyperbolic_tangent(float x) { return tanhf(x); }
+__device__ __forceinline__ double hyperbolic_tangent(double x) { return tanh(x); }
 
 // Products, sums and differences rounded one at a time, never fused into a multiply-add (nvcc
 // fuses a·b + c by default; the emulator's host compile fuses nothing, -ffp-contract=off): where

@@ -6,6 +6,8 @@
 //   add_bias        out[i] = y[i] + bias[i / inner]
 //   relu_forward    out[i] = max(x[i], 0)
 //   relu_backward   out[i] = y[i] > 0 ? dy[i] : 0           (y the ReLU's output)
+//   tanh_forward    out[i] = tanh(x[i])
+//   tanh_backward   out[i] = dy[i] · (1 − y[i] · y[i])       (y the tanh's output)
 //   dropout_mask    mask[i] = (mix(g ^ mix(key)) >> 8) < threshold,  threshold = round(keep·2²⁴),
 //                   g = (i / images)·total + start + i % images: element i's index in the mask of
 //                   the whole `total`-image batch, of which this array holds images [start,
@@ -45,6 +47,20 @@ relu_backward(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__
   GRID_STRIDE_LOOP(i, count) out[i] = y[i] > T(0) ? dy[i] : T(0);
 }
 CONVNET_INSTANTIATE(relu_backward)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+tanh_forward(const T* __restrict__ x, T* __restrict__ out, u32 count) {
+  GRID_STRIDE_LOOP(i, count) out[i] = hyperbolic_tangent(x[i]);
+}
+CONVNET_INSTANTIATE(tanh_forward)
+
+template <typename T>
+__global__ void __launch_bounds__(kThreads)
+tanh_backward(const T* __restrict__ dy, const T* __restrict__ y, T* __restrict__ out, u32 count) {
+  GRID_STRIDE_LOOP(i, count) out[i] = dy[i] * (T(1) - y[i] * y[i]);
+}
+CONVNET_INSTANTIATE(tanh_backward)
 
 // The 32-bit avalanche hash of convnet/backend/reference/elementwise.py (wrapping products).
 __device__ __forceinline__ u32 mix32(u32 h) {

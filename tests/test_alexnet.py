@@ -1,5 +1,7 @@
 """The network as data: the default model's figures from SPEC.md, the presets' differences, the
 scaled-down variants' features, and a real forward pass through the full default network."""
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -197,6 +199,30 @@ def test_no_dropout_takes_out_the_dropout_layers_and_nothing_else(name):
     ablated_infos, base_infos = graph.analyze(ablated), graph.analyze(base)
     assert sum(i.parameters for i in ablated_infos.values()) == \
         sum(i.parameters for i in base_infos.values())
+
+
+@pytest.mark.parametrize("name", ["2012", "paper", "paper-small28+one-tower+no-dropout"])
+def test_tanh_swaps_every_relu_and_the_biases_of_one_and_nothing_else(name):
+    """§3.1's saturating units where the model has ReLUs, layer by layer; the biases §5 starts
+    at 1 for the ReLUs' sake start at 0; the other biases, the layers' order and every other
+    setting as without the ablation."""
+    base, ablated = alexnet.build_model(name), alexnet.build_model(f"{name}+tanh")
+    assert [layer.name for layer in ablated.layers] == [layer.name for layer in base.layers]
+    relus = raised = 0
+    for old, new in zip(base.layers, ablated.layers):
+        relus += old.activation == "relu"
+        assert new.activation == ("tanh" if old.activation == "relu" else old.activation)
+        changes = {"activation": new.activation}
+        if getattr(old, "bias_init", 0.0) == 1.0:
+            raised += 1
+            assert new.bias_init == 0.0
+            changes["bias_init"] = 0.0
+        assert replace(old, **changes) == new
+    # Per tower: ReLUs after layers 1-7 (the 2012 preset's at pool1 and pool3, the paper's at
+    # conv1 and conv5); biases of 1 in conv2, conv4, conv5, fc6 and fc7.
+    towers = len({layer.tower for layer in base.layers})
+    assert (relus, raised) == (7 * towers, 5 * towers)
+    assert (ablated.crop_draw, ablated.colour_noise) == (base.crop_draw, base.colour_noise)
 
 
 @pytest.mark.parametrize("preset", ["2012", "paper"])

@@ -1,9 +1,9 @@
-"""ReLU, dropout and scaling."""
+"""ReLU, tanh, dropout and scaling."""
 import numpy as np
 import pytest
 
 from convnet.backend.reference import (apply_mask, dropout_mask, relu_backward, relu_forward,
-                                       scale)
+                                       scale, tanh_backward, tanh_forward)
 from gradcheck import check_gradients, projection_loss
 
 
@@ -19,6 +19,20 @@ def test_relu_gradient_away_from_the_kink(rng):
 def test_relu_at_zero_passes_no_gradient():
     np.testing.assert_array_equal(relu_backward(np.ones(3), relu_forward(np.array([-1., 0, 2]))),
                                   [0, 0, 1])
+
+
+def test_tanh_gradient_from_its_output(rng):
+    x = rng.standard_normal((4, 3, 3, 2)) * 2   # into both tails, where the slope is small
+    dy = rng.standard_normal(x.shape)
+    analytic = {"x": tanh_backward(dy, tanh_forward(x))}
+    check_gradients(projection_loss(lambda: tanh_forward(x), dy), {"x": x}, analytic, rng,
+                    samples=72).assert_ok()
+
+
+def test_tanh_keeps_the_element_type():
+    for dtype in (np.float32, np.float64):
+        x = np.linspace(-3, 3, 7, dtype=dtype)
+        assert tanh_forward(x).dtype == tanh_backward(x, tanh_forward(x)).dtype == dtype
 
 
 def test_dropout_mask_is_a_function_of_its_key(rng):

@@ -485,8 +485,9 @@ def test_elementwise(backend, shape, rng, request):
     bias = rng.normal(size=shape[0])
     assert_as_accurate("add_bias", (x, bias), backend=backend)
     assert_as_accurate("bias_backward", (x,), backend=backend)
-    (y,) = assert_as_accurate("relu_forward", (x,), backend=backend)
-    assert_as_accurate("relu_backward", (rng.normal(size=shape), y), backend=backend)
+    for activation in alexnet.ACTIVATIONS:
+        (y,) = assert_as_accurate(f"{activation}_forward", (x,), backend=backend)
+        assert_as_accurate(f"{activation}_backward", (rng.normal(size=shape), y), backend=backend)
     assert_as_accurate("scale", (x, 0.5), backend=backend)
     assert_as_accurate("add", (x, rng.normal(size=shape)), backend=backend)
     key = int(rng.integers(2 ** 32))
@@ -574,9 +575,11 @@ def test_topk_errors_with_ties_count_only_classes_strictly_more_probable(backend
             assert got == reference.topk_errors(probs.astype(dtype), labels, (1, 2)) == errors
 
 
-def test_elementwise_float64_kernels_pass_finite_differences(backend, rng):
-    """Bias, ReLU and dropout's mask chained as a layer runs them, x and the bias pushed away
-    from ReLU's kink: the gradients from relu_backward, apply_mask and bias_backward."""
+@pytest.mark.parametrize("activation", alexnet.ACTIVATIONS)
+def test_elementwise_float64_kernels_pass_finite_differences(backend, activation, rng):
+    """Bias, the activation and dropout's mask chained as a layer runs them, x and the bias
+    pushed away from ReLU's kink: the gradients from the activation's backward kernel,
+    apply_mask and bias_backward."""
     shape = (3, 4, 4, 5)
     bias = rng.normal(size=shape[0])
     x = rng.normal(size=shape)
@@ -584,12 +587,12 @@ def test_elementwise_float64_kernels_pass_finite_differences(backend, rng):
     mask = reference.dropout_mask(shape, 0.5, int(rng.integers(2 ** 32)))
 
     def forward():
-        y = call(backend, "relu_forward", call(backend, "add_bias", x, bias)[0])[0]
+        y = call(backend, f"{activation}_forward", call(backend, "add_bias", x, bias)[0])[0]
         return call(backend, "apply_mask", y, mask)[0]
     projection = rng.normal(size=shape)
-    activation = call(backend, "relu_forward", call(backend, "add_bias", x, bias)[0])[0]
-    dy = call(backend, "relu_backward", call(backend, "apply_mask", projection, mask)[0],
-              activation)[0]
+    activated = call(backend, f"{activation}_forward", call(backend, "add_bias", x, bias)[0])[0]
+    dy = call(backend, f"{activation}_backward", call(backend, "apply_mask", projection, mask)[0],
+              activated)[0]
     analytic = {"x": dy, "bias": call(backend, "bias_backward", dy)[0]}
     check_gradients(projection_loss(forward, projection), {"x": x, "bias": bias}, analytic, rng,
                     samples=30).assert_ok()
@@ -699,8 +702,9 @@ def every_kernel_once(backend, rng):
             x = normal(*shape)
             run("add_bias", x, normal(shape[0]))
             run("bias_backward", x)
-            run("relu_forward", x)
-            run("relu_backward", normal(*shape), x)
+            for activation in alexnet.ACTIVATIONS:
+                run(f"{activation}_forward", x)
+                run(f"{activation}_backward", normal(*shape), x)
             run("scale", x, 0.5)
             run("add", x, normal(*shape))
             mask = call(backend, "dropout_mask", shape, 0.5, 7)[0]

@@ -51,7 +51,7 @@ def compare_float32(kind, got, exact, single):
 
 @pytest.mark.parametrize("name", ["2012-small28", "paper-small28",
                                   "2012-small64+no-norm+no-overlap",
-                                  "paper-small28+one-tower+no-dropout"])
+                                  "paper-small28+one-tower+no-dropout", "2012-small28+tanh"])
 def test_scaled_down_network_on_the_emulator_matches_the_reference(name, rng):
     model = alexnet.build_model(name)
     network = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng)

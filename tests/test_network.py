@@ -22,7 +22,8 @@ def active_network(name, rng, dtype=np.float64):
 
 
 @pytest.mark.parametrize("name", ["2012-small28", "paper-small28",
-                                  "paper-small64+no-norm+no-overlap+one-tower+no-dropout"])
+                                  "paper-small64+no-norm+no-overlap+one-tower+no-dropout",
+                                  "2012-small28+tanh"])
 def test_loss_gradient_wrt_every_parameter_and_the_input(name, rng):
     network, images, labels = active_network(name, rng)
     step = int(rng.integers(1000))               # a fixed dropout mask for every evaluation

@@ -19,7 +19,7 @@ from torch_alexnet import TorchAlexNet  # noqa: E402
 
 @pytest.mark.parametrize("name", ["2012-small28", "paper-small28", "2012-small64",
                                   "2012-small64+no-norm+no-overlap",
-                                  "paper-small28+one-tower+no-dropout"])
+                                  "paper-small28+one-tower+no-dropout", "paper-small28+tanh"])
 @pytest.mark.parametrize("grouped", [False, True], ids=["separate", "grouped"])
 def test_peer_matches_the_reference(name, grouped, rng):
     model = alexnet.build_model(name)

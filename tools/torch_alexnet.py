@@ -87,7 +87,7 @@ class TorchAlexNet:
             bias = tensor(np.concatenate([params[bias_key(m.name)] for m in members]))
             self.params[f"{name}/weight"], self.params[f"{name}/bias"] = weight, bias
         halves = len(members)
-        relu = layer.activation == "relu"
+        activation = {None: lambda y: y, "relu": torch.relu, "tanh": torch.tanh}[layer.activation]
 
         def run(outputs):
             inputs = [outputs[source] for source in sources]
@@ -117,7 +117,7 @@ class TorchAlexNet:
                 y = inputs[0]   # logits; the loss is taken by the caller
             else:
                 raise TypeError(f"no PyTorch rule for layer {layer.name}")
-            return torch.relu(y) if relu else y
+            return activation(y)
         self.steps.append((name, run))
 
     def forward(self, images_nchw, train):

@@ -16,7 +16,7 @@ import importlib
 OPS = (
     "conv_forward", "conv_backward_input", "conv_backward_filters",
     "add_bias", "bias_backward",
-    "relu_forward", "relu_backward",
+    "relu_forward", "relu_backward", "tanh_forward", "tanh_backward",
     "crossmap_norm_forward", "crossmap_norm_backward",
     "samemap_norm_forward", "samemap_norm_backward",
     "maxpool_forward", "maxpool_backward",

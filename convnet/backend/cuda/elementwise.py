@@ -1,5 +1,5 @@
-"""ReLU, dropout, scaling, sums and biases on the CUDA kernels of kernels/elementwise.cu; formulas as
-in convnet/backend/reference/elementwise.py and conv.py (add_bias, bias_backward)."""
+"""ReLU, tanh, dropout, scaling, sums and biases on the CUDA kernels of kernels/elementwise.cu;
+formulas as in convnet/backend/reference/elementwise.py and conv.py (add_bias, bias_backward)."""
 import numpy as np
 
 from .checks import ceil_div, check_arrays, launch_elementwise, require, u32
@@ -43,10 +43,11 @@ def bias_backward(launcher, dy):
     return out
 
 
-def relu_forward(launcher, x):
-    dtype = check_arrays("relu_forward", x)
+def _of_one(launcher, kernel, x):
+    """out[i] from x[i] by `kernel`."""
+    dtype = check_arrays(kernel, x)
     out = launcher.empty(x.shape, dtype)
-    launch_elementwise(launcher, "relu_forward", dtype, x.size, (x, out, u32(x.size)))
+    launch_elementwise(launcher, kernel, dtype, x.size, (x, out, u32(x.size)))
     return out
 
 
@@ -59,8 +60,20 @@ def _of_two(launcher, kernel, x, y):
     return out
 
 
+def relu_forward(launcher, x):
+    return _of_one(launcher, "relu_forward", x)
+
+
 def relu_backward(launcher, dy, y):
     return _of_two(launcher, "relu_backward", dy, y)
+
+
+def tanh_forward(launcher, x):
+    return _of_one(launcher, "tanh_forward", x)
+
+
+def tanh_backward(launcher, dy, y):
+    return _of_two(launcher, "tanh_backward", dy, y)
 
 
 def dropout_mask(launcher, shape, keep, key, start=0, total=None):

@@ -8,7 +8,8 @@ import contextlib
 import numpy as xp  # noqa: F401  (the backend's array module)
 
 from .conv import add_bias, bias_backward, conv_backward_filters, conv_backward_input, conv_forward
-from .elementwise import add, apply_mask, dropout_mask, relu_backward, relu_forward, scale
+from .elementwise import (add, apply_mask, dropout_mask, relu_backward, relu_forward, scale,
+                          tanh_backward, tanh_forward)
 from .fc import fc_backward_input, fc_backward_weights, fc_forward
 from .norm import (crossmap_norm_backward, crossmap_norm_forward, samemap_norm_backward,
                    samemap_norm_forward)

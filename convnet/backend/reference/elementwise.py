@@ -1,4 +1,4 @@
-"""ReLU, dropout and scaling, the reference.
+"""ReLU, tanh, dropout and scaling, the reference.
 
 Dropout is cuda-convnet's non-inverted kind: training multiplies by a 0/1 mask with P(1) = keep,
 testing multiplies by keep. The mask is a pure function of (key, element index) through a
@@ -21,6 +21,15 @@ def relu_forward(x):
 def relu_backward(dy, y):
     """dL/dx from dL/dy and the ReLU's output y: the gradient passes where y > 0."""
     return np.where(y > 0, dy, 0).astype(dy.dtype, copy=False)
+
+
+def tanh_forward(x):
+    return np.tanh(x)
+
+
+def tanh_backward(dy, y):
+    """dL/dx from dL/dy and the tanh's output y: tanh' = 1 − tanh²."""
+    return dy * (1 - y * y)
 
 
 def _mix32(h):
