@@ -20,7 +20,7 @@ from convnet.backend import get_backend
 from convnet.data import dataset, fashion_mnist
 from convnet.figures import DPI
 from convnet.figures import __main__ as figures_main
-from convnet.figures import curves, neighbours, predictions
+from convnet.figures import curves, neighbours, predictions, training_error
 from convnet.inference import Inference, last_hidden_layers
 from convnet.network import Network
 from convnet.trainer import EPOCH_FIELDS
@@ -410,6 +410,77 @@ def test_curves_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         figures_main.main(["curves", "x", "y", "--labels", "one"])
     assert exit_.value.code == 2
+
+
+# -- training error (Figure 1) ------------------------------------------------------------------
+def write_step_log(folder, errors, per_epoch, rate=0.02, steps=None):
+    """A log.jsonl of one line per step (or per `steps`), `per_epoch` steps an epoch."""
+    folder.mkdir()
+    steps = range(1, len(errors) + 1) if steps is None else steps
+    with open(folder / "log.jsonl", "w") as handle:
+        for step, error in zip(steps, errors):
+            handle.write(json.dumps({"epoch": (step - 1) // per_epoch + 1, "step": step,
+                                     "loss": 1.0, "top1": error, "weight_lr": rate}) + "\n")
+
+
+def test_running_mean_is_the_mean_of_the_last_steps(rng):
+    values = rng.uniform(0, 1, 40)
+    got = training_error.running_mean(values, 7)
+    want = [values[max(0, i - 6):i + 1].mean() for i in range(40)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_training_error_finds_each_run_s_first_step_at_the_threshold(tmp_path, capsys):
+    """Errors that fall 0.01 a step from 0.905 with a window of 1 reach 25% at step 67; a run
+    that falls half as fast, at step 132: 2.0 times the steps. Values stay clear of the
+    threshold, so no rounding decides the step."""
+    write_step_log(tmp_path / "fast", 0.905 - 0.01 * np.arange(100), per_epoch=50)
+    write_step_log(tmp_path / "slow", 0.9025 - 0.005 * np.arange(150), per_epoch=50, rate=0.04)
+    write_step_log(tmp_path / "stuck", np.full(90, 0.5), per_epoch=50)
+    out = tmp_path / "figure1.png"
+    assert figures_main.main(["training-error", *(str(tmp_path / name) for name in
+                                                  ("fast", "slow", "stuck")),
+                              "--window", "1", "-o", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "fast   rate 0.02  reached 25% at step 67 (epoch 1.34)"
+    assert lines[1] == "slow   rate 0.04  reached 25% at step 132 (epoch 2.64)"
+    assert lines[2] == "stuck  rate 0.02  not reached in 90 steps (1.80 epochs); lowest 50.00%"
+    assert lines[3] == "slow took 2.0× the steps of fast"
+    assert lines[4] == "stuck took more than 1.3× the steps of fast"
+    assert png_size(out) == (700, 500)
+
+
+def test_training_error_averages_over_the_window(tmp_path, capsys):
+    """Alternating batches of 0.2 and 0.4 average to 0.3: never at 25% over 2 steps, though
+    every other batch is below it; over 1 step, at the first 0.2."""
+    errors = np.tile([0.4, 0.2], 30)
+    write_step_log(tmp_path / "run", errors, per_epoch=20)
+    runs = [training_error.read_run(tmp_path / "run")]
+    curve = training_error.running_mean(runs[0][1], 2)
+    assert training_error.first_reached(curve, 0.25) is None
+    assert training_error.first_reached(training_error.running_mean(errors, 1), 0.25) == 1
+    figure = training_error.draw(["run"], runs, [curve], 0.25, 2)
+    np.testing.assert_allclose(figure.axes[0].lines[0].get_xdata(), np.arange(1, 61) / 20)
+    np.testing.assert_allclose(figure.axes[0].lines[0].get_ydata(), curve)
+
+
+def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
+    write_step_log(tmp_path / "sparse", [0.5] * 5, per_epoch=100, steps=range(50, 300, 50))
+    write_step_log(tmp_path / "short", [0.5] * 30, per_epoch=40)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "log.jsonl").write_text("{}\n")
+    for name, message in (("sparse", "does not log every step from step 1 (train with "
+                                     "--print-freq 1)"),
+                          ("short", "has not finished its first epoch"),
+                          ("bad", "line 1 is not a log entry"),
+                          ("none", "cannot read log.jsonl")):
+        assert figures_main.main(["training-error", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: run ") and message in err and err.count("\n") == 1, err
+    for flags in (["--threshold", "1.5"], ["--window", "0"], ["--labels", "a", "b"]):
+        with pytest.raises(SystemExit) as exit_:
+            figures_main.main(["training-error", str(tmp_path / "short"), *flags])
+        assert exit_.value.code == 2
 
 
 def test_figures_run_as_a_module(trained):

@@ -4,6 +4,9 @@
     python -m convnet.figures predictions   Figure 4, left: images with their top-5 labels
     python -m convnet.figures neighbours    Figure 4, right: the training images nearest in fc7
     python -m convnet.figures curves        loss and top-1/top-5 error against epochs, per run
+    python -m convnet.figures training-error
+                                            Figure 1: training error against epochs, per run,
+                                            and when each reaches a threshold
 
 Each writes one PNG, atomically, by default into the run's folder (RUN/figures/NAME.png), and
 takes the training command's flags where they apply (--data-path, -b, --ten-crop, --gpus).

@@ -9,11 +9,11 @@ import sys
 from convnet import options
 from convnet.checkpoint import CheckpointError
 from convnet.data.dataset import DatasetError
-from convnet.figures import curves, filters, neighbours, predictions
+from convnet.figures import curves, filters, neighbours, predictions, training_error
 from convnet.train import UsageError
 
 FIGURES = {"filters": filters, "predictions": predictions, "neighbours": neighbours,
-           "curves": curves}
+           "curves": curves, "training-error": training_error}
 
 
 def parser():
