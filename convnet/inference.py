@@ -11,9 +11,9 @@
   .run_split(split, ix)   images `ix` of a split of the dataset → batches of outputs
 Outputs, per batch: (positions in the input, probs (n, classes), features (n, units) or None),
 host NumPy arrays. probs is the softmax averaged over the views; features, when asked for, are
-the last hidden layer's outputs after its ReLU, towers side by side (fc7a then fc7b: 4096 units
-in the default network), averaged likewise; both come from convnet.trainer.forward_views, the
-evaluation's own code.
+the last hidden layer's outputs after its activation, towers side by side (fc7a then fc7b: 4096
+units in the default network), averaged likewise; both come from convnet.trainer.forward_views,
+the evaluation's own code.
 """
 import os
 import sys

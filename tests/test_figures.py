@@ -432,7 +432,7 @@ def test_running_mean_is_the_mean_of_the_last_steps(rng):
 
 def test_training_error_finds_each_run_s_first_step_at_the_threshold(tmp_path, capsys):
     """Errors that fall 0.01 a step from 0.905 with a window of 1 reach 25% at step 67; a run
-    that falls half as fast, at step 132: 2.0 times the steps. Values stay clear of the
+    that falls half as fast, at step 132: 2.0 times the epochs. Values stay clear of the
     threshold, so no rounding decides the step."""
     write_step_log(tmp_path / "fast", 0.905 - 0.01 * np.arange(100), per_epoch=50)
     write_step_log(tmp_path / "slow", 0.9025 - 0.005 * np.arange(150), per_epoch=50, rate=0.04)
@@ -445,12 +445,26 @@ def test_training_error_finds_each_run_s_first_step_at_the_threshold(tmp_path, c
     assert lines[0] == "fast   rate 0.02  reached 25% at step 67 (epoch 1.34)"
     assert lines[1] == "slow   rate 0.04  reached 25% at step 132 (epoch 2.64)"
     assert lines[2] == "stuck  rate 0.02  not reached in 90 steps (1.80 epochs); lowest 50.00%"
-    assert lines[3] == "slow took 2.0× the steps of fast"
-    assert lines[4] == "stuck took more than 1.3× the steps of fast"
+    assert lines[3] == "slow took 2.0× the epochs of fast"
+    assert lines[4] == "stuck took more than 1.3× the epochs of fast"
     assert png_size(out) == (700, 500)
+    assert figures_main.main(["training-error", str(tmp_path / "stuck"), str(tmp_path / "fast"),
+                              "-o", str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[2] == "stuck did not reach 25%: no ratios"
 
 
-def test_training_error_averages_over_the_window(tmp_path, capsys):
+def test_training_error_takes_a_run_of_one_finished_epoch(tmp_path, rng, capsys):
+    """All its steps are epoch 1's; its epochs.csv says that epoch finished."""
+    write_step_log(tmp_path / "one", np.linspace(0.9, 0.1, 50), per_epoch=50)
+    assert figures_main.main(["training-error", str(tmp_path / "one"), "--window", "1"]) == 2
+    assert "has not finished its first epoch" in capsys.readouterr().err
+    write_run(tmp_path / "epochs", rng, [0.02])
+    os.replace(tmp_path / "epochs" / "epochs.csv", tmp_path / "one" / "epochs.csv")
+    assert figures_main.main(["training-error", str(tmp_path / "one"), "--window", "1"]) == 0
+    assert "reached 25% at step 41 (epoch 0.82)" in capsys.readouterr().out
+
+
+def test_training_error_averages_over_the_window(tmp_path):
     """Alternating batches of 0.2 and 0.4 average to 0.3: never at 25% over 2 steps, though
     every other batch is below it; over 1 step, at the first 0.2."""
     errors = np.tile([0.4, 0.2], 30)

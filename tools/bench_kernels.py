@@ -282,8 +282,9 @@ class Cases:
                "inputs": backward_inputs, "torch": None}
 
     def elementwise(self):
-        """The elementwise ops at the sizes they run at: bias and ReLU on conv1's output,
-        dropout on fc6's, the softmax on the last layer's, the SGD update of fc6's weights."""
+        """The elementwise ops at the sizes they run at: bias and each activation (the default
+        network's ReLU, the tanh ablation's tanh) on conv1's output, dropout on fc6's, the
+        softmax on the last layer's, the SGD update of fc6's weights."""
         ops, n = self.backend, self.batch
         first_conv = next(layer for layer in self.model.layers if isinstance(layer, alexnet.Conv))
         fcs = [layer for layer in self.model.layers
@@ -297,12 +298,14 @@ class Cases:
                "ours": ops.add_bias,
                "inputs": lambda: (self.normal(conv_out), self.normal(conv_out[:1])),
                "torch": None}
-        yield {"layer": name, "pass": "relu forward", "kind": "memory",
-               "bytes": 8 * count, "ours": ops.relu_forward,
-               "inputs": lambda: (self.normal(conv_out),), "torch": None}
-        yield {"layer": name, "pass": "relu backward", "kind": "memory",
-               "bytes": 12 * count, "ours": ops.relu_backward,
-               "inputs": lambda: (self.normal(conv_out), self.normal(conv_out)), "torch": None}
+        for activation in alexnet.ACTIVATIONS:
+            yield {"layer": name, "pass": f"{activation} forward", "kind": "memory",
+                   "bytes": 8 * count, "ours": getattr(ops, f"{activation}_forward"),
+                   "inputs": lambda: (self.normal(conv_out),), "torch": None}
+            yield {"layer": name, "pass": f"{activation} backward", "kind": "memory",
+                   "bytes": 12 * count, "ours": getattr(ops, f"{activation}_backward"),
+                   "inputs": lambda: (self.normal(conv_out), self.normal(conv_out)),
+                   "torch": None}
         yield {"layer": name, "pass": "bias gradient", "kind": "memory",
                "bytes": 4 * count, "ours": ops.bias_backward,
                "inputs": lambda: (self.normal(conv_out),), "torch": None}

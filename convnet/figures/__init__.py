@@ -29,6 +29,21 @@ def add_output_flag(p, name, beside="the checkpoint"):
                    help=f"the PNG to write (default: {FIGURES}/{name}.png beside {beside})")
 
 
+def add_labels_flag(p):
+    p.add_argument("--labels", nargs="+", metavar="LABEL",
+                   help="a legend label per run (default: the folders' names)")
+
+
+def check_labels(p, args):
+    if args.labels and len(args.labels) != len(args.runs):
+        p.error(f"--labels: {len(args.labels)} labels for {len(args.runs)} runs")
+
+
+def run_labels(args):
+    """--labels, or the names of the run folders."""
+    return args.labels or [os.path.basename(os.path.abspath(folder)) for folder in args.runs]
+
+
 def output_path(args, folder, name):
     return args.output or os.path.join(folder, FIGURES, f"{name}.png")
 

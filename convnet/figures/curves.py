@@ -15,7 +15,8 @@ import os
 import numpy as np
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from convnet.figures import add_output_flag, new_figure, output_path, save
+from convnet.figures import (add_labels_flag, add_output_flag, check_labels, new_figure,
+                             output_path, run_labels, save)
 from convnet.inference import DEFAULT_RUN
 from convnet.train import UsageError
 from convnet.trainer import EPOCH_FIELDS
@@ -30,14 +31,12 @@ def add_arguments(p):
     p.add_argument("runs", nargs="*", default=[DEFAULT_RUN], metavar="RUN",
                    help=f"run folders (the training command's --output-dir) holding "
                         f"{EPOCHS_CSV} and {STEPS_JSONL} (default: {DEFAULT_RUN})")
-    p.add_argument("--labels", nargs="+", metavar="LABEL",
-                   help="a legend label per run (default: the folders' names)")
+    add_labels_flag(p)
     add_output_flag(p, "curves", beside="the first run's files")
 
 
 def check(p, args):
-    if args.labels and len(args.labels) != len(args.runs):
-        p.error(f"--labels: {len(args.labels)} labels for {len(args.runs)} runs")
+    check_labels(p, args)
 
 
 def read_epochs(folder):
@@ -59,21 +58,30 @@ def read_epochs(folder):
                          f"{', '.join(EPOCH_FIELDS)})") from None
 
 
+def read_log(folder, fields):
+    """[array over log lines] of each (field, type) in `fields`, from a run's log.jsonl."""
+    path = os.path.join(folder, STEPS_JSONL)
+    try:
+        with open(path) as handle:
+            lines = handle.readlines()
+    except OSError as error:
+        raise UsageError(f"run {folder}: cannot read {STEPS_JSONL} ({error.strerror})") from None
+    columns = [[] for _ in fields]
+    for number, line in enumerate(lines, 1):
+        try:
+            entry = json.loads(line)
+            for column, (field, kind) in zip(columns, fields):
+                column.append(kind(entry[field]))
+        except (ValueError, KeyError, TypeError):
+            raise UsageError(f"run {path}: line {number} is not a log entry") from None
+    return [np.array(column) for column in columns]
+
+
 def read_steps(folder):
     """(steps, losses) of a run's log.jsonl; empty where there is none."""
-    path = os.path.join(folder, STEPS_JSONL)
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(folder, STEPS_JSONL)):
         return np.zeros(0), np.zeros(0)
-    steps, losses = [], []
-    with open(path) as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                entry = json.loads(line)
-                steps.append(int(entry["step"]))
-                losses.append(float(entry["loss"]))
-            except (ValueError, KeyError, TypeError):
-                raise UsageError(f"run {path}: line {number} is not a log entry") from None
-    return np.array(steps), np.array(losses)
+    return tuple(read_log(folder, (("step", int), ("loss", float))))
 
 
 def rate_changes(epochs):
@@ -116,7 +124,7 @@ def draw(runs, labels):
 
 def run(args):
     runs = [(read_epochs(folder), read_steps(folder)) for folder in args.runs]
-    labels = args.labels or [os.path.basename(os.path.abspath(folder)) for folder in args.runs]
+    labels = run_labels(args)
     path = output_path(args, args.runs[0], "curves")
     size = save(draw(runs, labels), path)
     return path, size, f"{len(runs)} run(s), {sum(len(e['epoch']) for e, _ in runs)} epochs", 0

@@ -1,6 +1,6 @@
 """Figure 4, right: for each query image, the training images whose last-hidden-layer vectors
-(fc7a and fc7b side by side after their ReLU: 4096 values in the default network) are nearest
-in Euclidean distance, nearest first.
+(fc7a and fc7b side by side after their activation: 4096 values in the default network) are
+nearest in Euclidean distance, nearest first.
 
 Queries: files, or images of --split (drawn at random, or --indices). The training set's
 vectors are computed in batches on the backend --gpus selects (convnet.inference) and cached in

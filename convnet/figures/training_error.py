@@ -7,16 +7,14 @@ augmented images), so the curve is the mean over the last --window steps; a run 
 threshold at the first step where that mean is at or below it. The runs must log every step
 (--print-freq 1) and have finished their first epoch, whose steps give the epoch's length.
 Prints a line per run (its rate, the step and epoch it reached the threshold, or its lowest
-mean) and, for two or more runs, how many times the first run's steps each other run took.
+mean) and, for two or more runs, how many times the first run's epochs each other run took.
 """
-import json
-import os
-
 import numpy as np
 from matplotlib.ticker import PercentFormatter
 
-from convnet.figures import add_output_flag, new_figure, output_path, save
-from convnet.figures.curves import STEPS_JSONL
+from convnet.figures import (add_labels_flag, add_output_flag, check_labels, new_figure,
+                             output_path, run_labels, save)
+from convnet.figures.curves import STEPS_JSONL, read_epochs, read_log
 from convnet.train import UsageError
 
 HELP = "Figure 1: training error against epochs per run, and when each reaches a threshold"
@@ -28,8 +26,7 @@ def add_arguments(p):
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help=f"run folders (the training command's --output-dir) whose {STEPS_JSONL} "
                         f"logs every step (--print-freq 1); the first is the others' yardstick")
-    p.add_argument("--labels", nargs="+", metavar="LABEL",
-                   help="a legend label per run (default: the folders' names)")
+    add_labels_flag(p)
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                    help=f"the training error to reach (default {DEFAULT_THRESHOLD})")
     p.add_argument("--window", type=int, default=DEFAULT_WINDOW,
@@ -38,8 +35,7 @@ def add_arguments(p):
 
 
 def check(p, args):
-    if args.labels and len(args.labels) != len(args.runs):
-        p.error(f"--labels: {len(args.labels)} labels for {len(args.runs)} runs")
+    check_labels(p, args)
     if not 0 < args.threshold < 1:
         p.error(f"--threshold must lie between 0 and 1; got {args.threshold}")
     if args.window < 1:
@@ -47,32 +43,25 @@ def check(p, args):
 
 
 def read_run(folder):
-    """(epochs of the steps, top-1 errors of the steps, steps per epoch, weight rate of the
-    first step) from a run's log.jsonl, every step from 1 on."""
-    path = os.path.join(folder, STEPS_JSONL)
-    try:
-        with open(path) as handle:
-            lines = handle.readlines()
-    except OSError as error:
-        raise UsageError(f"run {folder}: cannot read {STEPS_JSONL} ({error.strerror})") from None
-    steps, epochs, errors, rates = [], [], [], []
-    for number, line in enumerate(lines, 1):
-        try:
-            entry = json.loads(line)
-            steps.append(int(entry["step"]))
-            epochs.append(int(entry["epoch"]))
-            errors.append(float(entry["top1"]))
-            rates.append(float(entry["weight_lr"]))
-        except (ValueError, KeyError, TypeError):
-            raise UsageError(f"run {path}: line {number} is not a log entry") from None
-    if steps != list(range(1, len(steps) + 1)):
-        raise UsageError(f"run {path}: does not log every step from step 1 (train with "
-                         f"--print-freq 1)")
-    per_epoch = epochs.count(1)
-    if per_epoch == len(epochs):
-        raise UsageError(f"run {path}: has not finished its first epoch, whose steps give an "
+    """(the steps' positions in epochs, their top-1 errors, the weight rate of the first step)
+    from a run's log.jsonl, every step from 1 on."""
+    steps, epochs, errors, rates = read_log(folder, (("step", int), ("epoch", int),
+                                                     ("top1", float), ("weight_lr", float)))
+    if not np.array_equal(steps, np.arange(1, len(steps) + 1)):
+        raise UsageError(f"run {folder}: {STEPS_JSONL} does not log every step from step 1 "
+                         f"(train with --print-freq 1)")
+    per_epoch = int(np.count_nonzero(epochs == 1))
+    if per_epoch == 0 or (per_epoch == len(epochs) and not _finished_an_epoch(folder)):
+        raise UsageError(f"run {folder}: has not finished its first epoch, whose steps give an "
                          f"epoch's length")
-    return np.array(steps) / per_epoch, np.array(errors), per_epoch, rates[0]
+    return steps / per_epoch, errors, rates[0]
+
+
+def _finished_an_epoch(folder):
+    try:
+        return len(read_epochs(folder)["epoch"]) > 0
+    except UsageError:   # no epochs.csv, or no row in it yet
+        return False
 
 
 def running_mean(values, window):
@@ -91,37 +80,39 @@ def first_reached(curve, threshold):
 
 def report_lines(labels, runs, curves, threshold):
     """A line per run: its rate and where it reached the threshold (or its lowest mean), then
-    each other run's steps as a multiple of the first's."""
+    the epochs each other run took as a multiple of the first's (where it did not get there,
+    its epochs so far: a lower bound)."""
     reached = [first_reached(curve, threshold) for curve in curves]
     width = max(map(len, labels))
     lines = []
-    for label, (epochs, _, per_epoch, rate), curve, index in zip(labels, runs, curves, reached):
+    for label, (epochs, _, rate), curve, index in zip(labels, runs, curves, reached):
         where = (f"reached {threshold:.0%} at step {index + 1} (epoch {epochs[index]:.2f})"
                  if index is not None else
                  f"not reached in {len(curve)} steps ({epochs[-1]:.2f} epochs); lowest "
                  f"{curve.min():.2%}")
         lines.append(f"{label:<{width}}  rate {rate:g}  {where}")
-    first = reached[0]
-    for label, index, curve in zip(labels[1:], reached[1:], curves[1:]):
-        if first is None:
-            break
-        ratio = f"{(index + 1) / (first + 1):.1f}×" if index is not None else \
-            f"more than {len(curve) / (first + 1):.1f}×"
-        lines.append(f"{label} took {ratio} the steps of {labels[0]}")
+    if len(runs) > 1 and reached[0] is None:
+        lines.append(f"{labels[0]} did not reach {threshold:.0%}: no ratios")
+    elif len(runs) > 1:
+        first = runs[0][0][reached[0]]
+        for label, (epochs, _, _), index in zip(labels[1:], runs[1:], reached[1:]):
+            ratio = f"{epochs[index] / first:.1f}×" if index is not None else \
+                f"more than {epochs[-1] / first:.1f}×"
+            lines.append(f"{label} took {ratio} the epochs of {labels[0]}")
     return lines
 
 
 def draw(labels, runs, curves, threshold, window):
     figure = new_figure(7, 5)
     ax = figure.add_subplot()
-    for number, (label, (epochs, _, _, _), curve) in enumerate(zip(labels, runs, curves)):
+    for number, (label, (epochs, _, _), curve) in enumerate(zip(labels, runs, curves)):
         ax.plot(epochs, curve, "-" if number == 0 else "--", lw=1.2, label=label)
     ax.axhline(threshold, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("epochs")
     ax.set_ylabel(f"training error rate (mean of the last {window} batches)")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylim(0, min(1.0, max(float(curve.max()) for curve in curves) * 1.05))
-    ax.set_xlim(0, max(float(epochs[-1]) for epochs, _, _, _ in runs))
+    ax.set_xlim(0, max(float(epochs[-1]) for epochs, _, _ in runs))
     ax.legend(fontsize=8)
     figure.tight_layout()
     return figure
@@ -129,8 +120,8 @@ def draw(labels, runs, curves, threshold, window):
 
 def run(args):
     runs = [read_run(folder) for folder in args.runs]
-    labels = args.labels or [os.path.basename(os.path.abspath(folder)) for folder in args.runs]
-    curves = [running_mean(errors, args.window) for _, errors, _, _ in runs]
+    labels = run_labels(args)
+    curves = [running_mean(errors, args.window) for _, errors, _ in runs]
     for line in report_lines(labels, runs, curves, args.threshold):
         print(line)
     path = output_path(args, args.runs[0], "training-error")

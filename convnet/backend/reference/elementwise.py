@@ -29,7 +29,7 @@ def tanh_forward(x):
 
 def tanh_backward(dy, y):
     """dL/dx from dL/dy and the tanh's output y: tanh' = 1 − tanh²."""
-    return dy * (1 - y * y)
+    return (dy * (1 - y * y)).astype(dy.dtype, copy=False)
 
 
 def _mix32(h):
