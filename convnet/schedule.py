@@ -40,6 +40,9 @@ class Schedule:
     best_error: float | None = None
     epochs_without_improvement: int = 0
     drops: int = 0
+    # The run's first weight rate (its --lr), which a resumed run's settings record; None in
+    # checkpoints written before the schedule kept it.
+    initial_weight_lr: float | None = None
 
     def __post_init__(self):
         if self.kind not in ("plateau", "steps", "2012"):

@@ -78,7 +78,7 @@ def make_schedule(args, model, epochs) -> Schedule:
     if kind == "preset":
         kind = "2012" if model.preset.name == "2012" else "plateau"
     return Schedule(kind, rates, step_epochs=tuple(args.lr_steps),
-                    scale=epochs / RELEASED_2012_EPOCHS)
+                    scale=epochs / RELEASED_2012_EPOCHS, initial_weight_lr=args.lr)
 
 
 def gpu_count():
@@ -199,6 +199,10 @@ def run(args, placement, device, replicas):
                         conv_algorithm=conv_algorithm,
                         device=device, ranks=replicas.world, launcher=replicas.launcher,
                         commit=provenance.running(), schedule=trainer.schedule.kind)
+        if trainer.step > 0:   # resumed: the checkpoint's schedule goes on, not the flags'
+            schedule = trainer.schedule
+            settings.update(lr=schedule.initial_weight_lr, lr_schedule=schedule.kind,
+                            lr_steps=list(schedule.step_epochs))
         atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)
 
     if args.test_only and trainer.step == 0:

@@ -51,10 +51,15 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     assert settings["device"] == "cpu" and settings["conv_algorithm"] is None
     assert {"last.h5", "best.h5", "log.jsonl", "epochs.csv"} <= set(os.listdir(out))
 
-    second = train(*common, "--epochs", "2", "--resume", "auto", cwd=tmp_path)
+    # Resumed without the first command's rate flags: the settings keep the run's schedule.
+    second = train(*common, "--epochs", "2", "--resume", "auto", "--lr", "0.5", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "resumed from" in second.stdout and "epoch 1, step 8" in second.stdout
     assert len((out / "epochs.csv").read_text().splitlines()) == 3     # header + 2 epochs
+    resumed = json.loads((out / "settings.json").read_text())
+    assert resumed["epochs"] == 2 and resumed["resume"] == "auto"
+    assert {key: resumed[key] for key in ("lr", "lr_schedule", "lr_steps", "schedule")} == \
+        {"lr": 0.01, "lr_schedule": "2012", "lr_steps": [], "schedule": "2012"}
 
     finished = train(*common, "--epochs", "2", "--resume", cwd=tmp_path)   # nothing left to do
     assert finished.returncode == 0, finished.stderr
