@@ -5,6 +5,7 @@ import csv
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 from argparse import Namespace
@@ -28,6 +29,7 @@ from networks import make_active
 
 MODEL, CLASSES, SIZE, CROP = "2012-small28", 10, 32, 28
 TRAIN, VAL = 40, 12
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def save_checkpoint(network, path):
@@ -495,6 +497,44 @@ def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_:
             figures_main.main(["training-error", str(tmp_path / "short"), *flags])
         assert exit_.value.code == 2
+
+
+FIGURE1_COMMAND = "$ python -m convnet.figures training-error "
+
+
+def readme_figure1_commands():
+    """(arguments, printed lines) of each training-error command README shows run over
+    bench/results/figure1: a `$` line with its continuation lines, then its output."""
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        lines = [line.strip() for line in handle]
+    commands = []
+    for number, line in enumerate(lines):
+        if not line.startswith(FIGURE1_COMMAND):
+            continue
+        command = line
+        while command.endswith("\\"):
+            number += 1
+            command = command[:-1] + lines[number]
+        output = []
+        for line in lines[number + 1:]:
+            if not line or line.startswith("$"):
+                break
+            output.append(line)
+        commands.append((shlex.split(command[len(FIGURE1_COMMAND):]), output))
+    return commands
+
+
+def test_the_readme_figure1_lines_are_the_commands_output(tmp_path, capsys, monkeypatch):
+    commands = readme_figure1_commands()
+    assert len(commands) == 2
+    monkeypatch.chdir(os.path.join(ROOT, "bench", "results", "figure1"))
+    for arguments, printed in commands:
+        # The last -o wins: the test's PNG goes to its own folder.
+        assert figures_main.main(["training-error", *arguments, "-o",
+                                  str(tmp_path / "figure1.png")]) == 0
+        output = capsys.readouterr().out.splitlines()
+        assert output[:-1] == printed[:-1]
+        assert output[-1].startswith("wrote ") and printed[-1].startswith("wrote ")
 
 
 def test_figures_run_as_a_module(trained):
