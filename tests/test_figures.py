@@ -526,7 +526,7 @@ def readme_figure1_commands():
 
 def test_the_readme_figure1_lines_are_the_commands_output(tmp_path, capsys, monkeypatch):
     commands = readme_figure1_commands()
-    assert len(commands) == 2
+    assert len(commands) == 4
     monkeypatch.chdir(os.path.join(ROOT, "bench", "results", "figure1"))
     for arguments, printed in commands:
         # The last -o wins: the test's PNG goes to its own folder.
