@@ -21,10 +21,10 @@ class Context:
     part: BatchPart | None = None  # where this batch's N images sit in the global batch
 
 
-def activation_op(ops, layer, direction):
-    """The op of the layer's activation (alexnet.ACTIVATIONS) in `direction`: "forward" maps the
-    layer's output, "backward" maps (dy, the activated output) to the gradient before it."""
-    return getattr(ops, f"{layer.activation}_{direction}")
+def activation_op(ops, activation, direction):
+    """The op of `activation` (alexnet.ACTIVATIONS) in `direction`: "forward" maps a layer's
+    output, "backward" maps (dy, the activated output) to the gradient before it."""
+    return getattr(ops, f"{activation}_{direction}")
 
 
 class Conv:

@@ -157,8 +157,9 @@ class Network:
             bias = self.params.get(bias_key(layer.name))
             output, saved = implementation.forward(ops, layer, inputs, self._weights(layer), bias,
                                                    context)
-            activated = activation_op(ops, layer, "forward")(output) if layer.activation \
-                else output
+            activated = output
+            if layer.activation:
+                activated = activation_op(ops, layer.activation, "forward")(output)
             outputs[layer.name] = activated
             trace.append((layer, implementation, inputs, output, activated, saved))
         self._trace = trace
@@ -191,7 +192,7 @@ class Network:
             ops = self.backend(layer.tower)
             dy = tensor_grads.pop(layer.name, None)
             if layer.activation:
-                dy = activation_op(ops, layer, "backward")(dy, activated)
+                dy = activation_op(ops, layer.activation, "backward")(dy, activated)
             needed = [tensor != DATA or input_grad for tensor in layer.inputs]
             input_grads, weight_grads, bias_grad = implementation.backward(
                 ops, layer, dy, inputs, output, saved, self._weights(layer), needed)

@@ -52,6 +52,7 @@ from convnet.atomic import atomic_json
 from convnet.backend import get_backend
 from convnet.backend.cuda import conv
 from convnet.backend.cuda.launch import build
+from convnet.layers import activation_op
 from convnet.shapes import conv_overhang
 from torch_alexnet import gpu_modules, peer_settings, report_path
 
@@ -300,10 +301,10 @@ class Cases:
                "torch": None}
         for activation in alexnet.ACTIVATIONS:
             yield {"layer": name, "pass": f"{activation} forward", "kind": "memory",
-                   "bytes": 8 * count, "ours": getattr(ops, f"{activation}_forward"),
+                   "bytes": 8 * count, "ours": activation_op(ops, activation, "forward"),
                    "inputs": lambda: (self.normal(conv_out),), "torch": None}
             yield {"layer": name, "pass": f"{activation} backward", "kind": "memory",
-                   "bytes": 12 * count, "ours": getattr(ops, f"{activation}_backward"),
+                   "bytes": 12 * count, "ours": activation_op(ops, activation, "backward"),
                    "inputs": lambda: (self.normal(conv_out), self.normal(conv_out)),
                    "torch": None}
         yield {"layer": name, "pass": "bias gradient", "kind": "memory",
