@@ -1,5 +1,5 @@
-"""A trained network at work on images: shared by `python -m convnet.predict` and the figures
-(`python -m convnet.figures`).
+"""A trained network at work on images: shared by `python -m convnet.predict`, `python -m
+convnet.ensemble` and the figures (`python -m convnet.figures`).
 
   Inference(checkpoint, data_path, gpus=, batch_size=, ten_crop=)
     the network rebuilt from a checkpoint the training command wrote (convnet.checkpoint), on

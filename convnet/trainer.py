@@ -73,6 +73,12 @@ def forward_views(network, views, feature_layers=()):
             [layer_ops.scale(f, 1.0 / len(views)) for f, layer_ops in zip(features, feature_ops)])
 
 
+def summed_log_loss(label_probs) -> float:
+    """The log-loss of averaged softmax outputs, summed over images: −Σ log p[label], with p
+    floored at 1e-30 so that a confident mistake counts large, not infinite."""
+    return -float(np.log(np.maximum(label_probs, 1e-30)).sum())
+
+
 def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
     """Top-1/top-5 error of the softmax averaged over the views (1, or the 10 of the paper),
     each rank evaluating its part of each batch."""
@@ -83,8 +89,7 @@ def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
             continue
         probs, _ = forward_views(network, views)
         top1_batch, top5_batch = ops.topk_errors(probs, labels, (1, 5))
-        label_probs = ops.to_host(probs)[labels, np.arange(len(labels))]
-        loss_sum -= float(np.log(np.maximum(label_probs, 1e-30)).sum())
+        loss_sum += summed_log_loss(ops.to_host(probs)[labels, np.arange(len(labels))])
         top1, top5, count = top1 + top1_batch, top5 + top5_batch, count + len(labels)
     loss_sum, top1, top5, count = replicas.sum([loss_sum, top1, top5, count])
     if count == 0:

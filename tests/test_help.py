@@ -9,6 +9,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = [
     ["-m", "convnet.train"], ["-m", "convnet.summary"], ["-m", "convnet.predict"],
+    ["-m", "convnet.ensemble"],
     ["-m", "convnet.figures"], ["-m", "convnet.figures", "filters"],
     ["-m", "convnet.figures", "predictions"], ["-m", "convnet.figures", "neighbours"],
     ["-m", "convnet.figures", "curves"], ["-m", "convnet.data.prepare"],

@@ -1,0 +1,125 @@
+"""`python -m convnet.ensemble`: one network's figures are the training command's evaluation of
+it; several networks' average is the mean of their softmax outputs, computed here crop by crop;
+bad inputs are one line with exit code 2."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from convnet import ensemble
+from convnet.data.loader import Loader
+from convnet.trainer import evaluate
+from tiny_run import CROP, active_network, direct_outputs, make_tiny_run, save_checkpoint
+
+
+@pytest.fixture
+def trained(tmp_path, rng):
+    return make_tiny_run(tmp_path, rng)
+
+
+def parse(text):
+    """[(name, (loss, top-1, top-5, images))] from the command's lines."""
+    figures = []
+    for line in text.splitlines():
+        name, rest = line.rsplit(": loss ", 1)
+        loss, top1, top5 = rest.split(", ")
+        top5, images = top5.split(" over ")
+        figures.append((name, (float(loss), float(top1.split()[-1].rstrip("%")),
+                               float(top5.split()[-1].rstrip("%")), int(images.split()[0]))))
+    return figures
+
+
+@pytest.mark.parametrize("ten_crop", [False, True], ids=["centre", "ten-crop"])
+def test_one_network_scores_as_the_training_command_evaluates_it(trained, capsys, ten_crop):
+    flags = ["--ten-crop"] if ten_crop else []
+    assert ensemble.main([str(trained.run), "--data-path", str(trained.data), "--gpus", "cpu",
+                          "-b", "5", *flags]) == 0
+    figures = parse(capsys.readouterr().out)
+    views = "10 views" if ten_crop else "centre crop"
+    assert [name for name, _ in figures] == [str(trained.run / "best.h5"),
+                                             f"average of 1 ({views}, val)"]
+    model = trained.network.model
+    loader = Loader(trained.data, crop=CROP, seed=0, colour_noise_convention=model.colour_noise,
+                    crop_draw=model.crop_draw)
+    expected = evaluate(trained.network, loader, 5, ten_crop)
+    for _, (loss, top1, top5, images) in figures:
+        assert (top1, top5, images) == (round(expected.top1 * 100, 2),
+                                        round(expected.top5 * 100, 2), expected.images)
+        assert loss == pytest.approx(expected.loss, abs=1e-4)
+
+
+def expected_figures(probs, labels):
+    """(loss, top-1 %, top-5 %) written out: an image is a top-k error when k classes are more
+    probable than its label."""
+    label_probs = probs[np.arange(len(labels)), labels]
+    better = (probs > label_probs[:, None]).sum(axis=1)
+    return (-np.log(label_probs).mean(), 100 * (better >= 1).mean(), 100 * (better >= 5).mean())
+
+
+def test_the_average_is_the_mean_of_the_softmax_outputs(trained, rng, capsys, tmp_path):
+    second = active_network(rng)
+    save_checkpoint(second, tmp_path / "second.h5")
+    report = tmp_path / "report" / "ensemble.json"
+    assert ensemble.main([str(trained.run), str(tmp_path / "second.h5"), "--data-path",
+                          str(trained.data), "--gpus", "cpu", "--ten-crop", "-o",
+                          str(report)]) == 0
+    figures = parse(capsys.readouterr().out)
+    probs = [direct_outputs(network, trained.val, trained.mean, ten_crop=True)[0]
+             for network in (trained.network, second)]
+    expected = [expected_figures(p, trained.val_labels) for p in (*probs, (probs[0] + probs[1]) / 2)]
+    for (_, (loss, top1, top5, images)), (want_loss, want_top1, want_top5) in zip(figures,
+                                                                                   expected):
+        assert images == len(trained.val_labels)
+        assert (top1, top5) == (round(want_top1, 2), round(want_top5, 2))
+        assert loss == pytest.approx(want_loss, abs=1e-4)
+    written = json.loads(report.read_text())
+    assert [member["checkpoint"] for member in written["members"]] == [
+        str(trained.run / "best.h5"), str(tmp_path / "second.h5")]
+    assert (written["split"], written["views"], written["images"]) == ("val", "10 views",
+                                                                      len(trained.val_labels))
+    assert written["average"]["top1"] * 100 == pytest.approx(expected[2][1])
+    assert written["average"]["loss"] == pytest.approx(expected[2][0], rel=1e-6)
+    assert written["commit"]
+
+
+def test_the_train_split_and_the_same_network_twice(trained, capsys):
+    assert ensemble.main([str(trained.run), str(trained.run / "best.h5"), "--split", "train",
+                          "--data-path", str(trained.data), "--gpus", "cpu"]) == 0
+    figures = [numbers for _, numbers in parse(capsys.readouterr().out)]
+    probs = direct_outputs(trained.network, trained.train, trained.mean)[0]
+    loss, top1, top5 = expected_figures(probs, trained.train_labels)
+    assert figures[0] == figures[1] == figures[2]
+    assert figures[2][1:] == (round(top1, 2), round(top5, 2), len(trained.train_labels))
+    assert figures[2][0] == pytest.approx(loss, abs=1e-4)
+
+
+def test_bad_inputs_are_one_line_with_exit_2(trained, capsys, rng, tmp_path):
+    data = ["--data-path", str(trained.data), "--gpus", "cpu"]
+    assert ensemble.main([str(trained.run), str(tmp_path / "none.h5"), *data]) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "none.h5" in err
+
+    diverged = active_network(rng)
+    diverged.params["fc8/bias"][0] = np.nan
+    save_checkpoint(diverged, tmp_path / "nan.h5")
+    assert ensemble.main([str(tmp_path / "nan.h5"), *data]) == 2
+    assert capsys.readouterr().err == (f"error: checkpoint {tmp_path / 'nan.h5'}: its outputs on "
+                                       f"the val split are not all finite (a diverged network)\n")
+
+    for argv, message in ((["run", "-b", "0"], "--batch-size must be at least 1; got 0"),
+                          (["run", "--split", "test"], "--split: invalid choice: 'test'"),
+                          ([], "the following arguments are required: CHECKPOINT")):
+        with pytest.raises(SystemExit) as exit_:
+            ensemble.main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_ensemble_runs_as_a_module(trained):
+    result = subprocess.run([sys.executable, "-m", "convnet.ensemble", str(trained.run),
+                             "--data-path", str(trained.data), "--gpus", "cpu"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert len(parse(result.stdout)) == 2
