@@ -21,9 +21,7 @@ import numpy as np
 from convnet import options, provenance
 from convnet.atomic import atomic_json
 from convnet.backend.reference.softmax import topk_errors
-from convnet.checkpoint import CheckpointError
-from convnet.data.dataset import DatasetError
-from convnet.inference import Inference, checkpoint_file
+from convnet.inference import Inference, checkpoint_file, exit_status
 from convnet.train import UsageError
 from convnet.trainer import Evaluation, summed_log_loss
 
@@ -91,15 +89,7 @@ def main(argv=None):
     p = parser()
     args = p.parse_args(argv)
     options.check_shared(p, args)
-    try:
-        return run(args)
-    except (UsageError, DatasetError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
-
+    return exit_status(run, args)
 
 if __name__ == "__main__":
     sys.exit(main())

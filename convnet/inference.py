@@ -22,8 +22,9 @@ from contextlib import closing
 import numpy as np
 
 from convnet import alexnet
-from convnet.checkpoint import load_network
+from convnet.checkpoint import CheckpointError, load_network
 from convnet.data import fashion_mnist
+from convnet.data.dataset import DatasetError
 from convnet.data.loader import Loader
 from convnet.data.prepare import load_image
 from convnet.train import UsageError, select_placement
@@ -53,6 +54,19 @@ def last_hidden_layers(model) -> tuple[str, ...]:
         layer = model.layer(name)
         names.append(layer.inputs[0] if isinstance(layer, alexnet.Dropout) else name)
     return tuple(names)
+
+
+def exit_status(run, args):
+    """run(args)'s exit status, or 2 with a one-line error on stderr where an input cannot be
+    used (flags found wrong late, checkpoint, dataset, a file the system refuses): the commands
+    that read checkpoints share this."""
+    try:
+        return run(args)
+    except (UsageError, DatasetError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+    except OSError as error:
+        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+    return 2
 
 
 def report_unreadable(failed):

@@ -16,9 +16,8 @@ unusable checkpoint or dataset, or when no file could be read.
 import sys
 
 from convnet import options
-from convnet.checkpoint import CheckpointError
-from convnet.data.dataset import DatasetError
-from convnet.inference import Inference, add_checkpoint_flag, report_unreadable, top_k
+from convnet.inference import (Inference, add_checkpoint_flag, exit_status, report_unreadable,
+                                top_k)
 from convnet.train import UsageError
 
 
@@ -53,11 +52,7 @@ def main(argv=None):
     options.check_shared(p, args)
     if args.top < 1:
         p.error(f"--top must be at least 1; got {args.top}")
-    try:
-        return run(args)
-    except (UsageError, DatasetError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    return exit_status(run, args)
 
 
 if __name__ == "__main__":

@@ -7,10 +7,8 @@ logs), with a one-line error.
 import sys
 
 from convnet import options
-from convnet.checkpoint import CheckpointError
-from convnet.data.dataset import DatasetError
 from convnet.figures import curves, filters, neighbours, predictions, training_error
-from convnet.train import UsageError
+from convnet.inference import exit_status
 
 FIGURES = {"filters": filters, "predictions": predictions, "neighbours": neighbours,
            "curves": curves, "training-error": training_error}
@@ -38,16 +36,12 @@ def main(argv=None):
     if module.INFERENCE:
         options.check_shared(command, args)
     module.check(command, args)
-    try:
+
+    def draw(args):
         path, (width, height), what, status = module.run(args)
-    except (UsageError, DatasetError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
-        return 2
-    print(f"wrote {path} ({width}×{height} pixels): {what}")
-    return status
+        print(f"wrote {path} ({width}×{height} pixels): {what}")
+        return status
+    return exit_status(draw, args)
 
 
 if __name__ == "__main__":
