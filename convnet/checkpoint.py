@@ -87,6 +87,22 @@ def load(path, network):
     return params, velocity, state
 
 
+def load_shared(path, network) -> dict:
+    """The parameters of checkpoint `path` that `network`'s model shares with the model the
+    checkpoint was written for, whatever that was: {key: array} of those with the same tower,
+    layer, input and shape (host arrays of the network's type). Fine-tuning starts from them."""
+    with _open(path) as file:
+        params = {}
+        try:
+            for spec in network.specs:
+                name = f"towers/{spec.tower}/params/{spec.key}"
+                if name in file and file[name].shape == spec.shape:
+                    params[spec.key] = file[name][()].astype(network.dtype, copy=False)
+        except (OSError, KeyError, ValueError) as error:
+            raise CheckpointError(f"checkpoint {path}: corrupt ({error})") from None
+    return params
+
+
 def load_network(path, backend, dtype=np.float32) -> Network:
     """A Network on `backend` (or a Placement) with the parameters of checkpoint `path`, its
     model rebuilt from the file: the model's name, and the class count from the output layer's

@@ -95,8 +95,15 @@ def parser() -> argparse.ArgumentParser:
                    help="where logs and checkpoints go (default: runs/<model>)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="auto|PATH",
                    help="continue from a checkpoint: PATH, or auto (the output folder's last.h5)")
+    p.add_argument("--weights", metavar="PATH",
+                   help="start a new run from a checkpoint's weights (fine-tuning): each "
+                        "parameter this model shares with its model (tower, layer, input and "
+                        "shape) is copied, the others drawn as a new run draws them; momentum "
+                        "and schedule start afresh. A run that resumes its own checkpoint "
+                        "(--resume auto) goes on from that instead")
     p.add_argument("--test-only", action="store_true",
-                   help="evaluate the --resume checkpoint (or the initial weights) and stop")
+                   help="evaluate the --resume checkpoint (or the --weights, or the initial "
+                        "weights) and stop")
     p.add_argument("--seed", type=int, default=0, help="decides weights, data order, "
                                                        "augmentation and dropout (default 0)")
     p.add_argument("--print-freq", type=int, default=50,
@@ -176,5 +183,7 @@ def _validate(p, args):
         p.error(f"--momentum must be in [0, 1); got {args.momentum}")
     if args.wd < 0:
         p.error(f"--wd must not be negative; got {args.wd}")
+    if args.weights and args.resume not in (None, "auto"):
+        p.error("--weights starts a new run and --resume PATH continues one: give one of them")
     if args.lr_schedule == "steps" and not args.lr_steps:
         p.error("--lr-schedule steps needs --lr-steps EPOCH [EPOCH ...]")

@@ -174,6 +174,14 @@ def prepare(args, placement, replicas):
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
+    if args.weights and trainer.step > 0:
+        print(f"note: --weights {args.weights} left unused: the run goes on from its own "
+              f"checkpoint", file=sys.stderr)
+    elif args.weights:
+        kept = trainer.start_from_weights(args.weights)
+        total = len(network.specs)
+        print(f"weights from {args.weights}: {total - len(kept)} of {total} parameter arrays"
+              + (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
     return trainer, model, epochs, output_dir
 
 
@@ -205,7 +213,7 @@ def run(args, placement, device, replicas):
                             lr_steps=list(schedule.step_epochs))
         atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)
 
-    if args.test_only and trainer.step == 0:
+    if args.test_only and trainer.step == 0 and not args.weights:
         print("note: no checkpoint was loaded, so this evaluates the initial weights; add "
               "--resume [auto|PATH] to evaluate a trained network", file=sys.stderr)
     elif not args.test_only and trainer.epoch >= epochs:

@@ -138,6 +138,20 @@ class Trainer:
         if self.writes and continuing:
             self._truncate_logs()
 
+    def start_from_weights(self, path) -> list[str]:
+        """Before a new run's first step: the parameters checkpoint `path` shares with this
+        model (checkpoint.load_shared) replace their initialization; the keys of those that
+        keep it, in the model's order. Momentum, schedule and step stay a new run's."""
+        shared = checkpoint.load_shared(path, self.network)
+        if not shared:
+            raise checkpoint.CheckpointError(f"checkpoint {path}: shares no parameter (tower, "
+                                             f"layer, input and shape) with model "
+                                             f"{self.network.model.name}")
+        params = self.network.to_host(self.network.params)
+        params.update(shared)
+        self.network.params = self.network.place(params)
+        return [spec.key for spec in self.network.specs if spec.key not in shared]
+
     def check_replicas_agree(self, when):
         """ReplicasDiverged on every rank unless every rank holds the same weights and momentum."""
         if self.replicas.world == 1:

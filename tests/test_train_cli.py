@@ -88,6 +88,7 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     (["--conv-algorithm", "fft"], "argument --conv-algorithm: invalid choice: 'fft'"),
     (["--ablation", "no-relu"], "argument --ablation: invalid choice: 'no-relu'"),
     (["--model", "2012+no-norm+no-norm"], "ablation 'no-norm' named twice"),
+    (["--weights", "a.h5", "--resume", "b.h5"], "--weights starts a new run and --resume PATH"),
 ])
 def test_bad_flags(flags, message, tmp_path):
     result = train(*flags, cwd=tmp_path)
@@ -234,3 +235,37 @@ def test_corrupt_checkpoint_is_refused(tmp_path, tiny_set):
                    str(tmp_path / "out"), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.strip().startswith(f"error: checkpoint {broken}: not a readable HDF5")
+
+
+def validation_line(result):
+    assert result.returncode == 0, result.stderr
+    return next(line for line in result.stdout.splitlines() if line.startswith("validation"))
+
+
+def test_weights_start_a_new_run_and_a_resumed_run_leaves_them(tmp_path, tiny_set):
+    source = tmp_path / "source"
+    common = ["--data-path", str(tiny_set), "-b", "4"]
+    assert train(*common, "--output-dir", str(source), "--epochs", "1",
+                 cwd=tmp_path).returncode == 0
+    weights = str(source / "last.h5")
+    evaluated = train(*common, "--weights", weights, "--test-only", cwd=tmp_path)
+    assert "initial weights" not in evaluated.stderr
+    assert validation_line(evaluated) == validation_line(
+        train(*common, "--resume", weights, "--test-only", cwd=tmp_path))
+
+    out = tmp_path / "tuned"
+    first = train(*common, "--output-dir", str(out), "--weights", weights, "--epochs", "1",
+                  "--model", "2012-small28+one-tower", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    line = next(line for line in first.stdout.splitlines() if line.startswith("weights from"))
+    assert line.startswith(f"weights from {weights}: ") and "; as a new run draws them: " in line
+    assert json.loads((out / "settings.json").read_text())["weights"] == weights
+    again = train(*common, "--output-dir", str(out), "--weights", weights, "--epochs", "2",
+                  "--model", "2012-small28+one-tower", "--resume", "auto", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "resumed from" in again.stdout and "weights from" not in again.stdout
+    assert f"note: --weights {weights} left unused" in again.stderr
+
+    missing = train(*common, "--weights", str(tmp_path / "none.h5"), cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr == f"error: checkpoint {tmp_path / 'none.h5'}: no such file\n"

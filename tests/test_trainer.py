@@ -226,3 +226,43 @@ def test_loader_batches_know_their_count():
     from convnet.data.loader import prefetch
     batches = prefetch(lambda k: k * k, 5)
     assert len(batches) == 5 and list(batches) == [0, 1, 4, 9, 16]
+
+
+def saved_network(path, rng, name="2012-small28", classes=10):
+    """A checkpoint of a network of model `name` with random parameters; the network."""
+    network = Network(alexnet.build_model(name, classes=classes), get_backend("reference"),
+                      params={})
+    network.params = {spec.key: rng.normal(0, 0.1, spec.shape).astype(np.float32)
+                      for spec in network.specs}
+    checkpoint.save(path, network, {key: np.zeros_like(value) for key, value
+                                    in network.params.items()}, {"epoch": 1, "step": 1})
+    return network
+
+
+@pytest.mark.parametrize("source, kept", [
+    ("2012-small28", []),
+    ("2012-small28:7", ["fc8/drop7a", "fc8/drop7b", "fc8/bias"]),    # 7 classes, not 10
+    ("2012-small28+one-tower", None),   # tower a's layers, where their shapes agree
+])
+def test_a_new_run_starts_from_the_parameters_a_checkpoint_shares(tmp_path, rng, source, kept):
+    name, _, classes = source.partition(":")
+    saved = saved_network(tmp_path / "source.h5", rng, name, int(classes or 10))
+    trainer, fresh = make_trainer(tmp_path / "run"), make_trainer(tmp_path / "fresh")
+    shared = {spec.key for spec in saved.specs} & {spec.key for spec in trainer.network.specs}
+    expected_kept = kept if kept is not None else [
+        spec.key for spec in trainer.network.specs if spec.key not in shared
+        or saved.params[spec.key].shape != spec.shape]
+    if kept is None:    # some of tower a's arrays agree in shape, tower b's have no source
+        assert 0 < len(expected_kept) < len(trainer.network.specs)
+    assert trainer.start_from_weights(tmp_path / "source.h5") == expected_kept
+    for spec in trainer.network.specs:
+        source_params = fresh.network.params if spec.key in expected_kept else saved.params
+        np.testing.assert_array_equal(trainer.network.params[spec.key], source_params[spec.key])
+    assert trainer.step == 0 and not any(np.any(v) for v in trainer.velocity.values())
+
+
+def test_weights_of_a_model_that_shares_nothing_are_refused(tmp_path, rng):
+    saved_network(tmp_path / "other.h5", rng, "2012-small64", classes=7)
+    with pytest.raises(checkpoint.CheckpointError, match="shares no parameter .* with model "
+                                                         "2012-small28$"):
+        make_trainer(tmp_path / "run").start_from_weights(tmp_path / "other.h5")
