@@ -11,6 +11,8 @@ Every array is stored with Fletcher-32 checksums, which a load verifies. Written
 that looks complete but is not.
 """
 import json
+import os
+from contextlib import contextmanager
 
 import h5py
 import numpy as np
@@ -20,6 +22,12 @@ from convnet.atomic import atomic_h5
 from convnet.network import Network, bias_key
 
 FORMAT = "convnet-checkpoint-1"
+LAST, BEST = "last.h5", "best.h5"   # a run folder's: after the latest epoch, lowest val error
+
+
+def in_run(path) -> str:
+    """A checkpoint file as given, or for a run folder its best.h5."""
+    return os.path.join(path, BEST) if os.path.isdir(path) else str(path)
 
 
 class CheckpointError(Exception):
@@ -56,6 +64,20 @@ def _open(path):
     return file
 
 
+@contextmanager
+def _reading(path):
+    """A read that fails on a damaged file (a checksum, a truncated array, bad JSON) becomes
+    one CheckpointError naming the file."""
+    try:
+        yield
+    except (OSError, KeyError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path}: corrupt ({error})") from None
+
+
+def _array(file, name, network):
+    return file[name][()].astype(network.dtype, copy=False)
+
+
 def model_name(path) -> str:
     """The model a checkpoint was written for, so that a resumed run can rebuild it."""
     with _open(path) as file:
@@ -70,36 +92,30 @@ def load(path, network):
             raise CheckpointError(f"checkpoint {path}: written for model {file.attrs['model']}, "
                                   f"not {network.model.name}")
         params, velocity = {}, {}
-        try:
+        with _reading(path):
             for spec in network.specs:
                 for kind, target in (("params", params), ("momentum", velocity)):
                     name = f"towers/{spec.tower}/{kind}/{spec.key}"
                     if name not in file:
                         raise CheckpointError(f"checkpoint {path}: missing {name}")
-                    array = file[name][()]
-                    if array.shape != spec.shape:
+                    if file[name].shape != spec.shape:
                         raise CheckpointError(f"checkpoint {path}: {name} has shape "
-                                              f"{array.shape}, the model needs {spec.shape}")
-                    target[spec.key] = array.astype(network.dtype, copy=False)
+                                              f"{file[name].shape}, the model needs {spec.shape}")
+                    target[spec.key] = _array(file, name, network)
             state = json.loads(file.attrs["state"])
-        except (OSError, KeyError, ValueError) as error:
-            raise CheckpointError(f"checkpoint {path}: corrupt ({error})") from None
     return params, velocity, state
 
 
 def load_shared(path, network) -> dict:
     """The parameters of checkpoint `path` that `network`'s model shares with the model the
     checkpoint was written for, whatever that was: {key: array} of those with the same tower,
-    layer, input and shape (host arrays of the network's type). Fine-tuning starts from them."""
-    with _open(path) as file:
+    layer, input and shape (host arrays of the network's dtype). Fine-tuning starts from them."""
+    with _open(path) as file, _reading(path):
         params = {}
-        try:
-            for spec in network.specs:
-                name = f"towers/{spec.tower}/params/{spec.key}"
-                if name in file and file[name].shape == spec.shape:
-                    params[spec.key] = file[name][()].astype(network.dtype, copy=False)
-        except (OSError, KeyError, ValueError) as error:
-            raise CheckpointError(f"checkpoint {path}: corrupt ({error})") from None
+        for spec in network.specs:
+            name = f"towers/{spec.tower}/params/{spec.key}"
+            if name in file and file[name].shape == spec.shape:
+                params[spec.key] = _array(file, name, network)
     return params
 
 

@@ -6,13 +6,16 @@ Each checkpoint (a file the training command wrote, or a run folder: its best.h5
 every image of a split of the dataset, through the evaluation's own preprocessing and forward
 pass (convnet.inference: the centre crop, or with --ten-crop the softmax averaged over the
 paper's 10 views); the ensemble's prediction is the mean of the networks' softmax outputs.
-The networks may differ (models, ablations, image sizes) but must classify the dataset's classes.
+The networks may differ (models, ablations, image sizes) but must classify as many classes as
+the dataset has (checkpoints do not record the classes' names); all are loaded and checked
+before any is evaluated.
 
 Output: a line per network, then the ensemble's, each as the training command's evaluation
 prints it (loss, top-1 error, top-5 error over the images); with -o, the same figures as JSON
 (written atomically, with the commit). Exit status 0; 2 for bad flags or an input that cannot
 be used (checkpoint, dataset, a network whose outputs are not finite), with a one-line error.
 """
+import os
 import sys
 from dataclasses import asdict
 
@@ -21,9 +24,10 @@ import numpy as np
 from convnet import options, provenance
 from convnet.atomic import atomic_json
 from convnet.backend.reference.softmax import topk_errors
-from convnet.inference import Inference, checkpoint_file, exit_status
+from convnet.checkpoint import CheckpointError
+from convnet.inference import Inference, exit_status
 from convnet.train import UsageError
-from convnet.trainer import Evaluation, summed_log_loss
+from convnet.trainer import Evaluation, summed_log_loss, views_name
 
 
 def parser():
@@ -46,41 +50,51 @@ def scores(probs, labels) -> Evaluation:
     return Evaluation(loss, top1 / count, top5 / count, count)
 
 
-def member_probs(checkpoint, args):
-    """(probs (n, classes) float64 of every image of --split, in order, labels (n,))."""
-    inference = Inference(checkpoint, args.data_path, gpus=args.gpus,
-                          batch_size=args.batch_size, ten_crop=args.ten_crop)
-    labels = inference.loader.labels(args.split)
-    probs = np.empty((len(labels), len(inference.class_names)))
-    for positions, batch_probs, _ in inference.run_split(args.split):
+def check_output(path):
+    """-o's file can be written: refused before hours of evaluation, not after."""
+    if os.path.isdir(path):
+        raise UsageError(f"-o {path}: is a folder")
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"-o {path}: cannot make its folder ({error.strerror})") from None
+
+
+def split_probs(inference, split, labels):
+    """The softmax outputs (n, classes) of every image of `split`, in order."""
+    probs = np.empty((len(labels), len(inference.class_names)), np.float32)
+    for positions, batch_probs, _ in inference.run_split(split):
         probs[positions] = batch_probs
     if not np.isfinite(probs).all():
-        raise UsageError(f"checkpoint {inference.checkpoint}: its outputs on the {args.split} "
-                         f"split are not all finite (a diverged network)")
-    return probs, np.asarray(labels)
-
-
-def line(name, result: Evaluation):
-    return (f"{name}: loss {result.loss:.4f}, top-1 error {result.top1:.2%}, "
-            f"top-5 error {result.top5:.2%} over {result.images} images")
+        raise CheckpointError(f"checkpoint {inference.checkpoint}: its outputs on the {split} "
+                              f"split are not all finite (a diverged network)")
+    return probs
 
 
 def run(args):
-    total, members = None, []
-    for path in args.checkpoints:
-        probs, labels = member_probs(path, args)
-        result = scores(probs, labels)
-        print(line(checkpoint_file(path), result), flush=True)
-        members.append((checkpoint_file(path), result))
-        total = probs if total is None else total + probs
-    views = "10 views" if args.ten_crop else "centre crop"
+    if args.output:
+        check_output(args.output)
+    # Every checkpoint is loaded and checked against the dataset before any is evaluated.
+    members = [Inference(path, args.data_path, gpus=args.gpus, batch_size=args.batch_size,
+                         ten_crop=args.ten_crop) for path in args.checkpoints]
+    labels = np.asarray(members[0].loader.labels(args.split))
+    if len(labels) == 0:
+        raise UsageError(f"dataset {args.data_path}: its {args.split} split has no images")
+    total, results = np.zeros((len(labels), len(members[0].class_names))), []
+    for inference in members:
+        probs = split_probs(inference, args.split, labels)
+        results.append(scores(probs, labels))
+        print(f"{inference.checkpoint}: {results[-1]}", flush=True)
+        total += probs
+    views = views_name(args.ten_crop)
     average = scores(total / len(members), labels)
-    print(line(f"average of {len(members)} ({views}, {args.split})", average))
+    print(f"average of {len(members)} ({views}, {args.split}): {average}")
     if args.output:
         atomic_json(args.output, {
             "data_path": args.data_path, "split": args.split, "views": views,
             "images": average.images, "commit": provenance.running(),
-            "members": [{"checkpoint": name, **asdict(result)} for name, result in members],
+            "members": [{"checkpoint": inference.checkpoint, **asdict(result)}
+                        for inference, result in zip(members, results)],
             "average": asdict(average)}, indent=2)
     return 0
 
@@ -90,6 +104,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     options.check_shared(p, args)
     return exit_status(run, args)
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,7 +22,7 @@ from contextlib import closing
 import numpy as np
 
 from convnet import alexnet
-from convnet.checkpoint import CheckpointError, load_network
+from convnet.checkpoint import CheckpointError, in_run, load_network
 from convnet.data import fashion_mnist
 from convnet.data.dataset import DatasetError
 from convnet.data.loader import Loader
@@ -31,7 +31,6 @@ from convnet.train import UsageError, select_placement
 from convnet.trainer import forward_views
 
 DEFAULT_RUN = os.path.join("runs", "fashion-mnist")   # make train's (configs/fashion-mnist.json)
-BEST = "best.h5"
 # How an image file becomes a stored image, per dataset name; others as prepare stores ImageNet.
 PICTURE_LOADERS = {fashion_mnist.NAME: fashion_mnist.load_picture}
 
@@ -40,10 +39,6 @@ def add_checkpoint_flag(p):
     p.add_argument("--checkpoint", default=DEFAULT_RUN, metavar="PATH",
                    help="a checkpoint the training command wrote, or a run folder (its best.h5); "
                         "default: %(default)s, the default run's")
-
-
-def checkpoint_file(path):
-    return os.path.join(path, BEST) if os.path.isdir(path) else path
 
 
 def last_hidden_layers(model) -> tuple[str, ...]:
@@ -58,14 +53,15 @@ def last_hidden_layers(model) -> tuple[str, ...]:
 
 def exit_status(run, args):
     """run(args)'s exit status, or 2 with a one-line error on stderr where an input cannot be
-    used (flags found wrong late, checkpoint, dataset, a file the system refuses): the commands
-    that read checkpoints share this."""
+    used (flags found wrong late, checkpoint, dataset, a file the system refuses): predict,
+    ensemble and the figures share this."""
     try:
         return run(args)
     except (UsageError, DatasetError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
     except OSError as error:
-        print(f"error: {error.filename or ''}: {error.strerror or error}", file=sys.stderr)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"error: {where}{error.strerror or error}", file=sys.stderr)
     return 2
 
 
@@ -83,7 +79,7 @@ def top_k(probs, k):
 class Inference:
     def __init__(self, checkpoint, data_path, *, gpus=None, batch_size=128, ten_crop=False):
         placement, self.device = select_placement(gpus)
-        self.checkpoint = checkpoint_file(checkpoint)
+        self.checkpoint = in_run(checkpoint)
         self.network = load_network(self.checkpoint, placement)
         model = self.network.model
         self.loader = Loader(data_path, crop=model.geometry.image_size, seed=0,

@@ -96,11 +96,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="auto|PATH",
                    help="continue from a checkpoint: PATH, or auto (the output folder's last.h5)")
     p.add_argument("--weights", metavar="PATH",
-                   help="start a new run from a checkpoint's weights (fine-tuning): each "
-                        "parameter this model shares with its model (tower, layer, input and "
-                        "shape) is copied, the others drawn as a new run draws them; momentum "
-                        "and schedule start afresh. A run that resumes its own checkpoint "
-                        "(--resume auto) goes on from that instead")
+                   help="start a new run from a checkpoint's weights (a file, or a run "
+                        "folder: its best.h5), to fine-tune: each parameter this model shares "
+                        "with the checkpoint's (tower, layer, input and shape) is copied, the "
+                        "others drawn as a new run draws them; momentum and schedule start "
+                        "afresh. A run that resumes its own checkpoint (--resume auto) goes on "
+                        "from that instead")
     p.add_argument("--test-only", action="store_true",
                    help="evaluate the --resume checkpoint (or the --weights, or the initial "
                         "weights) and stop")

@@ -34,7 +34,7 @@ from convnet.replicas.engines import ReplicasDiverged
 from convnet.replicas.launch import SINGLE, LaunchError
 from convnet.replicas.launch import from_environment as launch_from_environment
 from convnet.schedule import RELEASED_2012_EPOCHS, Rates, Schedule
-from convnet.trainer import NonFiniteLoss, Trainer, evaluate
+from convnet.trainer import NonFiniteLoss, Trainer, evaluate, views_name
 
 SMALL_MODEL_EPOCHS = 6
 
@@ -168,20 +168,21 @@ def prepare(args, placement, replicas):
                       output_dir=output_dir, print_freq=args.print_freq,
                       progress=progress_bar(), ten_crop=args.ten_crop, replicas=replicas)
     if args.resume:
-        path = os.path.join(output_dir, "last.h5") if args.resume == "auto" else args.resume
+        path = os.path.join(output_dir, checkpoint.LAST) if args.resume == "auto" else args.resume
         if args.resume != "auto" or os.path.exists(path):
             trainer.resume(path, continuing=not args.test_only)
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
     if args.weights and trainer.step > 0:
-        print(f"note: --weights {args.weights} left unused: the run goes on from its own "
-              f"checkpoint", file=sys.stderr)
+        if replicas.rank == 0:
+            print(f"note: --weights {args.weights} left unused: the run goes on from its own "
+                  f"checkpoint", file=sys.stderr)
     elif args.weights:
-        kept = trainer.start_from_weights(args.weights)
+        kept = trainer.start_from_weights(checkpoint.in_run(args.weights))
         total = len(network.specs)
-        print(f"weights from {args.weights}: {total - len(kept)} of {total} parameter arrays"
-              + (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
+        print(f"weights from {trainer.started_from}: {total - len(kept)} of {total} parameter "
+              f"arrays" + (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
     return trainer, model, epochs, output_dir
 
 
@@ -206,14 +207,15 @@ def run(args, placement, device, replicas):
         settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
                         conv_algorithm=conv_algorithm,
                         device=device, ranks=replicas.world, launcher=replicas.launcher,
-                        commit=provenance.running(), schedule=trainer.schedule.kind)
+                        commit=provenance.running(), schedule=trainer.schedule.kind,
+                        weights=trainer.started_from)
         if trainer.step > 0:   # resumed: the checkpoint's schedule goes on, not the flags'
             schedule = trainer.schedule
             settings.update(lr=schedule.initial_weight_lr, lr_schedule=schedule.kind,
                             lr_steps=list(schedule.step_epochs))
         atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)
 
-    if args.test_only and trainer.step == 0 and not args.weights:
+    if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
         print("note: no checkpoint was loaded, so this evaluates the initial weights; add "
               "--resume [auto|PATH] to evaluate a trained network", file=sys.stderr)
     elif not args.test_only and trainer.epoch >= epochs:
@@ -227,9 +229,7 @@ def run(args, placement, device, replicas):
         print(f"training {model.name} on {args.data_path} ({device}{ranks}) for {epochs} "
               f"epochs; output in {output_dir}")
         result = trainer.fit(epochs)
-    views = "10 views" if args.ten_crop else "centre crop"
-    print(f"validation ({views}): loss {result.loss:.4f}, top-1 error {result.top1:.2%}, "
-          f"top-5 error {result.top5:.2%} over {result.images} images")
+    print(f"validation ({views_name(args.ten_crop)}): {result}")
     return 0
 
 

@@ -53,6 +53,14 @@ class Evaluation:
     top5: float
     images: int
 
+    def __str__(self):
+        return (f"loss {self.loss:.4f}, top-1 error {self.top1:.2%}, top-5 error "
+                f"{self.top5:.2%} over {self.images} images")
+
+
+def views_name(ten_crop) -> str:
+    return "10 views" if ten_crop else "centre crop"
+
 
 def forward_views(network, views, feature_layers=()):
     """(probs, features): the softmax (classes, n) averaged over the views of a batch (the
@@ -110,19 +118,22 @@ class Trainer:
                           weight_decay, dict(rates.layer_lr_scale))
         self.velocity = self.solver.momentum_buffers(network)
         self.epoch, self.step, self.best_error = 0, 0, None
+        self.started_from = None    # the checkpoint whose weights a fine-tuning run started from
         if self.writes:
             os.makedirs(output_dir, exist_ok=True)
 
     # -- state -------------------------------------------------------------------------------
     def state(self) -> dict:
         return {"epoch": self.epoch, "step": self.step, "best_error": self.best_error,
-                "seed": self.network.seed, "schedule": self.schedule.state()}
+                "seed": self.network.seed, "schedule": self.schedule.state(),
+                "started_from": self.started_from}
 
     def resume(self, path, *, continuing=True):
         """The state of checkpoint `path`. continuing: the run goes on from it, so the log lines
         written after it are dropped (they will be written again); evaluating it keeps them."""
         params, velocity, state = checkpoint.load(path, self.network)
-        missing = sorted(set(self.state()) - set(state))   # the fields save() writes
+        # the fields save() writes; older checkpoints lack started_from (no fine-tuning then)
+        missing = sorted(set(self.state()) - set(state) - {"started_from"})
         if missing:
             raise checkpoint.CheckpointError(f"checkpoint {path}: its training state lacks "
                                              f"{', '.join(missing)}")
@@ -134,6 +145,7 @@ class Trainer:
                 f"{self.network.seed}; pass --seed {state['seed']} to continue it")
         self.epoch, self.step, self.best_error = state["epoch"], state["step"], state["best_error"]
         self.schedule = Schedule.from_state(state["schedule"])
+        self.started_from = state.get("started_from")
         self._apply_rates()
         if self.writes and continuing:
             self._truncate_logs()
@@ -150,6 +162,7 @@ class Trainer:
         params = self.network.to_host(self.network.params)
         params.update(shared)
         self.network.params = self.network.place(params)
+        self.started_from = str(path)
         return [spec.key for spec in self.network.specs if spec.key not in shared]
 
     def check_replicas_agree(self, when):
@@ -285,9 +298,9 @@ class Trainer:
             if improved:
                 self.best_error = validation.top1
             if self.writes:
-                checkpoint.save(os.path.join(self.output_dir, "last.h5"), self.network,
+                checkpoint.save(os.path.join(self.output_dir, checkpoint.LAST), self.network,
                                 self.velocity, self.state())
                 if improved:
-                    checkpoint.save(os.path.join(self.output_dir, "best.h5"), self.network,
+                    checkpoint.save(os.path.join(self.output_dir, checkpoint.BEST), self.network,
                                     self.velocity, self.state())
         return validation

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from convnet import ensemble
+from convnet.data import dataset
 from convnet.data.loader import Loader
 from convnet.trainer import evaluate
 from tiny_run import CROP, active_network, direct_outputs, make_tiny_run, save_checkpoint
@@ -59,7 +60,7 @@ def expected_figures(probs, labels):
 
 
 def test_the_average_is_the_mean_of_the_softmax_outputs(trained, rng, capsys, tmp_path):
-    second = active_network(rng)
+    second = active_network(rng, "paper-small28")   # another preset: members may differ
     save_checkpoint(second, tmp_path / "second.h5")
     report = tmp_path / "report" / "ensemble.json"
     assert ensemble.main([str(trained.run), str(tmp_path / "second.h5"), "--data-path",
@@ -95,11 +96,21 @@ def test_the_train_split_and_the_same_network_twice(trained, capsys):
     assert figures[2][0] == pytest.approx(loss, abs=1e-4)
 
 
-def test_bad_inputs_are_one_line_with_exit_2(trained, capsys, rng, tmp_path):
+def test_bad_inputs_are_one_line_with_exit_2_before_any_evaluation(trained, capsys, rng,
+                                                                   tmp_path):
     data = ["--data-path", str(trained.data), "--gpus", "cpu"]
     assert ensemble.main([str(trained.run), str(tmp_path / "none.h5"), *data]) == 2
-    out, err = capsys.readouterr()
-    assert err.count("\n") == 1 and "none.h5" in err
+    assert capsys.readouterr() == ("", f"error: checkpoint {tmp_path / 'none.h5'}: no such "
+                                       f"file\n")
+    assert ensemble.main([str(trained.run), *data, "-o", str(tmp_path)]) == 2
+    assert capsys.readouterr() == ("", f"error: -o {tmp_path}: is a folder\n")
+
+    empty = tmp_path / "empty.h5"
+    dataset.write(empty, name="empty", train_images=trained.train, train_labels=trained.train_labels,
+                  val_images=trained.val[:0], val_labels=trained.val_labels[:0],
+                  class_ids=[f"c{i}" for i in range(10)], class_names=[str(i) for i in range(10)])
+    assert ensemble.main([str(trained.run), "--data-path", str(empty), "--gpus", "cpu"]) == 2
+    assert capsys.readouterr().err == f"error: dataset {empty}: its val split has no images\n"
 
     diverged = active_network(rng)
     diverged.params["fc8/bias"][0] = np.nan

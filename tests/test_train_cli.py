@@ -253,18 +253,21 @@ def test_weights_start_a_new_run_and_a_resumed_run_leaves_them(tmp_path, tiny_se
     assert validation_line(evaluated) == validation_line(
         train(*common, "--resume", weights, "--test-only", cwd=tmp_path))
 
-    out = tmp_path / "tuned"
-    first = train(*common, "--output-dir", str(out), "--weights", weights, "--epochs", "1",
-                  "--model", "2012-small28+one-tower", cwd=tmp_path)
+    out, best = tmp_path / "tuned", str(source / "best.h5")
+    first = train(*common, "--output-dir", str(out), "--weights", str(source), "--epochs", "1",
+                  "--model", "2012-small28+one-tower", cwd=tmp_path)     # a folder: its best.h5
     assert first.returncode == 0, first.stderr
     line = next(line for line in first.stdout.splitlines() if line.startswith("weights from"))
-    assert line.startswith(f"weights from {weights}: ") and "; as a new run draws them: " in line
-    assert json.loads((out / "settings.json").read_text())["weights"] == weights
+    assert line.startswith(f"weights from {best}: 9 of 16 parameter arrays; as a new run draws "
+                           f"them: conv5a/conv4a, ")
+    assert json.loads((out / "settings.json").read_text())["weights"] == best
+    # Resumed: the checkpoint's record of the start stands, whatever --weights says now.
     again = train(*common, "--output-dir", str(out), "--weights", weights, "--epochs", "2",
                   "--model", "2012-small28+one-tower", "--resume", "auto", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "resumed from" in again.stdout and "weights from" not in again.stdout
     assert f"note: --weights {weights} left unused" in again.stderr
+    assert json.loads((out / "settings.json").read_text())["weights"] == best
 
     missing = train(*common, "--weights", str(tmp_path / "none.h5"), cwd=tmp_path)
     assert missing.returncode == 2

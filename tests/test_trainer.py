@@ -229,36 +229,42 @@ def test_loader_batches_know_their_count():
 
 
 def saved_network(path, rng, name="2012-small28", classes=10):
-    """A checkpoint of a network of model `name` with random parameters; the network."""
+    """A checkpoint of a network of model `name` with random parameters and momentum; the
+    network."""
     network = Network(alexnet.build_model(name, classes=classes), get_backend("reference"),
                       params={})
     network.params = {spec.key: rng.normal(0, 0.1, spec.shape).astype(np.float32)
                       for spec in network.specs}
-    checkpoint.save(path, network, {key: np.zeros_like(value) for key, value
-                                    in network.params.items()}, {"epoch": 1, "step": 1})
+    checkpoint.save(path, network, {key: rng.normal(0, 0.1, value.shape).astype(np.float32)
+                                    for key, value in network.params.items()},
+                    {"epoch": 1, "step": 1})
     return network
 
 
-@pytest.mark.parametrize("source, kept", [
-    ("2012-small28", []),
-    ("2012-small28:7", ["fc8/drop7a", "fc8/drop7b", "fc8/bias"]),    # 7 classes, not 10
-    ("2012-small28+one-tower", None),   # tower a's layers, where their shapes agree
-])
-def test_a_new_run_starts_from_the_parameters_a_checkpoint_shares(tmp_path, rng, source, kept):
+# The one-tower model's arrays whose shapes tower a of the two-tower one shares: conv1-4 are
+# halves in both, conv5 and fc6-7 whole there, and fc8 reads one fc7 of twice the units.
+ONE_TOWER_SHARED = {"conv1a/data", "conv1a/bias", "conv2a/pool1a", "conv2a/bias", "conv3a/pool2a",
+                    "conv3a/bias", "conv4a/conv3a", "conv4a/bias", "fc8/bias"}
+
+
+@pytest.mark.parametrize("source, shared", [
+    ("2012-small28", lambda keys: set(keys)),
+    ("2012-small28:7", lambda keys: set(keys) - {"fc8/drop7a", "fc8/drop7b", "fc8/bias"}),
+    ("2012-small28+one-tower", lambda keys: ONE_TOWER_SHARED),
+], ids=["same model", "7 classes", "one tower"])
+def test_a_new_run_starts_from_the_parameters_a_checkpoint_shares(tmp_path, rng, source, shared):
     name, _, classes = source.partition(":")
     saved = saved_network(tmp_path / "source.h5", rng, name, int(classes or 10))
     trainer, fresh = make_trainer(tmp_path / "run"), make_trainer(tmp_path / "fresh")
-    shared = {spec.key for spec in saved.specs} & {spec.key for spec in trainer.network.specs}
-    expected_kept = kept if kept is not None else [
-        spec.key for spec in trainer.network.specs if spec.key not in shared
-        or saved.params[spec.key].shape != spec.shape]
-    if kept is None:    # some of tower a's arrays agree in shape, tower b's have no source
-        assert 0 < len(expected_kept) < len(trainer.network.specs)
-    assert trainer.start_from_weights(tmp_path / "source.h5") == expected_kept
-    for spec in trainer.network.specs:
-        source_params = fresh.network.params if spec.key in expected_kept else saved.params
-        np.testing.assert_array_equal(trainer.network.params[spec.key], source_params[spec.key])
+    keys = [spec.key for spec in trainer.network.specs]
+    copied = shared(keys)
+    kept = trainer.start_from_weights(tmp_path / "source.h5")
+    assert kept == [key for key in keys if key not in copied]
+    for key in keys:
+        source_params = saved.params if key in copied else fresh.network.params
+        np.testing.assert_array_equal(trainer.network.params[key], source_params[key])
     assert trainer.step == 0 and not any(np.any(v) for v in trainer.velocity.values())
+    assert trainer.state()["started_from"] == str(tmp_path / "source.h5")
 
 
 def test_weights_of_a_model_that_shares_nothing_are_refused(tmp_path, rng):

@@ -21,8 +21,8 @@ def save_checkpoint(network, path):
     checkpoint.save(path, network, zeros, {"epoch": 1, "step": 1})
 
 
-def active_network(rng):
-    return make_active(Network(alexnet.build_model(MODEL, classes=CLASSES),
+def active_network(rng, model=MODEL):
+    return make_active(Network(alexnet.build_model(model, classes=CLASSES),
                                get_backend("reference")), rng)
 
 

@@ -123,7 +123,9 @@ def write(path, *, name, train_images, train_labels, val_images, val_labels, cla
         for split, images, labels in (("train", train_images, train_labels),
                                       ("val", val_images, val_labels)):
             file.create_dataset(f"{split}/images", data=images,
-                                chunks=(min(chunk_images(size), len(images)), size, size, 3))
+                                chunks=(max(1, min(chunk_images(size), len(images))), size,
+                                        size, 3),
+                                maxshape=(None, size, size, 3))   # as prepare's: may be empty
             file.create_dataset(f"{split}/labels", data=labels.astype(np.int32))
         write_statistics(file, image_statistics(train_images))
         write_classes(file, name=name, size=size, class_ids=class_ids, class_names=class_names)

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from convnet.atomic import atomic_path
-from convnet.inference import checkpoint_file
+from convnet.checkpoint import in_run
 
 DPI = 100
 FIGURES = "figures"   # the folder, beside the checkpoint, that the figures go to by default
@@ -50,7 +50,7 @@ def output_path(args, folder, name):
 
 def checkpoint_output(args, name):
     """--output, or FIGURES/<name>.png in the folder of the checkpoint."""
-    return output_path(args, os.path.dirname(os.path.abspath(checkpoint_file(args.checkpoint))),
+    return output_path(args, os.path.dirname(os.path.abspath(in_run(args.checkpoint))),
                        name)
 
 
