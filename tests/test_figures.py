@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 from argparse import Namespace
@@ -25,6 +24,7 @@ from convnet.inference import Inference, last_hidden_layers
 from convnet.network import Network
 from convnet.trainer import EPOCH_FIELDS
 from networks import make_active
+from readme import shown_commands
 from tiny_run import MODEL, VAL, direct_outputs, make_tiny_run, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -450,33 +450,8 @@ def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
         assert exit_.value.code == 2
 
 
-FIGURE1_COMMAND = "$ python -m convnet.figures training-error "
-
-
-def readme_figure1_commands():
-    """(arguments, printed lines) of each training-error command README shows run over
-    bench/results/figure1: a `$` line with its continuation lines, then its output."""
-    with open(os.path.join(ROOT, "README.md")) as handle:
-        lines = [line.strip() for line in handle]
-    commands = []
-    for number, line in enumerate(lines):
-        if not line.startswith(FIGURE1_COMMAND):
-            continue
-        command = line
-        while command.endswith("\\"):
-            number += 1
-            command = command[:-1] + lines[number]
-        output = []
-        for line in lines[number + 1:]:
-            if not line or line.startswith("$"):
-                break
-            output.append(line)
-        commands.append((shlex.split(command[len(FIGURE1_COMMAND):]), output))
-    return commands
-
-
 def test_the_readme_figure1_lines_are_the_commands_output(tmp_path, capsys, monkeypatch):
-    commands = readme_figure1_commands()
+    commands = shown_commands("python -m convnet.figures training-error")
     assert len(commands) == 4
     monkeypatch.chdir(os.path.join(ROOT, "bench", "results", "figure1"))
     for arguments, printed in commands:
