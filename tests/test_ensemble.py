@@ -2,6 +2,7 @@
 it; several networks' average is the mean of their softmax outputs, computed here crop by crop;
 bad inputs are one line with exit code 2."""
 import json
+import os
 import subprocess
 import sys
 
@@ -11,8 +12,11 @@ import pytest
 from convnet import ensemble
 from convnet.data import dataset
 from convnet.data.loader import Loader
-from convnet.trainer import evaluate
+from convnet.trainer import Evaluation, evaluate
+from readme import shown_commands
 from tiny_run import CROP, active_network, direct_outputs, make_tiny_run, save_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
@@ -134,3 +138,18 @@ def test_ensemble_runs_as_a_module(trained):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert len(parse(result.stdout)) == 2
+
+
+def test_the_readme_ensemble_lines_are_the_reports():
+    """README's ensemble outputs print what the -o reports committed beside the runs hold."""
+    commands = shown_commands("python -m convnet.ensemble")
+    assert len(commands) == 2
+    for arguments, printed in commands:
+        report = json.loads(open(os.path.join(ROOT, arguments[arguments.index("-o") + 1])).read())
+        members = [(member.pop("checkpoint"), Evaluation(**member))
+                   for member in report["members"]]
+        assert printed == [f"{name}: {result}" for name, result in members] + [
+            f"average of {len(members)} ({report['views']}, {report['split']}): "
+            f"{Evaluation(**report['average'])}"]
+        assert [name for name, _ in members] == [os.path.join(run, "best.h5") for run
+                                                 in arguments[:len(members)]]
