@@ -80,29 +80,28 @@ def _array(file, name, network):
 
 def model_name(path) -> str:
     """The model a checkpoint was written for, so that a resumed run can rebuild it."""
-    with _open(path) as file:
+    with _open(path) as file, _reading(path):
         return str(file.attrs["model"])
 
 
 def load(path, network):
     """(params, velocity, state) from `path`, checked against `network`'s model and parameter
     shapes. Raises CheckpointError with a one-line reason."""
-    with _open(path) as file:
+    with _open(path) as file, _reading(path):
         if file.attrs["model"] != network.model.name:
             raise CheckpointError(f"checkpoint {path}: written for model {file.attrs['model']}, "
                                   f"not {network.model.name}")
         params, velocity = {}, {}
-        with _reading(path):
-            for spec in network.specs:
-                for kind, target in (("params", params), ("momentum", velocity)):
-                    name = f"towers/{spec.tower}/{kind}/{spec.key}"
-                    if name not in file:
-                        raise CheckpointError(f"checkpoint {path}: missing {name}")
-                    if file[name].shape != spec.shape:
-                        raise CheckpointError(f"checkpoint {path}: {name} has shape "
-                                              f"{file[name].shape}, the model needs {spec.shape}")
-                    target[spec.key] = _array(file, name, network)
-            state = json.loads(file.attrs["state"])
+        for spec in network.specs:
+            for kind, target in (("params", params), ("momentum", velocity)):
+                name = f"towers/{spec.tower}/{kind}/{spec.key}"
+                if name not in file:
+                    raise CheckpointError(f"checkpoint {path}: missing {name}")
+                if file[name].shape != spec.shape:
+                    raise CheckpointError(f"checkpoint {path}: {name} has shape "
+                                          f"{file[name].shape}, the model needs {spec.shape}")
+                target[spec.key] = _array(file, name, network)
+        state = json.loads(file.attrs["state"])
     return params, velocity, state
 
 

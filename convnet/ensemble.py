@@ -54,10 +54,21 @@ def check_output(path):
     """-o's file can be written: refused before hours of evaluation, not after."""
     if os.path.isdir(path):
         raise UsageError(f"-o {path}: is a folder")
+    folder = os.path.dirname(os.path.abspath(path))
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
     except OSError as error:
         raise UsageError(f"-o {path}: cannot make its folder ({error.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"-o {path}: its folder is not writable")
+
+
+def check_finite(inference):
+    """A network with non-finite parameters (a diverged run) is refused before any evaluation."""
+    params = inference.network.to_host(inference.network.params)
+    if not all(np.isfinite(array).all() for array in params.values()):
+        raise CheckpointError(f"checkpoint {inference.checkpoint}: its parameters are not all "
+                              f"finite (a diverged network)")
 
 
 def split_probs(inference, split, labels):
@@ -67,16 +78,18 @@ def split_probs(inference, split, labels):
         probs[positions] = batch_probs
     if not np.isfinite(probs).all():
         raise CheckpointError(f"checkpoint {inference.checkpoint}: its outputs on the {split} "
-                              f"split are not all finite (a diverged network)")
+                              f"split are not all finite")
     return probs
 
 
 def run(args):
-    if args.output:
-        check_output(args.output)
-    # Every checkpoint is loaded and checked against the dataset before any is evaluated.
+    # Every checkpoint is loaded and checked, and -o too, before any network is evaluated.
     members = [Inference(path, args.data_path, gpus=args.gpus, batch_size=args.batch_size,
                          ten_crop=args.ten_crop) for path in args.checkpoints]
+    for inference in members:
+        check_finite(inference)
+    if args.output:
+        check_output(args.output)
     labels = np.asarray(members[0].loader.labels(args.split))
     if len(labels) == 0:
         raise UsageError(f"dataset {args.data_path}: its {args.split} split has no images")

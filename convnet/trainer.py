@@ -162,7 +162,7 @@ class Trainer:
         params = self.network.to_host(self.network.params)
         params.update(shared)
         self.network.params = self.network.place(params)
-        self.started_from = str(path)
+        self.started_from = os.path.abspath(path)   # meaningful from any folder
         return [spec.key for spec in self.network.specs if spec.key not in shared]
 
     def check_replicas_agree(self, when):

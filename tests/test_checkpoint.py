@@ -119,3 +119,18 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, rng):
     bigger = Network(alexnet.build_model("2012-small28", classes=20), get_backend("reference"))
     with pytest.raises(checkpoint.CheckpointError, match="shape"):
         checkpoint.load(path, bigger)
+
+
+@pytest.mark.parametrize("attribute, read", [
+    ("model", lambda path, network: checkpoint.load(path, network)),
+    ("model", lambda path, network: checkpoint.model_name(path)),
+    ("state", lambda path, network: checkpoint.load(path, network)),
+], ids=["model, load", "model, model_name", "state, load"])
+def test_a_complete_file_without_its_model_or_state_is_refused(tmp_path, rng, attribute, read):
+    network, velocity = trained_network(rng)
+    path = tmp_path / "last.h5"
+    checkpoint.save(path, network, velocity, {})
+    with h5py.File(path, "r+") as file:
+        del file.attrs[attribute]
+    with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {path}: corrupt"):
+        read(path, network)

@@ -1,6 +1,7 @@
 """`python -m convnet.ensemble`: one network's figures are the training command's evaluation of
 it; several networks' average is the mean of their softmax outputs, computed here crop by crop;
 bad inputs are one line with exit code 2."""
+import csv
 import json
 import os
 import subprocess
@@ -119,9 +120,17 @@ def test_bad_inputs_are_one_line_with_exit_2_before_any_evaluation(trained, caps
     diverged = active_network(rng)
     diverged.params["fc8/bias"][0] = np.nan
     save_checkpoint(diverged, tmp_path / "nan.h5")
-    assert ensemble.main([str(tmp_path / "nan.h5"), *data]) == 2
-    assert capsys.readouterr().err == (f"error: checkpoint {tmp_path / 'nan.h5'}: its outputs on "
-                                       f"the val split are not all finite (a diverged network)\n")
+    assert ensemble.main([str(trained.run), str(tmp_path / "nan.h5"), *data]) == 2
+    assert capsys.readouterr() == ("", f"error: checkpoint {tmp_path / 'nan.h5'}: its parameters "
+                                       f"are not all finite (a diverged network)\n")
+    overflowing = active_network(rng)      # finite weights whose outputs are not
+    overflowing.params["fc8/drop7a"][:] = 3e38
+    overflowing.params["fc8/drop7b"][:] = -3e38
+    save_checkpoint(overflowing, tmp_path / "overflow.h5")
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert ensemble.main([str(tmp_path / "overflow.h5"), *data]) == 2
+    assert capsys.readouterr().err == (f"error: checkpoint {tmp_path / 'overflow.h5'}: its outputs "
+                                       f"on the val split are not all finite\n")
 
     for argv, message in ((["run", "-b", "0"], "--batch-size must be at least 1; got 0"),
                           (["run", "--split", "test"], "--split: invalid choice: 'test'"),
@@ -153,3 +162,12 @@ def test_the_readme_ensemble_lines_are_the_reports():
             f"{Evaluation(**report['average'])}"]
         assert [name for name, _ in members] == [os.path.join(run, "best.h5") for run
                                                  in arguments[:len(members)]]
+        if report["views"] != "centre crop":
+            continue
+        # the members' figures are their runs' last validation, as the runs logged it
+        for name, result in members:
+            seed = name.split("seed")[1].split("/")[0]
+            with open(os.path.join(ROOT, "bench", "results", "ensemble",
+                                   f"seed{seed}-epochs.csv")) as handle:
+                last = list(csv.DictReader(handle))[-1]
+            assert float(last["val_top1"]) == pytest.approx(result.top1)

@@ -272,3 +272,15 @@ def test_weights_of_a_model_that_shares_nothing_are_refused(tmp_path, rng):
     with pytest.raises(checkpoint.CheckpointError, match="shares no parameter .* with model "
                                                          "2012-small28$"):
         make_trainer(tmp_path / "run").start_from_weights(tmp_path / "other.h5")
+
+
+def test_a_checkpoint_from_before_fine_tuning_resumes_with_no_start_recorded(tmp_path):
+    """Checkpoints written before runs recorded the weights they started from lack the field."""
+    old = make_trainer(tmp_path / "old")
+    state = old.state()
+    del state["started_from"]
+    checkpoint.save(tmp_path / "old.h5", old.network, old.velocity, state)
+    resumed = make_trainer(tmp_path / "run")
+    resumed.started_from = "set before the resume"
+    resumed.resume(tmp_path / "old.h5")
+    assert resumed.started_from is None
