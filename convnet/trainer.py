@@ -159,9 +159,7 @@ class Trainer:
             raise checkpoint.CheckpointError(f"checkpoint {path}: shares no parameter (tower, "
                                              f"layer, input and shape) with model "
                                              f"{self.network.model.name}")
-        params = self.network.to_host(self.network.params)
-        params.update(shared)
-        self.network.params = self.network.place(params)
+        self.network.params = {**self.network.params, **self.network.place(shared)}
         self.started_from = os.path.abspath(path)   # meaningful from any folder
         return [spec.key for spec in self.network.specs if spec.key not in shared]
 
