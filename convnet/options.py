@@ -12,6 +12,8 @@ from convnet import alexnet
 from convnet.backend.cuda.conv import ALGORITHMS
 
 SCHEDULES = ("preset", "plateau", "steps", "2012")
+# The flags' defaults: SPEC.md's recipe, whose one source is alexnet.Recipe.
+RECIPE = alexnet.Recipe()
 
 
 class Parser(argparse.ArgumentParser):
@@ -36,7 +38,8 @@ def shared_flags() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     p.add_argument("--data-path", default="data/fashion-mnist.h5",
                    help="prepared HDF5 dataset (default: %(default)s)")
-    p.add_argument("-b", "--batch-size", type=int, default=128, help="global batch (default 128)")
+    p.add_argument("-b", "--batch-size", type=int, default=RECIPE.batch_size,
+                   help="global batch (default %(default)s)")
     p.add_argument("--ten-crop", action="store_true",
                    help="evaluate on the paper's 10 views instead of the centre crop")
     p.add_argument("--gpus", default=None,
@@ -79,10 +82,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs to train (default: 91 for full-size models, as the 2012 run; "
                         "6 for scaled-down ones)")
-    p.add_argument("--lr", type=float, default=0.01, help="weight learning rate (default 0.01)")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--wd", "--weight-decay", dest="wd", type=float, default=0.0005,
-                   help="weight decay on weights, not biases (default 0.0005)")
+    p.add_argument("--lr", type=float, default=RECIPE.weight_lr,
+                   help="weight learning rate (default %(default)s)")
+    p.add_argument("--momentum", type=float, default=RECIPE.momentum,
+                   help="SGD momentum on weights and biases (default %(default)s)")
+    p.add_argument("--wd", "--weight-decay", dest="wd", type=float, default=RECIPE.weight_decay,
+                   help="weight decay on weights, not biases (default %(default)s)")
     p.add_argument("--lr-schedule", choices=SCHEDULES, default="preset",
                    help="preset (default): the 2012 run's epochs for the 2012 preset, the "
                         "plateau rule for paper; or one of them explicitly, or steps")

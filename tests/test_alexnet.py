@@ -5,9 +5,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from convnet import alexnet, graph, inference
+from convnet import alexnet, graph, inference, options
 from convnet.backend import get_backend
 from convnet.network import Network, initial_parameters, parameter_specs
+from convnet.norm_params import NormParams
 
 SPEC_PARAMETERS = {"conv1": 34_944, "conv2": 307_456, "conv3": 885_120, "conv4": 663_936,
                    "conv5": 442_624, "fc6": 37_752_832, "fc7": 16_781_312, "fc8": 4_097_000}
@@ -59,6 +60,81 @@ def test_presets_differ_where_spec_says():
     assert (code.preset.bias_lr_multiplier, paper.preset.bias_lr_multiplier) == (2.0, 1.0)
     assert code.preset.colour_noise != paper.preset.colour_noise
     assert code.preset.crop_draw != paper.preset.crop_draw
+
+
+def spec_layers(preset):
+    """SPEC.md's tables, written out layer by layer for tower t: the 2012 preset (the released
+    code) or the paper's prose. Every value is SPEC's own, not the model's."""
+    code = preset == "2012"
+    cross = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75,
+                       alpha_convention="per-term" if code else "paper")
+    same = NormParams(size=5, k=1.0, alpha=1e-3, beta=0.75, alpha_convention="per-term")
+    std345 = 0.03 if code else 0.01
+    # code: conv1 → LRN → pool → ReLU (and conv5 → pool → ReLU); paper: ReLU before both
+    before, after = (None, "relu") if code else ("relu", None)
+    def both(stem):
+        return f"{stem}a", f"{stem}b"
+
+    layers = []
+    for t in "ab":
+        layers += [
+            alexnet.Conv(name=f"conv1{t}", inputs=("data",), tower=t, activation=before,
+                         channels=48, filter_size=11, stride=4, pad=0, init_std=0.01,
+                         bias_init=0.0),
+            alexnet.CrossMapNorm(name=f"rnorm1{t}", inputs=(f"conv1{t}",), tower=t, params=cross),
+            alexnet.MaxPool(name=f"pool1{t}", inputs=(f"rnorm1{t}",), tower=t, activation=after,
+                            size=3, stride=2),
+            alexnet.Conv(name=f"conv2{t}", inputs=(f"pool1{t}",), tower=t, activation="relu",
+                         channels=128, filter_size=5, stride=1, pad=2, init_std=0.01,
+                         bias_init=1.0),
+            alexnet.CrossMapNorm(name=f"rnorm2{t}", inputs=(f"conv2{t}",), tower=t, params=cross),
+            *([alexnet.SameMapNorm(name=f"cnorm2{t}", inputs=(f"rnorm2{t}",), tower=t,
+                                   params=same)] if code else []),
+            alexnet.MaxPool(name=f"pool2{t}", inputs=(f"cnorm2{t}" if code else f"rnorm2{t}",),
+                            tower=t, size=3, stride=2),
+            alexnet.Conv(name=f"conv3{t}", inputs=both("pool2"), tower=t, activation="relu",
+                         channels=192, filter_size=3, stride=1, pad=1, init_std=std345,
+                         bias_init=0.0),
+            alexnet.Conv(name=f"conv4{t}", inputs=(f"conv3{t}",), tower=t, activation="relu",
+                         channels=192, filter_size=3, stride=1, pad=1, init_std=std345,
+                         bias_init=1.0),
+            alexnet.Conv(name=f"conv5{t}", inputs=(f"conv4{t}",), tower=t, activation=before,
+                         channels=128, filter_size=3, stride=1, pad=1, init_std=std345,
+                         bias_init=1.0),
+            alexnet.MaxPool(name=f"pool3{t}", inputs=(f"conv5{t}",), tower=t, activation=after,
+                            size=3, stride=2),
+            alexnet.FullyConnected(name=f"fc6{t}", inputs=both("pool3"), tower=t,
+                                   activation="relu", units=2048, init_std=0.01, bias_init=1.0),
+            alexnet.Dropout(name=f"drop6{t}", inputs=(f"fc6{t}",), tower=t, keep=0.5),
+            alexnet.FullyConnected(name=f"fc7{t}", inputs=both("drop6"), tower=t,
+                                   activation="relu", units=2048, init_std=0.01, bias_init=1.0),
+            alexnet.Dropout(name=f"drop7{t}", inputs=(f"fc7{t}",), tower=t, keep=0.5)]
+    return layers + [
+        alexnet.FullyConnected(name="fc8", inputs=both("drop7"), tower="a", units=1000,
+                               init_std=0.01, bias_init=0.0),
+        alexnet.SoftmaxLoss(name="loss", inputs=("fc8",), tower="a")]
+
+
+@pytest.mark.parametrize("preset", ["2012", "paper"])
+def test_full_models_are_specs_tables_layer_by_layer(preset):
+    """Every layer's kind, inputs, tower, activation and hyper-parameters, and the recipe, as
+    SPEC.md gives them: the figures above check shapes and counts, which a normalization
+    constant, an initial scale or a learning rate leaves alone."""
+    model = alexnet.build_model(preset)
+    expected = {layer.name: layer for layer in spec_layers(preset)}
+    assert set(layers_by_name(model)) == set(expected)
+    for name, layer in layers_by_name(model).items():
+        assert layer == expected[name], name
+    assert model.recipe == alexnet.Recipe(batch_size=128, weight_lr=0.01, momentum=0.9,
+                                          weight_decay=0.0005)
+    assert model.preset.bias_lr_multiplier == (2.0 if preset == "2012" else 1.0)
+
+
+def test_train_defaults_are_the_recipe():
+    defaults = options.parser().parse_args([])
+    recipe = alexnet.build_model().recipe
+    assert (defaults.batch_size, defaults.lr, defaults.momentum, defaults.wd) == (
+        recipe.batch_size, recipe.weight_lr, recipe.momentum, recipe.weight_decay)
 
 
 def test_cross_tower_inputs_only_at_conv3_and_fc_layers():

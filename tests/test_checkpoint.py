@@ -99,6 +99,23 @@ def test_truncated_file_is_refused(tmp_path, rng):
         checkpoint.load(path, network)
 
 
+@pytest.mark.parametrize("attribute, value", [("complete", None), ("format", "other-1")])
+def test_a_file_not_marked_complete_or_of_another_format_is_refused(tmp_path, rng, attribute,
+                                                                      value):
+    """`complete` is written last: a file without it was never finished (a copy cut short, a
+    writer other than checkpoint.save)."""
+    network, velocity = trained_network(rng)
+    path = tmp_path / "last.h5"
+    checkpoint.save(path, network, velocity, {})
+    with h5py.File(path, "r+") as file:
+        if value is None:
+            del file.attrs[attribute]
+        else:
+            file.attrs[attribute] = value
+    with pytest.raises(checkpoint.CheckpointError, match="last.h5: incomplete or not a convnet"):
+        checkpoint.load(path, network)
+
+
 def test_non_hdf5_and_missing_files_are_refused(tmp_path, rng):
     network, _ = trained_network(rng)
     junk = tmp_path / "junk.h5"

@@ -554,7 +554,9 @@ def test_softmax_of_logits_far_apart(backend, rng):
     the maximum is subtracted first, and p = exp(z − (m + log s)) would round log s to the ulp
     of m (a float32 error of about 1e-5 at m = 200; exp((z − m) − log s) keeps it)."""
     logits = (rng.normal(0, 60, (10, 64)) + 200).astype(np.float32)
-    logits[3, 0] += 1000
+    # Image k's largest logit, 1000 above the rest, at class k: the first, the last and each
+    # between, so a maximum that missed a class would overflow.
+    logits[np.arange(10), np.arange(10)] += 1000
     probs = call(backend, "softmax", logits)[0]
     assert np.isfinite(probs).all()
     np.testing.assert_allclose(probs.sum(axis=0), 1, rtol=1e-5)

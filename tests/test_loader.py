@@ -52,6 +52,17 @@ def expected_batch(images, data, rng_seed, chunk, convention, noise_on):
     return out
 
 
+def test_draws_have_specs_distributions():
+    """The draws by their statistics over many images, against SPEC.md rather than the
+    loader's constants: α ~ N(0, 0.1) per image and eigenvector, crop offsets uniform over
+    every position, a mirror image half the time."""
+    offsets, flips, alphas = draw(np.random.default_rng(0), 60_000, 4, 1, True)
+    assert np.abs(alphas.mean(axis=0)).max() < 0.002   # 5 standard errors
+    np.testing.assert_allclose(alphas.std(axis=0), 0.1, rtol=0.02)
+    np.testing.assert_allclose(np.bincount(offsets.ravel()) / offsets.size, 0.2, atol=0.01)
+    assert abs(flips.mean() - 0.5) < 0.01
+
+
 @pytest.mark.parametrize("convention", ["eigenvalue", "sqrt-eigenvalue-div-1.1"])
 @pytest.mark.parametrize("crop_draw,chunk", [("per-image", 1), ("per-chunk-32", 32)])
 @pytest.mark.parametrize("noise_on", [True, False])

@@ -28,19 +28,19 @@ def test_fixed_steps():
 
 
 def test_released_2012_run():
+    """Every epoch's rates, against SPEC.md's account of the run: epoch 25 → 0.001, 51 →
+    0.0001, 67 conv1 → 1e-5 and colour noise off, 72 conv1 frozen, 79 all → 1e-5; the bias rate
+    left at 0.02."""
     schedule = Schedule("2012", Rates(0.01, 0.02))
-    rates_at = {}
-    for epoch in range(90):
-        rates = schedule.epoch_finished(epoch, 0.5)
-        rates_at[epoch + 1] = (rates.weight_lr, rates.bias_lr,
-                               rates.layer_lr_scale.get("conv1a", 1.0) * rates.weight_lr,
-                               rates.colour_noise)
-    assert rates_at[24] == pytest.approx((0.01, 0.02, 0.01, True))
-    assert rates_at[25][:3] == pytest.approx((0.001, 0.02, 0.001))
-    assert rates_at[51][:3] == pytest.approx((0.0001, 0.02, 0.0001))
-    assert rates_at[67][2:] == (pytest.approx(1e-5), False)
-    assert rates_at[72][2] == 0.0
-    assert rates_at[79][0] == pytest.approx(1e-5) and rates_at[79][2] == 0.0   # conv1 stays frozen
+    for epoch in range(1, 91):
+        rates = schedule.epoch_finished(epoch - 1, 0.5)   # the rates of epoch `epoch`
+        weight = 0.01 if epoch < 25 else 0.001 if epoch < 51 else 0.0001 if epoch < 79 else 1e-5
+        conv1 = weight if epoch < 67 else 1e-5 if epoch < 72 else 0.0
+        got = (rates.weight_lr, rates.bias_lr,
+               rates.layer_lr_scale.get("conv1a", 1.0) * rates.weight_lr,
+               rates.layer_lr_scale.get("conv1b", 1.0) * rates.weight_lr, rates.colour_noise)
+        assert got == (pytest.approx(weight), 0.02, pytest.approx(conv1), pytest.approx(conv1),
+                       epoch < 67), epoch
 
 
 def test_scaled_2012_run_and_state_round_trip():

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -61,11 +62,12 @@ class PatternData:
             yield ([images, images[:, :, ::-1].copy()] if ten_crop else [images]), labels
 
 
-def make_trainer(tmp_path, *, seed=4, lr=0.01, kill_at=None, ten_crop=False):
+def make_trainer(tmp_path, *, seed=4, lr=0.01, kill_at=None, ten_crop=False, train=32):
     model = alexnet.build_model("2012-small28")
     network = Network(model, get_backend("reference"), seed=seed)
     schedule = Schedule("steps", Rates(lr, 2 * lr), step_epochs=(2,))
-    return Trainer(network, PatternData(model, seed, kill_at=kill_at), schedule, batch_size=16,
+    return Trainer(network, PatternData(model, seed, train=train, kill_at=kill_at), schedule,
+                   batch_size=16,
                    momentum=0.9, weight_decay=5e-4, output_dir=str(tmp_path), print_freq=1,
                    ten_crop=ten_crop)
 
@@ -94,8 +96,79 @@ def test_logs_schedule_and_checkpoints(tmp_path):
         rows = list(csv.DictReader(handle))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert [float(r["weight_lr"]) for r in rows] == pytest.approx([0.01, 0.01, 0.001])
+    assert [float(r["bias_lr"]) for r in rows] == pytest.approx([0.02, 0.02, 0.002])
     assert all(float(r["val_top5"]) <= float(r["val_top1"]) for r in rows)
     assert (tmp_path / "last.h5").exists() and (tmp_path / "best.h5").exists()
+
+
+def test_best_checkpoint_holds_the_epoch_of_lowest_validation_error(tmp_path, monkeypatch):
+    """best.h5: the epoch of the lowest validation top-1 error so far (the first of a tie), also
+    across a resume, which remembers the error to beat; last.h5: the latest epoch."""
+    errors = iter([0.5, 0.3, 0.4, 0.3, 0.35, 0.2])
+    monkeypatch.setattr(trainer_module, "evaluate",
+                        lambda *args: Evaluation(1.0, next(errors), 0.1, 32))
+    network = make_trainer(tmp_path / "reader").network
+
+    def saved_epochs():
+        return [checkpoint.load(str(tmp_path / name), network)[2]["epoch"]
+                for name in (checkpoint.BEST, checkpoint.LAST)]
+
+    make_trainer(tmp_path).fit(4)
+    assert saved_epochs() == [2, 4]
+    resumed = make_trainer(tmp_path)
+    resumed.resume(str(tmp_path / checkpoint.LAST))
+    resumed.fit(5)
+    assert saved_epochs() == [2, 5]
+    resumed.fit(6)
+    assert saved_epochs() == [6, 6]
+
+
+def test_log_loss_counts_a_confident_mistake_large_and_finite():
+    assert trainer_module.summed_log_loss(np.array([0.5, 0.25])) == pytest.approx(np.log(8))
+    # p floored at 1e-30: 69 nats each, where −log 0 would be infinite
+    assert trainer_module.summed_log_loss(np.array([0.0, 1e-40])) == \
+        pytest.approx(2 * 30 * np.log(10))
+
+
+def test_the_schedule_hears_each_epochs_validation_error_and_the_solver_takes_its_rates(
+        tmp_path, monkeypatch):
+    """The 2012 schedule squeezed into 2 epochs (scale 0.02: after epoch 1 the rate is 1e-4
+    and conv1 frozen): the solver runs epoch 2, and a resumed run, at those rates."""
+    errors = iter([0.7, 0.6])
+    monkeypatch.setattr(trainer_module, "evaluate",
+                        lambda *args: Evaluation(1.0, next(errors), 0.1, 32))
+    trainer = make_trainer(tmp_path)
+    trainer.schedule = Schedule("2012", Rates(0.01, 0.02), scale=0.02)
+    heard = []
+    finished = trainer.schedule.epoch_finished
+    trainer.schedule.epoch_finished = lambda epoch, error: heard.append(error) or finished(
+        epoch, error)
+    trainer.fit(1)
+    assert heard == [0.7]
+    resumed = make_trainer(tmp_path)
+    resumed.resume(str(tmp_path / checkpoint.LAST))
+    for solver in (trainer.solver, resumed.solver):
+        rates = {spec.key: solver.learning_rate(spec) for spec in trainer.network.specs}
+        assert rates["conv1a/data"] == rates["conv1b/bias"] == 0.0
+        assert rates["conv2a/pool1a"] == pytest.approx(1e-4)
+        assert rates["conv2a/bias"] == pytest.approx(0.02)   # the bias rate "mostly left"
+    trainer.fit(2)
+    assert heard == [0.7, 0.6]
+
+
+def test_an_epochs_training_figures_are_its_steps_weighted_by_their_images(tmp_path):
+    """epochs.csv's training loss and errors: over the epoch's images, so a last batch of 8
+    counts half as much as the batches of 16 before it."""
+    make_trainer(tmp_path, train=40).fit(1)
+    with open(tmp_path / "log.jsonl") as handle:
+        steps = [json.loads(line) for line in handle]
+    with open(tmp_path / "epochs.csv") as handle:
+        (row,) = csv.DictReader(handle)
+    sizes = np.array([16, 16, 8])
+    assert len(steps) == len(sizes)
+    for field, logged in (("train_loss", "loss"), ("train_top1", "top1"), ("train_top5", "top5")):
+        expected = (sizes * [step[logged] for step in steps]).sum() / sizes.sum()
+        assert float(row[field]) == pytest.approx(expected, rel=1e-12), field
 
 
 def test_kill_and_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
@@ -140,6 +213,19 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
     assert (tmp_path / "last.h5").read_bytes() == before
     failed = int(re.search(r"at step (\d+)", str(stopped.value)).group(1))
     assert failed == losses(tmp_path)[-1][0] + 1   # numbered as log.jsonl numbers the steps
+
+
+@pytest.mark.parametrize("loss", [float("inf"), float("nan")])
+def test_an_infinite_or_nan_loss_stops_the_run_before_its_update(tmp_path, loss):
+    trainer = make_trainer(tmp_path)
+    forward = trainer.network.forward
+    trainer.network.forward = lambda *args, **kwargs: replace(forward(*args, **kwargs), loss=loss)
+    before = {key: value.copy() for key, value in trainer.network.params.items()}
+    with pytest.raises(NonFiniteLoss, match=rf"loss became {loss} at step 1 \(epoch 1\)"):
+        trainer.fit(1)
+    assert all(np.array_equal(trainer.network.params[key], value)
+               for key, value in before.items())
+    assert not (tmp_path / "last.h5").exists()
 
 
 def test_non_finite_validation_loss_stops_the_run_before_any_checkpoint(tmp_path, monkeypatch):
