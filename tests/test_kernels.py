@@ -6,6 +6,7 @@ computation is (within a factor, see assert_as_accurate); a float64 kernel must 
 round-off and pass the finite-difference checks itself.
 """
 import functools
+import subprocess
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from convnet import alexnet, graph
 from convnet.backend import reference
 from convnet.backend.cuda import CudaBackend
 from convnet.backend.cuda.conv import POINTS, SIDES, winograd_applies
-from convnet.backend.cuda.launch import Emulated, Launcher, c_type
+from convnet.backend.cuda.launch import Emulated, Launcher, build, c_type
 from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.backend.reference.elementwise import _mix32
 from convnet.norm_params import NormParams
@@ -633,7 +634,8 @@ def test_launchers_refuse_bad_arguments(backend):
                              stride=1, pad=0)
     with pytest.raises(ValueError, match="float32"):
         backend.conv_forward(x, backend.from_host(np.zeros((3, 3, 3, 5))), stride=1, pad=0)
-    with pytest.raises(ValueError, match="C-contiguous"):
+    # the launcher's own check: a GPU would read a transposed array's memory as it lies
+    with pytest.raises(ValueError, match="relu_forward: arrays must be C-contiguous"):
         backend.relu_forward(backend.from_host(np.zeros((4, 6), np.float32)).T)
     with pytest.raises(TypeError, match="float32 or float64"):
         backend.relu_forward(backend.from_host(np.zeros(4, np.int32)))
@@ -799,3 +801,44 @@ def test_shuffled_order_exposes_a_race(grid, block):
         emulator.shuffle(None)
     with pytest.raises(ValueError, match="seed"):
         emulator.shuffle(-1)
+
+
+# A block whose thread 3 returns before a barrier that the others reach: on a GPU that hangs or
+# is undefined; the emulator must say so rather than let the waiting threads go on.
+DIVERGENT_BARRIER_PROGRAM = r"""
+#include "emulate.h"
+#include <cstdio>
+#include <stdexcept>
+bool diverge;
+void kernel() {
+  if (diverge && threadIdx.x == 3) return;
+  __syncthreads();
+}
+int main(int argc, char** argv) {
+  diverge = argv[1][0] == '1';
+  try {
+    emu::Block::instance().run_grid(dim3(2), dim3(8), [] { kernel(); });
+  } catch (const std::runtime_error& error) {
+    std::puts(error.what());
+    return 1;
+  }
+  std::puts("finished");
+}
+"""
+
+
+def test_a_thread_that_returns_while_the_others_wait_at_a_barrier_is_an_error(tmp_path):
+    (tmp_path / "program.cpp").write_text(DIVERGENT_BARRIER_PROGRAM)
+    compiled = subprocess.run(["g++", "-std=c++17", *build.EMULATOR_FLAGS, f"-I{build.KERNELS}",
+                               "program.cpp", "-o", "program"], cwd=tmp_path,
+                              capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+
+    def run(diverge):
+        return subprocess.run([str(tmp_path / "program"), str(int(diverge))],
+                              capture_output=True, text=True, timeout=60)
+    assert run(False).stdout == "finished\n"
+    diverged = run(True)
+    assert diverged.returncode == 1
+    assert diverged.stdout == ("block (0,0,0): 1 of 8 threads returned while the others wait at "
+                               "__syncthreads()\n")

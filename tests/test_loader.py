@@ -201,10 +201,14 @@ def test_augmenter_result_does_not_depend_on_threads(rng):
 def test_augmenter_refuses_bad_arguments(rng):
     images, index, offsets, flips, colour, mean = random_job(rng, 12, 9, 5, 4)
     out = np.zeros((3, 9, 9, 4), np.float32)
-    bad_offsets = offsets.copy()
-    bad_offsets[2] = (4, 0)                                   # 4 + 9 > 12
-    with pytest.raises(IndexError, match="image 2: index or crop offset outside"):
-        augment(images, index, bad_offsets, flips, colour, mean, 1.0, out, 2)
+    for row, column in ((4, 0), (0, 4)):                     # 4 + 9 > 12, down or across
+        bad_offsets = offsets.copy()
+        bad_offsets[2] = (row, column)
+        with pytest.raises(IndexError, match="image 2: index or crop offset outside"):
+            augment(images, index, bad_offsets, flips, colour, mean, 1.0, out, 2)
+    last_offsets = offsets.copy()
+    last_offsets[2] = (3, 3)                                  # the last crop that fits
+    augment(images, index, last_offsets, flips, colour, mean, 1.0, out, 2)
     with pytest.raises(IndexError):
         augment(images, index + 5, offsets, flips, colour, mean, 1.0, out, 2)
     with pytest.raises(ValueError, match="out: wrong dtype or not C-contiguous"):
