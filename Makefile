@@ -16,7 +16,7 @@ FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # Where nvidia-smi lists a GPU, the set-up adds CuPy, so that training runs on it.
 CUDA_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo ,cuda)
 
-.PHONY: help setup test train train-mpi figures summary bench-cpu imagenet bench-data kernels kernels-asan gpu-check gpu-train scaling
+.PHONY: help setup test train train-mpi figures summary bench-cpu imagenet bench-data kernels kernels-asan mutants gpu-check gpu-train scaling
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -80,6 +80,9 @@ kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_70..sm_90 as this nvcc
 
 kernels-asan: setup  ## the kernel tests again on the emulator's AddressSanitizer build, and planted faults (tests/test_emulator_asan.py)
 	$(PY) -m pytest -q tests/test_emulator_asan.py
+
+mutants: setup  ## mutation testing: each mistake of tools/mutants.py's catalogue, do the tests fail? (about an hour); report in bench/results/mutants.json
+	$(PY) tools/mutants.py --json bench/results/mutants.json
 
 gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer, ncu; 8 reports in $(OUT) (tools/gpu_check.sh)
 	GPU_PYTHON=$(GPU_PYTHON) OUT=$(OUT) tools/gpu_check.sh

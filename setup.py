@@ -66,9 +66,11 @@ setup(
         # scikit-learn for the two photographs it ships (tests/imagetree.py); MPI for the
         # replicas' tests, which run real mpiexec jobs; NVRTC for the backend's run-time
         # compile of the kernels (tests/test_build.py), which needs no GPU; cuobjdump and nvdisasm
-        # for the kernels' machine code (tools/sass_loops.py), which nvcc's toolkit may lack
+        # for the kernels' machine code (tools/sass_loops.py), which nvcc's toolkit may lack;
+        # the build's own requirements, for tools/mutants.py's rebuilds of mutated kernels
         "test": ["pytest>=7.4", "scikit-learn>=1.3", "nvidia-cuda-nvrtc>=13.0,<14",
-                 "nvidia-cuda-cuobjdump>=13.0,<14", "nvidia-cuda-nvdisasm>=13.0,<14"] + MPI,
+                 "nvidia-cuda-cuobjdump>=13.0,<14", "nvidia-cuda-nvdisasm>=13.0,<14",
+                 "setuptools>=64", "pybind11>=2.11"] + MPI,
     },
     ext_modules=[augment, emulator, emulator_asan],
     cmdclass={"build_ext": build_ext_side_by_side},

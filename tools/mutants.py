@@ -1,0 +1,589 @@
+"""Mutation testing: does the test suite notice a line of the sources made wrong?
+
+    python tools/mutants.py [--only NAME ...] [--json FILE] [--seed N] [--list]
+
+Each mutant of the catalogue below replaces one exact piece of a source file by a plausible
+mistake (a bound off by one, a constant of SPEC.md changed, a step left out) and names the test
+files that should fail on it. The tool copies the checkout (its tracked and untracked files, not
+the ignored ones, plus the built extension modules and the prepared default dataset) into a
+temporary folder, and there, for each mutant: applies it, rebuilds the extension modules where
+a compiled source changed (setup.py build_ext, the project's own flags), runs pytest on the
+named files, stopping at the first failure, and undoes it. A mutant is killed when a test fails
+(or crashes); one the tests pass survives, and the suite has a gap there. The checkout itself
+is never touched.
+
+Every entry's `old` text must occur exactly once in its file: tests/test_mutants.py checks that
+in every test run, so the catalogue follows the sources. Mutants that no test can tell from the
+original (a tile the kernel computes the same either way) are left out; so is what only a GPU
+shows. The tests' random seed is fixed (--seed), so a run can be repeated.
+
+Prints one line per mutant and writes a JSON report (commit, seed, each mutant's result, the
+test that killed it, seconds); exits 1 when a mutant survived or could not be run. About an
+hour on 2 cores for the whole catalogue, most of it rebuilding the emulator for the kernels'.
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from typing import NamedTuple
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from convnet import provenance  # noqa: E402
+from convnet.atomic import atomic_json  # noqa: E402
+
+COMPILED = (".cu", ".cuh", ".h", ".cpp")   # the extension modules' sources (setup.py)
+DATASET = os.path.join("data", "fashion-mnist.h5")
+TEST_SECONDS = 900
+
+
+class Mutant(NamedTuple):
+    name: str
+    path: str     # relative to the checkout
+    old: str      # exactly once in the file
+    new: str
+    tests: tuple  # test files, the likeliest to fail first
+
+
+def checkout_files(root):
+    """The files a copy needs: tracked and untracked but not ignored (git), the built extension
+    modules, and the prepared default dataset where there is one."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=root, capture_output=True, text=True,
+                            check=True).stdout
+    files = [name for name in listed.split("\0")
+             if name and os.path.isfile(os.path.join(root, name))]   # not a deleted one
+    modules = [os.path.join("convnet", name) for name in os.listdir(os.path.join(root, "convnet"))
+               if name.endswith(".so")]
+    return files + modules
+
+
+def copy_checkout(root, target):
+    """The checkout's files into `target`, times kept (so that built modules stay newer than
+    their sources and are not rebuilt); the dataset linked, not copied."""
+    for name in checkout_files(root):
+        os.makedirs(os.path.dirname(os.path.join(target, name)), exist_ok=True)
+        shutil.copy2(os.path.join(root, name), os.path.join(target, name))
+    if os.path.exists(os.path.join(root, DATASET)):
+        os.symlink(os.path.join(root, DATASET), os.path.join(target, DATASET))
+
+
+def build_extensions(folder):
+    """setup.py's extension modules in place; a no-op for those newer than their sources."""
+    built = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
+                           cwd=folder, capture_output=True, text=True)
+    if built.returncode:
+        raise RuntimeError(f"building the extension modules failed:\n{built.stderr[-3000:]}")
+
+
+def first_failure(output):
+    for line in output.splitlines():
+        if line.startswith(("FAILED ", "ERROR ")):
+            return line.split(" - ")[0].split(" ", 1)[1]
+    return None
+
+
+def run_mutant(folder, mutant, seed):
+    """{name, path, result: killed | survived | error, by: the failing test (or how it ended),
+    seconds}; the file is restored whatever happens (its compiled modules are not: see run)."""
+    path = os.path.join(folder, mutant.path)
+    with open(path) as handle:
+        original = handle.read()
+    start = time.perf_counter()
+    try:
+        result, by = _try(folder, path, original, mutant, seed)
+    finally:
+        with open(path, "w") as handle:
+            handle.write(original)
+    return {"name": mutant.name, "path": mutant.path, "result": result, "by": by,
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _try(folder, path, original, mutant, seed):
+    if original.count(mutant.old) != 1:
+        return "error", f"its text occurs {original.count(mutant.old)} times in {mutant.path}"
+    with open(path, "w") as handle:
+        handle.write(original.replace(mutant.old, mutant.new))
+    if mutant.path.endswith(COMPILED):
+        try:
+            build_extensions(folder)
+        except RuntimeError:   # a mutant the compiler refuses tells nothing of the tests
+            return "error", "does not compile"
+    env = {**os.environ, "CONVNET_TEST_SEED": str(seed), "PYTHONPATH": folder}
+    try:
+        tested = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p",
+                                 "no:cacheprovider", *mutant.tests], cwd=folder, env=env,
+                                capture_output=True, text=True, timeout=TEST_SECONDS)
+    except subprocess.TimeoutExpired:
+        return "killed", f"tests ran past {TEST_SECONDS} s"
+    # pytest: 0 all passed, 1 a test failed, negative a signal (a crash); else its own trouble
+    if tested.returncode == 0:
+        return "survived", None
+    if tested.returncode == 1 or tested.returncode < 0:
+        return "killed", first_failure(tested.stdout) or f"exit status {tested.returncode}"
+    return "error", f"pytest exit status {tested.returncode}: {tested.stdout[-300:]}"
+
+
+def run(mutants, seed, report=print):
+    """Each mutant in a fresh copy of the checkout: the records, in the catalogue's order."""
+    records = []
+    with tempfile.TemporaryDirectory(prefix="convnet-mutants-") as folder:
+        copy_checkout(ROOT, folder)
+        build_extensions(folder)   # up to date already, or built from newer sources
+        built_from_mutant = False
+        for mutant in mutants:
+            compiled = mutant.path.endswith(COMPILED)
+            if built_from_mutant and not compiled:   # a compiled one builds its own
+                build_extensions(folder)
+            built_from_mutant = compiled
+            outcome = run_mutant(folder, mutant, seed)
+            records.append(outcome)
+            report(f"{outcome['result']:8} {mutant.name:24} {outcome['seconds']:6.1f} s  "
+                   f"{outcome['by'] or ''}")
+    return records
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--only", nargs="+", metavar="NAME", help="these mutants only")
+    p.add_argument("--json", metavar="FILE", help="write the report here")
+    p.add_argument("--seed", type=int, default=0, help="the tests' random seed (default 0)")
+    p.add_argument("--list", action="store_true", help="list the catalogue and stop")
+    args = p.parse_args(argv)
+    mutants = CATALOGUE
+    if args.only:
+        unknown = sorted(set(args.only) - {m.name for m in CATALOGUE})
+        if unknown:
+            p.error(f"no mutant named {', '.join(unknown)} (see --list)")
+        mutants = [m for m in CATALOGUE if m.name in args.only]
+    if args.list:
+        for mutant in mutants:
+            print(f"{mutant.name:24} {mutant.path}")
+        return 0
+    records = run(mutants, args.seed)
+    counts = {result: sum(r["result"] == result for r in records)
+              for result in ("killed", "survived", "error")}
+    print(", ".join(f"{count} {result}" for result, count in counts.items()))
+    if args.json:
+        atomic_json(args.json, {"commit": provenance.running(), "seed": args.seed, **counts,
+                                "mutants": records}, indent=2)
+    return 0 if counts["survived"] == counts["error"] == 0 else 1
+
+
+# ---- the catalogue -------------------------------------------------------------------------
+
+KERNELS = ("tests/test_kernels.py", "tests/test_kernels_network.py", "tests/test_placement.py")
+MODEL = ("tests/test_alexnet.py", "tests/test_network.py", "tests/test_summary.py",
+         "tests/test_shapes.py", "tests/test_norm.py", "tests/test_pool.py", "tests/test_conv.py",
+         "tests/test_softmax.py", "tests/test_elementwise.py", "tests/test_sgd.py",
+         "tests/test_fc.py", "tests/test_gradcheck.py", "tests/test_torch_peer.py")
+SCHEDULE = ("tests/test_schedule.py", "tests/test_trainer.py", "tests/test_train_cli.py")
+TRAINING = ("tests/test_trainer.py", "tests/test_train_cli.py", "tests/test_checkpoint.py",
+            "tests/test_ensemble.py")
+LOADER = ("tests/test_loader.py",)
+DATA = ("tests/test_dataset.py", "tests/test_prepare.py", "tests/test_loader.py",
+        "tests/test_fashion_mnist.py")
+PLACEMENT = ("tests/test_replicas.py", "tests/test_placement.py", "tests/test_network.py")
+INFERENCE = ("tests/test_figures.py", "tests/test_ensemble.py", "tests/test_alexnet.py")
+
+CATALOGUE = [
+    Mutant('divmod-shift', 'kernels/common.cuh',
+           'shift = log2_ceiling - 1;',
+           'shift = log2_ceiling;', KERNELS),
+    Mutant('advance-carry-h', 'kernels/common.cuh',
+           'const int carry_h = w >= width;',
+           'const int carry_h = w > width;', KERNELS),
+    Mutant('advance-carry-c', 'kernels/common.cuh',
+           'const int carry_c = h >= height;',
+           'const int carry_c = h > height;', KERNELS),
+    Mutant('pool-fwd-overhang', 'kernels/pool.cu',
+           'minimum(top + size, height)',
+           'minimum(top + size, height - 1)', KERNELS),
+    Mutant('pool-bwd-first', 'kernels/pool.cu',
+           'const int oy_first = h < size ? 0 : by_stride.div(h - size) + 1;',
+           'const int oy_first = h < size ? 0 : by_stride.div(h - size);', KERNELS),
+    Mutant('pool-bwd-first-x', 'kernels/pool.cu',
+           'const int ox_first = w < size ? 0 : by_stride.div(w - size) + 1;',
+           'const int ox_first = w <= size ? 0 : by_stride.div(w - size) + 1;', KERNELS),
+    Mutant('pool-bwd-last', 'kernels/pool.cu',
+           'minimum(by_stride.div(h), out_height - 1)',
+           'minimum(by_stride.div(h), out_height - 2)', KERNELS),
+    Mutant('pool-bwd-first-cond', 'kernels/pool.cu',
+           'const int oy_first = h < size ? 0',
+           'const int oy_first = h < stride ? 0', KERNELS),
+    Mutant('norm-right', 'kernels/norm.cu',
+           'right = minimum(half, width - 1 - w);',
+           'right = minimum(half, width - w);', KERNELS),
+    Mutant('norm-left', 'kernels/norm.cu',
+           'left = -minimum(half, w),',
+           'left = -minimum(half, w + 1),', KERNELS),
+    Mutant('norm-enter-end', 'kernels/norm.cu',
+           'window[kSize - 1] = t < line.length ?',
+           'window[kSize - 1] = t <= line.length ?', KERNELS),
+    Mutant('norm-rowsum-cols', 'kernels/norm.cu',
+           'if (line.left + j <= line.right)',
+           'if (line.left + j < line.right)', KERNELS),
+    Mutant('norm-bwd-factor', 'kernels/norm.cu',
+           '- T(2) * coefficient * beta * x[i] * sum',
+           '- coefficient * beta * x[i] * sum', KERNELS),
+    Mutant('norm-walk-prefill', 'kernels/norm.cu',
+           'for (int t = 0; t < kHalf; ++t) enter(t);',
+           'for (int t = 1; t < kHalf; ++t) enter(t);', KERNELS),
+    Mutant('bias-tree', 'kernels/elementwise.cu',
+           'for (int half = kThreads / 2; half > 0; half /= 2)',
+           'for (int half = kThreads / 2; half > 1; half /= 2)', KERNELS),
+    Mutant('bias-slice-end', 'kernels/elementwise.cu',
+           'const u32 end = inner - begin < slice ? inner : begin + slice;',
+           'const u32 end = inner - begin < slice ? inner : begin + slice - 1;', KERNELS),
+    Mutant('dropout-whole', 'kernels/elementwise.cu',
+           'const u32 whole = pixel * total + start',
+           'const u32 whole = pixel * images + start', KERNELS),
+    Mutant('dropout-key', 'kernels/elementwise.cu',
+           'mask[i] = (mix32(whole ^ mixed_key) >> 8) < threshold;',
+           'mask[i] = (mix32(whole ^ key) >> 8) < threshold;', KERNELS),
+    Mutant('mix32-shift', 'kernels/elementwise.cu',
+           'h ^= h >> 15;',
+           'h ^= h >> 14;', KERNELS),
+    Mutant('relu-bwd', 'kernels/elementwise.cu',
+           'out[i] = y[i] > T(0) ? dy[i] : T(0);',
+           'out[i] = y[i] >= T(0) ? dy[i] : T(0);', KERNELS),
+    Mutant('softmax-max-skip', 'kernels/softmax.cu',
+           'for (int k = 1; k < classes; ++k) top =',
+           'for (int k = 2; k < classes; ++k) top =', KERNELS),
+    Mutant('softmax-logsum', 'kernels/softmax.cu',
+           '__device__ T operator()(int k) const { return (logits[k * images + n] - top) - log_sum; }',
+           '__device__ T operator()(int k) const { return logits[k * images + n] - (top + log_sum); }', KERNELS),
+    Mutant('softmax-better', 'kernels/softmax.cu',
+           'count += probs[k * images + n] > label_prob;',
+           'count += probs[k * images + n] >= label_prob && k != labels[n];', KERNELS),
+    Mutant('sgd-order', 'kernels/sgd.cu',
+           '    velocity = sub_rn(velocity, mul_rn(decay_lr, w[i]));\n    velocity = sub_rn(velocity, mul_rn(lr, grad[i]));',
+           '    velocity = sub_rn(velocity, mul_rn(lr, grad[i]));\n    velocity = sub_rn(velocity, mul_rn(decay_lr, w[i]));', KERNELS),
+    Mutant('conv-offset-h', 'kernels/conv.cu',
+           'if (static_cast<u32>(h) >= static_cast<u32>(s.height) ||',
+           'if (static_cast<u32>(h) > static_cast<u32>(s.height) ||', KERNELS),
+    Mutant('conv-rowload-end', 'kernels/conv.cu',
+           'for (int i = 0; i < 4; ++i) v[i] = column + i < end ? array[at + i] : T(0);',
+           'for (int i = 0; i < 4; ++i) v[i] = column + i <= end ? array[at + i] : T(0);', KERNELS),
+    Mutant('conv-kend', 'kernels/conv.cu',
+           'const int k_begin = slice_index * slice, k_end = minimum(k_begin + slice, depth);',
+           'const int k_begin = slice_index * slice, k_end = k_begin + slice;', KERNELS),
+    Mutant('conv-store-rows', 'kernels/conv.cu',
+           '    if (m >= rows) continue;\n',
+           '    if (m > rows) continue;\n', KERNELS),
+    Mutant('conv-sum-splits', 'kernels/conv.cu',
+           'for (int z = 1; z < splits; ++z) sum +=',
+           'for (int z = 1; z + 1 < splits; ++z) sum +=', KERNELS),
+    Mutant('conv-fill-end', 'kernels/conv.cu',
+           '    if (k < k_end) {\n      if constexpr (A::kTabled)',
+           '    if (k <= k_end) {\n      if constexpr (A::kTabled)', KERNELS),
+    Mutant('conv-vector-extent', 'kernels/conv.cu',
+           'return sizeof(T) == 4 && extent % 4 == 0 &&',
+           'return sizeof(T) == 4 && extent % 2 == 0 &&', KERNELS),
+    Mutant('conv-bwdin-stride', 'kernels/conv.cu',
+           'vectorizable(dy, images) && stride == 1 &&',
+           'vectorizable(dy, images) &&', KERNELS),
+    Mutant('conv-store-vector', 'kernels/conv.cu',
+           'if (vector && n < columns) {',
+           'if (vector && n < columns + 4) {', KERNELS),
+    Mutant('conv-more', 'kernels/conv.cu',
+           'const bool more = k0 + kConvTileK < k_end;',
+           'const bool more = k0 + 2 * kConvTileK < k_end;', KERNELS),
+    Mutant('conv-table-ring', 'kernels/conv.cu',
+           'table[static_cast<u32>(k - k_begin) % (2 * kConvTableK)]',
+           'table[static_cast<u32>(k - k_begin) % kConvTableK]', KERNELS),
+    Mutant('conv-chunk-fill', 'kernels/conv.cu',
+           'if (chunk > k_begin) fill((chunk - k_begin) / kConvTableK + 1);',
+           'if (chunk > k_begin + kConvTableK) fill((chunk - k_begin) / kConvTableK + 1);', KERNELS),
+    Mutant('wino-filter-t', 'kernels/winograd.cu',
+           'u[2] = (g[0] - g[1] + g[2]) * T(0.5);',
+           'u[2] = (g[0] + g[1] - g[2]) * T(0.5);', KERNELS),
+    Mutant('wino-out-bound', 'kernels/winograd.cu',
+           'if (h < out_height && w < out_width)',
+           'if (h <= out_height && w < out_width)', KERNELS),
+    Mutant('wino-window-signed', 'kernels/winograd.cu',
+           'const bool inside = static_cast<u32>(h) < static_cast<u32>(height) &&',
+           'const bool inside = h < height &&', KERNELS),
+    Mutant('wino-flip-store', 'kernels/winograd.cu',
+           'store_points(t, u, count, flip ? f * channels + c : i);',
+           'store_points(t, u, count, i);', KERNELS),
+    Mutant('wino-grad-edge', 'kernels/winograd.cu',
+           'load_window(dy, at, 2 * at.h, 2 * at.w, out_height, out_width, images, e);',
+           'load_window(dy, at, 2 * at.h, 2 * at.w, out_height + 1, out_width, images, e);', KERNELS),
+    Mutant('wino-fgrad-t', 'kernels/winograd.cu',
+           'g[1] = (m[1] - m[2]) * T(0.5);',
+           'g[1] = (m[1] - m[2]) * T(0.25);', KERNELS),
+    Mutant('em-barrier-noop', 'kernels/emulate.h',
+           '  void barrier() {\n    fibers_[current_].state = kAtBarrier;',
+           '  void barrier() {\n    return;\n    fibers_[current_].state = kAtBarrier;', KERNELS),
+    Mutant('em-partial-return', 'kernels/emulate.h',
+           '      if (done != 0) {\n        throw',
+           '      if (false) {\n        throw', KERNELS),
+    Mutant('ck-contiguous', 'convnet/backend/cuda/checks.py',
+           '        if not array.flags.c_contiguous:\n',
+           '        if False:\n', KERNELS),
+    Mutant('ck-dtype', 'convnet/backend/cuda/checks.py',
+           '        if array.dtype != dtype:\n',
+           '        if False:\n', KERNELS),
+    Mutant('pl-bytes', 'convnet/placement.py',
+           'self.log.append(Transfer(layer, tensor, source, dest, direction, array.nbytes))',
+           'self.log.append(Transfer(layer, tensor, source, dest, direction, array.size))', PLACEMENT),
+    Mutant('sh-part', 'convnet/replicas/shard.py',
+           'start = total * self.rank // self.world',
+           'start = (total * self.rank + self.world - 1) // self.world', PLACEMENT),
+    Mutant('pool-stride-check', 'convnet/backend/cuda/pool.py',
+           'require(1 <= stride <= size,',
+           'require(1 <= stride,', KERNELS),
+    Mutant('au-flip', 'kernels/augment.cpp',
+           'values[x] = static_cast<float>(source[(crop - 1 - x) * 3]);',
+           'values[x] = static_cast<float>(source[(crop - 2 - x + (x == crop - 1)) * 3]);', LOADER),
+    Mutant('au-order', 'kernels/augment.cpp',
+           '            float value = values[x] - mean[x];\n            value = value + colour;',
+           '            float value = values[x] + colour;\n            value = value - mean[x];', LOADER),
+    Mutant('au-thread-split', 'kernels/augment.cpp',
+           'work(0, crop / threads);',
+           'work(0, crop / threads - (threads > 1));', LOADER),
+    Mutant('au-block', 'kernels/augment.cpp',
+           'const int64_t count = std::min<int64_t>(kImageBlock, n - i0);',
+           'const int64_t count = std::min<int64_t>(kImageBlock - 1, n - i0);', LOADER),
+    Mutant('au-bounds', 'kernels/augment.cpp',
+           'x + crop > size) {',
+           'x + crop > size + 1) {', LOADER),
+    Mutant('lrn-size', 'convnet/alexnet.py',
+           'crossmap = NormParams(size=5,',
+           'crossmap = NormParams(size=3,', MODEL),
+    Mutant('lrn-k', 'convnet/alexnet.py',
+           'crossmap = NormParams(size=5, k=2.0,',
+           'crossmap = NormParams(size=5, k=1.0,', MODEL),
+    Mutant('lrn-alpha', 'convnet/alexnet.py',
+           'k=2.0, alpha=1e-4, beta=0.75',
+           'k=2.0, alpha=1e-3, beta=0.75', MODEL),
+    Mutant('lrn-beta', 'convnet/alexnet.py',
+           'k=2.0, alpha=1e-4, beta=0.75',
+           'k=2.0, alpha=1e-4, beta=0.5', MODEL),
+    Mutant('samemap-alpha', 'convnet/alexnet.py',
+           'samemap = NormParams(size=5, k=1.0, alpha=1e-3',
+           'samemap = NormParams(size=5, k=1.0, alpha=1e-4', MODEL),
+    Mutant('samemap-convention', 'convnet/alexnet.py',
+           'beta=0.75, alpha_convention="per-term")',
+           'beta=0.75, alpha_convention="paper")', MODEL),
+    Mutant('preset-std', 'convnet/alexnet.py',
+           '"2012": Preset("2012", "per-term", True, True, 0.03, 2.0,',
+           '"2012": Preset("2012", "per-term", True, True, 0.01, 2.0,', MODEL),
+    Mutant('preset-biaslr', 'convnet/alexnet.py',
+           '"2012": Preset("2012", "per-term", True, True, 0.03, 2.0,',
+           '"2012": Preset("2012", "per-term", True, True, 0.03, 1.0,', MODEL),
+    Mutant('paper-order', 'convnet/alexnet.py',
+           '"paper": Preset("paper", "paper", False, False,',
+           '"paper": Preset("paper", "paper", True, False,', MODEL),
+    Mutant('fc-units', 'convnet/alexnet.py',
+           'ConvShape(128, 3, 1, 1)), fc_units=2048)',
+           'ConvShape(128, 3, 1, 1)), fc_units=2049)', MODEL),
+    Mutant('conv3-channels', 'convnet/alexnet.py',
+           'ConvShape(192, 3, 1, 1), ConvShape(192, 3, 1, 1),\n                                    ConvShape(128, 3, 1, 1)), fc_units=2048)',
+           'ConvShape(193, 3, 1, 1), ConvShape(192, 3, 1, 1),\n                                    ConvShape(128, 3, 1, 1)), fc_units=2048)', MODEL),
+    Mutant('dropout-keep', 'convnet/alexnet.py',
+           'yield Dropout(name=f"drop6{t}", inputs=(f"fc6{t}",), tower=t, keep=0.5)',
+           'yield Dropout(name=f"drop6{t}", inputs=(f"fc6{t}",), tower=t, keep=0.6)', MODEL),
+    Mutant('conv1-bias', 'convnet/alexnet.py',
+           'init_std=0.01, bias_init=0.0)\n        pool1_input',
+           'init_std=0.01, bias_init=1.0)\n        pool1_input', MODEL),
+    Mutant('conv5-bias', 'convnet/alexnet.py',
+           'init_std=conv345_std, bias_init=unit_bias)\n        yield MaxPool(name=f"pool3{t}"',
+           'init_std=conv345_std, bias_init=0.0)\n        yield MaxPool(name=f"pool3{t}"', MODEL),
+    Mutant('conv3-bias', 'convnet/alexnet.py',
+           'init_std=conv345_std, bias_init=0.0)\n        yield Conv(name=f"conv4{t}"',
+           'init_std=conv345_std, bias_init=1.0)\n        yield Conv(name=f"conv4{t}"', MODEL),
+    Mutant('fc8-std', 'convnet/alexnet.py',
+           'tower="a", units=geometry.classes, init_std=0.01,',
+           'tower="a", units=geometry.classes, init_std=0.005,', MODEL),
+    Mutant('fc6-std', 'convnet/alexnet.py',
+           'activation=unit, units=fc_units, init_std=0.01, bias_init=unit_bias)\n        if dropout:\n            yield Dropout(name=f"drop6',
+           'activation=unit, units=fc_units, init_std=0.005, bias_init=unit_bias)\n        if dropout:\n            yield Dropout(name=f"drop6', MODEL),
+    Mutant('conv1-std', 'convnet/alexnet.py',
+           'channels=c1.channels, filter_size=c1.filter_size, stride=c1.stride, pad=c1.pad,\n                   init_std=0.01,',
+           'channels=c1.channels, filter_size=c1.filter_size, stride=c1.stride, pad=c1.pad,\n                   init_std=0.02,', MODEL),
+    Mutant('conv4-crosstower', 'convnet/alexnet.py',
+           'yield Conv(name=f"conv4{t}", inputs=(f"conv3{t}",)',
+           'yield Conv(name=f"conv4{t}", inputs=every_tower("conv3")', MODEL),
+    Mutant('conv3-owntower', 'convnet/alexnet.py',
+           'yield Conv(name=f"conv3{t}", inputs=every_tower("pool2")',
+           'yield Conv(name=f"conv3{t}", inputs=(f"pool2{t}",)', MODEL),
+    Mutant('recipe-momentum', 'convnet/alexnet.py',
+           'momentum: float = 0.9',
+           'momentum: float = 0.95', MODEL + SCHEDULE),
+    Mutant('recipe-wd', 'convnet/alexnet.py',
+           'weight_decay: float = 0.0005',
+           'weight_decay: float = 0.0001', MODEL + SCHEDULE),
+    Mutant('recipe-lr', 'convnet/alexnet.py',
+           'weight_lr: float = 0.01',
+           'weight_lr: float = 0.02', MODEL + SCHEDULE),
+    Mutant('no-overlap-overhang', 'convnet/alexnet.py',
+           'pool = dict(size=geometry.pool_stride, stride=geometry.pool_stride, overhang=False)',
+           'pool = dict(size=geometry.pool_stride, stride=geometry.pool_stride)', MODEL),
+    Mutant('one-tower-c5', 'convnet/alexnet.py',
+           'c5 = replace(c5, channels=c5.channels * len(TOWERS))',
+           'c5 = replace(c5, channels=c5.channels)', MODEL),
+    Mutant('tanh-bias', 'convnet/alexnet.py',
+           '("tanh", 0.0) if "tanh" in ablations',
+           '("tanh", 1.0) if "tanh" in ablations', MODEL),
+    Mutant('solver-bias-decay', 'convnet/solver.py',
+           'weight_decay=0.0 if spec.is_bias else self.weight_decay',
+           'weight_decay=self.weight_decay', MODEL + SCHEDULE),
+    Mutant('solver-layer-scale', 'convnet/solver.py',
+           'return rate * self.layer_lr_scale.get(spec.layer, 1.0)',
+           'return rate', MODEL + SCHEDULE),
+    Mutant('sched-bias-div', 'convnet/schedule.py',
+           '        self.rates.bias_lr /= 10\n',
+           '', SCHEDULE),
+    Mutant('sched-patience', 'convnet/schedule.py',
+           'if self.epochs_without_improvement >= self.patience',
+           'if self.epochs_without_improvement > self.patience', SCHEDULE),
+    Mutant('sched-improved', 'convnet/schedule.py',
+           'validation_error < self.best_error',
+           'validation_error <= self.best_error', SCHEDULE),
+    Mutant('sched-2012-epoch', 'convnet/schedule.py',
+           '(51, 0.0001, None, True)',
+           '(50, 0.0001, None, True)', SCHEDULE),
+    Mutant('sched-2012-conv1', 'convnet/schedule.py',
+           '(67, None, 1e-5, False)',
+           '(67, None, 1e-4, False)', SCHEDULE),
+    Mutant('sched-2012-noise', 'convnet/schedule.py',
+           '(67, None, 1e-5, False)',
+           '(67, None, 1e-5, True)', SCHEDULE),
+    Mutant('sched-max-drops', 'convnet/schedule.py',
+           'and self.drops < self.max_drops',
+           'and self.drops <= self.max_drops', SCHEDULE),
+    Mutant('loader-alpha', 'convnet/data/loader.py',
+           'ALPHA_STD = 0.1',
+           'ALPHA_STD = 0.01', DATA),
+    Mutant('loader-divisor', 'convnet/data/loader.py',
+           'CODE_DIVISOR = 1.1',
+           'CODE_DIVISOR = 1.0', DATA),
+    Mutant('loader-sigma', 'convnet/data/loader.py',
+           'sigma = eigenvalues if convention == "eigenvalue" else np.sqrt(eigenvalues)',
+           'sigma = np.sqrt(eigenvalues)', DATA),
+    Mutant('loader-chunk', 'convnet/data/loader.py',
+           '"per-chunk-32": 32,',
+           '"per-chunk-32": 16,', DATA),
+    Mutant('loader-corner', 'convnet/data/loader.py',
+           '[(0, 0), (0, far), (far, 0), (far, far)]',
+           '[(0, 0), (0, far), (far, 0), (far, far - 1)]', DATA),
+    Mutant('loader-flip-p', 'convnet/data/loader.py',
+           'flips = np.repeat(rng.random(draws) < 0.5, every)[:n]',
+           'flips = np.repeat(rng.random(draws) < 0.3, every)[:n]', DATA),
+    Mutant('loader-offset-max', 'convnet/data/loader.py',
+           'rng.integers(0, limit + 1, (draws, 2))',
+           'rng.integers(0, limit, (draws, 2))', DATA),
+    Mutant('loader-mean-margin', 'convnet/data/loader.py',
+           'self.mean[margin:margin + crop, margin:margin + crop]',
+           'self.mean[0:crop, 0:crop]', DATA),
+    Mutant('ref-norm-window', 'convnet/backend/reference/norm.py',
+           'for offset in range(1, size // 2 + 1):',
+           'for offset in range(1, size // 2):', MODEL + KERNELS),
+    Mutant('ref-samemap-terms', 'convnet/backend/reference/norm.py',
+           '    return _forward(x, params, params.coefficient(params.size ** 2), _samemap_sum)',
+           '    return _forward(x, params, params.coefficient(params.size), _samemap_sum)', MODEL + KERNELS),
+    Mutant('ref-pool-inf', 'convnet/backend/reference/pool.py',
+           'constant_values=-np.inf',
+           'constant_values=0', MODEL + KERNELS),
+    Mutant('ref-sgd-decay', 'convnet/backend/reference/sgd.py',
+           'v -= dtype(weight_decay * lr) * w',
+           'v -= dtype(weight_decay) * w', MODEL + KERNELS),
+    Mutant('ref-topk-ties', 'convnet/backend/reference/softmax.py',
+           'better = (probs > label_probs).sum(axis=0)',
+           'better = (probs >= label_probs).sum(axis=0) - 1', MODEL + KERNELS),
+    Mutant('ref-shape-pool', 'convnet/shapes.py',
+           '    return _ceil_div(size - window, stride) + 1',
+           '    return (size - window) // stride + 1', MODEL + KERNELS),
+    Mutant('dropout-test-scale', 'convnet/layers.py',
+           'return ops.scale(x, layer.keep), None',
+           'return x, None', MODEL + SCHEDULE),
+    Mutant('tr-views-scale', 'convnet/trainer.py',
+           'return (ops.scale(probs, 1.0 / len(views)),',
+           'return (probs,', TRAINING),
+    Mutant('tr-loss-floor', 'convnet/trainer.py',
+           'np.maximum(label_probs, 1e-30)',
+           'np.maximum(label_probs, 1e-3)', TRAINING),
+    Mutant('tr-eval-top5', 'convnet/trainer.py',
+           'return Evaluation(loss_sum / count, top1 / count, top5 / count, int(count))',
+           'return Evaluation(loss_sum / count, top1 / count, top1 / count, int(count))', TRAINING),
+    Mutant('tr-best-cmp', 'convnet/trainer.py',
+           'improved = self.best_error is None or validation.top1 < self.best_error',
+           'improved = self.best_error is None or validation.top1 > self.best_error', TRAINING),
+    Mutant('tr-truncate', 'convnet/trainer.py',
+           'json.loads(line)["step"] <= self.step',
+           'json.loads(line)["step"] < self.step', TRAINING),
+    Mutant('tr-truncate-csv', 'convnet/trainer.py',
+           'or int(line.split(",")[0]) <= self.epoch)',
+           'or int(line.split(",")[0]) < self.epoch)', TRAINING),
+    Mutant('tr-resume-velocity', 'convnet/trainer.py',
+           '        self.velocity = self.network.place(velocity)\n',
+           '', TRAINING),
+    Mutant('tr-resume-step', 'convnet/trainer.py',
+           'self.epoch, self.step, self.best_error = state["epoch"], state["step"], state["best_error"]',
+           'self.epoch, self.step, self.best_error = state["epoch"], 0, state["best_error"]', TRAINING),
+    Mutant('tr-resume-best', 'convnet/trainer.py',
+           'self.epoch, self.step, self.best_error = state["epoch"], state["step"], state["best_error"]',
+           'self.epoch, self.step, self.best_error = state["epoch"], state["step"], None', TRAINING),
+    Mutant('tr-nan-inf', 'convnet/trainer.py',
+           '        if not math.isfinite(loss):\n            raise NonFiniteLoss(f"loss became',
+           '        if math.isnan(loss):\n            raise NonFiniteLoss(f"loss became', TRAINING),
+    Mutant('tr-loss-sum', 'convnet/trainer.py',
+           'loss_sum += loss * n',
+           'loss_sum += loss', TRAINING),
+    Mutant('tr-csv-bias', 'convnet/trainer.py',
+           '"bias_lr": self.solver.weight_lr * self.solver.bias_lr_multiplier,',
+           '"bias_lr": self.solver.weight_lr,', TRAINING),
+    Mutant('tr-apply-scale', 'convnet/trainer.py',
+           '        self.solver.layer_lr_scale = dict(rates.layer_lr_scale)\n',
+           '', TRAINING),
+    Mutant('tr-seed-check', 'convnet/trainer.py',
+           'if state["seed"] != self.network.seed:',
+           'if False:', TRAINING),
+    Mutant('tr-val-nonfinite', 'convnet/trainer.py',
+           'if not math.isfinite(validation.loss):',
+           'if False:', TRAINING),
+    Mutant('tr-schedule-error', 'convnet/trainer.py',
+           'self.schedule.epoch_finished(self.epoch, validation.top1)',
+           'self.schedule.epoch_finished(self.epoch, training.top1)', TRAINING),
+    Mutant('tr-print-freq', 'convnet/trainer.py',
+           'if self.step % self.print_freq == 0:',
+           'if self.step % self.print_freq == 1:', TRAINING),
+    Mutant('ck-complete', 'convnet/checkpoint.py',
+           'if file.attrs.get("format") != FORMAT or not file.attrs.get("complete", False):',
+           'if file.attrs.get("format") != FORMAT:', TRAINING),
+    Mutant('ck-fletcher', 'convnet/checkpoint.py',
+           'data=arrays[spec.key],\n                                    fletcher32=True)',
+           'data=arrays[spec.key])', TRAINING),
+    Mutant('at-no-cleanup', 'convnet/atomic.py',
+           '        if os.path.exists(temporary):\n            os.unlink(temporary)\n',
+           '        pass\n', TRAINING),
+    Mutant('st-cov-sign', 'convnet/data/dataset.py',
+           '(int(self.rgb_outer[i, j]) * pixels - sums[i] * sums[j])',
+           '(int(self.rgb_outer[i, j]) * pixels + sums[i] * sums[j])', DATA),
+    Mutant('st-mean-count', 'convnet/data/dataset.py',
+           'mean = (self.pixel_sum / self.count).astype(np.float32)',
+           'mean = (self.pixel_sum / (self.count + 1)).astype(np.float32)', DATA),
+    Mutant('st-merge-outer', 'convnet/data/dataset.py',
+           '        self.rgb_outer += other.rgb_outer\n',
+           '', DATA),
+    Mutant('pr-centre', 'convnet/data/prepare.py',
+           'left, top = (width - side) / 2, (height - side) / 2',
+           'left, top = 0, 0', DATA),
+    Mutant('pr-resample', 'convnet/data/prepare.py',
+           'square = image.resize((size, size), Image.BILINEAR,',
+           'square = image.resize((size, size), Image.NEAREST,', DATA),
+    Mutant('pr-convert', 'convnet/data/prepare.py',
+           '                image = image.convert("RGB")\n',
+           '                pass\n', DATA),
+    Mutant('inf-top-k', 'convnet/inference.py',
+           'def top_k(probs, k):',
+           'def top_k(probs, k):\n    k = max(1, k - 1)', INFERENCE),
+]
+
+if __name__ == "__main__":
+    sys.exit(main())
