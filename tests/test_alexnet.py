@@ -63,8 +63,9 @@ def test_presets_differ_where_spec_says():
 
 
 def spec_layers(preset):
-    """SPEC.md's tables, written out layer by layer for tower t: the 2012 preset (the released
-    code) or the paper's prose. Every value is SPEC's own, not the model's."""
+    """SPEC.md's tables, written out layer by layer for both towers: the 2012 preset (the
+    released code) or the paper's prose, which puts a ReLU after every convolution (§3.1), so
+    conv5's before pool3 too. Every value is SPEC's or the paper's, not the model's."""
     code = preset == "2012"
     cross = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75,
                        alpha_convention="per-term" if code else "paper")

@@ -11,10 +11,14 @@ sys.path.insert(0, os.path.join(ROOT, "tools"))
 import mutants  # noqa: E402
 
 
+def read(path):
+    with open(os.path.join(ROOT, path), encoding="utf-8") as handle:
+        return handle.read()
+
+
 @pytest.mark.parametrize("mutant", mutants.CATALOGUE, ids=lambda mutant: mutant.name)
 def test_each_mutant_changes_one_place_of_its_file(mutant):
-    with open(os.path.join(ROOT, mutant.path)) as handle:
-        assert handle.read().count(mutant.old) == 1
+    assert read(mutant.path).count(mutant.old) == 1
     assert mutant.new != mutant.old
     assert mutant.tests and all(os.path.isfile(os.path.join(ROOT, test)) for test in mutant.tests)
 
@@ -24,11 +28,18 @@ def test_mutant_names_are_unique():
     assert len(names) == len(set(names))
 
 
-def test_a_mutant_the_tests_notice_is_killed_and_one_they_cannot_survives():
-    shapes = "convnet/shapes.py"
-    with open(os.path.join(ROOT, shapes)) as handle:
-        before = handle.read()
+def test_each_mutant_is_run_on_its_own_build_and_the_checkout_is_left_alone():
+    """Two mutants of the augmenter in a row, each killed by its own test (a module built in
+    the same second as its source was once taken for up to date, and the second mutant ran on
+    the first one's build); then the loader's tests pass on the rebuilt augmenter; a mutant the
+    tests notice, one they cannot, one whose text is gone."""
+    catalogue = {mutant.name: mutant for mutant in mutants.CATALOGUE}
+    shapes, loader = "convnet/shapes.py", "convnet/data/loader.py"
+    untouched = {path: read(path) for path in (shapes, loader, catalogue["au-order"].path)}
     cases = [
+        catalogue["au-order"], catalogue["au-bounds"],
+        mutants.Mutant("loader-docstring", loader, "The data loader:", "The loader:",
+                       ("tests/test_loader.py",)),
         mutants.Mutant("floor-rule", shapes,
                        "return 1 + _ceil_div(2 * pad + size - filter_size, stride)",
                        "return 1 + (2 * pad + size - filter_size) // stride",
@@ -37,9 +48,12 @@ def test_a_mutant_the_tests_notice_is_killed_and_one_they_cannot_survives():
                        "Output-size rules", ("tests/test_shapes.py",)),
         mutants.Mutant("stale", shapes, "a line that is not there", "x", ("tests/test_shapes.py",))]
     records = mutants.run(cases, seed=0, report=lambda line: None)
-    assert [(r["name"], r["result"]) for r in records] == [
-        ("floor-rule", "killed"), ("docstring", "survived"), ("stale", "error")]
-    assert records[0]["by"] == "tests/test_shapes.py::test_alexnet_sizes_follow_cuda_convnet"
-    assert records[2]["by"] == f"its text occurs 0 times in {shapes}"
-    with open(os.path.join(ROOT, shapes)) as handle:
-        assert handle.read() == before
+    assert [(r["name"], r["result"], r["by"]) for r in records] == [
+        ("au-order", "killed",
+         "tests/test_loader.py::test_augmenter_equals_numpy_float32_exactly[1.0]"),
+        ("au-bounds", "killed", "tests/test_loader.py::test_augmenter_refuses_bad_arguments"),
+        ("loader-docstring", "survived", None),
+        ("floor-rule", "killed", "tests/test_shapes.py::test_alexnet_sizes_follow_cuda_convnet"),
+        ("docstring", "survived", None),
+        ("stale", "error", f"its text occurs 0 times in {shapes}")]
+    assert {path: read(path) for path in untouched} == untouched

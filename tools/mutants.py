@@ -5,12 +5,12 @@
 Each mutant of the catalogue below replaces one exact piece of a source file by a plausible
 mistake (a bound off by one, a constant of SPEC.md changed, a step left out) and names the test
 files that should fail on it. The tool copies the checkout (its tracked and untracked files, not
-the ignored ones, plus the built extension modules and the prepared default dataset) into a
-temporary folder, and there, for each mutant: applies it, rebuilds the extension modules where
-a compiled source changed (setup.py build_ext, the project's own flags), runs pytest on the
-named files, stopping at the first failure, and undoes it. A mutant is killed when a test fails
-(or crashes); one the tests pass survives, and the suite has a gap there. The checkout itself
-is never touched.
+the ignored ones, plus the built extension modules) into a temporary folder, and there, for each
+mutant: applies it, rebuilds the extension modules where a compiled source changed (setup.py
+build_ext, the project's own flags), runs pytest on the named files, stopping at the first
+failure, and undoes it. A mutant is killed when a test fails, crashes, runs past 15 minutes or
+can no longer be imported; one the tests pass survives, and the suite has a gap there. The
+checkout itself is never touched.
 
 Every entry's `old` text must occur exactly once in its file: tests/test_mutants.py checks that
 in every test run, so the catalogue follows the sources. Mutants that no test can tell from the
@@ -18,12 +18,15 @@ original (a tile the kernel computes the same either way) are left out; so is wh
 shows. The tests' random seed is fixed (--seed), so a run can be repeated.
 
 Prints one line per mutant and writes a JSON report (commit, seed, each mutant's result, the
-test that killed it, seconds); exits 1 when a mutant survived or could not be run. About 25
-minutes on 2 cores for the whole catalogue, most of it rebuilding the emulator for the kernels'.
+test that killed it, seconds); exits 1 when a mutant survived or could not be run (its text
+not found, a mistake the compiler refuses), 2 when the tool could not run at all. About
+40 minutes on 2 cores for the whole catalogue, most of it rebuilding the extension modules
+for the mutants of the kernels and the augmenter.
 """
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +39,6 @@ from convnet import provenance  # noqa: E402
 from convnet.atomic import atomic_json  # noqa: E402
 
 COMPILED = (".cu", ".cuh", ".h", ".cpp")   # the extension modules' sources (setup.py)
-DATASET = os.path.join("data", "fashion-mnist.h5")
 TEST_SECONDS = 900
 
 
@@ -49,8 +51,8 @@ class Mutant(NamedTuple):
 
 
 def checkout_files(root):
-    """The files a copy needs: tracked and untracked but not ignored (git), the built extension
-    modules, and the prepared default dataset where there is one."""
+    """The files a copy needs: tracked and untracked but not ignored (git), and the built
+    extension modules."""
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
                              "--exclude-standard"], cwd=root, capture_output=True, text=True,
                             check=True).stdout
@@ -62,21 +64,19 @@ def checkout_files(root):
 
 
 def copy_checkout(root, target):
-    """The checkout's files into `target`, times kept (so that built modules stay newer than
-    their sources and are not rebuilt); the dataset linked, not copied."""
     for name in checkout_files(root):
         os.makedirs(os.path.dirname(os.path.join(target, name)), exist_ok=True)
         shutil.copy2(os.path.join(root, name), os.path.join(target, name))
-    if os.path.exists(os.path.join(root, DATASET)):
-        os.symlink(os.path.join(root, DATASET), os.path.join(target, DATASET))
 
 
 def build_extensions(folder):
-    """setup.py's extension modules in place; a no-op for those newer than their sources."""
-    built = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"],
-                           cwd=folder, capture_output=True, text=True)
+    """setup.py's extension modules in place, every one compiled again: setuptools' up-to-date
+    check compares whole seconds, and a mutant and its undoing often fall in the same one."""
+    built = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace",
+                            "--force"], cwd=folder, capture_output=True, text=True)
     if built.returncode:
-        raise RuntimeError(f"building the extension modules failed:\n{built.stderr[-3000:]}")
+        errors = [line for line in built.stderr.splitlines() if "error" in line]
+        raise RuntimeError((errors or built.stderr.splitlines() or ["no message"])[0])
 
 
 def first_failure(output):
@@ -90,13 +90,13 @@ def run_mutant(folder, mutant, seed):
     """{name, path, result: killed | survived | error, by: the failing test (or how it ended),
     seconds}; the file is restored whatever happens (its compiled modules are not: see run)."""
     path = os.path.join(folder, mutant.path)
-    with open(path) as handle:
+    with open(path, encoding="utf-8") as handle:
         original = handle.read()
     start = time.perf_counter()
     try:
         result, by = _try(folder, path, original, mutant, seed)
     finally:
-        with open(path, "w") as handle:
+        with open(path, "w", encoding="utf-8") as handle:
             handle.write(original)
     return {"name": mutant.name, "path": mutant.path, "result": result, "by": by,
             "seconds": round(time.perf_counter() - start, 1)}
@@ -105,34 +105,47 @@ def run_mutant(folder, mutant, seed):
 def _try(folder, path, original, mutant, seed):
     if original.count(mutant.old) != 1:
         return "error", f"its text occurs {original.count(mutant.old)} times in {mutant.path}"
-    with open(path, "w") as handle:
+    with open(path, "w", encoding="utf-8") as handle:
         handle.write(original.replace(mutant.old, mutant.new))
     if mutant.path.endswith(COMPILED):
         try:
             build_extensions(folder)
-        except RuntimeError:   # a mutant the compiler refuses tells nothing of the tests
-            return "error", "does not compile"
-    env = {**os.environ, "CONVNET_TEST_SEED": str(seed), "PYTHONPATH": folder}
+        except RuntimeError as error:   # a mistake the compiler refuses tells nothing of tests
+            return "error", f"does not compile: {error}"
+    # No bytecode: Python trusts a .pyc whose source has the same size and whole-second time,
+    # which a mutant and its undoing often have.
+    env = {**os.environ, "CONVNET_TEST_SEED": str(seed), "PYTHONPATH": folder,
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    # A session of its own, so that a timeout ends the tests' children too (loader threads'
+    # processes, mpiexec).
+    tests = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p",
+                              "no:cacheprovider", *mutant.tests], cwd=folder, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
     try:
-        tested = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p",
-                                 "no:cacheprovider", *mutant.tests], cwd=folder, env=env,
-                                capture_output=True, text=True, timeout=TEST_SECONDS)
+        output, _ = tests.communicate(timeout=TEST_SECONDS)
     except subprocess.TimeoutExpired:
+        os.killpg(tests.pid, signal.SIGKILL)
+        tests.communicate()
         return "killed", f"tests ran past {TEST_SECONDS} s"
-    # pytest: 0 all passed, 1 a test failed, negative a signal (a crash); else its own trouble
-    if tested.returncode == 0:
+    failed = first_failure(output)
+    # pytest: 0 all passed; 1 a test failed; 2 with an ERROR line, a test file that no longer
+    # imports; negative, a signal (a crash). Anything else is pytest's own trouble.
+    if tests.returncode == 0:
         return "survived", None
-    if tested.returncode == 1 or tested.returncode < 0:
-        return "killed", first_failure(tested.stdout) or f"exit status {tested.returncode}"
-    return "error", f"pytest exit status {tested.returncode}: {tested.stdout[-300:]}"
+    if tests.returncode == 1 or tests.returncode < 0 or (tests.returncode == 2 and failed):
+        return "killed", failed or f"exit status {tests.returncode}"
+    return "error", f"pytest exit status {tests.returncode}: {output[-300:]}"
 
 
 def run(mutants, seed, report=print):
-    """Each mutant in a fresh copy of the checkout: the records, in the catalogue's order."""
+    """The mutants one after another in one copy of the checkout (each file restored after its
+    mutant, the compiled modules rebuilt before a mutant of Python after one of a compiled
+    source): the records, in the mutants' order. The copy starts from the checkout's built
+    modules, as its own tests do."""
     records = []
     with tempfile.TemporaryDirectory(prefix="convnet-mutants-") as folder:
         copy_checkout(ROOT, folder)
-        build_extensions(folder)   # up to date already, or built from newer sources
         built_from_mutant = False
         for mutant in mutants:
             compiled = mutant.path.endswith(COMPILED)
@@ -163,8 +176,16 @@ def main(argv=None):
         for mutant in mutants:
             print(f"{mutant.name:24} {mutant.path}")
         return 0
+    if args.seed < 0:
+        p.error(f"--seed must be at least 0; got {args.seed}")
+    if args.json and not os.access(os.path.dirname(os.path.abspath(args.json)), os.W_OK):
+        p.error(f"--json {args.json}: its folder does not exist or is not writable")
     commit = provenance.running()   # now: the checkout is copied next, whatever changes later
-    records = run(mutants, args.seed)
+    try:
+        records = run(mutants, args.seed)
+    except (RuntimeError, subprocess.CalledProcessError) as error:   # no build tools, no git
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     counts = {result: sum(r["result"] == result for r in records)
               for result in ("killed", "survived", "error")}
     print(", ".join(f"{count} {result}" for result, count in counts.items()))
