@@ -101,12 +101,17 @@ def test_logs_schedule_and_checkpoints(tmp_path):
     assert (tmp_path / "last.h5").exists() and (tmp_path / "best.h5").exists()
 
 
+def validation_errors(monkeypatch, top1_errors):
+    """Each epoch's validation gives the next of these top-1 errors (loss 1, top-5 0.1)."""
+    errors = iter(top1_errors)
+    monkeypatch.setattr(trainer_module, "evaluate",
+                        lambda *args: Evaluation(1.0, next(errors), 0.1, 32))
+
+
 def test_best_checkpoint_holds_the_epoch_of_lowest_validation_error(tmp_path, monkeypatch):
     """best.h5: the epoch of the lowest validation top-1 error so far (the first of a tie), also
     across a resume, which remembers the error to beat; last.h5: the latest epoch."""
-    errors = iter([0.5, 0.3, 0.4, 0.3, 0.35, 0.2])
-    monkeypatch.setattr(trainer_module, "evaluate",
-                        lambda *args: Evaluation(1.0, next(errors), 0.1, 32))
+    validation_errors(monkeypatch, [0.5, 0.3, 0.4, 0.3, 0.35, 0.2])
     network = make_trainer(tmp_path / "reader").network
 
     def saved_epochs():
@@ -134,9 +139,7 @@ def test_the_schedule_hears_each_epochs_validation_error_and_the_solver_takes_it
         tmp_path, monkeypatch):
     """The 2012 schedule squeezed into 2 epochs (scale 0.02: after epoch 1 the rate is 1e-4
     and conv1 frozen): the solver runs epoch 2, and a resumed run, at those rates."""
-    errors = iter([0.7, 0.6])
-    monkeypatch.setattr(trainer_module, "evaluate",
-                        lambda *args: Evaluation(1.0, next(errors), 0.1, 32))
+    validation_errors(monkeypatch, [0.7, 0.6])
     trainer = make_trainer(tmp_path)
     trainer.schedule = Schedule("2012", Rates(0.01, 0.02), scale=0.02)
     heard = []
