@@ -1,7 +1,11 @@
 """prepare: an ILSVRC-2012-layout tree of real JPEGs and bad files → the HDF5 format; the bad
 files reported, the statistics against NumPy, one-line errors, interruption and resumption."""
+import concurrent.futures
 import os
 import signal
+import subprocess
+import sys
+from concurrent.futures.process import BrokenProcessPool
 
 import h5py
 import numpy as np
@@ -156,6 +160,132 @@ def test_interrupted_run_resumes_to_the_same_file(tmp_path, rng, monkeypatch, ca
     run(root, output, size=SIZE, workers=1)
     assert "resuming after 3 of" in capsys.readouterr().err
     assert_same_dataset(clean, output)
+
+
+# Runs of prepare that once waited for ever, in a process of their own so that a test fails
+# instead. Ctrl-C at the second stored block of 3-megabyte blocks (4 files at 512 pixels), while
+# the other workers write theirs into the result pipe: a stop that killed them left the pipe's
+# lock held, and waited on it in about half the runs, so the run is repeated. A worker that dies
+# as an out-of-memory kill would end it.
+STOPPED_RUN = """
+import multiprocessing, os, signal, sys, time
+import numpy as np
+import imagetree
+from convnet.data import prepare
+
+REPEATS = 5
+
+def worker_dies(task):
+    os._exit(9)
+
+def ignores_ctrl_c(pid):
+    with open(f"/proc/{pid}/status") as status:
+        ignored = next(int(line.split()[1], 16) for line in status if line.startswith("SigIgn:"))
+    return ignored >> (signal.SIGINT - 1) & 1
+
+def wait_until_workers_ignore_ctrl_c():
+    # A worker still starting has Python's handler: it would die of the Ctrl-C, saying so.
+    end = time.monotonic() + 10
+    while not all(map(ignores_ctrl_c, (p.pid for p in multiprocessing.active_children()))):
+        if time.monotonic() > end:
+            return
+        time.sleep(0.01)
+
+def main(how, root, output):
+    imagetree.build(root, np.random.default_rng(0), per_class=12)
+    prepare.BLOCK = 4
+    store, calls = prepare.store_block, []
+    def interrupted(*args):
+        calls.append(1)
+        if len(calls) == 2:   # as a terminal's Ctrl-C: to the workers too
+            wait_until_workers_ignore_ctrl_c()
+            os.killpg(0, signal.SIGINT)
+        store(*args)
+    if how == "interrupted":
+        prepare.store_block = interrupted
+    else:
+        prepare.process_block = worker_dies
+    for attempt in range(REPEATS):
+        calls.clear()
+        try:
+            prepare.prepare(root, output, size=512, workers=4, progress=False, restart=True)
+        except KeyboardInterrupt:
+            continue
+        except prepare.PrepareError as error:
+            sys.exit(f"error: {error}")
+        sys.exit("prepare was not stopped")
+    sys.exit(130)
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
+"""
+
+
+def stopped_run(tmp_path, how):
+    """(exit status, stderr) of STOPPED_RUN; fails the test past 120 s."""
+    script = tmp_path / "stopped.py"
+    script.write_text(STOPPED_RUN)
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [os.path.dirname(__file__), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    # A session of its own, so that a timeout ends its fork server and workers too.
+    run = subprocess.Popen([sys.executable, str(script), how, str(tmp_path / "imagenet"),
+                            str(tmp_path / "out.h5")], env=environment, stderr=subprocess.PIPE,
+                           text=True, start_new_session=True)
+    try:
+        _, stderr = run.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate()
+        pytest.fail(f"prepare ({how}) did not end within 120 s")
+    return run.returncode, stderr
+
+
+def test_interrupt_while_workers_send_large_blocks_stops(tmp_path):
+    status, stderr = stopped_run(tmp_path, "interrupted")
+    assert status == 130 and stderr == "", stderr
+    assert not (tmp_path / "out.h5").exists()
+    with h5py.File(tmp_path / "out.h5.partial", "r") as partial:
+        assert partial.attrs["blocks_done"] == 2
+
+
+def test_a_worker_that_dies_is_an_error_naming_the_files(tmp_path):
+    status, stderr = stopped_run(tmp_path, "worker dies")
+    first_file = f"{tmp_path}/imagenet/train/{imagetree.WNIDS[0]}/"
+    assert status == 1
+    assert stderr.startswith(f"error: a worker process died (killed, out of memory, or a crash "
+                             f"in a decoder) at {first_file}"), stderr
+    assert stderr.endswith(f"or a file after it; the blocks before are in {tmp_path}/out.h5.partial: "
+                           f"run the same command again to resume\n"), stderr
+    assert not (tmp_path / "out.h5").exists()
+
+
+class TerminatedPool(concurrent.futures.ThreadPoolExecutor):
+    """The process pool as a SIGTERM sent to the whole process group leaves it: the worker of the
+    third block dies of it, and the parent, waiting for that block, gets it too."""
+
+    def __init__(self, workers, mp_context, initializer):
+        super().__init__(workers)
+        self.submitted = 0
+
+    def submit(self, function, task):
+        self.submitted += 1
+        return super().submit(function, task) if self.submitted != 3 else TerminatedWorker()
+
+
+class TerminatedWorker(concurrent.futures.Future):
+    def result(self, timeout=None):
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+
+
+def test_workers_ended_by_a_stop_signal_are_a_stop(tmp_path, rng, monkeypatch):
+    root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
+    monkeypatch.setattr(prepare, "ProcessPoolExecutor", TerminatedPool)
+    with pytest.raises(KeyboardInterrupt):
+        run(root, tmp_path / "out.h5", size=SIZE, workers=2)
+    assert not (tmp_path / "out.h5").exists()
+    with h5py.File(tmp_path / "out.h5.partial", "r") as partial:
+        assert partial.attrs["blocks_done"] == 2
 
 
 def test_unusable_partial_file_starts_again(tmp_path, rng, monkeypatch, capsys):

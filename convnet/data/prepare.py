@@ -23,16 +23,23 @@ The file holds, besides images and labels (see convnet.data.dataset for the whol
 
 Crash safety: the work goes into OUTPUT.partial, in blocks of BLOCK files, written in file order
 whatever the number of processes; after each block the counters and the running statistics are
-stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops after the current block; the
+stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops after the current block,
+dropping the blocks the workers hold (they ignore Ctrl-C, which a terminal sends them too, and
+finish them; a SIGTERM sent to them as well ends them at once); the
 same command resumes from the last stored block if the file list and settings are unchanged,
 and otherwise starts again (as it does with --restart). Only a finished file is renamed to
 OUTPUT, so OUTPUT is never a file that looks complete but is not.
 """
+import collections
+import contextlib
 import hashlib
+import itertools
 import multiprocessing
 import os
 import signal
 import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 import h5py
 import numpy as np
@@ -198,8 +205,27 @@ def process_block(task):
 
 
 def ignore_interrupts():
-    """Workers leave Ctrl-C to the parent, which stops after the current block."""
+    """Workers leave Ctrl-C to the parent, which stops after the current block. Not SIGTERM: the
+    executor ends the remaining workers with it when one has died."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def converted_blocks(pool, tasks, ahead):
+    """process_block(task) for each task, in order, the pool working at most `ahead` tasks ahead
+    of the caller: converted blocks held in memory stay bounded whatever the speed of storing
+    them, and so does the wait when the caller stops (closing this generator cancels the tasks
+    not started; the started ones finish)."""
+    tasks = iter(tasks)
+    pending = collections.deque(pool.submit(process_block, task)
+                                for task in itertools.islice(tasks, ahead))
+    try:
+        while pending:
+            result = pending.popleft().result()
+            pending.extend(pool.submit(process_block, task) for task in itertools.islice(tasks, 1))
+            yield result
+    finally:
+        for future in pending:
+            future.cancel()
 
 
 # -- the partial file -------------------------------------------------------------------------
@@ -319,9 +345,11 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
 
     # Workers start from a fork server (Python 3.14's default on Linux), not a fork of this
     # process, which may hold threads and their locks (a library's, a caller's) and soon open
-    # HDF5 files.
-    with multiprocessing.get_context("forkserver").Pool(workers,
-                                                        initializer=ignore_interrupts) as pool:
+    # HDF5 files. The executor, not multiprocessing.Pool: the pool's exit kills busy workers, and
+    # one killed while it sends its result holds the result pipe's lock for ever, so that the
+    # exit itself waits for ever (python/cpython#96995); the executor's exit waits for them.
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
+                             initializer=ignore_interrupts) as pool:
         file = None
         if os.path.exists(partial) and not restart:
             file, statistics, reason = reopen_partial(partial, size, stamp)
@@ -342,13 +370,28 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
                        desc=f"prepare {os.path.basename(output)}", disable=not progress or None,
                        dynamic_ncols=True)
             tasks = ((root, size, split, block) for split, block in blocks[done:])
-            for (split, block), result in zip(blocks[done:], pool.imap(process_block, tasks)):
-                store_block(file, split, result, statistics)
-                bar.update(len(block))
-                bar.set_postfix(converted=int(file.attrs["converted_count"]),
-                                skipped=int(file.attrs["skipped_count"]), refresh=False)
-                if stop.signal is not None:
-                    raise KeyboardInterrupt
+            with contextlib.closing(converted_blocks(pool, tasks, 2 * workers)) as results:
+                position = done
+                try:
+                    for result in results:
+                        split, block = blocks[position]
+                        store_block(file, split, result, statistics)
+                        position += 1
+                        bar.update(len(block))
+                        bar.set_postfix(converted=int(file.attrs["converted_count"]),
+                                        skipped=int(file.attrs["skipped_count"]), refresh=False)
+                        if stop.signal is not None:
+                            raise KeyboardInterrupt
+                except BrokenProcessPool:
+                    # Workers die of a stop signal too: SIGTERM sent to the process group, or a
+                    # Ctrl-C that comes before a starting worker ignores it.
+                    if stop.signal is not None:
+                        raise KeyboardInterrupt from None
+                    first_file = blocks[position][1][0][0]
+                    raise PrepareError(
+                        f"a worker process died (killed, out of memory, or a crash in a decoder) "
+                        f"at {root}/{first_file} or a file after it; the blocks before are in "
+                        f"{partial}: run the same command again to resume") from None
             bar.close()
             if statistics.count == 0:
                 raise PrepareError(f"{root}/train: not one image could be read (see the "
