@@ -1,11 +1,9 @@
 """prepare: an ILSVRC-2012-layout tree of real JPEGs and bad files → the HDF5 format; the bad
 files reported, the statistics against NumPy, one-line errors, interruption and resumption."""
-import concurrent.futures
 import os
 import signal
 import subprocess
 import sys
-from concurrent.futures.process import BrokenProcessPool
 
 import h5py
 import numpy as np
@@ -163,20 +161,17 @@ def test_interrupted_run_resumes_to_the_same_file(tmp_path, rng, monkeypatch, ca
 
 
 # Runs of prepare that once waited for ever, in a process of their own so that a test fails
-# instead. Ctrl-C at the second stored block of 3-megabyte blocks (4 files at 512 pixels), while
-# the other workers write theirs into the result pipe: a stop that killed them left the pipe's
-# lock held, and waited on it in about half the runs, so the run is repeated. A worker that dies
-# as an out-of-memory kill would end it.
+# instead. Blocks of 3 megabytes (4 files at 512 pixels), larger than a pipe holds: the first
+# pool's stop killed its busy workers, and one killed while it sent its block held the shared
+# result pipe's lock, on which the stop then waited (in about half the Ctrl-C runs, so they are
+# repeated); a worker that died while sending left the next pool reading half a message.
 STOPPED_RUN = """
-import multiprocessing, os, signal, sys, time
+import functools, multiprocessing, os, signal, sys, time
 import numpy as np
 import imagetree
 from convnet.data import prepare
 
 REPEATS = 5
-
-def worker_dies(task):
-    os._exit(9)
 
 def ignores_ctrl_c(pid):
     with open(f"/proc/{pid}/status") as status:
@@ -188,23 +183,60 @@ def wait_until_workers_ignore_ctrl_c():
     end = time.monotonic() + 10
     while not all(map(ignores_ctrl_c, (p.pid for p in multiprocessing.active_children()))):
         if time.monotonic() > end:
-            return
+            sys.exit("the workers did not come to ignore Ctrl-C within 10 s")
         time.sleep(0.01)
+
+def dies(first_file, task):
+    if task[3][0][0] == first_file:
+        os._exit(9)
+    return prepare.process_block(task)
+
+def raises(first_file, task):
+    if task[3][0][0] == first_file:
+        1 / 0
+    return prepare.process_block(task)
+
+def dies_while_sending(first_file, folder, task):
+    # Sends its block while the parent stores the first one, so that the pipe fills, and
+    # gives its process number to the parent, which kills it then.
+    if task[3][0][0] == first_file:
+        while not os.path.exists(f"{folder}/storing"):
+            time.sleep(0.01)
+        with open(f"{folder}/sending.tmp", "w") as pid:
+            pid.write(str(os.getpid()))
+        os.rename(f"{folder}/sending.tmp", f"{folder}/sending")
+    return prepare.process_block(task)
+
+def kill_the_sender(folder):
+    open(f"{folder}/storing", "w").close()
+    while not os.path.exists(f"{folder}/sending"):
+        time.sleep(0.01)
+    time.sleep(0.2)   # to be well into sending
+    with open(f"{folder}/sending") as pid:
+        os.kill(int(pid.read()), signal.SIGKILL)
 
 def main(how, root, output):
     imagetree.build(root, np.random.default_rng(0), per_class=12)
     prepare.BLOCK = 4
+    third = prepare.scan(root, prepare.CLASSES, prepare.VAL_LABELS)[2]["train"][8][0]
+    print(third, flush=True)
     store, calls = prepare.store_block, []
-    def interrupted(*args):
+    def hooked(*args):
         calls.append(1)
-        if len(calls) == 2:   # as a terminal's Ctrl-C: to the workers too
+        if how == "interrupted" and len(calls) == 2:   # as a terminal's Ctrl-C: to the workers too
             wait_until_workers_ignore_ctrl_c()
             os.killpg(0, signal.SIGINT)
+        if how == "terminated" and len(calls) == 2:
+            os.killpg(0, signal.SIGTERM)
+        if how == "dies while sending" and len(calls) == 1:
+            kill_the_sender(os.path.dirname(output))
         store(*args)
-    if how == "interrupted":
-        prepare.store_block = interrupted
-    else:
-        prepare.process_block = worker_dies
+    prepare.store_block = hooked
+    if how == "dies while sending":
+        prepare.process_block = functools.partial(dies_while_sending, third,
+                                                  os.path.dirname(output))
+    elif how in ("dies", "raises"):
+        prepare.process_block = functools.partial(globals()[how], third)
     for attempt in range(REPEATS):
         calls.clear()
         try:
@@ -222,65 +254,76 @@ if __name__ == "__main__":
 
 
 def stopped_run(tmp_path, how):
-    """(exit status, stderr) of STOPPED_RUN; fails the test past 120 s."""
+    """(exit status, the third block's first file, stderr) of STOPPED_RUN; fails the test past
+    120 s."""
     script = tmp_path / "stopped.py"
     script.write_text(STOPPED_RUN)
     environment = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [os.path.dirname(__file__), *filter(None, [os.environ.get("PYTHONPATH")])])}
     # A session of its own, so that a timeout ends its fork server and workers too.
     run = subprocess.Popen([sys.executable, str(script), how, str(tmp_path / "imagenet"),
-                            str(tmp_path / "out.h5")], env=environment, stderr=subprocess.PIPE,
-                           text=True, start_new_session=True)
+                            str(tmp_path / "out.h5")], env=environment, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        _, stderr = run.communicate(timeout=120)
+        stdout, stderr = run.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(run.pid, signal.SIGKILL)
         run.communicate()
         pytest.fail(f"prepare ({how}) did not end within 120 s")
-    return run.returncode, stderr
+    return run.returncode, stdout.strip(), stderr
 
 
-def test_interrupt_while_workers_send_large_blocks_stops(tmp_path):
-    status, stderr = stopped_run(tmp_path, "interrupted")
+@pytest.mark.parametrize("how", ["interrupted", "terminated"])
+def test_stop_while_workers_send_large_blocks(tmp_path, how):
+    """Ctrl-C (the workers ignore it and are ended) or SIGTERM to the process group (it ends the
+    workers): the run stops after the second block, saying nothing."""
+    status, _, stderr = stopped_run(tmp_path, how)
     assert status == 130 and stderr == "", stderr
     assert not (tmp_path / "out.h5").exists()
     with h5py.File(tmp_path / "out.h5.partial", "r") as partial:
         assert partial.attrs["blocks_done"] == 2
 
 
-def test_a_worker_that_dies_is_an_error_naming_the_files(tmp_path):
-    status, stderr = stopped_run(tmp_path, "worker dies")
-    first_file = f"{tmp_path}/imagenet/train/{imagetree.WNIDS[0]}/"
+@pytest.mark.parametrize("how", ["dies", "dies while sending"])
+def test_a_worker_that_dies_is_an_error_naming_its_block(tmp_path, how):
+    status, third, stderr = stopped_run(tmp_path, how)
     assert status == 1
-    assert stderr.startswith(f"error: a worker process died (killed, out of memory, or a crash "
-                             f"in a decoder) at {first_file}"), stderr
-    assert stderr.endswith(f"or a file after it; the blocks before are in {tmp_path}/out.h5.partial: "
-                           f"run the same command again to resume\n"), stderr
+    assert stderr == (f"error: a worker process died (killed, out of memory, or a crash in a "
+                      f"decoder) on the block of 4 files that starts at {tmp_path}/imagenet/"
+                      f"{third}; the blocks stored so far are in {tmp_path}/out.h5.partial: run "
+                      f"the same command again to resume\n")
     assert not (tmp_path / "out.h5").exists()
 
 
-class TerminatedPool(concurrent.futures.ThreadPoolExecutor):
-    """The process pool as a SIGTERM sent to the whole process group leaves it: the worker of the
-    third block dies of it, and the parent, waiting for that block, gets it too."""
-
-    def __init__(self, workers, mp_context, initializer):
-        super().__init__(workers)
-        self.submitted = 0
-
-    def submit(self, function, task):
-        self.submitted += 1
-        return super().submit(function, task) if self.submitted != 3 else TerminatedWorker()
+def test_a_worker_that_raises_shows_its_traceback(tmp_path):
+    status, third, stderr = stopped_run(tmp_path, "raises")
+    assert status == 1
+    assert (f"RuntimeError: converting the block of 4 files that starts at {tmp_path}/imagenet/"
+            f"{third}:\nTraceback") in stderr
+    assert stderr.rstrip().endswith("ZeroDivisionError: division by zero"), stderr
 
 
-class TerminatedWorker(concurrent.futures.Future):
-    def result(self, timeout=None):
-        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
-        raise BrokenProcessPool("A process in the process pool was terminated abruptly")
+class TerminatedWorkers:
+    """Workers as a SIGTERM sent to the whole process group leaves them: the worker of the third
+    block dies of it, and the parent, waiting for that block, gets it too."""
+
+    def __init__(self, count, convert):
+        self.convert = convert
+
+    def map(self, tasks, ahead):
+        for index, task in enumerate(tasks):
+            if index == 2:
+                signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+                raise prepare.WorkerError(index)
+            yield self.convert(task)
+
+    def close(self):
+        pass
 
 
 def test_workers_ended_by_a_stop_signal_are_a_stop(tmp_path, rng, monkeypatch):
     root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
-    monkeypatch.setattr(prepare, "ProcessPoolExecutor", TerminatedPool)
+    monkeypatch.setattr(prepare, "BlockWorkers", TerminatedWorkers)
     with pytest.raises(KeyboardInterrupt):
         run(root, tmp_path / "out.h5", size=SIZE, workers=2)
     assert not (tmp_path / "out.h5").exists()
@@ -302,6 +345,23 @@ def test_unusable_partial_file_starts_again(tmp_path, rng, monkeypatch, capsys):
         file.attrs["fingerprint"] = "something else"
     run(root, output, size=SIZE, workers=2)
     assert "made from other files or settings" in capsys.readouterr().err
+
+    # Partial files of a run killed between the writes that store a block.
+    store = prepare.store_block
+    for attribute, reason in [("statistics_count", "its statistics and images disagree"),
+                              ("blocks_done", "its counters and its count of blocks disagree")]:
+        def stopped(*args):
+            store(*args)
+            raise KeyboardInterrupt
+        monkeypatch.setattr(prepare, "store_block", stopped)
+        with pytest.raises(KeyboardInterrupt):
+            run(root, output, size=SIZE, workers=2)
+        monkeypatch.setattr(prepare, "store_block", store)
+        with h5py.File(partial, "r+") as file:
+            file.attrs[attribute] = int(file.attrs[attribute]) - 1
+        run(root, output, size=SIZE, workers=2)
+        assert f"cannot resume ({reason}); starting again" in capsys.readouterr().err
+        assert_same_dataset(tmp_path / "clean.h5", output)
 
 
 def tree_with_blocks(tmp_path, rng, monkeypatch):

@@ -23,23 +23,20 @@ The file holds, besides images and labels (see convnet.data.dataset for the whol
 
 Crash safety: the work goes into OUTPUT.partial, in blocks of BLOCK files, written in file order
 whatever the number of processes; after each block the counters and the running statistics are
-stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops after the current block,
-dropping the blocks the workers hold (they ignore Ctrl-C, which a terminal sends them too, and
-finish them; a SIGTERM sent to them as well ends them at once); the
-same command resumes from the last stored block if the file list and settings are unchanged,
+stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops after the block being
+stored, dropping those the workers hold; a worker that dies (killed, out of memory) stops it with
+an error naming its block. The same command resumes from the last stored block if the file list and settings are unchanged,
 and otherwise starts again (as it does with --restart). Only a finished file is renamed to
 OUTPUT, so OUTPUT is never a file that looks complete but is not.
 """
-import collections
 import contextlib
 import hashlib
-import itertools
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+import traceback
 
 import h5py
 import numpy as np
@@ -204,28 +201,97 @@ def process_block(task):
     return images, np.array(labels, np.int32), notes, statistics
 
 
-def ignore_interrupts():
-    """Workers leave Ctrl-C to the parent, which stops after the current block. Not SIGTERM: the
-    executor ends the remaining workers with it when one has died."""
+class WorkerError(Exception):
+    """The worker given the task at INDEX raised (TRACEBACK is its traceback) or died (None)."""
+
+    def __init__(self, index, traceback=None):
+        super().__init__(index, traceback)
+        self.index, self.traceback = index, traceback
+
+
+def serve_blocks(connection, convert):
+    """A worker: convert(task) for each task received on CONNECTION, sent back as (True,
+    result), or (False, the traceback) when it raises; until the parent closes its end. Ctrl-C,
+    which a terminal sends to the workers too, is left to the parent."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while True:
+        try:
+            task = connection.recv()
+        except EOFError:   # the parent is done, or gone
+            return
+        try:
+            reply = True, convert(task)
+        except Exception:
+            reply = False, traceback.format_exc()
+        try:
+            connection.send(reply)
+        except BrokenPipeError:   # the parent is gone
+            return
 
 
-def converted_blocks(pool, tasks, ahead):
-    """process_block(task) for each task, in order, the pool working at most `ahead` tasks ahead
-    of the caller: converted blocks held in memory stay bounded whatever the speed of storing
-    them, and so does the wait when the caller stops (closing this generator cancels the tasks
-    not started; the started ones finish)."""
-    tasks = iter(tasks)
-    pending = collections.deque(pool.submit(process_block, task)
-                                for task in itertools.islice(tasks, ahead))
-    try:
-        while pending:
-            result = pending.popleft().result()
-            pending.extend(pool.submit(process_block, task) for task in itertools.islice(tasks, 1))
-            yield result
-    finally:
-        for future in pending:
-            future.cancel()
+class BlockWorkers:
+    """Worker processes that convert blocks, each on a pipe of its own, so that a worker ending
+    at any moment (killed, out of memory, a crash in a decoder, a SIGTERM sent to the process
+    group) is an end of file on its own pipe and nothing else. Process pools share one result
+    pipe and its lock, which a worker killed while sending holds for ever: the pool then waits
+    for ever (python/cpython#96995)."""
+
+    def __init__(self, count, convert):
+        # From a fork server (Python 3.14's default on Linux), not a fork of this process,
+        # which may hold threads and their locks (a library's, a caller's) and open HDF5 files.
+        context = multiprocessing.get_context("forkserver")
+        self.workers = []
+        try:
+            for _ in range(count):
+                ours, theirs = context.Pipe()
+                process = context.Process(target=serve_blocks, args=(theirs, convert),
+                                          daemon=True)
+                self.workers.append((process, ours))
+                process.start()
+                theirs.close()   # the worker's end is then only in the worker
+        except BaseException:
+            self.close()
+            raise
+
+    def map(self, tasks, ahead):
+        """The results of TASKS (a list), in order, with at most AHEAD tasks given out past the
+        result awaited: the converted blocks held here stay few whatever the order the workers
+        finish in. Raises WorkerError."""
+        idle = [connection for _, connection in self.workers]
+        given, awaited, held, finished = 0, 0, {}, {}
+        while awaited < len(tasks):
+            while idle and given < min(len(tasks), awaited + ahead):
+                connection = idle.pop()
+                try:
+                    connection.send(tasks[given])
+                except OSError:
+                    raise WorkerError(given) from None
+                held[connection] = given
+                given += 1
+            if awaited not in finished:
+                for connection in multiprocessing.connection.wait(list(held)):
+                    index = held.pop(connection)
+                    try:
+                        converted, result = connection.recv()
+                    except (EOFError, OSError):   # OSError: it died while sending
+                        raise WorkerError(index) from None
+                    if not converted:
+                        raise WorkerError(index, result)
+                    finished[index] = result
+                    idle.append(connection)
+                continue
+            yield finished.pop(awaited)
+            awaited += 1
+
+    def close(self):
+        """Ends the workers at once; the blocks they hold are dropped."""
+        started = [process for process, _ in self.workers if process.pid is not None]
+        for process in started:   # before closing their pipes, which a busy one would report
+            process.kill()
+        for process in started:
+            process.join()
+        for _, connection in self.workers:
+            connection.close()
 
 
 # -- the partial file -------------------------------------------------------------------------
@@ -264,9 +330,9 @@ def store_statistics(file, statistics):
     file.attrs["statistics_count"] = statistics.count
 
 
-def reopen_partial(path, size, stamp):
-    """The partial file cut back to its last stored block, and its statistics; or a reason why
-    it cannot be resumed."""
+def reopen_partial(path, size, stamp, blocks):
+    """The partial file cut back to its last stored block of BLOCKS, and its statistics; or a
+    reason why it cannot be resumed."""
     try:
         file = h5py.File(path, "r+")
     except OSError as error:
@@ -282,6 +348,11 @@ def reopen_partial(path, size, stamp):
     if statistics.count != attrs["train_count"]:
         file.close()   # killed between storing the statistics and the counters
         return None, None, "its statistics and images disagree"
+    # Each file of a stored block is an image of its split or a skipped file.
+    if sum(int(attrs[f"{kind}_count"]) for kind in (*SPLITS, "skipped")) != \
+            sum(len(block) for _, block in blocks[:int(attrs["blocks_done"])]):
+        file.close()   # killed between storing the counters and the count of blocks
+        return None, None, "its counters and its count of blocks disagree"
     for split in SPLITS:   # drop anything written after the last stored block
         count = int(attrs[f"{split}_count"])
         file[f"{split}/images"].resize(count, axis=0)
@@ -330,8 +401,9 @@ class StopRequest:
 
 def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLASSES,
             val_labels=VAL_LABELS, restart=False, name="imagenet", progress=True):
-    """Prepare ROOT into OUTPUT; returns a summary dict. Raises PrepareError on bad input and
-    KeyboardInterrupt when stopped by a signal (the partial file is kept for resuming)."""
+    """Prepare ROOT into OUTPUT; returns a summary dict. Raises PrepareError on bad input or a
+    worker's death and KeyboardInterrupt when stopped by a signal (the partial file is kept for
+    resuming either way)."""
     if size < 1:
         raise PrepareError(f"--size {size}: must be a positive number of pixels")
     wnids, names, jobs = scan(root, classes, val_labels)
@@ -343,76 +415,68 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
     workers = workers or len(os.sched_getaffinity(0))
     total = sum(len(jobs[split]) for split in SPLITS)
 
-    # Workers start from a fork server (Python 3.14's default on Linux), not a fork of this
-    # process, which may hold threads and their locks (a library's, a caller's) and soon open
-    # HDF5 files. The executor, not multiprocessing.Pool: the pool's exit kills busy workers, and
-    # one killed while it sends its result holds the result pipe's lock for ever, so that the
-    # exit itself waits for ever (python/cpython#96995); the executor's exit waits for them.
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"),
-                             initializer=ignore_interrupts) as pool:
-        file = None
-        if os.path.exists(partial) and not restart:
-            file, statistics, reason = reopen_partial(partial, size, stamp)
-            if file is None:
-                print(f"{partial}: cannot resume ({reason}); starting again", file=sys.stderr)
-            else:
-                print(f"{partial}: resuming after {int(file.attrs['blocks_done'])} of "
-                      f"{len(blocks)} blocks", file=sys.stderr)
+    file = None
+    if os.path.exists(partial) and not restart:
+        file, statistics, reason = reopen_partial(partial, size, stamp, blocks)
         if file is None:
-            file, statistics = create_partial(partial, size, stamp)
-        done = int(file.attrs["blocks_done"])
-        stop = StopRequest()
-        previous = {number: signal.signal(number, stop)
-                    for number in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            from tqdm import tqdm
-            bar = tqdm(total=total, initial=sum(len(b) for _, b in blocks[:done]), unit="file",
-                       desc=f"prepare {os.path.basename(output)}", disable=not progress or None,
-                       dynamic_ncols=True)
-            tasks = ((root, size, split, block) for split, block in blocks[done:])
-            with contextlib.closing(converted_blocks(pool, tasks, 2 * workers)) as results:
-                position = done
-                try:
-                    for result in results:
-                        split, block = blocks[position]
-                        store_block(file, split, result, statistics)
-                        position += 1
-                        bar.update(len(block))
-                        bar.set_postfix(converted=int(file.attrs["converted_count"]),
-                                        skipped=int(file.attrs["skipped_count"]), refresh=False)
-                        if stop.signal is not None:
-                            raise KeyboardInterrupt
-                except BrokenProcessPool:
-                    # Workers die of a stop signal too: SIGTERM sent to the process group, or a
-                    # Ctrl-C that comes before a starting worker ignores it.
+            print(f"{partial}: cannot resume ({reason}); starting again", file=sys.stderr)
+        else:
+            print(f"{partial}: resuming after {int(file.attrs['blocks_done'])} of "
+                  f"{len(blocks)} blocks", file=sys.stderr)
+    if file is None:
+        file, statistics = create_partial(partial, size, stamp)
+    done = int(file.attrs["blocks_done"])
+    stop = StopRequest()
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        from tqdm import tqdm
+        bar = tqdm(total=total, initial=sum(len(b) for _, b in blocks[:done]), unit="file",
+                   desc=f"prepare {os.path.basename(output)}", disable=not progress or None,
+                   dynamic_ncols=True)
+        tasks = [(root, size, split, block) for split, block in blocks[done:]]
+        with contextlib.closing(BlockWorkers(min(workers, len(tasks)), process_block)) as pool:
+            try:
+                for (split, block), result in zip(blocks[done:], pool.map(tasks, 2 * workers)):
+                    store_block(file, split, result, statistics)
+                    bar.update(len(block))
+                    bar.set_postfix(converted=int(file.attrs["converted_count"]),
+                                    skipped=int(file.attrs["skipped_count"]), refresh=False)
                     if stop.signal is not None:
-                        raise KeyboardInterrupt from None
-                    first_file = blocks[position][1][0][0]
-                    raise PrepareError(
-                        f"a worker process died (killed, out of memory, or a crash in a decoder) "
-                        f"at {root}/{first_file} or a file after it; the blocks before are in "
-                        f"{partial}: run the same command again to resume") from None
-            bar.close()
-            if statistics.count == 0:
-                raise PrepareError(f"{root}/train: not one image could be read (see the "
-                                   f"skipped files in {partial})")
-            summary = {"output": output, "classes": len(wnids),
-                       **{split: int(file.attrs[f"{split}_count"]) for split in SPLITS},
-                       **{kind: [line.decode() for line in file[f"report/{kind}"][()]]
-                          for kind in ("converted", "skipped")}}
-            write_statistics(file, statistics.result())
-            write_classes(file, name=name, size=size, class_ids=wnids, class_names=names)
-            for key in ("fingerprint", "blocks_done", "statistics_count"):
-                del file.attrs[key]
-            del file["progress"]
-            file.attrs["complete"] = True
+                        raise KeyboardInterrupt
+            except WorkerError as error:
+                block = f"the block of {len(tasks[error.index][3])} files that starts at " \
+                        f"{root}/{tasks[error.index][3][0][0]}"
+                if error.traceback is not None:   # a bug, not bad input
+                    raise RuntimeError(f"converting {block}:\n{error.traceback}") from None
+                # Workers die of a stop signal too: a SIGTERM sent to the process group, or a
+                # Ctrl-C that comes before a starting worker ignores it.
+                if stop.signal is not None:
+                    raise KeyboardInterrupt from None
+                raise PrepareError(
+                    f"a worker process died (killed, out of memory, or a crash in a decoder) on "
+                    f"{block}; the blocks stored so far are in {partial}: run the same command "
+                    f"again to resume") from None
+        bar.close()
+        if statistics.count == 0:
+            raise PrepareError(f"{root}/train: not one image could be read (see the "
+                               f"skipped files in {partial})")
+        summary = {"output": output, "classes": len(wnids),
+                   **{split: int(file.attrs[f"{split}_count"]) for split in SPLITS},
+                   **{kind: [line.decode() for line in file[f"report/{kind}"][()]]
+                      for kind in ("converted", "skipped")}}
+        write_statistics(file, statistics.result())
+        write_classes(file, name=name, size=size, class_ids=wnids, class_names=names)
+        for key in ("fingerprint", "blocks_done", "statistics_count"):
+            del file.attrs[key]
+        del file["progress"]
+        file.attrs["complete"] = True
+        file.close()
+        os.replace(partial, output)
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        if file is not None and file.id.valid:
             file.close()
-            os.replace(partial, output)
-        finally:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
-            if file is not None and file.id.valid:
-                file.close()
     return summary
 
 
