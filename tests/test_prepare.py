@@ -92,6 +92,8 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and message in error, (message, error)
 
+    refused(tmp_path / "absent", "--size 0: must be a positive number of pixels", "--size", "0")
+    refused(tmp_path / "absent", "--workers 0: must be at least 1", "--workers", "0")
     refused(tmp_path / "absent", "absent: no such folder")
     root.mkdir()
     refused(root, "no train/ folder")
@@ -199,13 +201,25 @@ def raises(first_file, task):
 def dies_while_sending(first_file, folder, task):
     # Sends its block while the parent stores the first one, so that the pipe fills, and
     # gives its process number to the parent, which kills it then.
+    result = prepare.process_block(task)
     if task[3][0][0] == first_file:
         while not os.path.exists(f"{folder}/storing"):
             time.sleep(0.01)
         with open(f"{folder}/sending.tmp", "w") as pid:
             pid.write(str(os.getpid()))
         os.rename(f"{folder}/sending.tmp", f"{folder}/sending")
-    return prepare.process_block(task)
+    return result
+
+def stuck(first_file, parent, folder, task):
+    # Never ends its block: Ctrl-C, half a second after the parent stored the second block and
+    # went waiting for it.
+    if task[3][0][0] != first_file:
+        return prepare.process_block(task)
+    while not os.path.exists(f"{folder}/stored"):
+        time.sleep(0.01)
+    time.sleep(0.5)
+    os.kill(parent, signal.SIGINT)
+    time.sleep(3600)
 
 def kill_the_sender(folder):
     open(f"{folder}/storing", "w").close()
@@ -231,14 +245,21 @@ def main(how, root, output):
         if how == "dies while sending" and len(calls) == 1:
             kill_the_sender(os.path.dirname(output))
         store(*args)
+        if how == "stuck" and len(calls) == 2:
+            open(f"{os.path.dirname(output)}/stored", "w").close()
     prepare.store_block = hooked
     if how == "dies while sending":
         prepare.process_block = functools.partial(dies_while_sending, third,
+                                                  os.path.dirname(output))
+    elif how == "stuck":
+        prepare.process_block = functools.partial(stuck, third, os.getpid(),
                                                   os.path.dirname(output))
     elif how in ("dies", "raises"):
         prepare.process_block = functools.partial(globals()[how], third)
     for attempt in range(REPEATS):
         calls.clear()
+        if os.path.exists(f"{os.path.dirname(output)}/stored"):
+            os.remove(f"{os.path.dirname(output)}/stored")
         try:
             prepare.prepare(root, output, size=512, workers=4, progress=False, restart=True)
         except KeyboardInterrupt:
@@ -273,10 +294,11 @@ def stopped_run(tmp_path, how):
     return run.returncode, stdout.strip(), stderr
 
 
-@pytest.mark.parametrize("how", ["interrupted", "terminated"])
+@pytest.mark.parametrize("how", ["interrupted", "terminated", "stuck"])
 def test_stop_while_workers_send_large_blocks(tmp_path, how):
     """Ctrl-C (the workers ignore it and are ended) or SIGTERM to the process group (it ends the
-    workers): the run stops after the second block, saying nothing."""
+    workers) at the second block, or Ctrl-C while a stuck worker holds the third: the run stops
+    after the second block, saying nothing."""
     status, _, stderr = stopped_run(tmp_path, how)
     assert status == 130 and stderr == "", stderr
     assert not (tmp_path / "out.h5").exists()
@@ -304,16 +326,23 @@ def test_a_worker_that_raises_shows_its_traceback(tmp_path):
 
 
 class TerminatedWorkers:
-    """Workers as a SIGTERM sent to the whole process group leaves them: the worker of the third
-    block dies of it, and the parent, waiting for that block, gets it too."""
+    """Workers as a SIGTERM sent to the whole process group leaves them, the parent getting it
+    too: while they start, the fork server ends; later, the worker of the third block dies."""
+    during_start = False
 
     def __init__(self, count, convert):
         self.convert = convert
+        if self.during_start:
+            self.terminate()
+            raise ConnectionRefusedError(111, "Connection refused")
 
-    def map(self, tasks, ahead):
+    def terminate(self):
+        signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+
+    def map(self, tasks, ahead, stopped):
         for index, task in enumerate(tasks):
             if index == 2:
-                signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+                self.terminate()
                 raise prepare.WorkerError(index)
             yield self.convert(task)
 
@@ -321,14 +350,16 @@ class TerminatedWorkers:
         pass
 
 
-def test_workers_ended_by_a_stop_signal_are_a_stop(tmp_path, rng, monkeypatch):
+@pytest.mark.parametrize("during_start", [False, True])
+def test_workers_ended_by_a_stop_signal_are_a_stop(tmp_path, rng, monkeypatch, during_start):
     root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
     monkeypatch.setattr(prepare, "BlockWorkers", TerminatedWorkers)
+    monkeypatch.setattr(TerminatedWorkers, "during_start", during_start)
     with pytest.raises(KeyboardInterrupt):
         run(root, tmp_path / "out.h5", size=SIZE, workers=2)
     assert not (tmp_path / "out.h5").exists()
     with h5py.File(tmp_path / "out.h5.partial", "r") as partial:
-        assert partial.attrs["blocks_done"] == 2
+        assert partial.attrs["blocks_done"] == (0 if during_start else 2)
 
 
 def test_unusable_partial_file_starts_again(tmp_path, rng, monkeypatch, capsys):

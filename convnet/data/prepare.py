@@ -23,11 +23,12 @@ The file holds, besides images and labels (see convnet.data.dataset for the whol
 
 Crash safety: the work goes into OUTPUT.partial, in blocks of BLOCK files, written in file order
 whatever the number of processes; after each block the counters and the running statistics are
-stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops after the block being
-stored, dropping those the workers hold; a worker that dies (killed, out of memory) stops it with
-an error naming its block. The same command resumes from the last stored block if the file list and settings are unchanged,
-and otherwise starts again (as it does with --restart). Only a finished file is renamed to
-OUTPUT, so OUTPUT is never a file that looks complete but is not.
+stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops at once, or after the block
+being stored, dropping those the workers hold; a worker that dies (killed, out of memory) stops
+it with an error naming its block. The same command resumes from the last stored block if the
+file list and settings are unchanged, and otherwise starts again (as it does with --restart).
+Only a finished file is renamed to OUTPUT, so OUTPUT is never a file that looks complete but is
+not.
 """
 import contextlib
 import hashlib
@@ -57,7 +58,8 @@ MODES = {"L": "greyscale (L)", "LA": "greyscale with alpha (LA)", "P": "palette 
 
 
 class PrepareError(Exception):
-    """Bad input (a path, a layout, a table); reported in one line with exit code 2."""
+    """Bad input (a path, a layout, a table) or a worker's death; reported in one line with exit
+    code 2."""
 
 
 # -- the tree ---------------------------------------------------------------------------------
@@ -217,7 +219,7 @@ def serve_blocks(connection, convert):
     while True:
         try:
             task = connection.recv()
-        except EOFError:   # the parent is done, or gone
+        except (EOFError, OSError):   # the parent is done, or gone
             return
         try:
             reply = True, convert(task)
@@ -225,7 +227,7 @@ def serve_blocks(connection, convert):
             reply = False, traceback.format_exc()
         try:
             connection.send(reply)
-        except BrokenPipeError:   # the parent is gone
+        except OSError:   # the parent is gone
             return
 
 
@@ -253,10 +255,11 @@ class BlockWorkers:
             self.close()
             raise
 
-    def map(self, tasks, ahead):
-        """The results of TASKS (a list), in order, with at most AHEAD tasks given out past the
-        result awaited: the converted blocks held here stay few whatever the order the workers
-        finish in. Raises WorkerError."""
+    def map(self, tasks, ahead, stopped):
+        """The results of TASKS (a list), in order, with at most AHEAD tasks out at once, the one
+        awaited included: the converted blocks held here stay few whatever the order the
+        workers finish in. Raises WorkerError, and KeyboardInterrupt as soon as stopped() while
+        waiting (a stuck worker would otherwise keep the stop waiting: workers ignore Ctrl-C)."""
         idle = [connection for _, connection in self.workers]
         given, awaited, held, finished = 0, 0, {}, {}
         while awaited < len(tasks):
@@ -269,7 +272,7 @@ class BlockWorkers:
                 held[connection] = given
                 given += 1
             if awaited not in finished:
-                for connection in multiprocessing.connection.wait(list(held)):
+                for connection in multiprocessing.connection.wait(list(held), timeout=0.1):
                     index = held.pop(connection)
                     try:
                         converted, result = connection.recv()
@@ -279,6 +282,8 @@ class BlockWorkers:
                         raise WorkerError(index, result)
                     finished[index] = result
                     idle.append(connection)
+                if stopped():
+                    raise KeyboardInterrupt
                 continue
             yield finished.pop(awaited)
             awaited += 1
@@ -406,6 +411,8 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
     resuming either way)."""
     if size < 1:
         raise PrepareError(f"--size {size}: must be a positive number of pixels")
+    if workers is not None and workers < 1:
+        raise PrepareError(f"--workers {workers}: must be at least 1")
     wnids, names, jobs = scan(root, classes, val_labels)
     blocks = [(split, jobs[split][start:start + BLOCK]) for split in SPLITS
               for start in range(0, len(jobs[split]), BLOCK)]
@@ -434,9 +441,16 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
                    desc=f"prepare {os.path.basename(output)}", disable=not progress or None,
                    dynamic_ncols=True)
         tasks = [(root, size, split, block) for split, block in blocks[done:]]
-        with contextlib.closing(BlockWorkers(min(workers, len(tasks)), process_block)) as pool:
+        try:
+            pool = BlockWorkers(min(workers, len(tasks)), process_block)
+        except (EOFError, OSError):
+            if stop.signal is None:
+                raise
+            raise KeyboardInterrupt from None   # a SIGTERM to the group ended the fork server
+        with contextlib.closing(pool):
             try:
-                for (split, block), result in zip(blocks[done:], pool.map(tasks, 2 * workers)):
+                for (split, block), result in zip(blocks[done:], pool.map(
+                        tasks, 2 * workers, lambda: stop.signal is not None)):
                     store_block(file, split, result, statistics)
                     bar.update(len(block))
                     bar.set_postfix(converted=int(file.attrs["converted_count"]),
@@ -510,8 +524,6 @@ def main(argv=None):
     parser.add_argument("--restart", action="store_true",
                         help="ignore an interrupted run's OUTPUT.partial and start again")
     args = parser.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        parser.error(f"--workers {args.workers}: must be at least 1")
     try:
         summary = prepare(args.root, args.output, size=args.size, workers=args.workers,
                           classes=args.classes, val_labels=args.val_labels,
