@@ -1,6 +1,8 @@
 """prepare: an ILSVRC-2012-layout tree of real JPEGs and bad files → the HDF5 format; the bad
 files reported, the statistics against NumPy, one-line errors, interruption and resumption."""
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -160,6 +162,31 @@ def test_interrupted_run_resumes_to_the_same_file(tmp_path, rng, monkeypatch, ca
     run(root, output, size=SIZE, workers=1)
     assert "resuming after 3 of" in capsys.readouterr().err
     assert_same_dataset(clean, output)
+
+
+def test_a_full_disk_stops_before_the_block_and_resumes(tmp_path, rng, monkeypatch, capsys):
+    """HDF5 writes that fail for want of space leave the file broken (and h5py crashing as it
+    closes it): the block that the disk may not hold is refused before it is written."""
+    root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
+    run(root, tmp_path / "clean.h5", size=SIZE, workers=2)
+    output = tmp_path / "out.h5"
+    disk_usage, folders = shutil.disk_usage, []
+
+    def full_at_the_second_block(folder):
+        folders.append(folder)
+        usage = disk_usage(folder)
+        return usage._replace(free=0) if len(folders) == 2 else usage
+    monkeypatch.setattr(shutil, "disk_usage", full_at_the_second_block)
+    with pytest.raises(prepare.PrepareError) as refused:
+        run(root, output, size=SIZE, workers=2)
+    assert re.fullmatch(rf"{tmp_path}/out.h5.partial: 0 MiB free on its disk, too little for "
+                        r"the next block \(\d+ MiB\); free some space and run the same command "
+                        r"to resume", str(refused.value)), refused.value
+    assert folders == [str(tmp_path)] * 2
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    run(root, output, size=SIZE, workers=2)
+    assert "resuming after 1 of" in capsys.readouterr().err
+    assert_same_dataset(tmp_path / "clean.h5", output)
 
 
 # Runs of prepare that once waited for ever, in a process of their own so that a test fails

@@ -613,6 +613,8 @@ CATALOGUE = [
            'if False:\n                    raise KeyboardInterrupt', DATA),
     Mutant('pr-stop-start', 'convnet/data/prepare.py',
            'raise KeyboardInterrupt from None   # a SIGTERM', 'raise   # a SIGTERM', DATA),
+    Mutant('pr-space-check', 'convnet/data/prepare.py',
+           'if free < needed:', 'if False:', DATA),
     Mutant('pr-half-message', 'convnet/data/prepare.py',
            'except (EOFError, OSError):   # OSError', 'except EOFError:   # OSError', DATA),
     Mutant('pr-worker-signals', 'convnet/data/prepare.py',

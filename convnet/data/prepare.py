@@ -25,16 +25,18 @@ Crash safety: the work goes into OUTPUT.partial, in blocks of BLOCK files, writt
 whatever the number of processes; after each block the counters and the running statistics are
 stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops at once, or after the block
 being stored, dropping those the workers hold; a worker that dies (killed, out of memory) stops
-it with an error naming its block. The same command resumes from the last stored block if the
-file list and settings are unchanged, and otherwise starts again (as it does with --restart).
-Only a finished file is renamed to OUTPUT, so OUTPUT is never a file that looks complete but is
-not.
+it with an error naming its block; so does a full disk, before the block it may not hold (HDF5
+leaves a file whose writes failed broken). The same command resumes from the last stored block
+if the file list and settings are unchanged, and otherwise starts again (as it does with
+--restart). Only a finished file is renamed to OUTPUT, so OUTPUT is never a file that looks
+complete but is not.
 """
 import contextlib
 import hashlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import shutil
 import signal
 import sys
 import traceback
@@ -44,7 +46,8 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from convnet import options
-from convnet.data.dataset import (Statistics, chunk_images, write_classes, write_statistics)
+from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
+                                   write_statistics)
 
 DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "data"))
 CLASSES = os.path.join(DATA_DIR, "ilsvrc2012_classes.tsv")
@@ -393,6 +396,18 @@ def store_block(file, split, result, statistics):
     file.flush()
 
 
+def check_space(path, block_bytes):
+    """Refuses a block the disk of PATH may not hold: an HDF5 file whose writes failed is left
+    broken (and h5py may crash closing it), while the file before the block resumes."""
+    # A block may start an image chunk, and HDF5 writes its metadata besides.
+    needed = block_bytes + 2 * CHUNK_BYTES + (16 << 20)
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    if free < needed:
+        raise PrepareError(f"{path}: {free / 2**20:.0f} MiB free on its disk, too little for the "
+                           f"next block ({needed / 2**20:.0f} MiB); free some space and run the "
+                           f"same command to resume")
+
+
 # -- the run ----------------------------------------------------------------------------------
 class StopRequest:
     """SIGINT/SIGTERM set a flag that the main loop reads between blocks."""
@@ -451,6 +466,7 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
             try:
                 for (split, block), result in zip(blocks[done:], pool.map(
                         tasks, 2 * workers, lambda: stop.signal is not None)):
+                    check_space(partial, result[0].nbytes)
                     store_block(file, split, result, statistics)
                     bar.update(len(block))
                     bar.set_postfix(converted=int(file.attrs["converted_count"]),
