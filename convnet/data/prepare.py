@@ -261,11 +261,14 @@ class BlockWorkers:
     def map(self, tasks, ahead, stopped):
         """The results of TASKS (a list), in order, with at most AHEAD tasks out at once, the one
         awaited included: the converted blocks held here stay few whatever the order the
-        workers finish in. Raises WorkerError, and KeyboardInterrupt as soon as stopped() while
-        waiting (a stuck worker would otherwise keep the stop waiting: workers ignore Ctrl-C)."""
+        workers finish in. Raises WorkerError, and KeyboardInterrupt once stopped(): before the
+        next result, and every 0.1 s while waiting (workers ignore Ctrl-C, and a stuck one
+        would otherwise keep the stop waiting)."""
         idle = [connection for _, connection in self.workers]
         given, awaited, held, finished = 0, 0, {}, {}
         while awaited < len(tasks):
+            if stopped():
+                raise KeyboardInterrupt
             while idle and given < min(len(tasks), awaited + ahead):
                 connection = idle.pop()
                 try:
@@ -285,8 +288,6 @@ class BlockWorkers:
                         raise WorkerError(index, result)
                     finished[index] = result
                     idle.append(connection)
-                if stopped():
-                    raise KeyboardInterrupt
                 continue
             yield finished.pop(awaited)
             awaited += 1
@@ -410,7 +411,7 @@ def check_space(path, block_bytes):
 
 # -- the run ----------------------------------------------------------------------------------
 class StopRequest:
-    """SIGINT/SIGTERM set a flag that the main loop reads between blocks."""
+    """SIGINT/SIGTERM set a flag that the block loop reads before each result and while it waits."""
 
     def __init__(self):
         self.signal = None
@@ -464,15 +465,13 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
             raise KeyboardInterrupt from None   # a SIGTERM to the group ended the fork server
         with contextlib.closing(pool):
             try:
-                for (split, block), result in zip(blocks[done:], pool.map(
+                for (_, _, split, block), result in zip(tasks, pool.map(
                         tasks, 2 * workers, lambda: stop.signal is not None)):
                     check_space(partial, result[0].nbytes)
                     store_block(file, split, result, statistics)
                     bar.update(len(block))
                     bar.set_postfix(converted=int(file.attrs["converted_count"]),
                                     skipped=int(file.attrs["skipped_count"]), refresh=False)
-                    if stop.signal is not None:
-                        raise KeyboardInterrupt
             except WorkerError as error:
                 block = f"the block of {len(tasks[error.index][3])} files that starts at " \
                         f"{root}/{tasks[error.index][3][0][0]}"
