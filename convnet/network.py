@@ -4,7 +4,8 @@ Parameters are a flat dict keyed "<layer>/<input>" for the weight array a layer 
 and "<layer>/bias" for its one bias, so checkpoints and solvers need no knowledge of layer types.
 Each layer, its parameters and its gradients live on its tower's backend (convnet.placement).
 Every tensor a layer reads from the other tower, forward, and every gradient it sends back,
-backward, passes through the Placement, which moves it and records the bytes.
+backward, passes through the Placement, which moves it and records the bytes: sent where it is
+made, received where it is read, so that the towers wait for each other only there.
 """
 import zlib
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import numpy as np
 from convnet import graph
 from convnet.alexnet import DATA, Model
 from convnet.layers import IMPLEMENTATIONS, Context, activation_op
-from convnet.placement import Placement
+from convnet.placement import Crossing, Placement
 from convnet.replicas.shard import BatchPart
 
 
@@ -89,6 +90,12 @@ class Network:
         self._spec_towers = {spec.key: spec.tower for spec in self.specs}
         self._implementations = [IMPLEMENTATIONS[type(layer)] for layer in model.layers]
         self._towers = {layer.name: layer.tower for layer in model.layers}
+        # Each tensor's readers on the other tower: it is sent to them as soon as it is made.
+        self._remote_readers = {}
+        for layer in model.layers:
+            for tensor in layer.inputs:
+                if tensor != DATA and self._towers[tensor] != layer.tower:
+                    self._remote_readers.setdefault(tensor, []).append(layer)
         # The backends that get a copy of each batch: those of the towers that read it.
         readers = {layer.tower for layer in model.layers if DATA in layer.inputs}
         self._data_backends = [backend for backend in self.placement.distinct_backends()
@@ -146,12 +153,13 @@ class Network:
         images = np.ascontiguousarray(images)
         placed = {id(ops): ops.from_host(images) for ops in self._data_backends}
         outputs = {}
+        sent = {}   # (tensor, reading layer) → its Crossing
         trace = []
         for index, (layer, implementation) in enumerate(zip(self.model.layers,
                                                             self._implementations)):
             ops = self.backend(layer.tower)
             inputs = [placed[id(ops)] if tensor == DATA else
-                      self._read(tensor, layer, outputs[tensor]) for tensor in layer.inputs]
+                      self._read(tensor, layer, outputs, sent) for tensor in layer.inputs]
             context = Context(train=train, labels=labels,
                               dropout_key=dropout_key(self.seed, step, index), part=part)
             bias = self.params.get(bias_key(layer.name))
@@ -161,6 +169,10 @@ class Network:
             if layer.activation:
                 activated = activation_op(ops, layer.activation, "forward")(output)
             outputs[layer.name] = activated
+            for reader in self._remote_readers.get(layer.name, ()):
+                sent[layer.name, reader.name] = self.placement.send(
+                    activated, layer=reader.name, tensor=layer.name, source=layer.tower,
+                    dest=reader.tower, direction="forward")
             trace.append((layer, implementation, inputs, output, activated, saved))
         self._trace = trace
         self.outputs = outputs
@@ -170,12 +182,10 @@ class Network:
         return ForwardResult(probs, saved[0],
                              self.output_backend.topk_errors(probs, labels, (1, 5)))
 
-    def _read(self, tensor, layer, array):
-        source = self._towers[tensor]
-        if source == layer.tower:
-            return array
-        return self.placement.transfer(array, layer=layer.name, tensor=tensor, source=source,
-                                       dest=layer.tower, direction="forward")
+    def _read(self, tensor, layer, outputs, sent):
+        if self._towers[tensor] == layer.tower:
+            return outputs[tensor]
+        return self.placement.receive(sent.pop((tensor, layer.name)))
 
     def backward(self, *, input_grad: bool = False, gradients_ready=None) -> dict:
         """Gradients of the last forward pass's mean loss: a dict keyed like `params`, plus
@@ -185,12 +195,15 @@ class Network:
         starts summing them there), and returns the arrays to keep for them."""
         if self._trace is None or self._trace[-1][5] is None:
             raise RuntimeError("backward needs a preceding forward pass with labels")
+        # tensor → the parts of its gradient so far, in the order they came: arrays on its tower,
+        # Crossings from the other
         tensor_grads = {}
         data_grads = []   # (tower, gradient) of the input, from each tower's first layer
         grads = {}
         for layer, implementation, inputs, output, activated, saved in reversed(self._trace):
             ops = self.backend(layer.tower)
-            dy = tensor_grads.pop(layer.name, None)
+            parts = tensor_grads.pop(layer.name, None)
+            dy = None if parts is None else self._gradient(ops, parts)
             if layer.activation:
                 dy = activation_op(ops, layer.activation, "backward")(dy, activated)
             needed = [tensor != DATA or input_grad for tensor in layer.inputs]
@@ -209,15 +222,25 @@ class Network:
                     continue
                 source = self._towers[tensor]
                 if source != layer.tower:
-                    grad = self.placement.transfer(grad, layer=layer.name, tensor=tensor,
-                                                   source=layer.tower, dest=source,
-                                                   direction="backward")
-                tensor_grads[tensor] = self.backend(source).add(grad, tensor_grads[tensor]) \
-                    if tensor in tensor_grads else grad
+                    grad = self.placement.send(grad, layer=layer.name, tensor=tensor,
+                                               source=layer.tower, dest=source,
+                                               direction="backward")
+                tensor_grads.setdefault(tensor, []).append(grad)
         self._trace = None
         if input_grad:
             grads[DATA] = self._sum_data_grads(data_grads)
         return grads
+
+    def _gradient(self, ops, parts):
+        """A tensor's gradient from its parts, each added to the sum of those before it
+        (add(part, sum)); a part from the other tower is received here, where it is needed, so
+        that its copy waits for none of the other tower's work queued after it was sent."""
+        total = None
+        for part in parts:
+            if isinstance(part, Crossing):
+                part = self.placement.receive(part)
+            total = part if total is None else ops.add(part, total)
+        return total
 
     def _sum_data_grads(self, data_grads):
         """The input's gradient, on the first tower's backend: the sum over the towers' first
@@ -226,7 +249,7 @@ class Network:
         ops = self.backend(home)
         for tower, grad in data_grads[1:]:
             if not self.placement.shared:
-                grad = ops.receive(grad, self.backend(tower))
+                grad = ops.receive(self.backend(tower).send(grad, ops))
             total = ops.add(total, grad)
         return total
 

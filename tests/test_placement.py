@@ -3,13 +3,17 @@ number of bytes, and only at conv3, fc6, fc7 and fc8, forward and backward. The 
 (a backend per tower, copies at the crossings) gives the same step as one backend for both,
 bit for bit; on the CPU two emulators stand in for the two devices."""
 import contextlib
+import types
 
 import numpy as np
 import pytest
 
 from convnet import alexnet
-from convnet.alexnet import DATA
+from convnet import network as network_module
+from convnet.alexnet import DATA, TOWERS
 from convnet.backend import get_backend
+from convnet.backend.cuda import CudaBackend
+from convnet.backend.cuda.launch import Emulated
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.solver import SGD
@@ -71,9 +75,8 @@ def test_default_model_exchange_per_image():
 
 def test_placement_rejects_a_same_tower_transfer():
     with pytest.raises(ValueError, match="not a cross-tower"):
-        Placement(get_backend("reference")).transfer(np.zeros(2), layer="conv2a",
-                                                     tensor="pool1a", source="a", dest="a",
-                                                     direction="forward")
+        Placement(get_backend("reference")).send(np.zeros(2), layer="conv2a", tensor="pool1a",
+                                                 source="a", dest="a", direction="forward")
 
 
 def test_a_tower_of_its_own_needs_a_backend_that_can_receive():
@@ -116,8 +119,11 @@ class Guarded:
                                   **{key: _unwrap(value) for key, value in kwargs.items()}))
         return guarded
 
-    def receive(self, array, sender):
-        return _wrap(self.inner.receive(_unwrap(array), sender.inner))
+    def send(self, array, receiver):
+        return self.inner.send(_unwrap(array), receiver.inner)
+
+    def receive(self, parcel):
+        return _wrap(self.inner.receive(parcel))
 
     def route_from(self, sender):
         return self.inner.route_from(sender.inner)
@@ -178,8 +184,8 @@ def test_towers_on_two_devices_take_the_same_step_as_on_one(rng):
 def test_a_crossing_between_towers_of_their_own_hands_over_a_copy(rng):
     per_tower = Placement({"a": get_backend("emulator"), "b": get_backend("emulator")})
     sent = rng.normal(size=(4, 3, 3, 2)).astype(np.float32)
-    received = per_tower.transfer(sent, layer="conv3a", tensor="pool2b", source="b", dest="a",
-                                  direction="forward")
+    received = per_tower.receive(per_tower.send(sent, layer="conv3a", tensor="pool2b",
+                                                source="b", dest="a", direction="forward"))
     np.testing.assert_array_equal(received, sent)
     assert not np.shares_memory(received, sent)
     assert per_tower.bytes_moved("forward") == sent.nbytes
@@ -211,3 +217,113 @@ def test_a_one_tower_model_leaves_the_second_device_alone(rng):
     assert loss == want_loss
     for key, value in want_params.items():
         np.testing.assert_array_equal(params_after[key], value, err_msg=key)
+
+
+class Recorded(Emulated):
+    """An emulator that also keeps what a GPU stream would be given, in order: each launch and
+    copy, with the layer and pass it belongs to, and with a vector clock: for each launcher,
+    how many of its items this one comes after, through the stream's order and the waits for
+    other launchers' events. Its events are such clocks. A copy, and any item queued outside a
+    layer's own forward or backward (the gradient's sums and the activation before a layer's
+    backward), is pending: it goes to the next layer this launcher runs."""
+
+    def __init__(self, clock):
+        super().__init__()
+        self.clock = clock    # .tag: (layer, pass) being queued, or None
+        self.items = []       # [tag, vector clock]
+        self.after = {}       # launcher → how many of its items the next item here comes after
+
+    def _queue(self, tag):
+        self.after[self] = len(self.items) + 1
+        self.items.append([tag, dict(self.after)])
+
+    def launch(self, kernel, dtype, grid, block, args):
+        self._queue(self.clock.tag)
+        super().launch(kernel, dtype, grid, block, args)
+
+    def event(self):
+        return dict(self.after)
+
+    def wait(self, event):
+        for launcher, count in event.items():
+            self.after[launcher] = max(self.after.get(launcher, 0), count)
+
+    def _unpack(self, parcel):
+        self._queue(None)
+        return super()._unpack(parcel)
+
+    def claim_pending(self, tag):
+        for item in self.items:
+            if item[0] is None:
+                item[0] = tag
+
+
+class Tagged:
+    """A layer implementation that tags what it queues, and what its launcher has pending."""
+
+    def __init__(self, implementation, clock):
+        self.implementation, self.clock = implementation, clock
+
+    def forward(self, ops, layer, *args):
+        ops.launcher.claim_pending((layer.name, "forward"))
+        self.clock.tag = (layer.name, "forward")   # the activation after it is its too
+        return self.implementation.forward(ops, layer, *args)
+
+    def backward(self, ops, layer, *args):
+        ops.launcher.claim_pending((layer.name, "backward"))
+        self.clock.tag = (layer.name, "backward")
+        try:
+            return self.implementation.backward(ops, layer, *args)
+        finally:
+            self.clock.tag = None
+
+
+def test_the_towers_wait_for_each_other_only_where_a_tensor_crosses(rng, monkeypatch):
+    """The order a GPU would keep, read from what the two towers' launchers are given: every
+    layer that reads the other tower's tensor comes after that tensor's layer (forward; and the
+    tensor's gradient after the reading layer, backward), and nothing else orders the towers:
+    no work of a layer's half on one tower waits for its other half, as it would if a crossing
+    waited for all the sender had queued so far (conv3b's read of pool2a for conv3a, which
+    tower a queued in between)."""
+    clock = types.SimpleNamespace(tag=None)
+    monkeypatch.setattr(network_module, "IMPLEMENTATIONS",
+                        {kind: Tagged(implementation, clock)
+                         for kind, implementation in network_module.IMPLEMENTATIONS.items()})
+    model = alexnet.build_model("2012-small28")
+    launchers = {tower: Recorded(clock) for tower in TOWERS}
+    network = Network(model, Placement({tower: CudaBackend(launcher)
+                                        for tower, launcher in launchers.items()}), seed=3)
+    images = rng.normal(0, 50, model.image_shape + (3,)).astype(np.float32)
+    network.forward(images, rng.integers(0, model.geometry.classes, 3), train=True, step=0)
+    network.backward()
+
+    items = {}   # (layer, pass) → [(launcher, index, vector clock)]
+    for launcher in launchers.values():
+        for index, (tag, after) in enumerate(launcher.items):
+            items.setdefault(tag, []).append((launcher, index, after))
+
+    def waits_for(later, earlier):
+        """Whether some item of `later` comes after some item of `earlier`."""
+        return any(after.get(launcher, 0) > index for launcher, index, _ in items[earlier]
+                   for _, _, after in items[later])
+
+    def comes_after(later, earlier):
+        """Whether the first item of `later` comes after every item of `earlier`."""
+        _, _, first = items[later][0]
+        return all(first.get(launcher, 0) > index for launcher, index, _ in items[earlier])
+
+    towers = {layer.name: layer.tower for layer in model.layers}
+    crossings = [(layer.name, tensor) for layer in model.layers for tensor in layer.inputs
+                 if tensor != DATA and towers[tensor] != layer.tower]
+    assert {reader for reader, _ in crossings} == {"conv3a", "conv3b", "fc6a", "fc6b", "fc7a",
+                                                   "fc7b", "fc8"}
+    for reader, tensor in crossings:
+        assert comes_after((reader, "forward"), (tensor, "forward")), (reader, tensor)
+        assert comes_after((tensor, "backward"), (reader, "backward")), (reader, tensor)
+    halves = [(name, name[:-1] + "b") for name in towers if name.endswith("a") and
+              name[:-1] + "b" in towers]
+    assert len(halves) == 15
+    for direction in ("forward", "backward"):
+        for a, b in halves:
+            assert not waits_for((b, direction), (a, direction)), (b, "waits for", a, direction)
+            assert not waits_for((a, direction), (b, direction)), (a, "waits for", b, direction)

@@ -9,7 +9,7 @@ same launch code (launch.py). Arrays are CuPy arrays on the GPU, NumPy arrays in
 taken where it serves; conv.DEFAULT_ALGORITHM where None).
 
 Two backends hold the two towers of a network placed on two devices, or on one GPU through two
-streams (convnet.placement); `receive` moves a tensor between them.
+streams (convnet.placement); `send` and `receive` move a tensor between them.
 """
 import functools
 
@@ -58,10 +58,14 @@ class CudaBackend:
     def context(self):
         return self.launcher.context()
 
-    def receive(self, array, sender: "CudaBackend"):
-        """A copy, on this backend's device, of `array` held by backend `sender`; see
-        Launcher.receive for the ordering it guarantees."""
-        return self.launcher.receive(array, sender.launcher)
+    def send(self, array, receiver: "CudaBackend"):
+        """A parcel of `array` for backend `receiver`, made where the array is made; see
+        Launcher.send for the ordering it keeps."""
+        return self.launcher.send(array, receiver.launcher)
+
+    def receive(self, parcel):
+        """The parcel's array, copied onto this backend's device where it is read."""
+        return self.launcher.receive(parcel)
 
     def route_from(self, sender: "CudaBackend") -> str:
         return self.launcher.route_from(sender.launcher)

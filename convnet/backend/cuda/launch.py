@@ -15,14 +15,17 @@ A launcher has
                           has one; nothing for the emulator
   event(), wait(event)    a marker of the work queued so far, and later work waiting for one
                           (of any launcher): the order of two streams; no-ops in the emulator
-  receive(array, sender)  a copy of another launcher's array on this one's device (a tensor
-                          crossing towers, convnet.placement); route_from(sender) names the way
+  send(array, receiver)   a Parcel of an array for another launcher (a tensor crossing towers,
+                          convnet.placement), made where the array is made
+  receive(parcel)         its copy on this launcher's device, made where it is read;
+                          route_from(sender) names the way
 
 Kernel sources are kernels/*.cu of the source tree (convnet is installed editable); their build
 settings come from kernels/build.py, their launch geometry from kernels/tiles.cuh.
 """
 import contextlib
 import ctypes
+import dataclasses
 import importlib
 import importlib.util
 import json
@@ -122,8 +125,41 @@ class Launcher:
     def route_from(self, sender):
         raise NotImplementedError
 
-    def receive(self, array, sender):
+    def send(self, array, receiver):
+        """A Parcel of `array` for `receiver`, made when the array's work has been queued: it
+        marks that point (an event), so that the copy, queued later where the receiver reads the
+        array, waits for nothing this launcher queues in between (the other tower's half of the
+        same layer, say): the towers' work stays concurrent between the crossings."""
+        route = receiver.route_from(self)
+        if not array.flags.c_contiguous:
+            raise ValueError("a crossing copies C-contiguous arrays only")
+        payload = self._pack(array, route)
+        return Parcel(payload, array.shape, array.dtype, self.event(), route, self)
+
+    def receive(self, parcel):
+        """The parcel's array, copied onto this launcher's device, after the sender's work up
+        to the parcel's making (and before this launcher's later work)."""
+        self.wait(parcel.ready)
+        return self._unpack(parcel)
+
+    def _pack(self, array, route):
+        """What travels: the array, or where the way needs one, a copy on its way (queued
+        here)."""
+        return array
+
+    def _unpack(self, parcel):
         raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class Parcel:
+    """An array on its way from one launcher to another."""
+    payload: object      # the sender's array, or its copy in host memory (STAGED)
+    shape: tuple
+    dtype: np.dtype
+    ready: object        # the sender's event once the payload is complete (None: in order)
+    route: str
+    sender: Launcher
 
 
 # The libraries a Python must load first to run the emulator's AddressSanitizer build: the
@@ -193,16 +229,17 @@ class Emulated(Launcher):
             raise TypeError(f"the emulator cannot receive arrays from {sender.path}")
         return "host copy"
 
-    def receive(self, array, sender):
-        """A copy in host memory: two emulators stand in for two devices, so a crossing copies
-        as it would between GPUs and each tower owns its arrays."""
-        self.route_from(sender)
-        return np.array(array, copy=True)
+    def _unpack(self, parcel):
+        """A copy in host memory, made when the receiver reads it: two emulators stand in for
+        two devices, so a crossing copies as it would between GPUs, each tower owns its arrays,
+        and a sender that changed an array after sending it would show in the copy."""
+        return np.array(parcel.payload, copy=True)
 
 
 SAME_DEVICE, PEER, STAGED = ("between streams of one GPU", "peer-to-peer",
                               "staged through pinned host memory")
 PEER_ACCESS_ALREADY_ENABLED = 704   # cudaErrorPeerAccessAlreadyEnabled
+PEER_ACCESS_ENABLED = set()   # (device, peer): the pairs this process has enabled
 
 
 class Gpu(Launcher):
@@ -222,7 +259,7 @@ class Gpu(Launcher):
             self.stream = cupy.cuda.Stream(non_blocking=True) if own_stream else None
         self._functions = {}
         self._routes = {}
-        self._staging = []   # (event, pinned buffer): each buffer is kept until its copy is done
+        self._held = []   # (event, array): arrays a copy reads or writes, kept until it is done
 
     def _load_module(self, cupy):
         capability = int(self.device.compute_capability)
@@ -290,6 +327,11 @@ class Gpu(Launcher):
         return self._routes[key]
 
     def _enable_peer_access(self, device, peer):
+        """Once per pair in the process: a second call fails (cudaErrorPeerAccessAlreadyEnabled),
+        and the runtime keeps that error as its last, for a library that asks after a launch
+        of its own to report as its failure."""
+        if (device.id, peer) in PEER_ACCESS_ENABLED:
+            return
         runtime = self.xp.cuda.runtime
         with device:
             try:
@@ -297,41 +339,48 @@ class Gpu(Launcher):
             except runtime.CUDARuntimeError as error:
                 if error.status != PEER_ACCESS_ALREADY_ENABLED:
                     raise
+        PEER_ACCESS_ENABLED.add((device.id, peer))
 
-    def receive(self, array, sender):
-        """A copy of `array` (on `sender`'s device) on this GPU, asynchronous for the host. The
-        copy runs on this launcher's stream after everything queued so far on the sender's
-        stream (an event), so it reads the finished array. Each stream's memory pool reuses
-        freed memory only for that stream's later work, so the sender's stream, in turn, waits
-        for the copy before its later work can take the array's memory."""
-        route = self.route_from(sender)
+    def _pack(self, array, route):
+        """Staged: the copy into pinned host memory, queued on this stream now, after the
+        array's work and before anything queued later."""
+        if route != STAGED:
+            return array
+        buffer = self._cupyx.empty_pinned(array.shape, array.dtype)
         runtime = self.xp.cuda.runtime
-        if not array.flags.c_contiguous:
-            raise ValueError("a crossing copies C-contiguous arrays only")
-        with self.context():
-            out = self.xp.empty(array.shape, array.dtype)
-        if route == STAGED:
-            self._staging = [(done, buffer) for done, buffer in self._staging if not done.done]
-            buffer = self._cupyx.empty_pinned(array.shape, array.dtype)
-            with sender.device:
-                runtime.memcpyAsync(buffer.ctypes.data, array.data.ptr, array.nbytes,
-                                    runtime.memcpyDeviceToHost, sender.stream.ptr)
-            self.wait(sender.event())
-            with self.device:
-                runtime.memcpyAsync(out.data.ptr, buffer.ctypes.data, array.nbytes,
-                                    runtime.memcpyHostToDevice, self.stream.ptr)
-            self._staging.append((self.event(), buffer))
-            return out
-        self.wait(sender.event())
         with self.device:
-            if route == PEER:
-                runtime.memcpyPeerAsync(out.data.ptr, self.device.id, array.data.ptr,
-                                        sender.device.id, array.nbytes, self.stream.ptr)
+            runtime.memcpyAsync(buffer.ctypes.data, array.data.ptr, array.nbytes,
+                                runtime.memcpyDeviceToHost, self.stream.ptr)
+        self._hold(buffer)   # written by the copy until then
+        return buffer
+
+    def _unpack(self, parcel):
+        """The copy on this launcher's stream (it already waits for the parcel's event): from
+        host memory, from the peer GPU, or from the other stream of this one. This stream's
+        memory pool holds the copy; the source is held (_hold) until the copy has read it, so
+        that its own stream's pool cannot give its memory to later work meanwhile."""
+        runtime = self.xp.cuda.runtime
+        with self.context():
+            out = self.xp.empty(parcel.shape, parcel.dtype)
+        nbytes = out.nbytes
+        with self.device:
+            if parcel.route == STAGED:
+                runtime.memcpyAsync(out.data.ptr, parcel.payload.ctypes.data, nbytes,
+                                    runtime.memcpyHostToDevice, self.stream.ptr)
+            elif parcel.route == PEER:
+                runtime.memcpyPeerAsync(out.data.ptr, self.device.id, parcel.payload.data.ptr,
+                                        parcel.sender.device.id, nbytes, self.stream.ptr)
             else:
-                runtime.memcpyAsync(out.data.ptr, array.data.ptr, array.nbytes,
+                runtime.memcpyAsync(out.data.ptr, parcel.payload.data.ptr, nbytes,
                                     runtime.memcpyDeviceToDevice, self.stream.ptr)
-        sender.wait(self.event())
+        self._hold(parcel.payload)
         return out
+
+    def _hold(self, array):
+        """Keeps `array` alive until the work queued so far on this stream is done; lets go of
+        those whose work is."""
+        self._held = [(done, kept) for done, kept in self._held if not done.done]
+        self._held.append((self.event(), array))
 
     def event(self):
         """An event marking the work queued so far on this launcher's stream."""
@@ -341,6 +390,7 @@ class Gpu(Launcher):
         return event
 
     def wait(self, event):
-        """This launcher's stream waits for `event` (of any device) before its later work."""
+        """This launcher's stream (or without one, the device's current one) waits for `event`
+        (of any device) before its later work."""
         with self.device:
-            self.stream.wait_event(event)
+            (self.stream or self.xp.cuda.get_current_stream()).wait_event(event)
