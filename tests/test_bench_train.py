@@ -3,9 +3,12 @@ own logic: emulators stand in for the GPU (one backend for both towers as --gpus
 tower as --gpus 0,0) and stand_in_cupy for the CuPy calls the benchmark makes itself, on the
 small model. The timings mean nothing here; what is checked is that every placement, with each
 convolution algorithm, and every layer's passes are timed and recorded."""
+import dataclasses
 import json
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_train  # noqa: E402
@@ -39,3 +42,21 @@ def test_every_placement_and_layer_is_timed_and_recorded(monkeypatch, tmp_path):
         [(layer.name, name) for layer in layers for name in ("forward", "backward")]
     assert all(row["ms"] > 0 for row in report["layers"])
     assert "torch_step_ms" not in report     # no PyTorch peer here
+    assert report["complete"] and report["commit"] and report["kernels_hash"]
+
+
+def test_a_step_that_fails_is_not_timed(monkeypatch, tmp_path):
+    """A loss that is not finite in the timed run stops the benchmark with one line, and the
+    report written so far says it is incomplete."""
+    monkeypatch.setattr(bench_train, "gpu_modules", lambda tool: (stand_in_cupy(), None))
+    monkeypatch.setattr(bench_train, "select_placement", emulated_placement)
+    original = bench_train.Network.forward
+
+    def diverged(self, *args, **kwargs):
+        return dataclasses.replace(original(self, *args, **kwargs), loss=float("nan"))
+    monkeypatch.setattr(bench_train.Network, "forward", diverged)
+    with pytest.raises(SystemExit, match=r"--gpus 0 --conv-algorithm implicit: the loss of "
+                                         r"step 0 of the timed run is nan"):
+        bench_train.main(["--model", "2012-small28", "--batch", "1", "--repeats", "1",
+                          "--json", str(tmp_path / "train.json")])
+    assert not (tmp_path / "train.json").exists()

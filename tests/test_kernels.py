@@ -123,7 +123,7 @@ def alexnet_cases(kind):
             if isinstance(layer, kind) and layer.tower == "a"]
 
 
-LARGE = [pytest.mark.gpu, pytest.mark.large]   # AlexNet's real shapes: too slow for the emulator
+LARGE = pytest.mark.large   # AlexNet's real shapes: too slow for the emulator (skipped there)
 ALEXNET_CONVS = [pytest.param((shape[0], shape[1], 128, layer.channels, layer.filter_size,
                                layer.stride, layer.pad), marks=LARGE, id=layer.name)
                  for layer, shape in alexnet_cases(alexnet.Conv)]

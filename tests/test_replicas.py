@@ -24,6 +24,7 @@ from convnet.replicas.engines import Replicas, ReplicasDiverged
 from convnet.replicas.launch import LaunchError, from_environment, rank_gpus
 from convnet.replicas.shard import BatchPart, Shard
 from convnet.replicas.watchdog import Watchdog
+from targets import require_gpu
 
 
 def parts(total, world):
@@ -385,6 +386,29 @@ def test_gpu_replicas_without_an_nccl_library_are_a_launch_error(rng, monkeypatc
     with pytest.raises(LaunchError, match=r"through NCCL, which CuPy cannot load here \(CuPy "
                                           r"found no NCCL library\): pip install nvidia-nccl"):
         nccl_engine.connect(launch, {"a": 0, "b": 0}, timeout=1)
+
+
+@pytest.mark.gpu
+def test_nccl_engine_runs_its_calls_on_a_gpu(rng):
+    """The NCCL engine's own calls on a real GPU, which nothing else runs: the communicators
+    (one per tower, both on GPU 0), the all-reduces on the NCCL stream after the compute
+    stream's work, the host's wait, and the sum of float64 values. A world of one rank leaves
+    every value as it was, so each must come back unchanged."""
+    require_gpu()
+    import cupy
+    from cupy.cuda import nccl
+    if not nccl.available:
+        pytest.skip("GPU test skipped: CuPy found no NCCL library (pip install nvidia-nccl-cu13)")
+    engine = nccl_engine.NcclReplicas("test", 0, 1, {"a": 0, "b": 0},
+                                      {tower: nccl.get_unique_id() for tower in alexnet.TOWERS},
+                                      Watchdog(60, 0))
+    sent = {"conv1a/data": rng.normal(size=(3, 5, 5, 8)).astype(np.float32),
+            "conv1a/bias": rng.normal(size=8)}
+    kept = engine.gradients_ready("a", {key: cupy.asarray(value) for key, value in sent.items()})
+    engine.wait_gradients()
+    for key, value in sent.items():
+        np.testing.assert_array_equal(kept[key].get(), value, err_msg=key)
+    np.testing.assert_array_equal(engine.sum([1.5, -2.25, 1e300]), [1.5, -2.25, 1e300])
 
 
 # -- the watchdog ---------------------------------------------------------------------------

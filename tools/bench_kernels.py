@@ -54,7 +54,7 @@ from convnet.backend.cuda import conv
 from convnet.backend.cuda.launch import build
 from convnet.layers import activation_op
 from convnet.shapes import conv_overhang
-from torch_alexnet import gpu_modules, peer_settings, report_path
+from torch_alexnet import driver_release, gpu_modules, peer_settings, report_path
 
 FAMILIES = ("conv", "norm", "pool", "elementwise")
 WINOGRAD = {"algorithm": "winograd"}
@@ -163,7 +163,8 @@ class Cases:
     def conv(self, layer):
         """The layer's passes as the network runs them (convnet/layers.py): a layer that reads
         both towers (conv3) convolves each tower's input with its own filters and adds the
-        results, against cuDNN's one convolution of all the input channels."""
+        results, against cuDNN's one convolution of all the input channels; conv1, which reads
+        the images, has no input gradient."""
         inputs = self.shapes[layer.name]
         (c, h, w), n, f = inputs[0], self.batch, layer.channels
         assert all(shape == inputs[0] for shape in inputs), "equal inputs, one plan for all"
@@ -195,6 +196,8 @@ class Cases:
         passes = {"forward": (forward, lambda: xs() + ws()),
                   "backward_input": (backward_input, lambda: (dy(),) + ws()),
                   "backward_filters": (backward_filters, lambda: (dy(),) + xs())}
+        if alexnet.DATA in layer.inputs:   # training never asks for the images' gradient
+            del passes["backward_input"]
         for pass_key, (ours, make_inputs) in passes.items():
             pass_name = pass_key.replace("_", " ")
             plan_for = functools.partial(conv.pass_plan, pass_key, (c, h, w, n), f, s, stride,
@@ -483,7 +486,7 @@ def main(argv=None):
     args.json = args.json or report_path("kernels", properties["name"].decode())
     report = {
         "device": properties["name"].decode(), "compute_capability": device.compute_capability,
-        "driver": cupy.cuda.runtime.driverGetVersion(),
+        "driver": cupy.cuda.runtime.driverGetVersion(), "driver_release": driver_release(),
         "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cupy": cupy.__version__,
         "peer": peer_settings(torch),
         "python": platform.python_version(), "commit": provenance.running(),
@@ -522,7 +525,10 @@ def main(argv=None):
         if case["torch"] is not None:
             run, inputs = case["torch"]
             record["peer"] = "cuDNN" if case["kind"] == "conv" else "PyTorch"
-            record["peer_ms"], _ = timer.median_ms(run, inputs, args.repeats, torch=torch)
+            record["peer_ms"], peer_host_bound = timer.median_ms(run, inputs, args.repeats,
+                                                                 torch=torch)
+            if peer_host_bound:   # its time may hold the GPU idle, waiting for the host
+                record["peer_host_bound_runs"] = peer_host_bound
             record["ratio_peer_over_ours"] = record["peer_ms"] / ours
             theirs = f"{record['peer_ms']:9.3f} {record['ratio_peer_over_ours']:5.2f}x"
         note = f"  ({host_bound} runs host-bound)" if host_bound else ""

@@ -18,9 +18,12 @@ the median is reported, as images/s and as the projected wall time of 90 epochs 
 random inputs of its shapes, the layer's own parameters) with both towers on the first placement's
 first GPU and the first algorithm, and lists them with their share of the sum. The JSON report (by
 default bench/results/train-DEVICE.json) records the device, versions, the peer's settings, the
-commit and the kernels hash.
+commit and the kernels hash; it is written as each figure comes ("complete" is false until the
+end), so a run cut short keeps what it measured. A timed run with a loss that is not finite
+(ours or PyTorch's) stops the benchmark: its time is not a result.
 """
 import argparse
+import math
 import os
 import platform
 import statistics
@@ -39,8 +42,8 @@ from convnet.solver import SGD
 from convnet.train import select_placement
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_alexnet import (TorchAlexNet, gpu_modules, peer_settings, recipe_sgd,  # noqa: E402
-                           report_path)
+from torch_alexnet import (TorchAlexNet, driver_release, gpu_modules, peer_settings,  # noqa: E402
+                           recipe_sgd, report_path)
 
 WARMUP = 3
 IMAGENET_TRAIN_IMAGES = 1_281_167
@@ -77,6 +80,7 @@ def our_step(cupy, placement, model, params, batch):
     velocity = solver.momentum_buffers(network)
     rng = np.random.default_rng()
     steps = iter(range(10 ** 9))
+    losses = []
 
     def record(begin, end):
         images = random_images(rng, model.image_shape + (batch,))
@@ -85,19 +89,20 @@ def our_step(cupy, placement, model, params, batch):
             begin()
         for other in others:       # tower b starts after the start event, not before
             other.launcher.wait(tower_a.launcher.event())
-        network.forward(images, labels, train=True, step=next(steps))
+        losses.append(network.forward(images, labels, train=True, step=next(steps)).loss)
         solver.step(network, network.backward(), velocity)
         for other in others:       # the step ends when both towers' streams are done
             tower_a.launcher.wait(other.launcher.event())
         with tower_a.context():
             end()
-    return network, record
+    return network, record, losses
 
 
 def torch_step(torch, model, params, batch):
     network = TorchAlexNet(model, params, torch, device="cuda", grouped=True)
     optimizer = recipe_sgd(torch, network, model)
     rng = np.random.default_rng()
+    losses = []   # tensors on the GPU: read after the timing, not in it
 
     def record(begin, end):
         images = random_images(rng, (batch,) + model.image_shape)
@@ -109,7 +114,16 @@ def torch_step(torch, model, params, batch):
         loss.backward()
         optimizer.step()
         end()
-    return record
+        losses.append(loss.detach())
+    return record, losses
+
+
+def check_losses(who, losses):
+    """A step timed must be a step that works: every loss of the timed run finite."""
+    bad = [index for index, loss in enumerate(losses) if not math.isfinite(float(loss))]
+    if bad:
+        raise SystemExit(f"bench_train: {who}: the loss of step {bad[0]} of the timed run is "
+                         f"{float(losses[bad[0]])}; its time is not a result")
 
 
 def layer_breakdown(cupy, backend, network, model, batch, repeats):
@@ -150,7 +164,8 @@ def _layer_breakdown(cupy, backend, network, model, batch, repeats):
             dy = cupy.random.standard_normal(state["output"].shape, dtype=np.float32)
             begin()
             implementation.backward(backend, layer, dy, state["x"], state["output"],
-                                    state["saved"], weights, [True] * len(layer.inputs))
+                                    state["saved"], weights,
+                                    [tensor != alexnet.DATA for tensor in layer.inputs])
             end()
         for name, record in (("forward", forward), ("backward", backward)):
             rows.append((layer.name, name, median_ms(record, repeats, start, stop,
@@ -180,45 +195,52 @@ def main(argv=None):
     cupy, torch = gpu_modules("bench_train")
     model = alexnet.build_model(args.model)
     params = initial_parameters(model, seed=0, dtype=np.float32)
-    placements = []
-    for gpus in args.gpus:
-        for algorithm in args.conv_algorithms:
-            placement, device = select_placement(gpus, conv_algorithm=algorithm)
-            network, ours = our_step(cupy, placement, model, params, args.batch)
-            with placement.backends["a"].context():
-                start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-            step_ms = median_ms(ours, args.repeats, start, stop, cupy.cuda.get_elapsed_time)
-            placements.append({"gpus": gpus, "conv_algorithm": algorithm, "placement": device,
-                               "step_ms": step_ms,
-                               "images_per_second": args.batch / (step_ms * 1e-3)})
-            print(f"--gpus {gpus} --conv-algorithm {algorithm} ({device}): {step_ms:.2f} ms per "
-                  f"step of {args.batch}, {placements[-1]['images_per_second']:.0f} images/s")
-    ours_ms = placements[0]["step_ms"]
     # The breakdown runs every layer on one backend: towers on one GPU, one stream.
     single, _ = select_placement(args.gpus[0].split(",")[0],
                                  conv_algorithm=args.conv_algorithms[0])
     backend = single.backends["a"]
-    breakdown_network = Network(model, single, seed=0, params=params)
+    device = cupy.cuda.Device()
     report = {
-        "device": cupy.cuda.runtime.getDeviceProperties(cupy.cuda.Device().id)["name"].decode(),
-        "driver": cupy.cuda.runtime.driverGetVersion(), "cupy": cupy.__version__,
+        "device": cupy.cuda.runtime.getDeviceProperties(device.id)["name"].decode(),
+        "compute_capability": device.compute_capability,
+        "driver": cupy.cuda.runtime.driverGetVersion(),
+        "driver_release": driver_release(),
+        "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cupy": cupy.__version__,
         "peer": peer_settings(torch), "python": platform.python_version(),
         "commit": provenance.running(),
         "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
         "model": model.name, "batch": args.batch, "repeats": args.repeats,
-        "placements": placements, "step_ms": ours_ms,
-        "images_per_second": placements[0]["images_per_second"]}
-    hours = EPOCHS * IMAGENET_TRAIN_IMAGES / report["images_per_second"] / 3600
-    report["projected_90_epoch_hours"] = hours
+        "complete": False, "placements": []}
+    path = args.json or report_path("train", report["device"])
+    placements = report["placements"]
+    for gpus in args.gpus:
+        for algorithm in args.conv_algorithms:
+            placement, where = select_placement(gpus, conv_algorithm=algorithm)
+            network, ours, losses = our_step(cupy, placement, model, params, args.batch)
+            with placement.backends["a"].context():
+                start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+            step_ms = median_ms(ours, args.repeats, start, stop, cupy.cuda.get_elapsed_time)
+            check_losses(f"--gpus {gpus} --conv-algorithm {algorithm}", losses)
+            placements.append({"gpus": gpus, "conv_algorithm": algorithm, "placement": where,
+                               "step_ms": step_ms,
+                               "images_per_second": args.batch / (step_ms * 1e-3)})
+            print(f"--gpus {gpus} --conv-algorithm {algorithm} ({where}): {step_ms:.2f} ms per "
+                  f"step of {args.batch}, {placements[-1]['images_per_second']:.0f} images/s")
+            atomic_json(path, report)   # each figure as it comes, should the run be cut short
+    ours_ms = placements[0]["step_ms"]
+    hours = EPOCHS * IMAGENET_TRAIN_IMAGES / placements[0]["images_per_second"] / 3600
+    report.update(step_ms=ours_ms, images_per_second=placements[0]["images_per_second"],
+                  projected_90_epoch_hours=hours)
     print(f"{report['device']}, kernels from {report['kernels_from']}: --gpus "
           f"{placements[0]['gpus']} --conv-algorithm {placements[0]['conv_algorithm']}, 90 "
           f"ImageNet epochs in {hours:.1f} h")
     if torch is not None:
-        peer = torch_step(torch, model, params, args.batch)
+        peer, losses = torch_step(torch, model, params, args.batch)
         torch_start = torch.cuda.Event(enable_timing=True)
         torch_stop = torch.cuda.Event(enable_timing=True)
         peer_ms = median_ms(peer, args.repeats, torch_start, torch_stop,
                             lambda a, b: a.elapsed_time(b))
+        check_losses("PyTorch", losses)
         report.update(torch_step_ms=peer_ms, torch_images_per_second=args.batch / (peer_ms * 1e-3),
                       ratio_torch_over_ours=peer_ms / ours_ms)
         for entry in placements:
@@ -229,13 +251,15 @@ def main(argv=None):
               f"{placements[0]['gpus']} --conv-algorithm {placements[0]['conv_algorithm']}, "
               f"{peer_ms / min(entry['step_ms'] for entry in placements):.2f}x for the fastest "
               f"(target ≥ 1.0, goal 1.3)")
+        atomic_json(path, report)
+    breakdown_network = Network(model, single, seed=0, params=params)
     rows = layer_breakdown(cupy, backend, breakdown_network, model, args.batch, args.repeats)
     total = sum(ms for _, _, ms in rows)
     print(f"{'layer':10} {'pass':9} {'ms':>8} {'share':>6}")
     for layer, name, ms in rows:
         print(f"{layer:10} {name:9} {ms:8.3f} {100 * ms / total:5.1f}%")
     report["layers"] = [{"layer": layer, "pass": name, "ms": ms} for layer, name, ms in rows]
-    path = args.json or report_path("train", report["device"])
+    report["complete"] = True
     atomic_json(path, report)
     print(f"wrote {path}")
 

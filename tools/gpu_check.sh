@@ -24,13 +24,16 @@ install_and_build
 # GPU tests (tests/test_gpu_steps.py checks the list), the kernels' first: named, so that no other
 # test file's imports can stop the run, and in the order of what they tell.
 step gpu-tests "$out/gpu.log" 210 "$python" -m pytest -v -rs --durations=15 -m gpu \
-  tests/test_kernels.py tests/test_train_gpu.py tests/test_kernels_network.py
+  tests/test_kernels.py tests/test_train_gpu.py tests/test_kernels_network.py tests/test_replicas.py
 step bench-kernels "$out/bench.txt" 90 "$python" tools/bench_kernels.py \
   --json "$out/bench-kernels.json"
 step bench-train "$out/bench.txt" 90 "$python" tools/bench_train.py --json "$out/bench-train.json"
+# The kernel tests at small shapes, both element types; not the finite-difference checks, which
+# run no kernel the others leave out and would take over half of the launches.
 for tool in memcheck racecheck; do
   CONVNET_SANITIZER=1 step "$tool" "$out/sanitizer.log" 120 compute-sanitizer --tool "$tool" \
-    --error-exitcode 1 "$python" -m pytest -v -m "gpu and not large" tests/test_kernels.py
+    --error-exitcode 1 "$python" -m pytest -v -m "gpu and not large" -k "not finite_differences" \
+    tests/test_kernels.py
 done
 # The counters of every convolution pass at batch 128 with the launcher's plans and, for conv3-5,
 # Winograd's products, each run once by the benchmark's output check: occupancy, issue and stall

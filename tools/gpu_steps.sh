@@ -14,6 +14,9 @@ if ! [[ $budget =~ ^[0-9]+$ ]]; then
 fi
 # On this machine a GPU test that skips for want of a GPU is a fault (tests/targets.py).
 export CONVNET_REQUIRE_GPU=1
+# The tools (python tools/X.py puts tools/ first on the path, not the tree) find convnet in the
+# tree even where its install failed.
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 mkdir -p "$out"
 : >"$out/steps.txt"
 failed=0
@@ -53,8 +56,20 @@ extra() {   # extra NAME LOG MOST COMMAND...: a step whose outcome does not chan
 # kept between calls on a warm machine) built the same extension sources and they import; the
 # build likewise (kernels/build.py). The build's ptxas report (registers, shared memory, spills
 # per kernel) goes to the log.
-preflight='import sys, numpy, cupy
+preflight='import os, shutil, sys, sysconfig, time, numpy, cupy
 print("python", sys.version.split()[0], "numpy", numpy.__version__, "cupy", cupy.__version__)
+# What the install (the headers to build the extensions) and the later steps need, and how fast
+# the reference side of the GPU tests will be (NumPy'"'"'s BLAS, one 2000² float64 product).
+headers = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+print("Python.h", "found" if headers else "MISSING: the install cannot build the extensions")
+for tool in ("nvcc", "compute-sanitizer", "ncu"):
+    print(tool, shutil.which(tool) or "MISSING")
+blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+square = numpy.ones((2000, 2000))
+begun = time.perf_counter()
+square @ square
+print("BLAS", blas.get("name"), blas.get("version"), "2000² float64 product in",
+      f"{time.perf_counter() - begun:.3f} s")
 print(cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "driver",
       cupy.cuda.runtime.driverGetVersion(), "runtime", cupy.cuda.runtime.runtimeGetVersion())
 probe = cupy.zeros(4, dtype=cupy.float32)
@@ -79,7 +94,7 @@ install_and_build() {
       tee -a "$out/steps.txt"
   else
     PIP_BREAK_SYSTEM_PACKAGES=1 step install "$out/gpu.log" 120 "$python" -m pip install -q \
-      --no-build-isolation --no-deps -e . &&
+      --no-index --no-build-isolation --no-deps -e . &&
       mkdir -p "$(dirname "$install_stamp")" && echo "$sources" >"$install_stamp"
   fi
   step build "$out/gpu.log" 120 "$python" kernels/build.py &&

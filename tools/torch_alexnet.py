@@ -1,5 +1,5 @@
 """A model of convnet.alexnet built with PyTorch ops, for the benchmarks' peer measurements, and
-the GPU benchmarks' shared set-up (gpu_modules, peer_settings, report_path).
+the GPU benchmarks' shared set-up (gpu_modules, peer_settings, driver_release, report_path).
 
 Built from the same description and initial weights as ours, on NCHW tensors:
 cuda-convnet's overhang as explicit right/bottom zero padding, ceil-mode max pooling,
@@ -16,6 +16,7 @@ Two ways to hold the towers:
 """
 import os
 import re
+import subprocess
 
 import numpy as np
 
@@ -167,6 +168,19 @@ def peer_settings(torch):
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
             "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
             "cudnn_benchmark": torch.backends.cudnn.benchmark}
+
+
+def driver_release():
+    """The NVIDIA driver's release ("580.159.03"), as nvidia-smi reports it; None without it.
+    CUDA's own driver version (13000) says only which CUDA the driver serves."""
+    try:
+        listed = subprocess.run(["nvidia-smi", "--query-gpu=driver_version",
+                                 "--format=csv,noheader"], capture_output=True, text=True,
+                                timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = listed.stdout.split()
+    return lines[0] if listed.returncode == 0 and lines else None
 
 
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",
