@@ -13,7 +13,7 @@ from convnet import network as network_module
 from convnet.alexnet import DATA, TOWERS
 from convnet.backend import get_backend
 from convnet.backend.cuda import CudaBackend
-from convnet.backend.cuda.launch import Emulated
+from convnet.backend.cuda.launch import Emulated, Gpu
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.solver import SGD
@@ -327,3 +327,122 @@ def test_the_towers_wait_for_each_other_only_where_a_tensor_crosses(rng, monkeyp
         for a, b in halves:
             assert not waits_for((b, direction), (a, direction)), (b, "waits for", a, direction)
             assert not waits_for((a, direction), (b, direction)), (a, "waits for", b, direction)
+
+
+class FakeCuda:
+    """The CuPy calls of Gpu's crossings (launch.py: send, receive, their copies and holds),
+    each logged in the order the host makes them: enough to read, without a GPU, which stream
+    each copy and wait goes to, which event marks what, and how long each array is held."""
+
+    def __init__(self, peer_access):
+        self.log, self.peer_access, self.serial = [], peer_access, 0
+        fake = self
+
+        class Event:
+            def __init__(self, disable_timing=False):
+                fake.serial += 1
+                self.id, self.done = fake.serial, False
+
+            def record(self, stream=None):
+                fake.log.append(("record", self.id, stream.ptr))
+
+        class Runtime:
+            memcpyDeviceToHost, memcpyHostToDevice, memcpyDeviceToDevice = "D2H", "H2D", "D2D"
+
+            @staticmethod
+            def memcpyAsync(dst, src, nbytes, kind, stream):
+                fake.log.append(("copy", kind, src, dst, nbytes, stream))
+
+            @staticmethod
+            def memcpyPeerAsync(dst, dst_device, src, src_device, nbytes, stream):
+                fake.log.append(("copy", f"peer {src_device}→{dst_device}", src, dst, nbytes,
+                                 stream))
+
+            @staticmethod
+            def deviceCanAccessPeer(device, peer):
+                return fake.peer_access
+
+            @staticmethod
+            def deviceEnablePeerAccess(peer):
+                pass
+
+        self.cuda = types.SimpleNamespace(Event=Event, runtime=Runtime)
+        self.empty_pinned = lambda shape, dtype: np.zeros(shape, dtype)
+
+    def empty(self, shape, dtype):
+        return FakeDeviceArray(np.zeros(shape, dtype))
+
+
+class FakeDeviceArray:
+    def __init__(self, values):
+        self.values, self.shape, self.dtype = values, values.shape, values.dtype
+        self.flags, self.nbytes = values.flags, values.nbytes
+        self.data = types.SimpleNamespace(ptr=values.ctypes.data)
+
+
+class FakeStream(contextlib.nullcontext):
+    def __init__(self, ptr, log):
+        super().__init__()
+        self.ptr, self.log = ptr, log
+
+    def wait_event(self, event):
+        self.log.append(("wait", event.id, self.ptr))
+
+
+class FakeDevice(contextlib.nullcontext):
+    def __init__(self, device_id):
+        super().__init__()
+        self.id = device_id
+
+
+def fake_gpu(fake, device_id, stream_ptr):
+    gpu = Gpu.__new__(Gpu)   # Gpu's crossings without its module loading
+    gpu.poison, gpu.xp, gpu._cupyx = False, fake, fake
+    gpu.device = FakeDevice(device_id)
+    gpu.stream = FakeStream(stream_ptr, fake.log)
+    gpu._routes, gpu._held = {}, []
+    return gpu
+
+
+@pytest.mark.parametrize("devices, peer_access, route", [
+    ((0, 0), False, "between streams of one GPU"), ((0, 1), True, "peer-to-peer"),
+    ((0, 1), False, "staged through pinned host memory")])
+def test_a_gpu_crossing_waits_for_the_sent_tensor_and_holds_what_its_copies_read(
+        devices, peer_access, route):
+    """Gpu's send and receive through a logging stand-in for CuPy: the receiver's stream waits
+    for the event the sender recorded when it sent the tensor (after the staged way's copy to
+    host memory, on the sender's stream), and only then copies, on its own stream; the source
+    of each copy (the array, or the pinned buffer) is held until an event after that copy is
+    done, and let go once it is."""
+    fake = FakeCuda(peer_access)
+    sender, receiver = fake_gpu(fake, devices[0], 11), fake_gpu(fake, devices[1], 22)
+    assert receiver.route_from(sender) == route
+    array = FakeDeviceArray(np.arange(6, dtype=np.float32).reshape(2, 3))
+    parcel = sender.send(array, receiver)
+    fake.log.append(("the sender queues more work",))
+    out = receiver.receive(parcel)
+    assert out.shape == (2, 3) and out.dtype == np.float32
+    log = fake.log
+    steps = [entry[0] for entry in log]
+    if route.startswith("staged"):
+        buffer = parcel.payload
+        assert log[0] == ("copy", "D2H", array.data.ptr, buffer.ctypes.data, 24, 11)
+        assert log[1][:1] == ("record",) and log[1][2] == 11      # the D2H's hold
+        assert log[2] == ("record", parcel.ready.id, 11)          # ready: after the D2H
+        source = buffer.ctypes.data
+        assert [kept for _, kept in sender._held] == [buffer]
+    else:
+        assert log[0] == ("record", parcel.ready.id, 11)
+        source = array.data.ptr
+        assert parcel.payload is array and sender._held == []
+    first = steps.index("the sender queues more work")
+    wait, copy, hold = log[first + 1:]
+    assert wait == ("wait", parcel.ready.id, 22)
+    kind = {"between streams of one GPU": "D2D", "peer-to-peer": "peer 0→1"}.get(route, "H2D")
+    assert copy == ("copy", kind, source, out.data.ptr, 24, 22)
+    assert hold[0] == "record" and hold[2] == 22
+    (held_until, kept), = receiver._held
+    assert held_until.id == hold[1] and kept is parcel.payload
+    held_until.done = True   # the next hold lets go of what a finished copy read
+    receiver.receive(sender.send(FakeDeviceArray(np.zeros(2, np.float32)), receiver))
+    assert all(other is not kept for _, other in receiver._held)

@@ -359,6 +359,20 @@ CATALOGUE = [
     Mutant('pl-no-wait', 'convnet/backend/cuda/launch.py',
            '        self.wait(parcel.ready)\n',
            '        pass\n', ("tests/test_placement.py",)),
+    Mutant('pl-ready-early', 'convnet/backend/cuda/launch.py',
+           '        payload = self._pack(array, route)\n'
+           '        return Parcel(payload, array.shape, array.dtype, self.event(), route, self)',
+           '        ready = self.event()\n'
+           '        return Parcel(self._pack(array, route), array.shape, array.dtype, ready, route,'
+           ' self)', ("tests/test_placement.py",)),
+    Mutant('pl-hold-source', 'convnet/backend/cuda/launch.py',
+           '        self._hold(parcel.payload)\n', '', ("tests/test_placement.py",)),
+    Mutant('pl-hold-buffer', 'convnet/backend/cuda/launch.py',
+           '        self._hold(buffer)   # written by the copy until then\n', '',
+           ("tests/test_placement.py",)),
+    Mutant('pl-hold-forever', 'convnet/backend/cuda/launch.py',
+           'for done, kept in self._held if not done.done]',
+           'for done, kept in self._held]', ("tests/test_placement.py",)),
     Mutant('sh-part', 'convnet/replicas/shard.py',
            'start = total * self.rank // self.world',
            'start = (total * self.rank + self.world - 1) // self.world', PLACEMENT),
