@@ -239,7 +239,6 @@ class Emulated(Launcher):
 SAME_DEVICE, PEER, STAGED = ("between streams of one GPU", "peer-to-peer",
                               "staged through pinned host memory")
 PEER_ACCESS_ALREADY_ENABLED = 704   # cudaErrorPeerAccessAlreadyEnabled
-PEER_ACCESS_ENABLED = set()   # (device, peer): the pairs this process has enabled
 
 
 class Gpu(Launcher):
@@ -327,11 +326,6 @@ class Gpu(Launcher):
         return self._routes[key]
 
     def _enable_peer_access(self, device, peer):
-        """Once per pair in the process: a second call fails (cudaErrorPeerAccessAlreadyEnabled),
-        and the runtime keeps that error as its last, for a library that asks after a launch
-        of its own to report as its failure."""
-        if (device.id, peer) in PEER_ACCESS_ENABLED:
-            return
         runtime = self.xp.cuda.runtime
         with device:
             try:
@@ -339,7 +333,6 @@ class Gpu(Launcher):
             except runtime.CUDARuntimeError as error:
                 if error.status != PEER_ACCESS_ALREADY_ENABLED:
                     raise
-        PEER_ACCESS_ENABLED.add((device.id, peer))
 
     def _pack(self, array, route):
         """Staged: the copy into pinned host memory, queued on this stream now, after the
