@@ -30,15 +30,25 @@
 typedef unsigned int u32;
 typedef unsigned char u8;
 
-// Math on T: the float overloads stay in single precision (powf, expf, logf, tanhf).
-__device__ __forceinline__ float power(float x, float y) { return powf(x, y); }
-__device__ __forceinline__ double power(double x, double y) { return pow(x, y); }
+// Math on T: the float overloads stay in single precision (expf, logf, tanhf).
 __device__ __forceinline__ float exponential(float x) { return expf(x); }
 __device__ __forceinline__ double exponential(double x) { return exp(x); }
 __device__ __forceinline__ float logarithm(float x) { return logf(x); }
 __device__ __forceinline__ double logarithm(double x) { return log(x); }
 __device__ __forceinline__ float hyperbolic_tangent(float x) { return tanhf(x); }
 __device__ __forceinline__ double hyperbolic_tangent(double x) { return tanh(x); }
+// x^y for x > 0, as cuda-convnet's response normalization computes its d^(−β) in float: __powf,
+// 2^(y·log2 x) through the multiprocessor's approximate log2 and exp2, a few instructions where
+// powf takes about 65 (which would make the normalization bound by its instructions, not its
+// memory). Its error is the rounding of log2 x scaled by y·log2 x: a few ulp for the
+// normalization's d between k and a few times k. The emulator computes the same formula with
+// the host's log2f and exp2f, so its float error has the same origin. Double stays exact (pow).
+#ifdef CONVNET_EMULATOR
+inline float fast_power(float x, float y) { return exp2f(y * log2f(x)); }
+#else
+__device__ __forceinline__ float fast_power(float x, float y) { return __powf(x, y); }
+#endif
+__device__ __forceinline__ double fast_power(double x, double y) { return pow(x, y); }
 
 // Products, sums and differences rounded one at a time, never fused into a multiply-add (nvcc
 // fuses a·b + c by default; the emulator's host compile fuses nothing, -ffp-contract=off): where

@@ -100,7 +100,7 @@ __device__ __forceinline__ void norm_forward(const T* __restrict__ x, T* __restr
       walk<T, kSize, kCrossMap ? 1 : kSize>(walked, square, [&](int i, T sum) {
         const T d = k + coefficient * sum;
         denoms[i] = d;
-        y[i] = x[i] * power(d, -beta);
+        y[i] = x[i] * fast_power(d, -beta);
       });
     }
   });
@@ -118,7 +118,7 @@ __device__ __forceinline__ void norm_backward(const T* __restrict__ dy, const T*
     GRID_STRIDE_LOOP(line, norm_lines(kCrossMap, channels, height, width, images)) {
       const NormLine walked(kCrossMap, line, channels, height, width, images, kSize / 2);
       walk<T, kSize, kCrossMap ? 1 : kSize>(walked, spread, [&](int i, T sum) {
-        dx[i] = dy[i] * power(denoms[i], -beta) - T(2) * coefficient * beta * x[i] * sum;
+        dx[i] = dy[i] * fast_power(denoms[i], -beta) - T(2) * coefficient * beta * x[i] * sum;
       });
     }
   });
