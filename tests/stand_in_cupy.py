@@ -17,13 +17,14 @@ class Event:
 
 def stand_in_cupy():
     rng = np.random.default_rng()
-    device = types.SimpleNamespace(id=0, compute_capability="90",
-                                   attributes={"ClockRate": 1_980_000,
-                                               "MultiProcessorCount": 132,
-                                               "L2CacheSize": 1 << 14})
+    device = types.SimpleNamespace(id=0, compute_capability="90")
+    attributes = {"ClockRate": 1_980_000, "MultiProcessorCount": 132, "L2CacheSize": 1 << 14}
     runtime = types.SimpleNamespace(getDeviceProperties=lambda index: {"name": b"emulator"},
+                                    deviceGetAttribute=lambda attribute, index:
+                                    attributes[attribute],
                                     driverGetVersion=lambda: 13000,
-                                    runtimeGetVersion=lambda: 13000)
+                                    runtimeGetVersion=lambda: 13000,
+                                    **{f"cudaDevAttr{name}": name for name in attributes})
     cuda = types.SimpleNamespace(Event=Event, Device=lambda index=0: device, runtime=runtime,
                                  get_elapsed_time=lambda start, stop:
                                  (stop.time - start.time) * 1e3)

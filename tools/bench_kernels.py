@@ -66,12 +66,18 @@ FP32_UNITS_PER_SM = {7: 64, 8: 64, 9: 128}        # by major capability; 8.6 and
 FP32_UNITS_BY_CAPABILITY = {86: 128, 87: 128, 89: 128}
 
 
+def device_attribute(cupy, device, name):
+    """cudaDevAttr<name> of `device`, asked alone: Device.attributes asks for every attribute
+    the runtime lists, and one the driver refuses would end the benchmark."""
+    runtime = cupy.cuda.runtime
+    return runtime.deviceGetAttribute(getattr(runtime, f"cudaDevAttr{name}"), device.id)
+
+
 def fp32_peak_flops(cupy, device):
-    attributes = device.attributes
     capability = int(device.compute_capability)
     units = FP32_UNITS_BY_CAPABILITY.get(capability, FP32_UNITS_PER_SM.get(capability // 10, 64))
-    clock_hz = attributes["ClockRate"] * 1e3
-    return attributes["MultiProcessorCount"] * units * 2 * clock_hz
+    clock_hz = device_attribute(cupy, device, "ClockRate") * 1e3
+    return device_attribute(cupy, device, "MultiProcessorCount") * units * 2 * clock_hz
 
 
 class Timer:
@@ -85,7 +91,7 @@ class Timer:
 
     def __init__(self, cupy):
         self.cupy = cupy
-        l2_bytes = cupy.cuda.Device().attributes["L2CacheSize"]
+        l2_bytes = device_attribute(cupy, cupy.cuda.Device(), "L2CacheSize")
         self.buffer = cupy.empty(FLUSH_L2_TIMES * l2_bytes // 4, dtype=np.float32)
         self.flush_ms = float("inf")   # while the flush itself is timed
         self.flush_ms, _ = self.median_ms(self.flush, lambda: (), 5)
