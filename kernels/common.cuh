@@ -40,9 +40,10 @@ __device__ __forceinline__ double hyperbolic_tangent(double x) { return tanh(x);
 // x^y for x > 0, as cuda-convnet's response normalization computes its d^(−β) in float: __powf,
 // 2^(y·log2 x) through the multiprocessor's approximate log2 and exp2, a few instructions where
 // powf takes about 65 (which would make the normalization bound by its instructions, not its
-// memory). Its error is the rounding of log2 x scaled by y·log2 x: a few ulp for the
-// normalization's d between k and a few times k. The emulator computes the same formula with
-// the host's log2f and exp2f, so its float error has the same origin. Double stays exact (pow).
+// memory). Its error is that of the approximate log2 x scaled by y·log2 x: a few ulp for the
+// normalization's d between k and a few times k, growing with log2 d. The emulator computes the
+// same formula with the host's log2f and exp2f, which round almost exactly, so the emulator's
+// error is smaller than the GPU's, which the GPU tests measure. Double stays exact (pow).
 #ifdef CONVNET_EMULATOR
 inline float fast_power(float x, float y) { return exp2f(y * log2f(x)); }
 #else

@@ -46,17 +46,25 @@ def test_every_placement_and_layer_is_timed_and_recorded(monkeypatch, tmp_path):
 
 
 def test_a_step_that_fails_is_not_timed(monkeypatch, tmp_path):
-    """A loss that is not finite in the timed run stops the benchmark with one line, and the
-    report written so far says it is incomplete."""
+    """A loss that is not finite in a timed step stops the benchmark with one line, and the
+    report written so far holds the placements timed before it and says it is incomplete."""
     monkeypatch.setattr(bench_train, "gpu_modules", lambda tool: (stand_in_cupy(), None))
     monkeypatch.setattr(bench_train, "select_placement", emulated_placement)
     original = bench_train.Network.forward
+    steps = []   # the second placement's timed step (after 2 × WARMUP + 1 before it) diverges
 
     def diverged(self, *args, **kwargs):
-        return dataclasses.replace(original(self, *args, **kwargs), loss=float("nan"))
+        result = original(self, *args, **kwargs)
+        steps.append(None)
+        return dataclasses.replace(result, loss=float("nan")) \
+            if len(steps) == 2 * bench_train.WARMUP + 2 else result
     monkeypatch.setattr(bench_train.Network, "forward", diverged)
-    with pytest.raises(SystemExit, match=r"--gpus 0 --conv-algorithm implicit: the loss of "
-                                         r"step 0 of the timed run is nan"):
+    report_path = tmp_path / "train.json"
+    with pytest.raises(SystemExit, match=r"--gpus 0 --conv-algorithm winograd: the loss of "
+                                         r"timed step 0 is nan"):
         bench_train.main(["--model", "2012-small28", "--batch", "1", "--repeats", "1",
-                          "--json", str(tmp_path / "train.json")])
-    assert not (tmp_path / "train.json").exists()
+                          "--json", str(report_path)])
+    report = json.loads(report_path.read_text())
+    assert not report["complete"]
+    assert [(entry["gpus"], entry["conv_algorithm"]) for entry in report["placements"]] == \
+        [("0", "implicit")]

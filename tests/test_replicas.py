@@ -392,8 +392,10 @@ def test_gpu_replicas_without_an_nccl_library_are_a_launch_error(rng, monkeypatc
 def test_nccl_engine_runs_its_calls_on_a_gpu(rng):
     """The NCCL engine's own calls on a real GPU, which nothing else runs: the communicators
     (one per tower, both on GPU 0), the all-reduces on the NCCL stream after the compute
-    stream's work, the host's wait, and the sum of float64 values. A world of one rank leaves
-    every value as it was, so each must come back unchanged."""
+    stream's work, the host's wait, and the sum of float64 values. A smoke test of the calls:
+    a world of one rank leaves every value as it was, so each must come back unchanged, but a
+    sum that does nothing, or a wrong element type, would pass too (several ranks need several
+    GPUs)."""
     require_gpu()
     import cupy
     from cupy.cuda import nccl

@@ -119,11 +119,13 @@ def torch_step(torch, model, params, batch):
 
 
 def check_losses(who, losses):
-    """A step timed must be a step that works: every loss of the timed run finite."""
-    bad = [index for index, loss in enumerate(losses) if not math.isfinite(float(loss))]
+    """A step timed must be a step that works: every loss of the timed steps (after the
+    WARMUP untimed ones) finite."""
+    timed = losses[WARMUP:]
+    bad = [index for index, loss in enumerate(timed) if not math.isfinite(float(loss))]
     if bad:
-        raise SystemExit(f"bench_train: {who}: the loss of step {bad[0]} of the timed run is "
-                         f"{float(losses[bad[0]])}; its time is not a result")
+        raise SystemExit(f"bench_train: {who}: the loss of timed step {bad[0]} is "
+                         f"{float(timed[bad[0]])}; its time is not a result")
 
 
 def layer_breakdown(cupy, backend, network, model, batch, repeats):

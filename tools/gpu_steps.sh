@@ -64,12 +64,15 @@ headers = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.
 print("Python.h", "found" if headers else "MISSING: the install cannot build the extensions")
 for tool in ("nvcc", "compute-sanitizer", "ncu"):
     print(tool, shutil.which(tool) or "MISSING")
-blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+try:   # NumPy ≥ 1.25 says which BLAS it has
+    blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    blas = f"{blas.get('"'"'name'"'"')} {blas.get('"'"'version'"'"')}"
+except Exception:
+    blas = "unknown"
 square = numpy.ones((2000, 2000))
 begun = time.perf_counter()
 square @ square
-print("BLAS", blas.get("name"), blas.get("version"), "2000² float64 product in",
-      f"{time.perf_counter() - begun:.3f} s")
+print("BLAS", blas, "2000² float64 product in", f"{time.perf_counter() - begun:.3f} s")
 print(cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "driver",
       cupy.cuda.runtime.driverGetVersion(), "runtime", cupy.cuda.runtime.runtimeGetVersion())
 probe = cupy.zeros(4, dtype=cupy.float32)
