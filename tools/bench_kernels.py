@@ -40,21 +40,19 @@ a run cut short keeps what it timed.
 """
 import argparse
 import functools
-import platform
 import statistics
 import sys
 import time
 
 import numpy as np
 
-from convnet import alexnet, graph, options, provenance
+from convnet import alexnet, graph, options
 from convnet.atomic import atomic_json
 from convnet.backend import get_backend
 from convnet.backend.cuda import conv
-from convnet.backend.cuda.launch import build
 from convnet.layers import activation_op
 from convnet.shapes import conv_overhang
-from torch_alexnet import driver_release, gpu_modules, peer_settings, report_path
+from torch_alexnet import gpu_modules, report_path, run_record
 
 FAMILIES = ("conv", "norm", "pool", "elementwise")
 WINOGRAD = {"algorithm": "winograd"}
@@ -477,7 +475,6 @@ def main(argv=None):
     cupy, torch = gpu_modules("bench_kernels")
     backend = get_backend("cuda")
     device = cupy.cuda.Device(0)
-    properties = cupy.cuda.runtime.getDeviceProperties(0)
     peak = fp32_peak_flops(cupy, device)
     # Every case's output first: under --check-only (a profiler's run) all there is to do.
     poisoned = get_backend("cuda", poison=True)
@@ -489,19 +486,13 @@ def main(argv=None):
         return failed
     timer = Timer(cupy)
     bandwidth = copy_bandwidth(cupy, timer, args.repeats)
-    args.json = args.json or report_path("kernels", properties["name"].decode())
     report = {
-        "device": properties["name"].decode(), "compute_capability": device.compute_capability,
-        "driver": cupy.cuda.runtime.driverGetVersion(), "driver_release": driver_release(),
-        "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cupy": cupy.__version__,
-        "peer": peer_settings(torch),
-        "python": platform.python_version(), "commit": provenance.running(),
-        "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
-        "model": args.model, "batch": args.batch, "repeats": args.repeats,
-        "families": sorted(chosen),
+        **run_record(cupy, torch, backend.launcher), "model": args.model, "batch": args.batch,
+        "repeats": args.repeats, "families": sorted(chosen),
         "fp32_peak_tflops": peak / 1e12,
         "copy_bandwidth_gb_s": bandwidth / 1e9, "flush_ms": timer.flush_ms,
         "complete": False, "cases": []}
+    args.json = args.json or report_path("kernels", report["device"])
     print(f"{report['device']}: kernels from {report['kernels_from']}; FP32 peak "
           f"{peak / 1e12:.1f} TFLOP/s; copy {bandwidth / 1e9:.0f} GB/s (read + write); "
           f"peer: {report['peer']}")

@@ -25,16 +25,15 @@ end), so a run cut short keeps what it measured. A timed run with a loss that is
 import argparse
 import math
 import os
-import platform
 import statistics
 import sys
 
 import numpy as np
 
-from convnet import alexnet, graph, options, provenance
+from convnet import alexnet, graph, options
 from convnet.atomic import atomic_json
 from convnet.backend.cuda.conv import ALGORITHMS
-from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE, build
+from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.layers import IMPLEMENTATIONS, Context
 from convnet.network import Network, bias_key, dropout_key, initial_parameters, weight_key
 from convnet.replicas.shard import BatchPart
@@ -42,8 +41,8 @@ from convnet.solver import SGD
 from convnet.train import select_placement
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_alexnet import (TorchAlexNet, driver_release, gpu_modules, peer_settings,  # noqa: E402
-                           recipe_sgd, report_path)
+from torch_alexnet import (TorchAlexNet, gpu_modules, recipe_sgd, report_path,  # noqa: E402
+                           run_record)
 
 WARMUP = 3
 IMAGENET_TRAIN_IMAGES = 1_281_167
@@ -201,17 +200,8 @@ def main(argv=None):
     single, _ = select_placement(args.gpus[0].split(",")[0],
                                  conv_algorithm=args.conv_algorithms[0])
     backend = single.backends["a"]
-    device = cupy.cuda.Device()
     report = {
-        "device": cupy.cuda.runtime.getDeviceProperties(device.id)["name"].decode(),
-        "compute_capability": device.compute_capability,
-        "driver": cupy.cuda.runtime.driverGetVersion(),
-        "driver_release": driver_release(),
-        "cuda_runtime": cupy.cuda.runtime.runtimeGetVersion(), "cupy": cupy.__version__,
-        "peer": peer_settings(torch), "python": platform.python_version(),
-        "commit": provenance.running(),
-        "kernels_hash": build.source_hash(), "kernels_from": backend.launcher.path,
-        "model": model.name, "batch": args.batch, "repeats": args.repeats,
+        **run_record(cupy, torch, backend.launcher), "model": model.name, "batch": args.batch, "repeats": args.repeats,
         "complete": False, "placements": []}
     path = args.json or report_path("train", report["device"])
     placements = report["placements"]

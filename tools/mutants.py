@@ -361,10 +361,10 @@ CATALOGUE = [
            '        pass\n', ("tests/test_placement.py",)),
     Mutant('pl-ready-early', 'convnet/backend/cuda/launch.py',
            '        payload = self._pack(array, route)\n'
-           '        return Parcel(payload, array.shape, array.dtype, self.event(), route, self)',
+           '        return Parcel(payload, self.event(), route, self)',
            '        ready = self.event()\n'
-           '        return Parcel(self._pack(array, route), array.shape, array.dtype, ready, route,'
-           ' self)', ("tests/test_placement.py",)),
+           '        return Parcel(self._pack(array, route), ready, route, self)',
+           ("tests/test_placement.py",)),
     Mutant('pl-hold-source', 'convnet/backend/cuda/launch.py',
            '        self._hold(parcel.payload)\n', '', ("tests/test_placement.py",)),
     Mutant('pl-hold-buffer', 'convnet/backend/cuda/launch.py',

@@ -1,5 +1,5 @@
 """A model of convnet.alexnet built with PyTorch ops, for the benchmarks' peer measurements, and
-the GPU benchmarks' shared set-up (gpu_modules, peer_settings, driver_release, report_path).
+the GPU benchmarks' shared set-up (gpu_modules, peer_settings, run_record, report_path).
 
 Built from the same description and initial weights as ours, on NCHW tensors:
 cuda-convnet's overhang as explicit right/bottom zero padding, ceil-mode max pooling,
@@ -15,12 +15,14 @@ Two ways to hold the towers:
                   cuDNN-backed framework runs AlexNet on one GPU (the GPU benchmarks)
 """
 import os
+import platform
 import re
 import subprocess
 
 import numpy as np
 
-from convnet import alexnet, graph
+from convnet import alexnet, graph, provenance
+from convnet.backend.cuda.launch import build
 from convnet.network import bias_key, weight_key
 from convnet.shapes import conv_overhang
 
@@ -181,6 +183,20 @@ def driver_release():
         return None
     lines = listed.stdout.split()
     return lines[0] if listed.returncode == 0 and lines else None
+
+
+def run_record(cupy, torch, launcher):
+    """What a GPU benchmark's report says of its run, beside its figures: the device, the driver
+    and versions, the peer's settings, the commit, the kernels' hash and where they came from."""
+    device = cupy.cuda.Device()
+    runtime = cupy.cuda.runtime
+    return {"device": runtime.getDeviceProperties(device.id)["name"].decode(),
+            "compute_capability": device.compute_capability,
+            "driver": runtime.driverGetVersion(), "driver_release": driver_release(),
+            "cuda_runtime": runtime.runtimeGetVersion(), "cupy": cupy.__version__,
+            "peer": peer_settings(torch), "python": platform.python_version(),
+            "commit": provenance.running(), "kernels_hash": build.source_hash(),
+            "kernels_from": launcher.path}
 
 
 RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench",

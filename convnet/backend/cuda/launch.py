@@ -134,7 +134,7 @@ class Launcher:
         if not array.flags.c_contiguous:
             raise ValueError("a crossing copies C-contiguous arrays only")
         payload = self._pack(array, route)
-        return Parcel(payload, array.shape, array.dtype, self.event(), route, self)
+        return Parcel(payload, self.event(), route, self)
 
     def receive(self, parcel):
         """The parcel's array, copied onto this launcher's device, after the sender's work up
@@ -155,8 +155,6 @@ class Launcher:
 class Parcel:
     """An array on its way from one launcher to another."""
     payload: object      # the sender's array, or its copy in host memory (STAGED)
-    shape: tuple
-    dtype: np.dtype
     ready: object        # the sender's event once the payload is complete (None: in order)
     route: str
     sender: Launcher
@@ -354,7 +352,7 @@ class Gpu(Launcher):
         that its own stream's pool cannot give its memory to later work meanwhile."""
         runtime = self.xp.cuda.runtime
         with self.context():
-            out = self.xp.empty(parcel.shape, parcel.dtype)
+            out = self.xp.empty(parcel.payload.shape, parcel.payload.dtype)
         nbytes = out.nbytes
         with self.device:
             if parcel.route == STAGED:
