@@ -13,8 +13,11 @@ GPU_PYTHON ?= python3
 OUT ?= bench/out
 
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
-# Where nvidia-smi lists a GPU, the set-up adds CuPy, so that training runs on it.
-CUDA_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && echo ,cuda)
+# Where nvidia-smi lists a GPU, the set-up adds the CuPy of its driver's CUDA (12, or 13 and later:
+# the extras cuda12 and cuda of setup.py), so that training runs on it; an older driver gets none.
+CUDA_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && nvidia-smi | \
+  sed -n 's/.*CUDA Version: *\([0-9][0-9]*\).*/\1/p' | head -n 1 | \
+  awk '$$1 == 12 {print ",cuda12"} $$1 >= 13 {print ",cuda"}')
 
 .PHONY: help setup test train train-mpi figures summary bench-cpu imagenet bench-data kernels kernels-asan mutants gpu-check gpu-train scaling
 
@@ -43,8 +46,8 @@ imagenet: setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (
 	@test -n "$(IMAGENET)" || { echo "make imagenet IMAGENET=/path/to/ILSVRC2012: the folder holding train/ and val/"; exit 2; }
 	$(PY) -m convnet.data.prepare $(IMAGENET) --output data/imagenet.h5 $(ARGS)
 
-# The default run's settings: on the CPU, 6 epochs (about 16 minutes on 2 cores); where a GPU
-# trains, 30 (÷10 after 20 and 26; 91.8% when run on the CPU).
+# The default run's settings: on the CPU, 6 epochs (13.4 minutes on 2 cores in the run README
+# reports); where a GPU trains, 30 (÷10 after 20 and 26; 91.8% when run on the CPU).
 TRAIN_CONFIG := configs/fashion-mnist$(if $(CUDA_EXTRA),-gpu).json
 
 train: setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model on Fashion-MNIST (configs/fashion-mnist.json, -gpu.json on a GPU)

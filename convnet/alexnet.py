@@ -2,7 +2,7 @@
 
 Like cuda-convnet2's layers-imagenet-2gpu-model.cfg (`gpu=0/1`, `inputs=pool2a,pool2b`), without a
 parser. A model is one Geometry (image size, channel counts, filter sizes) crossed with one
-Preset (the differences between the paper's text and the released 2012 code, SPEC.md):
+Preset (the differences between the paper's text and the released 2012 code, README):
 
   model            geometry   preset   what it is
   2012  (default)  full       2012     the released code that produced the paper's numbers
@@ -123,7 +123,7 @@ GEOMETRIES = {
 
 @dataclass(frozen=True)
 class Preset:
-    """What differs between the released 2012 code and the paper's text (SPEC.md)."""
+    """What differs between the released 2012 code and the paper's text."""
     name: str
     lrn_alpha_convention: str      # "per-term": c = α/n (code); "paper": c = α
     layer1_relu_after_pool: bool   # code: conv → LRN → pool → ReLU; paper: conv → ReLU → LRN → pool
@@ -143,7 +143,7 @@ PRESETS = {
 
 @dataclass(frozen=True)
 class Recipe:
-    """SGD settings shared by both presets (SPEC.md, Training recipe)."""
+    """SGD settings shared by both presets (the paper, section 5)."""
     batch_size: int = 128
     weight_lr: float = 0.01
     momentum: float = 0.9

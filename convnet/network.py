@@ -52,9 +52,9 @@ def parameter_specs(model: Model) -> list[ParameterSpec]:
 
 
 def initial_parameters(model: Model, seed: int, dtype) -> dict[str, np.ndarray]:
-    """SPEC.md's initialization. Each array draws from its own stream, seeded by (seed, key), so
-    one array's values do not depend on the others; drawn in float64, so float32 and float64
-    networks start from the same values."""
+    """The paper's initialization (section 5; conv3-5's std by the preset). Each array draws
+    from its own stream, seeded by (seed, key), so one array's values do not depend on the
+    others; drawn in float64, so float32 and float64 networks start from the same values."""
     params = {}
     for spec in parameter_specs(model):
         if spec.is_bias:
@@ -81,7 +81,7 @@ class Network:
     def __init__(self, model: Model, backend, *, dtype=np.float32, seed: int = 0,
                  params: dict | None = None):
         """backend: one backend for both towers, or a Placement giving each tower its own.
-        params: host arrays keyed like `params` (default: SPEC.md's initialization)."""
+        params: host arrays keyed like `params` (default: initial_parameters)."""
         self.model = model
         self.placement = Placement.of(backend)
         self.dtype = np.dtype(dtype)

@@ -1,5 +1,5 @@
-"""Which code produced a result: the commit that settings, checkpoints and benchmark reports
-record.
+"""Which code produced a result, and on what: the commit that settings, checkpoints and benchmark
+reports record, and the processor that CPU benchmarks name.
 
 The commit is git's HEAD of the checkout convnet runs from (the folder holding the package, when
 it is the top of a git work tree: an installed copy inside some other repository is not), with
@@ -10,6 +10,7 @@ the process first asked.
 """
 import functools
 import os
+import platform
 import subprocess
 
 CHECKOUT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,3 +39,15 @@ def running():
     """The commit of the code this process runs, read once: the modules it loaded stay what they
     were whatever happens to the checkout later, and a run saves checkpoints every epoch."""
     return commit()
+
+
+def processor() -> str:
+    """The CPU's model name as Linux gives it (/proc/cpuinfo), else what Python knows."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()

@@ -1,4 +1,4 @@
-"""Learning-rate schedules (SPEC.md, Training recipe).
+"""Learning-rate schedules: the paper's ÷10 on a validation plateau, and the 2012 run's.
 
 A schedule is asked once per finished epoch, with that epoch's validation top-1 error, and
 returns the rates for the next one. Its whole state is a JSON-serializable dict, saved in every

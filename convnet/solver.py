@@ -1,4 +1,4 @@
-"""SGD with momentum as in the paper (SPEC.md, Training recipe), over a Network's parameters.
+"""SGD with momentum as in the paper (section 5), over a Network's parameters.
 
 Per parameter array, in place on the backend (ops.sgd_update):
   v ← momentum·v − wd·lr·w − lr·grad ;  w ← w + v

@@ -1,5 +1,5 @@
-// The SGD update of SPEC.md, in place (Python launcher: convnet/backend/cuda/sgd.py), in the
-// reference's order of operations (convnet/backend/reference/sgd.py), each rounded to T on its
+// The paper's SGD update (convnet/solver.py), in place (launcher: convnet/backend/cuda/sgd.py), in
+// the reference's order of operations (convnet/backend/reference/sgd.py), each rounded to T on its
 // own (mul_rn, sub_rn, add_rn: no fused multiply-add), so that it gives the reference's bits:
 //   v ← momentum·v ;  v ← v − decay_lr·w ;  v ← v − lr·grad ;  w ← w + v
 // with decay_lr = weight_decay·lr rounded to T once on the host. Layout: w, v, grad flat, one

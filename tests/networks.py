@@ -7,7 +7,7 @@ from convnet.network import Network
 
 def make_active(network, rng):
     """Re-draw a network's parameters so that every layer is in its working range: weights
-    N(0, 1/fan-in), biases small and random. (SPEC's initialization, made for 224-pixel inputs,
+    N(0, 1/fan-in), biases small and random. (The paper's initialization, made for 224-pixel inputs,
     leaves a scaled-down network near-constant at first, so that neither finite differences nor
     a few training steps would see much of the deeper layers.)"""
     for spec in network.specs:

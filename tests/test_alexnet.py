@@ -1,4 +1,4 @@
-"""The network as data: the default model's figures from SPEC.md, the presets' differences, the
+"""The network as data: the default model's published figures, the presets' differences, the
 scaled-down variants' features, and a real forward pass through the full default network."""
 from dataclasses import replace
 
@@ -10,10 +10,13 @@ from convnet.backend import get_backend
 from convnet.network import Network, initial_parameters, parameter_specs
 from convnet.norm_params import NormParams
 
-SPEC_PARAMETERS = {"conv1": 34_944, "conv2": 307_456, "conv3": 885_120, "conv4": 663_936,
-                   "conv5": 442_624, "fc6": 37_752_832, "fc7": 16_781_312, "fc8": 4_097_000}
-SPEC_MULTIPLY_ADDS_M = {"conv1": 105.4, "conv2": 223.9, "conv3": 149.5, "conv4": 112.1,
-                        "conv5": 74.8, "fc6": 37.7, "fc7": 16.8, "fc8": 4.1}
+# Counted by hand from the paper's architecture (per layer, both towers), not by the model's code.
+HAND_COUNTED_PARAMETERS = {"conv1": 34_944, "conv2": 307_456, "conv3": 885_120,
+                           "conv4": 663_936, "conv5": 442_624, "fc6": 37_752_832,
+                           "fc7": 16_781_312, "fc8": 4_097_000}
+HAND_COUNTED_MULTIPLY_ADDS_M = {"conv1": 105.4, "conv2": 223.9, "conv3": 149.5,
+                                "conv4": 112.1, "conv5": 74.8, "fc6": 37.7, "fc7": 16.8,
+                                "fc8": 4.1}
 
 
 def per_paper_layer(infos, attribute):
@@ -28,10 +31,11 @@ def per_paper_layer(infos, attribute):
 def test_default_figures(name):
     infos = graph.analyze(alexnet.build_model(name))
     params = per_paper_layer(infos, lambda i: i.parameters)
-    assert {k: params[k] for k in SPEC_PARAMETERS} == SPEC_PARAMETERS
+    assert {k: params[k] for k in HAND_COUNTED_PARAMETERS} == HAND_COUNTED_PARAMETERS
     assert sum(params.values()) == 60_965_224
     macs = per_paper_layer(infos, lambda i: i.multiply_adds)
-    assert {k: round(macs[k] / 1e6, 1) for k in SPEC_MULTIPLY_ADDS_M} == SPEC_MULTIPLY_ADDS_M
+    assert {k: round(macs[k] / 1e6, 1) for k in HAND_COUNTED_MULTIPLY_ADDS_M} == \
+        HAND_COUNTED_MULTIPLY_ADDS_M
     assert round(sum(macs.values()) / 1e6, 1) == 724.4
 
 
@@ -62,10 +66,11 @@ def test_presets_differ_where_spec_says():
     assert code.preset.crop_draw != paper.preset.crop_draw
 
 
-def spec_layers(preset):
-    """SPEC.md's tables, written out layer by layer for both towers: the 2012 preset (the
-    released code) or the paper's prose, which puts a ReLU after every convolution (§3.1), so
-    conv5's before pool3 too. Every value is SPEC's or the paper's, not the model's."""
+def published_layers(preset):
+    """The published network, written out layer by layer for both towers: the 2012 preset (the
+    released code's layers-145.cfg and layer-params-145.cfg) or the paper's prose, which puts a
+    ReLU after every convolution (§3.1), so conv5's before pool3 too. Every value is the released
+    code's or the paper's, not the model's."""
     code = preset == "2012"
     cross = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75,
                        alpha_convention="per-term" if code else "paper")
@@ -117,12 +122,12 @@ def spec_layers(preset):
 
 
 @pytest.mark.parametrize("preset", ["2012", "paper"])
-def test_full_models_are_specs_tables_layer_by_layer(preset):
+def test_full_models_are_the_published_ones_layer_by_layer(preset):
     """Every layer's kind, inputs, tower, activation and hyper-parameters, and the recipe, as
-    SPEC.md gives them: the figures above check shapes and counts, which a normalization
-    constant, an initial scale or a learning rate leaves alone."""
+    the released code and the paper give them: the figures above check shapes and counts, which
+    a normalization constant, an initial scale or a learning rate leaves alone."""
     model = alexnet.build_model(preset)
-    expected = {layer.name: layer for layer in spec_layers(preset)}
+    expected = {layer.name: layer for layer in published_layers(preset)}
     assert set(layers_by_name(model)) == set(expected)
     for name, layer in layers_by_name(model).items():
         assert layer == expected[name], name

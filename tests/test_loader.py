@@ -52,8 +52,8 @@ def expected_batch(images, data, rng_seed, chunk, convention, noise_on):
     return out
 
 
-def test_draws_have_specs_distributions():
-    """The draws by their statistics over many images, against SPEC.md rather than the
+def test_draws_have_the_papers_distributions():
+    """The draws by their statistics over many images, against the paper's rather than the
     loader's constants: α ~ N(0, 0.1) per image and eigenvector, crop offsets uniform over
     every position, a mirror image half the time."""
     offsets, flips, alphas = draw(np.random.default_rng(0), 60_000, 4, 1, True)

@@ -45,7 +45,7 @@ def test_ring_bytes_are_those_of_a_ring_all_reduce(rng, world):
 
 def test_gradient_bytes_are_the_parameters_in_float32():
     towers = scaling.tower_gradient_bytes(alexnet.build_model("2012"))
-    assert sum(towers.values()) == 4 * 60_965_224     # SPEC's parameter count
+    assert sum(towers.values()) == 4 * 60_965_224     # the published parameter count
     assert towers["a"] > towers["b"]                   # fc8 lives on tower a
 
 

@@ -28,7 +28,7 @@ def test_fixed_steps():
 
 
 def test_released_2012_run():
-    """Every epoch's rates, against SPEC.md's account of the run: epoch 25 → 0.001, 51 →
+    """Every epoch's rates, against the released 2012 run's log: epoch 25 → 0.001, 51 →
     0.0001, 67 conv1 → 1e-5 and colour noise off, 72 conv1 frozen, 79 all but the frozen conv1 →
     1e-5; the bias rate left at 0.02."""
     schedule = Schedule("2012", Rates(0.01, 0.02))

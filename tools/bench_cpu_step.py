@@ -9,7 +9,6 @@ probabilities for one batch are compared; the timing is refused if they disagree
 """
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
@@ -96,7 +95,7 @@ def main(argv=None):
     params = initial_parameters(model, seed=0, dtype=np.float32)
     rng = np.random.default_rng()
     report = {"model": args.model, "batch": args.batch, "repeats": args.repeats,
-              "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+              "cpu": provenance.processor(), "cores": os.cpu_count(),
               "numpy": np.__version__, "commit": provenance.running()}
 
     reference, step = reference_step(model, params, args.batch, rng)

@@ -32,14 +32,13 @@ from convnet.data.loader import Loader, colour_offsets, draw  # noqa: E402
 
 # Targets, not measurements: the goal for a 16-core GPU machine, and the 2012 run.
 GPU_RATE_TARGET = 10_000      # images/s a current GPU trains the full model at: the loader's goal
-GPU_RATE_2012 = 227           # images/s of the 2012 run on two GTX 580 (SPEC.md)
+GPU_RATE_2012 = 227           # images/s on two GTX 580: 90 epochs in the paper's 5-6 days
 LOADER_TARGET_PER_CORE = 2_000
 
 
 def machine():
-    model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                  if line.startswith("model name")), platform.processor())
-    return (f"{model}, {len(os.sched_getaffinity(0))} cores; Python {platform.python_version()}, "
+    return (f"{provenance.processor()}, {len(os.sched_getaffinity(0))} cores; "
+            f"Python {platform.python_version()}, "
             f"NumPy {np.__version__}, h5py {h5py.__version__}, Pillow {PIL.__version__}; "
             f"commit {provenance.running()}")
 

@@ -3,7 +3,7 @@
     python tools/mutants.py [--only NAME ...] [--json FILE] [--seed N] [--list]
 
 Each mutant of the catalogue below replaces one exact piece of a source file by a plausible
-mistake (a bound off by one, a constant of SPEC.md changed, a step left out) and names the test
+mistake (a bound off by one, a constant of the paper's changed, a step left out) and names the test
 files that should fail on it. The tool copies the checkout (its tracked and untracked files, not
 the ignored ones, plus the built extension modules) into a temporary folder, and there, for each
 mutant: applies it, rebuilds the extension modules where a compiled source changed (setup.py
