@@ -39,8 +39,15 @@ def atomic_json(path, data, indent=1):
 
 @contextmanager
 def atomic_h5(path):
+    """An HDF5 file to fill, built in memory and written to disk in one go at the end. HDF5
+    writing to disk itself crashed the process (a segmentation fault, h5py 3.16 with HDF5 2.0)
+    when a write failed, a full disk say, before any cleanup could run; a plain write of the
+    finished image fails with an OSError instead, and the partial file is removed."""
     with atomic_path(path, ".h5") as temporary:
-        with h5py.File(temporary, "w") as file:
+        with h5py.File(temporary, "w", driver="core", backing_store=False) as file:
             yield file
             file.attrs["complete"] = True
             file.flush()
+            image = file.id.get_file_image()
+        with open(temporary, "wb") as target:
+            target.write(image)

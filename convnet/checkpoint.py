@@ -19,6 +19,7 @@ import numpy as np
 
 from convnet import alexnet, provenance
 from convnet.atomic import atomic_h5
+from convnet.errors import one_line
 from convnet.network import Network, bias_key
 
 FORMAT = "convnet-checkpoint-1"
@@ -35,8 +36,17 @@ class CheckpointError(Exception):
 
 
 def save(path, network, velocity: dict, state: dict):
-    """Write network.params, velocity (same keys) and the JSON-serializable `state`."""
+    """Write network.params, velocity (same keys) and the JSON-serializable `state`. A write
+    that fails (a full disk, say) is a CheckpointError; the file it would have replaced stays."""
     params, velocity = network.to_host(network.params), network.to_host(velocity)
+    try:
+        _write(path, network, params, velocity, state)
+    except OSError as error:
+        raise CheckpointError(f"checkpoint {path}: cannot write it ({one_line(error)}); the "
+                              f"previous one there, if any, is untouched") from None
+
+
+def _write(path, network, params, velocity, state):
     with atomic_h5(path) as file:
         for spec in network.specs:
             group = f"towers/{spec.tower}"
@@ -57,7 +67,8 @@ def _open(path):
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path}: no such file") from None
     except OSError as error:
-        raise CheckpointError(f"checkpoint {path}: not a readable HDF5 file ({error})") from None
+        raise CheckpointError(f"checkpoint {path}: not a readable HDF5 file "
+                              f"({one_line(error)})") from None
     if file.attrs.get("format") != FORMAT or not file.attrs.get("complete", False):
         file.close()
         raise CheckpointError(f"checkpoint {path}: incomplete or not a convnet checkpoint")
@@ -66,12 +77,12 @@ def _open(path):
 
 @contextmanager
 def _reading(path):
-    """A read that fails on a damaged file (a checksum, a truncated array, bad JSON) becomes
-    one CheckpointError naming the file."""
+    """A read that fails on a damaged file (a checksum, a truncated array, bad JSON, HDF5's
+    own structures overwritten) becomes one CheckpointError naming the file."""
     try:
         yield
-    except (OSError, KeyError, ValueError) as error:
-        raise CheckpointError(f"checkpoint {path}: corrupt ({error})") from None
+    except (OSError, KeyError, ValueError, RuntimeError) as error:
+        raise CheckpointError(f"checkpoint {path}: corrupt ({one_line(error)})") from None
 
 
 def _array(file, name, network):
@@ -129,7 +140,7 @@ def load_network(path, backend, dtype=np.float32) -> Network:
         raise CheckpointError(f"checkpoint {path}: written for a model this code does not "
                               f"build ({error})") from None
     output = model.layer(model.output_layer.inputs[0])    # fc8: the layer the softmax reads
-    with _open(path) as file:
+    with _open(path) as file, _reading(path):
         bias = f"towers/{output.tower}/params/{bias_key(output.name)}"
         if bias not in file:
             raise CheckpointError(f"checkpoint {path}: missing {bias}")

@@ -116,6 +116,8 @@ def main(argv=None):
     p = parser()
     args = p.parse_args(argv)
     options.check_shared(p, args)
+    if args.output == "":
+        p.error("-o must name a file; got ''")
     return exit_status(run, args)
 
 

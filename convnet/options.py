@@ -6,13 +6,14 @@ parses the same flags the same way.
 """
 import argparse
 import json
+import math
 import sys
 
 from convnet import alexnet
 from convnet.backend.cuda.conv import ALGORITHMS
 
 SCHEDULES = ("preset", "plateau", "steps", "2012")
-# The flags' defaults: SPEC.md's recipe, whose one source is alexnet.Recipe.
+# The flags' defaults: the paper's recipe, whose one source is alexnet.Recipe.
 RECIPE = alexnet.Recipe()
 
 
@@ -54,7 +55,7 @@ def check_shared(p, args):
         p.error(f"--batch-size must be at least 1; got {args.batch_size}")
     if args.gpus is not None and args.gpus != "cpu":
         parts = args.gpus.split(",")
-        if len(parts) > 2 or not all(part.isdigit() for part in parts):
+        if len(parts) > 2 or not all(part.isascii() and part.isdigit() for part in parts):
             p.error(f"--gpus must be cpu or one or two GPU indices like 0,1; got {args.gpus!r}")
 
 
@@ -168,19 +169,34 @@ def parse(argv=None) -> argparse.Namespace:
             p.error(f"--config {args.config}: unknown settings {', '.join(unknown)}")
         from_config = config_flags(p, config, args.config)
         command, p.prog = p.prog, f"{p.prog} --config {args.config}"
-        p.parse_args(from_config)      # the file's own errors name the file
+        _check_values(p, p.parse_args(from_config))   # the file's own errors name the file
         p.prog = command
         args = p.parse_args(from_config + argv)   # flags given on the command line win
-    _validate(p, args)
+    elif args.config == "":
+        p.error("--config must name a file; got ''")
+    _check_values(p, args)
+    _check_combinations(p, args)
     return args
 
 
-def _validate(p, args):
+MAX_WORKERS = 1024   # the loader's threads: far more than any machine's cores
+
+
+def _check_values(p, args):
+    """Each setting on its own."""
     check_shared(p, args)
     for flag, value in (("--epochs", args.epochs), ("--print-freq", args.print_freq),
                         ("--workers", args.workers)):
         if value is not None and value < 1:
             p.error(f"{flag} must be at least 1; got {value}")
+    if args.workers is not None and args.workers > MAX_WORKERS:
+        p.error(f"--workers must be at most {MAX_WORKERS}; got {args.workers}")
+    if args.seed < 0:
+        p.error(f"--seed must not be negative; got {args.seed}")
+    for flag, value in (("--lr", args.lr), ("--momentum", args.momentum), ("--wd", args.wd),
+                        ("--dist-timeout", args.dist_timeout)):
+        if not math.isfinite(value):
+            p.error(f"{flag} must be a finite number; got {value}")
     if args.dist_timeout <= 0:
         p.error(f"--dist-timeout must be positive; got {args.dist_timeout}")
     if args.lr <= 0:
@@ -189,7 +205,21 @@ def _validate(p, args):
         p.error(f"--momentum must be in [0, 1); got {args.momentum}")
     if args.wd < 0:
         p.error(f"--wd must not be negative; got {args.wd}")
+    if any(epoch < 1 for epoch in args.lr_steps):
+        p.error(f"--lr-steps are epochs after which the rates drop, each at least 1; got "
+                f"{' '.join(map(str, args.lr_steps))}")
+    for flag, value in (("--data-path", args.data_path), ("--output-dir", args.output_dir),
+                        ("--resume", args.resume), ("--weights", args.weights)):
+        if value == "":
+            p.error(f"{flag} must name a file or folder; got ''")
+
+
+def _check_combinations(p, args):
+    """Settings that contradict each other, once the flags have overridden the config."""
     if args.weights and args.resume not in (None, "auto"):
         p.error("--weights starts a new run and --resume PATH continues one: give one of them")
     if args.lr_schedule == "steps" and not args.lr_steps:
         p.error("--lr-schedule steps needs --lr-steps EPOCH [EPOCH ...]")
+    if args.lr_steps and args.lr_schedule != "steps":
+        p.error(f"--lr-steps apply to --lr-schedule steps only; the schedule is "
+                f"{args.lr_schedule}")

@@ -1,6 +1,7 @@
 """`python -m convnet.summary [--model NAME] [--json]`: the layer table and the cross-tower
 transfers of a model, from its description alone (nothing is allocated)."""
 import json
+import os
 import sys
 
 from convnet import alexnet, graph, options
@@ -85,4 +86,8 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:   # the reader stopped (| head): the rest goes nowhere, as a C tool's
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)         # 128 + SIGPIPE

@@ -16,10 +16,11 @@ during training ends the whole job (MPI's abort), so no rank is left waiting.
 import contextlib
 import os
 import sys
+import tempfile
 import traceback
 
 
-from convnet import alexnet, checkpoint, options, provenance
+from convnet import alexnet, checkpoint, options, provenance, stopping
 from convnet.alexnet import TOWERS
 from convnet.atomic import atomic_json
 from convnet.backend import get_backend
@@ -27,6 +28,7 @@ from convnet.backend.cuda.conv import DEFAULT_ALGORITHM
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
+from convnet.errors import one_line
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.replicas import engines, nccl
@@ -37,6 +39,8 @@ from convnet.schedule import RELEASED_2012_EPOCHS, Rates, Schedule
 from convnet.trainer import NonFiniteLoss, Trainer, evaluate, views_name
 
 SMALL_MODEL_EPOCHS = 6
+# What a run writes into its folder (convnet.trainer): a new run there would replace them.
+RUN_FILES = (checkpoint.LAST, checkpoint.BEST, "epochs.csv", "log.jsonl")
 
 
 class UsageError(Exception):
@@ -70,6 +74,42 @@ def idle_device_note(model, placement) -> str | None:
         return None
     return (f"note: {model.name} has no tower {', '.join(idle)}, so its device does nothing in "
             f"this run; --gpus with one index runs the model on one GPU")
+
+
+def check_output_folder(output_dir, args):
+    """The run's folder, made where it is missing and tried for writing. A new run (neither
+    --resume nor --test-only) is refused where an earlier run's files are there: it would
+    replace its checkpoints and mix its logs with theirs."""
+    if os.path.exists(output_dir) and not os.path.isdir(output_dir):
+        raise UsageError(f"--output-dir {output_dir}: a file, not a folder")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
+    except OSError as error:
+        raise UsageError(f"--output-dir {output_dir}: cannot write there "
+                         f"({one_line(error)})") from None
+    found = [name for name in RUN_FILES if os.path.exists(os.path.join(output_dir, name))]
+    if found and not args.resume and not args.test_only:
+        raise UsageError(f"--output-dir {output_dir} holds a run already ({', '.join(found)}): "
+                         f"add --resume to go on with it, or give another --output-dir")
+
+
+def late_lr_steps_note(args, epochs) -> str | None:
+    """A note where a new run's --lr-steps include epochs after which it trains no more: they
+    act only if a resume raises --epochs (a run trained in parts), so they are not refused."""
+    late = [epoch for epoch in args.lr_steps if epoch >= epochs]
+    if args.lr_schedule != "steps" or not late:
+        return None
+    return (f"note: --lr-steps {' '.join(map(str, late))}: this run trains {epochs} epochs, so "
+            f"the rates drop there only if a resume raises --epochs")
+
+
+def check_splits(dataset, test_only):
+    """The splits the run reads hold images: validation always, training unless evaluating."""
+    for split in ("val",) if test_only else ("train", "val"):
+        if dataset.size(split) == 0:
+            raise DatasetError(f"dataset {dataset.path}: its {split} split holds no images")
 
 
 def make_schedule(args, model, epochs) -> Schedule:
@@ -154,11 +194,16 @@ def progress_bar():
 def prepare(args, placement, replicas):
     """The trainer of this run, resumed if asked: (trainer, model, epochs, output folder)."""
     dataset = Dataset(args.data_path)
-    model = choose_model(args.model, args.ablation, dataset)
-    dataset.close()
+    try:
+        model = choose_model(args.model, args.ablation, dataset)
+        check_splits(dataset, args.test_only)
+    finally:
+        dataset.close()
     epochs = args.epochs or (RELEASED_2012_EPOCHS if model.geometry.image_size == 224
                              else SMALL_MODEL_EPOCHS)
     output_dir = args.output_dir or os.path.join("runs", model.name)
+    if replicas.rank == 0:   # the one that writes
+        check_output_folder(output_dir, args)
     data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
                   colour_noise_convention=model.colour_noise,
                   crop_draw=model.crop_draw, threads=args.workers)
@@ -174,6 +219,11 @@ def prepare(args, placement, replicas):
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
+        elif replicas.rank == 0 and not args.test_only:
+            trainer.truncate_logs()   # a run stopped before its first checkpoint: from step 0
+    note = late_lr_steps_note(args, epochs) if trainer.step == 0 else None
+    if note and replicas.rank == 0:
+        print(note, file=sys.stderr)
     if args.weights and trainer.step > 0:
         if replicas.rank == 0:
             print(f"note: --weights {args.weights} left unused: the run goes on from its own "
@@ -216,8 +266,10 @@ def run(args, placement, device, replicas):
         atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)
 
     if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
-        print("note: no checkpoint was loaded, so this evaluates the initial weights; add "
-              "--resume [auto|PATH] to evaluate a trained network", file=sys.stderr)
+        found = (f"--resume auto found no {checkpoint.LAST} in {output_dir}" if args.resume
+                 else "no checkpoint was loaded")
+        print(f"note: {found}, so this evaluates the initial weights; --resume [auto|PATH] "
+              f"evaluates a trained network", file=sys.stderr)
     elif not args.test_only and trainer.epoch >= epochs:
         print(f"the run has done its {epochs} epochs (--epochs to train more); evaluating its "
               f"weights")
@@ -269,6 +321,8 @@ def main(argv=None):
             if leader:
                 print(f"error: {error}", file=sys.stderr)
             return 2
+        if replicas.world == 1:   # several ranks: MPI's launcher handles Ctrl-C
+            stopping.stop_at_next_step_on_ctrl_c()
         try:
             return run(args, placement, device, replicas)
         except (NonFiniteLoss, ReplicasDiverged) as error:   # global figures: the same everywhere
@@ -290,4 +344,9 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:   # one process: several ranks abort in main
+        print(f"\ninterrupted: checkpoints written before are as they were; --resume goes on "
+              f"from {checkpoint.LAST}", file=sys.stderr)
+        sys.exit(130)

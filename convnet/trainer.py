@@ -30,7 +30,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convnet import checkpoint
+from convnet import checkpoint, stopping
+from convnet.atomic import atomic_path
 from convnet.replicas.engines import Replicas
 from convnet.schedule import Schedule
 from convnet.solver import SGD
@@ -44,6 +45,14 @@ ALONE = Replicas()   # one process: no communication
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+def _kept(keep, line) -> bool:
+    """keep(line), false for a line it cannot read (one a stopped run left half-written)."""
+    try:
+        return keep(line)
+    except (ValueError, KeyError, TypeError, IndexError):
+        return False
 
 
 @dataclass
@@ -95,6 +104,7 @@ def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
     for views, labels in data.eval_batches(batch_size, ten_crop, shard=replicas.shard):
         if len(labels) == 0:
             continue
+        stopping.check()
         probs, _ = forward_views(network, views)
         top1_batch, top5_batch = ops.topk_errors(probs, labels, (1, 5))
         loss_sum += summed_log_loss(ops.to_host(probs)[labels, np.arange(len(labels))])
@@ -148,7 +158,7 @@ class Trainer:
         self.started_from = state.get("started_from")
         self._apply_rates()
         if self.writes and continuing:
-            self._truncate_logs()
+            self.truncate_logs()
 
     def start_from_weights(self, path) -> list[str]:
         """Before a new run's first step: the parameters checkpoint `path` shares with this
@@ -173,8 +183,10 @@ class Trainer:
                                  + [velocity[spec.key] for spec in self.network.specs],
                                  f"weights and momentum {when}")
 
-    def _truncate_logs(self):
-        """Drop log lines written after the checkpoint: the resumed run writes them again."""
+    def truncate_logs(self):
+        """Drop log lines written after the checkpoint (all but epochs.csv's header before the
+        first): the run going on from it writes them again. A line cut short where a run was
+        stopped is dropped too."""
         self._keep_lines("log.jsonl", lambda line: json.loads(line)["step"] <= self.step)
         self._keep_lines("epochs.csv", lambda line: line.startswith("epoch,")
                          or int(line.split(",")[0]) <= self.epoch)
@@ -183,8 +195,8 @@ class Trainer:
         path = os.path.join(self.output_dir, name)
         if os.path.exists(path):
             with open(path) as handle:
-                lines = [line for line in handle if keep(line)]
-            with open(path, "w") as handle:
+                lines = [line for line in handle if line.endswith("\n") and _kept(keep, line)]
+            with atomic_path(path) as temporary, open(temporary, "w") as handle:
                 handle.writelines(lines)
 
     def _apply_rates(self):
@@ -237,6 +249,7 @@ class Trainer:
                 epoch_wait, window_wait = epoch_wait + waited, window_wait + waited
                 images, labels, part = batch
                 loss, errors1, errors5 = self.train_step(images, labels, part)
+                stopping.check()
                 n = part.total
                 loss_sum += loss * n
                 top1, top5, count = top1 + errors1, top5 + errors5, count + n

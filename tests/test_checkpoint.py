@@ -2,6 +2,9 @@
 leaves the previous file intact; truncated, corrupt (down to one flipped bit in the weights) and
 foreign files are refused with a one-line reason."""
 import os
+import subprocess
+import sys
+import textwrap
 
 import h5py
 import numpy as np
@@ -33,7 +36,7 @@ def test_round_trip(tmp_path, rng):
     params, loaded_velocity, loaded_state = checkpoint.load(path, network)
     assert loaded_state == state and checkpoint.model_name(path) == "2012-small28"
     with h5py.File(path, "r") as file:
-        assert file.attrs["commit"] == provenance.commit()
+        assert file.attrs["commit"] == (provenance.commit() or "")   # "": unknown
     for key in network.params:
         np.testing.assert_array_equal(params[key], network.params[key])
         np.testing.assert_array_equal(loaded_velocity[key], velocity[key])
@@ -97,6 +100,55 @@ def test_truncated_file_is_refused(tmp_path, rng):
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(checkpoint.CheckpointError, match="last.h5"):
         checkpoint.load(path, network)
+
+
+def test_overwritten_hdf5_structures_are_refused_in_one_line(tmp_path, rng):
+    """HDF5's own tables zeroed (h5py raises a RuntimeError there, not an OSError), by every
+    reader: resume, fine-tuning, evaluation."""
+    network, velocity = trained_network(rng)
+    path = tmp_path / "last.h5"
+    checkpoint.save(path, network, velocity, {})
+    data = bytearray(path.read_bytes())
+    data[2000:2000 + 4096] = bytes(4096)
+    path.write_bytes(bytes(data))
+    for read in (lambda: checkpoint.load(path, network),
+                 lambda: checkpoint.load_shared(path, network),
+                 lambda: checkpoint.load_network(path, get_backend("reference"))):
+        with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {path}: ") as refused:
+            read()
+        assert "\n" not in str(refused.value)
+
+
+def test_a_write_that_fails_keeps_the_previous_checkpoint(tmp_path):
+    """A save that cannot write (a full disk; here a file-size limit, which fails the write as
+    a full disk does) is one CheckpointError, leaves the previous file as it was and no partial
+    file. In a process of its own: HDF5 writing to disk itself used to crash the process there."""
+    script = textwrap.dedent(f"""
+        import resource, signal
+        import numpy as np
+        from convnet import alexnet, checkpoint
+        from convnet.backend import get_backend
+        from convnet.network import Network
+        from convnet.solver import SGD
+        network = Network(alexnet.build_model("2012-small28"), get_backend("reference"))
+        velocity = SGD(0.01, 2, 0.9, 5e-4).momentum_buffers(network)
+        checkpoint.save("last.h5", network, velocity, {{"step": 1}})
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
+        try:
+            checkpoint.save("last.h5", network, velocity, {{"step": 2}})
+        except checkpoint.CheckpointError as error:
+            print(error)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stderr == ""
+    (line,) = result.stdout.splitlines()
+    assert line.startswith("checkpoint last.h5: cannot write it (") and "untouched" in line
+    assert os.listdir(tmp_path) == ["last.h5"]
+    assert checkpoint.load(tmp_path / "last.h5", Network(
+        alexnet.build_model("2012-small28"), get_backend("reference")))[2] == {"step": 1}
 
 
 @pytest.mark.parametrize("attribute, value", [("complete", None), ("format", "other-1")])

@@ -55,6 +55,35 @@ def test_incomplete_and_foreign_files_are_refused(tmp_path, rng):
         Dataset(tmp_path / "absent.h5")
 
 
+@pytest.mark.parametrize("damage,message", [
+    (lambda file: file.__delitem__("mean"), r"corrupt or incomplete .*'mean' doesn't exist"),
+    (lambda file: file["val/labels"].__setitem__(0, 3), r"val labels must lie in \[0, 3\); "
+                                                        r"found \d+ to 3"),
+    (lambda file: file["train/labels"].__setitem__(1, -1), "train labels must lie in"),
+    (lambda file: file["val/images"].resize(11, axis=0), "val holds 11 images but 12 labels"),
+], ids=["mean missing", "a label past the classes", "a negative label", "images and labels apart"])
+def test_a_damaged_dataset_is_refused_when_opened(tmp_path, rng, damage, message):
+    """What would stop a run mid-epoch (a label past the classes, an array missing) is found
+    when the file is opened, in one line naming it."""
+    path, _ = make(tmp_path, rng)
+    with h5py.File(path, "a") as file:
+        damage(file)
+    with pytest.raises(DatasetError, match=message) as refused:
+        Dataset(path)
+    assert str(refused.value).startswith(f"dataset {path}: ")
+    assert "\n" not in str(refused.value)
+
+
+def test_overwritten_hdf5_structures_are_refused_in_one_line(tmp_path, rng):
+    path, _ = make(tmp_path, rng)
+    data = bytearray(path.read_bytes())
+    data[2000:2000 + 20_000] = bytes(20_000)    # HDF5's own tables, after the superblock
+    path.write_bytes(bytes(data))
+    with pytest.raises(DatasetError, match=f"dataset {path}: ") as refused:
+        Dataset(path)
+    assert "\n" not in str(refused.value)
+
+
 def test_failed_write_leaves_no_file(tmp_path, rng):
     with pytest.raises(ValueError):
         dataset.write(tmp_path / "bad.h5", name="bad",

@@ -28,6 +28,28 @@ def test_read_idx_round_trip_and_errors(tmp_path, rng):
         handle.write(data[:-10])
     with pytest.raises(ValueError, match="truncated"):
         fashion_mnist.read_idx(tmp_path / "short.gz", 0x803, 3)
+    compressed = (tmp_path / "i.gz").read_bytes()
+    (tmp_path / "cut.gz").write_bytes(compressed[:len(compressed) // 2])   # the stream cut off
+    with pytest.raises(ValueError, match=r"cut.gz: not a readable gzip file"):
+        fashion_mnist.read_idx(tmp_path / "cut.gz", 0x803, 3)
+    (tmp_path / "plain.gz").write_bytes(b"IDX?")
+    with pytest.raises(ValueError, match=r"plain.gz: not a readable gzip file"):
+        fashion_mnist.read_idx(tmp_path / "plain.gz", 0x803, 3)
+    with gzip.open(tmp_path / "tiny.gz", "wb") as handle:
+        handle.write(b"junk")
+    with pytest.raises(ValueError, match=r"tiny.gz: too short for an IDX header"):
+        fashion_mnist.read_idx(tmp_path / "tiny.gz", 0x803, 3)
+
+
+@pytest.mark.parametrize("output,message", [
+    ("", "must name a file, not a folder"), (".", "must name a file, not a folder"),
+    ("afile/out.h5", "afile is a file, not a folder")])
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, output,
+                                                                       message, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ValueError, match=message):
+        fashion_mnist.prepare(str(tmp_path / "no-source"), output)
 
 
 def test_missing_source_names_the_package(tmp_path):

@@ -60,6 +60,16 @@ def test_each_mutant_is_run_on_its_own_build_and_the_checkout_is_left_alone():
     assert {path: read(path) for path in untouched} == untouched
 
 
+def test_tests_that_fail_without_a_mutant_stop_the_tool(tmp_path):
+    """A test that fails on the unmutated copy would 'kill' every mutant naming its file."""
+    (tmp_path / "test_broken.py").write_text("def test_passes():\n    pass\n\n\n"
+                                               "def test_fails():\n    assert False\n")
+    case = mutants.Mutant("any", "x.py", "a", "b", ("test_broken.py",))
+    with pytest.raises(RuntimeError, match=r"without any mutant, the tests fail in the copy "
+                                           r"\(exit status 1: test_broken.py::test_fails\)"):
+        mutants.check_baseline(tmp_path, [case], mutants.environment_of_tests(tmp_path, 0, None))
+
+
 def test_readme_gives_the_last_runs_figures():
     """README's figures for the last run of the catalogue are its committed report's."""
     report = json.loads(read("bench/results/mutants.json"))

@@ -48,3 +48,13 @@ def test_unknown_model_is_a_one_line_error():
     result = run("--model", "vgg16")
     assert result.returncode == 2
     assert "unknown model 'vgg16'" in result.stderr.strip().splitlines()[-1]
+
+
+def test_a_reader_that_stops_early_ends_it_quietly():
+    """`| head`: the pipe closed before the table is written; no traceback, 128 + SIGPIPE."""
+    process = subprocess.Popen([sys.executable, "-m", "convnet.summary"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.close()            # before the interpreter has even started writing
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 141
+    assert stderr == ""

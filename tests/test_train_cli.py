@@ -2,8 +2,10 @@
 and one-line errors with exit code 2 for bad flags, data and checkpoints."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -51,11 +53,25 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     assert settings["device"] == "cpu" and settings["conv_algorithm"] is None
     assert {"last.h5", "best.h5", "log.jsonl", "epochs.csv"} <= set(os.listdir(out))
 
+    # A new run into the folder would replace its checkpoints: refused, the run left as it was.
+    kept = {name: (out / name).read_bytes() for name in os.listdir(out)}
+    again = train(*common, "--epochs", "1", cwd=tmp_path)
+    assert again.returncode == 2
+    assert again.stderr == (f"error: --output-dir {out} holds a run already (last.h5, best.h5, "
+                            f"epochs.csv, log.jsonl): add --resume to go on with it, or give "
+                            f"another --output-dir\n")
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == kept
+
+    # A log line cut short where the run was stopped: dropped when it resumes.
+    with open(out / "log.jsonl", "a") as log:
+        log.write('{"epoch": 2, "st')
     # Resumed without the first command's rate flags: the settings keep the run's schedule.
     second = train(*common, "--epochs", "2", "--resume", "auto", "--lr", "0.5", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert "resumed from" in second.stdout and "epoch 1, step 8" in second.stdout
     assert len((out / "epochs.csv").read_text().splitlines()) == 3     # header + 2 epochs
+    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] \
+        == [1] * 4 + [2] * 4
     resumed = json.loads((out / "settings.json").read_text())
     assert resumed["epochs"] == 2 and resumed["resume"] == "auto"
     assert {key: resumed[key] for key in ("lr", "lr_schedule", "lr_steps", "schedule")} == \
@@ -94,6 +110,32 @@ def test_bad_flags(flags, message, tmp_path):
     result = train(*flags, cwd=tmp_path)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
+    assert message in line
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--seed", "-1"], "--seed must not be negative; got -1"),
+    (["--gpus", "²"], "--gpus must be cpu or one or two GPU indices"),
+    (["-j", str(2 ** 32)], "--workers must be at most 1024"),
+    (["--lr", "nan"], "--lr must be a finite number; got nan"),
+    (["--wd", "inf"], "--wd must be a finite number; got inf"),
+    (["--momentum", "nan"], "--momentum must be a finite number"),
+    (["--dist-timeout", "nan"], "--dist-timeout must be a finite number"),
+    (["--lr-schedule", "steps", "--lr-steps", "0"], "each at least 1; got 0"),
+    (["--lr-steps", "3"], "--lr-steps apply to --lr-schedule steps only; the schedule is preset"),
+    (["--output-dir", ""], "--output-dir must name a file or folder; got ''"),
+    (["--resume", ""], "--resume must name a file or folder"),
+    (["--weights", ""], "--weights must name a file or folder"),
+    (["--data-path", ""], "--data-path must name a file or folder"),
+    (["-c", ""], "--config must name a file; got ''"),
+])
+def test_values_that_cannot_work_are_refused_by_the_parser(flags, message, capsys):
+    """In this process (no run starts): exit code 2 and one line."""
+    from convnet import options
+    with pytest.raises(SystemExit) as refused:
+        options.parse(flags)
+    assert refused.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
     assert message in line
 
 
@@ -141,6 +183,7 @@ def test_a_device_left_idle_by_a_one_tower_model_is_named():
     ('{"lr_schedule": "bogus"}', "--config c.json: error: argument --lr-schedule: invalid choice"),
     ('{"epochs": 2.5}', "--config c.json: error: argument --epochs: invalid int value: '2.5'"),
     ('{"epochs": 0}', "--epochs must be at least 1"),
+    ('{"seed": -1}', "--config c.json: error: --seed must not be negative"),
 ])
 def test_bad_config_settings_are_checked_as_flags_are(settings, message, tmp_path):
     (tmp_path / "c.json").write_text(settings)
@@ -167,8 +210,8 @@ def test_bad_config(tmp_path):
 
 def test_config_is_overridden_by_flags(tmp_path):
     from convnet import options
-    (tmp_path / "c.json").write_text('{"epochs": 3, "lr": 0.05, "lr_steps": [1, 2], '
-                                     '"ten_crop": true, "gpus": 0, "resume": null, '
+    (tmp_path / "c.json").write_text('{"epochs": 3, "lr": 0.05, "lr_schedule": "steps", '
+                                     '"lr_steps": [1, 2], "ten_crop": true, "gpus": 0, "resume": null, '
                                      '"ablation": []}')
     args = options.parse(["-c", str(tmp_path / "c.json"), "--lr", "0.02", "--lr-steps", "2"])
     assert (args.epochs, args.lr, args.lr_steps, args.ten_crop, args.gpus, args.resume,
@@ -225,6 +268,71 @@ def test_gpu_that_cannot_run_is_one_line_with_exit_code_2(tmp_path, tiny_set, gp
     result = train("--data-path", str(tiny_set), "--gpus", gpus, cwd=tmp_path)
     assert result.returncode == 2 and expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_what_the_run_cannot_use_is_refused_before_it_starts(tmp_path, tiny_set, rng):
+    """An output folder that is a file or cannot be made, a dataset without validation images:
+    one line, exit code 2, before any training."""
+    (tmp_path / "afile").write_text("")
+    empty_val = tmp_path / "no-val.h5"
+    dataset.write(empty_val, name="t", train_images=np.zeros((8, 32, 32, 3), np.uint8),
+                  train_labels=np.zeros(8), val_images=np.zeros((0, 32, 32, 3), np.uint8),
+                  val_labels=np.zeros(0), class_ids=list("ab"), class_names=list("ab"))
+    for flags, message in (
+            (["--output-dir", "afile"], "error: --output-dir afile: a file, not a folder"),
+            (["--output-dir", "afile/run"], "error: --output-dir afile/run: cannot write there"),
+            (["--data-path", str(empty_val)], f"error: dataset {empty_val}: its val split "
+                                              f"holds no images")):
+        result = train("--data-path", str(tiny_set), "--output-dir", str(tmp_path / "run"),
+                       *flags, cwd=tmp_path)
+        assert result.returncode == 2, (flags, result.stderr)
+        (line,) = result.stderr.strip().splitlines()
+        assert line.startswith(message), (flags, line)
+        assert not (tmp_path / "run" / "log.jsonl").exists()
+
+
+def test_rate_drops_after_the_last_epoch_are_noted(tmp_path, tiny_set):
+    """They act only if a resume raises --epochs (a run trained in parts): a note, not an
+    error."""
+    result = train("--data-path", str(tiny_set), "--output-dir", str(tmp_path / "run"),
+                   "--epochs", "1", "--lr-schedule", "steps", "--lr-steps", "1", "5",
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ("note: --lr-steps 1 5: this run trains 1 epochs, so the rates drop "
+                             "there only if a resume raises --epochs\n")
+
+
+def test_test_only_says_when_resume_auto_found_nothing(tmp_path, tiny_set):
+    result = train("--data-path", str(tiny_set), "--output-dir", str(tmp_path / "run"),
+                   "--resume", "--test-only", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"note: --resume auto found no last.h5 in "
+                                    f"{tmp_path / 'run'}, so this evaluates the initial weights")
+
+
+def test_ctrl_c_ends_the_run_in_one_line_and_keeps_its_checkpoint(tmp_path, tiny_set):
+    """SIGINT after the first epoch's checkpoint: exit code 130, one line, last.h5 intact and
+    resumable."""
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "convnet.train", "--data-path", str(tiny_set), "-b", "4",
+               "--epochs", "1000", "--output-dir", str(out)]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "last.h5").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, stderr
+    (line,) = stderr.strip().splitlines()
+    assert line.startswith("interrupted: checkpoints written before are as they were")
+    resumed = train("--data-path", str(tiny_set), "-b", "4", "--epochs", "1", "--output-dir",
+                    str(out), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed from" in resumed.stdout
 
 
 def test_corrupt_checkpoint_is_refused(tmp_path, tiny_set):

@@ -10,7 +10,10 @@ mutant: applies it, rebuilds the extension modules where a compiled source chang
 build_ext, the project's own flags), runs pytest on the named files, stopping at the first
 failure, and undoes it. A mutant is killed when a test fails, crashes, runs past 15 minutes or
 can no longer be imported; one the tests pass survives, and the suite has a gap there. The
-checkout itself is never touched.
+checkout itself is never touched. Before any mutant, the named test files run once on the
+unmutated copy (the baseline): a test that fails there would kill every mutant that names its
+file whatever the mutant did, so the tool stops and names it. The copy has no .git: it names
+the checkout's commit to the tests through CONVNET_COMMIT (convnet/provenance.py).
 
 Every entry's `old` text must occur exactly once in its file: tests/test_mutants.py checks that
 in every test run, so the catalogue follows the sources. Mutants that no test can tell from the
@@ -86,7 +89,28 @@ def first_failure(output):
     return None
 
 
-def run_mutant(folder, mutant, seed):
+def environment_of_tests(folder, seed, commit):
+    """The tests' environment in the copy. No bytecode: Python trusts a .pyc whose source has
+    the same size and whole-second time, which a mutant and its undoing often have."""
+    return {**os.environ, "CONVNET_TEST_SEED": str(seed), "PYTHONPATH": folder,
+            "PYTHONDONTWRITEBYTECODE": "1", provenance.COMMIT_VARIABLE: commit or ""}
+
+
+def check_baseline(folder, mutants, env):
+    """RuntimeError naming the tests that fail on the unmutated copy, if any."""
+    files = sorted({name for mutant in mutants for name in mutant.tests})
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            *files], cwd=folder, env=env, capture_output=True, text=True,
+                           start_new_session=True)
+    if tests.returncode:
+        failed = [line.split(" - ")[0].split(" ", 1)[1] for line in tests.stdout.splitlines()
+                  if line.startswith(("FAILED ", "ERROR "))]
+        raise RuntimeError(f"without any mutant, the tests fail in the copy (exit status "
+                           f"{tests.returncode}: {', '.join(failed) or tests.stdout[-300:]}); "
+                           f"a kill would tell nothing")
+
+
+def run_mutant(folder, mutant, env):
     """{name, path, result: killed | survived | error, by: the failing test (or how it ended),
     seconds}; the file is restored whatever happens (its compiled modules are not: see run)."""
     path = os.path.join(folder, mutant.path)
@@ -94,7 +118,7 @@ def run_mutant(folder, mutant, seed):
         original = handle.read()
     start = time.perf_counter()
     try:
-        result, by = _try(folder, path, original, mutant, seed)
+        result, by = _try(folder, path, original, mutant, env)
     finally:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(original)
@@ -102,7 +126,7 @@ def run_mutant(folder, mutant, seed):
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def _try(folder, path, original, mutant, seed):
+def _try(folder, path, original, mutant, env):
     if original.count(mutant.old) != 1:
         return "error", f"its text occurs {original.count(mutant.old)} times in {mutant.path}"
     with open(path, "w", encoding="utf-8") as handle:
@@ -112,10 +136,6 @@ def _try(folder, path, original, mutant, seed):
             build_extensions(folder)
         except RuntimeError as error:   # a mistake the compiler refuses tells nothing of tests
             return "error", f"does not compile: {error}"
-    # No bytecode: Python trusts a .pyc whose source has the same size and whole-second time,
-    # which a mutant and its undoing often have.
-    env = {**os.environ, "CONVNET_TEST_SEED": str(seed), "PYTHONPATH": folder,
-           "PYTHONDONTWRITEBYTECODE": "1"}
     # A session of its own, so that a timeout ends the tests' children too (loader threads'
     # processes, mpiexec).
     tests = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p",
@@ -138,21 +158,24 @@ def _try(folder, path, original, mutant, seed):
     return "error", f"pytest exit status {tests.returncode}: {output[-300:]}"
 
 
-def run(mutants, seed, report=print):
+def run(mutants, seed, report=print, commit=None):
     """The mutants one after another in one copy of the checkout (each file restored after its
     mutant, the compiled modules rebuilt before a mutant of Python after one of a compiled
-    source): the records, in the mutants' order. The copy starts from the checkout's built
-    modules, as its own tests do."""
+    source), after the baseline (check_baseline): the records, in the mutants' order. The copy
+    starts from the checkout's built modules, as its own tests do; `commit` is the checkout's
+    (default: provenance.running())."""
     records = []
     with tempfile.TemporaryDirectory(prefix="convnet-mutants-") as folder:
         copy_checkout(ROOT, folder)
+        env = environment_of_tests(folder, seed, commit or provenance.running())
+        check_baseline(folder, mutants, env)
         built_from_mutant = False
         for mutant in mutants:
             compiled = mutant.path.endswith(COMPILED)
             if built_from_mutant and not compiled:   # a compiled one builds its own
                 build_extensions(folder)
             built_from_mutant = compiled
-            outcome = run_mutant(folder, mutant, seed)
+            outcome = run_mutant(folder, mutant, env)
             records.append(outcome)
             report(f"{outcome['result']:8} {mutant.name:24} {outcome['seconds']:6.1f} s  "
                    f"{outcome['by'] or ''}")
@@ -182,7 +205,7 @@ def main(argv=None):
         p.error(f"--json {args.json}: its folder does not exist or is not writable")
     commit = provenance.running()   # now: the checkout is copied next, whatever changes later
     try:
-        records = run(mutants, args.seed)
+        records = run(mutants, args.seed, commit=commit)
     except (RuntimeError, subprocess.CalledProcessError) as error:   # no build tools, no git
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -574,6 +597,18 @@ CATALOGUE = [
     Mutant('tr-nan-inf', 'convnet/trainer.py',
            '        if not math.isfinite(loss):\n            raise NonFiniteLoss(f"loss became',
            '        if math.isnan(loss):\n            raise NonFiniteLoss(f"loss became', TRAINING),
+    Mutant('tr-cut-line', 'convnet/trainer.py',
+           'if line.endswith("\\n") and _kept(keep, line)]',
+           'if keep(line)]', TRAINING),
+    Mutant('train-new-run-overwrites', 'convnet/train.py',
+           'if found and not args.resume and not args.test_only:',
+           'if found and not args.resume and not args.test_only and False:', TRAINING),
+    Mutant('atomic-h5-on-disk', 'convnet/atomic.py',
+           'h5py.File(temporary, "w", driver="core", backing_store=False)',
+           'h5py.File(temporary, "w")', TRAINING),
+    Mutant('dataset-label-range', 'convnet/data/dataset.py',
+           'if len(labels) and not 0 <= labels.min() <= labels.max() < self.classes:',
+           'if len(labels) and not 0 <= labels.min() <= labels.max() <= self.classes:', DATA),
     Mutant('tr-loss-sum', 'convnet/trainer.py',
            'loss_sum += loss * n',
            'loss_sum += loss', TRAINING),

@@ -22,10 +22,13 @@ formed from Python integers and rounded once.
 Writers build the file atomically (convnet.atomic), so an interrupted preparation never leaves a
 file that looks complete; readers refuse a file that is not complete.
 """
+from contextlib import contextmanager
+
 import h5py
 import numpy as np
 
 from convnet.atomic import atomic_h5
+from convnet.errors import one_line
 
 FORMAT = "convnet-dataset-1"
 CHUNK_BYTES = 256 * 1024   # per HDF5 chunk: one ImageNet image, or a run of small images
@@ -140,13 +143,21 @@ class Dataset:
         except FileNotFoundError:
             raise DatasetError(f"dataset {path}: no such file") from None
         except OSError as error:
-            raise DatasetError(f"dataset {path}: not a readable HDF5 file ({error})") from None
+            raise DatasetError(f"dataset {path}: not a readable HDF5 file "
+                               f"({one_line(error)})") from None
+        self.path = path
+        try:
+            with self.reading():
+                self._read_metadata()
+        except DatasetError:
+            self.file.close()
+            raise
+
+    def _read_metadata(self):
         attrs = self.file.attrs
         if attrs.get("format") != FORMAT or not attrs.get("complete", False):
-            self.file.close()
-            raise DatasetError(f"dataset {path}: incomplete or not a convnet dataset "
+            raise DatasetError(f"dataset {self.path}: incomplete or not a convnet dataset "
                                f"(prepare it again)")
-        self.path = path
         self.name = str(attrs["name"])
         self.image_size = int(attrs["image_size"])
         self.mean = self.file["mean"][()]
@@ -154,22 +165,44 @@ class Dataset:
         self.eigenvectors = self.file["eigenvectors"][()]
         self.class_ids = [s.decode() for s in self.file["class_ids"][()]]
         self.class_names = [s.decode() for s in self.file["class_names"][()]]
+        for split in ("train", "val"):   # a bad label would stop a run mid-epoch
+            labels, images = self.labels(split), self.file[f"{split}/images"]
+            if len(images) != len(labels):
+                raise DatasetError(f"dataset {self.path}: {split} holds {len(images)} images "
+                                   f"but {len(labels)} labels")
+            if len(labels) and not 0 <= labels.min() <= labels.max() < self.classes:
+                raise DatasetError(f"dataset {self.path}: {split} labels must lie in "
+                                   f"[0, {self.classes}); found {labels.min()} to "
+                                   f"{labels.max()}")
+
+    @contextmanager
+    def reading(self):
+        """A read that fails on a damaged file (a missing array, a truncated chunk, HDF5's
+        own structures overwritten) becomes one DatasetError naming the file."""
+        try:
+            yield
+        except (OSError, KeyError, ValueError, RuntimeError) as error:
+            raise DatasetError(f"dataset {self.path}: corrupt or incomplete "
+                               f"({one_line(error)}); prepare it again") from None
 
     @property
     def classes(self):
         return len(self.class_ids)
 
     def size(self, split):
-        return len(self.file[f"{split}/labels"])
+        with self.reading():
+            return len(self.file[f"{split}/labels"])
 
     def labels(self, split):
-        return self.file[f"{split}/labels"][()]
+        with self.reading():
+            return self.file[f"{split}/labels"][()]
 
     def images(self, split, indices):
         """uint8 (n, S, S, 3) for the given indices, in their order."""
         order = np.argsort(indices)
         sorted_indices = np.asarray(indices)[order]
-        block = self.file[f"{split}/images"][sorted_indices]   # h5py wants increasing indices
+        with self.reading():
+            block = self.file[f"{split}/images"][sorted_indices]   # h5py wants increasing
         out = np.empty_like(block)
         out[order] = block
         return out

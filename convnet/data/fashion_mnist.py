@@ -12,6 +12,7 @@ training images are the train split, the 10,000 test images the val split.
 import gzip
 import os
 import sys
+import zlib
 
 import numpy as np
 from PIL import Image
@@ -19,6 +20,7 @@ from PIL import Image
 from convnet import options
 from convnet.data.dataset import write
 from convnet.data.prepare import load_image
+from convnet.errors import one_line
 
 NAME = "fashion-mnist"   # the dataset's name in the prepared file
 DEBIAN_SOURCE = "/usr/share/datasets/fashion-mnist"
@@ -32,8 +34,13 @@ PAD = 2
 
 def read_idx(path, magic, dims):
     """The array of an IDX file (big-endian header: magic, then one uint32 per dimension)."""
-    with gzip.open(path, "rb") as handle:
-        data = handle.read()
+    try:
+        with gzip.open(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError, zlib.error) as error:   # not gzip, cut short, damaged
+        raise ValueError(f"{path}: not a readable gzip file ({one_line(error)})") from None
+    if len(data) < 4 * (1 + dims):
+        raise ValueError(f"{path}: too short for an IDX header ({len(data)} bytes)")
     header = np.frombuffer(data, ">u4", count=1 + dims)
     if header[0] != magic:
         raise ValueError(f"{path}: not an IDX file of {dims} dimension(s) (magic {header[0]:#x})")
@@ -66,7 +73,23 @@ def load_picture(path, size):
     return np.repeat(grey[..., None], 3, axis=2), note
 
 
+def check_output(output):
+    """The output names a file whose folder exists or can be made: checked before the
+    conversion's work, not after it."""
+    if not output or os.path.isdir(output):
+        raise ValueError(f"--output {output!r}: must name a file, not a folder")
+    folder = os.path.dirname(os.path.abspath(output))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"--output {output}: {folder} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--output {output}: cannot make its folder ({one_line(error)})") \
+            from None
+
+
 def prepare(source=DEBIAN_SOURCE, output=DEFAULT_OUTPUT):
+    check_output(output)
     missing = [name for pair in FILES.values() for name in pair
                if not os.path.isfile(os.path.join(source, name))]
     if missing:
@@ -90,8 +113,11 @@ def main(argv=None):
     try:
         path = prepare(args.source, args.output)
     except (OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"interrupted: {args.output} is as it was", file=sys.stderr)
+        return 130
     print(f"wrote {path}")
     return 0
 

@@ -169,7 +169,8 @@ class Loader:
             self.class_ids, self.class_names = dataset.class_ids, dataset.class_names
             self.train_labels = dataset.labels("train").astype(np.int64)
             self.val_labels = dataset.labels("val").astype(np.int64)
-            stored = sum(dataset.file[f"{s}/images"].nbytes for s in ("train", "val"))
+            with dataset.reading():
+                stored = sum(dataset.file[f"{s}/images"].nbytes for s in ("train", "val"))
         finally:
             dataset.close()
         if not 0 < crop <= self.image_size:
@@ -204,7 +205,9 @@ class Loader:
             dataset = Dataset(self.path)
             memory = {}
             if self.in_memory:
-                memory = {split: dataset.file[f"{split}/images"][()] for split in ("train", "val")}
+                with dataset.reading():
+                    memory = {split: dataset.file[f"{split}/images"][()]
+                              for split in ("train", "val")}
             self._opened = (os.getpid(), dataset, memory)
         return self._opened
 
@@ -214,11 +217,12 @@ class Loader:
         if split in memory:
             return memory[split], np.asarray(indices, np.int64)
         # One read per image, in file order: h5py's list indexing is ~100× slower on 4-d data.
-        stored = dataset.file[f"{split}/images"]
         order = np.argsort(indices)
-        images = np.empty((len(indices),) + stored.shape[1:], np.uint8)
-        for k, i in enumerate(np.asarray(indices)[order]):
-            images[k] = stored[i]
+        with dataset.reading():
+            stored = dataset.file[f"{split}/images"]
+            images = np.empty((len(indices),) + stored.shape[1:], np.uint8)
+            for k, i in enumerate(np.asarray(indices)[order]):
+                images[k] = stored[i]
         index = np.empty(len(indices), np.int64)
         index[order] = np.arange(len(indices))
         return images, index
