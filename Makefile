@@ -57,7 +57,8 @@ train: setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model o
 train-mpi: setup data/fashion-mnist.h5  ## the default run as RANKS data-parallel MPI ranks on this machine (default 2)
 	threads=$$(( $$(nproc) / $(RANKS) )); [ $$threads -ge 1 ] || threads=1; \
 	OMP_NUM_THREADS=$$threads OPENBLAS_NUM_THREADS=$$threads \
-	$(VENV)/bin/mpirun -n $(RANKS) $(PY) -m convnet.train -c configs/fashion-mnist.json --gpus cpu $(ARGS)
+	$(VENV)/bin/mpirun -n $(RANKS) $(PY) -m convnet.train -c configs/fashion-mnist.json --gpus cpu \
+	  --output-dir runs/fashion-mnist-mpi$(RANKS) $(ARGS)
 
 figures: setup  ## the paper's figures and the curves of the default run, into runs/fashion-mnist/figures/
 	$(PY) -m convnet.figures filters

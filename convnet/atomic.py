@@ -38,12 +38,18 @@ def atomic_json(path, data, indent=1):
 
 
 @contextmanager
-def atomic_h5(path):
-    """An HDF5 file to fill, built in memory and written to disk in one go at the end. HDF5
-    writing to disk itself crashed the process (a segmentation fault, h5py 3.16 with HDF5 2.0)
-    when a write failed, a full disk say, before any cleanup could run; a plain write of the
-    finished image fails with an OSError instead, and the partial file is removed."""
+def atomic_h5(path, in_memory=True):
+    """An HDF5 file to fill. in_memory: built in memory and written to disk in one go at the
+    end (twice its size in memory for a moment). HDF5 writing to disk itself crashed the process
+    (a segmentation fault, h5py 3.16 with HDF5 2.0) when a write failed, a full disk say, before
+    any cleanup could run; a plain write of the finished image fails with an OSError instead,
+    and the partial file is removed. Files too large for memory are written by HDF5."""
     with atomic_path(path, ".h5") as temporary:
+        if not in_memory:
+            with h5py.File(temporary, "w") as file:
+                yield file
+                file.attrs["complete"] = True
+            return
         with h5py.File(temporary, "w", driver="core", backing_store=False) as file:
             yield file
             file.attrs["complete"] = True

@@ -12,14 +12,13 @@ that looks complete but is not.
 """
 import json
 import os
-from contextlib import contextmanager
 
 import h5py
 import numpy as np
 
 from convnet import alexnet, provenance
 from convnet.atomic import atomic_h5
-from convnet.errors import one_line
+from convnet.errors import damaged_file_errors, one_line
 from convnet.network import Network, bias_key
 
 FORMAT = "convnet-checkpoint-1"
@@ -75,14 +74,10 @@ def _open(path):
     return file
 
 
-@contextmanager
 def _reading(path):
-    """A read that fails on a damaged file (a checksum, a truncated array, bad JSON, HDF5's
-    own structures overwritten) becomes one CheckpointError naming the file."""
-    try:
-        yield
-    except (OSError, KeyError, ValueError, RuntimeError) as error:
-        raise CheckpointError(f"checkpoint {path}: corrupt ({one_line(error)})") from None
+    """A context in which a read that fails on a damaged file is one CheckpointError naming
+    the file."""
+    return damaged_file_errors(CheckpointError, f"checkpoint {path}: corrupt ({{error}})")
 
 
 def _array(file, name, network):

@@ -220,6 +220,3 @@ def _check_combinations(p, args):
         p.error("--weights starts a new run and --resume PATH continues one: give one of them")
     if args.lr_schedule == "steps" and not args.lr_steps:
         p.error("--lr-schedule steps needs --lr-steps EPOCH [EPOCH ...]")
-    if args.lr_steps and args.lr_schedule != "steps":
-        p.error(f"--lr-steps apply to --lr-schedule steps only; the schedule is "
-                f"{args.lr_schedule}")

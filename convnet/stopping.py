@@ -3,18 +3,35 @@ interpreter is, and where that is a garbage collector's callback the exception i
 swallowed, so the run goes on. Here the first Ctrl-C asks the run to stop and the training loop
 raises KeyboardInterrupt at its next step or evaluation batch (check); a second stops it at once,
 as Python's handler would."""
+import contextlib
 import signal
+import threading
 
 _requested = False
 
 
-def stop_at_next_step_on_ctrl_c():
-    """Install the handler (from the main thread, in a process of its own)."""
+@contextlib.contextmanager
+def ctrl_c_stops_at_next_step():
+    """Within the block, Ctrl-C asks the run to stop. Only in the main thread (the one signals
+    reach) and where SIGINT has Python's own handler: a process started with SIGINT ignored (in
+    the background of a script) keeps ignoring it. The handler before is restored after."""
+    global _requested
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.default_int_handler or \
+            threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
     def request(number, frame):
         global _requested
         _requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)   # a second press: at once
     signal.signal(signal.SIGINT, request)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _requested = False
 
 
 def check():

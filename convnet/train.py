@@ -77,29 +77,46 @@ def idle_device_note(model, placement) -> str | None:
 
 
 def check_output_folder(output_dir, args):
-    """The run's folder, made where it is missing and tried for writing. A new run (neither
-    --resume nor --test-only) is refused where an earlier run's files are there: it would
-    replace its checkpoints and mix its logs with theirs."""
+    """The run's folder, made where it is missing and, for a run that will write there, tried
+    for writing (--test-only writes nothing: a read-only run folder is evaluated). A run is
+    refused where another run's files are there, which it would replace or mix its logs with:
+    a new one (no --resume), one resuming from a checkpoint of another folder, or --resume
+    auto where the folder has no last.h5 to go on from but a best.h5 (logs alone are those of
+    a run stopped before its first checkpoint: it starts again from step 0)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UsageError(f"--output-dir {output_dir}: a file, not a folder")
     try:
         os.makedirs(output_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output_dir):
-            pass
+        if not args.test_only:
+            with tempfile.TemporaryFile(dir=output_dir):
+                pass
     except OSError as error:
         raise UsageError(f"--output-dir {output_dir}: cannot write there "
                          f"({one_line(error)})") from None
+    if args.test_only:
+        return
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(output_dir, name))]
-    if found and not args.resume and not args.test_only:
+    if args.resume == "auto":
+        resumes_here = checkpoint.LAST in found or checkpoint.BEST not in found
+    elif args.resume:   # a PATH that is missing is for the checkpoint's loader to report
+        resumes_here = not os.path.exists(args.resume) or os.path.samefile(
+            os.path.dirname(os.path.abspath(args.resume)), output_dir)
+    else:
+        resumes_here = False
+    if found and not resumes_here:
         raise UsageError(f"--output-dir {output_dir} holds a run already ({', '.join(found)}): "
                          f"add --resume to go on with it, or give another --output-dir")
 
 
-def late_lr_steps_note(args, epochs) -> str | None:
-    """A note where a new run's --lr-steps include epochs after which it trains no more: they
-    act only if a resume raises --epochs (a run trained in parts), so they are not refused."""
+def lr_steps_note(args, epochs) -> str | None:
+    """A note where a new run's --lr-steps do nothing: under another schedule (a config's
+    steps, the schedule changed by a flag), or after its last epoch (they act if a resume
+    raises --epochs: a run trained in parts). Neither is refused."""
+    steps = " ".join(map(str, args.lr_steps))
+    if args.lr_steps and args.lr_schedule != "steps":
+        return f"note: --lr-steps {steps} left unused: the schedule is {args.lr_schedule}"
     late = [epoch for epoch in args.lr_steps if epoch >= epochs]
-    if args.lr_schedule != "steps" or not late:
+    if not late:
         return None
     return (f"note: --lr-steps {' '.join(map(str, late))}: this run trains {epochs} epochs, so "
             f"the rates drop there only if a resume raises --epochs")
@@ -221,7 +238,7 @@ def prepare(args, placement, replicas):
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
         elif replicas.rank == 0 and not args.test_only:
             trainer.truncate_logs()   # a run stopped before its first checkpoint: from step 0
-    note = late_lr_steps_note(args, epochs) if trainer.step == 0 else None
+    note = lr_steps_note(args, epochs) if trainer.step == 0 else None
     if note and replicas.rank == 0:
         print(note, file=sys.stderr)
     if args.weights and trainer.step > 0:
@@ -321,10 +338,12 @@ def main(argv=None):
             if leader:
                 print(f"error: {error}", file=sys.stderr)
             return 2
-        if replicas.world == 1:   # several ranks: MPI's launcher handles Ctrl-C
-            stopping.stop_at_next_step_on_ctrl_c()
+        # Several ranks: Ctrl-C is their launcher's to handle.
+        one_process = stopping.ctrl_c_stops_at_next_step() if replicas.world == 1 else \
+            contextlib.nullcontext()
         try:
-            return run(args, placement, device, replicas)
+            with one_process:
+                return run(args, placement, device, replicas)
         except (NonFiniteLoss, ReplicasDiverged) as error:   # global figures: the same everywhere
             if replicas.rank == 0:
                 print(f"error: {error}", file=sys.stderr)

@@ -122,7 +122,6 @@ def test_bad_flags(flags, message, tmp_path):
     (["--momentum", "nan"], "--momentum must be a finite number"),
     (["--dist-timeout", "nan"], "--dist-timeout must be a finite number"),
     (["--lr-schedule", "steps", "--lr-steps", "0"], "each at least 1; got 0"),
-    (["--lr-steps", "3"], "--lr-steps apply to --lr-schedule steps only; the schedule is preset"),
     (["--output-dir", ""], "--output-dir must name a file or folder; got ''"),
     (["--resume", ""], "--resume must name a file or folder"),
     (["--weights", ""], "--weights must name a file or folder"),
@@ -291,15 +290,37 @@ def test_what_the_run_cannot_use_is_refused_before_it_starts(tmp_path, tiny_set,
         assert not (tmp_path / "run" / "log.jsonl").exists()
 
 
-def test_rate_drops_after_the_last_epoch_are_noted(tmp_path, tiny_set):
-    """They act only if a resume raises --epochs (a run trained in parts): a note, not an
-    error."""
-    result = train("--data-path", str(tiny_set), "--output-dir", str(tmp_path / "run"),
-                   "--epochs", "1", "--lr-schedule", "steps", "--lr-steps", "1", "5",
-                   cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr == ("note: --lr-steps 1 5: this run trains 1 epochs, so the rates drop "
-                             "there only if a resume raises --epochs\n")
+def test_rate_drops_that_do_nothing_are_noted(tmp_path, tiny_set):
+    """After the last epoch they act only if a resume raises --epochs (a run trained in parts);
+    under another schedule (a config's steps, the schedule changed by a flag) not at all: a
+    note, not an error."""
+    common = ["--data-path", str(tiny_set), "--epochs", "1"]
+    late = train(*common, "--output-dir", "late", "--lr-schedule", "steps", "--lr-steps", "1",
+                 "5", cwd=tmp_path)
+    assert late.returncode == 0, late.stderr
+    assert late.stderr == ("note: --lr-steps 1 5: this run trains 1 epochs, so the rates drop "
+                           "there only if a resume raises --epochs\n")
+    (tmp_path / "c.json").write_text('{"lr_schedule": "steps", "lr_steps": [1]}')
+    other = train(*common, "-c", "c.json", "--lr-schedule", "plateau", "--output-dir", "other",
+                  cwd=tmp_path)
+    assert other.returncode == 0, other.stderr
+    assert other.stderr == "note: --lr-steps 1 left unused: the schedule is plateau\n"
+
+
+def test_a_run_into_another_runs_folder_is_refused(tmp_path, tiny_set):
+    """Resuming from a checkpoint of another folder, or --resume auto where the folder has a
+    best.h5 but no last.h5, would replace that run's files: refused, the files left alone."""
+    common = ["--data-path", str(tiny_set), "--epochs", "1"]
+    for name in ("one", "two"):
+        assert train(*common, "--output-dir", name, cwd=tmp_path).returncode == 0
+    (tmp_path / "two" / "last.h5").unlink()
+    kept = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    for flags in (["--output-dir", "two", "--resume", str(tmp_path / "one" / "last.h5")],
+                  ["--output-dir", "two", "--resume", "auto"]):
+        result = train(*common, *flags, cwd=tmp_path)
+        assert result.returncode == 2, (flags, result.stderr)
+        assert result.stderr.startswith("error: --output-dir two holds a run already ("), flags
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == kept
 
 
 def test_test_only_says_when_resume_auto_found_nothing(tmp_path, tiny_set):

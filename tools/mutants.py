@@ -43,6 +43,7 @@ from convnet.atomic import atomic_json  # noqa: E402
 
 COMPILED = (".cu", ".cuh", ".h", ".cpp")   # the extension modules' sources (setup.py)
 TEST_SECONDS = 900
+BASELINE_SECONDS = 3600   # every named test file once, unmutated
 
 
 class Mutant(NamedTuple):
@@ -99,9 +100,13 @@ def environment_of_tests(folder, seed, commit):
 def check_baseline(folder, mutants, env):
     """RuntimeError naming the tests that fail on the unmutated copy, if any."""
     files = sorted({name for mutant in mutants for name in mutant.tests})
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                            *files], cwd=folder, env=env, capture_output=True, text=True,
-                           start_new_session=True)
+    try:
+        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                                *files], cwd=folder, env=env, capture_output=True, text=True,
+                               timeout=BASELINE_SECONDS)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"without any mutant, the tests ran past {BASELINE_SECONDS} s in the "
+                           f"copy") from None
     if tests.returncode:
         failed = [line.split(" - ")[0].split(" ", 1)[1] for line in tests.stdout.splitlines()
                   if line.startswith(("FAILED ", "ERROR "))]

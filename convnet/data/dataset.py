@@ -22,13 +22,11 @@ formed from Python integers and rounded once.
 Writers build the file atomically (convnet.atomic), so an interrupted preparation never leaves a
 file that looks complete; readers refuse a file that is not complete.
 """
-from contextlib import contextmanager
-
 import h5py
 import numpy as np
 
 from convnet.atomic import atomic_h5
-from convnet.errors import one_line
+from convnet.errors import damaged_file_errors, one_line
 
 FORMAT = "convnet-dataset-1"
 CHUNK_BYTES = 256 * 1024   # per HDF5 chunk: one ImageNet image, or a run of small images
@@ -149,7 +147,7 @@ class Dataset:
         try:
             with self.reading():
                 self._read_metadata()
-        except DatasetError:
+        except BaseException:
             self.file.close()
             raise
 
@@ -175,15 +173,11 @@ class Dataset:
                                    f"[0, {self.classes}); found {labels.min()} to "
                                    f"{labels.max()}")
 
-    @contextmanager
     def reading(self):
-        """A read that fails on a damaged file (a missing array, a truncated chunk, HDF5's
-        own structures overwritten) becomes one DatasetError naming the file."""
-        try:
-            yield
-        except (OSError, KeyError, ValueError, RuntimeError) as error:
-            raise DatasetError(f"dataset {self.path}: corrupt or incomplete "
-                               f"({one_line(error)}); prepare it again") from None
+        """A context in which a read that fails on a damaged file is one DatasetError naming
+        the file."""
+        return damaged_file_errors(DatasetError, f"dataset {self.path}: corrupt or incomplete "
+                                                 f"({{error}}); prepare it again")
 
     @property
     def classes(self):

@@ -86,7 +86,8 @@ def cached_features(inference, split, path):
     except OSError:       # absent or unreadable: compute it
         pass
     count = len(inference.loader.labels(split))
-    with atomic_h5(path) as file:
+    # Written by blocks, not built in memory: ImageNet's training split has 21 GB of features.
+    with atomic_h5(path, in_memory=False) as file:
         batches = inference.run_split(split, features=True)
         progress = progress_bar()
         if progress is not None:
