@@ -77,7 +77,8 @@ def _open(path):
 def _reading(path):
     """A context in which a read that fails on a damaged file is one CheckpointError naming
     the file."""
-    return damaged_file_errors(CheckpointError, f"checkpoint {path}: corrupt ({{error}})")
+    return damaged_file_errors(CheckpointError,
+                               lambda error: f"checkpoint {path}: corrupt ({error})")
 
 
 def _array(file, name, network):

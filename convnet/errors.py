@@ -8,11 +8,11 @@ def one_line(error) -> str:
 
 
 @contextmanager
-def damaged_file_errors(kind, template):
+def damaged_file_errors(kind, message):
     """What h5py raises reading a damaged HDF5 file (a checksum, an array cut short or missing,
     bad JSON in an attribute, HDF5's own structures overwritten: OSError, KeyError, ValueError,
-    RuntimeError) becomes one `kind` error, template.format(error=the error in one line)."""
+    RuntimeError) becomes one `kind` error, message(the error in one line)."""
     try:
         yield
     except (OSError, KeyError, ValueError, RuntimeError) as error:
-        raise kind(template.format(error=one_line(error))) from None
+        raise kind(message(one_line(error))) from None

@@ -77,44 +77,47 @@ def idle_device_note(model, placement) -> str | None:
 
 
 def check_output_folder(output_dir, args):
-    """The run's folder, made where it is missing and, for a run that will write there, tried
-    for writing (--test-only writes nothing: a read-only run folder is evaluated). A run is
-    refused where another run's files are there, which it would replace or mix its logs with:
-    a new one (no --resume), one resuming from a checkpoint of another folder, or --resume
-    auto where the folder has no last.h5 to go on from but a best.h5 (logs alone are those of
-    a run stopped before its first checkpoint: it starts again from step 0)."""
+    """For a training run, the run's folder, made where it is missing and tried for writing.
+    The run is refused where another run's files are there, which it would replace or mix its
+    logs with: a new run (no --resume), one resuming from a checkpoint of another folder, or
+    --resume auto where the folder has a best.h5 but no last.h5 (logs alone are those of a run
+    stopped in its first epoch: it starts again from step 0). --test-only writes nothing, so it
+    neither makes nor tries the folder (a read-only run folder is evaluated)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UsageError(f"--output-dir {output_dir}: a file, not a folder")
+    if args.test_only:
+        return
     try:
         os.makedirs(output_dir, exist_ok=True)
-        if not args.test_only:
-            with tempfile.TemporaryFile(dir=output_dir):
-                pass
+        with tempfile.TemporaryFile(dir=output_dir):
+            pass
     except OSError as error:
         raise UsageError(f"--output-dir {output_dir}: cannot write there "
                          f"({one_line(error)})") from None
-    if args.test_only:
-        return
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(output_dir, name))]
+    if not found:
+        return
+    holds = f"--output-dir {output_dir} holds a run already ({', '.join(found)})"
+    if args.resume is None:
+        raise UsageError(f"{holds}: add --resume to go on with it, or give another --output-dir")
     if args.resume == "auto":
-        resumes_here = checkpoint.LAST in found or checkpoint.BEST not in found
-    elif args.resume:   # a PATH that is missing is for the checkpoint's loader to report
-        resumes_here = not os.path.exists(args.resume) or os.path.samefile(
-            os.path.dirname(os.path.abspath(args.resume)), output_dir)
-    else:
-        resumes_here = False
-    if found and not resumes_here:
-        raise UsageError(f"--output-dir {output_dir} holds a run already ({', '.join(found)}): "
-                         f"add --resume to go on with it, or give another --output-dir")
+        if checkpoint.LAST not in found and checkpoint.BEST in found:
+            raise UsageError(f"{holds} but no {checkpoint.LAST}: --resume "
+                             f"{os.path.join(output_dir, checkpoint.BEST)} goes on from its "
+                             f"best checkpoint")
+    elif os.path.exists(args.resume) and not os.path.samefile(   # a missing one: the loader's
+            os.path.dirname(os.path.realpath(args.resume)), output_dir):      # error to report
+        raise UsageError(f"{holds}, and --resume {args.resume} is another folder's checkpoint: "
+                         f"give --output-dir a folder of its own")
 
 
-def lr_steps_note(args, epochs) -> str | None:
+def lr_steps_note(args, schedule, epochs) -> str | None:
     """A note where a new run's --lr-steps do nothing: under another schedule (a config's
     steps, the schedule changed by a flag), or after its last epoch (they act if a resume
     raises --epochs: a run trained in parts). Neither is refused."""
     steps = " ".join(map(str, args.lr_steps))
-    if args.lr_steps and args.lr_schedule != "steps":
-        return f"note: --lr-steps {steps} left unused: the schedule is {args.lr_schedule}"
+    if args.lr_steps and schedule.kind != "steps":
+        return f"note: --lr-steps {steps} left unused: the schedule is {schedule.kind}"
     late = [epoch for epoch in args.lr_steps if epoch >= epochs]
     if not late:
         return None
@@ -238,7 +241,8 @@ def prepare(args, placement, replicas):
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
         elif replicas.rank == 0 and not args.test_only:
             trainer.truncate_logs()   # a run stopped before its first checkpoint: from step 0
-    note = lr_steps_note(args, epochs) if trainer.step == 0 else None
+    note = lr_steps_note(args, trainer.schedule, epochs) \
+        if trainer.step == 0 and not args.test_only else None
     if note and replicas.rank == 0:
         print(note, file=sys.stderr)
     if args.weights and trainer.step > 0:

@@ -129,8 +129,6 @@ class Trainer:
         self.velocity = self.solver.momentum_buffers(network)
         self.epoch, self.step, self.best_error = 0, 0, None
         self.started_from = None    # the checkpoint whose weights a fine-tuning run started from
-        if self.writes:
-            os.makedirs(output_dir, exist_ok=True)
 
     # -- state -------------------------------------------------------------------------------
     def state(self) -> dict:
@@ -277,7 +275,10 @@ class Trainer:
                     newline="")
 
     def fit(self, epochs):
-        """Train until `epochs` epochs are done; returns the last epoch's validation result."""
+        """Train until `epochs` epochs are done; returns the last epoch's validation result.
+        Rank 0 makes the output folder here: evaluating writes nothing."""
+        if self.writes:
+            os.makedirs(self.output_dir, exist_ok=True)
         validation = None
         csv_path = os.path.join(self.output_dir, "epochs.csv")
         while self.epoch < epochs:

@@ -309,18 +309,54 @@ def test_rate_drops_that_do_nothing_are_noted(tmp_path, tiny_set):
 
 def test_a_run_into_another_runs_folder_is_refused(tmp_path, tiny_set):
     """Resuming from a checkpoint of another folder, or --resume auto where the folder has a
-    best.h5 but no last.h5, would replace that run's files: refused, the files left alone."""
+    best.h5 but no last.h5, would replace that run's files: refused, the files left alone, the
+    way on named. Resuming from the folder's own best.h5 goes on."""
     common = ["--data-path", str(tiny_set), "--epochs", "1"]
     for name in ("one", "two"):
         assert train(*common, "--output-dir", name, cwd=tmp_path).returncode == 0
     (tmp_path / "two" / "last.h5").unlink()
     kept = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    for flags in (["--output-dir", "two", "--resume", str(tmp_path / "one" / "last.h5")],
-                  ["--output-dir", "two", "--resume", "auto"]):
-        result = train(*common, *flags, cwd=tmp_path)
+    holds = "error: --output-dir two holds a run already (best.h5, epochs.csv, log.jsonl)"
+    for flags, way in (
+            (["--resume", str(tmp_path / "one" / "last.h5")],
+             f", and --resume {tmp_path / 'one' / 'last.h5'} is another folder's checkpoint: "
+             f"give --output-dir a folder of its own"),
+            (["--resume", "auto"], " but no last.h5: --resume two/best.h5 goes on from its "
+                                   "best checkpoint")):
+        result = train(*common, "--output-dir", "two", *flags, cwd=tmp_path)
         assert result.returncode == 2, (flags, result.stderr)
-        assert result.stderr.startswith("error: --output-dir two holds a run already ("), flags
+        assert result.stderr == holds + way + "\n"
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == kept
+    own = train(*common, "--epochs", "2", "--output-dir", "two", "--resume", "two/best.h5",
+                cwd=tmp_path)
+    assert own.returncode == 0, own.stderr
+    assert "resumed from two/best.h5" in own.stdout
+
+
+def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
+    """Logs without a checkpoint are those of a run stopped in its first epoch: --resume auto
+    starts from step 0, its logs replacing theirs."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "log.jsonl").write_text('{"epoch": 1, "step": 1, "loss": 9.0}\n')
+    (out / "epochs.csv").write_text("epoch,train_loss\n")
+    result = train("--data-path", str(tiny_set), "--epochs", "1", "--print-freq", "1",
+                   "--output-dir", str(out), "--resume", "auto", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "resumed from" not in result.stdout
+    assert all(json.loads(line)["loss"] != 9.0
+               for line in (out / "log.jsonl").read_text().splitlines())
+
+
+def test_evaluating_makes_no_folder(tmp_path, tiny_set):
+    source = tmp_path / "source"
+    assert train("--data-path", str(tiny_set), "--epochs", "1", "--output-dir", str(source),
+                 cwd=tmp_path).returncode == 0
+    result = train("--data-path", str(tiny_set), "--test-only", "--resume",
+                   str(source / "last.h5"), "--output-dir", str(tmp_path / "typo" / "run"),
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "typo").exists()
 
 
 def test_test_only_says_when_resume_auto_found_nothing(tmp_path, tiny_set):
@@ -337,11 +373,15 @@ def test_ctrl_c_ends_the_run_in_one_line_and_keeps_its_checkpoint(tmp_path, tiny
     out = tmp_path / "run"
     command = [sys.executable, "-m", "convnet.train", "--data-path", str(tiny_set), "-b", "4",
                "--epochs", "1000", "--output-dir", str(out)]
+    # SIGINT as a terminal's Ctrl-C finds it, even where this suite runs with it ignored (which
+    # a child inherits, and the run then keeps).
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
-        while not (out / "last.h5").exists() and time.monotonic() < deadline:
+        while not (out / "last.h5").exists() and time.monotonic() < deadline and \
+                process.poll() is None:
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
         _, stderr = process.communicate(timeout=120)
@@ -401,3 +441,23 @@ def test_weights_start_a_new_run_and_a_resumed_run_leaves_them(tmp_path, tiny_se
     missing = train(*common, "--weights", str(tmp_path / "none.h5"), cwd=tmp_path)
     assert missing.returncode == 2
     assert missing.stderr == f"error: checkpoint {tmp_path / 'none.h5'}: no such file\n"
+
+
+def test_the_ctrl_c_handler_goes_only_over_pythons_own_and_is_restored():
+    from convnet import stopping
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # a run started in a script's background
+        with stopping.ctrl_c_stops_at_next_step():
+            assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with stopping.ctrl_c_stops_at_next_step():
+            stopping.check()                               # no Ctrl-C yet: nothing
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)          # Ctrl-C
+            assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the next: at once
+            with pytest.raises(KeyboardInterrupt):
+                stopping.check()
+            stopping.check()                               # raised once
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)

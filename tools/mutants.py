@@ -83,11 +83,10 @@ def build_extensions(folder):
         raise RuntimeError((errors or built.stderr.splitlines() or ["no message"])[0])
 
 
-def first_failure(output):
-    for line in output.splitlines():
-        if line.startswith(("FAILED ", "ERROR ")):
-            return line.split(" - ")[0].split(" ", 1)[1]
-    return None
+def failures(output):
+    """The tests pytest's summary names as failed or in error, in its order."""
+    return [line.split(" - ")[0].split(" ", 1)[1] for line in output.splitlines()
+            if line.startswith(("FAILED ", "ERROR "))]
 
 
 def environment_of_tests(folder, seed, commit):
@@ -97,22 +96,35 @@ def environment_of_tests(folder, seed, commit):
             "PYTHONDONTWRITEBYTECODE": "1", provenance.COMMIT_VARIABLE: commit or ""}
 
 
+def run_tests(folder, files, env, seconds, *, first_failure_only):
+    """pytest on `files` in the copy: (exit status, output), or None past `seconds`. In a
+    session of its own, so that a timeout ends the tests' children too (loader threads'
+    processes, mpiexec, training runs)."""
+    tests = subprocess.Popen([sys.executable, "-m", "pytest", *(["-x"] * first_failure_only),
+                              "-q", "-p", "no:cacheprovider", *files], cwd=folder, env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             start_new_session=True)
+    try:
+        output, _ = tests.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        os.killpg(tests.pid, signal.SIGKILL)
+        tests.communicate()
+        return None
+    return tests.returncode, output
+
+
 def check_baseline(folder, mutants, env):
     """RuntimeError naming the tests that fail on the unmutated copy, if any."""
     files = sorted({name for mutant in mutants for name in mutant.tests})
-    try:
-        tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                                *files], cwd=folder, env=env, capture_output=True, text=True,
-                               timeout=BASELINE_SECONDS)
-    except subprocess.TimeoutExpired:
+    ran = run_tests(folder, files, env, BASELINE_SECONDS, first_failure_only=False)
+    if ran is None:
         raise RuntimeError(f"without any mutant, the tests ran past {BASELINE_SECONDS} s in the "
-                           f"copy") from None
-    if tests.returncode:
-        failed = [line.split(" - ")[0].split(" ", 1)[1] for line in tests.stdout.splitlines()
-                  if line.startswith(("FAILED ", "ERROR "))]
+                           f"copy")
+    status, output = ran
+    if status:
         raise RuntimeError(f"without any mutant, the tests fail in the copy (exit status "
-                           f"{tests.returncode}: {', '.join(failed) or tests.stdout[-300:]}); "
-                           f"a kill would tell nothing")
+                           f"{status}: {', '.join(failures(output)) or output[-300:]}); a kill "
+                           f"would tell nothing")
 
 
 def run_mutant(folder, mutant, env):
@@ -141,26 +153,18 @@ def _try(folder, path, original, mutant, env):
             build_extensions(folder)
         except RuntimeError as error:   # a mistake the compiler refuses tells nothing of tests
             return "error", f"does not compile: {error}"
-    # A session of its own, so that a timeout ends the tests' children too (loader threads'
-    # processes, mpiexec).
-    tests = subprocess.Popen([sys.executable, "-m", "pytest", "-x", "-q", "-p",
-                              "no:cacheprovider", *mutant.tests], cwd=folder, env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                             start_new_session=True)
-    try:
-        output, _ = tests.communicate(timeout=TEST_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(tests.pid, signal.SIGKILL)
-        tests.communicate()
+    ran = run_tests(folder, mutant.tests, env, TEST_SECONDS, first_failure_only=True)
+    if ran is None:
         return "killed", f"tests ran past {TEST_SECONDS} s"
-    failed = first_failure(output)
+    status, output = ran
+    failed = next(iter(failures(output)), None)
     # pytest: 0 all passed; 1 a test failed; 2 with an ERROR line, a test file that no longer
     # imports; negative, a signal (a crash). Anything else is pytest's own trouble.
-    if tests.returncode == 0:
+    if status == 0:
         return "survived", None
-    if tests.returncode == 1 or tests.returncode < 0 or (tests.returncode == 2 and failed):
-        return "killed", failed or f"exit status {tests.returncode}"
-    return "error", f"pytest exit status {tests.returncode}: {output[-300:]}"
+    if status == 1 or status < 0 or (status == 2 and failed):
+        return "killed", failed or f"exit status {status}"
+    return "error", f"pytest exit status {status}: {output[-300:]}"
 
 
 def run(mutants, seed, report=print, commit=None):
@@ -606,8 +610,14 @@ CATALOGUE = [
            'if line.endswith("\\n") and _kept(keep, line)]',
            'if keep(line)]', TRAINING),
     Mutant('train-new-run-overwrites', 'convnet/train.py',
-           'if found and not args.resume and not args.test_only:',
-           'if found and not args.resume and not args.test_only and False:', TRAINING),
+           'if args.resume is None:\n        raise UsageError(f"{holds}: add --resume',
+           'if False:\n        raise UsageError(f"{holds}: add --resume', TRAINING),
+    Mutant('train-auto-without-last', 'convnet/train.py',
+           'if checkpoint.LAST not in found and checkpoint.BEST in found:',
+           'if False:', TRAINING),
+    Mutant('train-resume-elsewhere', 'convnet/train.py',
+           'elif os.path.exists(args.resume) and not os.path.samefile(',
+           'elif False and not os.path.samefile(', TRAINING),
     Mutant('atomic-h5-on-disk', 'convnet/atomic.py',
            'h5py.File(temporary, "w", driver="core", backing_store=False)',
            'h5py.File(temporary, "w")', TRAINING),

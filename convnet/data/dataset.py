@@ -176,8 +176,9 @@ class Dataset:
     def reading(self):
         """A context in which a read that fails on a damaged file is one DatasetError naming
         the file."""
-        return damaged_file_errors(DatasetError, f"dataset {self.path}: corrupt or incomplete "
-                                                 f"({{error}}); prepare it again")
+        return damaged_file_errors(DatasetError, lambda error: f"dataset {self.path}: corrupt "
+                                                               f"or incomplete ({error}); "
+                                                               f"prepare it again")
 
     @property
     def classes(self):
