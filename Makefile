@@ -85,7 +85,7 @@ kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_70..sm_90 as this nvcc
 kernels-asan: setup  ## the kernel tests again on the emulator's AddressSanitizer build, and planted faults (tests/test_emulator_asan.py)
 	$(PY) -m pytest -q tests/test_emulator_asan.py
 
-mutants: setup  ## mutation testing: each mistake of tools/mutants.py's catalogue, do the tests fail? (about 35 minutes); report in bench/results/mutants.json
+mutants: setup  ## mutation testing: each mistake of tools/mutants.py's catalogue, do the tests fail? (about an hour); report in bench/results/mutants.json
 	$(PY) tools/mutants.py --json bench/results/mutants.json
 
 gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer, ncu; 8 reports in $(OUT) (tools/gpu_check.sh)
