@@ -44,16 +44,14 @@ def atomic_h5(path, in_memory=True):
     (a segmentation fault, h5py 3.16 with HDF5 2.0) when a write failed, a full disk say, before
     any cleanup could run; a plain write of the finished image fails with an OSError instead,
     and the partial file is removed. Files too large for memory are written by HDF5."""
+    memory = {"driver": "core", "backing_store": False} if in_memory else {}
     with atomic_path(path, ".h5") as temporary:
-        if not in_memory:
-            with h5py.File(temporary, "w") as file:
-                yield file
-                file.attrs["complete"] = True
-            return
-        with h5py.File(temporary, "w", driver="core", backing_store=False) as file:
+        with h5py.File(temporary, "w", **memory) as file:
             yield file
             file.attrs["complete"] = True
-            file.flush()
-            image = file.id.get_file_image()
-        with open(temporary, "wb") as target:
-            target.write(image)
+            if in_memory:
+                file.flush()
+                image = file.id.get_file_image()
+        if in_memory:
+            with open(temporary, "wb") as target:
+                target.write(image)

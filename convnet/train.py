@@ -36,11 +36,11 @@ from convnet.replicas.engines import ReplicasDiverged
 from convnet.replicas.launch import SINGLE, LaunchError
 from convnet.replicas.launch import from_environment as launch_from_environment
 from convnet.schedule import RELEASED_2012_EPOCHS, Rates, Schedule
-from convnet.trainer import NonFiniteLoss, Trainer, evaluate, views_name
+from convnet.trainer import EPOCHS_CSV, LOG, NonFiniteLoss, Trainer, evaluate, views_name
 
 SMALL_MODEL_EPOCHS = 6
 # What a run writes into its folder (convnet.trainer): a new run there would replace them.
-RUN_FILES = (checkpoint.LAST, checkpoint.BEST, "epochs.csv", "log.jsonl")
+RUN_FILES = (checkpoint.LAST, checkpoint.BEST, EPOCHS_CSV, LOG)
 
 
 class UsageError(Exception):
@@ -115,9 +115,9 @@ def lr_steps_note(args, schedule, epochs) -> str | None:
     """A note where a new run's --lr-steps do nothing: under another schedule (a config's
     steps, the schedule changed by a flag), or after its last epoch (they act if a resume
     raises --epochs: a run trained in parts). Neither is refused."""
-    steps = " ".join(map(str, args.lr_steps))
     if args.lr_steps and schedule.kind != "steps":
-        return f"note: --lr-steps {steps} left unused: the schedule is {schedule.kind}"
+        return (f"note: --lr-steps {' '.join(map(str, args.lr_steps))} left unused: the "
+                f"schedule is {schedule.kind}")
     late = [epoch for epoch in args.lr_steps if epoch >= epochs]
     if not late:
         return None

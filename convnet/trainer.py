@@ -36,6 +36,7 @@ from convnet.replicas.engines import Replicas
 from convnet.schedule import Schedule
 from convnet.solver import SGD
 
+LOG, EPOCHS_CSV = "log.jsonl", "epochs.csv"   # a run's logs, beside its checkpoints
 EPOCH_FIELDS = ("epoch", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1",
                 "val_top5", "weight_lr", "bias_lr", "seconds")
 
@@ -185,8 +186,8 @@ class Trainer:
         """Drop log lines written after the checkpoint (all but epochs.csv's header before the
         first): the run going on from it writes them again. A line cut short where a run was
         stopped is dropped too."""
-        self._keep_lines("log.jsonl", lambda line: json.loads(line)["step"] <= self.step)
-        self._keep_lines("epochs.csv", lambda line: line.startswith("epoch,")
+        self._keep_lines(LOG, lambda line: json.loads(line)["step"] <= self.step)
+        self._keep_lines(EPOCHS_CSV, lambda line: line.startswith("epoch,")
                          or int(line.split(",")[0]) <= self.epoch)
 
     def _keep_lines(self, name, keep):
@@ -237,7 +238,7 @@ class Trainer:
             batches = bar = self.progress(batches, f"epoch {self.epoch + 1}")
         batches = iter(batches)
         epoch_start, epoch_wait, window_wait = time.perf_counter(), 0.0, 0.0
-        with self._log("log.jsonl") as log:
+        with self._log(LOG) as log:
             while True:
                 wait_start = time.perf_counter()   # the trainer idles until the loader delivers
                 batch = next(batches, None)
@@ -280,7 +281,7 @@ class Trainer:
         if self.writes:
             os.makedirs(self.output_dir, exist_ok=True)
         validation = None
-        csv_path = os.path.join(self.output_dir, "epochs.csv")
+        csv_path = os.path.join(self.output_dir, EPOCHS_CSV)
         while self.epoch < epochs:
             start = time.perf_counter()
             training = self.train_epoch()
@@ -297,7 +298,7 @@ class Trainer:
                    "bias_lr": self.solver.weight_lr * self.solver.bias_lr_multiplier,
                    "seconds": round(time.perf_counter() - start, 3)}
             new_file = not os.path.exists(csv_path)
-            with self._log("epochs.csv") as handle:
+            with self._log(EPOCHS_CSV) as handle:
                 writer = csv.DictWriter(handle, EPOCH_FIELDS)
                 if new_file:
                     writer.writeheader()

@@ -163,8 +163,10 @@ class Dataset:
         self.eigenvectors = self.file["eigenvectors"][()]
         self.class_ids = [s.decode() for s in self.file["class_ids"][()]]
         self.class_names = [s.decode() for s in self.file["class_names"][()]]
-        for split in ("train", "val"):   # a bad label would stop a run mid-epoch
-            labels, images = self.labels(split), self.file[f"{split}/images"]
+        # Read once here, and checked: a bad label would stop a run mid-epoch.
+        self._labels = {split: self.file[f"{split}/labels"][()] for split in ("train", "val")}
+        for split, labels in self._labels.items():
+            images = self.file[f"{split}/images"]
             if len(images) != len(labels):
                 raise DatasetError(f"dataset {self.path}: {split} holds {len(images)} images "
                                    f"but {len(labels)} labels")
@@ -185,12 +187,11 @@ class Dataset:
         return len(self.class_ids)
 
     def size(self, split):
-        with self.reading():
-            return len(self.file[f"{split}/labels"])
+        return len(self._labels[split])
 
     def labels(self, split):
-        with self.reading():
-            return self.file[f"{split}/labels"][()]
+        """The split's labels, as read when the file was opened."""
+        return self._labels[split]
 
     def images(self, split, indices):
         """uint8 (n, S, S, 3) for the given indices, in their order."""
