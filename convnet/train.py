@@ -232,6 +232,7 @@ def prepare(args, placement, replicas):
                       batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,
                       output_dir=output_dir, print_freq=args.print_freq,
                       progress=progress_bar(), ten_crop=args.ten_crop, replicas=replicas)
+    restart_logs = False
     if args.resume:
         path = os.path.join(output_dir, checkpoint.LAST) if args.resume == "auto" else args.resume
         if args.resume != "auto" or os.path.exists(path):
@@ -239,8 +240,8 @@ def prepare(args, placement, replicas):
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
-        elif replicas.rank == 0 and not args.test_only:
-            trainer.truncate_logs()   # a run stopped before its first checkpoint: from step 0
+        else:   # logs alone, of a run stopped before its first checkpoint: from step 0
+            restart_logs = replicas.rank == 0 and not args.test_only
     note = lr_steps_note(args, trainer.schedule, epochs) \
         if trainer.step == 0 and not args.test_only else None
     if note and replicas.rank == 0:
@@ -254,6 +255,8 @@ def prepare(args, placement, replicas):
         total = len(network.specs)
         print(f"weights from {trainer.started_from}: {total - len(kept)} of {total} parameter "
               f"arrays" + (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
+    if restart_logs:   # once all this run loads (--weights too) has loaded
+        trainer.truncate_logs()
     return trainer, model, epochs, output_dir
 
 

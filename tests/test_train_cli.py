@@ -335,13 +335,20 @@ def test_a_run_into_another_runs_folder_is_refused(tmp_path, tiny_set):
 
 def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
     """Logs without a checkpoint are those of a run stopped in its first epoch: --resume auto
-    starts from step 0, its logs replacing theirs."""
+    starts from step 0, its logs replacing theirs; but only once all it loads has loaded (a
+    --weights that fails leaves them as they were)."""
     out = tmp_path / "run"
     out.mkdir()
-    (out / "log.jsonl").write_text('{"epoch": 1, "step": 1, "loss": 9.0}\n')
-    (out / "epochs.csv").write_text("epoch,train_loss\n")
-    result = train("--data-path", str(tiny_set), "--epochs", "1", "--print-freq", "1",
-                   "--output-dir", str(out), "--resume", "auto", cwd=tmp_path)
+    logs = {"log.jsonl": '{"epoch": 1, "step": 1, "loss": 9.0}\n',
+            "epochs.csv": "epoch,train_loss\n"}
+    for name, text in logs.items():
+        (out / name).write_text(text)
+    common = ["--data-path", str(tiny_set), "--epochs", "1", "--print-freq", "1",
+              "--output-dir", str(out), "--resume", "auto"]
+    failed = train(*common, "--weights", str(tmp_path / "none.h5"), cwd=tmp_path)
+    assert failed.returncode == 2, failed.stderr
+    assert {name: (out / name).read_text() for name in logs} == logs
+    result = train(*common, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "resumed from" not in result.stdout
     assert all(json.loads(line)["loss"] != 9.0
