@@ -78,6 +78,14 @@ print(cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "driver",
 probe = cupy.zeros(4, dtype=cupy.float32)
 probe.fill(1)
 assert float(probe.sum()) == 4, "a CuPy kernel gave a wrong sum"
+# The CUDA libraries CuPy loads only when first used (a CuPy wheel without its "ctk" extra takes
+# them from the system): cuBLAS for the fully-connected products, cuRAND for the benchmarks.
+ones = cupy.ones((2, 2), dtype=cupy.float32)
+assert float((ones @ ones).sum()) == 8, "cuBLAS gave a wrong product"
+assert cupy.random.standard_normal(4, dtype=cupy.float32).shape == (4,)
+from cupy.cuda import nccl
+print("cuBLAS and cuRAND load; NCCL", "loads" if nccl.available else
+      "MISSING: the NCCL tests will skip")
 import h5py, PIL, pybind11, pytest
 print("h5py", h5py.__version__, "pillow", PIL.__version__, "pybind11", pybind11.__version__,
       "pytest", pytest.__version__)'
