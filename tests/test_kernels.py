@@ -20,7 +20,7 @@ from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.backend.reference.elementwise import _mix32
 from convnet.norm_params import NormParams
 from gradcheck import check_gradients, projection_loss
-from targets import KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, kernel_backend
+from targets import KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, kernel_backend, skip_large_on_emulator
 
 CODE = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="per-term")
 PAPER = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="paper")
@@ -40,10 +40,6 @@ def backend(request):
 @functools.cache
 def _backend(target):
     return kernel_backend(target)
-
-
-def on_gpu(request):
-    return request.node.callspec.params["backend"] == "gpu"
 
 
 def call(backend, op, *args, **kwargs):
@@ -123,7 +119,7 @@ def alexnet_cases(kind):
             if isinstance(layer, kind) and layer.tower == "a"]
 
 
-LARGE = pytest.mark.large   # AlexNet's real shapes: too slow for the emulator (skipped there)
+LARGE = pytest.mark.large   # AlexNet's real shapes: see skip_if_large
 ALEXNET_CONVS = [pytest.param((shape[0], shape[1], 128, layer.channels, layer.filter_size,
                                layer.stride, layer.pad), marks=LARGE, id=layer.name)
                  for layer, shape in alexnet_cases(alexnet.Conv)]
@@ -137,14 +133,15 @@ def conv_inputs(rng, case):
     return x, w, rng.normal(size=out.shape)
 
 
-def gpu_only_on_gpu(request, case):
-    if any(mark.name == "large" for mark in request.node.iter_markers()) and not on_gpu(request):
-        pytest.skip("AlexNet's real shapes run on the GPU only (too slow for the emulator)")
+def skip_if_large(request):
+    """A `large` case on the emulator is skipped unless asked (targets.skip_large_on_emulator)."""
+    if request.node.get_closest_marker("large"):
+        skip_large_on_emulator(request.node.callspec.params["backend"])
 
 
 @pytest.mark.parametrize("case", CONV_CASES + ALEXNET_CONVS)
 def test_conv(backend, case, rng, request):
-    gpu_only_on_gpu(request, case)
+    skip_if_large(request)
     channels, size, images, filters, filter_size, stride, pad = case
     x, w, dy = conv_inputs(rng, case)
     sums = dict(backend=backend, floor=SEQUENTIAL_SUM_FLOOR)
@@ -287,7 +284,7 @@ ALEXNET_WINOGRAD = [param for param, (layer, _) in zip(ALEXNET_CONVS, alexnet_ca
 
 @pytest.mark.parametrize("case", WINOGRAD_CASES + ALEXNET_WINOGRAD)
 def test_conv_by_winograd(backend, case, rng, request):
-    gpu_only_on_gpu(request, case)
+    skip_if_large(request)
     channels, size, images, filters, filter_size, stride, pad = case
     x, w, dy = conv_inputs(rng, case)
     sums = dict(backend=backend, plan=WINOGRAD, floor=SEQUENTIAL_SUM_FLOOR)
@@ -399,7 +396,7 @@ ALEXNET_NORMS = [pytest.param(layer, (*shape, 128), marks=LARGE, id=layer.name)
 
 @pytest.mark.parametrize("layer, shape", ALEXNET_NORMS)
 def test_norm_alexnet_shapes(backend, layer, shape, rng, request):
-    gpu_only_on_gpu(request, shape)
+    skip_if_large(request)
     kind = "crossmap" if isinstance(layer, alexnet.CrossMapNorm) else "samemap"
     x = np.maximum(rng.normal(0, 30, shape), 0)   # what follows a ReLU
     y, denoms = assert_as_accurate(f"{kind}_norm_forward", (x, layer.params), backend=backend)
@@ -431,7 +428,7 @@ ALEXNET_POOLS = [pytest.param((*shape, 128), layer.size, layer.stride, layer.ove
 
 @pytest.mark.parametrize("shape, size, stride, overhang", POOL_CASES + ALEXNET_POOLS)
 def test_pool(backend, shape, size, stride, overhang, rng, request):
-    gpu_only_on_gpu(request, shape)
+    skip_if_large(request)
     x = rng.normal(size=shape)
     (y,) = assert_as_accurate("maxpool_forward", (x,), size=size, stride=stride,
                               overhang=overhang, backend=backend)
@@ -481,7 +478,7 @@ ALEXNET_ACTIVATIONS, ALEXNET_FC_WEIGHTS = alexnet_elementwise_shapes()
 
 @pytest.mark.parametrize("shape", [(5, 3, 3, 7), (10, 300), (1, 1)] + ALEXNET_ACTIVATIONS)
 def test_elementwise(backend, shape, rng, request):
-    gpu_only_on_gpu(request, shape)
+    skip_if_large(request)
     x = rng.normal(size=shape)
     bias = rng.normal(size=shape[0])
     assert_as_accurate("add_bias", (x, bias), backend=backend)
@@ -613,7 +610,7 @@ def test_softmax_float64_kernel_passes_finite_differences(backend, rng):
 @pytest.mark.parametrize("shape", [(50, 7)] + [ALEXNET_FC_WEIGHTS])
 def test_sgd_update_gives_the_references_bits(backend, shape, rng, request):
     """Each operation rounded on its own, in the reference's order: equal, not just close."""
-    gpu_only_on_gpu(request, shape)
+    skip_if_large(request)
     for dtype in (np.float64, np.float32):
         w, v, grad = (rng.normal(size=shape).astype(dtype) for _ in range(3))
         want_w, want_v = w.copy(), v.copy()

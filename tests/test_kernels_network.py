@@ -1,9 +1,10 @@
 """The whole network on the CUDA kernels against the reference network, tensor by tensor: every
 layer's output of a training forward pass and every gradient of the backward pass. Through the
 emulator: both scaled-down presets in float64 (agreement to round-off), with the paper's
-ablations too, and in float32. On a
-GPU: the full default network in float32 at batch 16, and a scaled-down one on the kernels as
-NVRTC compiles them. In float32, within the reference's own float32 error."""
+ablations too, and in float32. On a GPU (and on the emulator where asked:
+targets.skip_large_on_emulator), the full default network in float32 at batch 16; on a GPU, a
+scaled-down one on the kernels as NVRTC compiles them. In float32, within the reference's own
+float32 error."""
 import numpy as np
 import pytest
 
@@ -13,7 +14,8 @@ from convnet.backend import get_backend
 from convnet.backend.cuda.launch import build
 from convnet.network import Network
 from networks import make_active, replay_on_reference
-from targets import SEQUENTIAL_SUM_FLOOR, kernel_backend, require_gpu
+from targets import (KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, kernel_backend, require_gpu,
+                     skip_large_on_emulator)
 
 
 def run_step(backend, model, params, images, labels, dtype, *, gradients=True, replays_in=()):
@@ -106,11 +108,12 @@ def test_scaled_down_network_by_winograd_on_the_emulator(rng):
     check_float32_network(backend, model, network.params, rng, batch=4)
 
 
-@pytest.mark.gpu
 @pytest.mark.large
+@pytest.mark.parametrize("target", KERNEL_TARGETS)
 @pytest.mark.parametrize("conv_algorithm", [None, "winograd"])
-def test_default_network_on_the_gpu_matches_the_reference(conv_algorithm, rng):
-    backend = kernel_backend("gpu", conv_algorithm=conv_algorithm)
+def test_default_network_matches_the_reference(target, conv_algorithm, rng):
+    skip_large_on_emulator(target)
+    backend = kernel_backend(target, conv_algorithm=conv_algorithm)
     model = alexnet.build_model("2012")
     params = Network(model, get_backend("reference"), dtype=np.float64, seed=11).params
     check_float32_network(backend, model, params, rng, batch=16)
