@@ -232,16 +232,17 @@ def prepare(args, placement, replicas):
                       batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,
                       output_dir=output_dir, print_freq=args.print_freq,
                       progress=progress_bar(), ten_crop=args.ten_crop, replicas=replicas)
-    restart_logs = False
+    # A run going on from its checkpoint, or starting again over logs alone (a run stopped
+    # before its first checkpoint), drops the log lines after its step, which it writes again:
+    # in run(), once every rank has loaded all it loads (--weights too).
+    cut_logs = bool(args.resume) and not args.test_only
     if args.resume:
         path = os.path.join(output_dir, checkpoint.LAST) if args.resume == "auto" else args.resume
         if args.resume != "auto" or os.path.exists(path):
-            trainer.resume(path, continuing=not args.test_only)
+            trainer.resume(path, continuing=False)
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
-        else:   # logs alone, of a run stopped before its first checkpoint: from step 0
-            restart_logs = replicas.rank == 0 and not args.test_only
     note = lr_steps_note(args, trainer.schedule, epochs) \
         if trainer.step == 0 and not args.test_only else None
     if note and replicas.rank == 0:
@@ -255,14 +256,12 @@ def prepare(args, placement, replicas):
         total = len(network.specs)
         print(f"weights from {trainer.started_from}: {total - len(kept)} of {total} parameter "
               f"arrays" + (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
-    if restart_logs:   # once all this run loads (--weights too) has loaded
-        trainer.truncate_logs()
-    return trainer, model, epochs, output_dir
+    return trainer, model, epochs, output_dir, cut_logs
 
 
 def run(args, placement, device, replicas):
     try:
-        trainer, model, epochs, output_dir = prepare(args, placement, replicas)
+        trainer, model, epochs, output_dir, cut_logs = prepare(args, placement, replicas)
         error = None
     except (UsageError, DatasetError, checkpoint.CheckpointError) as caught:
         error = caught      # on some ranks only, perhaps (a file one node cannot read)
@@ -272,6 +271,8 @@ def run(args, placement, device, replicas):
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
     trainer.check_replicas_agree("at the start")
+    if cut_logs and replicas.rank == 0:
+        trainer.truncate_logs()
     note = idle_device_note(model, placement)
     if note and replicas.rank == 0:
         print(note, file=sys.stderr)

@@ -346,7 +346,7 @@ def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
     common = ["--data-path", str(tiny_set), "--epochs", "1", "--print-freq", "1",
               "--output-dir", str(out), "--resume", "auto"]
     failed = train(*common, "--weights", str(tmp_path / "none.h5"), cwd=tmp_path)
-    assert failed.returncode == 2, failed.stderr
+    assert failed.returncode == 2 and "none.h5" in failed.stderr, failed.stderr
     assert {name: (out / name).read_text() for name in logs} == logs
     result = train(*common, cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -73,6 +73,9 @@ square = numpy.ones((2000, 2000))
 begun = time.perf_counter()
 square @ square
 print("BLAS", blas, "2000² float64 product in", f"{time.perf_counter() - begun:.3f} s")
+import h5py, PIL, pybind11, pytest
+print("h5py", h5py.__version__, "pillow", PIL.__version__, "pybind11", pybind11.__version__,
+      "pytest", pytest.__version__)
 print(cupy.cuda.runtime.getDeviceProperties(0)["name"].decode(), "driver",
       cupy.cuda.runtime.driverGetVersion(), "runtime", cupy.cuda.runtime.runtimeGetVersion())
 probe = cupy.zeros(4, dtype=cupy.float32)
@@ -85,10 +88,7 @@ assert float((ones @ ones).sum()) == 8, "cuBLAS gave a wrong product"
 assert cupy.random.standard_normal(4, dtype=cupy.float32).shape == (4,)
 from cupy.cuda import nccl
 print("cuBLAS and cuRAND load; NCCL", "loads" if nccl.available else
-      "MISSING: the NCCL tests will skip")
-import h5py, PIL, pybind11, pytest
-print("h5py", h5py.__version__, "pillow", PIL.__version__, "pybind11", pybind11.__version__,
-      "pytest", pytest.__version__)'
+      "MISSING: the NCCL tests will skip")'
 install_stamp=build/gpu-install.sha256
 
 extension_sources_hash() {

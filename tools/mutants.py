@@ -619,9 +619,10 @@ CATALOGUE = [
            'elif os.path.exists(args.resume) and not os.path.samefile(',
            'elif False and not os.path.samefile(', TRAINING),
     Mutant('train-logs-cut-before-weights', 'convnet/train.py',
-           'restart_logs = replicas.rank == 0 and not args.test_only',
-           'restart_logs = replicas.rank == 0 and not args.test_only\n'
-           '            trainer.truncate_logs()', TRAINING),
+           'cut_logs = bool(args.resume) and not args.test_only',
+           'cut_logs = bool(args.resume) and not args.test_only\n'
+           '    if cut_logs:\n'
+           '        trainer.truncate_logs()', TRAINING),
     Mutant('atomic-h5-on-disk', 'convnet/atomic.py',
            'memory = {"driver": "core", "backing_store": False} if in_memory else {}',
            'memory = {}', TRAINING),
