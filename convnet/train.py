@@ -239,7 +239,7 @@ def prepare(args, placement, replicas):
     if args.resume:
         path = os.path.join(output_dir, checkpoint.LAST) if args.resume == "auto" else args.resume
         if args.resume != "auto" or os.path.exists(path):
-            trainer.resume(path, continuing=False)
+            trainer.resume(path)
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
@@ -271,7 +271,7 @@ def run(args, placement, device, replicas):
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
     trainer.check_replicas_agree("at the start")
-    if cut_logs and replicas.rank == 0:
+    if cut_logs:
         trainer.truncate_logs()
     note = idle_device_note(model, placement)
     if note and replicas.rank == 0:

@@ -137,9 +137,9 @@ class Trainer:
                 "seed": self.network.seed, "schedule": self.schedule.state(),
                 "started_from": self.started_from}
 
-    def resume(self, path, *, continuing=True):
-        """The state of checkpoint `path`. continuing: the run goes on from it, so the log lines
-        written after it are dropped (they will be written again); evaluating it keeps them."""
+    def resume(self, path):
+        """The state of checkpoint `path`; the logs are left as they are (a run going on from it
+        drops their later lines with truncate_logs, evaluating it keeps them)."""
         params, velocity, state = checkpoint.load(path, self.network)
         # the fields save() writes; older checkpoints lack started_from (no fine-tuning then)
         missing = sorted(set(self.state()) - set(state) - {"started_from"})
@@ -156,8 +156,6 @@ class Trainer:
         self.schedule = Schedule.from_state(state["schedule"])
         self.started_from = state.get("started_from")
         self._apply_rates()
-        if self.writes and continuing:
-            self.truncate_logs()
 
     def start_from_weights(self, path) -> list[str]:
         """Before a new run's first step: the parameters checkpoint `path` shares with this
@@ -185,7 +183,9 @@ class Trainer:
     def truncate_logs(self):
         """Drop log lines written after the checkpoint (all but epochs.csv's header before the
         first): the run going on from it writes them again. A line cut short where a run was
-        stopped is dropped too."""
+        stopped is dropped too. Rank 0's to do, as it writes them."""
+        if not self.writes:
+            return
         self._keep_lines(LOG, lambda line: json.loads(line)["step"] <= self.step)
         self._keep_lines(EPOCHS_CSV, lambda line: line.startswith("epoch,")
                          or int(line.split(",")[0]) <= self.epoch)

@@ -65,5 +65,5 @@ def topk_errors(launcher, probs, labels, ks=(1, 5)):
     better = launcher.empty((images,), np.int32)
     launcher.launch("softmax_better", dtype, _per_image_grid(images), TILES["kThreads"],
                     (probs, labels, better, *sizes))
-    counts = launcher.xp.stack([(better >= k).sum() for k in ks])
-    return tuple(int(count) for count in counts.tolist())   # one copy to the host, one wait
+    # One copy to the host (one wait), of Python ints.
+    return tuple(launcher.xp.stack([(better >= k).sum() for k in ks]).tolist())
