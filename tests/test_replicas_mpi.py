@@ -168,6 +168,28 @@ def test_a_rank_that_cannot_read_the_dataset_stops_every_rank(tiny):
     assert result.stderr.strip() == f"error: rank 1: dataset {tiny / 'nowhere.h5'}: no such file"
 
 
+def test_a_rank_whose_weights_fail_leaves_the_logs_of_the_run(tiny, one_process):
+    """--resume auto over logs alone starts again and cuts them, but only once every rank has
+    loaded what it loads: rank 1's missing --weights (MPMD) stops both ranks before rank 0,
+    whose weights loaded, touches the logs."""
+    out = tiny / "logs-alone"
+    out.mkdir()
+    logs = {"log.jsonl": '{"epoch": 1, "step": 1, "loss": 9.0}\n',
+            "epochs.csv": "epoch,train_loss\n"}
+    for name, text in logs.items():
+        (out / name).write_text(text)
+    flags = ["--gpus", "cpu", *common(tiny, "logs-alone"), "--resume", "auto", "--weights"]
+    rank = [sys.executable, "-m", "convnet.train", *flags]
+    command = mpiexec() + ["-n", "1", *rank, str(one_process / "last.h5"), ":",
+                           "-n", "1", *rank, str(tiny / "none.h5")]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tiny, timeout=TIMEOUT,
+                            env=environment())
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: rank 1: ") and "none.h5" in result.stderr, \
+        result.stderr
+    assert {name: (out / name).read_text() for name in logs} == logs
+
+
 def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tiny):
     result, _ = run(2, "--data-path", str(tiny / "tiny.h5"), "-b", "7", cwd=tiny)
     assert result.returncode == 2
