@@ -10,6 +10,24 @@ from contextlib import contextmanager
 
 import h5py
 
+from convnet.errors import one_line
+
+
+def check_writable(path, flag):
+    """`path`, given as `flag`, names a file that can be written where it says: checked before
+    the work that makes it (a conversion, hours of evaluation), not after. ValueError if not."""
+    if not path or os.path.isdir(path):
+        raise ValueError(f"{flag} {path!r}: must name a file, not a folder")
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{flag} {path}: cannot make its folder ({one_line(error)})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{flag} {path}: its folder is not writable")
+
 
 @contextmanager
 def atomic_path(path, suffix=""):

@@ -15,14 +15,13 @@ prints it (loss, top-1 error, top-5 error over the images); with -o, the same fi
 (written atomically, with the commit). Exit status 0; 2 for bad flags or an input that cannot
 be used (checkpoint, dataset, a network whose outputs are not finite), with a one-line error.
 """
-import os
 import sys
 from dataclasses import asdict
 
 import numpy as np
 
 from convnet import options, provenance
-from convnet.atomic import atomic_json
+from convnet.atomic import atomic_json, check_writable
 from convnet.backend.reference.softmax import topk_errors
 from convnet.checkpoint import CheckpointError
 from convnet.inference import Inference, exit_status
@@ -48,19 +47,6 @@ def scores(probs, labels) -> Evaluation:
     count = len(labels)
     loss = summed_log_loss(probs[np.arange(count), labels]) / count
     return Evaluation(loss, top1 / count, top5 / count, count)
-
-
-def check_output(path):
-    """-o's file can be written: refused before hours of evaluation, not after."""
-    if os.path.isdir(path):
-        raise UsageError(f"-o {path}: is a folder")
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"-o {path}: cannot make its folder ({error.strerror})") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise UsageError(f"-o {path}: its folder is not writable")
 
 
 def check_finite(inference):
@@ -89,7 +75,10 @@ def run(args):
     for inference in members:
         check_finite(inference)
     if args.output:
-        check_output(args.output)
+        try:
+            check_writable(args.output, "-o")
+        except ValueError as error:
+            raise UsageError(str(error)) from None
     labels = np.asarray(members[0].loader.labels(args.split))
     if len(labels) == 0:
         raise UsageError(f"dataset {args.data_path}: its {args.split} split has no images")

@@ -108,7 +108,8 @@ def test_bad_inputs_are_one_line_with_exit_2_before_any_evaluation(trained, caps
     assert capsys.readouterr() == ("", f"error: checkpoint {tmp_path / 'none.h5'}: no such "
                                        f"file\n")
     assert ensemble.main([str(trained.run), *data, "-o", str(tmp_path)]) == 2
-    assert capsys.readouterr() == ("", f"error: -o {tmp_path}: is a folder\n")
+    assert capsys.readouterr() == ("", f"error: -o {str(tmp_path)!r}: must name a file, not a "
+                                       f"folder\n")
 
     empty = tmp_path / "empty.h5"
     dataset.write(empty, name="empty", train_images=trained.train, train_labels=trained.train_labels,

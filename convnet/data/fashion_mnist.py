@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from convnet import options
+from convnet.atomic import check_writable
 from convnet.data.dataset import write
 from convnet.data.prepare import load_image
 from convnet.errors import one_line
@@ -73,23 +74,8 @@ def load_picture(path, size):
     return np.repeat(grey[..., None], 3, axis=2), note
 
 
-def check_output(output):
-    """The output names a file whose folder exists or can be made: checked before the
-    conversion's work, not after it."""
-    if not output or os.path.isdir(output):
-        raise ValueError(f"--output {output!r}: must name a file, not a folder")
-    folder = os.path.dirname(os.path.abspath(output))
-    if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ValueError(f"--output {output}: {folder} is a file, not a folder")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"--output {output}: cannot make its folder ({one_line(error)})") \
-            from None
-
-
 def prepare(source=DEBIAN_SOURCE, output=DEFAULT_OUTPUT):
-    check_output(output)
+    check_writable(output, "--output")
     missing = [name for pair in FILES.values() for name in pair
                if not os.path.isfile(os.path.join(source, name))]
     if missing:
