@@ -7,16 +7,22 @@ checkpoint, so a resumed run continues the schedule exactly.
   plateau  the paper: divide every rate by 10 when the validation error has not improved for
            `patience` epochs, at most `max_drops` times.
   steps    fixed epochs: divide every rate by 10 at each listed epoch.
-  2012     the released run's hand schedule: epoch 25 → weights 0.001, 51 → 0.0001,
-           67 → conv1 1e-5 and colour noise off, 72 → conv1 frozen, 79 → all weights 1e-5;
-           the bias rate stays at 2 × the initial weight rate ("mostly left at 0.02").
-           `scale` stretches the epochs for runs shorter or longer than the original 91.
+  2012     the released run's hand schedule (layer-params-145.cfg's log), after epoch 25 →
+           weights 0.001, 51 → 0.0001, 67 → conv1's weights 1e-5 and colour noise off,
+           72 → conv1 frozen, 79 → all weights 1e-5, for a first rate of 0.01 as there (other
+           first rates scale them alike); the bias rate stays at 2 × the first weight rate
+           ("mostly left at 0.02"). `scale` stretches the epochs for runs shorter or longer
+           than the original 91.
 """
 from dataclasses import asdict, dataclass, field
 
-# (epoch, weight rate for all layers or None, conv1 rate or None, colour noise on)
+# The released run's log, its rates as it set them from its first weight rate of
+# RELEASED_2012_LR: (epoch, every layer's weight rate or None, conv1's weight rate or None,
+# colour noise on). At 72 the log sets conv1's weight rate to 0; its bias rate, which the log
+# does not mention, is 0 in the file's final settings: conv1 is frozen whole from there.
 _RELEASED_2012 = ((25, 0.001, None, True), (51, 0.0001, None, True), (67, None, 1e-5, False),
                   (72, None, 0.0, False), (79, 1e-5, None, False))
+RELEASED_2012_LR = 0.01
 RELEASED_2012_EPOCHS = 91
 CONV1_LAYERS = ("conv1a", "conv1b")
 
@@ -25,7 +31,8 @@ CONV1_LAYERS = ("conv1a", "conv1b")
 class Rates:
     weight_lr: float
     bias_lr: float
-    layer_lr_scale: dict = field(default_factory=dict)   # layer → factor on both rates
+    layer_lr_scale: dict = field(default_factory=dict)   # layer → factor on its weights' rate
+    frozen_layers: tuple = ()   # layers whose weights and biases do not move
     colour_noise: bool = True
 
 
@@ -50,6 +57,7 @@ class Schedule:
         self.step_epochs = tuple(self.step_epochs)
         if isinstance(self.rates, dict):
             self.rates = Rates(**self.rates)
+        self.rates.frozen_layers = tuple(self.rates.frozen_layers)   # a list, from JSON
 
     def epoch_finished(self, epoch: int, validation_error: float) -> Rates:
         """Update after `epoch` (0-based) and return the rates for epoch + 1."""
@@ -79,17 +87,23 @@ class Schedule:
         self.rates.bias_lr /= 10
 
     def _apply_2012_event(self, weight_lr, conv1_lr, colour_noise):
+        # The released rates, in proportion to this run's first rate (None: a checkpoint
+        # written before the schedule kept it, whose rates are the released ones).
+        ratio = 1.0 if self.initial_weight_lr is None else \
+            self.initial_weight_lr / RELEASED_2012_LR
         conv1_rate = None
         if conv1_lr is not None:
-            conv1_rate = conv1_lr
+            conv1_rate = conv1_lr * ratio
         elif CONV1_LAYERS[0] in self.rates.layer_lr_scale:
             conv1_rate = self.rates.layer_lr_scale[CONV1_LAYERS[0]] * self.rates.weight_lr
         if weight_lr is not None:
-            self.rates.weight_lr = weight_lr
+            self.rates.weight_lr = weight_lr * ratio
         if conv1_rate is not None:
-            # conv1 keeps its own absolute rate (frozen at 0) whatever the others do.
+            # conv1's weights keep their own rate whatever the others' do.
             factor = conv1_rate / self.rates.weight_lr
             self.rates.layer_lr_scale = {layer: factor for layer in CONV1_LAYERS}
+        if conv1_lr == 0.0:
+            self.rates.frozen_layers = CONV1_LAYERS
         self.rates.colour_noise = colour_noise
 
     def state(self) -> dict:

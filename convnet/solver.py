@@ -4,8 +4,8 @@ Per parameter array, in place on the backend (ops.sgd_update):
   v ← momentum·v − wd·lr·w − lr·grad ;  w ← w + v
 Weights use the weight learning rate and weight decay; biases use the bias learning rate
 (bias_lr_multiplier × weight rate: 2 in the released code, 1 in the paper) and no weight decay.
-`layer_lr_scale` multiplies both rates of a named layer (the 2012 schedule slows conv1, then
-freezes it with 0).
+`layer_lr_scale` multiplies the weight rate of a named layer, and `frozen_layers` keep their
+weights and biases as they are (the 2012 schedule slows conv1's weights, then freezes conv1).
 """
 from dataclasses import dataclass, field
 
@@ -19,10 +19,28 @@ class SGD:
     momentum: float
     weight_decay: float
     layer_lr_scale: dict[str, float] = field(default_factory=dict)
+    frozen_layers: tuple[str, ...] = ()
 
     def learning_rate(self, spec) -> float:
-        rate = self.weight_lr * (self.bias_lr_multiplier if spec.is_bias else 1.0)
-        return rate * self.layer_lr_scale.get(spec.layer, 1.0)
+        if spec.layer in self.frozen_layers:
+            return 0.0
+        if spec.is_bias:
+            return self.weight_lr * self.bias_lr_multiplier
+        return self.weight_lr * self.layer_lr_scale.get(spec.layer, 1.0)
+
+    @classmethod
+    def following(cls, rates, momentum, weight_decay) -> "SGD":
+        """A solver at a schedule's rates (convnet.schedule.Rates); take_rates follows them."""
+        solver = cls(0.0, 0.0, momentum, weight_decay)   # take_rates sets every rate
+        solver.take_rates(rates)
+        return solver
+
+    def take_rates(self, rates):
+        """The rates a schedule gives for the epochs to come."""
+        self.weight_lr = rates.weight_lr
+        self.bias_lr_multiplier = rates.bias_lr / rates.weight_lr
+        self.layer_lr_scale = dict(rates.layer_lr_scale)
+        self.frozen_layers = tuple(rates.frozen_layers)
 
     def momentum_buffers(self, network) -> dict:
         """Zero velocities, each on its parameter's tower."""

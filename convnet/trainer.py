@@ -124,9 +124,7 @@ class Trainer:
         self.print_freq, self.progress, self.ten_crop = print_freq, progress, ten_crop
         self.replicas = replicas
         self.writes = replicas.rank == 0   # only rank 0 writes logs and checkpoints
-        rates = schedule.rates
-        self.solver = SGD(rates.weight_lr, rates.bias_lr / rates.weight_lr, momentum,
-                          weight_decay, dict(rates.layer_lr_scale))
+        self.solver = SGD.following(schedule.rates, momentum, weight_decay)
         self.velocity = self.solver.momentum_buffers(network)
         self.epoch, self.step, self.best_error = 0, 0, None
         self.started_from = None    # the checkpoint whose weights a fine-tuning run started from
@@ -155,7 +153,7 @@ class Trainer:
         self.epoch, self.step, self.best_error = state["epoch"], state["step"], state["best_error"]
         self.schedule = Schedule.from_state(state["schedule"])
         self.started_from = state.get("started_from")
-        self._apply_rates()
+        self.solver.take_rates(self.schedule.rates)
 
     def start_from_weights(self, path) -> list[str]:
         """Before a new run's first step: the parameters checkpoint `path` shares with this
@@ -197,12 +195,6 @@ class Trainer:
                 lines = [line for line in handle if line.endswith("\n") and _kept(keep, line)]
             with atomic_path(path) as temporary, open(temporary, "w") as handle:
                 handle.writelines(lines)
-
-    def _apply_rates(self):
-        rates = self.schedule.rates
-        self.solver.weight_lr = rates.weight_lr
-        self.solver.bias_lr_multiplier = rates.bias_lr / rates.weight_lr
-        self.solver.layer_lr_scale = dict(rates.layer_lr_scale)
 
     # -- one step, one epoch, the run ---------------------------------------------------------
     def train_step(self, images, labels, part):
@@ -304,7 +296,7 @@ class Trainer:
                     writer.writeheader()
                 writer.writerow(row)
             self.schedule.epoch_finished(self.epoch, validation.top1)
-            self._apply_rates()
+            self.solver.take_rates(self.schedule.rates)
             self.epoch += 1
             self.check_replicas_agree(f"after epoch {self.epoch}")
             improved = self.best_error is None or validation.top1 < self.best_error

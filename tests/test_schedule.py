@@ -1,8 +1,17 @@
 """Learning-rate schedules: the paper's plateau rule, fixed steps, the released 2012 run, and a
 state round trip for resuming."""
+import json
+from typing import NamedTuple
+
 import pytest
 
 from convnet.schedule import Rates, Schedule
+from convnet.solver import SGD
+
+
+class Spec(NamedTuple):   # what the solver reads of a parameter's spec
+    layer: str
+    is_bias: bool
 
 
 def run(schedule, errors, start=0):
@@ -27,20 +36,26 @@ def test_fixed_steps():
         [0.1, 0.01, 0.01, 0.001, 0.001])
 
 
-def test_released_2012_run():
-    """Every epoch's rates, against the released 2012 run's log: epoch 25 → 0.001, 51 →
-    0.0001, 67 conv1 → 1e-5 and colour noise off, 72 conv1 frozen, 79 all but the frozen conv1 →
-    1e-5; the bias rate left at 0.02."""
-    schedule = Schedule("2012", Rates(0.01, 0.02))
+@pytest.mark.parametrize("first_rate", [0.01, 0.02])
+def test_released_2012_run(first_rate):
+    """Every epoch's rates (0-based epochs, as the solver takes them), against the released
+    2012 run's log, which started at 0.01: after epoch 25 → 0.001, 51 → 0.0001, 67 conv1's
+    weights → 1e-5 and colour noise off, 72 conv1 frozen (weights and bias), 79 all but the
+    frozen conv1 → 1e-5; the bias rate left at 0.02. Another first rate scales them alike."""
+    ratio = first_rate / 0.01
+    schedule = Schedule("2012", Rates(first_rate, 2 * first_rate), initial_weight_lr=first_rate)
     for epoch in range(1, 91):
         rates = schedule.epoch_finished(epoch - 1, 0.5)   # the rates of epoch `epoch`
+        solver = SGD.following(rates, momentum=0.9, weight_decay=5e-4)
         weight = 0.01 if epoch < 25 else 0.001 if epoch < 51 else 0.0001 if epoch < 79 else 1e-5
         conv1 = weight if epoch < 67 else 1e-5 if epoch < 72 else 0.0
-        got = (rates.weight_lr, rates.bias_lr,
-               rates.layer_lr_scale.get("conv1a", 1.0) * rates.weight_lr,
-               rates.layer_lr_scale.get("conv1b", 1.0) * rates.weight_lr, rates.colour_noise)
-        assert got == (pytest.approx(weight), 0.02, pytest.approx(conv1), pytest.approx(conv1),
-                       epoch < 67), epoch
+        conv1_bias = 0.02 if epoch < 72 else 0.0
+        got = tuple(solver.learning_rate(Spec(layer, is_bias)) for layer, is_bias in (
+            ("conv2a", False), ("conv2b", True), ("conv1a", False), ("conv1b", False),
+            ("conv1a", True), ("conv1b", True))) + (rates.colour_noise,)
+        assert got == (pytest.approx(weight * ratio), pytest.approx(0.02 * ratio),
+                       pytest.approx(conv1 * ratio), pytest.approx(conv1 * ratio),
+                       conv1_bias * ratio, conv1_bias * ratio, epoch < 67), epoch
 
 
 def test_scaled_2012_run_and_state_round_trip():
@@ -52,6 +67,8 @@ def test_scaled_2012_run_and_state_round_trip():
     assert [h[0] for h in run(resumed, [0.4] * 6, start=2)] == pytest.approx(
         [0.001, 0.001, 0.0001, 0.0001, 0.0001, 1e-5])
     assert resumed.rates.layer_lr_scale["conv1b"] == 0.0 and not resumed.rates.colour_noise
+    assert resumed.rates.frozen_layers == ("conv1a", "conv1b")
+    assert Schedule.from_state(json.loads(json.dumps(resumed.state()))) == resumed
 
 
 def test_unknown_schedule_is_refused():

@@ -31,16 +31,17 @@ def test_solver_rates_per_parameter(rng):
     before = {k: v.copy() for k, v in network.params.items()}
     grads = {k: rng.standard_normal(v.shape) for k, v in network.params.items()}
     solver = SGD(weight_lr=0.01, bias_lr_multiplier=2.0, momentum=0.9, weight_decay=5e-4,
-                 layer_lr_scale={"conv1a": 0.0})
+                 layer_lr_scale={"conv1b": 0.1}, frozen_layers=("conv1a",))
     solver.step(network, grads, solver.momentum_buffers(network))
     for key, value in network.params.items():
         layer = key.split("/")[0]
         if layer == "conv1a":
             np.testing.assert_array_equal(value, before[key])          # frozen
-        elif key.endswith("/bias"):                                     # 2× rate, no decay
+        elif key.endswith("/bias"):                     # 2× rate, no decay, conv1b's too
             np.testing.assert_allclose(value, before[key] - 0.02 * grads[key], rtol=1e-12)
         else:
-            expected = before[key] - 0.01 * 5e-4 * before[key] - 0.01 * grads[key]
+            lr = 0.001 if layer == "conv1b" else 0.01   # the scale is the weights' alone
+            expected = before[key] - lr * 5e-4 * before[key] - lr * grads[key]
             np.testing.assert_allclose(value, expected, rtol=1e-12)
 
 
