@@ -303,9 +303,10 @@ class Trainer:
             if improved:
                 self.best_error = validation.top1
             if self.writes:
-                checkpoint.save(os.path.join(self.output_dir, checkpoint.LAST), self.network,
-                                self.velocity, self.state())
-                if improved:
-                    checkpoint.save(os.path.join(self.output_dir, checkpoint.BEST), self.network,
+                # best.h5 first: a run stopped between the two writes goes on from the last.h5
+                # before, repeats the epoch and writes best.h5 again. (last.h5 first, it went
+                # on from this epoch, its best already, and best.h5 kept an older one.)
+                for name in ((checkpoint.BEST,) if improved else ()) + (checkpoint.LAST,):
+                    checkpoint.save(os.path.join(self.output_dir, name), self.network,
                                     self.velocity, self.state())
         return validation

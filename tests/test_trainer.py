@@ -128,6 +128,32 @@ def test_best_checkpoint_holds_the_epoch_of_lowest_validation_error(tmp_path, mo
     assert saved_epochs() == [6, 6]
 
 
+def test_a_run_stopped_between_its_checkpoints_writes_best_again(tmp_path, monkeypatch):
+    """An improving epoch's checkpoints, best.h5 and last.h5, written one after the other: a
+    run stopped between the two (here, a full disk at the second) goes on from the last.h5
+    before, repeats the epoch and ends with the best.h5 of an uninterrupted run."""
+    validation_errors(monkeypatch, [0.5, 0.3, 0.3])
+    network = make_trainer(tmp_path / "reader").network
+    trainer = make_trainer(tmp_path)
+    trainer.fit(1)
+    save, written = checkpoint.save, []
+
+    def second_fails(path, *args):
+        if written:
+            raise checkpoint.CheckpointError(f"checkpoint {path}: no space left on device")
+        written.append(path)
+        save(path, *args)
+    monkeypatch.setattr(checkpoint, "save", second_fails)
+    with pytest.raises(checkpoint.CheckpointError):
+        trainer.fit(2)
+    monkeypatch.setattr(checkpoint, "save", save)
+    resumed = make_trainer(tmp_path)
+    resumed.resume(str(tmp_path / checkpoint.LAST))
+    resumed.fit(2)
+    assert [checkpoint.load(str(tmp_path / name), network)[2]["epoch"]
+            for name in (checkpoint.BEST, checkpoint.LAST)] == [2, 2]
+
+
 def test_log_loss_counts_a_confident_mistake_large_and_finite():
     assert trainer_module.summed_log_loss(np.array([0.5, 0.25])) == pytest.approx(np.log(8))
     # p floored at 1e-30: 69 nats each, where −log 0 would be infinite
