@@ -232,14 +232,12 @@ def prepare(args, placement, replicas):
                       batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,
                       output_dir=output_dir, print_freq=args.print_freq,
                       progress=progress_bar(), ten_crop=args.ten_crop, replicas=replicas)
-    # A run going on from its checkpoint, or starting again over logs alone (a run stopped
-    # before its first checkpoint), drops the log lines after its step, which it writes again:
-    # in run(), once every rank has loaded all it loads (--weights too).
-    cut_logs = bool(args.resume) and not args.test_only
+    resumed = None   # the checkpoint loaded; none where --resume auto found logs alone
     if args.resume:
         path = os.path.join(output_dir, checkpoint.LAST) if args.resume == "auto" else args.resume
         if args.resume != "auto" or os.path.exists(path):
             trainer.resume(path)
+            resumed = path
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
@@ -256,12 +254,12 @@ def prepare(args, placement, replicas):
         total = len(network.specs)
         print(f"weights from {trainer.started_from}: {total - len(kept)} of {total} parameter "
               f"arrays" + (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
-    return trainer, model, epochs, output_dir, cut_logs
+    return trainer, model, epochs, output_dir, resumed
 
 
 def run(args, placement, device, replicas):
     try:
-        trainer, model, epochs, output_dir, cut_logs = prepare(args, placement, replicas)
+        trainer, model, epochs, output_dir, resumed = prepare(args, placement, replicas)
         error = None
     except (UsageError, DatasetError, checkpoint.CheckpointError) as caught:
         error = caught      # on some ranks only, perhaps (a file one node cannot read)
@@ -271,12 +269,13 @@ def run(args, placement, device, replicas):
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
     trainer.check_replicas_agree("at the start")
-    if cut_logs:
-        trainer.truncate_logs()
+    trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
+    if trains and args.resume:   # now that every rank has loaded all it loads (--weights too)
+        trainer.go_on_from(resumed)
     note = idle_device_note(model, placement)
     if note and replicas.rank == 0:
         print(note, file=sys.stderr)
-    if replicas.rank == 0 and not args.test_only:   # evaluating a run leaves its settings alone
+    if replicas.rank == 0 and trains:   # evaluating a run leaves its settings alone
         # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
         conv_algorithm = None if device == "cpu" else args.conv_algorithm or DEFAULT_ALGORITHM
         settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
@@ -298,7 +297,7 @@ def run(args, placement, device, replicas):
     elif not args.test_only and trainer.epoch >= epochs:
         print(f"the run has done its {epochs} epochs (--epochs to train more); evaluating its "
               f"weights")
-    if args.test_only or trainer.epoch >= epochs:
+    if not trains:
         result = evaluate(trainer.network, trainer.data, args.batch_size, args.ten_crop,
                           replicas)
     else:

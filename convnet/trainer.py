@@ -25,6 +25,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 
@@ -137,7 +138,7 @@ class Trainer:
 
     def resume(self, path):
         """The state of checkpoint `path`; the logs are left as they are (a run going on from it
-        drops their later lines with truncate_logs, evaluating it keeps them)."""
+        drops their later lines with go_on_from, evaluating it keeps them)."""
         params, velocity, state = checkpoint.load(path, self.network)
         # the fields save() writes; older checkpoints lack started_from (no fine-tuning then)
         missing = sorted(set(self.state()) - set(state) - {"started_from"})
@@ -178,12 +179,24 @@ class Trainer:
                                  + [velocity[spec.key] for spec in self.network.specs],
                                  f"weights and momentum {when}")
 
+    def go_on_from(self, path):
+        """Before a resumed run's first step, its folder made to agree with checkpoint `path`
+        (None: a run starting again over logs alone): last.h5 becomes a copy of it where it is
+        another file (an earlier best.h5, say), so that a run stopped before its next
+        checkpoint goes on from there with --resume auto, and the logs lose their lines after
+        its step, which the run writes again. Rank 0's to do, as it writes them."""
+        if not self.writes:
+            return
+        last = os.path.join(self.output_dir, checkpoint.LAST)
+        if path is not None and not (os.path.exists(last) and os.path.samefile(path, last)):
+            with atomic_path(last, ".h5") as temporary:
+                shutil.copyfile(path, temporary)
+        self.truncate_logs()
+
     def truncate_logs(self):
         """Drop log lines written after the checkpoint (all but epochs.csv's header before the
         first): the run going on from it writes them again. A line cut short where a run was
-        stopped is dropped too. Rank 0's to do, as it writes them."""
-        if not self.writes:
-            return
+        stopped is dropped too."""
         self._keep_lines(LOG, lambda line: json.loads(line)["step"] <= self.step)
         self._keep_lines(EPOCHS_CSV, lambda line: line.startswith("epoch,")
                          or int(line.split(",")[0]) <= self.epoch)

@@ -2,6 +2,7 @@
 and one-line errors with exit code 2 for bad flags, data and checkpoints."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -353,6 +354,22 @@ def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
     assert "resumed from" not in result.stdout
     assert all(json.loads(line)["loss"] != 9.0
                for line in (out / "log.jsonl").read_text().splitlines())
+
+
+def test_resuming_an_earlier_checkpoint_past_its_epochs_evaluates_and_changes_nothing(
+        tmp_path, tiny_set):
+    """--resume of an earlier checkpoint with --epochs it has done trains nothing: the run's
+    logs, settings and last.h5, which are further on, stay as they are."""
+    out = tmp_path / "run"
+    common = ["--data-path", str(tiny_set), "--output-dir", str(out), "--print-freq", "1"]
+    assert train(*common, "--epochs", "1", cwd=tmp_path).returncode == 0
+    shutil.copy(out / "last.h5", out / "epoch1.h5")
+    assert train(*common, "--epochs", "2", "--resume", cwd=tmp_path).returncode == 0
+    kept = {path.name: path.read_bytes() for path in out.iterdir()}
+    result = train(*common, "--epochs", "1", "--resume", str(out / "epoch1.h5"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "the run has done its 1 epochs" in result.stdout
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
 
 
 def test_evaluating_makes_no_folder(tmp_path, tiny_set):

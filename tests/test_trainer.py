@@ -207,7 +207,7 @@ def test_kill_and_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
         make_trainer(broken, kill_at=(2, 1)).fit(3)              # dies inside epoch 3
     resumed = make_trainer(broken)
     resumed.resume(str(broken / "last.h5"))
-    resumed.truncate_logs()
+    resumed.go_on_from(str(broken / "last.h5"))
     assert (resumed.epoch, resumed.step) == (2, 4)
     resumed.fit(3)
     assert losses(broken) == losses(whole)                        # bitwise: floats compared ==
@@ -283,9 +283,11 @@ def test_evaluating_a_checkpoint_keeps_the_logs_and_continuing_from_it_drops_lat
     assert {name: (tmp_path / name).read_text() for name in logs} == logs
     continuing = make_trainer(tmp_path)
     continuing.resume(str(tmp_path / "epoch1.h5"))
-    continuing.truncate_logs()
+    continuing.go_on_from(str(tmp_path / "epoch1.h5"))
     with open(tmp_path / "epochs.csv") as handle:
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1"]
+    # last.h5 agrees with the logs: a stop before the next checkpoint goes on from epoch 1
+    assert (tmp_path / "last.h5").read_bytes() == (tmp_path / "epoch1.h5").read_bytes()
 
 
 @pytest.mark.skipif(not os.path.isdir(fashion_mnist.DEBIAN_SOURCE),

@@ -632,10 +632,16 @@ CATALOGUE = [
            'elif os.path.exists(args.resume) and not os.path.samefile(',
            'elif False and not os.path.samefile(', TRAINING),
     Mutant('train-logs-cut-before-weights', 'convnet/train.py',
-           'cut_logs = bool(args.resume) and not args.test_only',
-           'cut_logs = bool(args.resume) and not args.test_only\n'
-           '    if cut_logs:\n'
-           '        trainer.truncate_logs()', TRAINING),
+           '    note = lr_steps_note(args, trainer.schedule, epochs) \\\n',
+           '    if args.resume and not args.test_only:\n'
+           '        trainer.go_on_from(resumed)\n'
+           '    note = lr_steps_note(args, trainer.schedule, epochs) \\\n', TRAINING),
+    Mutant('train-evaluating-goes-on', 'convnet/train.py',
+           'trains = not args.test_only and trainer.epoch < epochs',
+           'trains = not args.test_only', TRAINING),
+    Mutant('tr-go-on-no-copy', 'convnet/trainer.py',
+           'if path is not None and not (os.path.exists(last) and os.path.samefile(path, last)):',
+           'if False:', TRAINING),
     Mutant('atomic-h5-on-disk', 'convnet/atomic.py',
            'memory = {"driver": "core", "backing_store": False} if in_memory else {}',
            'memory = {}', TRAINING),
