@@ -14,6 +14,7 @@ them; an error on some ranks only is reported by the lowest such rank before tra
 during training ends the whole job (MPI's abort), so no rank is left waiting.
 """
 import contextlib
+import hashlib
 import os
 import sys
 import tempfile
@@ -132,6 +133,41 @@ def check_splits(dataset, test_only):
             raise DatasetError(f"dataset {dataset.path}: its {split} split holds no images")
 
 
+def dataset_identity(data) -> dict:
+    """What tells a dataset from another wherever its file lies: its name, its splits' sizes and
+    a digest of their labels."""
+    labels = data.train_labels.astype("<i8").tobytes() + data.val_labels.astype("<i8").tobytes()
+    return {"name": data.name, "train_images": len(data.train_labels),
+            "val_images": len(data.val_labels),
+            "labels_sha256": hashlib.sha256(labels).hexdigest()[:16]}
+
+
+RECIPE_FLAGS = {"batch_size": "--batch-size", "momentum": "--momentum", "weight_decay": "--wd"}
+
+
+def check_goes_on_as_trained(path, trained_with, trains_with):
+    """A resumed run trains on as its checkpoint records it trained (Trainer.trains_with), as
+    --lr and the schedule go on from it: a UsageError naming the flag where it would not."""
+    for key, recorded in trained_with.items():
+        asked = trains_with[key]
+        if recorded == asked:
+            continue
+        if key == "dataset":
+            raise UsageError(
+                f"checkpoint {path}: its run trains on dataset {recorded['name']} "
+                f"({recorded['train_images']} training, {recorded['val_images']} validation "
+                f"images), not {asked['name']} ({asked['train_images']}, {asked['val_images']}): "
+                f"give --data-path its dataset to go on with it")
+        if key == "ten_crop":
+            way = "pass --ten-crop" if recorded else "leave out --ten-crop"
+            raise UsageError(f"checkpoint {path}: its run validates on the "
+                             f"{views_name(recorded)}, which picks best.h5: {way} to go on "
+                             f"with it")
+        flag = RECIPE_FLAGS[key]
+        raise UsageError(f"checkpoint {path}: its run trains with {flag} {recorded:g}, not "
+                         f"{asked:g}: pass {flag} {recorded:g} to go on with it")
+
+
 def make_schedule(args, model, epochs) -> Schedule:
     rates = Rates(args.lr, args.lr * model.preset.bias_lr_multiplier)
     kind = args.lr_schedule
@@ -231,13 +267,16 @@ def prepare(args, placement, replicas):
     trainer = Trainer(network, data, make_schedule(args, model, epochs),
                       batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,
                       output_dir=output_dir, print_freq=args.print_freq,
-                      progress=progress_bar(), ten_crop=args.ten_crop, replicas=replicas)
+                      progress=progress_bar(), ten_crop=args.ten_crop, replicas=replicas,
+                      dataset=dataset_identity(data))
     resumed = None   # the checkpoint loaded; none where --resume auto found logs alone
     if args.resume:
         path = os.path.join(output_dir, checkpoint.LAST) if args.resume == "auto" else args.resume
         if args.resume != "auto" or os.path.exists(path):
             trainer.resume(path)
             resumed = path
+            if not args.test_only and trainer.epoch < epochs:
+                check_goes_on_as_trained(path, trainer.trained_with, trainer.trains_with())
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")

@@ -117,10 +117,17 @@ def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
     return Evaluation(loss_sum / count, top1 / count, top5 / count, int(count))
 
 
+# What a checkpoint records of how its run trains beside its state, for a resumed run to check
+# that it goes on the same way: Trainer.trains_with; older checkpoints record none of it.
+TRAINS_WITH = ("batch_size", "momentum", "weight_decay", "ten_crop", "dataset")
+
+
 class Trainer:
     def __init__(self, network, data, schedule: Schedule, *, batch_size, momentum, weight_decay,
-                 output_dir, print_freq=50, progress=None, ten_crop=False, replicas=ALONE):
-        self.network, self.data, self.schedule = network, data, schedule
+                 output_dir, print_freq=50, progress=None, ten_crop=False, replicas=ALONE,
+                 dataset=None):
+        """dataset: what identifies the data trained on (train.dataset_identity), recorded."""
+        self.network, self.data, self.schedule, self.dataset = network, data, schedule, dataset
         self.batch_size, self.output_dir = batch_size, output_dir
         self.print_freq, self.progress, self.ten_crop = print_freq, progress, ten_crop
         self.replicas = replicas
@@ -129,19 +136,26 @@ class Trainer:
         self.velocity = self.solver.momentum_buffers(network)
         self.epoch, self.step, self.best_error = 0, 0, None
         self.started_from = None    # the checkpoint whose weights a fine-tuning run started from
+        self.trained_with = {}      # a resumed checkpoint's record of TRAINS_WITH
 
     # -- state -------------------------------------------------------------------------------
+    def trains_with(self) -> dict:
+        return {"batch_size": self.batch_size, "momentum": self.solver.momentum,
+                "weight_decay": self.solver.weight_decay, "ten_crop": self.ten_crop,
+                "dataset": self.dataset}
+
     def state(self) -> dict:
         return {"epoch": self.epoch, "step": self.step, "best_error": self.best_error,
                 "seed": self.network.seed, "schedule": self.schedule.state(),
-                "started_from": self.started_from}
+                "started_from": self.started_from, **self.trains_with()}
 
     def resume(self, path):
         """The state of checkpoint `path`; the logs are left as they are (a run going on from it
         drops their later lines with go_on_from, evaluating it keeps them)."""
         params, velocity, state = checkpoint.load(path, self.network)
         # the fields save() writes; older checkpoints lack started_from (no fine-tuning then)
-        missing = sorted(set(self.state()) - set(state) - {"started_from"})
+        # and TRAINS_WITH
+        missing = sorted(set(self.state()) - set(state) - {"started_from", *TRAINS_WITH})
         if missing:
             raise checkpoint.CheckpointError(f"checkpoint {path}: its training state lacks "
                                              f"{', '.join(missing)}")
@@ -154,6 +168,7 @@ class Trainer:
         self.epoch, self.step, self.best_error = state["epoch"], state["step"], state["best_error"]
         self.schedule = Schedule.from_state(state["schedule"])
         self.started_from = state.get("started_from")
+        self.trained_with = {key: state[key] for key in TRAINS_WITH if key in state}
         self.solver.take_rates(self.schedule.rates)
 
     def start_from_weights(self, path) -> list[str]:

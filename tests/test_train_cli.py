@@ -372,6 +372,37 @@ def test_resuming_an_earlier_checkpoint_past_its_epochs_evaluates_and_changes_no
     assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
 
 
+def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
+    """Batch size, momentum, weight decay, the validation's views and the dataset are what the
+    checkpoint records its run trained with: a resume that would train otherwise is refused
+    in one line naming the flag, and touches nothing; evaluating it (--test-only) may differ."""
+    out = tmp_path / "run"
+    common = ["--data-path", str(tiny_set), "--output-dir", str(out)]
+    assert train(*common, "--epochs", "1", cwd=tmp_path).returncode == 0
+    other = tmp_path / "other.h5"
+    dataset.write(other, name="other", train_images=rng.integers(0, 256, (9, 32, 32, 3), np.uint8),
+                  train_labels=np.zeros(9), val_images=np.zeros((4, 32, 32, 3), np.uint8),
+                  val_labels=np.zeros(4), class_ids=list("ab"), class_names=list("ab"))
+    kept = {path.name: path.read_bytes() for path in out.iterdir()}
+    checkpoint_named = f"error: checkpoint {out / 'last.h5'}: its run"
+    for flags, refusal in (
+            (["-b", "4"], "trains with --batch-size 128, not 4: pass --batch-size 128"),
+            (["--momentum", "0.5"], "trains with --momentum 0.9, not 0.5: pass --momentum 0.9"),
+            (["--wd", "0"], "trains with --wd 0.0005, not 0: pass --wd 0.0005"),
+            (["--ten-crop"], "validates on the centre crop, which picks best.h5: leave out "
+                             "--ten-crop"),
+            (["--data-path", str(other)], "trains on dataset t (8 training, 4 validation "
+                                          "images), not other (9, 4): give --data-path its "
+                                          "dataset")):
+        result = train(*common, "--epochs", "2", "--resume", *flags, cwd=tmp_path)
+        assert result.returncode == 2, (flags, result.stderr)
+        assert result.stderr == f"{checkpoint_named} {refusal} to go on with it\n"
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
+    evaluated = train(*common, "--resume", "--test-only", "-b", "4", "--ten-crop", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert train(*common, "--epochs", "2", "--resume", cwd=tmp_path).returncode == 0
+
+
 def test_evaluating_makes_no_folder(tmp_path, tiny_set):
     source = tmp_path / "source"
     assert train("--data-path", str(tiny_set), "--epochs", "1", "--output-dir", str(source),

@@ -636,6 +636,12 @@ CATALOGUE = [
            '    if args.resume and not args.test_only:\n'
            '        trainer.go_on_from(resumed)\n'
            '    note = lr_steps_note(args, trainer.schedule, epochs) \\\n', TRAINING),
+    Mutant('train-trains-with-unchecked', 'convnet/train.py',
+           'check_goes_on_as_trained(path, trainer.trained_with, trainer.trains_with())',
+           'pass', TRAINING),
+    Mutant('tr-trained-with-dropped', 'convnet/trainer.py',
+           'self.trained_with = {key: state[key] for key in TRAINS_WITH if key in state}',
+           'self.trained_with = {}', TRAINING),
     Mutant('train-evaluating-goes-on', 'convnet/train.py',
            'trains = not args.test_only and trainer.epoch < epochs',
            'trains = not args.test_only', TRAINING),
