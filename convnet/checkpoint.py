@@ -91,6 +91,12 @@ def model_name(path) -> str:
         return str(file.attrs["model"])
 
 
+def commit(path) -> str:
+    """The commit of the code that wrote checkpoint `path` ("" where it was not known)."""
+    with _open(path) as file, _reading(path):
+        return str(file.attrs["commit"])
+
+
 def load(path, network):
     """(params, velocity, state) from `path`, checked against `network`'s model and parameter
     shapes. Raises CheckpointError with a one-line reason."""

@@ -55,8 +55,14 @@ class Schedule:
         if self.kind not in ("plateau", "steps", "2012"):
             raise ValueError(f"unknown schedule {self.kind!r}; choose plateau, steps or 2012")
         self.step_epochs = tuple(self.step_epochs)
-        if isinstance(self.rates, dict):
-            self.rates = Rates(**self.rates)
+        if isinstance(self.rates, dict):   # from a checkpoint's state
+            rates = dict(self.rates)
+            if "frozen_layers" not in rates:
+                # written when a layer's scale applied to its weights and biases alike: a scale
+                # of 0 froze the layer whole
+                rates["frozen_layers"] = [layer for layer, factor
+                                          in rates.get("layer_lr_scale", {}).items() if factor == 0]
+            self.rates = Rates(**rates)
         self.rates.frozen_layers = tuple(self.rates.frozen_layers)   # a list, from JSON
 
     def epoch_finished(self, epoch: int, validation_error: float) -> Rates:

@@ -168,6 +168,19 @@ def check_goes_on_as_trained(path, trained_with, trains_with):
                          f"{asked:g}: pass {flag} {recorded:g} to go on with it")
 
 
+def resume_notes(path, schedule, epochs):
+    """What a run going on from checkpoint `path` for `epochs` should know: code that changed
+    since the checkpoint, and a 2012 schedule that keeps the epochs it was scaled to."""
+    written, running = checkpoint.commit(path), provenance.running()
+    if written and running and written != running:
+        yield (f"{path} was written by commit {written}; this is {running}, and what changed "
+               f"between them applies from here on")
+    planned = round(schedule.scale * RELEASED_2012_EPOCHS)
+    if schedule.kind == "2012" and planned != epochs:
+        yield (f"the 2012 schedule goes on as scaled to the run's first {planned} epochs; "
+               f"--epochs {epochs} moves only where it stops")
+
+
 def make_schedule(args, model, epochs) -> Schedule:
     rates = Rates(args.lr, args.lr * model.preset.bias_lr_multiplier)
     kind = args.lr_schedule
@@ -277,6 +290,9 @@ def prepare(args, placement, replicas):
             resumed = path
             if not args.test_only and trainer.epoch < epochs:
                 check_goes_on_as_trained(path, trainer.trained_with, trainer.trains_with())
+                if replicas.rank == 0:
+                    for note in resume_notes(path, trainer.schedule, epochs):
+                        print(f"note: {note}", file=sys.stderr)
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
             print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
                   f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")

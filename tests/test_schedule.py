@@ -71,6 +71,15 @@ def test_scaled_2012_run_and_state_round_trip():
     assert Schedule.from_state(json.loads(json.dumps(resumed.state()))) == resumed
 
 
+def test_a_state_from_before_frozen_layers_keeps_a_layer_scaled_to_0_frozen_whole():
+    """Checkpoints written when layer_lr_scale applied to biases too: conv1 at 0 was frozen."""
+    schedule = Schedule("2012", Rates(0.01, 0.02), scale=0.1, initial_weight_lr=0.01)
+    run(schedule, [0.5] * 8)
+    state = json.loads(json.dumps(schedule.state()))
+    del state["rates"]["frozen_layers"]
+    assert Schedule.from_state(state) == schedule
+
+
 def test_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="unknown schedule"):
         Schedule("cosine", Rates(0.1, 0.1))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import h5py
 import numpy as np
 import pytest
 
@@ -401,6 +402,22 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
     evaluated = train(*common, "--resume", "--test-only", "-b", "4", "--ten-crop", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     assert train(*common, "--epochs", "2", "--resume", cwd=tmp_path).returncode == 0
+
+
+def test_a_resume_notes_a_change_of_code_and_a_2012_schedule_kept_to_its_epochs(tmp_path,
+                                                                                tiny_set):
+    out = tmp_path / "run"
+    common = ["--data-path", str(tiny_set), "--output-dir", str(out), "--lr-schedule", "2012"]
+    assert train(*common, "--epochs", "1", cwd=tmp_path).returncode == 0
+    with h5py.File(out / "last.h5", "r+") as file:
+        file.attrs["commit"] = "0123abc"
+    result = train(*common, "--epochs", "2", "--resume", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
+    assert notes[0].startswith(f"note: {out / 'last.h5'} was written by commit 0123abc; this "
+                               f"is ")
+    assert notes[1] == ("note: the 2012 schedule goes on as scaled to the run's first 1 epochs; "
+                        "--epochs 2 moves only where it stops")
 
 
 def test_evaluating_makes_no_folder(tmp_path, tiny_set):
