@@ -153,11 +153,14 @@ def check_goes_on_as_trained(path, trained_with, trains_with):
         if recorded == asked:
             continue
         if key == "dataset":
+            theirs, ours = ((d["name"], d["train_images"], d["val_images"])
+                            for d in (recorded, asked))
+            differ = (f"not {ours[0]} ({ours[1]}, {ours[2]})" if theirs != ours
+                      else "not this one, whose labels differ")
             raise UsageError(
-                f"checkpoint {path}: its run trains on dataset {recorded['name']} "
-                f"({recorded['train_images']} training, {recorded['val_images']} validation "
-                f"images), not {asked['name']} ({asked['train_images']}, {asked['val_images']}): "
-                f"give --data-path its dataset to go on with it")
+                f"checkpoint {path}: its run trains on dataset {theirs[0]} ({theirs[1]} "
+                f"training, {theirs[2]} validation images), {differ}: give --data-path its "
+                f"dataset to go on with it")
         if key == "ten_crop":
             way = "pass --ten-crop" if recorded else "leave out --ten-crop"
             raise UsageError(f"checkpoint {path}: its run validates on the "

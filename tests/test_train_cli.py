@@ -384,6 +384,10 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
     dataset.write(other, name="other", train_images=rng.integers(0, 256, (9, 32, 32, 3), np.uint8),
                   train_labels=np.zeros(9), val_images=np.zeros((4, 32, 32, 3), np.uint8),
                   val_labels=np.zeros(4), class_ids=list("ab"), class_names=list("ab"))
+    relabelled = tmp_path / "relabelled.h5"
+    dataset.write(relabelled, name="t", train_images=rng.integers(0, 256, (8, 32, 32, 3), np.uint8),
+                  train_labels=np.ones(8), val_images=np.zeros((4, 32, 32, 3), np.uint8),
+                  val_labels=np.zeros(4), class_ids=list("ab"), class_names=list("ab"))
     kept = {path.name: path.read_bytes() for path in out.iterdir()}
     checkpoint_named = f"error: checkpoint {out / 'last.h5'}: its run"
     for flags, refusal in (
@@ -394,7 +398,10 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
                              "--ten-crop"),
             (["--data-path", str(other)], "trains on dataset t (8 training, 4 validation "
                                           "images), not other (9, 4): give --data-path its "
-                                          "dataset")):
+                                          "dataset"),
+            (["--data-path", str(relabelled)], "trains on dataset t (8 training, 4 validation "
+                                               "images), not this one, whose labels differ: give "
+                                               "--data-path its dataset")):
         result = train(*common, "--epochs", "2", "--resume", *flags, cwd=tmp_path)
         assert result.returncode == 2, (flags, result.stderr)
         assert result.stderr == f"{checkpoint_named} {refusal} to go on with it\n"
