@@ -16,7 +16,7 @@ from convnet.errors import one_line
 def check_writable(path, flag):
     """`path`, given as `flag`, names a file that can be written where it says: checked before
     the work that makes it (a conversion, hours of evaluation), not after. ValueError if not."""
-    if not path or os.path.isdir(path):
+    if not os.path.basename(path) or os.path.isdir(path):   # "", "runs/", "."
         raise ValueError(f"{flag} {path!r}: must name a file, not a folder")
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.exists(folder) and not os.path.isdir(folder):

@@ -12,12 +12,14 @@ that looks complete but is not.
 """
 import json
 import os
+import shutil
+from contextlib import contextmanager
 
 import h5py
 import numpy as np
 
 from convnet import alexnet, provenance
-from convnet.atomic import atomic_h5
+from convnet.atomic import atomic_h5, atomic_path
 from convnet.errors import damaged_file_errors, one_line
 from convnet.network import Network, bias_key
 
@@ -38,8 +40,22 @@ def save(path, network, velocity: dict, state: dict):
     """Write network.params, velocity (same keys) and the JSON-serializable `state`. A write
     that fails (a full disk, say) is a CheckpointError; the file it would have replaced stays."""
     params, velocity = network.to_host(network.params), network.to_host(velocity)
-    try:
+    with _writing(path):
         _write(path, network, params, velocity, state)
+
+
+def copy(source, target):
+    """Checkpoint `source` written as `target` too (a resumed run's last.h5), atomically; a
+    failure is a CheckpointError, as save's."""
+    with _writing(target), atomic_path(target, ".h5") as temporary:
+        shutil.copyfile(source, temporary)
+
+
+@contextmanager
+def _writing(path):
+    """A write of checkpoint `path` that fails (a full disk, say) as a CheckpointError."""
+    try:
+        yield
     except OSError as error:
         raise CheckpointError(f"checkpoint {path}: cannot write it ({one_line(error)}); the "
                               f"previous one there, if any, is untouched") from None
@@ -92,9 +108,10 @@ def model_name(path) -> str:
 
 
 def commit(path) -> str:
-    """The commit of the code that wrote checkpoint `path` ("" where it was not known)."""
+    """The commit of the code that wrote checkpoint `path` ("" where it was not known, or the
+    checkpoint is older than the attribute)."""
     with _open(path) as file, _reading(path):
-        return str(file.attrs["commit"])
+        return str(file.attrs.get("commit", ""))
 
 
 def load(path, network):

@@ -4,8 +4,9 @@ Per parameter array, in place on the backend (ops.sgd_update):
   v ← momentum·v − wd·lr·w − lr·grad ;  w ← w + v
 Weights use the weight learning rate and weight decay; biases use the bias learning rate
 (bias_lr_multiplier × weight rate: 2 in the released code, 1 in the paper) and no weight decay.
-`layer_lr_scale` multiplies the weight rate of a named layer, and `frozen_layers` keep their
-weights and biases as they are (the 2012 schedule slows conv1's weights, then freezes conv1).
+`layer_lr_scale` multiplies the weight rate of a named layer, and `frozen_layers` are not
+updated at all: weights, biases and momentum stay as they are, as the released code skipped the
+update of a rate of 0 (the 2012 schedule slows conv1's weights, then freezes conv1).
 """
 from dataclasses import dataclass, field
 
@@ -49,6 +50,8 @@ class SGD:
 
     def step(self, network, grads: dict, velocity: dict):
         for spec in network.specs:
+            if spec.layer in self.frozen_layers:
+                continue
             network.backend(spec.tower).sgd_update(
                 network.params[spec.key], velocity[spec.key], grads[spec.key],
                 lr=self.learning_rate(spec), momentum=self.momentum,

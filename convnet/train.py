@@ -80,10 +80,9 @@ def idle_device_note(model, placement) -> str | None:
 def check_output_folder(output_dir, args):
     """For a training run, the run's folder, made where it is missing and tried for writing.
     The run is refused where another run's files are there, which it would replace or mix its
-    logs with: a new run (no --resume), one resuming from a checkpoint of another folder, or
-    --resume auto where the folder has a best.h5 but no last.h5 (logs alone are those of a run
-    stopped in its first epoch: it starts again from step 0). --test-only writes nothing, so it
-    neither makes nor tries the folder (a read-only run folder is evaluated)."""
+    logs with: a new run (no --resume), or one resuming from a checkpoint of another folder.
+    --test-only writes nothing, so it neither makes nor tries the folder (a read-only run folder
+    is evaluated)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UsageError(f"--output-dir {output_dir}: a file, not a folder")
     if args.test_only:
@@ -101,15 +100,22 @@ def check_output_folder(output_dir, args):
     holds = f"--output-dir {output_dir} holds a run already ({', '.join(found)})"
     if args.resume is None:
         raise UsageError(f"{holds}: add --resume to go on with it, or give another --output-dir")
-    if args.resume == "auto":
-        if checkpoint.LAST not in found and checkpoint.BEST in found:
-            raise UsageError(f"{holds} but no {checkpoint.LAST}: --resume "
-                             f"{os.path.join(output_dir, checkpoint.BEST)} goes on from its "
-                             f"best checkpoint")
-    elif os.path.exists(args.resume) and not os.path.samefile(   # a missing one: the loader's
-            os.path.dirname(os.path.realpath(args.resume)), output_dir):      # error to report
+    # (a --resume PATH that does not exist is the loader's error to report)
+    if args.resume != "auto" and os.path.exists(args.resume) and not os.path.samefile(
+            os.path.dirname(os.path.realpath(args.resume)), output_dir):
         raise UsageError(f"{holds}, and --resume {args.resume} is another folder's checkpoint: "
                          f"give --output-dir a folder of its own")
+
+
+def auto_checkpoint(output_dir):
+    """The checkpoint --resume auto goes on from: the folder's last.h5, else its best.h5 (a run
+    stopped between its first epoch's two writes, best.h5 first), else none (logs alone, of a
+    run stopped in its first epoch, or nothing: the run starts at step 0)."""
+    for name in (checkpoint.LAST, checkpoint.BEST):
+        path = os.path.join(output_dir, name)
+        if os.path.exists(path):
+            return path
+    return None
 
 
 def lr_steps_note(args, schedule, epochs) -> str | None:
@@ -167,8 +173,8 @@ def check_goes_on_as_trained(path, trained_with, trains_with):
                              f"{views_name(recorded)}, which picks best.h5: {way} to go on "
                              f"with it")
         flag = RECIPE_FLAGS[key]
-        raise UsageError(f"checkpoint {path}: its run trains with {flag} {recorded:g}, not "
-                         f"{asked:g}: pass {flag} {recorded:g} to go on with it")
+        raise UsageError(f"checkpoint {path}: its run trains with {flag} {recorded!r}, not "
+                         f"{asked!r}: pass {flag} {recorded!r} to go on with it")
 
 
 def resume_notes(path, schedule, epochs):
@@ -264,7 +270,8 @@ def progress_bar():
 
 
 def prepare(args, placement, replicas):
-    """The trainer of this run, resumed if asked: (trainer, model, epochs, output folder)."""
+    """The trainer of this run, resumed if asked: (trainer, model, epochs, output folder, the
+    checkpoint resumed or None, whether the run trains: else it evaluates)."""
     dataset = Dataset(args.data_path)
     try:
         model = choose_model(args.model, args.ablation, dataset)
@@ -285,20 +292,20 @@ def prepare(args, placement, replicas):
                       output_dir=output_dir, print_freq=args.print_freq,
                       progress=progress_bar(), ten_crop=args.ten_crop, replicas=replicas,
                       dataset=dataset_identity(data))
-    resumed = None   # the checkpoint loaded; none where --resume auto found logs alone
-    if args.resume:
-        path = os.path.join(output_dir, checkpoint.LAST) if args.resume == "auto" else args.resume
-        if args.resume != "auto" or os.path.exists(path):
-            trainer.resume(path)
-            resumed = path
-            if not args.test_only and trainer.epoch < epochs:
-                check_goes_on_as_trained(path, trainer.trained_with, trainer.trains_with())
-                if replicas.rank == 0:
-                    for note in resume_notes(path, trainer.schedule, epochs):
-                        print(f"note: {note}", file=sys.stderr)
-            rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
-            print(f"resumed from {path} at epoch {trainer.epoch}, step {trainer.step}; its "
-                  f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
+    # the checkpoint to go on from: none for a new run, or where --resume auto finds none
+    resumed = auto_checkpoint(output_dir) if args.resume == "auto" else args.resume
+    if resumed:
+        trainer.resume(resumed)
+    trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
+    if resumed and trains:
+        check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
+        if replicas.rank == 0:
+            for note in resume_notes(resumed, trainer.schedule, epochs):
+                print(f"note: {note}", file=sys.stderr)
+    if resumed:
+        rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
+        print(f"resumed from {resumed} at epoch {trainer.epoch}, step {trainer.step}; its "
+              f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
     note = lr_steps_note(args, trainer.schedule, epochs) \
         if trainer.step == 0 and not args.test_only else None
     if note and replicas.rank == 0:
@@ -312,12 +319,12 @@ def prepare(args, placement, replicas):
         total = len(network.specs)
         print(f"weights from {trainer.started_from}: {total - len(kept)} of {total} parameter "
               f"arrays" + (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
-    return trainer, model, epochs, output_dir, resumed
+    return trainer, model, epochs, output_dir, resumed, trains
 
 
 def run(args, placement, device, replicas):
     try:
-        trainer, model, epochs, output_dir, resumed = prepare(args, placement, replicas)
+        trainer, model, epochs, output_dir, resumed, trains = prepare(args, placement, replicas)
         error = None
     except (UsageError, DatasetError, checkpoint.CheckpointError) as caught:
         error = caught      # on some ranks only, perhaps (a file one node cannot read)
@@ -327,7 +334,6 @@ def run(args, placement, device, replicas):
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
     trainer.check_replicas_agree("at the start")
-    trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
     if trains and args.resume:   # now that every rank has loaded all it loads (--weights too)
         trainer.go_on_from(resumed)
     note = idle_device_note(model, placement)
@@ -348,11 +354,11 @@ def run(args, placement, device, replicas):
         atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)
 
     if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
-        found = (f"--resume auto found no {checkpoint.LAST} in {output_dir}" if args.resume
+        found = (f"--resume auto found no checkpoint in {output_dir}" if args.resume
                  else "no checkpoint was loaded")
         print(f"note: {found}, so this evaluates the initial weights; --resume [auto|PATH] "
               f"evaluates a trained network", file=sys.stderr)
-    elif not args.test_only and trainer.epoch >= epochs:
+    elif not args.test_only and not trains:
         print(f"the run has done its {epochs} epochs (--epochs to train more); evaluating its "
               f"weights")
     if not trains:

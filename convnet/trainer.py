@@ -25,7 +25,6 @@ import csv
 import json
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass
 
@@ -204,8 +203,7 @@ class Trainer:
             return
         last = os.path.join(self.output_dir, checkpoint.LAST)
         if path is not None and not (os.path.exists(last) and os.path.samefile(path, last)):
-            with atomic_path(last, ".h5") as temporary:
-                shutil.copyfile(path, temporary)
+            checkpoint.copy(path, last)
         self.truncate_logs()
 
     def truncate_logs(self):

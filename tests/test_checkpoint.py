@@ -123,9 +123,9 @@ def test_overwritten_hdf5_structures_are_refused_in_one_line(tmp_path, rng):
 
 
 def test_a_write_that_fails_keeps_the_previous_checkpoint(tmp_path):
-    """A save that cannot write (a full disk; here a file-size limit, which fails the write as
-    a full disk does) is one CheckpointError, leaves the previous file as it was and no partial
-    file. In a process of its own: HDF5 writing to disk itself used to crash the process there."""
+    """A save, or a copy (a resumed run's last.h5), that cannot write (a full disk; here a
+    file-size limit, which fails the write as a full disk does) is one CheckpointError, leaves
+    the previous file as it was and no partial file. In a process of its own: HDF5 writing to disk itself used to crash the process there."""
     script = textwrap.dedent(f"""
         import resource, signal
         import numpy as np
@@ -142,13 +142,18 @@ def test_a_write_that_fails_keeps_the_previous_checkpoint(tmp_path):
             checkpoint.save("last.h5", network, velocity, {{"step": 2}})
         except checkpoint.CheckpointError as error:
             print(error)
+        try:
+            checkpoint.copy("last.h5", "copy.h5")
+        except checkpoint.CheckpointError as error:
+            print(error)
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stderr == ""
-    (line,) = result.stdout.splitlines()
-    assert line.startswith("checkpoint last.h5: cannot write it (") and "untouched" in line
+    saved, copied = result.stdout.splitlines()
+    assert saved.startswith("checkpoint last.h5: cannot write it (") and "untouched" in saved
+    assert copied.startswith("checkpoint copy.h5: cannot write it (")
     assert os.listdir(tmp_path) == ["last.h5"]
     assert checkpoint.load(tmp_path / "last.h5", Network(
         alexnet.build_model("2012-small28"), get_backend("reference")))[2] == {"step": 1}

@@ -43,6 +43,7 @@ def test_read_idx_round_trip_and_errors(tmp_path, rng):
 
 @pytest.mark.parametrize("output,message", [
     ("", "must name a file, not a folder"), (".", "must name a file, not a folder"),
+    ("newdir/", "must name a file, not a folder"),
     ("afile/out.h5", "afile is a file, not a folder")])
 def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path, output,
                                                                        message, monkeypatch):

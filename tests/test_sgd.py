@@ -32,11 +32,17 @@ def test_solver_rates_per_parameter(rng):
     grads = {k: rng.standard_normal(v.shape) for k, v in network.params.items()}
     solver = SGD(weight_lr=0.01, bias_lr_multiplier=2.0, momentum=0.9, weight_decay=5e-4,
                  layer_lr_scale={"conv1b": 0.1}, frozen_layers=("conv1a",))
-    solver.step(network, grads, solver.momentum_buffers(network))
+    velocity = solver.momentum_buffers(network)
+    for key in velocity:   # a frozen layer keeps the momentum it had: no update moves it
+        if key.startswith("conv1a/"):
+            velocity[key] = rng.standard_normal(velocity[key].shape)
+    kept_velocity = {key: value.copy() for key, value in velocity.items()}
+    solver.step(network, grads, velocity)
     for key, value in network.params.items():
         layer = key.split("/")[0]
         if layer == "conv1a":
             np.testing.assert_array_equal(value, before[key])          # frozen
+            np.testing.assert_array_equal(velocity[key], kept_velocity[key])
         elif key.endswith("/bias"):                     # 2× rate, no decay, conv1b's too
             np.testing.assert_allclose(value, before[key] - 0.02 * grads[key], rtol=1e-12)
         else:

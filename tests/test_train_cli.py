@@ -14,7 +14,7 @@ import pytest
 
 from convnet.data import dataset, fashion_mnist
 from convnet.train import gpu_count
-from convnet.trainer import ALONE
+from convnet.trainer import ALONE, TRAINS_WITH
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 needs_fashion_mnist = pytest.mark.skipif(
@@ -310,29 +310,30 @@ def test_rate_drops_that_do_nothing_are_noted(tmp_path, tiny_set):
 
 
 def test_a_run_into_another_runs_folder_is_refused(tmp_path, tiny_set):
-    """Resuming from a checkpoint of another folder, or --resume auto where the folder has a
-    best.h5 but no last.h5, would replace that run's files: refused, the files left alone, the
-    way on named. Resuming from the folder's own best.h5 goes on."""
+    """Resuming from a checkpoint of another folder would replace that run's files: refused,
+    the files left alone, the way on named. Resuming from the folder's own best.h5 goes on; so
+    does --resume auto where the folder has a best.h5 but no last.h5 (a run stopped between its
+    first epoch's two writes, best.h5 first), making last.h5 its copy."""
     common = ["--data-path", str(tiny_set), "--epochs", "1"]
     for name in ("one", "two"):
         assert train(*common, "--output-dir", name, cwd=tmp_path).returncode == 0
     (tmp_path / "two" / "last.h5").unlink()
     kept = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
-    holds = "error: --output-dir two holds a run already (best.h5, epochs.csv, log.jsonl)"
-    for flags, way in (
-            (["--resume", str(tmp_path / "one" / "last.h5")],
-             f", and --resume {tmp_path / 'one' / 'last.h5'} is another folder's checkpoint: "
-             f"give --output-dir a folder of its own"),
-            (["--resume", "auto"], " but no last.h5: --resume two/best.h5 goes on from its "
-                                   "best checkpoint")):
-        result = train(*common, "--output-dir", "two", *flags, cwd=tmp_path)
-        assert result.returncode == 2, (flags, result.stderr)
-        assert result.stderr == holds + way + "\n"
+    result = train(*common, "--output-dir", "two", "--resume", str(tmp_path / "one" / "last.h5"),
+                   cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == (f"error: --output-dir two holds a run already (best.h5, "
+                             f"epochs.csv, log.jsonl), and --resume {tmp_path / 'one' / 'last.h5'} "
+                             f"is another folder's checkpoint: give --output-dir a folder of its "
+                             f"own\n")
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == kept
-    own = train(*common, "--epochs", "2", "--output-dir", "two", "--resume", "two/best.h5",
-                cwd=tmp_path)
-    assert own.returncode == 0, own.stderr
-    assert "resumed from two/best.h5" in own.stdout
+    for flags in (["--resume", "two/best.h5"], ["--resume", "auto"]):
+        own = train(*common, "--epochs", "2", "--output-dir", "two", *flags, cwd=tmp_path)
+        assert own.returncode == 0, own.stderr
+        assert "resumed from two/best.h5 at epoch 1" in own.stdout
+        assert (tmp_path / "two" / "last.h5").exists()
+        (tmp_path / "two" / "last.h5").unlink()
+        (tmp_path / "two" / "best.h5").write_bytes(kept[tmp_path / "two" / "best.h5"])
 
 
 def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
@@ -393,7 +394,9 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
     for flags, refusal in (
             (["-b", "4"], "trains with --batch-size 128, not 4: pass --batch-size 128"),
             (["--momentum", "0.5"], "trains with --momentum 0.9, not 0.5: pass --momentum 0.9"),
-            (["--wd", "0"], "trains with --wd 0.0005, not 0: pass --wd 0.0005"),
+            (["--wd", "0"], "trains with --wd 0.0005, not 0.0: pass --wd 0.0005"),
+            (["--momentum", "0.9000001"], "trains with --momentum 0.9, not 0.9000001: pass "
+                                          "--momentum 0.9"),
             (["--ten-crop"], "validates on the centre crop, which picks best.h5: leave out "
                              "--ten-crop"),
             (["--data-path", str(other)], "trains on dataset t (8 training, 4 validation "
@@ -427,6 +430,24 @@ def test_a_resume_notes_a_change_of_code_and_a_2012_schedule_kept_to_its_epochs(
                         "--epochs 2 moves only where it stops")
 
 
+def test_a_checkpoint_older_than_its_commit_and_training_records_resumes(tmp_path, tiny_set):
+    """Checkpoints written before they recorded the commit and what their run trains with go
+    on with the flags given, as they did then, and with no note."""
+    out = tmp_path / "run"
+    common = ["--data-path", str(tiny_set), "--output-dir", str(out), "--lr-schedule", "steps",
+              "--lr-steps", "1"]
+    assert train(*common, "--epochs", "1", cwd=tmp_path).returncode == 0
+    with h5py.File(out / "last.h5", "r+") as file:
+        del file.attrs["commit"]
+        state = json.loads(file.attrs["state"])
+        for key in TRAINS_WITH:
+            del state[key]
+        file.attrs["state"] = json.dumps(state)
+    result = train(*common, "--epochs", "2", "--resume", "-b", "4", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "note:" not in result.stderr and "resumed from" in result.stdout
+
+
 def test_evaluating_makes_no_folder(tmp_path, tiny_set):
     source = tmp_path / "source"
     assert train("--data-path", str(tiny_set), "--epochs", "1", "--output-dir", str(source),
@@ -442,7 +463,7 @@ def test_test_only_says_when_resume_auto_found_nothing(tmp_path, tiny_set):
     result = train("--data-path", str(tiny_set), "--output-dir", str(tmp_path / "run"),
                    "--resume", "--test-only", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stderr.startswith(f"note: --resume auto found no last.h5 in "
+    assert result.stderr.startswith(f"note: --resume auto found no checkpoint in "
                                     f"{tmp_path / 'run'}, so this evaluates the initial weights")
 
 

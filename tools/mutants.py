@@ -39,7 +39,7 @@ from typing import NamedTuple
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from convnet import provenance  # noqa: E402
-from convnet.atomic import atomic_json  # noqa: E402
+from convnet.atomic import atomic_json, check_writable  # noqa: E402
 
 COMPILED = (".cu", ".cuh", ".h", ".cpp")   # the extension modules' sources (setup.py)
 TEST_SECONDS = 900
@@ -210,8 +210,11 @@ def main(argv=None):
         return 0
     if args.seed < 0:
         p.error(f"--seed must be at least 0; got {args.seed}")
-    if args.json and not os.access(os.path.dirname(os.path.abspath(args.json)), os.W_OK):
-        p.error(f"--json {args.json}: its folder does not exist or is not writable")
+    if args.json:
+        try:
+            check_writable(args.json, "--json")
+        except ValueError as error:
+            p.error(str(error))
     commit = provenance.running()   # now: the checkout is copied next, whatever changes later
     try:
         records = run(mutants, args.seed, commit=commit)
@@ -513,6 +516,9 @@ CATALOGUE = [
     Mutant('solver-frozen', 'convnet/solver.py',
            '        if spec.layer in self.frozen_layers:\n            return 0.0\n',
            '', MODEL + SCHEDULE),
+    Mutant('solver-frozen-steps', 'convnet/solver.py',
+           '            if spec.layer in self.frozen_layers:\n                continue\n',
+           '', MODEL + SCHEDULE),
     Mutant('solver-take-scale', 'convnet/solver.py',
            '        self.layer_lr_scale = dict(rates.layer_lr_scale)\n',
            '', SCHEDULE),
@@ -626,24 +632,29 @@ CATALOGUE = [
            'if args.resume is None:\n        raise UsageError(f"{holds}: add --resume',
            'if False:\n        raise UsageError(f"{holds}: add --resume', TRAINING),
     Mutant('train-auto-without-last', 'convnet/train.py',
-           'if checkpoint.LAST not in found and checkpoint.BEST in found:',
-           'if False:', TRAINING),
+           'for name in (checkpoint.LAST, checkpoint.BEST):', 'for name in (checkpoint.LAST,):',
+           TRAINING),
     Mutant('train-resume-elsewhere', 'convnet/train.py',
-           'elif os.path.exists(args.resume) and not os.path.samefile(',
-           'elif False and not os.path.samefile(', TRAINING),
+           'if args.resume != "auto" and os.path.exists(args.resume) and not os.path.samefile(',
+           'if False and not os.path.samefile(', TRAINING),
     Mutant('train-logs-cut-before-weights', 'convnet/train.py',
            '    note = lr_steps_note(args, trainer.schedule, epochs) \\\n',
            '    if args.resume and not args.test_only:\n'
            '        trainer.go_on_from(resumed)\n'
            '    note = lr_steps_note(args, trainer.schedule, epochs) \\\n', TRAINING),
     Mutant('train-trains-with-unchecked', 'convnet/train.py',
-           'check_goes_on_as_trained(path, trainer.trained_with, trainer.trains_with())',
+           'check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())',
            'pass', TRAINING),
+    Mutant('tr-old-state-refused', 'convnet/trainer.py',
+           '- {"started_from", *TRAINS_WITH})', '- {"started_from"})', TRAINING),
+    Mutant('ckpt-commit-required', 'convnet/checkpoint.py',
+           'return str(file.attrs.get("commit", ""))', 'return str(file.attrs["commit"])',
+           TRAINING),
     Mutant('tr-trained-with-dropped', 'convnet/trainer.py',
            'self.trained_with = {key: state[key] for key in TRAINS_WITH if key in state}',
            'self.trained_with = {}', TRAINING),
     Mutant('train-resume-notes-unsaid', 'convnet/train.py',
-           'for note in resume_notes(path, trainer.schedule, epochs):', 'for note in ():',
+           'for note in resume_notes(resumed, trainer.schedule, epochs):', 'for note in ():',
            TRAINING),
     Mutant('sched-old-state-unfrozen', 'convnet/schedule.py',
            'in rates.get("layer_lr_scale", {}).items() if factor == 0]',
