@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from convnet.data import dataset
+from tiny_run import LOGS_ALONE, write_logs_alone
 
 TIMEOUT = 120           # seconds for any one job: a hang fails the test instead of CI
 FAULTS = Path(__file__).with_name("replica_faults.py")
@@ -173,11 +174,7 @@ def test_a_rank_whose_weights_fail_leaves_the_logs_of_the_run(tiny, one_process)
     loaded what it loads: rank 1's missing --weights (MPMD) stops both ranks before rank 0,
     whose weights loaded, touches the logs."""
     out = tiny / "logs-alone"
-    out.mkdir()
-    logs = {"log.jsonl": '{"epoch": 1, "step": 1, "loss": 9.0}\n',
-            "epochs.csv": "epoch,train_loss\n"}
-    for name, text in logs.items():
-        (out / name).write_text(text)
+    write_logs_alone(out)
     flags = ["--gpus", "cpu", *common(tiny, "logs-alone"), "--resume", "auto", "--weights"]
     rank = [sys.executable, "-m", "convnet.train", *flags]
     command = mpiexec() + ["-n", "1", *rank, str(one_process / "last.h5"), ":",
@@ -187,7 +184,7 @@ def test_a_rank_whose_weights_fail_leaves_the_logs_of_the_run(tiny, one_process)
     assert result.returncode == 2
     assert result.stderr.startswith("error: rank 1: ") and "none.h5" in result.stderr, \
         result.stderr
-    assert {name: (out / name).read_text() for name in logs} == logs
+    assert {name: (out / name).read_text() for name in LOGS_ALONE} == LOGS_ALONE
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tiny):

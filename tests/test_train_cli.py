@@ -15,6 +15,7 @@ import pytest
 from convnet.data import dataset, fashion_mnist
 from convnet.train import gpu_count
 from convnet.trainer import ALONE, TRAINS_WITH
+from tiny_run import LOGS_ALONE, write_logs_alone
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 needs_fashion_mnist = pytest.mark.skipif(
@@ -341,16 +342,12 @@ def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
     starts from step 0, its logs replacing theirs; but only once all it loads has loaded (a
     --weights that fails leaves them as they were)."""
     out = tmp_path / "run"
-    out.mkdir()
-    logs = {"log.jsonl": '{"epoch": 1, "step": 1, "loss": 9.0}\n',
-            "epochs.csv": "epoch,train_loss\n"}
-    for name, text in logs.items():
-        (out / name).write_text(text)
+    write_logs_alone(out)
     common = ["--data-path", str(tiny_set), "--epochs", "1", "--print-freq", "1",
               "--output-dir", str(out), "--resume", "auto"]
     failed = train(*common, "--weights", str(tmp_path / "none.h5"), cwd=tmp_path)
     assert failed.returncode == 2 and "none.h5" in failed.stderr, failed.stderr
-    assert {name: (out / name).read_text() for name in logs} == logs
+    assert {name: (out / name).read_text() for name in LOGS_ALONE} == LOGS_ALONE
     result = train(*common, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "resumed from" not in result.stdout

@@ -1,6 +1,7 @@
 """A tiny run to evaluate, for the tests of the commands that read checkpoints (figures,
 predict, ensemble): a dataset of random images and checkpoints of networks with random, active
-weights, and their evaluation outputs computed directly, crop by crop."""
+weights, and their evaluation outputs computed directly, crop by crop. And the logs a run
+leaves before its first checkpoint, for the training command's tests."""
 from types import SimpleNamespace
 
 import h5py
@@ -14,6 +15,18 @@ from networks import make_active
 
 MODEL, CLASSES, SIZE, CROP = "2012-small28", 10, 32, 28
 TRAIN, VAL = 40, 12
+
+
+# What a run stopped in its first epoch leaves, before any checkpoint: logs alone.
+LOGS_ALONE = {"log.jsonl": '{"epoch": 1, "step": 1, "loss": 9.0}\n',
+              "epochs.csv": "epoch,train_loss\n"}
+
+
+def write_logs_alone(folder):
+    """A new run folder holding LOGS_ALONE."""
+    folder.mkdir()
+    for name, text in LOGS_ALONE.items():
+        (folder / name).write_text(text)
 
 
 def save_checkpoint(network, path):
