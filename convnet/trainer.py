@@ -329,10 +329,13 @@ class Trainer:
             if improved:
                 self.best_error = validation.top1
             if self.writes:
-                # best.h5 first: a run stopped between the two writes goes on from the last.h5
-                # before, repeats the epoch and writes best.h5 again. (last.h5 first, it went
-                # on from this epoch, its best already, and best.h5 kept an older one.)
-                for name in ((checkpoint.BEST,) if improved else ()) + (checkpoint.LAST,):
-                    checkpoint.save(os.path.join(self.output_dir, name), self.network,
-                                    self.velocity, self.state())
+                # An improving epoch's checkpoint is built once, as best.h5, and last.h5 is its
+                # copy: a run stopped between the two goes on from the last.h5 before, repeats
+                # the epoch and writes best.h5 again.
+                best, last = (os.path.join(self.output_dir, name)
+                              for name in (checkpoint.BEST, checkpoint.LAST))
+                checkpoint.save(best if improved else last, self.network, self.velocity,
+                                self.state())
+                if improved:
+                    checkpoint.copy(best, last)
         return validation

@@ -136,17 +136,21 @@ def test_a_run_stopped_between_its_checkpoints_writes_best_again(tmp_path, monke
     network = make_trainer(tmp_path / "reader").network
     trainer = make_trainer(tmp_path)
     trainer.fit(1)
-    save, written = checkpoint.save, []
+    save, copy, written = checkpoint.save, checkpoint.copy, []
 
-    def second_fails(path, *args):
-        if written:
-            raise checkpoint.CheckpointError(f"checkpoint {path}: no space left on device")
-        written.append(path)
-        save(path, *args)
-    monkeypatch.setattr(checkpoint, "save", second_fails)
+    def second_write_fails(write, target_at):   # the target: save's first argument, copy's second
+        def failing(*args):
+            written.append(args[target_at])
+            if len(written) > 1:
+                raise checkpoint.CheckpointError(f"checkpoint {args[target_at]}: no space left")
+            write(*args)
+        return failing
+    monkeypatch.setattr(checkpoint, "save", second_write_fails(save, 0))
+    monkeypatch.setattr(checkpoint, "copy", second_write_fails(copy, 1))
     with pytest.raises(checkpoint.CheckpointError):
         trainer.fit(2)
     monkeypatch.setattr(checkpoint, "save", save)
+    monkeypatch.setattr(checkpoint, "copy", copy)
     resumed = make_trainer(tmp_path)
     resumed.resume(str(tmp_path / checkpoint.LAST))
     resumed.fit(2)

@@ -678,8 +678,17 @@ CATALOGUE = [
            '"bias_lr": self.solver.weight_lr * self.solver.bias_lr_multiplier,',
            '"bias_lr": self.solver.weight_lr,', TRAINING),
     Mutant('tr-last-before-best', 'convnet/trainer.py',
-           '((checkpoint.BEST,) if improved else ()) + (checkpoint.LAST,)',
-           '(checkpoint.LAST,) + ((checkpoint.BEST,) if improved else ())', TRAINING),
+           'checkpoint.save(best if improved else last, self.network, self.velocity,\n'
+           '                                self.state())\n'
+           '                if improved:\n'
+           '                    checkpoint.copy(best, last)',
+           'checkpoint.save(last, self.network, self.velocity,\n'
+           '                                self.state())\n'
+           '                if improved:\n'
+           '                    checkpoint.copy(last, best)', TRAINING),
+    Mutant('tr-best-not-copied', 'convnet/trainer.py',
+           '                    checkpoint.copy(best, last)\n', '                    pass\n',
+           TRAINING),
     Mutant('tr-seed-check', 'convnet/trainer.py',
            'if state["seed"] != self.network.seed:',
            'if False:', TRAINING),
