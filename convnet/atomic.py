@@ -5,6 +5,7 @@ under the target's name. HDF5 readers also require the `complete` attribute, set
 """
 import json
 import os
+import socket
 import tempfile
 from contextlib import contextmanager
 
@@ -32,21 +33,64 @@ def check_writable(path, flag):
 @contextmanager
 def atomic_path(path, suffix=""):
     """Yields a temporary path beside `path` for the caller to write; renamed to `path` when the
-    block ends normally, removed when it raises."""
+    block ends normally, removed when it raises. The file reaches the disk before the rename,
+    and the rename before the return: a power cut leaves the old file or the new one whole."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".partial-", suffix=suffix, dir=folder)
+    prefix = _partial_prefix(path)
+    _remove_leftovers(folder, prefix)
+    handle, temporary = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=suffix,
+                                         dir=folder)
     os.close(handle)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(temporary, 0o666 & ~umask)   # mkstemp's 0600 would outlive the rename
     try:
         yield temporary
+        _sync(temporary)
         os.replace(temporary, path)
+        _sync(folder)
     except BaseException:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+def _partial_prefix(path):
+    """The temporary files of `path` written on this machine: the writer's process id follows."""
+    return f".partial-{os.path.basename(path)}@{socket.gethostname()}:"
+
+
+def _remove_leftovers(folder, prefix):
+    """Removes the temporary files of a write that was killed before its cleanup (SIGKILL, a
+    power cut): those of `prefix` whose process has ended. A live writer's file stays (and one
+    whose process id was taken again, until that process ends)."""
+    for name in os.listdir(folder):
+        writer = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
+        if writer.isdigit() and not _running(int(writer)):
+            try:
+                os.unlink(os.path.join(folder, name))
+            except FileNotFoundError:   # another writer removed it first
+                pass
+
+
+def _running(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:   # another user's
+        pass
+    return True
+
+
+def _sync(path):
+    """Writes `path`'s data (a file) or its entries (a folder) to the disk."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
 
 
 def atomic_json(path, data, indent=1):

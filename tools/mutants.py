@@ -241,6 +241,7 @@ SCHEDULE = ("tests/test_schedule.py", "tests/test_trainer.py", "tests/test_train
 TRAINING = ("tests/test_trainer.py", "tests/test_train_cli.py", "tests/test_checkpoint.py",
             "tests/test_ensemble.py")
 LOADER = ("tests/test_loader.py",)
+ATOMIC = ("tests/test_atomic.py",)
 DATA = ("tests/test_dataset.py", "tests/test_prepare.py", "tests/test_loader.py",
         "tests/test_fashion_mnist.py")
 PLACEMENT = ("tests/test_replicas.py", "tests/test_placement.py", "tests/test_network.py")
@@ -710,6 +711,12 @@ CATALOGUE = [
     Mutant('at-no-cleanup', 'convnet/atomic.py',
            '        if os.path.exists(temporary):\n            os.unlink(temporary)\n',
            '        pass\n', TRAINING),
+    Mutant('at-leftovers-kept', 'convnet/atomic.py',
+           '    _remove_leftovers(folder, prefix)\n', '', ATOMIC),
+    Mutant('at-unsynced', 'convnet/atomic.py',
+           '        _sync(temporary)\n', '', ATOMIC),
+    Mutant('at-live-removed', 'convnet/atomic.py',
+           'if writer.isdigit() and not _running(int(writer)):', 'if writer.isdigit():', ATOMIC),
     Mutant('st-cov-sign', 'convnet/data/dataset.py',
            '(int(self.rgb_outer[i, j]) * pixels - sums[i] * sums[j])',
            '(int(self.rgb_outer[i, j]) * pixels + sums[i] * sums[j])', DATA),
