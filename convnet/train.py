@@ -15,6 +15,7 @@ during training ends the whole job (MPI's abort), so no rank is left waiting.
 """
 import contextlib
 import hashlib
+import json
 import os
 import sys
 import tempfile
@@ -116,6 +117,37 @@ def auto_checkpoint(output_dir):
         if os.path.exists(path):
             return path
     return None
+
+
+# The settings a run restarted over logs alone is expected to share with the run it replaces.
+RESTART_SETTINGS = ("model", "ablation", "data_path", "weights", "epochs", "batch_size", "lr",
+                    "momentum", "wd", "lr_schedule", "lr_steps", "seed", "ten_crop")
+
+
+def restart_note(output_dir, settings) -> str:
+    """A run that --resume auto restarts over logs alone (no checkpoint) starts at step 0 with
+    this command's settings: the note says so, and names those that differ from the settings
+    of the run it replaces (a fine-tuning run restarted without its --weights starts from
+    random weights)."""
+    note = (f"note: --resume auto found no checkpoint in {output_dir}: the run starts again "
+            f"from step 0")
+    try:
+        with open(os.path.join(output_dir, "settings.json")) as file:
+            before = json.load(file)
+    except (OSError, ValueError):   # none (a run stopped before writing them), or unreadable
+        return note
+    flags = {action.dest: next(flag for flag in action.option_strings if flag.startswith("--"))
+             for action in options.parser()._actions if action.option_strings}
+
+    def shown(value):
+        if isinstance(value, list):
+            return " ".join(map(str, value)) or "none"
+        return "none" if value is None else str(value)
+
+    changed = [f"{flags[key]} (was {shown(before[key])}, now {shown(settings[key])})"
+               for key in RESTART_SETTINGS if key in before and before[key] != settings[key]]
+    return note + (f", with settings other than its first start's: {'; '.join(changed)}"
+                   if changed else "")
 
 
 def lr_steps_note(args, schedule, epochs) -> str | None:
@@ -351,6 +383,8 @@ def run(args, placement, device, replicas):
             schedule = trainer.schedule
             settings.update(lr=schedule.initial_weight_lr, lr_schedule=schedule.kind,
                             lr_steps=list(schedule.step_epochs))
+        elif args.resume:   # --resume auto found no checkpoint, only logs
+            print(restart_note(output_dir, settings), file=sys.stderr)
         atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)
 
     if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:

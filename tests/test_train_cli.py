@@ -351,8 +351,30 @@ def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
     result = train(*common, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "resumed from" not in result.stdout
+    assert (f"note: --resume auto found no checkpoint in {out}: the run starts again from step "
+            f"0\n") in result.stderr
     assert all(json.loads(line)["loss"] != 9.0
                for line in (out / "log.jsonl").read_text().splitlines())
+
+
+def test_a_restart_over_logs_alone_names_the_settings_it_changes(tmp_path, tiny_set):
+    """A fine-tuning run stopped before its first checkpoint and restarted without its
+    --weights starts from random weights: the note says so, as for any setting its first
+    start's settings.json records otherwise."""
+    donor, out = tmp_path / "donor", tmp_path / "run"
+    common = ["--data-path", str(tiny_set), "--epochs", "1"]
+    assert train(*common, "--output-dir", str(donor), cwd=tmp_path).returncode == 0
+    first = train(*common, "-b", "8", "--weights", str(donor / "last.h5"),
+                  "--output-dir", str(out), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    for name in ("last.h5", "best.h5"):   # as a run stopped in its first epoch leaves it
+        (out / name).unlink()
+    again = train(*common, "-b", "4", "--output-dir", str(out), "--resume", "auto",
+                  cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert (f"note: --resume auto found no checkpoint in {out}: the run starts again from step "
+            f"0, with settings other than its first start's: --weights (was {donor / 'last.h5'}, "
+            f"now none); --batch-size (was 8, now 4)\n") in again.stderr
 
 
 def test_resuming_an_earlier_checkpoint_past_its_epochs_evaluates_and_changes_nothing(

@@ -690,6 +690,8 @@ CATALOGUE = [
     Mutant('tr-best-not-copied', 'convnet/trainer.py',
            '                    checkpoint.copy(best, last)\n', '                    pass\n',
            TRAINING),
+    Mutant('train-restart-unnoted', 'convnet/train.py',
+           'if key in before and before[key] != settings[key]]', 'if False]', TRAINING),
     Mutant('tr-seed-check', 'convnet/trainer.py',
            'if state["seed"] != self.network.seed:',
            'if False:', TRAINING),
