@@ -65,10 +65,16 @@ def exit_status(run, args):
     return 2
 
 
-def report_unreadable(failed):
-    """One line on stderr for each file that could not be read: [(path, reason)]."""
+def report_unreadable(failed, readable):
+    """One line on stderr for each image file that could not be read: [(path, reason)], where
+    `readable` others were; a UsageError where none was: the one file's line, or a count after
+    each file's."""
+    if not readable and len(failed) == 1:
+        raise UsageError(": ".join(failed[0]))
     for path, reason in failed:
         print(f"error: {path}: {reason}", file=sys.stderr)
+    if not readable:
+        raise UsageError(f"none of the {len(failed)} image files could be read")
 
 
 def top_k(probs, k):

@@ -18,7 +18,6 @@ import sys
 from convnet import options
 from convnet.inference import (Inference, add_checkpoint_flag, exit_status, report_unreadable,
                                 top_k)
-from convnet.train import UsageError
 
 
 def parser():
@@ -34,9 +33,7 @@ def run(args):
     inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
     images, paths, failed = inference.pictures(args.images)
-    report_unreadable(failed)
-    if not paths:
-        raise UsageError("none of the image files could be read")
+    report_unreadable(failed, readable=len(paths))
     names = inference.class_names
     for positions, probs, _ in inference.run(images):
         for position, row, best in zip(positions, probs, top_k(probs, args.top)):

@@ -157,6 +157,19 @@ def test_predict_reports_each_unreadable_file_and_goes_on(trained, capsys):
                                 f"error: {bad[2]}: no such file"]
 
 
+def test_predict_of_no_readable_file_is_exit_2(trained, capsys):
+    """One file that cannot be read is one line; several, a line each and their count."""
+    (trained.tmp / "text.jpg").write_text("not an image")
+    flags = ["--checkpoint", str(trained.run), "--data-path", str(trained.data)]
+    text, missing = str(trained.tmp / "text.jpg"), str(trained.tmp / "missing.png")
+    assert predict.main([text, *flags]) == 2
+    assert capsys.readouterr().err == f"error: {text}: not an image Pillow can identify\n"
+    assert predict.main([text, missing, *flags]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {text}: not an image Pillow can identify", f"error: {missing}: no such file",
+        "error: none of the 2 image files could be read"]
+
+
 def test_predict_errors_are_one_line_with_exit_2(trained, capsys, rng):
     image = save_png(trained.val[0], trained.tmp / "v.png")
     assert predict.main([image, "--checkpoint", str(trained.tmp / "none.h5"),

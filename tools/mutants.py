@@ -692,6 +692,8 @@ CATALOGUE = [
            TRAINING),
     Mutant('train-restart-unnoted', 'convnet/train.py',
            'if key in before and before[key] != settings[key]]', 'if False]', TRAINING),
+    Mutant('inf-one-unreadable-twice', 'convnet/inference.py',
+           'if not readable and len(failed) == 1:', 'if False:', INFERENCE),
     Mutant('tr-seed-check', 'convnet/trainer.py',
            'if state["seed"] != self.network.seed:',
            'if False:', TRAINING),

@@ -27,7 +27,7 @@ from convnet.figures import (add_output_flag, add_selection_flags, check_selecti
                              checkpoint_output, new_figure, save, short_name,
                              show_image, split_candidates)
 from convnet.inference import Inference, add_checkpoint_flag, report_unreadable
-from convnet.train import UsageError, progress_bar
+from convnet.train import progress_bar
 
 HELP = "Figure 4, right: the training images nearest to each query in fc7"
 INFERENCE = True            # takes the training command's --data-path, -b, --ten-crop, --gpus
@@ -161,9 +161,7 @@ def run(args):
     inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
     images, titles, vectors, failed = queries(inference, args)
-    report_unreadable(failed)
-    if not len(images):
-        raise UsageError("none of the image files could be read")
+    report_unreadable(failed, readable=len(images))
     cache_file = args.cache or cache_path(inference, REFERENCE)
     cache, computed = cached_features(inference, REFERENCE, cache_file)
     with cache:

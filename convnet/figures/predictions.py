@@ -119,9 +119,7 @@ def run(args):
     inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
     chosen = choose(inference, args)
-    report_unreadable(chosen.failed)
-    if not len(chosen.images):
-        raise UsageError("none of the image files could be read")
+    report_unreadable(chosen.failed, readable=len(chosen.images))
     figure = draw(chosen.images, chosen.titles, chosen.probs, chosen.labels,
                   inference.class_names, args.columns)
     path = checkpoint_output(args, "predictions")
