@@ -2,6 +2,11 @@
 from contextlib import contextmanager
 
 
+def counted(count, noun, plural=None) -> str:
+    """"1 epoch", "6 epochs": a count and its noun in a message (plural: where not noun + s)."""
+    return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
 def one_line(error) -> str:
     """An exception's message on one line: HDF5's messages, which h5py passes on, span several."""
     return " ".join(str(error).split())

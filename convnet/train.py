@@ -30,7 +30,7 @@ from convnet.backend.cuda.conv import DEFAULT_ALGORITHM
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
-from convnet.errors import one_line
+from convnet.errors import counted, one_line
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.replicas import engines, nccl
@@ -160,7 +160,7 @@ def lr_steps_note(args, schedule, epochs) -> str | None:
     late = [epoch for epoch in args.lr_steps if epoch >= epochs]
     if not late:
         return None
-    return (f"note: --lr-steps {' '.join(map(str, late))}: this run trains {epochs} epochs, so "
+    return (f"note: --lr-steps {' '.join(map(str, late))}: this run trains {counted(epochs, 'epoch')}, so "
             f"the rates drop there only if a resume raises --epochs")
 
 
@@ -218,8 +218,16 @@ def resume_notes(path, schedule, epochs):
                f"between them applies from here on")
     planned = round(schedule.scale * RELEASED_2012_EPOCHS)
     if schedule.kind == "2012" and planned != epochs:
-        yield (f"the 2012 schedule goes on as scaled to the run's first {planned} epochs; "
+        yield (f"the 2012 schedule goes on as scaled to the run's first {counted(planned, 'epoch')}; "
                f"--epochs {epochs} moves only where it stops")
+
+
+def planned_epochs(recorded, schedule, default):
+    """The epochs a resumed run was started for: its checkpoint's record, else (a checkpoint
+    from before the record) those its 2012 schedule was scaled to, else the model's default."""
+    if recorded is not None:
+        return recorded
+    return round(schedule.scale * RELEASED_2012_EPOCHS) if schedule.kind == "2012" else default
 
 
 def make_schedule(args, model, epochs) -> Schedule:
@@ -328,6 +336,8 @@ def prepare(args, placement, replicas):
     resumed = auto_checkpoint(output_dir) if args.resume == "auto" else args.resume
     if resumed:
         trainer.resume(resumed)
+        if args.epochs is None:   # the run goes on to the epochs it was started for
+            epochs = planned_epochs(trainer.epochs, trainer.schedule, epochs)
     trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
     if resumed and trains:
         check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
@@ -393,15 +403,16 @@ def run(args, placement, device, replicas):
         print(f"note: {found}, so this evaluates the initial weights; --resume [auto|PATH] "
               f"evaluates a trained network", file=sys.stderr)
     elif not args.test_only and not trains:
-        print(f"the run has done its {epochs} epochs (--epochs to train more); evaluating its "
-              f"weights")
+        done = f"its {counted(epochs, 'epoch')}" if trainer.epoch == epochs else \
+            f"{counted(trainer.epoch, 'epoch')}, which --epochs {epochs} does not exceed"
+        print(f"the run has done {done} (--epochs to train more); evaluating its weights")
     if not trains:
         result = evaluate(trainer.network, trainer.data, args.batch_size, args.ten_crop,
                           replicas)
     else:
         ranks = f", {replicas.world} ranks" if replicas.world > 1 else ""
-        print(f"training {model.name} on {args.data_path} ({device}{ranks}) for {epochs} "
-              f"epochs; output in {output_dir}")
+        print(f"training {model.name} on {args.data_path} ({device}{ranks}) for "
+              f"{counted(epochs, 'epoch')}; output in {output_dir}")
         result = trainer.fit(epochs)
     print(f"validation ({views_name(args.ten_crop)}): {result}")
     return 0

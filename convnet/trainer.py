@@ -32,6 +32,7 @@ import numpy as np
 
 from convnet import checkpoint, stopping
 from convnet.atomic import atomic_path
+from convnet.errors import counted
 from convnet.replicas.engines import Replicas
 from convnet.schedule import Schedule
 from convnet.solver import SGD
@@ -65,7 +66,7 @@ class Evaluation:
 
     def __str__(self):
         return (f"loss {self.loss:.4f}, top-1 error {self.top1:.2%}, top-5 error "
-                f"{self.top5:.2%} over {self.images} images")
+                f"{self.top5:.2%} over {counted(self.images, 'image')}")
 
 
 def views_name(ten_crop) -> str:
@@ -134,6 +135,7 @@ class Trainer:
         self.solver = SGD.following(schedule.rates, momentum, weight_decay)
         self.velocity = self.solver.momentum_buffers(network)
         self.epoch, self.step, self.best_error = 0, 0, None
+        self.epochs = None          # the epochs the run trains to (fit's), which it records
         self.started_from = None    # the checkpoint whose weights a fine-tuning run started from
         self.trained_with = {}      # a resumed checkpoint's record of TRAINS_WITH
 
@@ -144,17 +146,18 @@ class Trainer:
                 "dataset": self.dataset}
 
     def state(self) -> dict:
-        return {"epoch": self.epoch, "step": self.step, "best_error": self.best_error,
-                "seed": self.network.seed, "schedule": self.schedule.state(),
+        return {"epoch": self.epoch, "epochs": self.epochs, "step": self.step,
+                "best_error": self.best_error, "seed": self.network.seed, "schedule": self.schedule.state(),
                 "started_from": self.started_from, **self.trains_with()}
 
     def resume(self, path):
         """The state of checkpoint `path`; the logs are left as they are (a run going on from it
         drops their later lines with go_on_from, evaluating it keeps them)."""
         params, velocity, state = checkpoint.load(path, self.network)
-        # the fields save() writes; older checkpoints lack started_from (no fine-tuning then)
-        # and TRAINS_WITH
-        missing = sorted(set(self.state()) - set(state) - {"started_from", *TRAINS_WITH})
+        # the fields save() writes; older checkpoints lack started_from (no fine-tuning then),
+        # epochs and TRAINS_WITH
+        missing = sorted(set(self.state()) - set(state) - {"started_from", "epochs",
+                                                           *TRAINS_WITH})
         if missing:
             raise checkpoint.CheckpointError(f"checkpoint {path}: its training state lacks "
                                              f"{', '.join(missing)}")
@@ -167,6 +170,7 @@ class Trainer:
         self.epoch, self.step, self.best_error = state["epoch"], state["step"], state["best_error"]
         self.schedule = Schedule.from_state(state["schedule"])
         self.started_from = state.get("started_from")
+        self.epochs = state.get("epochs")
         self.trained_with = {key: state[key] for key in TRAINS_WITH if key in state}
         self.solver.take_rates(self.schedule.rates)
 
@@ -298,6 +302,7 @@ class Trainer:
         Rank 0 makes the output folder here: evaluating writes nothing."""
         if self.writes:
             os.makedirs(self.output_dir, exist_ok=True)
+        self.epochs = epochs
         validation = None
         csv_path = os.path.join(self.output_dir, EPOCHS_CSV)
         while self.epoch < epochs:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from convnet.data import dataset, fashion_mnist
-from convnet.train import gpu_count
+from convnet.schedule import Rates, Schedule
+from convnet.train import gpu_count, planned_epochs
 from convnet.trainer import ALONE, TRAINS_WITH
 from tiny_run import LOGS_ALONE, write_logs_alone
 
@@ -80,10 +81,16 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     assert {key: resumed[key] for key in ("lr", "lr_schedule", "lr_steps", "schedule")} == \
         {"lr": 0.01, "lr_schedule": "2012", "lr_steps": [], "schedule": "2012"}
 
-    finished = train(*common, "--epochs", "2", "--resume", cwd=tmp_path)   # nothing left to do
+    # Nothing left to do: without --epochs, the run's own (its checkpoint records them), not
+    # the model's default; --epochs below those done trains nothing either.
+    finished = train(*common, "--resume", cwd=tmp_path)
     assert finished.returncode == 0, finished.stderr
-    assert "has done its 2 epochs" in finished.stdout
+    assert "has done its 2 epochs (--epochs to train more)" in finished.stdout
     assert "validation (centre crop)" in finished.stdout
+    assert len((out / "epochs.csv").read_text().splitlines()) == 3
+    fewer = train(*common, "--resume", "--epochs", "1", cwd=tmp_path)
+    assert fewer.returncode == 0, fewer.stderr
+    assert "has done 2 epochs, which --epochs 1 does not exceed" in fewer.stdout
     assert len((out / "epochs.csv").read_text().splitlines()) == 3
 
     untrained = train(*common, "--test-only", cwd=tmp_path)
@@ -301,7 +308,7 @@ def test_rate_drops_that_do_nothing_are_noted(tmp_path, tiny_set):
     late = train(*common, "--output-dir", "late", "--lr-schedule", "steps", "--lr-steps", "1",
                  "5", cwd=tmp_path)
     assert late.returncode == 0, late.stderr
-    assert late.stderr == ("note: --lr-steps 1 5: this run trains 1 epochs, so the rates drop "
+    assert late.stderr == ("note: --lr-steps 1 5: this run trains 1 epoch, so the rates drop "
                            "there only if a resume raises --epochs\n")
     (tmp_path / "c.json").write_text('{"lr_schedule": "steps", "lr_steps": [1]}')
     other = train(*common, "-c", "c.json", "--lr-schedule", "plateau", "--output-dir", "other",
@@ -389,7 +396,7 @@ def test_resuming_an_earlier_checkpoint_past_its_epochs_evaluates_and_changes_no
     kept = {path.name: path.read_bytes() for path in out.iterdir()}
     result = train(*common, "--epochs", "1", "--resume", str(out / "epoch1.h5"), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "the run has done its 1 epochs" in result.stdout
+    assert "the run has done its 1 epoch (" in result.stdout
     assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
 
 
@@ -445,7 +452,7 @@ def test_a_resume_notes_a_change_of_code_and_a_2012_schedule_kept_to_its_epochs(
     notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
     assert notes[0].startswith(f"note: {out / 'last.h5'} was written by commit 0123abc; this "
                                f"is ")
-    assert notes[1] == ("note: the 2012 schedule goes on as scaled to the run's first 1 epochs; "
+    assert notes[1] == ("note: the 2012 schedule goes on as scaled to the run's first 1 epoch; "
                         "--epochs 2 moves only where it stops")
 
 
@@ -465,6 +472,16 @@ def test_a_checkpoint_older_than_its_commit_and_training_records_resumes(tmp_pat
     result = train(*common, "--epochs", "2", "--resume", "-b", "4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "note:" not in result.stderr and "resumed from" in result.stdout
+
+
+def test_a_resume_without_epochs_goes_on_to_those_its_run_was_started_for():
+    """The checkpoint's record; before checkpoints recorded them, the epochs a 2012 schedule
+    was scaled to, else the model's default."""
+    rates = Rates(0.01, 0.02)
+    scaled = Schedule("2012", rates, scale=12 / 90)
+    assert planned_epochs(7, scaled, 30) == 7
+    assert planned_epochs(None, scaled, 30) == 12
+    assert planned_epochs(None, Schedule("steps", rates, step_epochs=(5,)), 30) == 30
 
 
 def test_evaluating_makes_no_folder(tmp_path, tiny_set):

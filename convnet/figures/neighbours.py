@@ -23,6 +23,7 @@ import h5py
 import numpy as np
 
 from convnet.atomic import atomic_h5
+from convnet.errors import counted
 from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
                              checkpoint_output, new_figure, save, short_name,
                              show_image, split_candidates)
@@ -178,5 +179,5 @@ def run(args):
     path = checkpoint_output(args, "neighbours")
     size = save(figure, path)
     source = "computed and cached in" if computed else "read from"
-    return (path, size, f"{len(images)} queries; {REFERENCE} vectors {source} {cache_file}",
+    return (path, size, f"{counted(len(images), 'query', 'queries')}; {REFERENCE} vectors {source} {cache_file}",
             1 if failed else 0)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from convnet.errors import counted
 from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
                              checkpoint_output, new_figure, save, short_name,
                              show_image, split_candidates)
@@ -124,7 +125,7 @@ def run(args):
                   inference.class_names, args.columns)
     path = checkpoint_output(args, "predictions")
     size = save(figure, path)
-    what = f"{len(chosen.images)} images"
+    what = counted(len(chosen.images), "image")
     if args.mistakes:
         what += f": mistakes among {chosen.examined} {args.split} images examined"
     elif chosen.labels is not None:
