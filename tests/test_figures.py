@@ -317,6 +317,35 @@ def test_neighbours_figure_cache_and_numbers(trained, capsys):
     assert "train vectors computed and cached in" in capsys.readouterr().out
 
 
+def test_a_cache_path_holding_another_file_is_refused_before_any_work(trained, capsys):
+    """--cache naming the dataset (or a checkpoint, or any file not a cache) would replace it."""
+    kept = trained.data.read_bytes()
+    common = ["neighbours", "--checkpoint", str(trained.run), "--data-path", str(trained.data),
+              "--indices", "1", "-o", str(trained.tmp / "n.png")]
+    assert figures_main.main(common + ["--cache", str(trained.data)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --cache {trained.data}: holds a file that is not a cache of feature vectors, "
+        f"which computing them would replace; give another path\n")
+    assert trained.data.read_bytes() == kept
+    with pytest.raises(SystemExit) as exit_:
+        figures_main.main(common + ["--cache", str(trained.tmp)])
+    assert exit_.value.code == 2
+    assert f"--cache '{trained.tmp}': must name a file, not a folder" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("figure", ["filters", "neighbours"])
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(trained, capsys, figure):
+    common = [figure, "--checkpoint", str(trained.run)]
+    for output, message in ((trained.tmp, f"-o '{trained.tmp}': must name a file, not a folder"),
+                            (trained.tmp / "f.jpg", f"-o {trained.tmp / 'f.jpg'}: the figures "
+                                                    f"are PNG files; give a name ending in .png"),
+                            (trained.data / "f.png", f"-o {trained.data / 'f.png'}: "
+                                                     f"{trained.data} is a file, not a folder")):
+        with pytest.raises(SystemExit) as exit_:
+            figures_main.main(common + ["-o", str(output)])
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_neighbours_of_a_file_equal_those_of_its_stored_image(trained, capsys):
     image = save_png(trained.val[2], trained.tmp / "q.png")
     common = ["neighbours", "--checkpoint", str(trained.run), "--data-path", str(trained.data),

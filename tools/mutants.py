@@ -697,6 +697,8 @@ CATALOGUE = [
     Mutant('train-resume-default-epochs', 'convnet/train.py',
            'if args.epochs is None:   # the run goes on to the epochs it was started for',
            'if False:', TRAINING),
+    Mutant('fig-cache-foreign-replaced', 'convnet/figures/neighbours.py',
+           '            if "fingerprint" in file.attrs:\n', '            if True:\n', INFERENCE),
     Mutant('tr-seed-check', 'convnet/trainer.py',
            'if state["seed"] != self.network.seed:',
            'if False:', TRAINING),

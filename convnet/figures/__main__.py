@@ -7,6 +7,7 @@ logs), with a one-line error.
 import sys
 
 from convnet import options
+from convnet.atomic import check_writable
 from convnet.figures import curves, filters, neighbours, predictions, training_error
 from convnet.inference import exit_status
 
@@ -36,6 +37,14 @@ def main(argv=None):
     if module.INFERENCE:
         options.check_shared(command, args)
     module.check(command, args)
+    if getattr(args, "output", None):   # checked before the work that makes it
+        try:
+            check_writable(args.output, "-o")
+        except ValueError as error:
+            command.error(str(error))
+        if not args.output.lower().endswith(".png"):
+            command.error(f"-o {args.output}: the figures are PNG files; give a name ending "
+                          f"in .png")
 
     def draw(args):
         path, (width, height), what, status = module.run(args)

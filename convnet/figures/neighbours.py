@@ -22,13 +22,13 @@ import os
 import h5py
 import numpy as np
 
-from convnet.atomic import atomic_h5
+from convnet.atomic import atomic_h5, check_writable
 from convnet.errors import counted
 from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
                              checkpoint_output, new_figure, save, short_name,
                              show_image, split_candidates)
 from convnet.inference import Inference, add_checkpoint_flag, report_unreadable
-from convnet.train import progress_bar
+from convnet.train import UsageError, progress_bar
 
 HELP = "Figure 4, right: the training images nearest to each query in fc7"
 INFERENCE = True            # takes the training command's --data-path, -b, --ten-crop, --gpus
@@ -52,6 +52,11 @@ def check(p, args):
     check_selection(p, args)
     if args.neighbours < 1:
         p.error(f"--neighbours must be at least 1; got {args.neighbours}")
+    if args.cache:
+        try:
+            check_writable(args.cache, "--cache")
+        except ValueError as error:
+            p.error(str(error))
 
 
 def fingerprint(inference, split):
@@ -73,6 +78,21 @@ def fingerprint(inference, split):
 def cache_path(inference, split):
     folder, name = os.path.split(os.path.abspath(inference.checkpoint))
     return os.path.join(folder, "features", f"{os.path.splitext(name)[0]}-{split}.h5")
+
+
+def check_not_foreign(path):
+    """A cache file to be written over is a cache: another file (a checkpoint, the dataset)
+    given as --cache would be lost. A UsageError before any work where it is not."""
+    if not os.path.exists(path):
+        return
+    try:
+        with h5py.File(path, "r") as file:
+            if "fingerprint" in file.attrs:
+                return
+    except OSError:   # not HDF5
+        pass
+    raise UsageError(f"--cache {path}: holds a file that is not a cache of feature vectors, "
+                     f"which computing them would replace; give another path")
 
 
 def cached_features(inference, split, path):
@@ -161,9 +181,10 @@ def draw(query_images, titles, neighbour_images, neighbour_titles):
 def run(args):
     inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
+    cache_file = args.cache or cache_path(inference, REFERENCE)
+    check_not_foreign(cache_file)
     images, titles, vectors, failed = queries(inference, args)
     report_unreadable(failed, readable=len(images))
-    cache_file = args.cache or cache_path(inference, REFERENCE)
     cache, computed = cached_features(inference, REFERENCE, cache_file)
     with cache:
         index, distance = nearest(vectors, cache["features"], args.neighbours)
@@ -179,5 +200,5 @@ def run(args):
     path = checkpoint_output(args, "neighbours")
     size = save(figure, path)
     source = "computed and cached in" if computed else "read from"
-    return (path, size, f"{counted(len(images), 'query', 'queries')}; {REFERENCE} vectors {source} {cache_file}",
-            1 if failed else 0)
+    return (path, size, f"{counted(len(images), 'query', 'queries')}; {REFERENCE} vectors "
+                        f"{source} {cache_file}", 1 if failed else 0)
