@@ -221,6 +221,9 @@ def require_success(result, what):
 
 def write_atomically(path, data):
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(handle, 0o666 & ~umask)   # mkstemp's 0600 would outlive the rename
     with os.fdopen(handle, "wb") as file:
         file.write(data if isinstance(data, bytes) else data.encode())
     os.replace(temporary, path)

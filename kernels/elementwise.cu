@@ -4,7 +4,7 @@
 // of `count` elements with `inner` elements per channel belongs to channel i / inner.
 // Formulas (those of convnet/backend/reference/elementwise.py and conv.py):
 //   add_bias        out[i] = y[i] + bias[i / inner]
-//   relu_forward    out[i] = max(x[i], 0)
+//   relu_forward    out[i] = max(x[i], 0), a NaN kept (common.cuh: maximum)
 //   relu_backward   out[i] = y[i] > 0 ? dy[i] : 0           (y the ReLU's output)
 //   tanh_forward    out[i] = tanh(x[i])
 //   tanh_backward   out[i] = dy[i] · (1 − y[i] · y[i])       (y the tanh's output)
@@ -37,7 +37,7 @@ CONVNET_INSTANTIATE(add_bias)
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
 relu_forward(const T* __restrict__ x, T* __restrict__ out, u32 count) {
-  GRID_STRIDE_LOOP(i, count) out[i] = x[i] > T(0) ? x[i] : T(0);
+  GRID_STRIDE_LOOP(i, count) out[i] = maximum(x[i], T(0));
 }
 CONVNET_INSTANTIATE(relu_forward)
 

@@ -71,3 +71,13 @@ def test_the_file_reaches_the_disk_before_the_rename_and_the_rename_before_the_r
     assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
     assert os.path.basename(events[0][1]).startswith(".partial-report.json@")
     assert events[1:] == [("replace", str(target)), ("fsync", str(tmp_path))]
+
+
+def test_a_written_file_has_the_modes_of_a_plain_open(tmp_path):
+    """Readable as any file the user writes (the umask's), not the temporary file's 0600."""
+    umask = os.umask(0o022)
+    try:
+        atomic.atomic_json(tmp_path / "settings.json", {})
+    finally:
+        os.umask(umask)
+    assert os.stat(tmp_path / "settings.json").st_mode & 0o777 == 0o644

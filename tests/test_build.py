@@ -61,6 +61,10 @@ def test_nvcc_builds_every_kernel_without_float_spills(built):
     for name in expected:
         assert name in report
     assert os.path.getsize(tmp_path / build.FATBIN) > 0
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in (build.MANIFEST, build.REPORT, build.FATBIN):   # not mkstemp's 0600
+        assert os.stat(tmp_path / name).st_mode & 0o777 == 0o666 & ~umask, name
 
 
 def test_a_build_of_unchanged_sources_builds_nothing(built, capsys, tmp_path):

@@ -563,6 +563,27 @@ def test_softmax_of_logits_far_apart(backend, rng):
     assert_as_accurate("softmax_logloss", (logits.astype(np.float64), labels), backend=backend)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_nan_and_infinity_go_through_as_in_the_reference(backend, dtype, rng):
+    """A NaN reaches the loss through ReLU, max pooling (first, middle or last in its window)
+    and the softmax, and infinities pass as the reference passes them, so that the run's check
+    of its loss sees what the reference would: a kernel that dropped a NaN would hide a
+    diverged network."""
+    x = rng.normal(size=(2, 7, 7, 3)).astype(dtype)
+    x[0, 0, 0, 0] = x[1, 3, 3, 1] = x[0, 6, 6, 2] = np.nan
+    x[1, 0, 0, 0], x[1, 6, 5, 2] = np.inf, -np.inf
+    for op, kwargs in (("relu_forward", {}),
+                       ("maxpool_forward", {"size": 3, "stride": 2})):
+        got, want = call(backend, op, x, **kwargs)[0], reference_call(op, x, **kwargs)[0]
+        np.testing.assert_array_equal(got, want, err_msg=op)
+        assert np.isnan(want).any(), op
+    logits = rng.normal(size=(10, 4)).astype(dtype)
+    logits[3, 1] = np.nan
+    probs, loss = call(backend, "softmax_logloss", logits, np.zeros(4, np.int64))
+    assert np.isnan(probs[:, 1]).all() and np.isfinite(np.delete(probs, 1, axis=1)).all()
+    assert np.isnan(loss)
+
+
 def test_topk_errors_with_ties_count_only_classes_strictly_more_probable(backend):
     """A class as probable as the label does not push it out of the top k (the reference's
     rule): uniform probabilities are no error at any k; a label tied with another class is a

@@ -67,6 +67,33 @@ def test_dropout_masks_depend_on_step_and_not_on_the_test_pass(rng):
     np.testing.assert_allclose(drop, fc * 0.5)              # non-inverted: × keep at test time
 
 
+def test_each_dropout_layer_draws_its_own_mask(rng):
+    """drop6a, drop6b, drop7a and drop7b have one shape: drawn from the step alone, their masks
+    would be one mask, and the towers would drop the same units."""
+    network, images, labels = active_network("2012-small28", rng)
+    network.forward(images, labels, train=True, step=5)
+    masks = {layer.name: saved for layer, _, _, _, _, saved in network._trace
+             if isinstance(layer, alexnet.Dropout)}
+    assert sorted(masks) == ["drop6a", "drop6b", "drop7a", "drop7b"]
+    flat = [mask.ravel() for mask in masks.values()]
+    for i in range(len(flat)):
+        for j in range(i):
+            assert not np.array_equal(flat[i], flat[j])
+
+
+def test_each_parameter_array_starts_from_its_own_draw():
+    """The towers' arrays of one shape start from different values: drawn from the seed alone,
+    they would start equal and the towers would stay mirror images."""
+    network = Network(alexnet.build_model("2012-small28"), get_backend("reference"), seed=3)
+    weights = [(key, value) for key, value in network.params.items()
+               if not key.endswith("/bias")]
+    pairs = [(first, second) for i, first in enumerate(weights) for second in weights[:i]
+             if first[1].shape == second[1].shape]
+    assert len(pairs) >= 8    # conv1-5's and fc6-8's of the two towers, and conv3's inputs
+    for (key, value), (other, other_value) in pairs:
+        assert not np.array_equal(value, other_value), (key, other)
+
+
 def test_prediction_without_labels(rng):
     network, images, _ = active_network("paper-small28", rng)
     result = network.forward(images, None, train=False)

@@ -30,6 +30,15 @@ def test_plateau_divides_by_ten_after_patience_at_most_max_drops():
     assert history[3][1] == pytest.approx(0.002)
 
 
+def test_plateau_waits_its_patience_again_after_each_drop():
+    """The count of epochs without improvement starts again at a drop: three flat epochs after
+    the first drop are not three more drops."""
+    schedule = Schedule("plateau", Rates(0.01, 0.02), patience=2, max_drops=3)
+    history = run(schedule, [0.5] * 8)
+    assert [h[0] for h in history] == pytest.approx(
+        [0.01, 0.01, 0.001, 0.001, 0.0001, 0.0001, 1e-5, 1e-5])
+
+
 def test_fixed_steps():
     schedule = Schedule("steps", Rates(0.1, 0.1), step_epochs=(2, 4))
     assert [h[0] for h in run(schedule, [1.0] * 5)] == pytest.approx(

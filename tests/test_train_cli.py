@@ -12,9 +12,10 @@ import h5py
 import numpy as np
 import pytest
 
+from convnet import alexnet, options
 from convnet.data import dataset, fashion_mnist
 from convnet.schedule import Rates, Schedule
-from convnet.train import gpu_count, planned_epochs
+from convnet.train import gpu_count, make_schedule, planned_epochs
 from convnet.trainer import ALONE, TRAINS_WITH
 from tiny_run import LOGS_ALONE, write_logs_alone
 
@@ -472,6 +473,18 @@ def test_a_checkpoint_older_than_its_commit_and_training_records_resumes(tmp_pat
     result = train(*common, "--epochs", "2", "--resume", "-b", "4", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "note:" not in result.stderr and "resumed from" in result.stdout
+
+
+@pytest.mark.parametrize("model, kind, bias_factor", [("paper-small28", "plateau", 1),
+                                                     ("2012-small28", "2012", 2)])
+def test_each_preset_trains_on_its_own_schedule_and_bias_rate(model, kind, bias_factor):
+    """The paper's rule (÷10 on a plateau, biases at the weights' rate) and the released
+    run's hand schedule (biases at twice the rate), from --lr-schedule preset."""
+    args = options.parse(["--model", model, "--data-path", "x.h5", "--lr", "0.03"])
+    schedule = make_schedule(args, alexnet.build_model(model), 30)
+    assert schedule.kind == kind
+    assert (schedule.rates.weight_lr, schedule.rates.bias_lr) == pytest.approx(
+        (0.03, 0.03 * bias_factor))
 
 
 def test_a_resume_without_epochs_goes_on_to_those_its_run_was_started_for():

@@ -22,6 +22,7 @@ from convnet.replicas.shard import WHOLE
 from convnet.schedule import Rates, Schedule
 from convnet.solver import SGD
 from convnet.trainer import Evaluation, NonFiniteLoss, Trainer
+from networks import make_active
 
 
 class PatternData:
@@ -99,6 +100,11 @@ def test_logs_schedule_and_checkpoints(tmp_path):
     assert [float(r["bias_lr"]) for r in rows] == pytest.approx([0.02, 0.02, 0.002])
     assert all(float(r["val_top5"]) <= float(r["val_top1"]) for r in rows)
     assert (tmp_path / "last.h5").exists() and (tmp_path / "best.h5").exists()
+    # The validation after each epoch is over the run's views (here a second, mirrored one).
+    views = trainer_module.evaluate(trainer.network, trainer.data, 16, True)
+    assert float(rows[-1]["val_loss"]) == pytest.approx(views.loss, rel=1e-12)
+    assert trainer_module.evaluate(trainer.network, trainer.data, 16, False).loss != \
+        pytest.approx(views.loss, rel=1e-6)
 
 
 def validation_errors(monkeypatch, top1_errors):
@@ -158,6 +164,23 @@ def test_a_run_stopped_between_its_checkpoints_writes_best_again(tmp_path, monke
             for name in (checkpoint.BEST, checkpoint.LAST)] == [2, 2]
 
 
+def test_the_views_average_their_softmax_and_their_features(rng):
+    """forward_views: the softmax and the feature layers' outputs (the neighbours figure's
+    vectors), each the mean over the views, not their sum."""
+    model = alexnet.build_model("2012-small28")
+    network = make_active(Network(model, get_backend("reference"), seed=3), rng)
+    images = rng.normal(0, 50, model.image_shape + (3,)).astype(np.float32)
+    views = [images, np.ascontiguousarray(images[:, :, ::-1])]
+    probs, (hidden,) = trainer_module.forward_views(network, views, ("fc7a",))
+    each = []
+    for view in views:
+        result = network.forward(view, None, train=False)
+        each.append((result.probs, network.outputs["fc7a"].copy()))
+    np.testing.assert_allclose(probs, (each[0][0] + each[1][0]) / 2, rtol=1e-6)
+    np.testing.assert_allclose(hidden, (each[0][1] + each[1][1]) / 2, rtol=1e-6)
+    assert not np.allclose(each[0][1], each[1][1])
+
+
 def test_log_loss_counts_a_confident_mistake_large_and_finite():
     assert trainer_module.summed_log_loss(np.array([0.5, 0.25])) == pytest.approx(np.log(8))
     # p floored at 1e-30: 69 nats each, where −log 0 would be infinite
@@ -167,17 +190,21 @@ def test_log_loss_counts_a_confident_mistake_large_and_finite():
 
 def test_the_schedule_hears_each_epochs_validation_error_and_the_solver_takes_its_rates(
         tmp_path, monkeypatch):
-    """The 2012 schedule squeezed into 2 epochs (scale 0.02: after epoch 1 the rate is 1e-4
-    and conv1 frozen): the solver runs epoch 2, and a resumed run, at those rates."""
+    """The 2012 schedule squeezed into 2 epochs (scale 0.02: after epoch 1 the rate is 1e-4,
+    conv1 frozen and the colour noise off): the solver runs epoch 2, and a resumed run, at
+    those rates, and the loader draws epoch 2 without colour noise."""
     validation_errors(monkeypatch, [0.7, 0.6])
     trainer = make_trainer(tmp_path)
     trainer.schedule = Schedule("2012", Rates(0.01, 0.02), scale=0.02)
-    heard = []
+    heard, colour_noise = [], []
     finished = trainer.schedule.epoch_finished
     trainer.schedule.epoch_finished = lambda epoch, error: heard.append(error) or finished(
         epoch, error)
+    batches = trainer.data.train_batches
+    trainer.data.train_batches = lambda epoch, size, noise, shard: colour_noise.append(
+        noise) or batches(epoch, size, noise, shard)
     trainer.fit(1)
-    assert heard == [0.7]
+    assert heard == [0.7] and colour_noise == [True]
     resumed = make_trainer(tmp_path)
     resumed.resume(str(tmp_path / checkpoint.LAST))
     for solver in (trainer.solver, resumed.solver):
@@ -186,7 +213,7 @@ def test_the_schedule_hears_each_epochs_validation_error_and_the_solver_takes_it
         assert rates["conv2a/pool1a"] == pytest.approx(1e-4)
         assert rates["conv2a/bias"] == pytest.approx(0.02)   # the bias rate "mostly left"
     trainer.fit(2)
-    assert heard == [0.7, 0.6]
+    assert heard == [0.7, 0.6] and colour_noise == [True, False]
 
 
 def test_an_epochs_training_figures_are_its_steps_weighted_by_their_images(tmp_path):
