@@ -50,9 +50,11 @@ def atomic_path(path, suffix=""):
         _sync(temporary)
         os.replace(temporary, path)
         _sync(folder)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(temporary):
             os.unlink(temporary)
+        if isinstance(error, OSError) and error.filename == temporary:   # name the file asked for
+            raise OSError(error.errno, error.strerror, path) from None
         raise
 
 

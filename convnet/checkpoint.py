@@ -81,6 +81,9 @@ def _open(path):
         file = h5py.File(path, "r")
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint {path}: no such file") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"checkpoint {path}: a folder, not a checkpoint file (a run's "
+                              f"folder holds {LAST} and {BEST})") from None
     except OSError as error:
         raise CheckpointError(f"checkpoint {path}: not a readable HDF5 file "
                               f"({one_line(error)})") from None

@@ -5,6 +5,7 @@ Kept apart from the loop so that every command of the project (training, evaluat
 parses the same flags the same way.
 """
 import argparse
+import difflib
 import json
 import math
 import sys
@@ -100,7 +101,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default=None,
                    help="where logs and checkpoints go (default: runs/<model>)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="auto|PATH",
-                   help="continue from a checkpoint: PATH, or auto (the output folder's last.h5)")
+                   help="continue from a checkpoint: PATH, or auto (the output folder's last.h5, "
+                        "else its best.h5, else its logs alone: the run starts again)")
     p.add_argument("--weights", metavar="PATH",
                    help="start a new run from a checkpoint's weights (a file, or a run "
                         "folder: its best.h5), to fine-tune: each parameter this model shares "
@@ -136,15 +138,18 @@ def config_flags(p, config, path):
         if value is None:
             continue
         switch = isinstance(action, argparse._StoreTrueAction)
+        optional = action.nargs == "?"   # --resume: the flag alone, or with a value
         if switch:
             kind, valid = "true or false", isinstance(value, bool)
+        elif optional:
+            kind, valid = "true, false or a string", isinstance(value, bool) or scalar(value)
         elif action.nargs in ("*", "+"):
             kind, valid = "a list of values", isinstance(value, list) and all(map(scalar, value))
         else:
             kind, valid = "a number or a string", scalar(value)
         if not valid:
             p.error(f"--config {path}: {key} must be {kind}; got {json.dumps(value)}")
-        if switch:
+        if switch or (optional and isinstance(value, bool)):
             flags += [flag] if value else []
         else:
             flags += [flag, *map(str, value if isinstance(value, list) else [value])]
@@ -166,7 +171,10 @@ def parse(argv=None) -> argparse.Namespace:
         known = {action.dest for action in p._actions} - {"help", "config"}
         unknown = sorted(set(config) - known)
         if unknown:
-            p.error(f"--config {args.config}: unknown settings {', '.join(unknown)}")
+            named = [f"{key} (did you mean {close[0]}?)" if close else key for key, close in
+                     ((key, difflib.get_close_matches(key, known, n=1)) for key in unknown)]
+            p.error(f"--config {args.config}: unknown setting{'s' if len(unknown) > 1 else ''} "
+                    f"{', '.join(named)}")
         from_config = config_flags(p, config, args.config)
         command, p.prog = p.prog, f"{p.prog} --config {args.config}"
         _check_values(p, p.parse_args(from_config))   # the file's own errors name the file

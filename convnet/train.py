@@ -17,10 +17,12 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import traceback
 
+import numpy as np
 
 from convnet import alexnet, checkpoint, options, provenance, stopping
 from convnet.alexnet import TOWERS
@@ -83,11 +85,14 @@ def check_output_folder(output_dir, args):
     The run is refused where another run's files are there, which it would replace or mix its
     logs with: a new run (no --resume), or one resuming from a checkpoint of another folder.
     --test-only writes nothing, so it neither makes nor tries the folder (a read-only run folder
-    is evaluated)."""
+    is evaluated). Returns the outermost folder it made, or None."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UsageError(f"--output-dir {output_dir}: a file, not a folder")
     if args.test_only:
-        return
+        return None
+    made, above = None, os.path.abspath(output_dir)
+    while not os.path.exists(above):
+        made, above = above, os.path.dirname(above)
     try:
         os.makedirs(output_dir, exist_ok=True)
         with tempfile.TemporaryFile(dir=output_dir):
@@ -97,7 +102,7 @@ def check_output_folder(output_dir, args):
                          f"({one_line(error)})") from None
     found = [name for name in RUN_FILES if os.path.exists(os.path.join(output_dir, name))]
     if not found:
-        return
+        return made
     holds = f"--output-dir {output_dir} holds a run already ({', '.join(found)})"
     if args.resume is None:
         raise UsageError(f"{holds}: add --resume to go on with it, or give another --output-dir")
@@ -106,6 +111,18 @@ def check_output_folder(output_dir, args):
             os.path.dirname(os.path.realpath(args.resume)), output_dir):
         raise UsageError(f"{holds}, and --resume {args.resume} is another folder's checkpoint: "
                          f"give --output-dir a folder of its own")
+    return made
+
+
+def remove_made_folders(output_dir, made):
+    """Removes the empty folders check_output_folder made: output_dir and those above it up to
+    `made`."""
+    folder = os.path.abspath(output_dir)
+    while True:
+        os.rmdir(folder)
+        if folder == made:
+            return
+        folder = os.path.dirname(folder)
 
 
 def auto_checkpoint(output_dir):
@@ -266,6 +283,9 @@ def select_placement(gpus, launch=SINGLE, conv_algorithm=None):
     try:
         import cupy
     except ImportError:
+        if shutil.which("nvidia-smi") is None:   # no driver: installing CuPy would not help
+            raise UsageError(f"--gpus {gpus}: this machine shows no NVIDIA GPU (no nvidia-smi) "
+                             f"and CuPy is not installed; use --gpus cpu") from None
         raise UsageError(f"--gpus {gpus}: CuPy is not installed; pip install -e '.[cuda]' "
                          f"(or use --gpus cpu)") from None
     count = gpu_count()
@@ -321,8 +341,7 @@ def prepare(args, placement, replicas):
     epochs = args.epochs or (RELEASED_2012_EPOCHS if model.geometry.image_size == 224
                              else SMALL_MODEL_EPOCHS)
     output_dir = args.output_dir or os.path.join("runs", model.name)
-    if replicas.rank == 0:   # the one that writes
-        check_output_folder(output_dir, args)
+    made = check_output_folder(output_dir, args) if replicas.rank == 0 else None   # it writes
     data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
                   colour_noise_convention=model.colour_noise,
                   crop_draw=model.crop_draw, threads=args.workers)
@@ -339,6 +358,8 @@ def prepare(args, placement, replicas):
         if args.epochs is None:   # the run goes on to the epochs it was started for
             epochs = planned_epochs(trainer.epochs, trainer.schedule, epochs)
     trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
+    if made and not trains:   # a resume of a finished run, which writes nothing there
+        remove_made_folders(output_dir, made)
     if resumed and trains:
         check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
         if replicas.rank == 0:
@@ -458,7 +479,9 @@ def main(argv=None):
         one_process = stopping.ctrl_c_stops_at_next_step() if replicas.world == 1 else \
             contextlib.nullcontext()
         try:
-            with one_process:
+            # The run checks its loss itself and stops on a non-finite one in one line; NumPy's
+            # warnings of overflows on the way there would only add lines before it.
+            with one_process, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return run(args, placement, device, replicas)
         except (NonFiniteLoss, ReplicasDiverged) as error:   # global figures: the same everywhere
             if replicas.rank == 0:
@@ -483,5 +506,6 @@ if __name__ == "__main__":
         sys.exit(main())
     except KeyboardInterrupt:   # one process: several ranks abort in main
         print(f"\ninterrupted: checkpoints written before are as they were; --resume goes on "
-              f"from {checkpoint.LAST}", file=sys.stderr)
+              f"from {checkpoint.LAST} (or, stopped before the first, starts again)",
+              file=sys.stderr)
         sys.exit(130)

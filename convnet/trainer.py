@@ -240,7 +240,7 @@ class Trainer:
         loss, top1, top5 = replicas.sum(totals)
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"loss became {loss} at step {self.step + 1} (epoch "
-                                f"{self.epoch + 1}); the last good checkpoint is untouched")
+                                f"{self.epoch + 1}); {self._checkpoints_kept()}")
         if part.count:
             grads = self.network.backward(gradients_ready=replicas.gradients_ready)
         else:
@@ -249,6 +249,12 @@ class Trainer:
         self.solver.step(self.network, grads, self.velocity)
         self.step += 1
         return float(loss), int(top1), int(top5)
+
+    def _checkpoints_kept(self):
+        """What a run stopped by a non-finite loss leaves: each epoch ends in a checkpoint."""
+        if self.epoch == 0:
+            return "no checkpoint was written before it"
+        return f"the checkpoint of epoch {self.epoch}, {checkpoint.LAST}, is untouched"
 
     def train_epoch(self):
         loss_sum, top1, top5, count = 0.0, 0, 0, 0
@@ -312,8 +318,8 @@ class Trainer:
                                   self.replicas)
             if not math.isfinite(validation.loss):   # the last step's update broke the weights
                 raise NonFiniteLoss(f"validation loss became {validation.loss} after step "
-                                    f"{self.step} (epoch {self.epoch + 1}); the last good "
-                                    f"checkpoint is untouched")
+                                    f"{self.step} (epoch {self.epoch + 1}); "
+                                    f"{self._checkpoints_kept()}")
             row = {"epoch": self.epoch + 1, "train_loss": training.loss,
                    "train_top1": training.top1, "train_top5": training.top5,
                    "val_loss": validation.loss, "val_top1": validation.top1,
@@ -326,6 +332,9 @@ class Trainer:
                 if new_file:
                     writer.writeheader()
                 writer.writerow(row)
+            print(f"epoch {self.epoch + 1}/{epochs}: train loss {training.loss:.4f}, top-1 "
+                  f"error {training.top1:.2%}; validation {validation}; "
+                  f"{row['seconds']:.0f} s", flush=True)
             self.schedule.epoch_finished(self.epoch, validation.top1)
             self.solver.take_rates(self.schedule.rates)
             self.epoch += 1

@@ -184,6 +184,9 @@ def test_non_hdf5_and_missing_files_are_refused(tmp_path, rng):
         checkpoint.load(junk, network)
     with pytest.raises(checkpoint.CheckpointError, match="no such file"):
         checkpoint.load(tmp_path / "absent.h5", network)
+    with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {tmp_path}: a folder, not "
+                                                         f"a checkpoint file"):
+        checkpoint.load(tmp_path, network)
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path, rng):

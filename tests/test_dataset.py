@@ -53,6 +53,8 @@ def test_incomplete_and_foreign_files_are_refused(tmp_path, rng):
         Dataset(junk)
     with pytest.raises(DatasetError, match="no such file"):
         Dataset(tmp_path / "absent.h5")
+    with pytest.raises(DatasetError, match=f"dataset {tmp_path}: a folder, not a dataset file$"):
+        Dataset(tmp_path)
 
 
 @pytest.mark.parametrize("damage,message", [

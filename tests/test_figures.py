@@ -2,6 +2,7 @@
 writes a PNG of the expected size, and its numbers (kernel pixels, top-5 labels and
 probabilities, fc7 vectors, distances, neighbours, curves) equal a direct NumPy computation."""
 import csv
+import errno
 import json
 import os
 import re
@@ -344,6 +345,18 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(trained, ca
         with pytest.raises(SystemExit) as exit_:
             figures_main.main(common + ["-o", str(output)])
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_figure_that_cannot_be_written_is_one_line_naming_it_and_exit_2(trained, capsys,
+                                                                           monkeypatch):
+    """A full disk at the write: the file asked for is named, not its temporary name."""
+    def full_disk(image, path, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+    monkeypatch.setattr(Image.Image, "save", full_disk)
+    out = trained.tmp / "full.png"
+    assert figures_main.main(["filters", "--checkpoint", str(trained.run), "-o", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: {out}: No space left on device\n"
+    assert not out.exists() and not list(trained.tmp.glob(".partial-full.png*"))
 
 
 def test_neighbours_of_a_file_equal_those_of_its_stored_image(trained, capsys):

@@ -209,8 +209,15 @@ def test_augmenter_refuses_bad_arguments(rng):
     last_offsets = offsets.copy()
     last_offsets[2] = (3, 3)                                  # the last crop that fits
     augment(images, index, last_offsets, flips, colour, mean, 1.0, out, 2)
-    with pytest.raises(IndexError):
-        augment(images, index + 5, offsets, flips, colour, mean, 1.0, out, 2)
+    total = len(images)
+    for bad, image in ((total, 1), (-1, 3)):                   # one past the last, and before
+        bad_index = index.copy()
+        bad_index[image] = bad
+        with pytest.raises(IndexError, match=f"image {image}: index or crop offset outside"):
+            augment(images, bad_index, offsets, flips, colour, mean, 1.0, out, 2)
+    last_index = index.copy()
+    last_index[1] = total - 1                                 # the last image
+    augment(images, last_index, offsets, flips, colour, mean, 1.0, out, 2)
     with pytest.raises(ValueError, match="out: wrong dtype or not C-contiguous"):
         augment(images, index, offsets, flips, colour, mean, 1.0, out.astype(np.float64), 2)
     with pytest.raises(ValueError, match="mean: wrong shape"):

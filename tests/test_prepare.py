@@ -10,7 +10,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 import imagetree
 from convnet.data import prepare
@@ -71,12 +71,21 @@ def test_tree_to_hdf5(tmp_path, rng, flat_val):
     assert not os.path.exists(str(tmp_path / "out.h5") + ".partial")
 
 
-def test_image_is_central_square_of_shorter_side(tmp_path, rng):
-    """A large photograph (draft mode used) against a plain full-size resize and crop."""
+def test_image_is_central_square_of_shorter_side(tmp_path, rng, monkeypatch):
+    """A large photograph (draft mode used, which decodes at a reduced scale no smaller than
+    the stored size) against a plain full-size resize and crop."""
     photo = imagetree.photographs()[0]                      # 640×427
     path = tmp_path / "photo.JPEG"
     path.write_bytes(imagetree.jpeg_bytes(photo, quality=95))
+    decoded_sizes, draft = [], JpegImagePlugin.JpegImageFile.draft
+
+    def recorded_draft(image, *args):
+        result = draft(image, *args)
+        decoded_sizes.append(image.size)
+        return result
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", recorded_draft)
     pixels, note = prepare.load_image(str(path), 128)
+    assert decoded_sizes == [(320, 214)]   # 1/2 scale: 1/4 would be 107 rows, under 128
     assert note is None and pixels.shape == (128, 128, 3) and pixels.dtype == np.uint8
     decoded = Image.open(path).convert("RGB")
     width = round(decoded.width * 128 / decoded.height)
@@ -97,6 +106,8 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
     refused(tmp_path / "absent", "--size 0: must be a positive number of pixels", "--size", "0")
     refused(tmp_path / "absent", "--workers 0: must be at least 1", "--workers", "0")
     refused(tmp_path / "absent", "absent: no such folder")
+    (tmp_path / "image.png").write_bytes(b"")
+    refused(tmp_path / "image.png", "image.png: a file, not the folder of train/ and val/")
     root.mkdir()
     refused(root, "no train/ folder")
     (root / "train").mkdir()
@@ -420,6 +431,26 @@ def test_unusable_partial_file_starts_again(tmp_path, rng, monkeypatch, capsys):
         run(root, output, size=SIZE, workers=2)
         assert f"cannot resume ({reason}); starting again" in capsys.readouterr().err
         assert_same_dataset(tmp_path / "clean.h5", output)
+
+
+def test_a_partial_file_of_another_size_starts_again(tmp_path, rng, monkeypatch, capsys):
+    """The stored size is part of what a partial file was made from: a run stopped at one size
+    and run again at another starts again, where going on would mix the two."""
+    root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
+    output = tmp_path / "out.h5"
+    store = prepare.store_block
+
+    def stopped(*args):
+        store(*args)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(prepare, "store_block", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        run(root, output, size=SIZE, workers=2)
+    monkeypatch.setattr(prepare, "store_block", store)
+    run(root, output, size=SIZE // 2, workers=2)
+    assert "made from other files or settings" in capsys.readouterr().err
+    run(root, tmp_path / "clean.h5", size=SIZE // 2, workers=2)
+    assert_same_dataset(tmp_path / "clean.h5", output)
 
 
 def tree_with_blocks(tmp_path, rng, monkeypatch):

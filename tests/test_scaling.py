@@ -66,3 +66,14 @@ def test_table_from_a_step_time():
     assert len(rows) == 2
     # 64 machines: 2·63/64 · 243.9 MB = 480.1 MB; 38.41 ms on 100 Gb/s; 50/(50 + 38.41) = 56.6%
     assert rows[1].startswith("| 64 | 480.1 MB | 38.4 ms | 56.6% | 100.0% |")
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--step-seconds", "0.05", "--batch", "0"], "--batch must be at least 1; got 0"),
+    (["--step-seconds", "0", "--batch", "128"], "--step-seconds must be positive; got 0.0"),
+    (["--batch", "128"], "--step-seconds and --batch go together"),
+])
+def test_bad_flags_are_one_line_with_exit_2(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        scaling.main(flags)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err

@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import pytest
 
-from convnet import alexnet, options
+from convnet import alexnet, checkpoint, options, train as train_module
 from convnet.data import dataset, fashion_mnist
 from convnet.schedule import Rates, Schedule
 from convnet.train import gpu_count, make_schedule, planned_epochs
@@ -188,7 +188,7 @@ def test_a_device_left_idle_by_a_one_tower_model_is_named():
 
 @pytest.mark.parametrize("settings,message", [
     ('{"lr_steps": 5}', "lr_steps must be a list of values; got 5"),
-    ('{"resume": true}', "resume must be a number or a string; got true"),
+    ('{"resume": [1]}', "resume must be true, false or a string; got [1]"),
     ('{"ten_crop": "yes"}', 'ten_crop must be true or false; got "yes"'),
     ('{"lr_schedule": "bogus"}', "--config c.json: error: argument --lr-schedule: invalid choice"),
     ('{"epochs": 2.5}', "--config c.json: error: argument --epochs: invalid int value: '2.5'"),
@@ -210,9 +210,10 @@ def test_missing_dataset(tmp_path):
 
 
 def test_bad_config(tmp_path):
-    (tmp_path / "c.json").write_text('{"epochs": 3, "colour": true}')
+    (tmp_path / "c.json").write_text('{"epochs": 3, "colour": true, "epoch": 2}')
     result = train("-c", str(tmp_path / "c.json"), cwd=tmp_path)
-    assert result.returncode == 2 and "unknown settings colour" in result.stderr
+    assert result.returncode == 2 and "unknown settings colour, epoch (did you mean epochs?)" \
+        in result.stderr
     (tmp_path / "d.json").write_text("{not json")
     result = train("-c", str(tmp_path / "d.json"), cwd=tmp_path)
     assert result.returncode == 2 and "cannot read it as JSON" in result.stderr
@@ -226,6 +227,10 @@ def test_config_is_overridden_by_flags(tmp_path):
     args = options.parse(["-c", str(tmp_path / "c.json"), "--lr", "0.02", "--lr-steps", "2"])
     assert (args.epochs, args.lr, args.lr_steps, args.ten_crop, args.gpus, args.resume,
             args.ablation) == (3, 0.02, [2], True, "0", None, [])
+    # --resume alone as true (auto), or with its value; false leaves it out
+    for resume, expected in ((True, "auto"), (False, None), ("runs/x/best.h5", "runs/x/best.h5")):
+        (tmp_path / "r.json").write_text(json.dumps({"resume": resume}))
+        assert options.parse(["-c", str(tmp_path / "r.json")]).resume == expected
 
 
 @pytest.mark.parametrize("config", sorted(os.listdir(CONFIGS)))
@@ -274,7 +279,8 @@ def test_gpu_that_cannot_run_is_one_line_with_exit_code_2(tmp_path, tiny_set, gp
         missing = next(int(index) for index in gpus.split(",") if int(index) >= count)
         expected = f"there is no GPU {missing} (this machine has {count})"
     except ImportError:
-        expected = "CuPy is not installed"
+        expected = "CuPy is not installed; pip install" if shutil.which("nvidia-smi") else \
+            "this machine shows no NVIDIA GPU (no nvidia-smi) and CuPy is not installed"
     result = train("--data-path", str(tiny_set), "--gpus", gpus, cwd=tmp_path)
     assert result.returncode == 2 and expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -497,6 +503,20 @@ def test_a_resume_without_epochs_goes_on_to_those_its_run_was_started_for():
     assert planned_epochs(None, Schedule("steps", rates, step_epochs=(5,)), 30) == 30
 
 
+def test_a_checkpoint_that_cannot_be_written_mid_run_is_exit_2(tmp_path, tiny_set, capsys,
+                                                                monkeypatch):
+    """A failure of an input or output once training runs (a full disk at a checkpoint) is
+    one line and exit code 2, as at the start."""
+    def full_disk(path, *args):
+        raise checkpoint.CheckpointError(f"checkpoint {path}: cannot write it (disk full)")
+    monkeypatch.setattr(checkpoint, "save", full_disk)
+    status = train_module.main(["--data-path", str(tiny_set), "--epochs", "1",
+                                "--output-dir", str(tmp_path / "run"), "--gpus", "cpu"])
+    assert status == 2
+    assert capsys.readouterr().err == (f"error: checkpoint {tmp_path / 'run' / 'best.h5'}: "
+                                       f"cannot write it (disk full)\n")
+
+
 def test_evaluating_makes_no_folder(tmp_path, tiny_set):
     source = tmp_path / "source"
     assert train("--data-path", str(tiny_set), "--epochs", "1", "--output-dir", str(source),
@@ -506,6 +526,11 @@ def test_evaluating_makes_no_folder(tmp_path, tiny_set):
                    cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "typo").exists()
+    # nor resuming a finished run into another folder: it evaluates, and writes nothing there
+    finished = train("--data-path", str(tiny_set), "--resume", str(source / "last.h5"),
+                     "--output-dir", str(tmp_path / "typo" / "run"), cwd=tmp_path)
+    assert finished.returncode == 0, finished.stderr
+    assert "has done its 1 epoch" in finished.stdout and not (tmp_path / "typo").exists()
 
 
 def test_test_only_says_when_resume_auto_found_nothing(tmp_path, tiny_set):

@@ -89,9 +89,11 @@ def test_an_epoch_is_the_sgd_steps_over_its_batches(tmp_path):
         np.testing.assert_array_equal(trainer.network.params[key], value, err_msg=key)
 
 
-def test_logs_schedule_and_checkpoints(tmp_path):
+def test_logs_schedule_and_checkpoints(tmp_path, capsys):
     trainer = make_trainer(tmp_path, ten_crop=True)
     trainer.fit(3)
+    printed = capsys.readouterr().out.splitlines()   # a line per epoch, terminal or not
+    assert [line.split(":")[0] for line in printed] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     assert [step for step, _ in losses(tmp_path)] == list(range(1, 7))
     with open(tmp_path / "epochs.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -269,7 +271,8 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(tmp_path):
     trainer.fit(1)
     before = (tmp_path / "last.h5").read_bytes()
     trainer.solver.weight_lr = 1e12
-    with pytest.raises(NonFiniteLoss, match=r"at step \d+ \(epoch 2\)") as stopped:
+    with pytest.raises(NonFiniteLoss, match=r"at step \d+ \(epoch 2\); the checkpoint of "
+                                            r"epoch 1, last.h5, is untouched$") as stopped:
         trainer.fit(2)
     assert (tmp_path / "last.h5").read_bytes() == before
     failed = int(re.search(r"at step (\d+)", str(stopped.value)).group(1))
@@ -282,7 +285,8 @@ def test_an_infinite_or_nan_loss_stops_the_run_before_its_update(tmp_path, loss)
     forward = trainer.network.forward
     trainer.network.forward = lambda *args, **kwargs: replace(forward(*args, **kwargs), loss=loss)
     before = {key: value.copy() for key, value in trainer.network.params.items()}
-    with pytest.raises(NonFiniteLoss, match=rf"loss became {loss} at step 1 \(epoch 1\)"):
+    with pytest.raises(NonFiniteLoss, match=rf"loss became {loss} at step 1 \(epoch 1\); no "
+                                            rf"checkpoint was written before it$"):
         trainer.fit(1)
     assert all(np.array_equal(trainer.network.params[key], value)
                for key, value in before.items())

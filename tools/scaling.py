@@ -106,6 +106,8 @@ def main(argv=None):
         p.error("--step-seconds and --batch go together")
     if args.step_seconds is not None and args.step_seconds <= 0:
         p.error(f"--step-seconds must be positive; got {args.step_seconds}")
+    if args.batch is not None and args.batch < 1:
+        p.error(f"--batch must be at least 1; got {args.batch}")
     if min(args.machines) < 1 or min(args.gbps) <= 0:
         p.error("--machines must be at least 1 and --gbps positive")
     print(table(alexnet.build_model(args.model), *step_time(args), args.gbps, args.machines))

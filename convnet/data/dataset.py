@@ -140,6 +140,8 @@ class Dataset:
             self.file = h5py.File(path, "r")
         except FileNotFoundError:
             raise DatasetError(f"dataset {path}: no such file") from None
+        except IsADirectoryError:
+            raise DatasetError(f"dataset {path}: a folder, not a dataset file") from None
         except OSError as error:
             raise DatasetError(f"dataset {path}: not a readable HDF5 file "
                                f"({one_line(error)})") from None

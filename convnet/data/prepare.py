@@ -109,7 +109,8 @@ def files_in(folder):
 def scan(root, classes_path, val_labels_path):
     """(wnids, names, jobs): jobs[split] = [(path relative to root, label or None, note)]."""
     if not os.path.isdir(root):
-        raise PrepareError(f"{root}: no such folder")
+        raise PrepareError(f"{root}: " + ("a file, not the folder of train/ and val/"
+                                          if os.path.exists(root) else "no such folder"))
     names_of, table_wnids = read_classes(classes_path)
     train = os.path.join(root, "train")
     if not os.path.isdir(train):
