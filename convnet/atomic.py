@@ -3,6 +3,8 @@
 An interrupted or failed write leaves the previous file (if any) untouched and no partial file
 under the target's name. HDF5 readers also require the `complete` attribute, set last.
 """
+import errno
+import hashlib
 import json
 import os
 import socket
@@ -34,45 +36,57 @@ def check_writable(path, flag):
 def atomic_path(path, suffix=""):
     """Yields a temporary path beside `path` for the caller to write; renamed to `path` when the
     block ends normally, removed when it raises. The file reaches the disk before the rename,
-    and the rename before the return: a power cut leaves the old file or the new one whole."""
+    and the rename before the return: a power cut leaves the old file or the new one whole.
+    A failure of the file's own writes is an OSError naming `path`, not the temporary name."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     prefix = _partial_prefix(path)
     _remove_leftovers(folder, prefix)
-    handle, temporary = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=suffix,
-                                         dir=folder)
-    os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)   # mkstemp's 0600 would outlive the rename
+    temporary = None
     try:
+        handle, temporary = tempfile.mkstemp(prefix=f"{prefix}{os.getpid()}-", suffix=suffix,
+                                             dir=folder)
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(handle, 0o666 & ~umask)   # mkstemp's 0600 would outlive the rename
+        finally:
+            os.close(handle)
         yield temporary
         _sync(temporary)
         os.replace(temporary, path)
-        _sync(folder)
+        _sync_folder(folder)
     except BaseException as error:
-        if os.path.exists(temporary):
+        if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
-        if isinstance(error, OSError) and error.filename == temporary:   # name the file asked for
+        if isinstance(error, OSError) and error.errno is not None and \
+                error.filename in (None, temporary):   # not another file's error
             raise OSError(error.errno, error.strerror, path) from None
         raise
 
 
 def _partial_prefix(path):
-    """The temporary files of `path` written on this machine: the writer's process id follows."""
-    return f".partial-{os.path.basename(path)}@{socket.gethostname()}:"
+    """The temporary files of `path` written on this machine, short whatever the name's length
+    (a name has at most 255 bytes): the writer's process id follows."""
+    mine = f"{os.path.basename(path)}@{socket.gethostname()}".encode()
+    return f".partial-{hashlib.sha1(mine).hexdigest()[:12]}-"
 
 
 def _remove_leftovers(folder, prefix):
     """Removes the temporary files of a write that was killed before its cleanup (SIGKILL, a
     power cut): those of `prefix` whose process has ended. A live writer's file stays (and one
-    whose process id was taken again, until that process ends)."""
-    for name in os.listdir(folder):
+    whose process id was taken again, until that process ends). Best effort: what cannot be
+    listed or removed (another user's file) stays, and the write goes on."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
         writer = name[len(prefix):].split("-", 1)[0] if name.startswith(prefix) else ""
         if writer.isdigit() and not _running(int(writer)):
             try:
                 os.unlink(os.path.join(folder, name))
-            except FileNotFoundError:   # another writer removed it first
+            except OSError:   # removed by another writer first, or not ours to remove
                 pass
 
 
@@ -87,12 +101,30 @@ def _running(pid):
 
 
 def _sync(path):
-    """Writes `path`'s data (a file) or its entries (a folder) to the disk."""
+    """Writes the file `path`'s data to the disk."""
     handle = os.open(path, os.O_RDONLY)
     try:
         os.fsync(handle)
     finally:
         os.close(handle)
+
+
+# What some filesystems (CIFS, FUSE ones, Ceph) answer to a folder's fsync, which they do not
+# offer: the rename is done, so the write has not failed.
+FOLDER_SYNC_UNOFFERED = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF, errno.EACCES}
+
+
+def _sync_folder(folder):
+    """Writes the folder's entries (the rename) to the disk, where its filesystem can."""
+    try:
+        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+    except OSError as error:
+        if error.errno not in FOLDER_SYNC_UNOFFERED:
+            raise
 
 
 def atomic_json(path, data, indent=1):

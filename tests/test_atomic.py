@@ -1,9 +1,12 @@
 """Atomic writes (convnet/atomic.py): what a killed writer leaves, and the order of the syncs."""
+import errno
 import json
 import os
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 from convnet import atomic
 
@@ -31,8 +34,8 @@ def test_a_killed_writes_file_goes_at_the_next_write_of_its_target(tmp_path):
     atomic.atomic_json(target, {"epoch": 1})
     pid = killed_writer(tmp_path, "settings.json")
     leftovers = [name for name in os.listdir(tmp_path) if name != "settings.json"]
-    assert len(leftovers) == 1 and leftovers[0].startswith(".partial-settings.json@")
-    assert f":{pid}-" in leftovers[0]
+    prefix = atomic._partial_prefix(str(target))
+    assert len(leftovers) == 1 and leftovers[0].startswith(f"{prefix}{pid}-")
     assert json.loads(target.read_text()) == {"epoch": 1}   # the good file stays in place
 
     atomic.atomic_json(target, {"epoch": 2})
@@ -69,7 +72,7 @@ def test_the_file_reaches_the_disk_before_the_rename_and_the_rename_before_the_r
     target = tmp_path / "report.json"
     atomic.atomic_json(target, {"a": 1})
     assert [kind for kind, _ in events] == ["fsync", "replace", "fsync"]
-    assert os.path.basename(events[0][1]).startswith(".partial-report.json@")
+    assert os.path.basename(events[0][1]).startswith(atomic._partial_prefix(str(target)))
     assert events[1:] == [("replace", str(target)), ("fsync", str(tmp_path))]
 
 
@@ -81,3 +84,45 @@ def test_a_written_file_has_the_modes_of_a_plain_open(tmp_path):
     finally:
         os.umask(umask)
     assert os.stat(tmp_path / "settings.json").st_mode & 0o777 == 0o644
+
+
+def test_a_name_of_255_bytes_is_written(tmp_path):
+    """The temporary name is short whatever the target's length."""
+    target = tmp_path / ("r" * 250 + ".json")
+    atomic.atomic_json(target, {"a": 1})
+    assert json.loads(target.read_text()) == {"a": 1} and os.listdir(tmp_path) == [target.name]
+
+
+def test_a_folder_whose_filesystem_offers_no_fsync_takes_the_write(tmp_path, monkeypatch):
+    """CIFS, FUSE filesystems and Ceph refuse a folder's fsync (EINVAL, ENOTSUP): the rename is
+    done, so the write stands; a file's failed fsync is still a failed write."""
+    sync = os.fsync
+
+    def folders_refused(handle):
+        if os.path.isdir(os.readlink(f"/proc/self/fd/{handle}")):
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        sync(handle)
+    monkeypatch.setattr(os, "fsync", folders_refused)
+    atomic.atomic_json(tmp_path / "a.json", {"a": 1})
+    assert json.loads((tmp_path / "a.json").read_text()) == {"a": 1}
+
+    monkeypatch.setattr(os, "fsync", lambda handle: (_ for _ in ()).throw(
+        OSError(errno.EIO, os.strerror(errno.EIO))))
+    with pytest.raises(OSError) as failed:
+        atomic.atomic_json(tmp_path / "a.json", {"a": 2})
+    assert (failed.value.errno, str(failed.value.filename)) == (errno.EIO, str(tmp_path / "a.json"))
+    assert json.loads((tmp_path / "a.json").read_text()) == {"a": 1}
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_a_failed_write_names_the_file_asked_for(tmp_path):
+    """A write's own error (a full disk: no file name in it) names the target, not the
+    temporary file; another file's error keeps its name."""
+    target = tmp_path / "out.json"
+    with pytest.raises(OSError) as failed, atomic.atomic_path(target) as temporary:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert (failed.value.errno, str(failed.value.filename)) == (errno.ENOSPC, str(target))
+    assert not os.path.exists(temporary)
+    with pytest.raises(FileNotFoundError) as other, atomic.atomic_path(target):
+        open(tmp_path / "source.json")
+    assert other.value.filename == str(tmp_path / "source.json")

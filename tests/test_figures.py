@@ -349,9 +349,10 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(trained, ca
 
 def test_a_figure_that_cannot_be_written_is_one_line_naming_it_and_exit_2(trained, capsys,
                                                                            monkeypatch):
-    """A full disk at the write: the file asked for is named, not its temporary name."""
+    """A full disk at the write (an error naming no file, as a write's): the file asked for
+    is named, not its temporary name."""
     def full_disk(image, path, **kwargs):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     monkeypatch.setattr(Image.Image, "save", full_disk)
     out = trained.tmp / "full.png"
     assert figures_main.main(["filters", "--checkpoint", str(trained.run), "-o", str(out)]) == 2
