@@ -81,28 +81,30 @@ def idle_device_note(model, placement) -> str | None:
 
 
 def check_output_folder(output_dir, args):
-    """For a training run, the run's folder, made where it is missing and tried for writing.
-    The run is refused where another run's files are there, which it would replace or mix its
-    logs with: a new run (no --resume), or one resuming from a checkpoint of another folder.
-    --test-only writes nothing, so it neither makes nor tries the folder (a read-only run folder
-    is evaluated). Returns the outermost folder it made, or None."""
+    """For a training run, the run's folder tried for writing: the folder, or where it is
+    missing the nearest one above it, in which the run makes it once it trains (a resume of a
+    finished run evaluates and makes none). The run is refused where another run's files are
+    there, which it would replace or mix its logs with: a new run (no --resume), or one
+    resuming from a checkpoint of another folder. --test-only writes nothing, so it tries
+    nothing (a read-only run folder is evaluated)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UsageError(f"--output-dir {output_dir}: a file, not a folder")
     if args.test_only:
-        return None
-    made, above = None, os.path.abspath(output_dir)
-    while not os.path.exists(above):
-        made, above = above, os.path.dirname(above)
+        return
+    existing = os.path.realpath(output_dir)   # as the folders will be made: through links
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
     try:
-        os.makedirs(output_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=output_dir):
+        if not os.path.isdir(existing):
+            raise NotADirectoryError(f"{existing} is a file")
+        with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
         raise UsageError(f"--output-dir {output_dir}: cannot write there "
                          f"({one_line(error)})") from None
-    found = [name for name in RUN_FILES if os.path.exists(os.path.join(output_dir, name))]
+    found = run_files(output_dir)
     if not found:
-        return made
+        return
     holds = f"--output-dir {output_dir} holds a run already ({', '.join(found)})"
     if args.resume is None:
         raise UsageError(f"{holds}: add --resume to go on with it, or give another --output-dir")
@@ -111,18 +113,11 @@ def check_output_folder(output_dir, args):
             os.path.dirname(os.path.realpath(args.resume)), output_dir):
         raise UsageError(f"{holds}, and --resume {args.resume} is another folder's checkpoint: "
                          f"give --output-dir a folder of its own")
-    return made
 
 
-def remove_made_folders(output_dir, made):
-    """Removes the empty folders check_output_folder made: output_dir and those above it up to
-    `made`."""
-    folder = os.path.abspath(output_dir)
-    while True:
-        os.rmdir(folder)
-        if folder == made:
-            return
-        folder = os.path.dirname(folder)
+def run_files(output_dir):
+    """The files of a run (RUN_FILES) that output_dir holds."""
+    return [name for name in RUN_FILES if os.path.exists(os.path.join(output_dir, name))]
 
 
 def auto_checkpoint(output_dir):
@@ -163,7 +158,7 @@ def restart_note(output_dir, settings) -> str:
 
     changed = [f"{flags[key]} (was {shown(before[key])}, now {shown(settings[key])})"
                for key in RESTART_SETTINGS if key in before and before[key] != settings[key]]
-    return note + (f", with settings other than its first start's: {'; '.join(changed)}"
+    return note + (f", with settings other than the stopped run's: {'; '.join(changed)}"
                    if changed else "")
 
 
@@ -177,8 +172,9 @@ def lr_steps_note(args, schedule, epochs) -> str | None:
     late = [epoch for epoch in args.lr_steps if epoch >= epochs]
     if not late:
         return None
-    return (f"note: --lr-steps {' '.join(map(str, late))}: this run trains {counted(epochs, 'epoch')}, so "
-            f"the rates drop there only if a resume raises --epochs")
+    return (f"note: --lr-steps {' '.join(map(str, late))}: this run trains "
+            f"{counted(epochs, 'epoch')}, so the rates drop there only if a resume raises "
+            f"--epochs")
 
 
 def check_splits(dataset, test_only):
@@ -235,13 +231,15 @@ def resume_notes(path, schedule, epochs):
                f"between them applies from here on")
     planned = round(schedule.scale * RELEASED_2012_EPOCHS)
     if schedule.kind == "2012" and planned != epochs:
-        yield (f"the 2012 schedule goes on as scaled to the run's first {counted(planned, 'epoch')}; "
-               f"--epochs {epochs} moves only where it stops")
+        yield (f"the 2012 schedule goes on as scaled to the run's first "
+               f"{counted(planned, 'epoch')}; training to epoch {epochs} moves only where it "
+               f"stops")
 
 
 def planned_epochs(recorded, schedule, default):
-    """The epochs a resumed run was started for: its checkpoint's record, else (a checkpoint
-    from before the record) those its 2012 schedule was scaled to, else the model's default."""
+    """The epochs a resumed run trains to without --epochs: those its checkpoint records it was
+    training to (its last start's), else (a checkpoint from before the record) those its 2012
+    schedule was scaled to, else the model's default."""
     if recorded is not None:
         return recorded
     return round(schedule.scale * RELEASED_2012_EPOCHS) if schedule.kind == "2012" else default
@@ -283,9 +281,10 @@ def select_placement(gpus, launch=SINGLE, conv_algorithm=None):
     try:
         import cupy
     except ImportError:
-        if shutil.which("nvidia-smi") is None:   # no driver: installing CuPy would not help
-            raise UsageError(f"--gpus {gpus}: this machine shows no NVIDIA GPU (no nvidia-smi) "
-                             f"and CuPy is not installed; use --gpus cpu") from None
+        if shutil.which("nvidia-smi") is None:   # likely no driver, where CuPy would not help
+            raise UsageError(f"--gpus {gpus}: CuPy is not installed and no nvidia-smi is on the "
+                             f"PATH; use --gpus cpu, or where this machine has an NVIDIA GPU, "
+                             f"pip install -e '.[cuda]'") from None
         raise UsageError(f"--gpus {gpus}: CuPy is not installed; pip install -e '.[cuda]' "
                          f"(or use --gpus cpu)") from None
     count = gpu_count()
@@ -341,7 +340,8 @@ def prepare(args, placement, replicas):
     epochs = args.epochs or (RELEASED_2012_EPOCHS if model.geometry.image_size == 224
                              else SMALL_MODEL_EPOCHS)
     output_dir = args.output_dir or os.path.join("runs", model.name)
-    made = check_output_folder(output_dir, args) if replicas.rank == 0 else None   # it writes
+    if replicas.rank == 0:   # the one that writes
+        check_output_folder(output_dir, args)
     data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
                   colour_noise_convention=model.colour_noise,
                   crop_draw=model.crop_draw, threads=args.workers)
@@ -355,11 +355,9 @@ def prepare(args, placement, replicas):
     resumed = auto_checkpoint(output_dir) if args.resume == "auto" else args.resume
     if resumed:
         trainer.resume(resumed)
-        if args.epochs is None:   # the run goes on to the epochs it was started for
+        if args.epochs is None:   # the run goes on to the epochs it was training to
             epochs = planned_epochs(trainer.epochs, trainer.schedule, epochs)
     trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
-    if made and not trains:   # a resume of a finished run, which writes nothing there
-        remove_made_folders(output_dir, made)
     if resumed and trains:
         check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
         if replicas.rank == 0:
@@ -397,6 +395,8 @@ def run(args, placement, device, replicas):
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
     trainer.check_replicas_agree("at the start")
+    # --resume auto over the logs of a run stopped before its first checkpoint
+    restarts = trains and resumed is None and args.resume and bool(run_files(output_dir))
     if trains and args.resume:   # now that every rank has loaded all it loads (--weights too)
         trainer.go_on_from(resumed)
     note = idle_device_note(model, placement)
@@ -414,7 +414,7 @@ def run(args, placement, device, replicas):
             schedule = trainer.schedule
             settings.update(lr=schedule.initial_weight_lr, lr_schedule=schedule.kind,
                             lr_steps=list(schedule.step_epochs))
-        elif args.resume:   # --resume auto found no checkpoint, only logs
+        elif restarts:
             print(restart_note(output_dir, settings), file=sys.stderr)
         atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)
 

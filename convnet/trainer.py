@@ -147,8 +147,9 @@ class Trainer:
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "epochs": self.epochs, "step": self.step,
-                "best_error": self.best_error, "seed": self.network.seed, "schedule": self.schedule.state(),
-                "started_from": self.started_from, **self.trains_with()}
+                "best_error": self.best_error, "seed": self.network.seed,
+                "schedule": self.schedule.state(), "started_from": self.started_from,
+                **self.trains_with()}
 
     def resume(self, path):
         """The state of checkpoint `path`; the logs are left as they are (a run going on from it

@@ -220,6 +220,8 @@ def require_success(result, what):
 
 
 def write_atomically(path, data):
+    """convnet.atomic's rename in small: this script runs before convnet (and h5py) can be
+    imported, from setup.py too."""
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".partial-")
     umask = os.umask(0)
     os.umask(umask)

@@ -81,7 +81,7 @@ template <int kValue>
 struct Constant { static constexpr int value = kValue; };
 
 // A NaN in either wins, as in NumPy's maximum (the reference's): a NaN reaches the loss, whose
-// check stops the run, where ReLU, pooling or the softmax's maximum would have dropped it.
+// check stops the run, where ReLU or pooling would have dropped it.
 template <typename T>
 __device__ __forceinline__ T maximum(T a, T b) { return a > b || a != a ? a : b; }
 template <typename T>

@@ -565,10 +565,10 @@ def test_softmax_of_logits_far_apart(backend, rng):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_nan_and_infinity_go_through_as_in_the_reference(backend, dtype, rng):
-    """A NaN reaches the loss through ReLU, max pooling (first, middle or last in its window)
-    and the softmax, and infinities pass as the reference passes them, so that the run's check
-    of its loss sees what the reference would: a kernel that dropped a NaN would hide a
-    diverged network."""
+    """A NaN reaches the loss through ReLU and max pooling (first, middle or last in its
+    window), and the softmax's probabilities and loss, and infinities pass as the reference
+    passes them, so that the run's check of its loss sees what the reference would: a kernel
+    that dropped a NaN would hide a diverged network."""
     x = rng.normal(size=(2, 7, 7, 3)).astype(dtype)
     x[0, 0, 0, 0] = x[1, 3, 3, 1] = x[0, 6, 6, 2] = np.nan
     x[1, 0, 0, 0], x[1, 6, 5, 2] = np.inf, -np.inf

@@ -280,7 +280,7 @@ def test_gpu_that_cannot_run_is_one_line_with_exit_code_2(tmp_path, tiny_set, gp
         expected = f"there is no GPU {missing} (this machine has {count})"
     except ImportError:
         expected = "CuPy is not installed; pip install" if shutil.which("nvidia-smi") else \
-            "this machine shows no NVIDIA GPU (no nvidia-smi) and CuPy is not installed"
+            "CuPy is not installed and no nvidia-smi is on the PATH; use --gpus cpu"
     result = train("--data-path", str(tiny_set), "--gpus", gpus, cwd=tmp_path)
     assert result.returncode == 2 and expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -373,8 +373,8 @@ def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
 
 def test_a_restart_over_logs_alone_names_the_settings_it_changes(tmp_path, tiny_set):
     """A fine-tuning run stopped before its first checkpoint and restarted without its
-    --weights starts from random weights: the note says so, as for any setting its first
-    start's settings.json records otherwise."""
+    --weights starts from random weights: the note says so, as for any setting the stopped
+    run's settings.json records otherwise; a new folder gets no note."""
     donor, out = tmp_path / "donor", tmp_path / "run"
     common = ["--data-path", str(tiny_set), "--epochs", "1"]
     assert train(*common, "--output-dir", str(donor), cwd=tmp_path).returncode == 0
@@ -387,8 +387,11 @@ def test_a_restart_over_logs_alone_names_the_settings_it_changes(tmp_path, tiny_
                   cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert (f"note: --resume auto found no checkpoint in {out}: the run starts again from step "
-            f"0, with settings other than its first start's: --weights (was {donor / 'last.h5'}, "
-            f"now none); --batch-size (was 8, now 4)\n") in again.stderr
+            f"0, with settings other than the stopped run's: --weights (was "
+            f"{donor / 'last.h5'}, now none); --batch-size (was 8, now 4)\n") in again.stderr
+    fresh = train(*common, "--output-dir", str(tmp_path / "fresh"), "--resume", "auto",
+                  cwd=tmp_path)   # a new folder: nothing starts again
+    assert fresh.returncode == 0 and "note:" not in fresh.stderr, fresh.stderr
 
 
 def test_resuming_an_earlier_checkpoint_past_its_epochs_evaluates_and_changes_nothing(
@@ -460,7 +463,7 @@ def test_a_resume_notes_a_change_of_code_and_a_2012_schedule_kept_to_its_epochs(
     assert notes[0].startswith(f"note: {out / 'last.h5'} was written by commit 0123abc; this "
                                f"is ")
     assert notes[1] == ("note: the 2012 schedule goes on as scaled to the run's first 1 epoch; "
-                        "--epochs 2 moves only where it stops")
+                        "training to epoch 2 moves only where it stops")
 
 
 def test_a_checkpoint_older_than_its_commit_and_training_records_resumes(tmp_path, tiny_set):

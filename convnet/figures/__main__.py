@@ -4,6 +4,7 @@ Exit status: 0; 1 when some image files could not be read (each named on stderr;
 shows the others); 2 for bad flags and for inputs that cannot be used (checkpoint, dataset,
 logs), with a one-line error.
 """
+import os
 import sys
 
 from convnet import options
@@ -38,13 +39,13 @@ def main(argv=None):
         options.check_shared(command, args)
     module.check(command, args)
     if getattr(args, "output", None):   # checked before the work that makes it
+        if not os.path.isdir(args.output) and not args.output.lower().endswith(".png"):
+            command.error(f"-o {args.output}: the figures are PNG files; give a name ending "
+                          f"in .png")
         try:
             check_writable(args.output, "-o")
         except ValueError as error:
             command.error(str(error))
-        if not args.output.lower().endswith(".png"):
-            command.error(f"-o {args.output}: the figures are PNG files; give a name ending "
-                          f"in .png")
 
     def draw(args):
         path, (width, height), what, status = module.run(args)

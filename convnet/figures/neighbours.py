@@ -52,7 +52,7 @@ def check(p, args):
     check_selection(p, args)
     if args.neighbours < 1:
         p.error(f"--neighbours must be at least 1; got {args.neighbours}")
-    if args.cache:
+    if args.cache and not os.path.isfile(args.cache):   # one there may only be read
         try:
             check_writable(args.cache, "--cache")
         except ValueError as error:
@@ -80,19 +80,20 @@ def cache_path(inference, split):
     return os.path.join(folder, "features", f"{os.path.splitext(name)[0]}-{split}.h5")
 
 
-def check_not_foreign(path):
+def check_not_foreign(path, given):
     """A cache file to be written over is a cache: another file (a checkpoint, the dataset)
     given as --cache would be lost. A UsageError before any work where it is not."""
     if not os.path.exists(path):
         return
     try:
         with h5py.File(path, "r") as file:
-            if "fingerprint" in file.attrs:
+            if "fingerprint" in file.attrs and "features" in file:
                 return
     except OSError:   # not HDF5
         pass
-    raise UsageError(f"--cache {path}: holds a file that is not a cache of feature vectors, "
-                     f"which computing them would replace; give another path")
+    raise UsageError(f"{'--cache' if given else 'the feature cache'} {path}: holds a file that "
+                     f"is not a cache of feature vectors, which computing them would replace; "
+                     f"give {'another path' if given else 'another with --cache'}")
 
 
 def cached_features(inference, split, path):
@@ -182,7 +183,7 @@ def run(args):
     inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
     cache_file = args.cache or cache_path(inference, REFERENCE)
-    check_not_foreign(cache_file)
+    check_not_foreign(cache_file, given=bool(args.cache))
     images, titles, vectors, failed = queries(inference, args)
     report_unreadable(failed, readable=len(images))
     cache, computed = cached_features(inference, REFERENCE, cache_file)
