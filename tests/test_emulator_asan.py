@@ -75,13 +75,13 @@ def test_the_kernel_tests_pass_on_the_asan_emulator(asan_env, rng):
 # kernel's __shared__ array holds. `correct` is the same launch done right.
 PLANTED = {
     "past an array's end": ("heap-buffer-overflow", "elementwise.cu",
-                            "out[i] = x[i] > T(0) ? x[i] : T(0);", """
+                            "out[i] = maximum(x[i], T(0));", """
         x = np.ones(9 if fault else 10, np.float32)
         out = np.empty(10, np.float32)
         emulator.launch("relu_forward<float>", (1, 1, 1), (256, 1, 1), (x, out, np.uint32(10)))
         """),
     "past a view's end": ("heap-buffer-overflow", "elementwise.cu",
-                          "out[i] = x[i] > T(0) ? x[i] : T(0);", """
+                          "out[i] = maximum(x[i], T(0));", """
         longer = np.ones(20, np.float32)
         out = np.empty(10, np.float32)
         emulator.launch("relu_forward<float>", (1, 1, 1), (256, 1, 1),
