@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_kernels  # noqa: E402
 
-from convnet import alexnet  # noqa: E402
+from convnet import alexnet, graph  # noqa: E402
 from convnet.backend.cuda import emulator_backend  # noqa: E402
 from stand_in_cupy import stand_in_cupy  # noqa: E402
 
@@ -75,6 +75,37 @@ def test_every_case_and_plan_is_timed_and_recorded(on_the_emulator, tmp_path, ca
     memory = [case for case in report["cases"] if "gb_s" in case]
     assert {case["pass"] for case in memory} >= {"forward", "backward", "bias", "SGD update"}
     assert "convolution passes timed" not in capsys.readouterr().out   # no cuDNN here
+
+
+def test_the_figures_are_their_operations_and_bytes_over_the_time(on_the_emulator, tmp_path,
+                                                                   monkeypatch):
+    """Every timing 2 ms: each convolution's GFLOP/s is 2 × its multiply-adds (both towers'
+    inputs of conv3) × the batch, the copy's bandwidth its bytes read and written, and max
+    pooling's bytes those of its inputs and outputs (backward: dy, x and y read, dx written)."""
+    elapsed = 2.0
+    monkeypatch.setattr(bench_kernels, "gpu_modules", lambda tool: (stand_in_cupy(elapsed), None))
+    report = tmp_path / "bench.json"
+    assert bench_kernels.main(["--model", "2012-small28", "--batch", "2", "--repeats", "1",
+                               "--json", str(report)]) == 0
+    report = json.loads(report.read_text())
+    per_second = 1e3 / elapsed
+    assert report["copy_bandwidth_gb_s"] == pytest.approx(2 * 4 * 4096 * per_second / 1e9)
+    model = alexnet.build_model("2012-small28")
+    infos, shapes = graph.analyze(model), graph.input_shapes(model)
+    convs = {case["layer"].split()[0]: case for case in report["cases"]
+             if "gflop_s" in case and case["pass"] == "forward"}
+    assert len(convs) == 5
+    for name, case in convs.items():
+        assert case["ms"] == elapsed
+        assert case["gflop_s"] == pytest.approx(2 * infos[name].multiply_adds * 2 * per_second / 1e9), name
+    pools = {(case["layer"].split()[0], case["pass"]): case for case in report["cases"]
+             if case["layer"].startswith("pool")}
+    for (name, pass_name), case in pools.items():
+        x = 4 * np.prod(shapes[name][0]) * 2
+        y = 4 * np.prod(infos[name].output_shape) * 2
+        moved = x + y if pass_name == "forward" else 2 * x + 2 * y
+        assert case["gb_s"] == pytest.approx(moved * per_second / 1e9), (name, pass_name)
+    assert len(pools) == 6
 
 
 def test_a_plan_with_a_wrong_output_is_reported_and_left_out(on_the_emulator, tmp_path):

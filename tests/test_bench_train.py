@@ -45,6 +45,21 @@ def test_every_placement_and_layer_is_timed_and_recorded(monkeypatch, tmp_path):
     assert report["complete"] and report["commit"] and report["kernels_hash"]
 
 
+def test_the_rates_are_the_batch_over_the_step(monkeypatch, tmp_path):
+    """Every timing 40 ms: 2 images a step are 50 images/s, and 90 ImageNet epochs
+    (1,281,167 images each) take 90 × 1281167 / 50 s."""
+    monkeypatch.setattr(bench_train, "gpu_modules", lambda tool: (stand_in_cupy(40.0), None))
+    monkeypatch.setattr(bench_train, "select_placement", emulated_placement)
+    report_path = tmp_path / "train.json"
+    bench_train.main(["--model", "2012-small28", "--batch", "2", "--repeats", "1", "--gpus", "0",
+                      "--conv-algorithms", "implicit", "--json", str(report_path)])
+    report = json.loads(report_path.read_text())
+    (entry,) = report["placements"]
+    assert entry["step_ms"] == 40.0 and entry["images_per_second"] == pytest.approx(50)
+    assert report["images_per_second"] == pytest.approx(50)
+    assert report["projected_90_epoch_hours"] == pytest.approx(90 * 1281167 / 50 / 3600)
+
+
 def test_a_step_that_fails_is_not_timed(monkeypatch, tmp_path):
     """A loss that is not finite in a timed step stops the benchmark with one line, and the
     report written so far holds the placements timed before it and says it is incomplete."""

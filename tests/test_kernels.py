@@ -14,7 +14,7 @@ import pytest
 from convnet import alexnet, graph
 from convnet.backend import reference
 from convnet.backend.cuda import CudaBackend
-from convnet.backend.cuda.conv import POINTS, SIDES, winograd_applies
+from convnet.backend.cuda.conv import POINTS, SIDES, TARGET_BLOCKS, pass_plan, winograd_applies
 from convnet.backend.cuda.launch import Emulated, Launcher, build, c_type
 from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.backend.reference.elementwise import _mix32
@@ -325,6 +325,30 @@ def test_a_backend_preferring_winograd_runs_it_where_it_serves_and_the_gemms_els
         CudaBackend(PlanRecorder(), conv_algorithm="fft")
 
 
+def test_plans_split_the_depth_only_as_far_as_the_grid_has_room():
+    """Slices of the depth add blocks where the tiles leave the GPU idle (TARGET_BLOCKS): a pass
+    split in slices keeps its whole grid, Winograd's 16 products counted, within that."""
+    split = 0
+    for layer, image_shape in alexnet_cases(alexnet.Conv):
+        shape = (*image_shape, 128)
+        for algorithm in ("implicit", "winograd"):
+            if algorithm == "winograd" and not winograd_applies(layer.filter_size, layer.stride,
+                                                                layer.pad):
+                continue
+            for pass_name in ("forward", "backward_input", "backward_filters"):
+                plan = pass_plan(pass_name, shape, layer.channels, layer.filter_size, layer.stride,
+                                 layer.pad, algorithm=algorithm)
+                if plan.splits > 1:
+                    split += 1
+                    assert np.prod(plan.grid) <= TARGET_BLOCKS, (layer.name, algorithm, pass_name)
+    assert split >= 3
+
+
+def test_winograd_refuses_operands_past_the_kernels_indices():
+    with pytest.raises(ValueError, match="transformed operands hold 2207744000 elements"):
+        pass_plan("forward", (256, 13, 13, 11000), 384, 3, 1, 1, algorithm="winograd")
+
+
 @pytest.mark.parametrize("case, complaint", [
     ((3, 14, 3, 5, 5, 4, 0),
      "3 × 3 filters at stride 1 and padding 0 to 2; got 5 × 5 at stride 4"),
@@ -446,6 +470,18 @@ def test_pool_ties_follow_the_reference(backend, rng):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("shape", [(2, 7, 7, 2), (2, 8, 8, 2)])
+def test_pool_of_all_ties_follows_the_reference(backend, shape, rng):
+    """Every value tied (dead ReLU units): each element gets the gradient of every window it
+    lies in, up to the last row and column, whose windows overhang or not."""
+    x = np.zeros(shape)
+    y = reference.maxpool_forward(x, size=3, stride=2)
+    dy = rng.normal(size=y.shape)
+    want = reference.maxpool_backward(dy, x, y, size=3, stride=2)
+    got = call(backend, "maxpool_backward", dy, x, y, size=3, stride=2)[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+
+
 def test_pool_float64_kernels_pass_finite_differences(backend, rng):
     x = rng.normal(size=(2, 7, 7, 2))    # continuous values: no ties
     projection = rng.normal(size=reference.maxpool_forward(x, size=3, stride=2).shape)
@@ -534,7 +570,8 @@ def test_dropout_mask_at_fc_size(backend, rng):
     assert 0.45 < mask.mean() < 0.55
 
 
-@pytest.mark.parametrize("classes, images", [(10, 7), (1000, 3), (1000, 128)])
+# (10, 300): more images than one block's threads, a thread per image
+@pytest.mark.parametrize("classes, images", [(10, 7), (1000, 3), (1000, 128), (10, 300)])
 def test_softmax(backend, classes, images, rng):
     logits = rng.normal(0, 5, (classes, images))
     labels = rng.integers(0, classes, images)
@@ -545,6 +582,23 @@ def test_softmax(backend, classes, images, rng):
         got = getattr(backend, "topk_errors")(backend.from_host(probs.astype(dtype)),
                                               labels, (1, 5))
         assert got == reference.topk_errors(probs.astype(dtype), labels, (1, 5))
+
+
+def test_launchers_refuse_what_their_kernels_would_read_past(backend, rng):
+    """A label past the classes, or a gradient of another shape than the convolution's output:
+    the kernels would read outside the arrays, so the launchers refuse them."""
+    probs = rng.random((10, 4))
+    for op, args in (("softmax_logloss", (probs,)), ("softmax_logloss_backward", (probs,)),
+                     ("topk_errors", (probs,))):
+        with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\); got 0..10"):
+            call(backend, op, *args, np.array([0, 3, 10, 2]))
+    w = rng.normal(size=(3, 3, 3, 4))
+    x = rng.normal(size=(3, 8, 8, 2))
+    wrong = rng.normal(size=(4, 7, 6, 2))   # (4, 6, 6, 2) is the output of 8 by 3 at stride 1
+    with pytest.raises(ValueError, match=r"conv gradient has shape \(4, 7, 6, 2\)"):
+        call(backend, "conv_backward_input", wrong, w, input_size=8, stride=1, pad=0)
+    with pytest.raises(ValueError, match=r"conv gradient has shape \(4, 7, 6, 2\)"):
+        call(backend, "conv_backward_filters", wrong, x, filter_size=3, stride=1, pad=0)
 
 
 def test_softmax_of_logits_far_apart(backend, rng):
