@@ -416,16 +416,9 @@ def test_unusable_partial_file_starts_again(tmp_path, rng, monkeypatch, capsys):
     assert "made from other files or settings" in capsys.readouterr().err
 
     # Partial files of a run killed between the writes that store a block.
-    store = prepare.store_block
     for attribute, reason in [("statistics_count", "its statistics and images disagree"),
                               ("blocks_done", "its counters and its count of blocks disagree")]:
-        def stopped(*args):
-            store(*args)
-            raise KeyboardInterrupt
-        monkeypatch.setattr(prepare, "store_block", stopped)
-        with pytest.raises(KeyboardInterrupt):
-            run(root, output, size=SIZE, workers=2)
-        monkeypatch.setattr(prepare, "store_block", store)
+        stop_after_a_block(root, output, monkeypatch, size=SIZE)
         with h5py.File(partial, "r+") as file:
             file.attrs[attribute] = int(file.attrs[attribute]) - 1
         run(root, output, size=SIZE, workers=2)
@@ -438,6 +431,15 @@ def test_a_partial_file_of_another_size_starts_again(tmp_path, rng, monkeypatch,
     and run again at another starts again, where going on would mix the two."""
     root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
     output = tmp_path / "out.h5"
+    stop_after_a_block(root, output, monkeypatch, size=SIZE)
+    run(root, output, size=SIZE // 2, workers=2)
+    assert "made from other files or settings" in capsys.readouterr().err
+    run(root, tmp_path / "clean.h5", size=SIZE // 2, workers=2)
+    assert_same_dataset(tmp_path / "clean.h5", output)
+
+
+def stop_after_a_block(root, output, monkeypatch, **options):
+    """A preparation interrupted (Ctrl-C) once it has stored its first block."""
     store = prepare.store_block
 
     def stopped(*args):
@@ -445,12 +447,8 @@ def test_a_partial_file_of_another_size_starts_again(tmp_path, rng, monkeypatch,
         raise KeyboardInterrupt
     monkeypatch.setattr(prepare, "store_block", stopped)
     with pytest.raises(KeyboardInterrupt):
-        run(root, output, size=SIZE, workers=2)
+        run(root, output, workers=2, **options)
     monkeypatch.setattr(prepare, "store_block", store)
-    run(root, output, size=SIZE // 2, workers=2)
-    assert "made from other files or settings" in capsys.readouterr().err
-    run(root, tmp_path / "clean.h5", size=SIZE // 2, workers=2)
-    assert_same_dataset(tmp_path / "clean.h5", output)
 
 
 def tree_with_blocks(tmp_path, rng, monkeypatch):
