@@ -100,9 +100,9 @@ def _running(pid):
     return True
 
 
-def _sync(path):
-    """Writes the file `path`'s data to the disk."""
-    handle = os.open(path, os.O_RDONLY)
+def _sync(path, flags=os.O_RDONLY):
+    """Writes `path`'s data (a file) or entries (a folder: flags with O_DIRECTORY) to the disk."""
+    handle = os.open(path, flags)
     try:
         os.fsync(handle)
     finally:
@@ -117,11 +117,7 @@ FOLDER_SYNC_UNOFFERED = {errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EB
 def _sync_folder(folder):
     """Writes the folder's entries (the rename) to the disk, where its filesystem can."""
     try:
-        handle = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
+        _sync(folder, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as error:
         if error.errno not in FOLDER_SYNC_UNOFFERED:
             raise

@@ -11,6 +11,7 @@ import math
 import sys
 
 from convnet import alexnet
+from convnet.atomic import check_writable
 from convnet.backend.cuda.conv import ALGORITHMS
 
 SCHEDULES = ("preset", "plateau", "steps", "2012")
@@ -23,6 +24,15 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def check_writable_flag(p, path, flag):
+    """atomic.check_writable of a flag's file, before the work that makes it: a refusal is the
+    parser's one-line error (exit code 2)."""
+    try:
+        check_writable(path, flag)
+    except ValueError as error:
+        p.error(str(error))
 
 
 def model_choice(name: str) -> str:

@@ -65,6 +65,11 @@ class Schedule:
             self.rates = Rates(**rates)
         self.rates.frozen_layers = tuple(self.rates.frozen_layers)   # a list, from JSON
 
+    @property
+    def scaled_epochs(self) -> int:
+        """The run's length the 2012 schedule's events were scaled to."""
+        return round(self.scale * RELEASED_2012_EPOCHS)
+
     def epoch_finished(self, epoch: int, validation_error: float) -> Rates:
         """Update after `epoch` (0-based) and return the rates for epoch + 1."""
         improved = self.best_error is None or validation_error < self.best_error

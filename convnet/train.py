@@ -229,11 +229,10 @@ def resume_notes(path, schedule, epochs):
     if written and running and written != running:
         yield (f"{path} was written by commit {written}; this is {running}, and what changed "
                f"between them applies from here on")
-    planned = round(schedule.scale * RELEASED_2012_EPOCHS)
-    if schedule.kind == "2012" and planned != epochs:
+    if schedule.kind == "2012" and schedule.scaled_epochs != epochs:
         yield (f"the 2012 schedule goes on as scaled to the run's first "
-               f"{counted(planned, 'epoch')}; training to epoch {epochs} moves only where it "
-               f"stops")
+               f"{counted(schedule.scaled_epochs, 'epoch')}; training to epoch {epochs} moves "
+               f"only where it stops")
 
 
 def planned_epochs(recorded, schedule, default):
@@ -242,7 +241,7 @@ def planned_epochs(recorded, schedule, default):
     schedule was scaled to, else the model's default."""
     if recorded is not None:
         return recorded
-    return round(schedule.scale * RELEASED_2012_EPOCHS) if schedule.kind == "2012" else default
+    return schedule.scaled_epochs if schedule.kind == "2012" else default
 
 
 def make_schedule(args, model, epochs) -> Schedule:

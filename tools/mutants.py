@@ -38,8 +38,8 @@ from typing import NamedTuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from convnet import provenance  # noqa: E402
-from convnet.atomic import atomic_json, check_writable  # noqa: E402
+from convnet import options, provenance  # noqa: E402
+from convnet.atomic import atomic_json  # noqa: E402
 
 COMPILED = (".cu", ".cuh", ".h", ".cpp")   # the extension modules' sources (setup.py)
 TEST_SECONDS = 900
@@ -211,10 +211,7 @@ def main(argv=None):
     if args.seed < 0:
         p.error(f"--seed must be at least 0; got {args.seed}")
     if args.json:
-        try:
-            check_writable(args.json, "--json")
-        except ValueError as error:
-            p.error(str(error))
+        options.check_writable_flag(p, args.json, "--json")
     commit = provenance.running()   # now: the checkout is copied next, whatever changes later
     try:
         records = run(mutants, args.seed, commit=commit)

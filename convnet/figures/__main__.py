@@ -8,7 +8,6 @@ import os
 import sys
 
 from convnet import options
-from convnet.atomic import check_writable
 from convnet.figures import curves, filters, neighbours, predictions, training_error
 from convnet.inference import exit_status
 
@@ -42,10 +41,7 @@ def main(argv=None):
         if not os.path.isdir(args.output) and not args.output.lower().endswith(".png"):
             command.error(f"-o {args.output}: the figures are PNG files; give a name ending "
                           f"in .png")
-        try:
-            check_writable(args.output, "-o")
-        except ValueError as error:
-            command.error(str(error))
+        options.check_writable_flag(command, args.output, "-o")
 
     def draw(args):
         path, (width, height), what, status = module.run(args)

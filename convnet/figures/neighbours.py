@@ -22,7 +22,8 @@ import os
 import h5py
 import numpy as np
 
-from convnet.atomic import atomic_h5, check_writable
+from convnet import options
+from convnet.atomic import atomic_h5
 from convnet.errors import counted
 from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
                              checkpoint_output, new_figure, save, short_name,
@@ -53,10 +54,7 @@ def check(p, args):
     if args.neighbours < 1:
         p.error(f"--neighbours must be at least 1; got {args.neighbours}")
     if args.cache and not os.path.isfile(args.cache):   # one there may only be read
-        try:
-            check_writable(args.cache, "--cache")
-        except ValueError as error:
-            p.error(str(error))
+        options.check_writable_flag(p, args.cache, "--cache")
 
 
 def fingerprint(inference, split):
