@@ -44,7 +44,8 @@ def expected_batch(images, data, rng_seed, chunk, convention, noise_on):
             image = image[:, ::-1]
         image = image - mean_crop
         if noise_on:
-            sigma = values if convention == "eigenvalue" else np.sqrt(values)
+            # the paper's λ are of pixels in [0, 1]: λ/255², moving 0–255 pixels by 255 times
+            sigma = values / 255 if convention == "eigenvalue" else np.sqrt(values)
             image = image + sum(vectors[:, k] * alphas[i, k] * sigma[k] for k in range(3))
             if convention == "sqrt-eigenvalue-div-1.1":
                 image = image / 1.1
@@ -61,6 +62,19 @@ def test_draws_have_the_papers_distributions():
     np.testing.assert_allclose(alphas.std(axis=0), 0.1, rtol=0.02)
     np.testing.assert_allclose(np.bincount(offsets.ravel()) / offsets.size, 0.2, atol=0.01)
     assert abs(flips.mean() - 0.5) < 0.01
+
+
+@pytest.mark.parametrize("convention", ["eigenvalue", "sqrt-eigenvalue-div-1.1"])
+def test_colour_noise_on_imagenet_moves_pixels_by_a_few_grey_levels(convention):
+    """ImageNet's RGB eigenvalues (√λ = 19.72, 37.09, 121.78 for 0–255 values) under either
+    convention: the offsets' spread is a few grey levels, a nudge to the colours, not the
+    hundreds that the paper's σ = λ gives when λ is taken of 0–255 values."""
+    eigenvalues = np.array([19.72, 37.09, 121.78]) ** 2
+    eigenvectors, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))
+    alphas = np.random.default_rng(1).normal(0.0, ALPHA_STD, (20_000, 3))
+    spread = np.sqrt((colour_offsets(alphas, eigenvalues, eigenvectors, convention) ** 2)
+                     .sum(axis=1).mean())
+    assert 2 < spread < 20, f"{convention}: offsets of {spread:.1f} grey levels"
 
 
 @pytest.mark.parametrize("convention", ["eigenvalue", "sqrt-eigenvalue-div-1.1"])

@@ -10,7 +10,9 @@ Training, per image (S the stored size, C the crop):
      crop's offset);
   3. PCA colour noise, when on: every pixel gets + Σ_k p_k α_k σ_k, α_k ~ N(0, 0.1²) drawn once
      per image, p_k and λ_k the training set's RGB eigenvectors and eigenvalues, with σ_k = λ_k
-     ("eigenvalue", the paper's prose) or σ_k = √λ_k and the whole image then ÷ 1.1
+     of pixel values in [0, 1] ("eigenvalue", the paper's prose: λ grows with the square of
+     the pixels' unit: ImageNet's λ of 0–255 values would move pixels by hundreds of grey
+     levels, of values in [0, 1] by a few) or σ_k = √λ_k and the whole image then ÷ 1.1
      ("sqrt-eigenvalue-div-1.1", the released code, which divides only while noise is on), or
      never (convention None: the no-colour-noise ablation).
 Evaluation: the centre crop, or the paper's 10 views: the four corner crops and the centre, and
@@ -51,6 +53,7 @@ COLOUR_NOISE = ("eigenvalue", "sqrt-eigenvalue-div-1.1")
 CROP_DRAWS = {"per-image": 1, "per-chunk-32": 32, "centre": None}
 ALPHA_STD = 0.1
 CODE_DIVISOR = 1.1
+PIXEL_RANGE = 255.0   # stored pixels run 0–255; the paper's eigenvalues are of values in [0, 1]
 IN_MEMORY_BYTES = 4 << 30   # datasets up to this size are read into memory once (Fashion-MNIST)
 
 
@@ -63,7 +66,8 @@ def colour_offsets(alphas, eigenvalues, eigenvectors, convention):
     if convention not in COLOUR_NOISE:
         raise ValueError(f"unknown colour-noise convention {convention!r}; choose one of "
                          f"{COLOUR_NOISE}")
-    sigma = eigenvalues if convention == "eigenvalue" else np.sqrt(eigenvalues)
+    # λ of values in [0, 1] is λ / 255², and its offset in 0–255 units 255 times that
+    sigma = eigenvalues / PIXEL_RANGE if convention == "eigenvalue" else np.sqrt(eigenvalues)
     return ((alphas * sigma) @ eigenvectors.T).astype(np.float32)
 
 
