@@ -24,10 +24,10 @@ import numpy as np
 from convnet import alexnet
 from convnet.checkpoint import CheckpointError, in_run, load_network
 from convnet.data import fashion_mnist
-from convnet.data.dataset import DatasetError
+from convnet.data.dataset import Dataset, DatasetError
 from convnet.data.loader import Loader
 from convnet.data.prepare import load_image
-from convnet.train import UsageError, select_placement
+from convnet.train import UsageError, check_fits, select_placement
 from convnet.trainer import forward_views
 
 DEFAULT_RUN = os.path.join("runs", "fashion-mnist")   # make train's (configs/fashion-mnist.json)
@@ -88,16 +88,11 @@ class Inference:
         self.checkpoint = in_run(checkpoint)
         self.network = load_network(self.checkpoint, placement)
         model = self.network.model
+        with closing(Dataset(data_path)) as dataset:   # before the Loader, which refuses a crop
+            check_fits(model, dataset, f"checkpoint {self.checkpoint}")
         self.loader = Loader(data_path, crop=model.geometry.image_size, seed=0,
                              colour_noise_convention=model.colour_noise,
                              crop_draw=model.crop_draw)
-        if self.loader.classes != model.geometry.classes:
-            raise UsageError(f"checkpoint {self.checkpoint} classifies {model.geometry.classes} "
-                             f"classes but dataset {data_path} has {self.loader.classes}")
-        if model.geometry.image_size > self.loader.image_size:
-            raise UsageError(f"checkpoint {self.checkpoint} needs {model.geometry.image_size}-"
-                             f"pixel crops but {data_path} holds {self.loader.image_size}-pixel "
-                             f"images")
         self.batch_size, self.ten_crop = batch_size, ten_crop
         self.feature_layers = last_hidden_layers(model)
         self.class_names = self.loader.class_names

@@ -65,10 +65,19 @@ def choose_model(name, ablations, dataset: Dataset) -> alexnet.Model:
     base, named = alexnet.split_model_name(name)
     model = alexnet.build_model(alexnet.model_name(base, named + tuple(ablations)),
                                 classes=dataset.classes)
-    if model.geometry.image_size > dataset.image_size:
-        raise UsageError(f"--model {model.name} needs {model.geometry.image_size}-pixel crops but "
-                         f"{dataset.path} holds {dataset.image_size}-pixel images")
+    check_fits(model, dataset, f"--model {model.name}")
     return model
+
+
+def check_fits(model, dataset: Dataset, source):
+    """A UsageError where `model` (from `source`: a flag, a checkpoint) cannot read the
+    dataset's images: a crop larger than they are, or another number of classes."""
+    if model.geometry.image_size > dataset.image_size:
+        raise UsageError(f"{source} needs {model.geometry.image_size}-pixel crops but "
+                         f"{dataset.path} holds {dataset.image_size}-pixel images")
+    if model.geometry.classes != dataset.classes:
+        raise UsageError(f"{source} classifies {model.geometry.classes} classes but dataset "
+                         f"{dataset.path} has {dataset.classes}")
 
 
 def idle_device_note(model, placement) -> str | None:

@@ -26,7 +26,7 @@ from convnet.network import Network
 from convnet.trainer import EPOCH_FIELDS
 from networks import make_active
 from readme import shown_commands
-from tiny_run import MODEL, VAL, direct_outputs, make_tiny_run, save_checkpoint
+from tiny_run import CLASSES, CROP, MODEL, VAL, direct_outputs, make_tiny_run, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -183,6 +183,15 @@ def test_predict_errors_are_one_line_with_exit_2(trained, capsys, rng):
                   class_ids=list("abcd"), class_names=list("abcd"))
     assert predict.main([image, "--checkpoint", str(trained.run), "--data-path", str(other)]) == 2
     assert "classifies 10 classes but dataset" in capsys.readouterr().err
+    small = trained.tmp / "small.h5"   # images smaller than the checkpoint's crop
+    dataset.write(small, name="small", train_images=trained.train[:, :CROP - 1, :CROP - 1],
+                  train_labels=trained.train_labels, val_images=trained.val[:, :CROP - 1, :CROP - 1],
+                  val_labels=trained.val_labels, class_ids=[f"c{i}" for i in range(CLASSES)],
+                  class_names=[f"c{i}" for i in range(CLASSES)])
+    assert predict.main([image, "--checkpoint", str(trained.run), "--data-path", str(small)]) == 2
+    assert capsys.readouterr().err == (f"error: checkpoint {trained.run / 'best.h5'} needs "
+                                       f"{CROP}-pixel crops but {small} holds {CROP - 1}-pixel "
+                                       f"images\n")
     with pytest.raises(SystemExit) as exit_:
         predict.main([image, "--top", "0"])
     assert exit_.value.code == 2
