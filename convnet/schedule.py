@@ -70,10 +70,13 @@ class Schedule:
         """The run's length the 2012 schedule's events were scaled to."""
         return round(self.scale * RELEASED_2012_EPOCHS)
 
+    def improves(self, validation_error: float) -> bool:
+        """Whether an epoch's validation error beats every earlier epoch's."""
+        return self.best_error is None or validation_error < self.best_error
+
     def epoch_finished(self, epoch: int, validation_error: float) -> Rates:
         """Update after `epoch` (0-based) and return the rates for epoch + 1."""
-        improved = self.best_error is None or validation_error < self.best_error
-        if improved:
+        if self.improves(validation_error):
             self.best_error = validation_error
             self.epochs_without_improvement = 0
         else:

@@ -134,7 +134,7 @@ class Trainer:
         self.writes = replicas.rank == 0   # only rank 0 writes logs and checkpoints
         self.solver = SGD.following(schedule.rates, momentum, weight_decay)
         self.velocity = self.solver.momentum_buffers(network)
-        self.epoch, self.step, self.best_error = 0, 0, None
+        self.epoch, self.step = 0, 0
         self.epochs = None          # the epochs the run trains to (fit's), which it records
         self.started_from = None    # the checkpoint whose weights a fine-tuning run started from
         self.trained_with = {}      # a resumed checkpoint's record of TRAINS_WITH
@@ -147,7 +147,7 @@ class Trainer:
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "epochs": self.epochs, "step": self.step,
-                "best_error": self.best_error, "seed": self.network.seed,
+                "seed": self.network.seed,
                 "schedule": self.schedule.state(), "started_from": self.started_from,
                 **self.trains_with()}
 
@@ -168,7 +168,7 @@ class Trainer:
             raise checkpoint.CheckpointError(
                 f"checkpoint {path}: written with seed {state['seed']}, this run has seed "
                 f"{self.network.seed}; pass --seed {state['seed']} to continue it")
-        self.epoch, self.step, self.best_error = state["epoch"], state["step"], state["best_error"]
+        self.epoch, self.step = state["epoch"], state["step"]
         self.schedule = Schedule.from_state(state["schedule"])
         self.started_from = state.get("started_from")
         self.epochs = state.get("epochs")
@@ -336,13 +336,11 @@ class Trainer:
             print(f"epoch {self.epoch + 1}/{epochs}: train loss {training.loss:.4f}, top-1 "
                   f"error {training.top1:.2%}; validation {validation}; "
                   f"{row['seconds']:.0f} s", flush=True)
+            improved = self.schedule.improves(validation.top1)   # best.h5's test
             self.schedule.epoch_finished(self.epoch, validation.top1)
             self.solver.take_rates(self.schedule.rates)
             self.epoch += 1
             self.check_replicas_agree(f"after epoch {self.epoch}")
-            improved = self.best_error is None or validation.top1 < self.best_error
-            if improved:
-                self.best_error = validation.top1
             if self.writes:
                 # An improving epoch's checkpoint is built once, as best.h5, and last.h5 is its
                 # copy: a run stopped between the two goes on from the last.h5 before, repeats
