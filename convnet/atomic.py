@@ -13,7 +13,6 @@ from contextlib import contextmanager
 
 import h5py
 
-from convnet.errors import one_line
 
 
 def check_writable(path, flag):
@@ -21,15 +20,21 @@ def check_writable(path, flag):
     the work that makes it (a conversion, hours of evaluation), not after. ValueError if not."""
     if not os.path.basename(path) or os.path.isdir(path):   # "", "runs/", "."
         raise ValueError(f"{flag} {path!r}: must name a file, not a folder")
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.exists(folder) and not os.path.isdir(folder):
+    folder = nearest_existing(os.path.dirname(os.path.abspath(path)))
+    if not os.path.isdir(folder):
         raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"{flag} {path}: cannot make its folder ({one_line(error)})") from None
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{flag} {path}: its folder is not writable")
+        raise ValueError(f"{flag} {path}: {folder} is not writable")
+
+
+def nearest_existing(folder):
+    """`folder`, or where it is missing the nearest path above it that exists, through links
+    as the missing folders would be made: where they can be made is decided there. Checks
+    make nothing, so a run refused later leaves no empty folder behind."""
+    existing = os.path.realpath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    return existing
 
 
 @contextmanager

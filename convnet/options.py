@@ -75,7 +75,8 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m convnet.train", parents=[shared_flags()],
         description="Train AlexNet with the paper's recipe; towers on one or two GPUs or the CPU.")
     p.add_argument("-c", "--config", metavar="FILE",
-                   help="JSON file of settings (keys as the long flags, with underscores), "
+                   help="JSON file of settings (keys as the long flags, without the dashes "
+                        "and with underscores), "
                         "read first; flags given on the command line override it")
     p.add_argument("--conv-algorithm", choices=ALGORITHMS, default=None,
                    help="the CUDA kernels' convolution algorithm where it serves: implicit "
@@ -133,7 +134,23 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_flags(p, config, path):
+def config_keys(p) -> dict:
+    """A config's keys, each flag's long names without their dashes and with underscores for
+    hyphens (wd and weight_decay for --wd/--weight-decay), → the setting they name."""
+    return {name[2:].replace("-", "_"): action.dest for action in p._actions
+            for name in action.option_strings
+            if name.startswith("--") and action.dest not in ("help", "config")}
+
+
+def _check_one_key_each(p, config, keys, path):
+    """A parser error where two of the config's keys name one setting (wd, weight_decay)."""
+    for dest in set(keys.values()):
+        named = sorted(key for key in config if keys[key] == dest)
+        if len(named) > 1:
+            p.error(f"--config {path}: {' and '.join(named)} name one setting; keep one")
+
+
+def config_flags(p, config, keys, path):
     """A config's settings as the flags that say the same, so that argparse checks their types
     and choices as it checks flags: true for a switch is the flag, a list for a flag of several
     values, null the default."""
@@ -143,7 +160,7 @@ def config_flags(p, config, path):
     actions = {action.dest: action for action in p._actions}
     flags = []
     for key, value in config.items():
-        action = actions[key]
+        action = actions[keys[key]]
         flag = action.option_strings[-1]
         if value is None:
             continue
@@ -178,14 +195,15 @@ def parse(argv=None) -> argparse.Namespace:
             p.error(f"--config {args.config}: cannot read it as JSON ({error})")
         if not isinstance(config, dict):
             p.error(f"--config {args.config}: must hold a JSON object of settings")
-        known = {action.dest for action in p._actions} - {"help", "config"}
-        unknown = sorted(set(config) - known)
+        keys = config_keys(p)
+        unknown = sorted(set(config) - set(keys))
         if unknown:
             named = [f"{key} (did you mean {close[0]}?)" if close else key for key, close in
-                     ((key, difflib.get_close_matches(key, known, n=1)) for key in unknown)]
+                     ((key, difflib.get_close_matches(key, keys, n=1)) for key in unknown)]
             p.error(f"--config {args.config}: unknown setting{'s' if len(unknown) > 1 else ''} "
                     f"{', '.join(named)}")
-        from_config = config_flags(p, config, args.config)
+        _check_one_key_each(p, config, keys, args.config)
+        from_config = config_flags(p, config, keys, args.config)
         command, p.prog = p.prog, f"{p.prog} --config {args.config}"
         _check_values(p, p.parse_args(from_config))   # the file's own errors name the file
         p.prog = command
@@ -194,7 +212,17 @@ def parse(argv=None) -> argparse.Namespace:
         p.error("--config must name a file; got ''")
     _check_values(p, args)
     _check_combinations(p, args)
+    args.typed = typed_settings(argv)
     return args
+
+
+def typed_settings(argv) -> tuple:
+    """The settings the command line names itself, not a config's or the defaults, sorted: a
+    resumed run's checkpoint records its length, which only a typed --epochs overrides."""
+    p = parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return tuple(sorted(vars(p.parse_args(argv))))
 
 
 MAX_WORKERS = 1024   # the loader's threads: far more than any machine's cores

@@ -26,7 +26,7 @@ import numpy as np
 
 from convnet import alexnet, checkpoint, options, provenance, stopping
 from convnet.alexnet import TOWERS
-from convnet.atomic import atomic_json
+from convnet.atomic import atomic_json, nearest_existing
 from convnet.backend import get_backend
 from convnet.backend.cuda.conv import DEFAULT_ALGORITHM
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
@@ -100,9 +100,7 @@ def check_output_folder(output_dir, args):
         raise UsageError(f"--output-dir {output_dir}: a file, not a folder")
     if args.test_only:
         return
-    existing = os.path.realpath(output_dir)   # as the folders will be made: through links
-    while not os.path.exists(existing):
-        existing = os.path.dirname(existing)
+    existing = nearest_existing(output_dir)
     try:
         if not os.path.isdir(existing):
             raise NotADirectoryError(f"{existing} is a file")
@@ -363,7 +361,7 @@ def prepare(args, placement, replicas):
     resumed = auto_checkpoint(output_dir) if args.resume == "auto" else args.resume
     if resumed:
         trainer.resume(resumed)
-        if args.epochs is None:   # the run goes on to the epochs it was training to
+        if "epochs" not in args.typed:   # it goes on to the epochs it was training to
             epochs = planned_epochs(trainer.epochs, trainer.schedule, epochs)
     trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
     if resumed and trains:

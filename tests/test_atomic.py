@@ -126,3 +126,13 @@ def test_a_failed_write_names_the_file_asked_for(tmp_path):
     with pytest.raises(FileNotFoundError) as other, atomic.atomic_path(target):
         open(tmp_path / "source.json")
     assert other.value.filename == str(tmp_path / "source.json")
+
+
+def test_an_output_is_checked_where_it_would_be_made_and_nothing_is_made(tmp_path):
+    """A missing folder is judged by the nearest one above it that exists, and left unmade:
+    a command refused later leaves no empty folder behind."""
+    atomic.check_writable(str(tmp_path / "new" / "sub" / "out.png"), "-o")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "afile").write_text("")
+    with pytest.raises(ValueError, match=f"-o .*: {tmp_path / 'afile'} is a file, not a folder"):
+        atomic.check_writable(str(tmp_path / "afile" / "sub" / "out.png"), "-o")

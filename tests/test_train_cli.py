@@ -219,7 +219,7 @@ def test_bad_config(tmp_path):
     assert result.returncode == 2 and "cannot read it as JSON" in result.stderr
 
 
-def test_config_is_overridden_by_flags(tmp_path):
+def test_config_is_overridden_by_flags(tmp_path, capsys):
     from convnet import options
     (tmp_path / "c.json").write_text('{"epochs": 3, "lr": 0.05, "lr_schedule": "steps", '
                                      '"lr_steps": [1, 2], "ten_crop": true, "gpus": 0, "resume": null, '
@@ -227,6 +227,14 @@ def test_config_is_overridden_by_flags(tmp_path):
     args = options.parse(["-c", str(tmp_path / "c.json"), "--lr", "0.02", "--lr-steps", "2"])
     assert (args.epochs, args.lr, args.lr_steps, args.ten_crop, args.gpus, args.resume,
             args.ablation) == (3, 0.02, [2], True, "0", None, [])
+    # a flag's every long name is a key: wd or weight_decay, not both
+    (tmp_path / "w.json").write_text('{"weight_decay": 0.001, "batch_size": 64}')
+    args = options.parse(["-c", str(tmp_path / "w.json")])
+    assert (args.wd, args.batch_size) == (0.001, 64)
+    (tmp_path / "w.json").write_text('{"weight_decay": 0.001, "wd": 0.001}')
+    with pytest.raises(SystemExit):
+        options.parse(["-c", str(tmp_path / "w.json")])
+    assert "wd and weight_decay name one setting" in capsys.readouterr().err
     # --resume alone as true (auto), or with its value; false leaves it out
     for resume, expected in ((True, "auto"), (False, None), ("runs/x/best.h5", "runs/x/best.h5")):
         (tmp_path / "r.json").write_text(json.dumps({"resume": resume}))
@@ -494,6 +502,24 @@ def test_each_preset_trains_on_its_own_schedule_and_bias_rate(model, kind, bias_
     assert schedule.kind == kind
     assert (schedule.rates.weight_lr, schedule.rates.bias_lr) == pytest.approx(
         (0.03, 0.03 * bias_factor))
+
+
+def test_a_configs_epochs_is_a_new_runs_and_a_resume_keeps_to_its_checkpoints(tmp_path,
+                                                                              tiny_set):
+    """make train's case: its config says 6 epochs; a run started with --epochs 1 and
+    resumed under the config has done its epochs, and evaluates; a typed --epochs goes on."""
+    out = tmp_path / "run"
+    (tmp_path / "c.json").write_text(json.dumps({"epochs": 2, "data_path": str(tiny_set),
+                                                 "output_dir": str(out)}))
+    first = train("-c", str(tmp_path / "c.json"), "--epochs", "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert json.loads((out / "settings.json").read_text())["typed"] == ["config", "epochs"]
+    resumed = train("-c", str(tmp_path / "c.json"), "--resume", cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "the run has done its 1 epoch (" in resumed.stdout
+    longer = train("-c", str(tmp_path / "c.json"), "--resume", "--epochs", "2", cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr
+    assert "epoch 2/2:" in longer.stdout
 
 
 def test_a_resume_without_epochs_goes_on_to_those_its_run_was_started_for():
