@@ -66,7 +66,7 @@ figures: setup  ## the paper's figures and the curves of the default run, into r
 	$(PY) -m convnet.figures neighbours
 	$(PY) -m convnet.figures curves
 
-test: setup $(FASHION_MNIST)  ## run the test suite (CPU; GPU tests skip with their reason)
+test: setup $(FASHION_MNIST)  ## run the test suite: on the CPU, and the GPU tests on a GPU where there is one (else skipped with their reason)
 	$(PY) -m pytest -q
 
 summary: setup  ## print the layer table of MODEL (default 2012)
@@ -87,17 +87,17 @@ kernels-asan: setup  ## the kernel tests again on the emulator's AddressSanitize
 
 # conv1's input gradient, which training never asks for, is left to the GPU: its 3 channels fill
 # a tile of 48 and 15 of its 16 taps are idle at stride 4: over an hour on the emulator at batch 128.
-kernels-large: setup  ## AlexNet's real shapes (the GPU tests marked large) through the emulator, before a GPU session spends its time on them (about an hour)
+kernels-large: setup  ## AlexNet's real shapes (the GPU tests marked large) through the emulator, before a GPU spends its time on them (about an hour)
 	CONVNET_LARGE_ON_EMULATOR=1 $(PY) -m pytest -v -rs --durations=0 -m large \
 	  -k "emulator and not (test_conv and conv1a)" tests/test_kernels.py tests/test_kernels_network.py
 
 mutants: setup  ## mutation testing: each mistake of tools/mutants.py's catalogue, do the tests fail? (about an hour); report in bench/results/mutants.json
 	$(PY) tools/mutants.py --json bench/results/mutants.json
 
-gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer, ncu; 8 reports in $(OUT) (tools/gpu_check.sh)
+gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer, ncu; 8 reports in OUT (default bench/out; tools/gpu_check.sh)
 	GPU_PYTHON=$(GPU_PYTHON) OUT=$(OUT) tools/gpu_check.sh
 
-gpu-train:  ## on a GPU machine with the packages, network or none: the default run (resumes), its reports in $(OUT) (tools/gpu_train.sh)
+gpu-train:  ## on a GPU machine with the packages, network or none: the default run (resumes), its reports in OUT (default bench/out; tools/gpu_train.sh)
 	GPU_PYTHON=$(GPU_PYTHON) OUT=$(OUT) tools/gpu_train.sh $(ARGS)
 
 scaling: setup  ## data-parallel scaling on paper: bytes per replica, efficiency on 2-64 machines

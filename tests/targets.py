@@ -38,7 +38,7 @@ KERNEL_TARGETS = ["emulator", pytest.param("gpu", marks=pytest.mark.gpu)]
 def skip_large_on_emulator(target):
     """Tests marked `large` (AlexNet's real shapes) take minutes to over an hour each through
     the emulator: the suite runs them on a GPU only. CONVNET_LARGE_ON_EMULATOR=1 runs them on
-    the emulator too, a check that needs no GPU before a GPU session spends its time on them."""
+    the emulator too, a check that needs no GPU before a GPU spends its time on them."""
     if target == "emulator" and os.environ.get("CONVNET_LARGE_ON_EMULATOR") != "1":
         pytest.skip("AlexNet's real shapes run on the GPU only (slow on the emulator: "
                     "CONVNET_LARGE_ON_EMULATOR=1 runs them there)")

@@ -125,8 +125,9 @@ def test_overwritten_hdf5_structures_are_refused_in_one_line(tmp_path, rng):
 def test_a_write_that_fails_keeps_the_previous_checkpoint(tmp_path):
     """A save, or a copy (a resumed run's last.h5), that cannot write (a full disk; here a
     file-size limit, which fails the write as a full disk does) is one CheckpointError, leaves
-    the previous file as it was and no partial file. In a process of its own: HDF5 writing to disk itself used to crash the process there."""
-    script = textwrap.dedent(f"""
+    the previous file as it was and no partial file. In a process of its own: a failed write
+    inside HDF5 can end the process that made it."""
+    script = textwrap.dedent("""
         import resource, signal
         import numpy as np
         from convnet import alexnet, checkpoint
@@ -135,11 +136,11 @@ def test_a_write_that_fails_keeps_the_previous_checkpoint(tmp_path):
         from convnet.solver import SGD
         network = Network(alexnet.build_model("2012-small28"), get_backend("reference"))
         velocity = SGD(0.01, 2, 0.9, 5e-4).momentum_buffers(network)
-        checkpoint.save("last.h5", network, velocity, {{"step": 1}})
+        checkpoint.save("last.h5", network, velocity, {"step": 1})
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails instead
         resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, resource.RLIM_INFINITY))
         try:
-            checkpoint.save("last.h5", network, velocity, {{"step": 2}})
+            checkpoint.save("last.h5", network, velocity, {"step": 2})
         except checkpoint.CheckpointError as error:
             print(error)
         try:

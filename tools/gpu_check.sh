@@ -2,12 +2,12 @@
 # `make gpu-check`: every check that needs a GPU, in one command, for a device call of at most
 # 10 minutes (tools/gpu_steps.sh: each step under its own limit and the time still left of
 # BUDGET, each run even where an earlier one failed), in order of what they tell: correctness,
-# then the figures the issues ask for, then the sanitizer, then what tuning needs (ncu and the
+# then the benchmarks' figures, then the sanitizer, then what tuning needs (ncu and the
 # other plans' timings: extra steps, whose outcome leaves the exit status alone). With a smaller
 # BUDGET the last steps are the ones left out. The exit status is 1 if a check failed, ran out of
 # time or was left out.
 #
-# Reports in $OUT, 8 files (the device tool brings back 8):
+# Reports in $OUT, 8 files (the GPU machine returns at most 8):
 #   steps.txt           each step's exit status, seconds and limit
 #   gpu.log             the install, the build's output and ptxas report, pytest -m gpu
 #   bench-kernels.json  every kernel pass against cuDNN and the copy bandwidth
