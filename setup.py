@@ -2,9 +2,9 @@
 
 Package metadata and the list of compiled extensions live here; `pip install -e .` builds them.
 """
-import glob
 import importlib.util
 import os
+import re
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import find_packages, setup
@@ -24,8 +24,7 @@ augment = Pybind11Extension("convnet._augment", ["kernels/augment.cpp"], cxx_std
 # The CUDA kernels compiled for the host against kernels/emulate.h: CI runs every kernel this way,
 # and again through the AddressSanitizer build, which is optional: a compiler without the
 # sanitizer's runtime skips it (tests/test_emulator_asan.py then says so).
-KERNEL_SOURCES = sorted(glob.glob("kernels/*.cu") + glob.glob("kernels/*.cuh")
-                        + glob.glob("kernels/*.h"))
+KERNEL_SOURCES = kernel_build.source_files()
 emulator = Pybind11Extension("convnet._emulator", ["kernels/emulator.cpp"], cxx_std=17,
                              include_dirs=["kernels"], depends=KERNEL_SOURCES,
                              extra_compile_args=kernel_build.EMULATOR_FLAGS)
@@ -51,9 +50,14 @@ class build_ext_side_by_side(build_ext):
 # against the site's MPI instead (README, "Several machines").
 MPI = ["mpi4py>=4.0", "mpich>=4.1"]
 
+# The version's one place is convnet/__init__.py, read as text: importing the package needs its
+# dependencies, which this file installs.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "convnet", "__init__.py")) as f:
+    VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.MULTILINE).group(1)
+
 setup(
     name="convnet",
-    version="0.1.0",
+    version=VERSION,
     description="A faithful, fast reproduction of AlexNet with hand-written CUDA kernels",
     python_requires=">=3.10",
     packages=find_packages(include=["convnet", "convnet.*"]),

@@ -5,7 +5,8 @@ File layout:
   /towers/<tower>/params/<layer>/<input or "bias">     float arrays, as in Network.params
   /towers/<tower>/momentum/<layer>/<input or "bias">   the SGD velocity of each of them
   attrs: format (FORMAT), model, dtype, commit (convnet.provenance; "" where unknown), state
-         (JSON: epoch, step, schedule, random states, ...), complete = True, written last
+         (JSON: epoch, step, schedule, seed, ...: every random draw follows from the seed and
+         the counters), complete = True, written last
 Every array is stored with Fletcher-32 checksums, which a load verifies. Written atomically
 (convnet.atomic): an interrupted save leaves the previous checkpoint untouched and never a file
 that looks complete but is not.
@@ -16,7 +17,6 @@ import shutil
 from contextlib import contextmanager
 
 import h5py
-import numpy as np
 
 from convnet import alexnet, provenance
 from convnet.atomic import atomic_h5, atomic_path
@@ -151,7 +151,7 @@ def load_shared(path, network) -> dict:
     return params
 
 
-def load_network(path, backend, dtype=np.float32) -> Network:
+def load_network(path, backend) -> Network:
     """A Network on `backend` (or a Placement) with the parameters of checkpoint `path`, its
     model rebuilt from the file: the model's name, and the class count from the output layer's
     bias."""
@@ -167,8 +167,7 @@ def load_network(path, backend, dtype=np.float32) -> Network:
         if bias not in file:
             raise CheckpointError(f"checkpoint {path}: missing {bias}")
         classes = file[bias].shape[0]
-    network = Network(alexnet.build_model(name, classes=classes), backend, dtype=dtype,
-                      params={})
+    network = Network(alexnet.build_model(name, classes=classes), backend, params={})
     params, _, _ = load(path, network)
     network.params = network.place(params)
     return network

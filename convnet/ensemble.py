@@ -21,7 +21,7 @@ from dataclasses import asdict
 import numpy as np
 
 from convnet import options, provenance
-from convnet.atomic import atomic_json, check_writable
+from convnet.atomic import atomic_json
 from convnet.backend.reference.softmax import topk_errors
 from convnet.checkpoint import CheckpointError
 from convnet.inference import Inference, exit_status
@@ -69,19 +69,14 @@ def split_probs(inference, split, labels):
 
 
 def run(args):
-    # Every checkpoint is loaded and checked, and -o too, before any network is evaluated.
+    # Every checkpoint is loaded and checked before any network is evaluated (-o before them).
     members = [Inference(path, args.data_path, gpus=args.gpus, batch_size=args.batch_size,
                          ten_crop=args.ten_crop) for path in args.checkpoints]
     for inference in members:
         check_finite(inference)
-    if args.output:
-        try:
-            check_writable(args.output, "-o")
-        except ValueError as error:
-            raise UsageError(str(error)) from None
     labels = np.asarray(members[0].loader.labels(args.split))
     if len(labels) == 0:
-        raise UsageError(f"dataset {args.data_path}: its {args.split} split has no images")
+        raise UsageError(f"dataset {args.data_path}: its {args.split} split holds no images")
     total, results = np.zeros((len(labels), len(members[0].class_names))), []
     for inference in members:
         probs = split_probs(inference, args.split, labels)
@@ -105,8 +100,8 @@ def main(argv=None):
     p = parser()
     args = p.parse_args(argv)
     options.check_shared(p, args)
-    if args.output == "":
-        p.error("-o must name a file; got ''")
+    if args.output is not None:
+        options.check_writable_flag(p, args.output, "-o")
     return exit_status(run, args)
 
 

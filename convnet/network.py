@@ -5,7 +5,9 @@ and "<layer>/bias" for its one bias, so checkpoints and solvers need no knowledg
 Each layer, its parameters and its gradients live on its tower's backend (convnet.placement).
 Every tensor a layer reads from the other tower, forward, and every gradient it sends back,
 backward, passes through the Placement, which moves it and records the bytes: sent where it is
-made, received where it is read, so that the towers wait for each other only there.
+made, received where it is read, so that the towers wait for each other only there. (The
+gradient of the images themselves, which only the gradient checks ask for, is summed over the
+towers outside it and not recorded.)
 """
 import zlib
 from dataclasses import dataclass

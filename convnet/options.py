@@ -13,8 +13,9 @@ import sys
 from convnet import alexnet
 from convnet.atomic import check_writable
 from convnet.backend.cuda.conv import ALGORITHMS
+from convnet.schedule import KINDS, RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS
 
-SCHEDULES = ("preset", "plateau", "steps", "2012")
+SCHEDULES = ("preset", *KINDS)   # preset: the one the model's preset names
 # The flags' defaults: the paper's recipe, whose one source is alexnet.Recipe.
 RECIPE = alexnet.Recipe()
 
@@ -93,8 +94,8 @@ def parser() -> argparse.ArgumentParser:
                         "; ".join(f"{name}: {what}" for name, what in alexnet.ABLATIONS.items())
                         .replace("%", "%%"))   # argparse formats help with %
     p.add_argument("--epochs", type=int, default=None,
-                   help="epochs to train (default: 91 for full-size models, as the 2012 run; "
-                        "6 for scaled-down ones)")
+                   help=f"epochs to train (default: {RELEASED_2012_EPOCHS} for full-size models, "
+                        f"as the 2012 run; {SMALL_MODEL_EPOCHS} for scaled-down ones)")
     p.add_argument("--lr", type=float, default=RECIPE.weight_lr,
                    help="weight learning rate (default %(default)s)")
     p.add_argument("--momentum", type=float, default=RECIPE.momentum,

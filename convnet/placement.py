@@ -88,8 +88,5 @@ class Placement:
             return crossing.parcel
         return self.backends[crossing.dest].receive(crossing.parcel)
 
-    def clear_log(self):
-        self.log.clear()
-
     def bytes_moved(self, direction=None):
         return sum(t.nbytes for t in self.log if direction in (None, t.direction))

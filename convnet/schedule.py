@@ -24,7 +24,9 @@ _RELEASED_2012 = ((25, 0.001, None, True), (51, 0.0001, None, True), (67, None, 
                   (72, None, 0.0, False), (79, 1e-5, None, False))
 RELEASED_2012_LR = 0.01
 RELEASED_2012_EPOCHS = 91
+SMALL_MODEL_EPOCHS = 6   # a scaled-down model's default length (the Fashion-MNIST default run's)
 CONV1_LAYERS = ("conv1a", "conv1b")
+KINDS = ("plateau", "steps", "2012")
 
 
 @dataclass
@@ -38,7 +40,7 @@ class Rates:
 
 @dataclass
 class Schedule:
-    kind: str                       # "plateau", "steps" or "2012"
+    kind: str                       # one of KINDS
     rates: Rates
     patience: int = 3
     max_drops: int = 3
@@ -52,8 +54,8 @@ class Schedule:
     initial_weight_lr: float | None = None
 
     def __post_init__(self):
-        if self.kind not in ("plateau", "steps", "2012"):
-            raise ValueError(f"unknown schedule {self.kind!r}; choose plateau, steps or 2012")
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown schedule {self.kind!r}; choose one of {', '.join(KINDS)}")
         self.step_epochs = tuple(self.step_epochs)
         if isinstance(self.rates, dict):   # from a checkpoint's state
             rates = dict(self.rates)

@@ -11,8 +11,19 @@ only whole windows, and the pixels past the last one are read by none.
 """
 
 
-def _ceil_div(numerator: int, denominator: int) -> int:
+def ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
+
+
+def check_conv_operands(x_shape, w_shape):
+    """ValueError unless x (C, H, W, N) and square filters (C, S, S, F) go together."""
+    if len(x_shape) != 4 or len(w_shape) != 4:
+        raise ValueError(f"conv expects x (C,H,W,N) and filters (C,kh,kw,F); "
+                         f"got shapes {tuple(x_shape)} and {tuple(w_shape)}")
+    if x_shape[0] != w_shape[0]:
+        raise ValueError(f"conv input has {x_shape[0]} channels but filters expect {w_shape[0]}")
+    if w_shape[1] != w_shape[2]:
+        raise ValueError(f"conv filters must be square; got {w_shape[1]}x{w_shape[2]}")
 
 
 def conv_output_size(size: int, filter_size: int, stride: int, pad: int) -> int:
@@ -22,7 +33,7 @@ def conv_output_size(size: int, filter_size: int, stride: int, pad: int) -> int:
     if filter_size > size + 2 * pad:
         raise ValueError(f"a {filter_size}-pixel filter does not fit a {size}-pixel input "
                          f"padded by {pad}")
-    return 1 + _ceil_div(2 * pad + size - filter_size, stride)
+    return 1 + ceil_div(2 * pad + size - filter_size, stride)
 
 
 def conv_overhang(size: int, filter_size: int, stride: int, pad: int) -> int:
@@ -39,7 +50,7 @@ def pool_output_size(size: int, window: int, stride: int, *, overhang: bool = Tr
         raise ValueError(f"a {window}-pixel pooling window does not fit a {size}-pixel input")
     if not overhang:
         return (size - window) // stride + 1
-    return _ceil_div(size - window, stride) + 1
+    return ceil_div(size - window, stride) + 1
 
 
 def pool_overhang(size: int, window: int, stride: int) -> int:

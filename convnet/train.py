@@ -39,10 +39,9 @@ from convnet.replicas import engines, nccl
 from convnet.replicas.engines import ReplicasDiverged
 from convnet.replicas.launch import SINGLE, LaunchError
 from convnet.replicas.launch import from_environment as launch_from_environment
-from convnet.schedule import RELEASED_2012_EPOCHS, Rates, Schedule
-from convnet.trainer import EPOCHS_CSV, LOG, NonFiniteLoss, Trainer, evaluate, views_name
+from convnet.schedule import RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS, Rates, Schedule
+from convnet.trainer import EPOCHS_CSV, LOG, SETTINGS, NonFiniteLoss, Trainer, evaluate, views_name
 
-SMALL_MODEL_EPOCHS = 6
 # What a run writes into its folder (convnet.trainer): a new run there would replace them.
 RUN_FILES = (checkpoint.LAST, checkpoint.BEST, EPOCHS_CSV, LOG)
 
@@ -151,7 +150,7 @@ def restart_note(output_dir, settings) -> str:
     note = (f"note: --resume auto found no checkpoint in {output_dir}: the run starts again "
             f"from step 0")
     try:
-        with open(os.path.join(output_dir, "settings.json")) as file:
+        with open(os.path.join(output_dir, SETTINGS)) as file:
             before = json.load(file)
     except (OSError, ValueError):   # none (a run stopped before writing them), or unreadable
         return note
@@ -343,8 +342,8 @@ def prepare(args, placement, replicas):
         check_splits(dataset, args.test_only)
     finally:
         dataset.close()
-    epochs = args.epochs or (RELEASED_2012_EPOCHS if model.geometry.image_size == 224
-                             else SMALL_MODEL_EPOCHS)
+    full_size = model.geometry.image_size == alexnet.GEOMETRIES["full"].image_size
+    epochs = args.epochs or (RELEASED_2012_EPOCHS if full_size else SMALL_MODEL_EPOCHS)
     output_dir = args.output_dir or os.path.join("runs", model.name)
     if replicas.rank == 0:   # the one that writes
         check_output_folder(output_dir, args)
@@ -362,7 +361,7 @@ def prepare(args, placement, replicas):
     if resumed:
         trainer.resume(resumed)
         if "epochs" not in args.typed:   # it goes on to the epochs it was training to
-            epochs = planned_epochs(trainer.epochs, trainer.schedule, epochs)
+            epochs = planned_epochs(trainer.target_epochs, trainer.schedule, epochs)
     trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
     if resumed and trains:
         check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
@@ -422,7 +421,7 @@ def run(args, placement, device, replicas):
                             lr_steps=list(schedule.step_epochs))
         elif restarts:
             print(restart_note(output_dir, settings), file=sys.stderr)
-        atomic_json(os.path.join(output_dir, "settings.json"), settings, indent=2)
+        atomic_json(os.path.join(output_dir, SETTINGS), settings, indent=2)
 
     if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
         found = (f"--resume auto found no checkpoint in {output_dir}" if args.resume

@@ -16,8 +16,11 @@ checkpoint); the gradients are summed during the backward pass; only rank 0 writ
 weights are compared across the ranks (checksums) after every epoch.
 
 Files in the output folder:
-  log.jsonl     one JSON object per print step (epoch, step, loss, top-1/top-5 error, rates, images/s)
-  epochs.csv    one row per epoch: train and validation loss, top-1, top-5, learning rate, seconds
+  log.jsonl     one JSON object per print step (epoch, step, loss, top-1/top-5 error, the weight
+                rate, images/s, the share of time spent waiting for data)
+  epochs.csv    one row per epoch: train and validation loss, top-1, top-5, the weight and bias
+                rates, seconds
+  settings.json the resolved settings (convnet.train)
   last.h5       the checkpoint after the latest epoch; best.h5 the one with the lowest validation
                 top-1 error so far (both written atomically, see convnet.checkpoint)
 """
@@ -37,7 +40,8 @@ from convnet.replicas.engines import Replicas
 from convnet.schedule import Schedule
 from convnet.solver import SGD
 
-LOG, EPOCHS_CSV = "log.jsonl", "epochs.csv"   # a run's logs, beside its checkpoints
+# A run's logs and resolved settings, beside its checkpoints
+LOG, EPOCHS_CSV, SETTINGS = "log.jsonl", "epochs.csv", "settings.json"
 EPOCH_FIELDS = ("epoch", "train_loss", "train_top1", "train_top5", "val_loss", "val_top1",
                 "val_top5", "weight_lr", "bias_lr", "seconds")
 
@@ -135,7 +139,7 @@ class Trainer:
         self.solver = SGD.following(schedule.rates, momentum, weight_decay)
         self.velocity = self.solver.momentum_buffers(network)
         self.epoch, self.step = 0, 0
-        self.epochs = None          # the epochs the run trains to (fit's), which it records
+        self.target_epochs = None   # the epochs the run trains to (fit's), which it records
         self.started_from = None    # the checkpoint whose weights a fine-tuning run started from
         self.trained_with = {}      # a resumed checkpoint's record of TRAINS_WITH
 
@@ -146,7 +150,7 @@ class Trainer:
                 "dataset": self.dataset}
 
     def state(self) -> dict:
-        return {"epoch": self.epoch, "epochs": self.epochs, "step": self.step,
+        return {"epoch": self.epoch, "epochs": self.target_epochs, "step": self.step,
                 "seed": self.network.seed,
                 "schedule": self.schedule.state(), "started_from": self.started_from,
                 **self.trains_with()}
@@ -171,7 +175,7 @@ class Trainer:
         self.epoch, self.step = state["epoch"], state["step"]
         self.schedule = Schedule.from_state(state["schedule"])
         self.started_from = state.get("started_from")
-        self.epochs = state.get("epochs")
+        self.target_epochs = state.get("epochs")
         self.trained_with = {key: state[key] for key in TRAINS_WITH if key in state}
         self.solver.take_rates(self.schedule.rates)
 
@@ -309,7 +313,7 @@ class Trainer:
         Rank 0 makes the output folder here: evaluating writes nothing."""
         if self.writes:
             os.makedirs(self.output_dir, exist_ok=True)
-        self.epochs = epochs
+        self.target_epochs = epochs
         validation = None
         csv_path = os.path.join(self.output_dir, EPOCHS_CSV)
         while self.epoch < epochs:

@@ -1,5 +1,7 @@
 """The prepared-dataset format: round trip, statistics against a direct computation, and
 refusal of incomplete or foreign files."""
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -86,10 +88,23 @@ def test_overwritten_hdf5_structures_are_refused_in_one_line(tmp_path, rng):
     assert "\n" not in str(refused.value)
 
 
-def test_failed_write_leaves_no_file(tmp_path, rng):
-    with pytest.raises(ValueError):
-        dataset.write(tmp_path / "bad.h5", name="bad",
-                      train_images=rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8),
-                      train_labels=np.zeros(4), val_images=np.zeros((2, 9, 8, 3), np.uint8),
-                      val_labels=np.zeros(2), class_ids=["a"], class_names=["a"])
+def test_failed_write_leaves_the_file_before_it_and_nothing_else(tmp_path, rng, monkeypatch):
+    """Refused arrays write nothing; a write that fails half-way (its images written, then an
+    error) leaves the dataset that was there, whole, and no temporary file."""
+    images = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    good = dict(name="good", train_images=images, train_labels=np.zeros(4),
+                val_images=images[:2], val_labels=np.zeros(2), class_ids=["a"], class_names=["a"])
+    with pytest.raises(ValueError, match=r"val images must be uint8 of shape \(N, 8, 8, 3\)"):
+        dataset.write(tmp_path / "bad.h5", **{**good, "val_images": np.zeros((2, 9, 8, 3),
+                                                                          np.uint8)})
     assert list(tmp_path.iterdir()) == []
+    dataset.write(tmp_path / "set.h5", **good)
+    before = (tmp_path / "set.h5").read_bytes()
+
+    def failing(*args, **kwargs):
+        raise OSError("disk full")
+    monkeypatch.setattr(dataset, "write_classes", failing)
+    with pytest.raises(OSError, match="disk full"):
+        dataset.write(tmp_path / "set.h5", **{**good, "name": "new"})
+    assert os.listdir(tmp_path) == ["set.h5"]
+    assert (tmp_path / "set.h5").read_bytes() == before

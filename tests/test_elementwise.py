@@ -70,7 +70,10 @@ def test_dropout_forward_backward_and_test_scale(rng):
     assert scale(x.astype(np.float32), 0.5).dtype == np.float32
 
 
-@pytest.mark.parametrize("keep,key", [(0.0, 1), (1.5, 1), (0.5, -1), (0.5, 2 ** 32)])
-def test_dropout_bad_arguments(keep, key):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("keep,key,wrong", [(0.0, 1, r"keep probability .* got 0.0"),
+                                            (1.5, 1, r"keep probability .* got 1.5"),
+                                            (0.5, -1, "key must be a 32-bit unsigned integer"),
+                                            (0.5, 2 ** 32, "key must be a 32-bit unsigned")])
+def test_dropout_bad_arguments(keep, key, wrong):
+    with pytest.raises(ValueError, match=wrong):
         dropout_mask((2, 2), keep, key)

@@ -107,16 +107,18 @@ def test_bad_inputs_are_one_line_with_exit_2_before_any_evaluation(trained, caps
     assert ensemble.main([str(trained.run), str(tmp_path / "none.h5"), *data]) == 2
     assert capsys.readouterr() == ("", f"error: checkpoint {tmp_path / 'none.h5'}: no such "
                                        f"file\n")
-    assert ensemble.main([str(trained.run), *data, "-o", str(tmp_path)]) == 2
-    assert capsys.readouterr() == ("", f"error: -o {str(tmp_path)!r}: must name a file, not a "
-                                       f"folder\n")
+    for output in (str(tmp_path), ""):   # -o is the parser's to refuse, before any checkpoint
+        with pytest.raises(SystemExit) as exit_:
+            ensemble.main([str(trained.run), str(tmp_path / "none.h5"), *data, "-o", output])
+        assert exit_.value.code == 2
+        assert f"error: -o {output!r}: must name a file, not a folder" in capsys.readouterr().err
 
     empty = tmp_path / "empty.h5"
     dataset.write(empty, name="empty", train_images=trained.train, train_labels=trained.train_labels,
                   val_images=trained.val[:0], val_labels=trained.val_labels[:0],
                   class_ids=[f"c{i}" for i in range(10)], class_names=[str(i) for i in range(10)])
     assert ensemble.main([str(trained.run), "--data-path", str(empty), "--gpus", "cpu"]) == 2
-    assert capsys.readouterr().err == f"error: dataset {empty}: its val split has no images\n"
+    assert capsys.readouterr().err == f"error: dataset {empty}: its val split holds no images\n"
 
     diverged = active_network(rng)
     diverged.params["fc8/bias"][0] = np.nan

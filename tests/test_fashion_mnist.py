@@ -8,6 +8,7 @@ import pytest
 
 from convnet.data import fashion_mnist
 from convnet.data.dataset import Dataset
+from fashion import needs_fashion_mnist
 
 
 def write_idx(path, magic, array):
@@ -61,9 +62,7 @@ def test_missing_source_names_the_package(tmp_path):
     assert not (tmp_path / "out.h5").exists()
 
 
-@pytest.mark.skipif(not os.path.isdir(fashion_mnist.DEBIAN_SOURCE),
-                    reason="Debian package dataset-fashion-mnist not installed (make test "
-                           "installs it)")
+@needs_fashion_mnist
 def test_real_fashion_mnist(tmp_path):
     path = fashion_mnist.prepare(output=str(tmp_path / "fm.h5"))
     data = Dataset(path)

@@ -6,17 +6,17 @@ import sys
 
 import pytest
 
+from convnet.figures.__main__ import FIGURES
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = [
     ["-m", "convnet.train"], ["-m", "convnet.summary"], ["-m", "convnet.predict"],
-    ["-m", "convnet.ensemble"],
-    ["-m", "convnet.figures"], ["-m", "convnet.figures", "filters"],
-    ["-m", "convnet.figures", "predictions"], ["-m", "convnet.figures", "neighbours"],
-    ["-m", "convnet.figures", "curves"], ["-m", "convnet.data.prepare"],
-    ["-m", "convnet.data.fashion_mnist"], ["kernels/build.py"], ["tools/bench_cpu_step.py"],
-    ["tools/bench_data.py"], ["tools/bench_kernels.py"], ["tools/bench_train.py"],
-    ["tools/sass_loops.py"], ["tools/scaling.py"], ["tools/compare_runs.py"],
-    ["tools/mutants.py"],
+    ["-m", "convnet.ensemble"], ["-m", "convnet.figures"],
+    *(["-m", "convnet.figures", figure] for figure in FIGURES),
+    ["-m", "convnet.data.prepare"], ["-m", "convnet.data.fashion_mnist"], ["kernels/build.py"],
+    ["tools/bench_cpu_step.py"], ["tools/bench_data.py"], ["tools/bench_kernels.py"],
+    ["tools/bench_train.py"], ["tools/sass_loops.py"], ["tools/scaling.py"],
+    ["tools/compare_runs.py"], ["tools/mutants.py"],
 ]
 
 

@@ -42,7 +42,7 @@ def test_each_mutant_is_run_on_its_own_build_and_the_checkout_is_left_alone():
         mutants.Mutant("loader-docstring", loader, "The data loader:", "The loader:",
                        ("tests/test_loader.py",)),
         mutants.Mutant("floor-rule", shapes,
-                       "return 1 + _ceil_div(2 * pad + size - filter_size, stride)",
+                       "return 1 + ceil_div(2 * pad + size - filter_size, stride)",
                        "return 1 + (2 * pad + size - filter_size) // stride",
                        ("tests/test_shapes.py",)),
         mutants.Mutant("docstring", shapes, "Output-size rules of cuda-convnet",

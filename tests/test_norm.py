@@ -19,9 +19,9 @@ def test_coefficient_conventions():
     assert CODE.coefficient(5) == pytest.approx(2e-5)          # released code: α/n
     assert PAPER.coefficient(5) == pytest.approx(1e-4)         # paper text: α
     assert SAMEMAP.coefficient(25) == pytest.approx(4e-5)      # cnorm2: s/size²
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs an odd window; got size 4"):
         NormParams(size=4, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="paper")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown alpha convention 'alpha/n'"):
         NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="alpha/n")
 
 

@@ -17,6 +17,7 @@ from convnet.backend.cuda.launch import Emulated, Gpu
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.solver import SGD
+from convnet.summary import summarize
 from convnet.trainer import forward_views
 from networks import make_active
 
@@ -68,9 +69,10 @@ def test_one_training_step_moves_the_analytic_bytes_at_four_points(name, rng):
 
 def test_default_model_exchange_per_image():
     """The full network's figure, per image in float32: 2 × (86,528 + 18,432 + 8,192) + 8,192
-    bytes each way."""
+    bytes each way, by hand and by the summary from the graph's cross-tower edges."""
     expected = analytic_exchange(alexnet.build_model().geometry, 1, 4)
     assert sum(expected.values()) == 234_496
+    assert summarize(alexnet.build_model())["transfer_bytes_per_image"] == 2 * 234_496
 
 
 def test_placement_rejects_a_same_tower_transfer():

@@ -52,5 +52,5 @@ def test_solver_rates_per_parameter(rng):
 
 
 def test_mismatched_shapes_are_refused():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"one shape; got \(2,\), \(3,\), \(2,\)"):
         sgd_update(np.ones(2), np.ones(3), np.ones(2), lr=1, momentum=0, weight_decay=0)

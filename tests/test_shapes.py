@@ -26,10 +26,11 @@ def test_without_overhang_only_whole_windows():
     assert pool_output_size(8, 2, 2, overhang=False) == pool_output_size(8, 2, 2) == 4
 
 
-@pytest.mark.parametrize("call", [lambda: conv_output_size(4, 7, 1, 1),
-                                  lambda: conv_output_size(8, 3, 0, 0),
-                                  lambda: pool_output_size(2, 3, 2),
-                                  lambda: conv_output_size(8, 3, 1, -1)])
-def test_impossible_geometry_is_refused(call):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("call,wrong", [
+    (lambda: conv_output_size(4, 7, 1, 1), "a 7-pixel filter does not fit a 4-pixel input"),
+    (lambda: conv_output_size(8, 3, 0, 0), "stride >= 1 .* stride=0"),
+    (lambda: pool_output_size(2, 3, 2), "a 3-pixel pooling window does not fit a 2-pixel"),
+    (lambda: conv_output_size(8, 3, 1, -1), "pad >= 0; .* pad=-1")])
+def test_impossible_geometry_is_refused(call, wrong):
+    with pytest.raises(ValueError, match=wrong):
         call()

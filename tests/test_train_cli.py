@@ -17,12 +17,10 @@ from convnet.data import dataset, fashion_mnist
 from convnet.schedule import Rates, Schedule
 from convnet.train import gpu_count, make_schedule, planned_epochs
 from convnet.trainer import ALONE, TRAINS_WITH
+from fashion import INSTALLED, MISSING, needs_fashion_mnist
 from tiny_run import LOGS_ALONE, write_logs_alone
 
 CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-needs_fashion_mnist = pytest.mark.skipif(
-    not os.path.isdir(fashion_mnist.DEBIAN_SOURCE),
-    reason="Debian package dataset-fashion-mnist not installed (make test installs it)")
 
 
 def train(*args, cwd):
@@ -33,8 +31,8 @@ def train(*args, cwd):
 @pytest.fixture(scope="module")
 def small_real_set(tmp_path_factory):
     """512 training and 128 test images of the real Fashion-MNIST, in the prepared format."""
-    if not os.path.isdir(fashion_mnist.DEBIAN_SOURCE):
-        pytest.skip("Debian package dataset-fashion-mnist not installed")
+    if not INSTALLED:
+        pytest.skip(MISSING)
     train_images, train_labels = fashion_mnist.load_split(fashion_mnist.DEBIAN_SOURCE, "train")
     val_images, val_labels = fashion_mnist.load_split(fashion_mnist.DEBIAN_SOURCE, "val")
     path = tmp_path_factory.mktemp("data") / "fm-small.h5"

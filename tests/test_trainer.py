@@ -5,7 +5,6 @@ evaluating a checkpoint leaves the run's logs alone. And on real images: a few S
 recipe lower the loss."""
 import csv
 import json
-import os
 import re
 import shutil
 from dataclasses import replace
@@ -22,6 +21,7 @@ from convnet.replicas.shard import WHOLE
 from convnet.schedule import Rates, Schedule
 from convnet.solver import SGD
 from convnet.trainer import Evaluation, NonFiniteLoss, Trainer
+from fashion import needs_fashion_mnist
 from networks import make_active
 
 
@@ -325,8 +325,7 @@ def test_evaluating_a_checkpoint_keeps_the_logs_and_continuing_from_it_drops_lat
     assert (tmp_path / "last.h5").read_bytes() == (tmp_path / "epoch1.h5").read_bytes()
 
 
-@pytest.mark.skipif(not os.path.isdir(fashion_mnist.DEBIAN_SOURCE),
-                    reason="Fashion-MNIST's Debian package is not installed")
+@needs_fashion_mnist
 def test_a_few_steps_on_real_images_lower_the_loss(tmp_path, rng):
     """Ten SGD steps of the default run's recipe (rate 0.02, momentum 0.9, weight decay 5e-4,
     dropout) on a batch of 64 Fashion-MNIST images, as the loader delivers it, lower that

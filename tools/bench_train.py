@@ -224,7 +224,7 @@ def main(argv=None):
     report.update(step_ms=ours_ms, images_per_second=placements[0]["images_per_second"],
                   projected_90_epoch_hours=hours)
     print(f"{report['device']}, kernels from {report['kernels_from']}: --gpus "
-          f"{placements[0]['gpus']} --conv-algorithm {placements[0]['conv_algorithm']}, 90 "
+          f"{placements[0]['gpus']} --conv-algorithm {placements[0]['conv_algorithm']}, {EPOCHS} "
           f"ImageNet epochs in {hours:.1f} h")
     if torch is not None:
         peer, losses = torch_step(torch, model, params, args.batch)

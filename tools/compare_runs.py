@@ -24,8 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from convnet.alexnet import ABLATIONS, split_model_name  # noqa: E402
 from convnet.figures.curves import read_epochs  # noqa: E402
 from convnet.train import UsageError  # noqa: E402
+from convnet.trainer import EPOCHS_CSV, SETTINGS  # noqa: E402
 
-SETTINGS = "settings.json"
 # The settings that make runs comparable: all but the model, the seed and where things went.
 RECIPE = ("data_path", "batch_size", "epochs", "lr", "momentum", "wd", "lr_schedule", "lr_steps",
           "ten_crop")
@@ -37,7 +37,7 @@ def run_files(path):
         return os.path.join(path, SETTINGS), path
     if not path.endswith(SETTINGS):
         raise UsageError(f"{path}: neither a run folder nor a file named *{SETTINGS}")
-    return path, path[:-len(SETTINGS)] + "epochs.csv"
+    return path, path[:-len(SETTINGS)] + EPOCHS_CSV
 
 
 def read_run(path):

@@ -48,7 +48,8 @@ from convnet import _augment
 from convnet.data.dataset import Dataset
 from convnet.replicas.shard import WHOLE
 
-COLOUR_NOISE = ("eigenvalue", "sqrt-eigenvalue-div-1.1")
+PAPER_NOISE, CODE_NOISE = "eigenvalue", "sqrt-eigenvalue-div-1.1"   # the colour-noise conventions
+COLOUR_NOISE = (PAPER_NOISE, CODE_NOISE)
 # Images that share one draw of crop offset and mirror flag; None: no draw, the centre crop.
 CROP_DRAWS = {"per-image": 1, "per-chunk-32": 32, "centre": None}
 ALPHA_STD = 0.1
@@ -67,7 +68,7 @@ def colour_offsets(alphas, eigenvalues, eigenvectors, convention):
         raise ValueError(f"unknown colour-noise convention {convention!r}; choose one of "
                          f"{COLOUR_NOISE}")
     # λ of values in [0, 1] is λ / 255², and its offset in 0–255 units 255 times that
-    sigma = eigenvalues / PIXEL_RANGE if convention == "eigenvalue" else np.sqrt(eigenvalues)
+    sigma = eigenvalues / PIXEL_RANGE if convention == PAPER_NOISE else np.sqrt(eigenvalues)
     return ((alphas * sigma) @ eigenvectors.T).astype(np.float32)
 
 
@@ -247,7 +248,7 @@ class Loader:
                                     self.convention)
         else:
             colour = np.zeros((part.count, 3), np.float32)
-        divisor = CODE_DIVISOR if noise_on and self.convention == COLOUR_NOISE[1] else 1.0
+        divisor = CODE_DIVISOR if noise_on and self.convention == CODE_NOISE else 1.0
         images, source_index = self.read("train", chosen[mine])
         out = self.buffers.take((3, self.crop, self.crop, part.count))
         augment(images, source_index, offsets[mine], flips[mine], colour, self.mean_crop,

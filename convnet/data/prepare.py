@@ -67,7 +67,8 @@ class PrepareError(Exception):
 
 # -- the tree ---------------------------------------------------------------------------------
 def read_classes(path):
-    """{wnid: names} from the shipped table (index, wnid, names; a header line)."""
+    """({wnid: names}, the wnids in the table's order) from the shipped table (index, wnid,
+    names; a header line)."""
     try:
         with open(path, encoding="utf-8") as handle:
             rows = [line.rstrip("\n").split("\t") for line in handle][1:]

@@ -37,7 +37,7 @@ def main(argv=None):
     if module.INFERENCE:
         options.check_shared(command, args)
     module.check(command, args)
-    if getattr(args, "output", None):   # checked before the work that makes it
+    if getattr(args, "output", None) is not None:   # checked before the work that makes it
         if not os.path.isdir(args.output) and not args.output.lower().endswith(".png"):
             command.error(f"-o {args.output}: the figures are PNG files; give a name ending "
                           f"in .png")

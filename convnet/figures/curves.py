@@ -19,18 +19,17 @@ from convnet.figures import (add_labels_flag, add_output_flag, check_labels, new
                              output_path, run_labels, save)
 from convnet.inference import DEFAULT_RUN
 from convnet.train import UsageError
-from convnet.trainer import EPOCH_FIELDS
+from convnet.trainer import EPOCH_FIELDS, EPOCHS_CSV, LOG
 
 HELP = "training curves: loss, top-1 and top-5 error against epochs, for one or more runs"
 INFERENCE = False           # reads the logs only
-EPOCHS_CSV, STEPS_JSONL = "epochs.csv", "log.jsonl"
 PANELS = (("loss", "loss"), ("top1", "top-1 error"), ("top5", "top-5 error"))
 
 
 def add_arguments(p):
     p.add_argument("runs", nargs="*", default=[DEFAULT_RUN], metavar="RUN",
                    help=f"run folders (the training command's --output-dir) holding "
-                        f"{EPOCHS_CSV} and {STEPS_JSONL} (default: {DEFAULT_RUN})")
+                        f"{EPOCHS_CSV} and {LOG} (default: {DEFAULT_RUN})")
     add_labels_flag(p)
     add_output_flag(p, "curves", beside="the first run's files")
 
@@ -60,12 +59,12 @@ def read_epochs(folder):
 
 def read_log(folder, fields):
     """[array over log lines] of each (field, type) in `fields`, from a run's log.jsonl."""
-    path = os.path.join(folder, STEPS_JSONL)
+    path = os.path.join(folder, LOG)
     try:
         with open(path) as handle:
             lines = handle.readlines()
     except OSError as error:
-        raise UsageError(f"run {folder}: cannot read {STEPS_JSONL} ({error.strerror})") from None
+        raise UsageError(f"run {folder}: cannot read {LOG} ({error.strerror})") from None
     columns = [[] for _ in fields]
     for number, line in enumerate(lines, 1):
         try:
@@ -79,7 +78,7 @@ def read_log(folder, fields):
 
 def read_steps(folder):
     """(steps, losses) of a run's log.jsonl; empty where there is none."""
-    if not os.path.exists(os.path.join(folder, STEPS_JSONL)):
+    if not os.path.exists(os.path.join(folder, LOG)):
         return np.zeros(0), np.zeros(0)
     return tuple(read_log(folder, (("step", int), ("loss", float))))
 
@@ -115,7 +114,7 @@ def draw(runs, labels):
     for ax in axes[1:3]:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))   # decimals as the ticks need
     axes[0].legend(fontsize=8)
-    axes[3].set_title(f"training loss per logged step ({STEPS_JSONL})")
+    axes[3].set_title(f"training loss per logged step ({LOG})")
     axes[3].set_xlabel("step")
     if axes[3].lines:
         axes[3].legend(fontsize=8)

@@ -77,7 +77,7 @@ def choose(inference, args) -> Chosen:
             break
     if not kept:
         raise UsageError(f"no mistakes among the {examined} images of the {args.split} split"
-                         if args.mistakes else f"the {args.split} split has no images")
+                         if args.mistakes else f"the {args.split} split holds no images")
     kept, kept_probs = np.asarray(kept[:wanted], np.int64), np.asarray(kept_probs[:wanted])
     names = inference.class_names
     titles = [f"{args.split}[{i}] {short_name(names[labels[i]])}" for i in kept]

@@ -14,8 +14,9 @@ from matplotlib.ticker import PercentFormatter
 
 from convnet.figures import (add_labels_flag, add_output_flag, check_labels, new_figure,
                              output_path, run_labels, save)
-from convnet.figures.curves import STEPS_JSONL, read_epochs, read_log
+from convnet.figures.curves import read_epochs, read_log
 from convnet.train import UsageError
+from convnet.trainer import LOG
 
 HELP = "Figure 1: training error against epochs per run, and when each reaches a threshold"
 INFERENCE = False           # reads the logs only
@@ -24,7 +25,7 @@ DEFAULT_THRESHOLD, DEFAULT_WINDOW = 0.25, 50
 
 def add_arguments(p):
     p.add_argument("runs", nargs="+", metavar="RUN",
-                   help=f"run folders (the training command's --output-dir) whose {STEPS_JSONL} "
+                   help=f"run folders (the training command's --output-dir) whose {LOG} "
                         f"logs every step (--print-freq 1); the first is the others' yardstick")
     add_labels_flag(p)
     p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
@@ -48,7 +49,7 @@ def read_run(folder):
     steps, epochs, errors, rates = read_log(folder, (("step", int), ("epoch", int),
                                                      ("top1", float), ("weight_lr", float)))
     if not np.array_equal(steps, np.arange(1, len(steps) + 1)):
-        raise UsageError(f"run {folder}: {STEPS_JSONL} does not log every step from step 1 "
+        raise UsageError(f"run {folder}: {LOG} does not log every step from step 1 "
                          f"(train with --print-freq 1)")
     per_epoch = int(np.count_nonzero(epochs == 1))
     if per_epoch == 0 or (per_epoch == len(epochs) and not _finished_an_epoch(folder)):

@@ -23,10 +23,6 @@ class BatchPart:
     def stop(self) -> int:
         return self.start + self.count
 
-    @property
-    def whole(self) -> bool:
-        return self.count == self.total
-
     @classmethod
     def of_whole(cls, total):
         return cls(0, total, total)

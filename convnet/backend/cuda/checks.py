@@ -1,6 +1,8 @@
 """Argument checks and launch sizes shared by the CUDA ops' launchers."""
 import numpy as np
 
+from convnet.shapes import ceil_div   # noqa: F401  (the launchers take it from here)
+
 from .launch import TILES, c_type
 
 MAX_ELEMENTS = 2 ** 31 - 1        # the kernels index with 32-bit integers
@@ -15,10 +17,10 @@ def require(condition, message):
         raise ValueError(message)
 
 
-def check_arrays(op, *arrays, dtype=None):
-    """Every array C-contiguous, of one float type (or `dtype`), small enough for 32-bit indices;
-    returns the element type."""
-    dtype = np.dtype(dtype or arrays[0].dtype)
+def check_arrays(op, *arrays):
+    """Every array C-contiguous, of one float type, small enough for 32-bit indices; returns
+    the element type."""
+    dtype = np.dtype(arrays[0].dtype)
     c_type(dtype)
     for array in arrays:
         # Messages are formatted only on failure: these checks run before every launch.
@@ -29,10 +31,6 @@ def check_arrays(op, *arrays, dtype=None):
         if array.size > MAX_ELEMENTS:
             raise ValueError(f"{op}: {array.size} elements exceed 2³¹ − 1")
     return dtype
-
-
-def ceil_div(a, b):
-    return -(-a // b)
 
 
 def elementwise_grid(count):

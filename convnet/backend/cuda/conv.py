@@ -27,7 +27,7 @@ same overrides.
 import numbers
 from typing import NamedTuple
 
-from convnet.shapes import conv_output_size
+from convnet.shapes import check_conv_operands, conv_output_size
 
 from .checks import MAX_ELEMENTS, ceil_div, check_arrays, i32, launch_elementwise, require, u32
 from .launch import TILES
@@ -164,14 +164,6 @@ def _product(launcher, kernel, dtype, operands, out_shape, geometry, plan):
     return out
 
 
-def _check(op, x_shape, w):
-    require(len(x_shape) == 4 and w.ndim == 4,
-            f"conv expects x (C,H,W,N) and filters (C,kh,kw,F); got shapes {x_shape} and {w.shape}")
-    require(x_shape[0] == w.shape[0],
-            f"conv input has {x_shape[0]} channels but filters expect {w.shape[0]}")
-    require(w.shape[1] == w.shape[2], f"conv filters must be square; got {w.shape[1]}x{w.shape[2]}")
-
-
 def _geometry(x_shape, filters, size, stride, pad):
     channels, height, width, images = x_shape
     out_h = conv_output_size(height, size, stride, pad)
@@ -218,7 +210,7 @@ def _winograd_convolution(launcher, x, u, dtype, pad, out_h, out_w, plan):
 
 def conv_forward(launcher, x, w, *, stride, pad, tile=None, splits=None, algorithm=None,
                  preference=None):
-    _check("conv_forward", x.shape, w)
+    check_conv_operands(x.shape, w.shape)
     dtype = check_arrays("conv_forward", x, w)
     images = x.shape[3]
     _, size, _, filters = w.shape
@@ -238,7 +230,7 @@ def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, 
     channels, size, _, filters = w.shape
     images = dy.shape[3]
     x_shape = (channels, input_size, input_size, images)
-    _check("conv_backward_input", x_shape, w)
+    check_conv_operands(x_shape, w.shape)
     out_h, out_w, geometry = _geometry(x_shape, filters, size, stride, pad)
     require(dy.shape == (filters, out_h, out_w, images),
             f"conv gradient has shape {dy.shape}; an input of {input_size} with filter {size}, "

@@ -8,8 +8,6 @@ from .launch import TILES
 
 def _check(op, x, params: NormParams, *arrays):
     require(x.ndim == 4, f"response normalization expects x (C,H,W,N); got shape {x.shape}")
-    require(params.size % 2 == 1, f"response normalization needs an odd window; "
-                                  f"got size {params.size}")
     require(params.size <= TILES["kMaxNormSize"],
             f"{op}: the kernels take windows of at most {TILES['kMaxNormSize']}; "
             f"got size {params.size}")

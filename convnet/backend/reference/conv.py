@@ -10,17 +10,11 @@ already the output layout: no transposes anywhere.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from convnet.shapes import conv_output_size
+from convnet.shapes import check_conv_operands, conv_output_size, conv_overhang
 
 
-def _check(x, w, stride, pad):
-    if x.ndim != 4 or w.ndim != 4:
-        raise ValueError(f"conv expects x (C,H,W,N) and filters (C,kh,kw,F); "
-                         f"got shapes {x.shape} and {w.shape}")
-    if x.shape[0] != w.shape[0]:
-        raise ValueError(f"conv input has {x.shape[0]} channels but filters expect {w.shape[0]}")
-    if w.shape[1] != w.shape[2]:
-        raise ValueError(f"conv filters must be square; got {w.shape[1]}x{w.shape[2]}")
+def _check(x, w):
+    check_conv_operands(x.shape, w.shape)
     if x.dtype != w.dtype:
         raise ValueError(f"conv input is {x.dtype} but filters are {w.dtype}")
 
@@ -30,8 +24,8 @@ def _padded(x, filter_size, stride, pad):
     _, height, width, _ = x.shape
     out_h = conv_output_size(height, filter_size, stride, pad)
     out_w = conv_output_size(width, filter_size, stride, pad)
-    end_h = max(0, (out_h - 1) * stride + filter_size - height - pad)
-    end_w = max(0, (out_w - 1) * stride + filter_size - width - pad)
+    end_h = conv_overhang(height, filter_size, stride, pad)
+    end_w = conv_overhang(width, filter_size, stride, pad)
     if pad or end_h or end_w:
         x = np.pad(x, ((0, 0), (pad, end_h), (pad, end_w), (0, 0)))
     return x, out_h, out_w
@@ -49,7 +43,7 @@ def _columns(x, filter_size, stride, pad):
 
 
 def conv_forward(x, w, *, stride, pad):
-    _check(x, w, stride, pad)
+    _check(x, w)
     filter_size, filters = w.shape[1], w.shape[3]
     cols, out_h, out_w = _columns(x, filter_size, stride, pad)
     y = w.reshape(-1, filters).T @ cols

@@ -14,11 +14,9 @@ Forward returns the denominators d for the backward pass.
 from convnet.norm_params import NormParams
 
 
-def _check(x, params: NormParams):
+def _check(x):
     if x.ndim != 4:
         raise ValueError(f"response normalization expects x (C,H,W,N); got shape {x.shape}")
-    if params.size % 2 != 1:
-        raise ValueError(f"response normalization needs an odd window; got size {params.size}")
 
 
 def _window_sum(values, size, axis):
@@ -58,20 +56,20 @@ def _backward(dy, x, y, denoms, params, coefficient, window_sum):
 
 
 def crossmap_norm_forward(x, params: NormParams):
-    _check(x, params)
+    _check(x)
     return _forward(x, params, params.coefficient(params.size), _crossmap_sum)
 
 
 def crossmap_norm_backward(dy, x, y, denoms, params: NormParams):
-    _check(x, params)
+    _check(x)
     return _backward(dy, x, y, denoms, params, params.coefficient(params.size), _crossmap_sum)
 
 
 def samemap_norm_forward(x, params: NormParams):
-    _check(x, params)
+    _check(x)
     return _forward(x, params, params.coefficient(params.size ** 2), _samemap_sum)
 
 
 def samemap_norm_backward(dy, x, y, denoms, params: NormParams):
-    _check(x, params)
+    _check(x)
     return _backward(dy, x, y, denoms, params, params.coefficient(params.size ** 2), _samemap_sum)
