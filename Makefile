@@ -72,7 +72,7 @@ test: setup $(FASHION_MNIST)  ## run the test suite: on the CPU, and the GPU tes
 summary: setup  ## print the layer table of MODEL (default 2012)
 	$(PY) -m convnet.summary --model $(MODEL)
 
-bench-cpu: setup  ## time one CPU training step, ours vs PyTorch (installs the CPU PyTorch)
+bench-cpu: setup  ## time one CPU training step, ours vs PyTorch (installs PyTorch 2.13, which it runs on the CPU)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) tools/bench_cpu_step.py --model $(MODEL)
 

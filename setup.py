@@ -9,9 +9,10 @@ import re
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import find_packages, setup
 
+HERE = os.path.dirname(os.path.abspath(__file__))
 # The kernels' build settings (kernels/build.py, standard library only): one place for them.
 _spec = importlib.util.spec_from_file_location(
-    "kernel_build", os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "build.py"))
+    "kernel_build", os.path.join(HERE, "kernels", "build.py"))
 kernel_build = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(kernel_build)
 
@@ -24,7 +25,7 @@ augment = Pybind11Extension("convnet._augment", ["kernels/augment.cpp"], cxx_std
 # The CUDA kernels compiled for the host against kernels/emulate.h: CI runs every kernel this way,
 # and again through the AddressSanitizer build, which is optional: a compiler without the
 # sanitizer's runtime skips it (tests/test_emulator_asan.py then says so).
-KERNEL_SOURCES = kernel_build.source_files()
+KERNEL_SOURCES = [os.path.relpath(path, HERE) for path in kernel_build.source_files()]
 emulator = Pybind11Extension("convnet._emulator", ["kernels/emulator.cpp"], cxx_std=17,
                              include_dirs=["kernels"], depends=KERNEL_SOURCES,
                              extra_compile_args=kernel_build.EMULATOR_FLAGS)
@@ -52,7 +53,7 @@ MPI = ["mpi4py>=4.0", "mpich>=4.1"]
 
 # The version's one place is convnet/__init__.py, read as text: importing the package needs its
 # dependencies, which this file installs.
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "convnet", "__init__.py")) as f:
+with open(os.path.join(HERE, "convnet", "__init__.py")) as f:
     VERSION = re.search(r'^__version__ = "([^"]+)"', f.read(), re.MULTILINE).group(1)
 
 setup(

@@ -16,8 +16,8 @@
 // for same-map over the window's columns of the entering row. So each is computed once for the
 // walk, not once for every window that holds it. The window's size is a template parameter
 // (with_window_size), since registers cannot be indexed at run time.
-// Restrictions (asserted by the launchers): size odd and ≤ kMaxNormSize (tiles.cuh);
-// C·H·W·N < 2³¹.
+// Restrictions: size odd (NormParams refuses others) and ≤ kMaxNormSize (tiles.cuh), and
+// C·H·W·N < 2³¹ (both asserted by the launchers).
 #include "common.cuh"
 #include "tiles.cuh"
 

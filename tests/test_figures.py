@@ -347,6 +347,7 @@ def test_a_cache_path_holding_another_file_is_refused_before_any_work(trained, c
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(trained, capsys, figure):
     common = [figure, "--checkpoint", str(trained.run)]
     for output, message in ((trained.tmp, f"-o '{trained.tmp}': must name a file, not a folder"),
+                            ("", "-o '': must name a file, not a folder"),
                             (trained.tmp / "f.jpg", f"-o {trained.tmp / 'f.jpg'}: the figures "
                                                     f"are PNG files; give a name ending in .png"),
                             (trained.data / "f.png", f"-o {trained.data / 'f.png'}: "

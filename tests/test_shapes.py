@@ -1,6 +1,7 @@
 import pytest
 
-from convnet.shapes import conv_output_size, conv_overhang, pool_output_size, pool_overhang
+from convnet.shapes import (check_conv_operands, conv_output_size, conv_overhang, pool_output_size,
+                            pool_overhang)
 
 
 def test_alexnet_sizes_follow_cuda_convnet():
@@ -34,3 +35,13 @@ def test_without_overhang_only_whole_windows():
 def test_impossible_geometry_is_refused(call, wrong):
     with pytest.raises(ValueError, match=wrong):
         call()
+
+
+@pytest.mark.parametrize("x_shape,w_shape,wrong", [
+    ((3, 8, 8), (3, 3, 3, 4), r"conv expects x \(C,H,W,N\) .* got shapes \(3, 8, 8\)"),
+    ((3, 8, 8, 2), (2, 3, 3, 4), "conv input has 3 channels but filters expect 2"),
+    ((3, 8, 8, 2), (3, 3, 5, 4), "conv filters must be square; got 3x5")])
+def test_conv_operands_that_do_not_go_together_are_refused(x_shape, w_shape, wrong):
+    check_conv_operands((3, 8, 8, 2), (3, 3, 3, 4))
+    with pytest.raises(ValueError, match=wrong):
+        check_conv_operands(x_shape, w_shape)

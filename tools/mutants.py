@@ -852,6 +852,17 @@ CATALOGUE = [
     Mutant('inf-top-k', 'convnet/inference.py',
            'def top_k(probs, k):',
            'def top_k(probs, k):\n    k = max(1, k - 1)', INFERENCE),
+    Mutant('fits-crop-unchecked', 'convnet/train.py',
+           'if model.geometry.image_size > dataset.image_size:', 'if False:', INFERENCE),
+    Mutant('config-long-names-only-dests', 'convnet/options.py',
+           'return {name[2:].replace("-", "_"): action.dest for action in p._actions',
+           'return {action.dest: action.dest for action in p._actions', TRAINING),
+    Mutant('config-two-keys-for-one', 'convnet/options.py',
+           '        if len(named) > 1:\n', '        if False:\n', TRAINING),
+    Mutant('writable-check-makes-folder', 'convnet/atomic.py',
+           '    folder = nearest_existing(os.path.dirname(os.path.abspath(path)))\n',
+           '    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)\n'
+           '    folder = nearest_existing(os.path.dirname(os.path.abspath(path)))\n', ATOMIC),
 ]
 
 if __name__ == "__main__":
