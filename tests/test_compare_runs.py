@@ -23,7 +23,8 @@ RECIPE = {"data_path": "data/fashion-mnist.h5", "batch_size": 128, "epochs": 2, 
 def write_run(folder, model, seed, val_top1, *, train_loss=0.4, val_loss=0.3, epochs=2,
               **recipe):
     """A run folder as the trainer leaves it: settings.json and epochs.csv, its last epoch's
-    validation top-1 error `val_top1`."""
+    validation top-1 error `val_top1`, the epochs before it lower (the last epoch counts, not
+    the best)."""
     folder = str(folder)
     os.makedirs(folder, exist_ok=True)
     with open(os.path.join(folder, "settings.json"), "w") as handle:
@@ -34,9 +35,9 @@ def write_run(folder, model, seed, val_top1, *, train_loss=0.4, val_loss=0.3, ep
         writer.writeheader()
         for epoch in range(1, epochs + 1):
             row = dict.fromkeys(EPOCH_FIELDS, 0.5)
-            row.update(epoch=epoch, val_top1=val_top1 if epoch == epochs else 0.9,
-                       train_loss=train_loss if epoch == epochs else 2.0,
-                       val_loss=val_loss if epoch == epochs else 2.0)
+            row.update(epoch=epoch, val_top1=val_top1 if epoch == epochs else 0.01,
+                       train_loss=train_loss if epoch == epochs else 0.01,
+                       val_loss=val_loss if epoch == epochs else 0.01)
             writer.writerow(row)
     return folder
 
@@ -102,6 +103,8 @@ def test_without_the_base_model_no_differences_are_given(tmp_path):
      "two runs of 2012-small28 with seed 0 (the second: {b})"),
     (dict(model="2012-small28", seed=1, val_top1=0.2, lr=0.01),
      "runs {a} and {b} differ in lr; compare runs of one recipe"),
+    (dict(model="2012-small28", seed=1, val_top1=0.2, ten_crop=True),
+     "runs {a} and {b} differ in ten_crop; compare runs of one recipe"),
     (dict(model="paper-small28", seed=1, val_top1=0.2),
      "runs of different base models (2012-small28, paper-small28); compare one model and its "
      "ablations"),

@@ -43,6 +43,16 @@ def test_statistics_in_batches_equal_one_pass(rng):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
 
 
+def test_statistics_over_many_exact_blocks_equal_one_pass(rng, monkeypatch):
+    """Pixels summed in blocks short enough for exact float64 sums (EXACT_FLOAT_PIXELS): made
+    short here, so that a batch spans many blocks, each block's products counted once."""
+    images = rng.integers(0, 256, (20, 4, 4, 3), dtype=np.uint8)
+    whole = dataset.image_statistics(images, batch=20)
+    monkeypatch.setattr(dataset, "EXACT_FLOAT_PIXELS", 7)
+    for a, b in zip(whole, dataset.image_statistics(images, batch=20)):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+
+
 def test_incomplete_and_foreign_files_are_refused(tmp_path, rng):
     path, _ = make(tmp_path, rng)
     with h5py.File(path, "a") as file:

@@ -83,6 +83,10 @@ def test_the_average_is_the_mean_of_the_softmax_outputs(trained, rng, capsys, tm
     written = json.loads(report.read_text())
     assert [member["checkpoint"] for member in written["members"]] == [
         str(trained.run / "best.h5"), str(tmp_path / "second.h5")]
+    for member, (want_loss, want_top1, want_top5) in zip(written["members"], expected):
+        assert (member["top1"] * 100, member["top5"] * 100) == pytest.approx((want_top1,
+                                                                              want_top5))
+        assert member["loss"] == pytest.approx(want_loss, rel=1e-6)
     assert (written["split"], written["views"], written["images"]) == ("val", "10 views",
                                                                       len(trained.val_labels))
     assert written["average"]["top1"] * 100 == pytest.approx(expected[2][1])
@@ -123,9 +127,11 @@ def test_bad_inputs_are_one_line_with_exit_2_before_any_evaluation(trained, caps
     diverged = active_network(rng)
     diverged.params["fc8/bias"][0] = np.nan
     save_checkpoint(diverged, tmp_path / "nan.h5")
-    assert ensemble.main([str(trained.run), str(tmp_path / "nan.h5"), *data]) == 2
-    assert capsys.readouterr() == ("", f"error: checkpoint {tmp_path / 'nan.h5'}: its parameters "
-                                       f"are not all finite (a diverged network)\n")
+    for members in ([trained.run, tmp_path / "nan.h5"], [tmp_path / "nan.h5", trained.run]):
+        assert ensemble.main([*map(str, members), *data]) == 2
+        assert capsys.readouterr() == ("", f"error: checkpoint {tmp_path / 'nan.h5'}: its "
+                                           f"parameters are not all finite (a diverged "
+                                           f"network)\n")
     overflowing = active_network(rng)      # finite weights whose outputs are not
     overflowing.params["fc8/drop7a"][:] = 3e38
     overflowing.params["fc8/drop7b"][:] = -3e38

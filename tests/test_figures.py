@@ -13,6 +13,8 @@ from argparse import Namespace
 import h5py
 import numpy as np
 import pytest
+from matplotlib.colors import to_hex
+from matplotlib.ticker import PercentFormatter
 from PIL import Image
 
 from convnet import alexnet, checkpoint, predict
@@ -92,6 +94,11 @@ def test_fashion_mnist_pictures_are_grey_padded_like_the_dataset(tmp_path, rng):
 # -- Figure 3 -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("scale", ["per-kernel", "shared"])
 def test_filters_png_holds_each_kernel_contrast_normalized(trained, scale):
+    """Shared: tower b holds the lowest weight and tower a the highest, so that a scale taken
+    from one tower shows."""
+    a, b = trained.network.params["conv1a/data"], trained.network.params["conv1b/data"]
+    b.flat[0], a.flat[0] = min(a.min(), b.min()) - 0.05, max(a.max(), b.max()) + 0.05
+    save_checkpoint(trained.network, trained.run / "best.h5")
     out = trained.tmp / "filters.png"
     assert figures_main.main(["filters", "--checkpoint", str(trained.run), "--columns", "6",
                               "--zoom", "2", "--scale", scale, "-o", str(out)]) == 0
@@ -116,11 +123,13 @@ def test_filters_png_holds_each_kernel_contrast_normalized(trained, scale):
 
 # -- predict ------------------------------------------------------------------------------------
 def parse_predictions(text):
-    """{path: [(probability, class)]} from predict's output."""
+    """{path: [(probability, class)]} from predict's output, each class's name checked against
+    the dataset's (tiny_run's "class {i}, synonym")."""
     result, current = {}, None
     for line in text.splitlines():
-        match = re.match(r"\s+([\d.]+)%\s+(\d+)\s+\S", line)
+        match = re.match(r"\s+([\d.]+)%\s+(\d+)\s+(\S.*)$", line)
         if match:
+            assert match[3] == f"class {int(match[2])}, synonym", line
             result[current].append((float(match[1]) / 100, int(match[2])))
         else:
             current = line
@@ -140,6 +149,11 @@ def test_predict_top5_equals_numpy(trained, capsys, ten_crop):
     for path, row, best in zip(paths, probs, direct_top5(probs)):
         assert [c for _, c in printed[path]] == best
         np.testing.assert_allclose([p for p, _ in printed[path]], row[best], atol=5.1e-5)
+    assert predict.main(paths[:2] + ["--checkpoint", str(trained.run), "--data-path",
+                                     str(trained.data), "--top", "2"] + flags) == 0
+    printed = parse_predictions(capsys.readouterr().out)
+    assert [[c for _, c in printed[path]] for path in paths[:2]] == \
+        [best[:2] for best in direct_top5(probs[:2])]
 
 
 def test_predict_reports_each_unreadable_file_and_goes_on(trained, capsys):
@@ -217,7 +231,8 @@ def test_predictions_figure_and_its_numbers(trained, capsys):
     assert figures_main.main(["predictions", "--checkpoint", str(trained.run), "--data-path",
                               str(trained.data), "--indices", "3", "0", "7", "--columns", "2",
                               "-o", str(out)]) == 0
-    assert f"wrote {out}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"wrote {out}" in printed
     assert png_size(out) == (round(2 * predictions.CELL_WIDTH * DPI),
                              round(2 * predictions.CELL_HEIGHT * DPI))
     chosen = predictions.choose(Inference(trained.run, trained.data, batch_size=2),
@@ -226,6 +241,31 @@ def test_predictions_figure_and_its_numbers(trained, capsys):
     np.testing.assert_allclose(chosen.probs, probs, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(chosen.labels, trained.val_labels[[3, 0, 7]])
     np.testing.assert_array_equal(chosen.images, trained.val[[3, 0, 7]])
+    assert chosen.titles == [f"val[{i}] class {trained.val_labels[i]}" for i in (3, 0, 7)]
+    right = int((probs.argmax(axis=1) == trained.val_labels[[3, 0, 7]]).sum())
+    assert f"3 images, {right} of them right at top-1" in printed
+
+
+def test_predictions_drawn_bars_and_titles(rng):
+    """Per image, its title (red where the top guess is wrong) above the top 5 bars, as long
+    as their probabilities, the true class's bar in its own colour."""
+    probs = rng.dirichlet(np.ones(10), 2)
+    order = np.argsort(-probs, axis=1)
+    truths = [order[0, 0], order[1, 2]]   # the first image right, the second its third guess
+    images = rng.integers(0, 256, (2, 8, 8, 3), dtype=np.uint8)
+    figure = predictions.draw(images, ["first", "second"], probs, np.array(truths),
+                              [f"name {c}" for c in range(10)], columns=2)
+    for n, truth in enumerate(truths):
+        image_axes, bars = figure.axes[2 * n], figure.axes[2 * n + 1]
+        assert image_axes.get_title() == ("first", "second")[n]
+        assert image_axes.title.get_color() == ("black" if n == 0 else predictions.WRONG)
+        np.testing.assert_allclose([bar.get_width() for bar in bars.patches],
+                                   probs[n, order[n, :5]])
+        colours = [to_hex(bar.get_facecolor()) for bar in bars.patches]
+        assert colours == [predictions.CORRECT if c == truth else predictions.OTHER
+                           for c in order[n, :5]]
+        assert [text.get_text().split("  ")[0] for text in bars.texts] == \
+            [f"name {c}" for c in order[n, :5]]
 
 
 def test_mistakes_are_the_first_wrong_images_in_the_drawn_order(trained):
@@ -325,6 +365,17 @@ def test_neighbours_figure_cache_and_numbers(trained, capsys):
     save_checkpoint(trained.network, trained.run / "best.h5")
     assert figures_main.main(flags) == 0
     assert "train vectors computed and cached in" in capsys.readouterr().out
+    assert figures_main.main(flags + ["--ten-crop"]) == 0   # other views: other vectors
+    assert "train vectors computed and cached in" in capsys.readouterr().out
+    assert figures_main.main(flags) == 0
+    capsys.readouterr()
+    os.utime(trained.data, ns=(stamp, stamp + 10 ** 9))   # the dataset prepared again
+    assert figures_main.main(flags) == 0
+    assert "train vectors computed and cached in" in capsys.readouterr().out
+    # without --indices, --count queries of the split
+    count = [flag for flag in flags if flag not in ("--indices", "4", "1")] + ["--count", "3"]
+    assert figures_main.main(count) == 0
+    assert len(parse_neighbours(capsys.readouterr().out)) == 3
 
 
 def test_a_cache_path_holding_another_file_is_refused_before_any_work(trained, capsys):
@@ -411,8 +462,13 @@ def test_curves_of_two_runs(tmp_path, rng, capsys):
     assert curves.rate_changes(epochs) == [(2.0, 0.001), (4.0, 0.0001)]
     figure = curves.draw([(epochs, curves.read_steps(tmp_path / "a"))], ["A"])
     loss, top1, top5, steps = figure.axes
-    for ax, field in ((loss, "loss"), (top1, "top1"), (top5, "top5")):
+    for ax, field, title, percent in ((loss, "loss", "loss", False),
+                                      (top1, "top1", "top-1 error", True),
+                                      (top5, "top5", "top-5 error", True)):
+        assert ax.get_title() == title
+        assert isinstance(ax.yaxis.get_major_formatter(), PercentFormatter) == percent
         train, val = ax.lines[0], ax.lines[1]
+        assert (train.get_label(), val.get_label()) == ("A train", "A val")
         np.testing.assert_array_equal(train.get_xdata(), [1, 2, 3, 4, 5])
         np.testing.assert_allclose(train.get_ydata(), [r[f"train_{field}"] for r in first])
         np.testing.assert_allclose(val.get_ydata(), [r[f"val_{field}"] for r in first])
@@ -481,6 +537,21 @@ def test_training_error_takes_a_run_of_one_finished_epoch(tmp_path, rng, capsys)
     os.replace(tmp_path / "epochs" / "epochs.csv", tmp_path / "one" / "epochs.csv")
     assert figures_main.main(["training-error", str(tmp_path / "one"), "--window", "1"]) == 0
     assert "reached 25% at step 41 (epoch 0.82)" in capsys.readouterr().out
+
+
+def test_training_error_names_a_runs_first_rate_and_counts_a_mean_at_the_threshold(tmp_path):
+    """A run whose rate drops is named by its first rate; a mean exactly at the threshold (as
+    errors of k/batch often are) has reached it; the figure's axes say what they show."""
+    write_step_log(tmp_path / "run", np.linspace(0.9, 0.3, 60), per_epoch=20)
+    lines = (tmp_path / "run" / "log.jsonl").read_text().splitlines()
+    dropped = [line.replace('"weight_lr": 0.02', '"weight_lr": 0.002') for line in lines[40:]]
+    (tmp_path / "run" / "log.jsonl").write_text("\n".join(lines[:40] + dropped) + "\n")
+    run = training_error.read_run(tmp_path / "run")
+    assert run[2] == 0.02
+    assert training_error.first_reached(np.array([0.5, 0.25, 0.2]), 0.25) == 1
+    ax = training_error.draw(["run"], [run], [run[1]], 0.25, 4).axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == (
+        "epochs", "training error rate (mean of the last 4 batches)")
 
 
 def test_training_error_averages_over_the_window(tmp_path):

@@ -453,3 +453,15 @@ def test_watchdog_ends_the_job_and_the_process_even_if_the_abort_blocks(abort, c
     assert result.stderr.strip() == ("error: rank 1 waited 0.2 s for the other ranks (a sum "
                                      "over the ranks): a rank has died or hangs; stopping")
     assert result.stdout == "ending the job (1)\n"
+
+
+def test_an_mpi_world_other_than_the_launchers_is_a_launch_error(monkeypatch):
+    """mpi4py loading another MPI library than the launcher's sees a world of 1 in each of the
+    N processes: each would train alone as rank 0 into the same folder."""
+    from convnet.replicas import engines
+    from convnet.replicas.launch import Launch
+    monkeypatch.setattr(engines, "mpi_world", lambda: types.SimpleNamespace(Get_size=lambda: 1))
+    with pytest.raises(LaunchError, match="the launcher started 4 ranks but MPI sees a world "
+                                          "of 1: mpi4py is loading another MPI library"):
+        engines.connect(Launch("mpi", 0, 4), timeout=1)
+    assert isinstance(engines.connect(Launch("mpi", 0, 1), timeout=1), Replicas)

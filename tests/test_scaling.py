@@ -1,5 +1,6 @@
 """tools/scaling.py: the bytes a ring all-reduce sends, against a ring all-reduce run here
 chunk by chunk; the gradients' bytes against the model's parameter count; the table."""
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,19 @@ def test_bad_flags_are_one_line_with_exit_2(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         scaling.main(flags)
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_table_from_a_report_and_its_closing_line(tmp_path, capsys):
+    """The step from a benchmark report (batch over images/s), refused for another model; the
+    closing line's figure is the largest machine count's all-reduce time."""
+    report = tmp_path / "step.json"
+    report.write_text(json.dumps({"model": "2012", "batch": 32,
+                                  "reference_images_per_second": 64.0, "commit": "abc1234"}))
+    assert scaling.main(["--report", str(report), "--machines", "2", "64", "--gbps", "100"]) == 0
+    text = capsys.readouterr().out
+    assert "Step: 500 ms at batch 32 per replica, from " in text
+    # 64 machines: 2·63/64 · 243.86 MB over 12.5 GB/s = 38.4 ms
+    assert text.rstrip().endswith("hides entirely under a step of at least 38.4 ms on 100 Gb/s "
+                                  "at 64 machines.")
+    with pytest.raises(SystemExit, match=f"--report {report} times model 2012, not paper"):
+        scaling.main(["--report", str(report), "--model", "paper"])

@@ -244,6 +244,7 @@ DATA = ("tests/test_dataset.py", "tests/test_prepare.py", "tests/test_loader.py"
         "tests/test_fashion_mnist.py")
 PLACEMENT = ("tests/test_replicas.py", "tests/test_placement.py", "tests/test_network.py")
 INFERENCE = ("tests/test_figures.py", "tests/test_ensemble.py", "tests/test_alexnet.py")
+TOOLS = ("tests/test_compare_runs.py", "tests/test_scaling.py")
 
 CATALOGUE = [
     Mutant('divmod-shift', 'kernels/common.cuh',
@@ -859,6 +860,32 @@ CATALOGUE = [
            'return {action.dest: action.dest for action in p._actions', TRAINING),
     Mutant('config-two-keys-for-one', 'convnet/options.py',
            '        if len(named) > 1:\n', '        if False:\n', TRAINING),
+    Mutant('stats-exact-block-from-start', 'convnet/data/dataset.py',
+           'block = pixels[start:start + EXACT_FLOAT_PIXELS]', 'block = pixels[start:EXACT_FLOAT_PIXELS]',
+           DATA),
+    Mutant('mpi-world-unchecked', 'convnet/replicas/engines.py',
+           'if launch.world is not None and comm.Get_size() != launch.world:', 'if False:',
+           PLACEMENT),
+    Mutant('predict-top-ignored', 'convnet/predict.py',
+           'top_k(probs, args.top)', 'top_k(probs, 5)', INFERENCE),
+    Mutant('ensemble-members-report-shuffled', 'convnet/ensemble.py',
+           'for inference, result in zip(members, results)]',
+           'for inference, result in zip(members, results[::-1])]', INFERENCE),
+    Mutant('neighbours-cache-ignores-views', 'convnet/figures/neighbours.py',
+           'list(inference.feature_layers), inference.ten_crop]', 'list(inference.feature_layers)]',
+           INFERENCE),
+    Mutant('predictions-miss-any-top5', 'convnet/figures/predictions.py',
+           'missed = truth is not None and best[n, 0] != truth',
+           'missed = truth is not None and truth not in best[n]', INFERENCE),
+    Mutant('curves-percent-on-loss', 'convnet/figures/curves.py',
+           'for ax in axes[1:3]:', 'for ax in axes[0:2]:', INFERENCE),
+    Mutant('filters-shared-low-of-one-tower', 'convnet/figures/filters.py',
+           'low = min(k.min() for k in kernels)', 'low = kernels[0].min()', INFERENCE),
+    Mutant('compare-best-epoch', 'tools/compare_runs.py',
+           'epochs["val_top1"][-1] for seed', 'epochs["val_top1"].min() for seed', TOOLS),
+    Mutant('scaling-step-inverted', 'tools/scaling.py',
+           'return report["batch"] / rate, report["batch"], (',
+           'return rate / report["batch"], report["batch"], (', TOOLS),
     Mutant('writable-check-makes-folder', 'convnet/atomic.py',
            '    folder = nearest_existing(os.path.dirname(os.path.abspath(path)))\n',
            '    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)\n'

@@ -4,7 +4,6 @@ Exit status: 0; 1 when some image files could not be read (each named on stderr;
 shows the others); 2 for bad flags and for inputs that cannot be used (checkpoint, dataset,
 logs), with a one-line error.
 """
-import os
 import sys
 
 from convnet import options
