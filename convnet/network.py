@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from convnet import graph
-from convnet.alexnet import DATA, Model
+from convnet.alexnet import DATA, TOWERS, Model
 from convnet.layers import IMPLEMENTATIONS, Context, activation_op
 from convnet.placement import Crossing, Placement
 from convnet.replicas.shard import BatchPart
@@ -247,6 +247,8 @@ class Network:
     def _sum_data_grads(self, data_grads):
         """The input's gradient, on the first tower's backend: the sum over the towers' first
         layers (each tower reads its own copy of the images)."""
+        # in the towers' order: backward met their first layers last to first
+        data_grads = sorted(data_grads, key=lambda part: TOWERS.index(part[0]))
         home, total = data_grads[0]
         ops = self.backend(home)
         for tower, grad in data_grads[1:]:

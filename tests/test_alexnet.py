@@ -324,3 +324,16 @@ def test_every_ablation_combines_with_every_model():
         model = alexnet.build_model("+".join((base, *alexnet.ABLATIONS)))
         infos = graph.analyze(model)
         assert infos["loss"].output_shape == (model.geometry.classes,)
+
+
+@pytest.mark.parametrize("layer,inputs,message", [
+    ("pool1a", ("rnorm1a", "rnorm1b"), "layer pool1a takes one input; got 2"),
+    ("conv3a", ("pool2a", "pool1b"), "layer conv3a: conv inputs must be images of one size")])
+def test_a_graph_whose_shapes_do_not_fit_is_refused(layer, inputs, message):
+    """A pooling layer given two inputs, a convolution reading maps of two sizes: refused by
+    the shape analysis, not computed from whichever input comes first."""
+    model = alexnet.build_model("2012-small28")
+    layers = tuple(replace(each, inputs=inputs) if each.name == layer else each
+                   for each in model.layers)
+    with pytest.raises(ValueError, match=message):
+        graph.analyze(replace(model, layers=layers))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from convnet.backend.reference import (apply_mask, dropout_mask, relu_backward, relu_forward,
+from convnet.backend.reference import (add, apply_mask, dropout_mask, relu_backward, relu_forward,
                                        scale, tanh_backward, tanh_forward)
 from gradcheck import check_gradients, projection_loss
 
@@ -77,3 +77,12 @@ def test_dropout_forward_backward_and_test_scale(rng):
 def test_dropout_bad_arguments(keep, key, wrong):
     with pytest.raises(ValueError, match=wrong):
         dropout_mask((2, 2), keep, key)
+
+
+def test_add_refuses_arrays_of_another_shape_or_type():
+    """A float64 gradient added to a float32 one would make the network float64 from there."""
+    with pytest.raises(ValueError, match=r"one shape and dtype; got \(2,\) float32 and \(2,\) "
+                                         r"float64"):
+        add(np.zeros(2, np.float32), np.zeros(2))
+    with pytest.raises(ValueError, match=r"got \(2, 3\) float32 and \(3, 2\) float32"):
+        add(np.zeros((2, 3), np.float32), np.zeros((3, 2), np.float32))

@@ -713,6 +713,13 @@ def test_launchers_refuse_bad_arguments(backend):
         backend.relu_forward(backend.from_host(np.zeros(4, np.int32)))
     with pytest.raises(ValueError, match="stride"):
         backend.maxpool_forward(x, size=2, stride=3)
+    # arrays of one size but another layout (a transposed gradient), a strided mask
+    a, b = (backend.from_host(np.zeros(shape, np.float32)) for shape in ((2, 3), (3, 2)))
+    with pytest.raises(ValueError, match=r"add: arrays of shapes \(2, 3\) and \(3, 2\) differ"):
+        backend.add(a, b)
+    mask = backend.from_host(np.ones((2, 6), np.uint8))[:, ::2]
+    with pytest.raises(ValueError, match="the mask must be a C-contiguous uint8 array"):
+        backend.apply_mask(backend.from_host(np.zeros((2, 3), np.float32)), mask)
 
 
 @pytest.mark.parametrize("grid,block", [((1, 65536), 256), (2 ** 31, 256), (1, 1025),

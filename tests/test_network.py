@@ -103,6 +103,40 @@ def test_prediction_without_labels(rng):
         network.backward()
 
 
+def test_a_training_pass_counts_top1_then_top5_and_backward_uses_its_pass_once(rng):
+    """The errors a training step reports are (top-1, top-5), as the trainer logs them; a
+    second backward of one forward pass is refused, not a repeat of the gradients (the pass's
+    saved tensors are let go)."""
+    network, _, _ = active_network("2012-small28", rng, np.float32)
+    images = rng.normal(0, 50, network.model.image_shape + (40,)).astype(np.float32)
+    labels = rng.integers(0, network.model.geometry.classes, 40)
+    result = network.forward(images, labels, train=True, step=1)
+    top1, top5 = get_backend("reference").topk_errors(result.probs, labels, (1, 5))
+    assert top1 > top5 and result.errors == (top1, top5)
+    network.forward(images, labels, train=True, step=1)
+    network.backward()
+    with pytest.raises(RuntimeError, match="backward needs a preceding forward pass"):
+        network.backward()
+
+
+def test_training_computes_no_gradient_of_the_images(rng, monkeypatch):
+    """conv1's input gradient, which only the gradient checks ask for (input_grad), is not
+    computed in a training step: a pass as costly as conv1's forward, thrown away."""
+    from convnet.backend import reference
+    network, images, labels = active_network("2012-small28", rng, np.float32)
+    sizes = []
+    gradient = reference.conv_backward_input
+    monkeypatch.setattr(reference, "conv_backward_input", lambda dy, w, *, input_size, **kw:
+                        sizes.append(input_size) or gradient(dy, w, input_size=input_size, **kw))
+    network.forward(images, labels, train=True, step=1)
+    network.backward()
+    image_size = network.model.geometry.image_size
+    assert sizes and image_size not in sizes
+    network.forward(images, labels, train=True, step=1)
+    network.backward(input_grad=True)
+    assert sizes.count(image_size) == 2   # conv1a's and conv1b's
+
+
 def test_wrong_images_are_refused(rng):
     network, images, labels = active_network("2012-small28", rng)
     with pytest.raises(ValueError, match="shape"):

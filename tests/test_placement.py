@@ -62,6 +62,8 @@ def test_one_training_step_moves_the_analytic_bytes_at_four_points(name, rng):
                 assert transfer.source != transfer.dest
         assert moved == expected, direction
     assert placement.bytes_moved() == 2 * sum(expected.values())
+    assert placement.bytes_moved("forward") == placement.bytes_moved("backward") == \
+        sum(expected.values())
     fc8 = [t for t in placement.log if t.layer == "fc8"]
     assert [(t.tensor, t.source, t.dest, t.direction) for t in fc8] == \
         [("drop7b", "b", "a", "forward"), ("drop7b", "a", "b", "backward")]
@@ -95,10 +97,25 @@ class OutsideOps(np.ndarray):
         raise AssertionError(f"{ufunc.__name__} on a backend array outside the backend's ops")
 
 
-def _wrap(value):
+def _wrap(value, owner):
+    """Arrays as OutsideOps views that know the backend (the tower) they belong to."""
     if isinstance(value, tuple):
-        return tuple(map(_wrap, value))
-    return value.view(OutsideOps) if isinstance(value, np.ndarray) else value
+        return tuple(_wrap(each, owner) for each in value)
+    if not isinstance(value, np.ndarray):
+        return value
+    view = value.view(OutsideOps)
+    view.owner = owner
+    return view
+
+
+def _check_owner(backend, op, values):
+    """Every array handed to a tower's op or copy is that tower's: on GPUs another's would be
+    on another device, or unordered on another stream."""
+    for value in values:
+        if isinstance(value, (tuple, list)):
+            _check_owner(backend, op, value)
+        elif getattr(value, "owner", backend) is not backend:
+            raise AssertionError(f"{op} on {backend.name} given another tower's array")
 
 
 def _unwrap(value):
@@ -108,33 +125,45 @@ def _unwrap(value):
 
 
 class Guarded:
-    """A backend whose arrays refuse arithmetic outside its ops (OutsideOps)."""
+    """A backend whose arrays refuse arithmetic outside its ops (OutsideOps) and ops of
+    another tower's backend, and which knows when its context is entered."""
 
-    def __init__(self, backend):
-        self.inner, self.xp, self.name = backend, backend.xp, f"guarded {backend.name}"
+    def __init__(self, backend, name):
+        self.inner, self.xp, self.name = backend, backend.xp, name
+        self.entered = 0
 
     def __getattr__(self, op):
         function = getattr(self.inner, op)
 
         def guarded(*args, **kwargs):
+            _check_owner(self, op, (*args, *kwargs.values()))
             return _wrap(function(*map(_unwrap, args),
-                                  **{key: _unwrap(value) for key, value in kwargs.items()}))
+                                  **{key: _unwrap(value) for key, value in kwargs.items()}),
+                         self)
         return guarded
 
     def send(self, array, receiver):
+        _check_owner(self, "send", (array,))
         return self.inner.send(_unwrap(array), receiver.inner)
 
     def receive(self, parcel):
-        return _wrap(self.inner.receive(parcel))
+        return _wrap(self.inner.receive(parcel), self)
 
     def route_from(self, sender):
         return self.inner.route_from(sender.inner)
 
     def to_host(self, array):
+        _check_owner(self, "to_host", (array,))
         return _unwrap(self.inner.to_host(_unwrap(array)))
 
+    @contextlib.contextmanager
     def context(self):
-        return self.inner.context()
+        with self.inner.context():
+            self.entered += 1
+            try:
+                yield
+            finally:
+                self.entered -= 1
 
 
 def one_step(placement, model, params, images, labels):
@@ -146,7 +175,10 @@ def one_step(placement, model, params, images, labels):
     result = network.forward(images, labels, train=True, step=5)
     outputs = {name: np.array(network.layer_backend(name).to_host(value))
                for name, value in network.outputs.items()}
-    grads = network.backward(input_grad=True)
+    def handed_over(tower, grads):   # a replicas engine queues its sums in the tower's context
+        assert getattr(network.backend(tower), "entered", 1), f"tower {tower} outside its context"
+        return grads
+    grads = network.backward(input_grad=True, gradients_ready=handed_over)
     data_grad = np.array(network.backend("a").to_host(grads.pop(DATA)))
     host_grads = network.to_host(grads)
     solver = SGD(0.01, 2.0, 0.9, 5e-4)
@@ -170,8 +202,8 @@ def test_towers_on_two_devices_take_the_same_step_as_on_one(rng):
     images = rng.normal(0, 50, model.image_shape + (3,))
     labels = rng.integers(0, model.geometry.classes, 3)
     shared = Placement(get_backend("emulator", poison=True))
-    per_tower = Placement({"a": Guarded(get_backend("emulator", poison=True)),
-                           "b": Guarded(get_backend("emulator", poison=True))})
+    per_tower = Placement({tower: Guarded(get_backend("emulator", poison=True), f"tower {tower}")
+                           for tower in TOWERS})
     assert not per_tower.shared and per_tower.routes[("b", "a")] == "host copy"
     want = one_step(shared, model, params, images, labels)
     got = one_step(per_tower, model, params, images, labels)
@@ -448,3 +480,33 @@ def test_a_gpu_crossing_waits_for_the_sent_tensor_and_holds_what_its_copies_read
     held_until.done = True   # the next hold lets go of what a finished copy read
     receiver.receive(sender.send(FakeDeviceArray(np.zeros(2, np.float32)), receiver))
     assert all(other is not kept for _, other in receiver._held)
+
+
+class Entered(Emulated):
+    """An emulator that refuses a launch outside its context: on a GPU, where the context
+    selects the device and stream, that launch would run on another."""
+
+    depth = 0
+
+    @contextlib.contextmanager
+    def context(self):
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+
+    def launch(self, kernel, dtype, grid, block, args):
+        assert self.depth, f"{kernel} launched outside its launcher's context"
+        super().launch(kernel, dtype, grid, block, args)
+
+
+def test_every_kernel_of_a_training_step_runs_in_its_towers_context(rng):
+    model = alexnet.build_model("2012-small28")
+    network = Network(model, Placement({tower: CudaBackend(Entered()) for tower in TOWERS}),
+                      seed=3)
+    images = rng.normal(0, 50, model.image_shape + (3,)).astype(np.float32)
+    network.forward(images, rng.integers(0, model.geometry.classes, 3), train=True, step=0)
+    solver = SGD(0.01, 2.0, 0.9, 5e-4)
+    solver.step(network, network.backward(), solver.momentum_buffers(network))
+    forward_views(network, [images])
