@@ -1,7 +1,7 @@
 """Argument checks and launch sizes shared by the CUDA ops' launchers."""
 import numpy as np
 
-from convnet.shapes import ceil_div   # noqa: F401  (the launchers take it from here)
+from convnet.shapes import ceil_div
 
 from .launch import TILES, c_type
 

@@ -27,9 +27,9 @@ same overrides.
 import numbers
 from typing import NamedTuple
 
-from convnet.shapes import check_conv_operands, conv_output_size
+from convnet.shapes import ceil_div, check_conv_operands, conv_output_size
 
-from .checks import MAX_ELEMENTS, ceil_div, check_arrays, i32, launch_elementwise, require, u32
+from .checks import MAX_ELEMENTS, check_arrays, i32, launch_elementwise, require, u32
 from .launch import TILES
 
 # Depths are split while the grid stays within this many blocks: two waves of an H100 (132

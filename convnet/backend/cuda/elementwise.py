@@ -2,7 +2,9 @@
 formulas as in convnet/backend/reference/elementwise.py and conv.py (add_bias, bias_backward)."""
 import numpy as np
 
-from .checks import ceil_div, check_arrays, launch_elementwise, require, u32
+from convnet.shapes import ceil_div
+
+from .checks import check_arrays, launch_elementwise, require, u32
 from .launch import TILES
 
 BIAS_TARGET_BLOCKS = 1024   # bias_backward slices long rows until about this many blocks ...

@@ -3,7 +3,9 @@ convnet/backend/reference/softmax.py. The batch's mean loss is the fixed-order s
 per-image losses (bias_backward's reduction), so it has the same bits every run."""
 import numpy as np
 
-from .checks import ceil_div, check_arrays, elementwise_grid, i32, require
+from convnet.shapes import ceil_div
+
+from .checks import check_arrays, elementwise_grid, i32, require
 from .elementwise import bias_backward
 from .launch import TILES
 
