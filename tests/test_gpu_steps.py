@@ -2,8 +2,9 @@
 its own limit or at the budget's end, whichever comes first, later steps still run, and a step
 with under 15 s of the budget left is skipped; every outcome is a line of steps.txt. An extra
 step's outcome leaves the exit status alone; a BUDGET that is not whole seconds stops it first.
-The set-up leaves out an install of sources already installed, and make gpu-check's GPU tests
-step names every test file that holds GPU tests."""
+The set-up leaves out an install of sources already installed, make gpu-check's GPU tests
+step names every test file that holds GPU tests, and make gpu-train trains in OUT (going on from a
+run folder an earlier call brought back)."""
 import os
 import re
 import subprocess
@@ -97,16 +98,30 @@ def test_the_gpu_tests_step_names_every_file_that_holds_gpu_tests():
     assert named == holding
 
 
-def test_an_install_of_the_same_extension_sources_is_left_out(tmp_path):
-    """install_and_build on a warm machine: the install runs where the extension sources differ
-    from those the last install here built, and is left out where they are the same."""
+def stand_in_tree(tmp_path):
+    """A tree with the files install_and_build reads, and a stand-in for the GPU machine's Python
+    that notes each command line in `calls` (and, for convnet.train, the files of its
+    --output-dir) and succeeds: (tree, calls, python)."""
     tree, calls, python = tmp_path / "tree", tmp_path / "calls", tmp_path / "python"
     for name in ("setup.py", "pyproject.toml", "kernels/a.cpp", "kernels/a.h", "kernels/a.cu",
                  "kernels/a.cuh", "kernels/build/ptxas-report.txt"):
         (tree / name).parent.mkdir(parents=True, exist_ok=True)
         (tree / name).write_text(name)
-    python.write_text(f'#!/bin/bash\necho "$*" >>"{calls}"\n')   # every command succeeds
+    python.write_text(f"""#!/bin/bash
+echo "$*" >>"{calls}"
+if [ "$2" = convnet.train ]; then
+  while [ "$1" != --output-dir ]; do shift; done
+  echo "run folder: $(ls "$2" | tr '\\n' ' ')" >>"{calls}"
+fi
+""")
     python.chmod(0o755)
+    return tree, calls, python
+
+
+def test_an_install_of_the_same_extension_sources_is_left_out(tmp_path):
+    """install_and_build on a warm machine: the install runs where the extension sources differ
+    from those the last install here built, and is left out where they are the same."""
+    tree, calls, python = stand_in_tree(tmp_path)
 
     def install_and_build():
         out = tmp_path / "out"
@@ -127,3 +142,43 @@ def test_an_install_of_the_same_extension_sources_is_left_out(tmp_path):
     (tree / "kernels" / "a.cu").write_text("changed")
     status, steps, installs = install_and_build()
     assert status == 0 and installs == 2
+
+
+GPU_TRAIN = os.path.join(os.path.dirname(STEPS), "gpu_train.sh")
+
+
+def run_gpu_train(tmp_path, **env):
+    tree, calls, python = stand_in_tree(tmp_path)
+    out = tmp_path / "out"
+    completed = subprocess.run(["bash", GPU_TRAIN, "--epochs", "2"], cwd=tree,
+                               env=dict(os.environ, OUT=str(out), GPU_PYTHON=str(python), **env),
+                               capture_output=True, text=True, timeout=60)
+    return completed, calls.read_text() if calls.exists() else "", out
+
+
+def test_gpu_train_trains_in_the_reports_folder(tmp_path):
+    # A call cut off at its limit brings back only what is under OUT: the run's checkpoints too.
+    completed, calls, out = run_gpu_train(tmp_path)
+    assert completed.returncode == 0, completed.stderr
+    assert (f"-m convnet.train -c configs/fashion-mnist-gpu.json --output-dir {out}/run "
+            f"--resume auto --epochs 2\nrun folder: \n") in calls
+    assert "-m convnet.data.fashion_mnist" in calls   # no data/fashion-mnist.h5 in the tree
+
+
+def test_gpu_train_goes_on_from_a_run_brought_back(tmp_path):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    for name in ("settings.json", "last.h5", "epochs.csv"):
+        (earlier / name).write_text(name)
+    completed, calls, out = run_gpu_train(tmp_path, RUN_DIR=str(earlier))
+    assert completed.returncode == 0, completed.stderr
+    assert "run folder: epochs.csv last.h5 settings.json \n" in calls
+    assert (out / "run" / "last.h5").read_text() == "last.h5"
+
+
+def test_gpu_train_refuses_a_run_dir_with_no_checkpoint_before_any_step(tmp_path):
+    (tmp_path / "empty").mkdir()
+    completed, calls, out = run_gpu_train(tmp_path, RUN_DIR=str(tmp_path / "empty"))
+    assert completed.returncode == 2 and calls == ""
+    assert completed.stderr == (f"tools/gpu_train.sh: RUN_DIR '{tmp_path}/empty' is not a run "
+                                f"folder to go on from (no last.h5), or cannot be copied\n")
