@@ -20,11 +20,20 @@ def check_writable(path, flag):
     the work that makes it (a conversion, hours of evaluation), not after. ValueError if not."""
     if not os.path.basename(path) or os.path.isdir(path):   # "", "runs/", "."
         raise ValueError(f"{flag} {path!r}: must name a file, not a folder")
+    if _not_a_regular_file(path):
+        raise ValueError(f"{flag} {path}: not a regular file (a device, a pipe, a socket), "
+                         f"which the write would replace")
     folder = nearest_existing(os.path.dirname(os.path.abspath(path)))
     if not os.path.isdir(folder):
         raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: {folder} is not writable")
+
+
+def _not_a_regular_file(path):
+    """Whether `path` is something other than a regular file or a link to one: a file written
+    atomically replaces the name, so a pipe or /dev/null would become a plain file."""
+    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
 
 
 def nearest_existing(folder):
@@ -42,7 +51,10 @@ def atomic_path(path, suffix=""):
     """Yields a temporary path beside `path` for the caller to write; renamed to `path` when the
     block ends normally, removed when it raises. The file reaches the disk before the rename,
     and the rename before the return: a power cut leaves the old file or the new one whole.
-    A failure of the file's own writes is an OSError naming `path`, not the temporary name."""
+    A failure of the file's own writes is an OSError naming `path`, not the temporary name.
+    A `path` that is a device, a pipe or a socket is refused before the block runs."""
+    if _not_a_regular_file(path):
+        raise OSError(errno.EEXIST, "not a regular file, which the write would replace", path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     prefix = _partial_prefix(path)
@@ -65,16 +77,22 @@ def atomic_path(path, suffix=""):
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
         if isinstance(error, OSError) and error.errno is not None and \
-                error.filename in (None, temporary):   # not another file's error
+                _names_a_partial(error.filename, prefix):   # not another file's error
             raise OSError(error.errno, error.strerror, path) from None
         raise
 
 
 def _partial_prefix(path):
     """The temporary files of `path` written on this machine, short whatever the name's length
-    (a name has at most 255 bytes): the writer's process id follows."""
-    mine = f"{os.path.basename(path)}@{socket.gethostname()}".encode()
+    (a name has at most 255 bytes, not always UTF-8): the writer's process id follows."""
+    mine = os.fsencode(os.path.basename(path)) + f"@{socket.gethostname()}".encode()
     return f".partial-{hashlib.sha1(mine).hexdigest()[:12]}-"
+
+
+def _names_a_partial(filename, prefix):
+    """Whether an error's file name is none, or one of the write's temporary files (the file
+    itself, or its making: a folder that takes no new file)."""
+    return filename is None or os.path.basename(os.fsdecode(filename)).startswith(prefix)
 
 
 def _remove_leftovers(folder, prefix):

@@ -87,7 +87,13 @@ def _open(path):
     except OSError as error:
         raise CheckpointError(f"checkpoint {path}: not a readable HDF5 file "
                               f"({one_line(error)})") from None
-    if file.attrs.get("format") != FORMAT or not file.attrs.get("complete", False):
+    try:
+        with _reading(path):   # the attributes' own storage may be what is damaged
+            ours = file.attrs.get("format") == FORMAT and file.attrs.get("complete", False)
+    except CheckpointError:
+        file.close()
+        raise
+    if not ours:
         file.close()
         raise CheckpointError(f"checkpoint {path}: incomplete or not a convnet checkpoint")
     return file

@@ -136,3 +136,36 @@ def test_an_output_is_checked_where_it_would_be_made_and_nothing_is_made(tmp_pat
     (tmp_path / "afile").write_text("")
     with pytest.raises(ValueError, match=f"-o .*: {tmp_path / 'afile'} is a file, not a folder"):
         atomic.check_writable(str(tmp_path / "afile" / "sub" / "out.png"), "-o")
+
+
+def test_a_pipe_or_a_device_is_not_replaced_by_an_output(tmp_path):
+    """An output written atomically replaces its name: a pipe (or /dev/null as root) would
+    become a plain file. Refused, by the early check and by the write itself."""
+    pipe = tmp_path / "out.fifo"
+    os.mkfifo(pipe)
+    with pytest.raises(ValueError, match=f"-o {pipe}: not a regular file"):
+        atomic.check_writable(str(pipe), "-o")
+    with pytest.raises(OSError, match="not a regular file") as refused:
+        with atomic.atomic_path(pipe):
+            pytest.fail("the block ran")
+    assert refused.value.filename == pipe and os.path.exists(pipe) and not pipe.is_file()
+    (tmp_path / "plain").write_text("")
+    os.symlink(tmp_path / "plain", tmp_path / "link")
+    atomic.check_writable(str(tmp_path / "link"), "-o")   # a link to a file is a file's name
+
+
+def test_a_name_not_in_utf8_is_written(tmp_path):
+    target = tmp_path / os.fsdecode(b"f\xfd.json")   # as such a name comes from the command line
+    with atomic.atomic_path(target) as temporary, open(temporary, "w") as file:
+        file.write("{}")
+    assert os.listdir(os.fsencode(tmp_path)) == [b"f\xfd.json"]
+
+
+def test_a_folder_that_takes_no_new_file_is_named_by_the_target(tmp_path, monkeypatch):
+    def refused(*args, **kwargs):   # what a read-only folder gives root's write too (EROFS)
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES),
+                              os.path.join(kwargs["dir"], kwargs["prefix"] + "x"))
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", refused)
+    with pytest.raises(PermissionError) as failed, atomic.atomic_path(tmp_path / "out.png"):
+        pass
+    assert str(failed.value.filename) == str(tmp_path / "out.png")

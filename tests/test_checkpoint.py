@@ -103,6 +103,22 @@ def test_truncated_file_is_refused(tmp_path, rng):
         checkpoint.load(path, network)
 
 
+def test_damaged_attributes_are_refused_in_one_line(tmp_path, rng):
+    """The attributes' variable-length values (model, commit: HDF5's global heap, read when the
+    file is opened) with their heap's signature overwritten."""
+    network, velocity = trained_network(rng)
+    path = tmp_path / "last.h5"
+    checkpoint.save(path, network, velocity, {})
+    data = bytearray(path.read_bytes())
+    heap = data.index(b"GCOL")
+    data[heap:heap + 4] = b"XXXX"
+    path.write_bytes(bytes(data))
+    for read in (lambda: checkpoint.model_name(path), lambda: checkpoint.load(path, network)):
+        with pytest.raises(checkpoint.CheckpointError, match=re.escape(f"checkpoint {path}: "
+                                                                       f"corrupt (")):
+            read()
+
+
 def test_overwritten_hdf5_structures_are_refused_in_one_line(tmp_path, rng):
     """HDF5's own tables zeroed (h5py raises a RuntimeError there, not an OSError), by every
     reader: resume, fine-tuning, evaluation. (Braces in its path are text.)"""

@@ -103,6 +103,13 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and message in error, (message, error)
 
+    # The output, before the images are read: here there are none to read
+    (tmp_path / "afile").write_text("")
+    refused(tmp_path / "absent", f"--output {tmp_path}/afile/x.h5: {tmp_path}/afile is a file",
+            "--output", str(tmp_path / "afile" / "x.h5"))
+    refused(tmp_path / "absent", f"--output {str(tmp_path)!r}: must name a file, not a folder",
+            "--output", str(tmp_path))
+    refused(tmp_path / "absent", "--output '': must name a file", "--output", "")
     refused(tmp_path / "absent", "--size 0: must be a positive number of pixels", "--size", "0")
     refused(tmp_path / "absent", "--workers 0: must be at least 1", "--workers", "0")
     refused(tmp_path / "absent", "absent: no such folder")

@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from convnet import options
+from convnet.atomic import check_writable
 from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
                                    write_statistics)
 
@@ -431,6 +432,10 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
         raise PrepareError(f"--size {size}: must be a positive number of pixels")
     if workers is not None and workers < 1:
         raise PrepareError(f"--workers {workers}: must be at least 1")
+    try:   # before hours of decoding, not after
+        check_writable(output, "--output")
+    except ValueError as error:
+        raise PrepareError(str(error)) from None
     wnids, names, jobs = scan(root, classes, val_labels)
     blocks = [(split, jobs[split][start:start + BLOCK]) for split in SPLITS
               for start in range(0, len(jobs[split]), BLOCK)]
