@@ -44,6 +44,19 @@ def test_round_trip(tmp_path, rng):
     assert os.listdir(tmp_path) == ["last.h5"]
 
 
+def test_a_float32_checkpoint_loads_in_the_networks_dtype(tmp_path, rng):
+    network, velocity = trained_network(rng)
+    checkpoint.save(tmp_path / "last.h5", network, velocity, {"epoch": 1})
+    wide = Network(network.model, get_backend("reference"), dtype=np.float64)
+    params, loaded_velocity, _ = checkpoint.load(tmp_path / "last.h5", wide)
+    shared = checkpoint.load_shared(tmp_path / "last.h5", wide)
+    # arrays of the network's dtype (load_shared's docstring), whatever the file holds
+    for arrays in (params, loaded_velocity, shared):
+        assert {array.dtype for array in arrays.values()} == {np.dtype(np.float64)}
+    for key in network.params:
+        np.testing.assert_array_equal(params[key], network.params[key])
+
+
 def test_towers_of_their_own_save_and_load_like_one_backend(tmp_path, rng):
     """A checkpoint written from towers on two devices (two emulators) holds each tower's arrays
     as one backend would, and loads back onto towers of their own, each on its tower's backend."""

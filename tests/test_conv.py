@@ -86,3 +86,7 @@ def test_bad_shapes_are_refused(rng):
         conv_forward(x.astype(np.float32), w, stride=1, pad=2)
     with pytest.raises(ValueError, match="bias"):
         add_bias(np.zeros((3, 2, 2, 1)), np.zeros(4))
+    # 7 padded by 2 under 5×5 filters gives 7 rows: a gradient of 8 is another convolution's
+    with pytest.raises(ValueError, match=r"conv gradient of 8 rows does not match an input of 7 "
+                                         r"with filter 5, stride 1, pad 2"):
+        conv_backward_input(np.zeros((6, 8, 8, 3)), w, input_size=7, stride=1, pad=2)

@@ -77,3 +77,20 @@ def test_real_fashion_mnist(tmp_path):
     raw = fashion_mnist.read_idx(os.path.join(fashion_mnist.DEBIAN_SOURCE,
                                               fashion_mnist.FILES["train"][0]), 0x803, 3)
     np.testing.assert_array_equal(images[:, 2:30, 2:30, 1], raw[:100])
+
+
+def test_each_image_keeps_its_own_label(tmp_path):
+    # each image's corner pixel encodes its label, so a shuffled pairing shows
+    splits = {"train": [3, 1, 4, 1, 5, 9, 2, 6], "val": [0, 7, 8, 2, 8]}
+    for split, labels in splits.items():
+        images = np.zeros((len(labels), 28, 28), np.uint8)
+        images[:, 0, 0] = np.array(labels) * 20 + 1
+        images_file, labels_file = fashion_mnist.FILES[split]
+        write_idx(tmp_path / images_file, 0x803, images)
+        write_idx(tmp_path / labels_file, 0x801, np.array(labels))
+    data = Dataset(fashion_mnist.prepare(str(tmp_path), str(tmp_path / "fm.h5")))
+    for split, labels in splits.items():
+        stored = data.images(split, np.arange(len(labels)))
+        pad = fashion_mnist.PAD
+        assert data.labels(split).tolist() == labels
+        assert ((stored[:, pad, pad, 0] - 1) // 20).tolist() == labels

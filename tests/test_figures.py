@@ -23,7 +23,7 @@ from convnet.data import dataset, fashion_mnist
 from convnet.figures import DPI
 from convnet.figures import __main__ as figures_main
 from convnet.figures import curves, neighbours, predictions, training_error
-from convnet.inference import Inference, last_hidden_layers
+from convnet.inference import Inference, last_hidden_layers, top_k
 from convnet.network import Network
 from convnet.trainer import EPOCH_FIELDS
 from networks import make_active
@@ -59,6 +59,11 @@ def test_last_hidden_layer_of_the_default_network_is_fc7_4096_units():
     model = alexnet.build_model("2012")
     assert last_hidden_layers(model) == ("fc7a", "fc7b")
     assert 2 * model.geometry.fc_units == 4096
+
+
+def test_top_k_puts_equal_probabilities_in_class_order():
+    # the docstring's promise; a reversed ascending sort would put class 2 before class 1
+    np.testing.assert_array_equal(top_k(np.array([[0.2, 0.4, 0.4, 0.0]]), 3), [[1, 2, 0]])
 
 
 def test_load_network_rebuilds_the_model_and_class_count(tmp_path, rng):
@@ -301,12 +306,13 @@ def test_predictions_bad_flags(flags, message, capsys):
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_indices_out_of_range_are_one_line(trained, capsys):
+@pytest.mark.parametrize("index", [VAL, -1])   # -1 would be the last image in NumPy
+def test_indices_out_of_range_are_one_line(trained, capsys, index):
     status = figures_main.main(["predictions", "--checkpoint", str(trained.run), "--data-path",
-                                str(trained.data), "--indices", "2", str(VAL)])
+                                str(trained.data), "--indices", "2", str(index)])
     assert status == 2
-    assert capsys.readouterr().err == (f"error: --indices {VAL}: the val split has images 0 to "
-                                       f"{VAL - 1}\n")
+    assert capsys.readouterr().err == (f"error: --indices {index}: the val split has images 0 "
+                                       f"to {VAL - 1}\n")
 
 
 # -- Figure 4, right ----------------------------------------------------------------------------

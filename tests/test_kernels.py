@@ -6,6 +6,7 @@ computation is (within a factor, see assert_as_accurate); a float64 kernel must 
 round-off and pass the finite-difference checks itself.
 """
 import functools
+import re
 import subprocess
 
 import numpy as np
@@ -561,6 +562,19 @@ def test_dropout_mask_at_its_threshold(backend, rng):
     assert mask[0, 0] == 0
     np.testing.assert_array_equal(mask, reference.dropout_mask((2, 3), keep, key))
     assert call(backend, "dropout_mask", (2, 3), 1.0, key)[0].all()
+    # keep·2²⁴ = high bits + 0.6 rounds to a threshold above element 0 (truncating would not)
+    keep = (high_bits + 0.6) / 2 ** 24
+    assert call(backend, "dropout_mask", (2, 3), keep, key)[0][0, 0] == 1
+    assert reference.dropout_mask((2, 3), keep, key)[0, 0] == 1
+
+
+# a keep of 0 would drop every unit: both backends take keep in (0, 1] and 32-bit keys
+@pytest.mark.parametrize("keep,key", [(0.0, 1), (1.5, 1), (0.5, -1), (0.5, 2 ** 32)])
+def test_dropout_mask_refuses_what_the_reference_refuses(backend, keep, key):
+    with pytest.raises(ValueError) as refused:
+        reference.dropout_mask((2, 2), keep, key)
+    with pytest.raises(ValueError, match=re.escape(str(refused.value))):
+        call(backend, "dropout_mask", (2, 2), keep, key)
 
 
 def test_dropout_mask_at_fc_size(backend, rng):
@@ -585,8 +599,9 @@ def test_softmax(backend, classes, images, rng):
 
 
 def test_launchers_refuse_what_their_kernels_would_read_past(backend, rng):
-    """A label past the classes, or a gradient of another shape than the convolution's output:
-    the kernels would read outside the arrays, so the launchers refuse them."""
+    """A label past the classes, a gradient of another shape than the convolution's output or
+    the normalization's input, an input to normalize that is not 4-D: the kernels would read
+    outside the arrays, so the launchers refuse them."""
     probs = rng.random((10, 4))
     for op, args in (("softmax_logloss", (probs,)), ("softmax_logloss_backward", (probs,)),
                      ("topk_errors", (probs,))):
@@ -599,6 +614,15 @@ def test_launchers_refuse_what_their_kernels_would_read_past(backend, rng):
         call(backend, "conv_backward_input", wrong, w, input_size=8, stride=1, pad=0)
     with pytest.raises(ValueError, match=r"conv gradient has shape \(4, 7, 6, 2\)"):
         call(backend, "conv_backward_filters", wrong, x, filter_size=3, stride=1, pad=0)
+    x = np.maximum(rng.normal(size=(6, 5, 5, 2)), 0)
+    wrong = rng.normal(size=(6, 5, 5, 3))   # one image more than x
+    for kind, params in (("crossmap", CODE), ("samemap", SAMEMAP)):
+        y, denoms = call(backend, f"{kind}_norm_forward", x, params)
+        with pytest.raises(ValueError, match=rf"{kind}_norm_backward: shapes \(6, 5, 5, 3\) and "
+                                             rf"\(6, 5, 5, 2\) differ"):
+            call(backend, f"{kind}_norm_backward", wrong, x, y, denoms, params)
+        with pytest.raises(ValueError, match=r"expects x \(C,H,W,N\); got shape \(6, 5, 10\)"):
+            call(backend, f"{kind}_norm_forward", x.reshape(6, 5, 10), params)
 
 
 def test_softmax_of_logits_far_apart(backend, rng):

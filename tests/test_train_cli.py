@@ -6,6 +6,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import h5py
@@ -660,5 +661,42 @@ def test_the_ctrl_c_handler_goes_only_over_pythons_own_and_is_restored():
                 stopping.check()
             stopping.check()                               # raised once
         assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_a_ctrl_c_left_unchecked_does_not_stop_the_next_run():
+    from convnet import stopping
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with stopping.ctrl_c_stops_at_next_step():
+            signal.getsignal(signal.SIGINT)(signal.SIGINT, None)   # Ctrl-C as the run ends
+        with stopping.ctrl_c_stops_at_next_step():
+            try:
+                stopping.check()
+            except KeyboardInterrupt:   # caught: pytest would take it for its own Ctrl-C
+                pytest.fail("a Ctrl-C of the block before stopped this one")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_the_ctrl_c_handler_is_left_alone_outside_the_main_thread():
+    from convnet import stopping
+    previous = signal.getsignal(signal.SIGINT)
+    errors = []
+
+    def run():
+        try:
+            with stopping.ctrl_c_stops_at_next_step():
+                stopping.check()
+        except Exception as error:   # signal.signal refuses other threads (ValueError)
+            errors.append(error)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        thread = threading.Thread(target=run)
+        thread.start()
+        thread.join()
+        assert errors == [] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
     finally:
         signal.signal(signal.SIGINT, previous)
