@@ -8,6 +8,7 @@ import argparse
 import difflib
 import json
 import math
+import os
 import sys
 
 from convnet import alexnet
@@ -34,6 +35,26 @@ def check_writable_flag(p, path, flag):
         check_writable(path, flag)
     except ValueError as error:
         p.error(str(error))
+
+
+def check_output_flag(p, args, dest, flag, suffix):
+    """A command's output file (args.`dest`, given as `flag`), before the work that makes it:
+    writable (check_writable_flag), named with `suffix` (so that no dataset or checkpoint is
+    taken for it), and not one of the command's own input files (a picture to predict), which
+    the write would replace. A refusal is the parser's one-line error (exit code 2)."""
+    path = getattr(args, dest)
+    check_writable_flag(p, path, flag)
+    if not path.lower().endswith(suffix):
+        p.error(f"{flag} {path}: the output is a {suffix[1:].upper()} file; give a name ending "
+                f"in {suffix}")
+    if not os.path.isfile(path):
+        return
+    for name, value in vars(args).items():
+        for given in value if isinstance(value, list) else [value]:
+            if name != dest and isinstance(given, str) and os.path.isfile(given) and \
+                    os.path.samefile(given, path):
+                p.error(f"{flag} {path}: the same file as the input {given}, which the output "
+                        f"would replace")
 
 
 def model_choice(name: str) -> str:

@@ -116,6 +116,15 @@ def test_bad_inputs_are_one_line_with_exit_2_before_any_evaluation(trained, caps
             ensemble.main([str(trained.run), str(tmp_path / "none.h5"), *data, "-o", output])
         assert exit_.value.code == 2
         assert f"error: -o {output!r}: must name a file, not a folder" in capsys.readouterr().err
+    # A name not ending in .json: the members' checkpoints and the dataset (HDF5) among them
+    for output in (str(trained.run / "best.h5"), str(trained.data)):
+        kept = open(output, "rb").read()
+        with pytest.raises(SystemExit) as exit_:
+            ensemble.main([str(trained.run), *data, "-o", output])
+        assert exit_.value.code == 2
+        assert f"error: -o {output}: the output is a JSON file; give a name ending in .json" \
+            in capsys.readouterr().err
+        assert open(output, "rb").read() == kept
 
     empty = tmp_path / "empty.h5"
     dataset.write(empty, name="empty", train_images=trained.train, train_labels=trained.train_labels,

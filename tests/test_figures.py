@@ -405,13 +405,25 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(trained, ca
     common = [figure, "--checkpoint", str(trained.run)]
     for output, message in ((trained.tmp, f"-o '{trained.tmp}': must name a file, not a folder"),
                             ("", "-o '': must name a file, not a folder"),
-                            (trained.tmp / "f.jpg", f"-o {trained.tmp / 'f.jpg'}: the figures "
-                                                    f"are PNG files; give a name ending in .png"),
+                            (trained.tmp / "f.jpg", f"-o {trained.tmp / 'f.jpg'}: the output "
+                                                    f"is a PNG file; give a name ending in .png"),
                             (trained.data / "f.png", f"-o {trained.data / 'f.png'}: "
                                                      f"{trained.data} is a file, not a folder")):
         with pytest.raises(SystemExit) as exit_:
             figures_main.main(common + ["-o", str(output)])
         assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_an_output_that_is_an_input_picture_is_refused_before_any_work(trained, capsys):
+    image = save_png(trained.val[2], trained.tmp / "same.png")
+    kept = open(image, "rb").read()
+    with pytest.raises(SystemExit) as exit_:
+        figures_main.main(["neighbours", "--checkpoint", str(trained.run), "--data-path",
+                           str(trained.data), image, "-o", str(trained.tmp / "." / "same.png")])
+    assert exit_.value.code == 2
+    assert (f"-o {trained.tmp / '.' / 'same.png'}: the same file as the input {image}, which the "
+            f"output would replace") in capsys.readouterr().err
+    assert open(image, "rb").read() == kept
 
 
 def test_a_figure_that_cannot_be_written_is_one_line_naming_it_and_exit_2(trained, capsys,

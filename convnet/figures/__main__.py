@@ -37,10 +37,7 @@ def main(argv=None):
         options.check_shared(command, args)
     module.check(command, args)
     if getattr(args, "output", None) is not None:   # checked before the work that makes it
-        options.check_writable_flag(command, args.output, "-o")
-        if not args.output.lower().endswith(".png"):
-            command.error(f"-o {args.output}: the figures are PNG files; give a name ending "
-                          f"in .png")
+        options.check_output_flag(command, args, "output", "-o", ".png")
 
     def draw(args):
         path, (width, height), what, status = module.run(args)
