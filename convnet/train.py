@@ -40,7 +40,8 @@ from convnet.replicas.engines import ReplicasDiverged
 from convnet.replicas.launch import SINGLE, LaunchError
 from convnet.replicas.launch import from_environment as launch_from_environment
 from convnet.schedule import RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS, Rates, Schedule
-from convnet.trainer import EPOCHS_CSV, LOG, SETTINGS, NonFiniteLoss, Trainer, evaluate, views_name
+from convnet.trainer import (EPOCHS_CSV, LOG, SETTINGS, NonFiniteLoss, RunFolderError, Trainer,
+                             evaluate, views_name, writing)
 
 # What a run writes into its folder (convnet.trainer): a new run there would replace them.
 RUN_FILES = (checkpoint.LAST, checkpoint.BEST, EPOCHS_CSV, LOG)
@@ -421,7 +422,8 @@ def run(args, placement, device, replicas):
                             lr_steps=list(schedule.step_epochs))
         elif restarts:
             print(restart_note(output_dir, settings), file=sys.stderr)
-        atomic_json(os.path.join(output_dir, SETTINGS), settings, indent=2)
+        with writing(os.path.join(output_dir, SETTINGS)):
+            atomic_json(os.path.join(output_dir, SETTINGS), settings, indent=2)
 
     if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
         found = (f"--resume auto found no checkpoint in {output_dir}" if args.resume
@@ -492,7 +494,7 @@ def main(argv=None):
             if replicas.rank == 0:
                 print(f"error: {error}", file=sys.stderr)
             return 2
-        except (DatasetError, checkpoint.CheckpointError) as error:
+        except (DatasetError, checkpoint.CheckpointError, RunFolderError) as error:
             print(f"error: {rank_prefix(replicas)}{error}", file=sys.stderr, flush=True)
             if replicas.world == 1:
                 return 2

@@ -29,13 +29,14 @@ import json
 import math
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from convnet import checkpoint, stopping
 from convnet.atomic import atomic_path
-from convnet.errors import counted
+from convnet.errors import counted, one_line
 from convnet.replicas.engines import Replicas
 from convnet.schedule import Schedule
 from convnet.solver import SGD
@@ -53,11 +54,52 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
-def _kept(keep, line) -> bool:
-    """keep(line), false for a line it cannot read (one a stopped run left half-written)."""
+class RunFolderError(RuntimeError):
+    """A file of the run's folder (a log, the settings) that cannot be written."""
+
+
+@contextmanager
+def writing(path):
+    """A failed write of the run's file `path` (a full disk, a folder in its place) is one
+    RunFolderError naming it: a write's own OSError names no file."""
     try:
-        return keep(line)
-    except (ValueError, KeyError, TypeError, IndexError):
+        yield
+    except OSError as error:
+        raise RunFolderError(f"{path}: cannot write ({error.strerror or one_line(error)})") \
+            from None
+
+
+class _Appending:
+    """The run's file `path` open for appending; every failure is writing()'s error naming
+    `shown` (the file's name where `path` is the null device of a rank that writes nothing)."""
+
+    def __init__(self, path, shown):
+        self.shown = shown
+        with writing(shown):
+            self._file = open(path, "a", newline="")
+
+    def write(self, text):
+        with writing(self.shown):
+            return self._file.write(text)
+
+    def flush(self):
+        with writing(self.shown):
+            self._file.flush()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *raised):
+        with writing(self.shown):
+            self._file.close()
+
+
+def _kept(keep, line: bytes) -> bool:
+    """keep(the line as text), false for a line it cannot read (one a stopped run left
+    half-written, bytes that are not UTF-8)."""
+    try:
+        return keep(line.decode())
+    except (ValueError, KeyError, TypeError, IndexError):   # UnicodeDecodeError is a ValueError
         return False
 
 
@@ -226,10 +268,12 @@ class Trainer:
     def _keep_lines(self, name, keep):
         path = os.path.join(self.output_dir, name)
         if os.path.exists(path):
-            with open(path) as handle:
-                lines = [line for line in handle if line.endswith("\n") and _kept(keep, line)]
-            with atomic_path(path) as temporary, open(temporary, "w") as handle:
-                handle.writelines(lines)
+            with writing(path):   # reading too: a folder in the file's place
+                with open(path, "rb") as handle:
+                    lines = [line for line in handle
+                             if line.endswith(b"\n") and _kept(keep, line)]
+                with atomic_path(path) as temporary, open(temporary, "wb") as handle:
+                    handle.writelines(lines)
 
     # -- one step, one epoch, the run ---------------------------------------------------------
     def train_step(self, images, labels, part):
@@ -305,8 +349,8 @@ class Trainer:
 
     def _log(self, name):
         """The output folder's file `name` for appending, on rank 0; elsewhere a sink."""
-        return open(os.path.join(self.output_dir, name) if self.writes else os.devnull, "a",
-                    newline="")
+        path = os.path.join(self.output_dir, name)
+        return _Appending(path if self.writes else os.devnull, path)
 
     def fit(self, epochs):
         """Train until `epochs` epochs are done; returns the last epoch's validation result.

@@ -498,6 +498,11 @@ def test_curves_errors_are_one_line(tmp_path, capsys):
     (tmp_path / "bad" / "epochs.csv").write_text("epoch,loss\n1,2\n")
     assert figures_main.main(["curves", str(tmp_path / "bad")]) == 2
     assert "not the trainer's epochs.csv" in capsys.readouterr().err
+    (tmp_path / "bytes").mkdir()
+    (tmp_path / "bytes" / "epochs.csv").write_bytes(b"epoch,\xff\xfe\n")
+    assert figures_main.main(["curves", str(tmp_path / "bytes")]) == 2
+    assert capsys.readouterr().err == (f"error: run {tmp_path / 'bytes' / 'epochs.csv'}: not the "
+                                       f"trainer's epochs.csv (bytes that are not UTF-8 text)\n")
     assert figures_main.main(["curves", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.startswith(f"error: run {tmp_path / 'none'}: cannot read")
     with pytest.raises(SystemExit) as exit_:
@@ -591,10 +596,13 @@ def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
     write_step_log(tmp_path / "short", [0.5] * 30, per_epoch=40)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "log.jsonl").write_text("{}\n")
+    (tmp_path / "bytes").mkdir()
+    (tmp_path / "bytes" / "log.jsonl").write_bytes(b'{"\xff\xfe": 1}\n')
     for name, message in (("sparse", "does not log every step from step 1 (train with "
                                      "--print-freq 1)"),
                           ("short", "has not finished its first epoch"),
                           ("bad", "line 1 is not a log entry"),
+                          ("bytes", "line 1 is not a log entry"),
                           ("none", "cannot read log.jsonl")):
         assert figures_main.main(["training-error", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err

@@ -1,5 +1,6 @@
 """The training command as a user runs it: a short real run with its files, resume, test-only,
 and one-line errors with exit code 2 for bad flags, data and checkpoints."""
+import errno
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import h5py
 import numpy as np
 import pytest
 
-from convnet import alexnet, checkpoint, options, train as train_module
+from convnet import alexnet, checkpoint, options, train as train_module, trainer as trainer_module
 from convnet.data import dataset, fashion_mnist
 from convnet.schedule import Rates, Schedule
 from convnet.train import gpu_count, make_schedule, planned_epochs
@@ -543,6 +544,37 @@ def test_a_checkpoint_that_cannot_be_written_mid_run_is_exit_2(tmp_path, tiny_se
     assert status == 2
     assert capsys.readouterr().err == (f"error: checkpoint {tmp_path / 'run' / 'best.h5'}: "
                                        f"cannot write it (disk full)\n")
+
+
+@pytest.mark.parametrize("in_the_way", ["log.jsonl", "settings.json"])
+def test_a_folder_in_place_of_a_log_or_the_settings_is_one_line_and_exit_2(tmp_path, tiny_set,
+                                                                           capsys, in_the_way):
+    (tmp_path / "run" / in_the_way).mkdir(parents=True)
+    status = train_module.main(["--data-path", str(tiny_set), "--epochs", "1", "--resume",
+                                "--output-dir", str(tmp_path / "run"), "--gpus", "cpu"])
+    assert status == 2
+    assert capsys.readouterr().err.endswith(f"error: {tmp_path / 'run' / in_the_way}: cannot "
+                                            f"write (Is a directory)\n")
+
+
+def test_a_log_that_cannot_be_written_mid_run_is_one_line_naming_it(tmp_path, tiny_set, capsys,
+                                                                    monkeypatch):
+    """A full disk at a log's append: the write's error names no file; the message does."""
+    class FullDisk:
+        def __init__(self, path, *args, **kwargs):
+            pass
+
+        def write(self, text):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def close(self):
+            pass
+    monkeypatch.setattr(trainer_module, "open", FullDisk, raising=False)
+    status = train_module.main(["--data-path", str(tiny_set), "--epochs", "1", "--print-freq",
+                                "1", "--output-dir", str(tmp_path / "run"), "--gpus", "cpu"])
+    assert status == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / 'run' / 'log.jsonl'}: cannot write "
+                                       f"(No space left on device)\n")
 
 
 def test_evaluating_makes_no_folder(tmp_path, tiny_set):

@@ -325,6 +325,19 @@ def test_evaluating_a_checkpoint_keeps_the_logs_and_continuing_from_it_drops_lat
     assert (tmp_path / "last.h5").read_bytes() == (tmp_path / "epoch1.h5").read_bytes()
 
 
+def test_a_log_line_that_is_not_text_is_dropped_as_a_cut_short_one(tmp_path):
+    first = make_trainer(tmp_path)
+    first.fit(1)
+    logs = {name: (tmp_path / name).read_bytes() for name in ("log.jsonl", "epochs.csv")}
+    for name in logs:
+        with open(tmp_path / name, "ab") as handle:
+            handle.write(b"\xff\xfe not UTF-8\n")
+    continuing = make_trainer(tmp_path)
+    continuing.resume(str(tmp_path / "last.h5"))
+    continuing.go_on_from(str(tmp_path / "last.h5"))
+    assert {name: (tmp_path / name).read_bytes() for name in logs} == logs
+
+
 @needs_fashion_mnist
 def test_a_few_steps_on_real_images_lower_the_loss(tmp_path, rng):
     """Ten SGD steps of the default run's recipe (rate 0.02, momentum 0.9, weight decay 5e-4,

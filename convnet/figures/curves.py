@@ -48,6 +48,9 @@ def read_epochs(folder):
     except OSError as error:
         raise UsageError(f"run {folder}: cannot read {os.path.basename(path)} "
                          f"({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"run {path}: not the trainer's epochs.csv (bytes that are not "
+                         f"UTF-8 text)") from None
     if not rows:
         raise UsageError(f"run {folder}: {os.path.basename(path)} has no finished epoch yet")
     try:
@@ -61,7 +64,7 @@ def read_log(folder, fields):
     """[array over log lines] of each (field, type) in `fields`, from a run's log.jsonl."""
     path = os.path.join(folder, LOG)
     try:
-        with open(path) as handle:
+        with open(path, "rb") as handle:   # a line not UTF-8 is one that is not an entry
             lines = handle.readlines()
     except OSError as error:
         raise UsageError(f"run {folder}: cannot read {LOG} ({error.strerror})") from None
