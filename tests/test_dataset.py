@@ -69,13 +69,33 @@ def test_incomplete_and_foreign_files_are_refused(tmp_path, rng):
         Dataset(tmp_path)
 
 
+def replace(file, key, array):
+    del file[key]
+    file[key] = array
+
+
 @pytest.mark.parametrize("damage,message", [
     (lambda file: file.__delitem__("mean"), r"corrupt or incomplete .*'mean' doesn't exist"),
     (lambda file: file["val/labels"].__setitem__(0, 3), r"val labels must lie in \[0, 3\); "
                                                         r"found \d+ to 3"),
     (lambda file: file["train/labels"].__setitem__(1, -1), "train labels must lie in"),
     (lambda file: file["val/images"].resize(11, axis=0), "val holds 11 images but 12 labels"),
-], ids=["mean missing", "a label past the classes", "a negative label", "images and labels apart"])
+    (lambda file: replace(file, "mean", np.zeros((8, 8, 1))), r"mean has shape \(8, 8, 1\), "
+                                                               r"not \(8, 8, 3\)"),
+    (lambda file: replace(file, "eigenvectors", np.eye(2)), r"eigenvectors has shape \(2, 2\)"),
+    (lambda file: replace(file, "eigenvalues", np.ones(4)), r"eigenvalues has shape \(4,\)"),
+    (lambda file: replace(file, "val/images", np.zeros((12, 9, 9, 3), np.uint8)),
+     r"val holds images of shape \(12, 9, 9, 3\) and labels of shape \(12,\), not \(N, 8, 8, "
+     r"3\) and \(N,\)"),
+    (lambda file: replace(file, "train/labels", np.zeros((40, 1), np.int32)),
+     r"train holds images of shape \(40, 8, 8, 3\) and labels of shape \(40, 1\)"),
+    (lambda file: replace(file, "class_ids", np.arange(3)), "class_ids is not a list of strings"),
+    (lambda file: replace(file, "class_names", np.array(["ant"], dtype=h5py.string_dtype())),
+     "3 class ids but 1 class names"),
+], ids=["mean missing", "a label past the classes", "a negative label", "images and labels apart",
+        "mean of another shape", "eigenvectors of another shape", "eigenvalues of another shape",
+        "val images of another size", "labels not a vector", "class ids not strings",
+        "class names too few"])
 def test_a_damaged_dataset_is_refused_when_opened(tmp_path, rng, damage, message):
     """What would stop a run mid-epoch (a label past the classes, an array missing) is found
     when the file is opened, in one line naming it."""
@@ -86,6 +106,20 @@ def test_a_damaged_dataset_is_refused_when_opened(tmp_path, rng, damage, message
         Dataset(path)
     assert str(refused.value).startswith(f"dataset {path}: ")
     assert "\n" not in str(refused.value)
+
+
+def test_labels_past_the_classes_or_names_apart_from_ids_are_not_written(tmp_path, rng):
+    """A dataset every reader would refuse is refused by its writer, and leaves no file."""
+    images = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    common = dict(name="t", train_images=images, val_images=images, class_ids=["a", "b"])
+    with pytest.raises(ValueError, match=r"val labels must lie in \[0, 2\) for its 2 classes; "
+                                         r"found 0 to 200"):
+        dataset.write(tmp_path / "a.h5", train_labels=np.zeros(4), class_names=["A", "B"],
+                      val_labels=np.array([0, 1, 200, 0]), **common)
+    with pytest.raises(ValueError, match="2 class ids but 1 class names"):
+        dataset.write(tmp_path / "a.h5", train_labels=np.zeros(4), val_labels=np.zeros(4),
+                      class_names=["A"], **common)
+    assert os.listdir(tmp_path) == []
 
 
 def test_overwritten_hdf5_structures_are_refused_in_one_line(tmp_path, rng):

@@ -94,3 +94,15 @@ def test_each_image_keeps_its_own_label(tmp_path):
         pad = fashion_mnist.PAD
         assert data.labels(split).tolist() == labels
         assert ((stored[:, pad, pad, 0] - 1) // 20).tolist() == labels
+
+
+def test_a_label_past_the_classes_is_refused_naming_its_file(tmp_path, capsys):
+    for split, labels in (("train", [1, 2]), ("val", [3, 10])):
+        images_file, labels_file = fashion_mnist.FILES[split]
+        write_idx(tmp_path / images_file, 0x803, np.zeros((2, 28, 28), np.uint8))
+        write_idx(tmp_path / labels_file, 0x801, np.array(labels))
+    output = tmp_path / "fm.h5"
+    assert fashion_mnist.main(["--source", str(tmp_path), "--output", str(output)]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path / labels_file}: label 10 is past the 10 "
+                                       f"classes\n")
+    assert not output.exists()

@@ -120,6 +120,11 @@ def write(path, *, name, train_images, train_labels, val_images, val_labels, cla
         if labels.shape != (len(images),):
             raise ValueError(f"{split} has {len(images)} images but labels of shape "
                              f"{labels.shape}")
+        if len(labels) and not 0 <= labels.min() <= labels.max() < len(class_ids):
+            raise ValueError(f"{split} labels must lie in [0, {len(class_ids)}) for its "
+                             f"{len(class_ids)} classes; found {labels.min()} to {labels.max()}")
+    if len(class_names) != len(class_ids):
+        raise ValueError(f"{len(class_ids)} class ids but {len(class_names)} class names")
     with atomic_h5(path) as file:
         for split, images, labels in (("train", train_images, train_labels),
                                       ("val", val_images, val_labels)):
@@ -159,16 +164,23 @@ class Dataset:
             raise DatasetError(f"dataset {self.path}: incomplete or not a convnet dataset "
                                f"(prepare it again)")
         self.name = str(attrs["name"])
-        self.image_size = int(attrs["image_size"])
-        self.mean = self.file["mean"][()]
-        self.eigenvalues = self.file["eigenvalues"][()]
-        self.eigenvectors = self.file["eigenvectors"][()]
-        self.class_ids = [s.decode() for s in self.file["class_ids"][()]]
-        self.class_names = [s.decode() for s in self.file["class_names"][()]]
-        # Read once here, and checked: a bad label would stop a run mid-epoch.
+        self.image_size = size = int(attrs["image_size"])
+        # Read once here, and checked: an array of another shape would stop a run mid-epoch.
+        shapes = {"mean": (size, size, 3), "eigenvalues": (3,), "eigenvectors": (3, 3)}
+        for key, shape in shapes.items():
+            setattr(self, key, self._array(key, shape))
+        self.class_ids, self.class_names = (self._strings(key) for key in ("class_ids",
+                                                                             "class_names"))
+        if len(self.class_names) != len(self.class_ids):
+            raise DatasetError(f"dataset {self.path}: {len(self.class_ids)} class ids but "
+                               f"{len(self.class_names)} class names; prepare it again")
         self._labels = {split: self.file[f"{split}/labels"][()] for split in ("train", "val")}
         for split, labels in self._labels.items():
             images = self.file[f"{split}/images"]
+            if images.shape[1:] != (size, size, 3) or labels.ndim != 1:
+                raise DatasetError(f"dataset {self.path}: {split} holds images of shape "
+                                   f"{images.shape} and labels of shape {labels.shape}, not "
+                                   f"(N, {size}, {size}, 3) and (N,); prepare it again")
             if len(images) != len(labels):
                 raise DatasetError(f"dataset {self.path}: {split} holds {len(images)} images "
                                    f"but {len(labels)} labels")
@@ -176,6 +188,20 @@ class Dataset:
                 raise DatasetError(f"dataset {self.path}: {split} labels must lie in "
                                    f"[0, {self.classes}); found {labels.min()} to "
                                    f"{labels.max()}")
+
+    def _array(self, key, shape):
+        array = self.file[key][()]
+        if array.shape != shape:
+            raise DatasetError(f"dataset {self.path}: {key} has shape {array.shape}, not "
+                               f"{shape}; prepare it again")
+        return array
+
+    def _strings(self, key):
+        values = self.file[key][()]
+        if values.ndim != 1 or not all(isinstance(value, bytes) for value in values):
+            raise DatasetError(f"dataset {self.path}: {key} is not a list of strings; prepare "
+                               f"it again")
+        return [value.decode() for value in values]
 
     def reading(self):
         """A context in which a read that fails on a damaged file is one DatasetError naming

@@ -58,6 +58,9 @@ def load_split(source, split):
     labels = read_idx(labels_file, 0x801, 1)
     if len(images) != len(labels):
         raise ValueError(f"{source}: {split} has {len(images)} images but {len(labels)} labels")
+    if len(labels) and labels.max() >= len(CLASS_NAMES):
+        raise ValueError(f"{labels_file}: label {labels.max()} is past the {len(CLASS_NAMES)} "
+                         f"classes")
     padded = np.pad(images, ((0, 0), (PAD, PAD), (PAD, PAD)))
     return np.repeat(padded[..., None], 3, axis=3), labels
 
