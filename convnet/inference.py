@@ -62,6 +62,9 @@ def exit_status(run, args):
     except OSError as error:
         where = f"{error.filename}: " if error.filename else ""
         print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+    except KeyboardInterrupt:   # their files are written atomically: each whole or as it was
+        print("interrupted: no file is left half-written", file=sys.stderr)
+        return 130
     return 2
 
 

@@ -87,9 +87,14 @@ def check_shared(p, args):
     if args.batch_size < 1:
         p.error(f"--batch-size must be at least 1; got {args.batch_size}")
     if args.gpus is not None and args.gpus != "cpu":
-        parts = args.gpus.split(",")
-        if len(parts) > 2 or not all(part.isascii() and part.isdigit() for part in parts):
-            p.error(f"--gpus must be cpu or one or two GPU indices like 0,1; got {args.gpus!r}")
+        check_gpu_indices(p, args.gpus, "cpu or ")
+
+
+def check_gpu_indices(p, gpus, other=""):
+    """--gpus `gpus` names one or two GPU indices (`other`: what else the flag takes)."""
+    parts = gpus.split(",")
+    if len(parts) > 2 or not all(part.isascii() and part.isdigit() for part in parts):
+        p.error(f"--gpus must be {other}one or two GPU indices like 0,1; got {gpus!r}")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -200,8 +205,10 @@ def config_flags(p, config, keys, path):
             p.error(f"--config {path}: {key} must be {kind}; got {json.dumps(value)}")
         if switch or (optional and isinstance(value, bool)):
             flags += [flag] if value else []
-        else:
-            flags += [flag, *map(str, value if isinstance(value, list) else [value])]
+        elif isinstance(value, list):
+            flags += [flag, *map(str, value)]
+        else:   # one token: a value that starts with "-" is the value, not another flag
+            flags += [f"{flag}={value}"]
     return flags
 
 

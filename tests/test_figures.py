@@ -297,6 +297,7 @@ def test_predictions_figure_of_files_skips_unreadable_ones(trained, capsys):
 
 @pytest.mark.parametrize("flags,message", [
     (["--count", "0"], "--count must be at least 1"),
+    (["--seed", "-1"], "--seed must be 0 or more; got -1"),
     (["--mistakes", "x.png"], "--mistakes needs true labels"),
     (["-b", "0"], "--batch-size must be at least 1"),
 ])
@@ -424,6 +425,16 @@ def test_an_output_that_is_an_input_picture_is_refused_before_any_work(trained, 
     assert (f"-o {trained.tmp / '.' / 'same.png'}: the same file as the input {image}, which the "
             f"output would replace") in capsys.readouterr().err
     assert open(image, "rb").read() == kept
+
+
+def test_ctrl_c_is_one_line_and_leaves_no_file_half_written(trained, capsys, monkeypatch):
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Image.Image, "save", stopped)
+    out = trained.tmp / "stopped.png"
+    assert figures_main.main(["filters", "--checkpoint", str(trained.run), "-o", str(out)]) == 130
+    assert capsys.readouterr().err == "interrupted: no file is left half-written\n"
+    assert not out.exists() and not list(trained.tmp.glob(".partial-*"))
 
 
 def test_a_figure_that_cannot_be_written_is_one_line_naming_it_and_exit_2(trained, capsys,

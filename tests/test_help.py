@@ -47,3 +47,28 @@ def test_the_list_holds_every_command():
                                              '__name__ == "__main__"' in open(path).read()):
                     found.add(os.path.relpath(path, ROOT))
     assert found == listed
+
+
+BENCHMARKS = ["tools/bench_cpu_step.py", "tools/bench_data.py", "tools/bench_kernels.py",
+              "tools/bench_train.py"]
+
+
+@pytest.mark.parametrize("tool", BENCHMARKS)
+def test_a_benchmarks_report_that_cannot_be_written_is_refused_before_it_runs(tool, tmp_path):
+    result = subprocess.run([sys.executable, tool, "--json", str(tmp_path)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.endswith(f"error: --json {str(tmp_path)!r}: must name a file, not a "
+                                  f"folder\n"), result.stderr
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["tools/bench_train.py", "--gpus", "0", "cpu"],
+     "--gpus must be one or two GPU indices like 0,1; got 'cpu'"),
+    (["tools/bench_data.py", "--batch", "0"], "--batch must be at least 1; got 0"),
+    (["tools/bench_data.py", "--crop", "40", "--size", "32"], "--crop 40 must not exceed --size 32"),
+])
+def test_a_benchmarks_flags_that_cannot_work_are_refused(flags, message):
+    result = subprocess.run([sys.executable, *flags], capture_output=True, text=True, cwd=ROOT,
+                            timeout=120)
+    assert result.returncode == 2 and result.stderr.endswith(f"error: {message}\n"), result.stderr

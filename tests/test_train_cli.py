@@ -239,6 +239,10 @@ def test_config_is_overridden_by_flags(tmp_path, capsys):
     for resume, expected in ((True, "auto"), (False, None), ("runs/x/best.h5", "runs/x/best.h5")):
         (tmp_path / "r.json").write_text(json.dumps({"resume": resume}))
         assert options.parse(["-c", str(tmp_path / "r.json")]).resume == expected
+    # a value that starts with "-" is that value, as --output-dir=-run is on the command line
+    (tmp_path / "d.json").write_text('{"output_dir": "-run", "resume": "--test-only"}')
+    args = options.parse(["-c", str(tmp_path / "d.json")])
+    assert (args.output_dir, args.resume, args.test_only) == ("-run", "--test-only", False)
 
 
 @pytest.mark.parametrize("config", sorted(os.listdir(CONFIGS)))

@@ -90,6 +90,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch < 1 or args.repeats < 1:
         parser.error("--batch and --repeats must be at least 1")
+    if args.json:   # before the benchmark, not after
+        options.check_writable_flag(parser, args.json, "--json")
 
     model = alexnet.build_model(args.model)
     params = initial_parameters(model, seed=0, dtype=np.float32)

@@ -25,7 +25,7 @@ import PIL
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
 import imagetree  # noqa: E402  (the test suite's tree of real images)
 
-from convnet import provenance  # noqa: E402
+from convnet import options, provenance  # noqa: E402
 from convnet.atomic import atomic_json  # noqa: E402
 from convnet.data import dataset, prepare  # noqa: E402
 from convnet.data.loader import Loader, colour_offsets, draw  # noqa: E402
@@ -125,6 +125,13 @@ def main(argv=None):
     parser.add_argument("--jpegs", type=int, default=150, help="JPEGs for prepare")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
+    for flag in ("batch", "crop", "images", "jpegs"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1; got {getattr(args, flag)}")
+    if args.crop > args.size:
+        parser.error(f"--crop {args.crop} must not exceed --size {args.size}")
+    if args.json:   # before the benchmark, not after
+        options.check_writable_flag(parser, args.json, "--json")
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
         rates = bench_loader(args, folder)

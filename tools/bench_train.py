@@ -189,6 +189,10 @@ def main(argv=None):
     parser.add_argument("--json", help="write the report here (default: "
                                        "bench/results/train-DEVICE.json)")
     args = parser.parse_args(argv)
+    for gpus in args.gpus:
+        options.check_gpu_indices(parser, gpus)
+    if args.json:   # before the benchmark, not after
+        options.check_writable_flag(parser, args.json, "--json")
     # 0,0 runs the towers' products on concurrent streams under a fixed cuBLAS workspace, which
     # must be set before the process's first product makes the handle: every placement is timed
     # under it.

@@ -70,6 +70,8 @@ def add_selection_flags(p, count):
 def check_selection(p, args):
     if args.count < 1:
         p.error(f"--count must be at least 1; got {args.count}")
+    if args.seed < 0:   # NumPy's generators take seeds of 0 and above
+        p.error(f"--seed must be 0 or more; got {args.seed}")
     if args.images and args.indices:
         p.error("give image files or --indices, not both")
 
