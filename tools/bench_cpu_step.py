@@ -7,7 +7,6 @@ probabilities for one batch are compared; the timing is refused if they disagree
 
     python tools/bench_cpu_step.py [--model 2012] [--batch 32] [--repeats 5] [--json FILE]
 """
-import argparse
 import os
 import statistics
 import sys
@@ -82,7 +81,7 @@ def check_agreement(model, reference, torch_network, rng, torch):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = options.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=alexnet.DEFAULT_MODEL, type=options.model_choice)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5)

@@ -11,7 +11,6 @@ batch, and each batch first checked against NumPy's float32 arithmetic.
 Prepare: real photographs (crops of scikit-learn's samples, 60 to 640 pixels a side, and
 Fashion-MNIST images, tests/imagetree.py) decoded, resized and stored by one worker process.
 """
-import argparse
 import os
 import platform
 import sys
@@ -117,7 +116,7 @@ def bench_prepare(args, folder):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = options.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--size", type=int, default=256)

@@ -38,7 +38,6 @@ kernels/ (kernels/build.py source_hash), where the kernels came from (fatbin or 
 bandwidth and every case. It is rewritten after every case, "complete" false until the last, so
 a run cut short keeps what it timed.
 """
-import argparse
 import functools
 import statistics
 import sys
@@ -453,7 +452,7 @@ def winograd_row(timer, case, problems, repeats, peak, peer_ms):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = options.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("families", nargs="*", metavar="FAMILY",
                         help=f"op families to time: {', '.join(FAMILIES)} (default: all)")
     parser.add_argument("--model", default="2012", type=options.model_choice,

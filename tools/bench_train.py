@@ -22,7 +22,6 @@ commit and the kernels hash; it is written as each figure comes ("complete" is f
 end), so a run cut short keeps what it measured. A timed run with a loss that is not finite
 (ours or PyTorch's) stops the benchmark: its time is not a result.
 """
-import argparse
 import math
 import os
 import statistics
@@ -175,7 +174,7 @@ def _layer_breakdown(cupy, backend, network, model, batch, repeats):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = options.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpus", nargs="+", default=["0", "0,0"],
                         help="placements to measure, as train's --gpus (default: 0 0,0)")
     parser.add_argument("--conv-algorithms", nargs="+", choices=ALGORITHMS,

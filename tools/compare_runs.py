@@ -13,7 +13,6 @@ schedule, evaluation views; not the device or the number of replicas, which chan
 rounding) and have finished their epochs; two runs of one model and seed are refused. Prints a
 Markdown table.
 """
-import argparse
 import json
 import os
 import sys
@@ -21,6 +20,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from convnet import options  # noqa: E402
 from convnet.alexnet import ABLATIONS, split_model_name  # noqa: E402
 from convnet.figures.curves import read_epochs  # noqa: E402
 from convnet.train import UsageError  # noqa: E402
@@ -116,7 +116,7 @@ def table(rows):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = options.Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("runs", nargs="+", metavar="RUN",
                    help=f"a run folder, or a NAME-{SETTINGS} with its NAME-epochs.csv")
     args = p.parse_args(argv)

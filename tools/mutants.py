@@ -26,7 +26,6 @@ not found, a mistake the compiler refuses), 2 when the tool could not run at all
 that fails among them). About an hour on 2 cores for the whole catalogue, most of it
 rebuilding the extension modules for the mutants of the kernels and the augmenter.
 """
-import argparse
 import os
 import shutil
 import signal
@@ -192,7 +191,7 @@ def run(mutants, seed, report=print, commit=None):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = options.Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", metavar="NAME", help="these mutants only")
     p.add_argument("--json", metavar="FILE", help="write the report here")
     p.add_argument("--seed", type=int, default=0, help="the tests' random seed (default 0)")

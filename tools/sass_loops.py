@@ -15,7 +15,6 @@ A loop is the span from a backward branch's target to the branch. The SASS comes
 cuobjdump: the CUDA toolkit's, or the nvidia-cuda-cuobjdump and nvidia-cuda-nvdisasm wheels'
 (in the test extras).
 """
-import argparse
 import collections
 import glob
 import importlib.util
@@ -24,6 +23,7 @@ import re
 import shutil
 import subprocess
 
+from convnet import options
 from convnet.backend.cuda.launch import build   # kernels/build.py: the fatbin, the kernels' names
 
 INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
@@ -128,7 +128,7 @@ def report(sass, kernels=None, min_ffma=1):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = options.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arch", default="sm_90")
     parser.add_argument("--kernel", action="append",
                         help="a kernel as 'conv_forward<float>' (repeatable; default: every one)")

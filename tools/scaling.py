@@ -19,7 +19,6 @@ The model (stated here, not measured):
     T / (T + C) when the all-reduce waits for the step (no overlap), and T / max(T, C) when it
     hides entirely under the backward pass (full overlap); the truth lies between.
 """
-import argparse
 import json
 
 import numpy as np
@@ -92,7 +91,7 @@ def table(model, step_seconds, batch, source, rates_gbps, machines):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = options.Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="2012", type=options.model_choice)
     p.add_argument("--report", default="bench/results/cpu-step-2012-b32.json",
                    help="benchmark report with the step's images/s (default: %(default)s)")
