@@ -325,13 +325,19 @@ def test_evaluating_a_checkpoint_keeps_the_logs_and_continuing_from_it_drops_lat
     assert (tmp_path / "last.h5").read_bytes() == (tmp_path / "epoch1.h5").read_bytes()
 
 
-def test_a_log_line_that_is_not_text_is_dropped_as_a_cut_short_one(tmp_path):
+@pytest.mark.parametrize("lines", [{"log.jsonl": b"\xff\xfe not UTF-8\n",
+                                     "epochs.csv": b"\xff\xfe not UTF-8\n"},
+                                    {"log.jsonl": b'{"step": 1}', "epochs.csv": b"1"}],
+                         ids=["not text", "cut short before its end of line"])
+def test_a_log_line_that_a_resume_cannot_trust_is_dropped(tmp_path, lines):
+    """Bytes that are not UTF-8, and a line cut short just before its end of line, which reads
+    as a whole entry but would run into the next one appended."""
     first = make_trainer(tmp_path)
     first.fit(1)
     logs = {name: (tmp_path / name).read_bytes() for name in ("log.jsonl", "epochs.csv")}
     for name in logs:
         with open(tmp_path / name, "ab") as handle:
-            handle.write(b"\xff\xfe not UTF-8\n")
+            handle.write(lines[name])
     continuing = make_trainer(tmp_path)
     continuing.resume(str(tmp_path / "last.h5"))
     continuing.go_on_from(str(tmp_path / "last.h5"))
