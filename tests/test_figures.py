@@ -5,6 +5,7 @@ import csv
 import errno
 import json
 import os
+import shutil
 import re
 import subprocess
 import sys
@@ -415,6 +416,21 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(trained, ca
         assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("figure", ["filters", "neighbours", "predictions"])
+def test_a_default_place_that_cannot_be_written_is_refused_before_any_work(trained, capsys,
+                                                                           tmp_path, figure):
+    run = tmp_path / "copy"
+    run.mkdir()
+    shutil.copy(trained.run / "best.h5", run / "best.h5")
+    (run / "figures").write_text("")   # a file where the figures' folder would be
+    common = ["--data-path", str(trained.data)] if figure != "filters" else []
+    assert figures_main.main([figure, "--checkpoint", str(run), *common]) == 2
+    assert capsys.readouterr().err == (f"error: the figure {run / 'figures' / figure}.png: "
+                                       f"{run / 'figures'} is a file, not a folder (-o names "
+                                       f"another place)\n")
+    assert sorted(os.listdir(run)) == ["best.h5", "figures"]   # no features cached
+
+
 def test_an_output_that_is_an_input_picture_is_refused_before_any_work(trained, capsys):
     image = save_png(trained.val[2], trained.tmp / "same.png")
     kept = open(image, "rb").read()
@@ -609,11 +625,14 @@ def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
     (tmp_path / "bad" / "log.jsonl").write_text("{}\n")
     (tmp_path / "bytes").mkdir()
     (tmp_path / "bytes" / "log.jsonl").write_bytes(b'{"\xff\xfe": 1}\n')
+    (tmp_path / "silent").mkdir()   # --print-freq past the run's steps: a log of no line
+    (tmp_path / "silent" / "log.jsonl").write_text("")
     for name, message in (("sparse", "does not log every step from step 1 (train with "
                                      "--print-freq 1)"),
                           ("short", "has not finished its first epoch"),
                           ("bad", "line 1 is not a log entry"),
                           ("bytes", "line 1 is not a log entry"),
+                          ("silent", "does not log every step from step 1"),
                           ("none", "cannot read log.jsonl")):
         assert figures_main.main(["training-error", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err

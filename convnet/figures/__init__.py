@@ -17,8 +17,9 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
-from convnet.atomic import atomic_path
+from convnet.atomic import atomic_path, check_writable
 from convnet.checkpoint import in_run
+from convnet.train import UsageError
 
 DPI = 100
 FIGURES = "figures"   # the folder, beside the checkpoint, that the figures go to by default
@@ -45,7 +46,16 @@ def run_labels(args):
 
 
 def output_path(args, folder, name):
-    return args.output or os.path.join(folder, FIGURES, f"{name}.png")
+    """-o (checked as the command line was read), or FIGURES/<name>.png in `folder`, checked
+    here: each figure asks for its path before the work that draws it."""
+    if args.output:
+        return args.output
+    path = os.path.join(folder, FIGURES, f"{name}.png")
+    try:
+        check_writable(path, "the figure")
+    except ValueError as error:
+        raise UsageError(f"{error} (-o names another place)") from None
+    return path
 
 
 def checkpoint_output(args, name):

@@ -180,6 +180,7 @@ def draw(query_images, titles, neighbour_images, neighbour_titles):
 def run(args):
     inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
+    path = checkpoint_output(args, "neighbours")
     cache_file = args.cache or cache_path(inference, REFERENCE)
     check_not_foreign(cache_file, given=bool(args.cache))
     images, titles, vectors, failed = queries(inference, args)
@@ -196,7 +197,6 @@ def run(args):
                          for i, d in zip(row, row_distance)]
                         for row, row_distance in zip(index, distance)]
     figure = draw(images, titles, neighbour_images, neighbour_titles)
-    path = checkpoint_output(args, "neighbours")
     size = save(figure, path)
     source = "computed and cached in" if computed else "read from"
     return (path, size, f"{counted(len(images), 'query', 'queries')}; {REFERENCE} vectors "

@@ -119,11 +119,11 @@ def draw(images, titles, probs, true_labels, class_names, columns):
 def run(args):
     inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
+    path = checkpoint_output(args, "predictions")
     chosen = choose(inference, args)
     report_unreadable(chosen.failed, readable=len(chosen.images))
     figure = draw(chosen.images, chosen.titles, chosen.probs, chosen.labels,
                   inference.class_names, args.columns)
-    path = checkpoint_output(args, "predictions")
     size = save(figure, path)
     what = counted(len(chosen.images), "image")
     if args.mistakes:

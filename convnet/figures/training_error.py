@@ -48,7 +48,7 @@ def read_run(folder):
     from a run's log.jsonl, every step from 1 on."""
     steps, epochs, errors, rates = read_log(folder, (("step", int), ("epoch", int),
                                                      ("top1", float), ("weight_lr", float)))
-    if not np.array_equal(steps, np.arange(1, len(steps) + 1)):
+    if len(steps) == 0 or not np.array_equal(steps, np.arange(1, len(steps) + 1)):
         raise UsageError(f"run {folder}: {LOG} does not log every step from step 1 "
                          f"(train with --print-freq 1)")
     per_epoch = int(np.count_nonzero(epochs == 1))
@@ -121,10 +121,10 @@ def draw(labels, runs, curves, threshold, window):
 
 def run(args):
     runs = [read_run(folder) for folder in args.runs]
+    path = output_path(args, args.runs[0], "training-error")
     labels = run_labels(args)
     curves = [running_mean(errors, args.window) for _, errors, _ in runs]
     for line in report_lines(labels, runs, curves, args.threshold):
         print(line)
-    path = output_path(args, args.runs[0], "training-error")
     size = save(draw(labels, runs, curves, args.threshold, args.window), path)
     return path, size, f"{len(runs)} run(s), threshold {args.threshold:.0%}", 0
