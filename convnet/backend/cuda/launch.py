@@ -3,7 +3,8 @@ beside this file compute grids and check shapes once, for both; only the launche
 
 A launcher has
   xp                      its array module (cupy on a GPU, numpy in the emulator)
-  path                    which code runs: "fatbin sm_90", "nvrtc (why)" or "emulator"
+  path                    which code runs: "fatbin sm_90, built by nvcc 13.0.88", "nvrtc (why)"
+                          or "emulator"
   launch(kernel, dtype, grid, block, args)
                           runs kernel<float> or kernel<double> (by the dtype) on a grid of blocks;
                           args in the kernel's parameter order: arrays, and NumPy scalars of the
@@ -280,7 +281,8 @@ class Gpu(Launcher):
                 module = cupy.RawModule(path=fatbin)
                 try:   # the module loads at its first function: load it here, or fall back
                     module.get_function(next(iter(manifest["mangled_names"].values())))
-                    return module, manifest["mangled_names"], f"fatbin {code}"
+                    return (module, manifest["mangled_names"],
+                            f"fatbin {code}, built by {manifest['nvcc']}")
                 except cupy.cuda.driver.CUDADriverError as error:
                     reason = f"the fatbin did not load ({error})"
             else:
