@@ -133,6 +133,16 @@ def test_unfinished_and_foreign_runs_are_refused(tmp_path):
     (tmp_path / "b" / "settings.json").write_text('{"model": "2012"}')
     with pytest.raises(compare_runs.UsageError, match="not the training command's settings"):
         compare_runs.read_run(str(tmp_path / "b"))
+    for changed, message in (({"model": "resnet"}, "unknown model 'resnet'"),
+                             ({"model": None}, "model null is not a model's name"),
+                             ({"seed": [1]}, r"seed \[1\] is not a whole number")):
+        with open(os.path.join(unfinished, "settings.json"), "w") as handle:
+            json.dump({**settings, **changed}, handle)
+        with pytest.raises(compare_runs.UsageError, match=message):
+            compare_runs.read_run(unfinished)
+    (tmp_path / "b" / "settings.json").write_text('["model", "seed"]')
+    with pytest.raises(compare_runs.UsageError, match=r"settings \(not a JSON object\)"):
+        compare_runs.read_run(str(tmp_path / "b"))
 
 
 def test_the_readme_table_of_ablations_is_the_tools_output():

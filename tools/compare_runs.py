@@ -50,10 +50,22 @@ def read_run(path):
         raise UsageError(f"{settings_path}: cannot read it ({error.strerror})") from None
     except ValueError:
         raise UsageError(f"{settings_path}: not JSON") from None
+    if not isinstance(settings, dict):
+        raise UsageError(f"{settings_path}: not the training command's settings (not a JSON "
+                         f"object)")
     missing = [key for key in ("model", "seed", *RECIPE) if key not in settings]
     if missing:
         raise UsageError(f"{settings_path}: not the training command's settings (no "
                          f"{', '.join(missing)})")
+    model, seed = settings["model"], settings["seed"]
+    if not isinstance(model, str):
+        raise UsageError(f"{settings_path}: model {json.dumps(model)} is not a model's name")
+    try:
+        split_model_name(model)
+    except ValueError as error:
+        raise UsageError(f"{settings_path}: {error}") from None
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise UsageError(f"{settings_path}: seed {json.dumps(seed)} is not a whole number")
     epochs = read_epochs(epochs_path)
     if len(epochs["epoch"]) != settings["epochs"]:
         raise UsageError(f"{path}: {len(epochs['epoch'])} of its {settings['epochs']} epochs "
