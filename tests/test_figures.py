@@ -5,8 +5,8 @@ import csv
 import errno
 import json
 import os
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 from argparse import Namespace
@@ -21,7 +21,7 @@ from PIL import Image
 from convnet import alexnet, checkpoint, predict
 from convnet.backend import get_backend
 from convnet.data import dataset, fashion_mnist
-from convnet.figures import DPI
+from convnet.figures import DPI, run_labels
 from convnet.figures import __main__ as figures_main
 from convnet.figures import curves, neighbours, predictions, training_error
 from convnet.inference import Inference, last_hidden_layers, top_k
@@ -518,6 +518,13 @@ def test_curves_of_two_runs(tmp_path, rng, capsys):
         np.testing.assert_allclose(train.get_ydata(), [r[f"train_{field}"] for r in first])
         np.testing.assert_allclose(val.get_ydata(), [r[f"val_{field}"] for r in first])
     np.testing.assert_allclose(steps.lines[0].get_ydata(), [2.0 / s for s in range(10, 60, 10)])
+
+
+def test_a_run_folder_whose_name_is_not_utf8_is_drawn(tmp_path, rng):
+    folder = tmp_path / os.fsdecode(b"run\xfe")
+    write_run(folder, rng, [0.01, 0.01])
+    assert figures_main.main(["curves", str(folder), "-o", str(tmp_path / "c.png")]) == 0
+    assert run_labels(Namespace(labels=None, runs=[str(folder)])) == ["run\ufffd"]
 
 
 def test_curves_errors_are_one_line(tmp_path, capsys):

@@ -41,8 +41,10 @@ def check_labels(p, args):
 
 
 def run_labels(args):
-    """--labels, or the names of the run folders."""
-    return args.labels or [os.path.basename(os.path.abspath(folder)) for folder in args.runs]
+    """--labels, or the names of the run folders (bytes of a name that are not UTF-8 drawn as
+    U+FFFD: matplotlib cannot draw the surrogates Python reads them as)."""
+    return args.labels or [os.path.basename(os.path.abspath(folder)).encode(
+        errors="surrogateescape").decode(errors="replace") for folder in args.runs]
 
 
 def output_path(args, folder, name):
