@@ -1,10 +1,17 @@
 """Errors as the project reports them: one line naming the input and what is wrong."""
+import os
 from contextlib import contextmanager
 
 
 def counted(count, noun, plural=None) -> str:
     """"1 epoch", "6 epochs": a count and its noun in a message (plural: where not noun + s)."""
     return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def shown(name) -> str:
+    """A file name as text that can be written anywhere (a figure, an HDF5 attribute): its
+    bytes that are not UTF-8, which Python reads as surrogates, as U+FFFD."""
+    return os.fsencode(name).decode(errors="replace")
 
 
 def one_line(error) -> str:

@@ -386,6 +386,17 @@ def test_neighbours_figure_cache_and_numbers(trained, capsys):
     assert len(parse_neighbours(capsys.readouterr().out)) == 3
 
 
+def test_neighbours_of_a_dataset_whose_name_is_not_utf8(trained, capsys):
+    data = trained.tmp / os.fsdecode(b"set\xfe.h5")
+    shutil.copy(trained.data, data)
+    cache = trained.tmp / "cache.h5"
+    assert figures_main.main(["neighbours", "--checkpoint", str(trained.run), "--data-path",
+                              str(data), "--indices", "1", "-k", "2", "--cache", str(cache),
+                              "-o", str(trained.tmp / "n.png")]) == 0
+    with h5py.File(cache, "r") as file:
+        assert file.attrs["data_path"] == str(trained.tmp / "set\ufffd.h5")
+
+
 def test_a_cache_path_holding_another_file_is_refused_before_any_work(trained, capsys):
     """--cache naming the dataset (or a checkpoint, or any file not a cache) would replace it."""
     kept = trained.data.read_bytes()

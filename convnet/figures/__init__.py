@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 
 from convnet.atomic import atomic_path, check_writable
 from convnet.checkpoint import in_run
+from convnet.errors import shown
 from convnet.train import UsageError
 
 DPI = 100
@@ -43,8 +44,8 @@ def check_labels(p, args):
 def run_labels(args):
     """--labels, or the names of the run folders (bytes of a name that are not UTF-8 drawn as
     U+FFFD: matplotlib cannot draw the surrogates Python reads them as)."""
-    return args.labels or [os.path.basename(os.path.abspath(folder)).encode(
-        errors="surrogateescape").decode(errors="replace") for folder in args.runs]
+    return args.labels or [shown(os.path.basename(os.path.abspath(folder)))
+                           for folder in args.runs]
 
 
 def output_path(args, folder, name):

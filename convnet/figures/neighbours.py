@@ -24,7 +24,7 @@ import numpy as np
 
 from convnet import options
 from convnet.atomic import atomic_h5
-from convnet.errors import counted
+from convnet.errors import counted, shown
 from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
                              checkpoint_output, new_figure, save, short_name,
                              show_image, split_candidates)
@@ -118,8 +118,9 @@ def cached_features(inference, split, path):
                 stored = file.create_dataset("features", (count, features.shape[1]), np.float32,
                                              chunks=(min(count, 256), features.shape[1]))
             stored[positions[0]:positions[-1] + 1] = features
-        file.attrs.update(fingerprint=stamp, checkpoint=inference.checkpoint,
-                          data_path=inference.loader.path, layers=list(inference.feature_layers),
+        file.attrs.update(fingerprint=stamp, checkpoint=shown(inference.checkpoint),
+                          data_path=shown(inference.loader.path),
+                          layers=list(inference.feature_layers),
                           views=10 if inference.ten_crop else 1)
     return h5py.File(path, "r"), True
 
