@@ -90,12 +90,11 @@ def _open(path):
     try:
         with _reading(path):   # the attributes' own storage may be what is damaged
             ours = file.attrs.get("format") == FORMAT and file.attrs.get("complete", False)
+        if not ours:
+            raise CheckpointError(f"checkpoint {path}: incomplete or not a convnet checkpoint")
     except CheckpointError:
         file.close()
         raise
-    if not ours:
-        file.close()
-        raise CheckpointError(f"checkpoint {path}: incomplete or not a convnet checkpoint")
     return file
 
 

@@ -30,7 +30,9 @@ class Parser(argparse.ArgumentParser):
 
 def check_writable_flag(p, path, flag):
     """atomic.check_writable of a flag's file, before the work that makes it: a refusal is the
-    parser's one-line error (exit code 2)."""
+    parser's one-line error (exit code 2). None: the flag was not given."""
+    if path is None:
+        return
     try:
         check_writable(path, flag)
     except ValueError as error:

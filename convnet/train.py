@@ -422,8 +422,9 @@ def run(args, placement, device, replicas):
                             lr_steps=list(schedule.step_epochs))
         elif restarts:
             print(restart_note(output_dir, settings), file=sys.stderr)
-        with writing(os.path.join(output_dir, SETTINGS)):
-            atomic_json(os.path.join(output_dir, SETTINGS), settings, indent=2)
+        settings_path = os.path.join(output_dir, SETTINGS)
+        with writing(settings_path):
+            atomic_json(settings_path, settings, indent=2)
 
     if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
         found = (f"--resume auto found no checkpoint in {output_dir}" if args.resume

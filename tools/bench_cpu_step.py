@@ -89,8 +89,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch < 1 or args.repeats < 1:
         parser.error("--batch and --repeats must be at least 1")
-    if args.json:   # before the benchmark, not after
-        options.check_writable_flag(parser, args.json, "--json")
+    options.check_writable_flag(parser, args.json, "--json")   # before the benchmark
 
     model = alexnet.build_model(args.model)
     params = initial_parameters(model, seed=0, dtype=np.float32)

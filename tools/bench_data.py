@@ -129,8 +129,7 @@ def main(argv=None):
             parser.error(f"--{flag} must be at least 1; got {getattr(args, flag)}")
     if args.crop > args.size:
         parser.error(f"--crop {args.crop} must not exceed --size {args.size}")
-    if args.json:   # before the benchmark, not after
-        options.check_writable_flag(parser, args.json, "--json")
+    options.check_writable_flag(parser, args.json, "--json")   # before the benchmark
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
         rates = bench_loader(args, folder)

@@ -470,8 +470,7 @@ def main(argv=None):
     unknown = set(args.families) - set(FAMILIES)
     if unknown:
         parser.error(f"unknown op families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")
-    if args.json:   # before the benchmark, not after
-        options.check_writable_flag(parser, args.json, "--json")
+    options.check_writable_flag(parser, args.json, "--json")   # before the benchmark
     chosen = set(args.families or FAMILIES)
     cupy, torch = gpu_modules("bench_kernels")
     backend = get_backend("cuda")

@@ -190,8 +190,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     for gpus in args.gpus:
         options.check_gpu_indices(parser, gpus)
-    if args.json:   # before the benchmark, not after
-        options.check_writable_flag(parser, args.json, "--json")
+    options.check_writable_flag(parser, args.json, "--json")   # before the benchmark
     # 0,0 runs the towers' products on concurrent streams under a fixed cuBLAS workspace, which
     # must be set before the process's first product makes the handle: every placement is timed
     # under it.

@@ -209,8 +209,7 @@ def main(argv=None):
         return 0
     if args.seed < 0:
         p.error(f"--seed must be at least 0; got {args.seed}")
-    if args.json:
-        options.check_writable_flag(p, args.json, "--json")
+    options.check_writable_flag(p, args.json, "--json")
     commit = provenance.running()   # now: the checkout is copied next, whatever changes later
     try:
         records = run(mutants, args.seed, commit=commit)
