@@ -36,6 +36,14 @@ def _not_a_regular_file(path):
     return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
 
 
+def refuse_unless_regular(path):
+    """An OSError naming `path` where it is a device, a pipe or a socket: checked before a
+    file is rewritten, and before it is read for that (opening a pipe would wait for a
+    writer)."""
+    if _not_a_regular_file(path):
+        raise OSError(errno.EEXIST, "not a regular file, which the write would replace", path)
+
+
 def nearest_existing(folder):
     """`folder`, or where it is missing the nearest path above it that exists, through links
     as the missing folders would be made: where they can be made is decided there. Checks
@@ -53,8 +61,7 @@ def atomic_path(path, suffix=""):
     and the rename before the return: a power cut leaves the old file or the new one whole.
     A failure of the file's own writes is an OSError naming `path`, not the temporary name.
     A `path` that is a device, a pipe or a socket is refused before the block runs."""
-    if _not_a_regular_file(path):
-        raise OSError(errno.EEXIST, "not a regular file, which the write would replace", path)
+    refuse_unless_regular(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     prefix = _partial_prefix(path)

@@ -14,13 +14,12 @@ that looks complete but is not.
 import json
 import os
 import shutil
-from contextlib import contextmanager
 
 import h5py
 
 from convnet import alexnet, provenance
 from convnet.atomic import atomic_h5, atomic_path
-from convnet.errors import damaged_file_errors, one_line
+from convnet.errors import damaged_file_errors, failed_writes, one_line
 from convnet.network import Network, bias_key
 
 FORMAT = "convnet-checkpoint-1"
@@ -51,14 +50,11 @@ def copy(source, target):
         shutil.copyfile(source, temporary)
 
 
-@contextmanager
 def _writing(path):
     """A write of checkpoint `path` that fails (a full disk, say) as a CheckpointError."""
-    try:
-        yield
-    except OSError as error:
-        raise CheckpointError(f"checkpoint {path}: cannot write it ({one_line(error)}); the "
-                              f"previous one there, if any, is untouched") from None
+    return failed_writes(CheckpointError, lambda error: f"checkpoint {path}: cannot write it "
+                                                        f"({one_line(error)}); the previous one "
+                                                        f"there, if any, is untouched")
 
 
 def _write(path, network, params, velocity, state):

@@ -28,3 +28,13 @@ def damaged_file_errors(kind, message):
         yield
     except (OSError, KeyError, ValueError, RuntimeError) as error:
         raise kind(message(one_line(error))) from None
+
+
+@contextmanager
+def failed_writes(kind, message):
+    """A write that fails inside (a full disk, a folder in the file's place) becomes one `kind`
+    error, message(the OSError): a write's own error names no file, or a temporary one."""
+    try:
+        yield
+    except OSError as error:
+        raise kind(message(error)) from None

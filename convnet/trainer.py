@@ -29,14 +29,13 @@ import json
 import math
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 
 from convnet import checkpoint, stopping
-from convnet.atomic import atomic_path
-from convnet.errors import counted, one_line
+from convnet.atomic import atomic_path, refuse_unless_regular
+from convnet.errors import counted, failed_writes, one_line
 from convnet.replicas.engines import Replicas
 from convnet.schedule import Schedule
 from convnet.solver import SGD
@@ -58,15 +57,11 @@ class RunFolderError(RuntimeError):
     """A file of the run's folder (a log, the settings) that cannot be written."""
 
 
-@contextmanager
 def writing(path):
     """A failed write of the run's file `path` (a full disk, a folder in its place) is one
-    RunFolderError naming it: a write's own OSError names no file."""
-    try:
-        yield
-    except OSError as error:
-        raise RunFolderError(f"{path}: cannot write ({error.strerror or one_line(error)})") \
-            from None
+    RunFolderError naming it."""
+    return failed_writes(RunFolderError, lambda error: f"{path}: cannot write "
+                                                       f"({error.strerror or one_line(error)})")
 
 
 class _Appending:
@@ -268,7 +263,8 @@ class Trainer:
     def _keep_lines(self, name, keep):
         path = os.path.join(self.output_dir, name)
         if os.path.exists(path):
-            with writing(path):   # reading too: a folder in the file's place
+            with writing(path):   # reading too: a folder or a pipe in the file's place
+                refuse_unless_regular(path)
                 with open(path, "rb") as handle:
                     lines = [line for line in handle
                              if line.endswith(b"\n") and _kept(keep, line)]

@@ -76,8 +76,8 @@ def replace(file, key, array):
 
 @pytest.mark.parametrize("damage,message", [
     (lambda file: file.__delitem__("mean"), r"corrupt or incomplete .*'mean' doesn't exist"),
-    (lambda file: file["val/labels"].__setitem__(0, 3), r"val labels must lie in \[0, 3\); "
-                                                        r"found \d+ to 3"),
+    (lambda file: file["val/labels"].__setitem__(0, 3),
+     r"val labels must lie in \[0, 3\) for its 3 classes; found \d+ to 3"),
     (lambda file: file["train/labels"].__setitem__(1, -1), "train labels must lie in"),
     (lambda file: file["val/images"].resize(11, axis=0), "val holds 11 images but 12 labels"),
     (lambda file: replace(file, "mean", np.zeros((8, 8, 1))), r"mean has shape \(8, 8, 1\), "
@@ -92,10 +92,19 @@ def replace(file, key, array):
     (lambda file: replace(file, "class_ids", np.arange(3)), "class_ids is not a list of strings"),
     (lambda file: replace(file, "class_names", np.array(["ant"], dtype=h5py.string_dtype())),
      "3 class ids but 1 class names"),
+    (lambda file: replace(file, "val/labels", "abc"), r"labels of shape \(\), not"),
+    (lambda file: replace(file, "eigenvalues", 3.0), r"eigenvalues has shape \(\), not \(3,\)"),
+    (lambda file: replace(file, "class_ids", "ant"), "class_ids is not a list of strings"),
+    (lambda file: (file.__delitem__("mean"), file.create_group("mean")), "mean is not an array"),
+    (lambda file: (file.__delitem__("val/images"), file.create_group("val/images")),
+     "val/images is not an array"),
+    (lambda file: replace(file, "train/labels", np.zeros(40)), "train labels are float64, not "
+                                                                "integers"),
 ], ids=["mean missing", "a label past the classes", "a negative label", "images and labels apart",
         "mean of another shape", "eigenvectors of another shape", "eigenvalues of another shape",
         "val images of another size", "labels not a vector", "class ids not strings",
-        "class names too few"])
+        "class names too few", "labels one value", "eigenvalues one value", "class ids one string",
+        "mean a group", "images a group", "labels not integers"])
 def test_a_damaged_dataset_is_refused_when_opened(tmp_path, rng, damage, message):
     """What would stop a run mid-epoch (a label past the classes, an array missing) is found
     when the file is opened, in one line naming it."""
@@ -113,9 +122,9 @@ def test_labels_past_the_classes_or_names_apart_from_ids_are_not_written(tmp_pat
     images = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
     common = dict(name="t", train_images=images, val_images=images, class_ids=["a", "b"])
     with pytest.raises(ValueError, match=r"val labels must lie in \[0, 2\) for its 2 classes; "
-                                         r"found 0 to 200"):
+                                         r"found 0 to 2"):   # the first label past them
         dataset.write(tmp_path / "a.h5", train_labels=np.zeros(4), class_names=["A", "B"],
-                      val_labels=np.array([0, 1, 200, 0]), **common)
+                      val_labels=np.array([0, 1, 2, 0]), **common)
     with pytest.raises(ValueError, match="2 class ids but 1 class names"):
         dataset.write(tmp_path / "a.h5", train_labels=np.zeros(4), val_labels=np.zeros(4),
                       class_names=["A"], **common)

@@ -442,6 +442,16 @@ def test_a_default_place_that_cannot_be_written_is_refused_before_any_work(train
     assert sorted(os.listdir(run)) == ["best.h5", "figures"]   # no features cached
 
 
+@pytest.mark.parametrize("figure", ["filters", "neighbours", "predictions"])
+def test_a_checkpoint_under_a_file_is_named_not_the_figure_beside_it(trained, capsys, figure):
+    """The mistake is the checkpoint's path: the figure's default place beside it is no
+    place either, but the message names what was given."""
+    given = trained.data / "best.h5"   # under the dataset file
+    common = ["--data-path", str(trained.data)] if figure != "filters" else []
+    assert figures_main.main([figure, "--checkpoint", str(given), *common]) == 2
+    assert capsys.readouterr().err.startswith(f"error: checkpoint {given}: ")
+
+
 def test_an_output_that_is_an_input_picture_is_refused_before_any_work(trained, capsys):
     image = save_png(trained.val[2], trained.tmp / "same.png")
     kept = open(image, "rb").read()

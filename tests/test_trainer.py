@@ -325,8 +325,8 @@ def test_evaluating_a_checkpoint_keeps_the_logs_and_continuing_from_it_drops_lat
     assert (tmp_path / "last.h5").read_bytes() == (tmp_path / "epoch1.h5").read_bytes()
 
 
-@pytest.mark.parametrize("lines", [{"log.jsonl": b"\xff\xfe not UTF-8\n",
-                                     "epochs.csv": b"\xff\xfe not UTF-8\n"},
+@pytest.mark.parametrize("lines", [{"log.jsonl": b'{"step": 1, "note": "\xff"}\n',
+                                     "epochs.csv": b"1,\xff\n"},   # kept, were they text
                                     {"log.jsonl": b'{"step": 1}', "epochs.csv": b"1"}],
                          ids=["not text", "cut short before its end of line"])
 def test_a_log_line_that_a_resume_cannot_trust_is_dropped(tmp_path, lines):

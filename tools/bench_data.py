@@ -127,6 +127,9 @@ def main(argv=None):
     for flag in ("batch", "crop", "images", "jpegs"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1; got {getattr(args, flag)}")
+    if args.images <= args.batch:
+        parser.error(f"--images {args.images} must exceed --batch {args.batch}: the first batch "
+                     f"warms up, the rest are timed")
     if args.crop > args.size:
         parser.error(f"--crop {args.crop} must not exceed --size {args.size}")
     options.check_writable_flag(parser, args.json, "--json")   # before the benchmark

@@ -711,8 +711,8 @@ CATALOGUE = [
            'memory = {"driver": "core", "backing_store": False} if in_memory else {}',
            'memory = {}', TRAINING),
     Mutant('dataset-label-range', 'convnet/data/dataset.py',
-           'if len(labels) and not 0 <= labels.min() <= labels.max() < self.classes:',
-           'if len(labels) and not 0 <= labels.min() <= labels.max() <= self.classes:', DATA),
+           'if len(labels) and not 0 <= labels.min() <= labels.max() < classes:',
+           'if len(labels) and not 0 <= labels.min() <= labels.max() <= classes:', DATA),
     Mutant('tr-loss-sum', 'convnet/trainer.py',
            'loss_sum += loss * n',
            'loss_sum += loss', TRAINING),
@@ -954,6 +954,19 @@ CATALOGUE = [
     Mutant('ref-conv-dy-rows-unchecked', 'convnet/backend/reference/conv.py',
            'if out_h != conv_output_size(input_size, filter_size, stride, pad):', 'if False:',
            MODEL),
+    Mutant('tr-keep-undecodable', 'convnet/trainer.py',
+           'return keep(line.decode())', 'return keep(line.decode(errors="replace"))', TRAINING),
+    Mutant('tr-keep-reads-a-pipe', 'convnet/trainer.py',
+           '                refuse_unless_regular(path)\n', '', ("tests/test_train_cli.py",)),
+    Mutant('ds-group-as-array', 'convnet/data/dataset.py',
+           'if not isinstance(stored, h5py.Dataset):', 'if False:', DATA),
+    Mutant('fig-filters-place-before-checkpoint', 'convnet/figures/filters.py',
+           '    network = load_network(in_run(args.checkpoint), get_backend("reference"))   # '
+           'seconds\n    path = checkpoint_output(args, "filters")\n',
+           '    path = checkpoint_output(args, "filters")\n    network = load_network(in_run('
+           'args.checkpoint), get_backend("reference"))\n', INFERENCE),
+    Mutant('ds-labels-any-number', 'convnet/data/dataset.py',
+           'if labels.dtype.kind not in "iu":', 'if labels.dtype.kind not in "iuf":', DATA),
 ]
 
 if __name__ == "__main__":

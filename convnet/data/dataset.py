@@ -108,6 +108,15 @@ def write_classes(file, *, name, size, class_ids, class_names):
     file.attrs["name"] = name
 
 
+def labels_outside(split, labels, classes):
+    """What is wrong with `split`'s labels for `classes` classes (one checked by the writer and
+    the reader alike), or None."""
+    if len(labels) and not 0 <= labels.min() <= labels.max() < classes:
+        return (f"{split} labels must lie in [0, {classes}) for its {classes} classes; found "
+                f"{labels.min()} to {labels.max()}")
+    return None
+
+
 def write(path, *, name, train_images, train_labels, val_images, val_labels, class_ids,
           class_names):
     """Write a whole dataset from in-memory arrays (small datasets such as Fashion-MNIST)."""
@@ -120,9 +129,9 @@ def write(path, *, name, train_images, train_labels, val_images, val_labels, cla
         if labels.shape != (len(images),):
             raise ValueError(f"{split} has {len(images)} images but labels of shape "
                              f"{labels.shape}")
-        if len(labels) and not 0 <= labels.min() <= labels.max() < len(class_ids):
-            raise ValueError(f"{split} labels must lie in [0, {len(class_ids)}) for its "
-                             f"{len(class_ids)} classes; found {labels.min()} to {labels.max()}")
+        problem = labels_outside(split, labels, len(class_ids))
+        if problem:
+            raise ValueError(problem)
     if len(class_names) != len(class_ids):
         raise ValueError(f"{len(class_ids)} class ids but {len(class_names)} class names")
     with atomic_h5(path) as file:
@@ -174,30 +183,43 @@ class Dataset:
         if len(self.class_names) != len(self.class_ids):
             raise DatasetError(f"dataset {self.path}: {len(self.class_ids)} class ids but "
                                f"{len(self.class_names)} class names; prepare it again")
-        self._labels = {split: self.file[f"{split}/labels"][()] for split in ("train", "val")}
+        self._labels = {split: self._values(f"{split}/labels") for split in ("train", "val")}
         for split, labels in self._labels.items():
-            images = self.file[f"{split}/images"]
+            images = self._stored(f"{split}/images")
             if images.shape[1:] != (size, size, 3) or labels.ndim != 1:
                 raise DatasetError(f"dataset {self.path}: {split} holds images of shape "
                                    f"{images.shape} and labels of shape {labels.shape}, not "
                                    f"(N, {size}, {size}, 3) and (N,); prepare it again")
+            if labels.dtype.kind not in "iu":
+                raise DatasetError(f"dataset {self.path}: {split} labels are {labels.dtype}, "
+                                   f"not integers; prepare it again")
             if len(images) != len(labels):
                 raise DatasetError(f"dataset {self.path}: {split} holds {len(images)} images "
                                    f"but {len(labels)} labels")
-            if len(labels) and not 0 <= labels.min() <= labels.max() < self.classes:
-                raise DatasetError(f"dataset {self.path}: {split} labels must lie in "
-                                   f"[0, {self.classes}); found {labels.min()} to "
-                                   f"{labels.max()}")
+            problem = labels_outside(split, labels, self.classes)
+            if problem:
+                raise DatasetError(f"dataset {self.path}: {problem}")
+
+    def _stored(self, key):
+        """The file's array `key`, refused where a group stands in its place."""
+        stored = self.file[key]
+        if not isinstance(stored, h5py.Dataset):
+            raise DatasetError(f"dataset {self.path}: {key} is not an array; prepare it again")
+        return stored
+
+    def _values(self, key):
+        """The values of array `key` as a NumPy array (of shape () where one value is stored)."""
+        return np.asarray(self._stored(key)[()])
 
     def _array(self, key, shape):
-        array = self.file[key][()]
+        array = self._values(key)
         if array.shape != shape:
             raise DatasetError(f"dataset {self.path}: {key} has shape {array.shape}, not "
                                f"{shape}; prepare it again")
         return array
 
     def _strings(self, key):
-        values = self.file[key][()]
+        values = self._values(key)
         if values.ndim != 1 or not all(isinstance(value, bytes) for value in values):
             raise DatasetError(f"dataset {self.path}: {key} is not a list of strings; prepare "
                                f"it again")

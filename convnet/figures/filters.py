@@ -97,8 +97,8 @@ def grid(kernels, *, scale="per-kernel", columns=16, zoom=4, gap=None):
 
 
 def run(args):
+    network = load_network(in_run(args.checkpoint), get_backend("reference"))   # seconds
     path = checkpoint_output(args, "filters")
-    network = load_network(in_run(args.checkpoint), get_backend("reference"))
     kernels = first_layer_kernels(network)
     zoom = args.zoom or max(1, round(KERNEL_PIXELS / kernels[0].shape[1]))
     pixels = grid(kernels, scale=args.scale, columns=args.columns, zoom=zoom)
