@@ -44,6 +44,15 @@ def test_round_trip(tmp_path, rng):
     assert os.listdir(tmp_path) == ["last.h5"]
 
 
+def test_a_run_of_an_unknown_commit_saves_and_records_none(tmp_path, rng, monkeypatch):
+    """A copy of the tree without .git and without CONVNET_COMMIT: the commit is unknown
+    (provenance.running() is None), and the checkpoint records "" rather than failing."""
+    network, velocity = trained_network(rng)
+    monkeypatch.setattr(provenance, "running", lambda: None)
+    checkpoint.save(tmp_path / "last.h5", network, velocity, {"epoch": 1})
+    assert checkpoint.commit(tmp_path / "last.h5") == ""
+
+
 def test_a_float32_checkpoint_loads_in_the_networks_dtype(tmp_path, rng):
     network, velocity = trained_network(rng)
     checkpoint.save(tmp_path / "last.h5", network, velocity, {"epoch": 1})

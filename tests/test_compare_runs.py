@@ -151,3 +151,31 @@ def test_the_readme_table_of_ablations_is_the_tools_output():
     table = compare_runs.table(compare_runs.compare([compare_runs.read_run(p) for p in runs]))
     with open(os.path.join(ROOT, "README.md")) as handle:
         assert table in handle.read()
+
+
+@pytest.mark.parametrize("key,value", [
+    ("data_path", "data/other.h5"), ("batch_size", 256), ("epochs", 3), ("lr", 0.01),
+    ("momentum", 0.8), ("wd", 0.0), ("lr_schedule", "plateau"), ("lr_steps", [2]),
+    ("ten_crop", True)])
+def test_runs_of_another_recipe_are_refused_whichever_setting_differs(tmp_path, key, value):
+    second = write_run(tmp_path / "b", "2012-small28+no-norm", 0, 0.1,
+                       epochs=value if key == "epochs" else RECIPE["epochs"])
+    with open(os.path.join(second, "settings.json")) as handle:
+        settings = json.load(handle)
+    with open(os.path.join(second, "settings.json"), "w") as handle:
+        json.dump({**settings, key: value}, handle)
+    runs = [compare_runs.read_run(write_run(tmp_path / "a", "2012-small28", 0, 0.1)),
+            compare_runs.read_run(second)]
+    with pytest.raises(compare_runs.UsageError, match=f"differ in {key}; compare runs of one"):
+        compare_runs.compare(runs)
+
+
+def test_a_seed_of_true_is_not_a_whole_number(tmp_path):
+    """JSON's true is Python's 1 as an int: a settings file that says true is not a run's."""
+    folder = write_run(tmp_path / "a", "2012-small28", 0, 0.1)
+    with open(os.path.join(folder, "settings.json")) as handle:
+        settings = json.load(handle)
+    with open(os.path.join(folder, "settings.json"), "w") as handle:
+        json.dump({**settings, "seed": True}, handle)
+    with pytest.raises(compare_runs.UsageError, match="seed true is not a whole number"):
+        compare_runs.read_run(folder)

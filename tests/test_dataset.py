@@ -1,6 +1,7 @@
 """The prepared-dataset format: round trip, statistics against a direct computation, and
 refusal of incomplete or foreign files."""
 import os
+from contextlib import closing
 
 import h5py
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 from convnet.data import dataset
 from convnet.data.dataset import Dataset, DatasetError
+from convnet.data.loader import colour_offsets
 
 
 def make(tmp_path, rng, size=8, train=40, val=12):
@@ -125,10 +127,36 @@ def test_labels_past_the_classes_or_names_apart_from_ids_are_not_written(tmp_pat
                                          r"found 0 to 2"):   # the first label past them
         dataset.write(tmp_path / "a.h5", train_labels=np.zeros(4), class_names=["A", "B"],
                       val_labels=np.array([0, 1, 2, 0]), **common)
+    with pytest.raises(ValueError, match=r"train labels must lie in \[0, 2\) for its 2 classes; "
+                                         r"found -1 to 1"):
+        dataset.write(tmp_path / "a.h5", train_labels=np.array([0, -1, 1, 0]),
+                      val_labels=np.zeros(4), class_names=["A", "B"], **common)
     with pytest.raises(ValueError, match="2 class ids but 1 class names"):
         dataset.write(tmp_path / "a.h5", train_labels=np.zeros(4), val_labels=np.zeros(4),
                       class_names=["A"], **common)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_split_of_no_images_is_written_and_read(tmp_path, rng):
+    images = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    dataset.write(tmp_path / "a.h5", name="t", train_images=images, train_labels=np.zeros(4),
+                  val_images=images[:0], val_labels=np.zeros(0), class_ids=["a"],
+                  class_names=["A"])
+    with closing(Dataset(tmp_path / "a.h5")) as data:
+        assert (data.size("train"), data.size("val")) == (4, 0)
+
+
+def test_grey_images_have_no_negative_eigenvalue(rng):
+    """Grey images (Fashion-MNIST's, R = G = B) have a colour covariance of rank 1: its two zero
+    eigenvalues come out of the solver a little either side of 0, and a negative one would make
+    the released code's noise √λ NaN. They are clipped at 0."""
+    for _ in range(16):
+        grey = rng.integers(0, 256, (50, 8, 8, 1), dtype=np.uint8).repeat(3, axis=3)
+        _, eigenvalues, eigenvectors = dataset.image_statistics(grey)
+        assert (eigenvalues >= 0).all(), eigenvalues
+        alphas = rng.normal(0, 0.1, (4, 3))
+        assert np.isfinite(colour_offsets(alphas, eigenvalues, eigenvectors,
+                                          "sqrt-eigenvalue-div-1.1")).all()
 
 
 def test_overwritten_hdf5_structures_are_refused_in_one_line(tmp_path, rng):

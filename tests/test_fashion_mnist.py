@@ -106,3 +106,14 @@ def test_a_label_past_the_classes_is_refused_naming_its_file(tmp_path, capsys):
     assert capsys.readouterr().err == (f"error: {tmp_path / labels_file}: label 10 is past the 10 "
                                        f"classes\n")
     assert not output.exists()
+
+
+def test_a_split_of_more_images_than_labels_is_refused_naming_its_folder(tmp_path, capsys):
+    for split, count in (("train", 3), ("val", 2)):
+        images_file, labels_file = fashion_mnist.FILES[split]
+        write_idx(tmp_path / images_file, 0x803, np.zeros((count, 28, 28), np.uint8))
+        write_idx(tmp_path / labels_file, 0x801, np.array([1, 2]))
+    output = tmp_path / "fm.h5"
+    assert fashion_mnist.main(["--source", str(tmp_path), "--output", str(output)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}: train has 3 images but 2 labels\n"
+    assert not output.exists()

@@ -21,9 +21,9 @@ from PIL import Image
 from convnet import alexnet, checkpoint, predict
 from convnet.backend import get_backend
 from convnet.data import dataset, fashion_mnist
-from convnet.figures import DPI, run_labels
+from convnet.figures import DPI, new_figure, run_labels, short_name, show_image
 from convnet.figures import __main__ as figures_main
-from convnet.figures import curves, neighbours, predictions, training_error
+from convnet.figures import curves, filters, neighbours, predictions, training_error
 from convnet.inference import Inference, last_hidden_layers, top_k
 from convnet.network import Network
 from convnet.trainer import EPOCH_FIELDS
@@ -65,6 +65,14 @@ def test_last_hidden_layer_of_the_default_network_is_fc7_4096_units():
 def test_top_k_puts_equal_probabilities_in_class_order():
     # the docstring's promise; a reversed ascending sort would put class 2 before class 1
     np.testing.assert_array_equal(top_k(np.array([[0.2, 0.4, 0.4, 0.0]]), 3), [[1, 2, 0]])
+
+
+def test_short_names_keep_a_name_that_fits_and_images_keep_their_pixels():
+    assert short_name("x" * 22) == "x" * 22
+    assert short_name("y" * 23 + ", z") == "y" * 21 + "…"
+    ax = new_figure(1, 1).add_subplot()
+    show_image(ax, np.zeros((32, 32, 3), np.uint8))
+    assert ax.images[0].get_interpolation() == "nearest"
 
 
 def test_load_network_rebuilds_the_model_and_class_count(tmp_path, rng):
@@ -127,6 +135,13 @@ def test_filters_png_holds_each_kernel_contrast_normalized(trained, scale):
     assert (pixels[:2] == 255).all() and (pixels[38:44] == 255).all()   # margin, tower gap
 
 
+def test_filters_grid_is_no_wider_than_its_kernels():
+    """Fewer kernels than --columns: one row as wide as they are, no blank columns."""
+    kernels = [np.zeros((3, 5, 5, 3), np.float32), np.ones((3, 5, 5, 3), np.float32)]
+    pixels = filters.grid(kernels, columns=16, zoom=2, gap=2)
+    assert pixels.shape == (2 + 12 + 3 * 2 + 12, 2 + 3 * 12, 3)
+
+
 # -- predict ------------------------------------------------------------------------------------
 def parse_predictions(text):
     """{path: [(probability, class)]} from predict's output, each class's name checked against
@@ -166,16 +181,18 @@ def test_predict_reports_each_unreadable_file_and_goes_on(trained, capsys):
     good = save_png(trained.val[0], trained.tmp / "good.png")
     (trained.tmp / "text.jpg").write_text("not an image")
     (trained.tmp / "empty.png").write_bytes(b"")
+    (trained.tmp / "folder.png").mkdir()
     bad = [str(trained.tmp / "text.jpg"), str(trained.tmp / "empty.png"),
-           str(trained.tmp / "missing.png")]
-    status = predict.main([bad[0], good, bad[1], bad[2], "--checkpoint", str(trained.run),
-                           "--data-path", str(trained.data)])
+           str(trained.tmp / "missing.png"), str(trained.tmp / "folder.png")]
+    status = predict.main([bad[0], good, bad[1], bad[2], bad[3], "--checkpoint",
+                           str(trained.run), "--data-path", str(trained.data)])
     out, err = capsys.readouterr()
     assert status == 1
     assert list(parse_predictions(out)) == [good]
     assert err.splitlines() == [f"error: {bad[0]}: not an image Pillow can identify",
                                 f"error: {bad[1]}: empty file",
-                                f"error: {bad[2]}: no such file"]
+                                f"error: {bad[2]}: no such file",
+                                f"error: {bad[3]}: not a file"]
 
 
 def test_predict_of_no_readable_file_is_exit_2(trained, capsys):
@@ -252,6 +269,21 @@ def test_predictions_figure_and_its_numbers(trained, capsys):
     assert f"3 images, {right} of them right at top-1" in printed
 
 
+def test_predictions_of_more_indices_than_the_count_draw_them_all(trained):
+    """--indices names the images: all of them, whatever --count's default (8)."""
+    indices = [11, 0, 5, 3, 9, 1, 2, 7, 4, 10]
+    chosen = predictions.choose(Inference(trained.run, trained.data, batch_size=4),
+                                selection(trained, indices=indices))
+    np.testing.assert_array_equal(chosen.indices, indices)
+
+
+def test_predictions_classify_no_more_batches_than_they_need(trained):
+    """--count 3 in batches of 3: one batch examined, not the next."""
+    chosen = predictions.choose(Inference(trained.run, trained.data, batch_size=3),
+                                selection(trained, count=3))
+    assert chosen.examined == 3 and len(chosen.indices) == 3
+
+
 def test_predictions_drawn_bars_and_titles(rng):
     """Per image, its title (red where the top guess is wrong) above the top 5 bars, as long
     as their probabilities, the true class's bar in its own colour."""
@@ -272,6 +304,7 @@ def test_predictions_drawn_bars_and_titles(rng):
                            for c in order[n, :5]]
         assert [text.get_text().split("  ")[0] for text in bars.texts] == \
             [f"name {c}" for c in order[n, :5]]
+        assert bars.yaxis_inverted()                        # the most probable bar on top
 
 
 def test_mistakes_are_the_first_wrong_images_in_the_drawn_order(trained):
@@ -308,6 +341,16 @@ def test_predictions_bad_flags(flags, message, capsys):
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("flags,message", [
+    (["-k", "0"], "--neighbours must be at least 1; got 0"),
+    (["--count", "0"], "--count must be at least 1"),
+])
+def test_neighbours_bad_flags(flags, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        figures_main.main(["neighbours", *flags])
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("index", [VAL, -1])   # -1 would be the last image in NumPy
 def test_indices_out_of_range_are_one_line(trained, capsys, index):
     status = figures_main.main(["predictions", "--checkpoint", str(trained.run), "--data-path",
@@ -330,6 +373,16 @@ def test_nearest_equals_brute_force_across_blocks(rng, monkeypatch, tmp_path):
     np.testing.assert_array_equal(index, np.argsort(direct, axis=1, kind="stable")[:, :6])
     np.testing.assert_allclose(distance, np.sort(direct, axis=1)[:, :6], rtol=1e-9, atol=1e-6)
     assert index[0, 0] == 17
+
+
+def test_a_query_in_the_set_is_at_distance_0_not_nan(rng):
+    """‖q‖² + ‖r‖² − 2 q·r of q = r rounds to a little below 0 as often as above: clipped at 0
+    before the square root."""
+    reference = (rng.normal(size=(64, 31)) * 50).astype(np.float32)
+    index, distance = neighbours.nearest(reference, reference, 1)
+    np.testing.assert_array_equal(index[:, 0], np.arange(64))
+    assert np.isfinite(distance).all()
+    np.testing.assert_allclose(distance, 0, atol=1e-3)
 
 
 def parse_neighbours(text):
@@ -384,6 +437,11 @@ def test_neighbours_figure_cache_and_numbers(trained, capsys):
     count = [flag for flag in flags if flag not in ("--indices", "4", "1")] + ["--count", "3"]
     assert figures_main.main(count) == 0
     assert len(parse_neighbours(capsys.readouterr().out)) == 3
+    # --indices names the queries, however many more than --count's default (5)
+    many = [flag for flag in flags if flag not in ("--indices", "4", "1")] + \
+        ["--indices", *map(str, range(7))]
+    assert figures_main.main(many) == 0
+    assert len(parse_neighbours(capsys.readouterr().out)) == 7
 
 
 def test_neighbours_of_a_dataset_whose_name_is_not_utf8(trained, capsys):
@@ -541,6 +599,23 @@ def test_curves_of_two_runs(tmp_path, rng, capsys):
     np.testing.assert_allclose(steps.lines[0].get_ydata(), [2.0 / s for s in range(10, 60, 10)])
 
 
+def test_each_run_has_a_colour_of_its_own_and_a_log_is_optional(tmp_path, rng, capsys):
+    """Two runs: two colours. A run given as its epochs.csv, with no log.jsonl: its epochs
+    drawn, the per-step panel left empty."""
+    write_run(tmp_path / "a", rng, [0.01, 0.001])
+    write_run(tmp_path / "b", rng, [0.01, 0.01])
+    runs = [(curves.read_epochs(tmp_path / name), curves.read_steps(tmp_path / name))
+            for name in ("a", "b")]
+    loss = curves.draw(runs, ["A", "B"]).axes[0]
+    colours = {line.get_label(): line.get_color() for line in loss.lines}
+    assert colours["A train"] == colours["A val"] != colours["B train"] == colours["B val"]
+    os.remove(tmp_path / "b" / "log.jsonl")
+    out = tmp_path / "c.png"
+    assert figures_main.main(["curves", str(tmp_path / "b" / "epochs.csv"), "-o",
+                              str(out)]) == 0
+    assert png_size(out) == (1200, 800)
+
+
 def test_a_run_folder_whose_name_is_not_utf8_is_drawn(tmp_path, rng):
     folder = tmp_path / os.fsdecode(b"run\xfe")
     write_run(folder, rng, [0.01, 0.01])
@@ -665,7 +740,8 @@ def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
         assert figures_main.main(["training-error", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: run ") and message in err and err.count("\n") == 1, err
-    for flags in (["--threshold", "1.5"], ["--window", "0"], ["--labels", "a", "b"]):
+    for flags in (["--threshold", "1.5"], ["--threshold", "1"], ["--window", "0"],
+                  ["--labels", "a", "b"]):
         with pytest.raises(SystemExit) as exit_:
             figures_main.main(["training-error", str(tmp_path / "short"), *flags])
         assert exit_.value.code == 2

@@ -168,6 +168,25 @@ def test_bad_settings_are_refused(stored):
                 crop_draw="per-batch")
 
 
+def test_a_crop_of_the_whole_image_is_the_image_minus_the_mean(stored):
+    """A model whose input is the stored size (no room to crop): every offset is 0, and with
+    no noise and no mirror a training image is the stored one minus the whole mean image."""
+    path, train, _ = stored
+    data = Loader(path, crop=SIZE, seed=0, colour_noise_convention=None, crop_draw="centre")
+    (images, labels, _), = list(data.train_batches(0, 70, colour_noise_on=False))
+    order = np.random.default_rng([0, 0]).permutation(70)
+    expected = (train[order].astype(np.float64) - data.mean).transpose(3, 1, 2, 0)
+    np.testing.assert_allclose(images, expected, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(labels, Dataset(path).labels("train")[order])
+
+
+def test_a_dataset_of_exactly_the_memory_limit_is_read_into_memory(stored):
+    """In memory up to and including IN_MEMORY_BYTES."""
+    path, train, val = stored
+    assert loader(path, in_memory_bytes=train.nbytes + val.nbytes).in_memory
+    assert not loader(path, in_memory_bytes=train.nbytes + val.nbytes - 1).in_memory
+
+
 # -- the C++ augmenter against NumPy float32, bit for bit -------------------------------------
 def numpy_float32(images, index, offsets, flips, colour, mean_crop, divisor):
     """The formulas image by image in NumPy float32, in the order kernels/augment.cpp uses."""

@@ -43,3 +43,41 @@ def test_a_copy_inside_another_repository_is_not_given_that_repositorys_commit(t
 def test_this_package_reports_the_checkout_it_runs_from():
     head = git(provenance.CHECKOUT, "rev-parse", "HEAD")
     assert provenance.commit() in (head, head + "-dirty")
+
+
+def test_a_staged_change_is_dirty_too(tmp_path):
+    """Dirty is against HEAD, not the index: a change added but not committed is not HEAD's code."""
+    git(tmp_path, "init", "-q")
+    (tmp_path / "tracked.txt").write_text("one\n")
+    git(tmp_path, "add", "tracked.txt")
+    git(tmp_path, "commit", "-q", "-m", "first")
+    head = git(tmp_path, "rev-parse", "HEAD")
+    (tmp_path / "tracked.txt").write_text("two\n")
+    git(tmp_path, "add", "tracked.txt")
+    assert provenance.commit(tmp_path) == head + "-dirty"
+
+
+def test_a_diff_that_cannot_run_counts_as_dirty(tmp_path, monkeypatch):
+    """Where git names HEAD but cannot say whether tracked files changed (it timed out), the
+    commit is not claimed clean."""
+    git(tmp_path, "init", "-q")
+    git(tmp_path, "commit", "-q", "--allow-empty", "-m", "first")
+    head = git(tmp_path, "rev-parse", "HEAD")
+    real = provenance._git
+    monkeypatch.setattr(provenance, "_git", lambda checkout, *arguments:
+                        None if arguments[0] == "diff" else real(checkout, *arguments))
+    assert provenance.commit(tmp_path) == head + "-dirty"
+
+
+def test_an_empty_commit_variable_is_an_unknown_commit(tmp_path, monkeypatch):
+    """tools/mutants.py passes CONVNET_COMMIT="" when it knows no commit: unknown, not ""."""
+    monkeypatch.setenv(provenance.COMMIT_VARIABLE, "")
+    assert provenance.commit(tmp_path) is None
+
+
+def test_a_process_records_the_commit_it_started_with(monkeypatch):
+    """running() is read once: a commit made while a run goes on does not relabel its later
+    checkpoints."""
+    first = provenance.running()
+    monkeypatch.setattr(provenance, "commit", lambda checkout=provenance.CHECKOUT: "abc-later")
+    assert provenance.running() == first

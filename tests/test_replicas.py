@@ -201,6 +201,10 @@ def test_check_same_fails_on_every_rank_naming_the_odd_one(rng):
     results = on_ranks(3, check)
     assert all(isinstance(result, ReplicasDiverged) for result in results)
     assert str(results[0]) == "the replicas' weights differ: rank 2 disagrees with rank 0"
+    results = on_ranks(4, lambda r: r.check_same([weights if r.rank % 2 == 0 else weights[::-1]],
+                                                 "weights"))
+    assert [str(result) for result in results] == \
+        ["the replicas' weights differ: ranks 1, 3 disagree with rank 0"] * 4
     assert on_ranks(3, lambda r: r.check_same([weights], "weights")) == [None] * 3
 
 
@@ -235,6 +239,7 @@ def test_under_torchrun_the_rendezvous_takes_the_port_after_its_agent_store():
     ({"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR, MASTER_PORT are not set"),
     ({**TORCHRUN, "MASTER_ADDR": ""}, "MASTER_ADDR is not set"),
     ({**TORCHRUN, "RANK": "4"}, "RANK=4 does not lie in WORLD_SIZE=4"),
+    ({**TORCHRUN, "RANK": "0", "WORLD_SIZE": "0"}, "RANK=0 does not lie in WORLD_SIZE=0"),
     ({**TORCHRUN, "MASTER_PORT": "70000"}, "MASTER_PORT=70000 leaves no TCP port"),
     ({**TORCHRUN, "MASTER_PORT": "65535", "TORCHELASTIC_USE_AGENT_STORE": "True"},
      "MASTER_PORT=65535 leaves no TCP port"),
@@ -426,6 +431,13 @@ def test_watchdog_stops_a_long_wait_and_only_that():
         time.sleep(1.0)
     assert expired == ["error: rank 4 waited 0.3 s for the other ranks (summing the gradients): "
                        "a rank has died or hangs; stopping"]
+
+
+@pytest.mark.parametrize("timeout", [0, -1])
+def test_a_watchdog_without_a_positive_timeout_is_refused(timeout):
+    """A timeout of 0 would stop every rank at its first wait."""
+    with pytest.raises(ValueError, match=f"timeout must be positive; got {timeout}"):
+        Watchdog(timeout, rank=0, expire=lambda message: None)
 
 
 # A process whose main thread is stuck in a wait; end_job is MPI's Abort in a real job.

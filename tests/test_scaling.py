@@ -73,6 +73,10 @@ def test_table_from_a_step_time():
     (["--step-seconds", "0.05", "--batch", "0"], "--batch must be at least 1; got 0"),
     (["--step-seconds", "0", "--batch", "128"], "--step-seconds must be positive; got 0.0"),
     (["--batch", "128"], "--step-seconds and --batch go together"),
+    (["--step-seconds", "0.05", "--batch", "128", "--gbps", "100", "0"],
+     "--machines must be at least 1 and --gbps positive"),
+    (["--step-seconds", "0.05", "--batch", "128", "--machines", "0", "2"],
+     "--machines must be at least 1 and --gbps positive"),
 ])
 def test_bad_flags_are_one_line_with_exit_2(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -94,3 +98,10 @@ def test_table_from_a_report_and_its_closing_line(tmp_path, capsys):
                                   "at 64 machines.")
     with pytest.raises(SystemExit, match=f"--report {report} times model 2012, not paper"):
         scaling.main(["--report", str(report), "--model", "paper"])
+
+
+def test_the_closing_line_names_the_largest_machine_count_in_any_order(capsys):
+    assert scaling.main(["--step-seconds", "0.05", "--batch", "128", "--machines", "64", "2",
+                         "--gbps", "100"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith(
+        "hides entirely under a step of at least 38.4 ms on 100 Gb/s at 64 machines.")

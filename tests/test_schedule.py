@@ -92,3 +92,12 @@ def test_a_state_from_before_frozen_layers_keeps_a_layer_scaled_to_0_frozen_whol
 def test_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="unknown schedule"):
         Schedule("cosine", Rates(0.1, 0.1))
+
+
+@pytest.mark.parametrize("epochs", [29, 58, 61, 90, 91, 99])
+def test_a_2012_schedule_scaled_to_a_run_knows_that_runs_length(epochs):
+    """scale = epochs / 91 is a float: the run's length comes back rounded, not truncated (29 /
+    91 × 91 is 28.999…), so a resumed run goes on to the same epoch, with no note of a change."""
+    schedule = Schedule("2012", Rates(0.01, 0.02), scale=epochs / 91)
+    assert schedule.scaled_epochs == epochs
+    assert Schedule.from_state(json.loads(json.dumps(schedule.state()))).scaled_epochs == epochs

@@ -45,3 +45,21 @@ def test_conv_operands_that_do_not_go_together_are_refused(x_shape, w_shape, wro
     check_conv_operands((3, 8, 8, 2), (3, 3, 3, 4))
     with pytest.raises(ValueError, match=wrong):
         check_conv_operands(x_shape, w_shape)
+
+
+def test_a_filter_or_window_as_large_as_the_padded_input_fits():
+    """The limits are inclusive: a filter may span the input and both paddings, a pooling window
+    the whole input (one output each)."""
+    assert conv_output_size(4, 6, 1, 1) == 1 and conv_overhang(4, 6, 1, 1) == 1
+    assert conv_output_size(13, 13, 1, 0) == 1
+    assert pool_output_size(6, 6, 2) == 1 and pool_overhang(6, 6, 2) == 0
+    assert pool_output_size(6, 6, 2, overhang=False) == 1
+
+
+def test_a_padded_convolution_overhangs_by_its_own_padding_once():
+    """The zeros after the image that the last window reads: conv2 (5 × 5, pad 2, on 27) and
+    conv3 (3 × 3, pad 1, on 13) read their padding's 2 and 1 columns, no more, so that a
+    convolution padded (pad, overhang) keeps its size; at stride 2 the last window reaches
+    one column past the padding on 10 pixels."""
+    assert conv_overhang(27, 5, 1, 2) == 2 and conv_overhang(13, 3, 1, 1) == 1
+    assert conv_output_size(10, 3, 2, 1) == 6 and conv_overhang(10, 3, 2, 1) == 2

@@ -58,3 +58,21 @@ def test_a_reader_that_stops_early_ends_it_quietly():
     stderr = process.stderr.read()
     assert process.wait(timeout=120) == 141
     assert stderr == ""
+
+
+def test_the_layer_table_names_each_layers_kind_tower_inputs_and_counts(capsys):
+    """A row per layer: its kind (with its activation), tower, inputs, output shape, parameters
+    and multiply-adds, in the header's order; the two LRNs by their own names."""
+    assert summary.main(["--model", "2012"]) == 0
+    out = capsys.readouterr().out
+    for line in ("conv1a   conv               a     data             48×55×55             17,472 "
+                 "   52,707,600",
+                 "rnorm1b  cross-map LRN      b     conv1b           48×55×55                  0 "
+                 "            0",
+                 "cnorm2a  same-map LRN       a     rnorm2a          128×27×27                 0 "
+                 "            0",
+                 "conv3b   conv + relu        b     pool2a,pool2b    192×13×13           442,560 "
+                 "   74,760,192",
+                 "fc6b     fc + relu          b     pool3a,pool3b    2048             18,876,416 "
+                 "   18,874,368"):
+        assert line in out.splitlines()

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from argparse import Namespace
+from types import SimpleNamespace
 
 import h5py
 import numpy as np
@@ -18,7 +20,7 @@ import pytest
 from convnet import alexnet, checkpoint, options, train as train_module, trainer as trainer_module
 from convnet.data import dataset, fashion_mnist
 from convnet.schedule import Rates, Schedule
-from convnet.train import gpu_count, make_schedule, planned_epochs
+from convnet.train import UsageError, check_fits, gpu_count, make_schedule, planned_epochs
 from convnet.trainer import ALONE, TRAINS_WITH
 from fashion import INSTALLED, MISSING, needs_fashion_mnist
 from tiny_run import LOGS_ALONE, write_logs_alone
@@ -139,6 +141,11 @@ def test_bad_flags(flags, message, tmp_path):
     (["--weights", ""], "--weights must name a file or folder"),
     (["--data-path", ""], "--data-path must name a file or folder"),
     (["-c", ""], "--config must name a file; got ''"),
+    (["--momentum", "1"], "--momentum must be in [0, 1); got 1.0"),
+    (["--wd", "-0.0005"], "--wd must not be negative; got -0.0005"),
+    (["--dist-timeout", "0"], "--dist-timeout must be positive; got 0.0"),
+    (["--print-freq", "0"], "--print-freq must be at least 1; got 0"),
+    (["--gpus", "0,1,2"], "--gpus must be cpu or one or two GPU indices like 0,1; got '0,1,2'"),
 ])
 def test_values_that_cannot_work_are_refused_by_the_parser(flags, message, capsys):
     """In this process (no run starts): exit code 2 and one line."""
@@ -148,6 +155,18 @@ def test_values_that_cannot_work_are_refused_by_the_parser(flags, message, capsy
     assert refused.value.code == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert message in line
+
+
+def test_an_output_named_in_capitals_has_the_suffix(tmp_path, capsys):
+    """-o RESULTS.JSON is a JSON file: the suffix is matched whatever its case."""
+    p = options.Parser(prog="python -m convnet.ensemble")
+    options.check_output_flag(p, Namespace(output=str(tmp_path / "RESULTS.JSON")), "output",
+                              "-o", ".json")
+    with pytest.raises(SystemExit) as refused:
+        options.check_output_flag(p, Namespace(output=str(tmp_path / "results.h5")), "output",
+                                  "-o", ".json")
+    assert refused.value.code == 2
+    assert "the output is a JSON file; give a name ending in .json" in capsys.readouterr().err
 
 
 def test_an_ablation_is_trained_recorded_and_rebuilt(tmp_path, tiny_set):
@@ -187,6 +206,16 @@ def test_a_device_left_idle_by_a_one_tower_model_is_named():
     assert idle_device_note(one_tower, Placement(get_backend("emulator"))) is None
 
 
+def test_a_model_fits_a_dataset_stored_at_its_own_size():
+    """A crop as large as the stored images is the whole image (no room to move): it fits;
+    one pixel larger does not."""
+    model = alexnet.build_model("2012-small28")
+    check_fits(model, SimpleNamespace(image_size=28, classes=10, path="d.h5"), "--model m")
+    with pytest.raises(UsageError, match="--model m needs 28-pixel crops but d.h5 holds "
+                                         "27-pixel images"):
+        check_fits(model, SimpleNamespace(image_size=27, classes=10, path="d.h5"), "--model m")
+
+
 @pytest.mark.parametrize("settings,message", [
     ('{"lr_steps": 5}', "lr_steps must be a list of values; got 5"),
     ('{"resume": [1]}', "resume must be true, false or a string; got [1]"),
@@ -195,6 +224,7 @@ def test_a_device_left_idle_by_a_one_tower_model_is_named():
     ('{"epochs": 2.5}', "--config c.json: error: argument --epochs: invalid int value: '2.5'"),
     ('{"epochs": 0}', "--epochs must be at least 1"),
     ('{"seed": -1}', "--config c.json: error: --seed must not be negative"),
+    ('{"data_path": true}', "data_path must be a number or a string; got true"),
 ])
 def test_bad_config_settings_are_checked_as_flags_are(settings, message, tmp_path):
     (tmp_path / "c.json").write_text(settings)
