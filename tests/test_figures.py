@@ -329,25 +329,17 @@ def test_predictions_figure_of_files_skips_unreadable_ones(trained, capsys):
                              round(predictions.CELL_HEIGHT * DPI))
 
 
-@pytest.mark.parametrize("flags,message", [
-    (["--count", "0"], "--count must be at least 1"),
-    (["--seed", "-1"], "--seed must be 0 or more; got -1"),
-    (["--mistakes", "x.png"], "--mistakes needs true labels"),
-    (["-b", "0"], "--batch-size must be at least 1"),
+@pytest.mark.parametrize("figure,flags,message", [
+    ("predictions", ["--count", "0"], "--count must be at least 1"),
+    ("predictions", ["--seed", "-1"], "--seed must be 0 or more; got -1"),
+    ("predictions", ["--mistakes", "x.png"], "--mistakes needs true labels"),
+    ("predictions", ["-b", "0"], "--batch-size must be at least 1"),
+    ("neighbours", ["-k", "0"], "--neighbours must be at least 1; got 0"),
+    ("neighbours", ["--count", "0"], "--count must be at least 1"),
 ])
-def test_predictions_bad_flags(flags, message, capsys):
+def test_predictions_and_neighbours_bad_flags(figure, flags, message, capsys):
     with pytest.raises(SystemExit) as exit_:
-        figures_main.main(["predictions", *flags])
-    assert exit_.value.code == 2 and message in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("flags,message", [
-    (["-k", "0"], "--neighbours must be at least 1; got 0"),
-    (["--count", "0"], "--count must be at least 1"),
-])
-def test_neighbours_bad_flags(flags, message, capsys):
-    with pytest.raises(SystemExit) as exit_:
-        figures_main.main(["neighbours", *flags])
+        figures_main.main([figure, *flags])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 

@@ -11,13 +11,18 @@ def git(directory, *arguments):
                           text=True).stdout.strip()
 
 
+def repository_of_one_file(folder):
+    """A repository in `folder` whose one commit holds tracked.txt; returns that commit."""
+    git(folder, "init", "-q")
+    (folder / "tracked.txt").write_text("one\n")
+    git(folder, "add", "tracked.txt")
+    git(folder, "commit", "-q", "-m", "first")
+    return git(folder, "rev-parse", "HEAD")
+
+
 def test_the_commit_is_heads_and_dirty_only_where_tracked_files_changed(tmp_path, monkeypatch):
     monkeypatch.setenv(provenance.COMMIT_VARIABLE, "not-read-in-a-checkout")
-    git(tmp_path, "init", "-q")
-    (tmp_path / "tracked.txt").write_text("one\n")
-    git(tmp_path, "add", "tracked.txt")
-    git(tmp_path, "commit", "-q", "-m", "first")
-    head = git(tmp_path, "rev-parse", "HEAD")
+    head = repository_of_one_file(tmp_path)
     (tmp_path / "untracked.txt").write_text("an output\n")
     assert provenance.commit(tmp_path) == head
     (tmp_path / "tracked.txt").write_text("two\n")
@@ -46,12 +51,9 @@ def test_this_package_reports_the_checkout_it_runs_from():
 
 
 def test_a_staged_change_is_dirty_too(tmp_path):
-    """Dirty is against HEAD, not the index: a change added but not committed is not HEAD's code."""
-    git(tmp_path, "init", "-q")
-    (tmp_path / "tracked.txt").write_text("one\n")
-    git(tmp_path, "add", "tracked.txt")
-    git(tmp_path, "commit", "-q", "-m", "first")
-    head = git(tmp_path, "rev-parse", "HEAD")
+    """Dirty is against HEAD, not the index: a change added but not committed is not HEAD's
+    code."""
+    head = repository_of_one_file(tmp_path)
     (tmp_path / "tracked.txt").write_text("two\n")
     git(tmp_path, "add", "tracked.txt")
     assert provenance.commit(tmp_path) == head + "-dirty"
@@ -60,9 +62,7 @@ def test_a_staged_change_is_dirty_too(tmp_path):
 def test_a_diff_that_cannot_run_counts_as_dirty(tmp_path, monkeypatch):
     """Where git names HEAD but cannot say whether tracked files changed (it timed out), the
     commit is not claimed clean."""
-    git(tmp_path, "init", "-q")
-    git(tmp_path, "commit", "-q", "--allow-empty", "-m", "first")
-    head = git(tmp_path, "rev-parse", "HEAD")
+    head = repository_of_one_file(tmp_path)
     real = provenance._git
     monkeypatch.setattr(provenance, "_git", lambda checkout, *arguments:
                         None if arguments[0] == "diff" else real(checkout, *arguments))
