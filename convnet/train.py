@@ -150,10 +150,13 @@ def restart_note(output_dir, settings) -> str:
     random weights)."""
     note = (f"note: --resume auto found no checkpoint in {output_dir}: the run starts again "
             f"from step 0")
+    path = os.path.join(output_dir, SETTINGS)
+    if not os.path.isfile(path):   # none (a run stopped before writing them), or a pipe
+        return note                # that opening would wait on (the run's write refuses it)
     try:
-        with open(os.path.join(output_dir, SETTINGS)) as file:
+        with open(path) as file:
             before = json.load(file)
-    except (OSError, ValueError):   # none (a run stopped before writing them), or unreadable
+    except (OSError, ValueError):   # unreadable
         return note
     flags = {action.dest: next(flag for flag in action.option_strings if flag.startswith("--"))
              for action in options.parser()._actions if action.option_strings}

@@ -82,10 +82,12 @@ def replace(file, key, array):
      r"val labels must lie in \[0, 3\) for its 3 classes; found \d+ to 3"),
     (lambda file: file["train/labels"].__setitem__(1, -1), "train labels must lie in"),
     (lambda file: file["val/images"].resize(11, axis=0), "val holds 11 images but 12 labels"),
-    (lambda file: replace(file, "mean", np.zeros((8, 8, 1))), r"mean has shape \(8, 8, 1\), "
-                                                               r"not \(8, 8, 3\)"),
-    (lambda file: replace(file, "eigenvectors", np.eye(2)), r"eigenvectors has shape \(2, 2\)"),
-    (lambda file: replace(file, "eigenvalues", np.ones(4)), r"eigenvalues has shape \(4,\)"),
+    (lambda file: replace(file, "mean", np.zeros((8, 8, 1))),
+     r"mean is float64 of shape \(8, 8, 1\), not floating point of shape \(8, 8, 3\)"),
+    (lambda file: replace(file, "eigenvectors", np.eye(2)), r"eigenvectors is float64 of shape "
+                                                            r"\(2, 2\)"),
+    (lambda file: replace(file, "eigenvalues", np.ones(4)), r"eigenvalues is float64 of shape "
+                                                            r"\(4,\)"),
     (lambda file: replace(file, "val/images", np.zeros((12, 9, 9, 3), np.uint8)),
      r"val holds images of shape \(12, 9, 9, 3\) and labels of shape \(12,\), not \(N, 8, 8, "
      r"3\) and \(N,\)"),
@@ -95,18 +97,24 @@ def replace(file, key, array):
     (lambda file: replace(file, "class_names", np.array(["ant"], dtype=h5py.string_dtype())),
      "3 class ids but 1 class names"),
     (lambda file: replace(file, "val/labels", "abc"), r"labels of shape \(\), not"),
-    (lambda file: replace(file, "eigenvalues", 3.0), r"eigenvalues has shape \(\), not \(3,\)"),
+    (lambda file: replace(file, "eigenvalues", 3.0), r"eigenvalues is float64 of shape \(\), "
+                                                     r"not floating point of shape \(3,\)"),
+    (lambda file: replace(file, "mean", np.zeros((8, 8, 3), "S8")), r"mean is \|S8 of shape "),
+    (lambda file: replace(file, "eigenvalues", np.ones(3, np.int64)), "eigenvalues is int64 "),
+    (lambda file: replace(file, "train/images", np.zeros((40, 8, 8, 3), np.float32)),
+     "train holds float32 images and int32 labels, not uint8 and integers"),
     (lambda file: replace(file, "class_ids", "ant"), "class_ids is not a list of strings"),
     (lambda file: (file.__delitem__("mean"), file.create_group("mean")), "mean is not an array"),
     (lambda file: (file.__delitem__("val/images"), file.create_group("val/images")),
      "val/images is not an array"),
-    (lambda file: replace(file, "train/labels", np.zeros(40)), "train labels are float64, not "
-                                                                "integers"),
+    (lambda file: replace(file, "train/labels", np.zeros(40)),
+     "train holds uint8 images and float64 labels, not uint8 and integers"),
 ], ids=["mean missing", "a label past the classes", "a negative label", "images and labels apart",
         "mean of another shape", "eigenvectors of another shape", "eigenvalues of another shape",
         "val images of another size", "labels not a vector", "class ids not strings",
-        "class names too few", "labels one value", "eigenvalues one value", "class ids one string",
-        "mean a group", "images a group", "labels not integers"])
+        "class names too few", "labels one value", "eigenvalues one value", "mean of strings",
+        "eigenvalues whole numbers", "images not bytes", "class ids one string", "mean a group",
+        "images a group", "labels not integers"])
 def test_a_damaged_dataset_is_refused_when_opened(tmp_path, rng, damage, message):
     """What would stop a run mid-epoch (a label past the classes, an array missing) is found
     when the file is opened, in one line naming it."""
@@ -131,6 +139,9 @@ def test_labels_past_the_classes_or_names_apart_from_ids_are_not_written(tmp_pat
                                          r"found -1 to 1"):
         dataset.write(tmp_path / "a.h5", train_labels=np.array([0, -1, 1, 0]),
                       val_labels=np.zeros(4), class_names=["A", "B"], **common)
+    with pytest.raises(ValueError, match="val labels must be whole numbers"):
+        dataset.write(tmp_path / "a.h5", train_labels=np.zeros(4), class_names=["A", "B"],
+                      val_labels=np.array([0, 1.5, 1, 0]), **common)
     with pytest.raises(ValueError, match="2 class ids but 1 class names"):
         dataset.write(tmp_path / "a.h5", train_labels=np.zeros(4), val_labels=np.zeros(4),
                       class_names=["A"], **common)

@@ -592,21 +592,28 @@ def test_a_folder_in_place_of_a_log_or_the_settings_is_one_line_and_exit_2(tmp_p
                                             f"write (Is a directory)\n")
 
 
-def test_a_resume_whose_log_is_a_pipe_is_one_line_and_does_not_wait(tmp_path, tiny_set):
-    """A resume rewrites its logs, reading them first: a pipe in a log's place would block
-    that read for ever and then be replaced by a plain file; it is refused, naming it."""
+@pytest.mark.parametrize("name,checkpoints", [("log.jsonl", True), ("epochs.csv", True),
+                                              ("settings.json", False)])
+def test_a_resume_whose_log_or_settings_is_a_pipe_is_one_line_and_does_not_wait(
+        tmp_path, tiny_set, name, checkpoints):
+    """A resume reads its logs to rewrite them, and a restart over logs alone reads the
+    settings it replaces: a pipe in their place would block that read for ever, then be
+    replaced by a plain file. It is refused, naming it."""
     run = tmp_path / "run"
     assert train_module.main(["--data-path", str(tiny_set), "--epochs", "1", "--output-dir",
                               str(run), "--gpus", "cpu"]) == 0
-    (run / "log.jsonl").unlink()
-    os.mkfifo(run / "log.jsonl")
+    if not checkpoints:
+        for path in run.glob("*.h5"):
+            path.unlink()
+    (run / name).unlink()
+    os.mkfifo(run / name)
     resumed = subprocess.run([sys.executable, "-m", "convnet.train", "--data-path", str(tiny_set),
                               "--epochs", "2", "--resume", "--output-dir", str(run), "--gpus",
                               "cpu"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert resumed.returncode == 2
-    assert resumed.stderr.endswith(f"error: {run / 'log.jsonl'}: cannot write (not a regular "
-                                   f"file, which the write would replace)\n")
-    assert stat.S_ISFIFO(os.stat(run / "log.jsonl").st_mode)
+    assert resumed.stderr.endswith(f"error: {run / name}: cannot write (not a regular file, "
+                                   f"which the write would replace)\n")
+    assert stat.S_ISFIFO(os.stat(run / name).st_mode)
 
 
 def test_a_log_that_cannot_be_written_mid_run_is_one_line_naming_it(tmp_path, tiny_set, capsys,

@@ -129,6 +129,8 @@ def write(path, *, name, train_images, train_labels, val_images, val_labels, cla
         if labels.shape != (len(images),):
             raise ValueError(f"{split} has {len(images)} images but labels of shape "
                              f"{labels.shape}")
+        if not np.array_equal(labels, np.trunc(labels)):   # stored as int32
+            raise ValueError(f"{split} labels must be whole numbers")
         problem = labels_outside(split, labels, len(class_ids))
         if problem:
             raise ValueError(problem)
@@ -190,9 +192,10 @@ class Dataset:
                 raise DatasetError(f"dataset {self.path}: {split} holds images of shape "
                                    f"{images.shape} and labels of shape {labels.shape}, not "
                                    f"(N, {size}, {size}, 3) and (N,); prepare it again")
-            if labels.dtype.kind not in "iu":
-                raise DatasetError(f"dataset {self.path}: {split} labels are {labels.dtype}, "
-                                   f"not integers; prepare it again")
+            if images.dtype != np.uint8 or labels.dtype.kind not in "iu":
+                raise DatasetError(f"dataset {self.path}: {split} holds {images.dtype} images "
+                                   f"and {labels.dtype} labels, not uint8 and integers; "
+                                   f"prepare it again")
             if len(images) != len(labels):
                 raise DatasetError(f"dataset {self.path}: {split} holds {len(images)} images "
                                    f"but {len(labels)} labels")
@@ -212,10 +215,12 @@ class Dataset:
         return np.asarray(self._stored(key)[()])
 
     def _array(self, key, shape):
+        """The floating-point array `key` of `shape`."""
         array = self._values(key)
-        if array.shape != shape:
-            raise DatasetError(f"dataset {self.path}: {key} has shape {array.shape}, not "
-                               f"{shape}; prepare it again")
+        if array.shape != shape or array.dtype.kind != "f":
+            raise DatasetError(f"dataset {self.path}: {key} is {array.dtype} of shape "
+                               f"{array.shape}, not floating point of shape {shape}; prepare "
+                               f"it again")
         return array
 
     def _strings(self, key):
