@@ -3,7 +3,7 @@
 // built from kernels/emulator.cpp; driven by convnet/backend/cuda/launch.py).
 //
 // Execution model: a launch runs its blocks one after another; each block's threads are fibers
-// (ucontext) that run in thread order, each until it returns or reaches __syncthreads(). When every
+// that run in thread order, each until it returns or reaches __syncthreads(). When every
 // thread of the block waits at the barrier, all resume, in thread order again. A thread that
 // returns while others wait at a barrier is an error here (undefined behaviour on a GPU), so the
 // emulator catches the divergent barriers a GPU might forgive.
@@ -13,10 +13,16 @@
 // kernel whose results change with it has a race: threads that share memory without a barrier
 // between the write and the read, or blocks that depend on each other.
 //
+// A switch between fibers (Context below): on x86-64, a few instructions that save and restore the
+// registers a call must keep; elsewhere, or with CONVNET_EMULATOR_UCONTEXT defined, ucontext's
+// swapcontext, which also sets the signal mask, a system call at each switch (a block of 256
+// threads with 9 barriers makes 5,000: the kernels' tests ran mostly in the kernel of the OS).
+//
 // Under AddressSanitizer (the module convnet._emulator_asan), the scheduler tells it of every
-// switch between its stack and a fiber's, so that it knows which stack is in use, and keeps it
-// from clearing a fiber's stack guards at each switch (its swapcontext hook clears the whole
-// stack that uc_stack names), so that a kernel's local arrays stay guarded after a barrier.
+// switch between its stack and a fiber's, so that it knows which stack is in use, and, with
+// ucontext, keeps it from clearing a fiber's stack guards at each switch (its swapcontext hook
+// clears the whole stack that uc_stack names), so that a kernel's local arrays stay guarded after
+// a barrier.
 //
 // What is emulated: threadIdx, blockIdx, blockDim, gridDim; __syncthreads(); __shared__ (a
 // function-local static: one copy per kernel instantiation, which is one block's shared memory
@@ -25,7 +31,11 @@
 // (common.cuh).
 #pragma once
 
+#if defined(__x86_64__) && !defined(CONVNET_EMULATOR_UCONTEXT)
+#define CONVNET_STACK_SWITCH 1
+#else
 #include <ucontext.h>
+#endif
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>   // with common_interface_defs.h's fiber calls
@@ -50,6 +60,57 @@ struct dim3 {
 namespace emu {
 
 inline dim3 threadIdx, blockIdx, blockDim, gridDim;
+
+#ifdef CONVNET_STACK_SWITCH
+inline constexpr const char* kFiberSwitch = "x86-64 stack switch";
+
+// Pushes the registers the System V ABI has a call keep (rbx, rbp, r12 to r15; not MXCSR nor the
+// x87 control word, which nothing here changes) on the current stack, stores the stack pointer in
+// *save, and returns on the stack at `load`, where an earlier call, or start_fiber, left them.
+__attribute__((naked, noinline)) static void switch_stack(void** /*save*/, void* /*load*/) {
+  asm("push %rbp\n push %rbx\n push %r12\n push %r13\n push %r14\n push %r15\n"
+      "mov %rsp, (%rdi)\n mov %rsi, %rsp\n"
+      "pop %r15\n pop %r14\n pop %r13\n pop %r12\n pop %rbx\n pop %rbp\n ret\n");
+}
+
+struct Context {
+  void* stack_pointer = nullptr;
+};
+
+// A context that starts `entry` on `stack` at the next switch to it: six zeros for the registers,
+// entry's address for the ret, and a null return address for entry (which never returns), which
+// so begins with the stack aligned as after a call.
+inline void start_fiber(Context& context, std::vector<char>& stack, void (*entry)()) {
+  const uintptr_t top = reinterpret_cast<uintptr_t>(stack.data() + stack.size()) & ~uintptr_t{15};
+  void** frame = reinterpret_cast<void**>(top) - 8;
+  std::fill(frame, frame + 8, nullptr);
+  frame[6] = reinterpret_cast<void*>(entry);
+  context.stack_pointer = frame;
+}
+
+inline void switch_fiber(Context& from, Context& to) {
+  switch_stack(&from.stack_pointer, to.stack_pointer);
+}
+#else
+inline constexpr const char* kFiberSwitch = "ucontext";
+
+struct Context {
+  ucontext_t state;
+};
+
+inline void start_fiber(Context& context, std::vector<char>& stack, void (*entry)()) {
+  getcontext(&context.state);
+  context.state.uc_stack.ss_sp = stack.data();
+  context.state.uc_stack.ss_size = stack.size();
+  context.state.uc_link = nullptr;
+  makecontext(&context.state, entry, 0);
+#ifdef CONVNET_ASAN
+  context.state.uc_stack.ss_size = 0;   // swapcontext does not read it; the sanitizer's hook
+#endif                                  // would clear the stack's guards at each switch
+}
+
+inline void switch_fiber(Context& from, Context& to) { swapcontext(&from.state, &to.state); }
+#endif
 
 // One block's fibers and the scheduler that runs them.
 class Block {
@@ -94,7 +155,7 @@ class Block {
   void barrier() {
     fibers_[current_].state = kAtBarrier;
     leave_fiber(false);
-    swapcontext(&fibers_[current_].context, &scheduler_);
+    switch_fiber(fibers_[current_].context, scheduler_);
     entered_fiber();
   }
 
@@ -104,14 +165,15 @@ class Block {
   static constexpr uint64_t kMostShuffled = uint64_t{1} << 24;
 
   struct Fiber {
-    ucontext_t context;
+    Context context;
     std::vector<char> stack = std::vector<char>(kStackBytes);
     State state = kRunnable;
     void* fake_stack = nullptr;   // AddressSanitizer's, kept while the fiber waits at a barrier
   };
 
   // An exception may not cross the fiber's first frame: it is kept and rethrown by the scheduler.
-  static void entry() {
+  // The last switch leaves the fiber for good: the next block starts it afresh.
+  [[noreturn]] static void entry() {
     Block& self = instance();
     self.entered_fiber();
     try {
@@ -119,9 +181,12 @@ class Block {
     } catch (...) {
       self.error_ = std::current_exception();
     }
-    self.fibers_[self.current_].state = kDone;
+    Fiber& fiber = self.fibers_[self.current_];
+    fiber.state = kDone;
     self.leave_fiber(true);
-  }  // returns to uc_link: the scheduler
+    switch_fiber(fiber.context, self.scheduler_);
+    __builtin_unreachable();
+  }
 
   void resume(unsigned t) {
     current_ = t;
@@ -131,7 +196,7 @@ class Block {
     __sanitizer_start_switch_fiber(&scheduler_fake_stack, fibers_[t].stack.data(),
                                    fibers_[t].stack.size());
 #endif
-    swapcontext(&scheduler_, &fibers_[t].context);
+    switch_fiber(scheduler_, fibers_[t].context);
 #ifdef CONVNET_ASAN
     __sanitizer_finish_switch_fiber(scheduler_fake_stack, nullptr, nullptr);
 #endif
@@ -170,14 +235,7 @@ class Block {
   void run_block(unsigned threads) {
     for (unsigned t = 0; t < threads; ++t) {
       Fiber& fiber = fibers_[t];
-      getcontext(&fiber.context);
-      fiber.context.uc_stack.ss_sp = fiber.stack.data();
-      fiber.context.uc_stack.ss_size = fiber.stack.size();
-      fiber.context.uc_link = &scheduler_;
-      makecontext(&fiber.context, &Block::entry, 0);
-#ifdef CONVNET_ASAN
-      fiber.context.uc_stack.ss_size = 0;   // swapcontext does not read it; the sanitizer's hook
-#endif                                      // would clear the stack's guards at each switch
+      start_fiber(fiber.context, fiber.stack, &Block::entry);
       fiber.state = kRunnable;
       fiber.fake_stack = nullptr;
     }
@@ -208,7 +266,7 @@ class Block {
   }
 
   std::vector<Fiber> fibers_;
-  ucontext_t scheduler_;
+  Context scheduler_;
   unsigned current_ = 0;
   void* body_ = nullptr;
   void (*call_)(void*) = nullptr;

@@ -6,6 +6,7 @@ computation is (within a factor, see assert_as_accurate); a float64 kernel must 
 round-off and pass the finite-difference checks itself.
 """
 import functools
+import platform
 import re
 import subprocess
 
@@ -906,42 +907,67 @@ def test_shuffled_order_exposes_a_race(grid, block):
         emulator.shuffle(-1)
 
 
-# A block whose thread 3 returns before a barrier that the others reach: on a GPU that hangs or
-# is undefined; the emulator must say so rather than let the waiting threads go on.
-DIVERGENT_BARRIER_PROGRAM = r"""
+# A block sum over three barriers, run by emulate.h's fibers: as it should (mode 0); with thread 3
+# returning before the barrier the others reach (mode 1: on a GPU that hangs or is undefined, and
+# the emulator must say so rather than let the waiting threads go on); with thread 5 throwing
+# between two barriers (mode 2). Each is followed by a launch in mode 0, which must start afresh.
+FIBERS_PROGRAM = r"""
 #include "emulate.h"
 #include <cstdio>
 #include <stdexcept>
-bool diverge;
+#include <string>
+int mode;
+float sums[2];
 void kernel() {
-  if (diverge && threadIdx.x == 3) return;
+  __shared__ float partial[8];
+  if (mode == 1 && threadIdx.x == 3) return;
+  partial[threadIdx.x] = threadIdx.x + 8 * blockIdx.x;
   __syncthreads();
+  for (unsigned half = 4; half > 0; half /= 2) {
+    if (threadIdx.x < half) partial[threadIdx.x] += partial[threadIdx.x + half];
+    if (mode == 2 && threadIdx.x == 5) throw std::logic_error("thread 5 of block " +
+                                                              std::to_string(blockIdx.x));
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) sums[blockIdx.x] = partial[0];
 }
-int main(int argc, char** argv) {
-  diverge = argv[1][0] == '1';
+void launch() {
   try {
     emu::Block::instance().run_grid(dim3(2), dim3(8), [] { kernel(); });
-  } catch (const std::runtime_error& error) {
+    std::printf("%g %g\n", sums[0], sums[1]);
+  } catch (const std::exception& error) {
     std::puts(error.what());
-    return 1;
   }
-  std::puts("finished");
+}
+int main(int argc, char** argv) {
+  std::puts(emu::kFiberSwitch);
+  mode = argv[1][0] - '0';
+  launch();
+  mode = 0;
+  launch();
 }
 """
+DEFAULT_FIBER_SWITCH = "x86-64 stack switch" if platform.machine() == "x86_64" else "ucontext"
 
 
-def test_a_thread_that_returns_while_the_others_wait_at_a_barrier_is_an_error(tmp_path):
-    (tmp_path / "program.cpp").write_text(DIVERGENT_BARRIER_PROGRAM)
-    compiled = subprocess.run(["g++", "-std=c++17", *build.EMULATOR_FLAGS, f"-I{build.KERNELS}",
-                               "program.cpp", "-o", "program"], cwd=tmp_path,
-                              capture_output=True, text=True)
+@pytest.mark.parametrize("defines, fiber_switch", [([], DEFAULT_FIBER_SWITCH),
+                                                   (["-DCONVNET_EMULATOR_UCONTEXT"], "ucontext")],
+                         ids=["default", "ucontext"])
+def test_fibers_meet_at_barriers_and_a_thread_that_returns_or_throws_ends_the_launch(
+        tmp_path, defines, fiber_switch):
+    (tmp_path / "program.cpp").write_text(FIBERS_PROGRAM)
+    compiled = subprocess.run(["g++", "-std=c++17", *build.EMULATOR_FLAGS, *defines,
+                               f"-I{build.KERNELS}", "program.cpp", "-o", "program"],
+                              cwd=tmp_path, capture_output=True, text=True)
     assert compiled.returncode == 0, compiled.stderr
 
-    def run(diverge):
-        return subprocess.run([str(tmp_path / "program"), str(int(diverge))],
-                              capture_output=True, text=True, timeout=60)
-    assert run(False).stdout == "finished\n"
-    diverged = run(True)
-    assert diverged.returncode == 1
-    assert diverged.stdout == ("block (0,0,0): 1 of 8 threads returned while the others wait at "
-                               "__syncthreads()\n")
+    def run(mode):
+        completed = subprocess.run([str(tmp_path / "program"), str(mode)], capture_output=True,
+                                   text=True, timeout=60)
+        assert completed.returncode == 0, completed.stderr
+        return completed.stdout
+    block_sums = "28 92\n"   # 0 + … + 7 and 8 + … + 15
+    assert run(0) == f"{fiber_switch}\n{block_sums}{block_sums}"
+    assert run(1) == (f"{fiber_switch}\nblock (0,0,0): 1 of 8 threads returned while the others "
+                      f"wait at __syncthreads()\n{block_sums}")
+    assert run(2) == f"{fiber_switch}\nthread 5 of block 0\n{block_sums}"

@@ -414,6 +414,8 @@ CATALOGUE = [
     Mutant('em-partial-return', 'kernels/emulate.h',
            '      if (done != 0) {\n        throw',
            '      if (false) {\n        throw', KERNELS),
+    Mutant('em-switch-registers', 'kernels/emulate.h',
+           'pop %r13\\n pop %r12', 'pop %r12\\n pop %r13', KERNELS),
     Mutant('ck-contiguous', 'convnet/backend/cuda/checks.py',
            '        if not array.flags.c_contiguous:\n',
            '        if False:\n', KERNELS),
