@@ -13,10 +13,12 @@
 // kernel whose results change with it has a race: threads that share memory without a barrier
 // between the write and the read, or blocks that depend on each other.
 //
-// A switch between fibers (Context below): on x86-64, a few instructions that save and restore the
-// registers a call must keep; elsewhere, or with CONVNET_EMULATOR_UCONTEXT defined, ucontext's
-// swapcontext, which also sets the signal mask, a system call at each switch (a block of 256
-// threads with 9 barriers makes 5,000: the kernels' tests ran mostly in the kernel of the OS).
+// A switch between fibers (Context below): on x86-64 (System V), a few instructions that save and
+// restore the registers a call must keep; elsewhere, with CONVNET_EMULATOR_UCONTEXT defined, or
+// in a build for shadow stacks (-fcf-protection=full or return, whose check a return to another
+// fiber's stack would fail), ucontext's swapcontext, which also sets the signal mask, a system
+// call at each switch (a block of 256 threads with 9 barriers makes 5,000: the kernels' tests ran
+// mostly in the kernel of the OS).
 //
 // Under AddressSanitizer (the module convnet._emulator_asan), the scheduler tells it of every
 // switch between its stack and a fiber's, so that it knows which stack is in use, and, with
@@ -31,7 +33,8 @@
 // (common.cuh).
 #pragma once
 
-#if defined(__x86_64__) && !defined(CONVNET_EMULATOR_UCONTEXT)
+#if defined(__x86_64__) && defined(__LP64__) && !defined(_WIN32) && \
+    !(defined(__CET__) && (__CET__ & 2)) && !defined(CONVNET_EMULATOR_UCONTEXT)
 #define CONVNET_STACK_SWITCH 1
 #else
 #include <ucontext.h>
@@ -64,14 +67,21 @@ inline dim3 threadIdx, blockIdx, blockDim, gridDim;
 #ifdef CONVNET_STACK_SWITCH
 inline constexpr const char* kFiberSwitch = "x86-64 stack switch";
 
-// Pushes the registers the System V ABI has a call keep (rbx, rbp, r12 to r15; not MXCSR nor the
-// x87 control word, which nothing here changes) on the current stack, stores the stack pointer in
-// *save, and returns on the stack at `load`, where an earlier call, or start_fiber, left them.
-__attribute__((naked, noinline)) static void switch_stack(void** /*save*/, void* /*load*/) {
-  asm("push %rbp\n push %rbx\n push %r12\n push %r13\n push %r14\n push %r15\n"
-      "mov %rsp, (%rdi)\n mov %rsi, %rsp\n"
-      "pop %r15\n pop %r14\n pop %r13\n pop %r12\n pop %rbx\n pop %rbp\n ret\n");
-}
+// convnet_switch_stack(save, load) pushes the registers the System V ABI has a call keep (rbx,
+// rbp, r12 to r15; not MXCSR nor the x87 control word, which no kernel changes: the fibers share
+// them) on the current stack, stores the stack pointer in *save, and returns on the stack at
+// `load`, where an earlier call, or start_fiber, left them. Top-level asm, into which no compiler
+// option puts code (a naked function gets -fstack-protector-all's canary store, or
+// -finstrument-functions' call, before its first push); in a COMDAT group, so that any number of
+// translation units may include it.
+asm(".pushsection .text.convnet_switch_stack,\"axG\",@progbits,convnet_switch_stack,comdat\n"
+    ".globl convnet_switch_stack\n .hidden convnet_switch_stack\n"
+    ".type convnet_switch_stack,@function\nconvnet_switch_stack:\n"
+    "push %rbp\n push %rbx\n push %r12\n push %r13\n push %r14\n push %r15\n"
+    "mov %rsp, (%rdi)\n mov %rsi, %rsp\n"
+    "pop %r15\n pop %r14\n pop %r13\n pop %r12\n pop %rbx\n pop %rbp\n ret\n"
+    ".size convnet_switch_stack, .-convnet_switch_stack\n .popsection\n");
+extern "C" void convnet_switch_stack(void** save, void* load);
 
 struct Context {
   void* stack_pointer = nullptr;
@@ -79,17 +89,21 @@ struct Context {
 
 // A context that starts `entry` on `stack` at the next switch to it: six zeros for the registers,
 // entry's address for the ret, and a null return address for entry (which never returns), which
-// so begins with the stack aligned as after a call.
+// so begins with the stack aligned as after a call. Under AddressSanitizer, the guards the fiber's
+// last run left just below (entry never returns to clear its frame's) are cleared first.
 inline void start_fiber(Context& context, std::vector<char>& stack, void (*entry)()) {
   const uintptr_t top = reinterpret_cast<uintptr_t>(stack.data() + stack.size()) & ~uintptr_t{15};
   void** frame = reinterpret_cast<void**>(top) - 8;
+#ifdef CONVNET_ASAN
+  ASAN_UNPOISON_MEMORY_REGION(frame, 8 * sizeof(void*));
+#endif
   std::fill(frame, frame + 8, nullptr);
   frame[6] = reinterpret_cast<void*>(entry);
   context.stack_pointer = frame;
 }
 
 inline void switch_fiber(Context& from, Context& to) {
-  switch_stack(&from.stack_pointer, to.stack_pointer);
+  convnet_switch_stack(&from.stack_pointer, to.stack_pointer);
 }
 #else
 inline constexpr const char* kFiberSwitch = "ucontext";
@@ -257,7 +271,8 @@ class Block {
   }
 
   // After a failed launch, the fibers left at a barrier never return: their frames' guards stay on
-  // the stacks the next launch reuses, and are cleared here. (With the sanitizer's
+  // the stacks the next launch reuses, and are cleared here (a finished fiber leaves only entry's
+  // frame guarded, which start_fiber clears where it writes). (With the sanitizer's
   // detect_stack_use_after_return, their fake stacks are not freed: a failed launch leaks them.)
   void abandon_fibers() {
 #ifdef CONVNET_ASAN

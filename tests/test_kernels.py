@@ -947,16 +947,25 @@ int main(int argc, char** argv) {
   launch();
 }
 """
-DEFAULT_FIBER_SWITCH = "x86-64 stack switch" if platform.machine() == "x86_64" else "ucontext"
+X86_64 = platform.machine() == "x86_64"
+DEFAULT_FIBER_SWITCH = "x86-64 stack switch" if X86_64 else "ucontext"
+# The project's flags, then with each switch's other options: the portable one; options that put
+# code into every function (a naked function's would run before its first push); a build for
+# shadow stacks, which a switch by return to another stack would fail.
+FIBER_BUILDS = {
+    "default": ([], DEFAULT_FIBER_SWITCH),
+    "ucontext": (["-DCONVNET_EMULATOR_UCONTEXT"], "ucontext"),
+    "instrumented": (["-fstack-protector-all", "-finstrument-functions"], DEFAULT_FIBER_SWITCH),
+    **({"shadow stack": (["-fcf-protection=full"], "ucontext")} if X86_64 else {}),
+}
 
 
-@pytest.mark.parametrize("defines, fiber_switch", [([], DEFAULT_FIBER_SWITCH),
-                                                   (["-DCONVNET_EMULATOR_UCONTEXT"], "ucontext")],
-                         ids=["default", "ucontext"])
+@pytest.mark.parametrize("build_name", FIBER_BUILDS)
 def test_fibers_meet_at_barriers_and_a_thread_that_returns_or_throws_ends_the_launch(
-        tmp_path, defines, fiber_switch):
+        tmp_path, build_name):
+    options, fiber_switch = FIBER_BUILDS[build_name]
     (tmp_path / "program.cpp").write_text(FIBERS_PROGRAM)
-    compiled = subprocess.run(["g++", "-std=c++17", *build.EMULATOR_FLAGS, *defines,
+    compiled = subprocess.run(["g++", "-std=c++17", *build.EMULATOR_FLAGS, *options,
                                f"-I{build.KERNELS}", "program.cpp", "-o", "program"],
                               cwd=tmp_path, capture_output=True, text=True)
     assert compiled.returncode == 0, compiled.stderr
