@@ -1,8 +1,11 @@
-"""The CPU step benchmark runs end to end (on a small model; the figures are not asserted)."""
+"""The CPU step benchmark runs end to end (on a small model; the timings are not asserted, only
+that its figures agree with each other), and refuses to time networks that disagree."""
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "bench_cpu_step.py"
 
@@ -19,5 +22,23 @@ def test_bench_prints_images_per_second(tmp_path):
     if "torch" in figures:          # PyTorch importable: the comparison ran after agreeing
         assert "ratio reference / PyTorch" in result.stdout
         assert figures["probability_max_relative_difference"] < 1e-3
+        # the ratio is of the rates reported beside it: reference / PyTorch
+        assert figures["ratio"] == pytest.approx(figures["reference_images_per_second"] /
+                                                 figures["torch_images_per_second"])
     else:
         assert "PyTorch is not importable" in result.stdout
+
+
+@pytest.mark.parametrize("difference", [2e-3, 1.0])
+def test_bench_does_not_time_networks_that_disagree(difference, monkeypatch, capsys):
+    """Above 1e-3 (relative) the two networks do not compute the same thing: no timing."""
+    pytest.importorskip("torch", reason="PyTorch is not installed (make bench-cpu installs it)")
+    sys.path.insert(0, str(SCRIPT.parent))
+    import bench_cpu_step
+
+    def not_timed(step, repeats):
+        raise AssertionError("timed networks that disagree")
+    monkeypatch.setattr(bench_cpu_step, "check_agreement", lambda *args: difference)
+    monkeypatch.setattr(bench_cpu_step, "time_steps", not_timed)
+    assert bench_cpu_step.main(["--model", "2012-small28", "--batch", "4", "--repeats", "1"]) == 1
+    assert "the reference and PyTorch networks disagree" in capsys.readouterr().err

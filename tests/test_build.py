@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 
 import pytest
@@ -84,6 +85,11 @@ def test_a_build_of_unchanged_sources_builds_nothing(built, capsys, tmp_path):
         (changed / build.MANIFEST).write_text(json.dumps(dict(manifest, **{key: other})))
         assert build.up_to_date(str(changed), version, archs) is None, key
     assert build.up_to_date(str(folder), "nvcc 99.0", archs) is None
+    assert build.up_to_date(str(folder), version, archs + [100]) is None   # a target added
+    no_report = tmp_path / "no-report"
+    shutil.copytree(folder, no_report)
+    os.remove(no_report / build.REPORT)
+    assert build.up_to_date(str(no_report), version, archs) is None
 
 
 def test_each_conv_product_loop_holds_one_load_path(built):
@@ -101,6 +107,34 @@ def test_each_conv_product_loop_holds_one_load_path(built):
         scalar = [line for line in lines if re.search(r"LDG \d", line)]
         assert len(vector) == len(scalar) == len(SIDES), (kernel, lines)
         assert not set(vector) & set(scalar), (kernel, lines)
+
+
+def test_the_fatbins_float_arithmetic_flushes_denormals_as_nvrtcs(built):
+    """CuPy compiles NVRTC code with -ftz=true whatever it is given; the fatbin's float
+    arithmetic flushes denormals too (NVCC_OPTIONS), so both GPU paths compute the same bits.
+    Its PTX is for the lowest architecture built, as the manifest says."""
+    folder, manifest = built
+    ptx = subprocess.run([sass_loops.cuobjdump(), "-ptx", str(folder / build.FATBIN)],
+                         capture_output=True, text=True, check=True).stdout
+    assert re.findall(r"^\.target (sm_\d+)", ptx, re.MULTILINE) == \
+        [manifest["ptx"].replace("compute_", "sm_")]
+    operations = re.findall(r"\b(?:add|sub|mul|fma|div)(?:\.\w+)*\.f32\b", ptx)
+    assert operations and all(".ftz." in operation for operation in operations), \
+        sorted(set(operations))
+
+
+def test_nvrtc_options_change_with_every_kernel_source(tmp_path, monkeypatch):
+    """CuPy caches NVRTC's kernels by all.cu's text and the options; all.cu only includes the
+    other sources, so an edit of one of them must change the options, or the cache would serve
+    kernels of the old sources."""
+    copy = tmp_path / "kernels"
+    shutil.copytree(build.KERNELS, copy, ignore=shutil.ignore_patterns("build", "__pycache__"))
+    monkeypatch.setattr(build, "KERNELS", str(copy))
+    before = build.nvrtc_options()
+    assert f"-I{copy}" in before
+    with open(copy / "common.cuh", "a") as file:
+        file.write("// an edit\n")
+    assert build.nvrtc_options() != before
 
 
 def nvrtc_library():

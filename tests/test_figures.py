@@ -713,6 +713,17 @@ def test_training_error_averages_over_the_window(tmp_path):
     np.testing.assert_allclose(figure.axes[0].lines[0].get_ydata(), curve)
 
 
+def test_training_error_figure_shows_every_run_whole(tmp_path):
+    """The y axis reaches the highest run's curve, whichever run is first; x the longest run."""
+    write_step_log(tmp_path / "low", np.full(40, 0.2), per_epoch=20)
+    write_step_log(tmp_path / "high", np.full(60, 0.8), per_epoch=20)
+    runs = [training_error.read_run(tmp_path / name) for name in ("low", "high")]
+    curves = [training_error.running_mean(errors, 1) for _, errors, _ in runs]
+    ax = training_error.draw(["low", "high"], runs, curves, 0.25, 1).axes[0]
+    assert ax.get_ylim() == pytest.approx((0, 0.84))
+    assert ax.get_xlim() == pytest.approx((0, 3))
+
+
 def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
     write_step_log(tmp_path / "sparse", [0.5] * 5, per_epoch=100, steps=range(50, 300, 50))
     write_step_log(tmp_path / "short", [0.5] * 30, per_epoch=40)

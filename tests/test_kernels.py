@@ -745,6 +745,14 @@ def test_launchers_refuse_bad_arguments(backend):
     mask = backend.from_host(np.ones((2, 6), np.uint8))[:, ::2]
     with pytest.raises(ValueError, match="the mask must be a C-contiguous uint8 array"):
         backend.apply_mask(backend.from_host(np.zeros((2, 3), np.float32)), mask)
+    # the fully-connected GEMMs: another depth, or another float type, named as such
+    x = backend.from_host(np.zeros((6, 2), np.float32))
+    with pytest.raises(ValueError, match=r"fully-connected expects x \(D,N\) and w \(D,F\) "
+                                         r"with the same D; got shapes \(6, 2\) and \(5, 3\)"):
+        backend.fc_forward(x, backend.from_host(np.zeros((5, 3), np.float32)))
+    with pytest.raises(ValueError, match="fully-connected: arrays must all be float32; got "
+                                         "float64"):
+        backend.fc_forward(x, backend.from_host(np.zeros((6, 3))))
 
 
 @pytest.mark.parametrize("grid,block", [((1, 65536), 256), (2 ** 31, 256), (1, 1025),
@@ -768,6 +776,19 @@ def test_emulator_checks_argument_types_as_strictly_as_a_gpu_needs():
     with pytest.raises(TypeError, match="argument 0: expected an array of float32"):
         emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
                          (np.ones(4), out, np.uint32(4)))
+    with pytest.raises(TypeError, match="argument 2: expected a NumPy uint32 scalar, got int32"):
+        emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
+                         (np.ones(4, np.float32), out, np.int32(4)))
+    # a GPU reads a strided view's memory as it lies, and writes what NumPy was told not to
+    with pytest.raises(ValueError, match="argument 0: the array is not C-contiguous"):
+        emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
+                         (np.ones(8, np.float32)[::2], out, np.uint32(4)))
+    read_only = np.zeros(4, np.float32)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="argument 1: the array is read-only"):
+        emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
+                         (np.ones(4, np.float32), read_only, np.uint32(4)))
+    np.testing.assert_array_equal(read_only, 0)
     with pytest.raises(TypeError, match="takes 3 arguments"):
         emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1), (out,))
     with pytest.raises(KeyError, match="no kernel"):

@@ -25,6 +25,15 @@ def test_coefficient_conventions():
         NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="alpha/n")
 
 
+def test_a_window_of_one_map_is_a_valid_normalization():
+    """Size 1 is odd: each activity normalized by itself alone, c·a² (its one term)."""
+    single = NormParams(size=1, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="per-term")
+    assert single.coefficient(1) == pytest.approx(1e-4)
+    x = np.linspace(-3, 3, 24).reshape(2, 3, 2, 2)
+    np.testing.assert_allclose(crossmap_norm_forward(x, single)[0],
+                               x * (2.0 + 1e-4 * x ** 2) ** -0.75, rtol=1e-12)
+
+
 def direct_crossmap(x, p):
     c = p.coefficient(p.size)
     y = np.empty_like(x)

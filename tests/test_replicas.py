@@ -344,6 +344,66 @@ def test_rendezvous_refuses_a_duplicate_rank():
     assert "a duplicate or a rank outside WORLD_SIZE=3 arrived (rank 1)" in str(results[0])
 
 
+def test_rendezvous_names_an_address_that_does_not_resolve_at_once(monkeypatch):
+    """Not retried as a rank 0 that does not listen yet: the launch's MASTER_ADDR is wrong.
+    (The resolver's answer is given here, so that no DNS server is asked.)"""
+    def unresolved(address, timeout):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    monkeypatch.setattr(rendezvous.socket, "create_connection", unresolved)
+    start = time.monotonic()
+    with pytest.raises(rendezvous.RendezvousError,
+                       match="rendezvous at no-such-host.invalid:29500: cannot resolve MASTER_ADDR"):
+        rendezvous.broadcast(None, rank=1, world=2, address="no-such-host.invalid", port=29500,
+                             timeout=10)
+    assert time.monotonic() - start < 5
+
+
+def test_rendezvous_with_a_rank_0_that_closes_early_is_an_error_not_a_short_payload():
+    """A rank 0 that ends after the others arrive and before it sends all the bytes."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(1)
+        port = server.getsockname()[1]
+
+        def serve_half():
+            connection, _ = server.accept()
+            with connection:
+                connection.recv(4)
+                connection.sendall((300).to_bytes(8, "big") + bytes(100))
+        thread = threading.Thread(target=serve_half)
+        thread.start()
+        with pytest.raises(rendezvous.RendezvousError,
+                           match=f"rendezvous at 127.0.0.1:{port}: rank 1 waiting for the other "
+                                 f"ranks: the connection closed early"):
+            rendezvous.broadcast(None, rank=1, world=2, address="127.0.0.1", port=port, timeout=5)
+        thread.join(timeout=5)
+
+
+def test_rendezvous_with_a_peer_that_connects_and_says_nothing_fails_in_time():
+    """Rank 0 waits for a connection's rank bytes against the deadline too, not for ever."""
+    port, results = free_port(), {}
+
+    def serve():
+        try:
+            results[0] = rendezvous.broadcast(b"ids", rank=0, world=2, address="127.0.0.1",
+                                              port=port, timeout=1.0)
+        except Exception as error:
+            results[0] = error
+    thread = threading.Thread(target=serve, daemon=True)
+    start = time.monotonic()
+    thread.start()
+    while True:   # a connection that never sends its rank
+        try:
+            silent = socket.create_connection(("127.0.0.1", port), timeout=1)
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.01)
+    with silent:
+        thread.join(timeout=10)
+    assert time.monotonic() - start < 5
+    assert str(results[0]) == f"rendezvous at 127.0.0.1:{port}: a rank: timed out"
+
+
 # -- NCCL's unique ids (the GPU engine's part that needs no GPU) ------------------------------
 class FakeNccl:
     """cupy.cuda.nccl as far as the ids' exchange uses it: get_unique_id returns bytes from CuPy

@@ -1,0 +1,28 @@
+"""tools/bench_data.py end to end on a few small images: it checks the loader's first batch
+against NumPy's float32 formulas before timing (or it would time batches the network never gets),
+and its report holds the rates it printed. The timings themselves are not asserted."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_data_times_checked_batches_and_reports_what_it_printed(tmp_path):
+    report = tmp_path / "data.json"
+    result = subprocess.run([sys.executable, "tools/bench_data.py", "--batch", "2", "--crop", "8",
+                             "--size", "16", "--images", "6", "--jpegs", "2", "--json",
+                             str(report)], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr + result.stdout
+    figures = json.loads(report.read_text())
+    rates = figures["loader_images_per_second"]
+    threads = sorted({1, len(os.sched_getaffinity(0))})
+    assert list(rates) == [f"{place}-{count}-threads" for place in ("memory", "hdf5")
+                           for count in threads]
+    assert all(rate > 0 for rate in rates.values())
+    assert figures["loader_hdf5_per_core"] == rates["hdf5-1-threads"]   # one thread, one core
+    per_core = figures["loader_hdf5_per_core"]
+    assert f"loader from HDF5, 1 thread: {per_core:.0f} images/s per core" in result.stdout
+    assert figures["prepare_images_per_second_per_core"] > 0
