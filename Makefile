@@ -86,7 +86,8 @@ kernels-asan: setup  ## the kernel tests again on the emulator's AddressSanitize
 	$(PY) -m pytest -q tests/test_emulator_asan.py
 
 # conv1's input gradient, which training never asks for, is left to the GPU: its 3 channels fill
-# a tile of 48 and 15 of its 16 taps are idle at stride 4: over an hour on the emulator at batch 128.
+# a tile of 48 and 15 of its 16 taps are idle at stride 4: stopped unfinished after 57 minutes on the
+# emulator at batch 128.
 kernels-large: setup  ## AlexNet's real shapes (the GPU tests marked large) through the emulator, before a GPU spends its time on them (about 12 minutes on 2 cores)
 	CONVNET_LARGE_ON_EMULATOR=1 $(PY) -m pytest -v -rs --durations=0 -m large \
 	  -k "emulator and not (test_conv and conv1a)" tests/test_kernels.py tests/test_kernels_network.py

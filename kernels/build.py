@@ -27,6 +27,7 @@ import concurrent.futures
 import hashlib
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -44,8 +45,12 @@ LANGUAGE = ["-std=c++17"]
 # CuPy compiles NVRTC code with -ftz=true whatever it is given; the fatbin flushes denormals
 # likewise, so that both GPU paths compute the same float32 bits.
 NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v", "--ftz=true"]
-# The host compile of the same sources (kernels/emulator.cpp); it fuses no multiply-add.
-EMULATOR_FLAGS = ["-O2", "-DNDEBUG", "-ffp-contract=off"]
+# The host compile of the same sources (kernels/emulator.cpp); it fuses no multiply-add. On x86-64,
+# return addresses unguarded by a shadow stack, whatever the compiler's default (Ubuntu's guards
+# them): emulate.h switches fibers by returning on another stack, and with them asked for it
+# falls back to swapcontext, a system call at each switch.
+EMULATOR_FLAGS = ["-O2", "-DNDEBUG", "-ffp-contract=off"] + \
+    (["-fcf-protection=branch"] if platform.machine() in ("x86_64", "AMD64") else [])
 # Its AddressSanitizer build, the module convnet._emulator_asan (tests/test_emulator_asan.py):
 # every access past an array's end, or a __shared__ array's, is reported with its source line
 # (-g1: line tables only). At -O1 (the later -O counts) it compiles in half the time of -O2.

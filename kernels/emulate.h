@@ -13,10 +13,10 @@
 // kernel whose results change with it has a race: threads that share memory without a barrier
 // between the write and the read, or blocks that depend on each other.
 //
-// A switch between fibers (Context below): on x86-64 (System V), a few instructions that save and
-// restore the registers a call must keep; elsewhere, with CONVNET_EMULATOR_UCONTEXT defined, or
-// in a build for shadow stacks (-fcf-protection=full or return, whose check a return to another
-// fiber's stack would fail), ucontext's swapcontext, which also sets the signal mask, a system
+// A switch between fibers (Context below): on x86-64 (System V, ELF), a few instructions that save
+// and restore the registers a call must keep; elsewhere, with CONVNET_EMULATOR_UCONTEXT defined,
+// or in a build for shadow stacks (-fcf-protection=full or return, whose check a return to another
+// fiber's stack would fail; kernels/build.py turns them off), ucontext's swapcontext, which also sets the signal mask, a system
 // call at each switch (a block of 256 threads with 9 barriers makes 5,000: the kernels' tests ran
 // mostly in the kernel of the OS).
 //
@@ -33,7 +33,7 @@
 // (common.cuh).
 #pragma once
 
-#if defined(__x86_64__) && defined(__LP64__) && !defined(_WIN32) && \
+#if defined(__x86_64__) && defined(__LP64__) && defined(__ELF__) && \
     !(defined(__CET__) && (__CET__ & 2)) && !defined(CONVNET_EMULATOR_UCONTEXT)
 #define CONVNET_STACK_SWITCH 1
 #else
@@ -87,18 +87,20 @@ struct Context {
   void* stack_pointer = nullptr;
 };
 
-// A context that starts `entry` on `stack` at the next switch to it: six zeros for the registers,
-// entry's address for the ret, and a null return address for entry (which never returns), which
-// so begins with the stack aligned as after a call. Under AddressSanitizer, the guards the fiber's
-// last run left just below (entry never returns to clear its frame's) are cleared first.
+// A context that starts `entry` on `stack` at the next switch to it, from the stack's 16-byte
+// aligned top down: a null return address for entry (which never returns), entry's address for
+// the switch's ret, and zeros for the six registers it pops. entry so begins with the stack
+// aligned as a call leaves it. Under AddressSanitizer, the guards the fiber's last run left there
+// (entry never returns to clear its frame's) are cleared first.
 inline void start_fiber(Context& context, std::vector<char>& stack, void (*entry)()) {
+  constexpr int kSavedRegisters = 6, kFrameWords = kSavedRegisters + 2;
   const uintptr_t top = reinterpret_cast<uintptr_t>(stack.data() + stack.size()) & ~uintptr_t{15};
-  void** frame = reinterpret_cast<void**>(top) - 8;
+  void** frame = reinterpret_cast<void**>(top) - kFrameWords;
 #ifdef CONVNET_ASAN
-  ASAN_UNPOISON_MEMORY_REGION(frame, 8 * sizeof(void*));
+  ASAN_UNPOISON_MEMORY_REGION(frame, kFrameWords * sizeof(void*));
 #endif
-  std::fill(frame, frame + 8, nullptr);
-  frame[6] = reinterpret_cast<void*>(entry);
+  std::fill(frame, frame + kFrameWords, nullptr);
+  frame[kSavedRegisters] = reinterpret_cast<void*>(entry);
   context.stack_pointer = frame;
 }
 

@@ -4,6 +4,7 @@
 //   launch(name, grid, block, args)   name "kernel<float>" or "kernel<double>"; grid and block
 //                                     3-tuples; args a tuple in the kernel's parameter order
 //   kernels()                         the registered names
+//   fiber_switch                      how a block's threads switch at a barrier (emulate.h)
 //   shuffle(seed)                     later launches run their blocks, and their threads between
 //                                     barriers, in a random order from this seed; None: in order
 //                                     (emulate.h: a result that changes with it is a race)
@@ -249,6 +250,7 @@ PYBIND11_MODULE(CONVNET_EMULATOR_MODULE, module) {
         emu::Block::instance().shuffle(seed.value_or(-1));
       },
       py::arg("seed"), "Run blocks and threads in a random order from `seed` (None: in order).");
+  module.attr("fiber_switch") = emu::kFiberSwitch;
   module.def("kernels", [] {
     std::vector<std::string> names;
     for (const auto& entry : convnet_emulator::registry()) names.push_back(entry.first);

@@ -35,7 +35,8 @@ def pytest_report_header(config):
     reason = gpu_unavailable_reason()
     from convnet.backend.cuda.launch import load_emulator
     try:    # the build that loads, not the variable that asks for it
-        emulator = load_emulator(os.environ.get("CONVNET_EMULATOR", ""))[1]
+        module, emulator = load_emulator(os.environ.get("CONVNET_EMULATOR", ""))
+        emulator += f" (fibers by {module.fiber_switch})"
     except Exception as error:
         emulator = f"emulator unavailable ({error})"
     return (f"CUDA kernels: {emulator} always; "

@@ -363,6 +363,7 @@ def test_rendezvous_with_a_rank_0_that_closes_early_is_an_error_not_a_short_payl
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen(1)
+        server.settimeout(5)   # accept gives up if the rank never connects
         port = server.getsockname()[1]
 
         def serve_half():
@@ -370,7 +371,7 @@ def test_rendezvous_with_a_rank_0_that_closes_early_is_an_error_not_a_short_payl
             with connection:
                 connection.recv(4)
                 connection.sendall((300).to_bytes(8, "big") + bytes(100))
-        thread = threading.Thread(target=serve_half)
+        thread = threading.Thread(target=serve_half, daemon=True)
         thread.start()
         with pytest.raises(rendezvous.RendezvousError,
                            match=f"rendezvous at 127.0.0.1:{port}: rank 1 waiting for the other "
@@ -386,21 +387,22 @@ def test_rendezvous_with_a_peer_that_connects_and_says_nothing_fails_in_time():
     def serve():
         try:
             results[0] = rendezvous.broadcast(b"ids", rank=0, world=2, address="127.0.0.1",
-                                              port=port, timeout=1.0)
+                                              port=port, timeout=2.0)
         except Exception as error:
             results[0] = error
     thread = threading.Thread(target=serve, daemon=True)
     start = time.monotonic()
     thread.start()
-    while True:   # a connection that never sends its rank
+    silent = None
+    while silent is None and thread.is_alive():   # a connection that never sends its rank
         try:
             silent = socket.create_connection(("127.0.0.1", port), timeout=1)
-            break
         except ConnectionRefusedError:
             time.sleep(0.01)
+    assert silent is not None, f"rank 0 ended before a connection: {results.get(0)!r}"
     with silent:
         thread.join(timeout=10)
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 6
     assert str(results[0]) == f"rendezvous at 127.0.0.1:{port}: a rank: timed out"
 
 
