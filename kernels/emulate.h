@@ -15,10 +15,10 @@
 //
 // A switch between fibers (Context below): on x86-64 (System V, ELF), a few instructions that save
 // and restore the registers a call must keep; elsewhere, with CONVNET_EMULATOR_UCONTEXT defined,
-// or in a build for shadow stacks (-fcf-protection=full or return, whose check a return to another
-// fiber's stack would fail; kernels/build.py turns them off), ucontext's swapcontext, which also sets the signal mask, a system
-// call at each switch (a block of 256 threads with 9 barriers makes 5,000: the kernels' tests ran
-// mostly in the kernel of the OS).
+// or in a build for shadow stacks (-fcf-protection=full or return, whose check a return to
+// another fiber's stack would fail; kernels/build.py turns them off), ucontext's swapcontext,
+// which also sets the signal mask, a system call at each switch (a block of 256 threads with 9
+// barriers makes 5,000: the kernels' tests ran mostly in the kernel of the OS).
 //
 // Under AddressSanitizer (the module convnet._emulator_asan), the scheduler tells it of every
 // switch between its stack and a fiber's, so that it knows which stack is in use, and, with

@@ -4,10 +4,12 @@ marker and is skipped with the reason where there is no GPU, or fails where CONV
 is set (make gpu-check sets it: on the GPU machine, a GPU test that does not run is a fault)."""
 import functools
 import os
+import subprocess
 
 import pytest
 
 from convnet.backend import get_backend
+from convnet.backend.cuda.launch import build
 
 
 @functools.cache
@@ -62,3 +64,13 @@ def kernel_backend(target, **options):
         backend = get_backend("emulator", poison=True, **options)
     print(f"kernels run on: {backend.name}")
     return backend
+
+
+def program_on_emulate_h(folder, source, flags):
+    """`source`, a C++ program that includes kernels/emulate.h, compiled by g++ with `flags` into
+    folder/program: its path."""
+    (folder / "program.cpp").write_text(source)
+    compiled = subprocess.run(["g++", "-std=c++17", *flags, f"-I{build.KERNELS}", "program.cpp",
+                               "-o", "program"], cwd=folder, capture_output=True, text=True)
+    assert compiled.returncode == 0, compiled.stderr
+    return folder / "program"

@@ -18,6 +18,7 @@ import pytest
 
 from convnet.backend.cuda import launch
 from convnet.backend.cuda.launch import asan_environment, build, load_emulator
+from targets import program_on_emulate_h
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 # Every kernel op by op, the networks on the kernels, and the two-device path (the network's own
@@ -142,13 +143,8 @@ int main(int argc, char** argv) {
 @pytest.fixture(scope="module", params=[[], ["-O0"], ["-DCONVNET_EMULATOR_UCONTEXT"]],
                 ids=["default switch", "default switch at -O0", "ucontext"])
 def local_array_program(asan_env, tmp_path_factory, request):
-    folder = tmp_path_factory.mktemp("fibers")
-    (folder / "program.cpp").write_text(LOCAL_ARRAY_PROGRAM)
-    compiled = subprocess.run(["g++", "-std=c++17", *build.EMULATOR_ASAN_FLAGS, *request.param,
-                               f"-I{os.path.join(ROOT, 'kernels')}", "program.cpp", "-o",
-                               "program"], cwd=folder, capture_output=True, text=True)
-    assert compiled.returncode == 0, compiled.stderr
-    return folder / "program"
+    return program_on_emulate_h(tmp_path_factory.mktemp("fibers"), LOCAL_ARRAY_PROGRAM,
+                                [*build.EMULATOR_ASAN_FLAGS, *request.param])
 
 
 @pytest.mark.parametrize("after_barrier", [False, True], ids=["before", "after"])

@@ -22,7 +22,8 @@ from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.backend.reference.elementwise import _mix32
 from convnet.norm_params import NormParams
 from gradcheck import check_gradients, projection_loss
-from targets import KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, kernel_backend, skip_large_on_emulator
+from targets import (KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, kernel_backend, program_on_emulate_h,
+                     skip_large_on_emulator)
 
 CODE = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="per-term")
 PAPER = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="paper")
@@ -995,14 +996,11 @@ def test_the_emulator_module_switches_fibers_as_its_platform_allows():
 def test_fibers_meet_at_barriers_and_a_thread_that_returns_or_throws_ends_the_launch(
         tmp_path, build_name):
     before, after, fiber_switch = FIBER_BUILDS[build_name]
-    (tmp_path / "program.cpp").write_text(FIBERS_PROGRAM)
-    compiled = subprocess.run(["g++", "-std=c++17", *before, *build.EMULATOR_FLAGS, *after,
-                               f"-I{build.KERNELS}", "program.cpp", "-o", "program"],
-                              cwd=tmp_path, capture_output=True, text=True)
-    assert compiled.returncode == 0, compiled.stderr
+    program = program_on_emulate_h(tmp_path, FIBERS_PROGRAM,
+                                   [*before, *build.EMULATOR_FLAGS, *after])
 
     def run(mode):
-        completed = subprocess.run([str(tmp_path / "program"), str(mode)], capture_output=True,
+        completed = subprocess.run([str(program), str(mode)], capture_output=True,
                                    text=True, timeout=60)
         assert completed.returncode == 0, completed.stderr
         return completed.stdout
