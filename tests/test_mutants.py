@@ -60,6 +60,30 @@ def test_each_mutant_is_run_on_its_own_build_and_the_checkout_is_left_alone():
     assert {path: read(path) for path in untouched} == untouched
 
 
+def test_a_mutant_rebuilds_the_modules_its_file_goes_into_and_its_tests_load():
+    """setup.py's modules by their sources: a kernel goes into both emulator builds, the
+    AddressSanitizer one loaded only by its own tests or an environment asking for it."""
+    sources = mutants.extension_sources(ROOT)
+    plain, asan, augmenter = "convnet._emulator", "convnet._emulator_asan", "convnet._augment"
+    assert set(sources) == {plain, asan, augmenter}
+
+    def modules(path, tests, **env):
+        return mutants.modules_built_from(mutants.Mutant("any", path, "a", "b", tests),
+                                          sources, env)
+    assert modules("kernels/pool.cu", ("tests/test_kernels.py",)) == {plain}
+    assert modules("kernels/emulate.h", ("tests/test_kernels.py", mutants.ASAN_TESTS)) == \
+        {plain, asan}
+    assert modules("kernels/common.cuh", ("tests/test_kernels.py",), CONVNET_EMULATOR="asan") \
+        == {plain, asan}
+    assert modules("kernels/augment.cpp", ("tests/test_loader.py",)) == {augmenter}
+    assert modules("convnet/shapes.py", ("tests/test_shapes.py",)) == set()
+    # Only the tests the tool names load the AddressSanitizer build.
+    loading = sorted(f"tests/{name}" for name in os.listdir(os.path.join(ROOT, "tests"))
+                     if name.endswith(".py") and name != "test_mutants.py"
+                     and "asan" in read(f"tests/{name}"))
+    assert loading == [mutants.ASAN_TESTS]
+
+
 def test_tests_that_fail_without_a_mutant_stop_the_tool(tmp_path):
     """A test that fails on the unmutated copy would 'kill' every mutant naming its file."""
     (tmp_path / "test_broken.py").write_text("def test_passes():\n    pass\n\n\n"

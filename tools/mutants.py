@@ -6,9 +6,9 @@ Each mutant of the catalogue below replaces one exact piece of a source file by 
 mistake (a bound off by one, a constant of the paper's changed, a step left out) and names the test
 files that should fail on it. The tool copies the checkout (its tracked and untracked files, not
 the ignored ones, plus the built extension modules) into a temporary folder, and there, for each
-mutant: applies it, rebuilds the extension modules where a compiled source changed (setup.py
-build_ext, the project's own flags), runs pytest on the named files, stopping at the first
-failure, and undoes it. A mutant is killed when a test fails, crashes, runs past 15 minutes or
+mutant: applies it, rebuilds the extension modules its file goes into (setup.py's build, the
+project's own flags; the emulator's AddressSanitizer build only for the tests that load it), runs
+pytest on the named files, stopping at the first failure, and undoes it. A mutant is killed when a test fails, crashes, runs past 15 minutes or
 can no longer be imported; one the tests pass survives, and the suite has a gap there. The
 checkout itself is never touched. Before any mutant, the named test files run once on the
 unmutated copy (the baseline): a test that fails there would kill every mutant that names its
@@ -26,6 +26,7 @@ not found, a mistake the compiler refuses), 2 when the tool could not run at all
 that fails among them). About an hour on 2 cores for the whole catalogue, most of it
 rebuilding the extension modules for the mutants of the kernels and the augmenter.
 """
+import json
 import os
 import shutil
 import signal
@@ -39,8 +40,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from convnet import options, provenance  # noqa: E402
 from convnet.atomic import atomic_json  # noqa: E402
+from convnet.backend.cuda.launch import build as kernel_build  # noqa: E402
 
-COMPILED = (".cu", ".cuh", ".h", ".cpp")   # the extension modules' sources (setup.py)
 TEST_SECONDS = 900
 BASELINE_SECONDS = 3600   # every named test file once, unmutated
 
@@ -72,14 +73,54 @@ def copy_checkout(root, target):
         shutil.copy2(os.path.join(root, name), os.path.join(target, name))
 
 
-def build_extensions(folder):
-    """setup.py's extension modules in place, every one compiled again: setuptools' up-to-date
-    check compares whole seconds, and a mutant and its undoing often fall in the same one."""
-    built = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace",
-                            "--force"], cwd=folder, capture_output=True, text=True)
-    if built.returncode:
-        errors = [line for line in built.stderr.splitlines() if "error" in line]
-        raise RuntimeError((errors or built.stderr.splitlines() or ["no message"])[0])
+# setup.py's extension modules, read by setuptools in the copy: with --list, each one's name and
+# the files it is built from (sources and depends) as JSON; else a build of the ones named, every
+# one compiled again: setuptools' up-to-date check compares whole seconds, and a mutant and its
+# undoing often fall in the same one.
+EXTENSIONS_SCRIPT = """
+import json, sys
+import setuptools
+from distutils.core import run_setup
+dist = run_setup("setup.py", stop_after="init")
+if sys.argv[1:] == ["--list"]:
+    print(json.dumps({e.name: [*e.sources, *e.depends] for e in dist.ext_modules}))
+else:
+    dist.ext_modules = [e for e in dist.ext_modules if e.name in sys.argv[1:]]
+    build = dist.get_command_obj("build_ext")
+    build.inplace = build.force = 1
+    dist.run_command("build_ext")
+"""
+# The emulator's AddressSanitizer build is loaded only under CONVNET_EMULATOR=asan, which these
+# tests set (and an environment may): a mutant of a kernel whose tests are others leaves it be.
+ASAN_TESTS = "tests/test_emulator_asan.py"
+
+
+def _extensions_script(folder, *arguments):
+    ran = subprocess.run([sys.executable, "-c", EXTENSIONS_SCRIPT, *arguments], cwd=folder,
+                         capture_output=True, text=True)
+    if ran.returncode:
+        errors = [line for line in ran.stderr.splitlines() if "error" in line]
+        raise RuntimeError((errors or ran.stderr.splitlines() or ["no message"])[0])
+    return ran.stdout
+
+
+def extension_sources(folder):
+    """{module name: the files it is built from, relative to the checkout}."""
+    return {name: {os.path.normpath(path) for path in paths}
+            for name, paths in json.loads(_extensions_script(folder, "--list")).items()}
+
+
+def build_extensions(folder, modules):
+    """The extension modules named, compiled again in place from the copy's sources."""
+    if modules:
+        _extensions_script(folder, *sorted(modules))
+
+
+def modules_built_from(mutant, sources, env):
+    """The extension modules the mutant's file goes into and its tests can load."""
+    asan_loaded = ASAN_TESTS in mutant.tests or env.get("CONVNET_EMULATOR") == "asan"
+    return {name for name, paths in sources.items() if mutant.path in paths
+            and (asan_loaded or name != f"convnet.{kernel_build.EMULATOR_ASAN_MODULE}")}
 
 
 def failures(output):
@@ -126,15 +167,16 @@ def check_baseline(folder, mutants, env):
                            f"would tell nothing")
 
 
-def run_mutant(folder, mutant, env):
+def run_mutant(folder, mutant, env, modules):
     """{name, path, result: killed | survived | error, by: the failing test (or how it ended),
-    seconds}; the file is restored whatever happens (its compiled modules are not: see run)."""
+    seconds}, the extension `modules` built from the mutated file first; the file is restored
+    whatever happens (the modules are not: see run)."""
     path = os.path.join(folder, mutant.path)
     with open(path, encoding="utf-8") as handle:
         original = handle.read()
     start = time.perf_counter()
     try:
-        result, by = _try(folder, path, original, mutant, env)
+        result, by = _try(folder, path, original, mutant, env, modules)
     finally:
         with open(path, "w", encoding="utf-8") as handle:
             handle.write(original)
@@ -142,14 +184,14 @@ def run_mutant(folder, mutant, env):
             "seconds": round(time.perf_counter() - start, 1)}
 
 
-def _try(folder, path, original, mutant, env):
+def _try(folder, path, original, mutant, env, modules):
     if original.count(mutant.old) != 1:
         return "error", f"its text occurs {original.count(mutant.old)} times in {mutant.path}"
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(original.replace(mutant.old, mutant.new))
-    if mutant.path.endswith(COMPILED):
+    if modules:
         try:
-            build_extensions(folder)
+            build_extensions(folder, modules)
         except RuntimeError as error:   # a mistake the compiler refuses tells nothing of tests
             return "error", f"does not compile: {error}"
     ran = run_tests(folder, mutant.tests, env, TEST_SECONDS, first_failure_only=True)
@@ -167,23 +209,24 @@ def _try(folder, path, original, mutant, env):
 
 
 def run(mutants, seed, report=print, commit=None):
-    """The mutants one after another in one copy of the checkout (each file restored after its
-    mutant, the compiled modules rebuilt before a mutant of Python after one of a compiled
-    source), after the baseline (check_baseline): the records, in the mutants' order. The copy
-    starts from the checkout's built modules, as its own tests do; `commit` is the checkout's
-    (default: provenance.running())."""
+    """The mutants one after another in one copy of the checkout, after the baseline
+    (check_baseline): the records, in the mutants' order. Each mutant's file is restored after
+    it, and the extension modules a mutant was built into are built again from the restored
+    sources before the next mutant that does not build them itself. The copy starts from the
+    checkout's built modules, as its own tests do; `commit` is the checkout's (default:
+    provenance.running())."""
     records = []
     with tempfile.TemporaryDirectory(prefix="convnet-mutants-") as folder:
         copy_checkout(ROOT, folder)
         env = environment_of_tests(folder, seed, commit or provenance.running())
         check_baseline(folder, mutants, env)
-        built_from_mutant = False
+        sources = extension_sources(folder)
+        built_from_mutant = set()
         for mutant in mutants:
-            compiled = mutant.path.endswith(COMPILED)
-            if built_from_mutant and not compiled:   # a compiled one builds its own
-                build_extensions(folder)
-            built_from_mutant = compiled
-            outcome = run_mutant(folder, mutant, env)
+            modules = modules_built_from(mutant, sources, env)
+            build_extensions(folder, built_from_mutant - modules)
+            built_from_mutant = modules
+            outcome = run_mutant(folder, mutant, env, modules)
             records.append(outcome)
             report(f"{outcome['result']:8} {mutant.name:24} {outcome['seconds']:6.1f} s  "
                    f"{outcome['by'] or ''}")
