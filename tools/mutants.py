@@ -23,8 +23,7 @@ shows. The tests' random seed is fixed (--seed), so a run can be repeated.
 Prints one line per mutant and writes a JSON report (commit, seed, each mutant's result, the
 test that killed it, seconds); exits 1 when a mutant survived or could not be run (its text
 not found, a mistake the compiler refuses), 2 when the tool could not run at all (a baseline
-that fails among them). About an hour on 2 cores for the whole catalogue, most of it
-rebuilding the extension modules for the mutants of the kernels and the augmenter.
+that fails among them). About an hour on 2 cores for the whole catalogue.
 """
 import json
 import os
