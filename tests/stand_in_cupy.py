@@ -1,6 +1,7 @@
 """A stand-in for the few CuPy calls the GPU benchmarks make themselves (events, random arrays,
 the device's properties), built on NumPy and the wall clock, so that tools/bench_kernels.py and
-tools/bench_train.py run end to end through the emulator in CI. Their timings mean nothing."""
+tools/bench_train.py run end to end through the emulator in CI. Their timings mean nothing.
+stand_in_torch stands in for tools/bench_kernels.py's PyTorch peer the same way."""
 import time
 import types
 
@@ -35,3 +36,26 @@ def stand_in_cupy(elapsed_ms=None):
         random=lambda size, dtype: rng.random(size, dtype=dtype))
     return types.SimpleNamespace(cuda=cuda, random=random, maximum=np.maximum, empty=np.empty,
                                  empty_like=np.empty_like, __version__="stand-in")
+
+
+def stand_in_torch(elapsed_ms):
+    """A stand-in for the PyTorch peer of tools/bench_kernels.py: its ops do nothing, its inputs
+    are zeros on the host, and every pair of its events times elapsed_ms."""
+    class TorchEvent(Event):
+        def __init__(self, enable_timing=False):
+            pass
+
+        def elapsed_time(self, stop):
+            return elapsed_ms
+
+    nothing = lambda *args, **kwargs: None   # noqa: E731
+    functional = types.SimpleNamespace(conv2d=nothing, local_response_norm=nothing,
+                                       max_pool2d=nothing)
+    backends = types.SimpleNamespace(
+        cudnn=types.SimpleNamespace(version=lambda: 0, allow_tf32=False, benchmark=True),
+        cuda=types.SimpleNamespace(matmul=types.SimpleNamespace(allow_tf32=False)))
+    return types.SimpleNamespace(
+        __version__="stand-in", backends=backends, cuda=types.SimpleNamespace(Event=TorchEvent),
+        randn=lambda *shape, device: np.zeros(shape, np.float32), relu=nothing,
+        nn=types.SimpleNamespace(functional=functional),
+        ops=types.SimpleNamespace(aten=types.SimpleNamespace(convolution_backward=nothing)))

@@ -14,7 +14,7 @@ import bench_kernels  # noqa: E402
 
 from convnet import alexnet, graph  # noqa: E402
 from convnet.backend.cuda import emulator_backend  # noqa: E402
-from stand_in_cupy import stand_in_cupy  # noqa: E402
+from stand_in_cupy import stand_in_cupy, stand_in_torch  # noqa: E402
 
 CONV_PASSES = 14   # the small model's 5 convolutions of tower a, 3 passes each but conv1's
 #                   input gradient (training never asks for the images' gradient)
@@ -80,8 +80,10 @@ def test_every_case_and_plan_is_timed_and_recorded(on_the_emulator, tmp_path, ca
 def test_the_figures_are_their_operations_and_bytes_over_the_time(on_the_emulator, tmp_path,
                                                                    monkeypatch):
     """Every timing 2 ms: each convolution's GFLOP/s is 2 × its multiply-adds (both towers'
-    inputs of conv3) × the batch, the copy's bandwidth its bytes read and written, and max
-    pooling's bytes those of its inputs and outputs (backward: dy, x and y read, dx written)."""
+    inputs of conv3) × the batch, by either algorithm, and its share of the FP32 peak (an
+    H100's 132 SMs × 128 units × 2 at 1.98 GHz); the copy's bandwidth is its bytes read and
+    written; each memory-bound op's bytes are those of its inputs and outputs (max pooling
+    backward: dy, x and y read, dx written), and its share of the copy's bandwidth."""
     elapsed = 2.0
     monkeypatch.setattr(bench_kernels, "gpu_modules", lambda tool: (stand_in_cupy(elapsed), None))
     report = tmp_path / "bench.json"
@@ -95,9 +97,18 @@ def test_the_figures_are_their_operations_and_bytes_over_the_time(on_the_emulato
     convs = {case["layer"].split()[0]: case for case in report["cases"]
              if "gflop_s" in case and case["pass"] == "forward"}
     assert len(convs) == 5
+    peak = 132 * 128 * 2 * 1.98e9
+    assert report["fp32_peak_tflops"] == pytest.approx(peak / 1e12)
     for name, case in convs.items():
         assert case["ms"] == elapsed
         assert case["gflop_s"] == pytest.approx(2 * infos[name].multiply_adds * 2 * per_second / 1e9), name
+        assert case["percent_of_fp32_peak"] == pytest.approx(100 * case["gflop_s"] * 1e9 / peak)
+        if "winograd" in case:
+            assert case["winograd"]["gflop_s"] == pytest.approx(case["gflop_s"]), name
+    memory = [case for case in report["cases"] if "gb_s" in case]
+    for case in memory:
+        assert case["percent_of_copy"] == pytest.approx(
+            100 * case["gb_s"] / report["copy_bandwidth_gb_s"]), case
     pools = {(case["layer"].split()[0], case["pass"]): case for case in report["cases"]
              if case["layer"].startswith("pool")}
     for (name, pass_name), case in pools.items():
@@ -106,12 +117,33 @@ def test_the_figures_are_their_operations_and_bytes_over_the_time(on_the_emulato
         moved = x + y if pass_name == "forward" else 2 * x + 2 * y
         assert case["gb_s"] == pytest.approx(moved * per_second / 1e9), (name, pass_name)
     assert len(pools) == 6
+    norms = {(case["layer"].split()[0], case["pass"]): case for case in report["cases"]
+             if case["layer"].startswith(("rnorm", "cnorm"))}
+    for (name, pass_name), case in norms.items():
+        x = 4 * np.prod(shapes[name][0]) * 2
+        moved = 3 * x if pass_name == "forward" else 5 * x   # + y, denoms; dy, x, y, denoms, dx
+        assert case["gb_s"] == pytest.approx(moved * per_second / 1e9), (name, pass_name)
+    assert len(norms) == 6
+    conv1 = 4 * np.prod(infos["conv1a"].output_shape) * 2       # bytes of conv1's output
+    fc6 = np.prod(infos["fc6a"].output_shape) * 2                # elements of fc6's output
+    fc6_weights = (4 * sum(np.prod(shape) for shape in shapes["fc6a"])   # bytes of its weights
+                   * infos["fc6a"].output_shape[0])
+    moved = {"bias": 2 * conv1, "relu forward": 2 * conv1, "relu backward": 3 * conv1,
+             "tanh forward": 2 * conv1, "tanh backward": 3 * conv1, "bias gradient": conv1,
+             "dropout mask + apply": 2 * 4 * fc6 + 2 * fc6,       # x in, out; mask out, in
+             "softmax": 2 * 4 * model.geometry.classes * 2,
+             "SGD update": 5 * fc6_weights}                        # w, v, grad in; w, v out
+    elementwise = {case["pass"]: case for case in memory
+                   if not case["layer"].startswith(("pool", "rnorm", "cnorm"))}
+    assert elementwise.keys() == moved.keys()
+    for pass_name, case in elementwise.items():
+        assert case["gb_s"] == pytest.approx(moved[pass_name] * per_second / 1e9), pass_name
 
 
 def test_a_plan_with_a_wrong_output_is_reported_and_left_out(on_the_emulator, tmp_path):
     def broken(backend):
         """conv1's forward pass under the launcher's plan, every forward pass with tiles of 64,
-        and conv5's by Winograd under its launcher's plan leave their output unwritten."""
+        and conv5's by Winograd under its launcher's plan leave an output element unwritten."""
         real = backend.conv_forward
 
         def conv_forward(x, w, tile=None, **kwargs):
@@ -119,7 +151,7 @@ def test_a_plan_with_a_wrong_output_is_reported_and_left_out(on_the_emulator, tm
             winograd_conv5 = (kwargs.get("algorithm") == "winograd" and tile is None and
                               w.shape[3] == CONV5_FILTERS)
             if tile == 64 or (tile is None and x.shape[0] == 3) or winograd_conv5:
-                y[...] = np.nan
+                y[-1, -1, -1, -1] = np.nan
             return y
         backend.conv_forward = conv_forward
     on_the_emulator.append(broken)
@@ -137,9 +169,83 @@ def test_a_plan_with_a_wrong_output_is_reported_and_left_out(on_the_emulator, tm
 
 
 def test_check_only_runs_every_case_once_and_times_nothing(on_the_emulator, tmp_path, capsys):
-    """make gpu-check's ncu step: each case's output checked, no timer, copy or report."""
+    """make gpu-check's ncu step: each case's output checked under the plans of its rows only
+    (the launcher's, and Winograd's where it serves: what the profiler is to see), no timer,
+    copy or report."""
+    runs = []
+
+    def counted(backend):
+        for op in ("conv_forward", "conv_backward_input", "conv_backward_filters"):
+            real = getattr(backend, op)
+            setattr(backend, op, lambda *args, real=real, **kwargs: runs.append(kwargs) or
+                    real(*args, **kwargs))
+    on_the_emulator.append(counted)
     report = tmp_path / "bench.json"
     status = bench_kernels.main(["--model", "2012-small28", "--batch", "1", "--check-only",
                                  "--json", str(report)])
     assert status == 0 and not report.exists()
     assert "GB/s" not in capsys.readouterr().out
+    plans = {tuple(sorted(set(kwargs) - {"stride", "pad", "input_size", "filter_size"}))
+             for kwargs in runs}
+    assert plans == {(), ("algorithm",)}, "no other tile or slicing than the launcher's"
+
+
+def test_only_the_families_named_run(on_the_emulator, tmp_path):
+    report = tmp_path / "bench.json"
+    assert bench_kernels.main(["pool", "--model", "2012-small28", "--batch", "1", "--repeats",
+                               "1", "--json", str(report)]) == 0
+    report = json.loads(report.read_text())
+    assert report["families"] == ["pool"]
+    assert [case["layer"].split()[0] for case in report["cases"]] == ["pool1a", "pool1a",
+                                                                      "pool2a", "pool2a",
+                                                                      "pool3a", "pool3a"]
+
+
+def test_a_run_cut_short_keeps_the_cases_it_timed(on_the_emulator, tmp_path, monkeypatch):
+    """The report is rewritten after every case: a run ended at its first Winograd row (conv3's
+    forward pass) keeps conv1's and conv2's passes, marked incomplete."""
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(bench_kernels, "winograd_row", interrupted)
+    report = tmp_path / "bench.json"
+    with pytest.raises(KeyboardInterrupt):
+        bench_kernels.main(["conv", "--model", "2012-small28", "--batch", "1", "--repeats", "1",
+                            "--json", str(report)])
+    report = json.loads(report.read_text())
+    assert not report["complete"]
+    assert [(case["layer"].split()[0], case["pass"]) for case in report["cases"]] == [
+        ("conv1a", "forward"), ("conv1a", "backward filters"), ("conv2a", "forward"),
+        ("conv2a", "backward input"), ("conv2a", "backward filters")]
+
+
+def test_the_peers_ratio_is_its_time_over_ours(on_the_emulator, tmp_path, monkeypatch):
+    """Ours 2 ms, the peer's 3 ms: every case with a peer (the convolutions: cuDNN; max pooling
+    and cross-map normalization forward: PyTorch) and each Winograd row is 1.5× faster than
+    the peer, and so are the convolutions in total."""
+    monkeypatch.setattr(bench_kernels, "gpu_modules",
+                        lambda tool: (stand_in_cupy(2.0), stand_in_torch(3.0)))
+    report = tmp_path / "bench.json"
+    assert bench_kernels.main(["--model", "2012-small28", "--batch", "1", "--repeats", "1",
+                               "--json", str(report)]) == 0
+    report = json.loads(report.read_text())
+    assert report["peer"]["cudnn_allow_tf32"] is False
+    peers = {(case["layer"].split()[0], case["pass"]): case for case in report["cases"]
+             if "peer_ms" in case}
+    assert len(peers) == CONV_PASSES + 3 + 2
+    for (name, _), case in peers.items():
+        assert case["peer"] == ("cuDNN" if name.startswith("conv") else "PyTorch")
+        assert case["peer_ms"] == 3.0 and case["ratio_peer_over_ours"] == 1.5
+        assert case.get("winograd", {}).get("ratio_peer_over_ours", 1.5) == 1.5
+    assert report["conv_total_passes"] == CONV_PASSES
+    assert report["conv_total_ratio"] == report["conv_total_ratio_fastest_algorithm"] == 1.5
+
+
+def test_runs_queued_past_the_flush_are_counted_host_bound(on_the_emulator, tmp_path,
+                                                           monkeypatch):
+    """Events that time a flush of a picosecond: queueing any run outlasts it."""
+    monkeypatch.setattr(bench_kernels, "gpu_modules", lambda tool: (stand_in_cupy(1e-9), None))
+    report = tmp_path / "bench.json"
+    assert bench_kernels.main(["pool", "--model", "2012-small28", "--batch", "1", "--repeats",
+                               "3", "--json", str(report)]) == 0
+    report = json.loads(report.read_text())
+    assert [case["host_bound_runs"] for case in report["cases"]] == [3] * 6

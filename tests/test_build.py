@@ -40,6 +40,61 @@ ptxas info    : Function properties for __internal_accurate_pow
     assert build.spills(record) == 12
 
 
+# cuobjdump -sass as it lists two kernels: scale<float> with a loop nested in another, a loop
+# with no FFMA and the self-branch that ends every function; scale<double>, past 64 KiB, with
+# three loops from one address, each nested in the next.
+SASS = """
+\tcode for sm_90
+\t\tFunction : _Z5scaleIfEvPKT_S0_PS0_j
+\t.headerflags\t@"EF_CUDA_SM90 EF_CUDA_VIRTUAL_SM(EF_CUDA_SM90)"
+        /*0000*/                   MOV R1, c[0x0][0x28] ;          /* 0x00000a00ff017624 */
+        /*0010*/             @!P3 LDG.E.128.CONSTANT R8, [R2.64] ;  /* 0x000000040208a981 */
+        /*0020*/                   BAR.SYNC.DEFER_BLOCKING 0x0 ;   /* 0x0000000000007b1d */
+        /*0030*/                   LDS.64 R4, [R3] ;               /* 0x0000000003047984 */
+        /*0040*/                   FFMA R5, R4, R8, R5 ;           /* 0x0000000804057223 */
+        /*0050*/                   FFMA R6, R4, R9, R6 ;           /* 0x0000000904067223 */
+        /*0060*/              @P0 BRA 0x30 ;                       /* 0xfffffffc00000947 */
+        /*0070*/                   FFMA R7, R8, R9, R7 ;           /* 0x0000000908077223 */
+        /*0080*/                   IADD3 R2, R2, 0x4, RZ ;         /* 0x0000000402027810 */
+        /*0090*/                   ISETP.NE.AND P1, PT, R2, R10, PT ;  /* 0x0000000a0200720c */
+        /*00a0*/             @!P1 BRA 0x10 ;                       /* 0xfffffff000009947 */
+        /*00b0*/                   IADD3 R11, R11, 0x1, RZ ;       /* 0x000000010b0b7810 */
+        /*00c0*/              @P2 BRA 0xb0 ;                       /* 0xfffffffc00002947 */
+        /*00d0*/                   STG.E [R12.64], R5 ;            /* 0x000000050c007986 */
+        /*00e0*/                   EXIT ;                          /* 0x000000000000794d */
+        /*00f0*/                   BRA 0xf0;                       /* 0xfffffff000007947 */
+\t\t..........
+
+\t\tFunction : _Z5scaleIdEvPKT_S0_PS0_j
+        /*fff0*/                   DFMA R4, R2, R2, R4 ;           /* 0x000000020204722b */
+        /*10000*/                  FFMA R6, R2, R2, R6 ;           /* 0x0000000202067223 */
+        /*10010*/             @P0 BRA 0xfff0 ;                     /* 0xfffffffc00000947 */
+        /*10020*/             @P1 BRA 0xfff0 ;                     /* 0xfffffffc00001947 */
+        /*10030*/             @P2 BRA 0xfff0 ;                     /* 0xfffffffc00002947 */
+        /*10040*/                  EXIT ;                          /* 0x000000000000794d */
+"""
+
+
+def test_sass_loops_lists_each_loops_own_instructions_under_its_kernel():
+    """tools/sass_loops.py on a listing of known loops: each loop's own instructions (its nested
+    loops' left to them, listed under it, outermost first), the FFMA share, the memory
+    instructions by width, predicates and modifiers stripped; loops whose FFMA, nested ones'
+    counted once, are fewer than min_ffma left out; only the kernels asked for."""
+    outer = "  loop 0x10-0xa0: 6 instructions, FFMA 1 (17%); BAR 1, LDG.128 1"
+    inner = "    loop 0x30-0x60: 4 instructions, FFMA 2 (50%); LDS.64 1"
+    assert sass_loops.report(SASS, ["scale<float>"]) == ["scale<float>", outer, inner]
+    assert sass_loops.report(SASS, ["scale<float>"], min_ffma=3) == ["scale<float>", outer]
+    assert sass_loops.report(SASS, ["scale<float>"], min_ffma=0) == [
+        "scale<float>", outer, inner, "  loop 0xb0-0xc0: 2 instructions, FFMA 0 (0%)",
+        "  loop 0xf0-0xf0: 1 instructions, FFMA 0 (0%)"]
+    assert sass_loops.report(SASS) == [
+        "scale<float>", outer, inner, "scale<double>",
+        "  loop 0xfff0-0x10030: 1 instructions, FFMA 0 (0%)",
+        "    loop 0xfff0-0x10020: 1 instructions, FFMA 0 (0%)",
+        "      loop 0xfff0-0x10010: 3 instructions, FFMA 1 (33%)"]
+    assert sass_loops.report(SASS, ["scale<double>"], min_ffma=2) == []
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """(folder, manifest) of one nvcc build of every kernel, shared by the tests that read it."""

@@ -13,6 +13,7 @@ import pytest
 
 from convnet import alexnet, checkpoint, provenance
 from convnet.backend import get_backend
+from convnet.errors import damaged_file_errors
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.solver import SGD
@@ -158,6 +159,15 @@ def test_overwritten_hdf5_structures_are_refused_in_one_line(tmp_path, rng):
                            match=re.escape(f"checkpoint {path}: ")) as refused:
             read()
         assert "\n" not in str(refused.value)
+
+
+def test_an_hdf5_message_over_several_lines_is_refused_in_one_line():
+    """HDF5's messages, which h5py passes on, may span lines; the refusal is one line."""
+    with pytest.raises(checkpoint.CheckpointError,
+                       match=r"^checkpoint x\.h5: Unable to open \(bad object header\)$"):
+        with damaged_file_errors(checkpoint.CheckpointError,
+                                 lambda error: f"checkpoint x.h5: {error}"):
+            raise OSError("Unable to open\n    (bad object header)")
 
 
 def test_a_write_that_fails_keeps_the_previous_checkpoint(tmp_path):

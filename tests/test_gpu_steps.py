@@ -47,16 +47,39 @@ def test_the_budget_bounds_every_step_and_skips_what_it_cannot_hold(tmp_path):
     status, steps, _ = run_steps(tmp_path, 100, """
 SECONDS=80
 step bounded "$out/log" 600 true
+SECONDS=85
+step last "$out/log" 60 true
 SECONDS=90
 step after "$out/log" 60 true""")
     assert status == 1
     assert re.search(r"exit +0 .*\(limit 20s, 20s were left\)", steps["bounded"])
+    assert re.search(r"exit +0 .*\(limit 15s, 15s were left\)", steps["last"])
     assert "skipped: no time left of 100s" in steps["after"]
 
 
 def test_all_steps_passing_exit_zero(tmp_path):
     status, steps, _ = run_steps(tmp_path, 100, 'step one "$out/log" 10 true')
     assert status == 0 and re.search(r"exit +0 ", steps["one"])
+
+
+def test_a_second_call_starts_its_own_list_of_steps(tmp_path):
+    """A warm machine's second call writes into the same OUT: steps.txt lists its steps only."""
+    run_steps(tmp_path, 100, 'step first "$out/log" 10 true')
+    _, steps, _ = run_steps(tmp_path, 100, 'step second "$out/log" 10 true')
+    assert list(steps) == ["second"]
+
+
+def test_steps_run_with_the_gpu_required_and_the_tree_on_the_path(tmp_path, monkeypatch):
+    """A GPU test that skips for want of a GPU fails on the GPU machine; the tools find convnet
+    in the tree; a step cut off at its limit has written its output as it went."""
+    monkeypatch.setenv("PYTHONPATH", "elsewhere")
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    monkeypatch.delenv("CONVNET_REQUIRE_GPU", raising=False)
+    _, _, out = run_steps(tmp_path, 100, 'step environment "$out/log" 10 env')
+    variables = dict(line.split("=", 1) for line in (out / "log").read_text().splitlines()[1:]
+                     if "=" in line)
+    assert variables["CONVNET_REQUIRE_GPU"] == variables["PYTHONUNBUFFERED"] == "1"
+    assert variables["PYTHONPATH"] == f"{os.getcwd()}:elsewhere"
 
 
 def test_the_default_budget_is_one_device_call(tmp_path):
@@ -71,6 +94,10 @@ SECONDS=90
 extra more "$out/log" 10 true""")
     assert status == 0
     assert re.search(r"exit +1 ", steps["tuning"]) and "skipped" in steps["more"]
+    status, steps, _ = run_steps(tmp_path, 100, """
+step check "$out/log" 10 false
+extra tuning "$out/log" 10 true""")
+    assert status == 1
 
 
 @pytest.mark.parametrize("budget", ["abc", "7m", "400.5", "-5"])
@@ -119,8 +146,9 @@ fi
 
 
 def test_an_install_of_the_same_extension_sources_is_left_out(tmp_path):
-    """install_and_build on a warm machine: the install runs where the extension sources differ
-    from those the last install here built, and is left out where they are the same."""
+    """install_and_build on a warm machine: the install runs where the extension sources (any
+    of them) differ from those the last install here built, and is left out where they are the
+    same and the last install succeeded."""
     tree, calls, python = stand_in_tree(tmp_path)
 
     def install_and_build():
@@ -139,9 +167,32 @@ def test_an_install_of_the_same_extension_sources_is_left_out(tmp_path):
     assert re.search(r"^preflight +exit +0", steps, re.MULTILINE)
     status, steps, installs = install_and_build()
     assert status == 0 and installs == 1 and "install        up to date" in steps
-    (tree / "kernels" / "a.cu").write_text("changed")
-    status, steps, installs = install_and_build()
-    assert status == 0 and installs == 2
+    for name in ("setup.py", "pyproject.toml", "kernels/a.cpp", "kernels/a.h", "kernels/a.cu",
+                 "kernels/a.cuh"):
+        (tree / name).write_text("changed")
+        status, steps, more = install_and_build()
+        assert status == 0 and more == installs + 1, name
+        installs = more
+        status, steps, more = install_and_build()
+        assert status == 0 and more == installs and "install        up to date" in steps, name
+    # The same sources, but modules that no longer import: installed again.
+    python.write_text(f"""#!/bin/bash
+echo "$*" >>"{calls}"
+[ "$2" != "import convnet._augment, convnet._emulator" ]
+""")
+    status, steps, more = install_and_build()
+    assert status == 0 and more == installs + 1
+    installs = more
+    # An install that fails leaves no record: the next call installs again.
+    python.write_text(f"""#!/bin/bash
+echo "$*" >>"{calls}"
+[ "$2" != pip ]
+""")
+    (tree / "setup.py").write_text("changed again")
+    for attempt in (1, 2):
+        status, steps, more = install_and_build()
+        assert status == 1 and more == installs + attempt
+        assert re.search(r"^install +exit +1", steps, re.MULTILINE)
 
 
 GPU_TRAIN = os.path.join(os.path.dirname(STEPS), "gpu_train.sh")

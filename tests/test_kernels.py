@@ -9,6 +9,7 @@ import functools
 import platform
 import re
 import subprocess
+import types
 
 import numpy as np
 import pytest
@@ -280,6 +281,7 @@ WINOGRAD_CASES = [
     (60, 5, 4, 60, 3, 1, 1),    # tiles of 64 in every product
     FULL_TILES,                 # full tiles of 128
     (2, 12, 8, 3, 3, 1, 1),     # a filter gradient over enough tiles for several slices
+    (2, 20, 4, 3, 3, 1, 0),     # padding 0: the input gradient's 400 positions, 324 forward
 ]
 ALEXNET_WINOGRAD = [param for param, (layer, _) in zip(ALEXNET_CONVS, alexnet_cases(alexnet.Conv))
                     if winograd_applies(layer.filter_size, layer.stride, layer.pad)]
@@ -345,6 +347,52 @@ def test_plans_split_the_depth_only_as_far_as_the_grid_has_room():
                     split += 1
                     assert np.prod(plan.grid) <= TARGET_BLOCKS, (layer.name, algorithm, pass_name)
     assert split >= 3
+
+
+# The default network's plans at batch 128 ({layer: (tile, splits) of the forward pass, the
+# input gradient, the filter gradient}), as conv.py describes them: a plan decides the order of
+# the sums, so the results' bits, and the times bench/results reports.
+DEFAULT_PLANS = {
+    "implicit": {"conv1a": [(48, 1), (48, 1), (48, 176)], "conv2a": [(128, 1), (48, 1), (128, 52)],
+                 "conv3a": [(64, 1), (128, 3), (64, 19)], "conv4a": [(64, 1), (64, 1), (64, 12)],
+                 "conv5a": [(128, 3), (64, 1), (128, 37)]},
+    "winograd": {"conv3a": [(64, 1), (128, 1), (64, 11)], "conv4a": [(64, 1), (64, 1), (64, 5)],
+                 "conv5a": [(128, 1), (64, 1), (128, 16)]}}
+
+
+def test_the_default_networks_plans_are_the_documented_ones():
+    plans = {"implicit": {}, "winograd": {}}
+    for layer, image_shape in alexnet_cases(alexnet.Conv):
+        for algorithm in plans:
+            if algorithm == "implicit" or winograd_applies(layer.filter_size, layer.stride,
+                                                           layer.pad):
+                plans[algorithm][layer.name] = [
+                    pass_plan(pass_name, (*image_shape, 128), layer.channels, layer.filter_size,
+                              layer.stride, layer.pad, algorithm=algorithm)[:2]
+                    for pass_name in ("forward", "backward_input", "backward_filters")]
+    assert plans == DEFAULT_PLANS
+
+
+def shaped(shape, dtype=np.float32):
+    """An array's shape, size and type without its memory: operands too large to allocate here."""
+    return types.SimpleNamespace(shape=shape, ndim=len(shape), size=int(np.prod(shape)),
+                                 dtype=np.dtype(dtype),
+                                 flags=types.SimpleNamespace(c_contiguous=True))
+
+
+class ShapeRecorder(PlanRecorder):
+    def empty(self, shape, dtype):
+        return shaped(shape, dtype)
+
+
+def test_a_plan_whose_partial_outputs_pass_the_kernels_indices_is_refused():
+    """An output of 2³⁰ elements fits the kernels' 32-bit indices; its two slices' partial
+    outputs (a plan tools/bench_kernels.py --plans asks for) hold 2³¹, and are refused."""
+    backend = CudaBackend(ShapeRecorder())
+    x, w = shaped((3, 66, 66, 4096)), shaped((3, 3, 3, 64))
+    assert backend.conv_forward(x, w, stride=1, pad=0, splits=1).size == 2 ** 30
+    with pytest.raises(ValueError, match="conv_forward: 2147483648 elements exceed"):
+        backend.conv_forward(x, w, stride=1, pad=0, splits=2)
 
 
 def test_winograd_refuses_operands_past_the_kernels_indices():
@@ -602,8 +650,8 @@ def test_softmax(backend, classes, images, rng):
 
 def test_launchers_refuse_what_their_kernels_would_read_past(backend, rng):
     """A label past the classes, a gradient of another shape than the convolution's output or
-    the normalization's input, an input to normalize that is not 4-D: the kernels would read
-    outside the arrays, so the launchers refuse them."""
+    the normalization's input, filters that are not square, an input to normalize that is not
+    4-D: the kernels would read outside the arrays, so the launchers refuse them."""
     probs = rng.random((10, 4))
     for op, args in (("softmax_logloss", (probs,)), ("softmax_logloss_backward", (probs,)),
                      ("topk_errors", (probs,))):
@@ -616,6 +664,9 @@ def test_launchers_refuse_what_their_kernels_would_read_past(backend, rng):
         call(backend, "conv_backward_input", wrong, w, input_size=8, stride=1, pad=0)
     with pytest.raises(ValueError, match=r"conv gradient has shape \(4, 7, 6, 2\)"):
         call(backend, "conv_backward_filters", wrong, x, filter_size=3, stride=1, pad=0)
+    with pytest.raises(ValueError, match="conv filters must be square; got 3x5"):
+        call(backend, "conv_backward_input", rng.normal(size=(4, 6, 6, 2)),
+             rng.normal(size=(3, 3, 5, 4)), input_size=8, stride=1, pad=0)
     x = np.maximum(rng.normal(size=(6, 5, 5, 2)), 0)
     wrong = rng.normal(size=(6, 5, 5, 3))   # one image more than x
     for kind, params in (("crossmap", CODE), ("samemap", SAMEMAP)):
@@ -732,6 +783,11 @@ def test_launchers_refuse_bad_arguments(backend):
                              stride=1, pad=0)
     with pytest.raises(ValueError, match="float32"):
         backend.conv_forward(x, backend.from_host(np.zeros((3, 3, 3, 5))), stride=1, pad=0)
+    with pytest.raises(ValueError, match=r"conv product of 5 × 0 over 27: every size must be "
+                                         r"positive"):   # an empty batch
+        backend.conv_forward(backend.from_host(np.zeros((3, 8, 8, 0), np.float32)),
+                             backend.from_host(np.zeros((3, 3, 3, 5), np.float32)), stride=1,
+                             pad=0)
     # the launcher's own check: a GPU would read a transposed array's memory as it lies
     with pytest.raises(ValueError, match="relu_forward: arrays must be C-contiguous"):
         backend.relu_forward(backend.from_host(np.zeros((4, 6), np.float32)).T)
@@ -790,6 +846,12 @@ def test_emulator_checks_argument_types_as_strictly_as_a_gpu_needs():
         emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
                          (np.ones(4, np.float32), read_only, np.uint32(4)))
     np.testing.assert_array_equal(read_only, 0)
+    emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),   # const T*: read-only is fine
+                     (read_only, out, np.uint32(4)))
+    np.testing.assert_array_equal(out, 0)
+    with pytest.raises(TypeError, match="argument 0: expected a NumPy array, got list"):
+        emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1),
+                         ([1.0] * 4, out, np.uint32(4)))
     with pytest.raises(TypeError, match="takes 3 arguments"):
         emulator.launch("relu_forward<float>", (1, 1, 1), (4, 1, 1), (out,))
     with pytest.raises(KeyError, match="no kernel"):
@@ -918,7 +980,7 @@ def test_shuffled_order_exposes_a_race(grid, block):
                                                               np.uint32(64)))
     np.testing.assert_array_equal(memory, 1)
     try:
-        emulator.shuffle(5)
+        emulator.shuffle(0)   # a seed like any other
         memory = np.arange(1, 66, dtype=np.float32)
         launcher.launch("relu_forward", np.float32, grid, block, (memory[:-1], memory[1:],
                                                                   np.uint32(64)))

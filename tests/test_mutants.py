@@ -102,3 +102,26 @@ def test_readme_gives_the_last_runs_figures():
     sentence = (f"Its last full run, at commit `{report['commit'][:7]}`, killed all "
                 f"{report['killed']} mistakes the catalogue then held, in {minutes} minutes")
     assert sentence in " ".join(read("README.md").split())
+
+
+@pytest.mark.parametrize("results, status", [(("killed", "killed"), 0),
+                                             (("survived", "killed"), 1),
+                                             (("killed", "error"), 1)])
+def test_the_tool_fails_unless_every_mutant_is_killed(results, status, tmp_path, monkeypatch):
+    """Exit status 1 where a mutant survived or could not be run; the report counts each result,
+    of the mutants --only names, run with the seed asked for."""
+    chosen = [mutant.name for mutant in mutants.CATALOGUE[-2:]]
+    ran = []
+
+    def run(catalogue, seed, commit):
+        ran.append(([mutant.name for mutant in catalogue], seed))
+        return [{"name": mutant.name, "result": result}
+                for mutant, result in zip(catalogue, results)]
+    monkeypatch.setattr(mutants, "run", run)
+    report = tmp_path / "mutants.json"
+    assert mutants.main(["--only", *chosen, "--seed", "7", "--json", str(report)]) == status
+    assert ran == [(chosen, 7)]
+    counts = json.loads(report.read_text())
+    assert [counts[result] for result in ("killed", "survived", "error")] == \
+        [results.count(result) for result in ("killed", "survived", "error")]
+    assert counts["seed"] == 7 and len(counts["mutants"]) == 2
