@@ -7,13 +7,14 @@ mistake (a bound off by one, a constant of the paper's changed, a step left out)
 files that should fail on it. The tool copies the checkout (its tracked and untracked files, not
 the ignored ones, plus the built extension modules) into a temporary folder, and there, for each
 mutant: applies it, rebuilds the extension modules its file goes into (setup.py's build, the
-project's own flags; the emulator's AddressSanitizer build only for the tests that load it), runs
-pytest on the named files, stopping at the first failure, and undoes it. A mutant is killed when a test fails, crashes, runs past 15 minutes or
-can no longer be imported; one the tests pass survives, and the suite has a gap there. The
-checkout itself is never touched. Before any mutant, the named test files run once on the
-unmutated copy (the baseline): a test that fails there would kill every mutant that names its
-file whatever the mutant did, so the tool stops and names it. The copy has no .git: it names
-the checkout's commit to the tests through CONVNET_COMMIT (convnet/provenance.py).
+project's own flags; the emulator's AddressSanitizer build only for the tests that load it),
+runs pytest on the named files, stopping at the first failure, and undoes it. A mutant is killed
+when a test fails, crashes, runs past 15 minutes or can no longer be imported; one the tests
+pass survives, and the suite has a gap there. The checkout itself is never touched. Before any
+mutant, the named test files run once on the unmutated copy (the baseline): a test that fails
+there would kill every mutant that names its file whatever the mutant did, so the tool stops and
+names it. The copy has no .git: it names the checkout's commit to the tests through
+CONVNET_COMMIT (convnet/provenance.py).
 
 Every entry's `old` text must occur exactly once in its file: tests/test_mutants.py checks that
 in every test run, so the catalogue follows the sources. Mutants that no test can tell from the
