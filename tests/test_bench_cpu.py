@@ -3,9 +3,12 @@ that its figures agree with each other), and refuses to time networks that disag
 import json
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
+
+from numpy_torch import numpy_torch
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "bench_cpu_step.py"
 
@@ -29,11 +32,21 @@ def test_bench_prints_images_per_second(tmp_path):
         assert "PyTorch is not importable" in result.stdout
 
 
-def test_bench_does_not_time_networks_that_disagree(monkeypatch, capsys):
-    """Above 1e-3 (relative) the two networks do not compute the same thing: no timing."""
-    pytest.importorskip("torch", reason="PyTorch is not installed (make bench-cpu installs it)")
+def stand_in_torch(monkeypatch):
+    """tools/bench_cpu_step.py as it runs with PyTorch, with tests/numpy_torch.py in its place:
+    the peer network is built and compared for real; its training steps are not (the stand-in
+    has no autograd), so the tests that reach the timing replace it."""
+    torch = types.SimpleNamespace(**vars(numpy_torch), __version__="stand-in",
+                                  set_num_threads=lambda count: None, get_num_threads=lambda: 1)
+    monkeypatch.setitem(sys.modules, "torch", torch)
     monkeypatch.syspath_prepend(str(SCRIPT.parent))
     import bench_cpu_step
+    return bench_cpu_step
+
+
+def test_bench_does_not_time_networks_that_disagree(monkeypatch, capsys):
+    """Above 1e-3 (relative) the two networks do not compute the same thing: no timing."""
+    bench_cpu_step = stand_in_torch(monkeypatch)
 
     def not_timed(step, repeats):
         raise AssertionError("timed networks that disagree")
@@ -41,3 +54,21 @@ def test_bench_does_not_time_networks_that_disagree(monkeypatch, capsys):
     monkeypatch.setattr(bench_cpu_step, "time_steps", not_timed)
     assert bench_cpu_step.main(["--model", "2012-small28", "--batch", "4", "--repeats", "1"]) == 1
     assert "the reference and PyTorch networks disagree" in capsys.readouterr().err
+
+
+def test_the_rates_and_ratio_are_of_the_two_steps(monkeypatch, capsys, tmp_path):
+    """A reference step of 0.5 s and a PyTorch step of 2 s, batch 4: 8 and 2 images/s, and the
+    ratio reference / PyTorch is the reference's rate over PyTorch's, 4 (PyTorch's time over
+    ours). The agreement check runs on the real networks first."""
+    bench_cpu_step = stand_in_torch(monkeypatch)
+    seconds = iter([0.5, 2.0])
+    monkeypatch.setattr(bench_cpu_step, "time_steps", lambda step, repeats: next(seconds))
+    report = tmp_path / "bench.json"
+    assert bench_cpu_step.main(["--model", "2012-small28", "--batch", "4", "--repeats", "1",
+                                "--json", str(report)]) == 0
+    figures = json.loads(report.read_text())
+    assert figures["reference_images_per_second"] == pytest.approx(8.0)
+    assert figures["torch_images_per_second"] == pytest.approx(2.0)
+    assert figures["ratio"] == pytest.approx(4.0)
+    assert figures["probability_max_relative_difference"] < 1e-4
+    assert "ratio reference / PyTorch: 4.00x" in capsys.readouterr().out

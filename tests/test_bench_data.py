@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,3 +27,17 @@ def test_bench_data_times_checked_batches_and_reports_what_it_printed(tmp_path):
     per_core = figures["loader_hdf5_per_core"]
     assert f"loader from HDF5, 1 thread: {per_core:.0f} images/s per core" in result.stdout
     assert figures["prepare_images_per_second_per_core"] > 0
+
+
+def test_loader_rates_count_the_images_after_the_warm_up_batch(monkeypatch, tmp_path):
+    """Images per second: the timed batches' images (not the batches, nor the warm-up's) over
+    the time they took, here a clock that advances 1 s between the timer's two readings: 6
+    images in batches of 2 leave 4 timed."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    import bench_data
+    ticks = iter(range(100))
+    monkeypatch.setattr(bench_data, "time", types.SimpleNamespace(
+        perf_counter=lambda: float(next(ticks))))
+    args = types.SimpleNamespace(batch=2, crop=8, size=16, images=6)
+    rates = bench_data.bench_loader(args, str(tmp_path))
+    assert rates and all(rate == 4.0 for rate in rates.values())

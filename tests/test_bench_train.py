@@ -6,6 +6,7 @@ convolution algorithm, and every layer's passes are timed and recorded."""
 import dataclasses
 import json
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ import bench_train  # noqa: E402
 from convnet import alexnet  # noqa: E402
 from convnet.backend import get_backend  # noqa: E402
 from convnet.placement import Placement  # noqa: E402
-from stand_in_cupy import stand_in_cupy  # noqa: E402
+from stand_in_cupy import stand_in_cupy, stand_in_torch  # noqa: E402
 
 
 def emulated_placement(gpus, conv_algorithm=None):
@@ -43,6 +44,22 @@ def test_every_placement_and_layer_is_timed_and_recorded(monkeypatch, tmp_path):
     assert all(row["ms"] > 0 for row in report["layers"])
     assert "torch_step_ms" not in report     # no PyTorch peer here
     assert report["complete"] and report["commit"] and report["kernels_hash"]
+
+
+def test_a_step_time_is_the_median_of_the_timed_steps():
+    """After WARMUP untimed steps, the median of the timed ones: one slow step (a page fault, a
+    clock change) among five moves a mean by a fifth of its delay, a median not at all."""
+    times = iter([30.0, 10.0, 11.0, 90.0, 12.0])
+    calls = []
+
+    def record(begin, end):
+        calls.append(begin)
+        begin()
+        end()
+    event = types.SimpleNamespace(record=lambda: None, synchronize=lambda: None)
+    median = bench_train.median_ms(record, 5, event, event, lambda start, stop: next(times))
+    assert median == 12.0
+    assert len(calls) == bench_train.WARMUP + 5
 
 
 def test_the_rates_are_the_batch_over_the_step(monkeypatch, tmp_path):
@@ -83,3 +100,32 @@ def test_a_step_that_fails_is_not_timed(monkeypatch, tmp_path):
     assert not report["complete"]
     assert [(entry["gpus"], entry["conv_algorithm"]) for entry in report["placements"]] == \
         [("0", "implicit")]
+
+
+def test_the_peer_ratios_are_its_step_over_ours(monkeypatch, tmp_path):
+    """With the PyTorch peer: its step of 60 ms against each placement's own step time, and the
+    headline ratio against the first placement's (the stand-in peer's steps do nothing)."""
+    monkeypatch.setattr(bench_train, "gpu_modules",
+                        lambda tool: (stand_in_cupy(), stand_in_torch(60.0)))
+    monkeypatch.setattr(bench_train, "select_placement", emulated_placement)
+    peer_losses = []
+
+    def peer_step(torch, model, params, batch):
+        def record(begin, end):
+            begin()
+            end()
+            peer_losses.append(2.3)
+        return record, peer_losses
+    monkeypatch.setattr(bench_train, "torch_step", peer_step)
+    report_path = tmp_path / "train.json"
+    bench_train.main(["--model", "2012-small28", "--batch", "2", "--repeats", "1", "--gpus", "0",
+                      "0,0", "--conv-algorithms", "implicit", "--json", str(report_path)])
+    report = json.loads(report_path.read_text())
+    assert len(peer_losses) == bench_train.WARMUP + 1
+    assert report["torch_step_ms"] == 60.0
+    assert report["torch_images_per_second"] == pytest.approx(2 / 0.060)
+    first, second = report["placements"]
+    assert report["ratio_torch_over_ours"] == pytest.approx(60.0 / first["step_ms"])
+    for entry in (first, second):
+        assert entry["ratio_torch_over_ours"] == pytest.approx(60.0 / entry["step_ms"])
+    assert first["step_ms"] != second["step_ms"]   # wall-clock times: the two ratios differ

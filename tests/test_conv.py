@@ -19,16 +19,17 @@ GEOMETRIES = {
 
 
 def direct_conv(x, w, stride, pad):
-    channels, size, _, images = x.shape
+    channels, height, width, images = x.shape
     filter_size, filters = w.shape[1], w.shape[3]
-    out = conv_output_size(size, filter_size, stride, pad)
-    y = np.zeros((filters, out, out, images))
-    for oy in range(out):
-        for ox in range(out):
+    out_h = conv_output_size(height, filter_size, stride, pad)
+    out_w = conv_output_size(width, filter_size, stride, pad)
+    y = np.zeros((filters, out_h, out_w, images))
+    for oy in range(out_h):
+        for ox in range(out_w):
             for i in range(filter_size):
                 for j in range(filter_size):
                     row, col = oy * stride - pad + i, ox * stride - pad + j
-                    if 0 <= row < size and 0 <= col < size:
+                    if 0 <= row < height and 0 <= col < width:
                         y[:, oy, ox, :] += w[:, i, j, :].T @ x[:, row, col, :]
     return y
 
@@ -61,6 +62,16 @@ def test_gradients(name, rng):
     check_gradients(loss, {"x": x, "w": w, "b": b}, analytic, rng).assert_ok()
 
 
+@pytest.mark.parametrize("height,width", [(9, 10), (10, 9)])
+def test_non_square_images_overhanging_one_edge_only(height, width, rng):
+    """x is (C, H, W, N): with filter 3, stride 2 and no padding, 9 rows fit whole windows but
+    10 columns leave a last window overhanging by one. Each edge is padded for its own overhang."""
+    x = rng.standard_normal((2, height, width, 3))
+    w = rng.standard_normal((2, 3, 3, 4))
+    np.testing.assert_allclose(conv_forward(x, w, stride=2, pad=0), direct_conv(x, w, 2, 0),
+                               rtol=1e-12, atol=1e-12)
+
+
 def test_float32_agrees_with_float64(rng):
     x, w, stride, pad = make(GEOMETRIES["padded"], rng)
     exact = conv_forward(x, w, stride=stride, pad=pad)
@@ -90,3 +101,7 @@ def test_bad_shapes_are_refused(rng):
     with pytest.raises(ValueError, match=r"conv gradient of 8 rows does not match an input of 7 "
                                          r"with filter 5, stride 1, pad 2"):
         conv_backward_input(np.zeros((6, 8, 8, 3)), w, input_size=7, stride=1, pad=2)
+    # a gradient of as many elements in another shape would be read in the wrong order
+    with pytest.raises(ValueError, match=r"conv gradient has shape \(6, 49, 1, 3\); the input "
+                                         r"\(5, 7, 7, 3\) gives \(6, 7, 7, 3\)"):
+        conv_backward_filters(np.zeros((6, 49, 1, 3)), x, filter_size=5, stride=1, pad=2)

@@ -70,6 +70,19 @@ def test_dropout_forward_backward_and_test_scale(rng):
     assert scale(x.astype(np.float32), 0.5).dtype == np.float32
 
 
+def test_dropout_mask_of_another_shape_is_refused():
+    """A (F, 1) mask would broadcast: every image would get the first image's mask."""
+    with pytest.raises(ValueError, match=r"mask of shape \(4, 1\) does not match \(4, 3\)"):
+        apply_mask(np.ones((4, 3)), np.ones((4, 1), np.uint8))
+
+
+def test_dropout_mask_past_the_32_bit_counter_is_refused():
+    """2¹⁶ units of a batch of 2¹⁶ + 1 images number more elements than a 32-bit counter: the
+    indices would wrap and repeat masks. Refused before anything is drawn (one image's part)."""
+    with pytest.raises(ValueError, match="exceeds the 32-bit counter"):
+        dropout_mask((2 ** 16, 1), 0.5, 1, start=0, total=2 ** 16 + 1)
+
+
 @pytest.mark.parametrize("keep,key,wrong", [(0.0, 1, r"keep probability .* got 0.0"),
                                             (1.5, 1, r"keep probability .* got 1.5"),
                                             (0.5, -1, "key must be a 32-bit unsigned integer"),

@@ -2,6 +2,7 @@
 files of Debian's dataset-fashion-mnist package."""
 import gzip
 import os
+import re
 
 import numpy as np
 import pytest
@@ -117,3 +118,18 @@ def test_a_split_of_more_images_than_labels_is_refused_naming_its_folder(tmp_pat
     assert fashion_mnist.main(["--source", str(tmp_path), "--output", str(output)]) == 2
     assert capsys.readouterr().err == f"error: {tmp_path}: train has 3 images but 2 labels\n"
     assert not output.exists()
+
+
+README = "/usr/share/doc/dataset-fashion-mnist/README.md.gz"
+
+
+@pytest.mark.skipif(not os.path.isfile(README), reason=f"{README} is not installed "
+                                                        f"(apt-get install dataset-fashion-mnist)")
+def test_class_names_are_the_datasets_own_labels():
+    """A prediction prints the name at its label's index: the names must be the dataset's own,
+    in its order, as its README (Debian's copy of Zalando's) tables them."""
+    with gzip.open(README, "rt", encoding="utf-8") as handle:
+        labels = handle.read().split("### Labels", 1)[1].split("\n## ", 1)[0]
+    table = re.findall(r"^\| (\d+) \| (.+?) \|$", labels, re.MULTILINE)
+    assert [int(label) for label, _ in table] == list(range(10))
+    assert [name for _, name in table] == list(fashion_mnist.CLASS_NAMES)

@@ -727,6 +727,9 @@ def test_training_error_figure_shows_every_run_whole(tmp_path):
 def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
     write_step_log(tmp_path / "sparse", [0.5] * 5, per_epoch=100, steps=range(50, 300, 50))
     write_step_log(tmp_path / "short", [0.5] * 30, per_epoch=40)
+    # every step, but from step 21: its first steps' errors are missing, and its epochs would
+    # be counted from step 1 of a log that has none
+    write_step_log(tmp_path / "late", [0.5] * 100, per_epoch=40, steps=range(21, 121))
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "log.jsonl").write_text("{}\n")
     (tmp_path / "bytes").mkdir()
@@ -736,6 +739,7 @@ def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
     for name, message in (("sparse", "does not log every step from step 1 (train with "
                                      "--print-freq 1)"),
                           ("short", "has not finished its first epoch"),
+                          ("late", "does not log every step from step 1"),
                           ("bad", "line 1 is not a log entry"),
                           ("bytes", "line 1 is not a log entry"),
                           ("silent", "does not log every step from step 1"),

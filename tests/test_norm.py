@@ -72,6 +72,17 @@ def test_samemap_forward_matches_formula(params, size, rng):
     np.testing.assert_allclose(y, direct_samemap(x, params), rtol=1e-12)
 
 
+def test_a_window_past_both_ends_is_clipped(rng):
+    """A window of 7 over 2 channels, or over 2×2 maps, reaches past both ends at once: each
+    activity is normalized by every term that exists, once."""
+    wide = NormParams(size=7, k=1.0, alpha=0.3, beta=0.75, alpha_convention="paper")
+    x = rng.normal(0, 1, (2, 2, 2, 3))
+    np.testing.assert_allclose(crossmap_norm_forward(x, wide)[0], direct_crossmap(x, wide),
+                               rtol=1e-12)
+    np.testing.assert_allclose(samemap_norm_forward(x, wide)[0], direct_samemap(x, wide),
+                               rtol=1e-12)
+
+
 @pytest.mark.parametrize("kind", ["crossmap", "samemap"])
 @pytest.mark.parametrize("params", [CODE, STRONG], ids=["code", "strong"])
 @pytest.mark.parametrize("shape", [(3, 5, 5, 2), (8, 4, 4, 1)])

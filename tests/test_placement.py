@@ -83,6 +83,16 @@ def test_placement_rejects_a_same_tower_transfer():
                                                  source="a", dest="a", direction="forward")
 
 
+def test_a_placement_needs_a_backend_for_every_tower():
+    """A tower left without a backend would fail at its first layer, mid-step; an unknown tower
+    is a typing mistake."""
+    emulator = get_backend("emulator")
+    with pytest.raises(ValueError, match=r"needs a backend for towers \('a', 'b'\); got \['a'\]"):
+        Placement({"a": emulator})
+    with pytest.raises(ValueError, match=r"got \['a', 'b', 'c'\]"):
+        Placement({"a": emulator, "b": get_backend("emulator"), "c": emulator})
+
+
 def test_a_tower_of_its_own_needs_a_backend_that_can_receive():
     with pytest.raises(ValueError, match="tower a: backend reference cannot hold a tower"):
         Placement({"a": get_backend("reference"), "b": get_backend("emulator")})

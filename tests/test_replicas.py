@@ -47,6 +47,8 @@ def test_shards_cover_a_batch_once_in_rank_order(world):
 def test_bad_parts_are_refused():
     with pytest.raises(ValueError, match=r"do not lie in a batch of 4"):
         BatchPart(3, 2, 4)
+    with pytest.raises(ValueError, match=r"images \[3, 2\) do not lie in a batch of 4"):
+        BatchPart(3, -1, 4)   # a negative count: its share of the loss would be negative
     with pytest.raises(ValueError, match="rank 2 does not lie in a world of 2"):
         Shard(2, 2)
 
@@ -206,6 +208,11 @@ def test_check_same_fails_on_every_rank_naming_the_odd_one(rng):
     assert [str(result) for result in results] == \
         ["the replicas' weights differ: ranks 1, 3 disagree with rank 0"] * 4
     assert on_ranks(3, lambda r: r.check_same([weights], "weights")) == [None] * 3
+    # the odd array first: every array is compared, not the last one alone
+    results = on_ranks(3, lambda r: r.check_same([weights[::-1] if r.rank == 1 else weights,
+                                                  weights], "weights"))
+    assert [str(result) for result in results] == \
+        ["the replicas' weights differ: rank 1 disagrees with rank 0"] * 3
 
 
 # -- the launch environment -------------------------------------------------------------------
@@ -245,6 +252,7 @@ def test_under_torchrun_the_rendezvous_takes_the_port_after_its_agent_store():
      "MASTER_PORT=65535 leaves no TCP port"),
     ({**TORCHRUN, "WORLD_SIZE": "two"}, "WORLD_SIZE='two' is not an integer"),
     ({"SLURM_STEP_NUM_TASKS": "4", "SLURM_PROCID": "2"}, "srun started 4 tasks without an MPI"),
+    ({"SLURM_STEP_NUM_TASKS": "2", "SLURM_PROCID": "1"}, "srun started 2 tasks without an MPI"),
 ])
 def test_bad_launch_environments(environ, message):
     with pytest.raises(LaunchError, match=message):
@@ -262,6 +270,8 @@ def test_each_local_rank_takes_its_own_gpus(gpus, local_rank, visible, expected)
 def test_too_few_gpus_for_the_local_ranks():
     with pytest.raises(LaunchError, match=r"local rank 2 with --gpus 0,1 needs GPUs 4..5, but 4"):
         rank_gpus([0, 1], 2, 4)
+    with pytest.raises(LaunchError, match=r"local rank 1 with --gpus 0,1 needs GPUs 2..3, but 3"):
+        rank_gpus([0, 1], 1, 3)   # one GPU short: GPU 3 does not exist
     with pytest.raises(LaunchError, match="LOCAL_RANK is not set"):
         rank_gpus([0], None, 8)
 
@@ -493,6 +503,18 @@ def test_watchdog_stops_a_long_wait_and_only_that():
         time.sleep(1.0)
     assert expired == ["error: rank 4 waited 0.3 s for the other ranks (summing the gradients): "
                        "a rank has died or hangs; stopping"]
+
+
+def test_watchdog_stops_a_wait_when_its_timeout_is_up():
+    """At the timeout, not some multiple of it: the ranks left waiting are held no longer than
+    the timeout they were given (0.5 s here; the margin is for a loaded machine's thread)."""
+    stopped = []
+    watchdog = Watchdog(0.5, rank=0, expire=lambda message: stopped.append(time.monotonic()))
+    start = time.monotonic()
+    with watchdog.waiting("a sum over the ranks"):
+        while not stopped and time.monotonic() - start < 3:
+            time.sleep(0.01)
+    assert stopped and 0.5 <= stopped[0] - start < 0.95
 
 
 @pytest.mark.parametrize("timeout", [0, -1])

@@ -43,5 +43,8 @@ def test_topk_counts_and_ties():
 
 
 def test_labels_out_of_range_are_refused():
+    """Above the classes, and below: NumPy would read label −1 as the last class."""
     with pytest.raises(ValueError, match="labels"):
         softmax_logloss(np.zeros((3, 2)), np.array([0, 3]))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\); got -1\.\.0"):
+        softmax_logloss(np.zeros((3, 2)), np.array([0, -1]))

@@ -1,7 +1,13 @@
 """The benchmarks' PyTorch peer (tools/torch_alexnet.py) computes our network: its test-mode
-probabilities match the reference backend's, with the towers separate and grouped. Needs
-PyTorch (make bench-cpu installs it); skipped with the reason where it is missing."""
+probabilities match the reference backend's, with the towers separate and grouped; its optimizer
+follows the recipe; a GPU benchmark runs it in FP32 without TF32. A GPU benchmark's ratio to the
+peer means something only if the peer does the same work.
+
+Each check runs with tests/numpy_torch.py, a NumPy stand-in for the PyTorch ops the peer calls,
+and again with PyTorch where it is installed (make bench-cpu installs it; skipped with the
+reason elsewhere), where the stand-in's ops are checked against PyTorch's own."""
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -11,24 +17,155 @@ from convnet import alexnet
 from convnet.backend import get_backend
 from convnet.network import Network
 from networks import make_active
+from numpy_torch import numpy_torch
 
-torch = pytest.importorskip("torch", reason="PyTorch is not installed (make bench-cpu installs it)")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from torch_alexnet import TorchAlexNet  # noqa: E402
+import torch_alexnet  # noqa: E402
+from torch_alexnet import TorchAlexNet, recipe_sgd  # noqa: E402
+
+try:
+    import torch
+except ImportError:
+    torch = None
+needs_torch = pytest.mark.skipif(torch is None,
+                                 reason="PyTorch is not installed (make bench-cpu installs it)")
+TORCHES = [pytest.param(numpy_torch, id="numpy"),
+           pytest.param(torch, id="pytorch", marks=needs_torch)]
 
 
+@pytest.mark.parametrize("peer_torch", TORCHES)
 @pytest.mark.parametrize("name", ["2012-small28", "paper-small28", "2012-small64",
                                   "2012-small64+no-norm+no-overlap",
                                   "paper-small28+one-tower+no-dropout", "paper-small28+tanh"])
 @pytest.mark.parametrize("grouped", [False, True], ids=["separate", "grouped"])
-def test_peer_matches_the_reference(name, grouped, rng):
+def test_peer_matches_the_reference(name, grouped, peer_torch, rng):
     model = alexnet.build_model(name)
     network = make_active(Network(model, get_backend("reference"), dtype=np.float32), rng)
     images = rng.normal(0, 50, model.image_shape + (4,)).astype(np.float32)
     ours = network.forward(images, None, train=False).probs
-    peer = TorchAlexNet(model, network.params, torch, grouped=grouped)
-    with torch.no_grad():
-        logits = peer.forward(torch.from_numpy(np.ascontiguousarray(images.transpose(3, 0, 1, 2))),
-                              train=False)
-    theirs = torch.softmax(logits, dim=1).numpy().T
+    peer = TorchAlexNet(model, network.params, peer_torch, grouped=grouped)
+    with peer_torch.no_grad():
+        logits = peer.forward(
+            peer_torch.from_numpy(np.ascontiguousarray(images.transpose(3, 0, 1, 2))),
+            train=False)
+    theirs = np.asarray(peer_torch.softmax(logits, dim=1).numpy()).T
     assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
+
+
+@pytest.mark.parametrize("name", ["2012-small28", "paper-small28"])
+def test_peer_matches_the_reference_layer_by_layer(name, rng):
+    """Every layer's output, not just the probabilities, where a softmax of a few classes might
+    hide a response normalization's constants (α, k, β, the window, each tower's channels alone)
+    being off: in float64 the peer's layers equal ours to rounding. A grouped layer holds both
+    towers' channels [a | b]."""
+    model = alexnet.build_model(name)
+    network = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng)
+    images = rng.normal(0, 50, model.image_shape + (3,))
+    network.forward(images, None, train=False)
+    ours = dict(network.outputs)
+    for grouped in (False, True):
+        peer = TorchAlexNet(model, network.params, numpy_torch, grouped=grouped)
+        outputs = {alexnet.DATA: numpy_torch.from_numpy(images.transpose(3, 0, 1, 2)),
+                   "train": False}
+        for step, run in peer.steps:
+            outputs[step] = run(outputs)
+            expected = ours.get(step)
+            if expected is None:   # a grouped pair
+                expected = np.concatenate([ours[step + "a"], ours[step + "b"]])
+            if step == model.layers[-1].name:   # the peer's logits, our probabilities
+                outputs[step] = numpy_torch.softmax(outputs[step], dim=1)
+            theirs = np.moveaxis(np.asarray(outputs[step]), 0, -1)
+            np.testing.assert_allclose(theirs, expected, rtol=1e-9,
+                                       atol=1e-9 * np.abs(expected).max(),
+                                       err_msg=f"{name} {step} grouped={grouped}")
+
+
+def test_peer_optimizer_follows_the_recipe():
+    """Weight decay on the weights alone, the preset's bias learning rate, the recipe's
+    momentum: a peer stepping without momentum or decay would do less work per step."""
+    model = alexnet.build_model("2012-small28")
+    network = Network(model, get_backend("reference"), dtype=np.float32)
+    peer = TorchAlexNet(model, network.params, numpy_torch)
+    optimizer = recipe_sgd(numpy_torch, peer, model)
+    weights, biases = optimizer.param_groups
+    recipe = model.recipe
+    assert optimizer.momentum == recipe.momentum
+    assert (weights["lr"], weights["weight_decay"]) == (recipe.weight_lr, recipe.weight_decay)
+    assert (biases["lr"], biases["weight_decay"]) == (
+        recipe.weight_lr * model.preset.bias_lr_multiplier, 0.0)
+    assert len(weights["params"]) == len(biases["params"]) == sum(
+        isinstance(layer, (alexnet.Conv, alexnet.FullyConnected)) for layer in model.layers)
+    assert all(parameter.ndim == 1 for parameter in biases["params"])
+    assert all(parameter.ndim >= 2 for parameter in weights["params"])
+
+
+def test_gpu_benchmarks_run_the_peer_in_fp32_without_tf32(monkeypatch):
+    """TF32 would let cuDNN and cuBLAS round the peer's operands to 10 bits of mantissa on
+    tensor cores: a faster peer than our FP32 kernels, and a ratio that compares unlike work."""
+    cupy = types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1)))
+    backends = types.SimpleNamespace(   # PyTorch's defaults: TF32 convolutions, FP32 products
+        cudnn=types.SimpleNamespace(allow_tf32=True, benchmark=False, version=lambda: 91000),
+        cuda=types.SimpleNamespace(matmul=types.SimpleNamespace(allow_tf32=False)))
+    fake_torch = types.SimpleNamespace(backends=backends, __version__="2.13.0")
+    assert torch_alexnet.peer_settings(fake_torch) == {   # the report says what is set
+        "torch": "2.13.0", "cudnn": 91000, "cudnn_allow_tf32": True,
+        "matmul_allow_tf32": False, "cudnn_benchmark": False}
+    backends.cuda.matmul.allow_tf32 = True   # as an earlier import may have left it
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+    assert torch_alexnet.gpu_modules("bench_train") == (cupy, fake_torch)
+    assert torch_alexnet.peer_settings(fake_torch) == {
+        "torch": "2.13.0", "cudnn": 91000, "cudnn_allow_tf32": False,
+        "matmul_allow_tf32": False, "cudnn_benchmark": True}
+    monkeypatch.setitem(sys.modules, "torch", None)   # not importable
+    assert torch_alexnet.gpu_modules("bench_train") == (cupy, None)
+    assert torch_alexnet.peer_settings(None) is None
+
+
+def test_driver_release_is_nvidia_smis_answer_or_none(monkeypatch):
+    """One line per GPU, the same release on each; a failing nvidia-smi prints its complaint on
+    stdout, which is no release."""
+    def answering(code, text):
+        return lambda *args, **kwargs: types.SimpleNamespace(returncode=code, stdout=text)
+    monkeypatch.setattr(torch_alexnet.subprocess, "run", answering(0, "580.159.03\n580.159.03\n"))
+    assert torch_alexnet.driver_release() == "580.159.03"
+    monkeypatch.setattr(torch_alexnet.subprocess, "run", answering(
+        9, "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n"))
+    assert torch_alexnet.driver_release() is None
+
+
+def test_default_report_path_names_the_device_in_lower_case_words():
+    """bench/results/TOOL-DEVICE.json, the device's name without spaces or capitals."""
+    expected = Path(__file__).resolve().parents[1] / "bench" / "results" / \
+        "train-nvidia-h100-80gb-hbm3.json"
+    assert Path(torch_alexnet.report_path("train", "NVIDIA H100 80GB HBM3")) == expected
+
+
+# -- the stand-in's ops against PyTorch's -------------------------------------------------------
+def _same(name, *arguments, **options):
+    ours = getattr(numpy_torch.nn.functional, name)(*arguments, **options)
+    theirs = getattr(torch.nn.functional, name)(
+        *(torch.from_numpy(a) if isinstance(a, np.ndarray) else a for a in arguments), **options)
+    np.testing.assert_allclose(np.asarray(ours), theirs.numpy(), rtol=1e-10, atol=1e-10,
+                               err_msg=f"{name} {options}")
+
+
+@needs_torch
+def test_the_stand_in_ops_are_pytorchs(rng):
+    x = rng.standard_normal((2, 6, 7, 8))
+    _same("pad", x, (1, 2, 0, 3))
+    for groups in (1, 2):
+        w = rng.standard_normal((4, 6 // groups, 3, 3))
+        _same("conv2d", x, w, rng.standard_normal(4), stride=2, groups=groups)
+    _same("linear", x.reshape(2, -1), rng.standard_normal((5, 6 * 7 * 8)), rng.standard_normal(5))
+    for size in (1, 3, 5, 9):
+        _same("local_response_norm", x * 10, size, alpha=0.3, beta=0.75, k=2.0)
+    for include in (True, False):
+        _same("avg_pool2d", x, 3, stride=1, padding=1, count_include_pad=include)
+    for ceil_mode in (True, False):
+        for kernel, stride in ((3, 2), (2, 2), (3, 3)):
+            _same("max_pool2d", x, kernel, stride, ceil_mode=ceil_mode)
+    halves = numpy_torch.from_numpy(x).chunk(2, dim=1)
+    assert [np.asarray(h).tolist() for h in halves] == [
+        h.numpy().tolist() for h in torch.from_numpy(x).chunk(2, dim=1)]
