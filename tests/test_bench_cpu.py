@@ -32,7 +32,7 @@ def test_bench_prints_images_per_second(tmp_path):
         assert "PyTorch is not importable" in result.stdout
 
 
-def stand_in_torch(monkeypatch):
+def bench_cpu_step_on_numpy_torch(monkeypatch):
     """tools/bench_cpu_step.py as it runs with PyTorch, with tests/numpy_torch.py in its place:
     the peer network is built and compared for real; its training steps are not (the stand-in
     has no autograd), so the tests that reach the timing replace it."""
@@ -46,7 +46,7 @@ def stand_in_torch(monkeypatch):
 
 def test_bench_does_not_time_networks_that_disagree(monkeypatch, capsys):
     """Above 1e-3 (relative) the two networks do not compute the same thing: no timing."""
-    bench_cpu_step = stand_in_torch(monkeypatch)
+    bench_cpu_step = bench_cpu_step_on_numpy_torch(monkeypatch)
 
     def not_timed(step, repeats):
         raise AssertionError("timed networks that disagree")
@@ -60,7 +60,7 @@ def test_the_rates_and_ratio_are_of_the_two_steps(monkeypatch, capsys, tmp_path)
     """A reference step of 0.5 s and a PyTorch step of 2 s, batch 4: 8 and 2 images/s, and the
     ratio reference / PyTorch is the reference's rate over PyTorch's, 4 (PyTorch's time over
     ours). The agreement check runs on the real networks first."""
-    bench_cpu_step = stand_in_torch(monkeypatch)
+    bench_cpu_step = bench_cpu_step_on_numpy_torch(monkeypatch)
     seconds = iter([0.5, 2.0])
     monkeypatch.setattr(bench_cpu_step, "time_steps", lambda step, repeats: next(seconds))
     report = tmp_path / "bench.json"
