@@ -72,6 +72,46 @@ def test_non_square_images_overhanging_one_edge_only(height, width, rng):
                                rtol=1e-12, atol=1e-12)
 
 
+RANDOM_DRAWS = 20
+
+
+def random_geometry(rng):
+    """(x's shape, filters, filter size, stride, pad) drawn at random: any filter size, stride
+    and padding the input allows, a square input half the time (the input gradient's op takes
+    only those) and else rows and columns apart."""
+    while True:
+        filter_size, stride, pad = (int(v) for v in (rng.integers(1, 8), rng.integers(1, 5),
+                                                      rng.integers(0, 4)))
+        height = int(rng.integers(1, 16))
+        width = height if rng.random() < 0.5 else int(rng.integers(1, 16))
+        if min(height, width) + 2 * pad >= filter_size:
+            channels, images, filters = (int(v) for v in rng.integers(1, 6, 3))
+            return (channels, height, width, images), filters, filter_size, stride, pad
+
+
+def test_random_geometries_against_the_definition_and_the_adjoint_identities(rng):
+    """Forward against the loop; the gradients, exactly as the forward map is bilinear, by
+    ⟨conv(x, w), dy⟩ = ⟨x, ∂x⟩ = ⟨w, ∂w⟩ (each gradient the adjoint of the map in its operand),
+    and the bias gradient as the sum of dy over positions and images."""
+    for _ in range(RANDOM_DRAWS):
+        geometry = random_geometry(rng)
+        x_shape, filters, filter_size, stride, pad = geometry
+        x = rng.standard_normal(x_shape)
+        w = rng.standard_normal((x_shape[0], filter_size, filter_size, filters))
+        y = conv_forward(x, w, stride=stride, pad=pad)
+        np.testing.assert_allclose(y, direct_conv(x, w, stride, pad), rtol=1e-12, atol=1e-12,
+                                   err_msg=str(geometry))
+        dy = rng.standard_normal(y.shape)
+        pairing = np.vdot(y, dy)
+        dw = conv_backward_filters(dy, x, filter_size=filter_size, stride=stride, pad=pad)
+        assert np.vdot(w, dw) == pytest.approx(pairing, rel=1e-10, abs=1e-10), geometry
+        if x_shape[1] == x_shape[2]:
+            dx = conv_backward_input(dy, w, input_size=x_shape[1], stride=stride, pad=pad)
+            assert np.vdot(x, dx) == pytest.approx(pairing, rel=1e-10, abs=1e-10), geometry
+        np.testing.assert_allclose(bias_backward(dy), dy.sum(axis=(1, 2, 3)), rtol=1e-12,
+                                   atol=1e-12)
+
+
 def test_float32_agrees_with_float64(rng):
     x, w, stride, pad = make(GEOMETRIES["padded"], rng)
     exact = conv_forward(x, w, stride=stride, pad=pad)

@@ -5,6 +5,7 @@ numbers. A float32 kernel must be as close to the float64 reference as the refer
 computation is (within a factor, see assert_as_accurate); a float64 kernel must agree to
 round-off and pass the finite-difference checks itself.
 """
+import contextlib
 import functools
 import platform
 import re
@@ -18,10 +19,11 @@ from convnet import alexnet, graph
 from convnet.backend import reference
 from convnet.backend.cuda import CudaBackend
 from convnet.backend.cuda.conv import POINTS, SIDES, TARGET_BLOCKS, pass_plan, winograd_applies
-from convnet.backend.cuda.launch import Emulated, Launcher, build, c_type
+from convnet.backend.cuda.launch import TILES, Emulated, Launcher, build, c_type
 from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.backend.reference.elementwise import _mix32
 from convnet.norm_params import NormParams
+from convnet.shapes import conv_output_size
 from gradcheck import check_gradients, projection_loss
 from targets import (KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, kernel_backend, program_on_emulate_h,
                      skip_large_on_emulator)
@@ -65,10 +67,27 @@ def as_dtype(args, dtype):
             for a in args]
 
 
+# Ops whose every output is a sum of products of their array arguments, one factor from each.
+SUMS_OF_PRODUCTS = {"conv_forward", "conv_backward_input", "conv_backward_filters",
+                    "bias_backward"}
+
+
+def output_scale(op, args, exact, kwargs):
+    """The size float32 rounding is measured against: the output's largest magnitude, or for a
+    sum of products, the spread of its terms, √(Σ term²) (the op on the arguments squared), where
+    that is larger: the partial sums a kernel rounds grow that large even where the whole sum
+    cancels (one filter's bias gradient, a random sum of its row)."""
+    scale = float(np.abs(exact).max())
+    if op in SUMS_OF_PRODUCTS:   # one output each
+        squared = [a ** 2 if isinstance(a, np.ndarray) else a for a in args]
+        scale = max(scale, float(np.sqrt(reference_call(op, *squared, **kwargs)[0].max())))
+    return max(scale, 1e-30)
+
+
 def assert_as_accurate(op, args, *, floor=FLOAT32_FLOOR, **kwargs):
     """The op on float64 and float32 inputs against the float64 reference (see the docstring);
     `plan`, a dict of keywords only the kernels' op takes; `floor`, the float32 error allowed
-    whatever the reference's, a fraction of the output's scale."""
+    whatever the reference's, a fraction of the output's scale (output_scale)."""
     backend, plan = kwargs.pop("backend"), kwargs.pop("plan", {})
     exact = reference_call(op, *args, **kwargs)
     single_reference = reference_call(op, *as_dtype(args, np.float32), **kwargs)
@@ -80,7 +99,7 @@ def assert_as_accurate(op, args, *, floor=FLOAT32_FLOOR, **kwargs):
         assert got64.shape == want.shape and got32.shape == want.shape, what
         assert not np.isnan(got64).any() and not np.isnan(got32).any(), \
             f"{what}: NaN (an element the kernel did not write keeps the poison)"
-        scale = max(float(np.abs(want).max()), 1e-30)
+        scale = output_scale(op, args, want, kwargs)
         error64 = float(np.abs(got64 - want).max())
         assert error64 <= FLOAT64_TOLERANCE * scale, f"{what}, float64: error {error64:.3e}, " \
                                                      f"scale {scale:.3e}"
@@ -89,6 +108,15 @@ def assert_as_accurate(op, args, *, floor=FLOAT32_FLOOR, **kwargs):
         error32 = float(np.abs(got32.astype(np.float64) - want).max())
         assert error32 <= allowed, f"{what}, float32: error {error32:.3e} > allowed {allowed:.3e}"
     return double_kernel
+
+
+@contextlib.contextmanager
+def named_on_failure(what):
+    """An assertion failing inside says `what` first: the drawn shape behind it."""
+    try:
+        yield
+    except AssertionError as error:
+        raise AssertionError(f"{what}: {error}") from None
 
 
 # ---- convolution --------------------------------------------------------------------------
@@ -303,6 +331,53 @@ def test_conv_by_winograd(backend, case, rng, request):
     assert np.array_equal(first[0], again[0]), "the filter gradient differs between two runs"
 
 
+# ---- shapes drawn at random: each run its own (the rng fixture's seed replays them) ---------
+
+RANDOM_DRAWS = 24
+# Extents at and around every tile side, and small ones: a tile padded by one, full or one short.
+RANDOM_EXTENTS = sorted({1, 2, 3, 5, 7, 16, 96} | {side + d for side in SIDES for d in (-1, 0, 1)})
+RANDOM_MOST_MULTIPLY_ADDS = 3_000_000   # a pass of about 0.1 s on the emulator
+
+
+def random_conv_case(rng):
+    """(case as CONV_CASES, plan): any filter size, stride and padding the shapes allow, a third
+    of them Winograd's 3 × 3 at stride 1; the plan's tile and slices the launcher's or drawn."""
+    while True:
+        winograd = rng.random() < 1 / 3
+        filter_size, stride = (3, 1) if winograd else (int(rng.integers(1, 12)),
+                                                       int(rng.integers(1, 5)))
+        pad = int(rng.integers(0, 3 if winograd else 4))
+        size, images = int(rng.integers(1, 24)), int(rng.choice([1, 2, 3, 4, 5, 8, 12, 16]))
+        channels, filters = (int(e) for e in rng.choice(RANDOM_EXTENTS, 2))
+        if size + 2 * pad < filter_size:
+            continue
+        out = conv_output_size(size, filter_size, stride, pad)
+        if channels * filters * out ** 2 * images * filter_size ** 2 <= RANDOM_MOST_MULTIPLY_ADDS:
+            break
+    plan = dict(WINOGRAD) if winograd else {}
+    if rng.random() < 0.5:
+        plan["tile"] = int(rng.choice(SIDES))
+    if rng.random() < 0.5:
+        plan["splits"] = int(rng.integers(1, 6))
+    return (channels, size, images, filters, filter_size, stride, pad), plan
+
+
+def test_conv_of_random_shapes(backend, rng):
+    """Shapes past the fixed cases' choices: each failure names its case and plan."""
+    for _ in range(RANDOM_DRAWS):
+        case, plan = random_conv_case(rng)
+        channels, size, images, filters, filter_size, stride, pad = case
+        x, w, dy = conv_inputs(rng, case)
+        sums = dict(backend=backend, plan=plan, floor=SEQUENTIAL_SUM_FLOOR)
+        with named_on_failure(f"case {case}, plan {plan}"):
+            assert_as_accurate("conv_forward", (x, w), stride=stride, pad=pad, **sums)
+            assert_as_accurate("conv_backward_input", (dy, w), input_size=size, stride=stride,
+                               pad=pad, **sums)
+            assert_as_accurate("conv_backward_filters", (dy, x), filter_size=filter_size,
+                               stride=stride, pad=pad, **sums)
+            assert_as_accurate("bias_backward", (dy,), backend=backend)
+
+
 WINOGRAD_PRODUCTS = ("winograd_product", "winograd_filter_product")
 
 
@@ -479,6 +554,26 @@ def test_norm_alexnet_shapes(backend, layer, shape, rng, request):
                                                  layer.params), backend=backend)
 
 
+def test_norm_of_random_shapes(backend, rng):
+    """Any channels, rows, columns and batch, every window the kernels are built for, both
+    conventions of alpha, inputs signed or as after a ReLU."""
+    for _ in range(RANDOM_DRAWS):
+        shape = (int(rng.integers(1, 40)), int(rng.integers(1, 16)), int(rng.integers(1, 16)),
+                 int(rng.choice([1, 2, 3, 4, 5, 8, 9])))
+        kind = str(rng.choice(["crossmap", "samemap"]))
+        params = NormParams(size=int(rng.choice(range(1, TILES["kMaxNormSize"] + 1, 2))),
+                            k=float(rng.choice([0.5, 1.0, 2.0])),
+                            alpha=float(rng.choice([1e-4, 1e-2, 0.3])),
+                            beta=float(rng.choice([0.5, 0.75, 1.0])),
+                            alpha_convention=str(rng.choice(["paper", "per-term"])))
+        x = rng.normal(0, float(rng.choice([1, 3, 30])), shape)
+        x = np.maximum(x, 0) if rng.random() < 0.5 else x
+        with named_on_failure(f"{kind}, shape {shape}, {params}"):
+            y, denoms = assert_as_accurate(f"{kind}_norm_forward", (x, params), backend=backend)
+            assert_as_accurate(f"{kind}_norm_backward", (rng.normal(size=shape), x, y, denoms,
+                                                         params), backend=backend)
+
+
 @pytest.mark.parametrize("kind", ["crossmap", "samemap"])
 def test_norm_float64_kernels_pass_finite_differences(backend, kind, rng):
     x = rng.normal(0, 1, (6, 4, 4, 2))
@@ -509,6 +604,24 @@ def test_pool(backend, shape, size, stride, overhang, rng, request):
                               overhang=overhang, backend=backend)
     assert_as_accurate("maxpool_backward", (rng.normal(size=y.shape), x, y), size=size,
                        stride=stride, overhang=overhang, backend=backend)
+
+
+def test_pool_of_random_shapes(backend, rng):
+    """Any shape, window and stride up to the window's side, with and without overhang; a third
+    of the inputs small integers, whose ties each take their windows' whole gradient."""
+    for _ in range(RANDOM_DRAWS):
+        shape = (int(rng.integers(1, 40)), int(rng.integers(1, 16)), int(rng.integers(1, 16)),
+                 int(rng.choice([1, 2, 3, 4, 5, 8, 9])))
+        size = int(rng.integers(1, min(5, *shape[1:3]) + 1))
+        stride, overhang = int(rng.integers(1, size + 1)), bool(rng.random() < 0.5)
+        ties = rng.random() < 1 / 3
+        x = rng.integers(0, 3, shape).astype(np.float64) if ties else rng.normal(size=shape)
+        with named_on_failure(f"shape {shape}, size {size}, stride {stride}, "
+                              f"overhang {overhang}, ties {ties}"):
+            (y,) = assert_as_accurate("maxpool_forward", (x,), size=size, stride=stride,
+                                      overhang=overhang, backend=backend)
+            assert_as_accurate("maxpool_backward", (rng.normal(size=y.shape), x, y), size=size,
+                               stride=stride, overhang=overhang, backend=backend)
 
 
 def test_pool_ties_follow_the_reference(backend, rng):
@@ -566,6 +679,11 @@ ALEXNET_ACTIVATIONS, ALEXNET_FC_WEIGHTS = alexnet_elementwise_shapes()
 @pytest.mark.parametrize("shape", [(5, 3, 3, 7), (10, 300), (1, 1)] + ALEXNET_ACTIVATIONS)
 def test_elementwise(backend, shape, rng, request):
     skip_if_large(request)
+    check_elementwise(backend, shape, rng)
+
+
+def check_elementwise(backend, shape, rng):
+    """Every elementwise op of the step, and the dropout mask, on one shape."""
     x = rng.normal(size=shape)
     bias = rng.normal(size=shape[0])
     assert_as_accurate("add_bias", (x, bias), backend=backend)
@@ -637,6 +755,11 @@ def test_dropout_mask_at_fc_size(backend, rng):
 # (10, 300): more images than one block's threads, a thread per image
 @pytest.mark.parametrize("classes, images", [(10, 7), (1000, 3), (1000, 128), (10, 300)])
 def test_softmax(backend, classes, images, rng):
+    check_softmax(backend, classes, images, rng)
+
+
+def check_softmax(backend, classes, images, rng):
+    """Softmax with and without the log-loss, its gradient and the top-1 and top-5 errors."""
     logits = rng.normal(0, 5, (classes, images))
     labels = rng.integers(0, classes, images)
     probs, loss = assert_as_accurate("softmax_logloss", (logits, labels), backend=backend)
@@ -648,7 +771,18 @@ def test_softmax(backend, classes, images, rng):
         assert got == reference.topk_errors(probs.astype(dtype), labels, (1, 5))
 
 
-def test_launchers_refuse_what_their_kernels_would_read_past(backend, rng):
+def test_elementwise_and_softmax_of_random_shapes(backend, rng):
+    """Sizes off every vector width and block size: outputs of two dimensions (fully connected)
+    and four (convolutional), and any number of classes and images."""
+    for _ in range(RANDOM_DRAWS // 2):
+        dimensions = rng.integers(1, 40, 4) if rng.random() < 0.5 else rng.integers(1, 600, 2)
+        shape = tuple(int(d) for d in dimensions)
+        with named_on_failure(f"shape {shape}"):
+            check_elementwise(backend, shape, rng)
+        classes, images = int(rng.integers(1, 1200)), int(rng.integers(1, 300))
+        with named_on_failure(f"{classes} classes, {images} images"):
+            check_softmax(backend, classes, images, rng)
+
     """A label past the classes, a gradient of another shape than the convolution's output or
     the normalization's input, filters that are not square, an input to normalize that is not
     4-D: the kernels would read outside the arrays, so the launchers refuse them."""

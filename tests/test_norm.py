@@ -97,6 +97,31 @@ def test_gradients(kind, params, shape, rng):
     check_gradients(loss, {"x": x}, analytic, rng, samples=40).assert_ok()
 
 
+def test_random_shapes_and_parameters_against_the_formula_and_finite_differences(rng):
+    """Any shape, any odd window up to 9, both conventions of alpha: forward against the loops,
+    backward by finite differences."""
+    for _ in range(12):
+        shape = tuple(int(v) for v in (rng.integers(1, 12), rng.integers(1, 7),
+                                        rng.integers(1, 7), rng.integers(1, 4)))
+        params = NormParams(size=int(rng.choice([1, 3, 5, 7, 9])),
+                            k=float(rng.choice([0.5, 1.0, 2.0])),
+                            alpha=float(rng.choice([1e-4, 1e-2, 0.3])),
+                            beta=float(rng.choice([0.5, 0.75, 1.0])),
+                            alpha_convention=str(rng.choice(["paper", "per-term"])))
+        kind = str(rng.choice(["crossmap", "samemap"]))
+        forward, backward, direct = {
+            "crossmap": (crossmap_norm_forward, crossmap_norm_backward, direct_crossmap),
+            "samemap": (samemap_norm_forward, samemap_norm_backward, direct_samemap)}[kind]
+        x = rng.normal(0, float(rng.choice([1, 3, 30])), shape)
+        y, denoms = forward(x, params)
+        np.testing.assert_allclose(y, direct(x, params), rtol=1e-12, atol=1e-300,
+                                   err_msg=f"{kind} {shape} {params}")
+        dy = rng.standard_normal(shape)
+        analytic = {"x": backward(dy, x, y, denoms, params)}
+        loss = projection_loss(lambda: forward(x, params)[0], dy)
+        check_gradients(loss, {"x": x}, analytic, rng, samples=12).assert_ok()
+
+
 def test_float32_agrees_with_float64(rng):
     x = rng.normal(0, 30, (16, 6, 6, 4))
     exact, _ = crossmap_norm_forward(x, CODE)

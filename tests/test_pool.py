@@ -48,6 +48,39 @@ def test_gradients(size, stride, pixels, overhang, rng):
     check_gradients(loss, {"x": x}, analytic, rng, samples=60).assert_ok()
 
 
+def direct_pool_backward(dy, x, y, size, stride):
+    """cuda-convnet's rule as a loop: each window's gradient to every input equal to its
+    maximum."""
+    dx = np.zeros_like(x)
+    for oy in range(y.shape[1]):
+        for ox in range(y.shape[2]):
+            rows = slice(oy * stride, oy * stride + size)
+            cols = slice(ox * stride, ox * stride + size)
+            dx[:, rows, cols] += np.where(x[:, rows, cols] == y[:, oy:oy + 1, ox:ox + 1],
+                                          dy[:, oy:oy + 1, ox:ox + 1], 0)
+    return dx
+
+
+def test_random_geometries_against_the_definition(rng):
+    """Any shape, window, stride up to the window and either edge rule, on inputs with and
+    without ties: forward and the tie-inclusive backward against the loops."""
+    for _ in range(20):
+        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 14)), int(rng.integers(1, 14)),
+                 int(rng.integers(1, 4)))
+        size = int(rng.integers(1, min(5, *shape[1:3]) + 1))
+        stride, overhang = int(rng.integers(1, size + 1)), bool(rng.random() < 0.5)
+        ties = rng.random() < 0.5
+        x = rng.integers(0, 3, shape).astype(np.float64) if ties else rng.standard_normal(shape)
+        what = f"shape {shape}, size {size}, stride {stride}, overhang {overhang}, ties {ties}"
+        y = maxpool_forward(x, size=size, stride=stride, overhang=overhang)
+        np.testing.assert_array_equal(y, direct_pool(x, size, stride, overhang), err_msg=what)
+        dy = rng.standard_normal(y.shape)
+        np.testing.assert_allclose(maxpool_backward(dy, x, y, size=size, stride=stride,
+                                                    overhang=overhang),
+                                   direct_pool_backward(dy, x, y, size, stride), rtol=1e-12,
+                                   atol=1e-12, err_msg=what)
+
+
 def test_pixels_past_the_last_whole_window_get_no_gradient(rng):
     x = rng.standard_normal((2, 7, 7, 3))
     y = maxpool_forward(x, size=2, stride=2, overhang=False)
