@@ -233,3 +233,51 @@ def test_gpu_train_refuses_a_run_dir_with_no_checkpoint_before_any_step(tmp_path
     assert completed.returncode == 2 and calls == ""
     assert completed.stderr == (f"tools/gpu_train.sh: RUN_DIR '{tmp_path}/empty' is not a run "
                                 f"folder to go on from (no last.h5), or cannot be copied\n")
+
+
+GPU_CHECK = os.path.join(os.path.dirname(STEPS), "gpu_check.sh")
+
+
+def test_gpu_check_runs_every_step_in_order_and_leaves_the_reports_it_lists(tmp_path):
+    """tools/gpu_check.sh as `make gpu-check` runs it on the GPU machine, with stand-ins for that
+    machine's Python (which writes each --json report), compute-sanitizer and ncu: every step in
+    the order of what it tells; the sanitizer's steps alone with CONVNET_SANITIZER set (every
+    array its own allocation, tests/conftest.py); the two steps for tuning (ncu, the other plans'
+    timings) failing without failing the check; OUT holding the reports the header lists."""
+    tree, calls, python = stand_in_tree(tmp_path)
+    python.write_text(f"""#!/bin/bash
+echo "${{CONVNET_SANITIZER:+sanitized: }}$*" >>"{calls}"
+case "$*" in *--plans*) status=4;; *) status=0;; esac
+while [ $# -gt 0 ]; do
+  if [ "$1" = --json ]; then echo '{{}}' >"$2"; fi
+  shift
+done
+exit $status
+""")
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    (tools / "compute-sanitizer").write_text(f'#!/bin/bash\necho "compute-sanitizer $1 $2 $3 $4" '
+                                             f'>>"{calls}"\nshift 4\nexec "$@"\n')
+    (tools / "ncu").write_text(f'#!/bin/bash\necho "ncu" >>"{calls}"\nexit 3\n')
+    for tool in ("compute-sanitizer", "ncu"):
+        (tools / tool).chmod(0o755)
+    out = tmp_path / "out"
+    completed = subprocess.run(["bash", GPU_CHECK], cwd=tree, capture_output=True, text=True,
+                               env=dict(os.environ, OUT=str(out), GPU_PYTHON=str(python),
+                                        PATH=f"{tools}:{os.environ['PATH']}"), timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    steps = [line.split() for line in (out / "steps.txt").read_text().splitlines()]
+    assert [(step[0], step[2]) for step in steps] == [
+        ("preflight", "0"), ("install", "0"), ("build", "0"), ("gpu-tests", "0"),
+        ("bench-kernels", "0"), ("bench-train", "0"), ("memcheck", "0"), ("racecheck", "0"),
+        ("ncu", "3"), ("bench-plans", "4")]
+    lines = calls.read_text().splitlines()
+    for tool in ("memcheck", "racecheck"):
+        at = lines.index(f"compute-sanitizer --tool {tool} --error-exitcode 1")
+        assert lines[at + 1].startswith("sanitized: -m pytest -v -m gpu and not large"), lines
+    assert sum(line.startswith("sanitized: ") for line in lines) == 2, lines
+    with open(GPU_CHECK) as script:
+        header = script.read().split("set -u")[0]
+    listed = re.findall(r"^#   (\S+) ", header, re.MULTILINE)
+    assert f"Reports in $OUT, {len(listed)} files" in header
+    assert sorted(path.name for path in out.iterdir()) == sorted(listed)

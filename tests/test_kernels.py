@@ -933,6 +933,10 @@ def test_launchers_refuse_bad_arguments(backend):
     a, b = (backend.from_host(np.zeros(shape, np.float32)) for shape in ((2, 3), (3, 2)))
     with pytest.raises(ValueError, match=r"add: arrays of shapes \(2, 3\) and \(3, 2\) differ"):
         backend.add(a, b)
+    with pytest.raises(ValueError, match=r"SGD update needs weights, momentum and gradient of "
+                                         r"one shape; got \(2, 3\), \(2, 3\), \(3, 2\)"):
+        backend.sgd_update(a, backend.from_host(np.zeros((2, 3), np.float32)), b, lr=0.01,
+                           momentum=0.9, weight_decay=0.0005)
     mask = backend.from_host(np.ones((2, 6), np.uint8))[:, ::2]
     with pytest.raises(ValueError, match="the mask must be a C-contiguous uint8 array"):
         backend.apply_mask(backend.from_host(np.zeros((2, 3), np.float32)), mask)

@@ -1,11 +1,14 @@
 """The whole scaled-down network end to end: finite differences of the loss w.r.t. every
 parameter array and the input, float32 against float64, and test-mode behaviour."""
+import sys
+import types
+
 import numpy as np
 import pytest
 
 from convnet import alexnet
 from convnet.alexnet import DATA
-from convnet.backend import get_backend
+from convnet.backend import BACKENDS, OPS, get_backend
 from convnet.network import Network
 from gradcheck import check_gradients
 from networks import make_active, replay_on_reference
@@ -143,3 +146,16 @@ def test_wrong_images_are_refused(rng):
         network.forward(images[:, :20], labels, train=True)
     with pytest.raises(ValueError, match="float32"):
         network.forward(images.astype(np.float32), labels, train=True)
+
+
+def test_a_backend_is_refused_by_name_or_for_an_op_it_lacks(monkeypatch):
+    with pytest.raises(ValueError, match=r"unknown backend 'tpu'; choose one of \['cuda', "
+                                         r"'emulator', 'reference'\]"):
+        get_backend("tpu")
+    # a backend with every op but one: refused as it loads, not at the op's first use in training
+    module = types.ModuleType("partial_backend")
+    module.make = lambda: types.SimpleNamespace(**{op: None for op in OPS if op != "sgd_update"})
+    monkeypatch.setitem(sys.modules, "partial_backend", module)
+    monkeypatch.setitem(BACKENDS, "partial", ("partial_backend", "make"))
+    with pytest.raises(ImportError, match=r"backend 'partial' lacks ops \['sgd_update'\]"):
+        get_backend("partial")

@@ -1,0 +1,80 @@
+"""The Makefile, whose two commands README gives a new user: `make help` lists every target, and
+the set-up picks the CuPy of the driver's CUDA where nvidia-smi lists a GPU (make train then
+trains by the GPU's config), none elsewhere. Make only prints its recipes here (-n), with a fake
+nvidia-smi, or none, on a PATH of its own: the machine's own GPU, if any, plays no part."""
+import ast
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAKE = shutil.which("make")
+pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
+
+# What the Makefile runs here besides nvidia-smi: its $(shell ...) reading the driver, and help.
+SHELL_TOOLS = ("sed", "awk", "head", "grep")
+
+
+def make(tmp_path, *arguments, nvidia_smi=None):
+    """`make` in the checkout with PATH holding only SHELL_TOOLS and `nvidia_smi`, a bash script
+    standing in for it (None: no nvidia-smi at all); its printout."""
+    tools = tmp_path / "bin"
+    tools.mkdir(exist_ok=True)
+    for tool in SHELL_TOOLS:
+        (tools / tool).symlink_to(shutil.which(tool))
+    if nvidia_smi is not None:
+        (tools / "nvidia-smi").write_text("#!/bin/bash\n" + nvidia_smi)
+        (tools / "nvidia-smi").chmod(0o755)
+    completed = subprocess.run([MAKE, *arguments], cwd=ROOT, capture_output=True, text=True,
+                               env=dict(os.environ, PATH=str(tools)), timeout=60)
+    assert completed.returncode == 0, completed.stderr
+    return completed.stdout
+
+
+def driver(cuda_version):
+    """nvidia-smi as a driver of `cuda_version` answers: -L lists one GPU, the bare call prints
+    the table whose header names the CUDA version."""
+    return f"""if [ "$1" = -L ]; then echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'; exit 0; fi
+echo '+-----------------------------------------------------------------------------------------+'
+echo '| NVIDIA-SMI 575.57.08             Driver Version: 575.57.08      CUDA Version: {cuda_version}     |'
+echo '|-----------------------------------------+------------------------+----------------------+'
+"""
+
+
+def setup_extras():
+    """The extras setup.py declares (its setup() call's extras_require keys)."""
+    with open(os.path.join(ROOT, "setup.py")) as handle:
+        tree = ast.parse(handle.read())
+    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call)
+                and getattr(node.func, "id", None) == "setup")
+    extras = next(keyword.value for keyword in call.keywords if keyword.arg == "extras_require")
+    return {ast.literal_eval(key) for key in extras.keys}
+
+
+@pytest.mark.parametrize("nvidia_smi, extras, config", [
+    (None, "test", "fashion-mnist"),
+    ("exit 9", "test", "fashion-mnist"),           # an nvidia-smi that finds no GPU or driver
+    (driver("11.8"), "test", "fashion-mnist"),     # a driver too old for either CuPy
+    (driver("12.4"), "test,cuda12", "fashion-mnist-gpu"),
+    (driver("13.0"), "test,cuda", "fashion-mnist-gpu"),
+    (driver("14.1"), "test,cuda", "fashion-mnist-gpu"),
+], ids=["no nvidia-smi", "nvidia-smi fails", "CUDA 11", "CUDA 12", "CUDA 13", "CUDA 14"])
+def test_the_setup_installs_the_cupy_of_the_drivers_cuda_and_train_takes_its_config(
+        tmp_path, nvidia_smi, extras, config):
+    printed = make(tmp_path, "-n", "--always-make", "setup", "train", nvidia_smi=nvidia_smi)
+    installs = re.findall(r"pip install -e '\.\[([^]]*)\]'", printed)
+    assert installs == [extras], printed
+    assert set(extras.split(",")) <= setup_extras()
+    assert f"convnet.train -c configs/{config}.json" in printed, printed
+    assert os.path.exists(os.path.join(ROOT, "configs", f"{config}.json"))
+
+
+def test_help_lists_every_target_once_with_what_it_does(tmp_path):
+    with open(os.path.join(ROOT, "Makefile")) as handle:
+        phony = re.search(r"^\.PHONY: (.*)$", handle.read(), re.MULTILINE).group(1).split()
+    listed = re.findall(r"^  make (\S+) +(\S.*)$", make(tmp_path, "--no-print-directory", "help"),
+                        re.MULTILINE)
+    assert sorted(target for target, _ in listed) == sorted(phony)
