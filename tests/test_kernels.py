@@ -19,11 +19,12 @@ from convnet import alexnet, graph
 from convnet.backend import reference
 from convnet.backend.cuda import CudaBackend
 from convnet.backend.cuda.conv import POINTS, SIDES, TARGET_BLOCKS, pass_plan, winograd_applies
-from convnet.backend.cuda.launch import TILES, Emulated, Launcher, build, c_type
+from convnet.backend.cuda.launch import Emulated, Launcher, build, c_type
 from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.backend.reference.elementwise import _mix32
 from convnet.norm_params import NormParams
 from convnet.shapes import conv_output_size
+import draws
 from gradcheck import check_gradients, projection_loss
 from targets import (KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, kernel_backend, program_on_emulate_h,
                      skip_large_on_emulator)
@@ -74,9 +75,9 @@ SUMS_OF_PRODUCTS = {"conv_forward", "conv_backward_input", "conv_backward_filter
 
 def output_scale(op, args, exact, kwargs):
     """The size float32 rounding is measured against: the output's largest magnitude, or for a
-    sum of products, the spread of its terms, √(Σ term²) (the op on the arguments squared), where
-    that is larger: the partial sums a kernel rounds grow that large even where the whole sum
-    cancels (one filter's bias gradient, a random sum of its row)."""
+    sum of products, the root-sum-square of its terms, √(Σ term²) (the op on the arguments
+    squared), where that is larger: the partial sums a kernel rounds grow that large even where
+    the whole sum cancels (one filter's bias gradient, a random sum of its row)."""
     scale = float(np.abs(exact).max())
     if op in SUMS_OF_PRODUCTS:   # one output each
         squared = [a ** 2 if isinstance(a, np.ndarray) else a for a in args]
@@ -112,11 +113,12 @@ def assert_as_accurate(op, args, *, floor=FLOAT32_FLOOR, **kwargs):
 
 @contextlib.contextmanager
 def named_on_failure(what):
-    """An assertion failing inside says `what` first: the drawn shape behind it."""
+    """A failure inside (a check, or an op refusing or failing) says `what` first: the drawn
+    shape behind it."""
     try:
         yield
-    except AssertionError as error:
-        raise AssertionError(f"{what}: {error}") from None
+    except Exception as error:
+        raise AssertionError(f"{what}: {type(error).__name__}: {error}") from error
 
 
 # ---- convolution --------------------------------------------------------------------------
@@ -333,10 +335,11 @@ def test_conv_by_winograd(backend, case, rng, request):
 
 # ---- shapes drawn at random: each run its own (the rng fixture's seed replays them) ---------
 
-RANDOM_DRAWS = 24
 # Extents at and around every tile side, and small ones: a tile padded by one, full or one short.
 RANDOM_EXTENTS = sorted({1, 2, 3, 5, 7, 16, 96} | {side + d for side in SIDES for d in (-1, 0, 1)})
-RANDOM_MOST_MULTIPLY_ADDS = 3_000_000   # a pass of about 0.1 s on the emulator
+# The most multiply-adds a drawn pass does (its tiles pad small extents and do more): 20 draws
+# took 3 to 5 s on the emulator on this project's 2-core machine.
+RANDOM_MOST_MULTIPLY_ADDS = 3_000_000
 
 
 def random_conv_case(rng):
@@ -364,7 +367,7 @@ def random_conv_case(rng):
 
 def test_conv_of_random_shapes(backend, rng):
     """Shapes past the fixed cases' choices: each failure names its case and plan."""
-    for _ in range(RANDOM_DRAWS):
+    for _ in range(draws.DRAWS):
         case, plan = random_conv_case(rng)
         channels, size, images, filters, filter_size, stride, pad = case
         x, w, dy = conv_inputs(rng, case)
@@ -555,17 +558,11 @@ def test_norm_alexnet_shapes(backend, layer, shape, rng, request):
 
 
 def test_norm_of_random_shapes(backend, rng):
-    """Any channels, rows, columns and batch, every window the kernels are built for, both
-    conventions of alpha, inputs signed or as after a ReLU."""
-    for _ in range(RANDOM_DRAWS):
-        shape = (int(rng.integers(1, 40)), int(rng.integers(1, 16)), int(rng.integers(1, 16)),
-                 int(rng.choice([1, 2, 3, 4, 5, 8, 9])))
+    """Any channels, rows, columns and batch, every window the kernels are built for, either
+    convention of alpha, inputs signed or as after a ReLU."""
+    for _ in range(draws.DRAWS):
+        shape, params = draws.activation_shape(rng), draws.norm_params(rng)
         kind = str(rng.choice(["crossmap", "samemap"]))
-        params = NormParams(size=int(rng.choice(range(1, TILES["kMaxNormSize"] + 1, 2))),
-                            k=float(rng.choice([0.5, 1.0, 2.0])),
-                            alpha=float(rng.choice([1e-4, 1e-2, 0.3])),
-                            beta=float(rng.choice([0.5, 0.75, 1.0])),
-                            alpha_convention=str(rng.choice(["paper", "per-term"])))
         x = rng.normal(0, float(rng.choice([1, 3, 30])), shape)
         x = np.maximum(x, 0) if rng.random() < 0.5 else x
         with named_on_failure(f"{kind}, shape {shape}, {params}"):
@@ -607,15 +604,12 @@ def test_pool(backend, shape, size, stride, overhang, rng, request):
 
 
 def test_pool_of_random_shapes(backend, rng):
-    """Any shape, window and stride up to the window's side, with and without overhang; a third
-    of the inputs small integers, whose ties each take their windows' whole gradient."""
-    for _ in range(RANDOM_DRAWS):
-        shape = (int(rng.integers(1, 40)), int(rng.integers(1, 16)), int(rng.integers(1, 16)),
-                 int(rng.choice([1, 2, 3, 4, 5, 8, 9])))
-        size = int(rng.integers(1, min(5, *shape[1:3]) + 1))
-        stride, overhang = int(rng.integers(1, size + 1)), bool(rng.random() < 0.5)
-        ties = rng.random() < 1 / 3
-        x = rng.integers(0, 3, shape).astype(np.float64) if ties else rng.normal(size=shape)
+    """Any shape, window and stride up to the window's side, either edge rule, inputs with and
+    without ties (draws.pool_input)."""
+    for _ in range(draws.DRAWS):
+        shape = draws.activation_shape(rng)
+        size, stride, overhang = draws.pool_window(rng, shape)
+        x, ties = draws.pool_input(rng, shape)
         with named_on_failure(f"shape {shape}, size {size}, stride {stride}, "
                               f"overhang {overhang}, ties {ties}"):
             (y,) = assert_as_accurate("maxpool_forward", (x,), size=size, stride=stride,
@@ -774,8 +768,8 @@ def check_softmax(backend, classes, images, rng):
 def test_elementwise_and_softmax_of_random_shapes(backend, rng):
     """Sizes off every vector width and block size: outputs of two dimensions (fully connected)
     and four (convolutional), and any number of classes and images."""
-    for _ in range(RANDOM_DRAWS // 2):
-        dimensions = rng.integers(1, 40, 4) if rng.random() < 0.5 else rng.integers(1, 600, 2)
+    for _ in range(draws.DRAWS // 2):
+        dimensions = rng.integers(1, 24, 4) if rng.random() < 0.5 else rng.integers(1, 600, 2)
         shape = tuple(int(d) for d in dimensions)
         with named_on_failure(f"shape {shape}"):
             check_elementwise(backend, shape, rng)
@@ -783,6 +777,8 @@ def test_elementwise_and_softmax_of_random_shapes(backend, rng):
         with named_on_failure(f"{classes} classes, {images} images"):
             check_softmax(backend, classes, images, rng)
 
+
+def test_launchers_refuse_what_their_kernels_would_read_past(backend, rng):
     """A label past the classes, a gradient of another shape than the convolution's output or
     the normalization's input, filters that are not square, an input to normalize that is not
     4-D: the kernels would read outside the arrays, so the launchers refuse them."""

@@ -11,18 +11,21 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MAKE = shutil.which("make")
-pytestmark = pytest.mark.skipif(MAKE is None, reason="make is not installed")
 
 # What the Makefile runs here besides nvidia-smi: its $(shell ...) reading the driver, and help.
+# A $(shell ...) needing a tool missing from this list would read as empty: add it here.
 SHELL_TOOLS = ("sed", "awk", "head", "grep")
+MAKE = shutil.which("make")
+pytestmark = pytest.mark.skipif(
+    MAKE is None or not all(map(shutil.which, SHELL_TOOLS)),
+    reason=f"make or one of {', '.join(SHELL_TOOLS)} is not installed")
 
 
 def make(tmp_path, *arguments, nvidia_smi=None):
     """`make` in the checkout with PATH holding only SHELL_TOOLS and `nvidia_smi`, a bash script
     standing in for it (None: no nvidia-smi at all); its printout."""
     tools = tmp_path / "bin"
-    tools.mkdir(exist_ok=True)
+    tools.mkdir()
     for tool in SHELL_TOOLS:
         (tools / tool).symlink_to(shutil.which(tool))
     if nvidia_smi is not None:

@@ -6,6 +6,7 @@ import pytest
 
 from convnet.backend.reference import maxpool_backward, maxpool_forward
 from convnet.shapes import pool_output_size
+import draws
 from gradcheck import check_gradients, projection_loss
 
 
@@ -64,13 +65,10 @@ def direct_pool_backward(dy, x, y, size, stride):
 def test_random_geometries_against_the_definition(rng):
     """Any shape, window, stride up to the window and either edge rule, on inputs with and
     without ties: forward and the tie-inclusive backward against the loops."""
-    for _ in range(20):
-        shape = (int(rng.integers(1, 4)), int(rng.integers(1, 14)), int(rng.integers(1, 14)),
-                 int(rng.integers(1, 4)))
-        size = int(rng.integers(1, min(5, *shape[1:3]) + 1))
-        stride, overhang = int(rng.integers(1, size + 1)), bool(rng.random() < 0.5)
-        ties = rng.random() < 0.5
-        x = rng.integers(0, 3, shape).astype(np.float64) if ties else rng.standard_normal(shape)
+    for _ in range(draws.DRAWS):
+        shape = draws.activation_shape(rng, channels=4, side=14, images=(1, 2, 3))
+        size, stride, overhang = draws.pool_window(rng, shape)
+        x, ties = draws.pool_input(rng, shape)
         what = f"shape {shape}, size {size}, stride {stride}, overhang {overhang}, ties {ties}"
         y = maxpool_forward(x, size=size, stride=stride, overhang=overhang)
         np.testing.assert_array_equal(y, direct_pool(x, size, stride, overhang), err_msg=what)

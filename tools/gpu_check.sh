@@ -33,7 +33,8 @@ step bench-kernels "$out/bench.txt" 90 "$python" tools/bench_kernels.py \
 step bench-train "$out/bench.txt" 90 "$python" tools/bench_train.py --json "$out/bench-train.json"
 # The kernel tests at small shapes, both element types; not the finite-difference checks, which
 # run no kernel the others leave out and would take over half of the launches, nor the shapes
-# drawn at random (a quarter of the rest; the emulator's AddressSanitizer build runs them in CI).
+# drawn at random (a quarter of the rest): the emulator's AddressSanitizer build runs those in
+# CI, which finds accesses out of bounds but not races.
 for tool in memcheck racecheck; do
   CONVNET_SANITIZER=1 step "$tool" "$out/sanitizer.log" 120 compute-sanitizer --tool "$tool" \
     --error-exitcode 1 "$python" -m pytest -v -m "gpu and not large" \
