@@ -15,6 +15,18 @@ def activation_shape(rng, *, channels=40, side=16, images=(1, 2, 3, 4, 5, 8, 9))
             int(rng.integers(1, side)), int(rng.choice(images)))
 
 
+def conv_window(rng, *, side, filter_sizes=range(1, 12), strides=range(1, 5), pads=range(4),
+                square=True):
+    """(height, width, filter size, stride, padding): one of each given that the input allows,
+    its sides under `side`; square, or (square=False) rows and columns apart half the time."""
+    while True:
+        filter_size, stride, pad = (int(rng.choice(v)) for v in (filter_sizes, strides, pads))
+        height = int(rng.integers(1, side))
+        width = height if square or rng.random() < 0.5 else int(rng.integers(1, side))
+        if min(height, width) + 2 * pad >= filter_size:
+            return height, width, filter_size, stride, pad
+
+
 def norm_params(rng):
     """Any odd window up to MAX_NORM_SIZE, k, alpha and beta around the paper's, either
     convention of alpha."""

@@ -132,10 +132,6 @@ def max_pool2d(x, kernel_size, stride=None, ceil_mode=False):
     return _tensor(y)
 
 
-def rand_like(x):
-    return _tensor(np.random.default_rng().random(x.shape))
-
-
 class SGD:
     """torch.optim.SGD's constructor, recorded: its parameter groups and momentum."""
 
@@ -148,7 +144,7 @@ functional = types.SimpleNamespace(
     avg_pool2d=avg_pool2d, max_pool2d=max_pool2d)
 
 numpy_torch = types.SimpleNamespace(
-    tensor=tensor, from_numpy=_tensor, cat=cat, softmax=softmax, rand_like=rand_like,
+    tensor=tensor, from_numpy=_tensor, cat=cat, softmax=softmax,
     relu=lambda x: _tensor(np.maximum(x, 0)), tanh=lambda x: _tensor(np.tanh(x)),
     no_grad=contextlib.nullcontext, nn=types.SimpleNamespace(functional=functional),
     optim=types.SimpleNamespace(SGD=SGD))

@@ -33,7 +33,7 @@ def test_loader_rates_count_the_images_after_the_warm_up_batch(monkeypatch, tmp_
     """Images per second: the timed batches' images (not the batches, nor the warm-up's) over
     the time they took, here a clock that advances 1 s between the timer's two readings: 6
     images in batches of 2 leave 4 timed."""
-    sys.path.insert(0, str(ROOT / "tools"))
+    monkeypatch.syspath_prepend(str(ROOT / "tools"))
     import bench_data
     ticks = iter(range(100))
     monkeypatch.setattr(bench_data, "time", types.SimpleNamespace(

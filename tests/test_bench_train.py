@@ -6,7 +6,6 @@ convolution algorithm, and every layer's passes are timed and recorded."""
 import dataclasses
 import json
 import sys
-import types
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import bench_train  # noqa: E402
 from convnet import alexnet  # noqa: E402
 from convnet.backend import get_backend  # noqa: E402
 from convnet.placement import Placement  # noqa: E402
-from stand_in_cupy import stand_in_cupy, stand_in_torch  # noqa: E402
+from stand_in_cupy import Event, stand_in_cupy, stand_in_torch  # noqa: E402
 
 
 def emulated_placement(gpus, conv_algorithm=None):
@@ -56,8 +55,7 @@ def test_a_step_time_is_the_median_of_the_timed_steps():
         calls.append(begin)
         begin()
         end()
-    event = types.SimpleNamespace(record=lambda: None, synchronize=lambda: None)
-    median = bench_train.median_ms(record, 5, event, event, lambda start, stop: next(times))
+    median = bench_train.median_ms(record, 5, Event(), Event(), lambda start, stop: next(times))
     assert median == 12.0
     assert len(calls) == bench_train.WARMUP + 5
 

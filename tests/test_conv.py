@@ -77,14 +77,10 @@ def random_geometry(rng):
     """(x's shape, filters, filter size, stride, pad) drawn at random: any filter size, stride
     and padding the input allows, a square input half the time (the input gradient's op takes
     only those) and else rows and columns apart."""
-    while True:
-        filter_size, stride, pad = (int(v) for v in (rng.integers(1, 8), rng.integers(1, 5),
-                                                      rng.integers(0, 4)))
-        height = int(rng.integers(1, 16))
-        width = height if rng.random() < 0.5 else int(rng.integers(1, 16))
-        if min(height, width) + 2 * pad >= filter_size:
-            channels, images, filters = (int(v) for v in rng.integers(1, 6, 3))
-            return (channels, height, width, images), filters, filter_size, stride, pad
+    window = draws.conv_window(rng, side=16, filter_sizes=range(1, 8), square=False)
+    height, width, filter_size, stride, pad = window
+    channels, images, filters = (int(v) for v in rng.integers(1, 6, 3))
+    return (channels, height, width, images), filters, filter_size, stride, pad
 
 
 def test_random_geometries_against_the_definition_and_the_adjoint_identities(rng):

@@ -340,6 +340,8 @@ RANDOM_EXTENTS = sorted({1, 2, 3, 5, 7, 16, 96} | {side + d for side in SIDES fo
 # The most multiply-adds a drawn pass does (its tiles pad small extents and do more): 20 draws
 # took 3 to 5 s on the emulator on this project's 2-core machine.
 RANDOM_MOST_MULTIPLY_ADDS = 3_000_000
+# The windows Winograd's algorithm takes (conv.winograd_applies).
+WINOGRAD_WINDOWS = dict(filter_sizes=(3,), strides=(1,), pads=range(3))
 
 
 def random_conv_case(rng):
@@ -347,13 +349,10 @@ def random_conv_case(rng):
     of them Winograd's 3 × 3 at stride 1; the plan's tile and slices the launcher's or drawn."""
     while True:
         winograd = rng.random() < 1 / 3
-        filter_size, stride = (3, 1) if winograd else (int(rng.integers(1, 12)),
-                                                       int(rng.integers(1, 5)))
-        pad = int(rng.integers(0, 3 if winograd else 4))
-        size, images = int(rng.integers(1, 24)), int(rng.choice([1, 2, 3, 4, 5, 8, 12, 16]))
+        size, _, filter_size, stride, pad = draws.conv_window(
+            rng, side=24, **(WINOGRAD_WINDOWS if winograd else {}))
+        images = int(rng.choice([1, 2, 3, 4, 5, 8, 12, 16]))
         channels, filters = (int(e) for e in rng.choice(RANDOM_EXTENTS, 2))
-        if size + 2 * pad < filter_size:
-            continue
         out = conv_output_size(size, filter_size, stride, pad)
         if channels * filters * out ** 2 * images * filter_size ** 2 <= RANDOM_MOST_MULTIPLY_ADDS:
             break

@@ -48,7 +48,7 @@ def test_peer_matches_the_reference(name, grouped, peer_torch, rng):
         logits = peer.forward(
             peer_torch.from_numpy(np.ascontiguousarray(images.transpose(3, 0, 1, 2))),
             train=False)
-    theirs = np.asarray(peer_torch.softmax(logits, dim=1).numpy()).T
+    theirs = peer_torch.softmax(logits, dim=1).numpy().T
     assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
 
 
