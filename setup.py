@@ -33,7 +33,8 @@ emulator_asan = Pybind11Extension(f"convnet.{kernel_build.EMULATOR_ASAN_MODULE}"
                                   ["kernels/emulator.cpp"], cxx_std=17, include_dirs=["kernels"],
                                   depends=KERNEL_SOURCES,
                                   extra_compile_args=kernel_build.EMULATOR_ASAN_FLAGS,
-                                  extra_link_args=["-fsanitize=address"], optional=True)
+                                  extra_link_args=kernel_build.EMULATOR_SANITIZERS,
+                                  optional=True)
 
 
 class build_ext_side_by_side(build_ext):

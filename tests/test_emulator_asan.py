@@ -3,7 +3,8 @@ and checks no bounds: a read one element past an array's end that changes no res
 vector load's spare lanes) goes unseen, and a write there may corrupt a neighbour silently. The
 emulator's AddressSanitizer build (convnet._emulator_asan, kernels/emulator.cpp) gives every
 kernel copies of its arrays that end where they end, and guards the __shared__ arrays and the
-local ones, so such an access ends the process with a report naming the kernel's source line.
+local ones, so such an access ends the process with a report naming the kernel's source line;
+so does a 16-byte vector access at an address not a multiple of 16, on which a GPU faults.
 Here the kernel tests run again on that build, and planted faults of each kind show that it is
 caught."""
 import ctypes
@@ -29,11 +30,11 @@ KERNEL_TESTS = ["tests/test_kernels.py", "tests/test_kernels_network.py", "tests
 @pytest.fixture(scope="module")
 def asan_env():
     """The environment of a Python on the AddressSanitizer emulator; the module must be built
-    wherever the compiler has the sanitizer (its build is optional only for compilers without)."""
+    wherever the compiler has the sanitizers (its build is optional only for compilers without)."""
     variables = asan_environment()
     if variables is None:
-        pytest.skip("gcc has no AddressSanitizer runtime (libasan), so the emulator's "
-                    "AddressSanitizer build is not made here")
+        pytest.skip("gcc lacks a sanitizer runtime the emulator's AddressSanitizer build links "
+                    "(libasan, libubsan), so that build is not made here")
     module = f"convnet.{build.EMULATOR_ASAN_MODULE}"
     # Found, not imported: importing it without the sanitizer's runtime would end this process.
     assert importlib.util.find_spec(module) is not None, \
@@ -161,6 +162,42 @@ def test_a_local_array_overflow_is_reported_before_and_after_a_barrier(local_arr
     line = LOCAL_ARRAY_PROGRAM.splitlines().index("  sink += values[last];") + 1
     assert re.search(rf"SUMMARY: AddressSanitizer: stack-buffer-overflow \S*program\.cpp:{line} ",
                      faulty.stderr), faulty.stderr[-3000:]
+
+
+# A 16-byte vector load (float4, as conv.cu's vector loops make) from an address that is not a
+# multiple of 16: a GPU faults on it ("misaligned address"), where the host's loads may just
+# read, so the AddressSanitizer build checks alignment too and ends the process at the first.
+MISALIGNED_PROGRAM = r"""
+#include "emulate.h"
+#include <cstdio>
+alignas(16) float values[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+volatile int first = 0;
+float sink;
+void kernel() {
+  const float4 group = *reinterpret_cast<const float4*>(values + first);
+  sink += group.x + group.w;
+}
+int main(int argc, char** argv) {
+  if (argv[1][0] == '1') first = 1;   // the fault
+  emu::Block::instance().run_grid(dim3(1), dim3(4), [] { kernel(); });
+  std::puts("finished");
+}
+"""
+
+
+def test_a_planted_misaligned_vector_load_is_reported_with_its_line(asan_env, tmp_path):
+    program = program_on_emulate_h(tmp_path, MISALIGNED_PROGRAM, build.EMULATOR_ASAN_FLAGS)
+
+    def run(fault):
+        return subprocess.run([str(program), str(int(fault))], capture_output=True, text=True,
+                              timeout=60, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
+    correct, faulty = run(False), run(True)
+    assert correct.returncode == 0 and "finished" in correct.stdout, correct.stderr[-3000:]
+    assert faulty.returncode != 0 and "finished" not in faulty.stdout
+    line = MISALIGNED_PROGRAM.splitlines().index(
+        "  const float4 group = *reinterpret_cast<const float4*>(values + first);") + 1
+    assert re.search(rf"program\.cpp:{line}:\d+: runtime error: .*misaligned address .*"
+                     rf"requires 16 byte alignment", faulty.stderr), faulty.stderr[-3000:]
 
 
 @pytest.mark.skipif(hasattr(ctypes.CDLL(None), "__asan_init"),

@@ -142,6 +142,10 @@ CONV_CASES = [
     (60, 5, 3, 62, 3, 1, 1),    # tiles of 64 in every pass
     (128, 4, 3, 120, 1, 1, 0),  # full tiles in every pass, 1 × 1 filters
     (3, 19, 4, 8, 11, 4, 2),    # conv1's filter size and stride, padding 2
+    # Images and channels in 16-byte groups, the weights' rows not (5 filters; 3·3·5 along the
+    # input gradient's k): forward and the input gradient must take their scalar loops, whose
+    # 16-byte loads would be misaligned (a GPU faults; a host may read the right values)
+    (8, 6, 4, 5, 3, 1, 1),
 ]
 
 

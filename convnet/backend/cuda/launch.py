@@ -163,25 +163,27 @@ class Parcel:
 
 # The libraries a Python must load first to run the emulator's AddressSanitizer build: the
 # sanitizer's runtime, and the C++ runtime, whose exceptions it intercepts only where that was
-# loaded when it started.
+# loaded when it started. The build also links the undefined-behaviour sanitizer's runtime (its
+# alignment check: kernels/build.py), which loads with it.
 ASAN_RUNTIMES = ("libasan.so", "libstdc++.so")
+LINKED_RUNTIMES = ("libubsan.so",)
 # Python's own allocations, never freed at exit, are not leaks to report.
 ASAN_OPTIONS = "detect_leaks=0"
 
 
 def asan_environment():
     """The variables that run a Python on the AddressSanitizer build of the emulator, or None
-    where gcc has no such runtime."""
-    preload = []
-    for name in ASAN_RUNTIMES:
+    where gcc lacks one of the sanitizers' runtimes that build needs."""
+    found = {}
+    for name in ASAN_RUNTIMES + LINKED_RUNTIMES:
         try:
-            found = subprocess.run(["gcc", f"-print-file-name={name}"], capture_output=True,
-                                   text=True).stdout.strip()
+            found[name] = subprocess.run(["gcc", f"-print-file-name={name}"],
+                                         capture_output=True, text=True).stdout.strip()
         except FileNotFoundError:
             return None
-        if not os.path.isabs(found):      # gcc echoes a name it cannot find
+        if not os.path.isabs(found[name]):      # gcc echoes a name it cannot find
             return None
-        preload.append(found)
+    preload = [found[name] for name in ASAN_RUNTIMES]
     return {"CONVNET_EMULATOR": "asan", "LD_PRELOAD": " ".join(preload),
             "ASAN_OPTIONS": ASAN_OPTIONS}
 
