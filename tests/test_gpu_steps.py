@@ -128,7 +128,8 @@ def test_the_gpu_tests_step_names_every_file_that_holds_gpu_tests():
 def stand_in_tree(tmp_path):
     """A tree with the files install_and_build reads, and a stand-in for the GPU machine's Python
     that notes each command line in `calls` (and, for convnet.train, the files of its
-    --output-dir) and succeeds: (tree, calls, python)."""
+    --output-dir) and succeeds (convnet.train: with the status STAND_IN_TRAIN_STATUS gives):
+    (tree, calls, python)."""
     tree, calls, python = tmp_path / "tree", tmp_path / "calls", tmp_path / "python"
     for name in ("setup.py", "pyproject.toml", "kernels/a.cpp", "kernels/a.h", "kernels/a.cu",
                  "kernels/a.cuh", "kernels/build/ptxas-report.txt"):
@@ -139,6 +140,7 @@ echo "$*" >>"{calls}"
 if [ "$2" = convnet.train ]; then
   while [ "$1" != --output-dir ]; do shift; done
   echo "run folder: $(ls "$2" | tr '\\n' ' ')" >>"{calls}"
+  exit "${{STAND_IN_TRAIN_STATUS:-0}}"
 fi
 """)
     python.chmod(0o755)
@@ -198,8 +200,11 @@ echo "$*" >>"{calls}"
 GPU_TRAIN = os.path.join(os.path.dirname(STEPS), "gpu_train.sh")
 
 
-def run_gpu_train(tmp_path, **env):
+def run_gpu_train(tmp_path, with_data=False, **env):
     tree, calls, python = stand_in_tree(tmp_path)
+    if with_data:
+        (tree / "data").mkdir()
+        (tree / "data" / "fashion-mnist.h5").write_text("converted before")
     out = tmp_path / "out"
     completed = subprocess.run(["bash", GPU_TRAIN, "--epochs", "2"], cwd=tree,
                                env=dict(os.environ, OUT=str(out), GPU_PYTHON=str(python), **env),
@@ -214,6 +219,25 @@ def test_gpu_train_trains_in_the_reports_folder(tmp_path):
     assert (f"-m convnet.train -c configs/fashion-mnist-gpu.json --output-dir {out}/run "
             f"--resume auto --epochs 2\nrun folder: \n") in calls
     assert "-m convnet.data.fashion_mnist" in calls   # no data/fashion-mnist.h5 in the tree
+
+
+def test_gpu_train_converts_from_the_folder_it_is_given_only_where_the_data_is_missing(tmp_path):
+    # A GPU machine has no Debian package: the IDX files travel with the call, and their folder
+    # must reach the converter.
+    completed, calls, _ = run_gpu_train(tmp_path / "missing", FASHION_MNIST_DIR=".gpu/fm")
+    assert completed.returncode == 0, completed.stderr
+    assert ("-m convnet.data.fashion_mnist --source .gpu/fm --output data/fashion-mnist.h5\n"
+            in calls)
+    completed, calls, _ = run_gpu_train(tmp_path / "present", with_data=True,
+                                        FASHION_MNIST_DIR=".gpu/fm")
+    assert completed.returncode == 0, completed.stderr
+    assert "convnet.data.fashion_mnist" not in calls and "-m convnet.train" in calls
+
+
+def test_gpu_train_exits_with_the_failure_of_its_training(tmp_path):
+    completed, _, out = run_gpu_train(tmp_path, STAND_IN_TRAIN_STATUS="3")
+    assert completed.returncode == 1
+    assert re.search(r"^train +exit +3", (out / "steps.txt").read_text(), re.MULTILINE)
 
 
 def test_gpu_train_goes_on_from_a_run_brought_back(tmp_path):
