@@ -465,6 +465,127 @@ def test_gpu_replicas_without_an_nccl_library_are_a_launch_error(rng, monkeypatc
         nccl_engine.connect(launch, {"a": 0, "b": 0}, timeout=1)
 
 
+class GpuArray(np.ndarray):
+    """A NumPy array as CuPy's arrays look to the NCCL engine: data.ptr, get()."""
+    @property
+    def data(self):
+        return types.SimpleNamespace(ptr=self.__array_interface__["data"][0])
+
+    def get(self):
+        return np.array(self)
+
+
+class StandInGpus:
+    """CuPy and its NCCL module as far as the NCCL engine uses them, on NumPy, installed for
+    the test: each call noted in `log` in order, with the GPU current at it. The all-reduces
+    sum `world` replicas that all hold this rank's values (so the sum is world × the values),
+    on the array their pointer names, after checking its count and element type."""
+    CODES = {np.dtype(np.float32): 7, np.dtype(np.float64): 8}   # ncclFloat32, ncclFloat64
+
+    def __init__(self, world, monkeypatch):
+        self.world, self.log, self.device, self.arrays = world, [], None, {}
+        gpus = self
+
+        class Device:
+            def __init__(self, index):
+                self.index = index
+
+            def __enter__(self):
+                self.outer, gpus.device = gpus.device, self.index
+
+            def __exit__(self, *exception):
+                gpus.device = self.outer
+
+        class Stream:
+            def __init__(self, non_blocking=False):
+                assert non_blocking
+                self.ptr, self.device = 1000 + len(gpus.log), gpus.device
+                gpus.log.append(("stream", self.device))
+
+            def wait_event(self, event):
+                gpus.log.append(("wait", self.ptr, event.device))
+
+            def synchronize(self):
+                gpus.log.append(("synchronize", self.ptr))
+
+        class Event:
+            def __init__(self, disable_timing=False):
+                assert disable_timing
+
+            def record(self, stream=None):   # None: the current stream, the tower's compute one
+                assert stream is None
+                self.device = gpus.device
+                gpus.log.append(("record", self.device))
+
+        class NcclCommunicator:
+            def __init__(self, ndev, comm_id, rank):
+                self.device = gpus.device
+                gpus.log.append(("communicator", self.device, ndev, comm_id, rank))
+
+            def allReduce(self, send, receive, count, datatype, op, stream):
+                array = gpus.arrays[receive]
+                assert send == receive and count == array.size and op == nccl.NCCL_SUM
+                assert datatype == StandInGpus.CODES[array.dtype]
+                array *= gpus.world
+                gpus.log.append(("all-reduce", self.device, stream, array.dtype))
+
+        def on_gpu(array):
+            array = np.ascontiguousarray(array).view(GpuArray)
+            self.arrays[array.data.ptr] = array
+            self.log.append(("contiguous", self.device))
+            return array
+        nccl = types.SimpleNamespace(NcclCommunicator=NcclCommunicator, NCCL_SUM=0,
+                                     NCCL_FLOAT32=7, NCCL_FLOAT64=8, available=True)
+        cuda = types.SimpleNamespace(Device=Device, Stream=Stream, Event=Event, nccl=nccl)
+        cupy = types.SimpleNamespace(cuda=cuda, ascontiguousarray=on_gpu, asarray=on_gpu)
+        for name, module in (("cupy", cupy), ("cupy.cuda", cuda), ("cupy.cuda.nccl", nccl)):
+            monkeypatch.setitem(sys.modules, name, module)
+
+
+@pytest.mark.parametrize("devices", [{"a": 0, "b": 1}, {"a": 2, "b": 2}],
+                         ids=["a GPU per tower", "both towers on one GPU"])
+def test_nccl_engine_on_stand_ins_sums_each_tower_on_its_gpu_after_its_compute(devices, rng,
+                                                                             monkeypatch):
+    """The NCCL engine's calls, which only a GPU with NCCL runs (the GPU test above, on one
+    rank), in their order on stand-ins: a communicator per tower on its GPU, in the towers'
+    order on every rank; one NCCL stream per GPU; the gradients made contiguous, then the NCCL
+    stream waits for the compute stream's work (those copies included), then each is summed
+    in place with its own element type; the host's waits; a sum of float64 values on tower
+    a's GPU."""
+    gpus = StandInGpus(3, monkeypatch)
+    ids = {"a": b"id of a", "b": b"id of b"}
+    engine = nccl_engine.NcclReplicas("test", 1, 3, devices, ids, Watchdog(60, 1))
+    a, b = devices["a"], devices["b"]
+    assert gpus.log == ([("communicator", a, 3, ids["a"], 1), ("stream", a),
+                         ("communicator", b, 3, ids["b"], 1)]
+                        + ([("stream", b)] if b != a else []))
+    assert [engine.streams[tower].device for tower in alexnet.TOWERS] == [a, b]
+    stream = engine.streams["b"].ptr
+
+    gpus.log.clear()
+    weights = rng.normal(size=(6, 4)).astype(np.float32)
+    bias = rng.normal(size=5)
+    sent = {"w": weights.T.copy(), "bias": bias.copy()}   # summed in place where contiguous
+    kept = engine.gradients_ready("b", {"w": weights.T.view(GpuArray), "bias": bias})
+    assert gpus.log == [("contiguous", b), ("contiguous", b), ("record", b), ("wait", stream, b),
+                        ("all-reduce", b, stream, np.float32), ("all-reduce", b, stream,
+                                                                np.float64)]
+    assert kept["w"].flags.c_contiguous
+    for key, value in sent.items():
+        np.testing.assert_array_equal(kept[key].get(), 3 * value, err_msg=key)
+
+    gpus.log.clear()
+    engine.wait_gradients()
+    assert gpus.log == [("synchronize", engine.streams[tower].ptr) for tower in alexnet.TOWERS]
+
+    gpus.log.clear()
+    total = engine.sum([1.5, -2.25])
+    assert total.dtype == np.float64 and total.tolist() == [4.5, -6.75]
+    stream = engine.streams["a"].ptr
+    assert gpus.log == [("contiguous", a), ("record", a), ("wait", stream, a),
+                        ("all-reduce", a, stream, np.float64), ("synchronize", stream)]
+
+
 @pytest.mark.gpu
 def test_nccl_engine_runs_its_calls_on_a_gpu(rng):
     """The NCCL engine's own calls on a real GPU, which nothing else runs: the communicators

@@ -1217,6 +1217,32 @@ CATALOGUE = [
            'checksum = zlib.crc32(np.ascontiguousarray(array).view(np.uint8), checksum)',
            'checksum = zlib.crc32(np.ascontiguousarray(array).view(np.uint8))',
            ('tests/test_replicas.py',)),
+    Mutant('nccl-waits-before-the-copies', 'convnet/replicas/nccl.py',
+           '            grads = {key: self.cupy.ascontiguousarray(grad) for key, grad in '
+           'grads.items()}\n            self._after_compute(tower)   # after the copies above, if any\n',
+           '            self._after_compute(tower)\n            grads = {key: '
+           'self.cupy.ascontiguousarray(grad) for key, grad in grads.items()}\n',
+           ('tests/test_replicas.py',)),
+    Mutant('nccl-no-wait-for-compute', 'convnet/replicas/nccl.py',
+           'self.streams[tower].wait_event(written)', 'None', ('tests/test_replicas.py',)),
+    Mutant('nccl-float64-as-float32', 'convnet/replicas/nccl.py',
+           'np.dtype(np.float64): nccl.NCCL_FLOAT64', 'np.dtype(np.float64): nccl.NCCL_FLOAT32',
+           ('tests/test_replicas.py',)),
+    Mutant('nccl-stream-per-tower', 'convnet/replicas/nccl.py',
+           'if device not in device_streams:', 'if True:', ('tests/test_replicas.py',)),
+    Mutant('nccl-rank-for-world', 'convnet/replicas/nccl.py',
+           'nccl.NcclCommunicator(world, unique_ids[tower], rank)',
+           'nccl.NcclCommunicator(rank, unique_ids[tower], world)', ('tests/test_replicas.py',)),
+    Mutant('nccl-wait-one-tower', 'convnet/replicas/nccl.py',
+           '        with self.watchdog.waiting("summing the gradients"):\n'
+           '            for tower in TOWERS:',
+           '        with self.watchdog.waiting("summing the gradients"):\n'
+           '            for tower in TOWERS[:1]:', ('tests/test_replicas.py',)),
+    Mutant('nccl-sum-on-tower-b', 'convnet/replicas/nccl.py',
+           '        with self.cupy.cuda.Device(self.devices["a"]):\n'
+           '            buffer = self.cupy.asarray',
+           '        with self.cupy.cuda.Device(self.devices["b"]):\n'
+           '            buffer = self.cupy.asarray', ('tests/test_replicas.py',)),
     Mutant('pred-indices-wanted', 'convnet/figures/predictions.py',
            'wanted = len(candidates) if args.indices else args.count',
            'wanted = args.count', ('tests/test_figures.py',)),

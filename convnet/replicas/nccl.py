@@ -6,7 +6,8 @@ datatype, op, stream), get_unique_id: bytes from CuPy 14 on, a tuple of ints bef
 against CuPy 14.2's signatures, and kept small so that it can be read as correct. What CI does
 run is the part that needs no GPU: the unique ids' exchange (exchange_unique_ids, through
 convnet/replicas/rendezvous.py or MPI's broadcast) and the GPU assignment
-(convnet/replicas/launch.py rank_gpus).
+(convnet/replicas/launch.py rank_gpus); and NcclReplicas' calls, in their order, on stand-ins of
+CuPy and its NCCL module (tests/test_replicas.py).
 
 One communicator per tower, made on the GPU that holds this rank's copy of the tower, so tower
 a's gradients travel only between the GPUs that hold tower a. The all-reduces run on an NCCL
