@@ -2,6 +2,7 @@
 draws, gradients) put together equal the whole batch; the launch environment; the NCCL ids'
 rendezvous over TCP on 127.0.0.1; the watchdog; the checks built on a sum over the ranks (run
 here by threads standing in for ranks). The real MPI jobs are in test_replicas_mpi.py."""
+import itertools
 import socket
 import subprocess
 import sys
@@ -428,6 +429,13 @@ class FakeNccl:
         return bytes(values.tolist()) if self.as_bytes else tuple((values - 128).tolist())
 
 
+def install_cupy(monkeypatch, cupy):
+    """`cupy`, its cuda and cuda.nccl as the modules the engine imports, for the test."""
+    for name, module in (("cupy", cupy), ("cupy.cuda", cupy.cuda),
+                         ("cupy.cuda.nccl", cupy.cuda.nccl)):
+        monkeypatch.setitem(sys.modules, name, module)
+
+
 @pytest.mark.parametrize("as_bytes", [True, False], ids=["cupy14-bytes", "cupy13-tuple"])
 def test_nccl_unique_ids_reach_every_rank_as_the_type_cupy_gave(rng, as_bytes):
     nccl = FakeNccl(rng, as_bytes)
@@ -455,9 +463,7 @@ def test_gpu_replicas_without_an_nccl_library_are_a_launch_error(rng, monkeypatc
     the check is on `available`, not on the import."""
     nccl = FakeNccl(rng, as_bytes=True, available=False)
     cuda = types.SimpleNamespace(nccl=nccl)
-    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=cuda))
-    monkeypatch.setitem(sys.modules, "cupy.cuda", cuda)
-    monkeypatch.setitem(sys.modules, "cupy.cuda.nccl", nccl)
+    install_cupy(monkeypatch, types.SimpleNamespace(cuda=cuda))
     launch = from_environment({"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
                                "MASTER_PORT": str(free_port())})
     with pytest.raises(LaunchError, match=r"through NCCL, which CuPy cannot load here \(CuPy "
@@ -477,14 +483,17 @@ class GpuArray(np.ndarray):
 
 class StandInGpus:
     """CuPy and its NCCL module as far as the NCCL engine uses them, on NumPy, installed for
-    the test: each call noted in `log` in order, with the GPU current at it. The all-reduces
-    sum `world` replicas that all hold this rank's values (so the sum is world × the values),
-    on the array their pointer names, after checking its count and element type."""
-    CODES = {np.dtype(np.float32): 7, np.dtype(np.float64): 8}   # ncclFloat32, ncclFloat64
+    the test: each call noted in `log` in order, with the GPU current at it. An all-reduce is
+    queued on its stream and done when that stream is synchronized (so a value read before is
+    the unsummed one, as on a GPU); it sums `world` replicas that all hold this rank's values
+    (world × the values), on the array its pointer names, after checking its count and element
+    type."""
+    NCCL = types.SimpleNamespace(NCCL_SUM=0, NCCL_FLOAT32=7, NCCL_FLOAT64=8, available=True)
+    CODES = {np.dtype(np.float32): NCCL.NCCL_FLOAT32, np.dtype(np.float64): NCCL.NCCL_FLOAT64}
 
     def __init__(self, world, monkeypatch):
         self.world, self.log, self.device, self.arrays = world, [], None, {}
-        gpus = self
+        gpus, streams = self, itertools.count(1000)
 
         class Device:
             def __init__(self, index):
@@ -499,13 +508,16 @@ class StandInGpus:
         class Stream:
             def __init__(self, non_blocking=False):
                 assert non_blocking
-                self.ptr, self.device = 1000 + len(gpus.log), gpus.device
+                self.ptr, self.device, self.queued = next(streams), gpus.device, []
                 gpus.log.append(("stream", self.device))
 
             def wait_event(self, event):
                 gpus.log.append(("wait", self.ptr, event.device))
 
             def synchronize(self):
+                for array in self.queued:
+                    array *= gpus.world
+                self.queued.clear()
                 gpus.log.append(("synchronize", self.ptr))
 
         class Event:
@@ -526,32 +538,41 @@ class StandInGpus:
                 array = gpus.arrays[receive]
                 assert send == receive and count == array.size and op == nccl.NCCL_SUM
                 assert datatype == StandInGpus.CODES[array.dtype]
-                array *= gpus.world
+                nccl_streams[stream].queued.append(array)
                 gpus.log.append(("all-reduce", self.device, stream, array.dtype))
 
-        def on_gpu(array):
+        def on_gpu(array, label):
             array = np.ascontiguousarray(array).view(GpuArray)
             self.arrays[array.data.ptr] = array
-            self.log.append(("contiguous", self.device))
+            self.log.append((label, self.device))
             return array
-        nccl = types.SimpleNamespace(NcclCommunicator=NcclCommunicator, NCCL_SUM=0,
-                                     NCCL_FLOAT32=7, NCCL_FLOAT64=8, available=True)
-        cuda = types.SimpleNamespace(Device=Device, Stream=Stream, Event=Event, nccl=nccl)
-        cupy = types.SimpleNamespace(cuda=cuda, ascontiguousarray=on_gpu, asarray=on_gpu)
-        for name, module in (("cupy", cupy), ("cupy.cuda", cuda), ("cupy.cuda.nccl", nccl)):
-            monkeypatch.setitem(sys.modules, name, module)
+
+        def ascontiguousarray(array):   # CuPy's takes its own arrays only
+            assert isinstance(array, GpuArray)
+            return on_gpu(array, "contiguous")
+        nccl_streams = {}
+
+        def stream(non_blocking=False):
+            made = Stream(non_blocking)
+            nccl_streams[made.ptr] = made
+            return made
+        nccl = types.SimpleNamespace(NcclCommunicator=NcclCommunicator, **vars(self.NCCL))
+        cuda = types.SimpleNamespace(Device=Device, Stream=stream, Event=Event, nccl=nccl)
+        install_cupy(monkeypatch, types.SimpleNamespace(
+            cuda=cuda, ascontiguousarray=ascontiguousarray,
+            asarray=lambda values: on_gpu(values, "to the GPU")))
 
 
 @pytest.mark.parametrize("devices", [{"a": 0, "b": 1}, {"a": 2, "b": 2}],
                          ids=["a GPU per tower", "both towers on one GPU"])
 def test_nccl_engine_on_stand_ins_sums_each_tower_on_its_gpu_after_its_compute(devices, rng,
                                                                              monkeypatch):
-    """The NCCL engine's calls, which only a GPU with NCCL runs (the GPU test above, on one
+    """The NCCL engine's calls, which only a GPU with NCCL runs (the GPU test below, on one
     rank), in their order on stand-ins: a communicator per tower on its GPU, in the towers'
     order on every rank; one NCCL stream per GPU; the gradients made contiguous, then the NCCL
     stream waits for the compute stream's work (those copies included), then each is summed
-    in place with its own element type; the host's waits; a sum of float64 values on tower
-    a's GPU."""
+    in place with its own element type, done once the host has waited for the NCCL streams; a
+    sum of float64 values on tower a's GPU, read once summed."""
     gpus = StandInGpus(3, monkeypatch)
     ids = {"a": b"id of a", "b": b"id of b"}
     engine = nccl_engine.NcclReplicas("test", 1, 3, devices, ids, Watchdog(60, 1))
@@ -566,23 +587,24 @@ def test_nccl_engine_on_stand_ins_sums_each_tower_on_its_gpu_after_its_compute(d
     weights = rng.normal(size=(6, 4)).astype(np.float32)
     bias = rng.normal(size=5)
     sent = {"w": weights.T.copy(), "bias": bias.copy()}   # summed in place where contiguous
-    kept = engine.gradients_ready("b", {"w": weights.T.view(GpuArray), "bias": bias})
+    kept = engine.gradients_ready("b", {"w": weights.view(GpuArray).T,
+                                        "bias": bias.view(GpuArray)})
     assert gpus.log == [("contiguous", b), ("contiguous", b), ("record", b), ("wait", stream, b),
                         ("all-reduce", b, stream, np.float32), ("all-reduce", b, stream,
                                                                 np.float64)]
     assert kept["w"].flags.c_contiguous
-    for key, value in sent.items():
-        np.testing.assert_array_equal(kept[key].get(), 3 * value, err_msg=key)
 
     gpus.log.clear()
     engine.wait_gradients()
     assert gpus.log == [("synchronize", engine.streams[tower].ptr) for tower in alexnet.TOWERS]
+    for key, value in sent.items():
+        np.testing.assert_array_equal(kept[key].get(), 3 * value, err_msg=key)
 
     gpus.log.clear()
     total = engine.sum([1.5, -2.25])
     assert total.dtype == np.float64 and total.tolist() == [4.5, -6.75]
     stream = engine.streams["a"].ptr
-    assert gpus.log == [("contiguous", a), ("record", a), ("wait", stream, a),
+    assert gpus.log == [("to the GPU", a), ("record", a), ("wait", stream, a),
                         ("all-reduce", a, stream, np.float64), ("synchronize", stream)]
 
 

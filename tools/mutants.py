@@ -499,11 +499,14 @@ CATALOGUE = [
     Mutant('conv-bwdin-stride', 'kernels/conv.cu',
            'vectorizable(dy, images) && stride == 1 &&',
            'vectorizable(dy, images) &&', KERNELS),
+    # Misaligned 16-byte loads: the plain emulator crashes on them where its compiler emits an
+    # aligned load; the AddressSanitizer build reports them whatever the compiler.
     Mutant('conv-bwdin-vector-rows', 'kernels/conv.cu',
-           'vector = vectorizable(w, depth) &&', 'vector = vectorizable(w, channels) &&', KERNELS),
+           'vector = vectorizable(w, depth) &&', 'vector = vectorizable(w, channels) &&',
+           KERNELS + (ASAN_TESTS,)),
     Mutant('conv-fwd-vector-rows', 'kernels/conv.cu',
            'vectorizable(w, filters) && vectorizable(x, images)',
-           'vectorizable(w, channels) && vectorizable(x, images)', KERNELS),
+           'vectorizable(w, channels) && vectorizable(x, images)', KERNELS + (ASAN_TESTS,)),
     Mutant('conv-store-vector', 'kernels/conv.cu',
            'if (vector && n < columns) {',
            'if (vector && n < columns + 4) {', KERNELS),
@@ -1238,6 +1241,13 @@ CATALOGUE = [
            '            for tower in TOWERS:',
            '        with self.watchdog.waiting("summing the gradients"):\n'
            '            for tower in TOWERS[:1]:', ('tests/test_replicas.py',)),
+    Mutant('nccl-sum-read-before-the-wait', 'convnet/replicas/nccl.py',
+           '            with self.watchdog.waiting("a sum over the ranks"):\n'
+           '                self.streams["a"].synchronize()\n            return buffer.get()',
+           '            summed = buffer.get()\n'
+           '            with self.watchdog.waiting("a sum over the ranks"):\n'
+           '                self.streams["a"].synchronize()\n            return summed',
+           ('tests/test_replicas.py',)),
     Mutant('nccl-sum-on-tower-b', 'convnet/replicas/nccl.py',
            '        with self.cupy.cuda.Device(self.devices["a"]):\n'
            '            buffer = self.cupy.asarray',
@@ -1371,6 +1381,8 @@ CATALOGUE = [
     Mutant('build-nvrtc-no-source-hash', 'kernels/build.py',
            'return LANGUAGE + [f"-I{KERNELS}", f"-DCONVNET_SOURCES={source_hash()[:16]}"]',
            'return LANGUAGE + [f"-I{KERNELS}"]', ('tests/test_build.py',)),
+    Mutant('build-no-alignment-check', 'kernels/build.py',
+           '"-fsanitize=address,alignment"', '"-fsanitize=address"', (ASAN_TESTS,)),
     Mutant('build-no-ftz', 'kernels/build.py',
            'NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v", "--ftz=true"]',
            'NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v"]',
