@@ -148,14 +148,19 @@ def local_array_program(asan_env, tmp_path_factory, request):
                                 [*build.EMULATOR_ASAN_FLAGS, *request.param])
 
 
+def run_without_and_with_the_fault(program, *args):
+    """(correct, faulty): the completed runs of a planted-fault program, its last argument 0
+    then 1."""
+    return [subprocess.run([str(program), *map(str, args), str(fault)], capture_output=True,
+                           text=True, timeout=60,
+                           env=dict(os.environ, ASAN_OPTIONS=launch.ASAN_OPTIONS))
+            for fault in (0, 1)]
+
+
 @pytest.mark.parametrize("after_barrier", [False, True], ids=["before", "after"])
 def test_a_local_array_overflow_is_reported_before_and_after_a_barrier(local_array_program,
                                                                        after_barrier):
-    def run(fault):
-        return subprocess.run([str(local_array_program), str(int(after_barrier)), str(int(fault))],
-                              capture_output=True, text=True, timeout=60,
-                              env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
-    correct, faulty = run(False), run(True)
+    correct, faulty = run_without_and_with_the_fault(local_array_program, int(after_barrier))
     assert correct.returncode == 0 and "finished" in correct.stdout, correct.stderr[-3000:]
     assert faulty.returncode != 0 and "finished" not in faulty.stdout
     assert "ERROR: AddressSanitizer: stack-buffer-overflow" in faulty.stderr, faulty.stderr[-3000:]
@@ -187,11 +192,7 @@ int main(int argc, char** argv) {
 
 def test_a_planted_misaligned_vector_load_is_reported_with_its_line(asan_env, tmp_path):
     program = program_on_emulate_h(tmp_path, MISALIGNED_PROGRAM, build.EMULATOR_ASAN_FLAGS)
-
-    def run(fault):
-        return subprocess.run([str(program), str(int(fault))], capture_output=True, text=True,
-                              timeout=60, env=dict(os.environ, ASAN_OPTIONS="detect_leaks=0"))
-    correct, faulty = run(False), run(True)
+    correct, faulty = run_without_and_with_the_fault(program)
     assert correct.returncode == 0 and "finished" in correct.stdout, correct.stderr[-3000:]
     assert faulty.returncode != 0 and "finished" not in faulty.stdout
     line = MISALIGNED_PROGRAM.splitlines().index(

@@ -492,8 +492,8 @@ class StandInGpus:
     CODES = {np.dtype(np.float32): NCCL.NCCL_FLOAT32, np.dtype(np.float64): NCCL.NCCL_FLOAT64}
 
     def __init__(self, world, monkeypatch):
-        self.world, self.log, self.device, self.arrays = world, [], None, {}
-        gpus, streams = self, itertools.count(1000)
+        self.world, self.log, self.device, self.arrays, self.streams = world, [], None, {}, {}
+        gpus, pointers = self, itertools.count(1000)
 
         class Device:
             def __init__(self, index):
@@ -508,7 +508,8 @@ class StandInGpus:
         class Stream:
             def __init__(self, non_blocking=False):
                 assert non_blocking
-                self.ptr, self.device, self.queued = next(streams), gpus.device, []
+                self.ptr, self.device, self.queued = next(pointers), gpus.device, []
+                gpus.streams[self.ptr] = self
                 gpus.log.append(("stream", self.device))
 
             def wait_event(self, event):
@@ -538,26 +539,20 @@ class StandInGpus:
                 array = gpus.arrays[receive]
                 assert send == receive and count == array.size and op == nccl.NCCL_SUM
                 assert datatype == StandInGpus.CODES[array.dtype]
-                nccl_streams[stream].queued.append(array)
+                gpus.streams[stream].queued.append(array)
                 gpus.log.append(("all-reduce", self.device, stream, array.dtype))
 
         def on_gpu(array, label):
             array = np.ascontiguousarray(array).view(GpuArray)
-            self.arrays[array.data.ptr] = array
-            self.log.append((label, self.device))
+            gpus.arrays[array.data.ptr] = array
+            gpus.log.append((label, gpus.device))
             return array
 
         def ascontiguousarray(array):   # CuPy's takes its own arrays only
             assert isinstance(array, GpuArray)
             return on_gpu(array, "contiguous")
-        nccl_streams = {}
-
-        def stream(non_blocking=False):
-            made = Stream(non_blocking)
-            nccl_streams[made.ptr] = made
-            return made
         nccl = types.SimpleNamespace(NcclCommunicator=NcclCommunicator, **vars(self.NCCL))
-        cuda = types.SimpleNamespace(Device=Device, Stream=stream, Event=Event, nccl=nccl)
+        cuda = types.SimpleNamespace(Device=Device, Stream=Stream, Event=Event, nccl=nccl)
         install_cupy(monkeypatch, types.SimpleNamespace(
             cuda=cuda, ascontiguousarray=ascontiguousarray,
             asarray=lambda values: on_gpu(values, "to the GPU")))
