@@ -11,7 +11,7 @@ import io
 import os
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image
 
 WNIDS = ("n01440764", "n01443537", "n01484850")      # the first three ILSVRC-2012 classes
 FASHION_MNIST_IMAGES = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
@@ -19,6 +19,8 @@ BAD = {   # file name → (converted or skipped, the start of its reason in /rep
     "cmyk.JPEG": ("converted", "CMYK converted to RGB"),
     "grey.JPEG": ("converted", "greyscale (L) converted to RGB"),
     "png.JPEG": ("converted", "PNG file under a JPEG name"),
+    "grey16.png": ("converted", "PNG file; 16-bit greyscale (I;16) converted to RGB"),
+    "rotated.JPEG": ("converted", "EXIF orientation 6 not applied"),
     "truncated.JPEG": ("skipped", "truncated"),
     "empty.JPEG": ("skipped", "empty file"),
     "text.JPEG": ("skipped", "not an image"),
@@ -71,12 +73,18 @@ def real_images(rng, count):
 
 def bad_files(photo):
     """{name: bytes} of the deliberately bad files, made from one real photograph."""
-    png = io.BytesIO()
+    png, grey16, rotated = io.BytesIO(), io.BytesIO(), io.BytesIO()
     photo.save(png, "PNG")
+    Image.fromarray(np.asarray(photo.convert("L"), np.uint16) * 257).save(grey16, "PNG")
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = 6   # a camera held upright: rotate 90° clockwise to show
+    photo.save(rotated, "JPEG", quality=90, exif=exif)
     good = jpeg_bytes(photo)
     return {"cmyk.JPEG": jpeg_bytes(photo.convert("CMYK")),
             "grey.JPEG": jpeg_bytes(photo.convert("L")),
             "png.JPEG": png.getvalue(),
+            "grey16.png": grey16.getvalue(),
+            "rotated.JPEG": rotated.getvalue(),
             "truncated.JPEG": good[:len(good) // 2],
             "empty.JPEG": b"",
             "text.JPEG": b"this is not a JPEG, just text\n"}

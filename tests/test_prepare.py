@@ -126,6 +126,8 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
     refused(root, "train/cats: not an ILSVRC-2012 wnid")
     os.rmdir(root / "train" / "cats")
     (root / "train" / imagetree.WNIDS[0]).mkdir()
+    refused(root, f"train: one class folder ({imagetree.WNIDS[0]}/); a classifier needs at least 2")
+    (root / "train" / imagetree.WNIDS[2]).mkdir()
     refused(root, "no val/ folder")
     (root / "val" / imagetree.WNIDS[1]).mkdir(parents=True)
     refused(root, f"val/{imagetree.WNIDS[1]}: not one of the classes in train/")
@@ -137,6 +139,9 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
     refused(root, "validation labels /nowhere.tsv: No such file", "--val-labels", "/nowhere.tsv")
     (root / "labels.tsv").write_text("file\tindex\nx.JPEG\tpotato\n")
     refused(root, "line 2: 'potato' is neither a class index nor a wnid", "--val-labels",
+            str(root / "labels.tsv"))
+    (root / "labels.tsv").write_text("x.JPEG\t0\n\nx.JPEG\t1\n")   # no header, a blank line
+    refused(root, "line 3: x.JPEG again (first on line 1)", "--val-labels",
             str(root / "labels.tsv"))
     refused(root, "class table /nowhere.tsv: No such file", "--classes", "/nowhere.tsv")
     refused(root, "not one image could be read")   # the only file is an empty val image
@@ -150,6 +155,86 @@ def test_unlabelled_flat_val_files_are_skipped_with_reason(tmp_path, rng):
     summary = run(root, tmp_path / "o.h5", size=16, workers=1,
                   val_labels=str(root / "val_labels.tsv"))
     assert "val/stray.JPEG\tnot listed in val_labels.tsv" in summary["skipped"]
+
+
+def test_tables_without_their_header_line_lose_no_row(tmp_path, rng):
+    """A header is told from a row by its fields, so a table without one keeps its first row;
+    blank lines (a trailing one, say) are left out."""
+    rows = open(prepare.CLASSES, encoding="utf-8").read().splitlines()
+    assert rows[0] == "index\twnid\tnames"
+    (tmp_path / "classes.tsv").write_text("\n".join(rows[1:]) + "\n\n")
+    assert prepare.read_classes(str(tmp_path / "classes.tsv")) == \
+        prepare.read_classes(prepare.CLASSES)
+
+    root = tmp_path / "imagenet"
+    labels = imagetree.build(str(root), rng, flat_val=True, per_class=1)
+    rows = (root / "val_labels.tsv").read_text().splitlines()
+    assert rows[0] == "file\tindex"
+    (root / "bare.tsv").write_text("\n".join(rows[1:]) + "\n\n")
+    summary = run(root, tmp_path / "o.h5", size=16, workers=1, val_labels=str(root / "bare.tsv"))
+    assert summary["val"] == sum(path.startswith("val/") for path in labels)
+    assert not [line for line in summary["skipped"] if line.startswith("val/")]
+
+
+def test_sixteen_bit_greyscale_keeps_its_high_byte(tmp_path):
+    """Pillow's convert() clips 16-bit greyscale at 255 (a white image): prepare keeps the high
+    byte, as Pillow reads 16-bit RGB."""
+    grey = np.asarray(imagetree.photographs()[0].convert("L").crop((0, 0, 96, 64)))
+    wide = grey.astype(np.uint16) << 8 | (255 - grey)   # low bytes that would round otherwise
+    Image.fromarray(grey).save(tmp_path / "grey8.png")
+    Image.fromarray(wide).save(tmp_path / "grey16.png")
+    pixels, note = prepare.load_image(str(tmp_path / "grey16.png"), 32)
+    expected, _ = prepare.load_image(str(tmp_path / "grey8.png"), 32)
+    assert note == "converted: PNG file; 16-bit greyscale (I;16) converted to RGB"
+    np.testing.assert_array_equal(pixels, expected)
+
+
+def test_an_exif_orientation_is_noted_and_the_pixels_stored_as_encoded(tmp_path):
+    """torchvision's ImageNet reader takes the pixels as encoded, so prepare does too, and says
+    so for each such file."""
+    name = "rotated.JPEG"
+    rotated = imagetree.bad_files(imagetree.photographs()[0].crop((0, 0, 120, 80)))[name]
+    (tmp_path / name).write_bytes(rotated)
+    Image.open(tmp_path / name).save(tmp_path / "plain.JPEG", quality=90)   # the same pixels,
+    pixels, note = prepare.load_image(str(tmp_path / name), 32)             # no EXIF
+    expected, plain_note = prepare.load_image(str(tmp_path / "plain.JPEG"), 32)
+    assert note == "converted: EXIF orientation 6 not applied (stored as encoded)"
+    assert plain_note is None
+    assert np.abs(pixels.astype(int) - expected).mean() < 1   # the re-encoding's rounding only
+
+
+def test_every_entry_of_a_class_folder_is_read_or_reported(tmp_path, rng, capsys):
+    """A folder, a broken link, a pipe and a name that is not UTF-8 among the files, and a class
+    with none: each reported, none opened as an image (a pipe would wait for ever), none a
+    crash (the name is in the run's fingerprint and its report)."""
+    root = tmp_path / "imagenet"
+    imagetree.build(str(root), rng, per_class=2)
+    folder = root / "train" / imagetree.WNIDS[1]
+    (folder / "nested").mkdir()
+    (folder / "nested" / "inside.JPEG").write_bytes(imagetree.jpeg_bytes(imagetree.photographs()[1]))
+    os.symlink(folder / "gone.JPEG", folder / "broken.JPEG")
+    os.mkfifo(folder / "pipe.JPEG")
+    grey = imagetree.photographs()[1].convert("L")
+    (folder / os.fsdecode(b"caf\xe9.JPEG")).write_bytes(imagetree.jpeg_bytes(grey))
+    empty = root / "train" / imagetree.WNIDS[2]
+    shutil.rmtree(empty)
+    empty.mkdir()
+    summary = run(root, tmp_path / "o.h5", size=16, workers=1)
+    here = f"train/{imagetree.WNIDS[1]}"
+    for line in (f"{here}/nested\ta folder: only the files directly in the folder are read",
+                 f"{here}/broken.JPEG\ta broken symbolic link",
+                 f"{here}/pipe.JPEG\tnot a regular file (a pipe, a socket or a device)"):
+        assert line in summary["skipped"]
+    assert f"{here}/caf\\xe9.JPEG\tgreyscale (L) converted to RGB" in summary["converted"]
+    readable_bad_files = sum(kind == "converted" for kind, _ in imagetree.BAD.values())
+    assert summary["train"] == 2 * 2 + readable_bad_files + 1   # + café
+    assert summary["untrained"] == [imagetree.WNIDS[2]]
+
+    prepare.report(summary)
+    warning = capsys.readouterr().err
+    assert warning == (f"warning: 1 of the 3 classes have no training image (an empty folder, "
+                       f"or every file skipped), so training cannot learn them: "
+                       f"{imagetree.WNIDS[2]}\n")
 
 
 def test_interrupted_run_resumes_to_the_same_file(tmp_path, rng, monkeypatch, capsys):

@@ -7,7 +7,9 @@ ROOT holds train/<wnid>/<files> and val/, either in class folders (val/<wnid>/<f
 (val/<files>, labelled by --val-labels, default data/ilsvrc2012_val_labels.tsv: the devkit's
 ground truth as "file<TAB>index" lines, index into data/ilsvrc2012_classes.tsv). Class index =
 position in the sorted list of train/'s wnids; names come from --classes (the shipped table of
-all 1000: index, wnid, names). Every file in those folders is read, whatever its name.
+all 1000: index, wnid, names). Both tables may start with a header line (the shipped ones do),
+which is told from a row by its fields. Every file in those folders is read, whatever its name;
+any other entry there (a folder, a broken link, a pipe) is reported as skipped.
 
 Each image: decoded with Pillow (JPEG draft mode: the decoder's DCT scaling to the smallest
 1/1, 1/2, 1/4 or 1/8 size whose sides are all ≥ S, which speeds decoding large photographs),
@@ -16,9 +18,14 @@ S×S: the shorter side rescaled to S and the central S×S taken, in one resampli
 The file holds, besides images and labels (see convnet.data.dataset for the whole format):
   /mean, /eigenvalues, /eigenvectors   from the training images (exact integer sums, dataset.py)
   /report/converted, /report/skipped   "path<TAB>reason" for every file that was not a plain RGB
-                                       JPEG: CMYK or greyscale (converted), PNG or another format
-                                       under a .JPEG name (decoded as what it is), empty,
-                                       truncated or undecodable (skipped)
+                                       JPEG: CMYK or greyscale (converted; 16-bit greyscale by
+                                       its high byte), PNG or another format under a .JPEG name
+                                       (decoded as what it is), an EXIF orientation other than
+                                       upright (noted: the pixels are stored as encoded, as
+                                       torchvision's ImageNet reader takes them), empty,
+                                       truncated or undecodable files and entries that are not
+                                       files (skipped); names that are not UTF-8 with their
+                                       other bytes as \\xNN
   attrs: name = "imagenet" (or --name), image_size = S, complete = True written last.
 
 Crash safety: the work goes into OUTPUT.partial, in blocks of BLOCK files, written in file order
@@ -43,7 +50,7 @@ import traceback
 
 import h5py
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import options
 from convnet.atomic import check_writable
@@ -58,7 +65,12 @@ BLOCK = 64            # files per worker task and per stored step
 SHOWN_NOTES = 20      # converted/skipped files printed at the end; all are in /report
 SPLITS = ("train", "val")
 MODES = {"L": "greyscale (L)", "LA": "greyscale with alpha (LA)", "P": "palette (P)",
-         "RGBA": "RGB with alpha (RGBA)", "CMYK": "CMYK", "I;16": "16-bit greyscale (I;16)"}
+         "RGBA": "RGB with alpha (RGBA)", "CMYK": "CMYK", "I;16": "16-bit greyscale (I;16)",
+         "I;16B": "16-bit greyscale (I;16B)", "I": "integer greyscale (I)"}
+# Greyscale modes wider than 8 bits, which Pillow's convert() clips at 255 instead of scaling:
+# they keep their high byte, as Pillow reads 16-bit RGB (I as 16-bit, PNG's 16-bit greyscale
+# under older Pillow).
+WIDE_GREYSCALE = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 
 
 class PrepareError(Exception):
@@ -67,45 +79,67 @@ class PrepareError(Exception):
 
 
 # -- the tree ---------------------------------------------------------------------------------
-def read_classes(path):
-    """({wnid: names}, the wnids in the table's order) from the shipped table (index, wnid,
-    names; a header line)."""
+def read_rows(path, what, is_row):
+    """[(line number, fields)] of a tab-separated table, without its blank lines, nor its first
+    line where is_row(fields) says that it is not a row but a header."""
     try:
         with open(path, encoding="utf-8") as handle:
-            rows = [line.rstrip("\n").split("\t") for line in handle][1:]
+            rows = [(number, line.rstrip("\n").split("\t"))
+                    for number, line in enumerate(handle, start=1) if line.strip()]
     except OSError as error:
-        raise PrepareError(f"class table {path}: {error.strerror}") from None
+        raise PrepareError(f"{what} {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise PrepareError(f"{what} {path}: not UTF-8 text") from None
+    return rows[1:] if rows and not is_row(rows[0][1]) else rows
+
+
+def read_classes(path):
+    """({wnid: names}, the wnids in the table's order) from the shipped table (index, wnid,
+    names), whose header line is the one whose index is not a number."""
+    rows = [row for _, row in read_rows(path, "class table", lambda row: row[0].isdigit())]
     if not rows or any(len(row) != 3 for row in rows):
         raise PrepareError(f"class table {path}: expected lines 'index<TAB>wnid<TAB>names'")
     return {wnid: names for _, wnid, names in rows}, [wnid for _, wnid, _ in rows]
 
 
 def read_val_labels(path, table_wnids):
-    """{file name: wnid} from 'file<TAB>index' (index into the class table) or 'file<TAB>wnid'."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            rows = [line.rstrip("\n").split("\t") for line in handle][1:]
-    except OSError as error:
-        raise PrepareError(f"validation labels {path}: {error.strerror}") from None
-    labels = {}
-    for number, row in enumerate(rows, start=2):
-        if len(row) != 2:
-            raise PrepareError(f"validation labels {path}, line {number}: expected "
-                               f"'file<TAB>class index or wnid'")
-        name, value = row
+    """{file name: wnid} from 'file<TAB>index' (index into the class table) or 'file<TAB>wnid';
+    a header line is one whose second field is neither."""
+    known = set(table_wnids)
+
+    def wnid(value):
         if value.isdigit() and int(value) < len(table_wnids):
-            labels[name] = table_wnids[int(value)]
-        elif value in table_wnids:
-            labels[name] = value
-        else:
-            raise PrepareError(f"validation labels {path}, line {number}: {value!r} is neither "
-                               f"a class index nor a wnid of the class table")
+            return table_wnids[int(value)]
+        return value if value in known else None
+    rows = read_rows(path, "validation labels",
+                     lambda row: len(row) == 2 and wnid(row[1]) is not None)
+    labels, line_of = {}, {}
+    for number, row in rows:
+        where = f"validation labels {path}, line {number}"
+        if len(row) != 2:
+            raise PrepareError(f"{where}: expected 'file<TAB>class index or wnid'")
+        name, value = row
+        if wnid(value) is None:
+            raise PrepareError(f"{where}: {value!r} is neither a class index nor a wnid of the "
+                               f"class table")
+        if name in labels:
+            raise PrepareError(f"{where}: {name} again (first on line {line_of[name]})")
+        labels[name], line_of[name] = wnid(value), number
     return labels
 
 
-def files_in(folder):
-    """Sorted names of the regular files in a folder (every one is an input: none is ignored)."""
-    return sorted(entry.name for entry in os.scandir(folder) if entry.is_file())
+def entries_in(folder):
+    """[(name, None, or why it is not read)] of every entry of a folder, sorted by name: each
+    file is an input, and whatever else is there is reported, not ignored."""
+    def why_not(entry):
+        if entry.is_file():
+            return None
+        if entry.is_dir():
+            return "a folder: only the files directly in the folder are read"
+        if entry.is_symlink() and not os.path.exists(entry.path):
+            return "a broken symbolic link"
+        return "not a regular file (a pipe, a socket or a device)"
+    return sorted((entry.name, why_not(entry)) for entry in os.scandir(folder))
 
 
 def scan(root, classes_path, val_labels_path):
@@ -128,32 +162,36 @@ def scan(root, classes_path, val_labels_path):
     unknown = [wnid for wnid in wnids if wnid not in names_of]
     if unknown:
         raise PrepareError(f"{train}/{unknown[0]}: not an ILSVRC-2012 wnid (see {classes_path})")
+    if len(wnids) < 2:
+        raise PrepareError(f"{train}: one class folder ({wnids[0]}/); a classifier needs at "
+                           f"least 2")
     label_of = {wnid: index for index, wnid in enumerate(wnids)}
-    jobs = {"train": [(f"train/{wnid}/{name}", label_of[wnid], None) for wnid in wnids
-                      for name in files_in(os.path.join(train, wnid))]}
+    jobs = {"train": [(f"train/{wnid}/{name}", label_of[wnid], why_not)
+                      for wnid in wnids for name, why_not in entries_in(os.path.join(train, wnid))]}
 
     val = os.path.join(root, "val")
     if not os.path.isdir(val):
         raise PrepareError(f"{root}: no val/ folder (expected val/<wnid>/*.JPEG or flat val/*.JPEG "
                            f"with {val_labels_path})")
     folders = sorted(entry.name for entry in os.scandir(val) if entry.is_dir())
-    flat = files_in(val)
+    flat = [(name, why_not) for name, why_not in entries_in(val) if name not in set(folders)]
     if folders and flat:
-        raise PrepareError(f"{val}: mixes class folders ({folders[0]}/) and files ({flat[0]}); "
-                           f"use one layout")
+        raise PrepareError(f"{val}: mixes class folders ({folders[0]}/) and files "
+                           f"({flat[0][0]}); use one layout")
     if folders:
         foreign = [wnid for wnid in folders if wnid not in label_of]
         if foreign:
             raise PrepareError(f"{val}/{foreign[0]}: not one of the classes in train/")
-        jobs["val"] = [(f"val/{wnid}/{name}", label_of[wnid], None) for wnid in folders
-                       for name in files_in(os.path.join(val, wnid))]
+        jobs["val"] = [(f"val/{wnid}/{name}", label_of[wnid], why_not) for wnid in folders
+                       for name, why_not in entries_in(os.path.join(val, wnid))]
     else:
         wnid_of = read_val_labels(val_labels_path, table_wnids)
         jobs["val"] = []
-        for name in flat:
+        for name, why_not in flat:
             wnid = wnid_of.get(name)
-            note = (f"not listed in {os.path.basename(val_labels_path)}" if wnid is None else
-                    f"class {wnid} is not in train/" if wnid not in label_of else None)
+            note = why_not or (f"not listed in {os.path.basename(val_labels_path)}"
+                               if wnid is None else
+                               f"class {wnid} is not in train/" if wnid not in label_of else None)
             jobs["val"].append((f"val/{name}", None if note else label_of[wnid], note))
     return wnids, [names_of[wnid] for wnid in wnids], jobs
 
@@ -173,8 +211,14 @@ def load_image(path, size):
             else:
                 image.draft("RGB", (size, size))
             image.load()
+            orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
+            if orientation != 1:
+                notes.append(f"EXIF orientation {orientation} not applied (stored as encoded)")
             if image.mode != "RGB":
                 notes.append(f"{MODES.get(image.mode, image.mode)} converted to RGB")
+                if image.mode in WIDE_GREYSCALE:
+                    high_byte = np.clip(np.asarray(image), 0, 0xFFFF) >> 8
+                    image = Image.fromarray(high_byte.astype(np.uint8))
                 image = image.convert("RGB")
             width, height = image.size
             side = min(width, height)
@@ -311,7 +355,7 @@ def fingerprint(jobs, size):
     digest = hashlib.sha256(f"{size} {BLOCK}".encode())
     for split in SPLITS:
         for relative, label, note in jobs[split]:
-            digest.update(f"{split}\t{relative}\t{label}\t{note}\n".encode())
+            digest.update(os.fsencode(f"{split}\t{relative}\t{label}\t{note}\n"))
     return digest.hexdigest()
 
 
@@ -380,12 +424,17 @@ def append(dataset, values):
     dataset[start:] = values
 
 
+def shown(path):
+    """PATH as UTF-8 text: the bytes of a name that are not UTF-8 as \\xNN escapes."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
 def store_block(file, split, result, statistics):
     images, labels, notes, block_statistics = result
     append(file[f"{split}/images"], images)
     append(file[f"{split}/labels"], labels)
     for kind in ("converted", "skipped"):
-        lines = [f"{path}\t{note[len(kind) + 2:]}" for path, note in notes
+        lines = [f"{shown(path)}\t{note[len(kind) + 2:]}" for path, note in notes
                  if note.startswith(kind)]
         append(file[f"report/{kind}"], np.array(lines, dtype=h5py.string_dtype()))
     if block_statistics is not None:
@@ -496,8 +545,10 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
         if statistics.count == 0:
             raise PrepareError(f"{root}/train: not one image could be read (see the "
                                f"skipped files in {partial})")
+        per_class = np.bincount(file["train/labels"][()], minlength=len(wnids))
         summary = {"output": output, "classes": len(wnids),
                    **{split: int(file.attrs[f"{split}_count"]) for split in SPLITS},
+                   "untrained": [wnid for wnid, count in zip(wnids, per_class) if count == 0],
                    **{kind: [line.decode() for line in file[f"report/{kind}"][()]]
                       for kind in ("converted", "skipped")}}
         write_statistics(file, statistics.result())
@@ -528,6 +579,12 @@ def report(summary, out=sys.stdout):
         if len(lines) > SHOWN_NOTES:
             print(f"  … and {len(lines) - SHOWN_NOTES} more {kind} files, all listed in "
                   f"/report/{kind} of {summary['output']}", file=out)
+    untrained = summary["untrained"]
+    if untrained:
+        print(f"warning: {len(untrained)} of the {summary['classes']} classes have no training "
+              f"image (an empty folder, or every file skipped), so training cannot learn them: "
+              f"{', '.join(untrained[:SHOWN_NOTES])}{' …' * (len(untrained) > SHOWN_NOTES)}",
+              file=sys.stderr)
 
 
 def main(argv=None):
