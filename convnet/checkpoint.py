@@ -6,11 +6,13 @@ File layout:
   /towers/<tower>/momentum/<layer>/<input or "bias">   the SGD velocity of each of them
   attrs: format (FORMAT), model, dtype, commit (convnet.provenance; "" where unknown), state
          (JSON: epoch, step, schedule, seed, ...: every random draw follows from the seed and
-         the counters), complete = True, written last
-Every array is stored with Fletcher-32 checksums, which a load verifies. Written atomically
+         the counters), state_sha256 (its digest), complete = True, written last
+Every array is stored with Fletcher-32 checksums, and the state with its digest, which a load
+verifies (checkpoints written before the digest load without it). Written atomically
 (convnet.atomic): an interrupted save leaves the previous checkpoint untouched and never a file
 that looks complete but is not.
 """
+import hashlib
 import json
 import os
 import shutil
@@ -69,7 +71,12 @@ def _write(path, network, params, velocity, state):
         file.attrs["model"] = network.model.name
         file.attrs["dtype"] = network.dtype.name
         file.attrs["commit"] = provenance.running() or ""
-        file.attrs["state"] = json.dumps(state)
+        file.attrs["state"] = text = json.dumps(state)
+        file.attrs["state_sha256"] = _digest(text)
+
+
+def _digest(text):
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _open(path):
@@ -135,7 +142,12 @@ def load(path, network):
                     raise CheckpointError(f"checkpoint {path}: {name} has shape "
                                           f"{file[name].shape}, the model needs {spec.shape}")
                 target[spec.key] = _array(file, name, network)
-        state = json.loads(file.attrs["state"])
+        text = file.attrs["state"]
+        # a flipped bit in the JSON may still parse: another epoch, step or rate
+        if file.attrs.get("state_sha256", _digest(text)) != _digest(text):
+            raise CheckpointError(f"checkpoint {path}: corrupt (its training state does not "
+                                  f"match the digest written with it)")
+        state = json.loads(text)
     return params, velocity, state
 
 

@@ -15,6 +15,7 @@ during training ends the whole job (MPI's abort), so no rank is left waiting.
 """
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
@@ -115,8 +116,8 @@ def check_output_folder(output_dir, args):
     holds = f"--output-dir {output_dir} holds a run already ({', '.join(found)})"
     if args.resume is None:
         raise UsageError(f"{holds}: add --resume to go on with it, or give another --output-dir")
-    # (a --resume PATH that does not exist is the loader's error to report)
-    if args.resume != "auto" and os.path.exists(args.resume) and not os.path.samefile(
+    # (a --resume PATH that does not exist, or is not a file, is the loader's error to report)
+    if args.resume != "auto" and os.path.isfile(args.resume) and not os.path.samefile(
             os.path.dirname(os.path.realpath(args.resume)), output_dir):
         raise UsageError(f"{holds}, and --resume {args.resume} is another folder's checkpoint: "
                          f"give --output-dir a folder of its own")
@@ -187,8 +188,12 @@ def lr_steps_note(args, schedule, epochs) -> str | None:
             f"--epochs")
 
 
-def check_splits(dataset, test_only):
-    """The splits the run reads hold images: validation always, training unless evaluating."""
+def check_dataset(dataset, test_only):
+    """The dataset has classes to tell apart, and the splits the run reads hold images:
+    validation always, training unless evaluating."""
+    if dataset.classes < 2:
+        raise DatasetError(f"dataset {dataset.path}: {dataset.classes} class; a classifier "
+                           f"needs at least 2")
     for split in ("val",) if test_only else ("train", "val"):
         if dataset.size(split) == 0:
             raise DatasetError(f"dataset {dataset.path}: its {split} split holds no images")
@@ -263,6 +268,11 @@ def make_schedule(args, model, epochs) -> Schedule:
                     scale=epochs / RELEASED_2012_EPOCHS, initial_weight_lr=args.lr)
 
 
+# The CuPy of each CUDA driver (setup.py's extras; the Makefile picks one the same way).
+CUPY_INSTALL = ("pip install -e '.[cuda]' for a CUDA 13 driver, '.[cuda12]' for CUDA 12 "
+                "(nvidia-smi's header names the driver's CUDA version)")
+
+
 def gpu_count():
     """CUDA devices CuPy sees; 0 without CuPy or a driver."""
     try:
@@ -284,6 +294,9 @@ def select_placement(gpus, launch=SINGLE, conv_algorithm=None):
     `conv_algorithm`: the CUDA backends' preferred convolution algorithm (conv.py)."""
     if gpus is None:
         gpus = "0" if gpu_count() else "cpu"
+        if gpus == "cpu" and shutil.which("nvidia-smi") and not importlib.util.find_spec("cupy"):
+            print(f"note: training on the CPU: this machine has nvidia-smi but not CuPy; "
+                  f"{CUPY_INSTALL}", file=sys.stderr)
     if gpus == "cpu":
         return Placement(get_backend("reference")), "cpu"
     indices = [int(index) for index in gpus.split(",")]
@@ -293,9 +306,9 @@ def select_placement(gpus, launch=SINGLE, conv_algorithm=None):
         if shutil.which("nvidia-smi") is None:   # likely no driver, where CuPy would not help
             raise UsageError(f"--gpus {gpus}: CuPy is not installed and no nvidia-smi is on the "
                              f"PATH; use --gpus cpu, or where this machine has an NVIDIA GPU, "
-                             f"pip install -e '.[cuda]'") from None
-        raise UsageError(f"--gpus {gpus}: CuPy is not installed; pip install -e '.[cuda]' "
-                         f"(or use --gpus cpu)") from None
+                             f"{CUPY_INSTALL}") from None
+        raise UsageError(f"--gpus {gpus}: CuPy is not installed; {CUPY_INSTALL}; or use "
+                         f"--gpus cpu") from None
     count = gpu_count()
     devices = indices if launch.launcher == "single" else \
         nccl.rank_devices(launch, indices, count)
@@ -342,8 +355,8 @@ def prepare(args, placement, replicas):
     checkpoint resumed or None, whether the run trains: else it evaluates)."""
     dataset = Dataset(args.data_path)
     try:
+        check_dataset(dataset, args.test_only)
         model = choose_model(args.model, args.ablation, dataset)
-        check_splits(dataset, args.test_only)
     finally:
         dataset.close()
     full_size = model.geometry.image_size == alexnet.GEOMETRIES["full"].image_size

@@ -1,6 +1,7 @@
 """Checkpoints: a round trip restores everything and records the commit; an interrupted save
 leaves the previous file intact; truncated, corrupt (down to one flipped bit in the weights) and
 foreign files are refused with a one-line reason."""
+import json
 import os
 import re
 import subprocess
@@ -114,6 +115,22 @@ def test_a_flipped_bit_inside_the_weights_is_refused(tmp_path, rng):
     data[chunk.byte_offset + chunk.size // 2] ^= 0x10
     path.write_bytes(bytes(data))
     with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {path}: corrupt"):
+        checkpoint.load(path, network)
+
+
+def test_a_changed_byte_in_the_training_state_is_refused(tmp_path, rng):
+    """The state's JSON, changed where it still parses (another epoch), fails its digest."""
+    network, velocity = trained_network(rng)
+    path = tmp_path / "last.h5"
+    checkpoint.save(path, network, velocity, {"epoch": 3, "step": 1234})
+    data = bytearray(path.read_bytes())
+    at = data.index(b'"epoch": 3')
+    data[at + len('"epoch": ')] = ord("7")
+    path.write_bytes(bytes(data))
+    with h5py.File(path, "r") as file:
+        assert json.loads(file.attrs["state"])["epoch"] == 7
+    with pytest.raises(checkpoint.CheckpointError, match=re.escape(
+            f"checkpoint {path}: corrupt (its training state does not match the digest")):
         checkpoint.load(path, network)
 
 

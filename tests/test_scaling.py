@@ -71,12 +71,17 @@ def test_table_from_a_step_time():
 
 @pytest.mark.parametrize("flags, message", [
     (["--step-seconds", "0.05", "--batch", "0"], "--batch must be at least 1; got 0"),
-    (["--step-seconds", "0", "--batch", "128"], "--step-seconds must be positive; got 0.0"),
+    (["--step-seconds", "0", "--batch", "128"],
+     "--step-seconds must be a positive number; got 0.0"),
+    (["--step-seconds", "nan", "--batch", "128"],
+     "--step-seconds must be a positive number; got nan"),
     (["--batch", "128"], "--step-seconds and --batch go together"),
     (["--step-seconds", "0.05", "--batch", "128", "--gbps", "100", "0"],
-     "--machines must be at least 1 and --gbps positive"),
+     "--machines must be at least 1 and --gbps positive numbers"),
+    (["--step-seconds", "0.05", "--batch", "128", "--gbps", "nan"],
+     "--machines must be at least 1 and --gbps positive numbers"),
     (["--step-seconds", "0.05", "--batch", "128", "--machines", "0", "2"],
-     "--machines must be at least 1 and --gbps positive"),
+     "--machines must be at least 1 and --gbps positive numbers"),
 ])
 def test_bad_flags_are_one_line_with_exit_2(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -84,9 +89,30 @@ def test_bad_flags_are_one_line_with_exit_2(flags, message, capsys):
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read it (No such file or directory)"),
+    ("{", "not a JSON report ("),
+    ("[1]", "not a step benchmark's report (tools/bench_cpu_step.py's): no model"),
+    ('{"model": "2012", "batch": 32}', "no reference_images_per_second"),
+    ('{"model": "2012", "batch": 32, "reference_images_per_second": 0}',
+     "batch 32 at 0 images/s is no step time"),
+    ('{"model": "paper", "batch": 32, "reference_images_per_second": 9.5}',
+     "times model paper, not 2012"),
+])
+def test_a_report_without_a_step_time_is_one_line_with_exit_2(tmp_path, content, message,
+                                                               capsys):
+    report = tmp_path / "report.json"
+    if content is not None:
+        report.write_text(content)
+    with pytest.raises(SystemExit) as exit_:
+        scaling.main(["--report", str(report)])
+    (line,) = capsys.readouterr().err.splitlines()
+    assert exit_.value.code == 2 and f"error: --report {report}" in line and message in line
+
+
 def test_table_from_a_report_and_its_closing_line(tmp_path, capsys):
-    """The step from a benchmark report (batch over images/s), refused for another model; the
-    closing line's figure is the largest machine count's all-reduce time."""
+    """The step from a benchmark report (batch over images/s); the closing line's figure is
+    the largest machine count's all-reduce time."""
     report = tmp_path / "step.json"
     report.write_text(json.dumps({"model": "2012", "batch": 32,
                                   "reference_images_per_second": 64.0, "commit": "abc1234"}))
@@ -96,8 +122,6 @@ def test_table_from_a_report_and_its_closing_line(tmp_path, capsys):
     # 64 machines: 2·63/64 · 243.86 MB over 12.5 GB/s = 38.4 ms
     assert text.rstrip().endswith("hides entirely under a step of at least 38.4 ms on 100 Gb/s "
                                   "at 64 machines.")
-    with pytest.raises(SystemExit, match=f"--report {report} times model 2012, not paper"):
-        scaling.main(["--report", str(report), "--model", "paper"])
 
 
 def test_the_closing_line_names_the_largest_machine_count_in_any_order(capsys):

@@ -1,6 +1,7 @@
 """The training command as a user runs it: a short real run with its files, resume, test-only,
 and one-line errors with exit code 2 for bad flags, data and checkpoints."""
 import errno
+import importlib.util
 import json
 import os
 import shutil
@@ -329,19 +330,52 @@ def test_gpu_that_cannot_run_is_one_line_with_exit_code_2(tmp_path, tiny_set, gp
     assert len(result.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed "
+                    "here: the advice for a machine without it cannot be seen")
+def test_a_machine_with_nvidia_smi_but_no_cupy_is_told_which_cupy_to_install(tmp_path, tiny_set):
+    """--gpus 0: one line naming both CuPy extras and how to tell which; no --gpus: a note that
+    the run trains on the CPU, with the same advice (a stand-in nvidia-smi on the PATH)."""
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    (bin_folder / "nvidia-smi").write_text("#!/bin/sh\necho 'CUDA Version: 12.4'\n")
+    (bin_folder / "nvidia-smi").chmod(0o755)
+    advice = ("pip install -e '.[cuda]' for a CUDA 13 driver, '.[cuda12]' for CUDA 12 "
+              "(nvidia-smi's header names the driver's CUDA version)")
+    path = f"{bin_folder}{os.pathsep}{os.environ['PATH']}"
+    common = [sys.executable, "-m", "convnet.train", "--data-path", str(tiny_set), "--epochs",
+              "1"]
+    refused = subprocess.run([*common, "--gpus", "0"], capture_output=True, text=True,
+                             cwd=tmp_path, env={**os.environ, "PATH": path}, timeout=600)
+    assert refused.returncode == 2
+    assert refused.stderr == (f"error: --gpus 0: CuPy is not installed; {advice}; or use "
+                              f"--gpus cpu\n")
+    noted = subprocess.run(common, capture_output=True, text=True, cwd=tmp_path,
+                           env={**os.environ, "PATH": path}, timeout=600)
+    assert noted.returncode == 0, noted.stderr
+    assert noted.stderr == (f"note: training on the CPU: this machine has nvidia-smi but not "
+                            f"CuPy; {advice}\n")
+
+
 def test_what_the_run_cannot_use_is_refused_before_it_starts(tmp_path, tiny_set, rng):
-    """An output folder that is a file or cannot be made, a dataset without validation images:
-    one line, exit code 2, before any training."""
+    """An output folder that is a file or cannot be made, a dataset without validation images
+    or with one class: one line, exit code 2, before any training (also when evaluating)."""
     (tmp_path / "afile").write_text("")
-    empty_val = tmp_path / "no-val.h5"
+    empty_val, one_class = tmp_path / "no-val.h5", tmp_path / "one-class.h5"
     dataset.write(empty_val, name="t", train_images=np.zeros((8, 32, 32, 3), np.uint8),
                   train_labels=np.zeros(8), val_images=np.zeros((0, 32, 32, 3), np.uint8),
                   val_labels=np.zeros(0), class_ids=list("ab"), class_names=list("ab"))
+    dataset.write(one_class, name="t", train_images=np.zeros((8, 32, 32, 3), np.uint8),
+                  train_labels=np.zeros(8), val_images=np.zeros((4, 32, 32, 3), np.uint8),
+                  val_labels=np.zeros(4), class_ids=["a"], class_names=["a"])
     for flags, message in (
             (["--output-dir", "afile"], "error: --output-dir afile: a file, not a folder"),
             (["--output-dir", "afile/run"], "error: --output-dir afile/run: cannot write there"),
             (["--data-path", str(empty_val)], f"error: dataset {empty_val}: its val split "
-                                              f"holds no images")):
+                                              f"holds no images"),
+            (["--data-path", str(one_class)], f"error: dataset {one_class}: 1 class; a "
+                                              f"classifier needs at least 2"),
+            (["--data-path", str(one_class), "--test-only"], f"error: dataset {one_class}: 1 "
+                                                             f"class")):
         result = train("--data-path", str(tiny_set), "--output-dir", str(tmp_path / "run"),
                        *flags, cwd=tmp_path)
         assert result.returncode == 2, (flags, result.stderr)
@@ -385,6 +419,12 @@ def test_a_run_into_another_runs_folder_is_refused(tmp_path, tiny_set):
                              f"is another folder's checkpoint: give --output-dir a folder of its "
                              f"own\n")
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == kept
+    # The run's own folder given for its checkpoint: the loader's word, which names the files
+    for folder in ("two", "two/", "."):
+        result = train(*common, "--output-dir", "two", "--resume", folder, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr == (f"error: checkpoint {folder}: a folder, not a checkpoint file "
+                                 f"(a run's folder holds last.h5 and best.h5)\n")
     for flags in (["--resume", "two/best.h5"], ["--resume", "auto"]):
         own = train(*common, "--epochs", "2", "--output-dir", "two", *flags, cwd=tmp_path)
         assert own.returncode == 0, own.stderr

@@ -20,10 +20,12 @@ The model (stated here, not measured):
     hides entirely under the backward pass (full overlap); the truth lies between.
 """
 import json
+import math
 
 import numpy as np
 
 from convnet import alexnet, options
+from convnet.errors import one_line
 from convnet.alexnet import TOWERS
 from convnet.network import parameter_specs
 
@@ -47,16 +49,30 @@ def efficiency(step_seconds, comm_seconds, overlapped) -> float:
     return step_seconds / busy
 
 
-def step_time(args):
-    """(seconds per step, per-replica batch, where the figure comes from)."""
+def step_time(p, args):
+    """(seconds per step, per-replica batch, where the figure comes from); a report that does
+    not give them is p.error's one line."""
     if args.step_seconds is not None:
         return args.step_seconds, args.batch, "--step-seconds"
-    with open(args.report) as handle:
-        report = json.load(handle)
+    try:
+        with open(args.report, encoding="utf-8") as handle:
+            report = json.load(handle)
+    except OSError as error:
+        p.error(f"--report {args.report}: cannot read it ({error.strerror})")
+    except ValueError as error:   # not JSON, or not UTF-8
+        p.error(f"--report {args.report}: not a JSON report ({one_line(error)})")
+    fields = {"model": str, "batch": int, "reference_images_per_second": (int, float)}
+    wrong = [key for key, kind in fields.items()
+             if not isinstance(report, dict) or not isinstance(report.get(key), kind)]
+    if wrong:
+        p.error(f"--report {args.report}: not a step benchmark's report (tools/"
+                f"bench_cpu_step.py's): no {wrong[0]}")
     if report["model"] != args.model:
-        raise SystemExit(f"--report {args.report} times model {report['model']}, not "
-                         f"{args.model}")
+        p.error(f"--report {args.report} times model {report['model']}, not {args.model}")
     rate = report["reference_images_per_second"]
+    if not (math.isfinite(rate) and rate > 0 and report["batch"] > 0):
+        p.error(f"--report {args.report}: batch {report['batch']} at {rate} images/s is no "
+                f"step time")
     return report["batch"] / rate, report["batch"], (
         f"{args.report} ({rate:.1f} images/s at batch {report['batch']}, commit "
         f"{str(report.get('commit'))[:7]})")
@@ -103,13 +119,14 @@ def main(argv=None):
     args = p.parse_args(argv)
     if (args.step_seconds is None) != (args.batch is None):
         p.error("--step-seconds and --batch go together")
-    if args.step_seconds is not None and args.step_seconds <= 0:
-        p.error(f"--step-seconds must be positive; got {args.step_seconds}")
+    if args.step_seconds is not None and not (math.isfinite(args.step_seconds)
+                                              and args.step_seconds > 0):
+        p.error(f"--step-seconds must be a positive number; got {args.step_seconds}")
     if args.batch is not None and args.batch < 1:
         p.error(f"--batch must be at least 1; got {args.batch}")
-    if min(args.machines) < 1 or min(args.gbps) <= 0:
-        p.error("--machines must be at least 1 and --gbps positive")
-    print(table(alexnet.build_model(args.model), *step_time(args), args.gbps, args.machines))
+    if min(args.machines) < 1 or not all(math.isfinite(rate) and rate > 0 for rate in args.gbps):
+        p.error("--machines must be at least 1 and --gbps positive numbers")
+    print(table(alexnet.build_model(args.model), *step_time(p, args), args.gbps, args.machines))
     return 0
 
 
