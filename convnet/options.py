@@ -76,7 +76,7 @@ def shared_flags() -> argparse.ArgumentParser:
                    help="prepared HDF5 dataset (default: %(default)s)")
     p.add_argument("-b", "--batch-size", type=int, default=RECIPE.batch_size,
                    help="global batch (default %(default)s)")
-    p.add_argument("--ten-crop", action="store_true",
+    p.add_argument("--ten-crop", action=argparse.BooleanOptionalAction, default=False,
                    help="evaluate on the paper's 10 views instead of the centre crop")
     p.add_argument("--gpus", default=None,
                    help="cpu, or GPU indices for towers a,b: 0,1 (two GPUs), 0 (one), 0,0 (one "
@@ -150,7 +150,7 @@ def parser() -> argparse.ArgumentParser:
                         "others drawn as a new run draws them; momentum and schedule start "
                         "afresh. A run that resumes its own checkpoint (--resume auto) goes on "
                         "from that instead")
-    p.add_argument("--test-only", action="store_true",
+    p.add_argument("--test-only", action=argparse.BooleanOptionalAction, default=False,
                    help="evaluate the --resume checkpoint (or the --weights, or the initial "
                         "weights) and stop")
     p.add_argument("--seed", type=int, default=0, help="decides weights, data order, "
@@ -165,10 +165,27 @@ def parser() -> argparse.ArgumentParser:
 
 def config_keys(p) -> dict:
     """A config's keys, each flag's long names without their dashes and with underscores for
-    hyphens (wd and weight_decay for --wd/--weight-decay), → the setting they name."""
+    hyphens (wd and weight_decay for --wd/--weight-decay), → the setting they name; a switch's
+    --no- form is its false, not a key."""
     return {name[2:].replace("-", "_"): action.dest for action in p._actions
             for name in action.option_strings
-            if name.startswith("--") and action.dest not in ("help", "config")}
+            if name.startswith("--") and action.dest not in ("help", "config")
+            and not (isinstance(action, argparse.BooleanOptionalAction)
+                     and name.startswith("--no-"))}
+
+
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def _each_key_once(pairs):
+    """A JSON object's pairs as a dict; ValueError where a key comes twice (JSON keeps the last,
+    which would hide the first)."""
+    seen = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"{key!r} is set twice")
+        seen.add(key)
+    return dict(pairs)
 
 
 def _check_one_key_each(p, config, keys, path):
@@ -181,8 +198,8 @@ def _check_one_key_each(p, config, keys, path):
 
 def config_flags(p, config, keys, path):
     """A config's settings as the flags that say the same, so that argparse checks their types
-    and choices as it checks flags: true for a switch is the flag, a list for a flag of several
-    values, null the default."""
+    and choices as it checks flags: true for a switch is the flag (false its --no- form), a
+    list for a flag of several values, null the default."""
     def scalar(value):
         return isinstance(value, (int, float, str)) and not isinstance(value, bool)
 
@@ -193,7 +210,7 @@ def config_flags(p, config, keys, path):
         flag = action.option_strings[-1]
         if value is None:
             continue
-        switch = isinstance(action, argparse._StoreTrueAction)
+        switch = isinstance(action, argparse.BooleanOptionalAction)
         optional = action.nargs == "?"   # --resume: the flag alone, or with a value
         if switch:
             kind, valid = "true or false", isinstance(value, bool)
@@ -205,7 +222,9 @@ def config_flags(p, config, keys, path):
             kind, valid = "a number or a string", scalar(value)
         if not valid:
             p.error(f"--config {path}: {key} must be {kind}; got {json.dumps(value)}")
-        if switch or (optional and isinstance(value, bool)):
+        if switch:
+            flags += [action.option_strings[0 if value else 1]]   # --ten-crop, --no-ten-crop
+        elif optional and isinstance(value, bool):
             flags += [flag] if value else []
         elif isinstance(value, list):
             flags += [flag, *map(str, value)]
@@ -220,8 +239,11 @@ def parse(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.config:
         try:
-            with open(args.config) as handle:
-                config = json.load(handle)
+            with open(args.config, encoding="utf-8") as handle:
+                text = handle.read(MAX_CONFIG_BYTES + 1)   # /dev/zero would never end
+            if len(text) > MAX_CONFIG_BYTES:
+                raise ValueError(f"over {MAX_CONFIG_BYTES >> 20} MiB: not a config")
+            config = json.loads(text, object_pairs_hook=_each_key_once)
         except (OSError, ValueError) as error:
             p.error(f"--config {args.config}: cannot read it as JSON ({error})")
         if not isinstance(config, dict):
@@ -297,3 +319,9 @@ def _check_combinations(p, args):
         p.error("--weights starts a new run and --resume PATH continues one: give one of them")
     if args.lr_schedule == "steps" and not args.lr_steps:
         p.error("--lr-schedule steps needs --lr-steps EPOCH [EPOCH ...]")
+    in_model = () if args.model == "auto" else alexnet.split_model_name(args.model)[1]
+    for ablation in args.ablation:   # as a model name's +ablation named twice is
+        if ablation in in_model:
+            p.error(f"--ablation {ablation}: --model {args.model} has it already")
+        if args.ablation.count(ablation) > 1:
+            p.error(f"--ablation {ablation}: named twice")

@@ -14,12 +14,15 @@ import pytest
 STEPS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "gpu_steps.sh")
 
 
-def run_steps(tmp_path, budget, script):
+def run_steps(tmp_path, budget, script, only=None):
     out = tmp_path / "out"
     env = dict(os.environ, OUT=str(out))
     env.pop("BUDGET", None)
+    env.pop("STEPS", None)
     if budget is not None:
         env["BUDGET"] = str(budget)
+    if only is not None:
+        env["STEPS"] = only
     completed = subprocess.run(["bash", "-c", f'source "{STEPS}"\n{script}\nexit "$failed"'],
                                env=env, capture_output=True, text=True, timeout=60)
     lines = (out / "steps.txt").read_text().splitlines()
@@ -80,6 +83,34 @@ def test_steps_run_with_the_gpu_required_and_the_tree_on_the_path(tmp_path, monk
                      if "=" in line)
     assert variables["CONVNET_REQUIRE_GPU"] == variables["PYTHONUNBUFFERED"] == "1"
     assert variables["PYTHONPATH"] == f"{os.getcwd()}:elsewhere"
+
+
+def test_steps_runs_the_set_up_and_the_steps_it_names_only(tmp_path):
+    """A later call runs what an earlier one left out; the steps it leaves out are listed and
+    leave the exit status alone, the set-up's always run."""
+    status, steps, out = run_steps(tmp_path, 100, """
+check_steps check tests memcheck racecheck
+step build "$out/log" 10 true
+step tests "$out/log" 10 false
+step memcheck "$out/log" 10 echo memcheck ran
+step racecheck "$out/log" 10 true""", only="memcheck racecheck")
+    assert status == 0
+    assert list(steps) == ["build", "tests", "memcheck", "racecheck"]
+    assert steps["tests"] == "tests          not asked for (STEPS=memcheck racecheck)"
+    assert all(re.search(r"exit +0 ", steps[name]) for name in ("build", "memcheck", "racecheck"))
+    assert "memcheck ran" in (out / "log").read_text()
+
+
+def test_steps_naming_no_step_of_the_script_stops_it_first(tmp_path):
+    """A misspelt name would otherwise run nothing and pass."""
+    out = tmp_path / "out"
+    completed = subprocess.run(
+        ["bash", "-c", f'source "{STEPS}"\ncheck_steps memcheck racecheck\necho ran'],
+        env=dict(os.environ, OUT=str(out), STEPS="memchek"), capture_output=True, text=True,
+        timeout=60)
+    assert completed.returncode == 2 and completed.stdout == ""
+    assert completed.stderr.endswith("STEPS names 'memchek', which is none of its steps: "
+                                     "memcheck racecheck\n")
 
 
 def test_the_default_budget_is_one_device_call(tmp_path):

@@ -380,6 +380,7 @@ class FakeCuda:
 
     def __init__(self, peer_access):
         self.log, self.peer_access, self.serial = [], peer_access, 0
+        self.device, self.peers_enabled = None, []   # (device, peer) as CuPy's call was made
         fake = self
 
         class Event:
@@ -407,8 +408,8 @@ class FakeCuda:
                 return fake.peer_access
 
             @staticmethod
-            def deviceEnablePeerAccess(peer):
-                pass
+            def _deviceEnsurePeerAccess(peer):
+                fake.peers_enabled.append((fake.device, peer))
 
         self.cuda = types.SimpleNamespace(Event=Event, runtime=Runtime)
         self.empty_pinned = lambda shape, dtype: np.zeros(shape, dtype)
@@ -433,16 +434,21 @@ class FakeStream(contextlib.nullcontext):
         self.log.append(("wait", event.id, self.ptr))
 
 
-class FakeDevice(contextlib.nullcontext):
-    def __init__(self, device_id):
-        super().__init__()
-        self.id = device_id
+class FakeDevice:
+    def __init__(self, device_id, fake):
+        self.id, self.fake = device_id, fake
+
+    def __enter__(self):
+        self.outer, self.fake.device = self.fake.device, self.id
+
+    def __exit__(self, *exception):
+        self.fake.device = self.outer
 
 
 def fake_gpu(fake, device_id, stream_ptr):
     gpu = Gpu.__new__(Gpu)   # Gpu's crossings without its module loading
     gpu.poison, gpu.xp, gpu._cupyx = False, fake, fake
-    gpu.device = FakeDevice(device_id)
+    gpu.device = FakeDevice(device_id, fake)
     gpu.stream = FakeStream(stream_ptr, fake.log)
     gpu._routes, gpu._held = {}, []
     return gpu
@@ -461,6 +467,9 @@ def test_a_gpu_crossing_waits_for_the_sent_tensor_and_holds_what_its_copies_read
     fake = FakeCuda(peer_access)
     sender, receiver = fake_gpu(fake, devices[0], 11), fake_gpu(fake, devices[1], 22)
     assert receiver.route_from(sender) == route
+    # peer-to-peer: access enabled both ways, each on its device, through CuPy's call that
+    # takes access already enabled (and clears the error the second enable leaves behind)
+    assert fake.peers_enabled == ([(1, 0), (0, 1)] if route == "peer-to-peer" else [])
     array = FakeDeviceArray(np.arange(6, dtype=np.float32).reshape(2, 3))
     parcel = sender.send(array, receiver)
     fake.log.append(("the sender queues more work",))

@@ -119,6 +119,9 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     (["--conv-algorithm", "fft"], "argument --conv-algorithm: invalid choice: 'fft'"),
     (["--ablation", "no-relu"], "argument --ablation: invalid choice: 'no-relu'"),
     (["--model", "2012+no-norm+no-norm"], "ablation 'no-norm' named twice"),
+    (["--model", "2012+no-norm", "--ablation", "no-norm"],
+     "--ablation no-norm: --model 2012+no-norm has it already"),
+    (["--ablation", "no-norm", "tanh", "no-norm"], "--ablation no-norm: named twice"),
     (["--weights", "a.h5", "--resume", "b.h5"], "--weights starts a new run and --resume PATH"),
 ])
 def test_bad_flags(flags, message, tmp_path):
@@ -259,6 +262,21 @@ def test_config_is_overridden_by_flags(tmp_path, capsys):
     args = options.parse(["-c", str(tmp_path / "c.json"), "--lr", "0.02", "--lr-steps", "2"])
     assert (args.epochs, args.lr, args.lr_steps, args.ten_crop, args.gpus, args.resume,
             args.ablation) == (3, 0.02, [2], True, "0", None, [])
+    # a switch the config sets is switched off by its --no- form, which is no key of its own
+    assert not options.parse(["-c", str(tmp_path / "c.json"), "--no-ten-crop"]).ten_crop
+    (tmp_path / "s.json").write_text('{"test_only": true, "ten_crop": false}')
+    args = options.parse(["-c", str(tmp_path / "s.json")])
+    assert (args.test_only, args.ten_crop) == (True, False)
+    assert not options.parse(["-c", str(tmp_path / "s.json"), "--no-test-only"]).test_only
+    for text, message in (('{"no_ten_crop": true}', "unknown setting no_ten_crop"),
+                          ('{"epochs": 1, "epochs": 2}', "cannot read it as JSON ('epochs' is "
+                                                         "set twice)"),
+                          (" " * (1 << 20) + "{}", "cannot read it as JSON (over 1 MiB: not a "
+                                                   "config)")):
+        (tmp_path / "x.json").write_text(text)
+        with pytest.raises(SystemExit):
+            options.parse(["-c", str(tmp_path / "x.json")])
+        assert message in capsys.readouterr().err, text[:40]
     # a flag's every long name is a key: wd or weight_decay, not both
     (tmp_path / "w.json").write_text('{"weight_decay": 0.001, "batch_size": 64}')
     args = options.parse(["-c", str(tmp_path / "w.json")])
@@ -550,14 +568,14 @@ def test_a_resume_notes_a_change_of_code_and_a_2012_schedule_kept_to_its_epochs(
 
 
 def test_a_checkpoint_older_than_its_commit_and_training_records_resumes(tmp_path, tiny_set):
-    """Checkpoints written before they recorded the commit and what their run trains with go
-    on with the flags given, as they did then, and with no note."""
+    """Checkpoints written before they recorded the commit, what their run trains with and
+    their state's digest go on with the flags given, as they did then, and with no note."""
     out = tmp_path / "run"
     common = ["--data-path", str(tiny_set), "--output-dir", str(out), "--lr-schedule", "steps",
               "--lr-steps", "1"]
     assert train(*common, "--epochs", "1", cwd=tmp_path).returncode == 0
     with h5py.File(out / "last.h5", "r+") as file:
-        del file.attrs["commit"]
+        del file.attrs["commit"], file.attrs["state_sha256"]
         state = json.loads(file.attrs["state"])
         for key in (*TRAINS_WITH, "epochs"):
             del state[key]

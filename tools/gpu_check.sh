@@ -4,8 +4,9 @@
 # BUDGET, each run even where an earlier one failed), in order of what they tell: correctness,
 # then the benchmarks' figures, then the sanitizer, then what tuning needs (ncu and the
 # other plans' timings: extra steps, whose outcome leaves the exit status alone). With a smaller
-# BUDGET the last steps are the ones left out. The exit status is 1 if a check failed, ran out of
-# time or was left out.
+# BUDGET the last steps are the ones left out; STEPS="memcheck racecheck" (say) runs only those
+# after the set-up, in a later call. The exit status is 1 if a check failed, ran out of time or
+# was left out (not one that STEPS leaves out).
 #
 # Reports in $OUT, 8 files (the GPU machine returns at most 8):
 #   steps.txt           each step's exit status, seconds and limit
@@ -18,6 +19,7 @@
 #   bench-plans.json    each convolution pass under the other tile sides and numbers of slices
 set -u
 source "$(dirname "$0")/gpu_steps.sh"
+check_steps gpu-tests bench-kernels bench-train memcheck racecheck ncu bench-plans
 
 install_and_build
 # -v: a step cut off at its limit still shows, test by test, how far it came. The files that hold

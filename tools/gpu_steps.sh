@@ -5,7 +5,11 @@
 # back all it can. `failed` is 1 once any step failed, ran out of time or was skipped for want of
 # it; an `extra` step (data for tuning, not a check) leaves it alone. In a copy of the tree
 # without .git, CONVNET_COMMIT names its commit for the reports (convnet/provenance.py).
+# STEPS, where set, names the only steps to run besides the set-up (preflight, install, build),
+# so that a later call on a warm machine runs what an earlier one left out (make gpu-check
+# STEPS="memcheck racecheck"); the others are listed as not asked for and leave `failed` alone.
 python=${GPU_PYTHON:-python3}
+only=${STEPS:-}
 out=${OUT:?OUT names the folder for the reports}
 budget=${BUDGET:-560}
 if ! [[ $budget =~ ^[0-9]+$ ]]; then
@@ -21,9 +25,23 @@ mkdir -p "$out"
 : >"$out/steps.txt"
 failed=0
 
+check_steps() {   # check_steps NAME...: the steps a script has; exit 2 if STEPS names another
+  local name
+  for name in $only; do
+    if [[ " $* " != *" $name "* ]]; then
+      echo "$0: STEPS names '$name', which is none of its steps: $*" >&2
+      exit 2
+    fi
+  done
+}
+
 step() {   # step NAME LOG MOST COMMAND...: run COMMAND for at most MOST seconds, output to LOG
   local name=$1 log=$2 most=$3
   shift 3
+  if [ -n "$only" ] && [[ " preflight install build $only " != *" $name "* ]]; then
+    printf '%-14s not asked for (STEPS=%s)\n' "$name" "$only" | tee -a "$out/steps.txt"
+    return 0
+  fi
   local left=$((budget - SECONDS))
   if [ "$left" -lt 15 ]; then
     printf '%-14s skipped: no time left of %ss\n' "$name" "$budget" | tee -a "$out/steps.txt"

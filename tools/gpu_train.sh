@@ -14,6 +14,7 @@
 #   printout), and run/: the run's settings.json, epochs.csv, log.jsonl, last.h5, best.h5
 set -u
 source "$(dirname "$0")/gpu_steps.sh"
+check_steps data train
 run_dir=$out/run
 mkdir -p "$run_dir"
 if [ -n "${RUN_DIR:-}" ] && ! { [ -f "$RUN_DIR/last.h5" ] && cp -R "$RUN_DIR/." "$run_dir/"; }; then

@@ -239,7 +239,6 @@ class Emulated(Launcher):
 
 SAME_DEVICE, PEER, STAGED = ("between streams of one GPU", "peer-to-peer",
                               "staged through pinned host memory")
-PEER_ACCESS_ALREADY_ENABLED = 704   # cudaErrorPeerAccessAlreadyEnabled
 
 
 class Gpu(Launcher):
@@ -320,21 +319,18 @@ class Gpu(Launcher):
                 self._routes[key] = SAME_DEVICE
             elif runtime.deviceCanAccessPeer(self.device.id, sender.device.id) and \
                     runtime.deviceCanAccessPeer(sender.device.id, self.device.id):
-                self._enable_peer_access(self.device, sender.device.id)
-                self._enable_peer_access(sender.device, self.device.id)
+                # Through CuPy's own call for it, which takes access already enabled (by the
+                # other tower's launcher, or by CuPy) and clears the error that the second
+                # enable leaves as CUDA's last error, which the next library to check it
+                # (PyTorch after its launches) would report as its own failure.
+                for device, peer in ((self.device, sender.device.id),
+                                     (sender.device, self.device.id)):
+                    with device:
+                        runtime._deviceEnsurePeerAccess(peer)
                 self._routes[key] = PEER
             else:
                 self._routes[key] = STAGED
         return self._routes[key]
-
-    def _enable_peer_access(self, device, peer):
-        runtime = self.xp.cuda.runtime
-        with device:
-            try:
-                runtime.deviceEnablePeerAccess(peer)
-            except runtime.CUDARuntimeError as error:
-                if error.status != PEER_ACCESS_ALREADY_ENABLED:
-                    raise
 
     def _pack(self, array, route):
         """Staged: the copy into pinned host memory, queued on this stream now, after the
