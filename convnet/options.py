@@ -198,8 +198,8 @@ def _check_one_key_each(p, config, keys, path):
 
 def config_flags(p, config, keys, path):
     """A config's settings as the flags that say the same, so that argparse checks their types
-    and choices as it checks flags: true for a switch is the flag (false its --no- form), a
-    list for a flag of several values, null the default."""
+    and choices as it checks flags: true for a switch is the flag, a list for a flag of several
+    values, null the default."""
     def scalar(value):
         return isinstance(value, (int, float, str)) and not isinstance(value, bool)
 
@@ -222,10 +222,8 @@ def config_flags(p, config, keys, path):
             kind, valid = "a number or a string", scalar(value)
         if not valid:
             p.error(f"--config {path}: {key} must be {kind}; got {json.dumps(value)}")
-        if switch:
-            flags += [action.option_strings[0 if value else 1]]   # --ten-crop, --no-ten-crop
-        elif optional and isinstance(value, bool):
-            flags += [flag] if value else []
+        if switch or (optional and isinstance(value, bool)):
+            flags += [action.option_strings[0]] if value else []   # --ten-crop, not --no-…
         elif isinstance(value, list):
             flags += [flag, *map(str, value)]
         else:   # one token: a value that starts with "-" is the value, not another flag
