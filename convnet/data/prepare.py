@@ -174,7 +174,7 @@ def scan(root, classes_path, val_labels_path):
         raise PrepareError(f"{root}: no val/ folder (expected val/<wnid>/*.JPEG or flat val/*.JPEG "
                            f"with {val_labels_path})")
     folders = sorted(entry.name for entry in os.scandir(val) if entry.is_dir())
-    flat = [(name, why_not) for name, why_not in entries_in(val) if name not in set(folders)]
+    flat = [(name, why_not) for name, why_not in entries_in(val) if name not in folders]
     if folders and flat:
         raise PrepareError(f"{val}: mixes class folders ({folders[0]}/) and files "
                            f"({flat[0][0]}); use one layout")
