@@ -44,7 +44,7 @@ data/fashion-mnist.h5: $(FASHION_MNIST) | $(VENV)/.installed
 
 imagenet: setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (train/<wnid>/, val/)
 	@test -n "$(IMAGENET)" || { echo "make imagenet IMAGENET=/path/to/ILSVRC2012: the folder holding train/ and val/"; exit 2; }
-	$(PY) -m convnet.data.prepare $(IMAGENET) --output data/imagenet.h5 $(ARGS)
+	$(PY) -m convnet.data.prepare "$(IMAGENET)" --output data/imagenet.h5 $(ARGS)
 
 # The default run's settings: on the CPU, 6 epochs (13.4 minutes on 2 cores in the run README
 # reports); where a GPU trains, 30 (÷10 after 20 and 26; 91.8% when run on the CPU).
@@ -52,6 +52,13 @@ TRAIN_CONFIG := configs/fashion-mnist$(if $(CUDA_EXTRA),-gpu).json
 
 train: setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model on Fashion-MNIST (configs/fashion-mnist.json, -gpu.json on a GPU)
 	$(PY) -m convnet.train -c $(TRAIN_CONFIG) $(ARGS)
+
+# RANKS checked before anything runs: a bad one would reach the shell's arithmetic, or mpirun.
+ifneq ($(filter train-mpi,$(MAKECMDGOALS)),)
+  ifeq ($(shell [[ '$(RANKS)' =~ ^[1-9][0-9]*$$ ]] && echo whole),)
+    $(error RANKS must be a whole number of ranks, 1 or more; got '$(RANKS)')
+  endif
+endif
 
 # One BLAS thread per core share, so that the ranks do not crowd each other's cores.
 train-mpi: setup data/fashion-mnist.h5  ## the default run as RANKS data-parallel MPI ranks on this machine (default 2)
@@ -73,8 +80,9 @@ summary: setup  ## print the layer table of MODEL (default 2012)
 	$(PY) -m convnet.summary --model $(MODEL)
 
 bench-cpu: setup  ## time one CPU training step, ours vs PyTorch (installs PyTorch 2.13, which it runs on the CPU)
+	$(PY) -m convnet.summary --model $(MODEL) >/dev/null   # a bad MODEL, before the download
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) tools/bench_cpu_step.py --model $(MODEL)
+	$(PY) tools/bench_cpu_step.py --model $(MODEL) $(ARGS)
 
 bench-data: setup  ## loader and prepare throughput, images/s per core, beside the GPU rate to sustain
 	$(PY) tools/bench_data.py

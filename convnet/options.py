@@ -10,6 +10,7 @@ import json
 import math
 import os
 import sys
+import threading
 
 from convnet import alexnet
 from convnet.atomic import check_writable
@@ -19,6 +20,7 @@ from convnet.schedule import KINDS, RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS
 SCHEDULES = ("preset", *KINDS)   # preset: the one the model's preset names
 # The flags' defaults: the paper's recipe, whose one source is alexnet.Recipe.
 RECIPE = alexnet.Recipe()
+DEFAULT_DIST_TIMEOUT = 600   # seconds a rank waits for the others before it stops the job
 
 
 class Parser(argparse.ArgumentParser):
@@ -157,7 +159,8 @@ def parser() -> argparse.ArgumentParser:
                                                        "augmentation and dropout (default 0)")
     p.add_argument("--print-freq", type=int, default=50,
                    help="steps between log lines (default 50)")
-    p.add_argument("--dist-timeout", type=float, default=600, metavar="SECONDS",
+    p.add_argument("--dist-timeout", type=float, default=DEFAULT_DIST_TIMEOUT,
+                   metavar="SECONDS",
                    help="with several ranks: how long one rank waits for the others before it "
                         "stops the job as hung (default %(default)g)")
     return p
@@ -296,6 +299,9 @@ def _check_values(p, args):
             p.error(f"{flag} must be a finite number; got {value}")
     if args.dist_timeout <= 0:
         p.error(f"--dist-timeout must be positive; got {args.dist_timeout}")
+    if args.dist_timeout > threading.TIMEOUT_MAX:
+        p.error(f"--dist-timeout must be at most {threading.TIMEOUT_MAX:.0f} s, the longest "
+                f"wait a thread can make; got {args.dist_timeout:g}")
     if args.lr <= 0:
         p.error(f"--lr must be positive; got {args.lr}")
     if not 0 <= args.momentum < 1:

@@ -16,11 +16,13 @@ during training ends the whole job (MPI's abort), so no rank is left waiting.
 import contextlib
 import hashlib
 import importlib.util
+import io
 import json
 import os
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 
 import numpy as np
@@ -37,9 +39,10 @@ from convnet.errors import counted, one_line
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.replicas import engines, nccl
-from convnet.replicas.engines import ReplicasDiverged
+from convnet.replicas.engines import ReplicasDiverged, mpi_world
 from convnet.replicas.launch import SINGLE, LaunchError
 from convnet.replicas.launch import from_environment as launch_from_environment
+from convnet.replicas.watchdog import Watchdog
 from convnet.schedule import RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS, Rates, Schedule
 from convnet.trainer import (EPOCHS_CSV, LOG, SETTINGS, NonFiniteLoss, RunFolderError, Trainer,
                              evaluate, views_name, writing)
@@ -416,6 +419,12 @@ def run(args, placement, device, replicas):
         if replicas.rank == failed:
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
+    # Ranks given other flags would sum gradients of other batches, or wait at other steps.
+    replicas.check_same([fingerprint({key: value for key, value in vars(args).items()
+                                      if key not in PER_RANK_SETTINGS})],
+                        f"settings (all but {', '.join(PER_RANK_FLAGS)})")
+    replicas.check_same([fingerprint(dataset_identity(trainer.data)), trainer.data.mean],
+                        "datasets (name, sizes, labels and mean image)")
     trainer.check_replicas_agree("at the start")
     # --resume auto over the logs of a run stopped before its first checkpoint
     restarts = trains and resumed is None and args.resume and bool(run_files(output_dir))
@@ -463,6 +472,18 @@ def run(args, placement, device, replicas):
     return 0
 
 
+# What each rank of a job may set for itself: its GPUs, its node's copy of the data and its
+# cores, where its config lies (the settings it holds are compared), how long it waits.
+PER_RANK_SETTINGS = ("gpus", "data_path", "workers", "config", "typed", "dist_timeout")
+PER_RANK_FLAGS = ("--gpus", "--data-path", "-j", "-c", "--dist-timeout")
+
+
+def fingerprint(value) -> np.ndarray:
+    """The SHA-256 of a JSON value, as bytes to compare across ranks (Replicas.check_same)."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8)
+
+
 def rank_prefix(replicas):
     return f"rank {replicas.rank}: " if replicas.world > 1 else ""
 
@@ -478,18 +499,61 @@ def quiet(silent, stream):
         yield
 
 
+def start(argv, launch):
+    """This rank's flags parsed and its devices chosen: (args, placement, device, status, what
+    it says on stderr), status None where it can go on, else its exit status (argparse's
+    error 2 or --help's 0, a usage error's 2)."""
+    said = io.StringIO()
+    args = placement = device = status = None
+    with contextlib.redirect_stderr(said):
+        try:
+            args = options.parse(argv)
+            placement, device = select_placement(args.gpus, launch, args.conv_algorithm)
+        except SystemExit as stop:
+            status = stop.code if isinstance(stop.code, int) else 1
+        except (UsageError, LaunchError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            status = 2
+    return args, placement, device, status, said.getvalue()
+
+
+def agree_on_start(world, launch, status, said, timeout):
+    """Under MPI, the outcome of every rank's start: (status, what to say) of the lowest rank
+    that cannot go on, its lines marked with its rank, or (None, this rank's own)."""
+    watchdog = Watchdog(timeout, launch.rank, end_job=world.Abort)
+    with watchdog.waiting("the other ranks' flags and devices"):
+        outcomes = world.allgather((status, said))
+    failed = next((rank for rank, (status, _) in enumerate(outcomes) if status is not None), None)
+    if failed is None:
+        return None, said
+    status, said = outcomes[failed]
+    if failed:
+        said = "".join(f"rank {failed}: {line}" for line in said.splitlines(keepends=True))
+    return status, said
+
+
 def main(argv=None):
     try:
         launch = launch_from_environment()
+        # Under MPI every rank enters MPI before anything that may fail on one rank alone (a
+        # config file missing on its node, CuPy on some nodes only): the ranks then agree on
+        # how their start went, where one rank's early exit would leave the others waiting
+        # inside MPI for ever.
+        world = mpi_world() if launch.launcher == "mpi" else None
     except LaunchError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     leader = launch.rank == 0
-    with quiet(not leader, "stderr"):        # every rank parses the same flags: rank 0 reports
-        args = options.parse(argv)
     with quiet(not leader, "stdout"):        # only rank 0 prints
+        args, placement, device, status, said = start(argv, launch)
+        if world is not None and world.Get_size() > 1:
+            timeout = args.dist_timeout if args is not None else options.DEFAULT_DIST_TIMEOUT
+            status, said = agree_on_start(world, launch, status, said, timeout)
+        if leader:                           # the same flags on every rank: rank 0 reports
+            sys.stderr.write(said)
+        if status is not None:
+            return status
         try:
-            placement, device = select_placement(args.gpus, launch, args.conv_algorithm)
             replicas = connect_replicas(launch, placement, device, args.dist_timeout)
             if args.batch_size % replicas.world:
                 raise UsageError(f"--batch-size {args.batch_size} is the global batch and must "
@@ -516,6 +580,15 @@ def main(argv=None):
             if replicas.world == 1:
                 return 2
             replicas.abort(2)    # this rank alone: the others are waiting for it
+        except KeyboardInterrupt:   # several ranks: the launcher passed on a Ctrl-C to each
+            if replicas.world == 1:
+                raise
+            # One line: rank 0's, as it ends the job, or where it waits inside MPI for a rank
+            # that left, that of a rank the grace let through.
+            if replicas.rank:
+                time.sleep(INTERRUPT_GRACE)
+            print(INTERRUPTED, file=sys.stderr, flush=True)
+            replicas.abort(130)
         except BaseException:
             if replicas.world == 1:
                 raise
@@ -525,11 +598,13 @@ def main(argv=None):
             replicas.abort(1)
 
 
+INTERRUPT_GRACE = 2   # seconds the other ranks leave rank 0 to say it and end the job
+INTERRUPTED = (f"interrupted: checkpoints written before are as they were; --resume goes on "
+               f"from {checkpoint.LAST} (or, stopped before the first, starts again)")
+
 if __name__ == "__main__":
     try:
         sys.exit(main())
     except KeyboardInterrupt:   # one process: several ranks abort in main
-        print(f"\ninterrupted: checkpoints written before are as they were; --resume goes on "
-              f"from {checkpoint.LAST} (or, stopped before the first, starts again)",
-              file=sys.stderr)
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
         sys.exit(130)

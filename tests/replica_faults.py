@@ -7,6 +7,8 @@ step's loss was summed, while the other ranks go on to sum the gradients):
   die      the process is killed (SIGKILL), as by the out-of-memory killer or a lost node
   hang     the process sleeps for an hour, as a rank stuck in a driver call would
   diverge  (STEP ignored) the rank's initial weights differ slightly from the others'
+  ctrl-c   (RANK ignored) every rank is interrupted in that step, as by the launcher passing on
+           a Ctrl-C to each
 """
 import os
 import signal
@@ -18,14 +20,14 @@ from convnet.network import Network
 from convnet.replicas.launch import from_environment
 
 
-FAULTS = ("die", "hang", "diverge")
+FAULTS = ("die", "hang", "diverge", "ctrl-c")
 
 
 def main():
     fault, rank, step, flags = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
     if fault not in FAULTS:
         raise SystemExit(f"unknown fault {fault!r}; choose one of {FAULTS}")
-    if from_environment().rank == rank:
+    if fault == "ctrl-c" or from_environment().rank == rank:
         inject(fault, step)
     return train.main(flags)
 
@@ -45,6 +47,8 @@ def inject(fault, at_step):
         if next(steps) == at_step:
             if fault == "die":
                 os.kill(os.getpid(), signal.SIGKILL)
+            if fault == "ctrl-c":
+                raise KeyboardInterrupt
             time.sleep(3600)
         return backward(self, **kwargs)
     Network.backward = failing

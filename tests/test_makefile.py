@@ -21,9 +21,10 @@ pytestmark = pytest.mark.skipif(
     reason=f"make or one of {', '.join(SHELL_TOOLS)} is not installed")
 
 
-def make(tmp_path, *arguments, nvidia_smi=None):
+def make(tmp_path, *arguments, nvidia_smi=None, status=0):
     """`make` in the checkout with PATH holding only SHELL_TOOLS and `nvidia_smi`, a bash script
-    standing in for it (None: no nvidia-smi at all); its printout."""
+    standing in for it (None: no nvidia-smi at all); its printout (stderr where it must exit
+    with another `status` than 0)."""
     tools = tmp_path / "bin"
     tools.mkdir()
     for tool in SHELL_TOOLS:
@@ -33,8 +34,8 @@ def make(tmp_path, *arguments, nvidia_smi=None):
         (tools / "nvidia-smi").chmod(0o755)
     completed = subprocess.run([MAKE, *arguments], cwd=ROOT, capture_output=True, text=True,
                                env=dict(os.environ, PATH=str(tools)), timeout=60)
-    assert completed.returncode == 0, completed.stderr
-    return completed.stdout
+    assert completed.returncode == status, completed.stderr
+    return completed.stdout if status == 0 else completed.stderr
 
 
 def driver(cuda_version):
@@ -81,3 +82,23 @@ def test_help_lists_every_target_once_with_what_it_does(tmp_path):
     listed = re.findall(r"^  make (\S+) +(\S.*)$", make(tmp_path, "--no-print-directory", "help"),
                         re.MULTILINE)
     assert sorted(target for target, _ in listed) == sorted(phony)
+
+
+@pytest.mark.parametrize("ranks", ["0", "-1", "two", ""])
+def test_train_mpi_refuses_a_rank_count_that_is_not_one_or_more(tmp_path, ranks):
+    """Before any recipe: 0 divided the cores by zero, -1 ran one process, a word reached the
+    shell's arithmetic."""
+    said = make(tmp_path, "-n", "train-mpi", f"RANKS={ranks}", status=2)
+    assert said.endswith(f"*** RANKS must be a whole number of ranks, 1 or more; got '{ranks}'.  "
+                         f"Stop.\n"), said
+
+
+def test_targets_pass_a_path_with_spaces_and_their_extra_flags(tmp_path):
+    printed = make(tmp_path, "-n", "imagenet", "IMAGENET=/data/my images", "bench-cpu",
+                   "MODEL=paper", "ARGS=--batch 8")
+    assert 'convnet.data.prepare "/data/my images" --output data/imagenet.h5' in printed
+    # the model checked before PyTorch is downloaded
+    check, install, bench = (printed.index(text) for text in (
+        "convnet.summary --model paper", "pip install -q torch", "bench_cpu_step.py --model paper "
+                                                                 "--batch 8"))
+    assert check < install < bench

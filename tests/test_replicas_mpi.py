@@ -9,6 +9,7 @@ a 1-image batch, of which rank 0's part is empty. Every job runs under a timeout
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -157,16 +158,72 @@ def test_replicas_that_start_apart_are_refused(tiny):
                                      "differ: rank 1 disagrees with rank 0")
 
 
-def test_a_rank_that_cannot_read_the_dataset_stops_every_rank(tiny):
-    """Rank 1 alone is given a missing file (MPMD: one command per rank, joined by ':')."""
-    flags = ["--gpus", "cpu", "-b", "8", "--output-dir", str(tiny / "unread")]
-    command = mpiexec() + ["-n", "1", sys.executable, "-m", "convnet.train", "--data-path",
-                           str(tiny / "tiny.h5"), *flags, ":", "-n", "1", sys.executable, "-m",
-                           "convnet.train", "--data-path", str(tiny / "nowhere.h5"), *flags]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tiny, timeout=TIMEOUT,
+def run_two(rank_0_flags, rank_1_flags, *, cwd):
+    """The training command on 2 ranks with flags of their own (MPMD: one command per rank,
+    joined by ':'): (result, seconds)."""
+    rank = [sys.executable, "-m", "convnet.train", "--gpus", "cpu"]
+    command = mpiexec() + ["-n", "1", *rank, *rank_0_flags, ":", "-n", "1", *rank, *rank_1_flags]
+    start = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=TIMEOUT,
                             env=environment())
+    return result, time.monotonic() - start
+
+
+def test_a_rank_that_cannot_read_the_dataset_stops_every_rank(tiny):
+    """Rank 1 alone is given a missing file."""
+    flags = ["-b", "8", "--output-dir", str(tiny / "unread")]
+    result, _ = run_two(["--data-path", str(tiny / "tiny.h5"), *flags],
+                        ["--data-path", str(tiny / "nowhere.h5"), *flags], cwd=tiny)
     assert result.returncode == 2
     assert result.stderr.strip() == f"error: rank 1: dataset {tiny / 'nowhere.h5'}: no such file"
+
+
+def test_a_rank_that_cannot_start_stops_every_rank_at_once(tiny):
+    """Rank 1 alone is given a config file its node lacks, which it finds before MPI's start:
+    every rank ends with its one line, rather than rank 0 waiting for it inside MPI for ever
+    (the watchdog's 600 s are not waited either)."""
+    flags = [*common(tiny, "unstarted")]
+    missing = tiny / "missing.json"
+    result, seconds = run_two(flags, [*flags, "-c", str(missing)], cwd=tiny)
+    assert result.returncode == 2 and seconds < 60
+    assert result.stderr == (f"rank 1: python -m convnet.train: error: --config {missing}: "
+                             f"cannot read it as JSON ([Errno 2] No such file or directory: "
+                             f"'{missing}') (see --help)\n")
+    assert not (tiny / "unstarted").exists()
+
+
+@pytest.mark.parametrize("rank_1_flags, what", [
+    (["-b", "16"], "settings (all but --gpus, --data-path, -j, -c, --dist-timeout)"),
+    (["--data-path", "other.h5"], "datasets (name, sizes, labels and mean image)"),
+])
+def test_ranks_given_other_settings_or_data_are_refused(tiny, rank_1_flags, what):
+    """Another batch size would sum gradients of batches of other sizes (MPI's "message
+    truncated"); another dataset with the same labels, images of other data."""
+    source = dataset.Dataset(tiny / "tiny.h5")
+    everything = {split: np.arange(source.size(split)) for split in ("train", "val")}
+    dataset.write(tiny / "other.h5", name="tiny", class_ids=source.class_ids,
+                  class_names=source.class_names,
+                  **{f"{split}_{kind}": values for split, indices in everything.items()
+                     for kind, values in (("images", 255 - source.images(split, indices)),
+                                          ("labels", source.labels(split)))})
+    flags = common(tiny, "other")
+    result, _ = run_two(flags, [*flags, *rank_1_flags], cwd=tiny)
+    assert result.returncode == 2
+    assert result.stderr == f"error: the replicas' {what} differ: rank 1 disagrees with rank 0\n"
+    assert not (tiny / "other" / "log.jsonl").exists()
+
+
+def test_a_ctrl_c_passed_on_to_every_rank_ends_the_job_in_one_line(tiny):
+    """Rank 0's line, then only the MPI library's own report of each rank's abort (which ends
+    the job wherever a rank is: one may be waiting inside a sum for another)."""
+    result, _ = run(2, *common(tiny, "interrupted"), "--epochs", "2",
+                    faults=["ctrl-c", "0", "2"], cwd=tiny)
+    assert result.returncode == 130
+    # MPICH's reports, which its launcher may set down inside another process's line
+    ours = re.sub(r"Abort\(130\) on node \d+ \(rank \d+ in comm \d+\): application called "
+                  r"MPI_Abort\(MPI_COMM_WORLD, 130\) - process \d+\n?", "", result.stderr)
+    assert ours.strip() == ("interrupted: checkpoints written before are as they were; --resume "
+                            "goes on from last.h5 (or, stopped before the first, starts again)")
 
 
 def test_a_rank_whose_weights_fail_leaves_the_logs_of_the_run(tiny, one_process):
@@ -175,12 +232,9 @@ def test_a_rank_whose_weights_fail_leaves_the_logs_of_the_run(tiny, one_process)
     whose weights loaded, touches the logs."""
     out = tiny / "logs-alone"
     write_logs_alone(out)
-    flags = ["--gpus", "cpu", *common(tiny, "logs-alone"), "--resume", "auto", "--weights"]
-    rank = [sys.executable, "-m", "convnet.train", *flags]
-    command = mpiexec() + ["-n", "1", *rank, str(one_process / "last.h5"), ":",
-                           "-n", "1", *rank, str(tiny / "none.h5")]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tiny, timeout=TIMEOUT,
-                            env=environment())
+    flags = [*common(tiny, "logs-alone"), "--resume", "auto", "--weights"]
+    result, _ = run_two([*flags, str(one_process / "last.h5")], [*flags, str(tiny / "none.h5")],
+                        cwd=tiny)
     assert result.returncode == 2
     assert result.stderr.startswith("error: rank 1: ") and "none.h5" in result.stderr, \
         result.stderr

@@ -20,6 +20,8 @@ Engines:
   NcclReplicas  NCCL through CuPy over GPU arrays (the CUDA backend): convnet/replicas/nccl.py
 Every wait on the other ranks runs under the watchdog (convnet/replicas/watchdog.py).
 """
+import sys
+import time
 import zlib
 
 import numpy as np
@@ -28,6 +30,9 @@ from convnet.alexnet import TOWERS
 from convnet.replicas.launch import LaunchError
 from convnet.replicas.shard import Shard
 from convnet.replicas.watchdog import Watchdog
+
+
+OUTPUT_GRACE = 0.5   # seconds before an abort, for the launcher to pass on the last output
 
 
 class ReplicasDiverged(RuntimeError):
@@ -115,6 +120,11 @@ class MpiReplicas(Replicas):
         return values
 
     def abort(self, code):
+        # The launcher stops passing on the ranks' output once the abort reaches it: what this
+        # rank wrote last (its one-line reason) is given the time to get through first.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        time.sleep(OUTPUT_GRACE)
         self.comm.Abort(code)
 
 
