@@ -211,7 +211,8 @@ def test_every_entry_of_a_class_folder_is_read_or_reported(tmp_path, rng, capsys
     imagetree.build(str(root), rng, per_class=2)
     folder = root / "train" / imagetree.WNIDS[1]
     (folder / "nested").mkdir()
-    (folder / "nested" / "inside.JPEG").write_bytes(imagetree.jpeg_bytes(imagetree.photographs()[1]))
+    photo = imagetree.jpeg_bytes(imagetree.photographs()[1])
+    (folder / "nested" / "inside.JPEG").write_bytes(photo)
     os.symlink(folder / "gone.JPEG", folder / "broken.JPEG")
     os.mkfifo(folder / "pipe.JPEG")
     grey = imagetree.photographs()[1].convert("L")

@@ -189,6 +189,11 @@ def test_a_rank_that_cannot_start_stops_every_rank_at_once(tiny):
     assert result.stderr == (f"rank 1: python -m convnet.train: error: --config {missing}: "
                              f"cannot read it as JSON ([Errno 2] No such file or directory: "
                              f"'{missing}') (see --help)\n")
+    # Both ranks unable to start: the lowest one's word
+    result, _ = run_two([*flags, "--print-freq", "0"], [*flags, "-c", str(missing)], cwd=tiny)
+    assert result.returncode == 2
+    assert result.stderr == ("python -m convnet.train: error: --print-freq must be at least 1; "
+                             "got 0 (see --help)\n")
     assert not (tiny / "unstarted").exists()
 
 

@@ -148,6 +148,8 @@ def test_bad_flags(flags, message, tmp_path):
     (["--momentum", "1"], "--momentum must be in [0, 1); got 1.0"),
     (["--wd", "-0.0005"], "--wd must not be negative; got -0.0005"),
     (["--dist-timeout", "0"], "--dist-timeout must be positive; got 0.0"),
+    (["--dist-timeout", "1e10"], f"--dist-timeout must be at most {threading.TIMEOUT_MAX:.0f} s, "
+                                 f"the longest wait a thread can make; got 1e+10"),
     (["--print-freq", "0"], "--print-freq must be at least 1; got 0"),
     (["--gpus", "0,1,2"], "--gpus must be cpu or one or two GPU indices like 0,1; got '0,1,2'"),
 ])
