@@ -535,15 +535,19 @@ def agree_on_start(world, launch, status, said, timeout):
 def main(argv=None):
     try:
         launch = launch_from_environment()
+    except LaunchError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    leader = launch.rank == 0
+    try:
         # Under MPI every rank enters MPI before anything that may fail on one rank alone (a
         # config file missing on its node, CuPy on some nodes only): the ranks then agree on
         # how their start went, where one rank's early exit would leave the others waiting
         # inside MPI for ever.
         world = mpi_world() if launch.launcher == "mpi" else None
-    except LaunchError as error:
-        print(f"error: {error}", file=sys.stderr)
+    except LaunchError as error:   # mpi4py missing: each rank says so, in case it alone lacks it
+        print(f"error: {f'rank {launch.rank}: ' if launch.rank else ''}{error}", file=sys.stderr)
         return 2
-    leader = launch.rank == 0
     with quiet(not leader, "stdout"):        # only rank 0 prints
         args, placement, device, status, said = start(argv, launch)
         if world is not None and world.Get_size() > 1:
