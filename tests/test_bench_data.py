@@ -41,3 +41,13 @@ def test_loader_rates_count_the_images_after_the_warm_up_batch(monkeypatch, tmp_
     args = types.SimpleNamespace(batch=2, crop=8, size=16, images=6)
     rates = bench_data.bench_loader(args, str(tmp_path))
     assert rates and all(rate == 4.0 for rate in rates.values())
+
+
+def test_a_size_past_the_largest_is_one_line_before_any_work():
+    """A side of 10⁸ pixels was an allocation of petabytes and a traceback."""
+    result = subprocess.run([sys.executable, "tools/bench_data.py", "--size", "99999999",
+                             "--images", "3", "--batch", "2", "--crop", "1", "--jpegs", "1"],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().endswith("error: --size must be at most 1024 pixels (a batch "
+                                          "of that side is gigabytes); got 99999999 (see --help)")

@@ -75,6 +75,13 @@ SASS = """
 """
 
 
+def test_sass_loops_names_a_fatbin_that_is_missing_or_a_folder(tmp_path):
+    with pytest.raises(SystemExit, match="does not exist: run make kernels"):
+        sass_loops.disassemble(str(tmp_path / "none.fatbin"), "sm_90")
+    with pytest.raises(SystemExit, match=f"{tmp_path} is a folder, not a fatbin"):
+        sass_loops.disassemble(str(tmp_path), "sm_90")
+
+
 def test_sass_loops_lists_each_loops_own_instructions_under_its_kernel():
     """tools/sass_loops.py on a listing of known loops: each loop's own instructions (its nested
     loops' left to them, listed under it, outermost first), the FFMA share, the memory

@@ -126,6 +126,14 @@ def test_unfinished_and_foreign_runs_are_refused(tmp_path):
         json.dump({**settings, "epochs": 3}, handle)
     with pytest.raises(compare_runs.UsageError, match="1 of its 3 epochs finished"):
         compare_runs.read_run(unfinished)
+    overrun = write_run(tmp_path / "over", "2012-small28", 0, 0.1, epochs=3)
+    with open(os.path.join(overrun, "settings.json")) as handle:
+        over_settings = json.load(handle)
+    with open(os.path.join(overrun, "settings.json"), "w") as handle:
+        json.dump({**over_settings, "epochs": 2}, handle)
+    with pytest.raises(compare_runs.UsageError, match="3 epochs in its epochs.csv, more than "
+                                                      "the 2 its settings name"):
+        compare_runs.read_run(overrun)
     (tmp_path / "notes.txt").write_text("")
     with pytest.raises(compare_runs.UsageError, match="neither a run folder nor"):
         compare_runs.read_run(str(tmp_path / "notes.txt"))
@@ -135,7 +143,10 @@ def test_unfinished_and_foreign_runs_are_refused(tmp_path):
         compare_runs.read_run(str(tmp_path / "b"))
     for changed, message in (({"model": "resnet"}, "unknown model 'resnet'"),
                              ({"model": None}, "model null is not a model's name"),
-                             ({"seed": [1]}, r"seed \[1\] is not a whole number")):
+                             ({"seed": [1]}, r"seed \[1\] is not a whole number"),
+                             ({"epochs": "1"}, 'epochs "1" is not a number of epochs'),
+                             ({"epochs": None}, "epochs null is not a number of epochs"),
+                             ({"epochs": 0}, "epochs 0 is not a number of epochs")):
         with open(os.path.join(unfinished, "settings.json"), "w") as handle:
             json.dump({**settings, **changed}, handle)
         with pytest.raises(compare_runs.UsageError, match=message):

@@ -109,6 +109,21 @@ def test_a_label_past_the_classes_is_refused_naming_its_file(tmp_path, capsys):
     assert not output.exists()
 
 
+@pytest.mark.parametrize("shape", [(2, 10, 10), (0, 28, 28)])
+def test_images_not_fashion_mnists_are_refused_naming_their_file(tmp_path, capsys, shape):
+    for split in ("train", "val"):
+        images_file, labels_file = fashion_mnist.FILES[split]
+        write_idx(tmp_path / images_file, 0x803, np.zeros(shape, np.uint8))
+        write_idx(tmp_path / labels_file, 0x801, np.ones(shape[0], np.uint8))
+    output = tmp_path / "fm.h5"
+    assert fashion_mnist.main(["--source", str(tmp_path), "--output", str(output)]) == 2
+    images_file = tmp_path / fashion_mnist.FILES["train"][0]
+    assert capsys.readouterr().err == (f"error: {images_file}: holds {shape[0]} images of "
+                                       f"{shape[1]}×{shape[2]} pixels; Fashion-MNIST's are "
+                                       f"28×28\n")
+    assert not output.exists()
+
+
 def test_a_split_of_more_images_than_labels_is_refused_naming_its_folder(tmp_path, capsys):
     for split, count in (("train", 3), ("val", 2)):
         images_file, labels_file = fashion_mnist.FILES[split]

@@ -627,6 +627,16 @@ def test_curves_errors_are_one_line(tmp_path, capsys):
                                        f"trainer's epochs.csv (bytes that are not UTF-8 text)\n")
     assert figures_main.main(["curves", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.startswith(f"error: run {tmp_path / 'none'}: cannot read")
+    (tmp_path / "nan").mkdir()   # the trainer stops before it writes one: a damaged file
+    rows = ["1" if field == "epoch" else "0.5" for field in EPOCH_FIELDS]
+    with open(tmp_path / "nan" / "epochs.csv", "w") as handle:
+        handle.write(",".join(EPOCH_FIELDS) + "\n" + ",".join(rows) + "\n"
+                     + ",".join("nan" if field == "val_top1" else value
+                                for field, value in zip(EPOCH_FIELDS, rows)) + "\n")
+    assert figures_main.main(["curves", str(tmp_path / "nan")]) == 2
+    assert capsys.readouterr().err == (f"error: run {tmp_path / 'nan' / 'epochs.csv'}: row 2 "
+                                       f"holds val_top1 nan, not a finite number (a damaged "
+                                       f"file)\n")
     with pytest.raises(SystemExit) as exit_:
         figures_main.main(["curves", "x", "y", "--labels", "one"])
     assert exit_.value.code == 2
@@ -736,6 +746,7 @@ def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
     (tmp_path / "bytes" / "log.jsonl").write_bytes(b'{"\xff\xfe": 1}\n')
     (tmp_path / "silent").mkdir()   # --print-freq past the run's steps: a log of no line
     (tmp_path / "silent" / "log.jsonl").write_text("")
+    write_step_log(tmp_path / "nan", [0.5] * 3 + [float("nan")] + [0.5] * 96, per_epoch=40)
     for name, message in (("sparse", "does not log every step from step 1 (train with "
                                      "--print-freq 1)"),
                           ("short", "has not finished its first epoch"),
@@ -743,6 +754,7 @@ def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
                           ("bad", "line 1 is not a log entry"),
                           ("bytes", "line 1 is not a log entry"),
                           ("silent", "does not log every step from step 1"),
+                          ("nan", "line 4 holds top1 nan, not a finite number"),
                           ("none", "cannot read log.jsonl")):
         assert figures_main.main(["training-error", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err

@@ -33,6 +33,7 @@ from convnet.data.loader import Loader, colour_offsets, draw  # noqa: E402
 GPU_RATE_TARGET = 10_000      # images/s a current GPU trains the full model at: the loader's goal
 GPU_RATE_2012 = 227           # images/s on two GTX 580: 90 epochs in the paper's 5-6 days
 LOADER_TARGET_PER_CORE = 2_000
+MAX_SIZE = 1024                # stored side the benchmark allows (ImageNet is stored at 256)
 
 
 def machine():
@@ -132,6 +133,9 @@ def main(argv=None):
                      f"warms up, the rest are timed")
     if args.crop > args.size:
         parser.error(f"--crop {args.crop} must not exceed --size {args.size}")
+    if args.size > MAX_SIZE:
+        parser.error(f"--size must be at most {MAX_SIZE} pixels (a batch of that side is "
+                     f"gigabytes); got {args.size}")
     options.check_writable_flag(parser, args.json, "--json")   # before the benchmark
     print(machine())
     with tempfile.TemporaryDirectory() as folder:

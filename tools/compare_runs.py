@@ -66,10 +66,18 @@ def read_run(path):
         raise UsageError(f"{settings_path}: {error}") from None
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise UsageError(f"{settings_path}: seed {json.dumps(seed)} is not a whole number")
+    planned = settings["epochs"]
+    if not isinstance(planned, int) or isinstance(planned, bool) or planned < 1:
+        raise UsageError(f"{settings_path}: epochs {json.dumps(planned)} is not a number of "
+                         f"epochs")
     epochs = read_epochs(epochs_path)
-    if len(epochs["epoch"]) != settings["epochs"]:
-        raise UsageError(f"{path}: {len(epochs['epoch'])} of its {settings['epochs']} epochs "
-                         f"finished; compare finished runs")
+    finished = len(epochs["epoch"])
+    if finished < planned:
+        raise UsageError(f"{path}: {finished} of its {planned} epochs finished; compare "
+                         f"finished runs")
+    if finished > planned:
+        raise UsageError(f"{path}: {finished} epochs in its epochs.csv, more than the {planned} "
+                         f"its settings name")
     return {"path": path, "model": settings["model"], "seed": settings["seed"],
             "recipe": {key: settings[key] for key in RECIPE}, "epochs": epochs}
 

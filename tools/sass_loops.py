@@ -48,6 +48,8 @@ def disassemble(fatbin, arch):
     """cuobjdump -sass of the fatbin's code for `arch` ("sm_90")."""
     if not os.path.exists(fatbin):
         raise SystemExit(f"tools/sass_loops.py: {fatbin} does not exist: run make kernels")
+    if not os.path.isfile(fatbin):
+        raise SystemExit(f"tools/sass_loops.py: {fatbin} is a folder, not a fatbin")
     tool = cuobjdump()
     # cuobjdump runs nvdisasm, which the wheels install beside it
     path = os.pathsep.join((os.path.dirname(tool), os.environ.get("PATH", "")))

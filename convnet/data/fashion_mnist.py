@@ -30,6 +30,7 @@ FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
          "val": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
 CLASS_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                "Sneaker", "Bag", "Ankle boot")
+SIDE = 28   # pixels a side of each image
 PAD = 2
 
 
@@ -55,6 +56,9 @@ def read_idx(path, magic, dims):
 def load_split(source, split):
     images_file, labels_file = (os.path.join(source, name) for name in FILES[split])
     images = read_idx(images_file, 0x803, 3)
+    if images.shape[1:] != (SIDE, SIDE) or not len(images):
+        raise ValueError(f"{images_file}: holds {len(images)} images of {images.shape[1]}×"
+                         f"{images.shape[2]} pixels; Fashion-MNIST's are {SIDE}×{SIDE}")
     labels = read_idx(labels_file, 0x801, 1)
     if len(images) != len(labels):
         raise ValueError(f"{source}: {split} has {len(images)} images but {len(labels)} labels")

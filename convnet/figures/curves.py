@@ -54,10 +54,16 @@ def read_epochs(folder):
     if not rows:
         raise UsageError(f"run {folder}: {os.path.basename(path)} has no finished epoch yet")
     try:
-        return {field: np.array([float(row[field]) for row in rows]) for field in EPOCH_FIELDS}
+        epochs = {field: np.array([float(row[field]) for row in rows]) for field in EPOCH_FIELDS}
     except (KeyError, TypeError, ValueError):
         raise UsageError(f"run {path}: not the trainer's epochs.csv (columns "
                          f"{', '.join(EPOCH_FIELDS)})") from None
+    for field, values in epochs.items():   # the trainer stops before it writes a NaN
+        if not np.isfinite(values).all():
+            row = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise UsageError(f"run {path}: row {row + 1} holds {field} {values[row]}, not a "
+                             f"finite number (a damaged file)")
+    return epochs
 
 
 def read_log(folder, fields):
@@ -76,6 +82,10 @@ def read_log(folder, fields):
                 column.append(kind(entry[field]))
         except (ValueError, KeyError, TypeError):
             raise UsageError(f"run {path}: line {number} is not a log entry") from None
+        for column, (field, _) in zip(columns, fields):   # JSON reads NaN, which no run logs
+            if not np.isfinite(column[-1]):
+                raise UsageError(f"run {path}: line {number} holds {field} {column[-1]}, not a "
+                                 f"finite number (a damaged file)")
     return [np.array(column) for column in columns]
 
 
