@@ -166,6 +166,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def flag_names(dests) -> list:
+    """The first name of the training command's flag for each setting of `dests` that is one
+    (-j for workers)."""
+    first = {action.dest: action.option_strings[0] for action in parser()._actions
+             if action.option_strings}
+    return [first[dest] for dest in dests if dest in first]
+
+
 def config_keys(p) -> dict:
     """A config's keys, each flag's long names without their dashes and with underscores for
     hyphens (wd and weight_decay for --wd/--weight-decay), → the setting they name; a switch's

@@ -14,6 +14,7 @@ them; an error on some ranks only is reported by the lowest such rank before tra
 during training ends the whole job (MPI's abort), so no rank is left waiting.
 """
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import io
@@ -39,7 +40,7 @@ from convnet.errors import counted, one_line
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.replicas import engines, nccl
-from convnet.replicas.engines import ReplicasDiverged, mpi_world
+from convnet.replicas.engines import ReplicasDiverged, abort_job, mpi_world
 from convnet.replicas.launch import SINGLE, LaunchError
 from convnet.replicas.launch import from_environment as launch_from_environment
 from convnet.replicas.watchdog import Watchdog
@@ -420,10 +421,10 @@ def run(args, placement, device, replicas):
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
     # Ranks given other flags would sum gradients of other batches, or wait at other steps.
-    replicas.check_same([fingerprint({key: value for key, value in vars(args).items()
-                                      if key not in PER_RANK_SETTINGS})],
-                        f"settings (all but {', '.join(PER_RANK_FLAGS)})")
-    replicas.check_same([fingerprint(dataset_identity(trainer.data)), trainer.data.mean],
+    replicas.check_same([json_bytes({key: value for key, value in vars(args).items()
+                                     if key not in PER_RANK_SETTINGS})],
+                        f"settings (all but {', '.join(options.flag_names(PER_RANK_SETTINGS))})")
+    replicas.check_same([json_bytes(dataset_identity(trainer.data)), trainer.data.mean],
                         "datasets (name, sizes, labels and mean image)")
     trainer.check_replicas_agree("at the start")
     # --resume auto over the logs of a run stopped before its first checkpoint
@@ -473,15 +474,14 @@ def run(args, placement, device, replicas):
 
 
 # What each rank of a job may set for itself: its GPUs, its node's copy of the data and its
-# cores, where its config lies (the settings it holds are compared), how long it waits.
-PER_RANK_SETTINGS = ("gpus", "data_path", "workers", "config", "typed", "dist_timeout")
-PER_RANK_FLAGS = ("--gpus", "--data-path", "-j", "-c", "--dist-timeout")
+# cores, where its config lies (the settings it holds are compared), how long it waits; and
+# which of the flags it typed (`typed`, not a flag).
+PER_RANK_SETTINGS = ("gpus", "data_path", "workers", "config", "dist_timeout", "typed")
 
 
-def fingerprint(value) -> np.ndarray:
-    """The SHA-256 of a JSON value, as bytes to compare across ranks (Replicas.check_same)."""
-    text = json.dumps(value, sort_keys=True, default=str)
-    return np.frombuffer(hashlib.sha256(text.encode()).digest(), np.uint8)
+def json_bytes(value) -> np.ndarray:
+    """A JSON value's text as bytes, for Replicas.check_same to compare across ranks."""
+    return np.frombuffer(json.dumps(value, sort_keys=True, default=str).encode(), np.uint8)
 
 
 def rank_prefix(replicas):
@@ -520,7 +520,7 @@ def start(argv, launch):
 def agree_on_start(world, launch, status, said, timeout):
     """Under MPI, the outcome of every rank's start: (status, what to say) of the lowest rank
     that cannot go on, its lines marked with its rank, or (None, this rank's own)."""
-    watchdog = Watchdog(timeout, launch.rank, end_job=world.Abort)
+    watchdog = Watchdog(timeout, launch.rank, end_job=functools.partial(abort_job, world))
     with watchdog.waiting("the other ranks' flags and devices"):
         outcomes = world.allgather((status, said))
     failed = next((rank for rank, (status, _) in enumerate(outcomes) if status is not None), None)

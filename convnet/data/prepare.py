@@ -119,12 +119,13 @@ def read_val_labels(path, table_wnids):
         if len(row) != 2:
             raise PrepareError(f"{where}: expected 'file<TAB>class index or wnid'")
         name, value = row
-        if wnid(value) is None:
+        labels_it = wnid(value)
+        if labels_it is None:
             raise PrepareError(f"{where}: {value!r} is neither a class index nor a wnid of the "
                                f"class table")
         if name in labels:
             raise PrepareError(f"{where}: {name} again (first on line {line_of[name]})")
-        labels[name], line_of[name] = wnid(value), number
+        labels[name], line_of[name] = labels_it, number
     return labels
 
 

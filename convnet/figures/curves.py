@@ -58,12 +58,18 @@ def read_epochs(folder):
     except (KeyError, TypeError, ValueError):
         raise UsageError(f"run {path}: not the trainer's epochs.csv (columns "
                          f"{', '.join(EPOCH_FIELDS)})") from None
-    for field, values in epochs.items():   # the trainer stops before it writes a NaN
-        if not np.isfinite(values).all():
-            row = int(np.flatnonzero(~np.isfinite(values))[0])
-            raise UsageError(f"run {path}: row {row + 1} holds {field} {values[row]}, not a "
-                             f"finite number (a damaged file)")
+    check_finite(path, epochs, "row")
     return epochs
+
+
+def check_finite(path, columns, place):
+    """A UsageError naming the first `place` (row, line) of a field that holds a NaN or an
+    infinity: the trainer stops before it writes one, so the file is damaged."""
+    for field, values in columns.items():
+        damaged = np.flatnonzero(~np.isfinite(values))
+        if damaged.size:
+            raise UsageError(f"run {path}: {place} {damaged[0] + 1} holds {field} "
+                             f"{values[damaged[0]]}, not a finite number (a damaged file)")
 
 
 def read_log(folder, fields):
@@ -82,11 +88,9 @@ def read_log(folder, fields):
                 column.append(kind(entry[field]))
         except (ValueError, KeyError, TypeError):
             raise UsageError(f"run {path}: line {number} is not a log entry") from None
-        for column, (field, _) in zip(columns, fields):   # JSON reads NaN, which no run logs
-            if not np.isfinite(column[-1]):
-                raise UsageError(f"run {path}: line {number} holds {field} {column[-1]}, not a "
-                                 f"finite number (a damaged file)")
-    return [np.array(column) for column in columns]
+    arrays = [np.array(column) for column in columns]
+    check_finite(path, {field: array for (field, _), array in zip(fields, arrays)}, "line")
+    return arrays
 
 
 def read_steps(folder):

@@ -20,6 +20,7 @@ Engines:
   NcclReplicas  NCCL through CuPy over GPU arrays (the CUDA backend): convnet/replicas/nccl.py
 Every wait on the other ranks runs under the watchdog (convnet/replicas/watchdog.py).
 """
+import functools
 import sys
 import time
 import zlib
@@ -120,12 +121,17 @@ class MpiReplicas(Replicas):
         return values
 
     def abort(self, code):
-        # The launcher stops passing on the ranks' output once the abort reaches it: what this
-        # rank wrote last (its one-line reason) is given the time to get through first.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        time.sleep(OUTPUT_GRACE)
-        self.comm.Abort(code)
+        abort_job(self.comm, code)
+
+
+def abort_job(comm, code):
+    """MPI's abort of the whole job. The launcher stops passing on the ranks' output once the
+    abort reaches it: what this rank wrote last (its one-line reason) gets the time to get
+    through first."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    time.sleep(OUTPUT_GRACE)
+    comm.Abort(code)
 
 
 def mpi_world():
@@ -154,4 +160,5 @@ def connect(launch, *, timeout) -> Replicas:
                           f"launcher's (use the mpirun of the MPI that mpi4py was built for)")
     if comm.Get_size() == 1:
         return Replicas()
-    return MpiReplicas(comm, Watchdog(timeout, comm.Get_rank(), end_job=comm.Abort))
+    return MpiReplicas(comm, Watchdog(timeout, comm.Get_rank(),
+                                      end_job=functools.partial(abort_job, comm)))

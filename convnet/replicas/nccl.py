@@ -17,6 +17,7 @@ layer's backward pass: they overlap the backward pass of the layers below. wait_
 waits on the host, under the watchdog, for the NCCL streams. sum() sums a few float64 values on
 tower a's communicator and stream.
 """
+import functools
 import json
 import os
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from convnet.alexnet import TOWERS
 from convnet.replicas import rendezvous
-from convnet.replicas.engines import Replicas, mpi_world
+from convnet.replicas.engines import Replicas, abort_job, mpi_world
 from convnet.replicas.launch import LaunchError, rank_gpus
 from convnet.replicas.watchdog import Watchdog
 
@@ -125,7 +126,7 @@ def exchange_unique_ids(launch, nccl, *, timeout):
     if launch.launcher == "mpi":
         comm = mpi_world()
         rank, world = comm.Get_rank(), comm.Get_size()
-        watchdog = Watchdog(timeout, rank, end_job=comm.Abort)
+        watchdog = Watchdog(timeout, rank, end_job=functools.partial(abort_job, comm))
         with watchdog.waiting("receiving NCCL's unique ids"):
             ids = comm.bcast({tower: nccl.get_unique_id() for tower in TOWERS}
                              if rank == 0 else None, root=0)
