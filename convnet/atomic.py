@@ -13,6 +13,8 @@ from contextlib import contextmanager
 
 import h5py
 
+from convnet.errors import not_a_regular_file
+
 
 
 def check_writable(path, flag):
@@ -20,7 +22,7 @@ def check_writable(path, flag):
     the work that makes it (a conversion, hours of evaluation), not after. ValueError if not."""
     if not os.path.basename(path) or os.path.isdir(path):   # "", "runs/", "."
         raise ValueError(f"{flag} {path!r}: must name a file, not a folder")
-    if _not_a_regular_file(path):
+    if not_a_regular_file(path):
         raise ValueError(f"{flag} {path}: not a regular file (a device, a pipe, a socket), "
                          f"which the write would replace")
     folder = nearest_existing(os.path.dirname(os.path.abspath(path)))
@@ -30,17 +32,11 @@ def check_writable(path, flag):
         raise ValueError(f"{flag} {path}: {folder} is not writable")
 
 
-def _not_a_regular_file(path):
-    """Whether `path` is something other than a regular file or a link to one: a file written
-    atomically replaces the name, so a pipe or /dev/null would become a plain file."""
-    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
-
-
 def refuse_unless_regular(path):
     """An OSError naming `path` where it is a device, a pipe or a socket: checked before a
     file is rewritten, and before it is read for that (opening a pipe would wait for a
     writer)."""
-    if _not_a_regular_file(path):
+    if not_a_regular_file(path):
         raise OSError(errno.EEXIST, "not a regular file, which the write would replace", path)
 
 

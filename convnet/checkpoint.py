@@ -21,7 +21,7 @@ import h5py
 
 from convnet import alexnet, provenance
 from convnet.atomic import atomic_h5, atomic_path
-from convnet.errors import damaged_file_errors, failed_writes, one_line
+from convnet.errors import damaged_file_errors, failed_writes, one_line, open_hdf5
 from convnet.network import Network, bias_key
 
 FORMAT = "convnet-checkpoint-1"
@@ -80,16 +80,8 @@ def _digest(text):
 
 
 def _open(path):
-    try:
-        file = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {path}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"checkpoint {path}: a folder, not a checkpoint file (a run's "
-                              f"folder holds {LAST} and {BEST})") from None
-    except OSError as error:
-        raise CheckpointError(f"checkpoint {path}: not a readable HDF5 file "
-                              f"({one_line(error)})") from None
+    file = open_hdf5(path, CheckpointError, "checkpoint",
+                     f"not a checkpoint file (a run's folder holds {LAST} and {BEST})")
     try:
         with _reading(path):   # the attributes' own storage may be what is damaged
             ours = file.attrs.get("format") == FORMAT and file.attrs.get("complete", False)

@@ -1,6 +1,13 @@
 """Errors as the project reports them: one line naming the input and what is wrong."""
+import errno
 import os
 from contextlib import contextmanager
+
+import h5py
+
+# What a pipe, a socket or a device is called where a file was expected: an input that is one is
+# never opened (a pipe would wait for a writer for ever, /dev/zero never ends).
+NOT_REGULAR = "not a regular file (a pipe, a socket or a device)"
 
 
 def counted(count, noun, plural=None) -> str:
@@ -9,9 +16,39 @@ def counted(count, noun, plural=None) -> str:
 
 
 def shown(name) -> str:
-    """A file name as text that can be written anywhere (a figure, an HDF5 attribute): its
-    bytes that are not UTF-8, which Python reads as surrogates, as U+FFFD."""
-    return os.fsencode(name).decode(errors="replace")
+    """A file name as text that can be written anywhere (standard output under any locale, a
+    figure, an HDF5 attribute): its bytes that are not UTF-8, which Python reads as surrogates,
+    as \\xNN escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def not_a_regular_file(path) -> bool:
+    """Whether `path` is something other than a regular file or a folder (or a link to one)."""
+    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
+
+
+def open_regular(path, mode="r", **options):
+    """open(path, mode, ...) of an input file, an OSError naming it where it is a pipe, a socket
+    or a device."""
+    if not_a_regular_file(path):
+        raise OSError(errno.EINVAL, NOT_REGULAR, path)
+    return open(path, mode, **options)
+
+
+def open_hdf5(path, kind, noun, folder_note):
+    """The HDF5 file `path` open for reading, else one `kind` error naming it as `noun`
+    ("checkpoint PATH: no such file"): missing, a folder (folder_note says what it is not), a
+    pipe, a socket or a device, not HDF5."""
+    if not_a_regular_file(path):
+        raise kind(f"{noun} {path}: {NOT_REGULAR}")
+    try:
+        return h5py.File(path, "r")
+    except FileNotFoundError:
+        raise kind(f"{noun} {path}: no such file") from None
+    except IsADirectoryError:
+        raise kind(f"{noun} {path}: a folder, {folder_note}") from None
+    except OSError as error:
+        raise kind(f"{noun} {path}: not a readable HDF5 file ({one_line(error)})") from None
 
 
 def one_line(error) -> str:

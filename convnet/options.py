@@ -15,6 +15,7 @@ import threading
 from convnet import alexnet
 from convnet.atomic import check_writable
 from convnet.backend.cuda.conv import ALGORITHMS
+from convnet.errors import open_regular
 from convnet.schedule import KINDS, RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS
 
 SCHEDULES = ("preset", *KINDS)   # preset: the one the model's preset names
@@ -248,7 +249,7 @@ def parse(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.config:
         try:
-            with open(args.config, encoding="utf-8") as handle:
+            with open_regular(args.config, encoding="utf-8") as handle:
                 text = handle.read(MAX_CONFIG_BYTES + 1)   # /dev/zero would never end
             if len(text) > MAX_CONFIG_BYTES:
                 raise ValueError(f"over {MAX_CONFIG_BYTES >> 20} MiB: not a config")

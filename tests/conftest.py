@@ -3,6 +3,8 @@ printed so that a failure shows it (pytest prints captured output of failed test
 CONVNET_TEST_SEED to replay one."""
 import os
 import secrets
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -19,6 +21,37 @@ def rng():
     seed = int(os.environ.get("CONVNET_TEST_SEED", secrets.randbits(32)))
     print(f"random seed: {seed} (replay with CONVNET_TEST_SEED={seed})")
     return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def pipe():
+    """make(path) → path, a named pipe there. Inputs that are pipes must be refused unopened: an
+    open would wait for a writer for ever. Where one is opened all the same, a writer (another
+    process: h5py waits holding the interpreter's lock) opens and closes it within seconds, and
+    the reader sees an empty file, so the test fails, not hangs."""
+    made, writers = [], []
+
+    def make(path):
+        os.mkfifo(path)
+        made.append(path)
+        writers.append(subprocess.Popen([sys.executable, "-c", LET_READERS_GO, str(path)]))
+        return path
+
+    yield make
+    for writer in writers:
+        writer.kill()
+        writer.wait()
+
+
+LET_READERS_GO = """
+import os, sys, time
+while True:
+    time.sleep(2)
+    try:   # succeeds only while a reader waits
+        os.close(os.open(sys.argv[1], os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
+"""
 
 
 def pytest_configure(config):

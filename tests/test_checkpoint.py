@@ -255,6 +255,14 @@ def test_non_hdf5_and_missing_files_are_refused(tmp_path, rng):
         checkpoint.load(tmp_path, network)
 
 
+def test_a_checkpoint_that_is_a_pipe_is_refused_unopened(tmp_path, rng, pipe):
+    network, _ = trained_network(rng)
+    fifo = pipe(tmp_path / "last.h5")
+    with pytest.raises(checkpoint.CheckpointError, match=re.escape(
+            f"checkpoint {fifo}: not a regular file (a pipe, a socket or a device)")):
+        checkpoint.load(fifo, network)
+
+
 def test_checkpoint_of_another_model_is_refused(tmp_path, rng):
     network, velocity = trained_network(rng, "2012-small28")
     path = tmp_path / "small.h5"

@@ -1,6 +1,7 @@
 """The prepared-dataset format: round trip, statistics against a direct computation, and
 refusal of incomplete or foreign files."""
 import os
+import re
 from contextlib import closing
 
 import h5py
@@ -69,6 +70,13 @@ def test_incomplete_and_foreign_files_are_refused(tmp_path, rng):
         Dataset(tmp_path / "absent.h5")
     with pytest.raises(DatasetError, match=f"dataset {tmp_path}: a folder, not a dataset file$"):
         Dataset(tmp_path)
+
+
+def test_a_dataset_that_is_a_pipe_is_refused_unopened(tmp_path, pipe):
+    fifo = pipe(tmp_path / "set.h5")
+    with pytest.raises(DatasetError, match=re.escape(
+            f"dataset {fifo}: not a regular file (a pipe, a socket or a device)")):
+        Dataset(fifo)
 
 
 def replace(file, key, array):

@@ -22,6 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from convnet import options  # noqa: E402
 from convnet.alexnet import ABLATIONS, split_model_name  # noqa: E402
+from convnet.errors import open_regular  # noqa: E402
 from convnet.figures.curves import read_epochs  # noqa: E402
 from convnet.train import UsageError  # noqa: E402
 from convnet.trainer import EPOCHS_CSV, SETTINGS  # noqa: E402
@@ -44,7 +45,7 @@ def read_run(path):
     """{"path", "model", "seed", "recipe", "epochs"} of the run at `path`."""
     settings_path, epochs_path = run_files(path)
     try:
-        with open(settings_path) as handle:
+        with open_regular(settings_path) as handle:
             settings = json.load(handle)
     except OSError as error:
         raise UsageError(f"{settings_path}: cannot read it ({error.strerror})") from None

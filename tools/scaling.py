@@ -25,7 +25,7 @@ import math
 import numpy as np
 
 from convnet import alexnet, options
-from convnet.errors import one_line
+from convnet.errors import one_line, open_regular
 from convnet.alexnet import TOWERS
 from convnet.network import parameter_specs
 
@@ -55,7 +55,7 @@ def step_time(p, args):
     if args.step_seconds is not None:
         return args.step_seconds, args.batch, "--step-seconds"
     try:
-        with open(args.report, encoding="utf-8") as handle:
+        with open_regular(args.report, encoding="utf-8") as handle:
             report = json.load(handle)
     except OSError as error:
         p.error(f"--report {args.report}: cannot read it ({error.strerror})")

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from convnet.atomic import atomic_h5
-from convnet.errors import damaged_file_errors, one_line
+from convnet.errors import damaged_file_errors, one_line, open_hdf5
 
 FORMAT = "convnet-dataset-1"
 CHUNK_BYTES = 256 * 1024   # per HDF5 chunk: one ImageNet image, or a run of small images
@@ -152,15 +152,7 @@ class Dataset:
     """An open prepared dataset. Open it in the process that reads it (after any fork)."""
 
     def __init__(self, path):
-        try:
-            self.file = h5py.File(path, "r")
-        except FileNotFoundError:
-            raise DatasetError(f"dataset {path}: no such file") from None
-        except IsADirectoryError:
-            raise DatasetError(f"dataset {path}: a folder, not a dataset file") from None
-        except OSError as error:
-            raise DatasetError(f"dataset {path}: not a readable HDF5 file "
-                               f"({one_line(error)})") from None
+        self.file = open_hdf5(path, DatasetError, "dataset", "not a dataset file")
         self.path = path
         try:
             with self.reading():

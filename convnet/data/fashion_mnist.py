@@ -21,7 +21,7 @@ from convnet import options
 from convnet.atomic import check_writable
 from convnet.data.dataset import write
 from convnet.data.prepare import load_image
-from convnet.errors import one_line
+from convnet.errors import one_line, open_regular
 
 NAME = "fashion-mnist"   # the dataset's name in the prepared file
 DEBIAN_SOURCE = "/usr/share/datasets/fashion-mnist"
@@ -37,7 +37,7 @@ PAD = 2
 def read_idx(path, magic, dims):
     """The array of an IDX file (big-endian header: magic, then one uint32 per dimension)."""
     try:
-        with gzip.open(path, "rb") as handle:
+        with open_regular(path, "rb") as raw, gzip.GzipFile(fileobj=raw) as handle:
             data = handle.read()
     except (OSError, EOFError, zlib.error) as error:   # not gzip, cut short, damaged
         raise ValueError(f"{path}: not a readable gzip file ({one_line(error)})") from None

@@ -54,6 +54,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import options
 from convnet.atomic import check_writable
+from convnet.errors import NOT_REGULAR, open_regular, shown
 from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
                                    write_statistics)
 
@@ -83,7 +84,7 @@ def read_rows(path, what, is_row):
     """[(line number, fields)] of a tab-separated table, without its blank lines, nor its first
     line where is_row(fields) says that it is not a row but a header."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open_regular(path, encoding="utf-8") as handle:
             rows = [(number, line.rstrip("\n").split("\t"))
                     for number, line in enumerate(handle, start=1) if line.strip()]
     except OSError as error:
@@ -139,7 +140,7 @@ def entries_in(folder):
             return "a folder: only the files directly in the folder are read"
         if entry.is_symlink() and not os.path.exists(entry.path):
             return "a broken symbolic link"
-        return "not a regular file (a pipe, a socket or a device)"
+        return NOT_REGULAR
     return sorted((entry.name, why_not(entry)) for entry in os.scandir(folder))
 
 
@@ -423,11 +424,6 @@ def append(dataset, values):
     start = len(dataset)
     dataset.resize(start + len(values), axis=0)
     dataset[start:] = values
-
-
-def shown(path):
-    """PATH as UTF-8 text: the bytes of a name that are not UTF-8 as \\xNN escapes."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def store_block(file, split, result, statistics):

@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator, PercentFormatter
 
 from convnet.figures import (add_labels_flag, add_output_flag, check_labels, new_figure,
                              output_path, run_labels, save)
+from convnet.errors import open_regular
 from convnet.inference import DEFAULT_RUN
 from convnet.train import UsageError
 from convnet.trainer import EPOCH_FIELDS, EPOCHS_CSV, LOG
@@ -43,7 +44,7 @@ def read_epochs(folder):
     or the file `folder` names."""
     path = os.path.join(folder, EPOCHS_CSV) if os.path.isdir(folder) else folder
     try:
-        with open(path, newline="") as handle:
+        with open_regular(path, newline="") as handle:
             rows = list(csv.DictReader(handle))
     except OSError as error:
         raise UsageError(f"run {folder}: cannot read {os.path.basename(path)} "
@@ -76,7 +77,7 @@ def read_log(folder, fields):
     """[array over log lines] of each (field, type) in `fields`, from a run's log.jsonl."""
     path = os.path.join(folder, LOG)
     try:
-        with open(path, "rb") as handle:   # a line not UTF-8 is one that is not an entry
+        with open_regular(path, "rb") as handle:   # a line not UTF-8 is one that is not an entry
             lines = handle.readlines()
     except OSError as error:
         raise UsageError(f"run {folder}: cannot read {LOG} ({error.strerror})") from None
