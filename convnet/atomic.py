@@ -79,8 +79,9 @@ def atomic_path(path, suffix=""):
     except BaseException as error:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
+        # A copy's error names the copy second (filename2), the file it reads first.
         if isinstance(error, OSError) and error.errno is not None and \
-                _names_a_partial(error.filename, prefix):   # not another file's error
+                _names_a_partial(error.filename2 or error.filename, prefix):   # not another's
             raise OSError(error.errno, error.strerror, path) from None
         raise
 

@@ -17,8 +17,6 @@ import json
 import os
 import shutil
 
-import h5py
-
 from convnet import alexnet, provenance
 from convnet.atomic import atomic_h5, atomic_path
 from convnet.errors import damaged_file_errors, failed_writes, one_line, open_hdf5

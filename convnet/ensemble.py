@@ -24,6 +24,7 @@ from convnet import options, provenance
 from convnet.atomic import atomic_json
 from convnet.backend.reference.softmax import topk_errors
 from convnet.checkpoint import CheckpointError
+from convnet.errors import run_command
 from convnet.inference import Inference, exit_status
 from convnet.train import UsageError
 from convnet.trainer import Evaluation, summed_log_loss, views_name
@@ -106,4 +107,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

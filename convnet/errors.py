@@ -1,7 +1,8 @@
 """Errors as the project reports them: one line naming the input and what is wrong."""
 import errno
 import os
-from contextlib import contextmanager
+import sys
+from contextlib import contextmanager, suppress
 
 import h5py
 
@@ -75,3 +76,84 @@ def failed_writes(kind, message):
         yield
     except OSError as error:
         raise kind(message(error)) from None
+
+
+# -- standard output ------------------------------------------------------------------------------
+class OutputClosed(Exception):
+    """Standard output's reader has gone (| head): the command ends quietly, as a C tool does."""
+
+
+class OutputFailed(Exception):
+    """Standard output refused a write (a full disk): one line, naming it."""
+
+
+class _CheckedOutput:
+    """sys.stdout while a command runs. A write or a flush it refuses raises OutputClosed or
+    OutputFailed, which no handler of a bad input file takes for its own (an OSError would be,
+    and name no file); after that, what is written goes nowhere, the interpreter's flush at exit
+    included, so nothing fails on it a second time."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._failed = False
+
+    def write(self, text):
+        return len(text) if self._failed else self._checked(self._stream.write, text)
+
+    def flush(self):
+        if not self._failed:
+            self._checked(self._stream.flush)
+
+    def _checked(self, operation, *args):
+        try:
+            return operation(*args)
+        except OSError as error:
+            self._failed = True
+            try:   # what the stream still holds is written to nowhere at exit
+                fd = self._stream.fileno()
+            except (OSError, ValueError, AttributeError):
+                fd = None
+            if fd is not None:
+                nowhere = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(nowhere, fd)
+                os.close(nowhere)
+            if error.errno == errno.EPIPE:
+                raise OutputClosed() from None
+            raise OutputFailed(f"standard output: {error.strerror or error}") from None
+
+    def __getattr__(self, name):   # isatty, fileno, encoding...: the stream's own
+        return getattr(self._stream, name)
+
+
+PIPE_CLOSED_STATUS = 141   # 128 + SIGPIPE: what a shell reports of a C tool stopped by | head
+
+
+def run_command(main, output_required=True) -> int:
+    """main()'s exit status, with standard output checked. Where a write to it fails (a full
+    disk) the command stops, with one line on stderr naming standard output and exit status
+    2; where its reader has gone (| head), quietly with status 141. The commands' files are
+    written atomically: each is whole or as it was. A command started with standard output
+    closed (>&-), which would lose what it prints, is refused, unless what it prints is only
+    an account of what it writes to files (output_required False)."""
+    stream = sys.stdout
+    if stream is None:
+        if output_required:
+            print("error: standard output is closed (>&-): the results would go nowhere",
+                  file=sys.stderr)
+            return 2
+        return main()
+    checked = sys.stdout = _CheckedOutput(stream)
+    try:
+        status = main()
+        checked.flush()   # what a buffered stream held: its failure shows here
+        return status
+    except OutputClosed:
+        return PIPE_CLOSED_STATUS
+    except OutputFailed as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    finally:
+        # On the way out of an exception too (Ctrl-C), where the exception is what is told.
+        with suppress(OutputClosed, OutputFailed):
+            checked.flush()
+        sys.stdout = stream

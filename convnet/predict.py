@@ -16,6 +16,7 @@ unusable checkpoint or dataset, or when no file could be read.
 import sys
 
 from convnet import options
+from convnet.errors import run_command
 from convnet.inference import (Inference, add_checkpoint_flag, exit_status, report_unreadable,
                                 top_k)
 
@@ -53,4 +54,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -1,42 +1,58 @@
-"""Ctrl-C in the training command. Python's own handler raises KeyboardInterrupt wherever the
-interpreter is, and where that is a garbage collector's callback the exception is printed and
-swallowed, so the run goes on. Here the first Ctrl-C asks the run to stop and the training loop
-raises KeyboardInterrupt at its next step or evaluation batch (check); a second stops it at once,
-as Python's handler would."""
+"""Ctrl-C, and the signals that end a job (SIGTERM from a scheduler or `timeout`, SIGHUP from a
+closed terminal), in the training command. Python's own Ctrl-C handler raises KeyboardInterrupt
+wherever the interpreter is, and where that is a garbage collector's callback the exception is
+printed and swallowed, so the run goes on; SIGTERM and SIGHUP would end it at once, between two
+lines of a log. Here the first such signal asks the run to stop, and the training loop raises
+Stopped (a KeyboardInterrupt) at its next step or evaluation batch (check); a second of the same
+signal acts at once, as it would have."""
 import contextlib
 import signal
 import threading
 
-_requested = False
+# Each signal handled, with the handler it has where nothing changed it: one changed (ignored,
+# as nohup and a script's background jobs do) is left as it is.
+STOP_SIGNALS = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL,
+                signal.SIGHUP: signal.SIG_DFL}
+
+_requested = None   # the number of the signal that asked the run to stop
+
+
+class Stopped(KeyboardInterrupt):
+    """The run stopped at a signal's request: `number`, for the exit status 128 + number."""
+
+    def __init__(self, number):
+        super().__init__(signal.Signals(number).name)
+        self.number = number
 
 
 @contextlib.contextmanager
-def ctrl_c_stops_at_next_step():
-    """Within the block, Ctrl-C asks the run to stop. Only in the main thread (the one signals
-    reach) and where SIGINT has Python's own handler: a process started with SIGINT ignored (in
-    the background of a script) keeps ignoring it. The handler before is restored after."""
+def signals_stop_at_next_step():
+    """Within the block, a stop signal asks the run to stop. Only in the main thread (the one
+    signals reach). The handlers before are restored after."""
     global _requested
-    previous = signal.getsignal(signal.SIGINT)
-    if previous is not signal.default_int_handler or \
-            threading.current_thread() is not threading.main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
+    previous = {number: signal.getsignal(number) for number, default in STOP_SIGNALS.items()
+                if signal.getsignal(number) is default}
 
     def request(number, frame):
         global _requested
-        _requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)   # a second press: at once
-    signal.signal(signal.SIGINT, request)
+        _requested = number
+        signal.signal(number, previous[number])   # a second: at once
+    for number in previous:
+        signal.signal(number, request)
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, previous)
-        _requested = False
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        _requested = None
 
 
 def check():
-    """Raises KeyboardInterrupt where Ctrl-C has been pressed since the last check."""
+    """Raises Stopped where a stop signal has come since the last check."""
     global _requested
-    if _requested:
-        _requested = False
-        raise KeyboardInterrupt
+    if _requested is not None:
+        number, _requested = _requested, None
+        raise Stopped(number)

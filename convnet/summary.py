@@ -1,10 +1,10 @@
 """`python -m convnet.summary [--model NAME] [--json]`: the layer table and the cross-tower
 transfers of a model, from its description alone (nothing is allocated)."""
 import json
-import os
 import sys
 
 from convnet import alexnet, graph, options
+from convnet.errors import run_command
 
 BYTES_PER_ELEMENT = 4  # float32 activations
 KINDS = {alexnet.Conv: "conv", alexnet.FullyConnected: "fc", alexnet.CrossMapNorm: "cross-map LRN",
@@ -86,8 +86,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BrokenPipeError:   # the reader stopped (| head): the rest goes nowhere, as a C tool's
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(141)         # 128 + SIGPIPE
+    sys.exit(run_command(main))

@@ -14,6 +14,7 @@ them; an error on some ranks only is reported by the lowest such rank before tra
 during training ends the whole job (MPI's abort), so no rank is left waiting.
 """
 import contextlib
+import fcntl
 import functools
 import hashlib
 import importlib.util
@@ -21,6 +22,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -36,7 +38,7 @@ from convnet.backend.cuda.conv import DEFAULT_ALGORITHM
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
-from convnet.errors import counted, one_line
+from convnet.errors import counted, one_line, run_command
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.replicas import engines, nccl
@@ -103,6 +105,9 @@ def check_output_folder(output_dir, args):
     nothing (a read-only run folder is evaluated)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UsageError(f"--output-dir {output_dir}: a file, not a folder")
+    if os.path.islink(output_dir) and not os.path.exists(output_dir):
+        raise UsageError(f"--output-dir {output_dir}: a symbolic link to "
+                         f"{os.readlink(output_dir)}, which does not exist")
     if args.test_only:
         return
     existing = nearest_existing(output_dir)
@@ -125,6 +130,29 @@ def check_output_folder(output_dir, args):
             os.path.dirname(os.path.realpath(args.resume)), output_dir):
         raise UsageError(f"{holds}, and --resume {args.resume} is another folder's checkpoint: "
                          f"give --output-dir a folder of its own")
+
+
+@contextlib.contextmanager
+def holding(output_dir, writes):
+    """Where `writes`, the run folder (made here) held for this run: a second run training
+    into it at the same time, whose checkpoints and logs would mix with this one's, is refused
+    in one line. An advisory lock on the folder itself, which the system lets go however the
+    process ends."""
+    if not writes:
+        yield
+        return
+    with writing(output_dir):
+        os.makedirs(output_dir, exist_ok=True)
+        folder = os.open(output_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunFolderError(f"--output-dir {output_dir}: another run is training in it "
+                                 f"now; let it end, or give another --output-dir") from None
+        yield
+    finally:
+        os.close(folder)
 
 
 def run_files(output_dir):
@@ -427,50 +455,52 @@ def run(args, placement, device, replicas):
     replicas.check_same([json_bytes(dataset_identity(trainer.data)), trainer.data.mean],
                         "datasets (name, sizes, labels and mean image)")
     trainer.check_replicas_agree("at the start")
-    # --resume auto over the logs of a run stopped before its first checkpoint
-    restarts = trains and resumed is None and args.resume and bool(run_files(output_dir))
-    if trains and args.resume:   # now that every rank has loaded all it loads (--weights too)
-        trainer.go_on_from(resumed)
-    note = idle_device_note(model, placement)
-    if note and replicas.rank == 0:
-        print(note, file=sys.stderr)
-    if replicas.rank == 0 and trains:   # evaluating a run leaves its settings alone
-        # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
-        conv_algorithm = None if device == "cpu" else args.conv_algorithm or DEFAULT_ALGORITHM
-        settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
-                        conv_algorithm=conv_algorithm,
-                        device=device, ranks=replicas.world, launcher=replicas.launcher,
-                        commit=provenance.running(), schedule=trainer.schedule.kind,
-                        weights=trainer.started_from)
-        if trainer.step > 0:   # resumed: the checkpoint's schedule goes on, not the flags'
-            schedule = trainer.schedule
-            settings.update(lr=schedule.initial_weight_lr, lr_schedule=schedule.kind,
-                            lr_steps=list(schedule.step_epochs))
-        elif restarts:
-            print(restart_note(output_dir, settings), file=sys.stderr)
-        settings_path = os.path.join(output_dir, SETTINGS)
-        with writing(settings_path):
-            atomic_json(settings_path, settings, indent=2)
+    # From here to its end the run holds its folder (rank 0, which writes there).
+    with holding(output_dir, replicas.rank == 0 and trains):
+        # --resume auto over the logs of a run stopped before its first checkpoint
+        restarts = trains and resumed is None and args.resume and bool(run_files(output_dir))
+        if trains and args.resume:   # now that every rank has loaded all it loads (--weights too)
+            trainer.go_on_from(resumed)
+        note = idle_device_note(model, placement)
+        if note and replicas.rank == 0:
+            print(note, file=sys.stderr)
+        if replicas.rank == 0 and trains:   # evaluating a run leaves its settings alone
+            # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
+            conv_algorithm = None if device == "cpu" else args.conv_algorithm or DEFAULT_ALGORITHM
+            settings = dict(vars(args), model=model.name, epochs=epochs, output_dir=output_dir,
+                            conv_algorithm=conv_algorithm,
+                            device=device, ranks=replicas.world, launcher=replicas.launcher,
+                            commit=provenance.running(), schedule=trainer.schedule.kind,
+                            weights=trainer.started_from)
+            if trainer.step > 0:   # resumed: the checkpoint's schedule goes on, not the flags'
+                schedule = trainer.schedule
+                settings.update(lr=schedule.initial_weight_lr, lr_schedule=schedule.kind,
+                                lr_steps=list(schedule.step_epochs))
+            elif restarts:
+                print(restart_note(output_dir, settings), file=sys.stderr)
+            settings_path = os.path.join(output_dir, SETTINGS)
+            with writing(settings_path):
+                atomic_json(settings_path, settings, indent=2)
 
-    if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
-        found = (f"--resume auto found no checkpoint in {output_dir}" if args.resume
-                 else "no checkpoint was loaded")
-        print(f"note: {found}, so this evaluates the initial weights; --resume [auto|PATH] "
-              f"evaluates a trained network", file=sys.stderr)
-    elif not args.test_only and not trains:
-        done = f"its {counted(epochs, 'epoch')}" if trainer.epoch == epochs else \
-            f"{counted(trainer.epoch, 'epoch')}, which --epochs {epochs} does not exceed"
-        print(f"the run has done {done} (--epochs to train more); evaluating its weights")
-    if not trains:
-        result = evaluate(trainer.network, trainer.data, args.batch_size, args.ten_crop,
-                          replicas)
-    else:
-        ranks = f", {replicas.world} ranks" if replicas.world > 1 else ""
-        print(f"training {model.name} on {args.data_path} ({device}{ranks}) for "
-              f"{counted(epochs, 'epoch')}; output in {output_dir}")
-        result = trainer.fit(epochs)
-    print(f"validation ({views_name(args.ten_crop)}): {result}")
-    return 0
+        if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
+            found = (f"--resume auto found no checkpoint in {output_dir}" if args.resume
+                     else "no checkpoint was loaded")
+            print(f"note: {found}, so this evaluates the initial weights; --resume [auto|PATH] "
+                  f"evaluates a trained network", file=sys.stderr)
+        elif not args.test_only and not trains:
+            done = f"its {counted(epochs, 'epoch')}" if trainer.epoch == epochs else \
+                f"{counted(trainer.epoch, 'epoch')}, which --epochs {epochs} does not exceed"
+            print(f"the run has done {done} (--epochs to train more); evaluating its weights")
+        if not trains:
+            result = evaluate(trainer.network, trainer.data, args.batch_size, args.ten_crop,
+                              replicas)
+        else:
+            ranks = f", {replicas.world} ranks" if replicas.world > 1 else ""
+            print(f"training {model.name} on {args.data_path} ({device}{ranks}) for "
+                  f"{counted(epochs, 'epoch')}; output in {output_dir}")
+            result = trainer.fit(epochs)
+        print(f"validation ({views_name(args.ten_crop)}): {result}")
+        return 0
 
 
 # What each rank of a job may set for itself: its GPUs, its node's copy of the data and its
@@ -553,7 +583,7 @@ def main(argv=None):
         if world is not None and world.Get_size() > 1:
             timeout = args.dist_timeout if args is not None else options.DEFAULT_DIST_TIMEOUT
             status, said = agree_on_start(world, launch, status, said, timeout)
-        if leader:                           # the same flags on every rank: rank 0 reports
+        if leader and said:                  # the same flags on every rank: rank 0 reports
             sys.stderr.write(said)
         if status is not None:
             return status
@@ -568,7 +598,7 @@ def main(argv=None):
                 print(f"error: {error}", file=sys.stderr)
             return 2
         # Several ranks: Ctrl-C is their launcher's to handle.
-        one_process = stopping.ctrl_c_stops_at_next_step() if replicas.world == 1 else \
+        one_process = stopping.signals_stop_at_next_step() if replicas.world == 1 else \
             contextlib.nullcontext()
         try:
             # The run checks its loss itself and stops on a non-finite one in one line; NumPy's
@@ -591,7 +621,7 @@ def main(argv=None):
             # that left, that of a rank the grace let through.
             if replicas.rank:
                 time.sleep(INTERRUPT_GRACE)
-            print(INTERRUPTED, file=sys.stderr, flush=True)
+            print(stopped_line(), file=sys.stderr, flush=True)
             replicas.abort(130)
         except BaseException:
             if replicas.world == 1:
@@ -603,12 +633,20 @@ def main(argv=None):
 
 
 INTERRUPT_GRACE = 2   # seconds the other ranks leave rank 0 to say it and end the job
-INTERRUPTED = (f"interrupted: checkpoints written before are as they were; --resume goes on "
-               f"from {checkpoint.LAST} (or, stopped before the first, starts again)")
+
+
+def stopped_line(number=signal.SIGINT):
+    """What a run stopped by signal `number` says."""
+    how = "interrupted" if number == signal.SIGINT else f"stopped by {signal.Signals(number).name}"
+    return (f"{how}: checkpoints written before are as they were; --resume goes on from "
+            f"{checkpoint.LAST} (or, stopped before the first, starts again)")
+
 
 if __name__ == "__main__":
     try:
-        sys.exit(main())
-    except KeyboardInterrupt:   # one process: several ranks abort in main
-        print(f"\n{INTERRUPTED}", file=sys.stderr)
-        sys.exit(130)
+        sys.exit(run_command(main, output_required=False))
+    except KeyboardInterrupt as stop:   # one process: several ranks abort in main
+        number = getattr(stop, "number", signal.SIGINT)   # a second Ctrl-C's is Python's own
+        # At a terminal the line starts after the echoed ^C, not beside it.
+        print(("\n" if sys.stderr.isatty() else "") + stopped_line(number), file=sys.stderr)
+        sys.exit(128 + number)

@@ -377,9 +377,6 @@ class Trainer:
                 if new_file:
                     writer.writeheader()
                 writer.writerow(row)
-            print(f"epoch {self.epoch + 1}/{epochs}: train loss {training.loss:.4f}, top-1 "
-                  f"error {training.top1:.2%}; validation {validation}; "
-                  f"{row['seconds']:.0f} s", flush=True)
             improved = self.schedule.improves(validation.top1)   # best.h5's test
             self.schedule.epoch_finished(self.epoch, validation.top1)
             self.solver.take_rates(self.schedule.rates)
@@ -395,4 +392,8 @@ class Trainer:
                                 self.state())
                 if improved:
                     checkpoint.copy(best, last)
+            # Told once kept: a standard output that fails here stops the run, not the epoch.
+            print(f"epoch {self.epoch}/{epochs}: train loss {training.loss:.4f}, top-1 "
+                  f"error {training.top1:.2%}; validation {validation}; "
+                  f"{row['seconds']:.0f} s", flush=True)
         return validation

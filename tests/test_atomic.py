@@ -126,6 +126,11 @@ def test_a_failed_write_names_the_file_asked_for(tmp_path):
     with pytest.raises(FileNotFoundError) as other, atomic.atomic_path(target):
         open(tmp_path / "source.json")
     assert other.value.filename == str(tmp_path / "source.json")
+    # a copy that fills the disk: its error names the source, then the temporary file
+    with pytest.raises(OSError) as copying, atomic.atomic_path(target) as temporary:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp_path / "source.json"),
+                      None, temporary)
+    assert (str(copying.value.filename), copying.value.filename2) == (str(target), None)
 
 
 def test_an_output_is_checked_where_it_would_be_made_and_nothing_is_made(tmp_path):

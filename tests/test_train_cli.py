@@ -1,6 +1,7 @@
 """The training command as a user runs it: a short real run with its files, resume, test-only,
 and one-line errors with exit code 2 for bad flags, data and checkpoints."""
 import errno
+import fcntl
 import importlib.util
 import json
 import os
@@ -377,9 +378,11 @@ def test_a_machine_with_nvidia_smi_but_no_cupy_is_told_which_cupy_to_install(tmp
 
 
 def test_what_the_run_cannot_use_is_refused_before_it_starts(tmp_path, tiny_set, rng):
-    """An output folder that is a file or cannot be made, a dataset without validation images
-    or with one class: one line, exit code 2, before any training (also when evaluating)."""
+    """An output folder that is a file, a broken link or cannot be made, a dataset without
+    validation images or with one class: one line, exit code 2, before any training (also when
+    evaluating)."""
     (tmp_path / "afile").write_text("")
+    os.symlink(tmp_path / "gone", tmp_path / "dangling")
     empty_val, one_class = tmp_path / "no-val.h5", tmp_path / "one-class.h5"
     dataset.write(empty_val, name="t", train_images=np.zeros((8, 32, 32, 3), np.uint8),
                   train_labels=np.zeros(8), val_images=np.zeros((0, 32, 32, 3), np.uint8),
@@ -390,6 +393,8 @@ def test_what_the_run_cannot_use_is_refused_before_it_starts(tmp_path, tiny_set,
     for flags, message in (
             (["--output-dir", "afile"], "error: --output-dir afile: a file, not a folder"),
             (["--output-dir", "afile/run"], "error: --output-dir afile/run: cannot write there"),
+            (["--output-dir", "dangling"], f"error: --output-dir dangling: a symbolic link to "
+                                           f"{tmp_path / 'gone'}, which does not exist"),
             (["--data-path", str(empty_val)], f"error: dataset {empty_val}: its val split "
                                               f"holds no images"),
             (["--data-path", str(one_class)], f"error: dataset {one_class}: 1 class; a "
@@ -720,29 +725,33 @@ def test_test_only_says_when_resume_auto_found_nothing(tmp_path, tiny_set):
                                     f"{tmp_path / 'run'}, so this evaluates the initial weights")
 
 
-def test_ctrl_c_ends_the_run_in_one_line_and_keeps_its_checkpoint(tmp_path, tiny_set):
-    """SIGINT after the first epoch's checkpoint: exit code 130, one line, last.h5 intact and
-    resumable."""
+@pytest.mark.parametrize("number, said", [(signal.SIGINT, "interrupted"),
+                                          (signal.SIGTERM, "stopped by SIGTERM"),
+                                          (signal.SIGHUP, "stopped by SIGHUP")])
+def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_keeps_its_checkpoint(
+        tmp_path, tiny_set, number, said):
+    """Ctrl-C, a scheduler's SIGTERM or a closed terminal's SIGHUP after the first epoch's
+    checkpoint: exit code 128 + the signal's, one line, last.h5 intact and resumable."""
     out = tmp_path / "run"
     command = [sys.executable, "-m", "convnet.train", "--data-path", str(tiny_set), "-b", "4",
                "--epochs", "1000", "--output-dir", str(out)]
-    # SIGINT as a terminal's Ctrl-C finds it, even where this suite runs with it ignored (which
-    # a child inherits, and the run then keeps).
+    # The signal as a terminal or a scheduler finds it, even where this suite runs with it
+    # ignored (which a child inherits, and the run then keeps).
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                               preexec_fn=lambda: signal.signal(number, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 300
         while not (out / "last.h5").exists() and time.monotonic() < deadline and \
                 process.poll() is None:
             time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(number)
         _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
-    assert process.returncode == 130, stderr
-    (line,) = stderr.strip().splitlines()
-    assert line.startswith("interrupted: checkpoints written before are as they were")
+    assert process.returncode == 128 + number, stderr
+    assert stderr == f"{said}: checkpoints written before are as they were; --resume goes on " \
+                     f"from last.h5 (or, stopped before the first, starts again)\n"
     resumed = train("--data-path", str(tiny_set), "-b", "4", "--epochs", "1", "--output-dir",
                     str(out), "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -801,10 +810,10 @@ def test_the_ctrl_c_handler_goes_only_over_pythons_own_and_is_restored():
     previous = signal.getsignal(signal.SIGINT)
     try:
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # a run started in a script's background
-        with stopping.ctrl_c_stops_at_next_step():
+        with stopping.signals_stop_at_next_step():
             assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        with stopping.ctrl_c_stops_at_next_step():
+        with stopping.signals_stop_at_next_step():
             stopping.check()                               # no Ctrl-C yet: nothing
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)          # Ctrl-C
             assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # the next: at once
@@ -816,14 +825,56 @@ def test_the_ctrl_c_handler_goes_only_over_pythons_own_and_is_restored():
         signal.signal(signal.SIGINT, previous)
 
 
+def test_a_second_run_training_into_a_folder_at_the_same_time_is_refused(tmp_path, tiny_set,
+                                                                          capsys):
+    """Two runs at once in one folder would mix their logs and checkpoints (a forgotten
+    --resume while the first still trains, two new runs started together): the second is
+    refused before it writes, and the folder is free again when a run ends."""
+    run = tmp_path / "run"
+    flags = ["--data-path", str(tiny_set), "-b", "4", "--epochs", "1", "--output-dir", str(run),
+             "--gpus", "cpu"]
+    run.mkdir()
+    folder = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(folder, fcntl.LOCK_EX)   # as the run training there holds it
+        assert train_module.main(flags) == 2
+        assert capsys.readouterr().err == (f"error: --output-dir {run}: another run is training "
+                                           f"in it now; let it end, or give another "
+                                           f"--output-dir\n")
+        assert os.listdir(run) == []
+    finally:
+        os.close(folder)
+    assert train_module.main(flags) == 0
+    assert train_module.main([*flags[:5], "2", *flags[6:], "--resume"]) == 0
+
+
+def test_the_job_ending_signals_stop_at_the_next_step_unless_ignored():
+    from convnet import stopping
+    previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)     # nohup
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        with stopping.signals_stop_at_next_step():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            signal.getsignal(signal.SIGTERM)(signal.SIGTERM, None)
+            assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL   # the next: at once
+            with pytest.raises(stopping.Stopped) as stopped:
+                stopping.check()
+            assert stopped.value.number == signal.SIGTERM
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def test_a_ctrl_c_left_unchecked_does_not_stop_the_next_run():
     from convnet import stopping
     previous = signal.getsignal(signal.SIGINT)
     try:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        with stopping.ctrl_c_stops_at_next_step():
+        with stopping.signals_stop_at_next_step():
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)   # Ctrl-C as the run ends
-        with stopping.ctrl_c_stops_at_next_step():
+        with stopping.signals_stop_at_next_step():
             try:
                 stopping.check()
             except KeyboardInterrupt:   # caught: pytest would take it for its own Ctrl-C
@@ -839,7 +890,7 @@ def test_the_ctrl_c_handler_is_left_alone_outside_the_main_thread():
 
     def run():
         try:
-            with stopping.ctrl_c_stops_at_next_step():
+            with stopping.signals_stop_at_next_step():
                 stopping.check()
         except Exception as error:   # signal.signal refuses other threads (ValueError)
             errors.append(error)

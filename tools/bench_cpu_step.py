@@ -17,6 +17,7 @@ import numpy as np
 from convnet import alexnet, options, provenance
 from convnet.atomic import atomic_json
 from convnet.backend import get_backend
+from convnet.errors import run_command
 from convnet.network import Network, initial_parameters
 from convnet.solver import SGD
 from torch_alexnet import TorchAlexNet, recipe_sgd
@@ -135,4 +136,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -28,6 +28,7 @@ from convnet import options, provenance  # noqa: E402
 from convnet.atomic import atomic_json  # noqa: E402
 from convnet.data import dataset, prepare  # noqa: E402
 from convnet.data.loader import Loader, colour_offsets, draw  # noqa: E402
+from convnet.errors import run_command  # noqa: E402
 
 # Targets, not measurements: the goal for a 16-core GPU machine, and the 2012 run.
 GPU_RATE_TARGET = 10_000      # images/s a current GPU trains the full model at: the loader's goal
@@ -161,4 +162,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -49,6 +49,7 @@ from convnet import alexnet, graph, options
 from convnet.atomic import atomic_json
 from convnet.backend import get_backend
 from convnet.backend.cuda import conv
+from convnet.errors import run_command
 from convnet.layers import activation_op
 from convnet.shapes import conv_overhang
 from torch_alexnet import gpu_modules, report_path, run_record
@@ -555,4 +556,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

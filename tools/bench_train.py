@@ -33,6 +33,7 @@ from convnet import alexnet, graph, options
 from convnet.atomic import atomic_json
 from convnet.backend.cuda.conv import ALGORITHMS
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
+from convnet.errors import run_command
 from convnet.layers import IMPLEMENTATIONS, Context
 from convnet.network import Network, bias_key, dropout_key, initial_parameters, weight_key
 from convnet.replicas.shard import BatchPart
@@ -259,4 +260,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

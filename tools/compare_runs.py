@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from convnet import options  # noqa: E402
 from convnet.alexnet import ABLATIONS, split_model_name  # noqa: E402
-from convnet.errors import open_regular  # noqa: E402
+from convnet.errors import open_regular, run_command  # noqa: E402
 from convnet.figures.curves import read_epochs  # noqa: E402
 from convnet.train import UsageError  # noqa: E402
 from convnet.trainer import EPOCHS_CSV, SETTINGS  # noqa: E402
@@ -150,4 +150,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -41,6 +41,7 @@ sys.path.insert(0, ROOT)
 from convnet import options, provenance  # noqa: E402
 from convnet.atomic import atomic_json  # noqa: E402
 from convnet.backend.cuda.launch import build as kernel_build  # noqa: E402
+from convnet.errors import run_command  # noqa: E402
 
 TEST_SECONDS = 900
 BASELINE_SECONDS = 3600   # every named test file once, unmutated
@@ -1193,12 +1194,11 @@ CATALOGUE = [
            'return np.argsort(-probs, axis=1, kind="stable")[:, :k]',
            'return np.argsort(probs, axis=1, kind="stable")[:, ::-1][:, :k]', INFERENCE),
     Mutant('stop-request-outlives-its-block', 'convnet/stopping.py',
-           '        signal.signal(signal.SIGINT, previous)\n        _requested = False\n',
-           '        signal.signal(signal.SIGINT, previous)\n', TRAINING),
+           '            signal.signal(number, handler)\n        _requested = None\n',
+           '            signal.signal(number, handler)\n', TRAINING),
     Mutant('stop-handler-set-in-any-thread', 'convnet/stopping.py',
-           'if previous is not signal.default_int_handler or \\\n'
-           '            threading.current_thread() is not threading.main_thread():',
-           'if previous is not signal.default_int_handler:', TRAINING),
+           '    if threading.current_thread() is not threading.main_thread():\n        yield',
+           '    if False:\n        yield', TRAINING),
     Mutant('cuda-dropout-threshold-truncated', 'convnet/backend/cuda/elementwise.py',
            'threshold = min(round(keep * 2 ** 24), 2 ** 24)',
            'threshold = min(int(keep * 2 ** 24), 2 ** 24)', KERNELS),
@@ -1724,7 +1724,50 @@ CATALOGUE = [
     Mutant('fashion-idx-pipe-opened', 'convnet/data/fashion_mnist.py',
            'with open_regular(path, "rb") as raw, gzip.GzipFile(fileobj=raw) as handle:',
            'with gzip.open(path, "rb") as handle:', ("tests/test_pipes.py",)),
+    # A standard output that fails (convnet.errors.run_command), the stop signals, the held
+    # run folder.
+    Mutant('stdout-failure-unnamed', 'convnet/errors.py',
+           'raise OutputFailed(f"standard output: {error.strerror or error}") from None',
+           'raise', ("tests/test_output.py",)),
+    Mutant('stdout-closed-pipe-told', 'convnet/errors.py',
+           '            if error.errno == errno.EPIPE:\n', '            if False:\n',
+           ("tests/test_output.py",)),
+    Mutant('stdout-failure-flushed-again-at-exit', 'convnet/errors.py',
+           '                os.dup2(nowhere, fd)\n', '', ("tests/test_output.py",)),
+    Mutant('stdout-writes-after-failure-fail', 'convnet/errors.py',
+           'return len(text) if self._failed else self._checked(self._stream.write, text)',
+           'return self._checked(self._stream.write, text)', ("tests/test_output.py",)),
+    Mutant('stdout-buffer-unchecked', 'convnet/errors.py',
+           '        checked.flush()   # what a buffered', '        pass   # what a buffered',
+           ("tests/test_output.py",)),
+    Mutant('stdout-closed-accepted', 'convnet/errors.py', '        if output_required:\n',
+           '        if False:\n', ("tests/test_output.py",)),
+    Mutant('epoch-told-before-kept', 'convnet/trainer.py',
+           '            improved = self.schedule.improves(',
+           '            print("epoch", flush=True)\n            improved = self.schedule.improves(',
+           ("tests/test_output.py",)),
+    Mutant('sigterm-ends-at-once', 'convnet/stopping.py', ' signal.SIGTERM: signal.SIG_DFL,', '',
+           ("tests/test_train_cli.py",)),
+    Mutant('ignored-stop-signal-taken', 'convnet/stopping.py',
+           '\n                if signal.getsignal(number) is default}', '}',
+           ("tests/test_train_cli.py",)),
+    Mutant('second-stop-signal-waits', 'convnet/stopping.py',
+           'signal.signal(number, previous[number])   # a second', 'pass   # a second',
+           ("tests/test_train_cli.py",)),
+    Mutant('stop-status-always-130', 'convnet/train.py', 'sys.exit(128 + number)',
+           'sys.exit(130)', ("tests/test_train_cli.py",)),
+    Mutant('run-folder-not-held', 'convnet/train.py',
+           '            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)\n', '',
+           ("tests/test_train_cli.py",)),
+    Mutant('run-folder-never-let-go', 'convnet/train.py', '    finally:\n        os.close(folder)',
+           '    finally:\n        os.dup(folder)', ("tests/test_train_cli.py",)),
+    Mutant('atomic-copy-error-names-the-partial', 'convnet/atomic.py',
+           '_names_a_partial(error.filename2 or error.filename, prefix)',
+           '_names_a_partial(error.filename, prefix)', ATOMIC),
+    Mutant('output-dir-broken-link-taken', 'convnet/train.py',
+           '    if os.path.islink(output_dir) and not os.path.exists(output_dir):\n',
+           '    if False:\n', ("tests/test_train_cli.py",)),
 ]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

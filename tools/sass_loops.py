@@ -19,12 +19,14 @@ import collections
 import glob
 import importlib.util
 import os
+import sys
 import re
 import shutil
 import subprocess
 
 from convnet import options
 from convnet.backend.cuda.launch import build   # kernels/build.py: the fatbin, the kernels' names
+from convnet.errors import run_command
 
 INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 BRANCH_TARGET = re.compile(r"\bBRA\b.*?\b0x([0-9a-f]+)\b")
@@ -143,4 +145,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_command(main))

@@ -21,11 +21,12 @@ The model (stated here, not measured):
 """
 import json
 import math
+import sys
 
 import numpy as np
 
 from convnet import alexnet, options
-from convnet.errors import one_line, open_regular
+from convnet.errors import one_line, open_regular, run_command
 from convnet.alexnet import TOWERS
 from convnet.network import parameter_specs
 
@@ -131,4 +132,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    sys.exit(run_command(main))

@@ -26,7 +26,7 @@ import h5py
 import numpy as np
 
 from convnet.atomic import atomic_h5
-from convnet.errors import damaged_file_errors, one_line, open_hdf5
+from convnet.errors import damaged_file_errors, open_hdf5
 
 FORMAT = "convnet-dataset-1"
 CHUNK_BYTES = 256 * 1024   # per HDF5 chunk: one ImageNet image, or a run of small images

@@ -21,7 +21,7 @@ from convnet import options
 from convnet.atomic import check_writable
 from convnet.data.dataset import write
 from convnet.data.prepare import load_image
-from convnet.errors import one_line, open_regular
+from convnet.errors import one_line, open_regular, run_command
 
 NAME = "fashion-mnist"   # the dataset's name in the prepared file
 DEBIAN_SOURCE = "/usr/share/datasets/fashion-mnist"
@@ -116,4 +116,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -54,7 +54,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import options
 from convnet.atomic import check_writable
-from convnet.errors import NOT_REGULAR, open_regular, shown
+from convnet.errors import NOT_REGULAR, open_regular, run_command, shown
 from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
                                    write_statistics)
 
@@ -616,4 +616,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -7,6 +7,7 @@ logs), with a one-line error.
 import sys
 
 from convnet import options
+from convnet.errors import run_command
 from convnet.figures import curves, filters, neighbours, predictions, training_error
 from convnet.inference import exit_status
 
@@ -47,4 +48,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_command(main))

@@ -1,0 +1,131 @@
+"""Standard output that fails, as every command meets it (convnet.errors.run_command): a full
+disk is one line naming standard output and exit status 2; a reader gone (| head) ends the
+command quietly with 141, as a C tool; a standard output closed from the start (>&-) is refused
+where the output is the result. No traceback, and files written before stay whole. The commands
+run as a user starts them, with Python's output buffered (PYTHONUNBUFFERED unset) and not."""
+import errno
+import io
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from convnet import errors
+from convnet.data import dataset
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FULL = "error: standard output: No space left on device\n"
+
+
+class RefusingStream(io.StringIO):
+    """A standard output whose writes fail with `number` once `after` characters are in."""
+
+    def __init__(self, number, after=0):
+        super().__init__()
+        self.number, self.after = number, after
+
+    def write(self, text):
+        if self.tell() + len(text) > self.after:
+            raise OSError(self.number, os.strerror(self.number))
+        return super().write(text)
+
+
+@pytest.mark.parametrize("number, status, said", [(errno.ENOSPC, 2, FULL),
+                                                  (errno.EPIPE, 141, "")])
+def test_a_refused_write_stops_the_command_in_one_line_or_quietly(number, status, said,
+                                                                   monkeypatch, capsys):
+    stream = RefusingStream(number, after=6)
+    monkeypatch.setattr(sys, "stdout", stream)
+    went_on = []
+
+    def main():
+        print("first")
+        print("second")       # refused: the command stops here
+        went_on.append(True)
+        return 0
+    assert errors.run_command(main) == status
+    assert went_on == [] and stream.getvalue() == "first\n" and sys.stdout is stream
+    assert capsys.readouterr().err == said
+
+
+def test_a_failure_the_command_handles_itself_leaves_the_stream_quiet(monkeypatch, capsys):
+    """Writes after the failure (a command's own report of it, cleanup) go nowhere and raise
+    nothing: the one line is the failure's."""
+    monkeypatch.setattr(sys, "stdout", RefusingStream(errno.ENOSPC))
+
+    def main():
+        try:
+            print("result")
+        except errors.OutputFailed as error:
+            print("more", flush=True)
+            raise error
+    assert errors.run_command(main) == 2
+    assert capsys.readouterr().err == FULL
+
+
+def test_a_closed_standard_output_is_refused_where_it_holds_the_results(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdout", None)
+    assert errors.run_command(lambda: 0) == 2
+    assert capsys.readouterr().err == ("error: standard output is closed (>&-): the results "
+                                       "would go nowhere\n")
+    assert errors.run_command(lambda: 7, output_required=False) == 7
+
+
+def command(*arguments, stdout, buffered, cwd=ROOT):
+    environment = dict(os.environ)
+    environment.pop("PYTHONUNBUFFERED", None)
+    if not buffered:
+        environment["PYTHONUNBUFFERED"] = "1"
+    return subprocess.Popen([sys.executable, *arguments], stdout=stdout, stderr=subprocess.PIPE,
+                            text=True, cwd=cwd, env=environment)
+
+
+SUMMARY = ("-m", "convnet.summary")
+SCALING = ("tools/scaling.py", "--step-seconds", "0.05", "--batch", "128")
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+@pytest.mark.parametrize("arguments", [SUMMARY, SCALING], ids=["summary", "scaling"])
+def test_commands_on_a_full_disk_and_a_closed_pipe(arguments, buffered):
+    with open("/dev/full", "w") as full:
+        process = command(*arguments, stdout=full, buffered=buffered)
+        assert (process.wait(timeout=120), process.stderr.read()) == (2, FULL)
+    process = command(*arguments, stdout=subprocess.PIPE, buffered=buffered)
+    process.stdout.close()   # | head that has read all it wants
+    assert (process.wait(timeout=120), process.stderr.read()) == (141, "")
+
+
+def test_a_command_started_with_standard_output_closed_is_refused():
+    process = subprocess.run([sys.executable, *SUMMARY], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True, cwd=ROOT, timeout=120,
+                             preexec_fn=lambda: os.close(1))
+    assert (process.returncode, process.stderr) == (2, "error: standard output is closed (>&-): "
+                                                       "the results would go nowhere\n")
+
+
+def test_training_whose_reader_has_gone_stops_with_its_epoch_kept(tmp_path, rng):
+    """The epoch's line is told after its checkpoint is written: a reader that stops after the
+    run's first line (| head -1) stops the run there, quietly, and --resume goes on from the
+    epoch. A full disk from the start stops it at its first line, in one line."""
+    data = tmp_path / "set.h5"
+    dataset.write(data, name="t", train_images=rng.integers(0, 256, (8, 32, 32, 3), np.uint8),
+                  train_labels=np.zeros(8), val_images=np.zeros((4, 32, 32, 3), np.uint8),
+                  val_labels=np.zeros(4), class_ids=list("ab"), class_names=list("ab"))
+    run = tmp_path / "run"
+    flags = ("-m", "convnet.train", "--data-path", str(data), "-b", "4", "--gpus", "cpu",
+             "--output-dir", str(run))
+    process = command(*flags, "--epochs", "3", stdout=subprocess.PIPE, buffered=False,
+                      cwd=tmp_path)
+    assert process.stdout.readline().startswith("training ")
+    process.stdout.close()
+    assert (process.wait(timeout=300), process.stderr.read()) == (141, "")
+    resumed = subprocess.run([sys.executable, *flags, "--epochs", "1", "--resume"],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "the run has done its 1 epoch" in resumed.stdout
+    with open("/dev/full", "w") as full:
+        process = command(*flags[:-1], str(tmp_path / "other"), "--epochs", "1", stdout=full,
+                          buffered=False, cwd=tmp_path)
+        assert (process.wait(timeout=300), process.stderr.read()) == (2, FULL)
