@@ -61,6 +61,15 @@ def test_runs_grouped_by_model_with_the_base_first(tmp_path):
                         "0.300 | 0.300 |")
 
 
+def test_a_settings_file_without_its_epochs_file_names_that_file(tmp_path):
+    """A settings file without its epochs.csv beside it: that file is missing, not a folder."""
+    write_run(tmp_path / "run", "2012-small28", 0, 0.2)
+    os.rename(tmp_path / "run" / "settings.json", tmp_path / "full-settings.json")
+    with pytest.raises(compare_runs.UsageError) as refused:
+        compare_runs.read_run(str(tmp_path / "full-settings.json"))
+    assert str(refused.value) == f"run {tmp_path / 'full-epochs.csv'}: no such file"
+
+
 def test_models_follow_the_order_of_ablations(tmp_path):
     names = ["2012-small28+no-dropout", "2012-small28+no-norm+one-tower", "2012-small28+one-tower",
              "2012-small28+no-norm", "2012-small28"]

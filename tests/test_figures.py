@@ -3,6 +3,7 @@ writes a PNG of the expected size, and its numbers (kernel pixels, top-5 labels 
 probabilities, fc7 vectors, distances, neighbours, curves) equal a direct NumPy computation."""
 import csv
 import errno
+import io
 import json
 import os
 import re
@@ -140,6 +141,24 @@ def test_filters_grid_is_no_wider_than_its_kernels():
     kernels = [np.zeros((3, 5, 5, 3), np.float32), np.ones((3, 5, 5, 3), np.float32)]
     pixels = filters.grid(kernels, columns=16, zoom=2, gap=2)
     assert pixels.shape == (2 + 12 + 3 * 2 + 12, 2 + 3 * 12, 3)
+
+
+
+def test_a_zoom_past_the_largest_is_refused_before_any_work(trained, capsys):
+    """A million pixels a kernel pixel would ask for petabytes: refused as a flag, the largest
+    named; the largest itself is drawn."""
+    out = trained.tmp / "zoom.png"
+    with pytest.raises(SystemExit) as exit_:
+        figures_main.main(["filters", "--checkpoint", str(trained.tmp / "none"), "--zoom",
+                           "1000000", "-o", str(out)])
+    assert exit_.value.code == 2
+    assert f"--zoom must be at most {filters.MAX_ZOOM}; got 1000000" in \
+        capsys.readouterr().err.splitlines()[-1]
+    assert figures_main.main(["filters", "--checkpoint", str(trained.run), "--zoom",
+                              str(filters.MAX_ZOOM), "-o", str(out)]) == 0
+    cell = 5 * filters.MAX_ZOOM + filters.MAX_ZOOM   # 16 kernels of 5×5 a tower, in one row
+    assert png_size(out) == (filters.MAX_ZOOM + 16 * cell, filters.MAX_ZOOM + 2 * cell
+                             + 3 * filters.MAX_ZOOM)
 
 
 # -- predict ------------------------------------------------------------------------------------
@@ -305,6 +324,19 @@ def test_predictions_drawn_bars_and_titles(rng):
         assert [text.get_text().split("  ")[0] for text in bars.texts] == \
             [f"name {c}" for c in order[n, :5]]
         assert bars.yaxis_inverted()                        # the most probable bar on top
+
+
+
+def test_dollars_in_titles_and_class_names_are_drawn_as_they_are(rng):
+    """A `$` in a file's name or a dataset's class name is a dollar, not mathtext (an unmatched
+    one would not parse)."""
+    images = rng.integers(0, 256, (1, 8, 8, 3), dtype=np.uint8)
+    names = [f"$x^{{$ {c}" for c in range(10)]
+    figure = predictions.draw(images, ["$a^{$.png"], rng.dirichlet(np.ones(10), 1), None, names,
+                              columns=1)
+    figure.savefig(io.BytesIO(), format="png")
+    assert figure.axes[0].get_title() == "$a^{$.png"
+    assert figure.axes[1].texts[0].get_text().startswith("$x^{$ ")
 
 
 def test_mistakes_are_the_first_wrong_images_in_the_drawn_order(trained):
@@ -549,6 +581,37 @@ def test_neighbours_of_a_file_equal_those_of_its_stored_image(trained, capsys):
     assert parse_neighbours(line.replace("q.png", "val[2]", 1)) == from_split
 
 
+
+@pytest.mark.parametrize("figure", ["predictions", "neighbours"])
+def test_image_files_of_any_name_are_titled_with_it(trained, capsys, figure):
+    """A name that is not UTF-8 is shown with \\xNN escapes, one holding `$` as it is, in the
+    figure and in neighbours' lines."""
+    names = [os.fsdecode(b"q\xfe.png"), "$a^{$.png"]
+    paths = [save_png(trained.val[i], trained.tmp / name) for i, name in enumerate(names)]
+    out = trained.tmp / "titled.png"
+    few = ["-k", "2"] if figure == "neighbours" else []
+    assert figures_main.main([figure, *paths, "--checkpoint", str(trained.run), "--data-path",
+                              str(trained.data), *few, "-o", str(out)]) == 0
+    assert png_size(out)
+    if figure == "neighbours":
+        lines = capsys.readouterr().out.splitlines()
+        assert [line.split(": ")[0] for line in lines[:2]] == ["q\\xfe.png", "$a^{$.png"]
+
+
+class FailingOutput(io.TextIOBase):
+    """A standard output that cannot be written: a full disk, a closed pipe."""
+    def write(self, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_neighbours_saves_its_figure_before_it_prints(trained, monkeypatch):
+    out = trained.tmp / "kept.png"
+    monkeypatch.setattr(sys, "stdout", FailingOutput())
+    figures_main.main(["neighbours", "--checkpoint", str(trained.run), "--data-path",
+                       str(trained.data), "--indices", "1", "-k", "2", "-o", str(out)])
+    assert png_size(out) == (round(3 * neighbours.CELL * DPI), round(neighbours.CELL * DPI))
+
+
 # -- curves -------------------------------------------------------------------------------------
 def write_run(folder, rng, rates):
     folder.mkdir()
@@ -626,7 +689,7 @@ def test_curves_errors_are_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == (f"error: run {tmp_path / 'bytes' / 'epochs.csv'}: not the "
                                        f"trainer's epochs.csv (bytes that are not UTF-8 text)\n")
     assert figures_main.main(["curves", str(tmp_path / "none")]) == 2
-    assert capsys.readouterr().err.startswith(f"error: run {tmp_path / 'none'}: cannot read")
+    assert capsys.readouterr().err == f"error: run {tmp_path / 'none'}: no such folder\n"
     (tmp_path / "nan").mkdir()   # the trainer stops before it writes one: a damaged file
     rows = ["1" if field == "epoch" else "0.5" for field in EPOCH_FIELDS]
     with open(tmp_path / "nan" / "epochs.csv", "w") as handle:
@@ -635,11 +698,106 @@ def test_curves_errors_are_one_line(tmp_path, capsys):
                                 for field, value in zip(EPOCH_FIELDS, rows)) + "\n")
     assert figures_main.main(["curves", str(tmp_path / "nan")]) == 2
     assert capsys.readouterr().err == (f"error: run {tmp_path / 'nan' / 'epochs.csv'}: row 2 "
-                                       f"holds val_top1 nan, not a finite number (a damaged "
-                                       f"file)\n")
+                                       f"holds val_top1 nan, not an error rate from 0 to 1 (a "
+                                       f"damaged file)\n")
     with pytest.raises(SystemExit) as exit_:
         figures_main.main(["curves", "x", "y", "--labels", "one"])
     assert exit_.value.code == 2
+
+
+
+def test_the_default_run_absent_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert figures_main.main(["curves"]) == 2
+    assert capsys.readouterr().err == "error: run runs/fashion-mnist: no such folder\n"
+
+
+def append(path, text):
+    with open(path, "a") as handle:
+        handle.write(text)
+
+
+@pytest.mark.parametrize("figure", ["curves", "training-error"])
+def test_labels_and_run_names_are_drawn_as_they_are(tmp_path, rng, figure):
+    """--labels whose bytes are not UTF-8 are drawn with \\xNN escapes; a `$` in a label or a
+    run's name is a dollar, not mathtext (an unmatched one would not parse)."""
+    runs = [tmp_path / "$x^{$", tmp_path / "plain"]
+    for folder in runs:
+        if figure == "curves":
+            write_run(folder, rng, [0.01, 0.01])
+        else:
+            write_step_log(folder, np.full(40, 0.5), per_epoch=20)
+    out = str(tmp_path / "labelled.png")
+    assert figures_main.main([figure, *map(str, runs), "-o", out]) == 0
+    labels = [os.fsdecode(b"a\xffb"), "$\\frac{$"]
+    assert figures_main.main([figure, *map(str, runs), "--labels", *labels, "-o", out]) == 0
+    assert run_labels(Namespace(labels=labels, runs=runs)) == ["a\\xffb", "$\\frac{$"]
+
+
+def test_a_line_cut_short_where_a_run_stopped_is_left_out(tmp_path, rng, capsys):
+    """The trainer drops a last line without its newline when the run goes on: the figures read
+    the run without it. A damaged line that has its newline is still refused."""
+    write_run(tmp_path / "run", rng, [0.01, 0.01])
+    append(tmp_path / "run" / "epochs.csv", "3,2.3")
+    append(tmp_path / "run" / "log.jsonl", '{"epoch": 3, "st')
+    write_step_log(tmp_path / "steps", np.full(40, 0.5), per_epoch=20)
+    append(tmp_path / "steps" / "log.jsonl", '{"epoch": 3, "st')
+    out = str(tmp_path / "cut.png")
+    assert figures_main.main(["curves", str(tmp_path / "run"), "-o", out]) == 0
+    assert figures_main.main(["training-error", str(tmp_path / "steps"), "-o", out]) == 0
+    assert len(curves.read_epochs(tmp_path / "run")["epoch"]) == 2
+    assert len(curves.read_steps(tmp_path / "run")[0]) == 5
+    append(tmp_path / "run" / "log.jsonl", "\n")
+    capsys.readouterr()
+    assert figures_main.main(["curves", str(tmp_path / "run"), "-o", out]) == 2
+    assert capsys.readouterr().err.endswith(": line 6 is not a log entry\n")
+    append(tmp_path / "run" / "epochs.csv", "\n")
+    assert figures_main.main(["curves", str(tmp_path / "run"), "-o", out]) == 2
+    assert "not the trainer's epochs.csv" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name,field,value,meaning", [
+    ("log.jsonl", "step", 10 ** 23, "1e+23, not a whole number from 1 to 9007199254740992"),
+    ("log.jsonl", "step", 0, "0.0, not a whole number from 1"),
+    ("log.jsonl", "step", 2.5, "2.5, not a whole number from 1"),
+    ("log.jsonl", "loss", -1.0, "-1.0, not a finite number of 0 or more"),
+    ("epochs.csv", "epoch", 2 ** 53 + 2, "9007199254740994.0, not a whole number from 1"),
+    ("epochs.csv", "train_top1", -1e308, "-1e+308, not an error rate from 0 to 1"),
+    ("epochs.csv", "val_top5", 1.5, "1.5, not an error rate from 0 to 1"),
+    ("epochs.csv", "seconds", float("inf"), "inf, not a finite number of 0 or more"),
+    ("epochs.csv", "weight_lr", -0.01, "-0.01, not a finite number of 0 or more"),
+])
+def test_values_the_trainer_never_writes_are_a_damaged_file(tmp_path, rng, capsys, name,
+                                                            field, value, meaning):
+    """Line 5 of log.jsonl or row 2 of epochs.csv holds a value out of its field's range."""
+    folder = tmp_path / "run"
+    write_run(folder, rng, [0.01, 0.01, 0.01])
+    if name == "log.jsonl":
+        lines = (folder / name).read_text().splitlines()
+        lines[4] = json.dumps({**json.loads(lines[4]), field: value})
+        (folder / name).write_text("\n".join(lines) + "\n")
+        place, path = "line 5", folder / name
+    else:
+        with open(folder / name, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        rows[1][field] = value
+        with open(folder / name, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, EPOCH_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        place, path = "row 2", folder / name
+    assert figures_main.main(["curves", str(folder), "-o", str(tmp_path / "c.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: run {path}: {place} holds {field} {meaning}")
+    assert err.endswith(" (a damaged file)\n") and err.count("\n") == 1
+
+
+def test_training_error_refuses_an_error_rate_the_trainer_never_writes(tmp_path, capsys):
+    write_step_log(tmp_path / "run", [0.5] * 3 + [-1e308] + [0.5] * 36, per_epoch=20)
+    assert figures_main.main(["training-error", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == (f"error: run {tmp_path / 'run' / 'log.jsonl'}: line 4 "
+                                       f"holds top1 -1e+308, not an error rate from 0 to 1 (a "
+                                       f"damaged file)\n")
 
 
 # -- training error (Figure 1) ------------------------------------------------------------------
@@ -661,10 +819,10 @@ def test_running_mean_is_the_mean_of_the_last_steps(rng):
 
 
 def test_training_error_finds_each_run_s_first_step_at_the_threshold(tmp_path, capsys):
-    """Errors that fall 0.01 a step from 0.905 with a window of 1 reach 25% at step 67; a run
-    that falls half as fast, at step 132: 2.0 times the epochs. Values stay clear of the
+    """Errors that fall 0.01 a step from 0.905 (to 0) with a window of 1 reach 25% at step 67;
+    a run that falls half as fast, at step 132: 2.0 times the epochs. Values stay clear of the
     threshold, so no rounding decides the step."""
-    write_step_log(tmp_path / "fast", 0.905 - 0.01 * np.arange(100), per_epoch=50)
+    write_step_log(tmp_path / "fast", np.maximum(0.905 - 0.01 * np.arange(100), 0), per_epoch=50)
     write_step_log(tmp_path / "slow", 0.9025 - 0.005 * np.arange(150), per_epoch=50, rate=0.04)
     write_step_log(tmp_path / "stuck", np.full(90, 0.5), per_epoch=50)
     out = tmp_path / "figure1.png"
@@ -754,7 +912,7 @@ def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
                           ("bad", "line 1 is not a log entry"),
                           ("bytes", "line 1 is not a log entry"),
                           ("silent", "does not log every step from step 1"),
-                          ("nan", "line 4 holds top1 nan, not a finite number"),
+                          ("nan", "line 4 holds top1 nan, not an error rate from 0 to 1"),
                           ("none", "cannot read log.jsonl")):
         assert figures_main.main(["training-error", str(tmp_path / name)]) == 2
         err = capsys.readouterr().err
@@ -764,6 +922,31 @@ def test_training_error_refuses_logs_it_cannot_use(tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_:
             figures_main.main(["training-error", str(tmp_path / "short"), *flags])
         assert exit_.value.code == 2
+
+
+
+def test_training_error_prints_its_threshold_as_given(tmp_path, capsys):
+    """0.005 is 0.5%, not 0%; 0.8125 is 81.25%, not 81%."""
+    write_step_log(tmp_path / "stuck", np.full(40, 0.9), per_epoch=20)
+    write_step_log(tmp_path / "falls", np.linspace(0.8, 0.0, 40), per_epoch=20)
+    out = str(tmp_path / "t.png")
+    assert figures_main.main(["training-error", str(tmp_path / "stuck"), str(tmp_path / "falls"),
+                              "--window", "1", "--threshold", "0.005", "-o", out]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("falls  rate 0.02  reached 0.5% at step 40 ")
+    assert lines[2] == "stuck did not reach 0.5%: no ratios"
+    assert lines[3].endswith(": 2 run(s), threshold 0.5%")
+    assert figures_main.main(["training-error", str(tmp_path / "falls"), "--window", "1",
+                              "--threshold", "0.8125", "-o", out]) == 0
+    assert capsys.readouterr().out.startswith("falls  rate 0.02  reached 81.25% at step 1 ")
+
+
+def test_training_error_saves_its_figure_before_it_prints(tmp_path, monkeypatch):
+    write_step_log(tmp_path / "run", np.full(40, 0.5), per_epoch=20)
+    out = tmp_path / "kept.png"
+    monkeypatch.setattr(sys, "stdout", FailingOutput())
+    figures_main.main(["training-error", str(tmp_path / "run"), "-o", str(out)])
+    assert png_size(out) == (700, 500)
 
 
 def test_the_readme_figure1_lines_are_the_commands_output(tmp_path, capsys, monkeypatch):

@@ -34,7 +34,7 @@ def test_a_runs_log_that_is_a_pipe(tmp_path, pipe, name):
         if name == "epochs.csv":
             curves.read_epochs(str(tmp_path))
         else:
-            curves.read_log(str(tmp_path), [("step", int)])
+            curves.read_log(str(tmp_path), ["step"])
 
 
 def test_compare_runs_settings_that_are_a_pipe(tmp_path, pipe):

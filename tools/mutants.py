@@ -1021,10 +1021,9 @@ CATALOGUE = [
            'tools/bench_cpu_step.py --model $(MODEL) $(ARGS)',
            'tools/bench_cpu_step.py --model $(MODEL)', MAKEFILE),
     Mutant('curves-epochs-nan-taken', 'convnet/figures/curves.py',
-           '    check_finite(path, epochs, "row")\n', '', INFERENCE),
+           '    check_values(path, epochs, "row")\n', '', INFERENCE),
     Mutant('curves-log-nan-taken', 'convnet/figures/curves.py',
-           '    check_finite(path, {field: array for (field, _), array in zip(fields, arrays)}, '
-           '"line")\n', '', INFERENCE),
+           '    check_values(path, arrays, "line")\n', '', INFERENCE),
     Mutant('cmp-epochs-type-unchecked', 'tools/compare_runs.py',
            'if not isinstance(planned, int) or isinstance(planned, bool) or planned < 1:',
            'if False:', TOOLS),
@@ -1767,6 +1766,75 @@ CATALOGUE = [
     Mutant('output-dir-broken-link-taken', 'convnet/train.py',
            '    if os.path.islink(output_dir) and not os.path.exists(output_dir):\n',
            '    if False:\n', ("tests/test_train_cli.py",)),
+    # The figures' odd inputs.
+    Mutant('fig-labels-not-shown', 'convnet/figures/__init__.py',
+           '    return [shown(label) for label in args.labels or\n'
+           '            [os.path.basename(os.path.abspath(folder)) for folder in args.runs]]\n',
+           '    return args.labels or [shown(os.path.basename(os.path.abspath(folder)))\n'
+           '                           for folder in args.runs]\n', ("tests/test_figures.py",)),
+    Mutant('fig-file-title-not-shown', 'convnet/figures/__init__.py',
+           '    return shown(os.path.basename(path))', '    return os.path.basename(path)',
+           ("tests/test_figures.py",)),
+    Mutant('fig-title-parses-math', 'convnet/figures/__init__.py',
+           'ax.set_title(title, fontsize=8, color=colour, parse_math=False)',
+           'ax.set_title(title, fontsize=8, color=colour)', ("tests/test_figures.py",)),
+    Mutant('fig-legend-parses-math', 'convnet/figures/__init__.py',
+           '        text.set_parse_math(False)\n', '        text.set_parse_math(True)\n',
+           ("tests/test_figures.py",)),
+    Mutant('pred-class-names-parse-math', 'convnet/figures/predictions.py',
+           'va="center", fontsize=7, parse_math=False)', 'va="center", fontsize=7)',
+           ("tests/test_figures.py",)),
+    Mutant('curves-epochs-cut-line-read', 'convnet/figures/curves.py',
+           'rows = list(csv.DictReader(finished_lines(handle.readlines())))',
+           'rows = list(csv.DictReader(handle))', ("tests/test_figures.py",)),
+    Mutant('curves-log-cut-line-read', 'convnet/figures/curves.py',
+           'lines = finished_lines(handle.readlines())', 'lines = handle.readlines()',
+           ("tests/test_figures.py",)),
+    Mutant('curves-missing-run-unnamed', 'convnet/figures/curves.py',
+           '    if not os.path.exists(folder):\n', '    if False:\n', ("tests/test_figures.py",)),
+    Mutant('curves-counts-unbounded', 'convnet/figures/curves.py',
+           '(values >= 1) & (values <= MAX_COUNT)', '(values >= 1)', ("tests/test_figures.py",)),
+    Mutant('curves-counts-from-0', 'convnet/figures/curves.py',
+           'lambda values: (values >= 1)', 'lambda values: (values >= 0)',
+           ("tests/test_figures.py",)),
+    Mutant('curves-counts-fractions-taken', 'convnet/figures/curves.py',
+           '& (values == np.floor(values))', '& (values == values)', ("tests/test_figures.py",)),
+    Mutant('curves-error-rates-unbounded', 'convnet/figures/curves.py',
+           'lambda values: (values >= 0) & (values <= 1)', 'lambda values: np.isfinite(values)',
+           ("tests/test_figures.py",)),
+    Mutant('curves-amounts-negative-taken', 'convnet/figures/curves.py',
+           'lambda values: (values >= 0) & np.isfinite(values)',
+           'lambda values: np.isfinite(values)', ("tests/test_figures.py",)),
+    Mutant('curves-amounts-infinite-taken', 'convnet/figures/curves.py',
+           'lambda values: (values >= 0) & np.isfinite(values)', 'lambda values: values >= 0',
+           ("tests/test_figures.py",)),
+    Mutant('filters-zoom-unbounded', 'convnet/figures/filters.py',
+           '    if args.zoom is not None and args.zoom > MAX_ZOOM:\n', '    if False:\n',
+           ("tests/test_figures.py",)),
+    Mutant('filters-largest-zoom-refused', 'convnet/figures/filters.py',
+           'args.zoom > MAX_ZOOM:', 'args.zoom >= MAX_ZOOM:', ("tests/test_figures.py",)),
+    Mutant('te-threshold-rounded', 'convnet/figures/training_error.py',
+           'return f"{100 * threshold:g}%"', 'return f"{threshold:.0%}"',
+           ("tests/test_figures.py",)),
+    Mutant('te-printed-before-saved', 'convnet/figures/training_error.py',
+           '    size = save(draw(labels, runs, curves, args.threshold, args.window), path)\n'
+           '    # Printed once the figure is saved: a standard output that fails loses no figure.\n'
+           '    for line in report_lines(labels, runs, curves, args.threshold):\n'
+           '        print(line)\n',
+           '    for line in report_lines(labels, runs, curves, args.threshold):\n'
+           '        print(line)\n'
+           '    size = save(draw(labels, runs, curves, args.threshold, args.window), path)\n',
+           ("tests/test_figures.py",)),
+    Mutant('nb-printed-before-saved', 'convnet/figures/neighbours.py',
+           '    size = save(figure, path)\n'
+           '    # Printed once the figure is saved: a standard output that fails loses no figure.\n'
+           '    for title, row, row_distance in zip(titles, index, distance):\n'
+           '        print(f"{title}: " + "; ".join(f"{REFERENCE}[{i}] d={d:.4g} {names[labels[i]]}"\n'
+           '                                       for i, d in zip(row, row_distance)))\n',
+           '    for title, row, row_distance in zip(titles, index, distance):\n'
+           '        print(f"{title}: " + "; ".join(f"{REFERENCE}[{i}] d={d:.4g} {names[labels[i]]}"\n'
+           '                                       for i, d in zip(row, row_distance)))\n'
+           '    size = save(figure, path)\n', ("tests/test_figures.py",)),
 ]
 
 if __name__ == "__main__":

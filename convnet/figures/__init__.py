@@ -42,10 +42,15 @@ def check_labels(p, args):
 
 
 def run_labels(args):
-    """--labels, or the names of the run folders (bytes of a name that are not UTF-8 drawn as
-    U+FFFD: matplotlib cannot draw the surrogates Python reads them as)."""
-    return args.labels or [shown(os.path.basename(os.path.abspath(folder)))
-                           for folder in args.runs]
+    """--labels, or the names of the run folders, as text matplotlib can draw (bytes that are
+    not UTF-8, which Python reads as surrogates, as \\xNN escapes)."""
+    return [shown(label) for label in args.labels or
+            [os.path.basename(os.path.abspath(folder)) for folder in args.runs]]
+
+
+def file_title(path):
+    """An image file's title: its name, printable and drawable whatever its bytes."""
+    return shown(os.path.basename(path))
 
 
 def output_path(args, folder, name):
@@ -117,8 +122,15 @@ def show_image(ax, image, title=None, colour="black"):
     ax.imshow(image, interpolation="nearest" if image.shape[0] < 128 else "antialiased")
     ax.set_xticks([])
     ax.set_yticks([])
-    if title:
-        ax.set_title(title, fontsize=8, color=colour)
+    if title:   # a file's name or a class's, drawn as given: a `$` in it is no mathtext
+        ax.set_title(title, fontsize=8, color=colour, parse_math=False)
+
+
+def legend(ax):
+    """ax's legend of its lines' labels (runs' names, --labels) drawn as given: a `$` in one is
+    no mathtext, which an unmatched one would fail to parse."""
+    for text in ax.legend(fontsize=8).get_texts():
+        text.set_parse_math(False)
 
 
 def short_name(name, limit=22):

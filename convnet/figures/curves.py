@@ -15,8 +15,8 @@ import os
 import numpy as np
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
-from convnet.figures import (add_labels_flag, add_output_flag, check_labels, new_figure,
-                             output_path, run_labels, save)
+from convnet.figures import (add_labels_flag, add_output_flag, check_labels, legend,
+                             new_figure, output_path, run_labels, save)
 from convnet.errors import open_regular
 from convnet.inference import DEFAULT_RUN
 from convnet.train import UsageError
@@ -41,11 +41,14 @@ def check(p, args):
 
 def read_epochs(folder):
     """{field: array over epochs} of a run's epochs.csv (EPOCH_FIELDS): the one in `folder`,
-    or the file `folder` names."""
+    or the file `folder` names (a name ending in epochs.csv)."""
+    if not os.path.exists(folder):
+        raise UsageError(f"run {folder}: no such "
+                         f"{'file' if str(folder).endswith(EPOCHS_CSV) else 'folder'}")
     path = os.path.join(folder, EPOCHS_CSV) if os.path.isdir(folder) else folder
     try:
         with open_regular(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
+            rows = list(csv.DictReader(finished_lines(handle.readlines())))
     except OSError as error:
         raise UsageError(f"run {folder}: cannot read {os.path.basename(path)} "
                          f"({error.strerror})") from None
@@ -59,46 +62,74 @@ def read_epochs(folder):
     except (KeyError, TypeError, ValueError):
         raise UsageError(f"run {path}: not the trainer's epochs.csv (columns "
                          f"{', '.join(EPOCH_FIELDS)})") from None
-    check_finite(path, epochs, "row")
+    check_values(path, epochs, "row")
     return epochs
 
 
-def check_finite(path, columns, place):
-    """A UsageError naming the first `place` (row, line) of a field that holds a NaN or an
-    infinity: the trainer stops before it writes one, so the file is damaged."""
+def finished_lines(lines):
+    """`lines` (text or bytes) but a last one without its newline: a run stopped mid-line left
+    it, and the trainer drops it too when the run goes on (convnet.trainer's truncate_logs)."""
+    if lines and not lines[-1].endswith(b"\n" if isinstance(lines[-1], bytes) else "\n"):
+        return lines[:-1]
+    return lines
+
+
+COUNTS = ("epoch", "step")   # the logs' fields that count: whole numbers from 1
+# The largest count taken: float64, as the logs are read, holds every whole number up to it.
+MAX_COUNT = 2 ** 53
+
+
+def value_range(field):
+    """(what the trainer writes in `field` of its logs, a test of an array's values for it)."""
+    if field in COUNTS:
+        return (f"a whole number from 1 to {MAX_COUNT}",
+                lambda values: (values >= 1) & (values <= MAX_COUNT)
+                & (values == np.floor(values)))
+    if field.endswith(("top1", "top5")):
+        return "an error rate from 0 to 1", lambda values: (values >= 0) & (values <= 1)
+    return "a finite number of 0 or more", lambda values: (values >= 0) & np.isfinite(values)
+
+
+def check_values(path, columns, place):
+    """A UsageError naming the first `place` (row, line) of a field that holds a value the
+    trainer never writes (value_range: a NaN, an infinity, an error rate past 1, step 0): the
+    file is damaged."""
     for field, values in columns.items():
-        damaged = np.flatnonzero(~np.isfinite(values))
+        meaning, holds = value_range(field)
+        damaged = np.flatnonzero(~holds(values))
         if damaged.size:
             raise UsageError(f"run {path}: {place} {damaged[0] + 1} holds {field} "
-                             f"{values[damaged[0]]}, not a finite number (a damaged file)")
+                             f"{values[damaged[0]]}, not {meaning} (a damaged file)")
 
 
 def read_log(folder, fields):
-    """[array over log lines] of each (field, type) in `fields`, from a run's log.jsonl."""
+    """[array over log lines] of each field named in `fields` (epoch and step as int64, the
+    others float64), from a run's log.jsonl."""
     path = os.path.join(folder, LOG)
     try:
         with open_regular(path, "rb") as handle:   # a line not UTF-8 is one that is not an entry
-            lines = handle.readlines()
+            lines = finished_lines(handle.readlines())
     except OSError as error:
         raise UsageError(f"run {folder}: cannot read {LOG} ({error.strerror})") from None
-    columns = [[] for _ in fields]
+    columns = {field: [] for field in fields}
     for number, line in enumerate(lines, 1):
         try:
             entry = json.loads(line)
-            for column, (field, kind) in zip(columns, fields):
-                column.append(kind(entry[field]))
-        except (ValueError, KeyError, TypeError):
+            for field, column in columns.items():
+                column.append(float(entry[field]))
+        except (ValueError, KeyError, TypeError, OverflowError):   # an int past any float
             raise UsageError(f"run {path}: line {number} is not a log entry") from None
-    arrays = [np.array(column) for column in columns]
-    check_finite(path, {field: array for (field, _), array in zip(fields, arrays)}, "line")
-    return arrays
+    arrays = {field: np.array(column) for field, column in columns.items()}
+    check_values(path, arrays, "line")
+    return [arrays[field].astype(np.int64) if field in COUNTS else arrays[field]
+            for field in fields]
 
 
 def read_steps(folder):
     """(steps, losses) of a run's log.jsonl; empty where there is none."""
     if not os.path.exists(os.path.join(folder, LOG)):
         return np.zeros(0), np.zeros(0)
-    return tuple(read_log(folder, (("step", int), ("loss", float))))
+    return tuple(read_log(folder, ("step", "loss")))
 
 
 def rate_changes(epochs):
@@ -131,11 +162,11 @@ def draw(runs, labels):
             axes[3].plot(steps, losses, color=colour, lw=1, label=label)
     for ax in axes[1:3]:
         ax.yaxis.set_major_formatter(PercentFormatter(1.0))   # decimals as the ticks need
-    axes[0].legend(fontsize=8)
+    legend(axes[0])
     axes[3].set_title(f"training loss per logged step ({LOG})")
     axes[3].set_xlabel("step")
     if axes[3].lines:
-        axes[3].legend(fontsize=8)
+        legend(axes[3])
     return figure
 
 

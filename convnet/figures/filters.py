@@ -25,6 +25,8 @@ HELP = "Figure 3: the learned conv1 kernels, tower a above tower b"
 INFERENCE = False           # reads the weights only: no dataset, no backend flags
 SCALES = ("per-kernel", "shared")
 KERNEL_PIXELS = 44      # the default zoom makes each kernel about this wide (11 × 4)
+# The largest --zoom: the default network's figure is then 6176×2432 pixels (45 MB in memory).
+MAX_ZOOM = 32
 TOWER_GAP = 4           # the space between the towers, in kernel gaps
 
 
@@ -34,8 +36,8 @@ def add_arguments(p):
                    help="contrast normalization: per-kernel (default) or shared by all kernels")
     p.add_argument("--columns", type=int, default=16, help="kernels per row (default 16)")
     p.add_argument("--zoom", type=int, default=None,
-                   help=f"pixels per kernel pixel (default: about {KERNEL_PIXELS} pixels a "
-                        f"kernel)")
+                   help=f"pixels per kernel pixel, at most {MAX_ZOOM} (default: about "
+                        f"{KERNEL_PIXELS} pixels a kernel)")
     add_output_flag(p, "filters")
 
 
@@ -43,6 +45,8 @@ def check(p, args):
     for flag, value in (("--columns", args.columns), ("--zoom", args.zoom)):
         if value is not None and value < 1:
             p.error(f"{flag} must be at least 1; got {value}")
+    if args.zoom is not None and args.zoom > MAX_ZOOM:
+        p.error(f"--zoom must be at most {MAX_ZOOM}; got {args.zoom}")
 
 
 def first_layer_kernels(network):

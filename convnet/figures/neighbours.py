@@ -26,7 +26,7 @@ from convnet import options
 from convnet.atomic import atomic_h5
 from convnet.errors import counted, shown
 from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
-                             checkpoint_output, new_figure, save, short_name,
+                             checkpoint_output, file_title, new_figure, save, short_name,
                              show_image, split_candidates)
 from convnet.inference import Inference, add_checkpoint_flag, report_unreadable
 from convnet.train import UsageError, progress_bar
@@ -151,7 +151,7 @@ def queries(inference, args):
     """(images, titles, their vectors (q, units), files that could not be read)."""
     if args.images:
         images, paths, failed = inference.pictures(args.images)
-        titles = [os.path.basename(p) for p in paths]
+        titles = [file_title(p) for p in paths]
         batches = inference.run(images, features=True)
     else:
         chosen = split_candidates(inference, args)
@@ -190,15 +190,16 @@ def run(args):
     with cache:
         index, distance = nearest(vectors, cache["features"], args.neighbours)
     labels, names = inference.loader.labels(REFERENCE), inference.class_names
-    for title, row, row_distance in zip(titles, index, distance):
-        print(f"{title}: " + "; ".join(f"{REFERENCE}[{i}] d={d:.4g} {names[labels[i]]}"
-                                       for i, d in zip(row, row_distance)))
     neighbour_images = [inference.stored(REFERENCE, row) for row in index]
     neighbour_titles = [[f"{short_name(names[labels[i]], 14)} {d:.3g}"
                          for i, d in zip(row, row_distance)]
                         for row, row_distance in zip(index, distance)]
     figure = draw(images, titles, neighbour_images, neighbour_titles)
     size = save(figure, path)
+    # Printed once the figure is saved: a standard output that fails loses no figure.
+    for title, row, row_distance in zip(titles, index, distance):
+        print(f"{title}: " + "; ".join(f"{REFERENCE}[{i}] d={d:.4g} {names[labels[i]]}"
+                                       for i, d in zip(row, row_distance)))
     source = "computed and cached in" if computed else "read from"
     return (path, size, f"{counted(len(images), 'query', 'queries')}; {REFERENCE} vectors "
                         f"{source} {cache_file}", 1 if failed else 0)

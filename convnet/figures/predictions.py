@@ -7,14 +7,13 @@ until --count are found. Probabilities are the softmax averaged over the evaluat
 centre crop, or --ten-crop's 10), as in evaluation. Each image is shown as the dataset stores
 it, titled with its true label (or its file name).
 """
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from convnet.errors import counted
 from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
-                             checkpoint_output, new_figure, save, short_name,
+                             checkpoint_output, file_title, new_figure, save, short_name,
                              show_image, split_candidates)
 from convnet.inference import Inference, add_checkpoint_flag, report_unreadable, top_k
 from convnet.train import UsageError
@@ -60,7 +59,7 @@ def choose(inference, args) -> Chosen:
         images, paths, failed = inference.pictures(args.images)
         probs = [p for _, p, _ in inference.run(images)]
         probs = np.concatenate(probs) if probs else np.zeros((0, len(inference.class_names)))
-        return Chosen(images, [os.path.basename(p) for p in paths], None, None, probs, failed,
+        return Chosen(images, [file_title(p) for p in paths], None, None, probs, failed,
                       len(images))
     candidates = split_candidates(inference, args)
     labels = inference.loader.labels(args.split)
@@ -109,7 +108,7 @@ def draw(images, titles, probs, true_labels, class_names, columns):
                   color=[CORRECT if c == truth else OTHER for c in classes])
         for y, c in enumerate(classes):
             bars.text(0.02, y, f"{short_name(class_names[c])}  {probs[n, c]:.0%}",
-                      va="center", fontsize=7)
+                      va="center", fontsize=7, parse_math=False)   # the dataset's names
         bars.set_xlim(0, 1)
         bars.set_ylim(len(classes) - 0.5, -0.5)
         bars.set_xticks([])

@@ -12,8 +12,8 @@ mean) and, for two or more runs, how many times the first run's epochs each othe
 import numpy as np
 from matplotlib.ticker import PercentFormatter
 
-from convnet.figures import (add_labels_flag, add_output_flag, check_labels, new_figure,
-                             output_path, run_labels, save)
+from convnet.figures import (add_labels_flag, add_output_flag, check_labels, legend,
+                             new_figure, output_path, run_labels, save)
 from convnet.figures.curves import read_epochs, read_log
 from convnet.train import UsageError
 from convnet.trainer import LOG
@@ -46,8 +46,7 @@ def check(p, args):
 def read_run(folder):
     """(the steps' positions in epochs, their top-1 errors, the weight rate of the first step)
     from a run's log.jsonl, every step from 1 on."""
-    steps, epochs, errors, rates = read_log(folder, (("step", int), ("epoch", int),
-                                                     ("top1", float), ("weight_lr", float)))
+    steps, epochs, errors, rates = read_log(folder, ("step", "epoch", "top1", "weight_lr"))
     if len(steps) == 0 or not np.array_equal(steps, np.arange(1, len(steps) + 1)):
         raise UsageError(f"run {folder}: {LOG} does not log every step from step 1 "
                          f"(train with --print-freq 1)")
@@ -79,6 +78,11 @@ def first_reached(curve, threshold):
     return int(below[0]) if len(below) else None
 
 
+def percent(threshold):
+    """The threshold as a percentage, as given: 0.005 is 0.5%, not 0% (nor 0.8125 81%)."""
+    return f"{100 * threshold:g}%"
+
+
 def report_lines(labels, runs, curves, threshold):
     """A line per run: its rate and where it reached the threshold (or its lowest mean), then
     the epochs each other run took as a multiple of the first's (where it did not get there,
@@ -87,13 +91,13 @@ def report_lines(labels, runs, curves, threshold):
     width = max(map(len, labels))
     lines = []
     for label, (epochs, _, rate), curve, index in zip(labels, runs, curves, reached):
-        where = (f"reached {threshold:.0%} at step {index + 1} (epoch {epochs[index]:.2f})"
+        where = (f"reached {percent(threshold)} at step {index + 1} (epoch {epochs[index]:.2f})"
                  if index is not None else
                  f"not reached in {len(curve)} steps ({epochs[-1]:.2f} epochs); lowest "
                  f"{curve.min():.2%}")
         lines.append(f"{label:<{width}}  rate {rate:g}  {where}")
     if len(runs) > 1 and reached[0] is None:
-        lines.append(f"{labels[0]} did not reach {threshold:.0%}: no ratios")
+        lines.append(f"{labels[0]} did not reach {percent(threshold)}: no ratios")
     elif len(runs) > 1:
         first = runs[0][0][reached[0]]
         for label, (epochs, _, _), index in zip(labels[1:], runs[1:], reached[1:]):
@@ -114,7 +118,7 @@ def draw(labels, runs, curves, threshold, window):
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
     ax.set_ylim(0, min(1.0, max(float(curve.max()) for curve in curves) * 1.05))
     ax.set_xlim(0, max(float(epochs[-1]) for epochs, _, _ in runs))
-    ax.legend(fontsize=8)
+    legend(ax)
     figure.tight_layout()
     return figure
 
@@ -124,7 +128,8 @@ def run(args):
     path = output_path(args, args.runs[0], "training-error")
     labels = run_labels(args)
     curves = [running_mean(errors, args.window) for _, errors, _ in runs]
+    size = save(draw(labels, runs, curves, args.threshold, args.window), path)
+    # Printed once the figure is saved: a standard output that fails loses no figure.
     for line in report_lines(labels, runs, curves, args.threshold):
         print(line)
-    size = save(draw(labels, runs, curves, args.threshold, args.window), path)
-    return path, size, f"{len(runs)} run(s), threshold {args.threshold:.0%}", 0
+    return path, size, f"{len(runs)} run(s), threshold {percent(args.threshold)}", 0
