@@ -144,6 +144,7 @@ def run_tests(folder, files, env, seconds, *, first_failure_only):
     tests = subprocess.Popen([sys.executable, "-m", "pytest", *(["-x"] * first_failure_only),
                               "-q", "-p", "no:cacheprovider", *files], cwd=folder, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                             errors="backslashreplace",   # a failure may show a name's bytes
                              start_new_session=True)
     try:
         output, _ = tests.communicate(timeout=seconds)
