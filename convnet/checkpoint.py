@@ -132,13 +132,24 @@ def load(path, network):
                     raise CheckpointError(f"checkpoint {path}: {name} has shape "
                                           f"{file[name].shape}, the model needs {spec.shape}")
                 target[spec.key] = _array(file, name, network)
-        text, digest = file.attrs["state"], file.attrs.get("state_sha256")
-        # a flipped bit in the JSON may still parse: another epoch, step or rate
-        if digest is not None and digest != _digest(text):
-            raise CheckpointError(f"checkpoint {path}: corrupt (its training state does not "
-                                  f"match the digest written with it)")
-        state = json.loads(text)
+        state = _state(file, path)
     return params, velocity, state
+
+
+def _state(file, path) -> dict:
+    text, digest = file.attrs["state"], file.attrs.get("state_sha256")
+    # a flipped bit in the JSON may still parse: another epoch, step or rate
+    if digest is not None and digest != _digest(text):
+        raise CheckpointError(f"checkpoint {path}: corrupt (its training state does not "
+                              f"match the digest written with it)")
+    return json.loads(text)
+
+
+def training_state(path) -> dict:
+    """The training state checkpoint `path` records (convnet.trainer's Trainer.state: the
+    epoch, the seed, the dataset trained on, ...; older checkpoints lack some of it)."""
+    with _open(path) as file, _reading(path):
+        return _state(file, path)
 
 
 def load_shared(path, network) -> dict:

@@ -7,14 +7,18 @@ every image of a split of the dataset, through the evaluation's own preprocessin
 pass (convnet.inference: the centre crop, or with --ten-crop the softmax averaged over the
 paper's 10 views); the ensemble's prediction is the mean of the networks' softmax outputs.
 The networks may differ (models, ablations, image sizes) but must classify as many classes as
-the dataset has (checkpoints do not record the classes' names); all are loaded and checked
-before any is evaluated.
+the dataset has (checkpoints do not record the classes' names: one trained on a dataset of
+another name gets a note on stderr), and each counts once (two arguments naming one file are
+refused); all are loaded and checked before any is evaluated.
 
-Output: a line per network, then the ensemble's, each as the training command's evaluation
-prints it (loss, top-1 error, top-5 error over the images); with -o, the same figures as JSON
-(written atomically, with the commit). Exit status 0; 2 for bad flags or an input that cannot
-be used (checkpoint, dataset, a network whose outputs are not finite), with a one-line error.
+Output, once every network is evaluated: a line per network, then the ensemble's, each as the
+training command's evaluation prints it (loss, top-1 error, top-5 error over the images); with
+-o, the same figures as JSON (written atomically, with the commit), before those lines, so that
+a standard output that fails loses none of it. Exit status 0; 2 for bad flags or an input that
+cannot be used (checkpoint, dataset, a network whose parameters or outputs are not finite),
+with a one-line error.
 """
+import os
 import sys
 from dataclasses import asdict
 
@@ -23,8 +27,7 @@ import numpy as np
 from convnet import options, provenance
 from convnet.atomic import atomic_json
 from convnet.backend.reference.softmax import topk_errors
-from convnet.checkpoint import CheckpointError
-from convnet.errors import run_command
+from convnet.errors import run_command, shown
 from convnet.inference import Inference, exit_status
 from convnet.train import UsageError
 from convnet.trainer import Evaluation, summed_log_loss, views_name
@@ -34,6 +37,7 @@ def parser():
     p = options.Parser(prog="python -m convnet.ensemble", parents=[options.shared_flags()],
                        description=__doc__.split("\n\n")[0].split(": ", 1)[1])
     p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT",
+                   type=options.named_path,
                    help="checkpoints the training command wrote, or run folders (their best.h5)")
     p.add_argument("--split", choices=("val", "train"), default="val",
                    help="the dataset's split to classify (default val)")
@@ -50,12 +54,14 @@ def scores(probs, labels) -> Evaluation:
     return Evaluation(loss, top1 / count, top5 / count, count)
 
 
-def check_finite(inference):
-    """A network with non-finite parameters (a diverged run) is refused before any evaluation."""
-    params = inference.network.to_host(inference.network.params)
-    if not all(np.isfinite(array).all() for array in params.values()):
-        raise CheckpointError(f"checkpoint {inference.checkpoint}: its parameters are not all "
-                              f"finite (a diverged network)")
+def check_distinct(given, members):
+    """Each network counts once in the average: two arguments that name one checkpoint file (a
+    run folder and its best.h5, a link to it) are refused."""
+    for later in range(len(members)):
+        for earlier in range(later):
+            if os.path.samefile(members[earlier].checkpoint, members[later].checkpoint):
+                raise UsageError(f"{shown(given[later])}: the same checkpoint as "
+                                 f"{shown(given[earlier])}; each network counts once")
 
 
 def split_probs(inference, split, labels):
@@ -63,9 +69,6 @@ def split_probs(inference, split, labels):
     probs = np.empty((len(labels), len(inference.class_names)), np.float32)
     for positions, batch_probs, _ in inference.run_split(split):
         probs[positions] = batch_probs
-    if not np.isfinite(probs).all():
-        raise CheckpointError(f"checkpoint {inference.checkpoint}: its outputs on the {split} "
-                              f"split are not all finite")
     return probs
 
 
@@ -73,27 +76,30 @@ def run(args):
     # Every checkpoint is loaded and checked before any network is evaluated (-o before them).
     members = [Inference(path, args.data_path, gpus=args.gpus, batch_size=args.batch_size,
                          ten_crop=args.ten_crop) for path in args.checkpoints]
-    for inference in members:
-        check_finite(inference)
+    check_distinct(args.checkpoints, members)
     labels = np.asarray(members[0].loader.labels(args.split))
     if len(labels) == 0:
-        raise UsageError(f"dataset {args.data_path}: its {args.split} split holds no images")
+        raise UsageError(f"dataset {shown(args.data_path)}: its {args.split} split holds no "
+                         f"images")
     total, results = np.zeros((len(labels), len(members[0].class_names))), []
     for inference in members:
         probs = split_probs(inference, args.split, labels)
         results.append(scores(probs, labels))
-        print(f"{inference.checkpoint}: {results[-1]}", flush=True)
         total += probs
     views = views_name(args.ten_crop)
     average = scores(total / len(members), labels)
-    print(f"average of {len(members)} ({views}, {args.split}): {average}")
+    # The report first: a standard output that fails (a closed pipe, a full disk) loses no
+    # evaluation, which may have taken hours.
     if args.output:
         atomic_json(args.output, {
-            "data_path": args.data_path, "split": args.split, "views": views,
+            "data_path": shown(args.data_path), "split": args.split, "views": views,
             "images": average.images, "commit": provenance.running(),
-            "members": [{"checkpoint": inference.checkpoint, **asdict(result)}
+            "members": [{"checkpoint": shown(inference.checkpoint), **asdict(result)}
                         for inference, result in zip(members, results)],
             "average": asdict(average)}, indent=2)
+    for inference, result in zip(members, results):
+        print(f"{shown(inference.checkpoint)}: {result}")
+    print(f"average of {len(members)} ({views}, {args.split}): {average}")
     return 0
 
 

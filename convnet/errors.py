@@ -1,6 +1,7 @@
 """Errors as the project reports them: one line naming the input and what is wrong."""
 import errno
 import os
+import re
 import sys
 from contextlib import contextmanager, suppress
 
@@ -9,6 +10,9 @@ import h5py
 # What a pipe, a socket or a device is called where a file was expected: an input that is one is
 # never opened (a pipe would wait for a writer for ever, /dev/zero never ends).
 NOT_REGULAR = "not a regular file (a pipe, a socket or a device)"
+# What would break a name's line, or drive the terminal it is shown on: the C0 and C1 controls
+# (a newline, a tab, an escape sequence), DEL, and Unicode's line and paragraph separators.
+CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def counted(count, noun, plural=None) -> str:
@@ -18,9 +22,10 @@ def counted(count, noun, plural=None) -> str:
 
 def shown(name) -> str:
     """A file name as text that can be written anywhere (standard output under any locale, a
-    figure, an HDF5 attribute): its bytes that are not UTF-8, which Python reads as surrogates,
-    as \\xNN escapes."""
-    return os.fsencode(name).decode("utf-8", "backslashreplace")
+    figure, an HDF5 attribute) on one line: its bytes that are not UTF-8, which Python reads as
+    surrogates, as \\xNN escapes, and its CONTROLS as Python writes them (\\n, \\t, \\x1b)."""
+    text = os.fsencode(name).decode("utf-8", "backslashreplace")
+    return CONTROLS.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), text)
 
 
 def not_a_regular_file(path) -> bool:

@@ -5,7 +5,9 @@ convnet.ensemble` and the figures (`python -m convnet.figures`).
     the network rebuilt from a checkpoint the training command wrote (convnet.checkpoint), on
     the placement --gpus selects (convnet.train.select_placement), with its dataset's
     preprocessing: the evaluation views of convnet.data.loader (the centre crop, or the paper's
-    10 views) minus the dataset's mean, and its class names.
+    10 views) minus the dataset's mean, and its class names. A checkpoint whose parameters are
+    not all finite (a diverged run) is refused; one whose run trained on a dataset of another
+    name gets a note on stderr: the class names are this dataset's.
   .pictures(paths)        image files (JPEG, PNG, ...) → the dataset's stored form
   .run(images)            stored images (n, S, S, 3) uint8 → batches of outputs
   .run_split(split, ix)   images `ix` of a split of the dataset → batches of outputs
@@ -13,7 +15,7 @@ Outputs, per batch: (positions in the input, probs (n, classes), features (n, un
 host NumPy arrays. probs is the softmax averaged over the views; features, when asked for, are
 the last hidden layer's outputs after its activation, towers side by side (fc7a then fc7b: 4096
 units in the default network), averaged likewise; both come from convnet.trainer.forward_views,
-the evaluation's own code.
+the evaluation's own code. probs that are not all finite are a CheckpointError.
 """
 import os
 import sys
@@ -21,12 +23,13 @@ from contextlib import closing
 
 import numpy as np
 
-from convnet import alexnet
-from convnet.checkpoint import CheckpointError, in_run, load_network
+from convnet import alexnet, options
+from convnet.checkpoint import CheckpointError, in_run, load_network, training_state
 from convnet.data import fashion_mnist
 from convnet.data.dataset import Dataset, DatasetError
 from convnet.data.loader import Loader
 from convnet.data.prepare import load_image
+from convnet.errors import shown
 from convnet.train import UsageError, check_fits, select_placement
 from convnet.trainer import forward_views
 
@@ -37,6 +40,7 @@ PICTURE_LOADERS = {fashion_mnist.NAME: fashion_mnist.load_picture}
 
 def add_checkpoint_flag(p):
     p.add_argument("--checkpoint", default=DEFAULT_RUN, metavar="PATH",
+                   type=options.named_path,
                    help="a checkpoint the training command wrote, or a run folder (its best.h5); "
                         "default: %(default)s, the default run's")
 
@@ -73,9 +77,10 @@ def report_unreadable(failed, readable):
     `readable` others were; a UsageError where none was: the one file's line, or a count after
     each file's."""
     if not readable and len(failed) == 1:
-        raise UsageError(": ".join(failed[0]))
+        path, reason = failed[0]
+        raise UsageError(f"{shown(path)}: {reason}")
     for path, reason in failed:
-        print(f"error: {path}: {reason}", file=sys.stderr)
+        print(f"error: {shown(path)}: {reason}", file=sys.stderr)
     if not readable:
         raise UsageError(f"none of the {len(failed)} image files could be read")
 
@@ -90,15 +95,34 @@ class Inference:
         placement, self.device = select_placement(gpus)
         self.checkpoint = in_run(checkpoint)
         self.network = load_network(self.checkpoint, placement)
+        self.check_finite()
         model = self.network.model
         with closing(Dataset(data_path)) as dataset:   # before the Loader, which refuses a crop
-            check_fits(model, dataset, f"checkpoint {self.checkpoint}")
+            check_fits(model, dataset, f"checkpoint {shown(self.checkpoint)}")
         self.loader = Loader(data_path, crop=model.geometry.image_size, seed=0,
                              colour_noise_convention=model.colour_noise,
                              crop_draw=model.crop_draw)
         self.batch_size, self.ten_crop = batch_size, ten_crop
         self.feature_layers = last_hidden_layers(model)
         self.class_names = self.loader.class_names
+        self.note_another_dataset()
+
+    def check_finite(self):
+        """A network with non-finite parameters (a diverged run) would give NaN for every image."""
+        params = self.network.to_host(self.network.params)
+        if not all(np.isfinite(array).all() for array in params.values()):
+            raise CheckpointError(f"checkpoint {shown(self.checkpoint)}: its parameters are not "
+                                  f"all finite (a diverged network)")
+
+    def note_another_dataset(self):
+        """Checkpoints record the dataset they were trained on but not its class names: a net
+        trained on another dataset of as many classes (fine-tuned elsewhere, say) may be used
+        here, with this one's names, which is worth saying. Older checkpoints record none."""
+        trained_on = (training_state(self.checkpoint).get("dataset") or {}).get("name")
+        if trained_on is not None and trained_on != self.loader.name:
+            print(f"note: checkpoint {shown(self.checkpoint)} was trained on dataset "
+                  f"{trained_on}, not {self.loader.name}; the class names are this dataset's "
+                  f"({shown(self.loader.path)})", file=sys.stderr)
 
     # -- inputs -------------------------------------------------------------------------------
     def pictures(self, paths):
@@ -135,20 +159,26 @@ class Inference:
             raise UsageError(f"--indices {bad[0]}: the {split} split has images 0 to {count - 1}")
 
     # -- outputs ------------------------------------------------------------------------------
-    def _outputs(self, views, features):
+    def _outputs(self, views, features, on):
+        """(probs, features) of one batch of views; `on` names their images in an error."""
         probs, hidden = forward_views(self.network, views,
                                       self.feature_layers if features else ())
         network = self.network
+        probs = network.output_backend.to_host(probs).T
+        if not np.isfinite(probs).all():   # finite weights can still overflow
+            raise CheckpointError(f"checkpoint {shown(self.checkpoint)}: its outputs on "
+                                  f"{on} are not all finite")
         units = np.concatenate([network.layer_backend(name).to_host(h) for name, h
                                 in zip(self.feature_layers, hidden)]).T if features else None
-        return network.output_backend.to_host(probs).T, units
+        return probs, units
 
     def run(self, images, features=False):
         """Yields (positions, probs, features) per batch of stored images (n, S, S, 3)."""
         for start in range(0, len(images), self.batch_size):
             positions = np.arange(start, min(start + self.batch_size, len(images)))
             yield (positions,
-                   *self._outputs(self.loader.views(images, positions, self.ten_crop), features))
+                   *self._outputs(self.loader.views(images, positions, self.ten_crop), features,
+                                  "the images given"))
 
     def run_split(self, split, indices=None, features=False):
         """Yields (positions in `indices`, probs, features) per batch of images `indices` of
@@ -161,4 +191,4 @@ class Inference:
             for views, _ in batches:
                 positions = np.arange(start, start + views[0].shape[-1])
                 start = positions[-1] + 1
-                yield (positions, *self._outputs(views, features))
+                yield (positions, *self._outputs(views, features, f"the {split} split"))

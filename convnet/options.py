@@ -22,6 +22,7 @@ SCHEDULES = ("preset", *KINDS)   # preset: the one the model's preset names
 # The flags' defaults: the paper's recipe, whose one source is alexnet.Recipe.
 RECIPE = alexnet.Recipe()
 DEFAULT_DIST_TIMEOUT = 600   # seconds a rank waits for the others before it stops the job
+NAMES_NOTHING = "must name a file or folder; got ''"   # an empty path's refusal
 
 
 class Parser(argparse.ArgumentParser):
@@ -89,10 +90,28 @@ def shared_flags() -> argparse.ArgumentParser:
 
 
 def check_shared(p, args):
+    check_named(p, [("--data-path", args.data_path)])
     if args.batch_size < 1:
         p.error(f"--batch-size must be at least 1; got {args.batch_size}")
     if args.gpus is not None and args.gpus != "cpu":
         check_gpu_indices(p, args.gpus, "cpu or ")
+
+
+def check_named(p, flags):
+    """The parser's error for the first (flag, path) of `flags` whose path is empty: it names
+    nothing, and would be taken for the current folder or fail deep inside a library."""
+    for flag, path in flags:
+        if path == "":
+            p.error(f"{flag} {NAMES_NOTHING}")
+
+
+def named_path(path: str) -> str:
+    """argparse's type for an argument that names a file or folder: '' refused as check_named
+    refuses it, in argparse's error naming the argument (the checkpoints of predict, ensemble
+    and the figures)."""
+    if path == "":
+        raise argparse.ArgumentTypeError(NAMES_NOTHING)
+    return path
 
 
 def check_gpu_indices(p, gpus, other=""):
@@ -320,10 +339,8 @@ def _check_values(p, args):
     if any(epoch < 1 for epoch in args.lr_steps):
         p.error(f"--lr-steps are epochs after which the rates drop, each at least 1; got "
                 f"{' '.join(map(str, args.lr_steps))}")
-    for flag, value in (("--data-path", args.data_path), ("--output-dir", args.output_dir),
-                        ("--resume", args.resume), ("--weights", args.weights)):
-        if value == "":
-            p.error(f"{flag} must name a file or folder; got ''")
+    check_named(p, [("--output-dir", args.output_dir), ("--resume", args.resume),
+                    ("--weights", args.weights)])
 
 
 def _check_combinations(p, args):

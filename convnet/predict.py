@@ -7,16 +7,19 @@ resized to 28×28, zero-padded to 32×32), then through the evaluation's own pre
 forward pass (convnet.inference): minus the dataset's mean, the centre crop or with --ten-crop
 the softmax averaged over the paper's 10 views. Class names come from the dataset.
 
-Output, per readable file: its path, then one line per label, most probable first:
+Output, per readable file: its path (bytes that are not UTF-8 and control characters escaped,
+\\xff, \\n: one line whatever the name), then one line per label, most probable first:
     <probability as a percentage>  <class index>  <class name>
 A file that cannot be read gets one line on stderr, "error: PATH: reason", and the others are
-still processed. Exit status: 0; 1 when some file could not be read; 2 for bad flags, an
-unusable checkpoint or dataset, or when no file could be read.
+still processed. A checkpoint trained on a dataset of another name gets a note on stderr (the
+class names are --data-path's); one whose parameters or outputs are not all finite is refused.
+Exit status: 0; 1 when some file could not be read; 2 for bad flags, an unusable checkpoint or
+dataset, or when no file could be read.
 """
 import sys
 
 from convnet import options
-from convnet.errors import run_command
+from convnet.errors import run_command, shown
 from convnet.inference import (Inference, add_checkpoint_flag, exit_status, report_unreadable,
                                 top_k)
 
@@ -38,7 +41,7 @@ def run(args):
     names = inference.class_names
     for positions, probs, _ in inference.run(images):
         for position, row, best in zip(positions, probs, top_k(probs, args.top)):
-            print(paths[position])
+            print(shown(paths[position]))
             for c in best:
                 print(f"  {row[c]:7.2%}  {c:4d}  {names[c]}")
     return 1 if failed else 0

@@ -3,7 +3,9 @@ it; several networks' average is the mean of their softmax outputs, computed her
 bad inputs are one line with exit code 2."""
 import csv
 import json
+import errno
 import os
+import shutil
 import subprocess
 import sys
 
@@ -95,7 +97,9 @@ def test_the_average_is_the_mean_of_the_softmax_outputs(trained, rng, capsys, tm
 
 
 def test_the_train_split_and_the_same_network_twice(trained, capsys):
-    assert ensemble.main([str(trained.run), str(trained.run / "best.h5"), "--split", "train",
+    """The same network in two files (a copy: one file twice is refused)."""
+    shutil.copyfile(trained.run / "best.h5", trained.tmp / "copy.h5")
+    assert ensemble.main([str(trained.run), str(trained.tmp / "copy.h5"), "--split", "train",
                           "--data-path", str(trained.data), "--gpus", "cpu"]) == 0
     figures = [numbers for _, numbers in parse(capsys.readouterr().out)]
     probs = direct_outputs(trained.network, trained.train, trained.mean)[0]
@@ -157,6 +161,62 @@ def test_bad_inputs_are_one_line_with_exit_2_before_any_evaluation(trained, caps
             ensemble.main(argv)
         err = capsys.readouterr().err
         assert exit_.value.code == 2 and message in err and err.count("\n") == 1
+
+
+def test_one_checkpoint_twice_is_refused_naming_both_arguments(trained, capsys):
+    """A run folder means its best.h5, and a link is the file it points to: either counted
+    twice would weigh one network double in the average."""
+    os.symlink(trained.run / "best.h5", trained.tmp / "link.h5")
+    data = ["--data-path", str(trained.data), "--gpus", "cpu"]
+    for first, second in ((trained.run, trained.run / "best.h5"),
+                          (trained.tmp / "link.h5", trained.run), (trained.run, trained.run)):
+        assert ensemble.main([str(first), str(second), *data]) == 2
+        assert capsys.readouterr() == ("", f"error: {second}: the same checkpoint as {first}; "
+                                           f"each network counts once\n")
+
+
+def test_an_empty_checkpoint_name_is_the_parser_s_one_line(trained, capsys):
+    for argv in ([str(trained.run), ""], [str(trained.run), "--data-path", ""]):
+        with pytest.raises(SystemExit) as exit_:
+            ensemble.main(argv)
+        err = capsys.readouterr().err
+        assert exit_.value.code == 2 and err.count("\n") == 1
+        assert err.endswith("must name a file or folder; got '' (see --help)\n"), err
+        assert "HDF5" not in err
+
+
+class FailingOutput:
+    """A standard output that cannot be written: a full disk, a reader gone."""
+    def write(self, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def flush(self):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def test_the_report_is_written_before_the_lines_that_standard_output_may_lose(trained,
+                                                                               monkeypatch):
+    report = trained.tmp / "report.json"
+    monkeypatch.setattr(sys, "stdout", FailingOutput())
+    ensemble.main([str(trained.run), "--data-path", str(trained.data), "--gpus", "cpu", "-o",
+                   str(report)])   # its status is the failed output's, not this test's
+    monkeypatch.undo()
+    written = json.loads(report.read_text())
+    assert [member["checkpoint"] for member in written["members"]] == [
+        str(trained.run / "best.h5")]
+    assert written["average"]["images"] == len(trained.val_labels)
+
+
+def test_names_that_are_not_utf8_or_hold_a_newline_are_escaped(trained, capsys, tmp_path):
+    """Printed under a strict UTF-8 output (capsys's) and written in the report: one line."""
+    odd = os.path.join(os.fsdecode(bytes(tmp_path)), os.fsdecode(b"run\xff\nB"))
+    shutil.copytree(trained.run, odd)
+    report = tmp_path / "report.json"
+    assert ensemble.main([odd, "--data-path", str(trained.data), "--gpus", "cpu", "-o",
+                          str(report)]) == 0
+    shown = f"{tmp_path}/run\\xff\\nB/best.h5"
+    assert [name for name, _ in parse(capsys.readouterr().out)][0] == shown
+    assert json.loads(report.read_text())["members"][0]["checkpoint"] == shown
 
 
 def test_ensemble_runs_as_a_module(trained):

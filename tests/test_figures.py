@@ -5,11 +5,15 @@ import csv
 import errno
 import io
 import json
+import math
 import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
+import warnings
+import zlib
 from argparse import Namespace
 
 import h5py
@@ -27,6 +31,7 @@ from convnet.figures import __main__ as figures_main
 from convnet.figures import curves, filters, neighbours, predictions, training_error
 from convnet.inference import Inference, last_hidden_layers, top_k
 from convnet.network import Network
+from convnet.train import dataset_identity
 from convnet.trainer import EPOCH_FIELDS
 from networks import make_active
 from readme import shown_commands
@@ -251,6 +256,116 @@ def test_predict_errors_are_one_line_with_exit_2(trained, capsys, rng):
     with pytest.raises(SystemExit) as exit_:
         predict.main([image, "--top", "0"])
     assert exit_.value.code == 2
+
+
+def test_a_diverged_checkpoint_is_refused_and_no_probability_printed_is_nan(trained, capsys):
+    """NaN parameters (a diverged run) are refused before any image is classified, by predict
+    and the figures as by ensemble; finite weights whose outputs overflow, at the batch."""
+    image = save_png(trained.val[0], trained.tmp / "v.png")
+    data = ["--data-path", str(trained.data)]
+    params, diverged = trained.network.params, trained.tmp / "nan.h5"
+    params["fc8/bias"][0] = np.nan
+    save_checkpoint(trained.network, diverged)
+    refused = (f"error: checkpoint {diverged}: its parameters are not all finite (a diverged "
+               f"network)\n")
+    assert predict.main([image, "--checkpoint", str(diverged), *data]) == 2
+    assert capsys.readouterr() == ("", refused)
+    assert figures_main.main(["predictions", "--checkpoint", str(diverged), *data, "-o",
+                              str(trained.tmp / "p.png")]) == 2
+    assert capsys.readouterr() == ("", refused)
+    params["fc8/bias"][0] = 0
+    params["fc8/drop7a"][:], params["fc8/drop7b"][:] = 3e38, -3e38
+    save_checkpoint(trained.network, trained.tmp / "overflow.h5")
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert predict.main([image, "--checkpoint", str(trained.tmp / "overflow.h5"), *data]) == 2
+    assert capsys.readouterr() == ("", f"error: checkpoint {trained.tmp / 'overflow.h5'}: its "
+                                       f"outputs on the images given are not all finite\n")
+
+
+def test_a_checkpoint_of_another_dataset_gets_a_note_and_this_dataset_s_names(trained, capsys):
+    """The training state records the dataset's name (train.dataset_identity); another one of
+    as many classes may be used (a transferred net), and one line says whose names are shown."""
+    image = save_png(trained.val[0], trained.tmp / "v.png")
+    velocity = {key: np.zeros_like(value) for key, value in trained.network.params.items()}
+    for name, note in (("other10", True), ("tiny", False)):
+        path = trained.tmp / f"trained-on-{name}.h5"
+        trained_on = dataset_identity(Namespace(name=name, train_labels=trained.train_labels,
+                                                val_labels=trained.val_labels))
+        checkpoint.save(path, trained.network, velocity, {"epoch": 1, "step": 1,
+                                                          "dataset": trained_on})
+        assert predict.main([image, "--checkpoint", str(path), "--data-path",
+                             str(trained.data), "-k", "1"]) == 0
+        out, err = capsys.readouterr()
+        assert list(parse_predictions(out)) == [image]
+        assert err == (f"note: checkpoint {path} was trained on dataset other10, not tiny; the "
+                       f"class names are this dataset's ({trained.data})\n" if note else "")
+
+
+def png_header(path, side):
+    """A PNG's first bytes for a side × side grey image, its data cut short: Pillow takes the
+    size from them as from a whole picture that large, in a moment rather than seconds."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I",
+                                                                        zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side,
+                                                                       8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(bytes(side))))
+    return str(path)
+
+
+def test_a_picture_pillow_warns_of_is_read_without_its_warning(trained, capsys):
+    """Pillow warns (two lines on stderr) of a picture over MAX_IMAGE_PIXELS, which is read all
+    the same; one over twice that it refuses, in one line."""
+    good = save_png(trained.val[0], trained.tmp / "v.png")
+    large = png_header(trained.tmp / "large.png", math.isqrt(Image.MAX_IMAGE_PIXELS) + 1)
+    huge = png_header(trained.tmp / "huge.png", math.isqrt(2 * Image.MAX_IMAGE_PIXELS) + 1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = predict.main([large, good, huge, "--checkpoint", str(trained.run),
+                               "--data-path", str(trained.data)])
+    assert [str(warning.message) for warning in caught
+            if issubclass(warning.category, Image.DecompressionBombWarning)] == []
+    out, err = capsys.readouterr()
+    assert status == 1 and list(parse_predictions(out)) == [good]
+    truncated, refused = err.splitlines()
+    assert truncated == f"error: {large}: truncated"
+    assert refused.startswith(f"error: {huge}: undecodable (Image size (")
+
+
+def test_predict_prints_any_name_on_one_line(trained, capsys):
+    """Under a strict UTF-8 output (capsys's), bytes that are not UTF-8 and a newline are
+    escaped, so that each name stays one line above its labels; on stderr too."""
+    paths = [save_png(trained.val[i], trained.tmp / name)
+             for i, name in enumerate([os.fsdecode(b"bad\xff.png"), "two\nlines.png"])]
+    gone = str(trained.tmp / os.fsdecode(b"gone\xfe\n.png"))
+    flags = ["--checkpoint", str(trained.run), "--data-path", str(trained.data), "-k", "2"]
+    assert predict.main([*paths, gone, *flags]) == 1
+    out, err = capsys.readouterr()
+    assert list(parse_predictions(out)) == [f"{trained.tmp}/bad\\xff.png",
+                                            f"{trained.tmp}/two\\nlines.png"]
+    assert err == f"error: {trained.tmp}/gone\\xfe\\n.png: no such file\n"
+    assert predict.main([gone, *flags]) == 2          # the one file, as the command's error
+    assert capsys.readouterr().err == err
+
+
+@pytest.mark.parametrize("argv,flag", [
+    (["predict", "--checkpoint", ""], "argument --checkpoint:"),
+    (["predict", "--data-path", ""], "--data-path"),
+    (["filters", "--checkpoint", ""], "argument --checkpoint:"),
+    (["predictions", "--checkpoint", ""], "argument --checkpoint:"),
+    (["neighbours", "--data-path", ""], "--data-path"),
+])
+def test_an_empty_name_is_the_parser_s_one_line(argv, flag, capsys):
+    """Not h5py's "invalid file name", as the training command refuses it."""
+    with pytest.raises(SystemExit) as exit_:
+        if argv[0] == "predict":
+            predict.main(["v.png", *argv[1:]])
+        else:
+            figures_main.main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.endswith(f"error: {flag} must name a file or folder; got '' (see --help)\n"), err
+    assert err.count("\n") == 1
 
 
 def test_predict_runs_as_a_module(trained):

@@ -952,7 +952,7 @@ CATALOGUE = [
     Mutant('prep-one-class-taken', 'convnet/data/prepare.py',
            '    if len(wnids) < 2:\n', '    if len(wnids) < 1:\n', DATA),
     Mutant('prep-report-name-unescaped', 'convnet/errors.py',
-           'return os.fsencode(name).decode("utf-8", "backslashreplace")', 'return name', DATA),
+           'text = os.fsencode(name).decode("utf-8", "backslashreplace")', 'text = name', DATA),
     Mutant('prep-untrained-unsaid', 'convnet/data/prepare.py',
            '    if untrained:\n        print(', '    if False:\n        print(', DATA),
     Mutant('train-one-class-traceback', 'convnet/train.py',
@@ -1836,6 +1836,62 @@ CATALOGUE = [
            '        print(f"{title}: " + "; ".join(f"{REFERENCE}[{i}] d={d:.4g} {names[labels[i]]}"\n'
            '                                       for i, d in zip(row, row_distance)))\n'
            '    size = save(figure, path)\n', ("tests/test_figures.py",)),
+    # Inference's odd inputs.
+    Mutant('inf-diverged-checkpoint-used', 'convnet/inference.py',
+           '        self.check_finite()\n', '', INFERENCE),
+    Mutant('inf-non-finite-outputs-shown', 'convnet/inference.py',
+           'if not np.isfinite(probs).all():   # finite weights can still overflow', 'if False:',
+           INFERENCE),
+    Mutant('inf-other-dataset-unnoted', 'convnet/inference.py',
+           'if trained_on is not None and trained_on != self.loader.name:', 'if False:',
+           INFERENCE),
+    Mutant('inf-same-dataset-noted', 'convnet/inference.py',
+           'if trained_on is not None and trained_on != self.loader.name:',
+           'if trained_on is not None:', INFERENCE),
+    Mutant('prep-bomb-warning-shown', 'convnet/data/prepare.py',
+           '            warnings.simplefilter("ignore", Image.DecompressionBombWarning)\n', '',
+           INFERENCE),
+    Mutant('ensemble-report-after-the-lines', 'convnet/ensemble.py',   # the lines moved up
+           '    if args.output:\n        atomic_json(args.output, {\n'
+           '            "data_path": shown(args.data_path), "split": args.split, "views": views,\n'
+           '            "images": average.images, "commit": provenance.running(),\n'
+           '            "members": [{"checkpoint": shown(inference.checkpoint), **asdict(result)}\n'
+           '                        for inference, result in zip(members, results)],\n'
+           '            "average": asdict(average)}, indent=2)\n'
+           '    for inference, result in zip(members, results):\n'
+           '        print(f"{shown(inference.checkpoint)}: {result}")\n',
+           '    for inference, result in zip(members, results):\n'
+           '        print(f"{shown(inference.checkpoint)}: {result}")\n'
+           '    if args.output:\n        atomic_json(args.output, {\n'
+           '            "data_path": shown(args.data_path), "split": args.split, "views": views,\n'
+           '            "images": average.images, "commit": provenance.running(),\n'
+           '            "members": [{"checkpoint": shown(inference.checkpoint), **asdict(result)}\n'
+           '                        for inference, result in zip(members, results)],\n'
+           '            "average": asdict(average)}, indent=2)\n', ("tests/test_ensemble.py",)),
+    Mutant('predict-name-raw', 'convnet/predict.py',
+           'print(shown(paths[position]))', 'print(paths[position])', INFERENCE),
+    Mutant('inf-unreadable-name-raw', 'convnet/inference.py',
+           'print(f"error: {shown(path)}: {reason}", file=sys.stderr)',
+           'print(f"error: {path}: {reason}", file=sys.stderr)', INFERENCE),
+    Mutant('inf-one-unreadable-name-raw', 'convnet/inference.py',
+           'raise UsageError(f"{shown(path)}: {reason}")', 'raise UsageError(f"{path}: {reason}")',
+           INFERENCE),
+    Mutant('ensemble-name-raw', 'convnet/ensemble.py',
+           'print(f"{shown(inference.checkpoint)}: {result}")',
+           'print(f"{inference.checkpoint}: {result}")', ("tests/test_ensemble.py",)),
+    Mutant('ensemble-report-name-raw', 'convnet/ensemble.py',
+           '"members": [{"checkpoint": shown(inference.checkpoint),',
+           '"members": [{"checkpoint": inference.checkpoint,', ("tests/test_ensemble.py",)),
+    Mutant('shown-newline-kept', 'convnet/errors.py',
+           'return CONTROLS.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), '
+           'text)', 'return text', INFERENCE),
+    Mutant('opt-empty-checkpoint-taken', 'convnet/options.py',
+           '    if path == "":\n        raise argparse.ArgumentTypeError',
+           '    if False:\n        raise argparse.ArgumentTypeError', INFERENCE),
+    Mutant('opt-empty-data-path-taken', 'convnet/options.py',
+           '    check_named(p, [("--data-path", args.data_path)])\n', '', INFERENCE),
+    Mutant('ensemble-one-checkpoint-twice', 'convnet/ensemble.py',
+           '    check_distinct(args.checkpoints, members)\n', '', ("tests/test_ensemble.py",)),
 ]
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import sys
 import numpy as np
 
 from convnet import alexnet, options
-from convnet.errors import one_line, open_regular, run_command
+from convnet.errors import one_line, open_regular, run_command, shown
 from convnet.alexnet import TOWERS
 from convnet.network import parameter_specs
 
@@ -75,7 +75,7 @@ def step_time(p, args):
         p.error(f"--report {args.report}: batch {report['batch']} at {rate} images/s is no "
                 f"step time")
     return report["batch"] / rate, report["batch"], (
-        f"{args.report} ({rate:.1f} images/s at batch {report['batch']}, commit "
+        f"{shown(args.report)} ({rate:.1f} images/s at batch {report['batch']}, commit "
         f"{str(report.get('commit'))[:7]})")
 
 

@@ -47,6 +47,7 @@ import shutil
 import signal
 import sys
 import traceback
+import warnings
 
 import h5py
 import numpy as np
@@ -205,7 +206,12 @@ def load_image(path, size):
         return None, "skipped: empty file"
     notes = []
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # Pillow warns of an image of MAX_IMAGE_PIXELS to twice that, which is read all the
+            # same (a large photograph, two lines on stderr); it refuses a larger one (below).
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened as image:
             if image.format != "JPEG":
                 notes.append(f"{image.format} file under a JPEG name, decoded as {image.format}"
                              if path.lower().endswith((".jpeg", ".jpg")) else

@@ -7,7 +7,7 @@ logs), with a one-line error.
 import sys
 
 from convnet import options
-from convnet.errors import run_command
+from convnet.errors import run_command, shown
 from convnet.figures import curves, filters, neighbours, predictions, training_error
 from convnet.inference import exit_status
 
@@ -42,7 +42,7 @@ def main(argv=None):
 
     def draw(args):
         path, (width, height), what, status = module.run(args)
-        print(f"wrote {path} ({width}×{height} pixels): {what}")
+        print(f"wrote {shown(path)} ({width}×{height} pixels): {what}")
         return status
     return exit_status(draw, args)
 
