@@ -1757,7 +1757,7 @@ CATALOGUE = [
     Mutant('stop-status-always-130', 'convnet/train.py', 'sys.exit(128 + number)',
            'sys.exit(130)', ("tests/test_train_cli.py",)),
     Mutant('run-folder-not-held', 'convnet/train.py',
-           '            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)\n', '',
+           '            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)\n', '            pass\n',
            ("tests/test_train_cli.py",)),
     Mutant('run-folder-never-let-go', 'convnet/train.py', '    finally:\n        os.close(folder)',
            '    finally:\n        os.dup(folder)', ("tests/test_train_cli.py",)),
