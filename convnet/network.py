@@ -76,7 +76,7 @@ def dropout_key(seed: int, step: int, layer_index: int) -> int:
 class ForwardResult:
     probs: object                  # (classes, N) softmax output
     loss: float | None             # mean log-loss, when labels were given
-    errors: tuple[int, int] | None  # top-1 and top-5 error counts, when labels were given
+    errors: tuple[float, float] | None  # top-1 and top-5 errors (ties split), when labels given
 
 
 class Network:

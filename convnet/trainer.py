@@ -143,7 +143,7 @@ def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
     """Top-1/top-5 error of the softmax averaged over the views (1, or the 10 of the paper),
     each rank evaluating its part of each batch."""
     ops = network.output_backend
-    loss_sum, top1, top5, count = 0.0, 0, 0, 0
+    loss_sum, top1, top5, count = 0.0, 0.0, 0.0, 0
     for views, labels in data.eval_batches(batch_size, ten_crop, shard=replicas.shard):
         if len(labels) == 0:
             continue
@@ -274,14 +274,15 @@ class Trainer:
     # -- one step, one epoch, the run ---------------------------------------------------------
     def train_step(self, images, labels, part):
         """One SGD step on the global batch, of which this rank holds `part` (images, labels).
-        Returns the global batch's (mean loss, top-1 errors, top-5 errors)."""
+        Returns the global batch's (mean loss, top-1 errors, top-5 errors), the errors
+        fractional where ties split them (convnet/backend/reference/softmax.py)."""
         replicas = self.replicas
         if part.count:
             result = self.network.forward(images, labels, train=True, step=self.step, part=part)
             share = part.count / part.total
             totals = [result.loss * share, *result.errors]
         else:
-            totals = [0.0, 0, 0]
+            totals = [0.0, 0.0, 0.0]
         loss, top1, top5 = replicas.sum(totals)
         if not math.isfinite(loss):
             raise NonFiniteLoss(f"loss became {loss} at step {self.step + 1} (epoch "
@@ -293,7 +294,7 @@ class Trainer:
         replicas.wait_gradients()
         self.solver.step(self.network, grads, self.velocity)
         self.step += 1
-        return float(loss), int(top1), int(top5)
+        return float(loss), float(top1), float(top5)
 
     def _checkpoints_kept(self):
         """What a run stopped by a non-finite loss leaves: each epoch ends in a checkpoint."""
@@ -302,7 +303,7 @@ class Trainer:
         return f"the checkpoint of epoch {self.epoch}, {checkpoint.LAST}, is untouched"
 
     def train_epoch(self):
-        loss_sum, top1, top5, count = 0.0, 0, 0, 0
+        loss_sum, top1, top5, count = 0.0, 0.0, 0.0, 0
         window_start, window_images = time.perf_counter(), 0
         batches = self.data.train_batches(self.epoch, self.batch_size,
                                           self.schedule.rates.colour_noise, self.replicas.shard)

@@ -1,4 +1,4 @@
-// Softmax, multinomial log-loss and top-k counts (Python launchers: convnet/backend/cuda/softmax.py).
+// Softmax, multinomial log-loss and top-k ranks (Python launchers: convnet/backend/cuda/softmax.py).
 //
 // Layout: logits and probabilities (K, N), classes × images, images innermost; labels (N,) int32.
 // One thread per image walks its K classes (consecutive threads read consecutive images).
@@ -10,7 +10,10 @@
 //                      log-probability, finite for a confident mistake; the batch mean is
 //                      bias_backward's fixed-order sum of `losses` divided by N
 //   softmax_backward   grad_k = (p_k − [k = label]) / N
-//   softmax_better     better[n] = #{k : p_k > p_label}: a top-k error when better ≥ k
+//   softmax_ranks      ranks (2, N): ranks[0][n] = g = #{j : p_j > p_label} and
+//                      ranks[1][n] = e = #{j : p_j = p_label}, the label among them (none where
+//                      p_label is NaN); the launcher takes them to the host for the reference's
+//                      top-k error, 1 − clamp((k − g) / e, 0, 1) (ties broken at random)
 // Restrictions (asserted by the launchers): K·N < 2³¹; labels in [0, K).
 #include "common.cuh"
 #include "tiles.cuh"
@@ -71,13 +74,18 @@ CONVNET_INSTANTIATE(softmax_backward)
 
 template <typename T>
 __global__ void __launch_bounds__(kThreads)
-softmax_better(const T* __restrict__ probs, const int* __restrict__ labels,
-               int* __restrict__ better, int classes, int images) {
+softmax_ranks(const T* __restrict__ probs, const int* __restrict__ labels,
+              int* __restrict__ ranks, int classes, int images) {
   const int n = blockIdx.x * blockDim.x + threadIdx.x;
   if (n >= images) return;
   const T label_prob = probs[labels[n] * images + n];
-  int count = 0;
-  for (int k = 0; k < classes; ++k) count += probs[k * images + n] > label_prob;
-  better[n] = count;
+  int greater = 0, equal = 0;
+  for (int k = 0; k < classes; ++k) {
+    const T prob = probs[k * images + n];
+    greater += prob > label_prob;
+    equal += prob == label_prob;
+  }
+  ranks[n] = greater;
+  ranks[images + n] = equal;
 }
-CONVNET_INSTANTIATE(softmax_better)
+CONVNET_INSTANTIATE(softmax_ranks)

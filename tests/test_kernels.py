@@ -848,16 +848,27 @@ def test_nan_and_infinity_go_through_as_in_the_reference(backend, dtype, rng):
     assert np.isnan(loss)
 
 
-def test_topk_errors_with_ties_count_only_classes_strictly_more_probable(backend):
-    """A class as probable as the label does not push it out of the top k (the reference's
-    rule): uniform probabilities are no error at any k; a label tied with another class is a
-    top-1 error only where a third class beats both."""
-    cases = [(np.full((10, 4), 0.1), np.array([0, 3, 9, 5]), (0, 0)),
-             (np.array([[0.4, 0.5], [0.4, 0.25], [0.2, 0.25]]), np.array([1, 2]), (1, 0))]
+def test_topk_errors_split_ties_as_the_reference(backend, rng):
+    """The kernel's counts of classes above and level with the label give the reference's
+    errors where ties split them: uniform probabilities (top-1 error 9/10, top-2 8/10 per
+    image), a label tied with another class, a NaN label probability (an error at every k),
+    and then probabilities of a few levels only, ties everywhere, at every k."""
+    nan_label = np.array([[0.2, 0.5], [np.nan, 0.25], [0.8, 0.25]])
+    cases = [(np.full((10, 4), 0.1), np.array([0, 3, 9, 5]), (3.6, 3.2)),
+             (np.array([[0.4, 0.5], [0.4, 0.25], [0.2, 0.25]]), np.array([1, 2]), (1.5, 0.5)),
+             (nan_label, np.array([1, 1]), (2, 1.5))]
     for probs, labels, errors in cases:
         for dtype in (np.float64, np.float32):
             got = backend.topk_errors(backend.from_host(probs.astype(dtype)), labels, (1, 2))
-            assert got == reference.topk_errors(probs.astype(dtype), labels, (1, 2)) == errors
+            assert got == reference.topk_errors(probs.astype(dtype), labels, (1, 2))
+            assert got == pytest.approx(errors)
+    for classes, images in ((10, 7), (1000, 3), (3, 300)):
+        probs = rng.integers(0, 4, (classes, images)) / 4
+        labels = rng.integers(0, classes, images)
+        ks = tuple(range(1, classes + 1))
+        for dtype in (np.float64, np.float32):
+            got = backend.topk_errors(backend.from_host(probs.astype(dtype)), labels, ks)
+            assert got == reference.topk_errors(probs.astype(dtype), labels, ks)
 
 
 @pytest.mark.parametrize("activation", alexnet.ACTIVATIONS)

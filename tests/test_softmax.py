@@ -31,15 +31,46 @@ def test_gradient(rng):
                     rng).assert_ok()
 
 
-def test_topk_counts_and_ties():
+def test_topk_errors_split_ties_as_a_random_choice_would():
     probs = np.array([[0.5, 0.1, 0.2],
                       [0.3, 0.1, 0.2],
                       [0.2, 0.8, 0.2],
                       [0.0, 0.0, 0.4]])
     labels = np.array([0, 0, 1])
     # image 0: label best → no error; image 1: 0.1 ties class 1, below class 2 → top-1 error,
-    # top-2 correct; image 2: label 0.2 ties classes 0 and 2, below class 3 → top-1 error only.
-    assert topk_errors(probs, labels, (1, 2, 5)) == (2, 0, 0)
+    # top-2 error 1/2; image 2: label 0.2 ties classes 0 and 2, below class 3 → top-1 error,
+    # top-2 error 2/3 (one of the three tied takes the second place). None at top 4.
+    assert topk_errors(probs, labels, (1, 2, 4)) == pytest.approx((2, 1 / 2 + 2 / 3, 0))
+
+
+@pytest.mark.parametrize("classes", [5, 10, 1000])
+def test_outputs_all_equal_err_as_a_random_guess(classes):
+    """A network diverged to a constant output is wrong, not right, on every image: top-k
+    error (K − k)/K, cuda-convnet's 1/K credit for a tie at the top generalized to k."""
+    images = 6
+    probs = np.full((classes, images), 1 / classes, np.float32)
+    labels = np.arange(images) % classes
+    top1, top5 = topk_errors(probs, labels, (1, 5))
+    assert top1 / images == pytest.approx((classes - 1) / classes)
+    assert top5 / images == pytest.approx((classes - 5) / classes)
+
+
+def test_a_label_underflowing_to_zero_shares_its_place_with_the_other_zeros():
+    """float32 probabilities of classes far below the best underflow to exactly 0: the label
+    among 8 zeros below 2 classes is in the top 5 with chance 3/8, not for certain."""
+    logits = np.zeros((10, 1), np.float32)
+    logits[:2] = [[200], [199]]
+    probs, _ = softmax_logloss(logits, np.array([5]))
+    assert (probs[2:] == 0).all() and (probs[:2] > 0).all()
+    assert topk_errors(probs, np.array([5]), (1, 5, 10)) == pytest.approx((1, 5 / 8, 0))
+
+
+def test_a_nan_label_probability_is_an_error_at_every_k():
+    """NaN equals nothing, not even itself: no chance of the top k, and no division by e = 0."""
+    probs = np.full((3, 2), 1 / 3)
+    probs[1, 0] = np.nan
+    with np.errstate(all="raise"):
+        assert topk_errors(probs, np.array([1, 0]), (1, 3)) == pytest.approx((1 + 2 / 3, 1))
 
 
 def test_labels_out_of_range_are_refused():

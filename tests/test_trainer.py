@@ -183,6 +183,21 @@ def test_the_views_average_their_softmax_and_their_features(rng):
     assert not np.allclose(each[0][1], each[1][1])
 
 
+def test_outputs_all_equal_err_as_a_random_guess_in_a_step_and_in_validation(tmp_path):
+    """fc8 all zero, every class as probable as the next (a network diverged to a constant):
+    top-1 error 9/10 and top-5 error 5/10 of the images, fractions of an image summed as
+    such, where counting ties in its favour gave no error at all."""
+    trainer = make_trainer(tmp_path)
+    for key, value in trainer.network.params.items():
+        if key.startswith("fc8/"):
+            value[...] = 0
+    validation = trainer_module.evaluate(trainer.network, trainer.data, 16, ten_crop=False)
+    assert (validation.top1, validation.top5) == pytest.approx((0.9, 0.5))
+    images, labels, part = next(trainer.data.train_batches(0, 16, colour_noise=True))
+    _, top1, top5 = trainer.train_step(images, labels, part)
+    assert (top1, top5) == pytest.approx((16 * 0.9, 16 * 0.5))
+
+
 def test_log_loss_counts_a_confident_mistake_large_and_finite():
     assert trainer_module.summed_log_loss(np.array([0.5, 0.25])) == pytest.approx(np.log(8))
     # p floored at 1e-30: 69 nats each, where −log 0 would be infinite
@@ -295,7 +310,8 @@ def test_an_infinite_or_nan_loss_stops_the_run_before_its_update(tmp_path, loss)
 
 def test_non_finite_validation_loss_stops_the_run_before_any_checkpoint(tmp_path, monkeypatch):
     """An epoch's last step can break the weights with a finite loss; validation sees it first,
-    and a NaN output counts no top-k error, so it must not be saved, least of all as best."""
+    and its error figures say nothing (here none at all), so it must not be saved, least of all
+    as best."""
     trainer = make_trainer(tmp_path)
     trainer.fit(1)
     saved = {name: (tmp_path / name).read_bytes() for name in ("last.h5", "best.h5")}

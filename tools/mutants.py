@@ -291,6 +291,7 @@ TOOLS = ("tests/test_compare_runs.py", "tests/test_scaling.py")
 PEER = ("tests/test_torch_peer.py",)
 MAKEFILE = ("tests/test_makefile.py",)
 GPU_STEPS = ("tests/test_gpu_steps.py",)
+TOP_K = ("tests/test_softmax.py", "tests/test_kernels.py", "tests/test_trainer.py")
 
 CATALOGUE = [
     Mutant('divmod-shift', 'kernels/common.cuh',
@@ -472,8 +473,8 @@ CATALOGUE = [
            '__device__ T operator()(int k) const { return (logits[k * images + n] - top) - log_sum; }',
            '__device__ T operator()(int k) const { return logits[k * images + n] - (top + log_sum); }', KERNELS),
     Mutant('softmax-better', 'kernels/softmax.cu',
-           'count += probs[k * images + n] > label_prob;',
-           'count += probs[k * images + n] >= label_prob && k != labels[n];', KERNELS),
+           'greater += prob > label_prob;',
+           'greater += prob >= label_prob && k != labels[n];', KERNELS),
     Mutant('sgd-order', 'kernels/sgd.cu',
            '    velocity = sub_rn(velocity, mul_rn(decay_lr, w[i]));\n    velocity = sub_rn(velocity, mul_rn(lr, grad[i]));',
            '    velocity = sub_rn(velocity, mul_rn(lr, grad[i]));\n    velocity = sub_rn(velocity, mul_rn(decay_lr, w[i]));', KERNELS),
@@ -775,8 +776,8 @@ CATALOGUE = [
            'v -= dtype(weight_decay * lr) * w',
            'v -= dtype(weight_decay) * w', MODEL + KERNELS),
     Mutant('ref-topk-ties', 'convnet/backend/reference/softmax.py',
-           'better = (probs > label_probs).sum(axis=0)',
-           'better = (probs >= label_probs).sum(axis=0) - 1', MODEL + KERNELS),
+           'topk_errors_of_ranks((probs > label_probs).sum(axis=0),',
+           'topk_errors_of_ranks((probs >= label_probs).sum(axis=0) - 1,', MODEL + KERNELS),
     Mutant('ref-softmax-negative-label', 'convnet/backend/reference/softmax.py',
            'labels.min() < 0 or ',
            '', ('tests/test_softmax.py',)),
@@ -1892,6 +1893,28 @@ CATALOGUE = [
            '    check_named(p, [("--data-path", args.data_path)])\n', '', INFERENCE),
     Mutant('ensemble-one-checkpoint-twice', 'convnet/ensemble.py',
            '    check_distinct(args.checkpoints, members)\n', '', ("tests/test_ensemble.py",)),
+    # Ties in the top-k error, as cuda-convnet counts them.
+    Mutant('topk-ties-in-favour', 'convnet/backend/reference/softmax.py',
+           '(1 - np.clip(k - greater, 0, equal) / np.maximum(equal, 1)).sum()',
+           '(greater >= k).sum()', TOP_K),
+    Mutant('topk-clamp-below-dropped', 'convnet/backend/reference/softmax.py',
+           'np.clip(k - greater, 0, equal)', 'np.minimum(k - greater, equal)', TOP_K),
+    Mutant('topk-clamp-above-dropped', 'convnet/backend/reference/softmax.py',
+           'np.clip(k - greater, 0, equal)', 'np.maximum(k - greater, 0)', TOP_K),
+    Mutant('topk-nan-divides', 'convnet/backend/reference/softmax.py',
+           '/ np.maximum(equal, 1)', '/ equal', TOP_K),
+    Mutant('ref-topk-equal-without-label', 'convnet/backend/reference/softmax.py',
+           '(probs == label_probs).sum(axis=0)', '(probs == label_probs).sum(axis=0) - 1',
+           TOP_K),
+    Mutant('softmax-ranks-equal-without-label', 'kernels/softmax.cu',
+           'equal += prob == label_prob;', 'equal += prob == label_prob && k != labels[n];',
+           KERNELS),
+    Mutant('softmax-ranks-rows-swapped', 'convnet/backend/cuda/softmax.py',
+           'greater, equal = np.array(ranks.tolist()', 'equal, greater = np.array(ranks.tolist()',
+           KERNELS),
+    Mutant('train-step-errors-truncated', 'convnet/trainer.py',
+           'return float(loss), float(top1), float(top5)',
+           'return float(loss), int(top1), int(top5)', TRAINING),
 ]
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""Softmax, log-loss and top-k counts on the CUDA kernels of kernels/softmax.cu; the formulas of
+"""Softmax, log-loss and top-k errors on the CUDA kernels of kernels/softmax.cu; the formulas of
 convnet/backend/reference/softmax.py. The batch's mean loss is the fixed-order sum of the
 per-image losses (bias_backward's reduction), so it has the same bits every run."""
 import numpy as np
 
+from convnet.backend.reference.softmax import topk_errors_of_ranks
 from convnet.shapes import ceil_div
 
 from .checks import check_arrays, elementwise_grid, i32, require
@@ -61,11 +62,12 @@ def softmax_logloss_backward(launcher, probs, labels):
 
 
 def topk_errors(launcher, probs, labels, ks=(1, 5)):
-    """Number of top-k errors in the batch, one count per k."""
+    """Expected number of top-k errors in the batch (a float), one per k."""
     dtype, images, sizes = _matrix("topk_errors", probs)
     labels = _labels(launcher, probs, labels)
-    better = launcher.empty((images,), np.int32)
-    launcher.launch("softmax_better", dtype, _per_image_grid(images), TILES["kThreads"],
-                    (probs, labels, better, *sizes))
-    # One copy to the host (one wait), of Python ints.
-    return tuple(launcher.xp.stack([(better >= k).sum() for k in ks]).tolist())
+    ranks = launcher.empty((2, images), np.int32)
+    launcher.launch("softmax_ranks", dtype, _per_image_grid(images), TILES["kThreads"],
+                    (probs, labels, ranks, *sizes))
+    # One copy to the host (one wait), then the reference's formula of the ranks.
+    greater, equal = np.array(ranks.tolist(), np.int32)
+    return topk_errors_of_ranks(greater, equal, ks)

@@ -3,8 +3,12 @@
 logits (K, N), labels (N,) integers in [0, K).
   p = softmax over classes; loss = mean over images of −log p[label]
   ∂loss/∂logits = (p − onehot(label)) / N
-An image is a top-k error when at least k classes have a probability strictly greater than its
-label's (ties count in the image's favour).
+Top-k error, ties broken uniformly at random and the expectation taken (cuda-convnet's rule):
+with g = #{j : p_j > p_label} and e = #{j : p_j = p_label} (the label among them), the label is in
+the top k with probability clamp((k − g) / e, 0, 1), and the image's error is 1 minus that, so an
+error count is a fraction. cuda-convnet's logistic-regression cost gives a label tied at the
+maximum 1/e of a correct answer, "a safety measure to prevent over-estimating your accuracy": all
+classes equal is an error of (K − 1)/K, not none. A NaN label probability (e = 0) is an error.
 """
 import numpy as np
 
@@ -47,8 +51,16 @@ def softmax_logloss_backward(probs, labels):
 
 
 def topk_errors(probs, labels, ks=(1, 5)):
-    """Number of top-k errors in the batch, one count per k."""
+    """Expected number of top-k errors in the batch (a float), one per k."""
     _check(probs, labels)
     label_probs = probs[labels, np.arange(labels.size)]
-    better = (probs > label_probs).sum(axis=0)
-    return tuple(int((better >= k).sum()) for k in ks)
+    return topk_errors_of_ranks((probs > label_probs).sum(axis=0),
+                                (probs == label_probs).sum(axis=0), ks)
+
+
+def topk_errors_of_ranks(greater, equal, ks):
+    """The batch's expected top-k errors from each image's g (`greater`) and e (`equal`),
+    host arrays (N,); the CUDA backend counts g and e on the device and ends here too."""
+    # clamp((k − g) / e, 0, 1) as clamp(k − g, 0, e) / e: no division by e = 0 (NaN, no chance)
+    return tuple(float((1 - np.clip(k - greater, 0, equal) / np.maximum(equal, 1)).sum())
+                 for k in ks)
