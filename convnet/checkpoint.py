@@ -17,9 +17,11 @@ import json
 import os
 import shutil
 
+import numpy as np
+
 from convnet import alexnet, provenance
 from convnet.atomic import atomic_h5, atomic_path
-from convnet.errors import damaged_file_errors, failed_writes, one_line, open_hdf5
+from convnet.errors import damaged_file_errors, failed_writes, one_line, open_hdf5, shown
 from convnet.network import Network, bias_key
 
 FORMAT = "convnet-checkpoint-1"
@@ -168,7 +170,7 @@ def load_shared(path, network) -> dict:
 def load_network(path, backend) -> Network:
     """A Network on `backend` (or a Placement) with the parameters of checkpoint `path`, its
     model rebuilt from the file: the model's name, and the class count from the output layer's
-    bias."""
+    bias. A network to use: one whose parameters are not all finite (a diverged run) is refused."""
     name = model_name(path)
     try:
         model = alexnet.build_model(name)
@@ -183,5 +185,8 @@ def load_network(path, backend) -> Network:
         classes = file[bias].shape[0]
     network = Network(alexnet.build_model(name, classes=classes), backend, params={})
     params, _, _ = load(path, network)
+    if not all(np.isfinite(array).all() for array in params.values()):   # NaN for every image
+        raise CheckpointError(f"checkpoint {shown(path)}: its parameters are not all finite (a "
+                              f"diverged network)")
     network.params = network.place(params)
     return network

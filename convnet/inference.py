@@ -95,7 +95,6 @@ class Inference:
         placement, self.device = select_placement(gpus)
         self.checkpoint = in_run(checkpoint)
         self.network = load_network(self.checkpoint, placement)
-        self.check_finite()
         model = self.network.model
         with closing(Dataset(data_path)) as dataset:   # before the Loader, which refuses a crop
             check_fits(model, dataset, f"checkpoint {shown(self.checkpoint)}")
@@ -106,13 +105,6 @@ class Inference:
         self.feature_layers = last_hidden_layers(model)
         self.class_names = self.loader.class_names
         self.note_another_dataset()
-
-    def check_finite(self):
-        """A network with non-finite parameters (a diverged run) would give NaN for every image."""
-        params = self.network.to_host(self.network.params)
-        if not all(np.isfinite(array).all() for array in params.values()):
-            raise CheckpointError(f"checkpoint {shown(self.checkpoint)}: its parameters are not "
-                                  f"all finite (a diverged network)")
 
     def note_another_dataset(self):
         """Checkpoints record the dataset they were trained on but not its class names: a net

@@ -260,7 +260,8 @@ def test_predict_errors_are_one_line_with_exit_2(trained, capsys, rng):
 
 def test_a_diverged_checkpoint_is_refused_and_no_probability_printed_is_nan(trained, capsys):
     """NaN parameters (a diverged run) are refused before any image is classified, by predict
-    and the figures as by ensemble; finite weights whose outputs overflow, at the batch."""
+    and the figures (filters too) as by ensemble; finite weights whose outputs overflow, at the
+    batch."""
     image = save_png(trained.val[0], trained.tmp / "v.png")
     data = ["--data-path", str(trained.data)]
     params, diverged = trained.network.params, trained.tmp / "nan.h5"
@@ -272,6 +273,9 @@ def test_a_diverged_checkpoint_is_refused_and_no_probability_printed_is_nan(trai
     assert capsys.readouterr() == ("", refused)
     assert figures_main.main(["predictions", "--checkpoint", str(diverged), *data, "-o",
                               str(trained.tmp / "p.png")]) == 2
+    assert capsys.readouterr() == ("", refused)
+    assert figures_main.main(["filters", "--checkpoint", str(diverged), "-o",
+                              str(trained.tmp / "f.png")]) == 2   # reads the weights alone
     assert capsys.readouterr() == ("", refused)
     params["fc8/bias"][0] = 0
     params["fc8/drop7a"][:], params["fc8/drop7b"][:] = 3e38, -3e38

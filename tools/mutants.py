@@ -1838,8 +1838,9 @@ CATALOGUE = [
            '                                       for i, d in zip(row, row_distance)))\n'
            '    size = save(figure, path)\n', ("tests/test_figures.py",)),
     # Inference's odd inputs.
-    Mutant('inf-diverged-checkpoint-used', 'convnet/inference.py',
-           '        self.check_finite()\n', '', INFERENCE),
+    Mutant('inf-diverged-checkpoint-used', 'convnet/checkpoint.py',
+           '    if not all(np.isfinite(array).all() for array in params.values()):',
+           '    if False:', INFERENCE),
     Mutant('inf-non-finite-outputs-shown', 'convnet/inference.py',
            'if not np.isfinite(probs).all():   # finite weights can still overflow', 'if False:',
            INFERENCE),
