@@ -150,6 +150,8 @@ def holding(output_dir, writes):
         except BlockingIOError:
             raise RunFolderError(f"--output-dir {output_dir}: another run is training in it "
                                  f"now; let it end, or give another --output-dir") from None
+        except OSError:   # a filesystem without locks: the run goes on, unguarded
+            pass
         yield
     finally:
         os.close(folder)

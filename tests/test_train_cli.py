@@ -848,6 +848,15 @@ def test_a_second_run_training_into_a_folder_at_the_same_time_is_refused(tmp_pat
     assert train_module.main([*flags[:5], "2", *flags[6:], "--resume"]) == 0
 
 
+def test_a_folder_on_a_filesystem_without_locks_is_trained_into(tmp_path, tiny_set,
+                                                                 monkeypatch):
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+    monkeypatch.setattr(train_module.fcntl, "flock", no_locks)
+    assert train_module.main(["--data-path", str(tiny_set), "-b", "4", "--epochs", "1",
+                              "--output-dir", str(tmp_path / "run"), "--gpus", "cpu"]) == 0
+
+
 def test_the_job_ending_signals_stop_at_the_next_step_unless_ignored():
     from convnet import stopping
     previous = {number: signal.getsignal(number) for number in (signal.SIGTERM, signal.SIGHUP)}

@@ -1916,6 +1916,9 @@ CATALOGUE = [
     Mutant('train-step-errors-truncated', 'convnet/trainer.py',
            'return float(loss), float(top1), float(top5)',
            'return float(loss), int(top1), int(top5)', TRAINING),
+    Mutant('run-folder-lock-required', 'convnet/train.py',
+           '        except OSError:   # a filesystem without locks', '        except ValueError:   #',
+           ("tests/test_train_cli.py",)),
 ]
 
 if __name__ == "__main__":
