@@ -273,7 +273,9 @@ def parse(argv=None) -> argparse.Namespace:
             if len(text) > MAX_CONFIG_BYTES:
                 raise ValueError(f"over {MAX_CONFIG_BYTES >> 20} MiB: not a config")
             config = json.loads(text, object_pairs_hook=_each_key_once)
-        except (OSError, ValueError) as error:
+        except OSError as error:
+            p.error(f"--config {args.config}: cannot read it ({error.strerror})")
+        except ValueError as error:
             p.error(f"--config {args.config}: cannot read it as JSON ({error})")
         if not isinstance(config, dict):
             p.error(f"--config {args.config}: must hold a JSON object of settings")
