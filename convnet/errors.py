@@ -45,16 +45,17 @@ def open_hdf5(path, kind, noun, folder_note):
     """The HDF5 file `path` open for reading, else one `kind` error naming it as `noun`
     ("checkpoint PATH: no such file"): missing, a folder (folder_note says what it is not), a
     pipe, a socket or a device, not HDF5."""
+    named = f"{noun} {shown(path)}"
     if not_a_regular_file(path):
-        raise kind(f"{noun} {path}: {NOT_REGULAR}")
+        raise kind(f"{named}: {NOT_REGULAR}")
     try:
         return h5py.File(path, "r")
     except FileNotFoundError:
-        raise kind(f"{noun} {path}: no such file") from None
+        raise kind(f"{named}: no such file") from None
     except IsADirectoryError:
-        raise kind(f"{noun} {path}: a folder, {folder_note}") from None
+        raise kind(f"{named}: a folder, {folder_note}") from None
     except OSError as error:
-        raise kind(f"{noun} {path}: not a readable HDF5 file ({one_line(error)})") from None
+        raise kind(f"{named}: not a readable HDF5 file ({one_line(error)})") from None
 
 
 def one_line(error) -> str:
@@ -155,7 +156,8 @@ def run_command(main, output_required=True) -> int:
     except OutputClosed:
         return PIPE_CLOSED_STATUS
     except OutputFailed as error:
-        print(f"error: {error}", file=sys.stderr)
+        with suppress(OSError):   # standard error may have gone with it (a closed terminal)
+            print(f"error: {error}", file=sys.stderr)
         return 2
     finally:
         # On the way out of an exception too (Ctrl-C), where the exception is what is told.

@@ -61,10 +61,11 @@ def exit_status(run, args):
     ensemble and the figures share this."""
     try:
         return run(args)
+    # Each shown(): one line whatever the names in it hold.
     except (UsageError, DatasetError, CheckpointError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {shown(str(error))}", file=sys.stderr)
     except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
+        where = f"{shown(error.filename)}: " if error.filename else ""
         print(f"error: {where}{error.strerror or error}", file=sys.stderr)
     except KeyboardInterrupt:   # their files are written atomically: each whole or as it was
         print("interrupted: no file is left half-written", file=sys.stderr)

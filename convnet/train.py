@@ -38,7 +38,8 @@ from convnet.backend.cuda.conv import DEFAULT_ALGORITHM
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
-from convnet.errors import counted, one_line, run_command
+from convnet.errors import (PIPE_CLOSED_STATUS, OutputClosed, OutputFailed, counted, one_line,
+                            run_command)
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.replicas import engines, nccl
@@ -50,6 +51,7 @@ from convnet.schedule import RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS, Rates, Sc
 from convnet.trainer import (EPOCHS_CSV, LOG, SETTINGS, NonFiniteLoss, RunFolderError, Trainer,
                              evaluate, views_name, writing)
 
+LOCK = ".lock"   # in a run's folder: held by the run training there (holding)
 # What a run writes into its folder (convnet.trainer): a new run there would replace them.
 RUN_FILES = (checkpoint.LAST, checkpoint.BEST, EPOCHS_CSV, LOG)
 
@@ -98,11 +100,8 @@ def idle_device_note(model, placement) -> str | None:
 
 def check_output_folder(output_dir, args):
     """For a training run, the run's folder tried for writing: the folder, or where it is
-    missing the nearest one above it, in which the run makes it once it trains (a resume of a
-    finished run evaluates and makes none). The run is refused where another run's files are
-    there, which it would replace or mix its logs with: a new run (no --resume), or one
-    resuming from a checkpoint of another folder. --test-only writes nothing, so it tries
-    nothing (a read-only run folder is evaluated)."""
+    missing the nearest one above it, in which the run makes it. --test-only writes nothing,
+    so it tries nothing (a read-only run folder is evaluated)."""
     if os.path.exists(output_dir) and not os.path.isdir(output_dir):
         raise UsageError(f"--output-dir {output_dir}: a file, not a folder")
     if os.path.islink(output_dir) and not os.path.exists(output_dir):
@@ -119,6 +118,13 @@ def check_output_folder(output_dir, args):
     except OSError as error:
         raise UsageError(f"--output-dir {output_dir}: cannot write there "
                          f"({one_line(error)})") from None
+
+
+def check_no_other_run(output_dir, args):
+    """A training run is refused where another run's files are in its folder, which it would
+    replace or mix its logs with: a new run (no --resume), or one resuming from a checkpoint
+    of another folder. Checked once the folder is held (holding), so that a run ending
+    meanwhile cannot slip its files in between."""
     found = run_files(output_dir)
     if not found:
         return
@@ -133,28 +139,29 @@ def check_output_folder(output_dir, args):
 
 
 @contextlib.contextmanager
-def holding(output_dir, writes):
-    """Where `writes`, the run folder (made here) held for this run: a second run training
-    into it at the same time, whose checkpoints and logs would mix with this one's, is refused
-    in one line. An advisory lock on the folder itself, which the system lets go however the
-    process ends."""
-    if not writes:
-        yield
-        return
-    with writing(output_dir):
+def holding(output_dir):
+    """The run folder (made here) held for a training run: a second run training into it at
+    the same time, whose checkpoints and logs would mix with this one's, is refused in one
+    line. A lock on a file of its own there (LOCK, opened for writing, as NFS's locks need;
+    never removed, which would race with its next taker) that the system lets go however the
+    process ends; where the filesystem takes no lock, a note says the folder goes unguarded."""
+    path = os.path.join(output_dir, LOCK)
+    with writing(path):
         os.makedirs(output_dir, exist_ok=True)
-        folder = os.open(output_dir, os.O_RDONLY | os.O_DIRECTORY)
+        lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
-            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise RunFolderError(f"--output-dir {output_dir}: another run is training in it "
                                  f"now; let it end, or give another --output-dir") from None
-        except OSError:   # a filesystem without locks: the run goes on, unguarded
-            pass
+        except OSError as error:
+            print(f"note: --output-dir {output_dir}: its filesystem takes no lock "
+                  f"({error.strerror}), so a second run training into it at the same time "
+                  f"would not be refused", file=sys.stderr)
         yield
     finally:
-        os.close(folder)
+        os.close(lock)
 
 
 def run_files(output_dir):
@@ -386,7 +393,8 @@ def progress_bar():
 
 def prepare(args, placement, replicas):
     """The trainer of this run, resumed if asked: (trainer, model, epochs, output folder, the
-    checkpoint resumed or None, whether the run trains: else it evaluates)."""
+    checkpoint resumed or None, whether the run trains: else it evaluates, the run folder held
+    for a training run: an ExitStack that lets it go)."""
     dataset = Dataset(args.data_path)
     try:
         check_dataset(dataset, args.test_only)
@@ -396,69 +404,85 @@ def prepare(args, placement, replicas):
     full_size = model.geometry.image_size == alexnet.GEOMETRIES["full"].image_size
     epochs = args.epochs or (RELEASED_2012_EPOCHS if full_size else SMALL_MODEL_EPOCHS)
     output_dir = args.output_dir or os.path.join("runs", model.name)
-    if replicas.rank == 0:   # the one that writes
-        check_output_folder(output_dir, args)
-    data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
-                  colour_noise_convention=model.colour_noise,
-                  crop_draw=model.crop_draw, threads=args.workers)
-    network = Network(model, placement, seed=args.seed)
-    trainer = Trainer(network, data, make_schedule(args, model, epochs),
-                      batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,
-                      output_dir=output_dir, print_freq=args.print_freq,
-                      progress=progress_bar(), ten_crop=args.ten_crop, replicas=replicas,
-                      dataset=dataset_identity(data))
-    # the checkpoint to go on from: none for a new run, or where --resume auto finds none
-    resumed = auto_checkpoint(output_dir) if args.resume == "auto" else args.resume
-    if resumed:
-        trainer.resume(resumed)
-        if "epochs" not in args.typed:   # it goes on to the epochs it was training to
-            epochs = planned_epochs(trainer.target_epochs, trainer.schedule, epochs)
-    trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
-    if resumed and trains:
-        check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
-        if replicas.rank == 0:
-            for note in resume_notes(resumed, trainer.schedule, epochs):
-                print(f"note: {note}", file=sys.stderr)
-    if resumed:
-        rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
-        print(f"resumed from {resumed} at epoch {trainer.epoch}, step {trainer.step}; its "
-              f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
-    note = lr_steps_note(args, trainer.schedule, epochs) \
-        if trainer.step == 0 and not args.test_only else None
-    if note and replicas.rank == 0:
-        print(note, file=sys.stderr)
-    if args.weights and trainer.step > 0:
-        if replicas.rank == 0:
-            print(f"note: --weights {args.weights} left unused: the run goes on from its own "
-                  f"checkpoint", file=sys.stderr)
-    elif args.weights:
-        kept = trainer.start_from_weights(checkpoint.in_run(args.weights))
-        total = len(network.specs)
-        print(f"weights from {trainer.started_from}: {total - len(kept)} of {total} parameter "
-              f"arrays" + (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
-    return trainer, model, epochs, output_dir, resumed, trains
+    # The run folder held (rank 0's, training): the caller's to let go, but where refused here.
+    # Held before what it holds decides the run; a folder still to be made, once the run is
+    # known to train (one that only evaluates makes none), and looked at again then.
+    writes = replicas.rank == 0 and not args.test_only
+    with contextlib.ExitStack() as held:
+        if replicas.rank == 0:   # the one that writes
+            check_output_folder(output_dir, args)
+        holds = writes and os.path.isdir(output_dir)
+        if holds:
+            held.enter_context(holding(output_dir))
+        if writes:
+            check_no_other_run(output_dir, args)
+        data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
+                      colour_noise_convention=model.colour_noise,
+                      crop_draw=model.crop_draw, threads=args.workers)
+        network = Network(model, placement, seed=args.seed)
+        trainer = Trainer(network, data, make_schedule(args, model, epochs),
+                          batch_size=args.batch_size, momentum=args.momentum, weight_decay=args.wd,
+                          output_dir=output_dir, print_freq=args.print_freq,
+                          progress=progress_bar(), ten_crop=args.ten_crop, replicas=replicas,
+                          dataset=dataset_identity(data))
+        # the checkpoint to go on from: none for a new run, or where --resume auto finds none
+        resumed = auto_checkpoint(output_dir) if args.resume == "auto" else args.resume
+        if resumed:
+            trainer.resume(resumed)
+            if "epochs" not in args.typed:   # it goes on to the epochs it was training to
+                epochs = planned_epochs(trainer.target_epochs, trainer.schedule, epochs)
+        trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
+        if not trains:
+            held.close()   # it writes nothing: another run may train there meanwhile
+        elif writes and not holds:
+            held.enter_context(holding(output_dir))
+            check_no_other_run(output_dir, args)
+        if resumed and trains:
+            check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
+            if replicas.rank == 0:
+                for note in resume_notes(resumed, trainer.schedule, epochs):
+                    print(f"note: {note}", file=sys.stderr)
+        if resumed:
+            rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
+            print(f"resumed from {resumed} at epoch {trainer.epoch}, step {trainer.step}; its "
+                  f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
+        note = lr_steps_note(args, trainer.schedule, epochs) \
+            if trainer.step == 0 and not args.test_only else None
+        if note and replicas.rank == 0:
+            print(note, file=sys.stderr)
+        if args.weights and trainer.step > 0:
+            if replicas.rank == 0:
+                print(f"note: --weights {args.weights} left unused: the run goes on from its own "
+                      f"checkpoint", file=sys.stderr)
+        elif args.weights:
+            kept = trainer.start_from_weights(checkpoint.in_run(args.weights))
+            total = len(network.specs)
+            print(f"weights from {trainer.started_from}: {total - len(kept)} of {total} parameter "
+                  f"arrays" + (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
+        return trainer, model, epochs, output_dir, resumed, trains, held.pop_all()
 
 
 def run(args, placement, device, replicas):
     try:
-        trainer, model, epochs, output_dir, resumed, trains = prepare(args, placement, replicas)
+        trainer, model, epochs, output_dir, resumed, trains, held = prepare(args, placement,
+                                                                            replicas)
         error = None
-    except (UsageError, DatasetError, checkpoint.CheckpointError) as caught:
+    except (UsageError, DatasetError, checkpoint.CheckpointError, RunFolderError) as caught:
         error = caught      # on some ranks only, perhaps (a file one node cannot read)
     failed = replicas.first_failure(error is not None)
     if failed is not None:
         if replicas.rank == failed:
             print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
         return 2
-    # Ranks given other flags would sum gradients of other batches, or wait at other steps.
-    replicas.check_same([json_bytes({key: value for key, value in vars(args).items()
-                                     if key not in PER_RANK_SETTINGS})],
-                        f"settings (all but {', '.join(options.flag_names(PER_RANK_SETTINGS))})")
-    replicas.check_same([json_bytes(dataset_identity(trainer.data)), trainer.data.mean],
-                        "datasets (name, sizes, labels and mean image)")
-    trainer.check_replicas_agree("at the start")
-    # From here to its end the run holds its folder (rank 0, which writes there).
-    with holding(output_dir, replicas.rank == 0 and trains):
+    with held:   # to the run's end
+        # Ranks given other flags would sum gradients of other batches, or wait at other steps.
+        per_rank = ", ".join(options.flag_names(PER_RANK_SETTINGS))
+        replicas.check_same([json_bytes({key: value for key, value in vars(args).items()
+                                         if key not in PER_RANK_SETTINGS})],
+                            f"settings (all but {per_rank})")
+        replicas.check_same([json_bytes(dataset_identity(trainer.data)), trainer.data.mean],
+                            "datasets (name, sizes, labels and mean image)")
+        trainer.check_replicas_agree("at the start")
         # --resume auto over the logs of a run stopped before its first checkpoint
         restarts = trains and resumed is None and args.resume and bool(run_files(output_dir))
         if trains and args.resume:   # now that every rank has loaded all it loads (--weights too)
@@ -625,6 +649,13 @@ def main(argv=None):
                 time.sleep(INTERRUPT_GRACE)
             print(stopped_line(), file=sys.stderr, flush=True)
             replicas.abort(130)
+        except (OutputFailed, OutputClosed) as error:   # rank 0's, the one that prints
+            if replicas.world == 1:
+                raise                                   # run_command's to tell
+            with contextlib.suppress(OSError):
+                if isinstance(error, OutputFailed):
+                    print(f"error: {error}", file=sys.stderr, flush=True)
+            replicas.abort(2 if isinstance(error, OutputFailed) else PIPE_CLOSED_STATUS)
         except BaseException:
             if replicas.world == 1:
                 raise
@@ -649,6 +680,7 @@ if __name__ == "__main__":
         sys.exit(run_command(main, output_required=False))
     except KeyboardInterrupt as stop:   # one process: several ranks abort in main
         number = getattr(stop, "number", signal.SIGINT)   # a second Ctrl-C's is Python's own
-        # At a terminal the line starts after the echoed ^C, not beside it.
-        print(("\n" if sys.stderr.isatty() else "") + stopped_line(number), file=sys.stderr)
+        with contextlib.suppress(OSError):   # a closed terminal's (SIGHUP) takes no line
+            # At a terminal the line starts after the echoed ^C, not beside it.
+            print(("\n" if sys.stderr.isatty() else "") + stopped_line(number), file=sys.stderr)
         sys.exit(128 + number)

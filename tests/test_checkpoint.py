@@ -255,6 +255,13 @@ def test_non_hdf5_and_missing_files_are_refused(tmp_path, rng):
         checkpoint.load(tmp_path, network)
 
 
+def test_a_checkpoint_named_with_a_newline_is_refused_in_one_line(tmp_path, rng):
+    network, _ = trained_network(rng)
+    with pytest.raises(checkpoint.CheckpointError) as refused:
+        checkpoint.load(tmp_path / "no\nsuch.h5", network)
+    assert str(refused.value) == f"checkpoint {tmp_path}/no\\nsuch.h5: no such file"
+
+
 def test_a_checkpoint_that_is_a_pipe_is_refused_unopened(tmp_path, rng, pipe):
     network, _ = trained_network(rng)
     fifo = pipe(tmp_path / "last.h5")

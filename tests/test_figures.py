@@ -258,6 +258,15 @@ def test_predict_errors_are_one_line_with_exit_2(trained, capsys, rng):
     assert exit_.value.code == 2
 
 
+def test_an_error_naming_a_name_with_a_newline_is_one_line(trained, capsys):
+    foreign = trained.tmp / "not\nours.h5"
+    h5py.File(foreign, "w").close()
+    assert predict.main([str(trained.tmp / "v.png"), "--checkpoint", str(foreign),
+                         "--data-path", str(trained.data)]) == 2
+    assert capsys.readouterr().err == (f"error: checkpoint {trained.tmp}/not\\nours.h5: "
+                                       f"incomplete or not a convnet checkpoint\n")
+
+
 def test_a_diverged_checkpoint_is_refused_and_no_probability_printed_is_nan(trained, capsys):
     """NaN parameters (a diverged run) are refused before any image is classified, by predict
     and the figures (filters too) as by ensemble; finite weights whose outputs overflow, at the

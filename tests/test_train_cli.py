@@ -1,10 +1,12 @@
 """The training command as a user runs it: a short real run with its files, resume, test-only,
 and one-line errors with exit code 2 for bad flags, data and checkpoints."""
+import contextlib
 import errno
 import fcntl
 import importlib.util
 import json
 import os
+import pty
 import shutil
 import signal
 import stat
@@ -834,27 +836,129 @@ def test_a_second_run_training_into_a_folder_at_the_same_time_is_refused(tmp_pat
     flags = ["--data-path", str(tiny_set), "-b", "4", "--epochs", "1", "--output-dir", str(run),
              "--gpus", "cpu"]
     run.mkdir()
-    folder = os.open(run, os.O_RDONLY)
+    lock = os.open(run / train_module.LOCK, os.O_RDWR | os.O_CREAT)
     try:
-        fcntl.flock(folder, fcntl.LOCK_EX)   # as the run training there holds it
-        assert train_module.main(flags) == 2
-        assert capsys.readouterr().err == (f"error: --output-dir {run}: another run is training "
-                                           f"in it now; let it end, or give another "
-                                           f"--output-dir\n")
-        assert os.listdir(run) == []
+        fcntl.flock(lock, fcntl.LOCK_EX)   # as the run training there holds it
+        for resume in ([], ["--resume"]):
+            assert train_module.main([*flags, *resume]) == 2
+            assert capsys.readouterr().err == (f"error: --output-dir {run}: another run is "
+                                               f"training in it now; let it end, or give another "
+                                               f"--output-dir\n")
+            assert os.listdir(run) == [train_module.LOCK]
     finally:
-        os.close(folder)
+        os.close(lock)
     assert train_module.main(flags) == 0
     assert train_module.main([*flags[:5], "2", *flags[6:], "--resume"]) == 0
 
 
-def test_a_folder_on_a_filesystem_without_locks_is_trained_into(tmp_path, tiny_set,
-                                                                 monkeypatch):
+def test_a_folder_made_by_another_run_while_this_one_starts_is_refused(tmp_path, tiny_set,
+                                                                          capsys, monkeypatch):
+    """A folder still to be made is held once the run is known to train: another run that
+    made it meanwhile, and trains there, is found then."""
+    run = tmp_path / "run"
+    make_schedule, locks = train_module.make_schedule, []
+
+    def another_run_starts(*args, **kwargs):
+        run.mkdir()
+        locks.append(os.open(run / train_module.LOCK, os.O_RDWR | os.O_CREAT))
+        fcntl.flock(locks[-1], fcntl.LOCK_EX)
+        return make_schedule(*args, **kwargs)
+    monkeypatch.setattr(train_module, "make_schedule", another_run_starts)
+    try:
+        assert train_module.main(["--data-path", str(tiny_set), "-b", "4", "--epochs", "1",
+                                  "--output-dir", str(run), "--gpus", "cpu"]) == 2
+    finally:
+        os.close(locks[0])
+    assert "another run is training in it now" in capsys.readouterr().err
+
+
+def test_a_run_that_only_evaluates_leaves_its_folder_free(tmp_path, tiny_set, monkeypatch):
+    """A resume of a finished run evaluates and writes nothing: it lets the folder go before
+    its evaluation, which a run training there meanwhile may take."""
+    run = tmp_path / "run"
+    flags = ["--data-path", str(tiny_set), "-b", "4", "--epochs", "1", "--output-dir", str(run),
+             "--gpus", "cpu"]
+    assert train_module.main(flags) == 0
+    evaluate, free = train_module.evaluate, []
+
+    def evaluate_while_another_takes_the_folder(*args, **kwargs):
+        lock = os.open(run / train_module.LOCK, os.O_RDWR)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            free.append(True)
+        except BlockingIOError:
+            free.append(False)
+        finally:
+            os.close(lock)
+        return evaluate(*args, **kwargs)
+    monkeypatch.setattr(train_module, "evaluate", evaluate_while_another_takes_the_folder)
+    assert train_module.main([*flags, "--resume"]) == 0
+    assert free == [True]
+
+
+def test_a_run_ending_while_another_starts_leaves_the_other_refused(tmp_path, tiny_set, capsys,
+                                                                    monkeypatch):
+    """What the folder holds is looked at once it is held: a run that ended between a new
+    run's start and its hold (its files written meanwhile) makes the new run refused, not
+    written over it."""
+    run = tmp_path / "run"
+    flags = ["--data-path", str(tiny_set), "-b", "4", "--epochs", "1", "--output-dir", str(run),
+             "--gpus", "cpu"]
+    holding = train_module.holding
+
+    @contextlib.contextmanager
+    def another_run_ends_first(output_dir):
+        (run / "epochs.csv").write_text("")   # the other run's last write, before it let go
+        with holding(output_dir):
+            yield
+    monkeypatch.setattr(train_module, "holding", another_run_ends_first)
+    run.mkdir()
+    assert train_module.main(flags) == 2
+    assert capsys.readouterr().err.startswith(f"error: --output-dir {run} holds a run already "
+                                              f"(epochs.csv): add --resume")
+
+
+def test_a_folder_on_a_filesystem_without_locks_is_trained_into_with_a_note(
+        tmp_path, tiny_set, monkeypatch, capsys):
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
     monkeypatch.setattr(train_module.fcntl, "flock", no_locks)
+    run = tmp_path / "run"
     assert train_module.main(["--data-path", str(tiny_set), "-b", "4", "--epochs", "1",
-                              "--output-dir", str(tmp_path / "run"), "--gpus", "cpu"]) == 0
+                              "--output-dir", str(run), "--gpus", "cpu"]) == 0
+    assert capsys.readouterr().err == (f"note: --output-dir {run}: its filesystem takes no lock "
+                                       f"(No locks available), so a second run training into it "
+                                       f"at the same time would not be refused\n")
+
+
+def test_a_closed_terminals_hang_up_ends_the_run_with_129(tmp_path, tiny_set):
+    """The terminal the run writes to is gone when its SIGHUP comes: the stop line cannot be
+    written (EIO), and the run ends with its status all the same, not a traceback's 1."""
+    out = tmp_path / "run"
+    terminal, its_end = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "convnet.train", "--data-path",
+                                str(tiny_set), "-b", "4", "--epochs", "1000", "--output-dir",
+                                str(out)], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                               stdout=its_end, stderr=its_end,
+                               preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
+    os.close(its_end)
+
+    def read_all():   # as a terminal shows it: a run waiting on a full terminal would not stop
+        with contextlib.suppress(OSError):
+            while os.read(terminal, 4096):
+                pass
+    reader = threading.Thread(target=read_all, daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / "last.h5").exists() and time.monotonic() < deadline and \
+                process.poll() is None:
+            time.sleep(0.05)
+        os.close(terminal)
+        process.send_signal(signal.SIGHUP)
+        assert process.wait(timeout=120) == 128 + signal.SIGHUP
+    finally:
+        process.kill()
 
 
 def test_the_job_ending_signals_stop_at_the_next_step_unless_ignored():
