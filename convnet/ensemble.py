@@ -29,7 +29,7 @@ from convnet.atomic import atomic_json
 from convnet.backend.reference.softmax import topk_errors
 from convnet.errors import run_command, shown
 from convnet.inference import Inference, exit_status
-from convnet.train import UsageError
+from convnet.train import UsageError, progress_bar
 from convnet.trainer import Evaluation, summed_log_loss, views_name
 
 
@@ -64,10 +64,15 @@ def check_distinct(given, members):
                                  f"{shown(given[earlier])}; each network counts once")
 
 
-def split_probs(inference, split, labels):
-    """The softmax outputs (n, classes) of every image of `split`, in order."""
+def split_probs(inference, split, labels, description):
+    """The softmax outputs (n, classes) of every image of `split`, in order; a progress bar
+    with `description` on a terminal (the figures are printed once all are evaluated)."""
     probs = np.empty((len(labels), len(inference.class_names)), np.float32)
-    for positions, batch_probs, _ in inference.run_split(split):
+    batches = inference.run_split(split)
+    progress = progress_bar()
+    if progress is not None:
+        batches = progress(batches, description)
+    for positions, batch_probs, _ in batches:
         probs[positions] = batch_probs
     return probs
 
@@ -82,8 +87,9 @@ def run(args):
         raise UsageError(f"dataset {shown(args.data_path)}: its {args.split} split holds no "
                          f"images")
     total, results = np.zeros((len(labels), len(members[0].class_names))), []
-    for inference in members:
-        probs = split_probs(inference, args.split, labels)
+    for number, inference in enumerate(members, 1):
+        probs = split_probs(inference, args.split, labels,
+                            f"{number}/{len(members)} {shown(inference.checkpoint)}")
         results.append(scores(probs, labels))
         total += probs
     views = views_name(args.ten_crop)

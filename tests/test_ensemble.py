@@ -101,6 +101,25 @@ def test_the_average_is_the_mean_of_the_softmax_outputs(trained, rng, capsys, tm
     assert written["commit"]
 
 
+def test_a_terminal_shows_each_networks_progress(trained, capsys, monkeypatch):
+    """The figures come once every network is evaluated: meanwhile a terminal gets a progress
+    bar per network, which goes over all its batches."""
+    shown_bars = []
+
+    def bar(batches, description):
+        shown_bars.append([description, 0])
+        for batch in batches:
+            shown_bars[-1][1] += len(batch[0])
+            yield batch
+    monkeypatch.setattr(ensemble, "progress_bar", lambda: bar)
+    shutil.copyfile(trained.run / "best.h5", trained.tmp / "copy.h5")
+    assert ensemble.main([str(trained.run), str(trained.tmp / "copy.h5"), "--data-path",
+                          str(trained.data), "--gpus", "cpu"]) == 0
+    images = len(trained.val_labels)
+    assert shown_bars == [[f"1/2 {trained.run / 'best.h5'}", images],
+                          [f"2/2 {trained.tmp / 'copy.h5'}", images]]
+
+
 def test_the_train_split_and_the_same_network_twice(trained, capsys):
     """The same network in two files (a copy: one file twice is refused)."""
     shutil.copyfile(trained.run / "best.h5", trained.tmp / "copy.h5")

@@ -1940,6 +1940,8 @@ CATALOGUE = [
     Mutant('inference-error-names-raw', 'convnet/inference.py',
            'print(f"error: {shown(str(error))}", file=sys.stderr)',
            'print(f"error: {error}", file=sys.stderr)', ("tests/test_figures.py",)),
+    Mutant('ensemble-no-progress', 'convnet/ensemble.py', '    if progress is not None:\n',
+           '    if False:\n', ("tests/test_ensemble.py",)),
 ]
 
 if __name__ == "__main__":
