@@ -45,6 +45,15 @@ def add_checkpoint_flag(p):
                         "default: %(default)s, the default run's")
 
 
+def checkpoint_file(given):
+    """The checkpoint file --checkpoint names (a run folder: its best.h5); where that is the
+    default run's folder and there is none, a UsageError saying what makes it."""
+    if given == DEFAULT_RUN and not os.path.exists(given):
+        raise UsageError(f"--checkpoint {DEFAULT_RUN}, the default run's folder, does not exist: "
+                         f"make train makes it, or give --checkpoint PATH")
+    return in_run(given)
+
+
 def last_hidden_layers(model) -> tuple[str, ...]:
     """The layers the classifier reads, looking through its dropout layers: fc7a and fc7b."""
     classifier = model.layer(model.output_layer.inputs[0])
@@ -94,7 +103,7 @@ def top_k(probs, k):
 class Inference:
     def __init__(self, checkpoint, data_path, *, gpus=None, batch_size=128, ten_crop=False):
         placement, self.device = select_placement(gpus)
-        self.checkpoint = in_run(checkpoint)
+        self.checkpoint = checkpoint_file(checkpoint)
         self.network = load_network(self.checkpoint, placement)
         model = self.network.model
         with closing(Dataset(data_path)) as dataset:   # before the Loader, which refuses a crop

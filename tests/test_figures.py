@@ -258,6 +258,16 @@ def test_predict_errors_are_one_line_with_exit_2(trained, capsys, rng):
     assert exit_.value.code == 2
 
 
+def test_a_missing_default_run_says_what_makes_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    said = (f"error: --checkpoint {os.path.join('runs', 'fashion-mnist')}, the default run's "
+            f"folder, does not exist: make train makes it, or give --checkpoint PATH\n")
+    assert predict.main(["x.png"]) == 2
+    assert capsys.readouterr().err == said
+    assert figures_main.main(["filters"]) == 2
+    assert capsys.readouterr().err == said
+
+
 def test_an_error_naming_a_name_with_a_newline_is_one_line(trained, capsys):
     foreign = trained.tmp / "not\nours.h5"
     h5py.File(foreign, "w").close()

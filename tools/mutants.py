@@ -1238,10 +1238,11 @@ CATALOGUE = [
     Mutant('ds-group-as-array', 'convnet/data/dataset.py',
            'if not isinstance(stored, h5py.Dataset):', 'if False:', DATA),
     Mutant('fig-filters-place-before-checkpoint', 'convnet/figures/filters.py',
-           '    network = load_network(in_run(args.checkpoint), get_backend("reference"))   # '
-           'seconds\n    path = checkpoint_output(args, "filters")\n',
-           '    path = checkpoint_output(args, "filters")\n    network = load_network(in_run('
-           'args.checkpoint), get_backend("reference"))\n', INFERENCE),
+           '    network = load_network(checkpoint_file(args.checkpoint), get_backend("reference"))\n'
+           '    path = checkpoint_output(args, "filters")\n',
+           '    path = checkpoint_output(args, "filters")\n'
+           '    network = load_network(checkpoint_file(args.checkpoint), get_backend("reference"))\n',
+           INFERENCE),
     Mutant('ds-labels-any-number', 'convnet/data/dataset.py',
            'if images.dtype != np.uint8 or labels.dtype.kind not in "iu":',
            'if images.dtype != np.uint8 or labels.dtype.kind not in "iuf":', DATA),
@@ -1942,6 +1943,9 @@ CATALOGUE = [
            'print(f"error: {error}", file=sys.stderr)', ("tests/test_figures.py",)),
     Mutant('ensemble-no-progress', 'convnet/ensemble.py', '    if progress is not None:\n',
            '    if False:\n', ("tests/test_ensemble.py",)),
+    Mutant('default-run-missing-unexplained', 'convnet/inference.py',
+           '    if given == DEFAULT_RUN and not os.path.exists(given):', '    if False:',
+           ("tests/test_figures.py",)),
 ]
 
 if __name__ == "__main__":

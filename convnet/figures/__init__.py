@@ -18,8 +18,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from convnet.atomic import atomic_path, check_writable
-from convnet.checkpoint import in_run
 from convnet.errors import shown
+from convnet.inference import checkpoint_file
 from convnet.train import UsageError
 
 DPI = 100
@@ -68,7 +68,7 @@ def output_path(args, folder, name):
 
 def checkpoint_output(args, name):
     """--output, or FIGURES/<name>.png in the folder of the checkpoint."""
-    return output_path(args, os.path.dirname(os.path.abspath(in_run(args.checkpoint))),
+    return output_path(args, os.path.dirname(os.path.abspath(checkpoint_file(args.checkpoint))),
                        name)
 
 

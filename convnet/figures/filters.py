@@ -16,9 +16,9 @@ from PIL import Image
 from convnet import alexnet
 from convnet.atomic import atomic_path
 from convnet.backend import get_backend
-from convnet.checkpoint import in_run, load_network
+from convnet.checkpoint import load_network
 from convnet.figures import add_output_flag, checkpoint_output
-from convnet.inference import add_checkpoint_flag
+from convnet.inference import add_checkpoint_flag, checkpoint_file
 from convnet.network import weight_key
 
 HELP = "Figure 3: the learned conv1 kernels, tower a above tower b"
@@ -101,7 +101,7 @@ def grid(kernels, *, scale="per-kernel", columns=16, zoom=4, gap=None):
 
 
 def run(args):
-    network = load_network(in_run(args.checkpoint), get_backend("reference"))   # seconds
+    network = load_network(checkpoint_file(args.checkpoint), get_backend("reference"))
     path = checkpoint_output(args, "filters")
     kernels = first_layer_kernels(network)
     zoom = args.zoom or max(1, round(KERNEL_PIXELS / kernels[0].shape[1]))
