@@ -39,7 +39,7 @@ from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
 from convnet.errors import (PIPE_CLOSED_STATUS, OutputClosed, OutputFailed, counted, one_line,
-                            run_command)
+                            run_command, shown)
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.replicas import engines, nccl
@@ -472,7 +472,8 @@ def run(args, placement, device, replicas):
     failed = replicas.first_failure(error is not None)
     if failed is not None:
         if replicas.rank == failed:
-            print(f"error: {rank_prefix(replicas) if failed else ''}{error}", file=sys.stderr)
+            print(f"error: {rank_prefix(replicas) if failed else ''}{shown(str(error))}",
+                  file=sys.stderr)   # shown: one line whatever the names in it hold
         return 2
     with held:   # to the run's end
         # Ranks given other flags would sum gradients of other batches, or wait at other steps.
@@ -636,7 +637,8 @@ def main(argv=None):
                 print(f"error: {error}", file=sys.stderr)
             return 2
         except (DatasetError, checkpoint.CheckpointError, RunFolderError) as error:
-            print(f"error: {rank_prefix(replicas)}{error}", file=sys.stderr, flush=True)
+            print(f"error: {rank_prefix(replicas)}{shown(str(error))}", file=sys.stderr,
+                  flush=True)
             if replicas.world == 1:
                 return 2
             replicas.abort(2)    # this rank alone: the others are waiting for it

@@ -759,6 +759,15 @@ def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_keeps_its_checkpoint(
     assert "resumed from" in resumed.stdout
 
 
+def test_a_refused_checkpoint_named_with_a_newline_is_one_line(tmp_path, tiny_set, capsys):
+    foreign = tmp_path / "not\nours.h5"
+    h5py.File(foreign, "w").close()
+    assert train_module.main(["--data-path", str(tiny_set), "--resume", str(foreign),
+                              "--output-dir", str(tmp_path / "out"), "--gpus", "cpu"]) == 2
+    assert capsys.readouterr().err == (f"error: checkpoint {tmp_path}/not\\nours.h5: incomplete "
+                                       f"or not a convnet checkpoint\n")
+
+
 def test_corrupt_checkpoint_is_refused(tmp_path, tiny_set):
     path = tiny_set
     broken = tmp_path / "broken.h5"

@@ -1946,6 +1946,9 @@ CATALOGUE = [
     Mutant('default-run-missing-unexplained', 'convnet/inference.py',
            '    if given == DEFAULT_RUN and not os.path.exists(given):', '    if False:',
            ("tests/test_figures.py",)),
+    Mutant('train-error-names-raw', 'convnet/train.py',
+           "{rank_prefix(replicas) if failed else ''}{shown(str(error))}",
+           "{rank_prefix(replicas) if failed else ''}{error}", ("tests/test_train_cli.py",)),
 ]
 
 if __name__ == "__main__":
