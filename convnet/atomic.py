@@ -13,8 +13,7 @@ from contextlib import contextmanager
 
 import h5py
 
-from convnet.errors import not_a_regular_file
-
+from convnet.errors import NOT_REGULAR, not_a_regular_file
 
 
 def check_writable(path, flag):
@@ -23,8 +22,7 @@ def check_writable(path, flag):
     if not os.path.basename(path) or os.path.isdir(path):   # "", "runs/", "."
         raise ValueError(f"{flag} {path!r}: must name a file, not a folder")
     if not_a_regular_file(path):
-        raise ValueError(f"{flag} {path}: not a regular file (a device, a pipe, a socket), "
-                         f"which the write would replace")
+        raise ValueError(f"{flag} {path}: {NOT_REGULAR}, which the write would replace")
     folder = nearest_existing(os.path.dirname(os.path.abspath(path)))
     if not os.path.isdir(folder):
         raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")

@@ -405,17 +405,18 @@ def prepare(args, placement, replicas):
     epochs = args.epochs or (RELEASED_2012_EPOCHS if full_size else SMALL_MODEL_EPOCHS)
     output_dir = args.output_dir or os.path.join("runs", model.name)
     # The run folder held (rank 0's, training): the caller's to let go, but where refused here.
-    # Held before what it holds decides the run; a folder still to be made, once the run is
-    # known to train (one that only evaluates makes none), and looked at again then.
+    # Held before what it holds decides the run; a folder still to be made (which holds
+    # nothing yet), once the run is known to train: one that only evaluates makes none.
     writes = replicas.rank == 0 and not args.test_only
     with contextlib.ExitStack() as held:
+        def hold():
+            held.enter_context(holding(output_dir))
+            check_no_other_run(output_dir, args)
         if replicas.rank == 0:   # the one that writes
             check_output_folder(output_dir, args)
         holds = writes and os.path.isdir(output_dir)
         if holds:
-            held.enter_context(holding(output_dir))
-        if writes:
-            check_no_other_run(output_dir, args)
+            hold()
         data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
                       colour_noise_convention=model.colour_noise,
                       crop_draw=model.crop_draw, threads=args.workers)
@@ -435,8 +436,7 @@ def prepare(args, placement, replicas):
         if not trains:
             held.close()   # it writes nothing: another run may train there meanwhile
         elif writes and not holds:
-            held.enter_context(holding(output_dir))
-            check_no_other_run(output_dir, args)
+            hold()
         if resumed and trains:
             check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
             if replicas.rank == 0:

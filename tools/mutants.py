@@ -1922,10 +1922,10 @@ CATALOGUE = [
            '        except ValueError as error:\n            print(f"note: --output-dir',
            ("tests/test_train_cli.py",)),
     Mutant('run-folder-looked-at-before-held', 'convnet/train.py',
-           '        if holds:\n            held.enter_context(holding(output_dir))\n'
-           '        if writes:\n            check_no_other_run(output_dir, args)\n',
-           '        if writes:\n            check_no_other_run(output_dir, args)\n'
-           '        if holds:\n            held.enter_context(holding(output_dir))\n',
+           '            held.enter_context(holding(output_dir))\n'
+           '            check_no_other_run(output_dir, args)\n',
+           '            check_no_other_run(output_dir, args)\n'
+           '            held.enter_context(holding(output_dir))\n',
            ("tests/test_train_cli.py",)),
     Mutant('run-folder-made-unheld', 'convnet/train.py',
            '        elif writes and not holds:\n', '        elif False:\n',
