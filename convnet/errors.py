@@ -1,5 +1,6 @@
 """Errors as the project reports them: one line naming the input and what is wrong."""
 import errno
+import io
 import os
 import re
 import sys
@@ -11,8 +12,11 @@ import h5py
 # never opened (a pipe would wait for a writer for ever, /dev/zero never ends).
 NOT_REGULAR = "not a regular file (a pipe, a socket or a device)"
 # What would break a name's line, or drive the terminal it is shown on: the C0 and C1 controls
-# (a newline, a tab, an escape sequence), DEL, and Unicode's line and paragraph separators.
-CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+# (a newline, a tab, an escape sequence), DEL, and Unicode's line and paragraph separators; and
+# what no stream or file can encode: surrogates, a non-UTF-8 name's bytes as Python reads them
+# (U+DC80 to U+DCFF) or a lone one a JSON file wrote as \ud800.
+UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+ESCAPED_BYTES = range(0xDC80, 0xDD00)   # surrogateescape's: \xNN, the byte they stand for
 
 
 def counted(count, noun, plural=None) -> str:
@@ -21,11 +25,20 @@ def counted(count, noun, plural=None) -> str:
 
 
 def shown(name) -> str:
-    """A file name as text that can be written anywhere (standard output under any locale, a
-    figure, an HDF5 attribute) on one line: its bytes that are not UTF-8, which Python reads as
-    surrogates, as \\xNN escapes, and its CONTROLS as Python writes them (\\n, \\t, \\x1b)."""
-    text = os.fsencode(name).decode("utf-8", "backslashreplace")
-    return CONTROLS.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), text)
+    """A file name (str or bytes), or any text that holds names, as text that can be written
+    anywhere (standard output, a figure, an HDF5 attribute, JSON) on one line: its bytes that
+    are not UTF-8, which Python reads as surrogates, as \\xNN escapes, and its other UNSHOWABLE
+    characters as Python writes them (\\n, \\t, \\x1b, \\ud800).
+
+    Where it applies: to a name as it is put into a line that is printed, drawn or stored as
+    text, and to the whole message of each error a command prints, which covers the names a
+    message took in as they were. Shown text is shown as it is (shown(shown(x)) == shown(x)),
+    so a name that meets both is escaped once."""
+    def escape(match):
+        code = ord(match[0])
+        return f"\\x{code & 0xFF:02x}" if code in ESCAPED_BYTES else \
+            match[0].encode("unicode_escape").decode("ascii")
+    return UNSHOWABLE.sub(escape, os.fsdecode(name))
 
 
 def not_a_regular_file(path) -> bool:
@@ -148,6 +161,10 @@ def run_command(main, output_required=True) -> int:
                   file=sys.stderr)
             return 2
         return main()
+    if isinstance(stream, io.TextIOWrapper):
+        # What its encoding lacks (× under PYTHONIOENCODING=ascii) escaped, as standard error
+        # writes it: not a UnicodeEncodeError once the work is done.
+        stream.reconfigure(errors="backslashreplace")
     checked = sys.stdout = _CheckedOutput(stream)
     try:
         status = main()

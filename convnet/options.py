@@ -15,7 +15,7 @@ import threading
 from convnet import alexnet
 from convnet.atomic import check_writable
 from convnet.backend.cuda.conv import ALGORITHMS
-from convnet.errors import open_regular
+from convnet.errors import open_regular, shown
 from convnet.schedule import KINDS, RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS
 
 SCHEDULES = ("preset", *KINDS)   # preset: the one the model's preset names
@@ -28,8 +28,8 @@ NAMES_NOTHING = "must name a file or folder; got ''"   # an empty path's refusal
 class Parser(argparse.ArgumentParser):
     """argparse with errors in one line and exit code 2: the usage is one --help away."""
 
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+    def error(self, message):   # shown: argparse's own messages hold the arguments as typed
+        self.exit(2, shown(f"{self.prog}: error: {message} (see --help)") + "\n")
 
 
 def check_writable_flag(p, path, flag):
@@ -253,6 +253,9 @@ def config_flags(p, config, keys, path):
             kind, valid = "a number or a string", scalar(value)
         if not valid:
             p.error(f"--config {path}: {key} must be {kind}; got {json.dumps(value)}")
+        if not all(map(encodable, value if isinstance(value, list) else [value])):
+            p.error(f"--config {path}: {key} holds {json.dumps(value)}: a lone surrogate "
+                    f"escape (\\uD800 to \\uDFFF), which no file name or flag can hold")
         if switch or (optional and isinstance(value, bool)):
             flags += [action.option_strings[0]] if value else []   # --ten-crop, not --no-…
         elif isinstance(value, list):
@@ -260,6 +263,19 @@ def config_flags(p, config, keys, path):
         else:   # one token: a value that starts with "-" is the value, not another flag
             flags += [f"{flag}={value}"]
     return flags
+
+
+def encodable(value) -> bool:
+    """Whether a config's value can be a flag's: not a string holding a surrogate that stands
+    for no byte of a file name (JSON's \\ud800; \\udcff, as settings.json records a name's
+    byte 0xff, can)."""
+    if not isinstance(value, str):
+        return True
+    try:
+        os.fsencode(value)
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse(argv=None) -> argparse.Namespace:

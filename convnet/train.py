@@ -156,7 +156,7 @@ def holding(output_dir):
             raise RunFolderError(f"--output-dir {output_dir}: another run is training in it "
                                  f"now; let it end, or give another --output-dir") from None
         except OSError as error:
-            print(f"note: --output-dir {output_dir}: its filesystem takes no lock "
+            print(f"note: --output-dir {shown(output_dir)}: its filesystem takes no lock "
                   f"({error.strerror}), so a second run training into it at the same time "
                   f"would not be refused", file=sys.stderr)
         yield
@@ -203,12 +203,12 @@ def restart_note(output_dir, settings) -> str:
     flags = {action.dest: next(flag for flag in action.option_strings if flag.startswith("--"))
              for action in options.parser()._actions if action.option_strings}
 
-    def shown(value):
+    def told(value):
         if isinstance(value, list):
             return " ".join(map(str, value)) or "none"
         return "none" if value is None else str(value)
 
-    changed = [f"{flags[key]} (was {shown(before[key])}, now {shown(settings[key])})"
+    changed = [f"{flags[key]} (was {told(before[key])}, now {told(settings[key])})"
                for key in RESTART_SETTINGS if key in before and before[key] != settings[key]]
     return note + (f", with settings other than the stopped run's: {'; '.join(changed)}"
                    if changed else "")
@@ -441,24 +441,26 @@ def prepare(args, placement, replicas):
             check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
             if replicas.rank == 0:
                 for note in resume_notes(resumed, trainer.schedule, epochs):
-                    print(f"note: {note}", file=sys.stderr)
+                    print(f"note: {shown(note)}", file=sys.stderr)
         if resumed:
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
-            print(f"resumed from {resumed} at epoch {trainer.epoch}, step {trainer.step}; its "
-                  f"{trainer.schedule.kind} schedule goes on at weight rate {rates.weight_lr:g}")
+            print(f"resumed from {shown(resumed)} at epoch {trainer.epoch}, step "
+                  f"{trainer.step}; its {trainer.schedule.kind} schedule goes on at weight rate "
+                  f"{rates.weight_lr:g}")
         note = lr_steps_note(args, trainer.schedule, epochs) \
             if trainer.step == 0 and not args.test_only else None
         if note and replicas.rank == 0:
             print(note, file=sys.stderr)
         if args.weights and trainer.step > 0:
             if replicas.rank == 0:
-                print(f"note: --weights {args.weights} left unused: the run goes on from its own "
-                      f"checkpoint", file=sys.stderr)
+                print(f"note: --weights {shown(args.weights)} left unused: the run goes on from "
+                      f"its own checkpoint", file=sys.stderr)
         elif args.weights:
             kept = trainer.start_from_weights(checkpoint.in_run(args.weights))
             total = len(network.specs)
-            print(f"weights from {trainer.started_from}: {total - len(kept)} of {total} parameter "
-                  f"arrays" + (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
+            print(f"weights from {shown(trainer.started_from)}: {total - len(kept)} of {total} "
+                  f"parameter arrays" +
+                  (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
         return trainer, model, epochs, output_dir, resumed, trains, held.pop_all()
 
 
@@ -504,13 +506,13 @@ def run(args, placement, device, replicas):
                 settings.update(lr=schedule.initial_weight_lr, lr_schedule=schedule.kind,
                                 lr_steps=list(schedule.step_epochs))
             elif restarts:
-                print(restart_note(output_dir, settings), file=sys.stderr)
+                print(shown(restart_note(output_dir, settings)), file=sys.stderr)
             settings_path = os.path.join(output_dir, SETTINGS)
             with writing(settings_path):
                 atomic_json(settings_path, settings, indent=2)
 
         if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
-            found = (f"--resume auto found no checkpoint in {output_dir}" if args.resume
+            found = (f"--resume auto found no checkpoint in {shown(output_dir)}" if args.resume
                      else "no checkpoint was loaded")
             print(f"note: {found}, so this evaluates the initial weights; --resume [auto|PATH] "
                   f"evaluates a trained network", file=sys.stderr)
@@ -523,8 +525,8 @@ def run(args, placement, device, replicas):
                               replicas)
         else:
             ranks = f", {replicas.world} ranks" if replicas.world > 1 else ""
-            print(f"training {model.name} on {args.data_path} ({device}{ranks}) for "
-                  f"{counted(epochs, 'epoch')}; output in {output_dir}")
+            print(f"training {model.name} on {shown(args.data_path)} ({device}{ranks}) for "
+                  f"{counted(epochs, 'epoch')}; output in {shown(output_dir)}")
             result = trainer.fit(epochs)
         print(f"validation ({views_name(args.ten_crop)}): {result}")
         return 0

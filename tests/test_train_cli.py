@@ -561,7 +561,7 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
 
 def test_a_resume_notes_a_change_of_code_and_a_2012_schedule_kept_to_its_epochs(tmp_path,
                                                                                 tiny_set):
-    out = tmp_path / "run"
+    out = tmp_path / "run\x1b[31m"   # named in the note as shown
     common = ["--data-path", str(tiny_set), "--output-dir", str(out), "--lr-schedule", "2012"]
     assert train(*common, "--epochs", "1", cwd=tmp_path).returncode == 0
     with h5py.File(out / "last.h5", "r+") as file:
@@ -569,8 +569,8 @@ def test_a_resume_notes_a_change_of_code_and_a_2012_schedule_kept_to_its_epochs(
     result = train(*common, "--epochs", "2", "--resume", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
-    assert notes[0].startswith(f"note: {out / 'last.h5'} was written by commit 0123abc; this "
-                               f"is ")
+    assert notes[0].startswith(f"note: {tmp_path}/run\\x1b[31m/last.h5 was written by commit "
+                               f"0123abc; this is ")
     assert notes[1] == ("note: the 2012 schedule goes on as scaled to the run's first 1 epoch; "
                         "training to epoch 2 moves only where it stops")
 
@@ -719,11 +719,11 @@ def test_evaluating_makes_no_folder(tmp_path, tiny_set):
 
 
 def test_test_only_says_when_resume_auto_found_nothing(tmp_path, tiny_set):
-    result = train("--data-path", str(tiny_set), "--output-dir", str(tmp_path / "run"),
+    result = train("--data-path", str(tiny_set), "--output-dir", str(tmp_path / "run\n"),
                    "--resume", "--test-only", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stderr.startswith(f"note: --resume auto found no checkpoint in "
-                                    f"{tmp_path / 'run'}, so this evaluates the initial weights")
+                                    f"{tmp_path}/run\\n, so this evaluates the initial weights")
 
 
 @pytest.mark.parametrize("number, said", [(signal.SIGINT, "interrupted"),
@@ -931,10 +931,11 @@ def test_a_folder_on_a_filesystem_without_locks_is_trained_into_with_a_note(
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
     monkeypatch.setattr(train_module.fcntl, "flock", no_locks)
-    run = tmp_path / "run"
+    run = tmp_path / "run\n"   # named in the note as shown: on its one line
     assert train_module.main(["--data-path", str(tiny_set), "-b", "4", "--epochs", "1",
                               "--output-dir", str(run), "--gpus", "cpu"]) == 0
-    assert capsys.readouterr().err == (f"note: --output-dir {run}: its filesystem takes no lock "
+    assert capsys.readouterr().err == (f"note: --output-dir {tmp_path}/run\\n: its filesystem "
+                                       f"takes no lock "
                                        f"(No locks available), so a second run training into it "
                                        f"at the same time would not be refused\n")
 
