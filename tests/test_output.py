@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -130,3 +131,19 @@ def test_training_whose_reader_has_gone_stops_with_its_epoch_kept(tmp_path, rng)
         process = command(*flags[:-1], str(tmp_path / "other"), "--epochs", "1", stdout=full,
                           buffered=False, cwd=tmp_path)
         assert (process.wait(timeout=300), process.stderr.read()) == (2, FULL)
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_prepare_on_a_full_disk_keeps_its_dataset(tmp_path, rng, buffered):
+    """prepare's summary goes through the standard output run_command checks: a full disk is
+    its one line and exit status 2, the dataset written before it whole."""
+    import imagetree
+    imagetree.build(str(tmp_path / "tree"), rng, per_class=1, val_per_class=1)
+    output = tmp_path / "o.h5"
+    with open("/dev/full", "w") as full:
+        process = command("-m", "convnet.data.prepare", str(tmp_path / "tree"), "--output",
+                          str(output), "--size", "32", "--workers", "1", stdout=full,
+                          buffered=buffered)
+        assert (process.wait(timeout=300), process.stderr.read()) == (2, FULL)
+    with closing(dataset.Dataset(output)) as written:
+        assert written.size("train") == 8

@@ -10,6 +10,7 @@ import sys
 import h5py
 import numpy as np
 import pytest
+import tqdm
 from PIL import Image, JpegImagePlugin
 
 import imagetree
@@ -201,6 +202,43 @@ def test_an_exif_orientation_is_noted_and_the_pixels_stored_as_encoded(tmp_path)
     assert note == "converted: EXIF orientation 6 not applied (stored as encoded)"
     assert plain_note is None
     assert np.abs(pixels.astype(int) - expected).mean() < 1   # the re-encoding's rounding only
+
+
+def test_prepares_lines_show_their_names(tmp_path, rng, capsys, monkeypatch):
+    """A folder, an output and a --name that a newline, an escape sequence or a byte that is
+    not UTF-8 is in: its lines one each (its progress bar's too), and a name the dataset
+    cannot hold refused before the work, not when it is stored at the end of it."""
+    assert prepare.main([str(tmp_path / "tr\nee"), "--output", str(tmp_path / "o.h5")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path}/tr\\nee: no such folder\n"
+    root = tmp_path / "imagenet"
+    imagetree.build(str(root), rng, per_class=1, val_per_class=1)
+    output = tmp_path / "o\x1b[31m.h5"
+    common = [str(root), "--output", str(output), "--size", str(SIZE), "--workers", "1"]
+    assert prepare.main([*common, "--name", os.fsdecode(b"na\xffme")]) == 2
+    assert capsys.readouterr().err == ("error: --name na\\xffme: not UTF-8 text, which the "
+                                       "dataset's name attribute holds\n")
+    assert os.listdir(tmp_path) == ["imagenet"]
+    shown = f"{tmp_path}/o\\x1b[31m.h5"
+    (tmp_path / "o\x1b[31m.h5.partial").write_bytes(b"half an HDF5 file")
+    bars = []
+
+    class Bar(tqdm.tqdm):
+        def __init__(self, *args, **options):
+            bars.append(options["desc"])
+            super().__init__(*args, **options)
+    monkeypatch.setattr(tqdm, "tqdm", Bar)
+    assert prepare.main(common) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith(f"wrote {shown}: 3 classes")
+    assert err.startswith(f"{shown}.partial: cannot resume (unreadable")
+    assert bars == ["prepare o\\x1b[31m.h5"]
+
+    def stopped(*args, **options):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(prepare, "prepare", stopped)
+    assert prepare.main(common) == 130
+    assert capsys.readouterr().err == (f"interrupted: the work so far is in {shown}.partial; "
+                                       f"run the same command again to resume\n")
 
 
 def test_every_entry_of_a_class_folder_is_read_or_reported(tmp_path, rng, capsys):

@@ -484,6 +484,11 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
         raise PrepareError(f"--size {size}: must be a positive number of pixels")
     if workers is not None and workers < 1:
         raise PrepareError(f"--workers {workers}: must be at least 1")
+    try:   # checked before the work, not when it is stored at the end
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PrepareError(f"--name {shown(name)}: not UTF-8 text, which the dataset's name "
+                           f"attribute holds") from None
     try:   # before hours of decoding, not after
         check_writable(output, "--output")
     except ValueError as error:
@@ -501,9 +506,9 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
     if os.path.exists(partial) and not restart:
         file, statistics, reason = reopen_partial(partial, size, stamp, blocks)
         if file is None:
-            print(f"{partial}: cannot resume ({reason}); starting again", file=sys.stderr)
+            print(f"{shown(partial)}: cannot resume ({reason}); starting again", file=sys.stderr)
         else:
-            print(f"{partial}: resuming after {int(file.attrs['blocks_done'])} of "
+            print(f"{shown(partial)}: resuming after {int(file.attrs['blocks_done'])} of "
                   f"{len(blocks)} blocks", file=sys.stderr)
     if file is None:
         file, statistics = create_partial(partial, size, stamp)
@@ -513,7 +518,7 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
     try:
         from tqdm import tqdm
         bar = tqdm(total=total, initial=sum(len(b) for _, b in blocks[:done]), unit="file",
-                   desc=f"prepare {os.path.basename(output)}", disable=not progress or None,
+                   desc=f"prepare {shown(os.path.basename(output))}", disable=not progress or None,
                    dynamic_ncols=True)
         tasks = [(root, size, split, block) for split, block in blocks[done:]]
         try:
@@ -570,18 +575,20 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
     return summary
 
 
-def report(summary, out=sys.stdout):
-    print(f"wrote {summary['output']}: {summary['classes']} classes, {summary['train']} "
+def report(summary):
+    """The summary on standard output (sys.stdout as the command runs: run_command's, which
+    checks its writes), the classes left without a training image on stderr."""
+    print(f"wrote {shown(summary['output'])}: {summary['classes']} classes, {summary['train']} "
           f"training and {summary['val']} validation images; {len(summary['converted'])} "
-          f"converted, {len(summary['skipped'])} skipped", file=out)
+          f"converted, {len(summary['skipped'])} skipped")
     for kind in ("converted", "skipped"):
         lines = summary[kind]
         for line in lines[:SHOWN_NOTES]:
             path, reason = line.split("\t", 1)
-            print(f"  {kind}: {path}: {reason}", file=out)
+            print(f"  {kind}: {path}: {reason}")
         if len(lines) > SHOWN_NOTES:
             print(f"  … and {len(lines) - SHOWN_NOTES} more {kind} files, all listed in "
-                  f"/report/{kind} of {summary['output']}", file=out)
+                  f"/report/{kind} of {shown(summary['output'])}")
     untrained = summary["untrained"]
     if untrained:
         print(f"warning: {len(untrained)} of the {summary['classes']} classes have no training "
@@ -611,11 +618,11 @@ def main(argv=None):
                           classes=args.classes, val_labels=args.val_labels,
                           restart=args.restart, name=args.name)
     except PrepareError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {shown(str(error))}", file=sys.stderr)   # one line whatever the names
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted: the work so far is in {args.output}.partial; run the same command "
-              f"again to resume", file=sys.stderr)
+        print(f"interrupted: the work so far is in {shown(args.output)}.partial; run the same "
+              f"command again to resume", file=sys.stderr)
         return 130
     report(summary)
     return 0
