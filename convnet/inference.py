@@ -113,7 +113,8 @@ class Inference:
                              crop_draw=model.crop_draw)
         self.batch_size, self.ten_crop = batch_size, ten_crop
         self.feature_layers = last_hidden_layers(model)
-        self.class_names = self.loader.class_names
+        # A class table's names are text, but any text: one may hold a tab or an escape.
+        self.class_names = [shown(name) for name in self.loader.class_names]
         self.note_another_dataset()
 
     def note_another_dataset(self):
@@ -122,9 +123,9 @@ class Inference:
         here, with this one's names, which is worth saying. Older checkpoints record none."""
         trained_on = (training_state(self.checkpoint).get("dataset") or {}).get("name")
         if trained_on is not None and trained_on != self.loader.name:
-            print(f"note: checkpoint {shown(self.checkpoint)} was trained on dataset "
-                  f"{trained_on}, not {self.loader.name}; the class names are this dataset's "
-                  f"({shown(self.loader.path)})", file=sys.stderr)
+            print(shown(f"note: checkpoint {self.checkpoint} was trained on dataset {trained_on}, "
+                        f"not {self.loader.name}; the class names are this dataset's "
+                        f"({self.loader.path})"), file=sys.stderr)
 
     # -- inputs -------------------------------------------------------------------------------
     def pictures(self, paths):

@@ -199,3 +199,15 @@ def test_a_seed_of_true_is_not_a_whole_number(tmp_path):
         json.dump({**settings, "seed": True}, handle)
     with pytest.raises(compare_runs.UsageError, match="seed true is not a whole number"):
         compare_runs.read_run(folder)
+
+
+def test_a_refusal_naming_a_run_of_any_name_is_one_line(tmp_path, capsys):
+    """The runs' names in the tool's error as in every command's: shown, on one line."""
+    odd = write_run(tmp_path / os.fsdecode(b"a\n\xff\x1b[31m"), "2012-small28", 0, 0.1, epochs=1)
+    with open(os.path.join(odd, "settings.json")) as handle:
+        settings = json.load(handle)
+    with open(os.path.join(odd, "settings.json"), "w") as handle:
+        json.dump({**settings, "epochs": 3}, handle)
+    assert compare_runs.main([odd]) == 2
+    assert capsys.readouterr().err == (f"error: {tmp_path}/a\\n\\xff\\x1b[31m: 1 of its 3 epochs "
+                                       f"finished; compare finished runs\n")

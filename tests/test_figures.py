@@ -736,6 +736,37 @@ def test_image_files_of_any_name_are_titled_with_it(trained, capsys, figure):
         assert [line.split(": ")[0] for line in lines[:2]] == ["q\\xfe.png", "$a^{$.png"]
 
 
+def test_class_and_dataset_names_and_a_cache_of_any_name_are_shown(trained, capsys):
+    """A dataset's class names are any text (prepare's class table), one may hold a tab or an
+    escape sequence, its name too, a --cache a newline: each line that names them (predict's,
+    neighbours', the note of a checkpoint trained on another dataset) is one line, shown."""
+    data, odd = trained.tmp / "odd.h5", "class\t{}\x1b[31m"
+    dataset.write(data, name="odd\x1b[31m", train_images=trained.train,
+                  train_labels=trained.train_labels, val_images=trained.val,
+                  val_labels=trained.val_labels, class_ids=[f"c{i}" for i in range(CLASSES)],
+                  class_names=[odd.format(i) for i in range(CLASSES)])
+    shown_class = r"class\\t\d\\x1b\[31m"   # a pattern of the names as shown
+    image = save_png(trained.val[0], trained.tmp / "v.png")
+    trained_on = trained.tmp / "trained-on-other.h5"
+    checkpoint.save(trained_on, trained.network,
+                    {key: np.zeros_like(value) for key, value in trained.network.params.items()},
+                    {"epoch": 1, "step": 1, "dataset": {"name": "other\n10"}})
+    assert predict.main([image, "--checkpoint", str(trained_on), "--data-path", str(data),
+                         "-k", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert re.fullmatch(rf"{re.escape(image)}\n +[\d.]+% +\d+  {shown_class}\n", out), out
+    assert err == (f"note: checkpoint {trained_on} was trained on dataset other\\n10, not "
+                   f"odd\\x1b[31m; the class names are this dataset's ({data})\n")
+    cache = trained.tmp / "cache\n.h5"
+    assert figures_main.main(["neighbours", "--checkpoint", str(trained.run), "--data-path",
+                              str(data), "--indices", "1", "-k", "1", "--cache", str(cache),
+                              "-o", str(trained.tmp / "n.png")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2, lines
+    assert re.fullmatch(rf"val\[1\] {shown_class}: train\[\d+\] d=\S+ {shown_class}", lines[0])
+    assert lines[1].endswith(f"train vectors computed and cached in {trained.tmp}/cache\\n.h5")
+
+
 class FailingOutput(io.TextIOBase):
     """A standard output that cannot be written: a full disk, a closed pipe."""
     def write(self, text):

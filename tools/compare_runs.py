@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from convnet import options  # noqa: E402
 from convnet.alexnet import ABLATIONS, split_model_name  # noqa: E402
-from convnet.errors import open_regular, run_command  # noqa: E402
+from convnet.errors import open_regular, run_command, shown  # noqa: E402
 from convnet.figures.curves import read_epochs  # noqa: E402
 from convnet.train import UsageError  # noqa: E402
 from convnet.trainer import EPOCHS_CSV, SETTINGS  # noqa: E402
@@ -144,7 +144,7 @@ def main(argv=None):
     try:
         print(table(compare([read_run(path) for path in args.runs])))
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {shown(str(error))}", file=sys.stderr)   # one line whatever the names
         return 2
     return 0
 

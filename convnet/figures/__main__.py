@@ -42,7 +42,7 @@ def main(argv=None):
 
     def draw(args):
         path, (width, height), what, status = module.run(args)
-        print(f"wrote {shown(path)} ({width}×{height} pixels): {what}")
+        print(shown(f"wrote {path} ({width}×{height} pixels): {what}"))   # names in `what` too
         return status
     return exit_status(draw, args)
 
