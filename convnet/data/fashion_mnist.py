@@ -21,7 +21,7 @@ from convnet import options
 from convnet.atomic import check_writable
 from convnet.data.dataset import write
 from convnet.data.prepare import load_image
-from convnet.errors import one_line, open_regular, run_command
+from convnet.errors import one_line, open_regular, run_command, shown
 
 NAME = "fashion-mnist"   # the dataset's name in the prepared file
 DEBIAN_SOURCE = "/usr/share/datasets/fashion-mnist"
@@ -106,12 +106,12 @@ def main(argv=None):
     try:
         path = prepare(args.source, args.output)
     except (OSError, ValueError) as error:
-        print(f"error: {one_line(error)}", file=sys.stderr)
+        print(f"error: {shown(one_line(error))}", file=sys.stderr)   # names: one line, escaped
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted: {args.output} is as it was", file=sys.stderr)
+        print(f"interrupted: {shown(args.output)} is as it was", file=sys.stderr)
         return 130
-    print(f"wrote {path}")
+    print(f"wrote {shown(path)}")
     return 0
 
 
