@@ -287,6 +287,7 @@ DATA = ("tests/test_dataset.py", "tests/test_prepare.py", "tests/test_loader.py"
         "tests/test_fashion_mnist.py")
 PLACEMENT = ("tests/test_replicas.py", "tests/test_placement.py", "tests/test_network.py")
 INFERENCE = ("tests/test_figures.py", "tests/test_ensemble.py", "tests/test_alexnet.py")
+NAMES = ("tests/test_errors.py",)   # names in what the commands print
 TOOLS = ("tests/test_compare_runs.py", "tests/test_scaling.py")
 PEER = ("tests/test_torch_peer.py",)
 MAKEFILE = ("tests/test_makefile.py",)
@@ -953,7 +954,8 @@ CATALOGUE = [
     Mutant('prep-one-class-taken', 'convnet/data/prepare.py',
            '    if len(wnids) < 2:\n', '    if len(wnids) < 1:\n', DATA),
     Mutant('prep-report-name-unescaped', 'convnet/errors.py',
-           'text = os.fsencode(name).decode("utf-8", "backslashreplace")', 'text = name', DATA),
+           'return f"\\\\x{code & 0xFF:02x}" if code in ESCAPED_BYTES',
+           'return match[0] if code in ESCAPED_BYTES', DATA),
     Mutant('prep-untrained-unsaid', 'convnet/data/prepare.py',
            '    if untrained:\n        print(', '    if False:\n        print(', DATA),
     Mutant('train-one-class-traceback', 'convnet/train.py',
@@ -1886,8 +1888,8 @@ CATALOGUE = [
            '"members": [{"checkpoint": shown(inference.checkpoint),',
            '"members": [{"checkpoint": inference.checkpoint,', ("tests/test_ensemble.py",)),
     Mutant('shown-newline-kept', 'convnet/errors.py',
-           'return CONTROLS.sub(lambda match: match[0].encode("unicode_escape").decode("ascii"), '
-           'text)', 'return text', INFERENCE),
+           'return UNSHOWABLE.sub(escape, os.fsdecode(name))', 'return os.fsdecode(name)',
+           INFERENCE),
     Mutant('opt-empty-checkpoint-taken', 'convnet/options.py',
            '    if path == "":\n        raise argparse.ArgumentTypeError',
            '    if False:\n        raise argparse.ArgumentTypeError', INFERENCE),
@@ -1949,6 +1951,51 @@ CATALOGUE = [
     Mutant('train-error-names-raw', 'convnet/train.py',
            "{rank_prefix(replicas) if failed else ''}{shown(str(error))}",
            "{rank_prefix(replicas) if failed else ''}{error}", ("tests/test_train_cli.py",)),
+    # Names in what the commands print: shown, one line, no command stopped by one.
+    Mutant('shown-lone-surrogate-crashes', 'convnet/errors.py',
+           '\\u2029\\ud800-\\udfff]")', '\\u2029\\udc80-\\udcff]")', NAMES),
+    Mutant('stdout-encoding-strict', 'convnet/errors.py',
+           '        stream.reconfigure(errors="backslashreplace")', '        pass', NAMES),
+    Mutant('parser-error-names-raw', 'convnet/options.py',
+           'self.exit(2, shown(f"{self.prog}: error: {message} (see --help)") + "\\n")',
+           'self.exit(2, f"{self.prog}: error: {message} (see --help)\\n")', NAMES),
+    Mutant('config-lone-surrogate-taken', 'convnet/options.py',
+           '        if not all(map(encodable, value if isinstance(value, list) else [value])):',
+           '        if False:', NAMES),
+    Mutant('train-data-path-raw', 'convnet/train.py',
+           'print(f"training {model.name} on {shown(args.data_path)}',
+           'print(f"training {model.name} on {args.data_path}', NAMES),
+    Mutant('train-resumed-name-raw', 'convnet/train.py',
+           'print(f"resumed from {shown(resumed)}', 'print(f"resumed from {resumed}', NAMES),
+    Mutant('train-restart-note-raw', 'convnet/train.py',
+           'print(shown(restart_note(output_dir, settings)), file=sys.stderr)',
+           'print(restart_note(output_dir, settings), file=sys.stderr)', NAMES),
+    Mutant('prepare-name-unchecked', 'convnet/data/prepare.py', '        name.encode("utf-8")\n',
+           '        name.encode("utf-8", "surrogateescape")\n', ("tests/test_prepare.py",)),
+    Mutant('prepare-error-names-raw', 'convnet/data/prepare.py',
+           'print(f"error: {shown(str(error))}", file=sys.stderr)',
+           'print(f"error: {error}", file=sys.stderr)', ("tests/test_prepare.py",)),
+    Mutant('prepare-wrote-name-raw', 'convnet/data/prepare.py',
+           'print(f"wrote {shown(summary[\'output\'])}: ', 'print(f"wrote {summary[\'output\']}: ',
+           ("tests/test_prepare.py",)),
+    Mutant('prepare-report-past-checked-output', 'convnet/data/prepare.py',
+           '    report(summary)\n    return 0\n',
+           '    with contextlib.redirect_stdout(sys.__stdout__):\n        report(summary)\n'
+           '    return 0\n', ("tests/test_output.py",)),
+    Mutant('inference-class-names-raw', 'convnet/inference.py',
+           'self.class_names = [shown(name) for name in self.loader.class_names]',
+           'self.class_names = self.loader.class_names', ("tests/test_figures.py",)),
+    Mutant('inference-dataset-note-raw', 'convnet/inference.py',
+           'print(shown(f"note: checkpoint {self.checkpoint}',
+           'print((f"note: checkpoint {self.checkpoint}', ("tests/test_figures.py",)),
+    Mutant('figures-wrote-line-raw', 'convnet/figures/__main__.py',
+           'print(shown(f"wrote {path}', 'print((f"wrote {path}', ("tests/test_figures.py",)),
+    Mutant('fashion-mnist-error-names-raw', 'convnet/data/fashion_mnist.py',
+           'print(f"error: {shown(one_line(error))}", file=sys.stderr)',
+           'print(f"error: {one_line(error)}", file=sys.stderr)', ("tests/test_fashion_mnist.py",)),
+    Mutant('compare-runs-error-raw', 'tools/compare_runs.py',
+           'print(f"error: {shown(str(error))}", file=sys.stderr)',
+           'print(f"error: {error}", file=sys.stderr)', ("tests/test_compare_runs.py",)),
 ]
 
 if __name__ == "__main__":
