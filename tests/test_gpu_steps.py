@@ -4,7 +4,8 @@ with under 15 s of the budget left is skipped; every outcome is a line of steps.
 step's outcome leaves the exit status alone; a BUDGET that is not whole seconds stops it first.
 The set-up leaves out an install of sources already installed, make gpu-check's GPU tests
 step names every test file that holds GPU tests, and make gpu-train trains in OUT (going on from a
-run folder an earlier call brought back)."""
+run folder an earlier call brought back); without a GPU for its Python either script stops
+first, in one line."""
 import os
 import re
 import subprocess
@@ -337,3 +338,26 @@ exit $status
     listed = re.findall(r"^#   (\S+) ", header, re.MULTILINE)
     assert f"Reports in $OUT, {len(listed)} files" in header
     assert sorted(path.name for path in out.iterdir()) == sorted(listed)
+
+
+@pytest.mark.parametrize("script", [GPU_CHECK, GPU_TRAIN], ids=["gpu-check", "gpu-train"])
+def test_a_python_that_sees_no_gpu_stops_either_script_with_one_line_before_any_step(
+        tmp_path, script):
+    """make gpu-check or gpu-train on a machine without a GPU (or with GPU_PYTHON lacking CuPy):
+    every step failed, the install tried on this machine's Python, and nothing said why."""
+    tree, calls, python = stand_in_tree(tmp_path)
+    python.write_text(f"""#!/bin/bash
+echo "$*" >>"{calls}"
+echo 'Traceback (most recent call last):' >&2
+echo "ModuleNotFoundError: No module named 'cupy'" >&2
+exit 1
+""")
+    out = tmp_path / "out"
+    completed = subprocess.run(["bash", script], cwd=tree, capture_output=True, text=True,
+                               env=dict(os.environ, OUT=str(out), GPU_PYTHON=str(python)),
+                               timeout=60)
+    said = (f"{script}: {python} sees no GPU (ModuleNotFoundError: No module named 'cupy'): run "
+            f"it on a GPU machine, GPU_PYTHON naming its Python with CuPy\n")
+    assert (completed.returncode, completed.stdout, completed.stderr) == (2, "", said)
+    assert (out / "steps.txt").read_text() == said
+    assert calls.read_text().count("\n") == 1   # the question, and no step after it

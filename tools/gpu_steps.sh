@@ -113,7 +113,20 @@ extension_sources_hash() {
   cat setup.py pyproject.toml kernels/*.cpp kernels/*.h kernels/*.cu kernels/*.cuh | sha256sum
 }
 
+# Without CuPy, or a GPU it sees (not a GPU machine, or GPU_PYTHON not the Python meant), every
+# step would fail, each with its tracebacks in the logs and the install meant for the GPU
+# machine's Python tried on this one: one line says why instead, before any step.
+stop_without_a_gpu() {
+  local why
+  if ! why=$("$python" -c 'import cupy; cupy.cuda.runtime.getDeviceCount()' 2>&1); then
+    echo "$0: $python sees no GPU (${why##*$'\n'}): run it on a GPU machine," \
+      "GPU_PYTHON naming its Python with CuPy" | tee -a "$out/steps.txt" >&2
+    exit 2
+  fi
+}
+
 install_and_build() {
+  stop_without_a_gpu
   step preflight "$out/gpu.log" 60 "$python" -c "$preflight"
   local sources
   sources=$(extension_sources_hash)

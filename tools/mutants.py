@@ -1996,6 +1996,8 @@ CATALOGUE = [
     Mutant('compare-runs-error-raw', 'tools/compare_runs.py',
            'print(f"error: {shown(str(error))}", file=sys.stderr)',
            'print(f"error: {error}", file=sys.stderr)', ("tests/test_compare_runs.py",)),
+    Mutant('steps-go-on-without-a-gpu', 'tools/gpu_steps.sh', '  stop_without_a_gpu\n', '',
+           GPU_STEPS),
 ]
 
 if __name__ == "__main__":
