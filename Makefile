@@ -42,8 +42,14 @@ $(FASHION_MNIST):
 data/fashion-mnist.h5: $(FASHION_MNIST) | $(VENV)/.installed
 	$(PY) -m convnet.data.fashion_mnist --output $@
 
+# IMAGENET checked before anything runs: the set-up, minutes on a fresh clone, came first.
+ifneq ($(filter imagenet,$(MAKECMDGOALS)),)
+  ifeq ($(strip $(IMAGENET)),)
+    $(error IMAGENET is not set: make imagenet IMAGENET=/path/to/ILSVRC2012, the folder holding train/ and val/)
+  endif
+endif
+
 imagenet: setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (train/<wnid>/, val/)
-	@test -n "$(IMAGENET)" || { echo "make imagenet IMAGENET=/path/to/ILSVRC2012: the folder holding train/ and val/"; exit 2; }
 	$(PY) -m convnet.data.prepare "$(IMAGENET)" --output data/imagenet.h5 $(ARGS)
 
 # The default run's settings: on the CPU, 6 epochs (13.4 minutes on 2 cores in the run README

@@ -93,6 +93,15 @@ def test_train_mpi_refuses_a_rank_count_that_is_not_one_or_more(tmp_path, ranks)
                          f"Stop.\n"), said
 
 
+@pytest.mark.parametrize("imagenet", [None, "", "  "])
+def test_imagenet_without_its_folder_stops_before_the_set_up(tmp_path, imagenet):
+    """A fresh clone's set-up took minutes before the recipe said IMAGENET was missing."""
+    said = make(tmp_path, "-n", "imagenet", *([] if imagenet is None else [f"IMAGENET={imagenet}"]),
+                status=2)
+    assert said.endswith("*** IMAGENET is not set: make imagenet IMAGENET=/path/to/ILSVRC2012, "
+                         "the folder holding train/ and val/.  Stop.\n"), said
+
+
 def test_targets_pass_a_path_with_spaces_and_their_extra_flags(tmp_path):
     printed = make(tmp_path, "-n", "imagenet", "IMAGENET=/data/my images", "bench-cpu",
                    "MODEL=paper", "ARGS=--batch 8")

@@ -1998,6 +1998,8 @@ CATALOGUE = [
            'print(f"error: {error}", file=sys.stderr)', ("tests/test_compare_runs.py",)),
     Mutant('steps-go-on-without-a-gpu', 'tools/gpu_steps.sh', '  stop_without_a_gpu\n', '',
            GPU_STEPS),
+    Mutant('make-imagenet-checked-after-setup', 'Makefile', '    $(error IMAGENET is not set',
+           '    $(info IMAGENET is not set', MAKEFILE),
 ]
 
 if __name__ == "__main__":
