@@ -91,7 +91,7 @@ bench-cpu: setup  ## time one CPU training step, ours vs PyTorch (installs PyTor
 	$(PY) tools/bench_cpu_step.py --model $(MODEL) $(ARGS)
 
 bench-data: setup  ## loader and prepare throughput, images/s per core, beside the GPU rate to sustain
-	$(PY) tools/bench_data.py
+	$(PY) tools/bench_data.py $(ARGS)
 
 kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_70..sm_90 as this nvcc supports, + PTX) and its ptxas report; the emulator
 	$(PY) kernels/build.py

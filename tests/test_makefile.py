@@ -104,8 +104,9 @@ def test_imagenet_without_its_folder_stops_before_the_set_up(tmp_path, imagenet)
 
 def test_targets_pass_a_path_with_spaces_and_their_extra_flags(tmp_path):
     printed = make(tmp_path, "-n", "imagenet", "IMAGENET=/data/my images", "bench-cpu",
-                   "MODEL=paper", "ARGS=--batch 8")
+                   "bench-data", "MODEL=paper", "ARGS=--batch 8")
     assert 'convnet.data.prepare "/data/my images" --output data/imagenet.h5' in printed
+    assert "tools/bench_data.py --batch 8\n" in printed
     # the model checked before PyTorch is downloaded
     check, install, bench = (printed.index(text) for text in (
         "convnet.summary --model paper", "pip install -q torch", "bench_cpu_step.py --model paper "

@@ -2000,6 +2000,8 @@ CATALOGUE = [
            GPU_STEPS),
     Mutant('make-imagenet-checked-after-setup', 'Makefile', '    $(error IMAGENET is not set',
            '    $(info IMAGENET is not set', MAKEFILE),
+    Mutant('make-bench-data-args-dropped', 'Makefile', 'tools/bench_data.py $(ARGS)',
+           'tools/bench_data.py', MAKEFILE),
 ]
 
 if __name__ == "__main__":
