@@ -1,9 +1,13 @@
 """tools/mutants.py: its catalogue follows the sources (each mutant's text is in its file exactly
 once, so no entry goes stale unseen), and the tool tells a killed mutant from a surviving one
 in a copy of the checkout, leaving the checkout alone."""
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+import time
 
 import pytest
 
@@ -95,6 +99,46 @@ def test_tests_that_fail_without_a_mutant_stop_the_tool(tmp_path):
     with pytest.raises(RuntimeError, match=r"without any mutant, the tests fail in the copy "
                                            r"\(exit status 1: test_broken.py::test_fails\)"):
         mutants.check_baseline(tmp_path, [case], mutants.environment_of_tests(tmp_path, 0, None))
+
+
+def test_a_ctrl_c_ends_the_tests_running_in_the_copy(tmp_path):
+    """The tests run in a session of their own, which a terminal's Ctrl-C does not reach: they
+    kept running (mpiexec and training runs among them) in the copy the tool then removed."""
+    started = tmp_path / "pid"
+    (tmp_path / "test_slow.py").write_text(
+        f"import os, time\n\n\ndef test_slow():\n"
+        f"    open({str(started)!r}, 'w').write(str(os.getpid()))\n    time.sleep(60)\n")
+
+    def ctrl_c():
+        while not started.exists() or not started.read_text():
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            mutants.run_tests(tmp_path, ["test_slow.py"],
+                              mutants.environment_of_tests(tmp_path, 0, None), 50,
+                              first_failure_only=True)
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(started.read_text()), 0)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(int(started.read_text()), signal.SIGKILL)
+
+
+def test_a_ctrl_c_is_one_line_and_exit_130(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(mutants, "run", interrupted)
+    report = tmp_path / "mutants.json"
+    try:
+        status = mutants.main(["--only", mutants.CATALOGUE[0].name, "--json", str(report)])
+    except KeyboardInterrupt:   # a failure, not the end of this test run
+        pytest.fail("the Ctrl-C came out of main(), a traceback")
+    assert status == 130
+    assert capsys.readouterr().err == (f"interrupted: the checkout is as it was (the mutants ran "
+                                       f"in a copy), and so is {report}\n")
+    assert not report.exists()
 
 
 def test_readme_gives_the_last_runs_figures():

@@ -41,7 +41,7 @@ sys.path.insert(0, ROOT)
 from convnet import options, provenance  # noqa: E402
 from convnet.atomic import atomic_json  # noqa: E402
 from convnet.backend.cuda.launch import build as kernel_build  # noqa: E402
-from convnet.errors import run_command  # noqa: E402
+from convnet.errors import run_command, shown  # noqa: E402
 
 TEST_SECONDS = 900
 BASELINE_SECONDS = 3600   # every named test file once, unmutated
@@ -140,7 +140,8 @@ def environment_of_tests(folder, seed, commit):
 def run_tests(folder, files, env, seconds, *, first_failure_only):
     """pytest on `files` in the copy: (exit status, output), or None past `seconds`. In a
     session of its own, so that a timeout ends the tests' children too (loader threads'
-    processes, mpiexec, training runs)."""
+    processes, mpiexec, training runs), which also keeps a Ctrl-C from them: they are ended
+    with the tool, not left running in the copy it removes."""
     tests = subprocess.Popen([sys.executable, "-m", "pytest", *(["-x"] * first_failure_only),
                               "-q", "-p", "no:cacheprovider", *files], cwd=folder, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -149,9 +150,11 @@ def run_tests(folder, files, env, seconds, *, first_failure_only):
     try:
         output, _ = tests.communicate(timeout=seconds)
     except subprocess.TimeoutExpired:
-        os.killpg(tests.pid, signal.SIGKILL)
-        tests.communicate()
         return None
+    finally:
+        if tests.returncode is None:   # past the limit, or a Ctrl-C
+            os.killpg(tests.pid, signal.SIGKILL)
+            tests.communicate()
     return tests.returncode, output
 
 
@@ -261,6 +264,11 @@ def main(argv=None):
     except (RuntimeError, subprocess.CalledProcessError) as error:   # no build tools, no git
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        report = f", and so is {shown(args.json)}" if args.json else ""
+        print(f"interrupted: the checkout is as it was (the mutants ran in a copy){report}",
+              file=sys.stderr)
+        return 130
     counts = {result: sum(r["result"] == result for r in records)
               for result in ("killed", "survived", "error")}
     print(", ".join(f"{count} {result}" for result, count in counts.items()))
@@ -2002,6 +2010,13 @@ CATALOGUE = [
            '    $(info IMAGENET is not set', MAKEFILE),
     Mutant('make-bench-data-args-dropped', 'Makefile', 'tools/bench_data.py $(ARGS)',
            'tools/bench_data.py', MAKEFILE),
+    Mutant('mutants-ctrl-c-leaves-tests-running', 'tools/mutants.py',
+           '        if tests.returncode is None:   # past the limit, or a Ctrl-C\n',
+           '        if tests.returncode is None and sys.exc_info()[0] is not KeyboardInterrupt:\n',
+           ("tests/test_mutants.py",)),
+    Mutant('mutants-ctrl-c-traceback', 'tools/mutants.py',
+           '    except KeyboardInterrupt:\n        report = ',
+           '    except ZeroDivisionError:\n        report = ', ("tests/test_mutants.py",)),
 ]
 
 if __name__ == "__main__":
