@@ -3,6 +3,7 @@ import errno
 import io
 import os
 import re
+import signal
 import sys
 from contextlib import contextmanager, suppress
 
@@ -145,15 +146,23 @@ class _CheckedOutput:
 
 
 PIPE_CLOSED_STATUS = 141   # 128 + SIGPIPE: what a shell reports of a C tool stopped by | head
+INTERRUPTED_STATUS = 128 + signal.SIGINT
 
 
-def run_command(main, output_required=True) -> int:
+def interrupted(number):
+    """What a command stopped by a Ctrl-C says, where it has no word of its own for it."""
+    return "interrupted: each file it wrote is whole or as it was"
+
+
+def run_command(main, output_required=True, stopped=interrupted) -> int:
     """main()'s exit status, with standard output checked. Where a write to it fails (a full
     disk) the command stops, with one line on stderr naming standard output and exit status
     2; where its reader has gone (| head), quietly with status 141. The commands' files are
     written atomically: each is whole or as it was. A command started with standard output
     closed (>&-), which would lose what it prints, is refused, unless what it prints is only
-    an account of what it writes to files (output_required False)."""
+    an account of what it writes to files (output_required False). A Ctrl-C that main() lets
+    through is one line, stopped(signal number), and exit status 130, as a shell reports of a C
+    tool it stopped."""
     stream = sys.stdout
     if stream is None:
         if output_required:
@@ -176,6 +185,12 @@ def run_command(main, output_required=True) -> int:
         with suppress(OSError):   # standard error may have gone with it (a closed terminal)
             print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as stop:   # or training's SIGTERM and SIGHUP (convnet.stopping)
+        number = getattr(stop, "number", signal.SIGINT)   # a second Ctrl-C's is Python's own
+        with suppress(OSError):   # a closed terminal's (SIGHUP) takes no line
+            # At a terminal the line starts after the echoed ^C, not beside it.
+            print(("\n" if sys.stderr.isatty() else "") + stopped(number), file=sys.stderr)
+        return 128 + number
     finally:
         # On the way out of an exception too (Ctrl-C), where the exception is what is told.
         with suppress(OutputClosed, OutputFailed):

@@ -29,7 +29,7 @@ from convnet.data import fashion_mnist
 from convnet.data.dataset import Dataset, DatasetError
 from convnet.data.loader import Loader
 from convnet.data.prepare import load_image
-from convnet.errors import shown
+from convnet.errors import INTERRUPTED_STATUS, shown
 from convnet.train import UsageError, check_fits, select_placement
 from convnet.trainer import forward_views
 
@@ -78,7 +78,7 @@ def exit_status(run, args):
         print(f"error: {where}{error.strerror or error}", file=sys.stderr)
     except KeyboardInterrupt:   # their files are written atomically: each whole or as it was
         print("interrupted: no file is left half-written", file=sys.stderr)
-        return 130
+        return INTERRUPTED_STATUS
     return 2
 
 

@@ -38,8 +38,8 @@ from convnet.backend.cuda.conv import DEFAULT_ALGORITHM
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
-from convnet.errors import (PIPE_CLOSED_STATUS, OutputClosed, OutputFailed, counted, one_line,
-                            run_command, shown)
+from convnet.errors import (INTERRUPTED_STATUS, PIPE_CLOSED_STATUS, OutputClosed, OutputFailed,
+                            counted, one_line, run_command, shown)
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.replicas import engines, nccl
@@ -652,7 +652,7 @@ def main(argv=None):
             if replicas.rank:
                 time.sleep(INTERRUPT_GRACE)
             print(stopped_line(), file=sys.stderr, flush=True)
-            replicas.abort(130)
+            replicas.abort(INTERRUPTED_STATUS)
         except (OutputFailed, OutputClosed) as error:   # rank 0's, the one that prints
             if replicas.world == 1:
                 raise                                   # run_command's to tell
@@ -679,12 +679,5 @@ def stopped_line(number=signal.SIGINT):
             f"{checkpoint.LAST} (or, stopped before the first, starts again)")
 
 
-if __name__ == "__main__":
-    try:
-        sys.exit(run_command(main, output_required=False))
-    except KeyboardInterrupt as stop:   # one process: several ranks abort in main
-        number = getattr(stop, "number", signal.SIGINT)   # a second Ctrl-C's is Python's own
-        with contextlib.suppress(OSError):   # a closed terminal's (SIGHUP) takes no line
-            # At a terminal the line starts after the echoed ^C, not beside it.
-            print(("\n" if sys.stderr.isatty() else "") + stopped_line(number), file=sys.stderr)
-        sys.exit(128 + number)
+if __name__ == "__main__":   # one process's stop; several ranks abort in main
+    sys.exit(run_command(main, output_required=False, stopped=stopped_line))

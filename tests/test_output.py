@@ -67,6 +67,20 @@ def test_writes_after_a_failure_go_nowhere_and_raise_nothing(monkeypatch, capsys
     assert capsys.readouterr().err == ""
 
 
+def test_a_ctrl_c_the_command_lets_through_is_one_line_and_exit_130(capsys):
+    """make bench-data, bench-cpu, scaling...: a Ctrl-C printed a traceback of where it came."""
+    def main():
+        print("half the figures")
+        raise KeyboardInterrupt
+    try:
+        status = errors.run_command(main)
+    except KeyboardInterrupt:   # a failure, not the end of this test run
+        pytest.fail("the Ctrl-C came out of run_command, a traceback")
+    assert status == 130
+    assert capsys.readouterr() == ("half the figures\n",
+                                   "interrupted: each file it wrote is whole or as it was\n")
+
+
 def test_a_closed_standard_output_is_refused_where_it_holds_the_results(monkeypatch, capsys):
     monkeypatch.setattr(sys, "stdout", None)
     assert errors.run_command(lambda: 0) == 2

@@ -41,7 +41,7 @@ sys.path.insert(0, ROOT)
 from convnet import options, provenance  # noqa: E402
 from convnet.atomic import atomic_json  # noqa: E402
 from convnet.backend.cuda.launch import build as kernel_build  # noqa: E402
-from convnet.errors import run_command, shown  # noqa: E402
+from convnet.errors import INTERRUPTED_STATUS, run_command, shown  # noqa: E402
 
 TEST_SECONDS = 900
 BASELINE_SECONDS = 3600   # every named test file once, unmutated
@@ -268,7 +268,7 @@ def main(argv=None):
         report = f", and so is {shown(args.json)}" if args.json else ""
         print(f"interrupted: the checkout is as it was (the mutants ran in a copy){report}",
               file=sys.stderr)
-        return 130
+        return INTERRUPTED_STATUS
     counts = {result: sum(r["result"] == result for r in records)
               for result in ("killed", "survived", "error")}
     print(", ".join(f"{count} {result}" for result, count in counts.items()))
@@ -1766,8 +1766,8 @@ CATALOGUE = [
     Mutant('second-stop-signal-waits', 'convnet/stopping.py',
            'signal.signal(number, previous[number])   # a second', 'pass   # a second',
            ("tests/test_train_cli.py",)),
-    Mutant('stop-status-always-130', 'convnet/train.py', 'sys.exit(128 + number)',
-           'sys.exit(130)', ("tests/test_train_cli.py",)),
+    Mutant('stop-status-always-130', 'convnet/errors.py', '        return 128 + number\n',
+           '        return 130\n', ("tests/test_train_cli.py",)),
     Mutant('run-folder-not-held', 'convnet/train.py',
            '            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)\n', '            pass\n',
            ("tests/test_train_cli.py",)),
@@ -2017,6 +2017,10 @@ CATALOGUE = [
     Mutant('mutants-ctrl-c-traceback', 'tools/mutants.py',
            '    except KeyboardInterrupt:\n        report = ',
            '    except ZeroDivisionError:\n        report = ', ("tests/test_mutants.py",)),
+    Mutant('command-ctrl-c-traceback', 'convnet/errors.py',
+           '    except KeyboardInterrupt as stop:   # or training',
+           '    except ZeroDivisionError as stop:   # or training',
+           ("tests/test_output.py",)),
 ]
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from convnet import options
 from convnet.atomic import check_writable
 from convnet.data.dataset import write
 from convnet.data.prepare import load_image
-from convnet.errors import one_line, open_regular, run_command, shown
+from convnet.errors import INTERRUPTED_STATUS, one_line, open_regular, run_command, shown
 
 NAME = "fashion-mnist"   # the dataset's name in the prepared file
 DEBIAN_SOURCE = "/usr/share/datasets/fashion-mnist"
@@ -110,7 +110,7 @@ def main(argv=None):
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: {shown(args.output)} is as it was", file=sys.stderr)
-        return 130
+        return INTERRUPTED_STATUS
     print(f"wrote {shown(path)}")
     return 0
 

@@ -55,7 +55,8 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import options
 from convnet.atomic import check_writable
-from convnet.errors import NOT_REGULAR, open_regular, run_command, shown
+from convnet.errors import (INTERRUPTED_STATUS, NOT_REGULAR, open_regular, run_command,
+                            shown)
 from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
                                    write_statistics)
 
@@ -623,7 +624,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print(f"interrupted: the work so far is in {shown(args.output)}.partial; run the same "
               f"command again to resume", file=sys.stderr)
-        return 130
+        return INTERRUPTED_STATUS
     report(summary)
     return 0
 
