@@ -48,7 +48,7 @@ def test_bench_does_not_time_networks_that_disagree(monkeypatch, capsys):
     """Above 1e-3 (relative) the two networks do not compute the same thing: no timing."""
     bench_cpu_step = bench_cpu_step_on_numpy_torch(monkeypatch)
 
-    def not_timed(step, repeats):
+    def not_timed(draw, step, repeats):
         raise AssertionError("timed networks that disagree")
     monkeypatch.setattr(bench_cpu_step, "check_agreement", lambda *args: 2e-3)
     monkeypatch.setattr(bench_cpu_step, "time_steps", not_timed)
@@ -62,7 +62,7 @@ def test_the_rates_and_ratio_are_of_the_two_steps(monkeypatch, capsys, tmp_path)
     ours). The agreement check runs on the real networks first."""
     bench_cpu_step = bench_cpu_step_on_numpy_torch(monkeypatch)
     seconds = iter([0.5, 2.0])
-    monkeypatch.setattr(bench_cpu_step, "time_steps", lambda step, repeats: next(seconds))
+    monkeypatch.setattr(bench_cpu_step, "time_steps", lambda draw, step, repeats: next(seconds))
     report = tmp_path / "bench.json"
     assert bench_cpu_step.main(["--model", "2012-small28", "--batch", "4", "--repeats", "1",
                                 "--json", str(report)]) == 0
@@ -72,3 +72,25 @@ def test_the_rates_and_ratio_are_of_the_two_steps(monkeypatch, capsys, tmp_path)
     assert figures["ratio"] == pytest.approx(4.0)
     assert figures["probability_max_relative_difference"] < 1e-4
     assert "ratio reference / PyTorch: 4.00x" in capsys.readouterr().out
+
+
+def test_a_step_is_timed_without_drawing_its_inputs(monkeypatch):
+    """The clock runs around the step alone: drawing a batch (here 100 s of a stand-in clock,
+    the step 1 s) is done before it starts, afresh for every run, the warm-up's included."""
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import bench_cpu_step
+    clock, drawn, stepped = [0.0], [], []
+    monkeypatch.setattr(bench_cpu_step, "time", types.SimpleNamespace(
+        perf_counter=lambda: clock[0]))
+
+    def draw():
+        clock[0] += 100.0
+        drawn.append(object())
+        return drawn[-1], len(drawn)
+
+    def step(images, number):
+        clock[0] += 1.0
+        stepped.append(images)
+
+    assert bench_cpu_step.time_steps(draw, step, 3) == 1.0
+    assert stepped == drawn and len(drawn) == 4   # one warm-up, 3 timed; each its own inputs

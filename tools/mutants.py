@@ -2021,6 +2021,10 @@ CATALOGUE = [
            '    except KeyboardInterrupt as stop:   # or training',
            '    except ZeroDivisionError as stop:   # or training',
            ("tests/test_output.py",)),
+    Mutant('bench-cpu-draw-timed', 'tools/bench_cpu_step.py',
+           '        inputs = draw()\n        start = time.perf_counter()\n',
+           '        start = time.perf_counter()\n        inputs = draw()\n',
+           ('tests/test_bench_cpu.py',)),
 ]
 
 if __name__ == "__main__":
