@@ -3,8 +3,10 @@ against NumPy's float32 formulas before timing (or it would time batches the net
 and its report holds the rates it printed. The timings themselves are not asserted."""
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -29,18 +31,36 @@ def test_bench_data_times_checked_batches_and_reports_what_it_printed(tmp_path):
     assert figures["prepare_images_per_second_per_core"] > 0
 
 
-def test_loader_rates_count_the_images_after_the_warm_up_batch(monkeypatch, tmp_path):
-    """Images per second: the timed batches' images (not the batches, nor the warm-up's) over
-    the time they took, here a clock that advances 1 s between the timer's two readings: 6
-    images in batches of 2 leave 4 timed."""
+def test_loader_rates_count_an_epoch_whose_batches_are_all_made_while_timed(monkeypatch,
+                                                                           tmp_path):
+    """Images per second: one whole epoch's images over the time it took, here a clock that
+    advances 1 s between the timer's two readings: 6 images, 6 images/s. The loader makes the
+    next batch while the caller holds one: a batch made during the warm-up's check, before the
+    clock started, was counted as timed (2 batches of 100 timed as 1: 3.8 million images/s).
+    Every batch of the timed epoch is made between the readings (b: a batch begun, c: a clock
+    reading), whatever the warm-up's check takes."""
     monkeypatch.syspath_prepend(str(ROOT / "tools"))
     import bench_data
-    ticks = iter(range(100))
-    monkeypatch.setattr(bench_data, "time", types.SimpleNamespace(
-        perf_counter=lambda: float(next(ticks))))
+    from convnet.data import loader
+    events, ticks = [], iter(range(100))
+
+    def perf_counter():
+        events.append("c")
+        return float(next(ticks))
+    monkeypatch.setattr(bench_data, "time", types.SimpleNamespace(perf_counter=perf_counter))
+    make = loader.Loader.train_batch
+    monkeypatch.setattr(loader.Loader, "train_batch",
+                        lambda *arguments: events.append("b") or make(*arguments))
+    check = bench_data.check_batch
+
+    def slow_check(*arguments):   # time for the loader's thread to make a batch ahead
+        time.sleep(0.2)
+        check(*arguments)
+    monkeypatch.setattr(bench_data, "check_batch", slow_check)
     args = types.SimpleNamespace(batch=2, crop=8, size=16, images=6)
     rates = bench_data.bench_loader(args, str(tmp_path))
-    assert rates and all(rate == 4.0 for rate in rates.values())
+    assert rates and all(rate == 6.0 for rate in rates.values())
+    assert re.fullmatch(f"(b+cbbbc){{{len(rates)}}}", "".join(events)), "".join(events)
 
 
 def test_a_size_past_the_largest_is_one_line_before_any_work():
@@ -51,3 +71,4 @@ def test_a_size_past_the_largest_is_one_line_before_any_work():
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.strip().endswith("error: --size must be at most 1024 pixels (a batch "
                                           "of that side is gigabytes); got 99999999 (see --help)")
+

@@ -68,8 +68,8 @@ def test_a_benchmarks_report_that_cannot_be_written_is_refused_before_it_runs(to
     (["tools/bench_cpu_step.py", "--batch", "0"], "--batch and --repeats must be at least 1"),
     (["tools/bench_data.py", "--batch", "0"], "--batch must be at least 1; got 0"),
     (["tools/bench_data.py", "--crop", "40", "--size", "32"], "--crop 40 must not exceed --size 32"),
-    (["tools/bench_data.py", "--images", "8", "--batch", "8"],
-     "--images 8 must exceed --batch 8: the first batch warms up, the rest are timed"),
+    (["tools/bench_data.py", "--images", "7", "--batch", "8"],
+     "--batch 8 must not exceed --images 7: a batch is drawn from the file's images"),
 ])
 def test_a_benchmarks_flags_that_cannot_work_are_refused(flags, message):
     result = subprocess.run([sys.executable, *flags], capture_output=True, text=True, cwd=ROOT,

@@ -6,8 +6,8 @@ rate a GPU trains at, which the loader must sustain.
 
 Loader: 2012 settings (colour noise on, ÷1.1, offsets per 32 images), random pixels (the work
 does not depend on them), read from HDF5 both ways the loader reads (all in memory; per batch
-from the file, chunked per image), on 1 thread and on every core; each figure after one warm-up
-batch, and each batch first checked against NumPy's float32 arithmetic.
+from the file, chunked per image), on 1 thread and on every core; each figure one epoch of all
+the images, after a warm-up batch that is first checked against NumPy's float32 arithmetic.
 Prepare: real photographs (crops of scikit-learn's samples, 60 to 640 pixels a side, and
 Fashion-MNIST images, tests/imagetree.py) decoded, resized and stored by one worker process.
 """
@@ -64,12 +64,15 @@ def time_loader(path, images, args, threads, in_memory):
                   crop_draw="per-chunk-32", threads=threads,
                   in_memory_bytes=dataset_bytes(images) if in_memory else 0)
     order = np.random.default_rng([1, 0]).permutation(len(images))[:args.batch]
-    batches = data.train_batches(0, args.batch, True)
-    first, _, _ = next(batches)                    # warm-up: opens the file, fills memory
+    warm_up = data.train_batches(0, args.batch, True)
+    first, _, _ = next(warm_up)                    # opens the file, fills memory
+    # Stopped, so that no batch of the timed epoch is made before its clock starts (the loader
+    # makes the next batch while the caller holds one).
+    warm_up.close()
     check_batch(data, images, order, first)
     del first
     count, start = 0, time.perf_counter()
-    for batch, labels, _ in batches:
+    for batch, labels, _ in data.train_batches(1, args.batch, True):
         count += len(labels)
     return count / (time.perf_counter() - start)
 
@@ -129,9 +132,9 @@ def main(argv=None):
     for flag in ("batch", "crop", "images", "jpegs"):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag} must be at least 1; got {getattr(args, flag)}")
-    if args.images <= args.batch:
-        parser.error(f"--images {args.images} must exceed --batch {args.batch}: the first batch "
-                     f"warms up, the rest are timed")
+    if args.images < args.batch:
+        parser.error(f"--batch {args.batch} must not exceed --images {args.images}: a batch is "
+                     f"drawn from the file's images")
     if args.crop > args.size:
         parser.error(f"--crop {args.crop} must not exceed --size {args.size}")
     if args.size > MAX_SIZE:

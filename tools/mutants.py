@@ -1534,8 +1534,27 @@ CATALOGUE = [
            '        count += len(labels)\n',
            '        count += 1\n', ('tests/test_bench_data.py',)),
     Mutant('bench-data-warm-up-timed', 'tools/bench_data.py',
-           'first, _, _ = next(batches)',
-           'first, _, _ = next(data.train_batches(0, args.batch, True))',
+           '    warm_up = data.train_batches(0, args.batch, True)\n'
+           '    first, _, _ = next(warm_up)                    '
+           '# opens the file, fills memory\n'
+           '    # Stopped, so that no batch of the timed epoch is made before its clock starts '
+           '(the loader\n'
+           '    # makes the next batch while the caller holds one).\n'
+           '    warm_up.close()\n'
+           '    check_batch(data, images, order, first)\n'
+           '    del first\n'
+           '    count, start = 0, time.perf_counter()\n',
+           '    start = time.perf_counter()\n'
+           '    warm_up = data.train_batches(0, args.batch, True)\n'
+           '    first, _, _ = next(warm_up)                    '
+           '# opens the file, fills memory\n'
+           '    # Stopped, so that no batch of the timed epoch is made before its clock starts '
+           '(the loader\n'
+           '    # makes the next batch while the caller holds one).\n'
+           '    warm_up.close()\n'
+           '    check_batch(data, images, order, first)\n'
+           '    del first\n'
+           '    count = 0\n',
            ('tests/test_bench_data.py',)),
     Mutant('bench-fp32-peak-no-fma', 'tools/bench_kernels.py',
            '* units * 2 * clock_hz', '* units * clock_hz', BENCH),
@@ -2025,6 +2044,13 @@ CATALOGUE = [
            '        inputs = draw()\n        start = time.perf_counter()\n',
            '        start = time.perf_counter()\n        inputs = draw()\n',
            ('tests/test_bench_cpu.py',)),
+    Mutant('bench-data-prefetched-batch-timed', 'tools/bench_data.py',
+           '    warm_up.close()\n    check_batch(data, images, order, first)\n    del first\n'
+           '    count, start = 0, time.perf_counter()\n'
+           '    for batch, labels, _ in data.train_batches(1, args.batch, True):\n',
+           '    check_batch(data, images, order, first)\n    del first\n'
+           '    count, start = 0, time.perf_counter()\n'
+           '    for batch, labels, _ in warm_up:\n', ('tests/test_bench_data.py',)),
 ]
 
 if __name__ == "__main__":
