@@ -10,6 +10,8 @@ import time
 import types
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -72,3 +74,16 @@ def test_a_size_past_the_largest_is_one_line_before_any_work():
     assert result.stderr.strip().endswith("error: --size must be at most 1024 pixels (a batch "
                                           "of that side is gigabytes); got 99999999 (see --help)")
 
+
+@pytest.mark.parametrize("flag", ["--images", "--jpegs"])
+def test_a_count_past_the_machines_memory_is_one_line_before_any_work(flag):
+    """10¹² images was an allocation of petabytes and a traceback (or, for prepare's
+    photographs, a machine driven out of memory one crop at a time)."""
+    flags = {"--images": "2", "--jpegs": "1", "--batch": "1", "--size": "8", "--crop": "4",
+             flag: str(10 ** 12)}
+    result = subprocess.run([sys.executable, "tools/bench_data.py",
+                             *(word for pair in flags.items() for word in pair)],
+                            capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert re.fullmatch(rf"bench_data.py: error: {flag} {10 ** 12}: needs up to [0-9.]+ GiB of "
+                        rf"memory; this machine has [0-9.]+ GiB \(see --help\)\n", result.stderr)

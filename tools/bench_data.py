@@ -35,6 +35,10 @@ GPU_RATE_TARGET = 10_000      # images/s a current GPU trains the full model at:
 GPU_RATE_2012 = 227           # images/s on two GTX 580: 90 epochs in the paper's 5-6 days
 LOADER_TARGET_PER_CORE = 2_000
 MAX_SIZE = 1024                # stored side the benchmark allows (ImageNet is stored at 256)
+# The loader's images at their peak: the random pixels, the dataset file's image as it is written
+# (convnet.atomic.atomic_h5, in memory), and its copy in the file.
+LOADER_COPIES = 3
+PHOTOGRAPH_BYTES = 640 * 480 * 3   # prepare's photographs, each a crop held in memory at once
 
 
 def machine():
@@ -140,6 +144,13 @@ def main(argv=None):
     if args.size > MAX_SIZE:
         parser.error(f"--size must be at most {MAX_SIZE} pixels (a batch of that side is "
                      f"gigabytes); got {args.size}")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    for flag, count, held in (("images", args.images,
+                               LOADER_COPIES * args.images * args.size ** 2 * 3),
+                              ("jpegs", args.jpegs, args.jpegs * PHOTOGRAPH_BYTES)):
+        if held > memory:
+            parser.error(f"--{flag} {count}: needs up to {held / 2 ** 30:.1f} GiB of memory; this "
+                         f"machine has {memory / 2 ** 30:.1f} GiB")
     options.check_writable_flag(parser, args.json, "--json")   # before the benchmark
     print(machine())
     with tempfile.TemporaryDirectory() as folder:

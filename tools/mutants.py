@@ -2051,6 +2051,8 @@ CATALOGUE = [
            '    check_batch(data, images, order, first)\n    del first\n'
            '    count, start = 0, time.perf_counter()\n'
            '    for batch, labels, _ in warm_up:\n', ('tests/test_bench_data.py',)),
+    Mutant('bench-data-memory-unbounded', 'tools/bench_data.py',
+           '        if held > memory:\n', '        if False:\n', ('tests/test_bench_data.py',)),
 ]
 
 if __name__ == "__main__":
