@@ -63,6 +63,15 @@ def check_output_flag(p, args, dest, flag, suffix):
                         f"would replace")
 
 
+def check_counts(p, args, *names):
+    """Each of the flags --NAME (args.NAME, a whole number: a batch, a count of repeats) at least
+    1, else the parser's one-line error naming the first that is not (exit code 2)."""
+    for name in names:
+        value = getattr(args, name)
+        if value < 1:
+            p.error(f"--{name} must be at least 1; got {value}")
+
+
 def model_choice(name: str) -> str:
     """argparse's type for a --model flag: a model's name (alexnet.MODELS, with +ablation
     suffixes), its ablations put in their recorded order."""

@@ -133,9 +133,7 @@ def main(argv=None):
     parser.add_argument("--jpegs", type=int, default=150, help="JPEGs for prepare")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
-    for flag in ("batch", "crop", "images", "jpegs"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag} must be at least 1; got {getattr(args, flag)}")
+    options.check_counts(parser, args, "batch", "crop", "images", "jpegs")
     if args.images < args.batch:
         parser.error(f"--batch {args.batch} must not exceed --images {args.images}: a batch is "
                      f"drawn from the file's images")

@@ -468,6 +468,7 @@ def main(argv=None):
     parser.add_argument("--json", help="write the report here (default: "
                                        "bench/results/kernels-DEVICE.json)")
     args = parser.parse_args(argv)
+    options.check_counts(parser, args, "batch", "repeats")
     unknown = set(args.families) - set(FAMILIES)
     if unknown:
         parser.error(f"unknown op families {sorted(unknown)}; choose from {', '.join(FAMILIES)}")

@@ -189,6 +189,7 @@ def main(argv=None):
     parser.add_argument("--json", help="write the report here (default: "
                                        "bench/results/train-DEVICE.json)")
     args = parser.parse_args(argv)
+    options.check_counts(parser, args, "batch", "repeats")
     for gpus in args.gpus:
         options.check_gpu_indices(parser, gpus)
     options.check_writable_flag(parser, args.json, "--json")   # before the benchmark

@@ -2053,6 +2053,16 @@ CATALOGUE = [
            '    for batch, labels, _ in warm_up:\n', ('tests/test_bench_data.py',)),
     Mutant('bench-data-memory-unbounded', 'tools/bench_data.py',
            '        if held > memory:\n', '        if False:\n', ('tests/test_bench_data.py',)),
+    Mutant('bench-kernels-counts-unchecked', 'tools/bench_kernels.py',
+           '    options.check_counts(parser, args, "batch", "repeats")\n', '',
+           ('tests/test_help.py',)),
+    Mutant('bench-train-counts-unchecked', 'tools/bench_train.py',
+           '    options.check_counts(parser, args, "batch", "repeats")\n', '',
+           ('tests/test_help.py',)),
+    Mutant('check-counts-zero-allowed', 'convnet/options.py',
+           '        if value < 1:\n            p.error(f"--{name} must be at least 1',
+           '        if value < 0:\n            p.error(f"--{name} must be at least 1',
+           ('tests/test_help.py',)),
 ]
 
 if __name__ == "__main__":
