@@ -15,6 +15,7 @@ import pytest
 
 from convnet.backend.cuda.conv import SIDES
 from convnet.backend.cuda.launch import build
+from convnet.errors import NOT_REGULAR
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools"))
 import sass_loops  # noqa: E402
@@ -80,6 +81,27 @@ def test_sass_loops_names_a_fatbin_that_is_missing_or_a_folder(tmp_path):
         sass_loops.disassemble(str(tmp_path / "none.fatbin"), "sm_90")
     with pytest.raises(SystemExit, match=f"{tmp_path} is a folder, not a fatbin"):
         sass_loops.disassemble(str(tmp_path), "sm_90")
+    # A device was called a folder.
+    with pytest.raises(SystemExit) as refused:
+        sass_loops.disassemble(os.devnull, "sm_90")
+    assert str(refused.value) == f"tools/sass_loops.py: {os.devnull}: {NOT_REGULAR}"
+
+
+def test_sass_loops_refuses_a_kernel_the_fatbin_does_not_hold(monkeypatch, capsys):
+    """A misspelt --kernel listed nothing and exited 0, as a kernel without loops would."""
+    monkeypatch.setattr(sass_loops, "disassemble", lambda fatbin, arch: SASS)
+    with pytest.raises(SystemExit) as refused:
+        sass_loops.main(["--kernel", "scale<float>", "--kernel", "scale<flaot>"])
+    assert refused.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.endswith("error: --kernel scale<flaot>: no such kernel in the sm_90 code "
+                                 f"of {sass_loops.build.DEFAULT_OUTPUT}/{sass_loops.build.FATBIN} "
+                                 "(names as 'conv_forward<float>': kernels/build/manifest.json "
+                                 "lists them) (see --help)\n")
+    sass_loops.main(["--kernel", "scale<float>", "--min-ffma", "3"])
+    assert capsys.readouterr().out == "scale<float>\n  loop 0x10-0xa0: 6 instructions, FFMA 1 " \
+        "(17%); BAR 1, LDG.128 1\n"
 
 
 def test_sass_loops_lists_each_loops_own_instructions_under_its_kernel():

@@ -1046,7 +1046,7 @@ CATALOGUE = [
     Mutant('bench-data-size-unbounded', 'tools/bench_data.py',
            '    if args.size > MAX_SIZE:\n', '    if False:\n', ("tests/test_bench_data.py",)),
     Mutant('sass-fatbin-folder', 'tools/sass_loops.py',
-           '    if not os.path.isfile(fatbin):\n', '    if False:\n', ("tests/test_build.py",)),
+           '    if os.path.isdir(fatbin):\n', '    if False:\n', ("tests/test_build.py",)),
     Mutant('prep-draft-quarter', 'convnet/data/prepare.py',
            'image.draft("RGB", (size, size))', 'image.draft("RGB", (size // 2, size // 2))', DATA),
     Mutant('prep-fingerprint-no-size', 'convnet/data/prepare.py',
@@ -2063,6 +2063,10 @@ CATALOGUE = [
            '        if value < 1:\n            p.error(f"--{name} must be at least 1',
            '        if value < 0:\n            p.error(f"--{name} must be at least 1',
            ('tests/test_help.py',)),
+    Mutant('sass-fatbin-device-called-folder', 'tools/sass_loops.py',
+           '    if not os.path.isfile(fatbin):\n', '    if False:\n', ("tests/test_build.py",)),
+    Mutant('sass-unknown-kernel-lists-nothing', 'tools/sass_loops.py',
+           '        if kernel not in names:\n', '        if False:\n', ("tests/test_build.py",)),
 ]
 
 if __name__ == "__main__":

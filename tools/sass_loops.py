@@ -26,7 +26,7 @@ import subprocess
 
 from convnet import options
 from convnet.backend.cuda.launch import build   # kernels/build.py: the fatbin, the kernels' names
-from convnet.errors import run_command
+from convnet.errors import NOT_REGULAR, run_command, shown
 
 INSTRUCTION = re.compile(r"/\*([0-9a-f]{4,})\*/\s+(.*?)\s*;")
 BRANCH_TARGET = re.compile(r"\bBRA\b.*?\b0x([0-9a-f]+)\b")
@@ -49,9 +49,11 @@ def cuobjdump():
 def disassemble(fatbin, arch):
     """cuobjdump -sass of the fatbin's code for `arch` ("sm_90")."""
     if not os.path.exists(fatbin):
-        raise SystemExit(f"tools/sass_loops.py: {fatbin} does not exist: run make kernels")
+        raise SystemExit(f"tools/sass_loops.py: {shown(fatbin)} does not exist: run make kernels")
+    if os.path.isdir(fatbin):
+        raise SystemExit(f"tools/sass_loops.py: {shown(fatbin)} is a folder, not a fatbin")
     if not os.path.isfile(fatbin):
-        raise SystemExit(f"tools/sass_loops.py: {fatbin} is a folder, not a fatbin")
+        raise SystemExit(f"tools/sass_loops.py: {shown(fatbin)}: {NOT_REGULAR}")
     tool = cuobjdump()
     # cuobjdump runs nvdisasm, which the wheels install beside it
     path = os.pathsep.join((os.path.dirname(tool), os.environ.get("PATH", "")))
@@ -141,7 +143,14 @@ def main(argv=None):
                              "(default 1; 0 lists every loop)")
     parser.add_argument("--fatbin", default=os.path.join(build.DEFAULT_OUTPUT, build.FATBIN))
     args = parser.parse_args(argv)
-    print("\n".join(report(disassemble(args.fatbin, args.arch), args.kernel, args.min_ffma)))
+    sass = disassemble(args.fatbin, args.arch)
+    names = {build.demangle(mangled) or mangled for mangled in functions(sass)}
+    for kernel in args.kernel or ():   # a misspelt name would list nothing, and pass
+        if kernel not in names:
+            parser.error(f"--kernel {shown(kernel)}: no such kernel in the {args.arch} code of "
+                         f"{shown(args.fatbin)} (names as 'conv_forward<float>': "
+                         f"kernels/build/manifest.json lists them)")
+    print("\n".join(report(sass, args.kernel, args.min_ffma)))
 
 
 if __name__ == "__main__":
