@@ -211,3 +211,19 @@ def test_a_refusal_naming_a_run_of_any_name_is_one_line(tmp_path, capsys):
     assert compare_runs.main([odd]) == 2
     assert capsys.readouterr().err == (f"error: {tmp_path}/a\\n\\xff\\x1b[31m: 1 of its 3 epochs "
                                        f"finished; compare finished runs\n")
+
+
+def test_a_run_that_is_missing_is_named_on_one_line_whatever_its_name(tmp_path):
+    """A missing run was "neither a run folder nor a file named *settings.json", and a name
+    holding a newline broke the error's line in two."""
+    missing = tmp_path / "ablaton-no-norm"
+    with pytest.raises(compare_runs.UsageError, match="ablaton-no-norm: no such run folder or "
+                                                      "file$"):
+        compare_runs.read_run(str(missing))
+    odd = tmp_path / "a\nb"
+    odd.mkdir()
+    result = subprocess.run([sys.executable, "tools/compare_runs.py", str(odd)], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"error: {tmp_path}/a\\nb/settings.json: cannot read it (No such "
+                             f"file or directory)\n")

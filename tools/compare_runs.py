@@ -36,6 +36,8 @@ def run_files(path):
     """(settings.json, epochs.csv) of a run folder or of a NAME-settings.json file."""
     if os.path.isdir(path):
         return os.path.join(path, SETTINGS), path
+    if not os.path.lexists(path):
+        raise UsageError(f"{path}: no such run folder or file")
     if not path.endswith(SETTINGS):
         raise UsageError(f"{path}: neither a run folder nor a file named *{SETTINGS}")
     return path, path[:-len(SETTINGS)] + EPOCHS_CSV

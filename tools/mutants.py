@@ -2067,6 +2067,9 @@ CATALOGUE = [
            '    if not os.path.isfile(fatbin):\n', '    if False:\n', ("tests/test_build.py",)),
     Mutant('sass-unknown-kernel-lists-nothing', 'tools/sass_loops.py',
            '        if kernel not in names:\n', '        if False:\n', ("tests/test_build.py",)),
+    Mutant('cmp-missing-run-unnamed', 'tools/compare_runs.py',
+           '    if not os.path.lexists(path):\n', '    if False:\n',
+           ('tests/test_compare_runs.py',)),
 ]
 
 if __name__ == "__main__":
