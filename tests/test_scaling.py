@@ -135,3 +135,18 @@ def test_the_closing_line_names_the_largest_machine_count_in_any_order(capsys):
                          "--gbps", "100"]) == 0
     assert capsys.readouterr().out.rstrip().endswith(
         "hides entirely under a step of at least 38.4 ms on 100 Gb/s at 64 machines.")
+
+
+@pytest.mark.parametrize("commit,shown", [
+    ("8675c96d999dfc73c4a4c2b07c95194755b0d78c-dirty", "8675c96-dirty"),
+    ("8675c96d999dfc73c4a4c2b07c95194755b0d78c", "8675c96"), (None, "unknown")])
+def test_the_reports_commit_keeps_its_mark_of_a_changed_tree(tmp_path, capsys, commit, shown):
+    """A step timed in a tree that differed from its commit was named by the commit alone
+    ("-dirty" cut off with the rest of the hash), and a report without one as "None"."""
+    report = tmp_path / "step.json"
+    report.write_text(json.dumps({"model": "2012", "batch": 32,
+                                  "reference_images_per_second": 64.0, "commit": commit}))
+    assert scaling.main(["--report", str(report), "--machines", "1"]) == 0
+    text = capsys.readouterr().out
+    assert f"(64.0 images/s at batch 32, commit {shown})." in text
+    assert text.rstrip().endswith(" at 1 machine.")   # not "1 machines"

@@ -1321,8 +1321,8 @@ CATALOGUE = [
            '    except OSError as error:\n        p.error',
            '    except ConnectionError as error:\n        p.error', ('tests/test_scaling.py',)),
     Mutant('scal-closing-max', 'tools/scaling.py',
-           '+ f" at {max(machines)} machines."',
-           '+ f" at {machines[-1]} machines."', ('tests/test_scaling.py',)),
+           '+ f" at {counted(max(machines), \'machine\')}."',
+           '+ f" at {counted(machines[-1], \'machine\')}."', ('tests/test_scaling.py',)),
     Mutant('cmp-seed-bool', 'tools/compare_runs.py',
            'if not isinstance(seed, int) or isinstance(seed, bool):',
            'if not isinstance(seed, int):', ('tests/test_compare_runs.py',)),
@@ -2070,6 +2070,13 @@ CATALOGUE = [
     Mutant('cmp-missing-run-unnamed', 'tools/compare_runs.py',
            '    if not os.path.lexists(path):\n', '    if False:\n',
            ('tests/test_compare_runs.py',)),
+    Mutant('gpu-steps-no-gpu-probe', 'tools/gpu_steps.sh',
+           '  if ! found=$("$python" -c "$gpu_probe" 2>&1); then\n',
+           '  if ! found=$(true); then\n', GPU_STEPS),
+    Mutant('scaling-commit-dirty-cut', 'tools/scaling.py',
+           '    return sha[:7] + dirty\n', '    return sha[:7]\n', TOOLS),
+    Mutant('scaling-one-machines', 'tools/scaling.py',
+           "at {counted(max(machines), 'machine')}.", "at {max(machines)} machines.", TOOLS),
 ]
 
 if __name__ == "__main__":

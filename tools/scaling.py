@@ -26,7 +26,7 @@ import sys
 import numpy as np
 
 from convnet import alexnet, options
-from convnet.errors import one_line, open_regular, run_command, shown
+from convnet.errors import counted, one_line, open_regular, run_command, shown
 from convnet.alexnet import TOWERS
 from convnet.network import parameter_specs
 
@@ -76,7 +76,16 @@ def step_time(p, args):
                 f"step time")
     return report["batch"] / rate, report["batch"], (
         f"{shown(args.report)} ({rate:.1f} images/s at batch {report['batch']}, commit "
-        f"{str(report.get('commit'))[:7]})")
+        f"{short_commit(report.get('commit'))})")
+
+
+def short_commit(commit):
+    """A report's commit (convnet/provenance.py) in git's short form, keeping its mark of a tree
+    that differed from it; "unknown" where it has none."""
+    if not isinstance(commit, str) or not commit:
+        return "unknown"
+    sha, dirty, _ = commit.partition("-dirty")
+    return sha[:7] + dirty
 
 
 def table(model, step_seconds, batch, source, rates_gbps, machines):
@@ -103,7 +112,7 @@ def table(model, step_seconds, batch, source, rates_gbps, machines):
     lines += ["", "The all-reduce hides entirely under a step of at least "
               + ", ".join(f"{ring_bytes_sent(total, max(machines)) / (rate * 1e9 / 8) * 1e3:.1f}"
                           f" ms on {rate:g} Gb/s" for rate in rates_gbps)
-              + f" at {max(machines)} machines."]
+              + f" at {counted(max(machines), 'machine')}."]
     return "\n".join(lines)
 
 
