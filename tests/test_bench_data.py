@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from convnet import provenance
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -31,6 +33,10 @@ def test_bench_data_times_checked_batches_and_reports_what_it_printed(tmp_path):
     per_core = figures["loader_hdf5_per_core"]
     assert f"loader from HDF5, 1 thread: {per_core:.0f} images/s per core" in result.stdout
     assert figures["prepare_images_per_second_per_core"] > 0
+    # What the figures depend on, which the report did not say: the loader's images, how many
+    # prepare stored (its rate counts the pool's start), the commit on its own.
+    assert figures["images"] == 6 and figures["prepare_images_stored"] > 0
+    assert figures["commit"] == provenance.running() and figures["commit"] in figures["machine"]
 
 
 def test_loader_rates_count_an_epoch_whose_batches_are_all_made_while_timed(monkeypatch,

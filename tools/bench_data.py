@@ -117,11 +117,12 @@ def bench_prepare(args, folder):
     summary = prepare.prepare(root, os.path.join(folder, "tree.h5"), size=args.size, workers=1,
                               progress=False)
     seconds = time.perf_counter() - start
-    rate = (summary["train"] + summary["val"]) / seconds
+    stored = summary["train"] + summary["val"]
+    rate = stored / seconds
     print(f"prepare: {files} real JPEGs (+{len(imagetree.BAD)} bad files) → {args.size}×"
           f"{args.size}, 1 worker process: {rate:.0f} images/s per core (including the pool's "
           f"start and the statistics)")
-    return rate
+    return rate, stored
 
 
 def main(argv=None):
@@ -153,11 +154,14 @@ def main(argv=None):
     print(machine())
     with tempfile.TemporaryDirectory() as folder:
         rates = bench_loader(args, folder)
-        prepare_rate = bench_prepare(args, folder)
+        prepare_rate, prepared = bench_prepare(args, folder)
     per_core = rates[False, 1]
     cores = len(os.sched_getaffinity(0))
     if args.json:
-        report = {"machine": machine(), "batch": args.batch, "crop": args.crop, "size": args.size,
+        # What the figures depend on: prepare's rate counts its pool's start, over few images.
+        report = {"machine": machine(), "commit": provenance.running(), "batch": args.batch,
+                  "crop": args.crop, "size": args.size, "images": args.images,
+                  "prepare_images_stored": prepared,
                   "loader_images_per_second": {
                       f"{'memory' if in_memory else 'hdf5'}-{threads}-threads": rate
                       for (in_memory, threads), rate in rates.items()},

@@ -2077,6 +2077,9 @@ CATALOGUE = [
            '    return sha[:7] + dirty\n', '    return sha[:7]\n', TOOLS),
     Mutant('scaling-one-machines', 'tools/scaling.py',
            "at {counted(max(machines), 'machine')}.", "at {max(machines)} machines.", TOOLS),
+    Mutant('bench-data-report-no-image-count', 'tools/bench_data.py',
+           '"size": args.size, "images": args.images,', '"size": args.size,',
+           ('tests/test_bench_data.py',)),
 ]
 
 if __name__ == "__main__":
