@@ -41,6 +41,12 @@ def running():
     return commit()
 
 
+def cores() -> int:
+    """The cores this process may run on (its affinity: taskset, a container's cpuset), which
+    os.cpu_count, the machine's, overstates."""
+    return len(os.sched_getaffinity(0))
+
+
 def processor() -> str:
     """The CPU's model name as Linux gives it (/proc/cpuinfo), else what Python knows."""
     try:

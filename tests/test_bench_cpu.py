@@ -94,3 +94,19 @@ def test_a_step_is_timed_without_drawing_its_inputs(monkeypatch):
 
     assert bench_cpu_step.time_steps(draw, step, 3) == 1.0
     assert stepped == drawn and len(drawn) == 4   # one warm-up, 3 timed; each its own inputs
+
+
+def test_the_cores_are_those_the_process_may_run_on(monkeypatch, tmp_path):
+    """Under taskset or a container's cpuset os.cpu_count() names the machine's cores: PyTorch
+    was given a thread for each (several to a core it may use, against NumPy's BLAS, which keeps
+    to the process's own) and the report recorded them."""
+    bench_cpu_step = bench_cpu_step_on_numpy_torch(monkeypatch)
+    threads = []
+    monkeypatch.setattr(sys.modules["torch"], "set_num_threads", threads.append, raising=False)
+    monkeypatch.setattr(bench_cpu_step.provenance.os, "sched_getaffinity", lambda pid: {3})
+    monkeypatch.setattr(bench_cpu_step.provenance.os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(bench_cpu_step, "time_steps", lambda draw, step, repeats: 1.0)
+    report = tmp_path / "bench.json"
+    assert bench_cpu_step.main(["--model", "2012-small28", "--batch", "4", "--repeats", "1",
+                                "--json", str(report)]) == 0
+    assert threads == [1] and json.loads(report.read_text())["cores"] == 1

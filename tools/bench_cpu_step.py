@@ -7,7 +7,6 @@ probabilities for one batch are compared; the timing is refused if they disagree
 
     python tools/bench_cpu_step.py [--model 2012] [--batch 32] [--repeats 5] [--json FILE]
 """
-import os
 import statistics
 import sys
 import time
@@ -106,7 +105,7 @@ def main(argv=None):
     params = initial_parameters(model, seed=0, dtype=np.float32)
     rng = np.random.default_rng()
     report = {"model": args.model, "batch": args.batch, "repeats": args.repeats,
-              "cpu": provenance.processor(), "cores": os.cpu_count(),
+              "cpu": provenance.processor(), "cores": provenance.cores(),
               "numpy": np.__version__, "commit": provenance.running()}
 
     reference, draw, step = reference_step(model, params, args.batch, rng)
@@ -115,7 +114,7 @@ def main(argv=None):
     except ImportError:
         torch = None
     if torch is not None:
-        torch.set_num_threads(os.cpu_count())
+        torch.set_num_threads(provenance.cores())
         torch_network, draw_torch, step_torch = torch_step(model, params, args.batch, rng, torch)
         difference = check_agreement(model, reference, torch_network, rng, torch)
         report.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),

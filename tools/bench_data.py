@@ -42,7 +42,7 @@ PHOTOGRAPH_BYTES = 640 * 480 * 3   # prepare's photographs, each a crop held in 
 
 
 def machine():
-    return (f"{provenance.processor()}, {len(os.sched_getaffinity(0))} cores; "
+    return (f"{provenance.processor()}, {provenance.cores()} cores; "
             f"Python {platform.python_version()}, "
             f"NumPy {np.__version__}, h5py {h5py.__version__}, Pillow {PIL.__version__}; "
             f"commit {provenance.running()}")
@@ -92,7 +92,7 @@ def bench_loader(args, folder):
     dataset.write(path, name="bench", train_images=images,
                   train_labels=np.zeros(len(images), np.int32), val_images=images[:1],
                   val_labels=np.zeros(1, np.int32), class_ids=["0"], class_names=["0"])
-    cores = len(os.sched_getaffinity(0))
+    cores = provenance.cores()
     print(f"loader: {args.batch}-image batches of {args.crop}-pixel crops from {args.size}-pixel "
           f"images, colour noise on (2012 settings), output (3, {args.crop}, {args.crop}, "
           f"{args.batch}) float32")
@@ -156,7 +156,7 @@ def main(argv=None):
         rates = bench_loader(args, folder)
         prepare_rate, prepared = bench_prepare(args, folder)
     per_core = rates[False, 1]
-    cores = len(os.sched_getaffinity(0))
+    cores = provenance.cores()
     if args.json:
         # What the figures depend on: prepare's rate counts its pool's start, over few images.
         report = {"machine": machine(), "commit": provenance.running(), "batch": args.batch,

@@ -2080,6 +2080,13 @@ CATALOGUE = [
     Mutant('bench-data-report-no-image-count', 'tools/bench_data.py',
            '"size": args.size, "images": args.images,', '"size": args.size,',
            ('tests/test_bench_data.py',)),
+    Mutant('bench-cpu-torch-threads-machines-cores', 'tools/bench_cpu_step.py',
+           'torch.set_num_threads(provenance.cores())',
+           'torch.set_num_threads(provenance.os.cpu_count())',
+           ('tests/test_bench_cpu.py',)),
+    Mutant('cores-of-the-machine', 'convnet/provenance.py',
+           '    return len(os.sched_getaffinity(0))', '    return os.cpu_count()',
+           ('tests/test_bench_cpu.py',)),
 ]
 
 if __name__ == "__main__":
