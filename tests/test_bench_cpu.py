@@ -1,12 +1,16 @@
 """The CPU step benchmark runs end to end (on a small model; the timings are not asserted, only
 that its figures agree with each other), and refuses to time networks that disagree."""
 import json
+import platform
 import subprocess
 import sys
 import types
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from convnet import provenance
 
 from numpy_torch import numpy_torch
 
@@ -22,6 +26,11 @@ def test_bench_prints_images_per_second(tmp_path):
     assert "images/s" in result.stdout
     figures = json.loads(report.read_text())
     assert figures["reference_images_per_second"] > 0
+    # what the reference's speed depends on: NumPy's BLAS among the versions
+    blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    assert figures["blas"] == f"{blas['name']} {blas['version']}"
+    assert (figures["python"], figures["numpy"]) == (platform.python_version(), np.__version__)
+    assert figures["commit"] == provenance.running()
     if "torch" in figures:          # PyTorch importable: the comparison ran after agreeing
         assert "ratio reference / PyTorch" in result.stdout
         assert figures["probability_max_relative_difference"] < 1e-3

@@ -7,6 +7,7 @@ probabilities for one batch are compared; the timing is refused if they disagree
 
     python tools/bench_cpu_step.py [--model 2012] [--batch 32] [--repeats 5] [--json FILE]
 """
+import platform
 import statistics
 import sys
 import time
@@ -20,6 +21,16 @@ from convnet.errors import run_command
 from convnet.network import Network, initial_parameters
 from convnet.solver import SGD
 from torch_alexnet import TorchAlexNet, recipe_sgd
+
+
+def blas():
+    """NumPy's BLAS ("scipy-openblas 0.3.31"), which sets the reference backend's speed; None
+    where NumPy does not say (before 1.25)."""
+    try:
+        found = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except (TypeError, KeyError):
+        return None
+    return f"{found.get('name')} {found.get('version')}"
 
 
 def make_batch(model, batch, rng):
@@ -106,7 +117,8 @@ def main(argv=None):
     rng = np.random.default_rng()
     report = {"model": args.model, "batch": args.batch, "repeats": args.repeats,
               "cpu": provenance.processor(), "cores": provenance.cores(),
-              "numpy": np.__version__, "commit": provenance.running()}
+              "python": platform.python_version(), "numpy": np.__version__, "blas": blas(),
+              "commit": provenance.running()}
 
     reference, draw, step = reference_step(model, params, args.batch, rng)
     try:

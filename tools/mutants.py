@@ -2087,6 +2087,9 @@ CATALOGUE = [
     Mutant('cores-of-the-machine', 'convnet/provenance.py',
            '    return len(os.sched_getaffinity(0))', '    return os.cpu_count()',
            ('tests/test_bench_cpu.py',)),
+    Mutant('bench-cpu-report-no-blas', 'tools/bench_cpu_step.py',
+           '"numpy": np.__version__, "blas": blas(),', '"numpy": np.__version__,',
+           ('tests/test_bench_cpu.py',)),
 ]
 
 if __name__ == "__main__":
