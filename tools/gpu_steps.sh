@@ -118,8 +118,11 @@ extension_sources_hash() {
 # machine's Python tried on this one: one line says why instead, before any step.
 stop_without_a_gpu() {
   local why
-  if ! why=$("$python" -c 'import cupy; cupy.cuda.runtime.getDeviceCount()' 2>&1); then
-    echo "$0: $python sees no GPU (${why##*$'\n'}): run it on a GPU machine," \
+  # Bounded as every step is: a driver that hangs must not take the call's time.
+  if ! why=$(timeout --kill-after=10 60 "$python" -c \
+      'import cupy; cupy.cuda.runtime.getDeviceCount()' 2>&1); then
+    why=${why##*$'\n'}
+    echo "$0: $python sees no GPU (${why:-no answer within 60 s}): run it on a GPU machine," \
       "GPU_PYTHON naming its Python with CuPy" | tee -a "$out/steps.txt" >&2
     exit 2
   fi
