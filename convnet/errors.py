@@ -161,15 +161,25 @@ def run_command(main, output_required=True, stopped=interrupted) -> int:
     written atomically: each is whole or as it was. A command started with standard output
     closed (>&-), which would lose what it prints, is refused, unless what it prints is only
     an account of what it writes to files (output_required False). A Ctrl-C that main() lets
-    through is one line, stopped(signal number), and exit status 130, as a shell reports of a C
-    tool it stopped."""
+    through (or training's SIGTERM and SIGHUP, convnet.stopping) is one line, stopped(signal
+    number), and exit status 128 + that number, as a shell reports of a C tool it stopped."""
+    if sys.stdout is None and output_required:
+        print("error: standard output is closed (>&-): the results would go nowhere",
+              file=sys.stderr)
+        return 2
+    try:
+        return main() if sys.stdout is None else _with_checked_output(main)
+    except KeyboardInterrupt as stop:
+        number = getattr(stop, "number", signal.SIGINT)   # a second Ctrl-C's is Python's own
+        with suppress(OSError):   # a closed terminal's (SIGHUP) takes no line
+            # At a terminal the line starts after the echoed ^C, not beside it.
+            print(("\n" if sys.stderr.isatty() else "") + stopped(number), file=sys.stderr)
+        return 128 + number
+
+
+def _with_checked_output(main) -> int:
+    """main()'s exit status, standard output checked as run_command says."""
     stream = sys.stdout
-    if stream is None:
-        if output_required:
-            print("error: standard output is closed (>&-): the results would go nowhere",
-                  file=sys.stderr)
-            return 2
-        return main()
     if isinstance(stream, io.TextIOWrapper):
         # What its encoding lacks (× under PYTHONIOENCODING=ascii) escaped, as standard error
         # writes it: not a UnicodeEncodeError once the work is done.
@@ -185,12 +195,6 @@ def run_command(main, output_required=True, stopped=interrupted) -> int:
         with suppress(OSError):   # standard error may have gone with it (a closed terminal)
             print(f"error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as stop:   # or training's SIGTERM and SIGHUP (convnet.stopping)
-        number = getattr(stop, "number", signal.SIGINT)   # a second Ctrl-C's is Python's own
-        with suppress(OSError):   # a closed terminal's (SIGHUP) takes no line
-            # At a terminal the line starts after the echoed ^C, not beside it.
-            print(("\n" if sys.stderr.isatty() else "") + stopped(number), file=sys.stderr)
-        return 128 + number
     finally:
         # On the way out of an exception too (Ctrl-C), where the exception is what is told.
         with suppress(OutputClosed, OutputFailed):

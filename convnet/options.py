@@ -263,8 +263,9 @@ def config_flags(p, config, keys, path):
         if not valid:
             p.error(f"--config {path}: {key} must be {kind}; got {json.dumps(value)}")
         if not all(map(encodable, value if isinstance(value, list) else [value])):
-            p.error(f"--config {path}: {key} holds {json.dumps(value)}: a lone surrogate "
-                    f"escape (\\uD800 to \\uDFFF), which no file name or flag can hold")
+            p.error(f"--config {path}: {key} holds {json.dumps(value)}: a surrogate escape "
+                    f"(\\uD800 to \\uDFFF) that stands for no byte of a file name (\\uDC80 to "
+                    f"\\uDCFF do)")
         if switch or (optional and isinstance(value, bool)):
             flags += [action.option_strings[0]] if value else []   # --ten-crop, not --no-…
         elif isinstance(value, list):

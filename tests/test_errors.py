@@ -65,9 +65,9 @@ def test_a_config_value_that_no_file_name_can_hold_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
         options.parse(["-c", str(config)])
     assert capsys.readouterr().err == (f"python -m convnet.train: error: --config {config}: "
-                                       f"data_path holds \"x\\ud800.h5\": a lone surrogate escape "
-                                       f"(\\uD800 to \\uDFFF), which no file name or flag can "
-                                       f"hold (see --help)\n")
+                                       f"data_path holds \"x\\ud800.h5\": a surrogate escape "
+                                       f"(\\uD800 to \\uDFFF) that stands for no byte of a "
+                                       f"file name (\\uDC80 to \\uDCFF do) (see --help)\n")
     config.write_text('{"data_path": "bad\\udcff.h5", "lr_steps": [2]}')
     assert options.parse(["-c", str(config)]).data_path == os.fsdecode(b"bad\xff.h5")
 

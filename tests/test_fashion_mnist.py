@@ -64,26 +64,28 @@ def test_missing_source_names_the_package(tmp_path):
 
 
 def test_the_commands_lines_show_their_names(tmp_path, capsys, monkeypatch):
-    """A source or output whose name holds an escape sequence or a byte that is not UTF-8:
-    shown in the command's lines (convnet.errors.shown), not driving the terminal."""
-    odd = os.fsdecode(b"\x1b[31m\xff")
+    """A source or output whose name holds an escape sequence, a newline or a byte that is not
+    UTF-8: shown in the command's lines (convnet.errors.shown), not driving the terminal nor
+    breaking the line."""
+    odd = os.fsdecode(b"\x1b[31m\n\xff")
     assert fashion_mnist.main(["--source", str(tmp_path / odd), "--output",
                                str(tmp_path / "fm.h5")]) == 2
     assert capsys.readouterr().err.startswith(f"error: Fashion-MNIST not found in {tmp_path}/"
-                                              f"\\x1b[31m\\xff (missing ")
+                                              f"\\x1b[31m\\n\\xff (missing ")
     for split, count in (("train", 2), ("val", 1)):
         images_file, labels_file = fashion_mnist.FILES[split]
         write_idx(tmp_path / images_file, 0x803, np.zeros((count, 28, 28)))
         write_idx(tmp_path / labels_file, 0x801, np.arange(count))
     output = ["--source", str(tmp_path), "--output", str(tmp_path / f"fm{odd}.h5")]
     assert fashion_mnist.main(output) == 0
-    assert capsys.readouterr().out == f"wrote {tmp_path}/fm\\x1b[31m\\xff.h5\n"
+    assert capsys.readouterr().out == f"wrote {tmp_path}/fm\\x1b[31m\\n\\xff.h5\n"
 
     def stopped(*args):
         raise KeyboardInterrupt
     monkeypatch.setattr(fashion_mnist, "prepare", stopped)
     assert fashion_mnist.main(output) == 130
-    assert capsys.readouterr().err == f"interrupted: {tmp_path}/fm\\x1b[31m\\xff.h5 is as it was\n"
+    assert capsys.readouterr().err == (f"interrupted: {tmp_path}/fm\\x1b[31m\\n\\xff.h5 is as it "
+                                       f"was\n")
 
 
 @needs_fashion_mnist

@@ -8,6 +8,7 @@ run folder an earlier call brought back); without a GPU for its Python either sc
 first, in one line."""
 import os
 import re
+import shutil
 import subprocess
 
 import pytest
@@ -361,3 +362,24 @@ exit 1
     assert (completed.returncode, completed.stdout, completed.stderr) == (2, "", said)
     assert (out / "steps.txt").read_text() == said
     assert calls.read_text().count("\n") == 1   # the question, and no step after it
+
+
+@pytest.mark.parametrize("answer, why", [("exit 3", "exit status 3"),
+                                          ("sleep 5", "no answer within 60 s")])
+def test_a_python_that_says_nothing_or_hangs_is_named_for_what_it_did(tmp_path, answer, why):
+    """The probe's reason where the Python printed nothing: its exit status, or its silence
+    past the bound (a stand-in timeout ends it, as the real one would after 60 s)."""
+    tree, calls, python = stand_in_tree(tmp_path)
+    python.write_text(f"#!/bin/bash\n{answer}\n")
+    bin_folder = tmp_path / "bin"
+    bin_folder.mkdir()
+    (bin_folder / "timeout").write_text(   # the real one, its bound 0.5 s in place of 60
+        f"#!/bin/bash\nshift 2; exec {shutil.which('timeout')} --kill-after=1 0.5 \"$@\"\n")
+    (bin_folder / "timeout").chmod(0o755)
+    completed = subprocess.run(
+        ["bash", GPU_CHECK], cwd=tree, capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, OUT=str(tmp_path / "out"), GPU_PYTHON=str(python),
+                 PATH=f"{bin_folder}:{os.environ['PATH']}"))
+    assert (completed.returncode, completed.stderr) == (
+        2, f"{GPU_CHECK}: {python} sees no GPU ({why}): run it on a GPU machine, GPU_PYTHON "
+           f"naming its Python with CuPy\n")

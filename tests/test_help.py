@@ -65,7 +65,7 @@ def test_a_benchmarks_report_that_cannot_be_written_is_refused_before_it_runs(to
 @pytest.mark.parametrize("flags,message", [
     (["tools/bench_train.py", "--gpus", "0", "cpu"],
      "--gpus must be one or two GPU indices like 0,1; got 'cpu'"),
-    (["tools/bench_cpu_step.py", "--batch", "0"], "--batch and --repeats must be at least 1"),
+    (["tools/bench_cpu_step.py", "--batch", "0"], "--batch must be at least 1; got 0"),
     (["tools/bench_data.py", "--batch", "0"], "--batch must be at least 1; got 0"),
     (["tools/bench_data.py", "--jpegs", "-3"], "--jpegs must be at least 1; got -3"),
     (["tools/bench_kernels.py", "--batch", "0"], "--batch must be at least 1; got 0"),

@@ -726,21 +726,28 @@ def test_test_only_says_when_resume_auto_found_nothing(tmp_path, tiny_set):
                                     f"{tmp_path}/run\\n, so this evaluates the initial weights")
 
 
-@pytest.mark.parametrize("number, said", [(signal.SIGINT, "interrupted"),
-                                          (signal.SIGTERM, "stopped by SIGTERM"),
-                                          (signal.SIGHUP, "stopped by SIGHUP")])
+@pytest.mark.parametrize("number, said, output_closed",
+                         [(signal.SIGINT, "interrupted", False),
+                          (signal.SIGTERM, "stopped by SIGTERM", False),
+                          (signal.SIGTERM, "stopped by SIGTERM", True),   # a job's >&-
+                          (signal.SIGHUP, "stopped by SIGHUP", False)])
 def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_keeps_its_checkpoint(
-        tmp_path, tiny_set, number, said):
+        tmp_path, tiny_set, number, said, output_closed):
     """Ctrl-C, a scheduler's SIGTERM or a closed terminal's SIGHUP after the first epoch's
-    checkpoint: exit code 128 + the signal's, one line, last.h5 intact and resumable."""
+    checkpoint: exit code 128 + the signal's, one line, last.h5 intact and resumable; with
+    standard output closed, which training alone allows, too."""
     out = tmp_path / "run"
     command = [sys.executable, "-m", "convnet.train", "--data-path", str(tiny_set), "-b", "4",
                "--epochs", "1000", "--output-dir", str(out)]
-    # The signal as a terminal or a scheduler finds it, even where this suite runs with it
-    # ignored (which a child inherits, and the run then keeps).
+
+    def start():
+        # The signal as a terminal or a scheduler finds it, even where this suite runs with it
+        # ignored (which a child inherits, and the run then keeps).
+        signal.signal(number, signal.SIG_DFL)
+        if output_closed:
+            os.close(1)
     process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(number, signal.SIG_DFL))
+                               stderr=subprocess.PIPE, text=True, preexec_fn=start)
     try:
         deadline = time.monotonic() + 300
         while not (out / "last.h5").exists() and time.monotonic() < deadline and \

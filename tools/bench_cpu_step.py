@@ -108,8 +108,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
-    if args.batch < 1 or args.repeats < 1:
-        parser.error("--batch and --repeats must be at least 1")
+    options.check_counts(parser, args, "batch", "repeats")
     options.check_writable_flag(parser, args.json, "--json")   # before the benchmark
 
     model = alexnet.build_model(args.model)

@@ -117,15 +117,18 @@ extension_sources_hash() {
 # step would fail, each with its tracebacks in the logs and the install meant for the GPU
 # machine's Python tried on this one: one line says why instead, before any step.
 stop_without_a_gpu() {
-  local why
+  local why status=0
   # Bounded as every step is: a driver that hangs must not take the call's time.
-  if ! why=$(timeout --kill-after=10 60 "$python" -c \
-      'import cupy; cupy.cuda.runtime.getDeviceCount()' 2>&1); then
-    why=${why##*$'\n'}
-    echo "$0: $python sees no GPU (${why:-no answer within 60 s}): run it on a GPU machine," \
-      "GPU_PYTHON naming its Python with CuPy" | tee -a "$out/steps.txt" >&2
-    exit 2
-  fi
+  why=$(timeout --kill-after=10 60 "$python" -c \
+    'import cupy; cupy.cuda.runtime.getDeviceCount()' 2>&1) || status=$?
+  [ "$status" -eq 0 ] && return
+  case $status in
+    124 | 137) why="no answer within 60 s" ;;
+    *) why=${why##*$'\n'} why=${why:-exit status $status} ;;   # the error's last line
+  esac
+  echo "$0: $python sees no GPU ($why): run it on a GPU machine, GPU_PYTHON naming its" \
+    "Python with CuPy" | tee -a "$out/steps.txt" >&2
+  exit 2
 }
 
 install_and_build() {

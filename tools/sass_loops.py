@@ -60,7 +60,7 @@ def disassemble(fatbin, arch):
     dumped = subprocess.run([tool, "-sass", "-arch", arch, fatbin], capture_output=True,
                             text=True, env=dict(os.environ, PATH=path))
     if dumped.returncode != 0 or "Function :" not in dumped.stdout:
-        raise SystemExit(f"tools/sass_loops.py: no {arch} code in {fatbin} "
+        raise SystemExit(f"tools/sass_loops.py: no {arch} code in {shown(fatbin)} "
                          f"({dumped.stderr.strip() or 'cuobjdump listed no function'})")
     return dumped.stdout
 

@@ -106,7 +106,7 @@ def main(argv=None):
     try:
         path = prepare(args.source, args.output)
     except (OSError, ValueError) as error:
-        print(f"error: {shown(one_line(error))}", file=sys.stderr)   # names: one line, escaped
+        print(f"error: {shown(str(error))}", file=sys.stderr)   # names: one line, escaped
         return 2
     except KeyboardInterrupt:
         print(f"interrupted: {shown(args.output)} is as it was", file=sys.stderr)

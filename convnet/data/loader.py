@@ -44,7 +44,7 @@ import threading
 
 import numpy as np
 
-from convnet import _augment
+from convnet import _augment, provenance
 from convnet.data.dataset import Dataset
 from convnet.replicas.shard import WHOLE
 
@@ -56,10 +56,6 @@ ALPHA_STD = 0.1
 CODE_DIVISOR = 1.1
 PIXEL_RANGE = 255.0   # stored pixels run 0–255; the paper's eigenvalues are of values in [0, 1]
 IN_MEMORY_BYTES = 4 << 30   # datasets up to this size are read into memory once (Fashion-MNIST)
-
-
-def default_threads():
-    return len(os.sched_getaffinity(0))
 
 
 def colour_offsets(alphas, eigenvalues, eigenvectors, convention):
@@ -183,7 +179,7 @@ class Loader:
                              f"images of {path}")
         self.path, self.crop, self.seed = path, crop, seed
         self.convention, self.draw_every = colour_noise_convention, CROP_DRAWS[crop_draw]
-        self.threads = threads or default_threads()
+        self.threads = threads or provenance.cores()
         self.in_memory = stored <= in_memory_bytes
         margin = centre_offset(self.image_size - crop)
         self.mean_crop = np.ascontiguousarray(

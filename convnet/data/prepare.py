@@ -53,7 +53,7 @@ import h5py
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from convnet import options
+from convnet import options, provenance
 from convnet.atomic import check_writable
 from convnet.errors import (INTERRUPTED_STATUS, NOT_REGULAR, open_regular, run_command,
                             shown)
@@ -500,7 +500,7 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
     stamp = fingerprint(jobs, size)
     partial = output + ".partial"
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    workers = workers or len(os.sched_getaffinity(0))
+    workers = workers or provenance.cores()
     total = sum(len(jobs[split]) for split in SPLITS)
 
     file = None
