@@ -17,7 +17,6 @@ import contextlib
 import fcntl
 import functools
 import hashlib
-import importlib.util
 import io
 import json
 import os
@@ -35,6 +34,7 @@ from convnet.alexnet import TOWERS
 from convnet.atomic import atomic_json, nearest_existing
 from convnet.backend import get_backend
 from convnet.backend.cuda.conv import DEFAULT_ALGORITHM
+from convnet.backend.cuda.devices import CUPY_INSTALL, NO_CUPY, cuda_devices
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
@@ -309,20 +309,6 @@ def make_schedule(args, model, epochs) -> Schedule:
                     scale=epochs / RELEASED_2012_EPOCHS, initial_weight_lr=args.lr)
 
 
-# The CuPy of each CUDA driver (setup.py's extras; the Makefile picks one the same way).
-CUPY_INSTALL = ("pip install -e '.[cuda]' for a CUDA 13 driver, '.[cuda12]' for CUDA 12 "
-                "(nvidia-smi's header names the driver's CUDA version)")
-
-
-def gpu_count():
-    """CUDA devices CuPy sees; 0 without CuPy or a driver."""
-    try:
-        import cupy
-        return cupy.cuda.runtime.getDeviceCount()
-    except Exception:   # no CuPy, no driver, no device: all mean no GPU
-        return 0
-
-
 def select_placement(gpus, launch=SINGLE, conv_algorithm=None):
     """(placement, device) for --gpus:
       cpu          the reference backend runs both towers
@@ -333,24 +319,27 @@ def select_placement(gpus, launch=SINGLE, conv_algorithm=None):
     `device` describes it ("cpu", "gpu 0", "gpus 0,1 (peer-to-peer)"). Under a multi-rank launch
     the indices name GPUs within the rank's own block (convnet.replicas.launch.rank_gpus).
     `conv_algorithm`: the CUDA backends' preferred convolution algorithm (conv.py)."""
+    if gpus != "cpu":
+        count, why_none = cuda_devices()
     if gpus is None:
-        gpus = "0" if gpu_count() else "cpu"
-        if gpus == "cpu" and shutil.which("nvidia-smi") and not importlib.util.find_spec("cupy"):
-            print(f"note: training on the CPU: this machine has nvidia-smi but not CuPy; "
-                  f"{CUPY_INSTALL}", file=sys.stderr)
+        gpus = "0" if count else "cpu"
+        if gpus == "cpu" and shutil.which("nvidia-smi"):   # a GPU machine, by the look of it
+            why_cpu = f"this machine has nvidia-smi but not CuPy; {CUPY_INSTALL}" \
+                if why_none == NO_CUPY else why_none
+            print(f"note: training on the CPU: {why_cpu}", file=sys.stderr)
     if gpus == "cpu":
         return Placement(get_backend("reference")), "cpu"
     indices = [int(index) for index in gpus.split(",")]
-    try:
-        import cupy
-    except ImportError:
+    if why_none == NO_CUPY:
         if shutil.which("nvidia-smi") is None:   # likely no driver, where CuPy would not help
             raise UsageError(f"--gpus {gpus}: CuPy is not installed and no nvidia-smi is on the "
                              f"PATH; use --gpus cpu, or where this machine has an NVIDIA GPU, "
-                             f"{CUPY_INSTALL}") from None
+                             f"{CUPY_INSTALL}")
         raise UsageError(f"--gpus {gpus}: CuPy is not installed; {CUPY_INSTALL}; or use "
-                         f"--gpus cpu") from None
-    count = gpu_count()
+                         f"--gpus cpu")
+    if why_none:   # CuPy is here, but no driver, a driver too old for it, or no device
+        raise UsageError(f"--gpus {gpus}: {why_none}; --gpus cpu runs on the CPU")
+    import cupy
     devices = indices if launch.launcher == "single" else \
         nccl.rank_devices(launch, indices, count)
     missing = [device for device in devices if device >= count]

@@ -9,21 +9,15 @@ import subprocess
 import pytest
 
 from convnet.backend import get_backend
+from convnet.backend.cuda.devices import NO_CUPY, cuda_devices
 from convnet.backend.cuda.launch import build
 
 
 @functools.cache
 def gpu_unavailable_reason():
     """None when a CUDA GPU is usable through CuPy, else why not."""
-    try:
-        import cupy
-    except ImportError:
-        return "CuPy is not installed (pip install -e '.[cuda]')"
-    try:
-        count = cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:  # CuPy raises its own runtime errors when there is no driver
-        return f"no CUDA device ({type(error).__name__}: {error})"
-    return None if count else "no CUDA device"
+    reason = cuda_devices()[1]
+    return f"{reason} (pip install -e '.[cuda]')" if reason == NO_CUPY else reason
 
 
 def require_gpu():

@@ -99,6 +99,28 @@ def test_peer_optimizer_follows_the_recipe():
     assert all(parameter.ndim >= 2 for parameter in weights["params"])
 
 
+@pytest.mark.parametrize("count, driver, why", [
+    (0, 13000, "CuPy finds no CUDA device"),
+    (None, 0, "CuPy is installed but this machine has no NVIDIA driver")])
+def test_gpu_benchmarks_without_a_usable_gpu_stop_in_one_line_saying_why(monkeypatch, count,
+                                                                         driver, why):
+    """CuPy that sees no device, or cannot reach a driver: the benchmark stops before its first
+    GPU call with the reason (not CUDA's 'driver version is insufficient' where there is no
+    driver at all, nor a traceback later where the count is 0)."""
+    def device_count():
+        if count is None:
+            raise RuntimeError("cudaErrorInsufficientDriver: CUDA driver version is "
+                               "insufficient for CUDA runtime version")
+        return count
+    runtime = types.SimpleNamespace(getDeviceCount=device_count, driverGetVersion=lambda: driver,
+                                    runtimeGetVersion=lambda: 13020)
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(
+        __version__="14.2.0", cuda=types.SimpleNamespace(runtime=runtime)))
+    with pytest.raises(SystemExit) as stopped:
+        torch_alexnet.gpu_modules("bench_kernels")
+    assert str(stopped.value) == f"bench_kernels: needs a CUDA GPU through CuPy: {why}"
+
+
 def test_gpu_benchmarks_run_the_peer_in_fp32_without_tf32(monkeypatch):
     """TF32 would let cuDNN and cuBLAS round the peer's operands to 10 bits of mantissa on
     tensor cores: a faster peer than our FP32 kernels, and a ratio that compares unlike work."""

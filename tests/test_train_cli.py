@@ -21,9 +21,10 @@ import numpy as np
 import pytest
 
 from convnet import alexnet, checkpoint, options, train as train_module, trainer as trainer_module
+from convnet.backend.cuda.devices import NO_CUPY, cuda_devices
 from convnet.data import dataset, fashion_mnist
 from convnet.schedule import Rates, Schedule
-from convnet.train import UsageError, check_fits, gpu_count, make_schedule, planned_epochs
+from convnet.train import UsageError, check_fits, make_schedule, planned_epochs
 from convnet.trainer import ALONE, TRAINS_WITH
 from fashion import INSTALLED, MISSING, needs_fashion_mnist
 from tiny_run import LOGS_ALONE, write_logs_alone
@@ -337,16 +338,18 @@ def tiny_set(tmp_path, rng):
 
 @pytest.mark.parametrize("gpus", ["63", "0,63", "63,63"])
 def test_gpu_that_cannot_run_is_one_line_with_exit_code_2(tmp_path, tiny_set, gpus):
-    """Without CuPy: says to install it; with CuPy: names the first index past the machine's
-    GPUs (63, or 0 where CuPy finds no GPU), for one tower or both."""
-    try:
-        import cupy  # noqa: F401
-        count = gpu_count()
-        missing = next(int(index) for index in gpus.split(",") if int(index) >= count)
-        expected = f"there is no GPU {missing} (this machine has {count})"
-    except ImportError:
+    """Without CuPy: says to install it; with CuPy but no usable GPU: why CuPy sees none (here
+    or on a GPU machine whose driver it cannot use); with GPUs: names the first index past them
+    (63), for one tower or both."""
+    count, why_none = cuda_devices()
+    if why_none == NO_CUPY:
         expected = "CuPy is not installed; pip install" if shutil.which("nvidia-smi") else \
             "CuPy is not installed and no nvidia-smi is on the PATH; use --gpus cpu"
+    elif why_none:
+        expected = f"error: --gpus {gpus}: {why_none}; --gpus cpu runs on the CPU"
+    else:
+        missing = next(int(index) for index in gpus.split(",") if int(index) >= count)
+        expected = f"there is no GPU {missing} (this machine has {count})"
     result = train("--data-path", str(tiny_set), "--gpus", gpus, cwd=tmp_path)
     assert result.returncode == 2 and expected in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
@@ -376,6 +379,50 @@ def test_a_machine_with_nvidia_smi_but_no_cupy_is_told_which_cupy_to_install(tmp
     assert noted.returncode == 0, noted.stderr
     assert noted.stderr == (f"note: training on the CPU: this machine has nvidia-smi but not "
                             f"CuPy; {advice}\n")
+
+
+class CudaRuntimeError(RuntimeError):
+    """CuPy's CUDARuntimeError, as getDeviceCount raises it without a driver it can use."""
+
+
+def cupy_without_a_gpu(driver):
+    """A stand-in CuPy built for CUDA 13.2 on a machine whose driver is CUDA `driver` (CUDA's
+    encoding: 12040 for 12.4, 0 for no driver): CUDA's answer to the device count is then
+    cudaErrorInsufficientDriver either way."""
+    def no_device():
+        raise CudaRuntimeError("cudaErrorInsufficientDriver: CUDA driver version is "
+                               "insufficient for CUDA runtime version")
+    runtime = SimpleNamespace(getDeviceCount=no_device, driverGetVersion=lambda: driver,
+                              runtimeGetVersion=lambda: 13020)
+    return SimpleNamespace(__version__="14.2.0", cuda=SimpleNamespace(runtime=runtime))
+
+
+@pytest.mark.parametrize("driver, why", [
+    (0, "CuPy is installed but this machine has no NVIDIA driver"),
+    (12040, "CuPy 14.2.0 is built for CUDA 13, newer than this NVIDIA driver's CUDA 12.4: pip "
+            "install -e '.[cuda]' for a CUDA 13 driver, '.[cuda12]' for CUDA 12"),
+    (13000, "CuPy finds no usable GPU (CudaRuntimeError: cudaErrorInsufficientDriver: CUDA "
+            "driver version is insufficient for CUDA runtime version)")])
+def test_cupy_without_a_usable_gpu_says_why_and_trains_on_the_cpu_only_when_asked(
+        monkeypatch, capsys, tmp_path, driver, why):
+    """CuPy installed, but no driver, or one older than CuPy's CUDA (a GPU machine with the
+    wrong CuPy), or another fault: --gpus 0 and 0,1 are refused with that reason, not 'there is
+    no GPU 0 (this machine has 0)'; without --gpus the run takes the CPU, with a note of the
+    reason where nvidia-smi says this is a GPU machine, quietly where it does not."""
+    monkeypatch.setitem(sys.modules, "cupy", cupy_without_a_gpu(driver))
+    count, reason = cuda_devices()
+    assert count == 0 and reason.startswith(why)
+    for gpus in ("0", "0,1"):
+        with pytest.raises(UsageError) as refused:
+            train_module.select_placement(gpus)
+        assert str(refused.value) == f"--gpus {gpus}: {reason}; --gpus cpu runs on the CPU"
+    monkeypatch.setenv("PATH", str(tmp_path))   # no nvidia-smi
+    assert train_module.select_placement(None)[1] == "cpu"
+    assert capsys.readouterr().err == ""
+    (tmp_path / "nvidia-smi").write_text("#!/bin/sh\n")
+    (tmp_path / "nvidia-smi").chmod(0o755)
+    assert train_module.select_placement(None)[1] == "cpu"
+    assert capsys.readouterr().err == f"note: training on the CPU: {reason}\n"
 
 
 def test_what_the_run_cannot_use_is_refused_before_it_starts(tmp_path, tiny_set, rng):

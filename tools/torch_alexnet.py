@@ -22,6 +22,7 @@ import subprocess
 import numpy as np
 
 from convnet import alexnet, graph, provenance
+from convnet.backend.cuda.devices import cuda_devices
 from convnet.backend.cuda.launch import build
 from convnet.network import bias_key, weight_key
 from convnet.shapes import conv_overhang
@@ -147,11 +148,10 @@ def gpu_modules(tool):
     """(cupy, torch) for a GPU benchmark: exits with one line when CuPy or a GPU is missing;
     torch is None when PyTorch is not importable, else set to FP32 without TF32, cuDNN choosing
     its fastest algorithms."""
-    try:
-        import cupy
-        cupy.cuda.runtime.getDeviceCount()
-    except Exception as error:   # no CuPy, no driver, no device
-        raise SystemExit(f"{tool}: needs a CUDA GPU and CuPy ({error})")
+    why_none = cuda_devices()[1]
+    if why_none:   # no CuPy, no driver, one too old for this CuPy, or no device
+        raise SystemExit(f"{tool}: needs a CUDA GPU through CuPy: {why_none}")
+    import cupy
     try:
         import torch
     except ImportError:

@@ -45,6 +45,7 @@ import threading
 import numpy as np
 
 from convnet import _augment, provenance
+from convnet.backend.cuda.devices import cuda_devices
 from convnet.data.dataset import Dataset
 from convnet.replicas.shard import WHOLE
 
@@ -126,14 +127,10 @@ class Buffers:
 
     @staticmethod
     def _allocator():
-        try:
-            import cupy
+        if cuda_devices()[0]:
             import cupyx
-            if cupy.cuda.runtime.getDeviceCount() > 0:
-                return lambda count: cupyx.empty_pinned((count,), np.float32)
-        except Exception:   # no CuPy, no driver, no device: all mean ordinary memory
-            pass
-        return lambda count: np.empty(count, np.float32)
+            return lambda count: cupyx.empty_pinned((count,), np.float32)
+        return lambda count: np.empty(count, np.float32)   # no CuPy, no driver or no device
 
     def take(self, shape):
         """A (shape) float32 array in a block that no batch in use occupies."""
