@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -460,12 +461,23 @@ def test_nccl_unique_ids_reach_every_rank_as_the_type_cupy_gave(rng, as_bytes):
 
 def test_gpu_replicas_without_an_nccl_library_are_a_launch_error(rng, monkeypatch):
     """CuPy imports cupy.cuda.nccl without the library (available = False, no functions), so
-    the check is on `available`, not on the import."""
+    the check is on `available`, not on the import; CuPy's multi-line warning of it is not
+    shown beside the one-line error."""
     nccl = FakeNccl(rng, as_bytes=True, available=False)
-    cuda = types.SimpleNamespace(nccl=nccl)
-    install_cupy(monkeypatch, types.SimpleNamespace(cuda=cuda))
+
+    class Cuda:   # CuPy 14 warns as it imports cupy.cuda.nccl without the library
+        @property
+        def nccl(self):
+            warnings.warn("\nnccl library could not be loaded.\n\nReason: ImportError "
+                          "(libnccl.so.2: cannot open shared object file)\n", UserWarning)
+            return nccl
+    cuda = Cuda()
+    for name, module in (("cupy", types.SimpleNamespace(cuda=cuda)), ("cupy.cuda", cuda),
+                         ("cupy.cuda.nccl", nccl)):   # install_cupy without reading cuda.nccl
+        monkeypatch.setitem(sys.modules, name, module)
     launch = from_environment({"RANK": "0", "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1",
                                "MASTER_PORT": str(free_port())})
+    warnings.simplefilter("error")   # the one-line error alone (pytest restores the filters)
     with pytest.raises(LaunchError, match=r"through NCCL, which CuPy cannot load here \(CuPy "
                                           r"found no NCCL library\): pip install nvidia-nccl"):
         nccl_engine.connect(launch, {"a": 0, "b": 0}, timeout=1)

@@ -2103,6 +2103,8 @@ CATALOGUE = [
            '    why_none = cuda_devices()[1]\n',
            '    why_none = None if cuda_devices()[1] == "CuPy finds no CUDA device" else '
            'cuda_devices()[1]\n', ('tests/test_torch_peer.py',)),
+    Mutant('nccl-missing-cupy-warning-shown', 'convnet/replicas/nccl.py',
+           '            warnings.simplefilter("ignore")\n', '', ('tests/test_replicas.py',)),
     Mutant('cuda-no-driver-read-as-cupy-error', 'convnet/backend/cuda/devices.py',
            '    if driver == 0:\n', '    if driver is None:\n', ('tests/test_train_cli.py',)),
 ]

@@ -20,6 +20,7 @@ tower a's communicator and stream.
 import functools
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -108,7 +109,10 @@ def connect(launch, tower_devices, *, timeout) -> Replicas:
     if launch.launcher == "single":
         return Replicas()
     try:
-        from cupy.cuda import nccl
+        # Without the library, CuPy's import warns in ten lines what the error below says in one.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            from cupy.cuda import nccl
         problem = None if nccl.available else "CuPy found no NCCL library"
     except ImportError as error:
         problem = str(error)
