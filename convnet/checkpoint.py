@@ -104,12 +104,6 @@ def _array(file, name, network):
     return file[name][()].astype(network.dtype, copy=False)
 
 
-def model_name(path) -> str:
-    """The model a checkpoint was written for, so that a resumed run can rebuild it."""
-    with _open(path) as file, _reading(path):
-        return str(file.attrs["model"])
-
-
 def commit(path) -> str:
     """The commit of the code that wrote checkpoint `path` ("" where it was not known, or the
     checkpoint is older than the attribute)."""
@@ -121,21 +115,24 @@ def load(path, network):
     """(params, velocity, state) from `path`, checked against `network`'s model and parameter
     shapes. Raises CheckpointError with a one-line reason."""
     with _open(path) as file, _reading(path):
-        if file.attrs["model"] != network.model.name:
-            raise CheckpointError(f"checkpoint {path}: written for model {file.attrs['model']}, "
-                                  f"not {network.model.name}")
-        params, velocity = {}, {}
-        for spec in network.specs:
-            for kind, target in (("params", params), ("momentum", velocity)):
-                name = f"towers/{spec.tower}/{kind}/{spec.key}"
-                if name not in file:
-                    raise CheckpointError(f"checkpoint {path}: missing {name}")
-                if file[name].shape != spec.shape:
-                    raise CheckpointError(f"checkpoint {path}: {name} has shape "
-                                          f"{file[name].shape}, the model needs {spec.shape}")
-                target[spec.key] = _array(file, name, network)
-        state = _state(file, path)
-    return params, velocity, state
+        return _load(file, path, network)
+
+
+def _load(file, path, network):
+    if file.attrs["model"] != network.model.name:
+        raise CheckpointError(f"checkpoint {path}: written for model {file.attrs['model']}, "
+                              f"not {network.model.name}")
+    params, velocity = {}, {}
+    for spec in network.specs:
+        for kind, target in (("params", params), ("momentum", velocity)):
+            name = f"towers/{spec.tower}/{kind}/{spec.key}"
+            if name not in file:
+                raise CheckpointError(f"checkpoint {path}: missing {name}")
+            if file[name].shape != spec.shape:
+                raise CheckpointError(f"checkpoint {path}: {name} has shape "
+                                      f"{file[name].shape}, the model needs {spec.shape}")
+            target[spec.key] = _array(file, name, network)
+    return params, velocity, _state(file, path)
 
 
 def _state(file, path) -> dict:
@@ -145,13 +142,6 @@ def _state(file, path) -> dict:
         raise CheckpointError(f"checkpoint {path}: corrupt (its training state does not "
                               f"match the digest written with it)")
     return json.loads(text)
-
-
-def training_state(path) -> dict:
-    """The training state checkpoint `path` records (convnet.trainer's Trainer.state: the
-    epoch, the seed, the dataset trained on, ...; older checkpoints lack some of it)."""
-    with _open(path) as file, _reading(path):
-        return _state(file, path)
 
 
 def load_shared(path, network) -> dict:
@@ -167,26 +157,28 @@ def load_shared(path, network) -> dict:
     return params
 
 
-def load_network(path, backend) -> Network:
-    """A Network on `backend` (or a Placement) with the parameters of checkpoint `path`, its
-    model rebuilt from the file: the model's name, and the class count from the output layer's
-    bias. A network to use: one whose parameters are not all finite (a diverged run) is refused."""
-    name = model_name(path)
-    try:
-        model = alexnet.build_model(name)
-    except ValueError as error:
-        raise CheckpointError(f"checkpoint {path}: written for a model this code does not "
-                              f"build ({error})") from None
-    output = model.layer(model.output_layer.inputs[0])    # fc8: the layer the softmax reads
+def load_network(path, backend) -> tuple[Network, dict]:
+    """(network, training state): a Network on `backend` (or a Placement) with the parameters of
+    checkpoint `path`, its model rebuilt from the file (the model's name, and the class count from
+    the output layer's bias), and the state the checkpoint records (as training_state's), read in
+    one opening of the file. A network to use: one whose parameters are not all finite (a
+    diverged run) is refused."""
     with _open(path) as file, _reading(path):
+        name = str(file.attrs["model"])
+        try:
+            model = alexnet.build_model(name)
+        except ValueError as error:
+            raise CheckpointError(f"checkpoint {path}: written for a model this code does not "
+                                  f"build ({error})") from None
+        output = model.layer(model.output_layer.inputs[0])    # fc8: the layer the softmax reads
         bias = f"towers/{output.tower}/params/{bias_key(output.name)}"
         if bias not in file:
             raise CheckpointError(f"checkpoint {path}: missing {bias}")
-        classes = file[bias].shape[0]
-    network = Network(alexnet.build_model(name, classes=classes), backend, params={})
-    params, _, _ = load(path, network)
+        network = Network(alexnet.build_model(name, classes=file[bias].shape[0]), backend,
+                          params={})
+        params, _, state = _load(file, path, network)
     if not all(np.isfinite(array).all() for array in params.values()):   # NaN for every image
         raise CheckpointError(f"checkpoint {shown(path)}: its parameters are not all finite (a "
                               f"diverged network)")
     network.params = network.place(params)
-    return network
+    return network, state

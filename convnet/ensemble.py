@@ -29,7 +29,7 @@ from convnet.atomic import atomic_json
 from convnet.backend.reference.softmax import topk_errors
 from convnet.errors import run_command, shown
 from convnet.inference import Inference, exit_status
-from convnet.train import UsageError, progress_bar
+from convnet.train import UsageError, with_progress
 from convnet.trainer import Evaluation, summed_log_loss, views_name
 
 
@@ -68,11 +68,7 @@ def split_probs(inference, split, labels, description):
     """The softmax outputs (n, classes) of every image of `split`, in order; a progress bar
     with `description` on a terminal (the figures are printed once all are evaluated)."""
     probs = np.empty((len(labels), len(inference.class_names)), np.float32)
-    batches = inference.run_split(split)
-    progress = progress_bar()
-    if progress is not None:
-        batches = progress(batches, description)
-    for positions, batch_probs, _ in batches:
+    for positions, batch_probs, _ in with_progress(inference.run_split(split), description):
         probs[positions] = batch_probs
     return probs
 

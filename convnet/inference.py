@@ -24,10 +24,10 @@ from contextlib import closing
 import numpy as np
 
 from convnet import alexnet, options
-from convnet.checkpoint import CheckpointError, in_run, load_network, training_state
+from convnet.checkpoint import CheckpointError, in_run, load_network
 from convnet.data import fashion_mnist
 from convnet.data.dataset import Dataset, DatasetError
-from convnet.data.loader import Loader
+from convnet.data.loader import Batches, Loader
 from convnet.data.prepare import load_image
 from convnet.errors import INTERRUPTED_STATUS, shown
 from convnet.train import UsageError, check_fits, select_placement
@@ -104,7 +104,7 @@ class Inference:
     def __init__(self, checkpoint, data_path, *, gpus=None, batch_size=128, ten_crop=False):
         placement, self.device = select_placement(gpus)
         self.checkpoint = checkpoint_file(checkpoint)
-        self.network = load_network(self.checkpoint, placement)
+        self.network, state = load_network(self.checkpoint, placement)
         model = self.network.model
         with closing(Dataset(data_path)) as dataset:   # before the Loader, which refuses a crop
             check_fits(model, dataset, f"checkpoint {shown(self.checkpoint)}")
@@ -115,13 +115,13 @@ class Inference:
         self.feature_layers = last_hidden_layers(model)
         # A class table's names are text, but any text: one may hold a tab or an escape.
         self.class_names = [shown(name) for name in self.loader.class_names]
-        self.note_another_dataset()
+        self.note_another_dataset(state)
 
-    def note_another_dataset(self):
+    def note_another_dataset(self, state):
         """Checkpoints record the dataset they were trained on but not its class names: a net
         trained on another dataset of as many classes (fine-tuned elsewhere, say) may be used
         here, with this one's names, which is worth saying. Older checkpoints record none."""
-        trained_on = (training_state(self.checkpoint).get("dataset") or {}).get("name")
+        trained_on = (state.get("dataset") or {}).get("name")
         if trained_on is not None and trained_on != self.loader.name:
             print(shown(f"note: checkpoint {self.checkpoint} was trained on dataset {trained_on}, "
                         f"not {self.loader.name}; the class names are this dataset's "
@@ -184,11 +184,15 @@ class Inference:
                                   "the images given"))
 
     def run_split(self, split, indices=None, features=False):
-        """Yields (positions in `indices`, probs, features) per batch of images `indices` of
-        `split` (default: all of them, in order); read one batch ahead by the loader."""
+        """(positions in `indices`, probs, features) per batch of images `indices` of `split`
+        (default: all of them, in order), read one batch ahead by the loader: Batches, whose
+        len() gives a progress bar its total."""
         indices = np.arange(len(self.loader.labels(split))) if indices is None else indices
         batches = self.loader.eval_batches(self.batch_size, self.ten_crop, split,
                                            np.asarray(indices))
+        return Batches(self._split_outputs(batches, split, features), len(batches))
+
+    def _split_outputs(self, batches, split, features):
         with closing(batches):
             start = 0
             for views, _ in batches:

@@ -380,6 +380,12 @@ def progress_bar():
     return wrap
 
 
+def with_progress(batches, description):
+    """`batches` behind progress_bar's bar where there is one (a terminal), else as they are."""
+    progress = progress_bar()
+    return batches if progress is None else progress(batches, description)
+
+
 def prepare(args, placement, replicas):
     """The trainer of this run, resumed if asked: (trainer, model, epochs, output folder, the
     checkpoint resumed or None, whether the run trains: else it evaluates, the run folder held

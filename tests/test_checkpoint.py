@@ -37,7 +37,9 @@ def test_round_trip(tmp_path, rng):
     path = tmp_path / "last.h5"
     checkpoint.save(path, network, velocity, state)
     params, loaded_velocity, loaded_state = checkpoint.load(path, network)
-    assert loaded_state == state and checkpoint.model_name(path) == "2012-small28"
+    assert loaded_state == state
+    rebuilt, rebuilt_state = checkpoint.load_network(path, get_backend("reference"))
+    assert rebuilt.model.name == "2012-small28" and rebuilt_state == state
     with h5py.File(path, "r") as file:
         assert file.attrs["commit"] == (provenance.commit() or "")   # "": unknown
     for key in network.params:
@@ -82,7 +84,8 @@ def test_towers_of_their_own_save_and_load_like_one_backend(tmp_path, rng):
     for key in network.params:
         np.testing.assert_array_equal(params[key], network.params[key])
         np.testing.assert_array_equal(loaded_velocity[key], velocity[key])
-    loaded = checkpoint.load_network(path, placement)
+    loaded, state = checkpoint.load_network(path, placement)
+    assert state == {"epoch": 1}
     for spec in loaded.specs:
         np.testing.assert_array_equal(loaded.params[spec.key], network.params[spec.key])
     assert loaded.backend("a") is towers["a"] and loaded.backend("b") is towers["b"]
@@ -153,7 +156,8 @@ def test_damaged_attributes_are_refused_in_one_line(tmp_path, rng):
     heap = data.index(b"GCOL")
     data[heap:heap + 4] = b"XXXX"
     path.write_bytes(bytes(data))
-    for read in (lambda: checkpoint.model_name(path), lambda: checkpoint.load(path, network)):
+    for read in (lambda: checkpoint.load_network(path, get_backend("reference")),
+                 lambda: checkpoint.load(path, network)):
         with pytest.raises(checkpoint.CheckpointError, match=re.escape(f"checkpoint {path}: "
                                                                        f"corrupt (")):
             read()
@@ -284,9 +288,10 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, rng):
 
 @pytest.mark.parametrize("attribute, read", [
     ("model", lambda path, network: checkpoint.load(path, network)),
-    ("model", lambda path, network: checkpoint.model_name(path)),
+    ("model", lambda path, network: checkpoint.load_network(path, get_backend("reference"))),
     ("state", lambda path, network: checkpoint.load(path, network)),
-], ids=["model, load", "model, model_name", "state, load"])
+    ("state", lambda path, network: checkpoint.load_network(path, get_backend("reference"))),
+], ids=["model, load", "model, load_network", "state, load", "state, load_network"])
 def test_a_complete_file_without_its_model_or_state_is_refused(tmp_path, rng, attribute, read):
     network, velocity = trained_network(rng)
     path = tmp_path / "last.h5"

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 import pytest
 
-from convnet import ensemble
+from convnet import ensemble, train
 from convnet.data import dataset
 from convnet.data.loader import Loader
 from convnet.trainer import Evaluation, evaluate
@@ -103,18 +103,19 @@ def test_the_average_is_the_mean_of_the_softmax_outputs(trained, rng, capsys, tm
 
 def test_a_terminal_shows_each_networks_progress(trained, capsys, monkeypatch):
     """The figures come once every network is evaluated: meanwhile a terminal gets a progress
-    bar per network, which goes over all its batches."""
+    bar per network, which knows its batch count (for the ETA) and goes over all its batches."""
     shown_bars = []
 
     def bar(batches, description):
         shown_bars.append([description, 0])
+        assert len(batches) == -(-len(trained.val_labels) // 5)   # -b 5
         for batch in batches:
             shown_bars[-1][1] += len(batch[0])
             yield batch
-    monkeypatch.setattr(ensemble, "progress_bar", lambda: bar)
+    monkeypatch.setattr(train, "progress_bar", lambda: bar)
     shutil.copyfile(trained.run / "best.h5", trained.tmp / "copy.h5")
     assert ensemble.main([str(trained.run), str(trained.tmp / "copy.h5"), "--data-path",
-                          str(trained.data), "--gpus", "cpu"]) == 0
+                          str(trained.data), "--gpus", "cpu", "-b", "5"]) == 0
     images = len(trained.val_labels)
     assert shown_bars == [[f"1/2 {trained.run / 'best.h5'}", images],
                           [f"2/2 {trained.tmp / 'copy.h5'}", images]]

@@ -85,7 +85,7 @@ def test_load_network_rebuilds_the_model_and_class_count(tmp_path, rng):
     network = make_active(Network(alexnet.build_model(MODEL, classes=7),
                                   get_backend("reference")), rng)
     save_checkpoint(network, tmp_path / "c.h5")
-    loaded = checkpoint.load_network(tmp_path / "c.h5", get_backend("reference"))
+    loaded, _ = checkpoint.load_network(tmp_path / "c.h5", get_backend("reference"))
     assert loaded.model.name == MODEL and loaded.model.geometry.classes == 7
     for key, value in network.params.items():
         np.testing.assert_array_equal(loaded.params[key], value)

@@ -191,7 +191,7 @@ def test_an_ablation_is_trained_recorded_and_rebuilt(tmp_path, tiny_set):
     name = "2012-small28+no-norm+one-tower+no-crop-flip"
     assert f"training {name} on" in run.stdout
     assert json.loads((out / "settings.json").read_text())["model"] == name
-    assert checkpoint.load_network(out / "last.h5", get_backend("reference")).model.name == name
+    assert checkpoint.load_network(out / "last.h5", get_backend("reference"))[0].model.name == name
     check = train(*common, "--model", "2012-small28+one-tower", "--ablation", "no-norm",
                   "no-crop-flip", "--resume", "--test-only", cwd=tmp_path)
     assert check.returncode == 0, check.stderr

@@ -1247,10 +1247,10 @@ CATALOGUE = [
     Mutant('ds-group-as-array', 'convnet/data/dataset.py',
            'if not isinstance(stored, h5py.Dataset):', 'if False:', DATA),
     Mutant('fig-filters-place-before-checkpoint', 'convnet/figures/filters.py',
-           '    network = load_network(checkpoint_file(args.checkpoint), get_backend("reference"))\n'
+           '    network, _ = load_network(checkpoint_file(args.checkpoint), get_backend("reference"))\n'
            '    path = checkpoint_output(args, "filters")\n',
            '    path = checkpoint_output(args, "filters")\n'
-           '    network = load_network(checkpoint_file(args.checkpoint), get_backend("reference"))\n',
+           '    network, _ = load_network(checkpoint_file(args.checkpoint), get_backend("reference"))\n',
            INFERENCE),
     Mutant('ds-labels-any-number', 'convnet/data/dataset.py',
            'if images.dtype != np.uint8 or labels.dtype.kind not in "iu":',
@@ -1971,8 +1971,13 @@ CATALOGUE = [
     Mutant('inference-error-names-raw', 'convnet/inference.py',
            'print(f"error: {shown(str(error))}", file=sys.stderr)',
            'print(f"error: {error}", file=sys.stderr)', ("tests/test_figures.py",)),
-    Mutant('ensemble-no-progress', 'convnet/ensemble.py', '    if progress is not None:\n',
-           '    if False:\n', ("tests/test_ensemble.py",)),
+    Mutant('evaluation-no-progress', 'convnet/train.py',
+           'return batches if progress is None else progress(batches, description)',
+           'return batches', ("tests/test_ensemble.py",)),
+    Mutant('inference-split-uncounted', 'convnet/inference.py',
+           'return Batches(self._split_outputs(batches, split, features), len(batches))',
+           'return Batches(self._split_outputs(batches, split, features), 1)',
+           ("tests/test_ensemble.py",)),
     Mutant('default-run-missing-unexplained', 'convnet/inference.py',
            '    if given == DEFAULT_RUN and not os.path.exists(given):', '    if False:',
            ("tests/test_figures.py",)),

@@ -101,7 +101,7 @@ def grid(kernels, *, scale="per-kernel", columns=16, zoom=4, gap=None):
 
 
 def run(args):
-    network = load_network(checkpoint_file(args.checkpoint), get_backend("reference"))
+    network, _ = load_network(checkpoint_file(args.checkpoint), get_backend("reference"))
     path = checkpoint_output(args, "filters")
     kernels = first_layer_kernels(network)
     zoom = args.zoom or max(1, round(KERNEL_PIXELS / kernels[0].shape[1]))

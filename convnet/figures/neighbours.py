@@ -29,7 +29,7 @@ from convnet.figures import (add_output_flag, add_selection_flags, check_selecti
                              checkpoint_output, file_title, new_figure, save, short_name,
                              show_image, split_candidates)
 from convnet.inference import Inference, add_checkpoint_flag, report_unreadable
-from convnet.train import UsageError, progress_bar
+from convnet.train import UsageError, with_progress
 
 HELP = "Figure 4, right: the training images nearest to each query in fc7"
 INFERENCE = True            # takes the training command's --data-path, -b, --ten-crop, --gpus
@@ -108,12 +108,9 @@ def cached_features(inference, split, path):
     count = len(inference.loader.labels(split))
     # Written by blocks, not built in memory: ImageNet's training split has 21 GB of features.
     with atomic_h5(path, in_memory=False) as file:
-        batches = inference.run_split(split, features=True)
-        progress = progress_bar()
-        if progress is not None:
-            batches = progress(batches, f"{split} features")
         stored = None
-        for positions, _, features in batches:
+        for positions, _, features in with_progress(inference.run_split(split, features=True),
+                                                    f"{split} features"):
             if stored is None:
                 stored = file.create_dataset("features", (count, features.shape[1]), np.float32,
                                              chunks=(min(count, 256), features.shape[1]))
