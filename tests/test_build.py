@@ -74,6 +74,7 @@ SASS = """
         /*10030*/             @P2 BRA 0xfff0 ;                     /* 0xfffffffc00002947 */
         /*10040*/                  EXIT ;                          /* 0x000000000000794d */
 """
+CODE = sass_loops.functions(SASS)
 
 
 def test_sass_loops_names_a_fatbin_that_is_missing_or_a_folder(tmp_path):
@@ -111,17 +112,17 @@ def test_sass_loops_lists_each_loops_own_instructions_under_its_kernel():
     counted once, are fewer than min_ffma left out; only the kernels asked for."""
     outer = "  loop 0x10-0xa0: 6 instructions, FFMA 1 (17%); BAR 1, LDG.128 1"
     inner = "    loop 0x30-0x60: 4 instructions, FFMA 2 (50%); LDS.64 1"
-    assert sass_loops.report(SASS, ["scale<float>"]) == ["scale<float>", outer, inner]
-    assert sass_loops.report(SASS, ["scale<float>"], min_ffma=3) == ["scale<float>", outer]
-    assert sass_loops.report(SASS, ["scale<float>"], min_ffma=0) == [
+    assert sass_loops.report(CODE, ["scale<float>"]) == ["scale<float>", outer, inner]
+    assert sass_loops.report(CODE, ["scale<float>"], min_ffma=3) == ["scale<float>", outer]
+    assert sass_loops.report(CODE, ["scale<float>"], min_ffma=0) == [
         "scale<float>", outer, inner, "  loop 0xb0-0xc0: 2 instructions, FFMA 0 (0%)",
         "  loop 0xf0-0xf0: 1 instructions, FFMA 0 (0%)"]
-    assert sass_loops.report(SASS) == [
+    assert sass_loops.report(CODE) == [
         "scale<float>", outer, inner, "scale<double>",
         "  loop 0xfff0-0x10030: 1 instructions, FFMA 0 (0%)",
         "    loop 0xfff0-0x10020: 1 instructions, FFMA 0 (0%)",
         "      loop 0xfff0-0x10010: 3 instructions, FFMA 1 (33%)"]
-    assert sass_loops.report(SASS, ["scale<double>"], min_ffma=2) == []
+    assert sass_loops.report(CODE, ["scale<double>"], min_ffma=2) == []
 
 
 @pytest.fixture(scope="module")
@@ -181,11 +182,12 @@ def test_each_conv_product_loop_holds_one_load_path(built):
     every tile, so the fast loop carries nothing of the other (tools/sass_loops.py, from the
     SASS of the newest architecture built); Winograd's products alike."""
     folder, manifest = built
-    sass = sass_loops.disassemble(str(folder / build.FATBIN), manifest["archs"][-1])
+    code = sass_loops.functions(sass_loops.disassemble(str(folder / build.FATBIN),
+                                                       manifest["archs"][-1]))
     for kernel in ("conv_forward<float>", "conv_backward_input<float>",
                    "conv_backward_filters<float>", "winograd_product<float>",
                    "winograd_filter_product<float>"):
-        lines = [line for line in sass_loops.report(sass, [kernel], min_ffma=1)[1:]
+        lines = [line for line in sass_loops.report(code, [kernel], min_ffma=1)[1:]
                  if "LDG" in line]   # the product loops: those that load the next step
         vector = [line for line in lines if "LDG.128" in line]
         scalar = [line for line in lines if re.search(r"LDG \d", line)]

@@ -2074,7 +2074,7 @@ CATALOGUE = [
     Mutant('sass-fatbin-device-called-folder', 'tools/sass_loops.py',
            '    if not os.path.isfile(fatbin):\n', '    if False:\n', ("tests/test_build.py",)),
     Mutant('sass-unknown-kernel-lists-nothing', 'tools/sass_loops.py',
-           '        if kernel not in names:\n', '        if False:\n', ("tests/test_build.py",)),
+           '        if kernel not in code:\n', '        if False:\n', ("tests/test_build.py",)),
     Mutant('cmp-missing-run-unnamed', 'tools/compare_runs.py',
            '    if not os.path.lexists(path):\n', '    if False:\n',
            ('tests/test_compare_runs.py',)),

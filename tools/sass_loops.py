@@ -66,11 +66,12 @@ def disassemble(fatbin, arch):
 
 
 def functions(sass):
-    """{mangled name: [(address, instruction)]} of cuobjdump -sass output."""
+    """{kernel: [(address, instruction)]} of cuobjdump -sass output, each kernel by its name in
+    the manifest ('conv_forward<float>'; the mangled name where it has none)."""
     found = {}
     for block in re.split(r"\n\s*Function : ", sass)[1:]:
-        name = block.split("\n", 1)[0].strip()
-        found[name] = [(int(address, 16), text) for address, text in INSTRUCTION.findall(block)]
+        mangled = block.split("\n", 1)[0].strip()
+        found[build.demangle(mangled) or mangled] = [(int(address, 16), text) for address, text in INSTRUCTION.findall(block)]
     return found
 
 
@@ -101,12 +102,12 @@ def loop_mix(instructions, span, inner):
         if start <= address <= end and not any(s <= address <= e for s, e in inner))
 
 
-def report(sass, kernels=None, min_ffma=1):
+def report(code, kernels=None, min_ffma=1):
     """Lines describing each loop (with at least min_ffma FFMA, itself or nested) of each
-    kernel: own instructions, FFMA share, memory and barrier instructions."""
+    kernel of `code` (functions') or of `kernels`: own instructions, FFMA share, memory and
+    barrier instructions."""
     lines = []
-    for mangled, instructions in functions(sass).items():
-        name = build.demangle(mangled) or mangled
+    for name, instructions in code.items():
         if kernels and name not in kernels:
             continue
         spans = loops(instructions)
@@ -143,14 +144,13 @@ def main(argv=None):
                              "(default 1; 0 lists every loop)")
     parser.add_argument("--fatbin", default=os.path.join(build.DEFAULT_OUTPUT, build.FATBIN))
     args = parser.parse_args(argv)
-    sass = disassemble(args.fatbin, args.arch)
-    names = {build.demangle(mangled) or mangled for mangled in functions(sass)}
+    code = functions(disassemble(args.fatbin, args.arch))
     for kernel in args.kernel or ():   # a misspelt name would list nothing, and pass
-        if kernel not in names:
+        if kernel not in code:
             parser.error(f"--kernel {shown(kernel)}: no such kernel in the {args.arch} code of "
                          f"{shown(args.fatbin)} (names as 'conv_forward<float>': "
                          f"kernels/build/manifest.json lists them)")
-    print("\n".join(report(sass, args.kernel, args.min_ffma)))
+    print("\n".join(report(code, args.kernel, args.min_ffma)))
 
 
 if __name__ == "__main__":
