@@ -18,6 +18,7 @@ NOT_REGULAR = "not a regular file (a pipe, a socket or a device)"
 # (U+DC80 to U+DCFF) or a lone one a JSON file wrote as \ud800.
 UNSHOWABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 ESCAPED_BYTES = range(0xDC80, 0xDD00)   # surrogateescape's: \xNN, the byte they stand for
+SHOWN_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|[tnr])")   # shown()'s for a character
 
 
 def counted(count, noun, plural=None) -> str:

@@ -26,6 +26,7 @@ from PIL import Image
 from convnet import alexnet, checkpoint, predict
 from convnet.backend import get_backend
 from convnet.data import dataset, fashion_mnist
+from convnet.errors import SHOWN_ESCAPE, shown
 from convnet.figures import DPI, new_figure, run_labels, short_name, show_image
 from convnet.figures import __main__ as figures_main
 from convnet.figures import curves, filters, neighbours, predictions, training_error
@@ -76,6 +77,11 @@ def test_top_k_puts_equal_probabilities_in_class_order():
 def test_short_names_keep_a_name_that_fits_and_images_keep_their_pixels():
     assert short_name("x" * 22) == "x" * 22
     assert short_name("y" * 23 + ", z") == "y" * 21 + "…"
+    # Cut before an escape shown() wrote, not inside it; each form of escape.
+    for escape in (shown("\x1b"), shown("\udcff"), shown("\u2028"), shown("\t")):
+        assert SHOWN_ESCAPE.fullmatch(escape)
+        assert short_name("y" * 20 + escape + "tail") == "y" * 20 + "…"
+    assert short_name("y" * 19 + "\\x1b" + "tail") == "y" * 19 + "…"
     ax = new_figure(1, 1).add_subplot()
     show_image(ax, np.zeros((32, 32, 3), np.uint8))
     assert ax.images[0].get_interpolation() == "nearest"

@@ -113,6 +113,9 @@ def test_a_ctrl_c_ends_the_tests_running_in_the_copy(tmp_path):
         while not started.exists() or not started.read_text():
             time.sleep(0.05)
         os.kill(os.getpid(), signal.SIGINT)
+    # Python's own Ctrl-C handler, whatever this run inherited: a shell's background job
+    # starts with SIGINT ignored, which would leave the interrupt unfelt.
+    handler = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=ctrl_c, daemon=True).start()
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -122,6 +125,7 @@ def test_a_ctrl_c_ends_the_tests_running_in_the_copy(tmp_path):
         with pytest.raises(ProcessLookupError):
             os.kill(int(started.read_text()), 0)
     finally:
+        signal.signal(signal.SIGINT, handler)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(int(started.read_text()), signal.SIGKILL)
 

@@ -18,7 +18,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from convnet.atomic import atomic_path, check_writable
-from convnet.errors import shown
+from convnet.errors import SHOWN_ESCAPE, shown
 from convnet.inference import checkpoint_file
 from convnet.train import UsageError
 
@@ -134,7 +134,14 @@ def legend(ax):
 
 
 def short_name(name, limit=22):
-    """A class name for a label: ImageNet's first synonym, cut to `limit` characters."""
+    """A class name (shown) for a label: ImageNet's first synonym, cut to `limit` characters,
+    before an escape shown() wrote (\\x1b) rather than inside it."""
     first = name.split(",")[0]
-    return first if len(first) <= limit else first[:limit - 1] + "…"
+    if len(first) <= limit:
+        return first
+    cut = limit - 1
+    for escape in SHOWN_ESCAPE.finditer(first):
+        if escape.start() < cut < escape.end():
+            cut = escape.start()
+    return first[:cut] + "…"
 
