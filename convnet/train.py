@@ -116,8 +116,11 @@ def check_output_folder(output_dir, args):
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
-        raise UsageError(f"--output-dir {output_dir}: cannot write there "
-                         f"({one_line(error)})") from None
+        # a finished run's folder, say, made read-only: evaluating it writes nothing
+        held = os.path.isdir(output_dir) and run_files(output_dir)
+        raise UsageError(f"--output-dir {output_dir}: cannot write there ({one_line(error)})" +
+                         ("; --test-only evaluates the run it holds without writing" if held
+                          else "")) from None
 
 
 def check_no_other_run(output_dir, args):

@@ -457,6 +457,26 @@ def test_what_the_run_cannot_use_is_refused_before_it_starts(tmp_path, tiny_set,
         assert not (tmp_path / "run" / "log.jsonl").exists()
 
 
+def test_a_run_folder_that_takes_no_file_points_to_test_only(tmp_path, monkeypatch):
+    """A run's folder made read-only (root's writes too: EROFS) is refused for training, and
+    where it holds a run the refusal says how to evaluate it."""
+    def refused(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+    monkeypatch.setattr(train_module.tempfile, "TemporaryFile", refused)
+    args = SimpleNamespace(test_only=False)
+    (tmp_path / "run").mkdir()
+    cannot = (f"--output-dir {tmp_path / 'run'}: cannot write there ([Errno 30] Read-only "
+              f"file system)")
+    with pytest.raises(UsageError) as new_run:
+        train_module.check_output_folder(str(tmp_path / "run"), args)
+    assert str(new_run.value) == cannot
+    (tmp_path / "run" / "best.h5").write_bytes(b"")
+    with pytest.raises(UsageError) as finished_run:
+        train_module.check_output_folder(str(tmp_path / "run"), args)
+    assert str(finished_run.value) == (
+        f"{cannot}; --test-only evaluates the run it holds without writing")
+
+
 def test_rate_drops_that_do_nothing_are_noted(tmp_path, tiny_set):
     """After the last epoch they act only if a resume raises --epochs (a run trained in parts);
     under another schedule (a config's steps, the schedule changed by a flag) not at all: a
