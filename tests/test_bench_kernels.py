@@ -13,6 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_kernels  # noqa: E402
 
 from convnet import alexnet, graph  # noqa: E402
+from convnet.backend import get_backend  # noqa: E402
 from convnet.backend.cuda import emulator_backend  # noqa: E402
 from stand_in_cupy import stand_in_cupy, stand_in_torch  # noqa: E402
 
@@ -249,3 +250,30 @@ def test_runs_queued_past_the_flush_are_counted_host_bound(on_the_emulator, tmp_
                                "3", "--json", str(report)]) == 0
     report = json.loads(report.read_text())
     assert [case["host_bound_runs"] for case in report["cases"]] == [3] * 6
+
+
+@pytest.mark.parametrize("name", ["2012", "2012-small64"])
+def test_the_peers_convolutions_are_ours_in_size(name):
+    """cuDNN is timed on the convolution we time: the output gradient its backward passes take
+    has the shape of ours (in NCHW), its filters ours with both towers' input channels where
+    ours reads both (conv3). Its input carries conv1's overhang past the padding as zeros; a
+    peer given the padding there twice would convolve a larger image (the default network's
+    conv2 at 29² for our 27², conv3-5 at 14² for 13²) and flatter our ratio by as much."""
+    cases = bench_kernels.Cases(stand_in_cupy(), stand_in_torch(1.0), get_backend("reference"),
+                                2, name)
+    nchw = lambda shape: (shape[-1],) + tuple(shape[:-1])   # noqa: E731
+    passes = 0
+    for case in cases.all():
+        if case["kind"] != "conv" or case["pass"] == "forward":
+            continue
+        dy, x, weights = case["torch"][1]()
+        ours = case["inputs"]()
+        assert dy.shape == nchw(ours[0].shape), case["layer"]
+        towers = len(ours) - 1
+        assert weights.shape[0] == dy.shape[1] and x.shape[:2] == (2, weights.shape[1])
+        if case["pass"] == "backward input":
+            assert weights.shape == nchw(np.concatenate(ours[1:]).shape), case["layer"]
+        else:
+            assert x.shape[2] >= ours[1].shape[1] and towers * ours[1].shape[0] == x.shape[1]
+        passes += 1
+    assert passes == 9   # the 5 layers' filter gradients, and conv2-5's input gradients

@@ -138,8 +138,9 @@ class Cases:
     """Every (layer, pass) of tower a of the model (the default network unless told): our op, its
     inputs, its cost, and the PyTorch equivalent."""
 
-    def __init__(self, cupy, torch, backend, batch, model="2012"):
+    def __init__(self, cupy, torch, backend, batch, model="2012", torch_device="cuda"):
         self.cupy, self.torch, self.backend, self.batch = cupy, torch, backend, batch
+        self.torch_device = torch_device   # where the peer's tensors live ("cpu" in the tests)
         self.model = alexnet.build_model(model)
         self.shapes = graph.input_shapes(self.model)
         self.infos = graph.analyze(self.model)
@@ -178,7 +179,9 @@ class Cases:
         y_shape = self.infos[layer.name].output_shape + (n,)
         flops = 2 * channels * s * s * f * y_shape[1] * y_shape[2] * n
         name = f"{layer.name} ({f'{k}×' if k > 1 else ''}{c}→{f}, {s}×{s}/{stride})"
-        overhang = conv_overhang(h, s, stride, pad)
+        # cuDNN pads both sides alike: the zeros our padding puts past the bottom/right edge
+        # beyond `pad` (conv1's 3; none where the overhang is the padding, conv2-5) are its input's
+        beyond_pad = conv_overhang(h, s, stride, pad) - pad
         xs = lambda: tuple(self.normal((c, h, w, n)) for _ in range(k))           # noqa: E731
         ws = lambda: tuple(self.normal((c, s, s, f), 0.01) for _ in range(k))     # noqa: E731
         dy = lambda: self.normal(y_shape)                                         # noqa: E731
@@ -209,18 +212,17 @@ class Cases:
             yield {"layer": name, "pass": pass_name, "kind": "conv", "flops": flops,
                    "ours": ours, "inputs": make_inputs, "plan_for": plan_for,
                    "winograd": conv.winograd_applies(s, stride, pad),
-                   "torch": self.torch_conv(pass_name, channels, h, n, f, s, stride, pad,
-                                            overhang)}
+                   "torch": self.torch_conv(pass_name, channels, h + beyond_pad, n, f, s, stride,
+                                            pad)}
 
-    def torch_conv(self, pass_name, c, h, n, f, s, stride, pad, overhang):
-        torch = self.torch
+    def torch_conv(self, pass_name, c, size, n, f, s, stride, pad):
+        torch, device = self.torch, self.torch_device
         if torch is None:
             return None
-        size = h + overhang                 # the overhang's zeros, already part of the input
         out = (size + 2 * pad - s) // stride + 1
-        x = lambda: torch.randn(n, c, size, size, device="cuda")      # noqa: E731
-        wt = lambda: torch.randn(f, c, s, s, device="cuda") * 0.01    # noqa: E731
-        dy = lambda: torch.randn(n, f, out, out, device="cuda")       # noqa: E731
+        x = lambda: torch.randn(n, c, size, size, device=device)      # noqa: E731
+        wt = lambda: torch.randn(f, c, s, s, device=device) * 0.01    # noqa: E731
+        dy = lambda: torch.randn(n, f, out, out, device=device)       # noqa: E731
         conv = torch.nn.functional.conv2d
         backward = torch.ops.aten.convolution_backward
         if pass_name == "forward":
@@ -249,7 +251,8 @@ class Cases:
             alpha = params.coefficient(size) * size     # PyTorch divides α by the window
             torch_forward = (lambda a: torch.nn.functional.local_response_norm(
                 a, size, alpha=alpha, beta=params.beta, k=params.k),
-                lambda: (torch.relu(torch.randn(self.batch, c, h, w, device="cuda") * 30),))
+                lambda: (torch.relu(torch.randn(self.batch, c, h, w,
+                                                device=self.torch_device) * 30),))
         yield {"layer": f"{layer.name} ({kind} {params.size})", "pass": "forward",
                "kind": "memory", "bytes": 3 * nbytes,             # x in; y, denoms out
                "ours": lambda a: getattr(ops, f"{kind}_norm_forward")(a, params),
@@ -271,7 +274,8 @@ class Cases:
             torch = self.torch
             torch_forward = (lambda a: torch.nn.functional.max_pool2d(a, size, stride,
                                                                        ceil_mode=overhang),
-                             lambda: (torch.randn(self.batch, c, h, w, device="cuda"),))
+                             lambda: (torch.randn(self.batch, c, h, w,
+                                                  device=self.torch_device),))
 
         def backward_inputs():
             x = self.normal(shape)
