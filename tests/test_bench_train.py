@@ -113,7 +113,7 @@ def test_the_peer_ratios_are_its_step_over_ours(monkeypatch, tmp_path):
             begin()
             end()
             peer_losses.append(2.3)
-        return record, peer_losses
+        return None, record, peer_losses
     monkeypatch.setattr(bench_train, "torch_step", peer_step)
     report_path = tmp_path / "train.json"
     bench_train.main(["--model", "2012-small28", "--batch", "2", "--repeats", "1", "--gpus", "0",

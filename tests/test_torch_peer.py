@@ -5,7 +5,9 @@ peer means something only if the peer does the same work.
 
 Each check runs with tests/numpy_torch.py, a NumPy stand-in for the PyTorch ops the peer calls,
 and again with PyTorch where it is installed (make bench-cpu installs it; skipped with the
-reason elsewhere), where the stand-in's ops are checked against PyTorch's own."""
+reason elsewhere), where the stand-in's ops are checked against PyTorch's own. With PyTorch,
+the GPU benchmarks' peers (tools/bench_kernels.py's ops, tools/bench_train.py's step) also run as
+written but on the CPU, against the reference backend."""
 import sys
 import types
 from pathlib import Path
@@ -15,11 +17,15 @@ import pytest
 
 from convnet import alexnet
 from convnet.backend import get_backend
-from convnet.network import Network
+from convnet.network import Network, initial_parameters
+from convnet.solver import SGD
 from networks import make_active
 from numpy_torch import numpy_torch
+from stand_in_cupy import stand_in_cupy
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+import bench_kernels  # noqa: E402
+import bench_train  # noqa: E402
 import torch_alexnet  # noqa: E402
 from torch_alexnet import TorchAlexNet, recipe_sgd  # noqa: E402
 
@@ -145,6 +151,30 @@ def test_gpu_benchmarks_run_the_peer_in_fp32_without_tf32(monkeypatch):
     assert torch_alexnet.peer_settings(None) is None
 
 
+@needs_torch
+def test_the_tf32_switches_the_peer_sets_are_in_force_in_pytorch(monkeypatch):
+    """The installed PyTorch, from its defaults (TF32 convolutions): after gpu_modules, its
+    own answers say FP32 throughout, the per-operation precisions of PyTorch 2.9 on (beside the
+    allow_tf32 flags the peer sets) included."""
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(cuda=types.SimpleNamespace(
+        runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))))
+    switches = {(torch.backends.cudnn, "allow_tf32"): True,
+                (torch.backends.cuda.matmul, "allow_tf32"): False,
+                (torch.backends.cudnn, "benchmark"): False}
+    saved = {key: getattr(*key) for key in switches}
+    try:
+        for (module, name), default in switches.items():
+            setattr(module, name, default)
+        assert torch_alexnet.gpu_modules("bench_train")[1] is torch
+        assert not torch._C._get_cudnn_allow_tf32() and not torch._C._get_cublas_allow_tf32()
+        assert torch.get_float32_matmul_precision() == "highest"
+        per_operation = [torch.backends.cuda.matmul, getattr(torch.backends.cudnn, "conv", None)]
+        assert "tf32" not in [getattr(module, "fp32_precision", None) for module in per_operation]
+    finally:   # as the other tests found it
+        for (module, name), value in saved.items():
+            setattr(module, name, value)
+
+
 def test_driver_release_is_nvidia_smis_answer_or_none(monkeypatch):
     """One line per GPU, the same release on each; a failing nvidia-smi prints its complaint on
     stdout, which is no release."""
@@ -191,3 +221,115 @@ def test_the_stand_in_ops_are_pytorchs(rng):
     halves = numpy_torch.from_numpy(x).chunk(2, dim=1)
     assert [np.asarray(h).tolist() for h in halves] == [
         h.numpy().tolist() for h in torch.from_numpy(x).chunk(2, dim=1)]
+
+
+# -- the GPU benchmarks' peers, run by PyTorch on the CPU, against the reference ---------------
+def _ours(tensor):
+    """A peer's NCHW tensor in our layout (C, H, W, N), in float64."""
+    return tensor.detach().numpy().transpose(1, 2, 3, 0).astype(np.float64)
+
+
+def _kernel_case_outputs(cases, case):
+    """(the peer's output, ours) for one case of tools/bench_kernels.py, on the peer's inputs:
+    ours in our layout from the same numbers, theirs converted to it. A convolution's input
+    carries zeros past the edge where ours pads (conv1's overhang); ours reads it without them,
+    and the peer's input gradient there is dropped."""
+    run, make_inputs = case["torch"]
+    inputs = make_inputs()
+    if case["kind"] != "conv":
+        expected = case["ours"](*(_ours(tensor) for tensor in inputs))
+        return _ours(run(*inputs)), expected[0] if isinstance(expected, tuple) else expected
+    shapes = cases.shapes[case["layer"].split()[0]]
+    towers, size = len(shapes), shapes[0][1]
+    if case["pass"] == "forward":
+        x, weights = inputs
+    else:
+        dy, x, weights = inputs
+    with torch.no_grad():
+        x[:, :, size:] = 0
+        x[:, :, :, size:] = 0
+    xs = np.split(_ours(x)[:, :size, :size], towers)
+    ws = np.split(weights.detach().numpy().transpose(1, 2, 3, 0).astype(np.float64), towers)
+    if case["pass"] == "forward":
+        return _ours(run(x, weights)), case["ours"](*xs, *ws)
+    theirs = run(dy, x, weights)
+    wanted = 0 if case["pass"] == "backward input" else 1
+    assert [gradient is None for gradient in theirs] == [index != wanted for index in range(3)], \
+        f"{case['layer']} {case['pass']}: the peer computes other gradients than ours"
+    if case["pass"] == "backward input":
+        return _ours(theirs[0])[:, :size, :size], np.concatenate(case["ours"](_ours(dy), *ws))
+    return (theirs[1].numpy().transpose(1, 2, 3, 0),
+            np.concatenate(case["ours"](_ours(dy), *xs)))
+
+
+@needs_torch
+@pytest.mark.parametrize("name", ["2012-small64", "paper-small64", "2012-small28+no-overlap"])
+def test_the_kernel_benchmarks_peers_compute_our_ops(name):
+    """Every op tools/bench_kernels.py times in PyTorch (cuDNN's convolution passes, each
+    gradient of aten.convolution_backward alone as ours; cross-map normalization; max pooling),
+    run as the benchmark runs it but on the CPU, computes what our op computes, on the same
+    numbers: a peer doing other work (a larger image, other constants) makes its ratio
+    meaningless. small64's conv1 overhangs its input by a pixel, its pools the edge."""
+    cases = bench_kernels.Cases(stand_in_cupy(), torch, get_backend("reference"), 2, name,
+                                torch_device="cpu")
+    checked = set()
+    for case in cases.all():
+        if case["torch"] is None:
+            continue
+        theirs, ours = _kernel_case_outputs(cases, case)
+        where = f"{name} {case['layer']} {case['pass']}"
+        assert theirs.shape == ours.shape, where
+        np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-5 * np.abs(ours).max(),
+                                   err_msg=where)
+        checked.add((case["layer"].split()[0].rstrip("0123456789ab"), case["pass"]))
+    assert checked == {("conv", "forward"), ("conv", "backward input"),
+                       ("conv", "backward filters"), ("rnorm", "forward"), ("pool", "forward")}
+
+
+@needs_torch
+@pytest.mark.parametrize("name", ["2012-small28+no-dropout", "paper-small28+no-dropout"])
+def test_the_training_benchmarks_peer_steps_as_we_do(name):
+    """tools/bench_train.py's PyTorch step (towers grouped, cross-entropy, the recipe's SGD), run
+    on the CPU, against the reference's training step from the same weights on the same batches:
+    the same losses, and the same change of every weight and bias over two steps (the second
+    carries the first's momentum). Dropout's masks are random: the models here have none."""
+    model = alexnet.build_model(name)
+    params = initial_parameters(model, seed=0, dtype=np.float32)
+
+    class Recorded:   # the batches the peer draws, to give ours the same
+        def __init__(self):
+            self.rng, self.drawn = np.random.default_rng(5), []
+
+        def standard_normal(self, *args, **kwargs):
+            self.drawn.append(self.rng.standard_normal(*args, **kwargs))
+            return self.drawn[-1]
+
+        def integers(self, *args, **kwargs):
+            self.drawn.append(self.rng.integers(*args, **kwargs))
+            return self.drawn[-1]
+    batches = Recorded()
+    peer, record, peer_losses = bench_train.torch_step(torch, model, params, 4, device="cpu",
+                                                       rng=batches)
+    network = Network(model, get_backend("reference"), seed=0,
+                      params={key: value.copy() for key, value in params.items()})
+    recipe = model.recipe
+    solver = SGD(recipe.weight_lr, model.preset.bias_lr_multiplier, recipe.momentum,
+                 recipe.weight_decay)
+    velocity = solver.momentum_buffers(network)
+    losses = []
+    for step in range(2):
+        record(lambda: None, lambda: None)
+        images, labels = batches.drawn[-2:]
+        losses.append(network.forward(np.ascontiguousarray(images.transpose(1, 2, 3, 0)),
+                                      labels, train=True, step=step).loss)
+        solver.step(network, network.backward(), velocity)
+    np.testing.assert_allclose([float(loss) for loss in peer_losses], losses, rtol=1e-5)
+    assembled = lambda weights: TorchAlexNet(model, weights, numpy_torch,   # noqa: E731
+                                             grouped=True).params
+    before, after = assembled(params), assembled(network.params)
+    assert after.keys() == peer.params.keys()
+    for key, tensor in peer.params.items():
+        ours = np.asarray(after[key]) - before[key]
+        theirs = tensor.detach().numpy() - before[key]
+        np.testing.assert_allclose(theirs, ours, rtol=1e-3, atol=1e-3 * np.abs(ours).max(),
+                                   err_msg=f"{name} {key}")

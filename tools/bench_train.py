@@ -97,24 +97,27 @@ def our_step(cupy, placement, model, params, batch):
     return network, record, losses
 
 
-def torch_step(torch, model, params, batch):
-    network = TorchAlexNet(model, params, torch, device="cuda", grouped=True)
+def torch_step(torch, model, params, batch, *, device="cuda", rng=None):
+    """(network, record, losses) as our_step's, for the peer on `device` ("cpu" in the tests,
+    which pass the rng that draws the batches)."""
+    network = TorchAlexNet(model, params, torch, device=device, grouped=True)
     optimizer = recipe_sgd(torch, network, model)
-    rng = np.random.default_rng()
+    rng = np.random.default_rng() if rng is None else rng
     losses = []   # tensors on the GPU: read after the timing, not in it
 
     def record(begin, end):
         images = random_images(rng, (batch,) + model.image_shape)
         labels = torch.from_numpy(rng.integers(0, model.geometry.classes, batch))
         begin()
-        logits = network.forward(torch.from_numpy(images).cuda(non_blocking=True), train=True)
-        loss = torch.nn.functional.cross_entropy(logits, labels.cuda(non_blocking=True))
+        logits = network.forward(torch.from_numpy(images).to(device, non_blocking=True),
+                                 train=True)
+        loss = torch.nn.functional.cross_entropy(logits, labels.to(device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         end()
         losses.append(loss.detach())
-    return record, losses
+    return network, record, losses
 
 
 def check_losses(who, losses):
@@ -231,7 +234,7 @@ def main(argv=None):
           f"{placements[0]['gpus']} --conv-algorithm {placements[0]['conv_algorithm']}, {EPOCHS} "
           f"ImageNet epochs in {hours:.1f} h")
     if torch is not None:
-        peer, losses = torch_step(torch, model, params, args.batch)
+        _, peer, losses = torch_step(torch, model, params, args.batch)
         torch_start = torch.cuda.Event(enable_timing=True)
         torch_stop = torch.cuda.Event(enable_timing=True)
         peer_ms = median_ms(peer, args.repeats, torch_start, torch_stop,
