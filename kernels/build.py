@@ -91,7 +91,7 @@ def kernel_names():
     """The kernel templates of the sources, from their CONVNET_INSTANTIATE(name) lines."""
     names = []
     for path in source_files():
-        with open(path) as file:
+        with open(path, encoding="utf-8") as file:
             names += re.findall(r"^CONVNET_INSTANTIATE\((\w+)\)", file.read(), re.MULTILINE)
     return sorted(names)
 

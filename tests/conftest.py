@@ -24,6 +24,16 @@ def rng():
 
 
 @pytest.fixture
+def not_utf8():
+    """The environment of a user whose locale's encoding is not UTF-8 (EUC-JP, cp1252; here
+    ASCII, the strictest: LC_ALL=C with the UTF-8 mode that C would switch on, off), where a file
+    read without its encoding named fails at the first byte outside that encoding."""
+    environment = dict(os.environ, LC_ALL="C", PYTHONUTF8="0")
+    environment.pop("PYTHONIOENCODING", None)
+    return environment
+
+
+@pytest.fixture
 def pipe():
     """make(path) → path, a named pipe there. Inputs that are pipes must be refused unopened: an
     open would wait for a writer for ever. Where one is opened all the same, a writer (another

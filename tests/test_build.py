@@ -125,6 +125,16 @@ def test_sass_loops_lists_each_loops_own_instructions_under_its_kernel():
     assert sass_loops.report(CODE, ["scale<double>"], min_ffma=2) == []
 
 
+def test_the_kernels_are_listed_where_the_locale_is_not_utf8(not_utf8):
+    """NVRTC's list of kernels (the backend's way without a fatbin) and make kernels' read the
+    sources, whose comments hold UTF-8 (×), whatever the user's locale."""
+    listed = subprocess.run(
+        [sys.executable, "-c", "from convnet.backend.cuda.launch import build; "
+         "print(*build.kernel_instances())"], capture_output=True, env=not_utf8, timeout=60)
+    assert listed.returncode == 0, listed.stderr.decode(errors="replace")
+    assert listed.stdout.decode().split() == build.kernel_instances()
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     """(folder, manifest) of one nvcc build of every kernel, shared by the tests that read it."""

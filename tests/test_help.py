@@ -28,6 +28,16 @@ def test_help(command):
     assert result.stdout.startswith("usage:"), result.stdout[:200]
 
 
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+def test_help_where_the_locale_is_not_utf8(command, not_utf8):
+    """The project's own text (kernels/tiles.cuh, read on import of the CUDA backend) is UTF-8
+    whatever the user's locale."""
+    result = subprocess.run([sys.executable, *command, "--help"], capture_output=True, cwd=ROOT,
+                            env=not_utf8, timeout=120)
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    assert result.stdout.startswith(b"usage:"), result.stdout[:200]
+
+
 def test_the_list_holds_every_command():
     """Each file with a main guard (or a package's __main__.py) is in COMMANDS."""
     listed = set()
@@ -44,7 +54,7 @@ def test_the_list_holds_every_command():
             for name in files:
                 path = os.path.join(directory, name)
                 if name.endswith(".py") and (name == "__main__.py" or
-                                             '__name__ == "__main__"' in open(path).read()):
+                                             '__name__ == "__main__"' in open(path, encoding="utf-8").read()):
                     found.add(os.path.relpath(path, ROOT))
     assert found == listed
 

@@ -55,7 +55,7 @@ build = _load_build_settings()
 def _tile_constants():
     """The `constexpr int kName = value;` lines of kernels/tiles.cuh, products allowed."""
     constants = {}
-    with open(os.path.join(KERNELS, "tiles.cuh")) as file:
+    with open(os.path.join(KERNELS, "tiles.cuh"), encoding="utf-8") as file:
         for name, expression in re.findall(r"^constexpr int (k\w+) = ([^;]+);", file.read(),
                                            re.MULTILINE):
             constants[name] = int(eval(expression, {"__builtins__": {}}, dict(constants)))
