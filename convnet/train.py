@@ -116,6 +116,8 @@ def check_output_folder(output_dir, args):
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as error:
+        if error.filename is not None:   # the probe's file, never made: the folder tried
+            error = OSError(error.errno, error.strerror, existing)
         # a finished run's folder, say, made read-only: evaluating it writes nothing
         held = os.path.isdir(output_dir) and run_files(output_dir)
         raise UsageError(f"--output-dir {output_dir}: cannot write there ({one_line(error)})" +

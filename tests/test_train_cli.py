@@ -477,6 +477,34 @@ def test_a_run_folder_that_takes_no_file_points_to_test_only(tmp_path, monkeypat
         f"{cannot}; --test-only evaluates the run it holds without writing")
 
 
+def test_a_folder_refusing_the_probe_is_named_not_the_probes_file(tmp_path, monkeypatch):
+    """A folder the user may not write in (EACCES, which root never meets) names the folder
+    tried, here the one above the run's, which the run would make: not the temporary file
+    the check would have made there."""
+    def refused(*args, dir, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES),
+                              os.path.join(dir, "tmpa1b2c3d4"))
+    monkeypatch.setattr(train_module.tempfile, "TemporaryFile", refused)
+    with pytest.raises(UsageError) as refused_run:
+        train_module.check_output_folder(str(tmp_path / "runs" / "new"),
+                                         SimpleNamespace(test_only=False))
+    assert str(refused_run.value) == (f"--output-dir {tmp_path / 'runs' / 'new'}: cannot write "
+                                      f"there ([Errno 13] Permission denied: {str(tmp_path)!r})")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a folder made read-only (chmod)")
+def test_a_folder_the_user_may_not_write_in_is_refused_before_training(tmp_path, tiny_set):
+    (tmp_path / "shared").mkdir(mode=0o555)
+    try:
+        result = train("--data-path", str(tiny_set), "--output-dir", "shared/run", cwd=tmp_path)
+    finally:
+        (tmp_path / "shared").chmod(0o755)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"error: --output-dir shared/run: cannot write there ([Errno 13] "
+                             f"Permission denied: {str(tmp_path / 'shared')!r})\n")
+    assert os.listdir(tmp_path / "shared") == []
+
+
 def test_rate_drops_that_do_nothing_are_noted(tmp_path, tiny_set):
     """After the last epoch they act only if a resume raises --epochs (a run trained in parts);
     under another schedule (a config's steps, the schedule changed by a flag) not at all: a
