@@ -2120,6 +2120,17 @@ CATALOGUE = [
            '            warnings.simplefilter("ignore")\n', '', ('tests/test_replicas.py',)),
     Mutant('cuda-no-driver-read-as-cupy-error', 'convnet/backend/cuda/devices.py',
            '    if driver == 0:\n', '    if driver is None:\n', ('tests/test_train_cli.py',)),
+    # The project's UTF-8 text read in the locale's encoding: a user's locale not UTF-8 fails.
+    Mutant('tiles-read-in-the-locale-encoding', 'convnet/backend/cuda/launch.py',
+           'with open(os.path.join(KERNELS, "tiles.cuh"), encoding="utf-8") as file:',
+           'with open(os.path.join(KERNELS, "tiles.cuh")) as file:', ('tests/test_help.py',)),
+    Mutant('kernel-sources-read-in-the-locale-encoding', 'kernels/build.py',
+           'with open(path, encoding="utf-8") as file:', 'with open(path) as file:',
+           ('tests/test_build.py',)),
+    Mutant('output-dir-refusal-names-the-probe-file', 'convnet/train.py',
+           "        if error.filename is not None:   # the probe's file, never made: the folder "
+           "tried\n            error = OSError(error.errno, error.strerror, existing)\n", '',
+           ('tests/test_train_cli.py',)),
 ]
 
 if __name__ == "__main__":
