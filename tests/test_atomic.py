@@ -143,6 +143,27 @@ def test_an_output_is_checked_where_it_would_be_made_and_nothing_is_made(tmp_pat
         atomic.check_writable(str(tmp_path / "afile" / "sub" / "out.png"), "-o")
 
 
+def test_an_output_in_a_folder_its_user_may_not_write_in_is_refused(tmp_path, monkeypatch):
+    """os.access as it answers another user than root for a folder made read-only (root's
+    answers yes): refused before the work, naming the folder."""
+    monkeypatch.setattr(atomic.os, "access", lambda path, mode: not mode & os.W_OK)
+    with pytest.raises(ValueError) as refused:
+        atomic.check_writable(str(tmp_path / "new" / "out.png"), "-o")
+    assert str(refused.value) == f"-o {tmp_path / 'new' / 'out.png'}: {tmp_path} is not writable"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a folder made read-only (chmod)")
+def test_an_output_in_a_read_only_folder_is_refused(tmp_path):
+    (tmp_path / "shared").mkdir(mode=0o555)
+    try:
+        with pytest.raises(ValueError) as refused:
+            atomic.check_writable(str(tmp_path / "shared" / "out.png"), "-o")
+    finally:
+        (tmp_path / "shared").chmod(0o755)
+    assert str(refused.value) == (f"-o {tmp_path / 'shared' / 'out.png'}: {tmp_path / 'shared'} "
+                                  f"is not writable")
+
+
 def test_a_pipe_or_a_device_is_not_replaced_by_an_output(tmp_path):
     """An output written atomically replaces its name: a pipe (or /dev/null as root) would
     become a plain file. Refused, by the early check and by the write itself."""

@@ -2131,6 +2131,9 @@ CATALOGUE = [
            "        if error.filename is not None:   # the probe's file, never made: the folder "
            "tried\n            error = OSError(error.errno, error.strerror, existing)\n", '',
            ('tests/test_train_cli.py',)),
+    Mutant('output-folder-not-writable-unchecked', 'convnet/atomic.py',
+           '    if not os.access(folder, os.W_OK | os.X_OK):\n',
+           '    if not os.access(folder, os.X_OK):\n', ('tests/test_atomic.py',)),
 ]
 
 if __name__ == "__main__":
