@@ -11,7 +11,7 @@ def shown_commands(command):
     `$ command ...` line with its continuation lines, then the lines it printed up to a blank
     line or the next `$`."""
     prompt = f"$ {command} "
-    with open(README) as handle:
+    with open(README, encoding="utf-8") as handle:
         lines = [line.strip() for line in handle]
     commands = []
     for number, line in enumerate(lines):

@@ -169,7 +169,7 @@ def test_the_readme_table_of_ablations_is_the_tools_output():
     """The figures README gives for the ablation runs come from the committed runs."""
     runs = sorted(glob.glob(os.path.join(ROOT, "bench", "results", "ablation-*-settings.json")))
     table = compare_runs.table(compare_runs.compare([compare_runs.read_run(p) for p in runs]))
-    with open(os.path.join(ROOT, "README.md")) as handle:
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
         assert table in handle.read()
 
 

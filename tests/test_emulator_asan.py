@@ -49,7 +49,7 @@ def run_python(env, code):
 
 def source_line(name, statement):
     """'kernels/NAME:N', N the line of `statement` in that file (the report names it so)."""
-    with open(os.path.join(ROOT, "kernels", name)) as file:
+    with open(os.path.join(ROOT, "kernels", name), encoding="utf-8") as file:
         lines = [n for n, line in enumerate(file, 1) if statement in line]
     assert len(lines) == 1, f"{statement!r} is not one line of {name}"
     return f"kernels/{name}:{lines[0]}"

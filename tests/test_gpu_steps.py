@@ -152,7 +152,7 @@ def test_the_gpu_tests_step_names_every_file_that_holds_gpu_tests():
     holding = set()
     for name in os.listdir(tests):
         if name.startswith("test_") and name.endswith(".py") and name != "test_gpu_steps.py":
-            with open(os.path.join(tests, name)) as file:
+            with open(os.path.join(tests, name), encoding="utf-8") as file:
                 if re.search(r"pytest\.mark\.gpu|KERNEL_TARGETS", file.read()):
                     holding.add(name)
     assert named == holding

@@ -77,7 +77,7 @@ def test_the_setup_installs_the_cupy_of_the_drivers_cuda_and_train_takes_its_con
 
 
 def test_help_lists_every_target_once_with_what_it_does(tmp_path):
-    with open(os.path.join(ROOT, "Makefile")) as handle:
+    with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as handle:
         phony = re.search(r"^\.PHONY: (.*)$", handle.read(), re.MULTILINE).group(1).split()
     listed = re.findall(r"^  make (\S+) +(\S.*)$", make(tmp_path, "--no-print-directory", "help"),
                         re.MULTILINE)
