@@ -130,20 +130,35 @@ class _CheckedOutput:
             return operation(*args)
         except OSError as error:
             self._failed = True
-            try:   # what the stream still holds is written to nowhere at exit
-                fd = self._stream.fileno()
-            except (OSError, ValueError, AttributeError):
-                fd = None
-            if fd is not None:
-                nowhere = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(nowhere, fd)
-                os.close(nowhere)
+            _send_nowhere(self._stream)
             if error.errno == errno.EPIPE:
                 raise OutputClosed() from None
             raise OutputFailed(f"standard output: {error.strerror or error}") from None
 
     def __getattr__(self, name):   # isatty, fileno, encoding...: the stream's own
         return getattr(self._stream, name)
+
+
+def _send_nowhere(stream):
+    """`stream`, which refused a write, sent to the null device: what it still holds is written
+    there at exit, so that the interpreter's flush does not fail on it again, which would end
+    the command with status 120 whatever it returned."""
+    try:
+        fd = stream.fileno()
+    except (OSError, ValueError, AttributeError):
+        return
+    nowhere = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(nowhere, fd)
+    os.close(nowhere)
+
+
+def _tell(line):
+    """`line` on standard error, where it can be written: a closed terminal's (SIGHUP), or one
+    on a full disk, takes no line."""
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except OSError:
+        _send_nowhere(sys.stderr)
 
 
 PIPE_CLOSED_STATUS = 141   # 128 + SIGPIPE: what a shell reports of a C tool stopped by | head
@@ -172,9 +187,8 @@ def run_command(main, output_required=True, stopped=interrupted) -> int:
         return main() if sys.stdout is None else _with_checked_output(main)
     except KeyboardInterrupt as stop:
         number = getattr(stop, "number", signal.SIGINT)   # a second Ctrl-C's is Python's own
-        with suppress(OSError):   # a closed terminal's (SIGHUP) takes no line
-            # At a terminal the line starts after the echoed ^C, not beside it.
-            print(("\n" if sys.stderr.isatty() else "") + stopped(number), file=sys.stderr)
+        # At a terminal the line starts after the echoed ^C, not beside it.
+        _tell(("\n" if sys.stderr.isatty() else "") + stopped(number))
         return 128 + number
 
 
@@ -193,8 +207,7 @@ def _with_checked_output(main) -> int:
     except OutputClosed:
         return PIPE_CLOSED_STATUS
     except OutputFailed as error:
-        with suppress(OSError):   # standard error may have gone with it (a closed terminal)
-            print(f"error: {error}", file=sys.stderr)
+        _tell(f"error: {error}")   # standard error may have gone with it (a closed terminal)
         return 2
     finally:
         # On the way out of an exception too (Ctrl-C), where the exception is what is told.

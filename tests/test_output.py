@@ -89,12 +89,12 @@ def test_a_closed_standard_output_is_refused_where_it_holds_the_results(monkeypa
     assert errors.run_command(lambda: 7, output_required=False) == 7
 
 
-def command(*arguments, stdout, buffered, cwd=ROOT):
+def command(*arguments, stdout, buffered, cwd=ROOT, stderr=subprocess.PIPE):
     environment = dict(os.environ)
     environment.pop("PYTHONUNBUFFERED", None)
     if not buffered:
         environment["PYTHONUNBUFFERED"] = "1"
-    return subprocess.Popen([sys.executable, *arguments], stdout=stdout, stderr=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, *arguments], stdout=stdout, stderr=stderr,
                             text=True, cwd=cwd, env=environment)
 
 
@@ -111,6 +111,14 @@ def test_commands_on_a_full_disk_and_a_closed_pipe(arguments, buffered):
     process = command(*arguments, stdout=subprocess.PIPE, buffered=buffered)
     process.stdout.close()   # | head that has read all it wants
     assert (process.wait(timeout=120), process.stderr.read()) == (141, "")
+
+
+@pytest.mark.parametrize("buffered", [True, False], ids=["buffered", "unbuffered"])
+def test_a_full_disk_that_takes_the_error_line_too_still_ends_with_2(buffered):
+    """The line cannot be written either: the status is still 2, not the 120 of the
+    interpreter's flush at exit failing on the line it still held."""
+    with open("/dev/full", "w") as full:
+        assert command(*SUMMARY, stdout=full, stderr=full, buffered=buffered).wait(120) == 2
 
 
 def test_a_command_started_with_standard_output_closed_is_refused():
