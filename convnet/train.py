@@ -525,8 +525,9 @@ def run(args, placement, device, replicas):
                               replicas)
         else:
             ranks = f", {replicas.world} ranks" if replicas.world > 1 else ""
+            # Told now, not with the first epoch's line, through a pipe too (mpiexec's, | tee)
             print(f"training {model.name} on {shown(args.data_path)} ({device}{ranks}) for "
-                  f"{counted(epochs, 'epoch')}; output in {shown(output_dir)}")
+                  f"{counted(epochs, 'epoch')}; output in {shown(output_dir)}", flush=True)
             result = trainer.fit(epochs)
         print(f"validation ({views_name(args.ten_crop)}): {result}")
         return 0

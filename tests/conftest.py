@@ -14,6 +14,9 @@ from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 # One GPU's two towers (--gpus 0,0) run cuBLAS products on two streams through one handle: as
 # convnet/train.py does for training, before the first product of this process's tests.
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", DETERMINISTIC_CUBLAS_WORKSPACE)
+# The commands the tests start buffer their output as they do for a user, who seldom sets
+# PYTHONUNBUFFERED: a shell (or image) that sets it would hide what a buffer holds back.
+os.environ.pop("PYTHONUNBUFFERED", None)
 
 
 @pytest.fixture
