@@ -1767,7 +1767,7 @@ CATALOGUE = [
            '            if error.errno == errno.EPIPE:\n', '            if False:\n',
            ("tests/test_output.py",)),
     Mutant('stdout-failure-flushed-again-at-exit', 'convnet/errors.py',
-           '                os.dup2(nowhere, fd)\n', '', ("tests/test_output.py",)),
+           '            _send_nowhere(self._stream)\n', '', ("tests/test_output.py",)),
     Mutant('stdout-writes-after-failure-fail', 'convnet/errors.py',
            'return len(text) if self._failed else self._checked(self._stream.write, text)',
            'return self._checked(self._stream.write, text)', ("tests/test_output.py",)),
@@ -1967,8 +1967,12 @@ CATALOGUE = [
            '            held.close()   # it writes nothing', '            pass   # it writes nothing',
            ("tests/test_train_cli.py",)),
     Mutant('hangup-stop-line-unguarded', 'convnet/errors.py',
-           "        with suppress(OSError):   # a closed terminal's (SIGHUP)",
-           "        if True:   # a closed terminal's (SIGHUP)", ("tests/test_train_cli.py",)),
+           "    try:\n        print(line, file=sys.stderr, flush=True)\n    except OSError:\n"
+           "        _send_nowhere(sys.stderr)\n", "    print(line, file=sys.stderr, flush=True)\n",
+           ("tests/test_train_cli.py",)),
+    Mutant('unwritable-stop-line-left-buffered', 'convnet/errors.py',
+           "    except OSError:\n        _send_nowhere(sys.stderr)\n",
+           "    except OSError:\n        pass\n", ("tests/test_output.py", "tests/test_train_cli.py")),
     Mutant('hdf5-error-name-raw', 'convnet/errors.py', '    named = f"{noun} {shown(path)}"',
            '    named = f"{noun} {path}"', ("tests/test_checkpoint.py",)),
     Mutant('inference-error-names-raw', 'convnet/inference.py',
@@ -2134,6 +2138,10 @@ CATALOGUE = [
     Mutant('output-folder-not-writable-unchecked', 'convnet/atomic.py',
            '    if not os.access(folder, os.W_OK | os.X_OK):\n',
            '    if not os.access(folder, os.X_OK):\n', ('tests/test_atomic.py',)),
+    Mutant('training-header-held-in-the-buffer', 'convnet/train.py',
+           "f\"{counted(epochs, 'epoch')}; output in {shown(output_dir)}\", flush=True)",
+           "f\"{counted(epochs, 'epoch')}; output in {shown(output_dir)}\")",
+           ('tests/test_replicas_mpi.py',)),
 ]
 
 if __name__ == "__main__":
