@@ -53,8 +53,9 @@ def test_the_list_holds_every_command():
         for directory, _, files in os.walk(os.path.join(ROOT, folder)):
             for name in files:
                 path = os.path.join(directory, name)
-                if name.endswith(".py") and (name == "__main__.py" or
-                                             '__name__ == "__main__"' in open(path, encoding="utf-8").read()):
+                if name.endswith(".py") and (
+                        name == "__main__.py" or
+                        '__name__ == "__main__"' in open(path, encoding="utf-8").read()):
                     found.add(os.path.relpath(path, ROOT))
     assert found == listed
 
