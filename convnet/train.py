@@ -519,7 +519,8 @@ def run(args, placement, device, replicas):
         elif not args.test_only and not trains:
             done = f"its {counted(epochs, 'epoch')}" if trainer.epoch == epochs else \
                 f"{counted(trainer.epoch, 'epoch')}, which --epochs {epochs} does not exceed"
-            print(f"the run has done {done} (--epochs to train more); evaluating its weights")
+            print(f"the run has done {done} (--epochs to train more); evaluating its weights",
+                  flush=True)   # before the evaluation, through a pipe too
         if not trains:
             result = evaluate(trainer.network, trainer.data, args.batch_size, args.ten_crop,
                               replicas)
