@@ -99,14 +99,14 @@ kernels: setup  ## nvcc: kernels/build/convnet.fatbin (sm_70..sm_90 as this nvcc
 kernels-asan: setup  ## the kernel tests again on the emulator's AddressSanitizer build, and planted faults (tests/test_emulator_asan.py)
 	$(PY) -m pytest -q tests/test_emulator_asan.py
 
-# conv1's input gradient, which training never asks for, is left to the GPU: its 3 channels fill
-# a tile of 48 and 15 of its 16 taps are idle at stride 4: stopped unfinished after 57 minutes on the
-# emulator at batch 128.
+# conv1's test_conv is left out: its input gradient, which training never asks for, fills a tile
+# of 48 with 3 channels and idles 15 of its 16 taps at stride 4, so it took 57 minutes alone on the
+# emulator at batch 128 (it passed: bench/results/kernels-large-emulator-conv1a-8675c96.txt).
 kernels-large: setup  ## AlexNet's real shapes (the GPU tests marked large) through the emulator, before a GPU spends its time on them (about 12 minutes on 2 cores)
 	CONVNET_LARGE_ON_EMULATOR=1 $(PY) -m pytest -v -rs --durations=0 -m large \
 	  -k "emulator and not (test_conv and conv1a)" tests/test_kernels.py tests/test_kernels_network.py
 
-mutants: setup  ## mutation testing: each mistake of tools/mutants.py's catalogue, do the tests fail? (about an hour); report in bench/results/mutants.json
+mutants: setup  ## mutation testing: each mistake of tools/mutants.py's catalogue, do the tests fail? (over an hour: README gives the last full run's time); report in bench/results/mutants.json
 	$(PY) tools/mutants.py --json bench/results/mutants.json
 
 gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer, ncu; 8 reports in OUT (default bench/out; tools/gpu_check.sh)
