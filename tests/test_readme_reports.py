@@ -42,8 +42,11 @@ def test_the_default_runs_table_and_accuracy_are_its_epochs():
             + " | ".join(percent(row["val_top1"]) for row in rows) + " |") in text
     assert "| seconds | " + " | ".join(f"{float(row['seconds']):.0f}" for row in rows) + " |" in text
     last = rows[-1]
-    assert (f"That is {100 - 100 * float(last['val_top1']):.1f}% test accuracy "
-            f"(top-5 error {percent(last['val_top5'])})") in text
+    accuracy = f"{100 - 100 * float(last['val_top1']):.1f}%"
+    assert f"That is {accuracy} test accuracy (top-5 error {percent(last['val_top5'])})" in text
+    minutes = sum(float(row["seconds"]) for row in rows) / 60
+    assert (f"6 epochs, {minutes:.1f} minutes on 2 cores) reached {accuracy} test accuracy"
+            in text)   # the summary at the top
 
 
 def test_the_30_epoch_run_on_the_cpu_is_its_epochs():
@@ -52,6 +55,8 @@ def test_the_30_epoch_run_on_the_cpu_is_its_epochs():
     last = rows[max(rows)]
     assert (f"ended at {percent(last['val_top1'])} top-1 error (centre crop): "
             f"{100 - 100 * float(last['val_top1']):.2f}%") in text
+    assert (f"schedule meant for a GPU, run on the CPU, "
+            f"{100 - 100 * float(last['val_top1']):.1f}%.") in text   # the summary at the top
     for epoch in (9, 20, 21, 23, 27, 30):
         assert f"{percent(rows[epoch]['val_top1'])} at {epoch}" in text
 
