@@ -60,7 +60,7 @@ with open(os.path.join(HERE, "convnet", "__init__.py")) as f:
 setup(
     name="convnet",
     version=VERSION,
-    description="A faithful, fast reproduction of AlexNet with hand-written CUDA kernels",
+    description="A faithful reproduction of AlexNet with hand-written CUDA kernels",
     python_requires=">=3.10",
     packages=find_packages(include=["convnet", "convnet.*"]),
     install_requires=["numpy>=1.24", "h5py>=3.8", "pillow>=10.0", "tqdm>=4.60",

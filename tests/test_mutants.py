@@ -4,6 +4,7 @@ in a copy of the checkout, leaving the checkout alone."""
 import contextlib
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -153,6 +154,12 @@ def test_readme_gives_the_last_runs_figures():
     sentence = (f"Its last full run, at commit `{report['commit'][:7]}`, killed all "
                 f"{report['killed']} mistakes the catalogue then held, in {minutes} minutes")
     assert sentence in " ".join(read("README.md").split())
+
+
+def test_readme_counts_the_catalogue_as_it_is():
+    """The last count README gives ("N entries in all") is the catalogue's."""
+    counts = re.findall(r"(\d+) entries\s+in all", read("README.md"))
+    assert counts and int(counts[-1]) == len(mutants.CATALOGUE)
 
 
 @pytest.mark.parametrize("results, status", [(("killed", "killed"), 0),
