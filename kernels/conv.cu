@@ -199,11 +199,14 @@ struct WindowEntry {
 };
 constexpr int kConvTableK = kConvThreads;
 // A coordinate that puts an element past every row: entries past the slice, threads past the
-// tile. The vector loops run only where every row, column, filter size and padding is small
-// enough for it (windows_fit_table), and where the coordinates fit a short.
+// tile. The vector loops run only where every row, column, filter size, padding and stride is
+// small enough for it (windows_fit_table): an entry's coordinates, a tap's i, j (< size) or a
+// window's top, left (in [−pad, height + pad + stride)), then fit a short and stay below
+// kNowhere less a row; a larger stride would wrap a window's top past the map into it.
 constexpr short kNowhere = 0x4000;
 __device__ __forceinline__ bool windows_fit_table(const ConvShape& s) {
-  return s.height <= 4096 && s.width <= 4096 && s.size <= 1024 && s.pad <= 1024;
+  return s.height <= 4096 && s.width <= 4096 && s.size <= 1024 && s.pad <= 1024 &&
+         s.stride <= 1024;
 }
 __device__ __forceinline__ WindowEntry* conv_window_table() {
   __shared__ __align__(8) WindowEntry table[2 * kConvTableK];

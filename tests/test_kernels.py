@@ -213,6 +213,20 @@ def test_conv_of_a_non_square_input(backend, x_shape, filters, filter_size, stri
                        pad=pad, **sums)
 
 
+def test_conv_filter_gradient_at_a_stride_past_the_window_tables_coordinates(backend, rng):
+    """A stride of 2¹⁶ puts the second window's top at row 65536, past the map, which the vector
+    loop's table would keep as a short (0, inside it), reading channel c + 16's first row for
+    channel c's. Past its bounds (windows_fit_table) the kernel takes the scalar loads. Only the
+    first window lies in the map, so dw is that window's products alone (the reference cannot
+    pad so far)."""
+    x = rng.normal(size=(17, 4096, 1, 4)).astype(np.float32)   # float, batch 4: the vector loop
+    dy = rng.normal(size=(2, 2, 1, 4)).astype(np.float32)
+    dw = call(backend, "conv_backward_filters", dy, x, filter_size=1, stride=2 ** 16, pad=0)[0]
+    first_window = np.einsum("fn,cn->cf", dy[:, 0, 0].astype(np.float64),
+                             x[:, 0, 0].astype(np.float64))
+    np.testing.assert_allclose(dw[:, 0, 0], first_window, rtol=1e-5, atol=1e-6)
+
+
 class PlanRecorder(Launcher):
     """Notes each launch's kernel, grid and arguments, and runs nothing."""
     path = "recorder"
