@@ -14,7 +14,7 @@
 //                      ranks[1][n] = e = #{j : p_j = p_label}, the label among them (none where
 //                      p_label is NaN); the launcher takes them to the host for the reference's
 //                      top-k error, 1 − clamp((k − g) / e, 0, 1) (ties broken at random)
-// Restrictions (asserted by the launchers): K·N < 2³¹; labels in [0, K).
+// Restrictions (asserted by the launchers): K ≥ 1 and K·N < 2³¹; labels in [0, K), contiguous.
 #include "common.cuh"
 #include "tiles.cuh"
 

@@ -825,6 +825,31 @@ def test_launchers_refuse_what_their_kernels_would_read_past(backend, rng):
             call(backend, f"{kind}_norm_forward", x.reshape(6, 5, 10), params)
 
 
+def test_softmax_refuses_scores_of_no_class(backend):
+    """Each image's maximum starts at its first class, which a (0, N) array does not have."""
+    labels = np.zeros(4, np.int64)
+    for op, args in (("softmax", ()), ("softmax_logloss", (labels,)),
+                     ("softmax_logloss_backward", (labels,)), ("topk_errors", (labels,))):
+        with pytest.raises(ValueError, match=rf"{op} expects at least one class; "
+                                             rf"got shape \(0, 4\)"):
+            call(backend, op, np.zeros((0, 4)), *args)
+
+
+def test_softmax_takes_labels_of_any_strides(backend, rng):
+    """Labels that are a strided view (every other one of a longer array), of the kernels' own
+    int32 (which no conversion copies), are read as their values, not as the memory from their
+    first on."""
+    logits = rng.normal(size=(10, 6))
+    every_other = rng.integers(0, 10, 12, dtype=np.int32)[::2]
+    labels = every_other.copy()
+    probs = call(backend, "softmax", logits)[0]
+    for op, args in (("softmax_logloss", (logits,)), ("softmax_logloss_backward", (probs,)),
+                     ("topk_errors", (probs,))):
+        for strided, whole in zip(call(backend, op, *args, every_other),
+                                  call(backend, op, *args, labels)):
+            np.testing.assert_array_equal(strided, whole)
+
+
 def test_softmax_of_logits_far_apart(backend, rng):
     """Logits spread over hundreds, around 200: exp overflows or underflows in float32 unless
     the maximum is subtracted first, and p = exp(z − (m + log s)) would round log s to the ulp

@@ -18,6 +18,8 @@ def _per_image_grid(images):
 def _matrix(op, scores):
     """Check (K, N) class scores; their dtype and the sizes as kernel arguments."""
     require(scores.ndim == 2, f"{op} expects (classes, images) scores; got shape {scores.shape}")
+    # The kernels start each image's maximum at its first class.
+    require(scores.shape[0] >= 1, f"{op} expects at least one class; got shape {scores.shape}")
     dtype = check_arrays(op, scores)
     return dtype, scores.shape[1], (i32(scores.shape[0]), i32(scores.shape[1]))
 
@@ -30,7 +32,8 @@ def _labels(launcher, logits, labels):
     if images:   # checked where the labels are: the loader's are on the host, costing no sync
         low, high = int(labels.min()), int(labels.max())
         require(0 <= low and high < classes, f"labels must lie in [0, {classes}); got {low}..{high}")
-    return launcher.xp.asarray(labels, dtype=np.int32)
+    # Contiguous: a kernel reads the labels from their first element on, whatever the strides.
+    return launcher.xp.ascontiguousarray(labels, dtype=np.int32)
 
 
 def softmax(launcher, logits):
