@@ -20,7 +20,7 @@
 //                   fixed order (a tree over the block's threads), so the same bits every run.
 //                   The launcher sums long rows in slices, then the slices by a second launch.
 // Restrictions (asserted by the launchers): count < 2³¹ (for dropout_mask, the whole batch's
-// count too); for bias_backward gridDim = (channels, slices); the grid-stride loops take any
+// count too); for bias_backward gridDim = (channels ≥ 1, slices); the grid-stride loops take any
 // grid.
 #include "common.cuh"
 #include "tiles.cuh"

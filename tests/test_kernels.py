@@ -719,6 +719,22 @@ def test_bias_gradient_of_long_rows_in_slices(backend, shape, rng):
     assert np.array_equal(first[0], call(backend, "bias_backward", dy)[0]), "differs between runs"
 
 
+def test_biases_of_empty_rows_and_no_channels(backend):
+    """Rows of no values (a batch of no images) sum to zeros and take biases as the reference
+    does; no channels at all is no bias gradient: refused, as the reference refuses it; nor is a
+    mean loss of no images."""
+    empty_rows = np.zeros((3, 0, 2))
+    np.testing.assert_array_equal(call(backend, "bias_backward", empty_rows)[0], np.zeros(3))
+    assert call(backend, "add_bias", empty_rows, np.ones(3))[0].shape == (3, 0, 2)
+    assert call(backend, "add_bias", np.zeros((0, 5)), np.ones(0))[0].shape == (0, 5)
+    with pytest.raises(ValueError, match=r"bias_backward expects at least one channel; "
+                                         r"got shape \(0, 5\)"):
+        call(backend, "bias_backward", np.zeros((0, 5)))
+    with pytest.raises(ValueError, match=r"softmax_logloss needs at least one image for a mean "
+                                         r"loss; got shape \(10, 0\)"):
+        call(backend, "softmax_logloss", np.zeros((10, 0)), np.zeros(0, np.int64))
+
+
 def test_dropout_mask_of_a_part_of_the_batch(backend, rng):
     """Images [start, start + n) of a bigger batch: the reference's whole-batch mask there."""
     total, key = int(rng.integers(2, 40)), int(rng.integers(2 ** 32))

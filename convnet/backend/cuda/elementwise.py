@@ -1,5 +1,7 @@
 """ReLU, tanh, dropout, scaling, sums and biases on the CUDA kernels of kernels/elementwise.cu;
 formulas as in convnet/backend/reference/elementwise.py and conv.py (add_bias, bias_backward)."""
+import math
+
 import numpy as np
 
 from convnet.shapes import ceil_div
@@ -17,13 +19,15 @@ def add_bias(launcher, y, b):
             f"bias of shape {b.shape} does not match {y.shape[0]} output channels")
     out = launcher.empty(y.shape, dtype)
     launch_elementwise(launcher, "add_bias", dtype, y.size,
-                       (y, b, out, u32(y.size), u32(y.size // y.shape[0])))
+                       (y, b, out, u32(y.size), u32(math.prod(y.shape[1:]))))
     return out
 
 
 def bias_gradient_slices(channels, inner):
     """How many slices bias_backward sums each row of `inner` values in: ceil(inner / slices)
-    values each, the last perhaps fewer, none empty."""
+    values each, the last perhaps fewer, none empty; one for a row of none (its sum, 0)."""
+    if inner == 0:
+        return 1
     wanted = max(1, min(ceil_div(BIAS_TARGET_BLOCKS, channels), inner // BIAS_MIN_SLICE))
     return ceil_div(inner, ceil_div(inner, wanted))
 
@@ -32,7 +36,10 @@ def bias_backward(launcher, dy):
     """Σ of each channel's row of dy: long rows in slices (enough blocks to fill the GPU, conv1
     has 48 rows of 387,200), then each row's slices in order by a second launch."""
     dtype = check_arrays("bias_backward", dy)
-    channels, inner = dy.shape[0], dy.size // dy.shape[0]
+    # No channels would be a grid of no blocks, which a GPU refuses (the reference refuses too).
+    require(dy.ndim >= 1 and dy.shape[0] >= 1,
+            f"bias_backward expects at least one channel; got shape {dy.shape}")
+    channels, inner = dy.shape[0], math.prod(dy.shape[1:])
     slices = bias_gradient_slices(channels, inner)
     slice_ = ceil_div(inner, slices)
     out = launcher.empty((channels,), dtype)

@@ -47,6 +47,8 @@ def softmax(launcher, logits):
 def softmax_logloss(launcher, logits, labels):
     """(probabilities (K, N), mean log-loss as a Python float)."""
     dtype, images, sizes = _matrix("softmax_logloss", logits)
+    require(images >= 1, f"softmax_logloss needs at least one image for a mean loss; got shape "
+                         f"{logits.shape}")
     labels = _labels(launcher, logits, labels)
     probs, losses = launcher.empty(logits.shape, dtype), launcher.empty((1, images), dtype)
     launcher.launch("softmax_logloss", dtype, _per_image_grid(images), TILES["kThreads"],
