@@ -54,7 +54,8 @@
 // are stored in 16-byte vectors where the columns are a multiple of 4 and the tile's columns
 // come in groups of 4. Both paths run on the emulator, the vector one at batches of 4 and 8.
 //
-// Restrictions (asserted by the launchers): every array < 2³¹ elements; blockDim.x =
+// Restrictions (asserted by the launchers): every array < 2³¹ elements; H + 2·pad + stride and
+// W + 2·pad + stride < 2³¹ (a window's place, oy·stride − pad, is an int); blockDim.x =
 // kConvThreads, gridDim = (tiles of n, tiles of m, splits) for the tile passed, whose side along
 // the filters or channels is kConvTile, kConvNarrowTile or kConvNarrowestTile; the slice is a
 // multiple of kConvTileK and splits·slice covers the depth; the output holds `splits` products

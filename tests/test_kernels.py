@@ -227,6 +227,22 @@ def test_conv_filter_gradient_at_a_stride_past_the_window_tables_coordinates(bac
     np.testing.assert_allclose(dw[:, 0, 0], first_window, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("stride, pad", [(2 ** 31, 0), (1, 2 ** 31), (2 ** 30, 2 ** 29)])
+def test_conv_refuses_windows_past_the_kernels_32_bit_coordinates(backend, stride, pad):
+    """A window's place oy·stride − pad is an int in the kernels: a stride or padding that would
+    take it past 2³¹ − 1 is refused by name, in every pass, before any kernel argument is made."""
+    x, w = np.zeros((1, 8, 8, 4)), np.zeros((1, 3, 3, 2))
+    message = rf"conv stride {stride} and pad {pad} on an input of 8 × 8: the kernels' 32-bit"
+    with pytest.raises(ValueError, match=message):
+        call(backend, "conv_forward", x, w, stride=stride, pad=pad)
+    with pytest.raises(ValueError, match=message):
+        call(backend, "conv_backward_filters", np.zeros((2, 3, 3, 4)), x, filter_size=3,
+             stride=stride, pad=pad)
+    with pytest.raises(ValueError, match=message):
+        call(backend, "conv_backward_input", np.zeros((2, 3, 3, 4)), w, input_size=8,
+             stride=stride, pad=pad)
+
+
 class PlanRecorder(Launcher):
     """Notes each launch's kernel, grid and arguments, and runs nothing."""
     path = "recorder"

@@ -168,6 +168,11 @@ def _geometry(x_shape, filters, size, stride, pad):
     channels, height, width, images = x_shape
     out_h = conv_output_size(height, size, stride, pad)
     out_w = conv_output_size(width, size, stride, pad)
+    # The kernels place a window at oy·stride − pad in an int: oy·stride stays below this.
+    reach = max(height, width) + 2 * pad + stride
+    require(reach <= MAX_ELEMENTS,
+            f"conv stride {stride} and pad {pad} on an input of {height} × {width}: the "
+            f"kernels' 32-bit window coordinates reach {reach}, past 2³¹ − 1")
     args = tuple(map(i32, (channels, height, width, images, filters, size, stride, pad, out_h,
                            out_w)))
     return out_h, out_w, args
