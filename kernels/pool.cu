@@ -11,7 +11,7 @@
 //              equals the window's maximum:
 //              dx[c,h,w,n] = Σ_{oy,ox: (h,w) ∈ window} dy[c,oy,ox,n] · [x[c,h,w,n] = y[c,oy,ox,n]]
 // Restrictions (asserted by the launchers): C·H·W·N < 2³¹; size ≥ stride ≥ 1 (windows cover
-// the input).
+// the input); size ≤ H and W (every window's first pixel, which forward reads unchecked, exists).
 #include "common.cuh"
 #include "tiles.cuh"
 
