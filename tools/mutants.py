@@ -326,7 +326,7 @@ CATALOGUE = [
            'require(scores.shape[0] >= 1,', 'require(scores.shape[0] >= 0,',
            ('tests/test_kernels.py',)),
     Mutant('softmax-strided-labels', 'convnet/backend/cuda/softmax.py',
-           'launcher.xp.ascontiguousarray(labels, dtype=np.int32)',
+           'launcher.xp.asarray(labels, dtype=np.int32, order="C")',
            'launcher.xp.asarray(labels, dtype=np.int32)', ('tests/test_kernels.py',)),
     Mutant('logloss-no-image', 'convnet/backend/cuda/softmax.py',
            'require(images >= 1, f"softmax_logloss needs',

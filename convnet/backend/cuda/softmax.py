@@ -32,8 +32,10 @@ def _labels(launcher, logits, labels):
     if images:   # checked where the labels are: the loader's are on the host, costing no sync
         low, high = int(labels.min()), int(labels.max())
         require(0 <= low and high < classes, f"labels must lie in [0, {classes}); got {low}..{high}")
-    # Contiguous: a kernel reads the labels from their first element on, whatever the strides.
-    return launcher.xp.ascontiguousarray(labels, dtype=np.int32)
+    # In C order: a kernel reads the labels from their first element on, whatever the strides
+    # (asarray, not ascontiguousarray, which CuPy gives only its own arrays: the loader's are
+    # NumPy's).
+    return launcher.xp.asarray(labels, dtype=np.int32, order="C")
 
 
 def softmax(launcher, logits):
