@@ -30,6 +30,13 @@ class SGD:
         return self.weight_lr * self.layer_lr_scale.get(spec.layer, 1.0)
 
     @classmethod
+    def of_recipe(cls, model) -> "SGD":
+        """The solver of `model`'s recipe at its first rates: the benchmarks' step."""
+        recipe = model.recipe
+        return cls(recipe.weight_lr, model.preset.bias_lr_multiplier, recipe.momentum,
+                   recipe.weight_decay)
+
+    @classmethod
     def following(cls, rates, momentum, weight_decay) -> "SGD":
         """A solver at a schedule's rates (convnet.schedule.Rates); take_rates follows them."""
         solver = cls(0.0, 0.0, momentum, weight_decay)   # take_rates sets every rate

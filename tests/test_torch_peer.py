@@ -293,9 +293,7 @@ def _reference_steps(model, params, batches):
     the trainer takes it: (the network after, the losses)."""
     network = Network(model, get_backend("reference"), seed=0,
                       params={key: value.copy() for key, value in params.items()})
-    recipe = model.recipe
-    solver = SGD(recipe.weight_lr, model.preset.bias_lr_multiplier, recipe.momentum,
-                 recipe.weight_decay)
+    solver = SGD.of_recipe(model)
     velocity = solver.momentum_buffers(network)
     losses = []
     for step, (images, labels) in enumerate(batches):

@@ -57,9 +57,7 @@ def time_steps(draw, step, repeats):
 def reference_step(model, params, batch, rng):
     network = Network(model, get_backend("reference"), seed=0,
                       params={key: value.copy() for key, value in params.items()})
-    recipe = model.recipe
-    solver = SGD(recipe.weight_lr, model.preset.bias_lr_multiplier, recipe.momentum,
-                 recipe.weight_decay)
+    solver = SGD.of_recipe(model)
     velocity = solver.momentum_buffers(network)
     counter = iter(range(10 ** 9))
 

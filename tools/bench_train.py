@@ -73,9 +73,7 @@ def random_images(rng, shape):
 def our_step(cupy, placement, model, params, batch):
     network = Network(model, placement, seed=0, params={k: v.copy() for k, v in params.items()})
     tower_a, *others = placement.distinct_backends()
-    recipe = model.recipe
-    solver = SGD(recipe.weight_lr, model.preset.bias_lr_multiplier, recipe.momentum,
-                 recipe.weight_decay)
+    solver = SGD.of_recipe(model)
     velocity = solver.momentum_buffers(network)
     rng = np.random.default_rng()
     steps = iter(range(10 ** 9))
