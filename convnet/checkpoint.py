@@ -115,24 +115,25 @@ def load(path, network):
     """(params, velocity, state) from `path`, checked against `network`'s model and parameter
     shapes. Raises CheckpointError with a one-line reason."""
     with _open(path) as file, _reading(path):
-        return _load(file, path, network)
+        if file.attrs["model"] != network.model.name:
+            raise CheckpointError(f"checkpoint {path}: written for model "
+                                  f"{file.attrs['model']}, not {network.model.name}")
+        return (_arrays(file, path, network, "params"), _arrays(file, path, network, "momentum"),
+                _state(file, path))
 
 
-def _load(file, path, network):
-    if file.attrs["model"] != network.model.name:
-        raise CheckpointError(f"checkpoint {path}: written for model {file.attrs['model']}, "
-                              f"not {network.model.name}")
-    params, velocity = {}, {}
+def _arrays(file, path, network, kind):
+    """{key: array} of `kind` ("params" or "momentum") for each of `network`'s parameters."""
+    arrays = {}
     for spec in network.specs:
-        for kind, target in (("params", params), ("momentum", velocity)):
-            name = f"towers/{spec.tower}/{kind}/{spec.key}"
-            if name not in file:
-                raise CheckpointError(f"checkpoint {path}: missing {name}")
-            if file[name].shape != spec.shape:
-                raise CheckpointError(f"checkpoint {path}: {name} has shape "
-                                      f"{file[name].shape}, the model needs {spec.shape}")
-            target[spec.key] = _array(file, name, network)
-    return params, velocity, _state(file, path)
+        name = f"towers/{spec.tower}/{kind}/{spec.key}"
+        if name not in file:
+            raise CheckpointError(f"checkpoint {path}: missing {name}")
+        if file[name].shape != spec.shape:
+            raise CheckpointError(f"checkpoint {path}: {name} has shape {file[name].shape}, "
+                                  f"the model needs {spec.shape}")
+        arrays[spec.key] = _array(file, name, network)
+    return arrays
 
 
 def _state(file, path) -> dict:
@@ -176,7 +177,8 @@ def load_network(path, backend) -> tuple[Network, dict]:
             raise CheckpointError(f"checkpoint {path}: missing {bias}")
         network = Network(alexnet.build_model(name, classes=file[bias].shape[0]), backend,
                           params={})
-        params, _, state = _load(file, path, network)
+        # the parameters alone: a network to use needs no momentum, as large again
+        params, state = _arrays(file, path, network, "params"), _state(file, path)
     if not all(np.isfinite(array).all() for array in params.values()):   # NaN for every image
         raise CheckpointError(f"checkpoint {shown(path)}: its parameters are not all finite (a "
                               f"diverged network)")
