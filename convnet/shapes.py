@@ -1,4 +1,5 @@
-"""Output-size rules of cuda-convnet, the one place the network and every backend take them from.
+"""Output-size rules of cuda-convnet, the one place the network and every backend take them from
+(and the extent of a dropout mask, which both backends check alike).
 
 Convolution: out = 1 + ceil((2·pad + size − filter) / stride). The first window starts `pad`
 pixels before the image; the last may run past the bottom/right edge (conv1 on 224 with an 11×11
@@ -9,10 +10,18 @@ edge; it takes the maximum over the pixels that exist. Without overhang (the pap
 non-overlapping ablation, convnet.alexnet.ABLATIONS): out = floor((size − window) / stride) + 1,
 only whole windows, and the pixels past the last one are read by none.
 """
+import numbers
 
 
 def ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
+
+
+def _check_integers(what, **sizes):
+    """A float size would give a float output size, and a TypeError deep in a backend."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise ValueError(f"{what} needs integer sizes; got {name}={value!r}")
 
 
 def check_conv_operands(x_shape, w_shape):
@@ -27,6 +36,7 @@ def check_conv_operands(x_shape, w_shape):
 
 
 def conv_output_size(size: int, filter_size: int, stride: int, pad: int) -> int:
+    _check_integers("convolution", size=size, filter=filter_size, stride=stride, pad=pad)
     if size < 1 or filter_size < 1 or stride < 1 or pad < 0:
         raise ValueError(f"convolution needs size, filter and stride >= 1 and pad >= 0; "
                          f"got size={size}, filter={filter_size}, stride={stride}, pad={pad}")
@@ -43,6 +53,7 @@ def conv_overhang(size: int, filter_size: int, stride: int, pad: int) -> int:
 
 
 def pool_output_size(size: int, window: int, stride: int, *, overhang: bool = True) -> int:
+    _check_integers("pooling", size=size, window=window, stride=stride)
     if size < 1 or window < 1 or stride < 1:
         raise ValueError(f"pooling needs size, window and stride >= 1; "
                          f"got size={size}, window={window}, stride={stride}")
@@ -57,3 +68,24 @@ def pool_overhang(size: int, window: int, stride: int) -> int:
     """Pixels the last pooling window reaches past the bottom/right edge (at least 0)."""
     out = pool_output_size(size, window, stride)
     return max(0, (out - 1) * stride + window - size)
+
+
+def dropout_mask_extent(shape, keep, key, start, total):
+    """ValueError unless a dropout mask of `shape` (images last) can be drawn: images
+    [start, start + shape[-1]) of a `total`-image batch (None: the whole), `keep` in (0, 1] and a
+    32-bit `key`. Returns (units per image, images, total)."""
+    if not 0.0 < keep <= 1.0:
+        raise ValueError(f"dropout keep probability must be in (0, 1]; got {keep}")
+    if not 0 <= key < 2 ** 32:
+        raise ValueError(f"dropout key must be a 32-bit unsigned integer; got {key}")
+    if len(shape) == 0:
+        raise ValueError("dropout mask of shape (): the images run along its last axis")
+    images = shape[-1]
+    total = images if total is None else total
+    if not (0 <= start and start + images <= total):
+        raise ValueError(f"dropout mask of images [{start}, {start + images}) does not lie in a "
+                         f"batch of {total}")
+    units = 1
+    for extent in shape[:-1]:
+        units *= extent
+    return units, images, total

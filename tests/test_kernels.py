@@ -227,6 +227,26 @@ def test_conv_filter_gradient_at_a_stride_past_the_window_tables_coordinates(bac
     np.testing.assert_allclose(dw[:, 0, 0], first_window, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("op, arguments, sizes", [
+    ("conv_forward", ((1, 8, 8, 2), (1, 3, 3, 2)), {"stride": 2.0, "pad": 0}),
+    ("conv_forward", ((1, 8, 8, 2), (1, 3, 3, 2)), {"stride": 1, "pad": 0.5}),
+    ("conv_backward_filters", ((2, 3, 3, 2), (1, 8, 8, 2)), {"filter_size": 3, "stride": 2.0,
+                                                              "pad": 0}),
+    ("conv_backward_input", ((2, 3, 3, 2), (1, 3, 3, 2)), {"input_size": 8, "stride": 2.0,
+                                                            "pad": 0}),
+    ("maxpool_forward", ((1, 8, 8, 2),), {"size": 3, "stride": 2.0})])
+def test_a_float_stride_or_padding_is_refused_by_name(backend, op, arguments, sizes):
+    """A float stride gave a float output size: a TypeError inside the launcher (or, in the
+    reference, a float shape). Both refuse it, naming it, before any work."""
+    wrong = next(f"{name}={value!r}" for name, value in sizes.items()
+                 if not isinstance(value, int))
+    arrays = [np.zeros(shape) for shape in arguments]
+    for run in (lambda: reference_call(op, *arrays, **sizes),
+                lambda: call(backend, op, *arrays, **sizes)):
+        with pytest.raises(ValueError, match=rf"needs integer sizes; got {re.escape(wrong)}"):
+            run()
+
+
 @pytest.mark.parametrize("stride, pad", [(2 ** 31, 0), (1, 2 ** 31), (2 ** 30, 2 ** 29)])
 def test_conv_refuses_windows_past_the_kernels_32_bit_coordinates(backend, stride, pad):
     """A window's place oy·stride − pad is an int in the kernels: a stride or padding that would
@@ -506,6 +526,16 @@ def test_a_plan_whose_partial_outputs_pass_the_kernels_indices_is_refused():
         backend.conv_forward(x, w, stride=1, pad=0, splits=2)
 
 
+def test_a_filter_gradient_of_more_taps_than_the_grid_holds_is_refused_by_its_taps():
+    """2²⁰ channels × 9 taps are 73728 tiles of 128 rows: past CUDA's 65535 rows of blocks. The
+    refusal names the channels and taps, not a grid the caller never chose."""
+    backend = CudaBackend(ShapeRecorder())
+    x, dy = shaped((2 ** 20, 8, 8, 1)), shaped((2, 8, 8, 1))
+    with pytest.raises(ValueError, match=r"conv backward_filters pass: 9437184 input channels × "
+                                         r"filter taps make 73728 tiles of rows, past the 65535"):
+        backend.conv_backward_filters(dy, x, filter_size=3, stride=1, pad=1)
+
+
 def test_winograd_refuses_operands_past_the_kernels_indices():
     with pytest.raises(ValueError, match="transformed operands hold 2207744000 elements"):
         pass_plan("forward", (256, 13, 13, 11000), 384, 3, 1, 1, algorithm="winograd")
@@ -779,13 +809,15 @@ def test_dropout_mask_at_its_threshold(backend, rng):
     assert reference.dropout_mask((2, 3), keep, key)[0, 0] == 1
 
 
-# a keep of 0 would drop every unit: both backends take keep in (0, 1] and 32-bit keys
-@pytest.mark.parametrize("keep,key", [(0.0, 1), (1.5, 1), (0.5, -1), (0.5, 2 ** 32)])
-def test_dropout_mask_refuses_what_the_reference_refuses(backend, keep, key):
+# a keep of 0 would drop every unit: both backends take keep in (0, 1] and 32-bit keys, and a
+# shape with an axis of images (shape () was an IndexError)
+@pytest.mark.parametrize("shape,keep,key", [((2, 2), 0.0, 1), ((2, 2), 1.5, 1), ((2, 2), 0.5, -1),
+                                            ((2, 2), 0.5, 2 ** 32), ((), 0.5, 1)])
+def test_dropout_mask_refuses_what_the_reference_refuses(backend, shape, keep, key):
     with pytest.raises(ValueError) as refused:
-        reference.dropout_mask((2, 2), keep, key)
+        reference.dropout_mask(shape, keep, key)
     with pytest.raises(ValueError, match=re.escape(str(refused.value))):
-        call(backend, "dropout_mask", (2, 2), keep, key)
+        call(backend, "dropout_mask", shape, keep, key)
 
 
 def test_dropout_mask_at_fc_size(backend, rng):

@@ -30,7 +30,7 @@ from typing import NamedTuple
 from convnet.shapes import ceil_div, check_conv_operands, conv_output_size
 
 from .checks import MAX_ELEMENTS, check_arrays, i32, launch_elementwise, require, u32
-from .launch import TILES
+from .launch import MAX_GRID, TILES
 
 # Depths are split while the grid stays within this many blocks: two waves of an H100 (132
 # multiprocessors, 2 blocks each). A constant, not the device's count, so that the result has the
@@ -147,6 +147,12 @@ def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, spli
     plan = product_plan(rows, columns, depth, filters_along_rows=pass_name != "backward_filters",
                         tile=tile, splits=splits,
                         products=POINTS if algorithm == "winograd" else 1)
+    # Said here, by what the rows count, rather than by the launcher as a grid past CUDA's limit.
+    row_kind = {"forward": "filters", "backward_input": "input channels",
+                "backward_filters": "input channels × filter taps"}[pass_name]
+    require(plan.grid[1] <= MAX_GRID[1],
+            f"conv {pass_name} pass: {rows} {row_kind} make {plan.grid[1]} tiles of rows, past "
+            f"the {MAX_GRID[1]} of CUDA's grid")
     return plan._replace(algorithm=algorithm)
 
 

@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from convnet.shapes import ceil_div
+from convnet.shapes import ceil_div, dropout_mask_extent
 
 from .checks import check_arrays, launch_elementwise, require, u32
 from .launch import TILES
@@ -87,15 +87,8 @@ def tanh_backward(launcher, dy, y):
 
 def dropout_mask(launcher, shape, keep, key, start=0, total=None):
     """Images [start, start + shape[-1]) of a `total`-image batch's mask (default: the whole)."""
-    require(0.0 < keep <= 1.0, f"dropout keep probability must be in (0, 1]; got {keep}")
-    require(0 <= key < 2 ** 32, f"dropout key must be a 32-bit unsigned integer; got {key}")
-    images = shape[-1]
-    total = images if total is None else total
-    require(0 <= start and start + images <= total,
-            f"dropout mask of images [{start}, {start + images}) does not lie in a batch of "
-            f"{total}")
-    count = int(np.prod(shape))
-    whole = count // images * total if images else 0
+    units, images, total = dropout_mask_extent(shape, keep, key, start, total)
+    count, whole = units * images, units * total
     require(max(count, whole) < 2 ** 31,
             f"dropout mask of {max(count, whole)} elements exceeds 2³¹ − 1")
     mask = launcher.empty(shape, np.uint8)

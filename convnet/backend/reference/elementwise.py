@@ -13,6 +13,8 @@ get exactly the mask the whole batch gets.
 """
 import numpy as np
 
+from convnet.shapes import dropout_mask_extent
+
 
 def relu_forward(x):
     return np.maximum(x, 0)
@@ -45,16 +47,7 @@ def _mix32(h):
 def dropout_mask(shape, keep, key, start=0, total=None):
     """A uint8 mask of `shape`, 1 with probability `keep`, determined by the 32-bit `key`: images
     [start, start + shape[-1]) of a `total`-image batch's mask (default: the whole batch)."""
-    if not 0.0 < keep <= 1.0:
-        raise ValueError(f"dropout keep probability must be in (0, 1]; got {keep}")
-    if not 0 <= key < 2 ** 32:
-        raise ValueError(f"dropout key must be a 32-bit unsigned integer; got {key}")
-    images = shape[-1]
-    total = images if total is None else total
-    if not (0 <= start and start + images <= total):
-        raise ValueError(f"dropout mask of images [{start}, {start + images}) does not lie in a "
-                         f"batch of {total}")
-    features = int(np.prod(shape[:-1]))
+    features, images, total = dropout_mask_extent(shape, keep, key, start, total)
     if features * total >= 2 ** 32:
         raise ValueError(f"dropout mask of {features * total} elements exceeds the 32-bit counter")
     index = (np.arange(features, dtype=np.uint32)[:, None] * np.uint32(total)
