@@ -87,6 +87,3 @@ class Placement:
         if self.shared:
             return crossing.parcel
         return self.backends[crossing.dest].receive(crossing.parcel)
-
-    def bytes_moved(self, direction=None):
-        return sum(t.nbytes for t in self.log if direction in (None, t.direction))

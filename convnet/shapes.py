@@ -64,12 +64,6 @@ def pool_output_size(size: int, window: int, stride: int, *, overhang: bool = Tr
     return ceil_div(size - window, stride) + 1
 
 
-def pool_overhang(size: int, window: int, stride: int) -> int:
-    """Pixels the last pooling window reaches past the bottom/right edge (at least 0)."""
-    out = pool_output_size(size, window, stride)
-    return max(0, (out - 1) * stride + window - size)
-
-
 def dropout_mask_extent(shape, keep, key, start, total):
     """ValueError unless a dropout mask of `shape` (images last) can be drawn: images
     [start, start + shape[-1]) of a `total`-image batch (None: the whole), `keep` in (0, 1] and a

@@ -1,21 +1,19 @@
 import pytest
 
-from convnet.shapes import (check_conv_operands, conv_output_size, conv_overhang, pool_output_size,
-                            pool_overhang)
+from convnet.shapes import check_conv_operands, conv_output_size, conv_overhang, pool_output_size
 
 
 def test_alexnet_sizes_follow_cuda_convnet():
     assert conv_output_size(224, 11, 4, 0) == 55
     assert conv_overhang(224, 11, 4, 0) == 3          # conv1 reads 3 zero pixels right/bottom
     assert [pool_output_size(s, 3, 2) for s in (55, 27, 13)] == [27, 13, 6]
-    assert [pool_overhang(s, 3, 2) for s in (55, 27, 13)] == [0, 0, 0]
     assert conv_output_size(27, 5, 1, 2) == 27 and conv_output_size(13, 3, 1, 1) == 13
 
 
 def test_ceil_rule_keeps_a_partial_last_window():
     assert conv_output_size(10, 3, 4, 0) == 3           # floor rule would give 2
     assert conv_overhang(10, 3, 4, 0) == 1
-    assert pool_output_size(24, 3, 2) == 12 and pool_overhang(24, 3, 2) == 1
+    assert pool_output_size(24, 3, 2) == 12
 
 
 def test_without_overhang_only_whole_windows():
@@ -52,7 +50,7 @@ def test_a_filter_or_window_as_large_as_the_padded_input_fits():
     the whole input (one output each)."""
     assert conv_output_size(4, 6, 1, 1) == 1 and conv_overhang(4, 6, 1, 1) == 1
     assert conv_output_size(13, 13, 1, 0) == 1
-    assert pool_output_size(6, 6, 2) == 1 and pool_overhang(6, 6, 2) == 0
+    assert pool_output_size(6, 6, 2) == 1
     assert pool_output_size(6, 6, 2, overhang=False) == 1
 
 

@@ -184,10 +184,6 @@ class Loader:
         self.buffers = Buffers()
         self._opened = None   # (pid, Dataset, {split: images in memory})
 
-    @property
-    def classes(self):
-        return len(self.class_ids)
-
     def __getstate__(self):
         """Sent to another process without its file handle and its buffers."""
         return {key: value for key, value in self.__dict__.items()
@@ -290,11 +286,6 @@ class Loader:
             part = shard.part(len(batch))
             return self.eval_batch(batch[part.start:part.stop], ten_crop, split)
         return prefetch(make, len(starts))
-
-    def close(self):
-        if self._opened is not None and self._opened[0] == os.getpid():
-            self._opened[1].close()
-        self._opened = None
 
 
 class Batches:
