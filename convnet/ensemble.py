@@ -110,7 +110,7 @@ def main(argv=None):
     args = p.parse_args(argv)
     options.check_shared(p, args)
     if args.output is not None:
-        options.check_output_flag(p, args, "output", "-o", ".json")
+        options.check_output_flag(p, args, ".json")
     return exit_status(run, args)
 
 

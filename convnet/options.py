@@ -43,23 +43,23 @@ def check_writable_flag(p, path, flag):
         p.error(str(error))
 
 
-def check_output_flag(p, args, dest, flag, suffix):
-    """A command's output file (args.`dest`, given as `flag`), before the work that makes it:
+def check_output_flag(p, args, suffix):
+    """A command's output file (args.output, given as -o), before the work that makes it:
     writable (check_writable_flag), named with `suffix` (so that no dataset or checkpoint is
     taken for it), and not one of the command's own input files (a picture to predict), which
     the write would replace. A refusal is the parser's one-line error (exit code 2)."""
-    path = getattr(args, dest)
-    check_writable_flag(p, path, flag)
+    path = args.output
+    check_writable_flag(p, path, "-o")
     if not path.lower().endswith(suffix):
-        p.error(f"{flag} {path}: the output is a {suffix[1:].upper()} file; give a name ending "
+        p.error(f"-o {path}: the output is a {suffix[1:].upper()} file; give a name ending "
                 f"in {suffix}")
     if not os.path.isfile(path):
         return
     for name, value in vars(args).items():
         for given in value if isinstance(value, list) else [value]:
-            if name != dest and isinstance(given, str) and os.path.isfile(given) and \
+            if name != "output" and isinstance(given, str) and os.path.isfile(given) and \
                     os.path.samefile(given, path):
-                p.error(f"{flag} {path}: the same file as the input {given}, which the output "
+                p.error(f"-o {path}: the same file as the input {given}, which the output "
                         f"would replace")
 
 

@@ -550,13 +550,12 @@ def rank_prefix(replicas):
 
 
 @contextlib.contextmanager
-def quiet(silent, stream):
-    """Send `stream` ("stdout" or "stderr") to nowhere while silent: ranks other than 0."""
+def quiet(silent):
+    """Send standard output to nowhere while silent: ranks other than 0."""
     if not silent:
         yield
         return
-    redirect = contextlib.redirect_stdout if stream == "stdout" else contextlib.redirect_stderr
-    with open(os.devnull, "w") as sink, redirect(sink):
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
         yield
 
 
@@ -609,7 +608,7 @@ def main(argv=None):
     except LaunchError as error:   # mpi4py missing: each rank says so, in case it alone lacks it
         print(f"error: {f'rank {launch.rank}: ' if launch.rank else ''}{error}", file=sys.stderr)
         return 2
-    with quiet(not leader, "stdout"):        # only rank 0 prints
+    with quiet(not leader):                  # only rank 0 prints
         args, placement, device, status, said = start(argv, launch)
         if world is not None and world.Get_size() > 1:
             timeout = args.dist_timeout if args is not None else options.DEFAULT_DIST_TIMEOUT

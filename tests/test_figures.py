@@ -150,7 +150,7 @@ def test_filters_png_holds_each_kernel_contrast_normalized(trained, scale):
 def test_filters_grid_is_no_wider_than_its_kernels():
     """Fewer kernels than --columns: one row as wide as they are, no blank columns."""
     kernels = [np.zeros((3, 5, 5, 3), np.float32), np.ones((3, 5, 5, 3), np.float32)]
-    pixels = filters.grid(kernels, columns=16, zoom=2, gap=2)
+    pixels = filters.grid(kernels, columns=16, zoom=2)
     assert pixels.shape == (2 + 12 + 3 * 2 + 12, 2 + 3 * 12, 3)
 
 

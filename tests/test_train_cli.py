@@ -169,11 +169,9 @@ def test_values_that_cannot_work_are_refused_by_the_parser(flags, message, capsy
 def test_an_output_named_in_capitals_has_the_suffix(tmp_path, capsys):
     """-o RESULTS.JSON is a JSON file: the suffix is matched whatever its case."""
     p = options.Parser(prog="python -m convnet.ensemble")
-    options.check_output_flag(p, Namespace(output=str(tmp_path / "RESULTS.JSON")), "output",
-                              "-o", ".json")
+    options.check_output_flag(p, Namespace(output=str(tmp_path / "RESULTS.JSON")), ".json")
     with pytest.raises(SystemExit) as refused:
-        options.check_output_flag(p, Namespace(output=str(tmp_path / "results.h5")), "output",
-                                  "-o", ".json")
+        options.check_output_flag(p, Namespace(output=str(tmp_path / "results.h5")), ".json")
     assert refused.value.code == 2
     assert "the output is a JSON file; give a name ending in .json" in capsys.readouterr().err
 

@@ -38,7 +38,7 @@ def main(argv=None):
         options.check_shared(command, args)
     module.check(command, args)
     if getattr(args, "output", None) is not None:   # checked before the work that makes it
-        options.check_output_flag(command, args, "output", "-o", ".png")
+        options.check_output_flag(command, args, ".png")
 
     def draw(args):
         path, (width, height), what, status = module.run(args)

@@ -6,7 +6,7 @@ Each kernel w (3, f, f) is contrast-normalized the same way, by one of:
   shared                the same with min and max over every kernel of both towers, so that
                         kernels can be compared in strength
 then scaled to 0–255 and rounded, its R, G, B from input channels 0, 1, 2. Each kernel pixel
-becomes a zoom × zoom block; kernels are `gap` pixels apart, the towers 4·gap, on white.
+becomes a zoom × zoom block; kernels are zoom pixels apart, the towers 4·zoom, on white.
 """
 import math
 
@@ -74,10 +74,10 @@ def normalize(kernels, scale):
     return out
 
 
-def grid(kernels, *, scale="per-kernel", columns=16, zoom=4, gap=None):
+def grid(kernels, *, scale="per-kernel", columns=16, zoom=4):
     """The figure's pixels, (H, W, 3) uint8: each tower's kernels [(3, f, f, n)] in rows of
     `columns`, the towers one below the other."""
-    gap = zoom if gap is None else gap
+    gap = zoom
     channels, size = kernels[0].shape[0], kernels[0].shape[1]
     if channels != 3:
         raise ValueError(f"kernels read {channels} channels; the figure shows RGB kernels")
