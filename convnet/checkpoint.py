@@ -161,7 +161,7 @@ def load_shared(path, network) -> dict:
 def load_network(path, backend) -> tuple[Network, dict]:
     """(network, training state): a Network on `backend` (or a Placement) with the parameters of
     checkpoint `path`, its model rebuilt from the file (the model's name, and the class count from
-    the output layer's bias), and the state the checkpoint records (as training_state's), read in
+    the output layer's bias), and the training state the checkpoint records (as load's), read in
     one opening of the file. A network to use: one whose parameters are not all finite (a
     diverged run) is refused."""
     with _open(path) as file, _reading(path):

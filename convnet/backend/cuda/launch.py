@@ -10,8 +10,9 @@ A launcher has
                           args in the kernel's parameter order: arrays, and NumPy scalars of the
                           parameter's exact type (np.int32 for int, np.uint32 for u32, the element
                           type for T): the emulator refuses anything else, as a GPU would misread it
-  empty(shape, dtype)     an output array; with poison=True filled with NaN (0xFF bytes for
-                          integer arrays), so an element a kernel fails to write shows up
+  empty(shape, dtype)     an output array; with poison=True filled with NaN (for integer
+                          arrays, their type's largest value: 0xFF in a dropout mask), so an
+                          element a kernel fails to write shows up
   context()               the device context ops run in: the GPU's, and its own stream where it
                           has one; nothing for the emulator
   event(), wait(event)    a marker of the work queued so far, and later work waiting for one
