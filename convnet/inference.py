@@ -8,9 +8,9 @@ convnet.ensemble` and the figures (`python -m convnet.figures`).
     10 views) minus the dataset's mean, and its class names. A checkpoint whose parameters are
     not all finite (a diverged run) is refused; one whose run trained on a dataset of another
     name gets a note on stderr: the class names are this dataset's.
-  .pictures(paths)        image files (JPEG, PNG, ...) → the dataset's stored form
-  .run(images)            stored images (n, S, S, 3) uint8 → batches of outputs
-  .run_split(split, ix)   images `ix` of a split of the dataset → batches of outputs
+  .pictures(paths)            image files (JPEG, PNG, ...) → the dataset's stored form
+  .run(images)                stored images (n, S, S, 3) uint8 → batches of outputs
+  .run_split(split, indices)  images `indices` of a split of the dataset → batches of outputs
 Outputs, per batch: (positions in the input, probs (n, classes), features (n, units) or None),
 host NumPy arrays. probs is the softmax averaged over the views; features, when asked for, are
 the last hidden layer's outputs after its activation, towers side by side (fc7a then fc7b: 4096

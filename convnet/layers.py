@@ -16,9 +16,9 @@ from convnet.replicas.shard import BatchPart
 @dataclass(frozen=True)
 class Context:
     train: bool
+    part: BatchPart                # where this batch's N images sit in the global batch
     labels: object = None          # (N,) integer labels, for the loss
     dropout_key: int | None = None  # this layer's 32-bit mask key for this step
-    part: BatchPart | None = None  # where this batch's N images sit in the global batch
 
 
 def activation_op(ops, activation, direction):

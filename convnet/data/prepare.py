@@ -1,7 +1,8 @@
 """ILSVRC-2012 JPEG tree → the prepared-dataset format (convnet.data.dataset), on several processes.
 
     python -m convnet.data.prepare ROOT [--output data/imagenet.h5] [--size 256] [--workers N]
-                                        [--val-labels FILE] [--classes FILE] [--restart]
+                                        [--val-labels FILE] [--classes FILE] [--name NAME]
+                                        [--restart]
 
 ROOT holds train/<wnid>/<files> and val/, either in class folders (val/<wnid>/<files>) or flat
 (val/<files>, labelled by --val-labels, default data/ilsvrc2012_val_labels.tsv: the devkit's
