@@ -1,7 +1,7 @@
 """README's figures against the committed reports they come from (bench/results/): the default
 run's table, the 30-epoch run on the CPU, the 2-rank run and its control, the CPU step, the
-loader and prepare, the scaling table, the last full mutants run. A figure README quotes that
-its report does not hold fails here; so does a report re-run without README following it."""
+loader and prepare, the scaling table. A figure README quotes that its report does not hold
+fails here; so does a report re-run without README following it."""
 import csv
 import json
 import os
@@ -104,14 +104,3 @@ def test_the_scaling_table_is_the_tools_output(capsys, monkeypatch):
     text = readme_text()
     for line in capsys.readouterr().out.splitlines():
         assert " ".join(line.split()) in text
-
-
-def test_the_mutants_sentence_is_the_last_full_runs_report():
-    """README's last full mutants run: its commit, every mistake killed, and the minutes the
-    mutants took, as bench/results/mutants.json holds them."""
-    run = report("mutants.json")
-    records = run["mutants"]
-    assert run["killed"] == len(records) and run["survived"] == run["error"] == 0
-    minutes = sum(record["seconds"] for record in records) / 60
-    assert (f"Its last full run, at commit `{run['commit'][:7]}`, killed all {len(records)} "
-            f"mistakes the catalogue then held, in {minutes:.0f} minutes") in readme_text()
