@@ -106,8 +106,11 @@ kernels-large: setup  ## AlexNet's real shapes (the GPU tests marked large) thro
 	CONVNET_LARGE_ON_EMULATOR=1 $(PY) -m pytest -v -rs --durations=0 -m large \
 	  -k "emulator and not (test_conv and conv1a)" tests/test_kernels.py tests/test_kernels_network.py
 
-mutants: setup  ## mutation testing: each mistake of tools/mutants.py's catalogue, do the tests fail? (over an hour: README gives the last full run's time); report in bench/results/mutants.json
-	$(PY) tools/mutants.py --json bench/results/mutants.json
+# Earlier reports: each mutant's tests start with the file that killed it there.
+MUTANT_REPORTS = $(wildcard bench/results/mutants*.json)
+mutants: setup  ## mutation testing: each mistake of tools/mutants.py's catalogue, do the tests fail? (hours: README gives the last full run's time); report in bench/results/mutants.json
+	$(PY) tools/mutants.py $(if $(MUTANT_REPORTS),--killers-first $(MUTANT_REPORTS)) \
+	  --json bench/results/mutants.json
 
 gpu-check:  ## on a GPU machine: build, GPU tests, benchmarks, compute-sanitizer, ncu; 8 reports in OUT (default bench/out; tools/gpu_check.sh)
 	GPU_PYTHON=$(GPU_PYTHON) OUT=$(OUT) tools/gpu_check.sh

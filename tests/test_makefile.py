@@ -112,3 +112,11 @@ def test_targets_pass_a_path_with_spaces_and_their_extra_flags(tmp_path):
         "convnet.summary --model paper", "pip install -q torch", "bench_cpu_step.py --model paper "
                                                                  "--batch 8"))
     assert check < install < bench
+
+
+def test_make_mutants_starts_each_mutants_tests_with_its_killer_in_the_committed_reports(
+        tmp_path):
+    printed = " ".join(make(tmp_path, "-n", "mutants").replace("\\\n", " ").split())
+    assert ("tools/mutants.py --killers-first bench/results/mutants.json --json "
+            "bench/results/mutants.json") in printed
+

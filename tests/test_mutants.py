@@ -183,3 +183,39 @@ def test_the_tool_fails_unless_every_mutant_is_killed(results, status, tmp_path,
     assert [counts[result] for result in ("killed", "survived", "error")] == \
         [results.count(result) for result in ("killed", "survived", "error")]
     assert counts["seed"] == 7 and len(counts["mutants"]) == 2
+
+
+def test_killers_first_starts_each_mutants_tests_with_the_file_that_killed_it(tmp_path):
+    """The same files, the killer's first; a mutant no report shows killed by a test of its own
+    files keeps its order; of two reports, the later one named counts."""
+    mutant = mutants.Mutant("m", "convnet/x.py", "a", "b", ("tests/a.py", "tests/b.py",
+                                                             "tests/c.py"))
+    others = [mutant._replace(name=name) for name in ("survivor", "crashed", "elsewhere", "new")]
+
+    def report(killer):
+        return {"mutants": [
+            {"name": "m", "result": "killed", "by": f"{killer}::test_one[case]"},
+            {"name": "survivor", "result": "survived", "by": None},
+            {"name": "crashed", "result": "killed", "by": "exit status -11"},
+            {"name": "elsewhere", "result": "killed", "by": "tests/z.py::test_z"}]}
+    reordered = mutants.killers_first([mutant, *others], [report("tests/b.py")])
+    assert reordered[0].tests == ("tests/b.py", "tests/a.py", "tests/c.py")
+    assert reordered[1:] == others
+    later = mutants.killers_first([mutant], [report("tests/b.py"), report("tests/c.py")])
+    assert later[0].tests == ("tests/c.py", "tests/a.py", "tests/b.py")
+
+
+@pytest.mark.parametrize("text, complaint", [
+    (None, "No such file or directory"),
+    ("{", "not a report of this tool"),
+    ('{"mutants": [{"name": "m"}]}', "lacks its name, result or by")])
+def test_a_report_that_cannot_order_the_tests_is_one_line_and_exit_2(text, complaint, tmp_path,
+                                                                     capsys):
+    path = tmp_path / "earlier.json"
+    if text is not None:
+        path.write_text(text)
+    with pytest.raises(SystemExit) as refused:
+        mutants.main(["--only", mutants.CATALOGUE[0].name, "--killers-first", str(path)])
+    assert refused.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and f"--killers-first {path}: " in error and complaint in error

@@ -1,6 +1,7 @@
 """Mutation testing: does the test suite notice a line of the sources made wrong?
 
     python tools/mutants.py [--only NAME ...] [--json FILE] [--seed N] [--list]
+                            [--killers-first REPORT ...]
 
 Each mutant of the catalogue below replaces one exact piece of a source file by a plausible
 mistake (a bound off by one, a constant of the paper's changed, a step left out) and names the test
@@ -24,7 +25,13 @@ shows. The tests' random seed is fixed (--seed), so a run can be repeated.
 Prints one line per mutant and writes a JSON report (commit, seed, each mutant's result, the
 test that killed it, seconds); exits 1 when a mutant survived or could not be run (its text
 not found, a mistake the compiler refuses), 2 when the tool could not run at all (a baseline
-that fails among them). About an hour on 2 cores for the whole catalogue.
+that fails among them).
+
+A mutant's tests run in the order its entry names them, to the first failure, so a mutant killed
+by its last file waits for all the others: hours on 2 cores for the whole catalogue.
+--killers-first REPORT ... (`make mutants` gives it the reports in bench/results/) runs first,
+for each mutant, the file of the test that killed it in those reports (the last one named that
+shows it killed): the same files, the same verdict, sooner.
 """
 import json
 import os
@@ -41,7 +48,7 @@ sys.path.insert(0, ROOT)
 from convnet import options, provenance  # noqa: E402
 from convnet.atomic import atomic_json  # noqa: E402
 from convnet.backend.cuda.launch import build as kernel_build  # noqa: E402
-from convnet.errors import INTERRUPTED_STATUS, run_command, shown  # noqa: E402
+from convnet.errors import INTERRUPTED_STATUS, open_regular, run_command, shown  # noqa: E402
 
 TEST_SECONDS = 900
 BASELINE_SECONDS = 3600   # every named test file once, unmutated
@@ -238,12 +245,42 @@ def run(mutants, seed, report=print, commit=None):
     return records
 
 
+def killers_first(mutants, reports):
+    """The mutants, each one's test files reordered to start with the file of the test that
+    killed it in `reports` (this tool's, as JSON; the last that shows it killed counts); a
+    mutant no report shows killed by a test of its files is left as it is."""
+    killers = {record["name"]: record["by"].split("::")[0] for report in reports
+               for record in report["mutants"]
+               if record["result"] == "killed" and "::" in (record["by"] or "")}
+    return [mutant._replace(tests=(killers[mutant.name],) + tuple(
+                test for test in mutant.tests if test != killers[mutant.name]))
+            if killers.get(mutant.name) in mutant.tests else mutant for mutant in mutants]
+
+
+def read_report(p, path):
+    """An earlier report of this tool, or the parser's one-line error."""
+    try:
+        with open_regular(path, encoding="utf-8") as handle:
+            report = json.load(handle)
+        if not all({"name", "result", "by"} <= record.keys() for record in report["mutants"]):
+            raise ValueError("a mutant's record lacks its name, result or by")
+    except OSError as error:
+        p.error(f"--killers-first {shown(path)}: {error.strerror}")
+    except (ValueError, KeyError, TypeError, AttributeError) as error:
+        p.error(f"--killers-first {shown(path)}: not a report of this tool "
+                f"({shown(str(error))})")
+    return report
+
+
 def main(argv=None):
     p = options.Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", nargs="+", metavar="NAME", help="these mutants only")
     p.add_argument("--json", metavar="FILE", help="write the report here")
     p.add_argument("--seed", type=int, default=0, help="the tests' random seed (default 0)")
     p.add_argument("--list", action="store_true", help="list the catalogue and stop")
+    p.add_argument("--killers-first", nargs="+", metavar="REPORT",
+                   help="earlier reports: each mutant's tests start with the file that killed "
+                        "it there")
     args = p.parse_args(argv)
     mutants = CATALOGUE
     if args.only:
@@ -257,6 +294,8 @@ def main(argv=None):
         return 0
     if args.seed < 0:
         p.error(f"--seed must be at least 0; got {args.seed}")
+    if args.killers_first:
+        mutants = killers_first(mutants, [read_report(p, path) for path in args.killers_first])
     options.check_writable_flag(p, args.json, "--json")
     commit = provenance.running()   # now: the checkout is copied next, whatever changes later
     try:
