@@ -10,6 +10,7 @@ edge; it takes the maximum over the pixels that exist. Without overhang (the pap
 non-overlapping ablation, convnet.alexnet.ABLATIONS): out = floor((size − window) / stride) + 1,
 only whole windows, and the pixels past the last one are read by none.
 """
+import math
 import numbers
 
 
@@ -79,7 +80,4 @@ def dropout_mask_extent(shape, keep, key, start, total):
     if not (0 <= start and start + images <= total):
         raise ValueError(f"dropout mask of images [{start}, {start + images}) does not lie in a "
                          f"batch of {total}")
-    units = 1
-    for extent in shape[:-1]:
-        units *= extent
-    return units, images, total
+    return math.prod(shape[:-1]), images, total

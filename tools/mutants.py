@@ -252,9 +252,13 @@ def killers_first(mutants, reports):
     killers = {record["name"]: record["by"].split("::")[0] for report in reports
                for record in report["mutants"]
                if record["result"] == "killed" and "::" in (record["by"] or "")}
-    return [mutant._replace(tests=(killers[mutant.name],) + tuple(
-                test for test in mutant.tests if test != killers[mutant.name]))
-            if killers.get(mutant.name) in mutant.tests else mutant for mutant in mutants]
+
+    def reordered(mutant):
+        killer = killers.get(mutant.name)
+        if killer not in mutant.tests:
+            return mutant
+        return mutant._replace(tests=(killer, *(test for test in mutant.tests if test != killer)))
+    return [reordered(mutant) for mutant in mutants]
 
 
 def read_report(p, path):

@@ -77,7 +77,7 @@ def normalize(kernels, scale):
 def grid(kernels, *, scale="per-kernel", columns=16, zoom=4):
     """The figure's pixels, (H, W, 3) uint8: each tower's kernels [(3, f, f, n)] in rows of
     `columns`, the towers one below the other."""
-    gap = zoom
+    gap = zoom   # between kernels: one kernel pixel
     channels, size = kernels[0].shape[0], kernels[0].shape[1]
     if channels != 3:
         raise ValueError(f"kernels read {channels} channels; the figure shows RGB kernels")

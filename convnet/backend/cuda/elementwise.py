@@ -88,9 +88,8 @@ def tanh_backward(launcher, dy, y):
 def dropout_mask(launcher, shape, keep, key, start=0, total=None):
     """Images [start, start + shape[-1]) of a `total`-image batch's mask (default: the whole)."""
     units, images, total = dropout_mask_extent(shape, keep, key, start, total)
-    count, whole = units * images, units * total
-    require(max(count, whole) < 2 ** 31,
-            f"dropout mask of {max(count, whole)} elements exceeds 2³¹ − 1")
+    count, whole = units * images, units * total   # images ≤ total: the whole batch's is larger
+    require(whole < 2 ** 31, f"dropout mask of {whole} elements exceeds 2³¹ − 1")
     mask = launcher.empty(shape, np.uint8)
     threshold = min(round(keep * 2 ** 24), 2 ** 24)
     # The kernel's element type does not enter the mask; its float instantiation is used.
