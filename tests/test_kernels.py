@@ -820,6 +820,14 @@ def test_dropout_mask_refuses_what_the_reference_refuses(backend, shape, keep, k
         call(backend, "dropout_mask", shape, keep, key)
 
 
+def test_dropout_mask_of_a_part_is_bounded_by_its_whole_batch(backend):
+    """One image's part of a mask whose whole batch holds 2³¹ elements: the kernel's indices
+    (unit · total + image) reach past 2³¹ − 1 though the part is small. Refused before any
+    memory is taken."""
+    with pytest.raises(ValueError, match="dropout mask of 2147483648 elements exceeds 2³¹ − 1"):
+        call(backend, "dropout_mask", (2 ** 16, 1), 0.5, 1, start=0, total=2 ** 15)
+
+
 def test_dropout_mask_at_fc_size(backend, rng):
     key = int(rng.integers(2 ** 32))
     mask = call(backend, "dropout_mask", (2048, 128), 0.5, key)[0]
