@@ -38,9 +38,32 @@ def stand_in_cupy(elapsed_ms=None):
                                  empty_like=np.empty_like, __version__="stand-in")
 
 
+class Inert:
+    """Whatever is asked of it (an attribute, a call, an index, arithmetic) gives itself: the
+    stand-in for every PyTorch op and tensor, which do nothing here."""
+
+    def __getattr__(self, name):
+        return self
+
+    def __call__(self, *args, **kwargs):
+        return self
+
+    def __getitem__(self, key):
+        return self
+
+    def __setitem__(self, key, value):
+        pass
+
+
+for _operator in ("add", "sub", "mul", "truediv", "pow"):
+    setattr(Inert, f"__{_operator}__", Inert.__call__)
+    setattr(Inert, f"__r{_operator}__", Inert.__call__)
+
+
 def stand_in_torch(elapsed_ms):
-    """A stand-in for the PyTorch peer of tools/bench_kernels.py: its ops do nothing, its inputs
-    are zeros on the host, and every pair of its events times elapsed_ms."""
+    """A stand-in for the PyTorch peer of tools/bench_kernels.py: its ops do nothing, the inputs
+    it draws are zeros on the host (of the peer's shapes), and every pair of its events times
+    elapsed_ms."""
     class TorchEvent(Event):
         def __init__(self, enable_timing=False):
             pass
@@ -48,14 +71,11 @@ def stand_in_torch(elapsed_ms):
         def elapsed_time(self, stop):
             return elapsed_ms
 
-    nothing = lambda *args, **kwargs: None   # noqa: E731
-    functional = types.SimpleNamespace(conv2d=nothing, local_response_norm=nothing,
-                                       max_pool2d=nothing)
-    backends = types.SimpleNamespace(
+    torch = Inert()
+    torch.__version__ = "stand-in"
+    torch.backends = types.SimpleNamespace(
         cudnn=types.SimpleNamespace(version=lambda: 0, allow_tf32=False, benchmark=True),
         cuda=types.SimpleNamespace(matmul=types.SimpleNamespace(allow_tf32=False)))
-    return types.SimpleNamespace(
-        __version__="stand-in", backends=backends, cuda=types.SimpleNamespace(Event=TorchEvent),
-        randn=lambda *shape, device: np.zeros(shape, np.float32), relu=nothing,
-        nn=types.SimpleNamespace(functional=functional),
-        ops=types.SimpleNamespace(aten=types.SimpleNamespace(convolution_backward=nothing)))
+    torch.cuda = types.SimpleNamespace(Event=TorchEvent)
+    torch.randn = lambda *shape, device: np.zeros(shape, np.float32)
+    return torch

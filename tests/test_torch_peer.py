@@ -28,7 +28,7 @@ import bench_cpu_step  # noqa: E402
 import bench_kernels  # noqa: E402
 import bench_train  # noqa: E402
 import torch_alexnet  # noqa: E402
-from torch_alexnet import TorchAlexNet, recipe_sgd  # noqa: E402
+from torch_alexnet import TorchAlexNet, from_ours, recipe_sgd  # noqa: E402
 
 try:
     import torch
@@ -231,15 +231,27 @@ def _ours(tensor):
 
 
 def _kernel_case_outputs(cases, case):
-    """(the peer's output, ours) for one case of tools/bench_kernels.py, on the peer's inputs:
-    ours in our layout from the same numbers, theirs converted to it. A convolution's input
-    carries zeros past the edge where ours pads (conv1's overhang); ours reads it without them,
-    and the peer's input gradient there is dropped."""
-    run, make_inputs = case["torch"]
-    inputs = make_inputs()
+    """(the peer's output, ours) for one case of tools/bench_kernels.py, on the same numbers.
+    A memory-bound op's peer is given our op's inputs, as the benchmark gives them; ours runs
+    on them in float64, and both outputs are compared in PyTorch's layout. A dropout's mask is
+    PyTorch's own: there ours is what its mask keeps of the input (PyTorch's dropout is
+    inverted: x / keep). A convolution's peer draws its own inputs, one convolution over all
+    the towers' channels; ours runs on them in our layout. Its input carries zeros past the
+    edge where ours pads (conv1's overhang); ours reads it without them, and the peer's input
+    gradient there is dropped."""
+    run, prepare = case["torch"]
     if case["kind"] != "conv":
-        expected = case["ours"](*(_ours(tensor) for tensor in inputs))
-        return _ours(run(*inputs)), expected[0] if isinstance(expected, tuple) else expected
+        inputs = case["inputs"]()
+        theirs = run(*prepare(*inputs)).detach().numpy()
+        if case["pass"] == "dropout mask + apply":
+            kept = theirs != 0
+            assert 0.3 < kept.mean() < 0.7, f"{case['layer']}: keeps {kept.mean():.2f}, not half"
+            return theirs, np.where(kept, from_ours(torch, inputs[0], "cpu").numpy() / 0.5, 0)
+        copies = [np.asarray(array, np.float64) for array in inputs]
+        result = case["ours"](*copies)    # None from the SGD update, which updates the weights
+        ours = copies[0] if result is None else result[0] if isinstance(result, tuple) else result
+        return theirs, from_ours(torch, ours, "cpu").numpy()
+    inputs = prepare(*case["inputs"]())
     shapes = cases.shapes[case["layer"].split()[0]]
     towers, size = len(shapes), shapes[0][1]
     if case["pass"] == "forward":
@@ -266,26 +278,28 @@ def _kernel_case_outputs(cases, case):
 @needs_torch
 @pytest.mark.parametrize("name", ["2012", "paper-small64", "2012-small28+no-overlap"])
 def test_the_kernel_benchmarks_peers_compute_our_ops(name):
-    """Every op tools/bench_kernels.py times in PyTorch (cuDNN's convolution passes, each
-    gradient of aten.convolution_backward alone as ours; cross-map normalization; max pooling),
+    """Every op tools/bench_kernels.py times, timed in PyTorch too (cuDNN's convolution passes,
+    each gradient of aten.convolution_backward alone as ours; PyTorch's normalization, max
+    pooling and elementwise ops, their backward passes through its autograd; its fused SGD),
     run as the benchmark runs it but on the CPU, computes what our op computes, on the same
     numbers: a peer doing other work (a larger image, other constants) makes its ratio
     meaningless. The default network at its own sizes (conv1's 3-pixel overhang, every pool's);
-    small64's other preset; pools without overhang."""
+    small64's other preset (no same-map normalization); pools without overhang."""
     cases = bench_kernels.Cases(stand_in_cupy(), torch, get_backend("reference"), 2, name,
                                 torch_device="cpu")
     checked = set()
     for case in cases.all():
-        if case["torch"] is None:
-            continue
-        theirs, ours = _kernel_case_outputs(cases, case)
         where = f"{name} {case['layer']} {case['pass']}"
+        assert case["torch"] is not None, f"{where}: no peer"
+        theirs, ours = _kernel_case_outputs(cases, case)
         assert theirs.shape == ours.shape, where
         np.testing.assert_allclose(theirs, ours, rtol=1e-4, atol=1e-5 * np.abs(ours).max(),
                                    err_msg=where)
         checked.add((case["layer"].split()[0].rstrip("0123456789ab"), case["pass"]))
-    assert checked == {("conv", "forward"), ("conv", "backward input"),
-                       ("conv", "backward filters"), ("rnorm", "forward"), ("pool", "forward")}
+    assert {("conv", "backward input"), ("rnorm", "backward"), ("pool", "backward"),
+            ("conv", "relu backward"), ("conv", "tanh backward"), ("conv", "bias gradient"),
+            ("fc", "dropout mask + apply"), ("fc", "softmax"), ("fc", "SGD update")} <= checked
+    assert (("cnorm", "backward") in checked) == ("paper" not in name)
 
 
 def _reference_steps(model, params, batches):

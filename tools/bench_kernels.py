@@ -24,13 +24,15 @@ convolution's multiply-adds, whatever the algorithm: Winograd's is an effective 
 percent of the FP32 peak (FP32 units per SM × SMs × 2 × the boost clock CuPy reports); the
 memory-bound ops report GB/s counting each input read once and each output written once, against
 a device-to-device copy measured in the same run (bytes read plus written). With PyTorch
-importable, the same op in PyTorch on NCHW tensors of the same sizes (conv1's overhang as 3 more
-zero columns and rows, already in the input) is timed the same way: the "peer", cuDNN for the
-convolutions (TF32 off), PyTorch's own kernels for pooling and normalization; the ratio is the
-peer's time / ours (above 1: ours is faster). Every case (and plan) is first run once on a
-backend whose outputs start as NaN: one that fails or leaves an output not finite is reported
-and not timed, the others are, and the exit status is 1 (agreement with the reference is checked
-by the GPU tests, which make gpu-check runs first).
+importable, the same op in PyTorch on NCHW tensors of the same sizes is timed the same way: the
+"peer", cuDNN for the convolutions (TF32 off; its own inputs, conv1's overhang as 3 more zero
+columns and rows), for every other op PyTorch's own on our op's inputs (normalization's and
+pooling's backward passes through its autograd, the ReLU's and tanh's as its autograd computes
+them, its dropout, its fused SGD); the ratio is the peer's time / ours (above 1: ours is
+faster). Every case (and plan) is first run once on a backend whose outputs start as NaN: one
+that fails or leaves an output not finite is reported and not timed, the others are, and the
+exit status is 1 (agreement with the reference is checked by the GPU tests, which make
+gpu-check runs first).
 
 The JSON report (by default bench/results/kernels-DEVICE.json) records the device, driver, CUDA
 and CuPy versions, the peer's settings (PyTorch, cuDNN, TF32 off), the commit, the hash of
@@ -52,7 +54,8 @@ from convnet.backend.cuda import conv
 from convnet.errors import run_command
 from convnet.layers import activation_op
 from convnet.shapes import conv_overhang
-from torch_alexnet import gpu_modules, report_path, run_record
+from torch_alexnet import (crossmap_norm, from_ours, gpu_modules, report_path, run_record,
+                           samemap_norm)
 
 FAMILIES = ("conv", "norm", "pool", "elementwise")
 WINOGRAD = {"algorithm": "winograd"}
@@ -136,7 +139,8 @@ def copy_bandwidth(cupy, timer, repeats):
 
 class Cases:
     """Every (layer, pass) of tower a of the model (the default network unless told): our op, its
-    inputs, its cost, and the PyTorch equivalent."""
+    inputs, its cost, and the PyTorch equivalent ("torch": (run, prepare), where prepare takes
+    the inputs our op is given to run's, outside the timed run; None without PyTorch)."""
 
     def __init__(self, cupy, torch, backend, batch, model="2012", torch_device="cuda"):
         self.cupy, self.torch, self.backend, self.batch = cupy, torch, backend, batch
@@ -147,6 +151,26 @@ class Cases:
 
     def normal(self, shape, scale=1.0):
         return self.cupy.random.standard_normal(shape, dtype=np.float32) * np.float32(scale)
+
+    def tensor(self, array):
+        """Our input as the peer's: PyTorch's layout, on its device."""
+        return from_ours(self.torch, array, self.torch_device)
+
+    def peer(self, run, prepare=None):
+        """A PyTorch peer: run(*prepare(*our op's inputs)); by default, run on our inputs in
+        PyTorch's layout. None without PyTorch."""
+        if self.torch is None:
+            return None
+        return run, prepare or (lambda *ours: tuple(self.tensor(array) for array in ours))
+
+    def autograd_peer(self, forward):
+        """The peer of a backward pass that ours takes as (dy, x, ...): PyTorch's autograd through
+        `forward`, which builds its graph (the forward pass) outside the timed run."""
+        def prepare(dy, x, *outputs):
+            x = self.tensor(x).requires_grad_()
+            return forward(x), x, self.tensor(dy)
+        return self.peer(lambda y, x, dy: self.torch.autograd.grad(y, x, dy, retain_graph=True)[0],
+                         prepare)
 
     def all(self):
         for layer in self.model.layers:
@@ -225,11 +249,14 @@ class Cases:
         dy = lambda: torch.randn(n, f, out, out, device=device)       # noqa: E731
         conv = torch.nn.functional.conv2d
         backward = torch.ops.aten.convolution_backward
+        # Its own inputs, not ours: a layer that reads both towers is one convolution here, and
+        # conv1's overhang past the padding is part of the image.
         if pass_name == "forward":
-            return lambda a, b: conv(a, b, stride=stride, padding=pad), lambda: (x(), wt())
+            return (lambda a, b: conv(a, b, stride=stride, padding=pad),
+                    lambda *ours: (x(), wt()))
         mask = [pass_name == "backward input", pass_name == "backward filters", False]
         return (lambda g, a, b: backward(g, a, b, None, [stride] * 2, [pad] * 2, [1, 1], False,
-                                         [0, 0], 1, mask), lambda: (dy(), x(), wt()))
+                                         [0, 0], 1, mask), lambda *ours: (dy(), x(), wt()))
 
     def norm(self, layer):
         c, h, w = self.shapes[layer.name][0]
@@ -239,28 +266,21 @@ class Cases:
         ops, params = self.backend, layer.params
         relu = lambda: self.cupy.maximum(self.normal(shape, 30), 0)   # noqa: E731
         nbytes = 4 * int(np.prod(shape))
+        torch_norm = functools.partial(crossmap_norm if cross else samemap_norm, self.torch,
+                                       params=params)
 
         def backward_inputs():
             x = relu()
             y, denoms = getattr(ops, f"{kind}_norm_forward")(x, params)
             return self.normal(shape), x, y, denoms
-
-        torch_forward = None
-        if self.torch is not None and cross:
-            torch, size = self.torch, params.size
-            alpha = params.coefficient(size) * size     # PyTorch divides α by the window
-            torch_forward = (lambda a: torch.nn.functional.local_response_norm(
-                a, size, alpha=alpha, beta=params.beta, k=params.k),
-                lambda: (torch.relu(torch.randn(self.batch, c, h, w,
-                                                device=self.torch_device) * 30),))
         yield {"layer": f"{layer.name} ({kind} {params.size})", "pass": "forward",
                "kind": "memory", "bytes": 3 * nbytes,             # x in; y, denoms out
                "ours": lambda a: getattr(ops, f"{kind}_norm_forward")(a, params),
-               "inputs": lambda: (relu(),), "torch": torch_forward}
+               "inputs": lambda: (relu(),), "torch": self.peer(torch_norm)}
         yield {"layer": f"{layer.name} ({kind} {params.size})", "pass": "backward",
                "kind": "memory", "bytes": 5 * nbytes,             # dy, x, y, denoms in; dx out
                "ours": lambda g, a, y, d: getattr(ops, f"{kind}_norm_backward")(g, a, y, d, params),
-               "inputs": backward_inputs, "torch": None}
+               "inputs": backward_inputs, "torch": self.autograd_peer(torch_norm)}
 
     def pool(self, layer):
         c, h, w = self.shapes[layer.name][0]
@@ -269,13 +289,8 @@ class Cases:
         y_shape = self.infos[layer.name].output_shape
         out_bytes = 4 * c * y_shape[1] * y_shape[2] * self.batch
         in_bytes = 4 * int(np.prod(shape))
-        torch_forward = None
-        if self.torch is not None:
-            torch = self.torch
-            torch_forward = (lambda a: torch.nn.functional.max_pool2d(a, size, stride,
-                                                                       ceil_mode=overhang),
-                             lambda: (torch.randn(self.batch, c, h, w,
-                                                  device=self.torch_device),))
+        torch_pool = lambda a: self.torch.nn.functional.max_pool2d(   # noqa: E731
+            a, size, stride, ceil_mode=overhang)
 
         def backward_inputs():
             x = self.normal(shape)
@@ -286,18 +301,20 @@ class Cases:
                "bytes": in_bytes + out_bytes,
                "ours": lambda a: ops.maxpool_forward(a, size=size, stride=stride,
                                                      overhang=overhang),
-               "inputs": lambda: (self.normal(shape),), "torch": torch_forward}
+               "inputs": lambda: (self.normal(shape),), "torch": self.peer(torch_pool)}
         yield {"layer": f"{layer.name} ({size}/{stride})", "pass": "backward", "kind": "memory",
                "bytes": 2 * in_bytes + 2 * out_bytes,
                "ours": lambda g, a, y: ops.maxpool_backward(g, a, y, size=size, stride=stride,
                                                             overhang=overhang),
-               "inputs": backward_inputs, "torch": None}
+               "inputs": backward_inputs, "torch": self.autograd_peer(torch_pool)}
 
     def elementwise(self):
         """The elementwise ops at the sizes they run at: bias and each activation (the default
         network's ReLU, the tanh ablation's tanh) on conv1's output, dropout on fc6's, the
-        softmax on the last layer's, the SGD update of fc6's weights."""
-        ops, n = self.backend, self.batch
+        softmax on the last layer's, the SGD update of fc6's weights. Their peers: the PyTorch
+        ops its autograd runs for the same (threshold_backward for ReLU's gradient, tanh_backward
+        for tanh's), its dropout (inverted, a mask of bytes), its fused SGD."""
+        ops, n, torch = self.backend, self.batch, self.torch
         first_conv = next(layer for layer in self.model.layers if isinstance(layer, alexnet.Conv))
         fcs = [layer for layer in self.model.layers
                if isinstance(layer, alexnet.FullyConnected) and layer.tower == "a"]
@@ -309,38 +326,63 @@ class Cases:
         yield {"layer": name, "pass": "bias", "kind": "memory", "bytes": 8 * count,
                "ours": ops.add_bias,
                "inputs": lambda: (self.normal(conv_out), self.normal(conv_out[:1])),
-               "torch": None}
+               "torch": self.peer(lambda x, b: x + b,
+                                  lambda x, b: (self.tensor(x), self.tensor(b).view(1, -1, 1, 1)))}
+        torch_activations = {   # backward: the op PyTorch's autograd runs for the gradient
+            "relu": (lambda x: torch.relu(x),
+                     lambda dy, y: torch.ops.aten.threshold_backward(dy, y, 0)),
+            "tanh": (lambda x: torch.tanh(x),
+                     lambda dy, y: torch.ops.aten.tanh_backward(dy, y))}
         for activation in alexnet.ACTIVATIONS:
+            forward, backward = torch_activations[activation]
             yield {"layer": name, "pass": f"{activation} forward", "kind": "memory",
                    "bytes": 8 * count, "ours": activation_op(ops, activation, "forward"),
-                   "inputs": lambda: (self.normal(conv_out),), "torch": None}
+                   "inputs": lambda: (self.normal(conv_out),), "torch": self.peer(forward)}
             yield {"layer": name, "pass": f"{activation} backward", "kind": "memory",
                    "bytes": 12 * count, "ours": activation_op(ops, activation, "backward"),
                    "inputs": lambda: (self.normal(conv_out), self.normal(conv_out)),
-                   "torch": None}
+                   "torch": self.peer(backward)}
         yield {"layer": name, "pass": "bias gradient", "kind": "memory",
                "bytes": 4 * count, "ours": ops.bias_backward,
-               "inputs": lambda: (self.normal(conv_out),), "torch": None}
+               "inputs": lambda: (self.normal(conv_out),),
+               "torch": self.peer(lambda dy: dy.sum(dim=(0, 2, 3)))}
         fc_count = int(np.prod(fc_out))
         yield {"layer": f"{fcs[0].name} output", "pass": "dropout mask + apply",
                "kind": "memory", "bytes": 4 * fc_count * 2 + 2 * fc_count,   # x in, out; mask
                "ours": lambda a: ops.apply_mask(a, ops.dropout_mask(a.shape, 0.5, 12345)),
-               "inputs": lambda: (self.normal(fc_out),), "torch": None}
+               "inputs": lambda: (self.normal(fc_out),),
+               "torch": self.peer(lambda x: torch.nn.functional.dropout(x, 0.5, training=True))}
         # softmax alone: the loss's op returns the loss to the host, a wait no kernel makes
         yield {"layer": f"{fcs[-1].name} output", "pass": "softmax", "kind": "memory",
                "bytes": 4 * classes * n * 2, "ours": ops.softmax,
-               "inputs": lambda: (self.normal((classes, n), 5),), "torch": None}
+               "inputs": lambda: (self.normal((classes, n), 5),),
+               "torch": self.peer(lambda x: torch.softmax(x, dim=1))}
         # fc6's weights from all of its inputs, as one array
         weights = (sum(int(np.prod(shape)) for shape in self.shapes[fcs[0].name]), fc_out[0])
         wbytes = 4 * int(np.prod(weights))
+        lr, momentum, weight_decay = 0.01, 0.9, 5e-4
 
         def sgd_inputs():
             return self.normal(weights), self.normal(weights), self.normal(weights)
+
+        def torch_sgd(w, v, grad):
+            """PyTorch's fused SGD at our state: its momentum buffer is ours over −lr (it adds
+            the gradient to the buffer and steps by −lr times it; ours folds lr into v)."""
+            w = torch.nn.Parameter(self.tensor(w))
+            w.grad = self.tensor(grad)
+            optimizer = torch.optim.SGD([w], lr=lr, momentum=momentum,
+                                        weight_decay=weight_decay, fused=True)
+            optimizer.state[w]["momentum_buffer"] = self.tensor(v) / -lr
+            return optimizer, w
+
+        def torch_step(optimizer, w):
+            optimizer.step()
+            return w   # the updated weights, as ours updates its in place
         yield {"layer": f"{fcs[0].name} weights", "pass": "SGD update", "kind": "memory",
                "bytes": 5 * wbytes,            # w, v, grad in; w, v out
-               "ours": lambda w, v, g: ops.sgd_update(w, v, g, lr=0.01, momentum=0.9,
-                                                      weight_decay=5e-4),
-               "inputs": sgd_inputs, "torch": None}
+               "ours": lambda w, v, g: ops.sgd_update(w, v, g, lr=lr, momentum=momentum,
+                                                      weight_decay=weight_decay),
+               "inputs": sgd_inputs, "torch": self.peer(torch_step, torch_sgd)}
 
 
 def plan_key(overrides):
@@ -526,10 +568,10 @@ def main(argv=None):
             rate = f"{record['gb_s']:6.0f} GB/s {record['percent_of_copy']:4.0f}%"
         theirs = ""
         if case["torch"] is not None:
-            run, inputs = case["torch"]
+            run, prepare = case["torch"]
             record["peer"] = "cuDNN" if case["kind"] == "conv" else "PyTorch"
-            record["peer_ms"], peer_host_bound = timer.median_ms(run, inputs, args.repeats,
-                                                                 torch=torch)
+            record["peer_ms"], peer_host_bound = timer.median_ms(
+                run, lambda: prepare(*case["inputs"]()), args.repeats, torch=torch)
             if peer_host_bound:   # its time may hold the GPU idle, waiting for the host
                 record["peer_host_bound_runs"] = peer_host_bound
             record["ratio_peer_over_ours"] = record["peer_ms"] / ours

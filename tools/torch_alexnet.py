@@ -103,15 +103,10 @@ class TorchAlexNet:
             elif isinstance(layer, alexnet.FullyConnected):
                 y = F.linear(torch.cat([t.flatten(1) for t in inputs], dim=1), weight, bias)
             elif isinstance(layer, alexnet.CrossMapNorm):
-                p = layer.params
-                y = torch.cat([F.local_response_norm(part, p.size, alpha=p.coefficient(p.size) *
-                                                     p.size, beta=p.beta, k=p.k)
+                y = torch.cat([crossmap_norm(torch, part, layer.params)
                                for part in inputs[0].chunk(halves, dim=1)], dim=1)
             elif isinstance(layer, alexnet.SameMapNorm):
-                p, x = layer.params, inputs[0]
-                window_sum = F.avg_pool2d(x * x, p.size, stride=1, padding=p.size // 2,
-                                          count_include_pad=True) * p.size ** 2
-                y = x * (p.k + p.coefficient(p.size ** 2) * window_sum) ** -p.beta
+                y = samemap_norm(torch, inputs[0], layer.params)
             elif isinstance(layer, alexnet.MaxPool):
                 y = F.max_pool2d(inputs[0], layer.size, layer.stride, ceil_mode=layer.overhang)
             elif isinstance(layer, alexnet.Dropout):
@@ -130,6 +125,37 @@ class TorchAlexNet:
         for name, run in self.steps:
             outputs[name] = run(outputs)
         return outputs[self.steps[-1][0]]
+
+
+def crossmap_norm(torch, x, params):
+    """Cross-map response normalization of NCHW x by PyTorch's local_response_norm, whose α is
+    divided by the window's terms: ours per term times the window."""
+    return torch.nn.functional.local_response_norm(
+        x, params.size, alpha=params.coefficient(params.size) * params.size, beta=params.beta,
+        k=params.k)
+
+
+def samemap_norm(torch, x, params):
+    """Same-map response normalization of NCHW x: the window's sum of squares as a zero-padded
+    average pool (count_include_pad) times the window's terms, clipped at the map's edges as
+    ours is."""
+    terms = params.size ** 2
+    window_sum = torch.nn.functional.avg_pool2d(x * x, params.size, stride=1,
+                                                padding=params.size // 2,
+                                                count_include_pad=True) * terms
+    return x * (params.k + params.coefficient(terms) * window_sum) ** -params.beta
+
+
+def from_ours(torch, array, device):
+    """Our array (CuPy or NumPy) as a PyTorch tensor on `device`, in PyTorch's layout:
+    (C,H,W,N) → NCHW, (F,N) → (N,F), a vector as it is; contiguous, as a PyTorch op's input
+    would be."""
+    tensor = torch.as_tensor(array, device=device)
+    if tensor.dim() == 4:
+        tensor = tensor.permute(3, 0, 1, 2)
+    elif tensor.dim() == 2:
+        tensor = tensor.T
+    return tensor.contiguous()
 
 
 def recipe_sgd(torch, network, model):
