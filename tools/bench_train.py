@@ -70,7 +70,7 @@ def random_images(rng, shape):
     return images
 
 
-def our_step(cupy, placement, model, params, batch):
+def our_step(placement, model, params, batch):
     network = Network(model, placement, seed=0, params={k: v.copy() for k, v in params.items()})
     tower_a, *others = placement.distinct_backends()
     solver = SGD.of_recipe(model)
@@ -213,7 +213,7 @@ def main(argv=None):
     for gpus in args.gpus:
         for algorithm in args.conv_algorithms:
             placement, where = select_placement(gpus, conv_algorithm=algorithm)
-            network, ours, losses = our_step(cupy, placement, model, params, args.batch)
+            network, ours, losses = our_step(placement, model, params, args.batch)
             with placement.backends["a"].context():
                 start, stop = cupy.cuda.Event(), cupy.cuda.Event()
             step_ms = median_ms(ours, args.repeats, start, stop, cupy.cuda.get_elapsed_time)
