@@ -138,11 +138,11 @@ def copy_bandwidth(cupy, timer, repeats):
 
 
 class Cases:
-    """Every (layer, pass) of tower a of the model (the default network unless told): our op, its
-    inputs, its cost, and the PyTorch equivalent ("torch": (run, prepare), where prepare takes
-    the inputs our op is given to run's, outside the timed run; None without PyTorch)."""
+    """Every (layer, pass) of tower a of the model named: our op, its inputs, its cost, and the
+    PyTorch equivalent ("torch": (run, prepare), where prepare takes the inputs our op is given
+    to run's, outside the timed run; None without PyTorch)."""
 
-    def __init__(self, cupy, torch, backend, batch, model="2012", torch_device="cuda"):
+    def __init__(self, cupy, torch, backend, batch, model, torch_device="cuda"):
         self.cupy, self.torch, self.backend, self.batch = cupy, torch, backend, batch
         self.torch_device = torch_device   # where the peer's tensors live ("cpu" in the tests)
         self.model = alexnet.build_model(model)
@@ -502,8 +502,9 @@ def main(argv=None):
     parser = options.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("families", nargs="*", metavar="FAMILY",
                         help=f"op families to time: {', '.join(FAMILIES)} (default: all)")
-    parser.add_argument("--model", default="2012", type=options.model_choice,
-                        help="whose layer shapes to time (default 2012, the default network)")
+    parser.add_argument("--model", default=alexnet.DEFAULT_MODEL, type=options.model_choice,
+                        help="whose layer shapes to time (default: %(default)s, the default "
+                             "network)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--plans", action="store_true",

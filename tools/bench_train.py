@@ -183,8 +183,8 @@ def main(argv=None):
                         default=list(ALGORITHMS),
                         help="convolution algorithms to measure each placement with, as "
                              "train's --conv-algorithm (default: all)")
-    parser.add_argument("--model", default="2012", type=options.model_choice,
-                        help="the network to time (default 2012, the default network)")
+    parser.add_argument("--model", default=alexnet.DEFAULT_MODEL, type=options.model_choice,
+                        help="the network to time (default: %(default)s, the default network)")
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--json", help="write the report here (default: "
