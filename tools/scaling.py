@@ -5,8 +5,8 @@ expect on 2–64 machines, from the model's parameter counts and a measured step
         [--step-seconds S --batch B] [--gbps 100 400] [--machines 2 4 8 16 32 64]
 
 The step time is the per-replica time of one training step (forward, backward, update) at the
-per-replica batch, from a benchmark report (tools/bench_cpu_step.py's JSON, or a GPU training
-benchmark's once one exists) or given with --step-seconds and --batch. Prints a Markdown table.
+per-replica batch, from a benchmark report (tools/bench_cpu_step.py's JSON) or given with
+--step-seconds and --batch. Prints a Markdown table.
 
 The model (stated here, not measured):
   - each tower's float32 gradients are summed by a ring all-reduce, in which every replica sends
