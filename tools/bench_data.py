@@ -3,6 +3,7 @@ network's layout) and prepare (JPEG → 256×256 in HDF5), in images per second 
 rate a GPU trains at, which the loader must sustain.
 
     python tools/bench_data.py [--batch 128] [--crop 224] [--size 256] [--images 1024]
+                               [--jpegs 150] [--json FILE]
 
 Loader: 2012 settings (colour noise on, ÷1.1, offsets per 32 images), random pixels (the work
 does not depend on them), read from HDF5 both ways the loader reads (all in memory; per batch
@@ -30,7 +31,7 @@ from convnet.data import dataset, prepare  # noqa: E402
 from convnet.data.loader import Loader, colour_offsets, draw  # noqa: E402
 from convnet.errors import run_command  # noqa: E402
 
-# Targets, not measurements: the goal for a 16-core GPU machine, and the 2012 run.
+# Targets, not measurements: the loader's goal on a 16-core GPU machine, and the 2012 run.
 GPU_RATE_TARGET = 10_000      # images/s a current GPU trains the full model at: the loader's goal
 GPU_RATE_2012 = 227           # images/s on two GTX 580: 90 epochs in the paper's 5-6 days
 LOADER_TARGET_PER_CORE = 2_000

@@ -2,6 +2,7 @@
 that `make kernels` built: no GPU needed.
 
     python tools/sass_loops.py [--arch sm_90] [--kernel conv_forward<float>] [--min-ffma 1]
+                               [--fatbin kernels/build/convnet.fatbin]
 
 A Hopper or Ampere multiprocessor's four schedulers each issue one instruction per clock, and a
 warp's FFMA is one of them, so in a loop bound by its multiply-adds the FFMA share of the
@@ -66,8 +67,9 @@ def disassemble(fatbin, arch):
 
 
 def functions(sass):
-    """{kernel: [(address, instruction)]} of cuobjdump -sass output, each kernel by its name in
-    the manifest ('conv_forward<float>'; the mangled name where it has none)."""
+    """{kernel: [(address, instruction)]} of cuobjdump -sass output, each kernel by its
+    demangled name, as the manifest lists it ('conv_forward<float>'; the mangled name where
+    build.demangle gives none)."""
     found = {}
     for block in re.split(r"\n\s*Function : ", sass)[1:]:
         mangled = block.split("\n", 1)[0].strip()
