@@ -21,7 +21,7 @@ import subprocess
 
 import numpy as np
 
-from convnet import alexnet, graph, provenance
+from convnet import alexnet, provenance
 from convnet.backend.cuda.devices import cuda_devices
 from convnet.backend.cuda.launch import build
 from convnet.network import bias_key, weight_key
@@ -37,8 +37,7 @@ def _torch_layout(layer, value):
 
 class TorchAlexNet:
     def __init__(self, model, params, torch, *, device="cpu", grouped=False):
-        self.torch, self.model, self.grouped = torch, model, grouped
-        self.infos = graph.analyze(model)
+        self.torch, self.grouped = torch, grouped
         self.params = {}     # name → leaf tensor (what the optimizer updates)
         self.steps = []      # (output name, function of the outputs dict)
         tensor = lambda a: torch.tensor(np.ascontiguousarray(a), device=device,  # noqa: E731
