@@ -39,10 +39,7 @@ from convnet.network import Network, bias_key, dropout_key, initial_parameters, 
 from convnet.replicas.shard import BatchPart
 from convnet.solver import SGD
 from convnet.train import select_placement
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_alexnet import (TorchAlexNet, gpu_modules, recipe_sgd, report_path,  # noqa: E402
-                           run_record)
+from torch_alexnet import TorchAlexNet, gpu_modules, recipe_sgd, report_path, run_record
 
 WARMUP = 3
 IMAGENET_TRAIN_IMAGES = 1_281_167
