@@ -1,7 +1,7 @@
 """How the CUDA kernels are compiled: the one place for sources, targets and options, and the
 `make kernels` command.
 
-    python kernels/build.py [--output-dir kernels/build] [--force]
+    python kernels/build.py [--output-dir kernels/build] [--nvcc PATH] [--force]
 
 compiles kernels/all.cu with nvcc into a fatbin with SASS for each target architecture this
 nvcc supports, plus PTX for the lowest of them (which the driver compiles for newer GPUs), and
@@ -310,7 +310,9 @@ def build(output_dir, nvcc="nvcc", force=False):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT)
-    parser.add_argument("--nvcc", default=os.environ.get("NVCC", "nvcc"))
+    parser.add_argument("--nvcc", default=os.environ.get("NVCC", "nvcc"),
+                        help="the nvcc to build with, where it is not the one on PATH "
+                             "(default: $NVCC, else nvcc)")
     parser.add_argument("--force", action="store_true",
                         help="build even where the fatbin is up to date")
     args = parser.parse_args(argv)
