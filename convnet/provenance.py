@@ -1,5 +1,5 @@
 """Which code produced a result, and on what: the commit that settings, checkpoints and benchmark
-reports record, and the processor that CPU benchmarks name.
+reports record, and the processor and BLAS that CPU benchmarks name.
 
 The commit is git's HEAD of the checkout convnet runs from (the folder holding the package, when
 it is the top of a git work tree: an installed copy inside some other repository is not), with
@@ -57,3 +57,15 @@ def processor() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def blas():
+    """NumPy's BLAS ("scipy-openblas 0.3.31"), which sets the reference backend's speed; None
+    where NumPy does not say (before 1.25). NumPy is imported here alone: the GPU checks'
+    preflight reads this before the package's requirements are known to be installed."""
+    import numpy
+    try:
+        found = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except (TypeError, KeyError):
+        return None
+    return f"{found.get('name')} {found.get('version')}"

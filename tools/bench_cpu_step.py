@@ -23,16 +23,6 @@ from convnet.solver import SGD
 from torch_alexnet import TorchAlexNet, recipe_sgd
 
 
-def blas():
-    """NumPy's BLAS ("scipy-openblas 0.3.31"), which sets the reference backend's speed; None
-    where NumPy does not say (before 1.25)."""
-    try:
-        found = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    except (TypeError, KeyError):
-        return None
-    return f"{found.get('name')} {found.get('version')}"
-
-
 def make_batch(model, batch, rng):
     images = rng.normal(0.0, 60.0, model.image_shape + (batch,)).astype(np.float32)
     labels = rng.integers(0, model.geometry.classes, batch)
@@ -114,8 +104,8 @@ def main(argv=None):
     rng = np.random.default_rng()
     report = {"model": args.model, "batch": args.batch, "repeats": args.repeats,
               "cpu": provenance.processor(), "cores": provenance.cores(),
-              "python": platform.python_version(), "numpy": np.__version__, "blas": blas(),
-              "commit": provenance.running()}
+              "python": platform.python_version(), "numpy": np.__version__,
+              "blas": provenance.blas(), "commit": provenance.running()}
 
     reference, draw, step = reference_step(model, params, args.batch, rng)
     try:

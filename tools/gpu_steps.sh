@@ -82,15 +82,11 @@ headers = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.
 print("Python.h", "found" if headers else "MISSING: the install cannot build the extensions")
 for tool in ("nvcc", "compute-sanitizer", "ncu"):
     print(tool, shutil.which(tool) or "MISSING")
-try:   # NumPy ≥ 1.25 says which BLAS it has
-    blas = numpy.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    blas = f"{blas.get('"'"'name'"'"')} {blas.get('"'"'version'"'"')}"
-except Exception:
-    blas = "unknown"
+from convnet.provenance import blas   # the checkout'"'"'s, imported before the install
 square = numpy.ones((2000, 2000))
 begun = time.perf_counter()
 square @ square
-print("BLAS", blas, "2000² float64 product in", f"{time.perf_counter() - begun:.3f} s")
+print("BLAS", blas(), "2000² float64 product in", f"{time.perf_counter() - begun:.3f} s")
 import h5py, PIL, pybind11, pytest
 print("h5py", h5py.__version__, "pillow", PIL.__version__, "pybind11", pybind11.__version__,
       "pytest", pytest.__version__)
