@@ -29,9 +29,10 @@
 // kConvTileK along k through two shared buffers: while the block multiplies one, each thread
 // holds the next step's operand values in registers and stores them into the other, so one
 // barrier per step suffices. The 16 × 16 threads each accumulate a sub-tile of (tile rows / 16)
-// × (tile columns / 16), 8 × 8, 4 × 8 or 3 × 8 (sub_tile_index): groups of 4 rows, 4·ty + r, one
-// group every 64 rows (the narrowest tile: 3 consecutive rows, 3·ty + r), and the same for
-// columns, read from shared memory as 4-element vectors (shared_place).
+// × (tile columns / 16): 8 × 8, or 4 × 8 or 3 × 8 where the rows are narrowed, 8 × 4 or 8 × 3
+// where the columns are (sub_tile_index): groups of 4 rows, 4·ty + r, one group every 64 rows
+// (the narrowest tile: 3 consecutive rows, 3·ty + r), and the same for columns, read from shared
+// memory as 4-element vectors (shared_place).
 //
 // Each thread loads one group of 4 consecutive elements of each operand per step (of a narrow
 // operand, only the first threads do), along the operand's contiguous axis: along m or n (the

@@ -305,7 +305,6 @@ using emu::threadIdx;
 
 #define __global__
 #define __device__
-#define __host__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
 #define __shared__ static
