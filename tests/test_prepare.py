@@ -16,6 +16,7 @@ from PIL import Image, JpegImagePlugin
 import imagetree
 from convnet.data import prepare
 from convnet.data.dataset import Dataset, DatasetError
+from convnet.stopping import Stopped
 
 SIZE = 64   # small stored images keep the tests fast; the code does not depend on the size
 
@@ -233,12 +234,14 @@ def test_prepares_lines_show_their_names(tmp_path, rng, capsys, monkeypatch):
     assert err.startswith(f"{shown}.partial: cannot resume (unreadable")
     assert bars == ["prepare o\\x1b[31m.h5"]
 
-    def stopped(*args, **options):
-        raise KeyboardInterrupt
-    monkeypatch.setattr(prepare, "prepare", stopped)
-    assert prepare.main(common) == 130
-    assert capsys.readouterr().err == (f"interrupted: the work so far is in {shown}.partial; "
-                                       f"run the same command again to resume\n")
+    for stop, status in [(KeyboardInterrupt(), 130), (Stopped(signal.SIGINT), 130),
+                         (Stopped(signal.SIGTERM), 143)]:
+        def stopped(*args, **options):
+            raise stop
+        monkeypatch.setattr(prepare, "prepare", stopped)
+        assert prepare.main(common) == status
+        assert capsys.readouterr().err == (f"interrupted: the work so far is in {shown}.partial; "
+                                           f"run the same command again to resume\n")
 
 
 def test_every_entry_of_a_class_folder_is_read_or_reported(tmp_path, rng, capsys):
@@ -431,12 +434,13 @@ def main(how, root, output):
             os.remove(f"{os.path.dirname(output)}/stored")
         try:
             prepare.prepare(root, output, size=512, workers=4, progress=False, restart=True)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            status = 128 + stop.number   # prepare names the signal that stopped it
             continue
         except prepare.PrepareError as error:
             sys.exit(f"error: {error}")
         sys.exit("prepare was not stopped")
-    sys.exit(130)
+    sys.exit(status)
 
 if __name__ == "__main__":
     main(*sys.argv[1:])
@@ -469,7 +473,7 @@ def test_stop_while_workers_send_large_blocks(tmp_path, how):
     workers) at the second block, or Ctrl-C while a stuck worker holds the third: the run stops
     after the second block, saying nothing."""
     status, _, stderr = stopped_run(tmp_path, how)
-    assert status == 130 and stderr == "", stderr
+    assert status == (143 if how == "terminated" else 130) and stderr == "", stderr
     assert not (tmp_path / "out.h5").exists()
     with h5py.File(tmp_path / "out.h5.partial", "r") as partial:
         assert partial.attrs["blocks_done"] == 2
@@ -524,8 +528,9 @@ def test_workers_ended_by_a_stop_signal_are_a_stop(tmp_path, rng, monkeypatch, d
     root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
     monkeypatch.setattr(prepare, "BlockWorkers", TerminatedWorkers)
     monkeypatch.setattr(TerminatedWorkers, "during_start", during_start)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Stopped) as stop:
         run(root, tmp_path / "out.h5", size=SIZE, workers=2)
+    assert stop.value.number == signal.SIGTERM
     assert not (tmp_path / "out.h5").exists()
     with h5py.File(tmp_path / "out.h5.partial", "r") as partial:
         assert partial.attrs["blocks_done"] == (0 if during_start else 2)

@@ -32,9 +32,9 @@ The file holds, besides images and labels (see convnet.data.dataset for the whol
 Crash safety: the work goes into OUTPUT.partial, in blocks of BLOCK files, written in file order
 whatever the number of processes; after each block the counters and the running statistics are
 stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops at once, or after the block
-being stored, dropping those the workers hold; a worker that dies (killed, out of memory) stops
-it with an error naming its block; so does a full disk, before the block it may not hold (HDF5
-leaves a file whose writes failed broken). The same command resumes from the last stored block
+being stored, dropping those the workers hold, with exit status 128 + the signal's number (130,
+143); a worker that dies (killed, out of memory) stops it with an error naming its block; so does
+a full disk, before the block it may not hold (HDF5 leaves a file whose writes failed broken). The same command resumes from the last stored block
 if the file list and settings are unchanged, and otherwise starts again (as it does with
 --restart). Only a finished file is renamed to OUTPUT, so OUTPUT is never a file that looks
 complete but is not.
@@ -56,8 +56,8 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import options, provenance
 from convnet.atomic import check_writable
-from convnet.errors import (INTERRUPTED_STATUS, NOT_REGULAR, open_regular, run_command,
-                            shown)
+from convnet.errors import NOT_REGULAR, open_regular, run_command, shown
+from convnet.stopping import Stopped
 from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
                                    write_statistics)
 
@@ -569,6 +569,10 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
         file.attrs["complete"] = True
         file.close()
         os.replace(partial, output)
+    except KeyboardInterrupt:
+        if stop.signal is None:
+            raise
+        raise Stopped(stop.signal) from None   # which signal: the exit status says it
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
@@ -622,10 +626,10 @@ def main(argv=None):
     except PrepareError as error:
         print(f"error: {shown(str(error))}", file=sys.stderr)   # one line whatever the names
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print(f"interrupted: the work so far is in {shown(args.output)}.partial; run the same "
               f"command again to resume", file=sys.stderr)
-        return INTERRUPTED_STATUS
+        return 128 + getattr(stop, "number", signal.SIGINT)
     report(summary)
     return 0
 
