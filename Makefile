@@ -15,9 +15,13 @@ OUT ?= bench/out
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 # Where nvidia-smi lists a GPU, the set-up adds the CuPy of its driver's CUDA (12, or 13 and later:
 # the extras cuda12 and cuda of setup.py), so that training runs on it; an older driver gets none.
-CUDA_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && nvidia-smi | \
-  sed -n 's/.*CUDA Version: *\([0-9][0-9]*\).*/\1/p' | head -n 1 | \
-  awk '$$1 == 12 {print ",cuda12"} $$1 >= 13 {print ",cuda"}')
+# CUDA 13 compiles for no GPU older than compute capability 7.5 (Volta), which a CUDA 13 driver
+# still runs: there, CUDA 12's CuPy.
+CUDA_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && { nvidia-smi | \
+  sed -n 's/.*CUDA Version: *\([0-9][0-9]*\).*/\1/p' | head -n 1; \
+  nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null; } | \
+  awk 'NR == 1 {cuda = $$1; next} $$1 < 7.5 {volta = 1} \
+       END {if (cuda == 12 || (cuda >= 13 && volta)) print ",cuda12"; else if (cuda >= 13) print ",cuda"}')
 
 .PHONY: help setup test train train-mpi figures summary bench-cpu imagenet bench-data kernels kernels-asan kernels-large mutants gpu-check gpu-train scaling
 

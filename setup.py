@@ -66,8 +66,10 @@ setup(
     install_requires=["numpy>=1.24", "h5py>=3.8", "pillow>=10.0", "tqdm>=4.60",
                       "matplotlib>=3.7"],   # the figures (python -m convnet.figures)
     extras_require={
-        "cuda": ["cupy-cuda13x>=14.0"],      # CUDA 13 drivers, as kernels/build.py's nvcc
-        "cuda12": ["cupy-cuda12x>=13.0"],    # CUDA 12 drivers (the kernels compile via NVRTC)
+        # CuPy with the CUDA libraries it loads (cuBLAS, NVRTC, the runtime: its extra ctk) from
+        # PyPI, so that a GPU machine needs only its driver, not a CUDA toolkit installed
+        "cuda": ["cupy-cuda13x[ctk]>=14.0"],      # CUDA 13 drivers, as kernels/build.py's nvcc
+        "cuda12": ["cupy-cuda12x[ctk]>=14.0"],    # CUDA 12 drivers, Volta (kernels via NVRTC)
         "mpi": MPI,
         # scikit-learn for the two photographs it ships (tests/imagetree.py); MPI for the
         # replicas' tests, which run real mpiexec jobs; NVRTC for the backend's run-time

@@ -38,10 +38,12 @@ def make(tmp_path, *arguments, nvidia_smi=None, status=0):
     return completed.stdout if status == 0 else completed.stderr
 
 
-def driver(cuda_version):
-    """nvidia-smi as a driver of `cuda_version` answers: -L lists one GPU, the bare call prints
-    the table whose header names the CUDA version."""
+def driver(cuda_version, capabilities=("9.0",)):
+    """nvidia-smi as a driver of `cuda_version` answers: -L lists one GPU, the query of compute
+    capabilities gives one line per GPU, the bare call prints the table whose header names the
+    CUDA version."""
     return f"""if [ "$1" = -L ]; then echo 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'; exit 0; fi
+if [ "$1" = --query-gpu=compute_cap ]; then printf '%s\\n' {' '.join(capabilities)}; exit 0; fi
 echo '+-----------------------------------------------------------------------------------------+'
 echo '| NVIDIA-SMI 575.57.08             Driver Version: 575.57.08      CUDA Version: {cuda_version}     |'
 echo '|-----------------------------------------+------------------------+----------------------+'
@@ -65,7 +67,14 @@ def setup_extras():
     (driver("12.4"), "test,cuda12", "fashion-mnist-gpu"),
     (driver("13.0"), "test,cuda", "fashion-mnist-gpu"),
     (driver("14.1"), "test,cuda", "fashion-mnist-gpu"),
-], ids=["no nvidia-smi", "nvidia-smi fails", "CUDA 11", "CUDA 12", "CUDA 13", "CUDA 14"])
+    (driver("13.0", ["7.5"]), "test,cuda", "fashion-mnist-gpu"),        # Turing: CUDA 13's
+    (driver("13.0", ["7.0"]), "test,cuda12", "fashion-mnist-gpu"),      # Volta: CUDA 12's
+    (driver("13.0", ["9.0", "7.0"]), "test,cuda12", "fashion-mnist-gpu"),
+    (driver("12.4", ["7.0"]), "test,cuda12", "fashion-mnist-gpu"),
+    (driver("13.0", ["[N/A]"]), "test,cuda", "fashion-mnist-gpu"),     # none to read: CUDA 13's
+], ids=["no nvidia-smi", "nvidia-smi fails", "CUDA 11", "CUDA 12", "CUDA 13", "CUDA 14",
+        "CUDA 13 Turing", "CUDA 13 Volta", "CUDA 13 Hopper and Volta", "CUDA 12 Volta",
+        "CUDA 13 capability unknown"])
 def test_the_setup_installs_the_cupy_of_the_drivers_cuda_and_train_takes_its_config(
         tmp_path, nvidia_smi, extras, config):
     printed = make(tmp_path, "-n", "--always-make", "setup", "train", nvidia_smi=nvidia_smi)

@@ -363,7 +363,7 @@ def test_a_machine_with_nvidia_smi_but_no_cupy_is_told_which_cupy_to_install(tmp
     (bin_folder / "nvidia-smi").write_text("#!/bin/sh\necho 'CUDA Version: 12.4'\n")
     (bin_folder / "nvidia-smi").chmod(0o755)
     advice = ("pip install -e '.[cuda]' for a CUDA 13 driver, '.[cuda12]' for CUDA 12 "
-              "(nvidia-smi's header names the driver's CUDA version)")
+              "or a Volta GPU (nvidia-smi's header names the driver's CUDA version)")
     path = f"{bin_folder}{os.pathsep}{os.environ['PATH']}"
     common = [sys.executable, "-m", "convnet.train", "--data-path", str(tiny_set), "--epochs",
               "1"]

@@ -3,7 +3,7 @@ pinned memory and the test suite's GPU skips (one answer for all of them)."""
 
 # The CuPy of each CUDA driver (setup.py's extras; the Makefile picks one the same way).
 CUPY_INSTALL = ("pip install -e '.[cuda]' for a CUDA 13 driver, '.[cuda12]' for CUDA 12 "
-                "(nvidia-smi's header names the driver's CUDA version)")
+                "or a Volta GPU (nvidia-smi's header names the driver's CUDA version)")
 NO_CUPY = "CuPy is not installed"
 
 
