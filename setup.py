@@ -72,13 +72,14 @@ setup(
         "cuda12": ["cupy-cuda12x[ctk]>=14.0"],    # CUDA 12 drivers, Volta (kernels via NVRTC)
         "mpi": MPI,
         # scikit-learn for the two photographs it ships (tests/imagetree.py); MPI for the
-        # replicas' tests, which run real mpiexec jobs; NVRTC for the backend's run-time
-        # compile of the kernels (tests/test_build.py), which needs no GPU; cuobjdump and nvdisasm
-        # for the kernels' machine code (tools/sass_loops.py), which nvcc's toolkit may lack;
-        # the build's own requirements, for tools/mutants.py's rebuilds of mutated kernels
+        # replicas' tests, which run real mpiexec jobs; NVRTC, CUDA 13's and 12's, for the
+        # backend's run-time compile of the kernels (tests/test_build.py), which needs no GPU;
+        # cuobjdump and nvdisasm for the kernels' machine code (tools/sass_loops.py), which
+        # nvcc's toolkit may lack; the build's own requirements, for tools/mutants.py's
+        # rebuilds of mutated kernels
         "test": ["pytest>=7.4", "scikit-learn>=1.3", "nvidia-cuda-nvrtc>=13.0,<14",
-                 "nvidia-cuda-cuobjdump>=13.0,<14", "nvidia-cuda-nvdisasm>=13.0,<14",
-                 "setuptools>=64", "pybind11>=2.11"] + MPI,
+                 "nvidia-cuda-nvrtc-cu12>=12.0,<13", "nvidia-cuda-cuobjdump>=13.0,<14",
+                 "nvidia-cuda-nvdisasm>=13.0,<14", "setuptools>=64", "pybind11>=2.11"] + MPI,
     },
     ext_modules=[augment, emulator, emulator_asan],
     cmdclass={"build_ext": build_ext_side_by_side},
