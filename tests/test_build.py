@@ -219,6 +219,35 @@ def test_the_fatbins_float_arithmetic_flushes_denormals_as_nvrtcs(built):
         sorted(set(operations))
 
 
+def test_the_fatbins_ptx_assembles_for_newer_gpus_without_float_spills(built, tmp_path):
+    """A GPU of a major architecture newer than any the fatbin holds machine code for (Blackwell:
+    sm_100, sm_120) runs its PTX, which the driver compiles as the kernels load: ptxas, doing
+    what the driver's compiler would, assembles it for the first of each such architecture it
+    knows, every kernel, with no float kernel spilling there."""
+    folder, manifest = built
+    newest = max(int(arch[3:]) for arch in manifest["archs"]) // 10
+    known = build.supported_archs("nvcc")
+    targets = sorted(min(arch for arch in known if arch // 10 == major)
+                     for major in {arch // 10 for arch in known if arch // 10 > newest})
+    if not targets or shutil.which("ptxas") is None:
+        pytest.skip(f"nvcc's ptxas knows no architecture newer than sm_{newest}x")
+    dump = subprocess.run([sass_loops.cuobjdump(), "-ptx", str(folder / build.FATBIN)],
+                          capture_output=True, text=True, check=True).stdout
+    ptx = tmp_path / "kernels.ptx"
+    ptx.write_text(dump[dump.index(".version"):])
+    runs = [subprocess.Popen(["ptxas", "-v", f"-arch=sm_{arch}", str(ptx), "-o", os.devnull],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for arch in targets]
+    for arch, run in zip(targets, runs):
+        report = run.communicate()[0]
+        assert run.returncode == 0, report
+        records = [record for record in build.parse_ptxas(report) if record["kernel"]]
+        assert sorted(record["kernel"] for record in records) == \
+            sorted(build.kernel_instances()), arch
+        assert not [record["kernel"] for record in records
+                    if record["kernel"].endswith("<float>") and build.spills(record)], arch
+
+
 def test_nvrtc_options_change_with_every_kernel_source(tmp_path, monkeypatch):
     """CuPy caches NVRTC's kernels by all.cu's text and the options; all.cu only includes the
     other sources, so an edit of one of them must change the options, or the cache would serve
