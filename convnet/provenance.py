@@ -61,7 +61,7 @@ def processor() -> str:
 
 def blas():
     """NumPy's BLAS ("scipy-openblas 0.3.31"), which sets the reference backend's speed; None
-    where NumPy does not say (before 1.25). NumPy is imported here alone: the GPU checks'
+    where NumPy does not say (before 1.26). NumPy is imported here alone: the GPU checks'
     preflight reads this before the package's requirements are known to be installed."""
     import numpy
     try:

@@ -15,11 +15,21 @@ from PIL import ExifTags, Image
 
 WNIDS = ("n01440764", "n01443537", "n01484850")      # the first three ILSVRC-2012 classes
 FASHION_MNIST_IMAGES = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+
+
+def _png16_mode():
+    """How this Pillow opens a 16-bit greyscale PNG: I;16 from Pillow 10.3, I before."""
+    encoded = io.BytesIO()
+    Image.fromarray(np.zeros((1, 1), np.uint16)).save(encoded, "PNG")
+    return Image.open(encoded).mode
+
+
+PNG16_NOTE = {"I;16": "16-bit greyscale (I;16)", "I": "integer greyscale (I)"}[_png16_mode()]
 BAD = {   # file name → (converted or skipped, the start of its reason in /report)
     "cmyk.JPEG": ("converted", "CMYK converted to RGB"),
     "grey.JPEG": ("converted", "greyscale (L) converted to RGB"),
     "png.JPEG": ("converted", "PNG file under a JPEG name"),
-    "grey16.png": ("converted", "PNG file; 16-bit greyscale (I;16) converted to RGB"),
+    "grey16.png": ("converted", f"PNG file; {PNG16_NOTE} converted to RGB"),
     "rotated.JPEG": ("converted", "EXIF orientation 6 not applied"),
     "truncated.JPEG": ("skipped", "truncated"),
     "empty.JPEG": ("skipped", "empty file"),

@@ -187,7 +187,7 @@ def test_sixteen_bit_greyscale_keeps_its_high_byte(tmp_path):
     Image.fromarray(wide).save(tmp_path / "grey16.png")
     pixels, note = prepare.load_image(str(tmp_path / "grey16.png"), 32)
     expected, _ = prepare.load_image(str(tmp_path / "grey8.png"), 32)
-    assert note == "converted: PNG file; 16-bit greyscale (I;16) converted to RGB"
+    assert note == f"converted: PNG file; {imagetree.PNG16_NOTE} converted to RGB"
     np.testing.assert_array_equal(pixels, expected)
 
 
