@@ -83,11 +83,8 @@ def source_hash():
 def nvrtc_options():
     """The options of the backend's NVRTC compile, the sources' hash among them as a macro that no
     kernel reads: all.cu only includes the other files, and CuPy's compile cache, keyed on the
-    source text and the options, would otherwise serve kernels built from older sources.
-    -default-device: CUDA 12's NVRTC (CuPy's for CUDA 12 drivers) takes a lambda that a kernel
-    defines for host code, which it refuses to compile, unless unannotated code is device code."""
-    return LANGUAGE + ["-default-device", f"-I{KERNELS}",
-                       f"-DCONVNET_SOURCES={source_hash()[:16]}"]
+    source text and the options, would otherwise serve kernels built from older sources."""
+    return LANGUAGE + [f"-I{KERNELS}", f"-DCONVNET_SOURCES={source_hash()[:16]}"]
 
 
 def kernel_names():

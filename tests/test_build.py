@@ -281,13 +281,19 @@ def nvrtc_library(major):
 DEPRECATED_ARCHITECTURE = "nvrtc: warning: Architectures prior to '<compute/sm>_75' are deprecated"
 
 
+# What CuPy 14 adds to a RawModule's options when it compiles through NVRTC (cupy/cuda/
+# compiler.py): flushing float32 denormals, unannotated code as device code (without which CUDA
+# 12's NVRTC takes the lambdas the convolutions define for host code, and refuses them), and the
+# GPU's architecture (added in the test).
+CUPY_NVRTC_OPTIONS = ["-ftz=true", "--device-as-default-execution-space"]
+
+
 @pytest.mark.parametrize("major, arch", [(13, 90), (12, 70), (12, 90)])
 def test_nvrtc_compiles_every_kernel_as_the_backend_asks(major, arch):
     """The source, options and name expressions of the backend's NVRTC path (launch.py), plus
-    what CuPy adds (-ftz=true, and -arch=sm_XX for the GPU), through the NVRTC of CuPy's CUDA 13
-    build and of its CUDA 12 build (which CUDA 12 drivers and Volta GPUs take: their only path
-    to the kernels): it compiles without a warning, and every expression lowers to the kernel
-    nvcc's fatbin holds under that name."""
+    what CuPy adds, through the NVRTC of CuPy's CUDA 13 build and of its CUDA 12 build (which CUDA
+    12 drivers and Volta GPUs take: their only path to the kernels): it compiles without a
+    warning, and every expression lowers to the kernel nvcc's fatbin holds under that name."""
     nvrtc = nvrtc_library(major)
     with open(build.SOURCE, "rb") as file:
         source = file.read()
@@ -297,7 +303,7 @@ def test_nvrtc_compiles_every_kernel_as_the_backend_asks(major, arch):
     expressions = build.kernel_instances()
     for expression in expressions:
         assert nvrtc.nvrtcAddNameExpression(program, expression.encode()) == 0
-    options = [*build.nvrtc_options(), "-ftz=true", f"-arch=sm_{arch}"]
+    options = [*build.nvrtc_options(), *CUPY_NVRTC_OPTIONS, f"-arch=sm_{arch}"]
     compiled = nvrtc.nvrtcCompileProgram(
         program, len(options), (ctypes.c_char_p * len(options))(*map(str.encode, options)))
     size = ctypes.c_size_t()
