@@ -11,16 +11,18 @@ convolution algorithm as train's --conv-algorithm (Winograd's where it serves: c
 towers on GPU 0 on one stream; 0,0, the two-device path on one GPU (a stream per tower, copies at
 the crossings); 0,1 where there are two GPUs. The first placement with the first algorithm is the
 headline figure. A step is what the trainer does per batch: the batch copied from host memory,
-forward, backward and the SGD update. Each step is timed with CUDA events on tower a's stream
-(tower b's stream joins it before the stop event), after 3 warm-up steps, on a fresh random batch;
-the median is reported, as images/s and as the projected wall time of 90 epochs of ILSVRC-2012's
-1,281,167 training images. The breakdown times each layer's forward and backward on its own (fresh
-random inputs of its shapes, the layer's own parameters) with both towers on the first placement's
-first GPU and the first algorithm, and lists them with their share of the sum. The JSON report (by
-default bench/results/train-DEVICE.json) records the device, versions, the peer's settings, the
-commit and the kernels hash; it is written as each figure comes ("complete" is false until the
-end), so a run cut short keeps what it measured. A timed run with a loss that is not finite
-(ours or PyTorch's) stops the benchmark: its time is not a result.
+forward, backward, the SGD update, and the loss and top-1 and top-5 errors read to the host (ours
+in the forward pass; PyTorch's after its update, where torchvision's training loop reads them).
+Each step is timed with CUDA events on tower a's stream (tower b's stream joins it before the stop
+event), after 3 warm-up steps, on a fresh random batch; the median is reported, as images/s and as
+the projected wall time of 90 epochs of ILSVRC-2012's 1,281,167 training images. The breakdown
+times each layer's forward and backward on its own (fresh random inputs of its shapes, the layer's
+own parameters) with both towers on the first placement's first GPU and the first algorithm, and
+lists them with their share of the sum. The JSON report (by default
+bench/results/train-DEVICE.json) records the device, versions, the peer's settings, the commit and
+the kernels hash; it is written as each figure comes ("complete" is false until the end), so a run
+cut short keeps what it measured. A timed run with a loss that is not finite (ours or PyTorch's)
+stops the benchmark: its time is not a result.
 """
 import math
 import os
@@ -98,20 +100,27 @@ def torch_step(torch, model, params, batch, *, device="cuda", rng=None):
     network = TorchAlexNet(model, params, torch, device=device, grouped=True)
     optimizer = recipe_sgd(torch, network, model)
     rng = np.random.default_rng() if rng is None else rng
-    losses = []   # tensors on the GPU: read after the timing, not in it
+    losses = []
 
     def record(begin, end):
         images = random_images(rng, (batch,) + model.image_shape)
         labels = torch.from_numpy(rng.integers(0, model.geometry.classes, batch))
         begin()
+        labels = labels.to(device, non_blocking=True)
         logits = network.forward(torch.from_numpy(images).to(device, non_blocking=True),
                                  train=True)
-        loss = torch.nn.functional.cross_entropy(logits, labels.to(device, non_blocking=True))
+        loss = torch.nn.functional.cross_entropy(logits, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        # What torchvision's training loop reads on the host every step for its log, as our
+        # trainer does in its forward pass: the loss, and the batch's top-1 and top-5 hits (read,
+        # each a wait for the GPU, as there; the benchmark keeps only the loss).
+        with torch.no_grad():
+            hits = logits.topk(5, dim=1).indices == labels[:, None]
+            losses.append(loss.item())
+            hits[:, 0].sum().item(), hits.any(dim=1).sum().item()
         end()
-        losses.append(loss.detach())
     return network, record, losses
 
 
