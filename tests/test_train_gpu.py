@@ -2,8 +2,9 @@
 same step on the reference backend, with both towers on one GPU (`--gpus 0`), through the
 two-device path on one GPU (`--gpus 0,0`: two streams, explicit copies) and on two GPUs
 (`--gpus 0,1`, where there are two); the bytes crossing towers against the analytic figure;
-and the two-device path on one GPU repeating itself bit for bit. Skipped, with the reason,
-without a GPU (or, for 0,1, without a second one)."""
+the two-device path on one GPU repeating itself bit for bit; and the loader's page-locked batch
+blocks left alone while their copy to the GPU may run. Skipped, with the reason, without a GPU
+(or, for 0,1, without a second one)."""
 import numpy as np
 import pytest
 
@@ -12,6 +13,7 @@ from convnet.backend import get_backend
 from convnet.network import Network
 from convnet.solver import SGD
 from convnet.backend.cuda.devices import cuda_devices
+from convnet.data.loader import Buffers
 from convnet.train import select_placement
 from networks import replay_on_reference
 from targets import require_gpu
@@ -76,3 +78,20 @@ def test_the_two_device_path_on_one_gpu_repeats_bit_for_bit(rng):
     assert runs[0][0] == runs[1][0]
     for key, value in runs[0][1].items():
         np.testing.assert_array_equal(runs[1][1][key], value, err_msg=key)
+
+
+def test_a_batch_block_is_not_reused_while_its_copy_to_the_gpu_may_run(rng):
+    """The loader's batches are views of page-locked blocks, copied to the GPU asynchronously;
+    a block is handed out again once nothing refers to it, and CuPy refers to the source of a
+    copy until the copy is done. A full batch of the default network (77 MB), and at once the
+    next batch written over whatever block take() gives: the copy on the GPU is the first."""
+    require_gpu()
+    model = alexnet.build_model("2012")
+    buffers, backend = Buffers(), get_backend("cuda")
+    batch = buffers.take(model.image_shape + (128,))
+    batch[...] = rng.normal(0, 50, batch.shape)
+    expected = batch.copy()
+    on_gpu = backend.from_host(batch)
+    del batch
+    buffers.take(model.image_shape + (128,))[...] = -1.0
+    np.testing.assert_array_equal(backend.to_host(on_gpu), expected)

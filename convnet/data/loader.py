@@ -115,7 +115,9 @@ def augment(images, index, offsets, flips, colour, mean_crop, divisor, out, thre
 class Buffers:
     """Float32 blocks for batches, reused once nothing outside this pool refers to them.
     Page-locked where CuPy and a GPU are present (fast, asynchronous copies to the GPU), plain
-    NumPy memory otherwise."""
+    NumPy memory otherwise. A copy to the GPU from a page-locked block may still be running when
+    the batch is dropped; CuPy's asarray keeps a reference to its source until the copy is done,
+    which keeps the block from being handed out (a GPU test checks it)."""
 
     def __init__(self):
         self.blocks = []
