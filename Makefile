@@ -21,7 +21,8 @@ CUDA_EXTRA := $(shell nvidia-smi -L >/dev/null 2>&1 && { nvidia-smi | \
   sed -n 's/.*CUDA Version: *\([0-9][0-9]*\).*/\1/p' | head -n 1; \
   nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null; } | \
   awk 'NR == 1 {cuda = $$1; next} $$1 < 7.5 {volta = 1} \
-       END {if (cuda == 12 || (cuda >= 13 && volta)) print ",cuda12"; else if (cuda >= 13) print ",cuda"}')
+       END {if (cuda == 12 || (cuda >= 13 && volta)) print ",cuda12"; \
+            else if (cuda >= 13) print ",cuda"}')
 
 .PHONY: help setup test train train-mpi figures summary bench-cpu imagenet bench-data kernels kernels-asan kernels-large mutants gpu-check gpu-train scaling
 

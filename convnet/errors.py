@@ -165,6 +165,12 @@ PIPE_CLOSED_STATUS = 141   # 128 + SIGPIPE: what a shell reports of a C tool sto
 INTERRUPTED_STATUS = 128 + signal.SIGINT
 
 
+def stop_signal(stop):
+    """The number of the signal a KeyboardInterrupt stands for: the one a Stopped names
+    (convnet.stopping), else Ctrl-C's (a second Ctrl-C's is Python's own)."""
+    return getattr(stop, "number", signal.SIGINT)
+
+
 def interrupted(number):
     """What a command stopped by a Ctrl-C says, where it has no word of its own for it."""
     return "interrupted: each file it wrote is whole or as it was"
@@ -186,7 +192,7 @@ def run_command(main, output_required=True, stopped=interrupted) -> int:
     try:
         return main() if sys.stdout is None else _with_checked_output(main)
     except KeyboardInterrupt as stop:
-        number = getattr(stop, "number", signal.SIGINT)   # a second Ctrl-C's is Python's own
+        number = stop_signal(stop)
         # At a terminal the line starts after the echoed ^C, not beside it.
         _tell(("\n" if sys.stderr.isatty() else "") + stopped(number))
         return 128 + number

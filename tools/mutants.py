@@ -1195,7 +1195,7 @@ CATALOGUE = [
     Mutant('pr-stop-unnamed', 'convnet/data/prepare.py',
            'raise Stopped(stop.signal) from None', 'raise KeyboardInterrupt from None', DATA),
     Mutant('pr-stop-status', 'convnet/data/prepare.py',
-           'return 128 + getattr(stop, "number", signal.SIGINT)', 'return 130', DATA),
+           'return 128 + stop_signal(stop)', 'return 130', DATA),
     Mutant('inf-top-k', 'convnet/inference.py',
            'def top_k(probs, k):',
            'def top_k(probs, k):\n    k = max(1, k - 1)', INFERENCE),

@@ -34,8 +34,9 @@ whatever the number of processes; after each block the counters and the running 
 stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops at once, or after the block
 being stored, dropping those the workers hold, with exit status 128 + the signal's number (130,
 143); a worker that dies (killed, out of memory) stops it with an error naming its block; so does
-a full disk, before the block it may not hold (HDF5 leaves a file whose writes failed broken). The same command resumes from the last stored block
-if the file list and settings are unchanged, and otherwise starts again (as it does with
+a full disk, before the block it may not hold (HDF5 leaves a file whose writes failed broken).
+The same command resumes from the last stored block if the file list and settings are
+unchanged, and otherwise starts again (as it does with
 --restart). Only a finished file is renamed to OUTPUT, so OUTPUT is never a file that looks
 complete but is not.
 """
@@ -56,7 +57,7 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import options, provenance
 from convnet.atomic import check_writable
-from convnet.errors import NOT_REGULAR, open_regular, run_command, shown
+from convnet.errors import NOT_REGULAR, open_regular, run_command, shown, stop_signal
 from convnet.stopping import Stopped
 from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
                                    write_statistics)
@@ -629,7 +630,7 @@ def main(argv=None):
     except KeyboardInterrupt as stop:
         print(f"interrupted: the work so far is in {shown(args.output)}.partial; run the same "
               f"command again to resume", file=sys.stderr)
-        return 128 + getattr(stop, "number", signal.SIGINT)
+        return 128 + stop_signal(stop)
     report(summary)
     return 0
 
