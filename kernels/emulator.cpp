@@ -5,6 +5,7 @@
 //                                     3-tuples; args a tuple in the kernel's parameter order
 //   kernels()                         the registered names
 //   fiber_switch                      how a block's threads switch at a barrier (emulate.h)
+//   flushes_float_denormals           whether float kernels flush denormals here (below)
 //   shuffle(seed)                     later launches run their blocks, and their threads between
 //                                     barriers, in a random order from this seed; None: in order
 //                                     (emulate.h: a result that changes with it is a race)
@@ -15,6 +16,12 @@
 // array's end, or past a __shared__ or local array's, is reported with the kernel's source line.
 // Python must load the sanitizer's runtime first (LD_PRELOAD; convnet/backend/cuda/launch.py).
 //
+// A float kernel runs as on a GPU, whose float arithmetic flushes denormals (kernels/build.py's
+// --ftz=true; CuPy's NVRTC likewise): its launch sets the host's flush-to-zero and
+// denormals-are-zero modes (x86-64's MXCSR FTZ and DAZ; AArch64's FPCR.FZ, which does both) and
+// restores them after. A double kernel keeps denormals, as a GPU's double arithmetic does. The
+// fibers of a launch share the mode (emulate.h switches no floating-point state).
+//
 // Arguments are converted by the kernel's own signature, as strictly as a GPU needs them: a
 // pointer T* takes a C-contiguous NumPy array of exactly T's dtype (writeable unless const T*),
 // a scalar takes a NumPy scalar of exactly its type (np.int32 for int, np.float32 for float...),
@@ -24,6 +31,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cstdint>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -37,6 +45,10 @@
 #include <utility>
 
 #include "emulate.h"
+
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
 
 #ifndef CONVNET_EMULATOR_MODULE
 #define CONVNET_EMULATOR_MODULE _emulator
@@ -141,6 +153,36 @@ class LaunchArrays {
 #endif
 };
 
+// While it lives, float arithmetic on this thread flushes denormal inputs and results to zero.
+class FlushDenormals {
+ public:
+#if defined(__x86_64__)
+  static constexpr bool kAvailable = true;
+  FlushDenormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFlushToZero | kDenormalsAreZero); }
+  ~FlushDenormals() { _mm_setcsr(saved_); }
+
+ private:
+  static constexpr unsigned kFlushToZero = 1u << 15, kDenormalsAreZero = 1u << 6;
+  unsigned saved_;
+#elif defined(__aarch64__)
+  static constexpr bool kAvailable = true;
+  FlushDenormals() : saved_(fpcr()) { set_fpcr(saved_ | kFlushToZero); }
+  ~FlushDenormals() { set_fpcr(saved_); }
+
+ private:
+  static constexpr uint64_t kFlushToZero = uint64_t{1} << 24;
+  static uint64_t fpcr() {
+    uint64_t value;
+    asm volatile("mrs %0, fpcr" : "=r"(value));
+    return value;
+  }
+  static void set_fpcr(uint64_t value) { asm volatile("msr fpcr, %0" : : "r"(value) : "memory"); }
+  uint64_t saved_;
+#else
+  static constexpr bool kAvailable = false;   // denormals kept: tests say so and skip
+#endif
+};
+
 // Argument `index` of the kernel, converted to the parameter type P.
 template <typename P>
 P convert(const py::handle& value, size_t index, LaunchArrays& arrays) {
@@ -175,30 +217,39 @@ P convert(const py::handle& value, size_t index, LaunchArrays& arrays) {
   }
 }
 
-template <typename... Params, size_t... I>
+template <bool kFlush, typename... Params, size_t... I>
 void call(void (*kernel)(Params...), dim3 grid, dim3 block, const py::tuple& args,
           std::index_sequence<I...>) {
   LaunchArrays arrays(args);
   std::tuple<Params...> converted{convert<Params>(args[I], I, arrays)...};
-  emu::Block::instance().run_grid(grid, block, [&] { std::apply(kernel, converted); });
+  const auto run = [&] {
+    emu::Block::instance().run_grid(grid, block, [&] { std::apply(kernel, converted); });
+  };
+  if constexpr (kFlush && FlushDenormals::kAvailable) {
+    FlushDenormals flush;
+    run();
+  } else {
+    run();
+  }
 }
 
-template <typename... Params>
+// Registers `kernel`; kFlush: its float arithmetic flushes denormals, as a GPU's does.
+template <bool kFlush, typename... Params>
 void add(const std::string& name, void (*kernel)(Params...)) {
   registry()[name] = [name, kernel](dim3 grid, dim3 block, const py::tuple& args) {
     if (args.size() != sizeof...(Params)) {
       throw py::type_error(name + " takes " + std::to_string(sizeof...(Params)) +
                            " arguments, got " + std::to_string(args.size()));
     }
-    call(kernel, grid, block, args, std::index_sequence_for<Params...>{});
+    call<kFlush>(kernel, grid, block, args, std::index_sequence_for<Params...>{});
   };
 }
 
 struct Registration {
   template <typename FloatKernel, typename DoubleKernel>
   Registration(const char* name, FloatKernel float_kernel, DoubleKernel double_kernel) {
-    add(std::string(name) + "<float>", float_kernel);
-    add(std::string(name) + "<double>", double_kernel);
+    add<true>(std::string(name) + "<float>", float_kernel);
+    add<false>(std::string(name) + "<double>", double_kernel);
   }
 };
 
@@ -251,6 +302,7 @@ PYBIND11_MODULE(CONVNET_EMULATOR_MODULE, module) {
       },
       py::arg("seed"), "Run blocks and threads in a random order from `seed` (None: in order).");
   module.attr("fiber_switch") = emu::kFiberSwitch;
+  module.attr("flushes_float_denormals") = convnet_emulator::FlushDenormals::kAvailable;
   module.def("kernels", [] {
     std::vector<std::string> names;
     for (const auto& entry : convnet_emulator::registry()) names.push_back(entry.first);

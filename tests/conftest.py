@@ -82,7 +82,8 @@ def pytest_report_header(config):
     from convnet.backend.cuda.launch import load_emulator
     try:    # the build that loads, not the variable that asks for it
         module, emulator = load_emulator(os.environ.get("CONVNET_EMULATOR", ""))
-        emulator += f" (fibers by {module.fiber_switch})"
+        flushes = "flushed" if module.flushes_float_denormals else "kept"
+        emulator += f" (fibers by {module.fiber_switch}; float32 denormals {flushes})"
     except Exception as error:
         emulator = f"emulator unavailable ({error})"
     return (f"CUDA kernels: {emulator} always; "

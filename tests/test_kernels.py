@@ -959,6 +959,34 @@ def test_nan_and_infinity_go_through_as_in_the_reference(backend, dtype, rng):
     assert np.isnan(loss)
 
 
+def test_float32_denormals_flush_to_zero_as_on_a_gpu_and_float64_ones_stay(backend):
+    """A GPU's float arithmetic flushes denormal inputs and results to zero, keeping the sign (the
+    fatbin's --ftz=true; CuPy's NVRTC always), its double arithmetic keeps them; the emulator's
+    float launches flush as the GPU's do, so that CI computes the GPU's float32 bits where a value
+    falls below the smallest normal number (the reference keeps them)."""
+    if isinstance(backend.launcher, Emulated) and not backend.launcher.module.flushes_float_denormals:
+        pytest.skip(f"the emulator cannot flush denormals on {platform.machine()}: "
+                    f"it knows x86-64's MXCSR and AArch64's FPCR (kernels/emulator.cpp)")
+    for dtype, flushes in ((np.float32, True), (np.float64, False)):
+        smallest = np.finfo(dtype).smallest_normal
+        x = np.array([smallest, -smallest, 3 * smallest, 4 * smallest], dtype)
+        halves = x / dtype(2)      # denormal, denormal, normal, normal
+        (halved,) = call(backend, "scale", x, 0.5)
+        (summed,) = call(backend, "add", halves, halves)
+        if flushes:
+            # Results below the smallest normal flush (output), and so do the denormal halves a
+            # sum reads (input), whose sum would be normal.
+            for got, want in ((halved, [0, -0.0, 1.5 * smallest, 2 * smallest]),
+                              (summed, [0, -0.0, 3 * smallest, 4 * smallest])):
+                np.testing.assert_array_equal(got, np.array(want, dtype))
+                np.testing.assert_array_equal(np.signbit(got), [False, True, False, False])
+        else:
+            np.testing.assert_array_equal(halved, halves)
+            np.testing.assert_array_equal(summed, x)
+        # The host's own arithmetic keeps them, before the launches and after.
+        assert (halves[:2] != 0).all() and (x / dtype(2) == halves).all()
+
+
 def test_topk_errors_split_ties_as_the_reference(backend, rng):
     """The kernel's counts of classes above and level with the label give the reference's
     errors where ties split them: uniform probabilities (top-1 error 9/10, top-2 8/10 per
