@@ -1,7 +1,8 @@
 """tools/gpu_steps.sh, the step runner of make gpu-check and make gpu-train: each step stops at
 its own limit or at the budget's end, whichever comes first, later steps still run, and a step
 with under 15 s of the budget left is skipped; every outcome is a line of steps.txt. An extra
-step's outcome leaves the exit status alone; a BUDGET that is not whole seconds stops it first.
+step's outcome leaves the exit status alone, a step on request runs only where STEPS names it;
+a BUDGET that is not whole seconds stops it first.
 The set-up leaves out an install of sources already installed, make gpu-check's GPU tests
 step names every test file that holds GPU tests, and make gpu-train trains in OUT (going on from a
 run folder an earlier call brought back); without a GPU for its Python either script stops
@@ -131,6 +132,21 @@ extra more "$out/log" 10 true""")
 step check "$out/log" 10 false
 extra tuning "$out/log" 10 true""")
     assert status == 1
+
+
+def test_a_step_on_request_runs_only_where_steps_names_it(tmp_path):
+    """Listed, and the exit status left alone, where STEPS does not name it; where it does, a
+    step like any other, whose failure fails the call."""
+    script = """
+check_steps check synccheck
+step check "$out/log" 10 true
+on_request synccheck "$out/log" 10 false"""
+    status, steps, _ = run_steps(tmp_path, 100, script)
+    assert status == 0
+    assert steps["synccheck"] == 'synccheck      only on request (STEPS="synccheck")'
+    status, steps, _ = run_steps(tmp_path, 100, script, only="synccheck")
+    assert status == 1 and re.search(r"exit +1 ", steps["synccheck"])
+    assert steps["check"] == "check          not asked for (STEPS=synccheck)"
 
 
 @pytest.mark.parametrize("budget", ["abc", "7m", "400.5", "-5"])
@@ -319,26 +335,45 @@ exit $status
     for tool in ("compute-sanitizer", "ncu"):
         (tools / tool).chmod(0o755)
     out = tmp_path / "out"
-    completed = subprocess.run(["bash", GPU_CHECK], cwd=tree, capture_output=True, text=True,
-                               env=dict(os.environ, OUT=str(out), GPU_PYTHON=str(python),
-                                        PATH=f"{tools}:{os.environ['PATH']}"), timeout=60)
-    assert completed.returncode == 0, completed.stderr
-    steps = [line.split() for line in (out / "steps.txt").read_text().splitlines()]
-    assert [(step[0], step[2]) for step in steps] == [
+
+    def gpu_check(**env):
+        completed = subprocess.run(["bash", GPU_CHECK], cwd=tree, capture_output=True, text=True,
+                                   env=dict(os.environ, OUT=str(out), GPU_PYTHON=str(python),
+                                            PATH=f"{tools}:{os.environ['PATH']}", **env),
+                                   timeout=60)
+        assert completed.returncode == 0, completed.stderr
+        return (out / "steps.txt").read_text().splitlines(), calls.read_text().splitlines()
+
+    def sanitized(lines, tools):
+        """Each tool's run of the kernel tests, and no other run under the sanitizer."""
+        for tool in tools:
+            at = lines.index(f"compute-sanitizer --tool {tool} --error-exitcode 1")
+            assert lines[at + 1] == ("sanitized: -m pytest -v -m gpu and not large -k not "
+                                     "finite_differences and not random_shapes "
+                                     "tests/test_kernels.py")
+        assert sum(line.startswith("sanitized: ") for line in lines) == len(tools), lines
+
+    steps, lines = gpu_check()
+    on_request = [f'{tool:<14} only on request (STEPS="{tool}")'
+                  for tool in ("synccheck", "initcheck")]
+    assert steps[8:10] == on_request
+    assert [(step.split()[0], step.split()[2]) for step in steps[:8] + steps[10:]] == [
         ("preflight", "0"), ("install", "0"), ("build", "0"), ("gpu-tests", "0"),
         ("bench-kernels", "0"), ("bench-train", "0"), ("memcheck", "0"), ("racecheck", "0"),
         ("ncu", "3"), ("bench-plans", "4")]
-    lines = calls.read_text().splitlines()
-    for tool in ("memcheck", "racecheck"):
-        at = lines.index(f"compute-sanitizer --tool {tool} --error-exitcode 1")
-        assert lines[at + 1] == ("sanitized: -m pytest -v -m gpu and not large -k not "
-                                 "finite_differences and not random_shapes tests/test_kernels.py")
-    assert sum(line.startswith("sanitized: ") for line in lines) == 2, lines
+    sanitized(lines, ("memcheck", "racecheck"))
     with open(GPU_CHECK) as script:
         header = script.read().split("set -u")[0]
     listed = re.findall(r"^#   (\S+) ", header, re.MULTILINE)
     assert f"Reports in $OUT, {len(listed)} files" in header
     assert sorted(path.name for path in out.iterdir()) == sorted(listed)
+    # A later call for the checks run on request: those alone after the set-up (its install
+    # left out: the last one built the same sources).
+    calls.unlink()
+    steps, lines = gpu_check(STEPS="synccheck initcheck")
+    assert [step.split()[0] for step in steps if re.search(r"exit +0 ", step)] == [
+        "preflight", "build", "synccheck", "initcheck"]
+    sanitized(lines, ("synccheck", "initcheck"))
 
 
 @pytest.mark.parametrize("script", [GPU_CHECK, GPU_TRAIN], ids=["gpu-check", "gpu-train"])

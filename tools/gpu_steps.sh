@@ -8,6 +8,7 @@
 # STEPS, where set, names the only steps to run besides the set-up (preflight, install, build),
 # so that a later call on a warm machine runs what an earlier one left out (make gpu-check
 # STEPS="memcheck racecheck"); the others are listed as not asked for and leave `failed` alone.
+# An `on_request` step runs only where STEPS names it (a check for which one call has no room).
 python=${GPU_PYTHON:-python3}
 only=${STEPS:-}
 out=${OUT:?OUT names the folder for the reports}
@@ -57,6 +58,14 @@ step() {   # step NAME LOG MOST COMMAND...: run COMMAND for at most MOST seconds
     $((SECONDS - start)) "$limit" "$left" | tee -a "$out/steps.txt"
   [ "$status" -eq 0 ] || failed=1
   return "$status"
+}
+
+on_request() {   # on_request NAME LOG MOST COMMAND...: a step run only where STEPS names it
+  if [[ " $only " != *" $1 "* ]]; then
+    printf '%-14s only on request (STEPS="%s")\n' "$1" "$1" | tee -a "$out/steps.txt"
+    return 0
+  fi
+  step "$@"
 }
 
 extra() {   # extra NAME LOG MOST COMMAND...: a step whose outcome does not change `failed`

@@ -1746,6 +1746,13 @@ CATALOGUE = [
     Mutant('emu-const-input-must-be-writeable', 'kernels/emulator.cpp',
            'constexpr bool writeable = !std::is_const_v<std::remove_pointer_t<P>>;',
            'constexpr bool writeable = true;', ("tests/test_kernels.py",)),
+    # synccheck and initcheck run only where STEPS names them.
+    Mutant('steps-on-request-always-run', 'tools/gpu_steps.sh',
+           '  if [[ " $only " != *" $1 "* ]]; then\n    printf \'%-14s only on request',
+           '  if false; then\n    printf \'%-14s only on request', ("tests/test_gpu_steps.py",)),
+    Mutant('check-on-request-sanitizers-run-by-default', 'tools/gpu_check.sh',
+           'do sanitize on_request "$tool"; done', 'do sanitize step "$tool"; done',
+           ("tests/test_gpu_steps.py",)),
     # A float launch flushes denormals as a GPU does; a double launch, and the host after, keep them.
     Mutant('emu-float-denormals-kept', 'kernels/emulator.cpp',
            'add<true>(std::string(name) + "<float>"', 'add<false>(std::string(name) + "<float>"',
@@ -1780,7 +1787,7 @@ CATALOGUE = [
     Mutant('figures-output-unchecked-before-work', 'convnet/figures/__main__.py',
            '    if getattr(args, "output", None) is not None:', '    if False:', INFERENCE),
     Mutant('gpu-check-sanitizer-in-the-pool', 'tools/gpu_check.sh',
-           'CONVNET_SANITIZER=1 step "$tool"', 'step "$tool"', GPU_STEPS),
+           'CONVNET_SANITIZER=1 "$1" "$2"', '"$1" "$2"', GPU_STEPS),
     Mutant('gpu-check-sanitizer-errors-pass', 'tools/gpu_check.sh',
            '--error-exitcode 1', '--error-exitcode 0', GPU_STEPS),
     Mutant('gpu-check-ncu-fails-the-check', 'tools/gpu_check.sh',
