@@ -222,15 +222,9 @@ void call(void (*kernel)(Params...), dim3 grid, dim3 block, const py::tuple& arg
           std::index_sequence<I...>) {
   LaunchArrays arrays(args);
   std::tuple<Params...> converted{convert<Params>(args[I], I, arrays)...};
-  const auto run = [&] {
-    emu::Block::instance().run_grid(grid, block, [&] { std::apply(kernel, converted); });
-  };
-  if constexpr (kFlush && FlushDenormals::kAvailable) {
-    FlushDenormals flush;
-    run();
-  } else {
-    run();
-  }
+  std::optional<FlushDenormals> flush;
+  if constexpr (kFlush) flush.emplace();
+  emu::Block::instance().run_grid(grid, block, [&] { std::apply(kernel, converted); });
 }
 
 // Registers `kernel`; kFlush: its float arithmetic flushes denormals, as a GPU's does.

@@ -36,9 +36,8 @@ being stored, dropping those the workers hold, with exit status 128 + the signal
 143); a worker that dies (killed, out of memory) stops it with an error naming its block; so does
 a full disk, before the block it may not hold (HDF5 leaves a file whose writes failed broken).
 The same command resumes from the last stored block if the file list and settings are
-unchanged, and otherwise starts again (as it does with
---restart). Only a finished file is renamed to OUTPUT, so OUTPUT is never a file that looks
-complete but is not.
+unchanged, and otherwise starts again (as it does with --restart). Only a finished file is renamed
+to OUTPUT, so OUTPUT is never a file that looks complete but is not.
 """
 import contextlib
 import hashlib
