@@ -60,9 +60,20 @@ imagenet: setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (
 # The default run's settings: on the CPU, 6 epochs (13.4 minutes on 2 cores in the run README
 # reports); where a GPU trains, 30 (÷10 after 20 and 26; 91.8% when run on the CPU).
 TRAIN_CONFIG := configs/fashion-mnist$(if $(CUDA_EXTRA),-gpu).json
+TRAIN_FLAGS = -c $(TRAIN_CONFIG) $(ARGS)
+MPI_TRAIN_FLAGS = -c configs/fashion-mnist.json --gpus cpu --output-dir runs/fashion-mnist-mpi$(RANKS) $(ARGS)
 
-train: setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model on Fashion-MNIST (configs/fashion-mnist.json, -gpu.json on a GPU)
-	$(PY) -m convnet.train -c $(TRAIN_CONFIG) $(ARGS)
+# A training target's flags, checked first with the standard library alone (convnet/options.py):
+# a typo is refused at once, not after the set-up's minutes. Its --help is the run's to print.
+check-flags = $(PYTHON) -m convnet.options $(1) >/dev/null
+.PHONY: train-flags train-mpi-flags   # steps of train and train-mpi, which help does not list
+train-flags:
+	$(call check-flags,$(TRAIN_FLAGS))
+train-mpi-flags:
+	$(call check-flags,$(MPI_TRAIN_FLAGS))
+
+train: train-flags setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model on Fashion-MNIST (configs/fashion-mnist.json, -gpu.json on a GPU)
+	$(PY) -m convnet.train $(TRAIN_FLAGS)
 
 # RANKS checked before anything runs: a bad one would reach the shell's arithmetic, or mpirun.
 ifneq ($(filter train-mpi,$(MAKECMDGOALS)),)
@@ -72,11 +83,10 @@ ifneq ($(filter train-mpi,$(MAKECMDGOALS)),)
 endif
 
 # One BLAS thread per core share, so that the ranks do not crowd each other's cores.
-train-mpi: setup data/fashion-mnist.h5  ## the default run as RANKS data-parallel MPI ranks on this machine (default 2)
+train-mpi: train-mpi-flags setup data/fashion-mnist.h5  ## the default run as RANKS data-parallel MPI ranks on this machine (default 2)
 	threads=$$(( $$(nproc) / $(RANKS) )); [ $$threads -ge 1 ] || threads=1; \
 	OMP_NUM_THREADS=$$threads OPENBLAS_NUM_THREADS=$$threads \
-	$(VENV)/bin/mpirun -n $(RANKS) $(PY) -m convnet.train -c configs/fashion-mnist.json --gpus cpu \
-	  --output-dir runs/fashion-mnist-mpi$(RANKS) $(ARGS)
+	$(VENV)/bin/mpirun -n $(RANKS) $(PY) -m convnet.train $(MPI_TRAIN_FLAGS)
 
 figures: setup  ## the paper's figures and the curves of the default run, into runs/fashion-mnist/figures/
 	$(PY) -m convnet.figures filters

@@ -11,8 +11,6 @@ import socket
 import tempfile
 from contextlib import contextmanager
 
-import h5py
-
 from convnet.errors import NOT_REGULAR, not_a_regular_file
 
 
@@ -161,6 +159,8 @@ def atomic_h5(path, in_memory=True):
     (a segmentation fault, h5py 3.16 with HDF5 2.0) when a write failed, a full disk say, before
     any cleanup could run; a plain write of the finished image fails with an OSError instead,
     and the partial file is removed. Files too large for memory are written by HDF5."""
+    import h5py   # here: the training flags' check (options) runs before the set-up installs it
+
     memory = {"driver": "core", "backing_store": False} if in_memory else {}
     with atomic_path(path, ".h5") as temporary:
         with h5py.File(temporary, "w", **memory) as file:

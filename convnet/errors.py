@@ -7,8 +7,6 @@ import signal
 import sys
 from contextlib import contextmanager, suppress
 
-import h5py
-
 # What a pipe, a socket or a device is called where a file was expected: an input that is one is
 # never opened (a pipe would wait for a writer for ever, /dev/zero never ends).
 NOT_REGULAR = "not a regular file (a pipe, a socket or a device)"
@@ -60,6 +58,8 @@ def open_hdf5(path, kind, noun, folder_note):
     """The HDF5 file `path` open for reading, else one `kind` error naming it as `noun`
     ("checkpoint PATH: no such file"): missing, a folder (folder_note says what it is not), a
     pipe, a socket or a device, not HDF5."""
+    import h5py   # here: the training flags' check (options) runs before the set-up installs it
+
     named = f"{noun} {shown(path)}"
     if not_a_regular_file(path):
         raise kind(f"{named}: {NOT_REGULAR}")

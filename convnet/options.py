@@ -2,7 +2,10 @@
 overridden by flags, validation with one-line errors, and the resolved settings as a dict.
 
 Kept apart from the loop so that every command of the project (training, evaluation, figures)
-parses the same flags the same way.
+parses the same flags the same way. It imports no array or HDF5 library: `python -m
+convnet.options FLAGS` checks the training command's flags (and config) with the Python's standard
+library alone, and exits 0 or 2 with the parser's one-line error, which make train and make
+train-mpi do before their set-up, minutes on a fresh clone.
 """
 import argparse
 import difflib
@@ -14,8 +17,8 @@ import threading
 
 from convnet import alexnet
 from convnet.atomic import check_writable
-from convnet.backend.cuda.conv import ALGORITHMS
-from convnet.errors import open_regular, shown
+from convnet.backend import CONV_ALGORITHMS
+from convnet.errors import open_regular, run_command, shown
 from convnet.schedule import KINDS, RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS
 
 SCHEDULES = ("preset", *KINDS)   # preset: the one the model's preset names
@@ -138,7 +141,7 @@ def parser() -> argparse.ArgumentParser:
                    help="JSON file of settings (keys as the long flags, without the dashes "
                         "and with underscores), "
                         "read first; flags given on the command line override it")
-    p.add_argument("--conv-algorithm", choices=ALGORITHMS, default=None,
+    p.add_argument("--conv-algorithm", choices=CONV_ALGORITHMS, default=None,
                    help="the CUDA kernels' convolution algorithm where it serves: implicit "
                         "(GEMMs, every layer) or winograd (3 × 3 filters at stride 1: conv3-5); "
                         "default: convnet/backend/cuda/conv.py's DEFAULT_ALGORITHM")
@@ -383,3 +386,14 @@ def _check_combinations(p, args):
             p.error(f"--ablation {ablation}: --model {args.model} has it already")
         if args.ablation.count(ablation) > 1:
             p.error(f"--ablation {ablation}: named twice")
+
+
+def check(argv=None) -> int:
+    """The training command's flags (and config) checked, and nothing run: 0, else parse's
+    one-line error and exit status 2."""
+    parse(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_command(check, output_required=False))   # output: --help's alone

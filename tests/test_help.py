@@ -11,7 +11,7 @@ from convnet.figures.__main__ import FIGURES
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = [
     ["-m", "convnet.train"], ["-m", "convnet.summary"], ["-m", "convnet.predict"],
-    ["-m", "convnet.ensemble"], ["-m", "convnet.figures"],
+    ["-m", "convnet.ensemble"], ["-m", "convnet.figures"], ["-m", "convnet.options"],
     *(["-m", "convnet.figures", figure] for figure in FIGURES),
     ["-m", "convnet.data.prepare"], ["-m", "convnet.data.fashion_mnist"], ["kernels/build.py"],
     ["tools/bench_cpu_step.py"], ["tools/bench_data.py"], ["tools/bench_kernels.py"],

@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -86,6 +87,7 @@ def test_the_setup_installs_the_cupy_of_the_drivers_cuda_and_train_takes_its_con
 
 
 def test_help_lists_every_target_once_with_what_it_does(tmp_path):
+    """Every target of the first .PHONY line: a later one holds steps of those targets."""
     with open(os.path.join(ROOT, "Makefile"), encoding="utf-8") as handle:
         phony = re.search(r"^\.PHONY: (.*)$", handle.read(), re.MULTILINE).group(1).split()
     listed = re.findall(r"^  make (\S+) +(\S.*)$", make(tmp_path, "--no-print-directory", "help"),
@@ -100,6 +102,39 @@ def test_train_mpi_refuses_a_rank_count_that_is_not_one_or_more(tmp_path, ranks)
     said = make(tmp_path, "-n", "train-mpi", f"RANKS={ranks}", status=2)
     assert said.endswith(f"*** RANKS must be a whole number of ranks, 1 or more; got '{ranks}'.  "
                          f"Stop.\n"), said
+
+
+@pytest.mark.parametrize("target", ["train", "train-mpi"])
+@pytest.mark.parametrize("flags, error", [
+    ("--epocs 3", "unrecognized arguments: --epocs 3"),
+    ("--lr -1", "--lr must be positive; got -1.0"),
+    ("--gpus 0,1,2", "--gpus must be cpu or one or two GPU indices like 0,1; got '0,1,2'"),
+])
+def test_a_bad_training_flag_stops_make_before_the_set_up(tmp_path, target, flags, error):
+    """The set-up took minutes on a fresh clone before the run refused a typo. The check runs on
+    the standard library alone: python -S has no site-packages, so no NumPy or h5py."""
+    venv = tmp_path / "venv"
+    said = make(tmp_path, "--no-print-directory", target, f"PYTHON={sys.executable} -S",
+                f"VENV={venv}", f"ARGS={flags}", status=2)
+    assert said.splitlines()[0] == f"python -m convnet.train: error: {error} (see --help)", said
+    assert not venv.exists()
+
+
+@pytest.mark.parametrize("nvidia_smi, config", [(None, "fashion-mnist"),
+                                                (driver("13.0"), "fashion-mnist-gpu")],
+                         ids=["CPU", "GPU"])
+@pytest.mark.parametrize("target", ["train", "train-mpi"])
+@pytest.mark.parametrize("flags", ["--epochs 3", "--help"])
+def test_the_default_runs_flags_pass_their_check_and_it_prints_nothing(
+        tmp_path, nvidia_smi, config, target, flags):
+    """Checked with the config the run takes (train-mpi's: the CPU's), and --help left for the
+    run itself to print."""
+    printed = make(tmp_path, "--no-print-directory", f"{target}-flags",
+                   f"PYTHON={sys.executable} -S", f"ARGS={flags}", nvidia_smi=nvidia_smi)
+    echo, = printed.splitlines()   # make's echo of the check: nothing else
+    config = "fashion-mnist" if target == "train-mpi" else config
+    assert f"-m convnet.options -c configs/{config}.json " in echo, echo
+    assert echo.endswith(f" {flags} >/dev/null"), echo
 
 
 @pytest.mark.parametrize("imagenet", [None, "", "  "])

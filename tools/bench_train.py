@@ -33,7 +33,7 @@ import numpy as np
 
 from convnet import alexnet, graph, options
 from convnet.atomic import atomic_json
-from convnet.backend.cuda.conv import ALGORITHMS
+from convnet.backend import CONV_ALGORITHMS
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.errors import run_command
 from convnet.layers import IMPLEMENTATIONS, Context
@@ -185,8 +185,8 @@ def main(argv=None):
     parser = options.Parser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gpus", nargs="+", default=["0", "0,0"],
                         help="placements to measure, as train's --gpus (default: 0 0,0)")
-    parser.add_argument("--conv-algorithms", nargs="+", choices=ALGORITHMS,
-                        default=list(ALGORITHMS),
+    parser.add_argument("--conv-algorithms", nargs="+", choices=CONV_ALGORITHMS,
+                        default=list(CONV_ALGORITHMS),
                         help="convolution algorithms to measure each placement with, as "
                              "train's --conv-algorithm (default: all)")
     parser.add_argument("--model", default=alexnet.DEFAULT_MODEL, type=options.model_choice,

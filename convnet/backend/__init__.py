@@ -34,6 +34,9 @@ BACKENDS = {
     "cuda": ("convnet.backend.cuda", "gpu_backend"),
     "emulator": ("convnet.backend.cuda", "emulator_backend"),  # options: poison, conv_algorithm
 }
+# The CUDA backend's convolution algorithms (convnet/backend/cuda/conv.py): here, which imports
+# no array library, so that the training flags can be checked before the set-up installs one.
+CONV_ALGORITHMS = ("implicit", "winograd")
 
 
 def get_backend(name: str, **options):

@@ -27,6 +27,7 @@ same overrides.
 import numbers
 from typing import NamedTuple
 
+from convnet.backend import CONV_ALGORITHMS
 from convnet.shapes import ceil_div, check_conv_operands, conv_output_size
 
 from .checks import MAX_ELEMENTS, check_arrays, i32, launch_elementwise, require, u32
@@ -38,7 +39,6 @@ from .launch import MAX_GRID, TILES
 TARGET_BLOCKS = 528
 MIN_SLICE_STEPS = 16       # ... but each slice keeps at least this many kConvTileK steps
 
-ALGORITHMS = ("implicit", "winograd")
 # What a pass runs where the caller names no algorithm: the implicit GEMMs, until a GPU run of
 # tools/bench_kernels.py has timed Winograd's against them on conv3, conv4 and conv5.
 DEFAULT_ALGORITHM = "implicit"
@@ -106,7 +106,8 @@ def winograd_tiles(height, width, images):
 
 
 def check_algorithm(algorithm):
-    require(algorithm in ALGORITHMS, f"conv algorithm {algorithm!r}: one of {ALGORITHMS}")
+    require(algorithm in CONV_ALGORITHMS,
+            f"conv algorithm {algorithm!r}: one of {CONV_ALGORITHMS}")
 
 
 def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, splits=None,
