@@ -26,10 +26,16 @@ mkdir -p "$out"
 : >"$out/steps.txt"
 failed=0
 
+listed() {   # listed NAME WORD...: whether NAME is one of the WORDs
+  local name=$1
+  shift
+  [[ " $* " == *" $name "* ]]
+}
+
 check_steps() {   # check_steps NAME...: the steps a script has; exit 2 if STEPS names another
   local name
   for name in $only; do
-    if [[ " $* " != *" $name "* ]]; then
+    if ! listed "$name" "$@"; then
       echo "$0: STEPS names '$name', which is none of its steps: $*" >&2
       exit 2
     fi
@@ -39,7 +45,7 @@ check_steps() {   # check_steps NAME...: the steps a script has; exit 2 if STEPS
 step() {   # step NAME LOG MOST COMMAND...: run COMMAND for at most MOST seconds, output to LOG
   local name=$1 log=$2 most=$3
   shift 3
-  if [ -n "$only" ] && [[ " preflight install build $only " != *" $name "* ]]; then
+  if [ -n "$only" ] && ! listed "$name" preflight install build $only; then
     printf '%-14s not asked for (STEPS=%s)\n' "$name" "$only" | tee -a "$out/steps.txt"
     return 0
   fi
@@ -61,7 +67,7 @@ step() {   # step NAME LOG MOST COMMAND...: run COMMAND for at most MOST seconds
 }
 
 on_request() {   # on_request NAME LOG MOST COMMAND...: a step run only where STEPS names it
-  if [[ " $only " != *" $1 "* ]]; then
+  if ! listed "$1" $only; then
     printf '%-14s only on request (STEPS="%s")\n' "$1" "$1" | tee -a "$out/steps.txt"
     return 0
   fi
