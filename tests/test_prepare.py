@@ -1,5 +1,6 @@
 """prepare: an ILSVRC-2012-layout tree of real JPEGs and bad files → the HDF5 format; the bad
 files reported, the statistics against NumPy, one-line errors, interruption and resumption."""
+import errno
 import os
 import re
 import shutil
@@ -112,6 +113,15 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
     refused(tmp_path / "absent", f"--output {str(tmp_path)!r}: must name a file, not a folder",
             "--output", str(tmp_path))
     refused(tmp_path / "absent", "--output '': must name a file", "--output", "")
+    # What is in the partial file's place, neither resumed nor replaced (HDF5 wrote its error)
+    (tmp_path / "o.h5.partial").mkdir()
+    refused(tmp_path / "absent", f"{tmp_path}/o.h5.partial: a folder, where the work for "
+                                 f"{tmp_path}/o.h5 goes; move it away")
+    os.rmdir(tmp_path / "o.h5.partial")
+    os.mkfifo(tmp_path / "o.h5.partial")
+    refused(tmp_path / "absent", f"{tmp_path}/o.h5.partial: not a regular file (a pipe, a "
+                                 f"socket or a device), where the work for {tmp_path}/o.h5 goes")
+    os.remove(tmp_path / "o.h5.partial")
     refused(tmp_path / "absent", "--size 0: must be a positive number of pixels", "--size", "0")
     refused(tmp_path / "absent", "--workers 0: must be at least 1", "--workers", "0")
     refused(tmp_path / "absent", "absent: no such folder")
@@ -148,6 +158,22 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
     refused(root, "class table /nowhere.tsv: No such file", "--classes", "/nowhere.tsv")
     refused(root, "not one image could be read")   # the only file is an empty val image
     assert not (tmp_path / "o.h5").exists()
+
+
+def test_a_partial_file_the_system_refuses_is_one_line(tmp_path, rng, monkeypatch, capsys):
+    """HDF5's error for a file it cannot create (a read-only place that os.access, as root,
+    does not see) spans lines: one line naming the partial file and the system's reason."""
+    root = tmp_path / "imagenet"
+    imagetree.build(str(root), rng, per_class=1, val_per_class=1)
+    output = tmp_path / "o.h5"
+
+    def refused(path, mode):
+        raise PermissionError(errno.EACCES, f"Unable to synchronously create file (unable to "
+                                            f"open file: name = '{path}', errno = 13,\n...)")
+    monkeypatch.setattr(h5py, "File", refused)
+    assert prepare.main([str(root), "--output", str(output), "--size", "16"]) == 2
+    assert capsys.readouterr().err == (f"error: {output}.partial: cannot write it (Permission "
+                                       f"denied)\n")
 
 
 def test_unlabelled_flat_val_files_are_skipped_with_reason(tmp_path, rng):

@@ -2244,6 +2244,14 @@ CATALOGUE = [
            "f\"{counted(epochs, 'epoch')}; output in {shown(output_dir)}\", flush=True)",
            "f\"{counted(epochs, 'epoch')}; output in {shown(output_dir)}\")",
            ('tests/test_replicas_mpi.py',)),
+    # prepare's partial file that cannot be written: a folder or a pipe in its place, a file
+    # the system refuses (HDF5's error) were tracebacks.
+    Mutant('prepare-partial-kind-unchecked', 'convnet/data/prepare.py',
+           '    if os.path.isdir(partial) or not_a_regular_file(partial):   # neither resumed nor '
+           'replaced\n', '    if False:\n', ("tests/test_prepare.py",)),
+    Mutant('prepare-partial-error-raw', 'convnet/data/prepare.py',
+           'f"{os.strerror(error.errno) if error.errno else one_line(error)})"):',
+           'f"{error})"):', ("tests/test_prepare.py",)),
     Mutant('readme-prepare-count-not-the-reports', 'README.md',
            'stored 179 images/s per core (158 images:',
            'stored 179 real JPEGs/s per core (153 photographs,', ('tests/test_readme_reports.py',)),

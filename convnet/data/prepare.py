@@ -56,7 +56,8 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import options, provenance
 from convnet.atomic import check_writable
-from convnet.errors import NOT_REGULAR, open_regular, run_command, shown, stop_signal
+from convnet.errors import (NOT_REGULAR, failed_writes, not_a_regular_file, one_line,
+                            open_regular, run_command, shown, stop_signal)
 from convnet.stopping import Stopped
 from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
                                    write_statistics)
@@ -402,7 +403,7 @@ def reopen_partial(path, size, stamp, blocks):
     try:
         file = h5py.File(path, "r+")
     except OSError as error:
-        return None, None, f"unreadable ({error})"
+        return None, None, f"unreadable ({one_line(error)})"
     attrs = file.attrs
     if attrs.get("fingerprint") != stamp:
         file.close()
@@ -495,11 +496,14 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
         check_writable(output, "--output")
     except ValueError as error:
         raise PrepareError(str(error)) from None
+    partial = output + ".partial"
+    if os.path.isdir(partial) or not_a_regular_file(partial):   # neither resumed nor replaced
+        raise PrepareError(f"{partial}: " + ("a folder" if os.path.isdir(partial) else NOT_REGULAR)
+                           + f", where the work for {output} goes; move it away")
     wnids, names, jobs = scan(root, classes, val_labels)
     blocks = [(split, jobs[split][start:start + BLOCK]) for split in SPLITS
               for start in range(0, len(jobs[split]), BLOCK)]
     stamp = fingerprint(jobs, size)
-    partial = output + ".partial"
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     workers = workers or provenance.cores()
     total = sum(len(jobs[split]) for split in SPLITS)
@@ -512,8 +516,10 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
         else:
             print(f"{shown(partial)}: resuming after {int(file.attrs['blocks_done'])} of "
                   f"{len(blocks)} blocks", file=sys.stderr)
-    if file is None:
-        file, statistics = create_partial(partial, size, stamp)
+    if file is None:   # a file the system refuses (HDF5's message, errno's many lines): one line
+        with failed_writes(PrepareError, lambda error: f"{shown(partial)}: cannot write it ("
+                           f"{os.strerror(error.errno) if error.errno else one_line(error)})"):
+            file, statistics = create_partial(partial, size, stamp)
     done = int(file.attrs["blocks_done"])
     stop = StopRequest()
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
