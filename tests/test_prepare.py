@@ -156,7 +156,20 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
     refused(root, "line 3: x.JPEG again (first on line 1)", "--val-labels",
             str(root / "labels.tsv"))
     refused(root, "class table /nowhere.tsv: No such file", "--classes", "/nowhere.tsv")
-    refused(root, "not one image could be read")   # the only file is an empty val image
+    # A split that would hold no image, which training refuses: where no val/ file is labelled
+    # (a flat val/ of other names than the devkit's) before the work, not after it.
+    refused(root, f"{root}/val: none of its 1 file is a validation image of a class in train/ "
+                  f"(the first, val/x.JPEG: not listed in ilsvrc2012_val_labels.tsv); "
+                  f"--val-labels names a flat val/'s classes")
+    labels = ["--val-labels", str(root / "labels.tsv")]
+    (root / "labels.tsv").write_text(f"x.JPEG\t{imagetree.WNIDS[0]}\n")
+    refused(root, f"{root}/train: not one image could be read", *labels)
+    (root / "train" / imagetree.WNIDS[0] / "a.JPEG").write_bytes(
+        imagetree.jpeg_bytes(Image.new("RGB", (8, 8))))
+    refused(root, f"{root}/val: not one image could be read", *labels,   # x.JPEG is empty
+            "--restart")
+    os.remove(root / "val" / "x.JPEG")
+    refused(root, f"{root}/val: no files (expected val/<wnid>/*.JPEG or flat val/*.JPEG", *labels)
     assert not (tmp_path / "o.h5").exists()
 
 

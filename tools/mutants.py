@@ -2252,6 +2252,13 @@ CATALOGUE = [
     Mutant('prepare-partial-error-raw', 'convnet/data/prepare.py',
            'f"{os.strerror(error.errno) if error.errno else one_line(error)})"):',
            'f"{error})"):', ("tests/test_prepare.py",)),
+    # prepare wrote a dataset whose val split held no image (exit 0), which training refuses.
+    Mutant('prepare-unlabelled-val-taken', 'convnet/data/prepare.py',
+           '    if not any(note is None for _, _, note in jobs["val"]):\n',
+           '    if not jobs["val"]:\n', ("tests/test_prepare.py",)),
+    Mutant('prepare-empty-val-written', 'convnet/data/prepare.py',
+           '        for split in SPLITS:   # training reads both\n',
+           '        for split in ("train",):   # training reads both\n', ("tests/test_prepare.py",)),
     Mutant('readme-prepare-count-not-the-reports', 'README.md',
            'stored 179 images/s per core (158 images:',
            'stored 179 real JPEGs/s per core (153 photographs,', ('tests/test_readme_reports.py',)),

@@ -10,7 +10,9 @@ ground truth as "file<TAB>index" lines, index into data/ilsvrc2012_classes.tsv).
 position in the sorted list of train/'s wnids; names come from --classes (the shipped table of
 all 1000: index, wnid, names). Both tables may start with a header line (the shipped ones do),
 which is told from a row by its fields. Every file in those folders is read, whatever its name;
-any other entry there (a folder, a broken link, a pipe) is reported as skipped.
+any other entry there (a folder, a broken link, a pipe) is reported as skipped. A val/ none of
+whose files is labelled for a class of train/ is refused before the work, and a split left
+without an image after it: training reads both.
 
 Each image: decoded with Pillow (JPEG draft mode: the decoder's DCT scaling to the smallest
 1/1, 1/2, 1/4 or 1/8 size whose sides are all ≥ S, which speeds decoding large photographs),
@@ -56,8 +58,8 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import options, provenance
 from convnet.atomic import check_writable
-from convnet.errors import (NOT_REGULAR, failed_writes, not_a_regular_file, one_line,
-                            open_regular, run_command, shown, stop_signal)
+from convnet.errors import (NOT_REGULAR, counted, failed_writes, not_a_regular_file,
+                            one_line, open_regular, run_command, shown, stop_signal)
 from convnet.stopping import Stopped
 from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
                                    write_statistics)
@@ -199,6 +201,15 @@ def scan(root, classes_path, val_labels_path):
                                if wnid is None else
                                f"class {wnid} is not in train/" if wnid not in label_of else None)
             jobs["val"].append((f"val/{name}", None if note else label_of[wnid], note))
+    # Training refuses a dataset without validation images: refused here, not after hours.
+    if not any(note is None for _, _, note in jobs["val"]):
+        if not jobs["val"]:
+            raise PrepareError(f"{val}: no files (expected val/<wnid>/*.JPEG or flat val/*.JPEG "
+                               f"with {val_labels_path})")
+        path, _, note = jobs["val"][0]
+        raise PrepareError(f"{val}: none of its {counted(len(jobs['val']), 'file')} is a "
+                           f"validation image of a class in train/ (the first, {path}: {note})"
+                           + ("" if folders else "; --val-labels names a flat val/'s classes"))
     return wnids, [names_of[wnid] for wnid in wnids], jobs
 
 
@@ -558,9 +569,10 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
                     f"{block}; the blocks stored so far are in {partial}: run the same command "
                     f"again to resume") from None
         bar.close()
-        if statistics.count == 0:
-            raise PrepareError(f"{root}/train: not one image could be read (see the "
-                               f"skipped files in {partial})")
+        for split in SPLITS:   # training reads both
+            if int(file.attrs[f"{split}_count"]) == 0:
+                raise PrepareError(f"{root}/{split}: not one image could be read (see the "
+                                   f"skipped files in {partial})")
         per_class = np.bincount(file["train/labels"][()], minlength=len(wnids))
         summary = {"output": output, "classes": len(wnids),
                    **{split: int(file.attrs[f"{split}_count"]) for split in SPLITS},
