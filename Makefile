@@ -54,8 +54,9 @@ ifneq ($(filter imagenet,$(MAKECMDGOALS)),)
   endif
 endif
 
-imagenet: setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (train/<wnid>/, val/)
-	$(PY) -m convnet.data.prepare "$(IMAGENET)" --output data/imagenet.h5 $(ARGS)
+IMAGENET_FLAGS = "$(IMAGENET)" --output data/imagenet.h5 $(ARGS)
+imagenet: imagenet-flags setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (train/<wnid>/, val/)
+	$(PY) -m convnet.data.prepare $(IMAGENET_FLAGS)
 
 # The default run's settings: on the CPU, 6 epochs (13.4 minutes on 2 cores in the run README
 # reports); where a GPU trains, 30 (÷10 after 20 and 26; 91.8% when run on the CPU).
@@ -63,14 +64,17 @@ TRAIN_CONFIG := configs/fashion-mnist$(if $(CUDA_EXTRA),-gpu).json
 TRAIN_FLAGS = -c $(TRAIN_CONFIG) $(ARGS)
 MPI_TRAIN_FLAGS = -c configs/fashion-mnist.json --gpus cpu --output-dir runs/fashion-mnist-mpi$(RANKS) $(ARGS)
 
-# A training target's flags, checked first with the standard library alone (convnet/options.py):
-# a typo is refused at once, not after the set-up's minutes. Its --help is the run's to print.
-check-flags = $(PYTHON) -m convnet.options $(1) >/dev/null
-.PHONY: train-flags train-mpi-flags   # steps of train and train-mpi, which help does not list
+# A target's flags, checked first by module $(1) with the standard library alone
+# (convnet/options.py, convnet/data/ilsvrc.py): a typo or a wrong folder is refused at once, not
+# after the set-up's minutes. Its --help is the run's to print.
+check-flags = $(PYTHON) -m $(1) $(2) >/dev/null
+.PHONY: train-flags train-mpi-flags imagenet-flags   # steps of targets, which help does not list
 train-flags:
-	$(call check-flags,$(TRAIN_FLAGS))
+	$(call check-flags,convnet.options,$(TRAIN_FLAGS))
 train-mpi-flags:
-	$(call check-flags,$(MPI_TRAIN_FLAGS))
+	$(call check-flags,convnet.options,$(MPI_TRAIN_FLAGS))
+imagenet-flags:
+	$(call check-flags,convnet.data.ilsvrc,$(IMAGENET_FLAGS))
 
 train: train-flags setup data/fashion-mnist.h5  ## the default run: scaled-down 2012 model on Fashion-MNIST (configs/fashion-mnist.json, -gpu.json on a GPU)
 	$(PY) -m convnet.train $(TRAIN_FLAGS)

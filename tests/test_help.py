@@ -13,10 +13,10 @@ COMMANDS = [
     ["-m", "convnet.train"], ["-m", "convnet.summary"], ["-m", "convnet.predict"],
     ["-m", "convnet.ensemble"], ["-m", "convnet.figures"], ["-m", "convnet.options"],
     *(["-m", "convnet.figures", figure] for figure in FIGURES),
-    ["-m", "convnet.data.prepare"], ["-m", "convnet.data.fashion_mnist"], ["kernels/build.py"],
-    ["tools/bench_cpu_step.py"], ["tools/bench_data.py"], ["tools/bench_kernels.py"],
-    ["tools/bench_train.py"], ["tools/sass_loops.py"], ["tools/scaling.py"],
-    ["tools/compare_runs.py"], ["tools/mutants.py"],
+    ["-m", "convnet.data.prepare"], ["-m", "convnet.data.ilsvrc"],
+    ["-m", "convnet.data.fashion_mnist"], ["kernels/build.py"], ["tools/bench_cpu_step.py"],
+    ["tools/bench_data.py"], ["tools/bench_kernels.py"], ["tools/bench_train.py"],
+    ["tools/sass_loops.py"], ["tools/scaling.py"], ["tools/compare_runs.py"], ["tools/mutants.py"],
 ]
 
 

@@ -11,6 +11,8 @@ import sys
 
 import pytest
 
+import imagetree
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # What the Makefile runs here besides nvidia-smi: its $(shell ...) reading the driver, and help.
@@ -144,6 +146,33 @@ def test_imagenet_without_its_folder_stops_before_the_set_up(tmp_path, imagenet)
                 status=2)
     assert said.endswith("*** IMAGENET is not set: make imagenet IMAGENET=/path/to/ILSVRC2012, "
                          "the folder holding train/ and val/.  Stop.\n"), said
+
+
+@pytest.mark.parametrize("root, flags, error", [
+    ("nowhere", "", "error: {tmp_path}/nowhere: no such folder"),
+    ("tree", "--size 0", "error: --size 0: must be a positive number of pixels"),
+    ("tree", "--sise 8", "python -m convnet.data.prepare: error: unrecognized arguments: --sise 8 "
+                         "(see --help)"),
+])
+def test_a_bad_imagenet_folder_or_flag_stops_make_before_the_set_up(tmp_path, rng, root, flags,
+                                                                    error):
+    """What prepare refuses before its work (a wrong folder, a typo in ARGS) it refused after a
+    fresh clone's set-up of minutes. Checked on the standard library alone: python -S."""
+    imagetree.build(str(tmp_path / "tree"), rng, per_class=1, val_per_class=1)
+    venv = tmp_path / "venv"
+    said = make(tmp_path, "--no-print-directory", "imagenet", f"IMAGENET={tmp_path / root}",
+                f"PYTHON={sys.executable} -S", f"VENV={venv}", f"ARGS={flags}", status=2)
+    assert said.splitlines()[0] == error.format(tmp_path=tmp_path), said
+    assert not venv.exists()
+
+
+def test_an_imagenet_folder_prepare_takes_passes_its_check_and_it_prints_nothing(tmp_path, rng):
+    tree = tmp_path / "my tree"
+    imagetree.build(str(tree), rng, per_class=1, val_per_class=1)
+    printed = make(tmp_path, "--no-print-directory", "imagenet-flags", f"IMAGENET={tree}",
+                   f"PYTHON={sys.executable} -S", "ARGS=--size 16")
+    assert printed == (f'{sys.executable} -S -m convnet.data.ilsvrc "{tree}" --output '
+                       f'data/imagenet.h5 --size 16 >/dev/null\n')
 
 
 def test_targets_pass_a_path_with_spaces_and_their_extra_flags(tmp_path):

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from convnet import options
-from convnet.data import fashion_mnist, prepare
+from convnet.data import fashion_mnist, ilsvrc
 from convnet.errors import NOT_REGULAR
 from convnet.figures import curves
 from convnet.train import UsageError
@@ -54,8 +54,8 @@ def test_a_scaling_report_that_is_a_pipe(tmp_path, pipe, capsys):
 
 def test_a_label_table_that_is_a_pipe(tmp_path, pipe):
     fifo = pipe(tmp_path / "labels.tsv")
-    with pytest.raises(prepare.PrepareError) as refused:
-        prepare.read_rows(str(fifo), "validation labels", lambda fields: True)
+    with pytest.raises(ilsvrc.PrepareError) as refused:
+        ilsvrc.read_rows(str(fifo), "validation labels", lambda fields: True)
     assert str(refused.value) == f"validation labels {fifo}: {NOT_REGULAR}"
 
 

@@ -15,7 +15,7 @@ import tqdm
 from PIL import Image, JpegImagePlugin
 
 import imagetree
-from convnet.data import prepare
+from convnet.data import ilsvrc, prepare
 from convnet.data.dataset import Dataset, DatasetError
 from convnet.stopping import Stopped
 
@@ -101,10 +101,15 @@ def test_image_is_central_square_of_shorter_side(tmp_path, rng, monkeypatch):
 def test_bad_inputs_get_one_line(tmp_path, capsys):
     root = tmp_path / "r"
 
-    def refused(path, message, *options):
-        assert prepare.main([str(path), "--output", str(tmp_path / "o.h5"), *options]) == 2
+    def refused(path, message, *options, before_work=True):
+        """prepare's refusal in one line; its check (make imagenet's, before the set-up) gives
+        the same where prepare refuses before its work, and passes what only the work finds."""
+        arguments = [str(path), "--output", str(tmp_path / "o.h5"), *options]
+        assert prepare.main(arguments) == 2
         error = capsys.readouterr().err
         assert error.count("\n") == 1 and message in error, (message, error)
+        assert ilsvrc.main(arguments) == (2 if before_work else 0)
+        assert capsys.readouterr().err == (error if before_work else "")
 
     # The output, before the images are read: here there are none to read
     (tmp_path / "afile").write_text("")
@@ -163,11 +168,11 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
                   f"--val-labels names a flat val/'s classes")
     labels = ["--val-labels", str(root / "labels.tsv")]
     (root / "labels.tsv").write_text(f"x.JPEG\t{imagetree.WNIDS[0]}\n")
-    refused(root, f"{root}/train: not one image could be read", *labels)
+    refused(root, f"{root}/train: not one image could be read", *labels, before_work=False)
     (root / "train" / imagetree.WNIDS[0] / "a.JPEG").write_bytes(
         imagetree.jpeg_bytes(Image.new("RGB", (8, 8))))
     refused(root, f"{root}/val: not one image could be read", *labels,   # x.JPEG is empty
-            "--restart")
+            "--restart", before_work=False)
     os.remove(root / "val" / "x.JPEG")
     refused(root, f"{root}/val: no files (expected val/<wnid>/*.JPEG or flat val/*.JPEG", *labels)
     assert not (tmp_path / "o.h5").exists()
@@ -201,11 +206,11 @@ def test_unlabelled_flat_val_files_are_skipped_with_reason(tmp_path, rng):
 def test_tables_without_their_header_line_lose_no_row(tmp_path, rng):
     """A header is told from a row by its fields, so a table without one keeps its first row;
     blank lines (a trailing one, say) are left out."""
-    rows = open(prepare.CLASSES, encoding="utf-8").read().splitlines()
+    rows = open(ilsvrc.CLASSES, encoding="utf-8").read().splitlines()
     assert rows[0] == "index\twnid\tnames"
     (tmp_path / "classes.tsv").write_text("\n".join(rows[1:]) + "\n\n")
-    assert prepare.read_classes(str(tmp_path / "classes.tsv")) == \
-        prepare.read_classes(prepare.CLASSES)
+    assert ilsvrc.read_classes(str(tmp_path / "classes.tsv")) == \
+        ilsvrc.read_classes(ilsvrc.CLASSES)
 
     root = tmp_path / "imagenet"
     labels = imagetree.build(str(root), rng, flat_val=True, per_class=1)
@@ -382,7 +387,7 @@ STOPPED_RUN = """
 import functools, multiprocessing, os, signal, sys, time
 import numpy as np
 import imagetree
-from convnet.data import prepare
+from convnet.data import ilsvrc, prepare
 
 REPEATS = 5
 
@@ -443,7 +448,7 @@ def kill_the_sender(folder):
 def main(how, root, output):
     imagetree.build(root, np.random.default_rng(0), per_class=12)
     prepare.BLOCK = 4
-    third = prepare.scan(root, prepare.CLASSES, prepare.VAL_LABELS)[2]["train"][8][0]
+    third = ilsvrc.scan(root, ilsvrc.CLASSES, ilsvrc.VAL_LABELS)[2]["train"][8][0]
     print(third, flush=True)
     store, calls = prepare.store_block, []
     def hooked(*args):
