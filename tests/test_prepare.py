@@ -178,6 +178,21 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
     assert not (tmp_path / "o.h5").exists()
 
 
+def test_a_ctrl_c_before_the_work_says_that_nothing_was_written(tmp_path, rng, monkeypatch,
+                                                                capsys):
+    """A Ctrl-C in the scan (minutes on a slow disk's 1.3 million files) said the work so far
+    was in a partial file that was not there."""
+    root = tmp_path / "imagenet"
+    imagetree.build(str(root), rng, per_class=1, val_per_class=1)
+
+    def ctrl_c(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(ilsvrc, "scan", ctrl_c)
+    assert prepare.main([str(root), "--output", str(tmp_path / "o.h5")]) == 130
+    assert capsys.readouterr().err == "interrupted: before the work, of which nothing was written\n"
+    assert os.listdir(tmp_path) == ["imagenet"]
+
+
 def test_a_partial_file_the_system_refuses_is_one_line(tmp_path, rng, monkeypatch, capsys):
     """HDF5's error for a file it cannot create (a read-only place that os.access, as root,
     does not see) spans lines: one line naming the partial file and the system's reason."""
@@ -278,6 +293,7 @@ def test_prepares_lines_show_their_names(tmp_path, rng, capsys, monkeypatch):
     assert err.startswith(f"{shown}.partial: cannot resume (unreadable")
     assert bars == ["prepare o\\x1b[31m.h5"]
 
+    (tmp_path / "o\x1b[31m.h5.partial").write_bytes(b"a stopped run's work")
     for stop, status in [(KeyboardInterrupt(), 130), (Stopped(signal.SIGINT), 130),
                          (Stopped(signal.SIGTERM), 143)]:
         def stopped(*args, **options):

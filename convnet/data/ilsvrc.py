@@ -175,6 +175,11 @@ def command_parser(description):
     return p
 
 
+def partial_of(output):
+    """Where prepare's work for OUTPUT goes until it is complete."""
+    return output + ".partial"
+
+
 def check(root, output, *, size, workers, name, classes, val_labels):
     """Everything prepare refuses before its work (PrepareError), the tree last; returns scan's
     (wnids, names, jobs)."""
@@ -191,7 +196,7 @@ def check(root, output, *, size, workers, name, classes, val_labels):
         check_writable(output, "--output")
     except ValueError as error:
         raise PrepareError(str(error)) from None
-    partial = output + ".partial"
+    partial = partial_of(output)
     if os.path.isdir(partial) or not_a_regular_file(partial):   # neither resumed nor replaced
         raise PrepareError(f"{partial}: " + ("a folder" if os.path.isdir(partial) else NOT_REGULAR)
                            + f", where the work for {output} goes; move it away")

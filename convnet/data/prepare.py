@@ -62,7 +62,7 @@ from convnet.stopping import Stopped
 from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
                                    write_statistics)
 from convnet.data.ilsvrc import (CLASSES, DEFAULT_OUTPUT, VAL_LABELS, PrepareError, check,
-                                  command_parser, refused)
+                                  command_parser, partial_of, refused)
 
 BLOCK = 64            # files per worker task and per stored step
 SHOWN_NOTES = 20      # converted/skipped files printed at the end; all are in /report
@@ -362,7 +362,7 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
     blocks = [(split, jobs[split][start:start + BLOCK]) for split in SPLITS
               for start in range(0, len(jobs[split]), BLOCK)]
     stamp = fingerprint(jobs, size)
-    partial = output + ".partial"
+    partial = partial_of(output)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     workers = workers or provenance.cores()
     total = sum(len(jobs[split]) for split in SPLITS)
@@ -478,9 +478,11 @@ def main(argv=None):
                           restart=args.restart, name=args.name)
     except PrepareError as error:
         return refused(error)
-    except KeyboardInterrupt as stop:
-        print(f"interrupted: the work so far is in {shown(args.output)}.partial; run the same "
-              f"command again to resume", file=sys.stderr)
+    except KeyboardInterrupt as stop:   # a Ctrl-C in the scan comes before any partial file
+        partial = partial_of(args.output)
+        print("interrupted: " + (f"the work so far is in {shown(partial)}; run the same command "
+                                 f"again to resume" if os.path.exists(partial) else
+                                 "before the work, of which nothing was written"), file=sys.stderr)
         return 128 + stop_signal(stop)
     report(summary)
     return 0
