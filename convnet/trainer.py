@@ -372,10 +372,12 @@ class Trainer:
                    "val_top5": validation.top5, "weight_lr": self.solver.weight_lr,
                    "bias_lr": self.solver.weight_lr * self.solver.bias_lr_multiplier,
                    "seconds": round(time.perf_counter() - start, 3)}
-            new_file = not os.path.exists(csv_path)
+            # no header yet: no file, or an empty one (a header cut short, which a resume
+            # drops; a disk that filled at the first write)
+            headless = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0
             with self._log(EPOCHS_CSV) as handle:
                 writer = csv.DictWriter(handle, EPOCH_FIELDS)
-                if new_file:
+                if headless:
                     writer.writeheader()
                 writer.writerow(row)
             improved = self.schedule.improves(validation.top1)   # best.h5's test

@@ -360,6 +360,20 @@ def test_a_log_line_that_a_resume_cannot_trust_is_dropped(tmp_path, lines):
     assert {name: (tmp_path / name).read_bytes() for name in logs} == logs
 
 
+@pytest.mark.parametrize("left", [b"", b"epoch,train_lo"], ids=["empty", "header cut short"])
+def test_a_restart_over_an_epochs_csv_without_its_header_writes_the_header(tmp_path, left):
+    """A run stopped in its first epoch's write of epochs.csv (a full disk: the file made, its
+    header not or half written) and started again over its logs: the header that the restart
+    drops, or that was never written, is written with the first row."""
+    (tmp_path / "log.jsonl").write_text('{"epoch": 1, "step": 1, "loss": 2.3}\n')
+    (tmp_path / "epochs.csv").write_bytes(left)
+    restarted = make_trainer(tmp_path)
+    restarted.go_on_from(None)
+    restarted.fit(1)
+    with open(tmp_path / "epochs.csv") as handle:
+        assert [row["epoch"] for row in csv.DictReader(handle)] == ["1"]
+
+
 @needs_fashion_mnist
 def test_a_few_steps_on_real_images_lower_the_loss(tmp_path, rng):
     """Ten SGD steps of the default run's recipe (rate 0.02, momentum 0.9, weight decay 5e-4,
