@@ -117,7 +117,8 @@ def load(path, network):
     with _open(path) as file, _reading(path):
         if file.attrs["model"] != network.model.name:
             raise CheckpointError(f"checkpoint {path}: written for model "
-                                  f"{file.attrs['model']}, not {network.model.name}")
+                                  f"{file.attrs['model']}, not {network.model.name}: give "
+                                  f"--model {file.attrs['model']} to load it")
         return (_arrays(file, path, network, "params"), _arrays(file, path, network, "momentum"),
                 _state(file, path))
 

@@ -196,7 +196,9 @@ def test_an_ablation_is_trained_recorded_and_rebuilt(tmp_path, tiny_set):
     other = train(*common, "--resume", cwd=tmp_path)
     assert other.returncode == 2
     assert other.stderr.strip() == (f"error: checkpoint {out / 'last.h5'}: written for model "
-                                    f"{name}, not 2012-small28")
+                                    f"{name}, not 2012-small28: give --model {name} to load it")
+    hinted = train(*common, "--model", name, "--resume", "--test-only", cwd=tmp_path)
+    assert hinted.returncode == 0, hinted.stderr
 
 
 def test_a_device_left_idle_by_a_one_tower_model_is_named():
