@@ -37,6 +37,14 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
 
+class OtherModel(CheckpointError):
+    """A checkpoint written for another model than the network's (`recorded`: its name)."""
+
+    def __init__(self, path, recorded, asked):
+        super().__init__(f"checkpoint {path}: written for model {recorded}, not {asked}")
+        self.recorded = recorded
+
+
 def save(path, network, velocity: dict, state: dict):
     """Write network.params, velocity (same keys) and the JSON-serializable `state`. A write
     that fails (a full disk, say) is a CheckpointError; the file it would have replaced stays."""
@@ -116,9 +124,7 @@ def load(path, network):
     shapes. Raises CheckpointError with a one-line reason."""
     with _open(path) as file, _reading(path):
         if file.attrs["model"] != network.model.name:
-            raise CheckpointError(f"checkpoint {path}: written for model "
-                                  f"{file.attrs['model']}, not {network.model.name}: give "
-                                  f"--model {file.attrs['model']} to load it")
+            raise OtherModel(path, str(file.attrs["model"]), network.model.name)
         return (_arrays(file, path, network, "params"), _arrays(file, path, network, "momentum"),
                 _state(file, path))
 

@@ -429,7 +429,12 @@ def prepare(args, placement, replicas):
         # the checkpoint to go on from: none for a new run, or where --resume auto finds none
         resumed = auto_checkpoint(output_dir) if args.resume == "auto" else args.resume
         if resumed:
-            trainer.resume(resumed)
+            try:
+                trainer.resume(resumed)
+            except checkpoint.OtherModel as error:   # the flags that build its model
+                flags = f"--model {error.recorded}" + (" without --ablation" if args.ablation
+                                                       else "")
+                raise UsageError(f"{error}: give {flags} to load it") from None
             if "epochs" not in args.typed:   # it goes on to the epochs it was training to
                 epochs = planned_epochs(trainer.target_epochs, trainer.schedule, epochs)
         trains = not args.test_only and trainer.epoch < epochs   # else it evaluates

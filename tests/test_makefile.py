@@ -150,6 +150,7 @@ def test_imagenet_without_its_folder_stops_before_the_set_up(tmp_path, imagenet)
 
 @pytest.mark.parametrize("root, flags, error", [
     ("nowhere", "", "error: {tmp_path}/nowhere: no such folder"),
+    ('my "odd" `dir`', "", 'error: {tmp_path}/my "odd" `dir`: no such folder'),
     ("tree", "--size 0", "error: --size 0: must be a positive number of pixels"),
     ("tree", "--sise 8", "python -m convnet.data.prepare: error: unrecognized arguments: --sise 8 "
                          "(see --help)"),
@@ -171,14 +172,14 @@ def test_an_imagenet_folder_prepare_takes_passes_its_check_and_it_prints_nothing
     imagetree.build(str(tree), rng, per_class=1, val_per_class=1)
     printed = make(tmp_path, "--no-print-directory", "imagenet-flags", f"IMAGENET={tree}",
                    f"PYTHON={sys.executable} -S", "ARGS=--size 16")
-    assert printed == (f'{sys.executable} -S -m convnet.data.ilsvrc "{tree}" --output '
+    assert printed == (f'{sys.executable} -S -m convnet.data.ilsvrc "$IMAGENET" --output '
                        f'data/imagenet.h5 --size 16 >/dev/null\n')
 
 
 def test_targets_pass_a_path_with_spaces_and_their_extra_flags(tmp_path):
     printed = make(tmp_path, "-n", "imagenet", "IMAGENET=/data/my images", "bench-cpu",
                    "bench-data", "MODEL=paper", "ARGS=--batch 8")
-    assert 'convnet.data.prepare "/data/my images" --output data/imagenet.h5' in printed
+    assert 'convnet.data.prepare "$IMAGENET" --output data/imagenet.h5' in printed
     assert "tools/bench_data.py --batch 8\n" in printed
     # the model checked before PyTorch is downloaded
     check, install, bench = (printed.index(text) for text in (

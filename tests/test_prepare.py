@@ -98,7 +98,7 @@ def test_image_is_central_square_of_shorter_side(tmp_path, rng, monkeypatch):
     assert difference.mean() < 4, difference.mean()        # draft decoding and rounding only
 
 
-def test_bad_inputs_get_one_line(tmp_path, capsys):
+def test_bad_inputs_get_one_line(tmp_path, capsys, monkeypatch):
     root = tmp_path / "r"
 
     def refused(path, message, *options, before_work=True):
@@ -127,6 +127,19 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
     refused(tmp_path / "absent", f"{tmp_path}/o.h5.partial: not a regular file (a pipe, a "
                                  f"socket or a device), where the work for {tmp_path}/o.h5 goes")
     os.remove(tmp_path / "o.h5.partial")
+    # A partial file another prepare of the same output holds (HDF5's lock: it said "cannot
+    # resume ... starting again", then "Resource temporarily unavailable"), or one this user
+    # may not write (as root, os.access sees none: a stand-in for it)
+    with h5py.File(tmp_path / "o.h5.partial", "w"):
+        refused(tmp_path / "absent", f"{tmp_path}/o.h5.partial: in use by another process "
+                                     f"(another prepare of {tmp_path}/o.h5?)")
+    with monkeypatch.context() as patch:
+        partial = str(tmp_path / "o.h5.partial")
+        access = os.access
+        patch.setattr(os, "access", lambda path, mode: path != partial and access(path, mode))
+        refused(tmp_path / "absent", f"{partial}: not readable and writable by this user, where "
+                                     f"the work for {tmp_path}/o.h5 goes")
+    os.remove(tmp_path / "o.h5.partial")
     refused(tmp_path / "absent", "--size 0: must be a positive number of pixels", "--size", "0")
     refused(tmp_path / "absent", "--workers 0: must be at least 1", "--workers", "0")
     refused(tmp_path / "absent", "absent: no such folder")
@@ -143,6 +156,17 @@ def test_bad_inputs_get_one_line(tmp_path, capsys):
     refused(root, "train/cats: not an ILSVRC-2012 wnid")
     os.rmdir(root / "train" / "cats")
     (root / "train" / imagetree.WNIDS[0]).mkdir()
+    (root / "train" / imagetree.WNIDS[2]).mkdir()
+    with monkeypatch.context() as patch:   # a folder this user may not list (root lists all)
+        unlisted, scandir = str(root / "train" / imagetree.WNIDS[2]), os.scandir
+
+        def denied(path):
+            if str(path) == unlisted:
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), path)
+            return scandir(path)
+        patch.setattr(os, "scandir", denied)
+        refused(root, f"{unlisted}: cannot list it (Permission denied)")
+    os.rmdir(root / "train" / imagetree.WNIDS[2])
     refused(root, f"train: one class folder ({imagetree.WNIDS[0]}/); a classifier needs at least 2")
     (root / "train" / imagetree.WNIDS[2]).mkdir()
     refused(root, "no val/ folder")
@@ -302,6 +326,9 @@ def test_prepares_lines_show_their_names(tmp_path, rng, capsys, monkeypatch):
         assert prepare.main(common) == status
         assert capsys.readouterr().err == (f"interrupted: the work so far is in {shown}.partial; "
                                            f"run the same command again to resume\n")
+        assert prepare.main([*common, "--restart"]) == status   # which would start it again
+        assert capsys.readouterr().err == (f"interrupted: the work so far is in {shown}.partial; "
+                                           f"run it again without --restart to resume\n")
 
 
 def test_every_entry_of_a_class_folder_is_read_or_reported(tmp_path, rng, capsys):

@@ -199,6 +199,12 @@ def test_an_ablation_is_trained_recorded_and_rebuilt(tmp_path, tiny_set):
                                     f"{name}, not 2012-small28: give --model {name} to load it")
     hinted = train(*common, "--model", name, "--resume", "--test-only", cwd=tmp_path)
     assert hinted.returncode == 0, hinted.stderr
+    # where the run names ablations, the hint's --model is the whole name, without them
+    ablated = train(*common, "--model", "2012-small28+one-tower", "--ablation", "no-norm",
+                    "--resume", "--test-only", cwd=tmp_path)
+    assert ablated.stderr.strip() == (
+        f"error: checkpoint {out / 'last.h5'}: written for model {name}, not "
+        f"2012-small28+no-norm+one-tower: give --model {name} without --ablation to load it")
 
 
 def test_a_device_left_idle_by_a_one_tower_model_is_named():

@@ -8,6 +8,7 @@ flags, on the standard library alone: make imagenet checks them so before its se
 a fresh clone, as make train does its flags (convnet.options). What is checked is all prepare
 refuses before its work: the flags' values, the output's place, the tree and its two tables.
 """
+import fcntl
 import os
 import sys
 
@@ -78,6 +79,16 @@ def read_val_labels(path, table_wnids):
     return labels
 
 
+def listing(folder):
+    """The entries of a folder, sorted by name; one that cannot be listed (its permissions) is a
+    PrepareError naming it."""
+    try:
+        with os.scandir(folder) as entries:
+            return sorted(entries, key=lambda entry: entry.name)
+    except OSError as error:
+        raise PrepareError(f"{folder}: cannot list it ({error.strerror})") from None
+
+
 def entries_in(folder):
     """[(name, None, or why it is not read)] of every entry of a folder, sorted by name: each
     file is an input, and whatever else is there is reported, not ignored."""
@@ -89,7 +100,7 @@ def entries_in(folder):
         if entry.is_symlink() and not os.path.exists(entry.path):
             return "a broken symbolic link"
         return NOT_REGULAR
-    return sorted((entry.name, why_not(entry)) for entry in os.scandir(folder))
+    return [(entry.name, why_not(entry)) for entry in listing(folder)]
 
 
 def scan(root, classes_path, val_labels_path):
@@ -101,7 +112,7 @@ def scan(root, classes_path, val_labels_path):
     train = os.path.join(root, "train")
     if not os.path.isdir(train):
         raise PrepareError(f"{root}: no train/ folder (expected {root}/train/<wnid>/*.JPEG)")
-    entries = sorted(os.scandir(train), key=lambda entry: entry.name)
+    entries = listing(train)
     stray = [entry.name for entry in entries if not entry.is_dir()]
     if stray:
         raise PrepareError(f"{train}: expected only class folders (train/<wnid>/), found file "
@@ -123,7 +134,7 @@ def scan(root, classes_path, val_labels_path):
     if not os.path.isdir(val):
         raise PrepareError(f"{root}: no val/ folder (expected val/<wnid>/*.JPEG or flat val/*.JPEG "
                            f"with {val_labels_path})")
-    folders = sorted(entry.name for entry in os.scandir(val) if entry.is_dir())
+    folders = [entry.name for entry in listing(val) if entry.is_dir()]
     flat = [(name, why_not) for name, why_not in entries_in(val) if name not in folders]
     if folders and flat:
         raise PrepareError(f"{val}: mixes class folders ({folders[0]}/) and files "
@@ -175,6 +186,16 @@ def command_parser(description):
     return p
 
 
+def in_use(path):
+    """Whether another open of the file holds a lock on it (HDF5 flocks each file it opens)."""
+    with open(path, "rb") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False   # the lock, if taken, went with the close
+
+
 def partial_of(output):
     """Where prepare's work for OUTPUT goes until it is complete."""
     return output + ".partial"
@@ -200,6 +221,13 @@ def check(root, output, *, size, workers, name, classes, val_labels):
     if os.path.isdir(partial) or not_a_regular_file(partial):   # neither resumed nor replaced
         raise PrepareError(f"{partial}: " + ("a folder" if os.path.isdir(partial) else NOT_REGULAR)
                            + f", where the work for {output} goes; move it away")
+    if os.path.isfile(partial):   # resumed or replaced after the scan: refused before it
+        if not os.access(partial, os.R_OK | os.W_OK):
+            raise PrepareError(f"{partial}: not readable and writable by this user, where the "
+                               f"work for {output} goes")
+        if in_use(partial):
+            raise PrepareError(f"{partial}: in use by another process (another prepare of "
+                               f"{output}?)")
     return scan(root, classes, val_labels)
 
 

@@ -480,8 +480,9 @@ def main(argv=None):
         return refused(error)
     except KeyboardInterrupt as stop:   # a Ctrl-C in the scan comes before any partial file
         partial = partial_of(args.output)
-        print("interrupted: " + (f"the work so far is in {shown(partial)}; run the same command "
-                                 f"again to resume" if os.path.exists(partial) else
+        again = "the same command again" if not args.restart else "it again without --restart"
+        print("interrupted: " + (f"the work so far is in {shown(partial)}; run {again} to resume"
+                                 if os.path.exists(partial) else
                                  "before the work, of which nothing was written"), file=sys.stderr)
         return 128 + stop_signal(stop)
     report(summary)
