@@ -7,7 +7,8 @@ convnet.ensemble` and the figures (`python -m convnet.figures`).
     preprocessing: the evaluation views of convnet.data.loader (the centre crop, or the paper's
     10 views) minus the dataset's mean, and its class names. A checkpoint whose parameters are
     not all finite (a diverged run) is refused; one whose run trained on a dataset of another
-    name gets a note on stderr: the class names are this dataset's.
+    name gets a note on stderr: the class names are this dataset's. Where data_path names no
+    file, the error names the dataset the checkpoint trained on.
   .pictures(paths)            image files (JPEG, PNG, ...) → the dataset's stored form
   .run(images)                stored images (n, S, S, 3) uint8 → batches of outputs
   .run_split(split, indices)  images `indices` of a split of the dataset → batches of outputs
@@ -106,7 +107,8 @@ class Inference:
         self.checkpoint = checkpoint_file(checkpoint)
         self.network, state = load_network(self.checkpoint, placement)
         model = self.network.model
-        with closing(Dataset(data_path)) as dataset:   # before the Loader, which refuses a crop
+        # checked before the Loader, which refuses a crop larger than the images
+        with closing(self.dataset_of(data_path, state)) as dataset:
             check_fits(model, dataset, f"checkpoint {shown(self.checkpoint)}")
         self.loader = Loader(data_path, crop=model.geometry.image_size, seed=0,
                              colour_noise_convention=model.colour_noise,
@@ -116,6 +118,19 @@ class Inference:
         # A class table's names are text, but any text: one may hold a tab or an escape.
         self.class_names = [shown(name) for name in self.loader.class_names]
         self.note_another_dataset(state)
+
+    def dataset_of(self, data_path, state):
+        """The dataset at --data-path; where there is no file, the error names the dataset the
+        checkpoint trained on (--data-path's default is the default run's, Fashion-MNIST)."""
+        try:
+            return Dataset(data_path)
+        except DatasetError as error:
+            trained_on = (state.get("dataset") or {}).get("name")
+            if trained_on is None or os.path.exists(data_path):
+                raise
+            raise DatasetError(f"{error}; checkpoint {shown(self.checkpoint)} was trained on "
+                               f"dataset {shown(trained_on)}: give its file with --data-path"
+                               ) from None
 
     def note_another_dataset(self, state):
         """Checkpoints record the dataset they were trained on but not its class names: a net

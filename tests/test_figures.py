@@ -243,6 +243,9 @@ def test_predict_errors_are_one_line_with_exit_2(trained, capsys, rng):
     assert predict.main([image, "--checkpoint", str(trained.tmp / "none.h5"),
                          "--data-path", str(trained.data)]) == 2
     assert capsys.readouterr().err == f"error: checkpoint {trained.tmp / 'none.h5'}: no such file\n"
+    assert predict.main([image, "--checkpoint", str(trained.run), "--data-path",
+                         str(trained.tmp / "none.h5")]) == 2   # it records no dataset
+    assert capsys.readouterr().err == f"error: dataset {trained.tmp / 'none.h5'}: no such file\n"
     other = trained.tmp / "four.h5"
     dataset.write(other, name="four", train_images=trained.train,
                   train_labels=trained.train_labels % 4, val_images=trained.val,
@@ -328,6 +331,13 @@ def test_a_checkpoint_of_another_dataset_gets_a_note_and_this_dataset_s_names(tr
         assert list(parse_predictions(out)) == [image]
         assert err == (f"note: checkpoint {path} was trained on dataset other10, not tiny; the "
                        f"class names are this dataset's ({trained.data})\n" if note else "")
+    # No dataset file (--data-path's default, Fashion-MNIST's, for a run on ImageNet, say): the
+    # error names the one it trained on.
+    assert predict.main([image, "--checkpoint", str(path), "--data-path",
+                         str(trained.tmp / "none.h5")]) == 2
+    assert capsys.readouterr().err == (f"error: dataset {trained.tmp / 'none.h5'}: no such file; "
+                                       f"checkpoint {path} was trained on dataset tiny: give its "
+                                       f"file with --data-path\n")
 
 
 def png_header(path, side):
