@@ -54,9 +54,8 @@ ifneq ($(filter imagenet,$(MAKECMDGOALS)),)
   endif
 endif
 
-# The folder reaches the recipes through the environment, so that no quote or backquote in it is
-# the shell's to read.
-export IMAGENET
+# The folder reaches the recipes through the environment (make puts a variable given on its
+# command line there), so that no quote or backquote in it is the shell's to read.
 IMAGENET_FLAGS = "$$IMAGENET" --output data/imagenet.h5 $(ARGS)
 imagenet: imagenet-flags setup  ## prepare data/imagenet.h5 from IMAGENET=/path/to/ILSVRC2012 (train/<wnid>/, val/)
 	$(PY) -m convnet.data.prepare $(IMAGENET_FLAGS)

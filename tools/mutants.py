@@ -1103,7 +1103,6 @@ CATALOGUE = [
            '    $(error RANKS must be', '    $(info RANKS must be', MAKEFILE),
     Mutant('make-imagenet-unquoted', 'Makefile',
            'IMAGENET_FLAGS = "$$IMAGENET"', 'IMAGENET_FLAGS = $$IMAGENET', MAKEFILE),
-    Mutant('make-imagenet-not-exported', 'Makefile', 'export IMAGENET\n', '', MAKEFILE),
     Mutant('make-bench-cpu-args-dropped', 'Makefile',
            'tools/bench_cpu_step.py --model $(MODEL) $(ARGS)',
            'tools/bench_cpu_step.py --model $(MODEL)', MAKEFILE),
