@@ -73,6 +73,10 @@ class _Appending:
         with writing(shown):
             self._file = open(path, "a", newline="")
 
+    def empty(self):
+        """Whether the file holds nothing yet: opened for appending, it stands at its end."""
+        return self._file.tell() == 0
+
     def write(self, text):
         with writing(self.shown):
             return self._file.write(text)
@@ -356,7 +360,6 @@ class Trainer:
             os.makedirs(self.output_dir, exist_ok=True)
         self.target_epochs = epochs
         validation = None
-        csv_path = os.path.join(self.output_dir, EPOCHS_CSV)
         while self.epoch < epochs:
             start = time.perf_counter()
             training = self.train_epoch()
@@ -372,12 +375,11 @@ class Trainer:
                    "val_top5": validation.top5, "weight_lr": self.solver.weight_lr,
                    "bias_lr": self.solver.weight_lr * self.solver.bias_lr_multiplier,
                    "seconds": round(time.perf_counter() - start, 3)}
-            # no header yet: no file, or an empty one (a header cut short, which a resume
-            # drops; a disk that filled at the first write)
-            headless = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0
             with self._log(EPOCHS_CSV) as handle:
                 writer = csv.DictWriter(handle, EPOCH_FIELDS)
-                if headless:
+                # no header yet: a new file, or an empty one (a header cut short, which a resume
+                # drops; a disk that filled at the first write)
+                if handle.empty():
                     writer.writeheader()
                 writer.writerow(row)
             improved = self.schedule.improves(validation.top1)   # best.h5's test

@@ -903,8 +903,10 @@ CATALOGUE = [
     Mutant('train-model-hint-keeps-ablations', 'convnet/train.py',
            '(" without --ablation" if args.ablation', '("" if args.ablation', TRAINING),
     Mutant('tr-csv-header-on-existing-file', 'convnet/trainer.py',
-           'headless = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0',
-           'headless = not os.path.exists(csv_path)', TRAINING),
+           '            with self._log(EPOCHS_CSV) as handle:\n',
+           '            new = not os.path.exists(os.path.join(self.output_dir, EPOCHS_CSV))\n'
+           '            with self._log(EPOCHS_CSV) as handle:\n'
+           '                handle.empty = lambda: new\n', TRAINING),
     Mutant('train-new-run-overwrites', 'convnet/train.py',
            'if args.resume is None:\n        raise UsageError(f"{holds}: add --resume',
            'if False:\n        raise UsageError(f"{holds}: add --resume', TRAINING),
