@@ -89,9 +89,9 @@ def listing(folder):
         raise PrepareError(f"{folder}: cannot list it ({error.strerror})") from None
 
 
-def entries_in(folder):
-    """[(name, None, or why it is not read)] of every entry of a folder, sorted by name: each
-    file is an input, and whatever else is there is reported, not ignored."""
+def described(entries):
+    """[(name, None, or why it is not read)] of a folder's entries: each file is an input, and
+    whatever else is there is reported, not ignored."""
     def why_not(entry):
         if entry.is_file():
             return None
@@ -100,7 +100,12 @@ def entries_in(folder):
         if entry.is_symlink() and not os.path.exists(entry.path):
             return "a broken symbolic link"
         return NOT_REGULAR
-    return [(entry.name, why_not(entry)) for entry in listing(folder)]
+    return [(entry.name, why_not(entry)) for entry in entries]
+
+
+def entries_in(folder):
+    """described() of every entry of a folder, sorted by name."""
+    return described(listing(folder))
 
 
 def scan(root, classes_path, val_labels_path):
@@ -134,8 +139,9 @@ def scan(root, classes_path, val_labels_path):
     if not os.path.isdir(val):
         raise PrepareError(f"{root}: no val/ folder (expected val/<wnid>/*.JPEG or flat val/*.JPEG "
                            f"with {val_labels_path})")
-    folders = [entry.name for entry in listing(val) if entry.is_dir()]
-    flat = [(name, why_not) for name, why_not in entries_in(val) if name not in folders]
+    val_entries = listing(val)   # listed once: a flat val/ holds 50,000 files
+    folders = [entry.name for entry in val_entries if entry.is_dir()]
+    flat = described(entry for entry in val_entries if not entry.is_dir())
     if folders and flat:
         raise PrepareError(f"{val}: mixes class folders ({folders[0]}/) and files "
                            f"({flat[0][0]}); use one layout")
