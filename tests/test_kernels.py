@@ -634,6 +634,24 @@ def test_norm_of_random_shapes(backend, rng):
                                                          params), backend=backend)
 
 
+def test_emulated_norm_power_errs_as_the_gpus_may(backend, rng):
+    """The normalization's d^(−β) is __powf on a GPU, 2^(−β·log2 d) through approximate log2 and
+    exp2 (kernels/common.cuh, fast_power); the emulator computes the same formula with the CUDA
+    Programming Guide's bound on each error put on its host's log2f and exp2f, so that test_norm's
+    tolerances, run in CI on the emulator, hold for the GPU's error. Against the formula on
+    exact-rounding functions (NumPy's in float32, from the kernel's own d), the emulator's outputs
+    lie typically a step or more away, where the host's formula would lie at the same float. On a
+    GPU, test_norm measures __powf itself."""
+    if not isinstance(backend.launcher, Emulated):
+        pytest.skip("the emulator's model of __powf; test_norm measures the GPU's own")
+    for kind in ("crossmap", "samemap"):
+        x = rng.normal(0, 30, (8, 6, 6, 4)).astype(np.float32)
+        y, denoms = call(backend, f"{kind}_norm_forward", x, CODE)
+        rounded_once = x * np.exp2(-np.float32(CODE.beta) * np.log2(denoms))
+        steps = (y - rounded_once) / np.spacing(np.abs(rounded_once))
+        assert np.median(np.abs(steps)) >= 1, f"{kind}: the emulator's power is all but exact"
+
+
 @pytest.mark.parametrize("kind", ["crossmap", "samemap"])
 def test_norm_float64_kernels_pass_finite_differences(backend, kind, rng):
     x = rng.normal(0, 1, (6, 4, 4, 2))
@@ -985,6 +1003,30 @@ def test_float32_denormals_flush_to_zero_as_on_a_gpu_and_float64_ones_stay(backe
             np.testing.assert_array_equal(summed, x)
         # The host's own arithmetic keeps them, before the launches and after.
         assert (halves[:2] != 0).all() and (x / dtype(2) == halves).all()
+
+
+@pytest.mark.parametrize("dtype, bound", [(np.float32, 2), (np.float64, 1)])
+def test_tanh_rounds_within_the_gpus_bound_and_the_emulator_at_it(backend, dtype, bound, rng):
+    """CUDA's tanhf lies within 2 ulp of the correctly rounded result and its tanh within 1 (the
+    CUDA Programming Guide's bounds, which kernels/common.cuh cites); the emulator moves its host's
+    result by the whole bound, up for some arguments and down for others (gpu_rounded), so that
+    the tests it runs in CI hold for the GPU's worst error, not just for the host's all but exact
+    one. Measured in steps of the element type from tanh computed in long double. Where the host
+    rounds correctly, as it does for most arguments, the emulator's result lies the bound away;
+    elsewhere the host's own error adds to it, so on the emulator only the GPU's bound is checked
+    as the typical distance."""
+    x = rng.uniform(-2, 2, 4096).astype(dtype)
+    (got,) = call(backend, "tanh_forward", x)
+    exact = np.tanh(x.astype(np.longdouble))
+    nearest = exact.astype(dtype)
+    steps = ((got.astype(np.longdouble) - nearest) / np.spacing(np.abs(nearest))).astype(float)
+    if isinstance(backend.launcher, Emulated):
+        assert np.median(np.abs(steps)) == bound, f"{dtype.__name__}: typically off by " \
+                                                   f"{np.median(np.abs(steps))} steps"
+        assert (steps == bound).any() and (steps == -bound).any(), \
+            f"{dtype.__name__}: the emulator's tanh is not moved by {bound} steps both ways"
+    else:
+        assert np.abs(steps).max() <= bound, f"{dtype.__name__}: off by {np.abs(steps).max()} steps"
 
 
 def test_topk_errors_split_ties_as_the_reference(backend, rng):
