@@ -15,7 +15,7 @@ reported: what tuning the launcher's choice would gain.
 
 Per case: the median of `repeats` runs, each timed with CUDA events around the op alone, after 3
 warm-up runs, on inputs drawn afresh for every run (3 sets, cycled). Before each run a write
-over 16 times the L2 cache evicts the inputs and keeps the GPU busy while Python queues the run,
+over 64 times the L2 cache evicts the inputs and keeps the GPU busy while Python queues the run,
 so the events time the GPU's work, not the launch overhead (a run whose queueing outlasted the
 flush is counted as host-bound in the report). A layer that reads both towers (conv3) is timed
 as the network runs it, one convolution per tower's input and their sum, against cuDNN's one
@@ -62,7 +62,10 @@ WINOGRAD = {"algorithm": "winograd"}
 WARMUP = 3
 INPUT_SETS = 3
 COPY_ELEMENTS = 2 ** 28   # 1 GiB: far past the L2 cache
-FLUSH_L2_TIMES = 16       # H100: 800 MB, a quarter of a millisecond to write
+# H100: 3.2 GB, about a millisecond to write: longer than Python takes to queue a pass of several
+# launches (Winograd's transforms and products, conv3's two convolutions and their sum), which
+# 16 times might not be.
+FLUSH_L2_TIMES = 64
 FP32_UNITS_PER_SM = {7: 64, 8: 64, 9: 128}        # by major capability; 8.6, 8.7, 8.9 below
 FP32_UNITS_BY_CAPABILITY = {86: 128, 87: 128, 89: 128}
 
