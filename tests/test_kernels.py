@@ -111,6 +111,11 @@ def assert_as_accurate(op, args, *, floor=FLOAT32_FLOOR, **kwargs):
     return double_kernel
 
 
+def steps_from(want, got):
+    """How far `got` lies from `want`, signed, in steps of `want`'s float type there (ulp)."""
+    return ((np.asarray(got, np.longdouble) - want) / np.spacing(np.abs(want))).astype(float)
+
+
 @contextlib.contextmanager
 def named_on_failure(what):
     """A failure inside (a check, or an op refusing or failing) says `what` first: the drawn
@@ -648,7 +653,7 @@ def test_emulated_norm_power_errs_as_the_gpus_may(backend, rng):
         x = rng.normal(0, 30, (8, 6, 6, 4)).astype(np.float32)
         y, denoms = call(backend, f"{kind}_norm_forward", x, CODE)
         rounded_once = x * np.exp2(-np.float32(CODE.beta) * np.log2(denoms))
-        steps = (y - rounded_once) / np.spacing(np.abs(rounded_once))
+        steps = steps_from(rounded_once, y)
         assert np.median(np.abs(steps)) >= 1, f"{kind}: the emulator's power is all but exact"
 
 
@@ -1018,8 +1023,7 @@ def test_tanh_rounds_within_the_gpus_bound_and_the_emulator_at_it(backend, dtype
     x = rng.uniform(-2, 2, 4096).astype(dtype)
     (got,) = call(backend, "tanh_forward", x)
     exact = np.tanh(x.astype(np.longdouble))
-    nearest = exact.astype(dtype)
-    steps = ((got.astype(np.longdouble) - nearest) / np.spacing(np.abs(nearest))).astype(float)
+    steps = steps_from(exact.astype(dtype), got)
     if isinstance(backend.launcher, Emulated):
         assert np.median(np.abs(steps)) == bound, f"{dtype.__name__}: typically off by " \
                                                    f"{np.median(np.abs(steps))} steps"
