@@ -142,6 +142,18 @@ def test_bad_inputs_get_one_line(tmp_path, capsys, monkeypatch):
     os.remove(tmp_path / "o.h5.partial")
     refused(tmp_path / "absent", "--size 0: must be a positive number of pixels", "--size", "0")
     refused(tmp_path / "absent", "--workers 0: must be at least 1", "--workers", "0")
+    # A size whose images alone outgrow the memory (a MemoryError, once decoding started); a
+    # machine with as much memory as they take goes on to the tree's checks
+    refused(tmp_path / "absent", "--size 100000: prepare would hold at least 3799.8 GiB of images "
+                                 "at once (2 blocks of 64 per worker, 1 worker), more than this "
+                                 "machine's ", "--size", "100000", "--workers", "1")
+    held_4096 = (2 * 64 * 3 + 3 * 8) * 4096 ** 2   # 2 blocks of 64 images, the int64 pixel sum
+    for pages, message in ((held_4096 // 4096 - 1, "more than this machine's 6.4 GiB of memory: "
+                                                   "lower --size or --workers"),
+                           (held_4096 // 4096, "absent: no such folder")):
+        with monkeypatch.context() as patch:
+            patch.setattr(os, "sysconf", {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": pages}.get)
+            refused(tmp_path / "absent", message, "--size", "4096", "--workers", "1")
     refused(tmp_path / "absent", "absent: no such folder")
     (tmp_path / "image.png").write_bytes(b"")
     refused(tmp_path / "image.png", "image.png: a file, not the folder of train/ and val/")

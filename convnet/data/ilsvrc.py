@@ -12,7 +12,7 @@ import fcntl
 import os
 import sys
 
-from convnet import options
+from convnet import options, provenance
 from convnet.atomic import check_writable
 from convnet.errors import (NOT_REGULAR, counted, not_a_regular_file, open_regular, run_command,
                             shown)
@@ -21,6 +21,8 @@ DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", 
 CLASSES = os.path.join(DATA_DIR, "ilsvrc2012_classes.tsv")
 VAL_LABELS = os.path.join(DATA_DIR, "ilsvrc2012_val_labels.tsv")
 DEFAULT_OUTPUT = os.path.join("data", "imagenet.h5")
+BLOCK = 64                # files per worker task and per stored step
+BLOCKS_PER_WORKER = 2     # converted blocks out at once per worker, the one awaited included
 
 
 class PrepareError(Exception):
@@ -207,6 +209,12 @@ def partial_of(output):
     return output + ".partial"
 
 
+def images_held(size, workers):
+    """The fewest bytes of images prepare holds at once: its blocks out (BLOCKS_PER_WORKER per
+    worker, BLOCK images of size × size × 3 bytes each) and the training set's int64 pixel sum."""
+    return (BLOCKS_PER_WORKER * workers * BLOCK * 3 + 3 * 8) * size * size
+
+
 def check(root, output, *, size, workers, name, classes, val_labels):
     """Everything prepare refuses before its work (PrepareError), the tree last; returns scan's
     (wnids, names, jobs)."""
@@ -214,6 +222,14 @@ def check(root, output, *, size, workers, name, classes, val_labels):
         raise PrepareError(f"--size {size}: must be a positive number of pixels")
     if workers is not None and workers < 1:
         raise PrepareError(f"--workers {workers}: must be at least 1")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    held = images_held(size, workers or provenance.cores())
+    if held > memory:   # else a MemoryError, or the kernel's OOM killer, once decoding starts
+        raise PrepareError(f"--size {size}: prepare would hold at least {held / 2 ** 30:.1f} GiB "
+                           f"of images at once ({BLOCKS_PER_WORKER} blocks of {BLOCK} per "
+                           f"worker, {counted(workers or provenance.cores(), 'worker')}), more "
+                           f"than this machine's {memory / 2 ** 30:.1f} GiB of memory: lower "
+                           f"--size or --workers")
     try:   # checked before the work, not when it is stored at the end
         name.encode("utf-8")
     except UnicodeEncodeError:

@@ -61,10 +61,9 @@ from convnet.errors import failed_writes, one_line, run_command, shown, stop_sig
 from convnet.stopping import Stopped
 from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
                                    write_statistics)
-from convnet.data.ilsvrc import (CLASSES, DEFAULT_OUTPUT, VAL_LABELS, PrepareError, check,
-                                  command_parser, partial_of, refused)
+from convnet.data.ilsvrc import (BLOCK, BLOCKS_PER_WORKER, CLASSES, DEFAULT_OUTPUT, VAL_LABELS,
+                                  PrepareError, check, command_parser, partial_of, refused)
 
-BLOCK = 64            # files per worker task and per stored step
 SHOWN_NOTES = 20      # converted/skipped files printed at the end; all are in /report
 SPLITS = ("train", "val")
 MODES = {"L": "greyscale (L)", "LA": "greyscale with alpha (LA)", "P": "palette (P)",
@@ -397,7 +396,7 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
         with contextlib.closing(pool):
             try:
                 for (_, _, split, block), result in zip(tasks, pool.map(
-                        tasks, 2 * workers, lambda: stop.signal is not None)):
+                        tasks, BLOCKS_PER_WORKER * workers, lambda: stop.signal is not None)):
                     check_space(partial, result[0].nbytes)
                     store_block(file, split, result, statistics)
                     bar.update(len(block))
