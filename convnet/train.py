@@ -14,6 +14,7 @@ them; an error on some ranks only is reported by the lowest such rank before tra
 during training ends the whole job (MPI's abort), so no rank is left waiting.
 """
 import contextlib
+import dataclasses
 import fcntl
 import functools
 import hashlib
@@ -43,8 +44,8 @@ from convnet.errors import (INTERRUPTED_STATUS, PIPE_CLOSED_STATUS, OutputClosed
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.replicas import engines, nccl
-from convnet.replicas.engines import ReplicasDiverged, abort_job, mpi_world
-from convnet.replicas.launch import SINGLE, LaunchError
+from convnet.replicas.engines import ReplicasDiverged, abort_job, mpi_world, node_rank
+from convnet.replicas.launch import SINGLE, LaunchError, rank_gpus
 from convnet.replicas.launch import from_environment as launch_from_environment
 from convnet.replicas.watchdog import Watchdog
 from convnet.schedule import RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS, Rates, Schedule
@@ -346,7 +347,7 @@ def select_placement(gpus, launch=SINGLE, conv_algorithm=None):
         raise UsageError(f"--gpus {gpus}: {why_none}; --gpus cpu runs on the CPU")
     import cupy
     devices = indices if launch.launcher == "single" else \
-        nccl.rank_devices(launch, indices, count)
+        rank_gpus(indices, launch.local_rank, count)
     missing = [device for device in devices if device >= count]
     if missing:
         raise UsageError(f"--gpus {gpus}: there is no GPU {missing[0]} (this machine has "
@@ -483,13 +484,12 @@ def run(args, placement, device, replicas):
                   file=sys.stderr)   # shown: one line whatever the names in it hold
         return 2
     with held:   # to the run's end
-        # Ranks given other flags would sum gradients of other batches, or wait at other steps.
-        per_rank = ", ".join(options.flag_names(PER_RANK_SETTINGS))
-        replicas.check_same([json_bytes({key: value for key, value in vars(args).items()
-                                         if key not in PER_RANK_SETTINGS})],
-                            f"settings (all but {per_rank})")
         replicas.check_same([json_bytes(dataset_identity(trainer.data)), trainer.data.mean],
                             "datasets (name, sizes, labels and mean image)")
+        # The same settings may end at other epochs: a resumed run's are its checkpoint's, unless
+        # --epochs is typed, which one rank may do where another has it in its config.
+        replicas.check_same([json_bytes([epochs, trains])],
+                            "epochs to train to (a typed --epochs, else the checkpoint's)")
         trainer.check_replicas_agree("at the start")
         # --resume auto over the logs of a run stopped before its first checkpoint
         restarts = trains and resumed is None and args.resume and bool(run_files(output_dir))
@@ -545,6 +545,15 @@ def run(args, placement, device, replicas):
 PER_RANK_SETTINGS = ("gpus", "data_path", "workers", "config", "dist_timeout", "typed")
 
 
+def check_same_settings(replicas, args):
+    """Ranks given other flags would sum gradients of other batches, or wait at other steps:
+    ReplicasDiverged on every rank, before anything acts on them."""
+    per_rank = ", ".join(options.flag_names(PER_RANK_SETTINGS))
+    replicas.check_same([json_bytes({key: value for key, value in vars(args).items()
+                                     if key not in PER_RANK_SETTINGS})],
+                        f"settings (all but {per_rank})")
+
+
 def json_bytes(value) -> np.ndarray:
     """A JSON value's text as bytes, for Replicas.check_same to compare across ranks."""
     return np.frombuffer(json.dumps(value, sort_keys=True, default=str).encode(), np.uint8)
@@ -552,6 +561,11 @@ def json_bytes(value) -> np.ndarray:
 
 def rank_prefix(replicas):
     return f"rank {replicas.rank}: " if replicas.world > 1 else ""
+
+
+def rank_marked(rank, text):
+    """Each line of `text` marked with the rank that says it."""
+    return "".join(f"rank {rank}: {line}" for line in text.splitlines(keepends=True))
 
 
 @contextlib.contextmanager
@@ -592,9 +606,7 @@ def agree_on_start(world, launch, status, said, timeout):
     if failed is None:
         return None, said
     status, said = outcomes[failed]
-    if failed:
-        said = "".join(f"rank {failed}: {line}" for line in said.splitlines(keepends=True))
-    return status, said
+    return status, rank_marked(failed, said) if failed else said
 
 
 def main(argv=None):
@@ -610,6 +622,8 @@ def main(argv=None):
         # how their start went, where one rank's early exit would leave the others waiting
         # inside MPI for ever.
         world = mpi_world() if launch.launcher == "mpi" else None
+        if world is not None:   # a collective, so here too: which of its node's GPUs it takes
+            launch = dataclasses.replace(launch, local_rank=node_rank(world))
     except LaunchError as error:   # mpi4py missing: each rank says so, in case it alone lacks it
         print(f"error: {f'rank {launch.rank}: ' if launch.rank else ''}{error}", file=sys.stderr)
         return 2
@@ -620,15 +634,18 @@ def main(argv=None):
             status, said = agree_on_start(world, launch, status, said, timeout)
         if leader and said:                  # the same flags on every rank: rank 0 reports
             sys.stderr.write(said)
+        elif said and status is not None and world is None:   # torchrun-style: no agreement
+            sys.stderr.write(rank_marked(launch.rank, said))
         if status is not None:
             return status
         try:
             replicas = connect_replicas(launch, placement, device, args.dist_timeout)
+            check_same_settings(replicas, args)
             if args.batch_size % replicas.world:
                 raise UsageError(f"--batch-size {args.batch_size} is the global batch and must "
                                  f"split evenly over the {replicas.world} ranks; use a "
                                  f"multiple of {replicas.world}")
-        except (UsageError, LaunchError) as error:   # the same on every rank: flags, environment
+        except (UsageError, LaunchError, ReplicasDiverged) as error:   # the same on every rank
             if leader:
                 print(f"error: {error}", file=sys.stderr)
             return 2

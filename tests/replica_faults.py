@@ -9,30 +9,54 @@ step's loss was summed, while the other ranks go on to sum the gradients):
   diverge  (STEP ignored) the rank's initial weights differ slightly from the others'
   ctrl-c   (RANK ignored) every rank is interrupted in that step, as by the launcher passing on
            a Ctrl-C to each
+  no-weights  (STEP ignored) the rank finds no file at --weights, as a node that lacks its copy
+  gpus     (STEP ignored) rank RANK sees two GPUs, through stand-ins for CuPy and the CUDA
+           backend, and every other rank no CuPy: a job whose nodes differ, run with --gpus
 """
 import os
 import signal
 import sys
 import time
+import types
 
-from convnet import train
+from convnet import checkpoint, train
+from convnet.backend import get_backend
+from convnet.backend.cuda.devices import NO_CUPY
 from convnet.network import Network
 from convnet.replicas.launch import from_environment
 
 
-FAULTS = ("die", "hang", "diverge", "ctrl-c")
+FAULTS = ("die", "hang", "diverge", "ctrl-c", "no-weights", "gpus")
 
 
 def main():
     fault, rank, step, flags = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
     if fault not in FAULTS:
         raise SystemExit(f"unknown fault {fault!r}; choose one of {FAULTS}")
-    if fault == "ctrl-c" or from_environment().rank == rank:
+    if fault == "gpus":
+        see_gpus(from_environment().rank == rank)
+    elif fault == "ctrl-c" or from_environment().rank == rank:
         inject(fault, step)
     return train.main(flags)
 
 
+def see_gpus(seen):
+    """Two GPUs where `seen` (a CuPy whose devices do nothing, the reference backend for the
+    CUDA one), else no CuPy."""
+    if not seen:
+        train.cuda_devices = lambda: (0, NO_CUPY)
+        return
+    train.cuda_devices = lambda: (2, None)
+    device = types.SimpleNamespace(use=lambda: None)
+    sys.modules["cupy"] = types.SimpleNamespace(cuda=types.SimpleNamespace(Device=lambda _: device))
+    train.get_backend = lambda name, **_: get_backend("reference")
+
+
 def inject(fault, at_step):
+    if fault == "no-weights":
+        in_run = checkpoint.in_run
+        checkpoint.in_run = lambda path: in_run(path) + ".absent"
+        return
     if fault == "diverge":
         initialize = Network.__init__
 

@@ -301,6 +301,17 @@ def test_training_command_refuses_a_bad_launch(monkeypatch, capsys, tmp_path, en
         assert len(output.err.strip().splitlines()) == 1 and output.err.startswith(message)
 
 
+def test_a_torchrun_style_rank_that_cannot_start_says_why(monkeypatch, capsys, tmp_path):
+    """Without MPI the ranks do not agree on their start: a rank other than 0 that cannot start
+    says why itself, its line marked with its rank (rank 0 would only find it missing)."""
+    for name, value in {"WORLD_SIZE": "2", "RANK": "1", **ADDRESS}.items():
+        monkeypatch.setenv(name, value)
+    assert train.main(["--data-path", str(tmp_path / "none.h5"), "--gpus", "cpu",
+                       "--print-freq", "0"]) == 2
+    assert capsys.readouterr().err == ("rank 1: python -m convnet.train: error: --print-freq must "
+                                       "be at least 1; got 0 (see --help)\n")
+
+
 # -- the rendezvous -----------------------------------------------------------------------------
 def free_port():
     with socket.socket() as probe:

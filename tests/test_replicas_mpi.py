@@ -198,6 +198,8 @@ def test_a_rank_that_cannot_start_stops_every_rank_at_once(tiny):
 
 @pytest.mark.parametrize("rank_1_flags, what", [
     (["-b", "16"], "settings (all but --gpus, --data-path, -j, -c, --dist-timeout)"),
+    # compared before rank 1 alone finds that its batch does not split over the ranks
+    (["-b", "7"], "settings (all but --gpus, --data-path, -j, -c, --dist-timeout)"),
     (["--data-path", "other.h5"], "datasets (name, sizes, labels and mean image)"),
 ])
 def test_ranks_given_other_settings_or_data_are_refused(tiny, rank_1_flags, what):
@@ -217,6 +219,32 @@ def test_ranks_given_other_settings_or_data_are_refused(tiny, rank_1_flags, what
     assert not (tiny / "other" / "log.jsonl").exists()
 
 
+def test_a_rank_that_cannot_use_its_gpus_stops_every_rank_at_once(tiny):
+    """Rank 1 alone lacks CuPy under --gpus 0: every rank ends with its line. Rank 0, which sees
+    GPUs, asks MPI for its place on its node only where rank 1 asks it too, before either
+    starts, not inside its start, where it waited for rank 1 for the watchdog's 600 s."""
+    result, seconds = run(2, *common(tiny, "no-cupy"), "--gpus", "0", faults=["gpus", "0", "0"],
+                          cwd=tiny)
+    assert result.returncode == 2 and seconds < 60
+    assert result.stderr.startswith("rank 1: error: --gpus 0: CuPy is not installed") \
+        and result.stderr.count("\n") == 1, result.stderr
+    assert not (tiny / "no-cupy").exists()
+
+
+def test_ranks_that_would_train_to_other_epochs_are_refused(tiny, one_process):
+    """A resumed run trains to its checkpoint's epochs unless --epochs is typed: rank 0 types
+    it, rank 1 has the same value in its config; rank 0 would train an epoch while rank 1
+    evaluated, until MPI found their sums of other sizes ("message truncated")."""
+    config = tiny / "epochs-3.json"
+    config.write_text('{"epochs": 3}')
+    flags = [*common(tiny, "epochs-apart"), "--resume", str(one_process / "last.h5")]
+    result, _ = run_two([*flags, "--epochs", "3"], [*flags, "-c", str(config)], cwd=tiny)
+    assert result.returncode == 2
+    assert result.stderr.endswith("error: the replicas' epochs to train to (a typed --epochs, "
+                                  "else the checkpoint's) differ: rank 1 disagrees with rank 0\n")
+    assert not (tiny / "epochs-apart" / "log.jsonl").exists()
+
+
 def test_a_ctrl_c_passed_on_to_every_rank_ends_the_job_in_one_line(tiny):
     """Rank 0's line, then only the MPI library's own report of each rank's abort (which ends
     the job wherever a rank is: one may be waiting inside a sum for another)."""
@@ -232,15 +260,14 @@ def test_a_ctrl_c_passed_on_to_every_rank_ends_the_job_in_one_line(tiny):
 
 def test_a_rank_whose_weights_fail_leaves_the_logs_of_the_run(tiny, one_process):
     """--resume auto over logs alone starts again and cuts them, but only once every rank has
-    loaded what it loads: rank 1's missing --weights (MPMD) stops both ranks before rank 0,
-    whose weights loaded, touches the logs."""
+    loaded what it loads: rank 1, which finds no file at --weights, stops both ranks before
+    rank 0, whose weights loaded, touches the logs."""
     out = tiny / "logs-alone"
     write_logs_alone(out)
-    flags = [*common(tiny, "logs-alone"), "--resume", "auto", "--weights"]
-    result, _ = run_two([*flags, str(one_process / "last.h5")], [*flags, str(tiny / "none.h5")],
-                        cwd=tiny)
+    result, _ = run(2, *common(tiny, "logs-alone"), "--resume", "auto", "--weights",
+                    str(one_process / "last.h5"), faults=["no-weights", "1", "0"], cwd=tiny)
     assert result.returncode == 2
-    assert result.stderr.startswith("error: rank 1: ") and "none.h5" in result.stderr, \
+    assert result.stderr.startswith("error: rank 1: ") and "last.h5.absent" in result.stderr, \
         result.stderr
     assert {name: (out / name).read_text() for name in LOGS_ALONE} == LOGS_ALONE
 

@@ -144,6 +144,17 @@ def mpi_world():
     return MPI.COMM_WORLD
 
 
+def node_rank(comm):
+    """This rank's place among the ranks of its node (MPI's shared-memory split), for the GPUs
+    it takes: a collective, reached by every rank before anything that may fail on one alone."""
+    from mpi4py import MPI
+    node = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    try:
+        return node.Get_rank()
+    finally:
+        node.Free()
+
+
 def connect(launch, *, timeout) -> Replicas:
     """The engine of the CPU backend for this launch; one process alone needs none. The CUDA
     backend connects through convnet.replicas.nccl.connect with its towers' GPUs."""

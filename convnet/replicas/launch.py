@@ -34,7 +34,7 @@ class Launch:
     launcher: str                   # "single", "mpi" or "torchrun"
     rank: int                       # as the environment says (MPI's own word comes later)
     world: int | None               # None where only MPI can say (PMIx)
-    local_rank: int | None = None   # torchrun-style only; MPI's comes from MPI
+    local_rank: int | None = None   # within its node: LOCAL_RANK; MPI's (train.main) from MPI
     master: tuple[str, int] | None = None   # torchrun-style rendezvous address
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from convnet.alexnet import TOWERS
 from convnet.replicas import rendezvous
 from convnet.replicas.engines import Replicas, abort_job, mpi_world
-from convnet.replicas.launch import LaunchError, rank_gpus
+from convnet.replicas.launch import LaunchError
 from convnet.replicas.watchdog import Watchdog
 
 
@@ -91,17 +91,6 @@ class NcclReplicas(Replicas):
         for comm in self.comms.values():
             comm.abort()
         os._exit(code)
-
-
-def rank_devices(launch, gpus, visible) -> list:
-    """This rank's physical GPUs for --gpus's indices under a multi-rank launch (rank_gpus,
-    with the node-local rank from MPI where MPI launched the job)."""
-    if launch.launcher == "mpi":
-        from mpi4py import MPI
-        local_rank = mpi_world().Split_type(MPI.COMM_TYPE_SHARED).Get_rank()
-    else:
-        local_rank = launch.local_rank
-    return rank_gpus(gpus, local_rank, visible)
 
 
 def connect(launch, tower_devices, *, timeout) -> Replicas:
