@@ -2,7 +2,8 @@
 convnet.ensemble` and the figures (`python -m convnet.figures`).
 
   Inference(checkpoint, data_path, gpus=, batch_size=, ten_crop=)
-    the network rebuilt from a checkpoint the training command wrote (convnet.checkpoint), on
+    the network rebuilt from a checkpoint the training command wrote (convnet.checkpoint; a run
+    folder: its best.h5; --checkpoint's value through checkpoint_file), on
     the placement --gpus selects (convnet.train.select_placement), with its dataset's
     preprocessing: the evaluation views of convnet.data.loader (the centre crop, or the paper's
     10 views) minus the dataset's mean, and its class names. A checkpoint whose parameters are
@@ -104,7 +105,7 @@ def top_k(probs, k):
 class Inference:
     def __init__(self, checkpoint, data_path, *, gpus=None, batch_size=128, ten_crop=False):
         placement, self.device = select_placement(gpus)
-        self.checkpoint = checkpoint_file(checkpoint)
+        self.checkpoint = in_run(checkpoint)
         self.network, state = load_network(self.checkpoint, placement)
         model = self.network.model
         # checked before the Loader, which refuses a crop larger than the images

@@ -56,14 +56,23 @@ def check_output_flag(p, args, suffix):
     if not path.lower().endswith(suffix):
         p.error(f"-o {path}: the output is a {suffix[1:].upper()} file; give a name ending "
                 f"in {suffix}")
+    given = replaced_input(args, path)
+    if given is not None:
+        p.error(f"-o {path}: the same file as the input {given}, which the output would "
+                f"replace")
+
+
+def replaced_input(args, path):
+    """The command's input file (a value of args', but -o's) that is the file at `path`, which
+    writing `path` would replace; None where there is none."""
     if not os.path.isfile(path):
-        return
+        return None
     for name, value in vars(args).items():
         for given in value if isinstance(value, list) else [value]:
             if name != "output" and isinstance(given, str) and os.path.isfile(given) and \
                     os.path.samefile(given, path):
-                p.error(f"-o {path}: the same file as the input {given}, which the output "
-                        f"would replace")
+                return given
+    return None
 
 
 def check_counts(p, args, *names):

@@ -20,21 +20,22 @@ import sys
 
 from convnet import options
 from convnet.errors import run_command, shown
-from convnet.inference import (Inference, add_checkpoint_flag, exit_status, report_unreadable,
-                                top_k)
+from convnet.inference import (Inference, add_checkpoint_flag, checkpoint_file, exit_status,
+                               report_unreadable, top_k)
 
 
 def parser():
     p = options.Parser(prog="python -m convnet.predict", parents=[options.shared_flags()],
                        description=__doc__.split("\n\n")[0].split(": ", 1)[1])
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (JPEG, PNG, ...)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", type=options.named_path,
+                   help="image files (JPEG, PNG, ...)")
     add_checkpoint_flag(p)
     p.add_argument("-k", "--top", type=int, default=5, help="labels per image (default 5)")
     return p
 
 
 def run(args):
-    inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
+    inference = Inference(checkpoint_file(args.checkpoint), args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
     images, paths, failed = inference.pictures(args.images)
     report_unreadable(failed, readable=len(paths))

@@ -15,6 +15,7 @@ import pytest
 from convnet import ensemble, train
 from convnet.data import dataset
 from convnet.data.loader import Loader
+from convnet.inference import DEFAULT_RUN
 from convnet.trainer import Evaluation, evaluate
 from readme import shown_commands
 from tiny_run import CROP, active_network, direct_outputs, make_tiny_run, save_checkpoint
@@ -135,11 +136,16 @@ def test_the_train_split_and_the_same_network_twice(trained, capsys):
 
 
 def test_bad_inputs_are_one_line_with_exit_2_before_any_evaluation(trained, capsys, rng,
-                                                                   tmp_path):
+                                                                   tmp_path, monkeypatch):
     data = ["--data-path", str(trained.data), "--gpus", "cpu"]
     assert ensemble.main([str(trained.run), str(tmp_path / "none.h5"), *data]) == 2
     assert capsys.readouterr() == ("", f"error: checkpoint {tmp_path / 'none.h5'}: no such "
                                        f"file\n")
+    # The default run's folder named as a member is a member like any other: ensemble has no
+    # --checkpoint, whose default it is
+    monkeypatch.chdir(tmp_path)
+    assert ensemble.main([str(trained.run), DEFAULT_RUN, *data]) == 2
+    assert capsys.readouterr() == ("", f"error: checkpoint {DEFAULT_RUN}: no such file\n")
     for output in (str(tmp_path), ""):   # -o is the parser's to refuse, before any checkpoint
         with pytest.raises(SystemExit) as exit_:
             ensemble.main([str(trained.run), str(tmp_path / "none.h5"), *data, "-o", output])

@@ -393,6 +393,11 @@ def test_predict_prints_any_name_on_one_line(trained, capsys):
     (["filters", "--checkpoint", ""], "argument --checkpoint:"),
     (["predictions", "--checkpoint", ""], "argument --checkpoint:"),
     (["neighbours", "--data-path", ""], "--data-path"),
+    (["predict", ""], "argument IMAGE:"),
+    (["predictions", ""], "argument IMAGE:"),
+    (["neighbours", "--cache", ""], "argument --cache:"),
+    (["curves", ""], "argument RUN:"),
+    (["training-error", ""], "argument RUN:"),
 ])
 def test_an_empty_name_is_the_parser_s_one_line(argv, flag, capsys):
     """Not h5py's "invalid file name", as the training command refuses it."""
@@ -700,6 +705,36 @@ def test_an_output_that_is_an_input_picture_is_refused_before_any_work(trained, 
     assert open(image, "rb").read() == kept
 
 
+@pytest.mark.parametrize("figure", ["neighbours", "predictions"])
+def test_a_default_place_that_is_an_input_picture_is_refused_before_any_work(trained, capsys,
+                                                                            tmp_path, figure):
+    """A picture given from the figures' folder of the run, under the figure's own name."""
+    run = tmp_path / "copy"
+    (run / "figures").mkdir(parents=True)
+    shutil.copy(trained.run / "best.h5", run / "best.h5")
+    image = save_png(trained.val[2], run / "figures" / f"{figure}.png")
+    kept = open(image, "rb").read()
+    assert figures_main.main([figure, "--checkpoint", str(run), "--data-path", str(trained.data),
+                              image]) == 2
+    assert capsys.readouterr().err == (f"error: the figure {image}: the same file as the input "
+                                       f"{image}, which the figure would replace (-o names "
+                                       f"another place)\n")
+    assert open(image, "rb").read() == kept
+    assert sorted(os.listdir(run)) == ["best.h5", "figures"]   # no features cached
+
+
+def test_a_figure_in_the_place_of_the_cache_is_refused_before_any_work(trained, capsys,
+                                                                      tmp_path):
+    """-o and --cache naming one file, there or not yet: the figure would replace the vectors."""
+    same = tmp_path / "same.png"
+    assert figures_main.main(["neighbours", "--checkpoint", str(trained.run), "--data-path",
+                              str(trained.data), "--indices", "0", "--cache", str(same), "-o",
+                              str(same)]) == 2
+    assert capsys.readouterr().err == (f"error: the figure {same}: the same file as the cache "
+                                       f"of vectors {same}, which the figure would replace\n")
+    assert not same.exists()
+
+
 def test_ctrl_c_is_one_line_and_leaves_no_file_half_written(trained, capsys, monkeypatch):
     def stopped(*args, **kwargs):
         raise KeyboardInterrupt
@@ -888,6 +923,15 @@ def test_curves_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         figures_main.main(["curves", "x", "y", "--labels", "one"])
     assert exit_.value.code == 2
+
+
+def test_curves_of_an_epochs_file_go_beside_it_under_its_run_s_name(tmp_path, rng, capsys):
+    write_run(tmp_path / "a", rng, [0.01, 0.01])
+    assert figures_main.main(["curves", str(tmp_path / "a" / "epochs.csv")]) == 0
+    assert png_size(tmp_path / "a" / "figures" / "curves.png") == (1200, 800)
+    args = figures_main.parser()[0].parse_args(["curves", str(tmp_path / "a" / "epochs.csv"),
+                                                str(tmp_path / "a-epochs.csv")])
+    assert run_labels(args) == ["a", "a-epochs.csv"]
 
 
 

@@ -17,10 +17,12 @@ import os
 import numpy as np
 from matplotlib.figure import Figure
 
+from convnet import options
 from convnet.atomic import atomic_path, check_writable
 from convnet.errors import SHOWN_ESCAPE, shown
 from convnet.inference import checkpoint_file
 from convnet.train import UsageError
+from convnet.trainer import EPOCHS_CSV, LOG
 
 DPI = 100
 FIGURES = "figures"   # the folder, beside the checkpoint, that the figures go to by default
@@ -41,11 +43,20 @@ def check_labels(p, args):
         p.error(f"--labels: {len(args.labels)} labels for {len(args.runs)} runs")
 
 
+def run_folder(run):
+    """The folder a RUN argument stands for: itself, or the folder of the file it names (curves
+    reads an epochs.csv given itself)."""
+    return os.path.dirname(os.path.abspath(run)) if os.path.isfile(run) else run
+
+
 def run_labels(args):
-    """--labels, or the names of the run folders, as text matplotlib can draw (bytes that are
-    not UTF-8, which Python reads as surrogates, as \\xNN escapes)."""
-    return [shown(label) for label in args.labels or
-            [os.path.basename(os.path.abspath(folder)) for folder in args.runs]]
+    """--labels, or the runs' names, as text matplotlib can draw (bytes that are not UTF-8,
+    which Python reads as surrogates, as \\xNN escapes): a folder's name, a file's, or for a
+    file named as the trainer names its log, its folder's."""
+    def name(run):
+        base = os.path.basename(os.path.abspath(run))
+        return os.path.basename(run_folder(run)) if base in (EPOCHS_CSV, LOG) else base
+    return [shown(label) for label in args.labels or [name(run) for run in args.runs]]
 
 
 def file_title(path):
@@ -63,6 +74,10 @@ def output_path(args, folder, name):
         check_writable(path, "the figure")
     except ValueError as error:
         raise UsageError(f"{error} (-o names another place)") from None
+    given = options.replaced_input(args, path)
+    if given is not None:
+        raise UsageError(f"the figure {path}: the same file as the input {given}, which the "
+                         f"figure would replace (-o names another place)")
     return path
 
 
@@ -73,7 +88,7 @@ def checkpoint_output(args, name):
 
 
 def add_selection_flags(p, count):
-    p.add_argument("images", nargs="*", metavar="IMAGE",
+    p.add_argument("images", nargs="*", metavar="IMAGE", type=options.named_path,
                    help="JPEG/PNG files; without them, images of the dataset's --split")
     p.add_argument("--split", choices=("val", "train"), default="val",
                    help="the split to take images from when no files are given (default val)")

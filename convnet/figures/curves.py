@@ -15,8 +15,9 @@ import os
 import numpy as np
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from convnet import options
 from convnet.figures import (add_labels_flag, add_output_flag, check_labels, legend,
-                             new_figure, output_path, run_labels, save)
+                             new_figure, output_path, run_folder, run_labels, save)
 from convnet.errors import open_regular
 from convnet.inference import DEFAULT_RUN
 from convnet.train import UsageError
@@ -29,6 +30,7 @@ PANELS = (("loss", "loss"), ("top1", "top-1 error"), ("top5", "top-5 error"))
 
 def add_arguments(p):
     p.add_argument("runs", nargs="*", default=[DEFAULT_RUN], metavar="RUN",
+                   type=options.named_path,
                    help=f"run folders (the training command's --output-dir) holding "
                         f"{EPOCHS_CSV} and {LOG} (default: {DEFAULT_RUN})")
     add_labels_flag(p)
@@ -173,6 +175,6 @@ def draw(runs, labels):
 def run(args):
     runs = [(read_epochs(folder), read_steps(folder)) for folder in args.runs]
     labels = run_labels(args)
-    path = output_path(args, args.runs[0], "curves")
+    path = output_path(args, run_folder(args.runs[0]), "curves")
     size = save(draw(runs, labels), path)
     return path, size, f"{len(runs)} run(s), {sum(len(e['epoch']) for e, _ in runs)} epochs", 0

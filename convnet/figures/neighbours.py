@@ -28,7 +28,7 @@ from convnet.errors import counted, shown
 from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
                              checkpoint_output, file_title, new_figure, save, short_name,
                              show_image, split_candidates)
-from convnet.inference import Inference, add_checkpoint_flag, report_unreadable
+from convnet.inference import Inference, add_checkpoint_flag, checkpoint_file, report_unreadable
 from convnet.train import UsageError, with_progress
 
 HELP = "Figure 4, right: the training images nearest to each query in fc7"
@@ -43,7 +43,7 @@ def add_arguments(p):
     add_selection_flags(p, count=5)
     p.add_argument("-k", "--neighbours", type=int, default=6,
                    help="training images shown per query (default 6, as in the paper)")
-    p.add_argument("--cache", metavar="FILE",
+    p.add_argument("--cache", metavar="FILE", type=options.named_path,
                    help="the HDF5 cache of the training set's vectors (default: "
                         "features/<checkpoint>-train.h5 beside the checkpoint)")
     add_output_flag(p, "neighbours")
@@ -176,10 +176,13 @@ def draw(query_images, titles, neighbour_images, neighbour_titles):
 
 
 def run(args):
-    inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
+    inference = Inference(checkpoint_file(args.checkpoint), args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
     path = checkpoint_output(args, "neighbours")
     cache_file = args.cache or cache_path(inference, REFERENCE)
+    if os.path.realpath(cache_file) == os.path.realpath(path):   # a file there or to be
+        raise UsageError(f"the figure {path}: the same file as the cache of vectors "
+                         f"{cache_file}, which the figure would replace")
     check_not_foreign(cache_file, given=bool(args.cache))
     images, titles, vectors, failed = queries(inference, args)
     report_unreadable(failed, readable=len(images))

@@ -15,7 +15,8 @@ from convnet.errors import counted
 from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
                              checkpoint_output, file_title, new_figure, save, short_name,
                              show_image, split_candidates)
-from convnet.inference import Inference, add_checkpoint_flag, report_unreadable, top_k
+from convnet.inference import (Inference, add_checkpoint_flag, checkpoint_file, report_unreadable,
+                               top_k)
 from convnet.train import UsageError
 
 HELP = "Figure 4, left: images with their top-5 labels"
@@ -116,7 +117,7 @@ def draw(images, titles, probs, true_labels, class_names, columns):
     return figure
 
 def run(args):
-    inference = Inference(args.checkpoint, args.data_path, gpus=args.gpus,
+    inference = Inference(checkpoint_file(args.checkpoint), args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
     path = checkpoint_output(args, "predictions")
     chosen = choose(inference, args)

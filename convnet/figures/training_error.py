@@ -12,6 +12,7 @@ mean) and, for two or more runs, how many times the first run's epochs each othe
 import numpy as np
 from matplotlib.ticker import PercentFormatter
 
+from convnet import options
 from convnet.figures import (add_labels_flag, add_output_flag, check_labels, legend,
                              new_figure, output_path, run_labels, save)
 from convnet.figures.curves import read_epochs, read_log
@@ -24,7 +25,7 @@ DEFAULT_THRESHOLD, DEFAULT_WINDOW = 0.25, 50
 
 
 def add_arguments(p):
-    p.add_argument("runs", nargs="+", metavar="RUN",
+    p.add_argument("runs", nargs="+", metavar="RUN", type=options.named_path,
                    help=f"run folders (the training command's --output-dir) whose {LOG} "
                         f"logs every step (--print-freq 1); the first is the others' yardstick")
     add_labels_flag(p)
