@@ -300,6 +300,20 @@ def test_an_exif_orientation_is_noted_and_the_pixels_stored_as_encoded(tmp_path)
     assert np.abs(pixels.astype(int) - expected).mean() < 1   # the re-encoding's rounding only
 
 
+def test_a_file_the_system_will_not_read_is_skipped_as_such_not_as_undecodable(tmp_path,
+                                                                            monkeypatch):
+    """Permission denied (which root, running the tests, is never) or an I/O error: the system's
+    error, which Pillow's open passes on, not a decoder's."""
+    path = tmp_path / "locked.JPEG"
+    path.write_bytes(imagetree.jpeg_bytes(imagetree.photographs()[0]))
+
+    def refused(opened, *_):
+        raise PermissionError(errno.EACCES, "Permission denied", opened)
+    monkeypatch.setattr(Image, "open", refused)
+    assert prepare.load_image(str(path), 32) == (None, "skipped: cannot read it (Permission "
+                                                       "denied)")
+
+
 def test_prepares_lines_show_their_names(tmp_path, rng, capsys, monkeypatch):
     """A folder, an output and a --name that a newline, an escape sequence or a byte that is
     not UTF-8 is in: its lines one each (its progress bar's too), and a name the dataset

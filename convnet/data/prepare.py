@@ -113,6 +113,8 @@ def load_image(path, size):
     except UnidentifiedImageError:
         return None, "skipped: not an image Pillow can identify"
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+        if isinstance(error, OSError) and error.errno is not None:   # the system's, not a decoder's
+            return None, f"skipped: cannot read it ({error.strerror})"
         reason = "truncated" if "truncated" in str(error) else f"undecodable ({error})"
         return None, f"skipped: {reason}"
     return pixels, ("converted: " + "; ".join(notes)) if notes else None
