@@ -654,6 +654,23 @@ def test_a_cache_path_holding_another_file_is_refused_before_any_work(trained, c
     assert f"--cache '{trained.tmp}': must name a file, not a folder" in capsys.readouterr().err
 
 
+def test_a_default_cache_place_that_cannot_be_written_is_refused_before_any_work(
+        trained, capsys, tmp_path, monkeypatch):
+    """A run folder this user may not write (root, running the tests, may write any: a
+    stand-in for it), the figure given elsewhere."""
+    run = tmp_path / "copy"
+    run.mkdir()
+    shutil.copy(trained.run / "best.h5", run / "best.h5")
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: path != str(run) and access(path, mode))
+    assert figures_main.main(["neighbours", "--checkpoint", str(run), "--data-path",
+                              str(trained.data), "--indices", "0", "-o",
+                              str(tmp_path / "n.png")]) == 2
+    assert capsys.readouterr().err == (f"error: the feature cache {run}/features/best-train.h5: "
+                                       f"{run} is not writable (--cache names another place)\n")
+    assert sorted(os.listdir(run)) == ["best.h5"]
+
+
 @pytest.mark.parametrize("figure", ["filters", "neighbours"])
 def test_an_output_that_cannot_be_written_is_refused_before_any_work(trained, capsys, figure):
     common = [figure, "--checkpoint", str(trained.run)]

@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from convnet import options
-from convnet.atomic import atomic_h5
+from convnet.atomic import atomic_h5, check_writable
 from convnet.errors import counted, shown
 from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
                              checkpoint_output, file_title, new_figure, save, short_name,
@@ -78,10 +78,16 @@ def cache_path(inference, split):
     return os.path.join(folder, "features", f"{os.path.splitext(name)[0]}-{split}.h5")
 
 
-def check_not_foreign(path, given):
-    """A cache file to be written over is a cache: another file (a checkpoint, the dataset)
-    given as --cache would be lost. A UsageError before any work where it is not."""
+def check_cache_place(path, given):
+    """A cache file to be written can be, and one to be written over is a cache: another file
+    (a checkpoint, the dataset) given as --cache would be lost. A UsageError before any work
+    where it is not so."""
     if not os.path.exists(path):
+        try:
+            check_writable(path, "--cache" if given else "the feature cache")
+        except ValueError as error:
+            raise UsageError(f"{error}{'' if given else ' (--cache names another place)'}") \
+                from None
         return
     try:
         with h5py.File(path, "r") as file:
@@ -183,7 +189,7 @@ def run(args):
     if os.path.realpath(cache_file) == os.path.realpath(path):   # a file there or to be
         raise UsageError(f"the figure {path}: the same file as the cache of vectors "
                          f"{cache_file}, which the figure would replace")
-    check_not_foreign(cache_file, given=bool(args.cache))
+    check_cache_place(cache_file, given=bool(args.cache))
     images, titles, vectors, failed = queries(inference, args)
     report_unreadable(failed, readable=len(images))
     cache, computed = cached_features(inference, REFERENCE, cache_file)
