@@ -3,6 +3,7 @@ draws, gradients) put together equal the whole batch; the launch environment; th
 rendezvous over TCP on 127.0.0.1; the watchdog; the checks built on a sum over the ranks (run
 here by threads standing in for ranks). The real MPI jobs are in test_replicas_mpi.py."""
 import itertools
+import os
 import socket
 import subprocess
 import sys
@@ -565,6 +566,9 @@ class StandInGpus:
                 gpus.streams[stream].queued.append(array)
                 gpus.log.append(("all-reduce", self.device, stream, array.dtype))
 
+            def abort(self):
+                gpus.log.append(("abort", self.device))
+
         def on_gpu(array, label):
             array = np.ascontiguousarray(array).view(GpuArray)
             gpus.arrays[array.data.ptr] = array
@@ -624,6 +628,30 @@ def test_nccl_engine_on_stand_ins_sums_each_tower_on_its_gpu_after_its_compute(d
     stream = engine.streams["a"].ptr
     assert gpus.log == [("to the GPU", a), ("record", a), ("wait", stream, a),
                         ("all-reduce", a, stream, np.float64), ("synchronize", stream)]
+
+
+@pytest.mark.parametrize("launcher", ["mpi", "torchrun"])
+def test_nccl_engine_aborts_its_communicators_then_the_job(launcher, monkeypatch):
+    """A rank that stops the job: its communicators aborted (a collective in flight would wait
+    for ever), then the job ended as its launcher ends it: through MPI's abort, which alone
+    makes an MPI launcher end the other ranks, or this process's exit, on which torchrun does."""
+    gpus = StandInGpus(2, monkeypatch)
+    engine = nccl_engine.NcclReplicas(launcher, 0, 2, {"a": 0, "b": 1}, {"a": b"a", "b": b"b"},
+                                      Watchdog(60, 0))
+    gpus.log.clear()
+
+    def ended(how):
+        def end(*arguments):
+            gpus.log.append((how, *arguments))
+            raise SystemExit
+        return end
+    monkeypatch.setattr(nccl_engine, "mpi_world", lambda: "world")
+    monkeypatch.setattr(nccl_engine, "abort_job", ended("MPI abort"))
+    monkeypatch.setattr(os, "_exit", ended("exit"))
+    with pytest.raises(SystemExit):
+        engine.abort(2)
+    assert gpus.log == [("abort", 0), ("abort", 1),
+                        ("MPI abort", "world", 2) if launcher == "mpi" else ("exit", 2)]
 
 
 @pytest.mark.gpu

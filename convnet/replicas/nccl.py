@@ -90,7 +90,9 @@ class NcclReplicas(Replicas):
     def abort(self, code):
         for comm in self.comms.values():
             comm.abort()
-        os._exit(code)
+        if self.launcher == "mpi":   # an MPI launcher ends the other ranks on MPI's abort alone
+            abort_job(mpi_world(), code)
+        os._exit(code)   # torchrun ends the others as one ends; elsewhere their watchdog does
 
 
 def connect(launch, tower_devices, *, timeout) -> Replicas:
