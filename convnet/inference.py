@@ -71,7 +71,10 @@ def exit_status(run, args):
     used (flags found wrong late, checkpoint, dataset, a file the system refuses): predict,
     ensemble and the figures share this."""
     try:
-        return run(args)
+        # Outputs that are not all finite are refused in one line (a CheckpointError); NumPy's
+        # warnings of overflows on the way there would only add lines before it.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            return run(args)
     # Each shown(): one line whatever the names in it hold.
     except (UsageError, DatasetError, CheckpointError) as error:
         print(f"error: {shown(str(error))}", file=sys.stderr)

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -180,7 +181,8 @@ def test_bad_inputs_are_one_line_with_exit_2_before_any_evaluation(trained, caps
     overflowing.params["fc8/drop7a"][:] = 3e38
     overflowing.params["fc8/drop7b"][:] = -3e38
     save_checkpoint(overflowing, tmp_path / "overflow.h5")
-    with np.errstate(over="ignore", invalid="ignore"):
+    with warnings.catch_warnings():   # one line on stderr, not NumPy's warnings before it
+        warnings.simplefilter("error", RuntimeWarning)
         assert ensemble.main([str(tmp_path / "overflow.h5"), *data]) == 2
     assert capsys.readouterr().err == (f"error: checkpoint {tmp_path / 'overflow.h5'}: its outputs "
                                        f"on the val split are not all finite\n")

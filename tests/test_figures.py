@@ -308,7 +308,8 @@ def test_a_diverged_checkpoint_is_refused_and_no_probability_printed_is_nan(trai
     params["fc8/bias"][0] = 0
     params["fc8/drop7a"][:], params["fc8/drop7b"][:] = 3e38, -3e38
     save_checkpoint(trained.network, trained.tmp / "overflow.h5")
-    with np.errstate(over="ignore", invalid="ignore"):
+    with warnings.catch_warnings():   # one line on stderr, not NumPy's warnings before it
+        warnings.simplefilter("error", RuntimeWarning)
         assert predict.main([image, "--checkpoint", str(trained.tmp / "overflow.h5"), *data]) == 2
     assert capsys.readouterr() == ("", f"error: checkpoint {trained.tmp / 'overflow.h5'}: its "
                                        f"outputs on the images given are not all finite\n")
