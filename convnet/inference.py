@@ -139,12 +139,20 @@ class Inference:
     def note_another_dataset(self, state):
         """Checkpoints record the dataset they were trained on but not its class names: a net
         trained on another dataset of as many classes (fine-tuned elsewhere, say) may be used
-        here, with this one's names, which is worth saying. Older checkpoints record none."""
-        trained_on = (state.get("dataset") or {}).get("name")
-        if trained_on is not None and trained_on != self.loader.name:
-            print(shown(f"note: checkpoint {self.checkpoint} was trained on dataset {trained_on}, "
+        here, with this one's names, which is worth saying; so is the same dataset stored at
+        another size (prepare --size), of which the crops take another share. Older
+        checkpoints record none, or no size."""
+        trained_on = state.get("dataset") or {}
+        name, size = trained_on.get("name"), trained_on.get("image_size")
+        if name is not None and name != self.loader.name:
+            print(shown(f"note: checkpoint {self.checkpoint} was trained on dataset {name}, "
                         f"not {self.loader.name}; the class names are this dataset's "
                         f"({self.loader.path})"), file=sys.stderr)
+        elif size is not None and size != self.loader.image_size:
+            print(shown(f"note: checkpoint {self.checkpoint} was trained on dataset {name} "
+                        f"stored at {size} pixels; {self.loader.path} stores it at "
+                        f"{self.loader.image_size}, so each crop takes another share of the "
+                        f"image"), file=sys.stderr)
 
     # -- inputs -------------------------------------------------------------------------------
     def pictures(self, paths):

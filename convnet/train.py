@@ -247,12 +247,14 @@ def check_dataset(dataset, test_only):
 
 
 def dataset_identity(data) -> dict:
-    """What tells a dataset from another wherever its file lies: its name, its splits' sizes and
-    a digest of their labels."""
+    """What tells a dataset from another wherever its file lies: its name, its splits' sizes, a
+    digest of their labels, and the side its images are stored at (prepare --size), of which
+    the crops take another share."""
     labels = data.train_labels.astype("<i8").tobytes() + data.val_labels.astype("<i8").tobytes()
     return {"name": data.name, "train_images": len(data.train_labels),
             "val_images": len(data.val_labels),
-            "labels_sha256": hashlib.sha256(labels).hexdigest()[:16]}
+            "labels_sha256": hashlib.sha256(labels).hexdigest()[:16],
+            "image_size": data.image_size}
 
 
 RECIPE_FLAGS = {"batch_size": "--batch-size", "momentum": "--momentum", "weight_decay": "--wd"}
@@ -263,13 +265,20 @@ def check_goes_on_as_trained(path, trained_with, trains_with):
     --lr and the schedule go on from it: a UsageError naming the flag where it would not."""
     for key, recorded in trained_with.items():
         asked = trains_with[key]
+        if key == "dataset":   # what the checkpoint records of it: older ones, no image size
+            asked = {name: asked[name] for name in recorded}
         if recorded == asked:
             continue
         if key == "dataset":
             theirs, ours = ((d["name"], d["train_images"], d["val_images"])
                             for d in (recorded, asked))
-            differ = (f"not {ours[0]} ({ours[1]}, {ours[2]})" if theirs != ours
-                      else "not this one, whose labels differ")
+            if theirs != ours:
+                differ = f"not {ours[0]} ({ours[1]}, {ours[2]})"
+            elif recorded["labels_sha256"] != asked["labels_sha256"]:
+                differ = "not this one, whose labels differ"
+            else:
+                differ = (f"stored at {recorded['image_size']} pixels, not this one, stored at "
+                          f"{asked['image_size']}")
             raise UsageError(
                 f"checkpoint {path}: its run trains on dataset {theirs[0]} ({theirs[1]} "
                 f"training, {theirs[2]} validation images), {differ}: give --data-path its "

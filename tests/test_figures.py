@@ -316,22 +316,29 @@ def test_a_diverged_checkpoint_is_refused_and_no_probability_printed_is_nan(trai
 
 
 def test_a_checkpoint_of_another_dataset_gets_a_note_and_this_dataset_s_names(trained, capsys):
-    """The training state records the dataset's name (train.dataset_identity); another one of
-    as many classes may be used (a transferred net), and one line says whose names are shown."""
+    """The training state records the dataset's name and stored size (train.dataset_identity);
+    another dataset of as many classes may be used (a transferred net), and one line says whose
+    names are shown; the same one stored at another size (prepare --size), and one line says
+    that the crops take another share of each image."""
     image = save_png(trained.val[0], trained.tmp / "v.png")
     velocity = {key: np.zeros_like(value) for key, value in trained.network.params.items()}
-    for name, note in (("other10", True), ("tiny", False)):
-        path = trained.tmp / f"trained-on-{name}.h5"
+    side = trained.val.shape[1]
+    for name, size, note in (
+            ("other10", side, f"dataset other10, not tiny; the class names are this dataset's "
+                              f"({trained.data})"),
+            ("tiny", side + 4, f"dataset tiny stored at {side + 4} pixels; {trained.data} stores "
+                               f"it at {side}, so each crop takes another share of the image"),
+            ("tiny", side, None)):
+        path = trained.tmp / f"trained-on-{name}-{size}.h5"
         trained_on = dataset_identity(Namespace(name=name, train_labels=trained.train_labels,
-                                                val_labels=trained.val_labels))
+                                                val_labels=trained.val_labels, image_size=size))
         checkpoint.save(path, trained.network, velocity, {"epoch": 1, "step": 1,
                                                           "dataset": trained_on})
         assert predict.main([image, "--checkpoint", str(path), "--data-path",
                              str(trained.data), "-k", "1"]) == 0
         out, err = capsys.readouterr()
         assert list(parse_predictions(out)) == [image]
-        assert err == (f"note: checkpoint {path} was trained on dataset other10, not tiny; the "
-                       f"class names are this dataset's ({trained.data})\n" if note else "")
+        assert err == (f"note: checkpoint {path} was trained on {note}\n" if note else "")
     # No dataset file (--data-path's default, Fashion-MNIST's, for a run on ImageNet, say): the
     # error names the one it trained on.
     assert predict.main([image, "--checkpoint", str(path), "--data-path",

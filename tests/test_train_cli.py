@@ -635,6 +635,16 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
     dataset.write(relabelled, name="t", train_images=rng.integers(0, 256, (8, 32, 32, 3), np.uint8),
                   train_labels=np.ones(8), val_images=np.zeros((4, 32, 32, 3), np.uint8),
                   val_labels=np.zeros(4), class_ids=list("ab"), class_names=list("ab"))
+    source = dataset.Dataset(tiny_set)
+    # The same images at another side, with the model named as a config names it (--model auto
+    # takes none for 36-pixel images)
+    resized = tmp_path / "resized.h5"
+    dataset.write(resized, name="t",
+                  **{f"{split}_{kind}": values for split in ("train", "val")
+                     for kind, values in (("images", np.pad(source.images(split, np.arange(
+                         source.size(split))), ((0, 0), (2, 2), (2, 2), (0, 0)))),
+                                          ("labels", source.labels(split)))},
+                  class_ids=source.class_ids, class_names=source.class_names)
     kept = {path.name: path.read_bytes() for path in out.iterdir()}
     checkpoint_named = f"error: checkpoint {out / 'last.h5'}: its run"
     for flags, refusal in (
@@ -650,13 +660,21 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
                                           "dataset"),
             (["--data-path", str(relabelled)], "trains on dataset t (8 training, 4 validation "
                                                "images), not this one, whose labels differ: give "
-                                               "--data-path its dataset")):
+                                               "--data-path its dataset"),
+            (["--data-path", str(resized), "--model", "2012-small28"], "trains on dataset t (8 training, 4 validation "
+                                            "images), stored at 32 pixels, not this one, stored "
+                                            "at 36: give --data-path its dataset")):
         result = train(*common, "--epochs", "2", "--resume", *flags, cwd=tmp_path)
         assert result.returncode == 2, (flags, result.stderr)
         assert result.stderr == f"{checkpoint_named} {refusal} to go on with it\n"
     assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
     evaluated = train(*common, "--resume", "--test-only", "-b", "4", "--ten-crop", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
+    with h5py.File(out / "last.h5", "r+") as file:   # as written before it recorded the size
+        del file.attrs["state_sha256"]
+        state = json.loads(file.attrs["state"])
+        del state["dataset"]["image_size"]
+        file.attrs["state"] = json.dumps(state)
     assert train(*common, "--epochs", "2", "--resume", cwd=tmp_path).returncode == 0
 
 
