@@ -223,13 +223,13 @@ def check(root, output, *, size, workers, name, classes, val_labels):
     if workers is not None and workers < 1:
         raise PrepareError(f"--workers {workers}: must be at least 1")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    held = images_held(size, workers or provenance.cores())
+    processes = workers or provenance.cores()
+    held = images_held(size, processes)
     if held > memory:   # else a MemoryError, or the kernel's OOM killer, once decoding starts
         raise PrepareError(f"--size {size}: prepare would hold at least {held / 2 ** 30:.1f} GiB "
                            f"of images at once ({BLOCKS_PER_WORKER} blocks of {BLOCK} per "
-                           f"worker, {counted(workers or provenance.cores(), 'worker')}), more "
-                           f"than this machine's {memory / 2 ** 30:.1f} GiB of memory: lower "
-                           f"--size or --workers")
+                           f"worker, {counted(processes, 'worker')}), more than this machine's "
+                           f"{memory / 2 ** 30:.1f} GiB of memory: lower --size or --workers")
     try:   # checked before the work, not when it is stored at the end
         name.encode("utf-8")
     except UnicodeEncodeError:
