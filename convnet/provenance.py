@@ -47,6 +47,11 @@ def cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
+def memory() -> int:
+    """Bytes of this machine's physical memory."""
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 def processor() -> str:
     """The CPU's model name as Linux gives it (/proc/cpuinfo), else what Python knows."""
     try:

@@ -144,7 +144,7 @@ def main(argv=None):
     if args.size > MAX_SIZE:
         parser.error(f"--size must be at most {MAX_SIZE} pixels (a batch of that side is "
                      f"gigabytes); got {args.size}")
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    memory = provenance.memory()
     for flag, count, held in (("images", args.images,
                                LOADER_COPIES * args.images * args.size ** 2 * 3),
                               ("jpegs", args.jpegs, args.jpegs * PHOTOGRAPH_BYTES)):

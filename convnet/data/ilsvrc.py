@@ -222,7 +222,7 @@ def check(root, output, *, size, workers, name, classes, val_labels):
         raise PrepareError(f"--size {size}: must be a positive number of pixels")
     if workers is not None and workers < 1:
         raise PrepareError(f"--workers {workers}: must be at least 1")
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    memory = provenance.memory()
     processes = workers or provenance.cores()
     held = images_held(size, processes)
     if held > memory:   # else a MemoryError, or the kernel's OOM killer, once decoding starts
