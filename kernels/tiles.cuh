@@ -27,7 +27,8 @@ constexpr int kConvThreads = 256;
 // registers a thread, so that two fit (one block alone hides memory latency poorly).
 constexpr int kConvBlocksPerSM = 2;
 
-// Winograd's F(2×2, 3×3) (winograd.cu): a 4 × 4 input tile per 2 × 2 output tile, so 16 points
-// of the transformed domain, each its own product: the products' grids have 16 layers a slice.
-constexpr int kWinogradTile = 4;
-constexpr int kWinogradPoints = kWinogradTile * kWinogradTile;
+// Winograd's F(m × m, 3 × 3) (winograd.cu), for an output tile of side m, one of these: an
+// (m + 2) × (m + 2) input tile per output tile, so (m + 2)² points of the transformed domain, each
+// its own product: the products' grids have (m + 2)² layers a slice.
+constexpr int kWinogradSmallTile = 2;
+constexpr int kWinogradLargeTile = 4;

@@ -58,7 +58,8 @@ def test_every_case_and_plan_is_timed_and_recorded(on_the_emulator, tmp_path, ca
     assert len(convs) == CONV_PASSES
     assert not [case for case in convs
                 if case["layer"].startswith("conv1") and case["pass"] == "backward input"]
-    key = lambda plan: (plan["algorithm"], plan["tile"], plan["splits"])   # noqa: E731
+    key = lambda plan: (plan["algorithm"], plan["tile"], plan["splits"],   # noqa: E731
+                        plan.get("winograd_tile"))
     for case in convs:
         assert case["ms"] > 0 and case["gflop_s"] > 0 and case["plan"]["algorithm"] == "implicit"
         plans = {key(plan) for plan in case["other_plans"]}
@@ -72,6 +73,7 @@ def test_every_case_and_plan_is_timed_and_recorded(on_the_emulator, tmp_path, ca
             assert key(winograd["plan"]) not in plans
             assert {plan["algorithm"] for plan in case["other_plans"]} == {"implicit",
                                                                            "winograd"}
+            assert {plan.get("winograd_tile") for plan in case["other_plans"]} == {None, 2, 4}
     assert sum("winograd" in case for case in convs) == WINOGRAD_PASSES
     memory = [case for case in report["cases"] if "gb_s" in case]
     assert {case["pass"] for case in memory} >= {"forward", "backward", "bias", "SGD update"}

@@ -18,7 +18,8 @@ import pytest
 from convnet import alexnet, graph
 from convnet.backend import reference
 from convnet.backend.cuda import CudaBackend
-from convnet.backend.cuda.conv import POINTS, SIDES, TARGET_BLOCKS, pass_plan, winograd_applies
+from convnet.backend.cuda.conv import (SIDES, TARGET_BLOCKS, WINOGRAD_TILES, pass_plan,
+                                      winograd_applies)
 from convnet.backend.cuda.launch import Emulated, Launcher, build, c_type
 from convnet.backend.cuda.elementwise import bias_gradient_slices
 from convnet.backend.reference.elementwise import _mix32
@@ -26,8 +27,8 @@ from convnet.norm_params import NormParams
 from convnet.shapes import conv_output_size
 import draws
 from gradcheck import check_gradients, projection_loss
-from targets import (KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, kernel_backend, program_on_emulate_h,
-                     skip_large_on_emulator)
+from targets import (KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, WINOGRAD_FLOORS, kernel_backend,
+                     program_on_emulate_h, skip_large_on_emulator)
 
 CODE = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="per-term")
 PAPER = NormParams(size=5, k=2.0, alpha=1e-4, beta=0.75, alpha_convention="paper")
@@ -287,6 +288,7 @@ class PlanRecorder(Launcher):
 
 
 CONV_PASSES = ("conv_forward", "conv_backward_input", "conv_backward_filters")
+CONV_PASS_NAMES = ("forward", "backward_input", "backward_filters")   # conv.pass_plan's
 
 
 def record_conv_launches(case, conv_algorithm=None, **plan):
@@ -366,8 +368,11 @@ def test_conv_slices_deeper_than_two_chunks_of_the_window_table(backend, rng):
 
 # Winograd's plan (conv.py, winograd.cu): 3 × 3 filters at stride 1 and padding 0 to 2, output
 # sides odd (a last tile half outside) and even, batches of 1 and 3 (scalar loads) and 4 and 8
-# (vector loads), every tile side and split depths in both of its products.
+# (vector loads), every tile side and split depths in both of its products; each case for each
+# output tile m.
 WINOGRAD = {"algorithm": "winograd"}
+WINOGRAD_PLANS = [dict(WINOGRAD, winograd_tile=side) for side in WINOGRAD_TILES]
+WINOGRAD_PLAN_IDS = [f"F({side}x{side})" for side in WINOGRAD_TILES]
 WINOGRAD_CASES = [
     (5, 9, 1, 7, 3, 1, 1),      # batch 1, an output of 9: a last row and column of tiles half out
     (4, 6, 3, 70, 3, 1, 0),     # padding 0, two tiles of 48 filters; the input gradient's pad 2
@@ -375,27 +380,42 @@ WINOGRAD_CASES = [
     (130, 4, 8, 6, 3, 1, 1),    # three tiles of 48 channels (input and filter gradients)
     (60, 5, 4, 60, 3, 1, 1),    # tiles of 64 in every product
     FULL_TILES,                 # full tiles of 128
-    (2, 12, 8, 3, 3, 1, 1),     # a filter gradient over enough tiles for several slices
+    (2, 24, 8, 3, 3, 1, 1),     # a filter gradient over enough tiles for several slices
     (2, 20, 4, 3, 3, 1, 0),     # padding 0: the input gradient's 400 positions, 324 forward
 ]
 ALEXNET_WINOGRAD = [param for param, (layer, _) in zip(ALEXNET_CONVS, alexnet_cases(alexnet.Conv))
                     if winograd_applies(layer.filter_size, layer.stride, layer.pad)]
 
 
+@pytest.mark.parametrize("plan", WINOGRAD_PLANS, ids=WINOGRAD_PLAN_IDS)
 @pytest.mark.parametrize("case", WINOGRAD_CASES + ALEXNET_WINOGRAD)
-def test_conv_by_winograd(backend, case, rng, request):
+def test_conv_by_winograd(backend, case, plan, rng, request):
     skip_if_large(request)
     channels, size, images, filters, filter_size, stride, pad = case
     x, w, dy = conv_inputs(rng, case)
-    sums = dict(backend=backend, plan=WINOGRAD, floor=SEQUENTIAL_SUM_FLOOR)
+    sums = dict(backend=backend, plan=plan, floor=WINOGRAD_FLOORS[plan["winograd_tile"]])
     assert_as_accurate("conv_forward", (x, w), stride=stride, pad=pad, **sums)
     assert_as_accurate("conv_backward_input", (dy, w), input_size=size, stride=stride, pad=pad,
                        **sums)
     first = assert_as_accurate("conv_backward_filters", (dy, x), filter_size=filter_size,
                                stride=stride, pad=pad, **sums)
     again = call(backend, "conv_backward_filters", dy, x, filter_size=filter_size, stride=stride,
-                 pad=pad, **WINOGRAD)
+                 pad=pad, **plan)
     assert np.array_equal(first[0], again[0]), "the filter gradient differs between two runs"
+
+
+def test_winograd_tile_is_the_one_of_fewer_multiplications():
+    """m = 4 where its (m + 2)² = 36 points a tile, over fewer tiles, multiply less than m = 2's
+    16 (AlexNet's 13: 16 tiles against 49); m = 2 where they tie (5 and 6: 9 tiles against 4) or
+    a 4 × 4 tile would mostly lie outside. The input gradient's output is the input."""
+    def side(pass_name, size, pad=1):
+        return pass_plan(pass_name, (8, size, size, 2), 8, 3, 1, pad,
+                         algorithm="winograd").winograd_tile
+    sizes = (1, 2, 3, 4, 5, 6, 7, 13)
+    assert [side("forward", size) for size in sizes] == [2, 2, 4, 4, 2, 2, 4, 4]
+    assert side("forward", 6, pad=0) == 4 and side("backward_filters", 6, pad=0) == 4   # 4 × 4
+    assert side("backward_input", 6, pad=0) == 2                                        # 6 × 6
+    assert pass_plan("forward", (8, 13, 13, 2), 8, 3, 1, 1).winograd_tile is None
 
 
 # ---- shapes drawn at random: each run its own (the rng fixture's seed replays them) ---------
@@ -411,7 +431,8 @@ WINOGRAD_WINDOWS = dict(filter_sizes=(3,), strides=(1,), pads=range(3))
 
 def random_conv_case(rng):
     """(case as CONV_CASES, plan): any filter size, stride and padding the shapes allow, a third
-    of them Winograd's 3 × 3 at stride 1; the plan's tile and slices the launcher's or drawn."""
+    of them Winograd's 3 × 3 at stride 1 (its output tile drawn); the plan's tile and slices the
+    launcher's or drawn."""
     while True:
         winograd = rng.random() < 1 / 3
         size, _, filter_size, stride, pad = draws.conv_window(
@@ -421,7 +442,7 @@ def random_conv_case(rng):
         out = conv_output_size(size, filter_size, stride, pad)
         if channels * filters * out ** 2 * images * filter_size ** 2 <= RANDOM_MOST_MULTIPLY_ADDS:
             break
-    plan = dict(WINOGRAD) if winograd else {}
+    plan = dict(WINOGRAD, winograd_tile=int(rng.choice(WINOGRAD_TILES))) if winograd else {}
     if rng.random() < 0.5:
         plan["tile"] = int(rng.choice(SIDES))
     if rng.random() < 0.5:
@@ -435,7 +456,9 @@ def test_conv_of_random_shapes(backend, rng):
         case, plan = random_conv_case(rng)
         channels, size, images, filters, filter_size, stride, pad = case
         x, w, dy = conv_inputs(rng, case)
-        sums = dict(backend=backend, plan=plan, floor=SEQUENTIAL_SUM_FLOOR)
+        floor = WINOGRAD_FLOORS[plan["winograd_tile"]] if plan.get("algorithm") else \
+            SEQUENTIAL_SUM_FLOOR
+        sums = dict(backend=backend, plan=plan, floor=floor)
         with named_on_failure(f"case {case}, plan {plan}"):
             assert_as_accurate("conv_forward", (x, w), stride=stride, pad=pad, **sums)
             assert_as_accurate("conv_backward_input", (dy, w), input_size=size, stride=stride,
@@ -448,12 +471,13 @@ def test_conv_of_random_shapes(backend, rng):
 WINOGRAD_PRODUCTS = ("winograd_product", "winograd_filter_product")
 
 
-def test_winograd_cases_cover_every_tile_side_and_split_depths_in_both_products():
+@pytest.mark.parametrize("plan", WINOGRAD_PLANS, ids=WINOGRAD_PLAN_IDS)
+def test_winograd_cases_cover_every_tile_side_and_split_depths_in_both_products(plan):
     plans = {}
     for case in WINOGRAD_CASES:
-        for kernel, grid, args in record_conv_launches(case, **WINOGRAD):
-            if kernel in WINOGRAD_PRODUCTS:
-                plans.setdefault(kernel, set()).add((int(args[-1]), grid[2] // POINTS))
+        for kernel, grid, args in record_conv_launches(case, **plan):
+            if kernel in WINOGRAD_PRODUCTS:   # ..., tile, points
+                plans.setdefault(kernel, set()).add((int(args[-2]), grid[2] // int(args[-1])))
     assert set(plans) == set(WINOGRAD_PRODUCTS)
     for kernel, seen in plans.items():
         assert {tile for tile, _ in seen} == set(SIDES), kernel
@@ -474,45 +498,54 @@ def test_a_backend_preferring_winograd_runs_it_where_it_serves_and_the_gemms_els
 
 def test_plans_split_the_depth_only_as_far_as_the_grid_has_room():
     """Slices of the depth add blocks where the tiles leave the GPU idle (TARGET_BLOCKS): a pass
-    split in slices keeps its whole grid, Winograd's 16 products counted, within that."""
+    split in slices keeps its whole grid, Winograd's (m + 2)² products counted, within that."""
     split = 0
     for layer, image_shape in alexnet_cases(alexnet.Conv):
         shape = (*image_shape, 128)
-        for algorithm in ("implicit", "winograd"):
-            if algorithm == "winograd" and not winograd_applies(layer.filter_size, layer.stride,
-                                                                layer.pad):
-                continue
-            for pass_name in ("forward", "backward_input", "backward_filters"):
-                plan = pass_plan(pass_name, shape, layer.channels, layer.filter_size, layer.stride,
-                                 layer.pad, algorithm=algorithm)
-                if plan.splits > 1:
+        winograd = winograd_applies(layer.filter_size, layer.stride, layer.pad)
+        for plan in [{}] + (WINOGRAD_PLANS if winograd else []):
+            for pass_name in CONV_PASS_NAMES:
+                chosen = pass_plan(pass_name, shape, layer.channels, layer.filter_size,
+                                   layer.stride, layer.pad, **plan)
+                if chosen.splits > 1:
                     split += 1
-                    assert np.prod(plan.grid) <= TARGET_BLOCKS, (layer.name, algorithm, pass_name)
+                    assert np.prod(chosen.grid) <= TARGET_BLOCKS, (layer.name, plan, pass_name)
     assert split >= 3
 
 
 # The default network's plans at batch 128 ({layer: (tile, splits) of the forward pass, the
-# input gradient, the filter gradient}), as conv.py describes them: a plan decides the order of
-# the sums, so the results' bits, and the times bench/results reports.
+# input gradient, the filter gradient}, Winograd's for each output tile m, the launcher's m being
+# 4 for all three layers), as conv.py describes them: a plan decides the order of the sums, so
+# the results' bits, and the times bench/results reports.
 DEFAULT_PLANS = {
     "implicit": {"conv1a": [(48, 1), (48, 1), (48, 176)], "conv2a": [(128, 1), (48, 1), (128, 52)],
                  "conv3a": [(64, 1), (128, 3), (64, 19)], "conv4a": [(64, 1), (64, 1), (64, 12)],
                  "conv5a": [(128, 3), (64, 1), (128, 37)]},
-    "winograd": {"conv3a": [(64, 1), (128, 1), (64, 11)], "conv4a": [(64, 1), (64, 1), (64, 5)],
-                 "conv5a": [(128, 1), (64, 1), (128, 16)]}}
+    "winograd, m = 2": {"conv3a": [(64, 1), (128, 1), (64, 11)],
+                        "conv4a": [(64, 1), (64, 1), (64, 5)],
+                        "conv5a": [(128, 1), (64, 1), (128, 16)]},
+    "winograd, m = 4": {"conv3a": [(64, 1), (128, 1), (64, 4)],
+                        "conv4a": [(64, 1), (64, 1), (64, 2)],
+                        "conv5a": [(128, 1), (64, 1), (128, 7)]}}
 
 
 def test_the_default_networks_plans_are_the_documented_ones():
-    plans = {"implicit": {}, "winograd": {}}
+    plans = {name: {} for name in DEFAULT_PLANS}
+    launchers_sides = set()
     for layer, image_shape in alexnet_cases(alexnet.Conv):
-        for algorithm in plans:
-            if algorithm == "implicit" or winograd_applies(layer.filter_size, layer.stride,
-                                                           layer.pad):
-                plans[algorithm][layer.name] = [
-                    pass_plan(pass_name, (*image_shape, 128), layer.channels, layer.filter_size,
-                              layer.stride, layer.pad, algorithm=algorithm)[:2]
-                    for pass_name in ("forward", "backward_input", "backward_filters")]
+        window = (layer.filter_size, layer.stride, layer.pad)
+        plan = functools.partial(pass_plan, x_shape=(*image_shape, 128), filters=layer.channels,
+                                 size=layer.filter_size, stride=layer.stride, pad=layer.pad)
+        plans["implicit"][layer.name] = [plan(name)[:2] for name in CONV_PASS_NAMES]
+        if winograd_applies(*window):
+            for side in WINOGRAD_TILES:
+                plans[f"winograd, m = {side}"][layer.name] = [
+                    plan(name, algorithm="winograd", winograd_tile=side)[:2]
+                    for name in CONV_PASS_NAMES]
+            launchers_sides |= {plan(name, algorithm="winograd").winograd_tile
+                                for name in CONV_PASS_NAMES}
     assert plans == DEFAULT_PLANS
+    assert launchers_sides == {4}
 
 
 def shaped(shape, dtype=np.float32):
@@ -548,8 +581,15 @@ def test_a_filter_gradient_of_more_taps_than_the_grid_holds_is_refused_by_its_ta
 
 
 def test_winograd_refuses_operands_past_the_kernels_indices():
+    """Each output tile's transformed operands: m = 2's 16 × 384 × (49 · 11000) × 256 elements,
+    m = 4's 36 × 384 × (16 · 15000)."""
     with pytest.raises(ValueError, match="transformed operands hold 2207744000 elements"):
-        pass_plan("forward", (256, 13, 13, 11000), 384, 3, 1, 1, algorithm="winograd")
+        pass_plan("forward", (256, 13, 13, 11000), 384, 3, 1, 1, algorithm="winograd",
+                  winograd_tile=2)
+    assert pass_plan("forward", (256, 13, 13, 11000), 384, 3, 1, 1,
+                     algorithm="winograd").winograd_tile == 4
+    with pytest.raises(ValueError, match="transformed operands hold 2211840000 elements"):
+        pass_plan("forward", (256, 13, 13, 15000), 384, 3, 1, 1, algorithm="winograd")
 
 
 @pytest.mark.parametrize("case, complaint", [
@@ -1222,7 +1262,8 @@ def every_kernel_once(backend, rng):
             call(backend, op, *args, **kwargs))
         # several slices; vector loads; every tile side; the window table's refills
         for case, plan in ([(case, {}) for case in CONV_CASES[4:]] + [(DEEP_SLICE, {"splits": 1})]
-                           + [(case, WINOGRAD) for case in WINOGRAD_CASES[3:]]):
+                           + [(case, plan) for case in WINOGRAD_CASES[3:]
+                              for plan in WINOGRAD_PLANS]):
             channels, size, images, filters, filter_size, stride, pad = case
             x, w, dy = (array.astype(dtype) for array in conv_inputs(rng, case))
             run("conv_forward", x, w, stride=stride, pad=pad, **plan)

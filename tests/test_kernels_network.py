@@ -11,11 +11,12 @@ import pytest
 from convnet import alexnet
 from convnet.alexnet import DATA
 from convnet.backend import get_backend
+from convnet.backend.cuda import conv
 from convnet.backend.cuda.launch import build
 from convnet.network import Network
 from networks import make_active, replay_on_reference
-from targets import (KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, kernel_backend, require_gpu,
-                     skip_large_on_emulator)
+from targets import (KERNEL_TARGETS, SEQUENTIAL_SUM_FLOOR, WINOGRAD_FLOORS, kernel_backend,
+                     require_gpu, skip_large_on_emulator)
 
 
 def run_step(backend, model, params, images, labels, dtype, *, gradients=True, replays_in=()):
@@ -41,14 +42,13 @@ def compare(kind, got, want, tolerance_of):
             f"{kind} {name}: error {error:.3e}, scale {scale:.3e}"
 
 
-def compare_float32(kind, got, exact, single):
+def compare_float32(kind, got, exact, single, floor):
     """Float32 tensors `got` against the float64 `exact`, within ten times the reference's own
-    float32 error (`single`'s), or the error of the kernels' sequential sums
-    (targets.SEQUENTIAL_SUM_FLOOR of the tensor's scale)."""
+    float32 error (`single`'s), or the error of the kernels' sums (`floor` of the tensor's
+    scale: targets.SEQUENTIAL_SUM_FLOOR, or WINOGRAD_FLOORS)."""
     reference_error = {name: float(np.abs(single[name].astype(np.float64) - value).max())
                        for name, value in exact.items()}
-    compare(kind, got, exact,
-            lambda name, scale: max(10 * reference_error[name], SEQUENTIAL_SUM_FLOOR * scale))
+    compare(kind, got, exact, lambda name, scale: max(10 * reference_error[name], floor * scale))
 
 
 @pytest.mark.parametrize("name", ["2012-small28", "paper-small28",
@@ -66,7 +66,7 @@ def test_scaled_down_network_on_the_emulator_matches_the_reference(name, rng):
     compare("gradient", got[2], want[2], lambda name, scale: 1e-11 * scale)
 
 
-def check_float32_network(backend, model, params, rng, batch):
+def check_float32_network(backend, model, params, rng, batch, floor=SEQUENTIAL_SUM_FLOOR):
     """One float32 training pass on `backend` against the float64 reference, tensor by tensor
     (compare_float32)."""
     images = rng.normal(0, 50, model.image_shape + (batch,))
@@ -78,11 +78,11 @@ def check_float32_network(backend, model, params, rng, batch):
                    replays_in=(np.float64, np.float32))
     assert got[0] == pytest.approx(exact[0], rel=1e-4)
     # Outputs are continuous in the inputs: against the reference's.
-    compare_float32("output", got[1], exact[1], single[1])
+    compare_float32("output", got[1], exact[1], single[1], floor)
     # Gradients jump where a unit crosses a kink, and the backend's float32 crosses others than
     # the reference's: against the reference on the backend's side of every kink.
     on_its_sides, single_on_its_sides = got[3]
-    compare_float32("gradient", got[2], on_its_sides, single_on_its_sides)
+    compare_float32("gradient", got[2], on_its_sides, single_on_its_sides, floor)
 
 
 @pytest.mark.parametrize("name", ["2012-small28", "paper-small28"])
@@ -92,9 +92,12 @@ def test_scaled_down_network_in_float32_on_the_emulator(name, rng):
     check_float32_network(kernel_backend("emulator"), model, params, rng, batch=3)
 
 
-def test_scaled_down_network_by_winograd_on_the_emulator(rng):
-    """conv3, conv4 and conv5 (3 × 3 filters at stride 1) by Winograd's algorithm, the others by
-    the implicit GEMMs: in float64 to round-off, in float32 as the reference's own error."""
+@pytest.mark.parametrize("side", conv.WINOGRAD_TILES)
+def test_scaled_down_network_by_winograd_on_the_emulator(side, rng, monkeypatch):
+    """conv3, conv4 and conv5 (3 × 3 filters at stride 1) by Winograd's algorithm in output tiles
+    of side × side (the launcher's choice for their 6 × 6 is 2), the others by the implicit
+    GEMMs: in float64 to round-off, in float32 as the reference's own error or Winograd's."""
+    monkeypatch.setattr(conv, "winograd_tile_side", lambda height, width: side)
     model = alexnet.build_model("2012-small28")
     backend = kernel_backend("emulator", conv_algorithm="winograd")
     network = make_active(Network(model, get_backend("reference"), dtype=np.float64), rng)
@@ -105,7 +108,8 @@ def test_scaled_down_network_by_winograd_on_the_emulator(rng):
     assert got[0] == pytest.approx(want[0], rel=1e-12)
     compare("output", got[1], want[1], lambda name, scale: 1e-11 * scale)
     compare("gradient", got[2], want[2], lambda name, scale: 1e-11 * scale)
-    check_float32_network(backend, model, network.params, rng, batch=4)
+    check_float32_network(backend, model, network.params, rng, batch=4,
+                          floor=WINOGRAD_FLOORS[side])
 
 
 @pytest.mark.large
@@ -116,7 +120,9 @@ def test_default_network_matches_the_reference(target, conv_algorithm, rng):
     backend = kernel_backend(target, conv_algorithm=conv_algorithm)
     model = alexnet.build_model("2012")
     params = Network(model, get_backend("reference"), dtype=np.float64, seed=11).params
-    check_float32_network(backend, model, params, rng, batch=16)
+    # By Winograd's algorithm, conv3-5's 13 × 13 outputs run in tiles of 4 × 4 (conv.py).
+    floor = SEQUENTIAL_SUM_FLOOR if conv_algorithm is None else WINOGRAD_FLOORS[4]
+    check_float32_network(backend, model, params, rng, batch=16, floor=floor)
 
 
 @pytest.mark.gpu

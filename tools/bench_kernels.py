@@ -7,10 +7,11 @@ against cuDNN through PyTorch (TF32 off) and the device's measured copy bandwidt
 
 With op families named, only their cases run (all of them by default). A convolution pass that
 Winograd's algorithm serves (3 × 3 filters at stride 1: conv3, conv4, conv5) is timed by it too,
-on a row of its own ("by Winograd"; the launcher's plan, convnet/backend/cuda/conv.py, is still
-the implicit GEMM's), with the convolutions' total against cuDNN both ways. With --plans, each
-convolution pass is also timed under other plans than the launcher's (the other tile sides, and
-fewer or more slices of its depth, for each algorithm that serves it), and the fastest is
+on a row of its own ("by Winograd", in the launcher's output tiles m × m, 4 × 4 at 13 × 13; the
+launcher's plan, convnet/backend/cuda/conv.py, is still the implicit GEMM's), with the
+convolutions' total against cuDNN both ways. With --plans, each convolution pass is also timed
+under other plans than the launcher's (the other tile sides, and fewer or more slices of its
+depth, for each algorithm that serves it and, for Winograd's, each m), and the fastest is
 reported: what tuning the launcher's choice would gain.
 
 Per case: the median of `repeats` runs, each timed with CUDA events around the op alone, after 3
@@ -397,6 +398,8 @@ def describe(overrides):
     if not overrides:
         return "the launcher's plan"
     parts = [overrides.get("algorithm", "implicit")]
+    if "winograd_tile" in overrides:
+        parts.append(f"m = {overrides['winograd_tile']}")
     if "tile" in overrides:
         parts += [f"tile {overrides['tile']}", f"{overrides['splits']} slices"]
     return ", ".join(parts)
@@ -409,18 +412,23 @@ def table_plans(case):
 
 def alternative_plans(case):
     """Plans to time beside those of the table for a convolution case, as the keyword overrides
-    (algorithm, tile, splits) that the launcher runs as given: for each algorithm that serves
-    the case, every tile side, and half and twice its slices (1 to 3 where it has few)."""
+    (algorithm, tile, splits and Winograd's winograd_tile) that the launcher runs as given: for
+    each algorithm that serves the case (and each of Winograd's m), every tile side, and half and
+    twice its slices (1 to 3 where it has few)."""
     plans = []
-    for algorithm in ("implicit", "winograd") if case["winograd"] else ("implicit",):
-        own = case["plan_for"](algorithm=algorithm)
+    variants = [{"algorithm": "implicit"}]
+    if case["winograd"]:
+        variants += [{"algorithm": "winograd", "winograd_tile": side}
+                     for side in conv.WINOGRAD_TILES]
+    for variant in variants:
+        launchers = case["plan_for"](algorithm=variant["algorithm"])
+        own = case["plan_for"](**variant)
         counts = {max(1, own.splits // 2), own.splits, 2 * own.splits}
         if own.splits <= 3:
             counts |= {1, 2, 3}
-        others = {case["plan_for"](algorithm=algorithm, tile=tile, splits=count)
-                  for tile in conv.SIDES for count in counts} - {own}
-        plans += [{"algorithm": algorithm, "tile": other.tile, "splits": other.splits}
-                  for other in sorted(others)]
+        others = {case["plan_for"](**variant, tile=tile, splits=count)
+                  for tile in conv.SIDES for count in counts} - {launchers}
+        plans += [dict(variant, tile=other.tile, splits=other.splits) for other in sorted(others)]
     return plans
 
 
@@ -437,9 +445,9 @@ def time_plans(timer, case, repeats, launcher_ms, problems):
     best = min((plan for plan in timed if "ms" in plan), key=lambda plan: plan["ms"],
                default=None)
     if best and best["ms"] < launcher_ms:
-        print(f"{'':34} {'  a faster plan:':22} {best['ms']:9.3f}  {best['algorithm']}, tile "
-              f"{best['tile']}, {best['splits']} slices ({launcher_ms / best['ms']:.2f}x the "
-              f"launcher's)")
+        plan = {key: best[key] for key in best if key != "ms"}
+        print(f"{'':34} {'  a faster plan:':22} {best['ms']:9.3f}  {describe(plan)} "
+              f"({launcher_ms / best['ms']:.2f}x the launcher's)")
     return timed
 
 
@@ -476,15 +484,19 @@ def conv_rates(case, ms, peak):
 
 
 def plan_record(plan):
-    return {"algorithm": plan.algorithm, "tile": plan.tile, "splits": plan.splits}
+    record = {"algorithm": plan.algorithm, "tile": plan.tile, "splits": plan.splits}
+    if plan.winograd_tile is not None:
+        record["winograd_tile"] = plan.winograd_tile
+    return record
 
 
 def winograd_row(timer, case, problems, repeats, peak, peer_ms):
     """The pass by Winograd's algorithm (its plan's record, or its problem), printed as a row."""
     record = {"plan": plan_record(case["plan_for"](algorithm="winograd"))}
+    label = f"  by Winograd, m = {record['plan']['winograd_tile']}"
     if plan_key(WINOGRAD) in problems:
         record["not_timed"] = problems[plan_key(WINOGRAD)]
-        print(f"{'':34} {'  by Winograd':22} not timed: {record['not_timed']}")
+        print(f"{'':34} {label:22} not timed: {record['not_timed']}")
         return record
     run = functools.partial(case["ours"], **WINOGRAD)
     record["ms"], host_bound = timer.median_ms(run, case["inputs"], repeats)
@@ -496,7 +508,7 @@ def winograd_row(timer, case, problems, repeats, peak, peer_ms):
     if peer_ms is not None:
         record["ratio_peer_over_ours"] = peer_ms / record["ms"]
         theirs = f"{peer_ms:9.3f} {record['ratio_peer_over_ours']:5.2f}x"
-    print(f"{'':34} {'  by Winograd':22} {record['ms']:9.3f} {rate:>18} {theirs}")
+    print(f"{'':34} {label:22} {record['ms']:9.3f} {rate:>18} {theirs}")
     return record
 
 

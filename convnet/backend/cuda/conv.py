@@ -1,10 +1,10 @@
 """Convolution on the CUDA kernels of kernels/conv.cu (implicit GEMMs) and kernels/winograd.cu
-(Winograd's F(2×2, 3×3) for 3 × 3 filters at stride 1); the formulas and layout of
-convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes.py).
+(Winograd's F(2×2, 3×3) and F(4×4, 3×3) for 3 × 3 filters at stride 1); the formulas and layout
+of convnet/backend/reference/conv.py, cuda-convnet's output size (convnet/shapes.py).
 
 Each pass is a product of rows × columns summed over a depth k (conv.cu lists them), or with
-Winograd's algorithm 16 such products between elementwise transforms (winograd.cu). Its plan
-(`pass_plan`) fixes, from the shapes alone:
+Winograd's algorithm (m + 2)² such products between elementwise transforms (winograd.cu), for
+output tiles of m × m. Its plan (`pass_plan`) fixes, from the shapes alone:
   algorithm  "implicit" (conv.cu), or "winograd" where the filters are 3 × 3 at stride 1 and
           padding at most 2 (conv3, conv4 and conv5): the backend's preference
           (CudaBackend(conv_algorithm=...), train's --conv-algorithm; DEFAULT_ALGORITHM where it
@@ -19,8 +19,12 @@ Winograd's algorithm 16 such products between elementwise transforms (winograd.c
           the GPU (every filter gradient, which reduces over all output positions; at batch 128
           also conv3's input gradient and conv5's forward pass); the slices' partial products
           are added in slice order by a second kernel
+  winograd_tile  Winograd's m (WINOGRAD_TILES: 2 or 4), the one that does fewer multiplications
+          over the pass's output, (m + 2)² a tile, the smaller where they tie (its transforms
+          round less): 4 for AlexNet's 13 × 13 (16 tiles, 576 multiplications a channel and
+          filter, against 49 tiles and 784); None for the implicit GEMM
 Since the plan depends only on the shapes and the preference, the result has the same bits on
-every run. The ops take `algorithm`, `tile` and `splits` to override the plan
+every run. The ops take `algorithm`, `tile`, `splits` and `winograd_tile` to override the plan
 (tools/bench_kernels.py times the alternatives); the plan they run is then pass_plan's with the
 same overrides.
 """
@@ -42,7 +46,8 @@ MIN_SLICE_STEPS = 16       # ... but each slice keeps at least this many kConvTi
 # What a pass runs where the caller names no algorithm: the implicit GEMMs, until a GPU run of
 # tools/bench_kernels.py has timed Winograd's against them on conv3, conv4 and conv5.
 DEFAULT_ALGORITHM = "implicit"
-POINTS = TILES["kWinogradPoints"]   # Winograd's products per pass
+WINOGRAD_TILES = (TILES["kWinogradSmallTile"], TILES["kWinogradLargeTile"])
+WINOGRAD_TAPS = 3   # the filter size Winograd's kernels serve
 
 
 class Plan(NamedTuple):
@@ -51,6 +56,7 @@ class Plan(NamedTuple):
     slice: int    # ... of this many k each (a multiple of kConvTileK), the last perhaps fewer
     grid: tuple   # (tiles of columns, tiles of rows, splits × products)
     algorithm: str = "implicit"
+    winograd_tile: int = None   # Winograd's m; None for the implicit GEMM
 
 
 # The kernels' tile sides along the filters or channels, narrowest first.
@@ -91,18 +97,31 @@ def product_plan(rows, columns, depth, *, filters_along_rows, tile=None, splits=
 
 
 def winograd_applies(size, stride, pad):
-    return size == 3 and stride == 1 and 0 <= pad <= 2
+    return size == WINOGRAD_TAPS and stride == 1 and 0 <= pad <= WINOGRAD_TAPS - 1
 
 
-def winograd_tile_grid(height, width):
-    """Winograd's 2 × 2 tiles of a height × width output: (rows, columns) of them."""
-    return ceil_div(height, 2), ceil_div(width, 2)
+def winograd_points(side):
+    """The points of F(side × side, 3 × 3)'s transformed domain: its products per pass."""
+    return (side + WINOGRAD_TAPS - 1) ** 2
 
 
-def winograd_tiles(height, width, images):
+def winograd_tile_grid(height, width, side):
+    """Winograd's side × side tiles of a height × width output: (rows, columns) of them."""
+    return ceil_div(height, side), ceil_div(width, side)
+
+
+def winograd_tiles(height, width, images, side):
     """Winograd's tiles of a height × width output over all images: the products' positions."""
-    tiles_h, tiles_w = winograd_tile_grid(height, width)
+    tiles_h, tiles_w = winograd_tile_grid(height, width, side)
     return tiles_h * tiles_w * images
+
+
+def winograd_tile_side(height, width):
+    """Winograd's m for a height × width output: the fewer multiplications, the smaller m where
+    they tie."""
+    return min(WINOGRAD_TILES,
+               key=lambda side: (winograd_points(side) * winograd_tiles(height, width, 1, side),
+                                 side))
 
 
 def check_algorithm(algorithm):
@@ -111,12 +130,12 @@ def check_algorithm(algorithm):
 
 
 def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, splits=None,
-              algorithm=None, preference=None):
+              algorithm=None, preference=None, winograd_tile=None):
     """The plan of one pass ("forward", "backward_input" or "backward_filters") of a convolution
     of an input x_shape (C, H, W, N) by `filters` filters of size × size: each pass's product as
-    conv.cu lists it, or winograd.cu's 16. `algorithm` is run as asked, and refused where it
-    cannot serve; else `preference` (DEFAULT_ALGORITHM where None) where it serves, else the
-    implicit GEMM."""
+    conv.cu lists it, or winograd.cu's (m + 2)². `algorithm` is run as asked, and refused where
+    it cannot serve; else `preference` (DEFAULT_ALGORITHM where None) where it serves, else the
+    implicit GEMM. `winograd_tile` (Winograd's m) only with Winograd's algorithm."""
     if algorithm is None:
         preference = DEFAULT_ALGORITHM if preference is None else preference
         check_algorithm(preference)
@@ -126,16 +145,27 @@ def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, spli
     require(algorithm != "winograd" or winograd_applies(size, stride, pad),
             f"conv algorithm winograd: 3 × 3 filters at stride 1 and padding 0 to 2; got "
             f"{size} × {size} at stride {stride}, padding {pad}")
+    require(winograd_tile is None or algorithm == "winograd",
+            f"conv winograd_tile {winograd_tile!r}: for algorithm winograd only, not {algorithm}")
+    require(winograd_tile is None or winograd_tile in WINOGRAD_TILES,
+            f"conv winograd_tile {winograd_tile!r}: the kernels' are {WINOGRAD_TILES}")
     channels, height, width, images = x_shape
     out_h = conv_output_size(height, size, stride, pad)
     out_w = conv_output_size(width, size, stride, pad)
+    points = 1
     if algorithm == "winograd":
+        # The input gradient is a forward pass whose output is x's size (winograd.cu).
+        output = (height, width) if pass_name == "backward_input" else (out_h, out_w)
+        if winograd_tile is None:
+            winograd_tile = winograd_tile_side(*output)
+        positions = winograd_tiles(*output, images, winograd_tile)
         rows, columns, depth = {
-            "forward": (filters, winograd_tiles(out_h, out_w, images), channels),
-            "backward_input": (channels, winograd_tiles(height, width, images), filters),
-            "backward_filters": (channels, filters, winograd_tiles(out_h, out_w, images))
+            "forward": (filters, positions, channels),
+            "backward_input": (channels, positions, filters),
+            "backward_filters": (channels, filters, positions)
         }[pass_name]
-        transformed = POINTS * max(rows, columns) * depth
+        points = winograd_points(winograd_tile)
+        transformed = points * max(rows, columns) * depth
         require(transformed <= MAX_ELEMENTS,
                 f"conv algorithm winograd: the {pass_name} pass's transformed operands hold "
                 f"{transformed} elements, past the kernels' 2³¹ − 1")
@@ -146,25 +176,25 @@ def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, spli
             "backward_filters": (channels * size ** 2, filters, out_h * out_w * images)
         }[pass_name]
     plan = product_plan(rows, columns, depth, filters_along_rows=pass_name != "backward_filters",
-                        tile=tile, splits=splits,
-                        products=POINTS if algorithm == "winograd" else 1)
+                        tile=tile, splits=splits, products=points)
     # Said here, by what the rows count, rather than by the launcher as a grid past CUDA's limit.
     row_kind = {"forward": "filters", "backward_input": "input channels",
                 "backward_filters": "input channels × filter taps"}[pass_name]
     require(plan.grid[1] <= MAX_GRID[1],
             f"conv {pass_name} pass: {rows} {row_kind} make {plan.grid[1]} tiles of rows, past "
             f"the {MAX_GRID[1]} of CUDA's grid")
-    return plan._replace(algorithm=algorithm)
+    return plan._replace(algorithm=algorithm, winograd_tile=winograd_tile)
 
 
 def _product(launcher, kernel, dtype, operands, out_shape, geometry, plan):
     """Run one pass's kernel by its plan: into the output, or into one partial output per slice
-    that conv_sum_splits then adds in order."""
+    that conv_sum_splits then adds in order. Winograd's products are also told their count."""
     out = launcher.empty(out_shape, dtype)
     target = out if plan.splits == 1 else launcher.empty((plan.splits,) + out_shape, dtype)
     check_arrays(kernel, target)
+    points = () if plan.winograd_tile is None else (i32(winograd_points(plan.winograd_tile)),)
     launcher.launch(kernel, dtype, plan.grid, TILES["kConvThreads"],
-                    (*operands, target, *geometry, i32(plan.slice), i32(plan.tile)))
+                    (*operands, target, *geometry, i32(plan.slice), i32(plan.tile), *points))
     if plan.splits > 1:
         launch_elementwise(launcher, "conv_sum_splits", dtype, out.size,
                            (target, out, u32(out.size), i32(plan.splits)))
@@ -185,59 +215,64 @@ def _geometry(x_shape, filters, size, stride, pad):
     return out_h, out_w, args
 
 
-def _winograd_filters(launcher, w, dtype, *, turned):
-    """u[ξ][k][m] (winograd_filters): k = c, m = f; turned (the input gradient's): k = f, m = c."""
+def _winograd_filters(launcher, w, dtype, side, *, turned):
+    """u[ξ][k][m] (winograd_filters) for output tiles of side × side: k = c, m = f; turned (the
+    input gradient's): k = f, m = c."""
     channels, _, _, filters = w.shape
-    u = launcher.empty((POINTS, filters, channels) if turned else (POINTS, channels, filters),
+    points = winograd_points(side)
+    u = launcher.empty((points, filters, channels) if turned else (points, channels, filters),
                        dtype)
     launch_elementwise(launcher, "winograd_filters", dtype, channels * filters,
-                       (w, u, i32(channels), i32(filters), i32(turned)))
+                       (w, u, *map(i32, (channels, filters, turned, side))))
     return u
 
 
-def _winograd_inputs(launcher, x, dtype, pad, out_h, out_w):
-    """v[ξ][c][p] of x's tiles for an output out_h × out_w (winograd_inputs)."""
+def _winograd_inputs(launcher, x, dtype, pad, out_h, out_w, side):
+    """v[ξ][c][p] of x's tiles for an output out_h × out_w in tiles of side × side
+    (winograd_inputs)."""
     channels, height, width, images = x.shape
-    v = launcher.empty((POINTS, channels, winograd_tiles(out_h, out_w, images)), dtype)
-    launch_elementwise(launcher, "winograd_inputs", dtype, v.size // POINTS,
+    v = launcher.empty((winograd_points(side), channels,
+                        winograd_tiles(out_h, out_w, images, side)), dtype)
+    launch_elementwise(launcher, "winograd_inputs", dtype, channels * v.shape[2],
                        (x, v, *map(i32, (channels, height, width, images, pad,
-                                         *winograd_tile_grid(out_h, out_w)))))
+                                         *winograd_tile_grid(out_h, out_w, side), side))))
     return v
 
 
 def _winograd_convolution(launcher, x, u, dtype, pad, out_h, out_w, plan):
-    """y (F, out_h, out_w, N) of x (C, H, W, N) by transformed filters u (16, C, F): the forward
-    pass, and the input gradient's (of dy by the turned filters)."""
-    channels, filters, images = u.shape[1], u.shape[2], x.shape[3]
-    v = _winograd_inputs(launcher, x, dtype, pad, out_h, out_w)
+    """y (F, out_h, out_w, N) of x (C, H, W, N) by transformed filters u ((m + 2)², C, F): the
+    forward pass, and the input gradient's (of dy by the turned filters)."""
+    points, channels, filters = u.shape
+    images, side = x.shape[3], plan.winograd_tile
+    v = _winograd_inputs(launcher, x, dtype, pad, out_h, out_w, side)
     positions = v.shape[2]
-    m = _product(launcher, "winograd_product", dtype, (u, v), (POINTS, filters, positions),
+    m = _product(launcher, "winograd_product", dtype, (u, v), (points, filters, positions),
                  (i32(filters), i32(positions), i32(channels)), plan)
     y = launcher.empty((filters, out_h, out_w, images), dtype)
     launch_elementwise(launcher, "winograd_outputs", dtype, filters * positions,
                        (m, y, *map(i32, (filters, out_h, out_w, images,
-                                         *winograd_tile_grid(out_h, out_w)))))
+                                         *winograd_tile_grid(out_h, out_w, side), side))))
     return y
 
 
 def conv_forward(launcher, x, w, *, stride, pad, tile=None, splits=None, algorithm=None,
-                 preference=None):
+                 preference=None, winograd_tile=None):
     check_conv_operands(x.shape, w.shape)
     dtype = check_arrays("conv_forward", x, w)
     images = x.shape[3]
     _, size, _, filters = w.shape
     out_h, out_w, geometry = _geometry(x.shape, filters, size, stride, pad)
     plan = pass_plan("forward", x.shape, filters, size, stride, pad, tile=tile, splits=splits,
-                     algorithm=algorithm, preference=preference)
+                     algorithm=algorithm, preference=preference, winograd_tile=winograd_tile)
     if plan.algorithm == "winograd":
-        u = _winograd_filters(launcher, w, dtype, turned=False)
+        u = _winograd_filters(launcher, w, dtype, plan.winograd_tile, turned=False)
         return _winograd_convolution(launcher, x, u, dtype, pad, out_h, out_w, plan)
     return _product(launcher, "conv_forward", dtype, (x, w), (filters, out_h, out_w, images),
                     geometry, plan)
 
 
 def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, splits=None,
-                        algorithm=None, preference=None):
+                        algorithm=None, preference=None, winograd_tile=None):
     """dL/dx (C, H, W, N) with H = W = input_size."""
     channels, size, _, filters = w.shape
     images = dy.shape[3]
@@ -249,16 +284,17 @@ def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, 
             f"stride {stride}, pad {pad} gives ({filters}, {out_h}, {out_w}, {images})")
     dtype = check_arrays("conv_backward_input", dy, w)
     plan = pass_plan("backward_input", x_shape, filters, size, stride, pad, tile=tile,
-                     splits=splits, algorithm=algorithm, preference=preference)
+                     splits=splits, algorithm=algorithm, preference=preference,
+                     winograd_tile=winograd_tile)
     if plan.algorithm == "winograd":   # dy by the turned filters, padded by 2 − pad (winograd.cu)
-        u = _winograd_filters(launcher, w, dtype, turned=True)
+        u = _winograd_filters(launcher, w, dtype, plan.winograd_tile, turned=True)
         return _winograd_convolution(launcher, dy, u, dtype, size - 1 - pad, input_size,
                                      input_size, plan)
     return _product(launcher, "conv_backward_input", dtype, (dy, w), x_shape, geometry, plan)
 
 
 def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad, tile=None, splits=None,
-                          algorithm=None, preference=None):
+                          algorithm=None, preference=None, winograd_tile=None):
     """dL/dw (C, kh, kw, F) from dL/dy (F, OH, OW, N) and the layer's input x."""
     filters = dy.shape[0]
     channels, _, _, images = x.shape
@@ -268,20 +304,22 @@ def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad, tile=Non
             f"({filters}, {out_h}, {out_w}, {images})")
     dtype = check_arrays("conv_backward_filters", dy, x)
     plan = pass_plan("backward_filters", x.shape, filters, filter_size, stride, pad, tile=tile,
-                     splits=splits, algorithm=algorithm, preference=preference)
+                     splits=splits, algorithm=algorithm, preference=preference,
+                     winograd_tile=winograd_tile)
     if plan.algorithm == "winograd":
-        v = _winograd_inputs(launcher, x, dtype, pad, out_h, out_w)
-        positions = v.shape[2]
-        g = launcher.empty((POINTS, filters, positions), dtype)
+        side = plan.winograd_tile
+        v = _winograd_inputs(launcher, x, dtype, pad, out_h, out_w, side)
+        points, _, positions = v.shape
+        g = launcher.empty((points, filters, positions), dtype)
         launch_elementwise(launcher, "winograd_gradients", dtype, filters * positions,
                            (dy, g, *map(i32, (filters, out_h, out_w, images,
-                                              *winograd_tile_grid(out_h, out_w)))))
+                                              *winograd_tile_grid(out_h, out_w, side), side))))
         m = _product(launcher, "winograd_filter_product", dtype, (v, g),
-                     (POINTS, channels, filters), (i32(channels), i32(filters), i32(positions)),
+                     (points, channels, filters), (i32(channels), i32(filters), i32(positions)),
                      plan)
         dw = launcher.empty((channels, filter_size, filter_size, filters), dtype)
         launch_elementwise(launcher, "winograd_filter_gradients", dtype, channels * filters,
-                           (m, dw, i32(channels), i32(filters)))
+                           (m, dw, *map(i32, (channels, filters, side))))
         return dw
     return _product(launcher, "conv_backward_filters", dtype, (dy, x),
                     (channels, filter_size, filter_size, filters), geometry, plan)
