@@ -911,11 +911,14 @@ def test_softmax(backend, classes, images, rng):
 
 
 def check_softmax(backend, classes, images, rng):
-    """Softmax with and without the log-loss, its gradient and the top-1 and top-5 errors."""
+    """Softmax with and without the log-loss, its gradient and the top-1 and top-5 errors. Each
+    image's sum of its exponentials is a thread's sequential sum over the classes, where the
+    reference's NumPy sums pairwise (targets.SEQUENTIAL_SUM_FLOOR)."""
     logits = rng.normal(0, 5, (classes, images))
     labels = rng.integers(0, classes, images)
-    probs, loss = assert_as_accurate("softmax_logloss", (logits, labels), backend=backend)
-    assert_as_accurate("softmax", (logits,), backend=backend)
+    sums = dict(backend=backend, floor=SEQUENTIAL_SUM_FLOOR)
+    probs, loss = assert_as_accurate("softmax_logloss", (logits, labels), **sums)
+    assert_as_accurate("softmax", (logits,), **sums)
     assert_as_accurate("softmax_logloss_backward", (probs, labels), backend=backend)
     for dtype in (np.float64, np.float32):
         got = getattr(backend, "topk_errors")(backend.from_host(probs.astype(dtype)),
