@@ -188,7 +188,8 @@ __device__ __forceinline__ void transform_2d(const T (&in)[kIn][kIn], T (&out)[k
 }
 
 // body(Constant<m>()) for the output tile side m the launcher planned (kWinogradSmallTile or
-// kWinogradLargeTile): each m's transforms compiled on their own.
+// kWinogradLargeTile): each m's transforms unrolled on their own, in one kernel, whose registers
+// are then the larger m's (float: 64 to 83 a thread, where m = 2 alone took 32 to 40; none spill).
 template <typename Body>
 __device__ __forceinline__ void with_output_tile(int outputs, Body body) {
   if (outputs == kWinogradLargeTile) return body(Constant<kWinogradLargeTile>());

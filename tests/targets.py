@@ -49,7 +49,7 @@ def skip_large_on_emulator(target):
 # probability, 45 times the reference's error, under the emulator's worst-case exp.
 SEQUENTIAL_SUM_FLOOR = 1e-5
 # Winograd's F(m × m, 3 × 3) rounds its transforms too, by output tile m: F(2 × 2)'s coefficients
-# (0, ±1, ±½) add little, F(4 × 4)'s (up to 8 and 1/24) about twenty times more. Through the
+# (0, ±1, ±½) add little, F(4 × 4)'s (up to 8 and 1/24) ten to twenty times more. Through the
 # emulator at AlexNet's conv3-5 (batch 128), the float32 error came to at most 1.3e-6 of the scale
 # with m = 2 and 1.7e-5 with m = 4 (filter gradients), 37 times the reference's own; over 30
 # seeds of test_kernels' Winograd cases, 6.9e-7 and 1.4e-5. The floor for m = 4 leaves 3.5 times

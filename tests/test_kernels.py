@@ -581,8 +581,8 @@ def test_a_filter_gradient_of_more_taps_than_the_grid_holds_is_refused_by_its_ta
 
 
 def test_winograd_refuses_operands_past_the_kernels_indices():
-    """Each output tile's transformed operands: m = 2's 16 × 384 × (49 · 11000) × 256 elements,
-    m = 4's 36 × 384 × (16 · 15000)."""
+    """Each output tile's transformed operands, (m + 2)² × positions × channels: m = 2's
+    16 × (49 · 11000) × 256 elements, m = 4's 36 × (16 · 15000) × 256."""
     with pytest.raises(ValueError, match="transformed operands hold 2207744000 elements"):
         pass_plan("forward", (256, 13, 13, 11000), 384, 3, 1, 1, algorithm="winograd",
                   winograd_tile=2)
@@ -600,6 +600,11 @@ def test_winograd_refuses_operands_past_the_kernels_indices():
 def test_winograd_refuses_what_it_cannot_compute(case, complaint):
     with pytest.raises(ValueError, match=complaint):
         record_conv_launches(case, **WINOGRAD)
+    with pytest.raises(ValueError, match=r"conv winograd_tile 3: the kernels' are \(2, 4\)"):
+        record_conv_launches(FULL_TILES, **WINOGRAD, winograd_tile=3)
+    with pytest.raises(ValueError, match="conv winograd_tile 4: for algorithm winograd only, not "
+                                         "implicit"):
+        record_conv_launches(FULL_TILES, winograd_tile=4)
     with pytest.raises(ValueError, match="one of"):
         record_conv_launches(FULL_TILES, algorithm="fft")
 

@@ -120,7 +120,9 @@ def test_default_network_matches_the_reference(target, conv_algorithm, rng):
     backend = kernel_backend(target, conv_algorithm=conv_algorithm)
     model = alexnet.build_model("2012")
     params = Network(model, get_backend("reference"), dtype=np.float64, seed=11).params
-    # By Winograd's algorithm, conv3-5's 13 × 13 outputs run in tiles of 4 × 4 (conv.py).
+    # By Winograd's algorithm, conv3-5's 13 × 13 outputs run in tiles of 4 × 4 (conv.py), whose
+    # error reaches every later layer's output and, through conv3's input gradient, every
+    # gradient.
     floor = SEQUENTIAL_SUM_FLOOR if conv_algorithm is None else WINOGRAD_FLOORS[4]
     check_float32_network(backend, model, params, rng, batch=16, floor=floor)
 
