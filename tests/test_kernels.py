@@ -74,6 +74,7 @@ SUMS_OF_PRODUCTS = {"conv_forward", "conv_backward_input", "conv_backward_filter
                     "bias_backward"}
 # Outputs that are a log-probability's negative, −((z − m) − log s) (softmax.cu), by op and index.
 LOG_LOSSES = {("softmax_logloss", 1)}
+NORM_BACKWARDS = {"crossmap_norm_backward", "samemap_norm_backward"}
 
 
 def output_scale(op, index, args, exact, kwargs):
@@ -82,13 +83,20 @@ def output_scale(op, index, args, exact, kwargs):
     squared), where that is larger: the partial sums a kernel rounds grow that large even where
     the whole sum cancels (one filter's bias gradient, a random sum of its row). A log-loss's
     scale is at least 1: log s rounds by a few ulp of 1 where s is near 1, and may (a GPU's exp
-    errs by up to an ulp, as the emulator's does), whatever the loss, 0 for a single class."""
+    errs by up to an ulp, as the emulator's does), whatever the loss, 0 for a single class. A
+    normalization's gradient is the difference of two terms, g·d^(−β) and 2cβ·a·Σ g·b/d
+    (reference/norm.py), each as inexact as d^(−β) (__powf on a GPU): its scale is the larger
+    term's, where they cancel."""
     scale = float(np.abs(exact).max())
     if op in SUMS_OF_PRODUCTS:   # one output each
         squared = [a ** 2 if isinstance(a, np.ndarray) else a for a in args]
         scale = max(scale, float(np.sqrt(reference_call(op, *squared, **kwargs)[0].max())))
     if (op, index) in LOG_LOSSES:
         scale = max(scale, 1.0)
+    if op in NORM_BACKWARDS:   # one output
+        dy, _, _, denoms, params = args
+        first = dy * denoms ** -params.beta
+        scale = max(scale, float(np.abs(first).max()), float(np.abs(first - exact).max()))
     return max(scale, 1e-30)
 
 
