@@ -29,6 +29,8 @@ constexpr int kConvBlocksPerSM = 2;
 
 // Winograd's F(m × m, 3 × 3) (winograd.cu), for an output tile of side m, one of these: an
 // (m + 2) × (m + 2) input tile per output tile, so (m + 2)² points of the transformed domain, each
-// its own product: the products' grids have (m + 2)² layers a slice.
+// its own product: the products' grids have (m + 2)² layers a slice. Its filters are
+// kWinogradTaps × kWinogradTaps.
+constexpr int kWinogradTaps = 3;
 constexpr int kWinogradSmallTile = 2;
 constexpr int kWinogradLargeTile = 4;

@@ -37,7 +37,7 @@
 // (tiles of columns, tiles of rows, α² · splits) with blockIdx.z = slice · α² + ξ.
 #include "conv.cu"
 
-constexpr int kTap = 3;   // the filter size Winograd's plan serves
+constexpr int kTap = kWinogradTaps;   // the filter size Winograd's plan serves (tiles.cuh)
 
 // The 1-D transforms of F(m, 3), `in` → `out`, α = m + 2 points (0, ±1, ±2 … and ∞):
 //   G (filter)  3 taps → α points          Bᵀ (input)      α inputs → α points
@@ -234,7 +234,7 @@ winograd_filters(const T* __restrict__ w, T* __restrict__ u, int channels, int f
                  int flip, int outputs) {
   const u32 count = channels * filters;
   with_output_tile(outputs, [&](auto side) {
-    constexpr int kIn = decltype(side)::value + kTap - 1;
+    constexpr int kOut = decltype(side)::value, kIn = kOut + kTap - 1;
     GRID_STRIDE_LOOP(i, count) {
       const int c = i / filters, f = i % filters;
       T g[kTap][kTap], t[kIn][kIn];
@@ -243,7 +243,7 @@ winograd_filters(const T* __restrict__ w, T* __restrict__ u, int channels, int f
           const int row = flip ? kTap - 1 - a : a, column = flip ? kTap - 1 - b : b;
           g[a][b] = w[((c * kTap + row) * kTap + column) * filters + f];
         }
-      transform_2d<FilterTransform<decltype(side)::value>>(g, t);
+      transform_2d<FilterTransform<kOut>>(g, t);
       store_points(t, u, count, flip ? f * channels + c : i);
     }
   });
@@ -319,12 +319,12 @@ winograd_filter_gradients(const T* __restrict__ m, T* __restrict__ dw, int chann
                           int filters, int outputs) {
   const u32 count = channels * filters;
   with_output_tile(outputs, [&](auto side) {
-    constexpr int kIn = decltype(side)::value + kTap - 1;
+    constexpr int kOut = decltype(side)::value, kIn = kOut + kTap - 1;
     GRID_STRIDE_LOOP(i, count) {
       const int c = i / filters, f = i % filters;
       T points[kIn][kIn], taps[kTap][kTap];
       load_points(m, count, i, points);
-      transform_2d<FilterGradientTransform<decltype(side)::value>>(points, taps);
+      transform_2d<FilterGradientTransform<kOut>>(points, taps);
       for (int a = 0; a < kTap; ++a)
         for (int b = 0; b < kTap; ++b) dw[((c * kTap + a) * kTap + b) * filters + f] = taps[a][b];
     }

@@ -47,7 +47,7 @@ MIN_SLICE_STEPS = 16       # ... but each slice keeps at least this many kConvTi
 # tools/bench_kernels.py has timed Winograd's against them on conv3, conv4 and conv5.
 DEFAULT_ALGORITHM = "implicit"
 WINOGRAD_TILES = (TILES["kWinogradSmallTile"], TILES["kWinogradLargeTile"])
-WINOGRAD_TAPS = 3   # the filter size Winograd's kernels serve
+WINOGRAD_TAPS = TILES["kWinogradTaps"]   # the filter size Winograd's kernels serve
 
 
 class Plan(NamedTuple):
