@@ -98,7 +98,7 @@ def _around_kink(f, array, index, h, numeric, rounding, floor, tolerance):
     step = h
     for _ in range(KINK_STEPS):
         finer, finer_rounding = _quotient(f, array, index, step / 10)
-        if abs(numeric - finer) <= max(tolerance * max(abs(numeric), floor), finer_rounding):
+        if _agrees(numeric, finer, finer_rounding, floor, tolerance):
             return numeric, rounding
         step, numeric, rounding = step / 10, finer, finer_rounding
     return None
@@ -106,7 +106,7 @@ def _around_kink(f, array, index, h, numeric, rounding, floor, tolerance):
 
 def _agrees(analytic, numeric, rounding, floor, tolerance):
     """Within the tolerance, relative to the larger of the two and the floor, or within the
-    quotient's rounding error."""
+    quotient's rounding error (also two quotients: the first in place of `analytic`)."""
     difference = abs(analytic - numeric)
     return difference <= max(tolerance * max(abs(analytic), abs(numeric), floor), rounding)
 
