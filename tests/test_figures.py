@@ -23,6 +23,7 @@ from matplotlib.colors import to_hex
 from matplotlib.ticker import PercentFormatter
 from PIL import Image
 
+import convnet.figures
 from convnet import alexnet, checkpoint, predict
 from convnet.backend import get_backend
 from convnet.data import dataset, fashion_mnist
@@ -36,7 +37,7 @@ from convnet.train import dataset_identity
 from convnet.trainer import EPOCH_FIELDS
 from networks import make_active
 from readme import shown_commands
-from tiny_run import CLASSES, CROP, MODEL, VAL, direct_outputs, make_tiny_run, save_checkpoint
+from tiny_run import CLASSES, CROP, MODEL, TRAIN, VAL, direct_outputs, make_tiny_run, save_checkpoint
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -540,6 +541,35 @@ def test_predictions_and_neighbours_bad_flags(figure, flags, message, capsys):
     with pytest.raises(SystemExit) as exit_:
         figures_main.main([figure, *flags])
     assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("figure,flags,pixels,fewer", [
+    # --count past the split draws all 12 of its images, a column each under --columns 1
+    ("predictions", ["--count", "1000", "--columns", "1"],
+     lambda: predictions.layout(VAL, 1)[1:],
+     "images (--count, --indices or files) or more --columns"),
+    # -k past the training split shows all 40 of its images beside each of the 3 queries
+    ("neighbours", ["--count", "3", "-k", "1000"],
+     lambda: neighbours.inches(3, 1 + TRAIN),
+     "queries (--count, --indices or files) or --neighbours"),
+])
+def test_a_figure_of_too_many_pixels_is_refused_before_any_work(trained, capsys, monkeypatch,
+                                                                 figure, flags, pixels, fewer):
+    """A figure one pixel over MAX_PIXELS is refused in one line before the network runs (no
+    vectors cached, no figure written); one of exactly MAX_PIXELS is drawn at that size."""
+    width, height = (round(inches * DPI) for inches in pixels())
+    out = trained.tmp / f"{figure}.png"
+    argv = [figure, "--checkpoint", str(trained.run), "--data-path", str(trained.data), *flags,
+            "-o", str(out)]
+    monkeypatch.setattr(convnet.figures, "MAX_PIXELS", width * height - 1)
+    assert figures_main.main(argv) == 2
+    assert capsys.readouterr().err == (
+        f"error: the figure would be {width}×{height} pixels, more than the "
+        f"{width * height - 1:,} a figure may have: ask for fewer {fewer}\n")
+    assert not out.exists() and not (trained.tmp / "run" / "features").exists()
+    monkeypatch.setattr(convnet.figures, "MAX_PIXELS", width * height)
+    assert figures_main.main(argv) == 0
+    assert png_size(out) == (width, height)
 
 
 @pytest.mark.parametrize("index", [VAL, -1])   # -1 would be the last image in NumPy

@@ -26,6 +26,10 @@ from convnet.trainer import EPOCHS_CSV, LOG
 
 DPI = 100
 FIGURES = "figures"   # the folder, beside the checkpoint, that the figures go to by default
+# The most pixels a figure may have: matplotlib's canvas holds 4 bytes a pixel, so this is a
+# 1 GiB canvas. A figure of more images than fit is refused before any work, not drawn for hours
+# into more memory than the machine has.
+MAX_PIXELS = 1 << 28
 
 
 def add_output_flag(p, name, beside="the checkpoint"):
@@ -117,6 +121,25 @@ def split_candidates(inference, args):
         return np.asarray(args.indices)
     count = len(inference.loader.labels(args.split))
     return np.random.default_rng(args.seed).permutation(count)
+
+
+def selection_count(inference, args):
+    """How many images --count, --indices or the files select (the split's images where
+    --count asks for more), for a figure to check its size by before any work."""
+    if args.images:
+        return len(args.images)
+    if args.indices:
+        return len(args.indices)
+    return min(args.count, len(inference.loader.labels(args.split)))
+
+
+def check_figure_size(width, height, fewer):
+    """A figure of width × height inches has at most MAX_PIXELS pixels: else a UsageError that
+    says what to ask `fewer` of."""
+    columns, rows = round(width * DPI), round(height * DPI)
+    if columns * rows > MAX_PIXELS:
+        raise UsageError(f"the figure would be {columns}×{rows} pixels, more than the "
+                         f"{MAX_PIXELS:,} a figure may have: ask for fewer {fewer}")
 
 
 def new_figure(width, height):

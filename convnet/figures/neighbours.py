@@ -25,9 +25,9 @@ import numpy as np
 from convnet import options
 from convnet.atomic import atomic_h5, check_writable
 from convnet.errors import counted, shown
-from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
-                             checkpoint_output, file_title, new_figure, save, short_name,
-                             show_image, split_candidates)
+from convnet.figures import (add_output_flag, add_selection_flags, check_figure_size,
+                             check_selection, checkpoint_output, file_title, new_figure, save,
+                             selection_count, short_name, show_image, split_candidates)
 from convnet.inference import Inference, add_checkpoint_flag, checkpoint_file, report_unreadable
 from convnet.train import UsageError, with_progress
 
@@ -167,10 +167,16 @@ def queries(inference, args):
     return images, titles, np.concatenate(features) if features else None, failed
 
 
+def inches(rows, columns):
+    """(width, height) of the figure of `rows` queries, each beside its `columns` − 1
+    neighbours."""
+    return columns * CELL, rows * CELL
+
+
 def draw(query_images, titles, neighbour_images, neighbour_titles):
     """Rows: the query, then its neighbours, nearest first."""
     rows, columns = len(query_images), 1 + len(neighbour_images[0])
-    figure = new_figure(columns * CELL, rows * CELL)
+    figure = new_figure(*inches(rows, columns))
     grid = figure.add_gridspec(rows, columns, left=0.01, right=0.99, top=1 - 0.3 / rows,
                                bottom=0.01, hspace=0.45, wspace=0.08)
     for row in range(rows):
@@ -190,6 +196,9 @@ def run(args):
         raise UsageError(f"the figure {path}: the same file as the cache of vectors "
                          f"{cache_file}, which the figure would replace")
     check_cache_place(cache_file, given=bool(args.cache))
+    neighbours = min(args.neighbours, len(inference.loader.labels(REFERENCE)))
+    check_figure_size(*inches(selection_count(inference, args), 1 + neighbours),
+                      fewer="queries (--count, --indices or files) or --neighbours")
     images, titles, vectors, failed = queries(inference, args)
     report_unreadable(failed, readable=len(images))
     cache, computed = cached_features(inference, REFERENCE, cache_file)

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from convnet.errors import counted
-from convnet.figures import (add_output_flag, add_selection_flags, check_selection,
-                             checkpoint_output, file_title, new_figure, save, short_name,
-                             show_image, split_candidates)
+from convnet.figures import (add_output_flag, add_selection_flags, check_figure_size,
+                             check_selection, checkpoint_output, file_title, new_figure, save,
+                             selection_count, short_name, show_image, split_candidates)
 from convnet.inference import (Inference, add_checkpoint_flag, checkpoint_file, report_unreadable,
                                top_k)
 from convnet.train import UsageError
@@ -84,11 +84,17 @@ def choose(inference, args) -> Chosen:
     return Chosen(inference.stored(args.split, kept), titles, kept, labels[kept], kept_probs, [],
                   examined)
 
+def layout(count, columns):
+    """(columns, width, height in inches) of the figure of `count` images, `columns` a row at
+    most."""
+    columns = min(columns, count)
+    rows = -(-count // columns)
+    return columns, columns * CELL_WIDTH, rows * CELL_HEIGHT
+
+
 def draw(images, titles, probs, true_labels, class_names, columns):
     """The figure: per image, the image above its top-5 bars."""
-    columns = min(columns, len(images))
-    rows = -(-len(images) // columns)
-    width, height = columns * CELL_WIDTH, rows * CELL_HEIGHT
+    columns, width, height = layout(len(images), columns)
     figure = new_figure(width, height)
 
     def axes(left, bottom, w, h):      # inches → figure fractions
@@ -120,6 +126,8 @@ def run(args):
     inference = Inference(checkpoint_file(args.checkpoint), args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
     path = checkpoint_output(args, "predictions")
+    check_figure_size(*layout(selection_count(inference, args), args.columns)[1:],
+                      fewer="images (--count, --indices or files) or more --columns")
     chosen = choose(inference, args)
     report_unreadable(chosen.failed, readable=len(chosen.images))
     figure = draw(chosen.images, chosen.titles, chosen.probs, chosen.labels,
