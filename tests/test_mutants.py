@@ -156,9 +156,11 @@ def test_readme_gives_the_last_runs_figures():
     assert sentence in " ".join(read("README.md").split())
 
 
-def test_readme_counts_the_catalogue_as_it_is():
-    """The last count README gives ("N entries in all") is the catalogue's."""
-    counts = re.findall(r"(\d+) entries\s+in all", read("README.md"))
+@pytest.mark.parametrize("document", ["README.md", "docs/mutation-testing.md"])
+def test_the_documents_count_the_catalogue_as_it_is(document):
+    """The last count README and the catalogue's record give ("N entries in all") is the
+    catalogue's."""
+    counts = re.findall(r"(\d+)\s+entries\s+in all", read(document))
     assert counts and int(counts[-1]) == len(mutants.CATALOGUE)
 
 
