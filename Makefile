@@ -123,7 +123,7 @@ kernels-asan: setup  ## the kernel tests again on the emulator's AddressSanitize
 # conv1's test_conv is left out: its input gradient, which training never asks for, fills a tile
 # of 48 with 3 channels and idles 15 of its 16 taps at stride 4, so it took 57 minutes alone on the
 # emulator at batch 128 (it passed: bench/results/kernels-large-emulator-conv1a-8675c96.txt).
-kernels-large: setup  ## AlexNet's real shapes (the GPU tests marked large) through the emulator, before a GPU spends its time on them (about 12 minutes on 2 cores)
+kernels-large: setup  ## AlexNet's real shapes (the GPU tests marked large) through the emulator, before a GPU spends its time on them (about 10 minutes on 2 cores)
 	CONVNET_LARGE_ON_EMULATOR=1 $(PY) -m pytest -v -rs --durations=0 -m large \
 	  -k "emulator and not (test_conv and conv1a)" tests/test_kernels.py tests/test_kernels_network.py
 
