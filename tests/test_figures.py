@@ -543,24 +543,33 @@ def test_predictions_and_neighbours_bad_flags(figure, flags, message, capsys):
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
+PREDICTIONS_FEWER = "images (--count, --indices or files) or more --columns"
+NEIGHBOURS_FEWER = "queries (--count, --indices or files) or --neighbours"
+
+
 @pytest.mark.parametrize("figure,flags,pixels,fewer", [
     # --count past the split draws all 12 of its images, a column each under --columns 1
-    ("predictions", ["--count", "1000", "--columns", "1"],
-     lambda: predictions.layout(VAL, 1)[1:],
-     "images (--count, --indices or files) or more --columns"),
+    ("predictions", lambda run: ["--count", "1000", "--columns", "1"],
+     lambda: predictions.layout(VAL, 1)[1:], PREDICTIONS_FEWER),
+    # --indices and files name their images, whatever --count
+    ("predictions", lambda run: ["--indices", "3", "0", "7", "--columns", "2"],
+     lambda: predictions.layout(3, 2)[1:], PREDICTIONS_FEWER),
+    ("predictions", lambda run: [save_png(run.val[i], run.tmp / f"v{i}.png") for i in range(9)]
+     + ["--count", "2"], lambda: predictions.layout(9, 4)[1:], PREDICTIONS_FEWER),
     # -k past the training split shows all 40 of its images beside each of the 3 queries
-    ("neighbours", ["--count", "3", "-k", "1000"],
-     lambda: neighbours.inches(3, 1 + TRAIN),
-     "queries (--count, --indices or files) or --neighbours"),
-])
+    ("neighbours", lambda run: ["--count", "3", "-k", "1000"],
+     lambda: neighbours.inches(3, 1 + TRAIN), NEIGHBOURS_FEWER),
+    ("neighbours", lambda run: ["--indices", "1", "2", "-k", "4"],
+     lambda: neighbours.inches(2, 5), NEIGHBOURS_FEWER),
+], ids=["count", "indices", "files", "neighbours", "indices-neighbours"])
 def test_a_figure_of_too_many_pixels_is_refused_before_any_work(trained, capsys, monkeypatch,
                                                                  figure, flags, pixels, fewer):
     """A figure one pixel over MAX_PIXELS is refused in one line before the network runs (no
     vectors cached, no figure written); one of exactly MAX_PIXELS is drawn at that size."""
     width, height = (round(inches * DPI) for inches in pixels())
     out = trained.tmp / f"{figure}.png"
-    argv = [figure, "--checkpoint", str(trained.run), "--data-path", str(trained.data), *flags,
-            "-o", str(out)]
+    argv = [figure, "--checkpoint", str(trained.run), "--data-path", str(trained.data),
+            *flags(trained), "-o", str(out)]
     monkeypatch.setattr(convnet.figures, "MAX_PIXELS", width * height - 1)
     assert figures_main.main(argv) == 2
     assert capsys.readouterr().err == (
