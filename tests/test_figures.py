@@ -581,6 +581,20 @@ def test_a_figure_of_too_many_pixels_is_refused_before_any_work(trained, capsys,
     assert png_size(out) == (width, height)
 
 
+@pytest.mark.parametrize("figure", ["predictions", "neighbours"])
+def test_a_figure_of_an_empty_split_is_one_line(trained, capsys, figure):
+    """A --split of no images: its one line, not the figure's size of no rows (a division by
+    zero) nor "none of the 0 image files could be read"."""
+    empty = trained.tmp / "empty-val.h5"
+    dataset.write(empty, name="tiny", train_images=trained.train,
+                  train_labels=trained.train_labels, val_images=trained.val[:0],
+                  val_labels=trained.val_labels[:0], class_ids=[f"c{i}" for i in range(CLASSES)],
+                  class_names=[str(i) for i in range(CLASSES)])
+    assert figures_main.main([figure, "--checkpoint", str(trained.run), "--data-path",
+                              str(empty), "-o", str(trained.tmp / "empty.png")]) == 2
+    assert capsys.readouterr().err == "error: the val split holds no images\n"
+
+
 @pytest.mark.parametrize("index", [VAL, -1])   # -1 would be the last image in NumPy
 def test_indices_out_of_range_are_one_line(trained, capsys, index):
     status = figures_main.main(["predictions", "--checkpoint", str(trained.run), "--data-path",

@@ -27,8 +27,8 @@ from convnet.trainer import EPOCHS_CSV, LOG
 DPI = 100
 FIGURES = "figures"   # the folder, beside the checkpoint, that the figures go to by default
 # The most pixels a figure may have: matplotlib's canvas holds 4 bytes a pixel, so this is a
-# 1 GiB canvas. A figure of more images than fit is refused before any work, not drawn for hours
-# into more memory than the machine has.
+# 1 GiB canvas. A figure of more images than fit is refused before any work, not drawn into more
+# memory than the machine has.
 MAX_PIXELS = 1 << 28
 
 

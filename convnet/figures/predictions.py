@@ -84,10 +84,11 @@ def choose(inference, args) -> Chosen:
     return Chosen(inference.stored(args.split, kept), titles, kept, labels[kept], kept_probs, [],
                   examined)
 
+
 def layout(count, columns):
     """(columns, width, height in inches) of the figure of `count` images, `columns` a row at
     most."""
-    columns = min(columns, count)
+    columns = max(1, min(columns, count))
     rows = -(-count // columns)
     return columns, columns * CELL_WIDTH, rows * CELL_HEIGHT
 
