@@ -81,6 +81,10 @@ def exit_status(run, args):
     except OSError as error:
         where = f"{shown(error.filename)}: " if error.filename else ""
         print(f"error: {where}{error.strerror or error}", file=sys.stderr)
+    except MemoryError:   # a batch of -b images, or their 10 views, past the memory
+        batch = getattr(args, "batch_size", None)   # the figures drawn from logs take none
+        print("error: out of memory" + (f" with -b {batch}: give a smaller batch size" if batch
+                                        else ""), file=sys.stderr)
     except KeyboardInterrupt:   # their files are written atomically: each whole or as it was
         print("interrupted: no file is left half-written", file=sys.stderr)
         return INTERRUPTED_STATUS

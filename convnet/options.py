@@ -146,10 +146,11 @@ def parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="python -m convnet.train", parents=[shared_flags()],
         description="Train AlexNet with the paper's recipe; towers on one or two GPUs or the CPU.")
-    p.add_argument("-c", "--config", metavar="FILE",
+    p.add_argument("-c", "--config", metavar="FILE", action="append",
                    help="JSON file of settings (keys as the long flags, without the dashes "
-                        "and with underscores), "
-                        "read first; flags given on the command line override it")
+                        "and with underscores), read first; given again, each file's settings "
+                        "override those of the files before it; flags given on the command "
+                        "line override them all")
     p.add_argument("--conv-algorithm", choices=CONV_ALGORITHMS, default=None,
                    help="the CUDA kernels' convolution algorithm where it serves: implicit "
                         "(GEMMs, every layer) or winograd (3 × 3 filters at stride 1: conv3-5); "
@@ -300,38 +301,49 @@ def encodable(value) -> bool:
     return True
 
 
+def read_config(p, path, keys) -> dict:
+    """The settings of config file `path`, each a key of `keys`: else a parser error naming
+    the file."""
+    try:
+        with open_regular(path, encoding="utf-8") as handle:
+            text = handle.read(MAX_CONFIG_BYTES + 1)   # /dev/zero would never end
+        if len(text) > MAX_CONFIG_BYTES:
+            raise ValueError(f"over {MAX_CONFIG_BYTES >> 20} MiB: not a config")
+        config = json.loads(text, object_pairs_hook=_each_key_once)
+    except OSError as error:
+        p.error(f"--config {path}: cannot read it ({error.strerror})")
+    except ValueError as error:
+        p.error(f"--config {path}: cannot read it as JSON ({error})")
+    if not isinstance(config, dict):
+        p.error(f"--config {path}: must hold a JSON object of settings")
+    unknown = sorted(set(config) - set(keys))
+    if unknown:
+        named = [f"{key} (did you mean {close[0]}?)" if close else key for key, close in
+                 ((key, difflib.get_close_matches(key, keys, n=1)) for key in unknown)]
+        p.error(f"--config {path}: unknown setting{'s' if len(unknown) > 1 else ''} "
+                f"{', '.join(named)}")
+    _check_one_key_each(p, config, keys, path)
+    return config
+
+
 def parse(argv=None) -> argparse.Namespace:
     argv = sys.argv[1:] if argv is None else list(argv)
     p = parser()
     args = p.parse_args(argv)
     if args.config:
-        try:
-            with open_regular(args.config, encoding="utf-8") as handle:
-                text = handle.read(MAX_CONFIG_BYTES + 1)   # /dev/zero would never end
-            if len(text) > MAX_CONFIG_BYTES:
-                raise ValueError(f"over {MAX_CONFIG_BYTES >> 20} MiB: not a config")
-            config = json.loads(text, object_pairs_hook=_each_key_once)
-        except OSError as error:
-            p.error(f"--config {args.config}: cannot read it ({error.strerror})")
-        except ValueError as error:
-            p.error(f"--config {args.config}: cannot read it as JSON ({error})")
-        if not isinstance(config, dict):
-            p.error(f"--config {args.config}: must hold a JSON object of settings")
         keys = config_keys(p)
-        unknown = sorted(set(config) - set(keys))
-        if unknown:
-            named = [f"{key} (did you mean {close[0]}?)" if close else key for key, close in
-                     ((key, difflib.get_close_matches(key, keys, n=1)) for key in unknown)]
-            p.error(f"--config {args.config}: unknown setting{'s' if len(unknown) > 1 else ''} "
-                    f"{', '.join(named)}")
-        _check_one_key_each(p, config, keys, args.config)
-        from_config = config_flags(p, config, keys, args.config)
-        command, p.prog = p.prog, f"{p.prog} --config {args.config}"
-        _check_values(p, p.parse_args(from_config))   # the file's own errors name the file
-        p.prog = command
-        args = p.parse_args(from_config + argv)   # flags given on the command line win
-    elif args.config == "":
-        p.error("--config must name a file; got ''")
+        merged = {}   # setting → (key, value) of the last file that sets it (null: the default)
+        for path in args.config:
+            if path == "":
+                p.error("--config must name a file; got ''")
+            config = read_config(p, path, keys)
+            from_config = config_flags(p, config, keys, path)
+            command, p.prog = p.prog, f"{p.prog} --config {path}"
+            _check_values(p, p.parse_args(from_config))   # the file's own errors name the file
+            p.prog = command
+            merged.update({keys[key]: (key, value) for key, value in config.items()})
+        from_configs = config_flags(p, dict(merged.values()), keys, args.config[-1])
+        args = p.parse_args(from_configs + argv)   # flags given on the command line win
     _check_values(p, args)
     _check_combinations(p, args)
     args.typed = typed_settings(argv)

@@ -189,6 +189,7 @@ def auto_checkpoint(output_dir):
 # The settings a run restarted over logs alone is expected to share with the run it replaces.
 RESTART_SETTINGS = ("model", "ablation", "data_path", "weights", "epochs", "batch_size", "lr",
                     "momentum", "wd", "lr_schedule", "lr_steps", "seed", "ten_crop")
+PATH_SETTINGS = ("data_path", "weights")   # of those, the files, compared as files
 
 
 def restart_note(output_dir, settings) -> str:
@@ -214,8 +215,13 @@ def restart_note(output_dir, settings) -> str:
             return " ".join(map(str, value)) or "none"
         return "none" if value is None else str(value)
 
+    def same(key):   # a file named another way (relative, absolute) is the same file
+        if key in PATH_SETTINGS and isinstance(before[key], str) and settings[key] is not None:
+            return os.path.realpath(before[key]) == os.path.realpath(settings[key])
+        return before[key] == settings[key]
+
     changed = [f"{flags[key]} (was {told(before[key])}, now {told(settings[key])})"
-               for key in RESTART_SETTINGS if key in before and before[key] != settings[key]]
+               for key in RESTART_SETTINGS if key in before and not same(key)]
     return note + (f", with settings other than the stopped run's: {'; '.join(changed)}"
                    if changed else "")
 
@@ -293,9 +299,26 @@ def check_goes_on_as_trained(path, trained_with, trains_with):
                          f"{asked!r}: pass {flag} {recorded!r} to go on with it")
 
 
-def resume_notes(path, schedule, epochs):
-    """What a run going on from checkpoint `path` for `epochs` should know: code that changed
-    since the checkpoint, and a 2012 schedule that keeps the epochs it was scaled to."""
+def unused_schedule_flags(args, schedule) -> list:
+    """The schedule flags typed for a resumed run that say otherwise than its checkpoint's
+    schedule, which goes on: "--lr 0.5" and the like."""
+    differs = {"--lr": ("lr", args.lr != schedule.initial_weight_lr, args.lr),
+               "--lr-schedule": ("lr_schedule", args.lr_schedule not in ("preset", schedule.kind),
+                                 args.lr_schedule),
+               "--lr-steps": ("lr_steps", tuple(args.lr_steps) != tuple(schedule.step_epochs),
+                              " ".join(map(str, args.lr_steps)))}
+    return [f"{flag} {value}" for flag, (key, other, value) in differs.items()
+            if key in args.typed and other]
+
+
+def resume_notes(path, schedule, epochs, args):
+    """What a run going on from checkpoint `path` for `epochs` should know: schedule flags it
+    leaves unused, code that changed since the checkpoint, and a 2012 schedule that keeps the
+    epochs it was scaled to."""
+    unused = unused_schedule_flags(args, schedule)
+    if unused:
+        yield (f"{', '.join(unused)} left unused: a resumed run goes on with its checkpoint's "
+               f"schedule and rates")
     written, running = checkpoint.commit(path), provenance.running()
     if written and running and written != running:
         yield (f"{path} was written by commit {written}; this is {running}, and what changed "
@@ -455,7 +478,7 @@ def prepare(args, placement, replicas):
         if resumed and trains:
             check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
             if replicas.rank == 0:
-                for note in resume_notes(resumed, trainer.schedule, epochs):
+                for note in resume_notes(resumed, trainer.schedule, epochs, args):
                     print(f"note: {shown(note)}", file=sys.stderr)
         if resumed:
             rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
@@ -473,6 +496,10 @@ def prepare(args, placement, replicas):
         elif args.weights:
             kept = trainer.start_from_weights(checkpoint.in_run(args.weights))
             total = len(network.specs)
+            if kept and args.test_only:   # part of the network would be random numbers
+                raise UsageError(f"--test-only --weights {trainer.started_from}: {len(kept)} of "
+                                 f"{total} parameter arrays are not there for this model "
+                                 f"({', '.join(kept)}), so it would evaluate random ones")
             print(f"weights from {shown(trainer.started_from)}: {total - len(kept)} of {total} "
                   f"parameter arrays" +
                   (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
@@ -507,6 +534,10 @@ def run(args, placement, device, replicas):
         note = idle_device_note(model, placement)
         if note and replicas.rank == 0:
             print(note, file=sys.stderr)
+        if device == "cpu" and "conv_algorithm" in args.typed and replicas.rank == 0:
+            print(f"note: --conv-algorithm {args.conv_algorithm} left unused: it picks among the "
+                  f"CUDA kernels, and the CPU's reference backend has one convolution",
+                  file=sys.stderr)
         if replicas.rank == 0 and trains:   # evaluating a run leaves its settings alone
             # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
             conv_algorithm = None if device == "cpu" else args.conv_algorithm or DEFAULT_ALGORITHM
@@ -521,6 +552,9 @@ def run(args, placement, device, replicas):
                                 lr_steps=list(schedule.step_epochs))
             elif restarts:
                 print(shown(restart_note(output_dir, settings)), file=sys.stderr)
+            elif args.resume:   # a typo in --output-dir, or a model named otherwise, lands here
+                print(f"note: --resume auto found no run in {shown(output_dir)}: a new run "
+                      f"starts there", file=sys.stderr)
             settings_path = os.path.join(output_dir, SETTINGS)
             with writing(settings_path):
                 atomic_json(settings_path, settings, indent=2)

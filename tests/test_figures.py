@@ -543,7 +543,7 @@ def test_predictions_and_neighbours_bad_flags(figure, flags, message, capsys):
     assert exit_.value.code == 2 and message in capsys.readouterr().err
 
 
-PREDICTIONS_FEWER = "images (--count, --indices or files) or more --columns"
+PREDICTIONS_FEWER = "images (--count, --indices or files)"
 NEIGHBOURS_FEWER = "queries (--count, --indices or files) or --neighbours"
 
 
@@ -593,6 +593,39 @@ def test_a_figure_of_an_empty_split_is_one_line(trained, capsys, figure):
     assert figures_main.main([figure, "--checkpoint", str(trained.run), "--data-path",
                               str(empty), "-o", str(trained.tmp / "empty.png")]) == 2
     assert capsys.readouterr().err == "error: the val split holds no images\n"
+
+
+def test_neighbours_among_no_training_images_is_one_line_and_caches_nothing(trained, capsys):
+    """A dataset whose training split is empty: one line, and no cache of no vectors left in
+    the run's folder for the next query to take for a foreign file."""
+    empty = trained.tmp / "empty-train.h5"   # which no writer of the project makes
+    shutil.copy(trained.data, empty)
+    with h5py.File(empty, "r+") as file:
+        for name in ("images", "labels"):
+            kept = file["train"][name]
+            shape, dtype = (0,) + kept.shape[1:], kept.dtype
+            del file["train"][name]
+            file["train"].create_dataset(name, shape, dtype)
+    assert figures_main.main(["neighbours", "--checkpoint", str(trained.run), "--data-path",
+                              str(empty), "-o", str(trained.tmp / "n.png")]) == 2
+    assert capsys.readouterr().err == ("error: the train split holds no images, among which the "
+                                       "neighbours are found\n")
+    assert not (trained.tmp / "run" / "features").exists()
+
+
+def test_out_of_memory_is_one_line_naming_the_batch_size(trained, capsys, monkeypatch):
+    """A batch past the memory (MemoryError, where the system does not kill the process
+    first): one line with exit status 2, not a traceback."""
+    def too_large(*_, **__):
+        raise MemoryError
+    monkeypatch.setattr(Inference, "run", too_large)
+    picture = save_png(trained.val[0], trained.tmp / "v.png")
+    assert predict.main([picture, "--checkpoint", str(trained.run), "--data-path",
+                         str(trained.data), "-b", "7"]) == 2
+    assert capsys.readouterr().err == "error: out of memory with -b 7: give a smaller batch size\n"
+    monkeypatch.setattr(curves, "read_epochs", too_large)   # a figure of logs takes no -b
+    assert figures_main.main(["curves", str(trained.run)]) == 2
+    assert capsys.readouterr().err == "error: out of memory\n"
 
 
 @pytest.mark.parametrize("index", [VAL, -1])   # -1 would be the last image in NumPy
@@ -1010,6 +1043,11 @@ def test_curves_of_an_epochs_file_go_beside_it_under_its_run_s_name(tmp_path, rn
     args = figures_main.parser()[0].parse_args(["curves", str(tmp_path / "a" / "epochs.csv"),
                                                 str(tmp_path / "a-epochs.csv")])
     assert run_labels(args) == ["a", "a-epochs.csv"]
+    # the run's step losses are its log.jsonl's, beside its epochs.csv: the same figure
+    for run, name in ((tmp_path / "a", "folder.png"), (tmp_path / "a" / "epochs.csv", "file.png")):
+        assert figures_main.main(["curves", str(run), "-o", str(tmp_path / name)]) == 0
+    with Image.open(tmp_path / "folder.png") as folder, Image.open(tmp_path / "file.png") as file:
+        assert np.array_equal(np.asarray(folder), np.asarray(file))
 
 
 
@@ -1157,6 +1195,17 @@ def test_training_error_takes_a_run_of_one_finished_epoch(tmp_path, rng, capsys)
     os.replace(tmp_path / "epochs" / "epochs.csv", tmp_path / "one" / "epochs.csv")
     assert figures_main.main(["training-error", str(tmp_path / "one"), "--window", "1"]) == 0
     assert "reached 25% at step 41 (epoch 0.82)" in capsys.readouterr().out
+
+
+def test_training_error_of_runs_always_right_draws_without_a_warning(tmp_path, capsys):
+    """Every logged batch without an error: the axis still spans a range (matplotlib warned of
+    a singular one, 0 to 0)."""
+    write_step_log(tmp_path / "right", np.zeros(40), per_epoch=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert figures_main.main(["training-error", str(tmp_path / "right"), "--window", "1",
+                                  "-o", str(tmp_path / "te.png")]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_training_error_names_a_runs_first_rate_and_counts_a_mean_at_the_threshold(tmp_path):

@@ -306,6 +306,28 @@ def test_config_is_overridden_by_flags(tmp_path, capsys):
     assert (args.output_dir, args.resume, args.test_only) == ("-run", "--test-only", False)
 
 
+def test_configs_given_again_each_override_those_before(tmp_path, capsys):
+    """-c a.json -c b.json: b's settings win where both set one (null: the default; false: a
+    switch off), a's stand where b is silent, and flags win over both; each file's errors name
+    it."""
+    from convnet import options
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text('{"epochs": 2, "batch_size": 16, "seed": 5, "ten_crop": true, "wd": 0.001}')
+    b.write_text('{"epochs": 1, "seed": null, "ten_crop": false, "weight_decay": 0.002}')
+    args = options.parse(["-c", str(a), "-c", str(b)])
+    assert (args.epochs, args.batch_size, args.seed, args.ten_crop, args.wd) == \
+        (1, 16, 0, False, 0.002)
+    assert args.config == [str(a), str(b)]
+    args = options.parse(["-c", str(b), "-c", str(a), "--epochs", "4"])
+    assert (args.epochs, args.batch_size, args.seed, args.ten_crop, args.wd) == \
+        (4, 16, 5, True, 0.001)
+    b.write_text('{"epochs": 0}')
+    with pytest.raises(SystemExit) as exit_:
+        options.parse(["-c", str(a), "-c", str(b)])
+    assert exit_.value.code == 2
+    assert f"--config {b}: error: --epochs must be at least 1; got 0" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("config", sorted(os.listdir(CONFIGS)))
 def test_the_shipped_configs_pass_the_checks(config):
     from convnet import options
@@ -584,7 +606,8 @@ def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
 def test_a_restart_over_logs_alone_names_the_settings_it_changes(tmp_path, tiny_set):
     """A fine-tuning run stopped before its first checkpoint and restarted without its
     --weights starts from random weights: the note says so, as for any setting the stopped
-    run's settings.json records otherwise; a new folder gets no note."""
+    run's settings.json records otherwise; a folder that holds no run, that a new one starts
+    there."""
     donor, out = tmp_path / "donor", tmp_path / "run"
     common = ["--data-path", str(tiny_set), "--epochs", "1"]
     assert train(*common, "--output-dir", str(donor), cwd=tmp_path).returncode == 0
@@ -599,9 +622,19 @@ def test_a_restart_over_logs_alone_names_the_settings_it_changes(tmp_path, tiny_
     assert (f"note: --resume auto found no checkpoint in {out}: the run starts again from step "
             f"0, with settings other than the stopped run's: --weights (was "
             f"{donor / 'last.h5'}, now none); --batch-size (was 8, now 4)\n") in again.stderr
+    # the same dataset named another way (relative, not absolute) is no other setting
+    for name in ("last.h5", "best.h5"):
+        (out / name).unlink()
+    relative = train("--data-path", os.path.relpath(tiny_set, tmp_path), "--epochs", "1", "-b",
+                     "4", "--output-dir", str(out), "--resume", "auto", cwd=tmp_path)
+    assert relative.returncode == 0, relative.stderr
+    assert (f"note: --resume auto found no checkpoint in {out}: the run starts again from step "
+            f"0\n") in relative.stderr
     fresh = train(*common, "--output-dir", str(tmp_path / "fresh"), "--resume", "auto",
-                  cwd=tmp_path)   # a new folder: nothing starts again
-    assert fresh.returncode == 0 and "note:" not in fresh.stderr, fresh.stderr
+                  cwd=tmp_path)   # a new folder (a typo?): nothing starts again, a run starts
+    assert fresh.returncode == 0, fresh.stderr
+    assert fresh.stderr == (f"note: --resume auto found no run in {tmp_path / 'fresh'}: a new "
+                            f"run starts there\n")
 
 
 def test_resuming_an_earlier_checkpoint_past_its_epochs_evaluates_and_changes_nothing(
@@ -685,13 +718,28 @@ def test_a_resume_notes_a_change_of_code_and_a_2012_schedule_kept_to_its_epochs(
     assert train(*common, "--epochs", "1", cwd=tmp_path).returncode == 0
     with h5py.File(out / "last.h5", "r+") as file:
         file.attrs["commit"] = "0123abc"
-    result = train(*common, "--epochs", "2", "--resume", cwd=tmp_path)
+    # the schedule flags typed again as they were: no note; otherwise, each named
+    result = train(*common, "--epochs", "2", "--resume", "--lr", "0.5", "--lr-steps", "1",
+                   cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if line.startswith("note: ")]
-    assert notes[0].startswith(f"note: {tmp_path}/run\\x1b[31m/last.h5 was written by commit "
+    assert notes[0] == ("note: --lr 0.5, --lr-steps 1 left unused: a resumed run goes on with "
+                        "its checkpoint's schedule and rates")
+    assert notes[1].startswith(f"note: {tmp_path}/run\\x1b[31m/last.h5 was written by commit "
                                f"0123abc; this is ")
-    assert notes[1] == ("note: the 2012 schedule goes on as scaled to the run's first 1 epoch; "
+    assert notes[2] == ("note: the 2012 schedule goes on as scaled to the run's first 1 epoch; "
                         "training to epoch 2 moves only where it stops")
+
+
+def test_a_convolution_algorithm_asked_of_the_cpu_is_noted_unused(tmp_path, tiny_set):
+    result = train("--data-path", str(tiny_set), "--epochs", "1", "--gpus", "cpu",
+                   "--conv-algorithm", "winograd", "--output-dir", str(tmp_path / "run"),
+                   cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ("note: --conv-algorithm winograd left unused: it picks among the "
+                             "CUDA kernels, and the CPU's reference backend has one "
+                             "convolution\n")
+    assert json.loads((tmp_path / "run" / "settings.json").read_text())["conv_algorithm"] is None
 
 
 def test_a_checkpoint_older_than_its_commit_and_training_records_resumes(tmp_path, tiny_set):
@@ -928,6 +976,13 @@ def test_weights_start_a_new_run_and_a_resumed_run_leaves_them(tmp_path, tiny_se
     assert line.startswith(f"weights from {best}: 9 of 16 parameter arrays; as a new run draws "
                            f"them: conv5a/conv4a, ")
     assert json.loads((out / "settings.json").read_text())["weights"] == best
+    # Evaluating weights that leave part of this model to be drawn at random is refused.
+    partial = train(*common, "--weights", str(source), "--test-only",
+                    "--model", "2012-small28+one-tower", cwd=tmp_path)
+    assert partial.returncode == 2
+    assert partial.stderr.startswith(f"error: --test-only --weights {best}: 7 of 16 parameter "
+                                     f"arrays are not there for this model (conv5a/conv4a, ")
+    assert partial.stderr.endswith("), so it would evaluate random ones\n")
     # Resumed: the checkpoint's record of the start stands, whatever --weights says now.
     again = train(*common, "--output-dir", str(out), "--weights", weights, "--epochs", "2",
                   "--model", "2012-small28+one-tower", "--resume", "auto", cwd=tmp_path)

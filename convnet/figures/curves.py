@@ -173,7 +173,7 @@ def draw(runs, labels):
 
 
 def run(args):
-    runs = [(read_epochs(folder), read_steps(folder)) for folder in args.runs]
+    runs = [(read_epochs(run), read_steps(run_folder(run))) for run in args.runs]
     labels = run_labels(args)
     path = output_path(args, run_folder(args.runs[0]), "curves")
     size = save(draw(runs, labels), path)

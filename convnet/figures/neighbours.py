@@ -198,7 +198,11 @@ def run(args):
         raise UsageError(f"the figure {path}: the same file as the cache of vectors "
                          f"{cache_file}, which the figure would replace")
     check_cache_place(cache_file, given=bool(args.cache))
-    neighbours = min(args.neighbours, len(inference.loader.labels(REFERENCE)))
+    searched = len(inference.loader.labels(REFERENCE))
+    if not searched:   # nothing to be near, and no vectors to cache
+        raise UsageError(f"the {REFERENCE} split holds no images, among which the neighbours "
+                         f"are found")
+    neighbours = min(args.neighbours, searched)
     check_figure_size(*inches(selection_count(inference, args), 1 + neighbours),
                       fewer="queries (--count, --indices or files) or --neighbours")
     images, titles, vectors, failed = queries(inference, args)

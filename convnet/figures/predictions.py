@@ -128,7 +128,7 @@ def run(args):
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
     path = checkpoint_output(args, "predictions")
     check_figure_size(*layout(selection_count(inference, args), args.columns)[1:],
-                      fewer="images (--count, --indices or files) or more --columns")
+                      fewer="images (--count, --indices or files)")
     chosen = choose(inference, args)
     report_unreadable(chosen.failed, readable=len(chosen.images))
     figure = draw(chosen.images, chosen.titles, chosen.probs, chosen.labels,

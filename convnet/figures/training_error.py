@@ -117,7 +117,8 @@ def draw(labels, runs, curves, threshold, window):
     ax.set_xlabel("epochs")
     ax.set_ylabel(f"training error rate (mean of the last {window} batches)")
     ax.yaxis.set_major_formatter(PercentFormatter(1.0))
-    ax.set_ylim(0, min(1.0, max(float(curve.max()) for curve in curves) * 1.05))
+    highest = max(float(curve.max()) for curve in curves)
+    ax.set_ylim(0, min(1.0, highest * 1.05) if highest > 0 else 1.0)   # all 0: no empty range
     ax.set_xlim(0, max(float(epochs[-1]) for epochs, _, _ in runs))
     legend(ax)
     figure.tight_layout()
