@@ -18,6 +18,7 @@ a standard output that fails loses none of it. Exit status 0; 2 for bad flags or
 cannot be used (checkpoint, dataset, a network whose parameters or outputs are not finite),
 with a one-line error.
 """
+import hashlib
 import os
 import sys
 from dataclasses import asdict
@@ -54,14 +55,28 @@ def scores(probs, labels) -> Evaluation:
     return Evaluation(loss, top1 / count, top5 / count, count)
 
 
+def weights_digest(inference) -> str:
+    digest = hashlib.sha256()
+    inference.hash_weights(digest)
+    return digest.hexdigest()
+
+
 def check_distinct(given, members):
     """Each network counts once in the average: two arguments that name one checkpoint file (a
-    run folder and its best.h5, a link to it) are refused."""
+    run folder and its best.h5, a link to it) are refused; two files of the same weights (a
+    copy; a run's best.h5 and last.h5 where its last epoch was its best) get a note, as the
+    average then counts that network twice."""
+    digests = [weights_digest(member) for member in members]
     for later in range(len(members)):
         for earlier in range(later):
             if os.path.samefile(members[earlier].checkpoint, members[later].checkpoint):
                 raise UsageError(f"{shown(given[later])}: the same checkpoint as "
                                  f"{shown(given[earlier])}; each network counts once")
+        twin = next((given[earlier] for earlier in range(later)
+                     if digests[earlier] == digests[later]), None)
+        if twin is not None:
+            print(f"note: {shown(given[later])} holds the same weights as {shown(twin)}: the "
+                  f"average counts that network twice", file=sys.stderr)
 
 
 def split_probs(inference, split, labels, description):

@@ -186,6 +186,14 @@ class Inference:
         images, index = self.loader.read(split, np.asarray(indices))
         return images[index]
 
+    def hash_weights(self, digest):
+        """Feed `digest` (a hashlib object) the network's parameters, key by key in sorted
+        order: equal digests, equal weights."""
+        params = self.network.to_host(self.network.params)
+        for key in sorted(params):
+            digest.update(key.encode())
+            digest.update(np.ascontiguousarray(params[key]).tobytes())
+
     def check_indices(self, split, indices):
         count = len(self.loader.labels(split))
         bad = [i for i in indices if not 0 <= i < count]

@@ -190,6 +190,19 @@ def test_runs_of_another_recipe_are_refused_whichever_setting_differs(tmp_path, 
         compare_runs.compare(runs)
 
 
+def test_one_dataset_path_spelt_two_ways_is_one_recipe(tmp_path):
+    """./data/x.h5 and data/x.h5 name one file: the runs compare."""
+    second = write_run(tmp_path / "b", "2012-small28+no-norm", 0, 0.1)
+    with open(os.path.join(second, "settings.json")) as handle:
+        settings = json.load(handle)
+    with open(os.path.join(second, "settings.json"), "w") as handle:
+        json.dump({**settings, "data_path": "./" + RECIPE["data_path"]}, handle)
+    runs = [compare_runs.read_run(write_run(tmp_path / "a", "2012-small28", 0, 0.1)),
+            compare_runs.read_run(second)]
+    assert [model for model, *_ in compare_runs.compare(runs)] == ["2012-small28",
+                                                                    "2012-small28+no-norm"]
+
+
 def test_a_seed_of_true_is_not_a_whole_number(tmp_path):
     """JSON's true is Python's 1 as an int: a settings file that says true is not a run's."""
     folder = write_run(tmp_path / "a", "2012-small28", 0, 0.1)

@@ -124,11 +124,15 @@ def test_a_terminal_shows_each_networks_progress(trained, capsys, monkeypatch):
 
 
 def test_the_train_split_and_the_same_network_twice(trained, capsys):
-    """The same network in two files (a copy: one file twice is refused)."""
+    """The same network in two files (a copy: one file twice is refused), with a note that the
+    average counts it twice (as a run's best.h5 and last.h5 may be)."""
     shutil.copyfile(trained.run / "best.h5", trained.tmp / "copy.h5")
     assert ensemble.main([str(trained.run), str(trained.tmp / "copy.h5"), "--split", "train",
                           "--data-path", str(trained.data), "--gpus", "cpu"]) == 0
-    figures = [numbers for _, numbers in parse(capsys.readouterr().out)]
+    out, err = capsys.readouterr()
+    assert err == (f"note: {trained.tmp / 'copy.h5'} holds the same weights as {trained.run}: "
+                   f"the average counts that network twice\n")
+    figures = [numbers for _, numbers in parse(out)]
     probs = direct_outputs(trained.network, trained.train, trained.mean)[0]
     loss, top1, top5 = expected_figures(probs, trained.train_labels)
     assert figures[0] == figures[1] == figures[2]

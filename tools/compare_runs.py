@@ -82,7 +82,15 @@ def read_run(path):
         raise UsageError(f"{path}: {finished} epochs in its epochs.csv, more than the {planned} "
                          f"its settings name")
     return {"path": path, "model": settings["model"], "seed": settings["seed"],
-            "recipe": {key: settings[key] for key in RECIPE}, "epochs": epochs}
+            "recipe": {key: recipe_value(key, settings[key]) for key in RECIPE},
+            "epochs": epochs}
+
+
+def recipe_value(key, value):
+    """A setting as runs of one recipe share it: the dataset's path as written, but for
+    spellings of one path (./data/x.h5 and data/x.h5; which folder a relative one was typed
+    in, settings.json does not say)."""
+    return os.path.normpath(value) if key == "data_path" and isinstance(value, str) else value
 
 
 def compare(runs):

@@ -2442,6 +2442,11 @@ CATALOGUE = [
            'merged.update({keys[key]: (key, value) for key, value in config.items()})',
            'merged = {keys[key]: (key, value) for key, value in config.items()}',
            ('tests/test_train_cli.py',)),
+    Mutant('ensemble-copy-unnoted', 'convnet/ensemble.py',
+           '        if twin is not None:', '        if False:', ('tests/test_ensemble.py',)),
+    Mutant('compare-runs-path-as-written', 'tools/compare_runs.py',
+           'return os.path.normpath(value) if key == "data_path" and isinstance(value, str) '
+           'else value', 'return value', ('tests/test_compare_runs.py',)),
     Mutant('readme-prepare-count-not-the-reports', 'README.md',
            'stored 179 images/s per core (158 images:',
            'stored 179 real JPEGs/s per core (153 photographs,', ('tests/test_readme_reports.py',)),

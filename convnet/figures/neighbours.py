@@ -60,15 +60,12 @@ def check(p, args):
 def fingerprint(inference, split):
     """What the cached vectors depend on: the weights, the dataset file, the split, the layers
     and the views."""
-    network = inference.network
     digest = hashlib.sha256()
-    params = network.to_host(network.params)
-    for key in sorted(params):
-        digest.update(key.encode())
-        digest.update(np.ascontiguousarray(params[key]).tobytes())
+    inference.hash_weights(digest)
     stat = os.stat(inference.loader.path)
-    digest.update(json.dumps([network.model.name, os.path.realpath(inference.loader.path),
-                              stat.st_size, stat.st_mtime_ns, split,
+    digest.update(json.dumps([inference.network.model.name,
+                              os.path.realpath(inference.loader.path), stat.st_size,
+                              stat.st_mtime_ns, split,
                               list(inference.feature_layers), inference.ten_crop]).encode())
     return digest.hexdigest()
 
