@@ -66,17 +66,19 @@ def check_distinct(given, members):
     run folder and its best.h5, a link to it) are refused; two files of the same weights (a
     copy; a run's best.h5 and last.h5 where its last epoch was its best) get a note, as the
     average then counts that network twice."""
-    digests = [weights_digest(member) for member in members]
     for later in range(len(members)):
         for earlier in range(later):
             if os.path.samefile(members[earlier].checkpoint, members[later].checkpoint):
                 raise UsageError(f"{shown(given[later])}: the same checkpoint as "
                                  f"{shown(given[earlier])}; each network counts once")
-        twin = next((given[earlier] for earlier in range(later)
-                     if digests[earlier] == digests[later]), None)
-        if twin is not None:
-            print(f"note: {shown(given[later])} holds the same weights as {shown(twin)}: the "
+    first = {}   # a digest of weights → the first argument that holds them
+    for name, member in zip(given, members):
+        digest = weights_digest(member)
+        if digest in first:
+            print(f"note: {shown(name)} holds the same weights as {shown(first[digest])}: the "
                   f"average counts that network twice", file=sys.stderr)
+        else:
+            first[digest] = name
 
 
 def split_probs(inference, split, labels, description):

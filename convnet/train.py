@@ -302,13 +302,14 @@ def check_goes_on_as_trained(path, trained_with, trains_with):
 def unused_schedule_flags(args, schedule) -> list:
     """The schedule flags typed for a resumed run that say otherwise than its checkpoint's
     schedule, which goes on: "--lr 0.5" and the like."""
-    differs = {"--lr": ("lr", args.lr != schedule.initial_weight_lr, args.lr),
-               "--lr-schedule": ("lr_schedule", args.lr_schedule not in ("preset", schedule.kind),
-                                 args.lr_schedule),
-               "--lr-steps": ("lr_steps", tuple(args.lr_steps) != tuple(schedule.step_epochs),
-                              " ".join(map(str, args.lr_steps)))}
-    return [f"{flag} {value}" for flag, (key, other, value) in differs.items()
-            if key in args.typed and other]
+    flags = (  # (flag, setting, whether it says otherwise, its value as typed)
+        ("--lr", "lr", args.lr != schedule.initial_weight_lr, args.lr),
+        ("--lr-schedule", "lr_schedule", args.lr_schedule not in ("preset", schedule.kind),
+         args.lr_schedule),
+        ("--lr-steps", "lr_steps", tuple(args.lr_steps) != schedule.step_epochs,
+         " ".join(map(str, args.lr_steps))))
+    return [f"{flag} {value}" for flag, key, differs, value in flags
+            if key in args.typed and differs]
 
 
 def resume_notes(path, schedule, epochs, args):

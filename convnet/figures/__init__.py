@@ -125,12 +125,16 @@ def split_candidates(inference, args):
 
 def selection_count(inference, args):
     """How many images --count, --indices or the files select (the split's images where
-    --count asks for more), for a figure to check its size by before any work."""
+    --count asks for more), for a figure to check its size by before any work; a UsageError
+    where --count draws from a split of none."""
     if args.images:
         return len(args.images)
     if args.indices:
         return len(args.indices)
-    return min(args.count, len(inference.loader.labels(args.split)))
+    available = len(inference.loader.labels(args.split))
+    if not available:
+        raise UsageError(f"the {args.split} split holds no images")
+    return min(args.count, available)
 
 
 def check_figure_size(width, height, fewer):

@@ -156,8 +156,6 @@ def queries(inference, args):
     else:
         chosen = split_candidates(inference, args)
         chosen = chosen if args.indices else chosen[:args.count]
-        if not len(chosen):
-            raise UsageError(f"the {args.split} split holds no images")
         images, failed = inference.stored(args.split, chosen), []
         labels, names = inference.loader.labels(args.split), inference.class_names
         titles = [f"{args.split}[{i}] {short_name(names[labels[i]])}" for i in chosen]

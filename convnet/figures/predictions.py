@@ -75,9 +75,8 @@ def choose(inference, args) -> Chosen:
         kept_probs.extend(probs[keep])
         if len(kept) >= wanted:
             break
-    if not kept:
-        raise UsageError(f"no mistakes among the {examined} images of the {args.split} split"
-                         if args.mistakes else f"the {args.split} split holds no images")
+    if not kept:   # under --mistakes: run refused a split of none (selection_count)
+        raise UsageError(f"no mistakes among the {examined} images of the {args.split} split")
     kept, kept_probs = np.asarray(kept[:wanted], np.int64), np.asarray(kept_probs[:wanted])
     names = inference.class_names
     titles = [f"{args.split}[{i}] {short_name(names[labels[i]])}" for i in kept]
@@ -88,7 +87,7 @@ def choose(inference, args) -> Chosen:
 def layout(count, columns):
     """(columns, width, height in inches) of the figure of `count` images, `columns` a row at
     most."""
-    columns = max(1, min(columns, count))
+    columns = min(columns, count)
     rows = -(-count // columns)
     return columns, columns * CELL_WIDTH, rows * CELL_HEIGHT
 
