@@ -45,6 +45,14 @@ class OtherModel(CheckpointError):
         self.recorded = recorded
 
 
+class OtherClasses(CheckpointError):
+    """A checkpoint of the network's model written for another class count (`recorded`)."""
+
+    def __init__(self, path, recorded, asked):
+        super().__init__(f"checkpoint {path}: classifies {recorded} classes, not {asked}")
+        self.recorded = recorded
+
+
 def save(path, network, velocity: dict, state: dict):
     """Write network.params, velocity (same keys) and the JSON-serializable `state`. A write
     that fails (a full disk, say) is a CheckpointError; the file it would have replaced stays."""
@@ -119,12 +127,21 @@ def commit(path) -> str:
         return str(file.attrs.get("commit", ""))
 
 
+def record(path) -> tuple[str, dict]:
+    """(model name, training state) of checkpoint `path`, its arrays left unread."""
+    with _open(path) as file, _reading(path):
+        return str(file.attrs["model"]), _state(file, path)
+
+
 def load(path, network):
     """(params, velocity, state) from `path`, checked against `network`'s model and parameter
     shapes. Raises CheckpointError with a one-line reason."""
     with _open(path) as file, _reading(path):
         if file.attrs["model"] != network.model.name:
             raise OtherModel(path, str(file.attrs["model"]), network.model.name)
+        recorded = _classes(file, path, network.model)
+        if recorded != network.model.geometry.classes:   # fc8's shape: the class count
+            raise OtherClasses(path, recorded, network.model.geometry.classes)
         return (_arrays(file, path, network, "params"), _arrays(file, path, network, "momentum"),
                 _state(file, path))
 
@@ -150,6 +167,16 @@ def _state(file, path) -> dict:
         raise CheckpointError(f"checkpoint {path}: corrupt (its training state does not "
                               f"match the digest written with it)")
     return json.loads(text)
+
+
+def _classes(file, path, model) -> int:
+    """The class count checkpoint `file` was written for: the length of the bias of `model`'s
+    output layer (fc8, the layer the softmax reads)."""
+    output = model.layer(model.output_layer.inputs[0])
+    bias = f"towers/{output.tower}/params/{bias_key(output.name)}"
+    if bias not in file:
+        raise CheckpointError(f"checkpoint {path}: missing {bias}")
+    return file[bias].shape[0]
 
 
 def load_shared(path, network) -> dict:
@@ -178,12 +205,8 @@ def load_network(path, backend) -> tuple[Network, dict]:
         except ValueError as error:
             raise CheckpointError(f"checkpoint {path}: written for a model this code does not "
                                   f"build ({error})") from None
-        output = model.layer(model.output_layer.inputs[0])    # fc8: the layer the softmax reads
-        bias = f"towers/{output.tower}/params/{bias_key(output.name)}"
-        if bias not in file:
-            raise CheckpointError(f"checkpoint {path}: missing {bias}")
-        network = Network(alexnet.build_model(name, classes=file[bias].shape[0]), backend,
-                          params={})
+        network = Network(alexnet.build_model(name, classes=_classes(file, path, model)),
+                          backend, params={})
         # the parameters alone: a network to use needs no momentum, as large again
         params, state = _arrays(file, path, network, "params"), _state(file, path)
     if not all(np.isfinite(array).all() for array in params.values()):   # NaN for every image

@@ -171,8 +171,9 @@ def stop_signal(stop):
     return getattr(stop, "number", signal.SIGINT)
 
 
-def interrupted(number):
-    """What a command stopped by a Ctrl-C says, where it has no word of its own for it."""
+def interrupted(stop):
+    """What a command stopped by a Ctrl-C (`stop`: its KeyboardInterrupt) says, where it has no
+    word of its own for it."""
     return "interrupted: each file it wrote is whole or as it was"
 
 
@@ -183,8 +184,8 @@ def run_command(main, output_required=True, stopped=interrupted) -> int:
     written atomically: each is whole or as it was. A command started with standard output
     closed (>&-), which would lose what it prints, is refused, unless what it prints is only
     an account of what it writes to files (output_required False). A Ctrl-C that main() lets
-    through (or training's SIGTERM and SIGHUP, convnet.stopping) is one line, stopped(signal
-    number), and exit status 128 + that number, as a shell reports of a C tool it stopped."""
+    through (or training's SIGTERM and SIGHUP, convnet.stopping) is one line, stopped(the
+    KeyboardInterrupt), and exit status 128 + its signal's number, as a shell reports of a C tool it stopped."""
     if sys.stdout is None and output_required:
         print("error: standard output is closed (>&-): the results would go nowhere",
               file=sys.stderr)
@@ -194,7 +195,7 @@ def run_command(main, output_required=True, stopped=interrupted) -> int:
     except KeyboardInterrupt as stop:
         number = stop_signal(stop)
         # At a terminal the line starts after the echoed ^C, not beside it.
-        _tell(("\n" if sys.stderr.isatty() else "") + stopped(number))
+        _tell(("\n" if sys.stderr.isatty() else "") + stopped(stop))
         return 128 + number
 
 

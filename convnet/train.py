@@ -40,7 +40,7 @@ from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
 from convnet.errors import (INTERRUPTED_STATUS, PIPE_CLOSED_STATUS, OutputClosed, OutputFailed,
-                            counted, one_line, run_command, shown)
+                            counted, one_line, run_command, shown, stop_signal)
 from convnet.network import Network
 from convnet.placement import Placement
 from convnet.replicas import engines, nccl
@@ -469,6 +469,10 @@ def prepare(args, placement, replicas):
                 flags = f"--model {error.recorded}" + (" without --ablation" if args.ablation
                                                        else "")
                 raise UsageError(f"{error}: give {flags} to load it") from None
+            except checkpoint.OtherClasses as error:   # a checkpoint of another dataset
+                raise UsageError(f"checkpoint {resumed} classifies {error.recorded} classes but "
+                                 f"dataset {args.data_path} has {model.geometry.classes}") \
+                    from None
             if "epochs" not in args.typed:   # it goes on to the epochs it was training to
                 epochs = planned_epochs(trainer.target_epochs, trainer.schedule, epochs)
         trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
@@ -531,7 +535,9 @@ def run(args, placement, device, replicas):
         # --resume auto over the logs of a run stopped before its first checkpoint
         restarts = trains and resumed is None and args.resume and bool(run_files(output_dir))
         if trains and args.resume:   # now that every rank has loaded all it loads (--weights too)
-            trainer.go_on_from(resumed)
+            note = trainer.go_on_from(resumed)
+            if note:
+                print(shown(note), file=sys.stderr)
         note = idle_device_note(model, placement)
         if note and replicas.rank == 0:
             print(note, file=sys.stderr)
@@ -711,14 +717,15 @@ def main(argv=None):
             if replicas.world == 1:
                 return 2
             replicas.abort(2)    # this rank alone: the others are waiting for it
-        except KeyboardInterrupt:   # several ranks: the launcher passed on a Ctrl-C to each
+        except KeyboardInterrupt as stop:
+            stop.test_only = args.test_only   # which line tells it (stopped_line)
             if replicas.world == 1:
                 raise
-            # One line: rank 0's, as it ends the job, or where it waits inside MPI for a rank
+            # Several ranks: the launcher passed the Ctrl-C on to each. One line: rank 0's, as it ends the job, or where it waits inside MPI for a rank
             # that left, that of a rank the grace let through.
             if replicas.rank:
                 time.sleep(INTERRUPT_GRACE)
-            print(stopped_line(), file=sys.stderr, flush=True)
+            print(stopped_line(stop), file=sys.stderr, flush=True)
             replicas.abort(INTERRUPTED_STATUS)
         except (OutputFailed, OutputClosed) as error:   # rank 0's, the one that prints
             if replicas.world == 1:
@@ -739,9 +746,13 @@ def main(argv=None):
 INTERRUPT_GRACE = 2   # seconds the other ranks leave rank 0 to say it and end the job
 
 
-def stopped_line(number=signal.SIGINT):
-    """What a run stopped by signal `number` says."""
+def stopped_line(stop):
+    """What a run stopped by `stop` (a KeyboardInterrupt, perhaps a stopping.Stopped) says: an
+    evaluation (--test-only, marked by main) wrote nothing."""
+    number = stop_signal(stop)
     how = "interrupted" if number == signal.SIGINT else f"stopped by {signal.Signals(number).name}"
+    if getattr(stop, "test_only", False):
+        return f"{how}: --test-only writes nothing, so nothing was lost"
     return (f"{how}: checkpoints written before are as they were; --resume goes on from "
             f"{checkpoint.LAST} (or, stopped before the first, starts again)")
 

@@ -24,6 +24,7 @@ Files in the output folder:
   last.h5       the checkpoint after the latest epoch; best.h5 the one with the lowest validation
                 top-1 error so far (both written atomically, see convnet.checkpoint)
 """
+import contextlib
 import csv
 import json
 import math
@@ -167,6 +168,20 @@ def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
 TRAINS_WITH = ("batch_size", "momentum", "weight_decay", "ten_crop", "dataset")
 
 
+def same_run_best(best, last) -> bool:
+    """Whether checkpoint record `best` (checkpoint.record's (model, state)) is the best so far
+    of the run that wrote `last`: the same model, seed, starting weights, recipe and data,
+    with the best validation error that `last` records. A run is a function of these (a
+    later epoch's best.h5 records a lower error), so another with the same has the same best."""
+    (best_model, best_state), (model, state) = best, last
+    recipe = ("seed", "started_from", *TRAINS_WITH)
+    schedule = ("kind", "initial_weight_lr", "best_error")
+    return (best_model == model
+            and all(best_state.get(key) == state.get(key) for key in recipe)
+            and all(best_state["schedule"].get(key) == state["schedule"].get(key)
+                    for key in schedule))
+
+
 class Trainer:
     def __init__(self, network, data, schedule: Schedule, *, batch_size, momentum, weight_decay,
                  output_dir, print_freq=50, progress=None, ten_crop=False, replicas=ALONE,
@@ -243,18 +258,41 @@ class Trainer:
                                  + [velocity[spec.key] for spec in self.network.specs],
                                  f"weights and momentum {when}")
 
-    def go_on_from(self, path):
+    def go_on_from(self, path) -> str | None:
         """Before a resumed run's first step, its folder made to agree with checkpoint `path`
         (None: a run starting again over logs alone): last.h5 becomes a copy of it where it is
         another file (an earlier best.h5, say), so that a run stopped before its next
-        checkpoint goes on from there with --resume auto, and the logs lose their lines after
-        its step, which the run writes again. Rank 0's to do, as it writes them."""
+        checkpoint goes on from there with --resume auto; a folder without best.h5 takes the
+        run's best so far (take_best); and the logs lose their lines after its step, which the
+        run writes again. Rank 0's to do, as it writes them. Returns take_best's note, if any."""
         if not self.writes:
-            return
+            return None
         last = os.path.join(self.output_dir, checkpoint.LAST)
-        if path is not None and not (os.path.exists(last) and os.path.samefile(path, last)):
-            checkpoint.copy(path, last)
+        note = None
+        if path is not None:
+            if not (os.path.exists(last) and os.path.samefile(path, last)):
+                checkpoint.copy(path, last)
+            note = self.take_best(path)
         self.truncate_logs()
+        return note
+
+    def take_best(self, path) -> str | None:
+        """Where the run's folder has no best.h5 (a run going on from another folder's
+        checkpoint `path`), the best.h5 beside `path` copied in, if it is the best so far of
+        the run `path` belongs to (same_run_best; `path` itself, where that is a best.h5).
+        Else a note that the folder gets best.h5 only from an epoch that beats the error
+        `path` records."""
+        best = os.path.join(self.output_dir, checkpoint.BEST)
+        if os.path.lexists(best) or self.schedule.best_error is None:
+            return None
+        source = os.path.join(os.path.dirname(path), checkpoint.BEST)
+        with contextlib.suppress(checkpoint.CheckpointError):   # then not the run's best: noted
+            if same_run_best(checkpoint.record(source), checkpoint.record(path)):
+                checkpoint.copy(source, best)
+                return None
+        return (f"note: {self.output_dir} gets no {checkpoint.BEST} until an epoch beats the "
+                f"validation top-1 error of {self.schedule.best_error:.2%} that {path} records "
+                f"(its run's {checkpoint.BEST} is not beside it)")
 
     def truncate_logs(self):
         """Drop log lines written after the checkpoint (all but epochs.csv's header before the

@@ -20,9 +20,11 @@ import h5py
 import numpy as np
 import pytest
 
-from convnet import alexnet, checkpoint, options, train as train_module, trainer as trainer_module
+from convnet import (alexnet, checkpoint, options, stopping, train as train_module,
+                     trainer as trainer_module)
 from convnet.backend.cuda.devices import NO_CUPY, cuda_devices
 from convnet.data import dataset, fashion_mnist
+from convnet.errors import run_command, stop_signal
 from convnet.schedule import Rates, Schedule
 from convnet.train import UsageError, check_fits, make_schedule, planned_epochs
 from convnet.trainer import ALONE, TRAINS_WITH
@@ -205,6 +207,25 @@ def test_an_ablation_is_trained_recorded_and_rebuilt(tmp_path, tiny_set):
     assert ablated.stderr.strip() == (
         f"error: checkpoint {out / 'last.h5'}: written for model {name}, not "
         f"2012-small28+no-norm+one-tower: give --model {name} without --ablation to load it")
+
+
+def test_resuming_on_a_dataset_of_another_class_count_names_both(tmp_path, tiny_set, rng):
+    """The checkpoint's fc8 holds 2 classes, the dataset 3: one line naming the checkpoint, the
+    dataset and both counts, not an array shape."""
+    out = tmp_path / "run"
+    first = train("--data-path", str(tiny_set), "--output-dir", str(out), "-b", "4", "--epochs",
+                  "1", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    three = tmp_path / "three.h5"
+    dataset.write(three, name="t3", train_images=rng.integers(0, 256, (6, 32, 32, 3), np.uint8),
+                  train_labels=np.arange(6) % 3, val_images=np.zeros((3, 32, 32, 3), np.uint8),
+                  val_labels=np.arange(3), class_ids=list("abc"), class_names=list("abc"))
+    for flags in ([], ["--test-only"]):
+        resumed = train("--data-path", str(three), "--output-dir", str(out), "-b", "4",
+                        "--epochs", "2", "--resume", *flags, cwd=tmp_path)
+        assert resumed.returncode == 2
+        assert resumed.stderr == (f"error: checkpoint {out / 'last.h5'} classifies 2 classes but "
+                                  f"dataset {three} has 3\n")
 
 
 def test_a_device_left_idle_by_a_one_tower_model_is_named():
@@ -581,6 +602,17 @@ def test_a_run_into_another_runs_folder_is_refused(tmp_path, tiny_set):
         assert (tmp_path / "two" / "last.h5").exists()
         (tmp_path / "two" / "last.h5").unlink()
         (tmp_path / "two" / "best.h5").write_bytes(kept[tmp_path / "two" / "best.h5"])
+    # Going on in a folder of its own: it takes the run's best.h5, which --weights FOLDER reads.
+    moved = train(*common, "--epochs", "2", "--output-dir", "three", "--resume",
+                  str(tmp_path / "one" / "last.h5"), cwd=tmp_path)
+    assert moved.returncode == 0 and "best.h5" not in moved.stderr, moved.stderr
+    assert train(*common, "--weights", "three", "--test-only", cwd=tmp_path).returncode == 0
+    (tmp_path / "one" / "best.h5").unlink()
+    noted = train(*common, "--epochs", "2", "--output-dir", "four", "--resume",
+                  str(tmp_path / "one" / "last.h5"), cwd=tmp_path)
+    assert noted.returncode == 0, noted.stderr
+    assert f"note: four gets no best.h5 until an epoch beats the validation top-1 error of " \
+           in noted.stderr
 
 
 def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
@@ -931,6 +963,24 @@ def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_keeps_its_checkpoint(
                     str(out), "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert "resumed from" in resumed.stdout
+
+
+@pytest.mark.parametrize("stop", [KeyboardInterrupt(), stopping.Stopped(signal.SIGTERM)],
+                         ids=["ctrl-c", "SIGTERM"])
+def test_a_stopped_evaluation_says_it_wrote_nothing(tmp_path, tiny_set, monkeypatch, capsys,
+                                                    stop):
+    """--test-only writes no checkpoint, so its stop line does not speak of resuming one."""
+    def stopped(*args, **kwargs):
+        raise stop
+    monkeypatch.setattr(train_module, "evaluate", stopped)
+    flags = ["--data-path", str(tiny_set), "--gpus", "cpu", "--test-only", "--output-dir",
+             str(tmp_path / "run")]
+    status = run_command(lambda: train_module.main(flags), output_required=False,
+                         stopped=train_module.stopped_line)
+    assert status == 128 + stop_signal(stop)
+    how = "interrupted" if status == 130 else "stopped by SIGTERM"
+    assert capsys.readouterr().err.splitlines()[-1] == (f"{how}: --test-only writes nothing, so "
+                                                        f"nothing was lost")
 
 
 def test_a_refused_checkpoint_named_with_a_newline_is_one_line(tmp_path, tiny_set, capsys):

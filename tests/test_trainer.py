@@ -9,6 +9,7 @@ import re
 import shutil
 from dataclasses import replace
 
+import h5py
 import numpy as np
 import pytest
 
@@ -66,7 +67,7 @@ class PatternData:
 def make_trainer(tmp_path, *, seed=4, lr=0.01, kill_at=None, ten_crop=False, train=32):
     model = alexnet.build_model("2012-small28")
     network = Network(model, get_backend("reference"), seed=seed)
-    schedule = Schedule("steps", Rates(lr, 2 * lr), step_epochs=(2,))
+    schedule = Schedule("steps", Rates(lr, 2 * lr), step_epochs=(2,), initial_weight_lr=lr)
     return Trainer(network, PatternData(model, seed, train=train, kill_at=kill_at), schedule,
                    batch_size=16,
                    momentum=0.9, weight_decay=5e-4, output_dir=str(tmp_path), print_freq=1,
@@ -339,6 +340,53 @@ def test_evaluating_a_checkpoint_keeps_the_logs_and_continuing_from_it_drops_lat
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1"]
     # last.h5 agrees with the logs: a stop before the next checkpoint goes on from epoch 1
     assert (tmp_path / "last.h5").read_bytes() == (tmp_path / "epoch1.h5").read_bytes()
+
+
+def test_a_run_going_on_in_another_folder_takes_its_best_so_far(tmp_path):
+    """Resumed from another folder's last.h5 or best.h5, the new folder gets that run's best.h5
+    (so that --weights FOLDER finds one). A best.h5 beside it that differs from the run in any
+    one of what decides a run (model, seed, starting weights, recipe, schedule, best error), or
+    none, is not taken: a note says best.h5 waits for an epoch that beats the recorded error."""
+    source = tmp_path / "source"
+    make_trainer(source).fit(2)
+    best = (source / "best.h5").read_bytes()
+    for name in ("last.h5", "best.h5"):
+        folder = tmp_path / f"from-{name}"
+        going_on = make_trainer(folder)
+        going_on.resume(str(source / name))
+        assert going_on.go_on_from(str(source / name)) is None
+        assert (folder / "best.h5").read_bytes() == best
+
+    def state(change):
+        return lambda file: {**json.loads(file.attrs["state"]), **change}
+
+    def schedule(change):
+        return lambda file: (lambda old: {**old, "schedule": {**old["schedule"], **change}})(
+            json.loads(file.attrs["state"]))
+    others = {"model": lambda file: file.attrs.__setitem__("model", "paper-small28"),
+              "seed": state({"seed": 5}), "started_from": state({"started_from": "/w.h5"}),
+              "batch_size": state({"batch_size": 8}), "kind": schedule({"kind": "plateau"}),
+              "initial_weight_lr": schedule({"initial_weight_lr": 0.02}),
+              "best_error": schedule({"best_error": 0.5}), "none": None}
+    for differs, change in others.items():
+        (source / "best.h5").write_bytes(best)
+        if change is None:
+            (source / "best.h5").unlink()
+        else:
+            with h5py.File(source / "best.h5", "r+") as file:
+                changed = change(file)
+                if changed is not None:   # a new state: written without its digest
+                    file.attrs["state"] = json.dumps(changed)
+                    del file.attrs["state_sha256"]
+        folder = tmp_path / f"beside-{differs}"
+        going_on = make_trainer(folder)
+        going_on.resume(str(source / "last.h5"))
+        error = going_on.schedule.best_error
+        assert going_on.go_on_from(str(source / "last.h5")) == (
+            f"note: {folder} gets no best.h5 until an epoch beats the validation top-1 error of "
+            f"{error:.2%} that {source / 'last.h5'} records (its run's best.h5 is not beside it)"
+        ), differs
+        assert not (folder / "best.h5").exists()
 
 
 @pytest.mark.parametrize("lines", [{"log.jsonl": b'{"step": 1, "note": "\xff"}\n',
