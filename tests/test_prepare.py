@@ -286,6 +286,19 @@ def test_sixteen_bit_greyscale_keeps_its_high_byte(tmp_path):
     np.testing.assert_array_equal(pixels, expected)
 
 
+def test_thirty_two_bit_greyscale_keeps_its_high_byte(tmp_path):
+    """A 32-bit integer TIFF (Pillow's mode I) holds 32 bits a pixel, not 16: its high byte is
+    bits 24 to 31."""
+    grey = np.asarray(imagetree.photographs()[0].convert("L").crop((0, 0, 96, 64))) >> 1
+    Image.fromarray(grey).save(tmp_path / "grey8.png")
+    wide = (grey.astype(np.int32) << 24) | 0xFFFFFF   # below 2**31, as grey < 128: no sign
+    Image.fromarray(wide).save(tmp_path / "grey32.tif")
+    pixels, note = prepare.load_image(str(tmp_path / "grey32.tif"), 32)
+    expected, _ = prepare.load_image(str(tmp_path / "grey8.png"), 32)
+    assert note == "converted: TIFF file; integer greyscale (I) converted to RGB"
+    np.testing.assert_array_equal(pixels, expected)
+
+
 def test_an_exif_orientation_is_noted_and_the_pixels_stored_as_encoded(tmp_path):
     """torchvision's ImageNet reader takes the pixels as encoded, so prepare does too, and says
     so for each such file."""

@@ -21,14 +21,14 @@ S×S: the shorter side rescaled to S and the central S×S taken, in one resampli
 The file holds, besides images and labels (see convnet.data.dataset for the whole format):
   /mean, /eigenvalues, /eigenvectors   from the training images (exact integer sums, dataset.py)
   /report/converted, /report/skipped   "path<TAB>reason" for every file that was not a plain RGB
-                                       JPEG: CMYK or greyscale (converted; 16-bit greyscale by
-                                       its high byte), PNG or another format under a .JPEG name
-                                       (decoded as what it is), an EXIF orientation other than
-                                       upright (noted: the pixels are stored as encoded, as
-                                       torchvision's ImageNet reader takes them), empty,
-                                       truncated or undecodable files and entries that are not
-                                       files (skipped); names that are not UTF-8 with their
-                                       other bytes as \\xNN
+                                       JPEG: CMYK or greyscale (converted; 16- or 32-bit
+                                       greyscale by its high byte), PNG or another format
+                                       under a .JPEG name (decoded as what it is), an EXIF
+                                       orientation other than upright (noted: the pixels are
+                                       stored as encoded, as torchvision's ImageNet reader
+                                       takes them), empty, truncated or undecodable files and
+                                       entries that are not files (skipped); names that are not
+                                       UTF-8 with their other bytes as \\xNN
   attrs: name = "imagenet" (or --name), image_size = S, complete = True written last.
 
 Crash safety: the work goes into OUTPUT.partial, in blocks of BLOCK files, written in file order
@@ -70,9 +70,18 @@ MODES = {"L": "greyscale (L)", "LA": "greyscale with alpha (LA)", "P": "palette 
          "RGBA": "RGB with alpha (RGBA)", "CMYK": "CMYK", "I;16": "16-bit greyscale (I;16)",
          "I;16B": "16-bit greyscale (I;16B)", "I": "integer greyscale (I)"}
 # Greyscale modes wider than 8 bits, which Pillow's convert() clips at 255 instead of scaling:
-# they keep their high byte, as Pillow reads 16-bit RGB (I as 16-bit, PNG's 16-bit greyscale
-# under older Pillow).
+# they keep their high byte, as Pillow reads 16-bit RGB (greyscale_bits).
 WIDE_GREYSCALE = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+TIFF_BITS_PER_SAMPLE = 258
+
+
+def greyscale_bits(image) -> int:
+    """The bits a wide greyscale pixel of `image` holds: a TIFF's bits per sample (32-bit integer
+    TIFFs are read as mode I), else 16 (the I;16 modes, and older Pillow's mode I for PNG's
+    16-bit greyscale)."""
+    if image.format == "TIFF":
+        return image.tag_v2.get(TIFF_BITS_PER_SAMPLE, (16,))[0]
+    return 16
 
 
 # -- one image, one block (in the worker processes) -------------------------------------------
@@ -101,7 +110,8 @@ def load_image(path, size):
             if image.mode != "RGB":
                 notes.append(f"{MODES.get(image.mode, image.mode)} converted to RGB")
                 if image.mode in WIDE_GREYSCALE:
-                    high_byte = np.clip(np.asarray(image), 0, 0xFFFF) >> 8
+                    bits = greyscale_bits(image)
+                    high_byte = np.clip(np.asarray(image), 0, 2 ** bits - 1) >> (bits - 8)
                     image = Image.fromarray(high_byte.astype(np.uint8))
                 image = image.convert("RGB")
             width, height = image.size
