@@ -29,8 +29,18 @@ LAST, BEST = "last.h5", "best.h5"   # a run folder's: after the latest epoch, lo
 
 
 def in_run(path) -> str:
-    """A checkpoint file as given, or for a run folder its best.h5."""
-    return os.path.join(path, BEST) if os.path.isdir(path) else str(path)
+    """A checkpoint file as given, or for a run folder its best.h5: a CheckpointError where the
+    folder holds none, naming the checkpoints it holds (a last.h5 whose run never improved on
+    the best.h5 of the run it went on from: convnet.trainer's take_best)."""
+    if not os.path.isdir(path):
+        return str(path)
+    best = os.path.join(path, BEST)
+    if not os.path.lexists(best):
+        held = sorted(name for name in os.listdir(path) if name.endswith(".h5"))
+        raise CheckpointError(f"run folder {path} holds no {BEST}" + (
+            f"; name one of its checkpoints: {', '.join(os.path.join(path, name) for name in held)}"
+            if held else ""))
+    return best
 
 
 class CheckpointError(Exception):

@@ -76,12 +76,13 @@ def replaced_input(args, path):
 
 
 def check_counts(p, args, *names):
-    """Each of the flags --NAME (args.NAME, a whole number: a batch, a count of repeats) at least
-    1, else the parser's one-line error naming the first that is not (exit code 2)."""
+    """Each of the flags --NAME (args.NAME, a whole number: a batch, a count of repeats; None
+    where not given) at least 1, else the parser's one-line error naming the first that is not
+    (exit code 2)."""
     for name in names:
         value = getattr(args, name)
-        if value < 1:
-            p.error(f"--{name} must be at least 1; got {value}")
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1; got {value}")
 
 
 def model_choice(name: str) -> str:
@@ -112,8 +113,7 @@ def shared_flags() -> argparse.ArgumentParser:
 
 def check_shared(p, args):
     check_named(p, [("--data-path", args.data_path)])
-    if args.batch_size < 1:
-        p.error(f"--batch-size must be at least 1; got {args.batch_size}")
+    check_counts(p, args, "batch_size")
     if args.gpus is not None and args.gpus != "cpu":
         check_gpu_indices(p, args.gpus, "cpu or ")
 
@@ -214,6 +214,13 @@ def flag_names(dests) -> list:
     first = {action.dest: action.option_strings[0] for action in parser()._actions
              if action.option_strings}
     return [first[dest] for dest in dests if dest in first]
+
+
+def long_flags() -> dict:
+    """The training command's settings → the first long name of their flag (--batch-size for
+    batch_size): how notes and errors name a setting."""
+    return {action.dest: next(flag for flag in action.option_strings if flag.startswith("--"))
+            for action in parser()._actions if action.option_strings}
 
 
 def config_keys(p) -> dict:
@@ -334,8 +341,7 @@ def parse(argv=None) -> argparse.Namespace:
         keys = config_keys(p)
         merged = {}   # setting → (key, value) of the last file that sets it (null: the default)
         for path in args.config:
-            if path == "":
-                p.error("--config must name a file; got ''")
+            check_named(p, [("--config", path)])
             config = read_config(p, path, keys)
             from_config = config_flags(p, config, keys, path)
             command, p.prog = p.prog, f"{p.prog} --config {path}"
@@ -365,10 +371,7 @@ MAX_WORKERS = 1024   # the loader's threads: far more than any machine's cores
 def _check_values(p, args):
     """Each setting on its own."""
     check_shared(p, args)
-    for flag, value in (("--epochs", args.epochs), ("--print-freq", args.print_freq),
-                        ("--workers", args.workers)):
-        if value is not None and value < 1:
-            p.error(f"{flag} must be at least 1; got {value}")
+    check_counts(p, args, "epochs", "print_freq", "workers")
     if args.workers is not None and args.workers > MAX_WORKERS:
         p.error(f"--workers must be at most {MAX_WORKERS}; got {args.workers}")
     if args.seed < 0:
@@ -391,6 +394,9 @@ def _check_values(p, args):
     if any(epoch < 1 for epoch in args.lr_steps):
         p.error(f"--lr-steps are epochs after which the rates drop, each at least 1; got "
                 f"{' '.join(map(str, args.lr_steps))}")
+    twice = sorted({epoch for epoch in args.lr_steps if args.lr_steps.count(epoch) > 1})
+    if twice:   # the rates drop once there, not once for each naming
+        p.error(f"--lr-steps {' '.join(map(str, args.lr_steps))}: epoch {twice[0]} named twice")
     check_named(p, [("--output-dir", args.output_dir), ("--resume", args.resume),
                     ("--weights", args.weights)])
 

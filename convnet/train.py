@@ -4,7 +4,8 @@ With no arguments it trains the scaled-down 2012 model on the prepared Fashion-M
 (data/fashion-mnist.h5) with the 2012 preset's recipe, on GPU 0 if there is one, else on the CPU;
 `make train` runs the measured default run's settings (configs/fashion-mnist.json, -gpu.json on
 a GPU). Settings resolved from flags and --config are written to
-<output-dir>/settings.json (not by --test-only, which leaves a run's settings as they were);
+<output-dir>/settings.json (not by a run that only evaluates: --test-only, or a run resumed with
+its epochs done, which leaves a run's settings as they were);
 logs and checkpoints go beside them (see convnet.trainer).
 
 The same command runs as N data-parallel replicas under mpirun -n N or srun (convnet.replicas):
@@ -53,7 +54,8 @@ from convnet.trainer import (EPOCHS_CSV, LOG, SETTINGS, NonFiniteLoss, RunFolder
                              evaluate, views_name, writing)
 
 LOCK = ".lock"   # in a run's folder: held by the run training there (holding)
-# What a run writes into its folder (convnet.trainer): a new run there would replace them.
+# The files whose presence says a run trained in a folder (convnet.trainer), which a new run
+# there would replace (its settings.json and .lock go with them, and say nothing alone).
 RUN_FILES = (checkpoint.LAST, checkpoint.BEST, EPOCHS_CSV, LOG)
 
 
@@ -120,10 +122,10 @@ def check_output_folder(output_dir, args):
         if error.filename is not None:   # the probe's file, never made: the folder tried
             error = OSError(error.errno, error.strerror, existing)
         # a finished run's folder, say, made read-only: evaluating it writes nothing
-        held = os.path.isdir(output_dir) and run_files(output_dir)
+        holds_run = os.path.isdir(output_dir) and run_files(output_dir)
         raise UsageError(f"--output-dir {output_dir}: cannot write there ({one_line(error)})" +
-                         ("; --test-only evaluates the run it holds without writing" if held
-                          else "")) from None
+                         ("; --test-only evaluates the run it holds without writing"
+                          if holds_run else "")) from None
 
 
 def check_no_other_run(output_dir, args):
@@ -134,13 +136,13 @@ def check_no_other_run(output_dir, args):
     found = run_files(output_dir)
     if not found:
         return
-    holds = f"--output-dir {output_dir} holds a run already ({', '.join(found)})"
+    taken = f"--output-dir {output_dir} holds a run already ({', '.join(found)})"
     if args.resume is None:
-        raise UsageError(f"{holds}: add --resume to go on with it, or give another --output-dir")
+        raise UsageError(f"{taken}: add --resume to go on with it, or give another --output-dir")
     # (a --resume PATH that does not exist, or is not a file, is the loader's error to report)
     if args.resume != "auto" and os.path.isfile(args.resume) and not os.path.samefile(
             os.path.dirname(os.path.realpath(args.resume)), output_dir):
-        raise UsageError(f"{holds}, and --resume {args.resume} is another folder's checkpoint: "
+        raise UsageError(f"{taken}, and --resume {args.resume} is another folder's checkpoint: "
                          f"give --output-dir a folder of its own")
 
 
@@ -207,8 +209,9 @@ def restart_note(output_dir, settings) -> str:
             before = json.load(file)
     except (OSError, ValueError):   # unreadable
         return note
-    flags = {action.dest: next(flag for flag in action.option_strings if flag.startswith("--"))
-             for action in options.parser()._actions if action.option_strings}
+    if not isinstance(before, dict):   # JSON, but not settings
+        return note
+    flags = options.long_flags()
 
     def told(value):
         if isinstance(value, list):
@@ -263,7 +266,8 @@ def dataset_identity(data) -> dict:
             "image_size": data.image_size}
 
 
-RECIPE_FLAGS = {"batch_size": "--batch-size", "momentum": "--momentum", "weight_decay": "--wd"}
+# What the trainer records a run trains with (Trainer.trains_with) → the setting it comes from.
+RECIPE_SETTINGS = {"batch_size": "batch_size", "momentum": "momentum", "weight_decay": "wd"}
 
 
 def check_goes_on_as_trained(path, trained_with, trains_with):
@@ -294,7 +298,7 @@ def check_goes_on_as_trained(path, trained_with, trains_with):
             raise UsageError(f"checkpoint {path}: its run validates on the "
                              f"{views_name(recorded)}, which picks best.h5: {way} to go on "
                              f"with it")
-        flag = RECIPE_FLAGS[key]
+        flag = options.long_flags()[RECIPE_SETTINGS[key]]
         raise UsageError(f"checkpoint {path}: its run trains with {flag} {recorded!r}, not "
                          f"{asked!r}: pass {flag} {recorded!r} to go on with it")
 
@@ -439,8 +443,9 @@ def prepare(args, placement, replicas):
     epochs = args.epochs or (RELEASED_2012_EPOCHS if full_size else SMALL_MODEL_EPOCHS)
     output_dir = args.output_dir or os.path.join("runs", model.name)
     # The run folder held (rank 0's, training): the caller's to let go, but where refused here.
-    # Held before what it holds decides the run; a folder still to be made (which holds
-    # nothing yet), once the run is known to train: one that only evaluates makes none.
+    # A folder that exists is held before what it holds decides the run; one still to be made
+    # (which holds nothing yet) at the end, once nothing has refused the run: a run refused,
+    # or one that only evaluates, makes none.
     writes = replicas.rank == 0 and not args.test_only
     with contextlib.ExitStack() as held:
         def hold():
@@ -448,8 +453,8 @@ def prepare(args, placement, replicas):
             check_no_other_run(output_dir, args)
         if replicas.rank == 0:   # the one that writes
             check_output_folder(output_dir, args)
-        holds = writes and os.path.isdir(output_dir)
-        if holds:
+        held_early = writes and os.path.isdir(output_dir)
+        if held_early:
             hold()
         data = Loader(args.data_path, crop=model.geometry.image_size, seed=args.seed,
                       colour_noise_convention=model.colour_noise,
@@ -478,18 +483,17 @@ def prepare(args, placement, replicas):
         trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
         if not trains:
             held.close()   # it writes nothing: another run may train there meanwhile
-        elif writes and not holds:
-            hold()
         if resumed and trains:
             check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
             if replicas.rank == 0:
                 for note in resume_notes(resumed, trainer.schedule, epochs, args):
                     print(f"note: {shown(note)}", file=sys.stderr)
         if resumed:
-            rates = trainer.schedule.rates   # the checkpoint's: --lr and the schedule flags
+            # the checkpoint's rates, not those of --lr and the schedule flags
+            goes_on = (f"; its {trainer.schedule.kind} schedule goes on at weight rate "
+                       f"{trainer.schedule.rates.weight_lr:g}") if trains else ""
             print(f"resumed from {shown(resumed)} at epoch {trainer.epoch}, step "
-                  f"{trainer.step}; its {trainer.schedule.kind} schedule goes on at weight rate "
-                  f"{rates.weight_lr:g}")
+                  f"{trainer.step}{goes_on}")
         note = lr_steps_note(args, trainer.schedule, epochs) \
             if trainer.step == 0 and not args.test_only else None
         if note and replicas.rank == 0:
@@ -499,15 +503,17 @@ def prepare(args, placement, replicas):
                 print(f"note: --weights {shown(args.weights)} left unused: the run goes on from "
                       f"its own checkpoint", file=sys.stderr)
         elif args.weights:
-            kept = trainer.start_from_weights(checkpoint.in_run(args.weights))
+            drawn = trainer.start_from_weights(checkpoint.in_run(args.weights))
             total = len(network.specs)
-            if kept and args.test_only:   # part of the network would be random numbers
-                raise UsageError(f"--test-only --weights {trainer.started_from}: {len(kept)} of "
+            if drawn and args.test_only:   # part of the network would be random numbers
+                raise UsageError(f"--test-only --weights {trainer.started_from}: {len(drawn)} of "
                                  f"{total} parameter arrays are not there for this model "
-                                 f"({', '.join(kept)}), so it would evaluate random ones")
-            print(f"weights from {shown(trainer.started_from)}: {total - len(kept)} of {total} "
+                                 f"({', '.join(drawn)}), so it would evaluate random ones")
+            print(f"weights from {shown(trainer.started_from)}: {total - len(drawn)} of {total} "
                   f"parameter arrays" +
-                  (f"; as a new run draws them: {', '.join(kept)}" if kept else ""))
+                  (f"; as a new run draws them: {', '.join(drawn)}" if drawn else ""))
+        if trains and writes and not held_early:
+            hold()
         return trainer, model, epochs, output_dir, resumed, trains, held.pop_all()
 
 
@@ -534,10 +540,9 @@ def run(args, placement, device, replicas):
         trainer.check_replicas_agree("at the start")
         # --resume auto over the logs of a run stopped before its first checkpoint
         restarts = trains and resumed is None and args.resume and bool(run_files(output_dir))
-        if trains and args.resume:   # now that every rank has loaded all it loads (--weights too)
-            note = trainer.go_on_from(resumed)
-            if note:
-                print(shown(note), file=sys.stderr)
+        # what the logs keep of a run going on, read before anything is written: a log that
+        # cannot be read refuses the run with its files as they were
+        kept = trainer.kept_log_lines() if trains and args.resume else None
         note = idle_device_note(model, placement)
         if note and replicas.rank == 0:
             print(note, file=sys.stderr)
@@ -565,6 +570,15 @@ def run(args, placement, device, replicas):
             settings_path = os.path.join(output_dir, SETTINGS)
             with writing(settings_path):
                 atomic_json(settings_path, settings, indent=2)
+        # The folder made to agree with the checkpoint, now that every rank has loaded all it
+        # loads (--weights too) and the settings are written: a refusal before it changes
+        # none of the run's checkpoints and logs, and so does a Ctrl-C since the start, which
+        # stops the run here.
+        stopping.check()
+        if trains and args.resume:
+            note = trainer.go_on_from(resumed, kept)
+            if note:
+                print(shown(note), file=sys.stderr)
 
         if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
             found = (f"--resume auto found no checkpoint in {shown(output_dir)}" if args.resume
@@ -582,8 +596,10 @@ def run(args, placement, device, replicas):
         else:
             ranks = f", {replicas.world} ranks" if replicas.world > 1 else ""
             # Told now, not with the first epoch's line, through a pipe too (mpiexec's, | tee)
-            print(f"training {model.name} on {shown(args.data_path)} ({device}{ranks}) for "
-                  f"{counted(epochs, 'epoch')}; output in {shown(output_dir)}", flush=True)
+            length = f"for {counted(epochs, 'epoch')}" if trainer.epoch == 0 else \
+                f"to epoch {epochs} ({counted(epochs - trainer.epoch, 'epoch')} more)"
+            print(f"training {model.name} on {shown(args.data_path)} ({device}{ranks}) {length}; "
+                  f"output in {shown(output_dir)}", flush=True)
             result = trainer.fit(epochs)
         print(f"validation ({views_name(args.ten_crop)}): {result}")
         return 0

@@ -24,7 +24,6 @@ Files in the output folder:
   last.h5       the checkpoint after the latest epoch; best.h5 the one with the lowest validation
                 top-1 error so far (both written atomically, see convnet.checkpoint)
 """
-import contextlib
 import csv
 import json
 import math
@@ -55,7 +54,8 @@ class NonFiniteLoss(RuntimeError):
 
 
 class RunFolderError(RuntimeError):
-    """A file of the run's folder (a log, the settings) that cannot be written."""
+    """The run's folder cannot be used: a file of it (a log, the settings) cannot be written,
+    or another run training there holds it."""
 
 
 def writing(path):
@@ -67,11 +67,11 @@ def writing(path):
 
 class _Appending:
     """The run's file `path` open for appending; every failure is writing()'s error naming
-    `shown` (the file's name where `path` is the null device of a rank that writes nothing)."""
+    `named` (the file's name where `path` is the null device of a rank that writes nothing)."""
 
-    def __init__(self, path, shown):
-        self.shown = shown
-        with writing(shown):
+    def __init__(self, path, named):
+        self.named = named
+        with writing(named):
             self._file = open(path, "a", newline="")
 
     def empty(self):
@@ -79,18 +79,18 @@ class _Appending:
         return self._file.tell() == 0
 
     def write(self, text):
-        with writing(self.shown):
+        with writing(self.named):
             return self._file.write(text)
 
     def flush(self):
-        with writing(self.shown):
+        with writing(self.named):
             self._file.flush()
 
     def __enter__(self):
         return self
 
     def __exit__(self, *raised):
-        with writing(self.shown):
+        with writing(self.named):
             self._file.close()
 
 
@@ -258,22 +258,28 @@ class Trainer:
                                  + [velocity[spec.key] for spec in self.network.specs],
                                  f"weights and momentum {when}")
 
-    def go_on_from(self, path) -> str | None:
+    def go_on_from(self, path, kept=None) -> str | None:
         """Before a resumed run's first step, its folder made to agree with checkpoint `path`
         (None: a run starting again over logs alone): last.h5 becomes a copy of it where it is
         another file (an earlier best.h5, say), so that a run stopped before its next
         checkpoint goes on from there with --resume auto; a folder without best.h5 takes the
         run's best so far (take_best); and the logs lose their lines after its step, which the
-        run writes again. Rank 0's to do, as it writes them. Returns take_best's note, if any."""
+        run writes again. Rank 0's to do, as it writes them. Returns take_best's note, if any.
+        kept: kept_log_lines(), read by a caller before it wrote anything (else read here,
+        first), so that a log that cannot be read refuses the run before anything changes."""
         if not self.writes:
             return None
+        kept = self.kept_log_lines() if kept is None else kept
         last = os.path.join(self.output_dir, checkpoint.LAST)
         note = None
         if path is not None:
             if not (os.path.exists(last) and os.path.samefile(path, last)):
                 checkpoint.copy(path, last)
             note = self.take_best(path)
-        self.truncate_logs()
+        for name, lines in kept.items():
+            log = os.path.join(self.output_dir, name)
+            with writing(log), atomic_path(log) as temporary, open(temporary, "wb") as handle:
+                handle.writelines(lines)
         return note
 
     def take_best(self, path) -> str | None:
@@ -281,37 +287,47 @@ class Trainer:
         checkpoint `path`), the best.h5 beside `path` copied in, if it is the best so far of
         the run `path` belongs to (same_run_best; `path` itself, where that is a best.h5).
         Else a note that the folder gets best.h5 only from an epoch that beats the error
-        `path` records."""
+        `path` records, and why."""
         best = os.path.join(self.output_dir, checkpoint.BEST)
         if os.path.lexists(best) or self.schedule.best_error is None:
             return None
         source = os.path.join(os.path.dirname(path), checkpoint.BEST)
-        with contextlib.suppress(checkpoint.CheckpointError):   # then not the run's best: noted
-            if same_run_best(checkpoint.record(source), checkpoint.record(path)):
-                checkpoint.copy(source, best)
-                return None
+        if not os.path.exists(source):
+            why = f"no {checkpoint.BEST} is beside it"
+        else:
+            try:
+                ours = same_run_best(checkpoint.record(source), checkpoint.record(path))
+            except checkpoint.CheckpointError as error:
+                why = str(error)
+            else:
+                if ours:
+                    checkpoint.copy(source, best)   # a failed write: the run's error to report
+                    return None
+                why = f"the {checkpoint.BEST} beside it is another run's"
         return (f"note: {self.output_dir} gets no {checkpoint.BEST} until an epoch beats the "
                 f"validation top-1 error of {self.schedule.best_error:.2%} that {path} records "
-                f"(its run's {checkpoint.BEST} is not beside it)")
+                f"({why})")
 
-    def truncate_logs(self):
-        """Drop log lines written after the checkpoint (all but epochs.csv's header before the
-        first): the run going on from it writes them again. A line cut short where a run was
-        stopped is dropped too."""
-        self._keep_lines(LOG, lambda line: json.loads(line)["step"] <= self.step)
-        self._keep_lines(EPOCHS_CSV, lambda line: line.startswith("epoch,")
-                         or int(line.split(",")[0]) <= self.epoch)
-
-    def _keep_lines(self, name, keep):
-        path = os.path.join(self.output_dir, name)
-        if os.path.exists(path):
-            with writing(path):   # reading too: a folder or a pipe in the file's place
-                refuse_unless_regular(path)
-                with open(path, "rb") as handle:
-                    lines = [line for line in handle
-                             if line.endswith(b"\n") and _kept(keep, line)]
-                with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-                    handle.writelines(lines)
+    def kept_log_lines(self) -> dict:
+        """{log's name: its lines to keep} for each log the folder holds: those written up to
+        the checkpoint (all but epochs.csv's header before the first), which the run going on
+        from it does not write again (go_on_from). A line cut short where a run was stopped is
+        dropped. Rank 0's to read, as it writes them: {} elsewhere."""
+        if not self.writes:
+            return {}
+        keeps = {LOG: lambda line: json.loads(line)["step"] <= self.step,
+                 EPOCHS_CSV: lambda line: line.startswith("epoch,")
+                 or int(line.split(",")[0]) <= self.epoch}
+        kept = {}
+        for name, keep in keeps.items():
+            path = os.path.join(self.output_dir, name)
+            if os.path.exists(path):
+                with writing(path):   # reading too: a folder or a pipe in the file's place
+                    refuse_unless_regular(path)
+                    with open(path, "rb") as handle:
+                        kept[name] = [line for line in handle
+                                      if line.endswith(b"\n") and _kept(keep, line)]
+        return kept
 
     # -- one step, one epoch, the run ---------------------------------------------------------
     def train_step(self, images, labels, part):
@@ -393,7 +409,8 @@ class Trainer:
 
     def fit(self, epochs):
         """Train until `epochs` epochs are done; returns the last epoch's validation result.
-        Rank 0 makes the output folder here: evaluating writes nothing."""
+        Rank 0 makes the output folder where it is missing (the training command has made
+        and locked it already): evaluating writes nothing."""
         if self.writes:
             os.makedirs(self.output_dir, exist_ok=True)
         self.target_epochs = epochs

@@ -300,3 +300,20 @@ def test_a_complete_file_without_its_model_or_state_is_refused(tmp_path, rng, at
         del file.attrs[attribute]
     with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {path}: corrupt"):
         read(path, network)
+
+
+def test_a_run_folder_without_best_h5_names_the_checkpoints_it_holds(tmp_path, rng):
+    """A run folder stands for its best.h5; where it has none, the error names those it has
+    (its last.h5), not a file that is missing."""
+    network, velocity = trained_network(rng)
+    assert checkpoint.in_run(tmp_path / "last.h5") == str(tmp_path / "last.h5")
+    with pytest.raises(checkpoint.CheckpointError, match=f"^run folder {tmp_path} holds no "
+                                                         f"best.h5$"):
+        checkpoint.in_run(tmp_path)
+    checkpoint.save(tmp_path / "last.h5", network, velocity, {})
+    with pytest.raises(checkpoint.CheckpointError) as refused:
+        checkpoint.in_run(tmp_path)
+    assert str(refused.value) == (f"run folder {tmp_path} holds no best.h5; name one of its "
+                                  f"checkpoints: {tmp_path / 'last.h5'}")
+    checkpoint.save(tmp_path / "best.h5", network, velocity, {})
+    assert checkpoint.in_run(tmp_path) == str(tmp_path / "best.h5")

@@ -145,11 +145,13 @@ def test_bad_flags(flags, message, tmp_path):
     (["--momentum", "nan"], "--momentum must be a finite number"),
     (["--dist-timeout", "nan"], "--dist-timeout must be a finite number"),
     (["--lr-schedule", "steps", "--lr-steps", "0"], "each at least 1; got 0"),
+    (["--lr-schedule", "steps", "--lr-steps", "20", "1", "20"],
+     "--lr-steps 20 1 20: epoch 20 named twice"),
     (["--output-dir", ""], "--output-dir must name a file or folder; got ''"),
     (["--resume", ""], "--resume must name a file or folder"),
     (["--weights", ""], "--weights must name a file or folder"),
     (["--data-path", ""], "--data-path must name a file or folder"),
-    (["-c", ""], "--config must name a file; got ''"),
+    (["-c", ""], "--config must name a file or folder; got ''"),
     (["--momentum", "1"], "--momentum must be in [0, 1); got 1.0"),
     (["--wd", "-0.0005"], "--wd must not be negative; got -0.0005"),
     (["--dist-timeout", "0"], "--dist-timeout must be positive; got 0.0"),
@@ -669,6 +671,48 @@ def test_a_restart_over_logs_alone_names_the_settings_it_changes(tmp_path, tiny_
                             f"run starts there\n")
 
 
+def test_a_restart_over_a_settings_file_that_holds_no_settings_is_noted_plainly(tmp_path,
+                                                                             tiny_set):
+    """A settings.json that is JSON but not an object (a list, null) is no stopped run's
+    settings to compare: the restart's note, without them, not a traceback."""
+    out = tmp_path / "run"
+    for text in ('["model"]', "null"):
+        write_logs_alone(out)
+        (out / "settings.json").write_text(text)
+        result = train("--data-path", str(tiny_set), "--epochs", "1", "--output-dir", str(out),
+                       "--resume", "auto", cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        assert (f"note: --resume auto found no checkpoint in {out}: the run starts again from "
+                f"step 0\n") in result.stderr
+        shutil.rmtree(out)
+
+
+def test_a_run_refused_after_its_checks_makes_no_folder(tmp_path, tiny_set):
+    """A resume refused for training otherwise than its checkpoint, or --weights that do not
+    load, leave no new --output-dir behind (not even its lock file); evaluating a checkpoint
+    says where it resumes, not how its schedule would go on; a run going on says how many
+    epochs it has left."""
+    source = tmp_path / "source"
+    common = ["--data-path", str(tiny_set), "-b", "4"]
+    assert train(*common, "--epochs", "1", "--output-dir", str(source),
+                 cwd=tmp_path).returncode == 0
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"junk")
+    new = tmp_path / "new"
+    for flags in (["--resume", str(source / "last.h5"), "--wd", "0.1", "--epochs", "2"],
+                  ["--weights", str(junk)]):
+        result = train(*common, *flags, "--output-dir", str(new), cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert not new.exists(), (flags, os.listdir(new))
+    evaluated = train(*common, "--test-only", "--resume", str(source / "last.h5"), cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"resumed from {source / 'last.h5'} at epoch 1, step 2\n" in evaluated.stdout
+    going_on = train(*common, "--epochs", "3", "--output-dir", str(source), "--resume",
+                     cwd=tmp_path)
+    assert going_on.returncode == 0, going_on.stderr
+    assert f"(cpu) to epoch 3 (2 epochs more); output in {source}\n" in going_on.stdout
+
+
 def test_resuming_an_earlier_checkpoint_past_its_epochs_evaluates_and_changes_nothing(
         tmp_path, tiny_set):
     """--resume of an earlier checkpoint with --epochs it has done trains nothing: the run's
@@ -855,6 +899,53 @@ def test_a_folder_in_place_of_a_log_or_the_settings_is_one_line_and_exit_2(tmp_p
     assert status == 2
     assert capsys.readouterr().err.endswith(f"error: {tmp_path / 'run' / in_the_way}: cannot "
                                             f"write (Is a directory)\n")
+
+
+@pytest.fixture
+def two_epochs(tmp_path, tiny_set):
+    """A run of 2 epochs in tmp_path/run, its first epoch's checkpoint kept as epoch1.h5."""
+    out = tmp_path / "run"
+    common = ["--data-path", str(tiny_set), "--output-dir", str(out), "--gpus", "cpu", "-b", "4"]
+    assert train_module.main([*common, "--epochs", "1"]) == 0
+    shutil.copy(out / "last.h5", out / "epoch1.h5")
+    assert train_module.main([*common, "--epochs", "2", "--resume"]) == 0
+    return out, common
+
+
+@pytest.mark.parametrize("in_the_way", ["log.jsonl", "epochs.csv", "settings.json"])
+def test_a_resume_refused_by_its_folder_changes_none_of_its_files(two_epochs, capsys,
+                                                                   in_the_way):
+    """Resuming from an earlier checkpoint rewinds last.h5 and the logs to it, but only once
+    nothing can refuse the run: a folder in place of a log or the settings leaves the run's
+    files as they were."""
+    out, common = two_epochs
+    (out / in_the_way).unlink()
+    (out / in_the_way).mkdir()
+    kept = {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()}
+    capsys.readouterr()
+    assert train_module.main([*common, "--epochs", "3", "--resume", str(out / "epoch1.h5")]) == 2
+    assert capsys.readouterr().err.endswith(f"error: {out / in_the_way}: cannot write (Is a "
+                                            f"directory)\n")
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == kept
+
+
+def test_a_ctrl_c_before_a_resume_rewinds_the_folder_changes_none_of_its_files(
+        two_epochs, capsys, monkeypatch):
+    """A Ctrl-C while a resume from an earlier checkpoint starts (here as the first notes are
+    made) stops it before last.h5 and the logs are rewound, as its line says."""
+    out, common = two_epochs
+    kept = {path.name: path.read_bytes() for path in out.iterdir() if path.name != "settings.json"}
+    monkeypatch.setattr(train_module, "idle_device_note",
+                        lambda *args: signal.raise_signal(signal.SIGINT))
+    capsys.readouterr()
+    status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
+                                                    str(out / "epoch1.h5")]),
+                         output_required=False, stopped=train_module.stopped_line)
+    assert status == 130
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        "interrupted: checkpoints written before are as they were")
+    assert {path.name: path.read_bytes() for path in out.iterdir()
+            if path.name != "settings.json"} == kept
 
 
 @pytest.mark.parametrize("name,checkpoints", [("log.jsonl", True), ("epochs.csv", True),

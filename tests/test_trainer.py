@@ -367,11 +367,16 @@ def test_a_run_going_on_in_another_folder_takes_its_best_so_far(tmp_path):
               "seed": state({"seed": 5}), "started_from": state({"started_from": "/w.h5"}),
               "batch_size": state({"batch_size": 8}), "kind": schedule({"kind": "plateau"}),
               "initial_weight_lr": schedule({"initial_weight_lr": 0.02}),
-              "best_error": schedule({"best_error": 0.5}), "none": None}
+              "best_error": schedule({"best_error": 0.5}), "none": None, "unreadable": None}
     for differs, change in others.items():
         (source / "best.h5").write_bytes(best)
-        if change is None:
+        why = "the best.h5 beside it is another run's"
+        if differs == "none":
             (source / "best.h5").unlink()
+            why = "no best.h5 is beside it"
+        elif differs == "unreadable":
+            (source / "best.h5").write_bytes(b"junk")
+            why = f"checkpoint {source / 'best.h5'}: not a readable HDF5 file"
         else:
             with h5py.File(source / "best.h5", "r+") as file:
                 changed = change(file)
@@ -382,11 +387,29 @@ def test_a_run_going_on_in_another_folder_takes_its_best_so_far(tmp_path):
         going_on = make_trainer(folder)
         going_on.resume(str(source / "last.h5"))
         error = going_on.schedule.best_error
-        assert going_on.go_on_from(str(source / "last.h5")) == (
+        assert going_on.go_on_from(str(source / "last.h5")).startswith(
             f"note: {folder} gets no best.h5 until an epoch beats the validation top-1 error of "
-            f"{error:.2%} that {source / 'last.h5'} records (its run's best.h5 is not beside it)"
-        ), differs
+            f"{error:.2%} that {source / 'last.h5'} records ({why}"), differs
         assert not (folder / "best.h5").exists()
+
+
+def test_a_best_h5_that_cannot_be_copied_stops_the_run(tmp_path, monkeypatch):
+    """A full disk as the run's best.h5 is copied into the new folder: the checkpoint's error,
+    which the training command reports in one line, not a note that there is no best.h5."""
+    source = tmp_path / "source"
+    make_trainer(source).fit(1)
+    copy = checkpoint.copy
+
+    def copy_on_a_full_disk(source_path, target_path):
+        if target_path.endswith("best.h5"):
+            raise checkpoint.CheckpointError(f"checkpoint {target_path}: cannot write it (No "
+                                             f"space left on device)")
+        copy(source_path, target_path)
+    monkeypatch.setattr(checkpoint, "copy", copy_on_a_full_disk)
+    going_on = make_trainer(tmp_path / "new")
+    going_on.resume(str(source / "last.h5"))
+    with pytest.raises(checkpoint.CheckpointError, match="best.h5: cannot write it"):
+        going_on.go_on_from(str(source / "last.h5"))
 
 
 @pytest.mark.parametrize("lines", [{"log.jsonl": b'{"step": 1, "note": "\xff"}\n',
