@@ -938,9 +938,16 @@ def test_a_ctrl_c_before_a_resume_rewinds_the_folder_changes_none_of_its_files(
     monkeypatch.setattr(train_module, "idle_device_note",
                         lambda *args: signal.raise_signal(signal.SIGINT))
     capsys.readouterr()
-    status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
-                                                    str(out / "epoch1.h5")]),
-                         output_required=False, stopped=train_module.stopped_line)
+    previous = signal.getsignal(signal.SIGINT)
+    # Ctrl-C as a terminal delivers it, even where this suite runs with it ignored (in a
+    # background job), which the run would keep
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
+                                                        str(out / "epoch1.h5")]),
+                             output_required=False, stopped=train_module.stopped_line)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert status == 130
     assert capsys.readouterr().err.splitlines()[-1].startswith(
         "interrupted: checkpoints written before are as they were")
