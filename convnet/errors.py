@@ -185,7 +185,8 @@ def run_command(main, output_required=True, stopped=interrupted) -> int:
     closed (>&-), which would lose what it prints, is refused, unless what it prints is only
     an account of what it writes to files (output_required False). A Ctrl-C that main() lets
     through (or training's SIGTERM and SIGHUP, convnet.stopping) is one line, stopped(the
-    KeyboardInterrupt), and exit status 128 + its signal's number, as a shell reports of a C tool it stopped."""
+    KeyboardInterrupt), and exit status 128 + its signal's number, as a shell reports of a C
+    tool it stopped."""
     if sys.stdout is None and output_required:
         print("error: standard output is closed (>&-): the results would go nowhere",
               file=sys.stderr)

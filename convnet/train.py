@@ -737,8 +737,9 @@ def main(argv=None):
             stop.test_only = args.test_only   # which line tells it (stopped_line)
             if replicas.world == 1:
                 raise
-            # Several ranks: the launcher passed the Ctrl-C on to each. One line: rank 0's, as it ends the job, or where it waits inside MPI for a rank
-            # that left, that of a rank the grace let through.
+            # Several ranks: the launcher passed the Ctrl-C on to each. One line: rank 0's, as
+            # it ends the job, or where it waits inside MPI for a rank that left, that of a rank
+            # the grace let through.
             if replicas.rank:
                 time.sleep(INTERRUPT_GRACE)
             print(stopped_line(stop), file=sys.stderr, flush=True)
