@@ -26,6 +26,11 @@ def check_writable(path, flag):
         raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: {folder} is not writable")
+    longest = os.pathconf(folder, "PC_NAME_MAX")
+    for name in path.split(os.sep):   # the file's, and those of the folders to be made
+        if len(os.fsencode(name)) > longest:
+            raise ValueError(f"{flag} {path}: a name of {len(os.fsencode(name))} bytes, longer "
+                             f"than the {longest} that {folder} takes")
 
 
 def refuse_unless_regular(path):
@@ -75,9 +80,11 @@ def atomic_path(path, suffix=""):
     except BaseException as error:
         if temporary is not None and os.path.exists(temporary):
             os.unlink(temporary)
-        # A copy's error names the copy second (filename2), the file it reads first.
-        if isinstance(error, OSError) and error.errno is not None and \
-                _names_a_partial(error.filename2 or error.filename, prefix):   # not another's
+        # A copy's error names the copy second (filename2), the file it reads first; the
+        # rename's, the file renamed to.
+        if isinstance(error, OSError) and error.errno is not None and (
+                _names_a_partial(error.filename2 or error.filename, prefix)   # not another's
+                or error.filename2 == path):
             raise OSError(error.errno, error.strerror, path) from None
         raise
 

@@ -30,16 +30,16 @@ LAST, BEST = "last.h5", "best.h5"   # a run folder's: after the latest epoch, lo
 
 def in_run(path) -> str:
     """A checkpoint file as given, or for a run folder its best.h5: a CheckpointError where the
-    folder holds none, naming the checkpoints it holds (a last.h5 whose run never improved on
-    the best.h5 of the run it went on from: convnet.trainer's take_best)."""
-    if not os.path.isdir(path):
+    folder holds none, naming its last.h5 where it has one (a run that never improved on the
+    best.h5 of the run it went on from: convnet.trainer's take_best). A path named best.h5 is
+    taken as given, a folder too (the loader refuses it): it may be this function's own answer."""
+    if not os.path.isdir(path) or os.path.basename(os.path.normpath(path)) == BEST:
         return str(path)
-    best = os.path.join(path, BEST)
+    best, last = os.path.join(path, BEST), os.path.join(path, LAST)
     if not os.path.lexists(best):
-        held = sorted(name for name in os.listdir(path) if name.endswith(".h5"))
         raise CheckpointError(f"run folder {path} holds no {BEST}" + (
-            f"; name one of its checkpoints: {', '.join(os.path.join(path, name) for name in held)}"
-            if held else ""))
+            f"; give its {LAST}, {last}, for its last epoch's weights"
+            if os.path.lexists(last) else ""))
     return best
 
 

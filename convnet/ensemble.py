@@ -107,18 +107,26 @@ def run(args):
         total += probs
     views = views_name(args.ten_crop)
     average = scores(total / len(members), labels)
-    # The report first: a standard output that fails (a closed pipe, a full disk) loses no
-    # evaluation, which may have taken hours.
+    # The report first, then the lines: the evaluation, which may have taken hours, is lost
+    # neither to a standard output that fails (a closed pipe, a full disk) nor to a report
+    # that cannot be written, whose error comes after the lines. The report holds the names
+    # as they are (JSON holds any), for a script to open.
+    unwritten = None
     if args.output:
-        atomic_json(args.output, {
-            "data_path": shown(args.data_path), "split": args.split, "views": views,
-            "images": average.images, "commit": provenance.running(),
-            "members": [{"checkpoint": shown(inference.checkpoint), **asdict(result)}
-                        for inference, result in zip(members, results)],
-            "average": asdict(average)}, indent=2)
+        try:
+            atomic_json(args.output, {
+                "data_path": args.data_path, "split": args.split, "views": views,
+                "images": average.images, "commit": provenance.running(),
+                "members": [{"checkpoint": inference.checkpoint, **asdict(result)}
+                            for inference, result in zip(members, results)],
+                "average": asdict(average)}, indent=2)
+        except OSError as error:
+            unwritten = error
     for inference, result in zip(members, results):
         print(f"{shown(inference.checkpoint)}: {result}")
     print(f"average of {len(members)} ({views}, {args.split}): {average}")
+    if unwritten is not None:
+        raise unwritten
     return 0
 
 

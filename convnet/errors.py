@@ -7,6 +7,8 @@ import signal
 import sys
 from contextlib import contextmanager, suppress
 
+import convnet
+
 # What a pipe, a socket or a device is called where a file was expected: an input that is one is
 # never opened (a pipe would wait for a writer for ever, /dev/zero never ends).
 NOT_REGULAR = "not a regular file (a pipe, a socket or a device)"
@@ -187,6 +189,8 @@ def run_command(main, output_required=True, stopped=interrupted) -> int:
     through (or training's SIGTERM and SIGHUP, convnet.stopping) is one line, stopped(the
     KeyboardInterrupt), and exit status 128 + its signal's number, as a shell reports of a C
     tool it stopped."""
+    if signal.getsignal(signal.SIGINT) is convnet.stopped_while_loading:   # loaded now
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if sys.stdout is None and output_required:
         print("error: standard output is closed (>&-): the results would go nowhere",
               file=sys.stderr)

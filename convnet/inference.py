@@ -30,7 +30,7 @@ from convnet.checkpoint import CheckpointError, in_run, load_network
 from convnet.data import fashion_mnist
 from convnet.data.dataset import Dataset, DatasetError
 from convnet.data.loader import Batches, Loader
-from convnet.data.prepare import load_image
+from convnet.data.prepare import UNROTATED, load_image
 from convnet.errors import INTERRUPTED_STATUS, shown
 from convnet.train import UsageError, check_fits, select_placement
 from convnet.trainer import forward_views
@@ -161,7 +161,9 @@ class Inference:
     # -- inputs -------------------------------------------------------------------------------
     def pictures(self, paths):
         """(images (n, S, S, 3) uint8, the paths they came from, [(path, reason)] for the files
-        that could not be read), each image as the dataset stores its own."""
+        that could not be read), each image as the dataset stores its own: a photograph whose
+        EXIF orientation says to turn it is taken as encoded, as the dataset's were, with a
+        note on stderr (a phone's picture may then lie on its side)."""
         load = PICTURE_LOADERS.get(self.loader.name, load_image)
         size = self.loader.image_size
         images, read, failed = [], [], []
@@ -176,6 +178,8 @@ class Inference:
             if pixels is None:
                 failed.append((path, note.removeprefix("skipped: ")))
             else:
+                if UNROTATED in (note or ""):
+                    print(f"note: {shown(path)}: {note}", file=sys.stderr)
                 images.append(pixels)
                 read.append(path)
         stacked = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)

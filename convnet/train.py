@@ -557,7 +557,7 @@ def run(args, placement, device, replicas):
                             conv_algorithm=conv_algorithm,
                             device=device, ranks=replicas.world, launcher=replicas.launcher,
                             commit=provenance.running(), schedule=trainer.schedule.kind,
-                            weights=trainer.started_from)
+                            weights=trainer.started_from, dataset=trainer.dataset)
             if trainer.step > 0:   # resumed: the checkpoint's schedule goes on, not the flags'
                 schedule = trainer.schedule
                 settings.update(lr=schedule.initial_weight_lr, lr_schedule=schedule.kind,

@@ -133,6 +133,22 @@ def test_a_failed_write_names_the_file_asked_for(tmp_path):
     assert (str(copying.value.filename), copying.value.filename2) == (str(target), None)
 
 
+def test_a_name_too_long_for_its_folder_is_refused_before_the_work(tmp_path):
+    """A name the filesystem cannot hold (past 255 bytes) would fail only at the rename, after
+    the work: check_writable refuses it first (the file's name, or a folder's to be made), and
+    the rename's own error names the file asked for, not the temporary one."""
+    long = "r" * 256 + ".json"
+    for path in (tmp_path / long, tmp_path / ("d" * 256) / "out.json"):
+        with pytest.raises(ValueError, match=rf"^-o {path}: a name of \d+ bytes, longer than "
+                                             rf"the 255 that {tmp_path} takes$"):
+            atomic.check_writable(str(path), "-o")
+    with pytest.raises(OSError) as failed:
+        atomic.atomic_json(str(tmp_path / long), {"a": 1})
+    assert (failed.value.errno, failed.value.filename) == (errno.ENAMETOOLONG,
+                                                           str(tmp_path / long))
+    assert os.listdir(tmp_path) == []
+
+
 def test_an_output_is_checked_where_it_would_be_made_and_nothing_is_made(tmp_path):
     """A missing folder is judged by the nearest one above it that exists, and left unmade:
     a command refused later leaves no empty folder behind."""

@@ -203,6 +203,23 @@ def test_one_dataset_path_spelt_two_ways_is_one_recipe(tmp_path):
                                                                     "2012-small28+no-norm"]
 
 
+def test_runs_that_record_their_dataset_compare_by_it_not_by_its_path(tmp_path):
+    """The same file typed from two folders (set.h5, ../set.h5) is one recipe; two files of one
+    name typed alike (set.h5 in two folders) are two."""
+    identity = {"name": "t", "train_images": 8, "val_images": 4, "labels_sha256": "ab",
+                "image_size": 32}
+    base = compare_runs.read_run(write_run(tmp_path / "a", "2012-small28", 0, 0.1,
+                                           data_path="set.h5", dataset=identity))
+    same = compare_runs.read_run(write_run(tmp_path / "b", "2012-small28+no-norm", 0, 0.1,
+                                           data_path="../set.h5", dataset=identity))
+    assert len(compare_runs.compare([base, same])) == 2
+    other = compare_runs.read_run(write_run(tmp_path / "c", "2012-small28+no-norm", 0, 0.1,
+                                            data_path="set.h5",
+                                            dataset={**identity, "name": "other"}))
+    with pytest.raises(compare_runs.UsageError, match="differ in data_path; compare runs of one"):
+        compare_runs.compare([base, other])
+
+
 def test_a_seed_of_true_is_not_a_whole_number(tmp_path):
     """JSON's true is Python's 1 as an int: a settings file that says true is not a run's."""
     folder = write_run(tmp_path / "a", "2012-small28", 0, 0.1)
@@ -224,6 +241,13 @@ def test_a_refusal_naming_a_run_of_any_name_is_one_line(tmp_path, capsys):
     assert compare_runs.main([odd]) == 2
     assert capsys.readouterr().err == (f"error: {tmp_path}/a\\n\\xff\\x1b[31m: 1 of its 3 epochs "
                                        f"finished; compare finished runs\n")
+
+
+def test_an_empty_run_name_is_refused_as_naming_nothing(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        compare_runs.main([""])
+    assert exit_.value.code == 2
+    assert "argument RUN: must name a file or folder; got ''" in capsys.readouterr().err
 
 
 def test_a_run_that_is_missing_is_named_on_one_line_whatever_its_name(tmp_path):

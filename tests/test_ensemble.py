@@ -245,7 +245,8 @@ def test_the_report_is_written_before_the_lines_that_standard_output_may_lose(tr
 
 
 def test_names_that_are_not_utf8_or_hold_a_newline_are_escaped(trained, capsys, tmp_path):
-    """Printed under a strict UTF-8 output (capsys's) and written in the report: one line."""
+    """Printed under a strict UTF-8 output (capsys's): one line; in the report as they are, for
+    a script to open (JSON escapes them)."""
     odd = os.path.join(os.fsdecode(bytes(tmp_path)), os.fsdecode(b"run\xff\nB"))
     shutil.copytree(trained.run, odd)
     report = tmp_path / "report.json"
@@ -253,7 +254,21 @@ def test_names_that_are_not_utf8_or_hold_a_newline_are_escaped(trained, capsys, 
                           str(report)]) == 0
     shown = f"{tmp_path}/run\\xff\\nB/best.h5"
     assert [name for name, _ in parse(capsys.readouterr().out)][0] == shown
-    assert json.loads(report.read_text())["members"][0]["checkpoint"] == shown
+    assert json.loads(report.read_text())["members"][0]["checkpoint"] == f"{odd}/best.h5"
+
+
+def test_a_report_that_cannot_be_written_loses_no_figures(trained, capsys, monkeypatch):
+    """A full disk at the report: the lines are printed all the same, then its error."""
+    def full_disk(path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), path)
+    monkeypatch.setattr(ensemble, "atomic_json", full_disk)
+    report = trained.tmp / "report.json"
+    assert ensemble.main([str(trained.run), "--data-path", str(trained.data), "--gpus", "cpu",
+                          "-o", str(report)]) == 2
+    said = capsys.readouterr()
+    assert said.out.startswith(f"{trained.run / 'best.h5'}: loss ")
+    assert said.out.splitlines()[-1].startswith("average of 1 (centre crop, val): loss ")
+    assert said.err == f"error: {report}: No space left on device\n"
 
 
 def test_ensemble_runs_as_a_module(trained):

@@ -226,6 +226,24 @@ def test_predict_reports_each_unreadable_file_and_goes_on(trained, capsys):
                                 f"error: {bad[3]}: not a file"]
 
 
+def test_predict_notes_a_photograph_taken_as_encoded_against_its_exif_orientation(trained,
+                                                                                  capsys):
+    """A phone's picture whose EXIF orientation says to turn it is read as encoded, as the
+    dataset's images were: a note on stderr says so, the prediction goes on."""
+    picture = Image.fromarray(trained.val[0][..., 0]).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6   # the orientation tag: turn 90° clockwise to view
+    rotated = str(trained.tmp / "rotated.jpg")
+    picture.save(rotated, exif=exif)
+    picture.save(trained.tmp / "upright.jpg")
+    assert predict.main([rotated, str(trained.tmp / "upright.jpg"), "--checkpoint",
+                         str(trained.run), "--data-path", str(trained.data)]) == 0
+    out, err = capsys.readouterr()
+    assert list(parse_predictions(out)) == [rotated, str(trained.tmp / "upright.jpg")]
+    assert err == (f"note: {rotated}: converted: EXIF orientation 6 not applied (stored as "
+                   f"encoded)\n")
+
+
 def test_predict_of_no_readable_file_is_exit_2(trained, capsys):
     """One file that cannot be read is one line; several, a line each and their count."""
     (trained.tmp / "text.jpg").write_text("not an image")
@@ -968,6 +986,7 @@ def test_curves_of_two_runs(tmp_path, rng, capsys):
     assert figures_main.main(["curves", str(tmp_path / "a"), str(tmp_path / "b"),
                               "--labels", "A", "B", "-o", str(out)]) == 0
     assert png_size(out) == (1200, 800)
+    assert capsys.readouterr().out.endswith(": 2 run(s) of 3 to 5 epochs\n")
     epochs = curves.read_epochs(tmp_path / "a")
     assert curves.rate_changes(epochs) == [(2.0, 0.001), (4.0, 0.0001)]
     figure = curves.draw([(epochs, curves.read_steps(tmp_path / "a"))], ["A"])
@@ -1161,15 +1180,20 @@ def test_running_mean_is_the_mean_of_the_last_steps(rng):
     got = training_error.running_mean(values, 7)
     want = [values[max(0, i - 6):i + 1].mean() for i in range(40)]
     np.testing.assert_allclose(got, want, rtol=1e-12)
+    everything = [values[:i + 1].mean() for i in range(40)]   # a window past them all
+    for window in (40, 2 ** 63, 2 ** 70):
+        np.testing.assert_allclose(training_error.running_mean(values, window), everything,
+                                   rtol=1e-12)
 
 
 def test_training_error_finds_each_run_s_first_step_at_the_threshold(tmp_path, capsys):
     """Errors that fall 0.01 a step from 0.905 (to 0) with a window of 1 reach 25% at step 67;
-    a run that falls half as fast, at step 132: 2.0 times the epochs. Values stay clear of the
-    threshold, so no rounding decides the step."""
+    a run that falls half as fast, at step 132: 2.0 times the epochs; one that never gets there
+    in 1.86 epochs took more than 1.388 times: "more than 1.3×", a bound rounded down. Values
+    stay clear of the threshold, so no rounding decides the step."""
     write_step_log(tmp_path / "fast", np.maximum(0.905 - 0.01 * np.arange(100), 0), per_epoch=50)
     write_step_log(tmp_path / "slow", 0.9025 - 0.005 * np.arange(150), per_epoch=50, rate=0.04)
-    write_step_log(tmp_path / "stuck", np.full(90, 0.5), per_epoch=50)
+    write_step_log(tmp_path / "stuck", np.full(93, 0.5), per_epoch=50)
     out = tmp_path / "figure1.png"
     assert figures_main.main(["training-error", *(str(tmp_path / name) for name in
                                                   ("fast", "slow", "stuck")),
@@ -1177,7 +1201,7 @@ def test_training_error_finds_each_run_s_first_step_at_the_threshold(tmp_path, c
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "fast   rate 0.02  reached 25% at step 67 (epoch 1.34)"
     assert lines[1] == "slow   rate 0.04  reached 25% at step 132 (epoch 2.64)"
-    assert lines[2] == "stuck  rate 0.02  not reached in 90 steps (1.80 epochs); lowest 50.00%"
+    assert lines[2] == "stuck  rate 0.02  not reached in 93 steps (1.86 epochs); lowest 50.00%"
     assert lines[3] == "slow took 2.0× the epochs of fast"
     assert lines[4] == "stuck took more than 1.3× the epochs of fast"
     assert png_size(out) == (700, 500)
@@ -1292,6 +1316,10 @@ def test_training_error_prints_its_threshold_as_given(tmp_path, capsys):
     assert lines[1].startswith("falls  rate 0.02  reached 0.5% at step 40 ")
     assert lines[2] == "stuck did not reach 0.5%: no ratios"
     assert lines[3].endswith(": 2 run(s), threshold 0.5%")
+    # a run named by its log.jsonl, as curves takes its epochs.csv: the run's folder
+    assert figures_main.main(["training-error", str(tmp_path / "falls" / "log.jsonl"),
+                              "--window", "1", "--threshold", "0.005", "-o", out]) == 0
+    assert capsys.readouterr().out.startswith("falls  rate 0.02  reached 0.5% at step 40 ")
     assert figures_main.main(["training-error", str(tmp_path / "falls"), "--window", "1",
                               "--threshold", "0.8125", "-o", out]) == 0
     assert capsys.readouterr().out.startswith("falls  rate 0.02  reached 81.25% at step 1 ")

@@ -6,6 +6,7 @@ run as a user starts them, with Python's output buffered (PYTHONUNBUFFERED unset
 import errno
 import io
 import os
+import signal
 import subprocess
 import sys
 from contextlib import closing
@@ -13,6 +14,7 @@ from contextlib import closing
 import numpy as np
 import pytest
 
+import convnet
 from convnet import errors
 from convnet.data import dataset
 
@@ -79,6 +81,39 @@ def test_a_ctrl_c_the_command_lets_through_is_one_line_and_exit_130(capsys):
     assert status == 130
     assert capsys.readouterr() == ("half the figures\n",
                                    "interrupted: each file it wrote is whole or as it was\n")
+
+
+LOADING = ("import signal, sys\n"
+           "sys.argv[:] = ['-m']   # as Python names a command while it finds its module\n"
+           "import convnet\n"
+           "signal.raise_signal(signal.SIGINT)   # a Ctrl-C while the command's modules load\n"
+           "print('loaded')\n")
+
+
+@pytest.mark.parametrize("ignored", [False, True], ids=["Ctrl-C", "Ctrl-C ignored"])
+def test_a_ctrl_c_while_a_command_loads_is_one_line_and_exit_130(ignored):
+    """python -m convnet.<command>: a Ctrl-C before the command runs is its one line, not a
+    traceback of the import it came in; one the command was started with ignored (a script's
+    background job) stays ignored."""
+    def start():
+        signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.default_int_handler)
+    result = subprocess.run([sys.executable, "-c", LOADING], capture_output=True, text=True,
+                            preexec_fn=start, timeout=120)
+    if ignored:
+        assert (result.returncode, result.stdout, result.stderr) == (0, "loaded\n", "")
+    else:
+        assert (result.returncode, result.stdout, result.stderr) == (
+            130, "", "interrupted: before the work, of which nothing was written\n")
+
+
+def test_a_command_running_takes_ctrl_c_as_python_does(monkeypatch):
+    """Once a command runs (run_command), the loading's handler has given way to Python's, which
+    raises KeyboardInterrupt where the command is (training defers it to its next step)."""
+    monkeypatch.setattr(signal, "signal", lambda number, handler: handlers.update({number: handler}))
+    handlers = {}
+    monkeypatch.setattr(signal, "getsignal", lambda number: convnet.stopped_while_loading)
+    assert errors.run_command(lambda: 0) == 0
+    assert handlers == {signal.SIGINT: signal.default_int_handler}
 
 
 def test_a_closed_standard_output_is_refused_where_it_holds_the_results(monkeypatch, capsys):

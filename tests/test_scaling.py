@@ -79,13 +79,16 @@ def test_table_from_a_step_time():
      "--step-seconds must be a positive number; got inf"),
     (["--batch", "128"], "--step-seconds and --batch go together"),
     (["--step-seconds", "0.05", "--batch", "128", "--gbps", "100", "0"],
-     "--machines must be at least 1 and --gbps positive numbers"),
+     "--gbps must be positive numbers; got 100.0 0.0"),
     (["--step-seconds", "0.05", "--batch", "128", "--gbps", "nan"],
-     "--machines must be at least 1 and --gbps positive numbers"),
+     "--gbps must be positive numbers; got nan"),
     (["--step-seconds", "0.05", "--batch", "128", "--gbps", "100", "inf"],
-     "--machines must be at least 1 and --gbps positive numbers"),
+     "--gbps must be positive numbers; got 100.0 inf"),
     (["--step-seconds", "0.05", "--batch", "128", "--machines", "0", "2"],
-     "--machines must be at least 1 and --gbps positive numbers"),
+     "--machines must each be at least 1; got 0 2"),
+    (["--step-seconds", "0.05", "--batch", "128", "--report", "r.json"],
+     "--report and --step-seconds each give the step's time: give one"),
+    (["--report", ""], "argument --report: must name a file or folder; got ''"),
 ])
 def test_bad_flags_are_one_line_with_exit_2(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_:

@@ -65,6 +65,7 @@ def test_short_run_resume_and_test_only(small_real_set, tmp_path):
     settings = json.loads((out / "settings.json").read_text())
     assert settings["model"] == "2012-small28" and settings["batch_size"] == 64
     assert settings["device"] == "cpu" and settings["conv_algorithm"] is None
+    assert (settings["dataset"]["name"], settings["dataset"]["train_images"]) == ("fm-small", 512)
     assert {"last.h5", "best.h5", "log.jsonl", "epochs.csv"} <= set(os.listdir(out))
 
     # A new run into the folder would replace its checkpoints: refused, the run left as it was.

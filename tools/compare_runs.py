@@ -8,8 +8,8 @@ beside them the mean last-epoch training and validation losses, whose gap shows 
     python tools/compare_runs.py bench/results/ablation-*-settings.json
 
 A run is a settings.json and the epochs.csv beside it (in a folder, or as NAME-settings.json and
-NAME-epochs.csv). Runs compared must share the recipe (RECIPE: data, batch, epochs, rates,
-schedule, evaluation views; not the device or the number of replicas, which change only the
+NAME-epochs.csv). Runs compared must share the recipe (RECIPE: data, as recipe_value says,
+batch, epochs, rates, schedule, evaluation views; not the device or the number of replicas, which change only the
 rounding) and have finished their epochs; two runs of one model and seed are refused. Prints a
 Markdown table.
 """
@@ -82,15 +82,21 @@ def read_run(path):
         raise UsageError(f"{path}: {finished} epochs in its epochs.csv, more than the {planned} "
                          f"its settings name")
     return {"path": path, "model": settings["model"], "seed": settings["seed"],
-            "recipe": {key: recipe_value(key, settings[key]) for key in RECIPE},
+            "recipe": {key: recipe_value(key, settings) for key in RECIPE},
             "epochs": epochs}
 
 
-def recipe_value(key, value):
-    """A setting as runs of one recipe share it: the dataset's path as written, but for
-    spellings of one path (./data/x.h5 and data/x.h5; which folder a relative one was typed
-    in, settings.json does not say)."""
-    return os.path.normpath(value) if key == "data_path" and isinstance(value, str) else value
+def recipe_value(key, settings):
+    """A setting as runs of one recipe share it. The data: the dataset as the settings record
+    it (name, sizes, the labels' digest, the stored side: the same file however its path was
+    typed, and from which folder), or in settings written before they did, its path as
+    written, spellings of one path made one (./data/x.h5 and data/x.h5)."""
+    value = settings[key]
+    if key != "data_path":
+        return value
+    if isinstance(settings.get("dataset"), dict):
+        return settings["dataset"]
+    return os.path.normpath(value) if isinstance(value, str) else value
 
 
 def compare(runs):
@@ -148,7 +154,7 @@ def table(rows):
 
 def main(argv=None):
     p = options.Parser(description=__doc__.split("\n\n")[0])
-    p.add_argument("runs", nargs="+", metavar="RUN",
+    p.add_argument("runs", nargs="+", metavar="RUN", type=options.named_path,
                    help=f"a run folder, or a NAME-{SETTINGS} with its NAME-epochs.csv")
     args = p.parse_args(argv)
     try:

@@ -31,6 +31,7 @@ from convnet.alexnet import TOWERS
 from convnet.network import parameter_specs
 
 FLOAT32_BYTES = 4
+DEFAULT_REPORT = "bench/results/cpu-step-2012-b32.json"   # the CPU step of the 2012 model
 
 
 def tower_gradient_bytes(model) -> dict:
@@ -119,8 +120,8 @@ def table(model, step_seconds, batch, source, rates_gbps, machines):
 def main(argv=None):
     p = options.Parser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="2012", type=options.model_choice)
-    p.add_argument("--report", default="bench/results/cpu-step-2012-b32.json",
-                   help="benchmark report with the step's images/s (default: %(default)s)")
+    p.add_argument("--report", type=options.named_path,
+                   help=f"benchmark report with the step's images/s (default: {DEFAULT_REPORT})")
     p.add_argument("--step-seconds", type=float, help="a step time instead of a report")
     p.add_argument("--batch", type=int, help="with --step-seconds: its per-replica batch")
     p.add_argument("--gbps", type=float, nargs="+", default=[100, 400],
@@ -129,13 +130,18 @@ def main(argv=None):
     args = p.parse_args(argv)
     if (args.step_seconds is None) != (args.batch is None):
         p.error("--step-seconds and --batch go together")
+    if args.step_seconds is not None and args.report is not None:
+        p.error("--report and --step-seconds each give the step's time: give one")
+    args.report = args.report or DEFAULT_REPORT
     if args.step_seconds is not None and not (math.isfinite(args.step_seconds)
                                               and args.step_seconds > 0):
         p.error(f"--step-seconds must be a positive number; got {args.step_seconds}")
     if args.batch is not None and args.batch < 1:
         p.error(f"--batch must be at least 1; got {args.batch}")
-    if min(args.machines) < 1 or not all(math.isfinite(rate) and rate > 0 for rate in args.gbps):
-        p.error("--machines must be at least 1 and --gbps positive numbers")
+    if min(args.machines) < 1:
+        p.error(f"--machines must each be at least 1; got {' '.join(map(str, args.machines))}")
+    if not all(math.isfinite(rate) and rate > 0 for rate in args.gbps):
+        p.error(f"--gbps must be positive numbers; got {' '.join(map(str, args.gbps))}")
     print(table(alexnet.build_model(args.model), *step_time(p, args), args.gbps, args.machines))
     return 0
 

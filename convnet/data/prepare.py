@@ -69,6 +69,7 @@ SPLITS = ("train", "val")
 MODES = {"L": "greyscale (L)", "LA": "greyscale with alpha (LA)", "P": "palette (P)",
          "RGBA": "RGB with alpha (RGBA)", "CMYK": "CMYK", "I;16": "16-bit greyscale (I;16)",
          "I;16B": "16-bit greyscale (I;16B)", "I": "integer greyscale (I)"}
+UNROTATED = "not applied (stored as encoded)"   # a picture's EXIF orientation: as torchvision
 # Greyscale modes wider than 8 bits, which Pillow's convert() clips at 255 instead of scaling:
 # they keep their high byte, as Pillow reads 16-bit RGB (greyscale_bits).
 WIDE_GREYSCALE = ("I;16", "I;16B", "I;16L", "I;16N", "I")
@@ -106,7 +107,7 @@ def load_image(path, size):
             image.load()
             orientation = image.getexif().get(ExifTags.Base.Orientation, 1)
             if orientation != 1:
-                notes.append(f"EXIF orientation {orientation} not applied (stored as encoded)")
+                notes.append(f"EXIF orientation {orientation} {UNROTATED}")
             if image.mode != "RGB":
                 notes.append(f"{MODES.get(image.mode, image.mode)} converted to RGB")
                 if image.mode in WIDE_GREYSCALE:

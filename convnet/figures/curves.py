@@ -177,4 +177,6 @@ def run(args):
     labels = run_labels(args)
     path = output_path(args, run_folder(args.runs[0]), "curves")
     size = save(draw(runs, labels), path)
-    return path, size, f"{len(runs)} run(s), {sum(len(e['epoch']) for e, _ in runs)} epochs", 0
+    lengths = sorted({len(epochs["epoch"]) for epochs, _ in runs})
+    epochs = f"{lengths[0]}" if len(lengths) == 1 else f"{lengths[0]} to {lengths[-1]}"
+    return path, size, f"{len(runs)} run(s) of {epochs} epochs", 0

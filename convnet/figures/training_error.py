@@ -9,12 +9,14 @@ threshold at the first step where that mean is at or below it. The runs must log
 Prints a line per run (its rate, the step and epoch it reached the threshold, or its lowest
 mean) and, for two or more runs, how many times the first run's epochs each other run took.
 """
+import math
+
 import numpy as np
 from matplotlib.ticker import PercentFormatter
 
 from convnet import options
 from convnet.figures import (add_labels_flag, add_output_flag, check_labels, legend,
-                             new_figure, output_path, run_labels, save)
+                             new_figure, output_path, run_folder, run_labels, save)
 from convnet.figures.curves import read_epochs, read_log
 from convnet.train import UsageError
 from convnet.trainer import LOG
@@ -67,6 +69,7 @@ def _finished_an_epoch(folder):
 
 def running_mean(values, window):
     """Mean of the last `window` values at each position (fewer at the start)."""
+    window = min(window, len(values))   # a window past them all (past int64, too): all so far
     sums = np.cumsum(np.concatenate([[0.0], values]))
     ends = np.arange(1, len(values) + 1)
     starts = np.maximum(ends - window, 0)
@@ -102,8 +105,9 @@ def report_lines(labels, runs, curves, threshold):
     elif len(runs) > 1:
         first = runs[0][0][reached[0]]
         for label, (epochs, _, _), index in zip(labels[1:], runs[1:], reached[1:]):
+            # a lower bound rounded down, so that it stays one
             ratio = f"{epochs[index] / first:.1f}×" if index is not None else \
-                f"more than {epochs[-1] / first:.1f}×"
+                f"more than {math.floor(epochs[-1] / first * 10) / 10:.1f}×"
             lines.append(f"{label} took {ratio} the epochs of {labels[0]}")
     return lines
 
@@ -126,8 +130,8 @@ def draw(labels, runs, curves, threshold, window):
 
 
 def run(args):
-    runs = [read_run(folder) for folder in args.runs]
-    path = output_path(args, args.runs[0], "training-error")
+    runs = [read_run(run_folder(run)) for run in args.runs]   # a folder, or its log.jsonl
+    path = output_path(args, run_folder(args.runs[0]), "training-error")
     labels = run_labels(args)
     curves = [running_mean(errors, args.window) for _, errors, _ in runs]
     size = save(draw(labels, runs, curves, args.threshold, args.window), path)
