@@ -3,6 +3,7 @@
 The network is data (`convnet.alexnet`), placed on towers (`convnet.placement`), executed by a
 backend (`convnet.backend`) through one op interface.
 """
+import contextlib
 import signal
 import sys
 
@@ -10,9 +11,11 @@ __version__ = "0.1.0"
 
 
 def stopped_while_loading(number, frame):
-    """A Ctrl-C before a command runs: one line and exit status 130, as once it runs."""
-    sys.stderr.write(("\n" if sys.stderr.isatty() else "") +
-                     "interrupted: before the work, of which nothing was written\n")
+    """A Ctrl-C before a command runs: one line and exit status 130, as once it runs (the line
+    where standard error can take it: closed, 2>&-, or gone with its terminal, it cannot)."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.write(("\n" if sys.stderr.isatty() else "") +
+                         "interrupted: before the work, of which nothing was written\n")
     raise SystemExit(128 + number)
 
 

@@ -14,9 +14,10 @@ from contextlib import contextmanager
 from convnet.errors import NOT_REGULAR, not_a_regular_file
 
 
-def check_writable(path, flag):
-    """`path`, given as `flag`, names a file that can be written where it says: checked before
-    the work that makes it (a conversion, hours of evaluation), not after. ValueError if not."""
+def check_writable(path, flag, suffix=""):
+    """`path`, given as `flag`, names a file that can be written where it says, and as `path` +
+    `suffix` (where the work goes until it is complete): checked before the work that makes it
+    (a conversion, hours of evaluation), not after. ValueError if not."""
     if not os.path.basename(path) or os.path.isdir(path):   # "", "runs/", "."
         raise ValueError(f"{flag} {path!r}: must name a file, not a folder")
     if not_a_regular_file(path):
@@ -27,10 +28,12 @@ def check_writable(path, flag):
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: {folder} is not writable")
     longest = os.pathconf(folder, "PC_NAME_MAX")
-    for name in path.split(os.sep):   # the file's, and those of the folders to be made
-        if len(os.fsencode(name)) > longest:
-            raise ValueError(f"{flag} {path}: a name of {len(os.fsencode(name))} bytes, longer "
-                             f"than the {longest} that {folder} takes")
+    for name in (path + suffix).split(os.sep):   # the file's, and the folders' to be made
+        size = len(os.fsencode(name))
+        if size > longest:
+            with_suffix = f" (with {suffix})" if suffix and name.endswith(suffix) else ""
+            raise ValueError(f"{flag} {path}: a name of {size} bytes{with_suffix}, longer than "
+                             f"the {longest} that {folder} takes")
 
 
 def refuse_unless_regular(path):

@@ -31,7 +31,7 @@ LAST, BEST = "last.h5", "best.h5"   # a run folder's: after the latest epoch, lo
 def in_run(path) -> str:
     """A checkpoint file as given, or for a run folder its best.h5: a CheckpointError where the
     folder holds none, naming its last.h5 where it has one (a run that never improved on the
-    best.h5 of the run it went on from: convnet.trainer's take_best). A path named best.h5 is
+    best.h5 of the run it went on from: convnet.trainer's best_to_take). A path named best.h5 is
     taken as given, a folder too (the loader refuses it): it may be this function's own answer."""
     if not os.path.isdir(path) or os.path.basename(os.path.normpath(path)) == BEST:
         return str(path)

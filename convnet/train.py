@@ -550,6 +550,7 @@ def run(args, placement, device, replicas):
             print(f"note: --conv-algorithm {args.conv_algorithm} left unused: it picks among the "
                   f"CUDA kernels, and the CPU's reference backend has one convolution",
                   file=sys.stderr)
+        stopping.check()   # a Ctrl-C since the start: the run's files as they were
         if replicas.rank == 0 and trains:   # evaluating a run leaves its settings alone
             # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
             conv_algorithm = None if device == "cpu" else args.conv_algorithm or DEFAULT_ALGORITHM

@@ -174,6 +174,9 @@ def same_run_best(best, last) -> bool:
     with the best validation error that `last` records. A run is a function of these (a
     later epoch's best.h5 records a lower error), so another with the same has the same best."""
     (best_model, best_state), (model, state) = best, last
+    if not all(isinstance(each, dict) and isinstance(each.get("schedule"), dict)
+               for each in (best_state, state)):   # not a training state this code wrote
+        return False
     recipe = ("seed", "started_from", *TRAINS_WITH)
     schedule = ("kind", "initial_weight_lr", "best_error")
     return (best_model == model
@@ -263,8 +266,9 @@ class Trainer:
         (None: a run starting again over logs alone): last.h5 becomes a copy of it where it is
         another file (an earlier best.h5, say), so that a run stopped before its next
         checkpoint goes on from there with --resume auto; a folder without best.h5 takes the
-        run's best so far (take_best); and the logs lose their lines after its step, which the
-        run writes again. Rank 0's to do, as it writes them. Returns take_best's note, if any.
+        run's best so far (best_to_take); and the logs lose their lines after its step, which
+        the run writes again. Rank 0's to do, as it writes them. Returns best_to_take's note,
+        if any.
         kept: kept_log_lines(), read by a caller before it wrote anything (else read here,
         first), so that a log that cannot be read refuses the run before anything changes."""
         if not self.writes:
@@ -273,40 +277,48 @@ class Trainer:
         last = os.path.join(self.output_dir, checkpoint.LAST)
         note = None
         if path is not None:
+            best, note = self.best_to_take(path)   # read before the folder changes
+            copies = [(best, os.path.join(self.output_dir, checkpoint.BEST))] if best else []
             if not (os.path.exists(last) and os.path.samefile(path, last)):
-                checkpoint.copy(path, last)
-            note = self.take_best(path)
+                copies.insert(0, (path, last))
+            made = []   # those new to the folder: a failed copy takes them away again, so
+            try:        # that the same command may run again in a folder it began (a full disk)
+                for source, target in copies:
+                    new = not os.path.lexists(target)
+                    checkpoint.copy(source, target)
+                    made += [target] if new else []
+            except BaseException:
+                for target in made:
+                    os.unlink(target)
+                raise
         for name, lines in kept.items():
             log = os.path.join(self.output_dir, name)
             with writing(log), atomic_path(log) as temporary, open(temporary, "wb") as handle:
                 handle.writelines(lines)
         return note
 
-    def take_best(self, path) -> str | None:
-        """Where the run's folder has no best.h5 (a run going on from another folder's
-        checkpoint `path`), the best.h5 beside `path` copied in, if it is the best so far of
-        the run `path` belongs to (same_run_best; `path` itself, where that is a best.h5).
-        Else a note that the folder gets best.h5 only from an epoch that beats the error
-        `path` records, and why."""
-        best = os.path.join(self.output_dir, checkpoint.BEST)
-        if os.path.lexists(best) or self.schedule.best_error is None:
-            return None
+    def best_to_take(self, path) -> tuple[str | None, str | None]:
+        """(the best.h5 beside checkpoint `path` to copy into the run's folder, or None; a note,
+        or None). Where the folder has no best.h5 (a run going on from another folder's
+        checkpoint), it takes that best.h5 if it is the best so far of the run `path` belongs to
+        (same_run_best; `path` itself, where that is a best.h5); else a note says the folder
+        gets best.h5 only from an epoch that beats the error `path` records, and why."""
+        if os.path.lexists(os.path.join(self.output_dir, checkpoint.BEST)) or \
+                self.schedule.best_error is None:
+            return None, None
         source = os.path.join(os.path.dirname(path), checkpoint.BEST)
         if not os.path.exists(source):
             why = f"no {checkpoint.BEST} is beside it"
         else:
             try:
-                ours = same_run_best(checkpoint.record(source), checkpoint.record(path))
+                if same_run_best(checkpoint.record(source), checkpoint.record(path)):
+                    return source, None
+                why = f"the {checkpoint.BEST} beside it is not this run's best so far"
             except checkpoint.CheckpointError as error:
                 why = str(error)
-            else:
-                if ours:
-                    checkpoint.copy(source, best)   # a failed write: the run's error to report
-                    return None
-                why = f"the {checkpoint.BEST} beside it is another run's"
-        return (f"note: {self.output_dir} gets no {checkpoint.BEST} until an epoch beats the "
-                f"validation top-1 error of {self.schedule.best_error:.2%} that {path} records "
-                f"({why})")
+        return None, (f"note: {self.output_dir} gets no {checkpoint.BEST} until an epoch beats "
+                      f"the validation top-1 error of {self.schedule.best_error:.2%} that {path} "
+                      f"records ({why})")
 
     def kept_log_lines(self) -> dict:
         """{log's name: its lines to keep} for each log the folder holds: those written up to

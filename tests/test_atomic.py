@@ -142,6 +142,10 @@ def test_a_name_too_long_for_its_folder_is_refused_before_the_work(tmp_path):
         with pytest.raises(ValueError, match=rf"^-o {path}: a name of \d+ bytes, longer than "
                                              rf"the 255 that {tmp_path} takes$"):
             atomic.check_writable(str(path), "-o")
+    fits = str(tmp_path / ("r" * 250 + ".h5"))   # but not with the suffix of the work's file
+    atomic.check_writable(fits, "--output")
+    with pytest.raises(ValueError, match=r"a name of 261 bytes \(with \.partial\), longer than "):
+        atomic.check_writable(fits, "--output", suffix=".partial")
     with pytest.raises(OSError) as failed:
         atomic.atomic_json(str(tmp_path / long), {"a": 1})
     assert (failed.value.errno, failed.value.filename) == (errno.ENAMETOOLONG,

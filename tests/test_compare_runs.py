@@ -218,6 +218,14 @@ def test_runs_that_record_their_dataset_compare_by_it_not_by_its_path(tmp_path):
                                             dataset={**identity, "name": "other"}))
     with pytest.raises(compare_runs.UsageError, match="differ in data_path; compare runs of one"):
         compare_runs.compare([base, other])
+    # settings written before they recorded the dataset: by the path, beside either kind
+    older = compare_runs.read_run(write_run(tmp_path / "d", "2012-small28+no-norm", 1, 0.1,
+                                            data_path="./set.h5"))
+    assert len(compare_runs.compare([base, older])) == 2
+    elsewhere = compare_runs.read_run(write_run(tmp_path / "e", "2012-small28+no-norm", 1, 0.1,
+                                                data_path="other.h5"))
+    with pytest.raises(compare_runs.UsageError, match="differ in data_path; compare runs of one"):
+        compare_runs.compare([base, elsewhere])
 
 
 def test_a_seed_of_true_is_not_a_whole_number(tmp_path):

@@ -90,20 +90,22 @@ LOADING = ("import signal, sys\n"
            "print('loaded')\n")
 
 
-@pytest.mark.parametrize("ignored", [False, True], ids=["Ctrl-C", "Ctrl-C ignored"])
-def test_a_ctrl_c_while_a_command_loads_is_one_line_and_exit_130(ignored):
+@pytest.mark.parametrize("how", ["Ctrl-C", "Ctrl-C ignored", "standard error closed"])
+def test_a_ctrl_c_while_a_command_loads_is_one_line_and_exit_130(how):
     """python -m convnet.<command>: a Ctrl-C before the command runs is its one line, not a
-    traceback of the import it came in; one the command was started with ignored (a script's
-    background job) stays ignored."""
+    traceback of the import it came in (with standard error closed, 2>&-, still exit 130); one
+    the command was started with ignored (a script's background job) stays ignored."""
     def start():
-        signal.signal(signal.SIGINT, signal.SIG_IGN if ignored else signal.default_int_handler)
-    result = subprocess.run([sys.executable, "-c", LOADING], capture_output=True, text=True,
-                            preexec_fn=start, timeout=120)
-    if ignored:
-        assert (result.returncode, result.stdout, result.stderr) == (0, "loaded\n", "")
-    else:
-        assert (result.returncode, result.stdout, result.stderr) == (
-            130, "", "interrupted: before the work, of which nothing was written\n")
+        signal.signal(signal.SIGINT, signal.SIG_IGN if how == "Ctrl-C ignored" else
+                      signal.default_int_handler)
+        if how == "standard error closed":
+            os.close(2)
+    result = subprocess.run([sys.executable, "-c", LOADING], stdout=subprocess.PIPE,
+                            stderr=None if how == "standard error closed" else subprocess.PIPE,
+                            text=True, preexec_fn=start, timeout=120)
+    said = {"Ctrl-C": (130, "", "interrupted: before the work, of which nothing was written\n"),
+            "Ctrl-C ignored": (0, "loaded\n", ""), "standard error closed": (130, "", None)}
+    assert (result.returncode, result.stdout, result.stderr) == said[how]
 
 
 def test_a_command_running_takes_ctrl_c_as_python_does(monkeypatch):

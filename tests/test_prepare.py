@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 
@@ -118,6 +119,9 @@ def test_bad_inputs_get_one_line(tmp_path, capsys, monkeypatch):
     refused(tmp_path / "absent", f"--output {str(tmp_path)!r}: must name a file, not a folder",
             "--output", str(tmp_path))
     refused(tmp_path / "absent", "--output '': must name a file", "--output", "")
+    long = str(tmp_path / ("o" * 250 + ".h5"))   # its work's file, named .partial, would not fit
+    refused(tmp_path / "absent", f"--output {long}: a name of 261 bytes (with .partial), longer "
+                                 f"than the 255", "--output", long)
     # What is in the partial file's place, neither resumed nor replaced (HDF5 wrote its error)
     (tmp_path / "o.h5.partial").mkdir()
     refused(tmp_path / "absent", f"{tmp_path}/o.h5.partial: a folder, where the work for "
@@ -286,13 +290,31 @@ def test_sixteen_bit_greyscale_keeps_its_high_byte(tmp_path):
     np.testing.assert_array_equal(pixels, expected)
 
 
-def test_thirty_two_bit_greyscale_keeps_its_high_byte(tmp_path):
+def unsigned_samples(path):
+    """The TIFF at `path` (one image, little-endian, as Pillow writes it) with its SampleFormat
+    tag saying unsigned, the format's default, which Pillow does not write for mode I."""
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"II*\0"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for entry in range(struct.unpack_from("<H", data, ifd)[0]):
+        at = ifd + 2 + 12 * entry
+        if struct.unpack_from("<H", data, at)[0] == prepare.TIFF_SAMPLE_FORMAT:
+            struct.pack_into("<H", data, at + 8, 1)
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+def test_thirty_two_bit_greyscale_keeps_its_high_byte(tmp_path, signed):
     """A 32-bit integer TIFF (Pillow's mode I) holds 32 bits a pixel, not 16: its high byte is
-    bits 24 to 31."""
-    grey = np.asarray(imagetree.photographs()[0].convert("L").crop((0, 0, 96, 64))) >> 1
+    bits 23 to 30 where the samples are signed (as Pillow writes them), 24 to 31 where they are
+    unsigned (which Pillow reads as signed: white would be negative)."""
+    grey = np.asarray(imagetree.photographs()[0].convert("L").crop((0, 0, 96, 64)))
     Image.fromarray(grey).save(tmp_path / "grey8.png")
-    wide = (grey.astype(np.int32) << 24) | 0xFFFFFF   # below 2**31, as grey < 128: no sign
+    shift = 23 if signed else 24
+    wide = ((grey.astype(np.uint32) << shift) | ((1 << shift) - 1)).view(np.int32)
     Image.fromarray(wide).save(tmp_path / "grey32.tif")
+    if not signed:
+        unsigned_samples(tmp_path / "grey32.tif")
     pixels, note = prepare.load_image(str(tmp_path / "grey32.tif"), 32)
     expected, _ = prepare.load_image(str(tmp_path / "grey8.png"), 32)
     assert note == "converted: TIFF file; integer greyscale (I) converted to RGB"

@@ -930,14 +930,22 @@ def test_a_resume_refused_by_its_folder_changes_none_of_its_files(two_epochs, ca
     assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == kept
 
 
+@pytest.mark.parametrize("when", ["notes", "settings"])
 def test_a_ctrl_c_before_a_resume_rewinds_the_folder_changes_none_of_its_files(
-        two_epochs, capsys, monkeypatch):
-    """A Ctrl-C while a resume from an earlier checkpoint starts (here as the first notes are
-    made) stops it before last.h5 and the logs are rewound, as its line says."""
+        two_epochs, capsys, monkeypatch, when):
+    """A Ctrl-C while a resume from an earlier checkpoint starts stops it before last.h5 and the
+    logs are rewound, as its line says: as its first notes are made, before any of its files
+    changes; as its settings are written, before the rewind that follows."""
     out, common = two_epochs
-    kept = {path.name: path.read_bytes() for path in out.iterdir() if path.name != "settings.json"}
-    monkeypatch.setattr(train_module, "idle_device_note",
-                        lambda *args: signal.raise_signal(signal.SIGINT))
+    kept = {path.name: path.read_bytes() for path in out.iterdir()}
+    if when == "notes":
+        monkeypatch.setattr(train_module, "idle_device_note",
+                            lambda *args: signal.raise_signal(signal.SIGINT))
+    else:
+        write = train_module.atomic_json
+        monkeypatch.setattr(train_module, "atomic_json", lambda *args, **kwargs: (
+            write(*args, **kwargs), signal.raise_signal(signal.SIGINT)))
+        del kept["settings.json"]
     capsys.readouterr()
     previous = signal.getsignal(signal.SIGINT)
     # Ctrl-C as a terminal delivers it, even where this suite runs with it ignored (in a
@@ -952,8 +960,7 @@ def test_a_ctrl_c_before_a_resume_rewinds_the_folder_changes_none_of_its_files(
     assert status == 130
     assert capsys.readouterr().err.splitlines()[-1].startswith(
         "interrupted: checkpoints written before are as they were")
-    assert {path.name: path.read_bytes() for path in out.iterdir()
-            if path.name != "settings.json"} == kept
+    assert {path.name: path.read_bytes() for path in out.iterdir() if path.name in kept} == kept
 
 
 @pytest.mark.parametrize("name,checkpoints", [("log.jsonl", True), ("epochs.csv", True),

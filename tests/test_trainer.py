@@ -370,7 +370,7 @@ def test_a_run_going_on_in_another_folder_takes_its_best_so_far(tmp_path):
               "best_error": schedule({"best_error": 0.5}), "none": None, "unreadable": None}
     for differs, change in others.items():
         (source / "best.h5").write_bytes(best)
-        why = "the best.h5 beside it is another run's"
+        why = "the best.h5 beside it is not this run's best so far"
         if differs == "none":
             (source / "best.h5").unlink()
             why = "no best.h5 is beside it"
@@ -395,7 +395,8 @@ def test_a_run_going_on_in_another_folder_takes_its_best_so_far(tmp_path):
 
 def test_a_best_h5_that_cannot_be_copied_stops_the_run(tmp_path, monkeypatch):
     """A full disk as the run's best.h5 is copied into the new folder: the checkpoint's error,
-    which the training command reports in one line, not a note that there is no best.h5."""
+    which the training command reports in one line, not a note that there is no best.h5; the
+    copies made before it go again, so that the same command may be run again there."""
     source = tmp_path / "source"
     make_trainer(source).fit(1)
     copy = checkpoint.copy
@@ -410,6 +411,24 @@ def test_a_best_h5_that_cannot_be_copied_stops_the_run(tmp_path, monkeypatch):
     going_on.resume(str(source / "last.h5"))
     with pytest.raises(checkpoint.CheckpointError, match="best.h5: cannot write it"):
         going_on.go_on_from(str(source / "last.h5"))
+    # the last.h5 it copied first goes again: the folder holds no run that refuses a retry
+    assert not (tmp_path / "new" / "last.h5").exists()
+
+
+def test_a_best_h5_beside_whose_state_is_not_a_runs_is_not_taken(tmp_path):
+    """A best.h5 whose training state has no schedule (not one this code wrote) is not the
+    run's best: a note, not a traceback."""
+    source = tmp_path / "source"
+    make_trainer(source).fit(1)
+    with h5py.File(source / "best.h5", "r+") as file:
+        state = json.loads(file.attrs["state"])
+        del state["schedule"], file.attrs["state_sha256"]
+        file.attrs["state"] = json.dumps(state)
+    going_on = make_trainer(tmp_path / "new")
+    going_on.resume(str(source / "last.h5"))
+    assert "(the best.h5 beside it is not this run's best so far)" in going_on.go_on_from(
+        str(source / "last.h5"))
+    assert not (tmp_path / "new" / "best.h5").exists()
 
 
 @pytest.mark.parametrize("lines", [{"log.jsonl": b'{"step": 1, "note": "\xff"}\n',

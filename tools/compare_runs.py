@@ -8,9 +8,9 @@ beside them the mean last-epoch training and validation losses, whose gap shows 
     python tools/compare_runs.py bench/results/ablation-*-settings.json
 
 A run is a settings.json and the epochs.csv beside it (in a folder, or as NAME-settings.json and
-NAME-epochs.csv). Runs compared must share the recipe (RECIPE: data, as recipe_value says,
-batch, epochs, rates, schedule, evaluation views; not the device or the number of replicas, which change only the
-rounding) and have finished their epochs; two runs of one model and seed are refused. Prints a
+NAME-epochs.csv). Runs compared must share the recipe (RECIPE: data, as `differs` says, batch,
+epochs, rates, schedule, evaluation views; not the device or the number of replicas, which
+change only the rounding) and have finished their epochs; two runs of one model and seed are refused. Prints a
 Markdown table.
 """
 import json
@@ -81,32 +81,35 @@ def read_run(path):
     if finished > planned:
         raise UsageError(f"{path}: {finished} epochs in its epochs.csv, more than the {planned} "
                          f"its settings name")
+    dataset = settings.get("dataset")
     return {"path": path, "model": settings["model"], "seed": settings["seed"],
-            "recipe": {key: recipe_value(key, settings) for key in RECIPE},
-            "epochs": epochs}
+            "recipe": {key: recipe_value(key, settings[key]) for key in RECIPE},
+            "dataset": dataset if isinstance(dataset, dict) else None, "epochs": epochs}
 
 
-def recipe_value(key, settings):
-    """A setting as runs of one recipe share it. The data: the dataset as the settings record
-    it (name, sizes, the labels' digest, the stored side: the same file however its path was
-    typed, and from which folder), or in settings written before they did, its path as
-    written, spellings of one path made one (./data/x.h5 and data/x.h5)."""
-    value = settings[key]
-    if key != "data_path":
-        return value
-    if isinstance(settings.get("dataset"), dict):
-        return settings["dataset"]
-    return os.path.normpath(value) if isinstance(value, str) else value
+def recipe_value(key, value):
+    """A setting as runs of one recipe share it: the dataset's path as written, but for
+    spellings of one path (./data/x.h5 and data/x.h5)."""
+    return os.path.normpath(value) if key == "data_path" and isinstance(value, str) else value
+
+
+def differs(key, run, other) -> bool:
+    """Whether two runs differ in recipe setting `key`. The data: by the dataset as both runs'
+    settings record it (name, sizes, the labels' digest, the stored side: the same file however
+    its path was typed, and from which folder), else, where one's settings were written before
+    they recorded it, by its path (recipe_value)."""
+    if key == "data_path" and run["dataset"] is not None and other["dataset"] is not None:
+        return run["dataset"] != other["dataset"]
+    return run["recipe"][key] != other["recipe"][key]
 
 
 def compare(runs):
     """[(model, {seed: top-1 error}, mean error, mean difference from the base model at the
     seeds both ran or None, mean train loss, mean validation loss)], the base model first, then
     in the order of ABLATIONS."""
-    recipe = runs[0]["recipe"]
     by_model = {}
     for run in runs:
-        differing = [key for key in RECIPE if run["recipe"][key] != recipe[key]]
+        differing = [key for key in RECIPE if differs(key, run, runs[0])]
         if differing:
             raise UsageError(f"runs {runs[0]['path']} and {run['path']} differ in "
                              f"{', '.join(differing)}; compare runs of one recipe")

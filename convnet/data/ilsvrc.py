@@ -236,7 +236,7 @@ def check(root, output, *, size, workers, name, classes, val_labels):
         raise PrepareError(f"--name {shown(name)}: not UTF-8 text, which the dataset's name "
                            f"attribute holds") from None
     try:   # before hours of decoding, not after
-        check_writable(output, "--output")
+        check_writable(output, "--output", suffix=partial_of(""))
     except ValueError as error:
         raise PrepareError(str(error)) from None
     partial = partial_of(output)

@@ -71,18 +71,24 @@ MODES = {"L": "greyscale (L)", "LA": "greyscale with alpha (LA)", "P": "palette 
          "I;16B": "16-bit greyscale (I;16B)", "I": "integer greyscale (I)"}
 UNROTATED = "not applied (stored as encoded)"   # a picture's EXIF orientation: as torchvision
 # Greyscale modes wider than 8 bits, which Pillow's convert() clips at 255 instead of scaling:
-# they keep their high byte, as Pillow reads 16-bit RGB (greyscale_bits).
+# they keep their high byte, as Pillow reads 16-bit RGB (greyscale_levels).
 WIDE_GREYSCALE = ("I;16", "I;16B", "I;16L", "I;16N", "I")
-TIFF_BITS_PER_SAMPLE = 258
+TIFF_BITS_PER_SAMPLE, TIFF_SAMPLE_FORMAT, TIFF_SIGNED = 258, 339, 2
 
 
-def greyscale_bits(image) -> int:
-    """The bits a wide greyscale pixel of `image` holds: a TIFF's bits per sample (32-bit integer
-    TIFFs are read as mode I), else 16 (the I;16 modes, and older Pillow's mode I for PNG's
-    16-bit greyscale)."""
-    if image.format == "TIFF":
-        return image.tag_v2.get(TIFF_BITS_PER_SAMPLE, (16,))[0]
-    return 16
+def greyscale_levels(image) -> tuple[np.ndarray, int]:
+    """(the pixel values of a wide greyscale `image`, the bits their range spans): a TIFF's
+    bits per sample, less the sign bit where its samples are signed (as Pillow writes mode I),
+    its unsigned 32-bit samples (the format's default, which Pillow reads as signed) made
+    unsigned again; else 16 (the I;16 modes, and older Pillow's mode I for PNG's 16-bit
+    greyscale)."""
+    values = np.asarray(image)
+    if image.format != "TIFF":
+        return values, 16
+    bits = image.tag_v2.get(TIFF_BITS_PER_SAMPLE, (16,))[0]
+    if image.tag_v2.get(TIFF_SAMPLE_FORMAT, (1,))[0] == TIFF_SIGNED:
+        return values, bits - 1
+    return (values.view(np.uint32) if values.dtype == np.int32 else values), bits
 
 
 # -- one image, one block (in the worker processes) -------------------------------------------
@@ -111,8 +117,8 @@ def load_image(path, size):
             if image.mode != "RGB":
                 notes.append(f"{MODES.get(image.mode, image.mode)} converted to RGB")
                 if image.mode in WIDE_GREYSCALE:
-                    bits = greyscale_bits(image)
-                    high_byte = np.clip(np.asarray(image), 0, 2 ** bits - 1) >> (bits - 8)
+                    values, bits = greyscale_levels(image)
+                    high_byte = np.clip(values, 0, 2 ** bits - 1) >> (bits - 8)
                     image = Image.fromarray(high_byte.astype(np.uint8))
                 image = image.convert("RGB")
             width, height = image.size

@@ -70,7 +70,7 @@ def read_epochs(folder):
 
 def finished_lines(lines):
     """`lines` (text or bytes) but a last one without its newline: a run stopped mid-line left
-    it, and the trainer drops it too when the run goes on (convnet.trainer's go_on_from)."""
+    it, and the trainer drops it too when the run goes on (convnet.trainer's kept_log_lines)."""
     if lines and not lines[-1].endswith(b"\n" if isinstance(lines[-1], bytes) else "\n"):
         return lines[:-1]
     return lines
