@@ -27,7 +27,10 @@ def check_writable(path, flag, suffix=""):
         raise ValueError(f"{flag} {path}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"{flag} {path}: {folder} is not writable")
-    longest = os.pathconf(folder, "PC_NAME_MAX")
+    try:
+        longest = os.pathconf(folder, "PC_NAME_MAX")
+    except OSError:   # a filesystem that does not say: the write itself will tell
+        return
     for name in (path + suffix).split(os.sep):   # the file's, and the folders' to be made
         size = len(os.fsencode(name))
         if size > longest:

@@ -111,7 +111,8 @@ def test_a_ctrl_c_while_a_command_loads_is_one_line_and_exit_130(how):
 def test_a_command_running_takes_ctrl_c_as_python_does(monkeypatch):
     """Once a command runs (run_command), the loading's handler has given way to Python's, which
     raises KeyboardInterrupt where the command is (training defers it to its next step)."""
-    monkeypatch.setattr(signal, "signal", lambda number, handler: handlers.update({number: handler}))
+    monkeypatch.setattr(signal, "signal",
+                        lambda number, handler: handlers.update({number: handler}))
     handlers = {}
     monkeypatch.setattr(signal, "getsignal", lambda number: convnet.stopped_while_loading)
     assert errors.run_command(lambda: 0) == 0

@@ -10,8 +10,8 @@ beside them the mean last-epoch training and validation losses, whose gap shows 
 A run is a settings.json and the epochs.csv beside it (in a folder, or as NAME-settings.json and
 NAME-epochs.csv). Runs compared must share the recipe (RECIPE: data, as `differs` says, batch,
 epochs, rates, schedule, evaluation views; not the device or the number of replicas, which
-change only the rounding) and have finished their epochs; two runs of one model and seed are refused. Prints a
-Markdown table.
+change only the rounding) and have finished their epochs; two runs of one model and seed are
+refused. Prints a Markdown table.
 """
 import json
 import os
