@@ -153,6 +153,15 @@ def test_a_name_too_long_for_its_folder_is_refused_before_the_work(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+def test_a_filesystem_that_gives_no_name_limit_is_not_refused(tmp_path, monkeypatch):
+    """pathconf fails on some filesystems (EINVAL): the name's length goes unchecked, and the
+    write itself says what is wrong, where anything is."""
+    def unknown(path, name):
+        raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+    monkeypatch.setattr(os, "pathconf", unknown)
+    atomic.check_writable(str(tmp_path / "out.json"), "-o")
+
+
 def test_an_output_is_checked_where_it_would_be_made_and_nothing_is_made(tmp_path):
     """A missing folder is judged by the nearest one above it that exists, and left unmade:
     a command refused later leaves no empty folder behind."""
