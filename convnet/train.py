@@ -113,17 +113,16 @@ def check_output_folder(output_dir, args):
     if args.test_only:
         return
     existing = nearest_existing(output_dir)
+    if not os.path.isdir(existing):
+        raise UsageError(f"--output-dir {output_dir}: {existing} is a file, not a folder")
     try:
-        if not os.path.isdir(existing):
-            raise NotADirectoryError(f"{existing} is a file")
         with tempfile.TemporaryFile(dir=existing):
             pass
-    except OSError as error:
-        if error.filename is not None:   # the probe's file, never made: the folder tried
-            error = OSError(error.errno, error.strerror, existing)
+    except OSError as error:   # named by the folder tried, not the probe's file never made
         # a finished run's folder, say, made read-only: evaluating it writes nothing
         holds_run = os.path.isdir(output_dir) and run_files(output_dir)
-        raise UsageError(f"--output-dir {output_dir}: cannot write there ({one_line(error)})" +
+        raise UsageError(f"--output-dir {output_dir}: cannot make a file in {existing} "
+                         f"({error.strerror or one_line(error)})" +
                          ("; --test-only evaluates the run it holds without writing"
                           if holds_run else "")) from None
 
@@ -272,7 +271,8 @@ RECIPE_SETTINGS = {"batch_size": "batch_size", "momentum": "momentum", "weight_d
 
 def check_goes_on_as_trained(path, trained_with, trains_with):
     """A resumed run trains on as its checkpoint records it trained (Trainer.trains_with), as
-    --lr and the schedule go on from it: a UsageError naming the flag where it would not."""
+    --lr and the schedule go on from it: a UsageError naming every flag that would not."""
+    differences, passes, ways = [], [], []   # what differs; the flags that mend it; the rest
     for key, recorded in trained_with.items():
         asked = trains_with[key]
         if key == "dataset":   # what the checkpoint records of it: older ones, no image size
@@ -289,18 +289,23 @@ def check_goes_on_as_trained(path, trained_with, trains_with):
             else:
                 differ = (f"stored at {recorded['image_size']} pixels, not this one, stored at "
                           f"{asked['image_size']}")
-            raise UsageError(
-                f"checkpoint {path}: its run trains on dataset {theirs[0]} ({theirs[1]} "
-                f"training, {theirs[2]} validation images), {differ}: give --data-path its "
-                f"dataset to go on with it")
-        if key == "ten_crop":
-            way = "pass --ten-crop" if recorded else "leave out --ten-crop"
-            raise UsageError(f"checkpoint {path}: its run validates on the "
-                             f"{views_name(recorded)}, which picks best.h5: {way} to go on "
-                             f"with it")
-        flag = options.long_flags()[RECIPE_SETTINGS[key]]
-        raise UsageError(f"checkpoint {path}: its run trains with {flag} {recorded!r}, not "
-                         f"{asked!r}: pass {flag} {recorded!r} to go on with it")
+            differences.append(f"trains on dataset {theirs[0]} ({theirs[1]} training, "
+                               f"{theirs[2]} validation images), {differ}")
+            ways.append("give --data-path its dataset")
+        elif key == "ten_crop":
+            differences.append(f"validates on the {views_name(recorded)}, which picks best.h5")
+            if recorded:
+                passes.append("--ten-crop")
+            else:
+                ways.append("leave out --ten-crop")
+        else:
+            flag = options.long_flags()[RECIPE_SETTINGS[key]]
+            differences.append(f"trains with {flag} {recorded!r}, not {asked!r}")
+            passes.append(f"{flag} {recorded!r}")
+    if differences:
+        ways += [f"pass {' '.join(passes)}"] if passes else []
+        raise UsageError(f"checkpoint {path}: its run {'; '.join(differences)}: "
+                         f"{' and '.join(ways)} to go on with it")
 
 
 def unused_schedule_flags(args, schedule) -> list:
@@ -478,6 +483,12 @@ def prepare(args, placement, replicas):
                 raise UsageError(f"checkpoint {resumed} classifies {error.recorded} classes but "
                                  f"dataset {args.data_path} has {model.geometry.classes}") \
                     from None
+            except checkpoint.CheckpointError as error:   # a damaged last.h5: name the other
+                best = os.path.join(output_dir, checkpoint.BEST)
+                if args.resume != "auto" or resumed == best or not os.path.exists(best):
+                    raise
+                raise checkpoint.CheckpointError(f"{error}; --resume {best} goes on from the "
+                                                 f"run's best epoch instead") from None
             if "epochs" not in args.typed:   # it goes on to the epochs it was training to
                 epochs = planned_epochs(trainer.target_epochs, trainer.schedule, epochs)
         trains = not args.test_only and trainer.epoch < epochs   # else it evaluates

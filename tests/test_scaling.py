@@ -140,6 +140,14 @@ def test_the_closing_line_names_the_largest_machine_count_in_any_order(capsys):
         "hides entirely under a step of at least 38.4 ms on 100 Gb/s at 64 machines.")
 
 
+def test_a_value_given_twice_is_one_row_or_column(capsys):
+    assert scaling.main(["--step-seconds", "0.05", "--batch", "128", "--machines", "4", "2", "4",
+                         "--gbps", "100", "100"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert [row.split(" |")[0] for row in rows] == ["| machines", "| 4", "| 2"]
+    assert rows[0].count("Gb/s") == 1
+
+
 @pytest.mark.parametrize("commit,shown", [
     ("8675c96d999dfc73c4a4c2b07c95194755b0d78c-dirty", "8675c96-dirty"),
     ("8675c96d999dfc73c4a4c2b07c95194755b0d78c", "8675c96"), (None, "unknown")])

@@ -492,7 +492,8 @@ def test_what_the_run_cannot_use_is_refused_before_it_starts(tmp_path, tiny_set,
                   val_labels=np.zeros(4), class_ids=["a"], class_names=["a"])
     for flags, message in (
             (["--output-dir", "afile"], "error: --output-dir afile: a file, not a folder"),
-            (["--output-dir", "afile/run"], "error: --output-dir afile/run: cannot write there"),
+            (["--output-dir", "afile/run"], f"error: --output-dir afile/run: {tmp_path / 'afile'} "
+                                            f"is a file, not a folder"),
             (["--output-dir", "dangling"], f"error: --output-dir dangling: a symbolic link to "
                                            f"{tmp_path / 'gone'}, which does not exist"),
             (["--data-path", str(empty_val)], f"error: dataset {empty_val}: its val split "
@@ -517,8 +518,8 @@ def test_a_run_folder_that_takes_no_file_points_to_test_only(tmp_path, monkeypat
     monkeypatch.setattr(train_module.tempfile, "TemporaryFile", refused)
     args = SimpleNamespace(test_only=False)
     (tmp_path / "run").mkdir()
-    cannot = (f"--output-dir {tmp_path / 'run'}: cannot write there ([Errno 30] Read-only "
-              f"file system)")
+    cannot = (f"--output-dir {tmp_path / 'run'}: cannot make a file in {tmp_path / 'run'} "
+              f"(Read-only file system)")
     with pytest.raises(UsageError) as new_run:
         train_module.check_output_folder(str(tmp_path / "run"), args)
     assert str(new_run.value) == cannot
@@ -540,8 +541,8 @@ def test_a_folder_refusing_the_probe_is_named_not_the_probes_file(tmp_path, monk
     with pytest.raises(UsageError) as refused_run:
         train_module.check_output_folder(str(tmp_path / "runs" / "new"),
                                          SimpleNamespace(test_only=False))
-    assert str(refused_run.value) == (f"--output-dir {tmp_path / 'runs' / 'new'}: cannot write "
-                                      f"there ([Errno 13] Permission denied: {str(tmp_path)!r})")
+    assert str(refused_run.value) == (f"--output-dir {tmp_path / 'runs' / 'new'}: cannot make a "
+                                      f"file in {tmp_path} (Permission denied)")
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root writes in a folder made read-only (chmod)")
@@ -552,8 +553,8 @@ def test_a_folder_the_user_may_not_write_in_is_refused_before_training(tmp_path,
     finally:
         (tmp_path / "shared").chmod(0o755)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == (f"error: --output-dir shared/run: cannot write there ([Errno 13] "
-                             f"Permission denied: {str(tmp_path / 'shared')!r})\n")
+    assert result.stderr == (f"error: --output-dir shared/run: cannot make a file in "
+                             f"{tmp_path / 'shared'} (Permission denied)\n")
     assert os.listdir(tmp_path / "shared") == []
 
 
@@ -616,6 +617,27 @@ def test_a_run_into_another_runs_folder_is_refused(tmp_path, tiny_set):
     assert noted.returncode == 0, noted.stderr
     assert f"note: four gets no best.h5 until an epoch beats the validation top-1 error of " \
            in noted.stderr
+
+
+def test_resume_auto_from_a_damaged_last_checkpoint_names_the_best_one(tmp_path, tiny_set):
+    """--resume auto finds last.h5 cut short: refused, the folder left as it was, and the run's
+    best.h5 named as the way on; a damaged best.h5 alone is refused without a way on."""
+    common = ["--data-path", str(tiny_set), "--output-dir", "run"]
+    assert train(*common, "--epochs", "1", cwd=tmp_path).returncode == 0
+    last, best = tmp_path / "run" / "last.h5", tmp_path / "run" / "best.h5"
+    last.write_bytes(last.read_bytes()[:3000])
+    kept = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
+    result = train(*common, "--epochs", "2", "--resume", "auto", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: checkpoint {os.path.join('run', 'last.h5')}: not a "
+                                    f"readable HDF5 file (")
+    assert result.stderr.endswith(f"; --resume {os.path.join('run', 'best.h5')} goes on from the "
+                                  f"run's best epoch instead\n")
+    assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == kept
+    last.unlink()
+    best.write_bytes(kept[best][:3000])
+    alone = train(*common, "--epochs", "2", "--resume", "auto", cwd=tmp_path)
+    assert alone.returncode == 2 and "instead" not in alone.stderr, alone.stderr
 
 
 def test_resume_auto_over_logs_alone_starts_again(tmp_path, tiny_set):
@@ -733,7 +755,7 @@ def test_resuming_an_earlier_checkpoint_past_its_epochs_evaluates_and_changes_no
 def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
     """Batch size, momentum, weight decay, the validation's views and the dataset are what the
     checkpoint records its run trained with: a resume that would train otherwise is refused
-    in one line naming the flag, and touches nothing; evaluating it (--test-only) may differ."""
+    in one line naming every flag that differs, and touches nothing; evaluating it (--test-only) may differ."""
     out = tmp_path / "run"
     common = ["--data-path", str(tiny_set), "--output-dir", str(out)]
     assert train(*common, "--epochs", "1", cwd=tmp_path).returncode == 0
@@ -771,9 +793,14 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
             (["--data-path", str(relabelled)], "trains on dataset t (8 training, 4 validation "
                                                "images), not this one, whose labels differ: give "
                                                "--data-path its dataset"),
-            (["--data-path", str(resized), "--model", "2012-small28"], "trains on dataset t (8 training, 4 validation "
-                                            "images), stored at 32 pixels, not this one, stored "
-                                            "at 36: give --data-path its dataset")):
+            (["--data-path", str(resized), "--model", "2012-small28"],
+             "trains on dataset t (8 training, 4 validation images), stored at 32 pixels, not "
+             "this one, stored at 36: give --data-path its dataset"),
+            (["-b", "4", "--ten-crop", "--data-path", str(other), "--wd", "0"],   # all at once
+             "trains with --batch-size 128, not 4; trains with --wd 0.0005, not 0.0; validates "
+             "on the centre crop, which picks best.h5; trains on dataset t (8 training, 4 "
+             "validation images), not other (9, 4): leave out --ten-crop and give --data-path "
+             "its dataset and pass --batch-size 128 --wd 0.0005")):
         result = train(*common, "--epochs", "2", "--resume", *flags, cwd=tmp_path)
         assert result.returncode == 2, (flags, result.stderr)
         assert result.stderr == f"{checkpoint_named} {refusal} to go on with it\n"

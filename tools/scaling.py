@@ -142,7 +142,9 @@ def main(argv=None):
         p.error(f"--machines must each be at least 1; got {' '.join(map(str, args.machines))}")
     if not all(math.isfinite(rate) and rate > 0 for rate in args.gbps):
         p.error(f"--gbps must be positive numbers; got {' '.join(map(str, args.gbps))}")
-    print(table(alexnet.build_model(args.model), *step_time(p, args), args.gbps, args.machines))
+    # a value given twice is one row or column
+    print(table(alexnet.build_model(args.model), *step_time(p, args),
+                list(dict.fromkeys(args.gbps)), list(dict.fromkeys(args.machines))))
     return 0
 
 
