@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_kernels  # noqa: E402
+import report_tables  # noqa: E402
 
 from convnet import alexnet, graph  # noqa: E402
 from convnet.backend import get_backend  # noqa: E402
@@ -241,6 +242,12 @@ def test_the_peers_ratio_is_its_time_over_ours(on_the_emulator, tmp_path, monkey
         assert case.get("winograd", {}).get("ratio_peer_over_ours", 1.5) == 1.5
     assert report["conv_total_passes"] == CONV_PASSES
     assert report["conv_total_ratio"] == report["conv_total_ratio_fastest_algorithm"] == 1.5
+    # README's table of it (tools/report_tables.py): a row a pass, one more a Winograd pass
+    lines = report_tables.tables(report)
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| layer")]
+    assert len(rows) == len(report["cases"]) + WINOGRAD_PASSES
+    assert lines[-1].startswith(f"The {CONV_PASSES} convolution passes against cuDNN: 1.50× with "
+                                f"the launcher's plans, 1.50× with the faster algorithm")
 
 
 def test_runs_queued_past_the_flush_are_counted_host_bound(on_the_emulator, tmp_path,

@@ -12,6 +12,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import bench_train  # noqa: E402
+import report_tables  # noqa: E402
 
 from convnet import alexnet  # noqa: E402
 from convnet.backend import get_backend  # noqa: E402
@@ -127,3 +128,9 @@ def test_the_peer_ratios_are_its_step_over_ours(monkeypatch, tmp_path):
     for entry in (first, second):
         assert entry["ratio_torch_over_ours"] == pytest.approx(60.0 / entry["step_ms"])
     assert first["step_ms"] != second["step_ms"]   # wall-clock times: the two ratios differ
+    # README's table of it (tools/report_tables.py): a row a placement, then a row a layer's pass
+    rows = [line for line in report_tables.tables(report) if line.startswith("| ")]
+    assert rows[1:3] == [f"| {entry['gpus']} | implicit | {entry['step_ms']:.2f} | "
+                         f"{entry['images_per_second']:,.0f} | "
+                         f"{entry['ratio_torch_over_ours']:.2f}× |" for entry in (first, second)]
+    assert len(rows) == 3 + 1 + len(report["layers"])

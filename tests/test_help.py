@@ -17,6 +17,7 @@ COMMANDS = [
     ["-m", "convnet.data.fashion_mnist"], ["kernels/build.py"], ["tools/bench_cpu_step.py"],
     ["tools/bench_data.py"], ["tools/bench_kernels.py"], ["tools/bench_train.py"],
     ["tools/sass_loops.py"], ["tools/scaling.py"], ["tools/compare_runs.py"], ["tools/mutants.py"],
+    ["tools/report_tables.py"],
 ]
 
 

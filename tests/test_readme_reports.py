@@ -1,17 +1,21 @@
 """README's figures against the committed reports they come from (bench/results/): the default
 run's table, the 30-epoch run on the CPU, the 2-rank run and its control, the CPU step, the
-loader and prepare, the scaling table. A figure README quotes that its report does not hold
-fails here; so does a report re-run without README following it."""
+loader and prepare, the scaling table, the GPU benchmarks' tables. A figure README quotes that
+its report does not hold fails here; so does a report re-run without README following it."""
 import csv
+import glob
 import json
 import os
 import sys
+
+import pytest
 
 from readme import README
 
 ROOT = os.path.dirname(README)
 RESULTS = os.path.join(ROOT, "bench", "results")
 sys.path.insert(0, os.path.join(ROOT, "tools"))
+import report_tables  # noqa: E402
 import scaling  # noqa: E402
 
 
@@ -104,3 +108,16 @@ def test_the_scaling_table_is_the_tools_output(capsys, monkeypatch):
     text = readme_text()
     for line in capsys.readouterr().out.splitlines():
         assert " ".join(line.split()) in text
+
+
+# The GPU benchmarks' reports, as a GPU session commits them: none yet (no GPU has been lent)
+GPU_REPORTS = sorted(os.path.basename(path) for pattern in ("kernels-*.json", "train-*.json")
+                     for path in glob.glob(os.path.join(RESULTS, pattern)))
+
+
+@pytest.mark.parametrize("name", GPU_REPORTS or [pytest.param(None, marks=pytest.mark.skip(
+    reason="no GPU benchmark report in bench/results/ yet (kernels-*.json, train-*.json)"))])
+def test_each_gpu_reports_table_is_in_readme(name):
+    text = readme_text()
+    for line in report_tables.tables(report(name)):
+        assert " ".join(line.split()) in text, line
