@@ -43,7 +43,8 @@ FATBIN, MANIFEST, REPORT = "convnet.fatbin", "manifest.json", "ptxas-report.txt"
 TARGET_ARCHS = (70, 80, 86, 89, 90)   # Volta, Ampere (A100, consumer), Ada, Hopper
 LANGUAGE = ["-std=c++17"]
 # CuPy compiles NVRTC code with -ftz=true whatever it is given; the fatbin flushes denormals
-# likewise, so that both GPU paths compute the same float32 bits.
+# likewise, so that both GPU paths treat float32 denormals alike (their bits may still differ
+# where nvcc and the installed NVRTC, of other CUDA versions, fuse other multiply-adds).
 NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v", "--ftz=true"]
 # The host compile of the same sources (kernels/emulator.cpp); it fuses no multiply-add. On x86-64,
 # return addresses unguarded by a shadow stack, whatever the compiler's default (Ubuntu's guards

@@ -589,15 +589,23 @@ def test_a_filter_gradient_of_more_taps_than_the_grid_holds_is_refused_by_its_ta
 
 
 def test_winograd_refuses_operands_past_the_kernels_indices():
-    """Each output tile's transformed operands, (m + 2)² × positions × channels: m = 2's
-    16 × (49 · 11000) × 256 elements, m = 4's 36 × (16 · 15000) × 256."""
-    with pytest.raises(ValueError, match="transformed operands hold 2207744000 elements"):
-        pass_plan("forward", (256, 13, 13, 11000), 384, 3, 1, 1, algorithm="winograd",
+    """Each output tile's transformed operands, (m + 2)² × positions × channels, and products,
+    (m + 2)² × filters × positions, are refused before any transform runs: m = 2's operands
+    16 × (49 · 11000) × 256 elements; its products 16 × 384 × (49 · 8000), where m = 4's,
+    36 × 384 × (16 · 8000), fit; m = 4's 36 × 384 × (16 · 10000)."""
+    with pytest.raises(ValueError, match="transformed operands hold 2207744000 elements and its "
+                                         "products 551936000, past"):
+        pass_plan("forward", (256, 13, 13, 11000), 64, 3, 1, 1, algorithm="winograd",
                   winograd_tile=2)
-    assert pass_plan("forward", (256, 13, 13, 11000), 384, 3, 1, 1,
+    with pytest.raises(ValueError, match="operands hold 1605632000 elements and its products "
+                                         "2408448000, past"):
+        pass_plan("forward", (256, 13, 13, 8000), 384, 3, 1, 1, algorithm="winograd",
+                  winograd_tile=2)
+    assert pass_plan("forward", (256, 13, 13, 8000), 384, 3, 1, 1,
                      algorithm="winograd").winograd_tile == 4
-    with pytest.raises(ValueError, match="transformed operands hold 2211840000 elements"):
-        pass_plan("forward", (256, 13, 13, 15000), 384, 3, 1, 1, algorithm="winograd")
+    with pytest.raises(ValueError, match="operands hold 1474560000 elements and its products "
+                                         "2211840000, past"):
+        pass_plan("forward", (256, 13, 13, 10000), 384, 3, 1, 1, algorithm="winograd")
 
 
 @pytest.mark.parametrize("case, complaint", [

@@ -165,10 +165,6 @@ def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, spli
             "backward_filters": (channels, filters, positions)
         }[pass_name]
         points = winograd_points(winograd_tile)
-        transformed = points * max(rows, columns) * depth
-        require(transformed <= MAX_ELEMENTS,
-                f"conv algorithm winograd: the {pass_name} pass's transformed operands hold "
-                f"{transformed} elements, past the kernels' 2³¹ − 1")
     else:
         rows, columns, depth = {
             "forward": (filters, out_h * out_w * images, channels * size ** 2),
@@ -177,6 +173,12 @@ def pass_plan(pass_name, x_shape, filters, size, stride, pad, *, tile=None, spli
         }[pass_name]
     plan = product_plan(rows, columns, depth, filters_along_rows=pass_name != "backward_filters",
                         tile=tile, splits=splits, products=points)
+    if algorithm == "winograd":   # refused before the transforms run, not at the products
+        operands = points * max(rows, columns) * depth
+        products = points * rows * columns * plan.splits   # a slice's each, where split
+        require(max(operands, products) <= MAX_ELEMENTS,
+                f"conv algorithm winograd: the {pass_name} pass's transformed operands hold "
+                f"{operands} elements and its products {products}, past the kernels' 2³¹ − 1")
     # Said here, by what the rows count, rather than by the launcher as a grid past CUDA's limit.
     row_kind = {"forward": "filters", "backward_input": "input channels",
                 "backward_filters": "input channels × filter taps"}[pass_name]
