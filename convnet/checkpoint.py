@@ -22,7 +22,7 @@ import numpy as np
 from convnet import alexnet, provenance
 from convnet.atomic import atomic_h5, atomic_path
 from convnet.errors import damaged_file_errors, failed_writes, one_line, open_hdf5, shown
-from convnet.network import Network, bias_key
+from convnet.network import FLOAT_TYPES, Network, bias_key, parameter_specs
 
 FORMAT = "convnet-checkpoint-1"
 LAST, BEST = "last.h5", "best.h5"   # a run folder's: after the latest epoch, lowest val error
@@ -126,8 +126,8 @@ def _reading(path):
                                lambda error: f"checkpoint {path}: corrupt ({error})")
 
 
-def _array(file, name, network):
-    return file[name][()].astype(network.dtype, copy=False)
+def _array(file, name, dtype):
+    return file[name][()].astype(dtype, copy=False)
 
 
 def commit(path) -> str:
@@ -152,21 +152,22 @@ def load(path, network):
         recorded = _classes(file, path, network.model)
         if recorded != network.model.geometry.classes:   # fc8's shape: the class count
             raise OtherClasses(path, recorded, network.model.geometry.classes)
-        return (_arrays(file, path, network, "params"), _arrays(file, path, network, "momentum"),
-                _state(file, path))
+        return (_arrays(file, path, network.specs, network.dtype, "params"),
+                _arrays(file, path, network.specs, network.dtype, "momentum"), _state(file, path))
 
 
-def _arrays(file, path, network, kind):
-    """{key: array} of `kind` ("params" or "momentum") for each of `network`'s parameters."""
+def _arrays(file, path, specs, dtype, kind):
+    """{key: array} of `kind` ("params" or "momentum") for each parameter of `specs` (a model's
+    parameter_specs), in `dtype`."""
     arrays = {}
-    for spec in network.specs:
+    for spec in specs:
         name = f"towers/{spec.tower}/{kind}/{spec.key}"
         if name not in file:
             raise CheckpointError(f"checkpoint {path}: missing {name}")
         if file[name].shape != spec.shape:
             raise CheckpointError(f"checkpoint {path}: {name} has shape {file[name].shape}, "
                                   f"the model needs {spec.shape}")
-        arrays[spec.key] = _array(file, name, network)
+        arrays[spec.key] = _array(file, name, dtype)
     return arrays
 
 
@@ -198,16 +199,16 @@ def load_shared(path, network) -> dict:
         for spec in network.specs:
             name = f"towers/{spec.tower}/params/{spec.key}"
             if name in file and file[name].shape == spec.shape:
-                params[spec.key] = _array(file, name, network)
+                params[spec.key] = _array(file, name, network.dtype)
     return params
 
 
 def load_network(path, backend) -> tuple[Network, dict]:
     """(network, training state): a Network on `backend` (or a Placement) with the parameters of
     checkpoint `path`, its model rebuilt from the file (the model's name, and the class count from
-    the output layer's bias), and the training state the checkpoint records (as load's), read in
-    one opening of the file. A network to use: one whose parameters are not all finite (a
-    diverged run) is refused."""
+    the output layer's bias) in the element type it was written in, and the training state the
+    checkpoint records (as load's), read in one opening of the file. A network to use: one whose
+    parameters are not all finite (a diverged run) is refused."""
     with _open(path) as file, _reading(path):
         name = str(file.attrs["model"])
         try:
@@ -215,12 +216,21 @@ def load_network(path, backend) -> tuple[Network, dict]:
         except ValueError as error:
             raise CheckpointError(f"checkpoint {path}: written for a model this code does not "
                                   f"build ({error})") from None
-        network = Network(alexnet.build_model(name, classes=_classes(file, path, model)),
-                          backend, params={})
+        model = alexnet.build_model(name, classes=_classes(file, path, model))
+        dtype = _dtype(file, path)
         # the parameters alone: a network to use needs no momentum, as large again
-        params, state = _arrays(file, path, network, "params"), _state(file, path)
+        params = _arrays(file, path, parameter_specs(model), dtype, "params")
+        state = _state(file, path)
     if not all(np.isfinite(array).all() for array in params.values()):   # NaN for every image
         raise CheckpointError(f"checkpoint {shown(path)}: its parameters are not all finite (a "
                               f"diverged network)")
-    network.params = network.place(params)
-    return network, state
+    return Network(model, backend, dtype=dtype, params=params), state
+
+
+def _dtype(file, path):
+    """The element type checkpoint `file` was written in (its networks': float32 or float64)."""
+    dtype = str(file.attrs.get("dtype", ""))
+    if dtype not in FLOAT_TYPES:
+        raise CheckpointError(f"checkpoint {path}: written in {dtype or 'no recorded type'}, not "
+                              f"{' or '.join(FLOAT_TYPES)}")
+    return np.dtype(dtype)

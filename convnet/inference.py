@@ -28,7 +28,7 @@ import numpy as np
 from convnet import alexnet, options
 from convnet.checkpoint import CheckpointError, in_run, load_network
 from convnet.data import fashion_mnist
-from convnet.data.dataset import Dataset, DatasetError
+from convnet.data.dataset import SPLITS, Dataset, DatasetError
 from convnet.data.loader import Batches, Loader
 from convnet.data.prepare import UNROTATED, load_image
 from convnet.errors import INTERRUPTED_STATUS, shown
@@ -111,6 +111,9 @@ def top_k(probs, k):
 
 class Inference:
     def __init__(self, checkpoint, data_path, *, gpus=None, batch_size=128, ten_crop=False):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+                or batch_size < 1:
+            raise ValueError(f"Inference batch_size {batch_size!r}: must be an integer ≥ 1")
         placement, self.device = select_placement(gpus)
         self.checkpoint = in_run(checkpoint)
         self.network, state = load_network(self.checkpoint, placement)
@@ -219,7 +222,13 @@ class Inference:
         return probs, units
 
     def run(self, images, features=False):
-        """Yields (positions, probs, features) per batch of stored images (n, S, S, 3)."""
+        """Yields (positions, probs, features) per batch of stored images (n, S, S, 3) uint8,
+        as the dataset stores its own (pictures(), stored())."""
+        side = self.loader.image_size
+        if getattr(images, "dtype", None) != np.uint8 or images.shape[1:] != (side, side, 3):
+            raise ValueError(f"images must be (n, {side}, {side}, 3) uint8, as the dataset stores "
+                             f"its own; got {getattr(images, 'dtype', type(images).__name__)} of "
+                             f"shape {np.shape(images)}")
         for start in range(0, len(images), self.batch_size):
             positions = np.arange(start, min(start + self.batch_size, len(images)))
             yield (positions,
@@ -230,7 +239,12 @@ class Inference:
         """(positions in `indices`, probs, features) per batch of images `indices` of `split`
         (default: all of them, in order), read one batch ahead by the loader: Batches, whose
         len() gives a progress bar its total."""
-        indices = np.arange(len(self.loader.labels(split))) if indices is None else indices
+        if split not in SPLITS:
+            raise ValueError(f"split {split!r}: the dataset's are {', '.join(SPLITS)}")
+        if indices is None:
+            indices = np.arange(len(self.loader.labels(split)))
+        else:
+            self.check_indices(split, indices)
         batches = self.loader.eval_batches(self.batch_size, self.ten_crop, split,
                                            np.asarray(indices))
         return Batches(self._split_outputs(batches, split, features), len(batches))

@@ -39,7 +39,7 @@ class Conv:
     @staticmethod
     def backward(ops, layer, dy, inputs, output, saved, weights, need_input_grads):
         input_grads = [
-            ops.conv_backward_input(dy, w, input_size=x.shape[1], stride=layer.stride,
+            ops.conv_backward_input(dy, w, input_size=x.shape[1:3], stride=layer.stride,
                                     pad=layer.pad) if needed else None
             for x, w, needed in zip(inputs, weights, need_input_grads)]
         weight_grads = [ops.conv_backward_filters(dy, x, filter_size=layer.filter_size,

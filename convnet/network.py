@@ -21,6 +21,9 @@ from convnet.placement import Crossing, Placement
 from convnet.replicas.shard import BatchPart
 
 
+FLOAT_TYPES = ("float32", "float64")   # a network's element types: training's, the checks'
+
+
 def weight_key(layer: str, source: str) -> str:
     return f"{layer}/{source}"
 
@@ -83,10 +86,15 @@ class Network:
     def __init__(self, model: Model, backend, *, dtype=np.float32, seed: int = 0,
                  params: dict | None = None):
         """backend: one backend for both towers, or a Placement giving each tower its own.
-        params: host arrays keyed like `params` (default: initial_parameters)."""
+        params: host arrays keyed like `params`, one for every parameter of the model, of its
+        shape and of `dtype` (default: initial_parameters)."""
         self.model = model
         self.placement = Placement.of(backend)
         self.dtype = np.dtype(dtype)
+        if self.dtype.name not in FLOAT_TYPES:
+            raise ValueError(f"Network dtype {self.dtype}: must be {' or '.join(FLOAT_TYPES)}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise ValueError(f"Network seed {seed!r}: must be an integer ≥ 0")
         self.seed = seed
         self.specs = parameter_specs(model)
         self._spec_towers = {spec.key: spec.tower for spec in self.specs}
@@ -102,10 +110,30 @@ class Network:
         readers = {layer.tower for layer in model.layers if DATA in layer.inputs}
         self._data_backends = [backend for backend in self.placement.distinct_backends()
                                if any(backend is self.backend(t) for t in readers)]
-        params = initial_parameters(model, seed, self.dtype) if params is None else params
+        if params is None:
+            params = initial_parameters(model, seed, self.dtype)
+        self._check_params(params)
         self.params = self.place(params)
         self._trace = None
         self.outputs = {}   # layer name → its (activated) output from the last forward pass
+
+    def _check_params(self, params):
+        """A ValueError naming the first key of `params` that is not the model's parameter of
+        its shape and the network's dtype, or a parameter it lacks."""
+        shapes = {spec.key: spec.shape for spec in self.specs}
+        unknown = [key for key in params if key not in shapes]
+        missing = [key for key in shapes if key not in params]
+        if unknown or missing:
+            raise ValueError("Network params: " + "; ".join(
+                [f"{', '.join(unknown)} not the model's"] * bool(unknown) +
+                [f"{', '.join(missing)} missing"] * bool(missing)))
+        for key, value in params.items():
+            if tuple(value.shape) != shapes[key]:
+                raise ValueError(f"Network params {key}: shape {tuple(value.shape)}, the model's "
+                                 f"is {shapes[key]}")
+            if value.dtype != self.dtype:
+                raise ValueError(f"Network params {key}: {value.dtype}, the network's dtype is "
+                                 f"{self.dtype}")
 
     # -- where things live ---------------------------------------------------------------------
     def backend(self, tower):
@@ -147,6 +175,13 @@ class Network:
                              f"columns, images); got {images.shape}")
         if images.dtype != self.dtype:
             raise ValueError(f"images are {images.dtype} but the network is {self.dtype}")
+        if images.shape[-1] == 0:
+            raise ValueError("images: a batch of no images")
+        if labels is not None:
+            kind = getattr(labels, "dtype", None) or np.asarray(labels).dtype
+            if np.shape(labels) != images.shape[-1:] or kind.kind not in "iu":
+                raise ValueError(f"labels must be {images.shape[-1]} integers, one an image; "
+                                 f"got {kind} of shape {np.shape(labels)}")
         part = BatchPart.of_whole(images.shape[-1]) if part is None else part
         if part.count != images.shape[-1]:
             raise ValueError(f"a batch part of {part.count} images, but {images.shape[-1]} given")

@@ -36,6 +36,24 @@ def check_conv_operands(x_shape, w_shape):
         raise ValueError(f"conv filters must be square; got {w_shape[1]}x{w_shape[2]}")
 
 
+def check_input_gradient(dy_shape, w_shape, input_size, stride, pad):
+    """conv_backward_input's operands: dy (F, OH, OW, N), square filters (C, S, S, F) and
+    input_size, the input's (rows, columns), or one int for a square input. Returns the
+    input's shape (C, H, W, N) and the output's sides; a ValueError unless dy is the output of
+    such an input."""
+    height, width = input_size if isinstance(input_size, (tuple, list)) else (input_size,) * 2
+    if len(dy_shape) != 4:
+        raise ValueError(f"conv gradient must be (F,OH,OW,N); got shape {tuple(dy_shape)}")
+    x_shape = (w_shape[0] if len(w_shape) == 4 else 0, height, width, dy_shape[3])
+    check_conv_operands(x_shape, w_shape)
+    out_h, out_w = (conv_output_size(side, w_shape[1], stride, pad) for side in (height, width))
+    if tuple(dy_shape) != (w_shape[3], out_h, out_w, dy_shape[3]):
+        raise ValueError(f"conv gradient has shape {tuple(dy_shape)}; an input of {height} × "
+                         f"{width} with filter {w_shape[1]}, stride {stride}, pad {pad} gives "
+                         f"({w_shape[3]}, {out_h}, {out_w}, {dy_shape[3]})")
+    return x_shape, out_h, out_w
+
+
 def conv_output_size(size: int, filter_size: int, stride: int, pad: int) -> int:
     _check_integers("convolution", size=size, filter=filter_size, stride=stride, pad=pad)
     if size < 1 or filter_size < 1 or stride < 1 or pad < 0:

@@ -70,6 +70,26 @@ def test_a_float32_checkpoint_loads_in_the_networks_dtype(tmp_path, rng):
         np.testing.assert_array_equal(params[key], network.params[key])
 
 
+def test_a_network_loads_in_the_type_its_checkpoint_was_written_in(tmp_path, rng):
+    """load_network builds the network a checkpoint holds: a float64 one's parameters stay
+    float64, bit for bit; a file of another recorded type is refused naming it."""
+    network, velocity = trained_network(rng)
+    wide = Network(network.model, get_backend("reference"), dtype=np.float64,
+                   params={key: value.astype(np.float64) + 1e-12
+                           for key, value in network.params.items()})
+    checkpoint.save(tmp_path / "wide.h5", wide, velocity, {"epoch": 1})
+    loaded, _ = checkpoint.load_network(tmp_path / "wide.h5", get_backend("reference"))
+    assert loaded.dtype == np.float64
+    for key, value in wide.params.items():
+        np.testing.assert_array_equal(loaded.params[key], value)
+    with h5py.File(tmp_path / "wide.h5", "r+") as file:
+        file.attrs["dtype"] = "float16"
+    with pytest.raises(checkpoint.CheckpointError, match=f"checkpoint {tmp_path / 'wide.h5'}: "
+                                                         f"written in float16, not float32 or "
+                                                         f"float64"):
+        checkpoint.load_network(tmp_path / "wide.h5", get_backend("reference"))
+
+
 def test_towers_of_their_own_save_and_load_like_one_backend(tmp_path, rng):
     """A checkpoint written from towers on two devices (two emulators) holds each tower's arrays
     as one backend would, and loads back onto towers of their own, each on its tower's backend."""

@@ -1,5 +1,7 @@
 """Convolution: forward against a direct loop over the definition, gradients by finite
 differences, for AlexNet's kinds of geometry (overhang, padding, strides that do not divide)."""
+import re
+
 import numpy as np
 import pytest
 
@@ -76,7 +78,7 @@ def test_non_square_images_overhanging_one_edge_only(height, width, rng):
 def random_geometry(rng):
     """(x's shape, filters, filter size, stride, pad) drawn at random: any filter size, stride
     and padding the input allows, a square input half the time (the input gradient's op takes
-    only those) and else rows and columns apart."""
+    its size as one int there) and else rows and columns apart."""
     window = draws.conv_window(rng, side=16, filter_sizes=range(1, 8), square=False)
     height, width, filter_size, stride, pad = window
     channels, images, filters = (int(v) for v in rng.integers(1, 6, 3))
@@ -85,9 +87,8 @@ def random_geometry(rng):
 
 def test_random_geometries_against_the_definition_and_the_adjoint_identities(rng):
     """Forward against the loop; the gradients, exactly as the forward map is bilinear, by
-    ⟨conv(x, w), dy⟩ = ⟨x, ∂x⟩ = ⟨w, ∂w⟩ (each gradient the adjoint of the map in its operand;
-    ∂x on square inputs, the only ones its op takes), and the bias gradient likewise as the
-    adjoint of add_bias: ⟨add_bias(0, b), dy⟩ = ⟨b, ∂b⟩."""
+    ⟨conv(x, w), dy⟩ = ⟨x, ∂x⟩ = ⟨w, ∂w⟩ (each gradient the adjoint of the map in its operand),
+    and the bias gradient likewise as the adjoint of add_bias: ⟨add_bias(0, b), dy⟩ = ⟨b, ∂b⟩."""
     for _ in range(draws.DRAWS):
         geometry = random_geometry(rng)
         x_shape, filters, filter_size, stride, pad = geometry
@@ -100,9 +101,10 @@ def test_random_geometries_against_the_definition_and_the_adjoint_identities(rng
         pairing = np.vdot(y, dy)
         dw = conv_backward_filters(dy, x, filter_size=filter_size, stride=stride, pad=pad)
         assert np.vdot(w, dw) == pytest.approx(pairing, rel=1e-10, abs=1e-10), geometry
-        if x_shape[1] == x_shape[2]:
-            dx = conv_backward_input(dy, w, input_size=x_shape[1], stride=stride, pad=pad)
-            assert np.vdot(x, dx) == pytest.approx(pairing, rel=1e-10, abs=1e-10), geometry
+        sides = x_shape[1] if x_shape[1] == x_shape[2] else x_shape[1:3]
+        dx = conv_backward_input(dy, w, input_size=sides, stride=stride, pad=pad)
+        assert dx.shape == x_shape, geometry
+        assert np.vdot(x, dx) == pytest.approx(pairing, rel=1e-10, abs=1e-10), geometry
         b = rng.standard_normal(filters)
         assert np.vdot(b, bias_backward(dy)) == pytest.approx(
             np.vdot(add_bias(np.zeros_like(y), b), dy), rel=1e-10, abs=1e-10), geometry
@@ -134,9 +136,16 @@ def test_bad_shapes_are_refused(rng):
     with pytest.raises(ValueError, match="bias"):
         add_bias(np.zeros((3, 2, 2, 1)), np.zeros(4))
     # 7 padded by 2 under 5×5 filters gives 7 rows: a gradient of 8 is another convolution's
-    with pytest.raises(ValueError, match=r"conv gradient of 8 rows does not match an input of 7 "
-                                         r"with filter 5, stride 1, pad 2"):
+    with pytest.raises(ValueError, match=r"conv gradient has shape \(6, 8, 8, 3\); an input of "
+                                         r"7 × 7 with filter 5, stride 1, pad 2 gives "
+                                         r"\(6, 7, 7, 3\)"):
         conv_backward_input(np.zeros((6, 8, 8, 3)), w, input_size=7, stride=1, pad=2)
+    # a gradient of other columns, or filters, than the input's: not read as if it were
+    for wrong in (np.zeros((6, 7, 5, 3)), np.zeros((4, 7, 7, 3))):
+        with pytest.raises(ValueError, match=re.escape(f"conv gradient has shape {wrong.shape}")):
+            conv_backward_input(wrong, w, input_size=7, stride=1, pad=2)
+    with pytest.raises(ValueError, match="conv gradient is float32 but filters are float64"):
+        conv_backward_input(np.zeros((6, 7, 7, 3), np.float32), w, input_size=7, stride=1, pad=2)
     # a gradient of as many elements in another shape would be read in the wrong order
     with pytest.raises(ValueError, match=r"conv gradient has shape \(6, 49, 1, 3\); the input "
                                          r"\(5, 7, 7, 3\) gives \(6, 7, 7, 3\)"):

@@ -33,7 +33,7 @@ from convnet.figures import __main__ as figures_main
 from convnet.figures import curves, filters, neighbours, predictions, training_error
 from convnet.inference import Inference, last_hidden_layers, top_k
 from convnet.network import Network
-from convnet.train import dataset_identity
+from convnet.train import UsageError, dataset_identity
 from convnet.trainer import EPOCH_FIELDS
 from networks import make_active
 from readme import shown_commands
@@ -104,6 +104,27 @@ def test_pictures_come_out_as_the_dataset_stores_them(trained):
     images, read, failed = inference.pictures(paths + [str(trained.tmp / "none.png")])
     np.testing.assert_array_equal(images, trained.val[:3])
     assert read == paths and failed == [(str(trained.tmp / "none.png"), "no such file")]
+
+
+def test_inference_from_python_refuses_what_it_would_misread(trained):
+    """Images as the dataset stores them (uint8, its side), a split it has, indices in it, a
+    batch of at least one: else one ValueError saying so, not a cast (int64 pixels + 256 read
+    as the same image), a wrong image named, or a numpy error."""
+    inference = Inference(trained.run, trained.data)
+    side = trained.val.shape[1]
+    for images, got in ((trained.val.astype(np.int64) + 256, "int64"),
+                        (trained.val[:, 2:-2, 2:-2], "uint8"), ([[0]], "list")):
+        with pytest.raises(ValueError, match=rf"images must be \(n, {side}, {side}, 3\) uint8, as "
+                                             rf"the dataset stores its own; got {got} of shape"):
+            next(inference.run(images))
+    with pytest.raises(ValueError, match="split 'test': the dataset's are train, val"):
+        inference.run_split("test")
+    with pytest.raises(UsageError, match=f"--indices {VAL}: the val split has images 0 to "
+                                         f"{VAL - 1}"):
+        inference.run_split("val", [0, VAL])
+    for size in (0, 2.5, True):
+        with pytest.raises(ValueError, match=f"Inference batch_size {size!r}: must be an integer"):
+            Inference(trained.run, trained.data, batch_size=size)
 
 
 def test_fashion_mnist_pictures_are_grey_padded_like_the_dataset(tmp_path, rng):

@@ -215,8 +215,8 @@ def test_conv(backend, case, rng, request):
 
 
 # (x's shape (C, H, W, N), filters, filter size, stride, pad) with H ≠ W: the network's maps are
-# square, so only these tell the kernels' rows from their columns. The input gradient's op takes
-# a square input only.
+# square, so only these tell the kernels' rows from their columns. The first is 3 × 3 at stride
+# 1, which Winograd's algorithm serves too.
 NON_SQUARE_CONVS = [((3, 9, 6, 2), 4, 3, 1, 1),
                     ((3, 11, 15, 4), 8, 5, 4, 0)]   # stride 4, overhang, 16-byte loads
 
@@ -227,10 +227,16 @@ def test_conv_of_a_non_square_input(backend, x_shape, filters, filter_size, stri
     w = rng.normal(size=(x_shape[0], filter_size, filter_size, filters))
     dy = rng.normal(size=reference.conv_forward(x, w, stride=stride, pad=pad).shape)
     assert dy.shape[1] != dy.shape[2]
-    sums = dict(backend=backend, floor=SEQUENTIAL_SUM_FLOOR)
-    assert_as_accurate("conv_forward", (x, w), stride=stride, pad=pad, **sums)
-    assert_as_accurate("conv_backward_filters", (dy, x), filter_size=filter_size, stride=stride,
-                       pad=pad, **sums)
+    plans = [({}, SEQUENTIAL_SUM_FLOOR)] + [
+        (plan, WINOGRAD_FLOORS[plan["winograd_tile"]]) for plan in WINOGRAD_PLANS
+        if winograd_applies(filter_size, stride, pad)]
+    for plan, floor in plans:
+        sums = dict(backend=backend, plan=plan, floor=floor)
+        assert_as_accurate("conv_forward", (x, w), stride=stride, pad=pad, **sums)
+        assert_as_accurate("conv_backward_input", (dy, w), input_size=x_shape[1:3], stride=stride,
+                           pad=pad, **sums)
+        assert_as_accurate("conv_backward_filters", (dy, x), filter_size=filter_size,
+                           stride=stride, pad=pad, **sums)
 
 
 def test_conv_filter_gradient_at_a_stride_past_the_window_tables_coordinates(backend, rng):
@@ -270,7 +276,9 @@ def test_a_float_stride_or_padding_is_refused_by_name(backend, op, arguments, si
 @pytest.mark.parametrize("stride, pad", [(2 ** 31, 0), (1, 2 ** 31), (2 ** 30, 2 ** 29)])
 def test_conv_refuses_windows_past_the_kernels_32_bit_coordinates(backend, stride, pad):
     """A window's place oy·stride − pad is an int in the kernels: a stride or padding that would
-    take it past 2³¹ − 1 is refused by name, in every pass, before any kernel argument is made."""
+    take it past 2³¹ − 1 is refused by name, in every pass, before any kernel argument is made.
+    (The input gradient checks dy against the input first: no dy is the 2³² + 6 rows of the
+    padded case.)"""
     x, w = np.zeros((1, 8, 8, 4)), np.zeros((1, 3, 3, 2))
     message = rf"conv stride {stride} and pad {pad} on an input of 8 × 8: the kernels' 32-bit"
     with pytest.raises(ValueError, match=message):
@@ -278,9 +286,10 @@ def test_conv_refuses_windows_past_the_kernels_32_bit_coordinates(backend, strid
     with pytest.raises(ValueError, match=message):
         call(backend, "conv_backward_filters", np.zeros((2, 3, 3, 4)), x, filter_size=3,
              stride=stride, pad=pad)
-    with pytest.raises(ValueError, match=message):
-        call(backend, "conv_backward_input", np.zeros((2, 3, 3, 4)), w, input_size=8,
-             stride=stride, pad=pad)
+    dy = np.zeros((2, 2, 2, 4))   # the output of the large stride's two windows a side
+    with pytest.raises(ValueError, match=message if pad == 0 else
+                       r"conv gradient has shape \(2, 2, 2, 4\); an input of 8 × 8"):
+        call(backend, "conv_backward_input", dy, w, input_size=8, stride=stride, pad=pad)
 
 
 class PlanRecorder(Launcher):
@@ -574,7 +583,7 @@ def test_a_plan_whose_partial_outputs_pass_the_kernels_indices_is_refused():
     backend = CudaBackend(ShapeRecorder())
     x, w = shaped((3, 66, 66, 4096)), shaped((3, 3, 3, 64))
     assert backend.conv_forward(x, w, stride=1, pad=0, splits=1).size == 2 ** 30
-    with pytest.raises(ValueError, match="conv_forward: 2147483648 elements exceed"):
+    with pytest.raises(ValueError, match="conv_forward: target has 2147483648 elements, past"):
         backend.conv_forward(x, w, stride=1, pad=0, splits=2)
 
 
@@ -961,14 +970,17 @@ def test_elementwise_and_softmax_of_random_shapes(backend, rng):
 
 
 def test_launchers_refuse_what_their_kernels_would_read_past(backend, rng):
-    """A label past the classes, a gradient of another shape than the convolution's output or
-    the normalization's input, filters that are not square, an input to normalize that is not
-    4-D: the kernels would read outside the arrays, so the launchers refuse them."""
+    """A label past the classes or not a whole number, a gradient of another shape than the
+    convolution's output or the normalization's input, filters that are not square, an input to
+    normalize that is not 4-D: the kernels would read outside the arrays (or a label cut to a
+    class), so the launchers refuse them."""
     probs = rng.random((10, 4))
     for op, args in (("softmax_logloss", (probs,)), ("softmax_logloss_backward", (probs,)),
                      ("topk_errors", (probs,))):
         with pytest.raises(ValueError, match=r"labels must lie in \[0, 10\); got 0..10"):
             call(backend, op, *args, np.array([0, 3, 10, 2]))
+        with pytest.raises(ValueError, match="labels must be integers; got float64"):
+            call(backend, op, *args, np.array([0, 3.7, 9, 2]))
     w = rng.normal(size=(3, 3, 3, 4))
     x = rng.normal(size=(3, 8, 8, 2))
     wrong = rng.normal(size=(4, 7, 6, 2))   # (4, 6, 6, 2) is the output of 8 by 3 at stride 1
@@ -1188,7 +1200,7 @@ def test_launchers_refuse_bad_arguments(backend):
                              backend.from_host(np.zeros((3, 3, 3, 5), np.float32)), stride=1,
                              pad=0)
     # the launcher's own check: a GPU would read a transposed array's memory as it lies
-    with pytest.raises(ValueError, match="relu_forward: arrays must be C-contiguous"):
+    with pytest.raises(ValueError, match="relu_forward: x must be C-contiguous"):
         backend.relu_forward(backend.from_host(np.zeros((4, 6), np.float32)).T)
     with pytest.raises(TypeError, match="float32 or float64"):
         backend.relu_forward(backend.from_host(np.zeros(4, np.int32)))
@@ -1207,12 +1219,23 @@ def test_launchers_refuse_bad_arguments(backend):
         backend.apply_mask(backend.from_host(np.zeros((2, 3), np.float32)), mask)
     # the fully-connected GEMMs: another depth, or another float type, named as such
     x = backend.from_host(np.zeros((6, 2), np.float32))
-    with pytest.raises(ValueError, match=r"fully-connected expects x \(D,N\) and w \(D,F\) "
+    with pytest.raises(ValueError, match=r"fc_forward expects x \(D,N\) and w \(D,F\) "
                                          r"with the same D; got shapes \(6, 2\) and \(5, 3\)"):
         backend.fc_forward(x, backend.from_host(np.zeros((5, 3), np.float32)))
-    with pytest.raises(ValueError, match="fully-connected: arrays must all be float32; got "
-                                         "float64"):
+    with pytest.raises(ValueError, match="fc_forward: w is float64 but x is float32"):
         backend.fc_forward(x, backend.from_host(np.zeros((6, 3))))
+    with pytest.raises(TypeError, match="fc_forward: x: the CUDA kernels take float32 or "
+                                        "float64 arrays; got int32"):
+        backend.fc_forward(*(backend.from_host(np.zeros(shape, np.int32))
+                             for shape in ((6, 2), (6, 3))))
+    with pytest.raises(ValueError, match=r"fc_backward_input expects dy \(F,N\) and w \(D,F\) "
+                                         r"with the same F"):
+        backend.fc_backward_input(x, backend.from_host(np.zeros((5, 3), np.float32)))
+    # the arrays named as the op names them
+    with pytest.raises(ValueError, match="maxpool_backward: y is float64 but dy is float32"):
+        backend.maxpool_backward(*(backend.from_host(np.zeros(shape, dtype)) for shape, dtype in
+                                   (((1, 1, 1, 1), np.float32), ((1, 3, 3, 1), np.float32),
+                                    ((1, 1, 1, 1), np.float64))), size=3, stride=2)
 
 
 @pytest.mark.parametrize("grid,block", [((1, 65536), 256), (2 ** 31, 256), (1, 1025),

@@ -133,11 +133,11 @@ def test_training_computes_no_gradient_of_the_images(rng, monkeypatch):
                         sizes.append(input_size) or gradient(dy, w, input_size=input_size, **kw))
     network.forward(images, labels, train=True, step=1)
     network.backward()
-    image_size = network.model.geometry.image_size
-    assert sizes and image_size not in sizes
+    image_sides = (network.model.geometry.image_size,) * 2
+    assert sizes and image_sides not in sizes
     network.forward(images, labels, train=True, step=1)
     network.backward(input_grad=True)
-    assert sizes.count(image_size) == 2   # conv1a's and conv1b's
+    assert sizes.count(image_sides) == 2   # conv1a's and conv1b's
 
 
 def test_wrong_images_are_refused(rng):
@@ -159,3 +159,38 @@ def test_a_backend_is_refused_by_name_or_for_an_op_it_lacks(monkeypatch):
     monkeypatch.setitem(BACKENDS, "partial", ("partial_backend", "make"))
     with pytest.raises(ImportError, match=r"backend 'partial' lacks ops \['sgd_update'\]"):
         get_backend("partial")
+
+
+def test_a_network_refuses_parameters_not_its_models(rng):
+    """Each key of params is a parameter of the model, of its shape and the network's dtype, and
+    none is missing; the dtype is a float type the kernels have, the seed an integer ≥ 0."""
+    model = alexnet.build_model("2012-small28")
+    reference = get_backend("reference")
+    params = Network(model, reference).params
+    conv = "conv1a/data"
+    for changed, message in (
+            ({**params, "conv1a/dta": params[conv]}, "Network params: conv1a/dta not the model's"),
+            ({key: value for key, value in params.items() if key != conv},
+             f"Network params: {conv} missing"),
+            ({**params, conv: params[conv][:, 1:4, 1:4]},
+             f"Network params {conv}: shape (3, 3, 3, 16), the model's is (3, 5, 5, 16)"),
+            ({**params, conv: params[conv].astype(np.float64)},
+             f"Network params {conv}: float64, the network's dtype is float32")):
+        with pytest.raises(ValueError) as refused:
+            Network(model, reference, params=changed)
+        assert str(refused.value) == message
+    for options, message in (({"dtype": np.float16}, "Network dtype float16: must be float32 or "
+                                                      "float64"),
+                             ({"seed": -1}, "Network seed -1: must be an integer ≥ 0"),
+                             ({"seed": None}, "Network seed None: must be an integer ≥ 0")):
+        with pytest.raises(ValueError, match=message):
+            Network(model, reference, **options)
+
+
+def test_forward_refuses_no_images_and_labels_that_are_no_classes(rng):
+    network, images, labels = active_network("2012-small28", rng)
+    with pytest.raises(ValueError, match="images: a batch of no images"):
+        network.forward(images[..., :0], labels[:0], train=True)
+    for wrong in (labels + 0.5, labels[:1], labels.astype(bool)):
+        with pytest.raises(ValueError, match="labels must be 2 integers, one an image; got "):
+            network.forward(images, wrong, train=True)

@@ -79,3 +79,10 @@ def test_labels_out_of_range_are_refused():
         softmax_logloss(np.zeros((3, 2)), np.array([0, 3]))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\); got -1\.\.0"):
         softmax_logloss(np.zeros((3, 2)), np.array([0, -1]))
+
+
+def test_labels_that_are_not_integers_are_refused():
+    """0.7 or True would be read as a class (cut to 0, or 1) where a kernel takes int32."""
+    for labels in (np.array([0.7, 1.0]), np.array([True, False])):
+        with pytest.raises(ValueError, match=f"labels must be integers; got {labels.dtype}"):
+            softmax_logloss(np.zeros((3, 2)), labels)

@@ -17,7 +17,7 @@ from convnet import alexnet, checkpoint, trainer as trainer_module
 from convnet.backend import get_backend
 from convnet.data import dataset, fashion_mnist
 from convnet.data.loader import Loader
-from convnet.network import Network
+from convnet.network import Network, parameter_specs
 from convnet.replicas.shard import WHOLE
 from convnet.schedule import Rates, Schedule
 from convnet.solver import SGD
@@ -524,10 +524,10 @@ def test_loader_batches_know_their_count():
 def saved_network(path, rng, name="2012-small28", classes=10):
     """A checkpoint of a network of model `name` with random parameters and momentum; the
     network."""
-    network = Network(alexnet.build_model(name, classes=classes), get_backend("reference"),
-                      params={})
-    network.params = {spec.key: rng.normal(0, 0.1, spec.shape).astype(np.float32)
-                      for spec in network.specs}
+    model = alexnet.build_model(name, classes=classes)
+    network = Network(model, get_backend("reference"),
+                      params={spec.key: rng.normal(0, 0.1, spec.shape).astype(np.float32)
+                              for spec in parameter_specs(model)})
     checkpoint.save(path, network, {key: rng.normal(0, 0.1, value.shape).astype(np.float32)
                                     for key, value in network.params.items()},
                     {"epoch": 1, "step": 1})

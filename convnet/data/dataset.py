@@ -29,6 +29,7 @@ from convnet.atomic import atomic_h5
 from convnet.errors import damaged_file_errors, open_hdf5
 
 FORMAT = "convnet-dataset-1"
+SPLITS = ("train", "val")
 CHUNK_BYTES = 256 * 1024   # per HDF5 chunk: one ImageNet image, or a run of small images
 EXACT_FLOAT_PIXELS = 1 << 20   # float64 products of ≤ this many pixels sum to < 2^53: exact
 
@@ -177,7 +178,7 @@ class Dataset:
         if len(self.class_names) != len(self.class_ids):
             raise DatasetError(f"dataset {self.path}: {len(self.class_ids)} class ids but "
                                f"{len(self.class_names)} class names; prepare it again")
-        self._labels = {split: self._values(f"{split}/labels") for split in ("train", "val")}
+        self._labels = {split: self._values(f"{split}/labels") for split in SPLITS}
         for split, labels in self._labels.items():
             images = self._stored(f"{split}/images")
             if images.shape[1:] != (size, size, 3) or labels.ndim != 1:

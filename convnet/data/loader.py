@@ -46,7 +46,7 @@ import numpy as np
 
 from convnet import _augment, provenance
 from convnet.backend.cuda.devices import cuda_devices
-from convnet.data.dataset import Dataset
+from convnet.data.dataset import SPLITS, Dataset
 from convnet.replicas.shard import WHOLE
 
 PAPER_NOISE, CODE_NOISE = "eigenvalue", "sqrt-eigenvalue-div-1.1"   # the colour-noise conventions
@@ -170,7 +170,7 @@ class Loader:
             self.train_labels = dataset.labels("train").astype(np.int64)
             self.val_labels = dataset.labels("val").astype(np.int64)
             with dataset.reading():
-                stored = sum(dataset.file[f"{s}/images"].nbytes for s in ("train", "val"))
+                stored = sum(dataset.file[f"{s}/images"].nbytes for s in SPLITS)
         finally:
             dataset.close()
         if not 0 < crop <= self.image_size:
@@ -203,7 +203,7 @@ class Loader:
             if self.in_memory:
                 with dataset.reading():
                     memory = {split: dataset.file[f"{split}/images"][()]
-                              for split in ("train", "val")}
+                              for split in SPLITS}
             self._opened = (os.getpid(), dataset, memory)
         return self._opened
 

@@ -59,13 +59,12 @@ from PIL import ExifTags, Image, UnidentifiedImageError
 from convnet import provenance
 from convnet.errors import failed_writes, one_line, run_command, shown, stop_signal
 from convnet.stopping import Stopped
-from convnet.data.dataset import (CHUNK_BYTES, Statistics, chunk_images, write_classes,
-                                   write_statistics)
+from convnet.data.dataset import (CHUNK_BYTES, SPLITS, Statistics, chunk_images,
+                                   write_classes, write_statistics)
 from convnet.data.ilsvrc import (BLOCK, BLOCKS_PER_WORKER, CLASSES, DEFAULT_OUTPUT, VAL_LABELS,
                                   PrepareError, check, command_parser, partial_of, refused)
 
 SHOWN_NOTES = 20      # converted/skipped files printed at the end; all are in /report
-SPLITS = ("train", "val")
 MODES = {"L": "greyscale (L)", "LA": "greyscale with alpha (LA)", "P": "palette (P)",
          "RGBA": "RGB with alpha (RGBA)", "CMYK": "CMYK", "I;16": "16-bit greyscale (I;16)",
          "I;16B": "16-bit greyscale (I;16B)", "I": "integer greyscale (I)"}

@@ -17,19 +17,23 @@ def require(condition, message):
         raise ValueError(message)
 
 
-def check_arrays(op, *arrays):
-    """Every array C-contiguous, of one float type, small enough for 32-bit indices; returns
-    the element type."""
-    dtype = np.dtype(arrays[0].dtype)
-    c_type(dtype)
-    for array in arrays:
+def check_arrays(op, **arrays):
+    """Every array, named as the op's argument, C-contiguous, of the first one's float type,
+    small enough for 32-bit indices; returns the element type."""
+    (first, array), *_ = arrays.items()
+    dtype = np.dtype(array.dtype)
+    try:
+        c_type(dtype)
+    except TypeError as error:
+        raise TypeError(f"{op}: {first}: {error}") from None
+    for name, array in arrays.items():
         # Messages are formatted only on failure: these checks run before every launch.
         if array.dtype != dtype:
-            raise ValueError(f"{op}: arrays must all be {dtype}; got {array.dtype}")
+            raise ValueError(f"{op}: {name} is {array.dtype} but {first} is {dtype}")
         if not array.flags.c_contiguous:
-            raise ValueError(f"{op}: arrays must be C-contiguous")
+            raise ValueError(f"{op}: {name} must be C-contiguous")
         if array.size > MAX_ELEMENTS:
-            raise ValueError(f"{op}: {array.size} elements exceed 2³¹ − 1")
+            raise ValueError(f"{op}: {name} has {array.size} elements, past 2³¹ − 1")
     return dtype
 
 

@@ -32,7 +32,7 @@ import numbers
 from typing import NamedTuple
 
 from convnet.backend import CONV_ALGORITHMS
-from convnet.shapes import ceil_div, check_conv_operands, conv_output_size
+from convnet.shapes import ceil_div, check_conv_operands, check_input_gradient, conv_output_size
 
 from .checks import MAX_ELEMENTS, check_arrays, i32, launch_elementwise, require, u32
 from .launch import MAX_GRID, TILES
@@ -193,7 +193,7 @@ def _product(launcher, kernel, dtype, operands, out_shape, geometry, plan):
     that conv_sum_splits then adds in order. Winograd's products are also told their count."""
     out = launcher.empty(out_shape, dtype)
     target = out if plan.splits == 1 else launcher.empty((plan.splits,) + out_shape, dtype)
-    check_arrays(kernel, target)
+    check_arrays(kernel, target=target)
     points = () if plan.winograd_tile is None else (i32(winograd_points(plan.winograd_tile)),)
     launcher.launch(kernel, dtype, plan.grid, TILES["kConvThreads"],
                     (*operands, target, *geometry, i32(plan.slice), i32(plan.tile), *points))
@@ -260,7 +260,7 @@ def _winograd_convolution(launcher, x, u, dtype, pad, out_h, out_w, plan):
 def conv_forward(launcher, x, w, *, stride, pad, tile=None, splits=None, algorithm=None,
                  preference=None, winograd_tile=None):
     check_conv_operands(x.shape, w.shape)
-    dtype = check_arrays("conv_forward", x, w)
+    dtype = check_arrays("conv_forward", x=x, w=w)
     images = x.shape[3]
     _, size, _, filters = w.shape
     out_h, out_w, geometry = _geometry(x.shape, filters, size, stride, pad)
@@ -275,23 +275,17 @@ def conv_forward(launcher, x, w, *, stride, pad, tile=None, splits=None, algorit
 
 def conv_backward_input(launcher, dy, w, *, input_size, stride, pad, tile=None, splits=None,
                         algorithm=None, preference=None, winograd_tile=None):
-    """dL/dx (C, H, W, N) with H = W = input_size."""
-    channels, size, _, filters = w.shape
-    images = dy.shape[3]
-    x_shape = (channels, input_size, input_size, images)
-    check_conv_operands(x_shape, w.shape)
-    out_h, out_w, geometry = _geometry(x_shape, filters, size, stride, pad)
-    require(dy.shape == (filters, out_h, out_w, images),
-            f"conv gradient has shape {dy.shape}; an input of {input_size} with filter {size}, "
-            f"stride {stride}, pad {pad} gives ({filters}, {out_h}, {out_w}, {images})")
-    dtype = check_arrays("conv_backward_input", dy, w)
+    """dL/dx (C, H, W, N), (H, W) = input_size (one int: H = W)."""
+    x_shape, _, _ = check_input_gradient(dy.shape, w.shape, input_size, stride, pad)
+    _, size, _, filters = w.shape
+    _, _, geometry = _geometry(x_shape, filters, size, stride, pad)
+    dtype = check_arrays("conv_backward_input", dy=dy, w=w)
     plan = pass_plan("backward_input", x_shape, filters, size, stride, pad, tile=tile,
                      splits=splits, algorithm=algorithm, preference=preference,
                      winograd_tile=winograd_tile)
     if plan.algorithm == "winograd":   # dy by the turned filters, padded by 2 − pad (winograd.cu)
         u = _winograd_filters(launcher, w, dtype, plan.winograd_tile, turned=True)
-        return _winograd_convolution(launcher, dy, u, dtype, size - 1 - pad, input_size,
-                                     input_size, plan)
+        return _winograd_convolution(launcher, dy, u, dtype, size - 1 - pad, *x_shape[1:3], plan)
     return _product(launcher, "conv_backward_input", dtype, (dy, w), x_shape, geometry, plan)
 
 
@@ -304,7 +298,7 @@ def conv_backward_filters(launcher, dy, x, *, filter_size, stride, pad, tile=Non
     require(dy.ndim == 4 and dy.shape[1:] == (out_h, out_w, images),
             f"conv gradient has shape {dy.shape}; the input {x.shape} gives "
             f"({filters}, {out_h}, {out_w}, {images})")
-    dtype = check_arrays("conv_backward_filters", dy, x)
+    dtype = check_arrays("conv_backward_filters", dy=dy, x=x)
     plan = pass_plan("backward_filters", x.shape, filters, filter_size, stride, pad, tile=tile,
                      splits=splits, algorithm=algorithm, preference=preference,
                      winograd_tile=winograd_tile)

@@ -14,7 +14,7 @@ BIAS_MIN_SLICE = 4096       # ... each summing at least this many values
 
 
 def add_bias(launcher, y, b):
-    dtype = check_arrays("add_bias", y, b)
+    dtype = check_arrays("add_bias", y=y, b=b)
     require(b.shape == (y.shape[0],),
             f"bias of shape {b.shape} does not match {y.shape[0]} output channels")
     out = launcher.empty(y.shape, dtype)
@@ -35,7 +35,7 @@ def bias_gradient_slices(channels, inner):
 def bias_backward(launcher, dy):
     """Σ of each channel's row of dy: long rows in slices (enough blocks to fill the GPU, conv1
     has 48 rows of 387,200), then each row's slices in order by a second launch."""
-    dtype = check_arrays("bias_backward", dy)
+    dtype = check_arrays("bias_backward", dy=dy)
     # No channels would be a grid of no blocks, which a GPU refuses (the reference refuses too).
     require(dy.ndim >= 1 and dy.shape[0] >= 1,
             f"bias_backward expects at least one channel; got shape {dy.shape}")
@@ -54,15 +54,16 @@ def bias_backward(launcher, dy):
 
 def _of_one(launcher, kernel, x):
     """out[i] from x[i] by `kernel`."""
-    dtype = check_arrays(kernel, x)
+    dtype = check_arrays(kernel, x=x)
     out = launcher.empty(x.shape, dtype)
     launch_elementwise(launcher, kernel, dtype, x.size, (x, out, u32(x.size)))
     return out
 
 
-def _of_two(launcher, kernel, x, y):
-    """out[i] from x[i] and y[i], two arrays of one shape and type, by `kernel`."""
-    dtype = check_arrays(kernel, x, y)
+def _of_two(launcher, kernel, x, y, names=("x", "y")):
+    """out[i] from x[i] and y[i], two arrays of one shape and type (named as the op names
+    them), by `kernel`."""
+    dtype = check_arrays(kernel, **dict(zip(names, (x, y))))
     require(x.shape == y.shape, f"{kernel}: arrays of shapes {x.shape} and {y.shape} differ")
     out = launcher.empty(x.shape, dtype)
     launch_elementwise(launcher, kernel, dtype, x.size, (x, y, out, u32(x.size)))
@@ -74,7 +75,7 @@ def relu_forward(launcher, x):
 
 
 def relu_backward(launcher, dy, y):
-    return _of_two(launcher, "relu_backward", dy, y)
+    return _of_two(launcher, "relu_backward", dy, y, ("dy", "y"))
 
 
 def tanh_forward(launcher, x):
@@ -82,7 +83,7 @@ def tanh_forward(launcher, x):
 
 
 def tanh_backward(launcher, dy, y):
-    return _of_two(launcher, "tanh_backward", dy, y)
+    return _of_two(launcher, "tanh_backward", dy, y, ("dy", "y"))
 
 
 def dropout_mask(launcher, shape, keep, key, start=0, total=None):
@@ -100,7 +101,7 @@ def dropout_mask(launcher, shape, keep, key, start=0, total=None):
 
 
 def apply_mask(launcher, x, mask):
-    dtype = check_arrays("apply_mask", x)
+    dtype = check_arrays("apply_mask", x=x)
     require(mask.dtype == np.uint8 and mask.flags.c_contiguous,
             "apply_mask: the mask must be a C-contiguous uint8 array")
     require(mask.shape == x.shape, f"dropout mask of shape {mask.shape} does not match {x.shape}")
@@ -110,7 +111,7 @@ def apply_mask(launcher, x, mask):
 
 
 def scale(launcher, x, factor):
-    dtype = check_arrays("scale", x)
+    dtype = check_arrays("scale", x=x)
     out = launcher.empty(x.shape, dtype)
     launch_elementwise(launcher, "scale", dtype, x.size, (x, dtype.type(factor), out, u32(x.size)))
     return out

@@ -6,14 +6,14 @@ from .checks import check_arrays, i32, launch_elementwise, require
 from .launch import TILES
 
 
-def _check(op, x, params: NormParams, *arrays):
+def _check(op, x, params: NormParams, **arrays):
     require(x.ndim == 4, f"response normalization expects x (C,H,W,N); got shape {x.shape}")
     require(params.size <= TILES["kMaxNormSize"],
             f"{op}: the kernels take windows of at most {TILES['kMaxNormSize']}; "
             f"got size {params.size}")
-    for array in arrays:
+    for array in arrays.values():
         require(array.shape == x.shape, f"{op}: shapes {array.shape} and {x.shape} differ")
-    return check_arrays(op, x, *arrays)
+    return check_arrays(op, x=x, **arrays)
 
 
 # The axis each kind's kernels walk, a thread per line along it (kernels/norm.cu): a pixel's
@@ -37,7 +37,7 @@ def _forward(launcher, kernel, x, params, terms):
 
 
 def _backward(launcher, kernel, dy, x, y, denoms, params, terms):
-    dtype = _check(kernel, x, params, dy, y, denoms)
+    dtype = _check(kernel, x, params, dy=dy, y=y, denoms=denoms)
     dx = launcher.empty(x.shape, dtype)
     t = dtype.type
     launch_elementwise(launcher, kernel, dtype, _lines(kernel, x),

@@ -16,7 +16,7 @@ def _geometry(x, size, stride, overhang):
 
 def maxpool_forward(launcher, x, *, size, stride, overhang=True):
     out_h, out_w = _geometry(x, size, stride, overhang)
-    dtype = check_arrays("maxpool_forward", x)
+    dtype = check_arrays("maxpool_forward", x=x)
     channels, _, _, images = x.shape
     y = launcher.empty((channels, out_h, out_w, images), dtype)
     launch_elementwise(launcher, "maxpool_forward", dtype, y.size,
@@ -29,7 +29,7 @@ def maxpool_backward(launcher, dy, x, y, *, size, stride, overhang=True):
     require(dy.shape == y.shape == (x.shape[0], out_h, out_w, x.shape[3]),
             f"max pooling gradient {dy.shape} / output {y.shape} do not match input {x.shape} "
             f"with size {size}, stride {stride}")
-    dtype = check_arrays("maxpool_backward", dy, x, y)
+    dtype = check_arrays("maxpool_backward", dy=dy, x=x, y=y)
     dx = launcher.empty(x.shape, dtype)
     launch_elementwise(launcher, "maxpool_backward", dtype, x.size,
                        (dy, x, y, dx, *map(i32, x.shape), i32(out_h), i32(out_w), i32(size),

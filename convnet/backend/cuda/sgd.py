@@ -4,7 +4,7 @@ from .checks import check_arrays, launch_elementwise, require, u32
 
 
 def sgd_update(launcher, w, v, grad, *, lr, momentum, weight_decay):
-    dtype = check_arrays("sgd_update", w, v, grad)
+    dtype = check_arrays("sgd_update", w=w, v=v, grad=grad)
     require(w.shape == v.shape == grad.shape,
             f"SGD update needs weights, momentum and gradient of one shape; "
             f"got {w.shape}, {v.shape}, {grad.shape}")

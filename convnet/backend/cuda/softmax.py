@@ -3,7 +3,7 @@ convnet/backend/reference/softmax.py. The batch's mean loss is the fixed-order s
 per-image losses (bias_backward's reduction), so it has the same bits every run."""
 import numpy as np
 
-from convnet.backend.reference.softmax import topk_errors_of_ranks
+from convnet.backend.reference.softmax import check_labels, topk_errors_of_ranks
 from convnet.shapes import ceil_div
 
 from .checks import check_arrays, elementwise_grid, i32, require
@@ -20,18 +20,13 @@ def _matrix(op, scores):
     require(scores.ndim == 2, f"{op} expects (classes, images) scores; got shape {scores.shape}")
     # The kernels start each image's maximum at its first class.
     require(scores.shape[0] >= 1, f"{op} expects at least one class; got shape {scores.shape}")
-    dtype = check_arrays(op, scores)
+    dtype = check_arrays(op, scores=scores)
     return dtype, scores.shape[1], (i32(scores.shape[0]), i32(scores.shape[1]))
 
 
 def _labels(launcher, logits, labels):
     """labels as the kernels' int32 on the launcher's device, checked against the classes."""
-    classes, images = logits.shape
-    require(labels.shape == (images,), f"softmax expects logits (K,N) and labels (N,); "
-                                       f"got shapes {logits.shape} and {labels.shape}")
-    if images:   # checked where the labels are: the loader's are on the host, costing no sync
-        low, high = int(labels.min()), int(labels.max())
-        require(0 <= low and high < classes, f"labels must lie in [0, {classes}); got {low}..{high}")
+    check_labels(logits, labels)   # where they are: the loader's are on the host, costing no sync
     # In C order: a kernel reads the labels from their first element on, whatever the strides
     # (asarray, not ascontiguousarray, which CuPy gives only its own arrays: the loader's are
     # NumPy's).

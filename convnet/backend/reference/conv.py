@@ -10,7 +10,8 @@ already the output layout: no transposes anywhere.
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from convnet.shapes import check_conv_operands, conv_output_size, conv_overhang
+from convnet.shapes import (check_conv_operands, check_input_gradient, conv_output_size,
+                            conv_overhang)
 
 
 def _check(x, w):
@@ -62,26 +63,26 @@ def conv_backward_filters(dy, x, *, filter_size, stride, pad):
 
 
 def conv_backward_input(dy, w, *, input_size, stride, pad):
-    """dL/dx (C, H, W, N) with H = W = input_size, from dL/dy and the filters.
+    """dL/dx (C, H, W, N), (H, W) = input_size (one int: H = W), from dL/dy and the filters.
 
     The transpose of im2col: each filter tap (i, j) adds its slice of w·dy into a strided window
     of the padded input gradient, a loop over the kh·kw taps, not over pixels.
     """
-    channels, filter_size, _, filters = w.shape
-    _, out_h, out_w, images = dy.shape
-    if out_h != conv_output_size(input_size, filter_size, stride, pad):
-        raise ValueError(f"conv gradient of {out_h} rows does not match an input of "
-                         f"{input_size} with filter {filter_size}, stride {stride}, pad {pad}")
+    (channels, height, width, images), out_h, out_w = check_input_gradient(
+        dy.shape, w.shape, input_size, stride, pad)
+    if dy.dtype != w.dtype:
+        raise ValueError(f"conv gradient is {dy.dtype} but filters are {w.dtype}")
+    filter_size, filters = w.shape[1], w.shape[3]
     dcols = (w.reshape(-1, filters) @ dy.reshape(filters, -1)).reshape(
         channels, filter_size, filter_size, out_h, out_w, images)
-    padded_h = max(input_size + pad, (out_h - 1) * stride + filter_size)
-    padded_w = max(input_size + pad, (out_w - 1) * stride + filter_size)
+    padded_h = max(height + pad, (out_h - 1) * stride + filter_size)
+    padded_w = max(width + pad, (out_w - 1) * stride + filter_size)
     dxp = np.zeros((channels, padded_h, padded_w, images), dtype=dy.dtype)
     row_span, col_span = (out_h - 1) * stride + 1, (out_w - 1) * stride + 1
     for i in range(filter_size):
         for j in range(filter_size):
             dxp[:, i:i + row_span:stride, j:j + col_span:stride, :] += dcols[:, i, j]
-    return np.ascontiguousarray(dxp[:, pad:pad + input_size, pad:pad + input_size, :])
+    return np.ascontiguousarray(dxp[:, pad:pad + height, pad:pad + width, :])
 
 
 def add_bias(y, b):

@@ -13,13 +13,18 @@ classes equal is an error of (K − 1)/K, not none. A NaN label probability (e =
 import numpy as np
 
 
-def _check(logits, labels):
+def check_labels(logits, labels):
+    """Class scores (K, N) and their labels, (N,) integers in [0, K), of either backend's array
+    module: a ValueError saying what is wrong (a fractional label would be cut to a class)."""
     if logits.ndim != 2 or labels.shape != (logits.shape[1],):
         raise ValueError(f"softmax expects logits (K,N) and labels (N,); "
                          f"got shapes {logits.shape} and {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= logits.shape[0]):
-        raise ValueError(f"labels must lie in [0, {logits.shape[0]}); "
-                         f"got {labels.min()}..{labels.max()}")
+    if labels.dtype.kind not in "iu":
+        raise ValueError(f"labels must be integers; got {labels.dtype}")
+    if labels.size:
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0 or high >= logits.shape[0]:
+            raise ValueError(f"labels must lie in [0, {logits.shape[0]}); got {low}..{high}")
 
 
 def _log_softmax(logits):
@@ -36,14 +41,14 @@ def softmax(logits):
 def softmax_logloss(logits, labels):
     """(probabilities (K, N), mean log-loss as a Python float), the loss from log-probabilities
     so that a confident mistake gives a large finite loss, not −log(0)."""
-    _check(logits, labels)
+    check_labels(logits, labels)
     log_probs = _log_softmax(logits)
     loss = -log_probs[labels, np.arange(labels.size)].mean()
     return np.exp(log_probs), float(loss)
 
 
 def softmax_logloss_backward(probs, labels):
-    _check(probs, labels)
+    check_labels(probs, labels)
     grad = probs.copy()
     grad[labels, np.arange(labels.size)] -= 1
     grad /= labels.size
@@ -52,7 +57,7 @@ def softmax_logloss_backward(probs, labels):
 
 def topk_errors(probs, labels, ks=(1, 5)):
     """Expected number of top-k errors in the batch (a float), one per k."""
-    _check(probs, labels)
+    check_labels(probs, labels)
     label_probs = probs[labels, np.arange(labels.size)]
     return topk_errors_of_ranks((probs > label_probs).sum(axis=0),
                                 (probs == label_probs).sum(axis=0), ks)
