@@ -256,13 +256,19 @@ def check_dataset(dataset, test_only):
 
 def dataset_identity(data) -> dict:
     """What tells a dataset from another wherever its file lies: its name, its splits' sizes, a
-    digest of their labels, and the side its images are stored at (prepare --size), of which
-    the crops take another share."""
+    digest of their labels and one of its class ids (what each label means: two class subsets
+    of ImageNet may share all the rest), and the side its images are stored at (prepare --size),
+    of which the crops take another share."""
     labels = data.train_labels.astype("<i8").tobytes() + data.val_labels.astype("<i8").tobytes()
     return {"name": data.name, "train_images": len(data.train_labels),
             "val_images": len(data.val_labels),
             "labels_sha256": hashlib.sha256(labels).hexdigest()[:16],
+            "classes_sha256": classes_digest(data.class_ids),
             "image_size": data.image_size}
+
+
+def classes_digest(class_ids) -> str:
+    return hashlib.sha256("\n".join(class_ids).encode()).hexdigest()[:16]
 
 
 # What the trainer records a run trains with (Trainer.trains_with) → the setting it comes from.
@@ -286,6 +292,8 @@ def check_goes_on_as_trained(path, trained_with, trains_with):
                 differ = f"not {ours[0]} ({ours[1]}, {ours[2]})"
             elif recorded["labels_sha256"] != asked["labels_sha256"]:
                 differ = "not this one, whose labels differ"
+            elif recorded.get("classes_sha256") != asked.get("classes_sha256"):
+                differ = "not this one, whose class ids differ"
             else:
                 differ = (f"stored at {recorded['image_size']} pixels, not this one, stored at "
                           f"{asked['image_size']}")

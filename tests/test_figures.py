@@ -356,22 +356,30 @@ def test_a_diverged_checkpoint_is_refused_and_no_probability_printed_is_nan(trai
 
 
 def test_a_checkpoint_of_another_dataset_gets_a_note_and_this_dataset_s_names(trained, capsys):
-    """The training state records the dataset's name and stored size (train.dataset_identity);
-    another dataset of as many classes may be used (a transferred net), and one line says whose
-    names are shown; the same one stored at another size (prepare --size), and one line says
-    that the crops take another share of each image."""
+    """The training state records the dataset's name, class ids and stored size
+    (train.dataset_identity); another dataset of as many classes may be used (a transferred
+    net), and one line says whose names are shown; one of the same name but other class ids (two
+    class subsets of ImageNet), and one line says the outputs are read as this one's classes;
+    the same one stored at another size (prepare --size), and one line says that the crops take
+    another share of each image."""
     image = save_png(trained.val[0], trained.tmp / "v.png")
     velocity = {key: np.zeros_like(value) for key, value in trained.network.params.items()}
     side = trained.val.shape[1]
-    for name, size, note in (
-            ("other10", side, f"dataset other10, not tiny; the class names are this dataset's "
-                              f"({trained.data})"),
-            ("tiny", side + 4, f"dataset tiny stored at {side + 4} pixels; {trained.data} stores "
-                               f"it at {side}, so each crop takes another share of the image"),
-            ("tiny", side, None)):
-        path = trained.tmp / f"trained-on-{name}-{size}.h5"
+    ids = dataset.Dataset(trained.data).class_ids
+    for name, size, class_ids, note in (
+            ("other10", side, ids, f"dataset other10, not tiny; the class names are this "
+                                   f"dataset's ({trained.data})"),
+            ("tiny", side, ids[::-1], f"a dataset tiny of other class ids than {trained.data}'s: "
+                                      f"its outputs are read as this dataset's classes, which "
+                                      f"may not be what it learned"),
+            ("tiny", side + 4, ids, f"dataset tiny stored at {side + 4} pixels; {trained.data} "
+                                    f"stores it at {side}, so each crop takes another share of "
+                                    f"the image"),
+            ("tiny", side, ids, None)):
+        path = trained.tmp / f"trained-on-{name}-{size}-{class_ids[0]}.h5"
         trained_on = dataset_identity(Namespace(name=name, train_labels=trained.train_labels,
-                                                val_labels=trained.val_labels, image_size=size))
+                                                val_labels=trained.val_labels, image_size=size,
+                                                class_ids=class_ids))
         checkpoint.save(path, trained.network, velocity, {"epoch": 1, "step": 1,
                                                           "dataset": trained_on})
         assert predict.main([image, "--checkpoint", str(path), "--data-path",

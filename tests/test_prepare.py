@@ -186,9 +186,15 @@ def test_bad_inputs_get_one_line(tmp_path, capsys, monkeypatch):
     refused(root, f"train: one class folder ({imagetree.WNIDS[0]}/); a classifier needs at least 2")
     (root / "train" / imagetree.WNIDS[2]).mkdir()
     refused(root, "no val/ folder")
-    (root / "val" / imagetree.WNIDS[1]).mkdir(parents=True)
-    refused(root, f"val/{imagetree.WNIDS[1]}: not one of the classes in train/")
-    os.rmdir(root / "val" / imagetree.WNIDS[1])
+    (root / "val" / "cats").mkdir(parents=True)
+    refused(root, "val/cats: not an ILSVRC-2012 wnid")
+    os.rmdir(root / "val" / "cats")
+    (root / "val" / imagetree.WNIDS[1]).mkdir()
+    (root / "val" / imagetree.WNIDS[1] / "a.JPEG").write_bytes(b"")
+    refused(root, f"val: none of its 1 file is a validation image of a class in train/ (the "
+                  f"first, val/{imagetree.WNIDS[1]}/a.JPEG: class {imagetree.WNIDS[1]} is not in "
+                  f"train/)")
+    shutil.rmtree(root / "val" / imagetree.WNIDS[1])
     (root / "val" / imagetree.WNIDS[0]).mkdir()
     (root / "val" / "x.JPEG").write_bytes(b"")
     refused(root, "mixes class folders")
@@ -256,6 +262,27 @@ def test_unlabelled_flat_val_files_are_skipped_with_reason(tmp_path, rng):
     summary = run(root, tmp_path / "o.h5", size=16, workers=1,
                   val_labels=str(root / "val_labels.tsv"))
     assert "val/stray.JPEG\tnot listed in val_labels.tsv" in summary["skipped"]
+
+
+def test_validation_folders_of_a_class_train_lacks_are_skipped_with_reason(tmp_path, rng):
+    """As a flat val/'s files of such a class are: a class subset of train/ beside the whole
+    sorted val/ converts, those files skipped."""
+    root = tmp_path / "imagenet"
+    imagetree.build(str(root), rng, per_class=1)
+    shutil.rmtree(root / "train" / imagetree.WNIDS[2])
+    summary = run(root, tmp_path / "o.h5", size=16, workers=1)
+    untrained = [line for line in summary["skipped"]
+                 if line.startswith(f"val/{imagetree.WNIDS[2]}/")]
+    assert untrained and all(line.endswith(f"\tclass {imagetree.WNIDS[2]} is not in train/")
+                             for line in untrained)
+    assert summary["classes"] == 2 and summary["val"] > 0
+
+
+def test_a_jpeg_cut_short_in_its_header_is_truncated_too(tmp_path):
+    """Pillow says "Truncated File Read" there, "image file is truncated" further on."""
+    whole = imagetree.jpeg_bytes(imagetree.photographs()[1])
+    (tmp_path / "cut.JPEG").write_bytes(whole[:200])
+    assert prepare.load_image(str(tmp_path / "cut.JPEG"), 16) == (None, "skipped: truncated")
 
 
 def test_tables_without_their_header_line_lose_no_row(tmp_path, rng):
@@ -682,6 +709,31 @@ def test_workers_ended_by_a_stop_signal_are_a_stop(tmp_path, rng, monkeypatch, d
     assert not (tmp_path / "out.h5").exists()
     with h5py.File(tmp_path / "out.h5.partial", "r") as partial:
         assert partial.attrs["blocks_done"] == (0 if during_start else 2)
+
+
+def test_a_second_prepare_of_the_same_output_touches_nothing_of_the_first(tree, tmp_path,
+                                                                         monkeypatch, capsys):
+    """Two started together both pass the check before either holds OUTPUT: the second is
+    refused where it would take the partial file (HDF5 empties a file it is asked to create
+    before it tries its lock: the first then wrote "wrote" over a broken file), leaving it as it
+    is; one started later is refused by the check, before its scan."""
+    root, _ = tree
+    output = tmp_path / "o.h5"
+    first = tmp_path / "o.h5.partial"
+    first.write_bytes(b"the first prepare's blocks")
+    with ilsvrc.holding(str(output)):   # the first, converting
+        refusal = (f"{output}: another prepare is writing it now (it holds {output}.lock); let "
+                   f"it end, or give another --output")
+        with monkeypatch.context() as patch:   # its check passed before the first took the lock
+            patch.setattr(ilsvrc, "in_use", lambda path: False)
+            with pytest.raises(prepare.PrepareError, match=re.escape(refusal)):
+                run(root, output, size=SIZE, workers=1)
+        assert first.read_bytes() == b"the first prepare's blocks"
+        assert prepare.main([str(root), "--output", str(output)]) == 2
+        assert capsys.readouterr().err == f"error: {refusal}\n"
+    first.unlink()
+    run(root, output, size=SIZE, workers=1)   # let go: the next one takes it
+    assert Dataset(output).size("val") > 0
 
 
 def test_unusable_partial_file_starts_again(tmp_path, rng, monkeypatch, capsys):

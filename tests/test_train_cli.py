@@ -767,6 +767,10 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
     dataset.write(relabelled, name="t", train_images=rng.integers(0, 256, (8, 32, 32, 3), np.uint8),
                   train_labels=np.ones(8), val_images=np.zeros((4, 32, 32, 3), np.uint8),
                   val_labels=np.zeros(4), class_ids=list("ab"), class_names=list("ab"))
+    reclassed = tmp_path / "reclassed.h5"   # another class subset of a dataset of one name
+    dataset.write(reclassed, name="t", train_images=rng.integers(0, 256, (8, 32, 32, 3), np.uint8),
+                  train_labels=np.zeros(8), val_images=np.zeros((4, 32, 32, 3), np.uint8),
+                  val_labels=np.zeros(4), class_ids=list("ac"), class_names=list("ac"))
     source = dataset.Dataset(tiny_set)
     # The same images at another side, with the model named as a config names it (--model auto
     # takes none for 36-pixel images)
@@ -793,6 +797,9 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
             (["--data-path", str(relabelled)], "trains on dataset t (8 training, 4 validation "
                                                "images), not this one, whose labels differ: give "
                                                "--data-path its dataset"),
+            (["--data-path", str(reclassed)], "trains on dataset t (8 training, 4 validation "
+                                              "images), not this one, whose class ids differ: "
+                                              "give --data-path its dataset"),
             (["--data-path", str(resized), "--model", "2012-small28"],
              "trains on dataset t (8 training, 4 validation images), stored at 32 pixels, not "
              "this one, stored at 36: give --data-path its dataset"),

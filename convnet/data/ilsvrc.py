@@ -8,6 +8,7 @@ flags, on the standard library alone: make imagenet checks them so before its se
 a fresh clone, as make train does its flags (convnet.options). What is checked is all prepare
 refuses before its work: the flags' values, the output's place, the tree and its two tables.
 """
+import contextlib
 import fcntl
 import os
 import sys
@@ -110,6 +111,11 @@ def entries_in(folder):
     return described(listing(folder))
 
 
+def untrained_note(wnid):
+    """Why a validation file of a class train/ lacks is skipped."""
+    return f"class {wnid} is not in train/"
+
+
 def scan(root, classes_path, val_labels_path):
     """(wnids, names, jobs): jobs[split] = [(path relative to root, label or None, note)]."""
     if not os.path.isdir(root):
@@ -148,11 +154,16 @@ def scan(root, classes_path, val_labels_path):
         raise PrepareError(f"{val}: mixes class folders ({folders[0]}/) and files "
                            f"({flat[0][0]}); use one layout")
     if folders:
-        foreign = [wnid for wnid in folders if wnid not in label_of]
-        if foreign:
-            raise PrepareError(f"{val}/{foreign[0]}: not one of the classes in train/")
-        jobs["val"] = [(f"val/{wnid}/{name}", label_of[wnid], why_not) for wnid in folders
-                       for name, why_not in entries_in(os.path.join(val, wnid))]
+        unknown = [wnid for wnid in folders if wnid not in names_of]
+        if unknown:
+            raise PrepareError(f"{val}/{unknown[0]}: not an ILSVRC-2012 wnid (see "
+                               f"{classes_path})")
+        jobs["val"] = []
+        for wnid in folders:   # a class train/ lacks: its files skipped, as a flat val/'s are
+            untrained = None if wnid in label_of else untrained_note(wnid)
+            for name, why_not in entries_in(os.path.join(val, wnid)):
+                note = why_not or untrained
+                jobs["val"].append((f"val/{wnid}/{name}", None if note else label_of[wnid], note))
     else:
         wnid_of = read_val_labels(val_labels_path, table_wnids)
         jobs["val"] = []
@@ -160,7 +171,7 @@ def scan(root, classes_path, val_labels_path):
             wnid = wnid_of.get(name)
             note = why_not or (f"not listed in {os.path.basename(val_labels_path)}"
                                if wnid is None else
-                               f"class {wnid} is not in train/" if wnid not in label_of else None)
+                               untrained_note(wnid) if wnid not in label_of else None)
             jobs["val"].append((f"val/{name}", None if note else label_of[wnid], note))
     # Training refuses a dataset without validation images: refused here, not after hours.
     if not any(note is None for _, _, note in jobs["val"]):
@@ -209,6 +220,39 @@ def partial_of(output):
     return output + ".partial"
 
 
+def lock_of(output):
+    """The file a prepare of OUTPUT holds a lock on, from before it opens OUTPUT.partial to its
+    end: made beside OUTPUT and never removed (a removal would race with its next taker)."""
+    return output + ".lock"
+
+
+def busy(output):
+    return PrepareError(f"{output}: another prepare is writing it now (it holds "
+                        f"{lock_of(output)}); let it end, or give another --output")
+
+
+@contextlib.contextmanager
+def holding(output):
+    """OUTPUT held for one prepare: a second one started with it, which would cut the first
+    one's partial file short (HDF5 empties a file it is asked to create before it tries its own
+    lock on it), is refused in one line. The system lets the lock go however the process ends;
+    a filesystem that takes no lock leaves only HDF5's own lock on the partial file."""
+    try:
+        lock = os.open(lock_of(output), os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        raise PrepareError(f"{lock_of(output)}: cannot make it ({error.strerror})") from None
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise busy(output) from None
+        except OSError:
+            pass
+        yield
+    finally:
+        os.close(lock)
+
+
 def images_held(size, workers):
     """The fewest bytes of images prepare holds at once: its blocks out (BLOCKS_PER_WORKER per
     worker, BLOCK images of size × size × 3 bytes each) and the training set's int64 pixel sum."""
@@ -239,6 +283,8 @@ def check(root, output, *, size, workers, name, classes, val_labels):
         check_writable(output, "--output", suffix=partial_of(""))
     except ValueError as error:
         raise PrepareError(str(error)) from None
+    if os.path.isfile(lock_of(output)) and in_use(lock_of(output)):   # before the scan too
+        raise busy(output)
     partial = partial_of(output)
     if os.path.isdir(partial) or not_a_regular_file(partial):   # neither resumed nor replaced
         raise PrepareError(f"{partial}: " + ("a folder" if os.path.isdir(partial) else NOT_REGULAR)

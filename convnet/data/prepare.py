@@ -62,7 +62,8 @@ from convnet.stopping import Stopped
 from convnet.data.dataset import (CHUNK_BYTES, SPLITS, Statistics, chunk_images,
                                    write_classes, write_statistics)
 from convnet.data.ilsvrc import (BLOCK, BLOCKS_PER_WORKER, CLASSES, DEFAULT_OUTPUT, VAL_LABELS,
-                                  PrepareError, check, command_parser, partial_of, refused)
+                                  PrepareError, check, command_parser, holding, partial_of,
+                                  refused)
 
 SHOWN_NOTES = 20      # converted/skipped files printed at the end; all are in /report
 MODES = {"L": "greyscale (L)", "LA": "greyscale with alpha (LA)", "P": "palette (P)",
@@ -131,7 +132,7 @@ def load_image(path, size):
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         if isinstance(error, OSError) and error.errno is not None:   # the system's, not a decoder's
             return None, f"skipped: cannot read it ({error.strerror})"
-        reason = "truncated" if "truncated" in str(error) else f"undecodable ({error})"
+        reason = "truncated" if "truncated" in str(error).lower() else f"undecodable ({error})"
         return None, f"skipped: {reason}"
     return pixels, ("converted: " + "; ".join(notes)) if notes else None
 
@@ -381,7 +382,16 @@ def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLAS
     stamp = fingerprint(jobs, size)
     partial = partial_of(output)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-    workers = workers or provenance.cores()
+    with holding(output):   # from before the partial file is opened to its rename
+        return convert(root, output, partial, blocks, stamp, jobs, wnids, names, size=size,
+                       workers=workers or provenance.cores(), restart=restart, name=name,
+                       progress=progress)
+
+
+def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, workers,
+            restart, name, progress):
+    """prepare's work, once OUTPUT is held: the blocks converted into the partial file (resumed
+    where it holds some of them), then the statistics, and the file renamed to OUTPUT."""
     total = sum(len(jobs[split]) for split in SPLITS)
 
     file = None
