@@ -47,6 +47,10 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
 
+class Unreadable(CheckpointError):
+    """A file that cannot be read as a checkpoint: missing, cut short, damaged, incomplete."""
+
+
 class OtherModel(CheckpointError):
     """A checkpoint written for another model than the network's (`recorded`: its name)."""
 
@@ -106,13 +110,13 @@ def _digest(text):
 
 
 def _open(path):
-    file = open_hdf5(path, CheckpointError, "checkpoint",
+    file = open_hdf5(path, Unreadable, "checkpoint",
                      f"not a checkpoint file (a run's folder holds {LAST} and {BEST})")
     try:
         with _reading(path):   # the attributes' own storage may be what is damaged
             ours = file.attrs.get("format") == FORMAT and file.attrs.get("complete", False)
         if not ours:
-            raise CheckpointError(f"checkpoint {path}: incomplete or not a convnet checkpoint")
+            raise Unreadable(f"checkpoint {path}: incomplete or not a convnet checkpoint")
     except CheckpointError:
         file.close()
         raise
@@ -120,9 +124,9 @@ def _open(path):
 
 
 def _reading(path):
-    """A context in which a read that fails on a damaged file is one CheckpointError naming
-    the file."""
-    return damaged_file_errors(CheckpointError,
+    """A context in which a read that fails on a damaged file is one Unreadable naming the
+    file."""
+    return damaged_file_errors(Unreadable,
                                lambda error: f"checkpoint {path}: corrupt ({error})")
 
 
@@ -163,7 +167,7 @@ def _arrays(file, path, specs, dtype, kind):
     for spec in specs:
         name = f"towers/{spec.tower}/{kind}/{spec.key}"
         if name not in file:
-            raise CheckpointError(f"checkpoint {path}: missing {name}")
+            raise Unreadable(f"checkpoint {path}: missing {name}")
         if file[name].shape != spec.shape:
             raise CheckpointError(f"checkpoint {path}: {name} has shape {file[name].shape}, "
                                   f"the model needs {spec.shape}")
@@ -175,8 +179,8 @@ def _state(file, path) -> dict:
     text, digest = file.attrs["state"], file.attrs.get("state_sha256")
     # a flipped bit in the JSON may still parse: another epoch, step or rate
     if digest is not None and digest != _digest(text):
-        raise CheckpointError(f"checkpoint {path}: corrupt (its training state does not "
-                              f"match the digest written with it)")
+        raise Unreadable(f"checkpoint {path}: corrupt (its training state does not match the "
+                         f"digest written with it)")
     return json.loads(text)
 
 

@@ -32,7 +32,7 @@ from convnet.data.dataset import SPLITS, Dataset, DatasetError
 from convnet.data.loader import Batches, Loader
 from convnet.data.prepare import UNROTATED, load_image
 from convnet.errors import INTERRUPTED_STATUS, shown
-from convnet.train import UsageError, check_fits, classes_digest, select_placement
+from convnet.train import UsageError, check_fits, other_dataset_note, select_placement
 from convnet.trainer import forward_views
 
 DEFAULT_RUN = os.path.join("runs", "fashion-mnist")   # make train's (configs/fashion-mnist.json)
@@ -144,29 +144,9 @@ class Inference:
                                ) from None
 
     def note_another_dataset(self, state):
-        """Checkpoints record the dataset they were trained on but not its class names: a net
-        trained on another dataset of as many classes (fine-tuned elsewhere, say) may be used
-        here, with this one's names, which is worth saying; so is one of the same name whose
-        class ids differ (two class subsets of ImageNet), and the same dataset stored at
-        another size (prepare --size), of which the crops take another share. Older
-        checkpoints record none, or no size."""
-        trained_on = state.get("dataset") or {}
-        name, size = trained_on.get("name"), trained_on.get("image_size")
-        classes = trained_on.get("classes_sha256")
-        if name is not None and name != self.loader.name:
-            print(shown(f"note: checkpoint {self.checkpoint} was trained on dataset {name}, "
-                        f"not {self.loader.name}; the class names are this dataset's "
-                        f"({self.loader.path})"), file=sys.stderr)
-        elif classes is not None and classes != classes_digest(self.loader.class_ids):
-            print(shown(f"note: checkpoint {self.checkpoint} was trained on a dataset {name} of "
-                        f"other class ids than {self.loader.path}'s: its outputs are read as "
-                        f"this dataset's classes, which may not be what it learned"),
-                  file=sys.stderr)
-        elif size is not None and size != self.loader.image_size:
-            print(shown(f"note: checkpoint {self.checkpoint} was trained on dataset {name} "
-                        f"stored at {size} pixels; {self.loader.path} stores it at "
-                        f"{self.loader.image_size}, so each crop takes another share of the "
-                        f"image"), file=sys.stderr)
+        note = other_dataset_note(self.checkpoint, state.get("dataset"), self.loader)
+        if note:
+            print(shown(note), file=sys.stderr)
 
     # -- inputs -------------------------------------------------------------------------------
     def pictures(self, paths):
@@ -208,11 +188,13 @@ class Inference:
             digest.update(key.encode())
             digest.update(np.ascontiguousarray(params[key]).tobytes())
 
-    def check_indices(self, split, indices):
+    def check_indices(self, split, indices, error=UsageError, named="--indices"):
+        """Each of `indices` an image of `split`; else `error` naming the first that is not, as
+        `named` (the command line's flag; run_split's argument)."""
         count = len(self.loader.labels(split))
         bad = [i for i in indices if not 0 <= i < count]
         if bad:
-            raise UsageError(f"--indices {bad[0]}: the {split} split has images 0 to {count - 1}")
+            raise error(f"{named} {bad[0]}: the {split} split has images 0 to {count - 1}")
 
     # -- outputs ------------------------------------------------------------------------------
     def _outputs(self, views, features, on):
@@ -251,7 +233,7 @@ class Inference:
         if indices is None:
             indices = np.arange(len(self.loader.labels(split)))
         else:
-            self.check_indices(split, indices)
+            self.check_indices(split, indices, ValueError, "indices:")
         batches = self.loader.eval_batches(self.batch_size, self.ten_crop, split,
                                            np.asarray(indices))
         return Batches(self._split_outputs(batches, split, features), len(batches))

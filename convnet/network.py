@@ -177,11 +177,6 @@ class Network:
             raise ValueError(f"images are {images.dtype} but the network is {self.dtype}")
         if images.shape[-1] == 0:
             raise ValueError("images: a batch of no images")
-        if labels is not None:
-            kind = getattr(labels, "dtype", None) or np.asarray(labels).dtype
-            if np.shape(labels) != images.shape[-1:] or kind.kind not in "iu":
-                raise ValueError(f"labels must be {images.shape[-1]} integers, one an image; "
-                                 f"got {kind} of shape {np.shape(labels)}")
         part = BatchPart.of_whole(images.shape[-1]) if part is None else part
         if part.count != images.shape[-1]:
             raise ValueError(f"a batch part of {part.count} images, but {images.shape[-1]} given")

@@ -271,6 +271,31 @@ def classes_digest(class_ids) -> str:
     return hashlib.sha256("\n".join(class_ids).encode()).hexdigest()[:16]
 
 
+def other_dataset_note(checkpoint_path, trained_on, data):
+    """Where checkpoint `checkpoint_path` was evaluated or used on another dataset than it trained
+    on (`trained_on`, its record: dataset_identity's; None in older checkpoints), the note that
+    says so, else None. A net trained on another dataset of as many classes (fine-tuned
+    elsewhere, say) may be used with this one's names, which is worth saying; so is one of the
+    same name whose class ids differ (two class subsets of ImageNet), and the same dataset
+    stored at another size (prepare --size), of which the crops take another share. Older
+    checkpoints record no class ids, or no size. `data`: the Loader of the dataset used."""
+    trained_on = trained_on or {}
+    name, size = trained_on.get("name"), trained_on.get("image_size")
+    classes = trained_on.get("classes_sha256")
+    if name is not None and name != data.name:
+        return (f"note: checkpoint {checkpoint_path} was trained on dataset {name}, not "
+                f"{data.name}; the class names are this dataset's ({data.path})")
+    if classes is not None and classes != classes_digest(data.class_ids):
+        return (f"note: checkpoint {checkpoint_path} was trained on a dataset {name} of other "
+                f"class ids than {data.path}'s: its outputs are read as this dataset's classes, "
+                f"which may not be what it learned")
+    if size is not None and size != data.image_size:
+        return (f"note: checkpoint {checkpoint_path} was trained on dataset {name} stored at "
+                f"{size} pixels; {data.path} stores it at {data.image_size}, so each crop takes "
+                f"another share of the image")
+    return None
+
+
 # What the trainer records a run trains with (Trainer.trains_with) → the setting it comes from.
 RECIPE_SETTINGS = {"batch_size": "batch_size", "momentum": "momentum", "weight_decay": "wd"}
 
@@ -491,7 +516,7 @@ def prepare(args, placement, replicas):
                 raise UsageError(f"checkpoint {resumed} classifies {error.recorded} classes but "
                                  f"dataset {args.data_path} has {model.geometry.classes}") \
                     from None
-            except checkpoint.CheckpointError as error:   # a damaged last.h5: name the other
+            except checkpoint.Unreadable as error:   # a damaged last.h5: name the other
                 best = os.path.join(output_dir, checkpoint.BEST)
                 if args.resume != "auto" or resumed == best or not os.path.exists(best):
                     raise
@@ -502,6 +527,10 @@ def prepare(args, placement, replicas):
         trains = not args.test_only and trainer.epoch < epochs   # else it evaluates
         if not trains:
             held.close()   # it writes nothing: another run may train there meanwhile
+        if resumed and not trains and replicas.rank == 0:   # evaluated: on its dataset?
+            note = other_dataset_note(resumed, trainer.trained_with.get("dataset"), data)
+            if note:
+                print(shown(note), file=sys.stderr)
         if resumed and trains:
             check_goes_on_as_trained(resumed, trainer.trained_with, trainer.trains_with())
             if replicas.rank == 0:
@@ -551,7 +580,7 @@ def run(args, placement, device, replicas):
         return 2
     with held:   # to the run's end
         replicas.check_same([json_bytes(dataset_identity(trainer.data)), trainer.data.mean],
-                            "datasets (name, sizes, labels and mean image)")
+                            "datasets (name, sizes, labels, class ids and mean image)")
         # The same settings may end at other epochs: a resumed run's are its checkpoint's, unless
         # --epochs is typed, which one rank may do where another has it in its config.
         replicas.check_same([json_bytes([epochs, trains])],

@@ -130,7 +130,8 @@ def forward_views(network, views, feature_layers=()):
     feature_ops = [network.layer_backend(name) for name in feature_layers]
     probs, features = None, [None] * len(feature_layers)
     for view in views:
-        result = network.forward(view, None, train=False)
+        # the loader's float32 views, for a network of any type (a float64 checkpoint's)
+        result = network.forward(view.astype(network.dtype, copy=False), None, train=False)
         probs = accumulate(probs, result.probs, ops)
         features = [accumulate(total, network.outputs[name], layer_ops) for name, total, layer_ops
                     in zip(feature_layers, features, feature_ops)]

@@ -33,7 +33,7 @@ from convnet.figures import __main__ as figures_main
 from convnet.figures import curves, filters, neighbours, predictions, training_error
 from convnet.inference import Inference, last_hidden_layers, top_k
 from convnet.network import Network
-from convnet.train import UsageError, dataset_identity
+from convnet.train import dataset_identity
 from convnet.trainer import EPOCH_FIELDS
 from networks import make_active
 from readme import shown_commands
@@ -119,12 +119,25 @@ def test_inference_from_python_refuses_what_it_would_misread(trained):
             next(inference.run(images))
     with pytest.raises(ValueError, match="split 'test': the dataset's are train, val"):
         inference.run_split("test")
-    with pytest.raises(UsageError, match=f"--indices {VAL}: the val split has images 0 to "
+    with pytest.raises(ValueError, match=f"indices: {VAL}: the val split has images 0 to "
                                          f"{VAL - 1}"):
         inference.run_split("val", [0, VAL])
     for size in (0, 2.5, True):
         with pytest.raises(ValueError, match=f"Inference batch_size {size!r}: must be an integer"):
             Inference(trained.run, trained.data, batch_size=size)
+
+
+def test_a_float64_checkpoint_is_evaluated_in_float64(trained):
+    """load_network keeps a checkpoint's type; the loader's float32 views are fed to it as
+    such, and its outputs are the float32 network's within float32's rounding."""
+    wide = Network(trained.network.model, get_backend("reference"), dtype=np.float64,
+                   params={key: value.astype(np.float64)
+                           for key, value in trained.network.params.items()})
+    save_checkpoint(wide, trained.tmp / "wide" / "best.h5")
+    narrow, wide = (next(iter(Inference(path, trained.data).run_split("val")))[1]
+                    for path in (trained.run, trained.tmp / "wide"))
+    assert wide.dtype == np.float64
+    np.testing.assert_allclose(wide, narrow, atol=1e-5)
 
 
 def test_fashion_mnist_pictures_are_grey_padded_like_the_dataset(tmp_path, rng):

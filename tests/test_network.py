@@ -188,9 +188,12 @@ def test_a_network_refuses_parameters_not_its_models(rng):
 
 
 def test_forward_refuses_no_images_and_labels_that_are_no_classes(rng):
+    """An empty batch before any layer; labels at the loss, by the backend's own check."""
     network, images, labels = active_network("2012-small28", rng)
     with pytest.raises(ValueError, match="images: a batch of no images"):
         network.forward(images[..., :0], labels[:0], train=True)
-    for wrong in (labels + 0.5, labels[:1], labels.astype(bool)):
-        with pytest.raises(ValueError, match="labels must be 2 integers, one an image; got "):
+    for wrong, message in ((labels + 0.5, "labels must be integers; got float64"),
+                           (labels.astype(bool), "labels must be integers; got bool"),
+                           (labels[:1], r"softmax expects logits \(K,N\) and labels \(N,\)")):
+        with pytest.raises(ValueError, match=message):
             network.forward(images, wrong, train=True)

@@ -621,9 +621,13 @@ def test_a_run_into_another_runs_folder_is_refused(tmp_path, tiny_set):
 
 def test_resume_auto_from_a_damaged_last_checkpoint_names_the_best_one(tmp_path, tiny_set):
     """--resume auto finds last.h5 cut short: refused, the folder left as it was, and the run's
-    best.h5 named as the way on; a damaged best.h5 alone is refused without a way on."""
+    best.h5 named as the way on; a damaged best.h5 alone is refused without a way on, and so is
+    a readable last.h5 refused for what best.h5 shares (its seed)."""
     common = ["--data-path", str(tiny_set), "--output-dir", "run"]
     assert train(*common, "--epochs", "1", cwd=tmp_path).returncode == 0
+    other_seed = train(*common, "--epochs", "2", "--resume", "auto", "--seed", "5", cwd=tmp_path)
+    assert other_seed.returncode == 2 and "written with seed 0" in other_seed.stderr
+    assert "instead" not in other_seed.stderr
     last, best = tmp_path / "run" / "last.h5", tmp_path / "run" / "best.h5"
     last.write_bytes(last.read_bytes()[:3000])
     kept = {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()}
@@ -814,6 +818,16 @@ def test_a_resume_trains_on_as_its_checkpoint_trained(tmp_path, tiny_set, rng):
     assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
     evaluated = train(*common, "--resume", "--test-only", "-b", "4", "--ten-crop", cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
+    assert "note: checkpoint" not in evaluated.stderr
+    # evaluated on another dataset, or another class subset of one: a note says so
+    for data, note in ((other, f"was trained on dataset t, not other; the class names are this "
+                               f"dataset's ({other})"),
+                       (reclassed, f"was trained on a dataset t of other class ids than "
+                                   f"{reclassed}'s")):
+        elsewhere = train(*common, "--resume", "--test-only", "--data-path", str(data),
+                          cwd=tmp_path)
+        assert elsewhere.returncode == 0, elsewhere.stderr
+        assert f"note: checkpoint {out / 'last.h5'} {note}" in elsewhere.stderr
     with h5py.File(out / "last.h5", "r+") as file:   # as written before it recorded the size
         del file.attrs["state_sha256"]
         state = json.loads(file.attrs["state"])

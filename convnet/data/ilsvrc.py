@@ -206,10 +206,12 @@ def command_parser(description):
 
 
 def in_use(path):
-    """Whether another open of the file holds a lock on it (HDF5 flocks each file it opens)."""
+    """Whether another open of the file holds an exclusive lock on it (HDF5 takes one on each
+    file it opens for writing; prepare on OUTPUT.lock). A shared lock probes it, so that a
+    holder taking its lock meanwhile is refused only by another holder's."""
     with open(path, "rb") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
     return False   # the lock, if taken, went with the close
@@ -237,10 +239,10 @@ def holding(output):
     one's partial file short (HDF5 empties a file it is asked to create before it tries its own
     lock on it), is refused in one line. The system lets the lock go however the process ends;
     a filesystem that takes no lock leaves only HDF5's own lock on the partial file."""
-    try:
-        lock = os.open(lock_of(output), os.O_RDWR | os.O_CREAT, 0o666)
+    try:   # read-only: another user's lock file, left there, still takes a lock
+        lock = os.open(lock_of(output), os.O_RDONLY | os.O_CREAT, 0o666)
     except OSError as error:
-        raise PrepareError(f"{lock_of(output)}: cannot make it ({error.strerror})") from None
+        raise PrepareError(f"{lock_of(output)}: cannot open it ({error.strerror})") from None
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
