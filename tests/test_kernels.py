@@ -1202,6 +1202,9 @@ def test_launchers_refuse_bad_arguments(backend):
     # the launcher's own check: a GPU would read a transposed array's memory as it lies
     with pytest.raises(ValueError, match="relu_forward: x must be C-contiguous"):
         backend.relu_forward(backend.from_host(np.zeros((4, 6), np.float32)).T)
+    with pytest.raises(ValueError, match="add: y must be C-contiguous"):   # named, not the first
+        backend.add(backend.from_host(np.zeros((6, 4), np.float32)),
+                    backend.from_host(np.zeros((4, 6), np.float32)).T)
     with pytest.raises(TypeError, match="float32 or float64"):
         backend.relu_forward(backend.from_host(np.zeros(4, np.int32)))
     with pytest.raises(ValueError, match="stride"):
