@@ -19,9 +19,27 @@ def stopped_while_loading(number, frame):
     raise SystemExit(128 + number)
 
 
+def missing_package(kind, error, trace):
+    """A command run by a Python without one of the packages it needs (the system's python,
+    not the project's .venv): one line naming the package, the Python and what to run, where a
+    traceback would end in ModuleNotFoundError; exit status 1, as for any error."""
+    package = getattr(error, "name", None) or ""
+    if not issubclass(kind, ModuleNotFoundError) or not package or \
+            package.partition(".")[0] == __name__:
+        sys.__excepthook__(kind, error, trace)
+        return
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.write(f"error: {package} is not installed for {sys.executable}: run the "
+                         f"command with the project's Python, .venv/bin/python (make setup makes "
+                         f"it), or pip install -e . for this one\n")
+
+
 # `python -m convnet.<command>` (Python names it "-m" while it finds the command's module): a
 # Ctrl-C while the command's modules load (about half a second) would be a traceback.
 # convnet.errors.run_command, which runs every command, puts Python's own handler back; a
 # Ctrl-C that the command was started with ignored (a script's background job) stays so.
 if sys.argv[:1] == ["-m"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, stopped_while_loading)
+# A package this Python lacks: one line, for every command, wherever the import comes.
+if sys.argv[:1] == ["-m"]:
+    sys.excepthook = missing_package

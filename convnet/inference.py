@@ -51,8 +51,9 @@ def checkpoint_file(given):
     """The checkpoint file --checkpoint names (a run folder: its best.h5); where that is the
     default run's folder and there is none, a UsageError saying what makes it."""
     if given == DEFAULT_RUN and not os.path.exists(given):
-        raise UsageError(f"--checkpoint {DEFAULT_RUN}, the default run's folder, does not exist: "
-                         f"make train makes it, or give --checkpoint PATH")
+        raise UsageError(f"--checkpoint {DEFAULT_RUN}, the default run's folder, does not exist "
+                         f"in {shown(os.getcwd())}: make train makes it in the project's folder "
+                         f"(run the command there), or give --checkpoint PATH")
     return in_run(given)
 
 

@@ -505,6 +505,12 @@ def prepare(args, placement, replicas):
                           dataset=dataset_identity(data))
         # the checkpoint to go on from: none for a new run, or where --resume auto finds none
         resumed = auto_checkpoint(output_dir) if args.resume == "auto" else args.resume
+        if args.test_only and args.resume == "auto" and not resumed and not args.weights:
+            # the initial weights' error: not what --resume asked to evaluate
+            raise UsageError(f"--resume auto --test-only: {output_dir} holds no checkpoint to "
+                             f"evaluate; give the run's folder with --output-dir" +
+                             ("" if args.output_dir else
+                              f" (this is --output-dir's default for model {model.name})"))
         if resumed:
             try:
                 trainer.resume(resumed)
@@ -541,7 +547,8 @@ def prepare(args, placement, replicas):
             goes_on = (f"; its {trainer.schedule.kind} schedule goes on at weight rate "
                        f"{trainer.schedule.rates.weight_lr:g}") if trains else ""
             print(f"resumed from {shown(resumed)} at epoch {trainer.epoch}, step "
-                  f"{trainer.step}{goes_on}")
+                  f"{trainer.step}{goes_on}" if not args.test_only else
+                  f"evaluating {shown(resumed)} (epoch {trainer.epoch}, step {trainer.step})")
         note = lr_steps_note(args, trainer.schedule, epochs) \
             if trainer.step == 0 and not args.test_only else None
         if note and replicas.rank == 0:
@@ -630,10 +637,8 @@ def run(args, placement, device, replicas):
                 print(shown(note), file=sys.stderr)
 
         if args.test_only and trainer.step == 0 and not args.weights and replicas.rank == 0:
-            found = (f"--resume auto found no checkpoint in {shown(output_dir)}" if args.resume
-                     else "no checkpoint was loaded")
-            print(f"note: {found}, so this evaluates the initial weights; --resume [auto|PATH] "
-                  f"evaluates a trained network", file=sys.stderr)
+            print("note: no checkpoint was loaded, so this evaluates the initial weights; "
+                  "--resume [auto|PATH] evaluates a trained network", file=sys.stderr)
         elif not args.test_only and not trains:
             done = f"its {counted(epochs, 'epoch')}" if trainer.epoch == epochs else \
                 f"{counted(trainer.epoch, 'epoch')}, which --epochs {epochs} does not exceed"
@@ -783,7 +788,8 @@ def main(argv=None):
                 return 2
             replicas.abort(2)    # this rank alone: the others are waiting for it
         except KeyboardInterrupt as stop:
-            stop.test_only = args.test_only   # which line tells it (stopped_line)
+            # which line tells it (stopped_line)
+            stop.test_only, stop.output_dir = args.test_only, args.output_dir
             if replicas.world == 1:
                 raise
             # Several ranks: the launcher passed the Ctrl-C on to each. One line: rank 0's, as
@@ -814,13 +820,17 @@ INTERRUPT_GRACE = 2   # seconds the other ranks leave rank 0 to say it and end t
 
 def stopped_line(stop):
     """What a run stopped by `stop` (a KeyboardInterrupt, perhaps a stopping.Stopped) says: an
-    evaluation (--test-only, marked by main) wrote nothing."""
+    evaluation (--test-only, marked by main) wrote nothing; a run of an --output-dir given
+    (marked by main) is named by it, which its --resume needs too."""
     number = stop_signal(stop)
     how = "interrupted" if number == signal.SIGINT else f"stopped by {signal.Signals(number).name}"
     if getattr(stop, "test_only", False):
         return f"{how}: --test-only writes nothing, so nothing was lost"
-    return (f"{how}: checkpoints written before are as they were; --resume goes on from "
-            f"{checkpoint.LAST} (or, stopped before the first, starts again)")
+    folder = getattr(stop, "output_dir", None)
+    resume = f"--resume --output-dir {shown(folder)} goes on from its" if folder else \
+        "--resume goes on from"
+    return (f"{how}: checkpoints written before are as they were; {resume} {checkpoint.LAST} (or, "
+            f"stopped before the first, starts again)")
 
 
 if __name__ == "__main__":   # one process's stop; several ranks abort in main

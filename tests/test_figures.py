@@ -323,7 +323,8 @@ def test_predict_errors_are_one_line_with_exit_2(trained, capsys, rng):
 def test_a_missing_default_run_says_what_makes_it(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     said = (f"error: --checkpoint {os.path.join('runs', 'fashion-mnist')}, the default run's "
-            f"folder, does not exist: make train makes it, or give --checkpoint PATH\n")
+            f"folder, does not exist in {tmp_path}: make train makes it in the project's folder "
+            f"(run the command there), or give --checkpoint PATH\n")
     assert predict.main(["x.png"]) == 2
     assert capsys.readouterr().err == said
     assert figures_main.main(["filters"]) == 2
@@ -565,6 +566,17 @@ def test_dollars_in_titles_and_class_names_are_drawn_as_they_are(rng):
     figure.savefig(io.BytesIO(), format="png")
     assert figure.axes[0].get_title() == "$a^{$.png"
     assert figure.axes[1].texts[0].get_text().startswith("$x^{$ ")
+
+
+def test_mistakes_are_drawn_beside_the_predictions_not_over_them(trained, capsys):
+    common = ["predictions", "--checkpoint", str(trained.run), "--data-path", str(trained.data),
+              "--count", "2"]
+    folder = trained.run / "figures"
+    assert figures_main.main(common) == 0
+    drawn = (folder / "predictions.png").read_bytes()
+    assert figures_main.main([*common, "--mistakes", "--split", "train", "--count", "1"]) == 0
+    assert f"wrote {folder / 'mistakes.png'}" in capsys.readouterr().out
+    assert (folder / "predictions.png").read_bytes() == drawn
 
 
 def test_mistakes_are_the_first_wrong_images_in_the_drawn_order(trained):

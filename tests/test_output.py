@@ -108,6 +108,26 @@ def test_a_ctrl_c_while_a_command_loads_is_one_line_and_exit_130(how):
     assert (result.returncode, result.stdout, result.stderr) == said[how]
 
 
+MISSING = ("import sys\n"
+           "sys.argv[:] = ['-m']   # as Python names a command while it finds its module\n"
+           "import convnet\n"
+           "import {module}\n")
+
+
+@pytest.mark.parametrize("module, said", [
+    ("scipy_of_no_install", "error: scipy_of_no_install is not installed for {python}: run the "
+                            "command with the project's Python, .venv/bin/python (make setup "
+                            "makes it), or pip install -e . for this one\n"),
+    ("convnet.no_such_module", "Traceback")])   # the project's own: a fault of its, shown whole
+def test_a_package_the_python_lacks_is_one_line_naming_the_python_to_use(module, said):
+    """python -m convnet.<command> by the system's Python, not the project's .venv: one line,
+    not a traceback ending in ModuleNotFoundError; exit status 1."""
+    result = subprocess.run([sys.executable, "-c", MISSING.format(module=module)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.startswith(said.format(python=sys.executable))
+
+
 def test_a_command_running_takes_ctrl_c_as_python_does(monkeypatch):
     """Once a command runs (run_command), the loading's handler has given way to Python's, which
     raises KeyboardInterrupt where the command is (training defers it to its next step)."""

@@ -200,7 +200,7 @@ def test_a_rank_that_cannot_start_stops_every_rank_at_once(tiny):
     (["-b", "16"], "settings (all but --gpus, --data-path, -j, -c, --dist-timeout)"),
     # compared before rank 1 alone finds that its batch does not split over the ranks
     (["-b", "7"], "settings (all but --gpus, --data-path, -j, -c, --dist-timeout)"),
-    (["--data-path", "other.h5"], "datasets (name, sizes, labels and mean image)"),
+    (["--data-path", "other.h5"], "datasets (name, sizes, labels, class ids and mean image)"),
 ])
 def test_ranks_given_other_settings_or_data_are_refused(tiny, rank_1_flags, what):
     """Another batch size would sum gradients of batches of other sizes (MPI's "message
@@ -254,8 +254,9 @@ def test_a_ctrl_c_passed_on_to_every_rank_ends_the_job_in_one_line(tiny):
     # MPICH's reports, which its launcher may set down inside another process's line
     ours = re.sub(r"Abort\(130\) on node \d+ \(rank \d+ in comm \d+\): application called "
                   r"MPI_Abort\(MPI_COMM_WORLD, 130\) - process \d+\n?", "", result.stderr)
-    assert ours.strip() == ("interrupted: checkpoints written before are as they were; --resume "
-                            "goes on from last.h5 (or, stopped before the first, starts again)")
+    assert ours.strip() == (f"interrupted: checkpoints written before are as they were; --resume "
+                            f"--output-dir {tiny / 'interrupted'} goes on from its last.h5 (or, "
+                            f"stopped before the first, starts again)")
 
 
 def test_a_rank_whose_weights_fail_leaves_the_logs_of_the_run(tiny, one_process):

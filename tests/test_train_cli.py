@@ -733,7 +733,7 @@ def test_a_run_refused_after_its_checks_makes_no_folder(tmp_path, tiny_set):
         assert not new.exists(), (flags, os.listdir(new))
     evaluated = train(*common, "--test-only", "--resume", str(source / "last.h5"), cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
-    assert f"resumed from {source / 'last.h5'} at epoch 1, step 2\n" in evaluated.stdout
+    assert f"evaluating {source / 'last.h5'} (epoch 1, step 2)\n" in evaluated.stdout
     going_on = train(*common, "--epochs", "3", "--output-dir", str(source), "--resume",
                      cwd=tmp_path)
     assert going_on.returncode == 0, going_on.stderr
@@ -1071,12 +1071,23 @@ def test_evaluating_makes_no_folder(tmp_path, tiny_set):
     assert "has done its 1 epoch" in finished.stdout and not (tmp_path / "typo").exists()
 
 
-def test_test_only_says_when_resume_auto_found_nothing(tmp_path, tiny_set):
+def test_test_only_refuses_to_evaluate_when_resume_auto_finds_nothing(tmp_path, tiny_set):
+    """The initial weights' error is not what --resume asked for (a typo in --output-dir, or
+    its default, runs/MODEL, for a run made elsewhere): refused. Without --resume, they are
+    evaluated, and a note says so."""
     result = train("--data-path", str(tiny_set), "--output-dir", str(tmp_path / "run\n"),
                    "--resume", "--test-only", cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.startswith(f"note: --resume auto found no checkpoint in "
-                                    f"{tmp_path}/run\\n, so this evaluates the initial weights")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"error: --resume auto --test-only: {tmp_path}/run\\n holds no "
+                             f"checkpoint to evaluate; give the run's folder with --output-dir\n")
+    defaulted = train("--data-path", str(tiny_set), "--resume", "--test-only", cwd=tmp_path)
+    assert defaulted.returncode == 2
+    assert defaulted.stderr.endswith("give the run's folder with --output-dir (this is "
+                                     "--output-dir's default for model 2012-small28)\n")
+    initial = train("--data-path", str(tiny_set), "--test-only", cwd=tmp_path)
+    assert initial.returncode == 0, initial.stderr
+    assert initial.stderr.startswith("note: no checkpoint was loaded, so this evaluates the "
+                                     "initial weights")
 
 
 @pytest.mark.parametrize("number, said, output_closed",
@@ -1111,8 +1122,9 @@ def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_keeps_its_checkpoint(
     finally:
         process.kill()
     assert process.returncode == 128 + number, stderr
-    assert stderr == f"{said}: checkpoints written before are as they were; --resume goes on " \
-                     f"from last.h5 (or, stopped before the first, starts again)\n"
+    assert stderr == f"{said}: checkpoints written before are as they were; --resume " \
+                     f"--output-dir {out} goes on from its last.h5 (or, stopped before the " \
+                     f"first, starts again)\n"
     resumed = train("--data-path", str(tiny_set), "-b", "4", "--epochs", "1", "--output-dir",
                     str(out), "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr

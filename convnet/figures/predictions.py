@@ -31,7 +31,8 @@ def add_arguments(p):
     add_checkpoint_flag(p)
     add_selection_flags(p, count=8)
     p.add_argument("--mistakes", action="store_true",
-                   help="only images whose most probable label is wrong (needs --split images)")
+                   help="only images whose most probable label is wrong (needs --split images); "
+                        "written as mistakes.png unless -o names the file")
     p.add_argument("--columns", type=int, default=4, help="images per row (default 4)")
     add_output_flag(p, "predictions")
 
@@ -125,7 +126,8 @@ def draw(images, titles, probs, true_labels, class_names, columns):
 def run(args):
     inference = Inference(checkpoint_file(args.checkpoint), args.data_path, gpus=args.gpus,
                           batch_size=args.batch_size, ten_crop=args.ten_crop)
-    path = checkpoint_output(args, "predictions")
+    # --mistakes beside the drawn images, not over them
+    path = checkpoint_output(args, "mistakes" if args.mistakes else "predictions")
     check_figure_size(*layout(selection_count(inference, args), args.columns)[1:],
                       fewer="images (--count, --indices or files)")
     chosen = choose(inference, args)
