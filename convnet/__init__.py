@@ -4,6 +4,7 @@ The network is data (`convnet.alexnet`), placed on towers (`convnet.placement`),
 backend (`convnet.backend`) through one op interface.
 """
 import contextlib
+import importlib.util
 import signal
 import sys
 
@@ -22,16 +23,24 @@ def stopped_while_loading(number, frame):
 def missing_package(kind, error, trace):
     """A command run by a Python without one of the packages it needs (the system's python,
     not the project's .venv): one line naming the package, the Python and what to run, where a
-    traceback would end in ModuleNotFoundError; exit status 1, as for any error."""
-    package = getattr(error, "name", None) or ""
-    if not issubclass(kind, ModuleNotFoundError) or not package or \
-            package.partition(".")[0] == __name__:
+    traceback would end in ModuleNotFoundError; exit status 1, as for any error. A module
+    missing from a package this Python has (a fault, not an install) keeps its traceback."""
+    package = (getattr(error, "name", None) or "").partition(".")[0]
+    if not issubclass(kind, ModuleNotFoundError) or not package or package == __name__ or \
+            installed(package):
         sys.__excepthook__(kind, error, trace)
         return
     with contextlib.suppress(AttributeError, OSError, ValueError):
-        sys.stderr.write(f"error: {package} is not installed for {sys.executable}: run the "
+        sys.stderr.write(f"error: {error.name} is not installed for {sys.executable}: run the "
                          f"command with the project's Python, .venv/bin/python (make setup makes "
                          f"it), or pip install -e . for this one\n")
+
+
+def installed(package) -> bool:
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):   # a package whose own loading fails: installed
+        return True
 
 
 # `python -m convnet.<command>` (Python names it "-m" while it finds the command's module): a

@@ -190,7 +190,7 @@ def _classes(file, path, model) -> int:
     output = model.layer(model.output_layer.inputs[0])
     bias = f"towers/{output.tower}/params/{bias_key(output.name)}"
     if bias not in file:
-        raise CheckpointError(f"checkpoint {path}: missing {bias}")
+        raise Unreadable(f"checkpoint {path}: missing {bias}")
     return file[bias].shape[0]
 
 

@@ -177,6 +177,8 @@ class Network:
             raise ValueError(f"images are {images.dtype} but the network is {self.dtype}")
         if images.shape[-1] == 0:
             raise ValueError("images: a batch of no images")
+        if labels is not None and not hasattr(labels, "dtype"):   # a list: the loss checks it
+            labels = np.asarray(labels)
         part = BatchPart.of_whole(images.shape[-1]) if part is None else part
         if part.count != images.shape[-1]:
             raise ValueError(f"a batch part of {part.count} images, but {images.shape[-1]} given")

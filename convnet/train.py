@@ -22,6 +22,7 @@ import hashlib
 import io
 import json
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -827,8 +828,8 @@ def stopped_line(stop):
     if getattr(stop, "test_only", False):
         return f"{how}: --test-only writes nothing, so nothing was lost"
     folder = getattr(stop, "output_dir", None)
-    resume = f"--resume --output-dir {shown(folder)} goes on from its" if folder else \
-        "--resume goes on from"
+    resume = f"--resume --output-dir {shlex.quote(shown(folder))} goes on from its" if folder \
+        else "--resume goes on from"
     return (f"{how}: checkpoints written before are as they were; {resume} {checkpoint.LAST} (or, "
             f"stopped before the first, starts again)")
 

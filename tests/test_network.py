@@ -192,6 +192,8 @@ def test_forward_refuses_no_images_and_labels_that_are_no_classes(rng):
     network, images, labels = active_network("2012-small28", rng)
     with pytest.raises(ValueError, match="images: a batch of no images"):
         network.forward(images[..., :0], labels[:0], train=True)
+    as_list = network.forward(images, list(labels), train=True).loss   # a list, as an array
+    assert as_list == network.forward(images, labels, train=True).loss
     for wrong, message in ((labels + 0.5, "labels must be integers; got float64"),
                            (labels.astype(bool), "labels must be integers; got bool"),
                            (labels[:1], r"softmax expects logits \(K,N\) and labels \(N,\)")):

@@ -118,7 +118,8 @@ MISSING = ("import sys\n"
     ("scipy_of_no_install", "error: scipy_of_no_install is not installed for {python}: run the "
                             "command with the project's Python, .venv/bin/python (make setup "
                             "makes it), or pip install -e . for this one\n"),
-    ("convnet.no_such_module", "Traceback")])   # the project's own: a fault of its, shown whole
+    ("convnet.no_such_module", "Traceback"),   # the project's own: a fault of its, shown whole
+    ("numpy.no_such_module", "Traceback")])    # of a package installed: a fault, not an install
 def test_a_package_the_python_lacks_is_one_line_naming_the_python_to_use(module, said):
     """python -m convnet.<command> by the system's Python, not the project's .venv: one line,
     not a traceback ending in ModuleNotFoundError; exit status 1."""

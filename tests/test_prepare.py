@@ -137,6 +137,8 @@ def test_bad_inputs_get_one_line(tmp_path, capsys, monkeypatch):
     with h5py.File(tmp_path / "o.h5.partial", "w"):
         refused(tmp_path / "absent", f"{tmp_path}/o.h5.partial: in use by another process "
                                      f"(another prepare of {tmp_path}/o.h5?)")
+    with h5py.File(tmp_path / "o.h5.partial", "r"):   # a reader too: a new one would empty it
+        refused(tmp_path / "absent", f"{tmp_path}/o.h5.partial: in use by another process")
     with monkeypatch.context() as patch:
         partial = str(tmp_path / "o.h5.partial")
         access = os.access
@@ -735,6 +737,15 @@ def test_a_second_prepare_of_the_same_output_touches_nothing_of_the_first(tree, 
     first.unlink()
     run(root, output, size=SIZE, workers=1)   # let go: the next one takes it
     assert Dataset(output).size("val") > 0
+    # Another user's lock file, left there, which this one may only read: it still locks
+    opened = os.open
+    monkeypatch.setattr(ilsvrc.os, "open", lambda path, flags, *mode: (
+        (_ for _ in ()).throw(PermissionError(errno.EACCES, "Permission denied", path))
+        if path == f"{output}.lock" and flags & os.O_RDWR else opened(path, flags, *mode)))
+    with ilsvrc.holding(str(output)):
+        with pytest.raises(prepare.PrepareError, match=re.escape(refusal)):
+            with ilsvrc.holding(str(output)):
+                pass
 
 
 def test_unusable_partial_file_starts_again(tmp_path, rng, monkeypatch, capsys):

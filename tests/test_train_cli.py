@@ -638,6 +638,14 @@ def test_resume_auto_from_a_damaged_last_checkpoint_names_the_best_one(tmp_path,
     assert result.stderr.endswith(f"; --resume {os.path.join('run', 'best.h5')} goes on from the "
                                   f"run's best epoch instead\n")
     assert {path: path.read_bytes() for path in tmp_path.rglob("*") if path.is_file()} == kept
+    last.write_bytes(kept[best])   # whole, but an array gone: fc8's, read first, or another's
+    for array in ("towers/a/params/fc8/bias", "towers/a/params/conv1a/bias"):
+        with h5py.File(last, "r+") as file:
+            del file[array]
+        result = train(*common, "--epochs", "2", "--resume", "auto", cwd=tmp_path)
+        assert result.returncode == 2 and result.stderr.endswith("instead\n"), result.stderr
+        assert f"missing {array}" in result.stderr
+        last.write_bytes(kept[best])
     last.unlink()
     best.write_bytes(kept[best][:3000])
     alone = train(*common, "--epochs", "2", "--resume", "auto", cwd=tmp_path)
@@ -1088,6 +1096,14 @@ def test_test_only_refuses_to_evaluate_when_resume_auto_finds_nothing(tmp_path, 
     assert initial.returncode == 0, initial.stderr
     assert initial.stderr.startswith("note: no checkpoint was loaded, so this evaluates the "
                                      "initial weights")
+
+
+def test_the_stop_line_names_the_output_folder_as_a_shell_reads_it():
+    stop = KeyboardInterrupt()
+    stop.output_dir = "my runs/a;b"
+    assert train_module.stopped_line(stop) == (
+        "interrupted: checkpoints written before are as they were; --resume --output-dir "
+        "'my runs/a;b' goes on from its last.h5 (or, stopped before the first, starts again)")
 
 
 @pytest.mark.parametrize("number, said, output_closed",

@@ -9,6 +9,7 @@ a fresh clone, as make train does its flags (convnet.options). What is checked i
 refuses before its work: the flags' values, the output's place, the tree and its two tables.
 """
 import contextlib
+import errno
 import fcntl
 import os
 import sys
@@ -206,12 +207,12 @@ def command_parser(description):
 
 
 def in_use(path):
-    """Whether another open of the file holds an exclusive lock on it (HDF5 takes one on each
-    file it opens for writing; prepare on OUTPUT.lock). A shared lock probes it, so that a
-    holder taking its lock meanwhile is refused only by another holder's."""
+    """Whether another open of the file holds a lock on it: HDF5 takes one on each file it
+    opens, a shared one to read it (a reader of a partial file, which a new prepare would
+    empty, counts too); prepare an exclusive one on OUTPUT.lock."""
     with open(path, "rb") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return True
     return False   # the lock, if taken, went with the close
@@ -239,10 +240,16 @@ def holding(output):
     one's partial file short (HDF5 empties a file it is asked to create before it tries its own
     lock on it), is refused in one line. The system lets the lock go however the process ends;
     a filesystem that takes no lock leaves only HDF5's own lock on the partial file."""
-    try:   # read-only: another user's lock file, left there, still takes a lock
-        lock = os.open(lock_of(output), os.O_RDONLY | os.O_CREAT, 0o666)
+    path = lock_of(output)
+    try:   # for writing, as NFS's locks need; another user's, left there, for reading
+        try:
+            lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as error:
+            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            lock = os.open(path, os.O_RDONLY)
     except OSError as error:
-        raise PrepareError(f"{lock_of(output)}: cannot open it ({error.strerror})") from None
+        raise PrepareError(f"{path}: cannot open it ({error.strerror})") from None
     try:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
