@@ -46,9 +46,9 @@ def installed(package) -> bool:
 # `python -m convnet.<command>` (Python names it "-m" while it finds the command's module): a
 # Ctrl-C while the command's modules load (about half a second) would be a traceback.
 # convnet.errors.run_command, which runs every command, puts Python's own handler back; a
-# Ctrl-C that the command was started with ignored (a script's background job) stays so.
-if sys.argv[:1] == ["-m"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-    signal.signal(signal.SIGINT, stopped_while_loading)
-# A package this Python lacks: one line, for every command, wherever the import comes.
+# Ctrl-C that the command was started with ignored (a script's background job) stays so. A
+# package this Python lacks: one line, for every command, wherever the import comes.
 if sys.argv[:1] == ["-m"]:
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, stopped_while_loading)
     sys.excepthook = missing_package

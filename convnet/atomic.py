@@ -4,6 +4,7 @@ An interrupted or failed write leaves the previous file (if any) untouched and n
 under the target's name. HDF5 readers also require the `complete` attribute, set last.
 """
 import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -37,6 +38,36 @@ def check_writable(path, flag, suffix=""):
             with_suffix = f" (with {suffix})" if suffix and name.endswith(suffix) else ""
             raise ValueError(f"{flag} {path}: a name of {size} bytes{with_suffix}, longer than "
                              f"the {longest} that {folder} takes")
+
+
+class LockHeld(Exception):
+    """Another process holds the lock exclusive_lock asked for."""
+
+
+@contextmanager
+def exclusive_lock(path):
+    """An exclusive lock on file `path`, for the block: LockHeld where another process holds
+    one. The file is made where missing and never removed (a removal would race with its next
+    taker), opened for writing, as NFS's locks need, or, another user's left there, for reading;
+    the system lets the lock go however the process ends. Yields None, or the OSError of a
+    filesystem that takes no lock; an OSError opening the file passes through."""
+    try:
+        lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as error:
+        if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+        lock = os.open(path, os.O_RDONLY)
+    try:
+        unlocked = None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockHeld(path) from None
+        except OSError as error:
+            unlocked = error
+        yield unlocked
+    finally:
+        os.close(lock)
 
 
 def refuse_unless_regular(path):

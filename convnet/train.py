@@ -16,7 +16,6 @@ during training ends the whole job (MPI's abort), so no rank is left waiting.
 """
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import hashlib
 import io
@@ -34,7 +33,7 @@ import numpy as np
 
 from convnet import alexnet, checkpoint, options, provenance, stopping
 from convnet.alexnet import TOWERS
-from convnet.atomic import atomic_json, nearest_existing
+from convnet.atomic import LockHeld, atomic_json, exclusive_lock, nearest_existing
 from convnet.backend import get_backend
 from convnet.backend.cuda.conv import DEFAULT_ALGORITHM
 from convnet.backend.cuda.devices import CUPY_INSTALL, NO_CUPY, cuda_devices
@@ -150,26 +149,23 @@ def check_no_other_run(output_dir, args):
 def holding(output_dir):
     """The run folder (made here) held for a training run: a second run training into it at
     the same time, whose checkpoints and logs would mix with this one's, is refused in one
-    line. A lock on a file of its own there (LOCK, opened for writing, as NFS's locks need;
-    never removed, which would race with its next taker) that the system lets go however the
-    process ends; where the filesystem takes no lock, a note says the folder goes unguarded."""
+    line: an exclusive_lock on a file of its own there (LOCK); where the filesystem takes no
+    lock, a note says the folder goes unguarded."""
     path = os.path.join(output_dir, LOCK)
-    with writing(path):
-        os.makedirs(output_dir, exist_ok=True)
-        lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunFolderError(f"--output-dir {output_dir}: another run is training in it "
-                                 f"now; let it end, or give another --output-dir") from None
-        except OSError as error:
+    with contextlib.ExitStack() as held:   # its own errors named, not those of the run
+        with writing(path):
+            os.makedirs(output_dir, exist_ok=True)
+            try:
+                unlocked = held.enter_context(exclusive_lock(path))
+            except LockHeld:
+                raise RunFolderError(f"--output-dir {output_dir}: another run is training in "
+                                     f"it now; let it end, or give another --output-dir") \
+                    from None
+        if unlocked is not None:
             print(f"note: --output-dir {shown(output_dir)}: its filesystem takes no lock "
-                  f"({error.strerror}), so a second run training into it at the same time "
+                  f"({unlocked.strerror}), so a second run training into it at the same time "
                   f"would not be refused", file=sys.stderr)
         yield
-    finally:
-        os.close(lock)
 
 
 def run_files(output_dir):
@@ -587,7 +583,7 @@ def run(args, placement, device, replicas):
                   file=sys.stderr)   # shown: one line whatever the names in it hold
         return 2
     with held:   # to the run's end
-        replicas.check_same([json_bytes(dataset_identity(trainer.data)), trainer.data.mean],
+        replicas.check_same([json_bytes(trainer.dataset), trainer.data.mean],
                             "datasets (name, sizes, labels, class ids and mean image)")
         # The same settings may end at other epochs: a resumed run's are its checkpoint's, unless
         # --epochs is typed, which one rank may do where another has it in its config.

@@ -1343,7 +1343,7 @@ def test_a_folder_on_a_filesystem_without_locks_is_trained_into_with_a_note(
         tmp_path, tiny_set, monkeypatch, capsys):
     def no_locks(fd, operation):
         raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
-    monkeypatch.setattr(train_module.fcntl, "flock", no_locks)
+    monkeypatch.setattr(fcntl, "flock", no_locks)
     run = tmp_path / "run\n"   # named in the note as shown: on its one line
     assert train_module.main(["--data-path", str(tiny_set), "-b", "4", "--epochs", "1",
                               "--output-dir", str(run), "--gpus", "cpu"]) == 0

@@ -9,13 +9,12 @@ a fresh clone, as make train does its flags (convnet.options). What is checked i
 refuses before its work: the flags' values, the output's place, the tree and its two tables.
 """
 import contextlib
-import errno
 import fcntl
 import os
 import sys
 
 from convnet import options, provenance
-from convnet.atomic import check_writable
+from convnet.atomic import LockHeld, check_writable, exclusive_lock
 from convnet.errors import (NOT_REGULAR, counted, not_a_regular_file, open_regular, run_command,
                             shown)
 
@@ -240,26 +239,14 @@ def holding(output):
     one's partial file short (HDF5 empties a file it is asked to create before it tries its own
     lock on it), is refused in one line. The system lets the lock go however the process ends;
     a filesystem that takes no lock leaves only HDF5's own lock on the partial file."""
-    path = lock_of(output)
-    try:   # for writing, as NFS's locks need; another user's, left there, for reading
+    with contextlib.ExitStack() as held:   # its own errors refused, not those of the work
         try:
-            lock = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        except OSError as error:
-            if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise
-            lock = os.open(path, os.O_RDONLY)
-    except OSError as error:
-        raise PrepareError(f"{path}: cannot open it ({error.strerror})") from None
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            held.enter_context(exclusive_lock(lock_of(output)))
+        except LockHeld:
             raise busy(output) from None
-        except OSError:
-            pass
+        except OSError as error:
+            raise PrepareError(f"{lock_of(output)}: cannot open it ({error.strerror})") from None
         yield
-    finally:
-        os.close(lock)
 
 
 def images_held(size, workers):
