@@ -444,7 +444,7 @@ class Trainer:
                    "bias_lr": self.solver.weight_lr * self.solver.bias_lr_multiplier,
                    "seconds": round(time.perf_counter() - start, 3)}
             with self._log(EPOCHS_CSV) as handle:
-                writer = csv.DictWriter(handle, EPOCH_FIELDS)
+                writer = csv.DictWriter(handle, EPOCH_FIELDS, lineterminator="\n")
                 # no header yet: a new file, or an empty one (a header cut short, which a resume
                 # drops; a disk that filled at the first write)
                 if handle.empty():

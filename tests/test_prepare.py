@@ -170,6 +170,9 @@ def test_bad_inputs_get_one_line(tmp_path, capsys, monkeypatch):
     (root / "train" / "notes.txt").write_text("x")
     refused(root, "expected only class folders (train/<wnid>/), found file notes.txt")
     os.remove(root / "train" / "notes.txt")
+    os.symlink(root / "gone", root / "train" / imagetree.WNIDS[0])   # a class folder moved away
+    refused(root, f"found {imagetree.WNIDS[0]} (a broken symbolic link)")
+    os.remove(root / "train" / imagetree.WNIDS[0])
     (root / "train" / "cats").mkdir()
     refused(root, "train/cats: not an ILSVRC-2012 wnid")
     os.rmdir(root / "train" / "cats")
@@ -193,6 +196,10 @@ def test_bad_inputs_get_one_line(tmp_path, capsys, monkeypatch):
     os.rmdir(root / "val" / "cats")
     (root / "val" / imagetree.WNIDS[1]).mkdir()
     (root / "val" / imagetree.WNIDS[1] / "a.JPEG").write_bytes(b"")
+    # the labels of a flat val/, which would be read for nothing here
+    refused(root, f"--val-labels /x.tsv: labels a flat val/, but {root}/val is sorted into "
+                  f"class folders ({imagetree.WNIDS[1]}/), which label its files; leave the "
+                  f"flag out", "--val-labels", "/x.tsv")
     refused(root, f"val: none of its 1 file is a validation image of a class in train/ (the "
                   f"first, val/{imagetree.WNIDS[1]}/a.JPEG: class {imagetree.WNIDS[1]} is not in "
                   f"train/)")
@@ -581,7 +588,7 @@ def kill_the_sender(folder):
 def main(how, root, output):
     imagetree.build(root, np.random.default_rng(0), per_class=12)
     prepare.BLOCK = 4
-    third = ilsvrc.scan(root, ilsvrc.CLASSES, ilsvrc.VAL_LABELS)[2]["train"][8][0]
+    third = ilsvrc.scan(root, ilsvrc.CLASSES)[2]["train"][8][0]
     print(third, flush=True)
     store, calls = prepare.store_block, []
     def hooked(*args):

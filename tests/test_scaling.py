@@ -84,6 +84,8 @@ def test_table_from_a_step_time():
      "--gbps must be positive numbers; got nan"),
     (["--step-seconds", "0.05", "--batch", "128", "--gbps", "100", "inf"],
      "--gbps must be positive numbers; got 100.0 inf"),
+    (["--step-seconds", "0.05", "--batch", "128", "--gbps", "100", "1e-320"],
+     "--gbps 1e-320: so slow a link takes longer than a float can hold"),
     (["--step-seconds", "0.05", "--batch", "128", "--machines", "0", "2"],
      "--machines must each be at least 1; got 0 2"),
     (["--step-seconds", "0.05", "--batch", "128", "--report", "r.json"],

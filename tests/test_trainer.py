@@ -96,8 +96,10 @@ def test_logs_schedule_and_checkpoints(tmp_path, capsys):
     printed = capsys.readouterr().out.splitlines()   # a line per epoch, terminal or not
     assert [line.split(":")[0] for line in printed] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
     assert [step for step, _ in losses(tmp_path)] == list(range(1, 7))
-    with open(tmp_path / "epochs.csv") as handle:
-        rows = list(csv.DictReader(handle))
+    with open(tmp_path / "epochs.csv", newline="") as handle:   # lines as written
+        lines = handle.readlines()
+    assert not any("\r" in line for line in lines)   # Unix ends of line, as awk and cut read
+    rows = list(csv.DictReader(lines))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert [float(r["weight_lr"]) for r in rows] == pytest.approx([0.01, 0.01, 0.001])
     assert [float(r["bias_lr"]) for r in rows] == pytest.approx([0.02, 0.02, 0.002])

@@ -46,6 +46,11 @@ def ring_bytes_sent(gradient_bytes, world) -> float:
     return 2 * (world - 1) / world * gradient_bytes
 
 
+def link_seconds(size, rate_gbps) -> float:
+    """Seconds for `size` bytes at `rate_gbps` gigabits per second."""
+    return size / (rate_gbps * 1e9 / 8)
+
+
 def efficiency(step_seconds, comm_seconds, overlapped) -> float:
     busy = max(step_seconds, comm_seconds) if overlapped else step_seconds + comm_seconds
     return step_seconds / busy
@@ -106,12 +111,12 @@ def table(model, step_seconds, batch, source, rates_gbps, machines):
         sent = sum(ring_bytes_sent(size, world) for size in towers.values())
         row = f"| {world} | {sent / 1e6:.1f} MB |"
         for rate in rates_gbps:
-            comm = sent / (rate * 1e9 / 8)
+            comm = link_seconds(sent, rate)
             row += (f" {comm * 1e3:.1f} ms | {efficiency(step_seconds, comm, False):.1%} |"
                     f" {efficiency(step_seconds, comm, True):.1%} |")
         lines.append(row)
     lines += ["", "The all-reduce hides entirely under a step of at least "
-              + ", ".join(f"{ring_bytes_sent(total, max(machines)) / (rate * 1e9 / 8) * 1e3:.1f}"
+              + ", ".join(f"{link_seconds(ring_bytes_sent(total, max(machines)), rate) * 1e3:.1f}"
                           f" ms on {rate:g} Gb/s" for rate in rates_gbps)
               + f" at {counted(max(machines), 'machine')}."]
     return "\n".join(lines)
@@ -142,8 +147,14 @@ def main(argv=None):
         p.error(f"--machines must each be at least 1; got {' '.join(map(str, args.machines))}")
     if not all(math.isfinite(rate) and rate > 0 for rate in args.gbps):
         p.error(f"--gbps must be positive numbers; got {' '.join(map(str, args.gbps))}")
+    model = alexnet.build_model(args.model)
+    slowest = min(args.gbps)
+    # a ring sends under twice the gradients' bytes; the table prints milliseconds
+    if not math.isfinite(link_seconds(2 * sum(tower_gradient_bytes(model).values()), slowest)
+                         * 1e3):
+        p.error(f"--gbps {slowest}: so slow a link takes longer than a float can hold")
     # a value given twice is one row or column
-    print(table(alexnet.build_model(args.model), *step_time(p, args),
+    print(table(model, *step_time(p, args),
                 list(dict.fromkeys(args.gbps)), list(dict.fromkeys(args.machines))))
     return 0
 

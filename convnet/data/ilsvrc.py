@@ -116,8 +116,10 @@ def untrained_note(wnid):
     return f"class {wnid} is not in train/"
 
 
-def scan(root, classes_path, val_labels_path):
-    """(wnids, names, jobs): jobs[split] = [(path relative to root, label or None, note)]."""
+def scan(root, classes_path, val_labels_path=None):
+    """(wnids, names, jobs): jobs[split] = [(path relative to root, label or None, note)].
+    val_labels_path labels a flat val/ (default VAL_LABELS); given with a sorted one, which it
+    would not label, it is refused."""
     if not os.path.isdir(root):
         raise PrepareError(f"{root}: " + ("a file, not the folder of train/ and val/"
                                           if os.path.exists(root) else "no such folder"))
@@ -126,10 +128,11 @@ def scan(root, classes_path, val_labels_path):
     if not os.path.isdir(train):
         raise PrepareError(f"{root}: no train/ folder (expected {root}/train/<wnid>/*.JPEG)")
     entries = listing(train)
-    stray = [entry.name for entry in entries if not entry.is_dir()]
+    stray = described(entry for entry in entries if not entry.is_dir())
     if stray:
-        raise PrepareError(f"{train}: expected only class folders (train/<wnid>/), found file "
-                           f"{stray[0]}")
+        name, why_not = stray[0]
+        raise PrepareError(f"{train}: expected only class folders (train/<wnid>/), found "
+                           + (f"file {name}" if why_not is None else f"{name} ({why_not})"))
     wnids = [entry.name for entry in entries]
     if not wnids:
         raise PrepareError(f"{train}: no class folders (expected train/<wnid>/*.JPEG)")
@@ -144,6 +147,7 @@ def scan(root, classes_path, val_labels_path):
                       for wnid in wnids for name, why_not in entries_in(os.path.join(train, wnid))]}
 
     val = os.path.join(root, "val")
+    given_val_labels, val_labels_path = val_labels_path, val_labels_path or VAL_LABELS
     if not os.path.isdir(val):
         raise PrepareError(f"{root}: no val/ folder (expected val/<wnid>/*.JPEG or flat val/*.JPEG "
                            f"with {val_labels_path})")
@@ -154,6 +158,10 @@ def scan(root, classes_path, val_labels_path):
         raise PrepareError(f"{val}: mixes class folders ({folders[0]}/) and files "
                            f"({flat[0][0]}); use one layout")
     if folders:
+        if given_val_labels is not None:
+            raise PrepareError(f"--val-labels {given_val_labels}: labels a flat val/, but {val} "
+                               f"is sorted into class folders ({folders[0]}/), which label its "
+                               f"files; leave the flag out")
         unknown = [wnid for wnid in folders if wnid not in names_of]
         if unknown:
             raise PrepareError(f"{val}/{unknown[0]}: not an ILSVRC-2012 wnid (see "
@@ -196,8 +204,9 @@ def command_parser(description):
     p.add_argument("--size", type=int, default=256, help="stored image size (default 256)")
     p.add_argument("--workers", type=int, default=None,
                    help="decoding processes (default: one per available core)")
-    p.add_argument("--val-labels", default=VAL_LABELS,
-                   help="labels of a flat val/ folder: file<TAB>class index or wnid")
+    p.add_argument("--val-labels",
+                   help=f"labels of a flat val/ folder: file<TAB>class index or wnid (default "
+                        f"{VAL_LABELS})")
     p.add_argument("--classes", default=CLASSES, help="the synset table (index, wnid, names)")
     p.add_argument("--name", default="imagenet", help="the dataset's name attribute")
     p.add_argument("--restart", action="store_true",

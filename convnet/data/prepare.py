@@ -6,7 +6,8 @@
 
 ROOT holds train/<wnid>/<files> and val/, either in class folders (val/<wnid>/<files>) or flat
 (val/<files>, labelled by --val-labels, default data/ilsvrc2012_val_labels.tsv: the devkit's
-ground truth as "file<TAB>index" lines, index into data/ilsvrc2012_classes.tsv). Class index =
+ground truth as "file<TAB>index" lines, index into data/ilsvrc2012_classes.tsv; refused with
+class folders, which label their files). Class index =
 position in the sorted list of train/'s wnids; names come from --classes (the shipped table of
 all 1000: index, wnid, names). Both tables may start with a header line (the shipped ones do),
 which is told from a row by its fields. Every file in those folders is read, whatever its name;
@@ -61,7 +62,7 @@ from convnet.errors import failed_writes, one_line, run_command, shown, stop_sig
 from convnet.stopping import Stopped
 from convnet.data.dataset import (CHUNK_BYTES, SPLITS, Statistics, chunk_images,
                                    write_classes, write_statistics)
-from convnet.data.ilsvrc import (BLOCK, BLOCKS_PER_WORKER, CLASSES, DEFAULT_OUTPUT, VAL_LABELS,
+from convnet.data.ilsvrc import (BLOCK, BLOCKS_PER_WORKER, CLASSES, DEFAULT_OUTPUT,
                                   PrepareError, check, command_parser, holding, partial_of,
                                   refused)
 
@@ -371,7 +372,7 @@ class StopRequest:
 
 
 def prepare(root, output=DEFAULT_OUTPUT, *, size=256, workers=None, classes=CLASSES,
-            val_labels=VAL_LABELS, restart=False, name="imagenet", progress=True):
+            val_labels=None, restart=False, name="imagenet", progress=True):
     """Prepare ROOT into OUTPUT; returns a summary dict. Raises PrepareError on bad input or a
     worker's death and KeyboardInterrupt when stopped by a signal (the partial file is kept for
     resuming either way)."""
