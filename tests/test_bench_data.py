@@ -26,12 +26,18 @@ def test_bench_data_times_checked_batches_and_reports_what_it_printed(tmp_path):
     figures = json.loads(report.read_text())
     rates = figures["loader_images_per_second"]
     threads = sorted({1, len(os.sched_getaffinity(0))})
-    assert list(rates) == [f"{place}-{count}-threads" for place in ("memory", "hdf5")
+    assert list(rates) == [f"{place}-{count}-threads" for place in ("memory", "file", "hdf5",
+                                                                    "file-cold", "hdf5-cold")
                            for count in threads]
     assert all(rate > 0 for rate in rates.values())
-    assert figures["loader_hdf5_per_core"] == rates["hdf5-1-threads"]   # one thread, one core
-    per_core = figures["loader_hdf5_per_core"]
-    assert f"loader from HDF5, 1 thread: {per_core:.0f} images/s per core" in result.stdout
+    assert figures["loader_file_per_core"] == rates["file-1-threads"]   # one thread, one core
+    per_core = figures["loader_file_per_core"]
+    assert f"loader from the file, 1 thread: {per_core:.0f} images/s per core" in result.stdout
+    cores = threads[-1]
+    ratios = [rates[f"file{cold}-{cores}-threads"] / rates[f"hdf5{cold}-{cores}-threads"]
+              for cold in ("", "-cold")]
+    assert (f"straight from the file against through HDF5, {cores} thread(s): {ratios[0]:.2f}× "
+            f"warm, {ratios[1]:.2f}× cold") in result.stdout
     assert figures["prepare_images_per_second_per_core"] > 0
     # What the figures depend on, which the report did not say: the loader's images, how many
     # prepare stored (its rate counts the pool's start), the commit on its own.

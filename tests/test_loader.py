@@ -2,12 +2,13 @@
 import multiprocessing
 import threading
 
+import h5py
 import numpy as np
 import pytest
 
 import imagetree
-from convnet.data import dataset, prepare
-from convnet.data.dataset import Dataset
+from convnet.data import dataset, loader as loader_module, prepare
+from convnet.data.dataset import Dataset, DatasetError
 from convnet.data.loader import (ALPHA_STD, CODE_DIVISOR, Loader, augment, colour_offsets, draw,
                                  prefetch)
 
@@ -16,6 +17,11 @@ SIZE, CROP = 12, 9
 
 @pytest.fixture
 def stored(tmp_path, rng):
+    return write_set(tmp_path, rng)
+
+
+def write_set(tmp_path, rng):
+    """A small dataset: its path, training and validation images."""
     train = rng.integers(0, 256, (70, SIZE, SIZE, 3), dtype=np.uint8)
     val = rng.integers(0, 256, (5, SIZE, SIZE, 3), dtype=np.uint8)
     path = tmp_path / "set.h5"
@@ -276,6 +282,85 @@ def test_reads_from_file_equal_reads_from_memory(stored):
     (views_b, _), = list(disk.eval_batches(8, True))[:1]
     for a, b in zip(views_a, views_b):
         np.testing.assert_array_equal(a, b)
+
+
+def direct_reads(monkeypatch):
+    """The images the loader reads straight from the file, counted."""
+    counted = []
+
+    def counting(descriptor, offset, out):
+        counted.append(offset)
+        return read_at(descriptor, offset, out)
+    read_at = loader_module.read_at
+    monkeypatch.setattr(loader_module, "read_at", counting)
+    return counted
+
+
+@pytest.mark.parametrize("per_chunk", [1, 8, 70])
+def test_images_are_read_straight_from_the_file(tmp_path, rng, monkeypatch, per_chunk):
+    """At the offsets HDF5's chunk index gives, in chunks of one image, of several with the last
+    one part-filled, and of the whole split: the images, and the batches, that HDF5 reads."""
+    monkeypatch.setattr(dataset, "CHUNK_BYTES", per_chunk * SIZE * SIZE * 3)
+    path, train, _ = write_set(tmp_path, rng)
+    with h5py.File(path) as file:
+        assert file["train/images"].chunks[0] == per_chunk
+    direct, counted = loader(path, in_memory_bytes=0, threads=3), direct_reads(monkeypatch)
+    order = rng.permutation(len(train))
+    images, index = direct.read("train", order)
+    np.testing.assert_array_equal(images[index], train[order])
+    assert len(counted) == len(train)
+    through_hdf5 = loader(path, in_memory_bytes=0, direct_reads=False)
+    for (a, _, _), (b, _, _) in zip(direct.train_batches(1, 16, True),
+                                    through_hdf5.train_batches(1, 16, True)):
+        np.testing.assert_array_equal(a, b)
+    assert len(counted) == 2 * len(train)   # the second loader's reads went through HDF5
+
+
+def test_image_offsets_are_where_the_file_holds_each_image(tmp_path, rng):
+    """Counted from the file's first byte, a user block before HDF5's data included; none for
+    images stored otherwise than in whole chunks as they are, or in a chunk never written."""
+    images = rng.integers(0, 256, (7, 4, 4, 3), dtype=np.uint8)
+    with h5py.File(tmp_path / "a.h5", "w", userblock_size=512) as file:
+        whole = file.create_dataset("whole", data=images, chunks=(3, 4, 4, 3))
+        rows = file.create_dataset("rows", data=images, chunks=(3, 4, 2, 3))
+        contiguous = file.create_dataset("contiguous", data=images)
+        unwritten = file.create_dataset("unwritten", (7, 4, 4, 3), np.uint8, chunks=(3, 4, 4, 3))
+        unwritten[:3] = images[:3]
+        found = {name: loader_module.image_offsets(stored) for name, stored in
+                 (("whole", whole), ("rows", rows), ("contiguous", contiguous),
+                  ("unwritten", unwritten))}
+    raw = (tmp_path / "a.h5").read_bytes()
+    assert [raw[offset:offset + images[0].nbytes] for offset in found["whole"]] == \
+        [image.tobytes() for image in images]
+    assert found["rows"] is found["contiguous"] is found["unwritten"] is None
+
+
+def test_a_compressed_copy_is_read_through_hdf5(stored, tmp_path, monkeypatch):
+    """Its chunks are not stored as they are: HDF5 reads them, and undoes the compression."""
+    path, train, _ = stored
+    copy = tmp_path / "compressed.h5"
+    copy.write_bytes(path.read_bytes())
+    with h5py.File(copy, "r+") as file:
+        images = file["train/images"]
+        chunks, attributes = images.chunks, dict(images.attrs)
+        del file["train/images"]
+        file.create_dataset("train/images", data=train, chunks=chunks, compression="gzip")
+        file["train/images"].attrs.update(attributes)
+    counted = direct_reads(monkeypatch)
+    images, index = loader(copy, in_memory_bytes=0).read("train", [5, 2, 60])
+    np.testing.assert_array_equal(images[index], train[[5, 2, 60]])
+    assert counted == []
+
+
+def test_an_image_past_the_files_end_is_a_dataset_error(stored, monkeypatch):
+    """A file cut short after HDF5 opened it (another prepare's rename under a slow read)."""
+    path, _, _ = stored
+    size = path.stat().st_size
+    monkeypatch.setattr(loader_module, "image_offsets",
+                        lambda stored: np.full(len(stored), size - 10, np.int64))
+    with pytest.raises(DatasetError, match=f"set.h5: corrupt or incomplete \\(the file ends at "
+                                           f"byte {size}, inside an image\\)"):
+        loader(path, in_memory_bytes=0).read("train", [3])
 
 
 def test_batch_memory_is_reused_only_once_released(stored):

@@ -501,21 +501,60 @@ def test_a_full_disk_stops_before_the_block_and_resumes(tmp_path, rng, monkeypat
     output = tmp_path / "out.h5"
     disk_usage, folders = shutil.disk_usage, []
 
-    def full_at_the_second_block(folder):
+    def full_at_the_second_block(folder):   # the first look is for all the images
         folders.append(folder)
         usage = disk_usage(folder)
-        return usage._replace(free=0) if len(folders) == 2 else usage
+        return usage._replace(free=0) if len(folders) == 3 else usage
     monkeypatch.setattr(shutil, "disk_usage", full_at_the_second_block)
     with pytest.raises(prepare.PrepareError) as refused:
         run(root, output, size=SIZE, workers=2)
     assert re.fullmatch(rf"{tmp_path}/out.h5.partial: 0 MiB free on its disk, too little for "
                         r"the next block \(\d+ MiB\); free some space and run the same command "
                         r"to resume", str(refused.value)), refused.value
-    assert folders == [str(tmp_path)] * 2
+    assert folders == [str(tmp_path)] * 3
     monkeypatch.setattr(shutil, "disk_usage", disk_usage)
     run(root, output, size=SIZE, workers=2)
     assert "resuming after 1 of" in capsys.readouterr().err
     assert_same_dataset(tmp_path / "clean.h5", output)
+
+
+def test_a_disk_too_small_for_all_the_images_is_refused_before_the_work(tmp_path, rng,
+                                                                         monkeypatch):
+    """Its free space against every image left to store (each file counted as one): found
+    before the work, not when the disk fills hours in; a resumed run counts only the images
+    its partial file lacks."""
+    root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
+    files = sum(len(names) for _, _, names in os.walk(root))
+    output, disk_usage = tmp_path / "out.h5", shutil.disk_usage
+    overhead = 2 * prepare.CHUNK_BYTES + (16 << 20)   # a chunk begun, HDF5's metadata
+    needed = files * SIZE * SIZE * 3 + overhead
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda folder: disk_usage(folder)._replace(free=needed - 1))
+    with pytest.raises(prepare.PrepareError) as refused:
+        run(root, output, size=SIZE, workers=1)
+    assert str(refused.value) == (f"{output}.partial: {(needed - 1) / 2 ** 20:.0f} MiB free on "
+                                  f"its disk, too little for the {files} images left to store "
+                                  f"({needed / 2 ** 20:.0f} MiB); free some space and run the "
+                                  f"same command to resume")
+    with h5py.File(f"{output}.partial") as partial:
+        assert partial.attrs["blocks_done"] == 0
+    store, stored = prepare.store_block, []
+
+    def stop_after_two_blocks(*block):
+        if len(stored) == 2:
+            raise KeyboardInterrupt   # as a Ctrl-C would
+        stored.append(store(*block))
+    monkeypatch.setattr(prepare, "store_block", stop_after_two_blocks)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: disk_usage(folder)._replace(
+        free=needed))
+    with pytest.raises(KeyboardInterrupt):
+        run(root, output, size=SIZE, workers=1)
+    # 8 files fewer to store: space for them alone is enough
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: disk_usage(folder)._replace(
+        free=needed - 8 * SIZE * SIZE * 3))
+    monkeypatch.setattr(prepare, "store_block", store)
+    run(root, output, size=SIZE, workers=1)
+    assert Dataset(str(output)).size("train") > 0
 
 
 # Runs of prepare that once waited for ever, in a process of their own so that a test fails

@@ -862,6 +862,20 @@ CATALOGUE = [
     Mutant('sched-max-drops', 'convnet/schedule.py',
            'and self.drops < self.max_drops',
            'and self.drops <= self.max_drops', SCHEDULE),
+    Mutant('loader-direct-reads-unused', 'convnet/data/loader.py',
+           'if self.direct and file.driver == "sec2"', 'if False', ('tests/test_loader.py',)),
+    Mutant('loader-compressed-read-direct', 'convnet/data/loader.py',
+           '            or stored.id.get_create_plist().get_nfilters()\n', '', ('tests/test_loader.py',)),
+    Mutant('loader-part-chunks-read-direct', 'convnet/data/loader.py',
+           'if (not per_chunk or stored.chunks[1:] != stored.shape[1:]',
+           'if (not per_chunk', ('tests/test_loader.py',)),
+    Mutant('loader-unwritten-chunk-read', 'convnet/data/loader.py',
+           '    if (starts < 0).any():', '    if False:', ('tests/test_loader.py',)),
+    Mutant('loader-offset-of-the-chunk', 'convnet/data/loader.py',
+           'starts[image // per_chunk] + image % per_chunk * np.prod(stored.shape[1:])',
+           'starts[image // per_chunk]', ('tests/test_loader.py',)),
+    Mutant('loader-short-read-kept', 'convnet/data/loader.py',
+           '            raise OSError(f"the file ends at byte', '            break  # (f"', ('tests/test_loader.py',)),
     Mutant('loader-alpha', 'convnet/data/loader.py',
            'ALPHA_STD = 0.1',
            'ALPHA_STD = 0.01', DATA),
@@ -1074,6 +1088,8 @@ CATALOGUE = [
            'np.clip(values, 0, 2 ** bits - 1) >> (bits - 8)',
            'np.clip(np.asarray(image), 0, 0xFF)',
            DATA),
+    Mutant('prep-space-only-per-block', 'convnet/data/prepare.py',
+           '        check_space(partial, left * size * size * 3,', '        (partial, left,', DATA),
     Mutant('prep-exif-unnoted', 'convnet/data/prepare.py',
            '            if orientation != 1:\n', '            if False:\n', DATA),
     Mutant('prep-odd-entries-ignored', 'convnet/data/ilsvrc.py',
@@ -1755,7 +1771,7 @@ CATALOGUE = [
            'NVCC_OPTIONS = LANGUAGE + ["-O3", "-lineinfo", "-Xptxas=-v"]',
            ('tests/test_build.py',)),
     Mutant('bench-data-per-core-from-memory', 'tools/bench_data.py',
-           'per_core = rates[False, 1]', 'per_core = rates[True, 1]',
+           'per_core = rates["file", 1]', 'per_core = rates["memory", 1]',
            ('tests/test_bench_data.py',)),
     Mutant('bench-data-check-without-division', 'tools/bench_data.py',
            ' + colour[i]) / np.float32(1.1)', ' + colour[i])', ('tests/test_bench_data.py',)),
@@ -1772,6 +1788,8 @@ CATALOGUE = [
            '    warm_up.close()\n'
            '    check_batch(data, images, order, first)\n'
            '    del first\n'
+           '    if cold:\n'
+           '        drop_cached(path)\n'
            '    count, start = 0, time.perf_counter()\n',
            '    start = time.perf_counter()\n'
            '    warm_up = data.train_batches(0, args.batch, True)\n'
@@ -1783,6 +1801,8 @@ CATALOGUE = [
            '    warm_up.close()\n'
            '    check_batch(data, images, order, first)\n'
            '    del first\n'
+           '    if cold:\n'
+           '        drop_cached(path)\n'
            '    count = 0\n',
            ('tests/test_bench_data.py',)),
     Mutant('bench-fp32-peak-no-fma', 'tools/bench_kernels.py',
@@ -2320,9 +2340,11 @@ CATALOGUE = [
            ('tests/test_bench_cpu.py',)),
     Mutant('bench-data-prefetched-batch-timed', 'tools/bench_data.py',
            '    warm_up.close()\n    check_batch(data, images, order, first)\n    del first\n'
+           '    if cold:\n        drop_cached(path)\n'
            '    count, start = 0, time.perf_counter()\n'
            '    for batch, labels, _ in data.train_batches(1, args.batch, True):\n',
            '    check_batch(data, images, order, first)\n    del first\n'
+           '    if cold:\n        drop_cached(path)\n'
            '    count, start = 0, time.perf_counter()\n'
            '    for batch, labels, _ in warm_up:\n', ('tests/test_bench_data.py',)),
     Mutant('bench-data-memory-unbounded', 'tools/bench_data.py',

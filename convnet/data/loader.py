@@ -34,9 +34,17 @@ memory is reused for a later batch once the caller has dropped every reference t
 memory is page-locked (CuPy's pinned allocator) when CuPy and a GPU are present, so the copy to
 the GPU can be asynchronous; elsewhere it is an ordinary NumPy buffer.
 
+Reading: a dataset of up to IN_MEMORY_BYTES is read into memory once. A larger one (ImageNet's
+250 GB) is read per batch: each image straight from the file at its byte offset, found once from
+HDF5's chunk index, by as many threads as the augmentation's. HDF5 reads one thing at a time in a
+process, so a batch read through it waits on each image in turn (a disk's, or a network
+filesystem's, latency 128 times a step). A file whose chunks are not stored as they are (a copy
+repacked with compression) is read through HDF5.
+
 The HDF5 file is opened in the process and at the moment of the first batch, never before a
 fork: a Loader made before a fork opens its own handle in each process that uses it.
 """
+import concurrent.futures
 import os
 import queue
 import sys
@@ -100,6 +108,36 @@ def view_positions(size, crop, ten_crop):
             for y, x in corners]
 
 
+def image_offsets(stored):
+    """(N,) int64: each image's byte offset in the file holding the h5py dataset `stored`
+    (N, S, S, 3), where its chunks hold whole images stored as they are (no filter), as the
+    format's writers make them; None where they do not, or where h5py cannot list its chunks."""
+    per_chunk = stored.chunks[0] if stored.chunks else 0
+    if (not per_chunk or stored.chunks[1:] != stored.shape[1:]
+            or stored.id.get_create_plist().get_nfilters()
+            or not hasattr(stored.id, "chunk_iter")):   # h5py 3.8 built on an HDF5 before 1.12.3
+        return None
+    starts = np.full(-(-len(stored) // per_chunk), -1, np.int64)
+
+    def note(chunk):   # its address counts from the file's first byte, user block included
+        starts[chunk.chunk_offset[0] // per_chunk] = chunk.byte_offset
+    stored.id.chunk_iter(note)
+    if (starts < 0).any():   # a chunk never written, which HDF5 would read as zeros
+        return None
+    image = np.arange(len(stored))
+    return starts[image // per_chunk] + image % per_chunk * np.prod(stored.shape[1:])
+
+
+def read_at(descriptor, offset, out):
+    """Fill the uint8 array `out` from the file at byte `offset`."""
+    view, done = memoryview(out).cast("B"), 0
+    while done < len(view):
+        got = os.preadv(descriptor, [view[done:]], offset + done)
+        if not got:
+            raise OSError(f"the file ends at byte {offset + done}, inside an image")
+        done += got
+
+
 def augment(images, index, offsets, flips, colour, mean_crop, divisor, out, threads):
     """out (3, C, C, n) float32 ← crops of images (N, S, S, 3) uint8; see kernels/augment.cpp.
     index (n,) selects the source image of each output column."""
@@ -155,7 +193,9 @@ class Loader:
     """The trainer's data source over one prepared dataset (see convnet.trainer)."""
 
     def __init__(self, path, *, crop, seed, colour_noise_convention, crop_draw, threads=None,
-                 in_memory_bytes=IN_MEMORY_BYTES):
+                 in_memory_bytes=IN_MEMORY_BYTES, direct_reads=True):
+        """direct_reads False: a dataset read per batch is read through HDF5 whatever its
+        chunks (the way tools/bench_data.py compares its direct reads with)."""
         if crop_draw not in CROP_DRAWS:
             raise ValueError(f"unknown crop draw {crop_draw!r}; choose one of {list(CROP_DRAWS)}")
         if colour_noise_convention not in (*COLOUR_NOISE, None):
@@ -180,11 +220,12 @@ class Loader:
         self.convention, self.draw_every = colour_noise_convention, CROP_DRAWS[crop_draw]
         self.threads = threads or provenance.cores()
         self.in_memory = stored <= in_memory_bytes
+        self.direct_reads = direct_reads
         margin = centre_offset(self.image_size - crop)
         self.mean_crop = np.ascontiguousarray(
             self.mean[margin:margin + crop, margin:margin + crop], np.float32)
         self.buffers = Buffers()
-        self._opened = None   # (pid, Dataset, {split: images in memory})
+        self._opened = None   # (pid, Dataset, {split: images in memory}, Reading)
 
     def __getstate__(self):
         """Sent to another process without its file handle and its buffers."""
@@ -204,21 +245,28 @@ class Loader:
                 with dataset.reading():
                     memory = {split: dataset.file[f"{split}/images"][()]
                               for split in SPLITS}
-            self._opened = (os.getpid(), dataset, memory)
+            self._opened = (os.getpid(), dataset, memory,
+                            Reading(dataset, self.threads, self.direct_reads))
         return self._opened
 
     def read(self, split, indices):
         """(images, index): images holding the requested ones and index (n,) into them."""
-        _, dataset, memory = self._source()
+        _, dataset, memory, reading = self._source()
         if split in memory:
             return memory[split], np.asarray(indices, np.int64)
-        # One read per image, in file order: h5py's list indexing is ~100× slower on 4-d data.
+        # In file order: a disk reads ahead. Through HDF5, one read per image: h5py's list
+        # indexing is ~100× slower on 4-d data.
         order = np.argsort(indices)
         with dataset.reading():
             stored = dataset.file[f"{split}/images"]
             images = np.empty((len(indices),) + stored.shape[1:], np.uint8)
-            for k, i in enumerate(np.asarray(indices)[order]):
-                images[k] = stored[i]
+            wanted = np.asarray(indices)[order]
+            offsets = reading.offsets(split)
+            if offsets is None:
+                for k, i in enumerate(wanted):
+                    images[k] = stored[i]
+            else:
+                reading.read(offsets[wanted], images)
         index = np.empty(len(indices), np.int64)
         index[order] = np.arange(len(indices))
         return images, index
@@ -288,6 +336,30 @@ class Loader:
             part = shard.part(len(batch))
             return self.eval_batch(batch[part.start:part.stop], ten_crop, split)
         return prefetch(make, len(starts))
+
+
+class Reading:
+    """A process's direct reads of an open dataset's images: their offsets (image_offsets, found
+    per split on its first read) and the threads that read them, on HDF5's own file descriptor
+    (the very file it opened)."""
+
+    def __init__(self, dataset, threads, direct):
+        self.dataset, self.direct, self._offsets = dataset, direct, {}
+        self.pool = concurrent.futures.ThreadPoolExecutor(threads, "convnet-read")
+
+    def offsets(self, split):
+        """The split's image_offsets, None where its images are read through HDF5."""
+        if split not in self._offsets:
+            file = self.dataset.file
+            self._offsets[split] = (image_offsets(file[f"{split}/images"])
+                                    if self.direct and file.driver == "sec2"   # one file on disk
+                                    else None)
+        return self._offsets[split]
+
+    def read(self, offsets, images):
+        """images[k] ← the image at offsets[k], for every k."""
+        descriptor = self.dataset.file.id.get_vfd_handle()
+        list(self.pool.map(read_at, [descriptor] * len(images), offsets.tolist(), images))
 
 
 class Batches:

@@ -58,7 +58,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import provenance
-from convnet.errors import failed_writes, one_line, run_command, shown, stop_signal
+from convnet.errors import counted, failed_writes, one_line, run_command, shown, stop_signal
 from convnet.stopping import Stopped
 from convnet.data.dataset import (CHUNK_BYTES, SPLITS, Statistics, chunk_images,
                                    write_classes, write_statistics)
@@ -348,15 +348,17 @@ def store_block(file, split, result, statistics):
     file.flush()
 
 
-def check_space(path, block_bytes):
-    """Refuses a block the disk of PATH may not hold: an HDF5 file whose writes failed is left
-    broken (and h5py may crash closing it), while the file before the block resumes."""
+def check_space(path, image_bytes, what="the next block"):
+    """Refuses images the disk of PATH may not hold (`what` they are): an HDF5 file whose writes
+    failed is left broken (and h5py may crash closing it), while the file before them resumes.
+    Checked for every image left before the work too, which would otherwise find a disk too
+    small for ImageNet's 250 GB hours in."""
     # A block may start an image chunk, and HDF5 writes its metadata besides.
-    needed = block_bytes + 2 * CHUNK_BYTES + (16 << 20)
+    needed = image_bytes + 2 * CHUNK_BYTES + (16 << 20)
     free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
     if free < needed:
-        raise PrepareError(f"{path}: {free / 2**20:.0f} MiB free on its disk, too little for the "
-                           f"next block ({needed / 2**20:.0f} MiB); free some space and run the "
+        raise PrepareError(f"{path}: {free / 2**20:.0f} MiB free on its disk, too little for "
+                           f"{what} ({needed / 2**20:.0f} MiB); free some space and run the "
                            f"same command to resume")
 
 
@@ -411,6 +413,8 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
     stop = StopRequest()
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
+        left = sum(len(block) for _, block in blocks[done:])   # skipped files counted: a bound
+        check_space(partial, left * size * size * 3, f"the {counted(left, 'image')} left to store")
         from tqdm import tqdm
         bar = tqdm(total=total, initial=sum(len(b) for _, b in blocks[:done]), unit="file",
                    desc=f"prepare {shown(os.path.basename(output))}", disable=not progress or None,
