@@ -180,9 +180,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-steps", type=int, nargs="*", default=[],
                    help="with --lr-schedule steps: epochs at which every rate is divided by 10")
     p.add_argument("-j", "--workers", type=int, default=None,
-                   help="the loader's threads, which read a dataset too large for memory and "
-                        "crop, flip and colour the batches (default: every core this process may "
-                        "use)")
+                   help="the loader's threads, which crop, flip and colour the batches "
+                        "(default: every core this process may use)")
     p.add_argument("--output-dir", default=None,
                    help="where logs and checkpoints go (default: runs/<model>)")
     p.add_argument("--resume", nargs="?", const="auto", default=None, metavar="auto|PATH",

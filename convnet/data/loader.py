@@ -36,9 +36,9 @@ the GPU can be asynchronous; elsewhere it is an ordinary NumPy buffer.
 
 Reading: a dataset of up to IN_MEMORY_BYTES is read into memory once. A larger one (ImageNet's
 250 GB) is read per batch: each image straight from the file at its byte offset, found once from
-HDF5's chunk index, by as many threads as the augmentation's. HDF5 reads one thing at a time in a
-process, so a batch read through it waits on each image in turn (a disk's, or a network
-filesystem's, latency 128 times a step). A file whose chunks are not stored as they are (a copy
+HDF5's chunk index, READS_IN_FLIGHT or more at once (the augmentation's threads, if more). HDF5
+reads one thing at a time in a process, so a batch read through it waits on each image in turn
+(a disk's, or a network filesystem's, latency 128 times a step). A file whose chunks are not stored as they are (a copy
 repacked with compression) is read through HDF5.
 
 The HDF5 file is opened in the process and at the moment of the first batch, never before a
@@ -65,6 +65,9 @@ ALPHA_STD = 0.1
 CODE_DIVISOR = 1.1
 PIXEL_RANGE = 255.0   # stored pixels run 0–255; the paper's eigenvalues are of values in [0, 1]
 IN_MEMORY_BYTES = 4 << 30   # datasets up to this size are read into memory once (Fashion-MNIST)
+# Reads of a batch's images at once, at the least: each waits on the disk, not on a core, and a
+# disk (a network filesystem more so) serves many at a time.
+READS_IN_FLIGHT = 16
 
 
 def colour_offsets(alphas, eigenvalues, eigenvectors, convention):
@@ -345,7 +348,8 @@ class Reading:
 
     def __init__(self, dataset, threads, direct):
         self.dataset, self.direct, self._offsets = dataset, direct, {}
-        self.pool = concurrent.futures.ThreadPoolExecutor(threads, "convnet-read")
+        self.pool = concurrent.futures.ThreadPoolExecutor(max(threads, READS_IN_FLIGHT),
+                                                          "convnet-read")
 
     def offsets(self, split):
         """The split's image_offsets, None where its images are read through HDF5."""
