@@ -93,10 +93,20 @@ def test_the_loader_and_prepare_figures_are_the_benchmarks_report():
     data = report("data-loader-prepare.json")
     rates = {name: f"{rate:,.0f}" for name, rate in data["loader_images_per_second"].items()}
     text = readme_text()
-    assert (f"one run at `{data['commit'][:7]}` (`bench/results/data-loader-prepare.json`): the "
-            f"loader made {rates['hdf5-1-threads']} images/s on one core from the HDF5 file and "
-            f"{rates['hdf5-2-threads']} on both cores ({rates['memory-1-threads']} and "
-            f"{rates['memory-2-threads']} from memory") in text
+    assert f"one run at `{data['commit'][:7]}` (`bench/results/data-loader-prepare.json`)" in text
+    cores = max(int(name.split("-")[-2]) for name in rates)
+    assert f"| loader, {data['batch']}-image batches, images/s | 1 thread | {cores} threads |" \
+        in text
+    for source, row in (("memory", "in memory"), ("file", "straight from the file"),
+                        ("hdf5", "through HDF5"), ("file-cold", "straight from the file, cold"),
+                        ("hdf5-cold", "through HDF5, cold")):
+        assert (f"| {row} | {rates[f'{source}-1-threads']} | "
+                f"{rates[f'{source}-{cores}-threads']} |") in text
+    warm, cold = (data["loader_images_per_second"][f"file{kind}-{cores}-threads"]
+                  / data["loader_images_per_second"][f"hdf5{kind}-{cores}-threads"]
+                  for kind in ("", "-cold"))
+    assert (f"Straight from the file, on {cores} threads, made {warm:.2f}× HDF5's rate warm and "
+            f"{cold:.2f}× cold") in text
     assert f"a whole epoch of {data['images']:,} images" in text
     assert (f"stored {data['prepare_images_per_second_per_core']:.0f} images/s per core "
             f"({data['prepare_images_stored']} images:") in text
