@@ -99,14 +99,17 @@ def run(args):
     if len(labels) == 0:
         raise UsageError(f"dataset {shown(args.data_path)}: its {args.split} split holds no "
                          f"images")
-    total, results = np.zeros((len(labels), len(members[0].class_names))), []
+    # float32 as the outputs are, and in place: ImageNet's training split is 5 GB of them
+    total, results = np.zeros((len(labels), len(members[0].class_names)), np.float32), []
     for number, inference in enumerate(members, 1):
         probs = split_probs(inference, args.split, labels,
                             f"{number}/{len(members)} {shown(inference.checkpoint)}")
         results.append(scores(probs, labels))
         total += probs
+        del probs
+    total /= len(members)
     views = views_name(args.ten_crop)
-    average = scores(total / len(members), labels)
+    average = scores(total, labels)
     # The report first, then the lines: the evaluation, which may have taken hours, is lost
     # neither to a standard output that fails (a closed pipe, a full disk) nor to a report
     # that cannot be written, whose error comes after the lines. The report holds the names
