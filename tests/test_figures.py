@@ -757,6 +757,7 @@ def test_neighbours_figure_cache_and_numbers(trained, capsys):
     with h5py.File(cache, "r") as file:
         np.testing.assert_allclose(file["features"][()], train_features, rtol=0,
                                    atol=1e-5 * np.abs(train_features).max())
+        assert file["features"].chunks[0] == 16   # a batch a chunk: no chunk written twice
     distances = np.linalg.norm(query_features[:, None].astype(np.float64)
                                - train_features[None], axis=2)
     expected = np.argsort(distances, axis=1)[:, :5]

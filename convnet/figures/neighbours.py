@@ -114,9 +114,9 @@ def cached_features(inference, split, path):
         stored = None
         for positions, _, features in with_progress(inference.run_split(split, features=True),
                                                     f"{split} features"):
-            if stored is None:
+            if stored is None:   # a batch's rows a chunk: each write fills whole chunks
                 stored = file.create_dataset("features", (count, features.shape[1]), np.float32,
-                                             chunks=(min(count, 256), features.shape[1]))
+                                             chunks=(len(positions), features.shape[1]))
             stored[positions[0]:positions[-1] + 1] = features
         file.attrs.update(fingerprint=stamp, checkpoint=shown(inference.checkpoint),
                           data_path=shown(inference.loader.path),
