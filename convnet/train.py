@@ -543,8 +543,10 @@ def prepare(args, placement, replicas):
             # the checkpoint's rates, not those of --lr and the schedule flags
             goes_on = (f"; its {trainer.schedule.kind} schedule goes on at weight rate "
                        f"{trainer.schedule.rates.weight_lr:g}") if trains else ""
+            into = (f" ({counted(trainer.so_far.batches, 'batch', 'batches')} into epoch "
+                    f"{trainer.epoch + 1})") if trainer.so_far.batches else ""
             print(f"resumed from {shown(resumed)} at epoch {trainer.epoch}, step "
-                  f"{trainer.step}{goes_on}" if not args.test_only else
+                  f"{trainer.step}{into}{goes_on}" if not args.test_only else
                   f"evaluating {shown(resumed)} (epoch {trainer.epoch}, step {trainer.step})")
         note = lr_steps_note(args, trainer.schedule, epochs) \
             if trainer.step == 0 and not args.test_only else None
@@ -639,6 +641,8 @@ def run(args, placement, device, replicas):
         elif not args.test_only and not trains:
             done = f"its {counted(epochs, 'epoch')}" if trainer.epoch == epochs else \
                 f"{counted(trainer.epoch, 'epoch')}, which --epochs {epochs} does not exceed"
+            if trainer.so_far.batches:   # stopped in the epoch after
+                done += f" and {counted(trainer.so_far.batches, 'batch', 'batches')} of the next"
             print(f"the run has done {done} (--epochs to train more); evaluating its weights",
                   flush=True)   # before the evaluation, through a pipe too
         if not trains:
@@ -817,8 +821,9 @@ INTERRUPT_GRACE = 2   # seconds the other ranks leave rank 0 to say it and end t
 
 def stopped_line(stop):
     """What a run stopped by `stop` (a KeyboardInterrupt, perhaps a stopping.Stopped) says: an
-    evaluation (--test-only, marked by main) wrote nothing; a run of an --output-dir given
-    (marked by main) is named by it, which its --resume needs too."""
+    evaluation (--test-only, marked by main) wrote nothing; training says where the trainer
+    saved it (its `saved`); a run of an --output-dir given (marked by main) is named by it,
+    which its --resume needs too."""
     number = stop_signal(stop)
     how = "interrupted" if number == signal.SIGINT else f"stopped by {signal.Signals(number).name}"
     if getattr(stop, "test_only", False):
@@ -826,6 +831,11 @@ def stopped_line(stop):
     folder = getattr(stop, "output_dir", None)
     resume = f"--resume --output-dir {shlex.quote(shown(folder))} goes on from its" if folder \
         else "--resume goes on from"
+    saved = getattr(stop, "saved", None)   # where the trainer saved the run (Trainer.fit)
+    if saved:
+        step, done, batches, epoch = saved
+        return (f"{how} at step {step} (batch {done} of {batches} of epoch {epoch}), which "
+                f"{checkpoint.LAST} now holds; {resume} {checkpoint.LAST} as if never stopped")
     return (f"{how}: checkpoints written before are as they were; {resume} {checkpoint.LAST} (or, "
             f"stopped before the first, starts again)")
 

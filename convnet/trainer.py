@@ -1,13 +1,17 @@
 """The training loop: epochs of SGD steps, evaluation, the schedule, logs and checkpoints.
 
 It drives a Network through any data source that provides
-  train_batches(epoch, batch_size, colour_noise, shard) → iterable of (images (C,H,W,n),
+  train_batches(epoch, batch_size, colour_noise, shard, start) → iterable of (images (C,H,W,n),
       labels (n,), part): the shard's part (convnet.replicas.BatchPart) of each global batch
-  eval_batches(batch_size, ten_crop, shard=...) → iterable of (views, labels), views a list of image
-      batches, the shard's part of each
+      from batch `start` on
+  labels(split) → the split's labels
+  eval_batches(batch_size, ten_crop, shard=...) → iterable of (views, labels), views a list of
+      image batches, the shard's part of each
 and whose batches are a pure function of (its seed, epoch, batch index). Dropout masks are a pure
 function of (seed, step). So everything a run does follows from its seed and its step counter,
-both saved in each checkpoint, and a resumed run repeats an uninterrupted one exactly.
+both saved in each checkpoint, and a resumed run repeats an uninterrupted one exactly; a stop
+signal (convnet.stopping) saves the run at its step, with the epoch's batches done and their
+sums, so that it goes on from the next batch.
 
 With replicas (convnet.replicas), every rank runs this loop on its shard of each batch: the
 step's loss and error counts and the evaluation totals are summed over the ranks, so every
@@ -21,15 +25,16 @@ Files in the output folder:
   epochs.csv    one row per epoch: train and validation loss, top-1, top-5, the weight and bias
                 rates, seconds
   settings.json the resolved settings (convnet.train)
-  last.h5       the checkpoint after the latest epoch; best.h5 the one with the lowest validation
-                top-1 error so far (both written atomically, see convnet.checkpoint)
+  last.h5       the checkpoint after the latest epoch, or at the step a stop signal stopped the
+                run; best.h5 the one with the lowest validation top-1 error so far (both
+                written atomically, see convnet.checkpoint)
 """
 import csv
 import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -101,6 +106,18 @@ def _kept(keep, line: bytes) -> bool:
         return keep(line.decode())
     except (ValueError, KeyError, TypeError, IndexError):   # UnicodeDecodeError is a ValueError
         return False
+
+
+@dataclass
+class EpochSoFar:
+    """The epoch under way: its batches done and their sums, which a checkpoint written at a
+    stop records, so that the run goes on from the next batch as if never stopped."""
+    batches: int = 0
+    loss_sum: float = 0.0
+    top1: float = 0.0
+    top5: float = 0.0
+    images: int = 0
+    seconds: float = 0.0   # the epoch's time before the stop, for epochs.csv
 
 
 @dataclass
@@ -199,6 +216,10 @@ class Trainer:
         self.solver = SGD.following(schedule.rates, momentum, weight_decay)
         self.velocity = self.solver.momentum_buffers(network)
         self.epoch, self.step = 0, 0
+        self.so_far = EpochSoFar()
+        # (step, epochs done, batches of the next done) that the run's last.h5 holds; None
+        # before its first checkpoint
+        self.checkpoint_at = None
         self.target_epochs = None   # the epochs the run trains to (fit's), which it records
         self.started_from = None    # the checkpoint whose weights a fine-tuning run started from
         self.trained_with = {}      # a resumed checkpoint's record of TRAINS_WITH
@@ -211,7 +232,7 @@ class Trainer:
 
     def state(self) -> dict:
         return {"epoch": self.epoch, "epochs": self.target_epochs, "step": self.step,
-                "seed": self.network.seed,
+                "in_epoch": asdict(self.so_far), "seed": self.network.seed,
                 "schedule": self.schedule.state(), "started_from": self.started_from,
                 **self.trains_with()}
 
@@ -221,7 +242,7 @@ class Trainer:
         params, velocity, state = checkpoint.load(path, self.network)
         # the fields save() writes; older checkpoints lack started_from (no fine-tuning then),
         # epochs and TRAINS_WITH
-        missing = sorted(set(self.state()) - set(state) - {"started_from", "epochs",
+        missing = sorted(set(self.state()) - set(state) - {"started_from", "epochs", "in_epoch",
                                                            *TRAINS_WITH})
         if missing:
             raise checkpoint.CheckpointError(f"checkpoint {path}: its training state lacks "
@@ -233,6 +254,8 @@ class Trainer:
                 f"checkpoint {path}: written with seed {state['seed']}, this run has seed "
                 f"{self.network.seed}; pass --seed {state['seed']} to continue it")
         self.epoch, self.step = state["epoch"], state["step"]
+        self.so_far = EpochSoFar(**state.get("in_epoch", {}))   # older ones: at an epoch's end
+        self.checkpoint_at = (self.step, self.epoch, self.so_far.batches)
         self.schedule = Schedule.from_state(state["schedule"])
         self.started_from = state.get("started_from")
         self.target_epochs = state.get("epochs")
@@ -368,16 +391,24 @@ class Trainer:
         return float(loss), float(top1), float(top5)
 
     def _checkpoints_kept(self):
-        """What a run stopped by a non-finite loss leaves: each epoch ends in a checkpoint."""
-        if self.epoch == 0:
+        """What a run stopped by a non-finite loss leaves: each epoch ends in a checkpoint, and
+        a stop writes one where it stopped."""
+        if self.checkpoint_at is None:
             return "no checkpoint was written before it"
-        return f"the checkpoint of epoch {self.epoch}, {checkpoint.LAST}, is untouched"
+        step, epoch, batches = self.checkpoint_at
+        where = f"epoch {epoch}" if not batches else \
+            f"step {step} ({counted(batches, 'batch', 'batches')} into epoch {epoch + 1})"
+        return f"the checkpoint of {where}, {checkpoint.LAST}, is untouched"
 
     def train_epoch(self):
-        loss_sum, top1, top5, count = 0.0, 0.0, 0.0, 0
+        """The epoch's batches from the first not done (so_far's), each step recorded in
+        so_far; returns the epoch's training figures."""
+        so_far = self.so_far
+        loss_sum, top1, top5, count = so_far.loss_sum, so_far.top1, so_far.top5, so_far.images
         window_start, window_images = time.perf_counter(), 0
         batches = self.data.train_batches(self.epoch, self.batch_size,
-                                          self.schedule.rates.colour_noise, self.replicas.shard)
+                                          self.schedule.rates.colour_noise, self.replicas.shard,
+                                          start=so_far.batches)
         bar = None
         if self.progress is not None and self.writes:
             batches = bar = self.progress(batches, f"epoch {self.epoch + 1}")
@@ -393,7 +424,6 @@ class Trainer:
                 epoch_wait, window_wait = epoch_wait + waited, window_wait + waited
                 images, labels, part = batch
                 loss, errors1, errors5 = self.train_step(images, labels, part)
-                stopping.check()
                 n = part.total
                 loss_sum += loss * n
                 top1, top5, count = top1 + errors1, top5 + errors5, count + n
@@ -413,6 +443,9 @@ class Trainer:
                         "data_wait_fraction": window_wait / elapsed}) + "\n")
                     log.flush()
                     window_start, window_images, window_wait = time.perf_counter(), 0, 0.0
+                self.so_far = EpochSoFar(self.so_far.batches + 1, loss_sum, top1, top5, count,
+                                         self.so_far.seconds)
+                stopping.check()   # after the step's record: a stop saves the run here
         return Evaluation(loss_sum / count, top1 / count, top5 / count, count)
 
     def _log(self, name):
@@ -427,9 +460,29 @@ class Trainer:
         if self.writes:
             os.makedirs(self.output_dir, exist_ok=True)
         self.target_epochs = epochs
+        try:
+            return self._epochs(epochs)
+        except stopping.Stopped as stop:
+            stop.saved = self.save_stopped()
+            raise
+
+    def save_stopped(self):
+        """At a stop between steps or in an evaluation: last.h5 written at this step, where it
+        is past the run's last checkpoint. Returns (step, batches done of the epoch, its
+        batches, the epoch) for the stop's line, or None where nothing was written."""
+        if not self.writes or self.step == (self.checkpoint_at or (0,))[0]:
+            return None
+        self.so_far.seconds += time.perf_counter() - self._epoch_start
+        checkpoint.save(os.path.join(self.output_dir, checkpoint.LAST), self.network,
+                        self.velocity, self.state())
+        self.checkpoint_at = (self.step, self.epoch, self.so_far.batches)
+        batches = -(-len(self.data.labels("train")) // self.batch_size)
+        return self.step, self.so_far.batches, batches, self.epoch + 1
+
+    def _epochs(self, epochs):
         validation = None
         while self.epoch < epochs:
-            start = time.perf_counter()
+            start = self._epoch_start = time.perf_counter()
             training = self.train_epoch()
             validation = evaluate(self.network, self.data, self.batch_size, self.ten_crop,
                                   self.replicas)
@@ -442,7 +495,7 @@ class Trainer:
                    "val_loss": validation.loss, "val_top1": validation.top1,
                    "val_top5": validation.top5, "weight_lr": self.solver.weight_lr,
                    "bias_lr": self.solver.weight_lr * self.solver.bias_lr_multiplier,
-                   "seconds": round(time.perf_counter() - start, 3)}
+                   "seconds": round(self.so_far.seconds + time.perf_counter() - start, 3)}
             with self._log(EPOCHS_CSV) as handle:
                 writer = csv.DictWriter(handle, EPOCH_FIELDS, lineterminator="\n")
                 # no header yet: a new file, or an empty one (a header cut short, which a resume
@@ -454,6 +507,7 @@ class Trainer:
             self.schedule.epoch_finished(self.epoch, validation.top1)
             self.solver.take_rates(self.schedule.rates)
             self.epoch += 1
+            self.so_far = EpochSoFar()
             self.check_replicas_agree(f"after epoch {self.epoch}")
             if self.writes:
                 # An improving epoch's checkpoint is built once, as best.h5, and last.h5 is its
@@ -465,6 +519,7 @@ class Trainer:
                                 self.state())
                 if improved:
                     checkpoint.copy(best, last)
+                self.checkpoint_at = (self.step, self.epoch, 0)
             # Told once kept: a standard output that fails here stops the run, not the epoch.
             print(f"epoch {self.epoch}/{epochs}: train loss {training.loss:.4f}, top-1 "
                   f"error {training.top1:.2%}; validation {validation}; "

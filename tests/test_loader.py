@@ -284,6 +284,18 @@ def test_reads_from_file_equal_reads_from_memory(stored):
         np.testing.assert_array_equal(a, b)
 
 
+def test_an_epoch_goes_on_from_a_batch_as_it_would_have(stored):
+    """A stopped epoch's next batch on (train_batches' start): the epoch's own batches, not
+    the first ones again, nor others drawn."""
+    data = loader(stored[0])
+    whole = [(images.copy(), labels) for images, labels, _ in data.train_batches(2, 16, True)]
+    going_on = list(data.train_batches(2, 16, True, start=3))
+    assert len(going_on) == len(whole) - 3 == 2
+    for (images, labels, _), (want_images, want_labels) in zip(going_on, whole[3:]):
+        np.testing.assert_array_equal(images, want_images)
+        np.testing.assert_array_equal(labels, want_labels)
+
+
 def direct_reads(monkeypatch):
     """The images the loader reads straight from the file, counted."""
     counted = []

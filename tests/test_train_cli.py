@@ -6,6 +6,7 @@ import fcntl
 import importlib.util
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -1111,11 +1112,11 @@ def test_the_stop_line_names_the_output_folder_as_a_shell_reads_it():
                           (signal.SIGTERM, "stopped by SIGTERM", False),
                           (signal.SIGTERM, "stopped by SIGTERM", True),   # a job's >&-
                           (signal.SIGHUP, "stopped by SIGHUP", False)])
-def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_keeps_its_checkpoint(
+def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_saves_it_there(
         tmp_path, tiny_set, number, said, output_closed):
     """Ctrl-C, a scheduler's SIGTERM or a closed terminal's SIGHUP after the first epoch's
-    checkpoint: exit code 128 + the signal's, one line, last.h5 intact and resumable; with
-    standard output closed, which training alone allows, too."""
+    checkpoint: exit code 128 + the signal's, one line, last.h5 written at the step it stopped
+    and resumable from there; with standard output closed, which training alone allows, too."""
     out = tmp_path / "run"
     command = [sys.executable, "-m", "convnet.train", "--data-path", str(tiny_set), "-b", "4",
                "--epochs", "1000", "--output-dir", str(out)]
@@ -1138,13 +1139,17 @@ def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_keeps_its_checkpoint(
     finally:
         process.kill()
     assert process.returncode == 128 + number, stderr
-    assert stderr == f"{said}: checkpoints written before are as they were; --resume " \
-                     f"--output-dir {out} goes on from its last.h5 (or, stopped before the " \
-                     f"first, starts again)\n"
-    resumed = train("--data-path", str(tiny_set), "-b", "4", "--epochs", "1", "--output-dir",
-                    str(out), "--resume", cwd=tmp_path)
+    stopped = re.fullmatch(rf"{said} at step (\d+) \(batch (\d+) of 2 of epoch (\d+)\), which "
+                           rf"last.h5 now holds; --resume --output-dir {out} goes on from its "
+                           rf"last.h5 as if never stopped\n", stderr)
+    assert stopped, stderr
+    step, batch, epoch = map(int, stopped.groups())
+    assert checkpoint.record(str(out / "last.h5"))[1]["step"] == step
+    resumed = train("--data-path", str(tiny_set), "-b", "4", "--epochs", str(epoch),
+                    "--output-dir", str(out), "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert "resumed from" in resumed.stdout
+    assert (f"resumed from {out}/last.h5 at epoch {epoch - 1}, step {step} ({batch} "
+            f"{'batch' if batch == 1 else 'batches'} into epoch {epoch})") in resumed.stdout
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt(), stopping.Stopped(signal.SIGTERM)],

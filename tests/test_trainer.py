@@ -7,13 +7,14 @@ import csv
 import json
 import re
 import shutil
+import signal
 from dataclasses import replace
 
 import h5py
 import numpy as np
 import pytest
 
-from convnet import alexnet, checkpoint, trainer as trainer_module
+from convnet import alexnet, checkpoint, stopping, trainer as trainer_module
 from convnet.backend import get_backend
 from convnet.data import dataset, fashion_mnist
 from convnet.data.loader import Loader
@@ -45,9 +46,12 @@ class PatternData:
         noise = rng.normal(0, 25, (len(labels),) + templates.shape[1:]).astype(np.float32)
         return np.ascontiguousarray((templates[labels] + noise).transpose(1, 2, 3, 0))
 
-    def train_batches(self, epoch, batch_size, colour_noise, shard=WHOLE):
+    def labels(self, split):
+        return {"train": self.train_labels, "val": self.val_labels}[split]
+
+    def train_batches(self, epoch, batch_size, colour_noise, shard=WHOLE, start=0):
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_labels))
-        for index, start in enumerate(range(0, len(order), batch_size)):
+        for index, start in list(enumerate(range(0, len(order), batch_size)))[start:]:
             if self.kill_at == (epoch, index):
                 raise KeyboardInterrupt
             chosen = order[start:start + batch_size]
@@ -221,8 +225,8 @@ def test_the_schedule_hears_each_epochs_validation_error_and_the_solver_takes_it
     trainer.schedule.epoch_finished = lambda epoch, error: heard.append(error) or finished(
         epoch, error)
     batches = trainer.data.train_batches
-    trainer.data.train_batches = lambda epoch, size, noise, shard: colour_noise.append(
-        noise) or batches(epoch, size, noise, shard)
+    trainer.data.train_batches = lambda epoch, size, noise, shard, start: colour_noise.append(
+        noise) or batches(epoch, size, noise, shard, start)
     trainer.fit(1)
     assert heard == [0.7] and colour_noise == [True]
     resumed = make_trainer(tmp_path)
@@ -264,6 +268,73 @@ def test_kill_and_resume_repeats_the_uninterrupted_run_exactly(tmp_path):
     assert losses(broken) == losses(whole)                        # bitwise: floats compared ==
     with open(broken / "epochs.csv") as handle:
         assert [row["epoch"] for row in csv.DictReader(handle)] == ["1", "2", "3"]
+
+
+def epoch_rows(folder):
+    """epochs.csv's rows but their times."""
+    with open(folder / "epochs.csv") as handle:
+        return [{key: value for key, value in row.items() if key != "seconds"}
+                for row in csv.DictReader(handle)]
+
+
+@pytest.mark.parametrize("stop_at, where, saved", [
+    (4, "after step 4", (4, 1, 3, 2)),                  # a batch into epoch 2 of 3 batches
+    (6, "in epoch 2's validation", (6, 3, 3, 2))],      # its batches done, not its checkpoint
+    ids=["between steps", "in a validation"])
+def test_a_stop_saves_the_run_where_it_stopped_and_a_resume_goes_on_exactly(
+        tmp_path, monkeypatch, stop_at, where, saved):
+    """Ctrl-C or a scheduler's SIGTERM (stopping.check raising Stopped) mid-epoch: last.h5
+    holds the run at that step, the epoch's batches done and their sums, and the run going on
+    from it repeats the uninterrupted run bit for bit: its losses, its epochs' figures, its
+    weights. A stop where nothing is new since the last checkpoint writes nothing."""
+    whole, stopped = tmp_path / "whole", tmp_path / "stopped"
+    uninterrupted = make_trainer(whole, train=48)
+    uninterrupted.fit(3)
+    first = make_trainer(stopped, train=48)
+    check = stopping.check
+
+    def stop_there():
+        check()
+        in_validation = first.so_far.batches == 3
+        if first.step == stop_at and in_validation == (where != "after step 4"):
+            raise stopping.Stopped(signal.SIGTERM)
+    monkeypatch.setattr(stopping, "check", stop_there)
+    with pytest.raises(stopping.Stopped) as stop:
+        first.fit(3)
+    assert stop.value.saved == saved
+    assert checkpoint.record(str(stopped / "last.h5"))[1]["step"] == stop_at
+    assert first.save_stopped() is None                  # nothing new since: nothing written
+    monkeypatch.setattr(stopping, "check", check)
+    going_on = make_trainer(stopped, train=48)
+    going_on.resume(str(stopped / "last.h5"))
+    going_on.go_on_from(str(stopped / "last.h5"))
+    assert (going_on.epoch, going_on.step, going_on.so_far.batches) == (1, stop_at, saved[1])
+    going_on.fit(3)
+    assert losses(stopped) == losses(whole)               # bitwise: floats compared ==
+    assert epoch_rows(stopped) == epoch_rows(whole)
+    for key, value in uninterrupted.network.params.items():
+        np.testing.assert_array_equal(going_on.network.params[key], value, err_msg=key)
+
+
+def test_a_non_finite_loss_after_a_stop_names_the_checkpoint_it_left(tmp_path, monkeypatch):
+    first = make_trainer(tmp_path, train=48)
+    check = stopping.check
+
+    def stop_at_step_4():
+        if first.step == 4:
+            raise stopping.Stopped(signal.SIGINT)
+    monkeypatch.setattr(stopping, "check", stop_at_step_4)
+    with pytest.raises(stopping.Stopped):
+        first.fit(3)
+    monkeypatch.setattr(stopping, "check", check)
+    going_on = make_trainer(tmp_path, train=48)
+    going_on.resume(str(tmp_path / "last.h5"))
+    weights = next(iter(going_on.network.params.values()))
+    weights[...] = np.inf
+    with pytest.raises(NonFiniteLoss, match=r"at step 5 \(epoch 2\); the checkpoint of step 4 "
+                                            r"\(1 batch into epoch 2\), last.h5, is untouched"), \
+            np.errstate(invalid="ignore"):
+        going_on.fit(3)
 
 
 def test_a_checkpoint_without_the_training_state_is_refused(tmp_path):

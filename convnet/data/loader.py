@@ -38,8 +38,8 @@ Reading: a dataset of up to IN_MEMORY_BYTES is read into memory once. A larger o
 250 GB) is read per batch: each image straight from the file at its byte offset, found once from
 HDF5's chunk index, READS_IN_FLIGHT or more at once (the augmentation's threads, if more). HDF5
 reads one thing at a time in a process, so a batch read through it waits on each image in turn
-(a disk's, or a network filesystem's, latency 128 times a step). A file whose chunks are not stored as they are (a copy
-repacked with compression) is read through HDF5.
+(a disk's, or a network filesystem's, latency 128 times a step). A file whose chunks are not
+stored as they are (a copy repacked with compression) is read through HDF5.
 
 The HDF5 file is opened in the process and at the moment of the first batch, never before a
 fork: a Loader made before a fork opens its own handle in each process that uses it.
@@ -318,13 +318,14 @@ class Loader:
         images, source_index = self.read(split, indices)
         return self.views(images, source_index, ten_crop), self.labels(split)[indices]
 
-    def train_batches(self, epoch, batch_size, colour_noise_on, shard=WHOLE):
-        """The epoch's batches in its shuffled order: (images, labels, part), the shard's part
-        of each (convnet.replicas.BatchPart); the last batch may be shorter."""
+    def train_batches(self, epoch, batch_size, colour_noise_on, shard=WHOLE, start=0):
+        """The epoch's batches in its shuffled order from batch `start` on (a stopped epoch's
+        next): (images, labels, part), the shard's part of each (convnet.replicas.BatchPart);
+        the last batch may be shorter."""
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_labels))
-        starts = range(0, len(order), batch_size)
+        starts = range(0, len(order), batch_size)[start:]
         return prefetch(lambda k: self.train_batch(
-            epoch, k, order[starts[k]:starts[k] + batch_size], colour_noise_on, shard),
+            epoch, start + k, order[starts[k]:starts[k] + batch_size], colour_noise_on, shard),
             len(starts))
 
     def eval_batches(self, batch_size, ten_crop, split="val", indices=None, shard=WHOLE):
