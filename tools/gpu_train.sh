@@ -3,9 +3,10 @@
 # h5py, tqdm, pybind11) and which may have no network, as `make train` would run it there
 # (configs/fashion-mnist-gpu.json, GPU 0), within one call of BUDGET seconds
 # (tools/gpu_steps.sh). The run's folder is $OUT/run, so that a call cut off at its limit still
-# brings back the checkpoint of its last finished epoch. RUN_DIR names such a folder brought back
-# by an earlier call (carried to this machine): it is copied into $OUT/run first, and the run goes
-# on from its last epoch (--resume auto), under its own recorded settings.
+# brings back its checkpoint: the limit's SIGTERM makes the run write last.h5 at the step it
+# stopped. RUN_DIR names such a folder brought back by an earlier call (carried to this machine):
+# it is copied into $OUT/run first, and the run goes on from that step (--resume auto), under its
+# own recorded settings.
 # Where data/fashion-mnist.h5 is missing, Fashion-MNIST is converted from the IDX files in
 # $FASHION_MNIST_DIR (default: the Debian package's folder). Arguments go on to convnet.train.
 #
