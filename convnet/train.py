@@ -453,8 +453,9 @@ def progress_bar():
         return None
     from tqdm import tqdm
 
-    def wrap(batches, description):   # the total (for the ETA) from len(batches)
-        return tqdm(batches, desc=description, unit="batch", dynamic_ncols=True, leave=False)
+    def wrap(batches, description, done=0):   # the total (for the ETA): done + len(batches)
+        return tqdm(batches, desc=description, unit="batch", dynamic_ncols=True, leave=False,
+                    initial=done, total=done + len(batches))
     return wrap
 
 
@@ -543,11 +544,11 @@ def prepare(args, placement, replicas):
             # the checkpoint's rates, not those of --lr and the schedule flags
             goes_on = (f"; its {trainer.schedule.kind} schedule goes on at weight rate "
                        f"{trainer.schedule.rates.weight_lr:g}") if trains else ""
-            into = (f" ({counted(trainer.so_far.batches, 'batch', 'batches')} into epoch "
-                    f"{trainer.epoch + 1})") if trainer.so_far.batches else ""
+            into = batches_into(trainer)
             print(f"resumed from {shown(resumed)} at epoch {trainer.epoch}, step "
-                  f"{trainer.step}{into}{goes_on}" if not args.test_only else
-                  f"evaluating {shown(resumed)} (epoch {trainer.epoch}, step {trainer.step})")
+                  f"{trainer.step}{f' ({into})' if into else ''}{goes_on}" if not args.test_only
+                  else f"evaluating {shown(resumed)} (epoch {trainer.epoch}, step "
+                       f"{trainer.step}{f', {into}' if into else ''})")
         note = lr_steps_note(args, trainer.schedule, epochs) \
             if trainer.step == 0 and not args.test_only else None
         if note and replicas.rank == 0:
@@ -640,9 +641,11 @@ def run(args, placement, device, replicas):
                   "--resume [auto|PATH] evaluates a trained network", file=sys.stderr)
         elif not args.test_only and not trains:
             done = f"its {counted(epochs, 'epoch')}" if trainer.epoch == epochs else \
-                f"{counted(trainer.epoch, 'epoch')}, which --epochs {epochs} does not exceed"
+                counted(trainer.epoch, 'epoch')
             if trainer.so_far.batches:   # stopped in the epoch after
                 done += f" and {counted(trainer.so_far.batches, 'batch', 'batches')} of the next"
+            if trainer.epoch != epochs:
+                done += f", which --epochs {epochs} does not exceed"
             print(f"the run has done {done} (--epochs to train more); evaluating its weights",
                   flush=True)   # before the evaluation, through a pipe too
         if not trains:
@@ -651,7 +654,7 @@ def run(args, placement, device, replicas):
         else:
             ranks = f", {replicas.world} ranks" if replicas.world > 1 else ""
             # Told now, not with the first epoch's line, through a pipe too (mpiexec's, | tee)
-            length = f"for {counted(epochs, 'epoch')}" if trainer.epoch == 0 else \
+            length = f"for {counted(epochs, 'epoch')}" if trainer.step == 0 else \
                 f"to epoch {epochs} ({counted(epochs - trainer.epoch, 'epoch')} more)"
             print(f"training {model.name} on {shown(args.data_path)} ({device}{ranks}) {length}; "
                   f"output in {shown(output_dir)}", flush=True)
@@ -817,6 +820,12 @@ def main(argv=None):
 
 
 INTERRUPT_GRACE = 2   # seconds the other ranks leave rank 0 to say it and end the job
+
+
+def batches_into(trainer):
+    """"N batches into epoch E" for a trainer whose checkpoint a stop wrote mid-epoch, else ""."""
+    done = trainer.so_far.batches
+    return f"{counted(done, 'batch', 'batches')} into epoch {trainer.epoch + 1}" if done else ""
 
 
 def stopped_line(stop):

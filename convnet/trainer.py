@@ -411,11 +411,14 @@ class Trainer:
                                           start=so_far.batches)
         bar = None
         if self.progress is not None and self.writes:
-            batches = bar = self.progress(batches, f"epoch {self.epoch + 1}")
+            batches = bar = self.progress(batches, f"epoch {self.epoch + 1}", so_far.batches)
         batches = iter(batches)
         epoch_start, epoch_wait, window_wait = time.perf_counter(), 0.0, 0.0
         with self._log(LOG) as log:
             while True:
+                # Between steps (the last's record made): a stop saves the run here, where a
+                # step was taken since its last checkpoint.
+                stopping.check()
                 wait_start = time.perf_counter()   # the trainer idles until the loader delivers
                 batch = next(batches, None)
                 waited = time.perf_counter() - wait_start
@@ -429,10 +432,10 @@ class Trainer:
                 top1, top5, count = top1 + errors1, top5 + errors5, count + n
                 window_images += n
                 if bar is not None:
-                    elapsed = time.perf_counter() - epoch_start
-                    bar.set_postfix_str(f"{count / elapsed:.0f} images/s, waiting for data "
-                                        f"{epoch_wait / elapsed:.0%}, loss {loss:.3f}",
-                                        refresh=False)
+                    elapsed = time.perf_counter() - epoch_start   # this process's part
+                    bar.set_postfix_str(f"{(count - so_far.images) / elapsed:.0f} images/s, "
+                                        f"waiting for data {epoch_wait / elapsed:.0%}, loss "
+                                        f"{loss:.3f}", refresh=False)
                 if self.step % self.print_freq == 0:
                     elapsed = time.perf_counter() - window_start
                     log.write(json.dumps({
@@ -445,7 +448,6 @@ class Trainer:
                     window_start, window_images, window_wait = time.perf_counter(), 0, 0.0
                 self.so_far = EpochSoFar(self.so_far.batches + 1, loss_sum, top1, top5, count,
                                          self.so_far.seconds)
-                stopping.check()   # after the step's record: a stop saves the run here
         return Evaluation(loss_sum / count, top1 / count, top5 / count, count)
 
     def _log(self, name):
@@ -472,7 +474,8 @@ class Trainer:
         batches, the epoch) for the stop's line, or None where nothing was written."""
         if not self.writes or self.step == (self.checkpoint_at or (0,))[0]:
             return None
-        self.so_far.seconds += time.perf_counter() - self._epoch_start
+        # the epoch's training time: a validation stopped is done again in full
+        self.so_far.seconds += (self._training_end or time.perf_counter()) - self._epoch_start
         checkpoint.save(os.path.join(self.output_dir, checkpoint.LAST), self.network,
                         self.velocity, self.state())
         self.checkpoint_at = (self.step, self.epoch, self.so_far.batches)
@@ -483,7 +486,9 @@ class Trainer:
         validation = None
         while self.epoch < epochs:
             start = self._epoch_start = time.perf_counter()
+            self._training_end = None
             training = self.train_epoch()
+            self._training_end = time.perf_counter()
             validation = evaluate(self.network, self.data, self.batch_size, self.ten_crop,
                                   self.replicas)
             if not math.isfinite(validation.loss):   # the last step's update broke the weights

@@ -509,8 +509,8 @@ def test_a_full_disk_stops_before_the_block_and_resumes(tmp_path, rng, monkeypat
     with pytest.raises(prepare.PrepareError) as refused:
         run(root, output, size=SIZE, workers=2)
     assert re.fullmatch(rf"{tmp_path}/out.h5.partial: 0 MiB free on its disk, too little for "
-                        r"the next block \(\d+ MiB\); free some space and run the same command "
-                        r"to resume", str(refused.value)), refused.value
+                        r"the next block \(\d+ MiB\); free \d+ MiB more and run the same "
+                        r"command to resume", str(refused.value)), refused.value
     assert folders == [str(tmp_path)] * 3
     monkeypatch.setattr(shutil, "disk_usage", disk_usage)
     run(root, output, size=SIZE, workers=2)
@@ -526,18 +526,18 @@ def test_a_disk_too_small_for_all_the_images_is_refused_before_the_work(tmp_path
     root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
     files = sum(len(names) for _, _, names in os.walk(root))
     output, disk_usage = tmp_path / "out.h5", shutil.disk_usage
-    overhead = 2 * prepare.CHUNK_BYTES + (16 << 20)   # a chunk begun, HDF5's metadata
-    needed = files * SIZE * SIZE * 3 + overhead
+    # each image, its label and chunk index entry; a chunk begun, HDF5's other metadata
+    per_image, overhead = SIZE * SIZE * 3 + 4 + 128, 2 * prepare.CHUNK_BYTES + (16 << 20)
+    needed = files * per_image + overhead
     monkeypatch.setattr(shutil, "disk_usage",
                         lambda folder: disk_usage(folder)._replace(free=needed - 1))
     with pytest.raises(prepare.PrepareError) as refused:
         run(root, output, size=SIZE, workers=1)
     assert str(refused.value) == (f"{output}.partial: {(needed - 1) / 2 ** 20:.0f} MiB free on "
                                   f"its disk, too little for the {files} images left to store "
-                                  f"({needed / 2 ** 20:.0f} MiB); free some space and run the "
-                                  f"same command to resume")
-    with h5py.File(f"{output}.partial") as partial:
-        assert partial.attrs["blocks_done"] == 0
+                                  f"({needed / 2 ** 20:.0f} MiB); free 1 MiB more and run the "
+                                  f"same command again")
+    assert not os.path.exists(f"{output}.partial")   # refused before it was made
     store, stored = prepare.store_block, []
 
     def stop_after_two_blocks(*block):
@@ -549,12 +549,27 @@ def test_a_disk_too_small_for_all_the_images_is_refused_before_the_work(tmp_path
         free=needed))
     with pytest.raises(KeyboardInterrupt):
         run(root, output, size=SIZE, workers=1)
-    # 8 files fewer to store: space for them alone is enough
-    monkeypatch.setattr(shutil, "disk_usage", lambda folder: disk_usage(folder)._replace(
-        free=needed - 8 * SIZE * SIZE * 3))
+    # 8 files fewer to store: space for them alone is enough, one byte less is refused
+    space_for_the_rest = needed - 8 * per_image
     monkeypatch.setattr(prepare, "store_block", store)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: disk_usage(folder)._replace(
+        free=space_for_the_rest - 1))
+    with pytest.raises(prepare.PrepareError, match=f"too little for the {files - 8} images left "
+                                                   f"to store .*; free 1 MiB more and run the "
+                                                   f"same command to resume"):
+        run(root, output, size=SIZE, workers=1)
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: disk_usage(folder)._replace(
+        free=space_for_the_rest))
     run(root, output, size=SIZE, workers=1)
     assert Dataset(str(output)).size("train") > 0
+
+
+def test_sizes_read_as_a_person_reads_them():
+    sizes = (0, 12 << 20, (1 << 30) - 1, 1 << 30, int(249.61 * 2 ** 30))
+    assert [prepare.bytes_text(size) for size in sizes] == \
+        ["0 MiB", "12 MiB", "1024 MiB", "1.0 GiB", "249.6 GiB"]
+    assert [prepare.bytes_text(size, up=True) for size in sizes] == \
+        ["0 MiB", "12 MiB", "1024 MiB", "1.0 GiB", "249.7 GiB"]   # enough, once freed
 
 
 # Runs of prepare that once waited for ever, in a process of their own so that a test fails

@@ -1113,13 +1113,19 @@ def test_the_stop_line_names_the_output_folder_as_a_shell_reads_it():
                           (signal.SIGTERM, "stopped by SIGTERM", True),   # a job's >&-
                           (signal.SIGHUP, "stopped by SIGHUP", False)])
 def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_saves_it_there(
-        tmp_path, tiny_set, number, said, output_closed):
-    """Ctrl-C, a scheduler's SIGTERM or a closed terminal's SIGHUP after the first epoch's
-    checkpoint: exit code 128 + the signal's, one line, last.h5 written at the step it stopped
-    and resumable from there; with standard output closed, which training alone allows, too."""
+        tmp_path, rng, number, said, output_closed):
+    """Ctrl-C, a scheduler's SIGTERM or a closed terminal's SIGHUP in the first epoch, after
+    its first step: exit code 128 + the signal's, one line, last.h5 written at the step it
+    stopped and resumable from there; with standard output closed, which training alone allows,
+    too."""
+    data = tmp_path / "set.h5"   # an epoch of 200 steps: the signal comes well inside it
+    dataset.write(data, name="t", train_images=rng.integers(0, 256, (800, 32, 32, 3), np.uint8),
+                  train_labels=rng.integers(0, 2, 800),
+                  val_images=np.zeros((4, 32, 32, 3), np.uint8), val_labels=np.zeros(4),
+                  class_ids=list("ab"), class_names=list("ab"))
     out = tmp_path / "run"
-    command = [sys.executable, "-m", "convnet.train", "--data-path", str(tiny_set), "-b", "4",
-               "--epochs", "1000", "--output-dir", str(out)]
+    command = [sys.executable, "-m", "convnet.train", "--data-path", str(data), "-b", "4",
+               "--print-freq", "1", "--epochs", "1", "--output-dir", str(out)]
 
     def start():
         # The signal as a terminal or a scheduler finds it, even where this suite runs with it
@@ -1131,25 +1137,42 @@ def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_saves_it_there(
                                stderr=subprocess.PIPE, text=True, preexec_fn=start)
     try:
         deadline = time.monotonic() + 300
-        while not (out / "last.h5").exists() and time.monotonic() < deadline and \
-                process.poll() is None:
+        while not (out / "log.jsonl").exists() and time.monotonic() < deadline and \
+                process.poll() is None:   # its first step logged
             time.sleep(0.05)
         process.send_signal(number)
         _, stderr = process.communicate(timeout=120)
     finally:
         process.kill()
     assert process.returncode == 128 + number, stderr
-    stopped = re.fullmatch(rf"{said} at step (\d+) \(batch (\d+) of 2 of epoch (\d+)\), which "
+    stopped = re.fullmatch(rf"{said} at step (\d+) \(batch (\d+) of 200 of epoch 1\), which "
                            rf"last.h5 now holds; --resume --output-dir {out} goes on from its "
                            rf"last.h5 as if never stopped\n", stderr)
     assert stopped, stderr
-    step, batch, epoch = map(int, stopped.groups())
-    assert checkpoint.record(str(out / "last.h5"))[1]["step"] == step
-    resumed = train("--data-path", str(tiny_set), "-b", "4", "--epochs", str(epoch),
+    step, batch = map(int, stopped.groups())
+    assert step == batch and checkpoint.record(str(out / "last.h5"))[1]["step"] == step
+    into = f"{batch} {'batch' if batch == 1 else 'batches'} into epoch 1"
+    evaluated = train("--data-path", str(data), "-b", "4", "--output-dir", str(out), "--resume",
+                      "--test-only", cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"evaluating {out}/last.h5 (epoch 0, step {step}, {into})" in evaluated.stdout
+    resumed = train("--data-path", str(data), "-b", "4", "--print-freq", "1", "--epochs", "1",
                     "--output-dir", str(out), "--resume", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    assert (f"resumed from {out}/last.h5 at epoch {epoch - 1}, step {step} ({batch} "
-            f"{'batch' if batch == 1 else 'batches'} into epoch {epoch})") in resumed.stdout
+    assert f"resumed from {out}/last.h5 at epoch 0, step {step} ({into})" in resumed.stdout
+    with open(out / "log.jsonl") as log:   # every step once, the stopped run's and the rest
+        assert [json.loads(line)["step"] for line in log] == list(range(1, 201))
+
+
+def test_the_bar_of_an_epoch_gone_on_with_counts_its_batches_done(monkeypatch):
+    """A run resumed 6 batches into an epoch of 10: its bar starts at 6 of 10, not 0 of 4."""
+    from convnet.data.loader import Batches
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    bar = train_module.progress_bar()(Batches(iter(range(4)), 4), "epoch 2", 6)
+    try:
+        assert (bar.n, bar.total) == (6, 10)
+    finally:
+        bar.close()
 
 
 @pytest.mark.parametrize("stop", [KeyboardInterrupt(), stopping.Stopped(signal.SIGTERM)],

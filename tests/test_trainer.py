@@ -291,20 +291,28 @@ def test_a_stop_saves_the_run_where_it_stopped_and_a_resume_goes_on_exactly(
     uninterrupted = make_trainer(whole, train=48)
     uninterrupted.fit(3)
     first = make_trainer(stopped, train=48)
-    check = stopping.check
+    check, evaluate, validating = stopping.check, trainer_module.evaluate, []
 
     def stop_there():
         check()
-        in_validation = first.so_far.batches == 3
-        if first.step == stop_at and in_validation == (where != "after step 4"):
+        if first.step == stop_at and bool(validating) == (where != "after step 4"):
             raise stopping.Stopped(signal.SIGTERM)
+
+    def validation(*args):
+        validating.append(True)
+        try:
+            return evaluate(*args)
+        finally:
+            validating.clear()
     monkeypatch.setattr(stopping, "check", stop_there)
+    monkeypatch.setattr(trainer_module, "evaluate", validation)
     with pytest.raises(stopping.Stopped) as stop:
         first.fit(3)
     assert stop.value.saved == saved
     assert checkpoint.record(str(stopped / "last.h5"))[1]["step"] == stop_at
     assert first.save_stopped() is None                  # nothing new since: nothing written
     monkeypatch.setattr(stopping, "check", check)
+    monkeypatch.setattr(trainer_module, "evaluate", evaluate)
     going_on = make_trainer(stopped, train=48)
     going_on.resume(str(stopped / "last.h5"))
     going_on.go_on_from(str(stopped / "last.h5"))
@@ -314,6 +322,22 @@ def test_a_stop_saves_the_run_where_it_stopped_and_a_resume_goes_on_exactly(
     assert epoch_rows(stopped) == epoch_rows(whole)
     for key, value in uninterrupted.network.params.items():
         np.testing.assert_array_equal(going_on.network.params[key], value, err_msg=key)
+
+
+def test_a_stop_before_a_step_since_the_last_checkpoint_writes_nothing(tmp_path, monkeypatch):
+    """Stopped as epoch 2 starts, its first step not taken: last.h5 stays epoch 1's."""
+    first = make_trainer(tmp_path, train=48)
+    check = stopping.check
+
+    def stop_as_epoch_2_starts():
+        check()
+        if first.epoch == 1:
+            raise stopping.Stopped(signal.SIGINT)
+    monkeypatch.setattr(stopping, "check", stop_as_epoch_2_starts)
+    with pytest.raises(stopping.Stopped) as stop:
+        first.fit(3)
+    assert stop.value.saved is None
+    assert checkpoint.record(str(tmp_path / "last.h5"))[1]["step"] == 3
 
 
 def test_a_non_finite_loss_after_a_stop_names_the_checkpoint_it_left(tmp_path, monkeypatch):
@@ -570,7 +594,7 @@ def test_progress_bar_shows_rate_and_data_wait_and_logs_the_wait(tmp_path):
     shown = []
 
     class Bar:
-        def __init__(self, batches, description):
+        def __init__(self, batches, description, done):
             self.batches = batches
 
         def __iter__(self):

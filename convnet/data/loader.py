@@ -36,8 +36,8 @@ the GPU can be asynchronous; elsewhere it is an ordinary NumPy buffer.
 
 Reading: a dataset of up to IN_MEMORY_BYTES is read into memory once. A larger one (ImageNet's
 250 GB) is read per batch: each image straight from the file at its byte offset, found once from
-HDF5's chunk index, READS_IN_FLIGHT or more at once (the augmentation's threads, if more). HDF5
-reads one thing at a time in a process, so a batch read through it waits on each image in turn
+HDF5's chunk index, READS_IN_FLIGHT at once (threads the process's loaders share). HDF5 reads
+one thing at a time in a process, so a batch read through it waits on each image in turn
 (a disk's, or a network filesystem's, latency 128 times a step). A file whose chunks are not
 stored as they are (a copy repacked with compression) is read through HDF5.
 
@@ -65,8 +65,8 @@ ALPHA_STD = 0.1
 CODE_DIVISOR = 1.1
 PIXEL_RANGE = 255.0   # stored pixels run 0–255; the paper's eigenvalues are of values in [0, 1]
 IN_MEMORY_BYTES = 4 << 30   # datasets up to this size are read into memory once (Fashion-MNIST)
-# Reads of a batch's images at once, at the least: each waits on the disk, not on a core, and a
-# disk (a network filesystem more so) serves many at a time.
+# Reads of a batch's images at once: each waits on the disk, not on a core, and a disk (a network
+# filesystem more so) serves many at a time.
 READS_IN_FLIGHT = 16
 
 
@@ -248,8 +248,7 @@ class Loader:
                 with dataset.reading():
                     memory = {split: dataset.file[f"{split}/images"][()]
                               for split in SPLITS}
-            self._opened = (os.getpid(), dataset, memory,
-                            Reading(dataset, self.threads, self.direct_reads))
+            self._opened = (os.getpid(), dataset, memory, Reading(dataset, self.direct_reads))
         return self._opened
 
     def read(self, split, indices):
@@ -347,10 +346,8 @@ class Reading:
     per split on its first read) and the threads that read them, on HDF5's own file descriptor
     (the very file it opened)."""
 
-    def __init__(self, dataset, threads, direct):
+    def __init__(self, dataset, direct):
         self.dataset, self.direct, self._offsets = dataset, direct, {}
-        self.pool = concurrent.futures.ThreadPoolExecutor(max(threads, READS_IN_FLIGHT),
-                                                          "convnet-read")
 
     def offsets(self, split):
         """The split's image_offsets, None where its images are read through HDF5."""
@@ -364,7 +361,20 @@ class Reading:
     def read(self, offsets, images):
         """images[k] ← the image at offsets[k], for every k."""
         descriptor = self.dataset.file.id.get_vfd_handle()
-        list(self.pool.map(read_at, [descriptor] * len(images), offsets.tolist(), images))
+        list(readers().map(read_at, [descriptor] * len(images), offsets.tolist(), images))
+
+
+_readers = None   # (pid, the threads): made at the process's first direct read
+
+
+def readers():
+    """The process's reading threads, which all its loaders share (a forked child makes its
+    own: a parent's threads do not run in it)."""
+    global _readers
+    if _readers is None or _readers[0] != os.getpid():
+        _readers = (os.getpid(),
+                    concurrent.futures.ThreadPoolExecutor(READS_IN_FLIGHT, "convnet-read"))
+    return _readers[1]
 
 
 class Batches:

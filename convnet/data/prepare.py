@@ -44,6 +44,7 @@ to OUTPUT, so OUTPUT is never a file that looks complete but is not.
 """
 import contextlib
 import hashlib
+import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -348,18 +349,28 @@ def store_block(file, split, result, statistics):
     file.flush()
 
 
-def check_space(path, image_bytes, what="the next block"):
-    """Refuses images the disk of PATH may not hold (`what` they are): an HDF5 file whose writes
-    failed is left broken (and h5py may crash closing it), while the file before them resumes.
-    Checked for every image left before the work too, which would otherwise find a disk too
-    small for ImageNet's 250 GB hours in."""
-    # A block may start an image chunk, and HDF5 writes its metadata besides.
-    needed = image_bytes + 2 * CHUNK_BYTES + (16 << 20)
+def check_space(path, images, image_bytes, what="the next block", then="to resume"):
+    """Refuses `images` of image_bytes each that the disk of PATH may not hold (`what` they
+    are): an HDF5 file whose writes failed is left broken (and h5py may crash closing it), while
+    the file before them resumes. Checked for every image left before the work too, which would
+    otherwise find a disk too small for ImageNet's 250 GB hours in."""
+    # A block may start an image chunk; each image adds its label and an entry to HDF5's chunk
+    # index (about 65 bytes); HDF5 writes its other metadata besides.
+    needed = images * (image_bytes + 4 + 128) + 2 * CHUNK_BYTES + (16 << 20)
     free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
     if free < needed:
-        raise PrepareError(f"{path}: {free / 2**20:.0f} MiB free on its disk, too little for "
-                           f"{what} ({needed / 2**20:.0f} MiB); free some space and run the "
-                           f"same command to resume")
+        raise PrepareError(f"{path}: {bytes_text(free)} free on its disk, too little for {what} "
+                           f"({bytes_text(needed)}); free {bytes_text(needed - free, up=True)} "
+                           f"more and run the same command {then}")
+
+
+def bytes_text(count, up=False):
+    """A size as a person reads it: whole MiB below a GiB, tenths of a GiB above; rounded up
+    where it is space to free (`up`), so that freeing it is enough."""
+    tenths = count >= 2**30
+    figure = count / 2**30 * 10 if tenths else count / 2**20
+    figure = math.ceil(figure) if up else round(figure)
+    return f"{figure / 10:.1f} GiB" if tenths else f"{figure} MiB"
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -405,16 +416,22 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
         else:
             print(f"{shown(partial)}: resuming after {int(file.attrs['blocks_done'])} of "
                   f"{len(blocks)} blocks", file=sys.stderr)
+    done = 0 if file is None else int(file.attrs["blocks_done"])
+    left = sum(len(block) for _, block in blocks[done:])   # skipped files counted: a bound
+    try:   # before a new partial file is made
+        check_space(partial, left, size * size * 3, f"the {counted(left, 'image')} left to store",
+                    "to resume" if done else "again")
+    except PrepareError:
+        if file is not None:
+            file.close()
+        raise
     if file is None:   # a file the system refuses (HDF5's message, errno's many lines): one line
         with failed_writes(PrepareError, lambda error: f"{shown(partial)}: cannot write it ("
                            f"{os.strerror(error.errno) if error.errno else one_line(error)})"):
             file, statistics = create_partial(partial, size, stamp)
-    done = int(file.attrs["blocks_done"])
     stop = StopRequest()
     previous = {number: signal.signal(number, stop) for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        left = sum(len(block) for _, block in blocks[done:])   # skipped files counted: a bound
-        check_space(partial, left * size * size * 3, f"the {counted(left, 'image')} left to store")
         from tqdm import tqdm
         bar = tqdm(total=total, initial=sum(len(b) for _, b in blocks[:done]), unit="file",
                    desc=f"prepare {shown(os.path.basename(output))}", disable=not progress or None,
@@ -430,7 +447,7 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
             try:
                 for (_, _, split, block), result in zip(tasks, pool.map(
                         tasks, BLOCKS_PER_WORKER * workers, lambda: stop.signal is not None)):
-                    check_space(partial, result[0].nbytes)
+                    check_space(partial, len(result[0]), size * size * 3)
                     store_block(file, split, result, statistics)
                     bar.update(len(block))
                     bar.set_postfix(converted=int(file.attrs["converted_count"]),
