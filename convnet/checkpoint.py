@@ -25,7 +25,7 @@ from convnet.errors import damaged_file_errors, failed_writes, one_line, open_hd
 from convnet.network import FLOAT_TYPES, Network, bias_key, parameter_specs
 
 FORMAT = "convnet-checkpoint-1"
-LAST, BEST = "last.h5", "best.h5"   # a run folder's: after the latest epoch, lowest val error
+LAST, BEST = "last.h5", "best.h5"   # a run folder's: its latest weights, its lowest val error
 
 
 def in_run(path) -> str:
@@ -38,7 +38,7 @@ def in_run(path) -> str:
     best, last = os.path.join(path, BEST), os.path.join(path, LAST)
     if not os.path.lexists(best):
         raise CheckpointError(f"run folder {path} holds no {BEST}" + (
-            f"; give its {LAST}, {last}, for its last epoch's weights"
+            f"; give its {LAST}, {last}, for its latest weights"
             if os.path.lexists(last) else ""))
     return best
 

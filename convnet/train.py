@@ -51,7 +51,7 @@ from convnet.replicas.launch import from_environment as launch_from_environment
 from convnet.replicas.watchdog import Watchdog
 from convnet.schedule import RELEASED_2012_EPOCHS, SMALL_MODEL_EPOCHS, Rates, Schedule
 from convnet.trainer import (EPOCHS_CSV, LOG, SETTINGS, NonFiniteLoss, RunFolderError, Trainer,
-                             evaluate, views_name, writing)
+                             batches_into, evaluate, views_name, writing)
 
 LOCK = ".lock"   # in a run's folder: held by the run training there (holding)
 # The files whose presence says a run trained in a folder (convnet.trainer), which a new run
@@ -176,7 +176,8 @@ def run_files(output_dir):
 def auto_checkpoint(output_dir):
     """The checkpoint --resume auto goes on from: the folder's last.h5, else its best.h5 (a run
     stopped between its first epoch's two writes, best.h5 first), else none (logs alone, of a
-    run stopped in its first epoch, or nothing: the run starts at step 0)."""
+    run killed in its first epoch, or stopped there under MPI or before its first step; or
+    nothing: the run starts at step 0)."""
     for name in (checkpoint.LAST, checkpoint.BEST):
         path = os.path.join(output_dir, name)
         if os.path.exists(path):
@@ -544,7 +545,8 @@ def prepare(args, placement, replicas):
             # the checkpoint's rates, not those of --lr and the schedule flags
             goes_on = (f"; its {trainer.schedule.kind} schedule goes on at weight rate "
                        f"{trainer.schedule.rates.weight_lr:g}") if trains else ""
-            into = batches_into(trainer)
+            into = batches_into(trainer.so_far.batches, trainer.epoch) \
+                if trainer.so_far.batches else ""   # a checkpoint a stop wrote mid-epoch
             print(f"resumed from {shown(resumed)} at epoch {trainer.epoch}, step "
                   f"{trainer.step}{f' ({into})' if into else ''}{goes_on}" if not args.test_only
                   else f"evaluating {shown(resumed)} (epoch {trainer.epoch}, step "
@@ -820,12 +822,6 @@ def main(argv=None):
 
 
 INTERRUPT_GRACE = 2   # seconds the other ranks leave rank 0 to say it and end the job
-
-
-def batches_into(trainer):
-    """"N batches into epoch E" for a trainer whose checkpoint a stop wrote mid-epoch, else ""."""
-    done = trainer.so_far.batches
-    return f"{counted(done, 'batch', 'batches')} into epoch {trainer.epoch + 1}" if done else ""
 
 
 def stopped_line(stop):

@@ -120,6 +120,11 @@ class EpochSoFar:
     seconds: float = 0.0   # the epoch's time before the stop, for epochs.csv
 
 
+def batches_into(batches, epochs_done) -> str:
+    """Where a stop saved a run: "N batches into epoch E"."""
+    return f"{counted(batches, 'batch', 'batches')} into epoch {epochs_done + 1}"
+
+
 @dataclass
 class Evaluation:
     loss: float
@@ -220,6 +225,8 @@ class Trainer:
         # (step, epochs done, batches of the next done) that the run's last.h5 holds; None
         # before its first checkpoint
         self.checkpoint_at = None
+        # when fit's epoch under way began, and its training ended (None: not yet)
+        self._epoch_start = self._training_end = None
         self.target_epochs = None   # the epochs the run trains to (fit's), which it records
         self.started_from = None    # the checkpoint whose weights a fine-tuning run started from
         self.trained_with = {}      # a resumed checkpoint's record of TRAINS_WITH
@@ -397,7 +404,7 @@ class Trainer:
             return "no checkpoint was written before it"
         step, epoch, batches = self.checkpoint_at
         where = f"epoch {epoch}" if not batches else \
-            f"step {step} ({counted(batches, 'batch', 'batches')} into epoch {epoch + 1})"
+            f"step {step} ({batches_into(batches, epoch)})"
         return f"the checkpoint of {where}, {checkpoint.LAST}, is untouched"
 
     def train_epoch(self):

@@ -334,7 +334,7 @@ def test_a_run_folder_without_best_h5_names_the_checkpoints_it_holds(tmp_path, r
     with pytest.raises(checkpoint.CheckpointError) as refused:
         checkpoint.in_run(tmp_path)
     assert str(refused.value) == (f"run folder {tmp_path} holds no best.h5; give its last.h5, "
-                                  f"{tmp_path / 'last.h5'}, for its last epoch's weights")
+                                  f"{tmp_path / 'last.h5'}, for its latest weights")
     checkpoint.save(tmp_path / "best.h5", network, velocity, {})
     assert checkpoint.in_run(tmp_path) == str(tmp_path / "best.h5")
     (tmp_path / "odd" / "best.h5").mkdir(parents=True)   # the loader's to refuse

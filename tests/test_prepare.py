@@ -540,6 +540,9 @@ def test_a_disk_too_small_for_all_the_images_is_refused_before_the_work(tmp_path
     assert not os.path.exists(f"{output}.partial")   # refused before it was made
     store, stored = prepare.store_block, []
 
+    def stop_at_once(*block):
+        raise KeyboardInterrupt
+
     def stop_after_two_blocks(*block):
         if len(stored) == 2:
             raise KeyboardInterrupt   # as a Ctrl-C would
@@ -558,8 +561,26 @@ def test_a_disk_too_small_for_all_the_images_is_refused_before_the_work(tmp_path
                                                    f"to store .*; free 1 MiB more and run the "
                                                    f"same command to resume"):
         run(root, output, size=SIZE, workers=1)
+    # --restart empties the partial file first: its blocks on the disk count as free. A disk
+    # of `capacity` bytes but the partial file's:
+    def disk_of(capacity):
+        def usage(folder):
+            partial = f"{output}.partial"
+            held = os.stat(partial).st_blocks * 512 if os.path.exists(partial) else 0
+            return disk_usage(folder)._replace(free=capacity - held)
+        return usage
+    monkeypatch.setattr(shutil, "disk_usage", disk_of(needed - 1))
+    with pytest.raises(prepare.PrepareError, match=f"too little for the {files} images left to "
+                                                   f"store .*; free 1 MiB more and run the same "
+                                                   f"command again"):
+        run(root, output, size=SIZE, workers=1, restart=True)
+    monkeypatch.setattr(shutil, "disk_usage", disk_of(needed))
+    monkeypatch.setattr(prepare, "store_block", stop_at_once)
+    with pytest.raises(KeyboardInterrupt):   # the work begun: not refused
+        run(root, output, size=SIZE, workers=1, restart=True)
+    monkeypatch.setattr(prepare, "store_block", store)
     monkeypatch.setattr(shutil, "disk_usage", lambda folder: disk_usage(folder)._replace(
-        free=space_for_the_rest))
+        free=needed))
     run(root, output, size=SIZE, workers=1)
     assert Dataset(str(output)).size("train") > 0
 

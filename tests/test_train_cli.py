@@ -1099,6 +1099,14 @@ def test_test_only_refuses_to_evaluate_when_resume_auto_finds_nothing(tmp_path, 
                                      "initial weights")
 
 
+def test_the_stop_line_says_where_the_run_was_saved():
+    stop = stopping.Stopped(signal.SIGTERM)
+    stop.output_dir, stop.saved = "runs/a", (37, 12, 200, 3)
+    assert train_module.stopped_line(stop) == (
+        "stopped by SIGTERM at step 37 (batch 12 of 200 of epoch 3), which last.h5 now holds; "
+        "--resume --output-dir runs/a goes on from its last.h5 as if never stopped")
+
+
 def test_the_stop_line_names_the_output_folder_as_a_shell_reads_it():
     stop = KeyboardInterrupt()
     stop.output_dir = "my runs/a;b"
@@ -1137,8 +1145,9 @@ def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_saves_it_there(
                                stderr=subprocess.PIPE, text=True, preexec_fn=start)
     try:
         deadline = time.monotonic() + 300
-        while not (out / "log.jsonl").exists() and time.monotonic() < deadline and \
-                process.poll() is None:   # its first step logged
+        log = out / "log.jsonl"   # made empty as the epoch begins: its first step logged
+        while not (log.exists() and log.stat().st_size) and time.monotonic() < deadline and \
+                process.poll() is None:
             time.sleep(0.05)
         process.send_signal(number)
         _, stderr = process.communicate(timeout=120)
@@ -1151,6 +1160,8 @@ def test_ctrl_c_or_a_job_end_stops_the_run_in_one_line_and_saves_it_there(
     assert stopped, stderr
     step, batch = map(int, stopped.groups())
     assert step == batch and checkpoint.record(str(out / "last.h5"))[1]["step"] == step
+    if number != signal.SIGINT:   # the way on from a stop, once: it trains the epoch's rest
+        return
     into = f"{batch} {'batch' if batch == 1 else 'batches'} into epoch 1"
     evaluated = train("--data-path", str(data), "-b", "4", "--output-dir", str(out), "--resume",
                       "--test-only", cwd=tmp_path)

@@ -51,10 +51,10 @@ class PatternData:
 
     def train_batches(self, epoch, batch_size, colour_noise, shard=WHOLE, start=0):
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.train_labels))
-        for index, start in list(enumerate(range(0, len(order), batch_size)))[start:]:
+        for index, first in list(enumerate(range(0, len(order), batch_size)))[start:]:
             if self.kill_at == (epoch, index):
                 raise KeyboardInterrupt
-            chosen = order[start:start + batch_size]
+            chosen = order[first:first + batch_size]
             part = shard.part(len(chosen))
             chosen = chosen[part.start:part.stop]
             yield (np.ascontiguousarray(self.train_images[..., chosen]),

@@ -11,11 +11,14 @@ straight from the file (a dataset too large for memory, chunked per image); and 
 through HDF5, the way it reads a file whose chunks are compressed, and the peer of the direct
 reads. The two per-batch ways are timed again cold: the file's pages dropped from the system's
 memory before the epoch (posix_fadvise), so that its images come from the disk, as most of a
-250 GB ImageNet file's do. Each on 1 thread and on every core; each figure one epoch of all the
-images, after a warm-up batch that is first checked against NumPy's float32 arithmetic.
+250 GB ImageNet file's do (not where the temporary folder is on tmpfs, which keeps its files in
+memory). Each with the loader on 1 thread and on every core, the process kept to as many cores
+(its 16 reading threads included); each figure one epoch of all the images, after a warm-up
+batch that is first checked against NumPy's float32 arithmetic.
 Prepare: real photographs (crops of scikit-learn's samples, 60 to 640 pixels a side, and
 Fashion-MNIST images, tests/imagetree.py) decoded, resized and stored by one worker process.
 """
+import contextlib
 import os
 import platform
 import sys
@@ -82,6 +85,37 @@ def drop_cached(path):
         os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
 
 
+def filesystem(path):
+    """The type of the filesystem that holds `path`: that of the longest mount point above it
+    in /proc/self/mounts."""
+    path, longest, kind = os.path.realpath(path), "", None
+    with open("/proc/self/mounts", encoding="utf-8") as mounts:
+        for line in mounts:
+            _, point, point_kind = line.split()[:3]
+            point = point.replace("\\040", " ")
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and \
+                    len(point) > len(longest):
+                longest, kind = point, point_kind
+    return kind
+
+
+@contextlib.contextmanager
+def on_cores(count):
+    """Every thread of the process (this one, the loader's, its readers') kept to `count` of the
+    cores it may use, and those it makes meanwhile too: a rate on n threads is one on n cores."""
+    allowed = os.sched_getaffinity(0)
+
+    def pin(cores):
+        for thread in os.listdir("/proc/self/task"):
+            with contextlib.suppress(ProcessLookupError):   # one that has ended
+                os.sched_setaffinity(int(thread), cores)
+    pin(set(sorted(allowed)[:count]))
+    try:
+        yield
+    finally:
+        pin(allowed)
+
+
 def time_loader(path, images, args, threads, source):
     _, in_memory, direct, cold = SOURCES[source]
     data = Loader(path, crop=args.crop, seed=1, colour_noise_convention="sqrt-eigenvalue-div-1.1",
@@ -118,16 +152,24 @@ def bench_loader(args, folder):
     print(f"loader: {args.batch}-image batches of {args.crop}-pixel crops from {args.size}-pixel "
           f"images, colour noise on (2012 settings), output (3, {args.crop}, {args.crop}, "
           f"{args.batch}) float32")
+    kind = filesystem(folder)
+    in_memory = kind in ("tmpfs", "ramfs")   # its files are pages in memory: none read cold
     rates = {}
-    for source, (printed, *_) in SOURCES.items():
+    for source, (printed, _, _, cold) in SOURCES.items():
+        if cold and in_memory:
+            continue
         for threads in sorted({1, cores}):
-            rate = time_loader(path, images, args, threads, source)
+            with on_cores(threads):
+                rate = time_loader(path, images, args, threads, source)
             rates[source, threads] = rate
             print(f"  {printed:20s}  {threads:2d} thread(s): {rate:8.0f} images/s, "
                   f"{rate / threads:6.0f} per core")
+    if in_memory:
+        print(f"  not timed cold: {folder} is on {kind}, which keeps its files in memory")
     print(f"  straight from the file against through HDF5, {cores} thread(s): "
-          + ", ".join(f"{rates[f'file{kind}', cores] / rates[f'hdf5{kind}', cores]:.2f}× {name}"
-                      for kind, name in (("", "warm"), ("-cold", "cold"))))
+          + ", ".join(f"{rates[f'file{cold}', cores] / rates[f'hdf5{cold}', cores]:.2f}× {name}"
+                      for cold, name in (("", "warm"), ("-cold", "cold"))
+                      if (f"file{cold}", cores) in rates))
     return rates
 
 

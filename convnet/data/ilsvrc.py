@@ -6,7 +6,8 @@ one-line error.
 The tree as convnet.data.prepare reads it (its docstring describes the layout) and that command's
 flags, on the standard library alone: make imagenet checks them so before its set-up, minutes on
 a fresh clone, as make train does its flags (convnet.options). What is checked is all prepare
-refuses before its work: the flags' values, the output's place, the tree and its two tables.
+refuses before its work but the disk's space (which prepare weighs against the images its
+partial file lacks): the flags' values, the output's place, the tree and its two tables.
 """
 import contextlib
 import fcntl

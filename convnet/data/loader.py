@@ -365,16 +365,18 @@ class Reading:
 
 
 _readers = None   # (pid, the threads): made at the process's first direct read
+_readers_made = threading.Lock()   # two loaders' first reads at once make one
 
 
 def readers():
     """The process's reading threads, which all its loaders share (a forked child makes its
     own: a parent's threads do not run in it)."""
     global _readers
-    if _readers is None or _readers[0] != os.getpid():
-        _readers = (os.getpid(),
-                    concurrent.futures.ThreadPoolExecutor(READS_IN_FLIGHT, "convnet-read"))
-    return _readers[1]
+    with _readers_made:
+        if _readers is None or _readers[0] != os.getpid():
+            _readers = (os.getpid(),
+                        concurrent.futures.ThreadPoolExecutor(READS_IN_FLIGHT, "convnet-read"))
+        return _readers[1]
 
 
 class Batches:

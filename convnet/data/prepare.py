@@ -349,15 +349,16 @@ def store_block(file, split, result, statistics):
     file.flush()
 
 
-def check_space(path, images, image_bytes, what="the next block", then="to resume"):
+def check_space(path, images, image_bytes, what="the next block", then="to resume", freed=0):
     """Refuses `images` of image_bytes each that the disk of PATH may not hold (`what` they
-    are): an HDF5 file whose writes failed is left broken (and h5py may crash closing it), while
-    the file before them resumes. Checked for every image left before the work too, which would
-    otherwise find a disk too small for ImageNet's 250 GB hours in."""
+    are), counting `freed` bytes that the work frees first as free: an HDF5 file whose writes
+    failed is left broken (and h5py may crash closing it), while the file before them resumes.
+    Checked for every image left before the work too, which would otherwise find a disk too
+    small for ImageNet's 250 GB hours in."""
     # A block may start an image chunk; each image adds its label and an entry to HDF5's chunk
     # index (about 65 bytes); HDF5 writes its other metadata besides.
     needed = images * (image_bytes + 4 + 128) + 2 * CHUNK_BYTES + (16 << 20)
-    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free
+    free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free + freed
     if free < needed:
         raise PrepareError(f"{path}: {bytes_text(free)} free on its disk, too little for {what} "
                            f"({bytes_text(needed)}); free {bytes_text(needed - free, up=True)} "
@@ -418,9 +419,11 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
                   f"{len(blocks)} blocks", file=sys.stderr)
     done = 0 if file is None else int(file.attrs["blocks_done"])
     left = sum(len(block) for _, block in blocks[done:])   # skipped files counted: a bound
+    # A partial file started again is emptied first: its blocks on the disk count as free.
+    freed = os.stat(partial).st_blocks * 512 if file is None and os.path.exists(partial) else 0
     try:   # before a new partial file is made
         check_space(partial, left, size * size * 3, f"the {counted(left, 'image')} left to store",
-                    "to resume" if done else "again")
+                    "to resume" if done else "again", freed)
     except PrepareError:
         if file is not None:
             file.close()
