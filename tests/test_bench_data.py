@@ -24,7 +24,8 @@ def test_bench_data_times_checked_batches_and_reports_what_it_printed(tmp_path, 
     import bench_data
     report = tmp_path / "data.json"
     result = subprocess.run([sys.executable, "tools/bench_data.py", "--batch", "2", "--crop", "8",
-                             "--size", "16", "--images", "6", "--jpegs", "2", "--json",
+                             "--size", "16", "--images", "6", "--jpegs", "2", "--repeats", "3",
+                             "--json",
                              str(report)], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr + result.stdout
     figures = json.loads(report.read_text())
@@ -50,6 +51,7 @@ def test_bench_data_times_checked_batches_and_reports_what_it_printed(tmp_path, 
     # What the figures depend on, which the report did not say: the loader's images, how many
     # prepare stored (its rate counts the pool's start), the commit on its own.
     assert figures["images"] == 6 and figures["prepare_images_stored"] > 0
+    assert figures["repeats"] == 3
     assert figures["commit"] == provenance.running() and figures["commit"] in figures["machine"]
 
 
@@ -100,7 +102,7 @@ def test_loader_rates_count_an_epoch_whose_batches_are_all_made_while_timed(monk
         time.sleep(0.2)
         check(*arguments)
     monkeypatch.setattr(bench_data, "check_batch", slow_check)
-    args = types.SimpleNamespace(batch=2, crop=8, size=16, images=6)
+    args = types.SimpleNamespace(batch=2, crop=8, size=16, images=6, repeats=1)
     rates = bench_data.bench_loader(args, str(tmp_path))
     assert rates and all(rate == 6.0 for rate in rates.values())
     assert re.fullmatch(f"(b+cbbbc){{{len(rates)}}}", "".join(events)), "".join(events)

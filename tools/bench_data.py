@@ -3,7 +3,7 @@ network's layout) and prepare (JPEG → 256×256 in HDF5), in images per second 
 rate a GPU trains at, which the loader must sustain.
 
     python tools/bench_data.py [--batch 128] [--crop 224] [--size 256] [--images 1024]
-                               [--jpegs 150] [--json FILE]
+                               [--repeats 5] [--jpegs 150] [--json FILE]
 
 Loader: 2012 settings (colour noise on, ÷1.1, offsets per 32 images), random pixels (the work
 does not depend on them), read from HDF5 every way the loader reads: all in memory; per batch
@@ -13,8 +13,8 @@ reads. The two per-batch ways are timed again cold: the file's pages dropped fro
 memory before the epoch (posix_fadvise), so that its images come from the disk, as most of a
 250 GB ImageNet file's do (not where the temporary folder is on tmpfs, which keeps its files in
 memory). Each with the loader on 1 thread and on every core, the process kept to as many cores
-(its 16 reading threads included); each figure one epoch of all the images, after a warm-up
-batch that is first checked against NumPy's float32 arithmetic.
+(its 16 reading threads included); each figure the median over --repeats epochs of all the
+images, after a warm-up batch that is first checked against NumPy's float32 arithmetic.
 Prepare: real photographs (crops of scikit-learn's samples, 60 to 640 pixels a side, and
 Fashion-MNIST images, tests/imagetree.py) decoded, resized and stored by one worker process.
 """
@@ -129,12 +129,15 @@ def time_loader(path, images, args, threads, source):
     warm_up.close()
     check_batch(data, images, order, first)
     del first
-    if cold:
-        drop_cached(path)
-    count, start = 0, time.perf_counter()
-    for batch, labels, _ in data.train_batches(1, args.batch, True):
-        count += len(labels)
-    return count / (time.perf_counter() - start)
+    rates = []
+    for epoch in range(1, args.repeats + 1):   # the median of several: one moves by a third
+        if cold:
+            drop_cached(path)
+        count, start = 0, time.perf_counter()
+        for batch, labels, _ in data.train_batches(epoch, args.batch, True):
+            count += len(labels)
+        rates.append(count / (time.perf_counter() - start))
+    return float(np.median(rates))
 
 
 def dataset_bytes(images):
@@ -197,10 +200,12 @@ def main(argv=None):
     parser.add_argument("--crop", type=int, default=224)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--images", type=int, default=1024, help="images in the loader's file")
+    parser.add_argument("--repeats", type=int, default=5,
+                        help="epochs timed for each of the loader's figures, their median taken")
     parser.add_argument("--jpegs", type=int, default=150, help="JPEGs for prepare")
     parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = parser.parse_args(argv)
-    options.check_counts(parser, args, "batch", "crop", "images", "jpegs")
+    options.check_counts(parser, args, "batch", "crop", "images", "jpegs", "repeats")
     if args.images < args.batch:
         parser.error(f"--batch {args.batch} must not exceed --images {args.images}: a batch is "
                      f"drawn from the file's images")
@@ -227,6 +232,7 @@ def main(argv=None):
         # What the figures depend on: prepare's rate counts its pool's start, over few images.
         report = {"machine": machine(), "commit": provenance.running(), "batch": args.batch,
                   "crop": args.crop, "size": args.size, "images": args.images,
+                  "repeats": args.repeats,
                   "prepare_images_stored": prepared,
                   "loader_images_per_second": {f"{source}-{threads}-threads": rate
                                                for (source, threads), rate in rates.items()},
