@@ -107,7 +107,7 @@ def test_the_loader_and_prepare_figures_are_the_benchmarks_report():
                   for kind in ("", "-cold"))
     assert (f"Straight from the file, on {cores} threads, made {warm:.2f}× HDF5's rate warm and "
             f"{cold:.2f}× cold") in text
-    assert f"a whole epoch of {data['images']:,} images" in text
+    assert f"the median of {data['repeats']} epochs of {data['images']:,} images" in text
     assert (f"stored {data['prepare_images_per_second_per_core']:.0f} images/s per core "
             f"({data['prepare_images_stored']} images:") in text
 
