@@ -11,6 +11,9 @@ the dataset has (checkpoints do not record the classes' names: one trained on a 
 another name gets a note on stderr), and each counts once (two arguments naming one file are
 refused); all are loaded and checked before any is evaluated.
 
+The networks run in step, a batch at a time, each figure summed over the batches: no images ×
+classes array is held, which ImageNet's training split would make 5 GB a network.
+
 Output, once every network is evaluated: a line per network, then the ensemble's, each as the
 training command's evaluation prints it (loss, top-1 error, top-5 error over the images); with
 -o, the same figures as JSON (written atomically, with the commit), before those lines, so that
@@ -18,15 +21,18 @@ a standard output that fails loses none of it. Exit status 0; 2 for bad flags or
 cannot be used (checkpoint, dataset, a network whose parameters or outputs are not finite),
 with a one-line error.
 """
+import contextlib
 import hashlib
 import os
 import sys
+from contextlib import closing
 from dataclasses import asdict
 
 import numpy as np
 
 from convnet import options, provenance
 from convnet.atomic import atomic_json
+from convnet.data.loader import Batches
 from convnet.backend.reference.softmax import topk_errors
 from convnet.errors import run_command, shown
 from convnet.inference import Inference, exit_status
@@ -47,12 +53,16 @@ def parser():
     return p
 
 
-def scores(probs, labels) -> Evaluation:
-    """The training command's evaluation figures of probs (n, classes) for labels (n,)."""
+def summed_scores(probs, labels) -> np.ndarray:
+    """(log-loss, top-1 errors, top-5 errors) of probs (n, classes) for labels (n,), summed over
+    the images: the training command's evaluation figures before their division by n, which
+    add up over batches."""
     top1, top5 = topk_errors(probs.T, labels, (1, 5))
-    count = len(labels)
-    loss = summed_log_loss(probs[np.arange(count), labels]) / count
-    return Evaluation(loss, top1 / count, top5 / count, count)
+    return np.array([summed_log_loss(probs[np.arange(len(labels)), labels]), top1, top5])
+
+
+def scores(sums, count) -> Evaluation:
+    return Evaluation(*(sums / count), count)
 
 
 def weights_digest(inference) -> str:
@@ -81,13 +91,23 @@ def check_distinct(given, members):
             first[digest] = name
 
 
-def split_probs(inference, split, labels, description):
-    """The softmax outputs (n, classes) of every image of `split`, in order; a progress bar
-    with `description` on a terminal (the figures are printed once all are evaluated)."""
-    probs = np.empty((len(labels), len(inference.class_names)), np.float32)
-    for positions, batch_probs, _ in with_progress(inference.run_split(split), description):
-        probs[positions] = batch_probs
-    return probs
+def split_sums(members, split, labels, description):
+    """summed_scores over every image of `split` of each member and of their average (the last
+    row): the members in step, a batch at a time, so that no images × classes array is held
+    (ImageNet's training split: 5 GB a network). A progress bar with `description` on a
+    terminal (the figures are printed once all are evaluated)."""
+    sums = np.zeros((len(members) + 1, 3))
+    with contextlib.ExitStack() as open_splits:
+        splits = [open_splits.enter_context(closing(member.run_split(split)))
+                  for member in members]
+        for outputs in with_progress(Batches(zip(*splits), len(splits[0])), description):
+            average = None
+            for row, (positions, probs, _) in enumerate(outputs):
+                sums[row] += summed_scores(probs, labels[positions])
+                average = probs.astype(np.float32) if average is None else average + probs
+            average /= len(members)
+            sums[-1] += summed_scores(average, labels[positions])
+    return sums
 
 
 def run(args):
@@ -99,17 +119,9 @@ def run(args):
     if len(labels) == 0:
         raise UsageError(f"dataset {shown(args.data_path)}: its {args.split} split holds no "
                          f"images")
-    # float32 as the outputs are, and in place: ImageNet's training split is 5 GB of them
-    total, results = np.zeros((len(labels), len(members[0].class_names)), np.float32), []
-    for number, inference in enumerate(members, 1):
-        probs = split_probs(inference, args.split, labels,
-                            f"{number}/{len(members)} {shown(inference.checkpoint)}")
-        results.append(scores(probs, labels))
-        total += probs
-        del probs
-    total /= len(members)
+    sums = split_sums(members, args.split, labels, f"{len(members)} networks")
+    *results, average = (scores(row, len(labels)) for row in sums)
     views = views_name(args.ten_crop)
-    average = scores(total, labels)
     # The report first, then the lines: the evaluation, which may have taken hours, is lost
     # neither to a standard output that fails (a closed pipe, a full disk) nor to a report
     # that cannot be written, whose error comes after the lines. The report holds the names

@@ -103,24 +103,25 @@ def test_the_average_is_the_mean_of_the_softmax_outputs(trained, rng, capsys, tm
     assert written["commit"]
 
 
-def test_a_terminal_shows_each_networks_progress(trained, capsys, monkeypatch):
+def test_a_terminal_shows_the_networks_progress(trained, capsys, monkeypatch):
     """The figures come once every network is evaluated: meanwhile a terminal gets a progress
-    bar per network, which knows its batch count (for the ETA) and goes over all its batches."""
+    bar over the networks' batches, taken in step, which knows their count (for the ETA) and
+    goes over all of each network's batches."""
     shown_bars = []
 
     def bar(batches, description):
-        shown_bars.append([description, 0])
+        shown_bars.append([description, [0, 0]])
         assert len(batches) == -(-len(trained.val_labels) // 5)   # -b 5
         for batch in batches:
-            shown_bars[-1][1] += len(batch[0])
+            for member, (positions, _, _) in enumerate(batch):
+                shown_bars[-1][1][member] += len(positions)
             yield batch
     monkeypatch.setattr(train, "progress_bar", lambda: bar)
     shutil.copyfile(trained.run / "best.h5", trained.tmp / "copy.h5")
     assert ensemble.main([str(trained.run), str(trained.tmp / "copy.h5"), "--data-path",
                           str(trained.data), "--gpus", "cpu", "-b", "5"]) == 0
     images = len(trained.val_labels)
-    assert shown_bars == [[f"1/2 {trained.run / 'best.h5'}", images],
-                          [f"2/2 {trained.tmp / 'copy.h5'}", images]]
+    assert shown_bars == [["2 networks", [images, images]]]
 
 
 def test_the_train_split_and_the_same_network_twice(trained, capsys):
