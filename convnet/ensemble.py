@@ -25,7 +25,6 @@ import contextlib
 import hashlib
 import os
 import sys
-from contextlib import closing
 from dataclasses import asdict
 
 import numpy as np
@@ -98,7 +97,7 @@ def split_sums(members, split, labels, description):
     terminal (the figures are printed once all are evaluated)."""
     sums = np.zeros((len(members) + 1, 3))
     with contextlib.ExitStack() as open_splits:
-        splits = [open_splits.enter_context(closing(member.run_split(split)))
+        splits = [open_splits.enter_context(contextlib.closing(member.run_split(split)))
                   for member in members]
         for outputs in with_progress(Batches(zip(*splits), len(splits[0])), description):
             average = None

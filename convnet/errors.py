@@ -1,6 +1,7 @@
 """Errors as the project reports them: one line naming the input and what is wrong."""
 import errno
 import io
+import math
 import os
 import re
 import signal
@@ -24,6 +25,15 @@ SHOWN_ESCAPE = re.compile(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|[tnr])")   # shown()'
 def counted(count, noun, plural=None) -> str:
     """"1 epoch", "6 epochs": a count and its noun in a message (plural: where not noun + s)."""
     return f"{count} {noun if count == 1 else plural or noun + 's'}"
+
+
+def bytes_text(count, up=False) -> str:
+    """A size in a message: whole MiB below a GiB, tenths of a GiB above; rounded up where it
+    is space to free (`up`), so that freeing it is enough."""
+    tenths = count >= 2**30
+    figure = count / 2**30 * 10 if tenths else count / 2**20
+    figure = math.ceil(figure) if up else round(figure)
+    return f"{figure / 10:.1f} GiB" if tenths else f"{figure} MiB"
 
 
 def shown(name) -> str:

@@ -645,7 +645,7 @@ def run(args, placement, device, replicas):
             done = f"its {counted(epochs, 'epoch')}" if trainer.epoch == epochs else \
                 counted(trainer.epoch, 'epoch')
             if trainer.so_far.batches:   # stopped in the epoch after
-                done += f" and {counted(trainer.so_far.batches, 'batch', 'batches')} of the next"
+                done += f" and {batches_into(trainer.so_far.batches, trainer.epoch)}"
             if trainer.epoch != epochs:
                 done += f", which --epochs {epochs} does not exceed"
             print(f"the run has done {done} (--epochs to train more); evaluating its weights",

@@ -36,7 +36,7 @@ from convnet import options, provenance  # noqa: E402
 from convnet.atomic import atomic_json  # noqa: E402
 from convnet.data import dataset, prepare  # noqa: E402
 from convnet.data.loader import Loader, colour_offsets, draw  # noqa: E402
-from convnet.errors import run_command  # noqa: E402
+from convnet.errors import bytes_text, run_command  # noqa: E402
 
 # Targets, not measurements: the loader's goal on a 16-core GPU machine, and the 2012 run.
 GPU_RATE_TARGET = 10_000      # images/s a current GPU trains the full model at: the loader's goal
@@ -156,10 +156,10 @@ def bench_loader(args, folder):
           f"images, colour noise on (2012 settings), output (3, {args.crop}, {args.crop}, "
           f"{args.batch}) float32")
     kind = filesystem(folder)
-    in_memory = kind in ("tmpfs", "ramfs")   # its files are pages in memory: none read cold
+    memory_backed = kind in ("tmpfs", "ramfs")   # its files are pages in memory: none read cold
     rates = {}
     for source, (printed, _, _, cold) in SOURCES.items():
-        if cold and in_memory:
+        if cold and memory_backed:
             continue
         for threads in sorted({1, cores}):
             with on_cores(threads):
@@ -167,7 +167,7 @@ def bench_loader(args, folder):
             rates[source, threads] = rate
             print(f"  {printed:20s}  {threads:2d} thread(s): {rate:8.0f} images/s, "
                   f"{rate / threads:6.0f} per core")
-    if in_memory:
+    if memory_backed:
         print(f"  not timed cold: {folder} is on {kind}, which keeps its files in memory")
     print(f"  straight from the file against through HDF5, {cores} thread(s): "
           + ", ".join(f"{rates[f'file{cold}', cores] / rates[f'hdf5{cold}', cores]:.2f}× {name}"
@@ -219,8 +219,8 @@ def main(argv=None):
                                LOADER_COPIES * args.images * args.size ** 2 * 3),
                               ("jpegs", args.jpegs, args.jpegs * PHOTOGRAPH_BYTES)):
         if held > memory:
-            parser.error(f"--{flag} {count}: needs up to {held / 2 ** 30:.1f} GiB of memory; this "
-                         f"machine has {memory / 2 ** 30:.1f} GiB")
+            parser.error(f"--{flag} {count}: needs up to {bytes_text(held)} of memory; this "
+                         f"machine has {bytes_text(memory)}")
     options.check_writable_flag(parser, args.json, "--json")   # before the benchmark
     print(machine())
     with tempfile.TemporaryDirectory() as folder:

@@ -962,7 +962,7 @@ CATALOGUE = [
     Mutant('bench-data-pins-this-thread-only', 'tools/bench_data.py',
            'os.sched_setaffinity(int(thread), cores)', 'os.sched_setaffinity(0, cores)',
            ('tests/test_bench_data.py',)),
-    Mutant('prep-space-rounded-down', 'convnet/data/prepare.py',
+    Mutant('prep-space-rounded-down', 'convnet/errors.py',
            'figure = math.ceil(figure) if up else round(figure)', 'figure = round(figure)', DATA),
     Mutant('prep-space-without-labels-and-index', 'convnet/data/prepare.py',
            'needed = images * (image_bytes + 4 + 128)', 'needed = images * image_bytes', DATA),

@@ -16,8 +16,8 @@ import sys
 
 from convnet import options, provenance
 from convnet.atomic import LockHeld, check_writable, exclusive_lock
-from convnet.errors import (NOT_REGULAR, counted, not_a_regular_file, open_regular, run_command,
-                            shown)
+from convnet.errors import (NOT_REGULAR, bytes_text, counted, not_a_regular_file, open_regular,
+                            run_command, shown)
 
 DATA_DIR = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", "..", "data"))
 CLASSES = os.path.join(DATA_DIR, "ilsvrc2012_classes.tsv")
@@ -276,10 +276,10 @@ def check(root, output, *, size, workers, name, classes, val_labels):
     processes = workers or provenance.cores()
     held = images_held(size, processes)
     if held > memory:   # else a MemoryError, or the kernel's OOM killer, once decoding starts
-        raise PrepareError(f"--size {size}: prepare would hold at least {held / 2 ** 30:.1f} GiB "
+        raise PrepareError(f"--size {size}: prepare would hold at least {bytes_text(held)} "
                            f"of images at once ({BLOCKS_PER_WORKER} blocks of {BLOCK} per "
                            f"worker, {counted(processes, 'worker')}), more than this machine's "
-                           f"{memory / 2 ** 30:.1f} GiB of memory: lower --size or --workers")
+                           f"{bytes_text(memory)} of memory: lower --size or --workers")
     try:   # checked before the work, not when it is stored at the end
         name.encode("utf-8")
     except UnicodeEncodeError:

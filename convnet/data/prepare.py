@@ -44,7 +44,6 @@ to OUTPUT, so OUTPUT is never a file that looks complete but is not.
 """
 import contextlib
 import hashlib
-import math
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -59,7 +58,8 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import provenance
-from convnet.errors import counted, failed_writes, one_line, run_command, shown, stop_signal
+from convnet.errors import (bytes_text, counted, failed_writes, one_line, run_command, shown,
+                            stop_signal)
 from convnet.stopping import Stopped
 from convnet.data.dataset import (CHUNK_BYTES, SPLITS, Statistics, chunk_images,
                                    write_classes, write_statistics)
@@ -363,15 +363,6 @@ def check_space(path, images, image_bytes, what="the next block", then="to resum
         raise PrepareError(f"{path}: {bytes_text(free)} free on its disk, too little for {what} "
                            f"({bytes_text(needed)}); free {bytes_text(needed - free, up=True)} "
                            f"more and run the same command {then}")
-
-
-def bytes_text(count, up=False):
-    """A size as a person reads it: whole MiB below a GiB, tenths of a GiB above; rounded up
-    where it is space to free (`up`), so that freeing it is enough."""
-    tenths = count >= 2**30
-    figure = count / 2**30 * 10 if tenths else count / 2**20
-    figure = math.ceil(figure) if up else round(figure)
-    return f"{figure / 10:.1f} GiB" if tenths else f"{figure} MiB"
 
 
 # -- the run ----------------------------------------------------------------------------------
