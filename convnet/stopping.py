@@ -4,7 +4,13 @@ wherever the interpreter is, and where that is a garbage collector's callback th
 printed and swallowed, so the run goes on; SIGTERM and SIGHUP would end it at once, between two
 lines of a log. Here the first such signal asks the run to stop, and the training loop raises
 Stopped (a KeyboardInterrupt) at its next step or evaluation batch (check); a second of the same
-signal acts at once, as it would have."""
+signal acts at once, as it would have.
+
+In a job of several ranks the launcher passes the signal on to each (MPICH's mpiexec; SLURM at a
+time limit), or it reaches one alone (a kill of one process). Each rank's requests() are summed
+over the ranks, in the step's sum of its loss and in one sum per evaluation batch, and
+check(summed) stops every rank at the same place: rank 0 saves the run there while the others
+wait."""
 import contextlib
 import signal
 import threading
@@ -50,9 +56,20 @@ def signals_stop_at_next_step():
         _requested = None
 
 
-def check():
-    """Raises Stopped where a stop signal has come since the last check."""
+def requests():
+    """This process's request to stop since the last check, as a count for each stop signal
+    (in STOP_SIGNALS' order), to be summed over the ranks."""
+    return [float(_requested == number) for number in STOP_SIGNALS]
+
+
+def check(asked=None):
+    """Raises Stopped where a stop signal has come since the last check: to this process, or,
+    given `asked` (requests() summed over the ranks), to any rank of the job, which then stops
+    every rank here. A request that came after `asked` was summed waits for the next check."""
     global _requested
-    if _requested is not None:
-        number, _requested = _requested, None
-        raise Stopped(number)
+    if asked is None:
+        asked = requests()
+    for number, count in zip(STOP_SIGNALS, asked):
+        if count:
+            _requested = None
+            raise Stopped(number)

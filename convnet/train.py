@@ -40,7 +40,7 @@ from convnet.backend.cuda.devices import CUPY_INSTALL, NO_CUPY, cuda_devices
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
-from convnet.errors import (INTERRUPTED_STATUS, PIPE_CLOSED_STATUS, OutputClosed, OutputFailed,
+from convnet.errors import (PIPE_CLOSED_STATUS, OutputClosed, OutputFailed,
                             counted, one_line, run_command, shown, stop_signal)
 from convnet.network import Network
 from convnet.placement import Placement
@@ -607,7 +607,8 @@ def run(args, placement, device, replicas):
             print(f"note: --conv-algorithm {args.conv_algorithm} left unused: it picks among the "
                   f"CUDA kernels, and the CPU's reference backend has one convolution",
                   file=sys.stderr)
-        stopping.check()   # a Ctrl-C since the start: the run's files as they were
+        # a Ctrl-C since the start, to any rank: the run's files as they were
+        stopping.check(replicas.sum(stopping.requests()))
         if replicas.rank == 0 and trains:   # evaluating a run leaves its settings alone
             # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
             conv_algorithm = None if device == "cpu" else args.conv_algorithm or DEFAULT_ALGORITHM
@@ -632,7 +633,7 @@ def run(args, placement, device, replicas):
         # loads (--weights too) and the settings are written: a refusal before it changes
         # none of the run's checkpoints and logs, and so does a Ctrl-C since the start, which
         # stops the run here.
-        stopping.check()
+        stopping.check(replicas.sum(stopping.requests()))
         if trains and args.resume:
             note = trainer.go_on_from(resumed, kept)
             if note:
@@ -775,13 +776,10 @@ def main(argv=None):
             if leader:
                 print(f"error: {error}", file=sys.stderr)
             return 2
-        # Several ranks: Ctrl-C is their launcher's to handle.
-        one_process = stopping.signals_stop_at_next_step() if replicas.world == 1 else \
-            contextlib.nullcontext()
         try:
             # The run checks its loss itself and stops on a non-finite one in one line; NumPy's
             # warnings of overflows on the way there would only add lines before it.
-            with one_process, np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with stopping.signals_stop_at_next_step(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return run(args, placement, device, replicas)
         except (NonFiniteLoss, ReplicasDiverged) as error:   # global figures: the same everywhere
             if replicas.rank == 0:
@@ -798,13 +796,14 @@ def main(argv=None):
             stop.test_only, stop.output_dir = args.test_only, args.output_dir
             if replicas.world == 1:
                 raise
-            # Several ranks: the launcher passed the Ctrl-C on to each. One line: rank 0's, as
-            # it ends the job, or where it waits inside MPI for a rank that left, that of a rank
-            # the grace let through.
+            # Several ranks: a stop they agreed on (stopping.check), rank 0 having saved the run,
+            # or a second Ctrl-C the launcher passed on to each. One line: rank 0's, as it ends
+            # the job, or where it waits inside MPI for a rank that left, that of a rank the
+            # grace let through.
             if replicas.rank:
                 time.sleep(INTERRUPT_GRACE)
             print(stopped_line(stop), file=sys.stderr, flush=True)
-            replicas.abort(INTERRUPTED_STATUS)
+            replicas.abort(128 + stop_signal(stop))
         except (OutputFailed, OutputClosed) as error:   # rank 0's, the one that prints
             if replicas.world == 1:
                 raise                                   # run_command's to tell

@@ -173,9 +173,10 @@ def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
     ops = network.output_backend
     loss_sum, top1, top5, count = 0.0, 0.0, 0.0, 0
     for views, labels in data.eval_batches(batch_size, ten_crop, shard=replicas.shard):
+        # on every rank, its part empty or not: a stop asked of any stops all at this batch
+        stopping.check(replicas.sum(stopping.requests()))
         if len(labels) == 0:
             continue
-        stopping.check()
         probs, _ = forward_views(network, views)
         top1_batch, top5_batch = ops.topk_errors(probs, labels, (1, 5))
         loss_sum += summed_log_loss(ops.to_host(probs)[labels, np.arange(len(labels))])
@@ -384,10 +385,14 @@ class Trainer:
             totals = [result.loss * share, *result.errors]
         else:
             totals = [0.0, 0.0, 0.0]
-        loss, top1, top5 = replicas.sum(totals)
-        if not math.isfinite(loss):
+        # the ranks' requests to stop summed with the figures: every rank learns of them here
+        loss, top1, top5, *asked = replicas.sum(totals + stopping.requests())
+        if not math.isfinite(loss):   # before a stop, which would save the broken weights
             raise NonFiniteLoss(f"loss became {loss} at step {self.step + 1} (epoch "
                                 f"{self.epoch + 1}); {self._checkpoints_kept()}")
+        # A stop saves the run before this step changes anything; the run going on from it
+        # draws this batch again.
+        stopping.check(asked)
         if part.count:
             grads = self.network.backward(gradients_ready=replicas.gradients_ready)
         else:
@@ -423,9 +428,6 @@ class Trainer:
         epoch_start, epoch_wait, window_wait = time.perf_counter(), 0.0, 0.0
         with self._log(LOG) as log:
             while True:
-                # Between steps (the last's record made): a stop saves the run here, where a
-                # step was taken since its last checkpoint.
-                stopping.check()
                 wait_start = time.perf_counter()   # the trainer idles until the loader delivers
                 batch = next(batches, None)
                 waited = time.perf_counter() - wait_start
@@ -476,15 +478,19 @@ class Trainer:
             raise
 
     def save_stopped(self):
-        """At a stop between steps or in an evaluation: last.h5 written at this step, where it
-        is past the run's last checkpoint. Returns (step, batches done of the epoch, its
-        batches, the epoch) for the stop's line, or None where nothing was written."""
-        if not self.writes or self.step == (self.checkpoint_at or (0,))[0]:
+        """At a stop in a step or an evaluation, the same on every rank: last.h5 written at this
+        step by rank 0, where it is past the run's last checkpoint, the other ranks waiting for
+        it. Returns (step, batches done of the epoch, its batches, the epoch) for the stop's
+        line, or None where nothing was written."""
+        if self.step == (self.checkpoint_at or (0,))[0]:
             return None
         # the epoch's training time: a validation stopped is done again in full
         self.so_far.seconds += (self._training_end or time.perf_counter()) - self._epoch_start
-        checkpoint.save(os.path.join(self.output_dir, checkpoint.LAST), self.network,
-                        self.velocity, self.state())
+        if self.writes:
+            checkpoint.save(os.path.join(self.output_dir, checkpoint.LAST), self.network,
+                            self.velocity, self.state())
+        # A barrier: the job ends as its first rank leaves, which must not be before the save.
+        self.replicas.sum([0.0])
         self.checkpoint_at = (self.step, self.epoch, self.so_far.batches)
         batches = -(-len(self.data.labels("train")) // self.batch_size)
         return self.step, self.so_far.batches, batches, self.epoch + 1
@@ -531,7 +537,7 @@ class Trainer:
                                 self.state())
                 if improved:
                     checkpoint.copy(best, last)
-                self.checkpoint_at = (self.step, self.epoch, 0)
+            self.checkpoint_at = (self.step, self.epoch, 0)
             # Told once kept: a standard output that fails here stops the run, not the epoch.
             print(f"epoch {self.epoch}/{epochs}: train loss {training.loss:.4f}, top-1 "
                   f"error {training.top1:.2%}; validation {validation}; "

@@ -9,6 +9,8 @@ step's loss was summed, while the other ranks go on to sum the gradients):
   diverge  (STEP ignored) the rank's initial weights differ slightly from the others'
   ctrl-c   (RANK ignored) every rank is interrupted in that step, as by the launcher passing on
            a Ctrl-C to each
+  sigterm  the rank alone is sent SIGTERM, as by a kill of one process
+  sigterm-validating  (STEP ignored) the rank alone is sent SIGTERM in its first evaluation batch
   no-weights  (STEP ignored) the rank finds no file at --weights, as a node that lacks its copy
   gpus     (STEP ignored) rank RANK sees two GPUs, through stand-ins for CuPy and the CUDA
            backend, and every other rank no CuPy: a job whose nodes differ, run with --gpus
@@ -19,14 +21,15 @@ import sys
 import time
 import types
 
-from convnet import checkpoint, train
+from convnet import checkpoint, train, trainer
 from convnet.backend import get_backend
 from convnet.backend.cuda.devices import NO_CUPY
 from convnet.network import Network
 from convnet.replicas.launch import from_environment
 
 
-FAULTS = ("die", "hang", "diverge", "ctrl-c", "no-weights", "gpus")
+FAULTS = ("die", "hang", "diverge", "ctrl-c", "sigterm", "sigterm-validating", "no-weights",
+          "gpus")
 
 
 def main():
@@ -65,6 +68,15 @@ def inject(fault, at_step):
             self.params["fc8/drop7a"][0, 0] += 1e-3
         Network.__init__ = perturbed
         return
+    if fault == "sigterm-validating":
+        forward_views, calls = trainer.forward_views, iter(range(10 ** 9))
+
+        def signalled(*args):
+            if next(calls) == 0:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return forward_views(*args)
+        trainer.forward_views = signalled
+        return
     backward, steps = Network.backward, iter(range(10 ** 9))
 
     def failing(self, **kwargs):
@@ -73,6 +85,9 @@ def inject(fault, at_step):
                 os.kill(os.getpid(), signal.SIGKILL)
             if fault == "ctrl-c":
                 raise KeyboardInterrupt
+            if fault == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+                return backward(self, **kwargs)
             time.sleep(3600)
         return backward(self, **kwargs)
     Network.backward = failing

@@ -2,10 +2,11 @@
 by make setup): 2 ranks with global batch B end with the weights of 1 process with batch B; a
 2-rank checkpoint resumes on 1 rank; a rank killed or hung mid-step, replicas that start
 apart, a rank that cannot read the dataset and a batch that does not split end every rank with
-a message, in bounded time.
+a message, in bounded time; a stop signal that reaches one rank stops all at one step, saved.
 
-The dataset is tiny and made here: 33 training images in batches of 8, so each epoch ends with
-a 1-image batch, of which rank 0's part is empty. Every job runs under a timeout."""
+The dataset is tiny and made here: 33 training and 9 validation images in batches of 8, so each
+epoch and each evaluation end with a 1-image batch, of which rank 0's part is empty. Every job
+runs under a timeout."""
 import csv
 import json
 import os
@@ -70,8 +71,8 @@ def tiny(tmp_path_factory):
     dataset.write(folder / "tiny.h5", name="tiny",
                   train_images=rng.integers(0, 256, (33, 32, 32, 3), np.uint8),
                   train_labels=rng.integers(0, 4, 33),
-                  val_images=rng.integers(0, 256, (12, 32, 32, 3), np.uint8),
-                  val_labels=rng.integers(0, 4, 12), class_ids=list("abcd"),
+                  val_images=rng.integers(0, 256, (9, 32, 32, 3), np.uint8),
+                  val_labels=rng.integers(0, 4, 9), class_ids=list("abcd"),
                   class_names=list("abcd"))
     return folder
 
@@ -246,7 +247,8 @@ def test_ranks_that_would_train_to_other_epochs_are_refused(tiny, one_process):
 
 
 def test_a_ctrl_c_passed_on_to_every_rank_ends_the_job_in_one_line(tiny):
-    """Rank 0's line, then only the MPI library's own report of each rank's abort (which ends
+    """A KeyboardInterrupt on every rank inside a step (a second Ctrl-C, which acts at once):
+    rank 0's line, then only the MPI library's own report of each rank's abort (which ends
     the job wherever a rank is: one may be waiting inside a sum for another)."""
     result, _ = run(2, *common(tiny, "interrupted"), "--epochs", "2",
                     faults=["ctrl-c", "0", "2"], cwd=tiny)
@@ -257,6 +259,27 @@ def test_a_ctrl_c_passed_on_to_every_rank_ends_the_job_in_one_line(tiny):
     assert ours.strip() == (f"interrupted: checkpoints written before are as they were; --resume "
                             f"--output-dir {tiny / 'interrupted'} goes on from its last.h5 (or, "
                             f"stopped before the first, starts again)")
+
+
+@pytest.mark.parametrize("fault, saved", [
+    ("sigterm", "at step 3 (batch 3 of 5 of epoch 1)"),     # sent in step 3: seen in step 4's sum
+    ("sigterm-validating", "at step 5 (batch 5 of 5 of epoch 1)")])
+def test_a_stop_sent_to_one_rank_stops_every_rank_at_one_step_saved_there(tiny, one_process,
+                                                                           fault, saved):
+    """A SIGTERM that reaches rank 1 alone, in a step or in a validation: every rank stops at the
+    same place, rank 0 saves the run there with status 143, and two ranks going on from it end
+    as the run never stopped."""
+    out = tiny / f"stopped-{fault}"
+    flags = [*common(tiny, out.name), "--epochs", "2"]
+    result, _ = run(2, *flags, faults=[fault, "1", "2"], cwd=tiny)
+    assert result.returncode == 143
+    ours = re.sub(r"Abort\(143\) on node \d+ \(rank \d+ in comm \d+\): application called "
+                  r"MPI_Abort\(MPI_COMM_WORLD, 143\) - process \d+\n?", "", result.stderr)
+    assert ours.strip() == (f"stopped by SIGTERM {saved}, which last.h5 now holds; --resume "
+                            f"--output-dir {out} goes on from its last.h5 as if never stopped")
+    resumed, _ = run(2, *flags, "--resume", cwd=tiny)
+    assert resumed.returncode == 0, resumed.stderr
+    assert_same_run(out, one_process)
 
 
 def test_a_rank_whose_weights_fail_leaves_the_logs_of_the_run(tiny, one_process):

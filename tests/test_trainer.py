@@ -19,6 +19,7 @@ from convnet.backend import get_backend
 from convnet.data import dataset, fashion_mnist
 from convnet.data.loader import Loader
 from convnet.network import Network, parameter_specs
+from convnet.replicas.engines import Replicas
 from convnet.replicas.shard import WHOLE
 from convnet.schedule import Rates, Schedule
 from convnet.solver import SGD
@@ -293,8 +294,8 @@ def test_a_stop_saves_the_run_where_it_stopped_and_a_resume_goes_on_exactly(
     first = make_trainer(stopped, train=48)
     check, evaluate, validating = stopping.check, trainer_module.evaluate, []
 
-    def stop_there():
-        check()
+    def stop_there(asked):
+        check(asked)
         if first.step == stop_at and bool(validating) == (where != "after step 4"):
             raise stopping.Stopped(signal.SIGTERM)
 
@@ -329,8 +330,8 @@ def test_a_stop_before_a_step_since_the_last_checkpoint_writes_nothing(tmp_path,
     first = make_trainer(tmp_path, train=48)
     check = stopping.check
 
-    def stop_as_epoch_2_starts():
-        check()
+    def stop_as_epoch_2_starts(asked):
+        check(asked)
         if first.epoch == 1:
             raise stopping.Stopped(signal.SIGINT)
     monkeypatch.setattr(stopping, "check", stop_as_epoch_2_starts)
@@ -340,11 +341,63 @@ def test_a_stop_before_a_step_since_the_last_checkpoint_writes_nothing(tmp_path,
     assert checkpoint.record(str(tmp_path / "last.h5"))[1]["step"] == 3
 
 
+def test_a_stop_asked_as_the_loss_turns_non_finite_saves_no_broken_weights(tmp_path,
+                                                                           monkeypatch):
+    """Step 4's update breaks the weights and a stop is asked in step 5, whose loss shows it:
+    the run ends on the loss, with last.h5 epoch 1's (step 3), not step 4's broken weights."""
+    first = make_trainer(tmp_path, train=48)
+    update = first.solver.step
+
+    def breaking(network, grads, velocity):
+        update(network, grads, velocity)
+        if first.step == 3:   # the update of step 4
+            next(iter(network.params.values()))[...] = np.inf
+            monkeypatch.setattr(stopping, "requests", lambda: [0.0, 1.0, 0.0])
+    monkeypatch.setattr(first.solver, "step", breaking)
+    with pytest.raises(NonFiniteLoss, match=r"at step 5 \(epoch 2\)"), \
+            np.errstate(invalid="ignore", over="ignore"):
+        first.fit(3)
+    assert checkpoint.record(str(tmp_path / "last.h5"))[1]["step"] == 3
+
+
+class Recorded(Replicas):
+    """One rank of two, whose sums (the identity) are recorded, in order, in `events`."""
+    world = 2
+
+    def __init__(self, rank, events):
+        self.rank, self.events = rank, events
+
+    def sum(self, values):
+        self.events.append("sum")
+        return super().sum(values)
+
+    def check_same(self, arrays, what):   # the other rank's checksums are not here
+        pass
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_every_rank_waits_for_rank_0s_save_of_a_stopped_run(tmp_path, monkeypatch, rank):
+    """A rank leaving first ends the job: after a stop, every rank meets the others in a sum
+    once rank 0 has saved the run, before any leaves."""
+    events = []
+    first = make_trainer(tmp_path, train=48)
+    first.replicas, first.writes = Recorded(rank, events), rank == 0
+    save = checkpoint.save
+    monkeypatch.setattr(checkpoint, "save", lambda *args: (events.append("save"), save(*args)))
+    monkeypatch.setattr(stopping, "requests",
+                        lambda: [float(first.step == 4), 0.0, 0.0])   # in step 5
+    with pytest.raises(stopping.Stopped) as stop:
+        first.fit(3)
+    assert stop.value.saved == (4, 1, 3, 2)
+    assert events[-2:] == (["save", "sum"] if rank == 0 else ["sum", "sum"])  # step 5's, then
+    assert events.count("save") == (2 if rank == 0 else 0)                   # the one after
+
+
 def test_a_non_finite_loss_after_a_stop_names_the_checkpoint_it_left(tmp_path, monkeypatch):
     first = make_trainer(tmp_path, train=48)
     check = stopping.check
 
-    def stop_at_step_4():
+    def stop_at_step_4(asked):
         if first.step == 4:
             raise stopping.Stopped(signal.SIGINT)
     monkeypatch.setattr(stopping, "check", stop_at_step_4)
