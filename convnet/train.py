@@ -176,8 +176,8 @@ def run_files(output_dir):
 def auto_checkpoint(output_dir):
     """The checkpoint --resume auto goes on from: the folder's last.h5, else its best.h5 (a run
     stopped between its first epoch's two writes, best.h5 first), else none (logs alone, of a
-    run killed in its first epoch, or stopped there under MPI or before its first step; or
-    nothing: the run starts at step 0)."""
+    run killed in its first epoch, or stopped before its first step; or nothing: the run starts
+    at step 0)."""
     for name in (checkpoint.LAST, checkpoint.BEST):
         path = os.path.join(output_dir, name)
         if os.path.exists(path):

@@ -484,6 +484,13 @@ class Trainer:
         line, or None where nothing was written."""
         if self.step == (self.checkpoint_at or (0,))[0]:
             return None
+        # A stop in the validation after an epoch's last update comes before its loss shows
+        # what that update did: weights it broke must not replace the last checkpoint.
+        if not all(np.isfinite(array).all()
+                   for array in self.network.to_host(self.network.params).values()):
+            raise NonFiniteLoss(f"the weights of step {self.step} (epoch {self.epoch + 1}) are "
+                                f"not finite, so the stop did not save them; "
+                                f"{self._checkpoints_kept()}")
         # the epoch's training time: a validation stopped is done again in full
         self.so_far.seconds += (self._training_end or time.perf_counter()) - self._epoch_start
         if self.writes:

@@ -7,10 +7,12 @@ step's loss was summed, while the other ranks go on to sum the gradients):
   die      the process is killed (SIGKILL), as by the out-of-memory killer or a lost node
   hang     the process sleeps for an hour, as a rank stuck in a driver call would
   diverge  (STEP ignored) the rank's initial weights differ slightly from the others'
-  ctrl-c   (RANK ignored) every rank is interrupted in that step, as by the launcher passing on
-           a Ctrl-C to each
+  ctrl-c   (RANK ignored) every rank is interrupted in that step, as by a second Ctrl-C passed
+           on to each, which acts at once
   sigterm  the rank alone is sent SIGTERM, as by a kill of one process
   sigterm-validating  (STEP ignored) the rank alone is sent SIGTERM in its first evaluation batch
+  sigterm-at-start    (STEP ignored) the rank alone is sent SIGTERM as the run starts, before
+           anything is written
   no-weights  (STEP ignored) the rank finds no file at --weights, as a node that lacks its copy
   gpus     (STEP ignored) rank RANK sees two GPUs, through stand-ins for CuPy and the CUDA
            backend, and every other rank no CuPy: a job whose nodes differ, run with --gpus
@@ -28,8 +30,8 @@ from convnet.network import Network
 from convnet.replicas.launch import from_environment
 
 
-FAULTS = ("die", "hang", "diverge", "ctrl-c", "sigterm", "sigterm-validating", "no-weights",
-          "gpus")
+FAULTS = ("die", "hang", "diverge", "ctrl-c", "sigterm", "sigterm-validating",
+          "sigterm-at-start", "no-weights", "gpus")
 
 
 def main():
@@ -67,6 +69,14 @@ def inject(fault, at_step):
             initialize(self, *args, **kwargs)
             self.params["fc8/drop7a"][0, 0] += 1e-3
         Network.__init__ = perturbed
+        return
+    if fault == "sigterm-at-start":
+        note = train.idle_device_note
+
+        def signalled(*args):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return note(*args)
+        train.idle_device_note = signalled
         return
     if fault == "sigterm-validating":
         forward_views, calls = trainer.forward_views, iter(range(10 ** 9))

@@ -64,6 +64,13 @@ def run(ranks, *flags, faults=None, cwd):
     return result, time.monotonic() - start
 
 
+def without_aborts(stderr, status):
+    """stderr without MPICH's report of each rank's abort with `status`, which its launcher may
+    set down inside another process's line."""
+    return re.sub(rf"Abort\({status}\) on node \d+ \(rank \d+ in comm \d+\): application "
+                  rf"called MPI_Abort\(MPI_COMM_WORLD, {status}\) - process \d+\n?", "", stderr)
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     rng = np.random.default_rng(7)
@@ -253,10 +260,7 @@ def test_a_ctrl_c_passed_on_to_every_rank_ends_the_job_in_one_line(tiny):
     result, _ = run(2, *common(tiny, "interrupted"), "--epochs", "2",
                     faults=["ctrl-c", "0", "2"], cwd=tiny)
     assert result.returncode == 130
-    # MPICH's reports, which its launcher may set down inside another process's line
-    ours = re.sub(r"Abort\(130\) on node \d+ \(rank \d+ in comm \d+\): application called "
-                  r"MPI_Abort\(MPI_COMM_WORLD, 130\) - process \d+\n?", "", result.stderr)
-    assert ours.strip() == (f"interrupted: checkpoints written before are as they were; --resume "
+    assert without_aborts(result.stderr, 130).strip() == (f"interrupted: checkpoints written before are as they were; --resume "
                             f"--output-dir {tiny / 'interrupted'} goes on from its last.h5 (or, "
                             f"stopped before the first, starts again)")
 
@@ -273,13 +277,30 @@ def test_a_stop_sent_to_one_rank_stops_every_rank_at_one_step_saved_there(tiny, 
     flags = [*common(tiny, out.name), "--epochs", "2"]
     result, _ = run(2, *flags, faults=[fault, "1", "2"], cwd=tiny)
     assert result.returncode == 143
-    ours = re.sub(r"Abort\(143\) on node \d+ \(rank \d+ in comm \d+\): application called "
-                  r"MPI_Abort\(MPI_COMM_WORLD, 143\) - process \d+\n?", "", result.stderr)
-    assert ours.strip() == (f"stopped by SIGTERM {saved}, which last.h5 now holds; --resume "
+    assert without_aborts(result.stderr, 143).strip() == (f"stopped by SIGTERM {saved}, which last.h5 now holds; --resume "
                             f"--output-dir {out} goes on from its last.h5 as if never stopped")
     resumed, _ = run(2, *flags, "--resume", cwd=tiny)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(out, one_process)
+
+
+def test_a_stop_sent_to_one_rank_as_the_ranks_start_stops_both_before_either_writes(tiny):
+    out = tiny / "stopped-at-start"
+    result, _ = run(2, *common(tiny, out.name), "--epochs", "2",
+                    faults=["sigterm-at-start", "1", "0"], cwd=tiny)
+    assert result.returncode == 143
+    assert without_aborts(result.stderr, 143).strip() == (
+        f"stopped by SIGTERM: checkpoints written before are as they were; --resume --output-dir "
+        f"{out} goes on from its last.h5 (or, stopped before the first, starts again)")
+    assert not (out / "settings.json").exists()
+
+
+def test_a_stop_sent_to_one_rank_in_an_evaluation_stops_both(tiny, one_process):
+    result, _ = run(2, *common(tiny, "one"), "--resume", "--test-only",
+                    faults=["sigterm-validating", "1", "0"], cwd=tiny)
+    assert result.returncode == 143
+    assert without_aborts(result.stderr, 143).strip() == (
+        "stopped by SIGTERM: --test-only writes nothing, so nothing was lost")
 
 
 def test_a_rank_whose_weights_fail_leaves_the_logs_of_the_run(tiny, one_process):

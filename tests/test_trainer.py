@@ -341,25 +341,32 @@ def test_a_stop_before_a_step_since_the_last_checkpoint_writes_nothing(tmp_path,
     assert checkpoint.record(str(tmp_path / "last.h5"))[1]["step"] == 3
 
 
-def test_a_stop_asked_as_the_loss_turns_non_finite_saves_no_broken_weights(tmp_path,
-                                                                           monkeypatch):
-    """Step 4's update breaks the weights and a stop is asked in step 5, whose loss shows it:
-    the run ends on the loss, with last.h5 epoch 1's (step 3), not step 4's broken weights."""
-    first = make_trainer(tmp_path, train=48)
+@pytest.mark.parametrize("broken_by, ended, kept", [
+    (4, r"loss became nan at step 5 \(epoch 2\)", 3),    # seen in step 5's sum
+    (3, r"the weights of step 3 \(epoch 1\) are not finite, so the stop did not save them; "
+        r"no checkpoint was written before it", None)],    # seen in the validation after
+    ids=["in a step", "in a validation"])
+def test_a_stop_asked_as_an_update_breaks_the_weights_saves_none_of_them(tmp_path, monkeypatch,
+                                                                         broken_by, ended, kept):
+    """Step `broken_by`'s update breaks the weights and asks for a stop, which comes at the next
+    step's sum or, after an epoch's last step, at its validation's first batch: the run ends on
+    the broken weights, and last.h5 stays the checkpoint before (none in epoch 1)."""
+    first = make_trainer(tmp_path, train=48)   # 3 steps an epoch
     update = first.solver.step
 
     def breaking(network, grads, velocity):
         update(network, grads, velocity)
-        if first.step == 3:   # the update of step 4
-            next(iter(network.params.values()))[...] = np.inf
+        if first.step == broken_by - 1:
+            next(iter(network.params.values()))[...] = np.nan
             monkeypatch.setattr(stopping, "requests", lambda: [0.0, 1.0, 0.0])
     monkeypatch.setattr(first.solver, "step", breaking)
     # a stop let through would end pytest's session (a KeyboardInterrupt), not fail this test
-    with pytest.raises((NonFiniteLoss, stopping.Stopped)) as ended, \
+    with pytest.raises((NonFiniteLoss, stopping.Stopped)) as stop, \
             np.errstate(invalid="ignore", over="ignore"):
         first.fit(3)
-    assert ended.type is NonFiniteLoss and "at step 5 (epoch 2)" in str(ended.value)
-    assert checkpoint.record(str(tmp_path / "last.h5"))[1]["step"] == 3
+    assert stop.type is NonFiniteLoss and re.search(ended, str(stop.value)), str(stop.value)
+    last = tmp_path / "last.h5"
+    assert (checkpoint.record(str(last))[1]["step"] if last.exists() else None) == kept
 
 
 class Recorded(Replicas):

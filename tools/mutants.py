@@ -1002,6 +1002,12 @@ CATALOGUE = [
            'with stopping.signals_stop_at_next_step(), np.errstate(',
            'with (stopping.signals_stop_at_next_step() if replicas.world == 1 else '
            'contextlib.nullcontext()), np.errstate(', ('tests/test_replicas_mpi.py',)),
+    Mutant('train-ranks-start-stop-asked-of-this-rank-alone', 'convnet/train.py',
+           "the run's files as they were\n        stopping.check(replicas.sum(stopping.requests()))",
+           "the run's files as they were\n        stopping.check()", ('tests/test_replicas_mpi.py',)),
+    Mutant('tr-stop-saves-broken-weights', 'convnet/trainer.py',
+           'if not all(np.isfinite(array).all()', 'if False and not all(np.isfinite(array).all()',
+           ('tests/test_trainer.py',)),
     Mutant('train-ranks-stop-status-ctrl-c', 'convnet/train.py',
            'replicas.abort(128 + stop_signal(stop))', 'replicas.abort(130)',
            ('tests/test_replicas_mpi.py',)),
