@@ -40,7 +40,7 @@ from convnet.backend.cuda.devices import CUPY_INSTALL, NO_CUPY, cuda_devices
 from convnet.backend.cuda.launch import DETERMINISTIC_CUBLAS_WORKSPACE
 from convnet.data.loader import Loader
 from convnet.data.dataset import Dataset, DatasetError
-from convnet.errors import (PIPE_CLOSED_STATUS, OutputClosed, OutputFailed,
+from convnet.errors import (INTERRUPTED_STATUS, PIPE_CLOSED_STATUS, OutputClosed, OutputFailed,
                             counted, one_line, run_command, shown, stop_signal)
 from convnet.network import Network
 from convnet.placement import Placement
@@ -796,14 +796,19 @@ def main(argv=None):
             stop.test_only, stop.output_dir = args.test_only, args.output_dir
             if replicas.world == 1:
                 raise
-            # Several ranks: a stop they agreed on (stopping.check), rank 0 having saved the run,
-            # or a second Ctrl-C the launcher passed on to each. One line: rank 0's, as it ends
-            # the job, or where it waits inside MPI for a rank that left, that of a rank the
-            # grace let through.
+            if isinstance(stop, stopping.Stopped):
+                # Several ranks, stopped at the same place (stopping.check), the run saved: each
+                # leaves as from a finished run, with the signal's status; rank 0 says it.
+                if replicas.rank == 0:
+                    print(stopped_line(stop), file=sys.stderr, flush=True)
+                return 128 + stop.number
+            # A second Ctrl-C the launcher passed on to each rank, wherever each was. One line:
+            # rank 0's, as it ends the job, or where it waits inside MPI for a rank that left,
+            # that of a rank the grace let through.
             if replicas.rank:
                 time.sleep(INTERRUPT_GRACE)
             print(stopped_line(stop), file=sys.stderr, flush=True)
-            replicas.abort(128 + stop_signal(stop))
+            replicas.abort(INTERRUPTED_STATUS)
         except (OutputFailed, OutputClosed) as error:   # rank 0's, the one that prints
             if replicas.world == 1:
                 raise                                   # run_command's to tell

@@ -271,14 +271,14 @@ def test_a_ctrl_c_passed_on_to_every_rank_ends_the_job_in_one_line(tiny):
 def test_a_stop_sent_to_one_rank_stops_every_rank_at_one_step_saved_there(tiny, one_process,
                                                                            fault, saved):
     """A SIGTERM that reaches rank 1 alone, in a step or in a validation: every rank stops at the
-    same place, rank 0 saves the run there with status 143, and two ranks going on from it end
-    as the run never stopped."""
+    same place, rank 0 saves the run there, and each leaves with status 143, rank 0 alone saying
+    so; two ranks going on from it end as the run never stopped."""
     out = tiny / f"stopped-{fault}"
     flags = [*common(tiny, out.name), "--epochs", "2"]
     result, _ = run(2, *flags, faults=[fault, "1", "2"], cwd=tiny)
     assert result.returncode == 143
-    assert without_aborts(result.stderr, 143).strip() == (f"stopped by SIGTERM {saved}, which last.h5 now holds; --resume "
-                            f"--output-dir {out} goes on from its last.h5 as if never stopped")
+    assert result.stderr == (f"stopped by SIGTERM {saved}, which last.h5 now holds; --resume "
+                             f"--output-dir {out} goes on from its last.h5 as if never stopped\n")
     resumed, _ = run(2, *flags, "--resume", cwd=tiny)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(out, one_process)
@@ -289,9 +289,9 @@ def test_a_stop_sent_to_one_rank_as_the_ranks_start_stops_both_before_either_wri
     result, _ = run(2, *common(tiny, out.name), "--epochs", "2",
                     faults=["sigterm-at-start", "1", "0"], cwd=tiny)
     assert result.returncode == 143
-    assert without_aborts(result.stderr, 143).strip() == (
+    assert result.stderr == (
         f"stopped by SIGTERM: checkpoints written before are as they were; --resume --output-dir "
-        f"{out} goes on from its last.h5 (or, stopped before the first, starts again)")
+        f"{out} goes on from its last.h5 (or, stopped before the first, starts again)\n")
     assert not (out / "settings.json").exists()
 
 
@@ -299,8 +299,8 @@ def test_a_stop_sent_to_one_rank_in_an_evaluation_stops_both(tiny, one_process):
     result, _ = run(2, *common(tiny, "one"), "--resume", "--test-only",
                     faults=["sigterm-validating", "1", "0"], cwd=tiny)
     assert result.returncode == 143
-    assert without_aborts(result.stderr, 143).strip() == (
-        "stopped by SIGTERM: --test-only writes nothing, so nothing was lost")
+    assert result.stderr == (
+        "stopped by SIGTERM: --test-only writes nothing, so nothing was lost\n")
 
 
 def test_a_rank_whose_weights_fail_leaves_the_logs_of_the_run(tiny, one_process):
