@@ -779,7 +779,8 @@ def main(argv=None):
         try:
             # The run checks its loss itself and stops on a non-finite one in one line; NumPy's
             # warnings of overflows on the way there would only add lines before it.
-            with stopping.signals_stop_at_next_step(), np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with stopping.signals_stop_at_next_step(), \
+                    np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 return run(args, placement, device, replicas)
         except (NonFiniteLoss, ReplicasDiverged) as error:   # global figures: the same everywhere
             if replicas.rank == 0:

@@ -496,7 +496,8 @@ class Trainer:
         if self.writes:
             checkpoint.save(os.path.join(self.output_dir, checkpoint.LAST), self.network,
                             self.velocity, self.state())
-        # A barrier: the job ends as its first rank leaves, which must not be before the save.
+        # A barrier: a launcher may end every rank as the first leaves, which must not be before
+        # the save.
         self.replicas.sum([0.0])
         self.checkpoint_at = (self.step, self.epoch, self.so_far.batches)
         batches = -(-len(self.data.labels("train")) // self.batch_size)

@@ -999,9 +999,9 @@ CATALOGUE = [
            '        stopping.check(replicas.sum(stopping.requests()))\n',
            ('tests/test_replicas_mpi.py',)),
     Mutant('train-ranks-stop-unhandled', 'convnet/train.py',
-           'with stopping.signals_stop_at_next_step(), np.errstate(',
+           'with stopping.signals_stop_at_next_step(), \\\n',
            'with (stopping.signals_stop_at_next_step() if replicas.world == 1 else '
-           'contextlib.nullcontext()), np.errstate(', ('tests/test_replicas_mpi.py',)),
+           'contextlib.nullcontext()), \\\n', ('tests/test_replicas_mpi.py',)),
     Mutant('train-ranks-start-stop-asked-of-this-rank-alone', 'convnet/train.py',
            "the run's files as they were\n        stopping.check(replicas.sum(stopping.requests()))",
            "the run's files as they were\n        stopping.check()", ('tests/test_replicas_mpi.py',)),
