@@ -260,9 +260,10 @@ def test_a_ctrl_c_passed_on_to_every_rank_ends_the_job_in_one_line(tiny):
     result, _ = run(2, *common(tiny, "interrupted"), "--epochs", "2",
                     faults=["ctrl-c", "0", "2"], cwd=tiny)
     assert result.returncode == 130
-    assert without_aborts(result.stderr, 130).strip() == (f"interrupted: checkpoints written before are as they were; --resume "
-                            f"--output-dir {tiny / 'interrupted'} goes on from its last.h5 (or, "
-                            f"stopped before the first, starts again)")
+    assert without_aborts(result.stderr, 130).strip() == (
+        f"interrupted: checkpoints written before are as they were; --resume --output-dir "
+        f"{tiny / 'interrupted'} goes on from its last.h5 (or, stopped before the first, starts "
+        f"again)")
 
 
 @pytest.mark.parametrize("fault, saved", [
