@@ -799,9 +799,12 @@ def main(argv=None):
                 raise
             if isinstance(stop, stopping.Stopped):
                 # Several ranks, stopped at the same place (stopping.check), the run saved: each
-                # leaves as from a finished run, with the signal's status; rank 0 says it.
+                # leaves as from a finished run, with the signal's status; rank 0 says it, first
+                # (a launcher may end every rank as one leaves: torchrun does).
                 if replicas.rank == 0:
                     print(stopped_line(stop), file=sys.stderr, flush=True)
+                else:
+                    time.sleep(INTERRUPT_GRACE)
                 return 128 + stop.number
             # A second Ctrl-C the launcher passed on to each rank, wherever each was. One line:
             # rank 0's, as it ends the job, or where it waits inside MPI for a rank that left,
