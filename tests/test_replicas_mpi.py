@@ -266,21 +266,22 @@ def test_a_ctrl_c_passed_on_to_every_rank_ends_the_job_in_one_line(tiny):
         f"again)")
 
 
-@pytest.mark.parametrize("fault, saved", [
-    ("sigterm", "at step 3 (batch 3 of 5 of epoch 1)"),     # sent in step 3: seen in step 4's sum
-    ("sigterm-validating", "at step 5 (batch 5 of 5 of epoch 1)")])
+@pytest.mark.parametrize("fault, saved, going_on", [
+    ("sigterm", "at step 3 (batch 3 of 5 of epoch 1)", 2),   # sent in step 3: seen in step 4's sum
+    ("sigterm", "at step 3 (batch 3 of 5 of epoch 1)", 0),   # gone on with in one process
+    ("sigterm-validating", "at step 5 (batch 5 of 5 of epoch 1)", 2)])
 def test_a_stop_sent_to_one_rank_stops_every_rank_at_one_step_saved_there(tiny, one_process,
-                                                                           fault, saved):
+                                                                           fault, saved, going_on):
     """A SIGTERM that reaches rank 1 alone, in a step or in a validation: every rank stops at the
     same place, rank 0 saves the run there, and each leaves with status 143, rank 0 alone saying
-    so; two ranks going on from it end as the run never stopped."""
-    out = tiny / f"stopped-{fault}"
+    so; two ranks, or one process, going on from it end as the run never stopped."""
+    out = tiny / f"stopped-{fault}-{going_on}"
     flags = [*common(tiny, out.name), "--epochs", "2"]
     result, _ = run(2, *flags, faults=[fault, "1", "2"], cwd=tiny)
     assert result.returncode == 143
     assert result.stderr == (f"stopped by SIGTERM {saved}, which last.h5 now holds; --resume "
                              f"--output-dir {out} goes on from its last.h5 as if never stopped\n")
-    resumed, _ = run(2, *flags, "--resume", cwd=tiny)
+    resumed, _ = run(going_on, *flags, "--resume", cwd=tiny)
     assert resumed.returncode == 0, resumed.stderr
     assert_same_run(out, one_process)
 
