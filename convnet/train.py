@@ -571,6 +571,13 @@ def prepare(args, placement, replicas):
                   (f"; as a new run draws them: {', '.join(drawn)}" if drawn else ""))
         if trains and writes and not held_early:
             hold()
+            # The folder was missing when --resume auto looked for a checkpoint in it: files
+            # there now are those of a run that made it meanwhile, which this one would restart.
+            found = run_files(output_dir)
+            if found:
+                raise RunFolderError(f"--output-dir {output_dir}: another run made it and wrote "
+                                     f"{', '.join(found)} there as this one started; run this "
+                                     f"command again to go on with that run")
         return trainer, model, epochs, output_dir, resumed, trains, held.pop_all()
 
 
@@ -635,7 +642,7 @@ def run(args, placement, device, replicas):
         # stops the run here.
         stopping.check(replicas.sum(stopping.requests()))
         if trains and args.resume:
-            note = trainer.go_on_from(resumed, kept)
+            note = trainer.go_on_from(resumed, kept, epochs)
             if note:
                 print(shown(note), file=sys.stderr)
 

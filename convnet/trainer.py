@@ -72,10 +72,13 @@ def writing(path):
 
 class _Appending:
     """The run's file `path` open for appending; every failure is writing()'s error naming
-    `named` (the file's name where `path` is the null device of a rank that writes nothing)."""
+    `named` (the file's name where `path` is the null device of a rank that writes nothing).
+    Closed, what it wrote is on the disk (fsync): the checkpoint that follows, which the logs
+    are cut back to on a resume, must not reach the disk before the lines it covers, which a
+    power cut would then lose for good."""
 
     def __init__(self, path, named):
-        self.named = named
+        self.named, self._synced = named, path != os.devnull   # which takes no fsync
         with writing(named):
             self._file = open(path, "a", newline="")
 
@@ -96,7 +99,12 @@ class _Appending:
 
     def __exit__(self, *raised):
         with writing(self.named):
-            self._file.close()
+            try:
+                if self._synced:
+                    self._file.flush()
+                    os.fsync(self._file.fileno())
+            finally:
+                self._file.close()
 
 
 def _kept(keep, line: bytes) -> bool:
@@ -293,14 +301,15 @@ class Trainer:
                                  + [velocity[spec.key] for spec in self.network.specs],
                                  f"weights and momentum {when}")
 
-    def go_on_from(self, path, kept=None) -> str | None:
+    def go_on_from(self, path, kept=None, epochs=None) -> str | None:
         """Before a resumed run's first step, its folder made to agree with checkpoint `path`
         (None: a run starting again over logs alone): last.h5 becomes a copy of it where it is
         another file (an earlier best.h5, say), so that a run stopped before its next
-        checkpoint goes on from there with --resume auto; a folder without best.h5 takes the
-        run's best so far (best_to_take); and the logs lose their lines after its step, which
-        the run writes again. Rank 0's to do, as it writes them. Returns best_to_take's note,
-        if any.
+        checkpoint goes on from there with --resume auto, and is written anew where the run
+        now trains to other `epochs` than `path` records (a typed --epochs), which such a run
+        goes on to; a folder without best.h5 takes the run's best so far (best_to_take); and
+        the logs lose their lines after its step, which the run writes again. Rank 0's to do,
+        as it writes them. Returns best_to_take's note, if any.
         kept: kept_log_lines(), read by a caller before it wrote anything (else read here,
         first), so that a log that cannot be read refuses the run before anything changes."""
         if not self.writes:
@@ -311,7 +320,8 @@ class Trainer:
         if path is not None:
             best, note = self.best_to_take(path)   # read before the folder changes
             copies = [(best, os.path.join(self.output_dir, checkpoint.BEST))] if best else []
-            if not (os.path.exists(last) and os.path.samefile(path, last)):
+            retarget = epochs is not None and epochs != self.target_epochs
+            if not retarget and not (os.path.exists(last) and os.path.samefile(path, last)):
                 copies.insert(0, (path, last))
             made = []   # those new to the folder: a failed copy takes them away again, so
             try:        # that the same command may run again in a folder it began (a full disk)
@@ -319,6 +329,9 @@ class Trainer:
                     new = not os.path.lexists(target)
                     checkpoint.copy(source, target)
                     made += [target] if new else []
+                if retarget:   # the state resumed from `path`, but the epochs to train to
+                    self.target_epochs = epochs
+                    checkpoint.save(last, self.network, self.velocity, self.state())
             except BaseException:
                 for target in made:
                     os.unlink(target)

@@ -1054,6 +1054,9 @@ def test_a_log_that_cannot_be_written_mid_run_is_one_line_naming_it(tmp_path, ti
         def write(self, text):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
+        def flush(self):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
         def close(self):
             pass
     monkeypatch.setattr(trainer_module, "open", FullDisk, raising=False)
@@ -1376,6 +1379,52 @@ def test_a_run_ending_while_another_starts_leaves_the_other_refused(tmp_path, ti
     assert train_module.main(flags) == 2
     assert capsys.readouterr().err.startswith(f"error: --output-dir {run} holds a run already "
                                               f"(epochs.csv): add --resume")
+
+
+def test_a_run_given_more_epochs_and_stopped_before_a_step_goes_on_to_them(tmp_path, tiny_set,
+                                                                           monkeypatch):
+    """A finished run resumed with --epochs raised and stopped at its first step, before any
+    checkpoint of its own: the run's last.h5 records the new target, so that --resume alone
+    trains to it, not to the old one (which would only evaluate)."""
+    out = tmp_path / "run"
+    flags = ["--data-path", str(tiny_set), "-b", "4", "--output-dir", str(out), "--gpus", "cpu"]
+    assert train_module.main([*flags, "--epochs", "1"]) == 0
+
+    def stopped(*args):
+        raise stopping.Stopped(signal.SIGTERM)
+    with monkeypatch.context() as patched:
+        patched.setattr(trainer_module.Trainer, "train_step", stopped)
+        status = run_command(lambda: train_module.main([*flags, "--epochs", "2", "--resume"]),
+                             output_required=False, stopped=train_module.stopped_line)
+    assert status == 143
+    assert checkpoint.record(str(out / "last.h5"))[1]["epochs"] == 2
+    assert train_module.main([*flags, "--resume"]) == 0
+    with open(out / "epochs.csv") as handle:
+        assert [row.split(",")[0] for row in handle][1:] == ["1", "2"]
+
+
+def test_a_run_made_while_a_resume_auto_starts_is_not_restarted_over(tmp_path, tiny_set,
+                                                                      capsys, monkeypatch):
+    """--resume auto found no folder, so no checkpoint; another run made the folder and wrote
+    its files before this one held it: refused, those files untouched, not a run started again
+    over them."""
+    run = tmp_path / "run"
+    flags = ["--data-path", str(tiny_set), "-b", "4", "--epochs", "1", "--output-dir", str(run),
+             "--gpus", "cpu", "--resume", "auto"]
+    holding = train_module.holding
+
+    @contextlib.contextmanager
+    def another_run_ends_first(output_dir):
+        run.mkdir()
+        (run / "epochs.csv").write_text("the other run's\n")
+        with holding(output_dir):
+            yield
+    monkeypatch.setattr(train_module, "holding", another_run_ends_first)
+    assert train_module.main(flags) == 2
+    assert capsys.readouterr().err == (f"error: --output-dir {run}: another run made it and "
+                                       f"wrote epochs.csv there as this one started; run this "
+                                       f"command again to go on with that run\n")
+    assert (run / "epochs.csv").read_text() == "the other run's\n"
 
 
 def test_a_folder_on_a_filesystem_without_locks_is_trained_into_with_a_note(

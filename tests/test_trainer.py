@@ -5,6 +5,7 @@ evaluating a checkpoint leaves the run's logs alone. And on real images: a few S
 recipe lower the loss."""
 import csv
 import json
+import os
 import re
 import shutil
 import signal
@@ -367,6 +368,22 @@ def test_a_stop_asked_as_an_update_breaks_the_weights_saves_none_of_them(tmp_pat
     assert stop.type is NonFiniteLoss and re.search(ended, str(stop.value)), str(stop.value)
     last = tmp_path / "last.h5"
     assert (checkpoint.record(str(last))[1]["step"] if last.exists() else None) == kept
+
+
+def test_the_logs_reach_the_disk_before_the_checkpoint_that_covers_them(tmp_path, monkeypatch):
+    """A resume cuts the logs back to its checkpoint and never writes their lines again: after
+    a power cut, a checkpoint on the disk without the lines before it would lose them."""
+    events = []
+    fsync, save = os.fsync, checkpoint.save
+
+    def synced(descriptor):
+        events.append(os.path.basename(os.readlink(f"/proc/self/fd/{descriptor}")))
+        fsync(descriptor)
+    monkeypatch.setattr(os, "fsync", synced)
+    monkeypatch.setattr(checkpoint, "save", lambda *args: (events.append("save"), save(*args)))
+    make_trainer(tmp_path).fit(1)
+    ours = [event for event in events if event in ("log.jsonl", "epochs.csv", "save")]
+    assert ours == ["log.jsonl", "epochs.csv", "save"]
 
 
 class Recorded(Replicas):

@@ -1126,8 +1126,17 @@ CATALOGUE = [
            'trains = not args.test_only and trainer.epoch < epochs',
            'trains = not args.test_only', TRAINING),
     Mutant('tr-go-on-no-copy', 'convnet/trainer.py',
-           'if not (os.path.exists(last) and os.path.samefile(path, last)):',
+           'if not retarget and not (os.path.exists(last) and os.path.samefile(path, last)):',
            'if False:', TRAINING),
+    Mutant('tr-go-on-to-the-checkpoints-epochs', 'convnet/trainer.py',
+           'retarget = epochs is not None and epochs != self.target_epochs',
+           'retarget = False', ('tests/test_train_cli.py',)),
+    Mutant('tr-logs-not-synced', 'convnet/trainer.py',
+           '                    os.fsync(self._file.fileno())\n', '', ('tests/test_trainer.py',)),
+    Mutant('train-resume-auto-over-a-run-made-meanwhile', 'convnet/train.py',
+           '            if found:\n                raise RunFolderError(f"--output-dir {output_dir}: another',
+           '            if False:\n                raise RunFolderError(f"--output-dir {output_dir}: another',
+           ('tests/test_train_cli.py',)),
     Mutant('atomic-h5-on-disk', 'convnet/atomic.py',
            'memory = {"driver": "core", "backing_store": False} if in_memory else {}',
            'memory = {}', TRAINING),
@@ -2838,9 +2847,9 @@ CATALOGUE = [
            '            labels = np.asarray(labels)\n', '            pass\n',
            ('tests/test_network.py',)),
     Mutant('tr-best-unnoted', 'convnet/train.py',
-           '            note = trainer.go_on_from(resumed, kept)\n'
+           '            note = trainer.go_on_from(resumed, kept, epochs)\n'
            '            if note:\n                print(shown(note), file=sys.stderr)\n',
-           '            trainer.go_on_from(resumed, kept)\n', ('tests/test_train_cli.py',)),
+           '            trainer.go_on_from(resumed, kept, epochs)\n', ('tests/test_train_cli.py',)),
 ]
 
 if __name__ == "__main__":
