@@ -8,9 +8,9 @@ signal acts at once, as it would have.
 
 In a job of several ranks the launcher passes the signal on to each (MPICH's mpiexec; SLURM at a
 time limit), or it reaches one alone (a kill of one process). Each rank's requests() are summed
-over the ranks, in the step's sum of its loss and in one sum per evaluation batch, and
-check(summed) stops every rank at the same place: rank 0 saves the run there while the others
-wait."""
+over the ranks, in the step's sum of its loss and in one sum per evaluation batch (check_ranks),
+and check(summed) stops every rank at the same place: rank 0 saves the run there while the
+others wait."""
 import contextlib
 import signal
 import threading
@@ -73,3 +73,9 @@ def check(asked=None):
         if count:
             _requested = None
             raise Stopped(number)
+
+
+def check_ranks(replicas):
+    """check() over the ranks of a job (convnet.replicas, which sums requests() over them): a
+    stop asked of any stops every rank here. A collective: every rank must reach it."""
+    check(replicas.sum(requests()))

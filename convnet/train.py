@@ -615,7 +615,7 @@ def run(args, placement, device, replicas):
                   f"CUDA kernels, and the CPU's reference backend has one convolution",
                   file=sys.stderr)
         # a Ctrl-C since the start, to any rank: the run's files as they were
-        stopping.check(replicas.sum(stopping.requests()))
+        stopping.check_ranks(replicas)
         if replicas.rank == 0 and trains:   # evaluating a run leaves its settings alone
             # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
             conv_algorithm = None if device == "cpu" else args.conv_algorithm or DEFAULT_ALGORITHM
@@ -640,7 +640,7 @@ def run(args, placement, device, replicas):
         # loads (--weights too) and the settings are written: a refusal before it changes
         # none of the run's checkpoints and logs, and so does a Ctrl-C since the start, which
         # stops the run here.
-        stopping.check(replicas.sum(stopping.requests()))
+        stopping.check_ranks(replicas)
         if trains and args.resume:
             note = trainer.go_on_from(resumed, kept, epochs)
             if note:

@@ -182,7 +182,7 @@ def evaluate(network, data, batch_size, ten_crop, replicas=ALONE) -> Evaluation:
     loss_sum, top1, top5, count = 0.0, 0.0, 0.0, 0
     for views, labels in data.eval_batches(batch_size, ten_crop, shard=replicas.shard):
         # on every rank, its part empty or not: a stop asked of any stops all at this batch
-        stopping.check(replicas.sum(stopping.requests()))
+        stopping.check_ranks(replicas)
         if len(labels) == 0:
             continue
         probs, _ = forward_views(network, views)

@@ -990,20 +990,20 @@ CATALOGUE = [
            '        stopping.check(asked)\n', '        stopping.check()\n',
            ('tests/test_replicas_mpi.py',)),
     Mutant('eval-stop-asked-of-this-rank-alone', 'convnet/trainer.py',
-           '        stopping.check(replicas.sum(stopping.requests()))\n        if len(labels) == 0:',
+           '        stopping.check_ranks(replicas)\n        if len(labels) == 0:',
            '        stopping.check()\n        if len(labels) == 0:', ('tests/test_replicas_mpi.py',)),
     Mutant('eval-stop-agreed-by-ranks-with-images', 'convnet/trainer.py',
-           '        stopping.check(replicas.sum(stopping.requests()))\n        if len(labels) == 0:\n'
+           '        stopping.check_ranks(replicas)\n        if len(labels) == 0:\n'
            '            continue\n',
            '        if len(labels) == 0:\n            continue\n'
-           '        stopping.check(replicas.sum(stopping.requests()))\n',
+           '        stopping.check_ranks(replicas)\n',
            ('tests/test_replicas_mpi.py',)),
     Mutant('train-ranks-stop-unhandled', 'convnet/train.py',
            'with stopping.signals_stop_at_next_step(), \\\n',
            'with (stopping.signals_stop_at_next_step() if replicas.world == 1 else '
            'contextlib.nullcontext()), \\\n', ('tests/test_replicas_mpi.py',)),
     Mutant('train-ranks-start-stop-asked-of-this-rank-alone', 'convnet/train.py',
-           "the run's files as they were\n        stopping.check(replicas.sum(stopping.requests()))",
+           "the run's files as they were\n        stopping.check_ranks(replicas)",
            "the run's files as they were\n        stopping.check()", ('tests/test_replicas_mpi.py',)),
     Mutant('tr-stop-saves-broken-weights', 'convnet/trainer.py',
            'if not all(np.isfinite(array).all()', 'if False and not all(np.isfinite(array).all()',
@@ -2726,7 +2726,7 @@ CATALOGUE = [
            'kept = trainer.kept_log_lines() if trains and args.resume else None', 'kept = None',
            ('tests/test_train_cli.py',)),
     Mutant('train-ctrl-c-after-rewind', 'convnet/train.py',
-           '        stopping.check(replicas.sum(stopping.requests()))\n'
+           '        stopping.check_ranks(replicas)\n'
            '        if trains and args.resume:\n',
            '        if trains and args.resume:\n', ('tests/test_train_cli.py',)),
     Mutant('atomic-long-name-unchecked', 'convnet/atomic.py',
@@ -2779,7 +2779,7 @@ CATALOGUE = [
            'check_writable(output, "--output")', ('tests/test_prepare.py',)),
     Mutant('train-ctrl-c-after-settings', 'convnet/train.py',
            '        # a Ctrl-C since the start, to any rank: the run\'s files as they were\n'
-           '        stopping.check(replicas.sum(stopping.requests()))\n', '',
+           '        stopping.check_ranks(replicas)\n', '',
            ('tests/test_train_cli.py',)),
     Mutant('train-auto-damaged-last-best-unnamed', 'convnet/train.py',
            '                if args.resume != "auto" or resumed == best or not os.path.exists(best):',
