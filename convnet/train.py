@@ -853,9 +853,12 @@ def stopped_line(stop):
         else "--resume goes on from"
     saved = getattr(stop, "saved", None)   # where the trainer saved the run (Trainer.fit)
     if saved:
-        step, done, batches, epoch = saved
-        return (f"{how} at step {step} (batch {done} of {batches} of epoch {epoch}), which "
-                f"{checkpoint.LAST} now holds; {resume} {checkpoint.LAST} as if never stopped")
+        step, done, batches, epoch, written = saved
+        where = f"batch {done} of {batches} of epoch {epoch}" if done else \
+            f"the end of epoch {epoch - 1}"
+        holds = "now holds" if written else "held already (no step since), so nothing was lost"
+        return (f"{how} at step {step} ({where}), which {checkpoint.LAST} {holds}; {resume} "
+                f"{checkpoint.LAST} as if never stopped")
     return (f"{how}: checkpoints written before are as they were; {resume} {checkpoint.LAST} (or, "
             f"stopped before the first, starts again)")
 

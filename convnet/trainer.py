@@ -35,6 +35,7 @@ import math
 import os
 import time
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -131,6 +132,16 @@ class EpochSoFar:
 def batches_into(batches, epochs_done) -> str:
     """Where a stop saved a run: "N batches into epoch E"."""
     return f"{counted(batches, 'batch', 'batches')} into epoch {epochs_done + 1}"
+
+
+class Saved(NamedTuple):
+    """Where a stopped run's last.h5 has it: at `step`, `done` of the `batches` of `epoch`
+    (from 1); `written` by the stop, or before it (no step since)."""
+    step: int
+    done: int
+    batches: int
+    epoch: int
+    written: bool
 
 
 @dataclass
@@ -493,10 +504,14 @@ class Trainer:
     def save_stopped(self):
         """At a stop in a step or an evaluation, the same on every rank: last.h5 written at this
         step by rank 0, where it is past the run's last checkpoint, the other ranks waiting for
-        it. Returns (step, batches done of the epoch, its batches, the epoch) for the stop's
-        line, or None where nothing was written."""
-        if self.step == (self.checkpoint_at or (0,))[0]:
+        it. Returns Saved (where last.h5 has the run, for the stop's line), or None where the
+        run has no checkpoint (a new run stopped before its first step)."""
+        if self.checkpoint_at is None and self.step == 0:
             return None
+        if self.checkpoint_at is not None and self.step == self.checkpoint_at[0]:
+            # nothing new since last.h5: a resumed run (its folder rewound to the checkpoint it
+            # goes on from, perhaps) or an epoch's end
+            return self._saved(written=False)
         # A stop in the validation after an epoch's last update comes before its loss shows
         # what that update did: weights it broke must not replace the last checkpoint.
         if not all(np.isfinite(array).all()
@@ -513,8 +528,11 @@ class Trainer:
         # the save.
         self.replicas.sum([0.0])
         self.checkpoint_at = (self.step, self.epoch, self.so_far.batches)
+        return self._saved(written=True)
+
+    def _saved(self, written):
         batches = -(-len(self.data.labels("train")) // self.batch_size)
-        return self.step, self.so_far.batches, batches, self.epoch + 1
+        return Saved(self.step, self.so_far.batches, batches, self.epoch + 1, written)
 
     def _epochs(self, epochs):
         validation = None

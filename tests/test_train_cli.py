@@ -28,7 +28,7 @@ from convnet.data import dataset, fashion_mnist
 from convnet.errors import run_command, stop_signal
 from convnet.schedule import Rates, Schedule
 from convnet.train import UsageError, check_fits, make_schedule, planned_epochs
-from convnet.trainer import ALONE, TRAINS_WITH
+from convnet.trainer import ALONE, TRAINS_WITH, Saved, Trainer
 from fashion import INSTALLED, MISSING, needs_fashion_mnist
 from tiny_run import LOGS_ALONE, write_logs_alone
 
@@ -1104,10 +1104,39 @@ def test_test_only_refuses_to_evaluate_when_resume_auto_finds_nothing(tmp_path, 
 
 def test_the_stop_line_says_where_the_run_was_saved():
     stop = stopping.Stopped(signal.SIGTERM)
-    stop.output_dir, stop.saved = "runs/a", (37, 12, 200, 3)
+    stop.output_dir, stop.saved = "runs/a", Saved(37, 12, 200, 3, written=True)
     assert train_module.stopped_line(stop) == (
         "stopped by SIGTERM at step 37 (batch 12 of 200 of epoch 3), which last.h5 now holds; "
         "--resume --output-dir runs/a goes on from its last.h5 as if never stopped")
+    stop.saved = Saved(400, 0, 200, 3, written=False)
+    assert train_module.stopped_line(stop) == (
+        "stopped by SIGTERM at step 400 (the end of epoch 2), which last.h5 held already (no "
+        "step since), so nothing was lost; --resume --output-dir runs/a goes on from its "
+        "last.h5 as if never stopped")
+
+
+def test_a_resume_from_an_earlier_checkpoint_stopped_before_its_first_step_says_last_h5_has_it(
+        two_epochs, capsys, monkeypatch):
+    """The folder is rewound to the checkpoint resumed from (last.h5 its copy), then the stop
+    comes before a step: the line names that checkpoint's step as last.h5's, not the files as
+    they were before the resume."""
+    out, common = two_epochs
+    rewound = []
+    go_on_from = Trainer.go_on_from
+    monkeypatch.setattr(Trainer, "go_on_from", lambda *args: (rewound.append(True),
+                                                               go_on_from(*args))[1])
+    # a SIGTERM once the folder is rewound
+    monkeypatch.setattr(stopping, "requests", lambda: [0.0, float(bool(rewound)), 0.0])
+    status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
+                                                    str(out / "epoch1.h5")]),
+                         output_required=False, stopped=train_module.stopped_line)
+    assert status == 128 + signal.SIGTERM
+    step = checkpoint.record(str(out / "epoch1.h5"))[1]["step"]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"stopped by SIGTERM at step {step} (the end of epoch 1), which last.h5 held already "
+        f"(no step since), so nothing was lost; --resume --output-dir {out} goes on from its "
+        f"last.h5 as if never stopped")
+    assert checkpoint.record(str(out / "last.h5"))[1]["step"] == step   # epoch 2's before
 
 
 def test_the_stop_line_names_the_output_folder_as_a_shell_reads_it():
