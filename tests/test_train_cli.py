@@ -616,7 +616,7 @@ def test_a_run_into_another_runs_folder_is_refused(tmp_path, tiny_set):
     noted = train(*common, "--epochs", "2", "--output-dir", "four", "--resume",
                   str(tmp_path / "one" / "last.h5"), cwd=tmp_path)
     assert noted.returncode == 0, noted.stderr
-    assert f"note: four gets no best.h5 until an epoch beats the validation top-1 error of " \
+    assert "note: four gets no best.h5 until an epoch beats the validation top-1 error of " \
            in noted.stderr
 
 

@@ -134,7 +134,7 @@ def time_loader(path, images, args, threads, source):
         if cold:
             drop_cached(path)
         count, start = 0, time.perf_counter()
-        for batch, labels, _ in data.train_batches(epoch, args.batch, True):
+        for _, labels, _ in data.train_batches(epoch, args.batch, True):
             count += len(labels)
         rates.append(count / (time.perf_counter() - start))
     return float(np.median(rates))

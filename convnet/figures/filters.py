@@ -88,7 +88,7 @@ def grid(kernels, *, scale="per-kernel", columns=16, zoom=4):
     width = gap + columns * cell
     image = np.full((height, width, 3), 255, np.uint8)
     top = gap
-    for tower, (normalized, tower_rows) in enumerate(zip(normalize(kernels, scale), rows)):
+    for normalized, tower_rows in zip(normalize(kernels, scale), rows):
         pixels = np.rint(normalized * 255).astype(np.uint8)          # (3, f, f, n)
         for i in range(pixels.shape[3]):
             row, column = divmod(i, columns)
