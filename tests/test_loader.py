@@ -390,6 +390,26 @@ def test_batch_memory_is_reused_only_once_released(stored):
     assert len(seen) <= 3   # the batch in use, the one being made, the one just released
 
 
+def test_an_evaluations_blocks_are_let_go_as_training_starts(stored):
+    """Ten views a batch fill 20 blocks (the batch used, the one made meanwhile), which an
+    epoch's training would keep, reusing 3 of them: they go as its batches start. A block a
+    batch still occupies stays, and is not handed out again."""
+    path, _, _ = stored
+    data = loader(path)
+    kept, _ = data.eval_batch(np.arange(10), ten_crop=True, split="train")
+    expected = [view.copy() for view in kept]
+
+    def each(batches):   # holds none once done, as the trainer's evaluation
+        for _ in batches:
+            pass
+    each(data.eval_batches(10, ten_crop=True, split="train"))
+    assert len(data.buffers.blocks) >= 20
+    each(data.train_batches(0, 10, True))
+    assert len(data.buffers.blocks) <= 10 + 3   # kept's, and training's
+    for view, before in zip(kept, expected):
+        np.testing.assert_array_equal(view, before)
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_loader_made_before_a_fork_works_in_the_child(stored, method):
     """The file is open in the parent (a batch was made) when the child is started."""

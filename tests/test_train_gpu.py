@@ -95,3 +95,17 @@ def test_a_batch_block_is_not_reused_while_its_copy_to_the_gpu_may_run(rng):
     del batch
     buffers.take(model.image_shape + (128,))[...] = -1.0
     np.testing.assert_array_equal(backend.to_host(on_gpu), expected)
+
+
+def test_blocks_let_go_give_their_page_locked_memory_back(rng):
+    """release_free gives what it drops back to the system, not to CuPy's pool of page-locked
+    memory, which would keep it for its next allocation; a block in use stays."""
+    require_gpu()
+    import cupy
+    buffers, pool = Buffers(), cupy.get_default_pinned_memory_pool()
+    kept = buffers.take((1 << 20,))
+    kept[...] = 7.0
+    buffers.take((1 << 20,))   # dropped at once
+    buffers.release_free()
+    assert len(buffers.blocks) == 1 and pool.n_free_blocks() == 0
+    assert (kept == 7.0).all()
