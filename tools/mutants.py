@@ -2858,6 +2858,12 @@ CATALOGUE = [
     Mutant('network-list-labels-unread', 'convnet/network.py',
            '            labels = np.asarray(labels)\n', '            pass\n',
            ('tests/test_network.py',)),
+    Mutant('loader-evaluation-blocks-kept', 'convnet/data/loader.py',
+           '        self.buffers.release_free()   # an evaluation', '        pass   # an evaluation',
+           ('tests/test_loader.py',)),
+    Mutant('loader-release-keeps-the-free-blocks', 'convnet/data/loader.py',
+           'for i in range(len(self.blocks)) if not self._free(i)]',
+           'for i in range(len(self.blocks)) if self._free(i)]', ('tests/test_loader.py',)),
     Mutant('tr-best-unnoted', 'convnet/train.py',
            '            note = trainer.go_on_from(resumed, kept, epochs)\n'
            '            if note:\n                print(shown(note), file=sys.stderr)\n',
