@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 import traceback
+import types
 
 import numpy as np
 
@@ -581,7 +582,25 @@ def prepare(args, placement, replicas):
         return trainer, model, epochs, output_dir, resumed, trains, held.pop_all()
 
 
+# Where a stop found the command, for its line (stopped_line): before anything changed, in
+# training (the folder made to agree with the checkpoint it goes on from first), evaluating.
+STARTING, TRAINING, EVALUATING = "starting", "training", "evaluating"
+
+
 def run(args, placement, device, replicas):
+    """The command's work, its ranks connected; a stop is marked with where it found it: its
+    stage, and in training, where last.h5 has the run."""
+    where = types.SimpleNamespace(stage=STARTING, trainer=None)
+    try:
+        return _run(args, placement, device, replicas, where)
+    except KeyboardInterrupt as stop:
+        stop.stage = where.stage
+        if where.stage == TRAINING and not hasattr(stop, "saved"):   # at once: nothing saved
+            stop.saved = where.trainer.saved()
+        raise
+
+
+def _run(args, placement, device, replicas, where):
     try:
         trainer, model, epochs, output_dir, resumed, trains, held = prepare(args, placement,
                                                                             replicas)
@@ -641,6 +660,7 @@ def run(args, placement, device, replicas):
         # none of the run's checkpoints and logs, and so does a Ctrl-C since the start, which
         # stops the run here.
         stopping.check_ranks(replicas)
+        where.stage, where.trainer = TRAINING if trains else EVALUATING, trainer
         if trains and args.resume:
             note = trainer.go_on_from(resumed, kept, epochs)
             if note:
@@ -840,27 +860,39 @@ INTERRUPT_GRACE = 2   # seconds the other ranks leave rank 0 to say it and end t
 
 
 def stopped_line(stop):
-    """What a run stopped by `stop` (a KeyboardInterrupt, perhaps a stopping.Stopped) says: an
-    evaluation (--test-only, marked by main) wrote nothing; training says where the trainer
-    saved it (its `saved`); a run of an --output-dir given (marked by main) is named by it,
+    """What a run stopped by `stop` (a KeyboardInterrupt, perhaps a stopping.Stopped) says, by
+    where it found the command (its `stage`, marked by run; none: as it started): an evaluation
+    (--test-only, marked by main) wrote nothing; training says where last.h5 has the run (its
+    `saved`: Trainer.saved); a run of an --output-dir given (marked by main) is named by it,
     which its --resume needs too."""
     number = stop_signal(stop)
     how = "interrupted" if number == signal.SIGINT else f"stopped by {signal.Signals(number).name}"
     if getattr(stop, "test_only", False):
         return f"{how}: --test-only writes nothing, so nothing was lost"
+    stage = getattr(stop, "stage", STARTING)
+    if stage == STARTING:
+        return (f"{how} as it started, before it changed any checkpoint or log; the same command "
+                f"starts it again")
+    if stage == EVALUATING:
+        return f"{how}: an evaluation writes nothing, so nothing was lost"
+    saved = stop.saved
+    if saved is None:
+        return (f"{how} before the run's first checkpoint; the same command with --resume starts "
+                f"it again")
     folder = getattr(stop, "output_dir", None)
     resume = f"--resume --output-dir {shlex.quote(shown(folder))} goes on from its" if folder \
         else "--resume goes on from"
-    saved = getattr(stop, "saved", None)   # where the trainer saved the run (Trainer.fit)
-    if saved:
-        step, done, batches, epoch, written = saved
-        where = f"batch {done} of {batches} of epoch {epoch}" if done else \
-            f"the end of epoch {epoch - 1}"
-        holds = "now holds" if written else "held already (no step since), so nothing was lost"
-        return (f"{how} at step {step} ({where}), which {checkpoint.LAST} {holds}; {resume} "
-                f"{checkpoint.LAST} as if never stopped")
-    return (f"{how}: checkpoints written before are as they were; {resume} {checkpoint.LAST} (or, "
-            f"stopped before the first, starts again)")
+    where = f"batch {saved.done} of {saved.batches} of epoch {saved.epoch}" if saved.done else \
+        f"the end of epoch {saved.epoch - 1}"
+    if saved.lost:   # at once: a second Ctrl-C
+        return (f"{how} at once at step {saved.step + saved.lost}: {checkpoint.LAST} holds step "
+                f"{saved.step} ({where}), and what the run did since ({counted(saved.lost, 'step')}) is "
+                f"lost; "
+                f"{resume} {checkpoint.LAST}")
+    holds = "now holds" if saved.written else \
+        "held already (no step since), so nothing was lost"
+    return (f"{how} at step {saved.step} ({where}), which {checkpoint.LAST} {holds}; {resume} "
+            f"{checkpoint.LAST} as if never stopped")
 
 
 if __name__ == "__main__":   # one process's stop; several ranks abort in main

@@ -136,12 +136,14 @@ def batches_into(batches, epochs_done) -> str:
 
 class Saved(NamedTuple):
     """Where a stopped run's last.h5 has it: at `step`, `done` of the `batches` of `epoch`
-    (from 1); `written` by the stop, or before it (no step since)."""
+    (from 1); `written` by the stop, or before it; `lost`: the steps taken since, which a
+    stop at once (a second Ctrl-C) did not save."""
     step: int
     done: int
     batches: int
     epoch: int
     written: bool
+    lost: int
 
 
 @dataclass
@@ -504,14 +506,12 @@ class Trainer:
     def save_stopped(self):
         """At a stop in a step or an evaluation, the same on every rank: last.h5 written at this
         step by rank 0, where it is past the run's last checkpoint, the other ranks waiting for
-        it. Returns Saved (where last.h5 has the run, for the stop's line), or None where the
-        run has no checkpoint (a new run stopped before its first step)."""
-        if self.checkpoint_at is None and self.step == 0:
-            return None
-        if self.checkpoint_at is not None and self.step == self.checkpoint_at[0]:
+        it. Returns saved()'s Saved, or None where the run has no checkpoint (a new run
+        stopped before its first step)."""
+        if self.step == (self.checkpoint_at or (0,))[0]:
             # nothing new since last.h5: a resumed run (its folder rewound to the checkpoint it
-            # goes on from, perhaps) or an epoch's end
-            return self._saved(written=False)
+            # goes on from, perhaps), an epoch's end, or no checkpoint and no step
+            return self.saved()
         # A stop in the validation after an epoch's last update comes before its loss shows
         # what that update did: weights it broke must not replace the last checkpoint.
         if not all(np.isfinite(array).all()
@@ -528,11 +528,16 @@ class Trainer:
         # the save.
         self.replicas.sum([0.0])
         self.checkpoint_at = (self.step, self.epoch, self.so_far.batches)
-        return self._saved(written=True)
+        return self.saved(written=True)
 
-    def _saved(self, written):
+    def saved(self, written=False):
+        """Where the run's last.h5 has it (Saved), for a stop's line; None before its first
+        checkpoint."""
+        if self.checkpoint_at is None:
+            return None
+        step, epochs_done, done = self.checkpoint_at
         batches = -(-len(self.data.labels("train")) // self.batch_size)
-        return Saved(self.step, self.so_far.batches, batches, self.epoch + 1, written)
+        return Saved(step, done, batches, epochs_done + 1, written, lost=self.step - step)
 
     def _epochs(self, epochs):
         validation = None

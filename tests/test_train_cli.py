@@ -26,6 +26,7 @@ from convnet import (alexnet, checkpoint, options, stopping, train as train_modu
 from convnet.backend.cuda.devices import NO_CUPY, cuda_devices
 from convnet.data import dataset, fashion_mnist
 from convnet.errors import run_command, stop_signal
+from convnet.network import Network
 from convnet.schedule import Rates, Schedule
 from convnet.train import UsageError, check_fits, make_schedule, planned_epochs
 from convnet.trainer import ALONE, TRAINS_WITH, Saved, Trainer
@@ -1015,8 +1016,9 @@ def test_a_ctrl_c_before_a_resume_rewinds_the_folder_changes_none_of_its_files(
     finally:
         signal.signal(signal.SIGINT, previous)
     assert status == 130
-    assert capsys.readouterr().err.splitlines()[-1].startswith(
-        "interrupted: checkpoints written before are as they were")
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "interrupted as it started, before it changed any checkpoint or log; the same command "
+        "starts it again")
     assert {path.name: path.read_bytes() for path in out.iterdir() if path.name in kept} == kept
 
 
@@ -1104,47 +1106,120 @@ def test_test_only_refuses_to_evaluate_when_resume_auto_finds_nothing(tmp_path, 
 
 def test_the_stop_line_says_where_the_run_was_saved():
     stop = stopping.Stopped(signal.SIGTERM)
-    stop.output_dir, stop.saved = "runs/a", Saved(37, 12, 200, 3, written=True)
+    stop.stage, stop.output_dir = train_module.TRAINING, "runs/a"
+    stop.saved = Saved(37, 12, 200, 3, written=True, lost=0)
     assert train_module.stopped_line(stop) == (
         "stopped by SIGTERM at step 37 (batch 12 of 200 of epoch 3), which last.h5 now holds; "
         "--resume --output-dir runs/a goes on from its last.h5 as if never stopped")
-    stop.saved = Saved(400, 0, 200, 3, written=False)
+    stop.saved = Saved(400, 0, 200, 3, written=False, lost=0)
     assert train_module.stopped_line(stop) == (
         "stopped by SIGTERM at step 400 (the end of epoch 2), which last.h5 held already (no "
         "step since), so nothing was lost; --resume --output-dir runs/a goes on from its "
         "last.h5 as if never stopped")
 
 
+def test_the_stop_line_says_what_a_stop_at_once_lost_and_where_no_checkpoint_was_made():
+    stop = KeyboardInterrupt()   # a second Ctrl-C: at once, nothing saved
+    stop.stage, stop.output_dir = train_module.TRAINING, None
+    stop.saved = Saved(400, 0, 200, 3, written=False, lost=17)
+    assert train_module.stopped_line(stop) == (
+        "interrupted at once at step 417: last.h5 holds step 400 (the end of epoch 2), and what "
+        "the run did since (17 steps) is lost; --resume goes on from last.h5")
+    stop.saved = None
+    assert train_module.stopped_line(stop) == (
+        "interrupted before the run's first checkpoint; the same command with --resume starts "
+        "it again")
+    stop.stage = train_module.EVALUATING
+    assert train_module.stopped_line(stop) == (
+        "interrupted: an evaluation writes nothing, so nothing was lost")
+    assert train_module.stopped_line(KeyboardInterrupt()) == (   # no stage: as it started
+        "interrupted as it started, before it changed any checkpoint or log; the same command "
+        "starts it again")
+
+
+@pytest.mark.parametrize("stop", ["SIGTERM", "second Ctrl-C"])
 def test_a_resume_from_an_earlier_checkpoint_stopped_before_its_first_step_says_last_h5_has_it(
-        two_epochs, capsys, monkeypatch):
+        two_epochs, capsys, monkeypatch, stop):
     """The folder is rewound to the checkpoint resumed from (last.h5 its copy), then the stop
-    comes before a step: the line names that checkpoint's step as last.h5's, not the files as
-    they were before the resume."""
+    comes before a step, at the step's sum or at once (a second Ctrl-C, in the forward pass):
+    the line names that checkpoint's step as last.h5's, not the files as they were before the
+    resume."""
     out, common = two_epochs
-    rewound = []
-    go_on_from = Trainer.go_on_from
-    monkeypatch.setattr(Trainer, "go_on_from", lambda *args: (rewound.append(True),
-                                                               go_on_from(*args))[1])
-    # a SIGTERM once the folder is rewound
-    monkeypatch.setattr(stopping, "requests", lambda: [0.0, float(bool(rewound)), 0.0])
-    status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
-                                                    str(out / "epoch1.h5")]),
-                         output_required=False, stopped=train_module.stopped_line)
-    assert status == 128 + signal.SIGTERM
+    if stop == "SIGTERM":
+        rewound = []
+        go_on_from = Trainer.go_on_from
+        monkeypatch.setattr(Trainer, "go_on_from", lambda *args: (rewound.append(True),
+                                                                   go_on_from(*args))[1])
+        monkeypatch.setattr(stopping, "requests", lambda: [0.0, float(bool(rewound)), 0.0])
+    else:
+        monkeypatch.setattr(Network, "forward", lambda *args, **kwargs: signal.raise_signal(
+            signal.SIGINT) or signal.raise_signal(signal.SIGINT))
+    previous = signal.getsignal(signal.SIGINT)
+    # Ctrl-C as a terminal delivers it, even where this suite runs with it ignored (in a
+    # background job), which the run would keep
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
+                                                        str(out / "epoch1.h5")]),
+                             output_required=False, stopped=train_module.stopped_line)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    how = "stopped by SIGTERM" if stop == "SIGTERM" else "interrupted"
+    assert status == (143 if stop == "SIGTERM" else 130)
     step = checkpoint.record(str(out / "epoch1.h5"))[1]["step"]
     assert capsys.readouterr().err.splitlines()[-1] == (
-        f"stopped by SIGTERM at step {step} (the end of epoch 1), which last.h5 held already "
-        f"(no step since), so nothing was lost; --resume --output-dir {out} goes on from its "
-        f"last.h5 as if never stopped")
+        f"{how} at step {step} (the end of epoch 1), which last.h5 held already (no step "
+        f"since), so nothing was lost; --resume --output-dir {out} goes on from its last.h5 as "
+        f"if never stopped")
     assert checkpoint.record(str(out / "last.h5"))[1]["step"] == step   # epoch 2's before
+
+
+def test_a_stop_at_once_in_training_says_which_steps_it_lost(two_epochs, capsys, monkeypatch):
+    """A second Ctrl-C acts at once, in the step: last.h5 keeps the run's last checkpoint, and
+    the steps since are lost, as the line says."""
+    out, common = two_epochs
+    step = checkpoint.record(str(out / "last.h5"))[1]["step"]
+    train_step = Trainer.train_step
+
+    def interrupted_second(trainer, *args):
+        if trainer.step == step + 1:
+            raise KeyboardInterrupt
+        return train_step(trainer, *args)
+    monkeypatch.setattr(Trainer, "train_step", interrupted_second)
+    status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume"]),
+                         output_required=False, stopped=train_module.stopped_line)
+    assert status == 130
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"interrupted at once at step {step + 1}: last.h5 holds step {step} (the end of epoch 2), "
+        f"and what the run did since (1 step) is lost; --resume --output-dir {out} goes on "
+        f"from its last.h5")
+    assert checkpoint.record(str(out / "last.h5"))[1]["step"] == step
+
+
+def test_a_stopped_evaluation_of_a_finished_run_says_it_wrote_nothing(two_epochs, tmp_path,
+                                                                      capsys, monkeypatch):
+    """A --resume of a finished run into another folder evaluates it: stopped, it names no
+    folder to go on from (the other folder holds nothing to)."""
+    out, common = two_epochs
+
+    def stopped(*args):
+        raise stopping.Stopped(signal.SIGTERM)
+    monkeypatch.setattr(train_module, "evaluate", stopped)
+    flags = [*common[:2], "--gpus", "cpu", "-b", "4", "--output-dir", str(tmp_path / "other")]
+    status = run_command(lambda: train_module.main([*flags, "--resume", str(out / "last.h5")]),
+                         output_required=False, stopped=train_module.stopped_line)
+    assert status == 143
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "stopped by SIGTERM: an evaluation writes nothing, so nothing was lost")
 
 
 def test_the_stop_line_names_the_output_folder_as_a_shell_reads_it():
     stop = KeyboardInterrupt()
-    stop.output_dir = "my runs/a;b"
+    stop.stage, stop.output_dir = train_module.TRAINING, "my runs/a;b"
+    stop.saved = Saved(37, 12, 200, 3, written=True, lost=0)
     assert train_module.stopped_line(stop) == (
-        "interrupted: checkpoints written before are as they were; --resume --output-dir "
-        "'my runs/a;b' goes on from its last.h5 (or, stopped before the first, starts again)")
+        "interrupted at step 37 (batch 12 of 200 of epoch 3), which last.h5 now holds; --resume "
+        "--output-dir 'my runs/a;b' goes on from its last.h5 as if never stopped")
 
 
 @pytest.mark.parametrize("number, said, output_closed",

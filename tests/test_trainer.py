@@ -280,8 +280,8 @@ def epoch_rows(folder):
 
 
 @pytest.mark.parametrize("stop_at, where, saved", [
-    (4, "after step 4", (4, 1, 3, 2, True)),            # a batch into epoch 2 of 3 batches
-    (6, "in epoch 2's validation", (6, 3, 3, 2, True))],  # its batches done, not its checkpoint
+    (4, "after step 4", (4, 1, 3, 2, True, 0)),         # a batch into epoch 2 of 3 batches
+    (6, "in epoch 2's validation", (6, 3, 3, 2, True, 0))],  # its batches done, not its checkpoint
     ids=["between steps", "in a validation"])
 def test_a_stop_saves_the_run_where_it_stopped_and_a_resume_goes_on_exactly(
         tmp_path, monkeypatch, stop_at, where, saved):
@@ -312,7 +312,7 @@ def test_a_stop_saves_the_run_where_it_stopped_and_a_resume_goes_on_exactly(
         first.fit(3)
     assert stop.value.saved == saved
     assert checkpoint.record(str(stopped / "last.h5"))[1]["step"] == stop_at
-    assert first.save_stopped() == (*saved[:4], False)   # nothing new since: nothing written
+    assert first.save_stopped() == (*saved[:4], False, 0)   # nothing new: nothing written
     monkeypatch.setattr(stopping, "check", check)
     monkeypatch.setattr(trainer_module, "evaluate", evaluate)
     going_on = make_trainer(stopped, train=48)
@@ -339,7 +339,7 @@ def test_a_stop_before_a_step_since_the_last_checkpoint_writes_nothing(tmp_path,
     monkeypatch.setattr(stopping, "check", stop_as_epoch_2_starts)
     with pytest.raises(stopping.Stopped) as stop:
         first.fit(3)
-    assert stop.value.saved == (3, 0, 3, 2, False)
+    assert stop.value.saved == (3, 0, 3, 2, False, 0)
     assert checkpoint.record(str(tmp_path / "last.h5"))[1]["step"] == 3
 
 
@@ -425,7 +425,7 @@ def test_every_rank_waits_for_rank_0s_save_of_a_stopped_run(tmp_path, monkeypatc
                         lambda: [float(first.step == 4), 0.0, 0.0])   # in step 5
     with pytest.raises(stopping.Stopped) as stop:
         first.fit(3)
-    assert stop.value.saved == (4, 1, 3, 2, True)
+    assert stop.value.saved == (4, 1, 3, 2, True, 0)
     assert events[-2:] == (["save", "sum"] if rank == 0 else ["sum", "sum"])  # step 5's, then
     assert events.count("save") == (2 if rank == 0 else 0)                   # the one after
 
