@@ -960,6 +960,18 @@ def test_a_folder_in_place_of_a_log_or_the_settings_is_one_line_and_exit_2(tmp_p
                                             f"write (Is a directory)\n")
 
 
+@contextlib.contextmanager
+def ctrl_c_delivered():
+    """Ctrl-C raising KeyboardInterrupt, as a terminal delivers it, even where this suite runs
+    with it ignored (in a background job), which a run would keep."""
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 @pytest.fixture
 def two_epochs(tmp_path, tiny_set):
     """A run of 2 epochs in tmp_path/run, its first epoch's checkpoint kept as epoch1.h5."""
@@ -1005,16 +1017,10 @@ def test_a_ctrl_c_before_a_resume_rewinds_the_folder_changes_none_of_its_files(
             write(*args, **kwargs), signal.raise_signal(signal.SIGINT)))
         del kept["settings.json"]
     capsys.readouterr()
-    previous = signal.getsignal(signal.SIGINT)
-    # Ctrl-C as a terminal delivers it, even where this suite runs with it ignored (in a
-    # background job), which the run would keep
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    with ctrl_c_delivered():
         status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
                                                         str(out / "epoch1.h5")]),
                              output_required=False, stopped=train_module.stopped_line)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     assert status == 130
     assert capsys.readouterr().err.splitlines()[-1] == (
         "interrupted as it started, before it changed any checkpoint or log; the same command "
@@ -1154,16 +1160,10 @@ def test_a_resume_from_an_earlier_checkpoint_stopped_before_its_first_step_says_
     else:
         monkeypatch.setattr(Network, "forward", lambda *args, **kwargs: signal.raise_signal(
             signal.SIGINT) or signal.raise_signal(signal.SIGINT))
-    previous = signal.getsignal(signal.SIGINT)
-    # Ctrl-C as a terminal delivers it, even where this suite runs with it ignored (in a
-    # background job), which the run would keep
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    with ctrl_c_delivered():
         status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
                                                         str(out / "epoch1.h5")]),
                              output_required=False, stopped=train_module.stopped_line)
-    finally:
-        signal.signal(signal.SIGINT, previous)
     how = "stopped by SIGTERM" if stop == "SIGTERM" else "interrupted"
     assert status == (143 if stop == "SIGTERM" else 130)
     step = checkpoint.record(str(out / "epoch1.h5"))[1]["step"]
@@ -1589,9 +1589,7 @@ def test_the_job_ending_signals_stop_at_the_next_step_unless_ignored():
 
 def test_a_ctrl_c_left_unchecked_does_not_stop_the_next_run():
     from convnet import stopping
-    previous = signal.getsignal(signal.SIGINT)
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    with ctrl_c_delivered():
         with stopping.signals_stop_at_next_step():
             signal.getsignal(signal.SIGINT)(signal.SIGINT, None)   # Ctrl-C as the run ends
         with stopping.signals_stop_at_next_step():
@@ -1599,13 +1597,10 @@ def test_a_ctrl_c_left_unchecked_does_not_stop_the_next_run():
                 stopping.check()
             except KeyboardInterrupt:   # caught: pytest would take it for its own Ctrl-C
                 pytest.fail("a Ctrl-C of the block before stopped this one")
-    finally:
-        signal.signal(signal.SIGINT, previous)
 
 
 def test_the_ctrl_c_handler_is_left_alone_outside_the_main_thread():
     from convnet import stopping
-    previous = signal.getsignal(signal.SIGINT)
     errors = []
 
     def run():
@@ -1614,11 +1609,8 @@ def test_the_ctrl_c_handler_is_left_alone_outside_the_main_thread():
                 stopping.check()
         except Exception as error:   # signal.signal refuses other threads (ValueError)
             errors.append(error)
-    try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    with ctrl_c_delivered():
         thread = threading.Thread(target=run)
         thread.start()
         thread.join()
         assert errors == [] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGINT, previous)
