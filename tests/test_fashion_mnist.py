@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from convnet import atomic
 from convnet.data import fashion_mnist
 from convnet.data.dataset import Dataset
 from fashion import needs_fashion_mnist
@@ -86,6 +87,25 @@ def test_the_commands_lines_show_their_names(tmp_path, capsys, monkeypatch):
     assert fashion_mnist.main(output) == 130
     assert capsys.readouterr().err == (f"interrupted: {tmp_path}/fm\\x1b[31m\\n\\xff.h5 is as it "
                                        f"was\n")
+
+
+def test_a_ctrl_c_after_the_output_is_renamed_into_place_says_it_was_written(
+        tmp_path, monkeypatch, capsys):
+    """The rename is followed by a sync of the folder, where a Ctrl-C may land: the output
+    is then the new one, whole."""
+    for split, count in (("train", 2), ("val", 1)):
+        images_file, labels_file = fashion_mnist.FILES[split]
+        write_idx(tmp_path / images_file, 0x803, np.zeros((count, 28, 28)))
+        write_idx(tmp_path / labels_file, 0x801, np.arange(count))
+    output = tmp_path / "fm.h5"
+    output.write_bytes(b"an older file")
+
+    def interrupted(folder):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(atomic, "_sync_folder", interrupted)
+    assert fashion_mnist.main(["--source", str(tmp_path), "--output", str(output)]) == 130
+    assert capsys.readouterr().err == f"interrupted: {output} was written whole\n"
+    assert Dataset(str(output)).size("train") == 2
 
 
 @needs_fashion_mnist

@@ -223,7 +223,9 @@ def test_bad_inputs_get_one_line(tmp_path, capsys, monkeypatch):
                   f"--val-labels names a flat val/'s classes")
     labels = ["--val-labels", str(root / "labels.tsv")]
     (root / "labels.tsv").write_text(f"x.JPEG\t{imagetree.WNIDS[0]}\n")
-    refused(root, f"{root}/train: not one image could be read", *labels, before_work=False)
+    refused(root, f"{root}/train: not one image could be read (see the skipped files in "
+                  f"{tmp_path}/o.h5.partial); once they can be, run the same command with "
+                  f"--restart, which reads them again", *labels, before_work=False)
     (root / "train" / imagetree.WNIDS[0] / "a.JPEG").write_bytes(
         imagetree.jpeg_bytes(Image.new("RGB", (8, 8))))
     refused(root, f"{root}/val: not one image could be read", *labels,   # x.JPEG is empty
@@ -233,19 +235,24 @@ def test_bad_inputs_get_one_line(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "o.h5").exists()
 
 
+@pytest.mark.parametrize("earlier", [False, True], ids=["no partial file", "another's"])
 def test_a_ctrl_c_before_the_work_says_that_nothing_was_written(tmp_path, rng, monkeypatch,
-                                                                capsys):
+                                                                capsys, earlier):
     """A Ctrl-C in the scan (minutes on a slow disk's 1.3 million files) said the work so far
-    was in a partial file that was not there."""
+    was in a partial file that was not there, or that an earlier run (of other settings, say:
+    the scan had not found out) had left, and that the same command would resume it."""
     root = tmp_path / "imagenet"
     imagetree.build(str(root), rng, per_class=1, val_per_class=1)
+    if earlier:
+        (tmp_path / "o.h5.partial").write_bytes(b"an earlier run's")
 
     def ctrl_c(*args):
         raise KeyboardInterrupt
     monkeypatch.setattr(ilsvrc, "scan", ctrl_c)
     assert prepare.main([str(root), "--output", str(tmp_path / "o.h5")]) == 130
-    assert capsys.readouterr().err == "interrupted: before the work, of which nothing was written\n"
-    assert os.listdir(tmp_path) == ["imagenet"]
+    assert capsys.readouterr().err == ("interrupted before the work, of which nothing was "
+                                       "written; run the same command again\n")
+    assert sorted(os.listdir(tmp_path)) == ["imagenet"] + ["o.h5.partial"] * earlier
 
 
 def test_a_partial_file_the_system_refuses_is_one_line(tmp_path, rng, monkeypatch, capsys):
@@ -415,8 +422,7 @@ def test_prepares_lines_show_their_names(tmp_path, rng, capsys, monkeypatch):
     assert bars == ["prepare o\\x1b[31m.h5"]
 
     (tmp_path / "o\x1b[31m.h5.partial").write_bytes(b"a stopped run's work")
-    for stop, status in [(KeyboardInterrupt(), 130), (Stopped(signal.SIGINT), 130),
-                         (Stopped(signal.SIGTERM), 143)]:
+    for stop, status in [(Stopped(signal.SIGINT), 130), (Stopped(signal.SIGTERM), 143)]:
         def stopped(*args, **options):
             raise stop
         monkeypatch.setattr(prepare, "prepare", stopped)
@@ -508,14 +514,49 @@ def test_a_full_disk_stops_before_the_block_and_resumes(tmp_path, rng, monkeypat
     monkeypatch.setattr(shutil, "disk_usage", full_at_the_second_block)
     with pytest.raises(prepare.PrepareError) as refused:
         run(root, output, size=SIZE, workers=2)
-    assert re.fullmatch(rf"{tmp_path}/out.h5.partial: 0 MiB free on its disk, too little for "
-                        r"the next block \(\d+ MiB\); free \d+ MiB more and run the same "
-                        r"command to resume", str(refused.value)), refused.value
+    files = sum(len(names) for _, _, names in os.walk(root))
+    said = re.fullmatch(rf"{tmp_path}/out.h5.partial: 0 MiB free on its disk, too little for "
+                        rf"the next block \(\d+ MiB\); free (\d+) MiB more, room for the "
+                        rf"{files - prepare.BLOCK} images left, and run the same command to resume",
+                        str(refused.value))
+    assert said, refused.value
     assert folders == [str(tmp_path)] * 3
-    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    # that much freed, the resume (which asks room for every image left) goes on
+    freed = int(said.group(1)) << 20
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda folder: disk_usage(folder)._replace(free=freed))
     run(root, output, size=SIZE, workers=2)
     assert "resuming after 1 of" in capsys.readouterr().err
     assert_same_dataset(tmp_path / "clean.h5", output)
+
+
+@pytest.mark.parametrize("partial", ["resumable", "another's"])
+def test_a_refusal_for_want_of_space_says_nothing_of_resuming_or_starting_again(
+        tmp_path, rng, monkeypatch, capsys, partial):
+    """The space is checked before the line that says the work resumes, or starts again over
+    a partial file it cannot resume, which the refusal leaves as it was."""
+    root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
+    output = tmp_path / "out.h5"
+    if partial == "resumable":
+        store = prepare.store_block
+
+        def stop_after_one_block(file, *block):
+            store(file, *block)
+            raise KeyboardInterrupt   # as a Ctrl-C would
+        monkeypatch.setattr(prepare, "store_block", stop_after_one_block)
+        with pytest.raises(KeyboardInterrupt):
+            run(root, output, size=SIZE, workers=1)
+        monkeypatch.setattr(prepare, "store_block", store)
+    else:
+        (tmp_path / "out.h5.partial").write_bytes(b"another run's")
+    before = (tmp_path / "out.h5.partial").read_bytes()
+    disk_usage = shutil.disk_usage
+    monkeypatch.setattr(shutil, "disk_usage", lambda folder: disk_usage(folder)._replace(free=0))
+    capsys.readouterr()
+    with pytest.raises(prepare.PrepareError, match="too little for the"):
+        run(root, output, size=SIZE, workers=1)
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "out.h5.partial").read_bytes() == before
 
 
 def test_a_disk_too_small_for_all_the_images_is_refused_before_the_work(tmp_path, rng,

@@ -97,19 +97,31 @@ def prepare(source=DEBIAN_SOURCE, output=DEFAULT_OUTPUT):
     return output
 
 
+def identity(path):
+    """What tells a file from the one that replaces it (its inode and change time), or None."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_ino, status.st_ctime_ns
+
+
 def main(argv=None):
     parser = options.Parser(prog="python -m convnet.data.fashion_mnist",
                             description=__doc__.split("\n\n")[0])
     parser.add_argument("--source", default=DEBIAN_SOURCE, help="folder of the IDX .gz files")
     parser.add_argument("--output", default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
+    before = identity(args.output)
     try:
         path = prepare(args.source, args.output)
     except (OSError, ValueError) as error:
         print(f"error: {shown(str(error))}", file=sys.stderr)   # names: one line, escaped
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted: {shown(args.output)} is as it was", file=sys.stderr)
+        # the output is renamed into place whole; a Ctrl-C may come after, as its folder syncs
+        state = "is as it was" if identity(args.output) == before else "was written whole"
+        print(f"interrupted: {shown(args.output)} {state}", file=sys.stderr)
         return INTERRUPTED_STATUS
     print(f"wrote {shown(path)}")
     return 0

@@ -299,6 +299,10 @@ def reopen_partial(path, size, stamp, blocks):
     except OSError as error:
         return None, None, f"unreadable ({one_line(error)})"
     attrs = file.attrs
+    if attrs.get("complete"):   # killed between its last write and its rename
+        file.close()
+        return None, None, ("finished, but not renamed; what it was made from is no longer "
+                            "recorded in it")
     if attrs.get("fingerprint") != stamp:
         file.close()
         return None, None, "made from other files or settings"
@@ -349,20 +353,29 @@ def store_block(file, split, result, statistics):
     file.flush()
 
 
-def check_space(path, images, image_bytes, what="the next block", then="to resume", freed=0):
+def space_for(images, image_bytes):
+    """The bytes `images` of image_bytes each may take: a block may start an image chunk; each
+    image adds its label and an entry to HDF5's chunk index (about 65 bytes); HDF5 writes its
+    other metadata besides."""
+    return images * (image_bytes + 4 + 128) + 2 * CHUNK_BYTES + (16 << 20)
+
+
+def check_space(path, images, image_bytes, what="the next block", then="to resume", freed=0,
+                left=None):
     """Refuses `images` of image_bytes each that the disk of PATH may not hold (`what` they
     are), counting `freed` bytes that the work frees first as free: an HDF5 file whose writes
     failed is left broken (and h5py may crash closing it), while the file before them resumes.
     Checked for every image left before the work too, which would otherwise find a disk too
-    small for ImageNet's 250 GB hours in."""
-    # A block may start an image chunk; each image adds its label and an entry to HDF5's chunk
-    # index (about 65 bytes); HDF5 writes its other metadata besides.
-    needed = images * (image_bytes + 4 + 128) + 2 * CHUNK_BYTES + (16 << 20)
+    small for ImageNet's 250 GB hours in; so, where the work refuses a block, what to free is
+    the room for the `left` images (files) it has not stored, which a resume asks for."""
+    needed = space_for(images, image_bytes)
     free = shutil.disk_usage(os.path.dirname(os.path.abspath(path))).free + freed
     if free < needed:
+        asked, room = (needed, "") if left is None else \
+            (space_for(left, image_bytes), f", room for the {counted(left, 'image')} left,")
         raise PrepareError(f"{path}: {bytes_text(free)} free on its disk, too little for {what} "
-                           f"({bytes_text(needed)}); free {bytes_text(needed - free, up=True)} "
-                           f"more and run the same command {then}")
+                           f"({bytes_text(needed)}); free {bytes_text(asked - free, up=True)} "
+                           f"more{room} and run the same command {then}")
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -400,25 +413,24 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
     where it holds some of them), then the statistics, and the file renamed to OUTPUT."""
     total = sum(len(jobs[split]) for split in SPLITS)
 
-    file = None
+    file, reason = None, None
     if os.path.exists(partial) and not restart:
         file, statistics, reason = reopen_partial(partial, size, stamp, blocks)
-        if file is None:
-            print(f"{shown(partial)}: cannot resume ({reason}); starting again", file=sys.stderr)
-        else:
-            print(f"{shown(partial)}: resuming after {int(file.attrs['blocks_done'])} of "
-                  f"{len(blocks)} blocks", file=sys.stderr)
     done = 0 if file is None else int(file.attrs["blocks_done"])
-    left = sum(len(block) for _, block in blocks[done:])   # skipped files counted: a bound
     # A partial file started again is emptied first: its blocks on the disk count as free.
     freed = os.stat(partial).st_blocks * 512 if file is None and os.path.exists(partial) else 0
-    try:   # before a new partial file is made
+    try:   # before a new partial file is made, and before a line says the work goes on
+        left = sum(len(files) for _, files in blocks[done:])   # skipped files counted: a bound
         check_space(partial, left, size * size * 3, f"the {counted(left, 'image')} left to store",
                     "to resume" if done else "again", freed)
     except PrepareError:
         if file is not None:
             file.close()
         raise
+    if reason is not None:
+        print(f"{shown(partial)}: cannot resume ({reason}); starting again", file=sys.stderr)
+    elif file is not None:
+        print(f"{shown(partial)}: resuming after {done} of {len(blocks)} blocks", file=sys.stderr)
     if file is None:   # a file the system refuses (HDF5's message, errno's many lines): one line
         with failed_writes(PrepareError, lambda error: f"{shown(partial)}: cannot write it ("
                            f"{os.strerror(error.errno) if error.errno else one_line(error)})"):
@@ -439,9 +451,11 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
             raise KeyboardInterrupt from None   # a SIGTERM to the group ended the fork server
         with contextlib.closing(pool):
             try:
-                for (_, _, split, block), result in zip(tasks, pool.map(
-                        tasks, BLOCKS_PER_WORKER * workers, lambda: stop.signal is not None)):
-                    check_space(partial, len(result[0]), size * size * 3)
+                for k, ((_, _, split, block), result) in enumerate(zip(tasks, pool.map(
+                        tasks, BLOCKS_PER_WORKER * workers, lambda: stop.signal is not None))):
+                    # what to free: the room a resume asks for, every image left
+                    check_space(partial, len(result[0]), size * size * 3,
+                                left=sum(len(task[3]) for task in tasks[k:]))
                     store_block(file, split, result, statistics)
                     bar.update(len(block))
                     bar.set_postfix(converted=int(file.attrs["converted_count"]),
@@ -463,7 +477,8 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
         for split in SPLITS:   # training reads both
             if int(file.attrs[f"{split}_count"]) == 0:
                 raise PrepareError(f"{root}/{split}: not one image could be read (see the "
-                                   f"skipped files in {partial})")
+                                   f"skipped files in {partial}); once they can be, run the "
+                                   f"same command with --restart, which reads them again")
         per_class = np.bincount(file["train/labels"][()], minlength=len(wnids))
         summary = {"output": output, "classes": len(wnids),
                    **{split: int(file.attrs[f"{split}_count"]) for split in SPLITS},
@@ -521,12 +536,14 @@ def main(argv=None):
                           restart=args.restart, name=args.name)
     except PrepareError as error:
         return refused(error)
-    except KeyboardInterrupt as stop:   # a Ctrl-C in the scan comes before any partial file
-        partial = partial_of(args.output)
+    except Stopped as stop:   # in the work: its partial file holds the blocks stored so far
         again = "the same command again" if not args.restart else "it again without --restart"
-        print("interrupted: " + (f"the work so far is in {shown(partial)}; run {again} to resume"
-                                 if os.path.exists(partial) else
-                                 "before the work, of which nothing was written"), file=sys.stderr)
+        print(f"interrupted: the work so far is in {shown(partial_of(args.output))}; run {again} "
+              f"to resume", file=sys.stderr)
+        return 128 + stop.number
+    except KeyboardInterrupt as stop:   # a Ctrl-C before the work (the scan: minutes on ImageNet)
+        print("interrupted before the work, of which nothing was written; run the same command "
+              "again", file=sys.stderr)
         return 128 + stop_signal(stop)
     report(summary)
     return 0
