@@ -530,6 +530,21 @@ def test_a_full_disk_stops_before_the_block_and_resumes(tmp_path, rng, monkeypat
     assert_same_dataset(tmp_path / "clean.h5", output)
 
 
+def test_a_finished_partial_file_killed_before_its_rename_is_named_as_one(tmp_path, rng,
+                                                                          monkeypatch, capsys):
+    """Killed between its last write and its rename, the partial file is finished, and its
+    record of what it was made from is gone with its progress: said so, and made again."""
+    root, _ = tree_with_blocks(tmp_path, rng, monkeypatch)
+    output = tmp_path / "out.h5"
+    run(root, output, size=SIZE, workers=1)
+    shutil.copy(output, tmp_path / "out.h5.partial")
+    capsys.readouterr()
+    run(root, output, size=SIZE, workers=1)
+    assert capsys.readouterr().err == (f"{output}.partial: cannot resume (finished, but not "
+                                       f"renamed; what it was made from is no longer recorded "
+                                       f"in it); starting again\n")
+
+
 @pytest.mark.parametrize("partial", ["resumable", "another's"])
 def test_a_refusal_for_want_of_space_says_nothing_of_resuming_or_starting_again(
         tmp_path, rng, monkeypatch, capsys, partial):
