@@ -3,6 +3,7 @@ files reported, the statistics against NumPy, one-line errors, interruption and 
 import errno
 import os
 import re
+import resource
 import shutil
 import signal
 import struct
@@ -572,6 +573,30 @@ def test_a_refusal_for_want_of_space_says_nothing_of_resuming_or_starting_again(
         run(root, output, size=SIZE, workers=1)
     assert capsys.readouterr().err == ""
     assert (tmp_path / "out.h5.partial").read_bytes() == before
+
+
+def test_a_file_size_limit_stops_before_the_block_and_resumes(tmp_path, rng):
+    """A limit the disk's free space does not show (a quota; here the process's file-size
+    limit) is met before HDF5 writes: HDF5, whose writes then fail, leaves its file unreadable
+    and every stored block lost. The work stops in one line, and goes on with the limit gone."""
+    root = tmp_path / "imagenet"
+    imagetree.build(str(root), rng, per_class=150, val_per_class=20)   # blocks of 64 files
+    clean, output = tmp_path / "clean.h5", tmp_path / "out.h5"
+    run(root, clean, size=64, workers=1)
+    command = [sys.executable, "-m", "convnet.data.prepare", str(root), "--output", str(output),
+               "--size", "64", "--workers", "1"]
+    # the room a block may take (17 MiB, an upper bound), and about two blocks' images
+    limit = prepare.space_for(64, 64 * 64 * 3) + (2 << 20)
+    limited = subprocess.run(command, capture_output=True, text=True, preexec_fn=lambda: (
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))))
+    assert limited.returncode == 2, limited.stderr
+    assert re.fullmatch(rf"error: {output}.partial: it cannot grow by the \d+ MiB it may take "
+                        rf"next \(File too large\); make room for them \(a quota, a file size "
+                        rf"limit\) and run the same command to resume\n", limited.stderr)
+    resumed = subprocess.run(command, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.match(r".*: resuming after [1-9]\d* of \d+ blocks\n", resumed.stderr)
+    assert_same_dataset(clean, output)
 
 
 def test_a_disk_too_small_for_all_the_images_is_refused_before_the_work(tmp_path, rng,
