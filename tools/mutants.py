@@ -2882,6 +2882,12 @@ CATALOGUE = [
     Mutant('fashion-renamed-said-as-it-was', 'convnet/data/fashion_mnist.py',
            'state = "is as it was" if identity(args.output) == before else',
            'state = "is as it was" if True else', ('tests/test_fashion_mnist.py',)),
+    Mutant('prepare-block-unprobed', 'convnet/data/prepare.py',
+           '                    check_writable(partial, space_for(len(result[0]), size * size * 3))\n',
+           '', ('tests/test_prepare.py',)),
+    Mutant('prepare-probe-left-allocated', 'convnet/data/prepare.py',
+           '            os.ftruncate(descriptor, end)\n', '            pass\n',
+           ('tests/test_prepare.py',)),
     Mutant('tr-best-unnoted', 'convnet/train.py',
            '            note = trainer.go_on_from(resumed, kept, epochs)\n'
            '            if note:\n                print(shown(note), file=sys.stderr)\n',
