@@ -580,13 +580,14 @@ def test_a_file_size_limit_stops_before_the_block_and_resumes(tmp_path, rng):
     limit) is met before HDF5 writes: HDF5, whose writes then fail, leaves its file unreadable
     and every stored block lost. The work stops in one line, and goes on with the limit gone."""
     root = tmp_path / "imagenet"
-    imagetree.build(str(root), rng, per_class=150, val_per_class=20)   # blocks of 64 files
+    imagetree.build(str(root), rng, per_class=300, val_per_class=20)   # 15 blocks of 64 files
     clean, output = tmp_path / "clean.h5", tmp_path / "out.h5"
-    run(root, clean, size=64, workers=1)
+    run(root, clean, size=128, workers=2)
     command = [sys.executable, "-m", "convnet.data.prepare", str(root), "--output", str(output),
-               "--size", "64", "--workers", "1"]
-    # the room a block may take (17 MiB, an upper bound), and about two blocks' images
-    limit = prepare.space_for(64, 64 * 64 * 3) + (2 << 20)
+               "--size", "128", "--workers", "2"]
+    # the room a block may take (20 MiB, an upper bound), and about two blocks' images: the
+    # 47 MiB of images outgrow it
+    limit = prepare.space_for(64, 128 * 128 * 3) + (6 << 20)
     limited = subprocess.run(command, capture_output=True, text=True, preexec_fn=lambda: (
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))))
     assert limited.returncode == 2, limited.stderr
