@@ -196,6 +196,25 @@ def atomic_json(path, data, indent=1):
         json.dump(data, file, indent=indent)
 
 
+def check_room(path, nbytes):
+    """Raises the OSError (no space, a quota, a file-size limit) of the file at `path` where it
+    may not grow by `nbytes`: the room is taken and given back at once, the file's end left as
+    it was. For an HDF5 file written on the disk before HDF5 writes: HDF5, whose write fails,
+    has by then recorded the file's new end in it, which leaves it unreadable (and h5py may
+    crash closing it); a disk's free space does not show a quota or a file-size limit."""
+    descriptor = os.open(path, os.O_WRONLY)
+    try:
+        end = os.fstat(descriptor).st_size
+        try:
+            os.posix_fallocate(descriptor, end, nbytes)
+        except OSError as error:
+            raise OSError(error.errno, os.strerror(error.errno), path) from None
+        finally:
+            os.ftruncate(descriptor, end)
+    finally:
+        os.close(descriptor)
+
+
 @contextmanager
 def atomic_h5(path, in_memory=True):
     """An HDF5 file to fill. in_memory: built in memory and written to disk in one go at the

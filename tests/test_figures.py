@@ -805,6 +805,22 @@ def test_neighbours_of_a_dataset_whose_name_is_not_utf8(trained, capsys):
         assert file.attrs["data_path"] == str(trained.tmp / "set\\xfe.h5")
 
 
+def test_a_cache_the_disk_cannot_hold_is_one_line_and_leaves_nothing(trained, capsys,
+                                                                     monkeypatch):
+    """The room for every vector is taken before HDF5 writes the first: HDF5's failed write
+    crashed h5py (a segmentation fault, tracebacks) where the disk, a quota or a file-size
+    limit could not hold them."""
+    def full(descriptor, offset, length):
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    cache = trained.tmp / "full-cache.h5"
+    assert figures_main.main(["neighbours", "--checkpoint", str(trained.run), "--data-path",
+                              str(trained.data), "--indices", "1", "-o",
+                              str(trained.tmp / "n.png"), "--cache", str(cache)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == f"error: {cache}: Disk quota exceeded"
+    assert not cache.exists() and not list(trained.tmp.glob(".partial-full-cache*"))
+
+
 def test_a_cache_path_holding_another_file_is_refused_before_any_work(trained, capsys):
     """--cache naming the dataset (or a checkpoint, or any file not a cache) would replace it."""
     kept = trained.data.read_bytes()

@@ -58,6 +58,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import provenance
+from convnet.atomic import check_room
 from convnet.errors import (bytes_text, counted, failed_writes, one_line, run_command, shown,
                             stop_signal)
 from convnet.stopping import Stopped
@@ -378,26 +379,17 @@ def check_space(path, images, image_bytes, what="the next block", then="to resum
                            f"more{room} and run the same command {then}")
 
 
-def check_writable(path, nbytes):
+def check_growth(path, nbytes):
     """Refuses the `nbytes` of a block (or of the end's tables) that the file at PATH may not
     grow by for a reason its disk's free space does not show (a quota, a file-size limit,
-    another writer that took the space): HDF5, whose write fails, has by then recorded the
-    file's new end in it, which leaves it unreadable and every stored block lost. The room is
-    taken and given back at once, before HDF5 writes, the file's end left where HDF5 put it."""
-    descriptor = os.open(path, os.O_WRONLY)
+    another writer that took the space): HDF5's failed write would leave the file unreadable,
+    and every stored block lost (atomic.check_room)."""
     try:
-        end = os.fstat(descriptor).st_size
-        try:
-            os.posix_fallocate(descriptor, end, nbytes)
-        except OSError as error:
-            raise PrepareError(f"{path}: it cannot grow by the {bytes_text(nbytes)} it may "
-                               f"take next ({os.strerror(error.errno)}); make room for them (a "
-                               f"quota, a file size limit) and run the same command to resume"
-                               ) from None
-        finally:
-            os.ftruncate(descriptor, end)
-    finally:
-        os.close(descriptor)
+        check_room(path, nbytes)
+    except OSError as error:
+        raise PrepareError(f"{path}: it cannot grow by the {bytes_text(nbytes)} it may take next "
+                           f"({error.strerror}); make room for them (a quota, a file size limit) "
+                           f"and run the same command to resume") from None
 
 
 # -- the run ----------------------------------------------------------------------------------
@@ -478,7 +470,7 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
                     # what to free: the room a resume asks for, every image left
                     check_space(partial, len(result[0]), size * size * 3,
                                 left=sum(len(task[3]) for task in tasks[k:]))
-                    check_writable(partial, space_for(len(result[0]), size * size * 3))
+                    check_growth(partial, space_for(len(result[0]), size * size * 3))
                     store_block(file, split, result, statistics)
                     bar.update(len(block))
                     bar.set_postfix(converted=int(file.attrs["converted_count"]),
@@ -508,7 +500,7 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
                    "untrained": [wnid for wnid, count in zip(wnids, per_class) if count == 0],
                    **{kind: [line.decode() for line in file[f"report/{kind}"][()]]
                       for kind in ("converted", "skipped")}}
-        check_writable(partial, space_for(0, 0))   # the statistics and the class table
+        check_growth(partial, space_for(0, 0))   # the statistics and the class table
         write_statistics(file, statistics.result())
         write_classes(file, name=name, size=size, class_ids=wnids, class_names=names)
         for key in ("fingerprint", "blocks_done", "statistics_count"):
