@@ -37,7 +37,8 @@ whatever the number of processes; after each block the counters and the running 
 stored and the file flushed. Interrupted (Ctrl-C, SIGTERM) it stops at once, or after the block
 being stored, dropping those the workers hold, with exit status 128 + the signal's number (130,
 143); a worker that dies (killed, out of memory) stops it with an error naming its block; so does
-a full disk, before the block it may not hold (HDF5 leaves a file whose writes failed broken).
+a full disk, a quota or a file-size limit, before the block it may not hold (HDF5 leaves a file
+whose writes failed broken): the block's room is taken, and given back, before HDF5 writes.
 The same command resumes from the last stored block if the file list and settings are
 unchanged, and otherwise starts again (as it does with --restart). Only a finished file is renamed
 to OUTPUT, so OUTPUT is never a file that looks complete but is not.
