@@ -201,7 +201,10 @@ def check_room(path, nbytes):
     may not grow by `nbytes`: the room is taken and given back at once, the file's end left as
     it was. For an HDF5 file written on the disk before HDF5 writes: HDF5, whose write fails,
     has by then recorded the file's new end in it, which leaves it unreadable (and h5py may
-    crash closing it); a disk's free space does not show a quota or a file-size limit."""
+    crash closing it); a disk's free space does not show a quota or a file-size limit. Where
+    the system lacks posix_fallocate (macOS), nothing is checked."""
+    if not hasattr(os, "posix_fallocate"):
+        return
     descriptor = os.open(path, os.O_WRONLY)
     try:
         end = os.fstat(descriptor).st_size
