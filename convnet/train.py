@@ -886,9 +886,8 @@ def stopped_line(stop):
         f"the end of epoch {saved.epoch - 1}"
     if saved.lost:   # at once: a second Ctrl-C
         return (f"{how} at once at step {saved.step + saved.lost}: {checkpoint.LAST} holds step "
-                f"{saved.step} ({where}), and what the run did since ({counted(saved.lost, 'step')}) is "
-                f"lost; "
-                f"{resume} {checkpoint.LAST}")
+                f"{saved.step} ({where}), and what the run did since "
+                f"({counted(saved.lost, 'step')}) is lost; {resume} {checkpoint.LAST}")
     holds = "now holds" if saved.written else \
         "held already (no step since), so nothing was lost"
     return (f"{how} at step {saved.step} ({where}), which {checkpoint.LAST} {holds}; {resume} "

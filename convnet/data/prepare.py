@@ -434,8 +434,8 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
     done = 0 if file is None else int(file.attrs["blocks_done"])
     # A partial file started again is emptied first: its blocks on the disk count as free.
     freed = os.stat(partial).st_blocks * 512 if file is None and os.path.exists(partial) else 0
+    left = sum(len(files) for _, files in blocks[done:])   # skipped files counted: a bound
     try:   # before a new partial file is made, and before a line says the work goes on
-        left = sum(len(files) for _, files in blocks[done:])   # skipped files counted: a bound
         check_space(partial, left, size * size * 3, f"the {counted(left, 'image')} left to store",
                     "to resume" if done else "again", freed)
     except PrepareError:
@@ -466,13 +466,13 @@ def convert(root, output, partial, blocks, stamp, jobs, wnids, names, *, size, w
             raise KeyboardInterrupt from None   # a SIGTERM to the group ended the fork server
         with contextlib.closing(pool):
             try:
-                for k, ((_, _, split, block), result) in enumerate(zip(tasks, pool.map(
-                        tasks, BLOCKS_PER_WORKER * workers, lambda: stop.signal is not None))):
+                for (_, _, split, block), result in zip(tasks, pool.map(
+                        tasks, BLOCKS_PER_WORKER * workers, lambda: stop.signal is not None)):
                     # what to free: the room a resume asks for, every image left
-                    check_space(partial, len(result[0]), size * size * 3,
-                                left=sum(len(task[3]) for task in tasks[k:]))
+                    check_space(partial, len(result[0]), size * size * 3, left=left)
                     check_growth(partial, space_for(len(result[0]), size * size * 3))
                     store_block(file, split, result, statistics)
+                    left -= len(block)
                     bar.update(len(block))
                     bar.set_postfix(converted=int(file.attrs["converted_count"]),
                                     skipped=int(file.attrs["skipped_count"]), refresh=False)
