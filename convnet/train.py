@@ -633,7 +633,8 @@ def _run(args, placement, device, replicas, where):
             print(f"note: --conv-algorithm {args.conv_algorithm} left unused: it picks among the "
                   f"CUDA kernels, and the CPU's reference backend has one convolution",
                   file=sys.stderr)
-        # a Ctrl-C since the start, to any rank: the run's files as they were
+        # A stop since the start, to any rank: the run's files as they were. One asked after it
+        # is seen at the first step, so the settings below are this run's, training.
         stopping.check_ranks(replicas)
         if replicas.rank == 0 and trains:   # evaluating a run leaves its settings alone
             # The convolution algorithm the CUDA kernels prefer; the reference backend has one.
@@ -657,9 +658,7 @@ def _run(args, placement, device, replicas, where):
                 atomic_json(settings_path, settings, indent=2)
         # The folder made to agree with the checkpoint, now that every rank has loaded all it
         # loads (--weights too) and the settings are written: a refusal before it changes
-        # none of the run's checkpoints and logs, and so does a Ctrl-C since the start, which
-        # stops the run here.
-        stopping.check_ranks(replicas)
+        # none of the run's checkpoints and logs.
         where.stage, where.trainer = TRAINING if trains else EVALUATING, trainer
         if trains and args.resume:
             note = trainer.go_on_from(resumed, kept, epochs)

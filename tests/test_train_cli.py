@@ -1000,22 +1000,14 @@ def test_a_resume_refused_by_its_folder_changes_none_of_its_files(two_epochs, ca
     assert {path.name: path.read_bytes() for path in out.iterdir() if path.is_file()} == kept
 
 
-@pytest.mark.parametrize("when", ["notes", "settings"])
 def test_a_ctrl_c_before_a_resume_rewinds_the_folder_changes_none_of_its_files(
-        two_epochs, capsys, monkeypatch, when):
-    """A Ctrl-C while a resume from an earlier checkpoint starts stops it before last.h5 and the
-    logs are rewound, as its line says: as its first notes are made, before any of its files
-    changes; as its settings are written, before the rewind that follows."""
+        two_epochs, capsys, monkeypatch):
+    """A Ctrl-C as a resume from an earlier checkpoint makes its first notes stops it before
+    anything changes, settings.json, last.h5 and the logs alike, as its line says."""
     out, common = two_epochs
     kept = {path.name: path.read_bytes() for path in out.iterdir()}
-    if when == "notes":
-        monkeypatch.setattr(train_module, "idle_device_note",
-                            lambda *args: signal.raise_signal(signal.SIGINT))
-    else:
-        write = train_module.atomic_json
-        monkeypatch.setattr(train_module, "atomic_json", lambda *args, **kwargs: (
-            write(*args, **kwargs), signal.raise_signal(signal.SIGINT)))
-        del kept["settings.json"]
+    monkeypatch.setattr(train_module, "idle_device_note",
+                        lambda *args: signal.raise_signal(signal.SIGINT))
     capsys.readouterr()
     with ctrl_c_delivered():
         status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
@@ -1025,7 +1017,32 @@ def test_a_ctrl_c_before_a_resume_rewinds_the_folder_changes_none_of_its_files(
     assert capsys.readouterr().err.splitlines()[-1] == (
         "interrupted as it started, before it changed any checkpoint or log; the same command "
         "starts it again")
-    assert {path.name: path.read_bytes() for path in out.iterdir() if path.name in kept} == kept
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
+
+
+def test_a_ctrl_c_as_the_settings_are_written_stops_the_run_they_describe(two_epochs, capsys,
+                                                                          monkeypatch):
+    """Once a run's settings are written, a Ctrl-C stops it in training, at its first step:
+    the folder rewound to the checkpoint resumed from, so that settings.json never describes a
+    command that left the run's checkpoints and logs as another's were."""
+    out, common = two_epochs
+    write = train_module.atomic_json
+    monkeypatch.setattr(train_module, "atomic_json", lambda *args, **kwargs: (
+        write(*args, **kwargs), signal.raise_signal(signal.SIGINT)))
+    with ctrl_c_delivered():
+        status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
+                                                        str(out / "epoch1.h5")]),
+                             output_required=False, stopped=train_module.stopped_line)
+    assert status == 130
+    step = checkpoint.record(str(out / "epoch1.h5"))[1]["step"]
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"interrupted at step {step} (the end of epoch 1), which last.h5 held already (no step "
+        f"since), so nothing was lost; --resume --output-dir {out} goes on from its last.h5 as "
+        f"if never stopped")
+    assert checkpoint.record(str(out / "last.h5"))[1]["step"] == step   # epoch 2's before
+    assert json.loads((out / "settings.json").read_text())["epochs"] == 3
+    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] \
+        == [1] * len((out / "log.jsonl").read_text().splitlines())
 
 
 @pytest.mark.parametrize("name,checkpoints", [("log.jsonl", True), ("epochs.csv", True),

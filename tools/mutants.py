@@ -1018,8 +1018,9 @@ CATALOGUE = [
            'with (stopping.signals_stop_at_next_step() if replicas.world == 1 else '
            'contextlib.nullcontext()), \\\n', ('tests/test_replicas_mpi.py',)),
     Mutant('train-ranks-start-stop-asked-of-this-rank-alone', 'convnet/train.py',
-           "the run's files as they were\n        stopping.check_ranks(replicas)",
-           "the run's files as they were\n        stopping.check()", ('tests/test_replicas_mpi.py',)),
+           '        stopping.check_ranks(replicas)\n        if replicas.rank == 0 and trains:',
+           '        stopping.check()\n        if replicas.rank == 0 and trains:',
+           ('tests/test_replicas_mpi.py',)),
     Mutant('tr-stop-saves-broken-weights', 'convnet/trainer.py',
            'if not all(np.isfinite(array).all()', 'if False and not all(np.isfinite(array).all()',
            ('tests/test_trainer.py',)),
@@ -2750,8 +2751,8 @@ CATALOGUE = [
            ('tests/test_train_cli.py',)),
     Mutant('train-ctrl-c-after-rewind', 'convnet/train.py',
            '        stopping.check_ranks(replicas)\n'
-           '        where.stage, where.trainer',
-           '        where.stage, where.trainer', ('tests/test_train_cli.py',)),
+           '        if replicas.rank == 0 and trains:',
+           '        if replicas.rank == 0 and trains:', ('tests/test_train_cli.py',)),
     Mutant('atomic-long-name-unchecked', 'convnet/atomic.py',
            '        if size > longest:', '        if False:',
            ('tests/test_atomic.py',)),
@@ -2801,9 +2802,9 @@ CATALOGUE = [
            'check_writable(output, "--output", suffix=partial_of(""))',
            'check_writable(output, "--output")', ('tests/test_prepare.py',)),
     Mutant('train-ctrl-c-after-settings', 'convnet/train.py',
-           '        # a Ctrl-C since the start, to any rank: the run\'s files as they were\n'
-           '        stopping.check_ranks(replicas)\n', '',
-           ('tests/test_train_cli.py',)),
+           '                atomic_json(settings_path, settings, indent=2)\n',
+           '                atomic_json(settings_path, settings, indent=2)\n'
+           '                stopping.check_ranks(replicas)\n', ('tests/test_train_cli.py',)),
     Mutant('train-auto-damaged-last-best-unnamed', 'convnet/train.py',
            '                if args.resume != "auto" or resumed == best or not os.path.exists(best):',
            '                if True:', ('tests/test_train_cli.py',)),
