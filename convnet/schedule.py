@@ -7,23 +7,25 @@ checkpoint, so a resumed run continues the schedule exactly.
   plateau  the paper: divide every rate by 10 when the validation error has not improved for
            `patience` epochs, at most `max_drops` times.
   steps    fixed epochs: divide every rate by 10 at each listed epoch.
-  2012     the released run's hand schedule (layer-params-145.cfg's log), after epoch 25 →
+  2012     the released run's hand schedule (layer-params-145.cfg's log): from epoch 25 →
            weights 0.001, 51 → 0.0001, 67 → conv1's weights 1e-5 and colour noise off,
            72 → conv1 frozen, 79 → all weights 1e-5, for a first rate of 0.01 as there (other
            first rates scale them alike); the bias rate stays at 2 × the first weight rate
-           ("mostly left at 0.02"). `scale` stretches the epochs for runs shorter or longer
-           than the original 91.
+           ("mostly left at 0.02"). The log numbers epochs as cuda-convnet counted them, from
+           1: its epoch 25 is the one that follows 24 finished, and "epoch 91: killed" ends a
+           run of 90 (the paper's "roughly 90 cycles"). `scale` stretches the epochs for runs
+           shorter or longer than those 90.
 """
 from dataclasses import asdict, dataclass, field
 
 # The released run's log, its rates as it set them from its first weight rate of
-# RELEASED_2012_LR: (epoch, every layer's weight rate or None, conv1's weight rate or None,
-# colour noise on). At 72 the log sets conv1's weight rate to 0; its bias rate, which the log
+# RELEASED_2012_LR: (the log's epoch, counted from 1, from which they apply; every layer's
+# weight rate or None, conv1's weight rate or None, colour noise on). At 72 the log sets conv1's weight rate to 0; its bias rate, which the log
 # does not mention, is 0 in the file's final settings: conv1 is frozen whole from there.
 _RELEASED_2012 = ((25, 0.001, None, True), (51, 0.0001, None, True), (67, None, 1e-5, False),
                   (72, None, 0.0, False), (79, 1e-5, None, False))
 RELEASED_2012_LR = 0.01
-RELEASED_2012_EPOCHS = 91
+RELEASED_2012_EPOCHS = 90   # finished when the log's epoch 91 began
 SMALL_MODEL_EPOCHS = 6   # a scaled-down model's default length (the Fashion-MNIST default run's)
 CONV1_LAYERS = ("conv1a", "conv1b")
 KINDS = ("plateau", "steps", "2012")
@@ -94,7 +96,7 @@ class Schedule:
                 self._divide_all()
         else:
             for at, weight_lr, conv1_lr, colour_noise in _RELEASED_2012:
-                if next_epoch == round(at * self.scale):
+                if next_epoch == round((at - 1) * self.scale):   # epochs finished before it
                     self._apply_2012_event(weight_lr, conv1_lr, colour_noise)
         return self.rates
 

@@ -5,7 +5,7 @@ from typing import NamedTuple
 
 import pytest
 
-from convnet.schedule import Rates, Schedule
+from convnet.schedule import RELEASED_2012_EPOCHS, Rates, Schedule
 from convnet.solver import SGD
 
 
@@ -47,14 +47,15 @@ def test_fixed_steps():
 
 @pytest.mark.parametrize("first_rate", [0.01, 0.02])
 def test_released_2012_run(first_rate):
-    """Every epoch's rates (0-based epochs, as the solver takes them), against the released
-    2012 run's log, which started at 0.01: after epoch 25 → 0.001, 51 → 0.0001, 67 conv1's
-    weights → 1e-5 and colour noise off, 72 conv1 frozen (weights and bias), 79 all but the
-    frozen conv1 → 1e-5; the bias rate left at 0.02. Another first rate scales them alike."""
+    """Every epoch's rates against the released 2012 run's log, which started at 0.01 and
+    numbers epochs from 1, as cuda-convnet counted them: from epoch 25 → 0.001, 51 → 0.0001,
+    67 conv1's weights → 1e-5 and colour noise off, 72 conv1 frozen (weights and bias), 79 all
+    but the frozen conv1 → 1e-5; the bias rate left at 0.02. Another first rate scales them
+    alike."""
     ratio = first_rate / 0.01
     schedule = Schedule("2012", Rates(first_rate, 2 * first_rate), initial_weight_lr=first_rate)
-    for epoch in range(1, 91):
-        rates = schedule.epoch_finished(epoch - 1, 0.5)   # the rates of epoch `epoch`
+    for epoch in range(2, 91):   # the log's numbers
+        rates = schedule.epoch_finished(epoch - 2, 0.5)   # 0-based, as the trainer counts
         solver = SGD.following(rates, momentum=0.9, weight_decay=5e-4)
         weight = 0.01 if epoch < 25 else 0.001 if epoch < 51 else 0.0001 if epoch < 79 else 1e-5
         conv1 = weight if epoch < 67 else 1e-5 if epoch < 72 else 0.0
@@ -72,7 +73,8 @@ def test_scaled_2012_run_and_state_round_trip():
     run(schedule, [0.5, 0.4])
     resumed = Schedule.from_state(schedule.state())
     assert resumed == schedule
-    # events at round(91-epoch marks × 0.1): 25 → 2, 51 → 5, 67 and 72 → 7, 79 → 8
+    # events after round(epochs before the log's marks × 0.1): 24 → 2, 50 → 5, 66 and 71 → 7,
+    # 78 → 8
     assert [h[0] for h in run(resumed, [0.4] * 6, start=2)] == pytest.approx(
         [0.001, 0.001, 0.0001, 0.0001, 0.0001, 1e-5])
     assert resumed.rates.layer_lr_scale["conv1b"] == 0.0 and not resumed.rates.colour_noise
@@ -94,10 +96,11 @@ def test_unknown_schedule_is_refused():
         Schedule("cosine", Rates(0.1, 0.1))
 
 
-@pytest.mark.parametrize("epochs", [29, 58, 61, 90, 91, 99])
+@pytest.mark.parametrize("epochs", [13, 29, 58, 61, 90, 91, 99])
 def test_a_2012_schedule_scaled_to_a_run_knows_that_runs_length(epochs):
-    """scale = epochs / 91 is a float: the run's length comes back rounded, not truncated (29 /
-    91 × 91 is 28.999…), so a resumed run goes on to the same epoch, with no note of a change."""
-    schedule = Schedule("2012", Rates(0.01, 0.02), scale=epochs / 91)
+    """scale = epochs / 90 is a float: the run's length comes back rounded, not truncated (13 /
+    90 × 90 is 12.999…), so a resumed run goes on to the same epoch, with no note of a
+    change."""
+    schedule = Schedule("2012", Rates(0.01, 0.02), scale=epochs / RELEASED_2012_EPOCHS)
     assert schedule.scaled_epochs == epochs
     assert Schedule.from_state(json.loads(json.dumps(schedule.state()))).scaled_epochs == epochs

@@ -2801,6 +2801,9 @@ CATALOGUE = [
     Mutant('prepare-partial-name-unchecked', 'convnet/data/ilsvrc.py',
            'check_writable(output, "--output", suffix=partial_of(""))',
            'check_writable(output, "--output")', ('tests/test_prepare.py',)),
+    Mutant('sched-2012-log-counted-from-0', 'convnet/schedule.py',
+           'if next_epoch == round((at - 1) * self.scale):', 'if next_epoch == round(at * self.scale):',
+           ('tests/test_schedule.py',)),
     Mutant('train-ctrl-c-after-settings', 'convnet/train.py',
            '                atomic_json(settings_path, settings, indent=2)\n',
            '                atomic_json(settings_path, settings, indent=2)\n'
