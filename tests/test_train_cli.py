@@ -1020,31 +1020,6 @@ def test_a_ctrl_c_before_a_resume_rewinds_the_folder_changes_none_of_its_files(
     assert {path.name: path.read_bytes() for path in out.iterdir()} == kept
 
 
-def test_a_ctrl_c_as_the_settings_are_written_stops_the_run_they_describe(two_epochs, capsys,
-                                                                          monkeypatch):
-    """Once a run's settings are written, a Ctrl-C stops it in training, at its first step:
-    the folder rewound to the checkpoint resumed from, so that settings.json never describes a
-    command that left the run's checkpoints and logs as another's were."""
-    out, common = two_epochs
-    write = train_module.atomic_json
-    monkeypatch.setattr(train_module, "atomic_json", lambda *args, **kwargs: (
-        write(*args, **kwargs), signal.raise_signal(signal.SIGINT)))
-    with ctrl_c_delivered():
-        status = run_command(lambda: train_module.main([*common, "--epochs", "3", "--resume",
-                                                        str(out / "epoch1.h5")]),
-                             output_required=False, stopped=train_module.stopped_line)
-    assert status == 130
-    step = checkpoint.record(str(out / "epoch1.h5"))[1]["step"]
-    assert capsys.readouterr().err.splitlines()[-1] == (
-        f"interrupted at step {step} (the end of epoch 1), which last.h5 held already (no step "
-        f"since), so nothing was lost; --resume --output-dir {out} goes on from its last.h5 as "
-        f"if never stopped")
-    assert checkpoint.record(str(out / "last.h5"))[1]["step"] == step   # epoch 2's before
-    assert json.loads((out / "settings.json").read_text())["epochs"] == 3
-    assert [json.loads(line)["epoch"] for line in (out / "log.jsonl").read_text().splitlines()] \
-        == [1] * len((out / "log.jsonl").read_text().splitlines())
-
-
 @pytest.mark.parametrize("name,checkpoints", [("log.jsonl", True), ("epochs.csv", True),
                                               ("settings.json", False)])
 def test_a_resume_whose_log_or_settings_is_a_pipe_is_one_line_and_does_not_wait(
@@ -1160,15 +1135,20 @@ def test_the_stop_line_says_what_a_stop_at_once_lost_and_where_no_checkpoint_was
         "starts it again")
 
 
-@pytest.mark.parametrize("stop", ["SIGTERM", "second Ctrl-C"])
+@pytest.mark.parametrize("stop", ["SIGTERM", "second Ctrl-C", "Ctrl-C at the settings"])
 def test_a_resume_from_an_earlier_checkpoint_stopped_before_its_first_step_says_last_h5_has_it(
         two_epochs, capsys, monkeypatch, stop):
     """The folder is rewound to the checkpoint resumed from (last.h5 its copy), then the stop
     comes before a step, at the step's sum or at once (a second Ctrl-C, in the forward pass):
     the line names that checkpoint's step as last.h5's, not the files as they were before the
-    resume."""
+    resume. A Ctrl-C as the run's settings are written is one such stop, so that settings.json
+    never describes a command that left the folder as another run's."""
     out, common = two_epochs
-    if stop == "SIGTERM":
+    if stop == "Ctrl-C at the settings":
+        write = train_module.atomic_json
+        monkeypatch.setattr(train_module, "atomic_json", lambda *args, **kwargs: (
+            write(*args, **kwargs), signal.raise_signal(signal.SIGINT)))
+    elif stop == "SIGTERM":
         rewound = []
         go_on_from = Trainer.go_on_from
         monkeypatch.setattr(Trainer, "go_on_from", lambda *args: (rewound.append(True),
@@ -1189,6 +1169,8 @@ def test_a_resume_from_an_earlier_checkpoint_stopped_before_its_first_step_says_
         f"since), so nothing was lost; --resume --output-dir {out} goes on from its last.h5 as "
         f"if never stopped")
     assert checkpoint.record(str(out / "last.h5"))[1]["step"] == step   # epoch 2's before
+    assert json.loads((out / "settings.json").read_text())["epochs"] == 3
+    assert len((out / "epochs.csv").read_text().splitlines()) == 2   # header + epoch 1
 
 
 def test_a_stop_at_once_in_training_says_which_steps_it_lost(two_epochs, capsys, monkeypatch):
