@@ -20,8 +20,9 @@ from dataclasses import asdict, dataclass, field
 
 # The released run's log, its rates as it set them from its first weight rate of
 # RELEASED_2012_LR: (the log's epoch, counted from 1, from which they apply; every layer's
-# weight rate or None, conv1's weight rate or None, colour noise on). At 72 the log sets conv1's weight rate to 0; its bias rate, which the log
-# does not mention, is 0 in the file's final settings: conv1 is frozen whole from there.
+# weight rate or None, conv1's weight rate or None, colour noise on). At 72 the log sets
+# conv1's weight rate to 0; its bias rate, which the log does not mention, is 0 in the file's
+# final settings: conv1 is frozen whole from there.
 _RELEASED_2012 = ((25, 0.001, None, True), (51, 0.0001, None, True), (67, None, 1e-5, False),
                   (72, None, 0.0, False), (79, 1e-5, None, False))
 RELEASED_2012_LR = 0.01
