@@ -196,6 +196,11 @@ def atomic_json(path, data, indent=1):
         json.dump(data, file, indent=indent)
 
 
+# The room HDF5's own metadata may take beside a file's data (its headers, chunk indexes,
+# free-space records), added to the data's bytes where a check asks room for a file's writes.
+HDF5_METADATA_ROOM = 16 << 20
+
+
 def check_room(path, nbytes):
     """Raises the OSError (no space, a quota, a file-size limit) of the file at `path` where it
     may not grow by `nbytes`: the room is taken and given back at once, the file's end left as

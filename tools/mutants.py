@@ -2892,7 +2892,7 @@ CATALOGUE = [
            '                    check_growth(partial, space_for(len(result[0]), size * size * 3))\n',
            '', ('tests/test_prepare.py',)),
     Mutant('neighbours-cache-unprobed', 'convnet/figures/neighbours.py',
-           '                check_room(file.filename, stored.nbytes + (16 << 20))\n', '',
+           '                check_room(file.filename, stored.nbytes + HDF5_METADATA_ROOM)\n', '',
            ('tests/test_figures.py',)),
     Mutant('prepare-probe-left-allocated', 'convnet/atomic.py',
            '            os.ftruncate(descriptor, end)\n', '            pass\n',

@@ -59,7 +59,7 @@ import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
 from convnet import provenance
-from convnet.atomic import check_room
+from convnet.atomic import HDF5_METADATA_ROOM, check_room
 from convnet.errors import (bytes_text, counted, failed_writes, one_line, run_command, shown,
                             stop_signal)
 from convnet.stopping import Stopped
@@ -359,7 +359,7 @@ def space_for(images, image_bytes):
     """The bytes `images` of image_bytes each may take: a block may start an image chunk; each
     image adds its label and an entry to HDF5's chunk index (about 65 bytes); HDF5 writes its
     other metadata besides."""
-    return images * (image_bytes + 4 + 128) + 2 * CHUNK_BYTES + (16 << 20)
+    return images * (image_bytes + 4 + 128) + 2 * CHUNK_BYTES + HDF5_METADATA_ROOM
 
 
 def check_space(path, images, image_bytes, what="the next block", then="to resume", freed=0,

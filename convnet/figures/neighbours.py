@@ -23,7 +23,7 @@ import h5py
 import numpy as np
 
 from convnet import options
-from convnet.atomic import atomic_h5, check_room, check_writable
+from convnet.atomic import HDF5_METADATA_ROOM, atomic_h5, check_room, check_writable
 from convnet.errors import counted, shown
 from convnet.figures import (add_output_flag, add_selection_flags, check_figure_size,
                              check_selection, checkpoint_output, file_title, new_figure, save,
@@ -118,7 +118,7 @@ def cached_features(inference, split, path):
                 stored = file.create_dataset("features", (count, features.shape[1]), np.float32,
                                              chunks=(len(positions), features.shape[1]))
                 # room for them all, before HDF5 writes: its failed write would crash h5py
-                check_room(file.filename, stored.nbytes + (16 << 20))
+                check_room(file.filename, stored.nbytes + HDF5_METADATA_ROOM)
             stored[positions[0]:positions[-1] + 1] = features
         file.attrs.update(fingerprint=stamp, checkpoint=shown(inference.checkpoint),
                           data_path=shown(inference.loader.path),
